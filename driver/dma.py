@@ -1,0 +1,173 @@
+"""The device's one DMA engine: the only door between the NIC and memory.
+
+Invariant 1 of the design: every byte the device reads or writes passes
+through ``DmaEngine.read``/``write``, and every access batch is shown to the
+observers (the fuzzer's oracle hangs here) *before* it happens, with the
+verdict of the bus: an address beyond physical memory is a master abort
+(nothing moves), and under an IOMMU an untranslated or read-only page is a
+fault.  Accesses come in batches, one per burst, never one call per byte.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from ring.frames import gather, scatter
+from ring.memory import PhysicalMemory
+
+U64 = npt.NDArray[np.uint64]
+I64 = npt.NDArray[np.int64]
+Mask = npt.NDArray[np.bool_]
+
+READ = "read"
+WRITE = "write"
+
+
+@dataclass(frozen=True)
+class DmaBatch:
+    """One batch of device accesses as the observers see it.
+
+    ``addrs`` are what the device put on the bus (physical, or IO virtual
+    under an IOMMU); ``phys`` are the physical addresses after translation;
+    ``allowed[i]`` is False where access i was blocked and moved no byte.
+    """
+
+    device: str
+    queue: int
+    direction: str  # READ or WRITE
+    purpose: str  # "tx-desc", "tx-data", "tx-wb", "rx-desc", "rx-data", "rx-wb"
+    addrs: U64
+    lengths: I64
+    phys: U64
+    allowed: Mask
+
+
+DmaObserver = Callable[[DmaBatch], None]
+
+
+class Translator(Protocol):
+    """An IOMMU: maps bus addresses to physical ones, per access, or faults."""
+
+    def translate(self, device: str, addrs: U64, lengths: I64, write: bool) -> tuple[U64, Mask]: ...
+
+
+def in_memory(addrs: U64, lengths: I64, size: int) -> Mask:
+    """``[addr, addr + len)`` inside ``[0, size)``, computed without 64-bit wrap."""
+    a = np.asarray(addrs, dtype=np.uint64)
+    n = np.asarray(lengths, dtype=np.uint64)
+    top = np.uint64(size)
+    room = np.where(a <= top, top - np.minimum(a, top), np.uint64(0))
+    return (a <= top) & (n <= room)
+
+
+def all_in_memory(addrs: U64, lengths: I64, size: int) -> bool:
+    """Fast test that every range is inside memory (lengths below 2**32, as every device access is)."""
+    if addrs.size == 0:
+        return True
+    # With addr < size <= 2**62 and len < 2**32 the sum cannot wrap, so two maxima decide.
+    return int(addrs.max()) < size and int((addrs + lengths.astype(np.uint64)).max()) <= size
+
+
+def contiguous_runs(slots: I64) -> I64:
+    """``(first_index, count)`` rows for each run of consecutive slot numbers."""
+    if slots.size == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    if int(slots[-1]) - int(slots[0]) == slots.size - 1:
+        return np.array([[0, slots.size]], dtype=np.int64)
+    breaks = np.flatnonzero(np.diff(slots) != 1) + 1
+    starts = np.concatenate(([0], breaks))
+    counts = np.diff(np.concatenate((starts, [slots.size])))
+    return np.stack((starts, counts), axis=1).astype(np.int64)
+
+
+class DmaEngine:
+    """Moves bytes between physical memory and one device, watched by observers."""
+
+    def __init__(self, memory: PhysicalMemory, device: str) -> None:
+        self.memory = memory
+        self.device = device
+        self.observers: list[DmaObserver] = []
+        self.iommu: Translator | None = None
+        self.blocked = 0  # accesses refused by the bus or the IOMMU
+
+    def _route(self, queue: int, direction: str, purpose: str, addrs: U64, lengths: I64) -> tuple[U64, Mask | None]:
+        """Translate and bounds-check a batch; ``None`` for the mask means every access is allowed."""
+        if self.iommu is not None:
+            phys, mask = self.iommu.translate(self.device, addrs, lengths, direction == WRITE)
+            allowed: Mask | None = mask & in_memory(phys, lengths, self.memory.size)
+        else:
+            phys = addrs
+            allowed = None if all_in_memory(addrs, lengths, self.memory.size) else in_memory(addrs, lengths, self.memory.size)
+        if allowed is not None and bool(allowed.all()):
+            allowed = None
+        if allowed is not None:
+            self.blocked += int(allowed.size - np.count_nonzero(allowed))
+        if self.observers:
+            seen = np.ones(addrs.size, dtype=bool) if allowed is None else allowed
+            batch = DmaBatch(self.device, queue, direction, purpose, addrs, lengths, phys, seen)
+            for observe in self.observers:
+                observe(batch)
+        return phys, allowed
+
+    def read(self, queue: int, purpose: str, addrs: U64, lengths: I64) -> tuple[npt.NDArray[np.uint8], Mask]:
+        """Read each range; return the allowed ranges' bytes back to back, and the mask."""
+        addrs = np.asarray(addrs, dtype=np.uint64)
+        lengths = np.asarray(lengths, dtype=np.int64)
+        phys, allowed = self._route(queue, READ, purpose, addrs, lengths)
+        if allowed is None:
+            if phys.size == 1:
+                start = int(phys[0])
+                return self.memory.data[start : start + int(lengths[0])].copy(), np.ones(1, dtype=bool)
+            return gather(self.memory.data, phys.astype(np.int64), lengths), np.ones(phys.size, dtype=bool)
+        return gather(self.memory.data, phys[allowed].astype(np.int64), lengths[allowed]), allowed
+
+    def write(self, queue: int, purpose: str, addrs: U64, lengths: I64, data: npt.NDArray[np.uint8]) -> Mask:
+        """Write ``data`` (all ranges back to back) to the ranges; blocked ranges are skipped."""
+        addrs = np.asarray(addrs, dtype=np.uint64)
+        lengths = np.asarray(lengths, dtype=np.int64)
+        phys, allowed = self._route(queue, WRITE, purpose, addrs, lengths)
+        if allowed is None:
+            if phys.size == 1:
+                start = int(phys[0])
+                self.memory.data[start : start + int(lengths[0])] = data
+            else:
+                scatter(self.memory.data, phys.astype(np.int64), lengths, data)
+            return np.ones(phys.size, dtype=bool)
+        keep = np.repeat(allowed, lengths)
+        scatter(self.memory.data, phys[allowed].astype(np.int64), lengths[allowed], data[keep])
+        return allowed
+
+    # -- descriptor rings --------------------------------------------------
+    def read_descriptors(
+        self, queue: int, purpose: str, base: int, slots: I64, dtype: np.dtype[np.void]
+    ) -> tuple[npt.NDArray[np.void], Mask]:
+        """Fetch descriptors ``slots`` of the ring at ``base``; unreadable ones come back zeroed.
+
+        A run of consecutive slots is fetched as one burst (one range), as a
+        NIC's descriptor prefetch does; a run that wraps takes two.
+        """
+        size = dtype.itemsize
+        runs = contiguous_runs(slots)
+        addrs = np.uint64(base) + slots[runs[:, 0]].astype(np.uint64) * np.uint64(size)
+        raw, allowed = self.read(queue, purpose, addrs, runs[:, 1] * size)
+        if raw.size == slots.size * size:
+            return raw.view(dtype), np.ones(slots.size, dtype=bool)
+        ok = np.repeat(allowed, runs[:, 1])
+        out = np.zeros(slots.size, dtype=dtype)
+        out[ok] = raw.view(dtype)
+        return out, ok
+
+    def write_descriptors(
+        self, queue: int, purpose: str, base: int, slots: I64, descs: npt.NDArray[np.void]
+    ) -> Mask:
+        """Write descriptors back into the ring at ``base`` (status write-back), run by run."""
+        size = descs.dtype.itemsize
+        runs = contiguous_runs(slots)
+        addrs = np.uint64(base) + slots[runs[:, 0]].astype(np.uint64) * np.uint64(size)
+        allowed = self.write(queue, purpose, addrs, runs[:, 1] * size, np.ascontiguousarray(descs).view(np.uint8))
+        return np.repeat(allowed, runs[:, 1])

@@ -1,0 +1,58 @@
+"""The threaded engine: a poller thread that runs devices on their own.
+
+Real NICs work concurrently with the CPU: descriptors written after the
+doorbell may or may not be seen, depending on timing.  The poller gives the
+sandbox that concurrency (for demos and, later, race testing); the inline
+engine in ``E1000.write32`` gives determinism instead.  One poller serves
+all devices, so device-to-device delivery never takes two locks at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+from driver.e1000 import E1000
+
+
+class DevicePoller:
+    """Runs ``poll()`` of every device until stopped; sleeps briefly when idle."""
+
+    def __init__(self, devices: Sequence[E1000], idle_sleep_s: float = 20e-6) -> None:
+        self.devices = list(devices)
+        self.idle_sleep_s = idle_sleep_s
+        self.rounds = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="nic-poller", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            work = sum(dev.poll() for dev in self.devices)
+            self.rounds += 1
+            if not work:
+                time.sleep(self.idle_sleep_s)
+
+    def drain(self, timeout_s: float = 5.0) -> bool:
+        """Wait until a whole round finds no work; False if ``timeout_s`` passed first."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not any(dev.busy() for dev in self.devices):
+                return True
+            time.sleep(self.idle_sleep_s)
+        return False
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> DevicePoller:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

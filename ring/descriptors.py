@@ -1,0 +1,96 @@
+"""Descriptor formats, declared once as numpy dtypes with named bit constants.
+
+Intel 8254x (e1000) legacy descriptors, 16 bytes, little endian
+(PCI/PCI-X Family of Gigabit Ethernet Controllers Software Developer's
+Manual, 317453-006, section 3.2.3 "Receive Descriptor Format" and 3.3.3
+"Legacy Transmit Descriptor Format"), and Linux AF_XDP's ``struct xdp_desc``
+(include/uapi/linux/if_xdp.h).  Every other module reads and writes
+descriptors through these dtypes; no module computes a field offset itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DESC_SIZE = 16  # bytes, both legacy formats
+
+#: 3.3.3 Legacy transmit descriptor: buffer address, length, CSO, CMD, STA, CSS, special.
+TX_DESC = np.dtype(
+    [
+        ("addr", "<u8"),  # 63:0   buffer address
+        ("length", "<u2"),  # 79:64  bytes in this buffer
+        ("cso", "u1"),  # 87:80  checksum offset (where to insert)
+        ("cmd", "u1"),  # 95:88  command
+        ("status", "u1"),  # 99:96  status (DD) + reserved
+        ("css", "u1"),  # 111:104 checksum start
+        ("special", "<u2"),  # 127:112 VLAN tag
+    ]
+)
+
+#: 3.2.3 Receive descriptor: buffer address, length, packet checksum, status, errors, special.
+RX_DESC = np.dtype(
+    [
+        ("addr", "<u8"),
+        ("length", "<u2"),
+        ("csum", "<u2"),
+        ("status", "u1"),
+        ("errors", "u1"),
+        ("special", "<u2"),
+    ]
+)
+
+#: include/uapi/linux/if_xdp.h: struct xdp_desc { __u64 addr; __u32 len; __u32 options; }
+XDP_DESC = np.dtype([("addr", "<u8"), ("len", "<u4"), ("options", "<u4")])
+
+# -- TX CMD bits (3.3.3.1) --------------------------------------------------
+TXD_CMD_EOP = 0x01  # end of packet
+TXD_CMD_IFCS = 0x02  # insert FCS
+TXD_CMD_IC = 0x04  # insert checksum (at CSO, summed from CSS)
+TXD_CMD_RS = 0x08  # report status: write DD back when done
+TXD_CMD_RPS = 0x10  # report packet sent (82544 only; reserved elsewhere)
+TXD_CMD_DEXT = 0x20  # descriptor extension: context/data format, not legacy
+TXD_CMD_VLE = 0x40  # VLAN packet enable
+TXD_CMD_IDE = 0x80  # interrupt delay enable
+
+# -- TX STATUS bits (3.3.3.2) -----------------------------------------------
+TXD_STAT_DD = 0x01  # descriptor done
+TXD_STAT_EC = 0x02  # excess collisions
+TXD_STAT_LC = 0x04  # late collision
+TXD_STAT_TU = 0x08  # transmit underrun (82544); reused below
+#: Sandbox-defined: the kernel refused this descriptor and completed it with an
+#: error, as RDMA completes a bad SGE with IBV_WC_LOC_PROT_ERR.  Bits 7:4 of
+#: the legacy STA byte are reserved in the datasheet, so no real status clashes.
+TXD_STAT_REFUSED = 0x80
+
+# -- RX STATUS bits (3.2.3.1) -----------------------------------------------
+RXD_STAT_DD = 0x01  # descriptor done
+RXD_STAT_EOP = 0x02  # end of packet
+RXD_STAT_IXSM = 0x04  # ignore checksum indication
+RXD_STAT_VP = 0x08  # 802.1Q
+RXD_STAT_TCPCS = 0x20  # TCP checksum calculated
+RXD_STAT_IPCS = 0x40  # IP checksum calculated
+RXD_STAT_PIF = 0x80  # passed in-exact filter
+
+# -- RX ERRORS bits (3.2.3.2) -----------------------------------------------
+RXD_ERR_CE = 0x01  # CRC or alignment error
+RXD_ERR_SE = 0x02  # symbol error
+RXD_ERR_SEQ = 0x04  # sequence error
+RXD_ERR_CXE = 0x10  # carrier extension error
+RXD_ERR_TCPE = 0x20  # TCP/UDP checksum error
+RXD_ERR_IPE = 0x40  # IP checksum error
+RXD_ERR_RXE = 0x80  # RX data error
+#: Sandbox-defined: the kernel refused this RX descriptor (see TXD_STAT_REFUSED).
+#: The device never sets RXE together with DD on a good frame, so RXE|DD with
+#: length 0 marks a descriptor completed back without any DMA.
+RXD_ERR_REFUSED = RXD_ERR_RXE
+
+#: Legacy TX CMD bits this sandbox's device implements; anything else is refused
+#: by the verifier and ignored by the device.
+TXD_CMD_SUPPORTED = TXD_CMD_EOP | TXD_CMD_IFCS | TXD_CMD_IC | TXD_CMD_RS | TXD_CMD_IDE
+
+# Frame limits (802.3 and 8254x section 3.3.1)
+ETH_FCS_LEN = 4
+ETH_MIN_FRAME = 60  # without FCS; TCTL.PSP pads shorter frames to this
+ETH_MAX_FRAME = 1514  # without FCS, standard MTU 1500
+#: 8254x: "the maximum size of a transmit packet is 16288 bytes" (jumbo, 3.3.1)
+MAX_TX_PACKET = 16288

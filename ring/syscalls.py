@@ -1,0 +1,75 @@
+"""What a tenant may ask of the kernel, and what it gets back.
+
+These protocols are the system-call surface of the sandbox: the user-space
+driver in this package talks only to them, and the kernel in ``verifier/``
+implements them.  Keeping the surface this small is the "minimal mechanism
+in the kernel" of the design: allocate DMA memory, learn physical addresses
+(as ixy reads /proc/self/pagemap), open a queue, and write a doorbell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+
+class RegisterBus(Protocol):
+    """A 32-bit register space, as a PCI BAR is (device side or a window onto it)."""
+
+    def read32(self, offset: int) -> int: ...
+
+    def write32(self, offset: int, value: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class DmaRegion:
+    """A block of a tenant's memory the device may be pointed at.
+
+    ``view`` is the tenant's own mapping (virtual address ``vaddr``);
+    ``bus`` is the address the device must be given for its first byte
+    (physical in modes ``none`` and ``verifier``, IO virtual under an IOMMU).
+    The region is contiguous in both spaces, as a hugepage is.
+    """
+
+    vaddr: int
+    bus: int
+    size: int
+    view: npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True)
+class QueueHandle:
+    """An opened descriptor queue: its doorbell window, its tail register and its size."""
+
+    nic: str
+    queue: int
+    doorbell: RegisterBus  # the tenant's mapping of the NIC's register window
+    tail_offset: int  # the TDT/RDT register of this queue in that window
+    size: int  # descriptors in the ring
+    buffer_size: int  # RX: bytes the device writes per descriptor (RCTL.BSIZE)
+
+
+class Syscalls(Protocol):
+    """The kernel services one tenant can call."""
+
+    @property
+    def tenant_id(self) -> int: ...
+
+    def map_registers(self, nic: str) -> RegisterBus:
+        """The tenant's mapping of a NIC's register window (what VFIO's BAR mmap gives)."""
+        ...
+
+    def alloc_dma(self, nbytes: int) -> DmaRegion:
+        """Physically contiguous, zeroed memory owned by this tenant."""
+        ...
+
+    def virt_to_phys(self, vaddr: int) -> int:
+        """The pagemap lookup of one virtual address of this tenant."""
+        ...
+
+    def open_tx_queue(self, nic: str, queue: int, ring: DmaRegion, size: int) -> QueueHandle: ...
+
+    def open_rx_queue(self, nic: str, queue: int, ring: DmaRegion, size: int) -> QueueHandle: ...

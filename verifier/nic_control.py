@@ -1,0 +1,41 @@
+"""The kernel's driver for the NIC's control path: bring-up and queue programming.
+
+Bring-up follows the 8254x manual's initialisation sequence (14.3-14.5):
+reset with CTRL.RST, set link up (CTRL.SLU), program the receive address,
+enable the receiver (RCTL: EN, BAM, SECRC, BSIZE 2048) and the transmitter
+(TCTL: EN, PSP), then program each queue's base, length, head and tail.
+Only the kernel does this; tenants get a doorbell, not the control path.
+"""
+
+from __future__ import annotations
+
+from ring import regs
+from ring.descriptors import DESC_SIZE
+from ring.syscalls import RegisterBus
+
+RX_BUFFER_SIZE = 2048
+#: TIPG recommended for 802.3 copper (IPGT 10, IPGR1 8, IPGR2 6), 13.4.34.
+TIPG_COPPER = 10 | (8 << 10) | (6 << 20)
+
+
+def bring_up(bus: RegisterBus, mac: bytes) -> None:
+    """Reset the NIC and enable its receiver and transmitter."""
+    bus.write32(regs.CTRL, regs.CTRL_RST)
+    bus.write32(regs.IMC, 0xFFFF_FFFF)  # polled mode: no interrupts, as ixy and DPDK
+    bus.write32(regs.CTRL, regs.CTRL_SLU | regs.CTRL_FD)
+    bus.write32(regs.RAL0, int.from_bytes(mac[:4], "little"))
+    bus.write32(regs.RAH0, int.from_bytes(mac[4:6], "little") | regs.RAH_AV)
+    bus.write32(regs.RCTL, regs.RCTL_EN | regs.RCTL_BAM | regs.RCTL_SECRC)  # BSIZE 00 = 2048
+    bus.write32(regs.TIPG, TIPG_COPPER)
+    bus.write32(regs.TCTL, regs.TCTL_EN | regs.TCTL_PSP)
+
+
+def program_ring(bus: RegisterBus, tx: bool, queue: int, base: int, size: int) -> int:
+    """Point a queue at a ring of ``size`` descriptors at ``base``; return its tail register."""
+    bal, bah, rlen, head, tail = regs.TX_RING_REGS if tx else regs.RX_RING_REGS
+    bus.write32(regs.queue_reg(bal, queue), base & 0xFFFF_FFFF)
+    bus.write32(regs.queue_reg(bah, queue), base >> 32)
+    bus.write32(regs.queue_reg(rlen, queue), size * DESC_SIZE)
+    bus.write32(regs.queue_reg(head, queue), 0)
+    bus.write32(regs.queue_reg(tail, queue), 0)
+    return regs.queue_reg(tail, queue)
