@@ -102,7 +102,9 @@ class DmaEngine:
             allowed: Mask | None = mask & in_memory(phys, lengths, self.memory.size)
         else:
             phys = addrs
-            allowed = None if all_in_memory(addrs, lengths, self.memory.size) else in_memory(addrs, lengths, self.memory.size)
+            allowed = (
+                None if all_in_memory(addrs, lengths, self.memory.size) else in_memory(addrs, lengths, self.memory.size)
+            )
         if allowed is not None and bool(allowed.all()):
             allowed = None
         if allowed is not None:
@@ -162,9 +164,7 @@ class DmaEngine:
         out[ok] = raw.view(dtype)
         return out, ok
 
-    def write_descriptors(
-        self, queue: int, purpose: str, base: int, slots: I64, descs: npt.NDArray[np.void]
-    ) -> Mask:
+    def write_descriptors(self, queue: int, purpose: str, base: int, slots: I64, descs: npt.NDArray[np.void]) -> Mask:
         """Write descriptors back into the ring at ``base`` (status write-back), run by run."""
         size = descs.dtype.itemsize
         runs = contiguous_runs(slots)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
@@ -45,7 +45,7 @@ BROADCAST = 0xFFFF_FFFF_FFFF
 RX_FIFO_BYTES = 48 * 1024
 
 
-class EngineMode(str, Enum):
+class EngineMode(StrEnum):
     INLINE = "inline"
     THREADED = "threaded"
 
@@ -85,6 +85,10 @@ class E1000:
         self._inbound_bytes = 0
         self._ral_cache: list[tuple[int, int]] | None = None
         self.stats: dict[int, int] = {}
+        #: offset -> (queue-0 register, queue) for every per-queue ring register of this device
+        self._ring_regs = {
+            regs.queue_reg(base, q): (base, q) for base in regs.TX_RING_REGS + regs.RX_RING_REGS for q in range(queues)
+        }
         self.reset()
 
     # -- raw register state (no side effects) --------------------------------
@@ -131,8 +135,11 @@ class E1000:
         if not self._valid(offset):
             return
         value &= U32
-        run_tx: int | None = None
         with self.lock:
+            ring = self._ring_regs.get(offset)
+            if ring is not None:
+                self._write_ring_reg(offset, value, *ring)
+                return
             if offset == regs.CTRL:
                 if value & regs.CTRL_RST:
                     self.reset()
@@ -149,38 +156,30 @@ class E1000:
                 self.set_reg(offset, self.reg(offset) | value)
             elif offset == regs.IMC:
                 self.set_reg(regs.IMS, self.reg(regs.IMS) & ~value)
-            elif (q := self._queue_of(offset, regs.TDLEN)) is not None or (
-                q := self._queue_of(offset, regs.RDLEN)
-            ) is not None:
-                if value & (regs.RING_LEN_ALIGN - 1):
-                    self.counters.ring_len_misaligned += 1
-                self.set_reg(offset, value & 0x000F_FF80)
-            elif self._queue_of(offset, regs.TDBAL) is not None or self._queue_of(offset, regs.RDBAL) is not None:
-                self.set_reg(offset, value & ~0xF)
-            elif (q := self._queue_of(offset, regs.TDT)) is not None:
-                self.set_reg(offset, value & 0xFFFF)
-                run_tx = q
-            elif any(self._queue_of(offset, r) is not None for r in (regs.TDH, regs.RDH, regs.RDT)):
-                self.set_reg(offset, value & 0xFFFF)
             elif offset == regs.TCTL:
                 self.set_reg(offset, value)
-                run_tx = -1
+                if self.mode is EngineMode.INLINE:
+                    for engine in self.tx:
+                        engine.run()
             else:
                 if regs.RAL0 <= offset < regs.RAL0 + 8 * RAL_ENTRIES:
                     self._ral_cache = None
                 self.set_reg(offset, value)
-            if run_tx is not None and self.mode is EngineMode.INLINE:
-                if run_tx >= 0:
-                    self.tx[run_tx].run()
-                else:
-                    for engine in self.tx:
-                        engine.run()
 
-    def _queue_of(self, offset: int, base: int) -> int | None:
-        delta = offset - base
-        if delta >= 0 and delta % regs.QUEUE_STRIDE == 0 and delta // regs.QUEUE_STRIDE < self.queues:
-            return delta // regs.QUEUE_STRIDE
-        return None
+    def _write_ring_reg(self, offset: int, value: int, base: int, queue: int) -> None:
+        """Per-queue ring registers: base (bits 3:0 ignored), length (bits 6:0 ignored), 16-bit head and tail."""
+        if base in (regs.TDLEN, regs.RDLEN):
+            if value & (regs.RING_LEN_ALIGN - 1):
+                self.counters.ring_len_misaligned += 1
+            self.set_reg(offset, value & 0x000F_FF80)
+        elif base in (regs.TDBAL, regs.RDBAL):
+            self.set_reg(offset, value & ~0xF)
+        elif base in (regs.TDH, regs.TDT, regs.RDH, regs.RDT):
+            self.set_reg(offset, value & 0xFFFF)
+            if base == regs.TDT and self.mode is EngineMode.INLINE:
+                self.tx[queue].run()
+        else:
+            self.set_reg(offset, value)
 
     def _update_link(self) -> None:
         up = bool(self.reg(regs.CTRL) & regs.CTRL_SLU) and self.port.connected
@@ -284,28 +283,33 @@ class E1000:
     def _filter(self, frames: FrameBatch, rctl: int) -> FrameBatch:
         """Address filter (unicast RAL match, broadcast with BAM, promiscuous modes) and ROC."""
         lengths = frames.lengths
-        too_long = np.zeros(len(frames), dtype=bool)
-        if not rctl & regs.RCTL_LPE and int(lengths.max()) > MAX_STD_FRAME:
+        too_long: npt.NDArray[np.bool_] | None = None
+        if not rctl & regs.RCTL_LPE and lengths.size and int(lengths.max()) > MAX_STD_FRAME:
             too_long = lengths > MAX_STD_FRAME
             self.counters.rx_oversize += int(np.count_nonzero(too_long))
             self.count_stat(ROC, int(np.count_nonzero(too_long)))
         key = self._dest_keys(frames)
+        table = self._ral_table()
         if rctl & regs.RCTL_UPE and rctl & regs.RCTL_MPE:
             accept = np.ones(len(frames), dtype=bool)
         else:
-            accept = np.zeros(len(frames), dtype=bool)
-            for mac, _index in self._ral_table():
+            accept = key == np.uint64(table[0][0]) if table else np.zeros(len(frames), dtype=bool)
+            for mac, _index in table[1:]:
                 accept |= key == np.uint64(mac)
-            if not bool(accept.all()):
-                multicast = (key >> np.uint64(40)) & np.uint64(1) == 1
-                broadcast = key == np.uint64(BROADCAST)
-                accept |= broadcast & bool(rctl & regs.RCTL_BAM)
-                accept |= multicast & ~broadcast & bool(rctl & regs.RCTL_MPE)
-                accept |= ~multicast & bool(rctl & regs.RCTL_UPE)
-        accept &= ~too_long
+            if too_long is None and bool(accept.all()):
+                return frames  # the common case: every frame is for this NIC
+            multicast = (key >> np.uint64(40)) & np.uint64(1) == 1
+            broadcast = key == np.uint64(BROADCAST)
+            accept |= broadcast & bool(rctl & regs.RCTL_BAM)
+            accept |= multicast & ~broadcast & bool(rctl & regs.RCTL_MPE)
+            accept |= ~multicast & bool(rctl & regs.RCTL_UPE)
+        if too_long is not None:
+            self.counters.rx_filtered += int(np.count_nonzero(~accept & ~too_long))
+            accept &= ~too_long
+        else:
+            self.counters.rx_filtered += int(np.count_nonzero(~accept))
         if bool(accept.all()):
             return frames
-        self.counters.rx_filtered += int(np.count_nonzero(~accept)) - int(np.count_nonzero(too_long))
         return FrameBatch(frames.data[np.repeat(accept, lengths)], lengths[accept])
 
     def _steer(self, frames: FrameBatch) -> npt.NDArray[np.int64]:

@@ -13,6 +13,7 @@ import zlib
 from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 from ring import indices, regs
 from ring.descriptors import DESC_SIZE, ETH_FCS_LEN, ETH_MAX_FRAME, RX_DESC, RXD_ERR_RXE, RXD_STAT_DD, RXD_STAT_EOP
@@ -59,15 +60,19 @@ class RxEngine:
             ((rctl & regs.RCTL_BSIZE_MASK) >> regs.RCTL_BSIZE_SHIFT, bool(rctl & regs.RCTL_BSEX)), 2048
         )
         avail = indices.used(head, tail, count) if count else 0
-        per_frame = -(-frames.lengths // bsize)
-        ends = np.cumsum(per_frame)
-        n = int(np.searchsorted(ends, avail, side="right"))
+        fits_one = int(frames.lengths.max()) <= bsize
+        if fits_one:  # the common case: one buffer per frame
+            n = min(len(frames), avail)
+        else:
+            per_frame = -(-frames.lengths // bsize)
+            ends = np.cumsum(per_frame)
+            n = int(np.searchsorted(ends, avail, side="right"))
         if n < len(frames):
             dev.count_stat(regs.MPC, len(frames) - n)
             dev.raise_irq(regs.ICR_RXO)
         if n == 0:
             return 0
-        ndesc = int(ends[n - 1])
+        ndesc = n if fits_one else int(ends[n - 1])
         base = self.reg(regs.RDBAL) | (self.reg(regs.RDBAH) << 32)
         slots = indices.slots(head, ndesc, count)
         descs, fetched = dev.dma.read_descriptors(self.queue, "rx-desc", base, slots, RX_DESC)
@@ -76,9 +81,9 @@ class RxEngine:
             dev.count_stat(regs.MPC, n)
             return 0
         lengths = frames.lengths[:n]
-        if ndesc == n:
+        last: npt.NDArray[np.bool_] | None = None  # None: every descriptor ends its frame
+        if fits_one:
             chunk = lengths
-            last = np.ones(n, dtype=bool)
             frame_of = np.arange(n)
         else:
             frame_of = np.repeat(np.arange(n), per_frame[:n])
@@ -94,8 +99,8 @@ class RxEngine:
             dev.counters.dma_errors += int(np.count_nonzero(failed))
         descs["length"] = chunk
         descs["csum"] = 0
-        descs["status"] = RXD_STAT_DD | np.where(last, RXD_STAT_EOP, 0)
-        descs["errors"] = np.where(failed[frame_of], RXD_ERR_RXE, 0)
+        descs["status"] = RXD_STAT_DD | RXD_STAT_EOP if last is None else RXD_STAT_DD | np.where(last, RXD_STAT_EOP, 0)
+        descs["errors"] = np.where(failed[frame_of], RXD_ERR_RXE, 0) if bool(failed.any()) else 0
         descs["special"] = 0
         dev.dma.write_descriptors(self.queue, "rx-wb", base, slots, descs)
         dev.set_reg(regs.queue_reg(regs.RDH, self.queue), indices.advance(head, ndesc, count))

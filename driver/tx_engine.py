@@ -126,7 +126,7 @@ class TxEngine:
         if (
             not part.fragments
             and bool(((cmd & (TXD_CMD_EOP | TXD_CMD_DEXT)) == TXD_CMD_EOP).all())
-            and 0 < int(lengths.min())
+            and int(lengths.min()) > 0
             and int(lengths.max()) <= MAX_TX_PACKET
         ):
             return self._one_per_packet(descs, cmd, lengths)
@@ -166,7 +166,9 @@ class TxEngine:
             if complete and sendable[0] and part.data:
                 frame_bytes = np.concatenate([*part.data, frame_bytes])
         frames = FrameBatch(frame_bytes, pkt_len[:complete][sendable])
-        frames = self._offload(frames, first_cmd[:complete][sendable], first_cso[:complete][sendable], first_css[:complete][sendable])
+        frames = self._offload(
+            frames, first_cmd[:complete][sendable], first_cso[:complete][sendable], first_css[:complete][sendable]
+        )
         # Carry the packet still open after the last EOP.
         open_desc = pkt == complete
         opened = int(np.count_nonzero(open_desc))
@@ -197,6 +199,8 @@ class TxEngine:
             cmd = cmd[readable]
             descs = descs[readable]
         frames = FrameBatch(data, lengths)
+        if not bool((cmd & TXD_CMD_IC).any()) and int(lengths.min(initial=ETH_MIN_FRAME)) >= ETH_MIN_FRAME:
+            return frames
         return self._offload(frames, cmd.astype(np.int64), descs["cso"].astype(np.int64), descs["css"].astype(np.int64))
 
     def _offload(

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
-from numpy.lib.stride_tricks import as_strided
 
 U8 = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]
@@ -50,17 +49,7 @@ def _rows(memory: U8, length: int) -> U8:
     Indexing this view with the start addresses moves whole rows at once,
     several times faster than indexing every byte.
     """
-    key = (memory.__array_interface__["data"][0], memory.size, length)
-    rows = _ROWS_CACHE.get(key)
-    if rows is None:
-        if len(_ROWS_CACHE) > 64:
-            _ROWS_CACHE.clear()
-        rows = as_strided(memory, shape=(memory.size - length + 1, length), strides=(1, 1), writeable=True)
-        _ROWS_CACHE[key] = rows
-    return rows
-
-
-_ROWS_CACHE: dict[tuple[int, int, int], U8] = {}
+    return np.ndarray((memory.size - length + 1, length), dtype=np.uint8, buffer=memory, strides=(1, 1))
 
 
 def rows_at(memory: U8, starts: npt.ArrayLike, length: int) -> U8:

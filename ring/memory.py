@@ -76,9 +76,7 @@ class PhysicalMemory:
         if size <= 0 or size % PAGE_SIZE:
             raise ValueError(f"memory size must be a positive multiple of {PAGE_SIZE}, got {size}")
         if kernel_size < PAGE_SIZE or kernel_size % PAGE_SIZE or kernel_size >= size:
-            raise ValueError(
-                f"kernel region must be a whole number of frames below the memory size, got {kernel_size}"
-            )
+            raise ValueError(f"kernel region must be a whole number of frames below the memory size, got {kernel_size}")
         self.size = size
         self.frames = size >> PAGE_SHIFT
         self.data: npt.NDArray[np.uint8] = np.zeros(size, dtype=np.uint8)
@@ -109,7 +107,7 @@ class PhysicalMemory:
 
     def contains(self, phys: int, length: int) -> bool:
         """True when ``[phys, phys + length)`` lies inside physical memory."""
-        return 0 <= phys and length >= 0 and phys + length <= self.size
+        return phys >= 0 and length >= 0 and phys + length <= self.size
 
     # -- allocation -------------------------------------------------------
     def alloc(self, nbytes: int, owner: int) -> FrameRange:

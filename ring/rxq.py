@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from ring import indices
 from ring.descriptors import DESC_SIZE, RX_DESC, RXD_ERR_REFUSED, RXD_STAT_DD, RXD_STAT_EOP
@@ -50,49 +51,61 @@ class RxQueue:
         posted = indices.used(self.next, self.tail, self.size)
         if posted == 0 or max_frames <= 0:
             return FrameBatch()
-        idx = indices.slots(self.next, posted, self.size)
-        status = self.ring["status"][idx]
+        status = indices.read_window(self.ring["status"], self.next, posted)
         done = (status & RXD_STAT_DD) != 0
         k = posted if bool(done.all()) else int(np.argmin(done))
         if k == 0:
             return FrameBatch()
-        idx, status = idx[:k], status[:k]
-        errors = self.ring["errors"][idx]
-        lengths = self.ring["length"][idx].astype(np.int64)
-        refused = ((errors & RXD_ERR_REFUSED) != 0) & ((status & RXD_STAT_EOP) == 0) & (lengths == 0)
-        eop = ((status & RXD_STAT_EOP) != 0) & ~refused
-        ends = np.flatnonzero(eop)
-        if ends.size > max_frames:
-            ends = ends[:max_frames]
-        # Consume through the last complete frame; trailing refused slots go too.
-        if ends.size:
-            m = int(ends[-1]) + 1
+        descs = indices.read_window(self.ring, self.next, k)
+        status, errors = descs["status"], descs["errors"]
+        lengths = descs["length"].astype(np.int64)
+        if bool((status & RXD_STAT_EOP).all()) and not bool(errors.any()):
+            # fast path: one descriptor per frame, no errors (every burst of small frames)
+            m = min(k, max_frames)
+            slots = indices.slots(self.next, m, self.size)
+            batch = FrameBatch(gather(self.pool.memory, self.pool.offsets(slots), lengths[:m]), lengths[:m])
         else:
-            m = 0
-        if m < k and ends.size < max_frames:
-            tail_refused = refused[m:]
-            m += k - m if bool(tail_refused.all()) else int(np.argmin(tail_refused))
-        if m == 0:
-            return FrameBatch()
-        idx, lengths, refused, eop = idx[:m], lengths[:m], refused[:m], eop[:m]
-        data_slots = ~refused
-        frame_id = np.cumsum(eop) - eop  # frame each descriptor belongs to
-        frames = int(np.count_nonzero(eop))
-        frame_len = np.bincount(frame_id[data_slots], weights=lengths[data_slots], minlength=frames)
-        bad = np.bincount(frame_id[data_slots], weights=(errors[:m][data_slots] != 0), minlength=frames) > 0
-        data = gather(self.pool.memory, self.pool.offsets(idx[data_slots]), lengths[data_slots])
-        batch = FrameBatch(data, frame_len.astype(np.int64)[:frames])
-        if bool(bad.any()):
-            keep = ~bad
-            batch = FrameBatch(data[np.repeat(keep, batch.lengths)], batch.lengths[keep])
-            self.stats.errors += int(np.count_nonzero(bad))
-        self.stats.refused += int(np.count_nonzero(refused))
+            m, slots, batch = self._complete_frames(descs, lengths, k, max_frames)
+            if m == 0:
+                return FrameBatch()
         self.stats.frames += len(batch)
         self.stats.bytes += batch.nbytes
         fresh = np.zeros(m, dtype=RX_DESC)
-        fresh["addr"] = self.pool.bus_addr[idx]
-        self.ring[idx] = fresh
+        fresh["addr"] = self.pool.bus_addr[slots]
+        indices.write_window(self.ring, self.next, fresh)
         self.next = indices.advance(self.next, m, self.size)
         self.tail = indices.advance(self.tail, m, self.size)
         self.doorbell.write32(self.handle.tail_offset, self.tail)
         return batch
+
+    def _complete_frames(
+        self, descs: npt.NDArray[np.void], lengths: npt.NDArray[np.int64], k: int, max_frames: int
+    ) -> tuple[int, npt.NDArray[np.int64], FrameBatch]:
+        """General path: frames spanning descriptors, error frames, kernel-refused slots.
+
+        Returns how many descriptors to consume (through the last complete
+        frame, plus refused slots right after it), their slots, and the frames.
+        """
+        status, errors = descs["status"], descs["errors"]
+        refused = ((errors & RXD_ERR_REFUSED) != 0) & ((status & RXD_STAT_EOP) == 0) & (lengths == 0)
+        eop = ((status & RXD_STAT_EOP) != 0) & ~refused
+        ends = np.flatnonzero(eop)[:max_frames]
+        m = int(ends[-1]) + 1 if ends.size else 0
+        if m < k and ends.size < max_frames:
+            tail_refused = refused[m:]
+            m += k - m if bool(tail_refused.all()) else int(np.argmin(tail_refused))
+        slots = indices.slots(self.next, m, self.size)
+        refused, eop, lengths, errors = refused[:m], eop[:m], lengths[:m], errors[:m]
+        data_slots = ~refused
+        frame_id = (np.cumsum(eop) - eop)[data_slots]  # frame each data descriptor belongs to
+        frames = int(np.count_nonzero(eop))
+        frame_len = np.bincount(frame_id, weights=lengths[data_slots], minlength=frames).astype(np.int64)
+        bad = np.bincount(frame_id, weights=errors[data_slots] != 0, minlength=frames) > 0
+        data = gather(self.pool.memory, self.pool.offsets(slots[data_slots]), lengths[data_slots])
+        batch = FrameBatch(data, frame_len[:frames])
+        if bool(bad.any()):
+            keep = ~bad[:frames]
+            batch = FrameBatch(data[np.repeat(keep, batch.lengths)], batch.lengths[keep])
+            self.stats.errors += int(np.count_nonzero(bad))
+        self.stats.refused += int(np.count_nonzero(refused))
+        return m, slots, batch

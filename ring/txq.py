@@ -82,18 +82,16 @@ class TxQueue:
         pending = self.in_flight
         if pending == 0:
             return 0
-        idx = indices.slots(self.clean, pending, self.size)
-        status = self.ring["status"][idx]
+        status = indices.read_window(self.ring["status"], self.clean, pending)
         done = (status & TXD_STAT_DD) != 0
         k = pending if bool(done.all()) else int(np.argmin(done))
         if k == 0:
             return 0
-        idx = idx[:k]
         self.stats.completed += k
         self.stats.refused += int(np.count_nonzero(status[:k] & TXD_STAT_REFUSED))
-        bufs = self.slot_buf[idx]
+        bufs = indices.read_window(self.slot_buf, self.clean, k)
         self.pool.free(bufs[bufs >= 0])
-        self.slot_buf[idx] = -1
+        indices.write_window(self.slot_buf, self.clean, np.full(k, -1, dtype=np.int64))
         self.clean = indices.advance(self.clean, k, self.size)
         return k
 
@@ -131,9 +129,8 @@ class TxQueue:
         descs["addr"] = self.pool.bus_addr[bufs]
         descs["length"] = chunk
         descs["cmd"] = TXD_CMD_IFCS | TXD_CMD_RS | np.where(last, TXD_CMD_EOP, 0)
-        idx = indices.slots(self.tail, ndesc, self.size)
-        self.ring[idx] = descs
-        self.slot_buf[idx] = bufs
+        indices.write_window(self.ring, self.tail, descs)
+        indices.write_window(self.slot_buf, self.tail, bufs)
         self.tail = indices.advance(self.tail, ndesc, self.size)
         self.doorbell.write32(self.handle.tail_offset, self.tail)
         self.stats.frames += n

@@ -194,7 +194,9 @@ def _print_report(out: Console, report: pingpong.PingPongReport, scen: scenario.
             f"{d.received / report.seconds / 1e6:.3f}" if report.seconds else "-",
         )
     out.print(table)
-    verdict = "[green]every frame arrived intact, in order[/]" if report.clean else "[red]frames were lost or damaged[/]"
+    verdict = (
+        "[green]every frame arrived intact, in order[/]" if report.clean else "[red]frames were lost or damaged[/]"
+    )
     out.print(f"{verdict}; {report.seconds:.2f} s, {report.mpps:.3f} Mpps received in total")
     missed = ", ".join(f"{k}={v}" for k, v in report.missed.items())
     out.print(f"missed for lack of RX descriptors (MPC): {missed}")

@@ -126,9 +126,9 @@ def parse(text: str, source: str) -> Scenario:
         if c.a == c.b:
             raise ScenarioError(f"{source}: a cable needs two different NICs")
     return Scenario(
-        name=r.str("name", "unnamed"),
+        name=r.text("name", "unnamed"),
         source=source,
-        seed=r.int("seed", 1, 0, 2**63 - 1),
+        seed=r.integer("seed", 1, 0, 2**63 - 1),
         engine=r.choice("engine", EngineMode, EngineMode.INLINE),
         protection=r.choice("protection", Protection, Protection.NONE),
         memory_size=memory_size,
@@ -141,30 +141,30 @@ def parse(text: str, source: str) -> Scenario:
 
 def _nic(r: _Reader) -> NicSpec:
     r.only("name", "mac", "queues")
-    mac = r.str("mac")
+    mac = r.text("mac")
     if not _MAC.match(mac):
         raise r.error("mac", f"{mac!r} is not a MAC address like 02:00:00:00:00:01")
     raw = bytes.fromhex(mac.replace(":", ""))
     if raw[0] & 1:
         raise r.error("mac", f"{mac} is a multicast address; a NIC needs a unicast one")
-    return NicSpec(r.str("name"), raw, r.int("queues", 1, 1, 8))
+    return NicSpec(r.text("name"), raw, r.integer("queues", 1, 1, 8))
 
 
 def _tenant(r: _Reader) -> TenantSpec:
     r.only("name", "nic", "ip", "ring")
-    ip = r.str("ip")
+    ip = r.text("ip")
     try:
         addr = ipaddress.IPv4Address(ip)
     except ipaddress.AddressValueError:
         raise r.error("ip", f"{ip!r} is not an IPv4 address") from None
     if addr not in ipaddress.IPv4Network("198.18.0.0/15"):
         raise r.error("ip", f"{ip} is outside 198.18.0.0/15, the only range test hosts may use")
-    ring = r.int("ring", 512, 8, 4096)
+    ring = r.integer("ring", 512, 8, 4096)
     try:
         check_ring_size(ring)
     except ValueError as err:
         raise r.error("ring", str(err)) from None
-    return TenantSpec(r.str("name"), r.str("nic"), ip, ring)
+    return TenantSpec(r.text("name"), r.text("nic"), ip, ring)
 
 
 def _cable(r: _Reader) -> CableSpec:
@@ -172,7 +172,7 @@ def _cable(r: _Reader) -> CableSpec:
     pcap = r.raw.get("pcap")
     if pcap is not None and not isinstance(pcap, str):
         raise r.error("pcap", "must be a file path")
-    return CableSpec(r.str("a"), r.str("b"), pcap)
+    return CableSpec(r.text("a"), r.text("b"), pcap)
 
 
 class _Reader:
@@ -205,7 +205,7 @@ class _Reader:
             raise self.error(key, f"must be an array of tables ([[{key}]])")
         return value
 
-    def str(self, key: str, default: str | None = None) -> str:
+    def text(self, key: str, default: str | None = None) -> str:
         value = self.raw.get(key, default)
         if value is None:
             raise self.error(key, "is required")
@@ -213,7 +213,7 @@ class _Reader:
             raise self.error(key, "must be a non-empty string")
         return value
 
-    def int(self, key: str, default: int, low: int, high: int) -> int:
+    def integer(self, key: str, default: int, low: int, high: int) -> int:
         value = self.raw.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.error(key, f"must be an integer, got {value!r}")

@@ -33,7 +33,7 @@ class World:
     poller: DevicePoller | None = None
 
     @classmethod
-    def build(cls, scenario: Scenario, pcap: str | None | bool = True) -> World:
+    def build(cls, scenario: Scenario, pcap: str | bool | None = True) -> World:
         """Build the world.  ``pcap``: True = as the scenario says, False = none, a path = that file."""
         memory = PhysicalMemory(scenario.memory_size, scenario.kernel_size, seed=scenario.seed)
         kernel = Kernel(memory, scenario.protection)

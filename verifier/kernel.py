@@ -81,7 +81,9 @@ class Kernel:
         self.processes[tenant_id] = process
         return process
 
-    def open_queue(self, proc: Process, kind: str, nic_name: str, index: int, ring: DmaRegion, size: int) -> QueueHandle:
+    def open_queue(
+        self, proc: Process, kind: str, nic_name: str, index: int, ring: DmaRegion, size: int
+    ) -> QueueHandle:
         nic = self.nic(nic_name)
         if not 0 <= index < nic.queues:
             raise KernelError(f"{nic_name} has no {kind} queue {index}")

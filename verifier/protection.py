@@ -7,10 +7,10 @@ descriptors point.  It is the baseline the attack demo leaks through.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Protection(str, Enum):
+class Protection(StrEnum):
     NONE = "none"
 
     @property

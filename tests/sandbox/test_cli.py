@@ -1,0 +1,131 @@
+"""The command line as a user meets it: help that teaches, one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from sandbox import cli, scenario
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "sandbox", *args], capture_output=True, text=True, timeout=120, cwd=cwd, env=env
+    )
+
+
+def test_help_teaches_with_examples() -> None:
+    top = run_cli("--help")
+    assert top.returncode == 0
+    assert "examples:" in top.stdout and "nic-sandbox demo" in top.stdout
+    demo = run_cli("demo", "--help")
+    assert demo.returncode == 0
+    for flag in ("--count", "--size", "--batch", "--pcap", "--scenario", "--engine", "--json"):
+        assert flag in demo.stdout
+
+
+def test_demo_json_reports_a_clean_run(tmp_path: Path) -> None:
+    done = run_cli("demo", "--count", "500", "--batch", "64", "--json", "--pcap", str(tmp_path / "x.pcap"))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["clean"] is True
+    assert [d["received"] for d in report["directions"]] == [500, 500]
+    assert report["pcaps"] == [str(tmp_path / "x.pcap")]
+    assert (tmp_path / "x.pcap").stat().st_size > 500 * 2 * 60
+
+
+def test_demo_table_names_the_pcap(tmp_path: Path) -> None:
+    done = run_cli("demo", "--count", "200", "--pcap", str(tmp_path / "t.pcap"))
+    assert done.returncode == 0, done.stderr
+    assert "alice→bob" in done.stdout and "lost" in done.stdout
+    assert f"pcap: {tmp_path / 't.pcap'}" in done.stdout
+
+
+def test_scenario_command_prints_the_default_it_runs() -> None:
+    done = run_cli("scenario")
+    assert done.returncode == 0
+    assert tomllib.loads(done.stdout)["name"] == "pingpong"
+    assert scenario.parse(done.stdout, "<stdout>") == scenario.parse(scenario.default_text(), "<stdout>")
+
+
+BAD_ARGS = [
+    ["demo", "--count", "0"],
+    ["demo", "--count", "many"],
+    ["demo", "--size", "63"],
+    ["demo", "--batch", "5000"],
+    ["demo", "--engine", "quantum"],
+    ["demo", "--pcap", "a", "--no-pcap"],
+    ["demo", "nosuchdemo"],
+    ["frobnicate"],
+    [],
+]
+
+
+@pytest.mark.parametrize("args", BAD_ARGS, ids=lambda a: " ".join(a) or "<none>")
+def test_bad_flags_give_one_line_and_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("nic-sandbox: error:")
+    assert len(err.splitlines()) == 1
+    assert "Traceback" not in err
+
+
+BAD_SCENARIOS = {
+    "not toml": ("this is [not toml", "not valid TOML"),
+    "unknown key": ('name = "x"\ncolour = "blue"\n', "colour: unknown key"),
+    "bad mac": ('[[nic]]\nname = "n"\nmac = "02:00"\n', "nic[0].mac"),
+    "multicast mac": ('[[nic]]\nname = "n"\nmac = "01:00:5e:00:00:01"\n', "multicast"),
+    "routable ip": (
+        '[[nic]]\nname = "n"\nmac = "02:00:00:00:00:01"\n[[tenant]]\nname = "t"\nnic = "n"\nip = "10.0.0.1"\n',
+        "198.18.0.0/15",
+    ),
+    "ring not multiple of 8": (
+        '[[nic]]\nname = "n"\nmac = "02:00:00:00:00:01"\n'
+        '[[tenant]]\nname = "t"\nnic = "n"\nip = "198.18.0.1"\nring = 100\n',
+        "multiple of 8",
+    ),
+    "unknown nic": ('[[tenant]]\nname = "t"\nnic = "n9"\nip = "198.18.0.1"\n', "unknown NIC"),
+    "bad size": ('[memory]\nsize = "lots"\n', "memory.size"),
+    "bad engine": ('engine = "warp"\n', "engine"),
+    "one tenant": (
+        '[[nic]]\nname = "n"\nmac = "02:00:00:00:00:01"\n[[tenant]]\nname = "t"\nnic = "n"\nip = "198.18.0.1"\n',
+        "two tenants",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SCENARIOS))
+def test_bad_scenario_files_give_one_line_and_exit_2(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text, expected = BAD_SCENARIOS[case]
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    assert cli.main(["demo", "--scenario", str(path), "--no-pcap", "--count", "10"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert expected in err
+    assert str(path) in err
+
+
+def test_missing_scenario_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["demo", "--scenario", "/no/such/file.toml"]) == 2
+    assert "no such scenario file" in capsys.readouterr().err
+
+
+def test_custom_scenario_runs(tmp_path: Path) -> None:
+    text = scenario.default_text().replace('size = "64MiB"', 'size = "16MiB"').replace("ring = 512", "ring = 64")
+    path = tmp_path / "small.toml"
+    path.write_text(text)
+    done = run_cli("demo", "--scenario", str(path), "--count", "300", "--no-pcap", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["clean"] is True
