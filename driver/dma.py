@@ -156,6 +156,7 @@ class DmaEngine:
         size = dtype.itemsize
         runs = contiguous_runs(slots)
         addrs = np.uint64(base) + slots[runs[:, 0]].astype(np.uint64) * np.uint64(size)
+        addrs[addrs < np.uint64(base)] = np.iinfo(np.uint64).max  # a ring wrapping 2**64 is beyond memory, not at 0
         raw, allowed = self.read(queue, purpose, addrs, runs[:, 1] * size)
         if raw.size == slots.size * size:
             return raw.view(dtype), np.ones(slots.size, dtype=bool)
@@ -169,5 +170,6 @@ class DmaEngine:
         size = descs.dtype.itemsize
         runs = contiguous_runs(slots)
         addrs = np.uint64(base) + slots[runs[:, 0]].astype(np.uint64) * np.uint64(size)
+        addrs[addrs < np.uint64(base)] = np.iinfo(np.uint64).max  # a ring wrapping 2**64 is beyond memory, not at 0
         allowed = self.write(queue, purpose, addrs, runs[:, 1] * size, np.ascontiguousarray(descs).view(np.uint8))
         return np.repeat(allowed, runs[:, 1])

@@ -113,7 +113,7 @@ class DmaLog:
             assert b.addrs.size == b.lengths.size == b.phys.size == b.allowed.size
             for phys, length, ok in zip(b.phys.tolist(), b.lengths.tolist(), b.allowed.tolist(), strict=True):
                 if ok:
-                    assert 0 <= phys and 0 <= length and phys + length <= self.memory.size, (b.purpose, phys, length)
+                    assert phys >= 0 and length >= 0 and phys + length <= self.memory.size, (b.purpose, phys, length)
 
 
 def watch(*devs: E1000) -> DmaLog:

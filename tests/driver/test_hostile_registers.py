@@ -102,6 +102,39 @@ def test_tx_ring_base_beyond_memory(rig: Rig, log: DmaLog, base: int) -> None:
     assert rig.nic0.dma.blocked == 1
 
 
+def test_tx_ring_address_wrapping_2_64_never_reaches_address_0(rig: Rig, log: DmaLog) -> None:
+    dev = rig.nic0
+    kernel_page = rig.memory.data[:4096].copy()
+    base = 2**64 - DESC_SIZE  # slot 1 would sit at 2**64, which a wrapping adder makes 0
+    dev.write32(regs.TDBAL, base & 0xFFFF_FFFF)
+    dev.write32(regs.TDBAH, base >> 32)
+    dev.write32(regs.TDLEN, 8 * DESC_SIZE)
+    dev.write32(regs.TDH, 1)
+    dev.write32(regs.TDT, 3)
+    assert counters(rig) == {"desc_fetch_errors": 1}
+    assert dev.reg(regs.TDH) == 1 and rig.wire == []
+    assert [b.purpose for b in log.batches] == ["tx-desc"]
+    assert not log.batches[0].allowed.any()
+    assert (rig.memory.data[:4096] == kernel_page).all()
+
+
+def test_rx_ring_address_wrapping_2_64_never_reaches_address_0(rig: Rig, log: DmaLog) -> None:
+    dev = rig.nic1
+    kernel_page = rig.memory.data[:4096].copy()
+    base = 2**64 - DESC_SIZE
+    dev.write32(regs.RDBAL, base & 0xFFFF_FFFF)
+    dev.write32(regs.RDBAH, base >> 32)
+    dev.write32(regs.RDLEN, 8 * DESC_SIZE)
+    dev.write32(regs.RDH, 1)
+    dev.write32(regs.RDT, 5)
+    rig.nic0.port.transmit(batch([seq_frame(1), seq_frame(2)]))
+    assert counters(rig, "nic1") == {"desc_fetch_errors": 1}
+    assert dev.read32(regs.MPC) == 2
+    assert [b.purpose for b in log.batches] == ["rx-desc"]
+    assert not log.batches[0].allowed.any()
+    assert (rig.memory.data[:4096] == kernel_page).all()
+
+
 def test_tx_ring_straddling_the_end_of_memory_stalls_at_the_edge(rig: Rig, log: DmaLog) -> None:
     dev, mem = rig.nic0, rig.memory
     base = mem.size - 2 * DESC_SIZE  # slots 0 and 1 inside memory, 2..7 beyond

@@ -190,3 +190,28 @@ def test_empty_burst_from_the_wire_is_a_no_op(rig: Rig) -> None:
     assert rig.nic1.counters.as_dict() == {k: 0 for k in rig.nic1.counters.as_dict()}
     rig.nic1.receive(batch([frame(b"x" * 46, src=MAC0)]))
     assert rig.nic1.reg(regs.RDH) == 1 and rx.ring["status"][0] == DONE
+
+
+def test_small_buffer_size_spans_descriptors(rig: Rig) -> None:
+    rx = RawRx(rig.nic1, rig.memory, size=8)
+    rig.nic1.write32(regs.RCTL, rig.nic1.read32(regs.RCTL) | (3 << regs.RCTL_BSIZE_SHIFT))  # BSIZE 256
+    f = seq_frame(1, 600)
+    rig.nic1.receive(batch([f, seq_frame(2, 100)]))
+    assert rx.ring["length"][:4].tolist() == [256, 256, 88, 100]
+    assert rx.ring["status"][:4].tolist() == [RXD_STAT_DD, RXD_STAT_DD, DONE, DONE]
+    assert b"".join(rx.data(i) for i in range(3)) == f
+    assert rig.nic1.reg(regs.RDH) == 4
+
+
+def test_rx_burst_skips_refused_slots(rig: Rig) -> None:
+    txq, rxq = rig.tx_queue(), rig.rx_queue(size=8)
+    txq.tx_burst(batch([seq_frame(0), seq_frame(1)]))
+    # slot 2 completed back without DMA, as the kernel does for a refused buffer
+    rxq.ring["status"][2] = RXD_STAT_DD
+    rxq.ring["errors"][2] = RXD_ERR_RXE
+    rxq.ring["length"][2] = 0
+    rig.nic1.write32(regs.RDH, 3)
+    txq.tx_burst(batch([seq_frame(3)]))
+    assert [seq_of(f) for f in rxq.rx_burst()] == [0, 1, 3]
+    assert rxq.stats.refused == 1 and rxq.stats.errors == 0
+    assert rig.nic1.reg(regs.RDT) == indices.advance(7, 4, 8)

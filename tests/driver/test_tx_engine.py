@@ -13,6 +13,7 @@ from ring.descriptors import (
     TXD_CMD_IFCS,
     TXD_CMD_RS,
     TXD_STAT_DD,
+    TXD_STAT_REFUSED,
 )
 from tests.conftest import Rig, batch, frame, seq_frame, seq_of
 from tests.driver.raw import GOOD, RawTx
@@ -215,3 +216,15 @@ def test_wraparound_keeps_order(rig: Rig) -> None:
     assert len(sent) > 10 * 16  # both rings wrapped many times
     assert len(heads) == 16
     assert rig.nic1.read32(regs.MPC) == 0
+
+
+def test_reap_counts_refused_completions(rig: Rig) -> None:
+    txq = rig.tx_queue(size=16)
+    rig.nic0.write32(regs.TCTL, 0)  # the device does not run: completions come from "the kernel"
+    assert txq.tx_burst(batch([seq_frame(i) for i in range(4)])) == 4
+    assert txq.reap() == 0
+    txq.ring["status"][:2] = TXD_STAT_DD | TXD_STAT_REFUSED
+    txq.ring["status"][3] = TXD_STAT_DD  # done out of order: reaping stops at slot 2
+    assert txq.reap() == 2
+    assert txq.stats.refused == 2 and txq.in_flight == 2
+    assert txq.pool.available + txq.in_flight == txq.pool.count

@@ -22,11 +22,26 @@ def test_sizes() -> None:
     [
         (
             d.TX_DESC,
-            {"addr": (0, 8), "length": (8, 2), "cso": (10, 1), "cmd": (11, 1), "status": (12, 1), "css": (13, 1), "special": (14, 2)},
+            {
+                "addr": (0, 8),
+                "length": (8, 2),
+                "cso": (10, 1),
+                "cmd": (11, 1),
+                "status": (12, 1),
+                "css": (13, 1),
+                "special": (14, 2),
+            },
         ),
         (
             d.RX_DESC,
-            {"addr": (0, 8), "length": (8, 2), "csum": (10, 2), "status": (12, 1), "errors": (13, 1), "special": (14, 2)},
+            {
+                "addr": (0, 8),
+                "length": (8, 2),
+                "csum": (10, 2),
+                "status": (12, 1),
+                "errors": (13, 1),
+                "special": (14, 2),
+            },
         ),
         (d.XDP_DESC, {"addr": (0, 8), "len": (8, 4), "options": (12, 4)}),
     ],

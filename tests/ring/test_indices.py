@@ -84,3 +84,27 @@ def test_between_matches_slots(args: tuple[int, int, int]) -> None:
     window = set(indices.slots(head, indices.used(head, tail, size), size).tolist())
     for index in {0, head, tail, (head + size - 1) % size, (tail + 1) % size, size - 1}:
         assert indices.between(index, head, tail, size) == (index in window)
+
+
+def test_read_and_write_window() -> None:
+    ring = np.arange(SIZE, dtype=np.int64)
+    assert indices.read_window(ring, 2, 3).tolist() == [2, 3, 4]
+    assert indices.read_window(ring, 6, 4).tolist() == [6, 7, 0, 1]
+    window = indices.read_window(ring, 0, 2)
+    window[:] = -1
+    assert ring[:2].tolist() == [0, 1]  # a copy, not a view
+    indices.write_window(ring, 7, np.array([70, 80, 90], dtype=np.int64))
+    assert ring.tolist() == [80, 90, 2, 3, 4, 5, 6, 70]
+
+
+@given(ring, st.integers(0, 4096), st.integers(0, 2**32 - 1))
+def test_windows_match_slots(args: tuple[int, int, int], want: int, seed: int) -> None:
+    size, start, _ = args
+    count = want % (size + 1)
+    data = np.random.default_rng(seed).integers(0, 1 << 40, size)
+    assert (indices.read_window(data, start, count) == data[indices.slots(start, count, size)]).all()
+    values = np.arange(count, dtype=data.dtype) - count
+    expected = data.copy()
+    expected[indices.slots(start, count, size)] = values
+    indices.write_window(data, start, values)
+    assert (data == expected).all()

@@ -1,0 +1,479 @@
+"""The audit log writer: one hash-chained JSON line per refusal (invariant 6).
+
+Every rejected descriptor, refused register write, IOMMU fault and refused or
+deferred unpin becomes exactly one record.  The design follows what real
+audit trails do:
+
+* **One record per event, stable reason codes.**  Like Linux audit's
+  ``type=`` and XDP's ``XDP_STATISTICS`` counters (``rx_invalid_descs``,
+  ``tx_invalid_descs``), a reason is a fixed upper-case code such as
+  ``ADDR_NOT_PINNED``; free text belongs in ``detail``.
+* **Tamper evidence by hash chaining.**  Each record carries ``prev``, the
+  SHA-256 of the record before it, and ``hash`` = SHA-256(``prev`` + the
+  record's canonical JSON without ``hash``), the scheme of Schneier and
+  Kelsey's secure audit logs and of systemd-journald's sealing.  Editing,
+  deleting or reordering a record breaks the chain at that record.  A chain
+  cannot detect records cut off the *end* at a line boundary, nor a tail
+  rewritten with recomputed hashes: keep the last ``hash`` somewhere else
+  (``AuditLog.head``) to anchor it.
+* **Canonical bytes.**  Keys in the fixed order of ``FIELDS``, compact
+  separators, ASCII only, no NaN: the same events give the same bytes, so a
+  deterministic clock gives a byte-identical log run after run (invariant 7).
+
+Durability (``fsync``) -- when is a record *acknowledged*, i.e. guaranteed
+not to be lost?
+
+``"always"``
+    ``record()`` writes the line, flushes it to the OS and ``os.fsync``\\ s the
+    file before it returns.  A record is acknowledged when ``record()``
+    returns; it survives a process crash and a power loss.  One fsync per
+    rejection: the safest and slowest policy (a flood of bad descriptors
+    costs one disk flush each).
+``"batch"`` (default)
+    ``record()`` only appends the line to an in-memory buffer; ``commit()``
+    (called by the kernel once per doorbell, after the batch is checked)
+    writes the buffer and fsyncs once.  Records are acknowledged when
+    ``commit()`` returns.  This is group commit, as databases do it: one
+    fsync covers a whole doorbell batch, which raises throughput and raises
+    the time until a given record is safe.  A crash before ``commit()`` loses
+    the unacknowledged records of the current batch, never acknowledged
+    ones.  If more than ``max_pending`` records are waiting, the buffer is
+    written and fsynced early, so a flood of rejections between two commits
+    cannot grow memory without bound (and those records are acknowledged at
+    that point).
+``"never"``
+    As ``"batch"``, but the buffer is written and flushed to the OS without
+    ``fsync``.  Acknowledged records survive a crash of this process, not a
+    power loss or kernel panic.  For tests and benchmarks.
+
+Rotation: when the active file grows past ``rotate_bytes`` after a write, it
+is renamed ``<path>.1``, ``<path>.2``, ... and a new active file starts.
+Oldest is 1 and numbers never shift (unlike logrotate, which renames ``.1``
+to ``.2`` on every rotation), so a reader racing a rotation never sees a
+file renamed twice.  Sequence numbers and the chain continue across files:
+the first record of a new file carries the last hash of the previous one.
+
+Opening an existing log appends: the last record (in the active file, or the
+newest rotated file when the active one is empty) gives the next ``seq`` and
+``prev``.  A torn last line -- a crash in the middle of a write -- is never
+silently continued: ``AuditError`` names the file and the last good seq, so a
+human looks at it first (``nic-sandbox audit verify``).
+
+One writer per log: nothing locks the file against a second ``AuditLog``.
+If a write fails, the log refuses every later record (fail closed, like
+auditd's ``disk_error_action = HALT``): a sandbox that cannot audit a
+rejection must not pretend it did.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from ring.descriptors import DESC_SIZE, RX_DESC, TX_DESC
+
+SCHEMA_VERSION = 1
+#: ``prev`` of the very first record of a log.
+GENESIS = "0" * 64
+#: Keys of a record, in the order they are written.
+FIELDS: tuple[str, ...] = (
+    "v",
+    "seq",
+    "wall",
+    "mono_ns",
+    "tenant",
+    "tenant_name",
+    "nic",
+    "queue",
+    "kind",
+    "ring_index",
+    "desc_hex",
+    "desc",
+    "reason",
+    "detail",
+    "protection",
+    "prev",
+    "hash",
+)
+KINDS: tuple[str, ...] = ("tx", "rx", "register", "iommu", "pin")
+FSYNC_POLICIES: tuple[str, ...] = ("always", "batch", "never")
+#: A stable reason code: upper-case letters, digits and underscores.
+REASON_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
+#: Every canonical record line starts with these bytes (used to recognise a log).
+MAGIC = b'{"v":'
+
+Clock = Callable[[], tuple[int, int]]
+CounterKey = tuple[str | None, int | None, str]
+
+
+class AuditError(Exception):
+    """The audit log cannot be written or read as asked (torn, altered, closed)."""
+
+
+def _json_default(value: object) -> object:
+    """Make numpy scalars and bytes JSON-able (descriptor fields come from numpy dtypes)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    raise TypeError(f"audit record values must be JSON data, got {type(value).__name__}")
+
+
+def encode(record: dict[str, Any]) -> bytes:
+    """The canonical JSON of ``record`` (no newline): fixed key order as given, compact, ASCII."""
+    text = json.dumps(
+        record, separators=(",", ":"), sort_keys=False, ensure_ascii=True, allow_nan=False, default=_json_default
+    )
+    return text.encode("ascii")
+
+
+def chain_hash(prev: str, body: bytes) -> str:
+    """SHA-256 hex of ``prev`` (64 hex characters) followed by the record's canonical JSON without ``hash``."""
+    return hashlib.sha256(prev.encode("ascii") + body).hexdigest()
+
+
+def format_wall(wall_ns: int) -> str:
+    """ISO-8601 UTC with nanoseconds: ``2024-05-01T12:00:00.123456789Z``."""
+    sec, ns = divmod(wall_ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{ns:09d}Z"
+
+
+def system_clock() -> tuple[int, int]:
+    """The default clock: ``(time.time_ns(), time.monotonic_ns())``."""
+    return time.time_ns(), time.monotonic_ns()
+
+
+def decode_desc(kind: str, raw: bytes) -> dict[str, int]:
+    """The fields of a raw 16-byte e1000 legacy TX or RX descriptor, as plain ints (for ``fields``)."""
+    dtype = {"tx": TX_DESC, "rx": RX_DESC}.get(kind)
+    if dtype is None:
+        raise ValueError(f"no descriptor format for kind {kind!r}")
+    if len(raw) != DESC_SIZE:
+        raise ValueError(f"a descriptor is {DESC_SIZE} bytes, got {len(raw)}")
+    row = np.frombuffer(raw, dtype=dtype)[0]
+    return {name: int(row[name]) for name in dtype.names or ()}
+
+
+def rotated_siblings(path: Path) -> list[tuple[int, Path]]:
+    """``(N, <path>.N)`` for every rotated file of the log at ``path``, oldest (lowest N) first."""
+    found = []
+    prefix = path.name + "."
+    directory = path.parent
+    if not directory.is_dir():
+        return []
+    for entry in directory.iterdir():
+        suffix = entry.name[len(prefix) :]
+        if entry.name.startswith(prefix) and suffix.isdigit() and entry.is_file():
+            found.append((int(suffix), entry))
+    return sorted(found)
+
+
+def _tail_lines(path: Path, count: int = 2) -> tuple[list[bytes], bool]:
+    """The last ``count`` lines of a file (newline kept) and whether the file ends with a newline.
+
+    Reads backwards in growing blocks, so opening a 64 MiB log costs a few KiB.
+    """
+    with path.open("rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return [], True
+        data = b""
+        pos = size
+        block = 4096
+        while pos > 0:
+            step = min(block, pos)
+            pos -= step
+            f.seek(pos)
+            data = f.read(step) + data
+            # count + 1 newlines (ignoring a final one) means ``count`` whole lines are in ``data``
+            if data.count(b"\n", 0, len(data) - 1) >= count:
+                break
+            block *= 2
+    lines = data.splitlines(keepends=True)
+    if pos > 0:
+        lines = lines[1:]  # the first piece may start mid-line
+    return lines[-count:], data.endswith(b"\n")
+
+
+def parse_line(line: bytes) -> dict[str, Any] | None:
+    """A record from one complete line (newline included), or None if the bytes are not canonical JSON.
+
+    The line must be exactly what ``encode`` produces for the record it
+    decodes to, so any byte changed outside a value is caught here and any
+    byte changed inside a value is caught by the hash.
+    """
+    try:
+        record = json.loads(line)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    try:
+        if encode(record) + b"\n" != line:
+            return None
+    except (TypeError, ValueError):
+        return None
+    return record
+
+
+def record_hash_ok(record: dict[str, Any]) -> bool:
+    """True when ``record["hash"]`` is the chain hash of the rest of the record."""
+    body = {k: v for k, v in record.items() if k != "hash"}
+    prev = record.get("prev")
+    return isinstance(prev, str) and len(prev) == 64 and chain_hash(prev, encode(body)) == record.get("hash")
+
+
+class AuditLog:
+    """Append-only, hash-chained, rotated JSON Lines audit log.  See the module docstring for durability.
+
+    ``record()`` returns the record's ``seq``; ``commit()`` ends a doorbell
+    batch; ``close()`` commits and closes.  Thread-safe: the device thread
+    (IOMMU faults) and tenant threads (doorbells) may record concurrently.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        protection: str,
+        fsync: str = "batch",
+        rotate_bytes: int | None = 64 << 20,
+        clock: Clock | None = None,
+        max_pending: int = 4096,
+    ) -> None:
+        if fsync not in FSYNC_POLICIES:
+            raise ValueError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}, got {fsync!r}")
+        if rotate_bytes is not None and rotate_bytes <= 0:
+            raise ValueError(f"rotate_bytes must be positive or None, got {rotate_bytes}")
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be at least 1, got {max_pending}")
+        self.path = Path(path)
+        self.protection = str(protection)
+        self.fsync = fsync
+        self.rotate_bytes = rotate_bytes
+        self.max_pending = max_pending
+        self._clock: Clock = clock or system_clock
+        self._lock = threading.Lock()
+        self._pending: list[bytes] = []
+        self._counts: Counter[CounterKey] = Counter()
+        self._failed: BaseException | None = None
+        self._closed = False
+
+        rotated = rotated_siblings(self.path)
+        self._next_rotation = rotated[-1][0] + 1 if rotated else 1
+        last = self._last_record(self.path)
+        if last is None:
+            for _, older in reversed(rotated):
+                last = self._last_record(older)
+                if last is not None:
+                    break
+        self._seq = 0 if last is None else int(last["seq"]) + 1
+        self._prev = GENESIS if last is None else str(last["hash"])
+        #: ``seq`` of the newest acknowledged record (-1: none yet).
+        self.acknowledged = self._seq - 1
+        self._file: BinaryIO = self.path.open("ab")
+        self._size = self._file.tell()
+
+    # -- opening ----------------------------------------------------------------
+    @staticmethod
+    def _last_record(path: Path) -> dict[str, Any] | None:
+        """The last record of an existing file, after checking the file ends cleanly."""
+        if not path.exists():
+            return None
+        with path.open("rb") as f:
+            start = f.read(len(MAGIC))
+        if start and start != MAGIC:
+            raise AuditError(f"{path}: not an audit log of schema v{SCHEMA_VERSION}, refusing to append")
+        lines, ends_clean = _tail_lines(path)
+        if not lines:
+            return None
+        *before, last_line = lines
+        record = parse_line(last_line) if ends_clean else None
+        if record is not None and not (
+            tuple(record) == FIELDS and record["v"] == SCHEMA_VERSION and isinstance(record["seq"], int)
+        ):
+            record = None
+        if record is None:
+            good = parse_line(before[0]) if before else None
+            if good is None and before:
+                raise AuditError(f"{path}: not an audit log of schema v{SCHEMA_VERSION}, refusing to append")
+            after = f"after seq {good['seq']}" if good is not None else "in its first record"
+            raise AuditError(
+                f"{path}: torn {after} (last line is incomplete or not a valid record); refusing to append: "
+                f"check it with 'nic-sandbox audit verify {path}' and move it aside"
+            )
+        if not record_hash_ok(record):
+            raise AuditError(
+                f"{path}: last record (seq {record['seq']}) fails its hash; the log was altered, refusing to append"
+            )
+        return record
+
+    # -- recording ----------------------------------------------------------------
+    def record(
+        self,
+        *,
+        tenant: int,
+        tenant_name: str,
+        nic: str | None,
+        queue: int | None,
+        kind: str,
+        ring_index: int | None,
+        raw: bytes | None,
+        fields: dict[str, Any] | None,
+        reason: str,
+        detail: dict[str, Any],
+    ) -> int:
+        """Append one record and return its ``seq``.  Acknowledged per the ``fsync`` policy."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        if not REASON_RE.match(reason):
+            raise ValueError(f"reason must be a stable code like ADDR_NOT_PINNED, got {reason!r}")
+        if raw is not None and len(raw) != DESC_SIZE:
+            raise ValueError(f"raw descriptor must be {DESC_SIZE} bytes, got {len(raw)}")
+        with self._lock:
+            self._check_open()
+            wall_ns, mono_ns = self._clock()
+            seq = self._seq
+            body = encode(
+                {
+                    "v": SCHEMA_VERSION,
+                    "seq": seq,
+                    "wall": format_wall(wall_ns),
+                    "mono_ns": int(mono_ns),
+                    "tenant": int(tenant),
+                    "tenant_name": str(tenant_name),
+                    "nic": nic,
+                    "queue": None if queue is None else int(queue),
+                    "kind": kind,
+                    "ring_index": None if ring_index is None else int(ring_index),
+                    "desc_hex": None if raw is None else bytes(raw).hex(),
+                    "desc": fields,
+                    "reason": reason,
+                    "detail": detail,
+                    "protection": self.protection,
+                    "prev": self._prev,
+                }
+            )
+            digest = chain_hash(self._prev, body)
+            self._pending.append(body[:-1] + b',"hash":"' + digest.encode("ascii") + b'"}\n')
+            self._seq = seq + 1
+            self._prev = digest
+            self._counts[(nic, None if queue is None else int(queue), reason)] += 1
+            if self.fsync == "always" or len(self._pending) >= self.max_pending:
+                self._flush()
+            return seq
+
+    def commit(self) -> None:
+        """End a doorbell batch: write the buffered records and (policy ``batch``) fsync them once."""
+        with self._lock:
+            self._check_open()
+            self._flush()
+
+    def close(self) -> None:
+        """Commit what is buffered and close the file.  Safe to call twice."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                if self._failed is None:
+                    self._flush()
+            finally:
+                self._closed = True
+                self._file.close()
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- counters -------------------------------------------------------------------
+    @property
+    def counters(self) -> dict[CounterKey, int]:
+        """Records written by this writer since it opened, keyed by ``(nic, queue, reason)``."""
+        with self._lock:
+            return dict(self._counts)
+
+    def statistics(self, nic: str | None, queue: int | None) -> dict[str, int]:
+        """Per-reason counts of one queue, as ``XDP_STATISTICS`` reports per socket (sorted by reason)."""
+        with self._lock:
+            mine = [
+                (reason, n) for (c_nic, c_queue, reason), n in self._counts.items() if (c_nic, c_queue) == (nic, queue)
+            ]
+            return dict(sorted(mine))
+
+    @property
+    def pending(self) -> int:
+        """Records recorded but not yet written (never more than ``max_pending``)."""
+        return len(self._pending)
+
+    @property
+    def head(self) -> str:
+        """The hash of the newest record (``GENESIS`` for an empty log): anchor it elsewhere."""
+        return self._prev
+
+    @property
+    def next_seq(self) -> int:
+        return self._seq
+
+    # -- writing ----------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise AuditError(f"{self.path}: audit log is closed")
+        if self._failed is not None:
+            raise AuditError(f"{self.path}: audit log failed earlier ({self._failed}); refusing records")
+
+    def _flush(self) -> None:
+        """Write every pending line, fsync per policy, rotating at record boundaries."""
+        if not self._pending:
+            return
+        lines, self._pending = self._pending, []
+        try:
+            start = 0
+            while start < len(lines):
+                end = start
+                while end < len(lines):
+                    self._size += len(lines[end])
+                    end += 1
+                    if self._over_size():
+                        break
+                self._file.write(b"".join(lines[start:end]))
+                self._file.flush()
+                if self.fsync != "never":
+                    os.fsync(self._file.fileno())
+                if self._over_size():
+                    self._rotate()
+                start = end
+        except OSError as e:
+            self._failed = e
+            raise AuditError(f"{self.path}: cannot write the audit log: {e}") from e
+        self.acknowledged = self._seq - 1
+
+    def _over_size(self) -> bool:
+        return self.rotate_bytes is not None and self._size > self.rotate_bytes
+
+    def _rotate(self) -> None:
+        self._file.close()
+        target = self.path.with_name(f"{self.path.name}.{self._next_rotation}")
+        os.rename(self.path, target)
+        self._next_rotation += 1
+        self._file = self.path.open("ab")
+        self._size = 0
+        if self.fsync != "never":  # make the rename and the new file durable too
+            fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)

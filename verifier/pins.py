@@ -1,0 +1,152 @@
+"""Pinning: which frames a tenant has promised the device may touch, and how.
+
+``pin`` mirrors ibv_reg_mr and VFIO_IOMMU_MAP_DMA: the tenant names a range
+of its own virtual memory and an access (device-read for TX buffers,
+device-write for RX buffers); the kernel pins the frames behind it.  The
+granule is the 4 KiB frame, as the IOMMU's is.  A frame can be pinned once
+per tenant (VFIO refuses overlapping maps with -EEXIST).
+
+The table is built for vectorised checks: per-frame access bits and a
+prefix sum per access kind, rebuilt on every pin and unpin, so "is every
+frame of [first, last] pinned for reading" is two lookups per descriptor
+for a whole batch at once, never a Python scan.
+
+Invariant 5, pins outlive DMA: a frame referenced by an in-flight
+descriptor keeps its pin.  ``unpin`` of such a pin is *deferred*: its
+access is revoked at once (no new descriptor may use it) but its frames
+stay pinned until the device completes the last descriptor; only then is
+the pin released.  We chose deferral over refusal because the tenant
+cannot hurry the device, and RDMA's ibv_dereg_mr likewise waits for the
+hardware to let go.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntFlag
+
+import numpy as np
+import numpy.typing as npt
+
+from ring.frames import range_index
+
+I64 = npt.NDArray[np.int64]
+
+
+class Access(IntFlag):
+    """Device access a pin grants (IOMMU_READ / IOMMU_WRITE in VFIO terms)."""
+
+    READ = 1  # the device may read: TX buffers
+    WRITE = 2  # the device may write: RX buffers
+    READ_WRITE = 3
+
+
+class PinError(Exception):
+    """A pin or unpin request the kernel refuses."""
+
+
+ACTIVE, RELEASING, RELEASED = "active", "releasing", "released"
+
+
+@dataclass
+class Pin:
+    handle: int
+    tenant: int
+    vaddr: int
+    length: int
+    access: Access
+    frames: I64  # physical frame numbers, in virtual order
+    state: str = ACTIVE
+
+    @property
+    def phys_ranges(self) -> list[tuple[int, int]]:
+        """Physically contiguous runs as (phys address, bytes), as VFIO would map them."""
+        runs: list[tuple[int, int]] = []
+        for frame in self.frames.tolist():
+            if runs and runs[-1][0] + runs[-1][1] == frame << 12:
+                runs[-1] = (runs[-1][0], runs[-1][1] + 4096)
+            else:
+                runs.append((frame << 12, 4096))
+        return runs
+
+
+class PinTable:
+    """All pins of one tenant, as per-frame arrays over physical memory."""
+
+    def __init__(self, tenant: int, frames: int) -> None:
+        self.tenant = tenant
+        self.frames = frames
+        self.pins: dict[int, Pin] = {}
+        self.access = np.zeros(frames, dtype=np.uint8)  # access of *active* pins
+        self.held = np.zeros(frames, dtype=bool)  # pinned by an active or releasing pin
+        self.released = np.zeros(frames, dtype=bool)  # was pinned once, now released
+        self.inflight = np.zeros(frames, dtype=np.int32)  # in-flight descriptor references
+        self._prefix: dict[int, I64] = {}
+        #: per access kind, per frame: pinned with that access (a buffer of at most one page
+        #: touches at most two frames, so checking its first and last frame is exact)
+        self.frame_ok: dict[int, npt.NDArray[np.bool_]] = {}
+        self.sentinel = np.uint64(frames)  # index of frame_ok's final False entry
+        self._rebuild()
+
+    # -- lookups (vectorised) ------------------------------------------------------
+    def _rebuild(self) -> None:
+        for kind in (Access.READ, Access.WRITE):
+            ok = (self.access & kind) != 0
+            # one extra False entry: frame numbers beyond memory are clipped onto it
+            self.frame_ok[int(kind)] = np.concatenate((ok, [False]))
+            self._prefix[kind] = np.concatenate(([0], np.cumsum(ok, dtype=np.int64)))
+
+    def covers(self, first: I64, last: I64, kind: Access) -> npt.NDArray[np.bool_]:
+        """True where every frame of ``[first[i], last[i]]`` is pinned with ``kind`` access.
+
+        Frame numbers must already be inside physical memory.
+        """
+        prefix = self._prefix[kind]
+        return (prefix[last + 1] - prefix[first]) == (last - first + 1)
+
+    # -- pin and unpin -------------------------------------------------------------
+    def add(self, pin: Pin) -> None:
+        if bool(self.held[pin.frames].any()):
+            raise PinError("part of this range is pinned already (overlapping pins are refused, as VFIO does)")
+        self.pins[pin.handle] = pin
+        self.access[pin.frames] = pin.access
+        self.held[pin.frames] = True
+        self.released[pin.frames] = False
+        self._rebuild()
+
+    def release(self, handle: int) -> str:
+        """Unpin: ``"released"`` at once, or ``"deferred"`` while DMA is in flight."""
+        pin = self.pins.get(handle)
+        if pin is None or pin.state != ACTIVE:
+            raise PinError(f"no active pin with handle {handle}")
+        self.access[pin.frames] = 0
+        self._rebuild()
+        if bool(self.inflight[pin.frames].any()):
+            pin.state = RELEASING
+            return "deferred"
+        self._finish(pin)
+        return "released"
+
+    def _finish(self, pin: Pin) -> None:
+        pin.state = RELEASED
+        self.held[pin.frames] = False
+        self.released[pin.frames] = True
+        del self.pins[pin.handle]
+
+    def settle(self) -> list[Pin]:
+        """Finish deferred unpins whose frames no longer have DMA in flight."""
+        done = [p for p in self.pins.values() if p.state == RELEASING and not bool(self.inflight[p.frames].any())]
+        for pin in done:
+            self._finish(pin)
+        return done
+
+    # -- in-flight references ----------------------------------------------------------
+    def hold(self, first: I64, count: I64) -> None:
+        """An accepted descriptor references frames ``first .. first + count - 1`` until it completes."""
+        np.add.at(self.inflight, range_index(first, count), 1)
+
+    def drop(self, first: I64, count: I64) -> None:
+        np.add.at(self.inflight, range_index(first, count), -1)
+
+    def pinned_bytes(self) -> int:
+        return int(np.count_nonzero(self.held)) * 4096

@@ -1,0 +1,44 @@
+"""The verifier's limits, in one place (the kernel's tunables).
+
+Defaults follow the rules they mirror: a TX buffer is at most one page
+(AF_XDP: a descriptor may not cross its chunk; a page is the largest
+chunk), a packet is at most 18 descriptors (AF_XDP multi-buffer:
+MAX_SKB_FRAGS + 1) and at most a 9014-byte jumbo frame (the 8254x allows
+16288, the kernel's MTU policy is smaller), and an RX buffer is checked
+over the whole receive buffer size the NIC was programmed with (RCTL.BSIZE),
+because the device writes up to that many bytes whatever the descriptor says.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from ring.descriptors import TXD_CMD_EOP, TXD_CMD_IC, TXD_CMD_SUPPORTED
+from ring.memory import PAGE_SIZE
+
+JUMBO_FRAME = 9014
+
+
+@dataclass(frozen=True)
+class Policy:
+    max_buffer: int = PAGE_SIZE
+    max_frame: int = JUMBO_FRAME
+    max_fragments: int = 18
+    rx_buffer_size: int = 2048
+    tx_cmd_allowed: int = TXD_CMD_SUPPORTED
+
+    @cached_property
+    def tx_fast_path(self) -> tuple[np.uint8, np.uint8, np.uint16] | None:
+        """Constants of the TX fast path (cmd mask, expected cmd, buffer limit), or None if it cannot apply.
+
+        The fast path judges each descriptor alone, which is exact only when a
+        single buffer can never break a packet rule (max_buffer <= max_frame)
+        and touches at most two frames (max_buffer <= PAGE_SIZE).
+        """
+        if self.max_buffer > min(PAGE_SIZE, self.max_frame):
+            return None
+        mask = (~self.tx_cmd_allowed & 0xFF) | TXD_CMD_IC | TXD_CMD_EOP
+        return np.uint8(mask), np.uint8(TXD_CMD_EOP), np.uint16(self.max_buffer)
