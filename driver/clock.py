@@ -2,8 +2,9 @@
 
 The inline engine uses a virtual clock that advances by each frame's time
 on a 1 Gb/s wire (preamble, FCS and inter-frame gap included), so two runs
-with the same seed write byte-identical pcaps (invariant 7).  The threaded
-engine uses the wall clock.
+with the same seed write byte-identical pcaps (invariant 7).  A cable uses
+the virtual clock unless given another; the sandbox gives the threaded
+engine's cables the wall clock.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ class DeviceCounters:
     csum_offset_errors: int = 0  # IC with CSO/CSS outside the packet: sent without insertion
     rx_filtered: int = 0  # frames the address filter refused
     rx_disabled: int = 0  # frames that arrived with RCTL.EN clear or the link down
-    rx_oversize: int = 0  # frames over 1518 bytes without RCTL.LPE (also in ROC)
+    rx_oversize: int = 0  # frames over 1522 bytes with FCS without RCTL.LPE (also in ROC)
     tx_no_carrier: int = 0  # frames sent with no wire attached
 
     def as_dict(self) -> dict[str, int]:

@@ -38,7 +38,6 @@ ALL_ONES = U32
 #: The 64-bit statistics kept as low/high register pairs.
 _STAT64 = {regs.GORCL: regs.GORCH, regs.GOTCL: regs.GOTCH, regs.TORL: regs.TORH, regs.TOTL: regs.TOTH}
 _STAT64_HIGH = {high: low for low, high in _STAT64.items()}
-ROC = 0x4054  # receive oversize count
 RAL_ENTRIES = 16  # RAL0/RAH0 .. RAL15/RAH15, 8 bytes apart
 BROADCAST = 0xFFFF_FFFF_FFFF
 #: Threaded mode only: the receive packet buffer between wire and DMA (8254x PBA default, 48 KiB).
@@ -108,6 +107,7 @@ class E1000:
             self.set_reg(regs.STATUS, regs.STATUS_FD)
             for engine in self.tx:
                 engine.partial.clear()
+                engine.stalled_at = None
             self.inbound.clear()
             self._inbound_bytes = 0
             self._ral_cache = None
@@ -287,7 +287,7 @@ class E1000:
         if not rctl & regs.RCTL_LPE and lengths.size and int(lengths.max()) > MAX_STD_FRAME:
             too_long = lengths > MAX_STD_FRAME
             self.counters.rx_oversize += int(np.count_nonzero(too_long))
-            self.count_stat(ROC, int(np.count_nonzero(too_long)))
+            self.count_stat(regs.ROC, int(np.count_nonzero(too_long)))
         key = self._dest_keys(frames)
         table = self._ral_table()
         if rctl & regs.RCTL_UPE and rctl & regs.RCTL_MPE:
@@ -337,9 +337,7 @@ class E1000:
 
     def busy(self) -> bool:
         """Work is pending: buffered frames, or a TX queue whose head has not reached its tail."""
-        return bool(self.inbound) or any(
-            self.reg(regs.queue_reg(regs.TDH, q)) != self.reg(regs.queue_reg(regs.TDT, q)) for q in range(self.queues)
-        )
+        return bool(self.inbound) or any(engine.pending for engine in self.tx)
 
     def attach(self) -> None:
         """Re-evaluate link state after a wire was plugged into the port."""

@@ -4,7 +4,8 @@ Real NICs work concurrently with the CPU: descriptors written after the
 doorbell may or may not be seen, depending on timing.  The poller gives the
 sandbox that concurrency (for demos and, later, race testing); the inline
 engine in ``E1000.write32`` gives determinism instead.  One poller serves
-all devices, so device-to-device delivery never takes two locks at once.
+all devices: a transmit nests the sender's and the receiver's locks, and
+with a single poller thread no two threads nest them in opposite order.
 """
 
 from __future__ import annotations

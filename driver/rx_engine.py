@@ -22,8 +22,9 @@ from ring.frames import FrameBatch
 if TYPE_CHECKING:
     from driver.e1000 import E1000
 
-#: Without RCTL.LPE the 8254x refuses frames longer than 1518 bytes with FCS (counted in ROC).
-MAX_STD_FRAME = ETH_MAX_FRAME
+#: Without RCTL.LPE the 8254x refuses frames longer than 1522 bytes with FCS, the size of a
+#: full VLAN-tagged frame (counted in ROC, 13.7.36); 1518 here, where frames carry no FCS.
+MAX_STD_FRAME = ETH_MAX_FRAME + 4
 
 
 def with_fcs(frames: FrameBatch) -> FrameBatch:

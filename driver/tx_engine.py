@@ -70,6 +70,8 @@ class TxEngine:
         self.dev = dev
         self.queue = queue
         self.partial = PartialPacket()
+        #: (base, count, head, tail) at which the queue stalled on a bad ring, or None
+        self.stalled_at: tuple[int, int, int, int] | None = None
 
     def reg(self, offset: int) -> int:
         return self.dev.reg(regs.queue_reg(offset, self.queue))
@@ -83,10 +85,14 @@ class TxEngine:
         head, tail = self.reg(regs.TDH), self.reg(regs.TDT)
         if count == 0 or head == tail:
             return 0
+        base = self.reg(regs.TDBAL) | (self.reg(regs.TDBAH) << 32)
+        state = (base, count, head, tail)
+        if state == self.stalled_at:
+            return 0  # nothing changed since the queue stalled: do not count it again
         if head >= count or tail >= count:
             dev.counters.bad_ring_index += 1
+            self.stalled_at = state
             return 0
-        base = self.reg(regs.TDBAL) | (self.reg(regs.TDBAH) << 32)
         n = indices.used(head, tail, count)
         slots = indices.slots(head, n, count)
         descs, fetched = dev.dma.read_descriptors(self.queue, "tx-desc", base, slots, TX_DESC)
@@ -94,23 +100,35 @@ class TxEngine:
             dev.counters.desc_fetch_errors += 1
             n = int(np.argmin(fetched))
             if n == 0:
+                self.stalled_at = state
                 return 0
             slots, descs = slots[:n], descs[:n]
         frames = self._assemble(descs)
         rs = (descs["cmd"] & TXD_CMD_RS) != 0
         if bool(rs.all()):
-            descs["status"] |= TXD_STAT_DD
+            descs["status"] = TXD_STAT_DD
             dev.dma.write_descriptors(self.queue, "tx-wb", base, slots, descs)
         elif bool(rs.any()):
             done = descs[rs]
-            done["status"] |= TXD_STAT_DD
+            done["status"] = TXD_STAT_DD
             dev.dma.write_descriptors(self.queue, "tx-wb", base, slots[rs], done)
         dev.set_reg(regs.queue_reg(regs.TDH, self.queue), indices.advance(head, n, count))
         dev.raise_irq(regs.ICR_TXDW | regs.ICR_TXQE)
         if len(frames):
-            dev.count_tx(frames)
+            if dev.port.connected:
+                dev.count_tx(frames)
+            else:
+                dev.counters.tx_no_carrier += len(frames)
             dev.port.transmit(frames)
         return n
+
+    @property
+    def pending(self) -> bool:
+        """Descriptors wait between TDH and TDT and the queue is not stalled on them."""
+        count = self.reg(regs.TDLEN) // DESC_SIZE
+        head, tail = self.reg(regs.TDH), self.reg(regs.TDT)
+        base = self.reg(regs.TDBAL) | (self.reg(regs.TDBAH) << 32)
+        return head != tail and (base, count, head, tail) != self.stalled_at
 
     def _assemble(self, descs: npt.NDArray[np.void]) -> FrameBatch:
         """Turn a run of fetched descriptors into complete frames; carry the open tail.
@@ -228,8 +246,8 @@ class TxEngine:
                 if at + 2 > len(frame) or start >= len(frame):
                     dev.counters.csum_offset_errors += 1
                 else:
+                    # the sum includes whatever software left at CSO (a pseudo-header seed, 3.3.3)
                     body = bytearray(frame)
-                    body[at : at + 2] = b"\0\0"
                     body[at : at + 2] = internet_checksum(bytes(body[start:])).to_bytes(2, "big")
                     frame = bytes(body)
             if pad and len(frame) < ETH_MIN_FRAME:

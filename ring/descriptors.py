@@ -56,7 +56,7 @@ TXD_CMD_IDE = 0x80  # interrupt delay enable
 TXD_STAT_DD = 0x01  # descriptor done
 TXD_STAT_EC = 0x02  # excess collisions
 TXD_STAT_LC = 0x04  # late collision
-TXD_STAT_TU = 0x08  # transmit underrun (82544); reused below
+TXD_STAT_TU = 0x08  # transmit underrun (82544)
 #: Sandbox-defined: the kernel refused this descriptor and completed it with an
 #: error, as RDMA completes a bad SGE with IBV_WC_LOC_PROT_ERR.  Bits 7:4 of
 #: the legacy STA byte are reserved in the datasheet, so no real status clashes.

@@ -61,6 +61,7 @@ TORL = 0x40C0
 TORH = 0x40C4
 TOTL = 0x40C8
 TOTH = 0x40CC
+ROC = 0x40AC  # receive oversize count (13.7.36)
 TPR = 0x40D0  # total packets received
 TPT = 0x40D4  # total packets transmitted
 STATS_FIRST = 0x4000
@@ -113,7 +114,7 @@ TCTL_PSP = 1 << 3  # pad short packets
 # -- RAH bits ---------------------------------------------------------------
 RAH_AV = 1 << 31  # address valid
 
-#: TDLEN and RDLEN "must be 128-byte aligned" (13.4.28): bits 6:0 are ignored.
+#: TDLEN and RDLEN "must be 128-byte aligned" (13.4.27, 13.4.38): bits 6:0 are ignored.
 RING_LEN_ALIGN = 128
 
 #: Registers that hold a queue's ring: the ones a hostile tenant would love to
@@ -125,7 +126,7 @@ _NAMED = (
     "CTRL", "STATUS", "EECD", "EERD", "CTRL_EXT", "MDIC", "ICR", "ITR", "ICS", "IMS", "IMC",
     "RCTL", "RDBAL", "RDBAH", "RDLEN", "RDH", "RDT", "RDTR", "MTA", "RAL0", "RAH0", "TCTL",
     "TIPG", "TDBAL", "TDBAH", "TDLEN", "TDH", "TDT", "TIDV", "CRCERRS", "MPC", "GPRC", "GPTC",
-    "GORCL", "GORCH", "GOTCL", "GOTCH", "TORL", "TORH", "TOTL", "TOTH", "TPR", "TPT",
+    "GORCL", "GORCH", "GOTCL", "GOTCH", "TORL", "TORH", "TOTL", "TOTH", "ROC", "TPR", "TPT",
 )  # fmt: skip
 NAMES: dict[int, str] = {globals()[name]: name for name in _NAMED}
 

@@ -111,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the embedded default scenario, with comments explaining every key.",
     )
     show.set_defaults(func=cmd_scenario)
+
+    # `nic-sandbox audit ...` lives in sandbox/audit_cli.py, which imports UsageError from here:
+    # import it when the parser is built, not at module load, so there is no import cycle.
+    from sandbox.audit_cli import build_audit_parser
+
+    build_audit_parser(sub)
     return top
 
 

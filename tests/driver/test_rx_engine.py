@@ -61,7 +61,7 @@ def test_long_packet_refused_without_lpe(rig: Rig) -> None:
     assert txq.tx_burst(batch([seq_frame(1), seq_frame(2, 3000), seq_frame(3, 1514)])) == 3
     assert [seq_of(f) for f in rxq.rx_burst()] == [1, 3]  # 1514 bytes is the longest standard frame
     assert rig.nic1.counters.rx_oversize == 1
-    assert rig.nic1.read32(0x4054) == 1  # ROC
+    assert rig.nic1.read32(regs.ROC) == 1
 
 
 def test_partial_frame_is_never_placed(rig: Rig) -> None:
