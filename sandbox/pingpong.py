@@ -30,7 +30,8 @@ class Direction:
     """What one side received, judged against what the other side sent."""
 
     name: str
-    expected: int = 0
+    space: int  # sequence numbers run from 0 to space - 1
+    expected: int = 0  # frames that should arrive (the echo expects only what the other side got)
     received: int = 0
     bytes: int = 0
     corrupt: int = 0
@@ -43,19 +44,20 @@ class Direction:
     def lost(self) -> int:
         return self.expected - int(np.count_nonzero(self._seen))
 
+    def __post_init__(self) -> None:
+        self._seen = np.zeros(self.space, dtype=bool)
+
     def check(self, frames: FrameBatch, expect: Expect) -> npt.NDArray[np.uint8]:
         """Judge a burst; return the good frames as a matrix (for the echo)."""
         self.received += len(frames)
         self.bytes += frames.nbytes
-        if len(self._seen) < self.expected:
-            self._seen = np.concatenate([self._seen, np.zeros(self.expected - len(self._seen), dtype=bool)])
         try:
             rows = frames.as_matrix()
         except ValueError:  # mixed lengths: nothing the demo sent
             self.corrupt += len(frames)
             return np.zeros((0, 0), dtype=np.uint8)
         seqs = sequence_numbers(rows)
-        valid = seqs < np.uint64(self.expected)
+        valid = seqs < np.uint64(self.space)
         good = valid.copy()
         good[valid] = (rows[valid] == expect(seqs[valid])).all(axis=1)
         self.corrupt += int(np.count_nonzero(~good))
@@ -69,7 +71,7 @@ class Direction:
         return rows[good]
 
     def as_dict(self) -> dict[str, int | str]:
-        out = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+        out = {k: v for k, v in asdict(self).items() if not k.startswith("_") and k != "space"}
         out["lost"] = self.lost
         return out
 
@@ -109,8 +111,8 @@ def run(
     tx_a, rx_a = TxQueue(proc_a, spec_a.nic, size=spec_a.ring), RxQueue(proc_a, spec_a.nic, size=spec_a.ring)
     tx_b, rx_b = TxQueue(proc_b, spec_b.nic, size=spec_b.ring), RxQueue(proc_b, spec_b.nic, size=spec_b.ring)
     flow = UdpFlow(mac[spec_a.nic], mac[spec_b.nic], spec_a.ip, spec_b.ip, size, world.scenario.seed)
-    forward = Direction(f"{spec_a.name}→{spec_b.name}", expected=count)
-    echo = Direction(f"{spec_b.name}→{spec_a.name} echo")
+    forward = Direction(f"{spec_a.name}→{spec_b.name}", space=count, expected=count)
+    echo = Direction(f"{spec_b.name}→{spec_a.name} echo", space=count)
 
     def expect_echo(seqs: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint8]:
         return swap_endpoints(flow.expected(seqs))

@@ -40,12 +40,13 @@ from verifier.audit import (
     SCHEMA_VERSION,
     AuditError,
     chain_hash,
-    encode,
     parse_line,
 )
 
 #: How much of a file is inspected to tell an audit log from anything else.
 SNIFF_BYTES = 64 << 10
+#: What follows the body of every canonical line: ``,"hash":"<64 hex>"}`` and the newline.
+_HASH_TAIL = ',"hash":"' + "0" * 64 + '"}\n'
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _DESC_HEX = re.compile(r"^[0-9a-f]{32}$")
 _WALL = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(?:Z|\+00:00)$")
@@ -139,14 +140,15 @@ def sniff(path: PathLike) -> None:
     """Raise ``AuditFormatError`` unless ``path`` is empty or looks like an audit log.
 
     Every canonical record starts with ``{"v":``; a log whose first record
-    is damaged still has such a line soon after, so it is tampered, not foreign.
+    is damaged still has such a line soon after, and a log cut inside its
+    first bytes is a prefix of it: both are damaged logs, not foreign files.
     """
     p = Path(path)
     if p.is_dir():
         raise AuditFormatError(f"{p}: is a directory, not an audit log")
     with p.open("rb") as f:
         head = f.read(SNIFF_BYTES)
-    if not head or head.startswith(MAGIC) or b"\n" + MAGIC in head:
+    if head.startswith(MAGIC) or MAGIC.startswith(head) or b"\n" + MAGIC in head:  # MAGIC[:n]: cut early
         return
     kind = _describe_foreign(head)
     raise AuditFormatError(f"{p}: not an audit log (JSON Lines records starting with {MAGIC.decode()}), but {kind}")
@@ -199,7 +201,7 @@ def read_records(paths: Iterable[PathLike]) -> Iterator[dict[str, Any]]:
             raise AuditError(f"{where}: damaged record {after} (not canonical JSON); run 'nic-sandbox audit verify'")
         problem = schema_problem(record)
         if problem is not None:
-            raise AuditError(f"{where}: {problem}")
+            raise AuditError(f"{where}: damaged record {after} ({problem})")
         last_seq = int(record["seq"])
         yield record
 
@@ -233,8 +235,9 @@ def verify(paths: Iterable[PathLike]) -> VerifyResult:
             return bad(f"records out of order: expected seq {expected}, found {seq}", where)
         if record["prev"] != prev:
             return bad("chain broken: prev is not the hash of the record before", where)
-        body = {k: v for k, v in record.items() if k != "hash"}
-        if chain_hash(prev, encode(body)) != record["hash"]:
+        # The line is canonical and ends with the hash (checked above), so the body is the line without it.
+        body = line[: -len(_HASH_TAIL)] + b"}"
+        if chain_hash(prev, body) != record["hash"]:
             return bad("record altered: hash mismatch", where)
         prev = record["hash"]
         expected += 1

@@ -111,7 +111,6 @@ class Model:
                     self.counters["csum_offset_errors"] += 1
                 else:
                     body = bytearray(frame)
-                    body[first.cso : first.cso + 2] = b"\0\0"
                     body[first.cso : first.cso + 2] = checksum(bytes(body[first.css :])).to_bytes(2, "big")
                     frame = bytes(body)
             if self.psp and len(frame) < ETH_MIN_FRAME:
