@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from enum import StrEnum
 
 import numpy as np
@@ -84,6 +85,9 @@ class E1000:
         self._inbound_bytes = 0
         self._ral_cache: list[tuple[int, int]] | None = None
         self.stats: dict[int, int] = {}
+        self.irq: Callable[[], None] | None = None  # the interrupt line, connected by the composition root
+        self._irq_pending = False
+        self._irq_running = 0  # threaded: interrupt handlers still running (the device is not idle yet)
         #: offset -> (queue-0 register, queue) for every per-queue ring register of this device
         self._ring_regs = {
             regs.queue_reg(base, q): (base, q) for base in regs.TX_RING_REGS + regs.RX_RING_REGS for q in range(queues)
@@ -191,7 +195,19 @@ class E1000:
 
     # -- interrupts and statistics -------------------------------------------
     def raise_irq(self, cause: int) -> None:
+        """Set ICR causes; an unmasked cause signals the interrupt line (MSI to the kernel).
+
+        Inline, the handler runs at once (inside the register write that
+        caused it, as if the CPU took the interrupt immediately).  Threaded,
+        it runs from ``poll`` after the device lock is released, so a kernel
+        that holds its own lock and writes a register cannot deadlock with it.
+        """
         self.set_reg(regs.ICR, self.reg(regs.ICR) | cause)
+        if self.irq is not None and cause & self.reg(regs.IMS):
+            if self.mode is EngineMode.INLINE:
+                self.irq()
+            else:
+                self._irq_pending = True
 
     def count_stat(self, offset: int, n: int) -> None:
         """Add to a statistics counter (kept as a Python int, shown through the BAR on read)."""
@@ -333,11 +349,21 @@ class E1000:
                 self._inbound_bytes -= frames.nbytes
                 self._receive_now(frames)
                 work += len(frames)
+            signal, self._irq_pending = self._irq_pending, False
+            self._irq_running += signal
+        if signal:
+            try:
+                if self.irq is not None:
+                    self.irq()
+            finally:
+                with self.lock:
+                    self._irq_running -= 1
         return work
 
     def busy(self) -> bool:
         """Work is pending: buffered frames, or a TX queue whose head has not reached its tail."""
-        return bool(self.inbound) or any(engine.pending for engine in self.tx)
+        with self.lock:  # waits for a poll in progress: its frames have left ``inbound`` but are not placed yet
+            return bool(self.inbound) or self._irq_pending or self._irq_running > 0 or any(e.pending for e in self.tx)
 
     def attach(self) -> None:
         """Re-evaluate link state after a wire was plugged into the port."""

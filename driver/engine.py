@@ -24,6 +24,7 @@ class DevicePoller:
         self.devices = list(devices)
         self.idle_sleep_s = idle_sleep_s
         self.rounds = 0
+        self.last_busy_round = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="nic-poller", daemon=True)
 
@@ -34,14 +35,24 @@ class DevicePoller:
         while not self._stop.is_set():
             work = sum(dev.poll() for dev in self.devices)
             self.rounds += 1
-            if not work:
+            if work:
+                self.last_busy_round = self.rounds
+            else:
                 time.sleep(self.idle_sleep_s)
 
     def drain(self, timeout_s: float = 5.0) -> bool:
-        """Wait until a whole round finds no work; False if ``timeout_s`` passed first."""
+        """Wait for a whole poller round, begun after this call, in which no device had work.
+
+        Checking each device's state in turn is not enough: while one is
+        checked idle, another may be handing it frames.  A round polls every
+        device, so an idle round that started after the caller stopped
+        producing means nothing is left anywhere.  False if ``timeout_s`` passed first.
+        """
         deadline = time.monotonic() + timeout_s
+        start = self.rounds
         while time.monotonic() < deadline:
-            if not any(dev.busy() for dev in self.devices):
+            done = self.rounds
+            if done >= start + 2 and self.last_busy_round < done:
                 return True
             time.sleep(self.idle_sleep_s)
         return False

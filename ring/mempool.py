@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from ring.syscalls import DmaRegion, Syscalls
+from ring.syscalls import DEVICE_READ, DmaRegion, Syscalls
 
 DEFAULT_BUF_SIZE = 2048  # one e1000 RX buffer at RCTL.BSIZE=00, and DPDK's mbuf data room
 
@@ -21,12 +21,14 @@ class PoolExhausted(Exception):
 class Mempool:
     """``count`` buffers of ``buf_size`` bytes, each with a known bus address."""
 
-    def __init__(self, sys: Syscalls, count: int, buf_size: int = DEFAULT_BUF_SIZE) -> None:
+    def __init__(self, sys: Syscalls, count: int, buf_size: int = DEFAULT_BUF_SIZE, access: int = DEVICE_READ) -> None:
         if count <= 0 or buf_size <= 0:
             raise ValueError("a mempool needs at least one buffer of at least one byte")
         self.count = count
         self.buf_size = buf_size
         self.region: DmaRegion = sys.alloc_dma(count * buf_size)
+        #: the pool is pinned for its whole life, as DPDK and ixy pin their hugepages
+        self.pin = sys.pin(self.region.vaddr, self.region.size, access)
         self.memory = self.region.view
         ids = np.arange(count, dtype=np.int64)
         self.bus_addr: npt.NDArray[np.uint64] = (self.region.bus + ids * buf_size).astype(np.uint64)

@@ -17,7 +17,7 @@ from ring import indices
 from ring.descriptors import DESC_SIZE, RX_DESC, RXD_ERR_REFUSED, RXD_STAT_DD, RXD_STAT_EOP
 from ring.frames import FrameBatch, gather
 from ring.mempool import Mempool
-from ring.syscalls import Syscalls
+from ring.syscalls import DEVICE_WRITE, Syscalls
 from ring.txq import check_ring_size
 
 
@@ -38,7 +38,7 @@ class RxQueue:
         self.region = sys.alloc_dma(size * DESC_SIZE)
         self.ring = self.region.view.view(RX_DESC)
         self.handle = sys.open_rx_queue(nic, queue, self.region, size)
-        self.pool = Mempool(sys, size, self.handle.buffer_size)
+        self.pool = Mempool(sys, size, self.handle.buffer_size, DEVICE_WRITE)
         self.doorbell = self.handle.doorbell
         self.ring["addr"] = self.pool.bus_addr
         self.next = 0

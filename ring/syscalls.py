@@ -15,6 +15,10 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+#: Access a pin grants the device (ibv_reg_mr access flags; IOMMU_READ/IOMMU_WRITE of VFIO).
+DEVICE_READ = 1  # TX buffers: the device reads them
+DEVICE_WRITE = 2  # RX buffers: the device writes them
+
 
 class RegisterBus(Protocol):
     """A 32-bit register space, as a PCI BAR is (device side or a window onto it)."""
@@ -68,6 +72,18 @@ class Syscalls(Protocol):
 
     def virt_to_phys(self, vaddr: int) -> int:
         """The pagemap lookup of one virtual address of this tenant."""
+        ...
+
+    def free_dma(self, region: DmaRegion) -> None:
+        """Give the memory back (refused while any of it is pinned)."""
+        ...
+
+    def pin(self, vaddr: int, length: int, access: int) -> int:
+        """Pin ``[vaddr, vaddr + length)`` for device access (DEVICE_READ/DEVICE_WRITE); returns a handle."""
+        ...
+
+    def unpin(self, handle: int) -> str:
+        """Release a pin: ``"released"``, or ``"deferred"`` while DMA that uses it is in flight."""
         ...
 
     def open_tx_queue(self, nic: str, queue: int, ring: DmaRegion, size: int) -> QueueHandle: ...

@@ -246,11 +246,18 @@ def tenant_text(r: dict[str, Any]) -> str:
     return f"{r['tenant_name']}({r['tenant']})"
 
 
+def where_text(r: dict[str, Any]) -> str:
+    """Where the event happened: ``nic0/tx0[17]`` for a descriptor, ``nic0 register``, ``nic0/q1 iommu``."""
+    if r["kind"] in ("tx", "rx"):
+        index = "" if r["ring_index"] is None else f"[{r['ring_index']}]"
+        return f"{queue_label(r)}{index}"
+    return f"{queue_label(r)} {r['kind']}"
+
+
 def one_line(r: dict[str, Any]) -> str:
     """One record on one line (``follow``)."""
-    index = "" if r["ring_index"] is None else f"[{r['ring_index']}]"
     return (
-        f"#{r['seq']} {r['wall']} {tenant_text(r)} {queue_label(r)}{index} {r['kind']} {r['reason']} "
+        f"#{r['seq']} {r['wall']} {tenant_text(r)} {where_text(r)} {r['reason']} "
         f"desc: {desc_text(r)} detail: {detail_text(r)} ({r['protection']})"
     )
 
@@ -274,15 +281,16 @@ def cmd_summary(args: argparse.Namespace, out: Console) -> int:
         stats[1] = min(stats[1], wall)
         stats[2] = max(stats[2], wall)
     total = sum(by_reason.values())
-    span = (parse_wall(last["wall"]) - parse_wall(first["wall"])) / 1e9 if first and last else 0.0
+    walls = [w for _, lo, hi in modes.values() for w in (lo, hi)]
+    span = (max(walls) - min(walls)) / 1e9 if walls else 0.0  # several logs may interleave in time
     if args.json:
         summary = {
             "files": [str(p) for p in files],
             "records": total,
             "first_seq": first["seq"] if first else None,
             "last_seq": last["seq"] if last else None,
-            "first_wall": first["wall"] if first else None,
-            "last_wall": last["wall"] if last else None,
+            "first_wall": format_wall(min(walls)) if walls else None,
+            "last_wall": format_wall(max(walls)) if walls else None,
             "seconds": span,
             "records_per_second": total / span if span > 0 else None,
             "head": last["hash"] if last else None,
@@ -302,7 +310,9 @@ def cmd_summary(args: argparse.Namespace, out: Console) -> int:
         return 0
     out.print(f"records: {total:,} (seq {first['seq']}..{last['seq']})", highlight=False)
     rate = f"{total / span:,.1f} records/s" if span > 0 else "- records/s"
-    out.print(f"time span: {first['wall']} .. {last['wall']} ({span:.6f} s), {rate}", highlight=False)
+    out.print(
+        f"time span: {format_wall(min(walls))} .. {format_wall(max(walls))} ({span:.6f} s), {rate}", highlight=False
+    )
     out.print(f"head hash: {last['hash']}", highlight=False)
 
     table = Table(title="rejections by reason, tenant and queue")
@@ -346,30 +356,23 @@ def cmd_show(args: argparse.Namespace, out: Console) -> int:
                 break
             sys.stdout.write(encode(r).decode("ascii") + "\n")
         return 0
-    table = Table(title=f"audit records: {args.log}")
-    for col in ("seq", "time (UTC)", "tenant", "queue", "idx", "kind", "reason", "descriptor", "detail"):
-        folds = col in ("descriptor", "detail")
-        table.add_column(col, justify="right" if col in ("seq", "idx") else "left", overflow="fold", no_wrap=not folds)
-    shown = 0
+    rows: list[dict[str, Any]] = []
     for r in chosen:
-        if args.limit is not None and shown >= args.limit:
+        if args.limit is not None and len(rows) >= args.limit:
             break
-        index = "-" if r["ring_index"] is None else str(r["ring_index"])
-        table.add_row(
-            str(r["seq"]),
-            r["wall"].replace("T", " ").rstrip("Z"),
-            tenant_text(r),
-            queue_label(r),
-            index,
-            r["kind"],
-            r["reason"],
-            desc_text(r),
-            detail_text(r),
-        )
-        shown += 1
-    if shown:
+        rows.append(r)
+    one_day = len({r["wall"][:10] for r in rows}) == 1
+    title = f"audit records: {args.log}" + (f" ({rows[0]['wall'][:10]}, UTC)" if one_day else "")
+    table = Table(title=title)
+    for col in ("seq", "time" if one_day else "time (UTC)", "tenant", "where", "reason", "descriptor", "detail"):
+        folds = col in ("descriptor", "detail")
+        table.add_column(col, justify="right" if col == "seq" else "left", overflow="fold", no_wrap=not folds)
+    for r in rows:
+        wall = r["wall"][11:-1] if one_day else r["wall"].replace("T", " ").rstrip("Z")
+        table.add_row(str(r["seq"]), wall, tenant_text(r), where_text(r), r["reason"], desc_text(r), detail_text(r))
+    if rows:
         out.print(table)
-    out.print(f"{shown} record{'s' if shown != 1 else ''} shown", highlight=False)
+    out.print(f"{len(rows)} record{'s' if len(rows) != 1 else ''} shown", highlight=False)
     return 0
 
 
@@ -444,35 +447,45 @@ def cmd_follow(args: argparse.Namespace, out: Console) -> int:
         raise UsageError(f"no such audit log: {path}")
     sniff(path)
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
-    seen = 0
-    f: BinaryIO = path.open("rb")
-    inode = os.fstat(f.fileno()).st_ino
+    printed = 0
     buf = b""
+    f: BinaryIO = path.open("rb")
     if not args.from_start:
         end = f.seek(0, os.SEEK_END)
         if end:  # start after the last complete line; a line being written right now is printed whole
             f.seek(max(0, end - FOLLOW_WINDOW))
             data = f.read(end - f.tell())
             buf = data[data.rfind(b"\n") + 1 :]
+
+    def emit(chunk: bytes) -> bool:
+        """Print the complete records in ``chunk``; True once ``--max-records`` are printed."""
+        nonlocal buf, printed
+        *lines, buf = (buf + chunk).split(b"\n")
+        for line in lines:
+            record = parse_line(line + b"\n")
+            problem = "not canonical JSON" if record is None else schema_problem(record)
+            if record is None or problem is not None:
+                raise UsageError(f"{path}: damaged record while following ({problem})")
+            print(one_line(record), flush=True)
+            printed += 1
+            if args.max_records is not None and printed >= args.max_records:
+                return True
+        return False
+
     try:
         while True:
             chunk = f.read()
-            if not chunk and _rotated(path, inode):
-                chunk = f.read()  # drain what the writer wrote before renaming it
-                f.close()
-                f = path.open("rb")
-                inode = os.fstat(f.fileno()).st_ino
             if chunk:
-                *lines, buf = (buf + chunk).split(b"\n")
-                for line in lines:
-                    record = parse_line(line + b"\n")
-                    problem = "not canonical JSON" if record is None else schema_problem(record)
-                    if record is None or problem is not None:
-                        raise UsageError(f"{path}: damaged record while following ({problem})")
-                    print(one_line(record), flush=True)
-                    seen += 1
-                    if args.max_records is not None and seen >= args.max_records:
-                        return 0
+                if emit(chunk):
+                    return 0
+                continue
+            successor = _successor(path, f)
+            if successor is not None:
+                done = emit(f.read())  # what the writer wrote before it renamed the file
+                f.close()
+                f, buf = successor, b""
+                if done:
+                    return 0
                 continue
             if deadline is not None and time.monotonic() >= deadline:
                 return 0
@@ -483,9 +496,36 @@ def cmd_follow(args: argparse.Namespace, out: Console) -> int:
         f.close()
 
 
-def _rotated(path: Path, inode: int) -> bool:
-    """True when ``path`` now names a different file than the one we hold (the writer rotated)."""
+def _inode(path: Path) -> int | None:
     try:
-        return os.stat(path).st_ino != inode
+        return path.stat().st_ino
     except FileNotFoundError:
-        return False
+        return None
+
+
+def _successor(path: Path, current: BinaryIO) -> BinaryIO | None:
+    """The file after ``current`` once the writer has rotated ``current`` away (opened), else None.
+
+    That is the next rotated file if the writer rotated more than once
+    between two polls (tail -F would skip it), otherwise the new active file.
+    """
+    inode = os.fstat(current.fileno()).st_ino
+    if _inode(path) in (inode, None):  # not rotated, or rotating right now (new file not there yet)
+        return None
+    siblings = rotated_siblings(path)
+    number = next((n for n, p in siblings if _inode(p) == inode), None)
+    if number is None:  # our file was removed, not rotated: go on with the active file
+        number = siblings[-1][0] if siblings else 0
+    later = [p for n, p in siblings if n > number]
+    try:
+        if later:
+            return later[0].open("rb")
+        active = path.open("rb")
+    except FileNotFoundError:
+        return None
+    # A rotation between listing and opening would skip the file it produced: look again.
+    later = [p for n, p in rotated_siblings(path) if n > number]
+    if later and _inode(later[0]) != os.fstat(active.fileno()).st_ino:
+        active.close()
+        return later[0].open("rb")
+    return active

@@ -117,18 +117,25 @@ def run(
     def expect_echo(seqs: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint8]:
         return swap_endpoints(flow.expected(seqs))
 
+    window = max(1, min(spec_a.ring, spec_b.ring) - 1)
+    written_off = 0
     pending: deque[npt.NDArray[np.uint8]] = deque()
     sent = 0
     quiet = False
     start = time.perf_counter()
     while True:
         moved = 0
-        if sent < count:
-            n = tx_a.tx_burst(flow.frames(sent, min(batch, count - sent)))
+        # Self-clocking, as a window protocol is: never more frames outstanding (sent, not yet
+        # echoed) than the smaller RX ring can hold, so a slow receiver is not flooded.
+        outstanding = sent - echo.received - forward.corrupt - written_off
+        room = window - outstanding
+        if sent < count and room > 0:
+            n = tx_a.tx_burst(flow.frames(sent, min(batch, count - sent, room)))
             sent += n
             moved += n
-        got = rx_b.rx_burst(batch)
-        if len(got):
+        # Receivers drain their rings a burst at a time, as a DPDK poll loop does: reading only
+        # one burst per round would let a threaded device run ahead until the ring overflows.
+        while len(got := rx_b.rx_burst(batch)):
             moved += len(got)
             good = forward.check(got, flow.expected)
             echo.expected += len(good)
@@ -142,17 +149,22 @@ def run(
                 pending[0] = rows[k:]
                 break
             pending.popleft()
-        back = rx_a.rx_burst(batch)
-        if len(back):
+        while len(back := rx_a.rx_burst(batch)):
             moved += len(back)
             echo.check(back, expect_echo)
         if progress is not None and moved:
             progress(sent, echo.received)
-        if sent == count and not pending and not moved:
-            # Quiet: let the devices finish (threaded engine), then look once more before stopping.
-            if quiet or not world.settle(idle_timeout_s):
+        if not pending and not moved:
+            # Quiet: let the devices finish (threaded engine), then look once more.
+            if not quiet:
+                quiet = world.settle(idle_timeout_s)
+                if quiet:
+                    continue
+            if sent == count:
                 break
-            quiet = True
+            # Everything is idle yet frames are outstanding: they were dropped (MPC); stop waiting for them.
+            written_off += outstanding
+            quiet = False
         else:
             quiet = False
     seconds = time.perf_counter() - start

@@ -17,6 +17,7 @@ from ring.frames import FrameBatch
 from ring.memory import PhysicalMemory
 from sandbox.scenario import Scenario
 from verifier.kernel import Kernel, Process
+from verifier.rejections import AuditSink
 
 
 @dataclass
@@ -33,10 +34,13 @@ class World:
     poller: DevicePoller | None = None
 
     @classmethod
-    def build(cls, scenario: Scenario, pcap: str | bool | None = True) -> World:
-        """Build the world.  ``pcap``: True = as the scenario says, False = none, a path = that file."""
+    def build(cls, scenario: Scenario, pcap: str | bool | None = True, audit: AuditSink | None = None) -> World:
+        """Build the world.  ``pcap``: True = as the scenario says, False = none, a path = that file.
+
+        ``audit``: where the kernel records rejections (default: in memory only).
+        """
         memory = PhysicalMemory(scenario.memory_size, scenario.kernel_size, seed=scenario.seed)
-        kernel = Kernel(memory, scenario.protection)
+        kernel = Kernel(memory, scenario.protection, audit)
         nics = {n.name: E1000(n.name, memory, n.mac, n.queues, scenario.engine) for n in scenario.nics}
         world = cls(scenario, memory, kernel, nics, [], {})
         for spec in scenario.cables:
@@ -52,6 +56,8 @@ class World:
         for spec_nic in scenario.nics:
             dev = nics[spec_nic.name]
             dev.attach()
+            dev.irq = kernel.interrupt(spec_nic.name)  # the NIC's interrupt line to the kernel
+            dev.dma.iommu = kernel.iommu  # None unless protection is iommu
             kernel.attach_nic(spec_nic.name, dev, spec_nic.mac, spec_nic.queues)
         for spec_tenant in scenario.tenants:
             world.tenants[spec_tenant.name] = kernel.spawn(spec_tenant.name)

@@ -48,6 +48,20 @@ class AddressSpace:
         self.mappings.append(Mapping(vaddr, frames))
         return DmaRegion(vaddr, frames.phys, nbytes, self.memory.view(frames.phys, nbytes))
 
+    def mapping_at(self, vaddr: int) -> Mapping:
+        """The mapping that starts at ``vaddr`` (what munmap takes)."""
+        for mapping in self.mappings:
+            if mapping.vaddr == vaddr:
+                return mapping
+        raise SegFault(f"tenant {self.tenant_id}: no mapping starts at {vaddr:#x}")
+
+    def munmap(self, mapping: Mapping) -> None:
+        """Unmap and free the frames: they go back to the free pool, for anyone."""
+        for i in range(mapping.frames.count):
+            del self.pages[(mapping.vaddr >> PAGE_SHIFT) + i]
+        self.mappings.remove(mapping)
+        self.memory.free(mapping.frames)
+
     def virt_to_phys(self, vaddr: int) -> int:
         frame = self.pages.get(vaddr >> PAGE_SHIFT)
         if frame is None:

@@ -1,28 +1,45 @@
-"""The kernel: owner of physical memory, tenants, NICs and queue ownership.
+"""The kernel: owner of physical memory, tenants, pins, NICs, queues and the doorbell path.
 
 It is the trusted party of the sandbox.  Tenants reach it through
 ``Process`` (the system-call surface of ring/syscalls.py); NICs are reached
-through their register bus only.  The doorbell path
-(``register_write``) is where protection modes act.
+through their register bus only, and they reach the kernel back through
+their interrupt line, which the composition root connects to
+``Kernel.interrupt``.  The protection mode decides what a doorbell does
+(verifier/protection.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from ring.memory import PhysicalMemory
+import numpy as np
+
+from ring import regs
+from ring.descriptors import DESC_SIZE, RX_DESC, TX_DESC
+from ring.memory import OWNER_KERNEL, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, FrameRange, PhysicalMemory
 from ring.syscalls import DmaRegion, QueueHandle, RegisterBus
-from verifier.address_space import AddressSpace
+from verifier import reasons as R
+from verifier.address_space import AddressSpace, SegFault
 from verifier.doorbell import DoorbellWindow
-from verifier.nic_control import RX_BUFFER_SIZE, bring_up, program_ring
+from verifier.inplace import InPlaceQueue
+from verifier.iommu import Iommu
+from verifier.memory_audit import MemoryAudit
+from verifier.nic_control import bring_up, program_ring
+from verifier.pins import Access, Pin, PinError, PinTable
+from verifier.policy import Policy
 from verifier.protection import Protection
+from verifier.queue_state import QueueState
+from verifier.rejections import AuditSink, Origin, record_event
+from verifier.shadow import RxShadow, TxShadow
 
 TX = "tx"
 RX = "rx"
 
 
 class KernelError(Exception):
-    """A system call was refused (bad argument, not yours, already taken)."""
+    """A system call was refused (bad argument, not yours, already taken, still pinned)."""
 
 
 @dataclass
@@ -34,11 +51,12 @@ class Nic:
     mac: bytes
     queues: int
     owners: dict[tuple[str, int], int] = field(default_factory=dict)
+    iommu_owner: int | None = None  # iommu mode: the tenant whose domain this device is in
 
 
 @dataclass
 class Queue:
-    """An opened queue: its owner and the ring the tenant writes."""
+    """An opened queue: its owner, the ring the tenant writes, and the kernel's handler."""
 
     nic: str
     kind: str
@@ -47,23 +65,40 @@ class Queue:
     ring: DmaRegion
     size: int
     tail_offset: int
+    head_offset: int
+    handler: TxShadow | RxShadow | InPlaceQueue | None = None  # None: the doorbell goes straight through
+
+    @property
+    def state(self) -> QueueState | None:
+        return None if self.handler is None else self.handler.state
 
 
 class Kernel:
-    """Memory, tenants and NICs of one simulated machine."""
+    """Memory, tenants, pins and NICs of one simulated machine."""
 
-    def __init__(self, memory: PhysicalMemory, protection: Protection = Protection.NONE) -> None:
+    def __init__(
+        self,
+        memory: PhysicalMemory,
+        protection: Protection = Protection.NONE,
+        audit: AuditSink | None = None,
+        policy: Policy | None = None,
+    ) -> None:
         self.memory = memory
-        self.protection = protection
+        self.protection = Protection(protection)
+        self.audit: AuditSink = audit if audit is not None else MemoryAudit()
+        self.policy = policy or Policy()
         self.nics: dict[str, Nic] = {}
         self.processes: dict[int, Process] = {}
         self.queues: dict[tuple[str, str, int], Queue] = {}
+        self.iommu = Iommu(self._iommu_fault) if self.protection is Protection.IOMMU else None
+        self._next_pin = 1
+        self._sink: FrameRange | None = None
 
     # -- devices --------------------------------------------------------------
     def attach_nic(self, name: str, bus: RegisterBus, mac: bytes, queues: int = 1) -> Nic:
         if name in self.nics:
             raise KernelError(f"NIC {name!r} is attached already")
-        bring_up(bus, mac)
+        bring_up(bus, mac, interrupts=self.protection.traps_doorbell)
         nic = Nic(name, bus, bytes(mac), queues)
         self.nics[name] = nic
         return nic
@@ -74,6 +109,16 @@ class Kernel:
         except KeyError:
             raise KernelError(f"no NIC named {name!r}") from None
 
+    def interrupt(self, nic_name: str) -> Callable[[], None]:
+        """The handler for a NIC's interrupt line: reap completions of its trapped queues."""
+
+        def handler() -> None:
+            for (name, _kind, _index), queue in list(self.queues.items()):
+                if name == nic_name and queue.handler is not None:
+                    queue.handler.reap()
+
+        return handler
+
     # -- tenants ----------------------------------------------------------------
     def spawn(self, name: str) -> Process:
         tenant_id = len(self.processes)
@@ -81,6 +126,62 @@ class Kernel:
         self.processes[tenant_id] = process
         return process
 
+    def tenant_name(self, tenant_id: int) -> str:
+        proc = self.processes.get(tenant_id)
+        return proc.name if proc else f"tenant{tenant_id}"
+
+    # -- pinning ------------------------------------------------------------------
+    def pin(self, proc: Process, vaddr: int, length: int, access: int) -> int:
+        if length <= 0:
+            raise KernelError("a pin needs at least one byte")
+        try:
+            want = Access(access)
+        except ValueError:
+            raise KernelError(f"unknown access bits {access:#x}") from None
+        if not want:
+            raise KernelError("a pin must grant device read and/or device write access")
+        first_page = vaddr >> PAGE_SHIFT
+        last_page = (vaddr + length - 1) >> PAGE_SHIFT
+        try:
+            frames = np.array(
+                [proc.aspace.virt_to_phys(p << PAGE_SHIFT) >> PAGE_SHIFT for p in range(first_page, last_page + 1)],
+                dtype=np.int64,
+            )
+        except SegFault as err:
+            raise KernelError(str(err)) from None
+        handle = self._next_pin
+        pin = Pin(handle, proc.tenant_id, vaddr, length, want, frames)
+        try:
+            proc.pins.add(pin)
+        except PinError as err:
+            raise KernelError(str(err)) from None
+        self._next_pin += 1
+        if self.iommu is not None:
+            for nic in self.nics.values():
+                if nic.iommu_owner == proc.tenant_id:
+                    self.iommu.map(nic.name, first_page << PAGE_SHIFT, frames, want)
+        return handle
+
+    def unpin(self, proc: Process, handle: int) -> str:
+        pin = proc.pins.pins.get(handle)
+        try:
+            outcome = proc.pins.release(handle)
+        except PinError as err:
+            raise KernelError(str(err)) from None
+        assert pin is not None
+        if self.iommu is not None:
+            for nic in self.nics.values():
+                if nic.iommu_owner == proc.tenant_id:
+                    self.iommu.unmap(nic.name, pin.vaddr & ~PAGE_MASK, pin.frames.size)
+        if outcome == "deferred":
+            in_flight = int(proc.pins.inflight[pin.frames].sum())
+            record_event(self.audit, Origin(proc.tenant_id, proc.name, "", -1, "pin"), "pin", R.PIN_IN_FLIGHT,
+                         {"handle": handle, "vaddr": f"{pin.vaddr:#x}", "length": pin.length,
+                          "in_flight_refs": in_flight, "outcome": "deferred"})  # fmt: skip
+            self.audit.commit()
+        return outcome
+
+    # -- queues ---------------------------------------------------------------------
     def open_queue(
         self, proc: Process, kind: str, nic_name: str, index: int, ring: DmaRegion, size: int
     ) -> QueueHandle:
@@ -91,31 +192,126 @@ class Kernel:
         if owner is not None:
             raise KernelError(f"{kind} queue {index} of {nic_name} belongs to tenant {owner}")
         phys = proc.aspace.virt_to_phys(ring.vaddr)
-        if not proc.aspace.owns_phys(phys, ring.size):
-            raise KernelError("the ring is not memory of this tenant")
-        tail = program_ring(nic.bus, kind == TX, index, phys, size)
+        if not proc.aspace.owns_phys(phys, ring.size) or ring.size < size * DESC_SIZE:
+            raise KernelError("the ring is not memory of this tenant, or too small")
+        tx = kind == TX
+        head_reg, tail_reg = (regs.TDH, regs.TDT) if tx else (regs.RDH, regs.RDT)
+        head_offset, tail_offset = regs.queue_reg(head_reg, index), regs.queue_reg(tail_reg, index)
+        queue = Queue(nic_name, kind, index, proc.tenant_id, ring, size, tail_offset, head_offset)
+        mode = self.protection
+        if mode is Protection.VERIFIER:
+            shadow = self.memory.alloc(size * DESC_SIZE, OWNER_KERNEL)
+            program_ring(nic.bus, tx, index, shadow.phys, size)
+            view = self.memory.view(shadow.phys, size * DESC_SIZE).view(TX_DESC if tx else RX_DESC)
+            state = self._state(proc, nic, kind, index, ring, phys, size, tail_offset, head_offset)
+            queue.handler = TxShadow(state, view) if tx else RxShadow(state, view)
+        elif mode is Protection.UNSAFE_INPLACE:
+            program_ring(nic.bus, tx, index, phys, size)
+            state = self._state(proc, nic, kind, index, ring, phys, size, tail_offset, head_offset)
+            queue.handler = InPlaceQueue(state, tx, self._sink_frame().phys)
+        elif mode is Protection.IOMMU:
+            assert self.iommu is not None
+            if nic.iommu_owner not in (None, proc.tenant_id):
+                raise KernelError(f"iommu mode: {nic_name} is in tenant {nic.iommu_owner}'s domain (one per device)")
+            if nic.iommu_owner is None:
+                nic.iommu_owner = proc.tenant_id
+                for pin in proc.pins.pins.values():
+                    self.iommu.map(nic_name, pin.vaddr & ~PAGE_MASK, pin.frames, pin.access)
+            ring_frames = np.arange(phys >> PAGE_SHIFT, (phys + ring.size - 1 >> PAGE_SHIFT) + 1, dtype=np.int64)
+            self.iommu.map(nic_name, ring.vaddr & ~PAGE_MASK, ring_frames, Access.READ_WRITE)
+            program_ring(nic.bus, tx, index, ring.vaddr, size)
+        else:
+            program_ring(nic.bus, tx, index, phys, size)
         nic.owners[(kind, index)] = proc.tenant_id
-        self.queues[(nic_name, kind, index)] = Queue(nic_name, kind, index, proc.tenant_id, ring, size, tail)
-        return QueueHandle(nic_name, index, proc.map_registers(nic_name), tail, size, RX_BUFFER_SIZE)
+        self.queues[(nic_name, kind, index)] = queue
+        return QueueHandle(nic_name, index, proc.map_registers(nic_name), tail_offset, size, self.policy.rx_buffer_size)
+
+    def _state(self, proc: Process, nic: Nic, kind: str, index: int, ring: DmaRegion, phys: int, size: int,
+               tail_offset: int, head_offset: int) -> QueueState:  # fmt: skip
+        return QueueState(
+            origin=Origin(proc.tenant_id, proc.name, nic.name, index, kind),
+            user=ring,
+            user_phys=phys,
+            size=size,
+            bus=nic.bus,
+            tail_reg=tail_offset,
+            head_reg=head_offset,
+            pins=proc.pins,
+            owners=self.memory.owner,
+            memory_size=self.memory.size,
+            policy=self.policy,
+            audit=self.audit,
+        )
+
+    def _sink_frame(self) -> FrameRange:
+        if self._sink is None:
+            self._sink = self.memory.alloc(PAGE_SIZE, OWNER_KERNEL)
+        return self._sink
+
+    def queue(self, nic: str, kind: str, index: int = 0) -> Queue:
+        try:
+            return self.queues[(nic, kind, index)]
+        except KeyError:
+            raise KernelError(f"no open {kind} queue {index} on {nic}") from None
 
     # -- the doorbell path --------------------------------------------------------
     def register_write(self, tenant_id: int, nic_name: str, offset: int, value: int) -> None:
-        """A tenant's store into a NIC's register window."""
-        self.nic(nic_name).bus.write32(offset, value)
+        """A tenant's store into a NIC's register window: the doorbell trap of the trapping modes."""
+        nic = self.nic(nic_name)
+        if not self.protection.traps_doorbell:
+            nic.bus.write32(offset, value)
+            return
+        target = self._tail_queue(nic_name, offset)
+        if target is not None and target.owner == tenant_id and target.handler is not None:
+            target.handler.doorbell(value)
+            return
+        reason = R.REG_NOT_OWNER if target is not None else R.REG_NOT_DOORBELL
+        detail: dict[str, Any] = {"register": regs.reg_name(offset), "offset": f"{offset:#06x}", "value": f"{value:#x}"}
+        if target is not None:
+            detail["queue_owner"] = self.tenant_name(target.owner)
+        record_event(self.audit, Origin(tenant_id, self.tenant_name(tenant_id), nic_name, -1, "register"),
+                     "register", reason, detail)  # fmt: skip
+        self.audit.commit()
 
     def register_read(self, tenant_id: int, nic_name: str, offset: int) -> int:
-        """A tenant's load from a NIC's register window (statistics, head pointers)."""
-        return self.nic(nic_name).bus.read32(offset)
+        """A tenant's load: passed through, except that trapping modes show a queue's user-ring view."""
+        nic = self.nic(nic_name)
+        if not self.protection.traps_doorbell:
+            return nic.bus.read32(offset)
+        for queue in self.queues.values():
+            if queue.nic == nic_name and queue.owner == tenant_id and queue.state is not None:
+                if offset == queue.tail_offset:
+                    return queue.state.tail
+                if offset == queue.head_offset:
+                    return queue.state.done
+        return nic.bus.read32(offset) if offset == regs.STATUS else 0
+
+    def _tail_queue(self, nic_name: str, offset: int) -> Queue | None:
+        for queue in self.queues.values():
+            if queue.nic == nic_name and queue.tail_offset == offset:
+                return queue
+        return None
+
+    # -- the IOMMU's fault line -----------------------------------------------------
+    def _iommu_fault(self, device: str, addr: int, length: int, write: bool, reason: str) -> None:
+        nic = self.nics.get(device)
+        owner = nic.iommu_owner if nic is not None and nic.iommu_owner is not None else -1
+        code = R.BY_NAME[reason].code
+        record_event(self.audit, Origin(owner, self.tenant_name(owner), device, 0, "iommu"), "iommu", code,
+                     {"iova": f"{addr:#x}", "length": length, "access": "write" if write else "read",
+                      "vtd_fault_reason": "0x05" if code == R.IOMMU_PERMISSION else "0x06"})  # fmt: skip
+        self.audit.commit()
 
 
 class Process:
-    """One tenant: an address space and the system calls of ring/syscalls.py."""
+    """One tenant: an address space, its pins, and the system calls of ring/syscalls.py."""
 
     def __init__(self, kernel: Kernel, tenant_id: int, name: str) -> None:
         self.kernel = kernel
         self._tenant_id = tenant_id
         self.name = name
         self.aspace = AddressSpace(tenant_id, kernel.memory)
+        self.pins = PinTable(tenant_id, kernel.memory.frames)
         self._windows: dict[str, DoorbellWindow] = {}
 
     @property
@@ -129,10 +325,30 @@ class Process:
         return self._windows[nic]
 
     def alloc_dma(self, nbytes: int) -> DmaRegion:
-        return self.aspace.mmap(nbytes)
+        region = self.aspace.mmap(nbytes)
+        if self.kernel.protection is Protection.IOMMU:
+            # IOVA = virtual address: descriptors carry the tenant's own pointers
+            return DmaRegion(region.vaddr, region.vaddr, region.size, region.view)
+        return region
+
+    def free_dma(self, region: DmaRegion) -> None:
+        try:
+            mapping = self.aspace.mapping_at(region.vaddr)
+        except SegFault as err:
+            raise KernelError(str(err)) from None
+        frames = np.arange(mapping.frames.first, mapping.frames.first + mapping.frames.count)
+        if bool(self.pins.held[frames].any()):
+            raise KernelError("region is still pinned (unpin first; a deferred unpin waits for in-flight DMA)")
+        self.aspace.munmap(mapping)
 
     def virt_to_phys(self, vaddr: int) -> int:
         return self.aspace.virt_to_phys(vaddr)
+
+    def pin(self, vaddr: int, length: int, access: int) -> int:
+        return self.kernel.pin(self, vaddr, length, access)
+
+    def unpin(self, handle: int) -> str:
+        return self.kernel.unpin(self, handle)
 
     def open_tx_queue(self, nic: str, queue: int, ring: DmaRegion, size: int) -> QueueHandle:
         return self.kernel.open_queue(self, TX, nic, queue, ring, size)

@@ -18,10 +18,17 @@ RX_BUFFER_SIZE = 2048
 TIPG_COPPER = 10 | (8 << 10) | (6 << 20)
 
 
-def bring_up(bus: RegisterBus, mac: bytes) -> None:
-    """Reset the NIC and enable its receiver and transmitter."""
+def bring_up(bus: RegisterBus, mac: bytes, interrupts: bool = False) -> None:
+    """Reset the NIC and enable its receiver and transmitter.
+
+    Without a trapping kernel the tenant polls (ixy and DPDK mask every
+    interrupt); a trapping kernel unmasks TXDW and RXT0 so that it learns of
+    completions it must write back into the tenants' rings.
+    """
     bus.write32(regs.CTRL, regs.CTRL_RST)
-    bus.write32(regs.IMC, 0xFFFF_FFFF)  # polled mode: no interrupts, as ixy and DPDK
+    bus.write32(regs.IMC, 0xFFFF_FFFF)
+    if interrupts:
+        bus.write32(regs.IMS, regs.ICR_TXDW | regs.ICR_RXT0)
     bus.write32(regs.CTRL, regs.CTRL_SLU | regs.CTRL_FD)
     bus.write32(regs.RAL0, int.from_bytes(mac[:4], "little"))
     bus.write32(regs.RAH0, int.from_bytes(mac[4:6], "little") | regs.RAH_AV)

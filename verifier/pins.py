@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ring.frames import range_index
+from ring.syscalls import DEVICE_READ, DEVICE_WRITE
 
 I64 = npt.NDArray[np.int64]
 
@@ -36,9 +37,9 @@ I64 = npt.NDArray[np.int64]
 class Access(IntFlag):
     """Device access a pin grants (IOMMU_READ / IOMMU_WRITE in VFIO terms)."""
 
-    READ = 1  # the device may read: TX buffers
-    WRITE = 2  # the device may write: RX buffers
-    READ_WRITE = 3
+    READ = DEVICE_READ  # the device may read: TX buffers
+    WRITE = DEVICE_WRITE  # the device may write: RX buffers
+    READ_WRITE = DEVICE_READ | DEVICE_WRITE
 
 
 class PinError(Exception):

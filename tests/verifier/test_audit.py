@@ -97,7 +97,7 @@ def test_records_follow_the_schema_and_the_chain_recomputes_independently(tmp_pa
     assert first["wall"] == "2024-05-01T12:00:00.000000000Z" and parse_wall(first["wall"]) == EPOCH_NS
     assert first["mono_ns"] == 5_000_000
     assert first["desc_hex"] == tx_raw(0).hex() and len(bytes.fromhex(first["desc_hex"])) == 16
-    assert first["desc"] == {"addr": 0x40_0000, "length": 60, "cso": 0, "cmd": 0x0B, "status": 0, "css": 0, "special": 0}
+    assert first["desc"] == dict(addr=0x40_0000, length=60, cso=0, cmd=0x0B, status=0, css=0, special=0)
     assert first["detail"] == {"first_bad_byte": 0x40_0000, "frame": 0x400, "owner": "kernel"}
     assert first["protection"] == "verifier" and first["tenant_name"] == "alice"
 
@@ -438,7 +438,7 @@ def test_read_records_stops_at_damage(tmp_path: Path) -> None:
         damaged = [*lines]
         damaged[3] = lines[3][:offset] + b"#" + lines[3][offset + 1 :]
         path.write_bytes(b"".join(damaged))
-        seen = []
+        seen: list[int] = []
         with pytest.raises(AuditError, match=f"audit.jsonl:4: damaged record after seq 2 .*{words}"):
             seen.extend(r["seq"] for r in read_records([path]))
         assert seen == [0, 1, 2]

@@ -1,0 +1,331 @@
+"""``nic-sandbox audit``: summary, show, verify, plot and follow on real log files; one-line errors on bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox import cli
+from sandbox.audit_cli import since_ns
+from verifier.audit import AuditLog
+
+ROOT = Path(__file__).resolve().parents[2]
+EPOCH_NS = 1_714_564_800_000_000_000  # 2024-05-01T12:00:00Z
+TENANTS = ((1, "alice"), (2, "bob"), (3, "mallory"))
+REASONS = ("ADDR_NOT_PINNED", "LEN_ZERO", "NOT_DEVICE_WRITABLE")
+
+
+def clock(start_ns: int = EPOCH_NS, step_ns: int = 10_000_000) -> Any:
+    """Deterministic: one record every 10 ms from 2024-05-01T12:00:00Z."""
+    ticks = iter(range(10**9))
+
+    def now() -> tuple[int, int]:
+        tick = next(ticks)
+        return start_ns + tick * step_ns, tick * step_ns
+
+    return now
+
+
+def add(log: AuditLog, i: int) -> int:
+    tenant, name = TENANTS[i % 3]
+    reason = REASONS[0] if name == "mallory" else REASONS[1 + i % 2]
+    kind = "rx" if reason == "NOT_DEVICE_WRITABLE" else "tx"
+    return log.record(
+        tenant=tenant,
+        tenant_name=name,
+        nic="nic0",
+        queue=tenant - 1,
+        kind=kind,
+        ring_index=i,
+        raw=bytes(range(16)),
+        fields={"addr": 0x1000 * i, "length": 64},
+        reason=reason,
+        detail={"first_bad_byte": 0x1000 * i, "owner": "kernel"},
+    )
+
+
+def make_log(path: Path, n: int = 30, **kwargs: Any) -> Path:
+    kwargs.setdefault("clock", clock())
+    with AuditLog(path, "verifier", **kwargs) as log:
+        for i in range(n):
+            add(log, i)
+    return path
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Path:
+    return make_log(tmp_path / "audit.jsonl")
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = cli.main(["audit", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "sandbox", "audit", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+# -- help ---------------------------------------------------------------------------------------
+def test_help_lists_actions_with_examples() -> None:
+    top = run_cli("--help")
+    assert top.returncode == 0
+    assert "examples:" in top.stdout
+    for action in ("summary", "show", "verify", "plot", "follow"):
+        assert action in top.stdout
+    show = run_cli("show", "--help")
+    assert show.returncode == 0 and "example" in show.stdout
+    for flag in ("--reason", "--tenant", "--since", "--json"):
+        assert flag in show.stdout
+
+
+# -- summary --------------------------------------------------------------------------------------
+def test_summary_counts_reasons_tenants_queues(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(["summary", str(log)], capsys)
+    assert code == 0, err
+    assert "records: 30 (seq 0..29)" in out
+    assert "2024-05-01T12:00:00.000000000Z .. 2024-05-01T12:00:00.290000000Z (0.290000 s)" in out
+    assert "103.4 records/s" in out  # 30 records in 0.29 s
+    for words in ("ADDR_NOT_PINNED", "mallory(3)", "nic0/tx2", "alice(1)", "verifier", "head hash:"):
+        assert words in out
+
+    code, out, _ = run(["summary", str(log), "--json"], capsys)
+    summary = json.loads(out)
+    assert summary["records"] == 30 and summary["by_protection"] == {"verifier": 30}
+    assert summary["by_reason"] == {"ADDR_NOT_PINNED": 10, "LEN_ZERO": 10, "NOT_DEVICE_WRITABLE": 10}
+    rows = {(r["reason"], r["tenant"], r["queue"]): r["count"] for r in summary["by_reason_tenant_queue"]}
+    assert rows[("ADDR_NOT_PINNED", "mallory(3)", "nic0/tx2")] == 10
+    assert rows[("NOT_DEVICE_WRITABLE", "alice(1)", "nic0/rx0")] == 5
+    assert summary["head"] == json.loads(log.read_bytes().splitlines()[-1])["hash"]
+
+
+def test_summary_reads_rotated_siblings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = make_log(tmp_path / "audit.jsonl", 40, rotate_bytes=3_000)
+    assert (tmp_path / "audit.jsonl.2").exists()
+    code, out, _ = run(["summary", str(path), "--json"], capsys)
+    assert code == 0 and json.loads(out)["records"] == 40
+
+
+# -- show -------------------------------------------------------------------------------------------
+def test_show_filters(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def seqs(*args: str) -> list[int]:
+        code, out, err = run(["show", str(log), "--json", *args], capsys)
+        assert code == 0, err
+        return [json.loads(line)["seq"] for line in out.splitlines()]
+
+    assert seqs() == list(range(30))
+    assert seqs("--reason", "ADDR_NOT_PINNED") == list(range(2, 30, 3))
+    assert seqs("--reason", "addr_not_pinned", "--reason", "LEN_ZERO") == [
+        i for i in range(30) if i % 3 == 2 or (i % 3 != 2 and i % 2 == 0)
+    ]
+    assert seqs("--tenant", "mallory") == seqs("--tenant", "3") == list(range(2, 30, 3))
+    assert seqs("--tenant", "nobody") == []
+    assert seqs("--since", "2024-05-01T12:00:00.25Z") == [25, 26, 27, 28, 29]
+    assert seqs("--since", "2024-05-01T12:00:00.25") == [25, 26, 27, 28, 29]  # no zone: UTC
+    assert seqs("--since", "10m") == []  # the fixture's records are from 2024
+    assert seqs("--limit", "3", "--tenant", "bob") == [1, 4, 7]
+
+
+def test_show_json_is_the_stored_bytes(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["show", str(log), "--json"], capsys)
+    assert code == 0 and out.encode() == log.read_bytes()
+
+
+def test_show_table_decodes(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["show", str(log), "--tenant", "mallory", "--limit", "2"], capsys)
+    assert code == 0
+    for words in ("ADDR_NOT_PINNED", "mallory(3)", "nic0/tx2", "addr=0x2000", "owner=kernel", "2 records shown"):
+        assert words in out
+
+
+def test_since_accepts_ages_and_iso_times() -> None:
+    now = EPOCH_NS + 3_600_000_000_000
+    assert since_ns("10m", now) == now - 600_000_000_000
+    assert since_ns("90", now) == since_ns("1.5m", now) == now - 90_000_000_000
+    assert since_ns("1d", now) == now - 86_400_000_000_000
+    assert since_ns("2024-05-01T12:00:00Z", now) == EPOCH_NS
+    assert since_ns("2024-05-01T14:00:00+02:00", now) == EPOCH_NS
+
+
+def test_bad_since_is_one_line(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["show", str(log), "--since", "yesterday-ish"], capsys)
+    assert code == 2 and err.startswith("nic-sandbox: error:") and "--since" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+# -- verify ------------------------------------------------------------------------------------------
+def test_verify_intact_log(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["verify", str(log)], capsys)
+    assert (code, out) == (0, "OK: 30 records, chain intact\n")
+
+
+def test_verify_reports_a_flipped_byte(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = log.read_bytes().splitlines(keepends=True)
+    lines[12] = lines[12].replace(b'"owner":"kernel"', b'"owner":"kernal"')
+    log.write_bytes(b"".join(lines))
+    code, out, _ = run(["verify", str(log)], capsys)
+    assert code == 1
+    assert out.startswith("TAMPERED: record altered: hash mismatch") and out.endswith(" at seq 12\n")
+
+
+def test_verify_reports_a_deleted_record_and_a_cut(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(b"".join(lines[:7] + lines[8:]))
+    code, out, _ = run(["verify", str(log)], capsys)
+    assert code == 1 and "records missing" in out and out.endswith("at seq 7\n")
+
+    log.write_bytes(b"".join(lines)[:-30])
+    code, out, _ = run(["verify", str(log)], capsys)
+    assert code == 1 and "cut" in out and out.endswith("at seq 29\n")
+
+
+def test_verify_expands_rotated_siblings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = make_log(tmp_path / "audit.jsonl", 40, rotate_bytes=3_000)
+    code, out, _ = run(["verify", str(path)], capsys)
+    assert (code, out) == (0, "OK: 40 records, chain intact\n")
+    (tmp_path / "audit.jsonl.1").unlink()
+    code, out, _ = run(["verify", str(path)], capsys)
+    assert code == 1 and out.endswith("at seq 0\n")
+
+
+# -- plot ----------------------------------------------------------------------------------------------
+def test_plot_writes_a_png(log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "rejections.png"
+    code, out, err = run(["plot", str(log), "-o", str(png)], capsys)
+    assert code == 0, err
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert str(png) in out
+
+
+def test_plot_without_matplotlib_is_one_line(log: Path, tmp_path: Path) -> None:
+    code = (
+        "import sys; sys.modules['matplotlib'] = None  # as if it were not installed\n"
+        "from sandbox.cli import main\n"
+        f"sys.exit(main(['audit', 'plot', {str(log)!r}, '-o', {str(tmp_path / 'x.png')!r}]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("nic-sandbox: error: plot needs matplotlib")
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+# -- follow -----------------------------------------------------------------------------------------------
+def start_follow(*args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "sandbox", "audit", "follow", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def read_lines(proc: subprocess.Popen[str], n: int) -> Iterator[str]:
+    assert proc.stdout is not None
+    for _ in range(n):
+        line = proc.stdout.readline()
+        assert line, "follow ended early"
+        yield line
+
+
+def test_follow_sees_appended_records_across_a_rotation(tmp_path: Path) -> None:
+    path = make_log(tmp_path / "audit.jsonl", 2, rotate_bytes=2_000)
+    proc = start_follow(str(path), "--from-start", "--max-records", "12", "--timeout", "30")
+    try:
+        first = list(read_lines(proc, 2))
+        assert first[0].startswith("#0 2024-05-01T12:00:00.000000000Z alice(1) nic0/tx0[0] LEN_ZERO")
+        with AuditLog(path, "verifier", rotate_bytes=2_000, clock=clock(EPOCH_NS + 10**9)) as log:
+            for i in range(2, 12):
+                add(log, i)
+                log.commit()
+        rest = list(read_lines(proc, 10))
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    assert (tmp_path / "audit.jsonl.1").exists()  # the log rotated under the follower
+    assert [int(line.split()[0][1:]) for line in first + rest] == list(range(12))
+    assert all(len(line.strip().splitlines()) == 1 for line in rest)
+
+
+def test_follow_starts_at_the_end_and_stops_on_timeout(log: Path) -> None:
+    started = time.monotonic()
+    done = run_cli("follow", str(log), "--timeout", "0.3")
+    assert done.returncode == 0 and done.stdout == "" and done.stderr == ""
+    assert time.monotonic() - started < 30
+
+
+def test_follow_stops_cleanly_on_ctrl_c(log: Path) -> None:
+    proc = start_follow(str(log), "--from-start", "--timeout", "30")
+    try:
+        list(read_lines(proc, 30))  # it is running and has printed the log so far
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        assert proc.stderr is not None and "Traceback" not in proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# -- bad input -----------------------------------------------------------------------------------------------
+BAD_FILES = {
+    "random binary": random.Random(5).randbytes(4096),
+    "text": b"Lorem ipsum dolor sit amet\nconsectetur adipiscing elit\n",
+    "pcap": bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000") + bytes(64),
+}
+ACTIONS = {
+    "summary": ["summary"],
+    "show": ["show"],
+    "verify": ["verify"],
+    "follow": ["follow", "--timeout", "0.1"],
+    "plot": ["plot", "-o", "out.png"],
+}
+
+
+@pytest.mark.parametrize("action", sorted(ACTIONS))
+@pytest.mark.parametrize("bad", [*sorted(BAD_FILES), "missing file", "directory"])
+def test_bad_input_is_one_line_and_exit_2(
+    action: str, bad: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "input.jsonl"
+    if bad in BAD_FILES:
+        path.write_bytes(BAD_FILES[bad])
+    elif bad == "directory":
+        path.mkdir()
+    args = ACTIONS[action]
+    args = [args[0], str(path), *[str(tmp_path / a) if a.endswith(".png") else a for a in args[1:]]]
+    code, out, err = run(args, capsys)
+    assert code == 2, out
+    err = err.strip()
+    assert err.startswith("nic-sandbox: error:") and len(err.splitlines()) == 1, err
+    assert "Traceback" not in err
+    expected = "no such audit log" if bad == "missing file" else "not an audit log"
+    assert expected in err and str(path) in err
+
+
+def test_a_damaged_log_in_show_is_one_line_and_exit_2(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log.write_bytes(log.read_bytes()[:-5])
+    code, _, err = run(["show", str(log)], capsys)
+    assert code == 2 and "torn record after seq 28" in err and len(err.strip().splitlines()) == 1
+
+
+def test_audit_needs_an_action(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run([], capsys)
+    assert code == 2 and err.startswith("nic-sandbox: error:")

@@ -1,0 +1,137 @@
+"""Protection mode ``unsafe-inplace``: check descriptors where they lie, let the device read them there.
+
+Kept on purpose, to show why the snapshot of ``verifier`` mode matters.
+The kernel reads the new descriptors from the user ring to check them and
+then rings the device, which reads the *same* user memory again, later.
+Between the two reads the tenant still owns that memory: a descriptor
+rewritten after the check (a time-of-check/time-of-use race) reaches the
+device unchecked.  With the threaded engine the race is a matter of timing;
+the ``after_check`` hook makes it deterministic.
+
+Rejected descriptors are neutralised in place: a TX descriptor becomes an
+empty packet (length 0, EOP, RS), which the device drops without DMA; an RX
+descriptor is pointed at a kernel sink frame, and its slot is completed back
+with the refusal mark when the device is done with it.  Both rewrites sit
+in tenant memory too, so they are as racy as everything else in this mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from ring import indices
+from ring.descriptors import (
+    RX_DESC,
+    RXD_ERR_REFUSED,
+    RXD_STAT_DD,
+    TX_DESC,
+    TXD_CMD_EOP,
+    TXD_CMD_RS,
+    TXD_STAT_DD,
+    TXD_STAT_REFUSED,
+)
+from verifier import reasons as R
+from verifier.checks import check_rx, check_tx
+from verifier.queue_state import QueueState, judge_tail
+from verifier.rejections import record_descriptors, record_event
+from verifier.shadow import frame_runs
+
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass
+class InPlaceQueue:
+    """One queue whose device ring *is* the user ring."""
+
+    state: QueueState
+    tx: bool
+    sink_phys: int  # a kernel frame that absorbs DMA of neutralised RX descriptors
+    head: int = 0
+    refused: npt.NDArray[np.bool_] = field(init=False)
+    frame_first: I64 = field(init=False)
+    frame_count: I64 = field(init=False)
+
+    def __post_init__(self) -> None:
+        size = self.state.size
+        self.refused = np.zeros(size, dtype=bool)
+        self.frame_first = np.zeros(size, dtype=np.int64)
+        self.frame_count = np.zeros(size, dtype=np.int64)
+
+    def doorbell(self, new_tail: int) -> None:
+        st = self.state
+        with st.lock:
+            self.reap()
+            reason = judge_tail(new_tail, st.tail, st.done, st.size)
+            if reason != R.OK:
+                record_event(st.audit, st.origin, st.origin.kind, reason,
+                             {"new_tail": new_tail, "tail": st.tail, "done": st.done, "size": st.size},
+                             ring_index=new_tail)  # fmt: skip
+                st.audit.commit()
+                return
+            k = indices.used(st.tail, new_tail, st.size)
+            if k == 0:
+                return
+            ring = st.user.view.view(TX_DESC if self.tx else RX_DESC)
+            copy = indices.read_window(ring, st.tail, k)  # read to check; the device reads again later
+            st.user_reads += k
+            slots = indices.slots(st.tail, k, st.size)
+            if self.tx:
+                verdicts = check_tx(copy, st.pins, st.owners, st.memory_size, st.policy)
+                length = copy["length"].astype(np.int64)
+            else:
+                verdicts = check_rx(copy["addr"], st.pins, st.owners, st.memory_size, st.policy)
+                length = np.full(k, st.policy.rx_buffer_size, dtype=np.int64)
+            ok = np.ones(k, dtype=bool) if verdicts is None else ~verdicts.rejected  # held ones go too
+            if verdicts is not None and bool(verdicts.rejected.any()):
+                bad = verdicts.rejected
+                self._neutralise(ring, slots[bad])
+                record_descriptors(st.audit, st.origin, slots, copy, verdicts, bad,
+                                   {"neutralised_in_place": True})  # fmt: skip
+            good = slots[ok & (length > 0)]
+            if good.size:
+                first, count = frame_runs(copy["addr"][ok & (length > 0)], length[ok & (length > 0)])
+                self.frame_first[good] = first
+                self.frame_count[good] = count
+                st.pins.hold(first, count)
+            self.frame_count[slots[~(ok & (length > 0))]] = 0
+            st.tail = new_tail
+            st.run_after_check()  # <- the window: the tenant still owns what the device will read
+            st.bus.write32(st.tail_reg, new_tail)
+            self.reap()
+            st.audit.commit()
+
+    def _neutralise(self, ring: npt.NDArray[np.void], slots: I64) -> None:
+        self.refused[slots] = True
+        if self.tx:
+            ring["length"][slots] = 0
+            ring["cmd"][slots] = TXD_CMD_EOP | TXD_CMD_RS
+            ring["status"][slots] = 0
+        else:
+            ring["addr"][slots] = self.sink_phys
+
+    def reap(self) -> None:
+        st = self.state
+        with st.lock:
+            device_head = st.bus.read32(st.head_reg)
+            n = indices.used(self.head, device_head, st.size)
+            if n == 0:
+                return
+            idx = indices.slots(self.head, n, st.size)
+            st.pins.drop(self.frame_first[idx], self.frame_count[idx])
+            self.frame_count[idx] = 0
+            refused = idx[self.refused[idx]]
+            if refused.size:
+                ring = st.user.view.view(TX_DESC if self.tx else RX_DESC)
+                if self.tx:
+                    ring["status"][refused] = TXD_STAT_DD | TXD_STAT_REFUSED
+                else:
+                    ring["length"][refused] = 0
+                    ring["errors"][refused] = RXD_ERR_REFUSED
+                    ring["status"][refused] = RXD_STAT_DD
+                self.refused[refused] = False
+            self.head = device_head
+            st.mark_done(idx)
+            st.pins.settle()

@@ -1,0 +1,88 @@
+"""What the kernel knows about one tenant queue: ring positions and which slots are done.
+
+The tenant's ring is split in three by two indices the kernel keeps:
+``done`` (the oldest slot not yet completed back to the tenant) and
+``tail`` (the next slot the kernel will read).  Slots ``[done, tail)`` are
+the kernel's and the device's; the tenant may only fill ``[tail, done - 1)``.
+A doorbell names a new tail; the rules below reject indices that would
+make the kernel read slots the tenant does not own.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from ring import indices
+from ring.syscalls import DmaRegion, RegisterBus
+from verifier import reasons as R
+from verifier.pins import PinTable
+from verifier.policy import Policy
+from verifier.rejections import AuditSink, Origin
+
+#: Called with the queue after the kernel has checked a batch and before the device may see it:
+#: the race injection point of the fuzzer (a deterministic "attacker writes here" interleaving).
+AfterCheckHook = Callable[["QueueState"], None]
+
+
+def judge_tail(new_tail: int, tail: int, done: int, size: int) -> int:
+    """Reason code for a doorbell's new tail (``reasons.OK`` if it may be taken).
+
+    An index cannot say whether the tenant moved back or wrapped forward too
+    far; the kernel assumes the shorter move: a tail a few slots behind is
+    RING_TAIL_BACKWARDS, one that claims more new slots than are free is RING_OVERRUN.
+    """
+    if not 0 <= new_tail < size:
+        return R.RING_TAIL_BEYOND
+    forward = (new_tail - tail) % size
+    free = indices.free(done, tail, size)
+    if forward <= free:
+        return R.OK
+    return R.RING_TAIL_BACKWARDS if size - forward < forward else R.RING_OVERRUN
+
+
+@dataclass
+class QueueState:
+    """Kernel bookkeeping of one queue of one tenant."""
+
+    origin: Origin
+    user: DmaRegion  # the tenant's ring (kernel reads it by physical address)
+    user_phys: int
+    size: int
+    bus: RegisterBus
+    tail_reg: int  # the device's TDT/RDT
+    head_reg: int  # the device's TDH/RDH
+    pins: PinTable
+    owners: npt.NDArray[np.int32]
+    memory_size: int
+    policy: Policy
+    audit: AuditSink
+    tail: int = 0
+    done: int = 0
+    user_reads: int = 0  # descriptors the kernel has read from the user ring (invariant 3)
+    after_check: list[AfterCheckHook] = field(default_factory=list)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    done_flag: npt.NDArray[np.bool_] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.done_flag = np.zeros(self.size, dtype=bool)
+
+    def mark_done(self, slots: npt.NDArray[np.int64]) -> None:
+        """Slots completed back to the tenant; ``done`` advances over the leading run."""
+        self.done_flag[slots] = True
+        pending = indices.used(self.done, self.tail, self.size)
+        if pending == 0:
+            return
+        window = indices.read_window(self.done_flag, self.done, pending)
+        k = pending if bool(window.all()) else int(np.argmin(window))
+        if k:
+            indices.write_window(self.done_flag, self.done, np.zeros(k, dtype=bool))
+            self.done = indices.advance(self.done, k, self.size)
+
+    def run_after_check(self) -> None:
+        for hook in list(self.after_check):
+            hook(self)

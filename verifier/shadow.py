@@ -1,0 +1,232 @@
+"""Protection mode ``verifier``: snapshot, check, post to a kernel shadow ring, write back completions.
+
+Invariant 3, snapshot before check: the device reads descriptors only from
+a ring in kernel memory.  At each doorbell the kernel copies the new user
+descriptors ``[tail, new_tail)`` out of the user ring exactly once, checks
+that copy as one numpy batch, and writes only accepted descriptors into the
+shadow ring before it rings the device.  Whatever the tenant writes into its
+ring afterwards, the device never sees it (the TOCTOU race of
+``unsafe-inplace`` has nothing to race against).  Rejected descriptors are
+completed back at once with an error status and audited, one record each.
+
+When the device finishes shadow descriptors (its head moves; the interrupt
+or the next doorbell tells the kernel), the kernel writes DD (TX) or the
+received length and status (RX) into the matching user slots and drops the
+in-flight pin references, which may finish a deferred unpin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from ring import indices
+from ring.descriptors import (
+    RX_DESC,
+    RXD_ERR_REFUSED,
+    RXD_STAT_DD,
+    TX_DESC,
+    TXD_CMD_RS,
+    TXD_STAT_DD,
+    TXD_STAT_REFUSED,
+)
+from ring.memory import PAGE_SHIFT
+from verifier import reasons as R
+from verifier.checks import Verdicts, check_rx, check_tx
+from verifier.queue_state import QueueState, judge_tail
+from verifier.rejections import record_descriptors, record_event
+
+I64 = npt.NDArray[np.int64]
+
+
+def frame_runs(addr: npt.NDArray[np.uint64], length: I64) -> tuple[I64, I64]:
+    """First frame and frame count of each (non-empty, in-memory) buffer."""
+    first = (addr >> np.uint64(PAGE_SHIFT)).astype(np.int64)
+    last = ((addr + (length - 1).astype(np.uint64)) >> np.uint64(PAGE_SHIFT)).astype(np.int64)
+    return first, last - first + 1
+
+
+@dataclass
+class ShadowQueue:
+    """The kernel-owned copy of one queue's ring, and the map back to user slots."""
+
+    state: QueueState
+    shadow: npt.NDArray[np.void]  # view of kernel memory the device reads
+    tail: int = 0
+    head: int = 0
+    to_user: I64 = field(init=False)
+    frame_first: I64 = field(init=False)
+    frame_count: I64 = field(init=False)
+
+    def __post_init__(self) -> None:
+        size = self.state.size
+        self.to_user = np.full(size, -1, dtype=np.int64)
+        self.frame_first = np.zeros(size, dtype=np.int64)
+        self.frame_count = np.zeros(size, dtype=np.int64)
+
+    def post(self, descs: npt.NDArray[np.void], user_slots: I64, first: I64, count: I64) -> None:
+        """Append accepted descriptors to the shadow ring, holding their frames in flight."""
+        size = self.state.size
+        idx = indices.slots(self.tail, descs.size, size)
+        indices.write_window(self.shadow, self.tail, descs)
+        self.to_user[idx] = user_slots
+        self.frame_first[idx] = first
+        self.frame_count[idx] = count
+        self.state.pins.hold(first, count)
+        self.tail = indices.advance(self.tail, descs.size, size)
+
+    def finished(self) -> I64:
+        """Shadow slots the device completed since the last call (its head moved)."""
+        state = self.state
+        device_head = state.bus.read32(state.head_reg)
+        n = indices.used(self.head, device_head, state.size)
+        idx = indices.slots(self.head, n, state.size)
+        if n:
+            state.pins.drop(self.frame_first[idx], self.frame_count[idx])
+            self.head = device_head
+        return idx
+
+    def ring_device(self) -> None:
+        self.state.bus.write32(self.state.tail_reg, self.tail)
+
+
+class TxShadow(ShadowQueue):
+    """TX in verifier mode."""
+
+    held: npt.NDArray[np.void]
+    held_slots: I64
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.held = np.zeros(0, dtype=TX_DESC)
+        self.held_slots = np.zeros(0, dtype=np.int64)
+
+    def doorbell(self, new_tail: int) -> None:
+        st = self.state
+        with st.lock:
+            self.reap()
+            reason = judge_tail(new_tail, st.tail, st.done, st.size)
+            if reason != R.OK:
+                record_event(st.audit, st.origin, st.origin.kind, reason,
+                             {"new_tail": new_tail, "tail": st.tail, "done": st.done, "size": st.size},
+                             ring_index=new_tail)  # fmt: skip
+                st.audit.commit()
+                return
+            k = indices.used(st.tail, new_tail, st.size)
+            if k == 0:
+                return
+            user_ring = st.user.view.view(TX_DESC)
+            snapshot = indices.read_window(user_ring, st.tail, k)  # the one read of these user descriptors
+            st.user_reads += k
+            new_slots = indices.slots(st.tail, k, st.size)
+            st.tail = new_tail
+            batch = np.concatenate((self.held, snapshot)) if self.held.size else snapshot
+            slots = np.concatenate((self.held_slots, new_slots)) if self.held.size else new_slots
+            verdicts = check_tx(batch, st.pins, st.owners, st.memory_size, st.policy)
+            if verdicts is None:
+                accepted: npt.NDArray[np.bool_] | slice = slice(None)
+                self.held, self.held_slots = batch[:0], slots[:0]
+            else:
+                accepted = verdicts.accepted
+                self.held, self.held_slots = batch[verdicts.held], slots[verdicts.held]
+                self._refuse(batch, slots, verdicts)
+            good = batch[accepted]
+            if good.size:
+                first, count = frame_runs(good["addr"], good["length"].astype(np.int64))
+                clean = good.copy()
+                clean["status"] = 0
+                self.post(clean, slots[accepted], first, count)
+            st.run_after_check()
+            if good.size:
+                self.ring_device()
+            self.reap()
+            st.audit.commit()
+
+    def _refuse(self, batch: npt.NDArray[np.void], slots: I64, verdicts: Verdicts) -> None:
+        st = self.state
+        rejected = verdicts.rejected
+        if not bool(rejected.any()):
+            return
+        user_ring = st.user.view.view(TX_DESC)
+        user_ring["status"][slots[rejected]] = TXD_STAT_DD | TXD_STAT_REFUSED
+        record_descriptors(st.audit, st.origin, slots, batch, verdicts, rejected)
+        st.mark_done(slots[rejected])
+
+    def reap(self) -> None:
+        st = self.state
+        with st.lock:
+            idx = self.finished()
+            if idx.size == 0:
+                return
+            users = self.to_user[idx]
+            rs = (self.shadow["cmd"][idx] & TXD_CMD_RS) != 0
+            user_ring = st.user.view.view(TX_DESC)
+            user_ring["status"][users[rs]] = TXD_STAT_DD
+            st.mark_done(users)
+            st.pins.settle()
+
+
+class RxShadow(ShadowQueue):
+    """RX in verifier mode: buffers checked over the whole receive buffer size."""
+
+    def doorbell(self, new_tail: int) -> None:
+        st = self.state
+        with st.lock:
+            self.reap()
+            reason = judge_tail(new_tail, st.tail, st.done, st.size)
+            if reason != R.OK:
+                record_event(st.audit, st.origin, st.origin.kind, reason,
+                             {"new_tail": new_tail, "tail": st.tail, "done": st.done, "size": st.size},
+                             ring_index=new_tail)  # fmt: skip
+                st.audit.commit()
+                return
+            k = indices.used(st.tail, new_tail, st.size)
+            if k == 0:
+                return
+            user_ring = st.user.view.view(RX_DESC)
+            snapshot = indices.read_window(user_ring, st.tail, k)
+            st.user_reads += k
+            slots = indices.slots(st.tail, k, st.size)
+            st.tail = new_tail
+            addr = snapshot["addr"]
+            verdicts = check_rx(addr, st.pins, st.owners, st.memory_size, st.policy)
+            if verdicts is None:
+                good, good_slots = snapshot, slots
+            else:
+                accepted = verdicts.accepted
+                good, good_slots = snapshot[accepted], slots[accepted]
+                rejected = verdicts.rejected
+                if bool(rejected.any()):
+                    bad = slots[rejected]
+                    user_ring["length"][bad] = 0
+                    user_ring["errors"][bad] = RXD_ERR_REFUSED
+                    user_ring["status"][bad] = RXD_STAT_DD  # last: DD hands the slot back
+                    record_descriptors(st.audit, st.origin, slots, snapshot, verdicts, rejected,
+                                       {"checked_bytes": st.policy.rx_buffer_size})  # fmt: skip
+                    st.mark_done(bad)
+            if good.size:
+                clean = np.zeros(good.size, dtype=RX_DESC)
+                clean["addr"] = good["addr"]
+                first, count = frame_runs(clean["addr"], np.full(good.size, st.policy.rx_buffer_size, dtype=np.int64))
+                self.post(clean, good_slots, first, count)
+            st.run_after_check()
+            if good.size:
+                self.ring_device()
+            self.reap()
+            st.audit.commit()
+
+    def reap(self) -> None:
+        st = self.state
+        with st.lock:
+            idx = self.finished()
+            if idx.size == 0:
+                return
+            users = self.to_user[idx]
+            done = self.shadow[idx]
+            user_ring = st.user.view.view(RX_DESC)
+            for name in ("length", "csum", "errors", "special", "status"):  # status (DD) last
+                user_ring[name][users] = done[name]
+            st.mark_done(users)
+            st.pins.settle()
