@@ -102,7 +102,7 @@ def check_ranges(
 
 
 def pinned_mask(
-    addr: U64, span: npt.NDArray[np.unsignedinteger], pins: PinTable, need: Access
+    addr: U64, span: npt.NDArray[np.unsignedinteger] | np.unsignedinteger, pins: PinTable, need: Access
 ) -> npt.NDArray[np.bool_]:
     """Fast path of the range rule for ranges ``[addr, addr + span]`` with span < PAGE_SIZE.
 
