@@ -59,6 +59,13 @@ class InPlaceQueue:
         self.refused = np.zeros(size, dtype=bool)
         self.frame_first = np.zeros(size, dtype=np.int64)
         self.frame_count = np.zeros(size, dtype=np.int64)
+        self.state.pins.sources.append(self.in_flight)
+
+    def in_flight(self) -> tuple[I64, I64]:
+        """Frame runs of descriptors the device may still use (a pin source)."""
+        st = self.state
+        idx = indices.slots(self.head, indices.used(self.head, st.tail, st.size), st.size)
+        return self.frame_first[idx], self.frame_count[idx]
 
     def doorbell(self, new_tail: int) -> None:
         st = self.state
@@ -95,12 +102,10 @@ class InPlaceQueue:
                 first, count = frame_runs(copy["addr"][ok & (length > 0)], length[ok & (length > 0)])
                 self.frame_first[good] = first
                 self.frame_count[good] = count
-                st.pins.hold(first, count)
             self.frame_count[slots[~(ok & (length > 0))]] = 0
             st.tail = new_tail
             st.run_after_check()  # <- the window: the tenant still owns what the device will read
             st.bus.write32(st.tail_reg, new_tail)
-            self.reap()
             st.audit.commit()
 
     def _neutralise(self, ring: npt.NDArray[np.void], slots: I64) -> None:
@@ -120,7 +125,6 @@ class InPlaceQueue:
             if n == 0:
                 return
             idx = indices.slots(self.head, n, st.size)
-            st.pins.drop(self.frame_first[idx], self.frame_count[idx])
             self.frame_count[idx] = 0
             refused = idx[self.refused[idx]]
             if refused.size:

@@ -92,6 +92,7 @@ class Kernel:
         self.queues: dict[tuple[str, str, int], Queue] = {}
         self.iommu = Iommu(self._iommu_fault) if self.protection is Protection.IOMMU else None
         self._next_pin = 1
+        self._reapers: dict[str, list[Callable[[], None]]] = {}  # per NIC: completion handlers
         self._sink: FrameRange | None = None
 
     # -- devices --------------------------------------------------------------
@@ -112,10 +113,11 @@ class Kernel:
     def interrupt(self, nic_name: str) -> Callable[[], None]:
         """The handler for a NIC's interrupt line: reap completions of its trapped queues."""
 
+        reapers = self._reapers.setdefault(nic_name, [])
+
         def handler() -> None:
-            for (name, _kind, _index), queue in list(self.queues.items()):
-                if name == nic_name and queue.handler is not None:
-                    queue.handler.reap()
+            for reap in reapers:
+                reap()
 
         return handler
 
@@ -174,7 +176,7 @@ class Kernel:
                 if nic.iommu_owner == proc.tenant_id:
                     self.iommu.unmap(nic.name, pin.vaddr & ~PAGE_MASK, pin.frames.size)
         if outcome == "deferred":
-            in_flight = int(proc.pins.inflight[pin.frames].sum())
+            in_flight = proc.pins.references(pin.frames)
             record_event(self.audit, Origin(proc.tenant_id, proc.name, "", -1, "pin"), "pin", R.PIN_IN_FLIGHT,
                          {"handle": handle, "vaddr": f"{pin.vaddr:#x}", "length": pin.length,
                           "in_flight_refs": in_flight, "outcome": "deferred"})  # fmt: skip
@@ -204,7 +206,7 @@ class Kernel:
             program_ring(nic.bus, tx, index, shadow.phys, size)
             view = self.memory.view(shadow.phys, size * DESC_SIZE).view(TX_DESC if tx else RX_DESC)
             state = self._state(proc, nic, kind, index, ring, phys, size, tail_offset, head_offset)
-            queue.handler = TxShadow(state, view) if tx else RxShadow(state, view)
+            queue.handler = TxShadow(state, view) if tx else RxShadow(state, view, self.policy.rx_buffer_size)
         elif mode is Protection.UNSAFE_INPLACE:
             program_ring(nic.bus, tx, index, phys, size)
             state = self._state(proc, nic, kind, index, ring, phys, size, tail_offset, head_offset)
@@ -224,6 +226,8 @@ class Kernel:
             program_ring(nic.bus, tx, index, phys, size)
         nic.owners[(kind, index)] = proc.tenant_id
         self.queues[(nic_name, kind, index)] = queue
+        if queue.handler is not None:
+            self._reapers.setdefault(nic_name, []).append(queue.handler.reap)
         return QueueHandle(nic_name, index, proc.map_registers(nic_name), tail_offset, size, self.policy.rx_buffer_size)
 
     def _state(self, proc: Process, nic: Nic, kind: str, index: int, ring: DmaRegion, phys: int, size: int,

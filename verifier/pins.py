@@ -12,7 +12,9 @@ frame of [first, last] pinned for reading" is two lookups per descriptor
 for a whole batch at once, never a Python scan.
 
 Invariant 5, pins outlive DMA: a frame referenced by an in-flight
-descriptor keeps its pin.  ``unpin`` of such a pin is *deferred*: its
+descriptor keeps its pin.  The queues register as *sources* of in-flight
+frame ranges; they are asked only when a pin is released, so the data
+path pays nothing for this bookkeeping.  ``unpin`` of such a pin is *deferred*: its
 access is revoked at once (no new descriptor may use it) but its frames
 stay pinned until the device completes the last descriptor; only then is
 the pin released.  We chose deferral over refusal because the tenant
@@ -22,6 +24,7 @@ hardware to let go.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntFlag
 
@@ -81,7 +84,8 @@ class PinTable:
         self.access = np.zeros(frames, dtype=np.uint8)  # access of *active* pins
         self.held = np.zeros(frames, dtype=bool)  # pinned by an active or releasing pin
         self.released = np.zeros(frames, dtype=bool)  # was pinned once, now released
-        self.inflight = np.zeros(frames, dtype=np.int32)  # in-flight descriptor references
+        #: callables returning (first frame, frame count) of every in-flight descriptor of a queue
+        self.sources: list[Callable[[], tuple[I64, I64]]] = []
         self._prefix: dict[int, I64] = {}
         #: per access kind, per frame: pinned with that access (a buffer of at most one page
         #: touches at most two frames, so checking its first and last frame is exact)
@@ -122,11 +126,20 @@ class PinTable:
             raise PinError(f"no active pin with handle {handle}")
         self.access[pin.frames] = 0
         self._rebuild()
-        if bool(self.inflight[pin.frames].any()):
+        if self.references(pin.frames):
             pin.state = RELEASING
             return "deferred"
         self._finish(pin)
         return "released"
+
+    def references(self, frames: I64) -> int:
+        """How many in-flight descriptors reference any of ``frames`` (counted per frame touched)."""
+        total = 0
+        for source in self.sources:
+            first, count = source()
+            if first.size:
+                total += int(np.count_nonzero(np.isin(range_index(first, count), frames)))
+        return total
 
     def _finish(self, pin: Pin) -> None:
         pin.state = RELEASED
@@ -135,19 +148,17 @@ class PinTable:
         del self.pins[pin.handle]
 
     def settle(self) -> list[Pin]:
-        """Finish deferred unpins whose frames no longer have DMA in flight."""
-        done = [p for p in self.pins.values() if p.state == RELEASING and not bool(self.inflight[p.frames].any())]
+        """Finish deferred unpins whose frames no longer have DMA in flight (cheap when none wait)."""
+        if not self.releasing:
+            return []
+        done = [p for p in self.pins.values() if p.state == RELEASING and not self.references(p.frames)]
         for pin in done:
             self._finish(pin)
         return done
 
-    # -- in-flight references ----------------------------------------------------------
-    def hold(self, first: I64, count: I64) -> None:
-        """An accepted descriptor references frames ``first .. first + count - 1`` until it completes."""
-        np.add.at(self.inflight, range_index(first, count), 1)
-
-    def drop(self, first: I64, count: I64) -> None:
-        np.add.at(self.inflight, range_index(first, count), -1)
+    @property
+    def releasing(self) -> bool:
+        return any(p.state == RELEASING for p in self.pins.values())
 
     def pinned_bytes(self) -> int:
         return int(np.count_nonzero(self.held)) * 4096

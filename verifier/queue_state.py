@@ -64,6 +64,7 @@ class QueueState:
     tail: int = 0
     done: int = 0
     user_reads: int = 0  # descriptors the kernel has read from the user ring (invariant 3)
+    flagged: bool = False  # some slot completed out of order waits in done_flag
     after_check: list[AfterCheckHook] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
     done_flag: npt.NDArray[np.bool_] = field(init=False)
@@ -73,6 +74,12 @@ class QueueState:
 
     def mark_done(self, slots: npt.NDArray[np.int64]) -> None:
         """Slots completed back to the tenant; ``done`` advances over the leading run."""
+        n = slots.size
+        if n and not self.flagged and int(slots[0]) == self.done and int(slots[-1]) == (self.done + n - 1) % self.size:
+            # the common case: exactly the next slots, in order, nothing completed out of order before
+            self.done = indices.advance(self.done, n, self.size)
+            return
+        self.flagged = True
         self.done_flag[slots] = True
         pending = indices.used(self.done, self.tail, self.size)
         if pending == 0:
@@ -82,6 +89,7 @@ class QueueState:
         if k:
             indices.write_window(self.done_flag, self.done, np.zeros(k, dtype=bool))
             self.done = indices.advance(self.done, k, self.size)
+        self.flagged = bool(self.done_flag.any())
 
     def run_after_check(self) -> None:
         for hook in list(self.after_check):

@@ -54,39 +54,36 @@ class ShadowQueue:
 
     state: QueueState
     shadow: npt.NDArray[np.void]  # view of kernel memory the device reads
+    buffer_len: int = 0  # RX: every buffer is this long; TX: 0, lengths come from the descriptors
     tail: int = 0
     head: int = 0
     to_user: I64 = field(init=False)
-    frame_first: I64 = field(init=False)
-    frame_count: I64 = field(init=False)
 
     def __post_init__(self) -> None:
-        size = self.state.size
-        self.to_user = np.full(size, -1, dtype=np.int64)
-        self.frame_first = np.zeros(size, dtype=np.int64)
-        self.frame_count = np.zeros(size, dtype=np.int64)
+        self.to_user = np.full(self.state.size, -1, dtype=np.int64)
+        self.state.pins.sources.append(self.in_flight)
 
-    def post(self, descs: npt.NDArray[np.void], user_slots: I64, first: I64, count: I64) -> None:
-        """Append accepted descriptors to the shadow ring, holding their frames in flight."""
-        size = self.state.size
-        idx = indices.slots(self.tail, descs.size, size)
+    def post(self, descs: npt.NDArray[np.void], user_slots: I64) -> None:
+        """Append accepted descriptors to the shadow ring; they are in flight until the device is done."""
         indices.write_window(self.shadow, self.tail, descs)
-        self.to_user[idx] = user_slots
-        self.frame_first[idx] = first
-        self.frame_count[idx] = count
-        self.state.pins.hold(first, count)
-        self.tail = indices.advance(self.tail, descs.size, size)
+        indices.write_window(self.to_user, self.tail, user_slots)
+        self.tail = indices.advance(self.tail, descs.size, self.state.size)
 
-    def finished(self) -> I64:
-        """Shadow slots the device completed since the last call (its head moved)."""
+    def finished(self) -> tuple[int, int]:
+        """Shadow slots the device completed since the last call (its head moved): (first, count)."""
         state = self.state
         device_head = state.bus.read32(state.head_reg)
-        n = indices.used(self.head, device_head, state.size)
-        idx = indices.slots(self.head, n, state.size)
-        if n:
-            state.pins.drop(self.frame_first[idx], self.frame_count[idx])
-            self.head = device_head
-        return idx
+        first = self.head
+        n = indices.used(first, device_head, state.size)
+        self.head = device_head
+        return first, n
+
+    def in_flight(self) -> tuple[I64, I64]:
+        """Frame runs of every descriptor the device has not finished (a pin source; asked rarely)."""
+        busy = indices.read_window(self.shadow, self.head, indices.used(self.head, self.tail, self.state.size))
+        length = busy["length"].astype(np.int64) if self.buffer_len == 0 else np.full(busy.size, self.buffer_len)
+        keep = length > 0
+        return frame_runs(busy["addr"][keep], length[keep])
 
     def ring_device(self) -> None:
         self.state.bus.write32(self.state.tail_reg, self.tail)
@@ -134,14 +131,11 @@ class TxShadow(ShadowQueue):
                 self._refuse(batch, slots, verdicts)
             good = batch[accepted]
             if good.size:
-                first, count = frame_runs(good["addr"], good["length"].astype(np.int64))
-                clean = good.copy()
-                clean["status"] = 0
-                self.post(clean, slots[accepted], first, count)
+                good["status"] = 0  # a fancy-indexed or fresh copy: the user ring is not touched
+                self.post(good, slots[accepted])
             st.run_after_check()
             if good.size:
-                self.ring_device()
-            self.reap()
+                self.ring_device()  # completions come back through the interrupt (or the next doorbell)
             st.audit.commit()
 
     def _refuse(self, batch: npt.NDArray[np.void], slots: I64, verdicts: Verdicts) -> None:
@@ -157,13 +151,13 @@ class TxShadow(ShadowQueue):
     def reap(self) -> None:
         st = self.state
         with st.lock:
-            idx = self.finished()
-            if idx.size == 0:
+            first, n = self.finished()
+            if n == 0:
                 return
-            users = self.to_user[idx]
-            rs = (self.shadow["cmd"][idx] & TXD_CMD_RS) != 0
+            users = indices.read_window(self.to_user, first, n)
+            rs = (indices.read_window(self.shadow["cmd"], first, n) & TXD_CMD_RS) != 0
             user_ring = st.user.view.view(TX_DESC)
-            user_ring["status"][users[rs]] = TXD_STAT_DD
+            user_ring["status"][users if bool(rs.all()) else users[rs]] = TXD_STAT_DD
             st.mark_done(users)
             st.pins.settle()
 
@@ -207,26 +201,29 @@ class RxShadow(ShadowQueue):
                                        {"checked_bytes": st.policy.rx_buffer_size})  # fmt: skip
                     st.mark_done(bad)
             if good.size:
-                clean = np.zeros(good.size, dtype=RX_DESC)
-                clean["addr"] = good["addr"]
-                first, count = frame_runs(clean["addr"], np.full(good.size, st.policy.rx_buffer_size, dtype=np.int64))
-                self.post(clean, good_slots, first, count)
+                good.view(np.uint64).reshape(-1, 2)[:, 1] = 0  # keep addr, clear length..special (a copy)
+                self.post(good, good_slots)
             st.run_after_check()
             if good.size:
-                self.ring_device()
-            self.reap()
+                self.ring_device()  # completions come back through the interrupt (or the next doorbell)
             st.audit.commit()
 
     def reap(self) -> None:
         st = self.state
         with st.lock:
-            idx = self.finished()
-            if idx.size == 0:
+            first, n = self.finished()
+            if n == 0:
                 return
-            users = self.to_user[idx]
-            done = self.shadow[idx]
+            users = indices.read_window(self.to_user, first, n)
+            done = indices.read_window(self.shadow, first, n)  # addr is the user's own: it was copied from there
+            status = done["status"].copy()
+            done["status"] = 0
             user_ring = st.user.view.view(RX_DESC)
-            for name in ("length", "csum", "errors", "special", "status"):  # status (DD) last
-                user_ring[name][users] = done[name]
+            if int(users[-1]) - int(users[0]) == n - 1:  # one run of user slots: slice, not fancy, writes
+                user_ring[int(users[0]) : int(users[0]) + n] = done  # length, checksum, errors first ...
+                user_ring["status"][int(users[0]) : int(users[0]) + n] = status  # ... DD last hands the slot back
+            else:
+                user_ring[users] = done
+                user_ring["status"][users] = status
             st.mark_done(users)
             st.pins.settle()
