@@ -18,9 +18,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from driver.e1000 import EngineMode
-from sandbox import pingpong, scenario
+from sandbox import attack_cli, pingpong, scenario
+from sandbox.kernel_flags import add_kernel_flags, open_audit
 from sandbox.traffic import MAX_SIZE, MIN_SIZE
 from sandbox.world import World
+from verifier.audit import AuditLog
+from verifier.protection import Protection
 
 PROG = "nic-sandbox"
 EXIT_USAGE = 2
@@ -69,39 +72,50 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="run a demo (default: pingpong)",
+        help="run a demo: pingpong (default) or attack",
         description=(
             "pingpong: tenant 1 sends sequence-numbered Ether/IPv4/UDP frames (built with scapy) through "
             "its TX ring; tenant 2 receives them through its RX ring, checks every byte, and echoes them "
             "back.  Prints frames, bytes, lost, out-of-order and Mpps per direction, and writes a pcap "
-            "of the cable."
+            "of the cable.\n\n"
+            "attack: a malicious tenant (mallory) tries eight DMA attacks -- send kernel memory out, read "
+            "another tenant's buffer, DMA-write into kernel memory, straddle its own pin by one byte, wrap "
+            "addr + len, race a descriptor rewrite after the doorbell, unpin a buffer in flight, repoint the "
+            "ring base register -- and an independent oracle says which got through.  With --protection "
+            "none they leak; with verifier or iommu every one is blocked and audited."
         ),
-        epilog="example: nic-sandbox demo --count 20000 --size 128 --batch 64 --pcap /tmp/pp.pcap",
+        epilog=(
+            "examples:\n"
+            "  nic-sandbox demo --count 20000 --size 128 --batch 64 --pcap /tmp/pp.pcap\n"
+            "  nic-sandbox demo --protection verifier --audit-log /tmp/audit.jsonl\n"
+            "  nic-sandbox demo attack --protection none        watch the kernel canaries leak\n"
+            "  nic-sandbox demo attack --protection verifier --json"
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    demo.add_argument("name", nargs="?", default="pingpong", choices=["pingpong"], help="which demo (pingpong)")
-    demo.add_argument(
-        "--count", type=_int_range(1, 10**9, "--count"), default=100_000, help="frames to send (default 100000)"
-    )
+    demo.add_argument("name", nargs="?", default="pingpong", choices=["pingpong", "attack"], help="which demo")
+    demo.add_argument("--count", type=_int_range(1, 10**9, "--count"), help="pingpong: frames to send (default 100000)")
     demo.add_argument(
         "--size",
         type=_int_range(MIN_SIZE, MAX_SIZE, "--size"),
-        default=64,
-        help=f"frame size on the wire, FCS included, {MIN_SIZE}-{MAX_SIZE} (default 64)",
+        help=f"pingpong: frame size on the wire, FCS included, {MIN_SIZE}-{MAX_SIZE} (default 64)",
     )
     demo.add_argument(
-        "--batch", type=_int_range(1, 4096, "--batch"), default=32, help="frames per tx_burst/rx_burst (default 32)"
+        "--batch", type=_int_range(1, 4096, "--batch"), help="pingpong: frames per tx_burst/rx_burst (default 32)"
     )
     pcap = demo.add_mutually_exclusive_group()
-    pcap.add_argument("--pcap", metavar="PATH", help="write the cable's frames here (default: the scenario's path)")
-    pcap.add_argument("--no-pcap", action="store_true", help="write no pcap (fastest)")
-    demo.add_argument("--scenario", metavar="FILE", help="scenario TOML (default: the embedded pingpong scenario)")
+    pcap.add_argument(
+        "--pcap", metavar="PATH", help="pingpong: write the cable's frames here (default: the scenario's)"
+    )
+    pcap.add_argument("--no-pcap", action="store_true", help="pingpong: write no pcap (fastest)")
+    demo.add_argument("--scenario", metavar="FILE", help="scenario TOML (default: the embedded one of the demo)")
     demo.add_argument("--seed", type=_int_range(0, 2**63 - 1, "--seed"), help="override the scenario's seed")
     demo.add_argument(
         "--engine",
         choices=[m.value for m in EngineMode],
         help="inline: the device runs inside the doorbell write (deterministic); threaded: on its own thread",
     )
+    add_kernel_flags(demo)
     demo.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     demo.set_defaults(func=cmd_demo)
 
@@ -125,21 +139,25 @@ def cmd_scenario(args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
+PINGPONG_ONLY = ("count", "size", "batch", "pcap", "no_pcap")
+
+
 def cmd_demo(args: argparse.Namespace, out: Console) -> int:
-    scen = scenario.load(args.scenario)
+    if args.name == "attack":
+        given = [f"--{k.replace('_', '-')}" for k in PINGPONG_ONLY if getattr(args, k) not in (None, False)]
+        if given:
+            raise UsageError(f"{', '.join(given)} only apply to the pingpong demo")
+        return attack_cli.cmd_attack(args, out)
+    scen = _scenario(args, "pingpong")
     if len(scen.tenants) < 2:
         raise UsageError(f"{scen.source}: pingpong needs two tenants")
-    changes = {}
-    if args.seed is not None:
-        changes["seed"] = args.seed
-    if args.engine is not None:
-        changes["engine"] = EngineMode(args.engine)
-    if changes:
-        scen = scenario.Scenario(**{**scen.__dict__, **changes})
+    count = args.count or 100_000
+    size = args.size or 64
+    batch = args.batch or 32
     pcap: str | bool = False if args.no_pcap else (args.pcap or True)
-    with World.build(scen, pcap=pcap) as world:
+    with _audit(args, scen, out) as audit, World.build(scen, pcap=pcap, audit=audit) as world:
         if args.json or not out.is_terminal:
-            report = pingpong.run(world, args.count, args.size, args.batch)
+            report = pingpong.run(world, count, size, batch)
         else:
             with Progress(
                 TextColumn("[bold]pingpong"),
@@ -150,15 +168,35 @@ def cmd_demo(args: argparse.Namespace, out: Console) -> int:
                 console=out,
                 transient=True,
             ) as bar:
-                task = bar.add_task("pingpong", total=args.count)
-                report = pingpong.run(
-                    world, args.count, args.size, args.batch, lambda _sent, back: bar.update(task, completed=back)
-                )
+                task = bar.add_task("pingpong", total=count)
+                report = pingpong.run(world, count, size, batch, lambda _sent, back: bar.update(task, completed=back))
+        rejected = sum(audit.counters.values())
     if args.json:
-        print(json.dumps(_report_json(report, scen), indent=2))
+        print(json.dumps({**_report_json(report, scen), "audit_log": args.audit_log, "rejected": rejected}, indent=2))
     else:
         _print_report(out, report, scen)
+        out.print(f"audit log: {args.audit_log} ({rejected} rejections recorded by this run)")
     return 0 if report.clean else 1
+
+
+def _scenario(args: argparse.Namespace, embedded: str) -> scenario.Scenario:
+    """The scenario with the command line's overrides applied."""
+    scen = scenario.load(args.scenario, embedded=embedded)
+    changes: dict[str, object] = {}
+    if args.seed is not None:
+        changes["seed"] = args.seed
+    if args.engine is not None:
+        changes["engine"] = EngineMode(args.engine)
+    if args.protection is not None:
+        changes["protection"] = Protection(args.protection)
+    return scenario.Scenario(**{**scen.__dict__, **changes}) if changes else scen
+
+
+def _audit(args: argparse.Namespace, scen: scenario.Scenario, out: Console) -> AuditLog:
+    try:
+        return open_audit(args.audit_log, scen.protection, args.fsync, scen.engine)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
 
 
 def _report_json(report: pingpong.PingPongReport, scen: scenario.Scenario) -> dict[str, object]:

@@ -72,15 +72,15 @@ class Scenario:
         raise ScenarioError(f"{self.source}: no tenant named {name!r}")
 
 
-def default_text() -> str:
-    """The embedded default scenario, as shipped in the package."""
-    return resources.files("sandbox").joinpath(f"scenarios/{DEFAULT_SCENARIO}.toml").read_text()
+def default_text(name: str = DEFAULT_SCENARIO) -> str:
+    """An embedded scenario (default: pingpong), as shipped in the package."""
+    return resources.files("sandbox").joinpath(f"scenarios/{name}.toml").read_text()
 
 
-def load(path: str | Path | None = None) -> Scenario:
-    """Load and validate a scenario file; ``None`` loads the embedded default."""
+def load(path: str | Path | None = None, embedded: str = DEFAULT_SCENARIO) -> Scenario:
+    """Load and validate a scenario file; ``None`` loads the embedded one named ``embedded``."""
     if path is None:
-        return parse(default_text(), f"<embedded {DEFAULT_SCENARIO}.toml>")
+        return parse(default_text(embedded), f"<embedded {embedded}.toml>")
     p = Path(path)
     try:
         text = p.read_text()

@@ -10,7 +10,8 @@ the ``after_check`` hook makes it deterministic.
 
 Rejected descriptors are neutralised in place: a TX descriptor becomes an
 empty packet (length 0, EOP, RS), which the device drops without DMA; an RX
-descriptor is pointed at a kernel sink frame, and its slot is completed back
+descriptor is pointed at a sink frame (charged to the tenant, not mapped
+for it), and its slot is completed back
 with the refusal mark when the device is done with it.  Both rewrites sit
 in tenant memory too, so they are as racy as everything else in this mode.
 """
@@ -48,7 +49,7 @@ class InPlaceQueue:
 
     state: QueueState
     tx: bool
-    sink_phys: int  # a kernel frame that absorbs DMA of neutralised RX descriptors
+    sink_phys: int  # a frame charged to the tenant (not mapped for it) that absorbs neutralised RX DMA
     head: int = 0
     refused: npt.NDArray[np.bool_] = field(init=False)
     frame_first: I64 = field(init=False)

@@ -18,7 +18,7 @@ import numpy as np
 
 from ring import regs
 from ring.descriptors import DESC_SIZE, RX_DESC, TX_DESC
-from ring.memory import OWNER_KERNEL, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, FrameRange, PhysicalMemory
+from ring.memory import OWNER_KERNEL, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
 from ring.syscalls import DmaRegion, QueueHandle, RegisterBus
 from verifier import reasons as R
 from verifier.address_space import AddressSpace, SegFault
@@ -93,7 +93,6 @@ class Kernel:
         self.iommu = Iommu(self._iommu_fault) if self.protection is Protection.IOMMU else None
         self._next_pin = 1
         self._reapers: dict[str, list[Callable[[], None]]] = {}  # per NIC: completion handlers
-        self._sink: FrameRange | None = None
 
     # -- devices --------------------------------------------------------------
     def attach_nic(self, name: str, bus: RegisterBus, mac: bytes, queues: int = 1) -> Nic:
@@ -210,7 +209,9 @@ class Kernel:
         elif mode is Protection.UNSAFE_INPLACE:
             program_ring(nic.bus, tx, index, phys, size)
             state = self._state(proc, nic, kind, index, ring, phys, size, tail_offset, head_offset)
-            queue.handler = InPlaceQueue(state, tx, self._sink_frame().phys)
+            # neutralised RX descriptors point here: a frame charged to the tenant, not mapped for it
+            sink = self.memory.alloc(PAGE_SIZE, proc.tenant_id)
+            queue.handler = InPlaceQueue(state, tx, sink.phys)
         elif mode is Protection.IOMMU:
             assert self.iommu is not None
             if nic.iommu_owner not in (None, proc.tenant_id):
@@ -246,11 +247,6 @@ class Kernel:
             policy=self.policy,
             audit=self.audit,
         )
-
-    def _sink_frame(self) -> FrameRange:
-        if self._sink is None:
-            self._sink = self.memory.alloc(PAGE_SIZE, OWNER_KERNEL)
-        return self._sink
 
     def queue(self, nic: str, kind: str, index: int = 0) -> Queue:
         try:

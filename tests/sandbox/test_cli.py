@@ -34,7 +34,10 @@ def test_help_teaches_with_examples() -> None:
 
 
 def test_demo_json_reports_a_clean_run(tmp_path: Path) -> None:
-    done = run_cli("demo", "--count", "500", "--batch", "64", "--json", "--pcap", str(tmp_path / "x.pcap"))
+    done = run_cli(
+        "demo", "--count", "500", "--batch", "64", "--json", "--pcap", str(tmp_path / "x.pcap"),
+        "--audit-log", str(tmp_path / "audit.jsonl"),
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["clean"] is True
@@ -44,7 +47,9 @@ def test_demo_json_reports_a_clean_run(tmp_path: Path) -> None:
 
 
 def test_demo_table_names_the_pcap(tmp_path: Path) -> None:
-    done = run_cli("demo", "--count", "200", "--pcap", str(tmp_path / "t.pcap"))
+    done = run_cli(
+        "demo", "--count", "200", "--pcap", str(tmp_path / "t.pcap"), "--audit-log", str(tmp_path / "a.jsonl")
+    )
     assert done.returncode == 0, done.stderr
     assert "alice→bob" in done.stdout and "lost" in done.stdout
     assert f"pcap: {tmp_path / 't.pcap'}" in done.stdout
@@ -126,6 +131,16 @@ def test_custom_scenario_runs(tmp_path: Path) -> None:
     text = scenario.default_text().replace('size = "64MiB"', 'size = "16MiB"').replace("ring = 512", "ring = 64")
     path = tmp_path / "small.toml"
     path.write_text(text)
-    done = run_cli("demo", "--scenario", str(path), "--count", "300", "--no-pcap", "--json")
+    done = run_cli(
+        "demo",
+        "--scenario",
+        str(path),
+        "--count",
+        "300",
+        "--no-pcap",
+        "--json",
+        "--audit-log",
+        str(tmp_path / "a.jsonl"),
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["clean"] is True

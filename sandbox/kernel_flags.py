@@ -1,0 +1,57 @@
+"""Flags shared by every command that runs the kernel: --protection, --audit-log, --fsync."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+
+from driver.clock import EPOCH_NS
+from driver.e1000 import EngineMode
+from verifier.audit import FSYNC_POLICIES, AuditError, AuditLog
+from verifier.protection import PROTECTION_HELP, Protection
+
+DEFAULT_AUDIT_LOG = "out/audit.jsonl"
+
+
+def add_kernel_flags(parser: argparse.ArgumentParser) -> None:
+    modes = "; ".join(f"{m.value}: {PROTECTION_HELP[m]}" for m in Protection)
+    parser.add_argument(
+        "--protection",
+        choices=[m.value for m in Protection],
+        help=f"who checks descriptors (default: the scenario's). {modes}",
+    )
+    parser.add_argument(
+        "--audit-log",
+        metavar="PATH",
+        default=DEFAULT_AUDIT_LOG,
+        help=f"append rejections to this hash-chained JSON Lines log (default {DEFAULT_AUDIT_LOG})",
+    )
+    parser.add_argument(
+        "--fsync",
+        choices=list(FSYNC_POLICIES),
+        default="batch",
+        help="audit durability: always (fsync per record), batch (one fsync per doorbell, default), never",
+    )
+
+
+def deterministic_clock() -> Callable[[], tuple[int, int]]:
+    """Audit time stamps that depend only on the order of records (inline engine: invariant 7)."""
+    ticks = itertools.count()
+
+    def clock() -> tuple[int, int]:
+        n = next(ticks) * 1_000
+        return EPOCH_NS + n, n
+
+    return clock
+
+
+def open_audit(path: str, protection: Protection, fsync: str, engine: EngineMode) -> AuditLog:
+    """Open (append to) the audit log; the inline engine gets a deterministic clock."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    clock = deterministic_clock() if engine is EngineMode.INLINE else None
+    try:
+        return AuditLog(path, protection=protection.value, fsync=fsync, clock=clock)
+    except (AuditError, OSError) as err:
+        raise ValueError(f"cannot use audit log {path}: {err}") from None
