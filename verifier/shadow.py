@@ -220,7 +220,7 @@ class RxShadow(ShadowQueue):
             done["status"] = 0
             user_ring = st.user.view.view(RX_DESC)
             if int(users[-1]) - int(users[0]) == n - 1:  # one run of user slots: slice, not fancy, writes
-                user_ring[int(users[0]) : int(users[0]) + n] = done  # length, checksum, errors first ...
+                indices.write_window(user_ring, int(users[0]), done)  # length, checksum, errors first ...
                 user_ring["status"][int(users[0]) : int(users[0]) + n] = status  # ... DD last hands the slot back
             else:
                 user_ring[users] = done
