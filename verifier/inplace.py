@@ -71,6 +71,8 @@ class InPlaceQueue:
     def doorbell(self, new_tail: int) -> None:
         st = self.state
         with st.lock:
+            # The device writes DD itself here, so the tenant may see completions before the
+            # interrupt's reap: reap first, or a legitimate tail would look like an overrun.
             self.reap()
             reason = judge_tail(new_tail, st.tail, st.done, st.size)
             if reason != R.OK:

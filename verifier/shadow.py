@@ -103,7 +103,8 @@ class TxShadow(ShadowQueue):
     def doorbell(self, new_tail: int) -> None:
         st = self.state
         with st.lock:
-            self.reap()
+            # No reap here: completions reach the user ring only through ``reap`` (the interrupt),
+            # so the tenant cannot have reused a slot that ``st.done`` does not yet count as free.
             reason = judge_tail(new_tail, st.tail, st.done, st.size)
             if reason != R.OK:
                 record_event(st.audit, st.origin, st.origin.kind, reason,
@@ -168,7 +169,8 @@ class RxShadow(ShadowQueue):
     def doorbell(self, new_tail: int) -> None:
         st = self.state
         with st.lock:
-            self.reap()
+            # No reap here: completions reach the user ring only through ``reap`` (the interrupt),
+            # so the tenant cannot have reused a slot that ``st.done`` does not yet count as free.
             reason = judge_tail(new_tail, st.tail, st.done, st.size)
             if reason != R.OK:
                 record_event(st.audit, st.origin, st.origin.kind, reason,
