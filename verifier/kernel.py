@@ -248,6 +248,14 @@ class Kernel:
             audit=self.audit,
         )
 
+    def statistics(self, nic: str, index: int) -> dict[str, int]:
+        """Rejections of one queue by reason, as AF_XDP's XDP_STATISTICS reports invalid descriptors.
+
+        The counts come from the audit sink, so they equal its records by construction.
+        """
+        stats = getattr(self.audit, "statistics", None)
+        return dict(stats(nic, index)) if stats is not None else {}
+
     def queue(self, nic: str, kind: str, index: int = 0) -> Queue:
         try:
             return self.queues[(nic, kind, index)]

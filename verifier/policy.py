@@ -4,7 +4,9 @@ Defaults follow the rules they mirror: a TX buffer is at most one page
 (AF_XDP: a descriptor may not cross its chunk; a page is the largest
 chunk), a packet is at most 18 descriptors (AF_XDP multi-buffer:
 MAX_SKB_FRAGS + 1) and at most a 9014-byte jumbo frame (the 8254x allows
-16288, the kernel's MTU policy is smaller), and an RX buffer is checked
+16288, the kernel's MTU policy is smaller), a packet left open at the tail
+waits for its EOP at most 8 doorbells (a bound, so a tenant cannot park
+descriptors forever), and an RX buffer is checked
 over the whole receive buffer size the NIC was programmed with (RCTL.BSIZE),
 because the device writes up to that many bytes whatever the descriptor says.
 """
@@ -29,6 +31,8 @@ class Policy:
     max_fragments: int = 18
     rx_buffer_size: int = 2048
     tx_cmd_allowed: int = TXD_CMD_SUPPORTED
+    #: an open packet (no EOP yet) waits at most this many doorbells, then goes as PKT_UNTERMINATED
+    max_held_doorbells: int = 8
 
     @cached_property
     def tx_fast_path(self) -> tuple[np.uint8, np.uint8, np.uint16] | None:

@@ -94,6 +94,7 @@ class TxShadow(ShadowQueue):
 
     held: npt.NDArray[np.void]
     held_slots: I64
+    held_age: int = 0  # doorbells the open packet at the head of ``held`` has waited
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -127,6 +128,7 @@ class TxShadow(ShadowQueue):
                 accepted: npt.NDArray[np.bool_] | slice = slice(None)
                 self.held, self.held_slots = batch[:0], slots[:0]
             else:
+                self._expire_held(verdicts)
                 accepted = verdicts.accepted
                 self.held, self.held_slots = batch[verdicts.held], slots[verdicts.held]
                 self._refuse(batch, slots, verdicts)
@@ -138,6 +140,18 @@ class TxShadow(ShadowQueue):
             if good.size:
                 self.ring_device()  # completions come back through the interrupt (or the next doorbell)
             st.audit.commit()
+
+    def _expire_held(self, verdicts: Verdicts) -> None:
+        """Bound how long an open packet may wait for its EOP: ``policy.max_held_doorbells`` doorbells."""
+        if not bool(verdicts.held.any()):
+            self.held_age = 0
+            return
+        carried = self.held.size > 0 and bool(verdicts.held[0])  # the same open packet as before
+        self.held_age = self.held_age + 1 if carried else 1
+        if self.held_age > self.state.policy.max_held_doorbells:
+            verdicts.reason[verdicts.held] = R.PKT_UNTERMINATED
+            verdicts.held[:] = False
+            self.held_age = 0
 
     def _refuse(self, batch: npt.NDArray[np.void], slots: I64, verdicts: Verdicts) -> None:
         st = self.state

@@ -220,8 +220,8 @@ class Env:
         pin = None if access is None else proc.pin(region.vaddr, pin_bytes or nbytes, access)
         return Buffer(region, pin)
 
-    def data_accesses(self, purpose: str, allowed: bool | None = True) -> list[tuple[int, int]]:
-        """``(bus address, length)`` of every access of ``purpose`` (only allowed / blocked ones, or all)."""
+    def data_accesses(self, purpose: str, allowed: bool | None = None) -> list[tuple[int, int]]:
+        """``(bus address, length)`` of every access of ``purpose`` the device tried (or only allowed / blocked ones)."""
         out = []
         for b in self.dma.of(purpose):
             for addr, length, ok in zip(b.addrs.tolist(), b.lengths.tolist(), b.allowed.tolist(), strict=True):

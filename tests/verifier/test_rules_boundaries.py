@@ -74,12 +74,22 @@ def fill_pattern(buf: Buffer) -> None:
 
 
 # -- ADDR_NOT_PINNED: last byte inside passes, first byte outside fails ------------------------------------------
-def layout(env: Env, owner: str) -> tuple[RawTx, int]:
-    """A TX queue and the end of a pinned range whose next byte belongs to ``owner``."""
-    alice, mem = env.alice, env.memory
-    tx = RawTx(alice)
+OWNERS = {"kernel": OWNER_KERNEL, "kernel-above": OWNER_KERNEL, "tenant1": 1, "free": OWNER_FREE, "own-unpinned": 0}
+
+
+def layout(env: Env, owner: str) -> tuple[RawTx, int, int]:
+    """A TX queue, a pinned probe that passes and a probe one byte further that leaves the pin.
+
+    Returns (queue, passing address, failing address); the failing probe's
+    first bad byte lies in a frame of ``owner``.
+    """
+    alice = env.alice
     if owner == "kernel":
-        # opening the queue allocated the kernel's frame (shadow ring or in-place sink) right after the pool
+        low = env.buffer(alice, PAGE_SIZE, READ)  # the first tenant frame, right above kernel memory
+        assert low.bus == env.memory.kernel_frames.nbytes
+        return RawTx(alice), low.bus, low.bus - 1  # the byte before the pin is the kernel's last
+    tx = RawTx(alice)
+    if owner == "kernel-above":  # verifier mode: opening the queue put its shadow ring right after the pool
         end = tx.q.pool.region.bus + tx.q.pool.region.size
     elif owner == "own-unpinned":
         end = env.buffer(alice, 2 * PAGE_SIZE, READ, pin_bytes=PAGE_SIZE).bus + PAGE_SIZE
@@ -88,43 +98,28 @@ def layout(env: Env, owner: str) -> tuple[RawTx, int]:
         assert env.bob.alloc_dma(PAGE_SIZE).bus == end
     else:
         end = env.buffer(alice, PAGE_SIZE, READ).end
-    expected = {"kernel": OWNER_KERNEL, "own-unpinned": alice.tenant_id, "tenant1": 1, "free": OWNER_FREE}[owner]
-    assert int(mem.owner[end >> PAGE_SHIFT]) == expected
-    return tx, end
+    return tx, end - TRAPPED, end - TRAPPED + 1  # last byte end - 1 (inside), then end (outside)
 
 
-@pytest.mark.parametrize("owner", ["kernel", "tenant1", "free", "own-unpinned"])
-def test_not_pinned_at_the_last_byte(env: Env, owner: str) -> None:
-    tx, end = layout(env, owner)
-    inside = tx.put(end - TRAPPED, TRAPPED)  # last byte = end - 1
-    outside = tx.put(end - TRAPPED + 1, TRAPPED)  # last byte = end: one past the pin
+@pytest.mark.parametrize("owner", list(OWNERS))
+def test_not_pinned_at_the_edge(env: Env, owner: str) -> None:
+    if owner == "kernel-above" and env.protection != "verifier":
+        pytest.skip("only verifier mode allocates kernel frames (shadow rings) among the tenants'")
+    tx, good, bad = layout(env, owner)
+    bad_byte = bad + TRAPPED - 1 if bad > good else bad
+    assert int(env.memory.owner[bad_byte >> PAGE_SHIFT]) == OWNERS[owner]
+    inside = tx.put(good, TRAPPED)
+    outside = tx.put(bad, TRAPPED)
     tx.doorbell()
-    assert env.data_accesses("tx-data") == [(end - TRAPPED, TRAPPED)]
-    assert env.wire == [env.memory.data[end - TRAPPED : end].tobytes()]
+    assert env.data_accesses("tx-data") == [(good, TRAPPED)]
+    assert env.wire == [env.memory.data[good : good + TRAPPED].tobytes()]
     rec = assert_tx_refused(env, tx, outside, "ADDR_NOT_PINNED", check_untouched=False)
-    assert rec["detail"]["owner"] == owner
-    assert rec["detail"]["first_bad_byte"] == f"{end:#x}"
-    assert rec["detail"]["frame"] == end >> PAGE_SHIFT
+    assert rec["detail"]["owner"] == owner.removesuffix("-above")
+    assert rec["detail"]["first_bad_byte"] == f"{bad_byte:#x}"
+    assert rec["detail"]["frame"] == bad_byte >> PAGE_SHIFT
     assert tx.status(inside) == TXD_STAT_DD
     assert len(env.records()) == 1
-
-
-def test_not_pinned_at_the_first_byte(env: Env) -> None:
-    """The low edge: a range starting one byte before the pinned frame names the kernel's last frame."""
-    low = env.buffer(env.alice, PAGE_SIZE, READ)  # the first tenant frame, right above kernel memory
-    assert low.bus == env.memory.kernel_frames.nbytes
-    tx = RawTx(env.alice)
-    low.fill(0, frame_bytes(2))
-    first = tx.put(low.bus, TRAPPED)
-    before = tx.put(low.bus - 1, TRAPPED)
-    tx.doorbell()
-    assert env.data_accesses("tx-data") == [(low.bus, TRAPPED)]
-    rec = assert_tx_refused(env, tx, before, "ADDR_NOT_PINNED", check_untouched=False)
-    assert rec["detail"]["owner"] == "kernel"
-    assert rec["detail"]["first_bad_byte"] == f"{low.bus - 1:#x}"
-    assert tx.status(first) == TXD_STAT_DD
-    canaries = env.memory.canaries
-    assert not any(c in f for f in env.wire for c in canaries)
+    assert not any(c in f for f in env.wire for c in env.memory.canaries)
 
 
 # -- lengths ---------------------------------------------------------------------------------------------------
@@ -277,7 +272,7 @@ def test_addr_wrap(env: Env) -> None:
     tx.doorbell()
     rec = assert_tx_refused(env, tx, slot, "ADDR_WRAP")
     assert "first_bad_byte" not in rec["detail"]
-    assert env.wire == [] and not env.dma.of("tx-data")
+    assert env.wire == [] and not env.data_accesses("tx-data")
 
 
 def test_addr_beyond_memory_at_the_last_frame(env: Env) -> None:
@@ -330,7 +325,7 @@ def test_access_no_write(env: Env) -> None:
     rec = assert_rx_refused(env, rx, slot, "ACCESS_NO_WRITE")
     assert rec["detail"]["checked_bytes"] == POLICY.rx_buffer_size
     if env.protection == "verifier":
-        assert not env.dma.of("rx-data")  # nothing posted: the frame was missed
+        assert not env.data_accesses("rx-data")  # nothing posted: the frame was missed
 
 
 def test_rx_checked_over_the_whole_receive_buffer(env: Env) -> None:
