@@ -84,7 +84,7 @@ def build_audit_parser(sub: argparse._SubParsersAction[P]) -> None:
         help="summarise, show, verify, plot or follow the audit log of refused descriptors",
         description=(
             "The kernel writes one hash-chained JSON line per refused descriptor, refused register write, "
-            "IOMMU fault or refused unpin.  These actions read such logs; each LOG is the active file and "
+            "IOMMU fault or deferred unpin.  These actions read such logs; each LOG is the active file and "
             "its rotated siblings LOG.1, LOG.2, ... are read with it."
         ),
         epilog=(

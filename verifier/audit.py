@@ -1,7 +1,7 @@
 """The audit log writer: one hash-chained JSON line per refusal (invariant 6).
 
-Every rejected descriptor, refused register write, IOMMU fault and refused or
-deferred unpin becomes exactly one record.  The design follows what real
+Every rejected descriptor, refused register write, IOMMU fault and deferred
+unpin becomes exactly one record.  The design follows what real
 audit trails do:
 
 * **One record per event, stable reason codes.**  Like Linux audit's
@@ -10,12 +10,13 @@ audit trails do:
   ``ADDR_NOT_PINNED``; free text belongs in ``detail``.
 * **Tamper evidence by hash chaining.**  Each record carries ``prev``, the
   SHA-256 of the record before it, and ``hash`` = SHA-256(``prev`` + the
-  record's canonical JSON without ``hash``), the scheme of Schneier and
-  Kelsey's secure audit logs and of systemd-journald's sealing.  Editing,
-  deleting or reordering a record breaks the chain at that record.  A chain
-  cannot detect records cut off the *end* at a line boundary, nor a tail
-  rewritten with recomputed hashes: keep the last ``hash`` somewhere else
-  (``AuditLog.head``) to anchor it.
+  record's canonical JSON without ``hash``).  Editing, deleting or
+  reordering a record breaks the chain at that record.  The chain is not
+  keyed: whoever can write the file can recompute every hash after an edit,
+  and records cut off the *end* at a line boundary leave a valid chain.
+  Anchor it by keeping the last ``hash`` elsewhere (``AuditLog.head``);
+  Schneier and Kelsey's secure audit logs and journald's sealing add an
+  evolving key for exactly this reason.
 * **Canonical bytes.**  Keys in the fixed order of ``FIELDS``, compact
   separators, ASCII only, no NaN: the same events give the same bytes, so a
   deterministic clock gives a byte-identical log run after run (invariant 7).

@@ -189,6 +189,8 @@ class Kernel:
         nic = self.nic(nic_name)
         if not 0 <= index < nic.queues:
             raise KernelError(f"{nic_name} has no {kind} queue {index}")
+        if not 8 <= size <= 65536 or size % 8:
+            raise KernelError(f"ring size must be a multiple of 8 from 8 to 65536 (TDLEN % 128 == 0), got {size}")
         owner = nic.owners.get((kind, index))
         if owner is not None:
             raise KernelError(f"{kind} queue {index} of {nic_name} belongs to tenant {owner}")
@@ -266,7 +268,8 @@ class Kernel:
     def register_write(self, tenant_id: int, nic_name: str, offset: int, value: int) -> None:
         """A tenant's store into a NIC's register window: the doorbell trap of the trapping modes."""
         nic = self.nic(nic_name)
-        if not self.protection.traps_doorbell:
+        # iommu mode passes the BAR through, but only to the tenant whose domain holds the device
+        if not self.protection.traps_doorbell and (self.iommu is None or nic.iommu_owner == tenant_id):
             nic.bus.write32(offset, value)
             return
         target = self._tail_queue(nic_name, offset)
@@ -285,7 +288,9 @@ class Kernel:
         """A tenant's load: passed through, except that trapping modes show a queue's user-ring view."""
         nic = self.nic(nic_name)
         if not self.protection.traps_doorbell:
-            return nic.bus.read32(offset)
+            if self.iommu is None or nic.iommu_owner == tenant_id:
+                return nic.bus.read32(offset)
+            return 0  # iommu: only the tenant whose domain holds the device sees its BAR
         for queue in self.queues.values():
             if queue.nic == nic_name and queue.owner == tenant_id and queue.state is not None:
                 if offset == queue.tail_offset:
@@ -305,9 +310,10 @@ class Kernel:
         nic = self.nics.get(device)
         owner = nic.iommu_owner if nic is not None and nic.iommu_owner is not None else -1
         code = R.BY_NAME[reason].code
-        record_event(self.audit, Origin(owner, self.tenant_name(owner), device, 0, "iommu"), "iommu", code,
+        record_event(self.audit, Origin(owner, self.tenant_name(owner), device, -1, "iommu"), "iommu", code,
                      {"iova": f"{addr:#x}", "length": length, "access": "write" if write else "read",
-                      "vtd_fault_reason": "0x05" if code == R.IOMMU_PERMISSION else "0x06"})  # fmt: skip
+                      # VT-d reports the request kind: 0x05 PTE write access not set, 0x06 read not set
+                      "vtd_fault_reason": "0x05" if write else "0x06"})  # fmt: skip
         self.audit.commit()
 
 
@@ -347,6 +353,10 @@ class Process:
         frames = np.arange(mapping.frames.first, mapping.frames.first + mapping.frames.count)
         if bool(self.pins.held[frames].any()):
             raise KernelError("region is still pinned (unpin first; a deferred unpin waits for in-flight DMA)")
+        first, last = mapping.vaddr, mapping.vaddr + mapping.frames.nbytes
+        for queue in self.kernel.queues.values():
+            if queue.owner == self._tenant_id and first <= queue.ring.vaddr < last:
+                raise KernelError(f"region holds the ring of {queue.kind} queue {queue.index} of {queue.nic}")
         self.aspace.munmap(mapping)
 
     def virt_to_phys(self, vaddr: int) -> int:

@@ -23,9 +23,9 @@ _ALL = [
     Reason(0, "OK", "accepted", ""),
     # -- ring ---------------------------------------------------------------------
     Reason(1, "RING_TAIL_BEYOND", "the new tail is not a slot of the ring (tail >= ring size)",
-           "e1000 TDT/RDT index a ring of TDLEN/16 slots; vhost: avail idx beyond the ring is -EINVAL"),
+           "e1000 TDT/RDT index a ring of TDLEN/16 slots; vhost: a head index >= vq->num is -EINVAL"),
     Reason(2, "RING_TAIL_BACKWARDS", "the new tail lies behind the old one, inside descriptors still in flight",
-           "AF_XDP/virtio producers only move forward (xskq_cons_peek: prod - cons bounds)"),
+           "AF_XDP and virtio producers only move forward (free-running u32 indices)"),
     Reason(3, "RING_OVERRUN", "more new descriptors than free slots: the tenant overwrote descriptors the device owns",
            "vhost_get_vq_desc: 'moved used index from ... to ...' more than the ring size"),
     # -- length -------------------------------------------------------------------
@@ -50,7 +50,7 @@ _ALL = [
            "VFIO: only mapped IOVAs reach memory; RDMA: an SGE must lie inside a registered MR"),
     # -- access -------------------------------------------------------------------
     Reason(30, "ACCESS_NO_READ", "a TX buffer pinned without device-read access",
-           "ibv_reg_mr access flags; IOMMU_READ in VFIO_IOMMU_MAP_DMA"),
+           "IOMMU_READ in VFIO_IOMMU_MAP_DMA (RDMA MRs always allow local read: no analogue there)"),
     Reason(31, "ACCESS_NO_WRITE", "an RX buffer pinned without device-write access",
            "IBV_ACCESS_LOCAL_WRITE; IOMMU_WRITE in VFIO_IOMMU_MAP_DMA"),
     # -- command bits ---------------------------------------------------------------
@@ -62,10 +62,10 @@ _ALL = [
     Reason(50, "PIN_RELEASED", "the buffer's pin has been released",
            "RDMA: a WR naming a deregistered MR completes with IBV_WC_LOC_PROT_ERR"),
     Reason(51, "PIN_IN_FLIGHT", "unpin of a pin that in-flight descriptors still reference (deferred)",
-           "VFIO/IOMMU: pages stay pinned until outstanding DMA completes"),
+           "ibv_dereg_mr waits for the hardware to let go; VFIO's unmap does not (that is the IOMMU's job)"),
     # -- registers and the IOMMU ------------------------------------------------------
     Reason(60, "REG_NOT_DOORBELL", "a tenant wrote a register other than its own queue's tail",
-           "vfio-pci and netdevsim expose only what the owner may touch; the rest traps"),
+           "vfio-pci traps config space and MSI-X; a kernel-mediated doorbell page exposes only the tail"),
     Reason(61, "REG_NOT_OWNER", "a tenant wrote the tail of a queue it does not own", "per-queue doorbell pages"),
     Reason(70, "IOMMU_NOT_MAPPED", "the device used an IO virtual address that is not mapped",
            "Intel VT-d fault reason 0x06 (DMAR: [DMA Read] ... PTE Read access is not set)"),

@@ -66,7 +66,8 @@ def record_descriptors(
         code = int(verdicts.reason[i])
         detail: dict[str, Any] = {"rule": R.BY_CODE[code].rule}
         bad = int(verdicts.bad_byte[i])
-        if bad >= 0:
+        if bad != -1:  # -1: not an address problem; a byte at or above 2**63 reads negative in int64
+            bad %= 1 << 64
             detail["first_bad_byte"] = f"{bad:#x}"
             detail["frame"] = bad >> PAGE_SHIFT
         owner = int(verdicts.owner[i])

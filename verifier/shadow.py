@@ -10,7 +10,7 @@ ring afterwards, the device never sees it (the TOCTOU race of
 completed back at once with an error status and audited, one record each.
 
 When the device finishes shadow descriptors (its head moves; the interrupt
-or the next doorbell tells the kernel), the kernel writes DD (TX) or the
+tells the kernel), the kernel writes DD (TX) or the
 received length and status (RX) into the matching user slots and drops the
 in-flight pin references, which may finish a deferred unpin.
 """
@@ -138,7 +138,7 @@ class TxShadow(ShadowQueue):
                 self.post(good, slots[accepted])
             st.run_after_check()
             if good.size:
-                self.ring_device()  # completions come back through the interrupt (or the next doorbell)
+                self.ring_device()  # completions come back through the interrupt
             st.audit.commit()
 
     def _expire_held(self, verdicts: Verdicts) -> None:
@@ -221,7 +221,7 @@ class RxShadow(ShadowQueue):
                 self.post(good, good_slots)
             st.run_after_check()
             if good.size:
-                self.ring_device()  # completions come back through the interrupt (or the next doorbell)
+                self.ring_device()  # completions come back through the interrupt
             st.audit.commit()
 
     def reap(self) -> None:

@@ -166,7 +166,10 @@ class RawRx:
         d = self.ring[slot]
         if not int(d["status"]) & RXD_STAT_DD or int(d["errors"]) or not int(d["length"]):
             return None
-        return self.proc.kernel.memory.data[int(d["addr"]) : int(d["addr"]) + int(d["length"])].tobytes()
+        addr = int(d["addr"])
+        if self.proc.kernel.iommu is not None:  # the descriptor holds an IOVA: the tenant's own pointer
+            addr = self.proc.virt_to_phys(addr)
+        return self.proc.kernel.memory.data[addr : addr + int(d["length"])].tobytes()
 
 
 @dataclass
