@@ -94,7 +94,14 @@ class InPlaceQueue:
             else:
                 verdicts = check_rx(copy["addr"], st.pins, st.owners, st.memory_size, st.policy)
                 length = np.full(k, st.policy.rx_buffer_size, dtype=np.int64)
-            ok = np.ones(k, dtype=bool) if verdicts is None else ~verdicts.rejected  # held ones go too
+            ok = np.ones(k, dtype=bool) if verdicts is None else ~verdicts.rejected
+            send_to = new_tail
+            if verdicts is not None and bool(verdicts.held.any()):
+                # A packet still open at the tail stays out of the device's reach: the device is rung
+                # only up to its first fragment, and the next doorbell reads and judges it again whole.
+                first_held = int(np.argmax(verdicts.held))
+                send_to = int(slots[first_held])
+                ok[first_held:] = False
             if verdicts is not None and bool(verdicts.rejected.any()):
                 bad = verdicts.rejected
                 self._neutralise(ring, slots[bad])
@@ -106,9 +113,11 @@ class InPlaceQueue:
                 self.frame_first[good] = first
                 self.frame_count[good] = count
             self.frame_count[slots[~(ok & (length > 0))]] = 0
-            st.tail = new_tail
+            moved = send_to != st.tail
+            st.tail = send_to
             st.run_after_check()  # <- the window: the tenant still owns what the device will read
-            st.bus.write32(st.tail_reg, new_tail)
+            if moved:
+                st.bus.write32(st.tail_reg, send_to)
             st.audit.commit()
 
     def _neutralise(self, ring: npt.NDArray[np.void], slots: I64) -> None:

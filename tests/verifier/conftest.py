@@ -36,6 +36,7 @@ from ring.syscalls import DEVICE_READ, DEVICE_WRITE, DmaRegion
 from ring.txq import TxQueue
 from sandbox import scenario as scenario_mod
 from sandbox.world import World
+from tests.conftest import seq_frame
 from tests.driver.raw import DmaLog, watch
 from verifier.kernel import Kernel, Process
 from verifier.memory_audit import MemoryAudit
@@ -46,7 +47,6 @@ GOOD = TXD_CMD_EOP | TXD_CMD_IFCS | TXD_CMD_RS  # a whole packet in one descript
 MORE = TXD_CMD_IFCS | TXD_CMD_RS  # a fragment: more of the packet follows
 READ, WRITE = DEVICE_READ, DEVICE_WRITE
 RING = 64  # descriptors per raw ring
-ETH_HEADER = 14
 
 
 def build_world(
@@ -58,13 +58,6 @@ def build_world(
         **{**base.__dict__, "protection": Protection(protection), "engine": EngineMode(engine)}
     )
     return World.build(scen, pcap=False, audit=audit)
-
-
-def frame_bytes(seq: int, size: int = 64, dst: bytes = b"", src: bytes = b"") -> bytes:
-    """A ``size``-byte Ethernet frame whose payload starts with ``seq`` and is a pattern derived from it."""
-    head = (dst or bytes.fromhex("020000000002")) + (src or bytes.fromhex("020000000001")) + b"\x08\x00"
-    body = seq.to_bytes(4, "big") + bytes((seq * 7 + i) & 0xFF for i in range(size - ETH_HEADER - 4))
-    return (head + body)[:size]
 
 
 @dataclass
@@ -96,20 +89,12 @@ class RawTx:
         self.q = TxQueue(proc, nic, size=size)
         self.size = size
 
-    @property
-    def ring(self) -> np.ndarray[Any, np.dtype[np.void]]:
-        return self.q.ring
-
-    @property
-    def tail(self) -> int:
-        return self.q.tail
-
-    def put(self, addr: int, length: int, cmd: int = GOOD, cso: int = 0, css: int = 0, special: int = 0) -> int:
+    def put(self, addr: int, length: int, cmd: int = GOOD, cso: int = 0, css: int = 0) -> int:
         """Write one descriptor at the tail; return its slot."""
         slot = self.q.tail
         desc = np.zeros(1, dtype=TX_DESC)
         desc["addr"], desc["length"], desc["cmd"] = addr, length, cmd
-        desc["cso"], desc["css"], desc["special"] = cso, css, special
+        desc["cso"], desc["css"] = cso, css
         self.q.ring[slot] = desc[0]
         self.q.tail = indices.advance(slot, 1, self.size)
         return slot
@@ -126,7 +111,7 @@ class RawTx:
 
     def send(self, seq: int, size: int = 64) -> int:
         """A good one-descriptor frame from the pool; return its slot (the doorbell is the caller's)."""
-        return self.put(self.pool_frame(seq, frame_bytes(seq, size)), size)
+        return self.put(self.pool_frame(seq, seq_frame(seq, size)), size)
 
     def status(self, slot: int) -> int:
         return int(self.q.ring["status"][slot])
@@ -224,7 +209,7 @@ class Env:
         return Buffer(region, pin)
 
     def data_accesses(self, purpose: str, allowed: bool | None = None) -> list[tuple[int, int]]:
-        """``(bus address, length)`` of every access of ``purpose`` the device tried (or only allowed / blocked ones)."""
+        """``(bus address, length)`` of each access of ``purpose`` the device tried (or only allowed / blocked ones)."""
         out = []
         for b in self.dma.of(purpose):
             for addr, length, ok in zip(b.addrs.tolist(), b.lengths.tolist(), b.allowed.tolist(), strict=True):
@@ -287,4 +272,3 @@ def assert_rx_refused(env: Env, rx: RawRx, slot: int, reason: str) -> dict[str, 
     addr = int(rec["desc"]["addr"])
     assert not env.touched(addr, addr + 2048), f"the device touched the refused RX buffer {addr:#x}"
     return rec
-

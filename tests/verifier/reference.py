@@ -121,9 +121,9 @@ def check_tx(descs: Sequence[TxDesc], world: World, policy: Policy) -> list[Verd
         complete = number < len(packets) - 1
         total = sum(descs[i].length for i in members)
         first = descs[members[0]]
-        if complete and first.cmd & TXD_CMD_IC and own[members[0]] == OK:
-            if first.cso + 2 > total or first.css >= total:
-                out[members[0]] = Verdict("CSUM_OFFSET")
+        outside = first.cso + 2 > total or first.css >= total
+        if complete and first.cmd & TXD_CMD_IC and own[members[0]] == OK and outside:
+            out[members[0]] = Verdict("CSUM_OFFSET")
         rule = None
         if len(members) > policy.max_fragments:
             rule = "PKT_TOO_MANY_FRAGS"

@@ -24,6 +24,7 @@ from ring.frames import FrameBatch
 from ring.memory import OWNER_FREE, OWNER_KERNEL, PAGE_SHIFT, PAGE_SIZE
 from ring.rxq import RxQueue
 from ring.txq import TxQueue
+from tests.conftest import seq_frame
 from tests.verifier.conftest import (
     GOOD,
     MORE,
@@ -33,7 +34,6 @@ from tests.verifier.conftest import (
     Env,
     RawRx,
     RawTx,
-    frame_bytes,
     one_record,
 )
 from verifier.audit import AuditLog
@@ -55,7 +55,7 @@ def state(env: Env, nic: str, kind: str) -> QueueState:
     return st
 
 
-# -- invariant 2: doorbell-only user window -------------------------------------------------------------------------
+# -- invariant 2: doorbell-only user window --------------------------------------------------------
 def hostile_offsets() -> list[int]:
     """Every named register of queue 0 and queue 1, plus unnamed, unaligned and out-of-BAR offsets."""
     named = sorted(regs.NAMES)
@@ -110,7 +110,7 @@ def test_iommu_refuses_register_writes_to_another_tenants_device(make_env: Calla
     env = make_env("iommu")
     tx = TxQueue(env.alice, "nic0", size=RING)
     assert env.nic0.read32(regs.TDT) == 0
-    secret = frame_bytes(7, 100)
+    secret = seq_frame(7, 100)
     addr = tx.pool.bus_addr[0]
     tx.ring[0]["addr"], tx.ring[0]["length"], tx.ring[0]["cmd"] = addr, 100, GOOD  # written, never rung
     tx.pool.memory[:100] = np.frombuffer(secret, dtype=np.uint8)
@@ -127,9 +127,10 @@ def test_iommu_refuses_register_writes_to_another_tenants_device(make_env: Calla
         "REG_NOT_DOORBELL",
     ]
     assert {r["tenant_name"] for r in env.records()} == {"bob"}
+    assert window.read32(regs.TDLEN) == 0 and env.alice.map_registers("nic0").read32(regs.TDLEN) == RING * 16
 
 
-# -- invariant 3: snapshot before check -----------------------------------------------------------------------------
+# -- invariant 3: snapshot before check ------------------------------------------------------------
 def test_device_reads_descriptors_only_from_kernel_frames(make_env: Callable[..., Env]) -> None:
     env = make_env("verifier")
     tx, rx = TxQueue(env.alice, "nic0", size=RING), RxQueue(env.bob, "nic1", size=RING)
@@ -143,7 +144,7 @@ def test_device_reads_descriptors_only_from_kernel_frames(make_env: Callable[...
         got += len(rx.rx_burst())
         assert n == 10
     assert got == 120
-    seen = Counter()
+    seen: Counter[str] = Counter()
     for b in env.dma.batches:
         seen[b.purpose] += 1
         if b.purpose.endswith(("-desc", "-wb")):
@@ -154,7 +155,7 @@ def test_device_reads_descriptors_only_from_kernel_frames(make_env: Callable[...
 
 
 def _frames(first: int, n: int) -> FrameBatch:
-    return FrameBatch.from_frames(frame_bytes(first + i, 64) for i in range(n))
+    return FrameBatch.from_frames(seq_frame(first + i, 64) for i in range(n))
 
 
 @pytest.mark.parametrize("mode", TRAPPING)
@@ -202,7 +203,7 @@ def test_tx_rewrite_after_the_check(make_env: Callable[..., Env], mode: str) -> 
     leaked = any(c in f for f in env.wire for c in env.memory.canaries)
     touched = env.touched(kernel_addr, kernel_addr + 256)
     if mode == "verifier":
-        assert env.wire == [frame_bytes(1, 64)] and not leaked and not touched
+        assert env.wire == [seq_frame(1, 64)] and not leaked and not touched
     else:
         assert leaked and touched, "unsafe-inplace lets the device read the rewritten descriptor"
 
@@ -222,12 +223,12 @@ def test_rx_rewrite_after_the_check(make_env: Callable[..., Env], mode: str) -> 
     overwritten = env.memory.data[kernel_addr : kernel_addr + 64].tobytes() != canary
     if mode == "verifier":
         assert not overwritten and not env.touched(kernel_addr, kernel_addr + 2048)
-        assert buf.read(0, 64) == frame_bytes(9)
+        assert buf.read(0, 64) == seq_frame(9)
     else:
         assert overwritten, "unsafe-inplace lets the device write through the rewritten descriptor"
 
 
-# -- invariant 4: nothing outside the owner's pinned frames is ever DMA'd -----------------------------------------------
+# -- invariant 4: nothing outside the owner's pinned frames is ever DMA'd --------------------------
 def _bad_tx_menu(env: Env, bus: dict[str, int]) -> list[tuple[int, int]]:
     size = env.memory.size
     return [
@@ -323,7 +324,7 @@ def _pinned_frames(proc: Process, access: int) -> set[int]:
     return {int(f) for p in proc.pins.pins.values() if p.state == "active" and p.access & access for f in p.frames}
 
 
-# -- invariant 5: pins outlive DMA --------------------------------------------------------------------------------------
+# -- invariant 5: pins outlive DMA -----------------------------------------------------------------
 @pytest.mark.parametrize("mode", TRAPPING)
 def test_unpin_of_a_posted_rx_buffer_waits_for_the_device(make_env: Callable[..., Env], mode: str) -> None:
     env = make_env(mode)
@@ -347,7 +348,7 @@ def test_unpin_of_a_posted_rx_buffer_waits_for_the_device(make_env: Callable[...
     assert (rec["reason"], rec["detail"]["owner"]) == ("ADDR_NOT_PINNED", "own-unpinned")
     tx.send(3)
     tx.doorbell()
-    assert rx.received(slot) == frame_bytes(3)  # the device used it, safely: the frames were still pinned
+    assert rx.received(slot) == seq_frame(3)  # the device used it, safely: the frames were still pinned
     assert buf.pin not in env.bob.pins.pins  # completed: the deferred unpin finished
     env.bob.free_dma(buf.region)
     assert int(env.memory.owner[buf.bus >> PAGE_SHIFT]) == OWNER_FREE  # back to the allocator
@@ -361,7 +362,7 @@ def test_unpin_without_dma_in_flight_is_immediate(make_env: Callable[..., Env]) 
     assert not env.records()
 
 
-# -- invariant 6: exactly one audit record per rejection ------------------------------------------------------------------
+# -- invariant 6: exactly one audit record per rejection -------------------------------------------
 def test_one_record_per_rejection_in_a_real_log(make_env: Callable[..., Env], tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     log = AuditLog(path, protection="verifier", fsync="never")
@@ -371,6 +372,7 @@ def test_one_record_per_rejection_in_a_real_log(make_env: Callable[..., Env], tm
     bob_buf = env.buffer(env.bob, 16 * 2048, WRITE)
     ro = env.buffer(env.bob, PAGE_SIZE, READ)
     refused_tx = refused_rx = 0
+    per_doorbell: list[tuple[int, int, Counter[int]]] = []  # (first seq, end seq, refused slots)
     for _ in range(6):
         slots = []
         for _ in range(20):
@@ -383,18 +385,20 @@ def test_one_record_per_rejection_in_a_real_log(make_env: Callable[..., Env], tm
                 slots.append(tx.put(tx.q.pool.region.bus, 0))
             else:
                 slots += [tx.put(tx.q.pool.region.bus, 64, MORE), tx.put(0x3000, 64, GOOD)]
+        first = log.next_seq
         tx.doorbell()
-        refused_tx += sum(tx.status(s) == TXD_STAT_DD | TXD_STAT_REFUSED for s in slots)
+        refused = Counter(s for s in slots if tx.status(s) == TXD_STAT_DD | TXD_STAT_REFUSED)
+        per_doorbell.append((first, log.next_seq, refused))
+        refused_tx += sum(refused.values())
     for i in range(12):
         rx.put(ro.bus if i % 3 == 0 else bob_buf.bus + 2048 * i)
     rx.doorbell()
     refused_rx = sum(rx.refused(s) for s in range(12))
-    events = 0
     tx.doorbell(RING + 1)  # RING_TAIL_BEYOND
     env.alice.map_registers("nic0").write32(regs.RCTL, 0)  # REG_NOT_DOORBELL
     env.alice.map_registers("nic1").write32(rx.handle.tail_offset, 3)  # REG_NOT_OWNER
     assert bob_buf.pin is not None and env.bob.unpin(bob_buf.pin) == "deferred"  # PIN_IN_FLIGHT
-    events += 4
+    events = 4
     counters = log.counters
     log.close()
     records = list(read_records([path]))
@@ -405,6 +409,9 @@ def test_one_record_per_rejection_in_a_real_log(make_env: Callable[..., Env], tm
         mine = Counter(r["reason"] for r in records if (r["nic"], r["queue"]) == (nic, queue))
         assert log.statistics(nic, queue) == dict(mine)
     assert refused_tx and refused_rx
+    for first, end, refused in per_doorbell:  # each refused slot of each doorbell has exactly one record
+        assert Counter(r["ring_index"] for r in records[first:end]) == refused
+    assert env.kernel.statistics("nic0", 0) == log.statistics("nic0", 0)
     result = verify([path])
     assert result.ok and result.records == len(records) and result.head == log.head
     assert {r["protection"] for r in records} == {"verifier"}

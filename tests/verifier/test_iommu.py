@@ -18,7 +18,8 @@ from ring.frames import FrameBatch
 from ring.memory import OWNER_KERNEL, PAGE_SHIFT, PAGE_SIZE
 from ring.rxq import RxQueue
 from ring.txq import TxQueue
-from tests.verifier.conftest import READ, RING, WRITE, Env, RawRx, RawTx, frame_bytes
+from tests.conftest import seq_frame
+from tests.verifier.conftest import READ, RING, WRITE, Env, RawRx, RawTx
 from verifier.address_space import USER_BASE
 from verifier.kernel import KernelError
 
@@ -34,7 +35,7 @@ def fault(env: Env, reason: str, iova: int, access: str) -> dict[str, object]:
     assert len(found) == 1, env.records()
     rec = found[0]
     assert rec["reason"] == reason and rec["detail"]["access"] == access
-    assert rec["detail"]["vtd_fault_reason"] == ("0x05" if reason == "IOMMU_PERMISSION" else "0x06")
+    assert rec["detail"]["vtd_fault_reason"] == ("0x05" if access == "write" else "0x06")  # VT-d: by request kind
     return rec
 
 
@@ -44,7 +45,7 @@ def blocked(env: Env, purpose: str) -> list[tuple[int, int]]:
 
 def test_honest_traffic_flows_with_iovas(env: Env) -> None:
     tx, rx = TxQueue(env.alice, "nic0", size=RING), RxQueue(env.bob, "nic1", size=RING)
-    sent = [frame_bytes(i, 64 + (i * 37) % 1400) for i in range(200)]
+    sent = [seq_frame(i, 64 + (i * 37) % 1400) for i in range(200)]
     got: list[bytes] = []
     for start in range(0, len(sent), 25):
         assert tx.tx_burst(FrameBatch.from_frames(sent[start : start + 25])) == 25
@@ -68,7 +69,7 @@ def test_tx_from_a_kernel_physical_address_faults(env: Env) -> None:
     rec = fault(env, "IOMMU_NOT_MAPPED", kernel_addr, "read")
     assert rec["nic"] == "nic0" and rec["tenant_name"] == "alice"
     assert blocked(env, "tx-data") == [(kernel_addr, 128)]
-    assert env.wire == [frame_bytes(1)]  # only the honest frame left
+    assert env.wire == [seq_frame(1)]  # only the honest frame left
     assert not any(c in f for f in env.wire for c in env.memory.canaries)
     assert ok == 1 and len(env.records()) == 1
 
@@ -76,7 +77,7 @@ def test_tx_from_a_kernel_physical_address_faults(env: Env) -> None:
 def test_tx_from_a_write_only_buffer_faults_with_permission(env: Env) -> None:
     tx = RawTx(env.alice)
     rx_only = env.buffer(env.alice, PAGE_SIZE, WRITE)
-    rx_only.fill(0, frame_bytes(2))
+    rx_only.fill(0, seq_frame(2))
     tx.put(rx_only.bus, 64)
     tx.doorbell()
     fault(env, "IOMMU_PERMISSION", rx_only.bus, "read")
@@ -101,26 +102,26 @@ def test_rx_into_a_read_only_buffer_faults_with_permission(env: Env) -> None:
 def test_a_buffer_running_off_its_pin_faults(env: Env) -> None:
     tx = RawTx(env.alice)
     buf = env.buffer(env.alice, 2 * PAGE_SIZE, READ, pin_bytes=PAGE_SIZE)
-    buf.fill(PAGE_SIZE - 64, frame_bytes(4))
+    buf.fill(PAGE_SIZE - 64, seq_frame(4))
     tx.put(buf.bus + PAGE_SIZE - 64, 64)  # the last bytes of the pinned page
     tx.put(buf.bus + PAGE_SIZE - 63, 64)  # one byte into the unpinned page
     tx.doorbell()
     fault(env, "IOMMU_NOT_MAPPED", buf.bus + PAGE_SIZE - 63, "read")
-    assert env.wire == [frame_bytes(4)]
+    assert env.wire == [seq_frame(4)]
 
 
 def test_unpin_unmaps_at_once(env: Env) -> None:
     tx, rx = RawTx(env.alice), RawRx(env.bob)
     src = env.buffer(env.alice, PAGE_SIZE, READ)
-    src.fill(0, frame_bytes(5))
+    src.fill(0, seq_frame(5))
     tx.put(src.bus, 64)
     tx.doorbell()
-    assert env.wire == [frame_bytes(5)]
+    assert env.wire == [seq_frame(5)]
     assert src.pin is not None and env.alice.unpin(src.pin) == "released"  # no deferral under an IOMMU
     tx.put(src.bus, 64)
     tx.doorbell()
     fault(env, "IOMMU_NOT_MAPPED", src.bus, "read")
-    assert env.wire == [frame_bytes(5)]
+    assert env.wire == [seq_frame(5)]
     # a posted RX buffer: unpinned and freed while the device still holds its descriptor
     dst = env.buffer(env.bob, PAGE_SIZE, WRITE)
     phys = env.bob.virt_to_phys(dst.bus)

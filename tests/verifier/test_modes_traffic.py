@@ -16,8 +16,8 @@ from ring.frames import FrameBatch
 from ring.memory import PAGE_SIZE
 from ring.rxq import RxQueue
 from sandbox import pingpong
-from tests.verifier.conftest import GOOD, MORE, RING, WRITE, Env, RawTx, frame_bytes
-
+from tests.conftest import seq_frame
+from tests.verifier.conftest import GOOD, MORE, RING, WRITE, Env, RawTx
 
 INLINE = [(mode, "inline", size) for mode in ("none", "verifier", "iommu", "unsafe-inplace") for size in (64, 1518)]
 
@@ -53,14 +53,14 @@ def test_bad_descriptors_in_the_same_burst_do_not_stop_good_ones(make_env: Calla
     seq = 0
     for burst in range(40):
         for i in range(8):  # good, bad, good, bad, ... in one doorbell
-            data = frame_bytes(seq, 64 + 8 * (seq % 100))
+            data = seq_frame(seq, 64 + 8 * (seq % 100))
             tx.put(tx.pool_frame(seq, data), len(data))
             sent.append(data)
             seq += 1
             addr, length, cmd = bad[(burst + i) % len(bad)]
             tx.put(addr, length, cmd)
         # and a two-fragment packet whose second half is bob's memory: refused whole
-        tx.put(tx.pool_frame(seq, frame_bytes(999)), 32, MORE)
+        tx.put(tx.pool_frame(seq, seq_frame(999)), 32, MORE)
         tx.put(rx.pool.region.bus, 32, GOOD)
         tx.doorbell()
         env.world.settle()
@@ -75,7 +75,7 @@ def test_bad_descriptors_in_the_same_burst_do_not_stop_good_ones(make_env: Calla
     assert len(env.records("tx")) == 40 * 10 and tx.q.stats.refused == 40 * 10
     assert not any(c in f for f in env.wire for c in env.memory.canaries)
     # and the queue is still usable through the ordinary API afterwards
-    more = [frame_bytes(10_000 + i) for i in range(20)]
+    more = [seq_frame(10_000 + i) for i in range(20)]
     assert tx.q.tx_burst(FrameBatch.from_frames(more)) == 20
     env.world.settle()
     assert list(rx.rx_burst()) == more

@@ -12,10 +12,10 @@ refusals are neutralised descriptors completed by the device, so the TX mark
 appears after the device ran (inline: within the doorbell) and the RX mark
 after a frame has consumed the slot.
 
-Packets left open at the tail are held by the kernel in ``verifier`` mode
-only (PKT_UNTERMINATED after ``policy.max_held_doorbells``); ``unsafe-inplace``
-passes open fragments to the device and judges each doorbell's descriptors
-alone, which test_inplace_judges_packets_per_doorbell records as a known gap.
+Packets left open at the tail are held by the kernel (``verifier``:
+PKT_UNTERMINATED after ``policy.max_held_doorbells``); ``unsafe-inplace``
+rings the device only up to an open packet and judges it again, whole, at
+the next doorbell (test_inplace_judges_packets_across_doorbells).
 PIN_IN_FLIGHT and the IOMMU reasons are not descriptor rules:
 test_invariants.py and test_iommu.py.
 """
@@ -29,15 +29,14 @@ import pytest
 
 from ring import regs
 from ring.descriptors import (
-    RXD_STAT_DD,
     TXD_CMD_DEXT,
-    TXD_CMD_EOP,
     TXD_CMD_IC,
     TXD_CMD_RPS,
     TXD_CMD_VLE,
     TXD_STAT_DD,
 )
 from ring.memory import OWNER_FREE, OWNER_KERNEL, PAGE_SHIFT, PAGE_SIZE
+from tests.conftest import seq_frame
 from tests.verifier.conftest import (
     GOOD,
     MORE,
@@ -50,7 +49,6 @@ from tests.verifier.conftest import (
     RawTx,
     assert_rx_refused,
     assert_tx_refused,
-    frame_bytes,
     one_record,
 )
 from verifier.policy import Policy
@@ -65,7 +63,7 @@ def env(request: pytest.FixtureRequest, make_env: Callable[..., Env]) -> Env:
     return make_env(request.param)
 
 
-def sent_whole(env: Env, tx: RawTx, buf: Buffer, pieces: list[tuple[int, int]]) -> None:
+def sent_whole(env: Env, buf: Buffer, pieces: list[tuple[int, int]]) -> None:
     """The wire got one frame, the bytes of ``pieces`` ((offset, length) in ``buf``) back to back."""
     want = b"".join(buf.read(off, n) for off, n in pieces)
     assert env.wire == [want]
@@ -75,7 +73,7 @@ def fill_pattern(buf: Buffer) -> None:
     buf.region.view[:] = (np.arange(buf.region.size) % 251).astype(np.uint8)
 
 
-# -- ADDR_NOT_PINNED: last byte inside passes, first byte outside fails ------------------------------------------
+# -- ADDR_NOT_PINNED: last byte inside passes, first byte outside fails ----------------------------
 OWNERS = {"kernel": OWNER_KERNEL, "tenant1": 1, "free": OWNER_FREE, "own-unpinned": 0}
 
 
@@ -131,10 +129,10 @@ def test_not_pinned_into_the_shadow_ring(make_env: Callable[..., Env]) -> None:
     probe_edge(make_env("verifier"), "kernel-above", OWNER_KERNEL)
 
 
-# -- lengths ---------------------------------------------------------------------------------------------------
+# -- lengths ---------------------------------------------------------------------------------------
 def test_len_zero(env: Env) -> None:
     tx = RawTx(env.alice)
-    addr = tx.pool_frame(0, frame_bytes(0))
+    addr = tx.pool_frame(0, seq_frame(0))
     one = tx.put(addr, 1)
     zero = tx.put(addr, 0)
     tx.doorbell()
@@ -153,7 +151,7 @@ def test_len_too_long_at_max_buffer(env: Env) -> None:
     long = tx.put(buf.bus, limit + 1)
     tx.doorbell()
     assert env.data_accesses("tx-data") == [(buf.bus, limit)]
-    sent_whole(env, tx, buf, [(0, limit)])
+    sent_whole(env, buf, [(0, limit)])
     assert_tx_refused(env, tx, long, "LEN_TOO_LONG", check_untouched=False)
     assert tx.status(ok) == TXD_STAT_DD
 
@@ -169,7 +167,7 @@ def test_pkt_too_long_at_max_frame(env: Env, extra: int) -> None:
     slots.append(tx.put(buf.bus + pieces[-1][0], last, GOOD))
     tx.doorbell()
     if extra == 0:
-        sent_whole(env, tx, buf, pieces)
+        sent_whole(env, buf, pieces)
         assert not env.records()
         return
     for slot in slots:
@@ -188,7 +186,7 @@ def test_pkt_too_many_frags(env: Env, frags: int) -> None:
     slots = [tx.put(buf.bus + off, n, GOOD if i == frags - 1 else MORE) for i, (off, n) in enumerate(pieces)]
     tx.doorbell()
     if frags <= POLICY.max_fragments:
-        sent_whole(env, tx, buf, pieces)
+        sent_whole(env, buf, pieces)
         assert not env.records()
         return
     assert env.wire == [] and not env.data_accesses("tx-data")
@@ -228,7 +226,7 @@ def test_too_many_frags_outranks_bad_fragment(env: Env) -> None:
     assert env.wire == [] and not env.data_accesses("tx-data")
 
 
-# -- packets open at the tail -----------------------------------------------------------------------------------
+# -- packets open at the tail ----------------------------------------------------------------------
 def test_open_packet_is_held_until_its_eop(env: Env) -> None:
     tx = RawTx(env.alice)
     buf = env.buffer(env.alice, PAGE_SIZE, READ)
@@ -242,7 +240,7 @@ def test_open_packet_is_held_until_its_eop(env: Env) -> None:
         assert [tx.status(s) for s in first] == [0, 0]
     last = tx.put(buf.bus + 600, 300, GOOD)
     tx.doorbell()
-    sent_whole(env, tx, buf, pieces)
+    sent_whole(env, buf, pieces)
     assert not env.records()
     assert [tx.status(s) for s in [*first, last]] == [TXD_STAT_DD] * 3
 
@@ -293,16 +291,11 @@ def test_open_packet_waits_at_most_max_held_doorbells(make_env: Callable[..., En
     assert not env.records() and env.wire == []
     slots.append(tx.put(buf.bus + 100 * doorbells, 100, GOOD))
     tx.doorbell()
-    sent_whole(env, tx, buf, [(100 * i, 100) for i in range(doorbells + 1)])
+    sent_whole(env, buf, [(100 * i, 100) for i in range(doorbells + 1)])
     assert not env.records()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="unsafe-inplace passes open fragments to the device at once and checks each doorbell's "
-    "descriptors alone: packet rules (max_frame, max_fragments, whole-or-nothing) do not span doorbells",
-)
-def test_inplace_judges_packets_per_doorbell(make_env: Callable[..., Env]) -> None:
+def test_inplace_judges_packets_across_doorbells(make_env: Callable[..., Env]) -> None:
     env = make_env("unsafe-inplace")
     tx = RawTx(env.alice)
     buf = env.buffer(env.alice, 3 * PAGE_SIZE, READ)
@@ -314,7 +307,7 @@ def test_inplace_judges_packets_per_doorbell(make_env: Callable[..., Env]) -> No
     assert env.wire == [], f"a {len(env.wire[0])}-byte packet left, over max_frame {POLICY.max_frame}"
 
 
-# -- address arithmetic ---------------------------------------------------------------------------------------------
+# -- address arithmetic ----------------------------------------------------------------------------
 def test_addr_wrap(env: Env) -> None:
     tx = RawTx(env.alice)
     slot = tx.put(2**64 - 16, 32)
@@ -342,7 +335,7 @@ def test_addr_beyond_memory_at_the_last_frame(env: Env) -> None:
     assert_tx_refused(env, tx, far, "ADDR_BEYOND_MEMORY")
 
 
-# -- access -----------------------------------------------------------------------------------------------------------
+# -- access ----------------------------------------------------------------------------------------
 def test_access_no_read(env: Env) -> None:
     tx = RawTx(env.alice)
     rx_only = env.buffer(env.alice, PAGE_SIZE, WRITE)
@@ -385,7 +378,7 @@ def test_rx_checked_over_the_whole_receive_buffer(env: Env) -> None:
     crosses = rx.put(buf.bus + PAGE_SIZE - size + 1)  # first byte pinned, last byte in the next frame
     rx.doorbell()
     deliver(env, tx, 2)
-    assert rx.received(fits) == frame_bytes(100)
+    assert rx.received(fits) == seq_frame(100)
     rec = one_record(env, "rx", crosses)
     assert rec["reason"] == "ADDR_NOT_PINNED" and rec["detail"]["owner"] == "own-unpinned"
     assert rec["detail"]["first_bad_byte"] == f"{buf.bus + PAGE_SIZE:#x}"
@@ -393,6 +386,21 @@ def test_rx_checked_over_the_whole_receive_buffer(env: Env) -> None:
     assert not env.touched(buf.bus + PAGE_SIZE, buf.bus + 2 * PAGE_SIZE)
     if env.protection == "verifier":
         assert env.data_accesses("rx-data") == [(buf.bus + PAGE_SIZE - size, 64)]  # the second frame was missed
+
+
+@pytest.mark.parametrize(
+    ("where", "reason"),
+    [("kernel", "ADDR_NOT_PINNED"), ("wrap", "ADDR_WRAP"), ("end", "ADDR_BEYOND_MEMORY")],
+)
+def test_rx_address_arithmetic(env: Env, where: str, reason: str) -> None:
+    """RX buffers are judged over all 2048 bytes: the range, not the first byte, must fit."""
+    tx, rx = rx_env(env)
+    addr = {"kernel": 2 * PAGE_SIZE, "wrap": 2**64 - 1024, "end": env.memory.size - 1024}[where]
+    slot = rx.put(addr)
+    rx.doorbell()
+    deliver(env, tx)
+    rec = assert_rx_refused(env, rx, slot, reason)
+    assert rec["detail"].get("owner") == ("kernel" if where == "kernel" else None)
 
 
 def test_rx_buffer_of_another_tenant(env: Env) -> None:
@@ -404,11 +412,11 @@ def test_rx_buffer_of_another_tenant(env: Env) -> None:
     assert rec["detail"]["owner"] == "tenant0"
 
 
-# -- command bits and checksum offsets ----------------------------------------------------------------------------------
+# -- command bits and checksum offsets -------------------------------------------------------------
 @pytest.mark.parametrize("bit", [TXD_CMD_DEXT, TXD_CMD_VLE, TXD_CMD_RPS], ids=["DEXT", "VLE", "RPS"])
 def test_cmd_unsupported(env: Env, bit: int) -> None:
     tx = RawTx(env.alice)
-    addr = tx.pool_frame(0, frame_bytes(0))
+    addr = tx.pool_frame(0, seq_frame(0))
     slot = tx.put(addr, 64, GOOD | bit)
     ok = tx.put(addr, 64, GOOD)
     tx.doorbell()
@@ -430,7 +438,7 @@ def test_cmd_unsupported(env: Env, bit: int) -> None:
 )
 def test_csum_offsets(env: Env, cso: int, css: int, reason: str | None) -> None:
     tx = RawTx(env.alice)
-    addr = tx.pool_frame(0, frame_bytes(0, 100))
+    addr = tx.pool_frame(0, seq_frame(0, 100))
     slot = tx.put(addr, 100, GOOD | TXD_CMD_IC, cso=cso, css=css)
     tx.doorbell()
     if reason is None:
@@ -452,11 +460,12 @@ def test_csum_offset_is_judged_on_the_whole_packet(env: Env) -> None:
     bad_second = tx.put(buf.bus + 60, 60, GOOD)
     tx.doorbell()
     assert tx.status(a) == tx.status(b) == TXD_STAT_DD and len(env.wire) == 1
+    assert env.data_accesses("tx-data") == [(buf.bus, 60), (buf.bus + 60, 60)]  # the first packet only
     assert_tx_refused(env, tx, bad_first, "CSUM_OFFSET", check_untouched=False)
     assert_tx_refused(env, tx, bad_second, "PKT_BAD_FRAGMENT", check_untouched=False)
 
 
-# -- lifetime -------------------------------------------------------------------------------------------------------------
+# -- lifetime --------------------------------------------------------------------------------------
 def test_pin_released(env: Env) -> None:
     tx = RawTx(env.alice)
     buf = env.buffer(env.alice, PAGE_SIZE, READ)
@@ -467,7 +476,7 @@ def test_pin_released(env: Env) -> None:
     assert rec["detail"]["owner"] == "own"
 
 
-# -- ring indices through the tail register --------------------------------------------------------------------------------
+# -- ring indices through the tail register --------------------------------------------------------
 def ring_event(env: Env, kind: str) -> dict[str, object]:
     (rec,) = env.records(kind)
     assert rec["desc"] is None
@@ -515,8 +524,8 @@ def test_rx_ring_backwards_and_overrun(env: Env) -> None:
         rx.put(buf.bus + i * 2048)
     rx.doorbell(63)  # +23: exactly the free slots
     assert len(env.records()) == 2
-    if env.protection == "verifier":
-        assert env.kernel.queue("nic1", "rx").state.tail == 63  # type: ignore[union-attr]
+    st = env.kernel.queue("nic1", "rx").state
+    assert st is not None and st.tail == 63
 
 
 def test_tx_ring_backwards_behind_held_descriptors(make_env: Callable[..., Env]) -> None:
@@ -531,7 +540,7 @@ def test_tx_ring_backwards_behind_held_descriptors(make_env: Callable[..., Env])
     assert (rec["reason"], rec["ring_index"]) == ("RING_TAIL_BACKWARDS", 1)
 
 
-# -- registers ---------------------------------------------------------------------------------------------------------------
+# -- registers -------------------------------------------------------------------------------------
 def test_reg_not_doorbell(env: Env) -> None:
     tx = RawTx(env.alice)
     before = env.nic0.regs.copy()

@@ -208,7 +208,7 @@ def test_every_fast_path_candidate_agrees_on_a_fully_pinned_memory() -> None:
         assert got == ref.check_tx(batch, world, policy), length
 
 
-# -- through the real kernel ----------------------------------------------------------------------------------
+# -- through the real kernel -----------------------------------------------------------------------
 @st.composite
 def kernel_descriptor(draw: st.DrawFn, targets: dict[str, tuple[int, int]], cmd: int) -> ref.TxDesc:
     """A descriptor aimed at one of the world's regions, at its edges or inside (half of them plainly good)."""
