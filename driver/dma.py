@@ -67,10 +67,22 @@ def in_memory(addrs: U64, lengths: I64, size: int) -> Mask:
 
 def all_in_memory(addrs: U64, lengths: I64, size: int) -> bool:
     """Fast test that every range is inside memory (lengths below 2**32, as every device access is)."""
+    if addrs.size == 1:  # one burst of descriptors: plain integers are cheaper than two reductions
+        return int(addrs[0]) + int(lengths[0]) <= size
     if addrs.size == 0:
         return True
     # With addr < size <= 2**62 and len < 2**32 the sum cannot wrap, so two maxima decide.
     return int(addrs.max()) < size and int((addrs + lengths.astype(np.uint64)).max()) <= size
+
+
+_U64_MAX = np.uint64(2**64 - 1)
+_ALL_ALLOWED = np.ones(1 << 16, dtype=bool)
+_ALL_ALLOWED.flags.writeable = False
+
+
+def all_allowed(n: int) -> Mask:
+    """A read-only mask of ``n`` Trues (shared: the common answer costs no allocation)."""
+    return _ALL_ALLOWED[:n] if n <= _ALL_ALLOWED.size else np.ones(n, dtype=bool)
 
 
 def contiguous_runs(slots: I64) -> I64:
@@ -110,7 +122,7 @@ class DmaEngine:
         if allowed is not None:
             self.blocked += int(allowed.size - np.count_nonzero(allowed))
         if self.observers:
-            seen = np.ones(addrs.size, dtype=bool) if allowed is None else allowed
+            seen = all_allowed(addrs.size) if allowed is None else allowed
             batch = DmaBatch(self.device, queue, direction, purpose, addrs, lengths, phys, seen)
             for observe in self.observers:
                 observe(batch)
@@ -124,8 +136,8 @@ class DmaEngine:
         if allowed is None:
             if phys.size == 1:
                 start = int(phys[0])
-                return self.memory.data[start : start + int(lengths[0])].copy(), np.ones(1, dtype=bool)
-            return gather(self.memory.data, phys.astype(np.int64), lengths), np.ones(phys.size, dtype=bool)
+                return self.memory.data[start : start + int(lengths[0])].copy(), all_allowed(1)
+            return gather(self.memory.data, phys.astype(np.int64), lengths), all_allowed(phys.size)
         return gather(self.memory.data, phys[allowed].astype(np.int64), lengths[allowed]), allowed
 
     def write(self, queue: int, purpose: str, addrs: U64, lengths: I64, data: npt.NDArray[np.uint8]) -> Mask:
@@ -139,7 +151,7 @@ class DmaEngine:
                 self.memory.data[start : start + int(lengths[0])] = data
             else:
                 scatter(self.memory.data, phys.astype(np.int64), lengths, data)
-            return np.ones(phys.size, dtype=bool)
+            return all_allowed(phys.size)
         keep = np.repeat(allowed, lengths)
         scatter(self.memory.data, phys[allowed].astype(np.int64), lengths[allowed], data[keep])
         return allowed
@@ -156,10 +168,10 @@ class DmaEngine:
         size = dtype.itemsize
         runs = contiguous_runs(slots)
         addrs = np.uint64(base) + slots[runs[:, 0]].astype(np.uint64) * np.uint64(size)
-        addrs[addrs < np.uint64(base)] = np.iinfo(np.uint64).max  # a ring wrapping 2**64 is beyond memory, not at 0
+        addrs[addrs < np.uint64(base)] = _U64_MAX  # a ring wrapping 2**64 is beyond memory, not at 0
         raw, allowed = self.read(queue, purpose, addrs, runs[:, 1] * size)
         if raw.size == slots.size * size:
-            return raw.view(dtype), np.ones(slots.size, dtype=bool)
+            return raw.view(dtype), all_allowed(slots.size)
         ok = np.repeat(allowed, runs[:, 1])
         out = np.zeros(slots.size, dtype=dtype)
         out[ok] = raw.view(dtype)
@@ -170,6 +182,6 @@ class DmaEngine:
         size = descs.dtype.itemsize
         runs = contiguous_runs(slots)
         addrs = np.uint64(base) + slots[runs[:, 0]].astype(np.uint64) * np.uint64(size)
-        addrs[addrs < np.uint64(base)] = np.iinfo(np.uint64).max  # a ring wrapping 2**64 is beyond memory, not at 0
+        addrs[addrs < np.uint64(base)] = _U64_MAX  # a ring wrapping 2**64 is beyond memory, not at 0
         allowed = self.write(queue, purpose, addrs, runs[:, 1] * size, np.ascontiguousarray(descs).view(np.uint8))
         return np.repeat(allowed, runs[:, 1])
