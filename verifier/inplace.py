@@ -25,10 +25,8 @@ import numpy.typing as npt
 
 from ring import indices
 from ring.descriptors import (
-    RX_DESC,
     RXD_ERR_REFUSED,
     RXD_STAT_DD,
-    TX_DESC,
     TXD_CMD_EOP,
     TXD_CMD_RS,
     TXD_STAT_DD,
@@ -84,7 +82,7 @@ class InPlaceQueue:
             k = indices.used(st.tail, new_tail, st.size)
             if k == 0:
                 return
-            ring = st.user.view.view(TX_DESC if self.tx else RX_DESC)
+            ring = st.ring
             copy = indices.read_window(ring, st.tail, k)  # read to check; the device reads again later
             st.user_reads += k
             slots = indices.slots(st.tail, k, st.size)
@@ -140,7 +138,7 @@ class InPlaceQueue:
             self.frame_count[idx] = 0
             refused = idx[self.refused[idx]]
             if refused.size:
-                ring = st.user.view.view(TX_DESC if self.tx else RX_DESC)
+                ring = st.ring
                 if self.tx:
                     ring["status"][refused] = TXD_STAT_DD | TXD_STAT_REFUSED
                 else:

@@ -93,6 +93,7 @@ class Kernel:
         self.iommu = Iommu(self._iommu_fault) if self.protection is Protection.IOMMU else None
         self._next_pin = 1
         self._reapers: dict[str, list[Callable[[], None]]] = {}  # per NIC: completion handlers
+        self._doorbells: dict[tuple[str, int], Queue] = {}  # (NIC, tail register) -> its queue
 
     # -- devices --------------------------------------------------------------
     def attach_nic(self, name: str, bus: RegisterBus, mac: bytes, queues: int = 1) -> Nic:
@@ -229,6 +230,7 @@ class Kernel:
             program_ring(nic.bus, tx, index, phys, size)
         nic.owners[(kind, index)] = proc.tenant_id
         self.queues[(nic_name, kind, index)] = queue
+        self._doorbells[(nic_name, tail_offset)] = queue
         if queue.handler is not None:
             self._reapers.setdefault(nic_name, []).append(queue.handler.reap)
         return QueueHandle(nic_name, index, proc.map_registers(nic_name), tail_offset, size, self.policy.rx_buffer_size)
@@ -267,6 +269,10 @@ class Kernel:
     # -- the doorbell path --------------------------------------------------------
     def register_write(self, tenant_id: int, nic_name: str, offset: int, value: int) -> None:
         """A tenant's store into a NIC's register window: the doorbell trap of the trapping modes."""
+        queue = self._doorbells.get((nic_name, offset))
+        if queue is not None and queue.owner == tenant_id and queue.handler is not None:
+            queue.handler.doorbell(value)  # the hot path: a tail write to one's own trapped queue
+            return
         nic = self.nic(nic_name)
         # iommu mode passes the BAR through, but only to the tenant whose domain holds the device
         if not self.protection.traps_doorbell and (self.iommu is None or nic.iommu_owner == tenant_id):

@@ -90,7 +90,8 @@ class PinTable:
         #: per access kind, per frame: pinned with that access (a buffer of at most one page
         #: touches at most two frames, so checking its first and last frame is exact)
         self.frame_ok: dict[int, npt.NDArray[np.bool_]] = {}
-        self.sentinel = np.uint64(frames)  # index of frame_ok's final False entry
+        self.sentinel = np.uint64(frames)
+        self._releasing = 0  # pins whose unpin waits for in-flight DMA  # index of frame_ok's final False entry
         self._rebuild()
 
     # -- lookups (vectorised) ------------------------------------------------------
@@ -128,6 +129,7 @@ class PinTable:
         self._rebuild()
         if self.references(pin.frames):
             pin.state = RELEASING
+            self._releasing += 1
             return "deferred"
         self._finish(pin)
         return "released"
@@ -142,6 +144,8 @@ class PinTable:
         return total
 
     def _finish(self, pin: Pin) -> None:
+        if pin.state == RELEASING:
+            self._releasing -= 1
         pin.state = RELEASED
         self.held[pin.frames] = False
         self.released[pin.frames] = True
@@ -158,7 +162,7 @@ class PinTable:
 
     @property
     def releasing(self) -> bool:
-        return any(p.state == RELEASING for p in self.pins.values())
+        return self._releasing > 0
 
     def pinned_bytes(self) -> int:
         return int(np.count_nonzero(self.held)) * 4096

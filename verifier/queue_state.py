@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ring import indices
+from ring.descriptors import RX_DESC, TX_DESC
 from ring.syscalls import DmaRegion, RegisterBus
 from verifier import reasons as R
 from verifier.pins import PinTable
@@ -68,9 +69,12 @@ class QueueState:
     after_check: list[AfterCheckHook] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
     done_flag: npt.NDArray[np.bool_] = field(init=False)
+    ring: npt.NDArray[np.void] = field(init=False)
 
     def __post_init__(self) -> None:
         self.done_flag = np.zeros(self.size, dtype=bool)
+        #: the tenant's ring as descriptors (the kernel's mapping of it, made once)
+        self.ring = self.user.view.view(TX_DESC if self.origin.kind == "tx" else RX_DESC)
 
     def mark_done(self, slots: npt.NDArray[np.int64]) -> None:
         """Slots completed back to the tenant; ``done`` advances over the leading run."""

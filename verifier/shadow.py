@@ -24,11 +24,9 @@ import numpy.typing as npt
 
 from ring import indices
 from ring.descriptors import (
-    RX_DESC,
     RXD_ERR_REFUSED,
     RXD_STAT_DD,
     TX_DESC,
-    TXD_CMD_RS,
     TXD_STAT_DD,
     TXD_STAT_REFUSED,
 )
@@ -116,7 +114,7 @@ class TxShadow(ShadowQueue):
             k = indices.used(st.tail, new_tail, st.size)
             if k == 0:
                 return
-            user_ring = st.user.view.view(TX_DESC)
+            user_ring = st.ring
             snapshot = indices.read_window(user_ring, st.tail, k)  # the one read of these user descriptors
             st.user_reads += k
             new_slots = indices.slots(st.tail, k, st.size)
@@ -133,8 +131,7 @@ class TxShadow(ShadowQueue):
                 self.held, self.held_slots = batch[verdicts.held], slots[verdicts.held]
                 self._refuse(batch, slots, verdicts)
             good = batch[accepted]
-            if good.size:
-                good["status"] = 0  # a fancy-indexed or fresh copy: the user ring is not touched
+            if good.size:  # the status byte is the device's to write: whatever the tenant left there is moot
                 self.post(good, slots[accepted])
             st.run_after_check()
             if good.size:
@@ -158,7 +155,7 @@ class TxShadow(ShadowQueue):
         rejected = verdicts.rejected
         if not bool(rejected.any()):
             return
-        user_ring = st.user.view.view(TX_DESC)
+        user_ring = st.ring
         user_ring["status"][slots[rejected]] = TXD_STAT_DD | TXD_STAT_REFUSED
         record_descriptors(st.audit, st.origin, slots, batch, verdicts, rejected)
         st.mark_done(slots[rejected])
@@ -170,9 +167,11 @@ class TxShadow(ShadowQueue):
             if n == 0:
                 return
             users = indices.read_window(self.to_user, first, n)
-            rs = (indices.read_window(self.shadow["cmd"], first, n) & TXD_CMD_RS) != 0
-            user_ring = st.user.view.view(TX_DESC)
-            user_ring["status"][users if bool(rs.all()) else users[rs]] = TXD_STAT_DD
+            # DD for every finished descriptor: a tenant that did not ask (no RS) just does not look
+            if int(users[-1]) - int(users[0]) == n - 1:
+                st.ring["status"][int(users[0]) : int(users[0]) + n] = TXD_STAT_DD
+            else:
+                st.ring["status"][users] = TXD_STAT_DD
             st.mark_done(users)
             st.pins.settle()
 
@@ -195,7 +194,7 @@ class RxShadow(ShadowQueue):
             k = indices.used(st.tail, new_tail, st.size)
             if k == 0:
                 return
-            user_ring = st.user.view.view(RX_DESC)
+            user_ring = st.ring
             snapshot = indices.read_window(user_ring, st.tail, k)
             st.user_reads += k
             slots = indices.slots(st.tail, k, st.size)
@@ -232,14 +231,11 @@ class RxShadow(ShadowQueue):
                 return
             users = indices.read_window(self.to_user, first, n)
             done = indices.read_window(self.shadow, first, n)  # addr is the user's own: it was copied from there
-            status = done["status"].copy()
-            done["status"] = 0
-            user_ring = st.user.view.view(RX_DESC)
-            if int(users[-1]) - int(users[0]) == n - 1:  # one run of user slots: slice, not fancy, writes
-                indices.write_window(user_ring, int(users[0]), done)  # length, checksum, errors first ...
-                user_ring["status"][int(users[0]) : int(users[0]) + n] = status  # ... DD last hands the slot back
+            # Copied as 64-bit words: length, checksum, status, errors and special share one word, so a
+            # reader never sees DD without the length and errors that go with it.
+            if int(users[-1]) - int(users[0]) == n - 1:  # one run of user slots: a slice, not a fancy index
+                indices.write_window(st.ring, int(users[0]), done)
             else:
-                user_ring[users] = done
-                user_ring["status"][users] = status
+                st.ring.view(np.uint64).reshape(-1, 2)[users] = done.view(np.uint64).reshape(-1, 2)
             st.mark_done(users)
             st.pins.settle()
