@@ -130,7 +130,7 @@ def parse(text: str, source: str) -> Scenario:
         source=source,
         seed=r.integer("seed", 1, 0, 2**63 - 1),
         engine=r.choice("engine", EngineMode, EngineMode.INLINE),
-        protection=r.choice("protection", Protection, Protection.NONE),
+        protection=r.choice("protection", Protection, Protection.VERIFIER),
         memory_size=memory_size,
         kernel_size=kernel_size,
         nics=nics,
