@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from ring import indices, regs
 from ring.descriptors import DESC_SIZE, ETH_FCS_LEN, ETH_MAX_FRAME, RX_DESC, RXD_ERR_RXE, RXD_STAT_DD, RXD_STAT_EOP
-from ring.frames import FrameBatch
+from ring.frames import FrameBatch, buffer_chunks
 
 if TYPE_CHECKING:
     from driver.e1000 import E1000
@@ -87,11 +87,7 @@ class RxEngine:
             chunk = lengths
             frame_of = np.arange(n)
         else:
-            frame_of = np.repeat(np.arange(n), per_frame[:n])
-            part = np.arange(ndesc) - np.repeat(ends[:n] - per_frame[:n], per_frame[:n])
-            chunk = np.minimum(bsize, lengths[frame_of] - part * bsize)
-            last = np.zeros(ndesc, dtype=bool)
-            last[ends[:n] - 1] = True
+            chunk, last, frame_of = buffer_chunks(lengths, per_frame[:n], bsize)
         nbytes = int(lengths.sum())
         written = dev.dma.write(self.queue, "rx-data", descs["addr"], chunk, frames.data[:nbytes])
         failed = np.zeros(n, dtype=bool)

@@ -36,6 +36,24 @@ def range_index(starts: npt.ArrayLike, lengths: npt.ArrayLike) -> I64:
     return np.arange(int(ends[-1]), dtype=np.int64) + np.repeat(s - (ends - n), n)
 
 
+def buffer_chunks(lengths: I64, per_frame: I64, buf_size: int) -> tuple[I64, npt.NDArray[np.bool_], I64]:
+    """Cut frames into buffer-sized chunks, one per descriptor, as NICs and drivers lay them out.
+
+    ``per_frame[i]`` is how many buffers frame i takes (ceil(len / buf_size)).
+    Returns each chunk's length, whether it ends its frame (EOP), and the
+    frame it belongs to.
+    """
+    n = lengths.size
+    ends = np.cumsum(per_frame)
+    total = int(ends[-1]) if n else 0
+    frame_of = np.repeat(np.arange(n), per_frame)
+    part = np.arange(total) - np.repeat(ends - per_frame, per_frame)
+    chunk = np.minimum(buf_size, lengths[frame_of] - part * buf_size)
+    last = np.zeros(total, dtype=bool)
+    last[ends - 1] = True
+    return chunk, last, frame_of
+
+
 def _equal_length(lengths: I64) -> int | None:
     if lengths.size == 0:
         return None

@@ -22,7 +22,7 @@ from ring.descriptors import (
     TXD_STAT_DD,
     TXD_STAT_REFUSED,
 )
-from ring.frames import FrameBatch, scatter
+from ring.frames import FrameBatch, buffer_chunks, scatter
 from ring.mempool import DEFAULT_BUF_SIZE, Mempool
 from ring.regs import RING_LEN_ALIGN
 from ring.syscalls import Syscalls
@@ -118,11 +118,7 @@ class TxQueue:
             chunk = lengths[:n]
             last = np.ones(n, dtype=bool)
         else:
-            frame_of = np.repeat(np.arange(n), per_frame[:n])
-            part = np.arange(ndesc) - np.repeat(ends[:n] - per_frame[:n], per_frame[:n])
-            chunk = np.minimum(buf, lengths[frame_of] - part * buf)
-            last = np.zeros(ndesc, dtype=bool)
-            last[ends[:n] - 1] = True
+            chunk, last, _frame_of = buffer_chunks(lengths[:n], per_frame[:n], buf)
         nbytes = int(lengths[:n].sum())
         scatter(self.pool.memory, self.pool.offsets(bufs), chunk, batch.data[:nbytes])
         descs = np.zeros(ndesc, dtype=TX_DESC)

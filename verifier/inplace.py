@@ -32,10 +32,9 @@ from ring.descriptors import (
     TXD_STAT_DD,
     TXD_STAT_REFUSED,
 )
-from verifier import reasons as R
 from verifier.checks import check_rx, check_tx
-from verifier.queue_state import QueueState, judge_tail
-from verifier.rejections import record_descriptors, record_event
+from verifier.queue_state import QueueState
+from verifier.rejections import record_descriptors
 from verifier.shadow import frame_runs
 
 I64 = npt.NDArray[np.int64]
@@ -72,20 +71,12 @@ class InPlaceQueue:
             # The device writes DD itself here, so the tenant may see completions before the
             # interrupt's reap: reap first, or a legitimate tail would look like an overrun.
             self.reap()
-            reason = judge_tail(new_tail, st.tail, st.done, st.size)
-            if reason != R.OK:
-                record_event(st.audit, st.origin, st.origin.kind, reason,
-                             {"new_tail": new_tail, "tail": st.tail, "done": st.done, "size": st.size},
-                             ring_index=new_tail)  # fmt: skip
-                st.audit.commit()
+            taken = st.take_new(new_tail)  # read to check; the device reads the same memory again later
+            if taken is None:
                 return
-            k = indices.used(st.tail, new_tail, st.size)
-            if k == 0:
-                return
+            copy, slots = taken
             ring = st.ring
-            copy = indices.read_window(ring, st.tail, k)  # read to check; the device reads again later
-            st.user_reads += k
-            slots = indices.slots(st.tail, k, st.size)
+            k = slots.size
             if self.tx:
                 verdicts = check_tx(copy, st.pins, st.owners, st.memory_size, st.policy)
                 length = copy["length"].astype(np.int64)

@@ -23,7 +23,7 @@ from ring.syscalls import DmaRegion, RegisterBus
 from verifier import reasons as R
 from verifier.pins import PinTable
 from verifier.policy import Policy
-from verifier.rejections import AuditSink, Origin
+from verifier.rejections import AuditSink, Origin, record_event
 
 #: Called with the queue after the kernel has checked a batch and before the device may see it:
 #: the race injection point of the fuzzer (a deterministic "attacker writes here" interleaving).
@@ -94,6 +94,25 @@ class QueueState:
             indices.write_window(self.done_flag, self.done, np.zeros(k, dtype=bool))
             self.done = indices.advance(self.done, k, self.size)
         self.flagged = bool(self.done_flag.any())
+
+    def take_new(self, new_tail: int) -> tuple[npt.NDArray[np.void], npt.NDArray[np.int64]] | None:
+        """Judge a doorbell's tail, then read the new user descriptors ``[tail, new_tail)`` once.
+
+        Returns the copy and its slot numbers, or None when there is nothing
+        to do: no new descriptor, or a refused tail (audited here).
+        """
+        reason = judge_tail(new_tail, self.tail, self.done, self.size)
+        if reason != R.OK:
+            detail = {"new_tail": new_tail, "tail": self.tail, "done": self.done, "size": self.size}
+            record_event(self.audit, self.origin, self.origin.kind, reason, detail, ring_index=new_tail)
+            self.audit.commit()
+            return None
+        k = indices.used(self.tail, new_tail, self.size)
+        if k == 0:
+            return None
+        copy = indices.read_window(self.ring, self.tail, k)  # the one read of these user descriptors
+        self.user_reads += k
+        return copy, indices.slots(self.tail, k, self.size)
 
     def run_after_check(self) -> None:
         for hook in list(self.after_check):

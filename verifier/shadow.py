@@ -33,8 +33,8 @@ from ring.descriptors import (
 from ring.memory import PAGE_SHIFT
 from verifier import reasons as R
 from verifier.checks import Verdicts, check_rx, check_tx
-from verifier.queue_state import QueueState, judge_tail
-from verifier.rejections import record_descriptors, record_event
+from verifier.queue_state import QueueState
+from verifier.rejections import record_descriptors
 
 I64 = npt.NDArray[np.int64]
 
@@ -104,20 +104,10 @@ class TxShadow(ShadowQueue):
         with st.lock:
             # No reap here: completions reach the user ring only through ``reap`` (the interrupt),
             # so the tenant cannot have reused a slot that ``st.done`` does not yet count as free.
-            reason = judge_tail(new_tail, st.tail, st.done, st.size)
-            if reason != R.OK:
-                record_event(st.audit, st.origin, st.origin.kind, reason,
-                             {"new_tail": new_tail, "tail": st.tail, "done": st.done, "size": st.size},
-                             ring_index=new_tail)  # fmt: skip
-                st.audit.commit()
+            taken = st.take_new(new_tail)
+            if taken is None:
                 return
-            k = indices.used(st.tail, new_tail, st.size)
-            if k == 0:
-                return
-            user_ring = st.ring
-            snapshot = indices.read_window(user_ring, st.tail, k)  # the one read of these user descriptors
-            st.user_reads += k
-            new_slots = indices.slots(st.tail, k, st.size)
+            snapshot, new_slots = taken
             st.tail = new_tail
             batch = np.concatenate((self.held, snapshot)) if self.held.size else snapshot
             slots = np.concatenate((self.held_slots, new_slots)) if self.held.size else new_slots
@@ -182,22 +172,11 @@ class RxShadow(ShadowQueue):
     def doorbell(self, new_tail: int) -> None:
         st = self.state
         with st.lock:
-            # No reap here: completions reach the user ring only through ``reap`` (the interrupt),
-            # so the tenant cannot have reused a slot that ``st.done`` does not yet count as free.
-            reason = judge_tail(new_tail, st.tail, st.done, st.size)
-            if reason != R.OK:
-                record_event(st.audit, st.origin, st.origin.kind, reason,
-                             {"new_tail": new_tail, "tail": st.tail, "done": st.done, "size": st.size},
-                             ring_index=new_tail)  # fmt: skip
-                st.audit.commit()
+            taken = st.take_new(new_tail)  # as for TX: completions arrive only through reap
+            if taken is None:
                 return
-            k = indices.used(st.tail, new_tail, st.size)
-            if k == 0:
-                return
+            snapshot, slots = taken
             user_ring = st.ring
-            snapshot = indices.read_window(user_ring, st.tail, k)
-            st.user_reads += k
-            slots = indices.slots(st.tail, k, st.size)
             st.tail = new_tail
             addr = snapshot["addr"]
             verdicts = check_rx(addr, st.pins, st.owners, st.memory_size, st.policy)
