@@ -89,9 +89,12 @@ class PinTable:
         self._prefix: dict[int, I64] = {}
         #: per access kind, per frame: pinned with that access (a buffer of at most one page
         #: touches at most two frames, so checking its first and last frame is exact)
-        self.frame_ok: dict[int, npt.NDArray[np.bool_]] = {}
-        self.sentinel = np.uint64(frames)
-        self._releasing = 0  # pins whose unpin waits for in-flight DMA  # index of frame_ok's final False entry
+        #: (the arrays are updated in place, so a compiled fast path may hold pointers to them)
+        self.frame_ok: dict[int, npt.NDArray[np.bool_]] = {
+            int(kind): np.zeros(frames + 1, dtype=bool) for kind in (Access.READ, Access.WRITE)
+        }
+        self.sentinel = np.uint64(frames)  # index of frame_ok's final False entry
+        self._releasing = 0  # pins whose unpin waits for in-flight DMA
         self._rebuild()
 
     # -- lookups (vectorised) ------------------------------------------------------
@@ -99,7 +102,7 @@ class PinTable:
         for kind in (Access.READ, Access.WRITE):
             ok = (self.access & kind) != 0
             # one extra False entry: frame numbers beyond memory are clipped onto it
-            self.frame_ok[int(kind)] = np.concatenate((ok, [False]))
+            self.frame_ok[int(kind)][:-1] = ok
             self._prefix[kind] = np.concatenate(([0], np.cumsum(ok, dtype=np.int64)))
 
     def covers(self, first: I64, last: I64, kind: Access) -> npt.NDArray[np.bool_]:

@@ -24,15 +24,19 @@ import numpy.typing as npt
 
 from ring import indices
 from ring.descriptors import (
+    DESC_SIZE,
+    RX_DESC,
     RXD_ERR_REFUSED,
     RXD_STAT_DD,
     TX_DESC,
     TXD_STAT_DD,
     TXD_STAT_REFUSED,
 )
-from ring.memory import PAGE_SHIFT
+from ring.memory import PAGE_SHIFT, PAGE_SIZE
+from verifier import fastpath
 from verifier import reasons as R
 from verifier.checks import Verdicts, check_rx, check_tx
+from verifier.pins import Access
 from verifier.queue_state import QueueState
 from verifier.rejections import record_descriptors
 
@@ -58,8 +62,26 @@ class ShadowQueue:
     to_user: I64 = field(init=False)
 
     def __post_init__(self) -> None:
-        self.to_user = np.full(self.state.size, -1, dtype=np.int64)
-        self.state.pins.sources.append(self.in_flight)
+        st = self.state
+        self.to_user = np.full(st.size, -1, dtype=np.int64)
+        st.pins.sources.append(self.in_flight)
+        self.fast = fastpath.load()
+        self.snap = np.zeros(st.size * DESC_SIZE, dtype=np.uint8)  # where the compiled path takes its snapshot
+        if self.fast is not None:  # pointers into arrays that live as long as the queue
+            need = Access.READ if st.origin.kind == "tx" else Access.WRITE
+            self.c_user = self.fast.ptr(st.user.view)
+            self.c_shadow = self.fast.ptr(self.shadow)
+            self.c_snap = self.fast.ptr(self.snap)
+            self.c_to_user = self.fast.i64(self.to_user)
+            self.c_frame_ok = self.fast.ptr(st.pins.frame_ok[int(need)])
+
+    def completed(self, first: int, n: int) -> None:
+        """Hand ``n`` finished shadow slots from ``first`` back to the tenant's ring bookkeeping."""
+        st = self.state
+        size = st.size
+        if not st.done_run(int(self.to_user[first]), int(self.to_user[(first + n - 1) % size]), n):
+            st.mark_done(indices.read_window(self.to_user, first, n))
+        st.pins.settle()
 
     def post(self, descs: npt.NDArray[np.void], user_slots: I64) -> None:
         """Append accepted descriptors to the shadow ring; they are in flight until the device is done."""
@@ -104,10 +126,28 @@ class TxShadow(ShadowQueue):
         with st.lock:
             # No reap here: completions reach the user ring only through ``reap`` (the interrupt),
             # so the tenant cannot have reused a slot that ``st.done`` does not yet count as free.
-            taken = st.take_new(new_tail)
-            if taken is None:
+            k = st.judge_new(new_tail)
+            if k is None:
                 return
-            snapshot, new_slots = taken
+            consts = st.policy.tx_fast_path
+            if self.fast is not None and consts is not None and not self.held.size:
+                mask, expect, limit = consts
+                st.user_reads += k
+                if self.fast.lib.tx_snapshot_check_post(
+                    self.c_user, st.size, st.tail, k, self.c_snap, self.c_frame_ok, st.pins.frames,
+                    int(mask), int(expect), int(limit), self.c_shadow, self.tail, self.c_to_user,
+                ):  # fmt: skip
+                    st.tail = new_tail
+                    self.tail = indices.advance(self.tail, k, st.size)
+                    st.run_after_check()
+                    self.ring_device()
+                    st.audit.commit()
+                    return
+                snapshot = self.snap[: k * DESC_SIZE].view(TX_DESC).copy()  # the copy already taken, once
+            else:
+                snapshot = indices.read_window(st.ring, st.tail, k)  # the one read of these user descriptors
+                st.user_reads += k
+            new_slots = indices.slots(st.tail, k, st.size)
             st.tail = new_tail
             batch = np.concatenate((self.held, snapshot)) if self.held.size else snapshot
             slots = np.concatenate((self.held_slots, new_slots)) if self.held.size else new_slots
@@ -156,14 +196,13 @@ class TxShadow(ShadowQueue):
             first, n = self.finished()
             if n == 0:
                 return
-            users = indices.read_window(self.to_user, first, n)
             # DD for every finished descriptor: a tenant that did not ask (no RS) just does not look
-            if int(users[-1]) - int(users[0]) == n - 1:
-                st.ring["status"][int(users[0]) : int(users[0]) + n] = TXD_STAT_DD
+            if self.fast is not None:
+                self.fast.lib.tx_complete(self.c_user, st.size, self.c_to_user, first, n, TXD_STAT_DD)
             else:
+                users = indices.read_window(self.to_user, first, n)
                 st.ring["status"][users] = TXD_STAT_DD
-            st.mark_done(users)
-            st.pins.settle()
+            self.completed(first, n)
 
 
 class RxShadow(ShadowQueue):
@@ -172,10 +211,25 @@ class RxShadow(ShadowQueue):
     def doorbell(self, new_tail: int) -> None:
         st = self.state
         with st.lock:
-            taken = st.take_new(new_tail)  # as for TX: completions arrive only through reap
-            if taken is None:
+            k = st.judge_new(new_tail)  # as for TX: completions arrive only through reap
+            if k is None:
                 return
-            snapshot, slots = taken
+            st.user_reads += k
+            if self.fast is not None and st.policy.rx_buffer_size <= PAGE_SIZE:
+                if self.fast.lib.rx_snapshot_check_post(
+                    self.c_user, st.size, st.tail, k, self.c_snap, self.c_frame_ok, st.pins.frames,
+                    st.policy.rx_buffer_size, self.c_shadow, self.tail, self.c_to_user,
+                ):  # fmt: skip
+                    st.tail = new_tail
+                    self.tail = indices.advance(self.tail, k, st.size)
+                    st.run_after_check()
+                    self.ring_device()
+                    st.audit.commit()
+                    return
+                snapshot = self.snap[: k * DESC_SIZE].view(RX_DESC).copy()  # the copy already taken, once
+            else:
+                snapshot = indices.read_window(st.ring, st.tail, k)
+            slots = indices.slots(st.tail, k, st.size)
             user_ring = st.ring
             st.tail = new_tail
             addr = snapshot["addr"]
@@ -208,13 +262,13 @@ class RxShadow(ShadowQueue):
             first, n = self.finished()
             if n == 0:
                 return
-            users = indices.read_window(self.to_user, first, n)
-            done = indices.read_window(self.shadow, first, n)  # addr is the user's own: it was copied from there
             # Copied as 64-bit words: length, checksum, status, errors and special share one word, so a
-            # reader never sees DD without the length and errors that go with it.
-            if int(users[-1]) - int(users[0]) == n - 1:  # one run of user slots: a slice, not a fancy index
-                indices.write_window(st.ring, int(users[0]), done)
+            # reader never sees DD without the length and errors that go with it.  (addr is the user's
+            # own: it was copied from there.)
+            if self.fast is not None:
+                self.fast.lib.rx_complete(self.c_user, st.size, self.c_shadow, self.c_to_user, first, n)
             else:
+                users = indices.read_window(self.to_user, first, n)
+                done = indices.read_window(self.shadow, first, n)
                 st.ring.view(np.uint64).reshape(-1, 2)[users] = done.view(np.uint64).reshape(-1, 2)
-            st.mark_done(users)
-            st.pins.settle()
+            self.completed(first, n)
