@@ -39,11 +39,15 @@ def main() -> None:
 
     # 2. the verifier's checks alone, vectorised against the one-at-a-time reference
     table = Table(title="verifier checks: legacy TX descriptors per second (all valid, pinned buffers)")
-    for col in ("batch", "vectorised M desc/s", "reference M desc/s", "vectorised / reference"):
+    cols = ("batch", "vectorised M desc/s", "reference M desc/s", "vectorised / reference", "compiled path M desc/s")
+    for col in cols:
         table.add_column(col, justify="right")
     checks = [verifier_checks.measure(b, min_seconds=args.seconds / 3) for b in (1, 32, 256, 4096)]
     for c in checks:
-        table.add_row(str(c.batch), f"{c.vectorised / 1e6:.2f}", f"{c.reference / 1e6:.3f}", f"{c.speedup:.1f}")
+        compiled = "-" if c.compiled is None else f"{c.compiled / 1e6:.2f}"
+        table.add_row(
+            str(c.batch), f"{c.vectorised / 1e6:.2f}", f"{c.reference / 1e6:.3f}", f"{c.speedup:.1f}", compiled
+        )
     out.print(table)
     at256 = next(c for c in checks if c.batch == 256).vectorised / 1e6
     out.print(f"batch 256: {at256:.1f} M desc/s, {'meets' if at256 >= 20 else 'misses'} the 20 M desc/s goal")

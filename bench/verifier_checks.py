@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ring.descriptors import TX_DESC, TXD_CMD_EOP, TXD_CMD_IFCS, TXD_CMD_RS
+from ring.descriptors import DESC_SIZE, TX_DESC, TXD_CMD_EOP, TXD_CMD_IFCS, TXD_CMD_RS
 from ring.memory import PAGE_SHIFT, PhysicalMemory
 from tests.verifier import reference
+from verifier import fastpath
 from verifier.checks import check_tx
 from verifier.pins import Access, Pin, PinTable
 from verifier.policy import Policy
@@ -27,6 +28,7 @@ class CheckRate:
     batch: int
     vectorised: float  # descriptors per second
     reference: float
+    compiled: float | None  # snapshot + check + post in verifier/fastpath.c (None: no compiler)
 
     @property
     def speedup(self) -> float:
@@ -68,5 +70,25 @@ def measure(batch: int, min_seconds: float = 0.5) -> CheckRate:
     assert all(v.reason == "OK" for v in reference.check_tx(plain, world, policy))
     vectorised = _rate(lambda: check_tx(descs, pins, memory.owner, memory.size, policy), batch, min_seconds)
     ref = _rate(lambda: reference.check_tx(plain, world, policy), batch, min_seconds)
-    assert frames.first >> 0 == int(descs["addr"][0]) >> PAGE_SHIFT
-    return CheckRate(batch, vectorised, ref)
+    assert frames.first == int(descs["addr"][0]) >> PAGE_SHIFT
+    return CheckRate(batch, vectorised, ref, _compiled_rate(descs, pins, policy, batch, min_seconds))
+
+
+def _compiled_rate(descs: np.ndarray, pins: PinTable, policy: Policy, batch: int, min_seconds: float) -> float | None:
+    fast = fastpath.load()
+    consts = policy.tx_fast_path
+    if fast is None or consts is None:
+        return None
+    size = max(8, 1 << (batch).bit_length())  # a ring with room for the batch
+    user = np.zeros(size * DESC_SIZE, dtype=np.uint8)
+    user.view(TX_DESC)[:batch] = descs
+    shadow = np.zeros_like(user)
+    snap = np.zeros_like(user)
+    to_user = np.zeros(size, dtype=np.int64)
+    mask, expect, limit = consts
+    args = (
+        fast.ptr(user), size, 0, batch, fast.ptr(snap), fast.ptr(pins.frame_ok[int(Access.READ)]), pins.frames,
+        int(mask), int(expect), int(limit), fast.ptr(shadow), 0, fast.i64(to_user),
+    )  # fmt: skip
+    assert fast.lib.tx_snapshot_check_post(*args) == 1
+    return _rate(lambda: fast.lib.tx_snapshot_check_post(*args), batch, min_seconds)
