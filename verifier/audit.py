@@ -267,6 +267,7 @@ class AuditLog:
         self._lock = threading.Lock()
         self._pending: list[bytes] = []
         self._counts: Counter[CounterKey] = Counter()
+        self._kind_counts: Counter[tuple[str | None, str, int | None, str]] = Counter()
         self._failed: BaseException | None = None
         self._closed = False
 
@@ -370,6 +371,7 @@ class AuditLog:
             self._seq = seq + 1
             self._prev = digest
             self._counts[(nic, None if queue is None else int(queue), reason)] += 1
+            self._kind_counts[(nic, kind, None if queue is None else int(queue), reason)] += 1
             if self.fsync == "always" or len(self._pending) >= self.max_pending:
                 self._flush()
             return seq
@@ -407,13 +409,22 @@ class AuditLog:
         with self._lock:
             return dict(self._counts)
 
-    def statistics(self, nic: str | None, queue: int | None) -> dict[str, int]:
-        """Per-reason counts of one queue, as ``XDP_STATISTICS`` reports per socket (sorted by reason)."""
+    def statistics(self, nic: str | None, queue: int | None, kind: str | None = None) -> dict[str, int]:
+        """Per-reason counts of one queue, as ``XDP_STATISTICS`` reports per socket (sorted by reason).
+
+        ``kind`` ("tx", "rx", ...) separates a NIC's TX queue n from its RX queue n,
+        as XDP_STATISTICS separates ``tx_invalid_descs`` from ``rx_invalid_descs``.
+        """
         with self._lock:
-            mine = [
-                (reason, n) for (c_nic, c_queue, reason), n in self._counts.items() if (c_nic, c_queue) == (nic, queue)
-            ]
-            return dict(sorted(mine))
+            if kind is None:
+                items = [(r, n) for (c_nic, c_queue, r), n in self._counts.items() if (c_nic, c_queue) == (nic, queue)]
+            else:
+                items = [
+                    (r, n)
+                    for (c_nic, c_kind, c_queue, r), n in self._kind_counts.items()
+                    if (c_nic, c_kind, c_queue) == (nic, kind, queue)
+                ]
+            return dict(sorted(items))
 
     @property
     def pending(self) -> int:

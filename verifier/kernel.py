@@ -252,13 +252,14 @@ class Kernel:
             audit=self.audit,
         )
 
-    def statistics(self, nic: str, index: int) -> dict[str, int]:
+    def statistics(self, nic: str, index: int, kind: str | None = None) -> dict[str, int]:
         """Rejections of one queue by reason, as AF_XDP's XDP_STATISTICS reports invalid descriptors.
 
-        The counts come from the audit sink, so they equal its records by construction.
+        ``kind`` ("tx" or "rx") keeps TX queue n and RX queue n apart.  The counts come
+        from the audit sink, so they equal its records by construction.
         """
         stats = getattr(self.audit, "statistics", None)
-        return dict(stats(nic, index)) if stats is not None else {}
+        return dict(stats(nic, index, kind)) if stats is not None else {}
 
     def queue(self, nic: str, kind: str, index: int = 0) -> Queue:
         try:

@@ -16,6 +16,7 @@ class MemoryAudit:
     def __init__(self, keep: int = 100_000) -> None:
         self.records: deque[dict[str, Any]] = deque(maxlen=keep)
         self.counters: Counter[tuple[str | None, int | None, str]] = Counter()
+        self.kind_counters: Counter[tuple[str | None, str, int | None, str]] = Counter()
         self.seq = 0
         self.commits = 0
 
@@ -36,6 +37,7 @@ class MemoryAudit:
         seq = self.seq
         self.seq += 1
         self.counters[(nic, queue, reason)] += 1
+        self.kind_counters[(nic, kind, queue, reason)] += 1
         self.records.append(
             {
                 "seq": seq,
@@ -56,5 +58,11 @@ class MemoryAudit:
     def commit(self) -> None:
         self.commits += 1
 
-    def statistics(self, nic: str | None, queue: int | None) -> dict[str, int]:
-        return {reason: n for (k_nic, k_queue, reason), n in self.counters.items() if (k_nic, k_queue) == (nic, queue)}
+    def statistics(self, nic: str | None, queue: int | None, kind: str | None = None) -> dict[str, int]:
+        if kind is None:
+            return {r: n for (k_nic, k_queue, r), n in self.counters.items() if (k_nic, k_queue) == (nic, queue)}
+        return {
+            r: n
+            for (k_nic, k_kind, k_queue, r), n in self.kind_counters.items()
+            if (k_nic, k_kind, k_queue) == (nic, kind, queue)
+        }

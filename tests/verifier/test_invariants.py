@@ -416,3 +416,28 @@ def test_one_record_per_rejection_in_a_real_log(make_env: Callable[..., Env], tm
     assert result.ok and result.records == len(records) and result.head == log.head
     assert {r["protection"] for r in records} == {"verifier"}
     assert [r["seq"] for r in records] == list(range(len(records)))
+
+
+def test_statistics_keep_tx_and_rx_of_one_queue_apart() -> None:
+    """XDP_STATISTICS counts tx_invalid_descs and rx_invalid_descs apart; so does Kernel.statistics."""
+    from sandbox import scenario
+    from sandbox.world import World
+    from verifier.protection import Protection
+
+    scen = scenario.Scenario(**{**scenario.load().__dict__, "protection": Protection.VERIFIER})
+    with World.build(scen, pcap=False) as world:
+        alice = world.tenants["alice"]
+        from ring.rxq import RxQueue
+        from ring.txq import TxQueue
+
+        tx = TxQueue(alice, "nic0", size=64)
+        rx = RxQueue(alice, "nic0", size=64)
+        tx.ring[tx.tail]["addr"], tx.ring[tx.tail]["length"] = 0x1000, 60  # kernel memory, no EOP needed to refuse
+        tx.ring[tx.tail]["cmd"] = 0x0B
+        tx.tail += 1
+        tx.doorbell.write32(tx.handle.tail_offset, tx.tail)
+        rx.doorbell.write32(rx.handle.tail_offset, (rx.tail + 1) % rx.size)  # every slot is posted already
+        kernel = world.kernel
+        assert kernel.statistics("nic0", 0, "tx") == {"ADDR_NOT_PINNED": 1}
+        assert kernel.statistics("nic0", 0, "rx") == {"RING_OVERRUN": 1}
+        assert kernel.statistics("nic0", 0) == {"ADDR_NOT_PINNED": 1, "RING_OVERRUN": 1}
