@@ -121,9 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = sub.add_parser(
         "scenario",
-        help="print the embedded default scenario (TOML) to copy and edit",
-        description="Print the embedded default scenario, with comments explaining every key.",
+        help="print an embedded scenario (TOML) to copy and edit",
+        description="Print an embedded scenario, with comments explaining every key.",
+        epilog="example: nic-sandbox scenario attack > my-attack.toml",
     )
+    show.add_argument("name", nargs="?", default="pingpong", choices=["pingpong", "attack"], help="which one")
     show.set_defaults(func=cmd_scenario)
 
     # `nic-sandbox audit ...` lives in sandbox/audit_cli.py, which imports UsageError from here:
@@ -135,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_scenario(args: argparse.Namespace, out: Console) -> int:
-    sys.stdout.write(scenario.default_text())
+    sys.stdout.write(scenario.default_text(args.name))
     return 0
 
 

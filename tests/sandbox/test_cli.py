@@ -144,3 +144,10 @@ def test_custom_scenario_runs(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["clean"] is True
+
+
+def test_scenario_command_prints_the_attack_scenario() -> None:
+    done = run_cli("scenario", "attack")
+    assert done.returncode == 0
+    parsed = scenario.parse(done.stdout, "<stdout>")
+    assert {t.name for t in parsed.tenants} == {"alice", "bob", "mallory", "eve"}
