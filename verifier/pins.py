@@ -62,17 +62,6 @@ class Pin:
     frames: I64  # physical frame numbers, in virtual order
     state: str = ACTIVE
 
-    @property
-    def phys_ranges(self) -> list[tuple[int, int]]:
-        """Physically contiguous runs as (phys address, bytes), as VFIO would map them."""
-        runs: list[tuple[int, int]] = []
-        for frame in self.frames.tolist():
-            if runs and runs[-1][0] + runs[-1][1] == frame << 12:
-                runs[-1] = (runs[-1][0], runs[-1][1] + 4096)
-            else:
-                runs.append((frame << 12, 4096))
-        return runs
-
 
 class PinTable:
     """All pins of one tenant, as per-frame arrays over physical memory."""
@@ -166,6 +155,3 @@ class PinTable:
     @property
     def releasing(self) -> bool:
         return self._releasing > 0
-
-    def pinned_bytes(self) -> int:
-        return int(np.count_nonzero(self.held)) * 4096
