@@ -136,10 +136,9 @@ class Kernel:
     def pin(self, proc: Process, vaddr: int, length: int, access: int) -> int:
         if length <= 0:
             raise KernelError("a pin needs at least one byte")
-        try:
-            want = Access(access)
-        except ValueError:
-            raise KernelError(f"unknown access bits {access:#x}") from None
+        if access & ~int(Access.READ_WRITE):
+            raise KernelError(f"unknown access bits {access:#x} (DEVICE_READ=1, DEVICE_WRITE=2)")
+        want = Access(access)
         if not want:
             raise KernelError("a pin must grant device read and/or device write access")
         first_page = vaddr >> PAGE_SHIFT
@@ -367,7 +366,10 @@ class Process:
         self.aspace.munmap(mapping)
 
     def virt_to_phys(self, vaddr: int) -> int:
-        return self.aspace.virt_to_phys(vaddr)
+        try:
+            return self.aspace.virt_to_phys(vaddr)
+        except SegFault as err:
+            raise KernelError(str(err)) from None
 
     def pin(self, vaddr: int, length: int, access: int) -> int:
         return self.kernel.pin(self, vaddr, length, access)

@@ -1,0 +1,73 @@
+"""The pin system calls: what a tenant may pin, and the errors it gets otherwise."""
+
+from __future__ import annotations
+
+import pytest
+
+from ring.memory import PAGE_SIZE, PhysicalMemory
+from ring.syscalls import DEVICE_READ, DEVICE_WRITE
+from verifier.kernel import Kernel, KernelError
+from verifier.pins import Access
+from verifier.protection import Protection
+
+
+@pytest.fixture
+def kernel() -> Kernel:
+    return Kernel(PhysicalMemory(8 << 20, 1 << 20, seed=1), Protection.VERIFIER)
+
+
+def test_pin_covers_exactly_the_frames_behind_the_range(kernel: Kernel) -> None:
+    alice = kernel.spawn("alice")
+    region = alice.alloc_dma(3 * PAGE_SIZE)
+    handle = alice.pin(region.vaddr + 100, PAGE_SIZE, DEVICE_READ)  # touches the first two pages
+    frames = [alice.virt_to_phys(region.vaddr + i * PAGE_SIZE) >> 12 for i in range(3)]
+    assert list(alice.pins.access[frames]) == [Access.READ, Access.READ, 0]
+    assert alice.unpin(handle) == "released"
+    assert not alice.pins.access[frames].any()
+    assert alice.pins.released[frames[:2]].all()
+
+
+def test_a_tenant_can_only_name_its_own_memory(kernel: Kernel) -> None:
+    alice, mallory = kernel.spawn("alice"), kernel.spawn("mallory")
+    region = alice.alloc_dma(PAGE_SIZE)
+    # mallory's pin goes through mallory's page table: alice's address means nothing there
+    with pytest.raises(KernelError, match="not mapped"):
+        mallory.pin(region.vaddr, PAGE_SIZE, DEVICE_READ)
+    with pytest.raises(KernelError, match="not mapped"):
+        mallory.pin(0x1000, PAGE_SIZE, DEVICE_READ)  # a low address: never a mapping, never kernel memory
+    assert not mallory.pins.access.any()
+
+
+@pytest.mark.parametrize(
+    ("length", "access", "message"),
+    [(0, DEVICE_READ, "at least one byte"), (PAGE_SIZE, 0, "must grant"), (PAGE_SIZE, 8, "unknown access")],
+)
+def test_bad_pin_requests_are_refused(kernel: Kernel, length: int, access: int, message: str) -> None:
+    alice = kernel.spawn("alice")
+    region = alice.alloc_dma(PAGE_SIZE)
+    with pytest.raises(KernelError, match=message):
+        alice.pin(region.vaddr, length, access)
+
+
+def test_overlapping_pins_and_unknown_handles_are_refused(kernel: Kernel) -> None:
+    alice = kernel.spawn("alice")
+    region = alice.alloc_dma(2 * PAGE_SIZE)
+    alice.pin(region.vaddr, PAGE_SIZE, DEVICE_READ)
+    with pytest.raises(KernelError, match="pinned already"):
+        alice.pin(region.vaddr + PAGE_SIZE - 1, 2, DEVICE_WRITE)
+    with pytest.raises(KernelError, match="no active pin"):
+        alice.unpin(999)
+
+
+def test_free_is_refused_while_pinned_and_works_after(kernel: Kernel) -> None:
+    alice = kernel.spawn("alice")
+    region = alice.alloc_dma(PAGE_SIZE)
+    handle = alice.pin(region.vaddr, PAGE_SIZE, DEVICE_WRITE)
+    with pytest.raises(KernelError, match="still pinned"):
+        alice.free_dma(region)
+    alice.unpin(handle)
+    alice.free_dma(region)
+    with pytest.raises(KernelError, match="not mapped"):
+        alice.virt_to_phys(region.vaddr)  # the pagemap no longer knows it
+    with pytest.raises(KernelError, match="no mapping"):
+        alice.free_dma(region)
