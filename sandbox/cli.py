@@ -177,7 +177,8 @@ def cmd_demo(args: argparse.Namespace, out: Console) -> int:
         print(json.dumps({**_report_json(report, scen), "audit_log": args.audit_log, "rejected": rejected}, indent=2))
     else:
         _print_report(out, report, scen)
-        out.print(f"audit log: {args.audit_log} ({rejected} rejections recorded by this run)")
+        clock = "virtual time, so runs repeat byte for byte" if scen.engine is EngineMode.INLINE else "wall-clock time"
+        out.print(f"audit log: {args.audit_log} ({rejected} rejections recorded by this run; {clock})")
     return 0 if report.clean else 1
 
 
