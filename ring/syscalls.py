@@ -20,6 +20,21 @@ DEVICE_READ = 1  # TX buffers: the device reads them
 DEVICE_WRITE = 2  # RX buffers: the device writes them
 
 
+class PinHandle(int):
+    """A pin's handle (an integer, as ibv_reg_mr's lkey is) that also carries what was pinned.
+
+    ``ranges`` are the physically contiguous runs behind the pinned range, as
+    ``(physical address, bytes)``, page-granular: what get_user_pages found.
+    """
+
+    ranges: tuple[tuple[int, int], ...]
+
+    def __new__(cls, handle: int, ranges: tuple[tuple[int, int], ...] = ()) -> PinHandle:
+        obj = super().__new__(cls, handle)
+        obj.ranges = tuple(ranges)
+        return obj
+
+
 class RegisterBus(Protocol):
     """A 32-bit register space, as a PCI BAR is (device side or a window onto it)."""
 
@@ -78,8 +93,8 @@ class Syscalls(Protocol):
         """Give the memory back (refused while any of it is pinned)."""
         ...
 
-    def pin(self, vaddr: int, length: int, access: int) -> int:
-        """Pin ``[vaddr, vaddr + length)`` for device access (DEVICE_READ/DEVICE_WRITE); returns a handle."""
+    def pin(self, vaddr: int, length: int, access: int) -> PinHandle:
+        """Pin ``[vaddr, vaddr + length)`` for device access (DEVICE_READ/DEVICE_WRITE): a handle and its ranges."""
         ...
 
     def unpin(self, handle: int) -> str:

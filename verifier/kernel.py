@@ -19,7 +19,7 @@ import numpy as np
 from ring import regs
 from ring.descriptors import DESC_SIZE, RX_DESC, TX_DESC
 from ring.memory import OWNER_KERNEL, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
-from ring.syscalls import DmaRegion, QueueHandle, RegisterBus
+from ring.syscalls import DmaRegion, PinHandle, QueueHandle, RegisterBus
 from verifier import reasons as R
 from verifier.address_space import AddressSpace, SegFault
 from verifier.doorbell import DoorbellWindow
@@ -36,6 +36,17 @@ from verifier.shadow import RxShadow, TxShadow
 
 TX = "tx"
 RX = "rx"
+
+
+def physical_runs(frames: np.ndarray) -> tuple[tuple[int, int], ...]:
+    """Consecutive frames merged into (physical address, bytes) runs."""
+    runs: list[list[int]] = []
+    for frame in frames.tolist():
+        if runs and runs[-1][0] + runs[-1][1] == frame << PAGE_SHIFT:
+            runs[-1][1] += PAGE_SIZE
+        else:
+            runs.append([frame << PAGE_SHIFT, PAGE_SIZE])
+    return tuple((start, size) for start, size in runs)
 
 
 class KernelError(Exception):
@@ -133,7 +144,7 @@ class Kernel:
         return proc.name if proc else f"tenant{tenant_id}"
 
     # -- pinning ------------------------------------------------------------------
-    def pin(self, proc: Process, vaddr: int, length: int, access: int) -> int:
+    def pin(self, proc: Process, vaddr: int, length: int, access: int) -> PinHandle:
         if length <= 0:
             raise KernelError("a pin needs at least one byte")
         if access & ~int(Access.READ_WRITE):
@@ -161,7 +172,7 @@ class Kernel:
             for nic in self.nics.values():
                 if nic.iommu_owner == proc.tenant_id:
                     self.iommu.map(nic.name, first_page << PAGE_SHIFT, frames, want)
-        return handle
+        return PinHandle(handle, physical_runs(frames))
 
     def unpin(self, proc: Process, handle: int) -> str:
         pin = proc.pins.pins.get(handle)
@@ -371,7 +382,7 @@ class Process:
         except SegFault as err:
             raise KernelError(str(err)) from None
 
-    def pin(self, vaddr: int, length: int, access: int) -> int:
+    def pin(self, vaddr: int, length: int, access: int) -> PinHandle:
         return self.kernel.pin(self, vaddr, length, access)
 
     def unpin(self, handle: int) -> str:

@@ -21,6 +21,7 @@ def test_pin_covers_exactly_the_frames_behind_the_range(kernel: Kernel) -> None:
     region = alice.alloc_dma(3 * PAGE_SIZE)
     handle = alice.pin(region.vaddr + 100, PAGE_SIZE, DEVICE_READ)  # touches the first two pages
     frames = [alice.virt_to_phys(region.vaddr + i * PAGE_SIZE) >> 12 for i in range(3)]
+    assert handle.ranges == ((frames[0] << 12, 2 * PAGE_SIZE),)  # one physically contiguous run
     assert list(alice.pins.access[frames]) == [Access.READ, Access.READ, 0]
     assert alice.unpin(handle) == "released"
     assert not alice.pins.access[frames].any()
