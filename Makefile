@@ -32,5 +32,9 @@ test: lint typecheck unit
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# A long campaign against the default protection; exits 1 if anything got through.
+fuzz: $(STAMP)
+	$(BIN)/nic-sandbox fuzz --protection verifier --seconds 300 --out out/fuzz
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

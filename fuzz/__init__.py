@@ -1,4 +1,6 @@
-"""The attacker: malicious descriptor generators, the independent oracle, campaigns.
+"""The attacker: malicious descriptor generators, the independent oracle, campaigns, reproducers.
 
-Only the package exists so far; the fuzzer is built on top of the verifier.
+Nothing here imports the verifier's checks: the oracle judges from ground
+truth (frame owners, canaries, the DMA it observes) so that it can see the
+verifier's bugs.  See docs/fuzzing.md.
 """

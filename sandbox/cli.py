@@ -133,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     from sandbox.audit_cli import build_audit_parser
 
     build_audit_parser(sub)
+    from sandbox.fuzz_cli import build_fuzz_parser
+
+    build_fuzz_parser(sub)
     return top
 
 

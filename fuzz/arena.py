@@ -1,0 +1,276 @@
+"""The fuzzer's arena: the "attack" machine built from driver/ and verifier/ directly, with the oracle attached.
+
+``sandbox/`` sits above ``fuzz/`` (design: arrows point downward only), so
+the fuzzer cannot use ``sandbox.world.World``; like ``tests/conftest.py`` it
+composes the few parts itself.  The machine is the embedded "attack"
+scenario: four NICs, two cables (nic0-nic1 for alice and bob, nic2-nic3 for
+mallory and eve), 64 MiB of memory of which the first 4 MiB are the
+kernel's.  Mallory (the attacker, nic2) and alice (the victim) allocate and
+pin *before* any queue is opened, so their physical addresses are the same
+in every protection mode (shadow rings and in-place sinks come later): a
+reproducer found under ``none`` names the same frames under ``verifier``.
+
+Memory map (first fit after the kernel's 1024 frames)::
+
+    mallory: TX ring (512 x 16 B), RX ring (512 x 16 B), scratch page (read pin: fake rings),
+             2 pages pinned device-read, 2 write-only, 2 read-write, 2 mapped but never pinned
+    alice:   2 pages of secret (read pin), 2 pages of RX buffers (write pin)
+
+Every operation a campaign or a reproducer performs is a method here
+(``tx``, ``rx``, ``reg``, ``eve_sends``), so both run the same code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from driver.clock import VirtualClock
+from driver.e1000 import E1000, EngineMode
+from driver.wire import Cable
+from fuzz.oracle import Escape, Oracle
+from ring import indices
+from ring.descriptors import DESC_SIZE, RX_DESC, TX_DESC
+from ring.frames import FrameBatch
+from ring.memory import PAGE_SIZE, PhysicalMemory
+from ring.syscalls import DEVICE_READ, DEVICE_WRITE, DmaRegion
+from ring.txq import TxQueue
+from verifier.kernel import Kernel, Process
+from verifier.protection import Protection
+from verifier.rejections import AuditSink
+
+SCENARIO = "attack"
+MEMORY_SIZE = 64 << 20
+KERNEL_SIZE = 4 << 20
+NICS = {"nic0": "020000000001", "nic1": "020000000002", "nic2": "020000000003", "nic3": "020000000004"}
+TENANTS = {"alice": "nic0", "bob": "nic1", "mallory": "nic2", "eve": "nic3"}
+CABLES = (("nic0", "nic1"), ("nic2", "nic3"))
+RING = 512  # mallory's raw rings: a batch of up to 255 descriptors always fits
+MAX_BATCH = 255
+FRAME_LEN = 256  # eve's frames to mallory
+SECRET = b"ALICE-SECRET:"
+READ_WRITE = DEVICE_READ | DEVICE_WRITE
+
+
+@dataclass(frozen=True)
+class Span:
+    """A range of memory the generators aim at: its device address (``bus``) and physical address."""
+
+    bus: int
+    phys: int
+    size: int
+
+    @property
+    def end(self) -> int:
+        return self.bus + self.size
+
+
+@dataclass(frozen=True)
+class MemoryMap:
+    """The live memory map the generators choose targets from (addresses as mallory's descriptors name them)."""
+
+    memory_size: int
+    kernel: Span  # the kernel's secret region (a canary at every frame start)
+    scratch: Span  # mallory, read pin: fake rings for the register class
+    read_pin: Span  # mallory, device-read only
+    write_pin: Span  # mallory, device-write only
+    rw_pin: Span  # mallory, read and write
+    unpinned: Span  # mallory, mapped, never pinned
+    alice_secret: Span  # alice, read pin, marked secret
+    alice_rx: Span  # alice, write pin
+    tx_ring: int  # bus address of mallory's TX ring
+    ring_size: int = RING
+
+    @property
+    def pin_edges(self) -> list[Span]:
+        """Mallory's pins, in address order: their first and last bytes are the straddle targets."""
+        return [self.scratch, self.read_pin, self.write_pin, self.rw_pin]
+
+
+@dataclass
+class Arena:
+    """One machine, mallory's raw rings, the oracle; ``close()`` is cheap (inline engine, nothing to stop)."""
+
+    protection: Protection
+    seed: int
+    memory: PhysicalMemory
+    kernel: Kernel
+    nics: dict[str, E1000]
+    tenants: dict[str, Process]
+    oracle: Oracle
+    map: MemoryMap
+    tx_ring: npt.NDArray[np.void]
+    rx_ring: npt.NDArray[np.void]
+    tx_tail_offset: int
+    rx_tail_offset: int
+    eve_txq: TxQueue
+    eve_frames: FrameBatch
+    tx_tail: int = 0
+    rx_tail: int = 0
+    log: list[str] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, protection: Protection | str, seed: int, audit: AuditSink, detail_limit: int | None = None) -> Arena:
+        protection = Protection(protection)
+        memory = PhysicalMemory(MEMORY_SIZE, KERNEL_SIZE, seed=seed)
+        kernel = Kernel(memory, protection, audit)
+        nics = {name: E1000(name, memory, bytes.fromhex(mac), 1, EngineMode.INLINE) for name, mac in NICS.items()}
+        cables = [Cable(nics[a].port, nics[b].port, VirtualClock()) for a, b in CABLES]
+        for name, dev in nics.items():
+            dev.attach()
+            dev.irq = kernel.interrupt(name)
+            dev.dma.iommu = kernel.iommu
+            kernel.attach_nic(name, dev, bytes.fromhex(NICS[name]), 1)
+        tenants = {name: kernel.spawn(name) for name in TENANTS}
+        owners = {nic: tenants[name].tenant_id for name, nic in TENANTS.items()}
+        names = {proc.tenant_id: name for name, proc in tenants.items()}
+        oracle = Oracle(memory, owners, names=names, detail_limit=detail_limit)
+        for dev in nics.values():
+            dev.dma.observers.append(oracle.on_dma)
+        for cable in cables:
+            cable.taps.append(oracle.on_wire)
+
+        mallory, alice = tenants["mallory"], tenants["alice"]
+        tx_region = mallory.alloc_dma(RING * DESC_SIZE)
+        rx_region = mallory.alloc_dma(RING * DESC_SIZE)
+
+        def pinned(proc: Process, pages: int, access: int | None) -> tuple[DmaRegion, Span]:
+            region = proc.alloc_dma(pages * PAGE_SIZE)
+            phys = proc.virt_to_phys(region.vaddr)
+            if access is not None:
+                proc.pin(region.vaddr, region.size, access)
+                oracle.grant(proc.tenant_id, phys, region.size, access)
+            return region, Span(region.bus, phys, region.size)
+
+        _, scratch = pinned(mallory, 1, DEVICE_READ)
+        _, read_pin = pinned(mallory, 2, DEVICE_READ)
+        _, write_pin = pinned(mallory, 2, DEVICE_WRITE)
+        _, rw_pin = pinned(mallory, 2, READ_WRITE)
+        _, unpinned = pinned(mallory, 2, None)
+        secret_region, alice_secret = pinned(alice, 2, DEVICE_READ)
+        _, alice_rx = pinned(alice, 2, DEVICE_WRITE)
+        marker = SECRET + b"%d" % seed
+        for page in range(2):
+            view = secret_region.view[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
+            view[:] = 0x5A
+            for at in range(0, PAGE_SIZE - len(marker), 256):  # the marker all over: any slice of it leaks
+                view[at : at + len(marker)] = np.frombuffer(marker, dtype=np.uint8)
+        oracle.secrets[marker] = "alice"
+        kernel_span = Span(memory.kernel_frames.phys, memory.kernel_frames.phys, memory.kernel_frames.nbytes)
+        oracle.watch("kernel memory", kernel_span.phys, kernel_span.size)
+        oracle.guard("kernel memory", kernel_span.phys, kernel_span.size)
+        oracle.guard("alice's secret", alice_secret.phys, alice_secret.size)
+        oracle.guard("alice's RX buffers", alice_rx.phys, alice_rx.size)
+
+        # queues last: shadow rings and sinks are allocated here, after every address above
+        tx_handle = mallory.open_tx_queue("nic2", 0, tx_region, RING)
+        rx_handle = mallory.open_rx_queue("nic2", 0, rx_region, RING)
+        eve_txq = TxQueue(tenants["eve"], "nic3", size=RING)
+        # Frames the kernel charged to mallory without mapping them for her (unsafe-inplace's sink for
+        # neutralised RX descriptors): she can never read them, so device writes there leak nothing.
+        mapped = np.zeros(memory.frames, dtype=bool)
+        for mapping in mallory.aspace.mappings:
+            mapped[mapping.frames.first : mapping.frames.first + mapping.frames.count] = True
+        for frame in np.flatnonzero((memory.owner == mallory.tenant_id) & ~mapped).tolist():
+            oracle.grant(mallory.tenant_id, frame * PAGE_SIZE, PAGE_SIZE, DEVICE_WRITE)
+        frames = np.zeros((MAX_BATCH, FRAME_LEN), dtype=np.uint8)
+        frames[:, :6] = np.frombuffer(bytes.fromhex(NICS["nic2"]), dtype=np.uint8)
+        frames[:, 6:12] = np.frombuffer(bytes.fromhex(NICS["nic3"]), dtype=np.uint8)
+        frames[:, 12:14] = (0x08, 0x00)
+        frames[:, 14:] = 0xEE
+        mmap = MemoryMap(
+            memory.size,
+            kernel_span,
+            scratch,
+            read_pin,
+            write_pin,
+            rw_pin,
+            unpinned,
+            alice_secret,
+            alice_rx,
+            tx_region.bus,
+        )
+        return cls(
+            protection,
+            seed,
+            memory,
+            kernel,
+            nics,
+            tenants,
+            oracle,
+            mmap,
+            tx_region.view.view(TX_DESC),
+            rx_region.view.view(RX_DESC),
+            tx_handle.tail_offset,
+            rx_handle.tail_offset,
+            eve_txq,
+            FrameBatch.from_matrix(frames),
+        )
+
+    @property
+    def mallory(self) -> Process:
+        return self.tenants["mallory"]
+
+    # -- operations (one per reproducer op) -------------------------------------------
+    def tx(self, descs: npt.NDArray[np.void], tail: int | None = None) -> None:
+        """Write ``descs`` at mallory's TX tail and ring the doorbell.
+
+        ``tail``: ring that raw value instead of the natural tail; a negative
+        value means so many slots behind the natural tail (ring-index attacks).
+        """
+        n = int(descs.size)
+        if n:
+            indices.write_window(self.tx_ring, self.tx_tail, descs)
+        self.tx_tail = indices.advance(self.tx_tail, n, RING)
+        value = self.tx_tail if tail is None else (tail if tail >= 0 else (self.tx_tail + tail) % RING)
+        self.mallory.map_registers("nic2").write32(self.tx_tail_offset, value & 0xFFFF_FFFF)
+
+    def rx(self, addrs: npt.NDArray[np.uint64]) -> None:
+        """Post empty RX buffers at ``addrs`` on mallory's RX ring and ring the doorbell."""
+        n = int(addrs.size)
+        fresh = np.zeros(n, dtype=RX_DESC)
+        fresh["addr"] = addrs
+        indices.write_window(self.rx_ring, self.rx_tail, fresh)
+        self.rx_tail = indices.advance(self.rx_tail, n, RING)
+        self.mallory.map_registers("nic2").write32(self.rx_tail_offset, self.rx_tail)
+
+    def eve_sends(self, count: int) -> None:
+        """Eve sends ``count`` frames to mallory's NIC, so that posted RX buffers are used."""
+        count = max(0, min(count, MAX_BATCH))
+        if count:
+            self.eve_txq.tx_burst(
+                FrameBatch(self.eve_frames.data[: count * FRAME_LEN], self.eve_frames.lengths[:count])
+            )
+
+    def fake_ring(self, descs: npt.NDArray[np.void]) -> None:
+        """Mallory writes descriptors into her scratch page (a ring of her own making, for register attacks)."""
+        view = self.memory.data[self.map.scratch.phys : self.map.scratch.phys + self.map.scratch.size].view(TX_DESC)
+        view[:] = np.zeros(view.size, dtype=TX_DESC)
+        view[: descs.size] = descs
+
+    def reg(self, offset: int, value: int) -> None:
+        """Mallory stores ``value`` into register ``offset`` of nic2 (anything but a tail is refused when trapped)."""
+        self.mallory.map_registers("nic2").write32(offset, value & 0xFFFF_FFFF)
+
+    def settle(self) -> list[Escape]:
+        """After a step: the cheap integrity check; return and forget the escapes found since the last call.
+
+        With ``oracle.detail_limit`` set, escapes beyond the limit are only
+        counted: read them with ``take_suppressed``.
+        """
+        self.oracle.check_written()
+        found = list(self.oracle.escapes)
+        self.oracle.escapes.clear()
+        return found
+
+    def take_suppressed(self) -> int:
+        n = self.oracle.suppressed
+        self.oracle.suppressed = 0
+        return n
+
+    def close(self) -> list[Escape]:
+        """The full-hash backstop over kernel memory; return what it found."""
+        self.oracle.check_integrity()
+        return self.settle()

@@ -1,0 +1,248 @@
+"""A fuzzing campaign: attack classes against one protection mode, judged by the oracle, counted per class.
+
+The schedule is a sequence of *blocks*.  Block ``b`` runs one attack class
+(round robin over the selected classes) for up to ``arena_every``
+iterations in a fresh arena, with its own generator
+``numpy.random.default_rng([seed, b])``.  An iteration is one batch posted
+with one doorbell (RX classes: eve then sends as many frames as buffers were
+posted, so every posted buffer is used).  Blocks are independent, so the
+same seed gives the same batches whatever the time limit, and a later
+``--jobs`` mode can hand disjoint blocks to worker processes and merge.
+
+Per class the campaign counts descriptors *generated*, *rejected* (the
+audit sink's record count delta over the batch), *accepted-and-safe* (the
+rest of a batch in which the oracle found nothing) and *escapes* (oracle
+findings).  Each distinct escape -- class and oracle kind -- is kept with
+the exact batch that produced it, for a reproducer (fuzz/case.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fuzz.arena import MAX_BATCH, Arena
+from fuzz.classes import AttackClass, Batch, select
+from fuzz.oracle import Escape
+from verifier.memory_audit import MemoryAudit
+from verifier.protection import Protection
+from verifier.rejections import AuditSink
+
+DEFAULT_BATCH = 128
+ARENA_EVERY = 128
+#: Escape records kept per DMA batch or wire burst; the rest are counted (a leaking batch costs no more than a safe one)
+DETAIL_LIMIT = 4
+
+
+@dataclass
+class ClassStats:
+    generated: int = 0
+    rejected: int = 0
+    accepted_safe: int = 0
+    escapes: int = 0
+    batches: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "generated": self.generated,
+            "rejected": self.rejected,
+            "accepted_and_safe": self.accepted_safe,
+            "escapes": self.escapes,
+            "batches": self.batches,
+        }
+
+
+@dataclass
+class Finding:
+    """The first escape of one (class, oracle kind), with the batch that produced it."""
+
+    cls: str
+    kind: str
+    escape: Escape
+    batch: Batch
+    block: int
+    iteration: int
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.cls, self.kind
+
+
+@dataclass
+class ProgressInfo:
+    iterations: int
+    total: int | None  # iterations planned, or None when time-bounded
+    elapsed: float
+    seconds: float | None
+    descriptors: int
+    escapes: int
+    rejected: int
+
+
+@dataclass
+class CampaignResult:
+    protection: Protection
+    seed: int
+    classes: list[str]
+    batch: int
+    iterations: int = 0
+    seconds: float = 0.0
+    stats: dict[str, ClassStats] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def descriptors(self) -> int:
+        return sum(s.generated for s in self.stats.values())
+
+    @property
+    def escapes(self) -> int:
+        return sum(s.escapes for s in self.stats.values())
+
+    @property
+    def rate(self) -> float:
+        """Malicious descriptors tried per second."""
+        return self.descriptors / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The deterministic part (no timings): same seed, same dict."""
+        return {
+            "protection": self.protection.value,
+            "seed": self.seed,
+            "batch": self.batch,
+            "iterations": self.iterations,
+            "classes": {name: self.stats[name].as_dict() for name in self.classes},
+            "findings": [
+                {"class": f.cls, "kind": f.kind, "what": f.escape.what, "block": f.block, "iteration": f.iteration}
+                for f in self.findings
+            ],
+        }
+
+
+def audit_count(audit: AuditSink) -> int:
+    """Records written so far (MemoryAudit.seq, AuditLog.next_seq)."""
+    value = getattr(audit, "next_seq", None)
+    if value is None:
+        value = getattr(audit, "seq", 0)
+    return int(value or 0)
+
+
+def run_step(arena: Arena, batch: Batch) -> None:
+    """Perform one batch in the arena: the same code for campaigns and reproducers."""
+    if batch.kind == "tx":
+        assert batch.descs is not None
+        arena.tx(batch.descs, batch.tail)
+    elif batch.kind == "rx":
+        assert batch.addrs is not None
+        arena.rx(batch.addrs)
+        arena.eve_sends(int(batch.addrs.size))
+    elif batch.kind == "reg":
+        if batch.descs is not None:
+            arena.fake_ring(batch.descs)
+        for offset, value in batch.writes:
+            arena.reg(offset, value)
+    else:
+        raise ValueError(f"unknown batch kind {batch.kind!r}")
+
+
+def guarded_step(arena: Arena, batch: Batch) -> list[Escape]:
+    """``run_step`` and the oracle's verdict; an exception from the kernel or the device is a liveness finding."""
+    try:
+        run_step(arena, batch)
+    except Exception as err:  # the machine must answer hostile input with a verdict, never by crashing
+        found = arena.settle()
+        return [*found, Escape("crash", f"{type(err).__name__}: {err}")]
+    return arena.settle()
+
+
+def run_campaign(
+    protection: Protection | str,
+    seed: int,
+    classes: str | list[str] | list[AttackClass] | None = None,
+    iterations: int | None = None,
+    seconds: float | None = None,
+    audit: AuditSink | None = None,
+    progress: Callable[[ProgressInfo], None] | None = None,
+    batch: int = DEFAULT_BATCH,
+    arena_every: int = ARENA_EVERY,
+) -> CampaignResult:
+    """Run a campaign for ``iterations`` batches or ``seconds`` (one of them; both: whichever ends first)."""
+    if iterations is None and seconds is None:
+        raise ValueError("give iterations or seconds")
+    if not 1 <= batch <= MAX_BATCH:
+        raise ValueError(f"batch must be 1..{MAX_BATCH}, got {batch}")
+    protection = Protection(protection)
+    if isinstance(classes, list) and all(isinstance(c, AttackClass) for c in classes) and classes:
+        chosen = [c for c in classes if isinstance(c, AttackClass)]
+    else:
+        chosen = select(
+            [c if isinstance(c, str) else c.name for c in classes] if isinstance(classes, list) else classes
+        )
+    sink: AuditSink = audit if audit is not None else MemoryAudit(keep=1000)
+    result = CampaignResult(protection, seed, [c.name for c in chosen], batch)
+    result.stats = {c.name: ClassStats() for c in chosen}
+    per_block = arena_every
+    if iterations is not None:
+        per_block = max(1, min(arena_every, iterations // len(chosen)))
+    seen: set[tuple[str, str]] = set()
+    start = time.perf_counter()
+    deadline = None if seconds is None else start + seconds
+    last_report = 0.0
+    done = 0
+    block = 0
+
+    def out_of_time() -> bool:
+        return deadline is not None and time.perf_counter() >= deadline
+
+    def record(cls: AttackClass, found: list[Escape], b: Batch, it: int) -> None:
+        result.stats[cls.name].escapes += len(found)
+        for esc in found:
+            if (cls.name, esc.kind) not in seen:
+                seen.add((cls.name, esc.kind))
+                result.findings.append(Finding(cls.name, esc.kind, esc, b, block, it))
+
+    while (iterations is None or done < iterations) and not out_of_time():
+        cls = chosen[block % len(chosen)]
+        rng = np.random.default_rng([seed, block])
+        arena = Arena.build(protection, seed, sink, detail_limit=DETAIL_LIMIT)
+        stats = result.stats[cls.name]
+        last: Batch | None = None
+        for it in range(per_block):
+            if (iterations is not None and done >= iterations) or out_of_time():
+                break
+            b = cls.generate(rng, arena.map, batch)
+            before = audit_count(sink)
+            found = guarded_step(arena, b)
+            extra = arena.take_suppressed()
+            rejected = audit_count(sink) - before
+            stats.generated += b.size
+            stats.rejected += rejected
+            stats.batches += 1
+            if not found:
+                stats.accepted_safe += max(0, b.size - rejected)
+            record(cls, found, b, it)
+            stats.escapes += extra
+            last = b
+            done += 1
+            if progress is not None:
+                now = time.perf_counter()
+                if now - last_report >= 0.1:
+                    last_report = now
+                    progress(_info(result, done, iterations, now - start, seconds))
+        if last is not None:
+            record(cls, arena.close(), last, per_block - 1)
+            stats.escapes += arena.take_suppressed()
+        block += 1
+    result.iterations = done
+    result.seconds = time.perf_counter() - start
+    if progress is not None:
+        progress(_info(result, done, iterations, result.seconds, seconds))
+    return result
+
+
+def _info(result: CampaignResult, done: int, total: int | None, elapsed: float, seconds: float | None) -> ProgressInfo:
+    rejected = sum(s.rejected for s in result.stats.values())
+    return ProgressInfo(done, total, elapsed, seconds, result.descriptors, result.escapes, rejected)

@@ -1,0 +1,299 @@
+"""Attack classes: named generators of malicious descriptor batches, aimed by the live memory map.
+
+Each class turns (a numpy ``Generator`` seeded per campaign, the arena's
+``MemoryMap``, a batch size) into one ``Batch``: legacy TX descriptors
+(``TX_DESC``), RX buffer addresses, or register writes with a fake ring.
+Targets come from the map -- kernel canary frames, alice's pinned buffers,
+mallory's own unpinned pages, exact pin edges +-1, page edges, the top of
+the 64-bit space, the end of physical memory -- and a mutation step
+(``mutate``: +-1, +-page, low-bit flips, boundary lengths) perturbs a share
+of each batch, so a class explores around its targets rather than only at
+them.  Every generator is vectorised: one batch is a handful of numpy calls.
+
+``escapes_in`` says in which protection modes the independent oracle can
+see an escape from this class *in this sandbox*.  Several classes escape
+nowhere, by construction of the hardware model rather than by the
+verifier's grace: the emulated bus master-aborts a DMA that wraps or leaves
+physical memory (wrap, beyond-memory), the device stalls on a tail outside
+its ring (ring-index), and malformed packets never move a byte outside the
+pins they name (fragments, bad-cmd).  Those classes still measure the
+verifier's policy (their descriptors must be rejected in ``verifier``
+mode) and guard against regressions in the device model.  ``iommu`` and
+``verifier`` are meant to have no escapes at all; ``unsafe-inplace`` falls
+only to races, which this slice does not generate yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from fuzz.arena import MemoryMap
+from ring import regs
+from ring.descriptors import (
+    TX_DESC,
+    TXD_CMD_DEXT,
+    TXD_CMD_EOP,
+    TXD_CMD_IC,
+    TXD_CMD_IFCS,
+    TXD_CMD_RPS,
+    TXD_CMD_RS,
+    TXD_CMD_VLE,
+)
+from ring.memory import PAGE_SIZE
+from verifier.protection import Protection
+
+GOOD = TXD_CMD_EOP | TXD_CMD_IFCS | TXD_CMD_RS
+MORE = TXD_CMD_IFCS | TXD_CMD_RS
+U64 = npt.NDArray[np.uint64]
+I64 = npt.NDArray[np.int64]
+NONE_ONLY = frozenset({Protection.NONE})
+NOWHERE: frozenset[Protection] = frozenset()
+
+
+@dataclass
+class Batch:
+    """One doorbell's worth of attack: ``kind`` is "tx", "rx" or "reg"."""
+
+    kind: str
+    descs: npt.NDArray[np.void] | None = None  # tx: the descriptors; reg: the fake ring's
+    addrs: U64 | None = None  # rx: buffer addresses
+    tail: int | None = None  # tx: a raw tail value to ring instead of the natural one; negative: so many back
+    writes: list[tuple[int, int]] = field(default_factory=list)  # reg: (offset, value)
+
+    @property
+    def size(self) -> int:
+        if self.kind == "rx":
+            return 0 if self.addrs is None else int(self.addrs.size)
+        if self.kind == "reg":
+            return len(self.writes) + (0 if self.descs is None else int(self.descs.size))
+        return 0 if self.descs is None else int(self.descs.size)
+
+
+Generator = Callable[[np.random.Generator, MemoryMap, int], Batch]
+
+
+@dataclass(frozen=True)
+class AttackClass:
+    name: str
+    title: str
+    escapes_in: frozenset[Protection]
+    generate: Generator
+
+
+# -- building blocks -------------------------------------------------------------------
+def tx_batch(
+    addr: npt.ArrayLike,
+    length: npt.ArrayLike,
+    cmd: npt.ArrayLike = GOOD,
+    cso: npt.ArrayLike = 0,
+    css: npt.ArrayLike = 0,
+) -> npt.NDArray[np.void]:
+    addr_a = np.asarray(addr, dtype=np.uint64)
+    descs = np.zeros(addr_a.size, dtype=TX_DESC)
+    descs["addr"] = addr_a
+    descs["length"] = np.asarray(length, dtype=np.int64) & 0xFFFF
+    descs["cmd"] = np.asarray(cmd, dtype=np.int64) & 0xFF
+    descs["cso"] = np.asarray(cso, dtype=np.int64) & 0xFF
+    descs["css"] = np.asarray(css, dtype=np.int64) & 0xFF
+    return descs
+
+
+def lengths(rng: np.random.Generator, n: int, low: int = 14, high: int = 1514) -> I64:
+    """Frame-ish lengths with the boundary values over-represented."""
+    edge = np.array([low, 60, 64, 128, 1514, high], dtype=np.int64)
+    pick = rng.integers(low, high + 1, n)
+    use_edge = rng.random(n) < 0.3
+    return np.where(use_edge, edge[rng.integers(0, edge.size, n)], pick).astype(np.int64)
+
+
+def inside(rng: np.random.Generator, span_start: int, span_size: int, length: I64) -> U64:
+    """Addresses in a span: at page starts, page ends (minus length), or anywhere."""
+    n = length.size
+    pages = max(1, span_size // PAGE_SIZE)
+    page = rng.integers(0, pages, n).astype(np.int64)
+    where = rng.integers(0, 3, n)
+    room = np.maximum(PAGE_SIZE - length, 0)
+    offset = np.select([where == 0, where == 1], [0, room], rng.integers(0, PAGE_SIZE, n) % (room + 1))
+    return (span_start + page * PAGE_SIZE + offset).astype(np.uint64)
+
+
+def mutate(rng: np.random.Generator, addrs: U64, share: float = 0.25) -> U64:
+    """The mutation component: +-1, +-page and low-bit flips on a share of the addresses."""
+    n = addrs.size
+    hit = rng.random(n) < share
+    steps = np.array([1, -1, PAGE_SIZE, -PAGE_SIZE], dtype=np.int64)
+    delta = np.where(rng.random(n) < 0.5, steps[rng.integers(0, 4, n)], 0).astype(np.int64)
+    flip = np.where(delta == 0, np.left_shift(1, rng.integers(0, 12, n)), 0).astype(np.int64)
+    moved = (addrs.astype(np.int64) + delta) ^ flip
+    return np.where(hit, moved.astype(np.uint64), addrs)
+
+
+# -- the classes -----------------------------------------------------------------------
+def kernel_tx(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+    length = lengths(rng, n)
+    frame = rng.integers(0, m.kernel.size // PAGE_SIZE, n)
+    at_canary = rng.random(n) < 0.5  # half start at a frame start, where the canary sits
+    offset = np.where(at_canary, 0, rng.integers(0, PAGE_SIZE, n) % np.maximum(PAGE_SIZE - length, 1))
+    addr = (m.kernel.phys + frame * PAGE_SIZE + offset).astype(np.uint64)
+    return Batch("tx", tx_batch(mutate(rng, addr, 0.1), length))
+
+
+def kernel_rx(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+    frame = rng.integers(0, m.kernel.size // PAGE_SIZE, n)
+    addr = (m.kernel.phys + frame * PAGE_SIZE + rng.choice([0, 2048, 1], n)).astype(np.uint64)
+    return Batch("rx", addrs=mutate(rng, addr, 0.1))
+
+
+def other_tenant(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+    """Read alice's secret (TX from her pinned, read-only buffer), aimed by physical address."""
+    length = lengths(rng, n)
+    addr = inside(rng, m.alice_secret.phys, m.alice_secret.size, length)
+    return Batch("tx", tx_batch(mutate(rng, addr, 0.1), length))
+
+
+def own_unpinned(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+    """Mallory's own pages, mapped but never pinned: ground truth says they are hers, the pin rule says no."""
+    length = lengths(rng, n)
+    return Batch("tx", tx_batch(inside(rng, m.unpinned.bus, m.unpinned.size, length), length))
+
+
+def straddle(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+    """First and last byte of each of mallory's pins, +-1: ``addr = start - 1`` or ``end - len + 1``."""
+    spans = m.pin_edges
+    which = rng.integers(0, len(spans), n)
+    start = np.array([s.bus for s in spans], dtype=np.int64)[which]
+    end = np.array([s.end for s in spans], dtype=np.int64)[which]
+    length = lengths(rng, n, 2, PAGE_SIZE)
+    jitter = rng.integers(-1, 2, n)  # -1, 0, +1 around the exact edge
+    at_end = rng.random(n) < 0.6
+    addr = np.where(at_end, end - length + 1 + jitter, start - 1 + jitter)
+    return Batch("tx", tx_batch(addr.astype(np.uint64), length))
+
+
+def wrap(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+    """addr + len past 2**64: on a bus without the check it would land at the kernel's frame 0."""
+    length = lengths(rng, n, 2, PAGE_SIZE)
+    back = rng.integers(1, length + 1)  # 1..len bytes below 2**64
+    addr = (np.uint64(2**64 - 1) - back.astype(np.uint64) + np.uint64(1)).astype(np.uint64)
+    return Batch("tx", tx_batch(addr, length))
+
+
+def beyond_memory(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+    length = lengths(rng, n)
+    over = rng.integers(0, 3, n)
+    near_end = m.memory_size - length + 1 + rng.integers(0, 64, n)  # straddles the end
+    far = m.memory_size + rng.integers(0, 1 << 40, n)
+    huge = (np.int64(1) << rng.integers(27, 63, n)) + rng.integers(0, PAGE_SIZE, n)
+    addr = np.select([over == 0, over == 1], [near_end, far], huge)
+    return Batch("tx", tx_batch(addr.astype(np.uint64), length))
+
+
+def bad_length(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+    """Zero bytes, or more than a page (up to 65535) from mallory's read pin: reads run past the pin."""
+    zero = rng.random(n) < 0.3
+    big = rng.integers(PAGE_SIZE + 1, 65536, n)
+    big = np.where(rng.random(n) < 0.3, np.array([PAGE_SIZE + 1, 9015, 16289, 65535])[rng.integers(0, 4, n)], big)
+    length = np.where(zero, 0, big)
+    addr = m.read_pin.bus + rng.integers(0, 2, n) * PAGE_SIZE
+    return Batch("tx", tx_batch(addr, length))
+
+
+def fragments(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+    """Packets of 19+ fragments, and packets without EOP, all from mallory's own read pin."""
+    length = rng.integers(14, 256, n)
+    addr = m.read_pin.bus + rng.integers(0, m.read_pin.size - 256, n)
+    cmd = np.full(n, MORE)
+    if rng.random() < 0.5:  # too many fragments: EOP only every 19..40 descriptors
+        every = int(rng.integers(19, 41))
+        cmd[every - 1 :: every] = GOOD
+    return Batch("tx", tx_batch(addr, length, cmd))
+
+
+def bad_cmd(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+    """Unknown command bits (DEXT, RPS, VLE), and checksum offsets (CSO/CSS) outside the packet."""
+    length = rng.integers(14, 200, n)
+    addr = m.read_pin.bus + rng.integers(0, m.read_pin.size - 256, n)
+    unknown = np.array([TXD_CMD_DEXT, TXD_CMD_RPS, TXD_CMD_VLE], dtype=np.int64)[rng.integers(0, 3, n)]
+    csum = rng.random(n) < 0.5
+    cmd = np.where(csum, GOOD | TXD_CMD_IC, GOOD | unknown)
+    cso = np.where(csum, length + rng.integers(-1, 56, n), 0)
+    css = np.where(csum & (rng.random(n) < 0.5), length + rng.integers(0, 56, n), 0)
+    return Batch("tx", tx_batch(addr, length, cmd, cso, css))
+
+
+def access_mismatch(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+    """TX from a write-only pin, or RX into a read-only pin (alternating batches)."""
+    if rng.random() < 0.5:
+        length = lengths(rng, n)
+        return Batch("tx", tx_batch(inside(rng, m.write_pin.bus, m.write_pin.size, length), length))
+    addr = m.read_pin.bus + rng.integers(0, 2, n) * 2048
+    return Batch("rx", addrs=addr.astype(np.uint64))
+
+
+def ring_index(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+    """Good descriptors, then a tail beyond the ring or behind the natural one (a negative ``tail``: so many back)."""
+    length = lengths(rng, n)
+    descs = tx_batch(inside(rng, m.read_pin.bus, m.read_pin.size, length), length)
+    if rng.random() < 0.5:
+        tail = int(rng.choice([m.ring_size, m.ring_size + 1, 0xFFFF, int(rng.integers(m.ring_size, 1 << 32))]))
+    else:
+        tail = -int(rng.integers(1, m.ring_size))  # relative: so many slots behind the natural tail
+    return Batch("tx", descs, tail=tail)
+
+
+def register(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+    """Repoint TDBAL at a fake ring of kernel addresses; or RDBAL at kernel memory; plus stray writes."""
+    k = max(1, min(n, m.scratch.size // 16) - 8)
+    length = lengths(rng, k)
+    frame = rng.integers(0, m.kernel.size // PAGE_SIZE, k)
+    fake = tx_batch((m.kernel.phys + frame * PAGE_SIZE).astype(np.uint64), length)
+    count = 8 * (1 + k // 8)
+    writes = [
+        (regs.TDBAL, m.scratch.bus & 0xFFFF_FFFF),
+        (regs.TDBAH, m.scratch.bus >> 32),
+        (regs.TDLEN, count * 16),
+        (regs.TDH, 0),
+        (regs.TDT, k),
+    ]
+    stray = [regs.CTRL, regs.RCTL, regs.TCTL, regs.IMS, regs.RDLEN, regs.RDH, regs.TIDV]
+    for _ in range(int(rng.integers(0, 3))):
+        writes.insert(0, (int(rng.choice(stray)), int(rng.integers(0, 1 << 32))))
+    return Batch("reg", fake, writes=writes)
+
+
+CLASSES: dict[str, AttackClass] = {
+    c.name: c
+    for c in (
+        AttackClass("kernel-tx", "TX from kernel memory (canary frames)", NONE_ONLY, kernel_tx),
+        AttackClass("kernel-rx", "RX buffers in kernel memory", NONE_ONLY, kernel_rx),
+        AttackClass("other-tenant", "TX from alice's pinned secret", NONE_ONLY, other_tenant),
+        AttackClass("own-unpinned", "TX from mallory's mapped but unpinned pages", NONE_ONLY, own_unpinned),
+        AttackClass("straddle", "first/last byte of a pin +-1", NONE_ONLY, straddle),
+        AttackClass("wrap", "addr + len wrapping 2**64 (the bus master-aborts)", NOWHERE, wrap),
+        AttackClass("beyond-memory", "ranges ending past physical memory (master abort)", NOWHERE, beyond_memory),
+        AttackClass("bad-length", "zero and oversized lengths", NONE_ONLY, bad_length),
+        AttackClass("fragments", "too many fragments, packets without EOP", NOWHERE, fragments),
+        AttackClass("bad-cmd", "unknown command bits, checksum offsets outside the packet", NOWHERE, bad_cmd),
+        AttackClass("access-mismatch", "TX from a write-only pin, RX into a read-only pin", NONE_ONLY, access_mismatch),
+        AttackClass("ring-index", "tail beyond the ring or backwards", NOWHERE, ring_index),
+        AttackClass("register", "writes other than the tail: TDBAL to a fake ring", NONE_ONLY, register),
+    )
+}
+
+
+def select(names: str | list[str] | None) -> list[AttackClass]:
+    """Classes by name (comma-separated or a list; None or "all": every class); ValueError lists unknown ones."""
+    if names is None or names == "all" or names == ["all"]:
+        return list(CLASSES.values())
+    wanted = [n.strip() for n in (names.split(",") if isinstance(names, str) else names) if n.strip()]
+    unknown = [n for n in wanted if n not in CLASSES]
+    if unknown or not wanted:
+        raise ValueError(
+            f"unknown attack class{'es' if len(unknown) > 1 else ''}: {', '.join(unknown) or '(none given)'} "
+            f"(known: {', '.join(CLASSES)})"
+        )
+    return [CLASSES[n] for n in dict.fromkeys(wanted)]
