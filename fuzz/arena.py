@@ -15,14 +15,20 @@ Memory map (first fit after the kernel's 1024 frames)::
     mallory: TX ring (512 x 16 B), RX ring (512 x 16 B), scratch page (read pin: fake rings),
              2 pages pinned device-read, 2 write-only, 2 read-write, 2 mapped but never pinned
     alice:   2 pages of secret (read pin), 2 pages of RX buffers (write pin)
+    mallory: 1 spare page, mapped, not pinned (``uaf``: the use-after-unpin sequences pin, unpin and free it)
 
 Every operation a campaign or a reproducer performs is a method here
-(``tx``, ``rx``, ``reg``, ``eve_sends``), so both run the same code.
+(``tx`` -- with an optional race rewrite --, ``rx``, ``doorbell``, ``reg``,
+``eve_sends``, ``pin``, ``unpin``, ``free``, ``victim_alloc``), so both run
+the same code.  Lifetime operations the kernel refuses (a free of a region
+still pinned, an unpin of nothing) are noted in ``log``, not raised: a
+refusal is a verdict, not a crash.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -37,9 +43,12 @@ from ring.frames import FrameBatch
 from ring.memory import PAGE_SIZE, PhysicalMemory
 from ring.syscalls import DEVICE_READ, DEVICE_WRITE, DmaRegion
 from ring.txq import TxQueue
-from verifier.kernel import Kernel, Process
+from verifier.kernel import Kernel, KernelError, Process
 from verifier.protection import Protection
 from verifier.rejections import AuditSink
+
+if TYPE_CHECKING:
+    from fuzz.classes import Rewrite
 
 SCENARIO = "attack"
 MEMORY_SIZE = 64 << 20
@@ -80,6 +89,7 @@ class MemoryMap:
     unpinned: Span  # mallory, mapped, never pinned
     alice_secret: Span  # alice, read pin, marked secret
     alice_rx: Span  # alice, write pin
+    uaf: Span  # mallory, mapped, not pinned at first: the use-after-unpin page
     tx_ring: int  # bus address of mallory's TX ring
     ring_size: int = RING
 
@@ -107,9 +117,12 @@ class Arena:
     rx_tail_offset: int
     eve_txq: TxQueue
     eve_frames: FrameBatch
+    spans: dict[str, DmaRegion]  # mallory's regions the lifetime operations name
     tx_tail: int = 0
     rx_tail: int = 0
     log: list[str] = field(default_factory=list)
+    handles: dict[str, int] = field(default_factory=dict)  # span -> pin handle
+    victims: int = 0  # alice's allocations so far
 
     @classmethod
     def build(cls, protection: Protection | str, seed: int, audit: AuditSink, detail_limit: int | None = None) -> Arena:
@@ -151,6 +164,7 @@ class Arena:
         _, unpinned = pinned(mallory, 2, None)
         secret_region, alice_secret = pinned(alice, 2, DEVICE_READ)
         _, alice_rx = pinned(alice, 2, DEVICE_WRITE)
+        uaf_region, uaf = pinned(mallory, 1, None)  # after alice's: the addresses above stay as they were
         marker = SECRET + b"%d" % seed
         for page in range(2):
             view = secret_region.view[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
@@ -190,6 +204,7 @@ class Arena:
             unpinned,
             alice_secret,
             alice_rx,
+            uaf,
             tx_region.bus,
         )
         return cls(
@@ -207,6 +222,7 @@ class Arena:
             rx_handle.tail_offset,
             eve_txq,
             FrameBatch.from_matrix(frames),
+            {"uaf": uaf_region},
         )
 
     @property
@@ -214,27 +230,110 @@ class Arena:
         return self.tenants["mallory"]
 
     # -- operations (one per reproducer op) -------------------------------------------
-    def tx(self, descs: npt.NDArray[np.void], tail: int | None = None) -> None:
+    def tx(self, descs: npt.NDArray[np.void], tail: int | None = None, rewrite: Rewrite | None = None) -> None:
         """Write ``descs`` at mallory's TX tail and ring the doorbell.
 
         ``tail``: ring that raw value instead of the natural tail; a negative
         value means so many slots behind the natural tail (ring-index attacks).
+        ``rewrite``: the race -- mallory rewrites one of the slots just
+        written after the kernel checked them and before the device reads
+        them (an ``after_check`` hook on her TX queue, removed afterwards).
+        A mode without a kernel check (none, iommu) has no such window: the
+        rewrite lands right before the doorbell.
         """
         n = int(descs.size)
+        start = self.tx_tail
         if n:
             indices.write_window(self.tx_ring, self.tx_tail, descs)
         self.tx_tail = indices.advance(self.tx_tail, n, RING)
         value = self.tx_tail if tail is None else (tail if tail >= 0 else (self.tx_tail + tail) % RING)
-        self.mallory.map_registers("nic2").write32(self.tx_tail_offset, value & 0xFFFF_FFFF)
+        state = self.kernel.queue("nic2", "tx").state if rewrite is not None else None
+        hook = None
+        if rewrite is not None:
+            slot = (start + rewrite.slot_offset) % RING
 
-    def rx(self, addrs: npt.NDArray[np.uint64]) -> None:
-        """Post empty RX buffers at ``addrs`` on mallory's RX ring and ring the doorbell."""
+            def hook(_state: object = None) -> None:
+                if rewrite.addr is not None:
+                    self.tx_ring["addr"][slot] = rewrite.addr & 0xFFFF_FFFF_FFFF_FFFF
+                if rewrite.length is not None:
+                    self.tx_ring["length"][slot] = rewrite.length & 0xFFFF
+
+            if state is None:
+                hook()
+            else:
+                state.after_check.append(hook)
+        try:
+            self.mallory.map_registers("nic2").write32(self.tx_tail_offset, value & 0xFFFF_FFFF)
+        finally:
+            if state is not None and hook is not None:
+                state.after_check.remove(hook)
+
+    def rx(self, addrs: npt.NDArray[np.uint64], doorbell: bool = True) -> None:
+        """Post empty RX buffers at ``addrs`` on mallory's RX ring and ring the doorbell (unless told not to)."""
         n = int(addrs.size)
         fresh = np.zeros(n, dtype=RX_DESC)
         fresh["addr"] = addrs
         indices.write_window(self.rx_ring, self.rx_tail, fresh)
         self.rx_tail = indices.advance(self.rx_tail, n, RING)
-        self.mallory.map_registers("nic2").write32(self.rx_tail_offset, self.rx_tail)
+        if doorbell:
+            self.doorbell("rx")
+
+    def doorbell(self, queue: str) -> None:
+        """Ring mallory's ``queue`` ("rx" or "tx") at its natural tail (what was written without a doorbell)."""
+        offset, value = (self.rx_tail_offset, self.rx_tail) if queue == "rx" else (self.tx_tail_offset, self.tx_tail)
+        self.mallory.map_registers("nic2").write32(offset, value)
+
+    # -- lifetime operations (use after unpin) -------------------------------------------
+    def pin(self, span: str, access: int) -> None:
+        """Mallory pins one of her spans; the oracle's pin reference learns of it (nothing else does)."""
+        region = self.spans[span]
+        try:
+            handle = self.mallory.pin(region.vaddr, region.size, access)
+        except KernelError as err:
+            self.log.append(f"pin {span}: refused ({err})")
+            return
+        self.handles[span] = int(handle)
+        self.oracle.grant(self.mallory.tenant_id, self.mallory.virt_to_phys(region.vaddr), region.size, access)
+        self.log.append(f"pin {span}: handle {int(handle)}")
+
+    def unpin(self, span: str) -> None:
+        """Mallory unpins a span ("released" at once, or "deferred" while DMA is in flight)."""
+        handle = self.handles.pop(span, None)
+        if handle is None:
+            self.log.append(f"unpin {span}: not pinned")
+            return
+        try:
+            outcome = self.mallory.unpin(handle)
+        except KernelError as err:
+            self.log.append(f"unpin {span}: refused ({err})")
+            return
+        self.log.append(f"unpin {span}: {outcome}")
+        if outcome == "released":  # the device may no longer touch it; a deferred unpin ends at the free
+            region = self.spans[span]
+            self.oracle.revoke(self.mallory.tenant_id, self.mallory.virt_to_phys(region.vaddr), region.size)
+
+    def free(self, span: str) -> None:
+        """Mallory frees a span's memory (refused while pinned, also while a deferred unpin waits)."""
+        region = self.spans[span]
+        try:
+            phys = self.mallory.virt_to_phys(region.vaddr)
+            self.mallory.free_dma(region)
+        except KernelError as err:
+            self.log.append(f"free {span}: refused ({err})")
+            return
+        self.oracle.revoke(self.mallory.tenant_id, phys, region.size)
+        self.log.append(f"free {span}: done, frame {phys >> 12} back in the free pool")
+
+    def victim_alloc(self, pages: int) -> None:
+        """Alice allocates ``pages`` (first fit: a frame mallory just freed) and fills them; the oracle guards them."""
+        region = self.tenants["alice"].alloc_dma(max(1, pages) * PAGE_SIZE)
+        region.view[:] = 0x41
+        phys = self.tenants["alice"].virt_to_phys(region.vaddr)
+        self.victims += 1
+        name = f"alice's new buffer {self.victims}"
+        self.oracle.watch(name, phys, region.size)
+        self.oracle.guard(name, phys, region.size)
+        self.log.append(f"victim_alloc: alice got frame {phys >> 12}")
 
     def eve_sends(self, count: int) -> None:
         """Eve sends ``count`` frames to mallory's NIC, so that posted RX buffers are used."""

@@ -27,7 +27,8 @@ import numpy as np
 
 from fuzz.arena import MAX_BATCH, Arena
 from fuzz.classes import AttackClass, Batch, select
-from fuzz.oracle import Escape
+from fuzz.oracle import AuditWatch, Budget, Escape, audit_complete, bounded_step
+from verifier import audit_read
 from verifier.memory_audit import MemoryAudit
 from verifier.protection import Protection
 from verifier.rejections import AuditSink
@@ -93,6 +94,8 @@ class CampaignResult:
     seconds: float = 0.0
     stats: dict[str, ClassStats] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
+    #: end-of-campaign audit completeness problems (counters against records, the chain); each is an escape
+    audit_problems: list[Escape] = field(default_factory=list)
 
     @property
     def descriptors(self) -> int:
@@ -100,7 +103,7 @@ class CampaignResult:
 
     @property
     def escapes(self) -> int:
-        return sum(s.escapes for s in self.stats.values())
+        return sum(s.escapes for s in self.stats.values()) + len(self.audit_problems)
 
     @property
     def rate(self) -> float:
@@ -119,6 +122,7 @@ class CampaignResult:
                 {"class": f.cls, "kind": f.kind, "what": f.escape.what, "block": f.block, "iteration": f.iteration}
                 for f in self.findings
             ],
+            "audit_problems": [e.what for e in self.audit_problems],
         }
 
 
@@ -132,18 +136,35 @@ def audit_count(audit: AuditSink) -> int:
 
 def run_step(arena: Arena, batch: Batch) -> None:
     """Perform one batch in the arena: the same code for campaigns and reproducers."""
-    if batch.kind == "tx":
+    kind = batch.kind
+    if kind == "tx":
         assert batch.descs is not None
-        arena.tx(batch.descs, batch.tail)
-    elif batch.kind == "rx":
+        arena.tx(batch.descs, batch.tail, batch.rewrite)
+    elif kind == "rx":
         assert batch.addrs is not None
-        arena.rx(batch.addrs)
-        arena.eve_sends(int(batch.addrs.size))
-    elif batch.kind == "reg":
+        arena.rx(batch.addrs, batch.doorbell)
+        if batch.eve:
+            arena.eve_sends(int(batch.addrs.size))
+    elif kind == "reg":
         if batch.descs is not None:
             arena.fake_ring(batch.descs)
         for offset, value in batch.writes:
             arena.reg(offset, value)
+    elif kind == "seq":
+        for step in batch.steps:
+            run_step(arena, step)
+    elif kind == "pin":
+        arena.pin(batch.span, batch.access)
+    elif kind == "unpin":
+        arena.unpin(batch.span)
+    elif kind == "free":
+        arena.free(batch.span)
+    elif kind == "victim_alloc":
+        arena.victim_alloc(batch.count)
+    elif kind == "doorbell":
+        arena.doorbell(batch.span)
+    elif kind == "eve":
+        arena.eve_sends(batch.count)
     else:
         raise ValueError(f"unknown batch kind {batch.kind!r}")
 
@@ -151,8 +172,9 @@ def run_step(arena: Arena, batch: Batch) -> None:
 def guarded_step(arena: Arena, batch: Batch) -> list[Escape]:
     """``run_step`` and the oracle's verdict; an exception from the kernel or the device is a liveness finding."""
     try:
-        run_step(arena, batch)
-    except Exception as err:  # the machine must answer hostile input with a verdict, never by crashing
+        # bounded work, no crash, and (with an AuditWatch) one audit record per refusal mark
+        bounded_step(arena.oracle, lambda: run_step(arena, batch), Budget(ring=arena.map.ring_size))
+    except Exception as err:  # a backstop: bounded_step already turns exceptions into `crash` findings
         found = arena.settle()
         return [*found, Escape("crash", f"{type(err).__name__}: {err}")]
     return arena.settle()
@@ -182,6 +204,7 @@ def run_campaign(
             [c if isinstance(c, str) else c.name for c in classes] if isinstance(classes, list) else classes
         )
     sink: AuditSink = audit if audit is not None else MemoryAudit(keep=1000)
+    watch = AuditWatch(sink, verify=audit_read.verify, read_records=audit_read.read_records)
     result = CampaignResult(protection, seed, [c.name for c in chosen], batch)
     result.stats = {c.name: ClassStats() for c in chosen}
     per_block = arena_every
@@ -208,12 +231,18 @@ def run_campaign(
         cls = chosen[block % len(chosen)]
         rng = np.random.default_rng([seed, block])
         arena = Arena.build(protection, seed, sink, detail_limit=DETAIL_LIMIT)
+        watch.watch(arena)
         stats = result.stats[cls.name]
         last: Batch | None = None
         for it in range(per_block):
             if (iterations is not None and done >= iterations) or out_of_time():
                 break
             b = cls.generate(rng, arena.map, batch)
+            if b.fresh and last is not None:  # a sequence that needs the memory map as built: an arena of its own
+                record(cls, arena.close(), last, it - 1)
+                stats.escapes += arena.take_suppressed()
+                arena = Arena.build(protection, seed, sink, detail_limit=DETAIL_LIMIT)
+                watch.watch(arena)
             before = audit_count(sink)
             found = guarded_step(arena, b)
             extra = arena.take_suppressed()
@@ -236,6 +265,7 @@ def run_campaign(
             record(cls, arena.close(), last, per_block - 1)
             stats.escapes += arena.take_suppressed()
         block += 1
+    result.audit_problems = audit_complete(watch)
     result.iterations = done
     result.seconds = time.perf_counter() - start
     if progress is not None:

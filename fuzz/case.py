@@ -19,9 +19,18 @@ are hex strings so a person can read them against the memory map.
 ``replay`` builds a fresh arena (the inline engine: deterministic) and runs
 the operations, reporting each step: the audit reasons of what the kernel
 refused and the escapes the oracle saw, with the offending DMA access.
-``minimise`` drops descriptors one at a time (after trying the descriptors
-that cover the offending address alone, and halves) while the case still
-escapes with the same oracle kind.
+``minimise`` delta-debugs first over the operation list (drops halves,
+quarters, ... single operations) and then over each operation's
+descriptors (after trying alone the raced descriptor and those that cover
+the offending address), while the case still escapes with the same oracle
+kind.
+
+More operations: ``tx`` may carry ``rewrite_after_check`` (``slot_offset``
+into its descriptors, ``addr`` and/or ``length``: the race), ``rx`` may
+carry ``"doorbell": false`` (written only; a later ``doorbell`` op with
+``queue`` "rx" or "tx" rings it), and the lifetime operations ``pin``
+(``span``: "uaf", ``access``), ``unpin``, ``free`` (mallory's span) and
+``victim_alloc`` (alice allocates ``pages``, which the oracle then guards).
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ import numpy as np
 
 from fuzz.arena import SCENARIO, Arena
 from fuzz.campaign import Finding, audit_count, guarded_step
-from fuzz.classes import Batch, tx_batch
+from fuzz.classes import Batch, Rewrite, tx_batch
 from fuzz.oracle import Escape
 from verifier.memory_audit import MemoryAudit
 from verifier.protection import Protection
@@ -85,20 +94,44 @@ def _int(value: object) -> int:
     raise CaseError(f"expected an integer, got {value!r}")
 
 
+SPANS = ("uaf",)  # mallory's spans the lifetime operations may name
+OPS = ("tx", "rx", "eve_sends", "fake_ring", "reg", "pin", "unpin", "free", "victim_alloc", "doorbell")
+
+
 def batch_ops(batch: Batch) -> list[dict[str, Any]]:
-    """The readable operations of one campaign batch."""
-    if batch.kind == "tx":
+    """The readable operations of one campaign batch (a sequence: its steps' operations, in order)."""
+    kind = batch.kind
+    if kind == "seq":
+        return [op for step in batch.steps for op in batch_ops(step)]
+    if kind == "tx":
         assert batch.descs is not None
         op: dict[str, Any] = {"op": "tx", "descs": _descs_json(batch.descs)}
         if batch.tail is not None:
             op["tail" if batch.tail >= 0 else "tail_back"] = abs(batch.tail)
+        if batch.rewrite is not None:
+            rw: dict[str, Any] = {"slot_offset": batch.rewrite.slot_offset}
+            if batch.rewrite.addr is not None:
+                rw["addr"] = f"{batch.rewrite.addr:#x}"
+            if batch.rewrite.length is not None:
+                rw["length"] = batch.rewrite.length
+            op["rewrite_after_check"] = rw
         return [op]
-    if batch.kind == "rx":
+    if kind == "rx":
         assert batch.addrs is not None
-        return [
-            {"op": "rx", "addrs": [f"{a:#x}" for a in batch.addrs.tolist()]},
-            {"op": "eve_sends", "count": int(batch.addrs.size)},
-        ]
+        rx: dict[str, Any] = {"op": "rx", "addrs": [f"{a:#x}" for a in batch.addrs.tolist()]}
+        if not batch.doorbell:
+            rx["doorbell"] = False
+        return [rx] + ([{"op": "eve_sends", "count": int(batch.addrs.size)}] if batch.eve else [])
+    if kind == "pin":
+        return [{"op": "pin", "span": batch.span, "access": batch.access}]
+    if kind in ("unpin", "free"):
+        return [{"op": kind, "span": batch.span}]
+    if kind == "victim_alloc":
+        return [{"op": "victim_alloc", "pages": batch.count}]
+    if kind == "doorbell":
+        return [{"op": "doorbell", "queue": batch.span}]
+    if kind == "eve":
+        return [{"op": "eve_sends", "count": batch.count}]
     ops: list[dict[str, Any]] = []
     if batch.descs is not None:
         ops.append({"op": "fake_ring", "descs": _descs_json(batch.descs)})
@@ -106,8 +139,15 @@ def batch_ops(batch: Batch) -> list[dict[str, Any]]:
     return ops
 
 
-def op_batch(op: dict[str, Any]) -> Batch | int:
-    """One operation as a campaign batch (``eve_sends`` comes back as its frame count)."""
+def _span(op: dict[str, Any], key: str = "span", known: tuple[str, ...] = SPANS) -> str:
+    value = op.get(key)
+    if value not in known:
+        raise CaseError(f"op {op.get('op')!r}: {key} must be one of {', '.join(known)}, got {value!r}")
+    return str(value)
+
+
+def op_batch(op: dict[str, Any]) -> Batch:
+    """One operation as a campaign step."""
     kind = op.get("op")
     if kind == "tx":
         tail = None
@@ -115,16 +155,42 @@ def op_batch(op: dict[str, Any]) -> Batch | int:
             tail = _int(op["tail"])
         elif "tail_back" in op:
             tail = -_int(op["tail_back"])
-        return Batch("tx", _descs_from(op.get("descs", [])), tail=tail)
+        descs = _descs_from(op.get("descs", []))
+        rewrite = None
+        rw = op.get("rewrite_after_check")
+        if rw is not None:
+            if not isinstance(rw, dict):
+                raise CaseError("rewrite_after_check must be an object")
+            slot = _int(rw.get("slot_offset", 0))
+            if not 0 <= slot < max(1, descs.size):
+                raise CaseError(f"rewrite_after_check: slot_offset {slot} is not one of the {descs.size} descriptors")
+            rewrite = Rewrite(
+                slot,
+                _int(rw["addr"]) if "addr" in rw else None,
+                _int(rw["length"]) if "length" in rw else None,
+            )
+        return Batch("tx", descs, tail=tail, rewrite=rewrite)
     if kind == "rx":
-        return Batch("rx", addrs=np.array([_int(a) for a in op.get("addrs", [])], dtype=np.uint64))
+        addrs = np.array([_int(a) for a in op.get("addrs", [])], dtype=np.uint64)
+        return Batch("rx", addrs=addrs, doorbell=bool(op.get("doorbell", True)), eve=False)
     if kind == "eve_sends":
-        return _int(op.get("count", 1))
+        return Batch("eve", count=_int(op.get("count", 1)))
     if kind == "fake_ring":
         return Batch("reg", _descs_from(op.get("descs", [])))
     if kind == "reg":
         return Batch("reg", writes=[(_int(op["offset"]), _int(op["value"]))])
-    raise CaseError(f"unknown op {kind!r} (known: tx, rx, eve_sends, fake_ring, reg)")
+    if kind == "pin":
+        access = _int(op.get("access", 2))
+        if access not in (1, 2, 3):
+            raise CaseError(f"pin: access must be 1 (device read), 2 (device write) or 3, got {access}")
+        return Batch("pin", span=_span(op), access=access)
+    if kind in ("unpin", "free"):
+        return Batch(str(kind), span=_span(op))
+    if kind == "victim_alloc":
+        return Batch("victim_alloc", count=_int(op.get("pages", 1)))
+    if kind == "doorbell":
+        return Batch("doorbell", span=_span(op, "queue", ("rx", "tx")))
+    raise CaseError(f"unknown op {kind!r} (known: {', '.join(OPS)})")
 
 
 # -- cases -----------------------------------------------------------------------------------
@@ -206,6 +272,7 @@ class Step:
     rejected: int
     reasons: list[str]
     escapes: list[Escape]
+    notes: list[str] = field(default_factory=list)  # what the lifetime operations did (pin handle, free refused)
 
 
 @dataclass
@@ -237,19 +304,11 @@ def replay(case: Case, protection: Protection | str | None = None) -> ReplayResu
     arena = Arena.build(mode, case.seed, audit)
     steps = []
     for op in case.ops:
-        item = op_batch(op)
-        before = audit_count(audit)
-        if isinstance(item, int):
-            try:
-                arena.eve_sends(item)
-                found = arena.settle()
-            except Exception as err:
-                found = [*arena.settle(), Escape("crash", f"{type(err).__name__}: {err}")]
-        else:
-            found = guarded_step(arena, item)
+        before, notes = audit_count(audit), len(arena.log)
+        found = guarded_step(arena, op_batch(op))
         new = audit_count(audit) - before
         reasons = [str(r["reason"]) for r in list(audit.records)[len(audit.records) - new :]] if new else []
-        steps.append(Step(op, new, reasons, found))
+        steps.append(Step(op, new, reasons, found, arena.log[notes:]))
     closing = arena.close()
     if closing and steps:
         steps[-1].escapes.extend(closing)
@@ -257,28 +316,61 @@ def replay(case: Case, protection: Protection | str | None = None) -> ReplayResu
 
 
 # -- minimising ------------------------------------------------------------------------------
-def _with_items(case: Case, index: int, key: str, keep: list[Any]) -> Case:
+def _with_items(case: Case, index: int, key: str, keep: list[int]) -> Case:
+    """The case with only the items at positions ``keep`` of op ``index`` (a race rewrite follows its slot)."""
     ops = [dict(op) for op in case.ops]
-    ops[index][key] = keep
-    for op in ops:  # eve sends as many frames as there are buffers posted
-        if op["op"] == "eve_sends" and key == "addrs":
-            op["count"] = max(1, len(keep))
+    op = ops[index]
+    op[key] = [case.ops[index][key][i] for i in keep]
+    rw = op.get("rewrite_after_check")
+    if isinstance(rw, dict):
+        slot = _int(rw.get("slot_offset", 0))
+        if slot in keep:
+            op["rewrite_after_check"] = {**rw, "slot_offset": keep.index(slot)}
+        else:
+            del op["rewrite_after_check"]
+    for other in ops:  # eve sends as many frames as there are buffers posted
+        if other["op"] == "eve_sends" and key == "addrs":
+            other["count"] = max(1, len(keep))
     return Case(case.seed, case.protection, case.cls, ops, case.expect, case.scenario)
 
 
-def _covering(items: list[Any], address: int) -> list[int]:
-    """Indexes of the descriptors or buffers whose range may cover ``address`` (tried alone first)."""
+def _covering(op: dict[str, Any], key: str, address: int | None) -> list[int]:
+    """Positions of the items to try alone first: the raced descriptor, then those whose range covers ``address``."""
     out = []
-    for i, item in enumerate(items):
-        addr = _int(item["addr"] if isinstance(item, dict) else item)
-        length = int(item["length"]) if isinstance(item, dict) else 2048
-        if addr <= address < addr + max(length, 1):
-            out.append(i)
+    rw = op.get("rewrite_after_check")
+    if isinstance(rw, dict):
+        out.append(_int(rw.get("slot_offset", 0)))
+    if address is not None:
+        for i, item in enumerate(op[key]):
+            addr = _int(item["addr"] if isinstance(item, dict) else item)
+            length = int(item["length"]) if isinstance(item, dict) else 2048
+            if addr <= address < addr + max(length, 1) and i not in out:
+                out.append(i)
     return out[:4]
 
 
+def _ddmin(items: list[Any], works: Any, budget_left: Any) -> list[Any]:
+    """Delta debugging: drop halves, quarters, ... then single items while ``works(rest)`` holds."""
+    chunk = len(items) // 2
+    while chunk >= 1 and len(items) > 1 and budget_left():
+        start = 0
+        while start < len(items) and len(items) > 1 and budget_left():
+            rest = items[:start] + items[start + chunk :]
+            if rest and works(rest):
+                items = rest
+            else:
+                start += chunk
+        chunk = min(chunk // 2, max(1, len(items) // 2))
+    return items
+
+
 def minimise(case: Case, budget: int = MINIMISE_BUDGET) -> Case:
-    """A smaller case that still escapes with the expected kind (or any escape if none is expected)."""
+    """A smaller case that still escapes with the expected kind (or any escape if none is expected).
+
+    First over the operation sequence (delta debugging: drop halves of the
+    steps, quarters, ... single steps, while the case still escapes), then
+    over the descriptors or buffers of each remaining operation.
+    """
     kind = case.expect.get("kind")
     spent = 0
 
@@ -288,36 +380,25 @@ def minimise(case: Case, budget: int = MINIMISE_BUDGET) -> Case:
         kinds = replay(c).kinds()
         return bool(kinds) and (kind is None or kind in kinds)
 
-    # drop whole operations (stray register writes) one at a time
-    i = 0
-    while i < len(case.ops) and len(case.ops) > 1 and spent < budget:
-        trial = Case(case.seed, case.protection, case.cls, case.ops[:i] + case.ops[i + 1 :], case.expect)
-        if case.ops[i]["op"] != "eve_sends" and escapes(trial):
-            case = trial
-        else:
-            i += 1
+    def budget_left() -> bool:
+        return spent < budget
+
+    def with_ops(ops: list[dict[str, Any]]) -> Case:
+        return Case(case.seed, case.protection, case.cls, ops, case.expect, case.scenario)
+
+    case = with_ops(_ddmin(list(case.ops), lambda ops: escapes(with_ops(ops)), budget_left))
     address = case.expect.get("address")
     for index, op in enumerate(case.ops):
         key = "descs" if "descs" in op else "addrs" if "addrs" in op else None
         if key is None or len(op[key]) <= 1:
             continue
-        items = list(op[key])
-        if isinstance(address, str):  # the descriptor that made the offending access, alone
-            for j in _covering(items, _int(address)):
-                if spent < budget and escapes(_with_items(case, index, key, [items[j]])):
-                    items = [items[j]]
-                    break
-        chunk = len(items) // 2
-        while chunk >= 1 and len(items) > 1 and spent < budget:  # halves, quarters, ... then one at a time
-            start = 0
-            while start < len(items) and len(items) > 1 and spent < budget:
-                rest = items[:start] + items[start + chunk :]
-                if rest and escapes(_with_items(case, index, key, rest)):
-                    items = rest
-                else:
-                    start += chunk
-            chunk = min(chunk // 2, max(1, len(items) // 2))
-        case = _with_items(case, index, key, items)
+        keep = list(range(len(op[key])))
+        for j in _covering(op, key, _int(address) if isinstance(address, str) else None):
+            if spent < budget and escapes(_with_items(case, index, key, [j])):
+                keep = [j]
+                break
+        keep = _ddmin(keep, lambda k, c=case, i=index, key=key: escapes(_with_items(c, i, key, k)), budget_left)
+        case = _with_items(case, index, key, keep)
     return _restate(case)
 
 

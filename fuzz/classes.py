@@ -20,7 +20,14 @@ pins they name (fragments, bad-cmd).  Those classes still measure the
 verifier's policy (their descriptors must be rejected in ``verifier``
 mode) and guard against regressions in the device model.  ``iommu`` and
 ``verifier`` are meant to have no escapes at all; ``unsafe-inplace`` falls
-only to races, which this slice does not generate yet.
+only to races (class ``race``: a descriptor rewritten in the ``after_check``
+window, between the kernel's check and the device's read).
+
+Some classes are *operation sequences* (``Batch("seq", steps=[...])``): pin,
+post, unpin, free, alice's allocation, doorbell and eve's frames in one
+order (``use-after-unpin``; the overrun variant of ``ring-index``).  A
+batch with ``fresh`` set runs in an arena of its own, so its lifetime
+steps start from the memory map the generator aimed at.
 """
 
 from __future__ import annotations
@@ -51,21 +58,53 @@ MORE = TXD_CMD_IFCS | TXD_CMD_RS
 U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
 NONE_ONLY = frozenset({Protection.NONE})
+RACY = frozenset({Protection.NONE, Protection.UNSAFE_INPLACE})
 NOWHERE: frozenset[Protection] = frozenset()
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """A race: what mallory writes into one just-checked TX slot before the device reads it."""
+
+    slot_offset: int  # which descriptor of the batch (0: the first written)
+    addr: int | None = None
+    length: int | None = None
+
+
+#: Kinds of a single step; "seq" holds several steps of any of these kinds.
+STEP_KINDS = ("tx", "rx", "reg", "pin", "unpin", "free", "victim_alloc", "doorbell", "eve")
 
 
 @dataclass
 class Batch:
-    """One doorbell's worth of attack: ``kind`` is "tx", "rx" or "reg"."""
+    """One step of an attack (one doorbell's worth for "tx", "rx", "reg"), or a sequence of steps ("seq").
+
+    Kinds: "tx", "rx" (``doorbell`` False: written only; ``eve`` False: no
+    frames follow), "reg", "pin"/"unpin"/"free" (mallory's ``span``, with
+    ``access`` for a pin), "victim_alloc" (alice allocates ``count`` pages),
+    "doorbell" (ring the natural tail of queue ``span``: "rx" or "tx"), "eve"
+    (eve sends ``count`` frames), and "seq" (``steps``).
+    """
 
     kind: str
     descs: npt.NDArray[np.void] | None = None  # tx: the descriptors; reg: the fake ring's
     addrs: U64 | None = None  # rx: buffer addresses
     tail: int | None = None  # tx: a raw tail value to ring instead of the natural one; negative: so many back
     writes: list[tuple[int, int]] = field(default_factory=list)  # reg: (offset, value)
+    rewrite: Rewrite | None = None  # tx: the race
+    doorbell: bool = True  # rx: ring the doorbell after writing the buffers
+    eve: bool = True  # rx: eve then sends as many frames as buffers were posted
+    span: str = ""  # pin/unpin/free: which of mallory's spans; doorbell: "rx" or "tx"
+    access: int = 0  # pin: 1 device read, 2 device write
+    count: int = 0  # victim_alloc: pages; eve: frames
+    steps: list[Batch] = field(default_factory=list)  # seq
+    fresh: bool = False  # run in an arena of its own
 
     @property
     def size(self) -> int:
+        """Descriptors (or buffers, register writes) the batch carries; a sequence: the sum, at least 1."""
+        if self.kind == "seq":
+            return max(1, sum(s.size for s in self.steps))
         if self.kind == "rx":
             return 0 if self.addrs is None else int(self.addrs.size)
         if self.kind == "reg":
@@ -235,14 +274,69 @@ def access_mismatch(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
 
 
 def ring_index(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
-    """Good descriptors, then a tail beyond the ring or behind the natural one (a negative ``tail``: so many back)."""
+    """Good descriptors, then a tail beyond the ring or behind the natural one (a negative ``tail``: so many back);
+    or an overrun: more new RX descriptors than are free, over buffers still in flight (``overrun``)."""
+    pick = rng.random()
+    if pick < 1 / 3:
+        return overrun(rng, m, n)
     length = lengths(rng, n)
     descs = tx_batch(inside(rng, m.read_pin.bus, m.read_pin.size, length), length)
-    if rng.random() < 0.5:
+    if pick < 2 / 3:
         tail = int(rng.choice([m.ring_size, m.ring_size + 1, 0xFFFF, int(rng.integers(m.ring_size, 1 << 32))]))
     else:
         tail = -int(rng.integers(1, m.ring_size))  # relative: so many slots behind the natural tail
     return Batch("tx", descs, tail=tail)
+
+
+def overrun(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+    """RX buffers posted until more than half the ring is in flight (eve sends nothing), then a doorbell that
+    claims more new slots than are free: the new descriptors overwrite ones the device still owns.
+
+    The claim stays within half the ring, so the kernel reads it as an overrun, not a tail moved backwards.
+    """
+    size = m.ring_size
+    in_flight = int(rng.integers(size // 2, size - 8))
+    free = size - 1 - in_flight
+    claim = int(rng.integers(free + 1, size // 2 + 1))
+    chunk = max(1, min(n, 255))
+    steps = []
+    for k in [chunk] * (in_flight // chunk) + ([in_flight % chunk] if in_flight % chunk else []) + [claim]:
+        addr = m.write_pin.bus + rng.integers(0, m.write_pin.size // 2048, k) * 2048
+        steps.append(Batch("rx", addrs=addr.astype(np.uint64), eve=False))
+    return Batch("seq", steps=steps, fresh=True)
+
+
+def race(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+    """Valid descriptors from mallory's read pin; one is rewritten after the kernel checked it and before the
+    device reads it (the ``after_check`` window): its addr to a kernel canary frame, or its length past the pin."""
+    length = lengths(rng, n)
+    descs = tx_batch(inside(rng, m.read_pin.bus, m.read_pin.size, length), length)
+    slot = int(rng.integers(0, n))
+    if rng.random() < 0.6:
+        frame = int(rng.integers(0, m.kernel.size // PAGE_SIZE))
+        rewrite = Rewrite(slot, addr=m.kernel.phys + frame * PAGE_SIZE)
+    else:
+        addr = int(descs["addr"][slot])
+        rewrite = Rewrite(slot, length=min(0xFFFF, m.read_pin.end - addr + 1 + int(rng.integers(0, PAGE_SIZE))))
+    return Batch("tx", descs, rewrite=rewrite)
+
+
+def use_after_unpin(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+    """Mallory pins her spare page for RX and writes buffers in it, then unpins it: before the doorbell
+    (the device is rung with buffers she no longer pinned), and perhaps frees it and lets alice allocate the
+    freed frame; or after the doorbell (the buffers are in flight), frees it, alice allocates.  Eve sends."""
+    k = int(rng.integers(1, 3))
+    addrs = (m.uaf.bus + rng.permutation(2)[:k] * 2048).astype(np.uint64)
+    variant = int(rng.integers(0, 3))  # 0: unpin before the doorbell; 1: and free; 2: unpin and free in flight
+    reuse = [Batch("free", span="uaf"), Batch("victim_alloc", count=1)]
+    steps = [Batch("pin", span="uaf", access=2), Batch("rx", addrs=addrs, doorbell=variant == 2, eve=False)]
+    steps.append(Batch("unpin", span="uaf"))
+    if variant:
+        steps += reuse
+    if variant < 2:
+        steps.append(Batch("doorbell", span="rx"))
+    steps.append(Batch("eve", count=k))
+    return Batch("seq", steps=steps, fresh=True)
 
 
 def register(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
@@ -279,8 +373,10 @@ CLASSES: dict[str, AttackClass] = {
         AttackClass("fragments", "too many fragments, packets without EOP", NOWHERE, fragments),
         AttackClass("bad-cmd", "unknown command bits, checksum offsets outside the packet", NOWHERE, bad_cmd),
         AttackClass("access-mismatch", "TX from a write-only pin, RX into a read-only pin", NONE_ONLY, access_mismatch),
-        AttackClass("ring-index", "tail beyond the ring or backwards", NOWHERE, ring_index),
+        AttackClass("ring-index", "tail beyond the ring, backwards, overrunning", NOWHERE, ring_index),
         AttackClass("register", "writes other than the tail: TDBAL to a fake ring", NONE_ONLY, register),
+        AttackClass("race", "a checked TX descriptor rewritten before the device reads it", RACY, race),
+        AttackClass("use-after-unpin", "unpin, free, alice reuses the frame", NONE_ONLY, use_after_unpin),
     )
 }
 

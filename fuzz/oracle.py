@@ -20,6 +20,12 @@ The pin reference is the fuzzer's own account of the pins it asked for, kept
 as one access byte per frame: it is deliberately not the kernel's pin table,
 so a bug in the kernel's bookkeeping shows up as a difference.
 
+Two further checks judge the machine's answers rather than its accesses:
+liveness (``bounded_step``: bounded device work per step, no hang, no
+exception) and audit completeness (``AuditWatch``: every refusal mallory sees
+in her own ring has exactly one audit record, counters equal records, a
+file-backed log's chain verifies; the log reader is passed in).
+
 ``on_dma`` is vectorised over a batch (the fuzzer's throughput depends on it):
 only the accesses found bad are turned into ``Escape`` records one by one.
 """
@@ -28,13 +34,20 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from collections.abc import Callable
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from ring.descriptors import DESC_SIZE, RXD_ERR_REFUSED, RXD_STAT_DD, TXD_STAT_DD, TXD_STAT_REFUSED
 from ring.frames import FrameBatch
 from ring.memory import CANARY_SIZE, CANARY_TAG, OWNER_KERNEL, PAGE_SHIFT, PhysicalMemory, owner_name
 
@@ -58,7 +71,7 @@ class DmaBatchLike(Protocol):
 
 @dataclass(frozen=True)
 class Escape:
-    kind: str  # "dma", "pin", "leak", "integrity"
+    kind: str  # "dma", "pin", "leak", "integrity", "crash", "liveness", "audit"
     what: str  # a one-line account
     device: str = ""
     address: int = -1
@@ -87,6 +100,10 @@ class Oracle:
     detail_limit: int | None = None
     #: escapes counted but not recorded because of ``detail_limit``
     suppressed: int = 0
+    #: liveness: work the devices did since ``begin_step`` (DMA batches, bytes, the largest descriptor fetch)
+    work: Work = field(default_factory=lambda: Work())
+    #: audit completeness, checked after each ``bounded_step`` when set (``AuditWatch.watch``)
+    audit: AuditWatch | None = None
 
     # -- the pin reference -------------------------------------------------------------
     def grant(self, tenant: int, phys: int, length: int, access: int) -> None:
@@ -117,6 +134,7 @@ class Oracle:
     def on_dma(self, batch: DmaBatchLike) -> None:
         """Observer hook for DmaEngine.observers: check every allowed access against ground truth."""
         self.accesses += int(batch.allowed.size)
+        self.work.count(batch)
         live = batch.allowed & (batch.lengths > 0)
         if not bool(live.any()):
             return
@@ -240,3 +258,315 @@ def _frames_with(data: bytes, ends: list[int], needle: bytes, confirm: Callable[
         else:
             at = data.find(needle, at + 1)
     return found
+
+
+# ==== Liveness and audit completeness (judged from the hardware and the attacker's own ring) ====
+
+#: TDLEN/RDLEN keep bits 19:7, so no e1000 ring holds more descriptors than this.
+HW_MAX_RING = 0x000F_FF80 // DESC_SIZE
+
+
+@dataclass
+class Work:
+    """Device work since the last ``reset``, counted on the DMA observer hook."""
+
+    batches: int = 0
+    nbytes: int = 0
+    #: descriptors in the largest single descriptor fetch (a kick fetches its whole window in one batch)
+    max_fetch: int = 0
+
+    def count(self, batch: DmaBatchLike) -> None:
+        self.batches += 1
+        n = int(batch.lengths.sum())
+        self.nbytes += n
+        if batch.purpose.endswith("-desc") and n // DESC_SIZE > self.max_fetch:
+            self.max_fetch = n // DESC_SIZE
+
+    def reset(self) -> None:
+        self.batches = self.nbytes = self.max_fetch = 0
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Bounded work for one step: what a device and the kernel may spend answering one operation."""
+
+    ring: int = HW_MAX_RING  # descriptors one kick may fetch: never more than a ring
+    dma_batches: int = 256  # DMA batches in one step
+    dma_bytes: int = 64 << 20  # bytes the devices tried to move in one step
+    seconds: float = 5.0  # wall clock; a step still running then is interrupted (main thread) and reported
+
+    def judge(self, work: Work, elapsed: float) -> list[Escape]:
+        found = []
+        if work.max_fetch > self.ring:
+            found.append(Escape("liveness", f"one kick fetched {work.max_fetch} descriptors (ring {self.ring})"))
+        if work.batches > self.dma_batches:
+            found.append(Escape("liveness", f"{work.batches} DMA batches in one step (budget {self.dma_batches})"))
+        if work.nbytes > self.dma_bytes:
+            found.append(Escape("liveness", f"{work.nbytes} DMA bytes in one step (budget {self.dma_bytes})"))
+        if elapsed > self.seconds:
+            found.append(Escape("liveness", f"step took {elapsed:.3f} s (budget {self.seconds:g} s)"))
+        return found
+
+
+DEFAULT_BUDGET = Budget()
+
+
+class StepOverrun(BaseException):
+    """Raised inside a step that outlived its budget (a BaseException: ``except Exception`` cannot eat it)."""
+
+
+@contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    """Interrupt the block after ``seconds`` with ``StepOverrun`` (main thread, interval timer free; else no-op)."""
+    usable = (
+        hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+        and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    )
+    if not usable:
+        yield
+        return
+    armed = [True]
+
+    def fire(_signum: int, _frame: object) -> None:
+        if armed[0]:
+            raise StepOverrun
+
+    old = signal.signal(signal.SIGALRM, fire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        armed[0] = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def bounded_step(oracle: Oracle, step: Callable[[], object], budget: Budget = DEFAULT_BUDGET) -> list[Escape]:
+    """Run one step under ``budget``; the findings (``liveness``, ``crash``, ``audit``) go to ``oracle.escapes``.
+
+    An exception from the kernel or the device is a ``crash``; a step still
+    running after ``budget.seconds`` is interrupted and reported.  With an
+    ``AuditWatch`` attached (``oracle.audit``), its per-step check runs too.
+    Returns the findings of this call.
+    """
+    oracle.work.reset()
+    found: list[Escape] = []
+    start = time.perf_counter()
+    try:
+        with _deadline(budget.seconds):
+            step()
+    except StepOverrun:
+        found.append(Escape("liveness", f"step still running after {budget.seconds:g} s: interrupted"))
+    except Exception as err:  # the machine must answer hostile input with a verdict, never by crashing
+        found.append(Escape("crash", f"{type(err).__name__}: {err}"))
+    found += budget.judge(oracle.work, time.perf_counter() - start)
+    if oracle.audit is not None:
+        found += oracle.audit.after_step()
+    oracle.escapes.extend(found)
+    return found
+
+
+class ArenaLike(Protocol):
+    """What ``AuditWatch.watch`` reads of fuzz.arena.Arena (duck-typed: fuzz.arena imports this module)."""
+
+    @property
+    def oracle(self) -> Oracle: ...
+    @property
+    def tx_ring(self) -> npt.NDArray[np.void]: ...
+    @property
+    def rx_ring(self) -> npt.NDArray[np.void]: ...
+
+
+QueueKey = tuple[str, str, int]  # (nic, "tx" | "rx", queue)
+
+
+def refusal_marks(kind: str, ring: npt.NDArray[np.void]) -> npt.NDArray[np.int64]:
+    """Slots of a tenant's ring that carry the kernel's refusal mark, as the tenant reads them.
+
+    TX: DD and REFUSED in the status byte.  RX: DD with RXE and length 0
+    (the device never completes a buffer it wrote with length 0).
+    """
+    status = ring["status"]
+    if kind == "tx":
+        want = np.uint8(TXD_STAT_DD | TXD_STAT_REFUSED)
+        return np.flatnonzero((status & want) == want)
+    return np.flatnonzero(
+        ((status & np.uint8(RXD_STAT_DD)) != 0)
+        & ((ring["errors"] & np.uint8(RXD_ERR_REFUSED)) != 0)
+        & (ring["length"] == 0)
+    )
+
+
+def _acknowledge(kind: str, ring: npt.NDArray[np.void], slots: npt.NDArray[np.int64]) -> None:
+    """The tenant reaps the refusals it saw, as a driver clears a descriptor's status after reading DD."""
+    ring["status"][slots] = 0
+    if kind == "rx":
+        ring["errors"][slots] = 0
+
+
+@dataclass
+class AuditWatch:
+    """Audit completeness without trusting the verifier.
+
+    What was refused is read where the attacker reads it: the refusal marks
+    in her own rings (``refusal_marks``), after each step.  Each mark must
+    have exactly one descriptor record (``desc_hex`` set) of that queue, at
+    that ring index, with a reason, and no descriptor record may lack a mark.
+    Records that name no descriptor (a refused tail: the ring shows nothing)
+    are only required to have a reason.  Per step, the sink's counters
+    (``statistics``) must have grown by at least the marks; the slot-by-slot
+    match runs per step when the sink keeps its records in memory
+    (MemoryAudit) and in ``finish`` for a file-backed log.
+    ``finish`` checks that counters equal records and, for a file-backed
+    AuditLog, that the chain verifies and that the file holds one descriptor
+    record per mark seen.  The log reader is passed in (``verify`` and
+    ``read_records`` of verifier/audit_read.py), so this module still imports
+    nothing of verifier/.
+    """
+
+    sink: Any
+    verify: Callable[[list[Path]], Any] | None = None  # verifier.audit_read.verify: .ok, .problem
+    read_records: Callable[[list[Path]], Iterable[dict[str, Any]]] | None = None  # verifier.audit_read.read_records
+    doorbells: int = 1  # doorbells per step, per queue
+    rings: dict[QueueKey, npt.NDArray[np.void]] = field(default_factory=dict)
+    #: every refusal mark seen so far: (nic, kind, queue, slot) -> times
+    marks: Counter[tuple[str, str, int, int]] = field(default_factory=Counter)
+    _counts: dict[QueueKey, int] = field(default_factory=dict)
+    _seq: int = 0
+    _start: int = 0
+    _start_counters: Counter[tuple[Any, ...]] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        if getattr(self.sink, "path", None) is not None and (self.verify is None or self.read_records is None):
+            raise ValueError("a file-backed audit log needs verify and read_records (verifier.audit_read)")
+        self._start = self._seq = _next_seq(self.sink)
+        self._start_counters = Counter(dict(getattr(self.sink, "counters", {})))
+
+    def watch(self, arena: ArenaLike, nic: str = "nic2", queue: int = 0) -> None:
+        """Judge this arena's rings from now on (a campaign calls it for every new arena)."""
+        self.attach({(nic, "tx", queue): arena.tx_ring, (nic, "rx", queue): arena.rx_ring})
+        arena.oracle.audit = self
+
+    def attach(self, rings: dict[QueueKey, npt.NDArray[np.void]]) -> None:
+        self.rings = dict(rings)
+        for key in self.rings:
+            self._counts[key] = self._count(key)
+        self._seq = _next_seq(self.sink)
+
+    def _count(self, key: QueueKey) -> int:
+        nic, kind, queue = key
+        stats = getattr(self.sink, "statistics", None)
+        return sum(stats(nic, queue, kind).values()) if stats is not None else 0
+
+    def after_step(self) -> list[Escape]:
+        found: list[Escape] = []
+        seen: dict[QueueKey, npt.NDArray[np.int64]] = {}
+        for key, ring in self.rings.items():
+            slots = refusal_marks(key[1], ring)
+            _acknowledge(key[1], ring, slots)
+            seen[key] = slots
+            self.marks.update((*key, s) for s in slots.tolist())
+            now = self._count(key)
+            added, self._counts[key] = now - self._counts[key], now
+            if added < slots.size:
+                found.append(
+                    Escape(
+                        "audit",
+                        f"{key[0]} {key[1]} queue {key[2]}: {slots.size} descriptors refused in the ring, "
+                        f"{added} records added",
+                        key[0],
+                    )
+                )
+        found += self._match_records(seen)
+        return found
+
+    def _match_records(self, seen: dict[QueueKey, npt.NDArray[np.int64]]) -> list[Escape]:
+        """Slot by slot, for a sink that keeps its records in memory (``records`` with ``seq``)."""
+        records = getattr(self.sink, "records", None)
+        end = _next_seq(self.sink)
+        start, self._seq = self._seq, end
+        if records is None or end == start:
+            return []
+        new = [r for r in _tail(records, end - start)]
+        if len(new) != end - start or new[0].get("seq") != start:
+            return []  # evicted already (a small ``keep``): the counts above still hold
+        found = []
+        for key, slots in seen.items():
+            nic, kind, queue = key
+            mine = [r for r in new if (r.get("nic"), r.get("kind"), r.get("queue")) == key]
+            described = Counter(int(r["ring_index"]) for r in mine if r.get("desc_hex") is not None)
+            if described != Counter(slots.tolist()):
+                missing = sorted(set(slots.tolist()) - set(described))[:4]
+                doubled = sorted(s for s, n in described.items() if n > 1)[:4]
+                stray = sorted(set(described) - set(slots.tolist()))[:4]
+                found.append(
+                    Escape(
+                        "audit",
+                        f"{nic} {kind} queue {queue}: refused slots without a record {missing}, "
+                        f"with several {doubled}, records for slots not refused {stray}",
+                        nic,
+                    )
+                )
+        for r in new:
+            if not r.get("reason"):
+                found.append(Escape("audit", f"record {r.get('seq')} has no reason", str(r.get("nic") or "")))
+        return found
+
+    def finish(self) -> list[Escape]:
+        """End of a campaign: counters equal records; a file-backed log's chain verifies and matches the marks."""
+        found: list[Escape] = []
+        counters = Counter(dict(getattr(self.sink, "counters", {})))
+        counters.subtract(self._start_counters)
+        counted = +counters
+        end = _next_seq(self.sink)
+        path = getattr(self.sink, "path", None)
+        if path is not None and self.verify is not None and self.read_records is not None:
+            files = [Path(path), *sorted(Path(path).parent.glob(Path(path).name + ".*"))]
+            files = [f for f in files if f.exists() and (f == Path(path) or f.suffix[1:].isdigit())]
+            result = self.verify(files)
+            if not result.ok:
+                return [Escape("audit", f"audit chain does not verify: {result.problem}")]
+            records = [r for r in self.read_records(files) if int(r["seq"]) >= self._start]
+        else:
+            store: Any = getattr(self.sink, "records", [])
+            records = [r for r in store if int(r.get("seq", -1)) >= self._start]
+            full = getattr(store, "maxlen", None) is not None and len(store) >= store.maxlen
+            if full and len(records) != end - self._start:  # evicted by a bounded deque: compare the totals
+                if sum(counted.values()) != end - self._start:
+                    found.append(
+                        Escape("audit", f"counters sum to {sum(counted.values())}, {end - self._start} records")
+                    )
+                return found
+        written = Counter((r["nic"], r["queue"], r["reason"]) for r in records)
+        if written != counted or len(records) != end - self._start:
+            diff = sorted(set(written.items()) ^ set(counted.items()), key=str)[:4]
+            found.append(Escape("audit", f"counters do not equal records ({len(records)} records): {diff}"))
+        described = Counter(
+            (r["nic"], r["kind"], r["queue"], r["ring_index"])
+            for r in records
+            if r["desc_hex"] is not None and (r["nic"], r["kind"], r["queue"]) in self.rings
+        )
+        if described != self.marks:
+            lost = sum((self.marks - described).values())
+            extra = sum((described - self.marks).values())
+            found.append(Escape("audit", f"{lost} refused descriptors without a record, {extra} records without one"))
+        return found
+
+
+def audit_complete(watch: AuditWatch) -> list[Escape]:
+    """The end-of-campaign audit check (``AuditWatch.finish``), for fuzz/campaign.py."""
+    return watch.finish()
+
+
+def _next_seq(sink: Any) -> int:
+    value = getattr(sink, "next_seq", None)
+    if value is None:
+        value = getattr(sink, "seq", 0)
+    return int(value or 0)
+
+
+def _tail(records: Any, n: int) -> list[dict[str, Any]]:
+    """The last ``n`` records of a deque or list (fewer if it holds fewer)."""
+    size = len(records)
+    return [records[i] for i in range(max(0, size - n), size)]

@@ -73,7 +73,9 @@ def build_fuzz_parser(sub: argparse._SubParsersAction[P]) -> None:
             "  nic-sandbox fuzz --protection verifier --iterations 2000 --seed 7\n"
             "  nic-sandbox fuzz --classes kernel-tx,straddle --out /tmp/fz --audit-log /tmp/fz/audit.jsonl\n"
             "  nic-sandbox fuzz replay fuzz/corpus/none-kernel-tx-leak.json\n"
-            "  nic-sandbox fuzz replay fuzz/corpus/none-kernel-tx-leak.json --protection verifier\n\n"
+            "  nic-sandbox fuzz replay fuzz/corpus/none-kernel-tx-leak.json --protection verifier\n"
+            "  nic-sandbox fuzz --protection unsafe-inplace --classes race --iterations 4   the TOCTOU race\n"
+            "  nic-sandbox fuzz replay fuzz/corpus/unsafe-inplace-race-leak.json\n\n"
             "exit codes: 0 no escape, 1 an escape (campaign) or still escaping (replay), 2 bad usage"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -249,6 +251,7 @@ def _report(result: CampaignResult, cases: dict[tuple[str, str], str], audit_log
             }
             for f in result.findings
         ],
+        "audit_problems": [e.what for e in result.audit_problems],
     }
 
 
@@ -301,8 +304,10 @@ def _print(out: Console, result: CampaignResult, cases: dict[tuple[str, str], st
         for f in result.findings:
             out.print(f"  {f.cls} / {f.kind}: {f.escape.what}", markup=False, highlight=False)
             out.print(f"    reproducer: {cases[f.key]}", markup=False, highlight=False)
-    else:
+    elif not result.audit_problems:
         out.print("[green]no escapes[/]")
+    for problem in result.audit_problems:
+        out.print(f"[red]audit incomplete:[/] {problem.what}")
     out.print(f"report: {directory / 'report.json'}, {directory / 'report.md'}", markup=False, highlight=False)
 
 
@@ -325,6 +330,7 @@ def cmd_replay(path: str, protection: str | None, as_json: bool, out: Console) -
                             "rejected": s.rejected,
                             "reasons": sorted(set(s.reasons)),
                             "escapes": [{"kind": e.kind, "what": e.what} for e in s.escapes],
+                            "notes": s.notes,
                         }
                         for s in result.steps
                     ],
@@ -343,11 +349,15 @@ def cmd_replay(path: str, protection: str | None, as_json: bool, out: Console) -
         out.print(f"{n}. {_describe(step.op)}", markup=False, highlight=False)
         if step.rejected:
             reasons = ", ".join(f"{r} x{step.reasons.count(r)}" for r in dict.fromkeys(step.reasons))
-            out.print(f"   kernel refused {step.rejected}: {reasons}", markup=False, highlight=False)
+            verb = "refused" if step.op["op"] in ("tx", "rx", "reg", "doorbell") else "audited"
+            out.print(f"   kernel {verb} {step.rejected}: {reasons}", markup=False, highlight=False)
+        for note in step.notes:
+            out.print(f"   {note}", markup=False, highlight=False)
         for e in step.escapes:
             out.print(f"   ESCAPE ({e.kind}): {e.what}", markup=False, highlight=False)
-        if not step.rejected and not step.escapes:
-            quiet = "written (no doorbell yet)" if step.op["op"] == "fake_ring" else "accepted, nothing escaped"
+        if not step.rejected and not step.escapes and not step.notes:
+            written = step.op["op"] == "fake_ring" or step.op.get("doorbell") is False
+            quiet = "written (no doorbell yet)" if written else "accepted, nothing escaped"
             out.print(f"   {quiet}", markup=False, highlight=False)
     if result.escaped:
         out.print(f"[red]still escapes[/] under {result.protection.value}")
@@ -370,11 +380,25 @@ def _describe(op: dict[str, Any]) -> str:
         tail = (
             f", tail={op['tail']:#x}" if "tail" in op else f", tail {op['tail_back']} back" if "tail_back" in op else ""
         )
+        rw = op.get("rewrite_after_check")
+        race = ""
+        if isinstance(rw, dict):
+            fields = ", ".join(f"{k}={rw[k]}" for k in ("addr", "length") if k in rw)
+            race = f"; after the kernel's check mallory rewrites descriptor {rw.get('slot_offset', 0)}: {fields}"
         what = "tx: doorbell after" if kind == "tx" else "fake ring in mallory's scratch page:"
-        return f"{what} {len(descs)} descriptor(s): {shown}{more}{tail}"
+        return f"{what} {len(descs)} descriptor(s): {shown}{more}{tail}{race}"
     if kind == "rx":
         addrs = op.get("addrs", [])
-        return f"rx: post {len(addrs)} buffer(s) at {', '.join(addrs[:6])}{' ...' if len(addrs) > 6 else ''}"
+        bell = "" if op.get("doorbell", True) else " (no doorbell)"
+        return f"rx: post {len(addrs)} buffer(s) at {', '.join(addrs[:6])}{' ...' if len(addrs) > 6 else ''}{bell}"
+    if kind == "pin":
+        return f"pin: mallory pins her {op['span']} page (access {op.get('access', 2)})"
+    if kind in ("unpin", "free"):
+        return f"{kind}: mallory {kind}s her {op['span']} page"
+    if kind == "victim_alloc":
+        return f"victim_alloc: alice allocates {op.get('pages', 1)} page(s) and fills them"
+    if kind == "doorbell":
+        return f"doorbell: mallory rings her {op['queue']} queue at its natural tail"
     if kind == "eve_sends":
         return f"eve sends {op.get('count', 1)} frame(s) to mallory"
     if kind == "reg":

@@ -40,6 +40,17 @@ _READ = Access.READ
 OWNER_SELF_UNPINNED = -3
 NO_OWNER = -4  # the verdict has no offending frame
 
+# -- TEST-ONLY HOOK -------------------------------------------------------------------------------
+#: Rules deliberately weakened, so that tests/fuzz/test_weakened_rule.py can prove the fuzzer finds
+#: the hole.  ALWAYS EMPTY IN PRODUCTION: nothing outside tests may add to it.  While it is not
+#: empty, ``verifier.fastpath.enabled()`` is None, so the compiled path cannot hide the weakening
+#: (a queue decides when it is opened: weaken before the machine is built, as a campaign's arenas are).
+#: ``"first-byte-only"``: the pin/access rule looks only at each buffer's first byte (a buffer that
+#: starts in a pinned frame and runs into the next frame passes).
+WEAKEN: set[str] = set()
+FIRST_BYTE_ONLY = "first-byte-only"
+# -- end of the test-only hook ---------------------------------------------------------------------
+
 
 @dataclass
 class Verdicts:
@@ -94,6 +105,8 @@ def check_ranges(
     last_i = np.zeros(n, dtype=np.int64)
     first_i[inside] = (addr[inside] >> np.uint64(PAGE_SHIFT)).astype(np.int64)
     last_i[inside] = ((end[inside] - np.uint64(1)) >> np.uint64(PAGE_SHIFT)).astype(np.int64)
+    if WEAKEN and FIRST_BYTE_ONLY in WEAKEN:  # test-only hook (see WEAKEN)
+        last_i = first_i
     ok = ~inside | pins.covers(first_i, last_i, need)
     bad = np.flatnonzero(~ok)
     if bad.size:
@@ -117,6 +130,8 @@ def pinned_mask(
     top = pins.sentinel
     first = np.minimum(addr >> _SHIFT, top).view(np.int64)
     last = np.minimum((addr + span) >> _SHIFT, top).view(np.int64)
+    if WEAKEN and FIRST_BYTE_ONLY in WEAKEN:  # test-only hook (see WEAKEN)
+        last = first
     ok = ok_frame[first]
     ok &= ok_frame[last]
     return ok

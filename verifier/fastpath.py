@@ -27,6 +27,8 @@ import numpy as np
 import numpy.typing as npt
 from cffi import FFI
 
+from verifier import checks
+
 SOURCE = Path(__file__).with_name("fastpath.c")
 
 CDEF = """
@@ -99,3 +101,12 @@ def load() -> FastPath | None:
         return FastPath(ffi, ffi.dlopen(str(path)))
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def enabled() -> FastPath | None:
+    """The fast path the kernel may use: ``load()``, or None while a test weakens a rule (``checks.WEAKEN``).
+
+    The compiled path implements the full rules; left on, it would accept or
+    refuse a batch before the weakened numpy rule is ever consulted.
+    """
+    return None if checks.WEAKEN else load()
