@@ -3,6 +3,11 @@
 Every class in round robin, judged by the oracle, rejections counted by an
 in-memory audit sink (``MemoryAudit``: the campaign default).  Issue 4's
 goal is 200,000 descriptors per second per core in batch mode.
+
+Sequence mode (``measure_sequence``): only the classes whose batches are
+operation sequences or ring-state attacks (``SEQUENCE_CLASSES``:
+use-after-unpin, race, ring-index), reported as descriptors and as attack
+batches (sequences) per second.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from dataclasses import dataclass
 from fuzz.campaign import run_campaign
 
 GOAL = 200_000
+SEQUENCE_CLASSES = ("use-after-unpin", "race", "ring-index")
 
 
 @dataclass(frozen=True)
@@ -21,17 +27,43 @@ class FuzzRate:
     descriptors: int
     seconds: float
     escapes: int
+    batches: int = 0
+    classes: str = "all"
 
     @property
     def rate(self) -> float:
         return self.descriptors / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def batch_rate(self) -> float:
+        """Attack batches (single doorbells or whole operation sequences) per second."""
+        return self.batches / self.seconds if self.seconds > 0 else 0.0
 
-def measure(protection: str, batch: int, seconds: float = 1.5, seed: int = 1) -> FuzzRate:
-    """One time-bounded campaign over every class; a fresh arena every 128 batches."""
-    arena_every = 128
-    result = run_campaign(protection, seed, seconds=seconds, batch=batch, arena_every=arena_every)
-    return FuzzRate(protection, batch, result.descriptors, result.seconds, result.escapes)
+
+def measure(
+    protection: str,
+    batch: int,
+    seconds: float = 1.5,
+    seed: int = 1,
+    classes: str | list[str] | None = None,
+    arena_every: int = 128,
+) -> FuzzRate:
+    """One time-bounded campaign over every class (or ``classes``); a fresh arena every ``arena_every`` batches."""
+    result = run_campaign(protection, seed, classes, seconds=seconds, batch=batch, arena_every=arena_every)
+    batches = sum(s.batches for s in result.stats.values())
+    label = "all" if classes is None else ",".join(result.classes)
+    return FuzzRate(protection, batch, result.descriptors, result.seconds, result.escapes, batches, label)
+
+
+def measure_sequence(
+    protection: str, batch: int = 128, seconds: float = 1.5, seed: int = 1, classes: tuple[str, ...] = SEQUENCE_CLASSES
+) -> FuzzRate:
+    """Sequence mode: the sequence and ring-state classes only (default use-after-unpin, race, ring-index).
+
+    Blocks of 8 batches, so a short measurement rotates over every class (a use-after-unpin sequence builds
+    an arena of its own: its blocks are the slow ones).
+    """
+    return measure(protection, batch, seconds, seed, list(classes), arena_every=8)
 
 
 def main() -> None:  # python -m bench.fuzz_bench
@@ -39,6 +71,12 @@ def main() -> None:  # python -m bench.fuzz_bench
         for batch in (1, 255):
             r = measure(protection, batch)
             print(f"{protection:9} batch {batch:3}: {r.rate:12,.0f} desc/s ({r.escapes:,} escapes)")
+        for classes in (SEQUENCE_CLASSES, *((c,) for c in SEQUENCE_CLASSES)):
+            s = measure_sequence(protection, classes=classes)
+            print(
+                f"{protection:9} sequence mode, {s.classes:32}: {s.rate:10,.0f} desc/s, "
+                f"{s.batch_rate:7,.0f} batches/s ({s.escapes:,} escapes)"
+            )
 
 
 if __name__ == "__main__":

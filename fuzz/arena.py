@@ -27,6 +27,8 @@ refusal is a verdict, not a crash.
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -35,6 +37,7 @@ import numpy.typing as npt
 
 from driver.clock import VirtualClock
 from driver.e1000 import E1000, EngineMode
+from driver.engine import DevicePoller
 from driver.wire import Cable
 from fuzz.oracle import Escape, Oracle
 from ring import indices
@@ -60,6 +63,9 @@ RING = 512  # mallory's raw rings: a batch of up to 255 descriptors always fits
 MAX_BATCH = 255
 FRAME_LEN = 256  # eve's frames to mallory
 SECRET = b"ALICE-SECRET:"
+THREAD_ROUNDS = 32  # tx_threaded: at most so many doorbells in one step
+THREAD_SECONDS = 0.5  # ... and at most so long (then the threads are stopped and the poller drained)
+THREAD_PAUSE = 0.0005  # after each doorbell the main thread sleeps this long: the device and the attacker run
 READ_WRITE = DEVICE_READ | DEVICE_WRITE
 
 
@@ -236,11 +242,17 @@ class Arena:
         ``tail``: ring that raw value instead of the natural tail; a negative
         value means so many slots behind the natural tail (ring-index attacks).
         ``rewrite``: the race -- mallory rewrites one of the slots just
-        written after the kernel checked them and before the device reads
-        them (an ``after_check`` hook on her TX queue, removed afterwards).
-        A mode without a kernel check (none, iommu) has no such window: the
-        rewrite lands right before the doorbell.
+        written at ``rewrite.point``: "after_check" (an ``after_check`` hook on
+        her TX queue: after the kernel checked them, before the device reads
+        them), "before_read" (a ``before_read`` hook: after the doorbell's tail
+        was judged, just before the kernel copies the descriptors in), each
+        removed afterwards; or "threaded" (``tx_threaded``: a second thread,
+        the threaded engine).  A mode without a kernel check (none, iommu) has
+        no such window: the rewrite lands right before the doorbell.
         """
+        if rewrite is not None and rewrite.point == "threaded":
+            self.tx_threaded(descs, rewrite)
+            return
         n = int(descs.size)
         start = self.tx_tail
         if n:
@@ -248,25 +260,82 @@ class Arena:
         self.tx_tail = indices.advance(self.tx_tail, n, RING)
         value = self.tx_tail if tail is None else (tail if tail >= 0 else (self.tx_tail + tail) % RING)
         state = self.kernel.queue("nic2", "tx").state if rewrite is not None else None
+        hooks = None
         hook = None
         if rewrite is not None:
             slot = (start + rewrite.slot_offset) % RING
 
             def hook(_state: object = None) -> None:
-                if rewrite.addr is not None:
-                    self.tx_ring["addr"][slot] = rewrite.addr & 0xFFFF_FFFF_FFFF_FFFF
-                if rewrite.length is not None:
-                    self.tx_ring["length"][slot] = rewrite.length & 0xFFFF
+                self._rewrite(slot, rewrite)
 
             if state is None:
                 hook()
             else:
-                state.after_check.append(hook)
+                hooks = state.before_read if rewrite.point == "before_read" else state.after_check
+                hooks.append(hook)
         try:
             self.mallory.map_registers("nic2").write32(self.tx_tail_offset, value & 0xFFFF_FFFF)
         finally:
-            if state is not None and hook is not None:
-                state.after_check.remove(hook)
+            if hooks is not None and hook is not None:
+                hooks.remove(hook)
+
+    def _rewrite(self, slot: int, rewrite: Rewrite) -> None:
+        if rewrite.addr is not None:
+            self.tx_ring["addr"][slot] = rewrite.addr & 0xFFFF_FFFF_FFFF_FFFF
+        if rewrite.length is not None:
+            self.tx_ring["length"][slot] = rewrite.length & 0xFFFF
+
+    def tx_threaded(self, descs: npt.NDArray[np.void], rewrite: Rewrite) -> None:
+        """The threaded race: nic2 runs on a ``DevicePoller`` for this step while a second thread keeps rewriting.
+
+        The main thread posts ``descs`` and rings the doorbell ``rewrite.rounds``
+        times (bounded by ``THREAD_ROUNDS``, the ring and ``THREAD_SECONDS``);
+        meanwhile an attacker thread rewrites, over and over, descriptor
+        ``slot_offset`` of the latest round.  Whether a rewrite lands before
+        the kernel's read, between check and device read, or after the device
+        is a matter of thread scheduling: not reproducible by seed.  Both
+        threads are stopped, the poller drained and nic2 set back to the
+        inline engine before this returns.
+        """
+        n = int(descs.size)
+        rounds = max(1, min(rewrite.rounds, THREAD_ROUNDS, MAX_BATCH // max(n, 1)))
+        dev = self.nics["nic2"]
+        window = self.mallory.map_registers("nic2")
+        target = [-1]  # the slot the attacker rewrites (-1: none yet)
+        stop = threading.Event()
+
+        def attacker() -> None:
+            while not stop.is_set():
+                slot = target[0]
+                if slot >= 0:
+                    self._rewrite(slot, rewrite)
+                time.sleep(0)  # let the others run: the race is in the interleaving
+
+        deadline = time.monotonic() + THREAD_SECONDS
+        dev.mode = EngineMode.THREADED
+        poller = DevicePoller([dev])
+        thread = threading.Thread(target=attacker, name="fuzz-attacker", daemon=True)
+        poller.start()
+        thread.start()
+        try:
+            for _ in range(rounds):
+                if time.monotonic() >= deadline:
+                    break
+                start = self.tx_tail
+                if n:
+                    indices.write_window(self.tx_ring, start, descs)
+                self.tx_tail = indices.advance(start, n, RING)
+                if n:
+                    target[0] = (start + rewrite.slot_offset % n) % RING
+                window.write32(self.tx_tail_offset, self.tx_tail)
+                time.sleep(THREAD_PAUSE)  # the device and the attacker run now, in whatever order
+        finally:
+            stop.set()
+            thread.join(timeout=1.0)
+            poller.drain(timeout_s=1.0)
+            poller.stop()
+            dev.mode = EngineMode.INLINE
+        self.log.append(f"tx_threaded: {rounds} round(s) of {n} descriptor(s), poller rounds {poller.rounds}")
 
     def rx(self, addrs: npt.NDArray[np.uint64], doorbell: bool = True) -> None:
         """Post empty RX buffers at ``addrs`` on mallory's RX ring and ring the doorbell (unless told not to)."""
@@ -287,6 +356,9 @@ class Arena:
     def pin(self, span: str, access: int) -> None:
         """Mallory pins one of her spans; the oracle's pin reference learns of it (nothing else does)."""
         region = self.spans[span]
+        if span in self.handles:  # one pin per span: the oracle's pin reference keeps no counts
+            self.log.append(f"pin {span}: already pinned (handle {self.handles[span]}), skipped")
+            return
         try:
             handle = self.mallory.pin(region.vaddr, region.size, access)
         except KernelError as err:

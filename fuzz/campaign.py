@@ -6,8 +6,15 @@ iterations in a fresh arena, with its own generator
 ``numpy.random.default_rng([seed, b])``.  An iteration is one batch posted
 with one doorbell (RX classes: eve then sends as many frames as buffers were
 posted, so every posted buffer is used).  Blocks are independent, so the
-same seed gives the same batches whatever the time limit, and a later
-``--jobs`` mode can hand disjoint blocks to worker processes and merge.
+same seed gives the same batches whatever the time limit, and ``--jobs N``
+(fuzz/jobs.py) hands worker ``j`` the blocks ``j, j+N, j+2N, ...`` and
+merges: with ``--iterations`` the merged counts equal a one-process run's.
+
+With a ``Coverage`` (fuzz/coverage.py) every batch runs traced over
+``verifier/``; a batch that reaches new lines is kept (``result.kept``), and
+each later batch of a class with kept batches is, with probability
+``MUTATE_CHANCE``, a mutation of one of them instead of a fresh one.  Batches
+passed in ``corpus`` (from ``--corpus DIR``) start the kept set.
 
 Per class the campaign counts descriptors *generated*, *rejected* (the
 audit sink's record count delta over the batch), *accepted-and-safe* (the
@@ -27,6 +34,7 @@ import numpy as np
 
 from fuzz.arena import MAX_BATCH, Arena
 from fuzz.classes import AttackClass, Batch, select
+from fuzz.coverage import MAX_KEPT, MUTATE_CHANCE, Coverage, mutate_batch
 from fuzz.oracle import AuditWatch, Budget, Escape, audit_complete, bounded_step
 from verifier import audit_read
 from verifier.memory_audit import MemoryAudit
@@ -74,6 +82,17 @@ class Finding:
 
 
 @dataclass
+class Kept:
+    """A batch kept by coverage feedback: it reached ``new_lines`` lines of verifier/ no earlier batch had."""
+
+    cls: str
+    batch: Batch
+    new_lines: int
+    block: int
+    iteration: int
+
+
+@dataclass
 class ProgressInfo:
     iterations: int
     total: int | None  # iterations planned, or None when time-bounded
@@ -96,6 +115,10 @@ class CampaignResult:
     findings: list[Finding] = field(default_factory=list)
     #: end-of-campaign audit completeness problems (counters against records, the chain); each is an escape
     audit_problems: list[Escape] = field(default_factory=list)
+    #: verifier lines reached (``file:line``), or None when coverage was off
+    coverage: set[str] | None = None
+    kept: list[Kept] = field(default_factory=list)
+    jobs: int = 1
 
     @property
     def descriptors(self) -> int:
@@ -123,6 +146,7 @@ class CampaignResult:
                 for f in self.findings
             ],
             "audit_problems": [e.what for e in self.audit_problems],
+            **({} if self.coverage is None else {"coverage": {"lines": len(self.coverage), "kept": len(self.kept)}}),
         }
 
 
@@ -180,6 +204,13 @@ def guarded_step(arena: Arena, batch: Batch) -> list[Escape]:
     return arena.settle()
 
 
+def traced_step(cov: Coverage, arena: Arena, batch: Batch) -> tuple[list[Escape], int]:
+    """``guarded_step`` under coverage: the oracle's verdict and how many new verifier lines it reached."""
+    out: list[list[Escape]] = []
+    new = cov.run(lambda: out.append(guarded_step(arena, batch)))
+    return out[0], new
+
+
 def run_campaign(
     protection: Protection | str,
     seed: int,
@@ -190,12 +221,23 @@ def run_campaign(
     progress: Callable[[ProgressInfo], None] | None = None,
     batch: int = DEFAULT_BATCH,
     arena_every: int = ARENA_EVERY,
+    job: int = 0,
+    jobs: int = 1,
+    coverage: Coverage | bool = False,
+    corpus: list[tuple[str, Batch]] | None = None,
 ) -> CampaignResult:
-    """Run a campaign for ``iterations`` batches or ``seconds`` (one of them; both: whichever ends first)."""
+    """Run a campaign for ``iterations`` batches or ``seconds`` (one of them; both: whichever ends first).
+
+    ``job``/``jobs``: run only blocks ``job, job+jobs, ...`` (with ``iterations``: those blocks' share of
+    the iterations), for fuzz/jobs.py.  ``coverage``: True or a ``Coverage`` turns on coverage feedback.
+    ``corpus``: (class name, batch) pairs to mutate from the start.
+    """
     if iterations is None and seconds is None:
         raise ValueError("give iterations or seconds")
     if not 1 <= batch <= MAX_BATCH:
         raise ValueError(f"batch must be 1..{MAX_BATCH}, got {batch}")
+    if not 0 <= job < jobs:
+        raise ValueError(f"job must be 0..{jobs - 1}, got {job}")
     protection = Protection(protection)
     if isinstance(classes, list) and all(isinstance(c, AttackClass) for c in classes) and classes:
         chosen = [c for c in classes if isinstance(c, AttackClass)]
@@ -203,9 +245,14 @@ def run_campaign(
         chosen = select(
             [c if isinstance(c, str) else c.name for c in classes] if isinstance(classes, list) else classes
         )
+    cov = Coverage() if coverage is True else coverage if isinstance(coverage, Coverage) else None
+    pool: dict[str, list[Batch]] = {c.name: [] for c in chosen}
+    for name, b in corpus or []:
+        if name in pool:
+            pool[name].append(b)
     sink: AuditSink = audit if audit is not None else MemoryAudit(keep=1000)
     watch = AuditWatch(sink, verify=audit_read.verify, read_records=audit_read.read_records)
-    result = CampaignResult(protection, seed, [c.name for c in chosen], batch)
+    result = CampaignResult(protection, seed, [c.name for c in chosen], batch, jobs=jobs)
     result.stats = {c.name: ClassStats() for c in chosen}
     per_block = arena_every
     if iterations is not None:
@@ -215,7 +262,7 @@ def run_campaign(
     deadline = None if seconds is None else start + seconds
     last_report = 0.0
     done = 0
-    block = 0
+    block = job
 
     def out_of_time() -> bool:
         return deadline is not None and time.perf_counter() >= deadline
@@ -227,24 +274,35 @@ def run_campaign(
                 seen.add((cls.name, esc.kind))
                 result.findings.append(Finding(cls.name, esc.kind, esc, b, block, it))
 
-    while (iterations is None or done < iterations) and not out_of_time():
+    while (iterations is None or block * per_block < iterations) and not out_of_time():
         cls = chosen[block % len(chosen)]
         rng = np.random.default_rng([seed, block])
         arena = Arena.build(protection, seed, sink, detail_limit=DETAIL_LIMIT)
         watch.watch(arena)
         stats = result.stats[cls.name]
+        kept = pool[cls.name]
         last: Batch | None = None
-        for it in range(per_block):
-            if (iterations is not None and done >= iterations) or out_of_time():
+        todo = per_block if iterations is None else min(per_block, iterations - block * per_block)
+        for it in range(todo):
+            if out_of_time():
                 break
-            b = cls.generate(rng, arena.map, batch)
+            if kept and rng.random() < MUTATE_CHANCE:
+                b = mutate_batch(rng, kept[int(rng.integers(0, len(kept)))])
+            else:
+                b = cls.generate(rng, arena.map, batch)
             if b.fresh and last is not None:  # a sequence that needs the memory map as built: an arena of its own
                 record(cls, arena.close(), last, it - 1)
                 stats.escapes += arena.take_suppressed()
                 arena = Arena.build(protection, seed, sink, detail_limit=DETAIL_LIMIT)
                 watch.watch(arena)
             before = audit_count(sink)
-            found = guarded_step(arena, b)
+            if cov is None:
+                found = guarded_step(arena, b)
+            else:
+                found, new = traced_step(cov, arena, b)
+                if new and len(result.kept) < MAX_KEPT:
+                    kept.append(b)
+                    result.kept.append(Kept(cls.name, b, new, block, it))
             extra = arena.take_suppressed()
             rejected = audit_count(sink) - before
             stats.generated += b.size
@@ -264,10 +322,12 @@ def run_campaign(
         if last is not None:
             record(cls, arena.close(), last, per_block - 1)
             stats.escapes += arena.take_suppressed()
-        block += 1
+        block += jobs
     result.audit_problems = audit_complete(watch)
     result.iterations = done
     result.seconds = time.perf_counter() - start
+    if cov is not None:
+        result.coverage = set(cov.relative())
     if progress is not None:
         progress(_info(result, done, iterations, result.seconds, seconds))
     return result

@@ -31,6 +31,12 @@ carry ``"doorbell": false`` (written only; a later ``doorbell`` op with
 ``queue`` "rx" or "tx" rings it), and the lifetime operations ``pin``
 (``span``: "uaf", ``access``), ``unpin``, ``free`` (mallory's span) and
 ``victim_alloc`` (alice allocates ``pages``, which the oracle then guards).
+
+The race may land elsewhere: ``rewrite_before_read`` (same fields; written
+just before the kernel copies the descriptors in, a ``before_read`` hook)
+or ``rewrite_threaded`` (plus ``rounds``: a second thread rewriting while
+nic2 runs on the threaded engine; its replay depends on thread timing, so
+it is evidence, not a deterministic reproducer).  One race per ``tx`` op.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ import numpy as np
 
 from fuzz.arena import SCENARIO, Arena
 from fuzz.campaign import Finding, audit_count, guarded_step
-from fuzz.classes import Batch, Rewrite, tx_batch
+from fuzz.classes import AFTER_CHECK, BEFORE_READ, THREADED, Batch, Rewrite, tx_batch
 from fuzz.oracle import Escape
 from verifier.memory_audit import MemoryAudit
 from verifier.protection import Protection
@@ -94,6 +100,9 @@ def _int(value: object) -> int:
     raise CaseError(f"expected an integer, got {value!r}")
 
 
+#: The op key of a race rewrite, by ``Rewrite.point``.
+REWRITE_KEYS = {AFTER_CHECK: "rewrite_after_check", BEFORE_READ: "rewrite_before_read", THREADED: "rewrite_threaded"}
+POINT_OF = {key: point for point, key in REWRITE_KEYS.items()}
 SPANS = ("uaf",)  # mallory's spans the lifetime operations may name
 OPS = ("tx", "rx", "eve_sends", "fake_ring", "reg", "pin", "unpin", "free", "victim_alloc", "doorbell")
 
@@ -114,7 +123,9 @@ def batch_ops(batch: Batch) -> list[dict[str, Any]]:
                 rw["addr"] = f"{batch.rewrite.addr:#x}"
             if batch.rewrite.length is not None:
                 rw["length"] = batch.rewrite.length
-            op["rewrite_after_check"] = rw
+            if batch.rewrite.point == THREADED:
+                rw["rounds"] = batch.rewrite.rounds
+            op[REWRITE_KEYS[batch.rewrite.point]] = rw
         return [op]
     if kind == "rx":
         assert batch.addrs is not None
@@ -157,17 +168,23 @@ def op_batch(op: dict[str, Any]) -> Batch:
             tail = -_int(op["tail_back"])
         descs = _descs_from(op.get("descs", []))
         rewrite = None
-        rw = op.get("rewrite_after_check")
-        if rw is not None:
+        given = [key for key in REWRITE_KEYS.values() if key in op]
+        if len(given) > 1:
+            raise CaseError(f"tx: one race per op, got {', '.join(given)}")
+        if given:
+            key = given[0]
+            rw = op[key]
             if not isinstance(rw, dict):
-                raise CaseError("rewrite_after_check must be an object")
+                raise CaseError(f"{key} must be an object")
             slot = _int(rw.get("slot_offset", 0))
             if not 0 <= slot < max(1, descs.size):
-                raise CaseError(f"rewrite_after_check: slot_offset {slot} is not one of the {descs.size} descriptors")
+                raise CaseError(f"{key}: slot_offset {slot} is not one of the {descs.size} descriptors")
             rewrite = Rewrite(
                 slot,
                 _int(rw["addr"]) if "addr" in rw else None,
                 _int(rw["length"]) if "length" in rw else None,
+                point=POINT_OF[key],
+                rounds=_int(rw.get("rounds", 1)),
             )
         return Batch("tx", descs, tail=tail, rewrite=rewrite)
     if kind == "rx":
@@ -321,13 +338,14 @@ def _with_items(case: Case, index: int, key: str, keep: list[int]) -> Case:
     ops = [dict(op) for op in case.ops]
     op = ops[index]
     op[key] = [case.ops[index][key][i] for i in keep]
-    rw = op.get("rewrite_after_check")
-    if isinstance(rw, dict):
-        slot = _int(rw.get("slot_offset", 0))
-        if slot in keep:
-            op["rewrite_after_check"] = {**rw, "slot_offset": keep.index(slot)}
-        else:
-            del op["rewrite_after_check"]
+    for rw_key in REWRITE_KEYS.values():
+        rw = op.get(rw_key)
+        if isinstance(rw, dict):
+            slot = _int(rw.get("slot_offset", 0))
+            if slot in keep:
+                op[rw_key] = {**rw, "slot_offset": keep.index(slot)}
+            else:
+                del op[rw_key]
     for other in ops:  # eve sends as many frames as there are buffers posted
         if other["op"] == "eve_sends" and key == "addrs":
             other["count"] = max(1, len(keep))
@@ -337,9 +355,10 @@ def _with_items(case: Case, index: int, key: str, keep: list[int]) -> Case:
 def _covering(op: dict[str, Any], key: str, address: int | None) -> list[int]:
     """Positions of the items to try alone first: the raced descriptor, then those whose range covers ``address``."""
     out = []
-    rw = op.get("rewrite_after_check")
-    if isinstance(rw, dict):
-        out.append(_int(rw.get("slot_offset", 0)))
+    for rw_key in REWRITE_KEYS.values():
+        rw = op.get(rw_key)
+        if isinstance(rw, dict):
+            out.append(_int(rw.get("slot_offset", 0)))
     if address is not None:
         for i, item in enumerate(op[key]):
             addr = _int(item["addr"] if isinstance(item, dict) else item)

@@ -27,7 +27,14 @@ Some classes are *operation sequences* (``Batch("seq", steps=[...])``): pin,
 post, unpin, free, alice's allocation, doorbell and eve's frames in one
 order (``use-after-unpin``; the overrun variant of ``ring-index``).  A
 batch with ``fresh`` set runs in an arena of its own, so its lifetime
-steps start from the memory map the generator aimed at.
+steps start from the memory map the generator aimed at.  ``interleave``
+draws such sequences at random (by seed) from every kind of step.
+
+``OPT_IN`` holds classes left out of the default list, selectable by name:
+``race-points`` (the race write at each point where the kernel reads user
+memory, ``before_read`` or ``after_check``, chosen by seed) and
+``race-threaded`` (a second thread rewriting while the threaded engine
+runs: not reproducible by seed).
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from fuzz.arena import MemoryMap
+from fuzz.arena import THREAD_ROUNDS, MemoryMap
 from ring import regs
 from ring.descriptors import (
     TX_DESC,
@@ -62,13 +69,22 @@ RACY = frozenset({Protection.NONE, Protection.UNSAFE_INPLACE})
 NOWHERE: frozenset[Protection] = frozenset()
 
 
+#: Where a race's write lands (``Rewrite.point``): after the kernel's check and before the device's read (the
+#: TOCTOU window), just before the kernel reads the user descriptors (must be judged like any descriptor), or
+#: from a second thread while the threaded engine runs the device (timing decides; not reproducible by seed).
+AFTER_CHECK, BEFORE_READ, THREADED = "after_check", "before_read", "threaded"
+POINTS = (AFTER_CHECK, BEFORE_READ, THREADED)
+
+
 @dataclass(frozen=True)
 class Rewrite:
-    """A race: what mallory writes into one just-checked TX slot before the device reads it."""
+    """A race: what mallory writes into one TX slot of the batch, and when (``point``, one of ``POINTS``)."""
 
     slot_offset: int  # which descriptor of the batch (0: the first written)
     addr: int | None = None
     length: int | None = None
+    point: str = AFTER_CHECK
+    rounds: int = 1  # threaded: how many times the batch is posted and rung while the second thread rewrites
 
 
 #: Kinds of a single step; "seq" holds several steps of any of these kinds.
@@ -321,6 +337,90 @@ def race(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
     return Batch("tx", descs, rewrite=rewrite)
 
 
+def _race_descs(
+    rng: np.random.Generator, m: MemoryMap, n: int
+) -> tuple[npt.NDArray[np.void], int, int | None, int | None]:
+    """Valid descriptors from mallory's read pin, a slot, and its rewrite (addr, length): a kernel canary frame,
+    or a length past the pin."""
+    length = lengths(rng, n)
+    descs = tx_batch(inside(rng, m.read_pin.bus, m.read_pin.size, length), length)
+    slot = int(rng.integers(0, n))
+    if rng.random() < 0.6:
+        return descs, slot, m.kernel.phys + int(rng.integers(0, m.kernel.size // PAGE_SIZE)) * PAGE_SIZE, None
+    addr = int(descs["addr"][slot])
+    return descs, slot, None, min(0xFFFF, m.read_pin.end - addr + 1 + int(rng.integers(0, PAGE_SIZE)))
+
+
+def race_points(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+    """The race at every point where the kernel reads user memory, the point chosen by seed: ``before_read``
+    (just before the kernel copies the descriptors in: the write is judged, so only ``none`` falls) or
+    ``after_check`` (between the check and the device's read: ``unsafe-inplace`` and ``none`` fall)."""
+    descs, slot, addr, length = _race_descs(rng, m, n)
+    point = BEFORE_READ if rng.random() < 0.5 else AFTER_CHECK
+    return Batch("tx", descs, rewrite=Rewrite(slot, addr, length, point=point))
+
+
+def race_threaded(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+    """A second thread keeps rewriting a descriptor (to a kernel canary frame, or a length past the pin) while
+    the main thread posts a few valid ones and rings the doorbell, round after round, with nic2 on the threaded
+    engine (``Arena.tx_threaded``).  Timing decides which rewrites land where: not reproducible by seed."""
+    k = max(1, min(n, 8))
+    descs, slot, addr, length = _race_descs(rng, m, k)
+    return Batch("tx", descs, rewrite=Rewrite(slot, addr, length, point=THREADED, rounds=THREAD_ROUNDS))
+
+
+#: Registers other than the tails (refused when the kernel traps mallory's register window).
+STRAY = (regs.CTRL, regs.RCTL, regs.TCTL, regs.IMS, regs.RDLEN, regs.RDH, regs.TIDV)
+
+
+def interleave(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+    """A random interleaving (by seed) of lifetime and ring operations on mallory's spare page and her pins:
+    pin (any access), unpin, free, RX buffers posted with or without a doorbell, TX, doorbells, a register
+    write (one other than the tails), alice's allocation and eve's frames, in random order, with arguments
+    from the live map (the spare page ``uaf``, her read/write pins, her unpinned pages).  Refused lifetime
+    operations are notes.  Every RX buffer posted is rung and used by eve before the sequence ends."""
+    steps: list[Batch] = []
+    k_max = max(1, min(n, 4))
+    rx_spans = (m.uaf, m.uaf, m.write_pin, m.rw_pin, m.unpinned)
+    tx_spans = (m.uaf, m.uaf, m.read_pin, m.rw_pin, m.unpinned)
+    posted = 0  # RX buffers written and not yet matched by eve's frames (eve sends at most that many)
+    total = 0  # RX buffers written in all
+    for _ in range(int(rng.integers(4, 13))):
+        op = int(rng.integers(0, 10))
+        if op == 0:
+            steps.append(Batch("pin", span="uaf", access=int(rng.integers(1, 4))))
+        elif op == 1:
+            steps.append(Batch("unpin", span="uaf"))
+        elif op == 2:
+            steps.append(Batch("free", span="uaf"))
+        elif op == 3:
+            steps.append(Batch("victim_alloc", count=1))
+        elif op == 4:
+            k = int(rng.integers(1, k_max + 1))
+            span = rx_spans[int(rng.integers(0, len(rx_spans)))]
+            addrs = (span.bus + rng.integers(0, span.size // 2048, k) * 2048).astype(np.uint64)
+            steps.append(Batch("rx", addrs=addrs, doorbell=bool(rng.random() < 0.5), eve=False))
+            posted += k
+            total += k
+        elif op == 5:
+            k = int(rng.integers(1, k_max + 1))
+            span = tx_spans[int(rng.integers(0, len(tx_spans)))]
+            length = lengths(rng, k, 14, 1024)
+            steps.append(Batch("tx", tx_batch(inside(rng, span.bus, span.size, length), length)))
+        elif op == 6:
+            steps.append(Batch("doorbell", span="rx" if rng.random() < 0.7 else "tx"))
+        elif op == 7:
+            writes = [(int(rng.choice(STRAY)), int(rng.integers(0, 1 << 32)))]
+            steps.append(Batch("reg", writes=writes))
+        else:
+            count = max(1, min(posted, int(rng.integers(1, k_max + 1))))
+            steps.append(Batch("eve", count=count))
+            posted = max(0, posted - count)
+    if total:  # ring what was only written, and enough frames for every buffer ever posted (extra ones drop)
+        steps += [Batch("doorbell", span="rx"), Batch("eve", count=total)]
+    return Batch("seq", steps=steps, fresh=True)
+
+
 def use_after_unpin(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
     """Mallory pins her spare page for RX and writes buffers in it, then unpins it: before the doorbell
     (the device is rung with buffers she no longer pinned), and perhaps frees it and lets alice allocate the
@@ -359,8 +459,16 @@ def register(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
     return Batch("reg", fake, writes=writes)
 
 
-CLASSES: dict[str, AttackClass] = {
-    c.name: c
+class ClassTable(dict[str, AttackClass]):
+    """The default classes; looking up an opt-in class by name (``CLASSES["race-threaded"]``) also works,
+    while iterating, ``len`` and ``in`` see the default ones only."""
+
+    def __missing__(self, name: str) -> AttackClass:
+        return OPT_IN[name]
+
+
+CLASSES: dict[str, AttackClass] = ClassTable(
+    (c.name, c)
     for c in (
         AttackClass("kernel-tx", "TX from kernel memory (canary frames)", NONE_ONLY, kernel_tx),
         AttackClass("kernel-rx", "RX buffers in kernel memory", NONE_ONLY, kernel_rx),
@@ -377,19 +485,34 @@ CLASSES: dict[str, AttackClass] = {
         AttackClass("register", "writes other than the tail: TDBAL to a fake ring", NONE_ONLY, register),
         AttackClass("race", "a checked TX descriptor rewritten before the device reads it", RACY, race),
         AttackClass("use-after-unpin", "unpin, free, alice reuses the frame", NONE_ONLY, use_after_unpin),
+        AttackClass("interleave", "random interleavings of pin, unpin, free, post, doorbell", NONE_ONLY, interleave),
+    )
+)
+
+#: Classes outside the default list, selectable by name (``--classes race-points,race-threaded``).
+#: ``race-points`` is deterministic but escapes in unsafe-inplace too (the default list keeps ``race`` the
+#: only class that does, and race-points' before_read writes are rejected there);
+#: ``race-threaded`` depends on thread scheduling: not reproducible by seed.
+OPT_IN: dict[str, AttackClass] = {
+    c.name: c
+    for c in (
+        AttackClass("race-points", "a race write at each kernel read point, chosen by seed", RACY, race_points),
+        AttackClass("race-threaded", "a second thread rewriting while the threaded engine runs", RACY, race_threaded),
     )
 }
 
 
 def select(names: str | list[str] | None) -> list[AttackClass]:
-    """Classes by name (comma-separated or a list; None or "all": every class); ValueError lists unknown ones."""
+    """Classes by name (comma-separated or a list; None or "all": every class of ``CLASSES``, the opt-in ones
+    of ``OPT_IN`` only by name); ValueError lists unknown ones."""
     if names is None or names == "all" or names == ["all"]:
         return list(CLASSES.values())
     wanted = [n.strip() for n in (names.split(",") if isinstance(names, str) else names) if n.strip()]
-    unknown = [n for n in wanted if n not in CLASSES]
+    known = {**CLASSES, **OPT_IN}
+    unknown = [n for n in wanted if n not in known]
     if unknown or not wanted:
         raise ValueError(
             f"unknown attack class{'es' if len(unknown) > 1 else ''}: {', '.join(unknown) or '(none given)'} "
-            f"(known: {', '.join(CLASSES)})"
+            f"(known: {', '.join(known)})"
         )
-    return [CLASSES[n] for n in dict.fromkeys(wanted)]
+    return [known[n] for n in dict.fromkeys(wanted)]

@@ -7,6 +7,12 @@ when anything escaped, 0 when nothing did, 2 on bad usage (one line on
 stderr, as everywhere in ``nic-sandbox``).  ``fuzz replay CASE.json`` exits
 1 while the case still escapes and 0 once it does not.
 
+``--jobs N`` runs the campaign in N worker processes (fuzz/jobs.py; with
+``--audit-log PATH`` each writes ``PATH.jobN``), ``--coverage`` turns on
+coverage feedback over verifier/ (fuzz/coverage.py), and ``--corpus DIR``
+replays DIR's cases first, mutates them, and adds new findings and
+coverage-kept inputs to DIR.
+
 This module imports ``sandbox.cli`` for its error type; ``cli.build_parser``
 imports this module when it runs, so there is no import cycle.
 """
@@ -14,6 +20,8 @@ imports this module when it runs, so there is no import cycle.
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,7 +33,8 @@ from rich.table import Table
 from driver.e1000 import EngineMode
 from fuzz import case as case_mod
 from fuzz.campaign import CampaignResult, ProgressInfo, run_campaign
-from fuzz.classes import CLASSES, select
+from fuzz.classes import CLASSES, Batch, select
+from fuzz.jobs import MAX_JOBS, run_jobs
 from sandbox.cli import UsageError
 from sandbox.kernel_flags import open_audit
 from verifier.memory_audit import MemoryAudit
@@ -75,7 +84,9 @@ def build_fuzz_parser(sub: argparse._SubParsersAction[P]) -> None:
             "  nic-sandbox fuzz replay fuzz/corpus/none-kernel-tx-leak.json\n"
             "  nic-sandbox fuzz replay fuzz/corpus/none-kernel-tx-leak.json --protection verifier\n"
             "  nic-sandbox fuzz --protection unsafe-inplace --classes race --iterations 4   the TOCTOU race\n"
-            "  nic-sandbox fuzz replay fuzz/corpus/unsafe-inplace-race-leak.json\n\n"
+            "  nic-sandbox fuzz replay fuzz/corpus/unsafe-inplace-race-leak.json\n"
+            "  nic-sandbox fuzz --jobs 2 --iterations 2000 --seed 7      two worker processes, merged\n"
+            "  nic-sandbox fuzz --coverage --corpus /tmp/corp --iterations 600   keep inputs that reach new lines\n\n"
             "exit codes: 0 no escape, 1 an escape (campaign) or still escaping (replay), 2 bad usage"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -104,6 +115,22 @@ def build_fuzz_parser(sub: argparse._SubParsersAction[P]) -> None:
         metavar="PATH",
         help="also write every rejection to this hash-chained log (slower; default: counted in memory only)",
     )
+    fuzz.add_argument(
+        "--jobs",
+        type=_number(int, "--jobs", 1, MAX_JOBS),
+        help="worker processes with disjoint blocks, merged (default 1; with --audit-log each writes PATH.jobN)",
+    )
+    fuzz.add_argument(
+        "--coverage",
+        action="store_true",
+        default=None,
+        help="coverage feedback: keep batches that reach new lines of verifier/ and mutate them (slower)",
+    )
+    fuzz.add_argument(
+        "--corpus",
+        metavar="DIR",
+        help="replay every *.json case in DIR first, start from them, and add new findings and kept inputs to DIR",
+    )
     fuzz.add_argument("--json", action="store_true", help="print the report as JSON instead of tables")
     fuzz.set_defaults(func=cmd_fuzz)
 
@@ -117,7 +144,18 @@ def cmd_fuzz(args: argparse.Namespace, out: Console) -> int:
             )
         given = [
             f"--{k.replace('_', '-')}"
-            for k in ("seconds", "iterations", "seed", "classes", "batch", "out", "audit_log")
+            for k in (
+                "seconds",
+                "iterations",
+                "seed",
+                "classes",
+                "batch",
+                "out",
+                "audit_log",
+                "jobs",
+                "coverage",
+                "corpus",
+            )
             if getattr(args, k) is not None
         ]
         if given:
@@ -133,29 +171,113 @@ def cmd_fuzz(args: argparse.Namespace, out: Console) -> int:
     if seconds is None and args.iterations is None:
         seconds = DEFAULT_SECONDS
     directory = Path(args.out or DEFAULT_OUT)
-    audit: AuditSink
-    if args.audit_log:
-        try:
-            audit = open_audit(args.audit_log, protection, "never", EngineMode.INLINE)
-        except ValueError as err:
-            raise UsageError(str(err)) from None
+    jobs = args.jobs or 1
+    corpus_dir = Path(args.corpus) if args.corpus else None
+    replayed, seeds = _load_corpus(corpus_dir, protection) if corpus_dir is not None else ([], [])
+    audit_logs: list[str] = []
+    if jobs > 1:
+        factory = None
+        if args.audit_log:
+            audit_logs = [f"{args.audit_log}.job{j}" for j in range(jobs)]
+            try:  # refuse a bad path here, with one line, not in a worker
+                for path in audit_logs:
+                    existed = Path(path).exists()  # an existing log is appended to, never removed
+                    open_audit(path, protection, "never", EngineMode.INLINE).close()
+                    if not existed:
+                        Path(path).unlink()
+            except ValueError as err:
+                raise UsageError(str(err)) from None
+            factory = functools.partial(_job_audit, args.audit_log, protection)
+        kwargs: dict[str, Any] = {} if args.batch is None else {"batch": args.batch}
+        result = run_jobs(
+            protection,
+            seed,
+            [c.name for c in classes],
+            jobs,
+            iterations=args.iterations,
+            seconds=seconds,
+            audit_factory=factory,
+            coverage=bool(args.coverage),
+            corpus=seeds,
+            **kwargs,
+        )
     else:
-        audit = MemoryAudit(keep=1000)
-    try:
-        result = _run(out, args, protection, seed, classes, seconds, audit)
-    finally:
-        if hasattr(audit, "close"):
-            audit.close()
+        audit: AuditSink
+        if args.audit_log:
+            try:
+                audit = open_audit(args.audit_log, protection, "never", EngineMode.INLINE)
+            except ValueError as err:
+                raise UsageError(str(err)) from None
+        else:
+            audit = MemoryAudit(keep=1000)
+        try:
+            result = _run(out, args, protection, seed, classes, seconds, audit, seeds)
+        finally:
+            if hasattr(audit, "close"):
+                audit.close()
     cases = _write_cases(result, directory)
+    added = _grow_corpus(result, cases, corpus_dir) if corpus_dir is not None else []
     report = _report(result, cases, args.audit_log)
+    if audit_logs:
+        report["audit_logs"] = audit_logs
+    if corpus_dir is not None:
+        report["corpus"] = {"dir": str(corpus_dir), "replayed": replayed, "added": added}
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (directory / "report.md").write_text(_markdown(report))
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        _print(out, result, cases, directory)
-    return EXIT_ESCAPE if result.escapes else 0
+        _print(out, result, cases, directory, replayed, added)
+    still = any(r["verdict"] == "escapes" for r in replayed)
+    return EXIT_ESCAPE if result.escapes or still else 0
+
+
+def _job_audit(path: str, protection: Protection, job: int) -> AuditSink:
+    """Worker ``job``'s own audit log: ``PATH.jobN`` (module level: picklable for spawned workers)."""
+    return open_audit(f"{path}.job{job}", protection, "never", EngineMode.INLINE)
+
+
+def _load_corpus(directory: Path, protection: Protection) -> tuple[list[dict[str, Any]], list[tuple[str, Batch]]]:
+    """Replay every case in DIR under ``protection``; return the verdicts and the cases as sequences to mutate."""
+    replayed: list[dict[str, Any]] = []
+    seeds: list[tuple[str, Batch]] = []
+    if not directory.exists():
+        return replayed, seeds
+    if not directory.is_dir():
+        raise UsageError(f"--corpus {directory}: not a directory")
+    for path in sorted(directory.glob("*.json")):
+        try:
+            found = case_mod.Case.load(path)
+        except case_mod.CaseError as err:
+            raise UsageError(f"--corpus: {err}") from None
+        again = case_mod.replay(found, protection)
+        replayed.append(
+            {"case": str(path), "class": found.cls, "verdict": again.verdict, "kinds": sorted(again.kinds())}
+        )
+        steps = [case_mod.op_batch(op) for op in found.ops]
+        seeds.append((found.cls, Batch("seq", steps=steps, fresh=True)))
+    return replayed, seeds
+
+
+def _grow_corpus(result: CampaignResult, cases: dict[tuple[str, str], str], directory: Path) -> list[str]:
+    """Copy new distinct findings' cases and write the coverage-kept batches into DIR; return the new paths."""
+    added: list[str] = []
+    directory.mkdir(parents=True, exist_ok=True)
+    for path in cases.values():
+        target = directory / Path(path).name
+        if not target.exists():
+            target.write_text(Path(path).read_text())
+            added.append(str(target))
+    for kept in result.kept:
+        ops = case_mod.batch_ops(kept.batch)
+        digest = hashlib.sha1(json.dumps(ops, sort_keys=True).encode()).hexdigest()[:12]
+        target = directory / f"cov-{kept.cls}-{digest}.json"
+        if not target.exists():
+            new = case_mod.Case(result.seed, result.protection, kept.cls, ops, {"new_lines": kept.new_lines})
+            target.write_text(new.dumps())
+            added.append(str(target))
+    return added
 
 
 def _run(
@@ -166,8 +288,10 @@ def _run(
     classes: list[Any],
     seconds: float | None,
     audit: AuditSink,
+    seeds: list[tuple[str, Batch]],
 ) -> CampaignResult:
     kwargs: dict[str, Any] = {"iterations": args.iterations, "seconds": seconds, "audit": audit}
+    kwargs.update(coverage=bool(args.coverage), corpus=seeds)
     if args.batch is not None:
         kwargs["batch"] = args.batch
     if args.json or not out.is_terminal:
@@ -252,6 +376,8 @@ def _report(result: CampaignResult, cases: dict[tuple[str, str], str], audit_log
             for f in result.findings
         ],
         "audit_problems": [e.what for e in result.audit_problems],
+        "jobs": result.jobs,
+        **({} if result.coverage is None else {"coverage": {"lines": len(result.coverage), "kept": len(result.kept)}}),
     }
 
 
@@ -276,6 +402,11 @@ def _markdown(report: dict[str, Any]) -> str:
             f"| {name} | {s['generated']:,} | {s['rejected']:,} | {s['accepted_and_safe']:,} "
             f"| {s['escapes']:,} | {modes} |"
         )
+    if "coverage" in report:
+        lines += [
+            "",
+            f"Coverage: {report['coverage']['lines']:,} lines of verifier/, {report['coverage']['kept']} inputs kept.",
+        ]
     lines += ["", "## Distinct escapes", ""]
     if not report["findings"]:
         lines.append("None.")
@@ -284,11 +415,21 @@ def _markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _print(out: Console, result: CampaignResult, cases: dict[tuple[str, str], str], directory: Path) -> None:
+def _print(
+    out: Console,
+    result: CampaignResult,
+    cases: dict[tuple[str, str], str],
+    directory: Path,
+    replayed: list[dict[str, Any]],
+    added: list[str],
+) -> None:
+    for r in replayed:
+        verdict = f"[red]still escapes[/] ({', '.join(r['kinds'])})" if r["verdict"] == "escapes" else "no escape"
+        out.print(f"corpus {r['case']}: {verdict}", highlight=False)
     table = Table(
         title=(
             f"fuzz: protection {result.protection.value}, seed {result.seed}, {result.iterations:,} batches, "
-            f"{result.seconds:.1f} s, {result.rate:,.0f} desc/s"
+            f"{result.seconds:.1f} s, {result.rate:,.0f} desc/s" + (f", {result.jobs} jobs" if result.jobs > 1 else "")
         )
     )
     for col in ("class", "generated", "rejected", "accepted and safe", "escapes", "can escape in"):
@@ -308,6 +449,10 @@ def _print(out: Console, result: CampaignResult, cases: dict[tuple[str, str], st
         out.print("[green]no escapes[/]")
     for problem in result.audit_problems:
         out.print(f"[red]audit incomplete:[/] {problem.what}")
+    if result.coverage is not None:
+        out.print(f"coverage: {len(result.coverage):,} lines of verifier/, {len(result.kept)} inputs kept")
+    if added:
+        out.print(f"corpus: {len(added)} new case(s) added", highlight=False)
     out.print(f"report: {directory / 'report.json'}, {directory / 'report.md'}", markup=False, highlight=False)
 
 

@@ -28,6 +28,11 @@ from verifier.rejections import AuditSink, Origin, record_event
 #: Called with the queue after the kernel has checked a batch and before the device may see it:
 #: the race injection point of the fuzzer (a deterministic "attacker writes here" interleaving).
 AfterCheckHook = Callable[["QueueState"], None]
+#: Called with the queue after a doorbell's tail was judged and just before the kernel copies the new user
+#: descriptors ``[tail, new_tail)`` (every copy path -- ``take_new``, the shadow ring's Python snapshot and
+#: its compiled snapshot -- goes through ``judge_new`` first): the fuzzer's "attacker writes before the
+#: read" injection point.  A write here must be judged like any other descriptor.
+BeforeReadHook = Callable[["QueueState"], None]
 
 
 def judge_tail(new_tail: int, tail: int, done: int, size: int) -> int:
@@ -67,6 +72,7 @@ class QueueState:
     user_reads: int = 0  # descriptors the kernel has read from the user ring (invariant 3)
     flagged: bool = False  # some slot completed out of order waits in done_flag
     after_check: list[AfterCheckHook] = field(default_factory=list)
+    before_read: list[BeforeReadHook] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
     done_flag: npt.NDArray[np.bool_] = field(init=False)
     ring: npt.NDArray[np.void] = field(init=False)
@@ -104,6 +110,8 @@ class QueueState:
             self.audit.commit()
             return None
         k = indices.used(self.tail, new_tail, self.size)
+        if k and self.before_read:
+            self.run_before_read()  # the last moment before every caller reads the k new user descriptors
         return k or None
 
     def take_new(self, new_tail: int) -> tuple[npt.NDArray[np.void], npt.NDArray[np.int64]] | None:
@@ -121,6 +129,10 @@ class QueueState:
             return False
         self.done = indices.advance(self.done, n, self.size)
         return True
+
+    def run_before_read(self) -> None:
+        for hook in list(self.before_read):
+            hook(self)
 
     def run_after_check(self) -> None:
         for hook in list(self.after_check):

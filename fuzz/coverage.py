@@ -1,0 +1,110 @@
+"""Coverage feedback: which lines of ``verifier/`` a batch reached, and mutation of kept batches.
+
+``Coverage.run(fn)`` runs ``fn`` with a ``sys.settrace`` function installed
+only for that call.  The global trace function returns a local tracer only
+for frames whose code lives under ``verifier/`` (decided once per code
+object), so line events are taken only there; every other frame costs one
+call event and a dictionary lookup.  A verifier function whose every line
+has been reached is no longer traced line by line.  Lines are ``(file name, line number)``.
+
+``mutate_batch`` perturbs a kept batch: TX descriptors get ``addr`` +-1,
++-page or low-bit flips (``fuzz.classes.mutate``), ``length`` +-1 or
++-page, and a flipped ``cmd`` bit on a share of the descriptors (also a
+register batch's fake ring); RX buffer
+addresses get the same address mutations; a sequence mutates each of its
+steps.  Everything is drawn from the campaign's block generator, so a
+campaign with coverage stays deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from types import CodeType, FrameType
+from typing import Any
+
+import numpy as np
+
+from fuzz.classes import Batch, mutate
+from ring.memory import PAGE_SIZE
+
+VERIFIER_DIR = str(Path(__file__).resolve().parents[1] / "verifier")
+#: Chance that a batch is a mutation of a kept one (when the class has any) rather than a fresh one.
+MUTATE_CHANCE = 0.5
+#: Kept batches per campaign (the oldest stay: they opened the most lines).
+MAX_KEPT = 256
+
+Line = tuple[str, int]
+
+
+class Coverage:
+    """Lines of ``verifier/`` (or ``root``) reached so far."""
+
+    def __init__(self, root: str = VERIFIER_DIR) -> None:
+        self.root = root
+        self.lines: set[Line] = set()
+        self._inside: dict[CodeType, bool] = {}
+        self._new: set[Line] = set()
+        self._done: set[CodeType] = set()  # verifier code whose every line has been reached
+
+    def _call(self, frame: FrameType, event: str, arg: Any) -> Any:
+        code = frame.f_code
+        inside = self._inside.get(code)
+        if inside is None:
+            inside = self._inside[code] = code.co_filename.startswith(self.root)
+        if not inside or code in self._done:
+            return None
+        self._new.add((code.co_filename, frame.f_lineno))
+        return self._line
+
+    def _line(self, frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "line":
+            self._new.add((frame.f_code.co_filename, frame.f_lineno))
+        return self._line
+
+    def run(self, fn: Callable[[], Any]) -> int:
+        """Call ``fn`` traced; return how many lines it reached that no earlier call had."""
+        self._new = set()
+        previous = sys.gettrace()
+        sys.settrace(self._call)
+        try:
+            fn()
+        finally:
+            sys.settrace(previous)
+        added = self._new - self.lines
+        self.lines |= added
+        self._new = set()
+        if added:
+            for code, inside in self._inside.items():
+                if inside and code not in self._done:
+                    name = code.co_filename
+                    if all((name, n) in self.lines for _, _, n in code.co_lines() if n is not None):
+                        self._done.add(code)
+        return len(added)
+
+    def relative(self) -> list[str]:
+        """The lines as ``file:line`` relative to the root's parent, sorted (for reports and merging)."""
+        base = str(Path(self.root).parent) + "/"
+        return sorted(f"{f.removeprefix(base)}:{n}" for f, n in self.lines)
+
+
+def mutate_batch(rng: np.random.Generator, batch: Batch, share: float = 0.25) -> Batch:
+    """A field-level mutation of ``batch`` (a new Batch; the kept one is not changed)."""
+    if batch.kind == "seq":
+        return replace(batch, steps=[mutate_batch(rng, s, share) for s in batch.steps])
+    if batch.kind in ("tx", "reg") and batch.descs is not None and batch.descs.size:  # reg: the fake ring
+        descs = batch.descs.copy()
+        n = descs.size
+        descs["addr"] = mutate(rng, descs["addr"].astype(np.uint64), share)
+        step = np.array([1, -1, PAGE_SIZE, -PAGE_SIZE], dtype=np.int64)[rng.integers(0, 4, n)]
+        hit = rng.random(n) < share / 2
+        descs["length"] = np.where(hit, (descs["length"].astype(np.int64) + step) & 0xFFFF, descs["length"])
+        flip = np.left_shift(1, rng.integers(0, 8, n)).astype(np.int64)
+        hit = rng.random(n) < share / 4
+        descs["cmd"] = np.where(hit, descs["cmd"].astype(np.int64) ^ flip, descs["cmd"])
+        return replace(batch, descs=descs)
+    if batch.kind == "rx" and batch.addrs is not None and batch.addrs.size:
+        return replace(batch, addrs=mutate(rng, batch.addrs.astype(np.uint64), share))
+    return batch
