@@ -110,10 +110,16 @@ def build_fuzz_parser(sub: argparse._SubParsersAction[P]) -> None:
     fuzz.add_argument("--classes", metavar="LIST", help="comma-separated attack classes (default: all)")
     fuzz.add_argument("--batch", type=_number(int, "--batch", 1, 255), help="descriptors per doorbell (default 128)")
     fuzz.add_argument("--out", metavar="DIR", help=f"report and reproducers go here (default {DEFAULT_OUT})")
-    fuzz.add_argument(
+    audit = fuzz.add_mutually_exclusive_group()
+    audit.add_argument(
         "--audit-log",
         metavar="PATH",
-        help="also write every rejection to this hash-chained log (slower; default: counted in memory only)",
+        help="write every rejection to this hash-chained log (default: DIR/audit.jsonl, appended to)",
+    )
+    audit.add_argument(
+        "--no-audit-log",
+        action="store_true",
+        help="count rejections in memory only: about ten times faster, no audit trail",
     )
     fuzz.add_argument(
         "--jobs",
@@ -155,8 +161,9 @@ def cmd_fuzz(args: argparse.Namespace, out: Console) -> int:
                 "jobs",
                 "coverage",
                 "corpus",
+                "no_audit_log",
             )
-            if getattr(args, k) is not None
+            if getattr(args, k) not in (None, False)
         ]
         if given:
             raise UsageError(f"{', '.join(given)} only apply to a campaign, not to replay")
@@ -171,6 +178,8 @@ def cmd_fuzz(args: argparse.Namespace, out: Console) -> int:
     if seconds is None and args.iterations is None:
         seconds = DEFAULT_SECONDS
     directory = Path(args.out or DEFAULT_OUT)
+    if args.audit_log is None and not args.no_audit_log:
+        args.audit_log = str(directory / "audit.jsonl")  # the campaign's audit log lives beside its report
     jobs = args.jobs or 1
     corpus_dir = Path(args.corpus) if args.corpus else None
     replayed, seeds = _load_corpus(corpus_dir, protection) if corpus_dir is not None else ([], [])
@@ -525,11 +534,17 @@ def _describe(op: dict[str, Any]) -> str:
         tail = (
             f", tail={op['tail']:#x}" if "tail" in op else f", tail {op['tail_back']} back" if "tail_back" in op else ""
         )
-        rw = op.get("rewrite_after_check")
+        moments = {
+            "rewrite_after_check": "after the kernel's check",
+            "rewrite_before_read": "just before the kernel reads the ring",
+            "rewrite_threaded": "from a second thread, while the device runs,",
+        }
         race = ""
-        if isinstance(rw, dict):
-            fields = ", ".join(f"{k}={rw[k]}" for k in ("addr", "length") if k in rw)
-            race = f"; after the kernel's check mallory rewrites descriptor {rw.get('slot_offset', 0)}: {fields}"
+        for key, moment in moments.items():
+            rw = op.get(key)
+            if isinstance(rw, dict):
+                fields = ", ".join(f"{k}={rw[k]}" for k in ("addr", "length") if k in rw)
+                race = f"; {moment} mallory rewrites descriptor {rw.get('slot_offset', 0)}: {fields}"
         what = "tx: doorbell after" if kind == "tx" else "fake ring in mallory's scratch page:"
         return f"{what} {len(descs)} descriptor(s): {shown}{more}{tail}{race}"
     if kind == "rx":
