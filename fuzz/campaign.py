@@ -101,6 +101,7 @@ class ProgressInfo:
     descriptors: int
     escapes: int
     rejected: int
+    per_class: dict[str, tuple[int, int]] = field(default_factory=dict)  # class -> (generated, escapes)
 
 
 @dataclass
@@ -335,4 +336,5 @@ def run_campaign(
 
 def _info(result: CampaignResult, done: int, total: int | None, elapsed: float, seconds: float | None) -> ProgressInfo:
     rejected = sum(s.rejected for s in result.stats.values())
-    return ProgressInfo(done, total, elapsed, seconds, result.descriptors, result.escapes, rejected)
+    per_class = {name: (s.generated, s.escapes) for name, s in result.stats.items() if s.generated}
+    return ProgressInfo(done, total, elapsed, seconds, result.descriptors, result.escapes, rejected, per_class)

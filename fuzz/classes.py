@@ -203,11 +203,35 @@ def kernel_rx(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
     return Batch("rx", addrs=mutate(rng, addr, 0.1))
 
 
+def splice(rng: np.random.Generator, mine: npt.NDArray[np.void], theirs: npt.NDArray[np.void]) -> npt.NDArray[np.void]:
+    """Field-level splicing of two tenants' descriptors: the other's address, the rest from either.
+
+    ``mine`` passes the verifier on its own (mallory's pinned buffer); the
+    splice keeps the other tenant's address and takes length and command bits
+    from one or the other, so the class still aims only at the other tenant.
+    """
+    out = theirs.copy()
+    for name in ("length", "cmd"):
+        take = rng.random(out.size) < 0.5
+        out[name] = np.where(take, mine[name], theirs[name])
+    return out
+
+
 def other_tenant(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
-    """Read alice's secret (TX from her pinned, read-only buffer), aimed by physical address."""
+    """Read alice's secret (TX from her pinned, read-only buffer), aimed by physical address.
+
+    A quarter of the batch is spliced from mallory's own valid traffic and a
+    valid-looking copy of alice's (mutation by splicing descriptors of two tenants).
+    """
     length = lengths(rng, n)
     addr = inside(rng, m.alice_secret.phys, m.alice_secret.size, length)
-    return Batch("tx", tx_batch(mutate(rng, addr, 0.1), length))
+    batch = tx_batch(mutate(rng, addr, 0.1), length)
+    k = n // 4
+    if k:
+        own_len = lengths(rng, k, high=PAGE_SIZE // 2)
+        mine = tx_batch(inside(rng, m.read_pin.bus, m.read_pin.size, own_len), own_len)
+        batch[:k] = splice(rng, mine, batch[:k])
+    return Batch("tx", batch)
 
 
 def own_unpinned(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:

@@ -314,11 +314,12 @@ def _run(
         TextColumn("[red]{task.fields[escapes]} escapes"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
+        TextColumn("{task.fields[classes]}"),
         console=out,
         transient=True,
     ) as bar:
         total = float(args.iterations) if args.iterations is not None else float(seconds or 1)
-        task: TaskID = bar.add_task("fuzz", total=total, rate="-", descs="0", rejected="0", escapes="0")
+        task: TaskID = bar.add_task("fuzz", total=total, rate="-", descs="0", rejected="0", escapes="0", classes="")
 
         def show(info: ProgressInfo) -> None:
             done = float(info.iterations) if info.total is not None else min(info.elapsed, total)
@@ -330,6 +331,12 @@ def _run(
                 descs=f"{info.descriptors:,}",
                 rejected=f"{info.rejected:,}",
                 escapes=f"{info.escapes:,}",
+                # per class: descriptors tried and (in red) escapes, as a compact line under the bar
+                classes="\n"
+                + "  ".join(
+                    f"{name} {gen:,}" + (f"[red]/{esc}[/]" if esc else "")
+                    for name, (gen, esc) in info.per_class.items()
+                ),
             )
 
         kwargs["progress"] = show
