@@ -492,10 +492,15 @@ class AuditWatch:
         if len(new) != end - start or new[0].get("seq") != start:
             return []  # evicted already (a small ``keep``): the counts above still hold
         found = []
+        # one pass over the new records: (queue key, ring index) of every descriptor record
+        by_slot = Counter(
+            (r.get("nic"), r.get("kind"), r.get("queue"), r["ring_index"]) for r in new if r.get("desc_hex") is not None
+        )
         for key, slots in seen.items():
             nic, kind, queue = key
-            mine = [r for r in new if (r.get("nic"), r.get("kind"), r.get("queue")) == key]
-            described = Counter(int(r["ring_index"]) for r in mine if r.get("desc_hex") is not None)
+            described = Counter(
+                {s: n for (k_nic, k_kind, k_queue, s), n in by_slot.items() if (k_nic, k_kind, k_queue) == key}
+            )
             if described != Counter(slots.tolist()):
                 missing = sorted(set(slots.tolist()) - set(described))[:4]
                 doubled = sorted(s for s, n in described.items() if n > 1)[:4]
@@ -508,9 +513,10 @@ class AuditWatch:
                         nic,
                     )
                 )
-        for r in new:
-            if not r.get("reason"):
-                found.append(Escape("audit", f"record {r.get('seq')} has no reason", str(r.get("nic") or "")))
+        if not all(r.get("reason") for r in new):
+            for r in new:
+                if not r.get("reason"):
+                    found.append(Escape("audit", f"record {r.get('seq')} has no reason", str(r.get("nic") or "")))
         return found
 
     def finish(self) -> list[Escape]:

@@ -78,7 +78,7 @@ def record_descriptors(
             strict=True,
         )
     ):
-        detail: dict[str, Any] = {"rule": R.BY_CODE[code].rule}
+        detail: dict[str, Any] = {"rule": _RULES[code]}
         if bad != -1:  # -1: not an address problem; a byte at or above 2**63 reads negative in int64
             bad %= 1 << 64
             detail["first_bad_byte"] = f"{bad:#x}"
@@ -97,11 +97,15 @@ def record_descriptors(
                 ring_index=slot,
                 raw=raws[j].tobytes(),
                 fields=dict(zip(names, rows[j], strict=True)),
-                reason=R.name(code),
+                reason=_NAMES[code],
                 detail=detail,
             )
         )
     return seqs
+
+
+_RULES = {r.code: r.rule for r in R.all_reasons()}
+_NAMES = {r.code: r.name for r in R.all_reasons()}
 
 
 def record_event(
