@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -19,7 +19,7 @@ from rich.table import Table
 
 from driver.e1000 import EngineMode
 from sandbox import attack_cli, pingpong, scenario
-from sandbox.kernel_flags import add_kernel_flags, open_audit
+from sandbox.kernel_flags import add_kernel_flags, bounded_number, open_audit
 from sandbox.traffic import MAX_SIZE, MIN_SIZE
 from sandbox.world import World
 from verifier.audit import AuditLog
@@ -38,17 +38,8 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
-def _int_range(low: int, high: int, what: str):  # type: ignore[no-untyped-def]
-    def convert(text: str) -> int:
-        try:
-            value = int(text, 0)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be an integer, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{what} must be between {low} and {high}, got {value}")
-        return value
-
-    return convert
+def _int_range(low: int, high: int, what: str) -> Any:
+    return bounded_number(int, what, low, high)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -36,7 +36,7 @@ from fuzz.campaign import CampaignResult, ProgressInfo, run_campaign
 from fuzz.classes import CLASSES, Batch, select
 from fuzz.jobs import MAX_JOBS, run_jobs
 from sandbox.cli import UsageError
-from sandbox.kernel_flags import open_audit
+from sandbox.kernel_flags import bounded_number, open_audit
 from verifier.memory_audit import MemoryAudit
 from verifier.protection import PROTECTION_HELP, Protection
 from verifier.rejections import AuditSink
@@ -47,17 +47,7 @@ DEFAULT_OUT = "out/fuzz"
 EXIT_ESCAPE = 1
 
 
-def _number(kind: type[int] | type[float], what: str, low: float, high: float) -> Any:
-    def convert(text: str) -> int | float:
-        try:
-            value = int(text, 0) if kind is int else float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{what} must be between {low:g} and {high:g}, got {text}")
-        return value
-
-    return convert
+_number = bounded_number
 
 
 def build_fuzz_parser(sub: argparse._SubParsersAction[P]) -> None:

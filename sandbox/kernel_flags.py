@@ -6,6 +6,7 @@ import argparse
 import itertools
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from driver.clock import EPOCH_NS
 from driver.e1000 import EngineMode
@@ -13,6 +14,22 @@ from verifier.audit import FSYNC_POLICIES, AuditError, AuditLog
 from verifier.protection import PROTECTION_HELP, Protection
 
 DEFAULT_AUDIT_LOG = "out/audit.jsonl"
+
+
+def bounded_number(kind: type[int] | type[float], what: str, low: float, high: float) -> Any:
+    """An argparse type: a number (integers may be written 0x...) within ``[low, high]``, or a one-line error."""
+
+    def convert(text: str) -> int | float:
+        try:
+            value = int(text, 0) if kind is int else float(text)
+        except ValueError:
+            noun = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{what} must be {noun}, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{what} must be between {low:g} and {high:g}, got {text}")
+        return value
+
+    return convert
 
 
 def add_kernel_flags(parser: argparse.ArgumentParser) -> None:

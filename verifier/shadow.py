@@ -105,6 +105,15 @@ class ShadowQueue:
         keep = length > 0
         return frame_runs(busy["addr"][keep], length[keep])
 
+    def _hand_over(self, new_tail: int, k: int) -> None:
+        """The compiled path posted ``k`` descriptors: move the tails, let the race hooks run, ring the device."""
+        st = self.state
+        st.tail = new_tail
+        self.tail = indices.advance(self.tail, k, st.size)
+        st.run_after_check()
+        self.ring_device()
+        st.audit.commit()
+
     def ring_device(self) -> None:
         self.state.bus.write32(self.state.tail_reg, self.tail)
 
@@ -137,11 +146,7 @@ class TxShadow(ShadowQueue):
                     self.c_user, st.size, st.tail, k, self.c_snap, self.c_frame_ok, st.pins.frames,
                     int(mask), int(expect), int(limit), self.c_shadow, self.tail, self.c_to_user,
                 ):  # fmt: skip
-                    st.tail = new_tail
-                    self.tail = indices.advance(self.tail, k, st.size)
-                    st.run_after_check()
-                    self.ring_device()
-                    st.audit.commit()
+                    self._hand_over(new_tail, k)
                     return
                 snapshot = self.snap[: k * DESC_SIZE].view(TX_DESC).copy()  # the copy already taken, once
             else:
@@ -220,11 +225,7 @@ class RxShadow(ShadowQueue):
                     self.c_user, st.size, st.tail, k, self.c_snap, self.c_frame_ok, st.pins.frames,
                     st.policy.rx_buffer_size, self.c_shadow, self.tail, self.c_to_user,
                 ):  # fmt: skip
-                    st.tail = new_tail
-                    self.tail = indices.advance(self.tail, k, st.size)
-                    st.run_after_check()
-                    self.ring_device()
-                    st.audit.commit()
+                    self._hand_over(new_tail, k)
                     return
                 snapshot = self.snap[: k * DESC_SIZE].view(RX_DESC).copy()  # the copy already taken, once
             else:
