@@ -26,7 +26,8 @@ def bounded_number(kind: type[int] | type[float], what: str, low: float, high: f
             noun = "an integer" if kind is int else "a number"
             raise argparse.ArgumentTypeError(f"{what} must be {noun}, got {text!r}") from None
         if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{what} must be between {low:g} and {high:g}, got {text}")
+            lo, hi = (f"{low:,}", f"{high:,}") if kind is int else (f"{low:g}", f"{high:g}")
+            raise argparse.ArgumentTypeError(f"{what} must be between {lo} and {hi}, got {text}")
         return value
 
     return convert
