@@ -35,7 +35,7 @@ import numpy as np
 from fuzz.arena import MAX_BATCH, Arena
 from fuzz.classes import AttackClass, Batch, select
 from fuzz.coverage import MAX_KEPT, MUTATE_CHANCE, Coverage, mutate_batch
-from fuzz.oracle import AuditWatch, Budget, Escape, audit_complete, bounded_step
+from fuzz.oracle import AuditWatch, Budget, Escape, audit_complete, audit_count, bounded_step
 from verifier import audit_read
 from verifier.memory_audit import MemoryAudit
 from verifier.protection import Protection
@@ -149,14 +149,6 @@ class CampaignResult:
             "audit_problems": [e.what for e in self.audit_problems],
             **({} if self.coverage is None else {"coverage": {"lines": len(self.coverage), "kept": len(self.kept)}}),
         }
-
-
-def audit_count(audit: AuditSink) -> int:
-    """Records written so far (MemoryAudit.seq, AuditLog.next_seq)."""
-    value = getattr(audit, "next_seq", None)
-    if value is None:
-        value = getattr(audit, "seq", 0)
-    return int(value or 0)
 
 
 def run_step(arena: Arena, batch: Batch) -> None:

@@ -49,9 +49,9 @@ from typing import Any
 import numpy as np
 
 from fuzz.arena import SCENARIO, Arena
-from fuzz.campaign import Finding, audit_count, guarded_step
+from fuzz.campaign import Finding, guarded_step
 from fuzz.classes import AFTER_CHECK, BEFORE_READ, THREADED, Batch, Rewrite, tx_batch
-from fuzz.oracle import Escape
+from fuzz.oracle import Escape, audit_count
 from verifier.memory_audit import MemoryAudit
 from verifier.protection import Protection
 

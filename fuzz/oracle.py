@@ -440,7 +440,7 @@ class AuditWatch:
     def __post_init__(self) -> None:
         if getattr(self.sink, "path", None) is not None and (self.verify is None or self.read_records is None):
             raise ValueError("a file-backed audit log needs verify and read_records (verifier.audit_read)")
-        self._start = self._seq = _next_seq(self.sink)
+        self._start = self._seq = audit_count(self.sink)
         self._start_counters = Counter(dict(getattr(self.sink, "counters", {})))
 
     def watch(self, arena: ArenaLike, nic: str = "nic2", queue: int = 0) -> None:
@@ -452,7 +452,7 @@ class AuditWatch:
         self.rings = dict(rings)
         for key in self.rings:
             self._counts[key] = self._count(key)
-        self._seq = _next_seq(self.sink)
+        self._seq = audit_count(self.sink)
 
     def _count(self, key: QueueKey) -> int:
         nic, kind, queue = key
@@ -484,7 +484,7 @@ class AuditWatch:
     def _match_records(self, seen: dict[QueueKey, npt.NDArray[np.int64]]) -> list[Escape]:
         """Slot by slot, for a sink that keeps its records in memory (``records`` with ``seq``)."""
         records = getattr(self.sink, "records", None)
-        end = _next_seq(self.sink)
+        end = audit_count(self.sink)
         start, self._seq = self._seq, end
         if records is None or end == start:
             return []
@@ -525,7 +525,7 @@ class AuditWatch:
         counters = Counter(dict(getattr(self.sink, "counters", {})))
         counters.subtract(self._start_counters)
         counted = +counters
-        end = _next_seq(self.sink)
+        end = audit_count(self.sink)
         path = getattr(self.sink, "path", None)
         if path is not None and self.verify is not None and self.read_records is not None:
             files = [Path(path), *sorted(Path(path).parent.glob(Path(path).name + ".*"))]
@@ -565,7 +565,8 @@ def audit_complete(watch: AuditWatch) -> list[Escape]:
     return watch.finish()
 
 
-def _next_seq(sink: Any) -> int:
+def audit_count(sink: Any) -> int:
+    """Records an audit sink has taken so far (AuditLog.next_seq, MemoryAudit.seq)."""
     value = getattr(sink, "next_seq", None)
     if value is None:
         value = getattr(sink, "seq", 0)

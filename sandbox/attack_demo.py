@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from driver.e1000 import EngineMode
-from fuzz.oracle import Escape, Oracle
+from fuzz.oracle import Escape, Oracle, audit_count
 from ring import indices, regs
 from ring.descriptors import DESC_SIZE, RX_DESC, TX_DESC, TXD_CMD_EOP, TXD_CMD_IFCS, TXD_CMD_RS
 from ring.memory import PAGE_SIZE
@@ -179,11 +179,11 @@ def toctou_race(a: Arena) -> str:
     mallory.pin(good.vaddr, PAGE_SIZE, DEVICE_READ)
     audit = a.world.kernel.audit
     for _attempt in range(20):  # a racing attacker retries until it wins or is caught
-        seq = _audit_seq(audit)
+        seq = audit_count(audit)
         slot = post_tx(txq, good.bus, LEAK_LEN)
         txq.ring["addr"][slot] = a.kernel_addr(11)  # the rewrite, right after the doorbell
         a.settle()
-        if a.oracle.escapes or _audit_seq(audit) != seq:
+        if a.oracle.escapes or audit_count(audit) != seq:
             break
         txq.reap()
     return "the device read the kernel's snapshot; the rewrite changed only the user ring"
@@ -238,10 +238,6 @@ ATTACKS: list[tuple[str, str, Callable[[Arena], str], EngineMode | None]] = [
 ]
 
 
-def _audit_seq(audit: AuditSink) -> int:
-    return int(getattr(audit, "next_seq", getattr(audit, "seq", 0)))
-
-
 def _first_record_reason(audit: AuditSink, seq: int) -> str | None:
     """The reason code of record ``seq``: from memory, or read back from the log file."""
     records = getattr(audit, "records", None)
@@ -259,14 +255,14 @@ def run_attack(scen: Scenario, audit: AuditSink, name: str) -> AttackResult:
     if not matches:
         raise KeyError(name)
     key, title, attack, engine = matches[0]
-    before = _audit_seq(audit)
+    before = audit_count(audit)
     arena = Arena.build(scen, audit, engine)
     try:
         fallback = attack(arena)
         arena.settle()
     finally:
         arena.world.close()
-    after = _audit_seq(audit)
+    after = audit_count(audit)
     seq = before if after > before else None
     escapes: list[Escape] = arena.oracle.escapes
     if escapes:

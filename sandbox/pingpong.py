@@ -37,7 +37,7 @@ class Direction:
     corrupt: int = 0
     duplicates: int = 0
     out_of_order: int = 0
-    _seen: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool), repr=False)
+    _seen: npt.NDArray[np.bool_] = field(init=False, repr=False)
     _highest: int = -1
 
     @property

@@ -317,10 +317,7 @@ class Kernel:
         return nic.bus.read32(offset) if offset == regs.STATUS else 0
 
     def _tail_queue(self, nic_name: str, offset: int) -> Queue | None:
-        for queue in self.queues.values():
-            if queue.nic == nic_name and queue.tail_offset == offset:
-                return queue
-        return None
+        return self._doorbells.get((nic_name, offset))
 
     # -- the IOMMU's fault line -----------------------------------------------------
     def _iommu_fault(self, device: str, addr: int, length: int, write: bool, reason: str) -> None:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pytest
 
 from fuzz.arena import RING, Arena
@@ -18,21 +16,12 @@ from fuzz.campaign import run_step
 from fuzz.classes import CLASSES, GOOD, MORE, tx_batch
 from fuzz.oracle import AuditWatch, Budget, Oracle, audit_complete, bounded_step, refusal_marks
 from ring.memory import PhysicalMemory
+from tests.fuzz.test_oracle import FakeBatch
 from verifier.audit import AuditLog
 from verifier.audit_read import read_records, verify
 from verifier.memory_audit import MemoryAudit
 
 FAST = Budget(ring=RING, seconds=2.0)
-
-
-@dataclass
-class FakeBatch:
-    device: str
-    purpose: str
-    direction: str
-    lengths: npt.NDArray[np.int64]
-    phys: npt.NDArray[np.uint64]
-    allowed: npt.NDArray[np.bool_]
 
 
 def campaign(
