@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench fuzz clean
+.PHONY: demo test lint typecheck unit bench fuzz lab lab-shell lab-test lab-test-noiommu clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,5 +36,21 @@ bench: $(STAMP)
 fuzz: $(STAMP)
 	$(BIN)/nic-sandbox fuzz --protection verifier --seconds 300 --out out/fuzz
 
+# The lab VM (docs/lab.md): a Debian guest under QEMU with a VT-d IOMMU, an e1000e under vfio-pci and
+# soft-RoCE.  The image is built on first use and cached in ~/.cache/nic-sandbox/lab.
+lab: $(STAMP)
+	$(BIN)/python -m lab demo
+
+lab-shell: $(STAMP)
+	$(BIN)/python -m lab shell
+
+lab-test: $(STAMP)
+	$(BIN)/python -m lab test
+
+# The seed's scenario on a real kernel: no IOMMU, vfio.ko rebuilt with CONFIG_VFIO_NOIOMMU.
+lab-test-noiommu: $(STAMP)
+	$(BIN)/python -m lab test --noiommu
+
 clean:
+	-[ -x $(BIN)/python ] && $(BIN)/python -m lab clean
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

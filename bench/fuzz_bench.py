@@ -1,8 +1,13 @@
 """Fuzzer throughput: malicious descriptors tried per second on one core, batch mode and one at a time.
 
-Every class in round robin, judged by the oracle, rejections counted by an
-in-memory audit sink (``MemoryAudit``: the campaign default).  Issue 4's
-goal is 200,000 descriptors per second per core in batch mode.
+Judged by the oracle, rejections counted by an in-memory audit sink
+(``MemoryAudit``: the campaign default).  Issue 4's goal is 200,000
+descriptors per second per core in batch mode: the classes whose attack is
+one doorbell's batch of descriptors (``BATCH_CLASSES``), every one of them
+visited in the measurement.  The line "every class" adds the classes whose
+attack is a sequence of operations (register writes, unpin/free/reuse,
+interleavings, races): each sequence builds a fresh machine, so they are
+measured in sequences per second, not against the batch goal.
 
 Sequence mode (``measure_sequence``): only the classes whose batches are
 operation sequences or ring-state attacks (``SEQUENCE_CLASSES``:
@@ -18,6 +23,21 @@ from fuzz.campaign import run_campaign
 
 GOAL = 200_000
 SEQUENCE_CLASSES = ("use-after-unpin", "race", "ring-index")
+#: One doorbell's worth of descriptors per attack (fuzz/classes.py): the batch-mode classes.
+BATCH_CLASSES = (
+    "kernel-tx",
+    "kernel-rx",
+    "other-tenant",
+    "own-unpinned",
+    "straddle",
+    "wrap",
+    "beyond-memory",
+    "bad-length",
+    "fragments",
+    "bad-cmd",
+    "access-mismatch",
+    "ring-index",
+)
 
 
 @dataclass(frozen=True)
@@ -69,14 +89,27 @@ def measure_sequence(
 def main() -> None:  # python -m bench.fuzz_bench
     for protection in ("none", "verifier", "iommu"):
         for batch in (1, 255):
-            r = measure(protection, batch)
-            print(f"{protection:9} batch {batch:3}: {r.rate:12,.0f} desc/s ({r.escapes:,} escapes)")
+            # Blocks of 64 batches (a fresh machine each): 1.5 s visits every batch class.
+            r = measure(protection, batch, classes=list(BATCH_CLASSES), arena_every=64)
+            print(
+                f"{protection:9} batch {batch:3}, {len(BATCH_CLASSES)} batch classes: {r.rate:12,.0f} desc/s "
+                f"({r.escapes:,} escapes){_goal(r) if batch > 1 else ''}"
+            )
+        every = measure(protection, 255, seconds=3.0, arena_every=8)
+        print(
+            f"{protection:9} batch 255, every class (sequences too): {every.rate:10,.0f} desc/s, "
+            f"{every.batch_rate:7,.0f} attacks/s ({every.escapes:,} escapes)"
+        )
         for classes in (SEQUENCE_CLASSES, *((c,) for c in SEQUENCE_CLASSES)):
             s = measure_sequence(protection, classes=classes)
             print(
                 f"{protection:9} sequence mode, {s.classes:32}: {s.rate:10,.0f} desc/s, "
                 f"{s.batch_rate:7,.0f} batches/s ({s.escapes:,} escapes)"
             )
+
+
+def _goal(r: FuzzRate) -> str:
+    return f"  x{r.rate / GOAL:.2f} the {GOAL:,}/s goal"
 
 
 if __name__ == "__main__":

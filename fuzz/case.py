@@ -324,7 +324,7 @@ def replay(case: Case, protection: Protection | str | None = None) -> ReplayResu
         before, notes = audit_count(audit), len(arena.log)
         found = guarded_step(arena, op_batch(op))
         new = audit_count(audit) - before
-        reasons = [str(r["reason"]) for r in list(audit.records)[len(audit.records) - new :]] if new else []
+        reasons = [str(audit.records[i]["reason"]) for i in range(-min(new, len(audit.records)), 0)]
         steps.append(Step(op, new, reasons, found, arena.log[notes:]))
     closing = arena.close()
     if closing and steps:

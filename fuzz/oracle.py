@@ -38,7 +38,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,7 +242,8 @@ class Oracle:
                 copy[:] = now
 
     def _digest(self, phys: int, length: int) -> bytes:
-        return hashlib.sha256(self.memory.data[phys : phys + length].tobytes()).digest()
+        # hashed in place (the buffer protocol), not through a copy of a region that may be megabytes
+        return hashlib.sha256(np.ascontiguousarray(self.memory.data[phys : phys + length]).data).digest()
 
 
 def _frames_with(data: bytes, ends: list[int], needle: bytes, confirm: Callable[[int], bool]) -> list[int]:
@@ -381,6 +382,31 @@ class ArenaLike(Protocol):
 QueueKey = tuple[str, str, int]  # (nic, "tx" | "rx", queue)
 
 
+class RecordSpanLike(Protocol):
+    """Consecutive records of one queue as columns (verifier.lazy_records.RecordSpan; data only).
+
+    Record ``seq + i`` has reason ``names[reason[i]]`` and names ring slot
+    ``ring_index[i]`` (``ring_index`` None: the records name no descriptor).
+    """
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def nic(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def queue(self) -> int | None: ...
+    @property
+    def ring_index(self) -> npt.NDArray[np.int64] | None: ...
+    @property
+    def reason(self) -> npt.NDArray[np.uint8]: ...
+    @property
+    def names(self) -> Mapping[int, str]: ...
+
+    def __len__(self) -> int: ...
+
+
 def refusal_marks(kind: str, ring: npt.NDArray[np.void]) -> npt.NDArray[np.int64]:
     """Slots of a tenant's ring that carry the kernel's refusal mark, as the tenant reads them.
 
@@ -430,8 +456,10 @@ class AuditWatch:
     read_records: Callable[[list[Path]], Iterable[dict[str, Any]]] | None = None  # verifier.audit_read.read_records
     doorbells: int = 1  # doorbells per step, per queue
     rings: dict[QueueKey, npt.NDArray[np.void]] = field(default_factory=dict)
-    #: every refusal mark seen so far: (nic, kind, queue, slot) -> times
-    marks: Counter[tuple[str, str, int, int]] = field(default_factory=Counter)
+    #: every refusal mark seen so far: (nic, kind, queue, slot) -> times (read it through ``marks``)
+    _marks: Counter[tuple[str, str, int, int]] = field(default_factory=Counter)
+    #: marks of recent steps not yet counted into ``_marks``: counted in bulk when ``marks`` is read
+    _unmarked: list[tuple[QueueKey, npt.NDArray[np.int64]]] = field(default_factory=list)
     _counts: dict[QueueKey, int] = field(default_factory=dict)
     _seq: int = 0
     _start: int = 0
@@ -442,6 +470,19 @@ class AuditWatch:
             raise ValueError("a file-backed audit log needs verify and read_records (verifier.audit_read)")
         self._start = self._seq = audit_count(self.sink)
         self._start_counters = Counter(dict(getattr(self.sink, "counters", {})))
+
+    @property
+    def marks(self) -> Counter[tuple[str, str, int, int]]:
+        """Every refusal mark seen so far: (nic, kind, queue, slot) -> times."""
+        if self._unmarked:
+            by_key: dict[QueueKey, list[npt.NDArray[np.int64]]] = {}
+            for key, slots in self._unmarked:
+                by_key.setdefault(key, []).append(slots)
+            self._unmarked.clear()
+            for key, parts in by_key.items():
+                slots, times = np.unique(np.concatenate(parts), return_counts=True)
+                self._marks.update({(*key, s): n for s, n in zip(slots.tolist(), times.tolist(), strict=True)})
+        return self._marks
 
     def watch(self, arena: ArenaLike, nic: str = "nic2", queue: int = 0) -> None:
         """Judge this arena's rings from now on (a campaign calls it for every new arena)."""
@@ -466,7 +507,8 @@ class AuditWatch:
             slots = refusal_marks(key[1], ring)
             _acknowledge(key[1], ring, slots)
             seen[key] = slots
-            self.marks.update((*key, s) for s in slots.tolist())
+            if slots.size:
+                self._unmarked.append((key, slots))
             now = self._count(key)
             added, self._counts[key] = now - self._counts[key], now
             if added < slots.size:
@@ -482,42 +524,62 @@ class AuditWatch:
         return found
 
     def _match_records(self, seen: dict[QueueKey, npt.NDArray[np.int64]]) -> list[Escape]:
-        """Slot by slot, for a sink that keeps its records in memory (``records`` with ``seq``)."""
-        records = getattr(self.sink, "records", None)
+        """Slot by slot, for a sink that keeps its records in memory (``since`` or ``records`` with ``seq``)."""
         end = audit_count(self.sink)
         start, self._seq = self._seq, end
-        if records is None or end == start:
+        if end == start:
             return []
-        new = [r for r in _tail(records, end - start)]
-        if len(new) != end - start or new[0].get("seq") != start:
+        since = getattr(self.sink, "since", None)
+        if since is not None:
+            items: list[dict[str, Any] | RecordSpanLike] = since(start)
+        else:
+            records = getattr(self.sink, "records", None)
+            if records is None:
+                return []
+            items = list(_tail(records, end - start))
+        if sum(1 if isinstance(r, dict) else len(r) for r in items) != end - start or _first_seq(items) != start:
             return []  # evicted already (a small ``keep``): the counts above still hold
-        found = []
-        # one pass over the new records: (queue key, ring index) of every descriptor record
-        by_slot = Counter(
-            (r.get("nic"), r.get("kind"), r.get("queue"), r["ring_index"]) for r in new if r.get("desc_hex") is not None
-        )
-        for key, slots in seen.items():
-            nic, kind, queue = key
-            described = Counter(
-                {s: n for (k_nic, k_kind, k_queue, s), n in by_slot.items() if (k_nic, k_kind, k_queue) == key}
-            )
-            if described != Counter(slots.tolist()):
-                missing = sorted(set(slots.tolist()) - set(described))[:4]
-                doubled = sorted(s for s, n in described.items() if n > 1)[:4]
-                stray = sorted(set(described) - set(slots.tolist()))[:4]
-                found.append(
-                    Escape(
-                        "audit",
-                        f"{nic} {kind} queue {queue}: refused slots without a record {missing}, "
-                        f"with several {doubled}, records for slots not refused {stray}",
-                        nic,
-                    )
-                )
-        if not all(r.get("reason") for r in new):
-            for r in new:
+        # one pass over the new records: the ring indices each queue's descriptor records name
+        named: dict[tuple[Any, Any, Any], list[npt.NDArray[np.int64]]] = {}
+        singles: dict[tuple[Any, Any, Any], list[int]] = {}
+        blank: list[Escape] = []
+        for r in items:
+            if isinstance(r, dict):
+                if r.get("desc_hex") is not None:
+                    singles.setdefault((r.get("nic"), r.get("kind"), r.get("queue")), []).append(r["ring_index"])
                 if not r.get("reason"):
-                    found.append(Escape("audit", f"record {r.get('seq')} has no reason", str(r.get("nic") or "")))
-        return found
+                    blank.append(Escape("audit", f"record {r.get('seq')} has no reason", str(r.get("nic") or "")))
+                continue
+            if r.ring_index is not None:  # descriptor records (an IOMMU fault names none)
+                named.setdefault((r.nic, r.kind, r.queue), []).append(r.ring_index)
+            codes = np.unique(r.reason).tolist()
+            for code in codes:
+                if not r.names.get(code):
+                    seq = r.seq + int(np.argmax(r.reason == code))
+                    blank.append(Escape("audit", f"record {seq} has no reason", str(r.nic or "")))
+        found = []
+        for key, slots in seen.items():
+            parts = named.get(key, [])
+            if key in singles:
+                parts = [*parts, np.array(singles[key], dtype=np.int64)]
+            described = np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else slots[:0]
+            if described.size == slots.size and np.array_equal(np.sort(described), np.sort(slots)):
+                continue
+            nic, kind, queue = key
+            counted = Counter(described.tolist())
+            marked = set(slots.tolist())
+            missing = sorted(marked - set(counted))[:4]
+            doubled = sorted(s for s, n in counted.items() if n > 1)[:4]
+            stray = sorted(set(counted) - marked)[:4]
+            found.append(
+                Escape(
+                    "audit",
+                    f"{nic} {kind} queue {queue}: refused slots without a record {missing}, "
+                    f"with several {doubled}, records for slots not refused {stray}",
+                    nic,
+                )
+            )
+        return found + blank
 
     def finish(self) -> list[Escape]:
         """End of a campaign: counters equal records; a file-backed log's chain verifies and matches the marks."""
@@ -553,9 +615,10 @@ class AuditWatch:
             for r in records
             if r["desc_hex"] is not None and (r["nic"], r["kind"], r["queue"]) in self.rings
         )
-        if described != self.marks:
-            lost = sum((self.marks - described).values())
-            extra = sum((described - self.marks).values())
+        marks = self.marks
+        if described != marks:
+            lost = sum((marks - described).values())
+            extra = sum((described - marks).values())
             found.append(Escape("audit", f"{lost} refused descriptors without a record, {extra} records without one"))
         return found
 
@@ -571,6 +634,13 @@ def audit_count(sink: Any) -> int:
     if value is None:
         value = getattr(sink, "seq", 0)
     return int(value or 0)
+
+
+def _first_seq(items: list[dict[str, Any] | RecordSpanLike]) -> int | None:
+    if not items:
+        return None
+    first = items[0]
+    return first.get("seq") if isinstance(first, dict) else first.seq
 
 
 def _tail(records: Any, n: int) -> list[dict[str, Any]]:

@@ -42,6 +42,23 @@ RX_DESC = np.dtype(
 #: include/uapi/linux/if_xdp.h: struct xdp_desc { __u64 addr; __u32 len; __u32 options; }
 XDP_DESC = np.dtype([("addr", "<u8"), ("len", "<u4"), ("options", "<u4")])
 
+# -- AF_XDP xdp_desc.options bits (include/uapi/linux/if_xdp.h) ---------------
+XDP_PKT_CONTD = 1 << 0  # more fragments of this packet follow (multi-buffer)
+XDP_TX_METADATA = 1 << 1  # a struct xsk_tx_metadata lies tx_metadata_len bytes before addr
+
+# -- AF_XDP xdp_umem_reg.flags (include/uapi/linux/if_xdp.h) --------------------
+XDP_UMEM_UNALIGNED_CHUNK_FLAG = 1 << 0  # buffers may start anywhere, not only inside one chunk
+XDP_UMEM_TX_SW_CSUM = 1 << 1  # checksum offload requests done in software
+XDP_UMEM_TX_METADATA_LEN = 1 << 2  # honour xdp_umem_reg.tx_metadata_len (ignored without it)
+#: net/xdp/xdp_umem.c xdp_umem_reg: chunk_size may not be smaller than this (nor larger than a page).
+XDP_UMEM_MIN_CHUNK_SIZE = 2048
+
+# -- AF_XDP unaligned-mode addresses (include/uapi/linux/if_xdp.h) --------------
+#: In unaligned chunk mode ``addr`` carries an offset in its top 16 bits; the buffer
+#: starts at ``(addr & XSK_UNALIGNED_BUF_ADDR_MASK) + (addr >> XSK_UNALIGNED_BUF_OFFSET_SHIFT)``.
+XSK_UNALIGNED_BUF_OFFSET_SHIFT = 48
+XSK_UNALIGNED_BUF_ADDR_MASK = (1 << XSK_UNALIGNED_BUF_OFFSET_SHIFT) - 1
+
 # -- TX CMD bits (3.3.3.1) --------------------------------------------------
 TXD_CMD_EOP = 0x01  # end of packet
 TXD_CMD_IFCS = 0x02  # insert FCS

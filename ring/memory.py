@@ -9,6 +9,7 @@ judges DMA against this table, never against the verifier's own records.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +60,24 @@ class FrameRange:
         return self.count << PAGE_SHIFT
 
 
+@functools.lru_cache(maxsize=4)
+def _kernel_image(kernel_size: int, seed: int) -> tuple[npt.NDArray[np.uint8], frozenset[bytes]]:
+    """The kernel region's seeded bytes and its canaries: one canary at the start of every frame.
+
+    Cached (read-only) because a fuzz campaign builds a fresh machine from the same seed again and again;
+    each machine gets its own copy of the bytes.
+    """
+    kernel_frames = kernel_size >> PAGE_SHIFT
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, kernel_size, dtype=np.uint8)
+    secrets = rng.integers(0, 256, (kernel_frames, CANARY_SIZE - len(CANARY_TAG)), dtype=np.uint8)
+    frames = image.reshape(kernel_frames, PAGE_SIZE)
+    frames[:, : len(CANARY_TAG)] = np.frombuffer(CANARY_TAG, dtype=np.uint8)
+    frames[:, len(CANARY_TAG) : CANARY_SIZE] = secrets
+    image.flags.writeable = False
+    return image, frozenset(bytes(row) for row in frames[:, :CANARY_SIZE])
+
+
 class PhysicalMemory:
     """DRAM of the simulated machine, its frame owners and its allocator.
 
@@ -72,25 +91,32 @@ class PhysicalMemory:
         size: int = DEFAULT_MEMORY_SIZE,
         kernel_size: int = DEFAULT_KERNEL_SIZE,
         seed: int = 0,
+        backing: npt.NDArray[np.uint8] | None = None,
     ) -> None:
+        """``backing``: use these bytes as DRAM instead of a fresh array (zeroed here, then seeded).
+
+        A real device model can then DMA into the very bytes the kernel checks:
+        driver/qemu.py passes QEMU's guest RAM, a shared mapping of one memfd.
+        """
         if size <= 0 or size % PAGE_SIZE:
             raise ValueError(f"memory size must be a positive multiple of {PAGE_SIZE}, got {size}")
         if kernel_size < PAGE_SIZE or kernel_size % PAGE_SIZE or kernel_size >= size:
             raise ValueError(f"kernel region must be a whole number of frames below the memory size, got {kernel_size}")
         self.size = size
         self.frames = size >> PAGE_SHIFT
-        self.data: npt.NDArray[np.uint8] = np.zeros(size, dtype=np.uint8)
+        if backing is None:
+            self.data: npt.NDArray[np.uint8] = np.zeros(size, dtype=np.uint8)
+        else:
+            if backing.dtype != np.uint8 or backing.ndim != 1 or backing.size != size or not backing.flags.writeable:
+                raise ValueError(f"backing memory must be a writable 1-D uint8 array of {size} bytes")
+            self.data = backing
+            self.data[kernel_size:] = 0
         self.owner: npt.NDArray[np.int32] = np.full(self.frames, OWNER_FREE, dtype=np.int32)
         kernel_frames = kernel_size >> PAGE_SHIFT
         self.kernel_frames = FrameRange(0, kernel_frames)
         self.owner[:kernel_frames] = OWNER_KERNEL
-        rng = np.random.default_rng(seed)
-        self.data[:kernel_size] = rng.integers(0, 256, kernel_size, dtype=np.uint8)
-        secrets = rng.integers(0, 256, (kernel_frames, CANARY_SIZE - len(CANARY_TAG)), dtype=np.uint8)
-        frames = self.data[:kernel_size].reshape(kernel_frames, PAGE_SIZE)
-        frames[:, : len(CANARY_TAG)] = np.frombuffer(CANARY_TAG, dtype=np.uint8)
-        frames[:, len(CANARY_TAG) : CANARY_SIZE] = secrets
-        self._canaries = frozenset(bytes(row) for row in frames[:, :CANARY_SIZE])
+        image, self._canaries = _kernel_image(kernel_size, seed)
+        self.data[:kernel_size] = image
 
     # -- ground truth -----------------------------------------------------
     @property

@@ -18,10 +18,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from driver.e1000 import EngineMode
-from sandbox import attack_cli, pingpong, scenario
-from sandbox.kernel_flags import add_kernel_flags, bounded_number, open_audit
+from sandbox import attack_cli, ping_cli, pingpong, qemu_cli, scenario
+from sandbox.kernel_flags import add_kernel_flags, bounded_number, flags_given, open_audit
 from sandbox.traffic import MAX_SIZE, MIN_SIZE
-from sandbox.world import World
 from verifier.audit import AuditLog
 from verifier.protection import Protection
 
@@ -63,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="run a demo: pingpong (default) or attack",
+        help="run a demo: pingpong (default), attack, ping or afxdp",
         description=(
             "pingpong: tenant 1 sends sequence-numbered Ether/IPv4/UDP frames (built with scapy) through "
             "its TX ring; tenant 2 receives them through its RX ring, checks every byte, and echoes them "
@@ -73,23 +72,46 @@ def build_parser() -> argparse.ArgumentParser:
             "another tenant's buffer, DMA-write into kernel memory, straddle its own pin by one byte, wrap "
             "addr + len, race a descriptor rewrite after the doorbell, unpin a buffer in flight, repoint the "
             "ring base register -- and an independent oracle says which got through.  With --protection "
-            "none they leak; with verifier or iommu every one is blocked and audited."
+            "none they leak; with verifier or iommu every one is blocked and audited.\n\n"
+            "ping (root): the Linux network stack pings a tenant.  A network namespace gets a TAP device "
+            "(198.18.0.1/24, no route out) plugged into an emulated NIC; the tenant answers ARP and ICMP echo "
+            "for 198.18.0.2 from user space through its rings, with the verifier on, and the real ping runs "
+            "inside the namespace.  Prints ping's lines, the RTTs and a verdict; --serve keeps answering "
+            "until Ctrl-C so you can ping, arping or tcpdump by hand.  The namespace and the TAP are removed "
+            "on exit, on error and on Ctrl-C.\n\n"
+            "afxdp (root): the real kernel's AF_XDP rings.  A namespace gets a veth pair (198.18.1.1/30 <-> "
+            ".2/30); an AF_XDP socket (copy mode) on one end sends --count numbered frames (default 10000, "
+            "--size default 64, --batch default 64) through its TX ring to a packet socket on the other end, "
+            "which sends as many back; a hand-assembled XDP program redirects them into the socket's RX ring.  "
+            "Every frame is checked byte for byte; prints frames/s, the kernel's XDP_STATISTICS and the ring "
+            "counters.  Everything is removed on exit, on error and on Ctrl-C."
         ),
         epilog=(
             "examples:\n"
             "  nic-sandbox demo --count 20000 --size 128 --batch 64 --pcap /tmp/pp.pcap\n"
             "  nic-sandbox demo --protection verifier --audit-log /tmp/audit.jsonl\n"
+            "  nic-sandbox demo --nic qemu                the same pingpong on QEMU's e1000 (qtest)\n"
             "  nic-sandbox demo attack --protection none        watch the kernel canaries leak\n"
-            "  nic-sandbox demo attack --protection verifier --json"
+            "  nic-sandbox demo attack --protection verifier --json\n"
+            "  sudo nic-sandbox demo ping --count 10 --size 1518 --interval 0.05\n"
+            "  sudo nic-sandbox demo ping --serve             then: ip netns exec NAME ping 198.18.0.2\n"
+            "  sudo nic-sandbox demo afxdp --count 100000 --size 1518 --batch 256"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    demo.add_argument("name", nargs="?", default="pingpong", choices=["pingpong", "attack"], help="which demo")
-    demo.add_argument("--count", type=_int_range(1, 10**9, "--count"), help="pingpong: frames to send (default 100000)")
+    demo.add_argument(
+        "name", nargs="?", default="pingpong", choices=["pingpong", "attack", "ping", "afxdp"], help="which demo"
+    )
+    demo.add_argument(
+        "--count",
+        type=_int_range(1, 10**9, "--count"),
+        help="pingpong: frames to send (default 100000); ping: echo requests (default 5)",
+    )
     demo.add_argument(
         "--size",
         type=_int_range(MIN_SIZE, MAX_SIZE, "--size"),
-        help=f"pingpong: frame size on the wire, FCS included, {MIN_SIZE}-{MAX_SIZE} (default 64)",
+        help=f"frame size on the wire, FCS included, {MIN_SIZE}-{MAX_SIZE} (pingpong default 64; "
+        "ping default 102, i.e. ping -s 56: the ICMP payload is SIZE - 46)",
     )
     demo.add_argument(
         "--batch", type=_int_range(1, 4096, "--batch"), help="pingpong: frames per tx_burst/rx_burst (default 32)"
@@ -106,6 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[m.value for m in EngineMode],
         help="inline: the device runs inside the doorbell write (deterministic); threaded: on its own thread",
     )
+    qemu_cli.add_nic_flag(demo)
+    demo.add_argument(
+        "--interval",
+        type=bounded_number(float, "--interval", 0.002, 60),
+        help="ping: seconds between echo requests, 0.002-60 (default 0.2)",
+    )
+    demo.add_argument(
+        "--serve", action="store_true", help="ping: answer ARP and ping until Ctrl-C, and say how to try it"
+    )
     add_kernel_flags(demo)
     demo.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     demo.set_defaults(func=cmd_demo)
@@ -116,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print an embedded scenario, with comments explaining every key.",
         epilog="example: nic-sandbox scenario attack > my-attack.toml",
     )
-    show.add_argument("name", nargs="?", default="pingpong", choices=["pingpong", "attack"], help="which one")
+    show.add_argument("name", nargs="?", default="pingpong", choices=["pingpong", "attack", "ping"], help="which one")
     show.set_defaults(func=cmd_scenario)
 
     # `nic-sandbox audit ...` lives in sandbox/audit_cli.py, which imports UsageError from here:
@@ -127,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     from sandbox.fuzz_cli import build_fuzz_parser
 
     build_fuzz_parser(sub)
+    from sandbox.verify_cli import build_verify_parser
+
+    build_verify_parser(sub)
     return top
 
 
@@ -139,19 +173,28 @@ PINGPONG_ONLY = ("count", "size", "batch", "pcap", "no_pcap")
 
 
 def cmd_demo(args: argparse.Namespace, out: Console) -> int:
+    if problem := qemu_cli.nic_flag_problem(args):
+        raise UsageError(problem)
+    if args.name == "ping":
+        return ping_cli.cmd_ping(args, out)
+    if wrong := flags_given(args, ping_cli.PING_ONLY):
+        raise UsageError(f"{', '.join(wrong)} only apply to the ping demo")
+    if args.name == "afxdp":
+        from sandbox import afxdp_demo  # cffi/bpf only when asked for
+
+        return afxdp_demo.cmd_afxdp(args, out)
     if args.name == "attack":
-        given = [f"--{k.replace('_', '-')}" for k in PINGPONG_ONLY if getattr(args, k) not in (None, False)]
-        if given:
-            raise UsageError(f"{', '.join(given)} only apply to the pingpong demo")
+        if wrong := flags_given(args, PINGPONG_ONLY):
+            raise UsageError(f"{', '.join(wrong)} only apply to the pingpong demo")
         return attack_cli.cmd_attack(args, out)
     scen = _scenario(args, "pingpong")
     if len(scen.tenants) < 2:
         raise UsageError(f"{scen.source}: pingpong needs two tenants")
-    count = args.count or 100_000
+    count = qemu_cli.default_count(args, 100_000)
     size = args.size or 64
     batch = args.batch or 32
     pcap: str | bool = False if args.no_pcap else (args.pcap or True)
-    with _audit(args, scen, out) as audit, World.build(scen, pcap=pcap, audit=audit) as world:
+    with _audit(args, scen, out) as audit, qemu_cli.build_world(args, scen, pcap, audit) as world:
         if args.json or not out.is_terminal:
             report = pingpong.run(world, count, size, batch)
         else:
@@ -168,10 +211,12 @@ def cmd_demo(args: argparse.Namespace, out: Console) -> int:
                 report = pingpong.run(world, count, size, batch, lambda _sent, back: bar.update(task, completed=back))
         rejected = sum(audit.counters.values())
     if args.json:
-        print(json.dumps({**_report_json(report, scen), "audit_log": args.audit_log, "rejected": rejected}, indent=2))
+        extra = {"nic": args.nic, "audit_log": args.audit_log, "rejected": rejected}
+        print(json.dumps({**_report_json(report, scen), **extra}, indent=2))
     else:
-        _print_report(out, report, scen)
+        _print_report(out, report, scen, args.nic)
         clock = "virtual time, so runs repeat byte for byte" if scen.engine is EngineMode.INLINE else "wall-clock time"
+        clock = "wall-clock time, QEMU's e1000 over qtest" if args.nic == qemu_cli.QEMU else clock
         out.print(f"audit log: {args.audit_log} ({rejected} rejections recorded by this run; {clock})")
     return 0 if report.clean else 1
 
@@ -214,11 +259,14 @@ def _report_json(report: pingpong.PingPongReport, scen: scenario.Scenario) -> di
     }
 
 
-def _print_report(out: Console, report: pingpong.PingPongReport, scen: scenario.Scenario) -> None:
+def _print_report(
+    out: Console, report: pingpong.PingPongReport, scen: scenario.Scenario, nic: str = "emulated"
+) -> None:
     table = Table(
         title=(
             f"pingpong: {report.frame_size}-byte frames, batch {report.batch}, "
-            f"engine {scen.engine.value}, protection {scen.protection.value}, seed {scen.seed}"
+            f"{'nic qemu' if nic == qemu_cli.QEMU else 'engine ' + scen.engine.value}, "
+            f"protection {scen.protection.value}, seed {scen.seed}"
         )
     )
     for col in ("direction", "frames", "bytes", "lost", "reordered", "corrupt", "dup", "Mpps"):

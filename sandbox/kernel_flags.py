@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,14 @@ def bounded_number(kind: type[int] | type[float], what: str, low: float, high: f
         return value
 
     return convert
+
+
+def flags_given(args: argparse.Namespace, names: Iterable[str]) -> list[str]:
+    """The flags among ``names`` (argparse dests) that the user set, spelled as typed: ``no_pcap`` -> ``--no-pcap``.
+
+    The demos share one parser; each refuses the others' flags with these names in a one-line error.
+    """
+    return [f"--{k.replace('_', '-')}" for k in names if getattr(args, k, None) not in (None, False)]
 
 
 def add_kernel_flags(parser: argparse.ArgumentParser) -> None:

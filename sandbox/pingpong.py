@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -18,11 +20,36 @@ import numpy.typing as npt
 from ring import regs
 from ring.frames import FrameBatch
 from ring.rxq import RxQueue
+from ring.syscalls import RegisterBus
 from ring.txq import TxQueue
+from sandbox.scenario import Scenario
 from sandbox.traffic import UdpFlow, sequence_numbers, swap_endpoints
-from sandbox.world import World
+from verifier.kernel import Process
 
 Expect = Callable[[npt.NDArray[np.uint64]], npt.NDArray[np.uint8]]
+
+
+class Pcap(Protocol):
+    @property
+    def path(self) -> Path: ...
+
+
+class DemoWorld(Protocol):
+    """What the demo needs of a world: emulated NICs (sandbox/world.py) or QEMU's (sandbox/qemu_world.py)."""
+
+    @property
+    def scenario(self) -> Scenario: ...
+
+    @property
+    def tenants(self) -> Mapping[str, Process]: ...
+
+    @property
+    def nics(self) -> Mapping[str, RegisterBus]: ...
+
+    @property
+    def pcaps(self) -> Sequence[Pcap]: ...
+
+    def settle(self, timeout_s: float = 5.0) -> bool: ...
 
 
 @dataclass
@@ -97,7 +124,7 @@ class PingPongReport:
 
 
 def run(
-    world: World,
+    world: DemoWorld,
     count: int,
     size: int,
     batch: int,
@@ -118,6 +145,9 @@ def run(
         return swap_endpoints(flow.expected(seqs))
 
     window = max(1, min(spec_a.ring, spec_b.ring) - 1)
+    cable_limit = getattr(world, "in_flight_limit", None)  # a lossy cable (QEMU's UDP sockets) caps it too
+    if cable_limit is not None:
+        window = max(1, min(window, int(cable_limit(size))))
     written_off = 0
     pending: deque[npt.NDArray[np.uint8]] = deque()
     sent = 0

@@ -89,3 +89,30 @@ def rig() -> Rig:
 @pytest.fixture
 def threaded_rig() -> Rig:
     return make_rig(EngineMode.THREADED)
+
+
+# -- the lab marker: tests that run inside the lab VM (lab/, docs/lab.md) --------------------
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "lab(variant='iommu'): runs inside the lab VM only (python -m lab test), and only in that boot variant "
+        "('noiommu': python -m lab test --noiommu); deselected elsewhere",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Outside the lab VM, deselect ``lab`` tests: tests/lab/ boots the VM and runs them there.
+
+    Inside it, deselect those of the other boot variant (``lab(variant="noiommu")`` needs the no-IOMMU boot)."""
+    from lab.guest import VARIANT_IOMMU, in_lab, variant
+
+    def elsewhere(item: pytest.Item) -> bool:
+        marker = item.get_closest_marker("lab")
+        if marker is None:
+            return False
+        return not in_lab() or marker.kwargs.get("variant", VARIANT_IOMMU) != variant()
+
+    lab_items = [item for item in items if elsewhere(item)]
+    if lab_items:
+        config.hook.pytest_deselected(items=lab_items)
+        items[:] = [item for item in items if not elsewhere(item)]

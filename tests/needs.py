@@ -8,18 +8,34 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import NoReturn
 
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
-def need_tool(name: str) -> str:
+def _missing(message: str) -> NoReturn:
+    if IN_CI:
+        pytest.fail(f"CI=true but {message}")
+    pytest.skip(message)
+
+
+def need_tool(name: str, package: str | None = None) -> str:
     """Path of an external program; skip (outside CI) or fail (in CI) when it is missing."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed (apt-get install {name})"
-        if IN_CI:
-            pytest.fail(f"CI=true but {message}")
-        pytest.skip(message)
+        _missing(f"{name} is not installed (apt-get install {package or name})")
     return path
+
+
+def need_root(why: str) -> None:
+    """Root (CAP_NET_ADMIN and friends) for ``why``; skip outside CI, fail in CI."""
+    if os.geteuid() != 0:
+        _missing(f"{why} needs root")
+
+
+def need_path(path: str, why: str) -> None:
+    """A device node or file, e.g. /dev/net/tun; skip outside CI, fail in CI."""
+    if not os.path.exists(path):
+        _missing(f"{path} is missing ({why})")

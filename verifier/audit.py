@@ -78,11 +78,15 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
 from ring.descriptors import DESC_SIZE, RX_DESC, TX_DESC
+from verifier.rejection_batch import reason_counts
+
+if TYPE_CHECKING:
+    from verifier.rejection_batch import RecordRows
 
 SCHEMA_VERSION = 1
 #: ``prev`` of the very first record of a log.
@@ -131,12 +135,28 @@ def _json_default(value: object) -> object:
     raise TypeError(f"audit record values must be JSON data, got {type(value).__name__}")
 
 
-def encode(record: dict[str, Any]) -> bytes:
-    """The canonical JSON of ``record`` (no newline): fixed key order as given, compact, ASCII."""
+def encode(record: dict[str, Any] | list[dict[str, Any]]) -> bytes:
+    """The canonical JSON of ``record`` (no newline): fixed key order as given, compact, ASCII.
+
+    A list of records encodes as ``[`` + the records' encodings joined by ``,`` + ``]``.
+    """
     text = json.dumps(
         record, separators=(",", ":"), sort_keys=False, ensure_ascii=True, allow_nan=False, default=_json_default
     )
     return text.encode("ascii")
+
+
+#: ``prev`` while a batch is encoded (``AuditLog.record_batch``): 64 characters no hash can be.
+_PREV_SLOT = "~" * 64
+_PREV_TAIL = b',"prev":"' + _PREV_SLOT.encode("ascii") + b'"}'
+
+
+def _split_bodies(encoded: bytes, n: int) -> list[bytes] | None:
+    """The ``n`` record bodies of an encoded list, each without its ``,"prev":...}`` tail (None: not exactly n)."""
+    parts = encoded[1:-1].split(_PREV_TAIL)
+    if len(parts) != n + 1 or parts[-1]:
+        return None
+    return [parts[0], *(p[1:] for p in parts[1:-1])]  # each later part starts with the list's ","
 
 
 def chain_hash(prev: str, body: bytes) -> str:
@@ -375,6 +395,80 @@ class AuditLog:
             if self.fsync == "always" or len(self._pending) >= self.max_pending:
                 self._flush()
             return seq
+
+    def record_batch(self, rows: RecordRows) -> list[int] | range:
+        """Append one record per row of ``rows`` (a doorbell's rejections, a DMA batch's faults); their seqs.
+
+        The same bytes as one ``record()`` call per row -- same clock calls,
+        same chain, one hash per record -- but the rows' JSON is encoded in one
+        call: every record body ends with its ``prev`` (the last key before
+        ``hash``), so the batch is encoded with a placeholder there and each
+        record's real ``prev`` is put in as the chain reaches it.  ``fsync
+        "always"`` (a flush per record) takes the rows one by one.
+        """
+        n = len(rows)
+        if n == 0:
+            return []
+        if self.fsync == "always":
+            return [self.record(**row) for row in rows.arguments()]
+        if rows.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {rows.kind!r}")
+        counts = reason_counts(rows)
+        for reason in counts:
+            if not REASON_RE.match(reason):
+                raise ValueError(f"reason must be a stable code like ADDR_NOT_PINNED, got {reason!r}")
+        with self._lock:
+            self._check_open()
+            first = self._seq
+            records = []
+            walls: dict[int, str] = {}  # second -> its formatted prefix (strftime once per second)
+            for seq, row in enumerate(rows.arguments(), first):
+                raw = row["raw"]
+                if raw is not None and len(raw) != DESC_SIZE:
+                    raise ValueError(f"raw descriptor must be {DESC_SIZE} bytes, got {len(raw)}")
+                wall_ns, mono_ns = self._clock()
+                sec, ns = divmod(wall_ns, 1_000_000_000)
+                prefix = walls.get(sec)
+                if prefix is None:
+                    prefix = walls[sec] = format_wall(sec * 1_000_000_000)[:-11]
+                queue, ring_index = row["queue"], row["ring_index"]
+                records.append(
+                    {
+                        "v": SCHEMA_VERSION,
+                        "seq": seq,
+                        "wall": f"{prefix}.{ns:09d}Z",
+                        "mono_ns": int(mono_ns),
+                        "tenant": int(row["tenant"]),
+                        "tenant_name": str(row["tenant_name"]),
+                        "nic": row["nic"],
+                        "queue": None if queue is None else int(queue),
+                        "kind": row["kind"],
+                        "ring_index": None if ring_index is None else int(ring_index),
+                        "desc_hex": None if raw is None else bytes(raw).hex(),
+                        "desc": row["fields"],
+                        "reason": row["reason"],
+                        "detail": row["detail"],
+                        "protection": self.protection,
+                        "prev": _PREV_SLOT,
+                    }
+                )
+            bodies = _split_bodies(encode(records), n)
+            if bodies is None:  # a value held the placeholder's bytes: encode record by record
+                bodies = [encode(r)[: -len(_PREV_TAIL)] for r in records]
+            prev = self._prev
+            for head in bodies:
+                body = head + b',"prev":"' + prev.encode("ascii") + b'"}'
+                prev = chain_hash(prev, body)
+                self._pending.append(body[:-1] + b',"hash":"' + prev.encode("ascii") + b'"}\n')
+                self._seq += 1
+                self._prev = prev
+                if len(self._pending) >= self.max_pending:
+                    self._flush()
+            nic, kind, queue = rows.nic, rows.kind, rows.queue
+            for reason, count in counts.items():
+                self._counts[(nic, queue, reason)] += count
+                self._kind_counts[(nic, kind, queue, reason)] += count
+            return range(first, self._seq)
 
     def commit(self) -> None:
         """End a doorbell batch: write the buffered records and (policy ``batch``) fsync them once."""

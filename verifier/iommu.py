@@ -30,11 +30,23 @@ U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
 Mask = npt.NDArray[np.bool_]
 
-#: Called for each fault: (device, bus address, length, write, reason code).
-FaultHandler = Callable[[str, int, int, bool, str], None]
 
-NOT_MAPPED = "IOMMU_NOT_MAPPED"
-PERMISSION = "IOMMU_PERMISSION"
+@dataclass(frozen=True)
+class Faults:
+    """The blocked accesses of one translated batch, in batch order (one fault each, as VT-d records them)."""
+
+    device: str
+    iova: U64
+    length: I64
+    write: bool
+    permission: Mask  # True: mapped without the access (IOMMU_PERMISSION); False: not mapped (IOMMU_NOT_MAPPED)
+
+    def __len__(self) -> int:
+        return int(self.iova.size)
+
+
+#: Called once per translated batch that had faults.
+FaultHandler = Callable[[Faults], None]
 
 
 @dataclass
@@ -57,6 +69,7 @@ class Iommu:
     """Domains for every device, translation, and the fault log."""
 
     def __init__(self, on_fault: FaultHandler | None = None) -> None:
+        """``on_fault``: told about each batch's faults at once (the kernel audits one record per fault)."""
         self.domains: dict[str, Domain] = {}
         self.on_fault = on_fault
         self.faults = 0
@@ -115,7 +128,5 @@ class Iommu:
         bad = np.flatnonzero(reason != 0)
         self.faults += int(bad.size)
         if bad.size and self.on_fault is not None:
-            for k in bad.tolist():
-                code = NOT_MAPPED if reason[k] == 1 else PERMISSION
-                self.on_fault(device, int(addrs[k]), int(lengths[k]), write, code)
+            self.on_fault(Faults(device, addrs[bad], lengths[bad].astype(np.int64), write, reason[bad] == 2))
         return phys, ok

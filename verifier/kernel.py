@@ -24,14 +24,15 @@ from verifier import reasons as R
 from verifier.address_space import AddressSpace, SegFault
 from verifier.doorbell import DoorbellWindow
 from verifier.inplace import InPlaceQueue
-from verifier.iommu import Iommu
+from verifier.iommu import Faults, Iommu
 from verifier.memory_audit import MemoryAudit
 from verifier.nic_control import bring_up, program_ring
 from verifier.pins import Access, Pin, PinError, PinTable
 from verifier.policy import Policy
 from verifier.protection import Protection
 from verifier.queue_state import QueueState
-from verifier.rejections import AuditSink, Origin, record_event
+from verifier.rejection_batch import IommuFaultBatch
+from verifier.rejections import AuditSink, Origin, record_event, record_rows
 from verifier.shadow import RxShadow, TxShadow
 
 TX = "tx"
@@ -320,14 +321,13 @@ class Kernel:
         return self._doorbells.get((nic_name, offset))
 
     # -- the IOMMU's fault line -----------------------------------------------------
-    def _iommu_fault(self, device: str, addr: int, length: int, write: bool, reason: str) -> None:
-        nic = self.nics.get(device)
+    def _iommu_fault(self, faults: Faults) -> None:
+        """One ``iommu`` record per blocked access of a DMA batch, committed together (group commit)."""
+        nic = self.nics.get(faults.device)
         owner = nic.iommu_owner if nic is not None and nic.iommu_owner is not None else -1
-        code = R.BY_NAME[reason].code
-        record_event(self.audit, Origin(owner, self.tenant_name(owner), device, -1, "iommu"), "iommu", code,
-                     {"iova": f"{addr:#x}", "length": length, "access": "write" if write else "read",
-                      # VT-d reports the request kind: 0x05 PTE write access not set, 0x06 read not set
-                      "vtd_fault_reason": "0x05" if write else "0x06"})  # fmt: skip
+        codes = np.where(faults.permission, R.IOMMU_PERMISSION, R.IOMMU_NOT_MAPPED).astype(np.uint8)
+        record_rows(self.audit, IommuFaultBatch(owner, self.tenant_name(owner), faults.device, faults.iova,
+                                                faults.length, faults.write, codes))  # fmt: skip
         self.audit.commit()
 
 

@@ -71,6 +71,38 @@ _ALL = [
            "Intel VT-d fault reason 0x06 (DMAR: [DMA Read] ... PTE Read access is not set)"),
     Reason(71, "IOMMU_PERMISSION", "the device wrote through a read-only mapping or read a write-only one",
            "Intel VT-d fault reason 0x05 (PTE Write access is not set)"),
+    # -- AF_XDP descriptors (the `xdp` format, verifier/xdp.py) -------------------------
+    Reason(80, "XDP_ADDR_OUT_OF_UMEM", "the buffer, or the tx metadata before it, starts outside the UMEM",
+           "AF_XDP xp_aligned/unaligned_validate_desc: addr - tx_metadata_len underflows or is >= the UMEM size"),
+    Reason(81, "XDP_CHUNK_CROSSED", "aligned mode: metadata and buffer do not fit in the chunk the buffer starts in",
+           "AF_XDP xp_aligned_validate_desc: (addr & (chunk_size - 1)) + len + tx_metadata_len > chunk_size"),
+    Reason(82, "XDP_END_OUT_OF_UMEM", "unaligned mode: the buffer ends beyond the UMEM",
+           "AF_XDP xp_unaligned_validate_desc: addr + len > the UMEM size (net/xdp/xsk_queue.h)"),
+    Reason(83, "XDP_OPTIONS_UNKNOWN", "option bits other than XDP_PKT_CONTD and XDP_TX_METADATA",
+           "AF_XDP xp_unused_options_set (net/xdp/xsk_queue.h)"),
+    Reason(84, "XDP_METADATA_WITHOUT_LEN", "XDP_TX_METADATA on a packet's first descriptor, UMEM without tx metadata",
+           "AF_XDP xsk_build_skb: tx_metadata_len == 0 is -EINVAL and the descriptor stays on the ring"),
+    # -- RDMA work requests (the `verbs` format, verifier/verbs.py) ----------------------
+    Reason(90, "VERBS_TOO_MANY_SGE", "a work request names more SGEs than its queue pair's max_send_sge/max_recv_sge",
+           "rdma-core providers/rxe/rxe.c: ibv_post_send/ibv_post_recv fail with EINVAL, nothing is queued"),
+    Reason(91, "VERBS_LKEY_UNKNOWN", "an SGE's lkey names no registered memory region",
+           "rxe_mr.c lookup_mr() finds no MR: IBV_WC_LOC_QP_OP_ERR (rxe), IBA: local protection error"),
+    Reason(92, "VERBS_LKEY_OTHER_PD", "an SGE's lkey names a memory region of another protection domain",
+           "rxe_mr.c lookup_mr(): mr_pd(mr) != pd; IBA: a key is valid only inside its own PD"),
+    Reason(93, "VERBS_SGE_OUTSIDE_MR", "a byte of an SGE's [addr, addr + length) lies outside the MR its lkey names",
+           "rxe_mr.c mr_check_range() is -EFAULT: IBV_WC_LOC_PROT_ERR"),
+    Reason(94, "VERBS_NO_LOCAL_WRITE", "the device would write (receive, RDMA READ) into an MR without LOCAL_WRITE",
+           "IBV_ACCESS_LOCAL_WRITE; rxe_mr.c lookup_mr(): access & mr->access == 0"),
+    Reason(95, "VERBS_RKEY_UNKNOWN", "an RDMA work request's rkey names no MR open to remote access",
+           "rxe_resp.c check_rkey(): no MR matches the rkey, NAK: IBV_WC_REM_ACCESS_ERR"),
+    Reason(96, "VERBS_RKEY_OTHER_PD", "an RDMA work request's rkey names an MR outside the responder QP's PD",
+           "rxe_resp.c check_rkey() -> lookup_mr(qp->pd, ...): IBV_WC_REM_ACCESS_ERR"),
+    Reason(97, "VERBS_RKEY_NO_ACCESS", "the remote MR lacks REMOTE_WRITE (RDMA WRITE) or REMOTE_READ (RDMA READ)",
+           "IBV_ACCESS_REMOTE_WRITE/REMOTE_READ; rxe_resp.c check_rkey(): IBV_WC_REM_ACCESS_ERR"),
+    Reason(98, "VERBS_REMOTE_OUTSIDE_MR", "[remote_addr, remote_addr + message length) is not inside the remote MR",
+           "rxe_resp.c check_rkey() -> mr_check_range(): RESPST_ERR_RKEY_VIOLATION, IBV_WC_REM_ACCESS_ERR"),
+    Reason(99, "VERBS_OPCODE_UNSUPPORTED", "a work request opcode this sandbox does not model (atomics, MW binds)",
+           "rdma-core providers/rxe/rxe.c: an opcode the QP type does not support is EINVAL"),
 ]  # fmt: skip
 
 BY_CODE: dict[int, Reason] = {r.code: r for r in _ALL}
@@ -85,6 +117,11 @@ CMD_UNSUPPORTED, CSUM_OFFSET = 40, 41
 PIN_RELEASED, PIN_IN_FLIGHT = 50, 51
 REG_NOT_DOORBELL, REG_NOT_OWNER = 60, 61
 IOMMU_NOT_MAPPED, IOMMU_PERMISSION = 70, 71
+XDP_ADDR_OUT_OF_UMEM, XDP_CHUNK_CROSSED, XDP_END_OUT_OF_UMEM, XDP_OPTIONS_UNKNOWN = 80, 81, 82, 83
+XDP_METADATA_WITHOUT_LEN = 84
+VERBS_TOO_MANY_SGE, VERBS_LKEY_UNKNOWN, VERBS_LKEY_OTHER_PD, VERBS_SGE_OUTSIDE_MR = 90, 91, 92, 93
+VERBS_NO_LOCAL_WRITE, VERBS_RKEY_UNKNOWN, VERBS_RKEY_OTHER_PD, VERBS_RKEY_NO_ACCESS = 94, 95, 96, 97
+VERBS_REMOTE_OUTSIDE_MR, VERBS_OPCODE_UNSUPPORTED = 98, 99
 
 
 def name(code: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -9,9 +10,9 @@ import numpy as np
 import numpy.typing as npt
 
 from ring.descriptors import RX_DESC, TX_DESC
-from ring.memory import PAGE_SHIFT
 from verifier import reasons as R
-from verifier.checks import NO_OWNER, Verdicts, owner_label
+from verifier.checks import Verdicts
+from verifier.rejection_batch import RecordRows, RejectionBatch
 
 
 class AuditSink(Protocol):
@@ -54,58 +55,41 @@ def record_descriptors(
     verdicts: Verdicts,
     mask: npt.NDArray[np.bool_],
     extra: dict[str, Any] | None = None,
-) -> list[int]:
+) -> Sequence[int]:
     """One record per descriptor selected by ``mask``; returns their sequence numbers.
 
-    The selected descriptors and verdicts are turned into Python values once
-    per batch (``tolist``), not field by field: a flood of rejections costs
-    one dict per record, not a numpy scalar access per field.
+    The selected rows are copied into one ``RejectionBatch``.  A sink with
+    ``record_batch`` takes the whole batch at once (``MemoryAudit`` keeps it
+    as columns and builds record dicts only when they are read; ``AuditLog``
+    encodes it in one call, one hash per record); any other sink gets one
+    ``record()`` call per row.
     """
     picked = np.flatnonzero(mask)
     if picked.size == 0:
         return []
-    chosen = descs[picked]
-    names = chosen.dtype.names or ()
-    rows = chosen.tolist()
-    raws = chosen.view(np.uint8).reshape(picked.size, -1)
-    seqs = []
-    for j, (code, bad, owner, slot) in enumerate(
-        zip(
-            verdicts.reason[picked].tolist(),
-            verdicts.bad_byte[picked].tolist(),
-            verdicts.owner[picked].tolist(),
-            slots[picked].tolist(),
-            strict=True,
-        )
-    ):
-        detail: dict[str, Any] = {"rule": _RULES[code]}
-        if bad != -1:  # -1: not an address problem; a byte at or above 2**63 reads negative in int64
-            bad %= 1 << 64
-            detail["first_bad_byte"] = f"{bad:#x}"
-            detail["frame"] = bad >> PAGE_SHIFT
-        if owner != NO_OWNER:
-            detail["owner"] = owner_label(owner, origin.tenant)
-        if extra:
-            detail.update(extra)
-        seqs.append(
-            audit.record(
-                tenant=origin.tenant,
-                tenant_name=origin.tenant_name,
-                nic=origin.nic,
-                queue=origin.queue,
-                kind=origin.kind,
-                ring_index=slot,
-                raw=raws[j].tobytes(),
-                fields=dict(zip(names, rows[j], strict=True)),
-                reason=_NAMES[code],
-                detail=detail,
-            )
-        )
-    return seqs
+    batch = RejectionBatch(
+        tenant=origin.tenant,
+        tenant_name=origin.tenant_name,
+        nic=origin.nic,
+        queue=origin.queue,
+        kind=origin.kind,
+        ring_index=slots[picked],
+        reason=verdicts.reason[picked],
+        bad_byte=verdicts.bad_byte[picked],
+        owner=verdicts.owner[picked],
+        descs=descs[picked],
+        extra=dict(extra) if extra else None,
+    )
+    return record_rows(audit, batch)
 
 
-_RULES = {r.code: r.rule for r in R.all_reasons()}
-_NAMES = {r.code: r.name for r in R.all_reasons()}
+def record_rows(audit: AuditSink, rows: RecordRows) -> Sequence[int]:
+    """Hand a batch of refusals to ``audit``: whole (``record_batch``) if it can take one, else row by row."""
+    take = getattr(audit, "record_batch", None)
+    if take is not None:
+        seqs: Sequence[int] = take(rows)
+        return seqs
+    return [audit.record(**row) for row in rows.arguments()]
 
 
 def record_event(

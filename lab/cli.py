@@ -1,0 +1,238 @@
+"""``python -m lab``: build the lab VM, run a command, a shell, the lab tests or the demo inside it.
+
+Bad input ends with one line on stderr and exit code 2.  ``run``, ``test``
+and ``demo`` exit with the guest command's own exit code, 124 when the
+command timed out and 125 when the guest reported no exit code at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from typing import NoReturn
+
+from rich.console import Console
+
+from lab import image as lab_image
+from lab import qemu
+from lab.kernel import LabBuildError
+from lab.run import EXIT_NO_REPORT, EXIT_TIMEOUT, LabResult, LabRunError, run
+from lab.spec import cache_root
+
+PROG = "python -m lab"
+EXIT_USAGE = 2
+#: Inside the guest: the project's lab tests, verbose enough to see each one.
+#: Only tests/lab/ is collected: the rest of the suite runs on the host, and collecting it costs ~30 s under TCG.
+GUEST_PYTEST = ["python3", "-m", "pytest", "-p", "no:cacheprovider", "-m", "lab", "-rA", "tests/lab"]
+#: The demo: the VFIO back end through PHY loopback and the attack set with and without the verifier.
+GUEST_DEMO = ["python3", "-m", "sandbox.lab_demo"]
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    top = _Parser(
+        prog=PROG,
+        description=(
+            "The lab: a Debian 6.1 guest under QEMU (TCG) with an emulated VT-d IOMMU, an e1000e (82574L) "
+            "for the VFIO back end and a virtio-net carrying soft-RoCE (rxe) for the verbs back end.  The "
+            "project is mounted read-write at /project in the guest and runs from source there.  The image "
+            "(kernel, module closure, debootstrap root file system, busybox initramfs) is built once, about a "
+            "minute, and cached under ~/.cache/nic-sandbox/lab; a boot takes a few seconds."
+        ),
+        epilog=(
+            "examples:\n"
+            "  python -m lab build                    build (or find) the image and print what it holds\n"
+            "  python -m lab run -- uname -r          one command in the guest; exits with its code\n"
+            "  python -m lab run -- 'dmesg | grep -i dmar'\n"
+            "  python -m lab shell                    an interactive shell (Ctrl-A x leaves QEMU)\n"
+            "  python -m lab test                     pytest -m lab inside the guest\n"
+            "  python -m lab test -- -k vfio -x       ... with extra pytest arguments\n"
+            "  python -m lab demo                     the VFIO demo: loopback traffic, attacks, DMAR faults\n"
+            "  python -m lab test --noiommu           the lab tests of the no-IOMMU variant (no VT-d)"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    build = sub.add_parser("build", help="build the image (or find it in the cache) and print its manifest",
+                           description="Build the lab image, each part only when its inputs changed.",
+                           epilog="example:\n  python -m lab build --rebuild",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    build.add_argument("--rebuild", action="store_true", help="build every part again, even if cached")
+    build.add_argument("--noiommu", action="store_true", help="also build the no-IOMMU variant (vfio.ko rebuilt)")
+
+    def noiommu_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--noiommu", action="store_true",
+                       help="the no-IOMMU variant: no VT-d, vfio.ko rebuilt with CONFIG_VFIO_NOIOMMU "
+                            "(built once, ~15 s), /dev/vfio/noiommu-N")  # fmt: skip
+
+    def boot_flags(p: argparse.ArgumentParser, timeout: float) -> None:
+        p.add_argument("--timeout", type=_positive, default=timeout, metavar="S",
+                       help=f"kill the VM after S seconds (default {timeout:g})")  # fmt: skip
+        p.add_argument("--memory", default="1G", help="guest memory, as QEMU's -m (default 1G)")
+        p.add_argument("--quiet", action="store_true", help="do not copy the guest's console to stdout")
+        noiommu_flag(p)
+
+    runp = sub.add_parser(
+        "run",
+        help="boot, run one command in the guest (cwd /project), power off",
+        description=(
+            "Runs COMMAND with /bin/sh in the guest as root, in /project, with PYTHONPATH=/project.  One "
+            "argument is taken as a shell line; several are quoted as argv.  The guest's kernel log is "
+            "saved as dmesg.txt in the run's folder (printed at the end)."
+        ),
+        epilog="examples:\n  python -m lab run -- ls /dev/vfio\n  python -m lab run --env FOO=1 -- 'echo $FOO'",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    boot_flags(runp, 600)
+    runp.add_argument("--env", type=_env_pair, action="append", default=[], metavar="NAME=VALUE",
+                      help="export NAME=VALUE for the command (repeatable)")  # fmt: skip
+    runp.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="what to run in the guest")
+
+    raw = argparse.RawDescriptionHelpFormatter
+    shell = sub.add_parser(
+        "shell",
+        help="an interactive shell in the guest (Ctrl-A x quits QEMU)",
+        description="Boots the guest with a bash on the serial line, the project in /project.",
+        epilog="example:\n  python -m lab shell",
+        formatter_class=raw,
+    )
+    shell.add_argument("--memory", default="1G", help="guest memory, as QEMU's -m (default 1G)")
+    noiommu_flag(shell)
+
+    test = sub.add_parser("test", help="pytest -m lab inside the guest",
+                          description="Runs the project's lab-marked tests inside the guest.",
+                          epilog="examples:\n  python -m lab test\n  python -m lab test -- -k dmar -x",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    boot_flags(test, 900)
+    test.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- PYTEST-ARGS", help="more pytest arguments")
+
+    demo = sub.add_parser(
+        "demo",
+        help="the VFIO demo inside the guest",
+        description="Loopback traffic through the real e1000e with the verifier in front, then the attack set with "
+        "the verifier (refused, audited) and without it (the IOMMU faults, matched to each attack from the guest's "
+        "kernel log).",
+        epilog="example:\n  python -m lab demo",
+        formatter_class=raw,
+    )
+    boot_flags(demo, 600)
+
+    sub.add_parser(
+        "info",
+        help="where the cached image is and what it holds (JSON)",
+        description="Prints the manifest of the cached image, or says it is not built.",
+        epilog="example:\n  python -m lab info",
+        formatter_class=raw,
+    )
+    sub.add_parser("clean", help="remove the whole lab cache (images and old runs)",
+                   description=f"Deletes {cache_root()}.", epilog="example:\n  python -m lab clean",
+                   formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    return top
+
+
+def _strip_dashes(argv: list[str]) -> list[str]:
+    return argv[1:] if argv[:1] == ["--"] else argv
+
+
+def progress_printer(console: Console) -> lab_image.Progress:
+    start = time.monotonic()
+
+    def say(message: str) -> None:
+        console.print(f"[dim]lab {time.monotonic() - start:5.1f} s[/dim] {message}", highlight=False)
+
+    return say
+
+
+def _exit_code(result: LabResult, err: Console) -> int:
+    err.print(result.summary(), highlight=False, soft_wrap=True)
+    if result.timed_out:
+        return EXIT_TIMEOUT
+    if result.exit_code is None:
+        err.print(f"lab: the guest reported no exit code; see {result.run_dir / 'console.log'}", highlight=False)
+        return EXIT_NO_REPORT
+    return result.exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    err = Console(stderr=True)
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "clean":
+            shutil.rmtree(cache_root(), ignore_errors=True)
+            print(f"removed {cache_root()}")
+            return 0
+        if args.command == "info":
+            found = lab_image.cached_image()
+            if found is None:
+                print("the lab image is not built yet (python -m lab build)")
+                return 1
+            print(found.manifest.read_text(), end="")
+            return 0
+        command: str | list[str] = []
+        if args.command == "run":
+            words = _strip_dashes(args.argv)
+            if not words:
+                raise UsageError(f"run needs a command after '--' (see '{PROG} run --help')")
+            command = words[0] if len(words) == 1 else words
+        elif args.command == "test":
+            color = "--color=yes" if sys.stdout.isatty() else "--color=no"
+            command = [*GUEST_PYTEST, color, *_strip_dashes(args.argv)]
+        elif args.command == "demo":
+            command = GUEST_DEMO
+        say = progress_printer(err)
+        image = lab_image.ensure_image(say, rebuild=getattr(args, "rebuild", False),
+                                       variant_noiommu=getattr(args, "noiommu", False))  # fmt: skip
+        if args.command == "build":
+            manifest = json.loads(image.manifest.read_text())
+            keys = ("kernel_package", "kernel_version", "image_key", "installed", "build_seconds")
+            print(json.dumps({k: manifest[k] for k in keys}, indent=1))
+            return 0
+        if args.command == "shell":
+            config = qemu.VmConfig(memory=args.memory, interactive=True)
+            say("booting; Ctrl-A x leaves QEMU, 'exit' powers the guest off")
+            shell = run(image, "exec /bin/bash -l", timeout=24 * 3600, config=config)
+            return 0 if shell.exit_code is not None else EXIT_NO_REPORT
+        echo = None if args.quiet else sys.stdout
+        env = dict(args.env) if args.command == "run" else {}
+        result = run(image, command, timeout=args.timeout, echo=echo, env=env, config=qemu.VmConfig(memory=args.memory))
+        return _exit_code(result, err)
+    except UsageError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (LabBuildError, LabRunError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; the VM was stopped", file=sys.stderr)
+        return 130
