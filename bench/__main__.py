@@ -71,16 +71,24 @@ def main() -> None:
             f"(batch mode: the {len(fuzz_bench.BATCH_CLASSES)} one-doorbell classes, every one visited)"
         )
     )
-    for col in ("protection", "mode", "descriptors", "seconds", "desc/s", "escapes"):
+    for col in ("protection", "mode", "classes run", "descriptors", "seconds", "desc/s", "escapes"):
         table.add_column(col, justify="right")
     rates = {
-        (m, b): fuzz_bench.measure(m, b, seconds=args.seconds, classes=list(fuzz_bench.BATCH_CLASSES), arena_every=64)
+        (m, b): fuzz_bench.measure(m, b, seconds=2 * args.seconds, classes=list(fuzz_bench.BATCH_CLASSES))
         for m in ("none", "verifier", "iommu")
         for b in (1, 255)
     }
     for (mode, batch), fr in rates.items():
         label = "one at a time" if batch == 1 else f"batch {batch}"
-        table.add_row(mode, label, f"{fr.descriptors:,}", f"{fr.seconds:.2f}", f"{fr.rate:,.0f}", f"{fr.escapes:,}")
+        table.add_row(
+            mode,
+            label,
+            f"{fr.visited}/{len(fuzz_bench.BATCH_CLASSES)}",
+            f"{fr.descriptors:,}",
+            f"{fr.seconds:.2f}",
+            f"{fr.rate:,.0f}",
+            f"{fr.escapes:,}",
+        )
     out.print(table)
     for mode in ("none", "verifier", "iommu"):
         rate = rates[(mode, 255)].rate

@@ -49,6 +49,7 @@ class FuzzRate:
     escapes: int
     batches: int = 0
     classes: str = "all"
+    visited: int = 0  # classes that ran at least one batch in the time given
 
     @property
     def rate(self) -> float:
@@ -72,7 +73,8 @@ def measure(
     result = run_campaign(protection, seed, classes, seconds=seconds, batch=batch, arena_every=arena_every)
     batches = sum(s.batches for s in result.stats.values())
     label = "all" if classes is None else ",".join(result.classes)
-    return FuzzRate(protection, batch, result.descriptors, result.seconds, result.escapes, batches, label)
+    visited = sum(1 for s in result.stats.values() if s.batches)
+    return FuzzRate(protection, batch, result.descriptors, result.seconds, result.escapes, batches, label, visited)
 
 
 def measure_sequence(
@@ -89,10 +91,11 @@ def measure_sequence(
 def main() -> None:  # python -m bench.fuzz_bench
     for protection in ("none", "verifier", "iommu"):
         for batch in (1, 255):
-            # Blocks of 64 batches (a fresh machine each): 1.5 s visits every batch class.
-            r = measure(protection, batch, classes=list(BATCH_CLASSES), arena_every=64)
+            # Blocks of 128 batches, each on a fresh machine, as a campaign runs: 3 s visit every batch class.
+            r = measure(protection, batch, seconds=3.0, classes=list(BATCH_CLASSES))
             print(
-                f"{protection:9} batch {batch:3}, {len(BATCH_CLASSES)} batch classes: {r.rate:12,.0f} desc/s "
+                f"{protection:8} batch {batch:3}, {r.visited}/{len(BATCH_CLASSES)} batch classes: "
+                f"{r.rate:10,.0f} desc/s "
                 f"({r.escapes:,} escapes){_goal(r) if batch > 1 else ''}"
             )
         every = measure(protection, 255, seconds=3.0, arena_every=8)

@@ -91,15 +91,7 @@ def threaded_rig() -> Rig:
     return make_rig(EngineMode.THREADED)
 
 
-# -- the lab marker: tests that run inside the lab VM (lab/, docs/lab.md) --------------------
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "lab(variant='iommu'): runs inside the lab VM only (python -m lab test), and only in that boot variant "
-        "('noiommu': python -m lab test --noiommu); deselected elsewhere",
-    )
-
-
+# -- the lab marker (declared in pyproject.toml): tests that run inside the lab VM (lab/, docs/lab.md) --
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Outside the lab VM, deselect ``lab`` tests: tests/lab/ boots the VM and runs them there.
 

@@ -15,7 +15,8 @@ import pytest
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
-def _missing(message: str) -> NoReturn:
+def missing(message: str) -> NoReturn:
+    """Skip with ``message`` outside CI; fail with it under CI=true."""
     if IN_CI:
         pytest.fail(f"CI=true but {message}")
     pytest.skip(message)
@@ -25,17 +26,17 @@ def need_tool(name: str, package: str | None = None) -> str:
     """Path of an external program; skip (outside CI) or fail (in CI) when it is missing."""
     path = shutil.which(name)
     if path is None:
-        _missing(f"{name} is not installed (apt-get install {package or name})")
+        missing(f"{name} is not installed (apt-get install {package or name})")
     return path
 
 
 def need_root(why: str) -> None:
     """Root (CAP_NET_ADMIN and friends) for ``why``; skip outside CI, fail in CI."""
     if os.geteuid() != 0:
-        _missing(f"{why} needs root")
+        missing(f"{why} needs root")
 
 
 def need_path(path: str, why: str) -> None:
     """A device node or file, e.g. /dev/net/tun; skip outside CI, fail in CI."""
     if not os.path.exists(path):
-        _missing(f"{path} is missing ({why})")
+        missing(f"{path} is missing ({why})")
