@@ -100,13 +100,13 @@ def main() -> None:  # python -m bench.fuzz_bench
             )
         every = measure(protection, 255, seconds=3.0, arena_every=8)
         print(
-            f"{protection:9} batch 255, every class (sequences too): {every.rate:10,.0f} desc/s, "
+            f"{protection:8} batch 255, every class (sequences too): {every.rate:10,.0f} desc/s, "
             f"{every.batch_rate:7,.0f} attacks/s ({every.escapes:,} escapes)"
         )
         for classes in (SEQUENCE_CLASSES, *((c,) for c in SEQUENCE_CLASSES)):
             s = measure_sequence(protection, classes=classes)
             print(
-                f"{protection:9} sequence mode, {s.classes:32}: {s.rate:10,.0f} desc/s, "
+                f"{protection:8} sequence mode, {s.classes:32}: {s.rate:10,.0f} desc/s, "
                 f"{s.batch_rate:7,.0f} batches/s ({s.escapes:,} escapes)"
             )
 

@@ -199,7 +199,7 @@ class XskSocket:
 
     def _set_u32(self, option: int, value: int, what: str) -> None:
         val = ffi.new("uint32_t *", value)
-        check(libc.setsockopt(self.fd, SOL_XDP, option, val, 4), f"setsockopt({what})")
+        check(libc.setsockopt(self.fd, SOL_XDP, option, val, ffi.sizeof("uint32_t")), f"setsockopt({what})")
 
     def _setup_rings(self, sizes: RingSizes) -> None:
         self._set_u32(XDP_UMEM_FILL_RING, sizes.fill, "XDP_UMEM_FILL_RING")
@@ -275,7 +275,7 @@ class XskSocket:
     def zerocopy(self) -> bool:
         """``getsockopt(XDP_OPTIONS)``: False in copy mode."""
         opts = ffi.new("struct xdp_options *")
-        optlen = ffi.new("uint32_t *", 4)
+        optlen = ffi.new("uint32_t *", ffi.sizeof(opts[0]))
         check(libc.getsockopt(self.fd, SOL_XDP, XDP_OPTIONS, opts, optlen), "getsockopt(XDP_OPTIONS)")
         return bool(opts.flags & XDP_OPTIONS_ZEROCOPY)
 

@@ -28,16 +28,25 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from driver.afxdp import RingSizes, UmemConfig, XskSocket
+from driver.afxdp_ring import U32
 from driver.netns import VETH_MAX_MTU, VethNamespace, received_frames
 from ring.descriptors import XDP_DESC, XDP_PKT_CONTD
 
-#: The UMEM stays all zero (fresh anonymous memory): frames start with dst MAC 00:00:00:00:00:00
-#: and EtherType 0, so the peer's stack drops them while its packet socket still counts them, and
-#: any ``struct xsk_tx_metadata`` in front of a descriptor reads as flags = 0, i.e. valid
-#: (net/xdp/xsk.c ``xsk_skb_metadata``): the verdicts depend on the descriptors alone.
+# The UMEM stays all zero (fresh anonymous memory): frames start with dst MAC 00:00:00:00:00:00
+# and EtherType 0, so the peer's stack drops them while its packet socket still counts them, and
+# any ``struct xsk_tx_metadata`` in front of a descriptor reads as flags = 0, i.e. valid
+# (net/xdp/xsk.c ``xsk_skb_metadata``): the verdicts depend on the descriptors alone.
+
+#: Receive buffer of the peer's packet socket (SO_RCVBUFFORCE): room for every frame sent between drains.
 PEER_RCVBUF = 64 << 20
 PROBE_RING = 4096  # TX and completion ring entries; the probe keeps at most one in flight
 RETRIES = 50  # kicks that consumed nothing and returned EAGAIN before the descriptor counts as refused
+#: Descriptors judged between two drains of the peer's socket and two progress reports.
+DRAIN_EVERY = 256
+
+
+class ProbeError(OSError):
+    """The kernel did something the probe cannot classify (a one-line message, like every OSError here)."""
 
 
 class TxVerdict(enum.Enum):
@@ -121,7 +130,9 @@ def kernel_tx_verdicts(
       PENDING (a valid fragment of a packet still unfinished at the end of the
       input).  :func:`probe_tx` gives the five-way verdicts and the counters.
     - Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN for setns) and AF_XDP in the kernel;
-      raises ``OSError`` (``driver.netns.NetnsError`` among them) otherwise.  Cleans up its namespace,
+      raises ``OSError`` (``driver.netns.NetnsError`` among them) otherwise, and
+      :class:`ProbeError` (an ``OSError`` too) should the kernel not release a
+      rewritten descriptor.  Cleans up its namespace,
       veth pair and sockets on return and on error.  About 20 us a descriptor;
       ``progress`` is called with the number of descriptors judged so far.
     """
@@ -180,7 +191,7 @@ class _Prober:
         for _ in range(RETRIES):
             before = sock.tx.consumer
             err = sock.kick()
-            consumed = (sock.tx.consumer - before) & 0xFFFFFFFF
+            consumed = (sock.tx.consumer - before) & U32
             self.completions.extend(int(a) for a in sock.completion.consume())
             if consumed or err != errno.EAGAIN:
                 break
@@ -221,7 +232,7 @@ class _Prober:
                 for j in group:
                     verdicts[j] = verdict
                 pending = []
-            if i % 256 == 255:
+            if i % DRAIN_EVERY == DRAIN_EVERY - 1:
                 self._drain_peer()
                 if progress:
                     progress(i + 1)
@@ -260,7 +271,7 @@ class _Prober:
         err = sock.kick()
         self.completions.extend(int(a) for a in sock.completion.consume())
         if sock.tx.consumer == before:
-            raise RuntimeError(f"the kernel did not release a len=0 descriptor (kick errno {err})")
+            raise ProbeError(f"the kernel did not release a len=0 descriptor (kick errno {err})")
         self.skipped += 1
         return sock.tx_invalid_descs()
 

@@ -16,6 +16,7 @@ the rest as zero (kernel/bpf/syscall.c ``__sys_bpf``, ``bpf_check_uarg_tail_zero
 
 from __future__ import annotations
 
+import errno
 import os
 import platform
 from typing import Any
@@ -50,8 +51,9 @@ ffi.cdef(
 )
 _libc: Any = ffi.dlopen(None)
 
-#: arch/x86/entry/syscalls/syscall_64.tbl and include/uapi/asm-generic/unistd.h
-NR_BPF = {"x86_64": 321, "aarch64": 280}.get(platform.machine(), 321)
+#: __NR_bpf: arch/x86/entry/syscalls/syscall_64.tbl (x86_64) and include/uapi/asm-generic/unistd.h
+#: (the architectures that use the generic table).  None elsewhere: guessing would call another syscall.
+NR_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280}.get(platform.machine())
 
 # enum bpf_cmd (bpf.h)
 BPF_MAP_CREATE = 0
@@ -80,6 +82,8 @@ class BpfError(OSError):
 
 
 def _bpf(cmd: int, attr: Any, what: str, log: str = "") -> int:
+    if NR_BPF is None:
+        raise BpfError(errno.ENOSYS, f"{what} (no bpf(2) syscall number known for {platform.machine()})")
     size = ffi.cast("unsigned int", ffi.sizeof(attr[0]))
     fd = int(_libc.syscall(ffi.cast("long", NR_BPF), ffi.cast("int", cmd), attr, size))
     if fd < 0:

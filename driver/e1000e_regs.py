@@ -21,7 +21,8 @@ control register through MDIC.
 
 from __future__ import annotations
 
-PCI_VENDOR_INTEL = 0x8086
+#: The 82574L's PCI device ID (Linux drivers/net/ethernet/intel/e1000e/hw.h, E1000_DEV_ID_82574L);
+#: the vendor is driver/pci.py's VENDOR_INTEL.
 PCI_DEVICE_82574L = 0x10D3
 
 # -- MDIC fields (13.4.7) ---------------------------------------------------------------------

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from driver import e1000e_regs as e
+from driver.pci import DEVICE_ID, VENDOR_ID, VENDOR_INTEL
 from driver.vfio import Bar, Container, Device, VfioError, bind_to_vfio
 from ring import regs
 
@@ -48,10 +49,11 @@ class E1000eVfio:
             container.close()
             raise
         try:
-            vendor = device.config_read16(0)
-            ident = device.config_read16(2)
-            if (vendor, ident) != (e.PCI_VENDOR_INTEL, e.PCI_DEVICE_82574L):
-                raise VfioError(f"{bdf} is {vendor:04x}:{ident:04x}, not an 82574L (8086:10d3)")
+            vendor = device.config_read16(VENDOR_ID)
+            ident = device.config_read16(DEVICE_ID)
+            if (vendor, ident) != (VENDOR_INTEL, e.PCI_DEVICE_82574L):
+                raise VfioError(f"{bdf} is {vendor:04x}:{ident:04x}, not an 82574L "
+                                f"({VENDOR_INTEL:04x}:{e.PCI_DEVICE_82574L:04x})")  # fmt: skip
             device.enable_bus_master()
             bar = device.map_bar0()
         except BaseException:

@@ -50,7 +50,7 @@ IOMEM = Path("/proc/iomem")
 PAGEMAP_ENTRY = struct.Struct("<Q")
 PAGEMAP_PFN_MASK = (1 << 55) - 1
 PAGEMAP_PRESENT = 1 << 63
-MFD_HUGETLB = 0x0004  # include/uapi/linux/memfd.h
+#: include/uapi/asm-generic/mman-common.h and mman.h (x86): flags Python's mmap module does not export.
 MAP_FIXED = 0x10
 MAP_NORESERVE = 0x4000
 MAP_FAILED = ctypes.c_void_p(-1).value
@@ -113,7 +113,7 @@ class HugepageRam:
     def __init__(self, count: int, span: int | None = None) -> None:
         self.span = -(-(span or ram_end()) // HUGE_PAGE_SIZE) * HUGE_PAGE_SIZE
         reserve_hugepages(count)
-        self.fd = os.memfd_create("nic-sandbox-dma", MFD_HUGETLB)
+        self.fd = os.memfd_create("nic-sandbox-dma", os.MFD_HUGETLB)
         self._base = 0
         self.placed: list[FrameRange] = []
         try:

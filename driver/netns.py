@@ -29,7 +29,7 @@ while the namespace exists, the old handlers restored afterwards), it
    inside it (net/core/dev.c, ``default_device_exit_batch``).  Whatever holds
    the namespace open (a socket) keeps it alive until it is closed too.
 
-A second Ctrl-C during cleanup is ignored until cleanup is done.  A process
+A Ctrl-C (or SIGTERM/SIGHUP) during cleanup is held until cleanup is done.  A process
 killed with SIGKILL cannot clean up: its namespace's name carries its pid, and
 the next ``NetNamespace`` removes namespaces whose process is gone
 (:func:`remove_stale`).
@@ -205,12 +205,22 @@ class NetNamespace:
             self._saved[sig] = signal.signal(sig, interrupt)
 
     def close(self) -> None:
-        """End processes, delete root-side interfaces, delete the namespace.  Safe to call twice."""
+        """End processes, delete root-side interfaces, delete the namespace.  Safe to call twice.
+
+        SIGINT, SIGTERM and SIGHUP arriving meanwhile are held, not acted on, so a second
+        Ctrl-C cannot cut the cleanup short; once it is done, the first one held is raised
+        as KeyboardInterrupt (it is not lost either).
+        """
         if self._closed:
             return
         self._closed = True
+        held: list[int] = []
+
+        def hold(signum: int, _frame: FrameType | None) -> None:
+            held.append(signum)
+
         main = threading.current_thread() is threading.main_thread()
-        saved_int = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        during = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, *CLEANUP_SIGNALS)} if main else {}
         try:
             for proc in self.processes:
                 _end(proc)
@@ -219,11 +229,11 @@ class NetNamespace:
             if namespace_exists(self.name):
                 ip("netns", "delete", self.name, check=False)
         finally:
-            for sig, handler in self._saved.items():
-                signal.signal(sig, handler)
+            for sig, handler in during.items():  # what was there before close, or before __enter__
+                signal.signal(sig, self._saved.get(sig, handler))
             self._saved.clear()
-            if saved_int is not None:
-                signal.signal(signal.SIGINT, saved_int)
+        if held:
+            raise KeyboardInterrupt(signal.Signals(held[0]).name)
 
     # -- commands inside the namespace -------------------------------------------------
     def ip(self, *args: str, check: bool = True) -> str:

@@ -24,6 +24,7 @@ DEVICES_PER_BUS = 32
 
 # -- configuration header, type 0 (6.1) -------------------------------------
 VENDOR_ID = 0x00  # low 16 bits; DEVICE_ID in the high 16 bits of the same dword
+DEVICE_ID = 0x02
 COMMAND = 0x04  # low 16 bits; STATUS in the high 16 bits
 BAR0 = 0x10
 NO_DEVICE = 0xFFFF  # an empty slot reads all ones (master abort)

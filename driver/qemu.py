@@ -59,7 +59,10 @@ MAX_MEMORY = 2 << 30
 RCTL_RX_HOLDOFF_S = 1.05
 #: prctl(2) option: the signal the child gets when its parent dies.
 PR_SET_PDEATHSIG = 1
+#: How long QEMU gets between SIGTERM and SIGKILL.
 STOP_GRACE_S = 3.0
+#: How much of the end of QEMU's log ``log_tail`` reads to find its last line.
+LOG_TAIL_BYTES = 4096
 
 
 class QemuError(Exception):
@@ -123,12 +126,11 @@ class QemuMachine:
         binary: str = QEMU_BINARY,
         timeout_s: float = 10.0,
     ) -> None:
-        if not nics:
-            raise ValueError("a QEMU machine needs at least one NIC")
-        if len({n.name for n in nics}) != len(nics):
-            raise ValueError("NIC names must be unique")
-        if not 0 < memory_size <= MAX_MEMORY:
-            raise ValueError(f"QEMU guest RAM must be at most {MAX_MEMORY >> 20} MiB, got {memory_size}")
+        problem = _spec_problem(nics, memory_size)
+        if problem is not None:
+            for nic in nics:  # the cable sockets are ours to close, whatever happens
+                nic.sock.close()
+            raise ValueError(problem)
         self.specs = list(nics)
         self.ports = [n.local_port for n in nics]  # where QEMU receives, one per NIC
         self.rcvbuf = min(rcvbuf_of(n.sock) for n in nics)  # the smallest receive buffer of any cable end
@@ -179,9 +181,9 @@ class QemuMachine:
         firmware = self._memfd("bios", halting_firmware())
         self._log_fd = self._memfd("log")
         ours, theirs = socket.socketpair()
-        argv = qemu_argv(binary, Path(f"/proc/self/fd/{firmware}"), self._ram_fd, self.memory_size, theirs.fileno(),
-                         self.specs)  # fmt: skip
         try:
+            argv = qemu_argv(binary, Path(f"/proc/self/fd/{firmware}"), self._ram_fd, self.memory_size,
+                             theirs.fileno(), self.specs)  # fmt: skip
             self.process = subprocess.Popen(
                 argv,
                 pass_fds=(self._ram_fd, firmware, theirs.fileno(), *(n.sock.fileno() for n in self.specs)),
@@ -191,9 +193,11 @@ class QemuMachine:
                 start_new_session=True,  # the terminal's Ctrl-C goes to us; we stop QEMU in order
                 preexec_fn=_die_with_parent,
             )
-        except FileNotFoundError:
+        except BaseException as err:
             ours.close()
-            raise QemuError(f"{binary} is not installed (Debian package qemu-system-x86)") from None
+            if isinstance(err, FileNotFoundError):
+                raise QemuError(f"{binary} is not installed (Debian package qemu-system-x86)") from None
+            raise
         finally:
             theirs.close()
             for nic in self.specs:  # QEMU holds the cable sockets now; ours would only keep the ports alive
@@ -225,7 +229,8 @@ class QemuMachine:
         if self._log_fd < 0:
             return ""
         size = os.fstat(self._log_fd).st_size
-        text = os.pread(self._log_fd, min(size, 4096), max(0, size - 4096)).decode(errors="replace")
+        tail = min(size, LOG_TAIL_BYTES)
+        text = os.pread(self._log_fd, tail, size - tail).decode(errors="replace")
         lines = text.strip().splitlines()
         return lines[-1] if lines else ""
 
@@ -259,6 +264,17 @@ class QemuMachine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _spec_problem(nics: Sequence[QemuNicSpec], memory_size: int) -> str | None:
+    """Why these NICs and this much RAM make no machine (None if they do)."""
+    if not nics:
+        return "a QEMU machine needs at least one NIC"
+    if len({n.name for n in nics}) != len(nics):
+        return "NIC names must be unique"
+    if not 0 < memory_size <= MAX_MEMORY:
+        return f"QEMU guest RAM must be at most {MAX_MEMORY >> 20} MiB, got {memory_size}"
+    return None
 
 
 def _stop(process_box: list[subprocess.Popen[bytes] | None]) -> None:

@@ -14,15 +14,14 @@ pyverbs is imported lazily, on first use, so the rest of the project
 imports on a host without it; a host without an RDMA device gets a
 one-line ``VerbsUnavailable`` instead of a traceback.
 
-Set-up of the device itself (``rdma link add rxe0 type rxe netdev eth0``,
-which needs the crc32 modules) is ``ensure_rxe``.
+The device itself (``rdma link add rxe0 type rxe netdev eth0``, which needs
+the crc32 modules) is created by the lab guest's init (lab/init.sh).
 """
 
 from __future__ import annotations
 
 import importlib
-import shutil
-import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any
@@ -89,32 +88,6 @@ def _pyverbs() -> SimpleNamespace:
     except ImportError as exc:
         raise VerbsUnavailable(f"pyverbs is not installed ({exc}); apt-get install python3-pyverbs") from exc
     return SimpleNamespace(**found)
-
-
-def ensure_rxe(netdev: str = "eth0", name: str = "rxe0") -> bool:
-    """Make sure the soft-RoCE device ``name`` exists on ``netdev``; True if this call created it.
-
-    Needs root, the rdma_rxe and ib_uverbs modules, and the crc32 modules
-    rdma_rxe uses for its ICRC (modules.dep does not list them).
-    """
-    rdma = shutil.which("rdma")
-    if rdma is None:
-        raise VerbsUnavailable("the rdma tool is missing (apt-get install iproute2)")
-    shown = subprocess.run([rdma, "link", "show"], capture_output=True, text=True, check=False)
-    if f"link {name}/" in shown.stdout:
-        return False
-    subprocess.run(["ip", "link", "set", netdev, "up"], capture_output=True, check=False)
-    added = subprocess.run([rdma, "link", "add", name, "type", "rxe", "netdev", netdev], capture_output=True, text=True)
-    if added.returncode != 0:
-        raise VerbsUnavailable(f"rdma link add {name} type rxe netdev {netdev}: {added.stderr.strip()}")
-    return True
-
-
-def remove_rxe(name: str = "rxe0") -> None:
-    """Undo ``ensure_rxe``."""
-    rdma = shutil.which("rdma")
-    if rdma is not None:
-        subprocess.run([rdma, "link", "delete", name], capture_output=True, check=False)
 
 
 @dataclass
@@ -190,7 +163,7 @@ class RxeDevice:
         if chain:
             self._post(lambda: entry.qp.post_recv(chain[0], None))
 
-    def _post(self, call: Any) -> None:
+    def _post(self, call: Callable[[], None]) -> None:
         try:
             call()
         except self._pv.PyverbsRDMAError as exc:

@@ -60,8 +60,6 @@ class IommuMap:
         self.base_vaddr = base_vaddr
         self.size = size
         self.refs: dict[int, PageRefs] = {}
-        self.map_calls = 0
-        self.unmap_calls = 0
 
     def map(self, phys: int, size: int, read: bool, write: bool) -> None:
         """Let the device reach ``[phys, phys + size)`` (rounded out to pages) for reading and/or writing."""
@@ -75,11 +73,16 @@ class IommuMap:
             self._apply(page, before, refs.perms)
 
     def unmap(self, phys: int, size: int, read: bool, write: bool) -> None:
-        """Drop one ``map`` of the same range and access; a page is unmapped when nothing needs it."""
-        for page in pages(phys, size):
+        """Drop one ``map`` of the same range and access; a page is unmapped when nothing needs it.
+
+        Every page is checked before any is touched, so a refused unmap changes nothing."""
+        covered = list(pages(phys, size))
+        for page in covered:
             refs = self.refs.get(page)
             if refs is None or (read and refs.read == 0) or (write and refs.write == 0):
                 raise ValueError(f"page {page << PAGE_SHIFT:#x} is not mapped for that access")
+        for page in covered:
+            refs = self.refs[page]
             before = refs.perms
             refs.read -= int(read)
             refs.write -= int(write)
@@ -93,10 +96,8 @@ class IommuMap:
         iova = page << PAGE_SHIFT
         if any(before):
             self.mapper.unmap_dma(iova, PAGE_SIZE)
-            self.unmap_calls += 1
         if any(after):
             self.mapper.map_dma(self.base_vaddr + iova, iova, PAGE_SIZE, *after)
-            self.map_calls += 1
 
     def perms(self, phys: int) -> tuple[bool, bool]:
         """(device may read, device may write) the page holding ``phys``."""

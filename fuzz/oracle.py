@@ -380,10 +380,15 @@ class ArenaLike(Protocol):
 
 
 QueueKey = tuple[str, str, int]  # (nic, "tx" | "rx", queue)
+#: ``AuditWatch`` counts the refusal marks of so many steps at once (``_fold``).
+FOLD_STEPS = 1024
 
 
 class RecordSpanLike(Protocol):
     """Consecutive records of one queue as columns (verifier.lazy_records.RecordSpan; data only).
+
+    Declared here, not imported (as ``DmaBatchLike``): the verifier's ``RecordRows`` has the same
+    properties, but this module imports nothing of verifier/.
 
     Record ``seq + i`` has reason ``names[reason[i]]`` and names ring slot
     ``ring_index[i]`` (``ring_index`` None: the records name no descriptor).
@@ -443,7 +448,9 @@ class AuditWatch:
     are only required to have a reason.  Per step, the sink's counters
     (``statistics``) must have grown by at least the marks; the slot-by-slot
     match runs per step when the sink keeps its records in memory
-    (MemoryAudit) and in ``finish`` for a file-backed log.
+    (MemoryAudit) and in ``finish`` for a file-backed log.  Per step, the
+    step's records must also be held one per seq (a full bounded store drops
+    only its oldest), so a lost record is found even when the counters add up.
     ``finish`` checks that counters equal records and, for a file-backed
     AuditLog, that the chain verifies and that the file holds one descriptor
     record per mark seen.  The log reader is passed in (``verify`` and
@@ -474,15 +481,18 @@ class AuditWatch:
     @property
     def marks(self) -> Counter[tuple[str, str, int, int]]:
         """Every refusal mark seen so far: (nic, kind, queue, slot) -> times."""
-        if self._unmarked:
-            by_key: dict[QueueKey, list[npt.NDArray[np.int64]]] = {}
-            for key, slots in self._unmarked:
-                by_key.setdefault(key, []).append(slots)
-            self._unmarked.clear()
-            for key, parts in by_key.items():
-                slots, times = np.unique(np.concatenate(parts), return_counts=True)
-                self._marks.update({(*key, s): n for s, n in zip(slots.tolist(), times.tolist(), strict=True)})
+        self._fold()
         return self._marks
+
+    def _fold(self) -> None:
+        """Count the pending steps' marks into ``_marks``: one ``np.unique`` per queue, not an update per slot."""
+        by_key: dict[QueueKey, list[npt.NDArray[np.int64]]] = {}
+        for key, slots in self._unmarked:
+            by_key.setdefault(key, []).append(slots)
+        self._unmarked.clear()
+        for key, parts in by_key.items():
+            slots, times = np.unique(np.concatenate(parts), return_counts=True)
+            self._marks.update({(*key, s): n for s, n in zip(slots.tolist(), times.tolist(), strict=True)})
 
     def watch(self, arena: ArenaLike, nic: str = "nic2", queue: int = 0) -> None:
         """Judge this arena's rings from now on (a campaign calls it for every new arena)."""
@@ -509,6 +519,8 @@ class AuditWatch:
             seen[key] = slots
             if slots.size:
                 self._unmarked.append((key, slots))
+                if len(self._unmarked) >= FOLD_STEPS:  # bounded memory: a long campaign runs millions of steps
+                    self._fold()
             now = self._count(key)
             added, self._counts[key] = now - self._counts[key], now
             if added < slots.size:
@@ -530,15 +542,21 @@ class AuditWatch:
         if end == start:
             return []
         since = getattr(self.sink, "since", None)
+        records = getattr(self.sink, "records", None)
         if since is not None:
             items: list[dict[str, Any] | RecordSpanLike] = since(start)
+        elif records is not None:
+            items = [r for r in _tail(records, end - start) if int(r.get("seq", -1)) >= start]
         else:
-            records = getattr(self.sink, "records", None)
-            if records is None:
-                return []
-            items = list(_tail(records, end - start))
-        if sum(1 if isinstance(r, dict) else len(r) for r in items) != end - start or _first_seq(items) != start:
-            return []  # evicted already (a small ``keep``): the counts above still hold
+            return []
+        run = _run(items, end)
+        if run is not None and run[1] > end:
+            return []  # recorded while this was read (another thread): the counts above still hold
+        if run is None or run[1] < end or (run[0] > start and not _evicted(records, end - run[0])):
+            held = sum(_width(r) for r in items)
+            return [Escape("audit", f"records {start}..{end - 1}: {held} held, not one per seq (lost or doubled)")]
+        if run[0] > start:
+            return []  # the oldest evicted already (a small ``keep``): the counts above still hold
         # one pass over the new records: the ring indices each queue's descriptor records name
         named: dict[tuple[Any, Any, Any], list[npt.NDArray[np.int64]]] = {}
         singles: dict[tuple[Any, Any, Any], list[int]] = {}
@@ -636,11 +654,34 @@ def audit_count(sink: Any) -> int:
     return int(value or 0)
 
 
-def _first_seq(items: list[dict[str, Any] | RecordSpanLike]) -> int | None:
-    if not items:
-        return None
-    first = items[0]
-    return first.get("seq") if isinstance(first, dict) else first.seq
+def _width(item: dict[str, Any] | RecordSpanLike) -> int:
+    return 1 if isinstance(item, dict) else len(item)
+
+
+def _run(items: list[dict[str, Any] | RecordSpanLike], end: int) -> tuple[int, int] | None:
+    """``(first, stop)`` when ``items`` hold records ``first..stop-1``, one each, in order (None: a gap or a repeat).
+
+    No items hold nothing: ``(end, end)``.
+    """
+    first, stop = end, None
+    for r in items:
+        seq = int(r.get("seq", -1)) if isinstance(r, dict) else r.seq
+        if stop is None:
+            first = seq
+        elif seq != stop:
+            return None
+        stop = seq + _width(r)
+    return first, end if stop is None else stop
+
+
+def _evicted(records: Any, held: int) -> bool:
+    """Whether a store holding ``held`` records from some seq on holds nothing older: it is full and evicts.
+
+    A bounded in-memory store (``maxlen``) drops its oldest records only; a record missing anywhere else,
+    or while the store has room, was lost.
+    """
+    maxlen = getattr(records, "maxlen", None)
+    return maxlen is not None and held >= maxlen
 
 
 def _tail(records: Any, n: int) -> list[dict[str, Any]]:

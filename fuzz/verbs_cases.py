@@ -108,6 +108,10 @@ class VerbsCase:
     valid: bool  # the generator's intent
 
     @property
+    def wr_id(self) -> int:
+        return int(self.batch.wrs["wr_id"][0])
+
+    @property
     def opcode(self) -> int | None:
         return int(self.batch.wrs["opcode"][0]) if self.queue == "send" else None
 
@@ -172,6 +176,10 @@ def _recv_case(name: str, klass: str, layout: VerbsLayout, wr_id: int, sges: lis
     return VerbsCase(name, klass, "recv", batch, companion, valid)
 
 
+#: The WR under test on the send queue (a SEND, with its receive) or the receive queue (with its SEND).
+_QUEUE_CASE = {"send": _send_case, "recv": _recv_case}
+
+
 def _rdma_case(
     name: str, klass: str, opcode: int, wr_id: int, sges: list[Sge], remote: tuple[int, int], valid: bool
 ) -> VerbsCase:
@@ -185,7 +193,8 @@ def _remote_inside(rng: random.Random, layout: VerbsLayout, name: str, n: int) -
 
 
 # -- the classes --------------------------------------------------------------------------------
-# Each takes (rng, layout, wr_id, tag) and returns a case; ``tag`` makes names unique.
+# Each takes (rng, layout, wr_id, tag) and returns a case; ``tag`` makes names unique.  A rule that
+# holds on both queues (or for both RDMA directions) has one maker, built once per queue (direction).
 CaseMaker = Callable[[random.Random, VerbsLayout, int, str], VerbsCase]
 
 SEND_SOURCES = ("rw", "odd", "ro", "remote_ro", "remote_wo")
@@ -198,9 +207,15 @@ def send_inside(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -
     return _send_case(f"send/inside{tag}", "inside", layout, wr_id, sges, True)
 
 
-def send_exact_bounds(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
-    addr, length, lkey, _ = _mr(layout, rng.choice(("odd", "remote_ro", "remote_wo")))
-    return _send_case(f"send/exact-bounds{tag}", "exact-bounds", layout, wr_id, [(addr, length, lkey)], True)
+def _exact_bounds(queue: str) -> CaseMaker:
+    """A whole MR, its first byte to its last: legal."""
+
+    def make(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
+        addr, length, lkey, _ = _mr(layout, rng.choice(("odd", "remote_ro", "remote_wo")))
+        return _QUEUE_CASE[queue](f"{queue}/exact-bounds{tag}", "exact-bounds", layout, wr_id, [(addr, length, lkey)],
+                                  True)  # fmt: skip
+
+    return make
 
 
 def send_zero_sge(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
@@ -209,30 +224,51 @@ def send_zero_sge(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str)
     return _send_case(f"send/zero-length-sge{tag}", "zero-length-sge", layout, wr_id, sges, True)
 
 
-def send_straddle_start(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
-    addr, length, lkey, _ = _mr(layout, rng.choice(("rw", "odd", "ro")))
-    n = rng.randint(2, min(length, 1000))
-    return _send_case(f"send/straddle-start{tag}", "straddle-start", layout, wr_id, [(addr - 1, n, lkey)], False)
+def _straddle_start(queue: str, mrs: tuple[str, ...]) -> CaseMaker:
+    """An SGE that starts one byte before one of ``mrs``."""
+
+    def make(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
+        addr, length, lkey, _ = _mr(layout, rng.choice(mrs))
+        n = rng.randint(2, min(length, 1000))
+        sge = (addr - 1, n, lkey)
+        return _QUEUE_CASE[queue](f"{queue}/straddle-start{tag}", "straddle-start", layout, wr_id, [sge], False)
+
+    return make
 
 
-def send_straddle_end(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
-    addr, length, lkey, _ = _mr(layout, rng.choice(("rw", "odd", "ro")))
-    n = rng.randint(1, min(length, 1000))
-    sge = (addr + length - n + 1, n, lkey)
-    return _send_case(f"send/straddle-end{tag}", "straddle-end", layout, wr_id, [sge], False)
+def _straddle_end(queue: str, mrs: tuple[str, ...]) -> CaseMaker:
+    """An SGE whose last byte is one past the end of one of ``mrs``."""
+
+    def make(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
+        addr, length, lkey, _ = _mr(layout, rng.choice(mrs))
+        n = rng.randint(1, min(length, 1000))
+        sge = (addr + length - n + 1, n, lkey)
+        return _QUEUE_CASE[queue](f"{queue}/straddle-end{tag}", "straddle-end", layout, wr_id, [sge], False)
+
+    return make
 
 
-def send_wrong_lkey(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
-    addr, n, lkey = _inside(rng, layout, "rw", 1000)
-    bad = lkey ^ (1 << rng.randint(0, 7))  # same MR index, another key byte: what a stale key looks like
-    if bad in layout.lkeys():
-        bad = _unused_key(rng, layout.lkeys())
-    return _send_case(f"send/wrong-lkey{tag}", "wrong-lkey", layout, wr_id, [(addr, n, bad)], False)
+def _wrong_lkey(queue: str, mr: str) -> CaseMaker:
+    """A buffer inside ``mr`` under a key no MR has."""
+
+    def make(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
+        addr, n, lkey = _inside(rng, layout, mr, 1000)
+        bad = lkey ^ (1 << rng.randint(0, 7))  # same MR index, another key byte: what a stale key looks like
+        if bad in layout.lkeys():
+            bad = _unused_key(rng, layout.lkeys())
+        return _QUEUE_CASE[queue](f"{queue}/wrong-lkey{tag}", "wrong-lkey", layout, wr_id, [(addr, n, bad)], False)
+
+    return make
 
 
-def send_other_pd_lkey(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
-    sge = _inside(rng, layout, "other", 1000)
-    return _send_case(f"send/other-pd-lkey{tag}", "other-pd-lkey", layout, wr_id, [sge], False)
+def _other_pd_lkey(queue: str) -> CaseMaker:
+    """A buffer inside another tenant's MR, under that MR's own key."""
+
+    def make(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
+        sge = _inside(rng, layout, "other", 1000)
+        return _QUEUE_CASE[queue](f"{queue}/other-pd-lkey{tag}", "other-pd-lkey", layout, wr_id, [sge], False)
+
+    return make
 
 
 def send_wrap(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
@@ -250,9 +286,15 @@ def send_second_sge_bad(rng: random.Random, layout: VerbsLayout, wr_id: int, tag
     return _send_case(f"send/second-sge-bad{tag}", "second-sge-bad", layout, wr_id, sges, False)
 
 
-def send_too_many_sge(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
-    sges = [_inside(rng, layout, "rw", 64) for _ in range(layout.max_send_sge + 1)]
-    return _send_case(f"send/too-many-sge{tag}", "too-many-sge", layout, wr_id, sges, False)
+def _too_many_sge(queue: str, mr: str) -> CaseMaker:
+    """One valid SGE more than the queue takes (``max_send_sge``/``max_recv_sge`` as the device granted)."""
+
+    def make(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
+        limit = layout.max_send_sge if queue == "send" else layout.max_recv_sge
+        sges = [_inside(rng, layout, mr, 64) for _ in range(limit + 1)]
+        return _QUEUE_CASE[queue](f"{queue}/too-many-sge{tag}", "too-many-sge", layout, wr_id, sges, False)
+
+    return make
 
 
 def write_inside(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
@@ -261,11 +303,16 @@ def write_inside(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) 
     return _rdma_case(f"write/inside{tag}", "inside", IBV_WR_RDMA_WRITE, wr_id, [sge], remote, True)
 
 
-def write_wrong_rkey(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
-    sge = _inside(rng, layout, "rw", 1000)
-    addr, _ = _remote_inside(rng, layout, "rw", sge[1])
-    remote = (addr, _unused_key(rng, layout.rkeys()))
-    return _rdma_case(f"write/wrong-rkey{tag}", "wrong-rkey", IBV_WR_RDMA_WRITE, wr_id, [sge], remote, False)
+def _wrong_rkey(opcode: int, verb: str) -> CaseMaker:
+    """RDMA into a remote range that exists, under an rkey no MR has."""
+
+    def make(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
+        sge = _inside(rng, layout, "rw", 1000)
+        addr, _ = _remote_inside(rng, layout, "rw", sge[1])
+        remote = (addr, _unused_key(rng, layout.rkeys()))
+        return _rdma_case(f"{verb}/wrong-rkey{tag}", "wrong-rkey", opcode, wr_id, [sge], remote, False)
+
+    return make
 
 
 def write_other_pd_rkey(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
@@ -274,11 +321,15 @@ def write_other_pd_rkey(rng: random.Random, layout: VerbsLayout, wr_id: int, tag
     return _rdma_case(f"write/other-pd-rkey{tag}", "other-pd-rkey", IBV_WR_RDMA_WRITE, wr_id, [sge], remote, False)
 
 
-def write_no_remote_write(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
-    sge = _inside(rng, layout, "rw", 1000)
-    remote = _remote_inside(rng, layout, "remote_ro", sge[1])
-    name = f"write/no-remote-write{tag}"
-    return _rdma_case(name, "no-remote-write", IBV_WR_RDMA_WRITE, wr_id, [sge], remote, False)
+def _remote_access_missing(opcode: int, verb: str, klass: str, mr: str) -> CaseMaker:
+    """RDMA inside ``mr``, whose registration lacks the remote access this opcode needs."""
+
+    def make(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
+        sge = _inside(rng, layout, "rw", 1000)
+        remote = _remote_inside(rng, layout, mr, sge[1])
+        return _rdma_case(f"{verb}/{klass}{tag}", klass, opcode, wr_id, [sge], remote, False)
+
+    return make
 
 
 def write_remote_straddle_end(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
@@ -304,20 +355,20 @@ def write_zero_byte(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: st
     return _rdma_case(f"rdma/zero-byte{tag}", "zero-byte-rdma", opcode, wr_id, [(addr, 0, lkey)], remote, True)
 
 
-def write_both_sides_bad(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
-    addr, _, lkey, _ = _mr(layout, "odd")
-    n = rng.randint(2, 1000)
-    remote = (rng.getrandbits(48), _unused_key(rng, layout.rkeys()))
-    name = f"write/both-sides-bad{tag}"  # the requester reads its SGEs before anything leaves: local wins
-    return _rdma_case(name, "both-sides-bad", IBV_WR_RDMA_WRITE, wr_id, [(addr - 1, n, lkey)], remote, False)
+def _both_sides_bad(opcode: int, verb: str) -> CaseMaker:
+    """A local SGE one byte before its MR and an unknown rkey: which side rxe reports.
 
+    A WRITE's requester reads its SGEs before anything leaves (local wins); a READ's request
+    reaches the responder before any data comes back to be written (remote wins)."""
 
-def read_both_sides_bad(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
-    addr, _, lkey, _ = _mr(layout, "odd")
-    n = rng.randint(2, 1000)
-    remote = (rng.getrandbits(48), _unused_key(rng, layout.rkeys()))
-    name = f"read/both-sides-bad{tag}"  # the request reaches the responder before data comes back: remote wins
-    return _rdma_case(name, "both-sides-bad", IBV_WR_RDMA_READ, wr_id, [(addr - 1, n, lkey)], remote, False)
+    def make(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
+        addr, _, lkey, _ = _mr(layout, "odd")
+        n = rng.randint(2, 1000)
+        remote = (rng.getrandbits(48), _unused_key(rng, layout.rkeys()))
+        name = f"{verb}/both-sides-bad{tag}"
+        return _rdma_case(name, "both-sides-bad", opcode, wr_id, [(addr - 1, n, lkey)], remote, False)
+
+    return make
 
 
 def send_key_before_range(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
@@ -334,20 +385,6 @@ def read_inside(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -
     sge = _inside(rng, layout, rng.choice(WRITABLE), 2000)
     remote = _remote_inside(rng, layout, rng.choice(("rw", "odd", "remote_ro")), sge[1])
     return _rdma_case(f"read/inside{tag}", "inside", IBV_WR_RDMA_READ, wr_id, [sge], remote, True)
-
-
-def read_wrong_rkey(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
-    sge = _inside(rng, layout, "rw", 1000)
-    addr, _ = _remote_inside(rng, layout, "rw", sge[1])
-    remote = (addr, _unused_key(rng, layout.rkeys()))
-    return _rdma_case(f"read/wrong-rkey{tag}", "wrong-rkey", IBV_WR_RDMA_READ, wr_id, [sge], remote, False)
-
-
-def read_no_remote_read(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
-    sge = _inside(rng, layout, "rw", 1000)
-    remote = _remote_inside(rng, layout, "remote_wo", sge[1])
-    name = f"read/no-remote-read{tag}"
-    return _rdma_case(name, "no-remote-read", IBV_WR_RDMA_READ, wr_id, [sge], remote, False)
 
 
 def read_into_readonly(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
@@ -371,46 +408,29 @@ def recv_inside(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -
     return _recv_case(f"recv/inside{tag}", "inside", layout, wr_id, sges, True)
 
 
-def recv_exact_bounds(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
-    addr, length, lkey, _ = _mr(layout, rng.choice(("odd", "remote_ro", "remote_wo")))
-    return _recv_case(f"recv/exact-bounds{tag}", "exact-bounds", layout, wr_id, [(addr, length, lkey)], True)
-
-
 def recv_readonly(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
     sge = _inside(rng, layout, "ro", 1000)
     return _recv_case(f"recv/readonly-mr{tag}", "recv-readonly", layout, wr_id, [sge], False)
 
 
-def recv_straddle_start(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
-    addr, length, lkey, _ = _mr(layout, rng.choice(("rw", "odd", "recv")))
-    n = rng.randint(2, min(length, 1000))
-    return _recv_case(f"recv/straddle-start{tag}", "straddle-start", layout, wr_id, [(addr - 1, n, lkey)], False)
-
-
-def recv_straddle_end(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
-    addr, length, lkey, _ = _mr(layout, rng.choice(("rw", "odd", "recv")))
-    n = rng.randint(1, min(length, 1000))
-    sge = (addr + length - n + 1, n, lkey)
-    return _recv_case(f"recv/straddle-end{tag}", "straddle-end", layout, wr_id, [sge], False)
-
-
-def recv_wrong_lkey(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
-    addr, n, lkey = _inside(rng, layout, "recv", 1000)
-    bad = lkey ^ (1 << rng.randint(0, 7))
-    if bad in layout.lkeys():
-        bad = _unused_key(rng, layout.lkeys())
-    return _recv_case(f"recv/wrong-lkey{tag}", "wrong-lkey", layout, wr_id, [(addr, n, bad)], False)
-
-
-def recv_other_pd_lkey(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
-    sge = _inside(rng, layout, "other", 1000)
-    return _recv_case(f"recv/other-pd-lkey{tag}", "other-pd-lkey", layout, wr_id, [sge], False)
-
-
-def recv_too_many_sge(rng: random.Random, layout: VerbsLayout, wr_id: int, tag: str) -> VerbsCase:
-    sges = [_inside(rng, layout, "recv", 64) for _ in range(layout.max_recv_sge + 1)]
-    return _recv_case(f"recv/too-many-sge{tag}", "too-many-sge", layout, wr_id, sges, False)
-
+send_exact_bounds = _exact_bounds("send")
+recv_exact_bounds = _exact_bounds("recv")
+send_straddle_start = _straddle_start("send", ("rw", "odd", "ro"))
+recv_straddle_start = _straddle_start("recv", ("rw", "odd", "recv"))
+send_straddle_end = _straddle_end("send", ("rw", "odd", "ro"))
+recv_straddle_end = _straddle_end("recv", ("rw", "odd", "recv"))
+send_wrong_lkey = _wrong_lkey("send", "rw")
+recv_wrong_lkey = _wrong_lkey("recv", "recv")
+send_other_pd_lkey = _other_pd_lkey("send")
+recv_other_pd_lkey = _other_pd_lkey("recv")
+send_too_many_sge = _too_many_sge("send", "rw")
+recv_too_many_sge = _too_many_sge("recv", "recv")
+write_wrong_rkey = _wrong_rkey(IBV_WR_RDMA_WRITE, "write")
+read_wrong_rkey = _wrong_rkey(IBV_WR_RDMA_READ, "read")
+write_no_remote_write = _remote_access_missing(IBV_WR_RDMA_WRITE, "write", "no-remote-write", "remote_ro")
+read_no_remote_read = _remote_access_missing(IBV_WR_RDMA_READ, "read", "no-remote-read", "remote_wo")
+write_both_sides_bad = _both_sides_bad(IBV_WR_RDMA_WRITE, "write")
+read_both_sides_bad = _both_sides_bad(IBV_WR_RDMA_READ, "read")
 
 #: Every class, in generation order.
 CLASSES: tuple[CaseMaker, ...] = (

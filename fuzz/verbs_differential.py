@@ -133,7 +133,17 @@ class Lab:
         }
 
     def pair(self) -> tuple[int, int]:
+        """A fresh RC pair of the tenant's, connected to each other."""
         return self.device.create_rc_pair(self.tenant.pd)
+
+    def drop(self, a: int, b: int) -> None:
+        self.device.destroy_qp(a)
+        self.device.destroy_qp(b)
+
+    def renew(self, a: int, b: int) -> tuple[int, int]:
+        """Replace a pair an error completion left in the error state (every later WR would be flushed)."""
+        self.drop(a, b)
+        return self.pair()
 
     def layout(self, qp: int) -> VerbsLayout:
         info = self.device.qp_info(qp)
@@ -178,8 +188,7 @@ def run_raw(lab: Lab, cases: list[VerbsCase], timeout: float = 5.0) -> tuple[lis
     pairs = 1
     out = []
     for case in cases:
-        wr_id = int(case.batch.wrs["wr_id"][0])
-        deadline = time.monotonic() + timeout
+        wr_id, deadline = case.wr_id, time.monotonic() + timeout
         outcome = RawOutcome(TIMEOUT)
         try:
             if case.queue == "send":
@@ -200,13 +209,10 @@ def run_raw(lab: Lab, cases: list[VerbsCase], timeout: float = 5.0) -> tuple[lis
         if outcome.status != IBV_WC_SUCCESS:
             if outcome.status != POST_EINVAL:
                 outcome.qp_state = dev.qp_state(a if case.queue == "send" else b)
-            dev.destroy_qp(a)
-            dev.destroy_qp(b)
-            a, b = lab.pair()
+            a, b = lab.renew(a, b)
             pairs += 1
         out.append(outcome)
-    dev.destroy_qp(a)
-    dev.destroy_qp(b)
+    lab.drop(a, b)
     return out, pairs
 
 
@@ -246,8 +252,7 @@ def run_gated(lab: Lab, cases: list[VerbsCase], timeout: float = 5.0) -> tuple[l
     pairs = 1
     out = []
     for case in cases:
-        wr_id = int(case.batch.wrs["wr_id"][0])
-        deadline = time.monotonic() + timeout
+        wr_id, deadline = case.wr_id, time.monotonic() + timeout
         moves = _moves(case, lab)
         before = moves[0]() if moves else None
         if case.queue == "send":
@@ -268,17 +273,14 @@ def run_gated(lab: Lab, cases: list[VerbsCase], timeout: float = 5.0) -> tuple[l
             if moves is not None and before is not None:
                 outcome.data_ok = moves[1]() == before
             if outcome.status != IBV_WC_SUCCESS:  # a hole: replace the pair so later cases stand alone
-                dev.destroy_qp(a)
-                dev.destroy_qp(b)
-                a, b = lab.pair()
+                a, b = lab.renew(a, b)
                 pairs += 1
         else:
             time.sleep(0.002)  # a refused WR never reached the device: nothing may complete
             outcome.stray_completions = _drain(dev, a) + _drain(dev, b)
         out.append(outcome)
     state = dev.qp_state(a)
-    dev.destroy_qp(a)
-    dev.destroy_qp(b)
+    lab.drop(a, b)
     return out, pairs, state
 
 
@@ -289,8 +291,7 @@ def run_differential(device: RxeDevice, seed: int = 1, per_class: int = 4) -> Re
     try:
         a, b = lab.pair()
         layout = lab.layout(a)
-        device.destroy_qp(a)
-        device.destroy_qp(b)
+        lab.drop(a, b)
         cases = generate(layout, seed, per_class)
         raw, pairs = run_raw(lab, cases)
         gated, gated_pairs, state = run_gated(lab, cases)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import shutil
 import sys
 import time
@@ -30,6 +32,8 @@ EXIT_USAGE = 2
 GUEST_PYTEST = ["python3", "-m", "pytest", "-p", "no:cacheprovider", "-m", "lab", "-rA", "tests/lab"]
 #: The demo: the VFIO back end through PHY loopback and the attack set with and without the verifier.
 GUEST_DEMO = ["python3", "-m", "sandbox.lab_demo"]
+#: What QEMU's -m takes: a size with an optional unit (util/cutils.c, qemu_strtosz; case-insensitive).
+MEMORY_SIZE = re.compile(r"[0-9]+(\.[0-9]+)?[bkmgtBKMGT]?")
 
 
 class UsageError(Exception):
@@ -46,9 +50,16 @@ def _positive(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
     return value
+
+
+def _memory(text: str) -> str:
+    """QEMU's ``-m`` size: a number with an optional B/K/M/G/T suffix (qemu_strtosz); refused here, not by QEMU."""
+    if not MEMORY_SIZE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"expected a size such as 1G or 1536M, got {text!r}")
+    return text
 
 
 def _env_pair(text: str) -> tuple[str, str]:
@@ -56,6 +67,19 @@ def _env_pair(text: str) -> tuple[str, str]:
     if not sep or not key.isidentifier():
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
     return key, value
+
+
+def _command(sub: argparse._SubParsersAction[_Parser], name: str, summary: str, description: str,
+             *examples: str) -> argparse.ArgumentParser:  # fmt: skip
+    """One subcommand, its --help ending with the examples."""
+    heading = "example" if len(examples) == 1 else "examples"
+    return sub.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog=f"{heading}:\n" + "\n".join(f"  {line}" for line in examples),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,80 +108,70 @@ def build_parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    build = sub.add_parser("build", help="build the image (or find it in the cache) and print its manifest",
-                           description="Build the lab image, each part only when its inputs changed.",
-                           epilog="example:\n  python -m lab build --rebuild",
-                           formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    build.add_argument("--rebuild", action="store_true", help="build every part again, even if cached")
-    build.add_argument("--noiommu", action="store_true", help="also build the no-IOMMU variant (vfio.ko rebuilt)")
-
     def noiommu_flag(p: argparse.ArgumentParser) -> None:
         p.add_argument("--noiommu", action="store_true",
                        help="the no-IOMMU variant: no VT-d, vfio.ko rebuilt with CONFIG_VFIO_NOIOMMU "
                             "(built once, ~15 s), /dev/vfio/noiommu-N")  # fmt: skip
 
+    def memory_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--memory", type=_memory, default="1G", metavar="SIZE",
+                       help="guest memory, as QEMU's -m (default 1G)")  # fmt: skip
+
     def boot_flags(p: argparse.ArgumentParser, timeout: float) -> None:
         p.add_argument("--timeout", type=_positive, default=timeout, metavar="S",
                        help=f"kill the VM after S seconds (default {timeout:g})")  # fmt: skip
-        p.add_argument("--memory", default="1G", help="guest memory, as QEMU's -m (default 1G)")
+        memory_flag(p)
         p.add_argument("--quiet", action="store_true", help="do not copy the guest's console to stdout")
         noiommu_flag(p)
 
-    runp = sub.add_parser(
+    build = _command(sub, "build", "build the image (or find it in the cache) and print its manifest",
+                     "Build the lab image, each part only when its inputs changed.",
+                     "python -m lab build --rebuild")  # fmt: skip
+    build.add_argument("--rebuild", action="store_true", help="build every part again, even if cached")
+    build.add_argument("--noiommu", action="store_true", help="also build the no-IOMMU variant (vfio.ko rebuilt)")
+
+    runp = _command(
+        sub,
         "run",
-        help="boot, run one command in the guest (cwd /project), power off",
-        description=(
-            "Runs COMMAND with /bin/sh in the guest as root, in /project, with PYTHONPATH=/project.  One "
-            "argument is taken as a shell line; several are quoted as argv.  The guest's kernel log is "
-            "saved as dmesg.txt in the run's folder (printed at the end)."
-        ),
-        epilog="examples:\n  python -m lab run -- ls /dev/vfio\n  python -m lab run --env FOO=1 -- 'echo $FOO'",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "boot, run one command in the guest (cwd /project), power off",
+        "Runs COMMAND with /bin/sh in the guest as root, in /project, with PYTHONPATH=/project.  One "
+        "argument is taken as a shell line; several are quoted as argv.  The guest's kernel log is "
+        "saved as dmesg.txt in the run's folder (printed at the end).",
+        "python -m lab run -- ls /dev/vfio",
+        "python -m lab run --env FOO=1 -- 'echo $FOO'",
     )
     boot_flags(runp, 600)
     runp.add_argument("--env", type=_env_pair, action="append", default=[], metavar="NAME=VALUE",
                       help="export NAME=VALUE for the command (repeatable)")  # fmt: skip
     runp.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="what to run in the guest")
 
-    raw = argparse.RawDescriptionHelpFormatter
-    shell = sub.add_parser(
-        "shell",
-        help="an interactive shell in the guest (Ctrl-A x quits QEMU)",
-        description="Boots the guest with a bash on the serial line, the project in /project.",
-        epilog="example:\n  python -m lab shell",
-        formatter_class=raw,
-    )
-    shell.add_argument("--memory", default="1G", help="guest memory, as QEMU's -m (default 1G)")
+    shell = _command(sub, "shell", "an interactive shell in the guest (Ctrl-A x quits QEMU)",
+                     "Boots the guest with a bash on the serial line, the project in /project.",
+                     "python -m lab shell")  # fmt: skip
+    memory_flag(shell)
     noiommu_flag(shell)
 
-    test = sub.add_parser("test", help="pytest -m lab inside the guest",
-                          description="Runs the project's lab-marked tests inside the guest.",
-                          epilog="examples:\n  python -m lab test\n  python -m lab test -- -k dmar -x",
-                          formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    test = _command(sub, "test", "pytest -m lab inside the guest",
+                    "Runs the project's lab-marked tests inside the guest.",
+                    "python -m lab test", "python -m lab test -- -k dmar -x")  # fmt: skip
     boot_flags(test, 900)
     test.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- PYTEST-ARGS", help="more pytest arguments")
 
-    demo = sub.add_parser(
+    demo = _command(
+        sub,
         "demo",
-        help="the VFIO demo inside the guest",
-        description="Loopback traffic through the real e1000e with the verifier in front, then the attack set with "
+        "the VFIO demo inside the guest",
+        "Loopback traffic through the real e1000e with the verifier in front, then the attack set with "
         "the verifier (refused, audited) and without it (the IOMMU faults, matched to each attack from the guest's "
         "kernel log).",
-        epilog="example:\n  python -m lab demo",
-        formatter_class=raw,
+        "python -m lab demo",
     )
     boot_flags(demo, 600)
 
-    sub.add_parser(
-        "info",
-        help="where the cached image is and what it holds (JSON)",
-        description="Prints the manifest of the cached image, or says it is not built.",
-        epilog="example:\n  python -m lab info",
-        formatter_class=raw,
-    )
-    sub.add_parser("clean", help="remove the whole lab cache (images and old runs)",
-                   description=f"Deletes {cache_root()}.", epilog="example:\n  python -m lab clean",
-                   formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    _command(sub, "info", "where the cached image is and what it holds (JSON)",
+             "Prints the manifest of the cached image, or says it is not built.", "python -m lab info")  # fmt: skip
+    _command(sub, "clean", "remove the whole lab cache (images and old runs)", f"Deletes {cache_root()}.",
+             "python -m lab clean")  # fmt: skip
     return top
 
 
@@ -230,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (LabBuildError, LabRunError) as exc:
+    except (LabBuildError, LabRunError, OSError) as exc:  # a failed step or a file the cache could not write
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

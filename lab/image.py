@@ -176,7 +176,11 @@ def _build_rootfs(spec: LabSpec, target: Path, progress: Progress) -> None:
     shutil.rmtree(partial, ignore_errors=True)
     progress(f"rootfs: debootstrap --variant=minbase {spec.suite} + {len(spec.packages)} packages (about a minute)")
     log = target.with_name(target.name + ".log")
-    rootfs.debootstrap(spec, partial, log, lambda line: progress(f"rootfs: {line}"))
+    try:
+        rootfs.debootstrap(spec, partial, log, lambda line: progress(f"rootfs: {line}"))
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)  # a few hundred MB; debootstrap's log stays
+        raise
     (partial / ".lab-complete").write_text(json.dumps(spec.describe(), indent=1))
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
@@ -198,20 +202,22 @@ def _build_initramfs(spec: LabSpec, tree: Path, image: LabImage, progress: Progr
     stage = image.rootfs / stage_rel
     shutil.rmtree(stage, ignore_errors=True)
     dest = stage / "lib" / "modules" / spec.kernel_release
-    for module in everything:
-        (dest / module.path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2((replaced or {}).get(str(module.path), modtree / module.path), dest / module.path)
-    for name in ("modules.builtin", "modules.builtin.modinfo", "modules.order"):
-        if (modtree / name).exists():
-            shutil.copy2(modtree / name, dest / name)
-    (dest / "modules.dep").write_text(kernel.modules_dep(everything))
-    done = subprocess.run(["chroot", str(image.rootfs), "/sbin/depmod", "-b", f"/{stage_rel}", spec.kernel_release],
-                          capture_output=True, text=True, check=False)  # fmt: skip
-    if done.returncode != 0:
-        raise LabBuildError(f"depmod failed: {done.stderr.strip()}")
-    archive = initramfs.build(spec.init_script, dest, spec.kernel_release,
-                              [str(m.path) for m in boot], [str(m.path) for m in root_load])  # fmt: skip
-    shutil.rmtree(stage)
+    try:
+        for module in everything:
+            (dest / module.path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2((replaced or {}).get(str(module.path), modtree / module.path), dest / module.path)
+        for name in ("modules.builtin", "modules.builtin.modinfo", "modules.order"):
+            if (modtree / name).exists():
+                shutil.copy2(modtree / name, dest / name)
+        (dest / "modules.dep").write_text(kernel.modules_dep(everything))
+        done = subprocess.run(["chroot", str(image.rootfs), "/sbin/depmod", "-b", f"/{stage_rel}",
+                               spec.kernel_release], capture_output=True, text=True, check=False)  # fmt: skip
+        if done.returncode != 0:
+            raise LabBuildError(f"depmod failed: {done.stderr.strip()}")
+        archive = initramfs.build(spec.init_script, dest, spec.kernel_release,
+                                  [str(m.path) for m in boot], [str(m.path) for m in root_load])  # fmt: skip
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)  # the staging folder lives in the shared root file system
     partial = image.initramfs.with_suffix(".partial")
     partial.write_bytes(archive)
     partial.rename(image.initramfs)

@@ -16,6 +16,14 @@ from pathlib import Path
 from lab.kernel import LabBuildError
 
 NEWC_MAGIC = b"070701"
+#: The newc header after the magic: thirteen fields, each eight ASCII hex digits, in this order.
+NEWC_FIELDS = ("ino", "mode", "uid", "gid", "nlink", "mtime", "filesize", "devmajor", "devminor", "rdevmajor",
+               "rdevminor", "namesize", "check")  # fmt: skip
+NEWC_FIELD_DIGITS = 8
+NEWC_HEADER_SIZE = len(NEWC_MAGIC) + NEWC_FIELD_DIGITS * len(NEWC_FIELDS)  # 110 bytes, then the name
+#: Name and data each start on a 4-byte boundary; the archive ends padded to 512 bytes.
+NEWC_ALIGN = 4
+ARCHIVE_BLOCK = 512
 TRAILER = "TRAILER!!!"
 
 
@@ -40,13 +48,15 @@ class Cpio:
         self._dirs: set[str] = set()
 
     def _entry(self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)) -> None:
-        fields = [self._ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(name) + 1, 0]
+        """One header, name and data; owner root, mtime 0 (reproducible), no checksum."""
+        values = {"ino": self._ino, "mode": mode, "nlink": 1, "filesize": len(data), "rdevmajor": rdev[0],
+                  "rdevminor": rdev[1], "namesize": len(name) + 1}  # fmt: skip
         self._ino += 1
-        header = NEWC_MAGIC + b"".join(b"%08X" % f for f in fields)
+        header = NEWC_MAGIC + b"".join(b"%0*X" % (NEWC_FIELD_DIGITS, values.get(f, 0)) for f in NEWC_FIELDS)
         self._out += header + name.encode() + b"\0"
-        self._out += b"\0" * (-len(self._out) % 4)
+        self._out += b"\0" * (-len(self._out) % NEWC_ALIGN)
         self._out += data
-        self._out += b"\0" * (-len(self._out) % 4)
+        self._out += b"\0" * (-len(self._out) % NEWC_ALIGN)
 
     def directory(self, name: str) -> None:
         parts = name.strip("/").split("/")
@@ -70,7 +80,7 @@ class Cpio:
 
     def finish(self) -> bytes:
         self._entry(TRAILER, 0)
-        self._out += b"\0" * (-len(self._out) % 512)
+        self._out += b"\0" * (-len(self._out) % ARCHIVE_BLOCK)
         return bytes(self._out)
 
 

@@ -19,16 +19,31 @@ from __future__ import annotations
 import lzma
 import re
 import shutil
-import struct
 import subprocess
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from lab.spec import KERNEL_META
 
 MODULE_SUFFIX = ".ko"
 ELF_MAGIC = b"\x7fELF"
+#: e_ident bytes that say "ELF64, little endian" (System V gABI, "ELF Identification").
+EI_CLASS, ELFCLASS64 = 4, 2
+EI_DATA, ELFDATA2LSB = 5, 1
+#: Elf64_Ehdr and Elf64_Shdr (include/uapi/linux/elf.h), little endian: what a module's section table is read with.
+ELF64_EHDR = np.dtype(
+    [("e_ident", "V16"), ("e_type", "<u2"), ("e_machine", "<u2"), ("e_version", "<u4"), ("e_entry", "<u8"),
+     ("e_phoff", "<u8"), ("e_shoff", "<u8"), ("e_flags", "<u4"), ("e_ehsize", "<u2"), ("e_phentsize", "<u2"),
+     ("e_phnum", "<u2"), ("e_shentsize", "<u2"), ("e_shnum", "<u2"), ("e_shstrndx", "<u2")]
+)  # fmt: skip
+ELF64_SHDR = np.dtype(
+    [("sh_name", "<u4"), ("sh_type", "<u4"), ("sh_flags", "<u8"), ("sh_addr", "<u8"), ("sh_offset", "<u8"),
+     ("sh_size", "<u8"), ("sh_link", "<u4"), ("sh_info", "<u4"), ("sh_addralign", "<u8"), ("sh_entsize", "<u8")]
+)  # fmt: skip
+MODINFO_SECTION = b".modinfo"
 
 
 class LabBuildError(Exception):
@@ -134,23 +149,17 @@ def module_name(path_or_name: str) -> str:
 def modinfo(ko: Path) -> dict[str, list[str]]:
     """The key=value strings of a module's .modinfo ELF section (ELF64 little endian)."""
     data = ko.read_bytes()
-    if not data.startswith(ELF_MAGIC) or data[4] != 2 or data[5] != 1:
+    if not data.startswith(ELF_MAGIC) or data[EI_CLASS] != ELFCLASS64 or data[EI_DATA] != ELFDATA2LSB:
         raise LabBuildError(f"{ko.name} is not a little-endian ELF64 module")
-    (shoff,) = struct.unpack_from("<Q", data, 0x28)
-    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
-
-    def section(index: int) -> tuple[int, int, int]:  # name offset, file offset, size
-        base = shoff + index * shentsize
-        (name,) = struct.unpack_from("<I", data, base)
-        offset, size = struct.unpack_from("<QQ", data, base + 0x18)
-        return name, offset, size
-
-    _, str_off, _ = section(shstrndx)
+    header = np.frombuffer(data, ELF64_EHDR, count=1)[0]
+    if int(header["e_shentsize"]) != ELF64_SHDR.itemsize:
+        raise LabBuildError(f"{ko.name}: section headers of {int(header['e_shentsize'])} bytes, not Elf64_Shdr")
+    sections = np.frombuffer(data, ELF64_SHDR, count=int(header["e_shnum"]), offset=int(header["e_shoff"]))
+    str_off = int(sections["sh_offset"][int(header["e_shstrndx"])])
     info: dict[str, list[str]] = {}
-    for index in range(shnum):
-        name_off, offset, size = section(index)
+    for name_off, offset, size in sections[["sh_name", "sh_offset", "sh_size"]].tolist():
         end = data.index(b"\0", str_off + name_off)
-        if data[str_off + name_off : end] != b".modinfo":
+        if data[str_off + name_off : end] != MODINFO_SECTION:
             continue
         for entry in data[offset : offset + size].split(b"\0"):
             key, sep, value = entry.decode("utf-8", "replace").partition("=")

@@ -105,7 +105,11 @@ def build(spec: LabSpec, debs: Path, stock_tree: Path, target: Path, progress: P
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
         # the stock modules carry no debug info either: 0.9 MB -> 90 KB in the initramfs
-        subprocess.run(["strip", "--strip-debug", "-o", str(partial / "vfio.ko"), str(built)], check=True)
+        stripped = subprocess.run(["strip", "--strip-debug", "-o", str(partial / "vfio.ko"), str(built)],
+                                  capture_output=True, text=True, check=False)  # fmt: skip
+        if stripped.returncode != 0:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise LabBuildError(f"strip --strip-debug vfio.ko failed: {stripped.stderr.strip() or 'no output'}")
         shutil.rmtree(target, ignore_errors=True)
         partial.rename(target)
     return target / "vfio.ko"

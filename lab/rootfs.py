@@ -14,10 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lab.kernel import LabBuildError
-from lab.spec import LabSpec
+from lab.spec import HOSTNAME, MOUNT_POINTS, PRUNE, LabSpec
 
-#: Mount points the guest's init needs in the read-only tree.
-MOUNT_POINTS = ("project", "lab/run", "lib/modules")
 #: debootstrap's "I: ..." lines worth a progress line (one per stage, not one per package).
 STAGES = (
     "Retrieving Release",
@@ -28,8 +26,6 @@ STAGES = (
     "Configuring the base",
     "Base system",
 )
-#: Left by debootstrap, of no use in a read-only guest.
-PRUNE = ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/locale")
 
 
 def debootstrap(spec: LabSpec, target: Path, log: Path, progress: Callable[[str], None]) -> None:
@@ -60,7 +56,7 @@ def debootstrap(spec: LabSpec, target: Path, log: Path, progress: Callable[[str]
 
 
 def finish(target: Path) -> None:
-    """Mount points, a hostname, and no package caches."""
+    """Mount points, a hostname, and no package caches (lab/spec.py lists them: they are in the cache key)."""
     for rel in MOUNT_POINTS:
         (target / rel).mkdir(parents=True, exist_ok=True)
     for rel in PRUNE:
@@ -68,7 +64,7 @@ def finish(target: Path) -> None:
         if path.is_dir():
             shutil.rmtree(path)
             path.mkdir()
-    (target / "etc/hostname").write_text("lab\n")
+    (target / "etc/hostname").write_text(f"{HOSTNAME}\n")
 
 
 def installed_versions(target: Path, packages: tuple[str, ...]) -> dict[str, str]:

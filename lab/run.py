@@ -12,6 +12,7 @@ killed (PR_SET_PDEATHSIG).
 from __future__ import annotations
 
 import codecs
+import contextlib
 import ctypes
 import os
 import selectors
@@ -21,7 +22,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TextIO
@@ -62,14 +63,6 @@ class LabResult:
     @property
     def console(self) -> str:
         return _read(self.run_dir / "console.log")
-
-    @property
-    def dmesg(self) -> str:
-        return _read(self.run_dir / "dmesg.txt")
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
 
     def summary(self) -> str:
         boot = f"{self.boot_seconds:.1f} s" if self.boot_seconds is not None else "?"
@@ -141,7 +134,6 @@ def run(
     env: Mapping[str, str] | None = None,
     run_dir: Path | None = None,
     config: qemu.VmConfig | None = None,
-    on_start: Callable[[Path], None] | None = None,
 ) -> LabResult:
     """Boot, run ``command`` in the guest, power off; the serial output is copied to ``echo`` as it comes."""
     config = config or qemu.VmConfig()
@@ -156,8 +148,6 @@ def run(
     (run_dir / "command.sh").write_text(command_script(command, env))
     argv = qemu.command(image, PROJECT, run_dir, config)
     (run_dir / "qemu.argv").write_text(shlex.join(argv) + "\n")
-    if on_start is not None:
-        on_start(run_dir)
     start = time.monotonic()
     timed_out = False
     with (run_dir / "console.log").open("wb") as log:
@@ -200,8 +190,9 @@ def _stream(argv: list[str], log: BinaryIO, echo: TextIO | None, deadline: float
             if not selector.select(min(left, 1.0)):
                 continue
             chunk = os.read(proc.stdout.fileno(), 65536)
-            if not chunk:
-                proc.wait(5)
+            if not chunk:  # QEMU closed the serial line: it is exiting
+                with contextlib.suppress(subprocess.TimeoutExpired):  # if it lingers, ``finally`` kills it
+                    proc.wait(5)
                 return False
             log.write(chunk)
             log.flush()

@@ -60,6 +60,13 @@ PACKAGES = (
     "python3-ply",
 )
 
+#: What lab/rootfs.py does to the debootstrap tree afterwards (part of the root file system's key).
+#: Mount points the guest's init (init.sh) needs in the read-only tree: the project, the run's folder, the modules.
+MOUNT_POINTS = ("project", "lab/run", "lib/modules")
+#: Left by debootstrap, of no use in a read-only guest: emptied.
+PRUNE = ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/locale")
+HOSTNAME = "lab"
+
 #: Bumped when the recipe of a part changes in a way its other inputs do not show.
 ROOTFS_RECIPE = 1
 INITRAMFS_RECIPE = 1
@@ -106,7 +113,7 @@ class LabSpec:
 
     @property
     def rootfs_key(self) -> str:
-        return digest([ROOTFS_RECIPE, self.suite, self.mirror, sorted(self.packages)])
+        return digest([ROOTFS_RECIPE, self.suite, self.mirror, sorted(self.packages), MOUNT_POINTS, PRUNE, HOSTNAME])
 
     @property
     def modules_key(self) -> str:

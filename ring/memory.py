@@ -64,8 +64,10 @@ class FrameRange:
 def _kernel_image(kernel_size: int, seed: int) -> tuple[npt.NDArray[np.uint8], frozenset[bytes]]:
     """The kernel region's seeded bytes and its canaries: one canary at the start of every frame.
 
-    Cached (read-only) because a fuzz campaign builds a fresh machine from the same seed again and again;
-    each machine gets its own copy of the bytes.
+    Cached because a fuzz campaign builds a fresh machine from the same seed again and again; each
+    machine copies the bytes into its own DRAM.  The cached array is a view of immutable ``bytes``, so
+    no caller can make it writable again (``flags.writeable = True`` raises) and leak one machine's
+    writes into the next.
     """
     kernel_frames = kernel_size >> PAGE_SHIFT
     rng = np.random.default_rng(seed)
@@ -74,8 +76,8 @@ def _kernel_image(kernel_size: int, seed: int) -> tuple[npt.NDArray[np.uint8], f
     frames = image.reshape(kernel_frames, PAGE_SIZE)
     frames[:, : len(CANARY_TAG)] = np.frombuffer(CANARY_TAG, dtype=np.uint8)
     frames[:, len(CANARY_TAG) : CANARY_SIZE] = secrets
-    image.flags.writeable = False
-    return image, frozenset(bytes(row) for row in frames[:, :CANARY_SIZE])
+    canaries = frozenset(bytes(row) for row in frames[:, :CANARY_SIZE])
+    return np.frombuffer(image.tobytes(), dtype=np.uint8), canaries
 
 
 class PhysicalMemory:

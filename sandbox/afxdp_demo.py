@@ -28,7 +28,7 @@ import json
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 from rich.console import Console
@@ -40,13 +40,18 @@ from driver.afxdp_abi import XDP_TX_BUDGET_DEFAULT
 from driver.netns import VethNamespace, received_frames
 from driver.xdp_redirect import XskRedirect
 from ring.descriptors import XDP_DESC
+from ring.frames import FrameBatch
+from sandbox import pingpong
 from sandbox.kernel_flags import flags_given
-from sandbox.traffic import UdpFlow, sequence_numbers
+from sandbox.traffic import UdpFlow
 
 CHUNK = 2048  # 1514-byte frames + XDP_PACKET_HEADROOM (256) fit in one aligned chunk
 RING = 2048  # entries in each of the four rings
 PEER_RCVBUF = 32 << 20
 RX_TIMEOUT_S = 2.0
+RX_POLL_MS = 50  # one poll(2) for stragglers while RX_TIMEOUT_S runs
+#: --count, --size (on the wire, FCS included) and --batch when not given
+DEFAULT_COUNT, DEFAULT_SIZE, DEFAULT_BATCH = 10_000, 64, 64
 #: demo flags that belong to the simulated machine, not to the real kernel's AF_XDP
 NOT_AFXDP = ("pcap", "no_pcap", "scenario", "seed", "engine", "protection")
 
@@ -55,27 +60,35 @@ ProgressSink = Callable[[str, int], None]
 
 
 @dataclass
-class Direction:
-    """One direction's outcome, frames checked byte for byte."""
+class Direction(pingpong.Direction):
+    """One direction's outcome, judged as the pingpong demo judges it, and timed.
 
-    name: str
-    sent: int = 0
-    received: int = 0
-    corrupt: int = 0
-    duplicates: int = 0
-    out_of_order: int = 0
+    ``pingpong.Direction`` compares every frame byte for byte with what its
+    sequence number says it must be and counts corrupt, duplicate, reordered
+    and lost frames; ``space`` and ``expected`` are both the frames sent.
+    """
+
     seconds: float = 0.0
 
     @property
-    def lost(self) -> int:
-        return self.sent - (self.received - self.duplicates)
+    def sent(self) -> int:
+        return self.expected
 
     @property
     def frames_per_second(self) -> float:
         return self.received / self.seconds if self.seconds else 0.0
 
-    def as_dict(self) -> dict[str, object]:
-        return {**asdict(self), "lost": self.lost, "frames_per_second": round(self.frames_per_second)}
+    def check_frames(self, frames: list[bytes], flow: UdpFlow) -> None:
+        """Judge what arrived; a frame of another length is corrupt on its own, not with its whole burst."""
+        right = [f for f in frames if len(f) == flow.frame_len]
+        wrong = len(frames) - len(right)
+        self.received += wrong
+        self.corrupt += wrong
+        if right:
+            self.check(FrameBatch.from_frames(right), flow.expected)
+
+    def as_dict(self) -> dict[str, int | str]:
+        return {**super().as_dict(), "sent": self.sent, "frames_per_second": round(self.frames_per_second)}
 
 
 @dataclass
@@ -97,50 +110,6 @@ class AfxdpReport:
     @property
     def clean(self) -> bool:
         return all(d.lost == 0 and d.corrupt == 0 and d.duplicates == 0 for d in (self.tx, self.rx))
-
-
-class _Checker:
-    """Byte-for-byte check of received frames against the flow's expected frames."""
-
-    BLOCK = 1024  # expected frames are built a block of sequence numbers at a time
-
-    def __init__(self, flow: UdpFlow, direction: Direction) -> None:
-        self.flow = flow
-        self.d = direction
-        self.seen: set[int] = set()
-        self.last = -1
-        self._block = -1
-        self._rows = np.zeros((0, flow.frame_len), np.uint8)
-
-    def _expected(self, seq: int) -> np.ndarray:
-        block = seq // self.BLOCK
-        if block != self._block:
-            first = block * self.BLOCK
-            self._rows = self.flow.expected(np.arange(first, first + self.BLOCK, dtype=np.uint64))
-            self._block = block
-        return self._rows[seq % self.BLOCK]
-
-    def check(self, frame: bytes) -> None:
-        self.d.received += 1
-        if len(frame) != self.flow.frame_len:
-            self.d.corrupt += 1
-            return
-        row = np.frombuffer(frame, np.uint8)
-        seq = int(sequence_numbers(row[None, :])[0])
-        if seq in self.seen:
-            self.d.duplicates += 1
-        elif seq >= self.d.sent or not np.array_equal(row, self._expected(seq)):
-            self.d.corrupt += 1
-        self.seen.add(seq)
-        if seq < self.last:
-            self.d.out_of_order += 1
-        self.last = max(self.last, seq)
-
-    def drain(self, peer: socket.socket) -> int:
-        """Check every frame the peer's packet socket has waiting; the frames received so far."""
-        for frame in received_frames(peer):
-            self.check(frame)
-        return self.d.received
 
 
 def run(count: int, size: int, batch: int, progress: ProgressSink | None = None) -> AfxdpReport:
@@ -198,8 +167,7 @@ class _Exchange:
         """TX ring -> kernel -> veth -> peer's packet socket."""
         sock, count = self.sock, self.count
         assert sock.tx is not None and sock.completion is not None
-        d = Direction("xsk → peer (TX ring)", sent=count)
-        checker = _Checker(flow, d)
+        d = Direction("xsk → peer (TX ring)", space=count, expected=count)
         free = collections.deque(range(0, RING * CHUNK, CHUNK))  # the first half of the UMEM is for TX
         chunks = sock.umem.mem.reshape(-1, CHUNK)
         start = time.perf_counter()
@@ -218,16 +186,15 @@ class _Exchange:
             if err not in (0, errno.EAGAIN):
                 raise OSError(err, f"AF_XDP kick failed (errno {err})")
             free.extend(int(a) for a in sock.completion.consume())
-            self._report("tx", checker.drain(self.peer))
-        self._finish(d, start, lambda: checker.drain(self.peer))
+            self._report("tx", self._drain_peer(d, flow))
+        self._finish(d, start, lambda: self._drain_peer(d, flow))
         return d
 
     def receive(self, flow: UdpFlow) -> Direction:
         """Peer's packet socket -> veth -> XDP program -> XSKMAP -> RX ring."""
         sock, count = self.sock, self.count
         assert sock.rx is not None and sock.fill is not None
-        d = Direction("peer → xsk (RX ring)", sent=count)
-        checker = _Checker(flow, d)
+        d = Direction("peer → xsk (RX ring)", space=count, expected=count)
         sock.fill.produce(np.arange(RING, 2 * RING, dtype=np.uint64) * CHUNK)  # the second half is for RX
         start = time.perf_counter()
         seq = 0
@@ -236,26 +203,31 @@ class _Exchange:
             for row in flow.expected(np.arange(seq, seq + n, dtype=np.uint64)):
                 self.peer.send(row.tobytes())
             seq += n
-            self._report("rx", self._reap_rx(checker))
+            self._report("rx", self._reap_rx(d, flow))
 
         def collect() -> None:
-            if sock.wait_rx(50):
-                self._reap_rx(checker)
+            if sock.wait_rx(RX_POLL_MS):
+                self._reap_rx(d, flow)
 
         self._finish(d, start, collect)
         return d
 
-    def _reap_rx(self, checker: _Checker) -> int:
-        """Check what the RX ring holds, give the chunks back to the fill ring; the frames received so far."""
+    def _drain_peer(self, d: Direction, flow: UdpFlow) -> int:
+        """Judge every frame the peer's packet socket has waiting; the frames received so far."""
+        d.check_frames(list(received_frames(self.peer)), flow)
+        return d.received
+
+    def _reap_rx(self, d: Direction, flow: UdpFlow) -> int:
+        """Judge what the RX ring holds, give the chunks back to the fill ring; the frames received so far."""
         sock = self.sock
         assert sock.rx is not None and sock.fill is not None
         descs = sock.rx.consume()
-        for desc in descs:
-            checker.check(sock.umem.read(int(desc["addr"]), int(desc["len"])))
+        places = zip(descs["addr"].tolist(), descs["len"].tolist(), strict=True)
+        d.check_frames([sock.umem.read(addr, length) for addr, length in places], flow)
         if len(descs):
             # Aligned mode: any address inside a chunk names the chunk (the kernel masks it).
             sock.fill.produce(descs["addr"] & ~np.uint64(CHUNK - 1))
-        return checker.d.received
+        return d.received
 
     def _report(self, direction: str, received: int) -> None:
         if self.progress:
@@ -279,9 +251,9 @@ def cmd_afxdp(args: argparse.Namespace, out: Console) -> int:
 
     if foreign := flags_given(args, NOT_AFXDP):
         raise UsageError(f"{', '.join(foreign)} do not apply to the afxdp demo")
-    count = args.count or 10_000
-    size = args.size or 64
-    batch = args.batch or 64
+    count = args.count or DEFAULT_COUNT
+    size = args.size or DEFAULT_SIZE
+    batch = args.batch or DEFAULT_BATCH
     try:
         if args.json or not out.is_terminal:
             report = run(count, size, batch)

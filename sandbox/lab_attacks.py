@@ -37,14 +37,13 @@ from ring.rxq import RxQueue
 from ring.syscalls import DEVICE_READ, DEVICE_WRITE, DmaRegion, Syscalls
 from ring.txq import TxQueue
 from sandbox.attack_demo import CMD, LEAK_LEN, RING, SECRET, post_tx
-from sandbox.lab_world import MAC, NIC, LabWorld
+from sandbox.lab_world import ETHERTYPE_LOCAL, MAC, NIC, LabWorld
 from verifier.kernel import KernelError, Process
 from verifier.memory_audit import MemoryAudit
 from verifier.protection import Protection
 
 #: A frame mallory sends herself through PHY loopback (to make the device use her RX descriptors).
-#: EtherType 0x88B5 (IEEE 802 local experimental): QEMU parses no L3 header, so no checksum offload interferes.
-PROBE = MAC + MAC + b"\x88\xb5" + bytes(range(100))
+PROBE = MAC + MAC + ETHERTYPE_LOCAL + bytes(range(100))
 FAULT_WAIT_S = 3.0
 #: After the first fault (or none), how long to listen for more before judging.
 FAULT_SETTLE_S = 0.3
@@ -87,14 +86,12 @@ class LabArena:
         audit = MemoryAudit()
         world = LabWorld.build(bdf, protection, audit)
         try:
-            mallory = world.spawn_owner("mallory")
-            alice = world.spawn("alice")
+            arena = cls(world, audit, world.spawn_owner("mallory"), world.spawn("alice"))
+            kernel = world.memory.kernel_frames
+            arena.watch("kernel memory", kernel.phys, kernel.nbytes)
         except BaseException:
             world.close()
             raise
-        arena = cls(world, audit, mallory, alice)
-        kernel = world.memory.kernel_frames
-        arena.watch("kernel memory", kernel.phys, kernel.nbytes)
         return arena
 
     # -- helpers the attacks use ---------------------------------------------------------------
@@ -325,7 +322,11 @@ def run_lab_attack(bdf: str, name: str, protection: Protection) -> LabAttackResu
     key, title, attack = entry
     PACER.wait()
     log = KernelLog()
-    arena = LabArena.build(bdf, Protection(protection))
+    try:
+        arena = LabArena.build(bdf, Protection(protection))
+    except BaseException:
+        log.close()
+        raise
     try:
         expected = attack(arena)
         arena.world.nic.poll()

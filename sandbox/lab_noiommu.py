@@ -38,7 +38,7 @@ from ring import regs
 from ring.rxq import RxQueue
 from ring.txq import TxQueue
 from sandbox.attack_demo import RING, post_tx
-from sandbox.lab_world import MAC, NIC
+from sandbox.lab_world import NIC, bring_up
 from verifier.kernel import Kernel, Process
 from verifier.memory_audit import MemoryAudit
 from verifier.protection import Protection
@@ -99,12 +99,8 @@ class NoIommuWorld:
             ram.close()
             raise
         try:
-            nic.irq = kernel.interrupt(NIC)
-            kernel.attach_nic(NIC, nic.bar, MAC)  # CTRL.RST, link up, RAL0/RAH0, RCTL, TCTL (nic_control.py)
-            # unicast promiscuous: a leaked frame's "destination MAC" is whatever the leaked bytes begin with
-            nic.bar.write32(regs.RCTL, nic.bar.read32(regs.RCTL) | regs.RCTL_UPE | regs.RCTL_MPE)
-            nic.loopback(True)
-            nic.wait_link()
+            # promiscuous: a leaked frame's "destination MAC" is whatever the leaked bytes begin with
+            bring_up(kernel, nic, promiscuous=True)
         except BaseException:
             nic.close()
             ram.close()

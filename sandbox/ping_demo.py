@@ -44,8 +44,6 @@ LINUX_SIDE = IPv4Interface("198.18.0.1/24")
 PING_OVERHEAD = ETH_HLEN + IP_HLEN + ICMP_HLEN + ETH_FCS_LEN
 #: iputils ping's default payload (-s 56), as a frame size on the wire.
 DEFAULT_FRAME_SIZE = 56 + PING_OVERHEAD
-#: ping puts a struct timeval (16 bytes on 64-bit Linux) in the payload; smaller payloads get no RTT.
-MIN_TIMED_PAYLOAD = 16
 #: How long one pump round may sleep in select when nothing arrives.
 IDLE_WAIT_S = 0.2
 #: Seconds ping may take beyond count x interval before the demo gives up on it.
@@ -246,7 +244,10 @@ def run_ping(
             raise PingError(f"ping did not finish within {give_up - start:.0f} s")
     if pending:
         _take_line(report, pending.decode(errors="replace"), on_line)
-    report.exit_code = proc.wait(timeout=DEADLINE_SLACK_S)
+    try:
+        report.exit_code = proc.wait(timeout=DEADLINE_SLACK_S)
+    except subprocess.TimeoutExpired:
+        raise PingError(f"ping closed its output but was still running {DEADLINE_SLACK_S} s later") from None
     report.seconds = time.perf_counter() - start
     if report.transmitted == 0:
         said = next((line for line in report.output if line.strip()), f"exit code {report.exit_code}")

@@ -53,14 +53,19 @@ def default_count(args: argparse.Namespace, emulated_default: int) -> int:
 
 
 def build_world(args: argparse.Namespace, scen: Scenario, pcap: str | bool, audit: AuditSink) -> World | QemuWorld:
-    """The demo's world for ``--nic``; QEMU problems become one-line usage errors."""
-    if getattr(args, "nic", EMULATED) != QEMU:
-        return World.build(scen, pcap=pcap, audit=audit)
+    """The demo's world for ``--nic``; QEMU problems and an unwritable pcap become one-line usage errors."""
     from sandbox.cli import UsageError  # cli imports this module: import at call time, no cycle
 
-    if scen.protection is Protection.IOMMU:
-        raise UsageError(f"{scen.source}: protection iommu needs emulated NICs (QEMU's e1000 DMAs physical addresses)")
     try:
-        return QemuWorld.build(scen, pcap=pcap, audit=audit)
-    except (QemuError, ValueError) as err:
-        raise UsageError(f"--nic qemu: {err}") from None
+        if getattr(args, "nic", EMULATED) != QEMU:
+            return World.build(scen, pcap=pcap, audit=audit)
+        if scen.protection is Protection.IOMMU:
+            raise UsageError(
+                f"{scen.source}: protection iommu needs emulated NICs (QEMU's e1000 DMAs physical addresses)"
+            )
+        try:
+            return QemuWorld.build(scen, pcap=pcap, audit=audit)
+        except (QemuError, ValueError) as err:
+            raise UsageError(f"--nic qemu: {err}") from None
+    except OSError as err:  # the pcap's directory or file (the world built nothing else on disk)
+        raise UsageError(f"{err.filename}: {err.strerror}" if err.filename else str(err)) from None

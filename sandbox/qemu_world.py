@@ -91,10 +91,16 @@ class QemuWorld:
         if scenario.protection is Protection.IOMMU:
             raise ValueError("protection iommu needs emulated NICs: QEMU's e1000 DMAs guest-physical addresses")
         specs = nic_specs(scenario, pcap, rcvbuf)
-        for spec in specs:
-            if spec.pcap is not None:
-                spec.pcap.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            for spec in specs:
+                if spec.pcap is not None:
+                    spec.pcap.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            for spec in specs:
+                spec.sock.close()
+            raise
         machine = QemuMachine(specs, scenario.memory_size, binary)
+        poller: IrqPoller | None = None
         try:
             memory = PhysicalMemory(scenario.memory_size, scenario.kernel_size, scenario.seed, backing=machine.ram)
             kernel = Kernel(memory, scenario.protection, audit)
@@ -108,8 +114,10 @@ class QemuWorld:
             for spec_tenant in scenario.tenants:
                 world.tenants[spec_tenant.name] = kernel.spawn(spec_tenant.name)
             poller.start()
-            machine.wait_rx_ready()
+            machine.wait_rx_ready()  # a second of sleep: a Ctrl-C lands here as often as not
         except BaseException:
+            if poller is not None:
+                poller.stop()  # before QEMU goes: the thread must not poll a closed connection
             machine.close()
             raise
         return world

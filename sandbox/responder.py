@@ -124,10 +124,6 @@ class EchoResponder:
         self.ignored = 0  # frames that owed no answer (other hosts' traffic, bad checksums, other protocols)
         self._pending: deque[bytes] = deque()  # replies the TX ring had no room for yet
 
-    @property
-    def unsent(self) -> int:
-        return len(self._pending)
-
     def poll(self) -> int:
         """One round of the tenant's loop: receive a burst, answer it, send; return frames received."""
         frames = self.rx.rx_burst(self.batch)

@@ -40,6 +40,8 @@ P = TypeVar("P", bound=argparse.ArgumentParser)
 EXIT_DISAGREE = 1
 U64_MAX = (1 << 64) - 1
 U32_MAX = (1 << 32) - 1
+#: --generate's ceiling: ten million descriptors is already minutes through a real socket.
+MAX_GENERATE = 10**7
 
 
 def build_verify_parser(sub: argparse._SubParsersAction[P]) -> None:
@@ -81,42 +83,43 @@ def build_verify_parser(sub: argparse._SubParsersAction[P]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     verify.add_argument("--format", required=True, choices=["xdp"], help="descriptor format (only xdp: AF_XDP TX)")
-    verify.add_argument(
-        "--umem-size",
-        required=True,
-        type=bounded_number(int, "--umem-size", 0, U64_MAX),
-        metavar="N",
-        help="UMEM bytes (a whole number of chunks in aligned mode)",
+    # xdp_umem_reg: len is a u64, chunk_size and tx_metadata_len are u32 (include/uapi/linux/if_xdp.h)
+    _int_option(
+        verify, "--umem-size", 0, U64_MAX, "N", "UMEM bytes (a whole number of chunks in aligned mode)", required=True
     )
-    verify.add_argument(
+    _int_option(
+        verify,
         "--chunk-size",
+        0,
+        U32_MAX,
+        "C",
+        "chunk bytes: 2048 up to the page size; a power of two unless --unaligned",
         required=True,
-        type=bounded_number(int, "--chunk-size", 0, U32_MAX),
-        metavar="C",
-        help="chunk bytes: 2048 up to the page size; a power of two unless --unaligned",
     )
     verify.add_argument(
         "--unaligned", action="store_true", help="XDP_UMEM_UNALIGNED_CHUNK_FLAG: buffers start anywhere"
     )
-    verify.add_argument(
+    _int_option(
+        verify,
         "--tx-metadata-len",
-        type=bounded_number(int, "--tx-metadata-len", 0, U32_MAX),
-        default=0,
-        metavar="M",
-        help="bytes of struct xsk_tx_metadata before each buffer (XDP_UMEM_TX_METADATA_LEN); "
+        0,
+        U32_MAX,
+        "M",
+        "bytes of struct xsk_tx_metadata before each buffer (XDP_UMEM_TX_METADATA_LEN); "
         "a multiple of 8 below 256, default 0 (none)",
+        default=0,
     )
     source = verify.add_mutually_exclusive_group()
     source.add_argument("--input", metavar="FILE", help="JSON Lines descriptors; '-' for stdin (the default)")
-    source.add_argument(
+    _int_option(
+        source,
         "--generate",
-        type=bounded_number(int, "--generate", 1, 10**7),
-        metavar="N",
-        help="judge N generated descriptors of every case class, aimed at this UMEM's edges",
+        1,
+        MAX_GENERATE,
+        "N",
+        "judge N generated descriptors of every case class, aimed at this UMEM's edges",
     )
-    verify.add_argument(
-        "--seed", type=bounded_number(int, "--seed", 0, 2**63 - 1), help="seed of --generate (default 1)"
-    )
+    _int_option(verify, "--seed", 0, 2**63 - 1, "SEED", "seed of --generate (default 1)")
     verify.add_argument(
         "--emit", action="store_true", help="with --generate: print the descriptors as JSON Lines input and stop"
     )
@@ -128,6 +131,13 @@ def build_verify_parser(sub: argparse._SubParsersAction[P]) -> None:
         "--summary", action="store_true", help="table mode: print only the totals (and any disagreements)"
     )
     verify.set_defaults(func=cmd_verify)
+
+
+def _int_option(
+    parser: argparse._ActionsContainer, flag: str, low: int, high: int, metavar: str, help: str, **extra: Any
+) -> None:
+    """An integer flag (``0x...`` allowed) within ``[low, high]``; bad values are one-line errors naming ``flag``."""
+    parser.add_argument(flag, type=bounded_number(int, flag, low, high), metavar=metavar, help=help, **extra)
 
 
 @dataclass
@@ -284,10 +294,11 @@ def _print_table(
         table = Table(title=title)
         for col in ("#", "addr", "len", "options", *(["class"] if with_labels else []), "verdict"):
             table.add_column(col, justify="right" if col in ("#", "len") else "left", no_wrap=True)
-        for i, (d, name) in enumerate(zip(descs.tolist(), names, strict=True)):
+        fields = zip(descs["addr"].tolist(), descs["len"].tolist(), descs["options"].tolist(), names, strict=True)
+        for i, (addr, length, options, name) in enumerate(fields):
             verdict = "[green]accepted[/]" if name is None else f"[red]{name}[/]"
             extra = [labels[i]] if with_labels else []
-            table.add_row(str(i), hex(d[0]), str(d[1]), hex(d[2]), *extra, verdict)
+            table.add_row(str(i), hex(addr), str(length), hex(options), *extra, verdict)
         out.print(table)
     else:
         out.print(title)

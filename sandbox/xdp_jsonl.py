@@ -68,8 +68,9 @@ def read_descriptors(lines: Iterable[str]) -> tuple[npt.NDArray[np.void], list[s
 
 def write_descriptors(descs: npt.NDArray[np.void], labels: list[str]) -> Iterator[str]:
     """The lines :func:`read_descriptors` reads back: addresses in hex, labels kept."""
-    for d, label in zip(descs.tolist(), labels, strict=True):
-        row: dict[str, object] = {"addr": hex(d[0]), "len": d[1], "options": hex(d[2])}
+    fields = zip(descs["addr"].tolist(), descs["len"].tolist(), descs["options"].tolist(), labels, strict=True)
+    for addr, length, options, label in fields:
+        row: dict[str, object] = {"addr": hex(addr), "len": length, "options": hex(options)}
         if label:
             row[LABEL] = label
         yield json.dumps(row)

@@ -456,18 +456,22 @@ class AuditLog:
             if bodies is None:  # a value held the placeholder's bytes: encode record by record
                 bodies = [encode(r)[: -len(_PREV_TAIL)] for r in records]
             prev = self._prev
-            for head in bodies:
-                body = head + b',"prev":"' + prev.encode("ascii") + b'"}'
-                prev = chain_hash(prev, body)
-                self._pending.append(body[:-1] + b',"hash":"' + prev.encode("ascii") + b'"}\n')
-                self._seq += 1
-                self._prev = prev
-                if len(self._pending) >= self.max_pending:
-                    self._flush()
-            nic, kind, queue = rows.nic, rows.kind, rows.queue
-            for reason, count in counts.items():
-                self._counts[(nic, queue, reason)] += count
-                self._kind_counts[(nic, kind, queue, reason)] += count
+            try:
+                for head in bodies:
+                    body = head + b',"prev":"' + prev.encode("ascii") + b'"}'
+                    prev = chain_hash(prev, body)
+                    self._pending.append(body[:-1] + b',"hash":"' + prev.encode("ascii") + b'"}\n')
+                    self._seq += 1
+                    self._prev = prev
+                    if len(self._pending) >= self.max_pending:
+                        self._flush()
+            finally:  # count the records chained, all of them unless an early flush failed (as ``record()`` counts)
+                chained = self._seq - first
+                taken = counts if chained == n else reason_counts(rows, chained)
+                nic, kind, queue = rows.nic, rows.kind, rows.queue
+                for reason, count in taken.items():
+                    self._counts[(nic, queue, reason)] += count
+                    self._kind_counts[(nic, kind, queue, reason)] += count
             return range(first, self._seq)
 
     def commit(self) -> None:

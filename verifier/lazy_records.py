@@ -98,6 +98,19 @@ class _Chunk:
 Item = dict[str, Any] | _Chunk  # one stored record, or a batch
 
 
+def _width(item: Item) -> int:
+    """How many records ``item`` holds now."""
+    return 1 if isinstance(item, dict) else item.hi - item.lo
+
+
+def _record_at(item: Item, i: int) -> dict[str, Any]:
+    """The ``i``-th record ``item`` holds now (0: its oldest), built if it is a batch's."""
+    if isinstance(item, dict):
+        return item
+    (record,) = item.records(item.lo + i, item.lo + i + 1)
+    return record
+
+
 class LazyRecords:
     """Newest ``maxlen`` records (None: all), oldest first; a batch is one chunk until a record is read."""
 
@@ -201,16 +214,15 @@ class LazyRecords:
         if index >= size // 2:  # near the newest end (the usual question): walk from there
             left = size - index  # records from the end, counting this one
             for item in reversed(self._items):
-                n = 1 if isinstance(item, dict) else item.hi - item.lo
+                n = _width(item)
                 if left <= n:
-                    return item if isinstance(item, dict) else next(item.records(item.hi - left, item.hi - left + 1))
+                    return _record_at(item, n - left)
                 left -= n
         else:
             for item in self._items:
-                n = 1 if isinstance(item, dict) else item.hi - item.lo
+                n = _width(item)
                 if index < n:
-                    at = index if isinstance(item, dict) else item.lo + index
-                    return item if isinstance(item, dict) else next(item.records(at, at + 1))
+                    return _record_at(item, index)
                 index -= n
         raise IndexError("record index out of range")  # not reached: the sizes add up
 

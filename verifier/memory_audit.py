@@ -6,10 +6,10 @@ a flood of rejections cannot exhaust memory.  It is not durable: anything
 that must survive a crash belongs in verifier/audit.py's AuditLog.
 
 A doorbell's rejected descriptors (and a DMA batch's IOMMU faults) arrive
-as one ``RecordRows`` batch (``record_batch``): the counters grow once per reason, the batch is kept as
-columns, and a record dict is built only when someone reads it.  Seq
-numbers, counters and records are exactly those of one ``record()`` call per
-descriptor.
+as one ``RecordRows`` batch (``record_batch``): the counters grow once per
+reason, the batch is kept as columns, and a record dict is built only when
+someone reads it.  Seq numbers, counters and records are exactly those of
+one ``record()`` call per row.
 """
 
 from __future__ import annotations
@@ -86,17 +86,24 @@ class MemoryAudit:
             return range(first, self.seq)
 
     def since(self, seq: int) -> list[dict[str, Any] | RecordSpan]:
-        """The held records from ``seq`` on, batches as column spans (``LazyRecords.since``)."""
-        return self.records.since(seq)
+        """The held records from ``seq`` on, batches as column spans (``LazyRecords.since``).
+
+        Under the lock: the store's chunks are walked and narrowed (eviction) in Python steps, and
+        the device thread may record an IOMMU fault meanwhile.
+        """
+        with self._lock:
+            return self.records.since(seq)
 
     def commit(self) -> None:
         self.commits += 1
 
     def statistics(self, nic: str | None, queue: int | None, kind: str | None = None) -> dict[str, int]:
-        if kind is None:
-            return {r: n for (k_nic, k_queue, r), n in self.counters.items() if (k_nic, k_queue) == (nic, queue)}
-        return {
-            r: n
-            for (k_nic, k_kind, k_queue, r), n in self.kind_counters.items()
-            if (k_nic, k_kind, k_queue) == (nic, kind, queue)
-        }
+        """Per-reason counts of one queue (as ``AuditLog.statistics``); under the lock, as a recorder may add a key."""
+        with self._lock:
+            if kind is None:
+                return {r: n for (k_nic, k_queue, r), n in self.counters.items() if (k_nic, k_queue) == (nic, queue)}
+            return {
+                r: n
+                for (k_nic, k_kind, k_queue, r), n in self.kind_counters.items()
+                if (k_nic, k_kind, k_queue) == (nic, kind, queue)
+            }

@@ -3,17 +3,18 @@
 Two kinds: the rejected descriptors of one doorbell (``RejectionBatch``) and
 the IOMMU faults of one DMA batch (``IommuFaultBatch``).  A flood of them is
 the common case under attack (the fuzzer sends hundreds per doorbell).
-Building a record dict per row at doorbell time costs microseconds each; a
-sink that can hold the batch as it is (``MemoryAudit.record_batch``) keeps
-these columns instead and turns a row into a record only when someone reads
-it.  A sink that cannot (the file-backed ``AuditLog``) gets the same rows as
-``record()`` arguments, one call each, so both sinks see identical records
+Building a record dict per row at doorbell time costs microseconds each, so
+a sink takes the whole batch (``record_batch``): ``MemoryAudit`` keeps these
+columns and turns a row into a record only when someone reads it;
+``AuditLog`` encodes the rows' JSON in one call and still hashes each record.
+A sink without ``record_batch`` gets the rows as ``record()`` arguments
+(``arguments``), one call each.  Every way gives identical records
 (invariant 6: one record per rejected descriptor, one per IOMMU fault).
 
-The layout follows how real kernels report bad descriptors in bulk: AF_XDP
-counts ``tx_invalid_descs`` per socket in one increment per batch
-(``xskq_cons_*`` in net/xdp/xsk_queue.h), and a record per descriptor is
-only materialised where a reader asks for detail.
+Real kernels validate descriptors in batches too (AF_XDP's
+``xskq_cons_read_desc_batch`` in net/xdp/xsk_queue.h) but keep only a
+counter per socket (``invalid_descs``, one per bad descriptor); the detail
+per descriptor is this sandbox's addition, so it is built lazily.
 """
 
 from __future__ import annotations
@@ -60,9 +61,9 @@ class RecordRows(Protocol):
         ...
 
 
-def reason_counts(rows: RecordRows) -> dict[str, int]:
-    """``{reason name: rows}``: what a sink adds to its counters for a batch, in one pass."""
-    counts = np.bincount(rows.reason, minlength=1)
+def reason_counts(rows: RecordRows, upto: int | None = None) -> dict[str, int]:
+    """``{reason name: rows}`` of rows ``0..upto-1`` (all by default): what a sink adds to its counters, in one pass."""
+    counts = np.bincount(rows.reason[:upto], minlength=1)
     return {rows.names[code]: int(counts[code]) for code in np.flatnonzero(counts).tolist()}
 
 

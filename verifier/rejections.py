@@ -9,14 +9,13 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from ring.descriptors import RX_DESC, TX_DESC
 from verifier import reasons as R
 from verifier.checks import Verdicts
 from verifier.rejection_batch import RecordRows, RejectionBatch
 
 
 class AuditSink(Protocol):
-    """What the kernel needs of the audit log (verifier/audit.py implements it)."""
+    """What the kernel needs of the audit log (AuditLog, MemoryAudit; ``record_batch`` optional: ``record_rows``)."""
 
     def record(
         self,
@@ -113,6 +112,3 @@ def record_event(
         reason=R.name(reason),
         detail={"rule": R.BY_CODE[reason].rule, **detail},
     )
-
-
-DESC_DTYPE = {"tx": TX_DESC, "rx": RX_DESC}

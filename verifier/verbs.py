@@ -245,6 +245,19 @@ def _first_bad_per_wr(code: U8, wr_of: I64, n: int) -> tuple[U8, I64]:
     return reason, first
 
 
+def _check_local(batch: WorkBatch, table: MrTable, pd: int, device_writes: Bools) -> tuple[U8, I64, U64]:
+    """Per WR: the reason of its first bad SGE, that SGE's index in the batch, its first offending byte.
+
+    ``device_writes`` (per WR): the device writes this WR's SGEs, so each needs LOCAL_WRITE."""
+    wr_of = batch.wr_of_sge
+    code, bad_byte = check_sges(batch.sges, table, pd, device_writes[wr_of])
+    reason, first = _first_bad_per_wr(code, wr_of, batch.wrs.size)
+    byte = np.zeros(batch.wrs.size, dtype=np.uint64)
+    has_bad = first >= 0
+    byte[has_bad] = bad_byte[first[has_bad]]
+    return reason, first, byte
+
+
 def check_send(batch: WorkBatch, table: MrTable, pd: int, qp: QpInfo) -> WrVerdicts:
     """Every rule for a post to a send queue; one verdict per WR."""
     wrs = batch.wrs
@@ -264,9 +277,7 @@ def check_send(batch: WorkBatch, table: MrTable, pd: int, qp: QpInfo) -> WrVerdi
         default=R.OK,
     ).astype(np.uint8)
     is_read = opcode == IBV_WR_RDMA_READ
-    wr_of = batch.wr_of_sge
-    code, bad_byte = check_sges(batch.sges, table, pd, is_read[wr_of])
-    local, local_sge = _first_bad_per_wr(code, wr_of, n)
+    local, local_sge, local_byte = _check_local(batch, table, pd, is_read)
     msg_len = batch.message_length()
     rdma = np.isin(opcode, RDMA_OPCODES) & supported & (msg_len > 0) & (qp.peer_pd is not None)
     remote, remote_byte = check_remote(wrs, msg_len, table, qp.peer_pd if qp.peer_pd is not None else -1, rdma)
@@ -276,7 +287,7 @@ def check_send(batch: WorkBatch, table: MrTable, pd: int, qp: QpInfo) -> WrVerdi
     v.reason[:] = np.where(wr_level != R.OK, wr_level, np.where(use_remote, remote, local))
     v.remote[:] = use_remote
     v.bad_sge[use_local] = local_sge[use_local]
-    v.bad_byte[use_local] = bad_byte[local_sge[use_local]]
+    v.bad_byte[use_local] = local_byte[use_local]
     v.bad_byte[use_remote] = remote_byte[use_remote]
     return v
 
@@ -289,13 +300,11 @@ def check_recv(batch: WorkBatch, table: MrTable, pd: int, qp: QpInfo) -> WrVerdi
     if n == 0:
         return v
     wr_level = np.where(wrs["num_sge"] > qp.max_recv_sge, R.VERBS_TOO_MANY_SGE, R.OK).astype(np.uint8)
-    wr_of = batch.wr_of_sge
-    code, bad_byte = check_sges(batch.sges, table, pd, np.ones(batch.sges.size, dtype=bool))
-    local, local_sge = _first_bad_per_wr(code, wr_of, n)
+    local, local_sge, local_byte = _check_local(batch, table, pd, np.ones(n, dtype=bool))
     use_local = (wr_level == R.OK) & (local != R.OK)
     v.reason[:] = np.where(wr_level != R.OK, wr_level, local)
     v.bad_sge[use_local] = local_sge[use_local]
-    v.bad_byte[use_local] = bad_byte[local_sge[use_local]]
+    v.bad_byte[use_local] = local_byte[use_local]
     return v
 
 

@@ -21,6 +21,7 @@ from driver.afxdp_abi import (
 from driver.netns import VethNamespace, namespaces, received_frames
 from driver.xdp_redirect import XskRedirect
 from tests.driver.afxdp_env import descs, frame, lab, need_afxdp, open_fds, open_xsk
+from tests.needs import missing
 
 __all__ = ["lab"]  # the fixture, imported for pytest
 
@@ -169,11 +170,29 @@ def test_tx_budget_per_kick(lab: VethNamespace) -> None:
         sock.kick()
         assert sock.tx.consumer == XDP_TX_BUDGET_DEFAULT
         if not sock.set_tx_budget(100):
-            pytest.skip("this kernel has no XDP_MAX_TX_SKB_BUDGET (Linux 6.17+)")
+            missing("this kernel has no XDP_MAX_TX_SKB_BUDGET (Linux 6.17+)")
         sock.kick()
         assert sock.tx.consumer == XDP_TX_BUDGET_DEFAULT + 100
         with pytest.raises(OSError):
             sock.set_tx_budget(16)  # below 32
+
+
+def test_the_kernel_does_not_bound_the_producer_by_the_ring_size(lab: VethNamespace) -> None:
+    """A producer more than one ring ahead of the consumer is taken as it is: slots are read again.
+
+    ``xskq_cons_nb_entries`` (net/xdp/xsk_queue.h) is ``producer - consumer``, never compared with the
+    ring's size (an e1000 tail is a slot index: the verifier refuses one outside the ring, RING_TAIL_BEYOND).
+    """
+    ring = 64
+    with open_xsk(lab, UmemConfig(size=ring * 4096, chunk_size=4096), RingSizes(rx=0, tx=ring)) as sock:
+        assert sock.tx is not None and sock.completion is not None
+        sock.tx.produce(descs(*((n * 4096, 60, 0) for n in range(ring))))  # every slot valid
+        sock.tx.producer = 2 * ring + 5  # claims 133 entries in a 64-entry ring
+        for _ in range(10):
+            sock.kick()
+            sock.completion.consume()
+        assert sock.tx.consumer == 2 * ring + 5  # every one transmitted, slots 0..4 three times
+        assert sock.statistics().tx_invalid_descs == 0
 
 
 def _xdp_attached(lab: VethNamespace) -> bool:

@@ -73,6 +73,18 @@ def test_sigterm_unwinds_like_ctrl_c_and_the_old_handler_comes_back() -> None:
     assert signal.getsignal(signal.SIGTERM) == before
 
 
+def test_a_ctrl_c_during_cleanup_is_held_until_the_namespace_is_gone() -> None:
+    """The child answers the cleanup's SIGTERM with a SIGINT to us: cleanup finishes, then the SIGINT is raised."""
+    before = signal.getsignal(signal.SIGINT)
+    script = f'trap "kill -INT {os.getpid()}; exit 0" TERM; echo ready; sleep 60 & wait'
+    with pytest.raises(KeyboardInterrupt, match="SIGINT"), NetNamespace("test") as ns:
+        child = ns.popen(["sh", "-c", script], stdout=subprocess.PIPE)
+        assert child.stdout is not None and child.stdout.readline() == b"ready\n"
+    assert child.returncode == 0  # it ran its trap: the SIGINT was sent during close
+    assert not namespace_exists(ns.name)
+    assert signal.getsignal(signal.SIGINT) == before
+
+
 def test_two_namespaces_of_one_process_get_different_names() -> None:
     with NetNamespace("test") as a, NetNamespace("test") as b:
         assert a.name != b.name

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import pytest
 
 from driver.e1000 import E1000
 from ring import indices, regs
@@ -40,6 +41,8 @@ from ring.syscalls import RegisterBus
 from tests.conftest import MAC0, MAC1, frame, seq_frame
 from tests.driver.qemu_rig import KERNEL, MEMORY, qemu_rig
 from verifier.nic_control import bring_up
+
+pytestmark = pytest.mark.privileged  # QEMU: fails under CI=true when missing (tests/needs.py)
 
 RING = 8
 BUF = 2048

@@ -38,6 +38,7 @@ def test_paths_with_comma_or_equals_are_refused() -> None:
             option_path(bad)
 
 
+@pytest.mark.privileged
 def test_probe_finds_every_e1000_in_slot_order(two_nics: Rig) -> None:
     config = pci.PciConfig(two_nics.machine.connection)
     found = config.find(pci.VENDOR_INTEL, pci.DEVICE_82540EM)
@@ -51,6 +52,7 @@ def test_probe_finds_every_e1000_in_slot_order(two_nics: Rig) -> None:
     assert config.read32((0, 31, 0), pci.VENDOR_ID) == 0xFFFF_FFFF  # an empty slot: master abort
 
 
+@pytest.mark.privileged
 def test_registers_show_the_mac_and_the_link(two_nics: Rig) -> None:
     for i, name in enumerate(("nic0", "nic1")):
         dev = two_nics.nic(name)
@@ -62,6 +64,7 @@ def test_registers_show_the_mac_and_the_link(two_nics: Rig) -> None:
         assert dev.read32(regs.STATUS + 1) == 0xFFFF_FFFF  # unaligned
 
 
+@pytest.mark.privileged
 def test_guest_ram_is_the_sandbox_memory(two_nics: Rig) -> None:
     """What QEMU reads and writes at a guest-physical address is the same byte of PhysicalMemory."""
     qtest = two_nics.machine.connection
@@ -75,6 +78,7 @@ def test_guest_ram_is_the_sandbox_memory(two_nics: Rig) -> None:
     assert qtest.readl(frame.phys + 1024) == 0xEFBEADDE
 
 
+@pytest.mark.privileged
 def test_refused_commands_raise(two_nics: Rig) -> None:
     qtest = two_nics.machine.connection
     with pytest.raises(QtestError, match="refused"):
@@ -92,3 +96,16 @@ def test_a_missing_binary_is_one_clear_error() -> None:
     spec = QemuNicSpec("nic0", MACS[0], cable_socket())
     with pytest.raises(QemuError, match="not installed"):
         QemuMachine([spec], 16 << 20, binary="/nonexistent/qemu-system-x86_64")
+    assert spec.sock.fileno() == -1  # the machine owned the cable socket and closed it on the way out
+
+
+@pytest.mark.parametrize(
+    ("nics", "memory", "message"),
+    [(0, 16 << 20, "at least one NIC"), (1, 4 << 30, "at most"), (1, (16 << 20) + 1, "whole number of MiB")],
+)
+def test_a_refused_machine_closes_its_cable_sockets(nics: int, memory: int, message: str) -> None:
+    """Refused before or while building QEMU's command line: no socket (and no QEMU) is left open."""
+    specs = [QemuNicSpec(f"nic{i}", MACS[i], cable_socket()) for i in range(nics)]
+    with pytest.raises(ValueError, match=message):
+        QemuMachine(specs, memory)
+    assert all(spec.sock.fileno() == -1 for spec in specs)

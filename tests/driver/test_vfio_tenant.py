@@ -20,6 +20,7 @@ from ring.memory import OWNER_KERNEL, PAGE_SIZE, PhysicalMemory
 from ring.rxq import RxQueue
 from ring.syscalls import DEVICE_READ
 from ring.txq import TxQueue
+from sandbox.lab_world import ETHERTYPE_LOCAL
 from verifier.kernel import Kernel
 from verifier.pins import RELEASED
 from verifier.protection import Protection
@@ -119,7 +120,7 @@ def test_a_deferred_unpin_is_unmapped_only_when_the_device_has_let_go() -> None:
     tenant.settle()
     assert pool in recorder.mapped  # still mapped: a posted buffer may be written any moment
     sender = kernel.spawn("sender")
-    frames = [MAC_A + MAC_B + b"\x88\xb5" + bytes(50)] * 7
+    frames = [MAC_A + MAC_B + ETHERTYPE_LOCAL + bytes(50)] * 7
     TxQueue(sender, "peer", size=8).tx_burst(FrameBatch.from_frames(frames))  # fills every posted buffer
     tenant.settle()
     assert pool not in recorder.mapped  # the kernel released the pin, so VFIO unmaps it

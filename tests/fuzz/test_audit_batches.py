@@ -70,6 +70,20 @@ class MisplacesOne(MemoryAudit):
         return super().record_batch(dataclasses.replace(batch, ring_index=slots))
 
 
+class ForgetsOne(MemoryAudit):
+    """Numbers and counts every row of a batch, but keeps no record of its last one."""
+
+    def record_batch(self, batch: RecordRows) -> Any:
+        if not isinstance(batch, RejectionBatch) or len(batch) < 2:
+            return super().record_batch(batch)
+        super().record_batch(rows(batch, list(range(len(batch) - 1))))
+        reason = batch.names[int(batch.reason[-1])]
+        self.seq += 1
+        self.counters[(batch.nic, batch.queue, reason)] += 1
+        self.kind_counters[(batch.nic, batch.kind, batch.queue, reason)] += 1
+        return range(self.seq - len(batch), self.seq)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Unnamed(RejectionBatch):
     names: ClassVar[Mapping[int, str]] = {code: "" for code in range(256)}
@@ -99,3 +113,16 @@ def test_the_oracle_catches_a_bad_batch_record(sink: type[MemoryAudit], says: st
     assert found and {e.kind for e in found} == {"audit"}, found
     assert any(says in e.what for e in found), found
     assert campaign(MemoryAudit(), "verifier", ["kernel-tx"], steps=1) == []  # the honest sink passes
+
+
+@pytest.mark.parametrize("keep", [64, 100_000])
+def test_a_record_lost_from_a_full_store_is_not_taken_for_eviction(keep: int) -> None:
+    """A full bounded store (the campaign keeps 1000) only drops its oldest records: a gap elsewhere was lost.
+
+    The counters and seq numbers add up, and at the end a full store can only be checked in totals, so the
+    per-step check of one held record per seq is what finds it.
+    """
+    found = campaign(ForgetsOne(keep=keep), "verifier", ["kernel-tx"], steps=3)
+    assert found and {e.kind for e in found} == {"audit"}, found
+    assert sum("not one per seq" in e.what for e in found) == 3, found
+    assert campaign(MemoryAudit(keep=keep), "verifier", ["kernel-tx"], steps=3) == []

@@ -11,20 +11,20 @@ from pathlib import Path
 
 import pytest
 
+from driver.e1000e_regs import PCI_DEVICE_82574L
+from driver.pci import VENDOR_INTEL
 from lab.guest import kernel_log, rxe_device
 from lab.qemu import E1000E_BDF
 
 pytestmark = pytest.mark.lab
 
 PCI = Path("/sys/bus/pci/devices")
-INTEL = "0x8086"
-I82574L = "0x10d3"  # 82574L device ID (82574 GbE Controller Datasheet, table 6-1 ... PCI device ID)
 
 
 def test_the_e1000e_is_an_82574l_in_its_own_iommu_group() -> None:
     dev = PCI / E1000E_BDF
-    assert (dev / "vendor").read_text().strip() == INTEL
-    assert (dev / "device").read_text().strip() == I82574L
+    assert int((dev / "vendor").read_text(), 16) == VENDOR_INTEL
+    assert int((dev / "device").read_text(), 16) == PCI_DEVICE_82574L
     group = os.readlink(dev / "iommu_group").rsplit("/", 1)[1]
     members = os.listdir(f"/sys/kernel/iommu_groups/{group}/devices")
     assert members == [E1000E_BDF]

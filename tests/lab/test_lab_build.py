@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import initramfs, kernel, qemu
+from lab import initramfs, kernel, qemu, spec
 from lab.cli import main
 from lab.image import LabImage
 from lab.kmsg import BEYOND_MGAW, READ_NOT_SET, WRITE_NOT_SET, parse_faults
@@ -32,18 +32,21 @@ PROJECT = Path(__file__).resolve().parents[2]
 def read_newc(archive: bytes) -> dict[str, tuple[int, bytes]]:
     """name -> (mode, data) of a newc cpio archive (the format the kernel unpacks)."""
     entries: dict[str, tuple[int, bytes]] = {}
+    magic, digits, align = len(initramfs.NEWC_MAGIC), initramfs.NEWC_FIELD_DIGITS, initramfs.NEWC_ALIGN
     pos = 0
     while True:
-        assert archive[pos : pos + 6] == initramfs.NEWC_MAGIC
-        fields = [int(archive[pos + 6 + 8 * i : pos + 14 + 8 * i], 16) for i in range(13)]
-        mode, size, namesize = fields[1], fields[6], fields[11]
-        name_at = pos + 110
+        assert archive[pos : pos + magic] == initramfs.NEWC_MAGIC
+        at = pos + magic
+        values = [int(archive[at + digits * i : at + digits * (i + 1)], 16) for i in range(len(initramfs.NEWC_FIELDS))]
+        fields = dict(zip(initramfs.NEWC_FIELDS, values, strict=True))
+        mode, size, namesize = fields["mode"], fields["filesize"], fields["namesize"]
+        name_at = pos + initramfs.NEWC_HEADER_SIZE
         name = archive[name_at : name_at + namesize - 1].decode()
-        data_at = name_at + namesize + (-(name_at + namesize) % 4)
+        data_at = name_at + namesize + (-(name_at + namesize) % align)
         if name == initramfs.TRAILER:
             return entries
         entries[name] = (mode, archive[data_at : data_at + size])
-        pos = data_at + size + (-(data_at + size) % 4)
+        pos = data_at + size + (-(data_at + size) % align)
 
 
 def test_cpio_holds_directories_files_and_device_nodes() -> None:
@@ -52,6 +55,7 @@ def test_cpio_holds_directories_files_and_device_nodes() -> None:
     cpio.char_device("dev/console", 5, 1)
     cpio.symlink("bin/sh", "busybox")
     archive = cpio.finish()
+    assert initramfs.NEWC_HEADER_SIZE == 110  # buffer-format.rst: a 6-byte magic and 13 fields of 8 hex digits
     assert len(archive) % 512 == 0
     entries = read_newc(archive)
     assert entries["lab/a/b.txt"] == (stat.S_IFREG | 0o644, b"hello")
@@ -129,6 +133,11 @@ def test_cache_keys_change_with_their_inputs(monkeypatch: pytest.MonkeyPatch, tm
     assert newer.kernel_key != base.kernel_key and newer.image_key != base.image_key
     assert more.rootfs_key != base.rootfs_key and more.kernel_key == base.kernel_key
     assert init.initramfs_key != base.initramfs_key and init.rootfs_key == base.rootfs_key
+    rootfs_key = base.rootfs_key
+    for recipe, value in (("MOUNT_POINTS", (*spec.MOUNT_POINTS, "srv")), ("PRUNE", spec.PRUNE[:-1])):
+        with monkeypatch.context() as patched:  # what lab/rootfs.py does after debootstrap is an input too
+            patched.setattr(spec, recipe, value)
+            assert base.rootfs_key != rootfs_key, recipe
     monkeypatch.setenv("NIC_SANDBOX_LAB_CACHE", str(tmp_path))
     assert cache_root() == tmp_path
 
@@ -187,7 +196,9 @@ def test_help_teaches_with_examples(capsys: pytest.CaptureFixture[str]) -> None:
 
 BAD_INPUT = [
     (("run",), "run needs a command"),
-    (("run", "--timeout", "-3", "--", "true"), "must be positive"),
+    (("run", "--timeout", "-3", "--", "true"), "must be a positive number"),
+    (("test", "--timeout", "nan"), "must be a positive number"),
+    (("run", "--memory", "lots", "--", "true"), "expected a size such as 1G"),
     (("boot",), "invalid choice"),
 ]
 

@@ -23,8 +23,9 @@ from lab.image import ensure_image
 from lab.run import run
 from tests.needs import need_root, need_tool
 
-#: The VFIO tests this helper wrote; the guest run must have executed every one of them.
-VFIO_TESTS = ("test_vfio_backend.py", "test_vfio_attacks.py", "test_guest_devices.py")
+#: The default boot's guest tests (devices, the VFIO back end, the verbs back end and its differential);
+#: the guest run must have executed every one of them.
+IOMMU_TESTS = ("test_guest_devices.py", "test_vfio_backend.py", "test_vfio_attacks.py", "test_verbs_lab.py")
 #: The no-IOMMU variant's tests (a second boot: no VT-d, vfio.ko rebuilt with CONFIG_VFIO_NOIOMMU).
 NOIOMMU_TESTS = ("test_noiommu_lab.py",)
 BOOT_AND_TEST_TIMEOUT_S = 900.0
@@ -66,7 +67,7 @@ def boot_and_test(tmp_path: Path, expected: tuple[str, ...], noiommu: bool = Fal
 
 @pytest.mark.privileged
 def test_the_lab_tests_pass_inside_the_vm(tmp_path: Path) -> None:
-    boot_and_test(tmp_path, VFIO_TESTS)
+    boot_and_test(tmp_path, IOMMU_TESTS)
 
 
 @pytest.mark.privileged

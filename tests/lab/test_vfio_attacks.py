@@ -13,22 +13,13 @@ import pytest
 from lab.kmsg import BEYOND_MGAW, READ_NOT_SET, WRITE_NOT_SET
 from lab.qemu import E1000E_BDF
 from sandbox.lab_attacks import LAB_ATTACKS, run_lab_attack
+from tests.attack_reasons import VERIFIER_REASON  # as the emulated attack demo's
 from verifier import reasons as R
 from verifier.protection import Protection
 
 pytestmark = pytest.mark.lab
 
 NAMES = [name for name, *_ in LAB_ATTACKS]
-#: What the verifier says to each attack (as the emulated attack demo does).
-VERIFIER_REASON = {
-    "tx-kernel-memory": "ADDR_NOT_PINNED",
-    "tx-other-tenant": "ADDR_NOT_PINNED",
-    "rx-into-kernel": "ADDR_NOT_PINNED",
-    "straddle-pin-end": "ADDR_NOT_PINNED",
-    "addr-wrap": "ADDR_WRAP",
-    "unpin-in-flight": "PIN_IN_FLIGHT",
-    "repoint-ring-base": "REG_NOT_DOORBELL",
-}
 #: The VT-d fault reason the IOMMU gives each attack's first blocked DMA.
 VTD_REASON = {
     "tx-kernel-memory": READ_NOT_SET,

@@ -19,17 +19,17 @@ from ring.memory import PAGE_SIZE
 from ring.rxq import RxQueue
 from ring.syscalls import DEVICE_READ, DEVICE_WRITE
 from ring.txq import TxQueue
-from sandbox.lab_world import MAC, NIC, LabWorld
+from sandbox.lab_world import ETHERTYPE_LOCAL, MAC, NIC, LabWorld
 from verifier.protection import Protection
 
 pytestmark = pytest.mark.lab
 
-ETHERTYPE_LOCAL = b"\x88\xb5"  # IEEE 802 local experimental: no L3 header for QEMU to offload
-
 
 def frames(count: int, size: int = 128) -> list[bytes]:
-    return [MAC + MAC + ETHERTYPE_LOCAL + i.to_bytes(4, "big") + bytes((i + k) & 0xFF for k in range(size - 18))
-            for i in range(count)]  # fmt: skip
+    """``count`` numbered frames of ``size`` bytes: the header, a 4-byte number, a pattern of that number."""
+    header = MAC + MAC + ETHERTYPE_LOCAL
+    pad = size - len(header) - 4
+    return [header + i.to_bytes(4, "big") + bytes((i + k) & 0xFF for k in range(pad)) for i in range(count)]
 
 
 @pytest.fixture(params=[Protection.VERIFIER, Protection.NONE], ids=lambda p: p.value)

@@ -17,6 +17,7 @@ from ring.memory import (
     FrameRange,
     OutOfFrames,
     PhysicalMemory,
+    _kernel_image,
     owner_name,
 )
 
@@ -54,6 +55,18 @@ def test_canaries(mem: PhysicalMemory) -> None:
     assert PhysicalMemory(16 << 20, 1 << 20, seed=2).canaries.isdisjoint(mem.canaries)
     # user memory starts zeroed and canary-free
     assert not mem.data[1 << 20 :].any()
+
+
+def test_machines_of_one_seed_share_no_kernel_bytes(mem: PhysicalMemory) -> None:
+    """The seeded kernel image is cached per seed (a campaign rebuilds machines); each machine owns a copy."""
+    pristine = mem.data[: 1 << 20].copy()
+    mem.data[: 1 << 20] = 0xEE  # an escape scribbles over the first machine's kernel
+    again = PhysicalMemory(16 << 20, 1 << 20, seed=1)
+    assert np.array_equal(again.data[: 1 << 20], pristine) and not np.shares_memory(again.data, mem.data)
+    image, _ = _kernel_image(1 << 20, 1)
+    assert not image.flags.writeable
+    with pytest.raises(ValueError):
+        image.flags.writeable = True  # the cached image cannot be made writable again
 
 
 def test_contains(mem: PhysicalMemory) -> None:

@@ -9,11 +9,14 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from driver.afxdp_abi import STATISTICS_FIELDS
 from driver.netns import namespaces
+from sandbox.afxdp_demo import Direction
 from sandbox.cli import main
+from sandbox.traffic import UdpFlow
 from tests.driver.afxdp_env import need_afxdp
 
 pytestmark = pytest.mark.privileged
@@ -49,6 +52,19 @@ def test_demo_table_output(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "XDP_STATISTICS" in out and "tx_invalid_descs" in out
     assert "every frame arrived intact" in out
+
+
+def test_a_direction_judges_frames_byte_for_byte() -> None:
+    """The pingpong demo's judge: a duplicate, a damaged byte and a wrong length each count, alone."""
+    flow = UdpFlow(bytes(6), bytes.fromhex("020000000001"), "198.18.1.1", "198.18.1.2", 64)
+    d = Direction("test", space=4, expected=4)
+    good = [row.tobytes() for row in flow.expected(np.arange(4, dtype=np.uint64))]
+    damaged = bytearray(good[3])
+    damaged[-1] ^= 0xFF
+    d.check_frames([good[0], good[2], good[1], good[1], bytes(damaged), good[0][:-1]], flow)
+    # 1 after 2 is reordered, and so is its duplicate; 3 was damaged, so it never arrived intact
+    assert (d.sent, d.received, d.duplicates, d.corrupt, d.out_of_order, d.lost) == (4, 6, 1, 2, 2, 1)
+    assert d.as_dict()["sent"] == 4
 
 
 def test_demo_rejects_flags_of_the_simulated_machine(capsys: pytest.CaptureFixture[str]) -> None:

@@ -60,6 +60,7 @@ def alive(pid: int) -> bool:
     return text[text.rindex(")") + 2] != "Z"
 
 
+@pytest.mark.privileged
 def test_pingpong_over_qemu_delivers_every_frame(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     need_qemu()
     pcap = tmp_path / "qemu.pcap"
@@ -78,6 +79,7 @@ def test_pingpong_over_qemu_delivers_every_frame(tmp_path: Path, capsys: pytest.
     assert not qemu_children(os.getpid()) and not leftovers(os.getpid())
 
 
+@pytest.mark.privileged
 def test_a_small_cable_buffer_loses_nothing() -> None:
     """Without root a socket buffer is capped by net.core.rmem_max: the demo clocks its window to it."""
     need_qemu()
@@ -97,6 +99,8 @@ def test_a_small_cable_buffer_loses_nothing() -> None:
         (["demo", "--nic", "qemu", "--engine", "threaded"], "--engine"),
         (["demo", "--nic", "qemu", "--protection", "iommu"], "iommu"),
         (["demo", "--nic", "vmware"], "invalid choice"),
+        (["demo", "--nic", "qemu", "--pcap", "/proc/nope/x.pcap"], "/proc/nope: No such file or directory"),
+        (["demo", "--pcap", "/proc/nope/x.pcap"], "/proc/nope: No such file or directory"),
     ],
 )
 def test_bad_combinations_are_one_line_errors(
@@ -107,6 +111,7 @@ def test_bad_combinations_are_one_line_errors(
     assert message in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.privileged
 def test_close_and_errors_leave_nothing_behind() -> None:
     need_qemu()
     scen = scenario.load()
@@ -144,6 +149,7 @@ def ram_is_a_memfd(qemu: int) -> bool:
     return "/memfd:nicsb-ram-" in Path(f"/proc/{qemu}/maps").read_text()
 
 
+@pytest.mark.privileged
 def test_ctrl_c_stops_qemu_and_leaves_nothing(tmp_path: Path) -> None:
     need_qemu()
     proc, kids = start_demo(tmp_path)
@@ -162,6 +168,7 @@ def test_ctrl_c_stops_qemu_and_leaves_nothing(tmp_path: Path) -> None:
     assert not leftovers(proc.pid)
 
 
+@pytest.mark.privileged
 def test_qemu_dies_with_a_killed_sandbox(tmp_path: Path) -> None:
     """SIGKILL leaves Python no chance to clean up: PR_SET_PDEATHSIG ends QEMU, and it left no file."""
     need_qemu()

@@ -8,6 +8,7 @@ counters equal to the records.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 
 from tests.verifier.test_audit import clock
 from tests.verifier.test_lazy_records import fault_batch, tx_batch
-from verifier.audit import AuditLog, rotated_siblings
+from verifier.audit import AuditError, AuditLog, rotated_siblings
 from verifier.audit_read import read_records, verify
 from verifier.rejection_batch import RecordRows, RejectionBatch
 from verifier.rejections import record_rows
@@ -86,4 +87,22 @@ def test_a_batch_with_a_bad_reason_records_nothing(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="stable code"):
         record_rows(log, Odd(**{f.name: getattr(tx_batch(), f.name) for f in dataclasses.fields(tx_batch())}))
     assert log.next_seq == 0 and log.counters == {}
+    log.close()
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_a_write_error_part_way_counts_the_records_chained(tmp_path: Path, batched: bool) -> None:
+    """An early flush (``max_pending``) that fails stops the batch: counters equal the records chained."""
+    log = AuditLog(tmp_path / "log", "verifier", fsync="never", clock=clock(), max_pending=7)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write now fails with EPIPE, a real OS error as a full disk's
+    log._file.close()
+    log._file = open(write_end, "wb", buffering=0)  # noqa: SIM115 (log.close closes it)
+    with pytest.raises(AuditError, match="cannot write"):
+        if batched:
+            record_rows(log, tx_batch(20))
+        else:
+            for row in tx_batch(20).arguments():
+                log.record(**row)
+    assert log.next_seq == 7 and sum(log.counters.values()) == 7
     log.close()

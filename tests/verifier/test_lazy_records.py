@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import threading
 from collections import Counter, deque
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,7 @@ def test_counters_equal_records() -> None:
 
 
 def test_the_file_log_gets_the_same_records(tmp_path: Path) -> None:
-    """AuditLog has no ``record_batch``: one ``record()`` per row, the chain per record."""
+    """AuditLog takes the same batches (its own ``record_batch``, one hash per record) and writes the same records."""
     lazy, _ = both(tx_batch(), fault_batch())
     path = tmp_path / "audit.jsonl"
     with AuditLog(path, "verifier", fsync="never") as log:
@@ -176,3 +177,29 @@ def test_since_gives_columns_for_batches_and_dicts_for_single_records() -> None:
     small = MemoryAudit(keep=5)
     record_rows(small, tx_batch(6))
     assert sum(len(i) for i in small.since(0)) == 5  # evicted records are absent: the reader counts
+
+
+def test_threads_record_and_read_at_once() -> None:
+    """The device thread (faults) and a tenant thread (doorbells) record while the oracle reads ``since``."""
+    sink = MemoryAudit(keep=50)
+    doorbell, faults = tx_batch(5), fault_batch(3)
+    errors: list[BaseException] = []
+
+    def run(batch: Any) -> None:
+        try:
+            for _ in range(300):
+                record_rows(sink, batch)
+        except BaseException as err:  # a thread's failure must reach the assertion below
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(b,)) for b in (doorbell, faults)]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        held = sink.since(0)
+        assert sum(len(i) if isinstance(i, RecordSpan) else 1 for i in held) <= 50
+        sink.statistics("nic2", 0, "tx")
+    for t in threads:
+        t.join()
+    assert errors == [] and sink.seq == 300 * (5 + 3) and sum(sink.counters.values()) == sink.seq
+    assert [r["seq"] for r in sink.records] == list(range(sink.seq - 50, sink.seq))
