@@ -160,7 +160,7 @@ class Arena:
             phys = proc.virt_to_phys(region.vaddr)
             if access is not None:
                 proc.pin(region.vaddr, region.size, access)
-                oracle.grant(proc.tenant_id, phys, region.size, access)
+                oracle.grant(proc.tenant_id, phys, region.size, access, region.bus)
             return region, Span(region.bus, phys, region.size)
 
         _, scratch = pinned(mallory, 1, DEVICE_READ)
@@ -365,7 +365,9 @@ class Arena:
             self.log.append(f"pin {span}: refused ({err})")
             return
         self.handles[span] = int(handle)
-        self.oracle.grant(self.mallory.tenant_id, self.mallory.virt_to_phys(region.vaddr), region.size, access)
+        self.oracle.grant(
+            self.mallory.tenant_id, self.mallory.virt_to_phys(region.vaddr), region.size, access, region.bus
+        )
         self.log.append(f"pin {span}: handle {int(handle)}")
 
     def unpin(self, span: str) -> None:
@@ -380,9 +382,12 @@ class Arena:
             self.log.append(f"unpin {span}: refused ({err})")
             return
         self.log.append(f"unpin {span}: {outcome}")
+        region = self.spans[span]
+        phys = self.mallory.virt_to_phys(region.vaddr)
         if outcome == "released":  # the device may no longer touch it; a deferred unpin ends at the free
-            region = self.spans[span]
-            self.oracle.revoke(self.mallory.tenant_id, self.mallory.virt_to_phys(region.vaddr), region.size)
+            self.oracle.revoke(self.mallory.tenant_id, phys, region.size, region.bus)
+        else:  # deferred: pinned for the DMA in flight, released whenever the kernel lets go
+            self.oracle.release_pending(self.mallory.tenant_id, phys, region.size)
 
     def free(self, span: str) -> None:
         """Mallory frees a span's memory (refused while pinned, also while a deferred unpin waits)."""
@@ -393,7 +398,7 @@ class Arena:
         except KernelError as err:
             self.log.append(f"free {span}: refused ({err})")
             return
-        self.oracle.revoke(self.mallory.tenant_id, phys, region.size)
+        self.oracle.revoke(self.mallory.tenant_id, phys, region.size, region.bus)
         self.log.append(f"free {span}: done, frame {phys >> 12} back in the free pool")
 
     def victim_alloc(self, pages: int) -> None:

@@ -33,6 +33,7 @@ only the accesses found bad are turned into ``Escape`` records one by one.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import hashlib
 import signal
 import threading
@@ -47,9 +48,11 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from fuzz.oracle_reasons import ACCESS_BITS, RELEASED, UNPIN_ASKED, WITHOUT_PINS, Reference, Rows, judge
 from ring.descriptors import DESC_SIZE, RXD_ERR_REFUSED, RXD_STAT_DD, TXD_STAT_DD, TXD_STAT_REFUSED
 from ring.frames import FrameBatch
 from ring.memory import CANARY_SIZE, CANARY_TAG, OWNER_KERNEL, PAGE_SHIFT, PhysicalMemory, owner_name
+from ring.regs import RDT, TDT, queue_reg
 
 
 class DmaBatchLike(Protocol):
@@ -105,17 +108,89 @@ class Oracle:
     #: audit completeness, checked after each ``bounded_step`` when set (``AuditWatch.watch``)
     audit: AuditWatch | None = None
 
-    # -- the pin reference -------------------------------------------------------------
-    def grant(self, tenant: int, phys: int, length: int, access: int) -> None:
-        """The fuzzer pinned ``[phys, phys + length)`` for ``tenant`` with ``access`` (1 read, 2 write)."""
-        table = self.pinned.setdefault(tenant, np.zeros(self.memory.frames, dtype=np.uint8))
-        table[phys >> PAGE_SHIFT : ((phys + length - 1) >> PAGE_SHIFT) + 1] |= np.uint8(access)
+    #: tenant -> device page -> (frame, access): where the tenant's pins sit in device addresses
+    #: (bus = physical, except in ``iommu`` mode where a tenant maps IOVA = its virtual address)
+    bus_pins: dict[int, dict[int, tuple[int, int]]] = field(default_factory=dict)
+    #: the audit record count, when an ``AuditWatch`` judges reasons: changes to the pin reference are then
+    #: remembered with it (``_history``), so each record is judged against the reference of its moment
+    clock: Callable[[], int] | None = None
+    _history: list[tuple[int, int, npt.NDArray[np.uint8], dict[int, tuple[int, int]]]] = field(default_factory=list)
+    _current: dict[int | None, Reference] = field(default_factory=dict)
 
-    def revoke(self, tenant: int, phys: int, length: int) -> None:
+    # -- the pin reference -------------------------------------------------------------
+    def grant(self, tenant: int, phys: int, length: int, access: int, bus: int | None = None) -> None:
+        """The fuzzer pinned ``[phys, phys + length)`` for ``tenant`` with ``access`` (1 read, 2 write).
+
+        ``bus``: the device address of ``phys`` (default: the same).
+        """
+        table = self._before_change(tenant)
+        part = slice(phys >> PAGE_SHIFT, ((phys + length - 1) >> PAGE_SHIFT) + 1)
+        table[part] = (table[part] & np.uint8(ACCESS_BITS)) | np.uint8(access)
+        pages = self.bus_pins.setdefault(tenant, {})
+        first = (phys if bus is None else bus) >> PAGE_SHIFT
+        for k, frame in enumerate(range(part.start, part.stop)):
+            pages[first + k] = (frame, int(table[frame]) & ACCESS_BITS)
+
+    def revoke(self, tenant: int, phys: int, length: int, bus: int | None = None) -> None:
         """The fuzzer released a pin: the device may no longer touch those frames for ``tenant``."""
-        table = self.pinned.get(tenant)
-        if table is not None:
-            table[phys >> PAGE_SHIFT : ((phys + length - 1) >> PAGE_SHIFT) + 1] = 0
+        if tenant not in self.pinned:
+            return
+        table = self._before_change(tenant)
+        part = slice(phys >> PAGE_SHIFT, ((phys + length - 1) >> PAGE_SHIFT) + 1)
+        table[part] = np.uint8(RELEASED)
+        pages = self.bus_pins.get(tenant, {})
+        first = (phys if bus is None else bus) >> PAGE_SHIFT
+        for k in range(part.stop - part.start):
+            pages.pop(first + k, None)
+
+    def release_pending(self, tenant: int, phys: int, length: int) -> None:
+        """The owner asked to unpin while DMA is in flight: the kernel lets go once the device is done.
+
+        For DMA the frames still count as pinned (the in-flight work may
+        finish); a refusal may call them pinned or released, both true.
+        """
+        if tenant in self.pinned:
+            table = self._before_change(tenant)
+            table[phys >> PAGE_SHIFT : ((phys + length - 1) >> PAGE_SHIFT) + 1] |= np.uint8(UNPIN_ASKED)
+
+    def _before_change(self, tenant: int) -> npt.NDArray[np.uint8]:
+        """``tenant``'s table, about to change: its state so far goes to ``_history`` when reasons are judged."""
+        table = self.pinned.setdefault(tenant, np.zeros(self.memory.frames, dtype=np.uint8))
+        self._current.pop(tenant, None)
+        if self.clock is not None:
+            self._history.append((self.clock(), tenant, table.copy(), dict(self.bus_pins.get(tenant, {}))))
+        return table
+
+    def references(self, tenant: int | None, first: int, stop: int) -> list[tuple[int, int, Reference]]:
+        """The pin reference of ``tenant`` for records ``first..stop-1``: ``(lo, hi, reference)`` runs.
+
+        A record made when the audit count was ``s`` saw the state before
+        the first change remembered at a count above ``s`` (the current state if none).
+        """
+        current = self._current.get(tenant)
+        if current is None:  # kept until the tenant's pins change: its look-up tables are built once
+            empty = np.zeros(self.memory.frames, dtype=np.uint8)
+            current = self._current[tenant] = Reference(
+                self.pinned.get(tenant, empty) if tenant is not None else empty,
+                dict(self.bus_pins.get(tenant, {})) if tenant is not None else {},
+                self.memory.size,
+            )
+        runs, lo = [], first
+        for count, whose, table, pages in self._history:
+            if whose != tenant or count <= lo:
+                continue
+            hi = min(count, stop)
+            runs.append((lo, hi, Reference(table, pages, self.memory.size)))
+            lo = hi
+            if lo >= stop:
+                break
+        if lo < stop:
+            runs.append((lo, stop, current))
+        return runs
+
+    def forget_history(self) -> None:
+        """The records up to now are judged: the reference's past is no longer needed."""
+        self._history.clear()
 
     # -- DMA -------------------------------------------------------------------------
     def _bad(self, frames: npt.NDArray[np.int64], owner: int | None, data: bool, need: int) -> npt.NDArray[np.bool_]:
@@ -469,6 +544,8 @@ class AuditWatch:
     _unmarked: list[tuple[QueueKey, npt.NDArray[np.int64]]] = field(default_factory=list)
     _counts: dict[QueueKey, int] = field(default_factory=dict)
     _seq: int = 0
+    #: the current arena's oracle: its pin reference judges whether each record's reason is true
+    oracle: Oracle | None = None
     _start: int = 0
     _start_counters: Counter[tuple[Any, ...]] = field(default_factory=Counter)
 
@@ -498,6 +575,8 @@ class AuditWatch:
         """Judge this arena's rings from now on (a campaign calls it for every new arena)."""
         self.attach({(nic, "tx", queue): arena.tx_ring, (nic, "rx", queue): arena.rx_ring})
         arena.oracle.audit = self
+        self.oracle = arena.oracle
+        arena.oracle.clock = lambda: audit_count(self.sink)
 
     def attach(self, rings: dict[QueueKey, npt.NDArray[np.void]]) -> None:
         self.rings = dict(rings)
@@ -533,6 +612,8 @@ class AuditWatch:
                     )
                 )
         found += self._match_records(seen)
+        if self.oracle is not None:
+            self.oracle.forget_history()
         return found
 
     def _match_records(self, seen: dict[QueueKey, npt.NDArray[np.int64]]) -> list[Escape]:
@@ -557,6 +638,7 @@ class AuditWatch:
             return [Escape("audit", f"records {start}..{end - 1}: {held} held, not one per seq (lost or doubled)")]
         if run[0] > start:
             return []  # the oldest evicted already (a small ``keep``): the counts above still hold
+        wrong = self._judge_reasons(items)
         # one pass over the new records: the ring indices each queue's descriptor records name
         named: dict[tuple[Any, Any, Any], list[npt.NDArray[np.int64]]] = {}
         singles: dict[tuple[Any, Any, Any], list[int]] = {}
@@ -597,7 +679,86 @@ class AuditWatch:
                     nic,
                 )
             )
-        return found + blank
+        return found + blank + wrong
+
+    def _judge_reasons(self, items: list[dict[str, Any] | RecordSpanLike]) -> list[Escape]:
+        """Each record's reason must be true of what it refused (fuzz/oracle_reasons.py), judged per batch."""
+        oracle = self.oracle
+        if oracle is None:
+            return []
+        found: list[Escape] = []
+        for item in items:
+            names: Mapping[int, str]
+            if isinstance(item, dict):
+                rows, names, codes = self._dict_rows(oracle, item), {0: str(item.get("reason") or "")}, _ZERO
+            else:
+                rows, names, codes = self._span_rows(oracle, item), item.names, item.reason
+            for lo, hi, ref in oracle.references(rows.tenant, rows.seq, rows.seq + int(codes.size)):
+                part = rows if (lo, hi) == (rows.seq, rows.seq + codes.size) else _slice(rows, lo - rows.seq, hi - lo)
+                for line in judge(part, names, codes[lo - rows.seq : hi - rows.seq], ref):
+                    found.append(Escape("audit", f"wrong reason: {line}", rows.nic))
+        return found
+
+    def _judge_logged(self, records: list[dict[str, Any]]) -> list[Escape]:
+        """A file-backed log, at the end: the reasons that need no pin reference (``WITHOUT_PINS``)."""
+        oracle = self.oracle
+        if oracle is None:
+            return []
+        ref = Reference(np.zeros(oracle.memory.frames, dtype=np.uint8), {}, oracle.memory.size)
+        found = []
+        for r in records:
+            if r.get("reason") in WITHOUT_PINS:
+                lines = judge(self._dict_rows(oracle, r), {0: str(r["reason"])}, _ZERO, ref, only=WITHOUT_PINS)
+                found += [Escape("audit", f"wrong reason: {line}", str(r.get("nic") or "")) for line in lines]
+        return found[:8]
+
+    def _context(self, oracle: Oracle, nic: str, kind: str, queue: int | None) -> dict[str, Any]:
+        tenant = oracle.queue_owner.get(nic)
+        ring = self.rings.get((nic, kind, queue if queue is not None else -1))
+        tails = frozenset(
+            queue_reg(TDT if k == "tx" else RDT, q) for (n, k, q) in self.rings if n == nic and k in ("tx", "rx")
+        )
+        return {"tenant": tenant, "ring_size": None if ring is None else len(ring), "tails": tails}
+
+    def _span_rows(self, oracle: Oracle, span: RecordSpanLike) -> Rows:
+        rows = Rows(span.seq, span.nic, span.kind, **self._context(oracle, span.nic, span.kind, span.queue))
+        descs = getattr(span, "descs", None)
+        if descs is not None and descs.dtype.names is not None and "addr" in descs.dtype.names:
+            rows.addr = descs["addr"].astype(np.uint64)
+            extra = getattr(span, "extra", None) or {}
+            rows.detail = extra
+            if span.kind == "rx":
+                rows.length = np.full(descs.size, int(extra.get("checked_bytes", -1)), dtype=np.int64)
+            else:
+                rows.length = descs["length"].astype(np.int64)
+                rows.cmd = descs["cmd"]
+            rows.bad_byte = getattr(span, "bad_byte", None)
+        elif getattr(span, "iova", None) is not None:
+            rows.addr = span.iova.astype(np.uint64)  # type: ignore[attr-defined]
+            rows.length = span.length.astype(np.int64)  # type: ignore[attr-defined]
+            rows.write = bool(span.write)  # type: ignore[attr-defined]
+        return rows
+
+    def _dict_rows(self, oracle: Oracle, record: dict[str, Any]) -> Rows:
+        nic, kind = str(record.get("nic") or ""), str(record.get("kind") or "")
+        rows = Rows(int(record["seq"]), nic, kind, **self._context(oracle, nic, kind, record.get("queue")))
+        detail = record.get("detail") or {}
+        desc = record.get("desc")
+        rows.detail, rows.record_tenant = detail, record.get("tenant")
+        if desc and "addr" in desc:
+            rows.addr = np.array([int(desc["addr"])], dtype=np.uint64)
+            if kind == "rx":
+                rows.length = np.array([int(detail.get("checked_bytes", -1))], dtype=np.int64)
+            else:
+                rows.length = np.array([int(desc.get("length", 0))], dtype=np.int64)
+                rows.cmd = np.array([int(desc.get("cmd", 0))], dtype=np.uint8)
+            bad = int(str(detail["first_bad_byte"]), 0) if "first_bad_byte" in detail else -1
+            rows.bad_byte = np.array([bad - (1 << 64) if bad >= 1 << 63 else bad], dtype=np.int64)
+        elif kind == "iommu" and "iova" in detail:
+            rows.addr = np.array([int(str(detail["iova"]), 0)], dtype=np.uint64)
+            rows.length = np.array([int(detail.get("length", 0))], dtype=np.int64)
+            rows.write = detail.get("access") == "write"
+        return rows
 
     def finish(self) -> list[Escape]:
         """End of a campaign: counters equal records; a file-backed log's chain verifies and matches the marks."""
@@ -614,6 +775,7 @@ class AuditWatch:
             if not result.ok:
                 return [Escape("audit", f"audit chain does not verify: {result.problem}")]
             records = [r for r in self.read_records(files) if int(r["seq"]) >= self._start]
+            found += self._judge_logged(records)
         else:
             store: Any = getattr(self.sink, "records", [])
             records = [r for r in store if int(r.get("seq", -1)) >= self._start]
@@ -639,6 +801,16 @@ class AuditWatch:
             extra = sum((described - marks).values())
             found.append(Escape("audit", f"{lost} refused descriptors without a record, {extra} records without one"))
         return found
+
+
+_ZERO = np.zeros(1, dtype=np.uint8)
+
+
+def _slice(rows: Rows, lo: int, n: int) -> Rows:
+    """Records ``lo..lo+n-1`` of ``rows`` (the pin reference changed in between)."""
+    part = slice(lo, lo + n)
+    cut = {k: getattr(rows, k)[part] for k in ("addr", "length", "cmd", "bad_byte") if getattr(rows, k) is not None}
+    return dataclasses.replace(rows, seq=rows.seq + lo, **cut)
 
 
 def audit_complete(watch: AuditWatch) -> list[Escape]:

@@ -50,6 +50,11 @@ class RecordSpan:
     ``ring_index`` is the ring slot each record names (its record has
     ``desc_hex``), or None when the records name no descriptor (IOMMU faults).
     ``reason`` holds codes; ``names`` maps a code to the record's ``reason`` string.
+    The remaining columns are what the records say about each refusal, for an
+    observer that judges whether the reason is true (fuzz/oracle_reasons.py):
+    ``descs`` (the descriptors as judged), ``bad_byte`` (``first_bad_byte``, -1
+    when none), ``extra`` (detail shared by every row, e.g. ``checked_bytes``),
+    and for IOMMU faults ``iova``, ``length`` and ``write``.  None: not that kind.
     """
 
     seq: int
@@ -59,6 +64,12 @@ class RecordSpan:
     ring_index: npt.NDArray[np.int64] | None
     reason: npt.NDArray[np.uint8]
     names: Mapping[int, str]
+    descs: npt.NDArray[np.void] | None = None
+    bad_byte: npt.NDArray[np.int64] | None = None
+    extra: Mapping[str, Any] | None = None
+    iova: npt.NDArray[np.uint64] | None = None
+    length: npt.NDArray[np.int64] | None = None
+    write: bool | None = None
 
     def __len__(self) -> int:
         return int(self.reason.size)
@@ -84,6 +95,11 @@ class _Chunk:
         """Rows ``lo..hi-1`` as columns."""
         rows, part = self.rows, slice(lo, self.hi)
         slots = rows.ring_index
+
+        def column(name: str) -> Any:
+            value = getattr(rows, name, None)  # the columns of RejectionBatch or IommuFaultBatch, if present
+            return None if value is None else value[part]
+
         return RecordSpan(
             self.seq + lo,
             rows.nic,
@@ -92,6 +108,12 @@ class _Chunk:
             None if slots is None else slots[part],
             rows.reason[part],
             rows.names,
+            descs=column("descs"),
+            bad_byte=column("bad_byte"),
+            extra=getattr(rows, "extra", None),
+            iova=column("iova"),
+            length=column("length"),
+            write=getattr(rows, "write", None),
         )
 
 

@@ -1,0 +1,413 @@
+"""Is an audit record's reason true?  Judged from ground truth, per reason name, vectorised per batch.
+
+Issue 4's audit rule is "exactly one record with the right reason".  The
+oracle cannot ask the verifier which reason is right (it imports nothing of
+verifier/), so "right" is defined here as: the record's reason is a *true
+statement* about the refused descriptor or operation, judged from what the
+oracle knows independently -- the shared ABI (ring/: descriptor fields, the
+datasheet's command bits, register offsets, PAGE_SIZE), the true size of
+physical memory, the real ring sizes, and the oracle's own pin reference
+(``Oracle.pinned``: what the queue's owner pinned with which access, and
+``Oracle.bus_pins``: at which device address).  Where a record names a
+``first_bad_byte``, that byte must lie in the range, in a frame the reason
+describes, and every byte before it must be pinned with the access the
+device needs (so the named byte is the first bad one, at frame granularity).
+
+Reason names are data: a record span carries its code -> name table, and
+``PREDICATES`` / ``NOT_JUDGED`` are keyed by name.  A name in neither table
+is itself a problem (an unknown reason cannot be judged true).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ring import indices, regs
+from ring.descriptors import TXD_CMD_SUPPORTED
+from ring.memory import PAGE_SHIFT, PAGE_SIZE
+
+U64 = npt.NDArray[np.uint64]
+I64 = npt.NDArray[np.int64]
+Mask = npt.NDArray[np.bool_]
+
+#: Pin-reference bits beyond the access bits (1 device read, 2 device write), see ``Oracle.grant``.
+ACCESS_BITS = 0x03
+RELEASED = 0x40  # the owner's pin on the frame was released (unpin, or free)
+UNPIN_ASKED = 0x80  # the owner asked to unpin while DMA was in flight: the kernel lets go whenever it is done
+
+#: The largest receive buffer the 8254x can be programmed with (RCTL.BSIZE with BSEX, table 13-66): an
+#: RX record that does not state its ``checked_bytes`` is judged against this bound.
+MAX_RX_BUFFER = max(regs.RCTL_BSIZE_BYTES.values())
+_TOP = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
+
+#: Reasons not judged, with why: none of them is an address, length, access, IOMMU or wrap claim.
+NOT_JUDGED: Mapping[str, str] = {
+    "OK": "not a refusal",
+    "PKT_TOO_LONG": "packet-level: the limit is the verifier's MTU policy, not a datasheet fact",
+    "PKT_TOO_MANY_FRAGS": "packet-level: the fragment limit is the verifier's policy number",
+    "PKT_BAD_FRAGMENT": "packet-level: true when a sibling fragment's reason is, which is judged on its own record",
+    "PKT_UNTERMINATED": "packet-level: the bound on held doorbells is the verifier's policy number",
+    "CSUM_OFFSET": "packet-level: CSO/CSS are judged against the whole packet's length across fragments",
+    "PIN_IN_FLIGHT": "in-flight references are the kernel's own bookkeeping; nothing was refused to the device",
+    **{
+        name: "AF_XDP format: not produced by the e1000 arena (fuzz/xdp_cases.py compares with the kernel's rule)"
+        for name in (
+            "XDP_ADDR_OUT_OF_UMEM",
+            "XDP_CHUNK_CROSSED",
+            "XDP_END_OUT_OF_UMEM",
+            "XDP_OPTIONS_UNKNOWN",
+            "XDP_METADATA_WITHOUT_LEN",
+        )
+    },
+    **{
+        name: "RDMA verbs: not produced by the e1000 arena (fuzz/verbs_differential.py checks them)"
+        for name in (
+            "VERBS_TOO_MANY_SGE",
+            "VERBS_LKEY_UNKNOWN",
+            "VERBS_LKEY_OTHER_PD",
+            "VERBS_SGE_OUTSIDE_MR",
+            "VERBS_NO_LOCAL_WRITE",
+            "VERBS_RKEY_UNKNOWN",
+            "VERBS_RKEY_OTHER_PD",
+            "VERBS_RKEY_NO_ACCESS",
+            "VERBS_REMOTE_OUTSIDE_MR",
+            "VERBS_OPCODE_UNSUPPORTED",
+        )
+    },
+}
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Ground truth for one queue owner at the moment a run of records was written."""
+
+    table: npt.NDArray[np.uint8]  # access bits (+ RELEASED, UNPIN_ASKED) per physical frame
+    bus: Mapping[int, tuple[int, int]]  # device page -> (frame, access bits)
+    memory_size: int
+
+    @cached_property
+    def bus_table(self) -> tuple[I64, I64]:
+        """``bus`` as sorted device pages and their (frame, access) rows, for vectorised look-ups."""
+        pages = np.fromiter(self.bus.keys(), dtype=np.int64, count=len(self.bus))
+        order = np.argsort(pages)
+        return pages[order], np.array(list(self.bus.values()), dtype=np.int64).reshape(-1, 2)[order]
+
+
+@dataclass
+class Rows:
+    """Records of one kind as columns; any column may be None when the records do not carry it."""
+
+    seq: int
+    nic: str
+    kind: str  # "tx", "rx", "iommu", "register", ...
+    tenant: int | None  # the queue's (device's) owner in the oracle's ground truth
+    addr: U64 | None = None
+    length: I64 | None = None  # TX: descriptor length; RX: checked bytes (-1: not stated); IOMMU: access length
+    cmd: npt.NDArray[np.uint8] | None = None
+    bad_byte: I64 | None = None  # first_bad_byte, -1 when none
+    write: bool | None = None
+    detail: Mapping[str, Any] | None = None  # a single event record's detail (register, ring)
+    record_tenant: int | None = None  # the tenant the record names (register events)
+    ring_size: int | None = None  # the real size of the record's ring, when the oracle watches it
+    tails: frozenset[int] = frozenset()  # tail register offsets of the queues this record's tenant owns on its NIC
+
+
+Verdict = tuple[Mask, Callable[[int], str]]  # per row: true?  and the contradicting fact of row i
+Predicate = Callable[[Rows, I64, Reference], Verdict]
+
+
+def _u64(values: I64) -> U64:
+    return values.astype(np.int64, copy=False).view(np.uint64)
+
+
+def _need(rows: Rows) -> int:
+    return 2 if rows.kind == "rx" or rows.write else 1
+
+
+def _span(rows: Rows, i: I64) -> tuple[U64, U64]:
+    """Start and range length of rows ``i``; an RX row without checked bytes gets the datasheet maximum."""
+    assert rows.addr is not None and rows.length is not None
+    length = rows.length[i]
+    if rows.kind == "rx":
+        length = np.where(length < 0, MAX_RX_BUFFER, length)
+    return rows.addr[i], length.astype(np.uint64)
+
+
+def _wraps(addr: U64, length: U64) -> Mask:
+    """``addr + length`` does not fit in 64 bits (the rule's wording: the end wraps past 2**64)."""
+    return (length > 0) & (addr > _TOP - length)
+
+
+def _frames_ok(first: I64, last: I64, table: npt.NDArray[np.uint8], good: Callable[[Any], Mask]) -> Mask:
+    """Whether every frame ``first..last`` (per row; empty when last < first) satisfies ``good``."""
+    if first.size == 0:
+        return np.ones(0, dtype=bool)
+    width = int(np.clip(last - first, -1, None).max()) + 1
+    if width <= 0:
+        return np.ones(first.size, dtype=bool)
+    frames = first[:, None] + np.arange(width)[None, :]
+    inside = frames <= last[:, None]
+    frames = np.clip(np.where(inside, frames, 0), 0, table.size - 1)
+    return np.all(~inside | good(table[frames]), axis=1)
+
+
+def _bad_byte_claim(rows: Rows, i: I64, ref: Reference, frame_bad: Callable[[Any], Mask]) -> Verdict:
+    """The shared part of the pin/access reasons: the named byte is in the range, in memory, in a frame
+    ``frame_bad`` says is bad, and every byte before it lies in frames pinned with the needed access."""
+    addr, length = _span(rows, i)
+    bad = _u64(rows.bad_byte[i]) if rows.bad_byte is not None else np.full(i.size, _TOP)
+    named = rows.bad_byte[i] != -1 if rows.bad_byte is not None else np.zeros(i.size, dtype=bool)
+    inside = named & (bad >= addr) & (bad - addr < length) & (bad < np.uint64(ref.memory_size))
+    frame = np.where(inside, bad >> np.uint64(PAGE_SHIFT), 0).astype(np.int64)
+    need = _need(rows)
+    first = (addr >> np.uint64(PAGE_SHIFT)).astype(np.int64)
+    last = np.where(inside & (bad > addr), (bad - np.uint64(1)) >> np.uint64(PAGE_SHIFT), 0).astype(np.int64)
+    last = np.where(inside & (bad > addr), last, first - 1)
+    pinned_before = _frames_ok(first, last, ref.table, lambda t: (t & need) != 0)
+    ok = inside & frame_bad(ref.table[frame]) & pinned_before
+
+    def fact(j: int) -> str:
+        if not named[j]:
+            return "the record names no first_bad_byte"
+        b, a, n = int(bad[j]), int(addr[j]), int(length[j])
+        if not inside[j]:
+            return f"first_bad_byte {b:#x} is not a byte of [{a:#x}, {a + n:#x}) inside memory"
+        bits = int(ref.table[frame[j]])
+        if not pinned_before[j]:
+            return f"a byte before first_bad_byte {b:#x} is not pinned with access {need} either"
+        return f"frame {int(frame[j])} holds pin bits {bits:#x} in the oracle's reference"
+
+    return ok, fact
+
+
+def not_pinned(rows: Rows, i: I64, ref: Reference) -> Verdict:
+    """ADDR_NOT_PINNED: the first bad byte's frame has no pin of the owner (or an unpin is under way)."""
+    return _bad_byte_claim(rows, i, ref, lambda t: ((t & ACCESS_BITS) == 0) | ((t & UNPIN_ASKED) != 0))
+
+
+def pin_released(rows: Rows, i: I64, ref: Reference) -> Verdict:
+    """PIN_RELEASED: that frame's pin was the owner's and was released (or its unpin is under way)."""
+    need = _need(rows)
+    return _bad_byte_claim(
+        rows, i, ref, lambda t: (((t & need) == 0) & ((t & RELEASED) != 0)) | ((t & UNPIN_ASKED) != 0)
+    )
+
+
+def access_missing(kind: str) -> Predicate:
+    """ACCESS_NO_READ (TX) / ACCESS_NO_WRITE (RX): that frame is pinned, but without the access."""
+
+    def judge(rows: Rows, i: I64, ref: Reference) -> Verdict:
+        need = _need(rows)
+        ok, fact = _bad_byte_claim(
+            rows, i, ref, lambda t: (((t & ACCESS_BITS) != 0) & ((t & need) == 0)) | ((t & UNPIN_ASKED) != 0)
+        )
+        if rows.kind != kind:
+            return np.zeros(i.size, dtype=bool), lambda _j: f"a {rows.kind} record, the rule is about {kind}"
+        return ok, fact
+
+    return judge
+
+
+def addr_wrap(rows: Rows, i: I64, ref: Reference) -> Verdict:
+    addr, length = _span(rows, i)
+    ok = _wraps(addr, length)
+    return ok, lambda j: f"{int(addr[j]):#x} + {int(length[j])} fits in 64 bits"
+
+
+def beyond_memory(rows: Rows, i: I64, ref: Reference) -> Verdict:
+    """ADDR_BEYOND_MEMORY: no wrap, the range ends past memory; a named first_bad_byte is past memory and in it."""
+    addr, length = _span(rows, i)
+    size = np.uint64(ref.memory_size)
+    ends_past = ~_wraps(addr, length) & (addr + length > size)
+    if rows.bad_byte is not None:
+        bad = _u64(rows.bad_byte[i])
+        named = rows.bad_byte[i] != -1
+        ends_past &= ~named | ((bad >= size) & (bad >= addr) & (bad - addr < length))
+    return ends_past, lambda j: f"[{int(addr[j]):#x}, +{int(length[j])}) lies within {ref.memory_size:#x} bytes"
+
+
+def len_zero(rows: Rows, i: I64, ref: Reference) -> Verdict:
+    assert rows.length is not None
+    length = rows.length[i]
+    return (length == 0) & (rows.kind == "tx"), lambda j: f"a {rows.kind} descriptor of length {int(length[j])}"
+
+
+def len_too_long(rows: Rows, i: I64, ref: Reference) -> Verdict:
+    """LEN_TOO_LONG: longer than the limit the record states (``max_buffer``), else one page (the largest chunk)."""
+    assert rows.length is not None
+    limit = int((rows.detail or {}).get("max_buffer", PAGE_SIZE))
+    length = rows.length[i]
+    return (length > limit) & (rows.kind == "tx"), lambda j: f"length {int(length[j])} <= {limit}"
+
+
+def cmd_unsupported(rows: Rows, i: I64, ref: Reference) -> Verdict:
+    """CMD_UNSUPPORTED: a command bit outside the legacy bits this device implements (ring.descriptors)."""
+    if rows.cmd is None:
+        return np.zeros(i.size, dtype=bool), lambda _j: "the record carries no cmd field"
+    cmd = rows.cmd[i]
+    ok = (cmd & np.uint8(~TXD_CMD_SUPPORTED & 0xFF)) != 0
+    return ok, lambda j: f"cmd {int(cmd[j]):#04x} uses only supported bits {TXD_CMD_SUPPORTED:#04x}"
+
+
+def _iommu_pages(rows: Rows, i: I64, ref: Reference) -> tuple[Mask, Mask, Mask]:
+    """Per fault: (not mapped as one contiguous run, some page lacks the access, some page's unpin is under way)."""
+    assert rows.addr is not None and rows.length is not None
+    addr = rows.addr[i]
+    span = np.maximum(rows.length[i], 1).astype(np.uint64) - np.uint64(1)
+    wrap = addr > _TOP - span
+    first = (addr >> np.uint64(PAGE_SHIFT)).astype(np.int64)
+    last = np.where(wrap, first, ((addr + span) >> np.uint64(PAGE_SHIFT)).astype(np.int64))
+    if not ref.bus:
+        return np.ones(i.size, dtype=bool), np.zeros(i.size, dtype=bool), np.zeros(i.size, dtype=bool)
+    pages, entries = ref.bus_table
+    width = int((last - first).max()) + 1
+    if width == 1:  # the common case: every access inside one page
+        grid, inside = first[:, None], np.ones((i.size, 1), dtype=bool)
+    else:
+        grid = first[:, None] + np.arange(width)[None, :]  # every page of every access (a few each)
+        inside = grid <= last[:, None]
+    at = np.minimum(np.searchsorted(pages, grid), pages.size - 1)
+    found = (pages[at] == grid) & inside
+    frame, access = entries[at, 0], entries[at, 1]
+    contiguous = (frame - frame[:, :1]) == np.arange(width)[None, :]
+    unmapped = wrap | (inside & ~(found & contiguous)).any(axis=1)
+    denied = (found & ((access & _need(rows)) == 0)).any(axis=1)
+    asked = (found & ((ref.table[np.minimum(frame, ref.table.size - 1)] & UNPIN_ASKED) != 0)).any(axis=1)
+    return unmapped, denied, asked
+
+
+def iommu_not_mapped(rows: Rows, i: I64, ref: Reference) -> Verdict:
+    unmapped, _, asked = _iommu_pages(rows, i, ref)
+    return unmapped | asked, lambda j: "every page is mapped, contiguously, for the device's owner"
+
+
+def iommu_permission(rows: Rows, i: I64, ref: Reference) -> Verdict:
+    unmapped, denied, asked = _iommu_pages(rows, i, ref)
+    ok = (~unmapped & denied) | asked
+    return ok, lambda j: "a page is not mapped" if unmapped[j] else f"every page allows access {_need(rows)}"
+
+
+def _event(check: Callable[[Rows], tuple[bool, str]]) -> Predicate:
+    """A predicate over one event record (its detail), as a one-row verdict."""
+
+    def judge(rows: Rows, i: I64, ref: Reference) -> Verdict:
+        ok, fact = check(rows)
+        return np.full(i.size, ok), lambda _j: fact
+
+    return judge
+
+
+def _tail_fact(rows: Rows) -> tuple[int, int, int, int]:
+    detail = rows.detail or {}
+    size = rows.ring_size if rows.ring_size is not None else int(detail.get("size", -1))
+    return int(detail.get("new_tail", -1)), int(detail.get("tail", -1)), int(detail.get("done", -1)), size
+
+
+def _tail_beyond(rows: Rows) -> tuple[bool, str]:
+    new, _, _, size = _tail_fact(rows)
+    return not 0 <= new < size, f"tail {new} is a slot of the {size}-slot ring"
+
+
+def _tail_moves(backwards: bool) -> Callable[[Rows], tuple[bool, str]]:
+    def check(rows: Rows) -> tuple[bool, str]:
+        new, tail, done, size = _tail_fact(rows)
+        if not (0 <= new < size and 0 <= tail < size and 0 <= done < size):
+            return False, f"tail {new} (from {tail}, done {done}) is not a move on a {size}-slot ring"
+        forward = (new - tail) % size
+        if forward <= indices.free(done, tail, size):
+            return False, f"{forward} new slots fit in the {indices.free(done, tail, size)} free"
+        return (size - forward < forward) == backwards, f"a move of {forward} slots on {size} is the other kind"
+
+    return check
+
+
+def _reg_offset(rows: Rows) -> int:
+    return int(str((rows.detail or {}).get("offset", "-1")), 0)
+
+
+def _not_doorbell(rows: Rows) -> tuple[bool, str]:
+    offset = _reg_offset(rows)
+    return offset not in rows.tails, f"{offset:#06x} is the tail of a queue the tenant owns"
+
+
+def _not_owner(rows: Rows) -> tuple[bool, str]:
+    offset = _reg_offset(rows)
+    tail = offset >= 0 and re.fullmatch(r"[TR]DT\d*", regs.reg_name(offset)) is not None  # TDTn or RDTn
+    owned = rows.tenant is not None and rows.tenant == rows.record_tenant
+    return tail and not owned, f"{offset:#06x} is not a tail register, or the tenant owns {rows.nic}'s queues"
+
+
+PREDICATES: Mapping[str, Predicate] = {
+    "ADDR_NOT_PINNED": not_pinned,
+    "PIN_RELEASED": pin_released,
+    "ACCESS_NO_READ": access_missing("tx"),
+    "ACCESS_NO_WRITE": access_missing("rx"),
+    "ADDR_WRAP": addr_wrap,
+    "ADDR_BEYOND_MEMORY": beyond_memory,
+    "LEN_ZERO": len_zero,
+    "LEN_TOO_LONG": len_too_long,
+    "CMD_UNSUPPORTED": cmd_unsupported,
+    "IOMMU_NOT_MAPPED": iommu_not_mapped,
+    "IOMMU_PERMISSION": iommu_permission,
+    "RING_TAIL_BEYOND": _event(_tail_beyond),
+    "RING_TAIL_BACKWARDS": _event(_tail_moves(backwards=True)),
+    "RING_OVERRUN": _event(_tail_moves(backwards=False)),
+    "REG_NOT_DOORBELL": _event(_not_doorbell),
+    "REG_NOT_OWNER": _event(_not_owner),
+}
+
+#: What each predicate needs of a record: descriptor columns, IOMMU columns, or an event's detail.
+_NEEDS_RANGE = {"ADDR_NOT_PINNED", "PIN_RELEASED", "ACCESS_NO_READ", "ACCESS_NO_WRITE", "ADDR_WRAP",
+                "ADDR_BEYOND_MEMORY", "LEN_ZERO", "LEN_TOO_LONG", "IOMMU_NOT_MAPPED", "IOMMU_PERMISSION"}  # fmt: skip
+
+
+#: Reasons judged without the pin reference: what a file-backed log is judged on at the end of a campaign,
+#: when the reference of each record's moment is gone.
+WITHOUT_PINS = frozenset(PREDICATES) - {
+    "ADDR_NOT_PINNED",
+    "PIN_RELEASED",
+    "ACCESS_NO_READ",
+    "ACCESS_NO_WRITE",
+    "IOMMU_NOT_MAPPED",
+    "IOMMU_PERMISSION",
+}
+
+
+def judge(
+    rows: Rows,
+    names: Mapping[int, str],
+    codes: npt.NDArray[np.uint8],
+    ref: Reference,
+    limit: int = 4,
+    only: frozenset[str] | None = None,
+) -> list[str]:
+    """One line per record whose reason is not true (at most ``limit``): its seq, reason and the contradicting fact.
+
+    ``only``: judge just these reason names (the others pass unjudged).
+    """
+    problems: list[str] = []
+    for code in np.unique(codes).tolist():
+        name = names.get(code, "")
+        if name in NOT_JUDGED or not name or (only is not None and name not in only):  # blank: AuditWatch's finding
+            continue
+        i = np.flatnonzero(codes == code)
+        predicate = PREDICATES.get(name)
+        if predicate is None:
+            problems.append(f"record {rows.seq + int(i[0])}: reason {name!r} is not a reason the oracle knows")
+            continue
+        if name in _NEEDS_RANGE and (rows.addr is None or rows.length is None):
+            problems.append(f"record {rows.seq + int(i[0])}: {name} on a record without an address and length")
+            continue
+        ok, fact = predicate(rows, i, ref)
+        for j in np.flatnonzero(~ok)[: max(0, limit - len(problems))].tolist():
+            problems.append(f"record {rows.seq + int(i[j])} says {name}, but {fact(j)}")
+        if len(problems) >= limit:
+            break
+    return problems
