@@ -90,10 +90,15 @@ def main() -> None:
             f"{fr.escapes:,}",
         )
     out.print(table)
-    for mode in ("none", "verifier", "iommu"):
+    for mode in ("verifier", "iommu"):
         rate = rates[(mode, 255)].rate
         verdict = "meets" if rate >= fuzz_bench.GOAL else "misses"
         out.print(f"fuzzer, {mode}, batch 255: {rate:,.0f} desc/s, {verdict} the {fuzz_bench.GOAL:,}/s goal")
+    out.print(
+        f"fuzzer, none, batch 255: {rates[('none', 255)].rate:,.0f} desc/s (no verifier to fire at: nearly every "
+        "descriptor escapes, so the device really sends each frame and the oracle scans it; the goal is about the "
+        "verifier's modes)"
+    )
     every = fuzz_bench.measure("verifier", 255, seconds=2 * args.seconds, arena_every=8)
     out.print(
         f"fuzzer, verifier, every class (operation sequences too, each on a fresh machine): "
