@@ -244,7 +244,7 @@ def run_campaign(
         if name in pool:
             pool[name].append(b)
     sink: AuditSink = audit if audit is not None else MemoryAudit(keep=1000)
-    watch = AuditWatch(sink, verify=audit_read.verify, read_records=audit_read.read_records)
+    watch = AuditWatch(sink, verify=audit_read.verify)
     result = CampaignResult(protection, seed, [c.name for c in chosen], batch, jobs=jobs)
     result.stats = {c.name: ClassStats() for c in chosen}
     per_block = arena_every

@@ -24,7 +24,7 @@ Two further checks judge the machine's answers rather than its accesses:
 liveness (``bounded_step``: bounded device work per step, no hang, no
 exception) and audit completeness (``AuditWatch``: every refusal mallory sees
 in her own ring has exactly one audit record, counters equal records, a
-file-backed log's chain verifies; the log reader is passed in).
+file-backed log's chain verifies; the log's verifier is passed in).
 
 ``on_dma`` is vectorised over a batch (the fuzzer's throughput depends on it):
 only the accesses found bad are turned into ``Escape`` records one by one.
@@ -39,7 +39,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +48,16 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from fuzz.oracle_reasons import ACCESS_BITS, RELEASED, UNPIN_ASKED, WITHOUT_PINS, Reference, Rows, judge
+from fuzz.oracle_reasons import (
+    ACCESS_BITS,
+    EVENT_PREDICATES,
+    RELEASED,
+    UNPIN_ASKED,
+    WITHOUT_PINS,
+    Reference,
+    Rows,
+    judge,
+)
 from ring.descriptors import DESC_SIZE, RXD_ERR_REFUSED, RXD_STAT_DD, TXD_STAT_DD, TXD_STAT_REFUSED
 from ring.frames import FrameBatch
 from ring.memory import CANARY_SIZE, CANARY_TAG, OWNER_KERNEL, PAGE_SHIFT, PhysicalMemory, owner_name
@@ -528,14 +537,15 @@ class AuditWatch:
     only its oldest), so a lost record is found even when the counters add up.
     ``finish`` checks that counters equal records and, for a file-backed
     AuditLog, that the chain verifies and that the file holds one descriptor
-    record per mark seen.  The log reader is passed in (``verify`` and
-    ``read_records`` of verifier/audit_read.py), so this module still imports
-    nothing of verifier/.
+    record per mark seen, in one pass: ``verify`` (verifier/audit_read.py,
+    passed in, so this module still imports nothing of verifier/) walks the
+    chain and hands each verified record to a tally (``_LogTally``) that keeps
+    only counts.
     """
 
     sink: Any
-    verify: Callable[[list[Path]], Any] | None = None  # verifier.audit_read.verify: .ok, .problem
-    read_records: Callable[[list[Path]], Iterable[dict[str, Any]]] | None = None  # verifier.audit_read.read_records
+    #: verifier.audit_read.verify: called as ``verify(files, on_record=...)``, returns an object with .ok, .problem
+    verify: Callable[..., Any] | None = None
     doorbells: int = 1  # doorbells per step, per queue
     rings: dict[QueueKey, npt.NDArray[np.void]] = field(default_factory=dict)
     #: every refusal mark seen so far: (nic, kind, queue, slot) -> times (read it through ``marks``)
@@ -550,8 +560,8 @@ class AuditWatch:
     _start_counters: Counter[tuple[Any, ...]] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
-        if getattr(self.sink, "path", None) is not None and (self.verify is None or self.read_records is None):
-            raise ValueError("a file-backed audit log needs verify and read_records (verifier.audit_read)")
+        if getattr(self.sink, "path", None) is not None and self.verify is None:
+            raise ValueError("a file-backed audit log needs verify (verifier.audit_read.verify)")
         self._start = self._seq = audit_count(self.sink)
         self._start_counters = Counter(dict(getattr(self.sink, "counters", {})))
 
@@ -699,19 +709,6 @@ class AuditWatch:
                     found.append(Escape("audit", f"wrong reason: {line}", rows.nic))
         return found
 
-    def _judge_logged(self, records: list[dict[str, Any]]) -> list[Escape]:
-        """A file-backed log, at the end: the reasons that need no pin reference (``WITHOUT_PINS``)."""
-        oracle = self.oracle
-        if oracle is None:
-            return []
-        ref = Reference(np.zeros(oracle.memory.frames, dtype=np.uint8), {}, oracle.memory.size)
-        found = []
-        for r in records:
-            if r.get("reason") in WITHOUT_PINS:
-                lines = judge(self._dict_rows(oracle, r), {0: str(r["reason"])}, _ZERO, ref, only=WITHOUT_PINS)
-                found += [Escape("audit", f"wrong reason: {line}", str(r.get("nic") or "")) for line in lines]
-        return found[:8]
-
     def _context(self, oracle: Oracle, nic: str, kind: str, queue: int | None) -> dict[str, Any]:
         tenant = oracle.queue_owner.get(nic)
         ring = self.rings.get((nic, kind, queue if queue is not None else -1))
@@ -752,8 +749,7 @@ class AuditWatch:
             else:
                 rows.length = np.array([int(desc.get("length", 0))], dtype=np.int64)
                 rows.cmd = np.array([int(desc.get("cmd", 0))], dtype=np.uint8)
-            bad = int(str(detail["first_bad_byte"]), 0) if "first_bad_byte" in detail else -1
-            rows.bad_byte = np.array([bad - (1 << 64) if bad >= 1 << 63 else bad], dtype=np.int64)
+            rows.bad_byte = np.array([_signed_bad_byte(detail)], dtype=np.int64)
         elif kind == "iommu" and "iova" in detail:
             rows.addr = np.array([int(str(detail["iova"]), 0)], dtype=np.uint64)
             rows.length = np.array([int(detail.get("length", 0))], dtype=np.int64)
@@ -768,14 +764,16 @@ class AuditWatch:
         counted = +counters
         end = audit_count(self.sink)
         path = getattr(self.sink, "path", None)
-        if path is not None and self.verify is not None and self.read_records is not None:
+        if path is not None and self.verify is not None:
             files = [Path(path), *sorted(Path(path).parent.glob(Path(path).name + ".*"))]
             files = [f for f in files if f.exists() and (f == Path(path) or f.suffix[1:].isdigit())]
-            result = self.verify(files)
+            tally = _LogTally(self, self._start)
+            result = self.verify(files, on_record=tally.take)
             if not result.ok:
                 return [Escape("audit", f"audit chain does not verify: {result.problem}")]
-            records = [r for r in self.read_records(files) if int(r["seq"]) >= self._start]
-            found += self._judge_logged(records)
+            tally.flush()
+            found += tally.wrong[:LOGGED_WRONG_LIMIT]
+            written, held, described = tally.written, tally.records, tally.described
         else:
             store: Any = getattr(self.sink, "records", [])
             records = [r for r in store if int(r.get("seq", -1)) >= self._start]
@@ -786,21 +784,107 @@ class AuditWatch:
                         Escape("audit", f"counters sum to {sum(counted.values())}, {end - self._start} records")
                     )
                 return found
-        written = Counter((r["nic"], r["queue"], r["reason"]) for r in records)
-        if written != counted or len(records) != end - self._start:
+            written = Counter((r["nic"], r["queue"], r["reason"]) for r in records)
+            held = len(records)
+            described = Counter(
+                (r["nic"], r["kind"], r["queue"], r["ring_index"])
+                for r in records
+                if r["desc_hex"] is not None and (r["nic"], r["kind"], r["queue"]) in self.rings
+            )
+        if written != counted or held != end - self._start:
             diff = sorted(set(written.items()) ^ set(counted.items()), key=str)[:4]
-            found.append(Escape("audit", f"counters do not equal records ({len(records)} records): {diff}"))
-        described = Counter(
-            (r["nic"], r["kind"], r["queue"], r["ring_index"])
-            for r in records
-            if r["desc_hex"] is not None and (r["nic"], r["kind"], r["queue"]) in self.rings
-        )
+            found.append(Escape("audit", f"counters do not equal records ({held} records): {diff}"))
         marks = self.marks
         if described != marks:
             lost = sum((marks - described).values())
             extra = sum((described - marks).values())
             found.append(Escape("audit", f"{lost} refused descriptors without a record, {extra} records without one"))
         return found
+
+
+#: Wrong reasons reported from a file-backed log at the end (the first few; one is already an escape).
+LOGGED_WRONG_LIMIT = 8
+#: Consecutive descriptor records judged in one ``judge`` call at most.
+LOGGED_RUN = 4096
+
+
+class _LogTally:
+    """What ``AuditWatch.finish`` needs of a file-backed log, taken record by record as ``verify`` walks the chain.
+
+    Counts per (nic, queue, reason) and per described ring slot, and judges
+    the reasons that need no pin reference (``WITHOUT_PINS``): consecutive
+    descriptor records of one queue as one run of columns (one ``judge`` call
+    per run, as ``_judge_reasons`` judges a span), event records one by one.
+    Keeps no record, so a long campaign's log is checked in bounded memory.
+    """
+
+    def __init__(self, watch: AuditWatch, start: int) -> None:
+        self.watch = watch
+        self.start = start
+        self.oracle = watch.oracle
+        memory = None if self.oracle is None else self.oracle.memory
+        self.ref = None if memory is None else Reference(np.zeros(memory.frames, dtype=np.uint8), {}, memory.size)
+        self.written: Counter[tuple[Any, Any, Any]] = Counter()
+        self.described: Counter[tuple[Any, Any, Any, Any]] = Counter()
+        self.records = 0
+        self.wrong: list[Escape] = []
+        self._run: list[dict[str, Any]] = []
+        self._key: tuple[Any, Any, Any] | None = None
+
+    def take(self, r: dict[str, Any]) -> None:
+        """One verified record (``verify``'s ``on_record``)."""
+        if r["seq"] < self.start:
+            return
+        self.records += 1
+        nic, kind, queue, reason = r["nic"], r["kind"], r["queue"], r["reason"]
+        self.written[(nic, queue, reason)] += 1
+        if r["desc_hex"] is not None and (nic, kind, queue) in self.watch.rings:
+            self.described[(nic, kind, queue, r["ring_index"])] += 1
+        if reason not in WITHOUT_PINS or self.oracle is None or self.ref is None:
+            return
+        if len(self.wrong) >= LOGGED_WRONG_LIMIT:
+            return
+        desc = r["desc"]
+        if not (desc and "addr" in desc) or reason in EVENT_PREDICATES:  # an event: judged on its own detail
+            rows = self.watch._dict_rows(self.oracle, r)
+            lines = judge(rows, {0: str(reason)}, _ZERO, self.ref, only=WITHOUT_PINS)
+            self.wrong += [Escape("audit", f"wrong reason: {line}", str(nic or "")) for line in lines]
+            return
+        key = (nic, kind, queue)
+        run = self._run
+        if run and (key != self._key or r["seq"] != run[-1]["seq"] + 1 or len(run) >= LOGGED_RUN):
+            self.flush()
+        self._key = key
+        self._run.append(r)
+
+    def flush(self) -> None:
+        """Judge the pending run of consecutive descriptor records of one queue."""
+        run, self._run = self._run, []
+        if not run or self.oracle is None or self.ref is None:
+            return
+        first = run[0]
+        nic, kind = str(first["nic"] or ""), str(first["kind"] or "")
+        rows = Rows(int(first["seq"]), nic, kind, **self.watch._context(self.oracle, nic, kind, first["queue"]))
+        descs = [r["desc"] for r in run]
+        details = [r["detail"] or {} for r in run]
+        rows.addr = np.array([int(d["addr"]) for d in descs], dtype=np.uint64)
+        if kind == "rx":
+            rows.length = np.array([int(d.get("checked_bytes", -1)) for d in details], dtype=np.int64)
+        else:
+            rows.length = np.array([int(d.get("length", 0)) for d in descs], dtype=np.int64)
+            rows.cmd = np.array([int(d.get("cmd", 0)) for d in descs], dtype=np.uint8)
+        rows.bad_byte = np.array([_signed_bad_byte(d) for d in details], dtype=np.int64)
+        codes_of: dict[str, int] = {}
+        codes = np.array([codes_of.setdefault(str(r["reason"]), len(codes_of)) for r in run], dtype=np.uint8)
+        names = {code: name for name, code in codes_of.items()}
+        for line in judge(rows, names, codes, self.ref, only=WITHOUT_PINS):
+            self.wrong.append(Escape("audit", f"wrong reason: {line}", nic))
+
+
+def _signed_bad_byte(detail: Mapping[str, Any]) -> int:
+    """A record's ``first_bad_byte`` (hex text) as the int64 the reason predicates read; -1 when none."""
+    bad = int(str(detail["first_bad_byte"]), 0) if "first_bad_byte" in detail else -1
+    return bad - (1 << 64) if bad >= 1 << 63 else bad
 
 
 _ZERO = np.zeros(1, dtype=np.uint8)

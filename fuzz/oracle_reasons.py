@@ -344,6 +344,15 @@ def _not_owner(rows: Rows) -> tuple[bool, str]:
     return tail and not owned, f"{offset:#06x} is not a tail register, or the tenant owns {rows.nic}'s queues"
 
 
+#: Reasons about one event (a register write, a tail move), judged on the record's detail, not on columns.
+EVENT_PREDICATES: Mapping[str, Predicate] = {
+    "RING_TAIL_BEYOND": _event(_tail_beyond),
+    "RING_TAIL_BACKWARDS": _event(_tail_moves(backwards=True)),
+    "RING_OVERRUN": _event(_tail_moves(backwards=False)),
+    "REG_NOT_DOORBELL": _event(_not_doorbell),
+    "REG_NOT_OWNER": _event(_not_owner),
+}
+
 PREDICATES: Mapping[str, Predicate] = {
     "ADDR_NOT_PINNED": not_pinned,
     "PIN_RELEASED": pin_released,
@@ -356,11 +365,7 @@ PREDICATES: Mapping[str, Predicate] = {
     "CMD_UNSUPPORTED": cmd_unsupported,
     "IOMMU_NOT_MAPPED": iommu_not_mapped,
     "IOMMU_PERMISSION": iommu_permission,
-    "RING_TAIL_BEYOND": _event(_tail_beyond),
-    "RING_TAIL_BACKWARDS": _event(_tail_moves(backwards=True)),
-    "RING_OVERRUN": _event(_tail_moves(backwards=False)),
-    "REG_NOT_DOORBELL": _event(_not_doorbell),
-    "REG_NOT_OWNER": _event(_not_owner),
+    **EVENT_PREDICATES,
 }
 
 #: What each predicate needs of a record: descriptor columns, IOMMU columns, or an event's detail.

@@ -18,7 +18,7 @@ from fuzz.oracle import AuditWatch, Budget, Oracle, audit_complete, bounded_step
 from ring.memory import PhysicalMemory
 from tests.fuzz.test_oracle import FakeBatch
 from verifier.audit import AuditLog
-from verifier.audit_read import read_records, verify
+from verifier.audit_read import verify
 from verifier.memory_audit import MemoryAudit
 
 FAST = Budget(ring=RING, seconds=2.0)
@@ -155,7 +155,7 @@ def test_file_backed_log_chain_and_records(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="verify"):
         AuditWatch(AuditLog(tmp_path / "other.jsonl", "verifier", fsync="never"))
     log = AuditLog(path, "verifier", fsync="never", rotate_bytes=64 << 10)
-    watch = AuditWatch(log, verify=verify, read_records=read_records)
+    watch = AuditWatch(log, verify=verify)
     assert campaign(log, "verifier", ["kernel-tx", "kernel-rx", "ring-index"], steps=3, watch=watch) == []
     assert len(list(tmp_path.glob("audit.jsonl.*"))) >= 1  # rotated: the check followed the chain across files
     log.commit()
@@ -168,7 +168,7 @@ def test_file_backed_log_chain_and_records(tmp_path: Path) -> None:
 
 def test_file_backed_log_missing_records_are_found(tmp_path: Path) -> None:
     log = AuditLog(tmp_path / "audit.jsonl", "verifier", fsync="never")
-    watch = AuditWatch(log, verify=verify, read_records=read_records)
+    watch = AuditWatch(log, verify=verify)
     campaign(log, "verifier", ["kernel-tx"], steps=2, watch=watch)
     watch.marks[("nic2", "tx", 0, 999)] += 1  # a refusal the oracle saw that no record names
     found = audit_complete(watch)
