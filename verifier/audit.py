@@ -83,6 +83,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 
 from ring.descriptors import DESC_SIZE, RX_DESC, TX_DESC
+from verifier.audit_lines import record_tails
 from verifier.rejection_batch import reason_counts
 
 if TYPE_CHECKING:
@@ -400,11 +401,14 @@ class AuditLog:
         """Append one record per row of ``rows`` (a doorbell's rejections, a DMA batch's faults); their seqs.
 
         The same bytes as one ``record()`` call per row -- same clock calls,
-        same chain, one hash per record -- but the rows' JSON is encoded in one
-        call: every record body ends with its ``prev`` (the last key before
-        ``hash``), so the batch is encoded with a placeholder there and each
-        record's real ``prev`` is put in as the chain reaches it.  ``fsync
-        "always"`` (a flush per record) takes the rows one by one.
+        same chain, one hash per record -- without a record dict per row: the
+        known batch shapes (``RejectionBatch``, ``IommuFaultBatch``) are
+        formatted from per-batch templates (``verifier/audit_lines.py``); any
+        other shape is encoded in one ``json.dumps`` call.  Every record body
+        ends with its ``prev`` (the last key before ``hash``), so bodies are
+        built up to there and each record's real ``prev`` is put in as the
+        chain reaches it.  ``fsync "always"`` (a flush per record) takes the
+        rows one by one.
         """
         n = len(rows)
         if n == 0:
@@ -420,52 +424,22 @@ class AuditLog:
         with self._lock:
             self._check_open()
             first = self._seq
-            records = []
-            walls: dict[int, str] = {}  # second -> its formatted prefix (strftime once per second)
-            for seq, row in enumerate(rows.arguments(), first):
-                raw = row["raw"]
-                if raw is not None and len(raw) != DESC_SIZE:
-                    raise ValueError(f"raw descriptor must be {DESC_SIZE} bytes, got {len(raw)}")
-                wall_ns, mono_ns = self._clock()
-                sec, ns = divmod(wall_ns, 1_000_000_000)
-                prefix = walls.get(sec)
-                if prefix is None:
-                    prefix = walls[sec] = format_wall(sec * 1_000_000_000)[:-11]
-                queue, ring_index = row["queue"], row["ring_index"]
-                records.append(
-                    {
-                        "v": SCHEMA_VERSION,
-                        "seq": seq,
-                        "wall": f"{prefix}.{ns:09d}Z",
-                        "mono_ns": int(mono_ns),
-                        "tenant": int(row["tenant"]),
-                        "tenant_name": str(row["tenant_name"]),
-                        "nic": row["nic"],
-                        "queue": None if queue is None else int(queue),
-                        "kind": row["kind"],
-                        "ring_index": None if ring_index is None else int(ring_index),
-                        "desc_hex": None if raw is None else bytes(raw).hex(),
-                        "desc": row["fields"],
-                        "reason": row["reason"],
-                        "detail": row["detail"],
-                        "protection": self.protection,
-                        "prev": _PREV_SLOT,
-                    }
-                )
-            bodies = _split_bodies(encode(records), n)
-            if bodies is None:  # a value held the placeholder's bytes: encode record by record
-                bodies = [encode(r)[: -len(_PREV_TAIL)] for r in records]
-            prev = self._prev
+            tails = record_tails(rows, encode)
+            bodies = self._dict_bodies(rows, first) if tails is None else self._template_bodies(tails, first)
+            prev = self._prev.encode("ascii")  # the chain kept as bytes here: ``chain_hash`` inlined
+            sha256 = hashlib.sha256
+            seq = first
             try:
                 for head in bodies:
-                    body = head + b',"prev":"' + prev.encode("ascii") + b'"}'
-                    prev = chain_hash(prev, body)
-                    self._pending.append(body[:-1] + b',"hash":"' + prev.encode("ascii") + b'"}\n')
-                    self._seq += 1
-                    self._prev = prev
+                    body = head + b',"prev":"' + prev + b'"}'
+                    prev = sha256(prev + body).hexdigest().encode("ascii")
+                    self._pending.append(body[:-1] + b',"hash":"' + prev + b'"}\n')
+                    seq += 1
                     if len(self._pending) >= self.max_pending:
+                        self._seq, self._prev = seq, prev.decode("ascii")
                         self._flush()
             finally:  # count the records chained, all of them unless an early flush failed (as ``record()`` counts)
+                self._seq, self._prev = seq, prev.decode("ascii")
                 chained = self._seq - first
                 taken = counts if chained == n else reason_counts(rows, chained)
                 nic, kind, queue = rows.nic, rows.kind, rows.queue
@@ -473,6 +447,63 @@ class AuditLog:
                     self._counts[(nic, queue, reason)] += count
                     self._kind_counts[(nic, kind, queue, reason)] += count
             return range(first, self._seq)
+
+    def _template_bodies(self, tails: list[str], first: int) -> list[bytes]:
+        """Record bodies (up to ``prev``) from ``audit_lines`` tails: the clock and ``seq`` put in front of each."""
+        lead = encode({"v": SCHEMA_VERSION, "seq": 0}).decode("ascii")[:-2]  # '{"v":1,"seq":'
+        end = "," + encode({"protection": self.protection}).decode("ascii")[1:-1]
+        clock = self._clock
+        walls: dict[int, str] = {}  # second -> its formatted prefix (strftime once per second)
+        bodies = []
+        for seq, tail in enumerate(tails, first):
+            wall_ns, mono_ns = clock()
+            sec, ns = divmod(wall_ns, 1_000_000_000)
+            prefix = walls.get(sec)
+            if prefix is None:
+                prefix = walls[sec] = format_wall(sec * 1_000_000_000)[:-11]
+            line = f'{lead}{seq},"wall":"{prefix}.{ns:09d}Z","mono_ns":{int(mono_ns)}{tail}{end}'
+            bodies.append(line.encode("ascii"))
+        return bodies
+
+    def _dict_bodies(self, rows: RecordRows, first: int) -> list[bytes]:
+        """Record bodies (up to ``prev``) from one record dict per row, encoded in one call (any row shape)."""
+        n = len(rows)
+        records = []
+        walls: dict[int, str] = {}  # second -> its formatted prefix (strftime once per second)
+        for seq, row in enumerate(rows.arguments(), first):
+            raw = row["raw"]
+            if raw is not None and len(raw) != DESC_SIZE:
+                raise ValueError(f"raw descriptor must be {DESC_SIZE} bytes, got {len(raw)}")
+            wall_ns, mono_ns = self._clock()
+            sec, ns = divmod(wall_ns, 1_000_000_000)
+            prefix = walls.get(sec)
+            if prefix is None:
+                prefix = walls[sec] = format_wall(sec * 1_000_000_000)[:-11]
+            queue, ring_index = row["queue"], row["ring_index"]
+            records.append(
+                {
+                    "v": SCHEMA_VERSION,
+                    "seq": seq,
+                    "wall": f"{prefix}.{ns:09d}Z",
+                    "mono_ns": int(mono_ns),
+                    "tenant": int(row["tenant"]),
+                    "tenant_name": str(row["tenant_name"]),
+                    "nic": row["nic"],
+                    "queue": None if queue is None else int(queue),
+                    "kind": row["kind"],
+                    "ring_index": None if ring_index is None else int(ring_index),
+                    "desc_hex": None if raw is None else bytes(raw).hex(),
+                    "desc": row["fields"],
+                    "reason": row["reason"],
+                    "detail": row["detail"],
+                    "protection": self.protection,
+                    "prev": _PREV_SLOT,
+                }
+            )
+        bodies = _split_bodies(encode(records), n)
+        if bodies is None:  # a value held the placeholder's bytes: encode record by record
+            bodies = [encode(r)[: -len(_PREV_TAIL)] for r in records]
+        return bodies
 
     def commit(self) -> None:
         """End a doorbell batch: write the buffered records and (policy ``batch``) fsync them once."""

@@ -14,11 +14,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import pytest
 
+from ring.descriptors import RX_DESC
 from tests.verifier.test_audit import clock
 from tests.verifier.test_lazy_records import fault_batch, tx_batch
-from verifier.audit import AuditError, AuditLog, rotated_siblings
+from verifier.audit import AuditError, AuditLog, encode, rotated_siblings
+from verifier.audit_lines import record_tails
 from verifier.audit_read import read_records, verify
 from verifier.rejection_batch import RecordRows, RejectionBatch
 from verifier.rejections import record_rows
@@ -106,3 +109,71 @@ def test_a_write_error_part_way_counts_the_records_chained(tmp_path: Path, batch
                 log.record(**row)
     assert log.next_seq == 7 and sum(log.counters.values()) == 7
     log.close()
+
+
+class Sub(RejectionBatch):
+    """A batch type ``audit_lines`` does not know: it must take the dict path."""
+
+
+def real_rx(n: int) -> RejectionBatch:
+    """RX rejections in the real RX descriptor format, addresses at and above 2**63, every detail key."""
+    base = tx_batch(n, seed=9)
+    descs = np.zeros(n, dtype=RX_DESC)
+    descs["addr"] = np.arange(n, dtype=np.uint64) * np.uint64(4097) + np.uint64(2**63 - 3)
+    descs["length"], descs["csum"], descs["errors"] = 2048, 0xFFFF, 0x80
+    bad = (descs["addr"].astype(np.uint64) + np.uint64(5)).view(np.int64)  # negative in int64 past 2**63
+    return dataclasses.replace(base, kind="rx", descs=descs, bad_byte=bad)
+
+
+def odd(batch: Any, **change: Any) -> Any:
+    """``batch`` with fields of types its annotations do not promise (numpy scalars, None)."""
+    return dataclasses.replace(batch, **change)
+
+
+ESCAPED = 'm"al\\lo%sry\n\u00e9\u2028'  # quote, backslash, %, control, non-ASCII, a JS line separator
+HIGH = np.full(4, 2**64 - 4096, dtype=np.uint64)
+#: Every shape ``record_batch`` takes, whether ``audit_lines`` formats it (True) or the dict path does (False).
+SHAPES: dict[str, tuple[RecordRows, bool]] = {
+    "tx, every detail": (tx_batch(48, seed=3), True),
+    "tx, shared extra": (tx_batch(12, extra={"checked_bytes": 2048, "why": ESCAPED}), True),
+    "rx, RX_DESC, >= 2**63": (real_rx(9), True),
+    "rx, no queue": (odd(tx_batch(5), kind="rx", queue=None), True),
+    "numpy tenant and queue": (odd(tx_batch(5), tenant=np.int64(2), queue=np.int32(1)), True),
+    "names to escape": (odd(tx_batch(8), tenant_name=ESCAPED, nic='n%d"ic'), True),
+    "iommu write": (fault_batch(6), True),
+    "iommu read, iova >= 2**63": (odd(fault_batch(4, write=False), iova=HIGH), True),
+    "iommu, names to escape": (odd(fault_batch(3), tenant=-1, tenant_name=ESCAPED, nic="nic%s"), True),
+    "extra overrides a row key": (tx_batch(6, extra={"owner": "someone", "zz": 1}), False),
+    "extra: numpy, bytes, nested": (
+        tx_batch(6, extra={"n": np.uint16(7), "b": b"\x01", "x": {"prev": "~" * 64}}),
+        True,
+    ),
+    "float length column": (odd(fault_batch(3), length=np.full(3, 64.5)), False),
+    "subclass": (Sub(**{f.name: getattr(tx_batch(4), f.name) for f in dataclasses.fields(tx_batch(4))}), False),
+}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("protection", ["verifier", 'odd "mode" \\ é'])
+def test_the_template_lines_are_the_bytes_of_record(tmp_path: Path, shape: str, protection: str) -> None:
+    """Each shape, through ``record()`` row by row and through ``record_batch``: identical files, byte for byte.
+
+    The clock steps 0.3 s a record so walls cross seconds inside a batch.
+    """
+    batch, templated = SHAPES[shape]
+    assert (record_tails(batch, encode) is not None) == templated
+    logs = []
+    for name, batched in (("rows", False), ("batch", True)):
+        path = tmp_path / name
+        with AuditLog(path, protection, fsync="never", clock=clock(300_000_000)) as log:
+            for _ in range(2):
+                if batched:
+                    assert log.record_batch(batch) == range(log.next_seq - len(batch), log.next_seq)
+                else:
+                    for row in batch.arguments():
+                        log.record(**row)
+                log.commit()
+        logs.append(log)
+    assert (tmp_path / "rows").read_bytes() == (tmp_path / "batch").read_bytes()
+    assert logs[0].counters == logs[1].counters and logs[0].head == logs[1].head
+    assert verify([tmp_path / "batch"]).ok
