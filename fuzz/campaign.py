@@ -35,7 +35,9 @@ import numpy as np
 from fuzz.arena import MAX_BATCH, Arena
 from fuzz.classes import AttackClass, Batch, select
 from fuzz.coverage import MAX_KEPT, MUTATE_CHANCE, Coverage, mutate_batch
-from fuzz.oracle import AuditWatch, Budget, Escape, audit_complete, audit_count, bounded_step
+from fuzz.oracle_audit import AuditWatch, audit_complete, audit_count
+from fuzz.oracle_escape import Escape
+from fuzz.oracle_liveness import Budget, bounded_step
 from verifier import audit_read
 from verifier.memory_audit import MemoryAudit
 from verifier.protection import Protection

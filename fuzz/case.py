@@ -51,7 +51,8 @@ import numpy as np
 from fuzz.arena import SCENARIO, Arena
 from fuzz.campaign import Finding, guarded_step
 from fuzz.classes import AFTER_CHECK, BEFORE_READ, THREADED, Batch, Rewrite, tx_batch
-from fuzz.oracle import Escape, audit_count
+from fuzz.oracle_audit import audit_count
+from fuzz.oracle_escape import Escape
 from verifier.memory_audit import MemoryAudit
 from verifier.protection import Protection
 

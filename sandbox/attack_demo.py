@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from driver.e1000 import EngineMode
-from fuzz.oracle import Escape, Oracle, audit_count
+from fuzz.oracle import Escape, Oracle
+from fuzz.oracle_audit import audit_count
 from ring import indices, regs
 from ring.descriptors import DESC_SIZE, RX_DESC, TX_DESC, TXD_CMD_EOP, TXD_CMD_IFCS, TXD_CMD_RS
 from ring.memory import PAGE_SIZE

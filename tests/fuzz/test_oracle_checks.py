@@ -14,7 +14,9 @@ import pytest
 from fuzz.arena import RING, Arena
 from fuzz.campaign import run_step
 from fuzz.classes import CLASSES, GOOD, MORE, tx_batch
-from fuzz.oracle import AuditWatch, Budget, Oracle, audit_complete, bounded_step, refusal_marks
+from fuzz.oracle import Oracle
+from fuzz.oracle_audit import AuditWatch, audit_complete, refusal_marks
+from fuzz.oracle_liveness import Budget, bounded_step
 from ring.memory import PhysicalMemory
 from tests.fuzz.test_oracle import FakeBatch
 from verifier.audit import AuditLog
