@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ring.rxq import RxQueue
-from ring.txq import TxQueue
-from sandbox import scenario
-from sandbox.traffic import UdpFlow
-from sandbox.world import World
+from driver.tenant.rxq import RxQueue
+from driver.tenant.txq import TxQueue
+from world import scenario
+from world.build import World
+from world.traffic import UdpFlow
 
 IXY_PY_MPPS_BATCH32 = 0.14
 

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.table import Table
 
-from driver.qemu_args import QEMU_BINARY
+from driver.qemu.args import QEMU_BINARY
 from ring import regs
-from sandbox import pingpong, scenario
-from sandbox.qemu_world import QemuWorld
+from sandbox.demos import pingpong
+from world import scenario
+from world.qemu import QemuWorld
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ import numpy as np
 from ring.descriptors import DESC_SIZE, TX_DESC, TXD_CMD_EOP, TXD_CMD_IFCS, TXD_CMD_RS
 from ring.memory import PAGE_SHIFT, PhysicalMemory
 from tests.verifier import reference
-from verifier import fastpath
-from verifier.checks import check_tx
 from verifier.pins import Access, Pin, PinTable
-from verifier.policy import Policy
+from verifier.rules import fastpath
+from verifier.rules.checks import check_tx
+from verifier.rules.policy import Policy
 
 POOL = 512  # buffers of 2048 bytes, pinned for device read
 
@@ -28,7 +28,7 @@ class CheckRate:
     batch: int
     vectorised: float  # descriptors per second
     reference: float
-    compiled: float | None  # snapshot + check + post in verifier/fastpath.c (None: no compiler)
+    compiled: float | None  # snapshot + check + post in verifier/rules/fastpath.c (None: no compiler)
 
     @property
     def speedup(self) -> float:

@@ -36,7 +36,7 @@ the next ``NetNamespace`` removes namespaces whose process is gone
 
 :class:`VethNamespace` is a namespace holding one veth pair, both ends inside:
 the smallest real ``net_device`` that carries frames both ways, which is what
-AF_XDP needs.  This module lives in driver/ because ``driver.afxdp_probe``
+AF_XDP needs.  This module lives in driver/ because ``driver.afxdp.probe``
 needs it, and driver/ never imports sandbox/.
 """
 

@@ -1,7 +1,7 @@
 """PCI configuration space through the legacy I/O ports 0xCF8/0xCFC, and the steps to enable a device.
 
 No firmware has enumerated the bus (the sandbox's firmware only halts the
-CPU, driver/qemu_firmware.py), so the project does what a BIOS does: find
+CPU, driver/qemu/firmware.py), so the project does what a BIOS does: find
 the device by vendor and device ID, give BAR0 an address, and enable memory
 decoding and bus mastering (PCI Local Bus Specification 3.0, 3.2.2.3.2
 "Configuration Mechanism #1" and 6.2 "Configuration Space Functions").

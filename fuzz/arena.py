@@ -1,7 +1,7 @@
 """The fuzzer's arena: the "attack" machine built from driver/ and verifier/ directly, with the oracle attached.
 
 ``sandbox/`` sits above ``fuzz/`` (design: arrows point downward only), so
-the fuzzer cannot use ``sandbox.world.World``; like ``tests/conftest.py`` it
+the fuzzer cannot use ``world.build.World``; like ``tests/conftest.py`` it
 composes the few parts itself.  The machine is the embedded "attack"
 scenario: four NICs, two cables (nic0-nic1 for alice and bob, nic2-nic3 for
 mallory and eve), 64 MiB of memory of which the first 4 MiB are the
@@ -35,20 +35,20 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from driver.clock import VirtualClock
-from driver.e1000 import E1000, EngineMode
-from driver.engine import DevicePoller
-from driver.wire import Cable
-from fuzz.oracle import Escape, Oracle
+from device.clock import VirtualClock
+from device.e1000 import E1000, EngineMode
+from device.poller import DevicePoller
+from device.wire import Cable
+from driver.tenant.txq import TxQueue
+from fuzz.oracle.judge import Escape, Oracle
 from ring import indices
 from ring.descriptors import DESC_SIZE, RX_DESC, TX_DESC
 from ring.frames import FrameBatch
 from ring.memory import PAGE_SIZE, PhysicalMemory
 from ring.syscalls import DEVICE_READ, DEVICE_WRITE, DmaRegion
-from ring.txq import TxQueue
+from verifier.audit.rejections import AuditSink
 from verifier.kernel import Kernel, KernelError, Process
-from verifier.protection import Protection
-from verifier.rejections import AuditSink
+from verifier.modes.protection import Protection
 
 if TYPE_CHECKING:
     from fuzz.classes import Rewrite

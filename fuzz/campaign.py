@@ -35,13 +35,13 @@ import numpy as np
 from fuzz.arena import MAX_BATCH, Arena
 from fuzz.classes import AttackClass, Batch, select
 from fuzz.coverage import MAX_KEPT, MUTATE_CHANCE, Coverage, mutate_batch
-from fuzz.oracle_audit import AuditWatch, audit_complete, audit_count
-from fuzz.oracle_escape import Escape
-from fuzz.oracle_liveness import Budget, bounded_step
-from verifier import audit_read
-from verifier.memory_audit import MemoryAudit
-from verifier.protection import Protection
-from verifier.rejections import AuditSink
+from fuzz.oracle.audit import AuditWatch, audit_complete, audit_count
+from fuzz.oracle.escape import Escape
+from fuzz.oracle.liveness import Budget, bounded_step
+from verifier.audit import read as audit_read
+from verifier.audit.memory import MemoryAudit
+from verifier.audit.rejections import AuditSink
+from verifier.modes.protection import Protection
 
 DEFAULT_BATCH = 128
 ARENA_EVERY = 128

@@ -51,10 +51,10 @@ import numpy as np
 from fuzz.arena import SCENARIO, Arena
 from fuzz.campaign import Finding, guarded_step
 from fuzz.classes import AFTER_CHECK, BEFORE_READ, THREADED, Batch, Rewrite, tx_batch
-from fuzz.oracle_audit import audit_count
-from fuzz.oracle_escape import Escape
-from verifier.memory_audit import MemoryAudit
-from verifier.protection import Protection
+from fuzz.oracle.audit import audit_count
+from fuzz.oracle.escape import Escape
+from verifier.audit.memory import MemoryAudit
+from verifier.modes.protection import Protection
 
 VERSION = 1
 #: Replays a minimisation may spend on one case (each builds a fresh arena, ~15 ms).

@@ -58,7 +58,7 @@ from ring.descriptors import (
     TXD_CMD_VLE,
 )
 from ring.memory import PAGE_SIZE
-from verifier.protection import Protection
+from verifier.modes.protection import Protection
 
 GOOD = TXD_CMD_EOP | TXD_CMD_IFCS | TXD_CMD_RS
 MORE = TXD_CMD_IFCS | TXD_CMD_RS

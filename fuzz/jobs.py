@@ -25,8 +25,8 @@ from typing import Any
 
 from fuzz.campaign import CampaignResult, ClassStats, run_campaign
 from fuzz.classes import Batch
-from verifier.protection import Protection
-from verifier.rejections import AuditSink
+from verifier.audit.rejections import AuditSink
+from verifier.modes.protection import Protection
 
 MAX_JOBS = 64
 

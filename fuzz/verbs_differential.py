@@ -16,7 +16,7 @@ both runs name the same keys), one generated set of cases
   successfully and move exactly the bytes it names.  A refused WR must
   leave no completion behind, and the pair must still be in RTS at the end.
 
-``compare`` requires the two to agree under ``verifier/verbs_status.py``'s
+``compare`` requires the two to agree under ``verifier/verbs/status.py``'s
 mapping, case by case.
 """
 
@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from driver.verbs import RxeDevice
+from driver.verbs.device import RxeDevice
+from driver.verbs.memory import Arena
 from fuzz.verbs_cases import ARENA_SIZE, MR_SPECS, VerbsCase, VerbsLayout, generate
 from ring.verbs_api import PostError, PostResult
 from ring.verbs_format import (
@@ -39,11 +40,10 @@ from ring.verbs_format import (
     POST_EINVAL,
     status_name,
 )
-from ring.verbs_memory import Arena
-from verifier import reasons as R
-from verifier.memory_audit import MemoryAudit
-from verifier.verbs_gate import VerbsKernel, VerbsTenant
-from verifier.verbs_status import RECV_FAILURE_SENDER_STATUS, expected_status
+from verifier.audit.memory import MemoryAudit
+from verifier.rules import reasons as R
+from verifier.verbs.gate import VerbsKernel, VerbsTenant
+from verifier.verbs.status import RECV_FAILURE_SENDER_STATUS, expected_status
 
 #: No completion arrived before the deadline (never a real ibv_wc_status).
 TIMEOUT = -1

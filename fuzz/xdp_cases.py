@@ -1,6 +1,6 @@
 """AF_XDP TX descriptors of every class, aimed at one UMEM's exact edges; deterministic by seed.
 
-The cases feed the ``xdp`` verifier (verifier/xdp.py) and the differential
+The cases feed the ``xdp`` verifier (verifier/rules/xdp.py) and the differential
 run against a real socket (``nic-sandbox verify --format xdp --against
 kernel``).  Each class produces a small *group*: one descriptor, or the
 descriptors of one multi-buffer packet.  Groups are drawn round-robin over
@@ -29,7 +29,7 @@ from ring.descriptors import (
     XSK_UNALIGNED_BUF_ADDR_MASK,
     XSK_UNALIGNED_BUF_OFFSET_SHIFT,
 )
-from verifier.xdp import XSK_MAX_DESCS_PER_PACKET, XdpUmem
+from verifier.rules.xdp import XSK_MAX_DESCS_PER_PACKET, XdpUmem
 
 U64_MAX = (1 << 64) - 1
 U32_MAX = (1 << 32) - 1

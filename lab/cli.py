@@ -31,7 +31,7 @@ EXIT_USAGE = 2
 #: Only tests/lab/ is collected: the rest of the suite runs on the host, and collecting it costs ~30 s under TCG.
 GUEST_PYTEST = ["python3", "-m", "pytest", "-p", "no:cacheprovider", "-m", "lab", "-rA", "tests/lab"]
 #: The demo: the VFIO back end through PHY loopback and the attack set with and without the verifier.
-GUEST_DEMO = ["python3", "-m", "sandbox.lab_demo"]
+GUEST_DEMO = ["python3", "-m", "lab.guest.demo"]
 #: What QEMU's -m takes: a size with an optional unit (util/cutils.c, qemu_strtosz; case-insensitive).
 MEMORY_SIZE = re.compile(r"[0-9]+(\.[0-9]+)?[bkmgtBKMGT]?")
 

@@ -98,7 +98,7 @@ class PhysicalMemory:
         """``backing``: use these bytes as DRAM instead of a fresh array (zeroed here, then seeded).
 
         A real device model can then DMA into the very bytes the kernel checks:
-        driver/qemu.py passes QEMU's guest RAM, a shared mapping of one memfd.
+        driver/qemu/machine.py passes QEMU's guest RAM, a shared mapping of one memfd.
         """
         if size <= 0 or size % PAGE_SIZE:
             raise ValueError(f"memory size must be a positive multiple of {PAGE_SIZE}, got {size}")

@@ -2,13 +2,13 @@
 
 Three actors meet here, as in ``ring/syscalls.py`` for the e1000 side:
 
-* ``VerbsDevice`` is the device as the kernel sees it (``driver/verbs.py``
+* ``VerbsDevice`` is the device as the kernel sees it (``driver/verbs/device.py``
   implements it with pyverbs over soft-RoCE): allocate a protection domain,
   register and deregister memory regions, describe a queue pair, post
   batches of work requests.  A raw device trusts every WR.
 * ``WorkPoster`` is what a tenant posts through: the kernel's gate
-  (``verifier/verbs_gate.py``, which checks first) or, with protection off,
-  the device itself wrapped by ``driver/verbs.py``'s ``RawPoster``.
+  (``verifier/verbs/gate.py``, which checks first) or, with protection off,
+  the device itself wrapped by ``driver/verbs/device.py``'s ``RawPoster``.
 * ``QpInfo`` is what the kernel must know of a queue pair to judge a post.
 
 Nothing here imports the rest of the project.

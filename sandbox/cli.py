@@ -17,12 +17,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from driver.e1000 import EngineMode
-from sandbox import attack_cli, ping_cli, pingpong, qemu_cli, scenario
-from sandbox.kernel_flags import add_kernel_flags, bounded_number, flags_given, open_audit
-from sandbox.traffic import MAX_SIZE, MIN_SIZE
-from verifier.audit import AuditLog
-from verifier.protection import Protection
+from device.e1000 import EngineMode
+from sandbox.commands import attack as attack_cli
+from sandbox.commands import ping as ping_cli
+from sandbox.commands import qemu as qemu_cli
+from sandbox.demos import pingpong
+from sandbox.flags import add_kernel_flags, bounded_number, flags_given, open_audit
+from verifier.audit.log import AuditLog
+from verifier.modes.protection import Protection
+from world import scenario
+from world.traffic import MAX_SIZE, MIN_SIZE
 
 PROG = "nic-sandbox"
 EXIT_USAGE = 2
@@ -150,15 +154,15 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("name", nargs="?", default="pingpong", choices=["pingpong", "attack", "ping"], help="which one")
     show.set_defaults(func=cmd_scenario)
 
-    # `nic-sandbox audit ...` lives in sandbox/audit_cli.py, which imports UsageError from here:
+    # `nic-sandbox audit ...` lives in sandbox/commands/audit.py, which imports UsageError from here:
     # import it when the parser is built, not at module load, so there is no import cycle.
-    from sandbox.audit_cli import build_audit_parser
+    from sandbox.commands.audit import build_audit_parser
 
     build_audit_parser(sub)
-    from sandbox.fuzz_cli import build_fuzz_parser
+    from sandbox.commands.fuzz import build_fuzz_parser
 
     build_fuzz_parser(sub)
-    from sandbox.verify_cli import build_verify_parser
+    from sandbox.commands.verify import build_verify_parser
 
     build_verify_parser(sub)
     return top
@@ -180,7 +184,7 @@ def cmd_demo(args: argparse.Namespace, out: Console) -> int:
     if wrong := flags_given(args, ping_cli.PING_ONLY):
         raise UsageError(f"{', '.join(wrong)} only apply to the ping demo")
     if args.name == "afxdp":
-        from sandbox import afxdp_demo  # cffi/bpf only when asked for
+        from sandbox.demos import afxdp as afxdp_demo  # cffi/bpf only when asked for
 
         return afxdp_demo.cmd_afxdp(args, out)
     if args.name == "attack":

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from driver.e1000 import E1000, EngineMode
-from driver.wire import Cable
+from device.e1000 import E1000, EngineMode
+from device.wire import Cable
+from driver.tenant.rxq import RxQueue
+from driver.tenant.txq import TxQueue
 from ring.frames import FrameBatch
 from ring.memory import PhysicalMemory
-from ring.rxq import RxQueue
-from ring.txq import TxQueue
 from verifier.kernel import Kernel, Process
 
 MAC0 = bytes.fromhex("020000000001")
@@ -96,7 +96,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Outside the lab VM, deselect ``lab`` tests: tests/lab/ boots the VM and runs them there.
 
     Inside it, deselect those of the other boot variant (``lab(variant="noiommu")`` needs the no-IOMMU boot)."""
-    from lab.guest import VARIANT_IOMMU, in_lab, variant
+    from lab.guest.env import VARIANT_IOMMU, in_lab, variant
 
     def elsewhere(item: pytest.Item) -> bool:
         marker = item.get_closest_marker("lab")

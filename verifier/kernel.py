@@ -5,7 +5,7 @@ It is the trusted party of the sandbox.  Tenants reach it through
 through their register bus only, and they reach the kernel back through
 their interrupt line, which the composition root connects to
 ``Kernel.interrupt``.  The protection mode decides what a doorbell does
-(verifier/protection.py).
+(verifier/modes/protection.py).
 """
 
 from __future__ import annotations
@@ -20,20 +20,20 @@ from ring import regs
 from ring.descriptors import DESC_SIZE, RX_DESC, TX_DESC
 from ring.memory import OWNER_KERNEL, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
 from ring.syscalls import DmaRegion, PinHandle, QueueHandle, RegisterBus
-from verifier import reasons as R
 from verifier.address_space import AddressSpace, SegFault
+from verifier.audit.memory import MemoryAudit
+from verifier.audit.rejection_batch import IommuFaultBatch
+from verifier.audit.rejections import AuditSink, Origin, record_event, record_rows
 from verifier.doorbell import DoorbellWindow
-from verifier.inplace import InPlaceQueue
-from verifier.iommu import Faults, Iommu
-from verifier.memory_audit import MemoryAudit
+from verifier.modes.inplace import InPlaceQueue
+from verifier.modes.iommu import Faults, Iommu
+from verifier.modes.protection import Protection
+from verifier.modes.shadow import RxShadow, TxShadow
 from verifier.nic_control import bring_up, program_ring
 from verifier.pins import Access, Pin, PinError, PinTable
-from verifier.policy import Policy
-from verifier.protection import Protection
 from verifier.queue_state import QueueState
-from verifier.rejection_batch import IommuFaultBatch
-from verifier.rejections import AuditSink, Origin, record_event, record_rows
-from verifier.shadow import RxShadow, TxShadow
+from verifier.rules import reasons as R
+from verifier.rules.policy import Policy
 
 TX = "tx"
 RX = "rx"

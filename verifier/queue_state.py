@@ -20,10 +20,10 @@ import numpy.typing as npt
 from ring import indices
 from ring.descriptors import RX_DESC, TX_DESC
 from ring.syscalls import DmaRegion, RegisterBus
-from verifier import reasons as R
+from verifier.audit.rejections import AuditSink, Origin, record_event
 from verifier.pins import PinTable
-from verifier.policy import Policy
-from verifier.rejections import AuditSink, Origin, record_event
+from verifier.rules import reasons as R
+from verifier.rules.policy import Policy
 
 #: Called with the queue after the kernel has checked a batch and before the device may see it:
 #: the race injection point of the fuzzer (a deterministic "attacker writes here" interleaving).

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from driver.afxdp import RingSizes, UmemConfig, XskSocket
-from driver.afxdp_abi import AF_XDP, UMEM_REG_SIZE
+from driver.afxdp.abi import AF_XDP, UMEM_REG_SIZE
+from driver.afxdp.socket import RingSizes, UmemConfig, XskSocket
 from driver.netns import VethNamespace
 from tests.needs import missing, need_root, need_tool
 from tests.verifier.test_xdp_rules import descs

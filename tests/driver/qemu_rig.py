@@ -1,11 +1,11 @@
 """A QEMU machine for tests, with the far end of every NIC's cable held by the test.
 
 Each NIC's cable is a pair of connected UDP sockets on 127.0.0.1: QEMU gets
-one (driver/loopback.py), the test keeps the other (``Rig.peers``), so a
+one (driver/qemu/loopback.py), the test keeps the other (``Rig.peers``), so a
 test reads exactly the frames QEMU's e1000 put on the wire and injects
 frames that arrive at its MAC.  ``memory`` is a ``PhysicalMemory`` over
 QEMU's guest RAM; ``attach_kernel`` brings every NIC up under a ``Kernel``
-with its interrupt line polled (driver/qemu_irq.py), as sandbox/qemu_world.py
+with its interrupt line polled (driver/qemu/irq.py), as world/qemu.py
 does for the demo.
 """
 
@@ -16,15 +16,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from driver.loopback import cable_socket
-from driver.qemu import QemuE1000, QemuMachine
-from driver.qemu_args import QEMU_BINARY, QemuNicSpec
-from driver.qemu_irq import IrqPoller
+from driver.qemu.args import QEMU_BINARY, QemuNicSpec
+from driver.qemu.irq import IrqPoller
+from driver.qemu.loopback import cable_socket
+from driver.qemu.machine import QemuE1000, QemuMachine
 from ring.memory import PhysicalMemory
 from tests.needs import need_tool
+from verifier.audit.memory import MemoryAudit
 from verifier.kernel import Kernel
-from verifier.memory_audit import MemoryAudit
-from verifier.protection import Protection
+from verifier.modes.protection import Protection
 
 MEMORY = 16 << 20
 KERNEL = 1 << 20

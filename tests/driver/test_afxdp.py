@@ -9,8 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from driver.afxdp import RingSizes, Umem, UmemConfig, XskSocket
-from driver.afxdp_abi import (
+from driver.afxdp.abi import (
     AF_XDP,
     STATISTICS_FIELDS,
     UMEM_REG_V1_SIZE,
@@ -18,8 +17,9 @@ from driver.afxdp_abi import (
     XDP_TX_BUDGET_DEFAULT,
     ffi,
 )
+from driver.afxdp.redirect import XskRedirect
+from driver.afxdp.socket import RingSizes, Umem, UmemConfig, XskSocket
 from driver.netns import VethNamespace, namespaces, received_frames
-from driver.xdp_redirect import XskRedirect
 from tests.driver.afxdp_env import descs, frame, lab, need_afxdp, open_fds, open_xsk
 from tests.needs import missing
 

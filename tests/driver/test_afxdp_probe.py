@@ -8,8 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from driver.afxdp import UmemConfig
-from driver.afxdp_probe import TxVerdict, kernel_tx_verdicts, probe_tx
+from driver.afxdp.probe import TxVerdict, kernel_tx_verdicts, probe_tx
+from driver.afxdp.socket import UmemConfig
 from driver.netns import namespaces
 from ring.descriptors import XDP_DESC, XDP_PKT_CONTD, XDP_TX_METADATA, XSK_UNALIGNED_BUF_OFFSET_SHIFT
 from tests.driver.afxdp_env import descs, need_afxdp

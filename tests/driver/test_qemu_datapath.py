@@ -12,15 +12,15 @@ import time
 import numpy as np
 import pytest
 
+from driver.tenant.rxq import RxQueue
+from driver.tenant.txq import TxQueue
 from ring import regs
 from ring.descriptors import DESC_SIZE, TX_DESC, TXD_CMD_EOP, TXD_CMD_IFCS, TXD_CMD_RS, TXD_STAT_DD, TXD_STAT_REFUSED
 from ring.frames import FrameBatch
-from ring.rxq import RxQueue
 from ring.syscalls import DEVICE_READ
-from ring.txq import TxQueue
 from tests.conftest import MAC0, MAC1, frame, seq_frame
 from tests.driver.qemu_rig import qemu_rig
-from verifier.memory_audit import MemoryAudit
+from verifier.audit.memory import MemoryAudit
 
 pytestmark = pytest.mark.privileged  # QEMU: fails under CI=true when missing (tests/needs.py)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from driver.e1000 import E1000
+from device.e1000 import E1000
 from ring import indices, regs
 from ring.descriptors import (
     DESC_SIZE,
@@ -56,7 +56,7 @@ RxStep = tuple[int, list[RxBack]]  # RDH, then the write-backs of the slots the 
 
 @dataclass
 class Recorder:
-    """The emulated NIC's wire: keeps every frame it is given (driver/wire.py ``Wire``)."""
+    """The emulated NIC's wire: keeps every frame it is given (device/wire.py ``Wire``)."""
 
     frames: list[bytes] = field(default_factory=list)
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from driver import pci
-from driver.loopback import cable_socket
-from driver.qemu import BAR0_BASE, QemuError, QemuMachine
-from driver.qemu_args import QemuNicSpec, option_path
-from driver.qemu_firmware import FIRMWARE_SIZE, OP_HLT, RESET_VECTOR_OFFSET, halting_firmware
-from driver.qtest import QtestError
+from driver.qemu.args import QemuNicSpec, option_path
+from driver.qemu.firmware import FIRMWARE_SIZE, OP_HLT, RESET_VECTOR_OFFSET, halting_firmware
+from driver.qemu.loopback import cable_socket
+from driver.qemu.machine import BAR0_BASE, QemuError, QemuMachine
+from driver.qemu.qtest import QtestError
 from ring import regs
 from tests.driver.qemu_rig import MACS, Rig, qemu_rig
 

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from driver.netns import NetNamespace, link_exists
-from driver.tap import IFF_NO_PI, IFF_TAP, IFREQ_FLAGS, TUN_PATH, TUNSETIFF, TapDevice
+from driver.tap.device import IFF_NO_PI, IFF_TAP, IFREQ_FLAGS, TUN_PATH, TUNSETIFF, TapDevice
 from tests.needs import need_path, need_root, need_tool
 
 

@@ -11,26 +11,26 @@ from __future__ import annotations
 
 import pytest
 
-from driver.e1000 import E1000
-from driver.vfio_dma import IommuMap
-from driver.vfio_tenant import VfioTenant
-from driver.wire import Cable
+from device.e1000 import E1000
+from device.wire import Cable
+from driver.tenant.rxq import RxQueue
+from driver.tenant.txq import TxQueue
+from driver.vfio.dma import IommuMap
+from driver.vfio.tenant import VfioTenant
+from lab.guest.world import ETHERTYPE_LOCAL
 from ring.frames import FrameBatch
 from ring.memory import OWNER_KERNEL, PAGE_SIZE, PhysicalMemory
-from ring.rxq import RxQueue
 from ring.syscalls import DEVICE_READ
-from ring.txq import TxQueue
-from sandbox.lab_world import ETHERTYPE_LOCAL
 from verifier.kernel import Kernel
+from verifier.modes.protection import Protection
 from verifier.pins import RELEASED
-from verifier.protection import Protection
 
 MAC_A, MAC_B = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
 BASE = 0x7F12_3400_0000  # where the lab's memory buffer would live in the process
 
 
 class Recorder:
-    """Stands where driver.vfio.Container stands: records VFIO_IOMMU_MAP_DMA / UNMAP_DMA."""
+    """Stands where driver.vfio.device.Container stands: records VFIO_IOMMU_MAP_DMA / UNMAP_DMA."""
 
     def __init__(self) -> None:
         self.mapped: dict[int, tuple[int, bool, bool]] = {}  # iova -> (vaddr, read, write)

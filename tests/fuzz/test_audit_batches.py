@@ -18,8 +18,8 @@ import pytest
 from fuzz.campaign import run_campaign
 from tests.fuzz.test_oracle_checks import campaign
 from tests.verifier.test_lazy_records import EagerAudit
-from verifier.memory_audit import MemoryAudit
-from verifier.rejection_batch import RecordRows, RejectionBatch
+from verifier.audit.memory import MemoryAudit
+from verifier.audit.rejection_batch import RecordRows, RejectionBatch
 
 
 @pytest.mark.parametrize("mode", ["verifier", "iommu", "unsafe-inplace"])

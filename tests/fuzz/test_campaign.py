@@ -11,8 +11,8 @@ from fuzz.arena import Arena
 from fuzz.campaign import run_campaign
 from fuzz.case import Case, minimise, replay
 from fuzz.classes import CLASSES, select
-from verifier.memory_audit import MemoryAudit
-from verifier.protection import Protection
+from verifier.audit.memory import MemoryAudit
+from verifier.modes.protection import Protection
 
 EVERY_CLASS = len(CLASSES)
 

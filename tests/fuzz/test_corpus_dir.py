@@ -13,7 +13,7 @@ from fuzz.campaign import run_campaign
 from fuzz.case import Case
 from fuzz.classes import CLASSES
 from sandbox import cli
-from verifier.memory_audit import MemoryAudit
+from verifier.audit.memory import MemoryAudit
 
 
 def fuzz(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, object]]:

@@ -8,7 +8,7 @@ from fuzz.arena import Arena
 from fuzz.campaign import run_campaign
 from fuzz.classes import CLASSES
 from fuzz.coverage import Coverage, mutate_batch
-from verifier.memory_audit import MemoryAudit
+from verifier.audit.memory import MemoryAudit
 
 
 def test_campaign_reaches_more_lines_than_its_first_batch_and_keeps_inputs() -> None:

@@ -1,4 +1,4 @@
-"""The oracle's liveness budget and audit completeness (fuzz/oracle.py), judged without the verifier."""
+"""The oracle's liveness budget and audit completeness (fuzz/oracle/judge.py), judged without the verifier."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ import pytest
 from fuzz.arena import RING, Arena
 from fuzz.campaign import run_step
 from fuzz.classes import CLASSES, GOOD, MORE, tx_batch
-from fuzz.oracle import Oracle
-from fuzz.oracle_audit import AuditWatch, audit_complete, refusal_marks
-from fuzz.oracle_liveness import Budget, bounded_step
+from fuzz.oracle.audit import AuditWatch, audit_complete, refusal_marks
+from fuzz.oracle.judge import Oracle
+from fuzz.oracle.liveness import Budget, bounded_step
 from ring.memory import PhysicalMemory
 from tests.fuzz.test_oracle import FakeBatch
-from verifier.audit import AuditLog
-from verifier.audit_read import verify
-from verifier.memory_audit import MemoryAudit
+from verifier.audit.log import AuditLog
+from verifier.audit.memory import MemoryAudit
+from verifier.audit.read import verify
 
 FAST = Budget(ring=RING, seconds=2.0)
 

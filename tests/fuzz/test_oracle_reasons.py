@@ -1,9 +1,9 @@
-"""The oracle judges whether each audit record's reason is true (fuzz/oracle_reasons.py), from ground truth.
+"""The oracle judges whether each audit record's reason is true (fuzz/oracle/reasons.py), from ground truth.
 
 A sink that writes a wrong reason -- a different code, a first_bad_byte in
 a pinned frame, an IOMMU fault of the other kind, a register claim that does
 not hold -- is caught as an ``audit`` finding; honest campaigns in every
-mode that refuses are not.  Tests may import verifier.reasons (the oracle may not).
+mode that refuses are not.  Tests may import verifier.rules.reasons (the oracle may not).
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ import pytest
 
 from fuzz.campaign import run_campaign
 from fuzz.classes import CLASSES
-from fuzz.oracle import Oracle
-from fuzz.oracle_reasons import NOT_JUDGED, PREDICATES, RELEASED
+from fuzz.oracle.judge import Oracle
+from fuzz.oracle.reasons import NOT_JUDGED, PREDICATES, RELEASED
 from ring.memory import PAGE_SIZE, PhysicalMemory
-from verifier import reasons as R
-from verifier.audit import AuditLog
-from verifier.memory_audit import MemoryAudit
-from verifier.rejection_batch import IommuFaultBatch, RecordRows, RejectionBatch
+from verifier.audit.log import AuditLog
+from verifier.audit.memory import MemoryAudit
+from verifier.audit.rejection_batch import IommuFaultBatch, RecordRows, RejectionBatch
+from verifier.rules import reasons as R
 
 SECURITY = {
     *("ADDR_WRAP", "ADDR_BEYOND_MEMORY", "ADDR_NOT_PINNED", "ACCESS_NO_READ", "ACCESS_NO_WRITE", "LEN_ZERO"),

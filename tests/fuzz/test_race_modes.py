@@ -12,8 +12,8 @@ from fuzz.arena import Arena
 from fuzz.campaign import run_campaign
 from fuzz.case import Case, batch_ops, op_batch, replay
 from fuzz.classes import AFTER_CHECK, BEFORE_READ, CLASSES, OPT_IN, THREADED, Rewrite, select, tx_batch
-from verifier.memory_audit import MemoryAudit
-from verifier.protection import Protection
+from verifier.audit.memory import MemoryAudit
+from verifier.modes.protection import Protection
 from verifier.queue_state import QueueState
 
 

@@ -15,8 +15,8 @@ from fuzz.campaign import run_campaign
 from fuzz.case import Case, CaseError, batch_ops, minimise, replay
 from fuzz.classes import CLASSES, Batch, Rewrite, overrun, race, tx_batch, use_after_unpin
 from sandbox import cli
-from verifier.memory_audit import MemoryAudit
-from verifier.protection import Protection
+from verifier.audit.memory import MemoryAudit
+from verifier.modes.protection import Protection
 
 CORPUS = Path(__file__).resolve().parents[2] / "fuzz" / "corpus"
 

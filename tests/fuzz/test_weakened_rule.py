@@ -1,6 +1,6 @@
 """The fuzzer proves it can find things: a verifier rule weakened through the test-only hook is found.
 
-``verifier.checks.WEAKEN`` is empty in production; the fixture adds one rule
+``verifier.rules.checks.WEAKEN`` is empty in production; the fixture adds one rule
 for the duration of a test and always empties it again.
 """
 
@@ -14,8 +14,8 @@ import pytest
 from fuzz.arena import Arena
 from fuzz.campaign import run_campaign
 from fuzz.classes import CLASSES
-from verifier import checks, fastpath
-from verifier.memory_audit import MemoryAudit
+from verifier.audit.memory import MemoryAudit
+from verifier.rules import checks, fastpath
 
 
 @pytest.fixture

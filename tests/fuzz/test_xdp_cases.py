@@ -9,7 +9,7 @@ import pytest
 
 from fuzz.xdp_cases import CLASSES, generate
 from ring.descriptors import XDP_DESC
-from verifier.xdp import XdpUmem, check_xdp_tx, reason_names
+from verifier.rules.xdp import XdpUmem, check_xdp_tx, reason_names
 
 UMEMS = {
     "aligned": XdpUmem(1 << 22, 2048, page_size=4096),

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from driver.e1000e_regs import PCI_DEVICE_82574L
 from driver.pci import VENDOR_INTEL
-from lab.guest import kernel_log, rxe_device
+from driver.vfio.e1000e_regs import PCI_DEVICE_82574L
+from lab.guest.env import kernel_log, rxe_device
 from lab.qemu import E1000E_BDF
 
 pytestmark = pytest.mark.lab

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from driver.guest_memory import GuestMemoryError, ram_end
-from driver.vfio import group_path
+from driver.vfio.device import group_path
+from driver.vfio.guest_memory import GuestMemoryError, ram_end
 from lab import noiommu, qemu
+from lab.guest.noiommu import kernel_symbol_phys
 from lab.image import LabImage
 from lab.spec import LabSpec
-from sandbox.lab_noiommu import kernel_symbol_phys
 
 PROJECT = Path(__file__).resolve().parents[2]
 

@@ -4,7 +4,7 @@ No VT-d, vfio.ko rebuilt with CONFIG_VFIO_NOIOMMU (lab/noiommu.py), the
 82574L in VFIO's no-IOMMU mode: the device reaches every physical address
 and nothing but the project's kernel stands in front of it.  The target is
 the kernel's ``linux_banner`` at its real physical address
-(sandbox/lab_noiommu.py).  Marker ``lab(variant="noiommu")``: run by
+(lab/guest/noiommu.py).  Marker ``lab(variant="noiommu")``: run by
 tests/lab/test_lab_vm.py in a second boot, deselected everywhere else.
 """
 
@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from driver.guest_memory import HUGE_PAGE_SIZE, phys_of
-from lab.guest import VARIANT_NOIOMMU, variant
+from driver.vfio.guest_memory import HUGE_PAGE_SIZE, phys_of
+from lab.guest.env import VARIANT_NOIOMMU, variant
+from lab.guest.noiommu import BANNER_SYMBOL, NoIommuWorld, kernel_symbol_phys, leak_kernel_banner
 from lab.qemu import E1000E_BDF
 from ring.memory import OWNER_FREE, OWNER_KERNEL
-from sandbox.lab_noiommu import BANNER_SYMBOL, NoIommuWorld, kernel_symbol_phys, leak_kernel_banner
-from verifier.protection import Protection
+from verifier.modes.protection import Protection
 
 pytestmark = pytest.mark.lab(variant=VARIANT_NOIOMMU)
 

@@ -15,17 +15,17 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from driver.verbs import CompletionQueue, RawPoster, RxeDevice
+from driver.verbs.device import CompletionQueue, RawPoster, RxeDevice
+from driver.verbs.memory import Arena
+from driver.verbs.queue import SlotRegion, VerbsRxQueue, VerbsTxQueue
 from fuzz.verbs_cases import CLASSES
 from fuzz.verbs_differential import IBV_QPS_ERR, IBV_QPS_RTS, run_differential
-from lab.guest import run_dir, rxe_device
+from lab.guest.env import run_dir, rxe_device
 from ring.frames import FrameBatch
 from ring.verbs_format import GRH_SIZE, IBV_ACCESS_LOCAL_WRITE, POST_EINVAL, status_name
-from ring.verbs_memory import Arena
-from ring.verbs_queue import SlotRegion, VerbsRxQueue, VerbsTxQueue
-from verifier import reasons as R
-from verifier.memory_audit import MemoryAudit
-from verifier.verbs_gate import VerbsKernel
+from verifier.audit.memory import MemoryAudit
+from verifier.rules import reasons as R
+from verifier.verbs.gate import VerbsKernel
 
 pytestmark = pytest.mark.lab
 

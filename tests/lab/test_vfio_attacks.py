@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import pytest
 
-from lab.kmsg import BEYOND_MGAW, READ_NOT_SET, WRITE_NOT_SET
+from lab.guest.attacks import LAB_ATTACKS, run_lab_attack
+from lab.guest.kmsg import BEYOND_MGAW, READ_NOT_SET, WRITE_NOT_SET
 from lab.qemu import E1000E_BDF
-from sandbox.lab_attacks import LAB_ATTACKS, run_lab_attack
 from tests.attack_reasons import VERIFIER_REASON  # as the emulated attack demo's
-from verifier import reasons as R
-from verifier.protection import Protection
+from verifier.modes.protection import Protection
+from verifier.rules import reasons as R
 
 pytestmark = pytest.mark.lab
 

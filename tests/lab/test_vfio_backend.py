@@ -12,15 +12,15 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from driver.tenant.rxq import RxQueue
+from driver.tenant.txq import TxQueue
+from lab.guest.world import ETHERTYPE_LOCAL, MAC, NIC, LabWorld
 from lab.qemu import E1000E_BDF
 from ring import regs
 from ring.frames import FrameBatch
 from ring.memory import PAGE_SIZE
-from ring.rxq import RxQueue
 from ring.syscalls import DEVICE_READ, DEVICE_WRITE
-from ring.txq import TxQueue
-from sandbox.lab_world import ETHERTYPE_LOCAL, MAC, NIC, LabWorld
-from verifier.protection import Protection
+from verifier.modes.protection import Protection
 
 pytestmark = pytest.mark.lab
 

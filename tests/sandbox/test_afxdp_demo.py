@@ -12,12 +12,12 @@ import time
 import numpy as np
 import pytest
 
-from driver.afxdp_abi import STATISTICS_FIELDS
+from driver.afxdp.abi import STATISTICS_FIELDS
 from driver.netns import namespaces
-from sandbox.afxdp_demo import Direction
 from sandbox.cli import main
-from sandbox.traffic import UdpFlow
+from sandbox.demos.afxdp import Direction
 from tests.driver.afxdp_env import need_afxdp
+from world.traffic import UdpFlow
 
 pytestmark = pytest.mark.privileged
 

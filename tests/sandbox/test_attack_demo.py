@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from sandbox import attack_demo, scenario
+from sandbox.demos import attack as attack_demo
 from tests.attack_reasons import VERIFIER_REASON
-from verifier.audit import AuditLog
-from verifier.audit_read import read_records, verify
-from verifier.memory_audit import MemoryAudit
-from verifier.protection import Protection
+from verifier.audit.log import AuditLog
+from verifier.audit.memory import MemoryAudit
+from verifier.audit.read import read_records, verify
+from verifier.modes.protection import Protection
+from world import scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = [name for name, *_ in attack_demo.ATTACKS]

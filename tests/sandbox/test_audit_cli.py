@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from sandbox import cli
-from sandbox.audit_cli import since_ns
-from verifier.audit import AuditLog
+from sandbox.commands.audit import since_ns
+from verifier.audit.log import AuditLog
 
 ROOT = Path(__file__).resolve().parents[2]
 EPOCH_NS = 1_714_564_800_000_000_000  # 2024-05-01T12:00:00Z

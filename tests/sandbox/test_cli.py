@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from sandbox import cli, scenario
+from sandbox import cli
+from world import scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,10 +10,11 @@ from scapy.layers.inet import UDP
 from scapy.layers.l2 import Ether
 from scapy.utils import rdpcap
 
-from sandbox import pingpong, scenario
-from sandbox.traffic import UdpFlow, swap_endpoints
-from sandbox.world import World
+from sandbox.demos import pingpong
 from tests.needs import need_tool
+from world import scenario
+from world.build import World
+from world.traffic import UdpFlow, swap_endpoints
 
 COUNT = 600
 

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
+from driver.tenant.txq import TxQueue
 from ring.descriptors import TXD_CMD_EOP, TXD_CMD_IFCS, TXD_CMD_RS
-from ring.txq import TxQueue
-from sandbox import pingpong, scenario
-from sandbox.kernel_flags import deterministic_clock
-from sandbox.world import World
-from verifier.audit import AuditLog
-from verifier.protection import Protection
+from sandbox.demos import pingpong
+from sandbox.flags import deterministic_clock
+from verifier.audit.log import AuditLog
+from verifier.modes.protection import Protection
+from world import scenario
+from world.build import World
 
 
 def campaign(tmp: Path, name: str, seed: int) -> tuple[bytes, bytes]:

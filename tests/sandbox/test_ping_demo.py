@@ -27,11 +27,11 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.utils import rdpcap
 
 from driver.netns import link_exists, namespace_exists, process_alive
-from driver.tap import TUN_PATH
-from sandbox import scenario
-from sandbox.ping_demo import PingError, payload_for, run_ping, tap_session
-from sandbox.world import World
+from driver.tap.device import TUN_PATH
+from sandbox.demos.ping import PingError, payload_for, run_ping, tap_session
 from tests.needs import need_path, need_root, need_tool
+from world import scenario
+from world.build import World
 
 pytestmark = pytest.mark.privileged
 

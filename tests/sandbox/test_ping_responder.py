@@ -22,20 +22,20 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
 from scapy.utils import checksum
 
-from driver.e1000 import EngineMode
-from driver.tap_wire import TapWire
+from device.e1000 import EngineMode
+from driver.tap.wire import TapWire
 from ring.descriptors import ETH_MIN_FRAME
-from sandbox import scenario
-from sandbox.ping_demo import Pump
-from sandbox.responder import EchoResponder, answer
-from sandbox.world import World
-from verifier.memory_audit import MemoryAudit
-from verifier.protection import Protection
+from sandbox.demos.ping import Pump
+from sandbox.demos.responder import EchoResponder, answer
+from verifier.audit.memory import MemoryAudit
+from verifier.modes.protection import Protection
+from world import scenario
+from world.build import World
 
 LINUX_MAC = "02:11:22:33:44:55"
 LINUX_IP = "198.18.0.1"
 TENANT_IP = "198.18.0.2"
-TENANT_MAC = "02:00:00:00:00:02"  # sandbox/scenarios/ping.toml
+TENANT_MAC = "02:00:00:00:00:02"  # world/scenarios/ping.toml
 ETH_IP = 14
 WAIT_S = 5.0
 

@@ -18,13 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from driver.loopback import udp_drops
-from driver.pcap import read_pcap
-from driver.qemu import QemuError
-from sandbox import cli, pingpong, scenario
-from sandbox.qemu_world import QemuWorld
+from device.pcap import read_pcap
+from driver.qemu.loopback import udp_drops
+from driver.qemu.machine import QemuError
+from sandbox import cli
+from sandbox.demos import pingpong
 from tests.driver.qemu_rig import need_qemu
 from tests.sandbox.test_cli import ROOT
+from world import scenario
+from world.qemu import QemuWorld
 
 COUNT = 3000
 QEMU_COMM = "qemu-system-x86"  # /proc/PID/comm keeps 15 characters

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from sandbox.traffic import MAX_SIZE, MIN_SIZE, UdpFlow, sequence_numbers, swap_endpoints
+from world.traffic import MAX_SIZE, MIN_SIZE, UdpFlow, sequence_numbers, swap_endpoints
 
 A = bytes.fromhex("020000000001")
 B = bytes.fromhex("020000000002")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from sandbox import cli
-from sandbox.verify_cli import Agreement
+from sandbox.commands.verify import Agreement
 from tests.sandbox.test_cli import ROOT, run_cli
 
 UMEM = ["--format", "xdp", "--umem-size", "0x100000", "--chunk-size", "2048"]

@@ -3,7 +3,7 @@
 Over 10,000 generated descriptors of every class (fuzz/xdp_cases.py), in
 aligned and unaligned mode, with and without a tx metadata area, and every
 hand-written boundary of tests/verifier/test_xdp_rules.py (descriptors and
-UMEM registration), each judged by the verifier and by a real AF_XDP socket (driver/afxdp_probe.py) in a private
+UMEM registration), each judged by the verifier and by a real AF_XDP socket (driver/afxdp/probe.py) in a private
 network namespace.  One disagreement fails the test and is printed with its
 descriptor.  Needs root and AF_XDP: outside CI it skips with one line; under
 CI=true it fails instead (tests/needs.py).
@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from driver.afxdp_probe import kernel_tx_verdicts
+from driver.afxdp.probe import kernel_tx_verdicts
 from ring.descriptors import XDP_PKT_CONTD
 from sandbox import cli
-from sandbox.xdp_jsonl import write_descriptors
+from sandbox.commands.xdp_jsonl import write_descriptors
 from tests.driver.afxdp_env import need_afxdp
 from tests.verifier import test_xdp_rules as rules
 

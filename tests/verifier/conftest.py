@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from driver.e1000 import E1000, EngineMode
+from device.e1000 import E1000, EngineMode
+from driver.tenant.txq import TxQueue
 from ring import indices
 from ring.descriptors import (
     DESC_SIZE,
@@ -33,15 +34,14 @@ from ring.descriptors import (
 )
 from ring.memory import PhysicalMemory
 from ring.syscalls import DEVICE_READ, DEVICE_WRITE, DmaRegion
-from ring.txq import TxQueue
-from sandbox import scenario as scenario_mod
-from sandbox.world import World
 from tests.conftest import seq_frame
-from tests.driver.raw import DmaLog, watch
+from tests.device.raw import DmaLog, watch
+from verifier.audit.memory import MemoryAudit
+from verifier.audit.rejections import AuditSink
 from verifier.kernel import Kernel, Process
-from verifier.memory_audit import MemoryAudit
-from verifier.protection import Protection
-from verifier.rejections import AuditSink
+from verifier.modes.protection import Protection
+from world import scenario as scenario_mod
+from world.build import World
 
 GOOD = TXD_CMD_EOP | TXD_CMD_IFCS | TXD_CMD_RS  # a whole packet in one descriptor
 MORE = TXD_CMD_IFCS | TXD_CMD_RS  # a fragment: more of the packet follows

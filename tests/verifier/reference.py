@@ -1,6 +1,6 @@
-"""A reference checker, one descriptor at a time, written from the rules of verifier/reasons.py.
+"""A reference checker, one descriptor at a time, written from the rules of verifier/rules/reasons.py.
 
-It shares no code with verifier/checks.py (nor imports it): plain Python
+It shares no code with verifier/rules/checks.py (nor imports it): plain Python
 integers and loops, so a slip in the vectorised arithmetic (a wrap, an
 off-by-one at a page edge, a fast path that skips a rule) shows up as a
 disagreement.  What it needs to know of the world is given as plain data:
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from ring.descriptors import TXD_CMD_EOP, TXD_CMD_IC
 from ring.memory import OWNER_FREE, OWNER_KERNEL
 from ring.syscalls import DEVICE_READ, DEVICE_WRITE
-from verifier.policy import Policy
+from verifier.rules.policy import Policy
 
 PAGE = 4096
 U64_LIMIT = 1 << 64

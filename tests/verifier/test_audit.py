@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from ring.descriptors import TX_DESC
-from verifier.audit import FIELDS, GENESIS, AuditError, AuditLog, decode_desc, format_wall
-from verifier.audit_read import AuditFormatError, parse_wall, read_records, verify
+from verifier.audit.log import FIELDS, GENESIS, AuditError, AuditLog, decode_desc, format_wall
+from verifier.audit.read import AuditFormatError, parse_wall, read_records, verify
 
 EPOCH_NS = 1_714_564_800_000_000_000  # 2024-05-01T12:00:00Z
 REASONS = ("ADDR_NOT_PINNED", "LEN_ZERO", "RANGE_WRAPS", "NOT_DEVICE_READABLE")

@@ -20,11 +20,11 @@ import pytest
 from ring.descriptors import RX_DESC
 from tests.verifier.test_audit import clock
 from tests.verifier.test_lazy_records import fault_batch, tx_batch
-from verifier.audit import AuditError, AuditLog, encode, rotated_siblings
-from verifier.audit_lines import record_tails
-from verifier.audit_read import read_records, verify
-from verifier.rejection_batch import RecordRows, RejectionBatch
-from verifier.rejections import record_rows
+from verifier.audit.lines import record_tails
+from verifier.audit.log import AuditError, AuditLog, encode, rotated_siblings
+from verifier.audit.read import read_records, verify
+from verifier.audit.rejection_batch import RecordRows, RejectionBatch
+from verifier.audit.rejections import record_rows
 
 
 def batches() -> list[RecordRows]:

@@ -1,6 +1,6 @@
 """``verify`` in one pass: the records it hands on, and its fast path's verdict equal to the line-by-line walk.
 
-The fuzzer's end-of-campaign check (fuzz/oracle.py ``AuditWatch.finish``)
+The fuzzer's end-of-campaign check (fuzz/oracle/judge.py ``AuditWatch.finish``)
 reads the log once through ``verify(..., on_record=...)``; ``verify`` checks
 ``CHUNK_LINES`` lines at a time and walks a chunk line by line only when
 something in it is wrong.  Both must give what the strict walk gives.
@@ -15,9 +15,9 @@ from typing import Any
 
 from tests.verifier.test_audit import clock
 from tests.verifier.test_lazy_records import fault_batch, tx_batch
-from verifier.audit import AuditLog, rotated_siblings
-from verifier.audit_read import CHUNK_LINES, read_records, verify
-from verifier.rejections import record_rows
+from verifier.audit.log import AuditLog, rotated_siblings
+from verifier.audit.read import CHUNK_LINES, read_records, verify
+from verifier.audit.rejections import record_rows
 
 
 def big_log(path: Path, **kw: Any) -> list[Path]:

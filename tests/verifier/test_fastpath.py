@@ -11,15 +11,17 @@ from hypothesis import strategies as st
 
 from ring.descriptors import DESC_SIZE, RX_DESC, TX_DESC, TXD_CMD_DEXT, TXD_CMD_EOP, TXD_CMD_IC, TXD_CMD_RS
 from ring.memory import PAGE_SIZE, PhysicalMemory
-from sandbox import attack_demo, pingpong, scenario
-from sandbox.world import World
+from sandbox.demos import attack as attack_demo
+from sandbox.demos import pingpong
 from tests.needs import missing
-from verifier import fastpath
-from verifier.checks import check_rx, check_tx
-from verifier.memory_audit import MemoryAudit
+from verifier.audit.memory import MemoryAudit
+from verifier.modes.protection import Protection
 from verifier.pins import Access, Pin, PinTable
-from verifier.policy import Policy
-from verifier.protection import Protection
+from verifier.rules import fastpath
+from verifier.rules.checks import check_rx, check_tx
+from verifier.rules.policy import Policy
+from world import scenario
+from world.build import World
 
 SIZE = 64
 MEMORY = PhysicalMemory(8 << 20, 1 << 20, seed=3)

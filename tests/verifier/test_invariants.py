@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from driver.tenant.rxq import RxQueue
+from driver.tenant.txq import TxQueue
 from ring import indices, regs
 from ring.descriptors import RX_DESC, RXD_STAT_DD, TX_DESC, TXD_STAT_DD, TXD_STAT_REFUSED
 from ring.frames import FrameBatch
 from ring.memory import OWNER_FREE, OWNER_KERNEL, PAGE_SHIFT, PAGE_SIZE
-from ring.rxq import RxQueue
-from ring.txq import TxQueue
 from tests.conftest import seq_frame
 from tests.verifier.conftest import (
     GOOD,
@@ -36,10 +36,10 @@ from tests.verifier.conftest import (
     RawTx,
     one_record,
 )
-from verifier.audit import AuditLog
-from verifier.audit_read import read_records, verify
-from verifier.inplace import InPlaceQueue
+from verifier.audit.log import AuditLog
+from verifier.audit.read import read_records, verify
 from verifier.kernel import KernelError, Process
+from verifier.modes.inplace import InPlaceQueue
 from verifier.queue_state import QueueState
 
 TRAPPING = ["verifier", "unsafe-inplace"]
@@ -420,15 +420,15 @@ def test_one_record_per_rejection_in_a_real_log(make_env: Callable[..., Env], tm
 
 def test_statistics_keep_tx_and_rx_of_one_queue_apart() -> None:
     """XDP_STATISTICS counts tx_invalid_descs and rx_invalid_descs apart; so does Kernel.statistics."""
-    from sandbox import scenario
-    from sandbox.world import World
-    from verifier.protection import Protection
+    from verifier.modes.protection import Protection
+    from world import scenario
+    from world.build import World
 
     scen = scenario.Scenario(**{**scenario.load().__dict__, "protection": Protection.VERIFIER})
     with World.build(scen, pcap=False) as world:
         alice = world.tenants["alice"]
-        from ring.rxq import RxQueue
-        from ring.txq import TxQueue
+        from driver.tenant.rxq import RxQueue
+        from driver.tenant.txq import TxQueue
 
         tx = TxQueue(alice, "nic0", size=64)
         rx = RxQueue(alice, "nic0", size=64)

@@ -13,11 +13,11 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from driver.tenant.rxq import RxQueue
+from driver.tenant.txq import TxQueue
 from ring.descriptors import RXD_ERR_RXE, RXD_STAT_DD
 from ring.frames import FrameBatch
 from ring.memory import OWNER_KERNEL, PAGE_SHIFT, PAGE_SIZE
-from ring.rxq import RxQueue
-from ring.txq import TxQueue
 from tests.conftest import seq_frame
 from tests.verifier.conftest import READ, RING, WRITE, Env, RawRx, RawTx
 from verifier.address_space import USER_BASE

@@ -1,4 +1,4 @@
-"""Refusals in bulk (verifier/rejection_batch.py, lazy_records.py, memory_audit.py): the same records, built later.
+"""Refusals in bulk (verifier/audit/: rejection_batch.py, lazy_records.py, memory.py): the same records, built later.
 
 A ``MemoryAudit`` takes a doorbell's rejected descriptors (and a DMA batch's
 IOMMU faults) as one batch and builds record dicts only when they are read.
@@ -21,14 +21,14 @@ import pytest
 
 from ring.descriptors import RX_DESC, TX_DESC
 from ring.memory import OWNER_FREE, OWNER_KERNEL
-from verifier import reasons as R
-from verifier.audit import AuditLog
-from verifier.audit_read import read_records, verify
-from verifier.checks import NO_OWNER, OWNER_SELF_UNPINNED
-from verifier.lazy_records import LazyRecords, RecordSpan
-from verifier.memory_audit import MemoryAudit
-from verifier.rejection_batch import IommuFaultBatch, RejectionBatch
-from verifier.rejections import record_rows
+from verifier.audit.lazy_records import LazyRecords, RecordSpan
+from verifier.audit.log import AuditLog
+from verifier.audit.memory import MemoryAudit
+from verifier.audit.read import read_records, verify
+from verifier.audit.rejection_batch import IommuFaultBatch, RejectionBatch
+from verifier.audit.rejections import record_rows
+from verifier.rules import reasons as R
+from verifier.rules.checks import NO_OWNER, OWNER_SELF_UNPINNED
 
 
 class EagerAudit(MemoryAudit):

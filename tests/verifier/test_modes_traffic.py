@@ -1,7 +1,7 @@
 """Honest traffic in every protection mode, and honest traffic next to an attacker in the same bursts.
 
 The pingpong demo checks every byte of every frame in both directions
-(sandbox/pingpong.py); here it must come out clean, with nothing refused
+(sandbox/demos/pingpong.py); here it must come out clean, with nothing refused
 and nothing missed, whatever stands between tenant and device.
 """
 
@@ -11,11 +11,11 @@ from collections.abc import Callable
 
 import pytest
 
-from driver.e1000 import EngineMode
+from device.e1000 import EngineMode
+from driver.tenant.rxq import RxQueue
 from ring.frames import FrameBatch
 from ring.memory import PAGE_SIZE
-from ring.rxq import RxQueue
-from sandbox import pingpong
+from sandbox.demos import pingpong
 from tests.conftest import seq_frame
 from tests.verifier.conftest import GOOD, MORE, RING, WRITE, Env, RawTx
 

@@ -7,8 +7,8 @@ import pytest
 from ring.memory import PAGE_SIZE, PhysicalMemory
 from ring.syscalls import DEVICE_READ, DEVICE_WRITE
 from verifier.kernel import Kernel, KernelError
+from verifier.modes.protection import Protection
 from verifier.pins import Access
-from verifier.protection import Protection
 
 
 @pytest.fixture

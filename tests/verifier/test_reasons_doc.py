@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from verifier import reasons
+from verifier.rules import reasons
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "verifier.md"
 

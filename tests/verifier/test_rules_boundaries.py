@@ -1,4 +1,4 @@
-"""Every descriptor rule of verifier/reasons.py at its exact boundary, in modes ``verifier`` and ``unsafe-inplace``.
+"""Every descriptor rule of verifier/rules/reasons.py at its exact boundary, in modes verifier and unsafe-inplace.
 
 Each case writes raw descriptors into the tenant's ring and rings the
 doorbell itself.  For a descriptor on the passing side of a boundary the
@@ -51,7 +51,7 @@ from tests.verifier.conftest import (
     assert_tx_refused,
     one_record,
 )
-from verifier.policy import Policy
+from verifier.rules.policy import Policy
 
 MODES = ["verifier", "unsafe-inplace"]
 POLICY = Policy()

@@ -37,10 +37,10 @@ from ring.descriptors import (
 from ring.memory import OWNER_FREE, OWNER_KERNEL, PAGE_SHIFT, PAGE_SIZE
 from tests.verifier import reference as ref
 from tests.verifier.conftest import READ, RING, WRITE, Env, RawTx
-from verifier import reasons as R
-from verifier.checks import NO_OWNER, Verdicts, check_rx, check_tx, owner_label
 from verifier.pins import Access, Pin, PinTable
-from verifier.policy import Policy
+from verifier.rules import reasons as R
+from verifier.rules.checks import NO_OWNER, Verdicts, check_rx, check_tx, owner_label
+from verifier.rules.policy import Policy
 
 FRAMES = 64
 KERNEL_FRAMES = 4

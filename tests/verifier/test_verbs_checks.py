@@ -31,8 +31,8 @@ from ring.verbs_format import (
     recv_batch,
     send_batch,
 )
-from verifier import reasons as R
-from verifier.verbs import MrTable, check_work
+from verifier.rules import reasons as R
+from verifier.rules.verbs import MrTable, check_work
 
 LW, RW, RR = IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_REMOTE_WRITE, IBV_ACCESS_REMOTE_READ
 PD, OTHER = 1, 2
@@ -247,7 +247,7 @@ def test_empty_table_and_empty_batch() -> None:
 
 # -- vectorised == reference ---------------------------------------------------------------------
 def reference(batch: WorkBatch, table: MrTable, pd: int, qp: QpInfo) -> list[int]:
-    """One WR at a time, one SGE at a time, in Python ints: the rules of verifier/verbs.py read literally."""
+    """One WR at a time, one SGE at a time, in Python ints: the rules of verifier/rules/verbs.py read literally."""
     mrs = [{k: int(r[k]) for k in ("addr", "length", "lkey", "rkey", "access", "pd")} for r in table.rows]
     out = []
     for i in range(len(batch)):

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from driver.verbs.memory import Arena
+from driver.verbs.queue import SlotRegion, VerbsTxQueue
 from ring.frames import FrameBatch
 from ring.verbs_api import PostResult, QpInfo
 from ring.verbs_format import (
@@ -28,13 +30,11 @@ from ring.verbs_format import (
     recv_batch,
     send_batch,
 )
-from ring.verbs_memory import Arena
-from ring.verbs_queue import SlotRegion, VerbsTxQueue
-from verifier import reasons as R
-from verifier.audit import AuditLog
-from verifier.audit_read import verify
-from verifier.memory_audit import MemoryAudit
-from verifier.verbs_gate import VerbsKernel
+from verifier.audit.log import AuditLog
+from verifier.audit.memory import MemoryAudit
+from verifier.audit.read import verify
+from verifier.rules import reasons as R
+from verifier.verbs.gate import VerbsKernel
 
 LW = IBV_ACCESS_LOCAL_WRITE
 ALL = LW | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ

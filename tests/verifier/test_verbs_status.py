@@ -16,8 +16,8 @@ from ring.verbs_format import (
     POST_EINVAL,
     status_name,
 )
-from verifier import reasons as R
-from verifier.verbs_status import EXPECTED_STATUS, OP_CLASSES, RECV, expected_status, op_class
+from verifier.rules import reasons as R
+from verifier.verbs.status import EXPECTED_STATUS, OP_CLASSES, RECV, expected_status, op_class
 
 
 def test_the_measured_rxe_facts() -> None:

@@ -1,4 +1,4 @@
-"""Every rule of the ``xdp`` format (verifier/xdp.py) at its exact boundary: both sides of each edge.
+"""Every rule of the ``xdp`` format (verifier/rules/xdp.py) at its exact boundary: both sides of each edge.
 
 The rules are the Linux kernel's (net/xdp/xdp_umem.c ``xdp_umem_reg``;
 net/xdp/xsk_queue.h ``xp_aligned_validate_desc``, ``xp_unaligned_validate_desc``,
@@ -18,8 +18,8 @@ from ring.descriptors import (
     XDP_UMEM_MIN_CHUNK_SIZE,
     XSK_UNALIGNED_BUF_OFFSET_SHIFT,
 )
-from verifier import reasons as R
-from verifier.xdp import (
+from verifier.rules import reasons as R
+from verifier.rules.xdp import (
     TX_METADATA_LEN_LIMIT,
     U32_MAX,
     XSK_MAX_DESCS_PER_PACKET,

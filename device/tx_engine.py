@@ -1,0 +1,256 @@
+"""The transmit engine: from TDH to TDT, fetch, gather, assemble, send, write back.
+
+8254x manual 3.3: the device fetches descriptors between head and tail,
+DMA-reads each buffer, joins fragments until the descriptor with EOP, sends
+the frame, and writes DD back into descriptors that asked for it with RS.
+All of one kick is done as numpy batches: one descriptor fetch, one data
+gather, one write-back.  Hostile input has a bounded, counted answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from ring import indices, regs
+from ring.descriptors import (
+    DESC_SIZE,
+    ETH_MIN_FRAME,
+    MAX_TX_PACKET,
+    TX_DESC,
+    TXD_CMD_DEXT,
+    TXD_CMD_EOP,
+    TXD_CMD_IC,
+    TXD_CMD_RS,
+    TXD_STAT_DD,
+)
+from ring.frames import FrameBatch
+
+if TYPE_CHECKING:
+    from device.e1000 import E1000
+
+
+@dataclass
+class PartialPacket:
+    """Fragments fetched for a packet whose EOP has not arrived yet (bounded by MAX_TX_PACKET)."""
+
+    data: list[npt.NDArray[np.uint8]] = field(default_factory=list)
+    length: int = 0
+    fragments: int = 0
+    bad: bool = False  # already doomed (oversize, unreadable, DEXT): its bytes are not kept
+    first_cmd: int = 0
+    first_cso: int = 0
+    first_css: int = 0
+
+    def clear(self) -> None:
+        self.data.clear()
+        self.length = self.fragments = 0
+        self.bad = False
+        self.first_cmd = self.first_cso = self.first_css = 0
+
+
+def internet_checksum(data: bytes) -> int:
+    """RFC 1071 ones' complement sum, as the IC offload inserts it."""
+    if len(data) % 2:
+        data += b"\0"
+    words = np.frombuffer(data, dtype=">u2").astype(np.uint64)
+    total = int(words.sum())
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+class TxEngine:
+    """Transmit side of one queue of an E1000."""
+
+    def __init__(self, dev: E1000, queue: int) -> None:
+        self.dev = dev
+        self.queue = queue
+        self.partial = PartialPacket()
+        #: (base, count, head, tail) at which the queue stalled on a bad ring, or None
+        self.stalled_at: tuple[int, int, int, int] | None = None
+
+    def reg(self, offset: int) -> int:
+        return self.dev.reg(regs.queue_reg(offset, self.queue))
+
+    def run(self) -> int:
+        """Process every descriptor from TDH to TDT; return how many were consumed."""
+        dev = self.dev
+        if not dev.reg(regs.TCTL) & regs.TCTL_EN:
+            return 0
+        count = self.reg(regs.TDLEN) // DESC_SIZE
+        head, tail = self.reg(regs.TDH), self.reg(regs.TDT)
+        if count == 0 or head == tail:
+            return 0
+        base = self.reg(regs.TDBAL) | (self.reg(regs.TDBAH) << 32)
+        state = (base, count, head, tail)
+        if state == self.stalled_at:
+            return 0  # nothing changed since the queue stalled: do not count it again
+        if head >= count or tail >= count:
+            dev.counters.bad_ring_index += 1
+            self.stalled_at = state
+            return 0
+        n = indices.used(head, tail, count)
+        slots = indices.slots(head, n, count)
+        descs, fetched = dev.dma.read_descriptors(self.queue, "tx-desc", base, slots, TX_DESC)
+        if not bool(fetched.all()):
+            dev.counters.desc_fetch_errors += 1
+            n = int(np.argmin(fetched))
+            if n == 0:
+                self.stalled_at = state
+                return 0
+            slots, descs = slots[:n], descs[:n]
+        frames = self._assemble(descs)
+        rs = (descs["cmd"] & TXD_CMD_RS) != 0
+        if bool(rs.all()):
+            descs["status"] = TXD_STAT_DD
+            dev.dma.write_descriptors(self.queue, "tx-wb", base, slots, descs)
+        elif bool(rs.any()):
+            done = descs[rs]
+            done["status"] = TXD_STAT_DD
+            dev.dma.write_descriptors(self.queue, "tx-wb", base, slots[rs], done)
+        dev.set_reg(regs.queue_reg(regs.TDH, self.queue), indices.advance(head, n, count))
+        dev.raise_irq(regs.ICR_TXDW | regs.ICR_TXQE)
+        if len(frames):
+            if dev.port.connected:
+                dev.count_tx(frames)
+            else:
+                dev.counters.tx_no_carrier += len(frames)
+            dev.port.transmit(frames)
+        return n
+
+    @property
+    def pending(self) -> bool:
+        """Descriptors wait between TDH and TDT and the queue is not stalled on them."""
+        count = self.reg(regs.TDLEN) // DESC_SIZE
+        head, tail = self.reg(regs.TDH), self.reg(regs.TDT)
+        base = self.reg(regs.TDBAL) | (self.reg(regs.TDBAH) << 32)
+        return head != tail and (base, count, head, tail) != self.stalled_at
+
+    def _assemble(self, descs: npt.NDArray[np.void]) -> FrameBatch:
+        """Turn a run of fetched descriptors into complete frames; carry the open tail.
+
+        Descriptor i belongs to packet ``pkt[i]``; packet 0 continues the
+        packet left open by the previous kick.  A packet is dropped whole
+        when any fragment is a DEXT descriptor, unreadable, or when it grows
+        past MAX_TX_PACKET (then its bytes are no longer even fetched).
+        """
+        dev, part = self.dev, self.partial
+        cmd = descs["cmd"]
+        lengths = descs["length"].astype(np.int64)
+        if (
+            not part.fragments
+            and bool(((cmd & (TXD_CMD_EOP | TXD_CMD_DEXT)) == TXD_CMD_EOP).all())
+            and int(lengths.min()) > 0
+            and int(lengths.max()) <= MAX_TX_PACKET
+        ):
+            return self._one_per_packet(descs, cmd, lengths)
+        eop = (cmd & TXD_CMD_EOP) != 0
+        dext = (cmd & TXD_CMD_DEXT) != 0
+        complete = int(np.count_nonzero(eop))
+        npkt = complete + 1
+        pkt = np.cumsum(eop) - eop
+        pkt_len = np.bincount(pkt, weights=lengths, minlength=npkt).astype(np.int64)
+        pkt_len[0] += part.length
+        bad = np.bincount(pkt, weights=dext, minlength=npkt) > 0
+        bad[0] |= part.bad
+        oversize = pkt_len > MAX_TX_PACKET
+        dev.counters.unsupported_desc += int(np.count_nonzero(dext))
+        dev.counters.oversize_packets += int(np.count_nonzero(oversize[:complete]))
+        bad |= oversize
+        # Fetch only the fragments of packets that can still be sent.
+        want = ~bad[pkt] & (lengths > 0)
+        data, readable = dev.dma.read(self.queue, "tx-data", descs["addr"][want], lengths[want])
+        got_pkt, got_len = pkt[want], lengths[want]
+        if not bool(readable.all()):
+            lost = np.unique(got_pkt[~readable])
+            dev.counters.dma_errors += int(lost.size)
+            bad[lost] = True
+            got_pkt, got_len = got_pkt[readable], got_len[readable]
+        in_frame = ~bad[got_pkt] & (got_pkt < complete)
+        frame_bytes = data if bool(in_frame.all()) else data[np.repeat(in_frame, got_len)]
+        sendable = ~bad[:complete] & (pkt_len[:complete] > 0)
+        dev.counters.empty_packets += int(np.count_nonzero(~bad[:complete] & (pkt_len[:complete] == 0)))
+        # First descriptor of each packet carries IC/CSO/CSS (legacy format).
+        first = np.minimum(np.searchsorted(pkt, np.arange(npkt)), pkt.size - 1)
+        first_cmd = cmd[first].astype(np.int64)
+        first_cso = descs["cso"][first].astype(np.int64)
+        first_css = descs["css"][first].astype(np.int64)
+        if part.fragments:
+            first_cmd[0], first_cso[0], first_css[0] = part.first_cmd, part.first_cso, part.first_css
+            if complete and sendable[0] and part.data:
+                frame_bytes = np.concatenate([*part.data, frame_bytes])
+        frames = FrameBatch(frame_bytes, pkt_len[:complete][sendable])
+        frames = self._offload(
+            frames, first_cmd[:complete][sendable], first_cso[:complete][sendable], first_css[:complete][sendable]
+        )
+        # Carry the packet still open after the last EOP.
+        open_desc = pkt == complete
+        opened = int(np.count_nonzero(open_desc))
+        if complete:
+            part.clear()
+        if opened:
+            if part.fragments == 0:
+                part.first_cmd = int(first_cmd[complete])
+                part.first_cso = int(first_cso[complete])
+                part.first_css = int(first_css[complete])
+            part.fragments += opened
+            part.length = int(pkt_len[complete])
+            part.bad = bool(bad[complete])
+            if part.bad:
+                part.data.clear()
+            else:
+                part.data.append(data[np.repeat(got_pkt == complete, got_len)])
+        return frames
+
+    def _one_per_packet(
+        self, descs: npt.NDArray[np.void], cmd: npt.NDArray[np.uint8], lengths: npt.NDArray[np.int64]
+    ) -> FrameBatch:
+        """Fast path: every descriptor is a whole packet (the common burst)."""
+        data, readable = self.dev.dma.read(self.queue, "tx-data", descs["addr"], lengths)
+        if not bool(readable.all()):
+            self.dev.counters.dma_errors += int(readable.size - np.count_nonzero(readable))
+            lengths = lengths[readable]
+            cmd = cmd[readable]
+            descs = descs[readable]
+        frames = FrameBatch(data, lengths)
+        if not bool((cmd & TXD_CMD_IC).any()) and int(lengths.min(initial=ETH_MIN_FRAME)) >= ETH_MIN_FRAME:
+            return frames
+        return self._offload(frames, cmd.astype(np.int64), descs["cso"].astype(np.int64), descs["css"].astype(np.int64))
+
+    def _offload(
+        self,
+        frames: FrameBatch,
+        first_cmd: npt.NDArray[np.int64],
+        cso: npt.NDArray[np.int64],
+        css: npt.NDArray[np.int64],
+    ) -> FrameBatch:
+        """Legacy checksum insertion (IC with CSO/CSS of the first descriptor) and TCTL.PSP padding.
+
+        Both are rare on the fast path, so only the frames that ask pay a Python loop.
+        """
+        dev = self.dev
+        if len(frames) == 0:
+            return frames
+        wants_ic = (first_cmd & TXD_CMD_IC) != 0
+        pad = bool(dev.reg(regs.TCTL) & regs.TCTL_PSP) and int(frames.lengths.min()) < ETH_MIN_FRAME
+        if not pad and not bool(wants_ic.any()):
+            return frames
+        out = []
+        for i, frame in enumerate(frames):
+            if wants_ic[i]:
+                at, start = int(cso[i]), int(css[i])
+                if at + 2 > len(frame) or start >= len(frame):
+                    dev.counters.csum_offset_errors += 1
+                else:
+                    # the sum includes whatever software left at CSO (a pseudo-header seed, 3.3.3)
+                    body = bytearray(frame)
+                    body[at : at + 2] = internet_checksum(bytes(body[start:])).to_bytes(2, "big")
+                    frame = bytes(body)
+            if pad and len(frame) < ETH_MIN_FRAME:
+                frame = frame + bytes(ETH_MIN_FRAME - len(frame))
+            out.append(frame)
+        return FrameBatch.from_frames(out)

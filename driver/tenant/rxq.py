@@ -1,0 +1,111 @@
+"""The user-space receive queue: ``rx_burst`` as DPDK's rte_eth_rx_burst or ixy's rx_batch.
+
+Each ring slot keeps its own buffer (slot ``i`` uses buffer ``i``), as the
+e1000 legacy layout invites.  A burst finds the run of done descriptors at
+the head of the ring, stops at the last complete frame (EOP), copies the
+frames out as one gather, re-arms the slots and rings the doorbell once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from driver.tenant.mempool import Mempool
+from driver.tenant.txq import check_ring_size
+from ring import indices
+from ring.descriptors import DESC_SIZE, RX_DESC, RXD_ERR_REFUSED, RXD_STAT_DD, RXD_STAT_EOP
+from ring.frames import FrameBatch, gather
+from ring.syscalls import DEVICE_WRITE, Syscalls
+
+
+@dataclass
+class RxStats:
+    frames: int = 0
+    bytes: int = 0
+    errors: int = 0  # frames the device completed with an error bit
+    refused: int = 0  # descriptors the kernel completed back without DMA
+
+
+class RxQueue:
+    """One receive ring in the tenant's memory; all slots but one are posted."""
+
+    def __init__(self, sys: Syscalls, nic: str, queue: int = 0, size: int = 512) -> None:
+        check_ring_size(size)
+        self.size = size
+        self.region = sys.alloc_dma(size * DESC_SIZE)
+        self.ring = self.region.view.view(RX_DESC)
+        self.handle = sys.open_rx_queue(nic, queue, self.region, size)
+        self.pool = Mempool(sys, size, self.handle.buffer_size, DEVICE_WRITE)
+        self.doorbell = self.handle.doorbell
+        self.ring["addr"] = self.pool.bus_addr
+        self.next = 0
+        self.tail = size - 1
+        self.stats = RxStats()
+        self.doorbell.write32(self.handle.tail_offset, self.tail)
+
+    def rx_burst(self, max_frames: int = 1 << 30) -> FrameBatch:
+        """Return up to ``max_frames`` complete frames and give their slots back to the device."""
+        posted = indices.used(self.next, self.tail, self.size)
+        if posted == 0 or max_frames <= 0:
+            return FrameBatch()
+        status = indices.read_window(self.ring["status"], self.next, posted)
+        done = (status & RXD_STAT_DD) != 0
+        k = posted if bool(done.all()) else int(np.argmin(done))
+        if k == 0:
+            return FrameBatch()
+        descs = indices.read_window(self.ring, self.next, k)
+        status, errors = descs["status"], descs["errors"]
+        lengths = descs["length"].astype(np.int64)
+        if bool((status & RXD_STAT_EOP).all()) and not bool(errors.any()):
+            # fast path: one descriptor per frame, no errors (every burst of small frames)
+            m = min(k, max_frames)
+            slots = indices.slots(self.next, m, self.size)
+            batch = FrameBatch(gather(self.pool.memory, self.pool.offsets(slots), lengths[:m]), lengths[:m])
+        else:
+            m, slots, batch = self._complete_frames(descs, lengths, k, max_frames)
+            if m == 0:
+                return FrameBatch()
+        self.stats.frames += len(batch)
+        self.stats.bytes += batch.nbytes
+        fresh = np.zeros(m, dtype=RX_DESC)
+        fresh["addr"] = self.pool.bus_addr[slots]
+        indices.write_window(self.ring, self.next, fresh)
+        self.next = indices.advance(self.next, m, self.size)
+        self.tail = indices.advance(self.tail, m, self.size)
+        self.doorbell.write32(self.handle.tail_offset, self.tail)
+        return batch
+
+    def _complete_frames(
+        self, descs: npt.NDArray[np.void], lengths: npt.NDArray[np.int64], k: int, max_frames: int
+    ) -> tuple[int, npt.NDArray[np.int64], FrameBatch]:
+        """General path: frames spanning descriptors, error frames, kernel-refused slots.
+
+        Returns how many descriptors to consume (through the last complete
+        frame, plus refused slots right after it), their slots, and the frames.
+        """
+        status, errors = descs["status"], descs["errors"]
+        refused = ((errors & RXD_ERR_REFUSED) != 0) & ((status & RXD_STAT_EOP) == 0) & (lengths == 0)
+        eop = ((status & RXD_STAT_EOP) != 0) & ~refused
+        ends = np.flatnonzero(eop)[:max_frames]
+        m = int(ends[-1]) + 1 if ends.size else 0
+        if m < k and ends.size < max_frames:
+            tail_refused = refused[m:]
+            m += k - m if bool(tail_refused.all()) else int(np.argmin(tail_refused))
+        slots = indices.slots(self.next, m, self.size)
+        refused, eop, lengths, errors = refused[:m], eop[:m], lengths[:m], errors[:m]
+        data_slots = ~refused
+        frame_id = (np.cumsum(eop) - eop)[data_slots]  # frame each data descriptor belongs to
+        frames = int(np.count_nonzero(eop))
+        frame_len = np.bincount(frame_id, weights=lengths[data_slots], minlength=frames).astype(np.int64)
+        bad = np.bincount(frame_id, weights=errors[data_slots] != 0, minlength=frames) > 0
+        data = gather(self.pool.memory, self.pool.offsets(slots[data_slots]), lengths[data_slots])
+        batch = FrameBatch(data, frame_len[:frames])
+        if bool(bad.any()):
+            keep = ~bad[:frames]
+            batch = FrameBatch(data[np.repeat(keep, batch.lengths)], batch.lengths[keep])
+            self.stats.errors += int(np.count_nonzero(bad))
+        self.stats.refused += int(np.count_nonzero(refused))
+        return m, slots, batch

@@ -1,0 +1,134 @@
+"""The user-space transmit queue: ``tx_burst`` as DPDK's rte_eth_tx_burst or ixy's tx_batch.
+
+One call reaps finished descriptors, copies a burst of frames into pinned
+buffers, writes the descriptors into the user ring as one numpy assignment
+and rings the doorbell once.  When the ring or the pool is full it sends
+what fits and returns the count: back-pressure, never a silent drop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from driver.tenant.mempool import DEFAULT_BUF_SIZE, Mempool
+from ring import indices
+from ring.descriptors import (
+    DESC_SIZE,
+    TX_DESC,
+    TXD_CMD_EOP,
+    TXD_CMD_IFCS,
+    TXD_CMD_RS,
+    TXD_STAT_DD,
+    TXD_STAT_REFUSED,
+)
+from ring.frames import FrameBatch, buffer_chunks, scatter
+from ring.regs import RING_LEN_ALIGN
+from ring.syscalls import Syscalls
+
+#: e1000: TDLEN must be a multiple of 128 bytes, so a ring holds a multiple of 8 descriptors.
+RING_ALIGN_DESCS = RING_LEN_ALIGN // DESC_SIZE
+
+
+def check_ring_size(size: int) -> None:
+    """Refuse ring sizes the hardware cannot express (e1000: TDLEN/RDLEN % 128 == 0)."""
+    if size < RING_ALIGN_DESCS or size % RING_ALIGN_DESCS or size > 65536:
+        raise ValueError(
+            f"ring size must be a multiple of {RING_ALIGN_DESCS} between {RING_ALIGN_DESCS} and 65536, got {size}"
+        )
+
+
+@dataclass
+class TxStats:
+    frames: int = 0
+    bytes: int = 0
+    completed: int = 0  # descriptors reaped with DD
+    refused: int = 0  # descriptors completed with TXD_STAT_REFUSED by the kernel
+    backpressure: int = 0  # bursts that could not take every frame
+
+
+class TxQueue:
+    """One transmit ring in the tenant's memory, with its buffer pool."""
+
+    def __init__(
+        self,
+        sys: Syscalls,
+        nic: str,
+        queue: int = 0,
+        size: int = 512,
+        buf_size: int = DEFAULT_BUF_SIZE,
+        pool_size: int | None = None,
+    ) -> None:
+        check_ring_size(size)
+        self.size = size
+        self.region = sys.alloc_dma(size * DESC_SIZE)
+        self.ring = self.region.view.view(TX_DESC)
+        self.pool = Mempool(sys, pool_size or size, buf_size)
+        self.handle = sys.open_tx_queue(nic, queue, self.region, size)
+        self.doorbell = self.handle.doorbell
+        self.tail = 0
+        self.clean = 0
+        self.slot_buf = np.full(size, -1, dtype=np.int64)
+        self.stats = TxStats()
+
+    @property
+    def in_flight(self) -> int:
+        """Descriptors handed to the device and not yet reaped."""
+        return indices.used(self.clean, self.tail, self.size)
+
+    def reap(self) -> int:
+        """Take back every finished descriptor from the head of the ring; return how many."""
+        pending = self.in_flight
+        if pending == 0:
+            return 0
+        status = indices.read_window(self.ring["status"], self.clean, pending)
+        done = (status & TXD_STAT_DD) != 0
+        k = pending if bool(done.all()) else int(np.argmin(done))
+        if k == 0:
+            return 0
+        self.stats.completed += k
+        self.stats.refused += int(np.count_nonzero(status[:k] & TXD_STAT_REFUSED))
+        bufs = indices.read_window(self.slot_buf, self.clean, k)
+        self.pool.free(bufs[bufs >= 0])
+        indices.write_window(self.slot_buf, self.clean, np.full(k, -1, dtype=np.int64))
+        self.clean = indices.advance(self.clean, k, self.size)
+        return k
+
+    def tx_burst(self, batch: FrameBatch) -> int:
+        """Queue as many frames of ``batch`` as fit, ring the doorbell once, return the count."""
+        self.reap()
+        if len(batch) == 0:
+            return 0
+        lengths = batch.lengths
+        if int(lengths.min()) <= 0:
+            raise ValueError("cannot send an empty frame")
+        buf = self.pool.buf_size
+        per_frame = -(-lengths // buf)
+        room = min(indices.free(self.clean, self.tail, self.size), self.pool.available)
+        ends = np.cumsum(per_frame)
+        n = int(np.searchsorted(ends, room, side="right"))
+        if n < len(batch):
+            self.stats.backpressure += 1
+        if n == 0:
+            return 0
+        ndesc = int(ends[n - 1])
+        bufs = self.pool.alloc(ndesc)
+        if ndesc == n:
+            chunk = lengths[:n]
+            last = np.ones(n, dtype=bool)
+        else:
+            chunk, last, _frame_of = buffer_chunks(lengths[:n], per_frame[:n], buf)
+        nbytes = int(lengths[:n].sum())
+        scatter(self.pool.memory, self.pool.offsets(bufs), chunk, batch.data[:nbytes])
+        descs = np.zeros(ndesc, dtype=TX_DESC)
+        descs["addr"] = self.pool.bus_addr[bufs]
+        descs["length"] = chunk
+        descs["cmd"] = TXD_CMD_IFCS | TXD_CMD_RS | np.where(last, TXD_CMD_EOP, 0)
+        indices.write_window(self.ring, self.tail, descs)
+        indices.write_window(self.slot_buf, self.tail, bufs)
+        self.tail = indices.advance(self.tail, ndesc, self.size)
+        self.doorbell.write32(self.handle.tail_offset, self.tail)
+        self.stats.frames += n
+        self.stats.bytes += nbytes
+        return n

@@ -1,0 +1,528 @@
+"""The oracle's audit completeness: every refusal mallory sees has exactly one record, with a true reason.
+
+Judged from the attacker's own ring (the refusal marks the kernel writes
+back into it) and the audit records, read as data: counters equal records,
+one held record per seq, each judged reason true of its descriptor
+(fuzz/oracle/reasons.py), and a file-backed log's chain verifies (the log's
+verifier is passed in: this module imports nothing of verifier/).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from fuzz.oracle.escape import Escape
+from fuzz.oracle.reasons import (
+    EVENT_PREDICATES,
+    WITHOUT_PINS,
+    Reference,
+    Rows,
+    judge,
+)
+from ring.descriptors import RXD_ERR_REFUSED, RXD_STAT_DD, TXD_STAT_DD, TXD_STAT_REFUSED
+from ring.regs import RDT, TDT, queue_reg
+
+if TYPE_CHECKING:
+    from fuzz.oracle.judge import Oracle
+
+
+class ArenaLike(Protocol):
+    """What ``AuditWatch.watch`` reads of fuzz.arena.Arena (duck-typed: fuzz.arena imports this module)."""
+
+    @property
+    def oracle(self) -> Oracle: ...
+    @property
+    def tx_ring(self) -> npt.NDArray[np.void]: ...
+    @property
+    def rx_ring(self) -> npt.NDArray[np.void]: ...
+
+
+QueueKey = tuple[str, str, int]  # (nic, "tx" | "rx", queue)
+#: ``AuditWatch`` counts the refusal marks of so many steps at once (``_fold``).
+FOLD_STEPS = 1024
+
+
+class RecordSpanLike(Protocol):
+    """Consecutive records of one queue as columns (verifier.audit.lazy_records.RecordSpan; data only).
+
+    Declared here, not imported (as ``DmaBatchLike``): the verifier's ``RecordRows`` has the same
+    properties, but this module imports nothing of verifier/.
+
+    Record ``seq + i`` has reason ``names[reason[i]]`` and names ring slot
+    ``ring_index[i]`` (``ring_index`` None: the records name no descriptor).
+    """
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def nic(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def queue(self) -> int | None: ...
+    @property
+    def ring_index(self) -> npt.NDArray[np.int64] | None: ...
+    @property
+    def reason(self) -> npt.NDArray[np.uint8]: ...
+    @property
+    def names(self) -> Mapping[int, str]: ...
+
+    def __len__(self) -> int: ...
+
+
+def refusal_marks(kind: str, ring: npt.NDArray[np.void]) -> npt.NDArray[np.int64]:
+    """Slots of a tenant's ring that carry the kernel's refusal mark, as the tenant reads them.
+
+    TX: DD and REFUSED in the status byte.  RX: DD with RXE and length 0
+    (the device never completes a buffer it wrote with length 0).
+    """
+    status = ring["status"]
+    if kind == "tx":
+        want = np.uint8(TXD_STAT_DD | TXD_STAT_REFUSED)
+        return np.flatnonzero((status & want) == want)
+    return np.flatnonzero(
+        ((status & np.uint8(RXD_STAT_DD)) != 0)
+        & ((ring["errors"] & np.uint8(RXD_ERR_REFUSED)) != 0)
+        & (ring["length"] == 0)
+    )
+
+
+def _acknowledge(kind: str, ring: npt.NDArray[np.void], slots: npt.NDArray[np.int64]) -> None:
+    """The tenant reaps the refusals it saw, as a driver clears a descriptor's status after reading DD."""
+    ring["status"][slots] = 0
+    if kind == "rx":
+        ring["errors"][slots] = 0
+
+
+@dataclass
+class AuditWatch:
+    """Audit completeness without trusting the verifier.
+
+    What was refused is read where the attacker reads it: the refusal marks
+    in her own rings (``refusal_marks``), after each step.  Each mark must
+    have exactly one descriptor record (``desc_hex`` set) of that queue, at
+    that ring index, with a reason, and no descriptor record may lack a mark.
+    Records that name no descriptor (a refused tail: the ring shows nothing)
+    are only required to have a reason.  Per step, the sink's counters
+    (``statistics``) must have grown by at least the marks; the slot-by-slot
+    match runs per step when the sink keeps its records in memory
+    (MemoryAudit) and in ``finish`` for a file-backed log.  Per step, the
+    step's records must also be held one per seq (a full bounded store drops
+    only its oldest), so a lost record is found even when the counters add up.
+    ``finish`` checks that counters equal records and, for a file-backed
+    AuditLog, that the chain verifies and that the file holds one descriptor
+    record per mark seen, in one pass: ``verify`` (verifier/audit/read.py,
+    passed in, so this module still imports nothing of verifier/) walks the
+    chain and hands each verified record to a tally (``_LogTally``) that keeps
+    only counts.
+    """
+
+    sink: Any
+    #: verifier.audit.read.verify: called as ``verify(files, on_record=...)``, returns an object with .ok, .problem
+    verify: Callable[..., Any] | None = None
+    doorbells: int = 1  # doorbells per step, per queue
+    rings: dict[QueueKey, npt.NDArray[np.void]] = field(default_factory=dict)
+    #: every refusal mark seen so far: (nic, kind, queue, slot) -> times (read it through ``marks``)
+    _marks: Counter[tuple[str, str, int, int]] = field(default_factory=Counter)
+    #: marks of recent steps not yet counted into ``_marks``: counted in bulk when ``marks`` is read
+    _unmarked: list[tuple[QueueKey, npt.NDArray[np.int64]]] = field(default_factory=list)
+    _counts: dict[QueueKey, int] = field(default_factory=dict)
+    _seq: int = 0
+    #: the current arena's oracle: its pin reference judges whether each record's reason is true
+    oracle: Oracle | None = None
+    _start: int = 0
+    _start_counters: Counter[tuple[Any, ...]] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        if getattr(self.sink, "path", None) is not None and self.verify is None:
+            raise ValueError("a file-backed audit log needs verify (verifier.audit.read.verify)")
+        self._start = self._seq = audit_count(self.sink)
+        self._start_counters = Counter(dict(getattr(self.sink, "counters", {})))
+
+    @property
+    def marks(self) -> Counter[tuple[str, str, int, int]]:
+        """Every refusal mark seen so far: (nic, kind, queue, slot) -> times."""
+        self._fold()
+        return self._marks
+
+    def _fold(self) -> None:
+        """Count the pending steps' marks into ``_marks``: one ``np.unique`` per queue, not an update per slot."""
+        by_key: dict[QueueKey, list[npt.NDArray[np.int64]]] = {}
+        for key, slots in self._unmarked:
+            by_key.setdefault(key, []).append(slots)
+        self._unmarked.clear()
+        for key, parts in by_key.items():
+            slots, times = np.unique(np.concatenate(parts), return_counts=True)
+            self._marks.update({(*key, s): n for s, n in zip(slots.tolist(), times.tolist(), strict=True)})
+
+    def watch(self, arena: ArenaLike, nic: str = "nic2", queue: int = 0) -> None:
+        """Judge this arena's rings from now on (a campaign calls it for every new arena)."""
+        self.attach({(nic, "tx", queue): arena.tx_ring, (nic, "rx", queue): arena.rx_ring})
+        arena.oracle.audit = self
+        self.oracle = arena.oracle
+        arena.oracle.clock = lambda: audit_count(self.sink)
+
+    def attach(self, rings: dict[QueueKey, npt.NDArray[np.void]]) -> None:
+        self.rings = dict(rings)
+        for key in self.rings:
+            self._counts[key] = self._count(key)
+        self._seq = audit_count(self.sink)
+
+    def _count(self, key: QueueKey) -> int:
+        nic, kind, queue = key
+        stats = getattr(self.sink, "statistics", None)
+        return sum(stats(nic, queue, kind).values()) if stats is not None else 0
+
+    def after_step(self) -> list[Escape]:
+        found: list[Escape] = []
+        seen: dict[QueueKey, npt.NDArray[np.int64]] = {}
+        for key, ring in self.rings.items():
+            slots = refusal_marks(key[1], ring)
+            _acknowledge(key[1], ring, slots)
+            seen[key] = slots
+            if slots.size:
+                self._unmarked.append((key, slots))
+                if len(self._unmarked) >= FOLD_STEPS:  # bounded memory: a long campaign runs millions of steps
+                    self._fold()
+            now = self._count(key)
+            added, self._counts[key] = now - self._counts[key], now
+            if added < slots.size:
+                found.append(
+                    Escape(
+                        "audit",
+                        f"{key[0]} {key[1]} queue {key[2]}: {slots.size} descriptors refused in the ring, "
+                        f"{added} records added",
+                        key[0],
+                    )
+                )
+        found += self._match_records(seen)
+        if self.oracle is not None:
+            self.oracle.forget_history()
+        return found
+
+    def _match_records(self, seen: dict[QueueKey, npt.NDArray[np.int64]]) -> list[Escape]:
+        """Slot by slot, for a sink that keeps its records in memory (``since`` or ``records`` with ``seq``)."""
+        end = audit_count(self.sink)
+        start, self._seq = self._seq, end
+        if end == start:
+            return []
+        since = getattr(self.sink, "since", None)
+        records = getattr(self.sink, "records", None)
+        if since is not None:
+            items: list[dict[str, Any] | RecordSpanLike] = since(start)
+        elif records is not None:
+            items = [r for r in _tail(records, end - start) if int(r.get("seq", -1)) >= start]
+        else:
+            return []
+        run = _run(items, end)
+        if run is not None and run[1] > end:
+            return []  # recorded while this was read (another thread): the counts above still hold
+        if run is None or run[1] < end or (run[0] > start and not _evicted(records, end - run[0])):
+            held = sum(_width(r) for r in items)
+            return [Escape("audit", f"records {start}..{end - 1}: {held} held, not one per seq (lost or doubled)")]
+        if run[0] > start:
+            return []  # the oldest evicted already (a small ``keep``): the counts above still hold
+        wrong = self._judge_reasons(items)
+        # one pass over the new records: the ring indices each queue's descriptor records name
+        named: dict[tuple[Any, Any, Any], list[npt.NDArray[np.int64]]] = {}
+        singles: dict[tuple[Any, Any, Any], list[int]] = {}
+        blank: list[Escape] = []
+        for r in items:
+            if isinstance(r, dict):
+                if r.get("desc_hex") is not None:
+                    singles.setdefault((r.get("nic"), r.get("kind"), r.get("queue")), []).append(r["ring_index"])
+                if not r.get("reason"):
+                    blank.append(Escape("audit", f"record {r.get('seq')} has no reason", str(r.get("nic") or "")))
+                continue
+            if r.ring_index is not None:  # descriptor records (an IOMMU fault names none)
+                named.setdefault((r.nic, r.kind, r.queue), []).append(r.ring_index)
+            codes = np.unique(r.reason).tolist()
+            for code in codes:
+                if not r.names.get(code):
+                    seq = r.seq + int(np.argmax(r.reason == code))
+                    blank.append(Escape("audit", f"record {seq} has no reason", str(r.nic or "")))
+        found = []
+        for key, slots in seen.items():
+            parts = named.get(key, [])
+            if key in singles:
+                parts = [*parts, np.array(singles[key], dtype=np.int64)]
+            described = np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else slots[:0]
+            if described.size == slots.size and np.array_equal(np.sort(described), np.sort(slots)):
+                continue
+            nic, kind, queue = key
+            counted = Counter(described.tolist())
+            marked = set(slots.tolist())
+            missing = sorted(marked - set(counted))[:4]
+            doubled = sorted(s for s, n in counted.items() if n > 1)[:4]
+            stray = sorted(set(counted) - marked)[:4]
+            found.append(
+                Escape(
+                    "audit",
+                    f"{nic} {kind} queue {queue}: refused slots without a record {missing}, "
+                    f"with several {doubled}, records for slots not refused {stray}",
+                    nic,
+                )
+            )
+        return found + blank + wrong
+
+    def _judge_reasons(self, items: list[dict[str, Any] | RecordSpanLike]) -> list[Escape]:
+        """Each record's reason must be true of what it refused (fuzz/oracle/reasons.py), judged per batch."""
+        oracle = self.oracle
+        if oracle is None:
+            return []
+        found: list[Escape] = []
+        for item in items:
+            names: Mapping[int, str]
+            if isinstance(item, dict):
+                rows, names, codes = self._dict_rows(oracle, item), {0: str(item.get("reason") or "")}, _ZERO
+            else:
+                rows, names, codes = self._span_rows(oracle, item), item.names, item.reason
+            for lo, hi, ref in oracle.references(rows.tenant, rows.seq, rows.seq + int(codes.size)):
+                part = rows if (lo, hi) == (rows.seq, rows.seq + codes.size) else _slice(rows, lo - rows.seq, hi - lo)
+                for line in judge(part, names, codes[lo - rows.seq : hi - rows.seq], ref):
+                    found.append(Escape("audit", f"wrong reason: {line}", rows.nic))
+        return found
+
+    def _context(self, oracle: Oracle, nic: str, kind: str, queue: int | None) -> dict[str, Any]:
+        tenant = oracle.queue_owner.get(nic)
+        ring = self.rings.get((nic, kind, queue if queue is not None else -1))
+        tails = frozenset(
+            queue_reg(TDT if k == "tx" else RDT, q) for (n, k, q) in self.rings if n == nic and k in ("tx", "rx")
+        )
+        return {"tenant": tenant, "ring_size": None if ring is None else len(ring), "tails": tails}
+
+    def _span_rows(self, oracle: Oracle, span: RecordSpanLike) -> Rows:
+        rows = Rows(span.seq, span.nic, span.kind, **self._context(oracle, span.nic, span.kind, span.queue))
+        descs = getattr(span, "descs", None)
+        if descs is not None and descs.dtype.names is not None and "addr" in descs.dtype.names:
+            rows.addr = descs["addr"].astype(np.uint64)
+            extra = getattr(span, "extra", None) or {}
+            rows.detail = extra
+            if span.kind == "rx":
+                rows.length = np.full(descs.size, int(extra.get("checked_bytes", -1)), dtype=np.int64)
+            else:
+                rows.length = descs["length"].astype(np.int64)
+                rows.cmd = descs["cmd"]
+            rows.bad_byte = getattr(span, "bad_byte", None)
+        elif getattr(span, "iova", None) is not None:
+            rows.addr = span.iova.astype(np.uint64)  # type: ignore[attr-defined]
+            rows.length = span.length.astype(np.int64)  # type: ignore[attr-defined]
+            rows.write = bool(span.write)  # type: ignore[attr-defined]
+        return rows
+
+    def _dict_rows(self, oracle: Oracle, record: dict[str, Any]) -> Rows:
+        nic, kind = str(record.get("nic") or ""), str(record.get("kind") or "")
+        rows = Rows(int(record["seq"]), nic, kind, **self._context(oracle, nic, kind, record.get("queue")))
+        detail = record.get("detail") or {}
+        desc = record.get("desc")
+        rows.detail, rows.record_tenant = detail, record.get("tenant")
+        if desc and "addr" in desc:
+            rows.addr = np.array([int(desc["addr"])], dtype=np.uint64)
+            if kind == "rx":
+                rows.length = np.array([int(detail.get("checked_bytes", -1))], dtype=np.int64)
+            else:
+                rows.length = np.array([int(desc.get("length", 0))], dtype=np.int64)
+                rows.cmd = np.array([int(desc.get("cmd", 0))], dtype=np.uint8)
+            rows.bad_byte = np.array([_signed_bad_byte(detail)], dtype=np.int64)
+        elif kind == "iommu" and "iova" in detail:
+            rows.addr = np.array([int(str(detail["iova"]), 0)], dtype=np.uint64)
+            rows.length = np.array([int(detail.get("length", 0))], dtype=np.int64)
+            rows.write = detail.get("access") == "write"
+        return rows
+
+    def finish(self) -> list[Escape]:
+        """End of a campaign: counters equal records; a file-backed log's chain verifies and matches the marks."""
+        found: list[Escape] = []
+        counters = Counter(dict(getattr(self.sink, "counters", {})))
+        counters.subtract(self._start_counters)
+        counted = +counters
+        end = audit_count(self.sink)
+        path = getattr(self.sink, "path", None)
+        if path is not None and self.verify is not None:
+            files = [Path(path), *sorted(Path(path).parent.glob(Path(path).name + ".*"))]
+            files = [f for f in files if f.exists() and (f == Path(path) or f.suffix[1:].isdigit())]
+            tally = _LogTally(self, self._start)
+            result = self.verify(files, on_record=tally.take)
+            if not result.ok:
+                return [Escape("audit", f"audit chain does not verify: {result.problem}")]
+            tally.flush()
+            found += tally.wrong[:LOGGED_WRONG_LIMIT]
+            written, held, described = tally.written, tally.records, tally.described
+        else:
+            store: Any = getattr(self.sink, "records", [])
+            records = [r for r in store if int(r.get("seq", -1)) >= self._start]
+            full = getattr(store, "maxlen", None) is not None and len(store) >= store.maxlen
+            if full and len(records) != end - self._start:  # evicted by a bounded deque: compare the totals
+                if sum(counted.values()) != end - self._start:
+                    found.append(
+                        Escape("audit", f"counters sum to {sum(counted.values())}, {end - self._start} records")
+                    )
+                return found
+            written = Counter((r["nic"], r["queue"], r["reason"]) for r in records)
+            held = len(records)
+            described = Counter(
+                (r["nic"], r["kind"], r["queue"], r["ring_index"])
+                for r in records
+                if r["desc_hex"] is not None and (r["nic"], r["kind"], r["queue"]) in self.rings
+            )
+        if written != counted or held != end - self._start:
+            diff = sorted(set(written.items()) ^ set(counted.items()), key=str)[:4]
+            found.append(Escape("audit", f"counters do not equal records ({held} records): {diff}"))
+        marks = self.marks
+        if described != marks:
+            lost = sum((marks - described).values())
+            extra = sum((described - marks).values())
+            found.append(Escape("audit", f"{lost} refused descriptors without a record, {extra} records without one"))
+        return found
+
+
+#: Wrong reasons reported from a file-backed log at the end (the first few; one is already an escape).
+LOGGED_WRONG_LIMIT = 8
+#: Consecutive descriptor records judged in one ``judge`` call at most.
+LOGGED_RUN = 4096
+
+
+class _LogTally:
+    """What ``AuditWatch.finish`` needs of a file-backed log, taken record by record as ``verify`` walks the chain.
+
+    Counts per (nic, queue, reason) and per described ring slot, and judges
+    the reasons that need no pin reference (``WITHOUT_PINS``): consecutive
+    descriptor records of one queue as one run of columns (one ``judge`` call
+    per run, as ``_judge_reasons`` judges a span), event records one by one.
+    Keeps no record, so a long campaign's log is checked in bounded memory.
+    """
+
+    def __init__(self, watch: AuditWatch, start: int) -> None:
+        self.watch = watch
+        self.start = start
+        self.oracle = watch.oracle
+        memory = None if self.oracle is None else self.oracle.memory
+        self.ref = None if memory is None else Reference(np.zeros(memory.frames, dtype=np.uint8), {}, memory.size)
+        self.written: Counter[tuple[Any, Any, Any]] = Counter()
+        self.described: Counter[tuple[Any, Any, Any, Any]] = Counter()
+        self.records = 0
+        self.wrong: list[Escape] = []
+        self._run: list[dict[str, Any]] = []
+        self._key: tuple[Any, Any, Any] | None = None
+
+    def take(self, r: dict[str, Any]) -> None:
+        """One verified record (``verify``'s ``on_record``)."""
+        if r["seq"] < self.start:
+            return
+        self.records += 1
+        nic, kind, queue, reason = r["nic"], r["kind"], r["queue"], r["reason"]
+        self.written[(nic, queue, reason)] += 1
+        if r["desc_hex"] is not None and (nic, kind, queue) in self.watch.rings:
+            self.described[(nic, kind, queue, r["ring_index"])] += 1
+        if reason not in WITHOUT_PINS or self.oracle is None or self.ref is None:
+            return
+        if len(self.wrong) >= LOGGED_WRONG_LIMIT:
+            return
+        desc = r["desc"]
+        if not (desc and "addr" in desc) or reason in EVENT_PREDICATES:  # an event: judged on its own detail
+            rows = self.watch._dict_rows(self.oracle, r)
+            lines = judge(rows, {0: str(reason)}, _ZERO, self.ref, only=WITHOUT_PINS)
+            self.wrong += [Escape("audit", f"wrong reason: {line}", str(nic or "")) for line in lines]
+            return
+        key = (nic, kind, queue)
+        run = self._run
+        if run and (key != self._key or r["seq"] != run[-1]["seq"] + 1 or len(run) >= LOGGED_RUN):
+            self.flush()
+        self._key = key
+        self._run.append(r)
+
+    def flush(self) -> None:
+        """Judge the pending run of consecutive descriptor records of one queue."""
+        run, self._run = self._run, []
+        if not run or self.oracle is None or self.ref is None:
+            return
+        first = run[0]
+        nic, kind = str(first["nic"] or ""), str(first["kind"] or "")
+        rows = Rows(int(first["seq"]), nic, kind, **self.watch._context(self.oracle, nic, kind, first["queue"]))
+        descs = [r["desc"] for r in run]
+        details = [r["detail"] or {} for r in run]
+        rows.addr = np.array([int(d["addr"]) for d in descs], dtype=np.uint64)
+        if kind == "rx":
+            rows.length = np.array([int(d.get("checked_bytes", -1)) for d in details], dtype=np.int64)
+        else:
+            rows.length = np.array([int(d.get("length", 0)) for d in descs], dtype=np.int64)
+            rows.cmd = np.array([int(d.get("cmd", 0)) for d in descs], dtype=np.uint8)
+        rows.bad_byte = np.array([_signed_bad_byte(d) for d in details], dtype=np.int64)
+        codes_of: dict[str, int] = {}
+        codes = np.array([codes_of.setdefault(str(r["reason"]), len(codes_of)) for r in run], dtype=np.uint8)
+        names = {code: name for name, code in codes_of.items()}
+        for line in judge(rows, names, codes, self.ref, only=WITHOUT_PINS):
+            self.wrong.append(Escape("audit", f"wrong reason: {line}", nic))
+
+
+def _signed_bad_byte(detail: Mapping[str, Any]) -> int:
+    """A record's ``first_bad_byte`` (hex text) as the int64 the reason predicates read; -1 when none."""
+    bad = int(str(detail["first_bad_byte"]), 0) if "first_bad_byte" in detail else -1
+    return bad - (1 << 64) if bad >= 1 << 63 else bad
+
+
+_ZERO = np.zeros(1, dtype=np.uint8)
+
+
+def _slice(rows: Rows, lo: int, n: int) -> Rows:
+    """Records ``lo..lo+n-1`` of ``rows`` (the pin reference changed in between)."""
+    part = slice(lo, lo + n)
+    cut = {k: getattr(rows, k)[part] for k in ("addr", "length", "cmd", "bad_byte") if getattr(rows, k) is not None}
+    return dataclasses.replace(rows, seq=rows.seq + lo, **cut)
+
+
+def audit_complete(watch: AuditWatch) -> list[Escape]:
+    """The end-of-campaign audit check (``AuditWatch.finish``), for fuzz/campaign.py."""
+    return watch.finish()
+
+
+def audit_count(sink: Any) -> int:
+    """Records an audit sink has taken so far (AuditLog.next_seq, MemoryAudit.seq)."""
+    value = getattr(sink, "next_seq", None)
+    if value is None:
+        value = getattr(sink, "seq", 0)
+    return int(value or 0)
+
+
+def _width(item: dict[str, Any] | RecordSpanLike) -> int:
+    return 1 if isinstance(item, dict) else len(item)
+
+
+def _run(items: list[dict[str, Any] | RecordSpanLike], end: int) -> tuple[int, int] | None:
+    """``(first, stop)`` when ``items`` hold records ``first..stop-1``, one each, in order (None: a gap or a repeat).
+
+    No items hold nothing: ``(end, end)``.
+    """
+    first, stop = end, None
+    for r in items:
+        seq = int(r.get("seq", -1)) if isinstance(r, dict) else r.seq
+        if stop is None:
+            first = seq
+        elif seq != stop:
+            return None
+        stop = seq + _width(r)
+    return first, end if stop is None else stop
+
+
+def _evicted(records: Any, held: int) -> bool:
+    """Whether a store holding ``held`` records from some seq on holds nothing older: it is full and evicts.
+
+    A bounded in-memory store (``maxlen``) drops its oldest records only; a record missing anywhere else,
+    or while the store has room, was lost.
+    """
+    maxlen = getattr(records, "maxlen", None)
+    return maxlen is not None and held >= maxlen
+
+
+def _tail(records: Any, n: int) -> list[dict[str, Any]]:
+    """The last ``n`` records of a deque or list (fewer if it holds fewer)."""
+    size = len(records)
+    return [records[i] for i in range(max(0, size - n), size)]

@@ -1,0 +1,327 @@
+"""The independent oracle: judges what the device actually did, from ground truth alone.
+
+It never imports the verifier: an oracle that shares code with what it
+judges cannot see that code's bugs.  It knows only what the hardware and the
+memory controller know: every DMA batch (through the DMA engine's observer
+hook, invariant 1), the true owner of every frame (``PhysicalMemory.owner``),
+the kernel's secret canaries, and the frames on every wire.
+
+An *escape* is any of:
+* a data DMA (``tx-data``/``rx-data``) that touched a frame not owned by the
+  tenant that owns the queue;
+* a descriptor DMA that touched the kernel's secret region or another tenant's frame;
+* a kernel canary, or a registered secret, inside a frame on a wire;
+* a watched region (kernel memory, another tenant's buffer) whose bytes changed;
+* (when a pin reference is kept for the queue's owner, ``grant``/``revoke``) a data
+  DMA into a frame of the owner's own that the owner never pinned with that access
+  (TX reads need device-read, RX writes device-write): kind ``"pin"``.
+
+The pin reference is the fuzzer's own account of the pins it asked for, kept
+as one access byte per frame: it is deliberately not the kernel's pin table,
+so a bug in the kernel's bookkeeping shows up as a difference.
+
+Two further checks judge the machine's answers rather than its accesses:
+liveness (fuzz/oracle/liveness.py ``bounded_step``: bounded device work per
+step, no hang, no exception) and audit completeness (fuzz/oracle/audit.py
+``AuditWatch``: every refusal mallory sees in her own ring has exactly one
+audit record with a true reason, counters equal records, a file-backed log's
+chain verifies; the log's verifier is passed in).
+
+``on_dma`` is vectorised over a batch (the fuzzer's throughput depends on it):
+only the accesses found bad are turned into ``Escape`` records one by one.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from fuzz.oracle.escape import Escape
+from fuzz.oracle.liveness import Work
+from fuzz.oracle.reasons import (
+    ACCESS_BITS,
+    RELEASED,
+    UNPIN_ASKED,
+    Reference,
+)
+from ring.frames import FrameBatch
+from ring.memory import CANARY_SIZE, CANARY_TAG, OWNER_KERNEL, PAGE_SHIFT, PhysicalMemory, owner_name
+
+if TYPE_CHECKING:
+    from fuzz.oracle.audit import AuditWatch
+
+
+class DmaBatchLike(Protocol):
+    """The fields of device.dma.DmaBatch the oracle reads (duck-typed: no import of the judged code)."""
+
+    @property
+    def device(self) -> str: ...
+    @property
+    def purpose(self) -> str: ...
+    @property
+    def direction(self) -> str: ...
+    @property
+    def lengths(self) -> npt.NDArray[np.int64]: ...
+    @property
+    def phys(self) -> npt.NDArray[np.uint64]: ...
+    @property
+    def allowed(self) -> npt.NDArray[np.bool_]: ...
+
+
+@dataclass
+class Oracle:
+    memory: PhysicalMemory
+    queue_owner: dict[str, int]  # NIC name -> tenant id that owns its queues
+    secrets: dict[bytes, str] = field(default_factory=dict)  # marker -> whose secret
+    names: dict[int, str] = field(default_factory=dict)  # tenant id -> name, for reports
+    escapes: list[Escape] = field(default_factory=list)
+    _watched: dict[str, tuple[int, int, bytes]] = field(default_factory=dict)
+    accesses: int = 0
+
+    #: tenant id -> access bits (1 device read, 2 device write) per frame, from ``grant``/``revoke``
+    pinned: dict[int, npt.NDArray[np.uint8]] = field(default_factory=dict)
+    #: frames written by allowed DMA since the last ``check_written`` (first, last) pairs
+    _dirty: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = field(default_factory=list)
+    #: guarded regions for ``check_written``: name -> (phys, copy of the bytes)
+    _guarded: dict[str, tuple[int, npt.NDArray[np.uint8]]] = field(default_factory=dict)
+    #: at most this many ``Escape`` records per DMA batch or wire burst (None: all); the rest are only counted
+    detail_limit: int | None = None
+    #: escapes counted but not recorded because of ``detail_limit``
+    suppressed: int = 0
+    #: liveness: work the devices did since ``begin_step`` (DMA batches, bytes, the largest descriptor fetch)
+    work: Work = field(default_factory=lambda: Work())
+    #: audit completeness, checked after each ``bounded_step`` when set (``AuditWatch.watch``)
+    audit: AuditWatch | None = None
+
+    #: tenant -> device page -> (frame, access): where the tenant's pins sit in device addresses
+    #: (bus = physical, except in ``iommu`` mode where a tenant maps IOVA = its virtual address)
+    bus_pins: dict[int, dict[int, tuple[int, int]]] = field(default_factory=dict)
+    #: the audit record count, when an ``AuditWatch`` judges reasons: changes to the pin reference are then
+    #: remembered with it (``_history``), so each record is judged against the reference of its moment
+    clock: Callable[[], int] | None = None
+    _history: list[tuple[int, int, npt.NDArray[np.uint8], dict[int, tuple[int, int]]]] = field(default_factory=list)
+    _current: dict[int | None, Reference] = field(default_factory=dict)
+
+    # -- the pin reference -------------------------------------------------------------
+    def grant(self, tenant: int, phys: int, length: int, access: int, bus: int | None = None) -> None:
+        """The fuzzer pinned ``[phys, phys + length)`` for ``tenant`` with ``access`` (1 read, 2 write).
+
+        ``bus``: the device address of ``phys`` (default: the same).
+        """
+        table = self._before_change(tenant)
+        part = slice(phys >> PAGE_SHIFT, ((phys + length - 1) >> PAGE_SHIFT) + 1)
+        table[part] = (table[part] & np.uint8(ACCESS_BITS)) | np.uint8(access)
+        pages = self.bus_pins.setdefault(tenant, {})
+        first = (phys if bus is None else bus) >> PAGE_SHIFT
+        for k, frame in enumerate(range(part.start, part.stop)):
+            pages[first + k] = (frame, int(table[frame]) & ACCESS_BITS)
+
+    def revoke(self, tenant: int, phys: int, length: int, bus: int | None = None) -> None:
+        """The fuzzer released a pin: the device may no longer touch those frames for ``tenant``."""
+        if tenant not in self.pinned:
+            return
+        table = self._before_change(tenant)
+        part = slice(phys >> PAGE_SHIFT, ((phys + length - 1) >> PAGE_SHIFT) + 1)
+        table[part] = np.uint8(RELEASED)
+        pages = self.bus_pins.get(tenant, {})
+        first = (phys if bus is None else bus) >> PAGE_SHIFT
+        for k in range(part.stop - part.start):
+            pages.pop(first + k, None)
+
+    def release_pending(self, tenant: int, phys: int, length: int) -> None:
+        """The owner asked to unpin while DMA is in flight: the kernel lets go once the device is done.
+
+        For DMA the frames still count as pinned (the in-flight work may
+        finish); a refusal may call them pinned or released, both true.
+        """
+        if tenant in self.pinned:
+            table = self._before_change(tenant)
+            table[phys >> PAGE_SHIFT : ((phys + length - 1) >> PAGE_SHIFT) + 1] |= np.uint8(UNPIN_ASKED)
+
+    def _before_change(self, tenant: int) -> npt.NDArray[np.uint8]:
+        """``tenant``'s table, about to change: its state so far goes to ``_history`` when reasons are judged."""
+        table = self.pinned.setdefault(tenant, np.zeros(self.memory.frames, dtype=np.uint8))
+        self._current.pop(tenant, None)
+        if self.clock is not None:
+            self._history.append((self.clock(), tenant, table.copy(), dict(self.bus_pins.get(tenant, {}))))
+        return table
+
+    def references(self, tenant: int | None, first: int, stop: int) -> list[tuple[int, int, Reference]]:
+        """The pin reference of ``tenant`` for records ``first..stop-1``: ``(lo, hi, reference)`` runs.
+
+        A record made when the audit count was ``s`` saw the state before
+        the first change remembered at a count above ``s`` (the current state if none).
+        """
+        current = self._current.get(tenant)
+        if current is None:  # kept until the tenant's pins change: its look-up tables are built once
+            empty = np.zeros(self.memory.frames, dtype=np.uint8)
+            current = self._current[tenant] = Reference(
+                self.pinned.get(tenant, empty) if tenant is not None else empty,
+                dict(self.bus_pins.get(tenant, {})) if tenant is not None else {},
+                self.memory.size,
+            )
+        runs, lo = [], first
+        for count, whose, table, pages in self._history:
+            if whose != tenant or count <= lo:
+                continue
+            hi = min(count, stop)
+            runs.append((lo, hi, Reference(table, pages, self.memory.size)))
+            lo = hi
+            if lo >= stop:
+                break
+        if lo < stop:
+            runs.append((lo, stop, current))
+        return runs
+
+    def forget_history(self) -> None:
+        """The records up to now are judged: the reference's past is no longer needed."""
+        self._history.clear()
+
+    # -- DMA -------------------------------------------------------------------------
+    def _bad(self, frames: npt.NDArray[np.int64], owner: int | None, data: bool, need: int) -> npt.NDArray[np.bool_]:
+        """Which of ``frames`` the access may not touch (vectorised)."""
+        owners = self.memory.owner[frames]
+        if data:
+            bad = owners != (owner if owner is not None else -99)
+            table = self.pinned.get(owner) if owner is not None else None
+            if table is not None:
+                bad = bad | ((table[frames] & np.uint8(need)) == 0)
+            return bad
+        # descriptor rings: the owner's own, or kernel frames outside the secret region (shadow rings)
+        secret = frames < self.memory.kernel_frames.count
+        return ~((owners == owner) | ((owners == OWNER_KERNEL) & ~secret))
+
+    def on_dma(self, batch: DmaBatchLike) -> None:
+        """Observer hook for DmaEngine.observers: check every allowed access against ground truth."""
+        self.accesses += int(batch.allowed.size)
+        self.work.count(batch)
+        live = batch.allowed & (batch.lengths > 0)
+        if not bool(live.any()):
+            return
+        which = np.flatnonzero(live)
+        start = batch.phys[which].astype(np.int64)  # allowed: inside memory, so no wrap
+        last = (start + batch.lengths[which] - 1) >> PAGE_SHIFT
+        first = start >> PAGE_SHIFT
+        if batch.direction == "write":
+            self._dirty.append((first, last))
+        owner = self.queue_owner.get(batch.device)
+        data = batch.purpose.endswith("-data")
+        need = 2 if batch.direction == "write" else 1
+        bad = self._bad(first, owner, data, need) | self._bad(last, owner, data, need)
+        for i in np.flatnonzero(~bad & (last - first > 1)).tolist():  # long accesses: the frames in between
+            bad[i] = bool(self._bad(np.arange(first[i] + 1, last[i]), owner, data, need).any())
+        culprits = np.flatnonzero(bad)
+        if self.detail_limit is not None and culprits.size > self.detail_limit:
+            self.suppressed += int(culprits.size) - self.detail_limit
+            culprits = culprits[: self.detail_limit]
+        for i in culprits.tolist():
+            self._report(batch, owner, data, need, int(start[i]), int(batch.lengths[which[i]]))
+
+    def _report(self, batch: DmaBatchLike, owner: int | None, data: bool, need: int, start: int, length: int) -> None:
+        frames = np.arange(start >> PAGE_SHIFT, ((start + length - 1) >> PAGE_SHIFT) + 1)
+        bad = self._bad(frames, owner, data, need)
+        frame = int(frames[np.argmax(bad)])
+        code = int(self.memory.owner[frame])
+        who = self.names.get(code, owner_name(code))
+        if data and owner is not None and code == owner:
+            access = "device write" if need == 2 else "device read"
+            kind, what = "pin", f"frame {frame} of {who}'s own, never pinned for {access}"
+        else:
+            kind, what = "dma", f"frame {frame} owned by {who}"
+        self.escapes.append(
+            Escape(
+                kind,
+                f"{batch.device} {batch.purpose} {batch.direction} of {length} bytes at {start:#x} touched {what}",
+                batch.device,
+                start,
+                length,
+                who,
+            )
+        )
+
+    # -- the wire ----------------------------------------------------------------------
+    def on_wire(self, source: str, frames: FrameBatch, _stamps: npt.NDArray[np.int64]) -> None:
+        """Cable tap: any kernel canary or registered secret in a frame is a leak (one search over the burst)."""
+        if len(frames) == 0:
+            return
+        data = frames.data.tobytes()
+        ends = np.cumsum(frames.lengths).tolist()
+        canaries = self.memory.canaries
+        leaks = [
+            (frame, "kernel")
+            for frame in _frames_with(data, ends, CANARY_TAG, lambda at: data[at : at + CANARY_SIZE] in canaries)
+        ]
+        for marker, whose in self.secrets.items():
+            leaks += [(frame, whose) for frame in _frames_with(data, ends, marker, lambda _at: True)]
+        if self.detail_limit is not None and len(leaks) > self.detail_limit:
+            self.suppressed += len(leaks) - self.detail_limit
+            leaks = leaks[: self.detail_limit]
+        for frame, whose in leaks:
+            raw = data[(ends[frame - 1] if frame else 0) : ends[frame]]
+            what = f"kernel canary sent by {source}" if whose == "kernel" else f"{whose}'s secret sent by {source}"
+            self.escapes.append(Escape("leak", what, source, evidence=raw))
+
+    # -- integrity ---------------------------------------------------------------------
+    def watch(self, name: str, phys: int, length: int) -> None:
+        """Remember a region's hash; ``check_integrity`` reports it if it changed."""
+        self._watched[name] = (phys, length, self._digest(phys, length))
+
+    def check_integrity(self) -> None:
+        for name, (phys, length, digest) in self._watched.items():
+            if self._digest(phys, length) != digest:
+                self.escapes.append(Escape("integrity", f"{name} was overwritten", address=phys, length=length))
+                self._watched[name] = (phys, length, self._digest(phys, length))
+
+    def guard(self, name: str, phys: int, length: int) -> None:
+        """Keep a copy of a region; ``check_written`` compares only the frames DMA wrote since the last call."""
+        self._guarded[name] = (phys, self.memory.data[phys : phys + length].copy())
+
+    def check_written(self) -> None:
+        """Integrity at batch speed: compare the guarded bytes of every frame the device wrote, then forget them.
+
+        ``check_integrity`` (a full hash of each watched region) stays the
+        backstop for writes that would bypass the DMA engine.
+        """
+        if not self._dirty:
+            return
+        firsts = np.concatenate([f for f, _ in self._dirty])
+        lasts = np.concatenate([last for _, last in self._dirty])
+        self._dirty.clear()
+        for name, (phys, copy) in self._guarded.items():
+            lo, hi = phys >> PAGE_SHIFT, (phys + copy.size - 1) >> PAGE_SHIFT
+            hit = (firsts <= hi) & (lasts >= lo)
+            if not bool(hit.any()):
+                continue
+            now = self.memory.data[phys : phys + copy.size]
+            changed = np.flatnonzero(now != copy)
+            if changed.size:
+                at = phys + int(changed[0])
+                self.escapes.append(
+                    Escape("integrity", f"{name} was overwritten at {at:#x}", address=at, length=int(changed.size))
+                )
+                copy[:] = now
+
+    def _digest(self, phys: int, length: int) -> bytes:
+        # hashed in place (the buffer protocol), not through a copy of a region that may be megabytes
+        return hashlib.sha256(np.ascontiguousarray(self.memory.data[phys : phys + length]).data).digest()
+
+
+def _frames_with(data: bytes, ends: list[int], needle: bytes, confirm: Callable[[int], bool]) -> list[int]:
+    """Frames (by index; ``ends`` are their cumulative ends) holding ``needle`` whole, where ``confirm`` agrees."""
+    found = []
+    at = data.find(needle)
+    while at >= 0:
+        frame = bisect.bisect_right(ends, at)
+        end = ends[frame]
+        if at + len(needle) <= end and confirm(at):
+            found.append(frame)
+            at = data.find(needle, end)  # one report per frame: go on with the next frame
+        else:
+            at = data.find(needle, at + 1)
+    return found

@@ -1,0 +1,1 @@
+"""One module per ``nic-sandbox`` subcommand: its parser and what it runs."""

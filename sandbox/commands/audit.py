@@ -1,0 +1,531 @@
+"""``nic-sandbox audit``: summarise, show, verify, plot and follow audit logs.
+
+Each LOG argument is the active log file; its rotated siblings
+(``LOG.1``, ``LOG.2``, ...) are read with it, as ``journalctl`` reads every
+journal file of a machine.  Bad input ends as everywhere in ``nic-sandbox``:
+one line on stderr and exit code 2.  ``verify`` exits 1 when the chain is
+broken (tampering or truncation), so scripts can tell "not a log" from
+"a log that was altered".
+
+This module imports ``sandbox.cli`` for its error type; ``cli.build_parser``
+imports this module when it runs, so there is no import cycle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+
+from rich.console import Console
+from rich.table import Table
+
+from sandbox.cli import UsageError
+from verifier.audit.log import AuditError, encode, format_wall, parse_line, rotated_siblings
+from verifier.audit.read import parse_wall, read_records, schema_problem, sniff, verify
+
+P = TypeVar("P", bound=argparse.ArgumentParser)
+Command = Callable[[argparse.Namespace, Console], int]
+EXIT_TAMPERED = 1
+#: How often ``follow`` looks for new records, in seconds (tail -f polls every second; this is snappier).
+FOLLOW_POLL = 0.05
+#: How far back ``follow`` looks for the start of a record being written when it starts at the end.
+FOLLOW_WINDOW = 1 << 20
+_AGO = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+# -- argument types -------------------------------------------------------------------
+def since_ns(text: str, now_ns: int | None = None) -> int:
+    """``--since``: ISO-8601 (UTC if no zone given) or an age such as ``90``, ``30s``, ``10m``, ``2h``, ``1d``."""
+    now = time.time_ns() if now_ns is None else now_ns
+    m = _AGO.match(text.strip())
+    if m is not None:
+        return now - int(float(m.group(1)) * _UNIT_SECONDS[m.group(2)] * 1_000_000_000)
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--since wants an ISO-8601 time (2024-05-01T12:00:00Z) or an age (30s, 10m, 2h, 1d), got {text!r}"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    delta = when - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+def _positive(kind: type[int] | type[float], what: str) -> Callable[[str], Any]:
+    def convert(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{what} must be positive, got {text}")
+        return value
+
+    return convert
+
+
+# -- the parser -------------------------------------------------------------------------
+def build_audit_parser(sub: argparse._SubParsersAction[P]) -> None:
+    """Add ``audit`` and its actions to the ``nic-sandbox`` sub-command set ``sub``."""
+    raw = argparse.RawDescriptionHelpFormatter
+    audit = sub.add_parser(
+        "audit",
+        help="summarise, show, verify, plot or follow the audit log of refused descriptors",
+        description=(
+            "The kernel writes one hash-chained JSON line per refused descriptor, refused register write, "
+            "IOMMU fault or deferred unpin.  These actions read such logs; each LOG is the active file and "
+            "its rotated siblings LOG.1, LOG.2, ... are read with it."
+        ),
+        epilog=(
+            "examples:\n"
+            "  nic-sandbox audit summary out/audit.jsonl\n"
+            "  nic-sandbox audit show out/audit.jsonl --reason ADDR_NOT_PINNED --tenant mallory --since 10m\n"
+            "  nic-sandbox audit verify out/audit.jsonl       exit 0 intact, 1 tampered, 2 not a log\n"
+            "  nic-sandbox audit plot out/audit.jsonl -o rejections.png\n"
+            "  nic-sandbox audit follow out/audit.jsonl       like tail -f; Ctrl-C stops"
+        ),
+        formatter_class=raw,
+    )
+    actions = audit.add_subparsers(dest="audit_command", metavar="ACTION")
+    actions.required = True
+
+    summary = actions.add_parser(
+        "summary",
+        help="counts by reason, tenant and queue; time span and rate",
+        description=(
+            "Count records by reason x tenant x queue and by protection mode, with the time span the log "
+            "covers, records per second and the hash of the newest record (keep it elsewhere to anchor the chain)."
+        ),
+        epilog="example: nic-sandbox audit summary out/audit.jsonl other/audit.jsonl",
+        formatter_class=raw,
+    )
+    summary.add_argument("logs", nargs="+", metavar="LOG", help="audit log file(s)")
+    summary.add_argument("--json", action="store_true", help="print the summary as JSON")
+    summary.set_defaults(func=_guarded(cmd_summary))
+
+    show = actions.add_parser(
+        "show",
+        help="list records, decoded, with filters",
+        description="List the records of a log, decoded, as a table or as JSON Lines (the stored bytes).",
+        epilog=(
+            "examples:\n"
+            "  nic-sandbox audit show out/audit.jsonl --reason ADDR_NOT_PINNED\n"
+            "  nic-sandbox audit show out/audit.jsonl --tenant 2 --since 2024-05-01T12:00:00Z --json | jq .detail"
+        ),
+        formatter_class=raw,
+    )
+    show.add_argument("log", metavar="LOG", help="audit log file")
+    show.add_argument("--reason", action="append", metavar="R", help="only this reason code (repeatable)")
+    show.add_argument("--tenant", metavar="T", help="only this tenant, by id or by name")
+    show.add_argument(
+        "--since", type=since_ns, metavar="TIME", help="only records at or after TIME: ISO-8601, or an age (30s, 10m)"
+    )
+    show.add_argument("--limit", type=_positive(int, "--limit"), metavar="N", help="print at most N records")
+    show.add_argument("--json", action="store_true", help="print matching records as JSON Lines, byte for byte")
+    show.set_defaults(func=_guarded(cmd_show))
+
+    check = actions.add_parser(
+        "verify",
+        help="check the hash chain: exit 0 intact, 1 tampered or cut",
+        description=(
+            "Walk the SHA-256 chain over all files of the log.  Prints 'OK: N records, chain intact' and exits 0, "
+            "or 'TAMPERED: <problem> at seq N' and exits 1 for an altered, deleted or torn record.  A file that is "
+            "not an audit log at all is an error (exit 2)."
+        ),
+        epilog="example: nic-sandbox audit verify out/audit.jsonl || echo 'do not trust this log'",
+        formatter_class=raw,
+    )
+    check.add_argument("logs", nargs="+", metavar="LOG", help="audit log file(s), in any order")
+    check.set_defaults(func=_guarded(cmd_verify))
+
+    plot = actions.add_parser(
+        "plot",
+        help="PNG of rejections over time by reason (needs matplotlib)",
+        description="Draw rejections over time, stacked by reason, into a PNG (matplotlib, Agg backend).",
+        epilog="example: nic-sandbox audit plot out/audit.jsonl -o rejections.png --bucket 0.5",
+        formatter_class=raw,
+    )
+    plot.add_argument("log", metavar="LOG", help="audit log file")
+    plot.add_argument("-o", "--output", required=True, metavar="FILE.png", help="where to write the PNG")
+    plot.add_argument(
+        "--bucket", type=_positive(float, "--bucket"), metavar="S", help="bar width in seconds (default: automatic)"
+    )
+    plot.set_defaults(func=_guarded(cmd_plot))
+
+    follow = actions.add_parser(
+        "follow",
+        help="print new records as they are written, like tail -f",
+        description=(
+            "Print each new record of the active log file, decoded, one line per record, following rotations. "
+            "Ctrl-C stops (exit 0)."
+        ),
+        epilog="example: nic-sandbox audit follow out/audit.jsonl --from-start --max-records 100 --timeout 30",
+        formatter_class=raw,
+    )
+    follow.add_argument("log", metavar="LOG", help="active audit log file")
+    follow.add_argument("--from-start", action="store_true", help="print the records already in the file first")
+    follow.add_argument("--max-records", type=_positive(int, "--max-records"), metavar="N", help="stop after N records")
+    follow.add_argument("--timeout", type=_positive(float, "--timeout"), metavar="S", help="stop after S seconds")
+    follow.set_defaults(func=_guarded(cmd_follow))
+
+
+def _guarded(command: Command) -> Command:
+    """Turn audit and file errors into ``UsageError`` (one line, exit 2), as ``cli.main`` prints them."""
+
+    def run(args: argparse.Namespace, out: Console) -> int:
+        try:
+            return command(args, out)
+        except AuditError as e:
+            raise UsageError(str(e)) from None
+        except BrokenPipeError:
+            raise
+        except FileNotFoundError as e:
+            raise UsageError(f"no such audit log: {e.filename}") from None
+        except OSError as e:
+            raise UsageError(f"{e.filename or 'audit'}: {e.strerror or e}") from None
+
+    return run
+
+
+def expand_logs(names: list[str]) -> list[Path]:
+    """Each named log and its rotated siblings, without duplicates; a name that matches nothing is an error."""
+    found: dict[Path, Path] = {}
+    for name in names:
+        path = Path(name)
+        group = [p for _, p in rotated_siblings(path)]
+        if path.exists():
+            group.append(path)
+        if not group:
+            raise UsageError(f"no such audit log: {name}")
+        for p in group:
+            found.setdefault(p.resolve(), p)
+    return list(found.values())
+
+
+# -- decoding for people ---------------------------------------------------------------
+def queue_label(r: dict[str, Any]) -> str:
+    """``nic0/tx0``, ``nic1/rx3``, ``nic0`` or ``-``."""
+    nic = r["nic"] or "-"
+    if r["queue"] is None:
+        return nic
+    kind = r["kind"] if r["kind"] in ("tx", "rx") else "q"
+    return f"{nic}/{kind}{r['queue']}"
+
+
+def _value(key: str, value: object) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and ("addr" in key or key.endswith("byte")):
+        return hex(value)
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def desc_text(r: dict[str, Any]) -> str:
+    desc = r["desc"]
+    if isinstance(desc, dict):
+        return " ".join(f"{k}={_value(k, v)}" for k, v in desc.items() if k in ("addr", "length", "len", "cmd"))
+    return r["desc_hex"] or "-"
+
+
+def detail_text(r: dict[str, Any]) -> str:
+    return " ".join(f"{k}={_value(k, v)}" for k, v in r["detail"].items()) or "-"
+
+
+def tenant_text(r: dict[str, Any]) -> str:
+    return f"{r['tenant_name']}({r['tenant']})"
+
+
+def where_text(r: dict[str, Any]) -> str:
+    """Where the event happened: ``nic0/tx0[17]`` for a descriptor, ``nic0 register``, ``nic0/q1 iommu``."""
+    if r["kind"] in ("tx", "rx"):
+        index = "" if r["ring_index"] is None else f"[{r['ring_index']}]"
+        return f"{queue_label(r)}{index}"
+    return f"{queue_label(r)} {r['kind']}"
+
+
+def one_line(r: dict[str, Any]) -> str:
+    """One record on one line (``follow``)."""
+    return (
+        f"#{r['seq']} {r['wall']} {tenant_text(r)} {where_text(r)} {r['reason']} "
+        f"desc: {desc_text(r)} detail: {detail_text(r)} ({r['protection']})"
+    )
+
+
+# -- actions ---------------------------------------------------------------------------------
+def cmd_summary(args: argparse.Namespace, out: Console) -> int:
+    files = expand_logs(args.logs)
+    by_key: Counter[tuple[str, str, str]] = Counter()
+    by_reason: Counter[str] = Counter()
+    modes: dict[str, list[int]] = {}  # protection -> [records, first wall ns, last wall ns]
+    first: dict[str, Any] | None = None
+    last: dict[str, Any] | None = None
+    for r in read_records(files):
+        first = first or r
+        last = r
+        by_key[(r["reason"], tenant_text(r), queue_label(r))] += 1
+        by_reason[r["reason"]] += 1
+        wall = parse_wall(r["wall"])
+        stats = modes.setdefault(r["protection"], [0, wall, wall])
+        stats[0] += 1
+        stats[1] = min(stats[1], wall)
+        stats[2] = max(stats[2], wall)
+    total = sum(by_reason.values())
+    walls = [w for _, lo, hi in modes.values() for w in (lo, hi)]
+    span = (max(walls) - min(walls)) / 1e9 if walls else 0.0  # several logs may interleave in time
+    if args.json:
+        summary = {
+            "files": [str(p) for p in files],
+            "records": total,
+            "first_seq": first["seq"] if first else None,
+            "last_seq": last["seq"] if last else None,
+            "first_wall": format_wall(min(walls)) if walls else None,
+            "last_wall": format_wall(max(walls)) if walls else None,
+            "seconds": span,
+            "records_per_second": total / span if span > 0 else None,
+            "head": last["hash"] if last else None,
+            "by_reason": dict(by_reason.most_common()),
+            "by_protection": {m: v[0] for m, v in modes.items()},
+            "by_reason_tenant_queue": [
+                {"reason": reason, "tenant": tenant, "queue": queue, "count": n}
+                for (reason, tenant, queue), n in by_key.most_common()
+            ],
+        }
+        print(json.dumps(summary, indent=2))
+        return 0
+    names = ", ".join(str(p) for p in files)
+    out.print(f"audit log: {names}", markup=False, highlight=False)
+    if first is None or last is None:
+        out.print("no records")
+        return 0
+    out.print(f"records: {total:,} (seq {first['seq']}..{last['seq']})", highlight=False)
+    rate = f"{total / span:,.1f} records/s" if span > 0 else "- records/s"
+    out.print(
+        f"time span: {format_wall(min(walls))} .. {format_wall(max(walls))} ({span:.6f} s), {rate}", highlight=False
+    )
+    out.print(f"head hash: {last['hash']}", highlight=False)
+
+    table = Table(title="rejections by reason, tenant and queue")
+    for col in ("reason", "tenant", "queue", "records", "share"):
+        table.add_column(col, justify="right" if col in ("records", "share") else "left", no_wrap=True)
+    for (reason, tenant, queue), n in sorted(by_key.items(), key=lambda kv: (-by_reason[kv[0][0]], kv[0][0], -kv[1])):
+        table.add_row(reason, tenant, queue, f"{n:,}", f"{100 * n / total:.1f}%")
+    out.print(table)
+
+    modes_table = Table(title="by protection mode")
+    for col in ("protection", "records", "seconds", "records/s"):
+        modes_table.add_column(col, justify="left" if col == "protection" else "right", no_wrap=True)
+    for mode, (n, lo, hi) in sorted(modes.items()):
+        seconds = (hi - lo) / 1e9
+        modes_table.add_row(mode, f"{n:,}", f"{seconds:.6f}", f"{n / seconds:,.1f}" if seconds > 0 else "-")
+    out.print(modes_table)
+    return 0
+
+
+def _matches(args: argparse.Namespace) -> Callable[[dict[str, Any]], bool]:
+    reasons = {r.upper() for r in args.reason} if args.reason else None
+    tenant: str | None = args.tenant
+    tenant_id = int(tenant) if tenant is not None and tenant.lstrip("-").isdigit() else None
+
+    def keep(r: dict[str, Any]) -> bool:
+        if reasons is not None and r["reason"] not in reasons:
+            return False
+        if tenant is not None and r["tenant"] != tenant_id and r["tenant_name"] != tenant:
+            return False
+        return args.since is None or parse_wall(r["wall"]) >= args.since
+
+    return keep
+
+
+def cmd_show(args: argparse.Namespace, out: Console) -> int:
+    keep = _matches(args)
+    chosen: Iterator[dict[str, Any]] = (r for r in read_records(expand_logs([args.log])) if keep(r))
+    if args.json:
+        for n, r in enumerate(chosen):
+            if args.limit is not None and n >= args.limit:
+                break
+            sys.stdout.write(encode(r).decode("ascii") + "\n")
+        return 0
+    rows: list[dict[str, Any]] = []
+    for r in chosen:
+        if args.limit is not None and len(rows) >= args.limit:
+            break
+        rows.append(r)
+    one_day = len({r["wall"][:10] for r in rows}) == 1
+    title = f"audit records: {args.log}" + (f" ({rows[0]['wall'][:10]}, UTC)" if one_day else "")
+    table = Table(title=title)
+    for col in ("seq", "time" if one_day else "time (UTC)", "tenant", "where", "reason", "descriptor", "detail"):
+        folds = col in ("descriptor", "detail")
+        table.add_column(col, justify="right" if col == "seq" else "left", overflow="fold", no_wrap=not folds)
+    for r in rows:
+        wall = r["wall"][11:-1] if one_day else r["wall"].replace("T", " ").rstrip("Z")
+        table.add_row(str(r["seq"]), wall, tenant_text(r), where_text(r), r["reason"], desc_text(r), detail_text(r))
+    if rows:
+        out.print(table)
+    out.print(f"{len(rows)} record{'s' if len(rows) != 1 else ''} shown", highlight=False)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace, out: Console) -> int:
+    result = verify(expand_logs(args.logs))
+    if result.ok:
+        print(f"OK: {result.records} records, chain intact")
+        return 0
+    print(f"TAMPERED: {result.problem} at seq {result.first_bad_seq}")
+    return EXIT_TAMPERED
+
+
+def _nice_bucket(span: float) -> float:
+    """A 1-2-5 bucket width giving about 60 bars over ``span`` seconds."""
+    if span <= 0:
+        return 1.0
+    target = span / 60
+    scale = 10.0 ** int(f"{target:e}".split("e")[1])
+    for step in (1, 2, 5, 10):
+        if step * scale >= target:
+            return step * scale
+    return 10 * scale
+
+
+def cmd_plot(args: argparse.Namespace, out: Console) -> int:
+    try:
+        import matplotlib
+    except ImportError:
+        raise UsageError("plot needs matplotlib, which is not installed (pip install 'nic-sandbox[plot]')") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.ticker import MaxNLocator
+
+    records = [(parse_wall(r["wall"]), r["reason"]) for r in read_records(expand_logs([args.log]))]
+    if not records:
+        raise UsageError(f"{args.log}: no records to plot")
+    walls = np.array([w for w, _ in records], dtype=np.int64)
+    start = int(walls.min())
+    span = (int(walls.max()) - start) / 1e9
+    bucket = args.bucket or _nice_bucket(span)
+    bucket_ns = max(1, round(bucket * 1e9))
+    which = (walls - start) // bucket_ns  # integer nanoseconds: no float rounding at bucket edges
+    nbuckets = int(which.max()) + 1
+    totals = Counter(reason for _, reason in records)
+    reasons = np.array([reason for _, reason in records])
+    left = np.arange(nbuckets) * bucket
+
+    fig, ax = plt.subplots(figsize=(10, 5), dpi=100)
+    bottom = np.zeros(nbuckets)
+    for reason, _ in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])):
+        counts = np.bincount(which[reasons == reason], minlength=nbuckets)
+        ax.bar(left, counts, width=bucket, bottom=bottom, align="edge", label=f"{reason} ({totals[reason]})")
+        bottom += counts
+    ax.set_xlabel(f"seconds since {format_wall(start)}")
+    ax.set_ylabel(f"rejections per {bucket:g} s")
+    ax.set_title(f"{Path(args.log).name}: {len(records):,} rejections by reason")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(loc="upper right", fontsize="small")
+    fig.tight_layout()
+    try:
+        fig.savefig(args.output, format="png")
+    finally:
+        plt.close(fig)
+    out.print(f"wrote {args.output}", markup=False, highlight=False)
+    return 0
+
+
+def cmd_follow(args: argparse.Namespace, out: Console) -> int:
+    path = Path(args.log)
+    if not path.exists():
+        raise UsageError(f"no such audit log: {path}")
+    sniff(path)
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    printed = 0
+    buf = b""
+    f: BinaryIO = path.open("rb")
+    if not args.from_start:
+        end = f.seek(0, os.SEEK_END)
+        if end:  # start after the last complete line; a line being written right now is printed whole
+            f.seek(max(0, end - FOLLOW_WINDOW))
+            data = f.read(end - f.tell())
+            buf = data[data.rfind(b"\n") + 1 :]
+
+    def emit(chunk: bytes) -> bool:
+        """Print the complete records in ``chunk``; True once ``--max-records`` are printed."""
+        nonlocal buf, printed
+        *lines, buf = (buf + chunk).split(b"\n")
+        for line in lines:
+            record = parse_line(line + b"\n")
+            problem = "not canonical JSON" if record is None else schema_problem(record)
+            if record is None or problem is not None:
+                raise UsageError(f"{path}: damaged record while following ({problem})")
+            print(one_line(record), flush=True)
+            printed += 1
+            if args.max_records is not None and printed >= args.max_records:
+                return True
+        return False
+
+    try:
+        while True:
+            chunk = f.read()
+            if chunk:
+                if emit(chunk):
+                    return 0
+                continue
+            successor = _successor(path, f)
+            if successor is not None:
+                done = emit(f.read())  # what the writer wrote before it renamed the file
+                f.close()
+                f, buf = successor, b""
+                if done:
+                    return 0
+                continue
+            if deadline is not None and time.monotonic() >= deadline:
+                return 0
+            time.sleep(FOLLOW_POLL)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        f.close()
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except FileNotFoundError:
+        return None
+
+
+def _successor(path: Path, current: BinaryIO) -> BinaryIO | None:
+    """The file after ``current`` once the writer has rotated ``current`` away (opened), else None.
+
+    That is the next rotated file if the writer rotated more than once
+    between two polls (tail -F would skip it), otherwise the new active file.
+    """
+    inode = os.fstat(current.fileno()).st_ino
+    if _inode(path) in (inode, None):  # not rotated, or rotating right now (new file not there yet)
+        return None
+    siblings = rotated_siblings(path)
+    number = next((n for n, p in siblings if _inode(p) == inode), None)
+    if number is None:  # our file was removed, not rotated: go on with the active file
+        number = siblings[-1][0] if siblings else 0
+    later = [p for n, p in siblings if n > number]
+    try:
+        if later:
+            return later[0].open("rb")
+        active = path.open("rb")
+    except FileNotFoundError:
+        return None
+    # A rotation between listing and opening would skip the file it produced: look again.
+    later = [p for n, p in rotated_siblings(path) if n > number]
+    if later and _inode(later[0]) != os.fstat(active.fileno()).st_ino:
+        active.close()
+        return later[0].open("rb")
+    return active

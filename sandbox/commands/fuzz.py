@@ -1,0 +1,563 @@
+"""``nic-sandbox fuzz``: run a fuzzing campaign against a protection mode, or replay one reproducer.
+
+A campaign prints a live progress bar on a terminal, then a table per attack
+class, and writes ``DIR/report.json``, ``DIR/report.md`` and one minimised
+reproducer per distinct escape in ``DIR/cases/``.  Exit codes gate CI: 1
+when anything escaped, 0 when nothing did, 2 on bad usage (one line on
+stderr, as everywhere in ``nic-sandbox``).  ``fuzz replay CASE.json`` exits
+1 while the case still escapes and 0 once it does not.
+
+``--jobs N`` runs the campaign in N worker processes (fuzz/jobs.py; with
+``--audit-log PATH`` each writes ``PATH.jobN``), ``--coverage`` turns on
+coverage feedback over verifier/ (fuzz/coverage.py), and ``--corpus DIR``
+replays DIR's cases first, mutates them, and adds new findings and
+coverage-kept inputs to DIR.
+
+This module imports ``sandbox.cli`` for its error type; ``cli.build_parser``
+imports this module when it runs, so there is no import cycle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from device.e1000 import EngineMode
+from fuzz import case as case_mod
+from fuzz.campaign import CampaignResult, ProgressInfo, run_campaign
+from fuzz.classes import CLASSES, Batch, select
+from fuzz.jobs import MAX_JOBS, run_jobs
+from sandbox.cli import UsageError
+from sandbox.flags import bounded_number, open_audit
+from verifier.audit.memory import MemoryAudit
+from verifier.audit.rejections import AuditSink
+from verifier.modes.protection import PROTECTION_HELP, Protection
+
+P = TypeVar("P", bound=argparse.ArgumentParser)
+DEFAULT_SECONDS = 10.0
+DEFAULT_OUT = "out/fuzz"
+EXIT_ESCAPE = 1
+
+
+_number = bounded_number
+
+
+def build_fuzz_parser(sub: argparse._SubParsersAction[P]) -> None:
+    """Add ``fuzz`` (campaign) and ``fuzz replay CASE.json`` to the ``nic-sandbox`` sub-command set."""
+    modes = "; ".join(f"{m.value}: {PROTECTION_HELP[m]}" for m in Protection)
+    names = ", ".join(CLASSES)
+    fuzz = sub.add_parser(
+        "fuzz",
+        help="play the attacker: malicious descriptors against a protection mode, judged by an independent oracle",
+        description=(
+            "Mallory (nic2) posts batches of malicious descriptors, one attack class at a time; eve (nic3) "
+            "feeds her RX queue.  An oracle that shares no code with the verifier watches every DMA, every "
+            "frame on the wires and the bytes of kernel memory and of alice's buffers.  Anything it sees "
+            "is an escape; each distinct one (class and kind) is minimised into a reproducer.\n\n"
+            f"attack classes: {names}.\n\n"
+            "'fuzz replay CASE.json' re-runs one reproducer step by step; it exits 1 while the case "
+            "still escapes and 0 once it does not, so a fixed bug's reproducer is a regression test."
+        ),
+        epilog=(
+            "examples:\n"
+            "  nic-sandbox fuzz --protection none --seconds 10          escapes in every class that applies\n"
+            "  nic-sandbox fuzz --protection verifier --iterations 2000 --seed 7\n"
+            "  nic-sandbox fuzz --classes kernel-tx,straddle --out /tmp/fz --audit-log /tmp/fz/audit.jsonl\n"
+            "  nic-sandbox fuzz replay fuzz/corpus/none-kernel-tx-leak.json\n"
+            "  nic-sandbox fuzz replay fuzz/corpus/none-kernel-tx-leak.json --protection verifier\n"
+            "  nic-sandbox fuzz --protection unsafe-inplace --classes race --iterations 4   the TOCTOU race\n"
+            "  nic-sandbox fuzz replay fuzz/corpus/unsafe-inplace-race-leak.json\n"
+            "  nic-sandbox fuzz --jobs 2 --iterations 2000 --seed 7      two worker processes, merged\n"
+            "  nic-sandbox fuzz --coverage --corpus /tmp/corp --iterations 600   keep inputs that reach new lines\n\n"
+            "exit codes: 0 no escape, 1 an escape (campaign) or still escaping (replay), 2 bad usage"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    fuzz.add_argument(
+        "action", nargs="*", metavar="replay CASE.json", help="replay one reproducer instead of running a campaign"
+    )
+    budget = fuzz.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--seconds", type=_number(float, "--seconds", 0.01, 86400), help=f"run this long (default {DEFAULT_SECONDS:g})"
+    )
+    budget.add_argument(
+        "--iterations", type=_number(int, "--iterations", 1, 10**9), help="run this many batches (deterministic)"
+    )
+    fuzz.add_argument("--seed", type=_number(int, "--seed", 0, 2**63 - 1), help="campaign seed (default 1)")
+    fuzz.add_argument(
+        "--protection",
+        choices=[m.value for m in Protection],
+        help=f"mode under attack (campaign default verifier; replay default the case's). {modes}",
+    )
+    fuzz.add_argument("--classes", metavar="LIST", help="comma-separated attack classes (default: all)")
+    fuzz.add_argument("--batch", type=_number(int, "--batch", 1, 255), help="descriptors per doorbell (default 128)")
+    fuzz.add_argument("--out", metavar="DIR", help=f"report and reproducers go here (default {DEFAULT_OUT})")
+    audit = fuzz.add_mutually_exclusive_group()
+    audit.add_argument(
+        "--audit-log",
+        metavar="PATH",
+        help="write every rejection to this hash-chained log (default: DIR/audit.jsonl, appended to)",
+    )
+    audit.add_argument(
+        "--no-audit-log",
+        action="store_true",
+        help="count rejections in memory only: about ten times faster, no audit trail",
+    )
+    fuzz.add_argument(
+        "--jobs",
+        type=_number(int, "--jobs", 1, MAX_JOBS),
+        help="worker processes with disjoint blocks, merged (default 1; with --audit-log each writes PATH.jobN)",
+    )
+    fuzz.add_argument(
+        "--coverage",
+        action="store_true",
+        default=None,
+        help="coverage feedback: keep batches that reach new lines of verifier/ and mutate them (slower)",
+    )
+    fuzz.add_argument(
+        "--corpus",
+        metavar="DIR",
+        help="replay every *.json case in DIR first, start from them, and add new findings and kept inputs to DIR",
+    )
+    fuzz.add_argument("--json", action="store_true", help="print the report as JSON instead of tables")
+    fuzz.set_defaults(func=cmd_fuzz)
+
+
+def cmd_fuzz(args: argparse.Namespace, out: Console) -> int:
+    action: list[str] = args.action
+    if action:
+        if action[0] != "replay" or len(action) != 2:
+            raise UsageError(
+                "usage: nic-sandbox fuzz [options] | nic-sandbox fuzz replay CASE.json [--protection MODE]"
+            )
+        given = [
+            f"--{k.replace('_', '-')}"
+            for k in (
+                "seconds",
+                "iterations",
+                "seed",
+                "classes",
+                "batch",
+                "out",
+                "audit_log",
+                "jobs",
+                "coverage",
+                "corpus",
+                "no_audit_log",
+            )
+            if getattr(args, k) not in (None, False)
+        ]
+        if given:
+            raise UsageError(f"{', '.join(given)} only apply to a campaign, not to replay")
+        return cmd_replay(action[1], args.protection, args.json, out)
+    try:
+        classes = select(args.classes)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    protection = Protection(args.protection or "verifier")
+    seed = 1 if args.seed is None else args.seed
+    seconds = args.seconds if args.iterations is None else None
+    if seconds is None and args.iterations is None:
+        seconds = DEFAULT_SECONDS
+    directory = Path(args.out or DEFAULT_OUT)
+    if args.audit_log is None and not args.no_audit_log:
+        args.audit_log = str(directory / "audit.jsonl")  # the campaign's audit log lives beside its report
+    jobs = args.jobs or 1
+    corpus_dir = Path(args.corpus) if args.corpus else None
+    replayed, seeds = _load_corpus(corpus_dir, protection) if corpus_dir is not None else ([], [])
+    audit_logs: list[str] = []
+    if jobs > 1:
+        factory = None
+        if args.audit_log:
+            audit_logs = [f"{args.audit_log}.job{j}" for j in range(jobs)]
+            try:  # refuse a bad path here, with one line, not in a worker
+                for path in audit_logs:
+                    existed = Path(path).exists()  # an existing log is appended to, never removed
+                    open_audit(path, protection, "never", EngineMode.INLINE).close()
+                    if not existed:
+                        Path(path).unlink()
+            except ValueError as err:
+                raise UsageError(str(err)) from None
+            factory = functools.partial(_job_audit, args.audit_log, protection)
+        kwargs: dict[str, Any] = {} if args.batch is None else {"batch": args.batch}
+        result = run_jobs(
+            protection,
+            seed,
+            [c.name for c in classes],
+            jobs,
+            iterations=args.iterations,
+            seconds=seconds,
+            audit_factory=factory,
+            coverage=bool(args.coverage),
+            corpus=seeds,
+            **kwargs,
+        )
+    else:
+        audit: AuditSink
+        if args.audit_log:
+            try:
+                audit = open_audit(args.audit_log, protection, "never", EngineMode.INLINE)
+            except ValueError as err:
+                raise UsageError(str(err)) from None
+        else:
+            audit = MemoryAudit(keep=1000)
+        try:
+            result = _run(out, args, protection, seed, classes, seconds, audit, seeds)
+        finally:
+            if hasattr(audit, "close"):
+                audit.close()
+    cases = _write_cases(result, directory)
+    added = _grow_corpus(result, cases, corpus_dir) if corpus_dir is not None else []
+    report = _report(result, cases, args.audit_log)
+    if audit_logs:
+        report["audit_logs"] = audit_logs
+    if corpus_dir is not None:
+        report["corpus"] = {"dir": str(corpus_dir), "replayed": replayed, "added": added}
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (directory / "report.md").write_text(_markdown(report))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print(out, result, cases, directory, replayed, added)
+    still = any(r["verdict"] == "escapes" for r in replayed)
+    return EXIT_ESCAPE if result.escapes or still else 0
+
+
+def _job_audit(path: str, protection: Protection, job: int) -> AuditSink:
+    """Worker ``job``'s own audit log: ``PATH.jobN`` (module level: picklable for spawned workers)."""
+    return open_audit(f"{path}.job{job}", protection, "never", EngineMode.INLINE)
+
+
+def _load_corpus(directory: Path, protection: Protection) -> tuple[list[dict[str, Any]], list[tuple[str, Batch]]]:
+    """Replay every case in DIR under ``protection``; return the verdicts and the cases as sequences to mutate."""
+    replayed: list[dict[str, Any]] = []
+    seeds: list[tuple[str, Batch]] = []
+    if not directory.exists():
+        return replayed, seeds
+    if not directory.is_dir():
+        raise UsageError(f"--corpus {directory}: not a directory")
+    for path in sorted(directory.glob("*.json")):
+        try:
+            found = case_mod.Case.load(path)
+        except case_mod.CaseError as err:
+            raise UsageError(f"--corpus: {err}") from None
+        again = case_mod.replay(found, protection)
+        replayed.append(
+            {"case": str(path), "class": found.cls, "verdict": again.verdict, "kinds": sorted(again.kinds())}
+        )
+        steps = [case_mod.op_batch(op) for op in found.ops]
+        seeds.append((found.cls, Batch("seq", steps=steps, fresh=True)))
+    return replayed, seeds
+
+
+def _grow_corpus(result: CampaignResult, cases: dict[tuple[str, str], str], directory: Path) -> list[str]:
+    """Copy new distinct findings' cases and write the coverage-kept batches into DIR; return the new paths."""
+    added: list[str] = []
+    directory.mkdir(parents=True, exist_ok=True)
+    for path in cases.values():
+        target = directory / Path(path).name
+        if not target.exists():
+            target.write_text(Path(path).read_text())
+            added.append(str(target))
+    for kept in result.kept:
+        ops = case_mod.batch_ops(kept.batch)
+        digest = hashlib.sha1(json.dumps(ops, sort_keys=True).encode()).hexdigest()[:12]
+        target = directory / f"cov-{kept.cls}-{digest}.json"
+        if not target.exists():
+            new = case_mod.Case(result.seed, result.protection, kept.cls, ops, {"new_lines": kept.new_lines})
+            target.write_text(new.dumps())
+            added.append(str(target))
+    return added
+
+
+def _run(
+    out: Console,
+    args: argparse.Namespace,
+    protection: Protection,
+    seed: int,
+    classes: list[Any],
+    seconds: float | None,
+    audit: AuditSink,
+    seeds: list[tuple[str, Batch]],
+) -> CampaignResult:
+    kwargs: dict[str, Any] = {"iterations": args.iterations, "seconds": seconds, "audit": audit}
+    kwargs.update(coverage=bool(args.coverage), corpus=seeds)
+    if args.batch is not None:
+        kwargs["batch"] = args.batch
+    if args.json or not out.is_terminal:
+        return run_campaign(protection, seed, classes, **kwargs)
+    with Progress(
+        TextColumn(f"[bold]fuzz {protection.value}"),
+        BarColumn(),
+        TextColumn("{task.fields[rate]} desc/s"),
+        TextColumn("{task.fields[descs]} tried"),
+        TextColumn("{task.fields[rejected]} rejected"),
+        TextColumn("[red]{task.fields[escapes]} escapes"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[classes]}"),
+        console=out,
+        transient=True,
+    ) as bar:
+        total = float(args.iterations) if args.iterations is not None else float(seconds or 1)
+        task: TaskID = bar.add_task("fuzz", total=total, rate="-", descs="0", rejected="0", escapes="0", classes="")
+
+        def show(info: ProgressInfo) -> None:
+            done = float(info.iterations) if info.total is not None else min(info.elapsed, total)
+            rate = f"{info.descriptors / info.elapsed:,.0f}" if info.elapsed > 0 else "-"
+            bar.update(
+                task,
+                completed=done,
+                rate=rate,
+                descs=f"{info.descriptors:,}",
+                rejected=f"{info.rejected:,}",
+                escapes=f"{info.escapes:,}",
+                # per class: descriptors tried and (in red) escapes, as a compact line under the bar
+                classes="\n"
+                + "  ".join(
+                    f"{name} {gen:,}" + (f"[red]/{esc}[/]" if esc else "")
+                    for name, (gen, esc) in info.per_class.items()
+                ),
+            )
+
+        kwargs["progress"] = show
+        return run_campaign(protection, seed, classes, **kwargs)
+
+
+def _write_cases(result: CampaignResult, directory: Path) -> dict[tuple[str, str], str]:
+    """Minimise each distinct escape and write it to DIR/cases/; return (class, kind) -> path.
+
+    A case that does not escape when replayed alone in a fresh arena (its
+    escape needed the state earlier batches left) is still written, and
+    flagged in the report (``reproduces: false``).
+    """
+    written: dict[tuple[str, str], str] = {}
+    for finding in result.findings:
+        found = case_mod.Case.from_finding(finding, result.seed, result.protection)
+        small = case_mod.minimise(found)
+        path = case_mod.write_case(
+            small, directory / "cases", f"{result.protection.value}-{finding.cls}-{finding.kind}"
+        )
+        written[finding.key] = str(path)
+    return written
+
+
+def _report(result: CampaignResult, cases: dict[tuple[str, str], str], audit_log: str | None) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "scenario": "attack",
+        "protection": result.protection.value,
+        "seed": result.seed,
+        "batch": result.batch,
+        "iterations": result.iterations,
+        "seconds": round(result.seconds, 3),
+        "descriptors": result.descriptors,
+        "descriptors_per_second": round(result.rate),
+        "escapes": result.escapes,
+        "audit_log": audit_log,
+        "classes": {
+            name: {
+                **result.stats[name].as_dict(),
+                "escapes_in_principle": sorted(m.value for m in CLASSES[name].escapes_in),
+            }
+            for name in result.classes
+        },
+        "findings": [
+            {
+                "class": f.cls,
+                "kind": f.kind,
+                "what": f.escape.what,
+                "case": cases.get(f.key),
+                "reproduces": _reproduces(cases.get(f.key)),
+            }
+            for f in result.findings
+        ],
+        "audit_problems": [e.what for e in result.audit_problems],
+        "jobs": result.jobs,
+        **({} if result.coverage is None else {"coverage": {"lines": len(result.coverage), "kept": len(result.kept)}}),
+    }
+
+
+def _reproduces(path: str | None) -> bool:
+    return path is not None and case_mod.replay(case_mod.Case.load(path)).escaped
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"# nic-sandbox fuzz: protection {report['protection']}, seed {report['seed']}",
+        "",
+        f"{report['descriptors']:,} malicious descriptors in {report['iterations']:,} batches of up to "
+        f"{report['batch']}, {report['seconds']} s ({report['descriptors_per_second']:,}/s); "
+        f"**{report['escapes']:,} escapes**.",
+        "",
+        "| class | generated | rejected | accepted and safe | escapes | can escape in |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for name, s in report["classes"].items():
+        modes = ", ".join(s["escapes_in_principle"]) or "-"
+        lines.append(
+            f"| {name} | {s['generated']:,} | {s['rejected']:,} | {s['accepted_and_safe']:,} "
+            f"| {s['escapes']:,} | {modes} |"
+        )
+    if "coverage" in report:
+        lines += [
+            "",
+            f"Coverage: {report['coverage']['lines']:,} lines of verifier/, {report['coverage']['kept']} inputs kept.",
+        ]
+    lines += ["", "## Distinct escapes", ""]
+    if not report["findings"]:
+        lines.append("None.")
+    for f in report["findings"]:
+        lines.append(f"- **{f['class']}** / {f['kind']}: {f['what']} — reproducer `{f['case']}`")
+    return "\n".join(lines) + "\n"
+
+
+def _print(
+    out: Console,
+    result: CampaignResult,
+    cases: dict[tuple[str, str], str],
+    directory: Path,
+    replayed: list[dict[str, Any]],
+    added: list[str],
+) -> None:
+    for r in replayed:
+        verdict = f"[red]still escapes[/] ({', '.join(r['kinds'])})" if r["verdict"] == "escapes" else "no escape"
+        out.print(f"corpus {r['case']}: {verdict}", highlight=False)
+    table = Table(
+        title=(
+            f"fuzz: protection {result.protection.value}, seed {result.seed}, {result.iterations:,} batches, "
+            f"{result.seconds:.1f} s, {result.rate:,.0f} desc/s" + (f", {result.jobs} jobs" if result.jobs > 1 else "")
+        )
+    )
+    for col in ("class", "generated", "rejected", "accepted and safe", "escapes", "can escape in"):
+        table.add_column(col, justify="left" if col in ("class", "can escape in") else "right", no_wrap=True)
+    for name in result.classes:
+        s = result.stats[name]
+        modes = ", ".join(sorted(m.value for m in CLASSES[name].escapes_in)) or "-"
+        esc = f"[red]{s.escapes:,}[/]" if s.escapes else "0"
+        table.add_row(name, f"{s.generated:,}", f"{s.rejected:,}", f"{s.accepted_safe:,}", esc, modes)
+    out.print(table)
+    if result.findings:
+        out.print(f"[red]{result.escapes:,} escapes[/], {len(result.findings)} distinct:")
+        for f in result.findings:
+            out.print(f"  {f.cls} / {f.kind}: {f.escape.what}", markup=False, highlight=False)
+            out.print(f"    reproducer: {cases[f.key]}", markup=False, highlight=False)
+    elif not result.audit_problems:
+        out.print("[green]no escapes[/]")
+    for problem in result.audit_problems:
+        out.print(f"[red]audit incomplete:[/] {problem.what}")
+    if result.coverage is not None:
+        out.print(f"coverage: {len(result.coverage):,} lines of verifier/, {len(result.kept)} inputs kept")
+    if added:
+        out.print(f"corpus: {len(added)} new case(s) added", highlight=False)
+    out.print(f"report: {directory / 'report.json'}, {directory / 'report.md'}", markup=False, highlight=False)
+
+
+def cmd_replay(path: str, protection: str | None, as_json: bool, out: Console) -> int:
+    try:
+        found = case_mod.Case.load(path)
+    except case_mod.CaseError as err:
+        raise UsageError(str(err)) from None
+    result = case_mod.replay(found, protection)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "case": path,
+                    "protection": result.protection.value,
+                    "verdict": result.verdict,
+                    "steps": [
+                        {
+                            "op": s.op["op"],
+                            "rejected": s.rejected,
+                            "reasons": sorted(set(s.reasons)),
+                            "escapes": [{"kind": e.kind, "what": e.what} for e in s.escapes],
+                            "notes": s.notes,
+                        }
+                        for s in result.steps
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return EXIT_ESCAPE if result.escaped else 0
+    out.print(
+        f"replay {path}: class {found.cls}, found under {found.protection.value}, "
+        f"replayed under {result.protection.value}, seed {found.seed}",
+        markup=False,
+        highlight=False,
+    )
+    for n, step in enumerate(result.steps, 1):
+        out.print(f"{n}. {_describe(step.op)}", markup=False, highlight=False)
+        if step.rejected:
+            reasons = ", ".join(f"{r} x{step.reasons.count(r)}" for r in dict.fromkeys(step.reasons))
+            verb = "refused" if step.op["op"] in ("tx", "rx", "reg", "doorbell") else "audited"
+            out.print(f"   kernel {verb} {step.rejected}: {reasons}", markup=False, highlight=False)
+        for note in step.notes:
+            out.print(f"   {note}", markup=False, highlight=False)
+        for e in step.escapes:
+            out.print(f"   ESCAPE ({e.kind}): {e.what}", markup=False, highlight=False)
+        if not step.rejected and not step.escapes and not step.notes:
+            written = step.op["op"] == "fake_ring" or step.op.get("doorbell") is False
+            quiet = "written (no doorbell yet)" if written else "accepted, nothing escaped"
+            out.print(f"   {quiet}", markup=False, highlight=False)
+    if result.escaped:
+        out.print(f"[red]still escapes[/] under {result.protection.value}")
+        return EXIT_ESCAPE
+    out.print(f"[green]no escape[/] under {result.protection.value}")
+    return 0
+
+
+def _describe(op: dict[str, Any]) -> str:
+    kind = op["op"]
+    if kind in ("tx", "fake_ring"):
+        descs = op.get("descs", [])
+        shown = "; ".join(
+            f"addr={d['addr']} len={d['length']} cmd={d.get('cmd', 0):#x}"
+            + (f" cso={d['cso']}" if "cso" in d else "")
+            + (f" css={d['css']}" if "css" in d else "")
+            for d in descs[:4]
+        )
+        more = f" (+{len(descs) - 4} more)" if len(descs) > 4 else ""
+        tail = (
+            f", tail={op['tail']:#x}" if "tail" in op else f", tail {op['tail_back']} back" if "tail_back" in op else ""
+        )
+        moments = {
+            "rewrite_after_check": "after the kernel's check",
+            "rewrite_before_read": "just before the kernel reads the ring",
+            "rewrite_threaded": "from a second thread, while the device runs,",
+        }
+        race = ""
+        for key, moment in moments.items():
+            rw = op.get(key)
+            if isinstance(rw, dict):
+                fields = ", ".join(f"{k}={rw[k]}" for k in ("addr", "length") if k in rw)
+                race = f"; {moment} mallory rewrites descriptor {rw.get('slot_offset', 0)}: {fields}"
+        what = "tx: doorbell after" if kind == "tx" else "fake ring in mallory's scratch page:"
+        return f"{what} {len(descs)} descriptor(s): {shown}{more}{tail}{race}"
+    if kind == "rx":
+        addrs = op.get("addrs", [])
+        bell = "" if op.get("doorbell", True) else " (no doorbell)"
+        return f"rx: post {len(addrs)} buffer(s) at {', '.join(addrs[:6])}{' ...' if len(addrs) > 6 else ''}{bell}"
+    if kind == "pin":
+        return f"pin: mallory pins her {op['span']} page (access {op.get('access', 2)})"
+    if kind in ("unpin", "free"):
+        return f"{kind}: mallory {kind}s her {op['span']} page"
+    if kind == "victim_alloc":
+        return f"victim_alloc: alice allocates {op.get('pages', 1)} page(s) and fills them"
+    if kind == "doorbell":
+        return f"doorbell: mallory rings her {op['queue']} queue at its natural tail"
+    if kind == "eve_sends":
+        return f"eve sends {op.get('count', 1)} frame(s) to mallory"
+    if kind == "reg":
+        return f"reg: mallory writes {op['value']} to register {op['offset']}"
+    return json.dumps(op)

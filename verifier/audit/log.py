@@ -1,0 +1,620 @@
+"""The audit log writer: one hash-chained JSON line per refusal (invariant 6).
+
+Every rejected descriptor, refused register write, IOMMU fault and deferred
+unpin becomes exactly one record.  The design follows what real
+audit trails do:
+
+* **One record per event, stable reason codes.**  Like Linux audit's
+  ``type=`` and XDP's ``XDP_STATISTICS`` counters (``rx_invalid_descs``,
+  ``tx_invalid_descs``), a reason is a fixed upper-case code such as
+  ``ADDR_NOT_PINNED``; free text belongs in ``detail``.
+* **Tamper evidence by hash chaining.**  Each record carries ``prev``, the
+  SHA-256 of the record before it, and ``hash`` = SHA-256(``prev`` + the
+  record's canonical JSON without ``hash``).  Editing, deleting or
+  reordering a record breaks the chain at that record.  The chain is not
+  keyed: whoever can write the file can recompute every hash after an edit,
+  and records cut off the *end* at a line boundary leave a valid chain.
+  Anchor it by keeping the last ``hash`` elsewhere (``AuditLog.head``);
+  Schneier and Kelsey's secure audit logs and journald's sealing add an
+  evolving key for exactly this reason.
+* **Canonical bytes.**  Keys in the fixed order of ``FIELDS``, compact
+  separators, ASCII only, no NaN: the same events give the same bytes, so a
+  deterministic clock gives a byte-identical log run after run (invariant 7).
+
+Durability (``fsync``) -- when is a record *acknowledged*, i.e. guaranteed
+not to be lost?
+
+``"always"``
+    ``record()`` writes the line, flushes it to the OS and ``os.fsync``\\ s the
+    file before it returns.  A record is acknowledged when ``record()``
+    returns; it survives a process crash and a power loss.  One fsync per
+    rejection: the safest and slowest policy (a flood of bad descriptors
+    costs one disk flush each).
+``"batch"`` (default)
+    ``record()`` only appends the line to an in-memory buffer; ``commit()``
+    (called by the kernel once per doorbell, after the batch is checked)
+    writes the buffer and fsyncs once.  Records are acknowledged when
+    ``commit()`` returns.  This is group commit, as databases do it: one
+    fsync covers a whole doorbell batch, which raises throughput and raises
+    the time until a given record is safe.  A crash before ``commit()`` loses
+    the unacknowledged records of the current batch, never acknowledged
+    ones.  If more than ``max_pending`` records are waiting, the buffer is
+    written and fsynced early, so a flood of rejections between two commits
+    cannot grow memory without bound (and those records are acknowledged at
+    that point).
+``"never"``
+    As ``"batch"``, but the buffer is written and flushed to the OS without
+    ``fsync``.  Acknowledged records survive a crash of this process, not a
+    power loss or kernel panic.  For tests and benchmarks.
+
+Rotation: when the active file grows past ``rotate_bytes`` after a write, it
+is renamed ``<path>.1``, ``<path>.2``, ... and a new active file starts.
+Oldest is 1 and numbers never shift (unlike logrotate, which renames ``.1``
+to ``.2`` on every rotation), so a reader racing a rotation never sees a
+file renamed twice.  Sequence numbers and the chain continue across files:
+the first record of a new file carries the last hash of the previous one.
+
+Opening an existing log appends: the last record (in the active file, or the
+newest rotated file when the active one is empty) gives the next ``seq`` and
+``prev``.  A torn last line -- a crash in the middle of a write -- is never
+silently continued: ``AuditError`` names the file and the last good seq, so a
+human looks at it first (``nic-sandbox audit verify``).
+
+One writer per log: nothing locks the file against a second ``AuditLog``.
+If a write fails, the log refuses every later record (fail closed, like
+auditd's ``disk_error_action = HALT``): a sandbox that cannot audit a
+rejection must not pretend it did.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import numpy as np
+
+from ring.descriptors import DESC_SIZE, RX_DESC, TX_DESC
+from verifier.audit.lines import record_tails
+from verifier.audit.rejection_batch import reason_counts
+
+if TYPE_CHECKING:
+    from verifier.audit.rejection_batch import RecordRows
+
+SCHEMA_VERSION = 1
+#: ``prev`` of the very first record of a log.
+GENESIS = "0" * 64
+#: Keys of a record, in the order they are written.
+FIELDS: tuple[str, ...] = (
+    "v",
+    "seq",
+    "wall",
+    "mono_ns",
+    "tenant",
+    "tenant_name",
+    "nic",
+    "queue",
+    "kind",
+    "ring_index",
+    "desc_hex",
+    "desc",
+    "reason",
+    "detail",
+    "protection",
+    "prev",
+    "hash",
+)
+KINDS: tuple[str, ...] = ("tx", "rx", "register", "iommu", "pin")
+FSYNC_POLICIES: tuple[str, ...] = ("always", "batch", "never")
+#: A stable reason code: upper-case letters, digits and underscores.
+REASON_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
+#: Every canonical record line starts with these bytes (used to recognise a log).
+MAGIC = b'{"v":'
+
+Clock = Callable[[], tuple[int, int]]
+CounterKey = tuple[str | None, int | None, str]
+
+
+class AuditError(Exception):
+    """The audit log cannot be written or read as asked (torn, altered, closed)."""
+
+
+def _json_default(value: object) -> object:
+    """Make numpy scalars and bytes JSON-able (descriptor fields come from numpy dtypes)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    raise TypeError(f"audit record values must be JSON data, got {type(value).__name__}")
+
+
+def encode(record: dict[str, Any] | list[dict[str, Any]]) -> bytes:
+    """The canonical JSON of ``record`` (no newline): fixed key order as given, compact, ASCII.
+
+    A list of records encodes as ``[`` + the records' encodings joined by ``,`` + ``]``.
+    """
+    text = json.dumps(
+        record, separators=(",", ":"), sort_keys=False, ensure_ascii=True, allow_nan=False, default=_json_default
+    )
+    return text.encode("ascii")
+
+
+#: ``prev`` while a batch is encoded (``AuditLog.record_batch``): 64 characters no hash can be.
+_PREV_SLOT = "~" * 64
+_PREV_TAIL = b',"prev":"' + _PREV_SLOT.encode("ascii") + b'"}'
+
+
+def _split_bodies(encoded: bytes, n: int) -> list[bytes] | None:
+    """The ``n`` record bodies of an encoded list, each without its ``,"prev":...}`` tail (None: not exactly n)."""
+    parts = encoded[1:-1].split(_PREV_TAIL)
+    if len(parts) != n + 1 or parts[-1]:
+        return None
+    return [parts[0], *(p[1:] for p in parts[1:-1])]  # each later part starts with the list's ","
+
+
+def chain_hash(prev: str, body: bytes) -> str:
+    """SHA-256 hex of ``prev`` (64 hex characters) followed by the record's canonical JSON without ``hash``."""
+    return hashlib.sha256(prev.encode("ascii") + body).hexdigest()
+
+
+def format_wall(wall_ns: int) -> str:
+    """ISO-8601 UTC with nanoseconds: ``2024-05-01T12:00:00.123456789Z``."""
+    sec, ns = divmod(wall_ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{ns:09d}Z"
+
+
+def system_clock() -> tuple[int, int]:
+    """The default clock: ``(time.time_ns(), time.monotonic_ns())``."""
+    return time.time_ns(), time.monotonic_ns()
+
+
+def decode_desc(kind: str, raw: bytes) -> dict[str, int]:
+    """The fields of a raw 16-byte e1000 legacy TX or RX descriptor, as plain ints (for ``fields``)."""
+    dtype = {"tx": TX_DESC, "rx": RX_DESC}.get(kind)
+    if dtype is None:
+        raise ValueError(f"no descriptor format for kind {kind!r}")
+    if len(raw) != DESC_SIZE:
+        raise ValueError(f"a descriptor is {DESC_SIZE} bytes, got {len(raw)}")
+    row = np.frombuffer(raw, dtype=dtype)[0]
+    return {name: int(row[name]) for name in dtype.names or ()}
+
+
+def rotated_siblings(path: Path) -> list[tuple[int, Path]]:
+    """``(N, <path>.N)`` for every rotated file of the log at ``path``, oldest (lowest N) first."""
+    found = []
+    prefix = path.name + "."
+    directory = path.parent
+    if not directory.is_dir():
+        return []
+    for entry in directory.iterdir():
+        suffix = entry.name[len(prefix) :]
+        if entry.name.startswith(prefix) and suffix.isdigit() and entry.is_file():
+            found.append((int(suffix), entry))
+    return sorted(found)
+
+
+def _tail_lines(path: Path, count: int = 2) -> tuple[list[bytes], bool]:
+    """The last ``count`` lines of a file (newline kept) and whether the file ends with a newline.
+
+    Reads backwards in growing blocks, so opening a 64 MiB log costs a few KiB.
+    """
+    with path.open("rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return [], True
+        data = b""
+        pos = size
+        block = 4096
+        while pos > 0:
+            step = min(block, pos)
+            pos -= step
+            f.seek(pos)
+            data = f.read(step) + data
+            # count + 1 newlines (ignoring a final one) means ``count`` whole lines are in ``data``
+            if data.count(b"\n", 0, len(data) - 1) >= count:
+                break
+            block *= 2
+    lines = data.splitlines(keepends=True)
+    if pos > 0:
+        lines = lines[1:]  # the first piece may start mid-line
+    return lines[-count:], data.endswith(b"\n")
+
+
+def parse_line(line: bytes) -> dict[str, Any] | None:
+    """A record from one complete line (newline included), or None if the bytes are not canonical JSON.
+
+    The line must be exactly what ``encode`` produces for the record it
+    decodes to, so any byte changed outside a value is caught here and any
+    byte changed inside a value is caught by the hash.
+    """
+    try:
+        record = json.loads(line)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    try:
+        if encode(record) + b"\n" != line:
+            return None
+    except (TypeError, ValueError):
+        return None
+    return record
+
+
+def record_hash_ok(record: dict[str, Any]) -> bool:
+    """True when ``record["hash"]`` is the chain hash of the rest of the record."""
+    body = {k: v for k, v in record.items() if k != "hash"}
+    prev = record.get("prev")
+    return isinstance(prev, str) and len(prev) == 64 and chain_hash(prev, encode(body)) == record.get("hash")
+
+
+class AuditLog:
+    """Append-only, hash-chained, rotated JSON Lines audit log.  See the module docstring for durability.
+
+    ``record()`` returns the record's ``seq``; ``commit()`` ends a doorbell
+    batch; ``close()`` commits and closes.  Thread-safe: the device thread
+    (IOMMU faults) and tenant threads (doorbells) may record concurrently.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        protection: str,
+        fsync: str = "batch",
+        rotate_bytes: int | None = 64 << 20,
+        clock: Clock | None = None,
+        max_pending: int = 4096,
+    ) -> None:
+        if fsync not in FSYNC_POLICIES:
+            raise ValueError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}, got {fsync!r}")
+        if rotate_bytes is not None and rotate_bytes <= 0:
+            raise ValueError(f"rotate_bytes must be positive or None, got {rotate_bytes}")
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be at least 1, got {max_pending}")
+        self.path = Path(path)
+        self.protection = str(protection)
+        self.fsync = fsync
+        self.rotate_bytes = rotate_bytes
+        self.max_pending = max_pending
+        self._clock: Clock = clock or system_clock
+        self._lock = threading.Lock()
+        self._pending: list[bytes] = []
+        self._counts: Counter[CounterKey] = Counter()
+        self._kind_counts: Counter[tuple[str | None, str, int | None, str]] = Counter()
+        self._failed: BaseException | None = None
+        self._closed = False
+
+        rotated = rotated_siblings(self.path)
+        self._next_rotation = rotated[-1][0] + 1 if rotated else 1
+        last = self._last_record(self.path)
+        if last is None:
+            for _, older in reversed(rotated):
+                last = self._last_record(older)
+                if last is not None:
+                    break
+        self._seq = 0 if last is None else int(last["seq"]) + 1
+        self._prev = GENESIS if last is None else str(last["hash"])
+        #: ``seq`` of the newest acknowledged record (-1: none yet).
+        self.acknowledged = self._seq - 1
+        self._file: BinaryIO = self.path.open("ab")
+        self._size = self._file.tell()
+
+    # -- opening ----------------------------------------------------------------
+    @staticmethod
+    def _last_record(path: Path) -> dict[str, Any] | None:
+        """The last record of an existing file, after checking the file ends cleanly."""
+        if not path.exists():
+            return None
+        with path.open("rb") as f:
+            start = f.read(len(MAGIC))
+        if start and start != MAGIC:
+            raise AuditError(f"{path}: not an audit log of schema v{SCHEMA_VERSION}, refusing to append")
+        lines, ends_clean = _tail_lines(path)
+        if not lines:
+            return None
+        *before, last_line = lines
+        record = parse_line(last_line) if ends_clean else None
+        if record is not None and not (
+            tuple(record) == FIELDS and record["v"] == SCHEMA_VERSION and isinstance(record["seq"], int)
+        ):
+            record = None
+        if record is None:
+            good = parse_line(before[0]) if before else None
+            if good is None and before:
+                raise AuditError(f"{path}: not an audit log of schema v{SCHEMA_VERSION}, refusing to append")
+            after = f"after seq {good['seq']}" if good is not None else "in its first record"
+            raise AuditError(
+                f"{path}: torn {after} (last line is incomplete or not a valid record); refusing to append: "
+                f"check it with 'nic-sandbox audit verify {path}' and move it aside"
+            )
+        if not record_hash_ok(record):
+            raise AuditError(
+                f"{path}: last record (seq {record['seq']}) fails its hash; the log was altered, refusing to append"
+            )
+        return record
+
+    # -- recording ----------------------------------------------------------------
+    def record(
+        self,
+        *,
+        tenant: int,
+        tenant_name: str,
+        nic: str | None,
+        queue: int | None,
+        kind: str,
+        ring_index: int | None,
+        raw: bytes | None,
+        fields: dict[str, Any] | None,
+        reason: str,
+        detail: dict[str, Any],
+    ) -> int:
+        """Append one record and return its ``seq``.  Acknowledged per the ``fsync`` policy."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        if not REASON_RE.match(reason):
+            raise ValueError(f"reason must be a stable code like ADDR_NOT_PINNED, got {reason!r}")
+        if raw is not None and len(raw) != DESC_SIZE:
+            raise ValueError(f"raw descriptor must be {DESC_SIZE} bytes, got {len(raw)}")
+        with self._lock:
+            self._check_open()
+            wall_ns, mono_ns = self._clock()
+            seq = self._seq
+            body = encode(
+                {
+                    "v": SCHEMA_VERSION,
+                    "seq": seq,
+                    "wall": format_wall(wall_ns),
+                    "mono_ns": int(mono_ns),
+                    "tenant": int(tenant),
+                    "tenant_name": str(tenant_name),
+                    "nic": nic,
+                    "queue": None if queue is None else int(queue),
+                    "kind": kind,
+                    "ring_index": None if ring_index is None else int(ring_index),
+                    "desc_hex": None if raw is None else bytes(raw).hex(),
+                    "desc": fields,
+                    "reason": reason,
+                    "detail": detail,
+                    "protection": self.protection,
+                    "prev": self._prev,
+                }
+            )
+            digest = chain_hash(self._prev, body)
+            self._pending.append(body[:-1] + b',"hash":"' + digest.encode("ascii") + b'"}\n')
+            self._seq = seq + 1
+            self._prev = digest
+            self._counts[(nic, None if queue is None else int(queue), reason)] += 1
+            self._kind_counts[(nic, kind, None if queue is None else int(queue), reason)] += 1
+            if self.fsync == "always" or len(self._pending) >= self.max_pending:
+                self._flush()
+            return seq
+
+    def record_batch(self, rows: RecordRows) -> list[int] | range:
+        """Append one record per row of ``rows`` (a doorbell's rejections, a DMA batch's faults); their seqs.
+
+        The same bytes as one ``record()`` call per row -- same clock calls,
+        same chain, one hash per record -- without a record dict per row: the
+        known batch shapes (``RejectionBatch``, ``IommuFaultBatch``) are
+        formatted from per-batch templates (``verifier/audit/lines.py``); any
+        other shape is encoded in one ``json.dumps`` call.  Every record body
+        ends with its ``prev`` (the last key before ``hash``), so bodies are
+        built up to there and each record's real ``prev`` is put in as the
+        chain reaches it.  ``fsync "always"`` (a flush per record) takes the
+        rows one by one.
+        """
+        n = len(rows)
+        if n == 0:
+            return []
+        if self.fsync == "always":
+            return [self.record(**row) for row in rows.arguments()]
+        if rows.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {rows.kind!r}")
+        counts = reason_counts(rows)
+        for reason in counts:
+            if not REASON_RE.match(reason):
+                raise ValueError(f"reason must be a stable code like ADDR_NOT_PINNED, got {reason!r}")
+        with self._lock:
+            self._check_open()
+            first = self._seq
+            tails = record_tails(rows, encode)
+            bodies = self._dict_bodies(rows, first) if tails is None else self._template_bodies(tails, first)
+            prev = self._prev.encode("ascii")  # the chain kept as bytes here: ``chain_hash`` inlined
+            sha256 = hashlib.sha256
+            seq = first
+            try:
+                for head in bodies:
+                    body = head + b',"prev":"' + prev + b'"}'
+                    prev = sha256(prev + body).hexdigest().encode("ascii")
+                    self._pending.append(body[:-1] + b',"hash":"' + prev + b'"}\n')
+                    seq += 1
+                    if len(self._pending) >= self.max_pending:
+                        self._seq, self._prev = seq, prev.decode("ascii")
+                        self._flush()
+            finally:  # count the records chained, all of them unless an early flush failed (as ``record()`` counts)
+                self._seq, self._prev = seq, prev.decode("ascii")
+                chained = self._seq - first
+                taken = counts if chained == n else reason_counts(rows, chained)
+                nic, kind, queue = rows.nic, rows.kind, rows.queue
+                for reason, count in taken.items():
+                    self._counts[(nic, queue, reason)] += count
+                    self._kind_counts[(nic, kind, queue, reason)] += count
+            return range(first, self._seq)
+
+    def _template_bodies(self, tails: list[str], first: int) -> list[bytes]:
+        """Record bodies (up to ``prev``) from ``audit_lines`` tails: the clock and ``seq`` put in front of each."""
+        lead = encode({"v": SCHEMA_VERSION, "seq": 0}).decode("ascii")[:-2]  # '{"v":1,"seq":'
+        end = "," + encode({"protection": self.protection}).decode("ascii")[1:-1]
+        clock = self._clock
+        walls: dict[int, str] = {}  # second -> its formatted prefix (strftime once per second)
+        bodies = []
+        for seq, tail in enumerate(tails, first):
+            wall_ns, mono_ns = clock()
+            sec, ns = divmod(wall_ns, 1_000_000_000)
+            prefix = walls.get(sec)
+            if prefix is None:
+                prefix = walls[sec] = format_wall(sec * 1_000_000_000)[:-11]
+            line = f'{lead}{seq},"wall":"{prefix}.{ns:09d}Z","mono_ns":{int(mono_ns)}{tail}{end}'
+            bodies.append(line.encode("ascii"))
+        return bodies
+
+    def _dict_bodies(self, rows: RecordRows, first: int) -> list[bytes]:
+        """Record bodies (up to ``prev``) from one record dict per row, encoded in one call (any row shape)."""
+        n = len(rows)
+        records = []
+        walls: dict[int, str] = {}  # second -> its formatted prefix (strftime once per second)
+        for seq, row in enumerate(rows.arguments(), first):
+            raw = row["raw"]
+            if raw is not None and len(raw) != DESC_SIZE:
+                raise ValueError(f"raw descriptor must be {DESC_SIZE} bytes, got {len(raw)}")
+            wall_ns, mono_ns = self._clock()
+            sec, ns = divmod(wall_ns, 1_000_000_000)
+            prefix = walls.get(sec)
+            if prefix is None:
+                prefix = walls[sec] = format_wall(sec * 1_000_000_000)[:-11]
+            queue, ring_index = row["queue"], row["ring_index"]
+            records.append(
+                {
+                    "v": SCHEMA_VERSION,
+                    "seq": seq,
+                    "wall": f"{prefix}.{ns:09d}Z",
+                    "mono_ns": int(mono_ns),
+                    "tenant": int(row["tenant"]),
+                    "tenant_name": str(row["tenant_name"]),
+                    "nic": row["nic"],
+                    "queue": None if queue is None else int(queue),
+                    "kind": row["kind"],
+                    "ring_index": None if ring_index is None else int(ring_index),
+                    "desc_hex": None if raw is None else bytes(raw).hex(),
+                    "desc": row["fields"],
+                    "reason": row["reason"],
+                    "detail": row["detail"],
+                    "protection": self.protection,
+                    "prev": _PREV_SLOT,
+                }
+            )
+        bodies = _split_bodies(encode(records), n)
+        if bodies is None:  # a value held the placeholder's bytes: encode record by record
+            bodies = [encode(r)[: -len(_PREV_TAIL)] for r in records]
+        return bodies
+
+    def commit(self) -> None:
+        """End a doorbell batch: write the buffered records and (policy ``batch``) fsync them once."""
+        with self._lock:
+            self._check_open()
+            self._flush()
+
+    def close(self) -> None:
+        """Commit what is buffered and close the file.  Safe to call twice."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                if self._failed is None:
+                    self._flush()
+            finally:
+                self._closed = True
+                self._file.close()
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- counters -------------------------------------------------------------------
+    @property
+    def counters(self) -> dict[CounterKey, int]:
+        """Records written by this writer since it opened, keyed by ``(nic, queue, reason)``."""
+        with self._lock:
+            return dict(self._counts)
+
+    def statistics(self, nic: str | None, queue: int | None, kind: str | None = None) -> dict[str, int]:
+        """Per-reason counts of one queue, as ``XDP_STATISTICS`` reports per socket (sorted by reason).
+
+        ``kind`` ("tx", "rx", ...) separates a NIC's TX queue n from its RX queue n,
+        as XDP_STATISTICS separates ``tx_invalid_descs`` from ``rx_invalid_descs``.
+        """
+        with self._lock:
+            if kind is None:
+                items = [(r, n) for (c_nic, c_queue, r), n in self._counts.items() if (c_nic, c_queue) == (nic, queue)]
+            else:
+                items = [
+                    (r, n)
+                    for (c_nic, c_kind, c_queue, r), n in self._kind_counts.items()
+                    if (c_nic, c_kind, c_queue) == (nic, kind, queue)
+                ]
+            return dict(sorted(items))
+
+    @property
+    def pending(self) -> int:
+        """Records recorded but not yet written (never more than ``max_pending``)."""
+        return len(self._pending)
+
+    @property
+    def head(self) -> str:
+        """The hash of the newest record (``GENESIS`` for an empty log): anchor it elsewhere."""
+        return self._prev
+
+    @property
+    def next_seq(self) -> int:
+        return self._seq
+
+    # -- writing ----------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise AuditError(f"{self.path}: audit log is closed")
+        if self._failed is not None:
+            raise AuditError(f"{self.path}: audit log failed earlier ({self._failed}); refusing records")
+
+    def _flush(self) -> None:
+        """Write every pending line, fsync per policy, rotating at record boundaries."""
+        if not self._pending:
+            return
+        lines, self._pending = self._pending, []
+        try:
+            start = 0
+            while start < len(lines):
+                end = start
+                while end < len(lines):
+                    self._size += len(lines[end])
+                    end += 1
+                    if self._over_size():
+                        break
+                self._file.write(b"".join(lines[start:end]))
+                self._file.flush()
+                if self.fsync != "never":
+                    os.fsync(self._file.fileno())
+                if self._over_size():
+                    self._rotate()
+                start = end
+        except OSError as e:
+            self._failed = e
+            raise AuditError(f"{self.path}: cannot write the audit log: {e}") from e
+        self.acknowledged = self._seq - 1
+
+    def _over_size(self) -> bool:
+        return self.rotate_bytes is not None and self._size > self.rotate_bytes
+
+    def _rotate(self) -> None:
+        self._file.close()
+        target = self.path.with_name(f"{self.path.name}.{self._next_rotation}")
+        os.rename(self.path, target)
+        self._next_rotation += 1
+        self._file = self.path.open("ab")
+        self._size = 0
+        if self.fsync != "never":  # make the rename and the new file durable too
+            fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)

@@ -1,0 +1,275 @@
+"""Protection mode ``verifier``: snapshot, check, post to a kernel shadow ring, write back completions.
+
+Invariant 3, snapshot before check: the device reads descriptors only from
+a ring in kernel memory.  At each doorbell the kernel copies the new user
+descriptors ``[tail, new_tail)`` out of the user ring exactly once, checks
+that copy as one numpy batch, and writes only accepted descriptors into the
+shadow ring before it rings the device.  Whatever the tenant writes into its
+ring afterwards, the device never sees it (the TOCTOU race of
+``unsafe-inplace`` has nothing to race against).  Rejected descriptors are
+completed back at once with an error status and audited, one record each.
+
+When the device finishes shadow descriptors (its head moves; the interrupt
+tells the kernel), the kernel writes DD (TX) or the
+received length and status (RX) into the matching user slots and drops the
+in-flight pin references, which may finish a deferred unpin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from ring import indices
+from ring.descriptors import (
+    DESC_SIZE,
+    RX_DESC,
+    RXD_ERR_REFUSED,
+    RXD_STAT_DD,
+    TX_DESC,
+    TXD_STAT_DD,
+    TXD_STAT_REFUSED,
+)
+from ring.memory import PAGE_SHIFT, PAGE_SIZE
+from verifier.audit.rejections import record_descriptors
+from verifier.pins import Access
+from verifier.queue_state import QueueState
+from verifier.rules import fastpath
+from verifier.rules import reasons as R
+from verifier.rules.checks import Verdicts, check_rx, check_tx
+
+I64 = npt.NDArray[np.int64]
+
+
+def frame_runs(addr: npt.NDArray[np.uint64], length: I64) -> tuple[I64, I64]:
+    """First frame and frame count of each (non-empty, in-memory) buffer."""
+    first = (addr >> np.uint64(PAGE_SHIFT)).astype(np.int64)
+    last = ((addr + (length - 1).astype(np.uint64)) >> np.uint64(PAGE_SHIFT)).astype(np.int64)
+    return first, last - first + 1
+
+
+@dataclass
+class ShadowQueue:
+    """The kernel-owned copy of one queue's ring, and the map back to user slots."""
+
+    state: QueueState
+    shadow: npt.NDArray[np.void]  # view of kernel memory the device reads
+    buffer_len: int = 0  # RX: every buffer is this long; TX: 0, lengths come from the descriptors
+    tail: int = 0
+    head: int = 0
+    to_user: I64 = field(init=False)
+
+    def __post_init__(self) -> None:
+        st = self.state
+        self.to_user = np.full(st.size, -1, dtype=np.int64)
+        st.pins.sources.append(self.in_flight)
+        self.fast = fastpath.enabled()
+        self.snap = np.zeros(st.size * DESC_SIZE, dtype=np.uint8)  # where the compiled path takes its snapshot
+        if self.fast is not None:  # pointers into arrays that live as long as the queue
+            need = Access.READ if st.origin.kind == "tx" else Access.WRITE
+            self.c_user = self.fast.ptr(st.user.view)
+            self.c_shadow = self.fast.ptr(self.shadow)
+            self.c_snap = self.fast.ptr(self.snap)
+            self.c_to_user = self.fast.i64(self.to_user)
+            self.c_frame_ok = self.fast.ptr(st.pins.frame_ok[int(need)])
+
+    def completed(self, first: int, n: int) -> None:
+        """Hand ``n`` finished shadow slots from ``first`` back to the tenant's ring bookkeeping."""
+        st = self.state
+        size = st.size
+        if not st.done_run(int(self.to_user[first]), int(self.to_user[(first + n - 1) % size]), n):
+            st.mark_done(indices.read_window(self.to_user, first, n))
+        st.pins.settle()
+
+    def post(self, descs: npt.NDArray[np.void], user_slots: I64) -> None:
+        """Append accepted descriptors to the shadow ring; they are in flight until the device is done."""
+        indices.write_window(self.shadow, self.tail, descs)
+        indices.write_window(self.to_user, self.tail, user_slots)
+        self.tail = indices.advance(self.tail, descs.size, self.state.size)
+
+    def finished(self) -> tuple[int, int]:
+        """Shadow slots the device completed since the last call (its head moved): (first, count)."""
+        state = self.state
+        device_head = state.bus.read32(state.head_reg)
+        first = self.head
+        n = indices.used(first, device_head, state.size)
+        self.head = device_head
+        return first, n
+
+    def in_flight(self) -> tuple[I64, I64]:
+        """Frame runs of every descriptor the device has not finished (a pin source; asked rarely)."""
+        busy = indices.read_window(self.shadow, self.head, indices.used(self.head, self.tail, self.state.size))
+        length = busy["length"].astype(np.int64) if self.buffer_len == 0 else np.full(busy.size, self.buffer_len)
+        keep = length > 0
+        return frame_runs(busy["addr"][keep], length[keep])
+
+    def _hand_over(self, new_tail: int, k: int) -> None:
+        """The compiled path posted ``k`` descriptors: move the tails, let the race hooks run, ring the device."""
+        st = self.state
+        st.tail = new_tail
+        self.tail = indices.advance(self.tail, k, st.size)
+        st.run_after_check()
+        self.ring_device()
+        st.audit.commit()
+
+    def ring_device(self) -> None:
+        self.state.bus.write32(self.state.tail_reg, self.tail)
+
+
+class TxShadow(ShadowQueue):
+    """TX in verifier mode."""
+
+    held: npt.NDArray[np.void]
+    held_slots: I64
+    held_age: int = 0  # doorbells the open packet at the head of ``held`` has waited
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.held = np.zeros(0, dtype=TX_DESC)
+        self.held_slots = np.zeros(0, dtype=np.int64)
+
+    def doorbell(self, new_tail: int) -> None:
+        st = self.state
+        with st.lock:
+            # No reap here: completions reach the user ring only through ``reap`` (the interrupt),
+            # so the tenant cannot have reused a slot that ``st.done`` does not yet count as free.
+            k = st.judge_new(new_tail)
+            if k is None:
+                return
+            consts = st.policy.tx_fast_path
+            if self.fast is not None and consts is not None and not self.held.size:
+                mask, expect, limit = consts
+                st.user_reads += k
+                if self.fast.lib.tx_snapshot_check_post(
+                    self.c_user, st.size, st.tail, k, self.c_snap, self.c_frame_ok, st.pins.frames,
+                    int(mask), int(expect), int(limit), self.c_shadow, self.tail, self.c_to_user,
+                ):  # fmt: skip
+                    self._hand_over(new_tail, k)
+                    return
+                snapshot = self.snap[: k * DESC_SIZE].view(TX_DESC).copy()  # the copy already taken, once
+            else:
+                snapshot = indices.read_window(st.ring, st.tail, k)  # the one read of these user descriptors
+                st.user_reads += k
+            new_slots = indices.slots(st.tail, k, st.size)
+            st.tail = new_tail
+            batch = np.concatenate((self.held, snapshot)) if self.held.size else snapshot
+            slots = np.concatenate((self.held_slots, new_slots)) if self.held.size else new_slots
+            verdicts = check_tx(batch, st.pins, st.owners, st.memory_size, st.policy)
+            if verdicts is None:
+                accepted: npt.NDArray[np.bool_] | slice = slice(None)
+                self.held, self.held_slots = batch[:0], slots[:0]
+            else:
+                self._expire_held(verdicts)
+                accepted = verdicts.accepted
+                self.held, self.held_slots = batch[verdicts.held], slots[verdicts.held]
+                self._refuse(batch, slots, verdicts)
+            good = batch[accepted]
+            if good.size:  # the status byte is the device's to write: whatever the tenant left there is moot
+                self.post(good, slots[accepted])
+            st.run_after_check()
+            if good.size:
+                self.ring_device()  # completions come back through the interrupt
+            st.audit.commit()
+
+    def _expire_held(self, verdicts: Verdicts) -> None:
+        """Bound how long an open packet may wait for its EOP: ``policy.max_held_doorbells`` doorbells."""
+        if not bool(verdicts.held.any()):
+            self.held_age = 0
+            return
+        carried = self.held.size > 0 and bool(verdicts.held[0])  # the same open packet as before
+        self.held_age = self.held_age + 1 if carried else 1
+        if self.held_age > self.state.policy.max_held_doorbells:
+            verdicts.reason[verdicts.held] = R.PKT_UNTERMINATED
+            verdicts.held[:] = False
+            self.held_age = 0
+
+    def _refuse(self, batch: npt.NDArray[np.void], slots: I64, verdicts: Verdicts) -> None:
+        st = self.state
+        rejected = verdicts.rejected
+        if not bool(rejected.any()):
+            return
+        user_ring = st.ring
+        user_ring["status"][slots[rejected]] = TXD_STAT_DD | TXD_STAT_REFUSED
+        record_descriptors(st.audit, st.origin, slots, batch, verdicts, rejected)
+        st.mark_done(slots[rejected])
+
+    def reap(self) -> None:
+        st = self.state
+        with st.lock:
+            first, n = self.finished()
+            if n == 0:
+                return
+            # DD for every finished descriptor: a tenant that did not ask (no RS) just does not look
+            if self.fast is not None:
+                self.fast.lib.tx_complete(self.c_user, st.size, self.c_to_user, first, n, TXD_STAT_DD)
+            else:
+                users = indices.read_window(self.to_user, first, n)
+                st.ring["status"][users] = TXD_STAT_DD
+            self.completed(first, n)
+
+
+class RxShadow(ShadowQueue):
+    """RX in verifier mode: buffers checked over the whole receive buffer size."""
+
+    def doorbell(self, new_tail: int) -> None:
+        st = self.state
+        with st.lock:
+            k = st.judge_new(new_tail)  # as for TX: completions arrive only through reap
+            if k is None:
+                return
+            st.user_reads += k
+            if self.fast is not None and st.policy.rx_buffer_size <= PAGE_SIZE:
+                if self.fast.lib.rx_snapshot_check_post(
+                    self.c_user, st.size, st.tail, k, self.c_snap, self.c_frame_ok, st.pins.frames,
+                    st.policy.rx_buffer_size, self.c_shadow, self.tail, self.c_to_user,
+                ):  # fmt: skip
+                    self._hand_over(new_tail, k)
+                    return
+                snapshot = self.snap[: k * DESC_SIZE].view(RX_DESC).copy()  # the copy already taken, once
+            else:
+                snapshot = indices.read_window(st.ring, st.tail, k)
+            slots = indices.slots(st.tail, k, st.size)
+            user_ring = st.ring
+            st.tail = new_tail
+            addr = snapshot["addr"]
+            verdicts = check_rx(addr, st.pins, st.owners, st.memory_size, st.policy)
+            if verdicts is None:
+                good, good_slots = snapshot, slots
+            else:
+                accepted = verdicts.accepted
+                good, good_slots = snapshot[accepted], slots[accepted]
+                rejected = verdicts.rejected
+                if bool(rejected.any()):
+                    bad = slots[rejected]
+                    user_ring["length"][bad] = 0
+                    user_ring["errors"][bad] = RXD_ERR_REFUSED
+                    user_ring["status"][bad] = RXD_STAT_DD  # last: DD hands the slot back
+                    record_descriptors(st.audit, st.origin, slots, snapshot, verdicts, rejected,
+                                       {"checked_bytes": st.policy.rx_buffer_size})  # fmt: skip
+                    st.mark_done(bad)
+            if good.size:
+                good.view(np.uint64).reshape(-1, 2)[:, 1] = 0  # keep addr, clear length..special (a copy)
+                self.post(good, good_slots)
+            st.run_after_check()
+            if good.size:
+                self.ring_device()  # completions come back through the interrupt
+            st.audit.commit()
+
+    def reap(self) -> None:
+        st = self.state
+        with st.lock:
+            first, n = self.finished()
+            if n == 0:
+                return
+            # Copied as 64-bit words: length, checksum, status, errors and special share one word, so a
+            # reader never sees DD without the length and errors that go with it.  (addr is the user's
+            # own: it was copied from there.)
+            if self.fast is not None:
+                self.fast.lib.rx_complete(self.c_user, st.size, self.c_shadow, self.c_to_user, first, n)
+            else:
+                users = indices.read_window(self.to_user, first, n)
+                done = indices.read_window(self.shadow, first, n)
+                st.ring.view(np.uint64).reshape(-1, 2)[users] = done.view(np.uint64).reshape(-1, 2)
+            self.completed(first, n)
