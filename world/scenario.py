@@ -74,7 +74,7 @@ class Scenario:
 
 def default_text(name: str = DEFAULT_SCENARIO) -> str:
     """An embedded scenario (default: pingpong), as shipped in the package."""
-    return resources.files("world").joinpath(f"scenarios/{name}.toml").read_text()
+    return resources.files("world.scenarios").joinpath(f"{name}.toml").read_text()
 
 
 def load(path: str | Path | None = None, embedded: str = DEFAULT_SCENARIO) -> Scenario:

@@ -1,0 +1,1 @@
+"""The embedded scenarios (TOML): ``pingpong`` (the default), ``attack`` and ``ping``; read with importlib.resources."""
