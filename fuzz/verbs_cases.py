@@ -47,7 +47,6 @@ from ring.verbs_format import (
     IBV_WR_RDMA_READ,
     IBV_WR_RDMA_WRITE,
     IBV_WR_SEND,
-    MR_RECORD,
     WorkBatch,
     recv_batch,
     send_batch,
@@ -118,20 +117,6 @@ class VerbsCase:
     @property
     def message_length(self) -> int:
         return int(self.batch.message_length()[0])
-
-
-def example_layout(max_send_sge: int = 4, max_recv_sge: int = 4) -> VerbsLayout:
-    """The lab layout with made-up addresses and rxe-style keys (index << 8 | key): for tests without a device."""
-    arenas = {"tenant": 0x7F00_0000_0000, "other": 0x7F10_0000_0000}
-    pds = {"tenant": 1, "other": 2}
-    mrs = {}
-    for i, spec in enumerate(MR_SPECS):
-        lkey = ((i + 1) << 8) | (0x5A + 17 * i) & 0xFF
-        row = np.zeros(1, dtype=MR_RECORD)
-        rkey = lkey if spec.access & (RW | RR) else 0
-        row[0] = (arenas[spec.owner] + spec.offset, spec.length, lkey, rkey, spec.access, pds[spec.owner])
-        mrs[spec.name] = row[0]
-    return VerbsLayout(mrs, max_send_sge, max_recv_sge)
 
 
 # -- helpers ----------------------------------------------------------------------------------

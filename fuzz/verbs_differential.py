@@ -258,7 +258,9 @@ def run_gated(lab: Lab, cases: list[VerbsCase], timeout: float = 5.0) -> tuple[l
         if case.queue == "send":
             result: PostResult = tenant.post_send(a, case.batch)
             if result.count == 1 and case.companion is not None:  # the SEND waits (RNR) for its receive
-                assert tenant.post_recv(b, case.companion).count == 1, f"{case.name}: companion receive refused"
+                companion = tenant.post_recv(b, case.companion)
+                if companion.count != 1:
+                    raise RuntimeError(f"{case.name}: companion receive refused")
         else:
             result = tenant.post_recv(b, case.batch)
             if result.count == 1:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import itertools
 
-from fuzz.verbs_cases import CLASSES, MR_SPECS, example_layout, generate
+from fuzz.verbs_cases import CLASSES, MR_SPECS, generate
 from ring.verbs_format import IBV_WR_SEND
+from tests.verbs_layout import example_layout
 
 
 def test_same_seed_same_cases_other_seed_other_cases() -> None:

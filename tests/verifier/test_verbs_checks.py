@@ -12,7 +12,7 @@ import random
 import numpy as np
 import pytest
 
-from fuzz.verbs_cases import example_layout, generate
+from fuzz.verbs_cases import generate
 from ring.verbs_api import QpInfo
 from ring.verbs_format import (
     IBV_ACCESS_LOCAL_WRITE,
@@ -31,6 +31,7 @@ from ring.verbs_format import (
     recv_batch,
     send_batch,
 )
+from tests.verbs_layout import example_layout
 from verifier.rules import reasons as R
 from verifier.rules.verbs import MrTable, check_work
 
