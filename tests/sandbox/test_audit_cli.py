@@ -8,7 +8,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -266,10 +265,8 @@ def test_follow_sees_appended_records_across_a_rotation(tmp_path: Path) -> None:
 
 
 def test_follow_starts_at_the_end_and_stops_on_timeout(log: Path) -> None:
-    started = time.monotonic()
-    done = run_cli("follow", str(log), "--timeout", "0.3")
+    done = run_cli("follow", str(log), "--timeout", "0.3")  # run_cli's own time-out fails the test if it hangs
     assert done.returncode == 0 and done.stdout == "" and done.stderr == ""
-    assert time.monotonic() - started < 30
 
 
 def test_follow_stops_cleanly_on_ctrl_c(log: Path) -> None:
