@@ -19,7 +19,7 @@ from world import scenario
 P = TypeVar("P", bound=argparse.ArgumentParser)
 NAME = "attack"
 DESCRIPTION = (
-    "A malicious tenant (mallory) tries eight DMA attacks -- send kernel memory out, read another tenant's "
+    "attack: a malicious tenant (mallory) tries eight DMA attacks -- send kernel memory out, read another tenant's "
     "buffer, DMA-write into kernel memory, straddle its own pin by one byte, wrap addr + len, race a descriptor "
     "rewrite after the doorbell, unpin a buffer in flight, repoint the ring base register -- and an independent "
     "oracle says which got through.  With --protection none they leak; with verifier or iommu every one is "

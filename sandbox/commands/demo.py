@@ -25,10 +25,7 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
         usage=f"%(prog)s [{{{','.join(names)}}}] [flags of that demo]",
         description="\n\n".join(
             [
-                f"{pingpong.NAME} (the default when no demo is named): {pingpong.DESCRIPTION}",
-                f"{attack.NAME}: {attack.DESCRIPTION}",
-                ping.DESCRIPTION,
-                afxdp.DESCRIPTION,
+                *(kind.DESCRIPTION for kind in KINDS),
                 "Each demo takes only its own flags: 'nic-sandbox demo KIND --help' lists them.",
             ]
         ),

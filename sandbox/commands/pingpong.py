@@ -23,10 +23,10 @@ P = TypeVar("P", bound=argparse.ArgumentParser)
 NAME = "pingpong"
 DEFAULT_COUNT, DEFAULT_SIZE, DEFAULT_BATCH = 100_000, 64, 32
 DESCRIPTION = (
-    "Tenant 1 sends sequence-numbered Ether/IPv4/UDP frames (built with scapy) through its TX ring; tenant 2 "
-    "receives them through its RX ring, checks every byte, and echoes them back.  Prints frames, bytes, lost, "
-    "out-of-order and Mpps per direction, and writes a pcap of the cable.  The default demo: 'nic-sandbox demo' "
-    "is 'nic-sandbox demo pingpong'."
+    "pingpong (the default: 'nic-sandbox demo' is 'nic-sandbox demo pingpong'): tenant 1 sends sequence-numbered "
+    "Ether/IPv4/UDP frames (built with scapy) through its TX ring; tenant 2 receives them through its RX ring, "
+    "checks every byte, and echoes them back.  Prints frames, bytes, lost, out-of-order and Mpps per direction, "
+    "and writes a pcap of the cable."
 )
 EXAMPLES = (
     "  nic-sandbox demo                      send 100000 frames alice -> bob and back\n"
