@@ -1,4 +1,12 @@
-"""Flags shared by every command that runs the kernel: --protection, --audit-log, --fsync."""
+"""Flags shared by the commands that run the kernel, and what they turn into.
+
+``--protection``, ``--audit-log`` and ``--fsync`` (every demo that runs the
+kernel, :func:`add_kernel_flags`); ``--scenario``, ``--seed`` and ``--engine``
+(every demo that builds a simulated machine from a scenario,
+:func:`add_scenario_flags`).  :func:`scenario_from_flags` and
+:func:`audit_from_flags` turn them into a scenario and an open audit log, with
+bad values as one-line usage errors.
+"""
 
 from __future__ import annotations
 
@@ -6,37 +14,23 @@ import argparse
 import itertools
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
 from device.clock import EPOCH_NS
 from device.e1000 import EngineMode
+from sandbox.argtypes import int_range
+from sandbox.errors import UsageError
 from verifier.audit.log import FSYNC_POLICIES, AuditError, AuditLog
 from verifier.modes.protection import PROTECTION_HELP, Protection
+from world import scenario
 
 DEFAULT_AUDIT_LOG = "out/audit.jsonl"
-
-
-def bounded_number(kind: type[int] | type[float], what: str, low: float, high: float) -> Any:
-    """An argparse type: a number (integers may be written 0x...) within ``[low, high]``, or a one-line error."""
-
-    def convert(text: str) -> int | float:
-        try:
-            value = int(text, 0) if kind is int else float(text)
-        except ValueError:
-            noun = "an integer" if kind is int else "a number"
-            raise argparse.ArgumentTypeError(f"{what} must be {noun}, got {text!r}") from None
-        if not low <= value <= high:
-            lo, hi = (f"{low:,}", f"{high:,}") if kind is int else (f"{low:g}", f"{high:g}")
-            raise argparse.ArgumentTypeError(f"{what} must be between {lo} and {hi}, got {text}")
-        return value
-
-    return convert
 
 
 def flags_given(args: argparse.Namespace, names: Iterable[str]) -> list[str]:
     """The flags among ``names`` (argparse dests) that the user set, spelled as typed: ``no_pcap`` -> ``--no-pcap``.
 
-    The demos share one parser; each refuses the others' flags with these names in a one-line error.
+    For flags that exclude each other in ways argparse cannot say (``demo ping --serve`` sends nothing,
+    so it takes none of the flags about what to send).
     """
     return [f"--{k.replace('_', '-')}" for k in names if getattr(args, k, None) not in (None, False)]
 
@@ -60,6 +54,42 @@ def add_kernel_flags(parser: argparse.ArgumentParser) -> None:
         default="batch",
         help="audit durability: always (fsync per record), batch (one fsync per doorbell, default), never",
     )
+
+
+def add_scenario_flags(parser: argparse.ArgumentParser) -> None:
+    """``--scenario``, ``--seed``, ``--engine``: the simulated machine, and what to override in it."""
+    parser.add_argument("--scenario", metavar="FILE", help="scenario TOML (default: the embedded one of the demo)")
+    parser.add_argument("--seed", type=int_range(0, 2**63 - 1, "--seed"), help="override the scenario's seed")
+    parser.add_argument(
+        "--engine",
+        choices=[m.value for m in EngineMode],
+        help="inline: the device runs inside the doorbell write (deterministic); threaded: on its own thread",
+    )
+
+
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+
+
+def scenario_from_flags(args: argparse.Namespace, embedded: str) -> scenario.Scenario:
+    """The scenario (``--scenario`` or the embedded one) with ``--seed``, ``--engine``, ``--protection`` applied."""
+    scen = scenario.load(args.scenario, embedded=embedded)
+    changes: dict[str, object] = {}
+    if args.seed is not None:
+        changes["seed"] = args.seed
+    if args.engine is not None:
+        changes["engine"] = EngineMode(args.engine)
+    if args.protection is not None:
+        changes["protection"] = Protection(args.protection)
+    return scenario.Scenario(**{**scen.__dict__, **changes}) if changes else scen
+
+
+def audit_from_flags(args: argparse.Namespace, scen: scenario.Scenario) -> AuditLog:
+    """The ``--audit-log`` for this scenario's protection and engine; an unusable path is a usage error."""
+    try:
+        return open_audit(args.audit_log, scen.protection, args.fsync, scen.engine)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
 
 
 def deterministic_clock() -> Callable[[], tuple[int, int]]:

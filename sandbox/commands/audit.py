@@ -6,9 +6,6 @@ journal file of a machine.  Bad input ends as everywhere in ``nic-sandbox``:
 one line on stderr and exit code 2.  ``verify`` exits 1 when the chain is
 broken (tampering or truncation), so scripts can tell "not a log" from
 "a log that was altered".
-
-This module imports ``sandbox.cli`` for its error type; ``cli.build_parser``
-imports this module when it runs, so there is no import cycle.
 """
 
 from __future__ import annotations
@@ -28,7 +25,8 @@ from typing import Any, BinaryIO, TypeVar
 from rich.console import Console
 from rich.table import Table
 
-from sandbox.cli import UsageError
+from sandbox.errors import UsageError
+from sandbox.parser import Parser
 from verifier.audit.log import AuditError, encode, format_wall, parse_line, rotated_siblings
 from verifier.audit.read import parse_wall, read_records, schema_problem, sniff, verify
 
@@ -76,7 +74,7 @@ def _positive(kind: type[int] | type[float], what: str) -> Callable[[str], Any]:
 
 
 # -- the parser -------------------------------------------------------------------------
-def build_audit_parser(sub: argparse._SubParsersAction[P]) -> None:
+def add_parser(sub: argparse._SubParsersAction[P]) -> None:
     """Add ``audit`` and its actions to the ``nic-sandbox`` sub-command set ``sub``."""
     raw = argparse.RawDescriptionHelpFormatter
     audit = sub.add_parser(
@@ -97,7 +95,7 @@ def build_audit_parser(sub: argparse._SubParsersAction[P]) -> None:
         ),
         formatter_class=raw,
     )
-    actions = audit.add_subparsers(dest="audit_command", metavar="ACTION")
+    actions = audit.add_subparsers(dest="audit_command", metavar="ACTION", parser_class=Parser)
     actions.required = True
 
     summary = actions.add_parser(
@@ -398,7 +396,7 @@ def _nice_bucket(span: float) -> float:
 
 
 def cmd_plot(args: argparse.Namespace, out: Console) -> int:
-    try:
+    try:  # matplotlib (the plot extra) and what needs it: only for this action, and optional
         import matplotlib
     except ImportError:
         raise UsageError("plot needs matplotlib, which is not installed (pip install 'nic-sandbox[plot]')") from None

@@ -5,16 +5,14 @@ class, and writes ``DIR/report.json``, ``DIR/report.md`` and one minimised
 reproducer per distinct escape in ``DIR/cases/``.  Exit codes gate CI: 1
 when anything escaped, 0 when nothing did, 2 on bad usage (one line on
 stderr, as everywhere in ``nic-sandbox``).  ``fuzz replay CASE.json`` exits
-1 while the case still escapes and 0 once it does not.
+1 while the case still escapes and 0 once it does not.  ``fuzz`` alone is
+``fuzz campaign``; ``replay`` is a sub-command of its own, with its own flags.
 
 ``--jobs N`` runs the campaign in N worker processes (fuzz/jobs.py; with
 ``--audit-log PATH`` each writes ``PATH.jobN``), ``--coverage`` turns on
 coverage feedback over verifier/ (fuzz/coverage.py), and ``--corpus DIR``
 replays DIR's cases first, mutates them, and adds new findings and
 coverage-kept inputs to DIR.
-
-This module imports ``sandbox.cli`` for its error type; ``cli.build_parser``
-imports this module when it runs, so there is no import cycle.
 """
 
 from __future__ import annotations
@@ -35,8 +33,10 @@ from fuzz import case as case_mod
 from fuzz.campaign import CampaignResult, ProgressInfo, run_campaign
 from fuzz.classes import CLASSES, Batch, select
 from fuzz.jobs import MAX_JOBS, run_jobs
-from sandbox.cli import UsageError
-from sandbox.flags import bounded_number, open_audit
+from sandbox.argtypes import bounded_number
+from sandbox.errors import UsageError
+from sandbox.flags import open_audit
+from sandbox.parser import Parser
 from verifier.audit.memory import MemoryAudit
 from verifier.audit.rejections import AuditSink
 from verifier.modes.protection import PROTECTION_HELP, Protection
@@ -50,13 +50,14 @@ EXIT_ESCAPE = 1
 _number = bounded_number
 
 
-def build_fuzz_parser(sub: argparse._SubParsersAction[P]) -> None:
-    """Add ``fuzz`` (campaign) and ``fuzz replay CASE.json`` to the ``nic-sandbox`` sub-command set."""
+def add_parser(sub: argparse._SubParsersAction[P]) -> None:
+    """Add ``fuzz [campaign]`` and ``fuzz replay CASE.json`` to the ``nic-sandbox`` sub-command set."""
     modes = "; ".join(f"{m.value}: {PROTECTION_HELP[m]}" for m in Protection)
     names = ", ".join(CLASSES)
     fuzz = sub.add_parser(
         "fuzz",
         help="play the attacker: malicious descriptors against a protection mode, judged by an independent oracle",
+        usage="%(prog)s [campaign] [flags of a campaign] | %(prog)s replay CASE.json [--protection MODE] [--json]",
         description=(
             "Mallory (nic2) posts batches of malicious descriptors, one attack class at a time; eve (nic3) "
             "feeds her RX queue.  An oracle that shares no code with the verifier watches every DMA, every "
@@ -80,27 +81,45 @@ def build_fuzz_parser(sub: argparse._SubParsersAction[P]) -> None:
             "exit codes: 0 no escape, 1 an escape (campaign) or still escaping (replay), 2 bad usage"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        default_command="campaign",
     )
-    fuzz.add_argument(
-        "action", nargs="*", metavar="replay CASE.json", help="replay one reproducer instead of running a campaign"
+    actions = fuzz.add_subparsers(dest="fuzz", metavar="ACTION", title="actions", prog=fuzz.prog, parser_class=Parser)
+    actions.required = True
+    campaign = actions.add_parser(
+        "campaign",
+        help="run a fuzzing campaign (the default: 'nic-sandbox fuzz' is 'nic-sandbox fuzz campaign')",
+        description=(
+            "Run a campaign: batches of malicious descriptors, class by class, against one protection mode; "
+            "print a table per class and write DIR/report.json, DIR/report.md and one minimised reproducer per "
+            f"distinct escape in DIR/cases/.\n\nattack classes: {names}."
+        ),
+        epilog=(
+            "examples:\n"
+            "  nic-sandbox fuzz --protection none --seconds 10\n"
+            "  nic-sandbox fuzz campaign --protection verifier --iterations 2000 --seed 7\n\n"
+            "exit codes: 0 no escape, 1 an escape, 2 bad usage"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    budget = fuzz.add_mutually_exclusive_group()
+    budget = campaign.add_mutually_exclusive_group()
     budget.add_argument(
         "--seconds", type=_number(float, "--seconds", 0.01, 86400), help=f"run this long (default {DEFAULT_SECONDS:g})"
     )
     budget.add_argument(
         "--iterations", type=_number(int, "--iterations", 1, 10**9), help="run this many batches (deterministic)"
     )
-    fuzz.add_argument("--seed", type=_number(int, "--seed", 0, 2**63 - 1), help="campaign seed (default 1)")
-    fuzz.add_argument(
+    campaign.add_argument("--seed", type=_number(int, "--seed", 0, 2**63 - 1), help="campaign seed (default 1)")
+    campaign.add_argument(
         "--protection",
         choices=[m.value for m in Protection],
-        help=f"mode under attack (campaign default verifier; replay default the case's). {modes}",
+        help=f"mode under attack (default verifier). {modes}",
     )
-    fuzz.add_argument("--classes", metavar="LIST", help="comma-separated attack classes (default: all)")
-    fuzz.add_argument("--batch", type=_number(int, "--batch", 1, 255), help="descriptors per doorbell (default 128)")
-    fuzz.add_argument("--out", metavar="DIR", help=f"report and reproducers go here (default {DEFAULT_OUT})")
-    audit = fuzz.add_mutually_exclusive_group()
+    campaign.add_argument("--classes", metavar="LIST", help="comma-separated attack classes (default: all)")
+    campaign.add_argument(
+        "--batch", type=_number(int, "--batch", 1, 255), help="descriptors per doorbell (default 128)"
+    )
+    campaign.add_argument("--out", metavar="DIR", help=f"report and reproducers go here (default {DEFAULT_OUT})")
+    audit = campaign.add_mutually_exclusive_group()
     audit.add_argument(
         "--audit-log",
         metavar="PATH",
@@ -111,53 +130,57 @@ def build_fuzz_parser(sub: argparse._SubParsersAction[P]) -> None:
         action="store_true",
         help="count rejections in memory only: about ten times faster, no audit trail",
     )
-    fuzz.add_argument(
+    campaign.add_argument(
         "--jobs",
         type=_number(int, "--jobs", 1, MAX_JOBS),
         help="worker processes with disjoint blocks, merged (default 1; with --audit-log each writes PATH.jobN)",
     )
-    fuzz.add_argument(
+    campaign.add_argument(
         "--coverage",
         action="store_true",
         default=None,
         help="coverage feedback: keep batches that reach new lines of verifier/ and mutate them (slower)",
     )
-    fuzz.add_argument(
+    campaign.add_argument(
         "--corpus",
         metavar="DIR",
         help="replay every *.json case in DIR first, start from them, and add new findings and kept inputs to DIR",
     )
-    fuzz.add_argument("--json", action="store_true", help="print the report as JSON instead of tables")
-    fuzz.set_defaults(func=cmd_fuzz)
+    campaign.add_argument("--json", action="store_true", help="print the report as JSON instead of tables")
+    campaign.set_defaults(func=cmd_fuzz)
+
+    replay = actions.add_parser(
+        "replay",
+        help="re-run one reproducer step by step: exit 1 while it still escapes, 0 once it does not",
+        description=(
+            "Re-run one reproducer (a case written by a campaign, or one of fuzz/corpus/) step by step in a fresh "
+            "machine, and say for each step what the kernel refused and what escaped.  Exits 1 while the case "
+            "still escapes and 0 once it does not, so a fixed bug's reproducer is a regression test."
+        ),
+        epilog=(
+            "examples:\n"
+            "  nic-sandbox fuzz replay fuzz/corpus/none-kernel-tx-leak.json\n"
+            "  nic-sandbox fuzz replay fuzz/corpus/none-kernel-tx-leak.json --protection verifier\n"
+            "  nic-sandbox fuzz replay fuzz/corpus/unsafe-inplace-race-leak.json --json\n\n"
+            "exit codes: 0 no escape, 1 still escapes, 2 bad usage or an unreadable case"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    replay.add_argument("case", metavar="CASE.json", help="the reproducer to replay")
+    replay.add_argument(
+        "--protection",
+        choices=[m.value for m in Protection],
+        help=f"mode to replay it under (default: the one it was found under). {modes}",
+    )
+    replay.add_argument("--json", action="store_true", help="print the steps and the verdict as JSON")
+    replay.set_defaults(func=cmd_replay_args)
+
+
+def cmd_replay_args(args: argparse.Namespace, out: Console) -> int:
+    return cmd_replay(args.case, args.protection, args.json, out)
 
 
 def cmd_fuzz(args: argparse.Namespace, out: Console) -> int:
-    action: list[str] = args.action
-    if action:
-        if action[0] != "replay" or len(action) != 2:
-            raise UsageError(
-                "usage: nic-sandbox fuzz [options] | nic-sandbox fuzz replay CASE.json [--protection MODE]"
-            )
-        given = [
-            f"--{k.replace('_', '-')}"
-            for k in (
-                "seconds",
-                "iterations",
-                "seed",
-                "classes",
-                "batch",
-                "out",
-                "audit_log",
-                "jobs",
-                "coverage",
-                "corpus",
-                "no_audit_log",
-            )
-            if getattr(args, k) not in (None, False)
-        ]
-        if given:
-            raise UsageError(f"{', '.join(given)} only apply to a campaign, not to replay")
-        return cmd_replay(action[1], args.protection, args.json, out)
     try:
         classes = select(args.classes)
     except ValueError as err:

@@ -1,4 +1,8 @@
-"""Printing ``nic-sandbox demo ping``: checks first, then ping's own lines, the RTTs and a verdict (or JSON)."""
+"""``nic-sandbox demo ping``: its flags, and printing it.
+
+Checks first (root, /dev/net/tun, ip, ping), then ping's own lines, the RTTs
+and a verdict (or JSON).
+"""
 
 from __future__ import annotations
 
@@ -9,38 +13,83 @@ import os
 import shutil
 import statistics
 import sys
+from typing import TypeVar
 
 from rich.console import Console
 from rich.table import Table
 
 from driver.netns import NetnsError, link_exists, namespace_exists
 from driver.tap.device import TUN_PATH, TapError
+from sandbox.argtypes import bounded_number, int_range
 from sandbox.demos import ping as ping_demo
 from sandbox.demos.ping import PingError, PingReport, Reply, Session
-from sandbox.flags import flags_given
+from sandbox.errors import UsageError, print_error
+from sandbox.flags import (
+    add_json_flag,
+    add_kernel_flags,
+    add_scenario_flags,
+    audit_from_flags,
+    flags_given,
+    scenario_from_flags,
+)
 from world import scenario
 from world.build import World
+from world.traffic import MAX_SIZE, MIN_SIZE
 
-#: Flags only the ping demo takes; the other demos refuse them.
-PING_ONLY = ("interval", "serve")
-#: Flags of the pingpong demo the ping demo refuses.
-NOT_FOR_PING = ("batch", "pcap", "no_pcap")
+P = TypeVar("P", bound=argparse.ArgumentParser)
+NAME = "ping"
 #: Flags that make no sense with --serve (nothing is sent by the demo itself).
 NOT_FOR_SERVE = ("count", "size", "interval", "json")
 DEFAULT_COUNT = 5
 DEFAULT_INTERVAL_S = 0.2
 #: Exit code of a demo that ran but did not get every echo back (usage errors are 2).
 EXIT_FAILED = 1
+DESCRIPTION = (
+    "ping (root): the Linux network stack pings a tenant.  A network namespace gets a TAP device "
+    "(198.18.0.1/24, no route out) plugged into an emulated NIC; the tenant answers ARP and ICMP echo "
+    "for 198.18.0.2 from user space through its rings, with the verifier on, and the real ping runs "
+    "inside the namespace.  Prints ping's lines, the RTTs and a verdict; --serve keeps answering "
+    "until Ctrl-C so you can ping, arping or tcpdump by hand.  The namespace and the TAP are removed "
+    "on exit, on error and on Ctrl-C."
+)
+EXAMPLES = (
+    "  sudo nic-sandbox demo ping --count 10 --size 1518 --interval 0.05\n"
+    "  sudo nic-sandbox demo ping --serve             then: ip netns exec NAME ping 198.18.0.2"
+)
+
+
+def add_parser(kinds: argparse._SubParsersAction[P]) -> None:
+    """Add ``ping`` to the ``demo`` kinds."""
+    demo = kinds.add_parser(
+        NAME,
+        help="(root) the Linux network stack pings a tenant through a TAP device",
+        description=DESCRIPTION,
+        epilog=f"examples:\n{EXAMPLES}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument("--count", type=int_range(1, 10**9, "--count"), help=f"echo requests (default {DEFAULT_COUNT})")
+    demo.add_argument(
+        "--size",
+        type=int_range(MIN_SIZE, MAX_SIZE, "--size"),
+        help=f"frame size on the wire, FCS included, {MIN_SIZE}-{MAX_SIZE} "
+        f"(default {ping_demo.DEFAULT_FRAME_SIZE}, i.e. ping -s 56: the ICMP payload is SIZE - 46)",
+    )
+    demo.add_argument(
+        "--interval",
+        type=bounded_number(float, "--interval", 0.002, 60),
+        help=f"seconds between echo requests, 0.002-60 (default {DEFAULT_INTERVAL_S:g})",
+    )
+    demo.add_argument("--serve", action="store_true", help="answer ARP and ping until Ctrl-C, and say how to try it")
+    add_scenario_flags(demo)
+    add_kernel_flags(demo)
+    add_json_flag(demo)
+    demo.set_defaults(func=cmd_ping)
 
 
 def cmd_ping(args: argparse.Namespace, out: Console) -> int:
-    from sandbox.cli import UsageError, _audit, _scenario  # the shared overrides; imported late to avoid a cycle
-
-    if wrong := flags_given(args, NOT_FOR_PING):
-        raise UsageError(f"{', '.join(wrong)} only apply to the pingpong demo")
     if args.serve and (wrong := flags_given(args, NOT_FOR_SERVE)):
         raise UsageError(f"{', '.join(wrong)} do not apply to --serve (it answers until Ctrl-C)")
-    scen = _scenario(args, "ping")
+    scen = scenario_from_flags(args, NAME)
     if not scen.tenants:
         raise UsageError(f"{scen.source}: the ping demo needs a tenant")
     tenant = scen.tenants[0]
@@ -50,10 +99,9 @@ def cmd_ping(args: argparse.Namespace, out: Console) -> int:
         ping_demo.check_tenant(tenant)
     except ValueError as err:
         raise UsageError(f"{scen.source}: {err}") from None
-    _check_host(UsageError, need_ping=not args.serve)
-    stderr = Console(stderr=True)
+    _check_host(need_ping=not args.serve)
     try:
-        with _audit(args, scen, out) as audit, World.build(scen, pcap=False, audit=audit) as world:
+        with audit_from_flags(args, scen) as audit, World.build(scen, pcap=False, audit=audit) as world:
             if args.serve:
                 return _serve(world, tenant, out, args.audit_log)
             frame_size = args.size or ping_demo.DEFAULT_FRAME_SIZE
@@ -67,7 +115,7 @@ def cmd_ping(args: argparse.Namespace, out: Console) -> int:
                 report = ping_demo.run_ping(session, count, ping_demo.payload_for(frame_size), interval, echo)
             rejected = sum(audit.counters.values())
     except (NetnsError, TapError, PingError) as failure:
-        stderr.print(f"nic-sandbox: error: {failure}", markup=False, highlight=False, soft_wrap=True)
+        print_error(str(failure))
         return EXIT_FAILED
     removed = _removed(*names)
     if args.json:
@@ -77,16 +125,16 @@ def cmd_ping(args: argparse.Namespace, out: Console) -> int:
     return 0 if report.ok and removed else EXIT_FAILED
 
 
-def _check_host(usage: type[Exception], need_ping: bool) -> None:
+def _check_host(need_ping: bool) -> None:
     """Root, /dev/net/tun, ip and ping: say which is missing in one line before anything is created."""
     if os.geteuid() != 0:
-        raise usage("the ping demo creates a network namespace and a TAP device: run it as root (CAP_NET_ADMIN)")
+        raise UsageError("the ping demo creates a network namespace and a TAP device: run it as root (CAP_NET_ADMIN)")
     if not os.path.exists(TUN_PATH):
-        raise usage(f"{TUN_PATH} is missing: the kernel has no TUN/TAP driver (modprobe tun)")
+        raise UsageError(f"{TUN_PATH} is missing: the kernel has no TUN/TAP driver (modprobe tun)")
     tools = {"ip": "iproute2", **({"ping": "iputils-ping"} if need_ping else {})}
     for tool, package in tools.items():
         if shutil.which(tool) is None:
-            raise usage(f"{tool} is not installed (apt-get install {package})")
+            raise UsageError(f"{tool} is not installed (apt-get install {package})")
 
 
 def _removed(netns: str, tap: str) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from driver.qemu.machine import QemuError
+from sandbox.errors import UsageError
 from verifier.audit.rejections import AuditSink
 from verifier.modes.protection import Protection
 from world.build import World
@@ -28,17 +29,15 @@ def add_nic_flag(parser: argparse.ArgumentParser) -> None:
         "--nic",
         choices=NIC_CHOICES,
         default=EMULATED,
-        help="pingpong: emulated (the sandbox's own e1000, default) or qemu: QEMU's e1000 over qtest, its guest "
+        help="emulated (the sandbox's own e1000, default) or qemu: QEMU's e1000 over qtest, its guest "
         f"RAM shared with the kernel (default --count {QEMU_DEFAULT_COUNT} then; needs qemu-system-x86_64)",
     )
 
 
 def nic_flag_problem(args: argparse.Namespace) -> str | None:
     """Why the flags cannot go with ``--nic qemu`` (None if they can)."""
-    if getattr(args, "nic", EMULATED) != QEMU:
+    if args.nic != QEMU:
         return None
-    if args.name != "pingpong":
-        return f"--nic qemu applies to the pingpong demo, not {args.name}"
     if args.engine is not None:
         return "--engine applies to emulated NICs (QEMU runs its e1000 on its own main loop)"
     if args.protection == Protection.IOMMU.value:
@@ -49,15 +48,13 @@ def nic_flag_problem(args: argparse.Namespace) -> str | None:
 def default_count(args: argparse.Namespace, emulated_default: int) -> int:
     if args.count:
         return int(args.count)
-    return QEMU_DEFAULT_COUNT if getattr(args, "nic", EMULATED) == QEMU else emulated_default
+    return QEMU_DEFAULT_COUNT if args.nic == QEMU else emulated_default
 
 
 def build_world(args: argparse.Namespace, scen: Scenario, pcap: str | bool, audit: AuditSink) -> World | QemuWorld:
     """The demo's world for ``--nic``; QEMU problems and an unwritable pcap become one-line usage errors."""
-    from sandbox.cli import UsageError  # cli imports this module: import at call time, no cycle
-
     try:
-        if getattr(args, "nic", EMULATED) != QEMU:
+        if args.nic != QEMU:
             return World.build(scen, pcap=pcap, audit=audit)
         if scen.protection is Protection.IOMMU:
             raise UsageError(

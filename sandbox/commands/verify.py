@@ -7,9 +7,6 @@ same descriptors through a real AF_XDP socket (driver/afxdp/probe.py
 is exit code 1, since then the re-implementation is wrong.  Descriptors come
 from a JSON Lines file (sandbox/commands/xdp_jsonl.py) or from the case generator
 (fuzz/xdp_cases.py, ``--generate N``).
-
-This module imports ``sandbox.cli`` for its error type; ``cli.build_parser``
-imports this module when it runs, so there is no import cycle.
 """
 
 from __future__ import annotations
@@ -31,9 +28,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fuzz.xdp_cases import CLASSES, generate
-from sandbox.cli import UsageError
+from sandbox.argtypes import bounded_number
 from sandbox.commands.xdp_jsonl import DescriptorLineError, read_descriptors, write_descriptors
-from sandbox.flags import bounded_number
+from sandbox.errors import UsageError
 from verifier.rules.xdp import UmemRejected, XdpUmem, check_xdp_tx, reason_names
 
 P = TypeVar("P", bound=argparse.ArgumentParser)
@@ -44,7 +41,7 @@ U32_MAX = (1 << 32) - 1
 MAX_GENERATE = 10**7
 
 
-def build_verify_parser(sub: argparse._SubParsersAction[P]) -> None:
+def add_parser(sub: argparse._SubParsersAction[P]) -> None:
     """Add ``verify`` to the ``nic-sandbox`` sub-command set."""
     verify = sub.add_parser(
         "verify",

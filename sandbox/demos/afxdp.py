@@ -21,19 +21,14 @@ map, sockets) is gone when the command returns, also on error or Ctrl-C.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import errno
-import json
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from driver.afxdp.abi import XDP_TX_BUDGET_DEFAULT
 from driver.afxdp.redirect import XskRedirect
@@ -42,7 +37,6 @@ from driver.netns import VethNamespace, received_frames
 from ring.descriptors import XDP_DESC
 from ring.frames import FrameBatch
 from sandbox.demos import pingpong
-from sandbox.flags import flags_given
 from world.traffic import UdpFlow
 
 CHUNK = 2048  # 1514-byte frames + XDP_PACKET_HEADROOM (256) fit in one aligned chunk
@@ -50,10 +44,6 @@ RING = 2048  # entries in each of the four rings
 PEER_RCVBUF = 32 << 20
 RX_TIMEOUT_S = 2.0
 RX_POLL_MS = 50  # one poll(2) for stragglers while RX_TIMEOUT_S runs
-#: --count, --size (on the wire, FCS included) and --batch when not given
-DEFAULT_COUNT, DEFAULT_SIZE, DEFAULT_BATCH = 10_000, 64, 64
-#: demo flags that belong to the simulated machine, not to the real kernel's AF_XDP
-NOT_AFXDP = ("pcap", "no_pcap", "scenario", "seed", "engine", "protection")
 
 #: Called with a direction ("tx", "rx") and the frames received so far.
 ProgressSink = Callable[[str, int], None]
@@ -240,96 +230,3 @@ class _Exchange:
         while d.received < d.sent and time.perf_counter() < deadline:
             collect()
         d.seconds = time.perf_counter() - start
-
-
-# -- CLI glue ----------------------------------------------------------------------------------
-
-
-def cmd_afxdp(args: argparse.Namespace, out: Console) -> int:
-    """Run the demo with --count/--size/--batch and print a table or JSON."""
-    from sandbox.cli import UsageError
-
-    if foreign := flags_given(args, NOT_AFXDP):
-        raise UsageError(f"{', '.join(foreign)} do not apply to the afxdp demo")
-    count = args.count or DEFAULT_COUNT
-    size = args.size or DEFAULT_SIZE
-    batch = args.batch or DEFAULT_BATCH
-    try:
-        if args.json or not out.is_terminal:
-            report = run(count, size, batch)
-        else:
-            with Progress(
-                TextColumn("[bold]afxdp {task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=out,
-                transient=True,
-            ) as bar:
-                tasks = {d: bar.add_task(d, total=count) for d in ("tx", "rx")}
-                report = run(count, size, batch, lambda d, n: bar.update(tasks[d], completed=n))
-    except OSError as err:
-        raise UsageError(f"the afxdp demo needs root, veth and AF_XDP in the kernel: {err}") from None
-    if args.json:
-        print(json.dumps(report_json(report), indent=2))
-    else:
-        print_report(out, report)
-    return 0 if report.clean else 1
-
-
-def report_json(report: AfxdpReport) -> dict[str, object]:
-    return {
-        "demo": "afxdp",
-        "namespace": report.namespace,
-        "interfaces": {"xsk": report.port, "peer": report.peer},
-        "frame_size": report.frame_size,
-        "batch": report.batch,
-        "directions": [report.tx.as_dict(), report.rx.as_dict()],
-        "xdp_statistics": report.statistics,
-        "rings": report.rings,
-        "kicks": report.kicks,
-        "tx_budget": report.tx_budget,
-        "zerocopy": report.zerocopy,
-        "clean": report.clean,
-        "notes": report.notes,
-    }
-
-
-def print_report(out: Console, report: AfxdpReport) -> None:
-    table = Table(
-        title=(
-            f"afxdp: {report.frame_size}-byte frames, batch {report.batch}, copy mode, "
-            f"{report.port} <-> {report.peer} in namespace {report.namespace}"
-        )
-    )
-    for col in ("direction", "sent", "received", "lost", "corrupt", "dup", "reordered", "frames/s"):
-        table.add_column(col, justify="left" if col == "direction" else "right", no_wrap=True)
-    for d in (report.tx, report.rx):
-        table.add_row(
-            d.name,
-            f"{d.sent:,}",
-            f"{d.received:,}",
-            str(d.lost),
-            str(d.corrupt),
-            str(d.duplicates),
-            str(d.out_of_order),
-            f"{d.frames_per_second:,.0f}",
-        )
-    out.print(table)
-    stats = Table(title="kernel XDP_STATISTICS (getsockopt)")
-    stats.add_column("counter")
-    stats.add_column("value", justify="right")
-    for name, value in report.statistics.items():
-        stats.add_row(name, f"{value:,}")
-    out.print(stats)
-    rings = Table(title="rings (free-running u32 counters)")
-    for col in ("ring", "producer", "consumer"):
-        rings.add_column(col, justify="left" if col == "ring" else "right")
-    for name, pc in report.rings.items():
-        rings.add_row(name, f"{pc['producer']:,}", f"{pc['consumer']:,}")
-    out.print(rings)
-    verdict = "[green]every frame arrived intact[/]" if report.clean else "[red]frames were lost or damaged[/]"
-    out.print(f"{verdict}; {report.kicks:,} kicks (sendto), TX budget {report.tx_budget} per kick")
-    for note in report.notes:
-        out.print(f"note: {note}")
-    out.print(f"namespace {report.namespace} and its veth pair, XDP program and sockets are removed")

@@ -72,10 +72,10 @@ def test_no_escape_exit_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         (["--iterations", "0"], "--iterations must be between"),
         (["--seconds", "1", "--iterations", "3"], "not allowed with"),
         (["--protection", "nope"], "invalid choice"),
-        (["replay"], "usage: nic-sandbox fuzz"),
+        (["replay"], "the following arguments are required: CASE.json"),
         (["replay", "/nonexistent/case.json"], "cannot read"),
-        (["replay", "x.json", "--seed", "3"], "--seed only apply to a campaign"),
-        (["frobnicate"], "usage: nic-sandbox fuzz"),
+        (["replay", "x.json", "--seed", "3"], "unrecognized arguments: --seed 3"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
 )
 def test_bad_usage_exit_2_one_line(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sandbox import cli
+from sandbox.parser import Parser
 from world import scenario
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,3 +156,91 @@ def test_scenario_command_prints_the_attack_scenario() -> None:
     assert done.returncode == 0
     parsed = scenario.parse(done.stdout, "<stdout>")
     assert {t.name for t in parsed.tenants} == {"alice", "bob", "mallory", "eve"}
+
+
+#: Each demo kind, and flags that only another kind takes: argparse refuses them for this kind.
+FOREIGN_FLAGS = [
+    (["demo"], ["--interval", "1"]),  # ping's, given to the default kind
+    (["demo", "pingpong"], ["--serve"]),  # ping's
+    (["demo", "attack"], ["--count", "5"]),  # pingpong's, ping's and afxdp's
+    (["demo", "attack"], ["--nic", "qemu"]),  # pingpong's
+    (["demo", "attack"], ["--pcap", "x.pcap"]),  # pingpong's
+    (["demo", "ping"], ["--batch", "8"]),  # pingpong's and afxdp's
+    (["demo", "ping"], ["--no-pcap"]),  # pingpong's
+    (["demo", "afxdp"], ["--scenario", "x.toml"]),  # the simulated machine's
+    (["demo", "afxdp"], ["--protection", "none"]),  # the kernel's
+    (["demo", "afxdp"], ["--audit-log", "a.jsonl"]),  # the kernel's
+    (["fuzz", "replay", "x.json"], ["--iterations", "3"]),  # a campaign's
+]
+
+
+@pytest.mark.parametrize(("command", "flag"), FOREIGN_FLAGS, ids=lambda a: " ".join(a))
+def test_each_kind_refuses_another_kinds_flag(
+    command: list[str], flag: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main([*command, *flag]) == cli.EXIT_USAGE
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("nic-sandbox: error: unrecognized arguments: " + " ".join(flag))
+    kind = " ".join(c for c in command if not c.endswith(".json")) + (" pingpong" if command == ["demo"] else "")
+    assert f"(see 'nic-sandbox {kind} --help')" in lines[0]  # the help that lists what this kind does take
+
+
+def test_a_kind_after_the_default_kinds_flags_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """``demo --count 5 attack``: the flags before it made this the pingpong demo; 'attack' is one word too many."""
+    assert cli.main(["demo", "--count", "5", "attack"]) == cli.EXIT_USAGE
+    assert "unrecognized arguments: attack" in capsys.readouterr().err
+
+
+def test_fuzz_replay_help_teaches_only_replay() -> None:
+    done = run_cli("fuzz", "replay", "--help")
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    assert text.startswith("usage: nic-sandbox fuzz replay")
+    assert "CASE.json" in text and "--protection" in text and "--json" in text
+    assert "step by step" in text  # the description
+    assert "examples:\n  nic-sandbox fuzz replay " in text and "exit codes:" in text
+    assert "--iterations" not in text and "--seconds" not in text  # a campaign's flags are not replay's
+
+
+def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """Every command of the tree with its parser: ``("demo",)``, ``("demo", "attack")``, ``("audit", "show")`` ..."""
+    for name, child in parser.commands().items() if isinstance(parser, Parser) else []:
+        yield (*path, name), child
+        yield from _commands(child, (*path, name))
+
+
+COMMANDS = list(_commands(cli.build_parser()))
+
+
+@pytest.mark.parametrize(("path", "parser"), COMMANDS, ids=[" ".join(p) for p, _ in COMMANDS])
+def test_every_command_help_has_a_description_its_flags_and_an_example(
+    path: tuple[str, ...], parser: argparse.ArgumentParser, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli.main([*path, "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"usage: nic-sandbox {' '.join(path)}")
+    assert parser.description and parser.description.split("\n")[0][:60] in text
+    assert "example:" in text or "examples:" in text
+    flags = [opt for action in parser._actions for opt in action.option_strings if opt.startswith("--")]
+    assert all(flag in text for flag in flags), [f for f in flags if f not in text]
+
+
+def test_the_demo_kinds_are_the_ones_the_user_knows() -> None:
+    kinds = dict(COMMANDS)[("demo",)].commands()
+    assert list(kinds) == ["pingpong", "attack", "ping", "afxdp"]
+    assert list(dict(COMMANDS)[("fuzz",)].commands()) == ["campaign", "replay"]
+
+
+def test_group_help_shows_the_default_commands_flags() -> None:
+    """``demo`` alone is ``demo pingpong`` and ``fuzz`` alone is ``fuzz campaign``: their help says what they take."""
+    demo = run_cli("demo", "--help").stdout
+    assert "options of 'nic-sandbox demo pingpong', the default:" in demo and "--no-pcap" in demo
+    assert "KIND" in demo and "afxdp" in demo and "attack" in demo
+    fuzz = run_cli("fuzz", "--help").stdout
+    assert "options of 'nic-sandbox fuzz campaign', the default:" in fuzz
+    assert "--iterations" in fuzz and "--corpus" in fuzz and "replay" in fuzz
