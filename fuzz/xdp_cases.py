@@ -8,6 +8,9 @@ descriptors of one multi-buffer packet.  Groups are drawn round-robin over
 descriptors, and each group picks its variant and numbers from a numpy
 ``Generator`` seeded once.  Boundaries come in pairs (fits / one byte over),
 computed from the UMEM's size, chunk size, mode and tx metadata length.
+Descriptors carry a ``struct xsk_tx_metadata`` each (``XdpCases.meta``): zero,
+except in the ``metadata-contents`` class, which draws random flags (known and
+unknown bits) and checksum fields on either side of the kernel's limits.
 
 This module states no verdicts: which descriptors pass is the verifier's and
 the kernel's business, and agreeing on exactly these edges is the point.
@@ -26,10 +29,13 @@ from ring.descriptors import (
     XDP_DESC,
     XDP_PKT_CONTD,
     XDP_TX_METADATA,
+    XDP_TXMD_FLAGS_CHECKSUM,
+    XDP_TXMD_FLAGS_LAUNCH_TIME,
+    XSK_TX_METADATA,
     XSK_UNALIGNED_BUF_ADDR_MASK,
     XSK_UNALIGNED_BUF_OFFSET_SHIFT,
 )
-from verifier.rules.xdp import XSK_MAX_DESCS_PER_PACKET, XdpUmem
+from verifier.rules.xdp import CSUM_SIZE, TXMD_KNOWN_FLAGS, XSK_MAX_DESCS_PER_PACKET, XdpUmem
 
 U64_MAX = (1 << 64) - 1
 U32_MAX = (1 << 32) - 1
@@ -37,16 +43,20 @@ OFFSET_MAX = (1 << (64 - XSK_UNALIGNED_BUF_OFFSET_SHIFT)) - 1  # the top-16-bit 
 #: Frame lengths worth hitting: a byte, an Ethernet header, the minimum frame, a full MTU frame.
 COMMON_LENGTHS = (1, 14, 60, 64, 1514)
 
+U16_MAX = (1 << 16) - 1
 Desc = tuple[int, int, int]  # addr, len, options
+Meta = tuple[int, int, int, int]  # flags, csum_start, csum_offset, launch_time (XSK_TX_METADATA)
+ZERO_META: Meta = (0, 0, 0, 0)
 T = TypeVar("T")
 
 
 @dataclass
 class XdpCases:
-    """Generated descriptors (XDP_DESC) and, per descriptor, ``class/variant``."""
+    """Generated descriptors (XDP_DESC), per descriptor ``class/variant``, and its metadata (XSK_TX_METADATA)."""
 
     descs: npt.NDArray[np.void]
     labels: list[str]
+    meta: npt.NDArray[np.void]
 
 
 class _Aim:
@@ -56,6 +66,8 @@ class _Aim:
         self.u = umem
         self.rng = rng
         self.meta = umem.tx_metadata_len
+        #: The metadata of the group a class just made, one per descriptor; None: all zero.
+        self.group_meta: list[Meta] | None = None
 
     def pick(self, values: Sequence[T]) -> T:
         return values[int(self.rng.integers(len(values)))]
@@ -209,6 +221,61 @@ def _metadata(a: _Aim) -> tuple[str, list[Desc]]:
     return variant, [(a.encode(addr), n, XDP_TX_METADATA)]
 
 
+def _metadata_contents(a: _Aim) -> tuple[str, list[Desc]]:
+    """What lies in the metadata area: flags known and unknown, checksum requests at the length's edge.
+
+    The kernel reads it for a packet's first descriptor with XDP_TX_METADATA
+    (net/xdp/xsk.c ``xsk_skb_metadata``); elsewhere the same bytes are ignored.
+    """
+    desc = a.valid(XDP_TX_METADATA)
+    n = desc[1]
+    rng = a.rng
+
+    def u16() -> int:
+        return int(rng.integers(0, U16_MAX + 1))
+
+    def known() -> int:
+        return int(rng.integers(0, TXMD_KNOWN_FLAGS + 1)) & TXMD_KNOWN_FLAGS
+
+    def split(total: int) -> tuple[int, int]:
+        """csum_start, csum_offset with csum_start + csum_offset == total (each a u16)."""
+        start = int(rng.integers(max(0, total - U16_MAX), min(total, U16_MAX) + 1))
+        return start, total - start
+
+    def csum(reach: int, extra: int = 0) -> Meta:
+        """A checksum request whose csum_start + csum_offset + 2 is ``reach`` (at least 2)."""
+        start, offset = split(max(reach, CSUM_SIZE) - CSUM_SIZE)
+        return XDP_TXMD_FLAGS_CHECKSUM | extra, start, offset, int(rng.integers(0, 1 << 63))
+
+    unknown_bit = 1 << int(rng.integers(3, 64))
+    variant, meta = a.pick(
+        [
+            ("zero", ZERO_META),
+            ("known-flags", (known() & ~XDP_TXMD_FLAGS_CHECKSUM, u16(), u16(), int(rng.integers(0, 1 << 63)))),
+            ("unknown-bit", (known() | unknown_bit, 0, 0, 0)),
+            ("random-flags", (int(rng.integers(0, 1 << 63)) << 1 | int(rng.integers(0, 2)), u16(), u16(), 0)),
+            ("csum-fits", csum(n, known() & ~XDP_TXMD_FLAGS_LAUNCH_TIME)),
+            ("csum-over", csum(n + 1, known() & ~XDP_TXMD_FLAGS_LAUNCH_TIME)),
+            ("csum-random", (XDP_TXMD_FLAGS_CHECKSUM, u16(), u16(), 0)),
+            ("csum-fields-without-flag", (known() & ~XDP_TXMD_FLAGS_CHECKSUM, u16(), u16(), 0)),
+            ("launch-time", (XDP_TXMD_FLAGS_LAUNCH_TIME, 0, 0, int(rng.integers(0, 1 << 63)))),
+        ]
+    )
+    shape = a.pick(["alone", "first-of-packet", "later-fragment", "no-option"])
+    if shape == "alone":
+        descs, metas = [desc], [meta]
+    elif shape == "first-of-packet":  # checked against the first descriptor's own len, not the packet's
+        descs = [(desc[0], n, XDP_TX_METADATA | XDP_PKT_CONTD), a.valid(XDP_PKT_CONTD), a.valid()]
+        metas = [meta, ZERO_META, ZERO_META]
+    elif shape == "later-fragment":  # not read: only a packet's first descriptor's metadata is
+        descs = [a.valid(XDP_PKT_CONTD), desc]
+        metas = [ZERO_META, meta]
+    else:  # the same bytes, but the descriptor does not ask for them to be read
+        descs, metas = [(desc[0], n, 0)], [meta]
+    a.group_meta = metas
+    return f"{variant}-{shape}", descs
+
+
 def _multi_buffer(a: _Aim) -> tuple[str, list[Desc]]:
     limit = XSK_MAX_DESCS_PER_PACKET
     frags = a.pick([2, 5, limit - 1, limit, limit + 1, 2 * limit, 2 * limit + 1])
@@ -268,6 +335,7 @@ CLASSES: dict[str, Callable[[_Aim], tuple[str, list[Desc]]]] = {
     "len-huge": _len_huge,
     "options-unknown": _options_unknown,
     "metadata": _metadata,
+    "metadata-contents": _metadata_contents,
     "multi-buffer": _multi_buffer,
     "bad-fragment": _bad_fragment,
     "unaligned-offset": _unaligned_offset,
@@ -289,11 +357,16 @@ def generate(umem: XdpUmem, count: int, seed: int, classes: Iterable[str] | None
     aim = _Aim(umem, np.random.default_rng(seed))
     rows: list[Desc] = []
     labels: list[str] = []
+    metas: list[Meta] = []
     turn = 0
     while len(rows) < count:
         name = names[turn % len(names)]
         turn += 1
+        aim.group_meta = None
         variant, descs = CLASSES[name](aim)
         rows.extend(descs)
         labels.extend([f"{name}/{variant}"] * len(descs))
-    return XdpCases(np.array(rows[:count], dtype=XDP_DESC), labels[:count])
+        metas.extend(aim.group_meta or [ZERO_META] * len(descs))
+    return XdpCases(
+        np.array(rows[:count], dtype=XDP_DESC), labels[:count], np.array(metas[:count], dtype=XSK_TX_METADATA)
+    )

@@ -4,7 +4,7 @@ Intel 8254x (e1000) legacy descriptors, 16 bytes, little endian
 (PCI/PCI-X Family of Gigabit Ethernet Controllers Software Developer's
 Manual, 317453-006, section 3.2.3 "Receive Descriptor Format" and 3.3.3
 "Legacy Transmit Descriptor Format"), and Linux AF_XDP's ``struct xdp_desc``
-(include/uapi/linux/if_xdp.h).  Every other module reads and writes
+and its ``struct xsk_tx_metadata`` (include/uapi/linux/if_xdp.h).  Every other module reads and writes
 descriptors through these dtypes; no module computes a field offset itself.
 """
 
@@ -45,6 +45,35 @@ XDP_DESC = np.dtype([("addr", "<u8"), ("len", "<u4"), ("options", "<u4")])
 # -- AF_XDP xdp_desc.options bits (include/uapi/linux/if_xdp.h) ---------------
 XDP_PKT_CONTD = 1 << 0  # more fragments of this packet follow (multi-buffer)
 XDP_TX_METADATA = 1 << 1  # a struct xsk_tx_metadata lies tx_metadata_len bytes before addr
+
+#: include/uapi/linux/if_xdp.h (Linux 6.15 and later, "xsk: Add launch time hardware offload support
+#: to XDP Tx metadata"): the metadata a descriptor with XDP_TX_METADATA carries in the
+#: ``tx_metadata_len`` bytes in front of its buffer, 24 bytes (16 before 6.15, without launch_time):
+#:
+#:     struct xsk_tx_metadata {
+#:         __u64 flags;
+#:         union {
+#:             struct { __u16 csum_start; __u16 csum_offset; __u64 launch_time; } request;
+#:             struct { __u64 tx_timestamp; } completion;
+#:         };
+#:     };
+#:
+#: Only ``request`` is declared here: ``completion.tx_timestamp`` overlays bytes 8..15, which
+#: the kernel writes when the frame completes (XDP_TXMD_FLAGS_TIMESTAMP).  Layout checked against
+#: the BTF of Linux 6.18.44 (/sys/kernel/btf/vmlinux): size 24, offsets 0, 8, 10, 16.
+XSK_TX_METADATA = np.dtype(
+    {
+        "names": ["flags", "csum_start", "csum_offset", "launch_time"],
+        "formats": ["<u8", "<u2", "<u2", "<u8"],
+        "offsets": [0, 8, 10, 16],
+        "itemsize": 24,
+    }
+)
+
+# -- AF_XDP xsk_tx_metadata.flags (include/uapi/linux/if_xdp.h) ----------------
+XDP_TXMD_FLAGS_TIMESTAMP = 1 << 0  # write a completion timestamp into completion.tx_timestamp
+XDP_TXMD_FLAGS_CHECKSUM = 1 << 1  # offload an L4 checksum: request.csum_start, request.csum_offset
+XDP_TXMD_FLAGS_LAUNCH_TIME = 1 << 2  # send at request.launch_time (Linux 6.15 and later)
 
 # -- AF_XDP xdp_umem_reg.flags (include/uapi/linux/if_xdp.h) --------------------
 XDP_UMEM_UNALIGNED_CHUNK_FLAG = 1 << 0  # buffers may start anywhere, not only inside one chunk

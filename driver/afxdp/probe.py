@@ -12,14 +12,22 @@ descriptor, so 10,000 descriptors take well under a second.
 
 The kernel's rules being measured are in net/xdp/xsk_queue.h
 (``xp_aligned_validate_desc``, ``xp_unaligned_validate_desc``,
-``xp_unused_options_set``, ``xskq_cons_is_valid_desc``) and, for multi-buffer
-packets, net/xdp/xsk.c (``xsk_build_skb``, ``xsk_drop_skb``).
+``xp_unused_options_set``, ``xskq_cons_is_valid_desc``), for multi-buffer
+packets net/xdp/xsk.c (``xsk_build_skb``, ``xsk_drop_skb``), and for the
+``struct xsk_tx_metadata`` in front of a buffer ``xsk_skb_metadata``: given
+``meta``, the probe writes each descriptor's metadata into the real UMEM just
+before that descriptor is posted.
+
+Two registration facts that differ between kernels are probed on their own,
+once per process (:func:`smallest_tx_metadata_len`,
+:func:`launch_time_needs_room`).
 """
 
 from __future__ import annotations
 
 import enum
 import errno
+import functools
 import socket
 import time
 from collections.abc import Callable
@@ -27,15 +35,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from driver.afxdp.abi import AF_XDP, SOCK_RAW, check, libc
 from driver.afxdp.rings import U32
-from driver.afxdp.socket import RingSizes, UmemConfig, XskSocket
+from driver.afxdp.socket import RingSizes, Umem, UmemConfig, XskSocket
 from driver.netns import VETH_MAX_MTU, VethNamespace, received_frames
-from ring.descriptors import XDP_DESC, XDP_PKT_CONTD
+from ring.descriptors import (
+    XDP_DESC,
+    XDP_PKT_CONTD,
+    XDP_TX_METADATA,
+    XDP_TXMD_FLAGS_LAUNCH_TIME,
+    XSK_TX_METADATA,
+    XSK_UNALIGNED_BUF_ADDR_MASK,
+    XSK_UNALIGNED_BUF_OFFSET_SHIFT,
+)
 
-# The UMEM stays all zero (fresh anonymous memory): frames start with dst MAC 00:00:00:00:00:00
-# and EtherType 0, so the peer's stack drops them while its packet socket still counts them, and
-# any ``struct xsk_tx_metadata`` in front of a descriptor reads as flags = 0, i.e. valid
-# (net/xdp/xsk.c ``xsk_skb_metadata``): the verdicts depend on the descriptors alone.
+# Without ``umem_image`` the UMEM starts all zero (fresh anonymous memory): frames start with dst
+# MAC 00:00:00:00:00:00 and EtherType 0, so the peer's stack drops them while its packet socket
+# still counts them, and without ``meta`` any ``struct xsk_tx_metadata`` in front of a descriptor
+# reads as flags = 0, i.e. valid (net/xdp/xsk.c ``xsk_skb_metadata``).
 
 #: Receive buffer of the peer's packet socket (SO_RCVBUFFORCE): room for every frame sent between drains.
 PEER_RCVBUF = 64 << 20
@@ -43,6 +60,9 @@ PROBE_RING = 4096  # TX and completion ring entries; the probe keeps at most one
 RETRIES = 50  # kicks that consumed nothing and returned EAGAIN before the descriptor counts as refused
 #: Descriptors judged between two drains of the peer's socket and two progress reports.
 DRAIN_EVERY = 256
+#: ``struct xsk_tx_metadata``'s bytes the kernel checks: flags, csum_start, csum_offset (written even
+#: where they reach into the frame, as they do when tx_metadata_len is 8 on kernels that allow it).
+CHECKED_META_BYTES = 12
 
 
 class ProbeError(OSError):
@@ -100,6 +120,8 @@ def kernel_tx_verdicts(
     tx_metadata_len: int,
     multi_buffer: bool = True,
     progress: Callable[[int], None] | None = None,
+    meta: np.ndarray | None = None,
+    umem_image: np.ndarray | None = None,
 ) -> list[bool]:
     """For each ``XDP_DESC`` in order: did the Linux kernel accept it for transmission?
 
@@ -116,7 +138,17 @@ def kernel_tx_verdicts(
       with ``XDP_UMEM_TX_METADATA_LEN`` if it is non-zero.  Registration errors
       (the kernel's ``xdp_umem_reg`` rules: chunk 2048..4096, a power of two when
       aligned, size a multiple of the chunk when aligned, metadata < 256 and a
-      multiple of 8) raise ``OSError`` (EINVAL) before any descriptor is judged.
+      multiple of 8, and on some kernels at least 16) raise ``OSError`` (EINVAL)
+      before any descriptor is judged.
+    - ``umem_image`` (``umem_size`` bytes, uint8): the UMEM's contents before the
+      first descriptor; default all zero.
+    - ``meta``: one ``ring.descriptors.XSK_TX_METADATA`` per descriptor.  With a
+      metadata area, each record is written at the descriptor's buffer start
+      minus ``tx_metadata_len`` (its first ``max(12, min(24, tx_metadata_len))``
+      bytes, when they all lie in the UMEM) just before the descriptor is posted, so the
+      kernel's ``xsk_skb_metadata`` reads exactly it, whatever earlier
+      descriptors' records or completion timestamps left there.  Default: the
+      UMEM's bytes as they are.
     - ``multi_buffer`` binds with ``XDP_USE_SG`` (default).  Copy mode chains
       ``XDP_PKT_CONTD`` fragments into one packet either way (measured, 6.18).
     - Returns ``True`` for :data:`ACCEPTED` verdicts (TRANSMITTED, DEVICE_DROPPED:
@@ -137,7 +169,7 @@ def kernel_tx_verdicts(
       ``progress`` is called with the number of descriptors judged so far.
     """
     config = UmemConfig(umem_size, chunk_size, 0, unaligned, tx_metadata_len)
-    report = probe_tx(descs, config, multi_buffer, progress)
+    report = probe_tx(descs, config, multi_buffer, progress, meta, umem_image)
     return report.accepted
 
 
@@ -146,18 +178,81 @@ def probe_tx(
     config: UmemConfig,
     multi_buffer: bool = True,
     progress: Callable[[int], None] | None = None,
+    meta: np.ndarray | None = None,
+    umem_image: np.ndarray | None = None,
 ) -> TxProbeReport:
-    """Submit ``descs`` one per kick and classify each (see :class:`TxVerdict`)."""
+    """Submit ``descs`` one per kick and classify each (see :class:`TxVerdict`); ``meta``, ``umem_image``: above."""
     descs = np.ascontiguousarray(descs, dtype=XDP_DESC)
+    if meta is not None and (meta.dtype != XSK_TX_METADATA or meta.shape != descs.shape):
+        raise ValueError(f"meta must hold one XSK_TX_METADATA per descriptor, got {meta.dtype} {meta.shape}")
+    if umem_image is not None and (umem_image.dtype != np.uint8 or umem_image.shape != (config.size,)):
+        raise ValueError(f"umem_image must be {config.size} bytes, got {umem_image.dtype} {umem_image.shape}")
     start = time.perf_counter()
     with VethNamespace("probe", mtu=VETH_MAX_MTU) as lab, lab.packet_socket(lab.peer, PEER_RCVBUF) as peer:
         prober = _Prober(lab, config, multi_buffer, peer)
         try:
-            report = prober.run(descs, progress)
+            if umem_image is not None:
+                prober.sock.umem.mem[:] = umem_image
+            report = prober.run(descs, progress, meta)
         finally:
             prober.close()
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _registers(tx_metadata_len: int) -> bool:
+    """Does ``XDP_UMEM_REG`` with ``XDP_UMEM_TX_METADATA_LEN`` and this length succeed (a one-page UMEM)?"""
+    config = UmemConfig(4096, 2048, tx_metadata_len=tx_metadata_len)
+    fd = check(libc.socket(AF_XDP, SOCK_RAW, 0), "socket(AF_XDP)")
+    sock = XskSocket(fd, Umem(config.size), config)
+    try:
+        sock.register_umem()
+    except OSError as err:
+        if err.errno == errno.EINVAL:
+            return False
+        raise
+    finally:
+        sock.close()
+    return True
+
+
+@functools.cache
+def smallest_tx_metadata_len() -> int:
+    """The smallest ``tx_metadata_len`` (8, 16, ... 248) this kernel registers with ``XDP_UMEM_TX_METADATA_LEN``.
+
+    The published ``xdp_umem_reg`` (net/xdp/xdp_umem.c, 6.8 to 6.18) has no
+    lower bound: 8.  Linux 6.18.44 as measured: 16.  Asked once per process (a
+    socket and a one-page UMEM per length tried; no namespace).  Raises
+    ``OSError`` without AF_XDP or the privilege to open it, :class:`ProbeError`
+    if no length registers.
+    """
+    for length in range(8, 256, 8):
+        if _registers(length):
+            return length
+    raise ProbeError("no tx_metadata_len from 8 to 248 registers with XDP_UMEM_TX_METADATA_LEN")
+
+
+@functools.cache
+def launch_time_needs_room() -> bool:
+    """Does this kernel refuse ``XDP_TXMD_FLAGS_LAUNCH_TIME`` when ``launch_time`` lies beyond ``tx_metadata_len``?
+
+    ``request.launch_time`` is bytes 16..23 of ``struct xsk_tx_metadata``.  The
+    published ``xsk_skb_metadata`` (net/xdp/xsk.c, 6.18) reads it wherever it
+    lies; Linux 6.18.44 as measured refuses the descriptor (-EINVAL) when the
+    area is shorter than 24 bytes.  Sends one descriptor through a socket whose
+    area is the smallest this kernel registers (False, moot, when that is 24 or
+    more).  Asked once per process; needs what :func:`probe_tx` needs.
+    """
+    length = smallest_tx_metadata_len()
+    if length >= XSK_TX_METADATA.itemsize:
+        return False
+    meta = np.zeros(1, XSK_TX_METADATA)
+    meta["flags"] = XDP_TXMD_FLAGS_LAUNCH_TIME
+    one = np.array([(length, 60, XDP_TX_METADATA)], XDP_DESC)  # the metadata area starts the UMEM
+    report = probe_tx(one, UmemConfig(8192, 4096, 0, False, length), meta=meta)
+    if report.verdicts[0] is TxVerdict.INVALID:
+        raise ProbeError(f"the launch_time probe's descriptor was invalid (tx_metadata_len {length})")
+    return report.verdicts[0] is TxVerdict.REFUSED
 
 
 class _Prober:
@@ -198,14 +293,34 @@ class _Prober:
             self._drain_peer()
         return consumed, err
 
-    def run(self, descs: np.ndarray, progress: Callable[[int], None] | None) -> TxProbeReport:
+    def _write_meta(self, desc: np.ndarray, record: np.ndarray) -> None:
+        """Put ``record`` (one XSK_TX_METADATA) where the kernel will look for ``desc``'s metadata."""
+        length = self.sock.config.tx_metadata_len
+        addr = int(desc["addr"])
+        if self.sock.config.unaligned:
+            addr = (addr & XSK_UNALIGNED_BUF_ADDR_MASK) + (addr >> XSK_UNALIGNED_BUF_OFFSET_SHIFT)
+        base = addr - length
+        raw = np.frombuffer(record.tobytes(), np.uint8)[
+            : max(CHECKED_META_BYTES, min(XSK_TX_METADATA.itemsize, length))
+        ]
+        mem = self.sock.umem.mem
+        if base >= 0 and base + len(raw) <= len(mem):  # else the kernel refuses the descriptor before reading
+            mem[base : base + len(raw)] = raw
+
+    def run(
+        self, descs: np.ndarray, progress: Callable[[int], None] | None, meta: np.ndarray | None = None
+    ) -> TxProbeReport:
         n = len(descs)
+        write_meta = meta is not None and self.sock.config.tx_metadata_len > 0
         verdicts: list[TxVerdict] = [TxVerdict.PENDING] * n
         kick_errno = [0] * n
         pending: list[int] = []  # consumed, valid CONTD fragments of the packet being built
         packets_sent = 0
         invalid = self.sock.tx_invalid_descs()
         for i in range(n):
+            if write_meta:
+                assert meta is not None
+                self._write_meta(descs[i], meta[i])
             consumed, kick_errno[i] = self._submit(descs[i : i + 1])
             now = self.sock.tx_invalid_descs()
             grew, invalid = now - invalid, now

@@ -64,6 +64,9 @@ NOT_JUDGED: Mapping[str, str] = {
             "XDP_END_OUT_OF_UMEM",
             "XDP_OPTIONS_UNKNOWN",
             "XDP_METADATA_WITHOUT_LEN",
+            "XDP_METADATA_FLAGS_UNKNOWN",
+            "XDP_METADATA_CSUM_BEYOND_LEN",
+            "XDP_METADATA_LAUNCH_TIME_OUTSIDE",
         )
     },
     **{

@@ -6,13 +6,23 @@ same descriptors through a real AF_XDP socket (driver/afxdp/probe.py
 ``kernel_tx_verdicts``) and reports where the two disagree; any disagreement
 is exit code 1, since then the re-implementation is wrong.  Descriptors come
 from a JSON Lines file (sandbox/commands/xdp_jsonl.py) or from the case generator
-(fuzz/xdp_cases.py, ``--generate N``).
+(fuzz/xdp_cases.py, ``--generate N``); the ``struct xsk_tx_metadata`` in front
+of each buffer from the same lines (``"meta"``), the generator, or a UMEM image
+(``--umem-image``).
+
+The ``tx_metadata_len`` rules differ between kernels (verifier/rules/xdp.py
+``TxMetadataRules``): with a metadata area, :func:`running_kernel_rules` asks
+the running kernel once per process and falls back, with one line on stderr, to
+the newest documented rules when it cannot.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import os
+import platform
 import sys
 import time
 from collections import Counter
@@ -29,9 +39,17 @@ from rich.table import Table
 
 from fuzz.xdp_cases import CLASSES, generate
 from sandbox.argtypes import bounded_number
-from sandbox.commands.xdp_jsonl import DescriptorLineError, read_descriptors, write_descriptors
+from sandbox.commands.xdp_jsonl import META_FIELDS, DescriptorLineError, read_descriptors, write_descriptors
 from sandbox.errors import UsageError
-from verifier.rules.xdp import UmemRejected, XdpUmem, check_xdp_tx, reason_names
+from verifier.rules.xdp import (
+    NEWEST_RULES,
+    TxMetadataRules,
+    UmemRejected,
+    XdpUmem,
+    check_xdp_tx,
+    metadata_from_image,
+    reason_names,
+)
 
 P = TypeVar("P", bound=argparse.ArgumentParser)
 EXIT_DISAGREE = 1
@@ -54,7 +72,10 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
             "descriptors into packets of at most 18; a packet goes whole or not at all).  The UMEM flags are "
             "checked as xdp_umem_reg (net/xdp/xdp_umem.c) checks them at registration.\n\n"
             'Input: JSON Lines, one {"addr": A, "len": L, "options": O} per line, numbers as integers or '
-            '"0x..." strings, optional "class" label.  Output: per descriptor, in order, '
+            '"0x..." strings, optional "class" label, optional "meta": {"flags": F, "csum_start": S, '
+            '"csum_offset": O, "launch_time": T} (the struct xsk_tx_metadata before the buffer, which '
+            "xsk_skb_metadata in net/xdp/xsk.c checks for a packet's first descriptor with XDP_TX_METADATA; "
+            "absent: all zero), or the metadata read from --umem-image.  Output: per descriptor, in order, "
             '{"index": i, "accepted": bool, "reason": CODE or null} with --json, a table otherwise.  Reason '
             "codes: docs/verifier.md, section 'The xdp format'.\n\n"
             "--against kernel also sends every descriptor through a real AF_XDP socket (copy mode, on a veth "
@@ -103,8 +124,14 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
         U32_MAX,
         "M",
         "bytes of struct xsk_tx_metadata before each buffer (XDP_UMEM_TX_METADATA_LEN); "
-        "a multiple of 8 below 256, default 0 (none)",
+        "a multiple of 8 below 256, at least what the running kernel registers (16 on Linux 6.18.44), "
+        "default 0 (none)",
         default=0,
+    )
+    verify.add_argument(
+        "--umem-image",
+        metavar="FILE",
+        help="the UMEM's bytes (exactly --umem-size of them): each descriptor's metadata is read from it",
     )
     source = verify.add_mutually_exclusive_group()
     source.add_argument("--input", metavar="FILE", help="JSON Lines descriptors; '-' for stdin (the default)")
@@ -144,6 +171,7 @@ class Agreement:
     verifier: npt.NDArray[np.bool_]
     kernel: npt.NDArray[np.bool_]
     seconds: float
+    meta: npt.NDArray[np.void] | None = None  # XSK_TX_METADATA per descriptor, shown with disagreements
 
     @property
     def disagreements(self) -> list[int]:
@@ -171,29 +199,73 @@ def cmd_verify(args: argparse.Namespace, out: Console) -> int:
         raise UsageError("--emit prints the generated descriptors and stops: drop --against, --json, --summary")
     if args.summary and args.json:
         raise UsageError("--summary is for the table; --json always prints every verdict")
+    if args.umem_image is not None and (args.generate is not None):
+        raise UsageError("--umem-image gives the metadata of --input's descriptors; --generate makes its own")
+    rules = running_kernel_rules() if args.tx_metadata_len else NEWEST_RULES
     try:
-        umem = XdpUmem(args.umem_size, args.chunk_size, args.unaligned, args.tx_metadata_len)
+        umem = XdpUmem(args.umem_size, args.chunk_size, args.unaligned, args.tx_metadata_len, rules=rules)
     except UmemRejected as err:
         raise UsageError(f"the kernel would not register this UMEM: {err}") from None
-    descs, labels = _descriptors(args, umem)
+    image = _umem_image(args.umem_image, umem.size) if args.umem_image is not None else None
+    descs, labels, meta = _descriptors(args, umem)
+    if image is not None:
+        if meta is not None:
+            raise UsageError(f'--input {args.input or "-"} has "meta" on its lines and --umem-image gives it too')
+        meta = metadata_from_image(descs, umem, image)
     if args.emit:
-        for line in write_descriptors(descs, labels):
+        for line in write_descriptors(descs, labels, meta):
             print(line)
         return 0
-    verdicts = check_xdp_tx(descs, umem)
+    verdicts = check_xdp_tx(descs, umem, meta)
     names = reason_names(verdicts)
-    agreement = _against_kernel(descs, umem, verdicts.accepted, args, out) if args.against else None
+    agreement = _against_kernel(descs, umem, verdicts.accepted, args, out, meta, image) if args.against else None
     if args.json:
         _print_json(names, descs, labels, agreement)
     else:
-        _print_table(out, umem, descs, labels, names, agreement, args.summary)
+        _print_table(out, umem, descs, labels, names, agreement, args.summary, meta)
     return EXIT_DISAGREE if agreement is not None and agreement.disagreements else 0
 
 
-def _descriptors(args: argparse.Namespace, umem: XdpUmem) -> tuple[npt.NDArray[np.void], list[str]]:
+@functools.cache
+def running_kernel_rules() -> TxMetadataRules:
+    """The running kernel's :class:`TxMetadataRules`, asked once per process (driver/afxdp/probe.py).
+
+    Without AF_XDP or the privilege to open a socket: the newest documented
+    rules (``verifier.rules.xdp.NEWEST_RULES``), said in one line on stderr.
+    """
+    from driver.afxdp.probe import launch_time_needs_room, smallest_tx_metadata_len  # cffi only when needed
+
+    try:
+        rules = TxMetadataRules(
+            smallest_tx_metadata_len(), launch_time_needs_room(), f"probed on this kernel, Linux {platform.release()}"
+        )
+    except OSError as err:
+        why = err.strerror or str(err)
+        print(
+            f"nic-sandbox verify: cannot ask this kernel for its tx metadata rules ({why}); "
+            f"assuming the newest documented ones: tx_metadata_len {NEWEST_RULES.describe()}",
+            file=sys.stderr,
+        )
+        return NEWEST_RULES
+    return rules
+
+
+def _umem_image(path: str, size: int) -> npt.NDArray[np.uint8]:
+    try:
+        have = os.path.getsize(path)
+        if have != size:
+            raise UsageError(f"--umem-image {path}: {have:,} bytes, but the UMEM (--umem-size) is {size:,}")
+        return np.fromfile(path, dtype=np.uint8)
+    except OSError as err:
+        raise UsageError(f"--umem-image {path}: {err.strerror or err}") from None
+
+
+def _descriptors(
+    args: argparse.Namespace, umem: XdpUmem
+) -> tuple[npt.NDArray[np.void], list[str], npt.NDArray[np.void] | None]:
     if args.generate is not None:
         cases = generate(umem, args.generate, 1 if args.seed is None else args.seed)
-        return cases.descs, cases.labels
+        return cases.descs, cases.labels, cases.meta
     path = args.input or "-"
     if path == "-" and sys.stdin.isatty():
         raise UsageError("no descriptors: give --input FILE, pipe them into --input -, or use --generate N")
@@ -213,7 +285,13 @@ def _open(path: str) -> AbstractContextManager[IO[str]]:
 
 
 def _against_kernel(
-    descs: npt.NDArray[np.void], umem: XdpUmem, accepted: npt.NDArray[np.bool_], args: argparse.Namespace, out: Console
+    descs: npt.NDArray[np.void],
+    umem: XdpUmem,
+    accepted: npt.NDArray[np.bool_],
+    args: argparse.Namespace,
+    out: Console,
+    meta: npt.NDArray[np.void] | None = None,
+    image: npt.NDArray[np.uint8] | None = None,
 ) -> Agreement:
     """Run the descriptors through a real socket and set its verdicts beside the verifier's ``accepted``."""
     from driver.afxdp.probe import kernel_tx_verdicts  # cffi and bpf(2) only when asked for
@@ -235,11 +313,12 @@ def _against_kernel(
     try:
         with bar:
             kernel = kernel_tx_verdicts(
-                descs, umem.size, umem.chunk_size, umem.unaligned, umem.tx_metadata_len, progress=report
-            )
+                descs, umem.size, umem.chunk_size, umem.unaligned, umem.tx_metadata_len, progress=report,
+                meta=meta, umem_image=image,
+            )  # fmt: skip
     except OSError as err:
         raise UsageError(f"--against kernel: cannot run an AF_XDP socket here (needs root and AF_XDP): {err}") from None
-    return Agreement(accepted, np.asarray(kernel, dtype=bool), time.perf_counter() - start)
+    return Agreement(accepted, np.asarray(kernel, dtype=bool), time.perf_counter() - start, meta)
 
 
 def _disagreement_rows(
@@ -253,6 +332,7 @@ def _disagreement_rows(
             "len": int(d["len"]),
             "options": hex(int(d["options"])),
             "class": labels[i] or None,
+            "meta": None if agreement.meta is None else dict(zip(META_FIELDS, agreement.meta[i].tolist(), strict=True)),
             "verifier": {"accepted": bool(agreement.verifier[i]), "reason": names[i]},
             "kernel": {"accepted": bool(agreement.kernel[i])},
         }
@@ -281,6 +361,7 @@ def _print_table(
     names: list[str | None],
     agreement: Agreement | None,
     summary_only: bool,
+    meta: npt.NDArray[np.void] | None = None,
 ) -> None:
     title = (
         f"xdp: {umem.mode} UMEM of {umem.size:,} bytes, {umem.chunk_size}-byte chunks, "
@@ -289,12 +370,16 @@ def _print_table(
     with_labels = any(labels)
     if not summary_only:
         table = Table(title=title)
-        for col in ("#", "addr", "len", "options", *(["class"] if with_labels else []), "verdict"):
+        optional = [*(["class"] if with_labels else []), *(["metadata"] if meta is not None else [])]
+        for col in ("#", "addr", "len", "options", *optional, "verdict"):
             table.add_column(col, justify="right" if col in ("#", "len") else "left", no_wrap=True)
         fields = zip(descs["addr"].tolist(), descs["len"].tolist(), descs["options"].tolist(), names, strict=True)
         for i, (addr, length, options, name) in enumerate(fields):
             verdict = "[green]accepted[/]" if name is None else f"[red]{name}[/]"
             extra = [labels[i]] if with_labels else []
+            if meta is not None:
+                flags, start, offset, _ = meta[i].tolist()
+                extra.append(f"flags {flags:#x}, csum {start}+{offset}" if flags or start or offset else "")
             table.add_row(str(i), hex(addr), str(length), hex(options), *extra, verdict)
         out.print(table)
     else:

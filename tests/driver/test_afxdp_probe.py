@@ -8,10 +8,20 @@ import os
 import numpy as np
 import pytest
 
+from driver.afxdp import probe as afxdp_probe
 from driver.afxdp.probe import TxVerdict, kernel_tx_verdicts, probe_tx
 from driver.afxdp.socket import UmemConfig
 from driver.netns import namespaces
-from ring.descriptors import XDP_DESC, XDP_PKT_CONTD, XDP_TX_METADATA, XSK_UNALIGNED_BUF_OFFSET_SHIFT
+from ring.descriptors import (
+    XDP_DESC,
+    XDP_PKT_CONTD,
+    XDP_TX_METADATA,
+    XDP_TXMD_FLAGS_CHECKSUM,
+    XDP_TXMD_FLAGS_LAUNCH_TIME,
+    XDP_TXMD_FLAGS_TIMESTAMP,
+    XSK_TX_METADATA,
+    XSK_UNALIGNED_BUF_OFFSET_SHIFT,
+)
 from tests.driver.afxdp_env import descs, need_afxdp
 
 pytestmark = pytest.mark.privileged
@@ -123,3 +133,66 @@ def test_bad_geometry_raises_and_cleans_up() -> None:
     with pytest.raises(OSError):
         kernel_tx_verdicts(descs((0, 60, 0)), 10 * 3000, 3000, False, 0)
     assert ours() == before
+
+
+# -- struct xsk_tx_metadata in front of the buffer (net/xdp/xsk.c xsk_skb_metadata) ---------------------
+
+TS, CS, LT = XDP_TXMD_FLAGS_TIMESTAMP, XDP_TXMD_FLAGS_CHECKSUM, XDP_TXMD_FLAGS_LAUNCH_TIME
+M = XDP_TX_METADATA
+
+
+def metas(*rows: tuple[int, int, int, int]) -> np.ndarray:
+    return np.array(list(rows), dtype=XSK_TX_METADATA)
+
+
+def test_metadata_is_written_before_each_descriptor_and_judged() -> None:
+    """Every descriptor's metadata area is the same 32 bytes: the probe rewrites them before each one."""
+    config = UmemConfig(UMEM, 4096, tx_metadata_len=32)
+    rows = [(4096 + 32, 60, M)] * 9 + [(4096 + 32, 60, 0), (8192 + 32, 60, M | CONTD), (12288 + 32, 60, M)]
+    meta = metas(
+        (0, 0, 0, 0),
+        (TS | CS, 50, 8, 0),  # 50 + 8 + sizeof(__sum16) == len
+        (CS, 50, 9, 0),  # one byte beyond
+        (CS, 0xFFFF, 0xFFFF, 0),  # no wrap
+        (1 << 3, 0, 0, 0),  # the first unknown flag
+        (1 << 63, 0, 0, 0),
+        (LT, 0, 0, 1 << 62),  # launch_time inside a 32-byte area
+        (TS, 0, 0, 0),  # the timestamp the kernel writes back for it does not leak into the next one
+        (0, 0xFFFF, 0xFFFF, 0),  # checksum fields without the flag: not looked at
+        (1 << 3, 0, 0, 0),  # no XDP_TX_METADATA: not read
+        (CS, 59, 2, 0),  # first of a packet: held to its own len (60), not the packet's
+        (1 << 3, 0, 0, 0),  # a later fragment's metadata is not read
+    )
+    report = probe_tx(descs(*rows), config, meta=meta)
+    assert report.verdicts == [T, T, R, R, R, R, T, T, T, T, R, I], report.kick_errno
+    assert [report.kick_errno[i] for i in (2, 3, 4, 5)] == [errno.EINVAL] * 4  # refused, not counted invalid
+
+
+def test_launch_time_beyond_a_short_area_follows_the_probe() -> None:
+    """Where launch_time (bytes 16..23) lies outside a 16-byte area, kernels differ: the probe's answer is the rule."""
+    smallest = afxdp_probe.smallest_tx_metadata_len()
+    if smallest > 16:
+        pytest.skip(f"this kernel registers no 16-byte metadata area (smallest {smallest})")
+    report = probe_tx(descs((16, 60, M)), UmemConfig(UMEM, 4096, tx_metadata_len=16), meta=metas((LT, 0, 0, 5)))
+    assert report.verdicts == [R if afxdp_probe.launch_time_needs_room() else T]
+
+
+def test_the_umem_image_is_the_umem() -> None:
+    image = np.zeros(UMEM, np.uint8)
+    image[4096 : 4096 + 24] = metas((1 << 9, 0, 0, 0)).view(np.uint8)
+    config = UmemConfig(UMEM, 4096, tx_metadata_len=24)
+    rows = descs((4096 + 24, 60, M), (8192 + 24, 60, M))
+    assert probe_tx(rows, config, umem_image=image).verdicts == [R, T]
+    with pytest.raises(ValueError, match="umem_image"):
+        probe_tx(rows, config, umem_image=image[:-1])
+    with pytest.raises(ValueError, match="meta"):
+        probe_tx(rows, config, meta=metas((0, 0, 0, 0)))
+
+
+def test_the_tx_metadata_len_probe_is_asked_once() -> None:
+    afxdp_probe.smallest_tx_metadata_len.cache_clear()
+    first = afxdp_probe.smallest_tx_metadata_len()
+    assert 8 <= first <= 248 and first % 8 == 0
+    assert afxdp_probe.smallest_tx_metadata_len() == first
+    assert afxdp_probe.smallest_tx_metadata_len.cache_info().hits >= 1
+    assert afxdp_probe._registers(first) and (first == 8 or not afxdp_probe._registers(first - 8))

@@ -2,8 +2,9 @@
 
 The rules are the Linux kernel's (net/xdp/xdp_umem.c ``xdp_umem_reg``;
 net/xdp/xsk_queue.h ``xp_aligned_validate_desc``, ``xp_unaligned_validate_desc``,
-``xp_unused_options_set``; net/xdp/xsk.c for packets).  The same boundaries run
-against a real socket in tests/sandbox/test_verify_kernel.py.
+``xp_unused_options_set``; net/xdp/xsk.c for packets and ``xsk_skb_metadata``
+for the metadata in front of a buffer).  The same boundaries run against a real
+socket in tests/sandbox/test_verify_kernel.py.
 """
 
 from __future__ import annotations
@@ -15,18 +16,28 @@ from ring.descriptors import (
     XDP_DESC,
     XDP_PKT_CONTD,
     XDP_TX_METADATA,
+    XDP_TXMD_FLAGS_CHECKSUM,
+    XDP_TXMD_FLAGS_LAUNCH_TIME,
+    XDP_TXMD_FLAGS_TIMESTAMP,
     XDP_UMEM_MIN_CHUNK_SIZE,
+    XSK_TX_METADATA,
     XSK_UNALIGNED_BUF_OFFSET_SHIFT,
 )
 from verifier.rules import reasons as R
 from verifier.rules.xdp import (
+    MEASURED_6_18_44,
+    NEWEST_RULES,
+    PUBLISHED_6_18,
     TX_METADATA_LEN_LIMIT,
     U32_MAX,
     XSK_MAX_DESCS_PER_PACKET,
+    TxMetadataRules,
     UmemRejected,
     XdpUmem,
     check_xdp_tx,
     descriptor_reasons,
+    metadata_from_image,
+    metadata_reasons,
     reason_names,
     registration_error,
 )
@@ -75,13 +86,21 @@ REGISTRATION_CASES = [
     (CHUNK, CHUNK, False, 0, True),  # one chunk
     (CHUNK - 1, CHUNK, True, 0, False),  # no whole chunk at all
     (0, CHUNK, False, 0, False),
-    (SIZE, CHUNK, False, 8, True),
+    (SIZE, CHUNK, False, 16, True),
     (SIZE, CHUNK, False, 12, False),  # a multiple of 8
     (SIZE, CHUNK, False, TX_METADATA_LEN_LIMIT - 8, True),
     (SIZE, CHUNK, False, TX_METADATA_LEN_LIMIT, False),  # below 256
     ((U32_MAX + 1) * PAGE, PAGE, False, 0, False),  # 2**32 pages
     (U32_MAX * PAGE, PAGE, False, 0, True),
 ]
+
+#: The tx_metadata_len values every registration test tries, on every rule set and against the kernel.
+TX_METADATA_LENS = (0, 4, 8, 12, 16, 24, 32, 120, 248, 252, 256, 264, 512)
+#: Which of them each documented rule set registers (0: no XDP_UMEM_TX_METADATA_LEN, always fine).
+REGISTERS = {
+    PUBLISHED_6_18: {0, 8, 16, 24, 32, 120, 248},  # xdp_umem_reg as published: < 256 and a multiple of 8
+    MEASURED_6_18_44: {0, 16, 24, 32, 120, 248},  # Linux 6.18.44: and at least 16
+}
 
 
 @pytest.mark.parametrize(
@@ -95,6 +114,29 @@ def test_registration_boundaries(size: int, chunk: int, unaligned: bool, meta: i
         assert "xdp_umem_reg" in str(problem)
         with pytest.raises(UmemRejected):
             XdpUmem(size, chunk, unaligned, meta, page_size=PAGE)
+
+
+@pytest.mark.parametrize("rules", list(REGISTERS), ids=["published-6.18", "measured-6.18.44"])
+@pytest.mark.parametrize("length", TX_METADATA_LENS)
+def test_tx_metadata_len_rule_by_kernel(rules: TxMetadataRules, length: int) -> None:
+    problem = registration_error(SIZE, CHUNK, False, length, PAGE, rules)
+    assert (problem is None) == (length in REGISTERS[rules]), problem
+    if problem:
+        assert rules.source in problem and "xdp_umem_reg" in problem
+
+
+def test_a_rule_set_with_any_lower_bound() -> None:
+    rules = TxMetadataRules(40, False, "a kernel of the future")
+    assert [m for m in TX_METADATA_LENS if rules.length_error(m) is None] == [0, 120, 248]
+    assert "from 40 to 248" in str(rules.length_error(32))
+
+
+def test_the_default_rules_are_the_newest_documented() -> None:
+    assert NEWEST_RULES is MEASURED_6_18_44
+    assert XdpUmem(SIZE, CHUNK).rules is NEWEST_RULES
+    with pytest.raises(UmemRejected, match="from 16 to 248"):
+        XdpUmem(SIZE, CHUNK, tx_metadata_len=8)
+    assert XdpUmem(SIZE, CHUNK, tx_metadata_len=8, rules=PUBLISHED_6_18).tx_metadata_len == 8
 
 
 # -- aligned mode: xp_aligned_validate_desc ---------------------------------------------------------
@@ -282,3 +324,114 @@ def test_unaligned_packets_follow_the_same_rules() -> None:
 
 def test_empty_input() -> None:
     assert verdicts() == []
+
+
+# -- metadata: xsk_skb_metadata (net/xdp/xsk.c) -----------------------------------------------------
+
+TS, CS, LT = XDP_TXMD_FLAGS_TIMESTAMP, XDP_TXMD_FLAGS_CHECKSUM, XDP_TXMD_FLAGS_LAUNCH_TIME
+
+
+def metas(*rows: tuple[int, int, int, int]) -> np.ndarray:
+    """An XSK_TX_METADATA array of (flags, csum_start, csum_offset, launch_time) rows."""
+    return np.array(list(rows), dtype=XSK_TX_METADATA)
+
+
+def test_the_struct_is_the_kernels() -> None:
+    """include/uapi/linux/if_xdp.h, 6.15 and later: 24 bytes; flags, then request {u16, u16, u64}."""
+    assert XSK_TX_METADATA.itemsize == 24
+    fields = XSK_TX_METADATA.fields
+    assert fields is not None
+    assert {name: fields[name][1] for name in fields} == {
+        "flags": 0, "csum_start": 8, "csum_offset": 10, "launch_time": 16,
+    }  # fmt: skip
+    assert (TS, CS, LT) == (1, 2, 4)
+
+
+META_CASES = [  # (len, flags, csum_start, csum_offset, reason) on ALIGNED_META (tx_metadata_len 16)
+    (60, 0, 0, 0, None),
+    (60, TS, 0, 0, None),
+    (60, TS | CS, 0, 0, None),
+    (60, 1 << 3, 0, 0, "XDP_METADATA_FLAGS_UNKNOWN"),
+    (60, 1 << 63, 0, 0, "XDP_METADATA_FLAGS_UNKNOWN"),
+    (60, CS | 1 << 40, 60, 60, "XDP_METADATA_FLAGS_UNKNOWN"),  # the flags are checked first
+    (60, CS, 50, 8, None),  # 50 + 8 + 2 == len
+    (60, CS, 50, 9, "XDP_METADATA_CSUM_BEYOND_LEN"),
+    (60, CS, 58, 0, None),
+    (60, CS, 0, 58, None),
+    (60, CS, 0xFFFF, 0xFFFF, "XDP_METADATA_CSUM_BEYOND_LEN"),  # summed without wrapping
+    (2, CS, 0, 0, None),
+    (1, CS, 0, 0, "XDP_METADATA_CSUM_BEYOND_LEN"),
+    (1, 0, 0xFFFF, 0xFFFF, None),  # no checksum asked for: the fields are not looked at
+    (60, LT, 0, 0, "XDP_METADATA_LAUNCH_TIME_OUTSIDE"),  # launch_time is bytes 16..23: not in a 16-byte area
+    (60, LT | CS, 50, 9, "XDP_METADATA_LAUNCH_TIME_OUTSIDE"),
+]
+
+
+@pytest.mark.parametrize(("length", "flags", "start", "offset", "reason"), META_CASES)
+def test_metadata_boundaries(length: int, flags: int, start: int, offset: int, reason: str | None) -> None:
+    rows, meta = descs((16, length, M)), metas((flags, start, offset, 0))
+    assert R.name(int(metadata_reasons(rows, meta, ALIGNED_META)[0])) == (reason or "OK")
+    assert reason_names(check_xdp_tx(rows, ALIGNED_META, meta)) == [reason]
+    assert reason_names(check_xdp_tx(descs((16, length, 0)), ALIGNED_META, meta)) == [None]  # not asked for
+
+
+def test_launch_time_depends_on_the_kernel_and_the_area() -> None:
+    meta = metas((LT, 0, 0, 12345))
+    assert reason_names(check_xdp_tx(descs((24, 60, M)), UNALIGNED_META, meta)) == [None]  # 24 bytes: inside
+    published = XdpUmem(SIZE, CHUNK, tx_metadata_len=16, page_size=PAGE, rules=PUBLISHED_6_18)
+    assert reason_names(check_xdp_tx(descs((16, 60, M)), published, meta)) == [None]
+    assert reason_names(check_xdp_tx(descs((16, 60, M)), ALIGNED_META, meta)) == ["XDP_METADATA_LAUNCH_TIME_OUTSIDE"]
+
+
+def test_only_a_packets_first_descriptor_has_its_metadata_read() -> None:
+    bad, zero = (1 << 5, 0, 0, 0), (0, 0, 0, 0)
+    rows = descs((16, 64, M | C), (CHUNK + 16, 64, M | C), (2 * CHUNK + 16, 64, M))
+    assert reason_names(check_xdp_tx(rows, ALIGNED_META, metas(zero, bad, bad))) == [None] * 3
+    assert reason_names(check_xdp_tx(rows, ALIGNED_META, metas(bad, zero, zero))) == [
+        "XDP_METADATA_FLAGS_UNKNOWN", "PKT_BAD_FRAGMENT", "PKT_BAD_FRAGMENT",
+    ]  # fmt: skip
+    # the checksum is held to the first descriptor's own length, not the packet's
+    csum = (CS, 60, 3, 0)
+    assert reason_names(check_xdp_tx(rows, ALIGNED_META, metas(csum, zero, zero)))[0] == "XDP_METADATA_CSUM_BEYOND_LEN"
+    # the descriptor's own checks come first, and a packet after a refused one starts afresh
+    rows = descs((0, 64, M), (16, 64, M))
+    assert reason_names(check_xdp_tx(rows, ALIGNED_META, metas(bad, bad))) == [
+        "XDP_ADDR_OUT_OF_UMEM", "XDP_METADATA_FLAGS_UNKNOWN",
+    ]  # fmt: skip
+
+
+def test_no_metadata_area_outranks_the_contents() -> None:
+    assert reason_names(check_xdp_tx(descs((0, 64, M)), ALIGNED, metas((1 << 9, 0, 0, 0)))) == [
+        "XDP_METADATA_WITHOUT_LEN"
+    ]
+
+
+def test_zero_or_absent_metadata_is_always_fine() -> None:
+    rows = descs(*[(16 + CHUNK * i, 64, M) for i in range(10)])
+    assert check_xdp_tx(rows, ALIGNED_META).accepted.all()
+    assert check_xdp_tx(rows, ALIGNED_META, np.zeros(10, XSK_TX_METADATA)).accepted.all()
+
+
+def test_metadata_read_from_a_umem_image() -> None:
+    image = np.zeros(SIZE, np.uint8)
+    record = metas((CS | TS, 10, 6, 7)).view(np.uint8)
+    image[CHUNK : CHUNK + 24] = record  # the area of a buffer at CHUNK + 16 (and of one at CHUNK + 8 in 8 + 16)
+    rows = descs((CHUNK + 16, 18, M), (CHUNK + 16, 17, M), (16, 64, M), (0, 64, M), (SIZE + 16, 1, M))
+    meta = metadata_from_image(rows, ALIGNED_META, image)
+    assert meta.dtype == XSK_TX_METADATA and meta[:2].tolist() == [(CS | TS, 10, 6, 7)] * 2
+    assert meta[2:].tolist() == [(0, 0, 0, 0)] * 3  # zero bytes, or an area outside the UMEM
+    assert reason_names(check_xdp_tx(rows, ALIGNED_META, meta)) == [
+        None, "XDP_METADATA_CSUM_BEYOND_LEN", None, "XDP_ADDR_OUT_OF_UMEM", "XDP_ADDR_OUT_OF_UMEM",
+    ]  # fmt: skip
+    # unaligned: the top-16-bit offset counts; the last bytes of the image still read
+    image2 = np.zeros(UNALIGNED_META.size, np.uint8)
+    image2[-30:-6] = metas((1 << 7, 0, 0, 0)).view(np.uint8)
+    meta2 = metadata_from_image(descs((unaligned_addr(SIZE - 6, 100), 6, M)), UNALIGNED_META, image2)
+    assert meta2["flags"].tolist() == [1 << 7]
+    with pytest.raises(ValueError, match="bytes"):
+        metadata_from_image(rows, ALIGNED_META, image[:-1])
+
+
+def test_wrong_metadata_dtype_is_refused() -> None:
+    with pytest.raises(TypeError):
+        metadata_reasons(descs((16, 1, M)), np.zeros(1, np.uint64), ALIGNED_META)

@@ -82,6 +82,12 @@ _ALL = [
            "AF_XDP xp_unused_options_set (net/xdp/xsk_queue.h)"),
     Reason(84, "XDP_METADATA_WITHOUT_LEN", "XDP_TX_METADATA on a packet's first descriptor, UMEM without tx metadata",
            "AF_XDP xsk_build_skb: tx_metadata_len == 0 is -EINVAL and the descriptor stays on the ring"),
+    Reason(85, "XDP_METADATA_FLAGS_UNKNOWN", "the packet's xsk_tx_metadata.flags hold bits other than the known three",
+           "AF_XDP xsk_skb_metadata: !xsk_buff_valid_tx_metadata is -EINVAL, the descriptor stays on the ring"),
+    Reason(86, "XDP_METADATA_CSUM_BEYOND_LEN", "a checksum request whose csum_start + csum_offset + 2 exceeds len",
+           "AF_XDP xsk_skb_metadata: XDP_TXMD_FLAGS_CHECKSUM and csum_start + csum_offset + sizeof(__sum16) > len"),
+    Reason(87, "XDP_METADATA_LAUNCH_TIME_OUTSIDE", "XDP_TXMD_FLAGS_LAUNCH_TIME while launch_time lies beyond the area",
+           "Linux 6.18.44 as measured: LAUNCH_TIME with tx_metadata_len < 24 is -EINVAL (not in the 6.18 source)"),
     # -- RDMA work requests (the `verbs` format, verifier/rules/verbs.py) ----------------------
     Reason(90, "VERBS_TOO_MANY_SGE", "a work request names more SGEs than its queue pair's max_send_sge/max_recv_sge",
            "rdma-core providers/rxe/rxe.c: ibv_post_send/ibv_post_recv fail with EINVAL, nothing is queued"),
@@ -118,7 +124,8 @@ PIN_RELEASED, PIN_IN_FLIGHT = 50, 51
 REG_NOT_DOORBELL, REG_NOT_OWNER = 60, 61
 IOMMU_NOT_MAPPED, IOMMU_PERMISSION = 70, 71
 XDP_ADDR_OUT_OF_UMEM, XDP_CHUNK_CROSSED, XDP_END_OUT_OF_UMEM, XDP_OPTIONS_UNKNOWN = 80, 81, 82, 83
-XDP_METADATA_WITHOUT_LEN = 84
+XDP_METADATA_WITHOUT_LEN, XDP_METADATA_FLAGS_UNKNOWN, XDP_METADATA_CSUM_BEYOND_LEN = 84, 85, 86
+XDP_METADATA_LAUNCH_TIME_OUTSIDE = 87
 VERBS_TOO_MANY_SGE, VERBS_LKEY_UNKNOWN, VERBS_LKEY_OTHER_PD, VERBS_SGE_OUTSIDE_MR = 90, 91, 92, 93
 VERBS_NO_LOCAL_WRITE, VERBS_RKEY_UNKNOWN, VERBS_RKEY_OTHER_PD, VERBS_RKEY_NO_ACCESS = 94, 95, 96, 97
 VERBS_REMOTE_OUTSIDE_MR, VERBS_OPCODE_UNSUPPORTED = 98, 99

@@ -8,7 +8,9 @@ verdicts can be compared one for one with a real socket's (``nic-sandbox verify
 --format xdp --against kernel``).  Sources, Linux 6.18:
 
 - registration, ``net/xdp/xdp_umem.c`` ``xdp_umem_reg``: the UMEM geometry a
-  socket can have at all (:func:`registration_error`);
+  socket can have at all (:func:`registration_error`).  The ``tx_metadata_len``
+  rule is not the same on every kernel (:class:`TxMetadataRules`): the caller
+  says which one applies, and ``nic-sandbox verify`` asks the running kernel;
 - each descriptor, ``net/xdp/xsk_queue.h`` ``xp_validate_desc`` ->
   ``xp_aligned_validate_desc`` / ``xp_unaligned_validate_desc`` and
   ``xp_unused_options_set`` (:func:`descriptor_reasons`).  The page rule
@@ -21,11 +23,19 @@ verdicts can be compared one for one with a real socket's (``nic-sandbox verify
   the source of older kernels and this machine's 6.18 kernel differ (what
   follows a bad fragment), the kernel's measured behaviour is the rule.
 
-What stays out: rules on the UMEM's *contents* (``xsk_skb_metadata`` rejects a
-``struct xsk_tx_metadata`` with unknown flags or a checksum request beyond the
-frame) and ring-index and budget mechanics (a kick stops at the first invalid
-descriptor and handles at most 32 descriptors by default), which change when a
-descriptor is judged, not its verdict.
+- the metadata, ``net/xdp/xsk.c`` ``xsk_skb_metadata`` (:func:`metadata_reasons`):
+  a packet's first descriptor with ``XDP_TX_METADATA`` makes the kernel read the
+  ``struct xsk_tx_metadata`` (``ring.descriptors.XSK_TX_METADATA``) that lies
+  ``tx_metadata_len`` bytes before the buffer, in the tenant's UMEM, and refuse
+  unknown flags and a checksum request beyond the descriptor.  The caller hands
+  in the struct each descriptor would find there (:func:`metadata_from_image`
+  reads it out of a UMEM image); without it, the metadata is taken as all zero.
+
+What stays out: ring-index and budget mechanics (a kick stops at the first
+invalid descriptor and handles at most 32 descriptors by default), which change
+when a descriptor is judged, not its verdict; ``XDP_UMEM_TX_SW_CSUM``, which
+this model's UMEM never sets (``skb_checksum_help`` could then fail on its
+own); and zero-copy drivers, which skip bad metadata silently.
 """
 
 from __future__ import annotations
@@ -40,7 +50,11 @@ from ring.descriptors import (
     XDP_DESC,
     XDP_PKT_CONTD,
     XDP_TX_METADATA,
+    XDP_TXMD_FLAGS_CHECKSUM,
+    XDP_TXMD_FLAGS_LAUNCH_TIME,
+    XDP_TXMD_FLAGS_TIMESTAMP,
     XDP_UMEM_MIN_CHUNK_SIZE,
+    XSK_TX_METADATA,
     XSK_UNALIGNED_BUF_ADDR_MASK,
     XSK_UNALIGNED_BUF_OFFSET_SHIFT,
 )
@@ -55,9 +69,17 @@ MAX_SKB_FRAGS = 17
 #: Copy mode: one linear part plus MAX_SKB_FRAGS page fragments (``xsk_build_skb``: the descriptor
 #: that would add fragment MAX_SKB_FRAGS while still carrying XDP_PKT_CONTD is -EOVERFLOW).
 XSK_MAX_DESCS_PER_PACKET = MAX_SKB_FRAGS + 1
-#: ``xdp_umem_reg``: ``tx_metadata_len >= 256 || tx_metadata_len % 8`` is -EINVAL.
+#: ``xdp_umem_reg``, with ``XDP_UMEM_TX_METADATA_LEN``: ``tx_metadata_len >= 256 || tx_metadata_len % 8``
+#: is -EINVAL on every kernel that has the field (6.8 and later); the lower bound differs (:class:`TxMetadataRules`).
 TX_METADATA_LEN_LIMIT = 256
 TX_METADATA_LEN_ALIGN = 8
+#: include/net/xdp_sock_drv.h ``XDP_TXMD_FLAGS_VALID`` (6.15 and later): ``xsk_buff_valid_tx_metadata``
+#: is ``!(meta->flags & ~XDP_TXMD_FLAGS_VALID)``.
+TXMD_KNOWN_FLAGS = XDP_TXMD_FLAGS_TIMESTAMP | XDP_TXMD_FLAGS_CHECKSUM | XDP_TXMD_FLAGS_LAUNCH_TIME
+#: ``xsk_skb_metadata``: the checksum written at csum_start + csum_offset is a ``__sum16``.
+CSUM_SIZE = 2
+#: Where ``request.launch_time`` ends: it is the last field of ``struct xsk_tx_metadata`` (bytes 16..23).
+LAUNCH_TIME_END = XSK_TX_METADATA.itemsize
 #: ``xdp_umem_reg``: chunk and page counts are u32 (``chunks > U32_MAX``, ``npgs > U32_MAX``).
 U32_MAX = (1 << 32) - 1
 #: ``xp_unused_options_set``: every other bit makes the descriptor invalid.
@@ -71,13 +93,71 @@ class UmemRejected(ValueError):
     """The kernel would refuse to register this UMEM (``setsockopt(XDP_UMEM_REG)`` fails with EINVAL)."""
 
 
+@dataclass(frozen=True)
+class TxMetadataRules:
+    """The tx metadata rules that differ between kernels: which lengths register, where launch_time may lie.
+
+    ``min_len``: the smallest ``tx_metadata_len`` ``xdp_umem_reg`` registers
+    with ``XDP_UMEM_TX_METADATA_LEN``.  The published source (net/xdp/xdp_umem.c
+    up to 6.18: ``if (mr->flags & XDP_UMEM_TX_METADATA_LEN) { if
+    (mr->tx_metadata_len >= 256 || mr->tx_metadata_len % 8) return -EINVAL; }``;
+    in 6.8, before "xsk: Require XDP_UMEM_TX_METADATA_LEN to actuate
+    tx_metadata_len", the same test without the flag) has no lower bound: 0.  Linux
+    6.18.44 as measured here refuses 8 and registers 16 (and 0 with the flag):
+    16, which keeps ``flags``, ``csum_start`` and ``csum_offset`` inside the area.
+
+    ``launch_time_inside``: ``XDP_TXMD_FLAGS_LAUNCH_TIME`` is refused
+    (``-EINVAL``) unless ``request.launch_time`` lies inside the area, that is
+    ``tx_metadata_len >= 24``.  Not in the published ``xsk_skb_metadata``
+    (which reads launch_time from the frame's first bytes when the area is
+    shorter); measured on Linux 6.18.44.
+
+    A length of 0 means "no metadata area" (``XDP_UMEM_TX_METADATA_LEN`` not
+    set), which every kernel registers.
+    """
+
+    min_len: int
+    launch_time_inside: bool
+    source: str
+
+    def length_error(self, tx_metadata_len: int) -> str | None:
+        """Why ``tx_metadata_len`` would not register under these rules, or None."""
+        if tx_metadata_len == 0:
+            return None
+        low = max(self.min_len, TX_METADATA_LEN_ALIGN)
+        if not low <= tx_metadata_len < TX_METADATA_LEN_LIMIT or tx_metadata_len % TX_METADATA_LEN_ALIGN:
+            return f"tx metadata length {tx_metadata_len} must be 0 or {self.describe()}"
+        return None
+
+    def describe(self) -> str:
+        low = max(self.min_len, TX_METADATA_LEN_ALIGN)
+        return (
+            f"a multiple of {TX_METADATA_LEN_ALIGN} from {low} to {TX_METADATA_LEN_LIMIT - TX_METADATA_LEN_ALIGN} "
+            f"({self.source})"
+        )
+
+
+#: net/xdp/xdp_umem.c and net/xdp/xsk.c as published for Linux 6.18 (and since 6.15, which added launch_time).
+PUBLISHED_6_18 = TxMetadataRules(0, False, "the published Linux 6.18 source")
+#: What this project's reference machine's kernel does (docs/verifier.md, "The xdp format").
+MEASURED_6_18_44 = TxMetadataRules(16, True, "Linux 6.18.44 as measured")
+#: The rules assumed when the running kernel cannot be asked: the newest kernel documented.
+NEWEST_RULES = MEASURED_6_18_44
+
+
 def registration_error(
-    size: int, chunk_size: int, unaligned: bool, tx_metadata_len: int, page_size: int = HOST_PAGE_SIZE
+    size: int,
+    chunk_size: int,
+    unaligned: bool,
+    tx_metadata_len: int,
+    page_size: int = HOST_PAGE_SIZE,
+    rules: TxMetadataRules = NEWEST_RULES,
 ) -> str | None:
     """Why ``xdp_umem_reg`` (net/xdp/xdp_umem.c) would return -EINVAL for this geometry, or None.
 
-    The checks in the kernel's order.  The buffer address (page aligned, no
-    wrap) and the headroom (0 here) are the registering program's business.
+    The checks in the kernel's order; ``tx_metadata_len`` by ``rules``.  The
+    buffer address (page aligned, no wrap) and the headroom (0 here) are the
+    registering program's business.
     """
     where = "(net/xdp/xdp_umem.c xdp_umem_reg: -EINVAL)"
     if not XDP_UMEM_MIN_CHUNK_SIZE <= chunk_size <= page_size:
@@ -91,12 +171,8 @@ def registration_error(
         return f"UMEM size {size} must hold between 1 and 2**32 - 1 chunks of {chunk_size} bytes {where}"
     if not unaligned and rest:
         return f"UMEM size {size} is not a multiple of the chunk size {chunk_size}, which aligned mode needs {where}"
-    if not 0 <= tx_metadata_len < TX_METADATA_LEN_LIMIT or tx_metadata_len % TX_METADATA_LEN_ALIGN:
-        return (
-            f"tx metadata length {tx_metadata_len} must be a multiple of {TX_METADATA_LEN_ALIGN} "
-            f"below {TX_METADATA_LEN_LIMIT} {where}"
-        )
-    return None
+    problem = rules.length_error(tx_metadata_len) if tx_metadata_len >= 0 else "negative tx metadata length"
+    return None if problem is None else f"{problem} {where}"
 
 
 @dataclass(frozen=True)
@@ -104,7 +180,8 @@ class XdpUmem:
     """A registered UMEM's geometry, as the TX checks see it (``struct xsk_buff_pool``).
 
     ``size`` is ``pool->addrs_cnt``; ``tx_metadata_len`` is the value registered
-    with ``XDP_UMEM_TX_METADATA_LEN`` (0: no metadata area).  Construction runs
+    with ``XDP_UMEM_TX_METADATA_LEN`` (0: no metadata area); ``rules`` are the
+    kernel's :class:`TxMetadataRules`.  Construction runs
     :func:`registration_error` and raises :class:`UmemRejected`, so an
     ``XdpUmem`` always describes a UMEM the kernel accepts.
     """
@@ -114,9 +191,12 @@ class XdpUmem:
     unaligned: bool = False
     tx_metadata_len: int = 0
     page_size: int = HOST_PAGE_SIZE
+    rules: TxMetadataRules = NEWEST_RULES
 
     def __post_init__(self) -> None:
-        problem = registration_error(self.size, self.chunk_size, self.unaligned, self.tx_metadata_len, self.page_size)
+        problem = registration_error(
+            self.size, self.chunk_size, self.unaligned, self.tx_metadata_len, self.page_size, self.rules
+        )
         if problem is not None:
             raise UmemRejected(problem)
 
@@ -168,7 +248,7 @@ def descriptor_reasons(descs: npt.NDArray[np.void], umem: XdpUmem) -> U8:
     unknown = (descs["options"] & np.uint32(~KNOWN_OPTIONS & U32_MAX)) != 0
     zero = length == 0
     if umem.unaligned:
-        start = (addr & _ADDR_MASK) + (addr >> _OFFSET_SHIFT)
+        start = buffer_start(descs, umem)
         total = length + meta
         under = start < meta
         base = start - meta  # wraps where ``under``; those are decided before it is used
@@ -185,7 +265,74 @@ def descriptor_reasons(descs: npt.NDArray[np.void], umem: XdpUmem) -> U8:
     return np.select(conditions, codes, default=R.OK).astype(np.uint8)
 
 
-def check_xdp_tx(descs: npt.NDArray[np.void], umem: XdpUmem) -> XdpVerdicts:
+def buffer_start(descs: npt.NDArray[np.void], umem: XdpUmem) -> npt.NDArray[np.uint64]:
+    """Each buffer's UMEM offset: ``addr``, or in unaligned mode ``xp_unaligned_add_offset_to_addr(addr)``."""
+    addr = descs["addr"]
+    return (addr & _ADDR_MASK) + (addr >> _OFFSET_SHIFT) if umem.unaligned else addr.copy()
+
+
+def metadata_from_image(descs: npt.NDArray[np.void], umem: XdpUmem, image: npt.NDArray[np.uint8]) -> npt.NDArray:
+    """The ``struct xsk_tx_metadata`` each descriptor would find in ``image``, the UMEM's bytes.
+
+    The kernel reads it at ``buffer - tx_metadata_len`` (``xsk_skb_metadata``,
+    ``xsk_buff_raw_get_data``): here ``buffer_start - tx_metadata_len``.  Bytes
+    outside the image (a descriptor whose metadata area is not in the UMEM is
+    refused before its metadata is read) read as zero.  One ``XSK_TX_METADATA``
+    record per descriptor; all zero without a metadata area.
+    """
+    if image.dtype != np.uint8 or image.shape != (umem.size,):
+        raise ValueError(f"the UMEM image must be {umem.size} bytes (uint8), got {image.dtype} {image.shape}")
+    meta = np.zeros(len(descs), dtype=XSK_TX_METADATA)
+    if umem.tx_metadata_len == 0 or len(descs) == 0:
+        return meta
+    width = XSK_TX_METADATA.itemsize
+    start = buffer_start(descs, umem)
+    inside = (start >= np.uint64(umem.tx_metadata_len)) & (start - np.uint64(umem.tx_metadata_len) < umem.size)
+    base = np.where(inside, start - np.uint64(umem.tx_metadata_len), 0).astype(np.int64)
+    windows = np.lib.stride_tricks.sliding_window_view(np.concatenate([image, np.zeros(width, np.uint8)]), width)
+    rows = np.where(inside[:, None], windows[base], 0).astype(np.uint8)
+    return np.ascontiguousarray(rows).view(XSK_TX_METADATA).reshape(len(descs))
+
+
+def metadata_reasons(descs: npt.NDArray[np.void], meta: npt.NDArray, umem: XdpUmem) -> U8:
+    """``xsk_skb_metadata`` (net/xdp/xsk.c, Linux 6.18) for every descriptor, as if its metadata were read.
+
+    ``meta`` holds one ``XSK_TX_METADATA`` per descriptor.  In the kernel's order:
+
+    - ``flags`` with bits other than ``XDP_TXMD_FLAGS_VALID`` (TIMESTAMP,
+      CHECKSUM, LAUNCH_TIME; ``xsk_buff_valid_tx_metadata``):
+      XDP_METADATA_FLAGS_UNKNOWN;
+    - LAUNCH_TIME while ``launch_time`` lies beyond ``tx_metadata_len``, on
+      kernels whose :class:`TxMetadataRules` say so:
+      XDP_METADATA_LAUNCH_TIME_OUTSIDE;
+    - CHECKSUM and ``csum_start + csum_offset + sizeof(__sum16) > desc->len``
+      (summed without wrapping: u16 + u16 promote to int): XDP_METADATA_CSUM_BEYOND_LEN.
+      ``len`` is this descriptor's own, also when it is the first of a
+      multi-buffer packet.
+
+    TIMESTAMP and LAUNCH_TIME ask for nothing else in copy mode: the
+    timestamp is a software one written at completion, and launch_time only
+    sets ``skb->skb_mstamp_ns``.  Each refusal is ``-EINVAL`` from the kick
+    with the descriptor left on the ring, like XDP_METADATA_WITHOUT_LEN.
+    """
+    if meta.dtype != XSK_TX_METADATA or meta.shape != descs.shape:
+        raise TypeError(f"expected one ring.descriptors.XSK_TX_METADATA per descriptor, got {meta.dtype} {meta.shape}")
+    flags = meta["flags"]
+    unknown = (flags & np.uint64(~TXMD_KNOWN_FLAGS & (1 << 64) - 1)) != 0
+    launch_outside = np.zeros(len(descs), dtype=bool)
+    if umem.rules.launch_time_inside and umem.tx_metadata_len < LAUNCH_TIME_END:
+        launch_outside = (flags & np.uint64(XDP_TXMD_FLAGS_LAUNCH_TIME)) != 0
+    checksum = (flags & np.uint64(XDP_TXMD_FLAGS_CHECKSUM)) != 0
+    reach = meta["csum_start"].astype(np.int64) + meta["csum_offset"].astype(np.int64) + CSUM_SIZE
+    beyond = checksum & (reach > descs["len"].astype(np.int64))
+    return np.select(
+        [unknown, launch_outside, beyond],
+        [R.XDP_METADATA_FLAGS_UNKNOWN, R.XDP_METADATA_LAUNCH_TIME_OUTSIDE, R.XDP_METADATA_CSUM_BEYOND_LEN],
+        default=R.OK,
+    ).astype(np.uint8)
+
+
+def check_xdp_tx(descs: npt.NDArray[np.void], umem: XdpUmem, meta: npt.NDArray | None = None) -> XdpVerdicts:
     """Every TX rule for descriptors in ring order, as one copy-mode socket transmits them.
 
     Per descriptor: :func:`descriptor_reasons`.  Per packet (``__xsk_generic_xmit``,
@@ -202,11 +349,14 @@ def check_xdp_tx(descs: npt.NDArray[np.void], umem: XdpUmem) -> XdpVerdicts:
       descriptors a packet), else PKT_BAD_FRAGMENT when any descriptor of it
       was refused, else PKT_UNTERMINATED when the input ended inside it (the
       socket holds it in ``xs->skb`` and drops it at release);
-    - ``XDP_TX_METADATA`` on a packet's first descriptor while the UMEM has no
-      metadata area is refused: XDP_METADATA_WITHOUT_LEN (``xsk_build_skb``
-      returns -EINVAL and leaves the descriptor on the ring, so a real socket
-      stalls there; the verifier refuses it, with its packet, and goes on).
-      On a later fragment the bit is ignored.
+    - ``XDP_TX_METADATA`` on a packet's first descriptor that passed its own
+      checks makes the kernel read its metadata (``xsk_skb_metadata``): with
+      no metadata area that is XDP_METADATA_WITHOUT_LEN, else the reason of
+      :func:`metadata_reasons` for ``meta`` (one ``XSK_TX_METADATA`` per
+      descriptor: what lies before its buffer; None: all zero, always valid).
+      Each is -EINVAL from ``xsk_build_skb`` with the descriptor left on the
+      ring, so a real socket stalls there; the verifier refuses it, with its
+      packet, and goes on.  On a later fragment the bit is ignored.
     """
     own = descriptor_reasons(descs, umem)
     if own.size == 0:
@@ -215,10 +365,13 @@ def check_xdp_tx(descs: npt.NDArray[np.void], umem: XdpUmem) -> XdpVerdicts:
     contd = (options & np.uint32(XDP_PKT_CONTD)) != 0
     ends = ~contd
     packet = np.cumsum(ends) - ends  # a descriptor without XDP_PKT_CONTD closes its packet
+    first = np.concatenate(([True], ends[:-1]))
+    reads_meta = first & ((options & np.uint32(XDP_TX_METADATA)) != 0) & (own == R.OK)
     if umem.tx_metadata_len == 0:
-        first = np.concatenate(([True], ends[:-1]))
-        wants_meta = (options & np.uint32(XDP_TX_METADATA)) != 0
-        own[first & wants_meta & (own == R.OK)] = R.XDP_METADATA_WITHOUT_LEN
+        own[reads_meta] = R.XDP_METADATA_WITHOUT_LEN
+    elif meta is not None:
+        content = metadata_reasons(descs, meta, umem)
+        own = np.where(reads_meta, content, own).astype(np.uint8)
     count = int(packet[-1]) + 1
     continued = np.bincount(packet, weights=contd, minlength=count)
     refused = np.bincount(packet, weights=own != R.OK, minlength=count) > 0
