@@ -27,8 +27,6 @@ import numpy as np
 import numpy.typing as npt
 from cffi import FFI
 
-from verifier.rules import checks
-
 SOURCE = Path(__file__).with_name("fastpath.c")
 
 CDEF = """
@@ -104,9 +102,5 @@ def load() -> FastPath | None:
 
 
 def enabled() -> FastPath | None:
-    """The fast path the kernel may use: ``load()``, or None while a test weakens a rule (``checks.WEAKEN``).
-
-    The compiled path implements the full rules; left on, it would accept or
-    refuse a batch before the weakened numpy rule is ever consulted.
-    """
-    return None if checks.WEAKEN else load()
+    """The fast path the kernel uses: ``load()`` (None: the kernel runs the numpy checks alone)."""
+    return load()
