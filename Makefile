@@ -8,7 +8,10 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck unit bench fuzz lab lab-shell lab-test lab-test-noiommu clean
 
-$(STAMP): pyproject.toml
+# The install also compiles the verifier's fast path (setup.py): reinstall when its C or build changes.
+FASTPATH := setup.py verifier/rules/fastpath_build.py verifier/rules/fastpath.c verifier/rules/fastpath.h
+
+$(STAMP): pyproject.toml $(FASTPATH)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev,plot]'

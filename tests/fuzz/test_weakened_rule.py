@@ -35,13 +35,13 @@ def first_frame_only(first_byte: checks.U64, last_byte: checks.U64) -> tuple[che
 @pytest.fixture
 def first_byte_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     assert checks.frame_span is WHOLE_RULE, "the rule must be whole outside these tests"
-    monkeypatch.setenv("NIC_SANDBOX_FASTPATH", "0")
-    fastpath.load.cache_clear()
+    monkeypatch.setenv(fastpath.SWITCH, "0")
+    fastpath.state.cache_clear()
     monkeypatch.setattr(checks, "frame_span", first_frame_only)
     try:
         yield
     finally:
-        fastpath.load.cache_clear()
+        fastpath.state.cache_clear()
 
 
 def test_fast_path_is_off_while_a_rule_is_weakened(first_byte_only: None) -> None:
