@@ -56,4 +56,4 @@ lab-test-noiommu: $(STAMP)
 
 clean:
 	-[ -x $(BIN)/python ] && $(BIN)/python -m lab clean
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache verifier/rules/_fastpath*.so
