@@ -8,7 +8,10 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck unit bench fuzz lab lab-shell lab-test lab-test-noiommu clean
 
-$(STAMP): pyproject.toml
+# The install also compiles the verifier's fast path (setup.py): reinstall when its C or build changes.
+FASTPATH := setup.py verifier/rules/fastpath_build.py verifier/rules/fastpath.c verifier/rules/fastpath.h
+
+$(STAMP): pyproject.toml $(FASTPATH)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev,plot]'
@@ -54,4 +57,4 @@ lab-test-noiommu: $(STAMP)
 
 clean:
 	-[ -x $(BIN)/python ] && $(BIN)/python -m lab clean
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache verifier/rules/_fastpath*.so

@@ -75,7 +75,7 @@ def measure(batch: int, min_seconds: float = 0.5) -> CheckRate:
 
 
 def _compiled_rate(descs: np.ndarray, pins: PinTable, policy: Policy, batch: int, min_seconds: float) -> float | None:
-    fast = fastpath.load()
+    fast = fastpath.enabled()
     consts = policy.tx_fast_path
     if fast is None or consts is None:
         return None

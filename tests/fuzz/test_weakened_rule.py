@@ -1,7 +1,11 @@
-"""The fuzzer proves it can find things: a verifier rule weakened through the test-only hook is found.
+"""The fuzzer proves it can find things: a verifier rule weakened by the test is found.
 
-``verifier.rules.checks.WEAKEN`` is empty in production; the fixture adds one rule
-for the duration of a test and always empties it again.
+The fixture weakens one step of the range rule, ``checks.frame_span``, so
+that it looks only at each buffer's first byte (a buffer that starts in a
+pinned frame and runs into the next frame passes), and runs the kernel
+without the compiled fast path (``NIC_SANDBOX_FASTPATH=0``, the user's own
+switch): the C implements the whole rule and would refuse the batch before
+the weakened numpy rule were asked.  Both are undone after each test.
 """
 
 from __future__ import annotations
@@ -9,23 +13,35 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 
 from fuzz.arena import Arena
 from fuzz.campaign import run_campaign
 from fuzz.classes import CLASSES
+from ring.memory import PAGE_SHIFT
 from verifier.audit.memory import MemoryAudit
 from verifier.rules import checks, fastpath
 
+WHOLE_RULE = checks.frame_span
+
+
+def first_frame_only(first_byte: checks.U64, last_byte: checks.U64) -> tuple[checks.U64, checks.U64]:
+    """The weakened step: every range ends in the frame it starts in."""
+    first = first_byte >> np.uint64(PAGE_SHIFT)
+    return first, first
+
 
 @pytest.fixture
-def first_byte_only() -> Iterator[None]:
-    assert not checks.WEAKEN, "the test-only hook must be empty outside these tests"
-    checks.WEAKEN.add(checks.FIRST_BYTE_ONLY)
+def first_byte_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    assert checks.frame_span is WHOLE_RULE, "the rule must be whole outside these tests"
+    monkeypatch.setenv(fastpath.SWITCH, "0")
+    fastpath.state.cache_clear()
+    monkeypatch.setattr(checks, "frame_span", first_frame_only)
     try:
         yield
     finally:
-        checks.WEAKEN.clear()
+        fastpath.state.cache_clear()
 
 
 def test_fast_path_is_off_while_a_rule_is_weakened(first_byte_only: None) -> None:
@@ -46,6 +62,6 @@ def test_weakened_range_rule_is_found_within_seconds(first_byte_only: None) -> N
 
 
 def test_the_same_campaign_finds_nothing_with_the_rule_whole() -> None:
-    assert not checks.WEAKEN
+    assert checks.frame_span is WHOLE_RULE
     result = run_campaign("verifier", seed=1, iterations=2 * len(CLASSES), batch=64)
     assert result.escapes == 0, [(f.cls, f.kind, f.escape.what) for f in result.findings]

@@ -1,4 +1,9 @@
-"""The compiled fast path agrees with the numpy checks, batch by batch, and the numpy path still stands alone."""
+"""The compiled fast path agrees with the numpy checks, batch by batch, and the numpy path still stands alone.
+
+Also: the C structs are the numpy dtypes (checked when the module loads, and
+a different dtype is refused), and the module is the one compiled from the
+sources beside it.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +15,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ring.descriptors import DESC_SIZE, RX_DESC, TX_DESC, TXD_CMD_DEXT, TXD_CMD_EOP, TXD_CMD_IC, TXD_CMD_RS
-from ring.memory import PAGE_SIZE, PhysicalMemory
+from ring.memory import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
 from sandbox.demos import attack as attack_demo
 from sandbox.demos import pingpong
-from tests.needs import missing
+from tests.verifier.compiled import compiled_fast_path
 from verifier.audit.memory import MemoryAudit
 from verifier.modes.protection import Protection
 from verifier.pins import Access, Pin, PinTable
 from verifier.rules import fastpath
 from verifier.rules.checks import check_rx, check_tx
+from verifier.rules.fastpath_build import source_digest
 from verifier.rules.policy import Policy
 from world import scenario
 from world.build import World
@@ -30,9 +36,8 @@ POLICY = Policy()
 
 
 def lib() -> fastpath.FastPath:
-    fast = fastpath.load()
-    if fast is None:
-        missing("the fast path did not build (no C compiler? the kernel then runs the numpy path only)")
+    fast = compiled_fast_path(required=True)
+    assert fast is not None
     return fast
 
 
@@ -122,14 +127,15 @@ def test_rx_fast_path_accepts_exactly_what_numpy_accepts(addrs: list[int], pages
 
 @pytest.fixture
 def numpy_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("NIC_SANDBOX_FASTPATH", "0")
-    fastpath.load.cache_clear()
+    monkeypatch.setenv(fastpath.SWITCH, "0")
+    fastpath.state.cache_clear()
     yield
-    fastpath.load.cache_clear()
+    fastpath.state.cache_clear()
 
 
 def test_numpy_path_alone_carries_traffic_and_blocks_attacks(numpy_only: None) -> None:
-    assert fastpath.load() is None
+    assert fastpath.enabled() is None
+    assert fastpath.status() == "fast path: off (NIC_SANDBOX_FASTPATH=0); using the numpy checks"
     scen = scenario.Scenario(**{**scenario.load().__dict__, "protection": Protection.VERIFIER})
     with World.build(scen, pcap=False) as world:
         assert pingpong.run(world, 2000, 64, 64).clean
@@ -145,3 +151,61 @@ def test_fast_path_is_used_when_it_builds() -> None:
         assert pingpong.run(world, 500, 64, 32).clean
         handlers = [q.handler for q in world.kernel.queues.values()]
         assert handlers and all(getattr(h, "fast", None) is not None for h in handlers)
+
+
+def test_the_compiled_structs_are_the_numpy_dtypes() -> None:
+    fast = lib()
+    fastpath.check_layout(fast.ffi, fast.lib, fastpath.STRUCTS, PAGE_SHIFT)  # what state() did at load
+    for ctype, dtype in (("struct tx_desc", TX_DESC), ("struct rx_desc", RX_DESC)):
+        c_fields = dict(fast.ffi.typeof(ctype).fields)
+        for name, info in (dtype.fields or {}).items():
+            assert fast.ffi.offsetof(ctype, name) == info[1]
+            assert fast.ffi.sizeof(c_fields[name].type) == info[0].itemsize
+    assert fast.ffi.sizeof("struct tx_desc") == fast.ffi.sizeof("struct rx_desc") == DESC_SIZE
+    assert fastpath.status().startswith("fast path: compiled (_fastpath")
+
+
+def test_a_dtype_that_differs_from_the_structs_is_refused() -> None:
+    fast = lib()
+    swapped = np.dtype([("addr", "<u8"), ("length", "<u2"), ("cmd", "u1"), ("cso", "u1"), ("status", "u1"),
+                        ("css", "u1"), ("special", "<u2")])  # fmt: skip
+    with pytest.raises(fastpath.LayoutMismatch, match=r"struct tx_desc is \(name, offset, size\)"):
+        fastpath.check_layout(fast.ffi, fast.lib, {"struct tx_desc": swapped}, PAGE_SHIFT)
+    with pytest.raises(fastpath.LayoutMismatch, match=r"sizeof\(struct rx_desc\) is 16, numpy itemsize 32"):
+        fastpath.check_layout(fast.ffi, fast.lib, {"struct rx_desc": np.dtype((np.void, 32))}, PAGE_SHIFT)
+    with pytest.raises(fastpath.LayoutMismatch, match=r"FASTPATH_PAGE_SHIFT is 12, ring\.memory\.PAGE_SHIFT 13"):
+        fastpath.check_layout(fast.ffi, fast.lib, fastpath.STRUCTS, 13)
+
+
+def test_the_kernel_refuses_a_module_whose_layout_differs(monkeypatch: pytest.MonkeyPatch,
+                                                          caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    lib()
+    wider = np.dtype({"names": ["addr", "length"], "formats": ["<u8", "<u4"], "itemsize": 16})
+    monkeypatch.setattr(fastpath, "STRUCTS", {**fastpath.STRUCTS, "struct rx_desc": wider})
+    fastpath.state.cache_clear()
+    try:
+        assert fastpath.enabled() is None
+        line = fastpath.status()
+        assert line.startswith("fast path: refused, its layout differs from ring/: struct rx_desc is")
+        assert line.endswith("; using the numpy checks") and "\n" not in line
+        assert [r.getMessage() for r in caplog.records if r.name == fastpath.__name__] == [line]  # said once
+        fastpath.enabled()
+        assert len([r for r in caplog.records if r.name == fastpath.__name__]) == 1
+    finally:
+        fastpath.state.cache_clear()
+
+
+def test_the_module_was_compiled_from_these_sources() -> None:
+    fast = lib()
+    assert fast.ffi.string(fast.lib.fastpath_source_digest()).decode() == source_digest()
+
+
+def test_a_module_compiled_from_other_sources_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    lib()
+    monkeypatch.setattr(fastpath, "source_digest", lambda: "0" * 64)  # as if fastpath.c changed after the build
+    fastpath.state.cache_clear()
+    try:
+        assert fastpath.enabled() is None
+        assert "is stale (fastpath.c or fastpath.h changed since it was compiled" in fastpath.status()
+    finally:
+        fastpath.state.cache_clear()

@@ -8,7 +8,8 @@ offsets around the packet's end), under three policies, one of which lets a
 buffer span several pages (no fast path).  Then through the real kernel:
 batches written into a 64-slot ring that wraps, rung one doorbell at a time,
 with the verdicts read back from the audit log, the user ring and the DMA
-observer.
+observer; the kernel runs its compiled fast path there wherever it can
+exist (tests/verifier/compiled.py).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ring.descriptors import (
 )
 from ring.memory import OWNER_FREE, OWNER_KERNEL, PAGE_SHIFT, PAGE_SIZE
 from tests.verifier import reference as ref
+from tests.verifier.compiled import compiled_fast_path
 from tests.verifier.conftest import READ, RING, WRITE, Env, RawTx
 from verifier.pins import Access, Pin, PinTable
 from verifier.rules import reasons as R
@@ -284,6 +286,8 @@ def reference_world(env: Env, released: set[int]) -> ref.World:
 def test_kernel_verdicts_match_the_reference_over_a_wrapping_ring(make_env: Callable[..., Env], data: Any) -> None:
     env = make_env("verifier")
     tx, targets, released = kernel_world(env)
+    fast = compiled_fast_path(required=False)  # the kernel's compiled path is under test too, wherever it can be
+    assert getattr(env.kernel.queue("nic0", "tx").handler, "fast", None) is fast
     world = reference_world(env, released)
     policy = env.kernel.policy
     held: list[tuple[int, ref.TxDesc]] = []  # (slot, descriptor) of the packet the kernel holds open

@@ -40,17 +40,6 @@ _READ = Access.READ
 OWNER_SELF_UNPINNED = -3
 NO_OWNER = -4  # the verdict has no offending frame
 
-# -- TEST-ONLY HOOK -------------------------------------------------------------------------------
-#: Rules deliberately weakened, so that tests/fuzz/test_weakened_rule.py can prove the fuzzer finds
-#: the hole.  ALWAYS EMPTY IN PRODUCTION: nothing outside tests may add to it.  While it is not
-#: empty, ``verifier.rules.fastpath.enabled()`` is None, so the compiled path cannot hide the weakening
-#: (a queue decides when it is opened: weaken before the machine is built, as a campaign's arenas are).
-#: ``"first-byte-only"``: the pin/access rule looks only at each buffer's first byte (a buffer that
-#: starts in a pinned frame and runs into the next frame passes).
-WEAKEN: set[str] = set()
-FIRST_BYTE_ONLY = "first-byte-only"
-# -- end of the test-only hook ---------------------------------------------------------------------
-
 
 @dataclass
 class Verdicts:
@@ -79,6 +68,16 @@ class Verdicts:
         )
 
 
+def frame_span(first_byte: U64, last_byte: U64) -> tuple[U64, U64]:
+    """First and last frame of ranges ``[first_byte, last_byte]``: the pin rule needs both and every frame between.
+
+    The one step where the range rule turns bytes into frames (VFIO and
+    ibv_reg_mr pin whole pages): a buffer that starts in a pinned frame and
+    runs into the next one is judged on both.
+    """
+    return first_byte >> _SHIFT, last_byte >> _SHIFT
+
+
 def check_ranges(
     addr: U64, length: I64, pins: PinTable, owners: npt.NDArray[np.int32], memory_size: int, need: Access
 ) -> Verdicts | None:
@@ -103,10 +102,9 @@ def check_ranges(
     inside = ~wrap & ~beyond & (length > 0)
     first_i = np.zeros(n, dtype=np.int64)
     last_i = np.zeros(n, dtype=np.int64)
-    first_i[inside] = (addr[inside] >> np.uint64(PAGE_SHIFT)).astype(np.int64)
-    last_i[inside] = ((end[inside] - np.uint64(1)) >> np.uint64(PAGE_SHIFT)).astype(np.int64)
-    if WEAKEN and FIRST_BYTE_ONLY in WEAKEN:  # test-only hook (see WEAKEN)
-        last_i = first_i
+    first_frame, last_frame = frame_span(addr[inside], end[inside] - np.uint64(1))
+    first_i[inside] = first_frame.astype(np.int64)
+    last_i[inside] = last_frame.astype(np.int64)
     ok = ~inside | pins.covers(first_i, last_i, need)
     bad = np.flatnonzero(~ok)
     if bad.size:
@@ -128,10 +126,9 @@ def pinned_mask(
     """
     ok_frame = pins.frame_ok[int(need)]
     top = pins.sentinel
-    first = np.minimum(addr >> _SHIFT, top).view(np.int64)
-    last = np.minimum((addr + span) >> _SHIFT, top).view(np.int64)
-    if WEAKEN and FIRST_BYTE_ONLY in WEAKEN:  # test-only hook (see WEAKEN)
-        last = first
+    first_frame, last_frame = frame_span(addr, addr + span)
+    first = np.minimum(first_frame, top).view(np.int64)
+    last = np.minimum(last_frame, top).view(np.int64)
     ok = ok_frame[first]
     ok &= ok_frame[last]
     return ok

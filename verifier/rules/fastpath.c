@@ -5,20 +5,34 @@
  * valid, pinned packet; anything else returns 0 and the caller judges the snapshot (already
  * taken, exactly once) with the numpy checks.  Every pointer and size comes from the kernel;
  * descriptor contents only ever meet bounds checks before they are used.
+ *
+ * Descriptors are copied in and out whole (memcpy of a struct): the rings are byte buffers with
+ * no alignment promise, and the compiler turns each copy into plain loads and stores.
  */
-#include <stdint.h>
+#include "fastpath.h"
+
+#include <stddef.h>
 #include <string.h>
 
-#define DESC 16u
+_Static_assert(sizeof(struct tx_desc) == 16, "e1000 legacy TX descriptors are 16 bytes");
+_Static_assert(sizeof(struct rx_desc) == 16, "e1000 legacy RX descriptors are 16 bytes");
+/* RX completion writes length, csum, status, errors and special as one 64-bit store, so that a reader never
+ * sees DD without the length and errors that go with it. */
+#define RX_WRITEBACK offsetof(struct rx_desc, length)
+_Static_assert(sizeof(struct rx_desc) - RX_WRITEBACK == sizeof(uint64_t), "the RX write-back is one word");
+
+/* Both formats have the same size; the ring helpers below move slots of this many bytes. */
+#define SLOT sizeof(struct tx_desc)
+_Static_assert(sizeof(struct rx_desc) == SLOT, "TX and RX slots are the same size");
 
 static void copy_in(uint8_t *dst, const uint8_t *ring, uint32_t size, uint32_t start, uint32_t count)
 {
     uint32_t first = size - start;
     if (first > count)
         first = count;
-    memcpy(dst, ring + (uint64_t)start * DESC, (size_t)first * DESC);
+    memcpy(dst, ring + (uint64_t)start * SLOT, (size_t)first * SLOT);
     if (first < count)
-        memcpy(dst + (size_t)first * DESC, ring, (size_t)(count - first) * DESC);
+        memcpy(dst + (size_t)first * SLOT, ring, (size_t)(count - first) * SLOT);
 }
 
 static void copy_out(uint8_t *ring, uint32_t size, uint32_t start, const uint8_t *src, uint32_t count)
@@ -26,9 +40,9 @@ static void copy_out(uint8_t *ring, uint32_t size, uint32_t start, const uint8_t
     uint32_t first = size - start;
     if (first > count)
         first = count;
-    memcpy(ring + (uint64_t)start * DESC, src, (size_t)first * DESC);
+    memcpy(ring + (uint64_t)start * SLOT, src, (size_t)first * SLOT);
     if (first < count)
-        memcpy(ring, src + (size_t)first * DESC, (size_t)(count - first) * DESC);
+        memcpy(ring, src + (size_t)first * SLOT, (size_t)(count - first) * SLOT);
 }
 
 static int range_ok(uint64_t addr, uint64_t span, const uint8_t *frame_ok, uint64_t nframes)
@@ -36,7 +50,7 @@ static int range_ok(uint64_t addr, uint64_t span, const uint8_t *frame_ok, uint6
     uint64_t last_byte = addr + span; /* span = length - 1, at most one page: two frames decide */
     if (last_byte < addr)
         return 0;
-    uint64_t first = addr >> 12, last = last_byte >> 12;
+    uint64_t first = addr >> FASTPATH_PAGE_SHIFT, last = last_byte >> FASTPATH_PAGE_SHIFT;
     if (first >= nframes || last >= nframes)
         return 0;
     return frame_ok[first] && frame_ok[last];
@@ -48,14 +62,11 @@ int tx_snapshot_check_post(const uint8_t *user_ring, uint32_t size, uint32_t tai
 {
     copy_in(snap, user_ring, size, tail, k);
     for (uint32_t i = 0; i < k; i++) {
-        const uint8_t *d = snap + (size_t)i * DESC;
-        uint64_t addr;
-        uint16_t len;
-        memcpy(&addr, d, 8);
-        memcpy(&len, d + 8, 2);
-        if ((d[11] & cmd_mask) != cmd_expect || len == 0 || len > max_len)
+        struct tx_desc d;
+        memcpy(&d, snap + (size_t)i * SLOT, sizeof d);
+        if ((d.cmd & cmd_mask) != cmd_expect || d.length == 0 || d.length > max_len)
             return 0;
-        if (!range_ok(addr, (uint64_t)len - 1, frame_ok, nframes))
+        if (!range_ok(d.addr, (uint64_t)d.length - 1, frame_ok, nframes))
             return 0;
     }
     copy_out(shadow, size, shadow_tail, snap, k);
@@ -70,15 +81,16 @@ int rx_snapshot_check_post(const uint8_t *user_ring, uint32_t size, uint32_t tai
 {
     copy_in(snap, user_ring, size, tail, k);
     for (uint32_t i = 0; i < k; i++) {
-        uint64_t addr;
-        memcpy(&addr, snap + (size_t)i * DESC, 8);
-        if (!range_ok(addr, (uint64_t)buffer_size - 1, frame_ok, nframes))
+        struct rx_desc d;
+        memcpy(&d, snap + (size_t)i * SLOT, sizeof d);
+        if (!range_ok(d.addr, (uint64_t)buffer_size - 1, frame_ok, nframes))
             return 0;
     }
     for (uint32_t i = 0; i < k; i++) {
-        uint8_t *d = shadow + (uint64_t)((shadow_tail + i) % size) * DESC;
-        memcpy(d, snap + (size_t)i * DESC, 8); /* the buffer address; length .. special start at zero */
-        memset(d + 8, 0, 8);
+        struct rx_desc d, posted = {0}; /* the buffer address; length .. special start at zero */
+        memcpy(&d, snap + (size_t)i * SLOT, sizeof d);
+        posted.addr = d.addr;
+        memcpy(shadow + (uint64_t)((shadow_tail + i) % size) * SLOT, &posted, sizeof posted);
         to_user[(shadow_tail + i) % size] = (tail + i) % size;
     }
     return 1;
@@ -88,7 +100,7 @@ void tx_complete(uint8_t *user_ring, uint32_t size, const int64_t *to_user, uint
                  uint8_t status)
 {
     for (uint32_t i = 0; i < n; i++)
-        user_ring[(uint64_t)to_user[(first + i) % size] * DESC + 12] = status;
+        user_ring[(uint64_t)to_user[(first + i) % size] * SLOT + offsetof(struct tx_desc, status)] = status;
 }
 
 void rx_complete(uint8_t *user_ring, uint32_t size, const uint8_t *shadow, const int64_t *to_user, uint32_t first,
@@ -96,8 +108,8 @@ void rx_complete(uint8_t *user_ring, uint32_t size, const uint8_t *shadow, const
 {
     for (uint32_t i = 0; i < n; i++) {
         uint32_t s = (first + i) % size;
-        uint64_t word; /* length, checksum, status, errors, special: one store, DD never alone */
-        memcpy(&word, shadow + (uint64_t)s * DESC + 8, 8);
-        memcpy(user_ring + (uint64_t)to_user[s] * DESC + 8, &word, 8);
+        uint64_t word; /* length, csum, status, errors, special: one store, DD never alone */
+        memcpy(&word, shadow + (uint64_t)s * SLOT + RX_WRITEBACK, sizeof word);
+        memcpy(user_ring + (uint64_t)to_user[s] * SLOT + RX_WRITEBACK, &word, sizeof word);
     }
 }
