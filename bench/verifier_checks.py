@@ -8,12 +8,13 @@ property tests compare the verifier with (tests/verifier/reference.py).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from ring.descriptors import DESC_SIZE, TX_DESC, TXD_CMD_EOP, TXD_CMD_IFCS, TXD_CMD_RS
-from ring.memory import PAGE_SHIFT, PhysicalMemory
+from ring.memory import PhysicalMemory
 from tests.verifier import reference
 from verifier.pins import Access, Pin, PinTable
 from verifier.rules import fastpath
@@ -35,8 +36,7 @@ class CheckRate:
         return self.vectorised / self.reference
 
 
-def _rate(fn: object, batch: int, min_seconds: float) -> float:
-    assert callable(fn)
+def _rate(fn: Callable[[], object], batch: int, min_seconds: float) -> float:
     calls = 0
     start = time.perf_counter()
     while True:
@@ -58,7 +58,8 @@ def measure(batch: int, min_seconds: float = 0.5) -> CheckRate:
     descs["length"] = 60
     descs["cmd"] = TXD_CMD_EOP | TXD_CMD_IFCS | TXD_CMD_RS
     policy = Policy()
-    assert check_tx(descs, pins, memory.owner, memory.size, policy) is None  # all accepted
+    if check_tx(descs, pins, memory.owner, memory.size, policy) is not None:
+        raise RuntimeError("the bench's batch must be all valid: the vectorised checks refused some")
     world = reference.World(
         tenant=0,
         access={int(f): int(Access.READ) for f in numbers},
@@ -67,10 +68,10 @@ def measure(batch: int, min_seconds: float = 0.5) -> CheckRate:
         memory_size=memory.size,
     )
     plain = [reference.TxDesc(int(d["addr"]), int(d["length"]), int(d["cmd"]), 0, 0) for d in descs]
-    assert all(v.reason == "OK" for v in reference.check_tx(plain, world, policy))
+    if any(v.reason != "OK" for v in reference.check_tx(plain, world, policy)):
+        raise RuntimeError("the bench's batch must be all valid: the reference checks refused some")
     vectorised = _rate(lambda: check_tx(descs, pins, memory.owner, memory.size, policy), batch, min_seconds)
     ref = _rate(lambda: reference.check_tx(plain, world, policy), batch, min_seconds)
-    assert frames.first == int(descs["addr"][0]) >> PAGE_SHIFT
     return CheckRate(batch, vectorised, ref, _compiled_rate(descs, pins, policy, batch, min_seconds))
 
 
@@ -90,5 +91,6 @@ def _compiled_rate(descs: np.ndarray, pins: PinTable, policy: Policy, batch: int
         fast.ptr(user), size, 0, batch, fast.ptr(snap), fast.ptr(pins.frame_ok[int(Access.READ)]), pins.frames,
         int(mask), int(expect), int(limit), fast.ptr(shadow), 0, fast.i64(to_user),
     )  # fmt: skip
-    assert fast.lib.tx_snapshot_check_post(*args) == 1
+    if fast.lib.tx_snapshot_check_post(*args) != 1:
+        raise RuntimeError("the compiled fast path refused the bench's all-valid batch")
     return _rate(lambda: fast.lib.tx_snapshot_check_post(*args), batch, min_seconds)
