@@ -72,9 +72,14 @@ def measure(
     seed: int = 1,
     classes: str | list[str] | None = None,
     arena_every: int = 128,
+    iterations: int | None = None,
 ) -> FuzzRate:
-    """One time-bounded campaign over every class (or ``classes``); a fresh arena every ``arena_every`` batches."""
-    result = run_campaign(protection, seed, classes, seconds=seconds, batch=batch, arena_every=arena_every)
+    """One time-bounded campaign over every class (or ``classes``); a fresh arena every ``arena_every`` batches.
+
+    ``iterations`` bounds it by batches instead (the figure's shape, independent of how busy the machine is).
+    """
+    budget = {"iterations": iterations} if iterations is not None else {"seconds": seconds}
+    result = run_campaign(protection, seed, classes, batch=batch, arena_every=arena_every, **budget)
     batches = sum(s.batches for s in result.stats.values())
     label = "all" if classes is None else ",".join(result.classes)
     visited = sum(1 for s in result.stats.values() if s.batches)
@@ -82,14 +87,19 @@ def measure(
 
 
 def measure_sequence(
-    protection: str, batch: int = 128, seconds: float = 1.5, seed: int = 1, classes: tuple[str, ...] = SEQUENCE_CLASSES
+    protection: str,
+    batch: int = 128,
+    seconds: float = 1.5,
+    seed: int = 1,
+    classes: tuple[str, ...] = SEQUENCE_CLASSES,
+    iterations: int | None = None,
 ) -> FuzzRate:
     """Sequence mode: the sequence and ring-state classes only (default use-after-unpin, race, ring-index).
 
     Blocks of 8 batches, so a short measurement rotates over every class (a use-after-unpin sequence builds
     an arena of its own: its blocks are the slow ones).
     """
-    return measure(protection, batch, seconds, seed, list(classes), arena_every=8)
+    return measure(protection, batch, seconds, seed, list(classes), arena_every=8, iterations=iterations)
 
 
 def main() -> None:  # python -m bench.fuzz_bench

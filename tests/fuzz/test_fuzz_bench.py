@@ -6,13 +6,13 @@ from bench import fuzz_bench
 
 
 def test_measure_keeps_its_signature() -> None:
-    r = fuzz_bench.measure("verifier", 16, seconds=0.05)
+    r = fuzz_bench.measure("verifier", 16, iterations=4)
     assert r.descriptors > 0 and r.batches > 0 and r.classes == "all" and r.rate > 0
 
 
 def test_sequence_mode_figure() -> None:
-    r = fuzz_bench.measure_sequence("none", seconds=0.3)
+    r = fuzz_bench.measure_sequence("none", iterations=24)  # three blocks of 8: one per sequence class
     assert r.classes == ",".join(fuzz_bench.SEQUENCE_CLASSES)
     assert r.batches > 0 and r.batch_rate > 0 and r.rate > 0
-    one = fuzz_bench.measure_sequence("verifier", seconds=0.05, classes=("race",))
+    one = fuzz_bench.measure_sequence("verifier", iterations=8, classes=("race",))
     assert one.classes == "race" and one.escapes == 0
