@@ -13,7 +13,8 @@ from driver.qemu.machine import QemuError
 from verifier.audit.rejections import AuditSink
 from verifier.modes.protection import Protection
 from world.build import World
-from world.qemu import QemuWorld
+from world.emulated import Emulated
+from world.qemu import Qemu, qemu_world
 from world.scenario import Scenario
 
 EMULATED = "emulated"
@@ -52,7 +53,9 @@ def default_count(args: argparse.Namespace, emulated_default: int) -> int:
     return QEMU_DEFAULT_COUNT if getattr(args, "nic", EMULATED) == QEMU else emulated_default
 
 
-def build_world(args: argparse.Namespace, scen: Scenario, pcap: str | bool, audit: AuditSink) -> World | QemuWorld:
+def build_world(
+    args: argparse.Namespace, scen: Scenario, pcap: str | bool, audit: AuditSink
+) -> World[Emulated] | World[Qemu]:
     """The demo's world for ``--nic``; QEMU problems and an unwritable pcap become one-line usage errors."""
     from sandbox.cli import UsageError  # cli imports this module: import at call time, no cycle
 
@@ -64,7 +67,7 @@ def build_world(args: argparse.Namespace, scen: Scenario, pcap: str | bool, audi
                 f"{scen.source}: protection iommu needs emulated NICs (QEMU's e1000 DMAs physical addresses)"
             )
         try:
-            return QemuWorld.build(scen, pcap=pcap, audit=audit)
+            return qemu_world(scen, pcap=pcap, audit=audit)
         except (QemuError, ValueError) as err:
             raise UsageError(f"--nic qemu: {err}") from None
     except OSError as err:  # the pcap's directory or file (the world built nothing else on disk)
