@@ -8,6 +8,7 @@ shows an example.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -228,14 +229,13 @@ def cmd_demo(args: argparse.Namespace, out: Console) -> int:
 def _scenario(args: argparse.Namespace, embedded: str) -> scenario.Scenario:
     """The scenario with the command line's overrides applied."""
     scen = scenario.load(args.scenario, embedded=embedded)
-    changes: dict[str, object] = {}
     if args.seed is not None:
-        changes["seed"] = args.seed
+        scen = dataclasses.replace(scen, seed=args.seed)
     if args.engine is not None:
-        changes["engine"] = EngineMode(args.engine)
+        scen = dataclasses.replace(scen, engine=EngineMode(args.engine))
     if args.protection is not None:
-        changes["protection"] = Protection(args.protection)
-    return scenario.Scenario(**{**scen.__dict__, **changes}) if changes else scen
+        scen = dataclasses.replace(scen, protection=Protection(args.protection))
+    return scen
 
 
 def _audit(args: argparse.Namespace, scen: scenario.Scenario, out: Console) -> AuditLog:
