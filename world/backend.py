@@ -23,6 +23,7 @@ import numpy.typing as npt
 from ring.memory import PhysicalMemory
 from ring.syscalls import RegisterBus
 from verifier.kernel import Kernel
+from world.scenario import Scenario
 
 #: The kind of device a back end's NICs are (E1000, QemuE1000, E1000eVfio).
 Nic_co = TypeVar("Nic_co", covariant=True)
@@ -37,6 +38,9 @@ class Pcap(Protocol):
 
 class Backend(Protocol[Nic_co]):
     """One kind of NIC, plugged into ``World.assemble``; the builder calls these in this order.
+
+    A back end is made with its own options only (a pcap path, QEMU's
+    binary, a PCI address); the scenario comes from the builder.
 
     ``ram`` (power on) -- ``plug`` (NICs made and cabled) -- per NIC in the
     scenario's order: ``connect`` its interrupt line, ``Kernel.attach_nic``
@@ -54,12 +58,12 @@ class Backend(Protocol[Nic_co]):
         """The captures this machine writes, one per cable that asked for one."""
         ...
 
-    def ram(self) -> npt.NDArray[np.uint8] | None:
+    def ram(self, scenario: Scenario) -> npt.NDArray[np.uint8] | None:
         """Power on: the bytes that are the machine's RAM (``None``: a fresh buffer of ``PhysicalMemory``'s own)."""
         ...
 
-    def plug(self, memory: PhysicalMemory, kernel: Kernel) -> Mapping[str, RegisterBus]:
-        """Make the NICs over ``memory`` and cable them; return each one's BAR, which the kernel programs."""
+    def plug(self, scenario: Scenario, memory: PhysicalMemory, kernel: Kernel) -> Mapping[str, RegisterBus]:
+        """Make the scenario's NICs over ``memory``, in its engine mode, and cable them; return each one's BAR."""
         ...
 
     def connect(self, name: str, line: Callable[[], None]) -> None:

@@ -45,7 +45,7 @@ class World(Generic[B_co]):
 
         ``audit``: where the kernel records rejections (default: in memory only).
         """
-        return World.assemble(scenario, Emulated(scenario, pcap), audit)
+        return World.assemble(scenario, Emulated(pcap), audit)
 
     @staticmethod
     def assemble(scenario: Scenario, backend: B, audit: AuditSink | None = None) -> World[B]:
@@ -56,11 +56,11 @@ class World(Generic[B_co]):
         first, then each NIC's bring-up in the scenario's order, then the
         tenants in theirs.
         """
-        ram = backend.ram()
+        ram = backend.ram(scenario)
         try:
             memory = PhysicalMemory(scenario.memory_size, scenario.kernel_size, seed=scenario.seed, backing=ram)
             kernel = Kernel(memory, scenario.protection, audit)
-            bars = backend.plug(memory, kernel)
+            bars = backend.plug(scenario, memory, kernel)
             for nic in scenario.nics:
                 backend.connect(nic.name, kernel.interrupt(nic.name))
                 kernel.attach_nic(nic.name, bars[nic.name], nic.mac, nic.queues)

@@ -34,9 +34,9 @@ class Emulated:
     ``pcap``: True = as the scenario says, False = none, a path = that file.
     """
 
-    def __init__(self, scenario: Scenario, pcap: str | bool | None = True) -> None:
-        self.scenario = scenario
+    def __init__(self, pcap: str | bool | None = True) -> None:
         self.pcap = pcap
+        self.engine = EngineMode.INLINE
         self.nics: dict[str, E1000] = {}
         self.cables: list[Cable] = []
         self.writers: list[PcapWriter] = []
@@ -46,11 +46,11 @@ class Emulated:
     def pcaps(self) -> Sequence[Pcap]:
         return self.writers
 
-    def ram(self) -> npt.NDArray[np.uint8] | None:
+    def ram(self, scenario: Scenario) -> npt.NDArray[np.uint8] | None:
         return None
 
-    def plug(self, memory: PhysicalMemory, kernel: Kernel) -> Mapping[str, RegisterBus]:
-        scenario = self.scenario
+    def plug(self, scenario: Scenario, memory: PhysicalMemory, kernel: Kernel) -> Mapping[str, RegisterBus]:
+        self.engine = scenario.engine
         self.nics = {n.name: E1000(n.name, memory, n.mac, n.queues, scenario.engine) for n in scenario.nics}
         for spec in scenario.cables:
             clock: Clock = VirtualClock() if scenario.engine is EngineMode.INLINE else WallClock()
@@ -74,7 +74,7 @@ class Emulated:
         pass
 
     def start(self) -> None:
-        if self.scenario.engine is EngineMode.THREADED:
+        if self.engine is EngineMode.THREADED:
             self.poller = DevicePoller(list(self.nics.values()))
             self.poller.start()
 

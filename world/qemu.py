@@ -76,14 +76,7 @@ class Qemu:
     ``rcvbuf``: the receive buffer asked for each cable socket (the kernel may grant less).
     """
 
-    def __init__(
-        self,
-        scenario: Scenario,
-        pcap: str | bool | None = True,
-        binary: str = QEMU_BINARY,
-        rcvbuf: int = CABLE_RCVBUF,
-    ) -> None:
-        self.scenario = scenario
+    def __init__(self, pcap: str | bool | None = True, binary: str = QEMU_BINARY, rcvbuf: int = CABLE_RCVBUF) -> None:
         self.pcap = pcap
         self.binary = binary
         self.rcvbuf = rcvbuf
@@ -99,9 +92,8 @@ class Qemu:
     def pcaps(self) -> Sequence[Pcap]:
         return self.dumps
 
-    def ram(self) -> npt.NDArray[np.uint8]:
+    def ram(self, scenario: Scenario) -> npt.NDArray[np.uint8]:
         """Start QEMU with one e1000 per NIC on its cable socket; its guest RAM is the machine's memory."""
-        scenario = self.scenario
         if scenario.protection is Protection.IOMMU:
             raise ValueError("protection iommu needs emulated NICs: QEMU's e1000 DMAs guest-physical addresses")
         specs = nic_specs(scenario, self.pcap, self.rcvbuf)
@@ -117,7 +109,7 @@ class Qemu:
         self.dumps = [QemuPcap(s.pcap) for s in specs if s.pcap is not None]
         return self._machine.ram
 
-    def plug(self, memory: PhysicalMemory, kernel: Kernel) -> Mapping[str, RegisterBus]:
+    def plug(self, scenario: Scenario, memory: PhysicalMemory, kernel: Kernel) -> Mapping[str, RegisterBus]:
         """The NICs are in QEMU already, cabled by their sockets; their interrupts reach us through a poller."""
         machine = self.machine
         self.poller = IrqPoller(machine.connection, list(machine.nics.values()), machine.ports)
@@ -174,4 +166,4 @@ def qemu_world(
     rcvbuf: int = CABLE_RCVBUF,
 ) -> World[Qemu]:
     """Start QEMU, build memory and kernel over its RAM, bring the NICs up, spawn the tenants."""
-    return World.assemble(scenario, Qemu(scenario, pcap, binary, rcvbuf), audit)
+    return World.assemble(scenario, Qemu(pcap, binary, rcvbuf), audit)

@@ -97,9 +97,8 @@ def lab_scenario(protection: Protection, seed: int) -> Scenario:
 class Vfio:
     """The lab's back end: RAM in an anonymous mmap, the scenario's one NIC the real 82574L under VFIO."""
 
-    def __init__(self, bdf: str, memory_size: int) -> None:
+    def __init__(self, bdf: str) -> None:
         self.bdf = bdf
-        self.memory_size = memory_size
         self.data: npt.NDArray[np.uint8] | None = None
         self.nic: E1000eVfio | None = None
         self.iommu: IommuMap | None = None
@@ -112,18 +111,17 @@ class Vfio:
     def pcaps(self) -> Sequence[Pcap]:
         return ()
 
-    def ram(self) -> npt.NDArray[np.uint8]:
+    def ram(self, scenario: Scenario) -> npt.NDArray[np.uint8]:
         # the array keeps the mapping alive; it goes with the world
-        self.data = np.frombuffer(
-            mmap.mmap(-1, self.memory_size, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS), dtype=np.uint8
-        )
+        size = scenario.memory_size
+        self.data = np.frombuffer(mmap.mmap(-1, size, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS), dtype=np.uint8)
         return self.data
 
-    def plug(self, memory: PhysicalMemory, kernel: Kernel) -> Mapping[str, RegisterBus]:
+    def plug(self, scenario: Scenario, memory: PhysicalMemory, kernel: Kernel) -> Mapping[str, RegisterBus]:
         """Open the device (its container is its IOMMU domain) and map nothing yet: pins map pages."""
         assert self.data is not None
         self.nic = E1000eVfio.open(self.bdf)
-        self.iommu = IommuMap(self.nic.container, self.data.ctypes.data, self.memory_size)
+        self.iommu = IommuMap(self.nic.container, self.data.ctypes.data, self.data.size)
         return {NIC: self.nic.bar}
 
     def connect(self, name: str, line: Callable[[], None]) -> None:
@@ -159,7 +157,7 @@ class LabWorld:
         protection = Protection(protection)
         if protection not in LAB_MODES:
             raise ValueError(f"the lab runs modes {', '.join(m.value for m in LAB_MODES)}, not {protection.value}")
-        return cls(World.assemble(lab_scenario(protection, seed), Vfio(bdf, MEMORY_SIZE), audit))
+        return cls(World.assemble(lab_scenario(protection, seed), Vfio(bdf), audit))
 
     @property
     def protection(self) -> Protection:

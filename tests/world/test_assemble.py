@@ -14,6 +14,7 @@ from verifier.kernel import Kernel
 from world import scenario
 from world.backend import Pcap
 from world.build import World
+from world.scenario import Scenario
 
 
 class Bus:
@@ -50,11 +51,11 @@ class Recording:
     def pcaps(self) -> Sequence[Pcap]:
         return ()
 
-    def ram(self) -> npt.NDArray[np.uint8] | None:
+    def ram(self, scenario: Scenario) -> npt.NDArray[np.uint8] | None:
         self._call("ram")
         return None
 
-    def plug(self, memory: PhysicalMemory, kernel: Kernel) -> Mapping[str, RegisterBus]:
+    def plug(self, scenario: Scenario, memory: PhysicalMemory, kernel: Kernel) -> Mapping[str, RegisterBus]:
         self._call("plug")
         self.buses = {"nic0": Bus(), "nic1": Bus()}
         return self.buses
