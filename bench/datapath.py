@@ -7,6 +7,7 @@ Writing Network Drivers in High-Level Programming Languages", 2019).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -34,7 +35,7 @@ def measure(batch: int, size: int = 64, min_seconds: float = 1.0, protection: st
     """Send bursts of ``batch`` frames alice -> bob until ``min_seconds`` passed; count frames received."""
     scen = scenario.load()
     if protection is not None:
-        scen = scenario.Scenario(**{**scen.__dict__, "protection": type(scen.protection)(protection)})
+        scen = dataclasses.replace(scen, protection=type(scen.protection)(protection))
     with World.build(scen, pcap=False) as world:
         a, b = scen.tenants[:2]
         tx = TxQueue(world.tenants[a.name], a.nic, size=a.ring)

@@ -22,7 +22,7 @@ from driver.qemu.args import QEMU_BINARY
 from ring import regs
 from sandbox.demos import pingpong
 from world import scenario
-from world.qemu import QemuWorld
+from world.qemu import qemu_world
 
 
 @dataclass(frozen=True)
@@ -46,9 +46,9 @@ class PingpongRate:
 
 def qtest_cost(reads: int = 2000) -> QtestCost:
     """Microseconds per STATUS read: one at a time, then all in one pipelined batch."""
-    with QemuWorld.build(scenario.load(), pcap=False) as world:
+    with qemu_world(scenario.load(), pcap=False) as world:
         nic = world.nics["nic0"]
-        qtest = world.machine.connection
+        qtest = world.backend.machine.connection
         start = time.perf_counter()
         for _ in range(reads):
             nic.read32(regs.STATUS)
@@ -60,7 +60,7 @@ def qtest_cost(reads: int = 2000) -> QtestCost:
 
 
 def pingpong_rate(batch: int, count: int, size: int = 64) -> PingpongRate:
-    with QemuWorld.build(scenario.load(), pcap=False) as world:
+    with qemu_world(scenario.load(), pcap=False) as world:
         report = pingpong.run(world, count, size, batch)
     return PingpongRate(batch, size, report.forward.received + report.echo.received, report.seconds, report.clean)
 

@@ -1,11 +1,12 @@
-"""The fuzzer's arena: the "attack" machine built from driver/ and verifier/ directly, with the oracle attached.
+"""The fuzzer's arena: the "attack" scenario, built (``World.build``), plus the oracle and the attacker's pins.
 
-``sandbox/`` sits above ``fuzz/`` (design: arrows point downward only), so
-the fuzzer cannot use ``world.build.World``; like ``tests/conftest.py`` it
-composes the few parts itself.  The machine is the embedded "attack"
-scenario: four NICs, two cables (nic0-nic1 for alice and bob, nic2-nic3 for
-mallory and eve), 64 MiB of memory of which the first 4 MiB are the
-kernel's.  Mallory (the attacker, nic2) and alice (the victim) allocate and
+The machine is the embedded "attack" scenario (world/scenarios/attack.toml,
+the one ``nic-sandbox demo attack`` runs): four NICs, two cables (nic0-nic1
+for alice and bob, nic2-nic3 for mallory and eve), 64 MiB of memory of
+which the first 4 MiB are the kernel's, with the campaign's seed and
+protection mode, the inline engine and no pcap.  What the scenario does not
+say is the arena's own: the oracle on every DMA and wire, and mallory's raw
+rings and pins.  Mallory (the attacker, nic2) and alice (the victim) allocate and
 pin *before* any queue is opened, so their physical addresses are the same
 in every protection mode (shadow rings and in-place sinks come later): a
 reproducer found under ``none`` names the same frames under ``verifier``.
@@ -27,18 +28,18 @@ refusal is a verdict, not a crash.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-from device.clock import VirtualClock
 from device.e1000 import E1000, EngineMode
 from device.poller import DevicePoller
-from device.wire import Cable
 from driver.tenant.txq import TxQueue
 from fuzz.oracle.judge import Escape, Oracle
 from ring import indices
@@ -49,17 +50,15 @@ from ring.syscalls import DEVICE_READ, DEVICE_WRITE, DmaRegion
 from verifier.audit.rejections import AuditSink
 from verifier.kernel import Kernel, KernelError, Process
 from verifier.modes.protection import Protection
+from world import scenario
+from world.build import World
+from world.emulated import Emulated
 
 if TYPE_CHECKING:
     from fuzz.classes import Rewrite
 
-SCENARIO = "attack"
-MEMORY_SIZE = 64 << 20
-KERNEL_SIZE = 4 << 20
-NICS = {"nic0": "020000000001", "nic1": "020000000002", "nic2": "020000000003", "nic3": "020000000004"}
-TENANTS = {"alice": "nic0", "bob": "nic1", "mallory": "nic2", "eve": "nic3"}
-CABLES = (("nic0", "nic1"), ("nic2", "nic3"))
-RING = 512  # mallory's raw rings: a batch of up to 255 descriptors always fits
+SCENARIO = "attack"  # the embedded scenario the arena is (world/scenarios/attack.toml)
+RING = 512  # mallory's raw rings and eve's TX queue: a batch of up to 255 descriptors always fits
 MAX_BATCH = 255
 FRAME_LEN = 256  # eve's frames to mallory
 SECRET = b"ALICE-SECRET:"
@@ -109,12 +108,7 @@ class MemoryMap:
 class Arena:
     """One machine, mallory's raw rings, the oracle; ``close()`` is cheap (inline engine, nothing to stop)."""
 
-    protection: Protection
-    seed: int
-    memory: PhysicalMemory
-    kernel: Kernel
-    nics: dict[str, E1000]
-    tenants: dict[str, Process]
+    world: World[Emulated]
     oracle: Oracle
     map: MemoryMap
     tx_ring: npt.NDArray[np.void]
@@ -132,23 +126,17 @@ class Arena:
 
     @classmethod
     def build(cls, protection: Protection | str, seed: int, audit: AuditSink, detail_limit: int | None = None) -> Arena:
-        protection = Protection(protection)
-        memory = PhysicalMemory(MEMORY_SIZE, KERNEL_SIZE, seed=seed)
-        kernel = Kernel(memory, protection, audit)
-        nics = {name: E1000(name, memory, bytes.fromhex(mac), 1, EngineMode.INLINE) for name, mac in NICS.items()}
-        cables = [Cable(nics[a].port, nics[b].port, VirtualClock()) for a, b in CABLES]
-        for name, dev in nics.items():
-            dev.attach()
-            dev.irq = kernel.interrupt(name)
-            dev.dma.iommu = kernel.iommu
-            kernel.attach_nic(name, dev, bytes.fromhex(NICS[name]), 1)
-        tenants = {name: kernel.spawn(name) for name in TENANTS}
-        owners = {nic: tenants[name].tenant_id for name, nic in TENANTS.items()}
+        scen = dataclasses.replace(
+            scenario.load(embedded=SCENARIO), seed=seed, protection=Protection(protection), engine=EngineMode.INLINE
+        )
+        world = World.build(scen, pcap=False, audit=audit)
+        memory, tenants = world.memory, world.tenants
+        owners = {t.nic: tenants[t.name].tenant_id for t in scen.tenants}
         names = {proc.tenant_id: name for name, proc in tenants.items()}
         oracle = Oracle(memory, owners, names=names, detail_limit=detail_limit)
-        for dev in nics.values():
+        for dev in world.nics.values():
             dev.dma.observers.append(oracle.on_dma)
-        for cable in cables:
+        for cable in world.backend.cables:
             cable.taps.append(oracle.on_wire)
 
         mallory, alice = tenants["mallory"], tenants["alice"]
@@ -195,9 +183,10 @@ class Arena:
             mapped[mapping.frames.first : mapping.frames.first + mapping.frames.count] = True
         for frame in np.flatnonzero((memory.owner == mallory.tenant_id) & ~mapped).tolist():
             oracle.grant(mallory.tenant_id, frame * PAGE_SIZE, PAGE_SIZE, DEVICE_WRITE)
+        mac = {n.name: n.mac for n in scen.nics}
         frames = np.zeros((MAX_BATCH, FRAME_LEN), dtype=np.uint8)
-        frames[:, :6] = np.frombuffer(bytes.fromhex(NICS["nic2"]), dtype=np.uint8)
-        frames[:, 6:12] = np.frombuffer(bytes.fromhex(NICS["nic3"]), dtype=np.uint8)
+        frames[:, :6] = np.frombuffer(mac["nic2"], dtype=np.uint8)  # eve (nic3) to mallory (nic2)
+        frames[:, 6:12] = np.frombuffer(mac["nic3"], dtype=np.uint8)
         frames[:, 12:14] = (0x08, 0x00)
         frames[:, 14:] = 0xEE
         mmap = MemoryMap(
@@ -214,12 +203,7 @@ class Arena:
             tx_region.bus,
         )
         return cls(
-            protection,
-            seed,
-            memory,
-            kernel,
-            nics,
-            tenants,
+            world,
             oracle,
             mmap,
             tx_region.view.view(TX_DESC),
@@ -230,6 +214,30 @@ class Arena:
             FrameBatch.from_matrix(frames),
             {"uaf": uaf_region},
         )
+
+    @property
+    def protection(self) -> Protection:
+        return self.world.scenario.protection
+
+    @property
+    def seed(self) -> int:
+        return self.world.scenario.seed
+
+    @property
+    def memory(self) -> PhysicalMemory:
+        return self.world.memory
+
+    @property
+    def kernel(self) -> Kernel:
+        return self.world.kernel
+
+    @property
+    def nics(self) -> Mapping[str, E1000]:
+        return self.world.nics
+
+    @property
+    def tenants(self) -> Mapping[str, Process]:
+        return self.world.tenants
 
     @property
     def mallory(self) -> Process:

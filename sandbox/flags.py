@@ -11,6 +11,7 @@ bad values as one-line usage errors.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -74,14 +75,13 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
 def scenario_from_flags(args: argparse.Namespace, embedded: str) -> scenario.Scenario:
     """The scenario (``--scenario`` or the embedded one) with ``--seed``, ``--engine``, ``--protection`` applied."""
     scen = scenario.load(args.scenario, embedded=embedded)
-    changes: dict[str, object] = {}
     if args.seed is not None:
-        changes["seed"] = args.seed
+        scen = dataclasses.replace(scen, seed=args.seed)
     if args.engine is not None:
-        changes["engine"] = EngineMode(args.engine)
+        scen = dataclasses.replace(scen, engine=EngineMode(args.engine))
     if args.protection is not None:
-        changes["protection"] = Protection(args.protection)
-    return scenario.Scenario(**{**scen.__dict__, **changes}) if changes else scen
+        scen = dataclasses.replace(scen, protection=Protection(args.protection))
+    return scen
 
 
 def audit_from_flags(args: argparse.Namespace, scen: scenario.Scenario) -> AuditLog:

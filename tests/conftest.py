@@ -1,13 +1,16 @@
 """A real two-NIC rig without the sandbox package: memory, two E1000s on a cable, a kernel, two tenants.
 
-nic0 (alice transmits) and nic1 (bob receives) are joined by a ``Cable``;
-the kernel runs in protection mode ``none``, so doorbells go straight to the
-devices.  ``make_rig`` is a plain function so Hypothesis tests can build a
-fresh rig per example; the ``rig`` fixture wraps it for ordinary tests.
+The rig is a scenario written here (``RIG``) and built by the one builder,
+``World.build``: nic0 (alice transmits) and nic1 (bob receives) are joined
+by a ``Cable``; the kernel runs in protection mode ``none``, so doorbells go
+straight to the devices.  ``make_rig`` is a plain function so Hypothesis
+tests can build a fresh rig per example; the ``rig`` fixture wraps it for
+ordinary tests.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import pytest
@@ -19,11 +22,26 @@ from driver.tenant.txq import TxQueue
 from ring.frames import FrameBatch
 from ring.memory import PhysicalMemory
 from verifier.kernel import Kernel, Process
+from verifier.modes.protection import Protection
+from world.build import World
+from world.scenario import CableSpec, NicSpec, Scenario, TenantSpec
 
 MAC0 = bytes.fromhex("020000000001")
 MAC1 = bytes.fromhex("020000000002")
 ETHERTYPE_IPV4 = b"\x08\x00"
 ETH_HEADER = 14
+RIG = Scenario(
+    name="rig",
+    source="tests/conftest.py",
+    seed=1,
+    engine=EngineMode.INLINE,
+    protection=Protection.NONE,
+    memory_size=16 << 20,
+    kernel_size=1 << 20,
+    nics=(NicSpec("nic0", MAC0), NicSpec("nic1", MAC1)),
+    tenants=(TenantSpec("alice", "nic0", "198.18.0.1"), TenantSpec("bob", "nic1", "198.18.0.2")),
+    cables=(CableSpec("nic0", "nic1"),),
+)
 
 
 @dataclass
@@ -47,16 +65,11 @@ class Rig:
 
 
 def make_rig(mode: EngineMode = EngineMode.INLINE) -> Rig:
-    memory = PhysicalMemory(16 << 20, 1 << 20, seed=1)
-    nic0 = E1000("nic0", memory, MAC0, mode=mode)
-    nic1 = E1000("nic1", memory, MAC1, mode=mode)
-    cable = Cable(nic0.port, nic1.port)
-    nic0.attach()
-    nic1.attach()
-    kernel = Kernel(memory)
-    kernel.attach_nic("nic0", nic0, MAC0)
-    kernel.attach_nic("nic1", nic1, MAC1)
-    rig = Rig(memory, nic0, nic1, cable, kernel, kernel.spawn("alice"), kernel.spawn("bob"))
+    """``RIG`` built with ``mode``.  Threaded, the world's own poller is stopped: these tests run the devices."""
+    world = World.build(dataclasses.replace(RIG, engine=mode), pcap=False)
+    world.close()  # stops a threaded world's DevicePoller (an inline world has nothing to stop or flush)
+    nics, tenants, cable = world.backend.nics, world.tenants, world.backend.cables[0]
+    rig = Rig(world.memory, nics["nic0"], nics["nic1"], cable, world.kernel, tenants["alice"], tenants["bob"])
     cable.taps.append(lambda _src, frames, _stamps: rig.wire.extend(frames))
     return rig
 

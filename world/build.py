@@ -1,91 +1,95 @@
-"""The composition root: build memory, kernel, NICs, wires and tenants from a scenario."""
+"""The composition root: build memory, kernel, NICs, wires and tenants from a scenario.
+
+``World.assemble`` is the one place that connects them, whatever the NICs
+are: a ``Backend`` (world/backend.py) says where the RAM lives, makes and
+cables the NICs and runs them -- the emulated e1000 (world/emulated.py,
+``World.build``), QEMU's e1000 over qtest (world/qemu.py) and the lab's
+82574L under VFIO (lab/guest/world.py).  The fuzzer's arena is the
+``attack`` scenario built here, plus the oracle (fuzz/arena.py).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
-import numpy as np
-import numpy.typing as npt
-
-from device.clock import Clock, VirtualClock, WallClock
-from device.e1000 import E1000, EngineMode
-from device.pcap import PcapWriter
-from device.poller import DevicePoller
-from device.wire import Cable, Tap
-from ring.frames import FrameBatch
 from ring.memory import PhysicalMemory
 from verifier.audit.rejections import AuditSink
 from verifier.kernel import Kernel, Process
+from world.backend import Backend, Pcap
+from world.emulated import Emulated
 from world.scenario import Scenario
+
+#: The world's back end, with what is its own (``cables``, ``machine`` ...): ``world.backend``.
+B_co = TypeVar("B_co", bound="Backend[Any]", covariant=True)
+B = TypeVar("B", bound="Backend[Any]")
+Nic = TypeVar("Nic")
 
 
 @dataclass
-class World:
-    """Everything one scenario builds; ``close()`` flushes pcaps and stops threads."""
+class World(Generic[B_co]):
+    """Everything one scenario builds; ``close()`` stops what runs the devices and flushes pcaps."""
 
     scenario: Scenario
     memory: PhysicalMemory
     kernel: Kernel
-    nics: dict[str, E1000]
-    cables: list[Cable]
+    backend: B_co
     tenants: dict[str, Process]
-    pcaps: list[PcapWriter] = field(default_factory=list)
-    poller: DevicePoller | None = None
 
     @classmethod
-    def build(cls, scenario: Scenario, pcap: str | bool | None = True, audit: AuditSink | None = None) -> World:
-        """Build the world.  ``pcap``: True = as the scenario says, False = none, a path = that file.
+    def build(
+        cls, scenario: Scenario, pcap: str | bool | None = True, audit: AuditSink | None = None
+    ) -> World[Emulated]:
+        """Build the world on emulated e1000s.  ``pcap``: True = as the scenario says, False = none, a path = that file.
 
         ``audit``: where the kernel records rejections (default: in memory only).
         """
-        memory = PhysicalMemory(scenario.memory_size, scenario.kernel_size, seed=scenario.seed)
-        kernel = Kernel(memory, scenario.protection, audit)
-        nics = {n.name: E1000(n.name, memory, n.mac, n.queues, scenario.engine) for n in scenario.nics}
-        world = cls(scenario, memory, kernel, nics, [], {})
-        for spec in scenario.cables:
-            clock: Clock = VirtualClock() if scenario.engine is EngineMode.INLINE else WallClock()
-            cable = Cable(nics[spec.a].port, nics[spec.b].port, clock)
-            world.cables.append(cable)
-            path = spec.pcap if pcap is True else (pcap if isinstance(pcap, str) else None)
-            if path:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-                writer = PcapWriter(path)
-                world.pcaps.append(writer)
-                cable.taps.append(_pcap_tap(writer))
-        for spec_nic in scenario.nics:
-            dev = nics[spec_nic.name]
-            dev.attach()
-            dev.irq = kernel.interrupt(spec_nic.name)  # the NIC's interrupt line to the kernel
-            dev.dma.iommu = kernel.iommu  # None unless protection is iommu
-            kernel.attach_nic(spec_nic.name, dev, spec_nic.mac, spec_nic.queues)
-        for spec_tenant in scenario.tenants:
-            world.tenants[spec_tenant.name] = kernel.spawn(spec_tenant.name)
-        if scenario.engine is EngineMode.THREADED:
-            world.poller = DevicePoller(list(nics.values()))
-            world.poller.start()
-        return world
+        return World.assemble(scenario, Emulated(pcap), audit)
+
+    @staticmethod
+    def assemble(scenario: Scenario, backend: B, audit: AuditSink | None = None) -> World[B]:
+        """Power the machine on: memory over the back end's RAM, the kernel, the NICs, the tenants.
+
+        The order is fixed, because allocation order in ``PhysicalMemory``
+        decides every address a reproducer names: memory and the kernel
+        first, then each NIC's bring-up in the scenario's order, then the
+        tenants in theirs.
+        """
+        ram = backend.ram(scenario)
+        try:
+            memory = PhysicalMemory(scenario.memory_size, scenario.kernel_size, seed=scenario.seed, backing=ram)
+            kernel = Kernel(memory, scenario.protection, audit)
+            bars = backend.plug(scenario, memory, kernel)
+            for nic in scenario.nics:
+                backend.connect(nic.name, kernel.interrupt(nic.name))
+                kernel.attach_nic(nic.name, bars[nic.name], nic.mac, nic.queues)
+                backend.attached(nic.name)
+            tenants = {t.name: kernel.spawn(t.name) for t in scenario.tenants}
+            backend.start()
+        except BaseException:
+            backend.close()
+            raise
+        return World(scenario, memory, kernel, backend, tenants)
+
+    @property
+    def nics(self: World[Backend[Nic]]) -> Mapping[str, Nic]:
+        """The devices, by the scenario's NIC names (typed as the back end's: ``E1000``, ``QemuE1000`` ...)."""
+        return self.backend.nics
+
+    @property
+    def pcaps(self) -> Sequence[Pcap]:
+        return self.backend.pcaps
 
     def settle(self, timeout_s: float = 5.0) -> bool:
-        """Threaded engine: wait until the devices have no work left.  Inline: nothing to wait for."""
-        return True if self.poller is None else self.poller.drain(timeout_s)
+        """Wait until the devices have no work left (inline emulated NICs: nothing to wait for)."""
+        return self.backend.settle(timeout_s)
 
     def close(self) -> None:
-        if self.poller is not None:
-            self.poller.stop()
-            self.poller = None
-        for writer in self.pcaps:
-            writer.close()
+        self.backend.close()
 
-    def __enter__(self) -> World:
+    def __enter__(self) -> World[B_co]:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _pcap_tap(writer: PcapWriter) -> Tap:
-    def tap(_source: str, frames: FrameBatch, stamps: npt.NDArray[np.int64]) -> None:
-        writer.write(frames, stamps)
-
-    return tap

@@ -1,4 +1,4 @@
-"""The composition root for ``--nic qemu``: the scenario's NICs are QEMU e1000s, its memory is QEMU's RAM.
+"""The QEMU back end for ``--nic qemu``: the scenario's NICs are QEMU e1000s, its memory is QEMU's RAM.
 
 One QEMU process holds every NIC of the scenario, as one machine holds
 several PCI cards; its guest RAM *is* the sandbox's ``PhysicalMemory``
@@ -8,8 +8,8 @@ bytes QEMU's device model DMAs.  Each ``[[cable]]`` becomes a pair of
 on no cable has an unconnected socket, and its frames are dropped.  A cable's pcap is QEMU's own
 ``filter-dump`` of its first NIC, both directions.
 
-The kernel is the same ``Kernel`` as with emulated NICs: ``attach_nic``
-brings each device up through its BAR, and the device's completions reach
+The builder is the same (``World.assemble``, world/build.py) and so is the
+kernel: ``attach_nic`` brings each device up through its BAR, and the device's completions reach
 ``Kernel.interrupt`` through driver/qemu/irq.py.  Mode ``iommu`` is
 refused: QEMU's e1000 DMAs guest-physical addresses and the sandbox's
 IOMMU cannot sit in front of it.
@@ -18,17 +18,24 @@ IOMMU cannot sit in front of it.
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
 
 from driver.qemu.args import QEMU_BINARY, QemuNicSpec
 from driver.qemu.irq import IrqPoller
 from driver.qemu.loopback import CABLE_RCVBUF, cable_capacity, cable_socket
-from driver.qemu.machine import QemuE1000, QemuMachine
+from driver.qemu.machine import QemuE1000, QemuError, QemuMachine
 from ring.memory import PhysicalMemory
+from ring.syscalls import RegisterBus
 from verifier.audit.rejections import AuditSink
-from verifier.kernel import Kernel, Process
+from verifier.kernel import Kernel
 from verifier.modes.protection import Protection
+from world.backend import Pcap
+from world.build import World
 from world.scenario import Scenario
 
 
@@ -62,35 +69,34 @@ def nic_specs(scenario: Scenario, pcap: str | bool | None = True, rcvbuf: int = 
     return [QemuNicSpec(n.name, n.mac, socks[n.name], dumps.get(n.name)) for n in scenario.nics]
 
 
-@dataclass
-class QemuWorld:
-    """A world whose NICs are QEMU's; ``close()`` stops the poller and QEMU."""
+class Qemu:
+    """The scenario's NICs as QEMU's e1000s, in one QEMU process whose RAM is the sandbox's memory.
 
-    scenario: Scenario
-    machine: QemuMachine
-    memory: PhysicalMemory
-    kernel: Kernel
-    nics: dict[str, QemuE1000]
-    poller: IrqPoller
-    tenants: dict[str, Process] = field(default_factory=dict)
-    pcaps: list[QemuPcap] = field(default_factory=list)
+    ``pcap``: True = as the scenario says, False = none, a path = that file.
+    ``rcvbuf``: the receive buffer asked for each cable socket (the kernel may grant less).
+    """
 
-    @classmethod
-    def build(
-        cls,
-        scenario: Scenario,
-        pcap: str | bool | None = True,
-        audit: AuditSink | None = None,
-        binary: str = QEMU_BINARY,
-        rcvbuf: int = CABLE_RCVBUF,
-    ) -> QemuWorld:
-        """Start QEMU, build memory and kernel over its RAM, bring the NICs up, spawn the tenants.
+    def __init__(self, pcap: str | bool | None = True, binary: str = QEMU_BINARY, rcvbuf: int = CABLE_RCVBUF) -> None:
+        self.pcap = pcap
+        self.binary = binary
+        self.rcvbuf = rcvbuf
+        self._machine: QemuMachine | None = None
+        self.poller: IrqPoller | None = None
+        self.dumps: list[QemuPcap] = []
 
-        ``rcvbuf``: the receive buffer asked for each cable socket (the kernel may grant less).
-        """
+    @property
+    def nics(self) -> dict[str, QemuE1000]:
+        return {} if self._machine is None else self._machine.nics
+
+    @property
+    def pcaps(self) -> Sequence[Pcap]:
+        return self.dumps
+
+    def ram(self, scenario: Scenario) -> npt.NDArray[np.uint8]:
+        """Start QEMU with one e1000 per NIC on its cable socket; its guest RAM is the machine's memory."""
         if scenario.protection is Protection.IOMMU:
             raise ValueError("protection iommu needs emulated NICs: QEMU's e1000 DMAs guest-physical addresses")
-        specs = nic_specs(scenario, pcap, rcvbuf)
+        specs = nic_specs(scenario, self.pcap, self.rcvbuf)
         try:
             for spec in specs:
                 if spec.pcap is not None:
@@ -99,28 +105,33 @@ class QemuWorld:
             for spec in specs:
                 spec.sock.close()
             raise
-        machine = QemuMachine(specs, scenario.memory_size, binary)
-        poller: IrqPoller | None = None
-        try:
-            memory = PhysicalMemory(scenario.memory_size, scenario.kernel_size, scenario.seed, backing=machine.ram)
-            kernel = Kernel(memory, scenario.protection, audit)
-            poller = IrqPoller(machine.connection, list(machine.nics.values()), machine.ports)
-            world = cls(scenario, machine, memory, kernel, machine.nics, poller)
-            world.pcaps = [QemuPcap(s.pcap) for s in specs if s.pcap is not None]
-            for spec_nic in scenario.nics:
-                dev = machine.nics[spec_nic.name]
-                dev.irq = kernel.interrupt(spec_nic.name)  # the NIC's interrupt line, raised by the poller
-                kernel.attach_nic(spec_nic.name, dev, spec_nic.mac, spec_nic.queues)
-            for spec_tenant in scenario.tenants:
-                world.tenants[spec_tenant.name] = kernel.spawn(spec_tenant.name)
-            poller.start()
-            machine.wait_rx_ready()  # a second of sleep: a Ctrl-C lands here as often as not
-        except BaseException:
-            if poller is not None:
-                poller.stop()  # before QEMU goes: the thread must not poll a closed connection
-            machine.close()
-            raise
-        return world
+        self._machine = QemuMachine(specs, scenario.memory_size, self.binary)
+        self.dumps = [QemuPcap(s.pcap) for s in specs if s.pcap is not None]
+        return self._machine.ram
+
+    def plug(self, scenario: Scenario, memory: PhysicalMemory, kernel: Kernel) -> Mapping[str, RegisterBus]:
+        """The NICs are in QEMU already, cabled by their sockets; their interrupts reach us through a poller."""
+        machine = self.machine
+        self.poller = IrqPoller(machine.connection, list(machine.nics.values()), machine.ports)
+        return machine.nics
+
+    def connect(self, name: str, line: Callable[[], None]) -> None:
+        self.machine.nics[name].irq = line  # raised by the poller when the device's ICR shows a cause
+
+    def attached(self, name: str) -> None:
+        pass
+
+    def start(self) -> None:
+        assert self.poller is not None
+        self.poller.start()
+        self.machine.wait_rx_ready()  # a second of sleep: a Ctrl-C lands here as often as not
+
+    @property
+    def machine(self) -> QemuMachine:
+        """The QEMU process (its qtest connection, pid, cable ports)."""
+        if self._machine is None:
+            raise QemuError("QEMU is not running: the world was not built")
+        return self._machine
 
     def in_flight_limit(self, frame_bytes: int) -> int:
         """Frames of ``frame_bytes`` that may be on a cable at once without the kernel dropping one.
@@ -135,16 +146,24 @@ class QemuWorld:
         """
         return cable_capacity(self.machine.rcvbuf, frame_bytes)
 
-    def settle(self, timeout_s: float = 5.0) -> bool:
+    def settle(self, timeout_s: float) -> bool:
         """Wait until no frame is in flight and every completion reached the kernel."""
+        assert self.poller is not None
         return self.poller.drain(timeout_s)
 
     def close(self) -> None:
-        self.poller.stop()
-        self.machine.close()
+        if self.poller is not None:
+            self.poller.stop()  # before QEMU goes: the thread must not poll a closed connection
+        if self._machine is not None:
+            self._machine.close()
 
-    def __enter__(self) -> QemuWorld:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+def qemu_world(
+    scenario: Scenario,
+    pcap: str | bool | None = True,
+    audit: AuditSink | None = None,
+    binary: str = QEMU_BINARY,
+    rcvbuf: int = CABLE_RCVBUF,
+) -> World[Qemu]:
+    """Start QEMU, build memory and kernel over its RAM, bring the NICs up, spawn the tenants."""
+    return World.assemble(scenario, Qemu(pcap, binary, rcvbuf), audit)

@@ -14,7 +14,8 @@ from sandbox.errors import UsageError
 from verifier.audit.rejections import AuditSink
 from verifier.modes.protection import Protection
 from world.build import World
-from world.qemu import QemuWorld
+from world.emulated import Emulated
+from world.qemu import Qemu, qemu_world
 from world.scenario import Scenario
 
 EMULATED = "emulated"
@@ -51,7 +52,9 @@ def default_count(args: argparse.Namespace, emulated_default: int) -> int:
     return QEMU_DEFAULT_COUNT if args.nic == QEMU else emulated_default
 
 
-def build_world(args: argparse.Namespace, scen: Scenario, pcap: str | bool, audit: AuditSink) -> World | QemuWorld:
+def build_world(
+    args: argparse.Namespace, scen: Scenario, pcap: str | bool, audit: AuditSink
+) -> World[Emulated] | World[Qemu]:
     """The demo's world for ``--nic``; QEMU problems and an unwritable pcap become one-line usage errors."""
     try:
         if args.nic != QEMU:
@@ -61,7 +64,7 @@ def build_world(args: argparse.Namespace, scen: Scenario, pcap: str | bool, audi
                 f"{scen.source}: protection iommu needs emulated NICs (QEMU's e1000 DMAs physical addresses)"
             )
         try:
-            return QemuWorld.build(scen, pcap=pcap, audit=audit)
+            return qemu_world(scen, pcap=pcap, audit=audit)
         except (QemuError, ValueError) as err:
             raise UsageError(f"--nic qemu: {err}") from None
     except OSError as err:  # the pcap's directory or file (the world built nothing else on disk)

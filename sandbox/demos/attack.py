@@ -12,6 +12,7 @@ cost nothing in correctness.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from verifier.audit.rejections import AuditSink
 from verifier.kernel import KernelError, Process
 from verifier.modes.protection import Protection
 from world.build import World
+from world.emulated import Emulated
 from world.scenario import Scenario
 from world.traffic import UdpFlow
 
@@ -60,21 +62,21 @@ class AttackResult:
 class Arena:
     """A fresh world for one attack, with the oracle attached everywhere."""
 
-    world: World
+    world: World[Emulated]
     oracle: Oracle
     notes: list[str] = field(default_factory=list)
 
     @classmethod
     def build(cls, scen: Scenario, audit: AuditSink, engine: EngineMode | None = None) -> Arena:
         if engine is not None:
-            scen = Scenario(**{**scen.__dict__, "engine": engine})
+            scen = dataclasses.replace(scen, engine=engine)
         world = World.build(scen, pcap=False, audit=audit)
         owners = {spec.nic: world.tenants[spec.name].tenant_id for spec in scen.tenants}
         names = {proc.tenant_id: name for name, proc in world.tenants.items()}
         oracle = Oracle(world.memory, owners, names=names)
         for dev in world.nics.values():
             dev.dma.observers.append(oracle.on_dma)
-        for cable in world.cables:
+        for cable in world.backend.cables:
             cable.taps.append(oracle.on_wire)
         kernel_region = world.memory.kernel_frames
         oracle.watch("kernel memory", kernel_region.phys, kernel_region.nbytes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -24,7 +25,7 @@ NAMES = [name for name, *_ in attack_demo.ATTACKS]
 
 def run(mode: str, audit: MemoryAudit | AuditLog | None = None) -> attack_demo.AttackReport:
     scen = scenario.load(embedded="attack")
-    scen = scenario.Scenario(**{**scen.__dict__, "protection": Protection(mode)})
+    scen = dataclasses.replace(scen, protection=Protection(mode))
     return attack_demo.run(scen, audit if audit is not None else MemoryAudit(), honest_frames=300)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from pathlib import Path
 
@@ -22,7 +23,7 @@ COUNT = 600
 def run_demo(tmp_path: Path, name: str = "pp.pcap", seed: int | None = None, batch: int = 32) -> tuple[Path, object]:
     scen = scenario.load()
     if seed is not None:
-        scen = scenario.Scenario(**{**scen.__dict__, "seed": seed})
+        scen = dataclasses.replace(scen, seed=seed)
     path = tmp_path / name
     with World.build(scen, pcap=str(path)) as world:
         report = pingpong.run(world, COUNT, 64, batch)
@@ -95,7 +96,7 @@ def test_batch_size_does_not_change_the_bytes_sent(tmp_path: Path) -> None:
 
 def test_threaded_engine_delivers_everything(tmp_path: Path) -> None:
     scen = scenario.load()
-    scen = scenario.Scenario(**{**scen.__dict__, "engine": scenario.EngineMode.THREADED})
+    scen = dataclasses.replace(scen, engine=scenario.EngineMode.THREADED)
     with World.build(scen, pcap=False) as world:
         report = pingpong.run(world, 2000, 128, 32)
     assert report.forward.corrupt == report.echo.corrupt == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from world.build import World
 def campaign(tmp: Path, name: str, seed: int) -> tuple[bytes, bytes]:
     """Honest pingpong (alice, bob), then hostile descriptors from mallory; return (pcap, audit log) bytes."""
     base = scenario.load(embedded="attack")
-    scen = scenario.Scenario(**{**base.__dict__, "protection": Protection.VERIFIER, "seed": seed})
+    scen = dataclasses.replace(base, protection=Protection.VERIFIER, seed=seed)
     pcap, log = tmp / f"{name}.pcap", tmp / f"{name}.jsonl"
     with (
         AuditLog(log, protection="verifier", clock=deterministic_clock()) as audit,

@@ -10,6 +10,7 @@ checks, the tenant's ``rx_burst``/``tx_burst`` and the pump.
 
 from __future__ import annotations
 
+import dataclasses
 import select
 import socket
 from collections.abc import Iterator
@@ -88,7 +89,7 @@ class Peer:
 
 def make_peer(protection: Protection = Protection.VERIFIER, engine: EngineMode = EngineMode.INLINE) -> Peer:
     scen = scenario.load(None, embedded="ping")
-    scen = scenario.Scenario(**{**scen.__dict__, "protection": protection, "engine": engine})
+    scen = dataclasses.replace(scen, protection=protection, engine=engine)
     world = World.build(scen, pcap=False, audit=MemoryAudit())
     tenant = scen.tenants[0]
     nic = world.nics[tenant.nic]

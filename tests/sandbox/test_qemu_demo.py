@@ -26,7 +26,7 @@ from sandbox.demos import pingpong
 from tests.driver.qemu_rig import need_qemu
 from tests.sandbox.test_cli import ROOT
 from world import scenario
-from world.qemu import QemuWorld
+from world.qemu import qemu_world
 
 COUNT = 3000
 QEMU_COMM = "qemu-system-x86"  # /proc/PID/comm keeps 15 characters
@@ -86,11 +86,11 @@ def test_a_small_cable_buffer_loses_nothing() -> None:
     """Without root a socket buffer is capped by net.core.rmem_max: the demo clocks its window to it."""
     need_qemu()
     small = 64 << 10  # the kernel grants twice this: 128 KiB, about 50 full-size frames
-    with QemuWorld.build(scenario.load(), pcap=False, rcvbuf=small) as world:
-        limit = world.in_flight_limit(1518)
+    with qemu_world(scenario.load(), pcap=False, rcvbuf=small) as world:
+        limit = world.backend.in_flight_limit(1518)
         assert 0 < limit < 511  # below the demo's ring window, so the clamp is what keeps the frames
         report = pingpong.run(world, 2000, 1518, 256)
-        drops = udp_drops(world.machine.ports)
+        drops = udp_drops(world.backend.machine.ports)
     assert report.clean and report.echo.received == 2000 and drops == 0
 
 
@@ -117,14 +117,14 @@ def test_bad_combinations_are_one_line_errors(
 def test_close_and_errors_leave_nothing_behind() -> None:
     need_qemu()
     scen = scenario.load()
-    world = QemuWorld.build(scen, pcap=False)
-    pid = world.machine.pid
+    world = qemu_world(scen, pcap=False)
+    pid = world.backend.machine.pid
     assert alive(pid)
     with pytest.raises(RuntimeError), world:
         raise RuntimeError("a failure in the middle of a run")
     assert not alive(pid) and not leftovers(os.getpid())
     with pytest.raises(QemuError, match="did not start"):  # a "QEMU" that exits at once: the error path
-        QemuWorld.build(scen, pcap=False, binary="false")
+        qemu_world(scen, pcap=False, binary="false")
     assert not qemu_children(os.getpid()) and not leftovers(os.getpid())
 
 

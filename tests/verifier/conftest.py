@@ -10,6 +10,7 @@ kernel claims.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,7 @@ from verifier.kernel import Kernel, Process
 from verifier.modes.protection import Protection
 from world import scenario as scenario_mod
 from world.build import World
+from world.emulated import Emulated
 
 GOOD = TXD_CMD_EOP | TXD_CMD_IFCS | TXD_CMD_RS  # a whole packet in one descriptor
 MORE = TXD_CMD_IFCS | TXD_CMD_RS  # a fragment: more of the packet follows
@@ -51,12 +53,10 @@ RING = 64  # descriptors per raw ring
 
 def build_world(
     protection: Protection | str, engine: EngineMode | str = EngineMode.INLINE, audit: AuditSink | None = None
-) -> World:
+) -> World[Emulated]:
     """The embedded pingpong scenario (alice on nic0, bob on nic1, one cable) in the given mode."""
     base = scenario_mod.load()
-    scen = scenario_mod.Scenario(
-        **{**base.__dict__, "protection": Protection(protection), "engine": EngineMode(engine)}
-    )
+    scen = dataclasses.replace(base, protection=Protection(protection), engine=EngineMode(engine))
     return World.build(scen, pcap=False, audit=audit)
 
 
@@ -161,7 +161,7 @@ class RawRx:
 class Env:
     """One World plus what the tests observe of it."""
 
-    world: World
+    world: World[Emulated]
     dma: DmaLog
     wire: list[bytes] = field(default_factory=list)  # frames that left nic0 (alice) or nic1 (bob), in order
 
@@ -230,7 +230,7 @@ class Env:
 @pytest.fixture
 def make_env() -> Iterator[Callable[..., Env]]:
     """Factory: ``make_env(protection, engine=..., audit=...)``; every world is closed after the test."""
-    built: list[World] = []
+    built: list[World[Emulated]] = []
 
     def make(
         protection: Protection | str, engine: EngineMode | str = EngineMode.INLINE, audit: AuditSink | None = None
@@ -238,7 +238,7 @@ def make_env() -> Iterator[Callable[..., Env]]:
         world = build_world(protection, engine, audit)
         built.append(world)
         env = Env(world, watch(world.nics["nic0"], world.nics["nic1"]))
-        world.cables[0].taps.append(lambda _src, frames, _stamps: env.wire.extend(frames))
+        world.backend.cables[0].taps.append(lambda _src, frames, _stamps: env.wire.extend(frames))
         return env
 
     yield make

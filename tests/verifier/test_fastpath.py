@@ -7,6 +7,7 @@ sources beside it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import numpy as np
@@ -136,17 +137,17 @@ def numpy_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def test_numpy_path_alone_carries_traffic_and_blocks_attacks(numpy_only: None) -> None:
     assert fastpath.enabled() is None
     assert fastpath.status() == "fast path: off (NIC_SANDBOX_FASTPATH=0); using the numpy checks"
-    scen = scenario.Scenario(**{**scenario.load().__dict__, "protection": Protection.VERIFIER})
+    scen = dataclasses.replace(scenario.load(), protection=Protection.VERIFIER)
     with World.build(scen, pcap=False) as world:
         assert pingpong.run(world, 2000, 64, 64).clean
-    attack = scenario.Scenario(**{**scenario.load(embedded="attack").__dict__, "protection": Protection.VERIFIER})
+    attack = dataclasses.replace(scenario.load(embedded="attack"), protection=Protection.VERIFIER)
     report = attack_demo.run(attack, MemoryAudit(), honest_frames=200)
     assert not any(r.succeeded for r in report.results)
 
 
 def test_fast_path_is_used_when_it_builds() -> None:
     lib()
-    scen = scenario.Scenario(**{**scenario.load().__dict__, "protection": Protection.VERIFIER})
+    scen = dataclasses.replace(scenario.load(), protection=Protection.VERIFIER)
     with World.build(scen, pcap=False) as world:
         assert pingpong.run(world, 500, 64, 32).clean
         handlers = [q.handler for q in world.kernel.queues.values()]

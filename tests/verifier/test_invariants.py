@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -424,7 +425,7 @@ def test_statistics_keep_tx_and_rx_of_one_queue_apart() -> None:
     from world import scenario
     from world.build import World
 
-    scen = scenario.Scenario(**{**scenario.load().__dict__, "protection": Protection.VERIFIER})
+    scen = dataclasses.replace(scenario.load(), protection=Protection.VERIFIER)
     with World.build(scen, pcap=False) as world:
         alice = world.tenants["alice"]
         from driver.tenant.rxq import RxQueue
