@@ -98,6 +98,14 @@ EXPECT = {
 }
 
 
+def expected(escape: Escape) -> dict[str, Any]:
+    """A case's ``expect`` for an escape: its kind and account, and the offending address of a DMA or pin one."""
+    expect: dict[str, Any] = {"kind": escape.kind, "what": escape.what}
+    if escape.address >= 0 and escape.kind in ("dma", "pin"):
+        expect["address"] = f"{escape.address:#x}"
+    return expect
+
+
 def steps_from_ops(ops: object, strict: bool = True) -> tuple[Step, ...]:
     """The steps of a list of ops, each checked (``ops[3] (tx).descs[0].length must be ...`` names a bad value)."""
     if not isinstance(ops, list):
@@ -190,11 +198,7 @@ class Case:
 
     @classmethod
     def from_finding(cls, finding: Finding, seed: int, protection: Protection) -> Case:
-        e = finding.escape
-        expect: dict[str, Any] = {"kind": finding.kind, "what": e.what}
-        if e.address >= 0 and finding.kind in ("dma", "pin"):
-            expect["address"] = f"{e.address:#x}"
-        return cls(seed, protection, finding.cls, finding.batch.steps, expect)
+        return cls(seed, protection, finding.cls, finding.batch.steps, expected(finding.escape))
 
 
 @dataclass
@@ -331,10 +335,7 @@ def _restate(case: Case) -> Case:
     kind = case.expect.get("kind")
     for e in replay(case).escapes:
         if kind is None or e.kind == kind:
-            expect: dict[str, Any] = {"kind": e.kind, "what": e.what}
-            if e.address >= 0 and e.kind in ("dma", "pin"):
-                expect["address"] = f"{e.address:#x}"
-            return Case(case.seed, case.protection, case.cls, case.steps, expect, case.scenario)
+            return Case(case.seed, case.protection, case.cls, case.steps, expected(e), case.scenario)
     return case
 
 
