@@ -13,7 +13,7 @@ merges: with ``--iterations`` the merged counts equal a one-process run's.
 With a ``Coverage`` (fuzz/coverage.py) every batch runs traced over
 ``verifier/``; a batch that reaches new lines is kept (``result.kept``), and
 each later batch of a class with kept batches is, with probability
-``MUTATE_CHANCE``, a mutation of one of them instead of a fresh one.  Batches
+``MUTATE_CHANCE``, a mutation of one of them instead of a fresh one.  Attackes
 passed in ``corpus`` (from ``--corpus DIR``) start the kept set.
 
 Per class the campaign counts descriptors *generated*, *rejected* (the
@@ -33,11 +33,12 @@ from typing import Any
 import numpy as np
 
 from fuzz.arena import MAX_BATCH, Arena
-from fuzz.classes import AttackClass, Batch, select
-from fuzz.coverage import MAX_KEPT, MUTATE_CHANCE, Coverage, mutate_batch
+from fuzz.classes import AttackClass, select
+from fuzz.coverage import MAX_KEPT, MUTATE_CHANCE, Coverage
 from fuzz.oracle.audit import AuditWatch, audit_complete, audit_count
 from fuzz.oracle.escape import Escape
 from fuzz.oracle.liveness import Budget, bounded_step
+from fuzz.steps import Attack, Step
 from verifier.audit import read as audit_read
 from verifier.audit.memory import MemoryAudit
 from verifier.audit.rejections import AuditSink
@@ -74,7 +75,7 @@ class Finding:
     cls: str
     kind: str
     escape: Escape
-    batch: Batch
+    batch: Attack
     block: int
     iteration: int
 
@@ -88,7 +89,7 @@ class Kept:
     """A batch kept by coverage feedback: it reached ``new_lines`` lines of verifier/ no earlier batch had."""
 
     cls: str
-    batch: Batch
+    batch: Attack
     new_lines: int
     block: int
     iteration: int
@@ -153,53 +154,19 @@ class CampaignResult:
         }
 
 
-def run_step(arena: Arena, batch: Batch) -> None:
-    """Perform one batch in the arena: the same code for campaigns and reproducers."""
-    kind = batch.kind
-    if kind == "tx":
-        assert batch.descs is not None
-        arena.tx(batch.descs, batch.tail, batch.rewrite)
-    elif kind == "rx":
-        assert batch.addrs is not None
-        arena.rx(batch.addrs, batch.doorbell)
-        if batch.eve:
-            arena.eve_sends(int(batch.addrs.size))
-    elif kind == "reg":
-        if batch.descs is not None:
-            arena.fake_ring(batch.descs)
-        for offset, value in batch.writes:
-            arena.reg(offset, value)
-    elif kind == "seq":
-        for step in batch.steps:
-            run_step(arena, step)
-    elif kind == "pin":
-        arena.pin(batch.span, batch.access)
-    elif kind == "unpin":
-        arena.unpin(batch.span)
-    elif kind == "free":
-        arena.free(batch.span)
-    elif kind == "victim_alloc":
-        arena.victim_alloc(batch.count)
-    elif kind == "doorbell":
-        arena.doorbell(batch.span)
-    elif kind == "eve":
-        arena.eve_sends(batch.count)
-    else:
-        raise ValueError(f"unknown batch kind {batch.kind!r}")
-
-
-def guarded_step(arena: Arena, batch: Batch) -> list[Escape]:
-    """``run_step`` and the oracle's verdict; an exception from the kernel or the device is a liveness finding."""
+def guarded_step(arena: Arena, batch: Attack | Step) -> list[Escape]:
+    """Run an attack (or one step) and return the oracle's verdict; an exception from the kernel or the device is
+    a liveness finding.  Campaigns and reproducers run the same ``run``."""
     try:
         # bounded work, no crash, and (with an AuditWatch) one audit record per refusal mark
-        bounded_step(arena.oracle, lambda: run_step(arena, batch), Budget(ring=arena.map.ring_size))
+        bounded_step(arena.oracle, lambda: batch.run(arena), Budget(ring=arena.map.ring_size))
     except Exception as err:  # a backstop: bounded_step already turns exceptions into `crash` findings
         found = arena.settle()
         return [*found, Escape("crash", f"{type(err).__name__}: {err}")]
     return arena.settle()
 
 
-def traced_step(cov: Coverage, arena: Arena, batch: Batch) -> tuple[list[Escape], int]:
+def traced_step(cov: Coverage, arena: Arena, batch: Attack) -> tuple[list[Escape], int]:
     """``guarded_step`` under coverage: the oracle's verdict and how many new verifier lines it reached."""
     out: list[list[Escape]] = []
     new = cov.run(lambda: out.append(guarded_step(arena, batch)))
@@ -219,7 +186,7 @@ def run_campaign(
     job: int = 0,
     jobs: int = 1,
     coverage: Coverage | bool = False,
-    corpus: list[tuple[str, Batch]] | None = None,
+    corpus: list[tuple[str, Attack]] | None = None,
 ) -> CampaignResult:
     """Run a campaign for ``iterations`` batches or ``seconds`` (one of them; both: whichever ends first).
 
@@ -241,7 +208,7 @@ def run_campaign(
             [c if isinstance(c, str) else c.name for c in classes] if isinstance(classes, list) else classes
         )
     cov = Coverage() if coverage is True else coverage if isinstance(coverage, Coverage) else None
-    pool: dict[str, list[Batch]] = {c.name: [] for c in chosen}
+    pool: dict[str, list[Attack]] = {c.name: [] for c in chosen}
     for name, b in corpus or []:
         if name in pool:
             pool[name].append(b)
@@ -262,7 +229,7 @@ def run_campaign(
     def out_of_time() -> bool:
         return deadline is not None and time.perf_counter() >= deadline
 
-    def record(cls: AttackClass, found: list[Escape], b: Batch, it: int) -> None:
+    def record(cls: AttackClass, found: list[Escape], b: Attack, it: int) -> None:
         result.stats[cls.name].escapes += len(found)
         for esc in found:
             if (cls.name, esc.kind) not in seen:
@@ -276,13 +243,13 @@ def run_campaign(
         watch.watch(arena)
         stats = result.stats[cls.name]
         kept = pool[cls.name]
-        last: Batch | None = None
+        last: Attack | None = None
         todo = per_block if iterations is None else min(per_block, iterations - block * per_block)
         for it in range(todo):
             if out_of_time():
                 break
             if kept and rng.random() < MUTATE_CHANCE:
-                b = mutate_batch(rng, kept[int(rng.integers(0, len(kept)))])
+                b = kept[int(rng.integers(0, len(kept)))].mutate(rng)
             else:
                 b = cls.generate(rng, arena.map, batch)
             if b.fresh and last is not None:  # a sequence that needs the memory map as built: an arena of its own

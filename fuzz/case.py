@@ -4,7 +4,7 @@ A case names the scenario ("attack", the arena of fuzz/arena.py), the seed,
 the protection mode it was found under, the attack class, and the
 operations, each a readable step::
 
-    {"version": 1, "scenario": "attack", "seed": 1, "protection": "none", "class": "kernel-tx",
+    {"version": 2, "scenario": "attack", "seed": 1, "protection": "none", "class": "kernel-tx",
      "expect": {"kind": "leak", "what": "kernel canary sent by nic2"},
      "ops": [{"op": "tx", "descs": [{"addr": "0x7000", "length": 128, "cmd": 11}]}]}
 
@@ -37,178 +37,80 @@ just before the kernel copies the descriptors in, a ``before_read`` hook)
 or ``rewrite_threaded`` (plus ``rounds``: a second thread rewriting while
 nic2 runs on the threaded engine; its replay depends on thread timing, so
 it is evidence, not a deterministic reproducer).  One race per ``tx`` op.
+
+Each op is one step type of fuzz/steps/ (its keys, types and bounds
+declared there); a case holds the typed steps, so replay runs exactly what
+a campaign ran.  Format versions (``FORMATS``; docs/fuzzing.md has the
+table): 1, the original, read leniently (unknown keys ignored, head fields
+defaulted); 2, written now, the same ops read strictly.  Every version's
+values are checked; a bad file raises one ``ReproducerError`` line naming
+the file, the key and the problem.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from fuzz.arena import SCENARIO, Arena
 from fuzz.campaign import Finding, guarded_step
-from fuzz.classes import AFTER_CHECK, BEFORE_READ, THREADED, Batch, Rewrite, tx_batch
 from fuzz.oracle.audit import audit_count
 from fuzz.oracle.escape import Escape
+from fuzz.steps import ReproducerError, Step, step_from_json
+from fuzz.steps.spec import U64, Int, Key, Text, parse_object, u
 from verifier.audit.memory import MemoryAudit
 from verifier.modes.protection import Protection
 
-VERSION = 1
+#: The format written; ``FORMATS`` the ones read (a file without ``version`` is version 1).
+VERSION = 2
+FORMATS = {
+    1: "the ops of this module; unknown keys ignored; seed, protection and class may be left out",
+    2: "the same ops; every key known and every value checked; version, seed, protection and class required",
+}
 #: Replays a minimisation may spend on one case (each builds a fresh arena, ~15 ms).
 MINIMISE_BUDGET = 200
+#: The case's own keys (besides "ops"), by format version: 1 fills in defaults, 2 requires them.
+HEAD = {
+    1: {
+        "version": Key(Int(1, 1), default=1),
+        "scenario": Key(Text((SCENARIO,))),
+        "seed": Key(Int(0, 2**63 - 1), default=1),
+        "protection": Key(Text(tuple(m.value for m in Protection)), default=Protection.NONE.value),
+        "class": Key(Text(), default="?"),
+    },
+    2: {
+        "version": Key(Int(2, 2)),
+        "scenario": Key(Text((SCENARIO,))),
+        "seed": Key(Int(0, 2**63 - 1)),
+        "protection": Key(Text(tuple(m.value for m in Protection))),
+        "class": Key(Text()),
+    },
+}
+#: What a case expects of its replay (a note for the reader and the minimiser; checked in version 2).
+EXPECT = {
+    "kind": Key(Text(), default=None),
+    "what": Key(Text(), default=None),
+    "address": Key(u(U64, "#x"), default=None),
+    "new_lines": Key(Int(0, 2**31 - 1), default=None),
+}
 
 
-class CaseError(ValueError):
-    """A case file that is not a valid reproducer."""
+def expected(escape: Escape) -> dict[str, Any]:
+    """A case's ``expect`` for an escape: its kind and account, and the offending address of a DMA or pin one."""
+    expect: dict[str, Any] = {"kind": escape.kind, "what": escape.what}
+    if escape.address >= 0 and escape.kind in ("dma", "pin"):
+        expect["address"] = f"{escape.address:#x}"
+    return expect
 
 
-# -- ops <-> batches -----------------------------------------------------------------------
-def _descs_json(descs: np.ndarray) -> list[dict[str, Any]]:
-    out = []
-    for d in descs.tolist():  # (addr, length, cso, cmd, status, css, special)
-        item: dict[str, Any] = {"addr": f"{d[0]:#x}", "length": int(d[1]), "cmd": int(d[3])}
-        if d[2]:
-            item["cso"] = int(d[2])
-        if d[5]:
-            item["css"] = int(d[5])
-        out.append(item)
-    return out
-
-
-def _descs_from(items: list[dict[str, Any]]) -> np.ndarray:
-    return tx_batch(
-        [_int(d["addr"]) for d in items],
-        [int(d["length"]) for d in items],
-        [int(d.get("cmd", 0)) for d in items],
-        [int(d.get("cso", 0)) for d in items],
-        [int(d.get("css", 0)) for d in items],
-    )
-
-
-def _int(value: object) -> int:
-    if isinstance(value, bool):
-        raise CaseError(f"expected an integer, got {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value, 0)
-        except ValueError:
-            raise CaseError(f"expected an integer, got {value!r}") from None
-    raise CaseError(f"expected an integer, got {value!r}")
-
-
-#: The op key of a race rewrite, by ``Rewrite.point``.
-REWRITE_KEYS = {AFTER_CHECK: "rewrite_after_check", BEFORE_READ: "rewrite_before_read", THREADED: "rewrite_threaded"}
-POINT_OF = {key: point for point, key in REWRITE_KEYS.items()}
-SPANS = ("uaf",)  # mallory's spans the lifetime operations may name
-OPS = ("tx", "rx", "eve_sends", "fake_ring", "reg", "pin", "unpin", "free", "victim_alloc", "doorbell")
-
-
-def batch_ops(batch: Batch) -> list[dict[str, Any]]:
-    """The readable operations of one campaign batch (a sequence: its steps' operations, in order)."""
-    kind = batch.kind
-    if kind == "seq":
-        return [op for step in batch.steps for op in batch_ops(step)]
-    if kind == "tx":
-        assert batch.descs is not None
-        op: dict[str, Any] = {"op": "tx", "descs": _descs_json(batch.descs)}
-        if batch.tail is not None:
-            op["tail" if batch.tail >= 0 else "tail_back"] = abs(batch.tail)
-        if batch.rewrite is not None:
-            rw: dict[str, Any] = {"slot_offset": batch.rewrite.slot_offset}
-            if batch.rewrite.addr is not None:
-                rw["addr"] = f"{batch.rewrite.addr:#x}"
-            if batch.rewrite.length is not None:
-                rw["length"] = batch.rewrite.length
-            if batch.rewrite.point == THREADED:
-                rw["rounds"] = batch.rewrite.rounds
-            op[REWRITE_KEYS[batch.rewrite.point]] = rw
-        return [op]
-    if kind == "rx":
-        assert batch.addrs is not None
-        rx: dict[str, Any] = {"op": "rx", "addrs": [f"{a:#x}" for a in batch.addrs.tolist()]}
-        if not batch.doorbell:
-            rx["doorbell"] = False
-        return [rx] + ([{"op": "eve_sends", "count": int(batch.addrs.size)}] if batch.eve else [])
-    if kind == "pin":
-        return [{"op": "pin", "span": batch.span, "access": batch.access}]
-    if kind in ("unpin", "free"):
-        return [{"op": kind, "span": batch.span}]
-    if kind == "victim_alloc":
-        return [{"op": "victim_alloc", "pages": batch.count}]
-    if kind == "doorbell":
-        return [{"op": "doorbell", "queue": batch.span}]
-    if kind == "eve":
-        return [{"op": "eve_sends", "count": batch.count}]
-    ops: list[dict[str, Any]] = []
-    if batch.descs is not None:
-        ops.append({"op": "fake_ring", "descs": _descs_json(batch.descs)})
-    ops += [{"op": "reg", "offset": f"{o:#06x}", "value": f"{v:#x}"} for o, v in batch.writes]
-    return ops
-
-
-def _span(op: dict[str, Any], key: str = "span", known: tuple[str, ...] = SPANS) -> str:
-    value = op.get(key)
-    if value not in known:
-        raise CaseError(f"op {op.get('op')!r}: {key} must be one of {', '.join(known)}, got {value!r}")
-    return str(value)
-
-
-def op_batch(op: dict[str, Any]) -> Batch:
-    """One operation as a campaign step."""
-    kind = op.get("op")
-    if kind == "tx":
-        tail = None
-        if "tail" in op:
-            tail = _int(op["tail"])
-        elif "tail_back" in op:
-            tail = -_int(op["tail_back"])
-        descs = _descs_from(op.get("descs", []))
-        rewrite = None
-        given = [key for key in REWRITE_KEYS.values() if key in op]
-        if len(given) > 1:
-            raise CaseError(f"tx: one race per op, got {', '.join(given)}")
-        if given:
-            key = given[0]
-            rw = op[key]
-            if not isinstance(rw, dict):
-                raise CaseError(f"{key} must be an object")
-            slot = _int(rw.get("slot_offset", 0))
-            if not 0 <= slot < max(1, descs.size):
-                raise CaseError(f"{key}: slot_offset {slot} is not one of the {descs.size} descriptors")
-            rewrite = Rewrite(
-                slot,
-                _int(rw["addr"]) if "addr" in rw else None,
-                _int(rw["length"]) if "length" in rw else None,
-                point=POINT_OF[key],
-                rounds=_int(rw.get("rounds", 1)),
-            )
-        return Batch("tx", descs, tail=tail, rewrite=rewrite)
-    if kind == "rx":
-        addrs = np.array([_int(a) for a in op.get("addrs", [])], dtype=np.uint64)
-        return Batch("rx", addrs=addrs, doorbell=bool(op.get("doorbell", True)), eve=False)
-    if kind == "eve_sends":
-        return Batch("eve", count=_int(op.get("count", 1)))
-    if kind == "fake_ring":
-        return Batch("reg", _descs_from(op.get("descs", [])))
-    if kind == "reg":
-        return Batch("reg", writes=[(_int(op["offset"]), _int(op["value"]))])
-    if kind == "pin":
-        access = _int(op.get("access", 2))
-        if access not in (1, 2, 3):
-            raise CaseError(f"pin: access must be 1 (device read), 2 (device write) or 3, got {access}")
-        return Batch("pin", span=_span(op), access=access)
-    if kind in ("unpin", "free"):
-        return Batch(str(kind), span=_span(op))
-    if kind == "victim_alloc":
-        return Batch("victim_alloc", count=_int(op.get("pages", 1)))
-    if kind == "doorbell":
-        return Batch("doorbell", span=_span(op, "queue", ("rx", "tx")))
-    raise CaseError(f"unknown op {kind!r} (known: {', '.join(OPS)})")
+def steps_from_ops(ops: object, strict: bool = True) -> tuple[Step, ...]:
+    """The steps of a list of ops, each checked (``ops[3] (tx).descs[0].length must be ...`` names a bad value)."""
+    if not isinstance(ops, list):
+        raise ReproducerError(f"'ops' must be a list of objects, got {type(ops).__name__}")
+    return tuple(step_from_json(op, f"ops[{i}]", strict) for i, op in enumerate(ops))
 
 
 # -- cases -----------------------------------------------------------------------------------
@@ -217,9 +119,17 @@ class Case:
     seed: int
     protection: Protection
     cls: str
-    ops: list[dict[str, Any]]
+    steps: tuple[Step, ...]
     expect: dict[str, Any] = field(default_factory=dict)
     scenario: str = SCENARIO
+
+    def __post_init__(self) -> None:
+        self.steps = tuple(self.steps)
+
+    @property
+    def ops(self) -> list[dict[str, Any]]:
+        """The steps as reproducer ops."""
+        return [s.to_json() for s in self.steps]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -241,52 +151,61 @@ class Case:
 
     @property
     def descriptors(self) -> int:
-        return sum(len(op.get("descs", [])) + len(op.get("addrs", [])) for op in self.ops)
+        return sum(len(s.items()) for s in self.steps)
+
+    def with_steps(self, steps: Iterable[Step]) -> Case:
+        return Case(self.seed, self.protection, self.cls, tuple(steps), self.expect, self.scenario)
 
     @classmethod
     def from_dict(cls, data: object) -> Case:
+        """A case from its JSON object, in any version of ``FORMATS``, every value checked."""
         if not isinstance(data, dict):
-            raise CaseError("a case is a JSON object")
-        if data.get("version") != VERSION:
-            raise CaseError(f"unsupported case version {data.get('version')!r} (this fuzzer reads {VERSION})")
-        if data.get("scenario") != SCENARIO:
-            raise CaseError(f"unknown scenario {data.get('scenario')!r} (the fuzzer's arena is {SCENARIO!r})")
-        ops = data.get("ops")
-        if not isinstance(ops, list) or not all(isinstance(op, dict) for op in ops):
-            raise CaseError("'ops' must be a list of objects")
-        try:
-            protection = Protection(data.get("protection", "none"))
-        except ValueError:
-            raise CaseError(f"unknown protection {data.get('protection')!r}") from None
-        for op in ops:
-            op_batch(op)  # validate now, with a clear message
-        return cls(_int(data.get("seed", 1)), protection, str(data.get("class", "?")), ops, data.get("expect") or {})
+            raise ReproducerError("a case is a JSON object")
+        version = data.get("version", 1)
+        if not isinstance(version, int) or isinstance(version, bool) or version not in FORMATS:
+            known = ", ".join(map(str, FORMATS))
+            raise ReproducerError(f"unsupported case version {version!r} (this fuzzer reads {known})")
+        strict = version >= 2
+        head = parse_object(data, HEAD[version], "case", strict, ignore=("ops", "expect"))
+        expect = data.get("expect")
+        expect = {} if expect is None else expect
+        if strict:
+            parse_object(expect, EXPECT, "expect", strict)
+        elif not isinstance(expect, dict):
+            raise ReproducerError(f"expect must be an object, got {type(expect).__name__}")
+        if "ops" not in data:
+            raise ReproducerError("case: lacks 'ops'")
+        steps = steps_from_ops(data["ops"], strict)
+        return cls(head["seed"], Protection(head["protection"]), head["class"], steps, expect, head["scenario"])
 
     @classmethod
     def load(cls, path: str | Path) -> Case:
+        """A case file; any problem is one ``ReproducerError`` line naming the file."""
         try:
             text = Path(path).read_text()
-        except OSError as err:
-            raise CaseError(f"cannot read {path}: {err.strerror or err}") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ReproducerError(f"cannot read {path}: {getattr(err, 'strerror', None) or err}") from None
         try:
-            return cls.from_dict(json.loads(text))
+            data = json.loads(text)
         except json.JSONDecodeError as err:
-            raise CaseError(f"{path}: not JSON ({err})") from None
-        except KeyError as err:
-            raise CaseError(f"{path}: an op lacks {err}") from None
+            raise ReproducerError(f"{path}: not JSON ({err})") from None
+        except RecursionError:
+            raise ReproducerError(f"{path}: JSON nested too deeply") from None
+        try:
+            return cls.from_dict(data)
+        except ReproducerError as err:
+            raise ReproducerError(f"{path}: {err}") from None
 
     @classmethod
     def from_finding(cls, finding: Finding, seed: int, protection: Protection) -> Case:
-        e = finding.escape
-        expect: dict[str, Any] = {"kind": finding.kind, "what": e.what}
-        if e.address >= 0 and finding.kind in ("dma", "pin"):
-            expect["address"] = f"{e.address:#x}"
-        return cls(seed, protection, finding.cls, batch_ops(finding.batch), expect)
+        return cls(seed, protection, finding.cls, finding.batch.steps, expected(finding.escape))
 
 
 @dataclass
-class Step:
-    op: dict[str, Any]
+class StepReport:
+    """What one step of a replay did: audit records (and their reasons), notes, escapes."""
+
+    step: Step
     rejected: int
     reasons: list[str]
     escapes: list[Escape]
@@ -297,7 +216,7 @@ class Step:
 class ReplayResult:
     case: Case
     protection: Protection
-    steps: list[Step]
+    steps: list[StepReport]
 
     @property
     def escapes(self) -> list[Escape]:
@@ -321,12 +240,12 @@ def replay(case: Case, protection: Protection | str | None = None) -> ReplayResu
     audit = MemoryAudit()
     arena = Arena.build(mode, case.seed, audit)
     steps = []
-    for op in case.ops:
+    for step in case.steps:
         before, notes = audit_count(audit), len(arena.log)
-        found = guarded_step(arena, op_batch(op))
+        found = guarded_step(arena, step)
         new = audit_count(audit) - before
         reasons = [str(audit.records[i]["reason"]) for i in range(-min(new, len(audit.records)), 0)]
-        steps.append(Step(op, new, reasons, found, arena.log[notes:]))
+        steps.append(StepReport(step, new, reasons, found, arena.log[notes:]))
     closing = arena.close()
     if closing and steps:
         steps[-1].escapes.extend(closing)
@@ -334,39 +253,31 @@ def replay(case: Case, protection: Protection | str | None = None) -> ReplayResu
 
 
 # -- minimising ------------------------------------------------------------------------------
-def _with_items(case: Case, index: int, key: str, keep: list[int]) -> Case:
-    """The case with only the items at positions ``keep`` of op ``index`` (a race rewrite follows its slot)."""
-    ops = [dict(op) for op in case.ops]
-    op = ops[index]
-    op[key] = [case.ops[index][key][i] for i in keep]
-    for rw_key in REWRITE_KEYS.values():
-        rw = op.get(rw_key)
-        if isinstance(rw, dict):
-            slot = _int(rw.get("slot_offset", 0))
-            if slot in keep:
-                op[rw_key] = {**rw, "slot_offset": keep.index(slot)}
-            else:
-                del op[rw_key]
-    for other in ops:  # eve sends as many frames as there are buffers posted
-        if other["op"] == "eve_sends" and key == "addrs":
-            other["count"] = max(1, len(keep))
-    return Case(case.seed, case.protection, case.cls, ops, case.expect, case.scenario)
+def _with_items(case: Case, index: int, keep: list[int]) -> Case:
+    """The case with only the items at positions ``keep`` of step ``index`` (a race rewrite follows its slot;
+    when the items are RX buffers, eve sends as many frames as are left)."""
+    target = case.steps[index]
+    steps = [s.follow_buffers(len(keep)) if target.POSTS_BUFFERS else s for s in case.steps]
+    steps[index] = target.keep(keep)
+    return case.with_steps(steps)
 
 
-def _covering(op: dict[str, Any], key: str, address: int | None) -> list[int]:
+def _covering(step: Step, address: int | None) -> list[int]:
     """Positions of the items to try alone first: the raced descriptor, then those whose range covers ``address``."""
-    out = []
-    for rw_key in REWRITE_KEYS.values():
-        rw = op.get(rw_key)
-        if isinstance(rw, dict):
-            out.append(_int(rw.get("slot_offset", 0)))
+    out = step.raced()
     if address is not None:
-        for i, item in enumerate(op[key]):
-            addr = _int(item["addr"] if isinstance(item, dict) else item)
-            length = int(item["length"]) if isinstance(item, dict) else 2048
+        for i, (addr, length) in enumerate(step.items()):
             if addr <= address < addr + max(length, 1) and i not in out:
                 out.append(i)
     return out[:4]
+
+
+def _address(value: object) -> int | None:
+    """The expected escape's address (a hex string), if the case names a valid one."""
+    try:
+        return Int(*U64).parse(value, "expect.address", False) if isinstance(value, str) else None
+    except ReproducerError:
+        return None
 
 
 def _ddmin(items: list[Any], works: Any, budget_left: Any) -> list[Any]:
@@ -403,22 +314,19 @@ def minimise(case: Case, budget: int = MINIMISE_BUDGET) -> Case:
     def budget_left() -> bool:
         return spent < budget
 
-    def with_ops(ops: list[dict[str, Any]]) -> Case:
-        return Case(case.seed, case.protection, case.cls, ops, case.expect, case.scenario)
-
-    case = with_ops(_ddmin(list(case.ops), lambda ops: escapes(with_ops(ops)), budget_left))
-    address = case.expect.get("address")
-    for index, op in enumerate(case.ops):
-        key = "descs" if "descs" in op else "addrs" if "addrs" in op else None
-        if key is None or len(op[key]) <= 1:
+    case = case.with_steps(_ddmin(list(case.steps), lambda steps: escapes(case.with_steps(steps)), budget_left))
+    at = _address(case.expect.get("address"))
+    for index, step in enumerate(case.steps):
+        count = len(step.items())
+        if count <= 1:
             continue
-        keep = list(range(len(op[key])))
-        for j in _covering(op, key, _int(address) if isinstance(address, str) else None):
-            if spent < budget and escapes(_with_items(case, index, key, [j])):
+        keep = list(range(count))
+        for j in _covering(step, at):
+            if spent < budget and escapes(_with_items(case, index, [j])):
                 keep = [j]
                 break
-        keep = _ddmin(keep, lambda k, c=case, i=index, key=key: escapes(_with_items(c, i, key, k)), budget_left)
-        case = _with_items(case, index, key, keep)
+        keep = _ddmin(keep, lambda k, c=case, i=index: escapes(_with_items(c, i, k)), budget_left)
+        case = _with_items(case, index, keep)
     return _restate(case)
 
 
@@ -427,10 +335,7 @@ def _restate(case: Case) -> Case:
     kind = case.expect.get("kind")
     for e in replay(case).escapes:
         if kind is None or e.kind == kind:
-            expect: dict[str, Any] = {"kind": e.kind, "what": e.what}
-            if e.address >= 0 and e.kind in ("dma", "pin"):
-                expect["address"] = f"{e.address:#x}"
-            return Case(case.seed, case.protection, case.cls, case.ops, expect, case.scenario)
+            return Case(case.seed, case.protection, case.cls, case.steps, expected(e), case.scenario)
     return case
 
 

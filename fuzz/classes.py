@@ -1,8 +1,9 @@
 """Attack classes: named generators of malicious descriptor batches, aimed by the live memory map.
 
 Each class turns (a numpy ``Generator`` seeded per campaign, the arena's
-``MemoryMap``, a batch size) into one ``Batch``: legacy TX descriptors
-(``TX_DESC``), RX buffer addresses, or register writes with a fake ring.
+``MemoryMap``, a batch size) into one ``Attack`` (fuzz/steps/): legacy TX
+descriptors (``TX_DESC``), RX buffer addresses and eve's frames, or register
+writes with a fake ring.
 Targets come from the map -- kernel canary frames, alice's pinned buffers,
 mallory's own unpinned pages, exact pin edges +-1, page edges, the top of
 the 64-bit space, the end of physical memory -- and a mutation step
@@ -23,10 +24,10 @@ mode) and guard against regressions in the device model.  ``iommu`` and
 only to races (class ``race``: a descriptor rewritten in the ``after_check``
 window, between the kernel's check and the device's read).
 
-Some classes are *operation sequences* (``Batch("seq", steps=[...])``): pin,
+Some classes are *operation sequences* (``Attack(steps, fresh=True)``): pin,
 post, unpin, free, alice's allocation, doorbell and eve's frames in one
-order (``use-after-unpin``; the overrun variant of ``ring-index``).  A
-batch with ``fresh`` set runs in an arena of its own, so its lifetime
+order (``use-after-unpin``; the overrun variant of ``ring-index``).  An
+attack with ``fresh`` set runs in an arena of its own, so its lifetime
 steps start from the memory map the generator aimed at.  ``interleave``
 draws such sequences at random (by seed) from every kind of step.
 
@@ -40,27 +41,42 @@ runs: not reproducible by seed).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from fuzz.arena import THREAD_ROUNDS, MemoryMap
-from ring import regs
-from ring.descriptors import (
-    TX_DESC,
-    TXD_CMD_DEXT,
-    TXD_CMD_EOP,
-    TXD_CMD_IC,
-    TXD_CMD_IFCS,
-    TXD_CMD_RPS,
-    TXD_CMD_RS,
-    TXD_CMD_VLE,
+from fuzz.steps import (
+    AFTER_CHECK,
+    BEFORE_READ,
+    POINTS,
+    THREADED,
+    Attack,
+    Doorbell,
+    EveSends,
+    FakeRing,
+    Free,
+    Pin,
+    Reg,
+    Rewrite,
+    Rx,
+    Step,
+    Tx,
+    Unpin,
+    VictimAlloc,
+    post_and_receive,
+    tx_batch,
 )
+from fuzz.steps.mutation import mutate
+from fuzz.steps.tx import GOOD
+from ring import regs
+from ring.descriptors import TXD_CMD_DEXT, TXD_CMD_IC, TXD_CMD_IFCS, TXD_CMD_RPS, TXD_CMD_RS, TXD_CMD_VLE
 from ring.memory import PAGE_SIZE
 from verifier.modes.protection import Protection
 
-GOOD = TXD_CMD_EOP | TXD_CMD_IFCS | TXD_CMD_RS
+__all__ = ["AFTER_CHECK", "BEFORE_READ", "POINTS", "THREADED", "Attack", "Rewrite", "mutate", "tx_batch"]
+
 MORE = TXD_CMD_IFCS | TXD_CMD_RS
 U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
@@ -68,67 +84,7 @@ NONE_ONLY = frozenset({Protection.NONE})
 RACY = frozenset({Protection.NONE, Protection.UNSAFE_INPLACE})
 NOWHERE: frozenset[Protection] = frozenset()
 
-
-#: Where a race's write lands (``Rewrite.point``): after the kernel's check and before the device's read (the
-#: TOCTOU window), just before the kernel reads the user descriptors (must be judged like any descriptor), or
-#: from a second thread while the threaded engine runs the device (timing decides; not reproducible by seed).
-AFTER_CHECK, BEFORE_READ, THREADED = "after_check", "before_read", "threaded"
-POINTS = (AFTER_CHECK, BEFORE_READ, THREADED)
-
-
-@dataclass(frozen=True)
-class Rewrite:
-    """A race: what mallory writes into one TX slot of the batch, and when (``point``, one of ``POINTS``)."""
-
-    slot_offset: int  # which descriptor of the batch (0: the first written)
-    addr: int | None = None
-    length: int | None = None
-    point: str = AFTER_CHECK
-    rounds: int = 1  # threaded: how many times the batch is posted and rung while the second thread rewrites
-
-
-#: Kinds of a single step; "seq" holds several steps of any of these kinds.
-STEP_KINDS = ("tx", "rx", "reg", "pin", "unpin", "free", "victim_alloc", "doorbell", "eve")
-
-
-@dataclass
-class Batch:
-    """One step of an attack (one doorbell's worth for "tx", "rx", "reg"), or a sequence of steps ("seq").
-
-    Kinds: "tx", "rx" (``doorbell`` False: written only; ``eve`` False: no
-    frames follow), "reg", "pin"/"unpin"/"free" (mallory's ``span``, with
-    ``access`` for a pin), "victim_alloc" (alice allocates ``count`` pages),
-    "doorbell" (ring the natural tail of queue ``span``: "rx" or "tx"), "eve"
-    (eve sends ``count`` frames), and "seq" (``steps``).
-    """
-
-    kind: str
-    descs: npt.NDArray[np.void] | None = None  # tx: the descriptors; reg: the fake ring's
-    addrs: U64 | None = None  # rx: buffer addresses
-    tail: int | None = None  # tx: a raw tail value to ring instead of the natural one; negative: so many back
-    writes: list[tuple[int, int]] = field(default_factory=list)  # reg: (offset, value)
-    rewrite: Rewrite | None = None  # tx: the race
-    doorbell: bool = True  # rx: ring the doorbell after writing the buffers
-    eve: bool = True  # rx: eve then sends as many frames as buffers were posted
-    span: str = ""  # pin/unpin/free: which of mallory's spans; doorbell: "rx" or "tx"
-    access: int = 0  # pin: 1 device read, 2 device write
-    count: int = 0  # victim_alloc: pages; eve: frames
-    steps: list[Batch] = field(default_factory=list)  # seq
-    fresh: bool = False  # run in an arena of its own
-
-    @property
-    def size(self) -> int:
-        """Descriptors (or buffers, register writes) the batch carries; a sequence: the sum, at least 1."""
-        if self.kind == "seq":
-            return max(1, sum(s.size for s in self.steps))
-        if self.kind == "rx":
-            return 0 if self.addrs is None else int(self.addrs.size)
-        if self.kind == "reg":
-            return len(self.writes) + (0 if self.descs is None else int(self.descs.size))
-        return 0 if self.descs is None else int(self.descs.size)
-
-
-Generator = Callable[[np.random.Generator, MemoryMap, int], Batch]
+Generator = Callable[[np.random.Generator, MemoryMap, int], Attack]
 
 
 @dataclass(frozen=True)
@@ -140,23 +96,6 @@ class AttackClass:
 
 
 # -- building blocks -------------------------------------------------------------------
-def tx_batch(
-    addr: npt.ArrayLike,
-    length: npt.ArrayLike,
-    cmd: npt.ArrayLike = GOOD,
-    cso: npt.ArrayLike = 0,
-    css: npt.ArrayLike = 0,
-) -> npt.NDArray[np.void]:
-    addr_a = np.asarray(addr, dtype=np.uint64)
-    descs = np.zeros(addr_a.size, dtype=TX_DESC)
-    descs["addr"] = addr_a
-    descs["length"] = np.asarray(length, dtype=np.int64) & 0xFFFF
-    descs["cmd"] = np.asarray(cmd, dtype=np.int64) & 0xFF
-    descs["cso"] = np.asarray(cso, dtype=np.int64) & 0xFF
-    descs["css"] = np.asarray(css, dtype=np.int64) & 0xFF
-    return descs
-
-
 def lengths(rng: np.random.Generator, n: int, low: int = 14, high: int = 1514) -> I64:
     """Frame-ish lengths with the boundary values over-represented."""
     edge = np.array([low, 60, 64, 128, 1514, high], dtype=np.int64)
@@ -176,31 +115,20 @@ def inside(rng: np.random.Generator, span_start: int, span_size: int, length: I6
     return (span_start + page * PAGE_SIZE + offset).astype(np.uint64)
 
 
-def mutate(rng: np.random.Generator, addrs: U64, share: float = 0.25) -> U64:
-    """The mutation component: +-1, +-page and low-bit flips on a share of the addresses."""
-    n = addrs.size
-    hit = rng.random(n) < share
-    steps = np.array([1, -1, PAGE_SIZE, -PAGE_SIZE], dtype=np.int64)
-    delta = np.where(rng.random(n) < 0.5, steps[rng.integers(0, 4, n)], 0).astype(np.int64)
-    flip = np.where(delta == 0, np.left_shift(1, rng.integers(0, 12, n)), 0).astype(np.int64)
-    moved = (addrs.astype(np.int64) + delta) ^ flip
-    return np.where(hit, moved.astype(np.uint64), addrs)
-
-
 # -- the classes -----------------------------------------------------------------------
-def kernel_tx(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+def kernel_tx(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     length = lengths(rng, n)
     frame = rng.integers(0, m.kernel.size // PAGE_SIZE, n)
     at_canary = rng.random(n) < 0.5  # half start at a frame start, where the canary sits
     offset = np.where(at_canary, 0, rng.integers(0, PAGE_SIZE, n) % np.maximum(PAGE_SIZE - length, 1))
     addr = (m.kernel.phys + frame * PAGE_SIZE + offset).astype(np.uint64)
-    return Batch("tx", tx_batch(mutate(rng, addr, 0.1), length))
+    return Attack.of(Tx(tx_batch(mutate(rng, addr, 0.1), length)))
 
 
-def kernel_rx(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+def kernel_rx(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     frame = rng.integers(0, m.kernel.size // PAGE_SIZE, n)
     addr = (m.kernel.phys + frame * PAGE_SIZE + rng.choice([0, 2048, 1], n)).astype(np.uint64)
-    return Batch("rx", addrs=mutate(rng, addr, 0.1))
+    return Attack.of(*post_and_receive(mutate(rng, addr, 0.1)))
 
 
 def splice(rng: np.random.Generator, mine: npt.NDArray[np.void], theirs: npt.NDArray[np.void]) -> npt.NDArray[np.void]:
@@ -217,7 +145,7 @@ def splice(rng: np.random.Generator, mine: npt.NDArray[np.void], theirs: npt.NDA
     return out
 
 
-def other_tenant(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+def other_tenant(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     """Read alice's secret (TX from her pinned, read-only buffer), aimed by physical address.
 
     A quarter of the batch is spliced from mallory's own valid traffic and a
@@ -231,16 +159,16 @@ def other_tenant(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
         own_len = lengths(rng, k, high=PAGE_SIZE // 2)
         mine = tx_batch(inside(rng, m.read_pin.bus, m.read_pin.size, own_len), own_len)
         batch[:k] = splice(rng, mine, batch[:k])
-    return Batch("tx", batch)
+    return Attack.of(Tx(batch))
 
 
-def own_unpinned(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+def own_unpinned(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     """Mallory's own pages, mapped but never pinned: ground truth says they are hers, the pin rule says no."""
     length = lengths(rng, n)
-    return Batch("tx", tx_batch(inside(rng, m.unpinned.bus, m.unpinned.size, length), length))
+    return Attack.of(Tx(tx_batch(inside(rng, m.unpinned.bus, m.unpinned.size, length), length)))
 
 
-def straddle(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+def straddle(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     """First and last byte of each of mallory's pins, +-1: ``addr = start - 1`` or ``end - len + 1``."""
     spans = m.pin_edges
     which = rng.integers(0, len(spans), n)
@@ -250,38 +178,38 @@ def straddle(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
     jitter = rng.integers(-1, 2, n)  # -1, 0, +1 around the exact edge
     at_end = rng.random(n) < 0.6
     addr = np.where(at_end, end - length + 1 + jitter, start - 1 + jitter)
-    return Batch("tx", tx_batch(addr.astype(np.uint64), length))
+    return Attack.of(Tx(tx_batch(addr.astype(np.uint64), length)))
 
 
-def wrap(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+def wrap(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     """addr + len past 2**64: on a bus without the check it would land at the kernel's frame 0."""
     length = lengths(rng, n, 2, PAGE_SIZE)
     back = rng.integers(1, length + 1)  # 1..len bytes below 2**64
     addr = (np.uint64(2**64 - 1) - back.astype(np.uint64) + np.uint64(1)).astype(np.uint64)
-    return Batch("tx", tx_batch(addr, length))
+    return Attack.of(Tx(tx_batch(addr, length)))
 
 
-def beyond_memory(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+def beyond_memory(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     length = lengths(rng, n)
     over = rng.integers(0, 3, n)
     near_end = m.memory_size - length + 1 + rng.integers(0, 64, n)  # straddles the end
     far = m.memory_size + rng.integers(0, 1 << 40, n)
     huge = (np.int64(1) << rng.integers(27, 63, n)) + rng.integers(0, PAGE_SIZE, n)
     addr = np.select([over == 0, over == 1], [near_end, far], huge)
-    return Batch("tx", tx_batch(addr.astype(np.uint64), length))
+    return Attack.of(Tx(tx_batch(addr.astype(np.uint64), length)))
 
 
-def bad_length(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+def bad_length(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     """Zero bytes, or more than a page (up to 65535) from mallory's read pin: reads run past the pin."""
     zero = rng.random(n) < 0.3
     big = rng.integers(PAGE_SIZE + 1, 65536, n)
     big = np.where(rng.random(n) < 0.3, np.array([PAGE_SIZE + 1, 9015, 16289, 65535])[rng.integers(0, 4, n)], big)
     length = np.where(zero, 0, big)
     addr = m.read_pin.bus + rng.integers(0, 2, n) * PAGE_SIZE
-    return Batch("tx", tx_batch(addr, length))
+    return Attack.of(Tx(tx_batch(addr, length)))
 
 
-def fragments(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+def fragments(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     """Packets of 19+ fragments, and packets without EOP, all from mallory's own read pin."""
     length = rng.integers(14, 256, n)
     addr = m.read_pin.bus + rng.integers(0, m.read_pin.size - 256, n)
@@ -289,10 +217,10 @@ def fragments(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
     if rng.random() < 0.5:  # too many fragments: EOP only every 19..40 descriptors
         every = int(rng.integers(19, 41))
         cmd[every - 1 :: every] = GOOD
-    return Batch("tx", tx_batch(addr, length, cmd))
+    return Attack.of(Tx(tx_batch(addr, length, cmd)))
 
 
-def bad_cmd(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+def bad_cmd(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     """Unknown command bits (DEXT, RPS, VLE), and checksum offsets (CSO/CSS) outside the packet."""
     length = rng.integers(14, 200, n)
     addr = m.read_pin.bus + rng.integers(0, m.read_pin.size - 256, n)
@@ -301,19 +229,19 @@ def bad_cmd(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
     cmd = np.where(csum, GOOD | TXD_CMD_IC, GOOD | unknown)
     cso = np.where(csum, length + rng.integers(-1, 56, n), 0)
     css = np.where(csum & (rng.random(n) < 0.5), length + rng.integers(0, 56, n), 0)
-    return Batch("tx", tx_batch(addr, length, cmd, cso, css))
+    return Attack.of(Tx(tx_batch(addr, length, cmd, cso, css)))
 
 
-def access_mismatch(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+def access_mismatch(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     """TX from a write-only pin, or RX into a read-only pin (alternating batches)."""
     if rng.random() < 0.5:
         length = lengths(rng, n)
-        return Batch("tx", tx_batch(inside(rng, m.write_pin.bus, m.write_pin.size, length), length))
+        return Attack.of(Tx(tx_batch(inside(rng, m.write_pin.bus, m.write_pin.size, length), length)))
     addr = m.read_pin.bus + rng.integers(0, 2, n) * 2048
-    return Batch("rx", addrs=addr.astype(np.uint64))
+    return Attack.of(*post_and_receive(addr.astype(np.uint64)))
 
 
-def ring_index(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+def ring_index(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     """Good descriptors, then a tail beyond the ring or behind the natural one (a negative ``tail``: so many back);
     or an overrun: more new RX descriptors than are free, over buffers still in flight (``overrun``)."""
     pick = rng.random()
@@ -323,12 +251,11 @@ def ring_index(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
     descs = tx_batch(inside(rng, m.read_pin.bus, m.read_pin.size, length), length)
     if pick < 2 / 3:
         tail = int(rng.choice([m.ring_size, m.ring_size + 1, 0xFFFF, int(rng.integers(m.ring_size, 1 << 32))]))
-    else:
-        tail = -int(rng.integers(1, m.ring_size))  # relative: so many slots behind the natural tail
-    return Batch("tx", descs, tail=tail)
+        return Attack.of(Tx(descs, tail=tail))
+    return Attack.of(Tx(descs, tail_back=int(rng.integers(1, m.ring_size))))  # so many slots behind the natural tail
 
 
-def overrun(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+def overrun(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     """RX buffers posted until more than half the ring is in flight (eve sends nothing), then a doorbell that
     claims more new slots than are free: the new descriptors overwrite ones the device still owns.
 
@@ -339,14 +266,14 @@ def overrun(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
     free = size - 1 - in_flight
     claim = int(rng.integers(free + 1, size // 2 + 1))
     chunk = max(1, min(n, 255))
-    steps = []
+    steps: list[Step] = []
     for k in [chunk] * (in_flight // chunk) + ([in_flight % chunk] if in_flight % chunk else []) + [claim]:
         addr = m.write_pin.bus + rng.integers(0, m.write_pin.size // 2048, k) * 2048
-        steps.append(Batch("rx", addrs=addr.astype(np.uint64), eve=False))
-    return Batch("seq", steps=steps, fresh=True)
+        steps.append(Rx(addr.astype(np.uint64)))
+    return Attack(tuple(steps), fresh=True)
 
 
-def race(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+def race(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     """Valid descriptors from mallory's read pin; one is rewritten after the kernel checked it and before the
     device reads it (the ``after_check`` window): its addr to a kernel canary frame, or its length past the pin."""
     length = lengths(rng, n)
@@ -358,7 +285,7 @@ def race(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
     else:
         addr = int(descs["addr"][slot])
         rewrite = Rewrite(slot, length=min(0xFFFF, m.read_pin.end - addr + 1 + int(rng.integers(0, PAGE_SIZE))))
-    return Batch("tx", descs, rewrite=rewrite)
+    return Attack.of(Tx(descs, rewrite=rewrite))
 
 
 def _race_descs(
@@ -375,35 +302,35 @@ def _race_descs(
     return descs, slot, None, min(0xFFFF, m.read_pin.end - addr + 1 + int(rng.integers(0, PAGE_SIZE)))
 
 
-def race_points(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+def race_points(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     """The race at every point where the kernel reads user memory, the point chosen by seed: ``before_read``
     (just before the kernel copies the descriptors in: the write is judged, so only ``none`` falls) or
     ``after_check`` (between the check and the device's read: ``unsafe-inplace`` and ``none`` fall)."""
     descs, slot, addr, length = _race_descs(rng, m, n)
     point = BEFORE_READ if rng.random() < 0.5 else AFTER_CHECK
-    return Batch("tx", descs, rewrite=Rewrite(slot, addr, length, point=point))
+    return Attack.of(Tx(descs, rewrite=Rewrite(slot, addr, length, point=point)))
 
 
-def race_threaded(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+def race_threaded(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     """A second thread keeps rewriting a descriptor (to a kernel canary frame, or a length past the pin) while
     the main thread posts a few valid ones and rings the doorbell, round after round, with nic2 on the threaded
     engine (``Arena.tx_threaded``).  Timing decides which rewrites land where: not reproducible by seed."""
     k = max(1, min(n, 8))
     descs, slot, addr, length = _race_descs(rng, m, k)
-    return Batch("tx", descs, rewrite=Rewrite(slot, addr, length, point=THREADED, rounds=THREAD_ROUNDS))
+    return Attack.of(Tx(descs, rewrite=Rewrite(slot, addr, length, point=THREADED, rounds=THREAD_ROUNDS)))
 
 
 #: Registers other than the tails (refused when the kernel traps mallory's register window).
 STRAY = (regs.CTRL, regs.RCTL, regs.TCTL, regs.IMS, regs.RDLEN, regs.RDH, regs.TIDV)
 
 
-def interleave(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+def interleave(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     """A random interleaving (by seed) of lifetime and ring operations on mallory's spare page and her pins:
     pin (any access), unpin, free, RX buffers posted with or without a doorbell, TX, doorbells, a register
     write (one other than the tails), alice's allocation and eve's frames, in random order, with arguments
     from the live map (the spare page ``uaf``, her read/write pins, her unpinned pages).  Refused lifetime
     operations are notes.  Every RX buffer posted is rung and used by eve before the sequence ends."""
-    steps: list[Batch] = []
+    steps: list[Step] = []
     k_max = max(1, min(n, 4))
     rx_spans = (m.uaf, m.uaf, m.write_pin, m.rw_pin, m.unpinned)
     tx_spans = (m.uaf, m.uaf, m.read_pin, m.rw_pin, m.unpinned)
@@ -412,58 +339,57 @@ def interleave(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
     for _ in range(int(rng.integers(4, 13))):
         op = int(rng.integers(0, 10))
         if op == 0:
-            steps.append(Batch("pin", span="uaf", access=int(rng.integers(1, 4))))
+            steps.append(Pin("uaf", access=int(rng.integers(1, 4))))
         elif op == 1:
-            steps.append(Batch("unpin", span="uaf"))
+            steps.append(Unpin("uaf"))
         elif op == 2:
-            steps.append(Batch("free", span="uaf"))
+            steps.append(Free("uaf"))
         elif op == 3:
-            steps.append(Batch("victim_alloc", count=1))
+            steps.append(VictimAlloc(1))
         elif op == 4:
             k = int(rng.integers(1, k_max + 1))
             span = rx_spans[int(rng.integers(0, len(rx_spans)))]
             addrs = (span.bus + rng.integers(0, span.size // 2048, k) * 2048).astype(np.uint64)
-            steps.append(Batch("rx", addrs=addrs, doorbell=bool(rng.random() < 0.5), eve=False))
+            steps.append(Rx(addrs, doorbell=bool(rng.random() < 0.5)))
             posted += k
             total += k
         elif op == 5:
             k = int(rng.integers(1, k_max + 1))
             span = tx_spans[int(rng.integers(0, len(tx_spans)))]
             length = lengths(rng, k, 14, 1024)
-            steps.append(Batch("tx", tx_batch(inside(rng, span.bus, span.size, length), length)))
+            steps.append(Tx(tx_batch(inside(rng, span.bus, span.size, length), length)))
         elif op == 6:
-            steps.append(Batch("doorbell", span="rx" if rng.random() < 0.7 else "tx"))
+            steps.append(Doorbell("rx" if rng.random() < 0.7 else "tx"))
         elif op == 7:
-            writes = [(int(rng.choice(STRAY)), int(rng.integers(0, 1 << 32)))]
-            steps.append(Batch("reg", writes=writes))
+            steps.append(Reg(int(rng.choice(STRAY)), int(rng.integers(0, 1 << 32))))
         else:
             count = max(1, min(posted, int(rng.integers(1, k_max + 1))))
-            steps.append(Batch("eve", count=count))
+            steps.append(EveSends(count))
             posted = max(0, posted - count)
     if total:  # ring what was only written, and enough frames for every buffer ever posted (extra ones drop)
-        steps += [Batch("doorbell", span="rx"), Batch("eve", count=total)]
-    return Batch("seq", steps=steps, fresh=True)
+        steps += [Doorbell("rx"), EveSends(total)]
+    return Attack(tuple(steps), fresh=True)
 
 
-def use_after_unpin(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+def use_after_unpin(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     """Mallory pins her spare page for RX and writes buffers in it, then unpins it: before the doorbell
     (the device is rung with buffers she no longer pinned), and perhaps frees it and lets alice allocate the
     freed frame; or after the doorbell (the buffers are in flight), frees it, alice allocates.  Eve sends."""
     k = int(rng.integers(1, 3))
     addrs = (m.uaf.bus + rng.permutation(2)[:k] * 2048).astype(np.uint64)
     variant = int(rng.integers(0, 3))  # 0: unpin before the doorbell; 1: and free; 2: unpin and free in flight
-    reuse = [Batch("free", span="uaf"), Batch("victim_alloc", count=1)]
-    steps = [Batch("pin", span="uaf", access=2), Batch("rx", addrs=addrs, doorbell=variant == 2, eve=False)]
-    steps.append(Batch("unpin", span="uaf"))
+    reuse: list[Step] = [Free("uaf"), VictimAlloc(1)]
+    steps: list[Step] = [Pin("uaf", access=2), Rx(addrs, doorbell=variant == 2)]
+    steps.append(Unpin("uaf"))
     if variant:
         steps += reuse
     if variant < 2:
-        steps.append(Batch("doorbell", span="rx"))
-    steps.append(Batch("eve", count=k))
-    return Batch("seq", steps=steps, fresh=True)
+        steps.append(Doorbell("rx"))
+    steps.append(EveSends(k))
+    return Attack(tuple(steps), fresh=True)
 
 
-def register(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
+def register(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     """Repoint TDBAL at a fake ring of kernel addresses; or RDBAL at kernel memory; plus stray writes."""
     k = max(1, min(n, m.scratch.size // 16) - 8)
     length = lengths(rng, k)
@@ -480,7 +406,7 @@ def register(rng: np.random.Generator, m: MemoryMap, n: int) -> Batch:
     stray = [regs.CTRL, regs.RCTL, regs.TCTL, regs.IMS, regs.RDLEN, regs.RDH, regs.TIDV]
     for _ in range(int(rng.integers(0, 3))):
         writes.insert(0, (int(rng.choice(stray)), int(rng.integers(0, 1 << 32))))
-    return Batch("reg", fake, writes=writes)
+    return Attack.of(FakeRing(fake), *(Reg(offset, value) for offset, value in writes))
 
 
 class ClassTable(dict[str, AttackClass]):

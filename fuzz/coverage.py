@@ -7,28 +7,22 @@ object), so line events are taken only there; every other frame costs one
 call event and a dictionary lookup.  A verifier function whose every line
 has been reached is no longer traced line by line.  Lines are ``(file name, line number)``.
 
-``mutate_batch`` perturbs a kept batch: TX descriptors get ``addr`` +-1,
-+-page or low-bit flips (``fuzz.classes.mutate``), ``length`` +-1 or
-+-page, and a flipped ``cmd`` bit on a share of the descriptors (also a
-register batch's fake ring); RX buffer
-addresses get the same address mutations; a sequence mutates each of its
-steps.  Everything is drawn from the campaign's block generator, so a
-campaign with coverage stays deterministic for a seed.
+The campaign mutates a kept attack with ``Attack.mutate``: each step
+mutates itself (fuzz/steps/mutation.py): TX descriptors get ``addr`` +-1,
++-page or low-bit flips, ``length`` +-1 or +-page, and a flipped ``cmd``
+bit on a share of the descriptors (also a fake ring); RX buffer addresses
+get the same address mutations; other steps stay as they are.  Everything
+is drawn from the campaign's block generator, so a campaign with coverage
+stays deterministic for a seed.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from types import CodeType, FrameType
 from typing import Any
-
-import numpy as np
-
-from fuzz.classes import Batch, mutate
-from ring.memory import PAGE_SIZE
 
 VERIFIER_DIR = str(Path(__file__).resolve().parents[1] / "verifier")
 #: Chance that a batch is a mutation of a kept one (when the class has any) rather than a fresh one.
@@ -88,23 +82,3 @@ class Coverage:
         """The lines as ``file:line`` relative to the root's parent, sorted (for reports and merging)."""
         base = str(Path(self.root).parent) + "/"
         return sorted(f"{f.removeprefix(base)}:{n}" for f, n in self.lines)
-
-
-def mutate_batch(rng: np.random.Generator, batch: Batch, share: float = 0.25) -> Batch:
-    """A field-level mutation of ``batch`` (a new Batch; the kept one is not changed)."""
-    if batch.kind == "seq":
-        return replace(batch, steps=[mutate_batch(rng, s, share) for s in batch.steps])
-    if batch.kind in ("tx", "reg") and batch.descs is not None and batch.descs.size:  # reg: the fake ring
-        descs = batch.descs.copy()
-        n = descs.size
-        descs["addr"] = mutate(rng, descs["addr"].astype(np.uint64), share)
-        step = np.array([1, -1, PAGE_SIZE, -PAGE_SIZE], dtype=np.int64)[rng.integers(0, 4, n)]
-        hit = rng.random(n) < share / 2
-        descs["length"] = np.where(hit, (descs["length"].astype(np.int64) + step) & 0xFFFF, descs["length"])
-        flip = np.left_shift(1, rng.integers(0, 8, n)).astype(np.int64)
-        hit = rng.random(n) < share / 4
-        descs["cmd"] = np.where(hit, descs["cmd"].astype(np.int64) ^ flip, descs["cmd"])
-        return replace(batch, descs=descs)
-    if batch.kind == "rx" and batch.addrs is not None and batch.addrs.size:
-        return replace(batch, addrs=mutate(rng, batch.addrs.astype(np.uint64), share))
-    return batch

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fuzz.campaign import CampaignResult, ClassStats, run_campaign
-from fuzz.classes import Batch
+from fuzz.steps import Attack
 from verifier.audit.rejections import AuditSink
 from verifier.modes.protection import Protection
 
@@ -51,7 +51,7 @@ def run_jobs(
     seconds: float | None = None,
     audit_factory: Callable[[int], AuditSink] | None = None,
     coverage: bool = False,
-    corpus: list[tuple[str, Batch]] | None = None,
+    corpus: list[tuple[str, Attack]] | None = None,
     **kwargs: Any,
 ) -> CampaignResult:
     """Run the campaign in ``jobs`` processes and merge (``jobs`` 1: in this process)."""

@@ -31,8 +31,9 @@ from rich.table import Table
 from device.e1000 import EngineMode
 from fuzz import case as case_mod
 from fuzz.campaign import CampaignResult, ProgressInfo, run_campaign
-from fuzz.classes import CLASSES, Batch, select
+from fuzz.classes import CLASSES, select
 from fuzz.jobs import MAX_JOBS, run_jobs
+from fuzz.steps import Attack, ReproducerError
 from sandbox.argtypes import bounded_number
 from sandbox.errors import UsageError
 from sandbox.flags import open_audit
@@ -260,10 +261,10 @@ def _job_audit(path: str, protection: Protection, job: int) -> AuditSink:
     return open_audit(f"{path}.job{job}", protection, "never", EngineMode.INLINE)
 
 
-def _load_corpus(directory: Path, protection: Protection) -> tuple[list[dict[str, Any]], list[tuple[str, Batch]]]:
+def _load_corpus(directory: Path, protection: Protection) -> tuple[list[dict[str, Any]], list[tuple[str, Attack]]]:
     """Replay every case in DIR under ``protection``; return the verdicts and the cases as sequences to mutate."""
     replayed: list[dict[str, Any]] = []
-    seeds: list[tuple[str, Batch]] = []
+    seeds: list[tuple[str, Attack]] = []
     if not directory.exists():
         return replayed, seeds
     if not directory.is_dir():
@@ -271,14 +272,13 @@ def _load_corpus(directory: Path, protection: Protection) -> tuple[list[dict[str
     for path in sorted(directory.glob("*.json")):
         try:
             found = case_mod.Case.load(path)
-        except case_mod.CaseError as err:
+        except ReproducerError as err:
             raise UsageError(f"--corpus: {err}") from None
         again = case_mod.replay(found, protection)
         replayed.append(
             {"case": str(path), "class": found.cls, "verdict": again.verdict, "kinds": sorted(again.kinds())}
         )
-        steps = [case_mod.op_batch(op) for op in found.ops]
-        seeds.append((found.cls, Batch("seq", steps=steps, fresh=True)))
+        seeds.append((found.cls, Attack(found.steps, fresh=True)))
     return replayed, seeds
 
 
@@ -292,11 +292,13 @@ def _grow_corpus(result: CampaignResult, cases: dict[tuple[str, str], str], dire
             target.write_text(Path(path).read_text())
             added.append(str(target))
     for kept in result.kept:
-        ops = case_mod.batch_ops(kept.batch)
+        ops = kept.batch.ops()
         digest = hashlib.sha1(json.dumps(ops, sort_keys=True).encode()).hexdigest()[:12]
         target = directory / f"cov-{kept.cls}-{digest}.json"
         if not target.exists():
-            new = case_mod.Case(result.seed, result.protection, kept.cls, ops, {"new_lines": kept.new_lines})
+            new = case_mod.Case(
+                result.seed, result.protection, kept.cls, kept.batch.steps, {"new_lines": kept.new_lines}
+            )
             target.write_text(new.dumps())
             added.append(str(target))
     return added
@@ -310,7 +312,7 @@ def _run(
     classes: list[Any],
     seconds: float | None,
     audit: AuditSink,
-    seeds: list[tuple[str, Batch]],
+    seeds: list[tuple[str, Attack]],
 ) -> CampaignResult:
     kwargs: dict[str, Any] = {"iterations": args.iterations, "seconds": seconds, "audit": audit}
     kwargs.update(coverage=bool(args.coverage), corpus=seeds)
@@ -488,7 +490,7 @@ def _print(
 def cmd_replay(path: str, protection: str | None, as_json: bool, out: Console) -> int:
     try:
         found = case_mod.Case.load(path)
-    except case_mod.CaseError as err:
+    except ReproducerError as err:
         raise UsageError(str(err)) from None
     result = case_mod.replay(found, protection)
     if as_json:
@@ -500,7 +502,7 @@ def cmd_replay(path: str, protection: str | None, as_json: bool, out: Console) -
                     "verdict": result.verdict,
                     "steps": [
                         {
-                            "op": s.op["op"],
+                            "op": s.step.kind,
                             "rejected": s.rejected,
                             "reasons": sorted(set(s.reasons)),
                             "escapes": [{"kind": e.kind, "what": e.what} for e in s.escapes],
@@ -520,67 +522,18 @@ def cmd_replay(path: str, protection: str | None, as_json: bool, out: Console) -
         highlight=False,
     )
     for n, step in enumerate(result.steps, 1):
-        out.print(f"{n}. {_describe(step.op)}", markup=False, highlight=False)
+        out.print(f"{n}. {step.step.describe()}", markup=False, highlight=False)
         if step.rejected:
             reasons = ", ".join(f"{r} x{step.reasons.count(r)}" for r in dict.fromkeys(step.reasons))
-            verb = "refused" if step.op["op"] in ("tx", "rx", "reg", "doorbell") else "audited"
-            out.print(f"   kernel {verb} {step.rejected}: {reasons}", markup=False, highlight=False)
+            out.print(f"   kernel {step.step.VERB} {step.rejected}: {reasons}", markup=False, highlight=False)
         for note in step.notes:
             out.print(f"   {note}", markup=False, highlight=False)
         for e in step.escapes:
             out.print(f"   ESCAPE ({e.kind}): {e.what}", markup=False, highlight=False)
         if not step.rejected and not step.escapes and not step.notes:
-            written = step.op["op"] == "fake_ring" or step.op.get("doorbell") is False
-            quiet = "written (no doorbell yet)" if written else "accepted, nothing escaped"
-            out.print(f"   {quiet}", markup=False, highlight=False)
+            out.print(f"   {step.step.quiet()}", markup=False, highlight=False)
     if result.escaped:
         out.print(f"[red]still escapes[/] under {result.protection.value}")
         return EXIT_ESCAPE
     out.print(f"[green]no escape[/] under {result.protection.value}")
     return 0
-
-
-def _describe(op: dict[str, Any]) -> str:
-    kind = op["op"]
-    if kind in ("tx", "fake_ring"):
-        descs = op.get("descs", [])
-        shown = "; ".join(
-            f"addr={d['addr']} len={d['length']} cmd={d.get('cmd', 0):#x}"
-            + (f" cso={d['cso']}" if "cso" in d else "")
-            + (f" css={d['css']}" if "css" in d else "")
-            for d in descs[:4]
-        )
-        more = f" (+{len(descs) - 4} more)" if len(descs) > 4 else ""
-        tail = (
-            f", tail={op['tail']:#x}" if "tail" in op else f", tail {op['tail_back']} back" if "tail_back" in op else ""
-        )
-        moments = {
-            "rewrite_after_check": "after the kernel's check",
-            "rewrite_before_read": "just before the kernel reads the ring",
-            "rewrite_threaded": "from a second thread, while the device runs,",
-        }
-        race = ""
-        for key, moment in moments.items():
-            rw = op.get(key)
-            if isinstance(rw, dict):
-                fields = ", ".join(f"{k}={rw[k]}" for k in ("addr", "length") if k in rw)
-                race = f"; {moment} mallory rewrites descriptor {rw.get('slot_offset', 0)}: {fields}"
-        what = "tx: doorbell after" if kind == "tx" else "fake ring in mallory's scratch page:"
-        return f"{what} {len(descs)} descriptor(s): {shown}{more}{tail}{race}"
-    if kind == "rx":
-        addrs = op.get("addrs", [])
-        bell = "" if op.get("doorbell", True) else " (no doorbell)"
-        return f"rx: post {len(addrs)} buffer(s) at {', '.join(addrs[:6])}{' ...' if len(addrs) > 6 else ''}{bell}"
-    if kind == "pin":
-        return f"pin: mallory pins her {op['span']} page (access {op.get('access', 2)})"
-    if kind in ("unpin", "free"):
-        return f"{kind}: mallory {kind}s her {op['span']} page"
-    if kind == "victim_alloc":
-        return f"victim_alloc: alice allocates {op.get('pages', 1)} page(s) and fills them"
-    if kind == "doorbell":
-        return f"doorbell: mallory rings her {op['queue']} queue at its natural tail"
-    if kind == "eve_sends":
-        return f"eve sends {op.get('count', 1)} frame(s) to mallory"
-    if kind == "reg":
-        return f"reg: mallory writes {op['value']} to register {op['offset']}"
-    return json.dumps(op)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from fuzz.case import Case, CaseError, replay
+from fuzz.case import Case, replay
+from fuzz.steps import ReproducerError
 
 CORPUS = sorted((Path(__file__).resolve().parents[2] / "fuzz" / "corpus").glob("*.json"))
 
@@ -33,10 +34,10 @@ def test_bad_cases_are_refused(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     for text, match in (
         ("{", "not JSON"),
-        ('{"version": 2}', "version"),
+        ('{"version": 3}', "version"),
         ('{"version": 1, "scenario": "attack", "ops": [{"op": "poke"}]}', "unknown op"),
         ('{"version": 1, "scenario": "attack", "ops": [{"op": "reg", "offset": "zz", "value": 1}]}', "integer"),
     ):
         bad.write_text(text)
-        with pytest.raises(CaseError, match=match):
+        with pytest.raises(ReproducerError, match=match):
             Case.load(bad)

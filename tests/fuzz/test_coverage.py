@@ -7,7 +7,9 @@ import numpy as np
 from fuzz.arena import Arena
 from fuzz.campaign import run_campaign
 from fuzz.classes import CLASSES
-from fuzz.coverage import Coverage, mutate_batch
+from fuzz.coverage import Coverage
+from fuzz.steps import Tx
+from fuzz.steps.base import kinds
 from verifier.audit.memory import MemoryAudit
 
 
@@ -34,20 +36,23 @@ def test_coverage_traces_only_verifier() -> None:
     cov = Coverage()
     assert cov.run(lambda: sum(range(10))) == 0 and not cov.lines
     arena = Arena.build("verifier", 1, MemoryAudit())
-    b = CLASSES["kernel-tx"].generate(np.random.default_rng(1), arena.map, 8)
-    assert cov.run(lambda: arena.tx(b.descs)) > 0  # type: ignore[arg-type]
-    assert cov.run(lambda: arena.tx(b.descs)) == 0  # type: ignore[arg-type]
+    (b,) = CLASSES["kernel-tx"].generate(np.random.default_rng(1), arena.map, 8).steps
+    assert isinstance(b, Tx)
+    assert cov.run(lambda: arena.tx(b.descs)) > 0
+    assert cov.run(lambda: arena.tx(b.descs)) == 0
 
 
 def test_mutation_changes_fields_and_keeps_the_original() -> None:
     arena = Arena.build("none", 1, MemoryAudit())
     rng = np.random.default_rng(3)
-    b = CLASSES["straddle"].generate(rng, arena.map, 64)
-    assert b.descs is not None
+    attack = CLASSES["straddle"].generate(rng, arena.map, 64)
+    (b,) = attack.steps
+    assert isinstance(b, Tx)
     before = b.descs.copy()
-    m = mutate_batch(np.random.default_rng(4), b, share=0.5)
-    assert m.descs is not None and m.descs.size == 64
+    (m,) = attack.mutate(np.random.default_rng(4), share=0.5).steps
+    assert isinstance(m, Tx) and m.descs.size == 64
     assert b.descs.tobytes() == before.tobytes()
     assert (m.descs["addr"] != b.descs["addr"]).any()
     seq = CLASSES["use-after-unpin"].generate(rng, arena.map, 8)
-    assert mutate_batch(np.random.default_rng(4), seq).kind == "seq"
+    mutated = seq.mutate(np.random.default_rng(4))
+    assert mutated.fresh and kinds(mutated.steps) == kinds(seq.steps)

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from fuzz.arena import RING, Arena
-from fuzz.campaign import run_step
 from fuzz.classes import CLASSES, GOOD, MORE, tx_batch
 from fuzz.oracle.audit import AuditWatch, audit_complete, refusal_marks
 from fuzz.oracle.judge import Oracle
@@ -38,7 +37,7 @@ def campaign(
         rng = np.random.default_rng([1, block])
         for _ in range(steps):
             b = CLASSES[name].generate(rng, arena.map, 64)
-            found += bounded_step(arena.oracle, partial(run_step, arena, b), FAST)
+            found += bounded_step(arena.oracle, partial(b.run, arena), FAST)
             arena.settle()
     return found + audit_complete(watch)
 

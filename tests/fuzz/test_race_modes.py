@@ -10,11 +10,19 @@ import pytest
 
 from fuzz.arena import Arena
 from fuzz.campaign import run_campaign
-from fuzz.case import Case, batch_ops, op_batch, replay
+from fuzz.case import Case, replay, steps_from_ops
 from fuzz.classes import AFTER_CHECK, BEFORE_READ, CLASSES, OPT_IN, THREADED, Rewrite, select, tx_batch
+from fuzz.steps import Attack, Step, Tx, step_from_json
+from fuzz.steps.base import kinds
 from verifier.audit.memory import MemoryAudit
 from verifier.modes.protection import Protection
 from verifier.queue_state import QueueState
+
+
+def _race(step: Step) -> Rewrite:
+    """The race of a TX step."""
+    assert isinstance(step, Tx) and step.rewrite is not None
+    return step.rewrite
 
 
 def canary(arena: Arena, frame: int = 5) -> int:
@@ -65,16 +73,16 @@ def test_race_points_by_seed_and_in_reproducers() -> None:
     cls = OPT_IN["race-points"]
     arena = Arena.build("none", 1, MemoryAudit())
     rng = np.random.default_rng([1, 0])
-    points = {cls.generate(rng, arena.map, 8).rewrite.point for _ in range(40)}  # type: ignore[union-attr]
+    points = {_race(cls.generate(rng, arena.map, 8).steps[0]).point for _ in range(40)}
     assert points == {BEFORE_READ, AFTER_CHECK}
     batch = cls.generate(np.random.default_rng(7), arena.map, 8)
     again = cls.generate(np.random.default_rng(7), arena.map, 8)
-    assert batch_ops(batch) == batch_ops(again)
+    assert batch.ops() == again.ops()
     rw = Rewrite(0, addr=canary(arena), point=BEFORE_READ)
-    ops = batch_ops(type(batch)("tx", tx_batch([arena.map.read_pin.bus], 64), rewrite=rw))
+    ops = Attack.of(Tx(tx_batch([arena.map.read_pin.bus], 64), rewrite=rw)).ops()
     assert ops[0]["rewrite_before_read"] == {"slot_offset": 0, "addr": f"{canary(arena):#x}"}
-    assert op_batch(ops[0]).rewrite == rw
-    case = Case(1, Protection.NONE, "race-points", ops)
+    assert _race(step_from_json(ops[0], "ops[0]", strict=True)) == rw
+    case = Case(1, Protection.NONE, "race-points", steps_from_ops(ops))
     assert replay(case).escaped  # none: no check at all
     assert not replay(case, "unsafe-inplace").escaped  # the write came before the kernel's read
     assert not replay(case, "verifier").escaped
@@ -124,9 +132,9 @@ def test_threaded_step_is_bounded_and_restores_the_inline_engine() -> None:
     assert time.perf_counter() - start < 1.0
     assert arena.nics["nic2"].mode == "inline"
     assert "tx_threaded" in arena.log[-1]
-    op = batch_ops(type(op_batch({"op": "eve_sends"}))("tx", tx_batch([1], 64), rewrite=rw))[0]
+    op = Tx(tx_batch([1], 64), rewrite=rw).to_json()
     assert op["rewrite_threaded"]["rounds"] == 10_000
-    assert op_batch(op).rewrite == rw
+    assert _race(step_from_json(op, "ops[0]", strict=True)) == rw
     arena.tx(tx_batch([arena.map.read_pin.bus], 64))  # inline again: the device runs inside the doorbell
     assert arena.settle() == []
 
@@ -138,12 +146,12 @@ def test_interleavings_are_random_but_seeded() -> None:
     shapes = set()
     for seed in range(20):
         b = gen(np.random.default_rng([3, seed]), arena.map, 64)
-        assert b.kind == "seq" and b.fresh
-        assert batch_ops(b) == batch_ops(gen(np.random.default_rng([3, seed]), arena.map, 64))
-        shapes.add(tuple(s.kind for s in b.steps))
-    kinds = {k for shape in shapes for k in shape}
+        assert b.fresh
+        assert b.ops() == gen(np.random.default_rng([3, seed]), arena.map, 64).ops()
+        shapes.add(kinds(b.steps))
+    seen = {k for shape in shapes for k in shape}
     assert len(shapes) == 20
-    assert kinds >= {"pin", "unpin", "free", "victim_alloc", "rx", "tx", "doorbell", "reg", "eve"}
+    assert seen >= {"pin", "unpin", "free", "victim_alloc", "rx", "tx", "doorbell", "reg", "eve_sends"}
 
 
 def test_interleave_escapes_against_none_quickly_and_replays() -> None:

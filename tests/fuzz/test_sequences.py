@@ -12,8 +12,10 @@ import pytest
 
 from fuzz.arena import Arena
 from fuzz.campaign import run_campaign
-from fuzz.case import Case, CaseError, batch_ops, minimise, replay
-from fuzz.classes import CLASSES, Batch, Rewrite, overrun, race, tx_batch, use_after_unpin
+from fuzz.case import Case, minimise, replay, steps_from_ops
+from fuzz.classes import CLASSES, overrun, race, use_after_unpin
+from fuzz.steps import Attack, ReproducerError, Rewrite, Tx, tx_batch
+from fuzz.steps.base import kinds
 from sandbox import cli
 from verifier.audit.memory import MemoryAudit
 from verifier.modes.protection import Protection
@@ -22,16 +24,16 @@ CORPUS = Path(__file__).resolve().parents[2] / "fuzz" / "corpus"
 
 
 def _case(ops: list[dict[str, Any]], mode: str = "none", cls: str = "use-after-unpin", kind: str | None = None) -> Case:
-    return Case(1, Protection(mode), cls, ops, {"kind": kind} if kind else {})
+    return Case(1, Protection(mode), cls, steps_from_ops(ops), {"kind": kind} if kind else {})
 
 
-def _variants() -> dict[tuple[str, ...], Batch]:
+def _variants() -> dict[tuple[str, ...], Attack]:
     """One use-after-unpin sequence of each shape the generator makes."""
     m = Arena.build("none", 1, MemoryAudit()).map
-    found: dict[tuple[str, ...], Batch] = {}
+    found: dict[tuple[str, ...], Attack] = {}
     for i in range(40):
         b = use_after_unpin(np.random.default_rng([1, i]), m, 64)
-        found.setdefault(tuple(s.kind for s in b.steps), b)
+        found.setdefault(kinds(b.steps), b)
     return found
 
 
@@ -73,9 +75,10 @@ def test_race_hook_rewrites_after_the_check_and_is_removed() -> None:
 def test_race_case_round_trips_and_minimises_to_the_raced_descriptor() -> None:
     m = Arena.build("none", 1, MemoryAudit()).map
     batch = race(np.random.default_rng([1, 3]), m, 40)
-    assert batch.rewrite is not None
-    ops = batch_ops(batch)
-    assert ops[0]["rewrite_after_check"]["slot_offset"] == batch.rewrite.slot_offset
+    (tx,) = batch.steps
+    assert isinstance(tx, Tx) and tx.rewrite is not None
+    ops = batch.ops()
+    assert ops[0]["rewrite_after_check"]["slot_offset"] == tx.rewrite.slot_offset
     case = Case.from_dict(json.loads(_case(ops, "unsafe-inplace", "race").dumps()))
     assert case.ops == ops
     small = minimise(case)
@@ -105,13 +108,13 @@ def test_replay_prints_the_race(capsys: pytest.CaptureFixture[str]) -> None:
 def test_use_after_unpin_escapes_in_none_only() -> None:
     variants = _variants()
     reason = {
-        ("pin", "rx", "unpin", "doorbell", "eve"): "PIN_RELEASED",  # unpin between writing and the doorbell
-        ("pin", "rx", "unpin", "free", "victim_alloc", "doorbell", "eve"): "ADDR_NOT_PINNED",  # ... frame reused
-        ("pin", "rx", "unpin", "free", "victim_alloc", "eve"): "PIN_IN_FLIGHT",  # unpin and free in flight
+        ("pin", "rx", "unpin", "doorbell", "eve_sends"): "PIN_RELEASED",  # unpin between writing and the doorbell
+        ("pin", "rx", "unpin", "free", "victim_alloc", "doorbell", "eve_sends"): "ADDR_NOT_PINNED",  # frame reused
+        ("pin", "rx", "unpin", "free", "victim_alloc", "eve_sends"): "PIN_IN_FLIGHT",  # unpin and free in flight
     }
     assert set(variants) == set(reason)
     for shape, batch in variants.items():
-        case = _case(batch_ops(batch))
+        case = _case(batch.ops())
         kinds = replay(case).kinds()
         assert kinds & {"dma", "integrity", "pin"}, (shape, kinds)
         if "victim_alloc" in shape:
@@ -140,7 +143,7 @@ def test_lifetime_ops_are_validated() -> None:
         ({"op": "doorbell", "queue": "nope"}, "queue must be one of rx, tx"),
         ({"op": "tx", "descs": [], "rewrite_after_check": {"slot_offset": 2}}, "slot_offset 2"),
     ):
-        with pytest.raises(CaseError, match=match):
+        with pytest.raises(ReproducerError, match=match):
             Case.from_dict({"version": 1, "scenario": "attack", "ops": [op]})
     # a refused lifetime op is a verdict, not a crash
     free = {"op": "free", "span": "uaf"}
@@ -154,14 +157,14 @@ def test_overrun_is_refused_as_ring_overrun_in_verifier_mode() -> None:
     m = Arena.build("none", 1, MemoryAudit()).map
     for i in range(3):
         batch = overrun(np.random.default_rng([7, i]), m, 100)
-        assert batch.kind == "seq" and batch.fresh
+        assert batch.fresh and set(kinds(batch.steps)) == {"rx"}
         in_flight = sum(s.size for s in batch.steps[:-1])
         claim = batch.steps[-1].size
         assert in_flight + claim > m.ring_size - 1 and claim <= m.ring_size // 2
-        checked = replay(_case(batch_ops(batch), "verifier", "ring-index"))
+        checked = replay(_case(batch.ops(), "verifier", "ring-index"))
         assert [r for s in checked.steps for r in s.reasons] == ["RING_OVERRUN"]
         assert not checked.escaped
-        assert not replay(_case(batch_ops(batch), "none", "ring-index")).escaped
+        assert not replay(_case(batch.ops(), "none", "ring-index")).escaped
 
 
 def test_ring_index_campaign_includes_overruns() -> None:
