@@ -19,6 +19,7 @@ from driver.tenant.txq import TxQueue
 from ring.frames import FrameBatch
 from ring.memory import PhysicalMemory
 from verifier.kernel import Kernel, Process
+from verifier.modes.protection import Protection
 
 MAC0 = bytes.fromhex("020000000001")
 MAC1 = bytes.fromhex("020000000002")
@@ -53,7 +54,7 @@ def make_rig(mode: EngineMode = EngineMode.INLINE) -> Rig:
     cable = Cable(nic0.port, nic1.port)
     nic0.attach()
     nic1.attach()
-    kernel = Kernel(memory)
+    kernel = Kernel(memory, Protection.NONE)
     kernel.attach_nic("nic0", nic0, MAC0)
     kernel.attach_nic("nic1", nic1, MAC1)
     rig = Rig(memory, nic0, nic1, cable, kernel, kernel.spawn("alice"), kernel.spawn("bob"))
