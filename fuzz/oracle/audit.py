@@ -58,6 +58,9 @@ class RecordSpanLike(Protocol):
 
     Record ``seq + i`` has reason ``names[reason[i]]`` and names ring slot
     ``ring_index[i]`` (``ring_index`` None: the records name no descriptor).
+    The other columns say what each refusal was about, None when not of
+    that kind: ``descs``, ``bad_byte`` and the shared ``extra`` of refused
+    descriptors; ``iova``, ``length`` and ``write`` of IOMMU faults.
     """
 
     @property
@@ -74,6 +77,18 @@ class RecordSpanLike(Protocol):
     def reason(self) -> npt.NDArray[np.uint8]: ...
     @property
     def names(self) -> Mapping[int, str]: ...
+    @property
+    def descs(self) -> npt.NDArray[np.void] | None: ...
+    @property
+    def bad_byte(self) -> npt.NDArray[np.int64] | None: ...
+    @property
+    def extra(self) -> Mapping[str, Any] | None: ...
+    @property
+    def iova(self) -> npt.NDArray[np.uint64] | None: ...
+    @property
+    def length(self) -> npt.NDArray[np.int64] | None: ...
+    @property
+    def write(self) -> bool | None: ...
 
     def __len__(self) -> int: ...
 
@@ -314,21 +329,21 @@ class AuditWatch:
 
     def _span_rows(self, oracle: Oracle, span: RecordSpanLike) -> Rows:
         rows = Rows(span.seq, span.nic, span.kind, **self._context(oracle, span.nic, span.kind, span.queue))
-        descs = getattr(span, "descs", None)
+        descs = span.descs
         if descs is not None and descs.dtype.names is not None and "addr" in descs.dtype.names:
             rows.addr = descs["addr"].astype(np.uint64)
-            extra = getattr(span, "extra", None) or {}
+            extra = span.extra or {}
             rows.detail = extra
             if span.kind == "rx":
                 rows.length = np.full(descs.size, int(extra.get("checked_bytes", -1)), dtype=np.int64)
             else:
                 rows.length = descs["length"].astype(np.int64)
                 rows.cmd = descs["cmd"]
-            rows.bad_byte = getattr(span, "bad_byte", None)
-        elif getattr(span, "iova", None) is not None:
-            rows.addr = span.iova.astype(np.uint64)  # type: ignore[attr-defined]
-            rows.length = span.length.astype(np.int64)  # type: ignore[attr-defined]
-            rows.write = bool(span.write)  # type: ignore[attr-defined]
+            rows.bad_byte = span.bad_byte
+        elif span.iova is not None and span.length is not None:
+            rows.addr = span.iova.astype(np.uint64)
+            rows.length = span.length.astype(np.int64)
+            rows.write = bool(span.write)
         return rows
 
     def _dict_rows(self, oracle: Oracle, record: dict[str, Any]) -> Rows:
