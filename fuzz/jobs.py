@@ -37,9 +37,8 @@ def _worker(args: dict[str, Any]) -> CampaignResult:
     try:
         return run_campaign(audit=audit, **args)
     finally:
-        close = getattr(audit, "close", None)
-        if close is not None:
-            close()
+        if audit is not None:
+            audit.close()
 
 
 def run_jobs(

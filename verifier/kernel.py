@@ -5,31 +5,32 @@ It is the trusted party of the sandbox.  Tenants reach it through
 through their register bus only, and they reach the kernel back through
 their interrupt line, which the composition root connects to
 ``Kernel.interrupt``.  The protection mode decides what a doorbell does
-(verifier/modes/protection.py).
+(verifier/modes/protection.py); the kernel holds the mode's object, chosen
+once (verifier/modes/select.py), and never asks which mode it is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ring import regs
-from ring.descriptors import DESC_SIZE, RX_DESC, TX_DESC
-from ring.memory import OWNER_KERNEL, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
+from ring.descriptors import DESC_SIZE
+from ring.memory import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
 from ring.syscalls import DmaRegion, PinHandle, QueueHandle, RegisterBus
 from verifier.address_space import AddressSpace, SegFault
 from verifier.audit.memory import MemoryAudit
 from verifier.audit.rejection_batch import IommuFaultBatch
 from verifier.audit.rejections import AuditSink, Origin, record_event, record_rows
 from verifier.doorbell import DoorbellWindow
-from verifier.modes.inplace import InPlaceQueue
+from verifier.modes.base import QueueHandler, QueueRefused, QueueRequest
 from verifier.modes.iommu import Faults, Iommu
 from verifier.modes.protection import Protection
-from verifier.modes.shadow import RxShadow, TxShadow
-from verifier.nic_control import bring_up, program_ring
+from verifier.modes.select import mode_for
+from verifier.nic_control import Nic, bring_up
 from verifier.pins import Access, Pin, PinError, PinTable
 from verifier.queue_state import QueueState
 from verifier.rules import reasons as R
@@ -55,18 +56,6 @@ class KernelError(Exception):
 
 
 @dataclass
-class Nic:
-    """The kernel's record of one NIC: its bus and who owns which queue."""
-
-    name: str
-    bus: RegisterBus
-    mac: bytes
-    queues: int
-    owners: dict[tuple[str, int], int] = field(default_factory=dict)
-    iommu_owner: int | None = None  # iommu mode: the tenant whose domain this device is in
-
-
-@dataclass
 class Queue:
     """An opened queue: its owner, the ring the tenant writes, and the kernel's handler."""
 
@@ -78,7 +67,7 @@ class Queue:
     size: int
     tail_offset: int
     head_offset: int
-    handler: TxShadow | RxShadow | InPlaceQueue | None = None  # None: the doorbell goes straight through
+    handler: QueueHandler | None = None  # None: the doorbell goes straight through
 
     @property
     def state(self) -> QueueState | None:
@@ -91,18 +80,19 @@ class Kernel:
     def __init__(
         self,
         memory: PhysicalMemory,
-        protection: Protection = Protection.NONE,
+        protection: Protection = Protection.VERIFIER,
         audit: AuditSink | None = None,
         policy: Policy | None = None,
     ) -> None:
         self.memory = memory
         self.protection = Protection(protection)
+        self.mode = mode_for(self.protection, self._iommu_fault)
         self.audit: AuditSink = audit if audit is not None else MemoryAudit()
         self.policy = policy or Policy()
         self.nics: dict[str, Nic] = {}
         self.processes: dict[int, Process] = {}
         self.queues: dict[tuple[str, str, int], Queue] = {}
-        self.iommu = Iommu(self._iommu_fault) if self.protection is Protection.IOMMU else None
+        self.iommu: Iommu | None = self.mode.iommu  # what the devices' DMA goes through (world/build.py wires it)
         self._next_pin = 1
         self._reapers: dict[str, list[Callable[[], None]]] = {}  # per NIC: completion handlers
         self._doorbells: dict[tuple[str, int], Queue] = {}  # (NIC, tail register) -> its queue
@@ -111,7 +101,7 @@ class Kernel:
     def attach_nic(self, name: str, bus: RegisterBus, mac: bytes, queues: int = 1) -> Nic:
         if name in self.nics:
             raise KernelError(f"NIC {name!r} is attached already")
-        bring_up(bus, mac, interrupts=self.protection.traps_doorbell)
+        bring_up(bus, mac, interrupts=self.mode.traps_doorbell)
         nic = Nic(name, bus, bytes(mac), queues)
         self.nics[name] = nic
         return nic
@@ -169,10 +159,7 @@ class Kernel:
         except PinError as err:
             raise KernelError(str(err)) from None
         self._next_pin += 1
-        if self.iommu is not None:
-            for nic in self.nics.values():
-                if nic.iommu_owner == proc.tenant_id:
-                    self.iommu.map(nic.name, first_page << PAGE_SHIFT, frames, want)
+        self.mode.pinned(self.nics.values(), proc.tenant_id, first_page << PAGE_SHIFT, frames, want)
         return PinHandle(handle, physical_runs(frames))
 
     def unpin(self, proc: Process, handle: int) -> str:
@@ -182,10 +169,7 @@ class Kernel:
         except PinError as err:
             raise KernelError(str(err)) from None
         assert pin is not None
-        if self.iommu is not None:
-            for nic in self.nics.values():
-                if nic.iommu_owner == proc.tenant_id:
-                    self.iommu.unmap(nic.name, pin.vaddr & ~PAGE_MASK, pin.frames.size)
+        self.mode.unpinned(self.nics.values(), proc.tenant_id, pin)
         if outcome == "deferred":
             in_flight = proc.pins.references(pin.frames)
             record_event(self.audit, Origin(proc.tenant_id, proc.name, "", -1, "pin"), "pin", R.PIN_IN_FLIGHT,
@@ -212,33 +196,15 @@ class Kernel:
         tx = kind == TX
         head_reg, tail_reg = (regs.TDH, regs.TDT) if tx else (regs.RDH, regs.RDT)
         head_offset, tail_offset = regs.queue_reg(head_reg, index), regs.queue_reg(tail_reg, index)
-        queue = Queue(nic_name, kind, index, proc.tenant_id, ring, size, tail_offset, head_offset)
-        mode = self.protection
-        if mode is Protection.VERIFIER:
-            shadow = self.memory.alloc(size * DESC_SIZE, OWNER_KERNEL)
-            program_ring(nic.bus, tx, index, shadow.phys, size)
-            view = self.memory.view(shadow.phys, size * DESC_SIZE).view(TX_DESC if tx else RX_DESC)
-            state = self._state(proc, nic, kind, index, ring, phys, size, tail_offset, head_offset)
-            queue.handler = TxShadow(state, view) if tx else RxShadow(state, view, self.policy.rx_buffer_size)
-        elif mode is Protection.UNSAFE_INPLACE:
-            program_ring(nic.bus, tx, index, phys, size)
-            state = self._state(proc, nic, kind, index, ring, phys, size, tail_offset, head_offset)
-            # neutralised RX descriptors point here: a frame charged to the tenant, not mapped for it
-            sink = self.memory.alloc(PAGE_SIZE, proc.tenant_id)
-            queue.handler = InPlaceQueue(state, tx, sink.phys)
-        elif mode is Protection.IOMMU:
-            assert self.iommu is not None
-            if nic.iommu_owner not in (None, proc.tenant_id):
-                raise KernelError(f"iommu mode: {nic_name} is in tenant {nic.iommu_owner}'s domain (one per device)")
-            if nic.iommu_owner is None:
-                nic.iommu_owner = proc.tenant_id
-                for pin in proc.pins.pins.values():
-                    self.iommu.map(nic_name, pin.vaddr & ~PAGE_MASK, pin.frames, pin.access)
-            ring_frames = np.arange(phys >> PAGE_SHIFT, (phys + ring.size - 1 >> PAGE_SHIFT) + 1, dtype=np.int64)
-            self.iommu.map(nic_name, ring.vaddr & ~PAGE_MASK, ring_frames, Access.READ_WRITE)
-            program_ring(nic.bus, tx, index, ring.vaddr, size)
-        else:
-            program_ring(nic.bus, tx, index, phys, size)
+        request = QueueRequest(
+            self.memory, nic, proc.tenant_id, proc.pins, tx, index, ring, phys, size, self.policy,
+            lambda: self._state(proc, nic, kind, index, ring, phys, size, tail_offset, head_offset),
+        )  # fmt: skip
+        try:
+            handler = self.mode.open_queue(request)
+        except QueueRefused as err:
+            raise KernelError(str(err)) from None
+        queue = Queue(nic_name, kind, index, proc.tenant_id, ring, size, tail_offset, head_offset, handler)
         nic.owners[(kind, index)] = proc.tenant_id
         self.queues[(nic_name, kind, index)] = queue
         self._doorbells[(nic_name, tail_offset)] = queue
@@ -269,8 +235,7 @@ class Kernel:
         ``kind`` ("tx" or "rx") keeps TX queue n and RX queue n apart.  The counts come
         from the audit sink, so they equal its records by construction.
         """
-        stats = getattr(self.audit, "statistics", None)
-        return dict(stats(nic, index, kind)) if stats is not None else {}
+        return dict(self.audit.statistics(nic, index, kind))
 
     def queue(self, nic: str, kind: str, index: int = 0) -> Queue:
         try:
@@ -286,39 +251,29 @@ class Kernel:
             queue.handler.doorbell(value)  # the hot path: a tail write to one's own trapped queue
             return
         nic = self.nic(nic_name)
-        # iommu mode passes the BAR through, but only to the tenant whose domain holds the device
-        if not self.protection.traps_doorbell and (self.iommu is None or nic.iommu_owner == tenant_id):
+        if self.mode.writes_reach_device(nic, tenant_id):
             nic.bus.write32(offset, value)
             return
-        target = self._tail_queue(nic_name, offset)
-        if target is not None and target.owner == tenant_id and target.handler is not None:
-            target.handler.doorbell(value)
-            return
-        reason = R.REG_NOT_OWNER if target is not None else R.REG_NOT_DOORBELL
+        reason = R.REG_NOT_OWNER if queue is not None else R.REG_NOT_DOORBELL
         detail: dict[str, Any] = {"register": regs.reg_name(offset), "offset": f"{offset:#06x}", "value": f"{value:#x}"}
-        if target is not None:
-            detail["queue_owner"] = self.tenant_name(target.owner)
+        if queue is not None:
+            detail["queue_owner"] = self.tenant_name(queue.owner)
         record_event(self.audit, Origin(tenant_id, self.tenant_name(tenant_id), nic_name, -1, "register"),
                      "register", reason, detail)  # fmt: skip
         self.audit.commit()
 
     def register_read(self, tenant_id: int, nic_name: str, offset: int) -> int:
-        """A tenant's load: passed through, except that trapping modes show a queue's user-ring view."""
+        """A tenant's load: what the mode lets reach the device, else a trapped queue's user-ring view, else 0."""
         nic = self.nic(nic_name)
-        if not self.protection.traps_doorbell:
-            if self.iommu is None or nic.iommu_owner == tenant_id:
-                return nic.bus.read32(offset)
-            return 0  # iommu: only the tenant whose domain holds the device sees its BAR
+        if self.mode.reads_reach_device(nic, tenant_id, offset):
+            return nic.bus.read32(offset)
         for queue in self.queues.values():
             if queue.nic == nic_name and queue.owner == tenant_id and queue.state is not None:
                 if offset == queue.tail_offset:
                     return queue.state.tail
                 if offset == queue.head_offset:
                     return queue.state.done
-        return nic.bus.read32(offset) if offset == regs.STATUS else 0
-
-    def _tail_queue(self, nic_name: str, offset: int) -> Queue | None:
-        return self._doorbells.get((nic_name, offset))
+        return 0
 
     # -- the IOMMU's fault line -----------------------------------------------------
     def _iommu_fault(self, faults: Faults) -> None:
@@ -353,11 +308,7 @@ class Process:
         return self._windows[nic]
 
     def alloc_dma(self, nbytes: int) -> DmaRegion:
-        region = self.aspace.mmap(nbytes)
-        if self.kernel.protection is Protection.IOMMU:
-            # IOVA = virtual address: descriptors carry the tenant's own pointers
-            return DmaRegion(region.vaddr, region.vaddr, region.size, region.view)
-        return region
+        return self.kernel.mode.dma_region(self.aspace.mmap(nbytes))
 
     def free_dma(self, region: DmaRegion) -> None:
         try:

@@ -9,6 +9,8 @@ Only the kernel does this; tenants get a doorbell, not the control path.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from ring import regs
 from ring.descriptors import DESC_SIZE
 from ring.syscalls import RegisterBus
@@ -16,6 +18,18 @@ from ring.syscalls import RegisterBus
 RX_BUFFER_SIZE = 2048
 #: TIPG recommended for 802.3 copper (IPGT 10, IPGR1 8, IPGR2 6), 13.4.34.
 TIPG_COPPER = 10 | (8 << 10) | (6 << 20)
+
+
+@dataclass
+class Nic:
+    """The kernel's record of one NIC: its bus and who owns which queue."""
+
+    name: str
+    bus: RegisterBus
+    mac: bytes
+    queues: int
+    owners: dict[tuple[str, int], int] = field(default_factory=dict)
+    iommu_owner: int | None = None  # iommu mode: the tenant whose domain this device is in
 
 
 def bring_up(bus: RegisterBus, mac: bytes, interrupts: bool = False) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -58,6 +58,9 @@ class RecordSpanLike(Protocol):
 
     Record ``seq + i`` has reason ``names[reason[i]]`` and names ring slot
     ``ring_index[i]`` (``ring_index`` None: the records name no descriptor).
+    The other columns say what each refusal was about, None when not of
+    that kind: ``descs``, ``bad_byte`` and the shared ``extra`` of refused
+    descriptors; ``iova``, ``length`` and ``write`` of IOMMU faults.
     """
 
     @property
@@ -74,8 +77,40 @@ class RecordSpanLike(Protocol):
     def reason(self) -> npt.NDArray[np.uint8]: ...
     @property
     def names(self) -> Mapping[int, str]: ...
+    @property
+    def descs(self) -> npt.NDArray[np.void] | None: ...
+    @property
+    def bad_byte(self) -> npt.NDArray[np.int64] | None: ...
+    @property
+    def extra(self) -> Mapping[str, Any] | None: ...
+    @property
+    def iova(self) -> npt.NDArray[np.uint64] | None: ...
+    @property
+    def length(self) -> npt.NDArray[np.int64] | None: ...
+    @property
+    def write(self) -> bool | None: ...
 
     def __len__(self) -> int: ...
+
+
+class AuditSinkLike(Protocol):
+    """What the oracle reads of an audit sink (verifier.audit.rejections.AuditSink), as data.
+
+    Declared here, not imported, as ``RecordSpanLike``: this module imports nothing of verifier/.
+    """
+
+    @property
+    def next_seq(self) -> int: ...
+    @property
+    def counters(self) -> Mapping[Any, int]: ...
+    def statistics(self, nic: str | None, queue: int | None, kind: str | None = None) -> dict[str, int]: ...
+    @property
+    def capacity(self) -> int | None:
+        """How many of the newest records ``since`` can show (None: all, 0: none, they are in the file ``path``)."""
+
+    def since(self, seq: int) -> Sequence[dict[str, Any] | RecordSpanLike]: ...
+    @property
+    def path(self) -> Path | None: ...
 
 
 def refusal_marks(kind: str, ring: npt.NDArray[np.void]) -> npt.NDArray[np.int64]:
@@ -125,7 +160,7 @@ class AuditWatch:
     only counts.
     """
 
-    sink: Any
+    sink: AuditSinkLike
     #: verifier.audit.read.verify: called as ``verify(files, on_record=...)``, returns an object with .ok, .problem
     verify: Callable[..., Any] | None = None
     doorbells: int = 1  # doorbells per step, per queue
@@ -142,10 +177,10 @@ class AuditWatch:
     _start_counters: Counter[tuple[Any, ...]] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
-        if getattr(self.sink, "path", None) is not None and self.verify is None:
+        if self.sink.path is not None and self.verify is None:
             raise ValueError("a file-backed audit log needs verify (verifier.audit.read.verify)")
         self._start = self._seq = audit_count(self.sink)
-        self._start_counters = Counter(dict(getattr(self.sink, "counters", {})))
+        self._start_counters = Counter(dict(self.sink.counters))
 
     @property
     def marks(self) -> Counter[tuple[str, str, int, int]]:
@@ -178,8 +213,7 @@ class AuditWatch:
 
     def _count(self, key: QueueKey) -> int:
         nic, kind, queue = key
-        stats = getattr(self.sink, "statistics", None)
-        return sum(stats(nic, queue, kind).values()) if stats is not None else 0
+        return sum(self.sink.statistics(nic, queue, kind).values())
 
     def after_step(self) -> list[Escape]:
         found: list[Escape] = []
@@ -209,23 +243,17 @@ class AuditWatch:
         return found
 
     def _match_records(self, seen: dict[QueueKey, npt.NDArray[np.int64]]) -> list[Escape]:
-        """Slot by slot, for a sink that keeps its records in memory (``since`` or ``records`` with ``seq``)."""
+        """Slot by slot, for a sink that keeps its records in memory (``capacity`` not 0)."""
         end = audit_count(self.sink)
         start, self._seq = self._seq, end
-        if end == start:
+        capacity = self.sink.capacity
+        if end == start or capacity == 0:
             return []
-        since = getattr(self.sink, "since", None)
-        records = getattr(self.sink, "records", None)
-        if since is not None:
-            items: list[dict[str, Any] | RecordSpanLike] = since(start)
-        elif records is not None:
-            items = [r for r in _tail(records, end - start) if int(r.get("seq", -1)) >= start]
-        else:
-            return []
+        items = list(self.sink.since(start))
         run = _run(items, end)
         if run is not None and run[1] > end:
             return []  # recorded while this was read (another thread): the counts above still hold
-        if run is None or run[1] < end or (run[0] > start and not _evicted(records, end - run[0])):
+        if run is None or run[1] < end or (run[0] > start and not _evicted(capacity, end - run[0])):
             held = sum(_width(r) for r in items)
             return [Escape("audit", f"records {start}..{end - 1}: {held} held, not one per seq (lost or doubled)")]
         if run[0] > start:
@@ -301,21 +329,21 @@ class AuditWatch:
 
     def _span_rows(self, oracle: Oracle, span: RecordSpanLike) -> Rows:
         rows = Rows(span.seq, span.nic, span.kind, **self._context(oracle, span.nic, span.kind, span.queue))
-        descs = getattr(span, "descs", None)
+        descs = span.descs
         if descs is not None and descs.dtype.names is not None and "addr" in descs.dtype.names:
             rows.addr = descs["addr"].astype(np.uint64)
-            extra = getattr(span, "extra", None) or {}
+            extra = span.extra or {}
             rows.detail = extra
             if span.kind == "rx":
                 rows.length = np.full(descs.size, int(extra.get("checked_bytes", -1)), dtype=np.int64)
             else:
                 rows.length = descs["length"].astype(np.int64)
                 rows.cmd = descs["cmd"]
-            rows.bad_byte = getattr(span, "bad_byte", None)
-        elif getattr(span, "iova", None) is not None:
-            rows.addr = span.iova.astype(np.uint64)  # type: ignore[attr-defined]
-            rows.length = span.length.astype(np.int64)  # type: ignore[attr-defined]
-            rows.write = bool(span.write)  # type: ignore[attr-defined]
+            rows.bad_byte = span.bad_byte
+        elif span.iova is not None and span.length is not None:
+            rows.addr = span.iova.astype(np.uint64)
+            rows.length = span.length.astype(np.int64)
+            rows.write = bool(span.write)
         return rows
 
     def _dict_rows(self, oracle: Oracle, record: dict[str, Any]) -> Rows:
@@ -341,11 +369,11 @@ class AuditWatch:
     def finish(self) -> list[Escape]:
         """End of a campaign: counters equal records; a file-backed log's chain verifies and matches the marks."""
         found: list[Escape] = []
-        counters = Counter(dict(getattr(self.sink, "counters", {})))
+        counters = Counter(dict(self.sink.counters))
         counters.subtract(self._start_counters)
         counted = +counters
         end = audit_count(self.sink)
-        path = getattr(self.sink, "path", None)
+        path = self.sink.path
         if path is not None and self.verify is not None:
             files = [Path(path), *sorted(Path(path).parent.glob(Path(path).name + ".*"))]
             files = [f for f in files if f.exists() and (f == Path(path) or f.suffix[1:].isdigit())]
@@ -357,22 +385,16 @@ class AuditWatch:
             found += tally.wrong[:LOGGED_WRONG_LIMIT]
             written, held, described = tally.written, tally.records, tally.described
         else:
-            store: Any = getattr(self.sink, "records", [])
-            records = [r for r in store if int(r.get("seq", -1)) >= self._start]
-            full = getattr(store, "maxlen", None) is not None and len(store) >= store.maxlen
-            if full and len(records) != end - self._start:  # evicted by a bounded deque: compare the totals
+            items = list(self.sink.since(self._start))
+            held = sum(_width(r) for r in items)
+            if _evicted(self.sink.capacity, sum(_width(r) for r in self.sink.since(0))) and held != end - self._start:
+                # evicted by a bounded store: compare the totals
                 if sum(counted.values()) != end - self._start:
                     found.append(
                         Escape("audit", f"counters sum to {sum(counted.values())}, {end - self._start} records")
                     )
                 return found
-            written = Counter((r["nic"], r["queue"], r["reason"]) for r in records)
-            held = len(records)
-            described = Counter(
-                (r["nic"], r["kind"], r["queue"], r["ring_index"])
-                for r in records
-                if r["desc_hex"] is not None and (r["nic"], r["kind"], r["queue"]) in self.rings
-            )
+            written, described = self._tally_held(items)
         if written != counted or held != end - self._start:
             diff = sorted(set(written.items()) ^ set(counted.items()), key=str)[:4]
             found.append(Escape("audit", f"counters do not equal records ({held} records): {diff}"))
@@ -382,6 +404,27 @@ class AuditWatch:
             extra = sum((described - marks).values())
             found.append(Escape("audit", f"{lost} refused descriptors without a record, {extra} records without one"))
         return found
+
+    def _tally_held(
+        self, items: Sequence[dict[str, Any] | RecordSpanLike]
+    ) -> tuple[Counter[tuple[Any, Any, Any]], Counter[tuple[Any, Any, Any, Any]]]:
+        """Held records per (nic, queue, reason), and descriptor records of the watched queues per ring slot."""
+        written: Counter[tuple[Any, Any, Any]] = Counter()
+        described: Counter[tuple[Any, Any, Any, Any]] = Counter()
+        for r in items:
+            if isinstance(r, dict):
+                written[(r["nic"], r["queue"], r["reason"])] += 1
+                if r["desc_hex"] is not None and (r["nic"], r["kind"], r["queue"]) in self.rings:
+                    described[(r["nic"], r["kind"], r["queue"], r["ring_index"])] += 1
+                continue
+            codes, times = np.unique(r.reason, return_counts=True)
+            for code, n in zip(codes.tolist(), times.tolist(), strict=True):
+                written[(r.nic, r.queue, r.names[code])] += n
+            if r.ring_index is not None and (r.nic, r.kind, r.queue) in self.rings:  # descriptor records
+                slots, times = np.unique(r.ring_index, return_counts=True)
+                for slot, n in zip(slots.tolist(), times.tolist(), strict=True):
+                    described[(r.nic, r.kind, r.queue, slot)] += n
+        return written, described
 
 
 #: Wrong reasons reported from a file-backed log at the end (the first few; one is already an escape).
@@ -484,12 +527,9 @@ def audit_complete(watch: AuditWatch) -> list[Escape]:
     return watch.finish()
 
 
-def audit_count(sink: Any) -> int:
-    """Records an audit sink has taken so far (AuditLog.next_seq, MemoryAudit.seq)."""
-    value = getattr(sink, "next_seq", None)
-    if value is None:
-        value = getattr(sink, "seq", 0)
-    return int(value or 0)
+def audit_count(sink: AuditSinkLike) -> int:
+    """Records an audit sink has taken so far."""
+    return int(sink.next_seq)
 
 
 def _width(item: dict[str, Any] | RecordSpanLike) -> int:
@@ -512,17 +552,10 @@ def _run(items: list[dict[str, Any] | RecordSpanLike], end: int) -> tuple[int, i
     return first, end if stop is None else stop
 
 
-def _evicted(records: Any, held: int) -> bool:
+def _evicted(capacity: int | None, held: int) -> bool:
     """Whether a store holding ``held`` records from some seq on holds nothing older: it is full and evicts.
 
-    A bounded in-memory store (``maxlen``) drops its oldest records only; a record missing anywhere else,
+    A bounded in-memory store (``capacity``) drops its oldest records only; a record missing anywhere else,
     or while the store has room, was lost.
     """
-    maxlen = getattr(records, "maxlen", None)
-    return maxlen is not None and held >= maxlen
-
-
-def _tail(records: Any, n: int) -> list[dict[str, Any]]:
-    """The last ``n`` records of a deque or list (fewer if it holds fewer)."""
-    size = len(records)
-    return [records[i] for i in range(max(0, size - n), size)]
+    return capacity is not None and held >= capacity

@@ -236,8 +236,7 @@ def cmd_fuzz(args: argparse.Namespace, out: Console) -> int:
         try:
             result = _run(out, args, protection, seed, classes, seconds, audit, seeds)
         finally:
-            if hasattr(audit, "close"):
-                audit.close()
+            audit.close()
     cases = _write_cases(result, directory)
     added = _grow_corpus(result, cases, corpus_dir) if corpus_dir is not None else []
     report = _report(result, cases, args.audit_log)

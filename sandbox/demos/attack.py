@@ -29,7 +29,7 @@ from ring.descriptors import DESC_SIZE, RX_DESC, TX_DESC, TXD_CMD_EOP, TXD_CMD_I
 from ring.memory import PAGE_SIZE
 from ring.syscalls import DEVICE_READ, DEVICE_WRITE, DmaRegion
 from sandbox.demos import pingpong
-from verifier.audit.log import AuditLog, rotated_siblings
+from verifier.audit.log import rotated_siblings
 from verifier.audit.read import read_records
 from verifier.audit.rejections import AuditSink
 from verifier.kernel import KernelError, Process
@@ -242,12 +242,17 @@ ATTACKS: list[tuple[str, str, Callable[[Arena], str], EngineMode | None]] = [
 
 
 def _first_record_reason(audit: AuditSink, seq: int) -> str | None:
-    """The reason code of record ``seq``: from memory, or read back from the log file."""
-    records = getattr(audit, "records", None)
-    if records is None and isinstance(audit, AuditLog):
-        audit.commit()
-        records = read_records([audit.path, *(p for _, p in rotated_siblings(audit.path))])
-    for record in records or ():
+    """The reason code of record ``seq``: read back from the log file, or from memory."""
+    path = audit.path
+    if path is None:
+        for item in audit.since(seq):
+            if isinstance(item, dict):
+                return str(item["reason"])
+            if len(item):
+                return item.names[int(item.reason[0])]
+        return None
+    audit.commit()
+    for record in read_records([path, *(p for _, p in rotated_siblings(path))]):
         if record["seq"] >= seq:
             return str(record["reason"])
     return None

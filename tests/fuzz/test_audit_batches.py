@@ -79,8 +79,7 @@ class ForgetsOne(MemoryAudit):
         super().record_batch(rows(batch, list(range(len(batch) - 1))))
         reason = batch.names[int(batch.reason[-1])]
         self.seq += 1
-        self.counters[(batch.nic, batch.queue, reason)] += 1
-        self.kind_counters[(batch.nic, batch.kind, batch.queue, reason)] += 1
+        self.tally.add(batch.nic, batch.kind, batch.queue, {reason: 1})
         return range(self.seq - len(batch), self.seq)
 
 

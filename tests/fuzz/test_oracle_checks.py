@@ -21,6 +21,8 @@ from tests.fuzz.test_oracle import FakeBatch
 from verifier.audit.log import AuditLog
 from verifier.audit.memory import MemoryAudit
 from verifier.audit.read import verify
+from verifier.audit.record import AuditRecord
+from verifier.audit.rejection_batch import RecordRows
 
 FAST = Budget(ring=RING, seconds=2.0)
 
@@ -127,11 +129,14 @@ class LossySink(MemoryAudit):
         self.lose = lose
         self.calls = 0
 
-    def record(self, **kw: Any) -> int:
+    def record(self, entry: AuditRecord) -> int:
         self.calls += 1
         if self.calls == self.lose:
             return self.seq
-        return super().record(**kw)
+        return super().record(entry)
+
+    def record_batch(self, batch: RecordRows) -> Any:
+        return [self.record(entry) for entry in batch.records()]
 
 
 def test_a_sink_that_loses_a_record_fails_the_check() -> None:

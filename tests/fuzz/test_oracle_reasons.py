@@ -22,6 +22,7 @@ from fuzz.oracle.reasons import NOT_JUDGED, PREDICATES, RELEASED
 from ring.memory import PAGE_SIZE, PhysicalMemory
 from verifier.audit.log import AuditLog
 from verifier.audit.memory import MemoryAudit
+from verifier.audit.record import AuditRecord
 from verifier.audit.rejection_batch import IommuFaultBatch, RecordRows, RejectionBatch
 from verifier.rules import reasons as R
 
@@ -90,9 +91,12 @@ def test_a_first_bad_byte_inside_a_pinned_frame_is_caught() -> None:
 class RowByRowLies(MemoryAudit):
     """The row-by-row path (``record``): a wrap called beyond memory, a register write called a foreign tail."""
 
-    def record(self, **kw: Any) -> int:
+    def record(self, entry: AuditRecord) -> int:
         lie = {"ADDR_WRAP": "ADDR_BEYOND_MEMORY", "REG_NOT_DOORBELL": "REG_NOT_OWNER"}
-        return super().record(**{**kw, "reason": lie.get(kw["reason"], kw["reason"])})
+        return super().record(entry._replace(reason=lie.get(entry.reason, entry.reason)))
+
+    def record_batch(self, batch: RecordRows) -> Any:
+        return [self.record(entry) for entry in batch.records()]
 
 
 @pytest.mark.parametrize(("cls", "says"), [("wrap", "ADDR_BEYOND_MEMORY"), ("register", "REG_NOT_OWNER")])

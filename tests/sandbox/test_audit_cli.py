@@ -17,6 +17,7 @@ import pytest
 from sandbox import cli
 from sandbox.commands.audit import since_ns
 from verifier.audit.log import AuditLog
+from verifier.audit.record import AuditRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 EPOCH_NS = 1_714_564_800_000_000_000  # 2024-05-01T12:00:00Z
@@ -40,16 +41,18 @@ def add(log: AuditLog, i: int) -> int:
     reason = REASONS[0] if name == "mallory" else REASONS[1 + i % 2]
     kind = "rx" if reason == "NOT_DEVICE_WRITABLE" else "tx"
     return log.record(
-        tenant=tenant,
-        tenant_name=name,
-        nic="nic0",
-        queue=tenant - 1,
-        kind=kind,
-        ring_index=i,
-        raw=bytes(range(16)),
-        fields={"addr": 0x1000 * i, "length": 64},
-        reason=reason,
-        detail={"first_bad_byte": 0x1000 * i, "owner": "kernel"},
+        AuditRecord(
+            tenant=tenant,
+            tenant_name=name,
+            nic="nic0",
+            queue=tenant - 1,
+            kind=kind,
+            ring_index=i,
+            raw=bytes(range(16)),
+            fields={"addr": 0x1000 * i, "length": 64},
+            reason=reason,
+            detail={"first_bad_byte": 0x1000 * i, "owner": "kernel"},
+        )
     )
 
 

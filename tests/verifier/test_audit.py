@@ -20,6 +20,7 @@ import pytest
 from ring.descriptors import TX_DESC
 from verifier.audit.log import FIELDS, GENESIS, AuditError, AuditLog, decode_desc, format_wall
 from verifier.audit.read import AuditFormatError, parse_wall, read_records, verify
+from verifier.audit.record import AuditRecord
 
 EPOCH_NS = 1_714_564_800_000_000_000  # 2024-05-01T12:00:00Z
 REASONS = ("ADDR_NOT_PINNED", "LEN_ZERO", "RANGE_WRAPS", "NOT_DEVICE_READABLE")
@@ -50,16 +51,18 @@ def add(log: AuditLog, i: int) -> int:
     """Record the ``i``-th rejection of a small, varied, deterministic stream."""
     raw = tx_raw(i)
     return log.record(
-        tenant=1 + i % 3,
-        tenant_name=("alice", "bob", "mallory")[i % 3],
-        nic="nic0",
-        queue=i % 2,
-        kind="tx",
-        ring_index=i % 512,
-        raw=raw,
-        fields=decode_desc("tx", raw),
-        reason=REASONS[i % len(REASONS)],
-        detail={"first_bad_byte": 0x40_0000 + 0x800 * i, "frame": (0x40_0000 + 0x800 * i) >> 12, "owner": "kernel"},
+        AuditRecord(
+            tenant=1 + i % 3,
+            tenant_name=("alice", "bob", "mallory")[i % 3],
+            nic="nic0",
+            queue=i % 2,
+            kind="tx",
+            ring_index=i % 512,
+            raw=raw,
+            fields=decode_desc("tx", raw),
+            reason=REASONS[i % len(REASONS)],
+            detail={"first_bad_byte": 0x40_0000 + 0x800 * i, "frame": (0x40_0000 + 0x800 * i) >> 12, "owner": "kernel"},
+        )
     )
 
 
@@ -331,10 +334,10 @@ def test_a_flood_without_commit_stays_bounded(tmp_path: Path) -> None:
     with AuditLog(path, "verifier", fsync="batch", clock=clock(), max_pending=cap, rotate_bytes=None) as log:
         most = 0
         for i in range(100_000):
-            log.record(
+            log.record(AuditRecord(
                 tenant=1, tenant_name="mallory", nic="nic0", queue=0, kind="tx", ring_index=i & 511,
                 raw=None, fields=None, reason="ADDR_NOT_PINNED", detail={},
-            )  # fmt: skip
+            ))  # fmt: skip
             most = max(most, log.pending)
         assert cap // 2 < most <= cap  # the buffer is used, and never grows past the cap
         assert log.acknowledged == 100_000 - log.pending - 1
@@ -365,10 +368,10 @@ def test_counters_and_statistics_per_queue(tmp_path: Path) -> None:
     assert log.statistics("nic9", 0) == {}
 
     with AuditLog(tmp_path / "reg.jsonl", "verifier", clock=clock()) as reg:
-        reg.record(
+        reg.record(AuditRecord(
             tenant=3, tenant_name="mallory", nic="nic0", queue=None, kind="register", ring_index=None,
             raw=None, fields=None, reason="REGISTER_NOT_DOORBELL", detail={"register": "TDBAL", "offset": 0x3800},
-        )  # fmt: skip
+        ))  # fmt: skip
         assert reg.statistics("nic0", None) == {"REGISTER_NOT_DOORBELL": 1}
     record = next(read_records([tmp_path / "reg.jsonl"]))
     assert record["queue"] is None and record["desc"] is None and record["desc_hex"] is None
@@ -389,7 +392,7 @@ def test_bad_records_are_refused(tmp_path: Path, change: dict[str, Any], message
     }  # fmt: skip
     with AuditLog(tmp_path / "audit.jsonl", "verifier") as log:
         with pytest.raises(ValueError, match=message):
-            log.record(**{**args, **change})
+            log.record(AuditRecord(**{**args, **change}))
         assert log.next_seq == 0
 
 
@@ -398,12 +401,12 @@ def test_numpy_values_are_stored_as_plain_json(tmp_path: Path) -> None:
     desc["addr"] = 2**63 + 5
     path = tmp_path / "audit.jsonl"
     with AuditLog(path, "verifier", clock=clock()) as log:
-        log.record(
+        log.record(AuditRecord(
             tenant=np.int64(1), tenant_name="alice", nic="nic0", queue=np.uint8(0), kind="tx",  # type: ignore[arg-type]
             ring_index=np.uint32(7),  # type: ignore[arg-type]
             raw=desc.tobytes(), fields={"addr": desc["addr"][0]}, reason="RANGE_WRAPS",
             detail={"ok": np.bool_(False), "end": np.uint64(2**64 - 1)},
-        )  # fmt: skip
+        ))  # fmt: skip
     record = next(read_records([path]))
     assert record["desc"] == {"addr": 2**63 + 5} and record["ring_index"] == 7
     assert record["detail"] == {"ok": False, "end": 2**64 - 1}

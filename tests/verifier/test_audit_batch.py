@@ -21,8 +21,9 @@ from ring.descriptors import RX_DESC
 from tests.verifier.test_audit import clock
 from tests.verifier.test_lazy_records import fault_batch, tx_batch
 from verifier.audit.lines import record_tails
-from verifier.audit.log import AuditError, AuditLog, encode, rotated_siblings
+from verifier.audit.log import AuditError, AuditLog, rotated_siblings
 from verifier.audit.read import read_records, verify
+from verifier.audit.record import AuditRecord
 from verifier.audit.rejection_batch import RecordRows, RejectionBatch
 from verifier.audit.rejections import record_rows
 
@@ -40,10 +41,11 @@ def write(path: Path, batched: bool, items: list[RecordRows], **kw: Any) -> Audi
             if batched:
                 assert list(record_rows(log, rows)) == list(range(log.next_seq - len(rows), log.next_seq))
             else:
-                for row in rows.arguments():
-                    log.record(**row)
-            log.record(tenant=1, tenant_name="bob", nic="nic1", queue=None, kind="register", ring_index=None,
-                       raw=None, fields=None, reason="REG_NOT_DOORBELL", detail={"rule": "x"})  # fmt: skip
+                for row in rows.records():
+                    log.record(row)
+            log.record(AuditRecord(tenant=1, tenant_name="bob", nic="nic1", queue=None, kind="register",
+                                   ring_index=None, raw=None, fields=None, reason="REG_NOT_DOORBELL",
+                                   detail={"rule": "x"}))  # fmt: skip
             log.commit()
     return log
 
@@ -105,8 +107,8 @@ def test_a_write_error_part_way_counts_the_records_chained(tmp_path: Path, batch
         if batched:
             record_rows(log, tx_batch(20))
         else:
-            for row in tx_batch(20).arguments():
-                log.record(**row)
+            for row in tx_batch(20).records():
+                log.record(row)
     assert log.next_seq == 7 and sum(log.counters.values()) == 7
     log.close()
 
@@ -161,7 +163,7 @@ def test_the_template_lines_are_the_bytes_of_record(tmp_path: Path, shape: str, 
     The clock steps 0.3 s a record so walls cross seconds inside a batch.
     """
     batch, templated = SHAPES[shape]
-    assert (record_tails(batch, encode) is not None) == templated
+    assert (record_tails(batch) is not None) == templated
     logs = []
     for name, batched in (("rows", False), ("batch", True)):
         path = tmp_path / name
@@ -170,8 +172,8 @@ def test_the_template_lines_are_the_bytes_of_record(tmp_path: Path, shape: str, 
                 if batched:
                     assert log.record_batch(batch) == range(log.next_seq - len(batch), log.next_seq)
                 else:
-                    for row in batch.arguments():
-                        log.record(**row)
+                    for row in batch.records():
+                        log.record(row)
                 log.commit()
         logs.append(log)
     assert (tmp_path / "rows").read_bytes() == (tmp_path / "batch").read_bytes()

@@ -25,17 +25,18 @@ from verifier.audit.lazy_records import LazyRecords, RecordSpan
 from verifier.audit.log import AuditLog
 from verifier.audit.memory import MemoryAudit
 from verifier.audit.read import read_records, verify
-from verifier.audit.rejection_batch import IommuFaultBatch, RejectionBatch
+from verifier.audit.record import AuditRecord
+from verifier.audit.rejection_batch import IommuFaultBatch, RecordRows, RejectionBatch
 from verifier.audit.rejections import record_rows
 from verifier.rules import reasons as R
 from verifier.rules.checks import NO_OWNER, OWNER_SELF_UNPINNED
 
 
 class EagerAudit(MemoryAudit):
-    """A MemoryAudit that takes every batch row by row (it overrides ``record``): the reference."""
+    """A MemoryAudit that takes every batch row by row: the reference."""
 
-    def record(self, **kw: Any) -> int:
-        return super().record(**kw)
+    def record_batch(self, batch: RecordRows) -> Any:
+        return [self.record(entry) for entry in batch.records()]
 
 
 def tx_batch(n: int = 6, seed: int = 1, extra: dict[str, Any] | None = None) -> RejectionBatch:
@@ -71,8 +72,8 @@ def fault_batch(n: int = 4, write: bool = True) -> IommuFaultBatch:
 def both(*batches: Any) -> tuple[MemoryAudit, EagerAudit]:
     lazy, eager = MemoryAudit(), EagerAudit()
     for sink in (lazy, eager):
-        sink.record(tenant=1, tenant_name="bob", nic="nic1", queue=None, kind="register", ring_index=None,
-                    raw=None, fields=None, reason="REG_NOT_DOORBELL", detail={"rule": "x"})  # fmt: skip
+        sink.record(AuditRecord(tenant=1, tenant_name="bob", nic="nic1", queue=None, kind="register", ring_index=None,
+                    raw=None, fields=None, reason="REG_NOT_DOORBELL", detail={"rule": "x"}))  # fmt: skip
         for b in batches:
             assert list(record_rows(sink, b)) == list(range(sink.seq - len(b), sink.seq))
     return lazy, eager
@@ -119,8 +120,8 @@ def test_the_file_log_gets_the_same_records(tmp_path: Path) -> None:
     lazy, _ = both(tx_batch(), fault_batch())
     path = tmp_path / "audit.jsonl"
     with AuditLog(path, "verifier", fsync="never") as log:
-        log.record(tenant=1, tenant_name="bob", nic="nic1", queue=None, kind="register", ring_index=None,
-                   raw=None, fields=None, reason="REG_NOT_DOORBELL", detail={"rule": "x"})  # fmt: skip
+        log.record(AuditRecord(tenant=1, tenant_name="bob", nic="nic1", queue=None, kind="register", ring_index=None,
+                   raw=None, fields=None, reason="REG_NOT_DOORBELL", detail={"rule": "x"}))  # fmt: skip
         assert list(record_rows(log, tx_batch())) == list(range(1, 7))
         assert list(record_rows(log, fault_batch())) == list(range(7, 11))
         assert log.counters == dict(lazy.counters)
@@ -145,7 +146,7 @@ def test_bounded_like_a_deque(keep: int) -> None:
             kw: dict[str, Any] = {"tenant": 0, "tenant_name": "a", "nic": "nic0", "queue": 0, "kind": "tx",
                                   "ring_index": step, "raw": None, "fields": None, "reason": "LEN_ZERO",
                                   "detail": {}}  # fmt: skip
-            lazy.record(**kw), eager.record(**kw)
+            lazy.record(AuditRecord(**kw)), eager.record(AuditRecord(**kw))
             ref.append(eager.records[-1])
         elif roll < 0.9 and ref:
             assert lazy.records.pop() == ref.pop()

@@ -22,24 +22,25 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from verifier.audit.record import AuditRecord
 from verifier.audit.rejection_batch import RecordRows
 
 
-def as_record(seq: int, row: Mapping[str, Any]) -> dict[str, Any]:
-    """The in-memory record of one ``AuditSink.record`` call (``row``: its keyword arguments)."""
-    raw = row["raw"]
+def as_record(seq: int, entry: AuditRecord) -> dict[str, Any]:
+    """The in-memory record of ``entry``, numbered ``seq``: the keys of a log line that say what was refused."""
+    raw = entry.raw
     return {
         "seq": seq,
-        "tenant": row["tenant"],
-        "tenant_name": row["tenant_name"],
-        "nic": row["nic"],
-        "queue": row["queue"],
-        "kind": row["kind"],
-        "ring_index": row["ring_index"],
+        "tenant": entry.tenant,
+        "tenant_name": entry.tenant_name,
+        "nic": entry.nic,
+        "queue": entry.queue,
+        "kind": entry.kind,
+        "ring_index": entry.ring_index,
         "desc_hex": raw.hex() if raw is not None else None,
-        "desc": row["fields"],
-        "reason": row["reason"],
-        "detail": row["detail"],
+        "desc": entry.fields,
+        "reason": entry.reason,
+        "detail": entry.detail,
     }
 
 
@@ -88,8 +89,8 @@ class _Chunk:
 
     def records(self, lo: int, hi: int) -> Iterator[dict[str, Any]]:
         """Records of rows ``lo..hi-1``, built now."""
-        for i, row in enumerate(self.rows.arguments(lo, hi), start=lo):
-            yield as_record(self.seq + i, row)
+        for i, entry in enumerate(self.rows.records(lo, hi), start=lo):
+            yield as_record(self.seq + i, entry)
 
     def span(self, lo: int) -> RecordSpan:
         """Rows ``lo..hi-1`` as columns."""

@@ -1,4 +1,15 @@
-"""A batch's audit record bodies formatted from per-batch templates: the bytes of ``encode``, no dict per record.
+"""The audit log's one encoder: a record's canonical JSON, one record at a time or a batch from templates.
+
+``encode`` is the canonical JSON of the log (verifier/audit/log.py:
+fixed key order, compact, ASCII).  A record's *tail* -- its body from
+``,"tenant":`` to the end of ``detail``, the part that says what was
+refused -- comes from here in one of two ways: ``record_tail`` encodes one
+``AuditRecord`` (every record the log writes one by one), and
+``record_tails`` formats a whole batch from templates.  The log puts the
+same envelope (``v``, ``seq``, the clock, ``protection``, ``prev``,
+``hash``) around either, so the two ways differ only in the tail, and the
+templates build every piece of it from ``encode`` and from the same
+pieces ``record_tail`` uses (``_where``).
 
 Under attack the audit log writes hundreds of refusals per doorbell, and
 building a record dict per row and JSON-encoding the batch costs about
@@ -7,12 +18,12 @@ batch most of a record is constant (tenant, NIC, queue, kind, the rule text
 of each reason) and the rest is integers and hex strings, so each body is
 put together from parts encoded once per batch -- every string that could
 need JSON escaping (names, rules, owner labels, the shared ``extra``
-detail) goes through the log's own ``encode`` -- and numbers formatted
-directly (Python's ``int`` formats as JSON's integers do).  The result must
-be byte for byte what ``encode`` gives for the record dict
-``RejectionBatch.arguments``/``IommuFaultBatch.arguments`` would build
-(tests/verifier/test_audit_batch.py compares whole files); a batch of any
-other shape gets ``None`` and takes the dict path.
+detail) goes through ``encode`` -- and numbers formatted directly
+(Python's ``int`` formats as JSON's integers do).  The result must be byte
+for byte ``record_tail`` of each of ``RejectionBatch.records`` /
+``IommuFaultBatch.records`` (tests/verifier/test_audit_batch.py compares
+whole files); a batch of any other shape gets ``None`` and takes
+``record_tail`` row by row.
 
 The same idea as the kernel's audit subsystem formatting ``type=`` records
 with ``audit_log_format`` straight into a buffer rather than building a
@@ -21,49 +32,79 @@ structure first (kernel/audit.c).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
 from typing import Any
 
 import numpy as np
 
 from ring.descriptors import DESC_SIZE
 from ring.memory import PAGE_SHIFT
+from verifier.audit.record import AuditRecord
 from verifier.audit.rejection_batch import IommuFaultBatch, RecordRows, RejectionBatch
 from verifier.rules import reasons as R
 from verifier.rules.checks import NO_OWNER, owner_label
 
-#: The canonical JSON of a dict, as ``verifier.audit.log.encode`` writes it (passed in: audit imports this module).
-Encoder = Callable[[dict[str, Any]], bytes]
+
+def _json_default(value: object) -> object:
+    """Make numpy scalars and bytes JSON-able (descriptor fields come from numpy dtypes)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    raise TypeError(f"audit record values must be JSON data, got {type(value).__name__}")
+
+
+def encode(record: dict[str, Any] | list[dict[str, Any]]) -> bytes:
+    """The canonical JSON of ``record`` (no newline): fixed key order as given, compact, ASCII.
+
+    A list of records encodes as ``[`` + the records' encodings joined by ``,`` + ``]``.
+    """
+    text = json.dumps(
+        record, separators=(",", ":"), sort_keys=False, ensure_ascii=True, allow_nan=False, default=_json_default
+    )
+    return text.encode("ascii")
+
 
 _RULES: dict[int, str] = {r.code: r.rule for r in R.all_reasons()}
-#: Detail keys ``RejectionBatch.arguments`` sets per row: an ``extra`` naming one would replace it in place.
+#: Detail keys ``RejectionBatch.records`` sets per row: an ``extra`` naming one would replace it in place.
 _ROW_DETAIL_KEYS = frozenset({"rule", "first_bad_byte", "frame", "owner"})
 
 
-def _inner(encode: Encoder, part: dict[str, Any]) -> str:
+def _inner(part: dict[str, Any]) -> str:
     """``"k":v,...`` of ``part``: its canonical JSON without the braces."""
     return encode(part).decode("ascii")[1:-1]
 
 
-def _where(encode: Encoder, rows: RecordRows, tenant: Any, tenant_name: Any, kind: str) -> str:
-    """``,"tenant":..,"kind":..`` of every row, as ``AuditLog.record`` converts the values."""
-    queue = rows.queue
+def _where(tenant: Any, tenant_name: Any, nic: str | None, queue: Any, kind: str) -> str:
+    """``,"tenant":..,"kind":..``: where a record comes from, the values converted as the log writes them."""
     return "," + _inner(
-        encode,
         {
             "tenant": int(tenant),
             "tenant_name": str(tenant_name),
-            "nic": rows.nic,
+            "nic": nic,
             "queue": None if queue is None else int(queue),
             "kind": kind,
-        },
+        }
     )
 
 
-def _reason_heads(encode: Encoder, rows: RecordRows) -> dict[int, str]:
+def record_tail(entry: AuditRecord) -> str:
+    """One record's body from ``,"tenant":`` to the end of ``detail``."""
+    raw, ring_index = entry.raw, entry.ring_index
+    what = {
+        "ring_index": None if ring_index is None else int(ring_index),
+        "desc_hex": None if raw is None else bytes(raw).hex(),
+        "desc": entry.fields,
+        "reason": entry.reason,
+        "detail": entry.detail,
+    }
+    return _where(entry.tenant, entry.tenant_name, entry.nic, entry.queue, entry.kind) + "," + _inner(what)
+
+
+def _reason_heads(rows: RecordRows) -> dict[int, str]:
     """Reason code -> ``"reason":..,"detail":{"rule":..`` (detail left open) for every code in the batch."""
     codes = np.flatnonzero(np.bincount(rows.reason, minlength=1)).tolist()
-    return {code: _inner(encode, {"reason": rows.names[code], "detail": {"rule": _RULES[code]}})[:-1] for code in codes}
+    return {code: _inner({"reason": rows.names[code], "detail": {"rule": _RULES[code]}})[:-1] for code in codes}
 
 
 def _int_columns(*columns: np.ndarray[Any, Any]) -> bool:
@@ -71,16 +112,16 @@ def _int_columns(*columns: np.ndarray[Any, Any]) -> bool:
     return all(c.ndim == 1 and c.dtype.kind in "ui" for c in columns)
 
 
-def record_tails(rows: RecordRows, encode: Encoder) -> list[str] | None:
-    """Each row's record body from ``,"tenant":`` to the end of ``detail`` (None: a shape not covered here)."""
+def record_tails(rows: RecordRows) -> list[str] | None:
+    """Each row's ``record_tail``, from templates (None: a shape not covered here; take ``record_tail`` per row)."""
     if type(rows) is RejectionBatch:
-        return _rejection_tails(rows, encode)
+        return _rejection_tails(rows)
     if type(rows) is IommuFaultBatch:
-        return _fault_tails(rows, encode)
+        return _fault_tails(rows)
     return None
 
 
-def _rejection_tails(rows: RejectionBatch, encode: Encoder) -> list[str] | None:
+def _rejection_tails(rows: RejectionBatch) -> list[str] | None:
     descs = rows.descs
     dtype = descs.dtype
     names = dtype.names
@@ -96,10 +137,10 @@ def _rejection_tails(rows: RejectionBatch, encode: Encoder) -> list[str] | None:
     if extra:
         if _ROW_DETAIL_KEYS.intersection(extra):
             return None  # ``detail.update(extra)`` would overwrite a row's key in its place
-        extra_part = "," + _inner(encode, dict(extra))
-    where = _where(encode, rows, rows.tenant, rows.tenant_name, rows.kind) + ',"ring_index":'
-    desc_fmt = "{" + ",".join(_inner(encode, {name: 0})[:-1].replace("%", "%%") + "%d" for name in names) + "}"
-    heads = _reason_heads(encode, rows)
+        extra_part = "," + _inner(dict(extra))
+    where = _where(rows.tenant, rows.tenant_name, rows.nic, rows.queue, rows.kind) + ',"ring_index":'
+    desc_fmt = "{" + ",".join(_inner({name: 0})[:-1].replace("%", "%%") + "%d" for name in names) + "}"
+    heads = _reason_heads(rows)
     tenant = rows.tenant
     owners: dict[int, str] = {}
     hexes = descs.tobytes().hex()
@@ -116,28 +157,28 @@ def _rejection_tails(rows: RejectionBatch, encode: Encoder) -> list[str] | None:
         )
     ):
         detail_part = heads[code]
-        if bad != -1:  # as RejectionBatch.arguments: a byte at or above 2**63 reads negative in int64
+        if bad != -1:  # as RejectionBatch.records: a byte at or above 2**63 reads negative in int64
             bad %= 1 << 64
             detail_part += f',"first_bad_byte":"{bad:#x}","frame":{bad >> PAGE_SHIFT}'
         if owner != NO_OWNER:
             label = owners.get(owner)
             if label is None:
-                label = owners[owner] = "," + _inner(encode, {"owner": owner_label(owner, tenant)})
+                label = owners[owner] = "," + _inner({"owner": owner_label(owner, tenant)})
             detail_part += label
         hexed = hexes[j * step : (j + 1) * step]
         tails.append(f'{where}{slot},"desc_hex":"{hexed}","desc":{desc_fmt % values},{detail_part}{extra_part}}}')
     return tails
 
 
-def _fault_tails(rows: IommuFaultBatch, encode: Encoder) -> list[str] | None:
+def _fault_tails(rows: IommuFaultBatch) -> list[str] | None:
     if not _int_columns(rows.iova, rows.length, rows.reason):
         return None
-    middle = _where(encode, rows, rows.tenant, rows.tenant_name, "iommu")
-    middle += "," + _inner(encode, {"ring_index": None, "desc_hex": None, "desc": None}) + ","
+    middle = _where(rows.tenant, rows.tenant_name, rows.nic, rows.queue, "iommu")
+    middle += "," + _inner({"ring_index": None, "desc_hex": None, "desc": None}) + ","
     access = "write" if rows.write else "read"
-    vtd = "0x05" if rows.write else "0x06"  # as IommuFaultBatch.arguments
-    end = "," + _inner(encode, {"access": access, "vtd_fault_reason": vtd}) + "}"
-    heads = _reason_heads(encode, rows)
+    vtd = "0x05" if rows.write else "0x06"  # as IommuFaultBatch.records
+    end = "," + _inner({"access": access, "vtd_fault_reason": vtd}) + "}"
+    heads = _reason_heads(rows)
     return [
         f'{middle}{heads[code]},"iova":"{addr:#x}","length":{length}{end}'
         for addr, length, code in zip(rows.iova.tolist(), rows.length.tolist(), rows.reason.tolist(), strict=True)

@@ -74,8 +74,7 @@ import os
 import re
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -83,11 +82,15 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 
 from ring.descriptors import DESC_SIZE, RX_DESC, TX_DESC
-from verifier.audit.lines import record_tails
+from verifier.audit.lazy_records import RecordSpan
+from verifier.audit.lines import encode, record_tail, record_tails
+from verifier.audit.record import AuditCounters, AuditRecord, CounterKey
 from verifier.audit.rejection_batch import reason_counts
 
 if TYPE_CHECKING:
     from verifier.audit.rejection_batch import RecordRows
+
+__all__ = ["AuditError", "AuditLog", "encode"]
 
 SCHEMA_VERSION = 1
 #: ``prev`` of the very first record of a log.
@@ -120,44 +123,10 @@ REASON_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 MAGIC = b'{"v":'
 
 Clock = Callable[[], tuple[int, int]]
-CounterKey = tuple[str | None, int | None, str]
 
 
 class AuditError(Exception):
     """The audit log cannot be written or read as asked (torn, altered, closed)."""
-
-
-def _json_default(value: object) -> object:
-    """Make numpy scalars and bytes JSON-able (descriptor fields come from numpy dtypes)."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    raise TypeError(f"audit record values must be JSON data, got {type(value).__name__}")
-
-
-def encode(record: dict[str, Any] | list[dict[str, Any]]) -> bytes:
-    """The canonical JSON of ``record`` (no newline): fixed key order as given, compact, ASCII.
-
-    A list of records encodes as ``[`` + the records' encodings joined by ``,`` + ``]``.
-    """
-    text = json.dumps(
-        record, separators=(",", ":"), sort_keys=False, ensure_ascii=True, allow_nan=False, default=_json_default
-    )
-    return text.encode("ascii")
-
-
-#: ``prev`` while a batch is encoded (``AuditLog.record_batch``): 64 characters no hash can be.
-_PREV_SLOT = "~" * 64
-_PREV_TAIL = b',"prev":"' + _PREV_SLOT.encode("ascii") + b'"}'
-
-
-def _split_bodies(encoded: bytes, n: int) -> list[bytes] | None:
-    """The ``n`` record bodies of an encoded list, each without its ``,"prev":...}`` tail (None: not exactly n)."""
-    parts = encoded[1:-1].split(_PREV_TAIL)
-    if len(parts) != n + 1 or parts[-1]:
-        return None
-    return [parts[0], *(p[1:] for p in parts[1:-1])]  # each later part starts with the list's ","
 
 
 def chain_hash(prev: str, body: bytes) -> str:
@@ -287,8 +256,7 @@ class AuditLog:
         self._clock: Clock = clock or system_clock
         self._lock = threading.Lock()
         self._pending: list[bytes] = []
-        self._counts: Counter[CounterKey] = Counter()
-        self._kind_counts: Counter[tuple[str | None, str, int | None, str]] = Counter()
+        self._counts = AuditCounters()
         self._failed: BaseException | None = None
         self._closed = False
 
@@ -342,21 +310,9 @@ class AuditLog:
         return record
 
     # -- recording ----------------------------------------------------------------
-    def record(
-        self,
-        *,
-        tenant: int,
-        tenant_name: str,
-        nic: str | None,
-        queue: int | None,
-        kind: str,
-        ring_index: int | None,
-        raw: bytes | None,
-        fields: dict[str, Any] | None,
-        reason: str,
-        detail: dict[str, Any],
-    ) -> int:
+    def record(self, entry: AuditRecord) -> int:
         """Append one record and return its ``seq``.  Acknowledged per the ``fsync`` policy."""
+        kind, reason, raw = entry.kind, entry.reason, entry.raw
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
         if not REASON_RE.match(reason):
@@ -365,56 +321,22 @@ class AuditLog:
             raise ValueError(f"raw descriptor must be {DESC_SIZE} bytes, got {len(raw)}")
         with self._lock:
             self._check_open()
-            wall_ns, mono_ns = self._clock()
-            seq = self._seq
-            body = encode(
-                {
-                    "v": SCHEMA_VERSION,
-                    "seq": seq,
-                    "wall": format_wall(wall_ns),
-                    "mono_ns": int(mono_ns),
-                    "tenant": int(tenant),
-                    "tenant_name": str(tenant_name),
-                    "nic": nic,
-                    "queue": None if queue is None else int(queue),
-                    "kind": kind,
-                    "ring_index": None if ring_index is None else int(ring_index),
-                    "desc_hex": None if raw is None else bytes(raw).hex(),
-                    "desc": fields,
-                    "reason": reason,
-                    "detail": detail,
-                    "protection": self.protection,
-                    "prev": self._prev,
-                }
-            )
-            digest = chain_hash(self._prev, body)
-            self._pending.append(body[:-1] + b',"hash":"' + digest.encode("ascii") + b'"}\n')
-            self._seq = seq + 1
-            self._prev = digest
-            self._counts[(nic, None if queue is None else int(queue), reason)] += 1
-            self._kind_counts[(nic, kind, None if queue is None else int(queue), reason)] += 1
-            if self.fsync == "always" or len(self._pending) >= self.max_pending:
-                self._flush()
-            return seq
+            queue = None if entry.queue is None else int(entry.queue)
+            return self._chain([record_tail(entry)], entry.nic, kind, queue, lambda _: {reason: 1}).start
 
-    def record_batch(self, rows: RecordRows) -> list[int] | range:
+    def record_batch(self, rows: RecordRows) -> range:
         """Append one record per row of ``rows`` (a doorbell's rejections, a DMA batch's faults); their seqs.
 
         The same bytes as one ``record()`` call per row -- same clock calls,
-        same chain, one hash per record -- without a record dict per row: the
-        known batch shapes (``RejectionBatch``, ``IommuFaultBatch``) are
-        formatted from per-batch templates (``verifier/audit/lines.py``); any
-        other shape is encoded in one ``json.dumps`` call.  Every record body
-        ends with its ``prev`` (the last key before ``hash``), so bodies are
-        built up to there and each record's real ``prev`` is put in as the
-        chain reaches it.  ``fsync "always"`` (a flush per record) takes the
-        rows one by one.
+        same chain, one hash per record, the same envelope around each
+        record's tail -- without a record per row: the known batch shapes
+        (``RejectionBatch``, ``IommuFaultBatch``) are formatted from
+        per-batch templates (``verifier/audit/lines.py``); any other shape
+        takes ``record_tail`` row by row.
         """
         n = len(rows)
         if n == 0:
-            return []
-        if self.fsync == "always":
-            return [self.record(**row) for row in rows.arguments()]
+            return range(self._seq, self._seq)
         if rows.kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {rows.kind!r}")
         counts = reason_counts(rows)
@@ -423,33 +345,59 @@ class AuditLog:
                 raise ValueError(f"reason must be a stable code like ADDR_NOT_PINNED, got {reason!r}")
         with self._lock:
             self._check_open()
-            first = self._seq
-            tails = record_tails(rows, encode)
-            bodies = self._dict_bodies(rows, first) if tails is None else self._template_bodies(tails, first)
-            prev = self._prev.encode("ascii")  # the chain kept as bytes here: ``chain_hash`` inlined
-            sha256 = hashlib.sha256
-            seq = first
-            try:
-                for head in bodies:
-                    body = head + b',"prev":"' + prev + b'"}'
-                    prev = sha256(prev + body).hexdigest().encode("ascii")
-                    self._pending.append(body[:-1] + b',"hash":"' + prev + b'"}\n')
-                    seq += 1
-                    if len(self._pending) >= self.max_pending:
-                        self._seq, self._prev = seq, prev.decode("ascii")
-                        self._flush()
-            finally:  # count the records chained, all of them unless an early flush failed (as ``record()`` counts)
-                self._seq, self._prev = seq, prev.decode("ascii")
-                chained = self._seq - first
-                taken = counts if chained == n else reason_counts(rows, chained)
-                nic, kind, queue = rows.nic, rows.kind, rows.queue
-                for reason, count in taken.items():
-                    self._counts[(nic, queue, reason)] += count
-                    self._kind_counts[(nic, kind, queue, reason)] += count
-            return range(first, self._seq)
+            tails = record_tails(rows)
+            if tails is None:
+                entries = list(rows.records())
+                for entry in entries:
+                    if entry.raw is not None and len(entry.raw) != DESC_SIZE:
+                        raise ValueError(f"raw descriptor must be {DESC_SIZE} bytes, got {len(entry.raw)}")
+                tails = [record_tail(entry) for entry in entries]
+            return self._chain(
+                tails,
+                rows.nic,
+                rows.kind,
+                rows.queue,
+                lambda chained: counts if chained == n else reason_counts(rows, chained),
+            )
 
-    def _template_bodies(self, tails: list[str], first: int) -> list[bytes]:
-        """Record bodies (up to ``prev``) from ``audit_lines`` tails: the clock and ``seq`` put in front of each."""
+    def _chain(
+        self,
+        tails: list[str],
+        nic: str | None,
+        kind: str,
+        queue: int | None,
+        counts: Callable[[int], Mapping[str, int]],
+    ) -> range:
+        """Chain one record per tail (under the lock); ``counts(k)``: the reasons of the first ``k``, for the counters.
+
+        Every record body is ``{"v":..,"seq":..,"wall":..,"mono_ns":..`` + its tail +
+        ``,"protection":..`` + ``,"prev":..}``, and its line adds ``hash``: the
+        canonical JSON of the whole record dict, by construction.  If an early
+        flush fails, the records chained so far stay counted (as they are written).
+        """
+        first = self._seq
+        bodies = self._bodies(tails, first)
+        prev = self._prev.encode("ascii")  # the chain kept as bytes here: ``chain_hash`` inlined
+        sha256 = hashlib.sha256
+        each = self.fsync == "always"
+        seq = first
+        try:
+            for head in bodies:
+                body = head + b',"prev":"' + prev + b'"}'
+                prev = sha256(prev + body).hexdigest().encode("ascii")
+                self._pending.append(body[:-1] + b',"hash":"' + prev + b'"}\n')
+                seq += 1
+                if each or len(self._pending) >= self.max_pending:
+                    self._seq, self._prev = seq, prev.decode("ascii")
+                    self._flush()
+        finally:
+            self._seq, self._prev = seq, prev.decode("ascii")
+            if seq > first:
+                self._counts.add(nic, kind, queue, counts(seq - first))
+        return range(first, seq)
+
+    def _bodies(self, tails: Iterable[str], first: int) -> list[bytes]:
+        """Record bodies up to ``prev``: the version, ``seq`` and a clock reading in front of each tail."""
         lead = encode({"v": SCHEMA_VERSION, "seq": 0}).decode("ascii")[:-2]  # '{"v":1,"seq":'
         end = "," + encode({"protection": self.protection}).decode("ascii")[1:-1]
         clock = self._clock
@@ -463,46 +411,6 @@ class AuditLog:
                 prefix = walls[sec] = format_wall(sec * 1_000_000_000)[:-11]
             line = f'{lead}{seq},"wall":"{prefix}.{ns:09d}Z","mono_ns":{int(mono_ns)}{tail}{end}'
             bodies.append(line.encode("ascii"))
-        return bodies
-
-    def _dict_bodies(self, rows: RecordRows, first: int) -> list[bytes]:
-        """Record bodies (up to ``prev``) from one record dict per row, encoded in one call (any row shape)."""
-        n = len(rows)
-        records = []
-        walls: dict[int, str] = {}  # second -> its formatted prefix (strftime once per second)
-        for seq, row in enumerate(rows.arguments(), first):
-            raw = row["raw"]
-            if raw is not None and len(raw) != DESC_SIZE:
-                raise ValueError(f"raw descriptor must be {DESC_SIZE} bytes, got {len(raw)}")
-            wall_ns, mono_ns = self._clock()
-            sec, ns = divmod(wall_ns, 1_000_000_000)
-            prefix = walls.get(sec)
-            if prefix is None:
-                prefix = walls[sec] = format_wall(sec * 1_000_000_000)[:-11]
-            queue, ring_index = row["queue"], row["ring_index"]
-            records.append(
-                {
-                    "v": SCHEMA_VERSION,
-                    "seq": seq,
-                    "wall": f"{prefix}.{ns:09d}Z",
-                    "mono_ns": int(mono_ns),
-                    "tenant": int(row["tenant"]),
-                    "tenant_name": str(row["tenant_name"]),
-                    "nic": row["nic"],
-                    "queue": None if queue is None else int(queue),
-                    "kind": row["kind"],
-                    "ring_index": None if ring_index is None else int(ring_index),
-                    "desc_hex": None if raw is None else bytes(raw).hex(),
-                    "desc": row["fields"],
-                    "reason": row["reason"],
-                    "detail": row["detail"],
-                    "protection": self.protection,
-                    "prev": _PREV_SLOT,
-                }
-            )
-        bodies = _split_bodies(encode(records), n)
-        if bodies is None:  # a value held the placeholder's bytes: encode record by record
-            bodies = [encode(r)[: -len(_PREV_TAIL)] for r in records]
         return bodies
 
     def commit(self) -> None:
@@ -536,7 +444,7 @@ class AuditLog:
     def counters(self) -> dict[CounterKey, int]:
         """Records written by this writer since it opened, keyed by ``(nic, queue, reason)``."""
         with self._lock:
-            return dict(self._counts)
+            return dict(self._counts.by_queue)
 
     def statistics(self, nic: str | None, queue: int | None, kind: str | None = None) -> dict[str, int]:
         """Per-reason counts of one queue, as ``XDP_STATISTICS`` reports per socket (sorted by reason).
@@ -545,15 +453,16 @@ class AuditLog:
         as XDP_STATISTICS separates ``tx_invalid_descs`` from ``rx_invalid_descs``.
         """
         with self._lock:
-            if kind is None:
-                items = [(r, n) for (c_nic, c_queue, r), n in self._counts.items() if (c_nic, c_queue) == (nic, queue)]
-            else:
-                items = [
-                    (r, n)
-                    for (c_nic, c_kind, c_queue, r), n in self._kind_counts.items()
-                    if (c_nic, c_kind, c_queue) == (nic, kind, queue)
-                ]
-            return dict(sorted(items))
+            return self._counts.statistics(nic, queue, kind)
+
+    @property
+    def capacity(self) -> int:
+        """Records held in memory for ``since``: none, they are in the file (``verifier/audit/read.py`` reads it)."""
+        return 0
+
+    def since(self, seq: int) -> list[dict[str, Any] | RecordSpan]:
+        """Held records from ``seq`` on: none (``capacity`` 0)."""
+        return []
 
     @property
     def pending(self) -> int:

@@ -7,9 +7,9 @@ Building a record dict per row at doorbell time costs microseconds each, so
 a sink takes the whole batch (``record_batch``): ``MemoryAudit`` keeps these
 columns and turns a row into a record only when someone reads it;
 ``AuditLog`` encodes the rows' JSON in one call and still hashes each record.
-A sink without ``record_batch`` gets the rows as ``record()`` arguments
-(``arguments``), one call each.  Every way gives identical records
-(invariant 6: one record per rejected descriptor, one per IOMMU fault).
+A batch yields its rows as ``AuditRecord`` values (``records``): the records
+a sink would take one ``record()`` call at a time.  Every way gives identical
+records (invariant 6: one record per rejected descriptor, one per IOMMU fault).
 
 Real kernels validate descriptors in batches too (AF_XDP's
 ``xskq_cons_read_desc_batch`` in net/xdp/xsk_queue.h) but keep only a
@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ring.memory import PAGE_SHIFT
+from verifier.audit.record import AuditRecord
 from verifier.rules import reasons as R
 from verifier.rules.checks import NO_OWNER, owner_label
 
@@ -56,8 +57,8 @@ class RecordRows(Protocol):
 
     def __len__(self) -> int: ...
 
-    def arguments(self, lo: int = 0, hi: int | None = None) -> Iterator[dict[str, Any]]:
-        """Keyword arguments of ``AuditSink.record`` for rows ``lo..hi-1``, in order."""
+    def records(self, lo: int = 0, hi: int | None = None) -> Iterator[AuditRecord]:
+        """The records of rows ``lo..hi-1``, in order: what one ``AuditSink.record`` call per row would take."""
         ...
 
 
@@ -91,8 +92,8 @@ class RejectionBatch:
     def __len__(self) -> int:
         return int(self.reason.size)
 
-    def arguments(self, lo: int = 0, hi: int | None = None) -> Iterator[dict[str, Any]]:
-        """Keyword arguments of ``AuditSink.record`` for rows ``lo..hi-1``, in order.
+    def records(self, lo: int = 0, hi: int | None = None) -> Iterator[AuditRecord]:
+        """The records of rows ``lo..hi-1``, in order.
 
         The rows are turned into Python values once (``tolist``), not field by
         field: numpy scalar access per field would cost more than the record.
@@ -122,18 +123,18 @@ class RejectionBatch:
                 detail["owner"] = owner_label(owner, tenant)
             if extra:
                 detail.update(extra)
-            yield {
-                "tenant": tenant,
-                "tenant_name": self.tenant_name,
-                "nic": self.nic,
-                "queue": self.queue,
-                "kind": self.kind,
-                "ring_index": slot,
-                "raw": raws[j].tobytes(),
-                "fields": dict(zip(names, rows[j], strict=True)),
-                "reason": self.names[code],
-                "detail": detail,
-            }
+            yield AuditRecord(
+                tenant,
+                self.tenant_name,
+                self.nic,
+                self.queue,
+                self.kind,
+                slot,
+                raws[j].tobytes(),
+                dict(zip(names, rows[j], strict=True)),
+                self.names[code],
+                detail,
+            )
 
 
 @dataclass(frozen=True, eq=False)
@@ -159,29 +160,15 @@ class IommuFaultBatch:
     def __len__(self) -> int:
         return int(self.reason.size)
 
-    def arguments(self, lo: int = 0, hi: int | None = None) -> Iterator[dict[str, Any]]:
-        """Keyword arguments of ``AuditSink.record`` for rows ``lo..hi-1``, in order."""
+    def records(self, lo: int = 0, hi: int | None = None) -> Iterator[AuditRecord]:
+        """The records of rows ``lo..hi-1``, in order."""
         part = slice(lo, len(self) if hi is None else hi)
         access = "write" if self.write else "read"
         vtd = "0x05" if self.write else "0x06"  # VT-d reports the request kind: 0x05 write, 0x06 read
         for addr, length, code in zip(
             self.iova[part].tolist(), self.length[part].tolist(), self.reason[part].tolist(), strict=True
         ):
-            yield {
-                "tenant": self.tenant,
-                "tenant_name": self.tenant_name,
-                "nic": self.nic,
-                "queue": None,
-                "kind": "iommu",
-                "ring_index": None,
-                "raw": None,
-                "fields": None,
-                "reason": self.names[code],
-                "detail": {
-                    "rule": _RULES[code],
-                    "iova": f"{addr:#x}",
-                    "length": length,
-                    "access": access,
-                    "vtd_fault_reason": vtd,
-                },
-            }
+            detail = {"rule": _RULES[code], "iova": f"{addr:#x}", "length": length, "access": access,
+                      "vtd_fault_reason": vtd}  # fmt: skip
+            yield AuditRecord(self.tenant, self.tenant_name, self.nic, None, "iommu", None, None, None,
+                              self.names[code], detail)  # fmt: skip

@@ -2,37 +2,70 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from verifier.audit.lazy_records import RecordSpan
+from verifier.audit.record import AuditRecord, CounterKey
 from verifier.audit.rejection_batch import RecordRows, RejectionBatch
 from verifier.rules import reasons as R
 from verifier.rules.checks import Verdicts
 
 
 class AuditSink(Protocol):
-    """What the kernel needs of the audit log (AuditLog, MemoryAudit; ``record_batch`` optional: ``record_rows``)."""
+    """Everything the kernel and its observers ask of an audit sink (``AuditLog``, ``MemoryAudit``).
 
-    def record(
-        self,
-        *,
-        tenant: int,
-        tenant_name: str,
-        nic: str | None,
-        queue: int | None,
-        kind: str,
-        ring_index: int | None,
-        raw: bytes | None,
-        fields: dict[str, Any] | None,
-        reason: str,
-        detail: dict[str, Any],
-    ) -> int: ...
+    One record per refusal (invariant 6), numbered from 0 in the order
+    taken (``next_seq`` is the next number); counted per queue and reason as
+    ``XDP_STATISTICS`` counts invalid descriptors (``counters``,
+    ``statistics``); the newest ``capacity`` records readable as data
+    (``since``; a file-backed log holds none in memory and names its file,
+    ``path``).  ``commit`` ends a doorbell's batch (group commit), ``close``
+    ends the sink.
+    """
+
+    def record(self, entry: AuditRecord) -> int:
+        """Take one record; its seq."""
+        ...
+
+    def record_batch(self, rows: RecordRows) -> Sequence[int]:
+        """Take one record per row of ``rows``, in order, as one ``record`` call each would; their seqs."""
+        ...
 
     def commit(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    @property
+    def next_seq(self) -> int: ...
+
+    @property
+    def counters(self) -> Mapping[CounterKey, int]:
+        """Records taken since the sink opened, by ``(nic, queue, reason)``."""
+        ...
+
+    def statistics(self, nic: str | None, queue: int | None, kind: str | None = None) -> dict[str, int]:
+        """Per-reason counts of one queue (``kind`` keeps TX queue n and RX queue n apart)."""
+        ...
+
+    @property
+    def capacity(self) -> int | None:
+        """How many of the newest records ``since`` can show (None: all, 0: none)."""
+        ...
+
+    def since(self, seq: int) -> list[dict[str, Any] | RecordSpan]:
+        """The held records from ``seq`` on, oldest first: a dict per single record, a column span per batch."""
+        ...
+
+    @property
+    def path(self) -> Path | None:
+        """The file the records are in (None: memory only)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -57,11 +90,10 @@ def record_descriptors(
 ) -> Sequence[int]:
     """One record per descriptor selected by ``mask``; returns their sequence numbers.
 
-    The selected rows are copied into one ``RejectionBatch``.  A sink with
-    ``record_batch`` takes the whole batch at once (``MemoryAudit`` keeps it
-    as columns and builds record dicts only when they are read; ``AuditLog``
-    encodes it in one call, one hash per record); any other sink gets one
-    ``record()`` call per row.
+    The selected rows are copied into one ``RejectionBatch``, and the sink
+    takes the whole batch at once (``MemoryAudit`` keeps it as columns and
+    builds record dicts only when they are read; ``AuditLog`` formats it from
+    templates, one hash per record).
     """
     picked = np.flatnonzero(mask)
     if picked.size == 0:
@@ -83,12 +115,8 @@ def record_descriptors(
 
 
 def record_rows(audit: AuditSink, rows: RecordRows) -> Sequence[int]:
-    """Hand a batch of refusals to ``audit``: whole (``record_batch``) if it can take one, else row by row."""
-    take = getattr(audit, "record_batch", None)
-    if take is not None:
-        seqs: Sequence[int] = take(rows)
-        return seqs
-    return [audit.record(**row) for row in rows.arguments()]
+    """Hand a batch of refusals to ``audit`` whole; their seqs."""
+    return audit.record_batch(rows)
 
 
 def record_event(
@@ -101,14 +129,16 @@ def record_event(
 ) -> int:
     """A rejection that is not about one descriptor: a ring index, a register write, an unpin."""
     return audit.record(
-        tenant=origin.tenant,
-        tenant_name=origin.tenant_name,
-        nic=origin.nic or None,
-        queue=origin.queue if origin.queue >= 0 else None,
-        kind=kind,
-        ring_index=ring_index,
-        raw=None,
-        fields=None,
-        reason=R.name(reason),
-        detail={"rule": R.BY_CODE[reason].rule, **detail},
+        AuditRecord(
+            tenant=origin.tenant,
+            tenant_name=origin.tenant_name,
+            nic=origin.nic or None,
+            queue=origin.queue if origin.queue >= 0 else None,
+            kind=kind,
+            ring_index=ring_index,
+            raw=None,
+            fields=None,
+            reason=R.name(reason),
+            detail={"rule": R.BY_CODE[reason].rule, **detail},
+        )
     )

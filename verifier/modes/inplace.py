@@ -19,6 +19,7 @@ in tenant memory too, so they are as racy as everything else in this mode.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -32,8 +33,13 @@ from ring.descriptors import (
     TXD_STAT_DD,
     TXD_STAT_REFUSED,
 )
+from ring.memory import PAGE_SIZE
 from verifier.audit.rejections import record_descriptors
+from verifier.modes.base import QueueHandler, QueueRequest
+from verifier.modes.protection import Protection
 from verifier.modes.shadow import frame_runs
+from verifier.modes.trapping import TrappingMode
+from verifier.nic_control import program_ring
 from verifier.queue_state import QueueState
 from verifier.rules.checks import check_rx, check_tx
 
@@ -140,3 +146,17 @@ class InPlaceQueue:
             self.head = device_head
             st.mark_done(idx)
             st.pins.settle()
+
+
+class InPlaceMode(TrappingMode):
+    """Mode ``unsafe-inplace``: the device ring is the user ring, checked where it lies."""
+
+    protection: ClassVar[Protection] = Protection.UNSAFE_INPLACE
+
+    def open_queue(self, request: QueueRequest) -> QueueHandler | None:
+        r = request
+        program_ring(r.nic.bus, r.tx, r.index, r.phys, r.size)
+        state = r.state()
+        # neutralised RX descriptors point here: a frame charged to the tenant, not mapped for it
+        sink = r.memory.alloc(PAGE_SIZE, r.tenant)
+        return InPlaceQueue(state, r.tx, sink.phys)

@@ -17,14 +17,19 @@ engine moves one physically contiguous range per access.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
 from ring.memory import PAGE_MASK, PAGE_SHIFT
-from verifier.pins import Access
+from ring.syscalls import DmaRegion
+from verifier.modes.base import ProtectionMode, QueueHandler, QueueRefused, QueueRequest
+from verifier.modes.protection import Protection
+from verifier.nic_control import Nic, program_ring
+from verifier.pins import Access, Pin
 
 U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
@@ -130,3 +135,51 @@ class Iommu:
         if bad.size and self.on_fault is not None:
             self.on_fault(Faults(device, addrs[bad], lengths[bad].astype(np.int64), write, reason[bad] == 2))
         return phys, ok
+
+
+class IommuMode(ProtectionMode):
+    """Mode ``iommu``: one domain per device, owned by the first tenant that opens a queue on it.
+
+    The owner gets the device's whole register window (the BAR passed
+    through, as VFIO hands a device to one process); its pins are mapped
+    into the domain at IOVA = virtual address, before and after it opens
+    its queue; another tenant's accesses do not reach the device.
+    """
+
+    protection: ClassVar[Protection] = Protection.IOMMU
+
+    def __init__(self, on_fault: FaultHandler | None = None) -> None:
+        self.iommu: Iommu = Iommu(on_fault)
+
+    def open_queue(self, request: QueueRequest) -> QueueHandler | None:
+        r, nic = request, request.nic
+        if nic.iommu_owner not in (None, r.tenant):
+            raise QueueRefused(f"iommu mode: {nic.name} is in tenant {nic.iommu_owner}'s domain (one per device)")
+        if nic.iommu_owner is None:
+            nic.iommu_owner = r.tenant
+            for pin in r.pins.pins.values():
+                self.iommu.map(nic.name, pin.vaddr & ~PAGE_MASK, pin.frames, pin.access)
+        ring_frames = np.arange(r.phys >> PAGE_SHIFT, (r.phys + r.ring.size - 1 >> PAGE_SHIFT) + 1, dtype=np.int64)
+        self.iommu.map(nic.name, r.ring.vaddr & ~PAGE_MASK, ring_frames, Access.READ_WRITE)
+        program_ring(nic.bus, r.tx, r.index, r.ring.vaddr, r.size)
+        return None
+
+    def writes_reach_device(self, nic: Nic, tenant: int) -> bool:
+        return nic.iommu_owner == tenant  # the BAR passed through, to the domain's owner only
+
+    def reads_reach_device(self, nic: Nic, tenant: int, offset: int) -> bool:
+        return nic.iommu_owner == tenant
+
+    def dma_region(self, region: DmaRegion) -> DmaRegion:
+        # IOVA = virtual address: descriptors carry the tenant's own pointers
+        return DmaRegion(region.vaddr, region.vaddr, region.size, region.view)
+
+    def pinned(self, nics: Iterable[Nic], tenant: int, iova: int, frames: I64, access: Access) -> None:
+        for nic in nics:
+            if nic.iommu_owner == tenant:
+                self.iommu.map(nic.name, iova, frames, access)
+
+    def unpinned(self, nics: Iterable[Nic], tenant: int, pin: Pin) -> None:
+        for nic in nics:
+            if nic.iommu_owner == tenant:
+                self.iommu.unmap(nic.name, pin.vaddr & ~PAGE_MASK, pin.frames.size)

@@ -13,11 +13,17 @@ When the device finishes shadow descriptors (its head moves; the interrupt
 tells the kernel), the kernel writes DD (TX) or the
 received length and status (RX) into the matching user slots and drops the
 in-flight pin references, which may finish a deferred unpin.
+
+TX and RX run one doorbell and one reap (``ShadowQueue``); a direction
+supplies only what differs: its compiled fast path, how it judges a
+snapshot, how a refusal is marked in the user ring, and how a completion is
+written back.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -32,8 +38,12 @@ from ring.descriptors import (
     TXD_STAT_DD,
     TXD_STAT_REFUSED,
 )
-from ring.memory import PAGE_SHIFT, PAGE_SIZE
+from ring.memory import OWNER_KERNEL, PAGE_SHIFT, PAGE_SIZE
 from verifier.audit.rejections import record_descriptors
+from verifier.modes.base import QueueHandler, QueueRequest
+from verifier.modes.protection import Protection
+from verifier.modes.trapping import TrappingMode
+from verifier.nic_control import program_ring
 from verifier.pins import Access
 from verifier.queue_state import QueueState
 from verifier.rules import fastpath
@@ -53,6 +63,8 @@ def frame_runs(addr: npt.NDArray[np.uint64], length: I64) -> tuple[I64, I64]:
 @dataclass
 class ShadowQueue:
     """The kernel-owned copy of one queue's ring, and the map back to user slots."""
+
+    desc: ClassVar[np.dtype[np.void]]  # the direction's descriptor format
 
     state: QueueState
     shadow: npt.NDArray[np.void]  # view of kernel memory the device reads
@@ -105,6 +117,61 @@ class ShadowQueue:
         keep = length > 0
         return frame_runs(busy["addr"][keep], length[keep])
 
+    # -- the doorbell: judge the tail, snapshot once, check, refuse, post, ring ------------------
+    def doorbell(self, new_tail: int) -> None:
+        st = self.state
+        with st.lock:
+            # No reap here: completions reach the user ring only through ``reap`` (the interrupt),
+            # so the tenant cannot have reused a slot that ``st.done`` does not yet count as free.
+            k = st.judge_new(new_tail)
+            if k is None:
+                return
+            st.user_reads += k  # the one read of these user descriptors, by either path
+            compiled = self._compiled(k)
+            if compiled:
+                self._hand_over(new_tail, k)
+                return
+            if compiled is None:
+                snapshot = indices.read_window(st.ring, st.tail, k)
+            else:  # the compiled path found something to refuse: judge the copy it already took, once
+                snapshot = self.snap[: k * DESC_SIZE].view(self.desc).copy()
+            slots = indices.slots(st.tail, k, st.size)
+            st.tail = new_tail
+            good, good_slots = self._judge(snapshot, slots)
+            if good.size:
+                self.post(good, good_slots)
+            st.run_after_check()
+            if good.size:
+                self.ring_device()  # completions come back through the interrupt
+            st.audit.commit()
+
+    def _compiled(self, k: int) -> bool | None:
+        """The compiled snapshot-check-post of ``k`` descriptors: True posted all, False refused some, None not run."""
+        return None
+
+    def _judge(self, snapshot: npt.NDArray[np.void], slots: I64) -> tuple[npt.NDArray[np.void], I64]:
+        """Check a doorbell's snapshot, refuse what fails; the descriptors to post and their user slots."""
+        raise NotImplementedError
+
+    def _refuse(self, batch: npt.NDArray[np.void], slots: I64, verdicts: Verdicts) -> None:
+        """Complete the rejected descriptors back to the tenant at once, marked refused, one record each."""
+        st = self.state
+        rejected = verdicts.rejected
+        if not bool(rejected.any()):
+            return
+        bad = slots[rejected]
+        self._mark_refused(st.ring, bad)
+        record_descriptors(st.audit, st.origin, slots, batch, verdicts, rejected, self._audit_extra())
+        st.mark_done(bad)
+
+    def _mark_refused(self, ring: npt.NDArray[np.void], slots: I64) -> None:
+        """Write the refusal mark into the user slots (DD last: it hands a slot back)."""
+        raise NotImplementedError
+
+    def _audit_extra(self) -> dict[str, int] | None:
+        """Detail every refusal record of this queue carries."""
+        return None
+
     def _hand_over(self, new_tail: int, k: int) -> None:
         """The compiled path posted ``k`` descriptors: move the tails, let the race hooks run, ring the device."""
         st = self.state
@@ -117,10 +184,25 @@ class ShadowQueue:
     def ring_device(self) -> None:
         self.state.bus.write32(self.state.tail_reg, self.tail)
 
+    # -- the interrupt: write finished descriptors back -----------------------------------------
+    def reap(self) -> None:
+        st = self.state
+        with st.lock:
+            first, n = self.finished()
+            if n == 0:
+                return
+            self._write_back(first, n)
+            self.completed(first, n)
+
+    def _write_back(self, first: int, n: int) -> None:
+        """Show the tenant the ``n`` shadow slots from ``first`` the device finished."""
+        raise NotImplementedError
+
 
 class TxShadow(ShadowQueue):
-    """TX in verifier mode."""
+    """TX in verifier mode: a packet still open at the end of a doorbell is held for the next one."""
 
+    desc: ClassVar[np.dtype[np.void]] = TX_DESC
     held: npt.NDArray[np.void]
     held_slots: I64
     held_age: int = 0  # doorbells the open packet at the head of ``held`` has waited
@@ -130,48 +212,33 @@ class TxShadow(ShadowQueue):
         self.held = np.zeros(0, dtype=TX_DESC)
         self.held_slots = np.zeros(0, dtype=np.int64)
 
-    def doorbell(self, new_tail: int) -> None:
+    def _compiled(self, k: int) -> bool | None:
         st = self.state
-        with st.lock:
-            # No reap here: completions reach the user ring only through ``reap`` (the interrupt),
-            # so the tenant cannot have reused a slot that ``st.done`` does not yet count as free.
-            k = st.judge_new(new_tail)
-            if k is None:
-                return
-            consts = st.policy.tx_fast_path
-            if self.fast is not None and consts is not None and not self.held.size:
-                mask, expect, limit = consts
-                st.user_reads += k
-                if self.fast.lib.tx_snapshot_check_post(
-                    self.c_user, st.size, st.tail, k, self.c_snap, self.c_frame_ok, st.pins.frames,
-                    int(mask), int(expect), int(limit), self.c_shadow, self.tail, self.c_to_user,
-                ):  # fmt: skip
-                    self._hand_over(new_tail, k)
-                    return
-                snapshot = self.snap[: k * DESC_SIZE].view(TX_DESC).copy()  # the copy already taken, once
-            else:
-                snapshot = indices.read_window(st.ring, st.tail, k)  # the one read of these user descriptors
-                st.user_reads += k
-            new_slots = indices.slots(st.tail, k, st.size)
-            st.tail = new_tail
-            batch = np.concatenate((self.held, snapshot)) if self.held.size else snapshot
-            slots = np.concatenate((self.held_slots, new_slots)) if self.held.size else new_slots
-            verdicts = check_tx(batch, st.pins, st.owners, st.memory_size, st.policy)
-            if verdicts is None:
-                accepted: npt.NDArray[np.bool_] | slice = slice(None)
-                self.held, self.held_slots = batch[:0], slots[:0]
-            else:
-                self._expire_held(verdicts)
-                accepted = verdicts.accepted
-                self.held, self.held_slots = batch[verdicts.held], slots[verdicts.held]
-                self._refuse(batch, slots, verdicts)
-            good = batch[accepted]
-            if good.size:  # the status byte is the device's to write: whatever the tenant left there is moot
-                self.post(good, slots[accepted])
-            st.run_after_check()
-            if good.size:
-                self.ring_device()  # completions come back through the interrupt
-            st.audit.commit()
+        consts = st.policy.tx_fast_path
+        if self.fast is None or consts is None or self.held.size:
+            return None
+        mask, expect, limit = consts
+        return bool(
+            self.fast.lib.tx_snapshot_check_post(
+                self.c_user, st.size, st.tail, k, self.c_snap, self.c_frame_ok, st.pins.frames,
+                int(mask), int(expect), int(limit), self.c_shadow, self.tail, self.c_to_user,
+            )
+        )  # fmt: skip
+
+    def _judge(self, snapshot: npt.NDArray[np.void], slots: I64) -> tuple[npt.NDArray[np.void], I64]:
+        st = self.state
+        batch = np.concatenate((self.held, snapshot)) if self.held.size else snapshot
+        slots = np.concatenate((self.held_slots, slots)) if self.held.size else slots
+        verdicts = check_tx(batch, st.pins, st.owners, st.memory_size, st.policy)
+        if verdicts is None:
+            self.held, self.held_slots = batch[:0], slots[:0]
+            return batch, slots
+        self._expire_held(verdicts)
+        accepted = verdicts.accepted
+        self.held, self.held_slots = batch[verdicts.held], slots[verdicts.held]
+        self._refuse(batch, slots, verdicts)
+        # the status byte is the device's to write: whatever the tenant left there is moot
+        return batch[accepted], slots[accepted]
 
     def _expire_held(self, verdicts: Verdicts) -> None:
         """Bound how long an open packet may wait for its EOP: ``policy.max_held_doorbells`` doorbells."""
@@ -185,91 +252,78 @@ class TxShadow(ShadowQueue):
             verdicts.held[:] = False
             self.held_age = 0
 
-    def _refuse(self, batch: npt.NDArray[np.void], slots: I64, verdicts: Verdicts) -> None:
-        st = self.state
-        rejected = verdicts.rejected
-        if not bool(rejected.any()):
-            return
-        user_ring = st.ring
-        user_ring["status"][slots[rejected]] = TXD_STAT_DD | TXD_STAT_REFUSED
-        record_descriptors(st.audit, st.origin, slots, batch, verdicts, rejected)
-        st.mark_done(slots[rejected])
+    def _mark_refused(self, ring: npt.NDArray[np.void], slots: I64) -> None:
+        ring["status"][slots] = TXD_STAT_DD | TXD_STAT_REFUSED
 
-    def reap(self) -> None:
+    def _write_back(self, first: int, n: int) -> None:
+        # DD for every finished descriptor: a tenant that did not ask (no RS) just does not look
         st = self.state
-        with st.lock:
-            first, n = self.finished()
-            if n == 0:
-                return
-            # DD for every finished descriptor: a tenant that did not ask (no RS) just does not look
-            if self.fast is not None:
-                self.fast.lib.tx_complete(self.c_user, st.size, self.c_to_user, first, n, TXD_STAT_DD)
-            else:
-                users = indices.read_window(self.to_user, first, n)
-                st.ring["status"][users] = TXD_STAT_DD
-            self.completed(first, n)
+        if self.fast is not None:
+            self.fast.lib.tx_complete(self.c_user, st.size, self.c_to_user, first, n, TXD_STAT_DD)
+        else:
+            users = indices.read_window(self.to_user, first, n)
+            st.ring["status"][users] = TXD_STAT_DD
 
 
 class RxShadow(ShadowQueue):
     """RX in verifier mode: buffers checked over the whole receive buffer size."""
 
-    def doorbell(self, new_tail: int) -> None:
-        st = self.state
-        with st.lock:
-            k = st.judge_new(new_tail)  # as for TX: completions arrive only through reap
-            if k is None:
-                return
-            st.user_reads += k
-            if self.fast is not None and st.policy.rx_buffer_size <= PAGE_SIZE:
-                if self.fast.lib.rx_snapshot_check_post(
-                    self.c_user, st.size, st.tail, k, self.c_snap, self.c_frame_ok, st.pins.frames,
-                    st.policy.rx_buffer_size, self.c_shadow, self.tail, self.c_to_user,
-                ):  # fmt: skip
-                    self._hand_over(new_tail, k)
-                    return
-                snapshot = self.snap[: k * DESC_SIZE].view(RX_DESC).copy()  # the copy already taken, once
-            else:
-                snapshot = indices.read_window(st.ring, st.tail, k)
-            slots = indices.slots(st.tail, k, st.size)
-            user_ring = st.ring
-            st.tail = new_tail
-            addr = snapshot["addr"]
-            verdicts = check_rx(addr, st.pins, st.owners, st.memory_size, st.policy)
-            if verdicts is None:
-                good, good_slots = snapshot, slots
-            else:
-                accepted = verdicts.accepted
-                good, good_slots = snapshot[accepted], slots[accepted]
-                rejected = verdicts.rejected
-                if bool(rejected.any()):
-                    bad = slots[rejected]
-                    user_ring["length"][bad] = 0
-                    user_ring["errors"][bad] = RXD_ERR_REFUSED
-                    user_ring["status"][bad] = RXD_STAT_DD  # last: DD hands the slot back
-                    record_descriptors(st.audit, st.origin, slots, snapshot, verdicts, rejected,
-                                       {"checked_bytes": st.policy.rx_buffer_size})  # fmt: skip
-                    st.mark_done(bad)
-            if good.size:
-                good.view(np.uint64).reshape(-1, 2)[:, 1] = 0  # keep addr, clear length..special (a copy)
-                self.post(good, good_slots)
-            st.run_after_check()
-            if good.size:
-                self.ring_device()  # completions come back through the interrupt
-            st.audit.commit()
+    desc: ClassVar[np.dtype[np.void]] = RX_DESC
 
-    def reap(self) -> None:
+    def _compiled(self, k: int) -> bool | None:
         st = self.state
-        with st.lock:
-            first, n = self.finished()
-            if n == 0:
-                return
-            # Copied as 64-bit words: length, checksum, status, errors and special share one word, so a
-            # reader never sees DD without the length and errors that go with it.  (addr is the user's
-            # own: it was copied from there.)
-            if self.fast is not None:
-                self.fast.lib.rx_complete(self.c_user, st.size, self.c_shadow, self.c_to_user, first, n)
-            else:
-                users = indices.read_window(self.to_user, first, n)
-                done = indices.read_window(self.shadow, first, n)
-                st.ring.view(np.uint64).reshape(-1, 2)[users] = done.view(np.uint64).reshape(-1, 2)
-            self.completed(first, n)
+        if self.fast is None or st.policy.rx_buffer_size > PAGE_SIZE:
+            return None
+        return bool(
+            self.fast.lib.rx_snapshot_check_post(
+                self.c_user, st.size, st.tail, k, self.c_snap, self.c_frame_ok, st.pins.frames,
+                st.policy.rx_buffer_size, self.c_shadow, self.tail, self.c_to_user,
+            )
+        )  # fmt: skip
+
+    def _judge(self, snapshot: npt.NDArray[np.void], slots: I64) -> tuple[npt.NDArray[np.void], I64]:
+        st = self.state
+        verdicts = check_rx(snapshot["addr"], st.pins, st.owners, st.memory_size, st.policy)
+        if verdicts is None:
+            good, good_slots = snapshot, slots
+        else:
+            accepted = verdicts.accepted
+            good, good_slots = snapshot[accepted], slots[accepted]
+            self._refuse(snapshot, slots, verdicts)
+        if good.size:
+            good.view(np.uint64).reshape(-1, 2)[:, 1] = 0  # keep addr, clear length..special (a copy)
+        return good, good_slots
+
+    def _mark_refused(self, ring: npt.NDArray[np.void], slots: I64) -> None:
+        ring["length"][slots] = 0
+        ring["errors"][slots] = RXD_ERR_REFUSED
+        ring["status"][slots] = RXD_STAT_DD  # last: DD hands the slot back
+
+    def _audit_extra(self) -> dict[str, int] | None:
+        return {"checked_bytes": self.state.policy.rx_buffer_size}
+
+    def _write_back(self, first: int, n: int) -> None:
+        # Copied as 64-bit words: length, checksum, status, errors and special share one word, so a
+        # reader never sees DD without the length and errors that go with it.  (addr is the user's
+        # own: it was copied from there.)
+        st = self.state
+        if self.fast is not None:
+            self.fast.lib.rx_complete(self.c_user, st.size, self.c_shadow, self.c_to_user, first, n)
+        else:
+            users = indices.read_window(self.to_user, first, n)
+            done = indices.read_window(self.shadow, first, n)
+            st.ring.view(np.uint64).reshape(-1, 2)[users] = done.view(np.uint64).reshape(-1, 2)
+
+
+class VerifierMode(TrappingMode):
+    """Mode ``verifier``: each queue's device ring is a shadow in kernel memory, filled only with checked copies."""
+
+    protection: ClassVar[Protection] = Protection.VERIFIER
+
+    def open_queue(self, request: QueueRequest) -> QueueHandler | None:
+        r = request
+        shadow = r.memory.alloc(r.size * DESC_SIZE, OWNER_KERNEL)
+        program_ring(r.nic.bus, r.tx, r.index, shadow.phys, r.size)
+        view = r.memory.view(shadow.phys, r.size * DESC_SIZE).view(TX_DESC if r.tx else RX_DESC)
+        state = r.state()
+        return TxShadow(state, view) if r.tx else RxShadow(state, view, r.policy.rx_buffer_size)

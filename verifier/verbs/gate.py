@@ -25,6 +25,7 @@ import numpy as np
 
 from ring.verbs_api import PostResult, QpInfo, VerbsDevice
 from ring.verbs_format import SGE_SIZE, WorkBatch, status_name
+from verifier.audit.record import AuditRecord
 from verifier.audit.rejections import AuditSink
 from verifier.rules import reasons as R
 from verifier.rules.verbs import MrTable, WrVerdicts, check_work
@@ -128,16 +129,18 @@ class VerbsTenant:
                 detail["rxe_would_give"] = status_name(status)
             seqs.append(
                 audit.record(
-                    tenant=self.pd,
-                    tenant_name=self.name,
-                    nic=self.kernel.device.name,
-                    queue=qp.qp_num,
-                    kind="tx" if send else "rx",
-                    ring_index=i,
-                    raw=raw,
-                    fields=fields,
-                    reason=R.name(code),
-                    detail=detail,
+                    AuditRecord(
+                        tenant=self.pd,
+                        tenant_name=self.name,
+                        nic=self.kernel.device.name,
+                        queue=qp.qp_num,
+                        kind="tx" if send else "rx",
+                        ring_index=i,
+                        raw=raw,
+                        fields=fields,
+                        reason=R.name(code),
+                        detail=detail,
+                    )
                 )
             )
         audit.commit()
