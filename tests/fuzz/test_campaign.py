@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -19,9 +17,7 @@ EVERY_CLASS = len(CLASSES)
 
 
 def test_none_seed_1_escapes_in_every_class_that_applies() -> None:
-    start = time.perf_counter()
     result = run_campaign("none", 1, iterations=EVERY_CLASS * 4, batch=64)
-    assert time.perf_counter() - start < 10
     applies = [name for name, c in CLASSES.items() if Protection.NONE in c.escapes_in]
     assert len(applies) >= 8
     for name in applies:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -52,14 +51,12 @@ def test_a_step_that_raises_is_a_crash_and_a_hang_is_interrupted() -> None:
         raise RuntimeError("device fell over")
 
     assert [e.kind for e in bounded_step(oracle, boom)] == ["crash"]
-    start = time.perf_counter()
 
     def forever() -> None:
         while True:
             pass
 
-    found = bounded_step(oracle, forever, Budget(seconds=0.2))
-    assert time.perf_counter() - start < 2
+    found = bounded_step(oracle, forever, Budget(seconds=0.2))  # returns at all only if the deadline interrupts
     assert found and all(e.kind == "liveness" for e in found) and "interrupted" in found[0].what
     assert oracle.escapes[-1] is found[-1]  # findings also go where settle() reads them
 
@@ -85,7 +82,6 @@ def test_hostile_rings_finish_bounded(mode: str) -> None:
     watch = AuditWatch(sink)
     watch.watch(arena)
     pin = arena.map.read_pin.bus
-    start = time.perf_counter()
     one = tx_batch([pin], [64], MORE)
     steps: list[Callable[[], None]] = [partial(arena.tx, tx_batch(np.full(255, pin, np.uint64), 64, MORE))]  # no EOP
     steps += [partial(arena.tx, one) for _ in range(2 * RING)]  # and on, one fragment a doorbell, around the ring
@@ -97,8 +93,7 @@ def test_hostile_rings_finish_bounded(mode: str) -> None:
         assert found == [], found
         most = max(most, arena.oracle.work.max_fetch)
         assert arena.settle() == []
-    assert 0 < most <= RING
-    assert time.perf_counter() - start < 20
+    assert 0 < most <= RING  # every step also kept the FAST budget's wall-clock bound, judged by bounded_step
     assert audit_complete(watch) == []
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +49,7 @@ def test_race_escapes_only_where_the_device_reads_what_was_checked_too_late(mode
 
 
 def test_unsafe_inplace_campaign_at_seed_1_finds_the_race_and_only_the_race() -> None:
-    start = time.perf_counter()
     result = run_campaign("unsafe-inplace", 1, iterations=len(CLASSES) * 2, batch=64)
-    assert time.perf_counter() - start < 10
     assert result.stats["race"].escapes > 0
     assert {f.cls for f in result.findings} == {"race"}
     for name, c in CLASSES.items():

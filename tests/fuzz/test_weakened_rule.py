@@ -10,7 +10,6 @@ the weakened numpy rule were asked.  Both are undone after each test.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -51,10 +50,8 @@ def test_fast_path_is_off_while_a_rule_is_weakened(first_byte_only: None) -> Non
         assert getattr(arena.kernel.queue("nic2", kind).handler, "fast", "missing") is None
 
 
-def test_weakened_range_rule_is_found_within_seconds(first_byte_only: None) -> None:
-    start = time.perf_counter()
+def test_weakened_range_rule_is_found_within_two_batches_per_class(first_byte_only: None) -> None:
     result = run_campaign("verifier", seed=1, iterations=2 * len(CLASSES), batch=64)
-    assert time.perf_counter() - start < 5
     straddle = [f for f in result.findings if f.cls == "straddle"]
     assert straddle, [(f.cls, f.kind) for f in result.findings]
     escape = straddle[0].escape
