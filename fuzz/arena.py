@@ -55,7 +55,7 @@ from world.build import World
 from world.emulated import Emulated
 
 if TYPE_CHECKING:
-    from fuzz.classes import Rewrite
+    from fuzz.steps.tx import Rewrite
 
 SCENARIO = "attack"  # the embedded scenario the arena is (world/scenarios/attack.toml)
 RING = 512  # mallory's raw rings and eve's TX queue: a batch of up to 255 descriptors always fits
@@ -104,6 +104,23 @@ class MemoryMap:
         return [self.scratch, self.read_pin, self.write_pin, self.rw_pin]
 
 
+def watching(world: World[Emulated], detail_limit: int | None = None) -> Oracle:
+    """The independent oracle on every DMA engine and every cable of a built world (invariant 1: one choke point).
+
+    It learns who owns which NIC and what each tenant is called from the
+    scenario, nothing from the kernel: what it knows of pins it is told by
+    the attacker (``Oracle.grant``).
+    """
+    owners = {t.nic: world.tenants[t.name].tenant_id for t in world.scenario.tenants}
+    names = {proc.tenant_id: name for name, proc in world.tenants.items()}
+    oracle = Oracle(world.memory, owners, names=names, detail_limit=detail_limit)
+    for dev in world.nics.values():
+        dev.dma.observers.append(oracle.on_dma)
+    for cable in world.backend.cables:
+        cable.taps.append(oracle.on_wire)
+    return oracle
+
+
 @dataclass
 class Arena:
     """One machine, mallory's raw rings, the oracle; ``close()`` is cheap (inline engine, nothing to stop)."""
@@ -131,13 +148,7 @@ class Arena:
         )
         world = World.build(scen, pcap=False, audit=audit)
         memory, tenants = world.memory, world.tenants
-        owners = {t.nic: tenants[t.name].tenant_id for t in scen.tenants}
-        names = {proc.tenant_id: name for name, proc in tenants.items()}
-        oracle = Oracle(memory, owners, names=names, detail_limit=detail_limit)
-        for dev in world.nics.values():
-            dev.dma.observers.append(oracle.on_dma)
-        for cable in world.backend.cables:
-            cable.taps.append(oracle.on_wire)
+        oracle = watching(world, detail_limit)
 
         mallory, alice = tenants["mallory"], tenants["alice"]
         tx_region = mallory.alloc_dma(RING * DESC_SIZE)

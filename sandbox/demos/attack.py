@@ -22,6 +22,7 @@ import numpy as np
 
 from device.e1000 import EngineMode
 from driver.tenant.txq import TxQueue
+from fuzz.arena import watching
 from fuzz.oracle.audit import audit_count
 from fuzz.oracle.judge import Escape, Oracle
 from ring import indices, regs
@@ -71,13 +72,7 @@ class Arena:
         if engine is not None:
             scen = dataclasses.replace(scen, engine=engine)
         world = World.build(scen, pcap=False, audit=audit)
-        owners = {spec.nic: world.tenants[spec.name].tenant_id for spec in scen.tenants}
-        names = {proc.tenant_id: name for name, proc in world.tenants.items()}
-        oracle = Oracle(world.memory, owners, names=names)
-        for dev in world.nics.values():
-            dev.dma.observers.append(oracle.on_dma)
-        for cable in world.backend.cables:
-            cable.taps.append(oracle.on_wire)
+        oracle = watching(world)
         kernel_region = world.memory.kernel_frames
         oracle.watch("kernel memory", kernel_region.phys, kernel_region.nbytes)
         return cls(world, oracle)

@@ -79,9 +79,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-import numpy as np
-
-from ring.descriptors import DESC_SIZE, RX_DESC, TX_DESC
+from ring.descriptors import DESC_SIZE
 from verifier.audit.lazy_records import RecordSpan
 from verifier.audit.lines import encode, record_tail, record_tails
 from verifier.audit.record import AuditCounters, AuditRecord, CounterKey
@@ -143,17 +141,6 @@ def format_wall(wall_ns: int) -> str:
 def system_clock() -> tuple[int, int]:
     """The default clock: ``(time.time_ns(), time.monotonic_ns())``."""
     return time.time_ns(), time.monotonic_ns()
-
-
-def decode_desc(kind: str, raw: bytes) -> dict[str, int]:
-    """The fields of a raw 16-byte e1000 legacy TX or RX descriptor, as plain ints (for ``fields``)."""
-    dtype = {"tx": TX_DESC, "rx": RX_DESC}.get(kind)
-    if dtype is None:
-        raise ValueError(f"no descriptor format for kind {kind!r}")
-    if len(raw) != DESC_SIZE:
-        raise ValueError(f"a descriptor is {DESC_SIZE} bytes, got {len(raw)}")
-    row = np.frombuffer(raw, dtype=dtype)[0]
-    return {name: int(row[name]) for name in dtype.names or ()}
 
 
 def rotated_siblings(path: Path) -> list[tuple[int, Path]]:
