@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import pytest
 
-from device.e1000 import E1000
-from device.wire import Cable
+from device.e1000 import EngineMode
 from driver.tenant.rxq import RxQueue
 from driver.tenant.txq import TxQueue
 from driver.vfio.dma import IommuMap
 from driver.vfio.tenant import VfioTenant
 from lab.guest.world import ETHERTYPE_LOCAL
 from ring.frames import FrameBatch
-from ring.memory import OWNER_KERNEL, PAGE_SIZE, PhysicalMemory
+from ring.memory import OWNER_KERNEL, PAGE_SIZE
 from ring.syscalls import DEVICE_READ
 from verifier.kernel import Kernel
 from verifier.modes.protection import Protection
 from verifier.pins import RELEASED
+from world.build import World
+from world.scenario import CableSpec, NicSpec, Scenario, TenantSpec
 
 MAC_A, MAC_B = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
 BASE = 0x7F12_3400_0000  # where the lab's memory buffer would live in the process
@@ -48,16 +49,21 @@ class Recorder:
 
 
 def rig(protection: Protection) -> tuple[Kernel, Recorder, VfioTenant]:
-    memory = PhysicalMemory(8 << 20, 1 << 20, seed=3)
-    kernel = Kernel(memory, protection)
-    mine, peer = E1000("mine", memory, MAC_A), E1000("peer", memory, MAC_B)
-    Cable(peer.port, mine.port)
-    for name, dev, mac in (("mine", mine, MAC_A), ("peer", peer, MAC_B)):
-        dev.attach()
-        dev.irq = kernel.interrupt(name)
-        kernel.attach_nic(name, dev, mac)
+    scen = Scenario(
+        name="vfio-rig",
+        source=__file__,
+        seed=3,
+        engine=EngineMode.INLINE,
+        protection=protection,
+        memory_size=8 << 20,
+        kernel_size=1 << 20,
+        nics=(NicSpec("mine", MAC_A), NicSpec("peer", MAC_B)),
+        tenants=(TenantSpec("owner", "mine", "198.18.0.1"),),
+        cables=(CableSpec("peer", "mine"),),
+    )
+    world = World.build(scen, pcap=False)
+    memory, kernel, mine, proc = world.memory, world.kernel, world.nics["mine"], world.tenants["owner"]
     recorder = Recorder()
-    proc = kernel.spawn("owner")
 
     def pin_gone(handle: int) -> bool:
         pin = proc.pins.pins.get(handle)
