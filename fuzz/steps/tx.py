@@ -109,8 +109,30 @@ def _keep_descs(descs: Descs, positions: list[int]) -> Descs:
     return descs[np.asarray(positions, dtype=np.int64)] if positions else descs[:0]
 
 
-def _desc_items(descs: Descs) -> list[tuple[int, int]]:
-    return [(int(a), int(n)) for a, n in zip(descs["addr"].tolist(), descs["length"].tolist(), strict=True)]
+class DescriptorStep(Step):
+    """A step that writes TX descriptors (``descs``): it counts, mutates and minimises them the same way.
+
+    Its subclasses are frozen dataclasses; ``replace`` on ``self`` is typed for those only, hence the ignores.
+    """
+
+    descs: Descs
+
+    @property
+    def size(self) -> int:
+        return int(self.descs.size)
+
+    def mutate(self, rng: np.random.Generator, share: float) -> Step:
+        if not self.descs.size:
+            return self
+        return replace(self, descs=mutate_descs(rng, self.descs, share))  # type: ignore[type-var]
+
+    def items(self) -> list[tuple[int, int]]:
+        return [
+            (int(a), int(n)) for a, n in zip(self.descs["addr"].tolist(), self.descs["length"].tolist(), strict=True)
+        ]
+
+    def keep(self, positions: list[int]) -> Step:
+        return replace(self, descs=_keep_descs(self.descs, positions))  # type: ignore[type-var]
 
 
 @dataclass(frozen=True)
@@ -148,7 +170,7 @@ REWRITE = Record(Rewrite.FIELDS)
 
 
 @dataclass(frozen=True, eq=False)
-class Tx(Step):
+class Tx(DescriptorStep):
     """Descriptors written at mallory's TX tail, then the doorbell (``Arena.tx``).
 
     ``tail``: ring that raw value instead of the natural tail (a 32-bit
@@ -210,18 +232,6 @@ class Tx(Step):
         race = "" if self.rewrite is None else self.rewrite.describe()
         return f"tx: doorbell after {_show_descs(op['descs'])}{tail}{race}"
 
-    @property
-    def size(self) -> int:
-        return int(self.descs.size)
-
-    def mutate(self, rng: np.random.Generator, share: float) -> Step:
-        if not self.descs.size:
-            return self
-        return replace(self, descs=mutate_descs(rng, self.descs, share))
-
-    def items(self) -> list[tuple[int, int]]:
-        return _desc_items(self.descs)
-
     def keep(self, positions: list[int]) -> Step:
         rewrite = self.rewrite
         if rewrite is not None:  # the race follows its slot, or goes with it
@@ -234,7 +244,7 @@ class Tx(Step):
 
 
 @dataclass(frozen=True, eq=False)
-class FakeRing(Step):
+class FakeRing(DescriptorStep):
     """Descriptors written into mallory's scratch page: a ring of her own making, for register attacks."""
 
     descs: Descs
@@ -249,21 +259,6 @@ class FakeRing(Step):
 
     def describe(self) -> str:
         return f"fake ring in mallory's scratch page: {_show_descs(self.to_json()['descs'])}"
-
-    @property
-    def size(self) -> int:
-        return int(self.descs.size)
-
-    def mutate(self, rng: np.random.Generator, share: float) -> Step:
-        if not self.descs.size:
-            return self
-        return replace(self, descs=mutate_descs(rng, self.descs, share))
-
-    def items(self) -> list[tuple[int, int]]:
-        return _desc_items(self.descs)
-
-    def keep(self, positions: list[int]) -> Step:
-        return replace(self, descs=_keep_descs(self.descs, positions))
 
     def quiet(self) -> str:
         return "written (no doorbell yet)"
