@@ -78,6 +78,10 @@ class Backend(Protocol[Nic_co]):
         """Every NIC is up and every tenant exists: let the devices run."""
         ...
 
+    def in_flight_limit(self, frame_bytes: int) -> int | None:
+        """Frames of ``frame_bytes`` a cable holds before it drops one (None: it never drops, it back-pressures)."""
+        ...
+
     def settle(self, timeout_s: float) -> bool:
         """Wait until the devices have no work left (and every completion reached the kernel)."""
         ...

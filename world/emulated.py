@@ -78,6 +78,10 @@ class Emulated:
             self.poller = DevicePoller(list(self.nics.values()))
             self.poller.start()
 
+    def in_flight_limit(self, frame_bytes: int) -> int | None:
+        """None: an emulated cable delivers inside the transmit; a frame the receiver has no room for is MPC."""
+        return None
+
     def settle(self, timeout_s: float) -> bool:
         """Threaded engine: wait until the devices have no work left.  Inline: nothing to wait for."""
         return True if self.poller is None else self.poller.drain(timeout_s)

@@ -135,6 +135,10 @@ class Vfio:
     def start(self) -> None:
         pass
 
+    def in_flight_limit(self, frame_bytes: int) -> int | None:
+        """None: the PHY loopback is inside the device; what finds no RX descriptor is counted in MPC."""
+        return None
+
     def settle(self, timeout_s: float) -> bool:
         """Nothing runs the device in the background: the lab's callers poll it themselves (``nic.poll``)."""
         return True

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -22,34 +20,11 @@ from driver.tenant.txq import TxQueue
 from ring import regs
 from ring.frames import FrameBatch
 from ring.syscalls import RegisterBus
-from verifier.kernel import Process
-from world.scenario import Scenario
+from world.backend import Backend
+from world.build import World
 from world.traffic import UdpFlow, sequence_numbers, swap_endpoints
 
 Expect = Callable[[npt.NDArray[np.uint64]], npt.NDArray[np.uint8]]
-
-
-class Pcap(Protocol):
-    @property
-    def path(self) -> Path: ...
-
-
-class DemoWorld(Protocol):
-    """What the demo needs of a world: emulated NICs (world/build.py) or QEMU's (world/qemu.py)."""
-
-    @property
-    def scenario(self) -> Scenario: ...
-
-    @property
-    def tenants(self) -> Mapping[str, Process]: ...
-
-    @property
-    def nics(self) -> Mapping[str, RegisterBus]: ...
-
-    @property
-    def pcaps(self) -> Sequence[Pcap]: ...
-
-    def settle(self, timeout_s: float = 5.0) -> bool: ...
 
 
 @dataclass
@@ -124,7 +99,7 @@ class PingPongReport:
 
 
 def run(
-    world: DemoWorld,
+    world: World[Backend[RegisterBus]],
     count: int,
     size: int,
     batch: int,
@@ -145,9 +120,9 @@ def run(
         return swap_endpoints(flow.expected(seqs))
 
     window = max(1, min(spec_a.ring, spec_b.ring) - 1)
-    cable_limit = getattr(world, "in_flight_limit", None)  # a lossy cable (QEMU's UDP sockets) caps it too
+    cable_limit = world.backend.in_flight_limit(size)  # a lossy cable (QEMU's UDP sockets) caps it too
     if cable_limit is not None:
-        window = max(1, min(window, int(cable_limit(size))))
+        window = max(1, min(window, cable_limit))
     written_off = 0
     pending: deque[npt.NDArray[np.uint8]] = deque()
     sent = 0

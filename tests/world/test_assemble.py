@@ -69,6 +69,9 @@ class Recording:
     def start(self) -> None:
         self._call("start")
 
+    def in_flight_limit(self, frame_bytes: int) -> int | None:
+        return None
+
     def settle(self, timeout_s: float) -> bool:
         return True
 
