@@ -8,6 +8,8 @@ project mounted read-write at /project.  See docs/lab.md.
 
 Host side: spec.py (the inputs and their cache key), kernel.py, rootfs.py,
 initramfs.py, image.py (build and cache), qemu.py (the command line),
-run.py (boot, stream, timeout, result), cli.py.  Guest side: guest.py
-(facts a test inside the VM asks about: am I in the lab, the kernel log).
+run.py (boot, stream, timeout, result), cli.py.  Guest side, in lab/guest/:
+env.py (facts a test inside the VM asks about: am I in the lab, the kernel
+log), world.py (the project's kernel in front of the real e1000e: a VFIO
+back end for the one builder), attacks.py, demo.py and noiommu.py.
 """

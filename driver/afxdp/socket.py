@@ -164,7 +164,7 @@ class XskSocket:
         multi_buffer: bool = False,
         umem_reg_size: int = UMEM_REG_SIZE,
     ) -> XskSocket:
-        """Socket, UMEM, rings, bind.  ``umem_reg_size`` < 32 reproduces old user space (see afxdp_abi)."""
+        """Socket, UMEM, rings, bind.  ``umem_reg_size`` < 32 reproduces old user space (see driver/afxdp/abi.py)."""
         rings = rings or RingSizes()
         fd = check(libc.socket(AF_XDP, SOCK_RAW, 0), "socket(AF_XDP)")
         umem = None

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from driver.tenant.txq import TxQueue
 from ring.memory import PAGE_SIZE, PhysicalMemory
 from ring.syscalls import DEVICE_READ, DEVICE_WRITE
 from verifier.kernel import Kernel, KernelError
 from verifier.modes.protection import Protection
 from verifier.pins import Access
+from world import scenario
+from world.build import World
 
 
 @pytest.fixture
@@ -72,3 +77,15 @@ def test_free_is_refused_while_pinned_and_works_after(kernel: Kernel) -> None:
         alice.virt_to_phys(region.vaddr)  # the pagemap no longer knows it
     with pytest.raises(KernelError, match="no mapping"):
         alice.free_dma(region)
+
+
+@pytest.mark.parametrize("mode", list(Protection))
+def test_free_is_refused_for_the_region_that_holds_an_open_queues_ring(mode: Protection) -> None:
+    """The device keeps fetching from a ring it was given: its memory cannot go back to the allocator."""
+    with World.build(dataclasses.replace(scenario.load(), protection=mode), pcap=False) as world:
+        alice = world.tenants["alice"]
+        tx = TxQueue(alice, world.scenario.tenants[0].nic, size=64)
+        with pytest.raises(KernelError, match="holds the ring of tx queue 0"):
+            alice.free_dma(tx.region)
+        spare = alice.alloc_dma(PAGE_SIZE)
+        alice.free_dma(spare)  # a region without a ring is freed as ever
