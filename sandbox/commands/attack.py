@@ -23,7 +23,8 @@ DESCRIPTION = (
     "buffer, DMA-write into kernel memory, straddle its own pin by one byte, wrap addr + len, race a descriptor "
     "rewrite after the doorbell, unpin a buffer in flight, repoint the ring base register -- and an independent "
     "oracle says which got through.  With --protection none they leak; with verifier or iommu every one is "
-    "blocked and audited."
+    "blocked and audited.  Exit code, as the fuzzer's: 0 when every attack was stopped and the honest traffic "
+    "beside them arrived intact, 1 when anything got through (so --protection none exits 1, by design)."
 )
 EXAMPLES = (
     "  nic-sandbox demo attack --protection none        watch the kernel canaries leak\n"
@@ -62,9 +63,9 @@ def cmd_attack(args: argparse.Namespace, out: Console) -> int:
             "honest_traffic": {"clean": report.honest.clean, "frames": report.honest.forward.received},
         }
         print(json.dumps(doc, indent=2))
-        return 0
-    _print(out, report, args.audit_log, scen)
-    return 0
+    else:
+        _print(out, report, args.audit_log, scen)
+    return 0 if report.stopped_everything else 1
 
 
 def _print(out: Console, report: attack_demo.AttackReport, log: str, scen: scenario.Scenario) -> None:

@@ -284,6 +284,11 @@ class AttackReport:
     honest: pingpong.PingPongReport
     seconds: float
 
+    @property
+    def stopped_everything(self) -> bool:
+        """No attack got through and the honest tenants' traffic beside them arrived intact."""
+        return not any(r.succeeded for r in self.results) and self.honest.clean
+
 
 def run(scen: Scenario, audit: AuditSink, honest_frames: int = 2000) -> AttackReport:
     start = time.perf_counter()
