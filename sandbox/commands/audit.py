@@ -475,6 +475,7 @@ def cmd_verify(args: argparse.Namespace, out: Console) -> int:
             "files": list(result.files),
             "anchor": None if anchor is None else {"seq": anchor.seq, "hash": anchor.hash},
             "problems": [{"seq": seq, "problem": text} for seq, text in problems],
+            "more_problems": result.more_problems,
             "notes": notes,
         }
         print(json.dumps(verdict, indent=2))
@@ -488,6 +489,8 @@ def cmd_verify(args: argparse.Namespace, out: Console) -> int:
         return 0
     for seq, text in problems:
         print(f"TAMPERED: {text}" + (f" at seq {seq}" if seq is not None else ""))
+    if result.more_problems:
+        print(f"TAMPERED: ... and {result.more_problems:,} more problems")
     return EXIT_TAMPERED
 
 
@@ -504,8 +507,11 @@ def cmd_seal(args: argparse.Namespace, out: Console) -> int:
     data = seal(last, result.head, result.records, size, time.time_ns(), anchor_key(args.key_file))
     target = Path(args.output)
     tmp = target.with_name(target.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    except OSError as e:
+        raise UsageError(f"{target}: cannot write the anchor: {e.strerror or e}") from None
     print(f"sealed seq {last} head {result.head} ({result.records} records, {size:,} bytes) in {target}")
     return 0
 

@@ -386,6 +386,8 @@ def test_bad_anchor_and_key_files_are_one_line(log: Path, tmp_path: Path, capsys
     assert code == 2 and out == "" and err.count("\n") == 1 and "bogus.anchor: not an audit anchor" in err
     code, _, err = run(["seal", str(log), "-o", str(tmp_path / "a"), "--key-file", str(tmp_path / "nokey")], capsys)
     assert code == 2 and err.count("\n") == 1 and "--key-file" in err
+    code, _, err = run(["seal", str(log), "-o", str(tmp_path / "no" / "such" / "dir")], capsys)
+    assert code == 2 and err.count("\n") == 1 and "dir: cannot write the anchor" in err
 
 
 def test_summary_names_the_clock(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

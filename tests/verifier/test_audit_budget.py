@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from verifier.audit.log import (
     pruned_path,
     rotated_siblings,
 )
-from verifier.audit.read import Anchor, read_records, verify
+from verifier.audit.read import PROBLEM_LIMIT, Anchor, read_records, verify
 from verifier.audit.seal import read_anchor, seal
 
 
@@ -243,3 +244,18 @@ def test_the_seal_of_an_empty_log_holds_for_it(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     path.write_bytes(b"")
     assert verify([path], anchor=Anchor(-1, GENESIS)).ok
+
+
+def test_a_shuffled_log_gives_bounded_problems(tmp_path: Path) -> None:
+    """Hostile input: every line out of place.  The walk keeps at most PROBLEM_LIMIT texts and counts the rest."""
+    path = tmp_path / "audit.jsonl"
+    write(path, 6000, fsync="never")
+    lines = lines_of(path)
+    order = list(range(len(lines)))
+    random.Random(11).shuffle(order)
+    path.write_bytes(b"".join(lines[i] for i in order))
+    result = verify([path])
+    assert not result.ok and len(result.problems) == PROBLEM_LIMIT and result.more_problems > 0
+    assert result.lines == 6000
+    names = {p.what.split(":")[0] for p in result.problems}
+    assert names <= {"records out of order", "records missing", "log starts at seq 1", "chain broken"}, names

@@ -27,6 +27,7 @@ Files may be given in any order: they are ordered by their first seq.
 
 from __future__ import annotations
 
+import bisect
 import calendar
 import itertools
 import json
@@ -82,7 +83,8 @@ class VerifyResult:
     """Outcome of ``verify``: ``records`` is how many records were verified before any problem.
 
     ``problem`` and ``first_bad_seq`` are the first of ``problems`` (in file
-    and line order); ``first_seq`` is where the kept chain starts (after a
+    and line order; at most ``PROBLEM_LIMIT`` of them, ``more_problems``
+    counts the rest); ``first_seq`` is where the kept chain starts (after a
     pruned head, else 0); ``lines`` how many lines were read; ``notes`` what
     could not be checked.
     """
@@ -97,6 +99,7 @@ class VerifyResult:
     first_seq: int = 0
     lines: int = 0
     notes: tuple[str, ...] = ()
+    more_problems: int = 0
 
 
 def parse_wall(text: str) -> int:
@@ -331,6 +334,12 @@ class Anchor:
     hash: str
 
 
+#: Problems ``verify`` keeps with their text (the rest are counted): a hostile log of shuffled lines cannot grow memory.
+PROBLEM_LIMIT = 1000
+#: Gaps waiting for a late record; past this the oldest is called missing at once (bounded memory and time).
+HOLE_LIMIT = 4096
+
+
 class _Walk:
     """The state of one ``verify`` pass: where the chain is, what is pending, and every problem found.
 
@@ -353,6 +362,7 @@ class _Walk:
         self.problems: list[tuple[tuple[int, int], int, str, str]] = []  # (order, seq, what, where)
         self.clean = 0  # records verified before the first problem
         self.total = 0  # lines read
+        self.more = 0  # problems found past PROBLEM_LIMIT
 
     def prev(self) -> str | None:
         """The hash the next in-order record must name as ``prev`` (None: unknown)."""
@@ -361,7 +371,10 @@ class _Walk:
         return self.known.get(self.pos - 1)
 
     def problem(self, order: tuple[int, int], seq: int, what: str, where: str) -> None:
-        self.problems.append((order, seq, what, where))
+        if len(self.problems) < PROBLEM_LIMIT:
+            self.problems.append((order, seq, what, where))
+        else:
+            self.more += 1
 
     def remember(self, seq: int, digest: str | None) -> None:
         self.known[seq] = digest
@@ -369,14 +382,21 @@ class _Walk:
             newest = sorted(self.known)[-CHUNK_LINES:]
             self.known = {k: self.known[k] for k in newest}
 
+    def add_hole(self, first: int, last: int, where: str, order: tuple[int, int]) -> None:
+        """Seqs ``first..last`` skipped at ``where`` (holes stay sorted: ``pos`` only grows)."""
+        self.holes.append((first, last, where, order))
+        if len(self.holes) > HOLE_LIMIT:
+            self._missing(*self.holes.pop(0))
+
     def take_hole(self, seq: int) -> bool:
         """Remove ``seq`` from the pending holes; True when it was one (the record came late)."""
-        for i, (first, last, where, order) in enumerate(self.holes):
-            if first <= seq <= last:
-                parts = [(first, seq - 1), (seq + 1, last)]
-                self.holes[i : i + 1] = [(a, b, where, order) for a, b in parts if a <= b]
-                return True
-        return False
+        i = bisect.bisect_right(self.holes, seq, key=lambda hole: hole[0]) - 1
+        if i < 0 or not self.holes[i][0] <= seq <= self.holes[i][1]:
+            return False
+        first, last, where, order = self.holes[i]
+        parts = [(first, seq - 1), (seq + 1, last)]
+        self.holes[i : i + 1] = [(a, b, where, order) for a, b in parts if a <= b]
+        return True
 
     def _skip(self, order: tuple[int, int], what: str, where: str) -> None:
         """A line that is no trustworthy record: it takes the next position, whose hash is then unknown."""
@@ -411,7 +431,7 @@ class _Walk:
             self._link(order, seq, stated, where)
             return None
         if seq > pos:
-            self.holes.append((pos, seq - 1, where, order))
+            self.add_hole(pos, seq - 1, where, order)
             self.pos = seq + 1
             self._link(order, seq, stated, where)
             self.remember(seq, record["hash"])
@@ -434,19 +454,21 @@ class _Walk:
 
     def finish(self) -> None:
         """Every hole still open is records missing, named at the gap."""
-        first = 0 if self.start is None else self.start.seq + 1
-        for a, b, where, order in self.holes:
-            span = f"seq {a}" if a == b else f"seqs {a}..{b}"
-            if a == first:
-                what = (
-                    f"log starts at seq {b + 1}: records {a}..{b} are missing"
-                    if self.start is None
-                    else f"records missing after the pruned head (seq {self.start.seq}): {span}"
-                )
-            else:
-                what = f"records missing: expected seq {a}, found {b + 1}" + ("" if a == b else f" ({span} missing)")
-            self.problem(order, a, what, where)
+        for hole in self.holes:
+            self._missing(*hole)
         self.holes = []
+
+    def _missing(self, a: int, b: int, where: str, order: tuple[int, int]) -> None:
+        span = f"seq {a}" if a == b else f"seqs {a}..{b}"
+        if a == (0 if self.start is None else self.start.seq + 1):
+            what = (
+                f"log starts at seq {b + 1}: records {a}..{b} are missing"
+                if self.start is None
+                else f"records missing after the pruned head (seq {self.start.seq}): {span}"
+            )
+        else:
+            what = f"records missing: expected seq {a}, found {b + 1}" + ("" if a == b else f" ({span} missing)")
+        self.problem(order, a, what, where)
 
 
 def verify(
@@ -534,10 +556,10 @@ def verify(
     trusted = [seq for seq, digest in walk.known.items() if digest is not None]
     head = walk.known[max(trusted)] or GENESIS if trusted else GENESIS
     if not problems:
-        return VerifyResult(True, walk.clean, None, None, head, names, (), first_seq, walk.total, tuple(notes))
+        return VerifyResult(True, walk.clean, None, None, head, names, (), first_seq, walk.total, tuple(notes), 0)
     one = problems[0]
     return VerifyResult(
-        False, walk.clean, one.seq, one.text, head, names, problems, first_seq, walk.total, tuple(notes)
+        False, walk.clean, one.seq, one.text, head, names, problems, first_seq, walk.total, tuple(notes), walk.more
     )
 
 
