@@ -1,7 +1,8 @@
 """Flags shared by the commands that run the kernel, and what they turn into.
 
 ``--protection``, ``--audit-log`` and ``--fsync`` (every demo that runs the
-kernel, :func:`add_kernel_flags`); ``--scenario``, ``--seed`` and ``--engine``
+kernel, :func:`add_kernel_flags`), with ``--audit-clock`` and
+``--audit-max-bytes`` (:func:`add_audit_flags`, also taken by ``fuzz``); ``--scenario``, ``--seed`` and ``--engine``
 (every demo that builds a simulated machine from a scenario,
 :func:`add_scenario_flags`).  :func:`scenario_from_flags` and
 :func:`audit_from_flags` turn them into a scenario and an open audit log, with
@@ -13,18 +14,38 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from device.clock import EPOCH_NS
 from device.e1000 import EngineMode
 from sandbox.argtypes import int_range
 from sandbox.errors import UsageError
-from verifier.audit.log import FSYNC_POLICIES, AuditError, AuditLog
+from verifier.audit.log import FSYNC_POLICIES, MAX_BYTES, VIRTUAL_EPOCH_NS, AuditError, AuditLog
 from verifier.modes.protection import PROTECTION_HELP, Protection
 from world import scenario
 
 DEFAULT_AUDIT_LOG = "out/audit.jsonl"
+#: ``--audit-clock``: ``wall`` is the real time (the default); ``virtual`` the deterministic clock of
+#: reproducible tests and demos (``VIRTUAL_EPOCH_NS`` plus 1 µs per record, :func:`deterministic_clock`).
+AUDIT_CLOCKS = ("wall", "virtual")
+_SIZE = re.compile(r"^(\d+)\s*([kmgt]?)(i?b)?$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def byte_size(text: str) -> int | None:
+    """``--audit-max-bytes``: ``256M``, ``1G``, ``500000`` (K/M/G/T are powers of 1024), or ``0``/``none``: no limit."""
+    if text.strip().lower() in ("0", "none", "unlimited"):
+        return None
+    m = _SIZE.match(text.strip())
+    if m is None:
+        raise argparse.ArgumentTypeError(
+            f"--audit-max-bytes wants a size such as 256M or 1G (or 0: no limit), got {text!r}"
+        )
+    size = int(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
+    if size < 4096:
+        raise argparse.ArgumentTypeError(f"--audit-max-bytes must be at least 4K (or 0: no limit), got {text}")
+    return size
 
 
 def flags_given(args: argparse.Namespace, names: Iterable[str]) -> list[str]:
@@ -54,6 +75,26 @@ def add_kernel_flags(parser: argparse.ArgumentParser) -> None:
         choices=list(FSYNC_POLICIES),
         default="batch",
         help="audit durability: always (fsync per record), batch (one fsync per doorbell, default), never",
+    )
+    add_audit_flags(parser)
+
+
+def add_audit_flags(parser: argparse.ArgumentParser) -> None:
+    """``--audit-clock`` and ``--audit-max-bytes``: what time the audit log records, and its disk budget."""
+    parser.add_argument(
+        "--audit-clock",
+        choices=AUDIT_CLOCKS,
+        default="wall",
+        help="time stamps of audit records: wall (real UTC time, default) or virtual (2023-11-14T22:13:20Z "
+        "plus 1 µs per record: byte-identical logs for reproducible tests and demos)",
+    )
+    parser.add_argument(
+        "--audit-max-bytes",
+        type=byte_size,
+        default=MAX_BYTES,
+        metavar="SIZE",
+        help=f"disk budget of the audit log and its rotated files (default {MAX_BYTES >> 20}M; 0: no limit); "
+        "the oldest rotated files are deleted past it",
     )
 
 
@@ -87,27 +128,64 @@ def scenario_from_flags(args: argparse.Namespace, embedded: str) -> scenario.Sce
 def audit_from_flags(args: argparse.Namespace, scen: scenario.Scenario) -> AuditLog:
     """The ``--audit-log`` for this scenario's protection and engine; an unusable path is a usage error."""
     try:
-        return open_audit(args.audit_log, scen.protection, args.fsync, scen.engine)
+        return open_audit(
+            args.audit_log, scen.protection, args.fsync, clock=args.audit_clock, max_bytes=args.audit_max_bytes
+        )
     except ValueError as err:
         raise UsageError(str(err)) from None
 
 
 def deterministic_clock() -> Callable[[], tuple[int, int]]:
-    """Audit time stamps that depend only on the order of records (inline engine: invariant 7)."""
+    """Audit time stamps that depend only on the order of records (inline engine: invariant 7).
+
+    Record ``n`` is stamped ``VIRTUAL_EPOCH_NS + n`` µs, with
+    ``mono_ns`` = ``n`` µs: a virtual record always has ``wall`` =
+    2023-11-14T22:13:20Z + ``mono_ns``, which is how a reader tells this
+    clock from the real one (``verifier.audit.log.clock_of``).
+    """
     ticks = itertools.count()
 
     def clock() -> tuple[int, int]:
         n = next(ticks) * 1_000
-        return EPOCH_NS + n, n
+        return VIRTUAL_EPOCH_NS + n, n
 
     return clock
 
 
-def open_audit(path: str, protection: Protection, fsync: str, engine: EngineMode) -> AuditLog:
-    """Open (append to) the audit log; the inline engine gets a deterministic clock."""
+def open_audit(
+    path: str,
+    protection: Protection,
+    fsync: str,
+    *,
+    clock: str = "wall",
+    max_bytes: int | None = MAX_BYTES,
+) -> AuditLog:
+    """Open (append to) the audit log with the real clock, or the virtual one (``clock="virtual"``).
+
+    The virtual clock continues from the log's next seq, so a run appended
+    to a log goes on counting instead of restarting at the epoch.  Which clock
+    is a flag, not a consequence of the engine: a log records real time
+    unless a test or a demo asks for reproducible bytes.
+    """
+    if clock not in AUDIT_CLOCKS:
+        raise ValueError(f"audit clock must be one of {', '.join(AUDIT_CLOCKS)}, got {clock!r}")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    clock = deterministic_clock() if engine is EngineMode.INLINE else None
+    offset = [0]
+    virtual = deterministic_clock()
+
+    def continued() -> tuple[int, int]:
+        wall, mono = virtual()
+        return wall + offset[0], mono + offset[0]
+
     try:
-        return AuditLog(path, protection=protection.value, fsync=fsync, clock=clock)
+        log = AuditLog(
+            path,
+            protection=protection.value,
+            fsync=fsync,
+            clock=continued if clock == "virtual" else None,
+            max_bytes=max_bytes,
+        )
     except (AuditError, OSError) as err:
         raise ValueError(f"cannot use audit log {path}: {err}") from None
+    offset[0] = log.next_seq * 1_000
+    return log

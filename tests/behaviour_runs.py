@@ -1,7 +1,8 @@
 """The user-visible runs whose results must not change when the code is only restructured.
 
 Each run is a ``nic-sandbox`` command line with a fixed seed and size,
-on the inline engine (whose audit clock is deterministic, invariant 7).
+on the inline engine, with the deterministic audit clock asked for
+(``--audit-clock virtual``: the default is the wall clock; invariant 7).
 :func:`observe` runs them all and returns what a user sees: the JSON
 reports with wall-clock figures and paths taken out, and a SHA-256 of
 every pcap and audit log (byte for byte).  ``tests/fixtures/behaviour.json``
@@ -28,20 +29,38 @@ VOLATILE = {"seconds", "mpps", "descriptors_per_second", "pcaps", "audit_log", "
 PATHS = {"case"}
 
 MODES = ("none", "verifier", "iommu", "unsafe-inplace")
+#: The audit clock these runs were recorded with: the deterministic one, asked for by name.
+VIRTUAL = ("--audit-clock", "virtual")
 
 
 def runs(tmp: Path) -> dict[str, tuple[list[str], list[Path]]]:
     """name -> (argv after ``nic-sandbox``, files whose bytes are part of the result)."""
     out: dict[str, tuple[list[str], list[Path]]] = {}
     pcap, log = tmp / "pingpong.pcap", tmp / "pingpong.jsonl"
-    out["demo-pingpong"] = (["demo", "--count", "300", "--pcap", str(pcap), "--audit-log", str(log), "--json"], [pcap])
+    out["demo-pingpong"] = (
+        ["demo", "--count", "300", "--pcap", str(pcap), "--audit-log", str(log), *VIRTUAL, "--json"],
+        [pcap],
+    )
     for mode in MODES:
         log = tmp / f"attack-{mode}.jsonl"
-        argv = ["demo", "attack", "--protection", mode, "--audit-log", str(log), "--json"]
+        argv = ["demo", "attack", "--protection", mode, "--audit-log", str(log), *VIRTUAL, "--json"]
         out[f"demo-attack-{mode}"] = (argv, [log])
     for mode in ("none", "verifier"):
         fz = tmp / f"fuzz-{mode}"
-        argv = ["fuzz", "--protection", mode, "--iterations", "60", "--batch", "16", "--seed", "3", "--out", str(fz)]
+        argv = [
+            "fuzz",
+            "--protection",
+            mode,
+            "--iterations",
+            "60",
+            "--batch",
+            "16",
+            "--seed",
+            "3",
+            "--out",
+            str(fz),
+            *VIRTUAL,
+        ]
         out[f"fuzz-{mode}"] = ([*argv, "--json"], [fz / "audit.jsonl"])
     return out
 

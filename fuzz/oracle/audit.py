@@ -162,6 +162,7 @@ class AuditWatch:
 
     sink: AuditSinkLike
     #: verifier.audit.read.verify: called as ``verify(files, on_record=...)``, returns an object with .ok, .problem
+    #: and .first_seq (where the kept chain starts when the log's disk budget pruned older records)
     verify: Callable[..., Any] | None = None
     doorbells: int = 1  # doorbells per step, per queue
     rings: dict[QueueKey, npt.NDArray[np.void]] = field(default_factory=dict)
@@ -382,6 +383,12 @@ class AuditWatch:
             if not result.ok:
                 return [Escape("audit", f"audit chain does not verify: {result.problem}")]
             tally.flush()
+            if result.first_seq > self._start:  # the log's disk budget deleted records of this run: totals only
+                if sum(counted.values()) != end - self._start:
+                    found.append(
+                        Escape("audit", f"counters sum to {sum(counted.values())}, {end - self._start} records")
+                    )
+                return found + tally.wrong[:LOGGED_WRONG_LIMIT]
             found += tally.wrong[:LOGGED_WRONG_LIMIT]
             written, held, described = tally.written, tally.records, tally.described
         else:

@@ -65,6 +65,7 @@ def cmd_attack(args: argparse.Namespace, out: Console) -> int:
         print(json.dumps(doc, indent=2))
     else:
         _print(out, report, args.audit_log, scen)
+        out.print(f"audit log {args.audit_log}: {audit.disk.line()}", markup=False, highlight=False, soft_wrap=True)
     return 0 if report.stopped_everything else 1
 
 

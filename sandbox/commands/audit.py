@@ -1,11 +1,14 @@
-"""``nic-sandbox audit``: summarise, show, verify, plot and follow audit logs.
+"""``nic-sandbox audit``: summarise, show, verify, seal, plot and follow audit logs.
 
 Each LOG argument is the active log file; its rotated siblings
 (``LOG.1``, ``LOG.2``, ...) are read with it, as ``journalctl`` reads every
 journal file of a machine.  Bad input ends as everywhere in ``nic-sandbox``:
 one line on stderr and exit code 2.  ``verify`` exits 1 when the chain is
 broken (tampering or truncation), so scripts can tell "not a log" from
-"a log that was altered".
+"a log that was altered".  ``seal`` writes the head of an intact log to an
+anchor file kept elsewhere (HMAC-SHA256 under a key from ``--key-file`` or
+``NIC_SANDBOX_AUDIT_KEY``); ``verify --anchor`` then also catches a cut at a
+line boundary and a re-hashed chain (verifier/audit/seal.py).
 """
 
 from __future__ import annotations
@@ -27,12 +30,15 @@ from rich.table import Table
 
 from sandbox.errors import UsageError
 from sandbox.parser import Parser
-from verifier.audit.log import AuditError, encode, format_wall, parse_line, rotated_siblings
-from verifier.audit.read import parse_wall, read_records, schema_problem, sniff, verify
+from verifier.audit.log import AuditError, clock_of, encode, format_wall, parse_line, rotated_siblings
+from verifier.audit.read import Anchor, VerifyResult, parse_wall, read_records, schema_problem, sniff, verify
+from verifier.audit.seal import read_anchor, seal
 
 P = TypeVar("P", bound=argparse.ArgumentParser)
 Command = Callable[[argparse.Namespace, Console], int]
 EXIT_TAMPERED = 1
+#: Where ``seal`` and ``verify`` find the anchor key when ``--key-file`` is not given (never written anywhere).
+KEY_ENV = "NIC_SANDBOX_AUDIT_KEY"
 #: How often ``follow`` looks for new records, in seconds (tail -f polls every second; this is snappier).
 FOLLOW_POLL = 0.05
 #: How far back ``follow`` looks for the start of a record being written when it starts at the end.
@@ -90,6 +96,8 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
             "  nic-sandbox audit summary out/audit.jsonl\n"
             "  nic-sandbox audit show out/audit.jsonl --reason ADDR_NOT_PINNED --tenant mallory --since 10m\n"
             "  nic-sandbox audit verify out/audit.jsonl       exit 0 intact, 1 tampered, 2 not a log\n"
+            "  nic-sandbox audit seal out/audit.jsonl -o /safe/audit.anchor --key-file /safe/key\n"
+            "  nic-sandbox audit verify out/audit.jsonl --anchor /safe/audit.anchor --key-file /safe/key\n"
             "  nic-sandbox audit plot out/audit.jsonl -o rejections.png\n"
             "  nic-sandbox audit follow out/audit.jsonl       like tail -f; Ctrl-C stops"
         ),
@@ -138,14 +146,42 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
         help="check the hash chain: exit 0 intact, 1 tampered or cut",
         description=(
             "Walk the SHA-256 chain over all files of the log.  Prints 'OK: N records, chain intact' and exits 0, "
-            "or 'TAMPERED: <problem> at seq N' and exits 1 for an altered, deleted or torn record.  A file that is "
-            "not an audit log at all is an error (exit 2)."
+            "or one 'TAMPERED: <problem> (<file>:<line>) at seq N' line per problem -- every problem, not only "
+            "the first: altered, missing, out of order, repeated, torn -- and exits 1.  With --anchor, the log "
+            "must still hold the sealed head: a cut at a line boundary or a re-hashed chain is found too.  A file "
+            "that is not an audit log at all is an error (exit 2)."
         ),
-        epilog="example: nic-sandbox audit verify out/audit.jsonl || echo 'do not trust this log'",
+        epilog=(
+            "examples:\n"
+            "  nic-sandbox audit verify out/audit.jsonl || echo 'do not trust this log'\n"
+            "  nic-sandbox audit verify out/audit.jsonl --anchor /safe/audit.anchor --key-file /safe/key --json"
+        ),
         formatter_class=raw,
     )
     check.add_argument("logs", nargs="+", metavar="LOG", help="audit log file(s), in any order")
+    check.add_argument(
+        "--anchor", metavar="FILE", help="an anchor written by 'audit seal': the head must still be there"
+    )
+    _add_key_flag(check)
+    check.add_argument("--json", action="store_true", help="print the verdict and every problem as JSON")
     check.set_defaults(func=_guarded(cmd_verify))
+
+    sealing = actions.add_parser(
+        "seal",
+        help="write the head of an intact log to an anchor file kept elsewhere",
+        description=(
+            "Verify the log and write its head (seq, hash, records, bytes) to FILE, with an HMAC-SHA256 under "
+            f"the key of --key-file or ${KEY_ENV} when one is given.  Keep FILE where the log's writer cannot "
+            "write; 'audit verify --anchor FILE' then finds a log cut at a line boundary or re-hashed.  Exit 1 "
+            "(nothing written) when the log does not verify."
+        ),
+        epilog="example: nic-sandbox audit seal out/audit.jsonl -o /safe/audit.anchor --key-file /safe/key",
+        formatter_class=raw,
+    )
+    sealing.add_argument("logs", nargs="+", metavar="LOG", help="audit log file(s), in any order")
+    sealing.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the anchor")
+    _add_key_flag(sealing)
+    sealing.set_defaults(func=_guarded(cmd_seal))
 
     plot = actions.add_parser(
         "plot",
@@ -176,6 +212,29 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
     follow.add_argument("--max-records", type=_positive(int, "--max-records"), metavar="N", help="stop after N records")
     follow.add_argument("--timeout", type=_positive(float, "--timeout"), metavar="S", help="stop after S seconds")
     follow.set_defaults(func=_guarded(cmd_follow))
+
+
+def _add_key_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--key-file",
+        metavar="FILE",
+        help=f"HMAC key of the anchor (default: ${KEY_ENV}, if set); never written to the log or the anchor",
+    )
+
+
+def anchor_key(key_file: str | None) -> bytes | None:
+    """The anchor key: the bytes of ``--key-file`` (one trailing newline dropped), else ``$NIC_SANDBOX_AUDIT_KEY``."""
+    if key_file is not None:
+        try:
+            key = Path(key_file).read_bytes()
+        except OSError as e:
+            raise UsageError(f"--key-file {key_file}: {e.strerror or e}") from None
+        key = key[:-1] if key.endswith(b"\n") else key
+        if not key:
+            raise UsageError(f"--key-file {key_file}: the key file is empty")
+        return key
+    env = os.environ.get(KEY_ENV)
+    return env.encode() if env else None
 
 
 def _guarded(command: Command) -> Command:
@@ -266,6 +325,7 @@ def cmd_summary(args: argparse.Namespace, out: Console) -> int:
     by_key: Counter[tuple[str, str, str]] = Counter()
     by_reason: Counter[str] = Counter()
     modes: dict[str, list[int]] = {}  # protection -> [records, first wall ns, last wall ns]
+    clocks: Counter[str] = Counter()
     first: dict[str, Any] | None = None
     last: dict[str, Any] | None = None
     for r in read_records(files):
@@ -273,6 +333,7 @@ def cmd_summary(args: argparse.Namespace, out: Console) -> int:
         last = r
         by_key[(r["reason"], tenant_text(r), queue_label(r))] += 1
         by_reason[r["reason"]] += 1
+        clocks[clock_of(r["wall"], r["mono_ns"])] += 1
         wall = parse_wall(r["wall"])
         stats = modes.setdefault(r["protection"], [0, wall, wall])
         stats[0] += 1
@@ -292,6 +353,7 @@ def cmd_summary(args: argparse.Namespace, out: Console) -> int:
             "seconds": span,
             "records_per_second": total / span if span > 0 else None,
             "head": last["hash"] if last else None,
+            "clock": _clock_name(clocks),
             "by_reason": dict(by_reason.most_common()),
             "by_protection": {m: v[0] for m, v in modes.items()},
             "by_reason_tenant_queue": [
@@ -308,10 +370,16 @@ def cmd_summary(args: argparse.Namespace, out: Console) -> int:
         return 0
     out.print(f"records: {total:,} (seq {first['seq']}..{last['seq']})", highlight=False)
     rate = f"{total / span:,.1f} records/s" if span > 0 else "- records/s"
+    clock = _clock_name(clocks)
+    if clock != "wall":
+        rate += " (virtual clock: not real time)"
     out.print(
-        f"time span: {format_wall(min(walls))} .. {format_wall(max(walls))} ({span:.6f} s), {rate}", highlight=False
+        f"time span: {format_wall(min(walls))} .. {format_wall(max(walls))} ({span:.6f} s), {rate}",
+        highlight=False,
+        soft_wrap=True,
     )
     out.print(f"head hash: {last['hash']}", highlight=False)
+    out.print(f"clock: {_CLOCK_TEXT[clock]}", highlight=False, soft_wrap=True)
 
     table = Table(title="rejections by reason, tenant and queue")
     for col in ("reason", "tenant", "queue", "records", "share"):
@@ -328,6 +396,20 @@ def cmd_summary(args: argparse.Namespace, out: Console) -> int:
         modes_table.add_row(mode, f"{n:,}", f"{seconds:.6f}", f"{n / seconds:,.1f}" if seconds > 0 else "-")
     out.print(modes_table)
     return 0
+
+
+_CLOCK_TEXT = {
+    "wall": "wall (real UTC time)",
+    "virtual": "virtual (deterministic: 2023-11-14T22:13:20Z + 1 µs per record, for reproducible runs)",
+    "mixed": "mixed (some runs on the real clock, some on the virtual one)",
+}
+
+
+def _clock_name(clocks: Counter[str]) -> str:
+    """``wall``, ``virtual`` or ``mixed``: which clock stamped the records (``clock_of``); ``wall`` when none."""
+    if len(clocks) > 1:
+        return "mixed"
+    return next(iter(clocks), "wall")
 
 
 def _matches(args: argparse.Namespace) -> Callable[[dict[str, Any]], bool]:
@@ -375,12 +457,63 @@ def cmd_show(args: argparse.Namespace, out: Console) -> int:
 
 
 def cmd_verify(args: argparse.Namespace, out: Console) -> int:
-    result = verify(expand_logs(args.logs))
-    if result.ok:
-        print(f"OK: {result.records} records, chain intact")
+    key = anchor_key(args.key_file)
+    anchor: Anchor | None = None
+    anchor_problems: list[str] = []
+    notes: list[str] = []
+    if args.anchor is not None:
+        anchor, anchor_problems, notes = read_anchor(Path(args.anchor), key)
+    result = verify(expand_logs(args.logs), anchor=anchor)
+    problems = [(None, text) for text in anchor_problems] + [(p.seq, p.text) for p in result.problems]
+    notes += list(result.notes)
+    if args.json:
+        verdict = {
+            "ok": not problems,
+            "records": result.lines,
+            "first_seq": result.first_seq,
+            "head": result.head,
+            "files": list(result.files),
+            "anchor": None if anchor is None else {"seq": anchor.seq, "hash": anchor.hash},
+            "problems": [{"seq": seq, "problem": text} for seq, text in problems],
+            "more_problems": result.more_problems,
+            "notes": notes,
+        }
+        print(json.dumps(verdict, indent=2))
+        return EXIT_TAMPERED if problems else 0
+    for note in notes:
+        print(f"note: {note}")
+    if not problems:
+        start = f" from seq {result.first_seq} (older records pruned by the disk budget)" if result.first_seq else ""
+        anchored = f", anchored at seq {anchor.seq}" if anchor is not None else ""
+        print(f"OK: {result.records} records{start}, chain intact{anchored}")
         return 0
-    print(f"TAMPERED: {result.problem} at seq {result.first_bad_seq}")
+    for seq, text in problems:
+        print(f"TAMPERED: {text}" + (f" at seq {seq}" if seq is not None else ""))
+    if result.more_problems:
+        print(f"TAMPERED: ... and {result.more_problems:,} more problems")
     return EXIT_TAMPERED
+
+
+def cmd_seal(args: argparse.Namespace, out: Console) -> int:
+    files = expand_logs(args.logs)
+    result: VerifyResult = verify(files)
+    if not result.ok:
+        for p in result.problems:
+            print(f"TAMPERED: {p.text} at seq {p.seq}")
+        print(f"not sealed: {args.output} not written")
+        return EXIT_TAMPERED
+    last = result.first_seq + result.records - 1
+    size = sum(p.stat().st_size for p in files)
+    data = seal(last, result.head, result.records, size, time.time_ns(), anchor_key(args.key_file))
+    target = Path(args.output)
+    tmp = target.with_name(target.name + ".tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    except OSError as e:
+        raise UsageError(f"{target}: cannot write the anchor: {e.strerror or e}") from None
+    print(f"sealed seq {last} head {result.head} ({result.records} records, {size:,} bytes) in {target}")
+    return 0
 
 
 def _nice_bucket(span: float) -> float:

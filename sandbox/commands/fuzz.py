@@ -28,7 +28,6 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from device.e1000 import EngineMode
 from fuzz import case as case_mod
 from fuzz.campaign import CampaignResult, ProgressInfo, run_campaign
 from fuzz.classes import CLASSES, select
@@ -36,8 +35,9 @@ from fuzz.jobs import MAX_JOBS, run_jobs
 from fuzz.steps import Attack, ReproducerError
 from sandbox.argtypes import bounded_number
 from sandbox.errors import UsageError
-from sandbox.flags import open_audit
+from sandbox.flags import add_audit_flags, open_audit
 from sandbox.parser import Parser
+from verifier.audit.log import AuditLog, DiskUse
 from verifier.audit.memory import MemoryAudit
 from verifier.audit.rejections import AuditSink
 from verifier.modes.protection import PROTECTION_HELP, Protection
@@ -131,6 +131,7 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
         action="store_true",
         help="count rejections in memory only: about ten times faster, no audit trail",
     )
+    add_audit_flags(campaign)
     campaign.add_argument(
         "--jobs",
         type=_number(int, "--jobs", 1, MAX_JOBS),
@@ -198,6 +199,7 @@ def cmd_fuzz(args: argparse.Namespace, out: Console) -> int:
     corpus_dir = Path(args.corpus) if args.corpus else None
     replayed, seeds = _load_corpus(corpus_dir, protection) if corpus_dir is not None else ([], [])
     audit_logs: list[str] = []
+    disk: DiskUse | None = None
     if jobs > 1:
         factory = None
         if args.audit_log:
@@ -205,12 +207,12 @@ def cmd_fuzz(args: argparse.Namespace, out: Console) -> int:
             try:  # refuse a bad path here, with one line, not in a worker
                 for path in audit_logs:
                     existed = Path(path).exists()  # an existing log is appended to, never removed
-                    open_audit(path, protection, "never", EngineMode.INLINE).close()
+                    open_audit(path, protection, "never", **_audit_options(args)).close()
                     if not existed:
                         Path(path).unlink()
             except ValueError as err:
                 raise UsageError(str(err)) from None
-            factory = functools.partial(_job_audit, args.audit_log, protection)
+            factory = functools.partial(_job_audit, args.audit_log, protection, _audit_options(args))
         kwargs: dict[str, Any] = {} if args.batch is None else {"batch": args.batch}
         result = run_jobs(
             protection,
@@ -228,7 +230,7 @@ def cmd_fuzz(args: argparse.Namespace, out: Console) -> int:
         audit: AuditSink
         if args.audit_log:
             try:
-                audit = open_audit(args.audit_log, protection, "never", EngineMode.INLINE)
+                audit = open_audit(args.audit_log, protection, "never", **_audit_options(args))
             except ValueError as err:
                 raise UsageError(str(err)) from None
         else:
@@ -237,6 +239,7 @@ def cmd_fuzz(args: argparse.Namespace, out: Console) -> int:
             result = _run(out, args, protection, seed, classes, seconds, audit, seeds)
         finally:
             audit.close()
+        disk = audit.disk if isinstance(audit, AuditLog) else None
     cases = _write_cases(result, directory)
     added = _grow_corpus(result, cases, corpus_dir) if corpus_dir is not None else []
     report = _report(result, cases, args.audit_log)
@@ -251,13 +254,20 @@ def cmd_fuzz(args: argparse.Namespace, out: Console) -> int:
         print(json.dumps(report, indent=2))
     else:
         _print(out, result, cases, directory, replayed, added)
+        if disk is not None:
+            out.print(f"audit log {args.audit_log}: {disk.line()}", markup=False, highlight=False, soft_wrap=True)
     still = any(r["verdict"] == "escapes" for r in replayed)
     return EXIT_ESCAPE if result.escapes or still else 0
 
 
-def _job_audit(path: str, protection: Protection, job: int) -> AuditSink:
+def _audit_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``--audit-clock`` and ``--audit-max-bytes`` as ``open_audit`` takes them."""
+    return {"clock": args.audit_clock, "max_bytes": args.audit_max_bytes}
+
+
+def _job_audit(path: str, protection: Protection, options: dict[str, Any], job: int) -> AuditSink:
     """Worker ``job``'s own audit log: ``PATH.jobN`` (module level: picklable for spawned workers)."""
-    return open_audit(f"{path}.job{job}", protection, "never", EngineMode.INLINE)
+    return open_audit(f"{path}.job{job}", protection, "never", **options)
 
 
 def _load_corpus(directory: Path, protection: Protection) -> tuple[list[dict[str, Any]], list[tuple[str, Attack]]]:

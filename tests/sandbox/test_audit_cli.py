@@ -329,3 +329,115 @@ def test_a_damaged_log_in_show_is_one_line_and_exit_2(log: Path, capsys: pytest.
 def test_audit_needs_an_action(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run([], capsys)
     assert code == 2 and err.startswith("nic-sandbox: error:")
+
+
+# -- issue 11: every problem, anchors, one writer, clocks, budgets ----------------------------------------
+def test_verify_prints_every_problem_with_its_true_name(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = log.read_bytes().splitlines(keepends=True)
+    lines[3], lines[4] = lines[4], lines[3]
+    del lines[20]
+    log.write_bytes(b"".join(lines))
+    code, out, _ = run(["verify", str(log)], capsys)
+    assert code == 1
+    assert out.splitlines() == [
+        "TAMPERED: records out of order: seq 3 comes after seq 4 (audit.jsonl:5) at seq 3",
+        "TAMPERED: records missing: expected seq 20, found 21 (audit.jsonl:21) at seq 20",
+    ]
+    code, out, _ = run(["verify", str(log), "--json"], capsys)
+    verdict = json.loads(out)
+    assert code == 1 and not verdict["ok"] and [p["seq"] for p in verdict["problems"]] == [3, 20]
+
+
+def test_seal_then_verify_with_the_anchor_catches_a_cut(
+    log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = tmp_path / "key"
+    key.write_text("s3cret\n")
+    anchor = tmp_path / "audit.anchor"
+    code, out, _ = run(["seal", str(log), "-o", str(anchor), "--key-file", str(key)], capsys)
+    assert code == 0 and out.startswith("sealed seq 29 head ")
+    assert b"s3cret" not in anchor.read_bytes() and b"s3cret" not in log.read_bytes()
+    code, out, _ = run(["verify", str(log), "--anchor", str(anchor), "--key-file", str(key)], capsys)
+    assert (code, out) == (0, "OK: 30 records, chain intact, anchored at seq 29\n")
+
+    log.write_bytes(b"".join(log.read_bytes().splitlines(keepends=True)[:25]))
+    code, out, _ = run(["verify", str(log), "--anchor", str(anchor)], capsys)
+    assert code == 1 and out.splitlines() == [
+        "note: audit.anchor is sealed with a key; no key given, so its MAC was not checked",
+        "TAMPERED: log cut: the anchor holds seq 29, the log ends at seq 24 (anchor) at seq 25",
+    ]
+    monkeypatch.setenv("NIC_SANDBOX_AUDIT_KEY", "wrong")
+    code, out, _ = run(["verify", str(log), "--anchor", str(anchor)], capsys)
+    assert code == 1 and "TAMPERED: anchor forged: the MAC of audit.anchor does not match the key" in out
+
+
+def test_seal_refuses_a_tampered_log(log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(b"".join(lines[:5] + lines[6:]))
+    anchor = tmp_path / "audit.anchor"
+    code, out, _ = run(["seal", str(log), "-o", str(anchor)], capsys)
+    assert code == 1 and not anchor.exists() and out.splitlines()[-1] == f"not sealed: {anchor} not written"
+
+
+def test_bad_anchor_and_key_files_are_one_line(log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bogus = tmp_path / "bogus.anchor"
+    bogus.write_text("hello\n")
+    code, out, err = run(["verify", str(log), "--anchor", str(bogus)], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1 and "bogus.anchor: not an audit anchor" in err
+    code, _, err = run(["seal", str(log), "-o", str(tmp_path / "a"), "--key-file", str(tmp_path / "nokey")], capsys)
+    assert code == 2 and err.count("\n") == 1 and "--key-file" in err
+    code, _, err = run(["seal", str(log), "-o", str(tmp_path / "no" / "such" / "dir")], capsys)
+    assert code == 2 and err.count("\n") == 1 and "dir: cannot write the anchor" in err
+
+
+def test_summary_names_the_clock(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    wall, virtual = tmp_path / "wall.jsonl", tmp_path / "virtual.jsonl"
+    for path, clock_flag in ((wall, []), (virtual, ["--audit-clock", "virtual"])):
+        code = cli.main(["demo", "attack", "--protection", "verifier", "--audit-log", str(path), *clock_flag, "--json"])
+        assert code == 0
+    capsys.readouterr()
+    code, out, _ = run(["summary", str(wall), "--json"], capsys)
+    summary = json.loads(out)
+    assert summary["clock"] == "wall" and summary["first_wall"] > "2024"
+    code, out, _ = run(["summary", str(virtual)], capsys)
+    assert "clock: virtual (deterministic" in out and "(virtual clock: not real time)" in out
+    code, out, _ = run(["show", str(wall), "--since", "10m", "--json"], capsys)  # the help's own example
+    assert code == 0 and len(out.splitlines()) == summary["records"] > 0
+
+
+def test_an_appended_virtual_run_goes_on_counting(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "audit.jsonl"
+    for _ in range(2):
+        argv = ["demo", "attack", "--protection", "verifier", "--audit-log", str(path), "--audit-clock", "virtual"]
+        assert cli.main([*argv, "--json"]) == 0
+    records = [json.loads(line) for line in path.read_bytes().splitlines()]
+    assert [r["mono_ns"] for r in records] == [1000 * r["seq"] for r in records]
+    assert run(["verify", str(path)], capsys)[0] == 0
+
+
+def test_a_second_writer_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "audit.jsonl"
+    with AuditLog(path, "verifier"):
+        code = cli.main(["demo", "attack", "--audit-log", str(path), "--json"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert f"{path}: another writer has this audit log open" in err
+
+
+@pytest.mark.parametrize("size", ["lots", "12Q", "100"])
+def test_a_bad_audit_budget_is_one_line(size: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["demo", "attack", "--audit-log", str(tmp_path / "a.jsonl"), "--audit-max-bytes", size])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--audit-max-bytes" in err
+
+
+def test_the_fuzz_campaign_says_how_much_audit_log_it_wrote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["fuzz", "--protection", "verifier", "--iterations", "8", "--batch", "16", "--out", str(tmp_path / "fz")]
+    code = cli.main([*argv, "--audit-max-bytes", "64K"])
+    out = capsys.readouterr().out
+    assert code == 0, out  # the oracle still checks a log whose oldest records the budget deleted
+    line = next(line for line in out.splitlines() if line.startswith("audit log "))
+    kept = sorted((tmp_path / "fz").glob("audit.jsonl*"))
+    size = sum(p.stat().st_size for p in kept if p.suffix != ".pruned")
+    assert f"{len(kept) - 1} files kept ({size / 1e3:.1f} kB), " in line and " kB written, " in line, line
+    assert "pruned (" in line  # a 64K budget: the oldest files went

@@ -14,9 +14,10 @@ audit trails do:
   reordering a record breaks the chain at that record.  The chain is not
   keyed: whoever can write the file can recompute every hash after an edit,
   and records cut off the *end* at a line boundary leave a valid chain.
-  Anchor it by keeping the last ``hash`` elsewhere (``AuditLog.head``);
-  Schneier and Kelsey's secure audit logs and journald's sealing add an
-  evolving key for exactly this reason.
+  Anchor it by keeping the last ``hash`` elsewhere (``AuditLog.head``,
+  ``nic-sandbox audit seal``: verifier/audit/seal.py); Schneier and Kelsey's
+  secure audit logs and journald's sealing add an evolving key for exactly
+  this reason.
 * **Canonical bytes.**  Keys in the fixed order of ``FIELDS``, compact
   separators, ASCII only, no NaN: the same events give the same bytes, so a
   deterministic clock gives a byte-identical log run after run (invariant 7).
@@ -60,7 +61,24 @@ newest rotated file when the active one is empty) gives the next ``seq`` and
 silently continued: ``AuditError`` names the file and the last good seq, so a
 human looks at it first (``nic-sandbox audit verify``).
 
-One writer per log: nothing locks the file against a second ``AuditLog``.
+One writer per log: ``AuditLog`` takes an exclusive ``flock`` on
+``.<name>.lock`` beside it when it opens and holds it until ``close()``; a second
+writer (another process, or another ``AuditLog`` in this one) is refused
+with an ``AuditError`` naming the file, as ``flock(1)`` or a pid file would
+refuse it.  Two writers on one file would each continue the chain from
+the head they read at open and fork it.
+
+Disk budget: ``max_bytes`` (default 256 MiB, four rotations' worth) bounds
+the log's files together.  After a rotation, the oldest rotated files are
+deleted until the rest fit, as logrotate's ``rotate N`` or journald's
+``SystemMaxUse=`` do; the active file and the newest rotated file are
+always kept.  The head of what was deleted -- the seq and hash of the last
+pruned record, which the first kept record names as ``prev`` -- is written
+to ``<path>.pruned`` (``PRUNED_SUFFIX``), so ``verify`` accepts a chain
+that starts there rather than at ``GENESIS`` and still names a file
+removed by anyone else as missing records.  ``disk`` reports what this
+writer wrote, kept and pruned.
+
 If a write fails, the log refuses every later record (fail closed, like
 auditd's ``disk_error_action = HALT``): a sandbox that cannot audit a
 rejection must not pretend it did.
@@ -68,6 +86,7 @@ rejection must not pretend it did.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -75,6 +94,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -120,7 +140,45 @@ REASON_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 #: Every canonical record line starts with these bytes (used to recognise a log).
 MAGIC = b'{"v":'
 
+#: Default rotation size and total disk budget of a log's files (four rotated files' worth).
+ROTATE_BYTES = 64 << 20
+MAX_BYTES = 4 * ROTATE_BYTES
+#: ``<path>.pruned``: the head of the records deleted by the disk budget (``write_pruned``).
+PRUNED_SUFFIX = ".pruned"
+#: ``.<name>.lock`` beside the log: the file one writer holds an exclusive ``flock`` on (hidden, so ``LOG.*``
+#: still names the log's rotated files only).
+LOCK_SUFFIX = ".lock"
+
 Clock = Callable[[], tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class DiskUse:
+    """What a writer did to the disk: bytes it wrote, and the files of the log it kept and pruned."""
+
+    written: int  # bytes this writer appended since it opened
+    kept_files: int  # the active file and the rotated files still on disk
+    kept_bytes: int
+    pruned_files: int  # rotated files this writer deleted to stay within ``max_bytes``
+    pruned_bytes: int
+
+    def line(self) -> str:
+        """One line for a command's output: ``98.5 MB written, 2 files kept (98.5 MB), 0 pruned``."""
+        pruned = f"{self.pruned_files} pruned ({_size(self.pruned_bytes)})" if self.pruned_files else "0 pruned"
+        files = f"{self.kept_files} file{'s' if self.kept_files != 1 else ''}"
+        return f"{_size(self.written)} written, {files} kept ({_size(self.kept_bytes)}), {pruned}"
+
+
+def _size(n: int) -> str:
+    """Bytes for people, in decimal units as ``df -H`` prints them: ``512 B``, ``6.4 kB``, ``98.5 MB``."""
+    if n < 1000:
+        return f"{n} B"
+    value, unit = n / 1000, "kB"
+    for bigger in ("MB", "GB"):
+        if value < 1000:
+            break
+        value, unit = value / 1000, bigger
+    return f"{value:.1f} {unit}"
 
 
 class AuditError(Exception):
@@ -136,6 +194,24 @@ def format_wall(wall_ns: int) -> str:
     """ISO-8601 UTC with nanoseconds: ``2024-05-01T12:00:00.123456789Z``."""
     sec, ns = divmod(wall_ns, 1_000_000_000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{ns:09d}Z"
+
+
+#: Where the virtual (deterministic) clock starts: 2023-11-14T22:13:20Z, ``device.clock.EPOCH_NS``.
+VIRTUAL_EPOCH_NS = 1_700_000_000 * 1_000_000_000
+
+
+def clock_of(wall: str, mono_ns: int) -> str:
+    """``"virtual"`` when a record was stamped by the deterministic clock, else ``"wall"``.
+
+    The virtual clock writes ``wall`` = ``VIRTUAL_EPOCH_NS`` + ``mono_ns``
+    exactly (``sandbox.flags.deterministic_clock``); a real clock pairs
+    ``time.time_ns()`` with ``time.monotonic_ns()``, which never line up like
+    that.  So a record says which clock wrote it without a field of its own,
+    and the bytes of virtual-clock logs stay what they always were.
+    """
+    if not 0 <= mono_ns < 10**15 or not wall.startswith("20"):
+        return "wall"
+    return "virtual" if wall == format_wall(VIRTUAL_EPOCH_NS + mono_ns) else "wall"
 
 
 def system_clock() -> tuple[int, int]:
@@ -155,6 +231,43 @@ def rotated_siblings(path: Path) -> list[tuple[int, Path]]:
         if entry.name.startswith(prefix) and suffix.isdigit() and entry.is_file():
             found.append((int(suffix), entry))
     return sorted(found)
+
+
+def pruned_path(path: Path) -> Path:
+    """``<path>.pruned`` of the log whose active file is ``path``."""
+    return path.with_name(path.name + PRUNED_SUFFIX)
+
+
+def write_pruned(path: Path, seq: int, head: str, files: int, size: int) -> None:
+    """Record that the budget deleted records up to ``seq``, whose hash is ``head`` (atomically: write, rename)."""
+    marker = pruned_path(path)
+    tmp = marker.with_name(marker.name + ".tmp")
+    tmp.write_bytes(encode({"v": SCHEMA_VERSION, "seq": seq, "hash": head, "files": files, "bytes": size}) + b"\n")
+    os.replace(tmp, marker)
+
+
+def read_pruned(path: Path) -> tuple[int, str] | None:
+    """``(seq, hash)`` of the last record the writer's budget deleted from the log at ``path``, or None.
+
+    A marker that is not what ``write_pruned`` writes is an ``AuditError``:
+    it decides where the chain may start, so it is not guessed at.
+    """
+    marker = pruned_path(path)
+    if not marker.exists():
+        return None
+    try:
+        data = json.loads(marker.read_bytes())
+        seq, head = data["seq"], data["hash"]
+        if type(seq) is not int or seq < 0 or not isinstance(head, str) or not re.fullmatch(r"[0-9a-f]{64}", head):
+            raise ValueError("seq or hash out of range")
+    except (ValueError, KeyError, TypeError) as e:
+        raise AuditError(f"{marker}: not a prune marker ({e})") from None
+    return seq, head
+
+
+def _first_line(path: Path) -> bytes:
+    with path.open("rb") as f:
+        return f.readline()
 
 
 def _tail_lines(path: Path, count: int = 2) -> tuple[list[bytes], bool]:
@@ -225,9 +338,10 @@ class AuditLog:
         path: str | os.PathLike[str],
         protection: str,
         fsync: str = "batch",
-        rotate_bytes: int | None = 64 << 20,
+        rotate_bytes: int | None = ROTATE_BYTES,
         clock: Clock | None = None,
         max_pending: int = 4096,
+        max_bytes: int | None = MAX_BYTES,
     ) -> None:
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}, got {fsync!r}")
@@ -235,18 +349,36 @@ class AuditLog:
             raise ValueError(f"rotate_bytes must be positive or None, got {rotate_bytes}")
         if max_pending < 1:
             raise ValueError(f"max_pending must be at least 1, got {max_pending}")
+        if max_bytes is not None and max_bytes <= 0:
+            raise ValueError(f"max_bytes must be positive or None, got {max_bytes}")
+        if max_bytes is not None and rotate_bytes is not None:
+            rotate_bytes = max(1, min(rotate_bytes, max_bytes // 4))  # a budget is kept in at least four files
         self.path = Path(path)
         self.protection = str(protection)
         self.fsync = fsync
         self.rotate_bytes = rotate_bytes
         self.max_pending = max_pending
+        self.max_bytes = max_bytes
         self._clock: Clock = clock or system_clock
         self._lock = threading.Lock()
         self._pending: list[bytes] = []
         self._counts = AuditCounters()
         self._failed: BaseException | None = None
         self._closed = False
+        self._written = 0
+        self._pruned_files = 0
+        self._pruned_bytes = 0
+        self._pruned_base = (0, 0)  # files and bytes pruned before this writer opened
+        self._lock_file = self._take_lock()
 
+        try:
+            self._open_tail()
+        except BaseException:
+            self._lock_file.close()
+            raise
+
+    def _open_tail(self) -> None:
+        """Find where the chain ends (next ``seq`` and ``prev``) and open the active file for appending."""
         rotated = rotated_siblings(self.path)
         self._next_rotation = rotated[-1][0] + 1 if rotated else 1
         last = self._last_record(self.path)
@@ -261,6 +393,25 @@ class AuditLog:
         self.acknowledged = self._seq - 1
         self._file: BinaryIO = self.path.open("ab")
         self._size = self._file.tell()
+        #: rotated files still on disk, oldest first, with their sizes (what the budget may delete)
+        self._rotated: list[tuple[Path, int]] = [(p, p.stat().st_size) for _, p in rotated]
+        if read_pruned(self.path) is not None:  # checked; what earlier writers pruned goes on from there
+            earlier = json.loads(pruned_path(self.path).read_bytes())
+            files, size = earlier.get("files"), earlier.get("bytes")
+            self._pruned_base = (files if type(files) is int else 0, size if type(size) is int else 0)
+
+    def _take_lock(self) -> BinaryIO:
+        """An exclusive ``flock`` on ``<path>.lock``, held until ``close()``; a second writer is refused."""
+        lock_path = self.path.with_name("." + self.path.name + LOCK_SUFFIX)
+        lock = lock_path.open("ab")
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            raise AuditError(
+                f"{self.path}: another writer has this audit log open ({lock_path} is locked); one writer per log"
+            ) from None
+        return lock
 
     # -- opening ----------------------------------------------------------------
     @staticmethod
@@ -417,6 +568,7 @@ class AuditLog:
             finally:
                 self._closed = True
                 self._file.close()
+                self._lock_file.close()  # releases the flock
 
     def __enter__(self) -> AuditLog:
         return self
@@ -450,6 +602,13 @@ class AuditLog:
     def since(self, seq: int) -> list[dict[str, Any] | RecordSpan]:
         """Held records from ``seq`` on: none (``capacity`` 0)."""
         return []
+
+    @property
+    def disk(self) -> DiskUse:
+        """Bytes written by this writer, and the files of the log kept and pruned (for a command's last line)."""
+        with self._lock:
+            kept = sum(size for _, size in self._rotated) + self._size
+            return DiskUse(self._written, len(self._rotated) + 1, kept, self._pruned_files, self._pruned_bytes)
 
     @property
     def pending(self) -> int:
@@ -486,7 +645,9 @@ class AuditLog:
                     end += 1
                     if self._over_size():
                         break
-                self._file.write(b"".join(lines[start:end]))
+                data = b"".join(lines[start:end])
+                self._file.write(data)
+                self._written += len(data)
                 self._file.flush()
                 if self.fsync != "never":
                     os.fsync(self._file.fileno())
@@ -505,12 +666,46 @@ class AuditLog:
         self._file.close()
         target = self.path.with_name(f"{self.path.name}.{self._next_rotation}")
         os.rename(self.path, target)
+        self._rotated.append((target, self._size))
         self._next_rotation += 1
         self._file = self.path.open("ab")
         self._size = 0
+        self._prune()
         if self.fsync != "never":  # make the rename and the new file durable too
             fd = os.open(self.path.parent, os.O_RDONLY)
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+    def _prune(self) -> None:
+        """Delete the oldest rotated files while the log is over ``max_bytes``; note the pruned head first.
+
+        The newest rotated file is always kept (the active file has just been
+        started empty), so a reopened log still finds its last record.  The
+        marker is written before any file is deleted: a crash in between
+        leaves a marker naming records that are still on disk, which
+        ``verify`` reads as an intact chain, never the other way round.
+        """
+        if self.max_bytes is None:
+            return
+        total = sum(size for _, size in self._rotated) + self._size
+        doomed = 0
+        while doomed < len(self._rotated) - 1 and total > self.max_bytes:
+            total -= self._rotated[doomed][1]
+            doomed += 1
+        if doomed == 0:
+            return
+        first_kept = parse_line(_first_line(self._rotated[doomed][0]))
+        if first_kept is None:  # pragma: no cover - this writer wrote that file whole
+            raise AuditError(f"{self._rotated[doomed][0]}: cannot read its first record; not pruning")
+        files = self._pruned_files + doomed
+        size = self._pruned_bytes + sum(size for _, size in self._rotated[:doomed])
+        base_files, base_bytes = self._pruned_base
+        write_pruned(
+            self.path, int(first_kept["seq"]) - 1, str(first_kept["prev"]), base_files + files, base_bytes + size
+        )
+        for path, _ in self._rotated[:doomed]:
+            path.unlink(missing_ok=True)
+        self._rotated = self._rotated[doomed:]
+        self._pruned_files, self._pruned_bytes = files, size

@@ -2,20 +2,23 @@
 
 ``read_records`` is for looking (summary, show, plot): it checks that each
 line is a well-formed record of this schema, not the chain.  ``verify`` is
-for trusting: it walks the whole chain across rotated files and names the
-first record that is not what the writer wrote:
+for trusting: it walks the whole chain across rotated files and names every
+record that is not what the writer wrote, each by its file, line and a true
+name:
 
 * a changed byte: the line is no longer canonical JSON, or its hash no longer
-  matches -- reported at that record's seq;
-* a deleted record: a seq gap, or a ``prev`` that is not the hash of the
-  record before -- reported at the first seq missing from the chain;
+  matches;
+* deleted records: a seq gap that no later line fills (*missing*); a seq
+  that turns up after a later one is *out of order*, one seen twice *repeated*;
 * a cut file: a last line without its newline -- reported at the torn
   record's seq (last good seq + 1);
 * a schema error: missing or extra keys, wrong types, ``v`` other than 1.
 
 What a chain cannot show: records cut off the end exactly at a line
-boundary, or a tail rewritten with freshly computed hashes.  Compare the last
-hash (``VerifyResult.head``) with a copy kept elsewhere to rule those out.
+boundary, or a tail rewritten with freshly computed hashes.  An ``Anchor``
+(``audit seal``, verifier/audit/seal.py) kept elsewhere rules those out.
+A chain whose oldest files the writer's disk budget deleted starts at the
+head named by ``<log>.pruned``, and verifies from there.
 
 Input that is not an audit log at all (a pcap, random text) raises
 ``AuditFormatError`` with a one-line message instead of a list of problems.
@@ -24,6 +27,7 @@ Files may be given in any order: they are ordered by their first seq.
 
 from __future__ import annotations
 
+import bisect
 import calendar
 import itertools
 import json
@@ -43,6 +47,7 @@ from verifier.audit.log import (
     AuditError,
     chain_hash,
     parse_line,
+    read_pruned,
 )
 
 #: How much of a file is inspected to tell an audit log from anything else.
@@ -61,8 +66,28 @@ class AuditFormatError(AuditError):
 
 
 @dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a log: the seq it concerns, what it is, and ``file:line``."""
+
+    seq: int
+    what: str
+    where: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.what} ({self.where})"
+
+
+@dataclass(frozen=True)
 class VerifyResult:
-    """Outcome of ``verify``: ``records`` is how many records were verified before any problem."""
+    """Outcome of ``verify``: ``records`` is how many records were verified before any problem.
+
+    ``problem`` and ``first_bad_seq`` are the first of ``problems`` (in file
+    and line order; at most ``PROBLEM_LIMIT`` of them, ``more_problems``
+    counts the rest); ``first_seq`` is where the kept chain starts (after a
+    pruned head, else 0); ``lines`` how many lines were read; ``notes`` what
+    could not be checked.
+    """
 
     ok: bool
     records: int
@@ -70,6 +95,11 @@ class VerifyResult:
     problem: str | None
     head: str = GENESIS
     files: tuple[str, ...] = ()
+    problems: tuple[Problem, ...] = ()
+    first_seq: int = 0
+    lines: int = 0
+    notes: tuple[str, ...] = ()
+    more_problems: int = 0
 
 
 def parse_wall(text: str) -> int:
@@ -296,58 +326,248 @@ def _chunks(files: list[Path]) -> Iterator[tuple[Path, int, list[bytes]]]:
                 number += len(lines)
 
 
-def verify(paths: Iterable[PathLike], on_record: Callable[[dict[str, Any]], object] | None = None) -> VerifyResult:
-    """Walk the hash chain over ``paths`` (any order) and report the first record that breaks it.
+@dataclass(frozen=True)
+class Anchor:
+    """A head kept outside the log: the record ``seq`` had hash ``hash`` (``audit seal``, or the prune marker)."""
 
-    ``on_record``: called with each record that verified, in chain order (up to
-    the first problem), so a caller that needs the records too (the fuzzer's
-    oracle) reads the log once.  Checks per line, in this order: complete
-    line, canonical JSON, schema, seq, prev, hash.  A fast path checks a chunk
-    of lines at once and, on any failure, the chunk is checked line by line
-    for the exact problem: the verdict is the same either way.
+    seq: int
+    hash: str
+
+
+#: Problems ``verify`` keeps with their text (the rest are counted): a hostile log of shuffled lines cannot grow memory.
+PROBLEM_LIMIT = 1000
+#: Gaps waiting for a late record; past this the oldest is called missing at once (bounded memory and time).
+HOLE_LIMIT = 4096
+
+
+class _Walk:
+    """The state of one ``verify`` pass: where the chain is, what is pending, and every problem found.
+
+    ``pos`` is the seq the next line should hold (one past the highest seen);
+    ``holes`` are seqs skipped so far, with the line where the gap was seen:
+    a record that turns up later is *out of order*, one that never does is
+    *missing* (reported at the gap when the walk ends).  ``known`` maps the
+    latest seqs to their hashes, so each record's ``prev`` is checked against
+    its predecessor wherever that stood; ``None`` marks a position whose
+    hash cannot be trusted (a damaged line), so its successor is not blamed twice.
+    """
+
+    KNOWN_LIMIT = 4 * CHUNK_LINES
+
+    def __init__(self, start: Anchor | None) -> None:
+        self.pos = 0 if start is None else start.seq + 1
+        self.start = start
+        self.known: dict[int, str | None] = {} if start is None else {start.seq: start.hash}
+        self.holes: list[tuple[int, int, str, tuple[int, int]]] = []  # (first, last, where, order)
+        self.problems: list[tuple[tuple[int, int], int, str, str]] = []  # (order, seq, what, where)
+        self.clean = 0  # records verified before the first problem
+        self.total = 0  # lines read
+        self.more = 0  # problems found past PROBLEM_LIMIT
+
+    def prev(self) -> str | None:
+        """The hash the next in-order record must name as ``prev`` (None: unknown)."""
+        if self.pos == 0:
+            return GENESIS
+        return self.known.get(self.pos - 1)
+
+    def problem(self, order: tuple[int, int], seq: int, what: str, where: str) -> None:
+        if len(self.problems) < PROBLEM_LIMIT:
+            self.problems.append((order, seq, what, where))
+        else:
+            self.more += 1
+
+    def remember(self, seq: int, digest: str | None) -> None:
+        self.known[seq] = digest
+        if len(self.known) > self.KNOWN_LIMIT:
+            newest = sorted(self.known)[-CHUNK_LINES:]
+            self.known = {k: self.known[k] for k in newest}
+
+    def add_hole(self, first: int, last: int, where: str, order: tuple[int, int]) -> None:
+        """Seqs ``first..last`` skipped at ``where`` (holes stay sorted: ``pos`` only grows)."""
+        self.holes.append((first, last, where, order))
+        if len(self.holes) > HOLE_LIMIT:
+            self._missing(*self.holes.pop(0))
+
+    def take_hole(self, seq: int) -> bool:
+        """Remove ``seq`` from the pending holes; True when it was one (the record came late)."""
+        i = bisect.bisect_right(self.holes, seq, key=lambda hole: hole[0]) - 1
+        if i < 0 or not self.holes[i][0] <= seq <= self.holes[i][1]:
+            return False
+        first, last, where, order = self.holes[i]
+        parts = [(first, seq - 1), (seq + 1, last)]
+        self.holes[i : i + 1] = [(a, b, where, order) for a, b in parts if a <= b]
+        return True
+
+    def _skip(self, order: tuple[int, int], what: str, where: str) -> None:
+        """A line that is no trustworthy record: it takes the next position, whose hash is then unknown."""
+        self.problem(order, self.pos, what, where)
+        self.remember(self.pos, None)
+        self.pos += 1
+
+    def line(self, order: tuple[int, int], where: str, line: bytes) -> dict[str, Any] | None:
+        """Check one line; return its record when it is the next record of an intact chain so far."""
+        pos = self.pos
+        if not line.endswith(b"\n"):
+            self._skip(order, "file cut mid-record: the last line is torn", where)
+            return None
+        record = parse_line(line)
+        if record is None:
+            self._skip(order, "record damaged: not canonical JSON", where)
+            return None
+        problem = schema_problem(record)
+        if problem is not None:
+            self._skip(order, problem, where)
+            return None
+        seq, stated = record["seq"], record["prev"]
+        # The line is canonical and ends with the hash (checked above), so the body is the line without it.
+        if chain_hash(stated, line[: -len(_HASH_TAIL)] + b"}") != record["hash"]:
+            self._skip(order, "record altered: hash mismatch", where)
+            return None
+        if seq < pos:
+            if self.take_hole(seq):
+                self.problem(order, seq, f"records out of order: seq {seq} comes after seq {pos - 1}", where)
+            else:
+                self.problem(order, seq, f"record repeated: seq {seq} appears a second time", where)
+            self._link(order, seq, stated, where)
+            return None
+        if seq > pos:
+            self.add_hole(pos, seq - 1, where, order)
+            self.pos = seq + 1
+            self._link(order, seq, stated, where)
+            self.remember(seq, record["hash"])
+            return None
+        linked = self._link(order, seq, stated, where)
+        self.pos = seq + 1
+        self.remember(seq, record["hash"])
+        return record if linked else None
+
+    def _link(self, order: tuple[int, int], seq: int, stated: str, where: str) -> bool:
+        """Check ``prev`` against the predecessor's hash when that is known; False when it is not the chain's."""
+        if seq == 0:
+            expected: str | None = GENESIS
+        else:
+            expected = self.known.get(seq - 1)
+        if expected is None or stated == expected:
+            return expected is not None or seq == 0
+        self.problem(order, seq, "chain broken: prev is not the hash of the record before", where)
+        return False
+
+    def finish(self) -> None:
+        """Every hole still open is records missing, named at the gap."""
+        for hole in self.holes:
+            self._missing(*hole)
+        self.holes = []
+
+    def _missing(self, a: int, b: int, where: str, order: tuple[int, int]) -> None:
+        span = f"seq {a}" if a == b else f"seqs {a}..{b}"
+        if a == (0 if self.start is None else self.start.seq + 1):
+            what = (
+                f"log starts at seq {b + 1}: records {a}..{b} are missing"
+                if self.start is None
+                else f"records missing after the pruned head (seq {self.start.seq}): {span}"
+            )
+        else:
+            what = f"records missing: expected seq {a}, found {b + 1}" + ("" if a == b else f" ({span} missing)")
+        self.problem(order, a, what, where)
+
+
+def verify(
+    paths: Iterable[PathLike],
+    on_record: Callable[[dict[str, Any]], object] | None = None,
+    *,
+    start: Anchor | None = None,
+    anchor: Anchor | None = None,
+) -> VerifyResult:
+    """Walk the hash chain over ``paths`` (any order) and report every record that breaks it.
+
+    ``on_record``: called with each record that verified, in chain order (up
+    to the first problem), so a caller that needs the records too (the
+    fuzzer's oracle) reads the log once.  Every problem is reported with its
+    file, line and a true name: a changed record (not canonical, schema,
+    hash mismatch), records missing (a seq gap no later line fills), records
+    out of order (a seq that turns up after a later one), a repeated seq, a
+    broken link (``prev``), a line cut short.  A fast path checks a chunk of
+    lines at once and, on any failure, the chunk is checked line by line: the
+    verdict is the same either way.
+
+    ``start``: where the kept chain begins when older records were deleted
+    by the writer's disk budget (default: the ``<log>.pruned`` marker next
+    to the files, if any; else ``GENESIS`` at seq 0).  ``anchor``: a head
+    kept elsewhere (``audit seal``); the log must still hold that record
+    with that hash, which catches a cut at a line boundary and a rewritten,
+    re-hashed chain up to the anchor.
     """
     files = order_files(paths)
     names = tuple(str(p) for p in files)
-    expected = 0
-    prev = GENESIS
-
-    def bad(problem: str, where: str) -> VerifyResult:
-        return VerifyResult(False, expected, expected, f"{problem} ({where})", prev, names)
-
+    if start is None:
+        start = _pruned_start(files)
+    walk = _Walk(start)
+    anchor_seen: str | None = None
+    order = {path: index for index, path in enumerate(files)}
     for path, first, chunk in _chunks(files):
-        checked = _fast_chunk(chunk, expected, prev)
+        expected, prev = walk.pos, walk.prev()
+        # in order so far (or resynchronised after a problem): a chunk that is all good is checked at once
+        checked = _fast_chunk(chunk, expected, prev) if prev is not None else None
         if checked is not None:
-            expected += len(checked)
-            prev = checked[-1]["hash"]
-            if on_record is not None:
-                for each in checked:
-                    on_record(each)
+            walk.pos += len(checked)
+            walk.remember(walk.pos - 1, checked[-1]["hash"])
+            walk.total += len(checked)
+            if anchor is not None and expected <= anchor.seq < walk.pos:
+                anchor_seen = checked[anchor.seq - expected]["hash"]
+            if not walk.problems and not walk.holes:
+                walk.clean += len(checked)
+                if on_record is not None:
+                    for each in checked:
+                        on_record(each)
             continue
         for number, line in enumerate(chunk, first):
-            where = f"{path.name}:{number}"
-            if not line.endswith(b"\n"):
-                return bad("file cut mid-record: the last line is torn", where)
-            record = parse_line(line)
+            walk.total += 1
+            record = walk.line((order[path], number), f"{path.name}:{number}", line)
             if record is None:
-                return bad("record damaged: not canonical JSON", where)
-            problem = schema_problem(record)
-            if problem is not None:
-                return bad(problem, where)
-            seq = record["seq"]
-            if seq != expected:
-                if expected == 0 and seq > 0:
-                    return bad(f"log starts at seq {seq}: records 0..{seq - 1} are missing", where)
-                if seq > expected:
-                    return bad(f"records missing: expected seq {expected}, found {seq}", where)
-                return bad(f"records out of order: expected seq {expected}, found {seq}", where)
-            if record["prev"] != prev:
-                return bad("chain broken: prev is not the hash of the record before", where)
-            # The line is canonical and ends with the hash (checked above), so the body is the line without it.
-            body = line[: -len(_HASH_TAIL)] + b"}"
-            if chain_hash(prev, body) != record["hash"]:
-                return bad("record altered: hash mismatch", where)
-            prev = record["hash"]
-            expected += 1
-            if on_record is not None:
-                on_record(record)
-    return VerifyResult(True, expected, None, None, prev, names)
+                continue
+            if anchor is not None and record["seq"] == anchor.seq:
+                anchor_seen = record["hash"]
+            if not walk.problems and not walk.holes:
+                walk.clean += 1
+                if on_record is not None:
+                    on_record(record)
+    walk.finish()
+    last = walk.pos - 1
+    first_seq = 0 if start is None else start.seq + 1
+    notes: list[str] = []
+    if anchor is not None:
+        at_end = (len(files), 0)
+        if anchor_seen is None and anchor.seq < first_seq:  # before what the log holds: the pruned head, or none
+            if start is not None and anchor.seq == start.seq:
+                anchor_seen = start.hash
+            elif start is not None:
+                notes.append(f"the anchor's record (seq {anchor.seq}) was pruned by the disk budget: not checked")
+            else:
+                anchor_seen = anchor.hash if anchor.seq == -1 else None  # an empty log's seal holds nothing
+        if anchor_seen is None and anchor.seq > last:
+            cut = f"log cut: the anchor holds seq {anchor.seq}, the log ends at seq {last}"
+            walk.problem(at_end, last + 1, cut, "anchor")
+        elif anchor_seen is not None and anchor_seen != anchor.hash:
+            rewritten = f"chain rewritten: seq {anchor.seq} does not have the anchored hash"
+            walk.problem(at_end, anchor.seq, rewritten, "anchor")
+        elif anchor_seen is None and not notes:
+            walk.problem(at_end, anchor.seq, f"the anchored record (seq {anchor.seq}) is not in the log", "anchor")
+    problems = tuple(Problem(seq, what, where) for _, seq, what, where in sorted(walk.problems, key=lambda p: p[0]))
+    trusted = [seq for seq, digest in walk.known.items() if digest is not None]
+    head = walk.known[max(trusted)] or GENESIS if trusted else GENESIS
+    if not problems:
+        return VerifyResult(True, walk.clean, None, None, head, names, (), first_seq, walk.total, tuple(notes), 0)
+    one = problems[0]
+    return VerifyResult(
+        False, walk.clean, one.seq, one.text, head, names, problems, first_seq, walk.total, tuple(notes), walk.more
+    )
+
+
+def _pruned_start(files: list[Path]) -> Anchor | None:
+    """The prune marker of the log these files belong to (``LOG.pruned`` beside ``LOG``/``LOG.N``), if any."""
+    for path in files:
+        base = path.with_suffix("") if path.suffix[1:].isdigit() else path
+        found = read_pruned(base)
+        if found is not None:
+            return Anchor(*found)
+    return None
