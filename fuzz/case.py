@@ -191,6 +191,8 @@ class Case:
             raise ReproducerError(f"{path}: not JSON ({err})") from None
         except RecursionError:
             raise ReproducerError(f"{path}: JSON nested too deeply") from None
+        except ValueError as err:  # an integer past Python's int-digit limit (sys.get_int_max_str_digits)
+            raise ReproducerError(f"{path}: not a usable JSON value ({err})") from None
         try:
             return cls.from_dict(data)
         except ReproducerError as err:

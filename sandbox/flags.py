@@ -18,7 +18,7 @@ from pathlib import Path
 
 from device.clock import EPOCH_NS
 from device.e1000 import EngineMode
-from sandbox.argtypes import int_range
+from sandbox.argtypes import check_output_path, int_range
 from sandbox.errors import UsageError
 from verifier.audit.log import FSYNC_POLICIES, AuditError, AuditLog
 from verifier.modes.protection import PROTECTION_HELP, Protection
@@ -86,6 +86,7 @@ def scenario_from_flags(args: argparse.Namespace, embedded: str) -> scenario.Sce
 
 def audit_from_flags(args: argparse.Namespace, scen: scenario.Scenario) -> AuditLog:
     """The ``--audit-log`` for this scenario's protection and engine; an unusable path is a usage error."""
+    check_output_path(args.audit_log, "--audit-log")
     try:
         return open_audit(args.audit_log, scen.protection, args.fsync, scen.engine)
     except ValueError as err:

@@ -10,7 +10,8 @@ xsk_tx_metadata`` that lies ``tx_metadata_len`` bytes before the buffer
 "csum_offset": O, "launch_time": T}``, numbers as above within u64, u16, u16,
 u64, any of them left out meaning 0; a line without ``"meta"`` has all-zero
 metadata.  Blank lines are skipped; any other line that is not such an object is
-an error naming its line number.
+an error naming its line number (nesting too deep for the parser and integers
+past Python's int-digit limit too: never a traceback).
 """
 
 from __future__ import annotations
@@ -82,6 +83,10 @@ def read_descriptors(lines: Iterable[str]) -> tuple[npt.NDArray[np.void], list[s
             obj = json.loads(text)
         except json.JSONDecodeError as err:
             raise DescriptorLineError(f"line {number}: not JSON ({err.msg})") from None
+        except RecursionError:
+            raise DescriptorLineError(f"line {number}: JSON nested too deeply") from None
+        except ValueError:  # an integer past Python's int-digit limit (sys.get_int_max_str_digits)
+            raise DescriptorLineError(f"line {number}: an integer with too many digits") from None
         if not isinstance(obj, dict):
             raise DescriptorLineError(f'line {number}: expected an object like {{"addr": 0, "len": 64, "options": 0}}')
         extra = sorted(set(obj) - set(FIELDS) - {LABEL, META})
