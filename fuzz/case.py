@@ -50,6 +50,7 @@ the file, the key and the problem.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,8 +192,8 @@ class Case:
             raise ReproducerError(f"{path}: not JSON ({err})") from None
         except RecursionError:
             raise ReproducerError(f"{path}: JSON nested too deeply") from None
-        except ValueError as err:  # an integer past Python's int-digit limit (sys.get_int_max_str_digits)
-            raise ReproducerError(f"{path}: not a usable JSON value ({err})") from None
+        except ValueError:  # an integer past Python's int-digit limit
+            raise ReproducerError(f"{path}: an integer of more than {sys.get_int_max_str_digits()} digits") from None
         try:
             return cls.from_dict(data)
         except ReproducerError as err:

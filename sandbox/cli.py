@@ -21,6 +21,7 @@ from rich.console import Console
 from sandbox.commands import audit, demo, fuzz, scenario, verify
 from sandbox.errors import EXIT_USAGE, PROG, UsageError, print_error
 from sandbox.parser import Parser
+from verifier.audit.log import AuditError
 from world.scenario import ScenarioError
 
 __all__ = ["EXIT_USAGE", "PROG", "build_parser", "main"]
@@ -100,7 +101,7 @@ def _run(argv: Sequence[str] | None) -> int:
         code = int(args.func(args, out))
         sys.stdout.flush()  # a full disk or a closed pipe shows here, not at exit as a traceback
         return code
-    except (UsageError, ScenarioError) as e:
+    except (UsageError, ScenarioError, AuditError) as e:  # AuditError: a log damaged where a command reads it
         print_error(str(e))
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -21,6 +21,7 @@ from device.e1000 import EngineMode
 from sandbox.argtypes import check_output_path, int_range
 from sandbox.errors import UsageError
 from verifier.audit.log import FSYNC_POLICIES, AuditError, AuditLog
+from verifier.audit.read import check_appendable
 from verifier.modes.protection import PROTECTION_HELP, Protection
 from world import scenario
 
@@ -109,6 +110,7 @@ def open_audit(path: str, protection: Protection, fsync: str, engine: EngineMode
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     clock = deterministic_clock() if engine is EngineMode.INLINE else None
     try:
+        check_appendable(path)
         return AuditLog(path, protection=protection.value, fsync=fsync, clock=clock)
     except (AuditError, OSError) as err:
         raise ValueError(f"cannot use audit log {path}: {err}") from None

@@ -82,9 +82,9 @@ def cmd_pingpong(args: argparse.Namespace, out: Console) -> int:
     if isinstance(pcap, str):
         check_output_path(pcap, "--pcap")
     elif pcap:
-        for cable in scen.cables:
+        for i, cable in enumerate(scen.cables):
             if cable.pcap is not None:
-                check_output_path(cable.pcap, f"{scen.source}: pcap")
+                check_output_path(cable.pcap, f"{scen.source}: cable[{i}].pcap")
     with audit_from_flags(args, scen) as audit, qemu.build_world(args, scen, pcap, audit) as world:
         if args.json or not out.is_terminal:
             report = pingpong.run(world, count, size, batch)

@@ -17,6 +17,7 @@ past Python's int-digit limit too: never a traceback).
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -86,7 +87,9 @@ def read_descriptors(lines: Iterable[str]) -> tuple[npt.NDArray[np.void], list[s
         except RecursionError:
             raise DescriptorLineError(f"line {number}: JSON nested too deeply") from None
         except ValueError:  # an integer past Python's int-digit limit (sys.get_int_max_str_digits)
-            raise DescriptorLineError(f"line {number}: an integer with too many digits") from None
+            raise DescriptorLineError(
+                f"line {number}: an integer of more than {sys.get_int_max_str_digits()} digits"
+            ) from None
         if not isinstance(obj, dict):
             raise DescriptorLineError(f'line {number}: expected an object like {{"addr": 0, "len": 64, "options": 0}}')
         extra = sorted(set(obj) - set(FIELDS) - {LABEL, META})

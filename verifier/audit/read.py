@@ -43,6 +43,7 @@ from verifier.audit.log import (
     REASON_RE,
     SCHEMA_VERSION,
     AuditError,
+    _tail_lines,
     chain_hash,
     parse_line,
 )
@@ -161,6 +162,24 @@ def schema_problem(record: dict[str, Any]) -> str | None:
         low, high = RANGES[wide]
         return f"schema: {wide!r} out of range {low}..{high}"
     return None
+
+
+def check_appendable(path: PathLike) -> None:
+    """Raise ``AuditError`` when an existing log's last record is well-formed JSON with a sound hash but values
+    no writer produces (out of range, wrong type): appending would continue a chain that no reader accepts.
+
+    The writer checks the rest when it opens the file (foreign file, torn last line, altered hash).
+    """
+    p = Path(path)
+    if not p.is_file():
+        return
+    lines, ends_clean = _tail_lines(p)
+    record = parse_line(lines[-1]) if lines and ends_clean else None
+    problem = schema_problem(record) if record is not None and tuple(record) == FIELDS else None
+    if problem is not None:
+        raise AuditError(
+            f"{p}: last record damaged ({problem}); refusing to append: check it with 'nic-sandbox audit verify {p}'"
+        )
 
 
 def _describe_foreign(head: bytes) -> str:
