@@ -65,7 +65,12 @@ def file_argv(kind: str, path: Path, tmp: Path) -> list[list[str]]:
     """The command lines that read ``path``: every command that takes a file of its kind."""
     p = str(path)
     if kind == "scenario":
-        return [["demo", "pingpong", "--scenario", p, "--count", "1", "--audit-log", str(tmp / "audit.jsonl")]]
+        log = ["--audit-log", str(tmp / "audit.jsonl")]
+        return [
+            ["demo", "pingpong", "--scenario", p, "--count", "1", *log],
+            ["demo", "attack", "--scenario", p, *log],
+            ["demo", "ping", "--scenario", p, "--count", "1", *log],
+        ]
     if kind == "reproducer":
         return [["fuzz", "replay", p]]
     if kind == "verify":
