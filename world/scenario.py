@@ -31,6 +31,8 @@ MAX_NESTING = 64
 #: What a tenant's two queues take of user memory: each ring (16-byte descriptors, page-rounded) and its mempool
 #: of one 2048-byte buffer per slot (driver/tenant/txq.py, rxq.py).
 BUFFER_SIZE = 2048
+#: Largest scenario file read (the shipped ones are about 2 KiB; ``/dev/zero`` never ends).
+MAX_BYTES = 1 << 20
 
 
 class ScenarioError(Exception):
@@ -90,7 +92,11 @@ def load(path: str | Path | None = None, embedded: str = DEFAULT_SCENARIO) -> Sc
         return parse(default_text(embedded), f"<embedded {embedded}.toml>")
     p = Path(path)
     try:
-        text = p.read_text()
+        with p.open("rb") as f:
+            data = f.read(MAX_BYTES + 1)
+        if len(data) > MAX_BYTES:
+            raise ScenarioError(f"{p}: larger than {MAX_BYTES:,} bytes, so not a scenario")
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise ScenarioError(f"{p}: no such scenario file") from None
     except UnicodeDecodeError:

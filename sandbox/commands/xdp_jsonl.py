@@ -16,9 +16,11 @@ past Python's int-digit limit too: never a traceback).
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from collections.abc import Iterable, Iterator
+from typing import IO
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +32,9 @@ FIELDS = {"addr": 64, "len": 32, "options": 32}  # name -> width in bits (struct
 META_FIELDS = {"flags": 64, "csum_start": 16, "csum_offset": 16, "launch_time": 64}
 LABEL = "class"
 META = "meta"
+#: Longest line read (a descriptor with metadata and a label is a few hundred characters): a file without newlines,
+#: or ``/dev/zero``, is refused at its first line instead of filling memory.
+MAX_LINE = 64 << 10
 
 
 class DescriptorLineError(ValueError):
@@ -65,6 +70,17 @@ def _meta(obj: dict[str, object], line: int) -> tuple[int, int, int, int]:
     except DescriptorLineError as err:
         raise DescriptorLineError(str(err).replace(f"line {line}: ", f"line {line}: {META}.", 1)) from None
     return flags, start, offset, launch
+
+
+def bounded_lines(stream: IO[str], limit: int = MAX_LINE) -> Iterator[str]:
+    """The lines of ``stream``, each read with at most ``limit`` characters; a longer one is refused."""
+    for number in itertools.count(1):
+        line = stream.readline(limit + 1)
+        if not line:
+            return
+        if len(line) > limit:
+            raise DescriptorLineError(f"line {number}: longer than {limit:,} characters")
+        yield line
 
 
 def read_descriptors(lines: Iterable[str]) -> tuple[npt.NDArray[np.void], list[str], npt.NDArray[np.void] | None]:

@@ -31,6 +31,7 @@ sys.path.insert(0, str(HERE.parents[1]))
 from verifier.audit.log import GENESIS, chain_hash, encode  # noqa: E402
 
 DEEP = 50_000  # nesting depth: well past the interpreter's recursion limit
+SHALLOWER = 10_000  # still far past it, and short enough for verify's longest line (64 KiB)
 DIGITS = 5_000  # over Python's default int-digit limit (4300)
 BIG = "9" * DIGITS
 
@@ -442,9 +443,10 @@ def _line(**change: Any) -> str:
 
 def verifies() -> dict[str, str | bytes]:
     out: dict[str, str | bytes] = {
-        "deep-list": "[" * DEEP + "]" * DEEP + "\n",
-        "deep-object": '{"a":' * DEEP + "1" + "}" * DEEP + "\n",
-        "deep-in-meta": _line(meta="@").replace('"@"', '{"a":' * DEEP + "1" + "}" * DEEP),
+        "deep-list": "[" * SHALLOWER + "]" * SHALLOWER + "\n",
+        "deep-object": '{"a":' * SHALLOWER + "1" + "}" * SHALLOWER + "\n",
+        "deep-in-meta": _line(meta="@").replace('"@"', '{"a":' * SHALLOWER + "1" + "}" * SHALLOWER),
+        "deep-and-long": "[" * DEEP + "]" * DEEP + "\n",
         "huge-int": _line(addr="@").replace('"@"', BIG),
         "huge-int-string": _line(addr=BIG),
         "huge-hex-string": _line(addr="0x" + "f" * DIGITS),

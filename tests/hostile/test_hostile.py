@@ -264,6 +264,18 @@ OTHER: list[list[str]] = [
     ["verify", "--format", "xdp", "--umem-size", "0x100000", "--chunk-size", "3000", "--generate", "1"],
     ["verify", "--format", "xdp", "--umem-size", "0x100000", "--chunk-size", "2048", "--umem-image", "/nonexistent"],
     ["frobnicate"],
+    # endless inputs: read up to a bound, never to the end
+    ["demo", "pingpong", "--scenario", "/dev/zero"],
+    ["demo", "attack", "--scenario", "/dev/urandom"],
+    ["fuzz", "replay", "/dev/zero"],
+    ["fuzz", "replay", "/dev/urandom"],
+    [*VERIFY, "--input", "/dev/zero"],
+    [*VERIFY, "--input", "/dev/urandom"],
+    ["audit", "summary", "/dev/zero"],
+    ["audit", "show", "/dev/urandom"],
+    ["audit", "verify", "/dev/zero"],
+    ["audit", "follow", "/dev/zero", "--timeout", "1"],
+    ["audit", "plot", "/dev/zero", "-o", "/tmp/x.png"],
 ]
 FLAG_SETS: list[tuple[list[str], str | None]] = (
     [([*before, flag, value, *after], flag) for before, flag, after in NUMERIC_FLAGS for value in BAD_NUMBERS]
