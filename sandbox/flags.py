@@ -106,10 +106,17 @@ def deterministic_clock() -> Callable[[], tuple[int, int]]:
 
 
 def open_audit(path: str, protection: Protection, fsync: str, engine: EngineMode) -> AuditLog:
-    """Open (append to) the audit log; the inline engine gets a deterministic clock."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    """Open (append to) the audit log; the inline engine gets a deterministic clock.
+
+    An unusable path or log is a ``ValueError`` naming it (checked before the folders are made).
+    """
+    try:
+        check_output_path(path, "--audit-log")
+    except UsageError as err:
+        raise ValueError(str(err)) from None
     clock = deterministic_clock() if engine is EngineMode.INLINE else None
     try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         check_appendable(path)
         return AuditLog(path, protection=protection.value, fsync=fsync, clock=clock)
     except (AuditError, OSError) as err:

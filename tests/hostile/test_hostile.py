@@ -225,6 +225,7 @@ OUTPUT_FLAGS: list[tuple[list[str], str, list[str]]] = [
     (["demo", "pingpong", "--count", "1"], "--pcap", []),
     (["demo", "attack"], "--audit-log", []),
     (["demo", "ping", "--count", "1"], "--audit-log", []),
+    (["fuzz", "campaign", "--iterations", "1"], "--audit-log", []),
 ]
 #: Other refusals, one line each: unknown flags and choices, flags of the wrong command, missing files.
 OTHER: list[list[str]] = [
@@ -279,7 +280,12 @@ OTHER: list[list[str]] = [
 ]
 FLAG_SETS: list[tuple[list[str], str | None]] = (
     [([*before, flag, value, *after], flag) for before, flag, after in NUMERIC_FLAGS for value in BAD_NUMBERS]
-    + [([*before, flag, path, *after], flag) for before, flag, after in OUTPUT_FLAGS for path in BAD_OUTPUTS]
+    + [
+        ([*before, flag, path, *after], flag)
+        for before, flag, after in OUTPUT_FLAGS
+        for path in BAD_OUTPUTS
+        if path or before[0] != "fuzz"  # fuzz reads an empty --audit-log as none (sandbox/commands/fuzz.py)
+    ]
     + [(argv, None) for argv in OTHER]
 )
 
