@@ -50,6 +50,7 @@ the file, the key and the problem.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,9 @@ FORMATS = {
     1: "the ops of this module; unknown keys ignored; seed, protection and class may be left out",
     2: "the same ops; every key known and every value checked; version, seed, protection and class required",
 }
+#: Largest case file read (a case of RING-1 descriptors in each of a thousand ops is a few MiB; ``/dev/zero``
+#: never ends).
+MAX_CASE_BYTES = 32 << 20
 #: Replays a minimisation may spend on one case (each builds a fresh arena, ~15 ms).
 MINIMISE_BUDGET = 200
 #: The case's own keys (besides "ops"), by format version: 1 fills in defaults, 2 requires them.
@@ -182,7 +186,11 @@ class Case:
     def load(cls, path: str | Path) -> Case:
         """A case file; any problem is one ``ReproducerError`` line naming the file."""
         try:
-            text = Path(path).read_text()
+            with Path(path).open("rb") as f:
+                data = f.read(MAX_CASE_BYTES + 1)
+            if len(data) > MAX_CASE_BYTES:
+                raise ReproducerError(f"{path}: larger than {MAX_CASE_BYTES:,} bytes, so not a reproducer")
+            text = data.decode("utf-8")
         except (OSError, UnicodeDecodeError) as err:
             raise ReproducerError(f"cannot read {path}: {getattr(err, 'strerror', None) or err}") from None
         try:
@@ -191,6 +199,8 @@ class Case:
             raise ReproducerError(f"{path}: not JSON ({err})") from None
         except RecursionError:
             raise ReproducerError(f"{path}: JSON nested too deeply") from None
+        except ValueError:  # an integer past Python's int-digit limit
+            raise ReproducerError(f"{path}: an integer of more than {sys.get_int_max_str_digits()} digits") from None
         try:
             return cls.from_dict(data)
         except ReproducerError as err:

@@ -11,14 +11,17 @@ with an ``add_parser`` and what it runs, and imports nothing from here.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from typing import Any, TextIO
 
 from rich.console import Console
 
 from sandbox.commands import audit, demo, fuzz, scenario, verify
 from sandbox.errors import EXIT_USAGE, PROG, UsageError, print_error
 from sandbox.parser import Parser
+from verifier.audit.log import AuditError
 from world.scenario import ScenarioError
 
 __all__ = ["EXIT_USAGE", "PROG", "build_parser", "main"]
@@ -50,21 +53,76 @@ def build_parser() -> argparse.ArgumentParser:
     return top
 
 
+class StdoutError(Exception):
+    """Standard output cannot take more bytes (a full disk, ``> /dev/full``, an I/O error)."""
+
+
+class _GuardedStdout:
+    """``sys.stdout`` whose write errors say they are stdout's (an ``OSError`` alone does not name its file)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as err:
+            raise StdoutError(err.strerror or str(err)) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as err:
+            raise StdoutError(err.strerror or str(err)) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    real = sys.stdout
+    sys.stdout = _GuardedStdout(real)
+    try:
+        return _run(argv)
+    finally:
+        sys.stdout = real
+
+
+def _run(argv: Sequence[str] | None) -> int:
     out = Console()
     if not out.is_terminal:  # pipes and CI logs: wide enough that tables never wrap
         out = Console(width=120)
     try:
         args = build_parser().parse_args(argv)
-        return int(args.func(args, out))
-    except (UsageError, ScenarioError) as e:
+        code = int(args.func(args, out))
+        sys.stdout.flush()  # a full disk or a closed pipe shows here, not at exit as a traceback
+        return code
+    except (UsageError, ScenarioError, AuditError) as e:  # AuditError: a log damaged where a command reads it
         print_error(str(e))
         return EXIT_USAGE
     except KeyboardInterrupt:
         Console(stderr=True).print(f"{PROG}: interrupted", markup=False, highlight=False)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
+    except BrokenPipeError:  # the reader went away (| head): as cat does, stop quietly
+        _silence_stdout()
         return 0
+    except StdoutError as e:
+        _silence_stdout()
+        print_error(f"cannot write to standard output: {e}")
+        return EXIT_USAGE
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's own flush at exit cannot fail again (Python's signal docs)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.__stdout__.fileno() if sys.__stdout__ is not None else 1)
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

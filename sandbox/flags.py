@@ -19,9 +19,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from device.e1000 import EngineMode
-from sandbox.argtypes import int_range
+from sandbox.argtypes import check_output_path, int_range
 from sandbox.errors import UsageError
 from verifier.audit.log import FSYNC_POLICIES, MAX_BYTES, VIRTUAL_EPOCH_NS, AuditError, AuditLog
+from verifier.audit.read import check_appendable
 from verifier.modes.protection import PROTECTION_HELP, Protection
 from world import scenario
 
@@ -127,6 +128,7 @@ def scenario_from_flags(args: argparse.Namespace, embedded: str) -> scenario.Sce
 
 def audit_from_flags(args: argparse.Namespace, scen: scenario.Scenario) -> AuditLog:
     """The ``--audit-log`` for this scenario's protection and engine; an unusable path is a usage error."""
+    check_output_path(args.audit_log, "--audit-log")
     try:
         return open_audit(
             args.audit_log, scen.protection, args.fsync, clock=args.audit_clock, max_bytes=args.audit_max_bytes
@@ -165,11 +167,15 @@ def open_audit(
     The virtual clock continues from the log's next seq, so a run appended
     to a log goes on counting instead of restarting at the epoch.  Which clock
     is a flag, not a consequence of the engine: a log records real time
-    unless a test or a demo asks for reproducible bytes.
+    unless a test or a demo asks for reproducible bytes.  An unusable path or
+    log is a ``ValueError`` naming it (checked before the folders are made).
     """
     if clock not in AUDIT_CLOCKS:
         raise ValueError(f"audit clock must be one of {', '.join(AUDIT_CLOCKS)}, got {clock!r}")
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        check_output_path(path, "--audit-log")
+    except UsageError as err:
+        raise ValueError(str(err)) from None
     offset = [0]
     virtual = deterministic_clock()
 
@@ -178,6 +184,8 @@ def open_audit(
         return wall + offset[0], mono + offset[0]
 
     try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        check_appendable(path)
         log = AuditLog(
             path,
             protection=protection.value,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -21,9 +22,17 @@ from ring.memory import PAGE_SIZE
 from verifier.modes.protection import Protection
 
 DEFAULT_SCENARIO = "pingpong"
-_SIZE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB)?\s*$")
+_SIZE = re.compile(r"^\s*(\d{1,13})\s*(B|KiB|MiB|GiB)?\s*$")  # 13 digits: past 4GiB, never past int()'s limit
 _UNITS = {None: 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
 _MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+#: How deep arrays and tables may nest (tomllib recurses once per level, and a dotted key of tens of thousands of
+#: parts takes it minutes): far beyond any scenario, far below the interpreter's recursion limit.
+MAX_NESTING = 64
+#: What a tenant's two queues take of user memory: each ring (16-byte descriptors, page-rounded) and its mempool
+#: of one 2048-byte buffer per slot (driver/tenant/txq.py, rxq.py).
+BUFFER_SIZE = 2048
+#: Largest scenario file read (the shipped ones are about 2 KiB; ``/dev/zero`` never ends).
+MAX_BYTES = 1 << 20
 
 
 class ScenarioError(Exception):
@@ -83,19 +92,70 @@ def load(path: str | Path | None = None, embedded: str = DEFAULT_SCENARIO) -> Sc
         return parse(default_text(embedded), f"<embedded {embedded}.toml>")
     p = Path(path)
     try:
-        text = p.read_text()
+        with p.open("rb") as f:
+            data = f.read(MAX_BYTES + 1)
+        if len(data) > MAX_BYTES:
+            raise ScenarioError(f"{p}: larger than {MAX_BYTES:,} bytes, so not a scenario")
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise ScenarioError(f"{p}: no such scenario file") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as err:
-        raise ScenarioError(f"{p}: cannot read scenario ({err.__class__.__name__})") from None
+    except UnicodeDecodeError:
+        raise ScenarioError(f"{p}: not UTF-8 text, so not a scenario (TOML)") from None
+    except OSError as err:
+        raise ScenarioError(f"{p}: cannot read scenario ({err.strerror or err.__class__.__name__})") from None
     return parse(text, str(p))
 
 
+def _check_nesting(text: str, source: str) -> None:
+    """Refuse arrays, inline tables or dotted keys nested deeper than ``MAX_NESTING``, before ``tomllib`` sees them.
+
+    A cheap scan of the text that skips strings and comments; a dotted key's
+    parts are the dots since the last ``=``, ``,``, bracket or newline (a
+    float has one).  Names the line of the first level too deep.
+    """
+    depth = dots = 0
+    line = 1
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "#":
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        if c in "\"'":
+            quote = text[i : i + 3] if text[i : i + 3] in ('"""', "'''") else c
+            j = i + len(quote)
+            while j < n and not text.startswith(quote, j):
+                if c == '"' and text[j] == "\\":
+                    j += 1
+                elif text[j] == "\n":
+                    if len(quote) == 1:
+                        break
+                    line += 1
+                j += 1
+            i = j + len(quote)
+            continue
+        if c == ".":
+            dots += 1
+        elif c in "=,\n[]{}":
+            dots = 0
+            line += c == "\n"
+            depth += (c in "[{") - (c in "]}")
+        if depth > MAX_NESTING or dots > MAX_NESTING:
+            raise ScenarioError(f"{source}:{line}: nested deeper than {MAX_NESTING} levels")
+        i += 1
+
+
 def parse(text: str, source: str) -> Scenario:
+    _check_nesting(text, source)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ScenarioError(f"{source}: not valid TOML ({err})") from None
+    except RecursionError:  # the scan above should have caught it; never a traceback either way
+        raise ScenarioError(f"{source}: nested too deeply") from None
+    except ValueError:  # an integer past Python's int-digit limit
+        raise ScenarioError(f"{source}: an integer of more than {sys.get_int_max_str_digits()} digits") from None
     r = _Reader(raw, source, "")
     r.only("name", "seed", "engine", "protection", "memory", "nic", "tenant", "cable")
     mem = _Reader(r.table("memory"), source, "memory.")
@@ -112,9 +172,24 @@ def parse(text: str, source: str) -> Scenario:
         raise ScenarioError(f"{source}: NIC names must be unique")
     if len({t.name for t in tenants}) != len(tenants):
         raise ScenarioError(f"{source}: tenant names must be unique")
-    for t in tenants:
+    _unique(source, "nic", [n.mac.hex(":") for n in nics], "mac")
+    _unique(source, "tenant", [t.ip for t in tenants], "ip")
+    drivers: dict[str, str] = {}
+    for i, t in enumerate(tenants):
         if t.nic not in names:
             raise ScenarioError(f"{source}: tenant {t.name!r} names unknown NIC {t.nic!r}")
+        if t.nic in drivers:
+            raise ScenarioError(
+                f"{source}: tenant[{i}].nic: NIC {t.nic!r} is already driven by tenant {drivers[t.nic]!r} "
+                "(a tenant drives queue 0 of its NIC, and a queue has one owner)"
+            )
+        drivers[t.nic] = t.name
+    rings = sum(2 * (-(-t.ring * 16 // PAGE_SIZE) * PAGE_SIZE + t.ring * BUFFER_SIZE) for t in tenants)
+    if rings > memory_size - kernel_size:
+        raise ScenarioError(
+            f"{source}: memory.size: {memory_size:,} bytes leave {memory_size - kernel_size:,} beside the kernel, "
+            f"but the tenants' rings and buffers need at least {rings:,}"
+        )
     used: set[str] = set()
     for c in cables:
         for end in (c.a, c.b):
@@ -139,6 +214,15 @@ def parse(text: str, source: str) -> Scenario:
     )
 
 
+def _unique(source: str, table: str, values: list[str], key: str) -> None:
+    """Refuse a value given twice (two NICs with one MAC, two tenants with one IP: frames would go astray)."""
+    seen: dict[str, int] = {}
+    for i, value in enumerate(values):
+        if value in seen:
+            raise ScenarioError(f"{source}: {table}[{i}].{key}: {value} is already {table}[{seen[value]}]'s")
+        seen[value] = i
+
+
 def _nic(r: _Reader) -> NicSpec:
     r.only("name", "mac", "queues")
     mac = r.text("mac")
@@ -147,6 +231,8 @@ def _nic(r: _Reader) -> NicSpec:
     raw = bytes.fromhex(mac.replace(":", ""))
     if raw[0] & 1:
         raise r.error("mac", f"{mac} is a multicast address; a NIC needs a unicast one")
+    if not any(raw):
+        raise r.error("mac", f"{mac} is the null address; a NIC needs a unicast one")
     return NicSpec(r.text("name"), raw, r.integer("queues", 1, 1, 8))
 
 
@@ -170,7 +256,7 @@ def _tenant(r: _Reader) -> TenantSpec:
 def _cable(r: _Reader) -> CableSpec:
     r.only("a", "b", "pcap")
     pcap = r.raw.get("pcap")
-    if pcap is not None and not isinstance(pcap, str):
+    if pcap is not None and (not isinstance(pcap, str) or not pcap or not pcap.isprintable()):
         raise r.error("pcap", "must be a file path")
     return CableSpec(r.text("a"), r.text("b"), pcap)
 
@@ -211,6 +297,8 @@ class _Reader:
             raise self.error(key, "is required")
         if not isinstance(value, str) or not value:
             raise self.error(key, "must be a non-empty string")
+        if not value.isprintable():
+            raise self.error(key, f"{value[:40]!r} holds control characters")
         return value
 
     def integer(self, key: str, default: int, low: int, high: int) -> int:

@@ -93,14 +93,18 @@ class Flag:
 
 @dataclass(frozen=True)
 class Text:
-    """A JSON string; with ``options``, one of them."""
+    """A JSON string of at most ``most`` printable characters (a label, not a payload); with ``options``, one of
+    them."""
 
     options: tuple[str, ...] = ()
+    most: int = 256
 
     def parse(self, value: object, where: str, strict: bool) -> str:
         if not isinstance(value, str) or (self.options and value not in self.options):
             want = f"one of {', '.join(self.options)}" if self.options else "a string"
             raise ReproducerError(f"{where} must be {want}, got {_show(value)}")
+        if len(value) > self.most or not value.isprintable():
+            raise ReproducerError(f"{where} must be at most {self.most} printable characters, got {_show(value)}")
         return value
 
     def dump(self, value: str) -> str:

@@ -28,6 +28,7 @@ from typing import Any, BinaryIO, TypeVar
 from rich.console import Console
 from rich.table import Table
 
+from sandbox.argtypes import bounded_number, check_output_path
 from sandbox.errors import UsageError
 from sandbox.parser import Parser
 from verifier.audit.log import AuditError, clock_of, encode, format_wall, parse_line, rotated_siblings
@@ -43,7 +44,7 @@ KEY_ENV = "NIC_SANDBOX_AUDIT_KEY"
 FOLLOW_POLL = 0.05
 #: How far back ``follow`` looks for the start of a record being written when it starts at the end.
 FOLLOW_WINDOW = 1 << 20
-_AGO = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+_AGO = re.compile(r"^(\d{1,10}(?:\.\d{1,9})?)([smhd]?)$")  # ten digits of seconds: three centuries
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -66,17 +67,13 @@ def since_ns(text: str, now_ns: int | None = None) -> int:
     return (delta.days * 86400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 
-def _positive(kind: type[int] | type[float], what: str) -> Callable[[str], Any]:
-    def convert(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{what} must be positive, got {text}")
-        return value
-
-    return convert
+#: Flag bounds: a bar is at least a microsecond wide (records carry nanoseconds, a narrower bar shows nothing
+#: more) and a plot has at most ``MAX_BUCKETS`` bars; a follow waits a millisecond at least (its poll is coarser)
+#: and a year at most.
+MIN_BUCKET_S, MAX_BUCKET_S = 1e-6, 10 * 365 * 86400.0
+MAX_BUCKETS = 100_000
+MIN_TIMEOUT_S, MAX_TIMEOUT_S = 1e-3, 365 * 86400.0
+MAX_COUNT = 10**12
 
 
 # -- the parser -------------------------------------------------------------------------
@@ -137,7 +134,9 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
     show.add_argument(
         "--since", type=since_ns, metavar="TIME", help="only records at or after TIME: ISO-8601, or an age (30s, 10m)"
     )
-    show.add_argument("--limit", type=_positive(int, "--limit"), metavar="N", help="print at most N records")
+    show.add_argument(
+        "--limit", type=bounded_number(int, "--limit", 1, MAX_COUNT), metavar="N", help="print at most N records"
+    )
     show.add_argument("--json", action="store_true", help="print matching records as JSON Lines, byte for byte")
     show.set_defaults(func=_guarded(cmd_show))
 
@@ -193,7 +192,10 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
     plot.add_argument("log", metavar="LOG", help="audit log file")
     plot.add_argument("-o", "--output", required=True, metavar="FILE.png", help="where to write the PNG")
     plot.add_argument(
-        "--bucket", type=_positive(float, "--bucket"), metavar="S", help="bar width in seconds (default: automatic)"
+        "--bucket",
+        type=bounded_number(float, "--bucket", MIN_BUCKET_S, MAX_BUCKET_S),
+        metavar="S",
+        help="bar width in seconds (default: automatic)",
     )
     plot.set_defaults(func=_guarded(cmd_plot))
 
@@ -209,8 +211,18 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
     )
     follow.add_argument("log", metavar="LOG", help="active audit log file")
     follow.add_argument("--from-start", action="store_true", help="print the records already in the file first")
-    follow.add_argument("--max-records", type=_positive(int, "--max-records"), metavar="N", help="stop after N records")
-    follow.add_argument("--timeout", type=_positive(float, "--timeout"), metavar="S", help="stop after S seconds")
+    follow.add_argument(
+        "--max-records",
+        type=bounded_number(int, "--max-records", 1, MAX_COUNT),
+        metavar="N",
+        help="stop after N records",
+    )
+    follow.add_argument(
+        "--timeout",
+        type=bounded_number(float, "--timeout", MIN_TIMEOUT_S, MAX_TIMEOUT_S),
+        metavar="S",
+        help="stop after S seconds",
+    )
     follow.set_defaults(func=_guarded(cmd_follow))
 
 
@@ -415,6 +427,8 @@ def _clock_name(clocks: Counter[str]) -> str:
 def _matches(args: argparse.Namespace) -> Callable[[dict[str, Any]], bool]:
     reasons = {r.upper() for r in args.reason} if args.reason else None
     tenant: str | None = args.tenant
+    if tenant is not None and len(tenant) > 256:
+        raise UsageError(f"--tenant: a tenant id or name, not {len(tenant):,} characters")
     tenant_id = int(tenant) if tenant is not None and tenant.lstrip("-").isdigit() else None
 
     def keep(r: dict[str, Any]) -> bool:
@@ -533,6 +547,7 @@ def cmd_plot(args: argparse.Namespace, out: Console) -> int:
         import matplotlib
     except ImportError:
         raise UsageError("plot needs matplotlib, which is not installed (pip install 'nic-sandbox[plot]')") from None
+    check_output_path(args.output, "-o")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
@@ -545,6 +560,8 @@ def cmd_plot(args: argparse.Namespace, out: Console) -> int:
     start = int(walls.min())
     span = (int(walls.max()) - start) / 1e9
     bucket = args.bucket or _nice_bucket(span)
+    if span / bucket >= MAX_BUCKETS:
+        raise UsageError(f"--bucket {bucket:g}: {span:g} s of records would make more than {MAX_BUCKETS:,} bars")
     bucket_ns = max(1, round(bucket * 1e9))
     which = (walls - start) // bucket_ns  # integer nanoseconds: no float rounding at bucket edges
     nbuckets = int(which.max()) + 1

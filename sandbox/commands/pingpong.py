@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from device.e1000 import EngineMode
-from sandbox.argtypes import int_range
+from sandbox.argtypes import check_output_path, int_range
 from sandbox.commands import qemu
 from sandbox.demos import pingpong
 from sandbox.errors import UsageError
@@ -78,7 +78,13 @@ def cmd_pingpong(args: argparse.Namespace, out: Console) -> int:
     count = qemu.default_count(args, DEFAULT_COUNT)
     size = args.size or DEFAULT_SIZE
     batch = args.batch or DEFAULT_BATCH
-    pcap: str | bool = False if args.no_pcap else (args.pcap or True)
+    pcap: str | bool = False if args.no_pcap else (True if args.pcap is None else args.pcap)
+    if isinstance(pcap, str):
+        check_output_path(pcap, "--pcap")
+    elif pcap:
+        for i, cable in enumerate(scen.cables):
+            if cable.pcap is not None:
+                check_output_path(cable.pcap, f"{scen.source}: cable[{i}].pcap")
     with audit_from_flags(args, scen) as audit, qemu.build_world(args, scen, pcap, audit) as world:
         if args.json or not out.is_terminal:
             report = pingpong.run(world, count, size, batch)

@@ -39,7 +39,13 @@ from rich.table import Table
 
 from fuzz.xdp_cases import CLASSES, generate
 from sandbox.argtypes import bounded_number
-from sandbox.commands.xdp_jsonl import META_FIELDS, DescriptorLineError, read_descriptors, write_descriptors
+from sandbox.commands.xdp_jsonl import (
+    META_FIELDS,
+    DescriptorLineError,
+    bounded_lines,
+    read_descriptors,
+    write_descriptors,
+)
 from sandbox.errors import UsageError
 from verifier.rules.xdp import (
     NEWEST_RULES,
@@ -271,7 +277,7 @@ def _descriptors(
         raise UsageError("no descriptors: give --input FILE, pipe them into --input -, or use --generate N")
     try:
         with _open(path) as stream:
-            return read_descriptors(stream)
+            return read_descriptors(bounded_lines(stream))
     except DescriptorLineError as err:
         raise UsageError(f"{'stdin' if path == '-' else path}: {err}") from None
     except OSError as err:

@@ -10,13 +10,17 @@ xsk_tx_metadata`` that lies ``tx_metadata_len`` bytes before the buffer
 "csum_offset": O, "launch_time": T}``, numbers as above within u64, u16, u16,
 u64, any of them left out meaning 0; a line without ``"meta"`` has all-zero
 metadata.  Blank lines are skipped; any other line that is not such an object is
-an error naming its line number.
+an error naming its line number (nesting too deep for the parser and integers
+past Python's int-digit limit too: never a traceback).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import sys
 from collections.abc import Iterable, Iterator
+from typing import IO
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +32,9 @@ FIELDS = {"addr": 64, "len": 32, "options": 32}  # name -> width in bits (struct
 META_FIELDS = {"flags": 64, "csum_start": 16, "csum_offset": 16, "launch_time": 64}
 LABEL = "class"
 META = "meta"
+#: Longest line read (a descriptor with metadata and a label is a few hundred characters): a file without newlines,
+#: or ``/dev/zero``, is refused at its first line instead of filling memory.
+MAX_LINE = 64 << 10
 
 
 class DescriptorLineError(ValueError):
@@ -65,6 +72,17 @@ def _meta(obj: dict[str, object], line: int) -> tuple[int, int, int, int]:
     return flags, start, offset, launch
 
 
+def bounded_lines(stream: IO[str], limit: int = MAX_LINE) -> Iterator[str]:
+    """The lines of ``stream``, each read with at most ``limit`` characters; a longer one is refused."""
+    for number in itertools.count(1):
+        line = stream.readline(limit + 1)
+        if not line:
+            return
+        if len(line) > limit:
+            raise DescriptorLineError(f"line {number}: longer than {limit:,} characters")
+        yield line
+
+
 def read_descriptors(lines: Iterable[str]) -> tuple[npt.NDArray[np.void], list[str], npt.NDArray[np.void] | None]:
     """Parse descriptor lines: an ``XDP_DESC`` array, one label per descriptor ("" when none) and the metadata.
 
@@ -82,6 +100,12 @@ def read_descriptors(lines: Iterable[str]) -> tuple[npt.NDArray[np.void], list[s
             obj = json.loads(text)
         except json.JSONDecodeError as err:
             raise DescriptorLineError(f"line {number}: not JSON ({err.msg})") from None
+        except RecursionError:
+            raise DescriptorLineError(f"line {number}: JSON nested too deeply") from None
+        except ValueError:  # an integer past Python's int-digit limit (sys.get_int_max_str_digits)
+            raise DescriptorLineError(
+                f"line {number}: an integer of more than {sys.get_int_max_str_digits()} digits"
+            ) from None
         if not isinstance(obj, dict):
             raise DescriptorLineError(f'line {number}: expected an object like {{"addr": 0, "len": 64, "options": 0}}')
         extra = sorted(set(obj) - set(FIELDS) - {LABEL, META})

@@ -306,14 +306,14 @@ def parse_line(line: bytes) -> dict[str, Any] | None:
     """
     try:
         record = json.loads(line)
-    except (UnicodeDecodeError, ValueError):
+    except (ValueError, RecursionError):  # not UTF-8 or JSON, past the int-digit limit, nested too deep
         return None
     if not isinstance(record, dict):
         return None
     try:
         if encode(record) + b"\n" != line:
             return None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return None
     return record
 

@@ -35,6 +35,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,10 @@ from verifier.audit.log import (
     GENESIS,
     KINDS,
     MAGIC,
+    REASON_RE,
     SCHEMA_VERSION,
     AuditError,
+    _tail_lines,
     chain_hash,
     parse_line,
     read_pruned,
@@ -59,6 +62,18 @@ _DESC_HEX = re.compile(r"^[0-9a-f]{32}$")
 _WALL = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(?:Z|\+00:00)$")
 
 PathLike = str | Path
+#: Each integer field's range: what the writer can produce (a sequence number and a monotonic clock in 64 bits, a
+#: tenant id or -1 for a domain without owner, a queue number, and a ring slot or the 32-bit tail register value a
+#: refused doorbell wrote).  A value outside it is damage, whatever its hash says: never shown as a record.
+RANGES: dict[str, tuple[int, int]] = {
+    "seq": (0, 2**63 - 1),
+    "mono_ns": (0, 2**64 - 1),
+    "tenant": (-1, 2**32 - 1),
+    "queue": (0, 2**32 - 1),
+    "ring_index": (0, 2**32 - 1),
+}
+#: Longest reason code (they are short stable names, verifier/rules/reasons.py).
+MAX_REASON = 64
 
 
 class AuditFormatError(AuditError):
@@ -111,6 +126,29 @@ def parse_wall(text: str) -> int:
     return seconds * 1_000_000_000 + int((m.group(2) or "0").ljust(9, "0"))
 
 
+def _wall_ok(text: object) -> bool:
+    """A ``wall`` of the writer's form that names a real instant (month 13 or February 30 do not)."""
+    if type(text) is not str or _WALL.match(text) is None:
+        return False
+    try:
+        return datetime.strptime(text[:19], "%Y-%m-%dT%H:%M:%S").year >= 1970
+    except ValueError:
+        return False
+
+
+def _in_range(record: dict[str, Any]) -> str | None:
+    """The first integer field of ``record`` outside ``RANGES`` (None: all in range, or null where allowed)."""
+    for name, (low, high) in RANGES.items():
+        value = record[name]
+        if value is not None and type(value) is int and not low <= value <= high:
+            return name
+    return None
+
+
+def _reason_ok(reason: object) -> bool:
+    return type(reason) is str and len(reason) <= MAX_REASON and REASON_RE.match(reason) is not None
+
+
 def schema_problem(record: dict[str, Any]) -> str | None:
     """Why ``record`` is not a v1 record (None when it is one)."""
     if record.get("v") != SCHEMA_VERSION:
@@ -130,7 +168,7 @@ def schema_problem(record: dict[str, Any]) -> str | None:
 
     checks: list[tuple[str, bool]] = [
         ("seq", is_int(record["seq"]) and record["seq"] >= 0),
-        ("wall", isinstance(record["wall"], str) and _WALL.match(record["wall"]) is not None),
+        ("wall", _wall_ok(record["wall"])),
         ("mono_ns", is_int(record["mono_ns"])),
         ("tenant", is_int(record["tenant"])),
         ("tenant_name", isinstance(record["tenant_name"], str)),
@@ -140,7 +178,7 @@ def schema_problem(record: dict[str, Any]) -> str | None:
         ("ring_index", record["ring_index"] is None or is_int(record["ring_index"])),
         ("desc_hex", record["desc_hex"] is None or bool(_DESC_HEX.match(str(record["desc_hex"])))),
         ("desc", record["desc"] is None or isinstance(record["desc"], dict)),
-        ("reason", isinstance(record["reason"], str) and record["reason"] != ""),
+        ("reason", _reason_ok(record["reason"])),
         ("detail", isinstance(record["detail"], dict)),
         ("protection", isinstance(record["protection"], str)),
         ("prev", isinstance(record["prev"], str) and bool(_HEX64.match(record["prev"]))),
@@ -149,7 +187,29 @@ def schema_problem(record: dict[str, Any]) -> str | None:
     for name, ok in checks:
         if not ok:
             return f"schema: bad value for {name!r}"
+    wide = _in_range(record)
+    if wide is not None:
+        low, high = RANGES[wide]
+        return f"schema: {wide!r} out of range {low}..{high}"
     return None
+
+
+def check_appendable(path: PathLike) -> None:
+    """Raise ``AuditError`` when an existing log's last record is well-formed JSON with a sound hash but values
+    no writer produces (out of range, wrong type): appending would continue a chain that no reader accepts.
+
+    The writer checks the rest when it opens the file (foreign file, torn last line, altered hash).
+    """
+    p = Path(path)
+    if not p.is_file():
+        return
+    lines, ends_clean = _tail_lines(p)
+    record = parse_line(lines[-1]) if lines and ends_clean else None
+    problem = schema_problem(record) if record is not None and tuple(record) == FIELDS else None
+    if problem is not None:
+        raise AuditError(
+            f"{p}: last record damaged ({problem}); refusing to append: check it with 'nic-sandbox audit verify {p}'"
+        )
 
 
 def _describe_foreign(head: bytes) -> str:
@@ -259,8 +319,7 @@ def _schema_ok(record: dict[str, Any]) -> bool:
     return (
         type(seq) is int
         and seq >= 0
-        and type(r["wall"]) is str
-        and _WALL.match(r["wall"]) is not None
+        and _wall_ok(r["wall"])
         and type(r["mono_ns"]) is int
         and type(r["tenant"]) is int
         and type(r["tenant_name"]) is str
@@ -270,10 +329,10 @@ def _schema_ok(record: dict[str, Any]) -> bool:
         and (ring_index is None or type(ring_index) is int)
         and (desc_hex is None or _DESC_HEX.match(str(desc_hex)) is not None)
         and (desc is None or type(desc) is dict)
-        and type(reason) is str
-        and reason != ""
+        and _reason_ok(reason)
         and type(r["detail"]) is dict
         and type(r["protection"]) is str
+        and _in_range(r) is None
     )
 
 
@@ -294,7 +353,7 @@ def _fast_chunk(lines: list[bytes], expected: int, prev: str) -> list[dict[str, 
             return None
         try:
             record = json.loads(line.decode("ascii"))
-        except ValueError:  # UnicodeDecodeError included: canonical lines are ASCII
+        except (ValueError, RecursionError):  # UnicodeDecodeError included: canonical lines are ASCII
             return None
         if type(record) is not dict or not _schema_ok(record) or record["seq"] != expected or record["prev"] != prev:
             return None
@@ -306,7 +365,7 @@ def _fast_chunk(lines: list[bytes], expected: int, prev: str) -> list[dict[str, 
         expected += 1
     try:
         encoded = _CANONICAL.encode(records).encode("ascii")
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return None
     if encoded != b"[" + b",".join(line[:-1] for line in lines) + b"]":
         return None
