@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,9 @@ from sandbox.errors import UsageError
 def test_a_float_flag_is_finite(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match="--bucket must be a finite number"):
         bounded_number(float, "--bucket", 1e-6, 1e9)(text)
+
+
+NOBODY = 65534  # the unprivileged uid and gid of Debian's nobody/nogroup
 
 
 def test_a_number_of_thousands_of_digits_is_refused_without_converting_it() -> None:
@@ -54,9 +59,36 @@ def test_missing_folders_are_fine_they_are_created_by_the_writer(tmp_path: Path)
         check_output_dir(tmp_path / "f", "--out")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
-def test_an_unwritable_parent_is_named(tmp_path: Path) -> None:
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o500)
-    with pytest.raises(UsageError, match=f"cannot create files in {locked}"):
-        check_output_path(locked / "x", "--audit-log")
+def test_an_unwritable_parent_is_named() -> None:
+    """As root (CI) the check runs in a child that has dropped to nobody: root itself may write anywhere."""
+    base = Path(tempfile.mkdtemp(prefix="nicsb-argtypes-"))
+    try:
+        base.chmod(0o755)
+        locked = base / "locked"
+        locked.mkdir(mode=0o555)
+        if os.geteuid() != 0:
+            with pytest.raises(UsageError, match=f"cannot create files in {locked}"):
+                check_output_path(locked / "x", "--audit-log")
+            return
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: nobody, then the check, then its message down the pipe
+            os.close(read)
+            message = ""
+            try:
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+                check_output_path(locked / "x", "--audit-log")
+            except UsageError as err:
+                message = str(err)
+            except BaseException as err:
+                message = f"unexpected {type(err).__name__}: {err}"
+            os.write(write, message.encode())
+            os._exit(0)
+        os.close(write)
+        with os.fdopen(read, "rb") as pipe:
+            message = pipe.read().decode()
+        os.waitpid(pid, 0)
+        assert f"cannot create files in {locked}" in message, message
+    finally:
+        shutil.rmtree(base)
