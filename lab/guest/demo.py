@@ -28,6 +28,7 @@ from driver.tenant.txq import TxQueue
 from lab.guest.attacks import LAB_ATTACKS, LabAttackResult, run_lab_attack
 from lab.guest.world import MAC, NIC, LabWorld
 from lab.qemu import E1000E_BDF
+from sandbox.argtypes import int_range
 from verifier.audit.memory import MemoryAudit
 from verifier.modes.protection import Protection
 from world.traffic import UdpFlow, sequence_numbers
@@ -94,9 +95,12 @@ def verifier_text(result: LabAttackResult) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab.guest.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--count", type=int, default=2000, help="frames to send through the loopback (default 2000)")
-    parser.add_argument("--size", type=int, default=128, help="bytes per frame on the wire, FCS included (default 128)")
-    parser.add_argument("--batch", type=int, default=32, help="frames per tx_burst (default 32)")
+    parser.add_argument("--count", type=int_range(1, 10_000_000, "--count"), default=2000,
+                        help="frames to send through the loopback (default 2000)")  # fmt: skip
+    parser.add_argument("--size", type=int_range(64, 1518, "--size"), default=128,
+                        help="bytes per frame on the wire, FCS included, 64-1518 (default 128)")  # fmt: skip
+    parser.add_argument("--batch", type=int_range(1, 256, "--batch"), default=32,
+                        help="frames per tx_burst, 1-256 (default 32)")  # fmt: skip
     args = parser.parse_args(argv)
     out = Console()
     out.print(f"[bold]lab demo[/bold]: the project's kernel in front of a real 82574L ({E1000E_BDF}) under vfio-pci, "
