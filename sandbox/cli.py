@@ -19,12 +19,10 @@ from rich.console import Console
 from sandbox.commands import audit, demo, fuzz, scenario, verify
 from sandbox.errors import EXIT_USAGE, PROG, UsageError, print_error
 from sandbox.parser import Parser
+from sandbox.signals import EXIT_INTERRUPTED, exit_code, sigterm_as_interrupt
 from world.scenario import ScenarioError
 
-__all__ = ["EXIT_USAGE", "PROG", "build_parser", "main"]
-
-#: Exit code after Ctrl-C, as a shell reports a process killed by SIGINT (128 + 2).
-EXIT_INTERRUPTED = 130
+__all__ = ["EXIT_INTERRUPTED", "EXIT_USAGE", "PROG", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,14 +53,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not out.is_terminal:  # pipes and CI logs: wide enough that tables never wrap
         out = Console(width=120)
     try:
-        args = build_parser().parse_args(argv)
-        return int(args.func(args, out))
+        with sigterm_as_interrupt():  # SIGTERM unwinds as Ctrl-C does (sandbox/signals.py)
+            args = build_parser().parse_args(argv)
+            return int(args.func(args, out))
     except (UsageError, ScenarioError) as e:
         print_error(str(e))
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         Console(stderr=True).print(f"{PROG}: interrupted", markup=False, highlight=False)
-        return EXIT_INTERRUPTED
+        return exit_code(interrupt)  # 130 after Ctrl-C, 143 after SIGTERM
     except BrokenPipeError:
         return 0
 
