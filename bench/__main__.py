@@ -8,7 +8,7 @@ import platform
 from rich.console import Console
 from rich.table import Table
 
-from bench import datapath, fuzz_bench, verifier_checks
+from bench import datapath, fuzz_bench, fuzz_memory, verifier_checks
 
 
 def main() -> None:
@@ -104,6 +104,31 @@ def main() -> None:
         f"fuzzer, verifier, every class (operation sequences too, each on a fresh machine): "
         f"{every.rate:,.0f} desc/s, {every.batch_rate:,.0f} attacks/s"
     )
+
+    # 5. the fuzzer's budgets: memory of a long campaign, and the time limit including the audit log's end check
+    table = Table(
+        title=f"fuzzer budgets: peak resident memory (budget {fuzz_memory.BUDGET_MB} MB) and --seconds overrun"
+    )
+    for col in ("command", "wall s", "max RSS MB", "x budget"):
+        table.add_column(col, justify="right")
+    for jobs in (1, 2):
+        run = fuzz_memory.memory(30.0, jobs)
+        table.add_row(
+            " ".join(run.argv),
+            f"{run.seconds:.1f}",
+            f"{run.max_rss_mb:.0f}",
+            f"{run.max_rss_mb / fuzz_memory.BUDGET_MB:.2f}",
+        )
+    for n in (5.0, 30.0):
+        run = fuzz_memory.run("--seconds", f"{n:g}")
+        table.add_row(
+            " ".join(run.argv),
+            f"{run.seconds:.1f}",
+            f"{run.max_rss_mb:.0f}",
+            f"{run.max_rss_mb / fuzz_memory.BUDGET_MB:.2f}",
+        )
+        out.print(f"fuzz --seconds {n:g} (audit log, end check included): {run.seconds - n:+.1f} s beyond the budget")
+    out.print(table)
 
 
 if __name__ == "__main__":

@@ -31,8 +31,8 @@ while the namespace exists, the old handlers restored afterwards), it
 
 A Ctrl-C (or SIGTERM/SIGHUP) during cleanup is held until cleanup is done.  A process
 killed with SIGKILL cannot clean up: its namespace's name carries its pid, and
-the next ``NetNamespace`` removes namespaces whose process is gone
-(:func:`remove_stale`).
+the next ``NetNamespace`` removes namespaces whose process is gone, and the
+processes still running inside them (:func:`remove_stale`).
 
 :class:`VethNamespace` is a namespace holding one veth pair, both ends inside:
 the smallest real ``net_device`` that carries frames both ways, which is what
@@ -141,11 +141,18 @@ def process_alive(pid: int) -> bool:
 
 
 def remove_stale() -> list[str]:
-    """Delete the project's namespaces whose creating process no longer runs; return their names."""
+    """Delete the project's namespaces whose creating process no longer runs; return their names.
+
+    A process killed with SIGKILL could not end what it started inside (a ``ping``, a ``tcpdump``: each in a
+    session of its own, so nothing tells them): they are killed here first, then the namespace goes.
+    """
     removed = []
     for name in namespaces():
         match = _OURS.match(name)
         if match and not process_alive(int(match.group(1))):
+            for pid in ip("netns", "pids", name, check=False).split():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
             ip("netns", "delete", name, check=False)
             removed.append(name)
     return removed

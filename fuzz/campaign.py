@@ -16,6 +16,14 @@ each later batch of a class with kept batches is, with probability
 ``MUTATE_CHANCE``, a mutation of one of them instead of a fresh one.  Attackes
 passed in ``corpus`` (from ``--corpus DIR``) start the kept set.
 
+Budgets (fuzz/budget.py): a time-bounded campaign stops generating while
+its end check (the audit log's verification) still fits in ``seconds``; a
+retired arena is freed at once, so memory stays flat however long it runs.
+``stop`` (a callable, checked between batches: Ctrl-C or SIGTERM in the
+command line) ends it early; ``result.interrupted`` says so, everything
+found until then is kept, and the end check is left out (the log is
+complete up to the last batch: ``nic-sandbox audit verify`` checks it).
+
 Per class the campaign counts descriptors *generated*, *rejected* (the
 audit sink's record count delta over the batch), *accepted-and-safe* (the
 rest of a batch in which the oracle found nothing) and *escapes* (oracle
@@ -33,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from fuzz.arena import MAX_BATCH, Arena
+from fuzz.budget import ArenaReaper, EndCheck, frozen_heap
 from fuzz.classes import AttackClass, select
 from fuzz.coverage import MAX_KEPT, MUTATE_CHANCE, Coverage
 from fuzz.oracle.audit import AuditWatch, audit_complete, audit_count
@@ -123,6 +132,15 @@ class CampaignResult:
     coverage: set[str] | None = None
     kept: list[Kept] = field(default_factory=list)
     jobs: int = 1
+    #: ended early by ``stop`` (Ctrl-C, SIGTERM): the counts are what was done; no end check ran
+    interrupted: bool = False
+    #: whether the end-of-campaign audit check ran (not when interrupted)
+    audit_checked: bool = True
+
+    @property
+    def not_run(self) -> list[str]:
+        """Classes that got no batch in the budget (a short time limit reaches only the first few)."""
+        return [name for name in self.classes if not self.stats[name].batches]
 
     @property
     def descriptors(self) -> int:
@@ -187,12 +205,14 @@ def run_campaign(
     jobs: int = 1,
     coverage: Coverage | bool = False,
     corpus: list[tuple[str, Attack]] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> CampaignResult:
     """Run a campaign for ``iterations`` batches or ``seconds`` (one of them; both: whichever ends first).
 
     ``job``/``jobs``: run only blocks ``job, job+jobs, ...`` (with ``iterations``: those blocks' share of
     the iterations), for fuzz/jobs.py.  ``coverage``: True or a ``Coverage`` turns on coverage feedback.
-    ``corpus``: (class name, batch) pairs to mutate from the start.
+    ``corpus``: (class name, batch) pairs to mutate from the start.  ``stop``: checked before every
+    batch; once true the campaign ends with what it has (``result.interrupted``).
     """
     if iterations is None and seconds is None:
         raise ValueError("give iterations or seconds")
@@ -214,6 +234,7 @@ def run_campaign(
             pool[name].append(b)
     sink: AuditSink = audit if audit is not None else MemoryAudit(keep=1000)
     watch = AuditWatch(sink, verify=audit_read.verify)
+    end_check = EndCheck(sink, audit_read.verify)
     result = CampaignResult(protection, seed, [c.name for c in chosen], batch, jobs=jobs)
     result.stats = {c.name: ClassStats() for c in chosen}
     per_block = arena_every
@@ -227,7 +248,10 @@ def run_campaign(
     block = job
 
     def out_of_time() -> bool:
-        return deadline is not None and time.perf_counter() >= deadline
+        if stop is not None and stop():
+            result.interrupted = True
+            return True
+        return deadline is not None and time.perf_counter() + end_check.reserve() >= deadline
 
     def record(cls: AttackClass, found: list[Escape], b: Attack, it: int) -> None:
         result.stats[cls.name].escapes += len(found)
@@ -236,56 +260,63 @@ def run_campaign(
                 seen.add((cls.name, esc.kind))
                 result.findings.append(Finding(cls.name, esc.kind, esc, b, block, it))
 
-    while (iterations is None or block * per_block < iterations) and not out_of_time():
-        cls = chosen[block % len(chosen)]
-        rng = np.random.default_rng([seed, block])
-        arena = Arena.build(protection, seed, sink, detail_limit=DETAIL_LIMIT)
-        watch.watch(arena)
-        stats = result.stats[cls.name]
-        kept = pool[cls.name]
-        last: Attack | None = None
-        todo = per_block if iterations is None else min(per_block, iterations - block * per_block)
-        for it in range(todo):
-            if out_of_time():
-                break
-            if kept and rng.random() < MUTATE_CHANCE:
-                b = kept[int(rng.integers(0, len(kept)))].mutate(rng)
-            else:
-                b = cls.generate(rng, arena.map, batch)
-            if b.fresh and last is not None:  # a sequence that needs the memory map as built: an arena of its own
-                record(cls, arena.close(), last, it - 1)
+    reaper = ArenaReaper()
+    with frozen_heap():
+        while (iterations is None or block * per_block < iterations) and not out_of_time():
+            cls = chosen[block % len(chosen)]
+            rng = np.random.default_rng([seed, block])
+            arena = Arena.build(protection, seed, sink, detail_limit=DETAIL_LIMIT)
+            watch.watch(arena)
+            reaper.retired()  # the previous block's arena
+            stats = result.stats[cls.name]
+            kept = pool[cls.name]
+            last: Attack | None = None
+            todo = per_block if iterations is None else min(per_block, iterations - block * per_block)
+            for it in range(todo):
+                if out_of_time():
+                    break
+                if kept and rng.random() < MUTATE_CHANCE:
+                    b = kept[int(rng.integers(0, len(kept)))].mutate(rng)
+                else:
+                    b = cls.generate(rng, arena.map, batch)
+                if b.fresh and last is not None:  # a sequence that needs the memory map as built: an arena of its own
+                    record(cls, arena.close(), last, it - 1)
+                    stats.escapes += arena.take_suppressed()
+                    arena = Arena.build(protection, seed, sink, detail_limit=DETAIL_LIMIT)
+                    watch.watch(arena)
+                    reaper.retired()
+                before = audit_count(sink)
+                if cov is None:
+                    found = guarded_step(arena, b)
+                else:
+                    found, new = traced_step(cov, arena, b)
+                    if new and len(result.kept) < MAX_KEPT:
+                        kept.append(b)
+                        result.kept.append(Kept(cls.name, b, new, block, it))
+                extra = arena.take_suppressed()
+                rejected = audit_count(sink) - before
+                stats.generated += b.size
+                stats.rejected += rejected
+                stats.batches += 1
+                if not found:
+                    stats.accepted_safe += max(0, b.size - rejected)
+                record(cls, found, b, it)
+                stats.escapes += extra
+                last = b
+                done += 1
+                if progress is not None:
+                    now = time.perf_counter()
+                    if now - last_report >= 0.1:
+                        last_report = now
+                        progress(_info(result, done, iterations, now - start, seconds))
+            if last is not None:
+                record(cls, arena.close(), last, per_block - 1)
                 stats.escapes += arena.take_suppressed()
-                arena = Arena.build(protection, seed, sink, detail_limit=DETAIL_LIMIT)
-                watch.watch(arena)
-            before = audit_count(sink)
-            if cov is None:
-                found = guarded_step(arena, b)
-            else:
-                found, new = traced_step(cov, arena, b)
-                if new and len(result.kept) < MAX_KEPT:
-                    kept.append(b)
-                    result.kept.append(Kept(cls.name, b, new, block, it))
-            extra = arena.take_suppressed()
-            rejected = audit_count(sink) - before
-            stats.generated += b.size
-            stats.rejected += rejected
-            stats.batches += 1
-            if not found:
-                stats.accepted_safe += max(0, b.size - rejected)
-            record(cls, found, b, it)
-            stats.escapes += extra
-            last = b
-            done += 1
-            if progress is not None:
-                now = time.perf_counter()
-                if now - last_report >= 0.1:
-                    last_report = now
-                    progress(_info(result, done, iterations, now - start, seconds))
-        if last is not None:
-            record(cls, arena.close(), last, per_block - 1)
-            stats.escapes += arena.take_suppressed()
-        block += jobs
-    result.audit_problems = audit_complete(watch)
+            block += jobs
+    if result.interrupted:
+        result.audit_checked = False
+    else:
+        result.audit_problems = audit_complete(watch)
     result.iterations = done
     result.seconds = time.perf_counter() - start
     if cov is not None:

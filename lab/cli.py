@@ -24,6 +24,7 @@ from lab import qemu
 from lab.kernel import LabBuildError
 from lab.run import EXIT_NO_REPORT, EXIT_TIMEOUT, LabResult, LabRunError, run
 from lab.spec import cache_root
+from sandbox.signals import exit_code, sigterm_as_interrupt
 
 PROG = "python -m lab"
 EXIT_USAGE = 2
@@ -199,6 +200,12 @@ def _exit_code(result: LabResult, err: Console) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m lab``; SIGTERM stops the VM as Ctrl-C does (sandbox/signals.py)."""
+    with sigterm_as_interrupt():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     err = Console(stderr=True)
     try:
         args = build_parser().parse_args(argv)
@@ -247,6 +254,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (LabBuildError, LabRunError, OSError) as exc:  # a failed step or a file the cache could not write
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         print(f"{PROG}: interrupted; the VM was stopped", file=sys.stderr)
-        return 130
+        return exit_code(interrupt)  # 130 after Ctrl-C, 143 after SIGTERM

@@ -21,13 +21,11 @@ from rich.console import Console
 from sandbox.commands import audit, demo, fuzz, scenario, verify
 from sandbox.errors import EXIT_USAGE, PROG, UsageError, print_error
 from sandbox.parser import Parser
+from sandbox.signals import EXIT_INTERRUPTED, exit_code, sigterm_as_interrupt
 from verifier.audit.log import AuditError
 from world.scenario import ScenarioError
 
-__all__ = ["EXIT_USAGE", "PROG", "build_parser", "main"]
-
-#: Exit code after Ctrl-C, as a shell reports a process killed by SIGINT (128 + 2).
-EXIT_INTERRUPTED = 130
+__all__ = ["EXIT_INTERRUPTED", "EXIT_USAGE", "PROG", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,16 +95,17 @@ def _run(argv: Sequence[str] | None) -> int:
     if not out.is_terminal:  # pipes and CI logs: wide enough that tables never wrap
         out = Console(width=120)
     try:
-        args = build_parser().parse_args(argv)
-        code = int(args.func(args, out))
-        sys.stdout.flush()  # a full disk or a closed pipe shows here, not at exit as a traceback
-        return code
+        with sigterm_as_interrupt():  # SIGTERM unwinds as Ctrl-C does (sandbox/signals.py)
+            args = build_parser().parse_args(argv)
+            code = int(args.func(args, out))
+            sys.stdout.flush()  # a full disk or a closed pipe shows here, not at exit as a traceback
+            return code
     except (UsageError, ScenarioError, AuditError) as e:  # AuditError: a log damaged where a command reads it
         print_error(str(e))
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         Console(stderr=True).print(f"{PROG}: interrupted", markup=False, highlight=False)
-        return EXIT_INTERRUPTED
+        return exit_code(interrupt)  # 130 after Ctrl-C, 143 after SIGTERM
     except BrokenPipeError:  # the reader went away (| head): as cat does, stop quietly
         _silence_stdout()
         return 0

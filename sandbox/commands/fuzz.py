@@ -13,6 +13,13 @@ stderr, as everywhere in ``nic-sandbox``).  ``fuzz replay CASE.json`` exits
 coverage feedback over verifier/ (fuzz/coverage.py), and ``--corpus DIR``
 replays DIR's cases first, mutates them, and adds new findings and
 coverage-kept inputs to DIR.
+
+Nothing found is lost: every output path (DIR, DIR/cases, the audit log,
+``--corpus DIR``) is tried before the first descriptor is sent, and Ctrl-C
+or SIGTERM stops the campaign between batches and writes the report of
+what was done, marked ``interrupted``, with every finding and reproducer so
+far; the exit code is then 130 (SIGINT) or 143 (SIGTERM).  A time budget
+(``--seconds``) includes the end check of the audit log (fuzz/budget.py).
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ import argparse
 import functools
 import hashlib
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,6 +46,7 @@ from sandbox.argtypes import bounded_number
 from sandbox.errors import UsageError
 from sandbox.flags import add_audit_flags, open_audit
 from sandbox.parser import Parser
+from sandbox.signals import StopRequest, requested_stop
 from verifier.audit.log import AuditLog, DiskUse
 from verifier.audit.memory import MemoryAudit
 from verifier.audit.rejections import AuditSink
@@ -197,6 +207,7 @@ def cmd_fuzz(args: argparse.Namespace, out: Console) -> int:
         args.audit_log = str(directory / "audit.jsonl")  # the campaign's audit log lives beside its report
     jobs = args.jobs or 1
     corpus_dir = Path(args.corpus) if args.corpus else None
+    _check_outputs(directory, corpus_dir)
     replayed, seeds = _load_corpus(corpus_dir, protection) if corpus_dir is not None else ([], [])
     audit_logs: list[str] = []
     disk: DiskUse | None = None
@@ -210,39 +221,45 @@ def cmd_fuzz(args: argparse.Namespace, out: Console) -> int:
                     open_audit(path, protection, "never", **_audit_options(args)).close()
                     if not existed:
                         Path(path).unlink()
-            except ValueError as err:
-                raise UsageError(str(err)) from None
+            except (ValueError, OSError) as err:
+                raise UsageError(_cannot_use(path, err)) from None
             factory = functools.partial(_job_audit, args.audit_log, protection, _audit_options(args))
         kwargs: dict[str, Any] = {} if args.batch is None else {"batch": args.batch}
-        result = run_jobs(
-            protection,
-            seed,
-            [c.name for c in classes],
-            jobs,
-            iterations=args.iterations,
-            seconds=seconds,
-            audit_factory=factory,
-            coverage=bool(args.coverage),
-            corpus=seeds,
-            **kwargs,
-        )
+        with requested_stop() as stop:
+            result = run_jobs(
+                protection,
+                seed,
+                [c.name for c in classes],
+                jobs,
+                iterations=args.iterations,
+                seconds=seconds,
+                audit_factory=factory,
+                coverage=bool(args.coverage),
+                corpus=seeds,
+                stop=stop.requested,
+                **kwargs,
+            )
     else:
         audit: AuditSink
         if args.audit_log:
             try:
                 audit = open_audit(args.audit_log, protection, "never", **_audit_options(args))
-            except ValueError as err:
-                raise UsageError(str(err)) from None
+            except (ValueError, OSError) as err:
+                raise UsageError(_cannot_use(args.audit_log, err)) from None
         else:
             audit = MemoryAudit(keep=1000)
         try:
-            result = _run(out, args, protection, seed, classes, seconds, audit, seeds)
+            with requested_stop() as stop:
+                result = _run(out, args, protection, seed, classes, seconds, audit, seeds, stop)
         finally:
             audit.close()
         disk = audit.disk if isinstance(audit, AuditLog) else None
+    # what was found is written even when interrupted (a second Ctrl-C or SIGTERM still ends at once)
     cases = _write_cases(result, directory)
     added = _grow_corpus(result, cases, corpus_dir) if corpus_dir is not None else []
     report = _report(result, cases, args.audit_log)
+    if result.interrupted:
+        report["interrupted"] = stop.name
     if audit_logs:
         report["audit_logs"] = audit_logs
     if corpus_dir is not None:
@@ -256,8 +273,41 @@ def cmd_fuzz(args: argparse.Namespace, out: Console) -> int:
         _print(out, result, cases, directory, replayed, added)
         if disk is not None:
             out.print(f"audit log {args.audit_log}: {disk.line()}", markup=False, highlight=False, soft_wrap=True)
+    if result.interrupted:
+        return stop.exit_code()  # 130 after Ctrl-C, 143 after SIGTERM
     still = any(r["verdict"] == "escapes" for r in replayed)
     return EXIT_ESCAPE if result.escapes or still else 0
+
+
+def _check_outputs(directory: Path, corpus_dir: Path | None) -> None:
+    """Try every directory the campaign will write to, before it sends anything: a campaign that could not keep its
+    findings must not start (it used to run to the end and then crash, losing them all)."""
+    places = [("--out", directory), ("--out", directory / "cases")]
+    if corpus_dir is not None:
+        places.append(("--corpus", corpus_dir))
+    for flag, where in places:
+        if where.exists() and not where.is_dir():
+            raise UsageError(f"{flag} {where}: not a directory")
+        try:
+            if where.name != "cases":  # DIR/cases is made when the first reproducer is written
+                where.mkdir(parents=True, exist_ok=True)
+            if where.is_dir():
+                with tempfile.TemporaryFile(dir=where):
+                    pass
+        except OSError as err:
+            raise UsageError(_cannot_use(where, err, flag)) from None
+    for name in ("report.json", "report.md"):
+        target = directory / name
+        if target.is_dir() or (target.exists() and not os.access(target, os.W_OK)):
+            raise UsageError(f"--out {directory}: cannot write {target}")
+
+
+def _cannot_use(path: str | Path, err: Exception, flag: str = "--audit-log") -> str:
+    """One line: the flag, the path and what the system said (a ValueError from open_audit says it all already)."""
+    if isinstance(err, ValueError):
+        return str(err)
+    reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+    return f"{flag} {path}: cannot write there ({reason})"
 
 
 def _audit_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -322,8 +372,10 @@ def _run(
     seconds: float | None,
     audit: AuditSink,
     seeds: list[tuple[str, Attack]],
+    stop: StopRequest,
 ) -> CampaignResult:
     kwargs: dict[str, Any] = {"iterations": args.iterations, "seconds": seconds, "audit": audit}
+    kwargs["stop"] = stop.requested
     kwargs.update(coverage=bool(args.coverage), corpus=seeds)
     if args.batch is not None:
         kwargs["batch"] = args.batch
@@ -372,17 +424,27 @@ def _write_cases(result: CampaignResult, directory: Path) -> dict[tuple[str, str
 
     A case that does not escape when replayed alone in a fresh arena (its
     escape needed the state earlier batches left) is still written, and
-    flagged in the report (``reproduces: false``).
+    flagged in the report (``reproduces: false``).  An interrupted campaign writes each case as found, not
+    minimised (minimising replays it many times: the user asked to stop).
     """
     written: dict[tuple[str, str], str] = {}
     for finding in result.findings:
         found = case_mod.Case.from_finding(finding, result.seed, result.protection)
-        small = case_mod.minimise(found)
+        small = found if result.interrupted else case_mod.minimise(found)
         path = case_mod.write_case(
             small, directory / "cases", f"{result.protection.value}-{finding.cls}-{finding.kind}"
         )
         written[finding.key] = str(path)
     return written
+
+
+#: What the table's columns count: two units (descriptors, audit records) and the oracle's findings, so they need
+#: not add up across a row.
+COLUMNS = (
+    "descriptors: malicious descriptors tried; audit records: refusals logged during those batches (register "
+    "writes and unpins of a sequence are logged too); accepted, no escape: descriptors of batches in which the "
+    "oracle saw nothing, less their refusals; escape findings: what the oracle saw (one descriptor can cause several)"
+)
 
 
 def _report(result: CampaignResult, cases: dict[tuple[str, str], str], audit_log: str | None) -> dict[str, Any]:
@@ -417,6 +479,12 @@ def _report(result: CampaignResult, cases: dict[tuple[str, str], str], audit_log
         ],
         "audit_problems": [e.what for e in result.audit_problems],
         "jobs": result.jobs,
+        **({"not_run": result.not_run} if result.not_run else {}),
+        **(
+            {}
+            if result.audit_checked
+            else {"audit_check": "skipped: interrupted (nic-sandbox audit verify checks the log)"}
+        ),
         **({} if result.coverage is None else {"coverage": {"lines": len(result.coverage), "kept": len(result.kept)}}),
     }
 
@@ -433,7 +501,11 @@ def _markdown(report: dict[str, Any]) -> str:
         f"{report['batch']}, {report['seconds']} s ({report['descriptors_per_second']:,}/s); "
         f"**{report['escapes']:,} escapes**.",
         "",
-        "| class | generated | rejected | accepted and safe | escapes | can escape in |",
+    ]
+    if report.get("interrupted"):
+        lines += [f"**Interrupted by {report['interrupted']}**: what was done until then.", ""]
+    lines += [
+        "| class | descriptors | audit records | accepted, no escape | escape findings | can escape in |",
         "|---|---:|---:|---:|---:|---|",
     ]
     for name, s in report["classes"].items():
@@ -442,6 +514,11 @@ def _markdown(report: dict[str, Any]) -> str:
             f"| {name} | {s['generated']:,} | {s['rejected']:,} | {s['accepted_and_safe']:,} "
             f"| {s['escapes']:,} | {modes} |"
         )
+    lines += ["", COLUMNS]
+    if report.get("not_run"):
+        lines += ["", f"Not run in the budget given: {', '.join(report['not_run'])}."]
+    if report.get("audit_check"):
+        lines += ["", f"Audit end check {report['audit_check']}."]
     if "coverage" in report:
         lines += [
             "",
@@ -472,7 +549,7 @@ def _print(
             f"{result.seconds:.1f} s, {result.rate:,.0f} desc/s" + (f", {result.jobs} jobs" if result.jobs > 1 else "")
         )
     )
-    for col in ("class", "generated", "rejected", "accepted and safe", "escapes", "can escape in"):
+    for col in ("class", "descriptors", "audit records", "accepted, no escape", "escape findings", "can escape in"):
         table.add_column(col, justify="left" if col in ("class", "can escape in") else "right", no_wrap=True)
     for name in result.classes:
         s = result.stats[name]
@@ -480,6 +557,11 @@ def _print(
         esc = f"[red]{s.escapes:,}[/]" if s.escapes else "0"
         table.add_row(name, f"{s.generated:,}", f"{s.rejected:,}", f"{s.accepted_safe:,}", esc, modes)
     out.print(table)
+    out.print(COLUMNS, markup=False, highlight=False, soft_wrap=True)
+    if result.interrupted:
+        out.print("[yellow]interrupted[/]: the table and the findings are what was done until then")
+    if result.not_run:
+        out.print(f"[yellow]not run in the budget given:[/] {', '.join(result.not_run)}", highlight=False)
     if result.findings:
         out.print(f"[red]{result.escapes:,} escapes[/], {len(result.findings)} distinct:")
         for f in result.findings:

@@ -113,6 +113,27 @@ def test_namespaces_left_by_dead_processes_are_removed_next_time() -> None:
             netns.ip("netns", "delete", name, check=False)
 
 
+def test_processes_left_inside_a_dead_processs_namespace_are_ended_with_it() -> None:
+    """SIGKILL gave the owner no chance to end its ping: the next namespace's sweep does."""
+    reaped = subprocess.Popen(["true"])
+    reaped.wait()
+    stale = f"{netns.NAME_PREFIX}-test-{reaped.pid}"
+    netns.ip("netns", "add", stale)
+    orphan = subprocess.Popen(["ip", "netns", "exec", stale, "sleep", "600"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not netns.ip("netns", "pids", stale, check=False).split() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert netns.ip("netns", "pids", stale, check=False).split(), "sleep never started inside"
+        assert stale in netns.remove_stale()
+        assert orphan.wait(timeout=10) == -signal.SIGKILL
+        assert not namespace_exists(stale)
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+        netns.ip("netns", "delete", stale, check=False)
+
+
 def test_ip_failures_are_one_line_errors() -> None:
     with NetNamespace("test") as ns, pytest.raises(NetnsError) as err:
         ns.move_in("no-such-link0")

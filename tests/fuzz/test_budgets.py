@@ -1,0 +1,84 @@
+"""Budgets hold: a stopped campaign keeps what it did and says what did not run; retired arenas are freed at once;
+a time-bounded campaign keeps time for the audit log's end check (fuzz/budget.py).
+
+No wall clock here (tests/test_project_rules.py): the bounds are arenas alive and records, the figures are in
+``make bench`` (bench/fuzz_memory.py).
+"""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fuzz import budget
+from fuzz import campaign as campaign_mod
+from fuzz.arena import Arena
+from fuzz.campaign import run_campaign
+from sandbox.flags import open_audit
+from verifier.audit.memory import MemoryAudit
+from verifier.audit.read import verify
+from verifier.modes.protection import Protection
+
+
+def _after(n: int) -> Any:
+    calls = iter(range(10**9))
+    return lambda: next(calls) >= n
+
+
+def test_a_stop_keeps_what_was_done_and_names_the_classes_that_did_not_run() -> None:
+    result = run_campaign(
+        "none", 1, ["kernel-tx", "straddle", "wrap"], iterations=10**6, stop=_after(4)
+    )  # asked before the block and each batch
+    assert result.interrupted and not result.audit_checked and result.audit_problems == []
+    assert result.iterations == 3 and result.stats["kernel-tx"].batches == 3
+    assert result.not_run == ["straddle", "wrap"]
+    assert result.findings and result.escapes > 0  # protection none: the first kernel-tx batch escapes
+
+
+def test_an_uninterrupted_campaign_has_no_class_left_out() -> None:
+    result = run_campaign("verifier", 1, ["kernel-tx", "straddle"], iterations=4, batch=8)
+    assert not result.interrupted and result.audit_checked and result.not_run == []
+
+
+def test_at_most_two_arenas_live_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """use-after-unpin builds an arena per sequence; each old one is freed when the next exists."""
+    built: list[weakref.ref[Any]] = []
+    most = 0
+
+    class Counting:
+        @staticmethod
+        def build(*args: Any, **kwargs: Any) -> Arena:
+            nonlocal most
+            arena = Arena.build(*args, **kwargs)
+            most = max(most, sum(1 for w in built if w() is not None) + 1)
+            built.append(weakref.ref(arena.memory))
+            return arena
+
+    monkeypatch.setattr(campaign_mod, "Arena", Counting)
+    gc.collect()
+    result = run_campaign("verifier", 1, ["use-after-unpin", "interleave"], iterations=24, arena_every=4)
+    assert len(built) > 6 and result.escapes == 0
+    assert most <= 2, f"{most} arenas alive at once"
+
+
+def test_an_in_memory_sink_reserves_nothing() -> None:
+    assert budget.EndCheck(MemoryAudit(), verify).reserve() == 0.0
+
+
+def test_a_file_backed_log_reserves_time_for_its_end_check(tmp_path: Path) -> None:
+    log = tmp_path / "a.jsonl"
+    sink = open_audit(str(log), Protection.VERIFIER, "never", clock="virtual")
+    try:
+        run_campaign("verifier", 1, ["kernel-tx"], iterations=24, audit=sink)
+        check = budget.EndCheck(sink, verify)
+        assert sink.next_seq >= budget.SAMPLE_LINES
+        reserve = check.reserve()
+        assert check.per_record is not None and check.per_record > 0  # measured on a sample of the log
+        assert reserve == pytest.approx(sink.next_seq * check.per_record * budget.MARGIN)
+    finally:
+        sink.close()
+    assert verify([log]).ok
