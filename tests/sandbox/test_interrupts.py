@@ -63,3 +63,31 @@ def test_a_signal_during_the_demo(tmp_path: Path, sig: signal.Signals) -> None:
     result = verify([log])
     assert result.ok or (sig == signal.SIGKILL and "torn" in str(result.problem)), result.problem
     assert not any(Path(f"/proc/{pid}").exists() for pid in children)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
+def test_a_signal_during_the_attack_demo(tmp_path: Path, sig: signal.Signals) -> None:
+    """Mid-attack (after mallory's first refusal is on disk): the same exits, and the log still verifies."""
+    log = tmp_path / "audit.jsonl"
+    argv = [sys.executable, "-m", "sandbox", "demo", "attack", "--protection", "verifier", "--audit-log", str(log)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not (log.exists() and log.stat().st_size) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert proc.poll() is None and log.stat().st_size, "the attack demo wrote no record before it ended"
+        children = _children(proc.pid)
+        proc.send_signal(sig)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL
+    else:
+        assert proc.returncode == 128 + sig, err
+        assert err.strip().splitlines() == ["nic-sandbox: interrupted"], err
+    result = verify([log])
+    assert result.ok or (sig == signal.SIGKILL and "torn" in str(result.problem)), result.problem
+    assert not any(Path(f"/proc/{pid}").exists() for pid in children)
