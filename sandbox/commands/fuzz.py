@@ -88,7 +88,8 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
             "  nic-sandbox fuzz --protection unsafe-inplace --classes race --iterations 4   the TOCTOU race\n"
             "  nic-sandbox fuzz replay fuzz/corpus/unsafe-inplace-race-leak.json\n"
             "  nic-sandbox fuzz --jobs 2 --iterations 2000 --seed 7      two worker processes, merged\n"
-            "  nic-sandbox fuzz --coverage --corpus /tmp/corp --iterations 600   keep inputs that reach new lines\n\n"
+            "  nic-sandbox fuzz --coverage --corpus /tmp/corp --iterations 600   keep inputs that reach new lines\n"
+            "  (the replay lines run from the repository root: fuzz/corpus/ is the committed corpus)\n\n"
             "exit codes: 0 no escape, 1 an escape (campaign) or still escaping (replay), 2 bad usage"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -173,7 +174,8 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
             "examples:\n"
             "  nic-sandbox fuzz replay fuzz/corpus/none-kernel-tx-leak.json\n"
             "  nic-sandbox fuzz replay fuzz/corpus/none-kernel-tx-leak.json --protection verifier\n"
-            "  nic-sandbox fuzz replay fuzz/corpus/unsafe-inplace-race-leak.json --json\n\n"
+            "  nic-sandbox fuzz replay fuzz/corpus/unsafe-inplace-race-leak.json --json\n"
+            "  (run from the repository root: fuzz/corpus/ is the committed corpus)\n\n"
             "exit codes: 0 no escape, 1 still escapes, 2 bad usage or an unreadable case"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
