@@ -12,6 +12,10 @@ u64, any of them left out meaning 0; a line without ``"meta"`` has all-zero
 metadata.  Blank lines are skipped; any other line that is not such an object is
 an error naming its line number (nesting too deep for the parser and integers
 past Python's int-digit limit too: never a traceback).
+
+The line's schema is a pydantic model (``_Line``, ``_Meta``): the fields,
+their widths and the keys allowed are declared once there, and pydantic's
+first complaint is put into this format's one-line words.
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ import itertools
 import json
 import sys
 from collections.abc import Iterable, Iterator
-from typing import IO
+from typing import IO, Annotated, Any
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, ValidationError
 
 from ring.descriptors import XDP_DESC, XSK_TX_METADATA
 
@@ -41,35 +46,65 @@ class DescriptorLineError(ValueError):
     """A line that is not a descriptor; the message starts with ``line N:``."""
 
 
-def _field(obj: dict[str, object], name: str, bits: int, line: int, default: int | None = None) -> int:
-    if name not in obj:
-        if default is not None:
-            return default
-        raise DescriptorLineError(f'line {line}: missing "{name}"')
-    raw = obj[name]
-    if isinstance(raw, bool) or not isinstance(raw, int | str):
-        raise DescriptorLineError(f'line {line}: "{name}" must be an integer or a "0x..." string, got {raw!r}')
-    try:
-        value = raw if isinstance(raw, int) else int(raw.strip(), 0)
-    except ValueError:
-        raise DescriptorLineError(f'line {line}: "{name}" {raw!r} is not an integer') from None
-    if not 0 <= value < 1 << bits:
-        raise DescriptorLineError(f'line {line}: "{name}" {raw!r} does not fit in an unsigned {bits}-bit field')
-    return value
+def _unsigned(bits: int) -> Any:
+    """An integer field of ``bits`` bits: a JSON integer or a string any base of ``int(text, 0)`` reads."""
+
+    def parse(raw: object) -> int:
+        if isinstance(raw, bool) or not isinstance(raw, int | str):
+            raise ValueError(f'must be an integer or a "0x..." string, got {raw!r}')
+        try:
+            value = raw if isinstance(raw, int) else int(raw.strip(), 0)
+        except ValueError:
+            raise ValueError(f"{raw!r} is not an integer") from None
+        if not 0 <= value < 1 << bits:
+            raise ValueError(f"{raw!r} does not fit in an unsigned {bits}-bit field")
+        return value
+
+    return Annotated[int, BeforeValidator(parse)]
 
 
-def _meta(obj: dict[str, object], line: int) -> tuple[int, int, int, int]:
-    raw = obj[META]
-    if not isinstance(raw, dict):
-        raise DescriptorLineError(f'line {line}: "{META}" must be an object like {{"flags": 2, "csum_start": 34}}')
-    extra = sorted(set(raw) - set(META_FIELDS))
-    if extra:
-        raise DescriptorLineError(f'line {line}: unknown "{META}" key {extra[0]!r} (keys: {", ".join(META_FIELDS)})')
-    try:
-        flags, start, offset, launch = (_field(raw, name, bits, line, 0) for name, bits in META_FIELDS.items())
-    except DescriptorLineError as err:
-        raise DescriptorLineError(str(err).replace(f"line {line}: ", f"line {line}: {META}.", 1)) from None
-    return flags, start, offset, launch
+class _Meta(BaseModel):
+    """``struct xsk_tx_metadata``'s request side (include/uapi/linux/if_xdp.h); a key left out is 0."""
+
+    model_config = ConfigDict(extra="forbid")
+    flags: _unsigned(META_FIELDS["flags"]) = 0  # type: ignore[valid-type]
+    csum_start: _unsigned(META_FIELDS["csum_start"]) = 0  # type: ignore[valid-type]
+    csum_offset: _unsigned(META_FIELDS["csum_offset"]) = 0  # type: ignore[valid-type]
+    launch_time: _unsigned(META_FIELDS["launch_time"]) = 0  # type: ignore[valid-type]
+
+
+class _Line(BaseModel):
+    """One line: ``struct xdp_desc`` (u64 addr, u32 len, u32 options), a label and the metadata, all checked."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    addr: _unsigned(FIELDS["addr"])  # type: ignore[valid-type]
+    len: _unsigned(FIELDS["len"])  # type: ignore[valid-type]
+    options: _unsigned(FIELDS["options"])  # type: ignore[valid-type]
+    label: StrictStr = Field(default="", alias="class")  # LABEL
+    meta: _Meta | None = Field(default=None, alias="meta")  # META
+
+
+def _problem(err: ValidationError, number: int) -> DescriptorLineError:
+    """The first thing pydantic found wrong, as one line in this format's words (``line N: "key" ...``)."""
+    first = err.errors(include_url=False)[0]
+    where = [str(part) for part in first["loc"]]
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        if len(where) > 1:
+            return DescriptorLineError(
+                f'line {number}: unknown "{META}" key {where[-1]!r} (keys: {", ".join(META_FIELDS)})'
+            )
+        return DescriptorLineError(f"line {number}: unknown key {where[0]!r} (keys: addr, len, options, class, meta)")
+    if kind == "missing":
+        return DescriptorLineError(f'line {number}: missing "{where[-1]}"')
+    if where == [META]:
+        return DescriptorLineError(f'line {number}: "{META}" must be an object like {{"flags": 2, "csum_start": 34}}')
+    if where == [LABEL]:
+        return DescriptorLineError(f'line {number}: "{LABEL}" must be a string')
+    error = first.get("ctx", {}).get("error")
+    message = str(error) if error is not None else first["msg"]
+    key = f'{META}."{where[-1]}"' if len(where) > 1 else f'"{where[-1]}"'
+    return DescriptorLineError(f"line {number}: {key} {message}")
 
 
 def bounded_lines(stream: IO[str], limit: int = MAX_LINE) -> Iterator[str]:
@@ -108,19 +143,15 @@ def read_descriptors(lines: Iterable[str]) -> tuple[npt.NDArray[np.void], list[s
             ) from None
         if not isinstance(obj, dict):
             raise DescriptorLineError(f'line {number}: expected an object like {{"addr": 0, "len": 64, "options": 0}}')
-        extra = sorted(set(obj) - set(FIELDS) - {LABEL, META})
-        if extra:
-            raise DescriptorLineError(
-                f"line {number}: unknown key {extra[0]!r} (keys: addr, len, options, class, meta)"
-            )
-        label = obj.get(LABEL, "")
-        if not isinstance(label, str):
-            raise DescriptorLineError(f'line {number}: "{LABEL}" must be a string')
-        addr, length, options = (_field(obj, name, bits, number) for name, bits in FIELDS.items())
-        rows.append((addr, length, options))
-        labels.append(label)
-        any_meta |= META in obj
-        metas.append(_meta(obj, number) if META in obj else (0, 0, 0, 0))
+        try:
+            line = _Line.model_validate(obj)
+        except ValidationError as err:
+            raise _problem(err, number) from None
+        rows.append((line.addr, line.len, line.options))
+        labels.append(line.label)
+        any_meta |= line.meta is not None
+        m = line.meta
+        metas.append((0, 0, 0, 0) if m is None else (m.flags, m.csum_start, m.csum_offset, m.launch_time))
     meta = np.array(metas, dtype=XSK_TX_METADATA) if any_meta else None
     return np.array(rows, dtype=XDP_DESC), labels, meta
 
