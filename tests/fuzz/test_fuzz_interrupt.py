@@ -10,7 +10,6 @@ verifies up to its last complete record -- and no worker process is left.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import pytest
 from driver.netns import process_alive
 from fuzz import case as case_mod
 from sandbox import cli
+from tests.processes import children
 from verifier.audit.read import verify
 
 #: How long a campaign may take to start writing before the test gives up (not a speed assertion).
@@ -39,19 +39,6 @@ def _wait_for(done: object, proc: subprocess.Popen[str]) -> None:
         time.sleep(0.05)
     assert proc.poll() is None, proc.communicate()[1]
     assert done(), "the campaign never got going"  # type: ignore[operator]
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -84,8 +71,8 @@ def test_jobs_stop_together_and_leave_no_worker(tmp_path: Path) -> None:
     out = tmp_path / "fz"
     proc = _fuzz(out, "--protection", "verifier", "--jobs", "2", "--audit-log", str(tmp_path / "a.jsonl"), "--json")
     try:
-        _wait_for(lambda: len(_children(proc.pid)) >= 2 and (tmp_path / "a.jsonl.job1").exists(), proc)
-        workers = _children(proc.pid)
+        _wait_for(lambda: len(children(proc.pid)) >= 2 and (tmp_path / "a.jsonl.job1").exists(), proc)
+        workers = children(proc.pid)
         time.sleep(1.0)
         proc.send_signal(signal.SIGTERM)
         stdout, err = proc.communicate(timeout=120)
@@ -106,8 +93,8 @@ def test_sigkill_leaves_a_verifiable_log_and_no_worker(tmp_path: Path) -> None:
     log = tmp_path / "a.jsonl"
     proc = _fuzz(out, "--protection", "verifier", "--jobs", "2", "--audit-log", str(log))
     try:
-        _wait_for(lambda: len(_children(proc.pid)) >= 2 and (tmp_path / "a.jsonl.job0").exists(), proc)
-        workers = _children(proc.pid)
+        _wait_for(lambda: len(children(proc.pid)) >= 2 and (tmp_path / "a.jsonl.job0").exists(), proc)
+        workers = children(proc.pid)
         time.sleep(1.0)
         proc.kill()
         proc.wait(timeout=30)

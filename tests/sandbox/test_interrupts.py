@@ -10,59 +10,63 @@ own (tests/fuzz/test_fuzz_interrupt.py), ``demo --nic qemu`` too
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.processes import children
 from verifier.audit.read import verify
 
 START_TIMEOUT_S = 60.0
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
-
-
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
-def test_a_signal_during_the_demo(tmp_path: Path, sig: signal.Signals) -> None:
-    log = tmp_path / "audit.jsonl"
-    argv = [sys.executable, "-m", "sandbox", "demo", "--count", "1000000000", "--no-pcap", "--audit-log", str(log)]
+def _signal_midway(argv: list[str], ready: Callable[[], bool], sig: signal.Signals) -> tuple[int, str, list[int]]:
+    """Start ``argv``, wait until ``ready()``, send ``sig``; return the exit code, stderr and the children it had."""
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not log.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert proc.poll() is None and log.exists(), "the demo never opened its audit log"
-        time.sleep(0.5)  # frames flowing
-        children = _children(proc.pid)
+        while not ready() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert proc.poll() is None and ready(), "the command ended (or never got going) before the signal"
+        kids = children(proc.pid)
         proc.send_signal(sig)
         _out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    return proc.returncode, err, kids
+
+
+def _judge(log: Path, sig: signal.Signals, code: int, err: str, kids: list[int]) -> None:
+    """SIGINT/SIGTERM: 128 + sig and one line; any signal: the log verifies (SIGKILL: up to a torn line), no child."""
     if sig == signal.SIGKILL:
-        assert proc.returncode == -signal.SIGKILL
+        assert code == -signal.SIGKILL
     else:
-        assert proc.returncode == 128 + sig, err
+        assert code == 128 + sig, err
         assert err.strip().splitlines() == ["nic-sandbox: interrupted"], err
     result = verify([log])
     assert result.ok or (sig == signal.SIGKILL and "torn" in str(result.problem)), result.problem
-    assert not any(Path(f"/proc/{pid}").exists() for pid in children)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in kids)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
+def test_a_signal_during_the_demo(tmp_path: Path, sig: signal.Signals) -> None:
+    log = tmp_path / "audit.jsonl"
+    argv = [sys.executable, "-m", "sandbox", "demo", "--count", "1000000000", "--no-pcap", "--audit-log", str(log)]
+    started: list[float] = []
+
+    def frames_flowing() -> bool:  # the log is open, then half a second of traffic
+        if log.exists() and not started:
+            started.append(time.monotonic())
+        return bool(started) and time.monotonic() - started[0] >= 0.5
+
+    _judge(log, sig, *_signal_midway(argv, frames_flowing, sig))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
@@ -70,24 +74,4 @@ def test_a_signal_during_the_attack_demo(tmp_path: Path, sig: signal.Signals) ->
     """Mid-attack (after mallory's first refusal is on disk): the same exits, and the log still verifies."""
     log = tmp_path / "audit.jsonl"
     argv = [sys.executable, "-m", "sandbox", "demo", "attack", "--protection", "verifier", "--audit-log", str(log)]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not (log.exists() and log.stat().st_size) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert proc.poll() is None and log.stat().st_size, "the attack demo wrote no record before it ended"
-        children = _children(proc.pid)
-        proc.send_signal(sig)
-        _out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    if sig == signal.SIGKILL:
-        assert proc.returncode == -signal.SIGKILL
-    else:
-        assert proc.returncode == 128 + sig, err
-        assert err.strip().splitlines() == ["nic-sandbox: interrupted"], err
-    result = verify([log])
-    assert result.ok or (sig == signal.SIGKILL and "torn" in str(result.problem)), result.problem
-    assert not any(Path(f"/proc/{pid}").exists() for pid in children)
+    _judge(log, sig, *_signal_midway(argv, lambda: log.exists() and log.stat().st_size > 0, sig))
