@@ -47,7 +47,7 @@ from sandbox.errors import UsageError
 from sandbox.flags import add_audit_flags, open_audit
 from sandbox.parser import Parser
 from sandbox.signals import StopRequest, requested_stop
-from verifier.audit.log import AuditLog, DiskUse
+from verifier.audit.log import AuditLog, DiskUse, lock_path_of
 from verifier.audit.memory import MemoryAudit
 from verifier.audit.rejections import AuditSink
 from verifier.modes.protection import PROTECTION_HELP, Protection
@@ -221,8 +221,9 @@ def cmd_fuzz(args: argparse.Namespace, out: Console) -> int:
                 for path in audit_logs:
                     existed = Path(path).exists()  # an existing log is appended to, never removed
                     open_audit(path, protection, "never", **_audit_options(args)).close()
-                    if not existed:
+                    if not existed:  # the probe leaves nothing behind: no log, no lock file
                         Path(path).unlink()
+                        lock_path_of(Path(path)).unlink(missing_ok=True)
             except (ValueError, OSError) as err:
                 raise UsageError(_cannot_use(path, err)) from None
             factory = functools.partial(_job_audit, args.audit_log, protection, _audit_options(args))

@@ -152,6 +152,11 @@ LOCK_SUFFIX = ".lock"
 Clock = Callable[[], tuple[int, int]]
 
 
+def lock_path_of(path: Path) -> Path:
+    """The lock file of the log at ``path``: ``.<name>.lock`` beside it."""
+    return path.with_name("." + path.name + LOCK_SUFFIX)
+
+
 @dataclass(frozen=True)
 class DiskUse:
     """What a writer did to the disk: bytes it wrote, and the files of the log it kept and pruned."""
@@ -402,7 +407,7 @@ class AuditLog:
 
     def _take_lock(self) -> BinaryIO:
         """An exclusive ``flock`` on ``<path>.lock``, held until ``close()``; a second writer is refused."""
-        lock_path = self.path.with_name("." + self.path.name + LOCK_SUFFIX)
+        lock_path = lock_path_of(self.path)
         lock = lock_path.open("ab")
         try:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
