@@ -10,7 +10,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from device.e1000 import EngineMode
 from sandbox.argtypes import check_output_path, int_range
 from sandbox.commands import qemu
 from sandbox.demos import pingpong
@@ -106,10 +105,18 @@ def cmd_pingpong(args: argparse.Namespace, out: Console) -> int:
         print(json.dumps({**_report_json(report, scen), **extra}, indent=2))
     else:
         _print_report(out, report, scen, args.nic)
-        clock = "virtual time, so runs repeat byte for byte" if scen.engine is EngineMode.INLINE else "wall-clock time"
-        clock = "wall-clock time, QEMU's e1000 over qtest" if args.nic == qemu.QEMU else clock
-        out.print(f"audit log: {args.audit_log} ({rejected} rejections recorded by this run; {clock})")
+        clock = _CLOCK_WORDS[args.audit_clock]
+        clock = f"{clock}; QEMU's e1000 over qtest runs on its own time" if args.nic == qemu.QEMU else clock
+        line = f"audit log: {args.audit_log} ({rejected} rejections recorded by this run; {clock})"
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
     return 0 if report.clean else 1
+
+
+#: What the demo's last line says of the audit log's clock (``--audit-clock``).
+_CLOCK_WORDS = {
+    "wall": "wall-clock time",
+    "virtual": "virtual time (--audit-clock virtual), so inline runs repeat byte for byte",
+}
 
 
 def _report_json(report: pingpong.PingPongReport, scen: scenario.Scenario) -> dict[str, object]:

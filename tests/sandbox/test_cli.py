@@ -60,6 +60,15 @@ def test_demo_table_names_the_pcap(tmp_path: Path) -> None:
     assert f"pcap: {tmp_path / 't.pcap'}" in done.stdout
 
 
+@pytest.mark.parametrize(("clock", "words"), [("wall", "wall-clock time"), ("virtual", "virtual time")])
+def test_demo_says_which_clock_its_audit_log_has(tmp_path: Path, clock: str, words: str) -> None:
+    log = tmp_path / "a.jsonl"
+    done = run_cli("demo", "--count", "64", "--no-pcap", "--audit-log", str(log), "--audit-clock", clock)
+    assert done.returncode == 0, done.stderr
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith(f"audit log: {log}") and words in last, last
+
+
 def test_scenario_command_prints_the_default_it_runs() -> None:
     done = run_cli("scenario")
     assert done.returncode == 0
