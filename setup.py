@@ -42,4 +42,4 @@ class OptionalBuildExt(build_ext):
         self.extensions = built
 
 
-setup(cmdclass={"build_ext": OptionalBuildExt}, cffi_modules=["verifier/rules/fastpath_build.py:ffibuilder"])
+setup(cmdclass={"build_ext": OptionalBuildExt}, cffi_modules=["verifier/rules/fastpath_build.py:ffibuilder", "device/fastdev_build.py:ffibuilder"])

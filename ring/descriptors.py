@@ -140,3 +140,18 @@ ETH_MIN_FRAME = 60  # without FCS; TCTL.PSP pads shorter frames to this
 ETH_MAX_FRAME = 1514  # without FCS, standard MTU 1500
 #: 8254x: "the maximum size of a transmit packet is 16288 bytes" (jumbo, 3.3.1)
 MAX_TX_PACKET = 16288
+
+
+def word_shift(dtype: np.dtype[np.void], name: str) -> int:
+    """Bit position of field ``name`` inside the descriptor's second little-endian 64-bit word.
+
+    A legacy descriptor is two words: the buffer address, then length and
+    the command/status bytes.  Drivers that fill or read a burst of
+    descriptors as whole words (ixy writes ``cmd_type_len`` as one 32-bit
+    store) take the shifts from here, so the layout stays the dtype's.
+    """
+    fields = dtype.fields or {}
+    offset = int(fields[name][1])
+    if not 8 <= offset < 16:
+        raise ValueError(f"{name} is not in the second word of the descriptor")
+    return (offset - 8) * 8

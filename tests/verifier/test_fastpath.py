@@ -174,7 +174,7 @@ def test_a_dtype_that_differs_from_the_structs_is_refused() -> None:
         fastpath.check_layout(fast.ffi, fast.lib, {"struct tx_desc": swapped}, PAGE_SHIFT)
     with pytest.raises(fastpath.LayoutMismatch, match=r"sizeof\(struct rx_desc\) is 16, numpy itemsize 32"):
         fastpath.check_layout(fast.ffi, fast.lib, {"struct rx_desc": np.dtype((np.void, 32))}, PAGE_SHIFT)
-    with pytest.raises(fastpath.LayoutMismatch, match=r"FASTPATH_PAGE_SHIFT is 12, ring\.memory\.PAGE_SHIFT 13"):
+    with pytest.raises(fastpath.LayoutMismatch, match=r"FASTPATH_PAGE_SHIFT is 12, ring/ declares 13"):
         fastpath.check_layout(fast.ffi, fast.lib, fastpath.STRUCTS, 13)
 
 

@@ -7,15 +7,17 @@ and flags Python itself was built with, and cffi checks at compile time
 that the declarations it was given match the C.  Those declarations are the
 cdef section of fastpath.h, read from the header, never copied.
 
+The recipe is shared with the device's burst path (ring/cbuild.py).
 setuptools runs this file with ``exec`` in a build environment that has cffi
-but not numpy or the project, so it imports neither.  ``python
-verifier/rules/fastpath_build.py`` compiles the module by hand.
+but not numpy or the project, so it loads that recipe by path and imports
+neither.  ``python verifier/rules/fastpath_build.py`` compiles the module by hand.
 """
 
 from __future__ import annotations
 
-import hashlib
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 from cffi import FFI
 
@@ -23,36 +25,27 @@ HERE = Path(__file__).parent
 HEADER = HERE / "fastpath.h"
 SOURCE = HERE / "fastpath.c"
 MODULE = "verifier.rules._fastpath"
-CDEF_BEGIN = "/* cdef-begin */"
-CDEF_END = "/* cdef-end */"
+DIGEST_FUNCTION = "fastpath_source_digest"
 
 
-def cdef_section(header: str) -> str:
-    """The part of the header between the cdef markers: declarations cffi's parser accepts."""
-    start = header.index(CDEF_BEGIN) + len(CDEF_BEGIN)
-    return header[start : header.index(CDEF_END, start)]
+def load_cbuild() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("_nic_sandbox_cbuild", HERE.parent.parent / "ring" / "cbuild.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def source_digest(header: Path = HEADER, source: Path = SOURCE) -> str:
     """SHA-256 of the header and the C source: what a compiled module was built from."""
-    digest = hashlib.sha256()
-    for path in (header, source):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+    digest: str = load_cbuild().source_digest(header, source)
+    return digest
 
 
 def ffibuilder() -> FFI:
     """The builder setuptools (``cffi_modules``) compiles; a function, so importing this file costs no parsing."""
-    ffi = FFI()
-    ffi.cdef(cdef_section(HEADER.read_text()))
-    ffi.set_source(
-        MODULE,
-        f'#include "fastpath.h"\nconst char *fastpath_source_digest(void) {{ return "{source_digest()}"; }}\n',
-        sources=[str(SOURCE)],
-        include_dirs=[str(HERE)],
-        depends=[str(HEADER)],
-    )
-    return ffi
+    built: FFI = load_cbuild().builder(MODULE, HEADER, SOURCE, DIGEST_FUNCTION)
+    return built
 
 
 if __name__ == "__main__":

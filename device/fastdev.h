@@ -1,0 +1,71 @@
+/* The emulated e1000's compiled burst path, declared once: descriptor layouts, limits, the functions.
+ *
+ * One call does what the numpy engines do in a few dozen array operations for the common burst: the TX
+ * engine's fetch of TDH..TDT, the gather of every buffer and the DD write-back (8254x manual 3.3,
+ * 317453-006), and the RX engine's fetch of the posted descriptors, the scatter of the frames and the
+ * length/status write-back (3.2).  It is an accelerator, not a second device: each function first checks
+ * that every descriptor of the burst is of the plain kind (TX: one legacy descriptor per packet, EOP set,
+ * DEXT and IC clear, a length the numpy fast path would send unchanged; every range inside memory) and,
+ * if any is not, returns -1 having touched nothing, and the numpy engine (device/tx_engine.py,
+ * device/rx_engine.py) runs instead: it stays the semantics, and tests hold the two to the same bytes.
+ *
+ * The structs are ring/descriptors.py's TX_DESC and RX_DESC; device/fastdev.py compares their layout with
+ * the dtypes (ring/compiled.py) and refuses a module that differs.  The text between the cdef markers is
+ * what cffi is told (device/fastdev_build.py reads it).
+ */
+#ifndef NIC_SANDBOX_FASTDEV_H
+#define NIC_SANDBOX_FASTDEV_H
+
+#include <stdint.h>
+
+/* cdef-begin */
+
+/* ring/descriptors.py: ETH_MIN_FRAME (60, shorter frames take the padding path) and MAX_TX_PACKET. */
+#define FASTDEV_MIN_FRAME 60
+#define FASTDEV_MAX_TX_PACKET 16288
+
+/* 3.3.3 Legacy transmit descriptor. */
+struct tx_desc {
+    uint64_t addr;
+    uint16_t length;
+    uint8_t cso;
+    uint8_t cmd;
+    uint8_t status;
+    uint8_t css;
+    uint16_t special;
+};
+
+/* 3.2.3 Receive descriptor. */
+struct rx_desc {
+    uint64_t addr;
+    uint16_t length;
+    uint16_t csum;
+    uint8_t status;
+    uint8_t errors;
+    uint16_t special;
+};
+
+/* TX: the n = (tail - head) mod count descriptors from TDH of the ring at ``base``.  On success the frames
+ * are in ``out`` back to back (at most ``out_cap`` bytes), their lengths in ``out_len``, descriptors with
+ * RS got DD; returns n.  -1: not a plain burst, nothing done. */
+int64_t tx_burst_gather(uint8_t *mem, uint64_t mem_size, uint64_t base, uint32_t count, uint32_t head,
+                        uint32_t tail, uint8_t *out, uint64_t out_cap, int64_t *out_len);
+
+/* RX: ``n`` frames of ``lengths`` (each at most one buffer), back to back in ``data``, into the n descriptors
+ * from RDH of the ring at ``base``.  The descriptors are fetched first, into ``snap`` (n * 16 bytes), as the
+ * numpy engine fetches them before it writes a byte (a buffer may overlap the ring itself); then the frames
+ * are written and each descriptor is written back whole: its address as fetched, length, csum 0, ``status``,
+ * errors 0, special 0.  Returns n, or -1 (a descriptor or buffer outside memory: nothing done). */
+int64_t rx_burst_scatter(uint8_t *mem, uint64_t mem_size, uint64_t base, uint32_t count, uint32_t head,
+                         uint32_t n, const uint8_t *data, const int64_t *lengths, uint8_t status, uint8_t *snap);
+
+/* The receive address filter's common case (8254x 13.4.23, RAL/RAH): 1 if every one of the ``n`` frames (back
+ * to back in ``data``) is at least 6 bytes long and addressed to ``mac`` (6 bytes, wire order), else 0. */
+int all_addressed_to(const uint8_t *data, const int64_t *lengths, uint32_t n, const uint8_t *mac);
+
+/* SHA-256 (hex) of fastdev.h and fastdev.c as compiled (defined by the build). */
+const char *fastdev_source_digest(void);
+
+/* cdef-end */
+
+#endif

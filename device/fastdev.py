@@ -1,0 +1,49 @@
+"""The device's compiled burst path (fastdev.c, declared in fastdev.h), as the engines load it.
+
+Why: the numpy engines spend a burst of 256 small frames in some thirty
+array calls (descriptor fetch, range checks, gather, write-back; on the
+receive side fetch, scatter, write-back), most of it call overhead.  One
+compiled call does the plain burst; anything else (fragments, DEXT, the
+checksum offload, padding, a range outside memory, an IOMMU in the way, or
+DMA observers such as the fuzzer's oracle that must see every access batch)
+goes to the numpy engine, which stays the semantics: tests hold the two to
+the same frames, bytes in memory and counters.
+
+Loaded once per process through ring/compiled.py, which refuses a stale or
+mismatched module; ``NIC_SANDBOX_FASTPATH=0`` runs the numpy engines alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from functools import cache
+
+from device.fastdev_build import DIGEST_FUNCTION, HEADER, MODULE, SOURCE, source_digest
+from ring import compiled
+from ring.descriptors import ETH_MIN_FRAME, MAX_TX_PACKET, RX_DESC, TX_DESC
+
+LOG = logging.getLogger(__name__)
+
+
+@cache
+def state() -> tuple[compiled.Compiled | None, str]:
+    """The burst path the engines may use (or None), and the one line that says what the device runs."""
+    fast, why = compiled.load(
+        MODULE, (HEADER, SOURCE), source_digest, DIGEST_FUNCTION,
+        {"struct tx_desc": TX_DESC, "struct rx_desc": RX_DESC},
+        {"FASTDEV_MIN_FRAME": ETH_MIN_FRAME, "FASTDEV_MAX_TX_PACKET": MAX_TX_PACKET},
+        "the device runs its numpy engines",
+    )  # fmt: skip
+    line = f"device burst path: {why}"
+    if fast is None and os.environ.get(compiled.SWITCH) != "0":
+        LOG.warning(line)
+    return fast, line
+
+
+def enabled() -> compiled.Compiled | None:
+    return state()[0]
+
+
+def status() -> str:
+    return state()[1]
