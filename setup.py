@@ -1,4 +1,7 @@
-"""The package build's one job beyond pyproject.toml: compile the verifier's fast path with cffi.
+"""The package build's one job beyond pyproject.toml: compile the two accelerators with cffi.
+
+They are the verifier's fast path (verifier/rules/fastpath.c) and the
+device's burst path (device/fastdev.c).
 
 ``cffi_modules`` is cffi's setuptools integration (cffi's "API mode, out of
 line" as cffi projects ship it): it turns verifier/rules/fastpath_build.py
@@ -42,4 +45,7 @@ class OptionalBuildExt(build_ext):
         self.extensions = built
 
 
-setup(cmdclass={"build_ext": OptionalBuildExt}, cffi_modules=["verifier/rules/fastpath_build.py:ffibuilder", "device/fastdev_build.py:ffibuilder"])
+setup(
+    cmdclass={"build_ext": OptionalBuildExt},
+    cffi_modules=["verifier/rules/fastpath_build.py:ffibuilder", "device/fastdev_build.py:ffibuilder"],
+)

@@ -91,7 +91,8 @@ def load(
     built = module.ffi.string(getattr(module.lib, digest_function)()).decode()
     if all(p.exists() for p in sources) and built != digest():
         changed = " or ".join(p.name for p in reversed(sources))
-        return None, f"{name} is stale ({changed} changed since it was compiled; reinstall: pip install -e .); {fallback}"
+        reinstall = "reinstall: pip install -e ."
+        return None, f"{name} is stale ({changed} changed since it was compiled; {reinstall}); {fallback}"
     try:
         check_layout(module.ffi, module.lib, structs, constants)
     except LayoutMismatch as exc:

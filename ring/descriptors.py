@@ -150,7 +150,9 @@ def word_shift(dtype: np.dtype[np.void], name: str) -> int:
     descriptors as whole words (ixy writes ``cmd_type_len`` as one 32-bit
     store) take the shifts from here, so the layout stays the dtype's.
     """
-    fields = dtype.fields or {}
+    fields = dtype.fields
+    if fields is None or name not in fields:
+        raise ValueError(f"the descriptor has no field {name!r}")
     offset = int(fields[name][1])
     if not 8 <= offset < 16:
         raise ValueError(f"{name} is not in the second word of the descriptor")

@@ -68,9 +68,7 @@ class RxQueue:
             if not bool(self.errors[start : start + k].any()):
                 # fast path: one descriptor per frame, no errors, no wrap (every burst of small frames)
                 m = min(k, max_frames)
-                batch = FrameBatch(
-                    gather(self.pool.memory, self.offsets[start : start + m], lengths[:m]), lengths[:m]
-                )
+                batch = FrameBatch(gather(self.pool.memory, self.offsets[start : start + m], lengths[:m]), lengths[:m])
                 self.words[start : start + m, 0] = self.pool.bus_addr[start : start + m]
                 self.words[start : start + m, 1] = 0
                 return self._give_back(m, batch)

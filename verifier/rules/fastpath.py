@@ -32,7 +32,6 @@ import numpy as np
 
 from ring import compiled
 from ring.compiled import SWITCH, Compiled
-
 from ring.descriptors import RX_DESC, TX_DESC
 from ring.memory import PAGE_SHIFT
 from verifier.rules.fastpath_build import DIGEST_FUNCTION, HEADER, MODULE, SOURCE, source_digest
