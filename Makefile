@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: demo test lint typecheck unit bench fuzz lab lab-shell lab-test lab-test-noiommu clean
 
 # The install also compiles the verifier's fast path (setup.py): reinstall when its C or build changes.
-FASTPATH := setup.py ring/cbuild.py verifier/rules/fastpath_build.py verifier/rules/fastpath.c verifier/rules/fastpath.h device/fastdev_build.py device/fastdev.c device/fastdev.h
+FASTPATH := setup.py ring/cbuild.py verifier/rules/fastpath.c verifier/rules/fastpath.h device/fastdev.c device/fastdev.h driver/tenant/pmd.c driver/tenant/pmd.h
 
 $(STAMP): pyproject.toml $(FASTPATH)
 	$(PYTHON) -m venv $(VENV)
@@ -57,4 +57,4 @@ lab-test-noiommu: $(STAMP)
 
 clean:
 	-[ -x $(BIN)/python ] && $(BIN)/python -m lab clean
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache verifier/rules/_fastpath*.so device/_fastdev*.so
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache verifier/rules/_fastpath*.so device/_fastdev*.so driver/tenant/_pmd*.so

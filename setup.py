@@ -1,15 +1,14 @@
-"""The package build's one job beyond pyproject.toml: compile the two accelerators with cffi.
+"""The package build's one job beyond pyproject.toml: compile the accelerators with cffi.
 
-They are the verifier's fast path (verifier/rules/fastpath.c) and the
-device's burst path (device/fastdev.c).
+They are declared in ring/cbuild.py: the verifier's fast path
+(verifier/rules/fastpath.c), the device's burst path (device/fastdev.c) and
+the tenant driver's (driver/tenant/pmd.c).
 
 ``cffi_modules`` is cffi's setuptools integration (cffi's "API mode, out of
-line" as cffi projects ship it): it turns verifier/rules/fastpath_build.py
-into an extension module, ``verifier.rules._fastpath``.  The module is an
-accelerator: on a machine without a working C compiler (or without
-Python.h) the install proceeds without it, and at run time
-``verifier.rules.fastpath`` says once, in one line, that the kernel runs on
-the numpy checks.
+line" as cffi projects ship it): it turns each builder into an extension
+module.  On a machine without a working C compiler (or without Python.h)
+the install proceeds without them, and at run time each loader says once,
+in one line, that its numpy path runs instead.
 """
 
 from __future__ import annotations
@@ -47,5 +46,5 @@ class OptionalBuildExt(build_ext):
 
 setup(
     cmdclass={"build_ext": OptionalBuildExt},
-    cffi_modules=["verifier/rules/fastpath_build.py:ffibuilder", "device/fastdev_build.py:ffibuilder"],
+    cffi_modules=["ring/cbuild.py:fastpath", "ring/cbuild.py:fastdev", "ring/cbuild.py:pmd"],
 )

@@ -11,7 +11,7 @@
  *
  * The structs are ring/descriptors.py's TX_DESC and RX_DESC; device/fastdev.py compares their layout with
  * the dtypes (ring/compiled.py) and refuses a module that differs.  The text between the cdef markers is
- * what cffi is told (device/fastdev_build.py reads it).
+ * what cffi is told (ring/cbuild.py reads it).
  */
 #ifndef NIC_SANDBOX_FASTDEV_H
 #define NIC_SANDBOX_FASTDEV_H

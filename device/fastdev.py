@@ -19,8 +19,8 @@ import logging
 import os
 from functools import cache
 
-from device.fastdev_build import DIGEST_FUNCTION, HEADER, MODULE, SOURCE, source_digest
 from ring import compiled
+from ring.cbuild import FASTDEV
 from ring.descriptors import ETH_MIN_FRAME, MAX_TX_PACKET, RX_DESC, TX_DESC
 
 LOG = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ LOG = logging.getLogger(__name__)
 def state() -> tuple[compiled.Compiled | None, str]:
     """The burst path the engines may use (or None), and the one line that says what the device runs."""
     fast, why = compiled.load(
-        MODULE, (HEADER, SOURCE), source_digest, DIGEST_FUNCTION,
+        FASTDEV,
         {"struct tx_desc": TX_DESC, "struct rx_desc": RX_DESC},
         {"FASTDEV_MIN_FRAME": ETH_MIN_FRAME, "FASTDEV_MAX_TX_PACKET": MAX_TX_PACKET},
         "the device runs its numpy engines",

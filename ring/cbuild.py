@@ -1,16 +1,20 @@
-"""What every compiled accelerator's cffi build shares: the cdef section of a header, the source digest, the builder.
+"""The compiled accelerators, declared once: each one's module, header and source, and how cffi builds it.
 
-Two modules are compiled when the package is installed (setup.py,
-``cffi_modules``, cffi's out-of-line API mode): the verifier's fast path
-(verifier/rules/fastpath_build.py) and the device's burst path
-(device/fastdev_build.py).  Each declares its interface once, in a header
+Three accelerators are compiled when the package is installed (setup.py
+names this file's builders in ``cffi_modules``: cffi's out-of-line API mode,
+compiled once with the compiler and flags Python was built with): the
+verifier's fast path (verifier/rules/fastpath.c), the device's burst path
+(device/fastdev.c) and the tenant driver's burst path
+(driver/tenant/pmd.c).  Each declares its interface once, in a header
 whose text between ``/* cdef-begin */`` and ``/* cdef-end */`` is what cffi is
-told, and each embeds the SHA-256 of its header and source so that a module
-compiled from older sources is noticed at load time and not used.
+told, and embeds the SHA-256 of its header and source, so that a module
+compiled from older sources is noticed at load time (ring/compiled.py) and
+not used.  Every accelerator is optional: the numpy code beside it is the
+semantics, and runs alone without a C compiler.
 
-setuptools runs a build script with ``exec`` in a build environment that has
-cffi but not numpy or the project: this file imports neither, and the build
-scripts load it by path (``load_cbuild`` below is the two lines they copy).
+setuptools runs this file with ``exec`` in a build environment that has
+cffi but not numpy or the project, so it imports neither, and takes its
+paths from ``__file__``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 
 from cffi import FFI
 
+ROOT = Path(__file__).resolve().parent.parent
 CDEF_BEGIN = "/* cdef-begin */"
 CDEF_END = "/* cdef-end */"
 
@@ -30,25 +35,59 @@ def cdef_section(header: str) -> str:
     return header[start : header.index(CDEF_END, start)]
 
 
-def source_digest(header: Path, source: Path) -> str:
-    """SHA-256 of the header and the C source: what a compiled module was built from."""
-    digest = hashlib.sha256()
-    for path in (header, source):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+class Accelerator:
+    """One compiled module: its import name, its header and source, and the function that returns its digest."""
+
+    def __init__(self, module: str, header: str, source: str, digest_function: str) -> None:
+        self.module = module
+        self.header = ROOT / header
+        self.source = ROOT / source
+        self.digest_function = digest_function
+
+    def digest(self) -> str:
+        """SHA-256 of the header and the C source: what a compiled module was built from."""
+        digest = hashlib.sha256()
+        for path in (self.header, self.source):
+            digest.update(path.read_bytes())
+        return digest.hexdigest()
+
+    def builder(self) -> FFI:
+        """The FFI builder: the header's cdef section, the source, and the digest function."""
+        ffi = FFI()
+        ffi.cdef(cdef_section(self.header.read_text()))
+        ffi.set_source(
+            self.module,
+            f'#include "{self.header.name}"\n'
+            f'const char *{self.digest_function}(void) {{ return "{self.digest()}"; }}\n',
+            # setuptools wants paths relative to setup.py, which lives in ROOT
+            sources=[str(self.source.relative_to(ROOT))],
+            include_dirs=[str(self.header.parent.relative_to(ROOT))],
+            depends=[str(self.header.relative_to(ROOT))],
+            extra_compile_args=["-O2"],
+        )
+        return ffi
 
 
-def builder(module: str, header: Path, source: Path, digest_function: str) -> FFI:
-    """The FFI builder of one module: the header's cdef section, the source, and ``digest_function()``."""
-    ffi = FFI()
-    ffi.cdef(cdef_section(header.read_text()))
-    ffi.set_source(
-        module,
-        f'#include "{header.name}"\n'
-        f'const char *{digest_function}(void) {{ return "{source_digest(header, source)}"; }}\n',
-        sources=[str(source)],
-        include_dirs=[str(header.parent)],
-        depends=[str(header)],
-        extra_compile_args=["-O2"],
-    )
-    return ffi
+FASTPATH = Accelerator(
+    "verifier.rules._fastpath", "verifier/rules/fastpath.h", "verifier/rules/fastpath.c", "fastpath_source_digest"
+)
+FASTDEV = Accelerator("device._fastdev", "device/fastdev.h", "device/fastdev.c", "fastdev_source_digest")
+PMD = Accelerator("driver.tenant._pmd", "driver/tenant/pmd.h", "driver/tenant/pmd.c", "pmd_source_digest")
+
+
+# What setup.py's ``cffi_modules`` names: one builder function per accelerator.
+def fastpath() -> FFI:
+    return FASTPATH.builder()
+
+
+def fastdev() -> FFI:
+    return FASTDEV.builder()
+
+
+def pmd() -> FFI:
+    return PMD.builder()
+
+
+if __name__ == "__main__":  # compile all three by hand, next to their sources
+    for accelerator in (FASTPATH, FASTDEV, PMD):
+        accelerator.builder().compile(tmpdir=str(ROOT), verbose=True)

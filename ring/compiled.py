@@ -15,13 +15,15 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from ring.cbuild import Accelerator
 
 #: The user's switch: ``NIC_SANDBOX_FASTPATH=0`` runs the numpy paths alone.
 SWITCH = "NIC_SANDBOX_FASTPATH"
@@ -72,10 +74,7 @@ def check_layout(ffi: Any, lib: Any, structs: Mapping[str, np.dtype[Any]], const
 
 
 def load(
-    module_name: str,
-    sources: tuple[Path, Path],  # (header, source)
-    digest: Callable[[], str],
-    digest_function: str,
+    accelerator: Accelerator,
     structs: Mapping[str, np.dtype[Any]],
     constants: Mapping[str, int],
     fallback: str,
@@ -84,13 +83,14 @@ def load(
     if os.environ.get(SWITCH) == "0":
         return None, f"off ({SWITCH}=0); {fallback}"
     try:
-        module = importlib.import_module(module_name)
+        module = importlib.import_module(accelerator.module)
     except ImportError:
         return None, f"not compiled (no C compiler when nic-sandbox was installed); {fallback}"
-    name = Path(module.__file__ or module_name).name
-    built = module.ffi.string(getattr(module.lib, digest_function)()).decode()
-    if all(p.exists() for p in sources) and built != digest():
-        changed = " or ".join(p.name for p in reversed(sources))
+    name = Path(module.__file__ or accelerator.module).name
+    built = module.ffi.string(getattr(module.lib, accelerator.digest_function)()).decode()
+    sources = (accelerator.source, accelerator.header)
+    if all(p.exists() for p in sources) and built != accelerator.digest():
+        changed = " or ".join(p.name for p in sources)
         reinstall = "reinstall: pip install -e ."
         return None, f"{name} is stale ({changed} changed since it was compiled; {reinstall}); {fallback}"
     try:

@@ -32,25 +32,30 @@ class Mempool:
         self.memory = self.region.view
         ids = np.arange(count, dtype=np.int64)
         self.bus_addr: npt.NDArray[np.uint64] = (self.region.bus + ids * buf_size).astype(np.uint64)
-        self._stack = ids[::-1].copy()
-        self._top = count
+        #: ``stack[:top]`` are the free buffer ids; ``top`` is a one-cell array so the compiled
+        #: burst path (driver/tenant/pmd.c) pops and pushes the same stack in place
+        self.stack = ids[::-1].copy()
+        self.top = np.array([count], dtype=np.int64)
 
     @property
     def available(self) -> int:
-        return self._top
+        return int(self.top[0])
 
     def alloc(self, n: int) -> npt.NDArray[np.int64]:
-        if n > self._top:
-            raise PoolExhausted(f"asked for {n} buffers, {self._top} free")
-        self._top -= n
-        return self._stack[self._top : self._top + n][::-1].copy()
+        top = int(self.top[0])
+        if n > top:
+            raise PoolExhausted(f"asked for {n} buffers, {top} free")
+        top -= n
+        self.top[0] = top
+        return self.stack[top : top + n][::-1].copy()
 
     def free(self, ids: npt.NDArray[np.int64]) -> None:
         n = int(ids.size)
-        if self._top + n > self.count:
+        top = int(self.top[0])
+        if top + n > self.count:
             raise ValueError("more buffers freed than the pool holds (double free)")
-        self._stack[self._top : self._top + n] = ids[::-1]
-        self._top += n
+        self.stack[top : top + n] = ids[::-1]
+        self.top[0] = top + n
 
     def offsets(self, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """Byte offset of each buffer inside the pool's own mapping."""

@@ -35,10 +35,13 @@ pytestmark = pytest.mark.skipif(fastdev.enabled() is None, reason=fastdev.status
 
 def numpy_only(rig: Rig) -> Rig:
     """The same rig with every engine's burst path switched off."""
-    for dev in (rig.nic0, rig.nic1):
+    devs: tuple[E1000, E1000] = (rig.nic0, rig.nic1)
+    for dev in devs:
         dev.fast = None
-        for engine in (*dev.tx, *dev.rx):
-            engine.fast = None
+        for tx in dev.tx:
+            tx.fast = None
+        for rx in dev.rx:
+            rx.fast = None
     return rig
 
 

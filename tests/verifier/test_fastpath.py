@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ring.cbuild import FASTPATH
 from ring.descriptors import DESC_SIZE, RX_DESC, TX_DESC, TXD_CMD_DEXT, TXD_CMD_EOP, TXD_CMD_IC, TXD_CMD_RS
 from ring.memory import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
 from sandbox.demos import attack as attack_demo
@@ -25,7 +26,6 @@ from verifier.modes.protection import Protection
 from verifier.pins import Access, Pin, PinTable
 from verifier.rules import fastpath
 from verifier.rules.checks import check_rx, check_tx
-from verifier.rules.fastpath_build import source_digest
 from verifier.rules.policy import Policy
 from world import scenario
 from world.build import World
@@ -198,12 +198,12 @@ def test_the_kernel_refuses_a_module_whose_layout_differs(monkeypatch: pytest.Mo
 
 def test_the_module_was_compiled_from_these_sources() -> None:
     fast = lib()
-    assert fast.ffi.string(fast.lib.fastpath_source_digest()).decode() == source_digest()
+    assert fast.ffi.string(fast.lib.fastpath_source_digest()).decode() == FASTPATH.digest()
 
 
 def test_a_module_compiled_from_other_sources_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
     lib()
-    monkeypatch.setattr(fastpath, "source_digest", lambda: "0" * 64)  # as if fastpath.c changed after the build
+    monkeypatch.setattr(FASTPATH, "digest", lambda: "0" * 64)  # as if fastpath.c changed after the build
     fastpath.state.cache_clear()
     try:
         assert fastpath.enabled() is None

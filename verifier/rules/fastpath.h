@@ -7,7 +7,7 @@
  * the compiled module, verifier/rules/fastpath.py compares every field's offset and size, each struct's
  * size and FASTPATH_PAGE_SHIFT with them and refuses the module on any difference.
  *
- * The text between the cdef markers is also what cffi is told (verifier/rules/fastpath_build.py reads
+ * The text between the cdef markers is also what cffi is told (ring/cbuild.py reads
  * it), so no prototype is written twice.  It may hold only what cffi's cdef parser accepts: plain
  * declarations and integer #defines.
  */
@@ -57,7 +57,7 @@ void rx_complete(uint8_t *user_ring, uint32_t size, const uint8_t *shadow, const
                  uint32_t n);
 
 /* SHA-256 (hex) of fastpath.h and fastpath.c as they were compiled; defined by the build
- * (fastpath_build.py), so that a module compiled from older sources is noticed and not used. */
+ * (ring/cbuild.py), so that a module compiled from older sources is noticed and not used. */
 const char *fastpath_source_digest(void);
 
 /* cdef-end */

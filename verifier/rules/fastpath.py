@@ -9,7 +9,7 @@ the snapshot it took (once) to the numpy checks, which stay the semantics
 (tests compare the two).
 
 The C is compiled when the package is installed (setup.py, cffi API mode:
-fastpath_build.py) into ``verifier.rules._fastpath``.  Before the kernel uses
+ring/cbuild.py) into ``verifier.rules._fastpath``.  Before the kernel uses
 it, ``state()`` makes sure it describes the descriptors the rest of the
 project reads: every field's offset and size, each struct's size and the page
 shift must equal ring/descriptors.py's dtypes and ring/memory.py's, and the
@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 
 from ring import compiled
+from ring.cbuild import FASTPATH
 from ring.compiled import SWITCH, Compiled
 from ring.descriptors import RX_DESC, TX_DESC
 from ring.memory import PAGE_SHIFT
-from verifier.rules.fastpath_build import DIGEST_FUNCTION, HEADER, MODULE, SOURCE, source_digest
 
 LOG = logging.getLogger(__name__)
 
@@ -54,10 +54,7 @@ def check_layout(ffi: Any, lib: Any, structs: Mapping[str, np.dtype[Any]], page_
 @cache
 def state() -> tuple[FastPath | None, str]:
     """The fast path the kernel may use (or None) and the one line that says what the kernel runs."""
-    fast, why = compiled.load(
-        MODULE, (HEADER, SOURCE), source_digest, DIGEST_FUNCTION, STRUCTS,
-        {"FASTPATH_PAGE_SHIFT": PAGE_SHIFT}, "using the numpy checks",
-    )  # fmt: skip
+    fast, why = compiled.load(FASTPATH, STRUCTS, {"FASTPATH_PAGE_SHIFT": PAGE_SHIFT}, "using the numpy checks")
     line = f"fast path: {why}"
     if fast is None and os.environ.get(SWITCH) != "0":
         LOG.warning(line)
