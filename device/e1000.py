@@ -300,15 +300,15 @@ class E1000:
 
     def _filter(self, frames: FrameBatch, rctl: int) -> FrameBatch:
         """Address filter (unicast RAL match, broadcast with BAM, promiscuous modes) and ROC."""
+        table = self._ral_table()
+        if table and self._all_to(frames, table[0][0], 0 if rctl & regs.RCTL_LPE else MAX_STD_FRAME):
+            return frames  # the common case, decided in one compiled pass
         lengths = frames.lengths
         too_long: npt.NDArray[np.bool_] | None = None
         if not rctl & regs.RCTL_LPE and lengths.size and int(lengths.max()) > MAX_STD_FRAME:
             too_long = lengths > MAX_STD_FRAME
             self.counters.rx_oversize += int(np.count_nonzero(too_long))
             self.count_stat(regs.ROC, int(np.count_nonzero(too_long)))
-        table = self._ral_table()
-        if too_long is None and table and self._all_to(frames, table[0][0]):
-            return frames  # the common case, decided in one compiled pass
         key = self._dest_keys(frames)
         if rctl & regs.RCTL_UPE and rctl & regs.RCTL_MPE:
             accept = np.ones(len(frames), dtype=bool)
@@ -332,8 +332,8 @@ class E1000:
             return frames
         return FrameBatch(frames.data[np.repeat(accept, lengths)], lengths[accept])
 
-    def _all_to(self, frames: FrameBatch, mac: int) -> bool:
-        """Every frame is addressed to ``mac`` (the compiled burst path's check; False without it)."""
+    def _all_to(self, frames: FrameBatch, mac: int, max_len: int) -> bool:
+        """Every frame is addressed to ``mac`` and no longer than ``max_len`` if not 0 (compiled; False without)."""
         fast = self.fast
         if fast is None or len(frames) == 0:
             return False
@@ -342,7 +342,7 @@ class E1000:
         return bool(
             fast.lib.all_addressed_to(
                 fast.ffi.from_buffer("uint8_t[]", data), fast.ffi.from_buffer("int64_t[]", lengths),
-                len(frames), mac.to_bytes(6, "big"),
+                len(frames), mac.to_bytes(6, "big"), max_len,
             )
         )  # fmt: skip
 

@@ -13,7 +13,7 @@
 static int in_memory(uint64_t addr, uint64_t len, uint64_t size) { return addr <= size && len <= size - addr; }
 
 int64_t tx_burst_gather(uint8_t *mem, uint64_t mem_size, uint64_t base, uint32_t count, uint32_t head,
-                        uint32_t tail, uint8_t *out, uint64_t out_cap, int64_t *out_len) {
+                        uint32_t tail, uint8_t *out, uint64_t out_cap, int64_t *out_len, int64_t *out_total) {
     if (count == 0 || head >= count || tail >= count || !in_memory(base, (uint64_t)count * 16u, mem_size))
         return -1;
     struct tx_desc *ring = (struct tx_desc *)(mem + base);
@@ -35,11 +35,13 @@ int64_t tx_burst_gather(uint8_t *mem, uint64_t mem_size, uint64_t base, uint32_t
         out_len[i] = d->length;
         if (d->cmd & TXD_CMD_RS) d->status = TXD_STAT_DD;
     }
+    *out_total = (int64_t)total;
     return n;
 }
 
 int64_t rx_burst_scatter(uint8_t *mem, uint64_t mem_size, uint64_t base, uint32_t count, uint32_t head,
-                         uint32_t n, const uint8_t *data, const int64_t *lengths, uint8_t status, uint8_t *snap) {
+                         uint32_t n, const uint8_t *data, const int64_t *lengths, uint8_t status, uint8_t *snap,
+                         int64_t *out_total) {
     if (count == 0 || head >= count || n > count || !in_memory(base, (uint64_t)count * 16u, mem_size)) return -1;
     struct rx_desc *ring = (struct rx_desc *)(mem + base);
     struct rx_desc *fetched = (struct rx_desc *)snap;
@@ -61,13 +63,14 @@ int64_t rx_burst_scatter(uint8_t *mem, uint64_t mem_size, uint64_t base, uint32_
         d.special = 0;
         memcpy(&ring[slot], &d, sizeof d);
     }
+    *out_total = (int64_t)at;
     return n;
 }
 
-int all_addressed_to(const uint8_t *data, const int64_t *lengths, uint32_t n, const uint8_t *mac) {
+int all_addressed_to(const uint8_t *data, const int64_t *lengths, uint32_t n, const uint8_t *mac, int64_t max_len) {
     uint64_t at = 0;
     for (uint32_t i = 0; i < n; i++) {
-        if (lengths[i] < 6 || memcmp(data + at, mac, 6) != 0) return 0;
+        if (lengths[i] < 6 || (max_len && lengths[i] > max_len) || memcmp(data + at, mac, 6) != 0) return 0;
         at += (uint64_t)lengths[i];
     }
     return 1;

@@ -46,22 +46,25 @@ struct rx_desc {
 };
 
 /* TX: the n = (tail - head) mod count descriptors from TDH of the ring at ``base``.  On success the frames
- * are in ``out`` back to back (at most ``out_cap`` bytes), their lengths in ``out_len``, descriptors with
- * RS got DD; returns n.  -1: not a plain burst, nothing done. */
+ * are in ``out`` back to back (at most ``out_cap`` bytes, ``*out_total`` of them), their lengths in
+ * ``out_len``, descriptors with RS got DD; returns n.  -1: not a plain burst, nothing done. */
 int64_t tx_burst_gather(uint8_t *mem, uint64_t mem_size, uint64_t base, uint32_t count, uint32_t head,
-                        uint32_t tail, uint8_t *out, uint64_t out_cap, int64_t *out_len);
+                        uint32_t tail, uint8_t *out, uint64_t out_cap, int64_t *out_len, int64_t *out_total);
 
 /* RX: ``n`` frames of ``lengths`` (each at most one buffer), back to back in ``data``, into the n descriptors
  * from RDH of the ring at ``base``.  The descriptors are fetched first, into ``snap`` (n * 16 bytes), as the
  * numpy engine fetches them before it writes a byte (a buffer may overlap the ring itself); then the frames
  * are written and each descriptor is written back whole: its address as fetched, length, csum 0, ``status``,
- * errors 0, special 0.  Returns n, or -1 (a descriptor or buffer outside memory: nothing done). */
+ * errors 0, special 0; ``*out_total`` gets the bytes written.  Returns n, or -1 (a descriptor or buffer outside
+ * memory: nothing done). */
 int64_t rx_burst_scatter(uint8_t *mem, uint64_t mem_size, uint64_t base, uint32_t count, uint32_t head,
-                         uint32_t n, const uint8_t *data, const int64_t *lengths, uint8_t status, uint8_t *snap);
+                         uint32_t n, const uint8_t *data, const int64_t *lengths, uint8_t status, uint8_t *snap,
+                         int64_t *out_total);
 
 /* The receive address filter's common case (8254x 13.4.23, RAL/RAH): 1 if every one of the ``n`` frames (back
- * to back in ``data``) is at least 6 bytes long and addressed to ``mac`` (6 bytes, wire order), else 0. */
-int all_addressed_to(const uint8_t *data, const int64_t *lengths, uint32_t n, const uint8_t *mac);
+ * to back in ``data``) is at least 6 bytes long, at most ``max_len`` bytes (RCTL.LPE clear: the long packet
+ * limit; 0 for none), and addressed to ``mac`` (6 bytes, wire order), else 0. */
+int all_addressed_to(const uint8_t *data, const int64_t *lengths, uint32_t n, const uint8_t *mac, int64_t max_len);
 
 /* SHA-256 (hex) of fastdev.h and fastdev.c as compiled (defined by the build). */
 const char *fastdev_source_digest(void);

@@ -43,6 +43,8 @@ class RxEngine:
         if self.fast is not None:
             self._snap = np.zeros(65536 * DESC_SIZE, dtype=np.uint8)  # where the burst path fetches descriptors
             self._c_snap = self.fast.ptr(self._snap)
+            self._placed = np.zeros(1, dtype=np.int64)  # bytes the last compiled placement wrote
+            self._c_placed = self.fast.i64(self._placed)
             self._c_mem = self.fast.ptr(dev.dma.memory.data)
 
     def reg(self, offset: int) -> int:
@@ -83,7 +85,7 @@ class RxEngine:
         base = self.reg(regs.RDBAL) | (self.reg(regs.RDBAH) << 32)
         if fits_one and self._burst(frames, base, count, head, n):
             dev.set_reg(regs.queue_reg(regs.RDH, self.queue), indices.advance(head, n, count))
-            octets = int(frames.lengths[:n].sum())
+            octets = int(self._placed[0])
             dev.count_rx(n, octets + (ETH_FCS_LEN * n if strip_crc else 0))
             dev.raise_irq(regs.ICR_RXT0)
             return n
@@ -132,6 +134,6 @@ class RxEngine:
         placed = fast.lib.rx_burst_scatter(
             self._c_mem, dma.memory.data.size, base, count, head, n,
             fast.ffi.from_buffer("uint8_t[]", data), fast.ffi.from_buffer("int64_t[]", lengths),
-            RXD_STAT_DD | RXD_STAT_EOP, self._c_snap,
+            RXD_STAT_DD | RXD_STAT_EOP, self._c_snap, self._c_placed,
         )  # fmt: skip
         return bool(placed >= 0)

@@ -80,8 +80,10 @@ class TxEngine:
         if self.fast is not None:  # the burst path's scratch: frames of one kick land here before they are copied out
             self._out = np.zeros(BURST_SCRATCH, dtype=np.uint8)
             self._out_len = np.zeros(65536, dtype=np.int64)
+            self._out_total = np.zeros(1, dtype=np.int64)
             self._c_out = self.fast.ptr(self._out)
             self._c_out_len = self.fast.i64(self._out_len)
+            self._c_out_total = self.fast.i64(self._out_total)
             self._c_mem = self.fast.ptr(dev.dma.memory.data)
 
     def reg(self, offset: int) -> int:
@@ -156,11 +158,10 @@ class TxEngine:
             return None
         mem = dma.memory.data
         n = int(fast.lib.tx_burst_gather(self._c_mem, mem.size, base, count, head, tail,
-                                         self._c_out, self._out.size, self._c_out_len))  # fmt: skip
+                                         self._c_out, self._out.size, self._c_out_len, self._c_out_total))  # fmt: skip
         if n < 0:
             return None
-        lengths = self._out_len[:n].copy()
-        return n, FrameBatch(self._out[: int(lengths.sum())].copy(), lengths)
+        return n, FrameBatch.counted(self._out[: int(self._out_total[0])].copy(), self._out_len[:n].copy())
 
     @property
     def pending(self) -> bool:

@@ -119,6 +119,15 @@ class FrameBatch:
         return cls(data, np.array([len(f) for f in items], dtype=np.int64))
 
     @classmethod
+    def counted(cls, data: U8, lengths: I64) -> FrameBatch:
+        """A batch whose lengths are known to add up to ``data.size`` (a compiled burst path summed them as it
+        copied): the check of ``__init__`` is skipped, not the invariant.  Both arrays must be contiguous
+        uint8 and int64."""
+        batch = cls.__new__(cls)
+        batch.data, batch.lengths = data, lengths
+        return batch
+
+    @classmethod
     def from_matrix(cls, rows: U8) -> FrameBatch:
         """A batch of equal-length frames from an ``(n, length)`` byte matrix."""
         n, length = rows.shape

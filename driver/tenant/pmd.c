@@ -56,7 +56,7 @@ int64_t pmd_tx_post(uint8_t *ring, uint32_t size, uint32_t tail, uint32_t n, con
 
 int64_t pmd_rx_burst(uint8_t *ring, uint32_t size, uint32_t next, uint32_t posted, uint64_t max_frames,
                      const uint8_t *pool_mem, uint64_t buf_size, uint64_t pool_bus, uint8_t *out, uint64_t out_cap,
-                     int64_t *out_len) {
+                     int64_t *out_len, int64_t *out_total) {
     struct rx_desc *d = (struct rx_desc *)ring;
     uint32_t k = 0, slot = next;
     uint64_t total = 0, m = 0;
@@ -80,5 +80,6 @@ int64_t pmd_rx_burst(uint8_t *ring, uint32_t size, uint32_t next, uint32_t poste
         fresh.addr = pool_bus + (uint64_t)slot * buf_size;
         memcpy(&d[slot], &fresh, sizeof fresh);
     }
+    *out_total = (int64_t)total;
     return (int64_t)m;
 }

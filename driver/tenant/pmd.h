@@ -59,12 +59,12 @@ int64_t pmd_tx_post(uint8_t *ring, uint32_t size, uint32_t tail, uint32_t n, con
 
 /* RX: the run of descriptors with DD from ``next`` (at most ``posted``) must all end a frame (EOP), carry no
  * error and no length beyond ``buf_size``; then the first m = min(run, max_frames) frames are copied out of
- * slot i's buffer (slot i owns buffer i) into ``out`` with their lengths, and their slots re-armed (addr of
+ * slot i's buffer (slot i owns buffer i) into ``out`` (``*out_total`` bytes) with their lengths, and their slots re-armed (addr of
  * buffer i, the rest zero).  Returns m (0: nothing done yet), or -1 (the general path is needed, or ``out``
  * is too small: nothing changed). */
 int64_t pmd_rx_burst(uint8_t *ring, uint32_t size, uint32_t next, uint32_t posted, uint64_t max_frames,
                      const uint8_t *pool_mem, uint64_t buf_size, uint64_t pool_bus, uint8_t *out, uint64_t out_cap,
-                     int64_t *out_len);
+                     int64_t *out_len, int64_t *out_total);
 
 /* SHA-256 (hex) of pmd.h and pmd.c as compiled (defined by the build). */
 const char *pmd_source_digest(void);

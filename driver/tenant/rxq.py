@@ -52,8 +52,10 @@ class RxQueue:
         if self.fast is not None:  # where the compiled path copies a burst out, before it becomes a FrameBatch
             self._out = np.zeros(min(size * self.pool.buf_size, RX_SCRATCH), dtype=np.uint8)
             self._out_len = np.zeros(size, dtype=np.int64)
+            self._out_total = np.zeros(1, dtype=np.int64)
             f = self.fast
-            self._c = (f.ptr(self.region.view), f.ptr(self.pool.memory), f.ptr(self._out), f.i64(self._out_len))
+            self._c = (f.ptr(self.region.view), f.ptr(self.pool.memory), f.ptr(self._out), f.i64(self._out_len),
+                       f.i64(self._out_total))  # fmt: skip
         self.next = 0
         self.tail = size - 1
         self.stats = RxStats()
@@ -65,14 +67,14 @@ class RxQueue:
         if posted == 0 or max_frames <= 0:
             return FrameBatch()
         if self.fast is not None:
-            ring, pool, out, out_len = self._c
+            ring, pool, out, out_len, out_total = self._c
             m = int(self.fast.lib.pmd_rx_burst(ring, self.size, self.next, posted, max_frames, pool, self.pool.buf_size,
-                                               self.pool.region.bus, out, self._out.size, out_len))  # fmt: skip
+                                               self.pool.region.bus, out, self._out.size, out_len, out_total))  # fmt: skip
             if m == 0:
                 return FrameBatch()
             if m > 0:
-                lengths = self._out_len[:m].copy()
-                return self._give_back(m, FrameBatch(self._out[: int(lengths.sum())].copy(), lengths))
+                batch = FrameBatch.counted(self._out[: int(self._out_total[0])].copy(), self._out_len[:m].copy())
+                return self._give_back(m, batch)
         start = self.next
         if start + posted <= self.size:  # no wrap: read the status bytes in place
             status = self.status[start : start + posted]
