@@ -68,8 +68,9 @@ class RxQueue:
             return FrameBatch()
         if self.fast is not None:
             ring, pool, out, out_len, out_total = self._c
-            m = int(self.fast.lib.pmd_rx_burst(ring, self.size, self.next, posted, max_frames, pool, self.pool.buf_size,
-                                               self.pool.region.bus, out, self._out.size, out_len, out_total))  # fmt: skip
+            lib, buf = self.fast.lib, self.pool
+            m = int(lib.pmd_rx_burst(ring, self.size, self.next, posted, max_frames, pool, buf.buf_size,
+                                     buf.region.bus, out, self._out.size, out_len, out_total))  # fmt: skip
             if m == 0:
                 return FrameBatch()
             if m > 0:
