@@ -15,7 +15,7 @@ the register and lets a poller thread (device/poller.py) do the work.
 from __future__ import annotations
 
 import threading
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Callable
 from enum import StrEnum
 
@@ -86,7 +86,7 @@ class E1000:
         self.inbound: deque[FrameBatch] = deque()
         self._inbound_bytes = 0
         self._ral_cache: list[tuple[int, int]] | None = None
-        self.stats: dict[int, int] = {}
+        self.stats: defaultdict[int, int] = defaultdict(int)  # counted as Python ints, shown through the BAR
         self.irq: Callable[[], None] | None = None  # the interrupt line, connected by the composition root
         self._irq_pending = False
         self._irq_running = 0  # threaded: interrupt handlers still running (the device is not idle yet)
@@ -213,7 +213,7 @@ class E1000:
 
     def count_stat(self, offset: int, n: int) -> None:
         """Add to a statistics counter (kept as a Python int, shown through the BAR on read)."""
-        self.stats[offset] = self.stats.get(offset, 0) + n
+        self.stats[offset] += n
 
     def _read_stat(self, offset: int) -> int:
         """Clear-on-read statistics.  A 64-bit pair reads low then high; reading high clears both."""
@@ -225,18 +225,21 @@ class E1000:
             return self.stats.get(offset, 0) & U32
         return min(self.stats.pop(offset, 0), U32)
 
-    def count_tx(self, frames: FrameBatch) -> None:
-        octets = frames.nbytes + ETH_FCS_LEN * len(frames)
-        self.count_stat(regs.GPTC, len(frames))
-        self.count_stat(regs.TPT, len(frames))
-        self.count_stat(regs.GOTCL, octets)
-        self.count_stat(regs.TOTL, octets)
+    def count_tx(self, frames: int, nbytes: int) -> None:
+        """Good packets and octets transmitted (the octets with the FCS the MAC appends)."""
+        octets = nbytes + ETH_FCS_LEN * frames
+        stats = self.stats
+        stats[regs.GPTC] += frames
+        stats[regs.TPT] += frames
+        stats[regs.GOTCL] += octets
+        stats[regs.TOTL] += octets
 
     def count_rx(self, frames: int, octets: int) -> None:
-        self.count_stat(regs.GPRC, frames)
-        self.count_stat(regs.TPR, frames)
-        self.count_stat(regs.GORCL, octets)
-        self.count_stat(regs.TORL, octets)
+        stats = self.stats
+        stats[regs.GPRC] += frames
+        stats[regs.TPR] += frames
+        stats[regs.GORCL] += octets
+        stats[regs.TORL] += octets
 
     # -- the MAC side ---------------------------------------------------------
     def receive(self, frames: FrameBatch) -> None:

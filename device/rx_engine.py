@@ -39,6 +39,8 @@ class RxEngine:
     def __init__(self, dev: E1000, queue: int) -> None:
         self.dev = dev
         self.queue = queue
+        self._regs = dev.regs  # the register file, read through this queue's word index of each ring register
+        self._word = {base: regs.queue_reg(base, queue) >> 2 for base in regs.RX_RING_REGS}
         self.fast = fastdev.enabled()
         if self.fast is not None:
             self._snap = np.zeros(65536 * DESC_SIZE, dtype=np.uint8)  # where the burst path fetches descriptors
@@ -48,18 +50,20 @@ class RxEngine:
             self._c_mem = self.fast.ptr(dev.dma.memory.data)
 
     def reg(self, offset: int) -> int:
-        return self.dev.reg(regs.queue_reg(offset, self.queue))
+        """This queue's copy of a queue-0 ring register (RDBAL, RDLEN, RDH, RDT ...)."""
+        return int(self._regs[self._word[offset]])
 
     def place(self, frames: FrameBatch) -> int:
         """Write as many frames as the posted buffers hold; count the rest in MPC."""
         dev = self.dev
-        if len(frames) == 0:
+        arrived = len(frames)
+        if arrived == 0:
             return 0
         count = self.reg(regs.RDLEN) // DESC_SIZE
         head, tail = self.reg(regs.RDH), self.reg(regs.RDT)
         if count and (head >= count or tail >= count):
             dev.counters.bad_ring_index += 1
-            dev.count_stat(regs.MPC, len(frames))
+            dev.count_stat(regs.MPC, arrived)
             return 0
         rctl = dev.reg(regs.RCTL)
         strip_crc = bool(rctl & regs.RCTL_SECRC)
@@ -71,13 +75,13 @@ class RxEngine:
         avail = indices.used(head, tail, count) if count else 0
         fits_one = int(frames.lengths.max()) <= bsize
         if fits_one:  # the common case: one buffer per frame
-            n = min(len(frames), avail)
+            n = min(arrived, avail)
         else:
             per_frame = -(-frames.lengths // bsize)
             ends = np.cumsum(per_frame)
             n = int(np.searchsorted(ends, avail, side="right"))
-        if n < len(frames):
-            dev.count_stat(regs.MPC, len(frames) - n)
+        if n < arrived:
+            dev.count_stat(regs.MPC, arrived - n)
             dev.raise_irq(regs.ICR_RXO)
         if n == 0:
             return 0

@@ -73,6 +73,8 @@ class TxEngine:
     def __init__(self, dev: E1000, queue: int) -> None:
         self.dev = dev
         self.queue = queue
+        self._regs = dev.regs  # the register file, read through this queue's word index of each ring register
+        self._word = {base: regs.queue_reg(base, queue) >> 2 for base in regs.TX_RING_REGS}
         self.partial = PartialPacket()
         #: (base, count, head, tail) at which the queue stalled on a bad ring, or None
         self.stalled_at: tuple[int, int, int, int] | None = None
@@ -87,7 +89,8 @@ class TxEngine:
             self._c_mem = self.fast.ptr(dev.dma.memory.data)
 
     def reg(self, offset: int) -> int:
-        return self.dev.reg(regs.queue_reg(offset, self.queue))
+        """This queue's copy of a queue-0 ring register (TDBAL, TDLEN, TDH, TDT ...)."""
+        return int(self._regs[self._word[offset]])
 
     def run(self) -> int:
         """Process every descriptor from TDH to TDT; return how many were consumed."""
@@ -139,11 +142,12 @@ class TxEngine:
 
     def _send(self, frames: FrameBatch) -> None:
         dev = self.dev
-        if len(frames):
+        n = len(frames)
+        if n:
             if dev.port.connected:
-                dev.count_tx(frames)
+                dev.count_tx(n, frames.nbytes)
             else:
-                dev.counters.tx_no_carrier += len(frames)
+                dev.counters.tx_no_carrier += n
             dev.port.transmit(frames)
 
     def _burst(self, base: int, count: int, head: int, tail: int) -> tuple[int, FrameBatch] | None:
