@@ -29,10 +29,16 @@ from ring import indices
 from ring.descriptors import TX_DESC, TXD_CMD_EOP, TXD_CMD_RS
 from ring.frames import FrameBatch
 from tests.conftest import RIG, Rig, make_rig, seq_frame
+from tests.verifier.compiled import compiled_accelerator
 from verifier.modes.protection import Protection
 from world.build import World
 
-pytestmark = pytest.mark.skipif(pmd.enabled() is None, reason=pmd.status())
+
+@pytest.fixture(autouse=True)
+def _compiled() -> None:
+    """The pmd module must be here wherever it can be built (tests/verifier/compiled.py)."""
+    compiled_accelerator(pmd.enabled(), pmd.status())
+
 
 RING = 32
 

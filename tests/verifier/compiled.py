@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from ring.compiled import SWITCH, Compiled
 from tests.needs import IN_CI, missing
 from verifier.rules import fastpath
 
@@ -42,3 +43,12 @@ def compiled_fast_path(required: bool) -> fastpath.FastPath | None:
     if required or IN_CI:
         missing(fastpath.status())  # a skip here, a failure under CI=true
     return None
+
+
+def compiled_accelerator(loaded: Compiled | None, status: str) -> Compiled:
+    """Any accelerator (device/fastdev.py, driver/tenant/pmd.py): the module, else a failure or a skip as above."""
+    if loaded is not None:
+        return loaded
+    if can_compile() and os.environ.get(SWITCH) != "0":
+        pytest.fail(f"a C compiler is here but {status}")
+    missing(status)  # a skip here, a failure under CI=true
