@@ -34,6 +34,8 @@ from ring.frames import FrameBatch, rows_at
 from ring.memory import PhysicalMemory
 
 REG_COUNT = regs.BAR0_SIZE // regs.REG_WIDTH
+_ICR, _IMS = regs.ICR >> 2, regs.IMS >> 2  # word indices of the two registers every interrupt touches
+_HEAD_TAIL = frozenset((regs.TDH, regs.TDT, regs.RDH, regs.RDT))
 U32 = 0xFFFF_FFFF
 ALL_ONES = U32
 
@@ -120,25 +122,25 @@ class E1000:
             self.stats.clear()
 
     # -- the BAR, as the bus sees it -----------------------------------------
-    def _valid(self, offset: int) -> bool:
-        if offset % regs.REG_WIDTH or not 0 <= offset < regs.BAR0_SIZE:
-            self.counters.bad_register_access += 1
-            return False
-        return True
+    def _bad_access(self) -> int:
+        """An unaligned or out-of-BAR access: counted, and read as a master abort reads (all ones)."""
+        self.counters.bad_register_access += 1
+        return ALL_ONES
 
     def read32(self, offset: int) -> int:
-        if not self._valid(offset):
-            return ALL_ONES
+        if offset % regs.REG_WIDTH or not 0 <= offset < regs.BAR0_SIZE:
+            return self._bad_access()
         with self.lock:
             if regs.STATS_FIRST <= offset <= regs.STATS_LAST:
                 return self._read_stat(offset)
-            value = self.reg(offset)
+            value = int(self.regs[offset >> 2])
             if offset == regs.ICR:
-                self.set_reg(offset, 0)
+                self.regs[offset >> 2] = 0
             return value
 
     def write32(self, offset: int, value: int) -> None:
-        if not self._valid(offset):
+        if offset % regs.REG_WIDTH or not 0 <= offset < regs.BAR0_SIZE:
+            self._bad_access()
             return
         value &= U32
         with self.lock:
@@ -174,16 +176,16 @@ class E1000:
 
     def _write_ring_reg(self, offset: int, value: int, base: int, queue: int) -> None:
         """Per-queue ring registers: base (bits 3:0 ignored), length (bits 6:0 ignored), 16-bit head and tail."""
-        if base in (regs.TDLEN, regs.RDLEN):
+        if base in _HEAD_TAIL:  # the doorbell (TDT, RDT) first: it is the hot one
+            self.regs[offset >> 2] = value & 0xFFFF
+            if base == regs.TDT and self.mode is EngineMode.INLINE:
+                self.tx[queue].run()
+        elif base in (regs.TDLEN, regs.RDLEN):
             if value & (regs.RING_LEN_ALIGN - 1):
                 self.counters.ring_len_misaligned += 1
             self.set_reg(offset, value & 0x000F_FF80)
         elif base in (regs.TDBAL, regs.RDBAL):
             self.set_reg(offset, value & ~0xF)
-        elif base in (regs.TDH, regs.TDT, regs.RDH, regs.RDT):
-            self.set_reg(offset, value & 0xFFFF)
-            if base == regs.TDT and self.mode is EngineMode.INLINE:
-                self.tx[queue].run()
         else:
             self.set_reg(offset, value)
 
@@ -204,8 +206,9 @@ class E1000:
         it runs from ``poll`` after the device lock is released, so a kernel
         that holds its own lock and writes a register cannot deadlock with it.
         """
-        self.set_reg(regs.ICR, self.reg(regs.ICR) | cause)
-        if self.irq is not None and cause & self.reg(regs.IMS):
+        r = self.regs
+        r[_ICR] |= cause
+        if self.irq is not None and cause & int(r[_IMS]):
             if self.mode is EngineMode.INLINE:
                 self.irq()
             else:

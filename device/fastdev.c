@@ -18,13 +18,14 @@ int64_t tx_burst_gather(uint8_t *mem, uint64_t mem_size, uint64_t base, uint32_t
         return -1;
     struct tx_desc *ring = (struct tx_desc *)(mem + base);
     uint32_t n = (tail + count - head) % count;
-    uint64_t total = 0;
+    uint64_t total = 0, longest = 0;
     for (uint32_t i = 0, slot = head; i < n; i++, slot = (slot + 1 == count) ? 0 : slot + 1) {
         const struct tx_desc *d = &ring[slot];
         if ((d->cmd & (TXD_CMD_EOP | TXD_CMD_DEXT | TXD_CMD_IC)) != TXD_CMD_EOP) return -1;
         if (d->length < FASTDEV_MIN_FRAME || d->length > FASTDEV_MAX_TX_PACKET) return -1;
         if (!in_memory(d->addr, d->length, mem_size)) return -1;
         total += d->length;
+        if (d->length > longest) longest = d->length;
     }
     if (total > out_cap) return -1;
     uint64_t at = 0;
@@ -35,7 +36,8 @@ int64_t tx_burst_gather(uint8_t *mem, uint64_t mem_size, uint64_t base, uint32_t
         out_len[i] = d->length;
         if (d->cmd & TXD_CMD_RS) d->status = TXD_STAT_DD;
     }
-    *out_total = (int64_t)total;
+    out_total[0] = (int64_t)total;
+    out_total[1] = (int64_t)longest;
     return n;
 }
 

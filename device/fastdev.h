@@ -46,8 +46,9 @@ struct rx_desc {
 };
 
 /* TX: the n = (tail - head) mod count descriptors from TDH of the ring at ``base``.  On success the frames
- * are in ``out`` back to back (at most ``out_cap`` bytes, ``*out_total`` of them), their lengths in
- * ``out_len``, descriptors with RS got DD; returns n.  -1: not a plain burst, nothing done. */
+ * are in ``out`` back to back (at most ``out_cap`` bytes), their lengths in ``out_len``, descriptors with RS
+ * got DD; ``out_total[0]`` is the bytes gathered and ``out_total[1]`` the longest frame; returns n.  -1: not a
+ * plain burst, nothing done. */
 int64_t tx_burst_gather(uint8_t *mem, uint64_t mem_size, uint64_t base, uint32_t count, uint32_t head,
                         uint32_t tail, uint8_t *out, uint64_t out_cap, int64_t *out_len, int64_t *out_total);
 

@@ -73,7 +73,7 @@ class RxEngine:
             ((rctl & regs.RCTL_BSIZE_MASK) >> regs.RCTL_BSIZE_SHIFT, bool(rctl & regs.RCTL_BSEX)), 2048
         )
         avail = indices.used(head, tail, count) if count else 0
-        fits_one = int(frames.lengths.max()) <= bsize
+        fits_one = frames.longest <= bsize
         if fits_one:  # the common case: one buffer per frame
             n = min(arrived, avail)
         else:

@@ -82,7 +82,7 @@ class TxEngine:
         if self.fast is not None:  # the burst path's scratch: frames of one kick land here before they are copied out
             self._out = np.zeros(BURST_SCRATCH, dtype=np.uint8)
             self._out_len = np.zeros(65536, dtype=np.int64)
-            self._out_total = np.zeros(1, dtype=np.int64)
+            self._out_total = np.zeros(2, dtype=np.int64)  # bytes gathered, longest frame
             self._c_out = self.fast.ptr(self._out)
             self._c_out_len = self.fast.i64(self._out_len)
             self._c_out_total = self.fast.i64(self._out_total)
@@ -165,7 +165,8 @@ class TxEngine:
                                          self._c_out, self._out.size, self._c_out_len, self._c_out_total))  # fmt: skip
         if n < 0:
             return None
-        return n, FrameBatch.counted(self._out[: int(self._out_total[0])].copy(), self._out_len[:n].copy())
+        total, longest = self._out_total.tolist()
+        return n, FrameBatch.counted(self._out[:total].copy(), self._out_len[:n].copy(), longest)
 
     @property
     def pending(self) -> bool:

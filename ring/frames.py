@@ -102,6 +102,8 @@ class FrameBatch:
 
     data: U8 = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))
     lengths: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    #: the longest frame's length when whoever built the batch already knew it (a compiled burst path), else None
+    known_longest: int | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.data = np.asarray(self.data, dtype=np.uint8)
@@ -119,12 +121,12 @@ class FrameBatch:
         return cls(data, np.array([len(f) for f in items], dtype=np.int64))
 
     @classmethod
-    def counted(cls, data: U8, lengths: I64) -> FrameBatch:
+    def counted(cls, data: U8, lengths: I64, longest: int | None = None) -> FrameBatch:
         """A batch whose lengths are known to add up to ``data.size`` (a compiled burst path summed them as it
-        copied): the check of ``__init__`` is skipped, not the invariant.  Both arrays must be contiguous
-        uint8 and int64."""
+        copied, and may have noted the longest): the check of ``__init__`` is skipped, not the invariant.
+        Both arrays must be contiguous uint8 and int64."""
         batch = cls.__new__(cls)
-        batch.data, batch.lengths = data, lengths
+        batch.data, batch.lengths, batch.known_longest = data, lengths, longest
         return batch
 
     @classmethod
@@ -147,6 +149,13 @@ class FrameBatch:
     # -- access ------------------------------------------------------------
     def __len__(self) -> int:
         return int(self.lengths.size)
+
+    @property
+    def longest(self) -> int:
+        """The length of the longest frame (0 for an empty batch)."""
+        if self.known_longest is not None:
+            return self.known_longest
+        return int(self.lengths.max()) if self.lengths.size else 0
 
     @property
     def nbytes(self) -> int:
