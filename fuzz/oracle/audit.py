@@ -273,7 +273,7 @@ class AuditWatch:
                 continue
             if r.ring_index is not None:  # descriptor records (an IOMMU fault names none)
                 named.setdefault((r.nic, r.kind, r.queue), []).append(r.ring_index)
-            codes = np.unique(r.reason).tolist()
+            codes = np.flatnonzero(np.bincount(r.reason, minlength=1)).tolist()
             for code in codes:
                 if not r.names.get(code):
                     seq = r.seq + int(np.argmax(r.reason == code))
