@@ -196,8 +196,10 @@ def _goal(r: FuzzRate) -> str:
 
 def main_goals(seconds: float = 3.0) -> None:
     for row in goal_rows(seconds):
-        print(f"{row.what}: {row.figure} (baseline {row.baseline}) -> {row.show(row.value)}, goal {row.sense} "
-              f"{row.show(row.goal)}: {row.verdict}")
+        print(
+            f"{row.what}: {row.figure} (baseline {row.baseline}) -> {row.show(row.value)}, goal {row.sense} "
+            f"{row.show(row.goal)}: {row.verdict}"
+        )
 
 
 if __name__ == "__main__":

@@ -216,9 +216,9 @@ class Snapshot:
         for st, members in self.sets:
             st.clear()
             st.update(members)
-        for dq, members in self.deques:
+        for dq, queued in self.deques:
             dq.clear()
-            dq.extend(members)
+            dq.extend(queued)
         for array, saved in self.arrays:
             np.copyto(array, saved)
         # the kernel's seeded image changes only where a device wrote (nothing else maps it): those frames back;
@@ -227,7 +227,8 @@ class Snapshot:
         memory.data[seeded:end] = self.prefix[seeded:]
         written = self.dirty.take()
         for first, stop in _runs(written[: seeded >> PAGE_SHIFT]):
-            memory.data[first << PAGE_SHIFT : stop << PAGE_SHIFT] = self.prefix[first << PAGE_SHIFT : stop << PAGE_SHIFT]
+            lo, hi = first << PAGE_SHIFT, stop << PAGE_SHIFT
+            memory.data[lo:hi] = self.prefix[lo:hi]
         written[: end >> PAGE_SHIFT] = False
         for first, stop in _runs(written):
             memory.data[first << PAGE_SHIFT : stop << PAGE_SHIFT] = 0
@@ -243,7 +244,8 @@ def _root(array: npt.NDArray[Any]) -> object:
 
 
 def _slots(kind: type) -> list[str]:
-    return [name for k in kind.__mro__ for name in getattr(k, "__slots__", ()) if name not in ("__dict__", "__weakref__")]
+    names = (name for k in kind.__mro__ for name in getattr(k, "__slots__", ()))
+    return [name for name in names if name not in ("__dict__", "__weakref__")]
 
 
 def _runs(mask: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
