@@ -53,6 +53,7 @@ from verifier.modes.protection import Protection
 from world import scenario
 from world.build import World
 from world.emulated import Emulated
+from world.reset import Snapshot
 
 if TYPE_CHECKING:
     from fuzz.steps.tx import Rewrite
@@ -140,9 +141,19 @@ class Arena:
     log: list[str] = field(default_factory=list)
     handles: dict[str, int] = field(default_factory=dict)  # span -> pin handle
     victims: int = 0  # alice's allocations so far
+    #: the machine as built, for ``reset`` (None unless built ``resettable``)
+    snapshot: Snapshot | None = None
 
     @classmethod
-    def build(cls, protection: Protection | str, seed: int, audit: AuditSink, detail_limit: int | None = None) -> Arena:
+    def build(
+        cls,
+        protection: Protection | str,
+        seed: int,
+        audit: AuditSink,
+        detail_limit: int | None = None,
+        resettable: bool = False,
+    ) -> Arena:
+        """The machine, its oracle and mallory's rings; ``resettable``: snapshot it too, so ``reset`` can reuse it."""
         scen = dataclasses.replace(
             scenario.load(embedded=SCENARIO), seed=seed, protection=Protection(protection), engine=EngineMode.INLINE
         )
@@ -213,7 +224,7 @@ class Arena:
             uaf,
             tx_region.bus,
         )
-        return cls(
+        arena = cls(
             world,
             oracle,
             mmap,
@@ -225,6 +236,20 @@ class Arena:
             FrameBatch.from_matrix(frames),
             {"uaf": uaf_region},
         )
+        if resettable:
+            arena.snapshot = Snapshot(world)
+            arena.snapshot.take([arena], keep=[audit])
+        return arena
+
+    def reset(self) -> None:
+        """Back to the machine as built (world/reset.py): what an attack did is gone, down to the last byte of DRAM.
+
+        Behaves as ``Arena.build`` with the same arguments would, without building (~1 ms, not ~14 ms): the
+        same verdicts, oracle findings and audit records for the same steps.  The audit sink is not reset.
+        """
+        if self.snapshot is None:
+            raise RuntimeError("this arena was not built resettable")
+        self.snapshot.reset()
 
     @property
     def protection(self) -> Protection:

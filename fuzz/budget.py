@@ -13,11 +13,12 @@ Memory.  An arena (a whole machine: 64 MiB of DRAM, the kernel's image, the
 oracle's reference copies) is held in reference cycles (callbacks between
 device, kernel and oracle), so dropping it frees nothing until the cyclic
 garbage collector runs -- and a long-lived heap makes that rare: dead
-arenas piled up to 860 MB in 30 s.  ``ArenaReaper`` collects right after a
-replacement arena is built (the old one is then unreachable), so at most
-two arenas live at once; objects that existed before the campaign are frozen
-(``gc.freeze``) for its duration, so a collection walks only the campaign's
-own objects (a few ms, not tens).
+arenas piled up to 860 MB in 30 s.  A campaign now builds one arena and
+resets it (world/reset.py) instead of building more, so there is nothing
+to pile up; ``ArenaReaper`` still collects right after a build (whatever
+an earlier campaign left), and objects that existed before the campaign
+are frozen (``gc.freeze``) for its duration, so a collection walks only the
+campaign's own objects (a few ms, not tens).
 """
 
 from __future__ import annotations

@@ -111,7 +111,8 @@ def inside(rng: np.random.Generator, span_start: int, span_size: int, length: I6
     page = rng.integers(0, pages, n).astype(np.int64)
     where = rng.integers(0, 3, n)
     room = np.maximum(PAGE_SIZE - length, 0)
-    offset = np.select([where == 0, where == 1], [0, room], rng.integers(0, PAGE_SIZE, n) % (room + 1))
+    anywhere = rng.integers(0, PAGE_SIZE, n) % (room + 1)
+    offset = np.where(where == 0, 0, np.where(where == 1, room, anywhere))
     return (span_start + page * PAGE_SIZE + offset).astype(np.uint64)
 
 
@@ -195,7 +196,7 @@ def beyond_memory(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     near_end = m.memory_size - length + 1 + rng.integers(0, 64, n)  # straddles the end
     far = m.memory_size + rng.integers(0, 1 << 40, n)
     huge = (np.int64(1) << rng.integers(27, 63, n)) + rng.integers(0, PAGE_SIZE, n)
-    addr = np.select([over == 0, over == 1], [near_end, far], huge)
+    addr = np.where(over == 0, near_end, np.where(over == 1, far, huge))
     return Attack.of(Tx(tx_batch(addr.astype(np.uint64), length)))
 
 

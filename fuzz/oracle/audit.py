@@ -273,7 +273,7 @@ class AuditWatch:
                 continue
             if r.ring_index is not None:  # descriptor records (an IOMMU fault names none)
                 named.setdefault((r.nic, r.kind, r.queue), []).append(r.ring_index)
-            codes = np.unique(r.reason).tolist()
+            codes = np.flatnonzero(np.bincount(r.reason, minlength=1)).tolist()
             for code in codes:
                 if not r.names.get(code):
                     seq = r.seq + int(np.argmax(r.reason == code))
@@ -438,6 +438,8 @@ class AuditWatch:
 LOGGED_WRONG_LIMIT = 8
 #: Consecutive descriptor records judged in one ``judge`` call at most.
 LOGGED_RUN = 4096
+#: ``_LogTally`` counts the keys it collected every so many records (bounded memory, C-speed counting).
+COUNT_EVERY = 65536
 
 
 class _LogTally:
@@ -456,26 +458,51 @@ class _LogTally:
         self.oracle = watch.oracle
         memory = None if self.oracle is None else self.oracle.memory
         self.ref = None if memory is None else Reference(np.zeros(memory.frames, dtype=np.uint8), {}, memory.size)
-        self.written: Counter[tuple[Any, Any, Any]] = Counter()
-        self.described: Counter[tuple[Any, Any, Any, Any]] = Counter()
+        self._written: Counter[tuple[Any, Any, Any]] = Counter()
+        self._described: Counter[tuple[Any, Any, Any, Any]] = Counter()
+        #: keys of records taken and not yet counted: counted in bulk (``Counter.update`` over a list runs in C)
+        self._keys: list[tuple[Any, Any, Any]] = []
+        self._slots: list[tuple[Any, Any, Any, Any]] = []
         self.records = 0
         self.wrong: list[Escape] = []
         self._run: list[dict[str, Any]] = []
         self._key: tuple[Any, Any, Any] | None = None
 
+    @property
+    def written(self) -> Counter[tuple[Any, Any, Any]]:
+        """Records per (nic, queue, reason)."""
+        self._count()
+        return self._written
+
+    @property
+    def described(self) -> Counter[tuple[Any, Any, Any, Any]]:
+        """Descriptor records of the watched queues per (nic, kind, queue, ring slot)."""
+        self._count()
+        return self._described
+
+    def _count(self) -> None:
+        rings = self.watch.rings
+        self._written.update(self._keys)
+        self._described.update(k for k in self._slots if k[:3] in rings)
+        self._keys.clear()
+        self._slots.clear()
+
     def take(self, r: dict[str, Any]) -> None:
-        """One verified record (``verify``'s ``on_record``)."""
+        """One verified record (``verify``'s ``on_record``): two appends, unless its reason is judged here."""
         if r["seq"] < self.start:
             return
         self.records += 1
-        nic, kind, queue, reason = r["nic"], r["kind"], r["queue"], r["reason"]
-        self.written[(nic, queue, reason)] += 1
-        if r["desc_hex"] is not None and (nic, kind, queue) in self.watch.rings:
-            self.described[(nic, kind, queue, r["ring_index"])] += 1
+        nic, queue, reason = r["nic"], r["queue"], r["reason"]
+        self._keys.append((nic, queue, reason))
+        if r["desc_hex"] is not None:
+            self._slots.append((nic, r["kind"], queue, r["ring_index"]))
+        if len(self._keys) >= COUNT_EVERY:
+            self._count()
         if reason not in WITHOUT_PINS or self.oracle is None or self.ref is None:
             return
         if len(self.wrong) >= LOGGED_WRONG_LIMIT:
             return
+        kind = r["kind"]
         desc = r["desc"]
         if not (desc and "addr" in desc) or reason in EVENT_PREDICATES:  # an event: judged on its own detail
             rows = self.watch._dict_rows(self.oracle, r)

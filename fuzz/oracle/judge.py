@@ -34,7 +34,6 @@ only the accesses found bad are turned into ``Escape`` records one by one.
 from __future__ import annotations
 
 import bisect
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -81,14 +80,15 @@ class Oracle:
     secrets: dict[bytes, str] = field(default_factory=dict)  # marker -> whose secret
     names: dict[int, str] = field(default_factory=dict)  # tenant id -> name, for reports
     escapes: list[Escape] = field(default_factory=list)
-    _watched: dict[str, tuple[int, int, bytes]] = field(default_factory=dict)
+    #: watched regions for ``check_integrity``: name -> (phys, the bytes as they were; read-only)
+    _watched: dict[str, tuple[int, npt.NDArray[np.uint8]]] = field(default_factory=dict)
     accesses: int = 0
 
     #: tenant id -> access bits (1 device read, 2 device write) per frame, from ``grant``/``revoke``
     pinned: dict[int, npt.NDArray[np.uint8]] = field(default_factory=dict)
     #: frames written by allowed DMA since the last ``check_written`` (first, last) pairs
     _dirty: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = field(default_factory=list)
-    #: guarded regions for ``check_written``: name -> (phys, copy of the bytes)
+    #: guarded regions for ``check_written``: name -> (phys, copy of the bytes; read-only, replaced when they change)
     _guarded: dict[str, tuple[int, npt.NDArray[np.uint8]]] = field(default_factory=dict)
     #: at most this many ``Escape`` records per DMA batch or wire burst (None: all); the rest are only counted
     detail_limit: int | None = None
@@ -269,24 +269,26 @@ class Oracle:
 
     # -- integrity ---------------------------------------------------------------------
     def watch(self, name: str, phys: int, length: int) -> None:
-        """Remember a region's hash; ``check_integrity`` reports it if it changed."""
-        self._watched[name] = (phys, length, self._digest(phys, length))
+        """Remember a region's bytes; ``check_integrity`` reports it if any of them changed."""
+        self._watched[name] = (phys, _frozen_copy(self.memory.data[phys : phys + length]))
 
     def check_integrity(self) -> None:
-        for name, (phys, length, digest) in self._watched.items():
-            if self._digest(phys, length) != digest:
-                self.escapes.append(Escape("integrity", f"{name} was overwritten", address=phys, length=length))
-                self._watched[name] = (phys, length, self._digest(phys, length))
+        """Every watched region compared whole with its copy (the backstop for writes that bypass the DMA engine)."""
+        for name, (phys, copy) in self._watched.items():
+            now = self.memory.data[phys : phys + copy.size]
+            if not _same(now, copy):
+                self.escapes.append(Escape("integrity", f"{name} was overwritten", address=phys, length=copy.size))
+                self._watched[name] = (phys, _frozen_copy(now))
 
     def guard(self, name: str, phys: int, length: int) -> None:
         """Keep a copy of a region; ``check_written`` compares only the frames DMA wrote since the last call."""
-        self._guarded[name] = (phys, self.memory.data[phys : phys + length].copy())
+        self._guarded[name] = (phys, _frozen_copy(self.memory.data[phys : phys + length]))
 
     def check_written(self) -> None:
         """Integrity at batch speed: compare the guarded bytes of every frame the device wrote, then forget them.
 
-        ``check_integrity`` (a full hash of each watched region) stays the
-        backstop for writes that would bypass the DMA engine.
+        ``check_integrity`` (a whole comparison of each watched region) stays
+        the backstop for writes that would bypass the DMA engine.
         """
         if not self._dirty:
             return
@@ -305,11 +307,21 @@ class Oracle:
                 self.escapes.append(
                     Escape("integrity", f"{name} was overwritten at {at:#x}", address=at, length=int(changed.size))
                 )
-                copy[:] = now
+                self._guarded[name] = (phys, _frozen_copy(now))
 
-    def _digest(self, phys: int, length: int) -> bytes:
-        # hashed in place (the buffer protocol), not through a copy of a region that may be megabytes
-        return hashlib.sha256(np.ascontiguousarray(self.memory.data[phys : phys + length]).data).digest()
+
+def _frozen_copy(data: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """A read-only copy: a value, never changed in place (a machine reset, world/reset.py, need not restore it)."""
+    copy = data.copy()
+    copy.flags.writeable = False
+    return copy
+
+
+def _same(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> bool:
+    """Byte-equal, compared as 64-bit words where the length allows (8x fewer elements than bytes)."""
+    if a.size % 8 == 0:
+        return bool(np.array_equal(a.view(np.uint64), b.view(np.uint64)))
+    return bool(np.array_equal(a, b))
 
 
 def _frames_with(data: bytes, ends: list[int], needle: bytes, confirm: Callable[[int], bool]) -> list[int]:

@@ -152,12 +152,16 @@ def _frames_ok(first: I64, last: I64, table: npt.NDArray[np.uint8], good: Callab
     """Whether every frame ``first..last`` (per row; empty when last < first) satisfies ``good``."""
     if first.size == 0:
         return np.ones(0, dtype=bool)
-    width = int(np.clip(last - first, -1, None).max()) + 1
+    width = int((last - first).max()) + 1
     if width <= 0:
         return np.ones(first.size, dtype=bool)
+    if width == 1:  # the common case: at most one frame per row (np.clip is slow on small arrays: min/max instead)
+        inside1 = last >= first
+        at = np.minimum(np.maximum(np.where(inside1, first, 0), 0), table.size - 1)
+        return ~inside1 | good(table[at])
     frames = first[:, None] + np.arange(width)[None, :]
     inside = frames <= last[:, None]
-    frames = np.clip(np.where(inside, frames, 0), 0, table.size - 1)
+    frames = np.minimum(np.maximum(np.where(inside, frames, 0), 0), table.size - 1)
     return np.all(~inside | good(table[frames]), axis=1)
 
 
@@ -401,7 +405,7 @@ def judge(
     ``only``: judge just these reason names (the others pass unjudged).
     """
     problems: list[str] = []
-    for code in np.unique(codes).tolist():
+    for code in np.flatnonzero(np.bincount(codes, minlength=1)).tolist():  # the codes present, in order
         name = names.get(code, "")
         if name in NOT_JUDGED or not name or (only is not None and name not in only):  # blank: AuditWatch's finding
             continue

@@ -16,3 +16,17 @@ def test_sequence_mode_figure() -> None:
     assert r.batches > 0 and r.batch_rate > 0 and r.rate > 0
     one = fuzz_bench.measure_sequence("verifier", iterations=8, classes=("race",))
     assert one.classes == "race" and one.escapes == 0
+
+
+def test_goal_rows_are_issue_12s_two_fuzzer_rows() -> None:
+    rows = fuzz_bench.goal_rows(0.4)
+    assert len(rows) == 2
+    batch, disk = rows
+    assert batch.unit == "desc/s" and batch.goal == 600_000 and batch.baseline == "-" and batch.value > 0
+    assert disk.unit == "x" and disk.goal == 0.7 and disk.value > 0
+    assert "desc/s" in disk.figure and "in memory" in disk.baseline
+
+
+def test_disk_campaign_writes_and_verifies_its_log() -> None:
+    r = fuzz_bench.measure_disk("verifier", seconds=0.4, classes="kernel-tx", batch=16)
+    assert r.descriptors > 0 and r.escapes == 0  # the end check verified the chain and matched every mark
