@@ -77,3 +77,17 @@ int all_addressed_to(const uint8_t *data, const int64_t *lengths, uint32_t n, co
     }
     return 1;
 }
+
+void gather_ranges(const uint8_t *mem, const int64_t *starts, const int64_t *lengths, uint32_t n, uint8_t *out) {
+    for (uint32_t i = 0; i < n; i++) {
+        memcpy(out, mem + starts[i], (size_t)lengths[i]);
+        out += lengths[i];
+    }
+}
+
+void scatter_ranges(uint8_t *mem, const int64_t *starts, const int64_t *lengths, uint32_t n, const uint8_t *data) {
+    for (uint32_t i = 0; i < n; i++) {
+        memmove(mem + starts[i], data, (size_t)lengths[i]);
+        data += lengths[i];
+    }
+}

@@ -67,6 +67,13 @@ int64_t rx_burst_scatter(uint8_t *mem, uint64_t mem_size, uint64_t base, uint32_
  * limit; 0 for none), and addressed to ``mac`` (6 bytes, wire order), else 0. */
 int all_addressed_to(const uint8_t *data, const int64_t *lengths, uint32_t n, const uint8_t *mac, int64_t max_len);
 
+/* The DMA engine's byte moves (device/dma.py), once the bus and any observer have seen and allowed the batch:
+ * copy ``n`` ranges ``[starts[i], starts[i] + lengths[i])`` of ``mem`` out to ``out`` back to back, or ``data``
+ * (back to back) into them, in order (a later range overwrites an earlier one it overlaps, as numpy's fancy
+ * assignment does).  The caller has checked every range against memory; these only move bytes. */
+void gather_ranges(const uint8_t *mem, const int64_t *starts, const int64_t *lengths, uint32_t n, uint8_t *out);
+void scatter_ranges(uint8_t *mem, const int64_t *starts, const int64_t *lengths, uint32_t n, const uint8_t *data);
+
 /* SHA-256 (hex) of fastdev.h and fastdev.c as compiled (defined by the build). */
 const char *fastdev_source_digest(void);
 

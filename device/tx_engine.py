@@ -28,7 +28,7 @@ from ring.descriptors import (
     TXD_CMD_RS,
     TXD_STAT_DD,
 )
-from ring.frames import FrameBatch
+from ring.frames import FrameBatch, scatter
 
 if TYPE_CHECKING:
     from device.e1000 import E1000
@@ -285,18 +285,20 @@ class TxEngine:
         pad = bool(dev.reg(regs.TCTL) & regs.TCTL_PSP) and int(frames.lengths.min()) < ETH_MIN_FRAME
         if not pad and not bool(wants_ic.any()):
             return frames
-        out = []
-        for i, frame in enumerate(frames):
-            if wants_ic[i]:
-                at, start = int(cso[i]), int(css[i])
-                if at + 2 > len(frame) or start >= len(frame):
-                    dev.counters.csum_offset_errors += 1
-                else:
-                    # the sum includes whatever software left at CSO (a pseudo-header seed, 3.3.3)
-                    body = bytearray(frame)
-                    body[at : at + 2] = internet_checksum(bytes(body[start:])).to_bytes(2, "big")
-                    frame = bytes(body)
-            if pad and len(frame) < ETH_MIN_FRAME:
-                frame = frame + bytes(ETH_MIN_FRAME - len(frame))
-            out.append(frame)
-        return FrameBatch.from_frames(out)
+        data, lengths = frames.data.copy(), frames.lengths
+        offsets = frames.offsets
+        for i in np.flatnonzero(wants_ic).tolist():
+            at, start, size, base = int(cso[i]), int(css[i]), int(lengths[i]), int(offsets[i])
+            if at + 2 > size or start >= size:
+                dev.counters.csum_offset_errors += 1
+                continue
+            # the sum includes whatever software left at CSO (a pseudo-header seed, 3.3.3)
+            body = data[base : base + size]
+            body[at : at + 2] = np.frombuffer(internet_checksum(body[start:].tobytes()).to_bytes(2, "big"), np.uint8)
+        if not pad:
+            return FrameBatch(data, lengths)
+        # TCTL.PSP: short frames padded with zeros to ETH_MIN_FRAME, every frame moved in one scatter
+        padded = np.maximum(lengths, ETH_MIN_FRAME)
+        out = np.zeros(int(padded.sum()), dtype=np.uint8)
+        scatter(out, np.cumsum(padded) - padded, lengths, data)
+        return FrameBatch(out, padded)
