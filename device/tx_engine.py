@@ -300,5 +300,12 @@ class TxEngine:
         # TCTL.PSP: short frames padded with zeros to ETH_MIN_FRAME, every frame moved in one scatter
         padded = np.maximum(lengths, ETH_MIN_FRAME)
         out = np.zeros(int(padded.sum()), dtype=np.uint8)
-        scatter(out, np.cumsum(padded) - padded, lengths, data)
+        starts = np.cumsum(padded) - padded
+        fast = self.fast
+        if fast is None:
+            scatter(out, starts, lengths, data)
+        else:
+            fast.lib.scatter_ranges(fast.ffi.from_buffer("uint8_t[]", out), fast.ffi.from_buffer("int64_t[]", starts),
+                                    fast.ffi.from_buffer("int64_t[]", np.ascontiguousarray(lengths)), starts.size,
+                                    fast.ffi.from_buffer("uint8_t[]", data))  # fmt: skip
         return FrameBatch(out, padded)
