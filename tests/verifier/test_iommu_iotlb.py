@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -45,7 +46,7 @@ def cached(iommu: Iommu, device: str, iova: int) -> bool:
     return int(tlb.tags[page & (tlb.sets - 1)]) == page
 
 
-def iommu_faults(env: Env, iova: int) -> list[dict[str, object]]:
+def iommu_faults(env: Env, iova: int) -> list[dict[str, Any]]:
     return [r for r in env.records("iommu") if int(str(r["detail"]["iova"]), 16) == iova]
 
 
@@ -213,9 +214,7 @@ def test_a_bad_iotlb_size_is_refused() -> None:
 # -- differential: the IOTLB against a plain uncached translation ----------------------------
 
 
-def reference(
-    entries: dict[int, tuple[int, int]], addr: int, length: int, need: int
-) -> tuple[int, int]:
+def reference(entries: dict[int, tuple[int, int]], addr: int, length: int, need: int) -> tuple[int, int]:
     """One access, page by page, in plain integers: (phys, reason) with 0 ok, 1 not mapped, 2 permission.
 
     Every page of ``[addr, addr + max(length, 1))`` must be mapped, on

@@ -55,6 +55,8 @@ _OFFSET = np.uint64(PAGE_MASK)
 _PAGE_SIZE = np.int64(PAGE_MASK + 1)
 _U64_TOP = 1 << 64
 
+_READ, _WRITE = int(Access.READ), int(Access.WRITE)
+
 #: Fault reasons of one walked access (the audit turns them into IOMMU_NOT_MAPPED / IOMMU_PERMISSION).
 OK, NOT_MAPPED, PERMISSION = 0, 1, 2
 
@@ -128,7 +130,7 @@ class Iotlb:
         self.hit_tags: dict[int, U64] = {int(need): self.tags.copy() for need in (Access.READ, Access.WRITE)}
 
     def fill(self, pages: U64, frames: U64, access: U8) -> None:
-        """Cache present pages; of pages that share a set, one is kept whole (never a tag from one, frame from another)."""
+        """Cache present pages; of pages sharing a set one is kept whole (never one's tag with another's frame)."""
         sets = (pages & self.index_mask).view(np.int64)
         _, keep = np.unique(sets, return_index=True)
         s, kept, grants = sets[keep], pages[keep], access[keep]
@@ -279,7 +281,7 @@ class Iommu:
         domain = self.domains.get(device)
         if n == 0:
             return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=bool)
-        need = int(Access.WRITE if write else Access.READ)
+        need = _WRITE if write else _READ
         if addrs.dtype != np.uint64:
             addrs = addrs.astype(np.uint64)
         if lengths.dtype != np.int64:
@@ -287,8 +289,8 @@ class Iommu:
         if domain is None:
             return self._blocked(device, addrs, lengths, write, np.full(n, NOT_MAPPED, dtype=np.uint8))
         if n == 1:
-            phys1 = self._lookup_one(domain.iotlb, int(addrs[0]), int(lengths[0]), need)
-            if phys1 is not None:
+            phys1 = self._lookup_one(domain.iotlb, addrs.item(0), lengths.item(0), need)
+            if phys1 >= 0:
                 self.iotlb.hits += 1
                 return np.array([phys1], dtype=np.uint64), _all_true(1)
             hit: Mask = np.zeros(1, dtype=bool)
@@ -321,20 +323,20 @@ class Iommu:
         return (np.zeros(addrs.size, dtype=np.uint64) if phys is None else phys), ok
 
     @staticmethod
-    def _lookup_one(tlb: Iotlb, addr: int, length: int, need: int) -> int | None:
-        """One access from the IOTLB in plain integers (a descriptor burst: cheaper than array operations)."""
+    def _lookup_one(tlb: Iotlb, addr: int, length: int, need: int) -> int:
+        """One access from the IOTLB in plain integers (a descriptor burst: cheaper than array operations); -1: miss."""
         end = addr + max(length, 1) - 1
         first, last = addr >> PAGE_SHIFT, end >> PAGE_SHIFT
         if end >= _U64_TOP or last - first > 1:
-            return None
+            return -1
         sets = tlb.sets - 1
         sf, sl = first & sets, last & sets
         tags = tlb.hit_tags[need]
-        if tags[sf] != first or tags[sl] != last:
-            return None
-        base = int(tlb.bases[sf])
-        if int(tlb.bases[sl]) - base != (last - first) << PAGE_SHIFT:
-            return None
+        if tags.item(sf) != first or tags.item(sl) != last:
+            return -1
+        base = tlb.bases.item(sf)
+        if sl != sf and tlb.bases.item(sl) - base != PAGE_MASK + 1:
+            return -1
         return base | (addr & PAGE_MASK)
 
     @staticmethod
