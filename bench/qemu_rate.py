@@ -48,6 +48,7 @@ from world.traffic import UdpFlow
 BATCH = 256
 FRAME = 64
 GOAL = 0.8
+ROUNDS = 3
 #: How long the raw loop sleeps between looks at the RX ring in RAM (the back end's drain sleeps as long).
 POLL_S = 50e-6
 
@@ -95,10 +96,21 @@ class _RawQtest:
         return lines[:n]
 
 
-def raw_rate(batch: int = BATCH, seconds: float = 1.0) -> Rate:
-    """(a): TDT write, ICR reads until the last frame's DD shows in RAM, RDT write; per round of ``batch``."""
-    scen = dataclasses.replace(scenario.load(), protection=Protection.NONE)
-    with qemu_world(scen, pcap=False) as world:
+class RawLoop:
+    """(a) in a QEMU of its own: TDT write, wait for the last DD in RAM, one ICR read, RDT write, per round."""
+
+    def __init__(self, batch: int) -> None:
+        self.batch = batch
+        scen = dataclasses.replace(scenario.load(), protection=Protection.NONE)
+        self.world = qemu_world(scen, pcap=False)
+        try:
+            self._set_up(scen)
+        except BaseException:
+            self.world.close()
+            raise
+
+    def _set_up(self, scen: scenario.Scenario) -> None:
+        world = self.world
         a, b = scen.tenants[:2]
         tx = TxQueue(world.tenants[a.name], a.nic, size=a.ring)
         rx = RxQueue(world.tenants[b.name], b.nic, size=b.ring)
@@ -117,82 +129,126 @@ def raw_rate(batch: int = BATCH, seconds: float = 1.0) -> Rate:
         tx.ring["cmd"] = TXD_CMD_EOP | TXD_CMD_IFCS | TXD_CMD_RS
         tx.ring["status"] = 0
         nic0, nic1 = world.backend.nics[a.nic], world.backend.nics[b.nic]
-        tdt, rdt, icr = nic0.bar0 + regs.TDT, nic1.bar0 + regs.RDT, nic1.bar0 + regs.ICR
-        wire = _RawQtest(qtest.socket)
-        tail, rx_next, rx_tail, size = tx.tail, rx.next, rx.tail, rx.size
-        status = rx.ring["status"]
-
-        owed = 0  # the RDT write of the round before: posted, its OK read with this round's answers
-
-        def one_round() -> None:
-            nonlocal tail, rx_next, rx_tail, owed
-            tail = (tail + batch) % tx.size
-            last = (rx_next + batch - 1) % size
-            wire.send(f"writel {tdt:#x} {tail:#x}\n")  # posted: QEMU transmits the batch inside it
-            while not status[last] & RXD_STAT_DD:  # the last frame's write-back, seen in shared RAM
-                time.sleep(POLL_S)
-            wire.send(f"readl {icr:#x}\n")  # the completion read an interrupt handler must make
-            wire.answers(owed + 2)
-            status[(rx_next + np.arange(batch)) % size] = 0
-            rx_next = (rx_next + batch) % size
-            rx_tail = (rx_tail + batch) % size
-            wire.send(f"writel {rdt:#x} {rx_tail:#x}\n")
-            owed = 1
-
+        self.tdt, self.rdt, self.icr = nic0.bar0 + regs.TDT, nic1.bar0 + regs.RDT, nic1.bar0 + regs.ICR
+        self.wire = _RawQtest(qtest.socket)
+        self.tx_size, self.tail = tx.size, tx.tail
+        self.rx_size, self.rx_next, self.rx_tail = rx.size, rx.next, rx.tail
+        self.status = rx.ring["status"]
+        self.owed = 0  # the RDT write of the round before: posted, its OK read with this round's answers
         for _ in range(4):
-            one_round()
-        frames, sent0 = 0, wire.sent
+            self._round()
+
+    def _round(self) -> None:
+        batch, wire, status = self.batch, self.wire, self.status
+        self.tail = (self.tail + batch) % self.tx_size
+        last = (self.rx_next + batch - 1) % self.rx_size
+        wire.send(f"writel {self.tdt:#x} {self.tail:#x}\n")  # posted: QEMU transmits the batch inside it
+        while not status[last] & RXD_STAT_DD:  # the last frame's write-back, seen in shared RAM
+            time.sleep(POLL_S)
+        wire.send(f"readl {self.icr:#x}\n")  # the completion read an interrupt handler must make
+        wire.answers(self.owed + 2)
+        status[(self.rx_next + np.arange(batch)) % self.rx_size] = 0
+        self.rx_next = (self.rx_next + batch) % self.rx_size
+        self.rx_tail = (self.rx_tail + batch) % self.rx_size
+        wire.send(f"writel {self.rdt:#x} {self.rx_tail:#x}\n")
+        self.owed = 1
+
+    def run(self, seconds: float) -> Rate:
+        frames, sent0 = 0, self.wire.sent
         start = time.perf_counter()
         while time.perf_counter() - start < seconds:
-            one_round()
-            frames += batch
-        elapsed = time.perf_counter() - start
-        wire.answers(owed)  # in step again for the client's own use (closing the world)
-        return Rate(batch, frames, elapsed, wire.sent - sent0)
+            self._round()
+            frames += self.batch
+        return Rate(self.batch, frames, time.perf_counter() - start, self.wire.sent - sent0)
+
+    def close(self) -> None:
+        if self.owed:
+            self.wire.answers(self.owed)  # in step again for the client's own use (closing the world)
+            self.owed = 0
+        self.world.close()
 
 
-def stack_rate(batch: int = BATCH, seconds: float = 1.0, protection: Protection | None = None) -> Rate:
-    """(b): ``tx_burst`` of ``batch`` frames, ``rx_burst`` until all arrived, through kernel and back end."""
-    scen = scenario.load()
-    if protection is not None:
-        scen = dataclasses.replace(scen, protection=protection)
-    with qemu_world(scen, pcap=False) as world:
-        a, b = scen.tenants[:2]
-        tx = TxQueue(world.tenants[a.name], a.nic, size=a.ring)
-        rx = RxQueue(world.tenants[b.name], b.nic, size=b.ring)
-        mac = {n.name: n.mac for n in scen.nics}
-        frames = UdpFlow(mac[a.nic], mac[b.nic], a.ip, b.ip, FRAME).frames(0, batch)
-        qtest = world.backend.machine.connection
+class StackLoop:
+    """(b) in a QEMU of its own: ``tx_burst`` of a batch, ``rx_burst`` until all arrived, waiting with ``settle``.
 
-        def one_round() -> int:
-            sent = tx.tx_burst(frames)
-            got = 0
-            deadline = time.monotonic() + 5.0
-            while got < sent:
-                burst = len(rx.rx_burst())
-                got += burst
-                if not burst:  # nothing yet: wait for the back end to deliver completions, not spin
-                    world.settle(1.0)
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"QEMU stack: {sent - got} of {sent} frames did not arrive")
-            return got
+    When a burst finds nothing the loop waits in the back end (``World.settle``,
+    as the pingpong demo does when idle) instead of spinning: a spinning
+    tenant takes the CPU QEMU needs to move the frames.
+    """
 
-        for _ in range(4):
-            one_round()
-        received, sent0 = 0, qtest.commands
+    def __init__(self, batch: int, protection: Protection | None = None) -> None:
+        self.batch = batch
+        scen = scenario.load()
+        if protection is not None:
+            scen = dataclasses.replace(scen, protection=protection)
+        self.world = qemu_world(scen, pcap=False)
+        try:
+            a, b = scen.tenants[:2]
+            self.tx = TxQueue(self.world.tenants[a.name], a.nic, size=a.ring)
+            self.rx = RxQueue(self.world.tenants[b.name], b.nic, size=b.ring)
+            mac = {n.name: n.mac for n in scen.nics}
+            self.frames = UdpFlow(mac[a.nic], mac[b.nic], a.ip, b.ip, FRAME).frames(0, batch)
+            self.qtest = self.world.backend.machine.connection
+            for _ in range(4):
+                self._round()
+        except BaseException:
+            self.world.close()
+            raise
+
+    def _round(self) -> int:
+        sent = self.tx.tx_burst(self.frames)
+        got = 0
+        deadline = time.monotonic() + 5.0
+        while got < sent:
+            burst = len(self.rx.rx_burst())
+            got += burst
+            if not burst:
+                self.world.settle(1.0)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"QEMU stack: {sent - got} of {sent} frames did not arrive")
+        return got
+
+    def run(self, seconds: float) -> Rate:
+        received, sent0 = 0, self.qtest.commands
         start = time.perf_counter()
         while time.perf_counter() - start < seconds:
-            received += one_round()
-        elapsed = time.perf_counter() - start
-        return Rate(batch, received, elapsed, qtest.commands - sent0)
+            received += self._round()
+        return Rate(self.batch, received, time.perf_counter() - start, self.qtest.commands - sent0)
+
+    def close(self) -> None:
+        self.world.close()
+
+
+def compare(batch: int, seconds: float, rounds: int = ROUNDS) -> tuple[Rate, Rate]:
+    """Raw and stack, each in its own QEMU, measured in alternating slices; the best slice of each.
+
+    Other processes on the machine only ever slow a slice down (QEMU's one
+    thread is the bottleneck of both), so the best of a few is the figure
+    least disturbed, and alternating puts both in the same minute.
+    """
+    each = max(seconds / (2 * rounds), 0.2)
+    raw_best: Rate | None = None
+    stack_best: Rate | None = None
+    raw, stack = RawLoop(batch), None
+    try:
+        stack = StackLoop(batch)
+        for _ in range(rounds):
+            r, t = raw.run(each), stack.run(each)
+            raw_best = r if raw_best is None or r.fps > raw_best.fps else raw_best
+            stack_best = t if stack_best is None or t.fps > stack_best.fps else stack_best
+    finally:
+        raw.close()
+        if stack is not None:
+            stack.close()
+    assert raw_best is not None and stack_best is not None
+    return raw_best, stack_best
 
 
 def goal_rows(seconds: float) -> list[GoalRow]:
     """One row: the project's QEMU back end against raw qtest, frames/s at batch 256 (none if QEMU is missing)."""
     if shutil.which(QEMU_BINARY) is None:
         return []
-    raw = raw_rate(BATCH, seconds)
-    stack = stack_rate(BATCH, seconds)
+    raw, stack = compare(BATCH, seconds)
     return [
         GoalRow(
             what=f"QEMU e1000 back end vs raw qtest, batch {BATCH}",
@@ -210,14 +266,10 @@ def main() -> None:
         print(f"{QEMU_BINARY} is not installed (Debian package qemu-system-x86): nothing to measure")
         return
     for batch in (32, BATCH):
-        raw = raw_rate(batch, 2.0)
-        stack = stack_rate(batch, 2.0)
+        raw, stack = compare(batch, 3.0)
         print(f"batch {batch}: raw qtest {raw.fps:,.0f} frames/s ({raw.commands_per_batch:.1f} qtest commands/batch), "
               f"stack {stack.fps:,.0f} frames/s ({stack.commands_per_batch:.1f} commands/batch): "
-              f"{stack.fps / raw.fps:.2f}x")  # fmt: skip
-    for row in goal_rows(2.0):
-        print(f"{row.what}: {row.figure} vs {row.baseline}: {row.show(row.value)} (goal {row.sense} "
-              f"{row.show(row.goal)}): {row.verdict}")  # fmt: skip
+              f"{stack.fps / raw.fps:.2f}x (goal >= {GOAL:.2f}x at batch {BATCH})")  # fmt: skip
 
 
 if __name__ == "__main__":
