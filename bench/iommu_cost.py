@@ -17,7 +17,7 @@ from bench.goals import GoalRow, Sense
 
 BATCH = 256
 GOAL = 0.25
-ROUNDS = 3
+ROUNDS = 5
 
 
 @dataclass(frozen=True)
