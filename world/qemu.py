@@ -112,7 +112,7 @@ class Qemu:
     def plug(self, scenario: Scenario, memory: PhysicalMemory, kernel: Kernel) -> Mapping[str, RegisterBus]:
         """The NICs are in QEMU already, cabled by their sockets; their interrupts reach us through a poller."""
         machine = self.machine
-        self.poller = IrqPoller(machine.connection, list(machine.nics.values()), machine.ports)
+        self.poller = IrqPoller(machine.connection, list(machine.nics.values()), machine.cables.waiting)
         return machine.nics
 
     def connect(self, name: str, line: Callable[[], None]) -> None:

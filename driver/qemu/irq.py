@@ -9,69 +9,107 @@ thread reads the ICR of every NIC in one pipelined round trip and calls the
 NIC's ``irq`` when a cause is set, as the emulated NIC's threaded engine
 calls it from its poller.
 
+Every qtest round trip is a wait for QEMU, so a poll does in one what an
+interrupt handler would do in three: the same pipelined batch that reads
+ICR reads each NIC's TDH and RDH right after it, and a handler's first read
+of those registers is answered from there (``QemuE1000.read_ahead``).  The
+value is what a read issued at that point would return: later than the ICR
+read, so any completion after it sets a cause again and is seen by the next
+poll.  A doorbell write wakes a sleeping poller at once (``QemuE1000.kick``),
+so the first poll after a burst does not wait out an idle back-off.
+
 ``drain`` answers "is anything still in flight?" for callers that must know
 (the pingpong demo's idle check).  Within QEMU a frame is either still in a
-UDP socket's receive queue (read with driver/qemu/loopback.py ``udp_backlog``)
-or already placed, with its cause in ICR: QEMU's main loop handles socket
-reads and qtest commands on one thread, and TX runs inside the TDT write.
-A backlog of zero followed by an ICR read of zero on every NIC (the read
-also flushes every posted doorbell) therefore means nothing is left, except
-frames QEMU cannot take (a full RX ring), which leave the tenant work to do.
+UDP socket's receive queue (``waiting``: driver/qemu/loopback.py
+``CableProbe``) or already placed, with its cause in ICR: QEMU's main loop
+handles socket reads and qtest commands on one thread, and TX runs inside
+the TDT write.  No frame waiting followed by an ICR read of zero on every
+NIC (the read also flushes every posted doorbell) therefore means nothing is
+left, except frames QEMU cannot take (a full RX ring), which leave the
+tenant work to do.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from driver.qemu.loopback import udp_backlog
 from driver.qemu.machine import QemuE1000
 from driver.qemu.qtest import Qtest
 from ring import regs
 
+#: Registers a handler reads first (the kernel's reap reads the ring heads), read ahead with ICR.
+READ_AHEAD = (regs.TDH, regs.RDH)
+
+
+def _nothing_waits() -> bool:
+    return False
+
 
 class IrqPoller:
-    """Polls ICR of ``nics`` on its own thread; ``drain`` waits until the machine is quiet."""
+    """Polls ICR of ``nics`` on its own thread; ``drain`` waits until the machine is quiet.
+
+    ``waiting``: whether a frame waits on a cable for QEMU to take it in
+    (``QemuMachine.cables.waiting``); without it only ICR is looked at.
+    ``read_ahead``: the registers read with each ICR for the handlers (none:
+    every handler read is a round trip of its own, as before the read-ahead).
+    """
 
     def __init__(
         self,
         qtest: Qtest,
         nics: Sequence[QemuE1000],
-        ports: Sequence[int] = (),
+        waiting: Callable[[], bool] = _nothing_waits,
         min_sleep_s: float = 50e-6,
         max_sleep_s: float = 1e-3,
+        read_ahead: Sequence[int] = READ_AHEAD,
     ) -> None:
         self.qtest = qtest
         self.nics = list(nics)
-        self.ports = list(ports)
+        self.waiting = waiting
+        self.read_ahead = tuple(read_ahead)
         self.min_sleep_s = min_sleep_s
         self.max_sleep_s = max_sleep_s
         self.rounds = 0
         self.interrupts = 0  # handler calls made
         self.error: Exception | None = None  # why the thread stopped (QEMU went away, a handler failed)
-        self._icr = [nic.bar0 + regs.ICR for nic in self.nics]
+        self._reads = [nic.bar0 + offset for nic in self.nics for offset in (regs.ICR, *self.read_ahead)]
         self._poll_lock = threading.Lock()  # one poll at a time: an ICR read and its handlers belong together
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._draining = 0  # drains in progress: they poll, the thread need not
         self._thread = threading.Thread(target=self._run, name="qemu-irq", daemon=True)
+        for nic in self.nics:
+            nic.kick = self._wake.set
 
     def poll_once(self) -> int:
         """Read every ICR and run the handler of each NIC with a cause; return how many had one."""
         with self._poll_lock:
-            causes = self.qtest.readl_many(self._icr)
+            values = self.qtest.readl_many(self._reads)
             self.rounds += 1
             busy = 0
-            for nic, cause in zip(self.nics, causes, strict=True):
-                if cause:
-                    busy += 1
-                    if nic.irq is not None:
-                        self.interrupts += 1
+            per_nic = 1 + len(self.read_ahead)
+            for i, nic in enumerate(self.nics):
+                row = values[i * per_nic : (i + 1) * per_nic]
+                if not row[0]:
+                    continue
+                busy += 1
+                if nic.irq is not None:
+                    self.interrupts += 1
+                    nic.read_ahead(dict(zip(self.read_ahead, row[1:], strict=True)))
+                    try:
                         nic.irq()
+                    finally:
+                        nic.read_ahead(None)
             return busy
 
     def _run(self) -> None:
         sleep = self.min_sleep_s
         while not self._stop.is_set():
+            if self._draining:
+                self._stop.wait(self.max_sleep_s)
+                continue
             try:
                 busy = self.poll_once()
             except Exception as err:  # kept for drain() to raise in the caller's thread
@@ -80,21 +118,37 @@ class IrqPoller:
                 return
             if busy:
                 sleep = self.min_sleep_s
+            elif self._wake.wait(sleep):  # a doorbell: poll again now, and soon after
+                self._wake.clear()
+                sleep = self.min_sleep_s
             else:
-                time.sleep(sleep)
                 sleep = min(sleep * 2, self.max_sleep_s)
 
     def drain(self, timeout_s: float = 5.0) -> bool:
-        """Wait until no frame waits in a socket and no NIC shows a cause; False if ``timeout_s`` passed first."""
+        """Wait until no frame waits on a cable and no NIC shows a cause; False if ``timeout_s`` passed first.
+
+        While frames wait on a cable QEMU has work the drain cannot speed up,
+        so it sleeps instead of polling (a qtest command costs QEMU's one
+        thread as much as a frame does); the poller thread holds off
+        meanwhile.  A poll that found a cause is followed by another at once
+        (the handler may have rung a doorbell).
+        """
         if self.error is not None:
             raise self.error
         deadline = time.monotonic() + timeout_s
-        while True:
-            if udp_backlog(self.ports) == 0 and self.poll_once() == 0:
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(self.min_sleep_s)
+        self._draining += 1
+        try:
+            while True:
+                frames_wait = self.waiting()  # first: a frame QEMU takes in after this shows in the ICR read below
+                busy = 0 if frames_wait else self.poll_once()
+                if not frames_wait and not busy:
+                    return True
+                if time.monotonic() >= deadline:
+                    return False
+                if not busy:
+                    time.sleep(self.min_sleep_s)
+        finally:
+            self._draining -= 1
 
     def start(self) -> IrqPoller:
         self._thread.start()
@@ -102,8 +156,11 @@ class IrqPoller:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
+        for nic in self.nics:
+            nic.kick = None
 
     def __enter__(self) -> IrqPoller:
         return self.start()

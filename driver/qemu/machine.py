@@ -35,6 +35,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -46,7 +47,7 @@ import numpy.typing as npt
 from driver.pci import DEVICE_82540EM, VENDOR_INTEL, PciConfig, PciFunction
 from driver.qemu.args import QEMU_BINARY, QemuNicSpec, qemu_argv
 from driver.qemu.firmware import halting_firmware
-from driver.qemu.loopback import rcvbuf_of
+from driver.qemu.loopback import CableProbe, rcvbuf_of
 from driver.qemu.qtest import Qtest, QtestError
 from ring import regs
 
@@ -85,23 +86,44 @@ class QemuE1000:
         self.mac = bytes(mac)
         self.pci = pci
         self.irq: Callable[[], None] | None = None
+        #: told after every TX doorbell: QEMU transmits inside the TDT write, so a cause is set when it returns
+        self.kick: Callable[[], None] | None = None
         self.rx_ready_at = 0.0  # time.monotonic() from which the receiver accepts frames
+        self._read_ahead: tuple[int, dict[int, int]] | None = None  # (thread, offset -> value read already)
 
     @staticmethod
     def _valid(offset: int) -> bool:
         return offset % regs.REG_WIDTH == 0 and 0 <= offset < regs.BAR0_SIZE
 
+    def read_ahead(self, values: dict[int, int] | None) -> None:
+        """Registers read already, in the poller's pipelined batch, for the calling thread's next reads of them.
+
+        Each is served once, to this thread only, and all are dropped on the
+        next write to the device: a read answered from here is a read issued
+        a moment earlier, after every earlier write, as a posted read would be.
+        ``None`` drops what is left.
+        """
+        self._read_ahead = None if values is None else (threading.get_ident(), values)
+
     def read32(self, offset: int) -> int:
         if not self._valid(offset):
             return U32  # as the emulated NIC: an access outside the BAR reads as a master abort
+        ahead = self._read_ahead
+        if ahead is not None and ahead[0] == threading.get_ident():
+            value = ahead[1].pop(offset, None)
+            if value is not None:
+                return value
         return self.qtest.readl(self.bar0 + offset)
 
     def write32(self, offset: int, value: int) -> None:
         if not self._valid(offset):
             return
+        self._read_ahead = None
         self.qtest.writel(self.bar0 + offset, value & U32)
         if offset == regs.RCTL:
             self.rx_ready_at = time.monotonic() + RCTL_RX_HOLDOFF_S
+        elif offset == regs.TDT and self.kick is not None:
+            self.kick()
 
     def wait_rx_ready(self) -> None:
         """Sleep until the one-second receive hold-off armed by the last RCTL write has passed."""
@@ -134,6 +156,7 @@ class QemuMachine:
         self.specs = list(nics)
         self.ports = [n.local_port for n in nics]  # where QEMU receives, one per NIC
         self.rcvbuf = min(rcvbuf_of(n.sock) for n in nics)  # the smallest receive buffer of any cable end
+        self.cables = CableProbe(n.sock for n in nics)  # "does a frame wait for QEMU?" (closed with us)
         self.memory_size = memory_size
         self.process: subprocess.Popen[bytes] | None = None
         self.qtest: Qtest | None = None
@@ -200,7 +223,7 @@ class QemuMachine:
             raise
         finally:
             theirs.close()
-            for nic in self.specs:  # QEMU holds the cable sockets now; ours would only keep the ports alive
+            for nic in self.specs:  # QEMU holds the cable sockets now (and self.cables a duplicate of each)
                 nic.sock.close()
         self._finalizer.detach()
         self._finalizer = weakref.finalize(self, _stop, [self.process])
@@ -250,6 +273,7 @@ class QemuMachine:
         self._finalizer()  # stops the process, once
         for nic in self.specs:
             nic.sock.close()
+        self.cables.close()
         for fd in self._fds:
             os.close(fd)
         self._fds.clear()

@@ -47,6 +47,16 @@ class Qtest:
         self._broken: str | None = None  # why answers can no longer be matched to commands
         self.commands = 0  # every command sent (statistics for benchmarks)
 
+    @property
+    def socket(self) -> socket.socket:
+        """The bare socket, for a benchmark of the protocol itself (bench/qemu_rate.py).
+
+        Whoever writes on it must have flushed this client first, stop every
+        other user, and read each answer it causes, or this client's answers
+        no longer match its commands.
+        """
+        return self._sock
+
     # -- the wire ------------------------------------------------------------
     def _send(self, lines: Sequence[str]) -> None:
         try:

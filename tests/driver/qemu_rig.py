@@ -12,12 +12,12 @@ does for the demo.
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from driver.qemu.args import QEMU_BINARY, QemuNicSpec
-from driver.qemu.irq import IrqPoller
+from driver.qemu.irq import READ_AHEAD, IrqPoller
 from driver.qemu.loopback import cable_socket
 from driver.qemu.machine import QemuE1000, QemuMachine
 from ring.memory import PhysicalMemory
@@ -69,14 +69,22 @@ class Rig:
         for frame in frames:
             self.peers[name].send(frame)
 
-    def attach_kernel(self, protection: Protection = Protection.VERIFIER) -> Kernel:
-        """A kernel over this memory that brings every NIC up; completions arrive through the ICR poller."""
+    def attach_kernel(
+        self, protection: Protection = Protection.VERIFIER, read_ahead: Sequence[int] = READ_AHEAD
+    ) -> Kernel:
+        """A kernel over this memory that brings every NIC up; completions arrive through the ICR poller.
+
+        ``read_ahead``: the registers the poller reads with ICR for the handlers (driver/qemu/irq.py).
+        """
         kernel = Kernel(self.memory, protection, MemoryAudit())
         for name, dev in self.machine.nics.items():
             dev.irq = kernel.interrupt(name)
             kernel.attach_nic(name, dev, dev.mac)
         self.kernel = kernel
-        self.poller = IrqPoller(self.machine.connection, list(self.machine.nics.values()), self.machine.ports).start()
+        machine = self.machine
+        self.poller = IrqPoller(
+            machine.connection, list(machine.nics.values()), machine.cables.waiting, read_ahead=read_ahead
+        ).start()
         return kernel
 
     def close(self) -> None:
