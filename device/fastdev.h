@@ -45,22 +45,38 @@ struct rx_desc {
     uint16_t special;
 };
 
+/* An IOMMU's translation cache as the burst path may read it (verifier/modes/iommu.py's IOTLB): per set, the
+ * IOVA page cached there if its entry grants read (``tags_read``) or write (``tags_write``), and its frame as a
+ * base address.  An access is translated only when it spans at most two pages, both cached with the access
+ * it needs, on consecutive frames -- the IOTLB's own hit rule; anything else is a miss, and a miss anywhere
+ * in a burst sends the whole burst to the numpy engine, which walks the table (and fills the cache).  NULL
+ * for no IOMMU: bus addresses are physical. */
+struct iotlb_view {
+    const uint64_t *tags_read;
+    const uint64_t *tags_write;
+    const uint64_t *bases;
+    uint64_t index_mask;
+};
+
 /* TX: the n = (tail - head) mod count descriptors from TDH of the ring at ``base``.  On success the frames
  * are in ``out`` back to back (at most ``out_cap`` bytes), their lengths in ``out_len``, descriptors with RS
- * got DD; ``out_total[0]`` is the bytes gathered and ``out_total[1]`` the longest frame; returns n.  -1: not a
+ * got DD; ``out_total[0]`` is the bytes gathered, ``out_total[1]`` the longest frame and ``out_total[2]`` the
+ * accesses the numpy engine would have translated (fetch bursts, buffers, write-back bursts); returns n.  -1: not a
  * plain burst, nothing done. */
 int64_t tx_burst_gather(uint8_t *mem, uint64_t mem_size, uint64_t base, uint32_t count, uint32_t head,
-                        uint32_t tail, uint8_t *out, uint64_t out_cap, int64_t *out_len, int64_t *out_total);
+                        uint32_t tail, uint8_t *out, uint64_t out_cap, int64_t *out_len, int64_t *out_total,
+                        const struct iotlb_view *iotlb);
 
 /* RX: ``n`` frames of ``lengths`` (each at most one buffer), back to back in ``data``, into the n descriptors
- * from RDH of the ring at ``base``.  The descriptors are fetched first, into ``snap`` (n * 16 bytes), as the
+ * from RDH of the ring at ``base``.  The descriptors are fetched first, into ``snap`` (n * 24 bytes: each
+ * descriptor and its buffer's physical address), as the
  * numpy engine fetches them before it writes a byte (a buffer may overlap the ring itself); then the frames
  * are written and each descriptor is written back whole: its address as fetched, length, csum 0, ``status``,
  * errors 0, special 0; ``*out_total`` gets the bytes written.  Returns n, or -1 (a descriptor or buffer outside
  * memory: nothing done). */
 int64_t rx_burst_scatter(uint8_t *mem, uint64_t mem_size, uint64_t base, uint32_t count, uint32_t head,
                          uint32_t n, const uint8_t *data, const int64_t *lengths, uint8_t status, uint8_t *snap,
-                         int64_t *out_total);
+                         int64_t *out_total, const struct iotlb_view *iotlb);
 
 /* The receive address filter's common case (8254x 13.4.23, RAL/RAH): 1 if every one of the ``n`` frames (back
  * to back in ``data``) is at least 6 bytes long, at most ``max_len`` bytes (RCTL.LPE clear: the long packet

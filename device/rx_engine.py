@@ -43,7 +43,8 @@ class RxEngine:
         self._word = {base: regs.queue_reg(base, queue) >> 2 for base in regs.RX_RING_REGS}
         self.fast = fastdev.enabled()
         if self.fast is not None:
-            self._snap = np.zeros(65536 * DESC_SIZE, dtype=np.uint8)  # where the burst path fetches descriptors
+            # where the burst path fetches descriptors, and notes each buffer's physical address
+            self._snap = np.zeros(65536 * (DESC_SIZE + 8), dtype=np.uint8)
             self._c_snap = self.fast.ptr(self._snap)
             self._placed = np.zeros(1, dtype=np.int64)  # bytes the last compiled placement wrote
             self._c_placed = self.fast.i64(self._placed)
@@ -127,17 +128,21 @@ class RxEngine:
     def _burst(self, frames: FrameBatch, base: int, count: int, head: int, n: int) -> bool:
         """The compiled placement (device/fastdev.h) of ``n`` one-buffer frames; False: the numpy engine runs.
 
-        As on transmit, only when no observer or IOMMU must see the accesses;
-        the C refuses, untouched, a burst with a descriptor or buffer outside memory.
+        As on transmit, only when no observer must see the accesses and an
+        IOMMU (if any) has every page in its IOTLB; the C refuses, untouched,
+        a burst with a descriptor or buffer outside memory or a page it misses.
         """
         fast, dma = self.fast, self.dev.dma
-        if fast is None or dma.observers or dma.iommu is not None:
+        view = None if fast is None else dma.burst_view()
+        if fast is None or view is None:
             return False
         data = np.ascontiguousarray(frames.data)
         lengths = np.ascontiguousarray(frames.lengths)
         placed = fast.lib.rx_burst_scatter(
             self._c_mem, dma.memory.data.size, base, count, head, n,
             fast.ffi.from_buffer("uint8_t[]", data), fast.ffi.from_buffer("int64_t[]", lengths),
-            RXD_STAT_DD | RXD_STAT_EOP, self._c_snap, self._c_placed,
+            RXD_STAT_DD | RXD_STAT_EOP, self._c_snap, self._c_placed, view,
         )  # fmt: skip
+        if placed >= 0 and dma.iommu is not None:  # fetch and write-back of each run, and one access per buffer
+            dma.iommu.count_hits(n + (2 if head + n <= count else 4))
         return bool(placed >= 0)

@@ -82,7 +82,7 @@ class TxEngine:
         if self.fast is not None:  # the burst path's scratch: frames of one kick land here before they are copied out
             self._out = np.zeros(BURST_SCRATCH, dtype=np.uint8)
             self._out_len = np.zeros(65536, dtype=np.int64)
-            self._out_total = np.zeros(2, dtype=np.int64)  # bytes gathered, longest frame
+            self._out_total = np.zeros(3, dtype=np.int64)  # bytes gathered, longest frame, translated accesses
             self._c_out = self.fast.ptr(self._out)
             self._c_out_len = self.fast.i64(self._out_len)
             self._c_out_total = self.fast.i64(self._out_total)
@@ -154,18 +154,24 @@ class TxEngine:
         """The compiled kick (device/fastdev.h) of a plain burst: (descriptors consumed, frames), or None.
 
         Only when nothing must see the accesses one batch at a time (no DMA
-        observer, no IOMMU) and no packet is open from the last kick; the C
-        refuses any other burst untouched, and the numpy engine runs.
+        observer), an IOMMU (if any) has every page in its IOTLB, and no packet
+        is open from the last kick; the C refuses any other burst untouched,
+        and the numpy engine runs.
         """
         fast, dma = self.fast, self.dev.dma
-        if fast is None or dma.observers or dma.iommu is not None or self.partial.fragments:
+        if fast is None or self.partial.fragments:
+            return None
+        view = dma.burst_view()
+        if view is None:
             return None
         mem = dma.memory.data
-        n = int(fast.lib.tx_burst_gather(self._c_mem, mem.size, base, count, head, tail,
-                                         self._c_out, self._out.size, self._c_out_len, self._c_out_total))  # fmt: skip
+        n = int(fast.lib.tx_burst_gather(self._c_mem, mem.size, base, count, head, tail, self._c_out,
+                                         self._out.size, self._c_out_len, self._c_out_total, view))  # fmt: skip
         if n < 0:
             return None
-        total, longest = self._out_total.tolist()
+        if dma.iommu is not None:  # the accesses the numpy engine would have translated, all IOTLB hits
+            dma.iommu.count_hits(int(self._out_total[2]))
+        total, longest, _accesses = self._out_total.tolist()
         return n, FrameBatch.counted(self._out[:total].copy(), self._out_len[:n].copy(), longest)
 
     @property

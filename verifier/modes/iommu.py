@@ -140,6 +140,15 @@ class Iotlb:
         for need, tags in self.hit_tags.items():
             tags[s] = np.where((grants & need) != 0, kept, _NO_TAG)
 
+    @property
+    def read_tags(self) -> U64:
+        """Per set, the page cached there if its entry grants device read (the compiled burst path reads it)."""
+        return self.hit_tags[_READ]
+
+    @property
+    def write_tags(self) -> U64:
+        return self.hit_tags[_WRITE]
+
     def invalidate_pages(self, first: int, count: int) -> None:
         """Drop the cached entries of pages ``[first, first + count)`` (``count`` at most ``sets``: distinct sets)."""
         pages = np.arange(first, first + count, dtype=np.uint64)
@@ -274,6 +283,15 @@ class Iommu:
         else:
             domain.iotlb.invalidate_pages(first, count)
             self.iotlb.page_invalidations += 1
+
+    def cache(self, device: str) -> Iotlb | None:
+        """The device's IOTLB, which the device's compiled burst path reads (device/dma.py TranslationCache)."""
+        domain = self.domains.get(device)
+        return None if domain is None else domain.iotlb
+
+    def count_hits(self, accesses: int) -> None:
+        """Accesses the device's compiled burst path translated from the IOTLB: hits, as ``translate`` counts them."""
+        self.iotlb.hits += accesses
 
     def translate(self, device: str, addrs: U64, lengths: I64, write: bool) -> tuple[U64, Mask]:
         """Translate a batch of accesses; faults are blocked (mask False) and reported."""
