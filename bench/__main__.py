@@ -8,7 +8,7 @@ import platform
 from rich.console import Console
 from rich.table import Table
 
-from bench import datapath, fuzz_bench, fuzz_memory, verifier_checks
+from bench import datapath, fuzz_bench, fuzz_memory, iommu_cost, qemu_rate, verifier_checks
 from bench.goals import GoalRow
 
 
@@ -132,6 +132,9 @@ def main() -> None:
     # 6. issue 12's goals, every row from this run
     rows: list[GoalRow] = []
     rows += datapath.goal_rows(args.seconds)
+    rows += iommu_cost.goal_rows(args.seconds)
+    rows += fuzz_bench.goal_rows(2 * args.seconds)
+    rows += qemu_rate.goal_rows(2 * args.seconds)
     goal_table(out, rows)
 
 
