@@ -58,7 +58,7 @@ class Line(msgspec.Struct, forbid_unknown_fields=True):
     v: Literal[1]
     seq: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
     wall: str
-    mono_ns: Annotated[int, msgspec.Meta(ge=0)]  # msgspec reads no integer past 2**64 - 1
+    mono_ns: Annotated[int, msgspec.Meta(ge=0)]  # at most 2**64 - 1: checked per chunk (msgspec bounds are int64)
     tenant: Annotated[int, msgspec.Meta(ge=-1, le=2**32 - 1)]
     tenant_name: str
     nic: str | None
@@ -78,6 +78,8 @@ _DECODE = msgspec.json.Decoder(list[Line]).decode
 _ENCODE = msgspec.json.Encoder().encode
 #: What follows a record's body on its line: ``,"hash":"<64 hex>"}`` and the newline.
 _HASH_TAIL = len(',"hash":"' + "0" * 64 + '"}\n')
+#: ``RANGES["mono_ns"]``'s top, above what a msgspec bound can say.
+_MONO_MAX = 2**64 - 1
 #: How every line of the writer starts.
 _START = b'{"v":'
 
@@ -110,7 +112,7 @@ def fast_chunk(lines: list[bytes], expected: int, prev: str, wall_ok: Callable[[
         return None
     if len(records) != n or _ENCODE(records) != joined:
         return None  # a line that is not its record's canonical encoding
-    if [r.seq for r in records] != list(range(expected, expected + n)):
+    if [r.seq for r in records] != list(range(expected, expected + n)) or max(r.mono_ns for r in records) > _MONO_MAX:
         return None
     if not _strings_ok(records, wall_ok):
         return None
