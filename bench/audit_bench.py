@@ -29,10 +29,9 @@ from bench.goals import GoalRow
 from fuzz.campaign import run_campaign
 from ring.descriptors import TX_DESC, TXD_CMD_EOP, TXD_CMD_IFCS, TXD_CMD_RS
 from ring.memory import OWNER_FREE, OWNER_KERNEL
-from sandbox.commands.audit import expand_logs
 from sandbox.flags import open_audit
 from verifier.audit.log import AuditLog
-from verifier.audit.read import verify
+from verifier.audit.read import log_files, verify
 from verifier.audit.rejection_batch import RejectionBatch
 from verifier.modes.protection import Protection
 from verifier.rules import reasons as R
@@ -97,7 +96,7 @@ def measure_campaign(path: Path, seconds: float, seed: int = 1) -> tuple[float, 
 
 def measure_verify(path: Path) -> tuple[float, int]:
     """Records per second checked by ``verify`` as ``audit verify`` calls it, and how many."""
-    files = expand_logs([str(path)])
+    files = log_files([path])
     start = time.perf_counter()
     result = verify(files)
     elapsed = time.perf_counter() - start

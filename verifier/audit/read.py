@@ -52,6 +52,7 @@ from verifier.audit.log import (
     chain_hash,
     parse_line,
     read_pruned,
+    rotated_siblings,
 )
 
 #: How much of a file is inspected to tell an audit log from anything else.
@@ -243,6 +244,24 @@ def sniff(path: PathLike) -> None:
         return
     kind = _describe_foreign(head)
     raise AuditFormatError(f"{p}: not an audit log (JSON Lines records starting with {MAGIC.decode()}), but {kind}")
+
+
+def log_files(names: Iterable[PathLike]) -> list[Path]:
+    """Each named log and its rotated siblings, without duplicates: the files ``audit verify LOG...`` reads.
+
+    A name that matches no file raises ``FileNotFoundError`` naming it.
+    """
+    found: dict[Path, Path] = {}
+    for name in names:
+        path = Path(name)
+        group = [p for _, p in rotated_siblings(path)]
+        if path.exists():
+            group.append(path)
+        if not group:
+            raise FileNotFoundError(f"no such audit log: {name}")
+        for p in group:
+            found.setdefault(p.resolve(), p)
+    return list(found.values())
 
 
 def _first_seq(path: Path) -> int | None:
