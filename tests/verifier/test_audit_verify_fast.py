@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -154,3 +156,25 @@ def test_the_fast_path_finds_what_the_reference_finds(
 @pytest.mark.parametrize("path", sorted(HOSTILE.glob("*.jsonl")), ids=lambda p: p.name)
 def test_hostile_logs_get_the_same_verdict(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert run([path]) == reference([path], monkeypatch)
+
+
+WITHOUT_MSGSPEC = """
+import sys
+sys.modules["msgspec"] = None  # as in the lab guest: the import fails
+from pathlib import Path
+from tests.verifier.test_audit_verify_pass import big_log
+from verifier.audit import read
+assert read._fast is None
+files = big_log(Path(sys.argv[1]))
+result = read.verify(files)
+assert result.ok and result.records > 2 * read.CHUNK_LINES, result
+"""
+
+
+def test_without_msgspec_the_writer_writes_the_same_bytes_and_verify_still_verifies(tmp_path: Path) -> None:
+    """The lab guest has no msgspec: integer columns by ``%d``, every chunk by the reference walk."""
+    root = Path(__file__).resolve().parents[2]
+    bare = tmp_path / "bare.jsonl"
+    subprocess.run([sys.executable, "-c", WITHOUT_MSGSPEC, str(bare)], cwd=root, check=True, timeout=300)
+    big_log(tmp_path / "full.jsonl")
+    assert bare.read_bytes() == (tmp_path / "full.jsonl").read_bytes()

@@ -33,9 +33,9 @@ structure first (kernel/audit.c).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
-import msgspec
 import numpy as np
 
 from ring.descriptors import DESC_SIZE
@@ -116,8 +116,15 @@ def _int_columns(*columns: np.ndarray[Any, Any]) -> bool:
 #: One piece of every row's text: the same bytes for all rows, or one piece per row.
 Column = bytes | list[bytes]
 
-#: Integers as JSON writes them, a whole column per call (msgspec's compiled encoder; see ``decimals``).
-_INTS = msgspec.json.Encoder()
+#: Integers as JSON writes them, a whole column per call (msgspec's compiled encoder; see ``decimals``).  Without
+#: msgspec (the lab guest runs the project from Debian packages, which lack it) each is formatted by ``%d``.
+_INTS: Callable[[list[int]], bytes] | None
+try:
+    import msgspec
+
+    _INTS = msgspec.json.Encoder().encode
+except ImportError:
+    _INTS = None
 
 
 def interleave(n: int, columns: list[Column]) -> bytes:
@@ -167,7 +174,9 @@ def decimals(values: np.ndarray[Any, Any] | list[int]) -> list[bytes]:
     ints = values.tolist() if isinstance(values, np.ndarray) else values
     if not ints:
         return []
-    return _INTS.encode(ints)[1:-1].split(b",")
+    if _INTS is None:
+        return [b"%d" % i for i in ints]
+    return _INTS(ints)[1:-1].split(b",")
 
 
 def _hex(values: np.ndarray[Any, Any]) -> list[bytes]:

@@ -38,7 +38,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from verifier.audit.fast_read import as_dict, fast_chunk
 from verifier.audit.log import (
     FIELDS,
     GENESIS,
@@ -319,6 +318,26 @@ def read_records(paths: Iterable[PathLike]) -> Iterator[dict[str, Any]]:
 #: Lines ``verify`` checks at once on its fast path (verifier/audit/fast_read.py): one decode and re-encode per chunk.
 CHUNK_LINES = 2048
 
+try:
+    from verifier.audit import fast_read as _fast
+except ImportError:  # no msgspec: the lab guest runs the project from Debian packages, which do not have it
+    _fast = None  # type: ignore[assignment]
+
+
+def msgspec_dict(record: Any) -> dict[str, Any]:
+    """A record of ``fast_chunk`` as ``json.loads`` gives it."""
+    return _fast.as_dict(record)
+
+
+def fast_chunk(lines: list[bytes], expected: int, prev: str) -> list[Any] | None:
+    """The chunk's records when all of it verifies (``fast_read.fast_chunk``); None: walk it with the reference.
+
+    Always None without msgspec: every chunk then takes the reference walk, with the same verdict.
+    """
+    if _fast is None:
+        return None
+    return _fast.fast_chunk(lines, expected, prev, _wall_ok)
+
 
 def _chunks(files: list[Path]) -> Iterator[tuple[Path, int, list[bytes]]]:
     """Every file's lines in runs of up to ``CHUNK_LINES``, as ``(file, number of the first line, lines)``."""
@@ -514,7 +533,7 @@ def verify(
     for path, first, chunk in _chunks(files):
         expected, prev = walk.pos, walk.prev()
         # in order so far (or resynchronised after a problem): a chunk that is all good is checked at once
-        checked = fast_chunk(chunk, expected, prev, _wall_ok) if prev is not None else None
+        checked = fast_chunk(chunk, expected, prev) if prev is not None else None
         if checked is not None:
             walk.pos += len(checked)
             walk.remember(walk.pos - 1, checked[-1].hash)
@@ -525,7 +544,7 @@ def verify(
                 walk.clean += len(checked)
                 if on_record is not None:
                     for each in checked:
-                        on_record(as_dict(each))
+                        on_record(msgspec_dict(each))
             continue
         for number, line in enumerate(chunk, first):
             walk.total += 1
