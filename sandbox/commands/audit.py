@@ -32,7 +32,7 @@ from sandbox.argtypes import bounded_number, check_output_path
 from sandbox.errors import UsageError
 from sandbox.parser import Parser
 from verifier.audit.log import AuditError, clock_of, encode, format_wall, parse_line, rotated_siblings
-from verifier.audit.read import Anchor, VerifyResult, parse_wall, read_records, schema_problem, sniff, verify
+from verifier.audit.read import Anchor, VerifyResult, log_files, parse_wall, read_records, schema_problem, sniff, verify
 from verifier.audit.seal import read_anchor, seal
 
 P = TypeVar("P", bound=argparse.ArgumentParser)
@@ -268,18 +268,11 @@ def _guarded(command: Command) -> Command:
 
 
 def expand_logs(names: list[str]) -> list[Path]:
-    """Each named log and its rotated siblings, without duplicates; a name that matches nothing is an error."""
-    found: dict[Path, Path] = {}
-    for name in names:
-        path = Path(name)
-        group = [p for _, p in rotated_siblings(path)]
-        if path.exists():
-            group.append(path)
-        if not group:
-            raise UsageError(f"no such audit log: {name}")
-        for p in group:
-            found.setdefault(p.resolve(), p)
-    return list(found.values())
+    """Each named log and its rotated siblings (``verifier.audit.read.log_files``); a name matching nothing: usage."""
+    try:
+        return log_files(names)
+    except FileNotFoundError as e:
+        raise UsageError(str(e)) from None
 
 
 # -- decoding for people ---------------------------------------------------------------

@@ -86,6 +86,7 @@ rejection must not pretend it did.
 
 from __future__ import annotations
 
+import binascii
 import fcntl
 import hashlib
 import json
@@ -101,7 +102,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ring.descriptors import DESC_SIZE
 from verifier.audit.lazy_records import RecordSpan
-from verifier.audit.lines import encode, record_tail, record_tails
+from verifier.audit.lines import Column, decimals, encode, interleave, record_tail, tail_columns
 from verifier.audit.record import AuditCounters, AuditRecord, CounterKey
 from verifier.audit.rejection_batch import reason_counts
 
@@ -137,6 +138,8 @@ KINDS: tuple[str, ...] = ("tx", "rx", "register", "iommu", "pin")
 FSYNC_POLICIES: tuple[str, ...] = ("always", "batch", "never")
 #: A stable reason code: upper-case letters, digits and underscores.
 REASON_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
+#: Longest reason code a reader accepts (they are short stable names, verifier/rules/reasons.py).
+MAX_REASON = 64
 #: Every canonical record line starts with these bytes (used to recognise a log).
 MAGIC = b'{"v":'
 
@@ -465,7 +468,8 @@ class AuditLog:
         with self._lock:
             self._check_open()
             queue = None if entry.queue is None else int(entry.queue)
-            return self._chain([record_tail(entry)], entry.nic, kind, queue, lambda _: {reason: 1}).start
+            bodies = self._bodies([record_tail(entry)], self._seq)
+            return self._chain(bodies, entry.nic, kind, queue, lambda _: {reason: 1}).start
 
     def record_batch(self, rows: RecordRows) -> range:
         """Append one record per row of ``rows`` (a doorbell's rejections, a DMA batch's faults); their seqs.
@@ -488,15 +492,17 @@ class AuditLog:
                 raise ValueError(f"reason must be a stable code like ADDR_NOT_PINNED, got {reason!r}")
         with self._lock:
             self._check_open()
-            tails = record_tails(rows)
-            if tails is None:
+            columns = tail_columns(rows)
+            if columns is None:
                 entries = list(rows.records())
                 for entry in entries:
                     if entry.raw is not None and len(entry.raw) != DESC_SIZE:
                         raise ValueError(f"raw descriptor must be {DESC_SIZE} bytes, got {len(entry.raw)}")
-                tails = [record_tail(entry) for entry in entries]
+                bodies = self._bodies([record_tail(entry) for entry in entries], self._seq)
+            else:
+                bodies = self._batch_bodies(columns, n, self._seq)
             return self._chain(
-                tails,
+                bodies,
                 rows.nic,
                 rows.kind,
                 rows.queue,
@@ -505,34 +511,38 @@ class AuditLog:
 
     def _chain(
         self,
-        tails: list[str],
+        bodies: list[bytes],
         nic: str | None,
         kind: str,
         queue: int | None,
         counts: Callable[[int], Mapping[str, int]],
     ) -> range:
-        """Chain one record per tail (under the lock); ``counts(k)``: the reasons of the first ``k``, for the counters.
+        """Chain one record per body (under the lock); ``counts(k)``: the reasons of the first ``k``, for the counters.
 
-        Every record body is ``{"v":..,"seq":..,"wall":..,"mono_ns":..`` + its tail +
-        ``,"protection":..`` + ``,"prev":..}``, and its line adds ``hash``: the
-        canonical JSON of the whole record dict, by construction.  If an early
-        flush fails, the records chained so far stay counted (as they are written).
+        Every body is ``{"v":..,"seq":..,"wall":..,"mono_ns":..`` + its tail +
+        ``,"protection":..,"prev":"``; the record adds the previous hash and ``"}``, its line
+        ``hash``: the canonical JSON of the whole record dict, by construction.
+        If an early flush fails, the records chained so far stay counted (as
+        they are written).
         """
         first = self._seq
-        bodies = self._bodies(tails, first)
         prev = self._prev.encode("ascii")  # the chain kept as bytes here: ``chain_hash`` inlined
-        sha256 = hashlib.sha256
-        each = self.fsync == "always"
+        sha256, hexlify = hashlib.sha256, binascii.hexlify
+        pending = self._pending
+        room = 1 if self.fsync == "always" else self.max_pending - len(pending)
         seq = first
         try:
             for head in bodies:
-                body = head + b',"prev":"' + prev + b'"}'
-                prev = sha256(prev + body).hexdigest().encode("ascii")
-                self._pending.append(body[:-1] + b',"hash":"' + prev + b'"}\n')
+                linked = head + prev  # head ends with ``,"prev":"``
+                prev = hexlify(sha256(prev + linked + b'"}').digest())
+                pending.append(linked + b'","hash":"' + prev + b'"}\n')
                 seq += 1
-                if each or len(self._pending) >= self.max_pending:
+                room -= 1
+                if room <= 0:
                     self._seq, self._prev = seq, prev.decode("ascii")
                     self._flush()
+                    pending = self._pending
+                    room = 1 if self.fsync == "always" else self.max_pending
         finally:
             self._seq, self._prev = seq, prev.decode("ascii")
             if seq > first:
@@ -540,21 +550,40 @@ class AuditLog:
         return range(first, seq)
 
     def _bodies(self, tails: Iterable[str], first: int) -> list[bytes]:
-        """Record bodies up to ``prev``: the version, ``seq`` and a clock reading in front of each tail."""
+        """Record bodies up to ``prev``'s value, one record at a time: the reference every batch is held to.
+
+        The version, ``seq`` and a clock reading in front of each tail, ``protection`` and ``,"prev":"`` after it.
+        """
         lead = encode({"v": SCHEMA_VERSION, "seq": 0}).decode("ascii")[:-2]  # '{"v":1,"seq":'
-        end = "," + encode({"protection": self.protection}).decode("ascii")[1:-1]
+        end = "," + encode({"protection": self.protection}).decode("ascii")[1:-1] + ',"prev":"'
         clock = self._clock
-        walls: dict[int, str] = {}  # second -> its formatted prefix (strftime once per second)
         bodies = []
         for seq, tail in enumerate(tails, first):
             wall_ns, mono_ns = clock()
+            line = f'{lead}{seq},"wall":"{format_wall(wall_ns)}","mono_ns":{int(mono_ns)}{tail}{end}'
+            bodies.append(line.encode("ascii"))
+        return bodies
+
+    def _batch_bodies(self, columns: list[Column], n: int, first: int) -> list[bytes]:
+        """The bodies ``_bodies`` gives for these tail columns, formatted column by column (``interleave``).
+
+        One clock reading per record, in order, as ``_bodies`` takes them; a
+        second's ``strftime`` prefix is formatted once.
+        """
+        clock = self._clock
+        readings = [clock() for _ in range(n)]
+        walls: dict[int, bytes] = {}  # second -> its formatted prefix (strftime once per second)
+        stamps = []
+        for wall_ns, mono_ns in readings:
             sec, ns = divmod(wall_ns, 1_000_000_000)
             prefix = walls.get(sec)
             if prefix is None:
-                prefix = walls[sec] = format_wall(sec * 1_000_000_000)[:-11]
-            line = f'{lead}{seq},"wall":"{prefix}.{ns:09d}Z","mono_ns":{int(mono_ns)}{tail}{end}'
-            bodies.append(line.encode("ascii"))
-        return bodies
+                prefix = walls[sec] = b',"wall":"' + format_wall(sec * 1_000_000_000)[:-11].encode("ascii")
+            stamps.append(b'%s.%09dZ","mono_ns":%d' % (prefix, ns, mono_ns))
+        lead = encode({"v": SCHEMA_VERSION, "seq": 0})[:-2]  # b'{"v":1,"seq":'
+        end = b"," + encode({"protection": self.protection})[1:-1] + b',"prev":"'
+        seqs = decimals(list(range(first, first + n)))
+        return interleave(n, [lead, seqs, stamps, *columns, end, b"\n"]).split(b"\n")[:-1]
 
     def commit(self) -> None:
         """End a doorbell batch: write the buffered records and (policy ``batch``) fsync them once."""

@@ -30,7 +30,6 @@ from __future__ import annotations
 import bisect
 import calendar
 import itertools
-import json
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -44,6 +43,7 @@ from verifier.audit.log import (
     GENESIS,
     KINDS,
     MAGIC,
+    MAX_REASON,
     REASON_RE,
     SCHEMA_VERSION,
     AuditError,
@@ -51,6 +51,7 @@ from verifier.audit.log import (
     chain_hash,
     parse_line,
     read_pruned,
+    rotated_siblings,
 )
 
 #: How much of a file is inspected to tell an audit log from anything else.
@@ -72,8 +73,6 @@ RANGES: dict[str, tuple[int, int]] = {
     "queue": (0, 2**32 - 1),
     "ring_index": (0, 2**32 - 1),
 }
-#: Longest reason code (they are short stable names, verifier/rules/reasons.py).
-MAX_REASON = 64
 
 
 class AuditFormatError(AuditError):
@@ -246,6 +245,24 @@ def sniff(path: PathLike) -> None:
     raise AuditFormatError(f"{p}: not an audit log (JSON Lines records starting with {MAGIC.decode()}), but {kind}")
 
 
+def log_files(names: Iterable[PathLike]) -> list[Path]:
+    """Each named log and its rotated siblings, without duplicates: the files ``audit verify LOG...`` reads.
+
+    A name that matches no file raises ``FileNotFoundError`` naming it.
+    """
+    found: dict[Path, Path] = {}
+    for name in names:
+        path = Path(name)
+        group = [p for _, p in rotated_siblings(path)]
+        if path.exists():
+            group.append(path)
+        if not group:
+            raise FileNotFoundError(f"no such audit log: {name}")
+        for p in group:
+            found.setdefault(p.resolve(), p)
+    return list(found.values())
+
+
 def _first_seq(path: Path) -> int | None:
     """The seq the file starts at, read from its first parseable line (for ordering files)."""
     with path.open("rb") as f:
@@ -298,78 +315,28 @@ def read_records(paths: Iterable[PathLike]) -> Iterator[dict[str, Any]]:
         yield record
 
 
-#: Lines ``verify`` checks at once on its fast path: one canonical re-encode per chunk.
+#: Lines ``verify`` checks at once on its fast path (verifier/audit/fast_read.py): one decode and re-encode per chunk.
 CHUNK_LINES = 2048
-_CANONICAL = json.JSONEncoder(separators=(",", ":"), sort_keys=False, ensure_ascii=True, allow_nan=False)
+
+try:
+    from verifier.audit import fast_read as _fast
+except ImportError:  # no msgspec: the lab guest runs the project from Debian packages, which do not have it
+    _fast = None  # type: ignore[assignment]
 
 
-def _schema_ok(record: dict[str, Any]) -> bool:
-    """``schema_problem(record) is None`` for a parsed line, at a fraction of the cost (no message).
+def msgspec_dict(record: Any) -> dict[str, Any]:
+    """A record of ``fast_chunk`` as ``json.loads`` gives it."""
+    return _fast.as_dict(record)
 
-    ``prev`` and ``hash`` are left to the caller, who compares them with the
-    chain's own (64 hex digits by construction).  Values come from
-    ``json.loads``, so ``type(x) is int`` is ``isinstance(x, int)`` without bool.
+
+def fast_chunk(lines: list[bytes], expected: int, prev: str) -> list[Any] | None:
+    """The chunk's records when all of it verifies (``fast_read.fast_chunk``); None: walk it with the reference.
+
+    Always None without msgspec: every chunk then takes the reference walk, with the same verdict.
     """
-    r = record
-    if tuple(r) != FIELDS or r["v"] != SCHEMA_VERSION:
-        return False
-    seq, queue, ring_index, desc_hex, desc, reason = (
-        r["seq"], r["queue"], r["ring_index"], r["desc_hex"], r["desc"], r["reason"]
-    )  # fmt: skip
-    return (
-        type(seq) is int
-        and seq >= 0
-        and _wall_ok(r["wall"])
-        and type(r["mono_ns"]) is int
-        and type(r["tenant"]) is int
-        and type(r["tenant_name"]) is str
-        and (r["nic"] is None or type(r["nic"]) is str)
-        and (queue is None or type(queue) is int)
-        and r["kind"] in KINDS
-        and (ring_index is None or type(ring_index) is int)
-        and (desc_hex is None or _DESC_HEX.match(str(desc_hex)) is not None)
-        and (desc is None or type(desc) is dict)
-        and _reason_ok(reason)
-        and type(r["detail"]) is dict
-        and type(r["protection"]) is str
-        and _in_range(r) is None
-    )
-
-
-def _fast_chunk(lines: list[bytes], expected: int, prev: str) -> list[dict[str, Any]] | None:
-    """The records of ``lines`` when every one passes every check of ``verify`` from ``expected``/``prev`` on.
-
-    None when any line fails anything: ``verify`` then walks the chunk line by
-    line for the exact problem.  Each line is parsed alone; the chunk is
-    re-encoded in one call and compared with the lines joined by ``,``: equal
-    only if each line is its record's canonical encoding (a line that parses
-    alone is one whole JSON value, so a line cannot end inside or after its
-    record's encoding and still compare equal).
-    """
-    records = []
-    tail = len(_HASH_TAIL)
-    for line in lines:
-        if line[-1:] != b"\n":
-            return None
-        try:
-            record = json.loads(line.decode("ascii"))
-        except (ValueError, RecursionError):  # UnicodeDecodeError included: canonical lines are ASCII
-            return None
-        if type(record) is not dict or not _schema_ok(record) or record["seq"] != expected or record["prev"] != prev:
-            return None
-        digest = chain_hash(prev, line[:-tail] + b"}")
-        if record["hash"] != digest:
-            return None
-        records.append(record)
-        prev = digest
-        expected += 1
-    try:
-        encoded = _CANONICAL.encode(records).encode("ascii")
-    except (TypeError, ValueError, RecursionError):
+    if _fast is None:
         return None
-    if encoded != b"[" + b",".join(line[:-1] for line in lines) + b"]":
-        return None
-    return records
+    return _fast.fast_chunk(lines, expected, prev, _wall_ok)
 
 
 def _chunks(files: list[Path]) -> Iterator[tuple[Path, int, list[bytes]]]:
@@ -566,18 +533,18 @@ def verify(
     for path, first, chunk in _chunks(files):
         expected, prev = walk.pos, walk.prev()
         # in order so far (or resynchronised after a problem): a chunk that is all good is checked at once
-        checked = _fast_chunk(chunk, expected, prev) if prev is not None else None
+        checked = fast_chunk(chunk, expected, prev) if prev is not None else None
         if checked is not None:
             walk.pos += len(checked)
-            walk.remember(walk.pos - 1, checked[-1]["hash"])
+            walk.remember(walk.pos - 1, checked[-1].hash)
             walk.total += len(checked)
             if anchor is not None and expected <= anchor.seq < walk.pos:
-                anchor_seen = checked[anchor.seq - expected]["hash"]
+                anchor_seen = checked[anchor.seq - expected].hash
             if not walk.problems and not walk.holes:
                 walk.clean += len(checked)
                 if on_record is not None:
                     for each in checked:
-                        on_record(each)
+                        on_record(msgspec_dict(each))
             continue
         for number, line in enumerate(chunk, first):
             walk.total += 1
