@@ -8,7 +8,7 @@ import platform
 from rich.console import Console
 from rich.table import Table
 
-from bench import datapath, fuzz_bench, fuzz_memory, iommu_cost, qemu_rate, verifier_checks
+from bench import audit_bench, datapath, fuzz_bench, fuzz_memory, iommu_cost, qemu_rate, verifier_checks
 from bench.goals import GoalRow
 
 
@@ -134,6 +134,7 @@ def main() -> None:
     rows += datapath.goal_rows(args.seconds)
     rows += iommu_cost.goal_rows(args.seconds)
     rows += fuzz_bench.goal_rows(2 * args.seconds)
+    rows += audit_bench.goal_rows(2 * args.seconds)
     rows += qemu_rate.goal_rows(2 * args.seconds)
     goal_table(out, rows)
 
