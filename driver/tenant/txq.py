@@ -30,8 +30,10 @@ from ring.frames import FrameBatch, buffer_chunks, scatter
 from ring.regs import RING_LEN_ALIGN
 from ring.syscalls import Syscalls
 
-#: The command of every descriptor ``tx_burst`` writes for a one-buffer frame, placed in the second word.
-ONE_BUFFER_WORD = np.uint64((TXD_CMD_IFCS | TXD_CMD_RS | TXD_CMD_EOP) << word_shift(TX_DESC, "cmd"))
+#: The command of every descriptor ``tx_burst`` writes for a one-buffer frame: insert the FCS, report status, end
+#: of packet; and the same placed in the descriptor's second word, as ``_one_buffer_each`` writes it.
+ONE_BUFFER_CMD = TXD_CMD_IFCS | TXD_CMD_RS | TXD_CMD_EOP
+ONE_BUFFER_WORD = np.uint64(ONE_BUFFER_CMD << word_shift(TX_DESC, "cmd"))
 
 #: e1000: TDLEN must be a multiple of 128 bytes, so a ring holds a multiple of 8 descriptors.
 RING_ALIGN_DESCS = RING_LEN_ALIGN // DESC_SIZE
@@ -187,7 +189,7 @@ class TxQueue:
         posted = f.lib.pmd_tx_post(
             ring, self.size, self.tail, n, f.ffi.from_buffer("uint8_t[]", data),
             f.ffi.from_buffer("int64_t[]", lengths), stack, top, self._c_pool, self.pool.buf_size,
-            self.pool.region.bus, TXD_CMD_IFCS | TXD_CMD_RS | TXD_CMD_EOP, slot_buf,
+            self.pool.region.bus, ONE_BUFFER_CMD, slot_buf,
         )  # fmt: skip
         if posted < 0:
             return None
@@ -219,7 +221,7 @@ class TxQueue:
             descs = np.zeros(n, dtype=TX_DESC)
             descs["addr"] = self.pool.bus_addr[bufs]
             descs["length"] = chunk
-            descs["cmd"] = TXD_CMD_IFCS | TXD_CMD_RS | TXD_CMD_EOP
+            descs["cmd"] = ONE_BUFFER_CMD
             indices.write_window(self.ring, tail, descs)
             indices.write_window(self.slot_buf, tail, bufs)
         self.tail = indices.advance(tail, n, self.size)
