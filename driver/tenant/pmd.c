@@ -29,13 +29,15 @@ int64_t pmd_tx_reap(const uint8_t *ring, uint32_t size, uint32_t clean, uint32_t
 }
 
 int64_t pmd_tx_post(uint8_t *ring, uint32_t size, uint32_t tail, uint32_t n, const uint8_t *data,
-                    const int64_t *lengths, int64_t *stack, int64_t *top, uint8_t *pool_mem, uint64_t buf_size,
-                    uint64_t pool_bus, uint8_t cmd, int64_t *slot_buf) {
+                    const int64_t *lengths, int64_t *stack, int64_t *top, int64_t pool_count, uint8_t *pool_mem,
+                    uint64_t buf_size, uint64_t pool_bus, uint8_t cmd, int64_t *slot_buf) {
     if ((int64_t)n > *top) return -1;
-    for (uint32_t i = 0; i < n; i++)
-        if (lengths[i] <= 0 || (uint64_t)lengths[i] > buf_size) return -1;
     /* Mempool.alloc(n): top -= n; ids = stack[top:top+n][::-1]. */
     int64_t base = *top - n;
+    for (uint32_t i = 0; i < n; i++) {
+        int64_t buf = stack[base + i];
+        if (lengths[i] <= 0 || (uint64_t)lengths[i] > buf_size || buf < 0 || buf >= pool_count) return -1;
+    }
     struct tx_desc *d = (struct tx_desc *)ring;
     uint64_t at = 0;
     uint32_t slot = tail;

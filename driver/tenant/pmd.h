@@ -52,10 +52,11 @@ int64_t pmd_tx_reap(const uint8_t *ring, uint32_t size, uint32_t clean, uint32_t
 
 /* TX post: n frames (back to back in ``data``, each 1..buf_size bytes) into n buffers popped from the pool,
  * one descriptor each from ``tail``: addr, length, ``cmd``, the rest zero.  Returns n, or -1 (a frame of 0 or
- * more than buf_size bytes, or fewer than n free buffers: nothing changed). */
+ * more than buf_size bytes, fewer than n free buffers, or an id on the stack outside the pool's ``pool_count``
+ * buffers, where the numpy code would fail its index: nothing changed). */
 int64_t pmd_tx_post(uint8_t *ring, uint32_t size, uint32_t tail, uint32_t n, const uint8_t *data,
-                    const int64_t *lengths, int64_t *stack, int64_t *top, uint8_t *pool_mem, uint64_t buf_size,
-                    uint64_t pool_bus, uint8_t cmd, int64_t *slot_buf);
+                    const int64_t *lengths, int64_t *stack, int64_t *top, int64_t pool_count, uint8_t *pool_mem,
+                    uint64_t buf_size, uint64_t pool_bus, uint8_t cmd, int64_t *slot_buf);
 
 /* RX: the run of descriptors with DD from ``next`` (at most ``posted``) must all end a frame (EOP), carry no
  * error and no length beyond ``buf_size``; then the first m = min(run, max_frames) frames are copied out of

@@ -188,7 +188,7 @@ class TxQueue:
         ring, slot_buf, stack, top = self._c
         posted = f.lib.pmd_tx_post(
             ring, self.size, self.tail, n, f.ffi.from_buffer("uint8_t[]", data),
-            f.ffi.from_buffer("int64_t[]", lengths), stack, top, self._c_pool, self.pool.buf_size,
+            f.ffi.from_buffer("int64_t[]", lengths), stack, top, self.pool.count, self._c_pool, self.pool.buf_size,
             self.pool.region.bus, ONE_BUFFER_CMD, slot_buf,
         )  # fmt: skip
         if posted < 0:

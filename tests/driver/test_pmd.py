@@ -153,3 +153,14 @@ def test_a_double_free_is_still_reported() -> None:
     tx.pool.free(np.array([0], dtype=np.int64))  # buffer 0 is in flight, and now also free: the pool is full
     with pytest.raises(ValueError, match="double free"):
         tx.tx_burst(FrameBatch.from_frames([seq_frame(1)]))
+
+
+def test_a_buffer_id_outside_the_pool_is_never_written_through() -> None:
+    """A corrupted free list: the compiled post refuses it untouched and the numpy code fails its index."""
+    rig = make_rig()
+    tx, _rx = queues(rig, True)
+    tx.pool.stack[tx.pool.available - 1] = 1 << 40  # the id the next alloc hands out
+    before = rig.memory.data.copy()
+    with pytest.raises(IndexError):
+        tx.tx_burst(FrameBatch.from_frames([seq_frame(0)]))
+    assert np.array_equal(rig.memory.data, before)
