@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: demo test lint typecheck unit bench fuzz lab lab-shell lab-test lab-test-noiommu clean
 
 # The install also compiles the verifier's fast path (setup.py): reinstall when its C or build changes.
-FASTPATH := setup.py ring/cbuild.py verifier/rules/fastpath.c verifier/rules/fastpath.h device/fastdev.c device/fastdev.h driver/tenant/pmd.c driver/tenant/pmd.h
+FASTPATH := setup.py ring/cbuild.py ring/descriptors.h verifier/rules/fastpath.c verifier/rules/fastpath.h device/fastdev.c device/fastdev.h driver/tenant/pmd.c driver/tenant/pmd.h
 
 $(STAMP): pyproject.toml $(FASTPATH)
 	$(PYTHON) -m venv $(VENV)

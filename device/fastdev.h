@@ -18,32 +18,13 @@
 
 #include <stdint.h>
 
+#include "descriptors.h" /* struct tx_desc, struct rx_desc (ring/descriptors.h) */
+
 /* cdef-begin */
 
 /* ring/descriptors.py: ETH_MIN_FRAME (60, shorter frames take the padding path) and MAX_TX_PACKET. */
 #define FASTDEV_MIN_FRAME 60
 #define FASTDEV_MAX_TX_PACKET 16288
-
-/* 3.3.3 Legacy transmit descriptor. */
-struct tx_desc {
-    uint64_t addr;
-    uint16_t length;
-    uint8_t cso;
-    uint8_t cmd;
-    uint8_t status;
-    uint8_t css;
-    uint16_t special;
-};
-
-/* 3.2.3 Receive descriptor. */
-struct rx_desc {
-    uint64_t addr;
-    uint16_t length;
-    uint16_t csum;
-    uint8_t status;
-    uint8_t errors;
-    uint16_t special;
-};
 
 /* An IOMMU's translation cache as the burst path may read it (verifier/modes/iommu.py's IOTLB): per set, the
  * IOVA page cached there if its entry grants read (``tags_read``) or write (``tags_write``), and its frame as a

@@ -16,12 +16,11 @@ mismatched module; ``NIC_SANDBOX_FASTPATH=0`` runs the numpy engines alone.
 from __future__ import annotations
 
 import logging
-import os
 from functools import cache
 
 from ring import compiled
 from ring.cbuild import FASTDEV
-from ring.descriptors import ETH_MIN_FRAME, MAX_TX_PACKET, RX_DESC, TX_DESC
+from ring.descriptors import ETH_MIN_FRAME, MAX_TX_PACKET
 
 LOG = logging.getLogger(__name__)
 
@@ -29,16 +28,8 @@ LOG = logging.getLogger(__name__)
 @cache
 def state() -> tuple[compiled.Compiled | None, str]:
     """The burst path the engines may use (or None), and the one line that says what the device runs."""
-    fast, why = compiled.load(
-        FASTDEV,
-        {"struct tx_desc": TX_DESC, "struct rx_desc": RX_DESC},
-        {"FASTDEV_MIN_FRAME": ETH_MIN_FRAME, "FASTDEV_MAX_TX_PACKET": MAX_TX_PACKET},
-        "the device runs its numpy engines",
-    )  # fmt: skip
-    line = f"device burst path: {why}"
-    if fast is None and os.environ.get(compiled.SWITCH) != "0":
-        LOG.warning(line)
-    return fast, line
+    constants = {"FASTDEV_MIN_FRAME": ETH_MIN_FRAME, "FASTDEV_MAX_TX_PACKET": MAX_TX_PACKET}
+    return compiled.loaded(FASTDEV, constants, "device burst path", "the device runs its numpy engines", LOG)
 
 
 def enabled() -> compiled.Compiled | None:

@@ -7,10 +7,11 @@ verifier's fast path (verifier/rules/fastpath.c), the device's burst path
 (device/fastdev.c) and the tenant driver's burst path
 (driver/tenant/pmd.c).  Each declares its interface once, in a header
 whose text between ``/* cdef-begin */`` and ``/* cdef-end */`` is what cffi is
-told, and embeds the SHA-256 of its header and source, so that a module
-compiled from older sources is noticed at load time (ring/compiled.py) and
-not used.  Every accelerator is optional: the numpy code beside it is the
-semantics, and runs alone without a C compiler.
+told (after the shared descriptor structs of ring/descriptors.h), and
+embeds the SHA-256 of its sources, so that a module compiled from older
+sources is noticed at load time (ring/compiled.py) and not used.  Every
+accelerator is optional: the numpy code beside it is the semantics, and
+runs alone without a C compiler.
 
 setuptools runs this file with ``exec`` in a build environment that has
 cffi but not numpy or the project, so it imports neither, and takes its
@@ -25,6 +26,8 @@ from pathlib import Path
 from cffi import FFI
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The descriptor structs every accelerator shares: its cdef section comes first in each module's cdef.
+SHARED_HEADER = ROOT / "ring" / "descriptors.h"
 CDEF_BEGIN = "/* cdef-begin */"
 CDEF_END = "/* cdef-end */"
 
@@ -44,25 +47,30 @@ class Accelerator:
         self.source = ROOT / source
         self.digest_function = digest_function
 
+    @property
+    def sources(self) -> tuple[Path, Path, Path]:
+        """What a module is compiled from: its C source, its header and the shared descriptor header."""
+        return self.source, self.header, SHARED_HEADER
+
     def digest(self) -> str:
-        """SHA-256 of the header and the C source: what a compiled module was built from."""
+        """SHA-256 of the headers and the C source: what a compiled module was built from."""
         digest = hashlib.sha256()
-        for path in (self.header, self.source):
+        for path in (self.header, self.source, SHARED_HEADER):
             digest.update(path.read_bytes())
         return digest.hexdigest()
 
     def builder(self) -> FFI:
         """The FFI builder: the header's cdef section, the source, and the digest function."""
         ffi = FFI()
-        ffi.cdef(cdef_section(self.header.read_text()))
+        ffi.cdef(cdef_section(SHARED_HEADER.read_text()) + cdef_section(self.header.read_text()))
         ffi.set_source(
             self.module,
             f'#include "{self.header.name}"\n'
             f'const char *{self.digest_function}(void) {{ return "{self.digest()}"; }}\n',
             # setuptools wants paths relative to setup.py, which lives in ROOT
             sources=[str(self.source.relative_to(ROOT))],
-            include_dirs=[str(self.header.parent.relative_to(ROOT))],
-            depends=[str(self.header.relative_to(ROOT))],
+            include_dirs=[str(self.header.parent.relative_to(ROOT)), str(SHARED_HEADER.parent.relative_to(ROOT))],
+            depends=[str(self.header.relative_to(ROOT)), str(SHARED_HEADER.relative_to(ROOT))],
             extra_compile_args=["-O2"],
         )
         return ffi

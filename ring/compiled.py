@@ -13,6 +13,7 @@ paths are the semantics; the accelerators are only faster).
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ring.cbuild import Accelerator
+from ring.descriptors import RX_DESC, TX_DESC
 
 #: The user's switch: ``NIC_SANDBOX_FASTPATH=0`` runs the numpy paths alone.
 SWITCH = "NIC_SANDBOX_FASTPATH"
@@ -88,7 +90,7 @@ def load(
         return None, f"not compiled (no C compiler when nic-sandbox was installed); {fallback}"
     name = Path(module.__file__ or accelerator.module).name
     built = module.ffi.string(getattr(module.lib, accelerator.digest_function)()).decode()
-    sources = (accelerator.source, accelerator.header)
+    sources = accelerator.sources
     if all(p.exists() for p in sources) and built != accelerator.digest():
         changed = " or ".join(p.name for p in sources)
         reinstall = "reinstall: pip install -e ."
@@ -98,3 +100,26 @@ def load(
     except LayoutMismatch as exc:
         return None, f"refused, its layout differs from ring/: {exc}; {fallback}"
     return Compiled(module.ffi, module.lib), f"compiled ({name})"
+
+
+#: The descriptor structs every accelerator declares (ring/descriptors.h), and the dtypes they must be.
+DESCRIPTOR_STRUCTS: Mapping[str, np.dtype[Any]] = {"struct tx_desc": TX_DESC, "struct rx_desc": RX_DESC}
+
+
+def loaded(
+    accelerator: Accelerator,
+    constants: Mapping[str, int],
+    label: str,
+    fallback: str,
+    log: logging.Logger,
+    structs: Mapping[str, np.dtype[Any]] = DESCRIPTOR_STRUCTS,
+) -> tuple[Compiled | None, str]:
+    """``load`` (the descriptor structs by default), and the one line ``label: why``, logged once as a warning.
+
+    Not logged when the user switched the accelerators off themselves.
+    """
+    fast, why = load(accelerator, structs, constants, fallback)
+    line = f"{label}: {why}"
+    if fast is None and os.environ.get(SWITCH) != "0":
+        log.warning(line)
+    return fast, line

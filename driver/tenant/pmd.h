@@ -16,26 +16,9 @@
 
 #include <stdint.h>
 
+#include "descriptors.h" /* struct tx_desc, struct rx_desc (ring/descriptors.h) */
+
 /* cdef-begin */
-
-struct tx_desc {
-    uint64_t addr;
-    uint16_t length;
-    uint8_t cso;
-    uint8_t cmd;
-    uint8_t status;
-    uint8_t css;
-    uint16_t special;
-};
-
-struct rx_desc {
-    uint64_t addr;
-    uint16_t length;
-    uint16_t csum;
-    uint8_t status;
-    uint8_t errors;
-    uint16_t special;
-};
 
 /* ring/descriptors.py: TXD_STAT_DD, TXD_STAT_REFUSED, RXD_STAT_DD, RXD_STAT_EOP. */
 #define PMD_TXD_STAT_DD 1

@@ -12,12 +12,11 @@ frames and statistics).  Loaded once per process through ring/compiled.py;
 from __future__ import annotations
 
 import logging
-import os
 from functools import cache
 
 from ring import compiled
 from ring.cbuild import PMD
-from ring.descriptors import RX_DESC, RXD_STAT_DD, RXD_STAT_EOP, TX_DESC, TXD_STAT_DD, TXD_STAT_REFUSED
+from ring.descriptors import RXD_STAT_DD, RXD_STAT_EOP, TXD_STAT_DD, TXD_STAT_REFUSED
 
 LOG = logging.getLogger(__name__)
 
@@ -25,21 +24,13 @@ LOG = logging.getLogger(__name__)
 @cache
 def state() -> tuple[compiled.Compiled | None, str]:
     """The burst path the queues may use (or None), and the one line that says what the driver runs."""
-    fast, why = compiled.load(
-        PMD,
-        {"struct tx_desc": TX_DESC, "struct rx_desc": RX_DESC},
-        {
-            "PMD_TXD_STAT_DD": TXD_STAT_DD,
-            "PMD_TXD_STAT_REFUSED": TXD_STAT_REFUSED,
-            "PMD_RXD_STAT_DD": RXD_STAT_DD,
-            "PMD_RXD_STAT_EOP": RXD_STAT_EOP,
-        },
-        "the driver runs its numpy queues",
-    )
-    line = f"driver burst path: {why}"
-    if fast is None and os.environ.get(compiled.SWITCH) != "0":
-        LOG.warning(line)
-    return fast, line
+    constants = {
+        "PMD_TXD_STAT_DD": TXD_STAT_DD,
+        "PMD_TXD_STAT_REFUSED": TXD_STAT_REFUSED,
+        "PMD_RXD_STAT_DD": RXD_STAT_DD,
+        "PMD_RXD_STAT_EOP": RXD_STAT_EOP,
+    }
+    return compiled.loaded(PMD, constants, "driver burst path", "the driver runs its numpy queues", LOG)
 
 
 def enabled() -> compiled.Compiled | None:

@@ -19,6 +19,7 @@ from fuzz.arena import Arena
 from fuzz.campaign import run_campaign
 from fuzz.classes import CLASSES
 from ring.memory import PAGE_SHIFT
+from tests.verifier.compiled import forget_accelerators
 from verifier.audit.memory import MemoryAudit
 from verifier.rules import checks, fastpath
 
@@ -35,12 +36,12 @@ def first_frame_only(first_byte: checks.U64, last_byte: checks.U64) -> tuple[che
 def first_byte_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     assert checks.frame_span is WHOLE_RULE, "the rule must be whole outside these tests"
     monkeypatch.setenv(fastpath.SWITCH, "0")
-    fastpath.state.cache_clear()
+    forget_accelerators()
     monkeypatch.setattr(checks, "frame_span", first_frame_only)
     try:
         yield
     finally:
-        fastpath.state.cache_clear()
+        forget_accelerators()
 
 
 def test_fast_path_is_off_while_a_rule_is_weakened(first_byte_only: None) -> None:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from device import fastdev
+from driver.tenant import pmd
 from ring.compiled import SWITCH, Compiled
 from tests.needs import IN_CI, missing
 from verifier.rules import fastpath
@@ -52,3 +54,10 @@ def compiled_accelerator(loaded: Compiled | None, status: str) -> Compiled:
     if can_compile() and os.environ.get(SWITCH) != "0":
         pytest.fail(f"a C compiler is here but {status}")
     missing(status)  # a skip here, a failure under CI=true
+
+
+def forget_accelerators() -> None:
+    """Make every accelerator ask again (each is loaded once per process): around a test that sets the switch."""
+    fastpath.state.cache_clear()
+    fastdev.state.cache_clear()
+    pmd.state.cache_clear()

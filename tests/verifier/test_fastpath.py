@@ -20,7 +20,7 @@ from ring.descriptors import DESC_SIZE, RX_DESC, TX_DESC, TXD_CMD_DEXT, TXD_CMD_
 from ring.memory import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
 from sandbox.demos import attack as attack_demo
 from sandbox.demos import pingpong
-from tests.verifier.compiled import compiled_fast_path
+from tests.verifier.compiled import compiled_fast_path, forget_accelerators
 from verifier.audit.memory import MemoryAudit
 from verifier.modes.protection import Protection
 from verifier.pins import Access, Pin, PinTable
@@ -129,9 +129,9 @@ def test_rx_fast_path_accepts_exactly_what_numpy_accepts(addrs: list[int], pages
 @pytest.fixture
 def numpy_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv(fastpath.SWITCH, "0")
-    fastpath.state.cache_clear()
+    forget_accelerators()
     yield
-    fastpath.state.cache_clear()
+    forget_accelerators()
 
 
 def test_numpy_path_alone_carries_traffic_and_blocks_attacks(numpy_only: None) -> None:
@@ -207,6 +207,6 @@ def test_a_module_compiled_from_other_sources_is_not_used(monkeypatch: pytest.Mo
     fastpath.state.cache_clear()
     try:
         assert fastpath.enabled() is None
-        assert "is stale (fastpath.c or fastpath.h changed since it was compiled" in fastpath.status()
+        assert "is stale (fastpath.c or fastpath.h or descriptors.h changed since it was compiled" in fastpath.status()
     finally:
         fastpath.state.cache_clear()

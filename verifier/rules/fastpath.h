@@ -16,31 +16,12 @@
 
 #include <stdint.h>
 
+#include "descriptors.h" /* struct tx_desc, struct rx_desc (ring/descriptors.h) */
+
 /* cdef-begin */
 
 /* x86-64 base page, the pinning granule (ring/memory.py PAGE_SHIFT): frame number = address >> this. */
 #define FASTPATH_PAGE_SHIFT 12
-
-/* 3.3.3 Legacy transmit descriptor. */
-struct tx_desc {
-    uint64_t addr;    /* 63:0    buffer address */
-    uint16_t length;  /* 79:64   bytes in this buffer */
-    uint8_t cso;      /* 87:80   checksum offset */
-    uint8_t cmd;      /* 95:88   command (EOP, IFCS, IC, RS, ...) */
-    uint8_t status;   /* 99:96   status (DD) + reserved */
-    uint8_t css;      /* 111:104 checksum start */
-    uint16_t special; /* 127:112 VLAN tag */
-};
-
-/* 3.2.3 Receive descriptor: the device writes length..special back in one go. */
-struct rx_desc {
-    uint64_t addr;    /* buffer address */
-    uint16_t length;  /* bytes received */
-    uint16_t csum;    /* packet checksum */
-    uint8_t status;   /* DD, EOP, ... */
-    uint8_t errors;   /* CE, ..., RXE */
-    uint16_t special; /* VLAN tag */
-};
 
 /* The rings and the snapshot buffer are raw bytes (a ring is wherever the tenant put it); the functions
  * read and write them one whole struct at a time.  Return 1: the batch was accepted and posted; 0: the

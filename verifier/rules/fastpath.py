@@ -23,7 +23,6 @@ user chose it.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from functools import cache
 from typing import Any
@@ -33,13 +32,12 @@ import numpy as np
 from ring import compiled
 from ring.cbuild import FASTPATH
 from ring.compiled import SWITCH, Compiled
-from ring.descriptors import RX_DESC, TX_DESC
 from ring.memory import PAGE_SHIFT
 
 LOG = logging.getLogger(__name__)
 
-#: Each C struct of fastpath.h and the numpy dtype it must lay out exactly like.
-STRUCTS: Mapping[str, np.dtype[Any]] = {"struct tx_desc": TX_DESC, "struct rx_desc": RX_DESC}
+#: Each C struct the fast path reads (ring/descriptors.h) and the numpy dtype it must lay out exactly like.
+STRUCTS: Mapping[str, np.dtype[Any]] = compiled.DESCRIPTOR_STRUCTS
 
 FastPath = Compiled
 LayoutMismatch = compiled.LayoutMismatch
@@ -54,11 +52,8 @@ def check_layout(ffi: Any, lib: Any, structs: Mapping[str, np.dtype[Any]], page_
 @cache
 def state() -> tuple[FastPath | None, str]:
     """The fast path the kernel may use (or None) and the one line that says what the kernel runs."""
-    fast, why = compiled.load(FASTPATH, STRUCTS, {"FASTPATH_PAGE_SHIFT": PAGE_SHIFT}, "using the numpy checks")
-    line = f"fast path: {why}"
-    if fast is None and os.environ.get(SWITCH) != "0":
-        LOG.warning(line)
-    return fast, line
+    constants = {"FASTPATH_PAGE_SHIFT": PAGE_SHIFT}
+    return compiled.loaded(FASTPATH, constants, "fast path", "using the numpy checks", LOG, STRUCTS)
 
 
 def enabled() -> FastPath | None:
