@@ -21,7 +21,6 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 
 from bench import numpy_limit
 from bench.goals import GoalRow, Sense
@@ -34,15 +33,8 @@ from world.traffic import UdpFlow
 IXY_PY_MPPS_BATCH32 = 0.14
 
 
-@dataclass(frozen=True)
-class DatapathResult:
-    batch: int
-    frames: int
-    seconds: float
-
-    @property
-    def mpps(self) -> float:
-        return self.frames / self.seconds / 1e6
+#: The data path's figure at one batch size (the probe's type: the two are compared row by row).
+DatapathResult = numpy_limit.FrameRate
 
 
 def measure(batch: int, size: int = 64, min_seconds: float = 1.0, protection: str | None = None) -> DatapathResult:

@@ -29,7 +29,9 @@ FRAME = 64
 
 
 @dataclass(frozen=True)
-class LimitResult:
+class FrameRate:
+    """Frames moved at one batch size in a measured time: what the probe and the data path both report."""
+
     batch: int
     frames: int
     seconds: float
@@ -39,7 +41,7 @@ class LimitResult:
         return self.frames / self.seconds / 1e6
 
 
-def measure(batch: int, min_seconds: float = 1.0) -> LimitResult:
+def measure(batch: int, min_seconds: float = 1.0) -> FrameRate:
     """Run the minimal pipeline on batches of ``batch`` frames for at least ``min_seconds``."""
     ring_size = max(512, batch)
     memory = np.zeros(2 * ring_size * CHUNK, dtype=np.uint8)  # TX buffers, then RX buffers
@@ -88,7 +90,7 @@ def measure(batch: int, min_seconds: float = 1.0) -> LimitResult:
         rounds += 1
         if rounds % 64 == 0 and time.perf_counter() - start >= min_seconds:
             break
-    return LimitResult(batch, done, time.perf_counter() - start)
+    return FrameRate(batch, done, time.perf_counter() - start)
 
 
 if __name__ == "__main__":
