@@ -73,15 +73,20 @@ int64_t tx_burst_gather(uint8_t *mem, uint64_t mem_size, uint64_t base, uint32_t
     }
     if (total > out_cap) return -1;
     uint64_t at = 0;
-    int64_t wb_runs = 0; /* write-back bursts: runs of consecutive slots with RS, as the numpy engine writes them */
-    int prev_rs = 0;
     for (uint32_t i = 0, slot = head; i < n; i++, slot = (slot + 1 == count) ? 0 : slot + 1) {
-        struct tx_desc *d = (struct tx_desc *)(mem + SLOT_AT(run, head, slot));
+        const struct tx_desc *d = (const struct tx_desc *)(mem + SLOT_AT(run, head, slot));
         uint64_t phys;
         translate(iotlb, d->addr, d->length, 0, &phys);
         memcpy(out + at, mem + phys, d->length);
         at += d->length;
         out_len[i] = d->length;
+    }
+    /* Every frame is gathered before any DD is written back, as the numpy engine orders it: a buffer that
+     * overlaps the ring itself reads the descriptors as they were fetched. */
+    int64_t wb_runs = 0; /* write-back bursts: runs of consecutive slots with RS, as the numpy engine writes them */
+    int prev_rs = 0;
+    for (uint32_t i = 0, slot = head; i < n; i++, slot = (slot + 1 == count) ? 0 : slot + 1) {
+        struct tx_desc *d = (struct tx_desc *)(mem + SLOT_AT(run, head, slot));
         int rs = (d->cmd & TXD_CMD_RS) != 0;
         if (rs) {
             d->status = TXD_STAT_DD;

@@ -3,7 +3,7 @@
 Two identical rigs get the same random stream of raw TX descriptors
 (plain bursts most of the time, and now and then a hostile one: a DEXT or
 IC command, a fragment without EOP, a runt, a length past MAX_TX_PACKET, a
-buffer beyond memory or straddling its end) and the same hostile RX
+buffer beyond memory or straddling its end, a buffer that is the TX ring) and the same hostile RX
 postings (a buffer beyond memory, a buffer on top of the RX ring itself).
 One rig runs with the burst path, the other with the numpy engines only.
 Afterwards every byte of physical memory, every frame on the wire, every
@@ -79,7 +79,8 @@ def taken(monkeypatch: pytest.MonkeyPatch) -> Taken:
 
 
 # One descriptor: (kind, length).  "plain" is what a driver writes; the rest is what an attacker does.
-KINDS = ("plain", "plain", "plain", "plain", "dext", "ic", "no-eop", "runt", "huge", "beyond", "straddle", "no-rs")
+KINDS = ("plain", "plain", "plain", "plain", "dext", "ic", "no-eop", "runt", "huge", "beyond", "straddle", "no-rs",
+         "on-ring")  # fmt: skip
 descriptor = st.tuples(st.sampled_from(KINDS), st.integers(60, 1514))
 kick = st.lists(descriptor, min_size=1, max_size=RING - 1)
 rx_hostility = st.sampled_from(("none", "none", "beyond", "on-ring"))
@@ -105,6 +106,8 @@ def put(tx: RawTx, kind: str, length: int, seq: int) -> None:
         tx.put(data, length=MAX_TX_PACKET + 1)
     elif kind == "beyond":
         tx.put(data, addr=size + 4096)
+    elif kind == "on-ring":  # the buffer is the TX ring itself: it must be read as fetched, before any DD lands
+        tx.put(data, addr=tx.base, length=min(length, 16 * RING))
     else:  # straddle: the buffer begins inside memory and ends past it
         tx.put(data, addr=size - 30)
 
