@@ -18,7 +18,6 @@ import numpy as np
 import numpy.typing as npt
 
 from device import fastdev
-from ring.frames import gather, scatter
 from ring.memory import PhysicalMemory
 
 U64 = npt.NDArray[np.uint64]
@@ -134,8 +133,6 @@ class DmaEngine:
         self.blocked = 0  # accesses refused by the bus or the IOMMU
         self.fast = fastdev.enabled()
         self._view: tuple[TranslationCache, Any] | None = None  # the IOTLB and its struct iotlb_view, made once
-        if self.fast is not None:
-            self._c_mem = self.fast.ptr(memory.data)
 
     def burst_view(self) -> Any:
         """What the compiled burst path translates through: NULL without an IOMMU, the IOTLB's view, or None
@@ -156,30 +153,6 @@ class DmaEngine:
             view.index_mask = cache.sets - 1
             self._view = (cache, view)
         return self._view[1]
-
-    def _gather(self, starts: I64, lengths: I64) -> npt.NDArray[np.uint8]:
-        """The bytes of the (checked, allowed) ranges back to back: one compiled copy, else numpy's."""
-        fast = self.fast
-        if fast is None:
-            return gather(self.memory.data, starts, lengths)
-        starts, lengths = np.ascontiguousarray(starts, np.int64), np.ascontiguousarray(lengths, np.int64)
-        out = np.empty(int(lengths.sum()), dtype=np.uint8)
-        fast.lib.gather_ranges(self._c_mem, fast.ffi.from_buffer("int64_t[]", starts),
-                               fast.ffi.from_buffer("int64_t[]", lengths), starts.size,
-                               fast.ffi.from_buffer("uint8_t[]", out))  # fmt: skip
-        return out
-
-    def _scatter(self, starts: I64, lengths: I64, data: npt.NDArray[np.uint8]) -> None:
-        """Write ``data`` into the (checked, allowed) ranges, in order: one compiled copy, else numpy's."""
-        fast = self.fast
-        if fast is None:
-            scatter(self.memory.data, starts, lengths, data)
-            return
-        starts, lengths = np.ascontiguousarray(starts, np.int64), np.ascontiguousarray(lengths, np.int64)
-        data = np.ascontiguousarray(data, np.uint8)
-        fast.lib.scatter_ranges(self._c_mem, fast.ffi.from_buffer("int64_t[]", starts),
-                                fast.ffi.from_buffer("int64_t[]", lengths), starts.size,
-                                fast.ffi.from_buffer("uint8_t[]", data))  # fmt: skip
 
     def _route(self, queue: int, direction: str, purpose: str, addrs: U64, lengths: I64) -> tuple[U64, Mask | None]:
         """Translate and bounds-check a batch; ``None`` for the mask means every access is allowed."""
@@ -212,8 +185,8 @@ class DmaEngine:
             if phys.size == 1:
                 start = int(phys[0])
                 return self.memory.data[start : start + int(lengths[0])].copy(), all_allowed(1)
-            return self._gather(phys.astype(np.int64), lengths), all_allowed(phys.size)
-        return self._gather(phys[allowed].astype(np.int64), lengths[allowed]), allowed
+            return fastdev.gather(self.memory.data, phys.astype(np.int64), lengths), all_allowed(phys.size)
+        return fastdev.gather(self.memory.data, phys[allowed].astype(np.int64), lengths[allowed]), allowed
 
     def write(self, queue: int, purpose: str, addrs: U64, lengths: I64, data: npt.NDArray[np.uint8]) -> Mask:
         """Write ``data`` (all ranges back to back) to the ranges; blocked ranges are skipped."""
@@ -225,10 +198,10 @@ class DmaEngine:
                 start = int(phys[0])
                 self.memory.data[start : start + int(lengths[0])] = data
             else:
-                self._scatter(phys.astype(np.int64), lengths, data)
+                fastdev.scatter(self.memory.data, phys.astype(np.int64), lengths, data)
             return all_allowed(phys.size)
         keep = np.repeat(allowed, lengths)
-        self._scatter(phys[allowed].astype(np.int64), lengths[allowed], data[keep])
+        fastdev.scatter(self.memory.data, phys[allowed].astype(np.int64), lengths[allowed], data[keep])
         return allowed
 
     # -- descriptor rings --------------------------------------------------

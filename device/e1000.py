@@ -343,14 +343,8 @@ class E1000:
         fast = self.fast
         if fast is None or len(frames) == 0:
             return False
-        data = np.ascontiguousarray(frames.data)
-        lengths = np.ascontiguousarray(frames.lengths)
-        return bool(
-            fast.lib.all_addressed_to(
-                fast.ffi.from_buffer("uint8_t[]", data), fast.ffi.from_buffer("int64_t[]", lengths),
-                len(frames), mac.to_bytes(6, "big"), max_len,
-            )
-        )  # fmt: skip
+        data, lengths = fastdev.batch_pointers(fast, frames)
+        return bool(fast.lib.all_addressed_to(data, lengths, len(frames), mac.to_bytes(6, "big"), max_len))
 
     def _steer(self, frames: FrameBatch) -> npt.NDArray[np.int64]:
         """Queue of each frame: the index of the RAL entry it matched (VMDq-style), else 0."""

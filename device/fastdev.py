@@ -17,10 +17,20 @@ from __future__ import annotations
 
 import logging
 from functools import cache
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from ring import compiled
 from ring.cbuild import FASTDEV
 from ring.descriptors import ETH_MIN_FRAME, MAX_TX_PACKET
+from ring.frames import FrameBatch
+from ring.frames import gather as numpy_gather
+from ring.frames import scatter as numpy_scatter
+
+U8 = npt.NDArray[np.uint8]
+I64 = npt.NDArray[np.int64]
 
 LOG = logging.getLogger(__name__)
 
@@ -38,3 +48,41 @@ def enabled() -> compiled.Compiled | None:
 
 def status() -> str:
     return state()[1]
+
+
+def batch_pointers(fast: compiled.Compiled, frames: FrameBatch) -> tuple[Any, Any]:
+    """C pointers to a batch's bytes and its lengths (``uint8_t *``, ``int64_t *``), made contiguous first.
+
+    The caller keeps ``frames`` alive for the call.
+    """
+    data = np.ascontiguousarray(frames.data)
+    lengths = np.ascontiguousarray(frames.lengths)
+    return fast.ffi.from_buffer("uint8_t[]", data), fast.ffi.from_buffer("int64_t[]", lengths)
+
+
+def gather(src: U8, starts: I64, lengths: I64) -> U8:
+    """``ring.frames.gather``, as one compiled copy when the module is here (the ranges are the caller's to check)."""
+    fast = enabled()
+    if fast is None:
+        return numpy_gather(src, starts, lengths)
+    starts, lengths = np.ascontiguousarray(starts, np.int64), np.ascontiguousarray(lengths, np.int64)
+    out = np.empty(int(lengths.sum()), dtype=np.uint8)
+    ffi = fast.ffi
+    fast.lib.gather_ranges(ffi.from_buffer("uint8_t[]", src), ffi.from_buffer("int64_t[]", starts),
+                           ffi.from_buffer("int64_t[]", lengths), starts.size,
+                           ffi.from_buffer("uint8_t[]", out))  # fmt: skip
+    return out
+
+
+def scatter(dst: U8, starts: I64, lengths: I64, data: U8) -> None:
+    """``ring.frames.scatter``, as one compiled copy when the module is here (the ranges are the caller's to check)."""
+    fast = enabled()
+    if fast is None:
+        numpy_scatter(dst, starts, lengths, data)
+        return
+    starts, lengths = np.ascontiguousarray(starts, np.int64), np.ascontiguousarray(lengths, np.int64)
+    data = np.ascontiguousarray(data, np.uint8)
+    ffi = fast.ffi
+    fast.lib.scatter_ranges(ffi.from_buffer("uint8_t[]", dst), ffi.from_buffer("int64_t[]", starts),
+                            ffi.from_buffer("int64_t[]", lengths), starts.size,
+                            ffi.from_buffer("uint8_t[]", data))  # fmt: skip

@@ -136,11 +136,9 @@ class RxEngine:
         view = None if fast is None else dma.burst_view()
         if fast is None or view is None:
             return False
-        data = np.ascontiguousarray(frames.data)
-        lengths = np.ascontiguousarray(frames.lengths)
+        data, lengths = fastdev.batch_pointers(fast, frames)
         placed = fast.lib.rx_burst_scatter(
-            self._c_mem, dma.memory.data.size, base, count, head, n,
-            fast.ffi.from_buffer("uint8_t[]", data), fast.ffi.from_buffer("int64_t[]", lengths),
+            self._c_mem, dma.memory.data.size, base, count, head, n, data, lengths,
             RXD_STAT_DD | RXD_STAT_EOP, self._c_snap, self._c_placed, view,
         )  # fmt: skip
         if placed >= 0 and dma.iommu is not None:  # fetch and write-back of each run, and one access per buffer

@@ -28,7 +28,7 @@ from ring.descriptors import (
     TXD_CMD_RS,
     TXD_STAT_DD,
 )
-from ring.frames import FrameBatch, scatter
+from ring.frames import FrameBatch
 
 if TYPE_CHECKING:
     from device.e1000 import E1000
@@ -306,12 +306,5 @@ class TxEngine:
         # TCTL.PSP: short frames padded with zeros to ETH_MIN_FRAME, every frame moved in one scatter
         padded = np.maximum(lengths, ETH_MIN_FRAME)
         out = np.zeros(int(padded.sum()), dtype=np.uint8)
-        starts = np.cumsum(padded) - padded
-        fast = self.fast
-        if fast is None:
-            scatter(out, starts, lengths, data)
-        else:
-            fast.lib.scatter_ranges(fast.ffi.from_buffer("uint8_t[]", out), fast.ffi.from_buffer("int64_t[]", starts),
-                                    fast.ffi.from_buffer("int64_t[]", np.ascontiguousarray(lengths)), starts.size,
-                                    fast.ffi.from_buffer("uint8_t[]", data))  # fmt: skip
+        fastdev.scatter(out, np.cumsum(padded) - padded, lengths, data)
         return FrameBatch(out, padded)
