@@ -27,7 +27,8 @@ from fuzz.oracle.reasons import (
     Rows,
     judge,
 )
-from ring.descriptors import RXD_ERR_REFUSED, RXD_STAT_DD, TXD_STAT_DD, TXD_STAT_REFUSED
+from fuzz.oracle.rules import packet_atomicity
+from ring.descriptors import RXD_ERR_REFUSED, RXD_STAT_DD, TXD_CMD_EOP, TXD_STAT_DD, TXD_STAT_REFUSED
 from ring.regs import RDT, TDT, queue_reg
 
 if TYPE_CHECKING:
@@ -130,6 +131,28 @@ def refusal_marks(kind: str, ring: npt.NDArray[np.void]) -> npt.NDArray[np.int64
     )
 
 
+def _whole_packets(key: QueueKey, ring: npt.NDArray[np.void], refused: npt.NDArray[np.int64]) -> list[Escape]:
+    """PKT_BAD_FRAGMENT from the tenant's side: no packet of her TX ring (by the EOP bits she wrote) may have a
+    slot refused and another completed by the device (DD without REFUSED) in one step.  The completions are
+    reaped here (status cleared, as a driver takes a completed slot back), so each step sees its own."""
+    status = ring["status"]
+    sent = np.flatnonzero((status & np.uint8(TXD_STAT_DD | TXD_STAT_REFUSED)) == np.uint8(TXD_STAT_DD))
+    found = []
+    eop = (ring["cmd"] & np.uint8(TXD_CMD_EOP)) != 0
+    for _p, bad, good in packet_atomicity(eop, refused, sent, len(ring)):
+        found.append(
+            Escape(
+                "rule",
+                f"{key[0]} {key[1]} queue {key[2]}: a packet with refused slots {bad} had slots {good} sent, "
+                "which breaks PKT_BAD_FRAGMENT (a packet goes whole or not at all)",
+                key[0],
+            )
+        )
+    if sent.size:
+        status[sent] = 0
+    return found
+
+
 def _acknowledge(kind: str, ring: npt.NDArray[np.void], slots: npt.NDArray[np.int64]) -> None:
     """The tenant reaps the refusals it saw, as a driver clears a descriptor's status after reading DD."""
     ring["status"][slots] = 0
@@ -221,6 +244,8 @@ class AuditWatch:
         seen: dict[QueueKey, npt.NDArray[np.int64]] = {}
         for key, ring in self.rings.items():
             slots = refusal_marks(key[1], ring)
+            if key[1] == "tx" and self.oracle is not None and self.oracle.rules is not None:
+                found += _whole_packets(key, ring, slots)
             _acknowledge(key[1], ring, slots)
             seen[key] = slots
             if slots.size:

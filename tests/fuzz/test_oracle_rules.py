@@ -1,0 +1,176 @@
+"""Accepted => every rule holds: a verifier slip that moves no byte outside the pins is still found.
+
+Each test writes one plausible slip into the verifier for its duration
+(monkeypatch), runs the attack classes that reach the rule through the real
+campaign for a small deterministic budget, and requires the oracle's ``rule``
+finding (and that its reproducer replays as reproducing while the slip is in
+place); and the same campaign against the unmodified verifier finds nothing.
+Where no default class reaches the rule's boundary, the test brings its own
+class (``AttackClass``), aimed from the arena's live memory map as the
+default ones are; docs/fuzzing.md says which.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fuzz.arena import MemoryMap
+from fuzz.campaign import CampaignResult, run_campaign
+from fuzz.case import Case, replay
+from fuzz.classes import CLASSES, AttackClass
+from fuzz.oracle.rules import DEFAULT_RULES, OpenPacket, packet_atomicity, packet_rules
+from fuzz.steps import Attack, EveSends, Rx, Tx, tx_batch
+from fuzz.steps.tx import GOOD
+from ring.descriptors import TXD_CMD_DEXT, TXD_CMD_EOP, TXD_CMD_IFCS, TXD_CMD_RS
+from ring.memory import PAGE_SIZE
+from tests.verifier.compiled import forget_accelerators
+from verifier import kernel as kernel_mod
+from verifier.modes import shadow
+from verifier.rules import fastpath
+from verifier.rules import reasons as R
+from verifier.rules.checks import Verdicts
+from verifier.rules.policy import Policy
+
+MORE = TXD_CMD_IFCS | TXD_CMD_RS
+
+
+def three_fragment_packets(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
+    """Packets of three fragments from mallory's read pin; in each, one fragment (by seed) runs past the pin's
+    end or has length 0: the packet must be refused whole (PKT_BAD_FRAGMENT for the good two)."""
+    k = max(1, n // 3)
+    length = rng.integers(60, 600, 3 * k)
+    addr = (m.read_pin.bus + rng.integers(0, m.read_pin.size - 600, 3 * k)).astype(np.uint64)
+    cmd = np.tile(np.array([MORE, MORE, GOOD]), k)
+    bad = np.arange(k) * 3 + rng.integers(0, 3, k)
+    zero = rng.random(k) < 0.5
+    length[bad] = np.where(zero, 0, 600)
+    addr[bad] = np.where(zero, addr[bad], np.uint64(m.read_pin.end - 300))
+    return Attack.of(Tx(tx_batch(addr, length, cmd)))
+
+
+def long_packets(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
+    """Packets of three 3000..4000-byte fragments from mallory's read pin: 9000..12000 bytes, around 9014."""
+    k = max(1, n // 3)
+    length = rng.integers(3000, 4001, 3 * k)
+    addr = (m.read_pin.bus + rng.integers(0, m.read_pin.size - 4000, 3 * k)).astype(np.uint64)
+    cmd = np.tile(np.array([MORE, MORE, GOOD]), k)
+    return Attack.of(Tx(tx_batch(addr, length, cmd)))
+
+
+def rx_over_pin_end(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
+    """RX buffers whose first byte lies in mallory's read-write pin and whose 2048-byte buffer runs past its
+    end into her unpinned pages (eve's 256-byte frames land inside the pin: no byte escapes)."""
+    k = max(1, min(n, 16))
+    addr = (m.rw_pin.end - 2048 + rng.integers(1, 2048 - 256, k)).astype(np.uint64)
+    return Attack((Rx(addr), EveSends(k)), fresh=True)
+
+
+PACKETS = AttackClass("test-bad-fragment", "a bad fragment in a 3-fragment packet", frozenset(), three_fragment_packets)
+LONG = AttackClass("test-long-packet", "3 big fragments", frozenset(), long_packets)
+RX_END = AttackClass("test-rx-over-pin-end", "RX buffer running past a pin", frozenset(), rx_over_pin_end)
+
+
+@pytest.fixture
+def numpy_path(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The kernel without the compiled fast path (the C implements the rule whole and would hide a numpy slip)."""
+    monkeypatch.setenv(fastpath.SWITCH, "0")
+    forget_accelerators()
+    try:
+        yield
+    finally:
+        forget_accelerators()
+
+
+def campaign(classes: list[AttackClass], iterations: int = 8, batch: int = 32) -> CampaignResult:
+    return run_campaign("verifier", seed=1, classes=classes, iterations=iterations, batch=batch)
+
+
+def rules_found(result: CampaignResult) -> list[str]:
+    return [f.escape.what for f in result.findings if f.kind == "rule"]
+
+
+def assert_found_and_reproduced(result: CampaignResult, rule: str) -> None:
+    found = [f for f in result.findings if f.kind == "rule"]
+    assert found, [(f.cls, f.kind, f.escape.what) for f in result.findings]
+    assert any(rule in f.escape.what for f in found), [f.escape.what for f in found]
+    case = Case.from_finding(found[0], 1, result.protection)
+    assert "rule" in replay(Case.from_dict(case.as_dict())).kinds()
+
+
+def weaken_verdicts(monkeypatch: pytest.MonkeyPatch, forget: int) -> None:
+    """A slip in the TX packet rule: descriptors whose verdict is ``forget`` are accepted after all."""
+    real: Callable[..., Verdicts | None] = shadow.check_tx
+
+    def slipped(*args: Any) -> Verdicts | None:
+        v = real(*args)
+        if v is not None:
+            v.reason[v.reason == forget] = R.OK
+        return v
+
+    monkeypatch.setattr(shadow, "check_tx", slipped)
+
+
+# -- the slips -----------------------------------------------------------------------------------
+def test_a_limit_off_by_one_is_found_by_bad_length(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert not rules_found(campaign([CLASSES["bad-length"]]))
+    monkeypatch.setattr(kernel_mod, "Policy", lambda: Policy(max_buffer=PAGE_SIZE + 1))
+    assert_found_and_reproduced(campaign([CLASSES["bad-length"]]), "LEN_TOO_LONG")
+
+
+def test_an_allowed_command_bit_too_many_is_found_by_bad_cmd(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert not rules_found(campaign([CLASSES["bad-cmd"]]))
+    slack = Policy().tx_cmd_allowed | TXD_CMD_DEXT
+    monkeypatch.setattr(kernel_mod, "Policy", lambda: Policy(tx_cmd_allowed=slack))
+    assert_found_and_reproduced(campaign([CLASSES["bad-cmd"]]), "CMD_UNSUPPORTED")
+
+
+def test_good_fragments_of_a_doomed_packet_let_through_are_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert not rules_found(campaign([PACKETS]))
+    weaken_verdicts(monkeypatch, R.PKT_BAD_FRAGMENT)
+    assert_found_and_reproduced(campaign([PACKETS]), "PKT_BAD_FRAGMENT")
+
+
+def test_a_packet_length_rule_dropped_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert not rules_found(campaign([LONG]))
+    weaken_verdicts(monkeypatch, R.PKT_TOO_LONG)
+    assert_found_and_reproduced(campaign([LONG]), "PKT_TOO_LONG")
+
+
+def test_too_many_fragments_let_through_is_found_by_fragments(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert not rules_found(campaign([CLASSES["fragments"]]))
+    weaken_verdicts(monkeypatch, R.PKT_TOO_MANY_FRAGS)
+    assert_found_and_reproduced(campaign([CLASSES["fragments"]]), "PKT_TOO_MANY_FRAGS")
+
+
+def test_rx_checked_for_fewer_bytes_than_the_buffer_is_found(monkeypatch: pytest.MonkeyPatch, numpy_path: None) -> None:
+    assert not rules_found(campaign([RX_END]))
+    real = shadow.check_rx
+
+    def first_frame(addr: Any, pins: Any, owners: Any, size: int, policy: Policy) -> Verdicts | None:
+        return real(addr, pins, owners, size, Policy(rx_buffer_size=256))  # the frame's length, not the buffer's
+
+    monkeypatch.setattr(shadow, "check_rx", first_frame)
+    assert_found_and_reproduced(campaign([RX_END]), "ADDR_NOT_PINNED")
+
+
+# -- the rule functions on their own ---------------------------------------------------------------
+def test_packet_rules_carry_an_open_packet_across_fetches() -> None:
+    cmd = np.array([MORE] * 10, dtype=np.uint8)
+    length = np.full(10, 100, dtype=np.int64)
+    zero = np.zeros(10, dtype=np.int64)
+    found, carry = packet_rules(DEFAULT_RULES, OpenPacket(), length, cmd, zero, zero)
+    assert not found and carry.fragments == 10 and carry.length == 1000
+    cmd[-1] = TXD_CMD_EOP | TXD_CMD_IFCS
+    found, carry = packet_rules(DEFAULT_RULES, carry, length, cmd, zero, zero)
+    assert [f[2] for f in found] == ["PKT_TOO_MANY_FRAGS"] and found[0][0] == -1 and carry.fragments == 0
+
+
+def test_packet_atomicity_joins_a_packet_across_the_ring_end() -> None:
+    eop = np.zeros(8, dtype=bool)
+    eop[[2, 5]] = True  # packets: 0-2, 3-5, 6-7 + (wraps) nothing: slots 6, 7 continue into slot 0's packet
+    assert packet_atomicity(eop, np.array([7]), np.array([1]), 8)
+    assert not packet_atomicity(eop, np.array([4]), np.array([1, 6]), 8)
