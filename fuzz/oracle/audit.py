@@ -133,18 +133,20 @@ def refusal_marks(kind: str, ring: npt.NDArray[np.void]) -> npt.NDArray[np.int64
 
 def _whole_packets(key: QueueKey, ring: npt.NDArray[np.void], refused: npt.NDArray[np.int64]) -> list[Escape]:
     """PKT_BAD_FRAGMENT from the tenant's side: no packet of her TX ring (by the EOP bits she wrote) may have a
-    slot refused and another completed by the device (DD without REFUSED) in one step.  The completions are
+    slot refused and another completed by the device (DD without REFUSED) in one step (``packet_atomicity``).  The completions are
     reaped here (status cleared, as a driver takes a completed slot back), so each step sees its own."""
     status = ring["status"]
     sent = np.flatnonzero((status & np.uint8(TXD_STAT_DD | TXD_STAT_REFUSED)) == np.uint8(TXD_STAT_DD))
     found = []
     eop = (ring["cmd"] & np.uint8(TXD_CMD_EOP)) != 0
-    for _p, bad, good in packet_atomicity(eop, refused, sent, len(ring)):
+    split = packet_atomicity(eop, refused, sent, len(ring))
+    if split:
         found.append(
             Escape(
                 "rule",
-                f"{key[0]} {key[1]} queue {key[2]}: a packet with refused slots {bad} had slots {good} sent, "
-                "which breaks PKT_BAD_FRAGMENT (a packet goes whole or not at all)",
+                f"{key[0]} {key[1]} queue {key[2]}: slot {split[0][0]} (no EOP) was sent and slot {split[0][1]} "
+                f"of its packet refused ({len(split)} such), which breaks PKT_BAD_FRAGMENT "
+                "(a packet goes whole or not at all)",
                 key[0],
             )
         )

@@ -137,23 +137,22 @@ def packet_rules(
     return found, left
 
 
-def packet_atomicity(eop: Mask, refused: I64, sent: I64, size: int) -> list[tuple[int, list[int], list[int]]]:
-    """Packets of a tenant's TX ring (numbered by the EOP bits of its slots, as written) that have both a slot the
-    kernel refused and a slot the device completed: ``(packet, refused slots, sent slots)`` each.
+def packet_atomicity(eop: Mask, refused: I64, sent: I64, size: int) -> list[tuple[int, int]]:
+    """Slots of a tenant's TX ring where a packet was split: ``(sent, refused)`` pairs, a fragment the device
+    completed without EOP (as the tenant wrote it) whose next slot the kernel refused in the same step.
 
     The rule (PKT_BAD_FRAGMENT): a packet goes whole or not at all (AF_XDP drops a partial packet whole,
-    net/xdp/xsk.c ``xsk_drop_skb``).  A packet that runs over the ring's end is one packet.
+    net/xdp/xsk.c ``xsk_drop_skb``).  A sent fragment without EOP means its packet was accepted, so the
+    fragment after it (next slot, over the ring's end too) was accepted with it.  The other order -- a
+    refused fragment, then sent ones -- is not judged here: a packet left open at a doorbell's tail and
+    refused there is followed by a new packet, and the ring does not show where a doorbell ended.
     """
     if refused.size == 0 or sent.size == 0:
         return []
-    pkt: I64 = (np.cumsum(eop) - eop).astype(np.int64)
-    if size and not bool(eop[size - 1]):  # the slots after the last EOP continue into slot 0's packet
-        pkt = np.where(pkt == pkt[size - 1], 0, pkt)
-    both = np.intersect1d(pkt[refused], pkt[sent])
-    out = []
-    for p in both.tolist():
-        out.append((int(p), refused[pkt[refused] == p].tolist()[:4], sent[pkt[sent] == p].tolist()[:4]))
-    return out
+    more = sent[~eop[sent]]
+    after = (more + 1) % size
+    split = np.isin(after, refused)
+    return list(zip(more[split].tolist(), after[split].tolist(), strict=True))
 
 
 def rx_buffer_bytes(rctl: int) -> int:

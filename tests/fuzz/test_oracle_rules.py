@@ -169,8 +169,9 @@ def test_packet_rules_carry_an_open_packet_across_fetches() -> None:
     assert [f[2] for f in found] == ["PKT_TOO_MANY_FRAGS"] and found[0][0] == -1 and carry.fragments == 0
 
 
-def test_packet_atomicity_joins_a_packet_across_the_ring_end() -> None:
+def test_packet_atomicity_follows_a_packet_across_the_ring_end() -> None:
     eop = np.zeros(8, dtype=bool)
-    eop[[2, 5]] = True  # packets: 0-2, 3-5, 6-7 + (wraps) nothing: slots 6, 7 continue into slot 0's packet
-    assert packet_atomicity(eop, np.array([7]), np.array([1]), 8)
-    assert not packet_atomicity(eop, np.array([4]), np.array([1, 6]), 8)
+    eop[[2, 5]] = True
+    assert packet_atomicity(eop, np.array([0]), np.array([7]), 8) == [(7, 0)]  # 7 (no EOP) sent, 0 refused
+    assert not packet_atomicity(eop, np.array([3]), np.array([2]), 8)  # 2 ends its packet
+    assert not packet_atomicity(eop, np.array([6]), np.array([7]), 8)  # refused, then sent: not judged
