@@ -23,12 +23,13 @@ from fuzz.campaign import CampaignResult, run_campaign
 from fuzz.case import Case, replay
 from fuzz.classes import CLASSES, AttackClass
 from fuzz.oracle.rules import DEFAULT_RULES, OpenPacket, packet_atomicity, packet_rules
-from fuzz.steps import Attack, EveSends, Rx, Tx, tx_batch
+from fuzz.steps import Attack, EveSends, Free, Pin, Rx, Tx, Unpin, VictimAlloc, tx_batch
 from fuzz.steps.tx import GOOD
 from ring.descriptors import TXD_CMD_DEXT, TXD_CMD_EOP, TXD_CMD_IFCS, TXD_CMD_RS
 from ring.memory import PAGE_SIZE
 from tests.verifier.compiled import forget_accelerators
 from verifier import kernel as kernel_mod
+from verifier import pins
 from verifier.modes import shadow
 from verifier.rules import fastpath
 from verifier.rules import reasons as R
@@ -175,3 +176,41 @@ def test_packet_atomicity_follows_a_packet_across_the_ring_end() -> None:
     assert packet_atomicity(eop, np.array([0]), np.array([7]), 8) == [(7, 0)]  # 7 (no EOP) sent, 0 refused
     assert not packet_atomicity(eop, np.array([3]), np.array([2]), 8)  # 2 ends its packet
     assert not packet_atomicity(eop, np.array([6]), np.array([7]), 8)  # refused, then sent: not judged
+
+
+# -- lifetime: a deferred unpin that completes while the device still holds a buffer -----------------
+def unpin_then_partial_completion(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
+    """The sequence the default use-after-unpin class does not make (docs/fuzzing.md): two RX buffers in the
+    spare page, rung; unpin (deferred: both in flight); eve sends one frame (a completion: the kernel reaps and
+    settles its pins while the second buffer is still the device's); free; alice allocates; eve sends again."""
+    addrs = (m.uaf.bus + rng.permutation(2) * 2048).astype(np.uint64)
+    steps = (Pin("uaf", 2), Rx(addrs), Unpin("uaf"), EveSends(1), Free("uaf"), VictimAlloc(1), EveSends(1))
+    return Attack(steps, fresh=True)
+
+
+PARTIAL = AttackClass(
+    "test-unpin-partial", "unpin, one completion, free, reuse", frozenset(), unpin_then_partial_completion
+)
+
+
+def test_a_deferred_unpin_that_settles_too_early_is_an_escape(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The slip (verifier/pins.py ``settle``): a releasing pin is finished at the next completion whether or not
+    in-flight descriptors still reference it.  The freed frame goes to alice; the device's late write lands in
+    it: the oracle judges by who owns the frame now, whatever the kernel's bookkeeping says."""
+    assert not campaign([PARTIAL], iterations=4).findings
+    assert not campaign([CLASSES["use-after-unpin"]], iterations=8).findings
+
+    def settle_all(self: pins.PinTable) -> list[pins.Pin]:
+        done = [p for p in self.pins.values() if p.state == pins.RELEASING]
+        for pin in done:
+            self._finish(pin)
+        return done
+
+    monkeypatch.setattr(pins.PinTable, "settle", settle_all)
+    assert not campaign([CLASSES["use-after-unpin"]], iterations=8).findings  # the default class misses it
+    result = campaign([PARTIAL], iterations=4)
+    kinds = {f.kind for f in result.findings}
+    assert {"dma", "integrity"} <= kinds, [(f.kind, f.escape.what) for f in result.findings]
+    dma = next(f for f in result.findings if f.kind == "dma")
+    assert "owned by alice" in dma.escape.what
+    assert "dma" in replay(Case.from_finding(dma, 1, result.protection)).kinds()
