@@ -322,7 +322,7 @@ class Arena:
                 hooks = state.before_read if rewrite.point == "before_read" else state.after_check
                 hooks.append(hook)
         try:
-            self.mallory.map_registers("nic2").write32(self.tx_tail_offset, value & 0xFFFF_FFFF)
+            self._tail("tx", value & 0xFFFF_FFFF)
         finally:
             if hooks is not None and hook is not None:
                 hooks.remove(hook)
@@ -397,8 +397,16 @@ class Arena:
 
     def doorbell(self, queue: str) -> None:
         """Ring mallory's ``queue`` ("rx" or "tx") at its natural tail (what was written without a doorbell)."""
-        offset, value = (self.rx_tail_offset, self.rx_tail) if queue == "rx" else (self.tx_tail_offset, self.tx_tail)
-        self.mallory.map_registers("nic2").write32(offset, value)
+        self._tail(queue, self.rx_tail if queue == "rx" else self.tx_tail)
+
+    def _tail(self, queue: str, value: int) -> None:
+        """Mallory's store into her ``queue`` tail register, shown to the oracle (ring geometry at its edges)."""
+        offset = self.rx_tail_offset if queue == "rx" else self.tx_tail_offset
+        window, dev = self.mallory.map_registers("nic2"), self.nics["nic2"]
+        device_reg = regs.queue_reg(regs.RDT if queue == "rx" else regs.TDT, 0)
+        self.oracle.tail_written(
+            "nic2", queue, 0, value, RING, lambda: window.write32(offset, value), lambda: dev.reg(device_reg)
+        )
 
     # -- lifetime operations (use after unpin) -------------------------------------------
     def pin(self, span: str, access: int) -> None:

@@ -133,8 +133,9 @@ def refusal_marks(kind: str, ring: npt.NDArray[np.void]) -> npt.NDArray[np.int64
 
 def _whole_packets(key: QueueKey, ring: npt.NDArray[np.void], refused: npt.NDArray[np.int64]) -> list[Escape]:
     """PKT_BAD_FRAGMENT from the tenant's side: no packet of her TX ring (by the EOP bits she wrote) may have a
-    slot refused and another completed by the device (DD without REFUSED) in one step (``packet_atomicity``).  The completions are
-    reaped here (status cleared, as a driver takes a completed slot back), so each step sees its own."""
+    slot refused and another completed by the device (DD without REFUSED) in one step (``packet_atomicity``).
+    The completions are reaped here (status cleared, as a driver takes a completed slot back): each step sees
+    its own."""
     status = ring["status"]
     sent = np.flatnonzero((status & np.uint8(TXD_STAT_DD | TXD_STAT_REFUSED)) == np.uint8(TXD_STAT_DD))
     found = []

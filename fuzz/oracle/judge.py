@@ -383,6 +383,43 @@ class Oracle:
                 name = self._pin_reason(a, size, owner, 2)
             self._rule(device, f"RX buffer addr={a:#x} (the device may write {size} bytes there)", name, a, size)
 
+    # -- ring geometry at its edges ---------------------------------------------------------
+    def tail_written(self, nic: str, kind: str, queue: int, value: int, size: int, write: Callable[[], None],
+                     device_tail: Callable[[], int]) -> None:  # fmt: skip
+        """The queue's owner writes ``value`` to its ``kind`` tail of a ``size``-slot ring (``write`` does it).
+
+        With the rules on: a tail that is not a slot of the ring (``value >= size``, the value as written) must
+        be refused -- the device's real tail (``device_tail``, read from its register) does not move, and one
+        RING_TAIL_BEYOND record is added for the queue -- though no byte moves either way (kind ``"ring"``).
+        """
+        if self.rules is None or value < size:
+            write()
+            return
+        counted = self._tail_refusals(nic, kind, queue)
+        before = device_tail()
+        write()
+        after = device_tail()
+        if after != before:
+            self.escapes.append(
+                Escape(
+                    "ring",
+                    f"{nic} {kind} tail {value:#x} on a {size}-slot ring: the device's tail moved "
+                    f"{before} -> {after}, which breaks RING_TAIL_BEYOND",
+                    nic,
+                )
+            )
+        if counted is not None and self._tail_refusals(nic, kind, queue) != counted + 1:
+            self.escapes.append(
+                Escape(
+                    "ring", f"{nic} {kind} tail {value:#x} on a {size}-slot ring: not audited as RING_TAIL_BEYOND", nic
+                )
+            )
+
+    def _tail_refusals(self, nic: str, kind: str, queue: int) -> int | None:
+        if self.audit is None:
+            return None
+        return int(self.audit.sink.statistics(nic, queue, kind).get("RING_TAIL_BEYOND", 0))
+
     # -- the wire ----------------------------------------------------------------------
     def on_wire(self, source: str, frames: FrameBatch, _stamps: npt.NDArray[np.int64]) -> None:
         """Cable tap: any kernel canary or registered secret in a frame is a leak (one search over the burst)."""

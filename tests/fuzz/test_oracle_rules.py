@@ -29,7 +29,7 @@ from ring.descriptors import TXD_CMD_DEXT, TXD_CMD_EOP, TXD_CMD_IFCS, TXD_CMD_RS
 from ring.memory import PAGE_SIZE
 from tests.verifier.compiled import forget_accelerators
 from verifier import kernel as kernel_mod
-from verifier import pins
+from verifier import pins, queue_state
 from verifier.modes import shadow
 from verifier.rules import fastpath
 from verifier.rules import reasons as R
@@ -214,3 +214,20 @@ def test_a_deferred_unpin_that_settles_too_early_is_an_escape(monkeypatch: pytes
     dma = next(f for f in result.findings if f.kind == "dma")
     assert "owned by alice" in dma.escape.what
     assert "dma" in replay(Case.from_finding(dma, 1, result.protection)).kinds()
+
+
+# -- ring geometry at its exact edges --------------------------------------------------------------
+def test_a_tail_equal_to_the_ring_size_taken_is_found_by_ring_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The slip (verifier/queue_state.py ``judge_tail``): ``0 <= new_tail <= size``, an off-by-one.  No byte
+    moves outside the pins; the oracle requires the refusal: the device's tail unmoved and one record."""
+    assert not campaign([CLASSES["ring-index"]], iterations=64).findings
+    real = queue_state.judge_tail
+
+    def off_by_one(new_tail: int, tail: int, done: int, size: int) -> int:
+        return R.OK if new_tail == size else real(new_tail, tail, done, size)
+
+    monkeypatch.setattr(queue_state, "judge_tail", off_by_one)
+    result = campaign([CLASSES["ring-index"]], iterations=64)
+    ring = [f for f in result.findings if f.kind == "ring"]
+    assert ring and "RING_TAIL_BEYOND" in ring[0].escape.what, [(f.kind, f.escape.what) for f in result.findings]
+    assert "ring" in replay(Case.from_finding(ring[0], 1, result.protection)).kinds()
