@@ -202,6 +202,10 @@ class AuditWatch:
     oracle: Oracle | None = None
     _start: int = 0
     _start_counters: Counter[tuple[Any, ...]] = field(default_factory=Counter)
+    #: for a file-backed log (``capacity`` 0): returns the records written to the file since its last call, as
+    #: dicts (fuzz/log_follow.py, passed in: this module reads no file format of verifier/), so the on-disk log is
+    #: matched slot by slot and its reasons judged after every step, not only at the end
+    follow: Callable[[], list[dict[str, Any]]] | None = None
 
     def __post_init__(self) -> None:
         if self.sink.path is not None and self.verify is None:
@@ -276,9 +280,19 @@ class AuditWatch:
         end = audit_count(self.sink)
         start, self._seq = self._seq, end
         capacity = self.sink.capacity
-        if end == start or capacity == 0:
+        following = capacity == 0 and self.follow is not None
+        if following:
+            commit = getattr(self.sink, "commit", None)
+            if callable(commit):
+                commit()  # what the sink buffers reaches the file (a doorbell commits its own already)
+            items: list[dict[str, Any] | RecordSpanLike] = list(self.follow()) if self.follow is not None else []
+            capacity = None  # the file holds every record
+        elif end == start or capacity == 0:
             return []
-        items = list(self.sink.since(start))
+        else:
+            items = list(self.sink.since(start))
+        if end == start and not items:
+            return []
         run = _run(items, end)
         if run is not None and run[1] > end:
             return []  # recorded while this was read (another thread): the counts above still hold
@@ -336,9 +350,11 @@ class AuditWatch:
         if oracle is None:
             return []
         found: list[Escape] = []
-        for item in items:
+        for item in _runs(items):
             names: Mapping[int, str]
-            if isinstance(item, dict):
+            if isinstance(item, list):  # consecutive descriptor records of one queue, read from a file: as columns
+                rows, names, codes = self._run_rows(oracle, item)
+            elif isinstance(item, dict):
                 rows, names, codes = self._dict_rows(oracle, item), {0: str(item.get("reason") or "")}, _ZERO
             else:
                 rows, names, codes = self._span_rows(oracle, item), item.names, item.reason
@@ -374,6 +390,27 @@ class AuditWatch:
             rows.length = span.length.astype(np.int64)
             rows.write = bool(span.write)
         return rows
+
+    def _run_rows(
+        self, oracle: Oracle, run: list[dict[str, Any]]
+    ) -> tuple[Rows, dict[int, str], npt.NDArray[np.uint8]]:
+        """Consecutive descriptor records of one queue (dicts, as read from a file) as one set of columns."""
+        first = run[0]
+        nic, kind = str(first["nic"] or ""), str(first["kind"] or "")
+        rows = Rows(int(first["seq"]), nic, kind, **self._context(oracle, nic, kind, first["queue"]))
+        descs = [r["desc"] for r in run]
+        details = [r["detail"] or {} for r in run]
+        rows.addr = np.array([int(d["addr"]) for d in descs], dtype=np.uint64)
+        if kind == "rx":
+            rows.length = np.array([int(d.get("checked_bytes", -1)) for d in details], dtype=np.int64)
+        else:
+            rows.length = np.array([int(d.get("length", 0)) for d in descs], dtype=np.int64)
+            rows.cmd = np.array([int(d.get("cmd", 0)) for d in descs], dtype=np.uint8)
+        rows.bad_byte = np.array([_signed_bad_byte(d) for d in details], dtype=np.int64)
+        rows.detail = details[0]
+        codes_of: dict[str, int] = {}
+        codes = np.array([codes_of.setdefault(str(r["reason"]), len(codes_of)) for r in run], dtype=np.uint8)
+        return rows, {code: name for name, code in codes_of.items()}, codes
 
     def _dict_rows(self, oracle: Oracle, record: dict[str, Any]) -> Rows:
         nic, kind = str(record.get("nic") or ""), str(record.get("kind") or "")
@@ -549,21 +586,8 @@ class _LogTally:
         run, self._run = self._run, []
         if not run or self.oracle is None or self.ref is None:
             return
-        first = run[0]
-        nic, kind = str(first["nic"] or ""), str(first["kind"] or "")
-        rows = Rows(int(first["seq"]), nic, kind, **self.watch._context(self.oracle, nic, kind, first["queue"]))
-        descs = [r["desc"] for r in run]
-        details = [r["detail"] or {} for r in run]
-        rows.addr = np.array([int(d["addr"]) for d in descs], dtype=np.uint64)
-        if kind == "rx":
-            rows.length = np.array([int(d.get("checked_bytes", -1)) for d in details], dtype=np.int64)
-        else:
-            rows.length = np.array([int(d.get("length", 0)) for d in descs], dtype=np.int64)
-            rows.cmd = np.array([int(d.get("cmd", 0)) for d in descs], dtype=np.uint8)
-        rows.bad_byte = np.array([_signed_bad_byte(d) for d in details], dtype=np.int64)
-        codes_of: dict[str, int] = {}
-        codes = np.array([codes_of.setdefault(str(r["reason"]), len(codes_of)) for r in run], dtype=np.uint8)
-        names = {code: name for name, code in codes_of.items()}
+        rows, names, codes = self.watch._run_rows(self.oracle, run)
+        nic = rows.nic
         for line in judge(rows, names, codes, self.ref, only=WITHOUT_PINS):
             self.wrong.append(Escape("audit", f"wrong reason: {line}", nic))
 
@@ -575,6 +599,38 @@ def _signed_bad_byte(detail: Mapping[str, Any]) -> int:
 
 
 _ZERO = np.zeros(1, dtype=np.uint8)
+
+
+def _descriptor_record(r: dict[str, Any]) -> bool:
+    desc = r.get("desc")
+    return r.get("kind") in ("tx", "rx") and isinstance(desc, dict) and "addr" in desc
+
+
+def _runs(
+    items: list[dict[str, Any] | RecordSpanLike],
+) -> list[list[dict[str, Any]] | dict[str, Any] | RecordSpanLike]:
+    """``items`` with consecutive descriptor records (dicts) of one queue joined into lists, to judge as columns."""
+    out: list[list[dict[str, Any]] | dict[str, Any] | RecordSpanLike] = []
+    run: list[dict[str, Any]] = []
+    for item in items:
+        if isinstance(item, dict) and _descriptor_record(item) and str(item.get("reason")) not in EVENT_PREDICATES:
+            if run and (
+                (item.get("nic"), item.get("kind"), item.get("queue"))
+                != (run[-1].get("nic"), run[-1].get("kind"), run[-1].get("queue"))
+                or item.get("seq") != run[-1].get("seq", -2) + 1
+                or len(run) >= LOGGED_RUN
+            ):
+                out.append(run)
+                run = []
+            run.append(item)
+            continue
+        if run:
+            out.append(run)
+            run = []
+        out.append(item)
+    if run:
+        out.append(run)
+    return out
 
 
 def _slice(rows: Rows, lo: int, n: int) -> Rows:

@@ -13,6 +13,7 @@ default ones are; docs/fuzzing.md says which.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ from ring.memory import PAGE_SIZE
 from tests.verifier.compiled import forget_accelerators
 from verifier import kernel as kernel_mod
 from verifier import pins, queue_state
+from verifier.audit.log import AuditLog
 from verifier.modes import shadow
 from verifier.rules import fastpath
 from verifier.rules import reasons as R
@@ -102,14 +104,14 @@ def assert_found_and_reproduced(result: CampaignResult, rule: str) -> None:
     assert "rule" in replay(Case.from_dict(case.as_dict())).kinds()
 
 
-def weaken_verdicts(monkeypatch: pytest.MonkeyPatch, forget: int) -> None:
-    """A slip in the TX packet rule: descriptors whose verdict is ``forget`` are accepted after all."""
+def weaken_verdicts(monkeypatch: pytest.MonkeyPatch, forget: int, to: int = R.OK) -> None:
+    """A slip in the TX rules: descriptors whose verdict is ``forget`` are accepted after all (or get ``to``)."""
     real: Callable[..., Verdicts | None] = shadow.check_tx
 
     def slipped(*args: Any) -> Verdicts | None:
         v = real(*args)
         if v is not None:
-            v.reason[v.reason == forget] = R.OK
+            v.reason[v.reason == forget] = to
         return v
 
     monkeypatch.setattr(shadow, "check_tx", slipped)
@@ -231,3 +233,23 @@ def test_a_tail_equal_to_the_ring_size_taken_is_found_by_ring_index(monkeypatch:
     ring = [f for f in result.findings if f.kind == "ring"]
     assert ring and "RING_TAIL_BEYOND" in ring[0].escape.what, [(f.kind, f.escape.what) for f in result.findings]
     assert "ring" in replay(Case.from_finding(ring[0], 1, result.protection)).kinds()
+
+
+# -- audit slips, found as they happen in the on-disk log, and reproduced ------------------------------
+def test_a_wrong_reason_in_the_on_disk_log_is_a_finding_with_a_reproducer(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The slip: zero-length descriptors refused (rightly) but recorded as LEN_TOO_LONG.  The campaign writes
+    its log to disk; the watch reads each step's records back from the file and judges them, so the slip is a
+    finding of the batch that caused it (not only an end-of-campaign problem), and its case replays."""
+    with AuditLog(tmp_path / "ok.jsonl", "verifier") as log:
+        clean = run_campaign("verifier", 1, classes=["bad-length"], iterations=8, batch=32, audit=log)
+    assert not clean.findings and not clean.audit_problems
+    weaken_verdicts(monkeypatch, R.LEN_ZERO, to=R.LEN_TOO_LONG)
+    with AuditLog(tmp_path / "slip.jsonl", "verifier") as log:
+        result = run_campaign("verifier", 1, classes=["bad-length"], iterations=8, batch=32, audit=log)
+    wrong = [f for f in result.findings if f.kind == "audit" and "wrong reason" in f.escape.what]
+    assert wrong and "LEN_TOO_LONG" in wrong[0].escape.what, [(f.kind, f.escape.what) for f in result.findings]
+    assert wrong[0].block == 0 and wrong[0].iteration == 0  # the first batch with a zero length, as it happened
+    again = replay(Case.from_dict(Case.from_finding(wrong[0], 1, result.protection).as_dict()))
+    assert any(e.kind == "audit" and "wrong reason" in e.what for e in again.escapes)
