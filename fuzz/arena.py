@@ -403,9 +403,16 @@ class Arena:
         """Mallory's store into her ``queue`` tail register, shown to the oracle (ring geometry at its edges)."""
         offset = self.rx_tail_offset if queue == "rx" else self.tx_tail_offset
         window, dev = self.mallory.map_registers("nic2"), self.nics["nic2"]
-        device_reg = regs.queue_reg(regs.RDT if queue == "rx" else regs.TDT, 0)
+        head, tail = (regs.RDH, regs.RDT) if queue == "rx" else (regs.TDH, regs.TDT)
         self.oracle.tail_written(
-            "nic2", queue, 0, value, RING, lambda: window.write32(offset, value), lambda: dev.reg(device_reg)
+            "nic2",
+            queue,
+            0,
+            value,
+            RING,
+            lambda: window.write32(offset, value),
+            lambda: (dev.reg(regs.queue_reg(head, 0)), dev.reg(regs.queue_reg(tail, 0))),
+            self.rx_ring if queue == "rx" else None,
         )
 
     # -- lifetime operations (use after unpin) -------------------------------------------

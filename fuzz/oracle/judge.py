@@ -42,6 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fuzz.oracle.escape import Escape
+from fuzz.oracle.geometry import RingModel, judge_tail_write
 from fuzz.oracle.liveness import Work
 from fuzz.oracle.reasons import (
     ACCESS_BITS,
@@ -122,6 +123,8 @@ class Oracle:
     rx_buffer: Callable[[str], int] | None = None
     #: the packet each device queue has fetched fragments of without its EOP yet
     _open: dict[tuple[str, int], OpenPacket] = field(default_factory=dict)
+    #: the oracle's account of each RX queue's tail and in-flight slots (ring geometry)
+    _rings: dict[tuple[str, str, int], RingModel] = field(default_factory=dict)
 
     # -- the pin reference -------------------------------------------------------------
     def grant(self, tenant: int, phys: int, length: int, access: int, bus: int | None = None) -> None:
@@ -384,41 +387,38 @@ class Oracle:
             self._rule(device, f"RX buffer addr={a:#x} (the device may write {size} bytes there)", name, a, size)
 
     # -- ring geometry at its edges ---------------------------------------------------------
-    def tail_written(self, nic: str, kind: str, queue: int, value: int, size: int, write: Callable[[], None],
-                     device_tail: Callable[[], int]) -> None:  # fmt: skip
+    def tail_written(
+        self,
+        nic: str,
+        kind: str,
+        queue: int,
+        value: int,
+        size: int,
+        write: Callable[[], None],
+        device: Callable[[], tuple[int, int]],
+        ring: npt.NDArray[np.void] | None = None,
+    ) -> None:
         """The queue's owner writes ``value`` to its ``kind`` tail of a ``size``-slot ring (``write`` does it).
 
-        With the rules on: a tail that is not a slot of the ring (``value >= size``, the value as written) must
-        be refused -- the device's real tail (``device_tail``, read from its register) does not move, and one
-        RING_TAIL_BEYOND record is added for the queue -- though no byte moves either way (kind ``"ring"``).
+        With the rules on, the write must be refused where the ring rules demand it (fuzz/oracle/geometry.py):
+        the device's (head, tail) registers (``device``) show its tail unmoved, and one RING_* record is added;
+        ``ring``: the tenant's RX ring, for the oracle's account of what is in flight.
         """
-        if self.rules is None or value < size:
+        if self.rules is None:
             write()
             return
-        counted = self._tail_refusals(nic, kind, queue)
-        before = device_tail()
-        write()
-        after = device_tail()
-        if after != before:
-            self.escapes.append(
-                Escape(
-                    "ring",
-                    f"{nic} {kind} tail {value:#x} on a {size}-slot ring: the device's tail moved "
-                    f"{before} -> {after}, which breaks RING_TAIL_BEYOND",
-                    nic,
-                )
-            )
-        if counted is not None and self._tail_refusals(nic, kind, queue) != counted + 1:
-            self.escapes.append(
-                Escape(
-                    "ring", f"{nic} {kind} tail {value:#x} on a {size}-slot ring: not audited as RING_TAIL_BEYOND", nic
-                )
-            )
+        model = None
+        if kind == "rx" and ring is not None:
+            model = self._rings.setdefault((nic, kind, queue), RingModel(size))
+        for reason, what in judge_tail_write(
+            nic, kind, value, size, model, write, device, lambda: self._refusal_counts(nic, kind, queue), ring
+        ):
+            self.escapes.append(Escape("ring", f"{what}, which breaks {reason}", nic))
 
-    def _tail_refusals(self, nic: str, kind: str, queue: int) -> int | None:
+    def _refusal_counts(self, nic: str, kind: str, queue: int) -> dict[str, int] | None:
         if self.audit is None:
             return None
-        return int(self.audit.sink.statistics(nic, queue, kind).get("RING_TAIL_BEYOND", 0))
+        return dict(self.audit.sink.statistics(nic, queue, kind))
 
     # -- the wire ----------------------------------------------------------------------
     def on_wire(self, source: str, frames: FrameBatch, _stamps: npt.NDArray[np.int64]) -> None:

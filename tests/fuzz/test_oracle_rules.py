@@ -23,6 +23,8 @@ from fuzz.arena import MemoryMap
 from fuzz.campaign import CampaignResult, run_campaign
 from fuzz.case import Case, replay
 from fuzz.classes import CLASSES, AttackClass
+from fuzz.classes import overrun as ring_overrun
+from fuzz.oracle.geometry import RingModel
 from fuzz.oracle.rules import DEFAULT_RULES, OpenPacket, packet_atomicity, packet_rules
 from fuzz.steps import Attack, EveSends, Free, Pin, Rx, Tx, Unpin, VictimAlloc, tx_batch
 from fuzz.steps.tx import GOOD
@@ -253,3 +255,29 @@ def test_a_wrong_reason_in_the_on_disk_log_is_a_finding_with_a_reproducer(
     assert wrong[0].block == 0 and wrong[0].iteration == 0  # the first batch with a zero length, as it happened
     again = replay(Case.from_dict(Case.from_finding(wrong[0], 1, result.protection).as_dict()))
     assert any(e.kind == "audit" and "wrong reason" in e.what for e in again.escapes)
+
+
+def test_an_overrun_taken_is_found_by_ring_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The slip: ``judge_tail`` forgets the overrun (a tail claiming more new slots than are free, over RX
+    buffers the device still holds, is taken).  The oracle's own account of what is in flight demands it."""
+    overrun = AttackClass("test-overrun", "ring-index's overrun", frozenset(), ring_overrun)
+    assert not campaign([overrun], iterations=4).findings
+    real = queue_state.judge_tail
+
+    def no_overrun(new_tail: int, tail: int, done: int, size: int) -> int:
+        reason = real(new_tail, tail, done, size)
+        return R.OK if reason == R.RING_OVERRUN else reason
+
+    monkeypatch.setattr(queue_state, "judge_tail", no_overrun)
+    result = campaign([overrun], iterations=4)
+    ring = [f for f in result.findings if f.kind == "ring"]
+    assert ring and "RING_OVERRUN" in ring[0].escape.what, [(f.kind, f.escape.what) for f in result.findings]
+    assert "ring" in replay(Case.from_finding(ring[0], 1, result.protection)).kinds()
+
+
+def test_the_ring_model_demands_the_documented_verdicts() -> None:
+    """docs/verifier.md's example: size 64, done 14, tail 54."""
+    model = RingModel(64, tail=54)
+    assert [model.required(t, 14) for t in (54, 13, 14, 22, 23, 53, 64)] == [
+        None, None, "RING_OVERRUN", "RING_OVERRUN", "RING_TAIL_BACKWARDS", "RING_TAIL_BACKWARDS", "RING_TAIL_BEYOND"
+    ]  # fmt: skip
