@@ -281,3 +281,27 @@ def test_the_ring_model_demands_the_documented_verdicts() -> None:
     assert [model.required(t, 14) for t in (54, 13, 14, 22, 23, 53, 64)] == [
         None, None, "RING_OVERRUN", "RING_OVERRUN", "RING_TAIL_BACKWARDS", "RING_TAIL_BACKWARDS", "RING_TAIL_BEYOND"
     ]  # fmt: skip
+
+
+def test_checksum_offsets_outside_the_packet_let_through_are_found_by_bad_cmd(monkeypatch: pytest.MonkeyPatch) -> None:
+    weaken_verdicts(monkeypatch, R.CSUM_OFFSET)
+    assert_found_and_reproduced(campaign([CLASSES["bad-cmd"]]), "CSUM_OFFSET")
+
+
+def test_an_unpin_released_at_once_while_in_flight_is_found_by_use_after_unpin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The slip (verifier/pins.py ``release``): an unpin never asks the queues what is in flight."""
+
+    def release_now(self: pins.PinTable, handle: int) -> str:
+        pin = self.pins.get(handle)
+        if pin is None or pin.state != pins.ACTIVE:
+            raise pins.PinError(f"no active pin with handle {handle}")
+        self.access[pin.frames] = 0
+        self._rebuild()
+        self._finish(pin)
+        return "released"
+
+    monkeypatch.setattr(pins.PinTable, "release", release_now)
+    result = campaign([CLASSES["use-after-unpin"]], iterations=16)
+    assert {"dma", "integrity"} <= {f.kind for f in result.findings}, [(f.kind, f.escape.what) for f in result.findings]
