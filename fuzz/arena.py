@@ -412,7 +412,7 @@ class Arena:
             RING,
             lambda: window.write32(offset, value),
             lambda: (dev.reg(regs.queue_reg(head, 0)), dev.reg(regs.queue_reg(tail, 0))),
-            self.rx_ring if queue == "rx" else None,
+            self.rx_ring if queue == "rx" else self.tx_ring,
         )
 
     # -- lifetime operations (use after unpin) -------------------------------------------

@@ -57,7 +57,10 @@ class RingModel:
         return "RING_TAIL_BACKWARDS" if self.size - forward < forward else "RING_OVERRUN"
 
     def took(self, value: int, ring: npt.NDArray[np.void]) -> None:
-        """The kernel took the tail ``value``: the consumed slots without a refusal mark went to the device."""
+        """The kernel took the tail ``value``: the consumed slots without a refusal mark went to the device (RX)."""
+        if "errors" not in (ring.dtype.names or ()):  # TX: only the tail is followed
+            self.tail = value
+            return
         consumed = indices.slots(self.tail, indices.used(self.tail, value, self.size), self.size)
         refused = (
             ((ring["status"][consumed] & np.uint8(RXD_STAT_DD)) != 0)
@@ -85,7 +88,8 @@ def judge_tail_write(
     (None: no audit to judge).
     """
     head, before = device()
-    done = model.done(indices.used(head, before, size)) if model is not None else None
+    rx = ring is not None and "errors" in (ring.dtype.names or ())
+    done = model.done(indices.used(head, before, size)) if model is not None and rx else None
     need = "RING_TAIL_BEYOND" if value >= size else None
     if need is None and model is not None and done is not None:
         need = model.required(value, done)
@@ -95,7 +99,9 @@ def judge_tail_write(
     if need is not None:
         _, after = device()
         where = f"{nic} {kind} tail {value:#x} on a {size}-slot ring" + (
-            f" (tail {model.tail}, oldest slot in flight {done})" if model is not None and value < size else ""
+            f" (tail {model.tail}, oldest slot in flight {done})"
+            if model is not None and done is not None and value < size
+            else ""
         )
         if after != before:
             found.append((need, f"{where}: the device's tail moved {before} -> {after}"))

@@ -50,7 +50,8 @@ from fuzz.oracle.reasons import (
     UNPIN_ASKED,
     Reference,
 )
-from fuzz.oracle.rules import OpenPacket, RuleBook, descriptor_rules, packet_rules
+from fuzz.oracle.rules import OpenPacket, RuleBook, descriptor_rules, packet_rules, window_atomicity
+from ring import indices
 from ring.descriptors import DESC_SIZE, RX_DESC, TX_DESC
 from ring.frames import FrameBatch
 from ring.memory import CANARY_SIZE, CANARY_TAG, OWNER_KERNEL, PAGE_SHIFT, PhysicalMemory, owner_name
@@ -402,18 +403,30 @@ class Oracle:
 
         With the rules on, the write must be refused where the ring rules demand it (fuzz/oracle/geometry.py):
         the device's (head, tail) registers (``device``) show its tail unmoved, and one RING_* record is added;
-        ``ring``: the tenant's RX ring, for the oracle's account of what is in flight.
+        ``ring``: the tenant's ring, for the oracle's account of what is in flight (RX) and of what one doorbell
+        consumed (TX: a packet of it may not have a slot refused and a slot sent, in any order).
         """
         if self.rules is None:
             write()
             return
-        model = None
-        if kind == "rx" and ring is not None:
-            model = self._rings.setdefault((nic, kind, queue), RingModel(size))
+        model = self._rings.setdefault((nic, kind, queue), RingModel(size)) if ring is not None else None
+        tail = None if model is None else model.tail
         for reason, what in judge_tail_write(
             nic, kind, value, size, model, write, device, lambda: self._refusal_counts(nic, kind, queue), ring
         ):
             self.escapes.append(Escape("ring", f"{what}, which breaks {reason}", nic))
+        if kind == "tx" and ring is not None and model is not None and tail is not None and model.tail != tail:
+            window = indices.slots(tail, indices.used(tail, model.tail, size), size)
+            split = window_atomicity(ring, window)
+            if split is not None:
+                self.escapes.append(
+                    Escape(
+                        "rule",
+                        f"{nic} tx queue {queue}: one doorbell's packet at slots {split} has slots refused and "
+                        "slots sent, which breaks PKT_BAD_FRAGMENT (a packet goes whole or not at all)",
+                        nic,
+                    )
+                )
 
     def _refusal_counts(self, nic: str, kind: str, queue: int) -> dict[str, int] | None:
         if self.audit is None:

@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ring import regs
-from ring.descriptors import TXD_CMD_EOP, TXD_CMD_IC, TXD_CMD_SUPPORTED
+from ring.descriptors import TXD_CMD_EOP, TXD_CMD_IC, TXD_CMD_SUPPORTED, TXD_STAT_DD, TXD_STAT_REFUSED
 from ring.memory import PAGE_SIZE
 
 I64 = npt.NDArray[np.int64]
@@ -153,6 +153,35 @@ def packet_atomicity(eop: Mask, refused: I64, sent: I64, size: int) -> list[tupl
     after = (more + 1) % size
     split = np.isin(after, refused)
     return list(zip(more[split].tolist(), after[split].tolist(), strict=True))
+
+
+def window_atomicity(ring: npt.NDArray[np.void], window: I64) -> tuple[int, int] | None:
+    """The first packet of one doorbell's consumed TX slots (``window``, in ring order) that has a slot refused
+    (DD|REFUSED) and a slot sent (DD without REFUSED), as ``(first slot, last slot)``; None when there is none.
+
+    Read right after the doorbell (inline engine: what it posted is sent within it).  Within one doorbell the
+    packets are exact: numbered by the EOP bits in the order the kernel read the slots, the open packet at the
+    end being the last.  (A held fragment waits unmarked: it is neither.)
+    """
+    if window.size == 0:
+        return None
+    status = ring["status"][window]
+    dd = (status & np.uint8(TXD_STAT_DD)) != 0
+    refused = dd & ((status & np.uint8(TXD_STAT_REFUSED)) != 0)
+    sent = dd & ~refused
+    if not (bool(refused.any()) and bool(sent.any())):
+        return None
+    eop = (ring["cmd"][window] & np.uint8(TXD_CMD_EOP)) != 0
+    pkt = np.cumsum(eop) - eop
+    npkt = int(pkt[-1]) + 1
+    both = (np.bincount(pkt, weights=refused, minlength=npkt) > 0) & (
+        np.bincount(pkt, weights=sent, minlength=npkt) > 0
+    )
+    if not bool(both.any()):
+        return None
+    p = int(np.argmax(both))
+    members = window[pkt == p]
+    return int(members[0]), int(members[-1])
 
 
 def rx_buffer_bytes(rctl: int) -> int:

@@ -305,3 +305,24 @@ def test_an_unpin_released_at_once_while_in_flight_is_found_by_use_after_unpin(
     monkeypatch.setattr(pins.PinTable, "release", release_now)
     result = campaign([CLASSES["use-after-unpin"]], iterations=16)
     assert {"dma", "integrity"} <= {f.kind for f in result.findings}, [(f.kind, f.escape.what) for f in result.findings]
+
+
+def test_a_refused_first_fragment_with_its_packet_sent_is_found_within_the_doorbell(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The order the ring alone cannot judge (a refused fragment, then sent ones): the oracle sees where each of
+    mallory's doorbells ends (``Oracle.tail_written``) and judges each doorbell's packets exactly."""
+    first_bad = AttackClass("test-first-fragment-bad", "first of 3 bad", frozenset(), first_fragment_bad)
+    assert not rules_found(campaign([first_bad]))
+    weaken_verdicts(monkeypatch, R.PKT_BAD_FRAGMENT)
+    result = campaign([first_bad])
+    assert any("one doorbell's packet" in w for w in rules_found(result)), rules_found(result)
+
+
+def first_fragment_bad(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
+    """Packets of three fragments from mallory's read pin whose first fragment has length 0."""
+    k = max(1, n // 3)
+    length = rng.integers(60, 600, 3 * k)
+    length[::3] = 0
+    addr = (m.read_pin.bus + rng.integers(0, m.read_pin.size - 600, 3 * k)).astype(np.uint64)
+    return Attack.of(Tx(tx_batch(addr, length, np.tile(np.array([MORE, MORE, GOOD]), k))))
