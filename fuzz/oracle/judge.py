@@ -78,8 +78,8 @@ class DmaBatchLike(Protocol):
     def phys(self) -> npt.NDArray[np.uint64]: ...
     @property
     def allowed(self) -> npt.NDArray[np.bool_]: ...
-    @property
-    def queue(self) -> int: ...
+
+    # ``queue`` (the device queue) is read where present: open packets are carried per (device, queue)
 
 
 @dataclass
