@@ -24,6 +24,7 @@ from fuzz.campaign import CampaignResult, run_campaign
 from fuzz.case import Case, replay
 from fuzz.classes import CLASSES, AttackClass
 from fuzz.classes import overrun as ring_overrun
+from fuzz.log_follow import LogFollower
 from fuzz.oracle.geometry import RingModel
 from fuzz.oracle.rules import DEFAULT_RULES, OpenPacket, packet_atomicity, packet_rules
 from fuzz.steps import Attack, EveSends, Free, Pin, Rx, Tx, Unpin, VictimAlloc, tx_batch
@@ -326,3 +327,14 @@ def first_fragment_bad(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack
     length[::3] = 0
     addr = (m.read_pin.bus + rng.integers(0, m.read_pin.size - 600, 3 * k)).astype(np.uint64)
     return Attack.of(Tx(tx_batch(addr, length, np.tile(np.array([MORE, MORE, GOOD]), k))))
+
+
+def test_the_log_is_followed_across_rotations(tmp_path: Path) -> None:
+    """Every record of every step is read back, in order, while the writer rotates its file many times."""
+    with AuditLog(tmp_path / "r.jsonl", "verifier", rotate_bytes=20_000, max_bytes=None) as log:
+        result = run_campaign("verifier", 1, classes=["kernel-tx", "bad-length"], iterations=12, batch=32, audit=log)
+    assert len(list(tmp_path.glob("r.jsonl.*"))) > 3
+    assert not result.findings and not result.audit_problems
+    follower = LogFollower(tmp_path / "r.jsonl")
+    assert follower() == []  # a new follower starts at the end
+    follower.close()
