@@ -42,7 +42,8 @@ from device.e1000 import E1000, EngineMode
 from device.poller import DevicePoller
 from driver.tenant.txq import TxQueue
 from fuzz.oracle.judge import Escape, Oracle
-from ring import indices
+from fuzz.oracle.rules import DEFAULT_RULES, rx_buffer_bytes
+from ring import indices, regs
 from ring.descriptors import DESC_SIZE, RX_DESC, TX_DESC
 from ring.frames import FrameBatch
 from ring.memory import PAGE_SIZE, PhysicalMemory
@@ -160,6 +161,9 @@ class Arena:
         world = World.build(scen, pcap=False, audit=audit)
         memory, tenants = world.memory, world.tenants
         oracle = watching(world, detail_limit)
+        if world.scenario.protection is Protection.VERIFIER:  # the mode whose kernel claims every rule
+            oracle.rules = DEFAULT_RULES
+            oracle.rx_buffer = lambda nic: rx_buffer_bytes(world.nics[nic].reg(regs.RCTL))
 
         mallory, alice = tenants["mallory"], tenants["alice"]
         tx_region = mallory.alloc_dma(RING * DESC_SIZE)
@@ -318,7 +322,7 @@ class Arena:
                 hooks = state.before_read if rewrite.point == "before_read" else state.after_check
                 hooks.append(hook)
         try:
-            self.mallory.map_registers("nic2").write32(self.tx_tail_offset, value & 0xFFFF_FFFF)
+            self._tail("tx", value & 0xFFFF_FFFF)
         finally:
             if hooks is not None and hook is not None:
                 hooks.remove(hook)
@@ -393,8 +397,23 @@ class Arena:
 
     def doorbell(self, queue: str) -> None:
         """Ring mallory's ``queue`` ("rx" or "tx") at its natural tail (what was written without a doorbell)."""
-        offset, value = (self.rx_tail_offset, self.rx_tail) if queue == "rx" else (self.tx_tail_offset, self.tx_tail)
-        self.mallory.map_registers("nic2").write32(offset, value)
+        self._tail(queue, self.rx_tail if queue == "rx" else self.tx_tail)
+
+    def _tail(self, queue: str, value: int) -> None:
+        """Mallory's store into her ``queue`` tail register, shown to the oracle (ring geometry at its edges)."""
+        offset = self.rx_tail_offset if queue == "rx" else self.tx_tail_offset
+        window, dev = self.mallory.map_registers("nic2"), self.nics["nic2"]
+        head, tail = (regs.RDH, regs.RDT) if queue == "rx" else (regs.TDH, regs.TDT)
+        self.oracle.tail_written(
+            "nic2",
+            queue,
+            0,
+            value,
+            RING,
+            lambda: window.write32(offset, value),
+            lambda: (dev.reg(regs.queue_reg(head, 0)), dev.reg(regs.queue_reg(tail, 0))),
+            self.rx_ring if queue == "rx" else self.tx_ring,
+        )
 
     # -- lifetime operations (use after unpin) -------------------------------------------
     def pin(self, span: str, access: int) -> None:

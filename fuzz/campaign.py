@@ -49,6 +49,7 @@ from fuzz.arena import MAX_BATCH, Arena
 from fuzz.budget import ArenaReaper, EndCheck, frozen_heap
 from fuzz.classes import AttackClass, select
 from fuzz.coverage import MAX_KEPT, MUTATE_CHANCE, Coverage
+from fuzz.log_follow import LogFollower
 from fuzz.oracle.audit import AuditWatch, audit_complete, audit_count
 from fuzz.oracle.escape import Escape
 from fuzz.oracle.liveness import Budget, bounded_step
@@ -239,6 +240,11 @@ def run_campaign(
             pool[name].append(b)
     sink: AuditSink = audit if audit is not None else MemoryAudit(keep=1000)
     watch = AuditWatch(sink, verify=audit_read.verify)
+    follower = None
+    if sink.capacity == 0 and sink.path is not None:  # a file-backed log: judged after every step too
+        sink.commit()
+        follower = LogFollower(sink.path)
+        watch.follow = follower
     end_check = EndCheck(sink, audit_read.verify)
     result = CampaignResult(protection, seed, [c.name for c in chosen], batch, jobs=jobs)
     result.stats = {c.name: ClassStats() for c in chosen}
@@ -327,6 +333,8 @@ def run_campaign(
                 record(cls, arena.close(), last, per_block - 1)
                 stats.escapes += arena.take_suppressed()
             block += jobs
+    if follower is not None:
+        follower.close()
     if result.interrupted:
         result.audit_checked = False
     else:
