@@ -17,6 +17,13 @@ Memory map (first fit after the kernel's 1024 frames)::
              2 pages pinned device-read, 2 write-only, 2 read-write, 2 mapped but never pinned
     alice:   2 pages of secret (read pin), 2 pages of RX buffers (write pin)
     mallory: 1 spare page, mapped, not pinned (``uaf``: the use-after-unpin sequences pin, unpin and free it)
+    mallory: 3 pages, pages 0 and 2 pinned read-write, page 1 not (``holey``: a hole between two pins)
+    mallory: 1 page pinned read-write, alice: 1 page (secret, guarded), mallory: 1 page pinned read-write
+             (``scattered``: mallory's pinned frames are not contiguous: alice's frame lies between them)
+    mallory: 2 pages, mapped, not pinned (``spare``: rings and pins of the system-call classes)
+
+Everything after ``uaf`` was added later, after every older span, so no
+older address moved (the reproducers in fuzz/corpus name them).
 
 Every operation a campaign or a reproducer performs is a method here
 (``tx`` -- with an optional race rewrite --, ``rx``, ``doorbell``, ``reg``,
@@ -97,12 +104,45 @@ class MemoryMap:
     alice_rx: Span  # alice, write pin
     uaf: Span  # mallory, mapped, not pinned at first: the use-after-unpin page
     tx_ring: int  # bus address of mallory's TX ring
+    holey: Span  # mallory, 3 pages: the first and last pinned read-write, the middle one not (a hole)
+    scattered_lo: Span  # mallory, 1 page pinned read-write, just below alice's ``alice_gap``
+    alice_gap: Span  # alice, 1 page of secret between mallory's two scattered pins
+    scattered_hi: Span  # mallory, 1 page pinned read-write, just above ``alice_gap``
+    spare: Span  # mallory, 2 pages mapped, never pinned at build: the system-call classes pin and ring it
     ring_size: int = RING
 
     @property
     def pin_edges(self) -> list[Span]:
         """Mallory's pins, in address order: their first and last bytes are the straddle targets."""
         return [self.scratch, self.read_pin, self.write_pin, self.rw_pin]
+
+    @property
+    def holes(self) -> tuple[Span, Span, Span]:
+        """The hole's page and the pinned pages around it (``holey``: pinned, hole, pinned)."""
+        h = self.holey
+        return (
+            Span(h.bus, h.phys, PAGE_SIZE),
+            Span(h.bus + PAGE_SIZE, h.phys + PAGE_SIZE, PAGE_SIZE),
+            Span(h.bus + 2 * PAGE_SIZE, h.phys + 2 * PAGE_SIZE, PAGE_SIZE),
+        )
+
+    def pinned_runs(self, access: int) -> list[tuple[int, int]]:
+        """Mallory's maximal runs of device addresses pinned with ``access`` (1 read, 2 write), as [start, end).
+
+        Adjacent pins merge, so the byte just outside a run is never pinned with the access: a run's edges
+        are the exact boundaries of the rule (a buffer ending on a run's last byte is valid, one more is not).
+        """
+        lo, hole, hi = self.holes
+        spans = [(self.scratch, 1), (self.read_pin, 1), (self.write_pin, 2), (self.rw_pin, 3), (lo, 3), (hi, 3),
+                 (self.scattered_lo, 3), (self.scattered_hi, 3)]  # fmt: skip
+        ranges = sorted((s.bus, s.end) for s, a in spans if a & access)
+        runs: list[list[int]] = []
+        for start, end in ranges:
+            if runs and runs[-1][1] == start:
+                runs[-1][1] = end
+            else:
+                runs.append([start, end])
+        return [(a, b) for a, b in runs]
 
 
 def watching(world: World[Emulated], detail_limit: int | None = None) -> Oracle:
@@ -181,9 +221,19 @@ class Arena:
         secret_region, alice_secret = pinned(alice, 2, DEVICE_READ)
         _, alice_rx = pinned(alice, 2, DEVICE_WRITE)
         uaf_region, uaf = pinned(mallory, 1, None)  # after alice's: the addresses above stay as they were
+        # Added later, after everything above (no older address moved): pins over scattered memory.
+        holey_region, holey = pinned(mallory, 3, None)
+        for page in (0, 2):  # two pins with an unpinned page between them
+            vaddr = holey_region.vaddr + page * PAGE_SIZE
+            mallory.pin(vaddr, PAGE_SIZE, READ_WRITE)
+            oracle.grant(mallory.tenant_id, holey.phys + page * PAGE_SIZE, PAGE_SIZE, READ_WRITE,
+                         holey.bus + page * PAGE_SIZE)  # fmt: skip
+        _, scattered_lo = pinned(mallory, 1, READ_WRITE)
+        gap_region, alice_gap = pinned(alice, 1, None)
+        _, scattered_hi = pinned(mallory, 1, READ_WRITE)
+        spare_region, spare = pinned(mallory, 2, None)
         marker = SECRET + b"%d" % seed
-        for page in range(2):
-            view = secret_region.view[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
+        for view in (*(secret_region.view[p * PAGE_SIZE : (p + 1) * PAGE_SIZE] for p in range(2)), gap_region.view):
             view[:] = 0x5A
             for at in range(0, PAGE_SIZE - len(marker), 256):  # the marker all over: any slice of it leaks
                 view[at : at + len(marker)] = np.frombuffer(marker, dtype=np.uint8)
@@ -193,6 +243,7 @@ class Arena:
         oracle.guard("kernel memory", kernel_span.phys, kernel_span.size)
         oracle.guard("alice's secret", alice_secret.phys, alice_secret.size)
         oracle.guard("alice's RX buffers", alice_rx.phys, alice_rx.size)
+        oracle.guard("alice's page between mallory's pins", alice_gap.phys, alice_gap.size)
 
         # queues last: shadow rings and sinks are allocated here, after every address above
         tx_handle = mallory.open_tx_queue("nic2", 0, tx_region, RING)
@@ -223,6 +274,11 @@ class Arena:
             alice_rx,
             uaf,
             tx_region.bus,
+            holey,
+            scattered_lo,
+            alice_gap,
+            scattered_hi,
+            spare,
         )
         arena = cls(
             world,
@@ -234,7 +290,7 @@ class Arena:
             rx_handle.tail_offset,
             eve_txq,
             FrameBatch.from_matrix(frames),
-            {"uaf": uaf_region},
+            {"uaf": uaf_region, "spare": spare_region, "holey": holey_region},
         )
         if resettable:
             arena.snapshot = Snapshot(world)
