@@ -103,10 +103,11 @@ def hidden_tx(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     length = edge_lengths(rng, n, MAX_BUFFER)
     addr = valid_ranges(rng, m, READ, length)
     cmd = np.full(n, GOOD, dtype=np.int64)
-    kind = int(rng.integers(0, 9))
-    if kind == 8 and n >= MAX_FRAGMENTS + 2:
+    pick = rng.random()
+    if pick < 0.1 and n >= MAX_FRAGMENTS + 2:
         return Attack.of(Tx(_fragment_edge(rng, m, addr, length)))
-    if kind < 7:  # else (kind 7, or 8 in a short batch): all valid, the batch the compiled path takes whole
+    kind = int(rng.integers(0, 7))
+    if pick >= 0.3:  # else all valid: the batch the compiled path takes whole
         at = int(rng.choice([0, n - 1, int(rng.integers(0, n))]))
         if kind in (0, 1):  # a byte past an edge of a read-pinned run
             length[at] = int(edge_lengths(rng, 1, MAX_BUFFER)[0])
