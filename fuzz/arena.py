@@ -36,9 +36,10 @@ refusal is a verdict, not a crash.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -49,6 +50,7 @@ from device.e1000 import E1000, EngineMode
 from device.poller import DevicePoller
 from driver.tenant.txq import TxQueue
 from fuzz.oracle.judge import Escape, Oracle
+from fuzz.oracle.queues import QueueWatch
 from ring import indices
 from ring.descriptors import DESC_SIZE, RX_DESC, TX_DESC
 from ring.frames import FrameBatch
@@ -74,6 +76,26 @@ THREAD_ROUNDS = 32  # tx_threaded: at most so many doorbells in one step
 THREAD_SECONDS = 0.5  # ... and at most so long (then the threads are stopped and the poller drained)
 THREAD_PAUSE = 0.0005  # after each doorbell the main thread sleeps this long: the device and the attacker run
 READ_WRITE = DEVICE_READ | DEVICE_WRITE
+#: How far a pin_range may reach outside its span (into the guard pages around it) and how long it may be.
+PIN_REACH = 2 * PAGE_SIZE
+NICS = ("nic0", "nic1", "nic2", "nic3")  # the attack scenario's NICs (alice, bob, mallory, eve)
+
+
+def acting(tenant: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """An arena operation performed by ``tenant``: the queue watch checks no other tenant's queue moved."""
+
+    def wrap(method: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(method)
+        def run(self: Arena, *args: object, **kwargs: object) -> None:
+            before = self.queues.read()
+            try:
+                method(self, *args, **kwargs)
+            finally:
+                self.oracle.escapes += self.queues.moved(self.tenants[tenant].tenant_id, before)
+
+        return run
+
+    return wrap
 
 
 @dataclass(frozen=True)
@@ -176,11 +198,14 @@ class Arena:
     eve_txq: TxQueue
     eve_frames: FrameBatch
     spans: dict[str, DmaRegion]  # mallory's regions the lifetime operations name
+    queues: QueueWatch  # the oracle's check that a queue moves only when its owner acts
     tx_tail: int = 0
     rx_tail: int = 0
     log: list[str] = field(default_factory=list)
     handles: dict[str, int] = field(default_factory=dict)  # span -> pin handle
     victims: int = 0  # alice's allocations so far
+    #: pins made by ``pin_range`` (handle, span, first page, pages), in order: ``unpin_range`` names them by index
+    range_pins: list[tuple[int, str, int, int]] = field(default_factory=list)
     #: the machine as built, for ``reset`` (None unless built ``resettable``)
     snapshot: Snapshot | None = None
 
@@ -291,6 +316,7 @@ class Arena:
             eve_txq,
             FrameBatch.from_matrix(frames),
             {"uaf": uaf_region, "spare": spare_region, "holey": holey_region},
+            QueueWatch(world.nics, oracle.queue_owner, oracle.names),
         )
         if resettable:
             arena.snapshot = Snapshot(world)
@@ -336,6 +362,7 @@ class Arena:
         return self.tenants["mallory"]
 
     # -- operations (one per reproducer op) -------------------------------------------
+    @acting("mallory")
     def tx(self, descs: npt.NDArray[np.void], tail: int | None = None, rewrite: Rewrite | None = None) -> None:
         """Write ``descs`` at mallory's TX tail and ring the doorbell.
 
@@ -385,6 +412,7 @@ class Arena:
         if rewrite.length is not None:
             self.tx_ring["length"][slot] = rewrite.length & 0xFFFF
 
+    @acting("mallory")
     def tx_threaded(self, descs: npt.NDArray[np.void], rewrite: Rewrite) -> None:
         """The threaded race: nic2 runs on a ``DevicePoller`` for this step while a second thread keeps rewriting.
 
@@ -437,6 +465,7 @@ class Arena:
             dev.mode = EngineMode.INLINE
         self.log.append(f"tx_threaded: {rounds} round(s) of {n} descriptor(s), poller rounds {poller.rounds}")
 
+    @acting("mallory")
     def rx(self, addrs: npt.NDArray[np.uint64], doorbell: bool = True) -> None:
         """Post empty RX buffers at ``addrs`` on mallory's RX ring and ring the doorbell (unless told not to)."""
         n = int(addrs.size)
@@ -447,12 +476,14 @@ class Arena:
         if doorbell:
             self.doorbell("rx")
 
+    @acting("mallory")
     def doorbell(self, queue: str) -> None:
         """Ring mallory's ``queue`` ("rx" or "tx") at its natural tail (what was written without a doorbell)."""
         offset, value = (self.rx_tail_offset, self.rx_tail) if queue == "rx" else (self.tx_tail_offset, self.tx_tail)
         self.mallory.map_registers("nic2").write32(offset, value)
 
     # -- lifetime operations (use after unpin) -------------------------------------------
+    @acting("mallory")
     def pin(self, span: str, access: int) -> None:
         """Mallory pins one of her spans; the oracle's pin reference learns of it (nothing else does)."""
         region = self.spans[span]
@@ -470,6 +501,7 @@ class Arena:
         )
         self.log.append(f"pin {span}: handle {int(handle)}")
 
+    @acting("mallory")
     def unpin(self, span: str) -> None:
         """Mallory unpins a span ("released" at once, or "deferred" while DMA is in flight)."""
         handle = self.handles.pop(span, None)
@@ -489,6 +521,7 @@ class Arena:
         else:  # deferred: pinned for the DMA in flight, released whenever the kernel lets go
             self.oracle.release_pending(self.mallory.tenant_id, phys, region.size)
 
+    @acting("mallory")
     def free(self, span: str) -> None:
         """Mallory frees a span's memory (refused while pinned, also while a deferred unpin waits)."""
         region = self.spans[span]
@@ -501,6 +534,7 @@ class Arena:
         self.oracle.revoke(self.mallory.tenant_id, phys, region.size, region.bus)
         self.log.append(f"free {span}: done, frame {phys >> 12} back in the free pool")
 
+    @acting("alice")
     def victim_alloc(self, pages: int) -> None:
         """Alice allocates ``pages`` (first fit: a frame mallory just freed) and fills them; the oracle guards them."""
         region = self.tenants["alice"].alloc_dma(max(1, pages) * PAGE_SIZE)
@@ -512,6 +546,7 @@ class Arena:
         self.oracle.guard(name, phys, region.size)
         self.log.append(f"victim_alloc: alice got frame {phys >> 12}")
 
+    @acting("eve")
     def eve_sends(self, count: int) -> None:
         """Eve sends ``count`` frames to mallory's NIC, so that posted RX buffers are used."""
         count = max(0, min(count, MAX_BATCH))
@@ -520,15 +555,71 @@ class Arena:
                 FrameBatch(self.eve_frames.data[: count * FRAME_LEN], self.eve_frames.lengths[:count])
             )
 
+    @acting("mallory")
     def fake_ring(self, descs: npt.NDArray[np.void]) -> None:
         """Mallory writes descriptors into her scratch page (a ring of her own making, for register attacks)."""
         view = self.memory.data[self.map.scratch.phys : self.map.scratch.phys + self.map.scratch.size].view(TX_DESC)
         view[:] = np.zeros(view.size, dtype=TX_DESC)
         view[: descs.size] = descs
 
+    @acting("mallory")
     def reg(self, offset: int, value: int) -> None:
         """Mallory stores ``value`` into register ``offset`` of nic2 (anything but a tail is refused when trapped)."""
         self.mallory.map_registers("nic2").write32(offset, value & 0xFFFF_FFFF)
+
+    # -- the system-call surface: any range, any NIC ----------------------------------------
+    @acting("mallory")
+    def pin_range(self, span: str, offset: int, length: int, access: int) -> None:
+        """Mallory pins ``length`` bytes at ``offset`` into one of her spans (offset and length may reach into the
+        guard pages around it, be zero, overlap a pin, ask for no or unknown access); the oracle's pin reference
+        learns of what the kernel accepted, page by page as mallory's own page table says."""
+        region = self.spans[span]
+        vaddr = region.vaddr + offset
+        try:
+            handle = self.mallory.pin(vaddr, length, access)
+        except KernelError as err:
+            self.log.append(f"pin_range {span}{offset:+#x} len {length:#x} access {access}: refused ({err})")
+            return
+        first, last = vaddr >> 12, (vaddr + length - 1) >> 12
+        for page in range(first, last + 1):
+            phys = self.mallory.virt_to_phys(page << 12)
+            bus = region.bus + (page << 12) - region.vaddr
+            self.oracle.grant(self.mallory.tenant_id, phys, PAGE_SIZE, access, bus)
+        self.range_pins.append((int(handle), span, first, last - first + 1))
+        self.log.append(f"pin_range {span}{offset:+#x} len {length:#x} access {access}: handle {int(handle)}")
+
+    @acting("mallory")
+    def unpin_range(self, index: int) -> None:
+        """Mallory unpins the ``index``-th pin this arena's ``pin_range`` made (past the last: a handle no pin
+        has, which the kernel must refuse)."""
+        if index >= len(self.range_pins):
+            bogus = 1 << 20 | index
+            try:
+                self.mallory.unpin(bogus)
+            except KernelError as err:
+                self.log.append(f"unpin_range {index}: handle {bogus} refused ({err})")
+                return
+            self.log.append(f"unpin_range {index}: handle {bogus} accepted")
+            return
+        handle, span, first, pages = self.range_pins[index]
+        try:
+            outcome = self.mallory.unpin(handle)
+        except KernelError as err:
+            self.log.append(f"unpin_range {index}: refused ({err})")
+            return
+        region = self.spans[span]
+        for page in range(first, first + pages):
+            phys = self.mallory.virt_to_phys(page << 12)
+            if outcome == "released":
+                self.oracle.revoke(self.mallory.tenant_id, phys, PAGE_SIZE, region.bus + (page << 12) - region.vaddr)
+            else:
+                self.oracle.release_pending(self.mallory.tenant_id, phys, PAGE_SIZE)
+        self.log.append(f"unpin_range {index}: {outcome}")
+
+    @acting("mallory")
+    def reg_at(self, nic: str, offset: int, value: int) -> None:
+        """Mallory stores ``value`` into register ``offset`` of any NIC, through her mapping of its registers."""
+        self.mallory.map_registers(nic).write32(offset, value & 0xFFFF_FFFF)
 
     def settle(self) -> list[Escape]:
         """After a step: the cheap integrity check; return and forget the escapes found since the last call.
