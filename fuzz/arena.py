@@ -20,7 +20,7 @@ Memory map (first fit after the kernel's 1024 frames)::
     mallory: 3 pages, pages 0 and 2 pinned read-write, page 1 not (``holey``: a hole between two pins)
     mallory: 1 page pinned read-write, alice: 1 page (secret, guarded), mallory: 1 page pinned read-write
              (``scattered``: mallory's pinned frames are not contiguous: alice's frame lies between them)
-    mallory: 2 pages, mapped, not pinned (``spare``: rings and pins of the system-call classes)
+    mallory: 2 pages, mapped, not pinned (``spare``: pins of the system-call classes), and two more, never pinned
 
 Everything after ``uaf`` was added later, after every older span, so no
 older address moved (the reproducers in fuzz/corpus name them).
@@ -256,7 +256,8 @@ class Arena:
         _, scattered_lo = pinned(mallory, 1, READ_WRITE)
         gap_region, alice_gap = pinned(alice, 1, None)
         _, scattered_hi = pinned(mallory, 1, READ_WRITE)
-        spare_region, spare = pinned(mallory, 2, None)
+        spare_region, whole = pinned(mallory, 4, None)  # pages 2 and 3: never pinned, a fence before what follows
+        spare = Span(whole.bus, whole.phys, 2 * PAGE_SIZE)
         marker = SECRET + b"%d" % seed
         for view in (*(secret_region.view[p * PAGE_SIZE : (p + 1) * PAGE_SIZE] for p in range(2)), gap_region.view):
             view[:] = 0x5A
@@ -496,6 +497,9 @@ class Arena:
             self.log.append(f"pin {span}: refused ({err})")
             return
         self.handles[span] = int(handle)
+        phys = self.mallory.virt_to_phys(region.vaddr)
+        # exactly this access now: a deferred unpin the kernel finished since leaves its bits in the reference
+        self.oracle.revoke(self.mallory.tenant_id, phys, region.size, region.bus)
         self.oracle.grant(
             self.mallory.tenant_id, self.mallory.virt_to_phys(region.vaddr), region.size, access, region.bus
         )
@@ -565,7 +569,14 @@ class Arena:
     @acting("mallory")
     def reg(self, offset: int, value: int) -> None:
         """Mallory stores ``value`` into register ``offset`` of nic2 (anything but a tail is refused when trapped)."""
-        self.mallory.map_registers("nic2").write32(offset, value & 0xFFFF_FFFF)
+        window = self.mallory.map_registers("nic2")
+        window.write32(offset, value & 0xFFFF_FFFF)
+        # a raw store to her own tail: her driver reads the tail back and goes on from where the queue now is
+        # (the kernel's accepted tail when trapped, the device's register otherwise), as a driver resyncs
+        if offset == self.rx_tail_offset:
+            self.rx_tail = window.read32(offset) % RING
+        elif offset == self.tx_tail_offset:
+            self.tx_tail = window.read32(offset) % RING
 
     # -- the system-call surface: any range, any NIC ----------------------------------------
     @acting("mallory")
@@ -584,6 +595,9 @@ class Arena:
         for page in range(first, last + 1):
             phys = self.mallory.virt_to_phys(page << 12)
             bus = region.bus + (page << 12) - region.vaddr
+            # the page now carries exactly this access (an earlier pin of it, released by the kernel when its
+            # in-flight DMA finished, leaves bits behind that a grant alone would keep)
+            self.oracle.revoke(self.mallory.tenant_id, phys, PAGE_SIZE, bus)
             self.oracle.grant(self.mallory.tenant_id, phys, PAGE_SIZE, access, bus)
         self.range_pins.append((int(handle), span, first, last - first + 1))
         self.log.append(f"pin_range {span}{offset:+#x} len {length:#x} access {access}: handle {int(handle)}")

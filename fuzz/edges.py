@@ -202,8 +202,9 @@ def ring_edge(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     first = valid_ranges(rng, m, WRITE, np.full(k, RX_BUFFER, dtype=np.int64))
     extra = valid_ranges(rng, m, WRITE, np.full(more, RX_BUFFER, dtype=np.int64))
     tail = int(rng.choice([size - 1, 0, 1, k + more - 1, k + more + 1, size, size + 1]))
-    # eve sends a full batch: buffers beyond the valid ones are stale slots (address 0) a bad tail handed over
-    steps: list[Step] = [Rx(first), Rx(extra, doorbell=False), Reg(regs.RDT, tail), EveSends(255)]
+    # eve sends a frame for every slot a tail may hand over (a full ring less one): beyond the valid buffers they
+    # land in stale slots (address 0), or use up the slots a careful kernel refused and neutralised
+    steps: list[Step] = [Rx(first), Rx(extra, doorbell=False), Reg(regs.RDT, tail), *(EveSends(c) for c in (255, 255, 1))]
     return Attack(tuple(steps), fresh=True)
 
 

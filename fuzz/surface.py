@@ -49,6 +49,7 @@ def pin_range(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
         if length and offset >= 0:
             first = span.bus + (offset // PAGE_SIZE) * PAGE_SIZE
             end = span.bus + ((offset + length - 1) // PAGE_SIZE + 1) * PAGE_SIZE
+            end = min(end, span.end + PAGE_SIZE)  # a pin past the span reaches at most its fence's first page
             targets.append((first, end, access or 1))
     if rng.random() < 0.3:
         steps.append(UnpinRange(int(rng.choice([0, 1, 40]))))
