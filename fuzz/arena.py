@@ -78,7 +78,9 @@ THREAD_PAUSE = 0.0005  # after each doorbell the main thread sleeps this long: t
 READ_WRITE = DEVICE_READ | DEVICE_WRITE
 #: How far a pin_range may reach outside its span (into the guard pages around it) and how long it may be.
 PIN_REACH = 2 * PAGE_SIZE
-NICS = ("nic0", "nic1", "nic2", "nic3")  # the attack scenario's NICs (alice, bob, mallory, eve)
+NICS = ("nic0", "nic1", "nic2", "nic3")
+SPARE_QUEUE = 1  # nic2's queue pair left free at build: ``open_queue`` opens it
+QUEUE_KINDS = ("tx", "rx")  # the attack scenario's NICs (alice, bob, mallory, eve)
 
 
 def acting(tenant: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -219,9 +221,10 @@ class Arena:
         resettable: bool = False,
     ) -> Arena:
         """The machine, its oracle and mallory's rings; ``resettable``: snapshot it too, so ``reset`` can reuse it."""
-        scen = dataclasses.replace(
-            scenario.load(embedded=SCENARIO), seed=seed, protection=Protection(protection), engine=EngineMode.INLINE
-        )
+        base = scenario.load(embedded=SCENARIO)
+        # nic2 gets a second queue pair, free for mallory's own ``open_queue`` calls (the arena's, not the demo's)
+        nics = tuple(dataclasses.replace(n, queues=SPARE_QUEUE + 1) if n.name == "nic2" else n for n in base.nics)
+        scen = dataclasses.replace(base, nics=nics, seed=seed, protection=Protection(protection), engine=EngineMode.INLINE)
         world = World.build(scen, pcap=False, audit=audit)
         memory, tenants = world.memory, world.tenants
         oracle = watching(world, detail_limit)
@@ -253,7 +256,7 @@ class Arena:
             mallory.pin(vaddr, PAGE_SIZE, READ_WRITE)
             oracle.grant(mallory.tenant_id, holey.phys + page * PAGE_SIZE, PAGE_SIZE, READ_WRITE,
                          holey.bus + page * PAGE_SIZE)  # fmt: skip
-        _, scattered_lo = pinned(mallory, 1, READ_WRITE)
+        scattered_region, scattered_lo = pinned(mallory, 1, READ_WRITE)
         gap_region, alice_gap = pinned(alice, 1, None)
         _, scattered_hi = pinned(mallory, 1, READ_WRITE)
         spare_region, whole = pinned(mallory, 4, None)  # pages 2 and 3: never pinned, a fence before what follows
@@ -269,6 +272,7 @@ class Arena:
         oracle.guard("kernel memory", kernel_span.phys, kernel_span.size)
         oracle.guard("alice's secret", alice_secret.phys, alice_secret.size)
         oracle.guard("alice's RX buffers", alice_rx.phys, alice_rx.size)
+        oracle.watch("alice's page between mallory's pins", alice_gap.phys, alice_gap.size)
         oracle.guard("alice's page between mallory's pins", alice_gap.phys, alice_gap.size)
 
         # queues last: shadow rings and sinks are allocated here, after every address above
@@ -316,7 +320,7 @@ class Arena:
             rx_handle.tail_offset,
             eve_txq,
             FrameBatch.from_matrix(frames),
-            {"uaf": uaf_region, "spare": spare_region, "holey": holey_region},
+            {"uaf": uaf_region, "spare": spare_region, "holey": holey_region, "scattered_lo": scattered_region},
             QueueWatch(world.nics, oracle.queue_owner, oracle.names),
         )
         if resettable:
@@ -629,6 +633,31 @@ class Arena:
             else:
                 self.oracle.release_pending(self.mallory.tenant_id, phys, PAGE_SIZE)
         self.log.append(f"unpin_range {index}: {outcome}")
+
+    @acting("mallory")
+    def open_queue(self, kind: str, span: str, offset: int, nbytes: int, size: int) -> None:
+        """Mallory opens nic2's spare ``kind`` queue with a ring of ``size`` slots over ``nbytes`` she names at
+        ``offset`` into a span (any length, alignment and size: the kernel must refuse what breaks its rules).
+
+        The region is what her system call names: a virtual address and a length; the kernel's view of it is
+        the memory behind that address (clipped at the end of memory).
+        """
+        region = self.spans[span]
+        vaddr = region.vaddr + offset
+        try:
+            phys = self.mallory.virt_to_phys(vaddr)
+        except KernelError as err:
+            self.log.append(f"open_queue {kind} over {span}{offset:+#x}: not mapped ({err})")
+            return
+        view = self.memory.data[phys : min(phys + nbytes, self.memory.size)]
+        ring = DmaRegion(vaddr, region.bus + offset, nbytes, view)
+        opener = self.mallory.open_tx_queue if kind == "tx" else self.mallory.open_rx_queue
+        try:
+            opener("nic2", SPARE_QUEUE, ring, size)
+        except KernelError as err:
+            self.log.append(f"open_queue {kind} {size} slots over {span}{offset:+#x} len {nbytes:#x}: refused ({err})")
+            return
+        self.log.append(f"open_queue {kind} {size} slots over {span}{offset:+#x} len {nbytes:#x}: opened")
 
     @acting("mallory")
     def reg_at(self, nic: str, offset: int, value: int) -> None:

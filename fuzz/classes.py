@@ -48,7 +48,7 @@ import numpy.typing as npt
 
 from fuzz.arena import THREAD_ROUNDS, MemoryMap
 from fuzz.edges import hidden, register_fires, ring_edge, scattered
-from fuzz.surface import foreign_reg, pin_range
+from fuzz.surface import foreign_reg, open_queue, pin_range
 from fuzz.steps import (
     AFTER_CHECK,
     BEFORE_READ,
@@ -448,6 +448,7 @@ CLASSES: dict[str, AttackClass] = ClassTable(
         AttackClass("ring-edge", "tails at the ring's exact edges: size-1/size/size+1, a full lap", NONE_ONLY,
                     ring_edge),  # fmt: skip
         AttackClass("pin-range", "pin/unpin any range: guard pages, zero, partial, overlapping", NONE_ONLY, pin_range),
+        AttackClass("open-queue", "a queue opened over any region, any ring size, then rung", NOWHERE, open_queue),
         AttackClass("foreign-reg", "stores into other tenants' NICs: eve's doorbell, alice's", NONE_ONLY, foreign_reg),
     )
 )

@@ -44,6 +44,8 @@ MAX_FRAME = 9014  # jumbo frame
 RX_BUFFER = 2048  # RCTL.BSIZE as the kernel programs it
 MORE = TXD_CMD_IFCS | TXD_CMD_RS  # a fragment that is not the packet's last
 UNKNOWN = (TXD_CMD_DEXT, TXD_CMD_RPS, TXD_CMD_VLE)
+#: The hostile descriptor's kind (see ``hidden_tx``), those that move bytes past a pin weighted up.
+KINDS = np.array([0, 0, 1, 1, 3, 3, 6, 2, 4, 5])
 
 
 def _runs(m: MemoryMap, access: int) -> tuple[I64, I64]:
@@ -106,8 +108,8 @@ def hidden_tx(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     pick = rng.random()
     if pick < 0.1 and n >= MAX_FRAGMENTS + 2:
         return Attack.of(Tx(_fragment_edge(rng, m, addr, length)))
-    kind = int(rng.integers(0, 7))
-    if pick >= 0.3:  # else all valid: the batch the compiled path takes whole
+    kind = int(rng.choice(KINDS))
+    if pick >= 0.25:  # else all valid: the batch the compiled path takes whole
         at = int(rng.choice([0, n - 1, int(rng.integers(0, n))]))
         if kind in (0, 1):  # a byte past an edge of a read-pinned run
             length[at] = int(edge_lengths(rng, 1, MAX_BUFFER)[0])
@@ -188,15 +190,17 @@ def scattered(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
 
 def ring_edge(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     """Tails at the exact edges of the ring, from a machine as built (tail and done 0): TX tail size - 1, size,
-    size + 1, the natural tail - 1 / + 1; RX with buffers in flight, a tail a full lap ahead of the consumer
+    size + 1, the end of the valid descriptors - 1 / 0 / + 1 (after them: written, never meant to go); RX with buffers in flight, a tail a full lap ahead of the consumer
     (= done), one less (the ring exactly full: allowed), one more."""
     size = m.ring_size
-    if rng.random() < 0.4:
-        c = int(rng.integers(1, n + 1))
-        length = edge_lengths(rng, c, MAX_BUFFER)
-        descs = tx_batch(valid_ranges(rng, m, READ, length), length)
-        tail = int(rng.choice([size - 1, size, size + 1, c - 1, c + 1, 0, 0xFFFF]))
-        return Attack(tuple([Tx(descs, tail=tail)]), fresh=True)
+    if rng.random() < 0.4:  # c valid descriptors, then j written but never meant to go (kernel canary frames)
+        c = int(rng.integers(1, max(2, n - 8)))
+        j = int(rng.integers(1, 9))
+        length = edge_lengths(rng, c + j, MAX_BUFFER)
+        addr = valid_ranges(rng, m, READ, length)
+        addr[c:] = (m.kernel.phys + rng.integers(0, m.kernel.size // PAGE_SIZE, j) * PAGE_SIZE).astype(np.uint64)
+        tail = int(rng.choice([size - 1, size, size + 1, c - 1, c, c + 1, 0]))
+        return Attack(tuple([Tx(tx_batch(addr, length), tail=tail)]), fresh=True)
     k = int(rng.integers(1, min(n, 255) + 1))  # rung, in flight: eve sends nothing until the end
     more = int(rng.integers(1, min(n, 255) + 1))  # written, then rung with an edge tail
     first = valid_ranges(rng, m, WRITE, np.full(k, RX_BUFFER, dtype=np.int64))

@@ -12,7 +12,7 @@ from fuzz.steps.registers import Reg
 from fuzz.steps.registry import STEPS, step_from_json
 from fuzz.steps.rx import QUEUES, Doorbell, EveSends, Rx, post_and_receive
 from fuzz.steps.spec import ReproducerError
-from fuzz.steps.syscalls import PinRange, RegAt, UnpinRange
+from fuzz.steps.syscalls import OpenQueue, PinRange, RegAt, UnpinRange
 from fuzz.steps.tx import AFTER_CHECK, BEFORE_READ, POINTS, REWRITE_KEYS, THREADED, FakeRing, Rewrite, Tx, tx_batch
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "EveSends",
     "FakeRing",
     "Free",
+    "OpenQueue",
     "Pin",
     "PinRange",
     "Reg",
