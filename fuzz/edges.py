@@ -202,12 +202,15 @@ def ring_edge(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
         tail = int(rng.choice([size - 1, size, size + 1, c - 1, c, c + 1, 0]))
         return Attack(tuple([Tx(tx_batch(addr, length), tail=tail)]), fresh=True)
     k = int(rng.integers(1, min(n, 255) + 1))  # rung, in flight: eve sends nothing until the end
-    more = int(rng.integers(1, min(n, 255) + 1))  # written, then rung with an edge tail
+    more = int(rng.integers(1, min(n, 255) + 1))  # valid, written, then rung with an edge tail
     first = valid_ranges(rng, m, WRITE, np.full(k, RX_BUFFER, dtype=np.int64))
     extra = valid_ranges(rng, m, WRITE, np.full(more, RX_BUFFER, dtype=np.int64))
+    # every other slot of the ring written too, address 0 (a kernel frame): whatever a tail hands over is hers,
+    # written in this attack, never a stale slot of an earlier one
+    extra = np.concatenate((extra, np.zeros(size - 1 - k - more, dtype=np.uint64)))
     tail = int(rng.choice([size - 1, 0, 1, k + more - 1, k + more + 1, size, size + 1]))
     # eve sends a frame for every slot a tail may hand over (a full ring less one): beyond the valid buffers they
-    # land in stale slots (address 0), or use up the slots a careful kernel refused and neutralised
+    # land at address 0, or use up the slots a careful kernel refused and neutralised
     steps: list[Step] = [Rx(first), Rx(extra, doorbell=False), Reg(regs.RDT, tail), *(EveSends(c) for c in (255, 255, 1))]
     return Attack(tuple(steps), fresh=True)
 
