@@ -156,7 +156,7 @@ class MemoryMap:
         Adjacent pins merge, so the byte just outside a run is never pinned with the access: a run's edges
         are the exact boundaries of the rule (a buffer ending on a run's last byte is valid, one more is not).
         """
-        lo, hole, hi = self.holes
+        lo, _, hi = self.holes
         spans = [(self.scratch, 1), (self.read_pin, 1), (self.write_pin, 2), (self.rw_pin, 3), (lo, 3), (hi, 3),
                  (self.scattered_lo, 3), (self.scattered_hi, 3)]  # fmt: skip
         ranges = sorted((s.bus, s.end) for s, a in spans if a & access)
@@ -224,7 +224,9 @@ class Arena:
         base = scenario.load(embedded=SCENARIO)
         # nic2 gets a second queue pair, free for mallory's own ``open_queue`` calls (the arena's, not the demo's)
         nics = tuple(dataclasses.replace(n, queues=SPARE_QUEUE + 1) if n.name == "nic2" else n for n in base.nics)
-        scen = dataclasses.replace(base, nics=nics, seed=seed, protection=Protection(protection), engine=EngineMode.INLINE)
+        scen = dataclasses.replace(
+            base, nics=nics, seed=seed, protection=Protection(protection), engine=EngineMode.INLINE
+        )
         world = World.build(scen, pcap=False, audit=audit)
         memory, tenants = world.memory, world.tenants
         oracle = watching(world, detail_limit)

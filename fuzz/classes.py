@@ -48,7 +48,6 @@ import numpy.typing as npt
 
 from fuzz.arena import THREAD_ROUNDS, MemoryMap
 from fuzz.edges import hidden, register_fires, ring_edge, scattered
-from fuzz.surface import foreign_reg, open_queue, pin_range
 from fuzz.steps import (
     AFTER_CHECK,
     BEFORE_READ,
@@ -57,7 +56,6 @@ from fuzz.steps import (
     Attack,
     Doorbell,
     EveSends,
-    FakeRing,
     Free,
     Pin,
     Reg,
@@ -72,6 +70,7 @@ from fuzz.steps import (
 )
 from fuzz.steps.mutation import mutate
 from fuzz.steps.tx import GOOD
+from fuzz.surface import foreign_reg, open_queue, pin_range
 from ring import regs
 from ring.descriptors import TXD_CMD_DEXT, TXD_CMD_IC, TXD_CMD_IFCS, TXD_CMD_RPS, TXD_CMD_RS, TXD_CMD_VLE
 from ring.memory import PAGE_SIZE
@@ -445,8 +444,7 @@ CLASSES: dict[str, AttackClass] = ClassTable(
         AttackClass("interleave", "random interleavings of pin, unpin, free, post, doorbell", NONE_ONLY, interleave),
         AttackClass("hidden", "one descriptor past a rule's edge hidden in valid traffic", NONE_ONLY, hidden),
         AttackClass("scattered", "buffers over pins with holes and scattered frames", NONE_ONLY, scattered),
-        AttackClass("ring-edge", "tails at the ring's exact edges: size-1/size/size+1, a full lap", NONE_ONLY,
-                    ring_edge),  # fmt: skip
+        AttackClass("ring-edge", "tails at the ring's edges: size-1/size/size+1, a full lap", NONE_ONLY, ring_edge),
         AttackClass("pin-range", "pin/unpin any range: guard pages, zero, partial, overlapping", NONE_ONLY, pin_range),
         AttackClass("open-queue", "a queue opened over any region, any ring size, then rung", NOWHERE, open_queue),
         AttackClass("foreign-reg", "stores into other tenants' NICs: eve's doorbell, alice's", NONE_ONLY, foreign_reg),

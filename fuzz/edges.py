@@ -116,8 +116,8 @@ def hidden_tx(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
             addr[at] = _one_past(rng, m, READ, int(length[at]))
         elif kind == 2:  # the length limit + 1, every byte pinned (only the length rule refuses it)
             big = np.flatnonzero(np.diff(np.array(m.pinned_runs(READ)), axis=1)[:, 0] > MAX_BUFFER)
-            start = int(np.array(m.pinned_runs(READ))[int(rng.choice(big)), 0])
-            addr[at], length[at] = start, MAX_BUFFER + 1
+            first_byte = int(np.array(m.pinned_runs(READ))[int(rng.choice(big)), 0])
+            addr[at], length[at] = first_byte, MAX_BUFFER + 1
         elif kind == 3:  # over a hole: first and last frame pinned, the middle not
             addr[at], length[at] = across_hole(rng, m)
         elif kind == 4:
@@ -125,8 +125,8 @@ def hidden_tx(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
         elif kind == 5:
             cmd[at] = GOOD | UNKNOWN[int(rng.integers(0, len(UNKNOWN)))]
         else:  # a whole page one frame off: starts on the run's last page boundary and runs past its end
-            start, end = _runs(m, READ)
-            addr[at], length[at] = int(end[int(rng.integers(0, end.size))]) - PAGE_SIZE + 1, MAX_BUFFER
+            ends = _runs(m, READ)[1]
+            addr[at], length[at] = int(ends[int(rng.integers(0, ends.size))]) - PAGE_SIZE + 1, MAX_BUFFER
     return Attack.of(Tx(tx_batch(addr, length, cmd)))
 
 
@@ -180,7 +180,9 @@ def scattered(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     start = pins[which] + rng.integers(0, PAGE_SIZE, n)
     kind = rng.integers(0, 3, n)
     into_gap = gaps[which] + rng.integers(0, PAGE_SIZE, n) + 1 - start  # ends inside the gap page
-    three = np.where(which % 2 == 0, pins[np.minimum(which + 1, 3)] - start + rng.integers(1, PAGE_SIZE + 1, n), into_gap)
+    three = np.where(
+        which % 2 == 0, pins[np.minimum(which + 1, 3)] - start + rng.integers(1, PAGE_SIZE + 1, n), into_gap
+    )
     far = rng.integers(3 * PAGE_SIZE, 16 * PAGE_SIZE, n)
     length = np.where(kind == 0, three, np.where(kind == 1, into_gap, far))
     addr = np.where((kind == 1) & (rng.random(n) < 0.3), gaps[which], start)
@@ -189,9 +191,12 @@ def scattered(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
 
 
 def ring_edge(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
-    """Tails at the exact edges of the ring, from a machine as built (tail and done 0): TX tail size - 1, size,
-    size + 1, the end of the valid descriptors - 1 / 0 / + 1 (after them: written, never meant to go); RX with buffers in flight, a tail a full lap ahead of the consumer
-    (= done), one less (the ring exactly full: allowed), one more."""
+    """Tails at the exact edges of the ring, from a machine as built (tail and done 0).
+
+    TX: tail size - 1, size, size + 1, and the end of the valid descriptors - 1 / 0 / + 1 (after them: a few
+    written but never meant to go).  RX, with buffers in flight: a tail a full lap ahead of the consumer
+    (= done), one less (the ring exactly full: allowed), one more.
+    """
     size = m.ring_size
     if rng.random() < 0.4:  # c valid descriptors, then j written but never meant to go (kernel canary frames)
         c = int(rng.integers(1, max(2, n - 8)))
@@ -211,7 +216,12 @@ def ring_edge(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     tail = int(rng.choice([size - 1, 0, 1, k + more - 1, k + more + 1, size, size + 1]))
     # eve sends a frame for every slot a tail may hand over (a full ring less one): beyond the valid buffers they
     # land at address 0, or use up the slots a careful kernel refused and neutralised
-    steps: list[Step] = [Rx(first), Rx(extra, doorbell=False), Reg(regs.RDT, tail), *(EveSends(c) for c in (255, 255, 1))]
+    steps: list[Step] = [
+        Rx(first),
+        Rx(extra, doorbell=False),
+        Reg(regs.RDT, tail),
+        *(EveSends(c) for c in (255, 255, 1)),
+    ]
     return Attack(tuple(steps), fresh=True)
 
 

@@ -42,7 +42,9 @@ def pin_range(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
         name = ("spare", "holey", "uaf")[int(rng.integers(0, 3))]
         span = _span(m, name)
         offset = int(rng.choice([-1, 0, 1, PAGE_SIZE - 1, PAGE_SIZE, span.size - 1, span.size]))
-        length = int(rng.choice([0, 1, PAGE_SIZE - 1, PAGE_SIZE, PAGE_SIZE + 1, span.size - offset, span.size - offset + 1]))
+        length = int(
+            rng.choice([0, 1, PAGE_SIZE - 1, PAGE_SIZE, PAGE_SIZE + 1, span.size - offset, span.size - offset + 1])
+        )
         length = max(0, length)
         access = int(rng.choice([0, 1, 2, 3, 3, 4]))
         steps.append(PinRange(name, offset, length, access))
@@ -57,14 +59,14 @@ def pin_range(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
         targets.append((m.spare.bus, m.spare.end, 3))
     k = max(1, min(n, 64))
     which = rng.integers(0, len(targets), k)
-    first = np.array([t[0] for t in targets], dtype=np.int64)[which]
-    end = np.array([t[1] for t in targets], dtype=np.int64)[which]
-    length = edge_lengths(rng, k, PAGE_SIZE)
+    lo = np.array([t[0] for t in targets], dtype=np.int64)[which]
+    hi = np.array([t[1] for t in targets], dtype=np.int64)[which]
+    size = edge_lengths(rng, k, PAGE_SIZE)
     side = rng.integers(0, 4, k)
-    addr = np.where(side == 0, first - 1, np.where(side == 1, first, np.where(side == 2, end - length, end - length + 1)))
-    steps.append(Tx(tx_batch(addr.astype(np.uint64), length)))
+    addr = np.where(side == 0, lo - 1, np.where(side == 1, lo, np.where(side == 2, hi - size, hi - size + 1)))
+    steps.append(Tx(tx_batch(addr.astype(np.uint64), size)))
     if any(t[2] & 2 for t in targets):
-        rx = np.where(rng.random(k) < 0.5, end - RX_BUFFER + rng.integers(0, 2, k), first - rng.integers(0, 2, k))
+        rx = np.where(rng.random(k) < 0.5, hi - RX_BUFFER + rng.integers(0, 2, k), lo - rng.integers(0, 2, k))
         steps += [Rx(rx.astype(np.uint64)), EveSends(k)]
     return Attack(tuple(steps), fresh=True)
 

@@ -17,7 +17,22 @@ from fuzz.steps.tx import FakeRing, Tx
 #: Step types by op name, in the order the format documentation lists them.
 STEPS: dict[str, type[Step]] = {
     cls.kind: cls
-    for cls in (Tx, Rx, EveSends, FakeRing, Reg, Pin, Unpin, Free, VictimAlloc, Doorbell, PinRange, UnpinRange, RegAt, OpenQueue)
+    for cls in (
+        Tx,
+        Rx,
+        EveSends,
+        FakeRing,
+        Reg,
+        Pin,
+        Unpin,
+        Free,
+        VictimAlloc,
+        Doorbell,
+        PinRange,
+        UnpinRange,
+        RegAt,
+        OpenQueue,
+    )
 }
 
 

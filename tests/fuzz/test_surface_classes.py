@@ -12,13 +12,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 import pytest
 
+from fuzz.arena import SPARE_QUEUE, Arena
 from fuzz.campaign import run_campaign
 from fuzz.case import Case, replay
 from fuzz.steps import EveSends, RegAt
 from ring import regs
-from verifier.address_space import AddressSpace
+from ring.memory import PAGE_SIZE
+from ring.syscalls import DmaRegion
+from verifier.address_space import AddressSpace, SegFault
+from verifier.audit.memory import MemoryAudit
 from verifier.kernel import Kernel, KernelError
 from verifier.modes.protection import Protection
 from verifier.modes.trapping import TrappingMode
@@ -72,3 +77,23 @@ def test_a_ring_over_another_tenants_frame_is_found(monkeypatch: pytest.MonkeyPa
     for mode in ("none", "verifier"):
         result = run_campaign(mode, seed=1, classes=["open-queue"], iterations=64, batch=64)
         assert any(f.kind in ("dma", "integrity") for f in result.findings), (mode, result.as_dict())
+
+
+# Two kernel slips the open-queue class found on the way, left out of its arguments until they are fixed (the
+# campaign must stay clean against a correct kernel): a ring address that is not mapped escapes open_queue as a
+# SegFault (not a refusal), and a region whose length is not a whole number of descriptors crashes the trapping
+# modes' queue setup (the kernel views the tenant's whole region as descriptors).
+@pytest.mark.xfail(strict=True, raises=SegFault, reason="Kernel.open_queue lets SegFault out (verifier/kernel.py)")
+def test_open_queue_over_an_unmapped_address_is_refused() -> None:
+    arena = Arena.build("verifier", 1, MemoryAudit())
+    spare = arena.spans["spare"]
+    ring = DmaRegion(spare.vaddr + 4 * PAGE_SIZE, 0, PAGE_SIZE, np.zeros(PAGE_SIZE, dtype=np.uint8))  # guard page
+    with pytest.raises(KernelError):
+        arena.mallory.open_tx_queue("nic2", SPARE_QUEUE, ring, 256)
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError, reason="QueueState views the whole region as descriptors")
+def test_open_queue_over_a_region_of_odd_length_is_refused_or_works() -> None:
+    arena = Arena.build("verifier", 1, MemoryAudit())
+    arena.open_queue("tx", "spare", 0, PAGE_SIZE + 8, 256)
+    assert arena.log[-1].endswith(("opened", ")"))
