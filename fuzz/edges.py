@@ -10,8 +10,8 @@ valid descriptors aimed at the exact edges of mallory's pinned runs (first
 byte, last byte, a whole page, a page crossing), and in most batches hides
 exactly one descriptor one step past a boundary: a byte past a run's end or
 before its start, a length of the limit + 1 or spanning a hole, a zero
-length, an unsupported command bit, a packet of the fragment limit + 1 or a
-frame one byte over the jumbo limit.  A batch without the hostile one is
+length, an unsupported command bit, checksum offsets one past the packet, a
+packet of the fragment limit + 1 or a frame one byte over the jumbo limit.  A batch without the hostile one is
 taken whole by the compiled path; with it, a correct verifier refuses
 exactly that one.
 
@@ -31,7 +31,7 @@ from fuzz.arena import MemoryMap
 from fuzz.steps import Attack, EveSends, FakeRing, Reg, Rx, Step, Tx, post_and_receive, tx_batch
 from fuzz.steps.tx import GOOD
 from ring import regs
-from ring.descriptors import TXD_CMD_DEXT, TXD_CMD_IFCS, TXD_CMD_RPS, TXD_CMD_RS, TXD_CMD_VLE
+from ring.descriptors import TXD_CMD_DEXT, TXD_CMD_IC, TXD_CMD_IFCS, TXD_CMD_RPS, TXD_CMD_RS, TXD_CMD_VLE
 from ring.memory import PAGE_SIZE
 
 I64 = npt.NDArray[np.int64]
@@ -45,7 +45,7 @@ RX_BUFFER = 2048  # RCTL.BSIZE as the kernel programs it
 MORE = TXD_CMD_IFCS | TXD_CMD_RS  # a fragment that is not the packet's last
 UNKNOWN = (TXD_CMD_DEXT, TXD_CMD_RPS, TXD_CMD_VLE)
 #: The hostile descriptor's kind (see ``hidden_tx``), those that move bytes past a pin weighted up.
-KINDS = np.array([0, 0, 1, 1, 3, 3, 6, 2, 4, 5])
+KINDS = np.array([0, 0, 1, 1, 3, 3, 6, 2, 4, 5, 7])
 
 
 def _runs(m: MemoryMap, access: int) -> tuple[I64, I64]:
@@ -105,11 +105,13 @@ def hidden_tx(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     length = edge_lengths(rng, n, MAX_BUFFER)
     addr = valid_ranges(rng, m, READ, length)
     cmd = np.full(n, GOOD, dtype=np.int64)
+    cso = np.zeros(n, dtype=np.int64)
+    css = np.zeros(n, dtype=np.int64)
     pick = rng.random()
     if pick < 0.1 and n >= MAX_FRAGMENTS + 2:
         return Attack.of(Tx(_fragment_edge(rng, m, addr, length)))
     kind = int(rng.choice(KINDS))
-    if pick >= 0.25:  # else all valid: the batch the compiled path takes whole
+    if pick >= 0.35:  # else (a quarter) all valid: the batch the compiled path takes whole
         at = int(rng.choice([0, n - 1, int(rng.integers(0, n))]))
         if kind in (0, 1):  # a byte past an edge of a read-pinned run
             length[at] = int(edge_lengths(rng, 1, MAX_BUFFER)[0])
@@ -124,10 +126,15 @@ def hidden_tx(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
             length[at] = 0
         elif kind == 5:
             cmd[at] = GOOD | UNKNOWN[int(rng.integers(0, len(UNKNOWN)))]
+        elif kind == 7:  # checksum offload at its edges: CSO + 2 == length and CSS == length - 1 are valid
+            short = int(rng.integers(14, 256))
+            length[at], addr[at], cmd[at] = short, valid_ranges(rng, m, READ, np.array([short]))[0], GOOD | TXD_CMD_IC
+            cso[at] = short - 2 + int(rng.integers(0, 2))
+            css[at] = short - 1 + int(rng.integers(0, 2))
         else:  # a whole page one frame off: starts on the run's last page boundary and runs past its end
             ends = _runs(m, READ)[1]
             addr[at], length[at] = int(ends[int(rng.integers(0, ends.size))]) - PAGE_SIZE + 1, MAX_BUFFER
-    return Attack.of(Tx(tx_batch(addr, length, cmd)))
+    return Attack.of(Tx(tx_batch(addr, length, cmd, cso, css)))
 
 
 def _fragment_edge(rng: np.random.Generator, m: MemoryMap, addr: U64, length: I64) -> npt.NDArray[np.void]:
@@ -160,8 +167,16 @@ def hidden_rx(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
 
 
 def hidden(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
-    """Valid traffic at the exact edges of mallory's pins, with (usually) one descriptor one step past an edge."""
-    return hidden_tx(rng, m, n) if rng.random() < 0.7 else hidden_rx(rng, m, n)
+    """Valid traffic at the exact edges of mallory's pins, with (usually) one descriptor one step past an edge;
+    then a short second doorbell of valid descriptors with one a byte past a read-pinned run's edge (a batch
+    with exactly one hostile descriptor that moves bytes where nothing guards them)."""
+    first = hidden_tx(rng, m, n) if rng.random() < 0.7 else hidden_rx(rng, m, n)
+    k = 16
+    length = edge_lengths(rng, k, MAX_BUFFER)
+    addr = valid_ranges(rng, m, READ, length)
+    at = int(rng.integers(0, k))
+    addr[at] = np.uint64(_one_past(rng, m, READ, int(length[at])))
+    return Attack((*first.steps, Tx(tx_batch(addr, length))))
 
 
 def scattered(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:

@@ -20,7 +20,7 @@ import pytest
 from fuzz.arena import Arena
 from fuzz.campaign import guarded_step, run_campaign
 from fuzz.classes import CLASSES
-from fuzz.edges import hidden_tx
+from fuzz.edges import hidden_rx, hidden_tx
 from ring.descriptors import TXD_CMD_EOP
 from tests.verifier.compiled import compiled_fast_path, forget_accelerators
 from verifier.audit.memory import MemoryAudit
@@ -31,7 +31,7 @@ EDGE = ["hidden", "scattered", "ring-edge", "register"]
 
 
 class CountingLib:
-    """The compiled library, with the TX check-and-post call counted by its answer (1 took the batch, 0 not)."""
+    """The compiled library, with the check-and-post calls counted by their answer (1 took the batch, 0 not)."""
 
     def __init__(self, lib: Any) -> None:
         self.lib = lib
@@ -39,6 +39,11 @@ class CountingLib:
 
     def tx_snapshot_check_post(self, *args: Any) -> int:
         answer = int(self.lib.tx_snapshot_check_post(*args))
+        self.answers.append(answer)
+        return answer
+
+    def rx_snapshot_check_post(self, *args: Any) -> int:
+        answer = int(self.lib.rx_snapshot_check_post(*args))
         self.answers.append(answer)
         return answer
 
@@ -69,6 +74,21 @@ def test_compiled_path_takes_the_hidden_batches_and_hands_back_the_hostile_ones(
     assert not found, [e.what for e in found]
     assert answers.count(1) >= 5, answers  # whole valid batches, posted by the C
     assert answers.count(0) >= 10, answers  # one hostile descriptor: handed back to numpy, which refuses it
+
+
+def test_compiled_path_takes_the_hidden_rx_batches() -> None:
+    compiled_fast_path(required=True)
+    arena = Arena.build("verifier", 1, MemoryAudit())
+    handler: Any = arena.kernel.queue("nic2", "rx").handler
+    counting = CountingFast(handler.fast)
+    handler.fast = counting
+    rng = np.random.default_rng(6)
+    found = []
+    for _ in range(24):
+        found += guarded_step(arena, hidden_rx(rng, arena.map, 64))
+    answers = counting.lib.answers
+    assert not found, [e.what for e in found]
+    assert answers.count(1) >= 2 and answers.count(0) >= 10, answers
 
 
 def test_unmodified_verifier_finds_nothing_in_the_edge_classes() -> None:
