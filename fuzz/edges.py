@@ -13,7 +13,9 @@ before its start, a length of the limit + 1 or spanning a hole, a zero
 length, an unsupported command bit, checksum offsets one past the packet, a
 packet of the fragment limit + 1 or a frame one byte over the jumbo limit.  A batch without the hostile one is
 taken whole by the compiled path; with it, a correct verifier refuses
-exactly that one.
+exactly that one.  Every attack ends with a second, short doorbell of valid
+descriptors hiding one that reads a byte past a run: a batch with a single
+hostile descriptor whose slip moves bytes, whatever the first one held.
 
 The edges are computed from the live map (``MemoryMap.pinned_runs``: adjacent
 pins merged, so the byte outside a run never carries the access), so the
