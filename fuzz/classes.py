@@ -376,13 +376,22 @@ def interleave(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
 def use_after_unpin(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     """Mallory pins her spare page for RX and writes buffers in it, then unpins it: before the doorbell
     (the device is rung with buffers she no longer pinned), and perhaps frees it and lets alice allocate the
-    freed frame; or after the doorbell (the buffers are in flight), frees it, alice allocates.  Eve sends."""
-    k = int(rng.integers(1, 3))
+    freed frame; or after the doorbell (the buffers are in flight), frees it, alice allocates.  Eve sends.
+
+    Variant 3 puts a completion between the deferred unpin and the free: two buffers in flight, eve sends
+    one frame (the kernel handles a completion while the other buffer is still the device's), then the free
+    and alice's allocation, then eve's second frame lands in whatever frame the device still holds.  A kernel
+    that settles a deferred unpin at the first completion instead of the last (a lifetime rule that forgets
+    in-flight DMA) lets the free go through and the device write into alice's page: only this order finds it.
+    """
+    variant = int(rng.integers(0, 4))  # 0: unpin before the doorbell; 1: and free; 2: free in flight; 3: see above
+    k = 2 if variant == 3 else int(rng.integers(1, 3))
     addrs = (m.uaf.bus + rng.permutation(2)[:k] * 2048).astype(np.uint64)
-    variant = int(rng.integers(0, 3))  # 0: unpin before the doorbell; 1: and free; 2: unpin and free in flight
     reuse: list[Step] = [Free("uaf"), VictimAlloc(1)]
-    steps: list[Step] = [Pin("uaf", access=2), Rx(addrs, doorbell=variant == 2)]
+    steps: list[Step] = [Pin("uaf", access=2), Rx(addrs, doorbell=variant >= 2)]
     steps.append(Unpin("uaf"))
+    if variant == 3:
+        return Attack((*steps, EveSends(1), *reuse, EveSends(1)), fresh=True)
     if variant:
         steps += reuse
     if variant < 2:

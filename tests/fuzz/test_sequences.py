@@ -108,6 +108,8 @@ def test_use_after_unpin_escapes_in_none_only() -> None:
         ("pin", "rx", "unpin", "doorbell", "eve_sends"): "PIN_RELEASED",  # unpin between writing and the doorbell
         ("pin", "rx", "unpin", "free", "victim_alloc", "doorbell", "eve_sends"): "ADDR_NOT_PINNED",  # frame reused
         ("pin", "rx", "unpin", "free", "victim_alloc", "eve_sends"): "PIN_IN_FLIGHT",  # unpin and free in flight
+        # a completion between the deferred unpin and the free: the free is still refused (one buffer in flight)
+        ("pin", "rx", "unpin", "eve_sends", "free", "victim_alloc", "eve_sends"): "PIN_IN_FLIGHT",
     }
     assert set(variants) == set(reason)
     for shape, batch in variants.items():
