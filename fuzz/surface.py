@@ -102,23 +102,26 @@ def foreign_reg(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
 def open_queue(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     """nic2's spare queue opened over a region at its boundaries, then its tail rung.
 
-    Ring sizes 0, 7, 8, 9, 256, 512, 65536, 65544; the region a slot shorter
-    than the ring, exactly it, a slot longer, or what is left of the span;
-    the ring at the span's start, unaligned (8 bytes in), a page in, or so
-    that its second half lies past the span (``scattered_lo``: in alice's
-    frame).  Then a doorbell of the new queue at its edges (1, 8, the size - 1,
-    the size, 300).  Every region that breaks the rules must be refused; one
-    that is accepted is the tenant's own memory, so this class escapes
-    nowhere with a correct kernel -- a kernel that took a ring over alice's
-    frame lets the device fetch her bytes as descriptors.
+        Ring sizes 0, 7, 8, 9, 256, 512, 65536, 65544; the region a slot shorter
+        than the ring, exactly it, a slot longer, or what is left of the span;
+        the ring at the span's start, unaligned (8 bytes in), a page in, or so
+        that its second half lies past the span (``scattered_lo``: in alice's
+        frame).  Then a doorbell of the new queue at its edges (1, 8, the size - 1,
+        the size, 300).  Lengths not a whole number of descriptors, and now and
+    then an address past the span that nothing maps.  Every region that breaks the rules must be refused; one
+        that is accepted is the tenant's own memory, so this class escapes
+        nowhere with a correct kernel -- a kernel that took a ring over alice's
+        frame lets the device fetch her bytes as descriptors.
     """
     queue = "tx" if rng.random() < 0.7 else "rx"
     name = ("spare", "holey", "uaf", "scattered_lo", "scattered_lo")[int(rng.integers(0, 5))]
     span = {"spare": m.spare, "holey": m.holey, "uaf": m.uaf, "scattered_lo": m.scattered_lo}[name]
     slots = int(rng.choice([0, 7, 8, 9, 256, 256, 512, 512, 65536, 65544]))
     offset = int(rng.choice([0, 0, 8, 16, PAGE_SIZE // 2, PAGE_SIZE]) % span.size)
+    if rng.random() < 0.1:  # past the span's mapping: an address the kernel must refuse to translate
+        offset = span.size + 64 * PAGE_SIZE
     want = slots * 16
-    nbytes = int(rng.choice([max(0, want - 16), want, want, want + 16, span.size - offset, 2 * PAGE_SIZE]))
+    nbytes = int(rng.choice([max(0, want - 16), want, want, want + 8, want + 16, span.size - offset, 2 * PAGE_SIZE]))
     tail_reg = regs.queue_reg(regs.TDT if queue == "tx" else regs.RDT, 1)
     tail = int(rng.choice([1, 8, max(0, slots - 1), slots, 300]))
     return Attack((OpenQueue(queue, name, offset, nbytes, slots), RegAt("nic2", tail_reg, tail)), fresh=True)

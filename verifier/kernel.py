@@ -190,9 +190,16 @@ class Kernel:
         owner = nic.owners.get((kind, index))
         if owner is not None:
             raise KernelError(f"{kind} queue {index} of {nic_name} belongs to tenant {owner}")
-        phys = proc.aspace.virt_to_phys(ring.vaddr)
-        if not proc.aspace.owns_phys(phys, ring.size) or ring.size < size * DESC_SIZE:
+        try:
+            phys = proc.aspace.virt_to_phys(ring.vaddr)
+        except SegFault as err:  # a hostile region names an unmapped address: refused, as mmap would EFAULT
+            raise KernelError(f"the ring is not mapped ({err})") from None
+        length = size * DESC_SIZE  # TDLEN: the ring is exactly size descriptors, whatever the region's length
+        if ring.size < length or not proc.aspace.owns_phys(phys, length):
             raise KernelError("the ring is not memory of this tenant, or too small")
+        # The kernel's own mapping of the ring (TDLEN bytes at its physical address), never the tenant's view:
+        # a tenant hands over an address and a length, as VFIO and AF_XDP registrations do, not a mapping.
+        ring = DmaRegion(ring.vaddr, ring.bus, length, self.memory.data[phys : phys + length])
         tx = kind == TX
         head_reg, tail_reg = (regs.TDH, regs.TDT) if tx else (regs.RDH, regs.RDT)
         head_offset, tail_offset = regs.queue_reg(head_reg, index), regs.queue_reg(tail_reg, index)

@@ -22,7 +22,7 @@ from fuzz.steps import EveSends, RegAt
 from ring import regs
 from ring.memory import PAGE_SIZE
 from ring.syscalls import DmaRegion
-from verifier.address_space import AddressSpace, SegFault
+from verifier.address_space import AddressSpace
 from verifier.audit.memory import MemoryAudit
 from verifier.kernel import Kernel, KernelError
 from verifier.modes.protection import Protection
@@ -79,11 +79,10 @@ def test_a_ring_over_another_tenants_frame_is_found(monkeypatch: pytest.MonkeyPa
         assert any(f.kind in ("dma", "integrity") for f in result.findings), (mode, result.as_dict())
 
 
-# Two kernel slips the open-queue class found on the way, left out of its arguments until they are fixed (the
-# campaign must stay clean against a correct kernel): a ring address that is not mapped escapes open_queue as a
-# SegFault (not a refusal), and a region whose length is not a whole number of descriptors crashes the trapping
-# modes' queue setup (the kernel views the tenant's whole region as descriptors).
-@pytest.mark.xfail(strict=True, raises=SegFault, reason="Kernel.open_queue lets SegFault out (verifier/kernel.py)")
+# Two kernel bugs the open-queue class found on the way, now fixed and in its arguments: a ring address that is
+# not mapped escaped open_queue as a SegFault (not a refusal), and a region whose length is not a whole number of
+# descriptors crashed the trapping modes' queue setup (the kernel viewed the tenant's whole region as descriptors;
+# it now maps exactly TDLEN bytes at the ring's physical address itself).
 def test_open_queue_over_an_unmapped_address_is_refused() -> None:
     arena = Arena.build("verifier", 1, MemoryAudit())
     spare = arena.spans["spare"]
@@ -92,7 +91,6 @@ def test_open_queue_over_an_unmapped_address_is_refused() -> None:
         arena.mallory.open_tx_queue("nic2", SPARE_QUEUE, ring, 256)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="QueueState views the whole region as descriptors")
 def test_open_queue_over_a_region_of_odd_length_is_refused_or_works() -> None:
     arena = Arena.build("verifier", 1, MemoryAudit())
     arena.open_queue("tx", "spare", 0, PAGE_SIZE + 8, 256)
