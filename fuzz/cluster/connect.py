@@ -1,0 +1,58 @@
+"""Import Ray and reach a cluster: start a local one (``auto``) or join one started with ``ray start``.
+
+Ray is imported here and only here, when a Ray campaign starts, so the
+rest of the project runs without it.  ``auto`` starts a fresh local
+cluster (``ray.init(address="local")``: never an unrelated cluster found
+on the machine) with the dashboard off, and shuts it down afterwards; an
+address (``HOST:PORT`` of the head's GCS, as ``ray start --head`` prints
+it) joins that cluster and only disconnects.  Workers import the project
+from the same place the driver does: for a local cluster the driver's
+project root is put on their ``PYTHONPATH``; the nodes of a real cluster
+need the project installed (``pip install 'nic-sandbox[ray]'``, same
+version) -- only pickled plans, batches and results travel.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+
+ROOT = str(Path(__file__).resolve().parents[2])
+#: The CLI's word for "start a local cluster for this campaign".
+AUTO = "auto"
+
+
+class RayMissing(RuntimeError):
+    """Ray is not installed: the one line to print."""
+
+
+def import_ray() -> ModuleType:
+    try:
+        return importlib.import_module("ray")
+    except ImportError:
+        raise RayMissing("--ray needs Ray: pip install 'nic-sandbox[ray]' (or pip install 'ray>=2.9')") from None
+
+
+@contextmanager
+def cluster(address: str = AUTO, cpus: int | None = None) -> Iterator[ModuleType]:
+    """Ray, initialised against ``address``; a cluster started here is shut down on the way out."""
+    ray = import_ray()
+    env = {"PYTHONPATH": os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)}
+    if address == AUTO:
+        ray.init(
+            address="local",
+            num_cpus=cpus,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": env},
+        )
+    else:
+        ray.init(address=address, log_to_driver=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
