@@ -79,10 +79,12 @@ def run_ray(
     stop: Callable[[], bool] | None = None,
     progress: Callable[[Status], None] | None = None,
     cpus: int | None = None,
+    every: float = PROGRESS_S,
 ) -> RayResult:
-    """Run ``plan`` on the cluster at ``address`` (``auto``: a local one, ``cpus`` CPUs, shut down after)."""
+    """Run ``plan`` on the cluster at ``address`` (``auto``: a local one, ``cpus`` CPUs, shut down after);
+    ``progress`` is called every ``every`` seconds."""
     with cluster(address, cpus) as ray:
-        return _Campaign(ray, plan).run(stop, progress)
+        return _Campaign(ray, plan).run(stop, progress, every)
 
 
 class _Campaign:
@@ -119,7 +121,9 @@ class _Campaign:
         self.running[ref] = _Slot(job, attempt, actor, actor.node.remote())
         self.out.tags.append(f"job{job}" + (f"-retry{attempt}" if attempt else ""))
 
-    def run(self, stop: Callable[[], bool] | None, progress: Callable[[Status], None] | None) -> RayResult:
+    def run(
+        self, stop: Callable[[], bool] | None, progress: Callable[[Status], None] | None, every: float
+    ) -> RayResult:
         ray = self.ray
         try:
             for job in range(self.plan.workers):
@@ -127,7 +131,7 @@ class _Campaign:
             stopped = False
             shown = self.start
             while self.running:
-                ready, _ = ray.wait(list(self.running), num_returns=1, timeout=POLL_S)
+                ready, _ = ray.wait(list(self.running), num_returns=1, timeout=min(POLL_S, every))
                 self._learn_nodes()
                 for ref in ready:
                     self._finished(ref, stopped)
@@ -136,7 +140,7 @@ class _Campaign:
                     for slot in self.running.values():
                         slot.actor.stop.remote()
                 now = time.monotonic()
-                if progress is not None and now - shown >= PROGRESS_S:
+                if progress is not None and now - shown >= every:
                     shown = now
                     snap = ray.get(self.corpus.snapshot.remote())
                     progress(Status(snap, now - self.start, len(self.running), len(self.out.retries)))
@@ -189,5 +193,6 @@ class _Campaign:
             return
         cost = ray.get(slot.actor.coordination_cost.remote())
         self.out.coordination = (self.out.coordination[0] + cost[0], self.out.coordination[1] + cost[1])
+        ray.kill(slot.actor)  # an actor holds its CPU until it ends: free it for a replacement waiting for one
 
 
