@@ -132,4 +132,3 @@ def run_jobs(
     merged = merge(parts)
     merged.seconds = time.perf_counter() - start
     return merged
-

@@ -54,7 +54,7 @@ class Corpus:
     def claim(self, key: tuple[str, str], where: tuple[int, int]) -> bool:
         """Whether a finding of ``key`` at (block, iteration) ``where`` is the earliest so far (then minimise it)."""
         held = self.claims.get(key)
-        if held is not None and held <= where:
+        if held is not None and held < where:  # equal: the same block rerun by a replacement
             return False
         self.claims[key] = where
         return True

@@ -18,6 +18,7 @@ same seed and iterations, the same as ``--jobs`` (tests/fuzz/cluster/).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -157,10 +158,8 @@ class _Campaign:
             return self.out
         finally:
             for actor in [*self.actors, self.corpus]:
-                try:
+                with contextlib.suppress(Exception):  # already dead, or the cluster is gone: nothing left to stop
                     ray.kill(actor)
-                except Exception:  # already dead, or the cluster is gone: nothing left to stop
-                    pass
 
     def _learn_nodes(self) -> None:
         for slot in self.running.values():
@@ -194,5 +193,3 @@ class _Campaign:
         cost = ray.get(slot.actor.coordination_cost.remote())
         self.out.coordination = (self.out.coordination[0] + cost[0], self.out.coordination[1] + cost[1])
         ray.kill(slot.actor)  # an actor holds its CPU until it ends: free it for a replacement waiting for one
-
-
