@@ -19,6 +19,7 @@ same seed and iterations, the same as ``--jobs`` (tests/fuzz/cluster/).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,6 +94,8 @@ class _Campaign:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         self.ray = ray
+        if plan.workers < 1:  # one worker per CPU of the cluster
+            plan = dataclasses.replace(plan, workers=max(1, int(ray.cluster_resources().get("CPU", 1))))
         self.plan = plan
         self.total = block_count(plan.iterations, len(plan.classes), plan.arena_every)
         here = ray.get_runtime_context().get_node_id()
@@ -105,7 +108,10 @@ class _Campaign:
         self.actors: list[Any] = []
         self.start = time.monotonic()
         self.deadline = None if plan.seconds is None else self.start + plan.seconds
-        self.system_errors = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError)
+        self.system_errors: tuple[type[BaseException], ...] = (
+            ray.exceptions.RayActorError,
+            ray.exceptions.WorkerCrashedError,
+        )
         for name in ("NodeDiedError", "ObjectLostError", "OwnerDiedError", "ActorUnavailableError"):
             if hasattr(ray.exceptions, name):
                 self.system_errors += (getattr(ray.exceptions, name),)

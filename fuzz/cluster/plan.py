@@ -22,6 +22,7 @@ class Plan:
     protection: Protection
     seed: int
     classes: list[str]
+    #: worker actors (blocks ``j, j+workers, ...`` each); 0: one per CPU of the cluster
     workers: int
     iterations: int | None = None
     seconds: float | None = None

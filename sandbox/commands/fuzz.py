@@ -38,12 +38,12 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from fuzz import case as case_mod
-from sandbox.commands import fuzz_ray
 from fuzz.campaign import CampaignResult, ProgressInfo, run_campaign
 from fuzz.classes import CLASSES, select
 from fuzz.jobs import MAX_JOBS, run_jobs
 from fuzz.steps import Attack, ReproducerError
 from sandbox.argtypes import bounded_number
+from sandbox.commands import fuzz_ray
 from sandbox.errors import UsageError
 from sandbox.flags import add_audit_flags, open_audit
 from sandbox.parser import Parser

@@ -12,9 +12,11 @@ test started is gone afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -49,7 +51,7 @@ NODE = [
 
 def test_killed_worker_node_is_replaced_and_nothing_is_lost(monkeypatch: pytest.MonkeyPatch) -> None:
     need_module("ray", "nic-sandbox[ray]")
-    ray_bin = str(Path(os.sys.executable).with_name("ray"))
+    ray_bin = str(Path(sys.executable).with_name("ray"))
     env = {
         **os.environ,
         **FAST_DEATH,
@@ -80,10 +82,8 @@ def test_killed_worker_node_is_replaced_and_nothing_is_lost(monkeypatch: pytest.
             out = run_ray(plan, address=f"127.0.0.1:{port}", progress=kill_when_started, every=0.1)
     finally:
         for pid, _ in ray_processes() - before:  # only what this test started, by id
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     reference = run_jobs("none", 5, CLASSES, 2, iterations=192, arena_every=8)
     assert killed, "the worker node was never killed: the campaign ended too early"
     assert len(out.retries) == 1
