@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fuzz.campaign import CampaignResult
+from fuzz.cluster.worker import ignore_interrupts
 from fuzz.steps import Attack
 
 
@@ -37,12 +38,16 @@ class Progress:
     findings: int = 0
     shared: int = 0
     by_worker: dict[int, int] = field(default_factory=dict)  # job -> blocks done
+    #: counted so far by the running workers, unfinished blocks included (``tick``): for the progress line only
+    live_iterations: int = 0
+    live_descriptors: int = 0
 
 
 class Corpus:
     """The campaign's shared store (a Ray actor; see the module docstring)."""
 
     def __init__(self) -> None:
+        ignore_interrupts()  # what it holds is the campaign's: a Ctrl-C must not take it down
         self.parts: list[CampaignResult] = []
         self.done: dict[int, set[int]] = {}  # job -> blocks finished (pushed)
         self.claims: dict[tuple[str, str], tuple[int, int]] = {}
@@ -50,6 +55,7 @@ class Corpus:
         self.items: list[tuple[int, str, Attack]] = []  # (job that shared it, class, batch)
         self.cursor: dict[tuple[int, int], int] = {}  # (job, attempt) -> items already handed out
         self.progress = Progress()
+        self.live: dict[tuple[int, int], tuple[int, int]] = {}  # (job, attempt) -> (iterations, descriptors)
 
     def claim(self, key: tuple[str, str], where: tuple[int, int]) -> bool:
         """Whether a finding of ``key`` at (block, iteration) ``where`` is the earliest so far (then minimise it)."""
@@ -88,6 +94,12 @@ class Corpus:
         start = self.cursor.get((job, attempt), 0)
         self.cursor[(job, attempt)] = len(self.items)
         return [(name, b) for origin, name, b in self.items[start:] if origin != job]
+
+    def tick(self, job: int, attempt: int, iterations: int, descriptors: int) -> None:
+        """A worker's running totals (about once a second; a fire-and-forget call): the live progress line."""
+        self.live[(job, attempt)] = (iterations, descriptors)
+        self.progress.live_iterations = sum(i for i, _ in self.live.values())
+        self.progress.live_descriptors = sum(d for _, d in self.live.values())
 
     def done_blocks(self, job: int) -> set[int]:
         return set(self.done.get(job, set()))

@@ -12,21 +12,34 @@ the end-of-campaign audit check of its own log and whether it was stopped.
 
 The actor is threaded (two calls at once) so the driver's ``stop`` reaches
 a worker in the middle of ``run``; the campaign checks it between batches.
+It ignores SIGINT (a terminal's Ctrl-C reaches the whole process group,
+the workers of a local cluster too): the driver decides.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import signal
 import threading
 import time
 from typing import Any
 
 from fuzz import case as case_mod
 from fuzz.blocks import block_count, owned
-from fuzz.campaign import CampaignResult, ClassStats, run_campaign
+from fuzz.campaign import CampaignResult, ClassStats, ProgressInfo, run_campaign
 from fuzz.cluster.plan import Plan
 from fuzz.coverage import Coverage
 from fuzz.steps import Attack
+
+#: Seconds between a worker's running totals sent to the corpus actor (for the progress line).
+TICK_S = 1.0
+
+
+def ignore_interrupts() -> None:
+    """A terminal's Ctrl-C reaches every process of its group, the local cluster's workers too: the driver decides
+    (it tells the workers to stop between batches, and keeps what they pushed), as fuzz/jobs.py's workers do."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class Worker:
@@ -38,6 +51,7 @@ class Worker:
         self.job = job
         self.attempt = attempt
         self._stop = threading.Event()
+        ignore_interrupts()
         self._sent: dict[str, ClassStats] = {}
         self._findings = 0
         self._kept = 0
@@ -45,6 +59,7 @@ class Worker:
         self._cov: Coverage | None = Coverage() if plan.coverage else None
         #: seconds spent in calls to the corpus actor, and how many (the coordination cost)
         self.coordination = [0.0, 0]
+        self._ticked = 0.0
 
     @property
     def tag(self) -> str:
@@ -81,6 +96,7 @@ class Worker:
                 stop=self._stop.is_set,
                 blocks=owned(self.job, plan.workers, total, skip),
                 on_block=self._push,
+                progress=self._tick,
             )
         finally:
             if audit is not None:
@@ -92,6 +108,12 @@ class Worker:
         tail.interrupted = result.interrupted
         tail.audit_checked = result.audit_checked
         return tail
+
+    def _tick(self, info: ProgressInfo) -> None:
+        now = time.monotonic()
+        if now - self._ticked >= TICK_S:
+            self._ticked = now
+            self.corpus.tick.remote(self.job, self.attempt, info.iterations, info.descriptors)
 
     def coordination_cost(self) -> tuple[float, int]:
         return self.coordination[0], int(self.coordination[1])

@@ -83,10 +83,11 @@ def run(
 
     def show(status: Status) -> None:
         p = status.progress
-        rate = p.descriptors / status.elapsed if status.elapsed > 0 else 0.0
-        done = f"{p.iterations:,}/{total:,} batches" if total else f"{p.iterations:,} batches"
+        batches, descs = max(p.iterations, p.live_iterations), max(p.descriptors, p.live_descriptors)
+        rate = descs / status.elapsed if status.elapsed > 0 else 0.0
+        done = f"{batches:,}/{total:,} batches" if total else f"{batches:,} batches"
         line = (
-            f"ray: {status.elapsed:5.1f} s  {done}  {p.descriptors:,} desc ({rate:,.0f}/s)  "
+            f"ray: {status.elapsed:5.1f} s  {done}  {descs:,} desc ({rate:,.0f}/s)  "
             f"{p.findings} distinct escapes  {status.running} workers running  {status.retries} retried"
         )
         if args.json:
