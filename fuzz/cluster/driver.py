@@ -64,6 +64,8 @@ class RayResult:
     nodes: set[str] = field(default_factory=set)
     #: (seconds, calls) the surviving workers spent calling the corpus actor
     coordination: tuple[float, int] = (0.0, 0)
+    #: each finished worker's campaign seconds (its blocks, without the actor's start-up)
+    busy: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -86,7 +88,18 @@ def run_ray(
     """Run ``plan`` on the cluster at ``address`` (``auto``: a local one, ``cpus`` CPUs, shut down after);
     ``progress`` is called every ``every`` seconds."""
     with cluster(address, cpus) as ray:
-        return _Campaign(ray, plan).run(stop, progress, every)
+        return run_on(ray, plan, stop, progress, every)
+
+
+def run_on(
+    ray: Any,
+    plan: Plan,
+    stop: Callable[[], bool] | None = None,
+    progress: Callable[[Status], None] | None = None,
+    every: float = PROGRESS_S,
+) -> RayResult:
+    """``run_ray`` on a Ray already initialised (several campaigns on one cluster: bench/ray_bench.py)."""
+    return _Campaign(ray, plan).run(stop, progress, every)
 
 
 class _Campaign:
@@ -182,7 +195,9 @@ class _Campaign:
         ray = self.ray
         slot = self.running.pop(ref)
         try:
-            self.tails.append(ray.get(ref))
+            tail = ray.get(ref)
+            self.tails.append(tail)
+            self.out.busy.append(tail.seconds)
         except self.system_errors as err:
             if stopped:
                 return
