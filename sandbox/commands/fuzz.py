@@ -8,6 +8,8 @@ stderr, as everywhere in ``nic-sandbox``).  ``fuzz replay CASE.json`` exits
 1 while the case still escapes and 0 once it does not.  ``fuzz`` alone is
 ``fuzz campaign``; ``replay`` is a sub-command of its own, with its own flags.
 
+``--ray [ADDRESS]`` runs it on a Ray cluster, worker actors instead of
+processes (sandbox/commands/fuzz_ray.py, fuzz/cluster/).
 ``--jobs N`` runs the campaign in N worker processes (fuzz/jobs.py; with
 ``--audit-log PATH`` each writes ``PATH.jobN``), ``--coverage`` turns on
 coverage feedback over verifier/ (fuzz/coverage.py), and ``--corpus DIR``
@@ -148,8 +150,9 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
     add_audit_flags(campaign)
     campaign.add_argument(
         "--jobs",
-        type=_number(int, "--jobs", 1, MAX_JOBS),
-        help="worker processes with disjoint blocks, merged (default 1; with --audit-log each writes PATH.jobN)",
+        type=_number(int, "--jobs", 1, fuzz_ray.MAX_WORKERS),
+        help=f"worker processes (at most {MAX_JOBS}) with disjoint blocks, merged (default 1; with --audit-log each "
+        "writes PATH.jobN); with --ray: worker actors (default: the cluster's CPUs)",
     )
     campaign.add_argument(
         "--ray",
@@ -220,6 +223,8 @@ def cmd_fuzz(args: argparse.Namespace, out: Console) -> int:
     if args.audit_log is None and not args.no_audit_log:
         args.audit_log = str(directory / "audit.jsonl")  # the campaign's audit log lives beside its report
     jobs = args.jobs or 1
+    if args.ray is None and jobs > MAX_JOBS:
+        raise UsageError(f"--jobs: at most {MAX_JOBS} worker processes on one machine, got {jobs} (more with --ray)")
     corpus_dir = Path(args.corpus) if args.corpus else None
     _check_outputs(directory, corpus_dir)
     replayed, seeds = _load_corpus(corpus_dir, protection) if corpus_dir is not None else ([], [])

@@ -34,6 +34,8 @@ from verifier.audit.log import lock_path_of
 from verifier.audit.rejections import AuditSink
 from verifier.modes.protection import Protection
 
+#: Most worker actors one campaign asks for (blocks are numbered without limit; this bounds a typo).
+MAX_WORKERS = 4096
 #: Seconds between progress lines.
 EVERY_S = 2.0
 
