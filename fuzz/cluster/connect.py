@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 ROOT = str(Path(__file__).resolve().parents[2])
 #: The CLI's word for "start a local cluster for this campaign".
@@ -37,11 +40,19 @@ def import_ray() -> ModuleType:
         raise RayMissing("--ray needs Ray: pip install 'nic-sandbox[ray]' (or pip install 'ray>=2.9')") from None
 
 
+def _handlers() -> dict[int, Any]:
+    """The current SIGINT and SIGTERM handlers (only the main thread can have and set them)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+
 @contextmanager
 def cluster(address: str = AUTO, cpus: int | None = None) -> Iterator[ModuleType]:
     """Ray, initialised against ``address``; a cluster started here is shut down on the way out."""
     ray = import_ray()
     env = {"PYTHONPATH": os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)}
+    saved = _handlers()
     if address == AUTO:
         ray.init(
             address="local",
@@ -52,6 +63,8 @@ def cluster(address: str = AUTO, cpus: int | None = None) -> Iterator[ModuleType
         )
     else:
         ray.init(address=address, log_to_driver=False)
+    for signum, handler in saved.items():  # ray.init makes SIGTERM exit at once: the campaign's own stop wins
+        signal.signal(signum, handler)
     try:
         yield ray
     finally:
