@@ -51,16 +51,19 @@ def _handlers() -> dict[int, Any]:
 def cluster(address: str = AUTO, cpus: int | None = None) -> Iterator[ModuleType]:
     """Ray, initialised against ``address``; a cluster started here is shut down on the way out."""
     ray = import_ray()
-    env = {"PYTHONPATH": os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)}
     saved = _handlers()
     if address == AUTO:
-        ray.init(
-            address="local",
-            num_cpus=cpus,
-            include_dashboard=False,
-            log_to_driver=False,
-            runtime_env={"env_vars": env},
-        )
+        # the local raylet inherits the driver's environment and its workers the raylet's (no runtime_env: that
+        # needs ray[default]'s agent)
+        before = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, before) if p)
+        try:
+            ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+        finally:
+            if before is None:
+                del os.environ["PYTHONPATH"]
+            else:
+                os.environ["PYTHONPATH"] = before
     else:
         ray.init(address=address, log_to_driver=False)
     for signum, handler in saved.items():  # ray.init makes SIGTERM exit at once: the campaign's own stop wins
