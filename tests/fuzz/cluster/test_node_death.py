@@ -26,6 +26,7 @@ import pytest
 from fuzz.cluster.driver import Status, run_ray
 from fuzz.cluster.plan import Plan
 from fuzz.jobs import run_jobs
+from sandbox.commands import fuzz_ray
 from tests.fuzz.cluster.rayprocs import descendants, free_port, ray_processes
 from tests.needs import need_module
 from verifier.modes.protection import Protection
@@ -78,13 +79,13 @@ def test_killed_worker_node_is_replaced_and_nothing_is_lost(monkeypatch: pytest.
                         os.kill(pid, signal.SIGKILL)
                     killed.append(status.elapsed)
 
-            plan = Plan(Protection.NONE, 5, CLASSES, workers=2, iterations=192, arena_every=8, minimise=False)
+            plan = Plan(Protection.NONE, 5, CLASSES, workers=2, iterations=768, arena_every=32, minimise=False)
             out = run_ray(plan, address=f"127.0.0.1:{port}", progress=kill_when_started, every=0.1)
     finally:
         for pid, _ in ray_processes() - before:  # only what this test started, by id
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    reference = run_jobs("none", 5, CLASSES, 2, iterations=192, arena_every=8)
+    reference = run_jobs("none", 5, CLASSES, 2, iterations=768, arena_every=32)
     assert killed, "the worker node was never killed: the campaign ended too early"
     assert len(out.retries) == 1
     retry = out.retries[0]
@@ -93,6 +94,12 @@ def test_killed_worker_node_is_replaced_and_nothing_is_lost(monkeypatch: pytest.
     assert out.result.as_dict() == reference.as_dict()  # nothing lost, nothing counted twice
     assert {f.key for f in out.result.findings} == {f.key for f in reference.findings}
     assert out.tags == ["job0", "job1", f"job{retry.job}-retry1"]
+    section = fuzz_ray.report(out, f"127.0.0.1:{port}", None)  # the report's "ray" section and its lines
+    assert section["retried"] == [retry.as_dict()] and section["nodes"] == 2
+    blocks = ", ".join(str(b) for b in retry.rerun)
+    assert any(
+        line.startswith(f"Retried: job {retry.job} died") and blocks in line for line in fuzz_ray.describe(section)
+    )
     deadline = time.monotonic() + 10
     while ray_processes() - before and time.monotonic() < deadline:
         time.sleep(0.2)
