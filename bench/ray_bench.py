@@ -34,7 +34,7 @@ from bench.fuzz_bench import BATCH_CLASSES
 from bench.goals import GoalRow, Sense
 from fuzz import case as case_mod
 from fuzz.campaign import CampaignResult, run_campaign
-from fuzz.cluster.connect import cluster
+from fuzz.cluster.connect import RayMissing, cluster, import_ray
 from fuzz.cluster.corpus import Corpus
 from fuzz.cluster.driver import run_on
 from fuzz.cluster.plan import Plan
@@ -152,9 +152,13 @@ def predict(f: Figures, workers: int, coverage: bool = False) -> tuple[float, fl
 
 
 def goal_rows(seconds: float) -> list[GoalRow]:
-    """Scaling of Ray workers (1 -> 2 on 2 cores) and Ray's per-worker cost against --jobs."""
-    f = measure(seconds)
-    return _rows(f)
+    """Scaling of Ray workers (1 -> 2 on 2 cores) and Ray's per-worker cost against --jobs (none without Ray)."""
+    try:
+        import_ray()
+    except RayMissing as err:
+        print(f"bench.ray_bench: skipped: {err}", file=sys.stderr)
+        return []
+    return _rows(measure(seconds))
 
 
 def _rows(f: Figures) -> list[GoalRow]:
