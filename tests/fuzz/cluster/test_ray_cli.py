@@ -52,6 +52,11 @@ def test_ray_campaign_equals_jobs_and_its_audit_logs_verify_as_a_set(
     assert checked["ok"] and len(checked["logs"]) == 2 and checked["records"] == rejected > 0
     assert cli.main(["audit", "summary", "--json", str(tmp_path / "ray")]) == 0
     assert json.loads(capsys.readouterr().out)["records"] == rejected
+    torn = Path(logs[1])  # a worker killed mid-write: its log is incomplete, and the set's verdict says which
+    torn.write_bytes(torn.read_bytes()[:-40])
+    assert cli.main(["audit", "verify", str(tmp_path / "ray")]) == 1
+    verdict = capsys.readouterr().out
+    assert f"OK: {logs[0]}:" in verdict and f"TAMPERED: {logs[1]}: file cut mid-record" in verdict
 
 
 def test_ray_without_ray_installed_is_one_line_and_exit_2(tmp_path: Path) -> None:
