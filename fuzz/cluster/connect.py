@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import os
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,6 +39,17 @@ def import_ray() -> ModuleType:
         return importlib.import_module("ray")
     except ImportError:
         raise RayMissing("--ray needs Ray: pip install 'nic-sandbox[ray]' (or pip install 'ray>=2.9')") from None
+
+
+def reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse at once a ``HOST:PORT`` nothing listens on (``ray.init`` would retry for minutes): ConnectionError."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # not HOST:PORT (a ray:// client address, say): let Ray judge it
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise ConnectionError(err.strerror or str(err)) from None
 
 
 def _handlers() -> dict[int, Any]:
@@ -65,6 +77,7 @@ def cluster(address: str = AUTO, cpus: int | None = None) -> Iterator[ModuleType
             else:
                 os.environ["PYTHONPATH"] = before
     else:
+        reachable(address)
         ray.init(address=address, log_to_driver=False)
     for signum, handler in saved.items():  # ray.init makes SIGTERM exit at once: the campaign's own stop wins
         signal.signal(signum, handler)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sandbox import cli
-from tests.fuzz.cluster.rayprocs import ray_processes
+from tests.fuzz.cluster.rayprocs import free_port, ray_processes
 from tests.needs import need_module
 
 ROOT = str(Path(__file__).resolve().parents[3])
@@ -68,3 +68,16 @@ def test_ray_without_ray_installed_is_one_line_and_exit_2(tmp_path: Path) -> Non
     assert done.stderr.strip().splitlines() == [
         "nic-sandbox: error: --ray needs Ray: pip install 'nic-sandbox[ray]' (or pip install 'ray>=2.9')"
     ]
+
+
+def test_ray_at_an_address_nothing_listens_on_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    need_module("ray", "nic-sandbox[ray]")
+    port = free_port()
+    assert cli.main(["fuzz", "--ray", f"127.0.0.1:{port}", "--iterations", "3", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.startswith(f"nic-sandbox: error: --ray 127.0.0.1:{port}: cannot reach the cluster (")
+        and len(err.splitlines()) == 1
+    )
