@@ -17,6 +17,13 @@ Memory map (first fit after the kernel's 1024 frames)::
              2 pages pinned device-read, 2 write-only, 2 read-write, 2 mapped but never pinned
     alice:   2 pages of secret (read pin), 2 pages of RX buffers (write pin)
     mallory: 1 spare page, mapped, not pinned (``uaf``: the use-after-unpin sequences pin, unpin and free it)
+    mallory: 3 pages, pages 0 and 2 pinned read-write, page 1 not (``holey``: a hole between two pins)
+    mallory: 1 page pinned read-write, alice: 1 page (secret, guarded), mallory: 1 page pinned read-write
+             (``scattered``: mallory's pinned frames are not contiguous: alice's frame lies between them)
+    mallory: 2 pages, mapped, not pinned (``spare``: pins of the system-call classes), and two more, never pinned
+
+Everything after ``uaf`` was added later, after every older span, so no
+older address moved (the reproducers in fuzz/corpus name them).
 
 Every operation a campaign or a reproducer performs is a method here
 (``tx`` -- with an optional race rewrite --, ``rx``, ``doorbell``, ``reg``,
@@ -29,9 +36,10 @@ refusal is a verdict, not a crash.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -42,7 +50,9 @@ from device.e1000 import E1000, EngineMode
 from device.poller import DevicePoller
 from driver.tenant.txq import TxQueue
 from fuzz.oracle.judge import Escape, Oracle
-from ring import indices
+from fuzz.oracle.queues import QueueWatch
+from fuzz.oracle.rules import DEFAULT_RULES, rx_buffer_bytes
+from ring import indices, regs
 from ring.descriptors import DESC_SIZE, RX_DESC, TX_DESC
 from ring.frames import FrameBatch
 from ring.memory import PAGE_SIZE, PhysicalMemory
@@ -67,6 +77,28 @@ THREAD_ROUNDS = 32  # tx_threaded: at most so many doorbells in one step
 THREAD_SECONDS = 0.5  # ... and at most so long (then the threads are stopped and the poller drained)
 THREAD_PAUSE = 0.0005  # after each doorbell the main thread sleeps this long: the device and the attacker run
 READ_WRITE = DEVICE_READ | DEVICE_WRITE
+#: How far a pin_range may reach outside its span (into the guard pages around it) and how long it may be.
+PIN_REACH = 2 * PAGE_SIZE
+NICS = ("nic0", "nic1", "nic2", "nic3")
+SPARE_QUEUE = 1  # nic2's queue pair left free at build: ``open_queue`` opens it
+QUEUE_KINDS = ("tx", "rx")  # the attack scenario's NICs (alice, bob, mallory, eve)
+
+
+def acting(tenant: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """An arena operation performed by ``tenant``: the queue watch checks no other tenant's queue moved."""
+
+    def wrap(method: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(method)
+        def run(self: Arena, *args: object, **kwargs: object) -> None:
+            before = self.queues.read()
+            try:
+                method(self, *args, **kwargs)
+            finally:
+                self.oracle.escapes += self.queues.moved(self.tenants[tenant].tenant_id, before)
+
+        return run
+
+    return wrap
 
 
 @dataclass(frozen=True)
@@ -97,12 +129,45 @@ class MemoryMap:
     alice_rx: Span  # alice, write pin
     uaf: Span  # mallory, mapped, not pinned at first: the use-after-unpin page
     tx_ring: int  # bus address of mallory's TX ring
+    holey: Span  # mallory, 3 pages: the first and last pinned read-write, the middle one not (a hole)
+    scattered_lo: Span  # mallory, 1 page pinned read-write, just below alice's ``alice_gap``
+    alice_gap: Span  # alice, 1 page of secret between mallory's two scattered pins
+    scattered_hi: Span  # mallory, 1 page pinned read-write, just above ``alice_gap``
+    spare: Span  # mallory, 2 pages mapped, never pinned at build: the system-call classes pin and ring it
     ring_size: int = RING
 
     @property
     def pin_edges(self) -> list[Span]:
         """Mallory's pins, in address order: their first and last bytes are the straddle targets."""
         return [self.scratch, self.read_pin, self.write_pin, self.rw_pin]
+
+    @property
+    def holes(self) -> tuple[Span, Span, Span]:
+        """The hole's page and the pinned pages around it (``holey``: pinned, hole, pinned)."""
+        h = self.holey
+        return (
+            Span(h.bus, h.phys, PAGE_SIZE),
+            Span(h.bus + PAGE_SIZE, h.phys + PAGE_SIZE, PAGE_SIZE),
+            Span(h.bus + 2 * PAGE_SIZE, h.phys + 2 * PAGE_SIZE, PAGE_SIZE),
+        )
+
+    def pinned_runs(self, access: int) -> list[tuple[int, int]]:
+        """Mallory's maximal runs of device addresses pinned with ``access`` (1 read, 2 write), as [start, end).
+
+        Adjacent pins merge, so the byte just outside a run is never pinned with the access: a run's edges
+        are the exact boundaries of the rule (a buffer ending on a run's last byte is valid, one more is not).
+        """
+        lo, _, hi = self.holes
+        spans = [(self.scratch, 1), (self.read_pin, 1), (self.write_pin, 2), (self.rw_pin, 3), (lo, 3), (hi, 3),
+                 (self.scattered_lo, 3), (self.scattered_hi, 3)]  # fmt: skip
+        ranges = sorted((s.bus, s.end) for s, a in spans if a & access)
+        runs: list[list[int]] = []
+        for start, end in ranges:
+            if runs and runs[-1][1] == start:
+                runs[-1][1] = end
+            else:
+                runs.append([start, end])
+        return [(a, b) for a, b in runs]
 
 
 def watching(world: World[Emulated], detail_limit: int | None = None) -> Oracle:
@@ -136,11 +201,14 @@ class Arena:
     eve_txq: TxQueue
     eve_frames: FrameBatch
     spans: dict[str, DmaRegion]  # mallory's regions the lifetime operations name
+    queues: QueueWatch  # the oracle's check that a queue moves only when its owner acts
     tx_tail: int = 0
     rx_tail: int = 0
     log: list[str] = field(default_factory=list)
     handles: dict[str, int] = field(default_factory=dict)  # span -> pin handle
     victims: int = 0  # alice's allocations so far
+    #: pins made by ``pin_range`` (handle, span, first page, pages), in order: ``unpin_range`` names them by index
+    range_pins: list[tuple[int, str, int, int]] = field(default_factory=list)
     #: the machine as built, for ``reset`` (None unless built ``resettable``)
     snapshot: Snapshot | None = None
 
@@ -154,12 +222,18 @@ class Arena:
         resettable: bool = False,
     ) -> Arena:
         """The machine, its oracle and mallory's rings; ``resettable``: snapshot it too, so ``reset`` can reuse it."""
+        base = scenario.load(embedded=SCENARIO)
+        # nic2 gets a second queue pair, free for mallory's own ``open_queue`` calls (the arena's, not the demo's)
+        nics = tuple(dataclasses.replace(n, queues=SPARE_QUEUE + 1) if n.name == "nic2" else n for n in base.nics)
         scen = dataclasses.replace(
-            scenario.load(embedded=SCENARIO), seed=seed, protection=Protection(protection), engine=EngineMode.INLINE
+            base, nics=nics, seed=seed, protection=Protection(protection), engine=EngineMode.INLINE
         )
         world = World.build(scen, pcap=False, audit=audit)
         memory, tenants = world.memory, world.tenants
         oracle = watching(world, detail_limit)
+        if world.scenario.protection is Protection.VERIFIER:  # the mode whose kernel claims every rule
+            oracle.rules = DEFAULT_RULES
+            oracle.rx_buffer = lambda nic: rx_buffer_bytes(world.nics[nic].reg(regs.RCTL))
 
         mallory, alice = tenants["mallory"], tenants["alice"]
         tx_region = mallory.alloc_dma(RING * DESC_SIZE)
@@ -181,9 +255,20 @@ class Arena:
         secret_region, alice_secret = pinned(alice, 2, DEVICE_READ)
         _, alice_rx = pinned(alice, 2, DEVICE_WRITE)
         uaf_region, uaf = pinned(mallory, 1, None)  # after alice's: the addresses above stay as they were
+        # Added later, after everything above (no older address moved): pins over scattered memory.
+        holey_region, holey = pinned(mallory, 3, None)
+        for page in (0, 2):  # two pins with an unpinned page between them
+            vaddr = holey_region.vaddr + page * PAGE_SIZE
+            mallory.pin(vaddr, PAGE_SIZE, READ_WRITE)
+            oracle.grant(mallory.tenant_id, holey.phys + page * PAGE_SIZE, PAGE_SIZE, READ_WRITE,
+                         holey.bus + page * PAGE_SIZE)  # fmt: skip
+        scattered_region, scattered_lo = pinned(mallory, 1, READ_WRITE)
+        gap_region, alice_gap = pinned(alice, 1, None)
+        _, scattered_hi = pinned(mallory, 1, READ_WRITE)
+        spare_region, whole = pinned(mallory, 4, None)  # pages 2 and 3: never pinned, a fence before what follows
+        spare = Span(whole.bus, whole.phys, 2 * PAGE_SIZE)
         marker = SECRET + b"%d" % seed
-        for page in range(2):
-            view = secret_region.view[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
+        for view in (*(secret_region.view[p * PAGE_SIZE : (p + 1) * PAGE_SIZE] for p in range(2)), gap_region.view):
             view[:] = 0x5A
             for at in range(0, PAGE_SIZE - len(marker), 256):  # the marker all over: any slice of it leaks
                 view[at : at + len(marker)] = np.frombuffer(marker, dtype=np.uint8)
@@ -193,6 +278,8 @@ class Arena:
         oracle.guard("kernel memory", kernel_span.phys, kernel_span.size)
         oracle.guard("alice's secret", alice_secret.phys, alice_secret.size)
         oracle.guard("alice's RX buffers", alice_rx.phys, alice_rx.size)
+        oracle.watch("alice's page between mallory's pins", alice_gap.phys, alice_gap.size)
+        oracle.guard("alice's page between mallory's pins", alice_gap.phys, alice_gap.size)
 
         # queues last: shadow rings and sinks are allocated here, after every address above
         tx_handle = mallory.open_tx_queue("nic2", 0, tx_region, RING)
@@ -223,6 +310,11 @@ class Arena:
             alice_rx,
             uaf,
             tx_region.bus,
+            holey,
+            scattered_lo,
+            alice_gap,
+            scattered_hi,
+            spare,
         )
         arena = cls(
             world,
@@ -234,7 +326,8 @@ class Arena:
             rx_handle.tail_offset,
             eve_txq,
             FrameBatch.from_matrix(frames),
-            {"uaf": uaf_region},
+            {"uaf": uaf_region, "spare": spare_region, "holey": holey_region, "scattered_lo": scattered_region},
+            QueueWatch(world.nics, oracle.queue_owner, oracle.names),
         )
         if resettable:
             arena.snapshot = Snapshot(world)
@@ -280,6 +373,7 @@ class Arena:
         return self.tenants["mallory"]
 
     # -- operations (one per reproducer op) -------------------------------------------
+    @acting("mallory")
     def tx(self, descs: npt.NDArray[np.void], tail: int | None = None, rewrite: Rewrite | None = None) -> None:
         """Write ``descs`` at mallory's TX tail and ring the doorbell.
 
@@ -318,7 +412,7 @@ class Arena:
                 hooks = state.before_read if rewrite.point == "before_read" else state.after_check
                 hooks.append(hook)
         try:
-            self.mallory.map_registers("nic2").write32(self.tx_tail_offset, value & 0xFFFF_FFFF)
+            self._tail("tx", value & 0xFFFF_FFFF)
         finally:
             if hooks is not None and hook is not None:
                 hooks.remove(hook)
@@ -329,6 +423,7 @@ class Arena:
         if rewrite.length is not None:
             self.tx_ring["length"][slot] = rewrite.length & 0xFFFF
 
+    @acting("mallory")
     def tx_threaded(self, descs: npt.NDArray[np.void], rewrite: Rewrite) -> None:
         """The threaded race: nic2 runs on a ``DevicePoller`` for this step while a second thread keeps rewriting.
 
@@ -381,6 +476,7 @@ class Arena:
             dev.mode = EngineMode.INLINE
         self.log.append(f"tx_threaded: {rounds} round(s) of {n} descriptor(s), poller rounds {poller.rounds}")
 
+    @acting("mallory")
     def rx(self, addrs: npt.NDArray[np.uint64], doorbell: bool = True) -> None:
         """Post empty RX buffers at ``addrs`` on mallory's RX ring and ring the doorbell (unless told not to)."""
         n = int(addrs.size)
@@ -391,12 +487,29 @@ class Arena:
         if doorbell:
             self.doorbell("rx")
 
+    @acting("mallory")
     def doorbell(self, queue: str) -> None:
         """Ring mallory's ``queue`` ("rx" or "tx") at its natural tail (what was written without a doorbell)."""
-        offset, value = (self.rx_tail_offset, self.rx_tail) if queue == "rx" else (self.tx_tail_offset, self.tx_tail)
-        self.mallory.map_registers("nic2").write32(offset, value)
+        self._tail(queue, self.rx_tail if queue == "rx" else self.tx_tail)
+
+    def _tail(self, queue: str, value: int) -> None:
+        """Mallory's store into her ``queue`` tail register, shown to the oracle (ring geometry at its edges)."""
+        offset = self.rx_tail_offset if queue == "rx" else self.tx_tail_offset
+        window, dev = self.mallory.map_registers("nic2"), self.nics["nic2"]
+        head, tail = (regs.RDH, regs.RDT) if queue == "rx" else (regs.TDH, regs.TDT)
+        self.oracle.tail_written(
+            "nic2",
+            queue,
+            0,
+            value,
+            RING,
+            lambda: window.write32(offset, value),
+            lambda: (dev.reg(regs.queue_reg(head, 0)), dev.reg(regs.queue_reg(tail, 0))),
+            self.rx_ring if queue == "rx" else self.tx_ring,
+        )
 
     # -- lifetime operations (use after unpin) -------------------------------------------
+    @acting("mallory")
     def pin(self, span: str, access: int) -> None:
         """Mallory pins one of her spans; the oracle's pin reference learns of it (nothing else does)."""
         region = self.spans[span]
@@ -409,11 +522,15 @@ class Arena:
             self.log.append(f"pin {span}: refused ({err})")
             return
         self.handles[span] = int(handle)
+        phys = self.mallory.virt_to_phys(region.vaddr)
+        # exactly this access now: a deferred unpin the kernel finished since leaves its bits in the reference
+        self.oracle.revoke(self.mallory.tenant_id, phys, region.size, region.bus)
         self.oracle.grant(
             self.mallory.tenant_id, self.mallory.virt_to_phys(region.vaddr), region.size, access, region.bus
         )
         self.log.append(f"pin {span}: handle {int(handle)}")
 
+    @acting("mallory")
     def unpin(self, span: str) -> None:
         """Mallory unpins a span ("released" at once, or "deferred" while DMA is in flight)."""
         handle = self.handles.pop(span, None)
@@ -433,6 +550,7 @@ class Arena:
         else:  # deferred: pinned for the DMA in flight, released whenever the kernel lets go
             self.oracle.release_pending(self.mallory.tenant_id, phys, region.size)
 
+    @acting("mallory")
     def free(self, span: str) -> None:
         """Mallory frees a span's memory (refused while pinned, also while a deferred unpin waits)."""
         region = self.spans[span]
@@ -445,6 +563,7 @@ class Arena:
         self.oracle.revoke(self.mallory.tenant_id, phys, region.size, region.bus)
         self.log.append(f"free {span}: done, frame {phys >> 12} back in the free pool")
 
+    @acting("alice")
     def victim_alloc(self, pages: int) -> None:
         """Alice allocates ``pages`` (first fit: a frame mallory just freed) and fills them; the oracle guards them."""
         region = self.tenants["alice"].alloc_dma(max(1, pages) * PAGE_SIZE)
@@ -456,6 +575,7 @@ class Arena:
         self.oracle.guard(name, phys, region.size)
         self.log.append(f"victim_alloc: alice got frame {phys >> 12}")
 
+    @acting("eve")
     def eve_sends(self, count: int) -> None:
         """Eve sends ``count`` frames to mallory's NIC, so that posted RX buffers are used."""
         count = max(0, min(count, MAX_BATCH))
@@ -464,15 +584,106 @@ class Arena:
                 FrameBatch(self.eve_frames.data[: count * FRAME_LEN], self.eve_frames.lengths[:count])
             )
 
+    @acting("mallory")
     def fake_ring(self, descs: npt.NDArray[np.void]) -> None:
         """Mallory writes descriptors into her scratch page (a ring of her own making, for register attacks)."""
         view = self.memory.data[self.map.scratch.phys : self.map.scratch.phys + self.map.scratch.size].view(TX_DESC)
         view[:] = np.zeros(view.size, dtype=TX_DESC)
         view[: descs.size] = descs
 
+    @acting("mallory")
     def reg(self, offset: int, value: int) -> None:
         """Mallory stores ``value`` into register ``offset`` of nic2 (anything but a tail is refused when trapped)."""
-        self.mallory.map_registers("nic2").write32(offset, value & 0xFFFF_FFFF)
+        window = self.mallory.map_registers("nic2")
+        window.write32(offset, value & 0xFFFF_FFFF)
+        # a raw store to her own tail: her driver reads the tail back and goes on from where the queue now is
+        # (the kernel's accepted tail when trapped, the device's register otherwise), as a driver resyncs
+        if offset == self.rx_tail_offset:
+            self.rx_tail = window.read32(offset) % RING
+        elif offset == self.tx_tail_offset:
+            self.tx_tail = window.read32(offset) % RING
+
+    # -- the system-call surface: any range, any NIC ----------------------------------------
+    @acting("mallory")
+    def pin_range(self, span: str, offset: int, length: int, access: int) -> None:
+        """Mallory pins ``length`` bytes at ``offset`` into one of her spans (offset and length may reach into the
+        guard pages around it, be zero, overlap a pin, ask for no or unknown access); the oracle's pin reference
+        learns of what the kernel accepted, page by page as mallory's own page table says."""
+        region = self.spans[span]
+        vaddr = region.vaddr + offset
+        try:
+            handle = self.mallory.pin(vaddr, length, access)
+        except KernelError as err:
+            self.log.append(f"pin_range {span}{offset:+#x} len {length:#x} access {access}: refused ({err})")
+            return
+        first, last = vaddr >> 12, (vaddr + length - 1) >> 12
+        for page in range(first, last + 1):
+            phys = self.mallory.virt_to_phys(page << 12)
+            bus = region.bus + (page << 12) - region.vaddr
+            # the page now carries exactly this access (an earlier pin of it, released by the kernel when its
+            # in-flight DMA finished, leaves bits behind that a grant alone would keep)
+            self.oracle.revoke(self.mallory.tenant_id, phys, PAGE_SIZE, bus)
+            self.oracle.grant(self.mallory.tenant_id, phys, PAGE_SIZE, access, bus)
+        self.range_pins.append((int(handle), span, first, last - first + 1))
+        self.log.append(f"pin_range {span}{offset:+#x} len {length:#x} access {access}: handle {int(handle)}")
+
+    @acting("mallory")
+    def unpin_range(self, index: int) -> None:
+        """Mallory unpins the ``index``-th pin this arena's ``pin_range`` made (past the last: a handle no pin
+        has, which the kernel must refuse)."""
+        if index >= len(self.range_pins):
+            bogus = 1 << 20 | index
+            try:
+                self.mallory.unpin(bogus)
+            except KernelError as err:
+                self.log.append(f"unpin_range {index}: handle {bogus} refused ({err})")
+                return
+            self.log.append(f"unpin_range {index}: handle {bogus} accepted")
+            return
+        handle, span, first, pages = self.range_pins[index]
+        try:
+            outcome = self.mallory.unpin(handle)
+        except KernelError as err:
+            self.log.append(f"unpin_range {index}: refused ({err})")
+            return
+        region = self.spans[span]
+        for page in range(first, first + pages):
+            phys = self.mallory.virt_to_phys(page << 12)
+            if outcome == "released":
+                self.oracle.revoke(self.mallory.tenant_id, phys, PAGE_SIZE, region.bus + (page << 12) - region.vaddr)
+            else:
+                self.oracle.release_pending(self.mallory.tenant_id, phys, PAGE_SIZE)
+        self.log.append(f"unpin_range {index}: {outcome}")
+
+    @acting("mallory")
+    def open_queue(self, kind: str, span: str, offset: int, nbytes: int, size: int) -> None:
+        """Mallory opens nic2's spare ``kind`` queue with a ring of ``size`` slots over ``nbytes`` she names at
+        ``offset`` into a span (any length, alignment and size: the kernel must refuse what breaks its rules).
+
+        The region is what her system call names: a virtual address and a length; the kernel's view of it is
+        the memory behind that address (clipped at the end of memory).
+        """
+        region = self.spans[span]
+        vaddr = region.vaddr + offset
+        try:
+            phys = self.mallory.virt_to_phys(vaddr)
+        except KernelError as err:
+            self.log.append(f"open_queue {kind} over {span}{offset:+#x}: not mapped ({err})")
+            return
+        view = self.memory.data[phys : min(phys + nbytes, self.memory.size)]
+        ring = DmaRegion(vaddr, region.bus + offset, nbytes, view)
+        opener = self.mallory.open_tx_queue if kind == "tx" else self.mallory.open_rx_queue
+        try:
+            opener("nic2", SPARE_QUEUE, ring, size)
+        except KernelError as err:
+            self.log.append(f"open_queue {kind} {size} slots over {span}{offset:+#x} len {nbytes:#x}: refused ({err})")
+            return
+        self.log.append(f"open_queue {kind} {size} slots over {span}{offset:+#x} len {nbytes:#x}: opened")
+
+    @acting("mallory")
+    def reg_at(self, nic: str, offset: int, value: int) -> None:
+        """Mallory stores ``value`` into register ``offset`` of any NIC, through her mapping of its registers."""
+        self.mallory.map_registers(nic).write32(offset, value & 0xFFFF_FFFF)
 
     def settle(self) -> list[Escape]:
         """After a step: the cheap integrity check; return and forget the escapes found since the last call.

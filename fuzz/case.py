@@ -58,7 +58,7 @@ from typing import Any
 
 from fuzz.arena import SCENARIO, Arena
 from fuzz.campaign import Finding, guarded_step
-from fuzz.oracle.audit import audit_count
+from fuzz.oracle.audit import AuditWatch, audit_complete, audit_count
 from fuzz.oracle.escape import Escape
 from fuzz.steps import ReproducerError, Step, step_from_json
 from fuzz.steps.spec import U64, Int, Key, Text, parse_object, u
@@ -245,10 +245,17 @@ class ReplayResult:
 
 
 def replay(case: Case, protection: Protection | str | None = None) -> ReplayResult:
-    """Run the case in a fresh arena (under ``protection``, default the case's own) and report each step."""
+    """Run the case in a fresh arena (under ``protection``, default the case's own) and report each step.
+
+    The audit records are judged as in a campaign: an ``AuditWatch`` over the replay's own sink checks,
+    after each step, one record per refusal mark with a true reason, and at the end that counters equal
+    records, so an audit finding's reproducer reproduces (kind ``audit``).
+    """
     mode = Protection(protection) if protection is not None else case.protection
     audit = MemoryAudit()
     arena = Arena.build(mode, case.seed, audit)
+    watch = AuditWatch(audit)
+    watch.watch(arena)
     steps = []
     for step in case.steps:
         before, notes = audit_count(audit), len(arena.log)
@@ -256,7 +263,7 @@ def replay(case: Case, protection: Protection | str | None = None) -> ReplayResu
         new = audit_count(audit) - before
         reasons = [str(audit.records[i]["reason"]) for i in range(-min(new, len(audit.records)), 0)]
         steps.append(StepReport(step, new, reasons, found, arena.log[notes:]))
-    closing = arena.close()
+    closing = arena.close() + audit_complete(watch)
     if closing and steps:
         steps[-1].escapes.extend(closing)
     return ReplayResult(case, mode, steps)

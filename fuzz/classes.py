@@ -47,6 +47,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fuzz.arena import THREAD_ROUNDS, MemoryMap
+from fuzz.edges import hidden, register_fires, ring_edge, scattered
 from fuzz.steps import (
     AFTER_CHECK,
     BEFORE_READ,
@@ -55,7 +56,6 @@ from fuzz.steps import (
     Attack,
     Doorbell,
     EveSends,
-    FakeRing,
     Free,
     Pin,
     Reg,
@@ -70,6 +70,7 @@ from fuzz.steps import (
 )
 from fuzz.steps.mutation import mutate
 from fuzz.steps.tx import GOOD
+from fuzz.surface import foreign_reg, open_queue, pin_range
 from ring import regs
 from ring.descriptors import TXD_CMD_DEXT, TXD_CMD_IC, TXD_CMD_IFCS, TXD_CMD_RPS, TXD_CMD_RS, TXD_CMD_VLE
 from ring.memory import PAGE_SIZE
@@ -391,23 +392,27 @@ def use_after_unpin(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
 
 
 def register(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
-    """Repoint TDBAL at a fake ring of kernel addresses; or RDBAL at kernel memory; plus stray writes."""
+    """Repoint TDBAL at a fake ring of kernel addresses (or RDBAL at one of kernel RX buffers), plus stray
+    writes, then the doorbell that would make the device fetch the fake ring: mallory's own doorbell over a
+    valid descriptor (``edges.register_fires``), in a machine as built (device head 0)."""
     k = max(1, min(n, m.scratch.size // 16) - 8)
     length = lengths(rng, k)
     frame = rng.integers(0, m.kernel.size // PAGE_SIZE, k)
     fake = tx_batch((m.kernel.phys + frame * PAGE_SIZE).astype(np.uint64), length)
+    full = np.resize(fake, m.scratch.size // 16)  # every slot of the page: whatever the head, a kernel address
     count = 8 * (1 + k // 8)
+    tx = rng.random() < 0.6
+    bal, bah, dlen, head, _ = regs.TX_RING_REGS if tx else regs.RX_RING_REGS
     writes = [
-        (regs.TDBAL, m.scratch.bus & 0xFFFF_FFFF),
-        (regs.TDBAH, m.scratch.bus >> 32),
-        (regs.TDLEN, count * 16),
-        (regs.TDH, 0),
-        (regs.TDT, k),
+        (bal, m.scratch.bus & 0xFFFF_FFFF),
+        (bah, m.scratch.bus >> 32),
+        (dlen, count * 16),
+        (head, 0),
     ]
     stray = [regs.CTRL, regs.RCTL, regs.TCTL, regs.IMS, regs.RDLEN, regs.RDH, regs.TIDV]
     for _ in range(int(rng.integers(0, 3))):
         writes.insert(0, (int(rng.choice(stray)), int(rng.integers(0, 1 << 32))))
-    return Attack.of(FakeRing(fake), *(Reg(offset, value) for offset, value in writes))
+    return register_fires(rng, m, n, writes, full)
 
 
 class ClassTable(dict[str, AttackClass]):
@@ -433,10 +438,16 @@ CLASSES: dict[str, AttackClass] = ClassTable(
         AttackClass("bad-cmd", "unknown command bits, checksum offsets outside the packet", NOWHERE, bad_cmd),
         AttackClass("access-mismatch", "TX from a write-only pin, RX into a read-only pin", NONE_ONLY, access_mismatch),
         AttackClass("ring-index", "tail beyond the ring, backwards, overrunning", NOWHERE, ring_index),
-        AttackClass("register", "writes other than the tail: TDBAL to a fake ring", NONE_ONLY, register),
+        AttackClass("register", "ring base repointed to a fake ring, then the doorbell", NONE_ONLY, register),
         AttackClass("race", "a checked TX descriptor rewritten before the device reads it", RACY, race),
         AttackClass("use-after-unpin", "unpin, free, alice reuses the frame", NONE_ONLY, use_after_unpin),
         AttackClass("interleave", "random interleavings of pin, unpin, free, post, doorbell", NONE_ONLY, interleave),
+        AttackClass("hidden", "one descriptor past a rule's edge hidden in valid traffic", NONE_ONLY, hidden),
+        AttackClass("scattered", "buffers over pins with holes and scattered frames", NONE_ONLY, scattered),
+        AttackClass("ring-edge", "tails at the ring's edges: size-1/size/size+1, a full lap", NONE_ONLY, ring_edge),
+        AttackClass("pin-range", "pin/unpin any range: guard pages, zero, partial, overlapping", NONE_ONLY, pin_range),
+        AttackClass("open-queue", "a queue opened over any region, any ring size, then rung", NOWHERE, open_queue),
+        AttackClass("foreign-reg", "stores into other tenants' NICs: eve's doorbell, alice's", NONE_ONLY, foreign_reg),
     )
 )
 

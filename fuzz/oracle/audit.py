@@ -27,7 +27,8 @@ from fuzz.oracle.reasons import (
     Rows,
     judge,
 )
-from ring.descriptors import RXD_ERR_REFUSED, RXD_STAT_DD, TXD_STAT_DD, TXD_STAT_REFUSED
+from fuzz.oracle.rules import packet_atomicity
+from ring.descriptors import RXD_ERR_REFUSED, RXD_STAT_DD, TXD_CMD_EOP, TXD_STAT_DD, TXD_STAT_REFUSED
 from ring.regs import RDT, TDT, queue_reg
 
 if TYPE_CHECKING:
@@ -130,6 +131,31 @@ def refusal_marks(kind: str, ring: npt.NDArray[np.void]) -> npt.NDArray[np.int64
     )
 
 
+def _whole_packets(key: QueueKey, ring: npt.NDArray[np.void], refused: npt.NDArray[np.int64]) -> list[Escape]:
+    """PKT_BAD_FRAGMENT from the tenant's side: no packet of her TX ring (by the EOP bits she wrote) may have a
+    slot refused and another completed by the device (DD without REFUSED) in one step (``packet_atomicity``).
+    The completions are reaped here (status cleared, as a driver takes a completed slot back): each step sees
+    its own."""
+    status = ring["status"]
+    sent = np.flatnonzero((status & np.uint8(TXD_STAT_DD | TXD_STAT_REFUSED)) == np.uint8(TXD_STAT_DD))
+    found = []
+    eop = (ring["cmd"] & np.uint8(TXD_CMD_EOP)) != 0
+    split = packet_atomicity(eop, refused, sent, len(ring))
+    if split:
+        found.append(
+            Escape(
+                "rule",
+                f"{key[0]} {key[1]} queue {key[2]}: slot {split[0][0]} (no EOP) was sent and slot {split[0][1]} "
+                f"of its packet refused ({len(split)} such), which breaks PKT_BAD_FRAGMENT "
+                "(a packet goes whole or not at all)",
+                key[0],
+            )
+        )
+    if sent.size:
+        status[sent] = 0
+    return found
+
+
 def _acknowledge(kind: str, ring: npt.NDArray[np.void], slots: npt.NDArray[np.int64]) -> None:
     """The tenant reaps the refusals it saw, as a driver clears a descriptor's status after reading DD."""
     ring["status"][slots] = 0
@@ -176,6 +202,10 @@ class AuditWatch:
     oracle: Oracle | None = None
     _start: int = 0
     _start_counters: Counter[tuple[Any, ...]] = field(default_factory=Counter)
+    #: for a file-backed log (``capacity`` 0): returns the records written to the file since its last call, as
+    #: dicts (fuzz/log_follow.py, passed in: this module reads no file format of verifier/), so the on-disk log is
+    #: matched slot by slot and its reasons judged after every step, not only at the end
+    follow: Callable[[], list[dict[str, Any]]] | None = None
 
     def __post_init__(self) -> None:
         if self.sink.path is not None and self.verify is None:
@@ -221,6 +251,8 @@ class AuditWatch:
         seen: dict[QueueKey, npt.NDArray[np.int64]] = {}
         for key, ring in self.rings.items():
             slots = refusal_marks(key[1], ring)
+            if key[1] == "tx" and self.oracle is not None and self.oracle.rules is not None:
+                found += _whole_packets(key, ring, slots)
             _acknowledge(key[1], ring, slots)
             seen[key] = slots
             if slots.size:
@@ -248,9 +280,19 @@ class AuditWatch:
         end = audit_count(self.sink)
         start, self._seq = self._seq, end
         capacity = self.sink.capacity
-        if end == start or capacity == 0:
+        following = capacity == 0 and self.follow is not None
+        if following:
+            commit = getattr(self.sink, "commit", None)
+            if callable(commit):
+                commit()  # what the sink buffers reaches the file (a doorbell commits its own already)
+            items: list[dict[str, Any] | RecordSpanLike] = list(self.follow()) if self.follow is not None else []
+            capacity = None  # the file holds every record
+        elif end == start or capacity == 0:
             return []
-        items = list(self.sink.since(start))
+        else:
+            items = list(self.sink.since(start))
+        if end == start and not items:
+            return []
         run = _run(items, end)
         if run is not None and run[1] > end:
             return []  # recorded while this was read (another thread): the counts above still hold
@@ -308,9 +350,11 @@ class AuditWatch:
         if oracle is None:
             return []
         found: list[Escape] = []
-        for item in items:
+        for item in _runs(items):
             names: Mapping[int, str]
-            if isinstance(item, dict):
+            if isinstance(item, list):  # consecutive descriptor records of one queue, read from a file: as columns
+                rows, names, codes = self._run_rows(oracle, item)
+            elif isinstance(item, dict):
                 rows, names, codes = self._dict_rows(oracle, item), {0: str(item.get("reason") or "")}, _ZERO
             else:
                 rows, names, codes = self._span_rows(oracle, item), item.names, item.reason
@@ -346,6 +390,27 @@ class AuditWatch:
             rows.length = span.length.astype(np.int64)
             rows.write = bool(span.write)
         return rows
+
+    def _run_rows(
+        self, oracle: Oracle, run: list[dict[str, Any]]
+    ) -> tuple[Rows, dict[int, str], npt.NDArray[np.uint8]]:
+        """Consecutive descriptor records of one queue (dicts, as read from a file) as one set of columns."""
+        first = run[0]
+        nic, kind = str(first["nic"] or ""), str(first["kind"] or "")
+        rows = Rows(int(first["seq"]), nic, kind, **self._context(oracle, nic, kind, first["queue"]))
+        descs = [r["desc"] for r in run]
+        details = [r["detail"] or {} for r in run]
+        rows.addr = np.array([int(d["addr"]) for d in descs], dtype=np.uint64)
+        if kind == "rx":
+            rows.length = np.array([int(d.get("checked_bytes", -1)) for d in details], dtype=np.int64)
+        else:
+            rows.length = np.array([int(d.get("length", 0)) for d in descs], dtype=np.int64)
+            rows.cmd = np.array([int(d.get("cmd", 0)) for d in descs], dtype=np.uint8)
+        rows.bad_byte = np.array([_signed_bad_byte(d) for d in details], dtype=np.int64)
+        rows.detail = details[0]
+        codes_of: dict[str, int] = {}
+        codes = np.array([codes_of.setdefault(str(r["reason"]), len(codes_of)) for r in run], dtype=np.uint8)
+        return rows, {code: name for name, code in codes_of.items()}, codes
 
     def _dict_rows(self, oracle: Oracle, record: dict[str, Any]) -> Rows:
         nic, kind = str(record.get("nic") or ""), str(record.get("kind") or "")
@@ -521,21 +586,8 @@ class _LogTally:
         run, self._run = self._run, []
         if not run or self.oracle is None or self.ref is None:
             return
-        first = run[0]
-        nic, kind = str(first["nic"] or ""), str(first["kind"] or "")
-        rows = Rows(int(first["seq"]), nic, kind, **self.watch._context(self.oracle, nic, kind, first["queue"]))
-        descs = [r["desc"] for r in run]
-        details = [r["detail"] or {} for r in run]
-        rows.addr = np.array([int(d["addr"]) for d in descs], dtype=np.uint64)
-        if kind == "rx":
-            rows.length = np.array([int(d.get("checked_bytes", -1)) for d in details], dtype=np.int64)
-        else:
-            rows.length = np.array([int(d.get("length", 0)) for d in descs], dtype=np.int64)
-            rows.cmd = np.array([int(d.get("cmd", 0)) for d in descs], dtype=np.uint8)
-        rows.bad_byte = np.array([_signed_bad_byte(d) for d in details], dtype=np.int64)
-        codes_of: dict[str, int] = {}
-        codes = np.array([codes_of.setdefault(str(r["reason"]), len(codes_of)) for r in run], dtype=np.uint8)
-        names = {code: name for name, code in codes_of.items()}
+        rows, names, codes = self.watch._run_rows(self.oracle, run)
+        nic = rows.nic
         for line in judge(rows, names, codes, self.ref, only=WITHOUT_PINS):
             self.wrong.append(Escape("audit", f"wrong reason: {line}", nic))
 
@@ -547,6 +599,38 @@ def _signed_bad_byte(detail: Mapping[str, Any]) -> int:
 
 
 _ZERO = np.zeros(1, dtype=np.uint8)
+
+
+def _descriptor_record(r: dict[str, Any]) -> bool:
+    desc = r.get("desc")
+    return r.get("kind") in ("tx", "rx") and isinstance(desc, dict) and "addr" in desc
+
+
+def _runs(
+    items: list[dict[str, Any] | RecordSpanLike],
+) -> list[list[dict[str, Any]] | dict[str, Any] | RecordSpanLike]:
+    """``items`` with consecutive descriptor records (dicts) of one queue joined into lists, to judge as columns."""
+    out: list[list[dict[str, Any]] | dict[str, Any] | RecordSpanLike] = []
+    run: list[dict[str, Any]] = []
+    for item in items:
+        if isinstance(item, dict) and _descriptor_record(item) and str(item.get("reason")) not in EVENT_PREDICATES:
+            if run and (
+                (item.get("nic"), item.get("kind"), item.get("queue"))
+                != (run[-1].get("nic"), run[-1].get("kind"), run[-1].get("queue"))
+                or item.get("seq") != run[-1].get("seq", -2) + 1
+                or len(run) >= LOGGED_RUN
+            ):
+                out.append(run)
+                run = []
+            run.append(item)
+            continue
+        if run:
+            out.append(run)
+            run = []
+        out.append(item)
+    if run:
+        out.append(run)
+    return out
 
 
 def _slice(rows: Rows, lo: int, n: int) -> Rows:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Escape:
-    kind: str  # "dma", "pin", "leak", "integrity", "crash", "liveness", "audit"
+    kind: str  # "dma", "pin", "leak", "integrity", "crash", "liveness", "audit", "rule", "ring"
     what: str  # a one-line account
     device: str = ""
     address: int = -1

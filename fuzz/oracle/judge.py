@@ -42,6 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fuzz.oracle.escape import Escape
+from fuzz.oracle.geometry import RingModel, judge_tail_write
 from fuzz.oracle.liveness import Work
 from fuzz.oracle.reasons import (
     ACCESS_BITS,
@@ -49,11 +50,17 @@ from fuzz.oracle.reasons import (
     UNPIN_ASKED,
     Reference,
 )
+from fuzz.oracle.rules import OpenPacket, RuleBook, descriptor_rules, packet_rules, window_atomicity
+from ring import indices
+from ring.descriptors import DESC_SIZE, RX_DESC, TX_DESC
 from ring.frames import FrameBatch
 from ring.memory import CANARY_SIZE, CANARY_TAG, OWNER_KERNEL, PAGE_SHIFT, PhysicalMemory, owner_name
 
 if TYPE_CHECKING:
     from fuzz.oracle.audit import AuditWatch
+
+
+Mask = npt.NDArray[np.bool_]
 
 
 class DmaBatchLike(Protocol):
@@ -71,6 +78,8 @@ class DmaBatchLike(Protocol):
     def phys(self) -> npt.NDArray[np.uint64]: ...
     @property
     def allowed(self) -> npt.NDArray[np.bool_]: ...
+
+    # ``queue`` (the device queue) is read where present: open packets are carried per (device, queue)
 
 
 @dataclass
@@ -107,6 +116,16 @@ class Oracle:
     clock: Callable[[], int] | None = None
     _history: list[tuple[int, int, npt.NDArray[np.uint8], dict[int, tuple[int, int]]]] = field(default_factory=list)
     _current: dict[int | None, Reference] = field(default_factory=dict)
+
+    #: accepted => every rule holds (fuzz/oracle/rules.py): set where a kernel claims to enforce the rules
+    #: (``verifier`` mode); every descriptor the device fetches is judged against them (kind ``"rule"``)
+    rules: RuleBook | None = None
+    #: device name -> the receive buffer size it is programmed with (its RCTL.BSIZE): what it may write
+    rx_buffer: Callable[[str], int] | None = None
+    #: the packet each device queue has fetched fragments of without its EOP yet
+    _open: dict[tuple[str, int], OpenPacket] = field(default_factory=dict)
+    #: the oracle's account of each RX queue's tail and in-flight slots (ring geometry)
+    _rings: dict[tuple[str, str, int], RingModel] = field(default_factory=dict)
 
     # -- the pin reference -------------------------------------------------------------
     def grant(self, tenant: int, phys: int, length: int, access: int, bus: int | None = None) -> None:
@@ -201,6 +220,8 @@ class Oracle:
         """Observer hook for DmaEngine.observers: check every allowed access against ground truth."""
         self.accesses += int(batch.allowed.size)
         self.work.count(batch)
+        if self.rules is not None and batch.direction == "read" and batch.purpose.endswith("-desc"):
+            self._judge_fetch(batch)
         live = batch.allowed & (batch.lengths > 0)
         if not bool(live.any()):
             return
@@ -244,6 +265,173 @@ class Oracle:
                 who,
             )
         )
+
+    # -- accepted => every rule holds ------------------------------------------------------
+    def _judge_fetch(self, batch: DmaBatchLike) -> None:
+        """The descriptors a device fetches, read from memory as it reads them, judged against the rules."""
+        live = batch.allowed & (batch.lengths > 0)
+        if not bool(live.any()):
+            return
+        which = np.flatnonzero(live)
+        data = self.memory.data
+        parts = [
+            data[s : s + n] for s, n in zip(batch.phys[which].tolist(), batch.lengths[which].tolist(), strict=True)
+        ]
+        raw = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        count = raw.size // DESC_SIZE
+        if not count:
+            return
+        owner = self.queue_owner.get(batch.device)
+        queue = int(getattr(batch, "queue", 0))
+        if batch.purpose.startswith("tx"):
+            self._judge_tx(batch.device, queue, owner, raw[: count * DESC_SIZE].view(TX_DESC))
+        else:
+            self._judge_rx(batch.device, owner, raw[: count * DESC_SIZE].view(RX_DESC))
+
+    def _range_bad(
+        self, addr: npt.NDArray[np.uint64], length: npt.NDArray[np.int64], owner: int | None, need: int
+    ) -> tuple[Mask, Mask, Mask]:
+        """Per range ``[addr, addr + length)`` (length > 0): (wraps 2**64, ends past memory, a frame not pinned by
+        ``owner`` with ``need`` or not owned by it), vectorised as ``on_dma``."""
+        addr = addr.astype(np.uint64, copy=False)
+        span = length.astype(np.uint64) - np.uint64(1)
+        wrap = addr > np.uint64(0xFFFF_FFFF_FFFF_FFFF) - span
+        size = np.uint64(self.memory.size)
+        beyond = ~wrap & ((addr >= size) | (addr + span >= size))
+        inside = ~wrap & ~beyond
+        first = np.where(inside, addr >> np.uint64(PAGE_SHIFT), 0).astype(np.int64)
+        last = np.where(inside, (addr + span) >> np.uint64(PAGE_SHIFT), 0).astype(np.int64)
+        pin = inside & (self._bad(first, owner, True, need) | self._bad(last, owner, True, need))
+        for i in np.flatnonzero(inside & ~pin & (last - first > 1)).tolist():
+            pin[i] = bool(self._bad(np.arange(first[i] + 1, last[i]), owner, True, need).any())
+        return wrap, beyond, pin
+
+    def _pin_reason(self, addr: int, length: int, owner: int | None, need: int) -> str:
+        """The reason a refusal of this range would name (the first bad frame's state in the pin reference)."""
+        frames = np.arange(addr >> PAGE_SHIFT, ((addr + length - 1) >> PAGE_SHIFT) + 1)
+        frame = int(frames[np.argmax(self._bad(frames, owner, True, need))])
+        table = self.pinned.get(owner) if owner is not None else None
+        bits = 0 if table is None else int(table[frame])
+        if self.memory.owner[frame] == (owner if owner is not None else -99):
+            if bits & ACCESS_BITS:
+                return ("ACCESS_NO_WRITE" if need == 2 else "ACCESS_NO_READ") + f" (frame {frame})"
+            if bits & RELEASED:
+                return f"PIN_RELEASED (frame {frame})"
+        code = int(self.memory.owner[frame])
+        return f"ADDR_NOT_PINNED (frame {frame}, owned by {self.names.get(code, owner_name(code))})"
+
+    def _rule(self, device: str, what: str, rule: str, addr: int = -1, length: int = 0) -> None:
+        self.escapes.append(Escape("rule", f"{device} was given {what}, which breaks {rule}", device, addr, length))
+
+    def _judge_tx(self, device: str, queue: int, owner: int | None, descs: npt.NDArray[np.void]) -> None:
+        rules = self.rules
+        assert rules is not None
+        addr, length, cmd = descs["addr"], descs["length"].astype(np.int64), descs["cmd"]
+        found = 0
+        limit = self.detail_limit
+        broken = np.full(descs.size, -1, dtype=np.int64)
+        checks = descriptor_rules(rules, length, cmd)
+        for k, (mask, _name) in enumerate(checks):
+            broken = np.where((broken < 0) & mask, k, broken)
+        judged = (broken < 0) & (length > 0)
+        wrap, beyond, pin = self._range_bad(addr, np.maximum(length, 1), owner, 1)
+        bad_range = judged & (wrap | beyond | pin)
+        for i in np.flatnonzero((broken >= 0) | bad_range).tolist():
+            a, n, c = int(addr[i]), int(length[i]), int(cmd[i])
+            if broken[i] >= 0:
+                name = checks[int(broken[i])][1]
+                fact = {"CMD_UNSUPPORTED": f"cmd {c:#04x} beyond {rules.cmd_supported:#04x}", "LEN_ZERO": "0 bytes",
+                        "LEN_TOO_LONG": f"{n} bytes > {rules.max_buffer}"}[name]  # fmt: skip
+            elif wrap[i]:
+                name, fact = "ADDR_WRAP", f"{a:#x} + {n} wraps 2**64"
+            elif beyond[i]:
+                name, fact = "ADDR_BEYOND_MEMORY", f"ends past {self.memory.size:#x}"
+            else:
+                name, fact = self._pin_reason(a, n, owner, 1), "not pinned for device read by the queue's owner"
+            if limit is not None and found >= limit:
+                self.suppressed += 1
+                continue
+            found += 1
+            self._rule(device, f"TX descriptor addr={a:#x} len={n} cmd={c:#04x} ({fact})", name, a, n)
+        key = (device, queue)
+        carry = self._open.get(key, OpenPacket())
+        cso, css = descs["cso"].astype(np.int64), descs["css"].astype(np.int64)
+        packets, self._open[key] = packet_rules(rules, carry, length, cmd, cso, css)
+        for lo, hi, name, fact in packets:
+            if limit is not None and found >= limit:
+                self.suppressed += 1
+                continue
+            found += 1
+            at = max(lo, 0)
+            where = f"fetched descriptors {lo}..{hi}" if lo >= 0 else f"a packet continued to descriptor {hi}"
+            self._rule(device, f"a packet ({where}: {fact})", name, int(addr[at]), int(length[at : hi + 1].sum()))
+
+    def _judge_rx(self, device: str, owner: int | None, descs: npt.NDArray[np.void]) -> None:
+        """RX: the whole receive buffer the device may write (its RCTL.BSIZE), not what the descriptor says."""
+        size = self.rx_buffer(device) if self.rx_buffer is not None else 2048
+        addr = descs["addr"]
+        length = np.full(descs.size, size, dtype=np.int64)
+        wrap, beyond, pin = self._range_bad(addr, length, owner, 2)
+        bad = np.flatnonzero(wrap | beyond | pin)
+        limit = self.detail_limit
+        if limit is not None and bad.size > limit:
+            self.suppressed += int(bad.size) - limit
+            bad = bad[:limit]
+        for i in bad.tolist():
+            a = int(addr[i])
+            if wrap[i]:
+                name = "ADDR_WRAP"
+            elif beyond[i]:
+                name = "ADDR_BEYOND_MEMORY"
+            else:
+                name = self._pin_reason(a, size, owner, 2)
+            self._rule(device, f"RX buffer addr={a:#x} (the device may write {size} bytes there)", name, a, size)
+
+    # -- ring geometry at its edges ---------------------------------------------------------
+    def tail_written(
+        self,
+        nic: str,
+        kind: str,
+        queue: int,
+        value: int,
+        size: int,
+        write: Callable[[], None],
+        device: Callable[[], tuple[int, int]],
+        ring: npt.NDArray[np.void] | None = None,
+    ) -> None:
+        """The queue's owner writes ``value`` to its ``kind`` tail of a ``size``-slot ring (``write`` does it).
+
+        With the rules on, the write must be refused where the ring rules demand it (fuzz/oracle/geometry.py):
+        the device's (head, tail) registers (``device``) show its tail unmoved, and one RING_* record is added;
+        ``ring``: the tenant's ring, for the oracle's account of what is in flight (RX) and of what one doorbell
+        consumed (TX: a packet of it may not have a slot refused and a slot sent, in any order).
+        """
+        if self.rules is None:
+            write()
+            return
+        model = self._rings.setdefault((nic, kind, queue), RingModel(size)) if ring is not None else None
+        tail = None if model is None else model.tail
+        for reason, what in judge_tail_write(
+            nic, kind, value, size, model, write, device, lambda: self._refusal_counts(nic, kind, queue), ring
+        ):
+            self.escapes.append(Escape("ring", f"{what}, which breaks {reason}", nic))
+        if kind == "tx" and ring is not None and model is not None and tail is not None and model.tail != tail:
+            window = indices.slots(tail, indices.used(tail, model.tail, size), size)
+            split = window_atomicity(ring, window)
+            if split is not None:
+                self.escapes.append(
+                    Escape(
+                        "rule",
+                        f"{nic} tx queue {queue}: one doorbell's packet at slots {split} has slots refused and "
+                        "slots sent, which breaks PKT_BAD_FRAGMENT (a packet goes whole or not at all)",
+                        nic,
+                    )
+                )
+
+    def _refusal_counts(self, nic: str, kind: str, queue: int) -> dict[str, int] | None:
+        if self.audit is None:
+            return None
+        return dict(self.audit.sink.statistics(nic, queue, kind))
 
     # -- the wire ----------------------------------------------------------------------
     def on_wire(self, source: str, frames: FrameBatch, _stamps: npt.NDArray[np.int64]) -> None:

@@ -2,7 +2,7 @@
 
 ``base`` (the ``Step`` base and the campaign's ``Attack``), ``spec`` (the
 declarative JSON field specs and ``ReproducerError``), one module per family
-(``tx``, ``rx``, ``registers``, ``lifetime``), ``mutation`` (the mutation
+(``tx``, ``rx``, ``registers``, ``lifetime``, ``syscalls``), ``mutation`` (the mutation
 component), ``registry`` (op name -> step type: the one dispatch).
 """
 
@@ -12,6 +12,7 @@ from fuzz.steps.registers import Reg
 from fuzz.steps.registry import STEPS, step_from_json
 from fuzz.steps.rx import QUEUES, Doorbell, EveSends, Rx, post_and_receive
 from fuzz.steps.spec import ReproducerError
+from fuzz.steps.syscalls import OpenQueue, PinRange, RegAt, UnpinRange
 from fuzz.steps.tx import AFTER_CHECK, BEFORE_READ, POINTS, REWRITE_KEYS, THREADED, FakeRing, Rewrite, Tx, tx_batch
 
 __all__ = [
@@ -28,14 +29,18 @@ __all__ = [
     "EveSends",
     "FakeRing",
     "Free",
+    "OpenQueue",
     "Pin",
+    "PinRange",
     "Reg",
+    "RegAt",
     "ReproducerError",
     "Rewrite",
     "Rx",
     "Step",
     "Tx",
     "Unpin",
+    "UnpinRange",
     "VictimAlloc",
     "post_and_receive",
     "step_from_json",

@@ -11,11 +11,28 @@ from fuzz.steps.lifetime import Free, Pin, Unpin, VictimAlloc
 from fuzz.steps.registers import Reg
 from fuzz.steps.rx import Doorbell, EveSends, Rx
 from fuzz.steps.spec import ReproducerError
+from fuzz.steps.syscalls import OpenQueue, PinRange, RegAt, UnpinRange
 from fuzz.steps.tx import FakeRing, Tx
 
 #: Step types by op name, in the order the format documentation lists them.
 STEPS: dict[str, type[Step]] = {
-    cls.kind: cls for cls in (Tx, Rx, EveSends, FakeRing, Reg, Pin, Unpin, Free, VictimAlloc, Doorbell)
+    cls.kind: cls
+    for cls in (
+        Tx,
+        Rx,
+        EveSends,
+        FakeRing,
+        Reg,
+        Pin,
+        Unpin,
+        Free,
+        VictimAlloc,
+        Doorbell,
+        PinRange,
+        UnpinRange,
+        RegAt,
+        OpenQueue,
+    )
 }
 
 

@@ -19,14 +19,18 @@ from fuzz.steps import (
     EveSends,
     FakeRing,
     Free,
+    OpenQueue,
     Pin,
+    PinRange,
     Reg,
+    RegAt,
     ReproducerError,
     Rewrite,
     Rx,
     Step,
     Tx,
     Unpin,
+    UnpinRange,
     VictimAlloc,
     step_from_json,
     tx_batch,
@@ -54,6 +58,10 @@ EXAMPLES: list[Step] = [
     Free("uaf"),
     VictimAlloc(2),
     Doorbell("tx"),
+    PinRange("spare", -1, 0x2001, 7),
+    UnpinRange(40),
+    RegAt("nic3", 0x3818, 0x1FF),
+    OpenQueue("tx", "scattered_lo", 8, 0x2000, 512),
 ]
 
 
@@ -69,6 +77,10 @@ def test_every_op_has_one_step_type() -> None:
         "free",
         "victim_alloc",
         "doorbell",
+        "pin_range",
+        "unpin_range",
+        "reg_at",
+        "open_queue",
     }
     assert all(cls.kind == name for name, cls in STEPS.items())
     assert {type(s) for s in EXAMPLES} == set(STEPS.values())
