@@ -41,13 +41,14 @@ the exact batch that produced it, for a reproducer (fuzz/case.py).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from fuzz.arena import MAX_BATCH, Arena
+from fuzz.blocks import owned, per_block
 from fuzz.budget import ArenaReaper, EndCheck, frozen_heap
 from fuzz.classes import AttackClass, select
 from fuzz.coverage import MAX_KEPT, MUTATE_CHANCE, Coverage
@@ -217,13 +218,18 @@ def run_campaign(
     coverage: Coverage | bool = False,
     corpus: list[tuple[str, Attack]] | None = None,
     stop: Callable[[], bool] | None = None,
+    blocks: Iterable[int] | None = None,
+    on_block: Callable[[int, CampaignResult], list[tuple[str, Attack]]] | None = None,
 ) -> CampaignResult:
     """Run a campaign for ``iterations`` batches or ``seconds`` (one of them; both: whichever ends first).
 
     ``job``/``jobs``: run only blocks ``job, job+jobs, ...`` (with ``iterations``: those blocks' share of
     the iterations), for fuzz/jobs.py.  ``coverage``: True or a ``Coverage`` turns on coverage feedback.
     ``corpus``: (class name, batch) pairs to mutate from the start.  ``stop``: checked before every
-    batch; once true the campaign ends with what it has (``result.interrupted``).
+    batch; once true the campaign ends with what it has (``result.interrupted``).  ``blocks``: run these
+    blocks, in this order, instead of ``job, job+jobs, ...`` (fuzz/blocks.py; a Ray worker's replacement
+    skips the blocks already done).  ``on_block(block, result so far)``, called after each block (also one cut
+    short), returns (class name, batch) pairs to add to the mutation pool: the corpus other workers shared.
     """
     if iterations is None and seconds is None:
         raise ValueError("give iterations or seconds")
@@ -253,15 +259,13 @@ def run_campaign(
     end_check = EndCheck(sink, audit_read.verify)
     result = CampaignResult(protection, seed, [c.name for c in chosen], batch, jobs=jobs)
     result.stats = {c.name: ClassStats() for c in chosen}
-    per_block = arena_every
-    if iterations is not None:
-        per_block = max(1, min(arena_every, iterations // len(chosen)))
+    size = per_block(iterations, len(chosen), arena_every)
     seen: set[tuple[str, str]] = set()
     start = time.perf_counter()
     deadline = None if seconds is None else start + seconds
     last_report = 0.0
     done = 0
-    block = job
+    schedule = owned(job, jobs) if blocks is None else iter(blocks)
 
     def out_of_time() -> bool:
         if stop is not None and stop():
@@ -291,14 +295,16 @@ def run_campaign(
         return arena
 
     with frozen_heap():
-        while (iterations is None or block * per_block < iterations) and not out_of_time():
+        for block in schedule:
+            if (iterations is not None and block * size >= iterations) or out_of_time():
+                break
             cls = chosen[block % len(chosen)]
             rng = np.random.default_rng([seed, block])
             arena = machine()
             stats = result.stats[cls.name]
             kept = pool[cls.name]
             last: Attack | None = None
-            todo = per_block if iterations is None else min(per_block, iterations - block * per_block)
+            todo = size if iterations is None else min(size, iterations - block * size)
             if iterations is None and block < len(chosen):
                 todo = min(todo, FIRST_ROUND)
             for it in range(todo):
@@ -337,9 +343,12 @@ def run_campaign(
                         last_report = now
                         progress(_info(result, done, iterations, now - start, seconds))
             if last is not None:
-                record(cls, arena.close(), last, per_block - 1)
+                record(cls, arena.close(), last, size - 1)
                 stats.escapes += arena.take_suppressed()
-            block += jobs
+            if on_block is not None:
+                for name, shared in on_block(block, result):
+                    if name in pool:
+                        pool[name].append(shared)
     if follower is not None:
         follower.close()
     if result.interrupted:

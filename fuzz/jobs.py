@@ -9,7 +9,8 @@ the same for any N, and the same seed and N reproduce them exactly; with
 campaign).  Merge: per-class counts summed, findings deduplicated by
 (class, kind) keeping the earliest (block, iteration), audit problems
 concatenated (each worker checks its own sink), coverage lines united,
-kept batches concatenated in block order.
+kept batches concatenated in block order (fuzz/merge.py, shared with the
+Ray workers of fuzz/cluster/).
 
 Workers are forked where the platform allows it (else spawned); each opens
 its own audit sink through ``audit_factory(job)`` (picklable: a module-level
@@ -35,7 +36,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fuzz.campaign import CampaignResult, ClassStats, run_campaign
+from fuzz.campaign import CampaignResult, run_campaign
+from fuzz.merge import merge
 from fuzz.steps import Attack
 from verifier.audit.rejections import AuditSink
 from verifier.modes.protection import Protection
@@ -130,33 +132,3 @@ def run_jobs(
     merged = merge(parts)
     merged.seconds = time.perf_counter() - start
     return merged
-
-
-def merge(parts: list[CampaignResult]) -> CampaignResult:
-    """One result from the workers' results (see the module docstring)."""
-    first = parts[0]
-    out = CampaignResult(first.protection, first.seed, list(first.classes), first.batch, jobs=len(parts))
-    out.stats = {name: ClassStats() for name in first.classes}
-    for part in parts:
-        out.iterations += part.iterations
-        out.seconds = max(out.seconds, part.seconds)
-        for name, s in part.stats.items():
-            total = out.stats[name]
-            total.generated += s.generated
-            total.rejected += s.rejected
-            total.accepted_safe += s.accepted_safe
-            total.escapes += s.escapes
-            total.batches += s.batches
-        out.audit_problems += part.audit_problems
-        if part.coverage is not None:
-            out.coverage = (out.coverage or set()) | part.coverage
-        out.kept += part.kept
-        out.interrupted = out.interrupted or part.interrupted
-        out.audit_checked = out.audit_checked and part.audit_checked
-    seen: set[tuple[str, str]] = set()
-    for f in sorted((f for p in parts for f in p.findings), key=lambda f: (f.block, f.iteration)):
-        if f.key not in seen:
-            seen.add(f.key)
-            out.findings.append(f)
-    out.kept.sort(key=lambda k: (k.block, k.iteration))
-    return out

@@ -40,3 +40,11 @@ def need_path(path: str, why: str) -> None:
     """A device node or file, e.g. /dev/net/tun; skip outside CI, fail in CI."""
     if not os.path.exists(path):
         missing(f"{path} is missing ({why})")
+
+
+def need_module(name: str, install: str) -> None:
+    """An optional Python package (e.g. Ray); skip outside CI, fail in CI."""
+    import importlib.util
+
+    if importlib.util.find_spec(name) is None:
+        missing(f"{name} is not installed (pip install '{install}')")

@@ -32,8 +32,19 @@ from sandbox.argtypes import bounded_number, check_output_path
 from sandbox.errors import UsageError
 from sandbox.parser import Parser
 from verifier.audit.log import AuditError, clock_of, encode, format_wall, parse_line, rotated_siblings
-from verifier.audit.read import Anchor, VerifyResult, log_files, parse_wall, read_records, schema_problem, sniff, verify
+from verifier.audit.read import (
+    Anchor,
+    VerifyResult,
+    log_files,
+    order_files,
+    parse_wall,
+    read_records,
+    schema_problem,
+    sniff,
+    verify,
+)
 from verifier.audit.seal import read_anchor, seal
+from verifier.audit.sets import log_sets
 
 P = TypeVar("P", bound=argparse.ArgumentParser)
 Command = Callable[[argparse.Namespace, Console], int]
@@ -113,7 +124,9 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
         epilog="example: nic-sandbox audit summary out/audit.jsonl other/audit.jsonl",
         formatter_class=raw,
     )
-    summary.add_argument("logs", nargs="+", metavar="LOG", help="audit log file(s)")
+    summary.add_argument(
+        "logs", nargs="+", metavar="LOG", help="audit log file(s), or a directory of them (per-worker logs: a set)"
+    )
     summary.add_argument("--json", action="store_true", help="print the summary as JSON")
     summary.set_defaults(func=_guarded(cmd_summary))
 
@@ -157,7 +170,12 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
         ),
         formatter_class=raw,
     )
-    check.add_argument("logs", nargs="+", metavar="LOG", help="audit log file(s), in any order")
+    check.add_argument(
+        "logs",
+        nargs="+",
+        metavar="LOG",
+        help="audit log file(s), in any order, or a directory; per-worker logs (PATH.jobN) are verified as a set",
+    )
     check.add_argument(
         "--anchor", metavar="FILE", help="an anchor written by 'audit seal': the head must still be there"
     )
@@ -275,6 +293,14 @@ def expand_logs(names: list[str]) -> list[Path]:
         raise UsageError(str(e)) from None
 
 
+def expand_sets(names: list[str]) -> list[list[Path]]:
+    """The named logs as separate chains (per-worker logs, verifier/audit/sets.py) or as one chain's files."""
+    try:
+        return log_sets(names)
+    except FileNotFoundError as e:
+        raise UsageError(str(e)) from None
+
+
 # -- decoding for people ---------------------------------------------------------------
 def queue_label(r: dict[str, Any]) -> str:
     """``nic0/tx0``, ``nic1/rx3``, ``nic0`` or ``-``."""
@@ -326,7 +352,7 @@ def one_line(r: dict[str, Any]) -> str:
 
 # -- actions ---------------------------------------------------------------------------------
 def cmd_summary(args: argparse.Namespace, out: Console) -> int:
-    files = expand_logs(args.logs)
+    files = [p for group in expand_sets(args.logs) for p in group]  # per-worker logs and directories too
     by_key: Counter[tuple[str, str, str]] = Counter()
     by_reason: Counter[str] = Counter()
     modes: dict[str, list[int]] = {}  # protection -> [records, first wall ns, last wall ns]
@@ -470,7 +496,12 @@ def cmd_verify(args: argparse.Namespace, out: Console) -> int:
     notes: list[str] = []
     if args.anchor is not None:
         anchor, anchor_problems, notes = read_anchor(Path(args.anchor), key)
-    result = verify(expand_logs(args.logs), anchor=anchor)
+    sets = expand_sets(args.logs)
+    if len(sets) > 1:
+        if anchor is not None:
+            raise UsageError(f"--anchor {args.anchor}: an anchor seals one log, not a set of {len(sets)}")
+        return _verify_set(sets, args.json)
+    result = verify(sets[0], anchor=anchor)
     problems = [(None, text) for text in anchor_problems] + [(p.seq, p.text) for p in result.problems]
     notes += list(result.notes)
     if args.json:
@@ -498,6 +529,53 @@ def cmd_verify(args: argparse.Namespace, out: Console) -> int:
         print(f"TAMPERED: {text}" + (f" at seq {seq}" if seq is not None else ""))
     if result.more_problems:
         print(f"TAMPERED: ... and {result.more_problems:,} more problems")
+    return EXIT_TAMPERED
+
+
+def _verify_set(sets: list[list[Path]], as_json: bool) -> int:
+    """Several logs, each its own chain (the workers of a parallel campaign): each verified, one verdict."""
+    verdicts = []
+    for files in sets:
+        result = verify(files)
+        verdicts.append((str(order_files(files)[-1]), result))
+    ok = all(r.ok for _, r in verdicts)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "ok": ok,
+                    "records": sum(r.lines for _, r in verdicts),
+                    "logs": [
+                        {
+                            "log": name,
+                            "ok": r.ok,
+                            "records": r.lines,
+                            "head": r.head,
+                            "files": list(r.files),
+                            "problems": [{"seq": p.seq, "problem": p.text} for p in r.problems],
+                            "more_problems": r.more_problems,
+                            "notes": list(r.notes),
+                        }
+                        for name, r in verdicts
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return 0 if ok else EXIT_TAMPERED
+    for name, r in verdicts:
+        for note in r.notes:
+            print(f"note: {name}: {note}")
+        if r.ok:
+            print(f"OK: {name}: {r.records} records, chain intact")
+        for p in r.problems:
+            print(f"TAMPERED: {name}: {p.text}" + (f" at seq {p.seq}" if p.seq is not None else ""))
+        if r.more_problems:
+            print(f"TAMPERED: {name}: ... and {r.more_problems:,} more problems")
+    total = sum(r.records for _, r in verdicts)
+    if ok:
+        print(f"OK: {len(verdicts)} logs, {total} records, every chain intact")
+        return 0
     return EXIT_TAMPERED
 
 

@@ -8,6 +8,8 @@ stderr, as everywhere in ``nic-sandbox``).  ``fuzz replay CASE.json`` exits
 1 while the case still escapes and 0 once it does not.  ``fuzz`` alone is
 ``fuzz campaign``; ``replay`` is a sub-command of its own, with its own flags.
 
+``--ray [ADDRESS]`` runs it on a Ray cluster, worker actors instead of
+processes (sandbox/commands/fuzz_ray.py, fuzz/cluster/).
 ``--jobs N`` runs the campaign in N worker processes (fuzz/jobs.py; with
 ``--audit-log PATH`` each writes ``PATH.jobN``), ``--coverage`` turns on
 coverage feedback over verifier/ (fuzz/coverage.py), and ``--corpus DIR``
@@ -43,6 +45,7 @@ from fuzz.classes import CLASSES, select
 from fuzz.jobs import MAX_JOBS, run_jobs
 from fuzz.steps import Attack, ReproducerError
 from sandbox.argtypes import bounded_number
+from sandbox.commands import fuzz_ray
 from sandbox.errors import UsageError
 from sandbox.flags import add_audit_flags, open_audit
 from sandbox.parser import Parser
@@ -89,6 +92,8 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
             "  nic-sandbox fuzz replay fuzz/corpus/unsafe-inplace-race-leak.json\n"
             "  nic-sandbox fuzz --jobs 2 --iterations 2000 --seed 7      two worker processes, merged\n"
             "  nic-sandbox fuzz --coverage --corpus /tmp/corp --iterations 600   keep inputs that reach new lines\n"
+            "  nic-sandbox fuzz --ray --jobs 2 --iterations 2000 --seed 7     two Ray actors on a local cluster\n"
+            "  nic-sandbox fuzz --ray 10.0.0.1:6379 --seconds 600    on a cluster started with 'ray start --head'\n"
             "  (the replay lines run from the repository root: fuzz/corpus/ is the committed corpus)\n\n"
             "exit codes: 0 no escape, 1 an escape (campaign) or still escaping (replay), 2 bad usage"
         ),
@@ -145,8 +150,18 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
     add_audit_flags(campaign)
     campaign.add_argument(
         "--jobs",
-        type=_number(int, "--jobs", 1, MAX_JOBS),
-        help="worker processes with disjoint blocks, merged (default 1; with --audit-log each writes PATH.jobN)",
+        type=_number(int, "--jobs", 1, fuzz_ray.MAX_WORKERS),
+        help=f"worker processes (at most {MAX_JOBS}) with disjoint blocks, merged (default 1; with --audit-log each "
+        "writes PATH.jobN); with --ray: worker actors (default: the cluster's CPUs)",
+    )
+    campaign.add_argument(
+        "--ray",
+        nargs="?",
+        const="auto",
+        metavar="ADDRESS",
+        help="run the workers as Ray actors: 'auto' (the default) starts a local cluster for the campaign, "
+        "HOST:PORT joins one started with 'ray start --head'; --jobs N actors (default: the cluster's CPUs); "
+        "needs pip install 'nic-sandbox[ray]'",
     )
     campaign.add_argument(
         "--coverage",
@@ -208,12 +223,25 @@ def cmd_fuzz(args: argparse.Namespace, out: Console) -> int:
     if args.audit_log is None and not args.no_audit_log:
         args.audit_log = str(directory / "audit.jsonl")  # the campaign's audit log lives beside its report
     jobs = args.jobs or 1
+    if args.ray is None and jobs > MAX_JOBS:
+        raise UsageError(f"--jobs: at most {MAX_JOBS} worker processes on one machine, got {jobs} (more with --ray)")
     corpus_dir = Path(args.corpus) if args.corpus else None
     _check_outputs(directory, corpus_dir)
     replayed, seeds = _load_corpus(corpus_dir, protection) if corpus_dir is not None else ([], [])
     audit_logs: list[str] = []
     disk: DiskUse | None = None
-    if jobs > 1:
+    ray_run: fuzz_ray.RayResult | None = None
+    if args.ray is not None:
+        if args.audit_log:
+            try:
+                fuzz_ray.probe(args.audit_log, protection, _audit_options(args))
+            except (ValueError, OSError) as err:
+                raise UsageError(_cannot_use(args.audit_log, err)) from None
+        with requested_stop() as stop:
+            names = [c.name for c in classes]
+            ray_run = fuzz_ray.run(out, args, protection, seed, names, seconds, seeds, _audit_options(args), stop)
+        result = ray_run.result
+    elif jobs > 1:
         factory = None
         if args.audit_log:
             audit_logs = [f"{args.audit_log}.job{j}" for j in range(jobs)]
@@ -258,13 +286,17 @@ def cmd_fuzz(args: argparse.Namespace, out: Console) -> int:
             audit.close()
         disk = audit.disk if isinstance(audit, AuditLog) else None
     # what was found is written even when interrupted (a second Ctrl-C or SIGTERM still ends at once)
-    cases = _write_cases(result, directory)
+    cases = _write_cases(result, directory) if ray_run is None else fuzz_ray.write_cases(ray_run, directory)
     added = _grow_corpus(result, cases, corpus_dir) if corpus_dir is not None else []
     report = _report(result, cases, args.audit_log)
     if result.interrupted:
         report["interrupted"] = stop.name
     if audit_logs:
         report["audit_logs"] = audit_logs
+    if ray_run is not None:
+        report["ray"] = fuzz_ray.report(ray_run, args.ray, args.audit_log)
+        if args.audit_log:
+            report["audit_logs"] = report["ray"]["audit_logs"]
     if corpus_dir is not None:
         report["corpus"] = {"dir": str(corpus_dir), "replayed": replayed, "added": added}
     directory.mkdir(parents=True, exist_ok=True)
@@ -274,6 +306,8 @@ def cmd_fuzz(args: argparse.Namespace, out: Console) -> int:
         print(json.dumps(report, indent=2))
     else:
         _print(out, result, cases, directory, replayed, added)
+        for line in fuzz_ray.describe(report["ray"]) if "ray" in report else []:
+            out.print(line, markup=False, highlight=False)
         if disk is not None:
             out.print(f"audit log {args.audit_log}: {disk.line()}", markup=False, highlight=False, soft_wrap=True)
     if result.interrupted:
@@ -520,6 +554,8 @@ def _markdown(report: dict[str, Any]) -> str:
     lines += ["", COLUMNS]
     if report.get("not_run"):
         lines += ["", f"Not run in the budget given: {', '.join(report['not_run'])}."]
+    if "ray" in report:
+        lines += ["", *fuzz_ray.describe(report["ray"])]
     if report.get("audit_check"):
         lines += ["", f"Audit end check {report['audit_check']}."]
     if "coverage" in report:
