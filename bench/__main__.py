@@ -8,7 +8,7 @@ import platform
 from rich.console import Console
 from rich.table import Table
 
-from bench import audit_bench, datapath, fuzz_bench, fuzz_memory, iommu_cost, qemu_rate, verifier_checks
+from bench import audit_bench, datapath, fuzz_bench, fuzz_memory, iommu_cost, qemu_rate, ray_bench, verifier_checks
 from bench.goals import GoalRow
 
 
@@ -136,12 +136,17 @@ def main() -> None:
     rows += fuzz_bench.goal_rows(2 * args.seconds)
     rows += audit_bench.goal_rows(2 * args.seconds)
     rows += qemu_rate.goal_rows(2 * args.seconds)
-    goal_table(out, rows)
+    goal_table(out, rows, "issue 12 goals: each ratio measured in this run against a baseline from this run")
+
+    # 7. issue 13's scale goal: Ray workers (none without the [ray] extra: one line on stderr says so)
+    scale = ray_bench.goal_rows(2 * args.seconds)
+    if scale:
+        goal_table(out, scale, "issue 13 goals: fuzzing on a Ray cluster, measured in this run")
 
 
-def goal_table(out: Console, rows: list[GoalRow]) -> None:
-    """Every goal of issue 12: the figure, its baseline from this run, the ratio, the goal, met or missed."""
-    table = Table(title="issue 12 goals: each ratio measured in this run against a baseline from this run")
+def goal_table(out: Console, rows: list[GoalRow], title: str) -> None:
+    """Every goal of an issue: the figure, its baseline from this run, the ratio, the goal, met or missed."""
+    table = Table(title=title)
     for col in ("what", "figure", "baseline", "value", "goal", "verdict"):
         table.add_column(col, justify="left" if col == "what" else "right")
     for row in rows:
