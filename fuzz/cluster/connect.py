@@ -87,9 +87,7 @@ def confine(stack: ExitStack, notice: Callable[[str], None]) -> bool:
 
 
 @contextmanager
-def cluster(
-    address: str = AUTO, cpus: int | None = None, notice: Callable[[str], None] = warn
-) -> Iterator[ModuleType]:
+def cluster(address: str = AUTO, cpus: int | None = None, notice: Callable[[str], None] = warn) -> Iterator[ModuleType]:
     """Ray, initialised against ``address``; a cluster started here (in a private network namespace when
     root) is shut down on the way out.  Start at most one local cluster per process (netns.py says why)."""
     ray = import_ray()
