@@ -2,7 +2,10 @@
 coordination costs that bound a large cluster.
 
 One local Ray cluster (``fuzz.cluster.connect.cluster``, 2 CPUs) serves
-every Ray measurement of the run:
+every Ray measurement of the run; as for ``fuzz --ray``, it runs in a
+private network namespace holding only ``lo`` when run as root (Ray binds
+every interface: fuzz/cluster/netns.py), so ``measure`` starts Ray once and
+is called once per process:
 
 * **scaling** -- the same timed campaign (verifier mode, the batch-mode
   classes of bench/fuzz_bench.py, seed 1, in-memory audit) with 1 and 2

@@ -5,7 +5,14 @@ rest of the project runs without it.  ``auto`` starts a fresh local
 cluster (``ray.init(address="local")``: never an unrelated cluster found
 on the machine) with the dashboard off, and shuts it down afterwards; an
 address (``HOST:PORT`` of the head's GCS, as ``ray start --head`` prints
-it) joins that cluster and only disconnects.  Workers import the project
+it) joins that cluster and only disconnects.
+
+Ray 2.60 binds its servers to every interface whatever node address it is
+given, so a local cluster is started inside a private network namespace
+holding only ``lo`` (``netns.private_network``): nothing outside can
+reach it and it has no route out.  That needs root; without it the
+cluster runs on the host's network and ``notice`` gets one line saying
+so.  A cluster at an address is left as its owner started it.  Workers import the project
 from the same place the driver does: for a local cluster the driver's
 project root is put on their ``PYTHONPATH``; the nodes of a real cluster
 need the project installed (``pip install 'nic-sandbox[ray]'``, same
@@ -18,16 +25,21 @@ import importlib
 import os
 import signal
 import socket
+import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from fuzz.cluster.netns import NoPrivateNetwork, private_network
+
 ROOT = str(Path(__file__).resolve().parents[2])
 #: The CLI's word for "start a local cluster for this campaign".
 AUTO = "auto"
+#: Where the nodes of a local cluster say they are (inside the private namespace there is nothing else).
+LOOPBACK = "127.0.0.1"
 
 
 class RayMissing(RuntimeError):
@@ -59,10 +71,35 @@ def _handlers() -> dict[int, Any]:
     return {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
 
+def warn(line: str) -> None:
+    """The default ``notice``: one line on stderr."""
+    print(f"nic-sandbox: warning: {line}", file=sys.stderr, flush=True)
+
+
+def confine(stack: ExitStack, notice: Callable[[str], None]) -> bool:
+    """Enter a private network namespace for the rest of ``stack``; if that cannot be done, ``notice`` why."""
+    try:
+        stack.enter_context(private_network())
+    except NoPrivateNetwork as err:
+        notice(f"the local Ray cluster listens on all interfaces of this machine: {err.strerror}")
+        return False
+    return True
+
+
 @contextmanager
-def cluster(address: str = AUTO, cpus: int | None = None) -> Iterator[ModuleType]:
-    """Ray, initialised against ``address``; a cluster started here is shut down on the way out."""
+def cluster(address: str = AUTO, cpus: int | None = None, notice: Callable[[str], None] = warn) -> Iterator[ModuleType]:
+    """Ray, initialised against ``address``; a cluster started here (in a private network namespace when
+    root) is shut down on the way out.  Start at most one local cluster per process (netns.py says why)."""
     ray = import_ray()
+    with ExitStack() as stack:
+        if address == AUTO:
+            confine(stack, notice)
+        with _initialised(ray, address, cpus):
+            yield ray
+
+
+@contextmanager
+def _initialised(ray: ModuleType, address: str, cpus: int | None) -> Iterator[None]:
     saved = _handlers()
     if address == AUTO:
         # the local raylet inherits the driver's environment and its workers the raylet's (no runtime_env: that
@@ -70,7 +107,13 @@ def cluster(address: str = AUTO, cpus: int | None = None) -> Iterator[ModuleType
         before = os.environ.get("PYTHONPATH")
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, before) if p)
         try:
-            ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+            ray.init(
+                address="local",
+                num_cpus=cpus,
+                include_dashboard=False,
+                log_to_driver=False,
+                _node_ip_address=LOOPBACK,
+            )
         finally:
             if before is None:
                 del os.environ["PYTHONPATH"]
@@ -82,6 +125,6 @@ def cluster(address: str = AUTO, cpus: int | None = None) -> Iterator[ModuleType
     for signum, handler in saved.items():  # ray.init makes SIGTERM exit at once: the campaign's own stop wins
         signal.signal(signum, handler)
     try:
-        yield ray
+        yield
     finally:
         ray.shutdown()

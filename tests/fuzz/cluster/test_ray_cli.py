@@ -1,5 +1,10 @@
 """``nic-sandbox fuzz --ray``: the same findings as ``--jobs``, per-worker audit logs verified as a set, one
-line without Ray."""
+line without Ray.
+
+A ``--ray`` campaign runs in its own process (``python -m sandbox``): its
+local cluster lives in a private network namespace entered by the calling
+thread, and Ray's threads stay there -- one local cluster per process
+(fuzz/cluster/netns.py)."""
 
 from __future__ import annotations
 
@@ -13,23 +18,32 @@ import pytest
 
 from sandbox import cli
 from tests.fuzz.cluster.rayprocs import free_port, ray_processes
-from tests.needs import need_module
+from tests.needs import need_module, need_root
 
 ROOT = str(Path(__file__).resolve().parents[3])
 CAMPAIGN = ["--protection", "unsafe-inplace", "--classes", "kernel-tx,straddle,race", "--iterations", "60"]
 
 
 def _fuzz(args: list[str], out: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
-    code = cli.main(["fuzz", *CAMPAIGN, "--seed", "3", "--json", "--out", str(out), *args])
-    report = json.loads(capsys.readouterr().out)
-    assert code == 1  # the race escapes under unsafe-inplace
-    return dict(report)
+    argv = ["fuzz", *CAMPAIGN, "--seed", "3", "--json", "--out", str(out), *args]
+    if "--ray" in args:  # in a process of its own
+        env = {**os.environ, "PYTHONPATH": ROOT}
+        done = subprocess.run(
+            [sys.executable, "-m", "sandbox", *argv], capture_output=True, text=True, env=env, timeout=300
+        )
+        code, printed = done.returncode, done.stdout
+        assert "all interfaces" not in done.stderr  # confined: no warning
+    else:
+        code, printed = cli.main(argv), capsys.readouterr().out
+    assert code == 1, printed  # the race escapes under unsafe-inplace
+    return dict(json.loads(printed))
 
 
 def test_ray_campaign_equals_jobs_and_its_audit_logs_verify_as_a_set(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     need_module("ray", "nic-sandbox[ray]")
+    need_root("a private network namespace for the local Ray cluster")
     before = ray_processes()
     ray = _fuzz(["--ray", "--jobs", "2"], tmp_path / "ray", capsys)
     jobs = _fuzz(["--jobs", "2"], tmp_path / "jobs", capsys)

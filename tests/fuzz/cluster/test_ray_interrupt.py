@@ -11,13 +11,14 @@ import time
 from pathlib import Path
 
 from tests.fuzz.cluster.rayprocs import ray_processes
-from tests.needs import need_module
+from tests.needs import need_module, need_root
 
 ROOT = str(Path(__file__).resolve().parents[3])
 
 
 def test_sigterm_keeps_the_findings_and_shuts_the_cluster_down(tmp_path: Path) -> None:
     need_module("ray", "nic-sandbox[ray]")
+    need_root("a private network namespace for the local Ray cluster")
     before = ray_processes()
     args = ["fuzz", "--ray", "--jobs", "2", "--seconds", "120", "--protection", "none", "--out", str(tmp_path)]
     env = {**os.environ, "PYTHONPATH": ROOT, "PYTHONUNBUFFERED": "1"}
