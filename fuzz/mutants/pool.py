@@ -1,7 +1,9 @@
 """Many mutants, ``jobs`` at a time, each in its own scratch copy; a stop keeps what is done.
 
 Two phases: first every mutant is fuzzed (so the fuzzer-alone figure is
-complete early), then the fuzzer's survivors meet the tests.  Equivalent
+complete early), then the fuzzer's survivors meet the tests, once the tests
+have passed on the unmutated copy (a copy that lacks a file a test reads
+would otherwise "kill" every mutant).  Equivalent
 mutants (equivalent.toml) are not run.  ``stop`` is asked every half
 second: once true, the running subprocesses are killed (only those this
 pool started, each in its own session); a mutant not fuzzed yet is "not
@@ -22,7 +24,7 @@ from typing import TypeVar
 from fuzz.mutants import outcome as O
 from fuzz.mutants.model import Mutant
 from fuzz.mutants.run import Budget, Children, Interrupted, fuzz_one, run_tests
-from fuzz.mutants.workspace import make_base
+from fuzz.mutants.workspace import WorkspaceError, make_base
 
 T = TypeVar("T")
 Progress = Callable[[str, O.Outcome], None]  # (phase: "fuzz" or "tests", outcome)
@@ -77,10 +79,22 @@ def run_all(
                 shutil.rmtree(scratch / result.mutant.id, ignore_errors=True)
 
         _parallel(fuzz, [m for m in mutants if m.id not in outcomes], jobs, children, stop)
-        if budget.tests:
-            survivors = [o for o in list(outcomes.values()) if o.verdict == O.SURVIVED]
+        survivors = [o for o in list(outcomes.values()) if o.verdict == O.SURVIVED]
+        if budget.tests and survivors and not children.stopped:
+            _tests_pass_unmutated(base, budget.tests, children)
             _parallel(test, survivors, jobs, children, stop)
     return [outcomes.get(m.id, O.Outcome(m, O.NOT_RUN)) for m in mutants], children.stopped
+
+
+def _tests_pass_unmutated(base: Path, tests: tuple[str, ...], children: Children) -> None:
+    """The tests must pass on the unmutated copy, or a failure would say nothing about a mutant."""
+    try:
+        code, out, _ = children.run(["-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests], base, 1800)
+    except Interrupted:
+        return
+    if code not in (0, 5):
+        failed = [line for line in out.splitlines() if line.startswith(("FAILED", "ERROR"))]
+        raise WorkspaceError(f"the tests fail on the unmutated copy: {failed[0] if failed else f'exit {code}'}")
 
 
 def _parallel(

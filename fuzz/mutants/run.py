@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -102,7 +103,11 @@ def fuzz_one(mutant: Mutant, base: Path, scratch: Path, budget: Budget, children
     prepared = prepare(base, mutant, work)
     if prepared.invalid:
         return O.Outcome(mutant, O.INVALID, detail=prepared.invalid)
-    code, out, err = children.run([*budget.fuzz_args(), "--out", str(work / "fuzz-out")], work, budget.fuzz_timeout)
+    out_dir = work / "fuzz-out"  # report, reproducers and the audit log: ~100 MB per campaign, read from stdout
+    try:
+        code, out, err = children.run([*budget.fuzz_args(), "--out", str(out_dir)], work, budget.fuzz_timeout)
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
     if code is None:
         return O.Outcome(mutant, O.KILLED_FUZZ, "(campaign hung)", detail=f"no end within {budget.fuzz_timeout:g} s")
     report = _parse(out)

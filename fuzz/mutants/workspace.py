@@ -1,7 +1,7 @@
 """A mutant's private copy of the source tree: copied, mutated, compiled, and checked to be what runs.
 
 Only what a campaign and the tests need is copied (no .venv, no .git, no
-docs): about 8 MB.  A *base* copy is made once per run, with the compiled
+lab): about 8 MB.  A *base* copy is made once per run, with the compiled
 accelerators built if the tree has none; each mutant copies the base,
 applies its one replacement and, for a mutant of a .c file, recompiles the
 verifier's fast path in the copy (cffi, as ``python -m ring.cbuild`` does).
@@ -25,7 +25,11 @@ from pathlib import Path
 from fuzz.mutants.model import Mutant
 
 #: What a campaign and tests/ need of the tree.
-COPIED = ("device", "driver", "fuzz", "ring", "sandbox", "verifier", "world", "tests", "pyproject.toml", "setup.py")
+#: (docs/: tests check that the docs list every reason code, README.md: that it names the commands.)
+COPIED = (
+    *("device", "driver", "fuzz", "ring", "sandbox", "verifier", "world", "tests", "docs"),
+    *("pyproject.toml", "setup.py", "README.md", "Makefile"),
+)
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.o", ".mypy_cache", ".pytest_cache", ".ruff_cache")
 #: The compiled accelerators a base copy must hold (ring/cbuild.py builds them beside their sources).
 MODULES = ("verifier/rules/_fastpath", "device/_fastdev", "driver/tenant/_pmd")

@@ -96,7 +96,10 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
         "--tests",
         metavar="PATHS",
         default=",".join(DEFAULT_TESTS),
-        help=f"comma-separated pytest paths run against fuzzer survivors (default {','.join(DEFAULT_TESTS)})",
+        help=(
+            f"comma-separated pytest arguments run against fuzzer survivors (default {','.join(DEFAULT_TESTS)}; "
+            "options too, e.g. tests/verifier,--ignore=tests/verifier/test_audit_verify_fast.py)"
+        ),
     )
     p.add_argument("--no-tests", action="store_true", help="fuzzer only: survivors are not run against the tests")
     p.add_argument("--list", action="store_true", help="list the mutants (id, file:line, operator, change) and exit")
@@ -137,7 +140,7 @@ def cmd_mutants(args: argparse.Namespace, out: Console) -> int:
     directory = check_output_dir(args.out, "--out") if args.out else None
     tests = () if args.no_tests else tuple(t.strip() for t in args.tests.split(",") if t.strip())
     for t in tests:
-        if not (ROOT / t.split("::")[0]).exists():
+        if not t.startswith("-") and not (ROOT / t.split("::")[0]).exists():  # "-..." is a pytest option
             raise UsageError(f"--tests: {t} is not a path under {ROOT}")
     seconds = None if args.iterations else (args.seconds or DEFAULT_SECONDS)
     budget = Budget(seconds, args.iterations, args.seed, tests)
