@@ -68,6 +68,8 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
             "  nic-sandbox mutants --files fastpath.c --seconds 10\n"
             "  nic-sandbox mutants --only pins.PinTable.release.semantic.unpin-ignores-dma --no-tests\n"
             "  nic-sandbox mutants --iterations 300 --json --out out/mutants   deterministic budget\n\n"
+            "Every mutant is fuzzed first, then the survivors meet the tests (after the tests passed unmutated).\n"
+            "At the defaults a whole run takes 1-2 hours on 2 cores (~155 mutants).\n"
             "Ctrl-C or SIGTERM stops the run, prints what is done and writes it (--out).\n"
             "exit codes: 0 both goals met, 1 a goal missed, 2 bad usage, 130/143 interrupted"
         ),
