@@ -99,6 +99,8 @@ class Finding:
     batch: Attack
     block: int
     iteration: int
+    #: seconds since the campaign started when it was found (how fast the fuzzer bites: fuzz/mutants)
+    seconds: float = 0.0
 
     @property
     def key(self) -> tuple[str, str]:
@@ -278,7 +280,7 @@ def run_campaign(
         for esc in found:
             if (cls.name, esc.kind) not in seen:
                 seen.add((cls.name, esc.kind))
-                result.findings.append(Finding(cls.name, esc.kind, esc, b, block, it))
+                result.findings.append(Finding(cls.name, esc.kind, esc, b, block, it, time.perf_counter() - start))
 
     reaper = ArenaReaper()
     arena: Arena | None = None

@@ -511,6 +511,7 @@ def _report(result: CampaignResult, cases: dict[tuple[str, str], str], audit_log
                 "what": f.escape.what,
                 "case": cases.get(f.key),
                 "reproduces": _reproduces(cases.get(f.key)),
+                "seconds": round(f.seconds, 3),
             }
             for f in result.findings
         ],
