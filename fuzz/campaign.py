@@ -222,6 +222,7 @@ def run_campaign(
     stop: Callable[[], bool] | None = None,
     blocks: Iterable[int] | None = None,
     on_block: Callable[[int, CampaignResult], list[tuple[str, Attack]]] | None = None,
+    until_first: bool = False,
 ) -> CampaignResult:
     """Run a campaign for ``iterations`` batches or ``seconds`` (one of them; both: whichever ends first).
 
@@ -232,6 +233,8 @@ def run_campaign(
     blocks, in this order, instead of ``job, job+jobs, ...`` (fuzz/blocks.py; a Ray worker's replacement
     skips the blocks already done).  ``on_block(block, result so far)``, called after each block (also one cut
     short), returns (class name, batch) pairs to add to the mutation pool: the corpus other workers shared.
+    ``until_first``: end after the batch that gave the first finding (what a mutation run or a regression check
+    wants: the time to the first finding is the answer, the rest of the budget is not needed).
     """
     if iterations is None and seconds is None:
         raise ValueError("give iterations or seconds")
@@ -270,6 +273,8 @@ def run_campaign(
     schedule = owned(job, jobs) if blocks is None else iter(blocks)
 
     def out_of_time() -> bool:
+        if until_first and result.findings:
+            return True
         if stop is not None and stop():
             result.interrupted = True
             return True

@@ -34,6 +34,8 @@ class Plan:
     #: minimise each new distinct finding on the worker that found it (off when the user asked to stop)
     minimise: bool = True
     audit_factory: Callable[[str], AuditSink] | None = None
+    #: each worker ends after the batch of its first finding (``fuzz --until-first``)
+    until_first: bool = False
 
     @property
     def share(self) -> bool:

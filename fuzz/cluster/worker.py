@@ -93,6 +93,7 @@ class Worker:
                 jobs=plan.workers,
                 coverage=self._cov if self._cov is not None else False,
                 corpus=plan.corpus,
+                until_first=plan.until_first,
                 stop=self._stop.is_set,
                 blocks=owned(self.job, plan.workers, total, skip),
                 on_block=self._push,

@@ -42,7 +42,8 @@ class Budget:
 
     def fuzz_args(self) -> list[str]:
         limit = ["--iterations", str(self.iterations)] if self.iterations else ["--seconds", f"{self.seconds:g}"]
-        return ["-m", "sandbox", "fuzz", "--protection", "verifier", "--seed", str(self.seed), "--json", *limit]
+        fuzz = ["-m", "sandbox", "fuzz", "--protection", "verifier", "--seed", str(self.seed), "--until-first"]
+        return [*fuzz, "--json", *limit]
 
     @property
     def fuzz_timeout(self) -> float:

@@ -155,6 +155,12 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
         "writes PATH.jobN); with --ray: worker actors (default: the cluster's CPUs)",
     )
     campaign.add_argument(
+        "--until-first",
+        action="store_true",
+        help="end the campaign after the batch that gave its first finding (with --jobs or --ray: each worker "
+        "after its own); its time is in the report (findings[].seconds): how long a broken verifier survives",
+    )
+    campaign.add_argument(
         "--ray",
         nargs="?",
         const="auto",
@@ -255,7 +261,9 @@ def cmd_fuzz(args: argparse.Namespace, out: Console) -> int:
             except (ValueError, OSError) as err:
                 raise UsageError(_cannot_use(path, err)) from None
             factory = functools.partial(_job_audit, args.audit_log, protection, _audit_options(args))
-        kwargs: dict[str, Any] = {} if args.batch is None else {"batch": args.batch}
+        kwargs: dict[str, Any] = {"until_first": args.until_first}
+        if args.batch is not None:
+            kwargs["batch"] = args.batch
         with requested_stop() as stop:
             result = run_jobs(
                 protection,
@@ -413,7 +421,7 @@ def _run(
 ) -> CampaignResult:
     kwargs: dict[str, Any] = {"iterations": args.iterations, "seconds": seconds, "audit": audit}
     kwargs["stop"] = stop.requested
-    kwargs.update(coverage=bool(args.coverage), corpus=seeds)
+    kwargs.update(coverage=bool(args.coverage), corpus=seeds, until_first=args.until_first)
     if args.batch is not None:
         kwargs["batch"] = args.batch
     if args.json or not out.is_terminal:

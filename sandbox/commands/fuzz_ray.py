@@ -79,6 +79,7 @@ def run(
         coverage=bool(args.coverage),
         corpus=seeds,
         audit_factory=factory,
+        until_first=args.until_first,
         **({} if args.batch is None else {"batch": args.batch}),
     )
     total = args.iterations

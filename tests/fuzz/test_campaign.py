@@ -78,3 +78,11 @@ def test_minimised_reproducer_escapes_with_one_descriptor() -> None:
     assert "leak" in replay(small).kinds()
     assert not replay(small, "verifier").escaped
     assert Case.from_dict(__import__("json").loads(small.dumps())).ops == small.ops
+
+
+def test_until_first_ends_after_the_batch_of_the_first_finding() -> None:
+    full = run_campaign("none", 1, classes=["kernel-tx", "straddle"], iterations=64, batch=16)
+    first = run_campaign("none", 1, classes=["kernel-tx", "straddle"], iterations=64, batch=16, until_first=True)
+    assert full.findings and first.findings and not first.interrupted
+    assert first.findings[0].key == full.findings[0].key  # the same first finding, found the same way
+    assert sum(s.batches for s in first.stats.values()) < sum(s.batches for s in full.stats.values())
