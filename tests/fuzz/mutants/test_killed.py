@@ -49,7 +49,9 @@ def test_the_reduced_set_is_killed_by_the_fuzzer_and_broken_mutants_are_invalid(
     assert not stopped
     verdicts = {o.mutant.id: o for o in outcomes}
     missed = [
-        f"{mid} ({why}): {verdicts[mid].verdict}" for mid, why in KILLED if verdicts[mid].verdict != O.KILLED_FUZZ
+        f"{mid} ({why}): {verdicts[mid].verdict} {verdicts[mid].detail}"
+        for mid, why in KILLED
+        if verdicts[mid].verdict != O.KILLED_FUZZ
     ]
     assert not missed, "the fuzzer lost its teeth for: " + "; ".join(missed)
     assert all(verdicts[mid].killer and verdicts[mid].first_seconds is not None for mid, _ in KILLED)
