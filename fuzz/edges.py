@@ -11,7 +11,8 @@ byte, last byte, a whole page, a page crossing), and in most batches hides
 exactly one descriptor one step past a boundary: a byte past a run's end or
 before its start, a length of the limit + 1 or spanning a hole, a zero
 length, an unsupported command bit, checksum offsets one past the packet, a
-packet of the fragment limit + 1 or a frame one byte over the jumbo limit.  A batch without the hostile one is
+packet of the fragment limit + 1 or a frame one byte over the jumbo limit (and, as often, a valid packet exactly at
+that limit: a verifier refusing it is found by the oracle's judged reasons).  A batch without the hostile one is
 taken whole by the compiled path; with it, a correct verifier refuses
 exactly that one.  Every attack ends with a second, short doorbell of valid
 descriptors hiding one that reads a byte past a run: a batch with a single
@@ -140,23 +141,36 @@ def hidden_tx(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
 
 
 def _fragment_edge(rng: np.random.Generator, m: MemoryMap, addr: U64, length: I64) -> npt.NDArray[np.void]:
-    """Valid single-descriptor packets and one multi-fragment packet at a limit: 18 fragments (valid) or 19, a
-    9014-byte frame (valid) or 9015."""
+    """Valid single-descriptor packets and one multi-fragment packet exactly at a packet limit or one past it: 18
+    fragments (valid) or 19, a 9014-byte frame (valid) or 9015, or checksum offload on a 3-fragment packet with
+    CSO + 2 at the packet's end and CSS on its last byte (valid) or one past either (CSO/CSS are one byte each:
+    the packet is at most 255 bytes)."""
     n = addr.size
     cmd = np.full(n, GOOD, dtype=np.int64)
-    if rng.random() < 0.5:
+    cso = np.zeros(n, dtype=np.int64)
+    css = np.zeros(n, dtype=np.int64)
+    which = rng.random()
+    if which < 0.4:
         frags = MAX_FRAGMENTS + int(rng.integers(0, 2))
         at = int(rng.integers(0, n - frags + 1))
         length[at : at + frags] = np.minimum(length[at : at + frags], MAX_FRAME // frags)
-        addr[at : at + frags] = valid_ranges(rng, m, READ, length[at : at + frags])
-    else:
+    elif which < 0.75:
         frags = 3
         at = int(rng.integers(0, n - frags + 1))
         total = MAX_FRAME + int(rng.integers(0, 2))
         length[at : at + frags] = [total // 3, total // 3, total - 2 * (total // 3)]
-        addr[at : at + frags] = valid_ranges(rng, m, READ, length[at : at + frags])
+    else:
+        frags = 3
+        at = int(rng.integers(0, n - frags + 1))
+        length[at : at + frags] = rng.integers(5, 85, frags)
+        total = int(length[at : at + frags].sum())
+        cso[at] = total - 2 + int(rng.integers(0, 2))
+        css[at] = total - 1 + int(rng.integers(0, 2))
+    addr[at : at + frags] = valid_ranges(rng, m, READ, length[at : at + frags])
     cmd[at : at + frags - 1] = MORE
-    return tx_batch(addr, length, cmd)
+    if which >= 0.75:
+        cmd[at] |= TXD_CMD_IC
+    return tx_batch(addr, length, cmd, cso, css)
 
 
 def hidden_rx(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
