@@ -504,7 +504,9 @@ WITHOUT_PINS = frozenset(PREDICATES) - {
     "ACCESS_NO_WRITE",
     "IOMMU_NOT_MAPPED",
     "IOMMU_PERMISSION",
-    *PACKET_PREDICATES,  # a packet's records may be cut across runs of a file-backed log: judged as they are followed
+    # a packet's records are judged together, and the end-of-campaign tally keeps only the records it judges: these
+    # are judged per step (in memory, or as a file-backed log is followed), where every record of a packet is there
+    *PACKET_PREDICATES,
 }
 
 

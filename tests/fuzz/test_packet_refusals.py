@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import textwrap
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ from fuzz.oracle.reasons import PREDICATES, Reference, Rows, judge
 from fuzz.oracle.rules import DEFAULT_RULES
 from ring.descriptors import TXD_CMD_EOP, TXD_CMD_IC, TXD_CMD_IFCS, TXD_CMD_RS
 from verifier import kernel as kernel_mod
+from verifier.audit.log import AuditLog
 from verifier.modes import shadow
 from verifier.rules import checks
 from verifier.rules.policy import Policy
@@ -35,8 +37,8 @@ MORE = TXD_CMD_IFCS | TXD_CMD_RS
 LAST = MORE | TXD_CMD_EOP
 
 
-def campaign(iterations: int = 400) -> CampaignResult:
-    return run_campaign("verifier", seed=1, classes=["hidden"], iterations=iterations, batch=32)
+def campaign(iterations: int = 400, audit: Any = None) -> CampaignResult:
+    return run_campaign("verifier", seed=1, classes=["hidden"], iterations=iterations, batch=32, audit=audit)
 
 
 def kinds(result: CampaignResult) -> dict[str, list[str]]:
@@ -96,6 +98,19 @@ def test_a_packet_limit_off_by_one_is_found(
     monkeypatch.setattr(kernel_mod, "Policy", lambda: Policy(**limits))
     found = kinds(campaign())
     assert any(says in w for w in found.get(kind, [])), found
+
+
+def test_a_file_backed_log_is_judged_per_packet_as_it_is_followed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    log = AuditLog(tmp_path / "audit.jsonl", protection="verifier", fsync="never")
+    assert kinds(campaign(audit=log)) == {}
+    log.close()
+    monkeypatch.setattr(kernel_mod, "Policy", lambda: Policy(max_fragments=17))
+    log = AuditLog(tmp_path / "slipped.jsonl", protection="verifier", fsync="never")
+    found = kinds(campaign(audit=log))
+    log.close()
+    assert any("says PKT_TOO_MANY_FRAGS, but its packet has 18 fragments" in w for w in found.get("audit", [])), found
 
 
 # -- the predicates on their own -----------------------------------------------------------------------
