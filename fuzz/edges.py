@@ -125,7 +125,9 @@ def hidden_tx(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
             addr[at], length[at] = first_byte, MAX_BUFFER + 1
         elif kind == 3:  # over a hole: first and last frame pinned, the middle not
             addr[at], length[at] = across_hole(rng, m)
-        elif kind == 4:
+        elif kind == 4:  # beside buffers short of a page and of their run's end: numpy's own fast path meets it
+            length[:] = np.minimum(length, MAX_BUFFER - 1)
+            addr[:] = valid_ranges(rng, m, READ, length + 1)
             length[at] = 0
         elif kind == 5:
             cmd[at] = GOOD | UNKNOWN[int(rng.integers(0, len(UNKNOWN)))]
