@@ -11,7 +11,8 @@ byte, last byte, a whole page, a page crossing), and in most batches hides
 exactly one descriptor one step past a boundary: a byte past a run's end or
 before its start, a length of the limit + 1 or spanning a hole, a zero
 length, an unsupported command bit, checksum offsets one past the packet, a
-packet of the fragment limit + 1 or a frame one byte over the jumbo limit.  A batch without the hostile one is
+packet of the fragment limit + 1 or a frame one byte over the jumbo limit (and, as often, a valid packet exactly at
+that limit: a verifier refusing it is found by the oracle's judged reasons).  A batch without the hostile one is
 taken whole by the compiled path; with it, a correct verifier refuses
 exactly that one.  Every attack ends with a second, short doorbell of valid
 descriptors hiding one that reads a byte past a run: a batch with a single
@@ -33,7 +34,7 @@ from fuzz.arena import MemoryMap
 from fuzz.steps import Attack, EveSends, FakeRing, Reg, Rx, Step, Tx, post_and_receive, tx_batch
 from fuzz.steps.tx import GOOD
 from ring import regs
-from ring.descriptors import TXD_CMD_DEXT, TXD_CMD_IC, TXD_CMD_IFCS, TXD_CMD_RPS, TXD_CMD_RS, TXD_CMD_VLE
+from ring.descriptors import TXD_CMD_DEXT, TXD_CMD_EOP, TXD_CMD_IC, TXD_CMD_IFCS, TXD_CMD_RPS, TXD_CMD_RS, TXD_CMD_VLE
 from ring.memory import PAGE_SIZE
 
 I64 = npt.NDArray[np.int64]
@@ -110,10 +111,10 @@ def hidden_tx(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     cso = np.zeros(n, dtype=np.int64)
     css = np.zeros(n, dtype=np.int64)
     pick = rng.random()
-    if pick < 0.1 and n >= MAX_FRAGMENTS + 2:
+    if pick < 0.2 and n >= MAX_FRAGMENTS + 2:
         return Attack.of(Tx(_fragment_edge(rng, m, addr, length)))
     kind = int(rng.choice(KINDS))
-    if pick >= 0.35:  # else (a quarter) all valid: the batch the compiled path takes whole
+    if pick >= 0.45:  # else (a quarter) all valid: the batch the compiled path takes whole
         at = int(rng.choice([0, n - 1, int(rng.integers(0, n))]))
         if kind in (0, 1):  # a byte past an edge of a read-pinned run
             length[at] = int(edge_lengths(rng, 1, MAX_BUFFER)[0])
@@ -124,7 +125,9 @@ def hidden_tx(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
             addr[at], length[at] = first_byte, MAX_BUFFER + 1
         elif kind == 3:  # over a hole: first and last frame pinned, the middle not
             addr[at], length[at] = across_hole(rng, m)
-        elif kind == 4:
+        elif kind == 4:  # beside buffers short of a page and of their run's end: numpy's own fast path meets it
+            length[:] = np.minimum(length, MAX_BUFFER - 1)
+            addr[:] = valid_ranges(rng, m, READ, length + 1)
             length[at] = 0
         elif kind == 5:
             cmd[at] = GOOD | UNKNOWN[int(rng.integers(0, len(UNKNOWN)))]
@@ -140,23 +143,36 @@ def hidden_tx(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
 
 
 def _fragment_edge(rng: np.random.Generator, m: MemoryMap, addr: U64, length: I64) -> npt.NDArray[np.void]:
-    """Valid single-descriptor packets and one multi-fragment packet at a limit: 18 fragments (valid) or 19, a
-    9014-byte frame (valid) or 9015."""
+    """Valid single-descriptor packets and one multi-fragment packet exactly at a packet limit or one past it: 18
+    fragments (valid) or 19, a 9014-byte frame (valid) or 9015, or checksum offload on a 3-fragment packet with
+    CSO + 2 at the packet's end and CSS on its last byte (valid) or one past either (CSO/CSS are one byte each:
+    the packet is at most 255 bytes), half the time ending the batch (so its last descriptor asks for IC)."""
     n = addr.size
     cmd = np.full(n, GOOD, dtype=np.int64)
-    if rng.random() < 0.5:
+    cso = np.zeros(n, dtype=np.int64)
+    css = np.zeros(n, dtype=np.int64)
+    which = rng.random()
+    if which < 0.35:
         frags = MAX_FRAGMENTS + int(rng.integers(0, 2))
         at = int(rng.integers(0, n - frags + 1))
         length[at : at + frags] = np.minimum(length[at : at + frags], MAX_FRAME // frags)
-        addr[at : at + frags] = valid_ranges(rng, m, READ, length[at : at + frags])
-    else:
+    elif which < 0.7:
         frags = 3
         at = int(rng.integers(0, n - frags + 1))
         total = MAX_FRAME + int(rng.integers(0, 2))
         length[at : at + frags] = [total // 3, total // 3, total - 2 * (total // 3)]
-        addr[at : at + frags] = valid_ranges(rng, m, READ, length[at : at + frags])
-    cmd[at : at + frags - 1] = MORE
-    return tx_batch(addr, length, cmd)
+    else:  # as a driver writes it: IC, CSO and CSS on every fragment (the first's count); often the batch's last
+        frags = 3
+        at = n - frags if rng.random() < 0.5 else int(rng.integers(0, n - frags + 1))
+        length[at : at + frags] = rng.integers(5, 85, frags)
+        total = int(length[at : at + frags].sum())
+        cso[at : at + frags] = total - 2 + int(rng.integers(0, 2))
+        css[at : at + frags] = total - 1 + int(rng.integers(0, 2))
+        cmd[at : at + frags] |= TXD_CMD_IC
+    addr[at : at + frags] = valid_ranges(rng, m, READ, length[at : at + frags])
+    cmd[at : at + frags - 1] &= ~TXD_CMD_EOP
+    cmd[at : at + frags - 1] |= MORE
+    return tx_batch(addr, length, cmd, cso, css)
 
 
 def hidden_rx(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:

@@ -22,6 +22,7 @@ import numpy.typing as npt
 from fuzz.oracle.escape import Escape
 from fuzz.oracle.reasons import (
     EVENT_PREDICATES,
+    PACKET_PREDICATES,
     WITHOUT_PINS,
     Reference,
     Rows,
@@ -358,9 +359,15 @@ class AuditWatch:
                 rows, names, codes = self._dict_rows(oracle, item), {0: str(item.get("reason") or "")}, _ZERO
             else:
                 rows, names, codes = self._span_rows(oracle, item), item.names, item.reason
-            for lo, hi, ref in oracle.references(rows.tenant, rows.seq, rows.seq + int(codes.size)):
-                part = rows if (lo, hi) == (rows.seq, rows.seq + codes.size) else _slice(rows, lo - rows.seq, hi - lo)
-                for line in judge(part, names, codes[lo - rows.seq : hi - rows.seq], ref):
+            spans = oracle.references(rows.tenant, rows.seq, rows.seq + int(codes.size))
+            whole = len(spans) == 1 and spans[0][:2] == (rows.seq, rows.seq + codes.size)
+            if not whole and spans:  # a packet's records are judged together, whatever the pin reference did
+                for line in judge(rows, names, codes, spans[0][2], only=_PACKET):
+                    found.append(Escape("audit", f"wrong reason: {line}", rows.nic))
+            for lo, hi, ref in spans:
+                part = rows if whole else _slice(rows, lo - rows.seq, hi - lo)
+                skip = _NONE if whole else _PACKET
+                for line in judge(part, names, codes[lo - rows.seq : hi - rows.seq], ref, skip=skip):
                     found.append(Escape("audit", f"wrong reason: {line}", rows.nic))
         return found
 
@@ -370,7 +377,8 @@ class AuditWatch:
         tails = frozenset(
             queue_reg(TDT if k == "tx" else RDT, q) for (n, k, q) in self.rings if n == nic and k in ("tx", "rx")
         )
-        return {"tenant": tenant, "ring_size": None if ring is None else len(ring), "tails": tails}
+        ring_size = None if ring is None else len(ring)
+        return {"tenant": tenant, "ring_size": ring_size, "tails": tails, "rules": oracle.rules}
 
     def _span_rows(self, oracle: Oracle, span: RecordSpanLike) -> Rows:
         rows = Rows(span.seq, span.nic, span.kind, **self._context(oracle, span.nic, span.kind, span.queue))
@@ -384,6 +392,9 @@ class AuditWatch:
             else:
                 rows.length = descs["length"].astype(np.int64)
                 rows.cmd = descs["cmd"]
+                rows.cso, rows.css = descs["cso"].astype(np.int64), descs["css"].astype(np.int64)
+                if span.ring_index is not None:
+                    rows.slot = span.ring_index.astype(np.int64)
             rows.bad_byte = span.bad_byte
         elif span.iova is not None and span.length is not None:
             rows.addr = span.iova.astype(np.uint64)
@@ -406,6 +417,9 @@ class AuditWatch:
         else:
             rows.length = np.array([int(d.get("length", 0)) for d in descs], dtype=np.int64)
             rows.cmd = np.array([int(d.get("cmd", 0)) for d in descs], dtype=np.uint8)
+            rows.cso = np.array([int(d.get("cso", 0)) for d in descs], dtype=np.int64)
+            rows.css = np.array([int(d.get("css", 0)) for d in descs], dtype=np.int64)
+            rows.slot = np.array([int(r.get("ring_index") or 0) for r in run], dtype=np.int64)
         rows.bad_byte = np.array([_signed_bad_byte(d) for d in details], dtype=np.int64)
         rows.detail = details[0]
         codes_of: dict[str, int] = {}
@@ -425,6 +439,9 @@ class AuditWatch:
             else:
                 rows.length = np.array([int(desc.get("length", 0))], dtype=np.int64)
                 rows.cmd = np.array([int(desc.get("cmd", 0))], dtype=np.uint8)
+                rows.cso = np.array([int(desc.get("cso", 0))], dtype=np.int64)
+                rows.css = np.array([int(desc.get("css", 0))], dtype=np.int64)
+                rows.slot = np.array([int(record.get("ring_index") or 0)], dtype=np.int64)
             rows.bad_byte = np.array([_signed_bad_byte(detail)], dtype=np.int64)
         elif kind == "iommu" and "iova" in detail:
             rows.addr = np.array([int(str(detail["iova"]), 0)], dtype=np.uint64)
@@ -576,7 +593,7 @@ class _LogTally:
             return
         key = (nic, kind, queue)
         run = self._run
-        if run and (key != self._key or r["seq"] != run[-1]["seq"] + 1 or len(run) >= LOGGED_RUN):
+        if run and (key != self._key or r["seq"] != run[-1]["seq"] + 1 or _full(run)):
             self.flush()
         self._key = key
         self._run.append(r)
@@ -599,6 +616,17 @@ def _signed_bad_byte(detail: Mapping[str, Any]) -> int:
 
 
 _ZERO = np.zeros(1, dtype=np.uint8)
+_PACKET = frozenset(PACKET_PREDICATES)
+_NONE: frozenset[str] = frozenset()
+
+
+def _full(run: list[dict[str, Any]]) -> bool:
+    """A run of logged records is judged once it holds ``LOGGED_RUN``, cut after a packet's end (EOP) so a
+    packet's records are judged together (or at twice that, whatever: no packet is so long)."""
+    if len(run) < LOGGED_RUN:
+        return False
+    desc = run[-1].get("desc") or {}
+    return bool(int(desc.get("cmd", 0)) & TXD_CMD_EOP) or run[-1].get("kind") != "tx" or len(run) >= 2 * LOGGED_RUN
 
 
 def _descriptor_record(r: dict[str, Any]) -> bool:
@@ -618,7 +646,7 @@ def _runs(
                 (item.get("nic"), item.get("kind"), item.get("queue"))
                 != (run[-1].get("nic"), run[-1].get("kind"), run[-1].get("queue"))
                 or item.get("seq") != run[-1].get("seq", -2) + 1
-                or len(run) >= LOGGED_RUN
+                or _full(run)
             ):
                 out.append(run)
                 run = []
@@ -636,7 +664,8 @@ def _runs(
 def _slice(rows: Rows, lo: int, n: int) -> Rows:
     """Records ``lo..lo+n-1`` of ``rows`` (the pin reference changed in between)."""
     part = slice(lo, lo + n)
-    cut = {k: getattr(rows, k)[part] for k in ("addr", "length", "cmd", "bad_byte") if getattr(rows, k) is not None}
+    columns = ("addr", "length", "cmd", "bad_byte", "slot", "cso", "css")
+    cut = {k: getattr(rows, k)[part] for k in columns if getattr(rows, k) is not None}
     return dataclasses.replace(rows, seq=rows.seq + lo, **cut)
 
 

@@ -20,6 +20,7 @@ is itself a problem (an unknown reason cannot be judged true).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,8 +30,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from fuzz.oracle.rules import RuleBook
 from ring import indices, regs
-from ring.descriptors import TXD_CMD_SUPPORTED
+from ring.descriptors import TXD_CMD_EOP, TXD_CMD_IC, TXD_CMD_SUPPORTED
 from ring.memory import PAGE_SHIFT, PAGE_SIZE
 
 U64 = npt.NDArray[np.uint64]
@@ -50,11 +52,7 @@ _TOP = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
 #: Reasons not judged, with why: none of them is an address, length, access, IOMMU or wrap claim.
 NOT_JUDGED: Mapping[str, str] = {
     "OK": "not a refusal",
-    "PKT_TOO_LONG": "packet-level: the limit is the verifier's MTU policy, not a datasheet fact",
-    "PKT_TOO_MANY_FRAGS": "packet-level: the fragment limit is the verifier's policy number",
-    "PKT_BAD_FRAGMENT": "packet-level: true when a sibling fragment's reason is, which is judged on its own record",
     "PKT_UNTERMINATED": "packet-level: the bound on held doorbells is the verifier's policy number",
-    "CSUM_OFFSET": "packet-level: CSO/CSS are judged against the whole packet's length across fragments",
     "PIN_IN_FLIGHT": "in-flight references are the kernel's own bookkeeping; nothing was refused to the device",
     **{
         name: "AF_XDP format: not produced by the e1000 arena (fuzz/xdp_cases.py compares with the kernel's rule)"
@@ -120,6 +118,15 @@ class Rows:
     record_tenant: int | None = None  # the tenant the record names (register events)
     ring_size: int | None = None  # the real size of the record's ring, when the oracle watches it
     tails: frozenset[int] = frozenset()  # tail register offsets of the queues this record's tenant owns on its NIC
+    #: packet-level TX columns: the ring slot each record names and the checksum fields of its descriptor
+    slot: I64 | None = None
+    cso: I64 | None = None
+    css: I64 | None = None
+    #: the oracle's rule book (None: the kernel claims no packet rule, packet-level reasons go unjudged)
+    rules: RuleBook | None = None
+    #: every row's reason (code, and code -> name), set by ``judge``: a packet's records are judged together
+    codes: npt.NDArray[np.uint8] | None = None
+    names: Mapping[int, str] | None = None
 
 
 Verdict = tuple[Mask, Callable[[int], str]]  # per row: true?  and the contradicting fact of row i
@@ -263,6 +270,113 @@ def cmd_unsupported(rows: Rows, i: I64, ref: Reference) -> Verdict:
     return ok, lambda j: f"cmd {int(cmd[j]):#04x} uses only supported bits {TXD_CMD_SUPPORTED:#04x}"
 
 
+@dataclass(frozen=True)
+class Packets:
+    """The TX packets a run of refusal records describes: a packet is refused whole, so each of its fragments has
+    a record, in ring order, on consecutive slots, the last one with EOP (or none: an open packet refused)."""
+
+    of: I64  # per row: its packet
+    first: I64  # per packet: its first row
+    fragments: I64
+    length: I64
+    complete: Mask  # per packet: its last fragment carries EOP
+    other: Mask  # per packet: some record of it has a reason of its own (neither PKT_BAD_FRAGMENT nor unknown)
+
+
+def packets(rows: Rows) -> Packets:
+    """Group ``rows`` into packets by EOP and slot contiguity (over the ring's end too), vectorised."""
+    assert rows.slot is not None and rows.cmd is not None and rows.length is not None
+    n = rows.slot.size
+    eop = (rows.cmd & np.uint8(TXD_CMD_EOP)) != 0
+    slot = rows.slot
+    after = slot[:-1] + 1
+    if rows.ring_size:
+        after %= rows.ring_size
+    starts = np.ones(n, dtype=bool)
+    starts[1:] = eop[:-1] | (slot[1:] != after)
+    of = np.cumsum(starts) - 1
+    first = np.flatnonzero(starts)
+    last = np.append(first[1:] - 1, n - 1).astype(np.int64)
+    npkt = first.size
+    other = np.zeros(npkt, dtype=bool)
+    if rows.codes is not None and rows.names is not None:
+        own = np.array([code for code, name in rows.names.items() if name and name != "PKT_BAD_FRAGMENT"])
+        other = np.bincount(of, weights=np.isin(rows.codes, own), minlength=npkt) > 0
+    return Packets(
+        of,
+        first,
+        np.bincount(of, minlength=npkt).astype(np.int64),
+        np.bincount(of, weights=rows.length, minlength=npkt).astype(np.int64),
+        eop[last],
+        other,
+    )
+
+
+def _packet_judge(rule: Callable[[Rows, Packets, I64, RuleBook], tuple[Mask, Callable[[int], str]]]) -> Predicate:
+    """A packet-level predicate: rows ``i`` judged with their packets (a record without a slot cannot be)."""
+
+    def judge(rows: Rows, i: I64, ref: Reference) -> Verdict:
+        if rows.kind != "tx" or rows.slot is None or rows.cmd is None or rows.length is None:
+            return np.zeros(i.size, dtype=bool), lambda _j: f"a {rows.kind} record naming no TX ring slot"
+        if rows.rules is None:  # no rule book: the kernel claims no limit the oracle could judge against
+            return np.ones(i.size, dtype=bool), lambda _j: ""
+        return rule(rows, packets(rows), i, rows.rules)
+
+    return judge
+
+
+def _too_long(rows: Rows, p: Packets, i: I64, rules: RuleBook) -> tuple[Mask, Callable[[int], str]]:
+    """PKT_TOO_LONG: the packet's fragments add up to more than the jumbo frame (RuleBook.max_frame)."""
+    total = p.length[p.of[i]]
+    return total > rules.max_frame, lambda j: f"its packet is {int(total[j])} bytes <= {rules.max_frame}"
+
+
+def _too_many(rows: Rows, p: Packets, i: I64, rules: RuleBook) -> tuple[Mask, Callable[[int], str]]:
+    """PKT_TOO_MANY_FRAGS: the packet has more fragments than AF_XDP multi-buffer allows (RuleBook.max_fragments)."""
+    frags = p.fragments[p.of[i]]
+    return frags > rules.max_fragments, lambda j: f"its packet has {int(frags[j])} fragments <= {rules.max_fragments}"
+
+
+def _csum_offset(rows: Rows, p: Packets, i: I64, rules: RuleBook) -> tuple[Mask, Callable[[int], str]]:
+    """CSUM_OFFSET: the record is its complete packet's first descriptor, which asks for the checksum (IC), and
+    CSO + 2 or CSS lies past the packet's end (8254x 3.3.3.1: the checksum is inserted at CSO and computed from
+    CSS over the packet, whose length is the sum of its fragments)."""
+    assert rows.cmd is not None and rows.cso is not None and rows.css is not None
+    pkt = p.of[i]
+    total = p.length[pkt]
+    head = p.first[pkt] == i
+    ic = (rows.cmd[i] & np.uint8(TXD_CMD_IC)) != 0
+    cso, css = rows.cso[i], rows.css[i]
+    outside = (cso + 2 > total) | (css >= total)
+    ok = head & p.complete[pkt] & ic & outside
+
+    def fact(j: int) -> str:
+        if not head[j]:
+            return "it is not its packet's first descriptor"
+        if not p.complete[pkt[j]]:
+            return "its packet has no EOP yet"
+        if not ic[j]:
+            return "it does not ask for checksum insertion (IC)"
+        return f"CSO {int(cso[j])} + 2 and CSS {int(css[j])} lie within its {int(total[j])}-byte packet"
+
+    return ok, fact
+
+
+def _bad_fragment(rows: Rows, p: Packets, i: I64, rules: RuleBook) -> tuple[Mask, Callable[[int], str]]:
+    """PKT_BAD_FRAGMENT: another record of the packet names the fragment's own fault (judged on that record); a
+    packet-level fault would have given the packet's reason to every fragment instead."""
+    ok = p.other[p.of[i]]
+    return ok, lambda j: f"no other record of its {int(p.fragments[p.of[i][j]])}-fragment packet names a fault"
+
+
+PACKET_PREDICATES: Mapping[str, Predicate] = {
+    "PKT_TOO_LONG": _packet_judge(_too_long),
+    "PKT_TOO_MANY_FRAGS": _packet_judge(_too_many),
+    "CSUM_OFFSET": _packet_judge(_csum_offset),
+    "PKT_BAD_FRAGMENT": _packet_judge(_bad_fragment),
+}
+
+
 def _iommu_pages(rows: Rows, i: I64, ref: Reference) -> tuple[Mask, Mask, Mask]:
     """Per fault: (not mapped as one contiguous run, some page lacks the access, some page's unpin is under way)."""
     assert rows.addr is not None and rows.length is not None
@@ -372,6 +486,7 @@ PREDICATES: Mapping[str, Predicate] = {
     "CMD_UNSUPPORTED": cmd_unsupported,
     "IOMMU_NOT_MAPPED": iommu_not_mapped,
     "IOMMU_PERMISSION": iommu_permission,
+    **PACKET_PREDICATES,
     **EVENT_PREDICATES,
 }
 
@@ -389,6 +504,9 @@ WITHOUT_PINS = frozenset(PREDICATES) - {
     "ACCESS_NO_WRITE",
     "IOMMU_NOT_MAPPED",
     "IOMMU_PERMISSION",
+    # a packet's records are judged together, and the end-of-campaign tally keeps only the records it judges: these
+    # are judged per step (in memory, or as a file-backed log is followed), where every record of a packet is there
+    *PACKET_PREDICATES,
 }
 
 
@@ -399,15 +517,20 @@ def judge(
     ref: Reference,
     limit: int = 4,
     only: frozenset[str] | None = None,
+    skip: frozenset[str] = frozenset(),
 ) -> list[str]:
     """One line per record whose reason is not true (at most ``limit``): its seq, reason and the contradicting fact.
 
-    ``only``: judge just these reason names (the others pass unjudged).
+    ``only``: judge just these reason names (the others pass unjudged); ``skip``: not these.
     """
     problems: list[str] = []
+    if rows.codes is None:
+        rows = dataclasses.replace(rows, codes=codes, names=names)  # packet-level reasons read their siblings
     for code in np.flatnonzero(np.bincount(codes, minlength=1)).tolist():  # the codes present, in order
         name = names.get(code, "")
-        if name in NOT_JUDGED or not name or (only is not None and name not in only):  # blank: AuditWatch's finding
+        if name in NOT_JUDGED or name in skip or (only is not None and name not in only):
+            continue
+        if not name:  # blank: AuditWatch's finding
             continue
         i = np.flatnonzero(codes == code)
         predicate = PREDICATES.get(name)

@@ -118,7 +118,7 @@ def test_a_dropped_length_rule_in_the_compiled_path_is_found(compiled_length_rul
     old = [name for name in CLASSES if name not in ("hidden", "scattered")]
     before = run_campaign("verifier", seed=1, classes=old, iterations=2 * len(old), batch=128)
     assert not before.findings, "the older classes were not expected to see this slip"
-    result = run_campaign("verifier", seed=1, classes=["hidden"], iterations=32, batch=128)
+    result = run_campaign("verifier", seed=1, classes=["hidden"], iterations=64, batch=128)
     assert any(f.kind in ("pin", "dma", "leak") for f in result.findings), result.as_dict()
 
 
@@ -142,5 +142,5 @@ def fast_check_one_byte_short(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
 def test_an_off_by_one_at_a_buffers_end_in_the_fast_check_is_found(fast_check_one_byte_short: None) -> None:
     straddle = run_campaign("verifier", seed=1, classes=["straddle"], iterations=8, batch=128)
     assert not straddle.findings, "straddle's batches are hostile throughout: the fast check is never decisive"
-    result = run_campaign("verifier", seed=1, classes=["hidden"], iterations=32, batch=128)
+    result = run_campaign("verifier", seed=1, classes=["hidden"], iterations=64, batch=128)
     assert any(f.kind == "pin" for f in result.findings), result.as_dict()
