@@ -53,13 +53,27 @@ def import_ray() -> ModuleType:
         raise RayMissing("--ray needs Ray: pip install 'nic-sandbox[ray]' (or pip install 'ray>=2.9')") from None
 
 
+def gcs_address(address: str) -> tuple[str, int] | None:
+    """The (host, port) of a ``HOST:PORT`` address, None for a ``ray://`` client address (Ray judges it).
+
+    Anything else is a ValueError with the line to print: Ray's own parser would raise it as a traceback.
+    """
+    if address.startswith("ray://"):
+        return None
+    host, sep, port = address.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("not an address: give auto, HOST:PORT (the head's GCS) or ray://HOST:PORT")
+    return host, int(port)
+
+
 def reachable(address: str, timeout: float = 5.0) -> None:
     """Refuse at once a ``HOST:PORT`` nothing listens on (``ray.init`` would retry for minutes): ConnectionError."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or "://" in address:
-        return  # not HOST:PORT (a ray:// client address, say): let Ray judge it
+    gcs = gcs_address(address)
+    if gcs is None:
+        return
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+        socket.create_connection(gcs, timeout=timeout).close()
     except OSError as err:
         raise ConnectionError(err.strerror or str(err)) from None
 

@@ -23,7 +23,7 @@ from typing import Any
 from rich.console import Console
 
 from fuzz import case as case_mod
-from fuzz.cluster.connect import RayMissing
+from fuzz.cluster.connect import AUTO, RayMissing, gcs_address
 from fuzz.cluster.driver import RayResult, Status, run_ray
 from fuzz.cluster.plan import Plan
 from fuzz.steps import Attack
@@ -98,6 +98,11 @@ def run(
         else:
             out.print(line, markup=False, highlight=False)
 
+    if args.ray != AUTO:
+        try:
+            gcs_address(args.ray)
+        except ValueError as err:  # neither auto, HOST:PORT nor ray://: Ray's parser would raise a traceback
+            raise UsageError(f"--ray {args.ray}: {err}") from None
     try:
         return run_ray(plan, args.ray, stop=stop.requested, progress=show, every=EVERY_S)
     except RayMissing as err:

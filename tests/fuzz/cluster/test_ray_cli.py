@@ -95,3 +95,13 @@ def test_ray_at_an_address_nothing_listens_on_is_one_line_and_exit_2(
         err.startswith(f"nic-sandbox: error: --ray 127.0.0.1:{port}: cannot reach the cluster (")
         and len(err.splitlines()) == 1
     )
+
+
+@pytest.mark.parametrize("address", ["::::", "host", ":80", "h:0", "h:70000"])
+def test_ray_at_something_not_an_address_is_one_line_and_exit_2(
+    address: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["fuzz", "--ray", address, "--iterations", "3", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"nic-sandbox: error: --ray {address}: not an address: give auto, HOST:PORT (the head's GCS) or "
+                   "ray://HOST:PORT"]  # fmt: skip
