@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from sandbox.argtypes import check_output_path, int_range
-from sandbox.commands import qemu
+from sandbox.commands import pingpong_tuned, qemu
 from sandbox.demos import pingpong
 from sandbox.errors import UsageError
 from sandbox.flags import add_json_flag, add_kernel_flags, add_scenario_flags, audit_from_flags, scenario_from_flags
@@ -32,7 +32,8 @@ EXAMPLES = (
     "  nic-sandbox demo --count 20000 --size 128 --batch 64 --pcap /tmp/pp.pcap\n"
     "  nic-sandbox demo --protection verifier --audit-log /tmp/audit.jsonl\n"
     "  nic-sandbox demo --nic qemu                the same pingpong on QEMU's e1000 (qtest)\n"
-    "  nic-sandbox scenario > my.toml && nic-sandbox demo --scenario my.toml"
+    "  nic-sandbox scenario > my.toml && nic-sandbox demo --scenario my.toml\n"
+    f"{pingpong_tuned.EXAMPLES}"
 )
 
 
@@ -56,7 +57,10 @@ def add_parser(kinds: argparse._SubParsersAction[P]) -> None:
         help=f"frame size on the wire, FCS included, {MIN_SIZE}-{MAX_SIZE} (default {DEFAULT_SIZE})",
     )
     demo.add_argument(
-        "--batch", type=int_range(1, 4096, "--batch"), help=f"frames per tx_burst/rx_burst (default {DEFAULT_BATCH})"
+        "--batch",
+        type=pingpong_tuned.batch_type,
+        help=f"frames per tx_burst/rx_burst, 1-{pingpong_tuned.MAX_BATCH} (default {DEFAULT_BATCH}), or auto: "
+        "the batch tunes itself by gradient ascent on U = throughput - lambda * p99 (see the group below)",
     )
     pcap = demo.add_mutually_exclusive_group()
     pcap.add_argument("--pcap", metavar="PATH", help="write the cable's frames here (default: the scenario's)")
@@ -65,6 +69,7 @@ def add_parser(kinds: argparse._SubParsersAction[P]) -> None:
     qemu.add_nic_flag(demo)
     add_kernel_flags(demo)
     add_json_flag(demo)
+    pingpong_tuned.add_flags(demo)
     demo.set_defaults(func=cmd_pingpong)
 
 
@@ -74,9 +79,12 @@ def cmd_pingpong(args: argparse.Namespace, out: Console) -> int:
     scen = scenario_from_flags(args, NAME)
     if len(scen.tenants) < 2:
         raise UsageError(f"{scen.source}: pingpong needs two tenants")
-    count = qemu.default_count(args, DEFAULT_COUNT)
     size = args.size or DEFAULT_SIZE
-    batch = args.batch or DEFAULT_BATCH
+    auto = pingpong_tuned.plan(args, scen, size) if args.batch == pingpong_tuned.AUTO else None
+    if auto is None and (problem := pingpong_tuned.problem_without_auto(args)):
+        raise UsageError(problem)
+    count = qemu.default_count(args, DEFAULT_COUNT)
+    batch = int(args.batch or DEFAULT_BATCH) if auto is None else DEFAULT_BATCH
     pcap: str | bool = False if args.no_pcap else (True if args.pcap is None else args.pcap)
     if isinstance(pcap, str):
         check_output_path(pcap, "--pcap")
@@ -84,6 +92,9 @@ def cmd_pingpong(args: argparse.Namespace, out: Console) -> int:
         for i, cable in enumerate(scen.cables):
             if cable.pcap is not None:
                 check_output_path(cable.pcap, f"{scen.source}: cable[{i}].pcap")
+    if auto is not None:
+        with audit_from_flags(args, scen) as audit, qemu.build_world(args, scen, pcap, audit) as world:
+            return pingpong_tuned.cmd_tuned(args, out, scen, world, auto)
     with audit_from_flags(args, scen) as audit, qemu.build_world(args, scen, pcap, audit) as world:
         if args.json or not out.is_terminal:
             report = pingpong.run(world, count, size, batch)
