@@ -93,7 +93,7 @@ def add_kernel_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_group_commit_flags(parser: argparse.ArgumentParser) -> None:
-    """``--fsync-batch N`` and ``--fsync-interval MS``: group commit for ``--fsync batch`` (verifier/audit/durability.py)."""
+    """``--fsync-batch N``, ``--fsync-interval MS``: group commit of ``--fsync batch`` (verifier/audit/durability)."""
     parser.add_argument(
         "--fsync-batch",
         type=int_range(1, MAX_RECORDS, "--fsync-batch"),
