@@ -1,14 +1,16 @@
 """The PNG of ``nic-sandbox audit bench``: durability latency, model against measurement, and the fsync times.
 
 Left: latency (ms, log scale) against the group size N (log scale), one
-colour per arrival rate; lines are the model (solid: mean, dashed: p99),
-markers the measurement (dots: mean, crosses: p99).  Right: the fsync
+colour per arrival rate; lines are the model (solid: mean, dashed: p99;
+none where the disk is saturated, load >= 1), markers the measurement
+(dots: mean, crosses: p99).  Right: the fsync
 times measured on this disk, one cumulative distribution per group size.
 Needs matplotlib (the ``plot`` extra); the caller checks it is there.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,6 +28,7 @@ def plot(path: Path, pairs: Sequence[tuple[Prediction, Measured]], fsync: FsyncT
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5), dpi=100)
     rates = sorted({p.rate for p, _ in pairs})
@@ -34,8 +37,11 @@ def plot(path: Path, pairs: Sequence[tuple[Prediction, Measured]], fsync: FsyncT
         colour = colours[i % len(colours)]
         rows = sorted(((p, m) for p, m in pairs if p.rate == rate), key=lambda pm: pm[0].records)
         n = [p.records for p, _ in rows]
-        left.plot(n, [p.mean_s * 1e3 for p, _ in rows], "-", color=colour, label=f"{rate:g} records/s: model mean")
-        left.plot(n, [p.p99_s * 1e3 for p, _ in rows], "--", color=colour, alpha=0.6, label="model p99")
+        ok = [p.load < 1 for p, _ in rows]  # a saturated disk: the model says nothing there (no point drawn)
+        mean = [p.mean_s * 1e3 if fine else math.nan for (p, _), fine in zip(rows, ok, strict=True)]
+        p99 = [p.p99_s * 1e3 if fine else math.nan for (p, _), fine in zip(rows, ok, strict=True)]
+        left.plot(n, mean, "-", color=colour, label=f"{rate:g} records/s: model mean")
+        left.plot(n, p99, "--", color=colour, alpha=0.6, label="model p99")
         measured = [(p.records, m) for p, m in rows if m.records]
         xs = [x for x, _ in measured]
         left.plot(
@@ -50,6 +56,7 @@ def plot(path: Path, pairs: Sequence[tuple[Prediction, Measured]], fsync: FsyncT
         )
     left.set_xscale("log", base=2)
     left.set_yscale("log")
+    left.yaxis.set_major_formatter(ScalarFormatter())
     left.set_xlabel("group size N (records per fsync, at most)")
     left.set_ylabel("durability latency (ms): written -> fsync returned")
     left.set_title("model (lines) against measurement (markers)")
