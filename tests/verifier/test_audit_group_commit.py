@@ -14,7 +14,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,7 +33,7 @@ def refusal(i: int = 0) -> AuditRecord:
     return AuditRecord(2, "mallory", "nic2", 0, "tx", i, bytes(16), {"addr": 0}, "ADDR_NOT_PINNED", {"owner": "kernel"})
 
 
-def virtual() -> object:
+def virtual() -> Callable[[], tuple[int, int]]:
     ticks = iter(range(10**9))
     return lambda: (1_700_000_000_000_000_000 + next(ticks) * 1000, next(ticks) * 1000)
 
@@ -98,9 +100,10 @@ def test_group_commit_needs_batch_and_sane_values(tmp_path: Path) -> None:
     for policy in ("always", "never"):
         with pytest.raises(ValueError, match="group commit needs fsync batch"):
             AuditLog(tmp_path / policy, "verifier", fsync=policy, group=GroupCommit())
+    bad: dict[str, Any]
     for bad in ({"records": 0}, {"records": 2_000_000}, {"interval_ms": 0.0}, {"interval_ms": float("nan")}):
         with pytest.raises(ValueError, match="group commit"):
-            GroupCommit(**bad)  # type: ignore[arg-type]
+            GroupCommit(**bad)
     assert "per doorbell" in describe("batch", None)
     assert "8 records or 2.5 ms" in describe("batch", GroupCommit(8, 2.5))
 
