@@ -115,9 +115,9 @@ def cmd_pingpong(args: argparse.Namespace, out: Console) -> int:
         _print_report(out, report, scen, args.nic)
         clock = _CLOCK_WORDS[args.audit_clock]
         clock = f"{clock}; QEMU's e1000 over qtest runs on its own time" if args.nic == qemu.QEMU else clock
+        out.print(durability_line(audit), markup=False, highlight=False, soft_wrap=True)
         line = f"audit log: {args.audit_log} ({rejected} rejections recorded by this run; {clock})"
         out.print(line, markup=False, highlight=False, soft_wrap=True)
-        out.print(durability_line(audit), markup=False, highlight=False, soft_wrap=True)
     return 0 if report.clean else 1
 
 
