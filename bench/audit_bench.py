@@ -22,59 +22,27 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from bench.fuzz_bench import BATCH_CLASSES
 from bench.goals import GoalRow
 from fuzz.campaign import run_campaign
-from ring.descriptors import TX_DESC, TXD_CMD_EOP, TXD_CMD_IFCS, TXD_CMD_RS
-from ring.memory import OWNER_FREE, OWNER_KERNEL
+from measure.refusals import DOORBELL, doorbell_batch
 from sandbox.flags import open_audit
+from verifier.audit.durability import GroupCommit
 from verifier.audit.log import AuditLog
 from verifier.audit.read import log_files, verify
-from verifier.audit.rejection_batch import RejectionBatch
 from verifier.modes.protection import Protection
-from verifier.rules import reasons as R
-from verifier.rules.checks import NO_OWNER
 
 WRITER_GOAL = 1_000_000
 CAMPAIGN_GOAL = 300_000
 VERIFY_GOAL = 1_000_000
-#: Rejections per doorbell: a ring's worth, as the fuzzer's batch mode sends them.
-DOORBELL = 255
 #: The fsync policy ``nic-sandbox fuzz`` opens its audit log with (sandbox/commands/fuzz.py).
 FUZZ_FSYNC = "never"
 
 
-def doorbell_batch(n: int = DOORBELL, seed: int = 1) -> RejectionBatch:
-    """One doorbell's rejected TX descriptors: address, length and fragment reasons, owners of every kind."""
-    rng = np.random.default_rng(seed)
-    descs = np.zeros(n, dtype=TX_DESC)
-    descs["addr"] = rng.integers(0, 1 << 26, n, dtype=np.uint64)
-    descs["length"] = rng.integers(1, 2048, n)
-    descs["cmd"] = TXD_CMD_EOP | TXD_CMD_IFCS | TXD_CMD_RS
-    codes = np.array([R.ADDR_NOT_PINNED, R.ADDR_NOT_PINNED, R.LEN_ZERO, R.PKT_BAD_FRAGMENT], dtype=np.uint8)
-    reason = codes[np.arange(n) % codes.size]
-    addressed = reason == R.ADDR_NOT_PINNED
-    owners = np.array([OWNER_KERNEL, OWNER_FREE, 3], dtype=np.int32)
-    return RejectionBatch(
-        tenant=2,
-        tenant_name="mallory",
-        nic="nic2",
-        queue=0,
-        kind="tx",
-        ring_index=np.arange(n, dtype=np.int64),
-        reason=reason,
-        bad_byte=np.where(addressed, descs["addr"].astype(np.int64), -1),
-        owner=np.where(addressed, owners[np.arange(n) % owners.size], NO_OWNER).astype(np.int32),
-        descs=descs,
-    )
-
-
-def measure_writer(path: Path, seconds: float) -> float:
-    """Records per second through ``record_batch`` + ``commit`` (fsync batch) for ``seconds``."""
+def measure_writer(path: Path, seconds: float, group: GroupCommit | None = None) -> float:
+    """Records per second through ``record_batch`` + ``commit`` (fsync batch, or ``group`` commit) for ``seconds``."""
     rows = doorbell_batch()
-    with AuditLog(path, "verifier", fsync="batch", max_bytes=None) as log:
+    with AuditLog(path, "verifier", fsync="batch", max_bytes=None, group=group) as log:
         start = time.perf_counter()
         while time.perf_counter() - start < seconds:
             log.record_batch(rows)

@@ -1,6 +1,7 @@
 """Flags shared by the commands that run the kernel, and what they turn into.
 
-``--protection``, ``--audit-log`` and ``--fsync`` (every demo that runs the
+``--protection``, ``--audit-log`` and ``--fsync`` with its group commit
+(``--fsync-batch``, ``--fsync-interval``: :func:`group_from_flags`) (every demo that runs the
 kernel, :func:`add_kernel_flags`), with ``--audit-clock`` and
 ``--audit-max-bytes`` (:func:`add_audit_flags`, also taken by ``fuzz``); ``--scenario``, ``--seed`` and ``--engine``
 (every demo that builds a simulated machine from a scenario,
@@ -19,8 +20,17 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from device.e1000 import EngineMode
-from sandbox.argtypes import check_output_path, int_range
+from sandbox.argtypes import bounded_number, check_output_path, int_range
 from sandbox.errors import UsageError
+from verifier.audit.durability import (
+    DEFAULT_INTERVAL_MS,
+    DEFAULT_RECORDS,
+    MAX_INTERVAL_MS,
+    MAX_RECORDS,
+    MIN_INTERVAL_MS,
+    GroupCommit,
+    describe,
+)
 from verifier.audit.log import FSYNC_POLICIES, MAX_BYTES, VIRTUAL_EPOCH_NS, AuditError, AuditLog
 from verifier.audit.read import check_appendable
 from verifier.modes.protection import PROTECTION_HELP, Protection
@@ -75,9 +85,44 @@ def add_kernel_flags(parser: argparse.ArgumentParser) -> None:
         "--fsync",
         choices=list(FSYNC_POLICIES),
         default="batch",
-        help="audit durability: always (fsync per record), batch (one fsync per doorbell, default), never",
+        help="audit durability: always (fsync per record), batch (one fsync per doorbell, default; "
+        "with --fsync-batch/--fsync-interval: group commit), never",
     )
+    add_group_commit_flags(parser)
     add_audit_flags(parser)
+
+
+def add_group_commit_flags(parser: argparse.ArgumentParser) -> None:
+    """``--fsync-batch N``, ``--fsync-interval MS``: group commit of ``--fsync batch`` (verifier/audit/durability)."""
+    parser.add_argument(
+        "--fsync-batch",
+        type=int_range(1, MAX_RECORDS, "--fsync-batch"),
+        metavar="N",
+        help=f"group commit: fsync once N audit records wait (default {DEFAULT_RECORDS} when --fsync-interval "
+        "is given; without either flag: once per doorbell); needs --fsync batch",
+    )
+    parser.add_argument(
+        "--fsync-interval",
+        type=bounded_number(float, "--fsync-interval", MIN_INTERVAL_MS, MAX_INTERVAL_MS),
+        metavar="MS",
+        help=f"group commit: fsync once the oldest waiting record has waited MS milliseconds, whichever of the "
+        f"two comes first (default {DEFAULT_INTERVAL_MS:g} when --fsync-batch is given); needs --fsync batch",
+    )
+
+
+def group_from_flags(args: argparse.Namespace) -> GroupCommit | None:
+    """The group commit ``--fsync-batch``/``--fsync-interval`` ask for (None: one fsync per doorbell).
+
+    Either flag with ``--fsync always`` or ``never`` is a usage error: neither policy has groups to size.
+    """
+    given = flags_given(args, ("fsync_batch", "fsync_interval"))
+    if not given:
+        return None
+    if args.fsync != "batch":
+        raise UsageError(f"{given[0]} sizes group commit, which needs --fsync batch (got --fsync {args.fsync})")
+    records = DEFAULT_RECORDS if args.fsync_batch is None else int(args.fsync_batch)
+    interval = DEFAULT_INTERVAL_MS if args.fsync_interval is None else float(args.fsync_interval)
+    return GroupCommit(records, interval)
 
 
 def add_audit_flags(parser: argparse.ArgumentParser) -> None:
@@ -129,9 +174,15 @@ def scenario_from_flags(args: argparse.Namespace, embedded: str) -> scenario.Sce
 def audit_from_flags(args: argparse.Namespace, scen: scenario.Scenario) -> AuditLog:
     """The ``--audit-log`` for this scenario's protection and engine; an unusable path is a usage error."""
     check_output_path(args.audit_log, "--audit-log")
+    group = group_from_flags(args)
     try:
         return open_audit(
-            args.audit_log, scen.protection, args.fsync, clock=args.audit_clock, max_bytes=args.audit_max_bytes
+            args.audit_log,
+            scen.protection,
+            args.fsync,
+            clock=args.audit_clock,
+            max_bytes=args.audit_max_bytes,
+            group=group,
         )
     except ValueError as err:
         raise UsageError(str(err)) from None
@@ -161,6 +212,7 @@ def open_audit(
     *,
     clock: str = "wall",
     max_bytes: int | None = MAX_BYTES,
+    group: GroupCommit | None = None,
 ) -> AuditLog:
     """Open (append to) the audit log with the real clock, or the virtual one (``clock="virtual"``).
 
@@ -192,8 +244,24 @@ def open_audit(
             fsync=fsync,
             clock=continued if clock == "virtual" else None,
             max_bytes=max_bytes,
+            group=group,
         )
     except (AuditError, OSError) as err:
         raise ValueError(f"cannot use audit log {path}: {err}") from None
     offset[0] = log.next_seq * 1_000
     return log
+
+
+def durability_line(audit: AuditLog) -> str:
+    """The one line a demo prints about the durability setting it ran with (``--fsync`` and its group commit)."""
+    return f"audit durability: {describe(audit.fsync, audit.group)}"
+
+
+def durability_json(audit: AuditLog) -> dict[str, object]:
+    """The same setting for ``--json``: the policy, and the group commit (null: per doorbell, or not batch)."""
+    group = audit.group
+    return {
+        "fsync": audit.fsync,
+        "fsync_batch": None if group is None else group.records,
+        "fsync_interval_ms": None if group is None else group.interval_ms,
+    }

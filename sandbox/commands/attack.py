@@ -12,7 +12,15 @@ from scapy.utils import hexdump
 
 from sandbox.demos import attack as attack_demo
 from sandbox.errors import UsageError
-from sandbox.flags import add_json_flag, add_kernel_flags, add_scenario_flags, audit_from_flags, scenario_from_flags
+from sandbox.flags import (
+    add_json_flag,
+    add_kernel_flags,
+    add_scenario_flags,
+    audit_from_flags,
+    durability_json,
+    durability_line,
+    scenario_from_flags,
+)
 from verifier.modes.protection import Protection
 from world import scenario
 
@@ -59,6 +67,7 @@ def cmd_attack(args: argparse.Namespace, out: Console) -> int:
         doc = {
             "protection": report.protection.value,
             "audit_log": args.audit_log,
+            **durability_json(audit),
             "attacks": [r.as_dict() for r in report.results],
             "honest_traffic": {"clean": report.honest.clean, "frames": report.honest.forward.received},
         }
@@ -66,6 +75,7 @@ def cmd_attack(args: argparse.Namespace, out: Console) -> int:
     else:
         _print(out, report, args.audit_log, scen)
         out.print(f"audit log {args.audit_log}: {audit.disk.line()}", markup=False, highlight=False, soft_wrap=True)
+        out.print(durability_line(audit), markup=False, highlight=False, soft_wrap=True)
     return 0 if report.stopped_everything else 1
 
 

@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sandbox.argtypes import bounded_number, check_output_path
+from sandbox.commands import audit_bench
 from sandbox.errors import UsageError
 from sandbox.parser import Parser
 from verifier.audit.log import AuditError, clock_of, encode, format_wall, parse_line, rotated_siblings
@@ -107,7 +108,8 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
             "  nic-sandbox audit seal out/audit.jsonl -o /safe/audit.anchor --key-file /safe/key\n"
             "  nic-sandbox audit verify out/audit.jsonl --anchor /safe/audit.anchor --key-file /safe/key\n"
             "  nic-sandbox audit plot out/audit.jsonl -o rejections.png\n"
-            "  nic-sandbox audit follow out/audit.jsonl       like tail -f; Ctrl-C stops"
+            "  nic-sandbox audit follow out/audit.jsonl       like tail -f; Ctrl-C stops\n"
+            "  nic-sandbox audit bench --png durability.png   fsync group commit: latency model vs measurement"
         ),
         formatter_class=raw,
     )
@@ -242,6 +244,7 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
         help="stop after S seconds",
     )
     follow.set_defaults(func=_guarded(cmd_follow))
+    audit_bench.add_parser(actions)
 
 
 def _add_key_flag(parser: argparse.ArgumentParser) -> None:

@@ -29,6 +29,8 @@ from sandbox.flags import (
     add_kernel_flags,
     add_scenario_flags,
     audit_from_flags,
+    durability_json,
+    durability_line,
     flags_given,
     scenario_from_flags,
 )
@@ -103,7 +105,9 @@ def cmd_ping(args: argparse.Namespace, out: Console) -> int:
     try:
         with audit_from_flags(args, scen) as audit, World.build(scen, pcap=False, audit=audit) as world:
             if args.serve:
-                return _serve(world, tenant, out, args.audit_log)
+                code = _serve(world, tenant, out, args.audit_log)
+                out.print(durability_line(audit), markup=False, highlight=False, soft_wrap=True)
+                return code
             frame_size = args.size or ping_demo.DEFAULT_FRAME_SIZE
             count = args.count or DEFAULT_COUNT
             interval = args.interval if args.interval is not None else DEFAULT_INTERVAL_S
@@ -114,14 +118,17 @@ def cmd_ping(args: argparse.Namespace, out: Console) -> int:
                 echo = None if args.json else _echo_line(out)
                 report = ping_demo.run_ping(session, count, ping_demo.payload_for(frame_size), interval, echo)
             rejected = sum(audit.counters.values())
+            durability = durability_json(audit), durability_line(audit)
     except (NetnsError, TapError, PingError) as failure:
         print_error(str(failure))
         return EXIT_FAILED
     removed = _removed(*names)
     if args.json:
-        print(json.dumps(_as_json(report, scen, session, frame_size, args.audit_log, rejected, removed), indent=2))
+        doc = _as_json(report, scen, session, frame_size, args.audit_log, rejected, removed)
+        print(json.dumps({**doc, **durability[0]}, indent=2))
     else:
         _print_report(out, report, session, args.audit_log, rejected, removed)
+        out.print(durability[1], markup=False, highlight=False, soft_wrap=True)
     return 0 if report.ok and removed else EXIT_FAILED
 
 

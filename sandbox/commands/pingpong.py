@@ -14,7 +14,15 @@ from sandbox.argtypes import check_output_path, int_range
 from sandbox.commands import pingpong_tuned, qemu
 from sandbox.demos import pingpong
 from sandbox.errors import UsageError
-from sandbox.flags import add_json_flag, add_kernel_flags, add_scenario_flags, audit_from_flags, scenario_from_flags
+from sandbox.flags import (
+    add_json_flag,
+    add_kernel_flags,
+    add_scenario_flags,
+    audit_from_flags,
+    durability_json,
+    durability_line,
+    scenario_from_flags,
+)
 from world import scenario
 from world.traffic import MAX_SIZE, MIN_SIZE
 
@@ -112,12 +120,13 @@ def cmd_pingpong(args: argparse.Namespace, out: Console) -> int:
                 report = pingpong.run(world, count, size, batch, lambda _sent, back: bar.update(task, completed=back))
         rejected = sum(audit.counters.values())
     if args.json:
-        extra = {"nic": args.nic, "audit_log": args.audit_log, "rejected": rejected}
+        extra = {"nic": args.nic, "audit_log": args.audit_log, "rejected": rejected, **durability_json(audit)}
         print(json.dumps({**_report_json(report, scen), **extra}, indent=2))
     else:
         _print_report(out, report, scen, args.nic)
         clock = _CLOCK_WORDS[args.audit_clock]
         clock = f"{clock}; QEMU's e1000 over qtest runs on its own time" if args.nic == qemu.QEMU else clock
+        out.print(durability_line(audit), markup=False, highlight=False, soft_wrap=True)
         line = f"audit log: {args.audit_log} ({rejected} rejections recorded by this run; {clock})"
         out.print(line, markup=False, highlight=False, soft_wrap=True)
     return 0 if report.clean else 1

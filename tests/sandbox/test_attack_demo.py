@@ -83,7 +83,15 @@ def test_cli_json_and_table(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
-    assert set(doc) == {"protection", "audit_log", "attacks", "honest_traffic"}
+    assert set(doc) == {
+        "protection",
+        "audit_log",
+        "fsync",
+        "fsync_batch",
+        "fsync_interval_ms",
+        "attacks",
+        "honest_traffic",
+    }
     assert [a["name"] for a in doc["attacks"]] == NAMES
     assert all(set(a) == {"name", "succeeded", "reason", "audit_seq"} for a in doc["attacks"])
     assert not any(a["succeeded"] for a in doc["attacks"])

@@ -43,6 +43,17 @@ not to be lost?
     written and fsynced early, so a flood of rejections between two commits
     cannot grow memory without bound (and those records are acknowledged at
     that point).
+``"batch"`` with a ``GroupCommit(records=N, interval_ms=T)`` (``group=``)
+    Group commit decoupled from the doorbell: the buffer is written and
+    fsynced once ``N`` records wait, or once the oldest of them has waited
+    ``T`` ms (a timer thread of the log's own does that one, so a record
+    never waits for a later one to arrive), whichever comes first;
+    ``commit()`` syncs only when the interval has run out.  Records are
+    acknowledged when that fsync returns (``acknowledged``, and
+    ``on_durable`` when given).  ``close()`` -- and so Ctrl-C and SIGTERM,
+    which unwind into it -- writes and fsyncs the last partial group.
+    verifier/audit/durability.py says why; measure/durability.py predicts
+    and measures the latency it costs.
 ``"never"``
     As ``"batch"``, but the buffer is written and flushed to the OS without
     ``fsync``.  Acknowledged records survive a crash of this process, not a
@@ -101,6 +112,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ring.descriptors import DESC_SIZE
+from verifier.audit.durability import GroupCommit
 from verifier.audit.lazy_records import RecordSpan
 from verifier.audit.lines import Column, decimals, encode, interleave, record_tail, tail_columns
 from verifier.audit.record import AuditCounters, AuditRecord, CounterKey
@@ -153,6 +165,9 @@ PRUNED_SUFFIX = ".pruned"
 LOCK_SUFFIX = ".lock"
 
 Clock = Callable[[], tuple[int, int]]
+#: ``on_durable(seq, start_ns, end_ns)``: every record up to ``seq`` is on disk; the write and fsync that made
+#: it so ran from ``start_ns`` to ``end_ns`` (``time.monotonic_ns``).  Called under the log's lock: keep it short.
+Durable = Callable[[int, int, int], None]
 
 
 def lock_path_of(path: Path) -> Path:
@@ -350,9 +365,13 @@ class AuditLog:
         clock: Clock | None = None,
         max_pending: int = 4096,
         max_bytes: int | None = MAX_BYTES,
+        group: GroupCommit | None = None,
+        on_durable: Durable | None = None,
     ) -> None:
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}, got {fsync!r}")
+        if group is not None and fsync != "batch":
+            raise ValueError(f"group commit needs fsync batch, got fsync {fsync!r}")
         if rotate_bytes is not None and rotate_bytes <= 0:
             raise ValueError(f"rotate_bytes must be positive or None, got {rotate_bytes}")
         if max_pending < 1:
@@ -377,6 +396,11 @@ class AuditLog:
         self._pruned_files = 0
         self._pruned_bytes = 0
         self._pruned_base = (0, 0)  # files and bytes pruned before this writer opened
+        self.group = group
+        self.on_durable = on_durable
+        #: group commit: when the oldest waiting record has waited the interval (``time.monotonic``), None: none waits
+        self._deadline: float | None = None
+        self._wake = threading.Condition(self._lock)
         self._lock_file = self._take_lock()
 
         try:
@@ -384,6 +408,11 @@ class AuditLog:
         except BaseException:
             self._lock_file.close()
             raise
+        self._timer: threading.Thread | None = None
+        if group is not None:
+            self._timer = threading.Thread(target=self._sync_on_time, name=f"audit-group-commit:{self.path.name}")
+            self._timer.daemon = True  # close() stops it; a process that never closes is not held up by it
+            self._timer.start()
 
     def _open_tail(self) -> None:
         """Find where the chain ends (next ``seq`` and ``prev``) and open the active file for appending."""
@@ -529,7 +558,8 @@ class AuditLog:
         prev = self._prev.encode("ascii")  # the chain kept as bytes here: ``chain_hash`` inlined
         sha256, hexlify = hashlib.sha256, binascii.hexlify
         pending = self._pending
-        room = 1 if self.fsync == "always" else self.max_pending - len(pending)
+        limit = 1 if self.fsync == "always" else self.max_pending if self.group is None else self.group.records
+        room = limit - len(pending)
         seq = first
         try:
             for head in bodies:
@@ -542,11 +572,14 @@ class AuditLog:
                     self._seq, self._prev = seq, prev.decode("ascii")
                     self._flush()
                     pending = self._pending
-                    room = 1 if self.fsync == "always" else self.max_pending
+                    room = limit
         finally:
             self._seq, self._prev = seq, prev.decode("ascii")
             if seq > first:
                 self._counts.add(nic, kind, queue, counts(seq - first))
+            if self.group is not None and self._pending and self._deadline is None:
+                self._deadline = time.monotonic() + self.group.interval_s  # a group starts: the timer counts
+                self._wake.notify()
         return range(first, seq)
 
     def _bodies(self, tails: Iterable[str], first: int) -> list[bytes]:
@@ -586,13 +619,17 @@ class AuditLog:
         return interleave(n, [lead, seqs, stamps, *columns, end, b"\n"]).split(b"\n")[:-1]
 
     def commit(self) -> None:
-        """End a doorbell batch: write the buffered records and (policy ``batch``) fsync them once."""
+        """End a doorbell batch: write the buffered records and (policy ``batch``) fsync them once.
+
+        Under group commit the group decides, not the doorbell: this syncs only a group whose interval has run out.
+        """
         with self._lock:
             self._check_open()
-            self._flush()
+            if self.group is None or (self._deadline is not None and time.monotonic() >= self._deadline):
+                self._flush()
 
     def close(self) -> None:
-        """Commit what is buffered and close the file.  Safe to call twice."""
+        """Commit what is buffered (a partial group too) and close the file.  Safe to call twice."""
         with self._lock:
             if self._closed:
                 return
@@ -601,8 +638,29 @@ class AuditLog:
                     self._flush()
             finally:
                 self._closed = True
+                self._wake.notify()
                 self._file.close()
                 self._lock_file.close()  # releases the flock
+        timer = self._timer
+        if timer is not None and timer is not threading.current_thread():
+            timer.join()
+
+    def _sync_on_time(self) -> None:
+        """The group-commit timer: sync a group whose oldest record has waited ``interval_ms`` (its own thread)."""
+        with self._wake:
+            while not self._closed and self._failed is None:
+                deadline = self._deadline
+                if deadline is None:
+                    self._wake.wait()
+                    continue
+                left = deadline - time.monotonic()
+                if left > 0:
+                    self._wake.wait(left)
+                    continue
+                try:
+                    self._flush()
+                except AuditError:
+                    return  # ``_failed`` is set: the next record() says so to its caller
 
     def __enter__(self) -> AuditLog:
         return self
@@ -646,7 +704,7 @@ class AuditLog:
 
     @property
     def pending(self) -> int:
-        """Records recorded but not yet written (never more than ``max_pending``)."""
+        """Records recorded but not yet written (never more than ``max_pending``, or the group's ``records``)."""
         return len(self._pending)
 
     @property
@@ -667,9 +725,11 @@ class AuditLog:
 
     def _flush(self) -> None:
         """Write every pending line, fsync per policy, rotating at record boundaries."""
+        self._deadline = None
         if not self._pending:
             return
         lines, self._pending = self._pending, []
+        started = time.monotonic_ns()
         try:
             start = 0
             while start < len(lines):
@@ -692,6 +752,8 @@ class AuditLog:
             self._failed = e
             raise AuditError(f"{self.path}: cannot write the audit log: {e}") from e
         self.acknowledged = self._seq - 1
+        if self.on_durable is not None and self.fsync != "never":
+            self.on_durable(self.acknowledged, started, time.monotonic_ns())
 
     def _over_size(self) -> bool:
         return self.rotate_bytes is not None and self._size > self.rotate_bytes
