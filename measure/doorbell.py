@@ -14,9 +14,11 @@ garbage collector is off while the clock runs (a collection is the
 interpreter's, not the doorbell's), and each point is the *median* of its
 repeats, which an occasional preemption on a shared core does not move.
 
-The sweep stops early, keeping what it has, when its time budget runs out
-or ``should_stop`` says so (Ctrl-C, SIGTERM): the fit then uses the batch
-sizes measured at least once.
+The sweep stops early, keeping what it has, when its time budget (counted
+from the start, machines built included) runs out after the first round,
+which always completes so every point has a sample, or at once when
+``should_stop`` says so (Ctrl-C, SIGTERM): the fit then uses the batch sizes
+measured at least once.
 """
 
 from __future__ import annotations
@@ -142,7 +144,8 @@ def _rounds(
             order.shuffle(shuffled)
             for n in shuffled:
                 reason = should_stop()
-                if reason is None and budget_s is not None and time.perf_counter() - start > budget_s:
+                late = budget_s is not None and result.rounds > 0 and time.perf_counter() - start > budget_s
+                if reason is None and late:
                     reason = "time budget"
                 if reason is not None:
                     return reason

@@ -125,17 +125,12 @@ class DoorbellRig:
 
     def time_one(self, n: int) -> int:
         """Nanoseconds of the tail write that hands ``n`` new descriptors over (see the module's docstring)."""
-        if not 1 <= n <= self.max_batch:
-            raise ValueError(f"a batch must be between 1 and {self.max_batch} descriptors, got {n}")
-        if self.tail + n > self.size:  # reach the ring's end untimed, so the timed snapshot is one piece
-            self._post(self.size - self.tail)
-        start = self.tail
-        new_tail = self._write(n)
+        start, new_tail = self.prepare(n)
         bus, offset = self.bus, self.tail_offset
         t0 = time.perf_counter_ns()
         bus.write32(offset, new_tail)
         elapsed = time.perf_counter_ns() - t0
-        self._finish(start, n)
+        self.finish(start, n)
         return elapsed
 
     def close(self) -> None:
@@ -148,6 +143,15 @@ class DoorbellRig:
         self.close()
 
     # -- untimed: what the tenant does before the doorbell, and the device after it ----------------
+    def prepare(self, n: int) -> tuple[int, int]:
+        """Write ``n`` descriptors where they do not wrap (after a filler batch if need be): (first slot, new tail)."""
+        if not 1 <= n <= self.max_batch:
+            raise ValueError(f"a batch must be between 1 and {self.max_batch} descriptors, got {n}")
+        if self.tail + n > self.size:  # reach the ring's end untimed, so the timed snapshot is one piece
+            self._post(self.size - self.tail)
+        start = self.tail
+        return start, self._write(n)
+
     def _write(self, n: int) -> int:
         """Write ``n`` descriptors (one 64-byte frame each, status clear) from the tail; the new tail."""
         tail = self.tail
@@ -160,9 +164,9 @@ class DoorbellRig:
     def _post(self, n: int) -> None:
         start = self.tail
         self.bus.write32(self.tail_offset, self._write(n))
-        self._finish(start, n)
+        self.finish(start, n)
 
-    def _finish(self, start: int, n: int) -> None:
+    def finish(self, start: int, n: int) -> None:
         """Let the device send what was posted (unless it already did) and check every descriptor came back done."""
         if not self.with_device:
             self.device.write32(regs.TCTL, self.tctl)  # inline: the engine runs inside this write

@@ -109,7 +109,8 @@ def _add_doorbell(sub: argparse._SubParsersAction[P]) -> None:
     p.add_argument(
         "--seconds",
         type=bounded_number(float, "--seconds", 0.01, 86_400),
-        help="time budget: stop measuring after this many seconds and fit what was measured (default: none)",
+        help="time budget: stop after this many seconds (the first round always completes) and fit what was "
+        "measured (default: none, all --repeats)",
     )
     p.add_argument(
         "--with-device",
@@ -162,6 +163,11 @@ def cmd_doorbell(args: argparse.Namespace, out: Console) -> int:
     if png is not None and not doorbell_plot.available():
         raise UsageError("--png needs matplotlib, which is not installed (pip install 'nic-sandbox[plot]')")
     with requested_stop() as stop:
+        Console(stderr=True).print(
+            f"bench doorbell: {len(modes)} mode(s) x {len(sizes)} batch sizes x {args.repeats} repeats; "
+            "Ctrl-C stops early and keeps what was measured",
+            markup=False, highlight=False, soft_wrap=True,
+        )  # fmt: skip
         result = sweep(modes, sizes, args.repeats, with_device=args.with_device, budget_s=args.seconds,
                        should_stop=lambda: stop.name)  # fmt: skip
     drawn = False
