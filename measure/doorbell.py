@@ -36,7 +36,7 @@ from measure.linear_fit import FitError, LinearFit, fit_cost
 from verifier.modes.protection import Protection
 
 DEFAULT_MAX_BATCH = 4096
-DEFAULT_REPEATS = 15
+DEFAULT_REPEATS = 31
 
 
 @dataclass

@@ -62,10 +62,15 @@ def summary_table(sweep: Sweep) -> Table:
             f"{fit.b:,.2f}",
             "-" if cross is None else f"{cross:,.0f}",
             f"{fit.relative_rms:.1%}",
-            f"{samples.median(first) / first:,.1f}",
-            f"{samples.median(last) / last:,.2f} (n={last:,})",
+            _ns(samples.median(first) / first),
+            f"{_ns(samples.median(last) / last)} (n={last:,})",
         )
     return table
+
+
+def _ns(value: float) -> str:
+    """Three significant figures or so: 15,239 / 66.3 / 2.68."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
 
 
 def points_table(sweep: Sweep) -> Table:
