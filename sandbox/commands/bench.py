@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 from typing import TypeVar
 
 from rich.console import Console
@@ -52,7 +53,7 @@ def _add_doorbell(sub: argparse._SubParsersAction[P]) -> None:
     p = sub.add_parser(
         "doorbell",
         help="the fixed cost of a doorbell and the cost per descriptor, per protection mode; the amortisation curve",
-        description=(
+        description=_paragraphs(
             "What one doorbell costs, and what batching saves.  A kernel-bypass driver writes n descriptors "
             "into its ring, then makes one MMIO store, the doorbell (the ring's tail register, TDT).  Under "
             "verifier and unsafe-inplace that store traps into the kernel, which snapshots the n new "
@@ -120,6 +121,11 @@ def _add_doorbell(sub: argparse._SubParsersAction[P]) -> None:
     p.add_argument("--png", metavar="FILE", help="draw the amortisation curve into this PNG (needs matplotlib)")
     p.add_argument("--json", action="store_true", help="print everything measured as JSON instead of tables")
     p.set_defaults(func=cmd_doorbell)
+
+
+def _paragraphs(text: str) -> str:
+    """Wrap each paragraph of ``text`` to 100 columns (the epilog's examples keep their own lines)."""
+    return "\n\n".join(textwrap.fill(paragraph, 100, break_on_hyphens=False) for paragraph in text.split("\n\n"))
 
 
 def parse_modes(text: str | None) -> list[Protection]:
