@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from rich.console import Console
 
-from sandbox.commands import audit, demo, fuzz, mutants, scenario, verify
+from sandbox.commands import audit, bench, demo, fuzz, mutants, scenario, verify
 from sandbox.errors import EXIT_USAGE, PROG, UsageError, print_error
 from sandbox.parser import Parser
 from sandbox.signals import EXIT_INTERRUPTED, exit_code, sigterm_as_interrupt
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
-    for command in (demo, scenario, audit, fuzz, mutants, verify):
+    for command in (demo, scenario, audit, fuzz, mutants, verify, bench):
         command.add_parser(sub)
     return top
 
