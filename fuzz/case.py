@@ -184,7 +184,9 @@ class Case:
             raise ReproducerError("case: lacks 'ops'")
         steps = steps_from_ops(data["ops"], strict)
         machine = head.get("machine", "")
-        return cls(head["seed"], Protection(head["protection"]), head["class"], steps, expect, head["scenario"], machine)
+        return cls(
+            head["seed"], Protection(head["protection"]), head["class"], steps, expect, head["scenario"], machine
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> Case:
