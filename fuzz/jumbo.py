@@ -89,8 +89,9 @@ def past_run(rng: np.random.Generator, m: MemoryMap, access: int, length: int, n
 
 def jumbo_tx(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     n = max(4, n - int(rng.integers(0, min(n, 16))))
-    most = int((_long_runs(m, READ, 1)[:, 1] - _long_runs(m, READ, 1)[:, 0]).max())
-    edge = np.array([1, 1514, PAGE_SIZE, PAGE_SIZE + 1, 2 * PAGE_SIZE + 1, most], dtype=np.int64)
+    runs = _long_runs(m, READ, 1)
+    most = int((runs[:, 1] - runs[:, 0]).max())  # the longest read run (device addresses: IOVAs under iommu)
+    edge = np.minimum(np.array([1, 1514, PAGE_SIZE, PAGE_SIZE + 1, 2 * PAGE_SIZE + 1, most], dtype=np.int64), most)
     length = np.where(rng.random(n) < 0.5, edge[rng.integers(0, edge.size, n)], rng.integers(1, most + 1, n))
     addr = in_runs(rng, m, READ, length).astype(np.int64)
     cmd = np.full(n, GOOD, dtype=np.int64)
@@ -100,9 +101,9 @@ def jumbo_tx(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     if kind <= 1:  # over a hole: first and last frame pinned, the middle not (within every length limit)
         addr[at], length[at] = over_gap(rng, m, k)
     elif kind == 2:  # a long buffer one byte past a read run's end
-        size = int(rng.choice([PAGE_SIZE + 1, 2 * PAGE_SIZE, most]))
+        size = min(int(rng.choice([PAGE_SIZE + 1, 2 * PAGE_SIZE, most])), most)
         addr[at], length[at] = past_run(rng, m, READ, size, k), size
-    else:  # a two-fragment packet of exactly the frame limit (valid) or one byte more
+    elif 2 * most >= MAX_FRAME + 1:  # a two-fragment packet of exactly the frame limit (valid) or one byte more
         p = int(at[0])
         total = MAX_FRAME + int(rng.integers(0, 2))
         length[p : p + 2] = (total // 2, total - total // 2)
@@ -113,6 +114,8 @@ def jumbo_tx(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
 
 def jumbo_rx(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     n = max(2, n // 4 - int(rng.integers(0, 8)))
+    if not len(_long_runs(m, WRITE, RX_BUFFER)):  # no write run holds a whole buffer: only the hostile ones
+        return Attack.of(*post_and_receive(over_gap(rng, m, n, RX_BUFFER)[0].astype(np.uint64)), machine=MACHINE)
     addr = in_runs(rng, m, WRITE, np.full(n, RX_BUFFER, dtype=np.int64)).astype(np.int64)
     k = int(rng.integers(1, 3))
     at = rng.choice(n, size=k, replace=False)
