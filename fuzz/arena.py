@@ -253,9 +253,9 @@ class Arena:
         scen = dataclasses.replace(
             base, nics=nics, seed=seed, protection=Protection(protection), engine=EngineMode.INLINE
         )
-        world = World.build(
-            scen, pcap=False, audit=audit, policy=POLICIES[config.policy], accelerators=config.accelerators
-        )
+        # a copy per machine, as a kernel builds its own Policy(): its cached fast-path constants are this machine's
+        policy = dataclasses.replace(POLICIES[config.policy])
+        world = World.build(scen, pcap=False, audit=audit, policy=policy, accelerators=config.accelerators)
         memory, tenants = world.memory, world.tenants
         oracle = watching(world, detail_limit)
         if world.scenario.protection is Protection.VERIFIER:  # the mode whose kernel claims every rule
