@@ -253,8 +253,8 @@ class Arena:
         scen = dataclasses.replace(
             base, nics=nics, seed=seed, protection=Protection(protection), engine=EngineMode.INLINE
         )
-        # a copy per machine, as a kernel builds its own Policy(): its cached fast-path constants are this machine's
-        policy = dataclasses.replace(POLICIES[config.policy])
+        # the default machine: the kernel's own Policy(); another: a copy per machine (its cached constants its own)
+        policy = None if config.policy == "default" else dataclasses.replace(POLICIES[config.policy])
         world = World.build(scen, pcap=False, audit=audit, policy=policy, accelerators=config.accelerators)
         memory, tenants = world.memory, world.tenants
         oracle = watching(world, detail_limit)
