@@ -51,7 +51,7 @@ from device.poller import DevicePoller
 from driver.tenant.txq import TxQueue
 from fuzz.oracle.judge import Escape, Oracle
 from fuzz.oracle.queues import QueueWatch
-from fuzz.oracle.rules import DEFAULT_RULES, rx_buffer_bytes
+from fuzz.oracle.rules import RULE_BOOKS, rx_buffer_bytes
 from ring import indices, regs
 from ring.descriptors import DESC_SIZE, RX_DESC, TX_DESC
 from ring.frames import FrameBatch
@@ -60,6 +60,7 @@ from ring.syscalls import DEVICE_READ, DEVICE_WRITE, DmaRegion
 from verifier.audit.rejections import AuditSink
 from verifier.kernel import Kernel, KernelError, Process
 from verifier.modes.protection import Protection
+from verifier.rules.policy import POLICIES
 from world import scenario
 from world.build import World
 from world.emulated import Emulated
@@ -82,6 +83,23 @@ PIN_REACH = 2 * PAGE_SIZE
 NICS = ("nic0", "nic1", "nic2", "nic3")
 SPARE_QUEUE = 1  # nic2's queue pair left free at build: ``open_queue`` opens it
 QUEUE_KINDS = ("tx", "rx")  # the attack scenario's NICs (alice, bob, mallory, eve)
+
+
+@dataclass(frozen=True)
+class Machine:
+    """A documented configuration of the machine an attack runs on: the kernel's policy, by name (the kernel's
+    ``verifier.rules.policy.POLICIES`` and the oracle's own ``RULE_BOOKS``, each from the documentation), and
+    whether the kernel uses its compiled fast path (``Kernel.accelerators``)."""
+
+    policy: str = "default"
+    accelerators: bool = True
+
+
+#: The machines an attack may name (``Attack.machine``; "" is the machine as built by default).  ``jumbo``: the
+#: 8254x's own limits, buffers over three or more frames (docs/verifier.md, "Policy limits").  ``numpy``: the
+#: kernel's numpy checks alone, the reference the compiled fast path is measured against (a campaign runs
+#: every other round of blocks there, fuzz/campaign.py).
+MACHINES: dict[str, Machine] = {"": Machine(), "jumbo": Machine(policy="jumbo"), "numpy": Machine(accelerators=False)}
 
 
 def acting(tenant: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -211,6 +229,8 @@ class Arena:
     range_pins: list[tuple[int, str, int, int]] = field(default_factory=list)
     #: the machine as built, for ``reset`` (None unless built ``resettable``)
     snapshot: Snapshot | None = None
+    #: which of ``MACHINES`` this is
+    machine: str = ""
 
     @classmethod
     def build(
@@ -220,19 +240,26 @@ class Arena:
         audit: AuditSink,
         detail_limit: int | None = None,
         resettable: bool = False,
+        machine: str = "",
     ) -> Arena:
-        """The machine, its oracle and mallory's rings; ``resettable``: snapshot it too, so ``reset`` can reuse it."""
+        """The machine, its oracle and mallory's rings; ``resettable``: snapshot it too, so ``reset`` can reuse it.
+
+        ``machine``: which of ``MACHINES`` (the addresses are the same in each: the policy moves no allocation).
+        """
+        config = MACHINES[machine]
         base = scenario.load(embedded=SCENARIO)
         # nic2 gets a second queue pair, free for mallory's own ``open_queue`` calls (the arena's, not the demo's)
         nics = tuple(dataclasses.replace(n, queues=SPARE_QUEUE + 1) if n.name == "nic2" else n for n in base.nics)
         scen = dataclasses.replace(
             base, nics=nics, seed=seed, protection=Protection(protection), engine=EngineMode.INLINE
         )
-        world = World.build(scen, pcap=False, audit=audit)
+        # the default machine: the kernel's own Policy(); another: a copy per machine (its cached constants its own)
+        policy = None if config.policy == "default" else dataclasses.replace(POLICIES[config.policy])
+        world = World.build(scen, pcap=False, audit=audit, policy=policy, accelerators=config.accelerators)
         memory, tenants = world.memory, world.tenants
         oracle = watching(world, detail_limit)
         if world.scenario.protection is Protection.VERIFIER:  # the mode whose kernel claims every rule
-            oracle.rules = DEFAULT_RULES
+            oracle.rules = RULE_BOOKS[config.policy]
             oracle.rx_buffer = lambda nic: rx_buffer_bytes(world.nics[nic].reg(regs.RCTL))
 
         mallory, alice = tenants["mallory"], tenants["alice"]
@@ -329,6 +356,7 @@ class Arena:
             {"uaf": uaf_region, "spare": spare_region, "holey": holey_region, "scattered_lo": scattered_region},
             QueueWatch(world.nics, oracle.queue_owner, oracle.names),
         )
+        arena.machine = machine
         if resettable:
             arena.snapshot = Snapshot(world)
             arena.snapshot.take([arena], keep=[audit])

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -288,13 +288,15 @@ def run_campaign(
                 result.findings.append(Finding(cls.name, esc.kind, esc, b, block, it, time.perf_counter() - start))
 
     reaper = ArenaReaper()
-    arena: Arena | None = None
+    arenas: dict[str, Arena] = {}
 
-    def machine() -> Arena:
-        """The machine as built: built once, reset (world/reset.py) for every block and every fresh attack."""
-        nonlocal arena
+    def machine(name: str) -> Arena:
+        """The machine ``name`` as built: built once, reset (world/reset.py) for every block and every fresh attack."""
+        arena = arenas.get(name)
         if arena is None:
-            arena = Arena.build(protection, seed, sink, detail_limit=DETAIL_LIMIT, resettable=True)
+            arena = arenas[name] = Arena.build(
+                protection, seed, sink, detail_limit=DETAIL_LIMIT, resettable=True, machine=name
+            )
             reaper.retired()
         else:
             arena.reset()
@@ -307,7 +309,8 @@ def run_campaign(
                 break
             cls = chosen[block % len(chosen)]
             rng = np.random.default_rng([seed, block])
-            arena = machine()
+            name = block_machine(cls, block // len(chosen), protection)
+            arena = machine(name)
             stats = result.stats[cls.name]
             kept = pool[cls.name]
             last: Attack | None = None
@@ -321,10 +324,12 @@ def run_campaign(
                     b = kept[int(rng.integers(0, len(kept)))].mutate(rng)
                 else:
                     b = cls.generate(rng, arena.map, batch)
+                if b.machine != name:  # the block's machine, so that a reproducer replays there
+                    b = replace(b, machine=name)
                 if b.fresh and last is not None:  # a sequence that needs the memory map as built: the machine reset
                     record(cls, arena.close(), last, it - 1)
                     stats.escapes += arena.take_suppressed()
-                    arena = machine()
+                    arena = machine(name)
                 before = audit_count(sink)
                 if cov is None:
                     found = guarded_step(arena, b)
@@ -369,6 +374,17 @@ def run_campaign(
     if progress is not None:
         progress(_info(result, done, iterations, result.seconds, seconds))
     return result
+
+
+def block_machine(cls: AttackClass, round_: int, protection: Protection) -> str:
+    """The machine (fuzz/arena.py ``MACHINES``) a block runs on: the class's own if it names one; else, under
+    ``verifier``, every other round of blocks (the second, the fourth ...) on the kernel without its compiled fast
+    path.  The numpy checks are the semantics and the C only an accelerator (verifier/rules/fastpath.py): the
+    same classes against both, as Linux's BPF tests run each program under the JIT and the interpreter, find a
+    rule that holds on one path only.  The first round stays on the compiled path, which takes clean batches."""
+    if cls.machine:
+        return cls.machine
+    return "numpy" if protection is Protection.VERIFIER and round_ % 2 == 1 else ""
 
 
 def _info(result: CampaignResult, done: int, total: int | None, elapsed: float, seconds: float | None) -> ProgressInfo:

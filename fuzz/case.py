@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fuzz.arena import SCENARIO, Arena
+from fuzz.arena import MACHINES, SCENARIO, Arena
 from fuzz.campaign import Finding, guarded_step
 from fuzz.oracle.audit import AuditWatch, audit_complete, audit_count
 from fuzz.oracle.escape import Escape
@@ -91,6 +91,7 @@ HEAD = {
         "seed": Key(Int(0, 2**63 - 1)),
         "protection": Key(Text(tuple(m.value for m in Protection))),
         "class": Key(Text()),
+        "machine": Key(Text(tuple(MACHINES)), default=""),
     },
 }
 #: What a case expects of its replay (a note for the reader and the minimiser; checked in version 2).
@@ -126,6 +127,7 @@ class Case:
     steps: tuple[Step, ...]
     expect: dict[str, Any] = field(default_factory=dict)
     scenario: str = SCENARIO
+    machine: str = ""  # fuzz/arena.py ``MACHINES``: written only when not the default
 
     def __post_init__(self) -> None:
         self.steps = tuple(self.steps)
@@ -142,6 +144,7 @@ class Case:
             "seed": self.seed,
             "protection": self.protection.value,
             "class": self.cls,
+            **({"machine": self.machine} if self.machine else {}),
             "expect": self.expect,
             "ops": self.ops,
         }
@@ -158,7 +161,7 @@ class Case:
         return sum(len(s.items()) for s in self.steps)
 
     def with_steps(self, steps: Iterable[Step]) -> Case:
-        return Case(self.seed, self.protection, self.cls, tuple(steps), self.expect, self.scenario)
+        return Case(self.seed, self.protection, self.cls, tuple(steps), self.expect, self.scenario, self.machine)
 
     @classmethod
     def from_dict(cls, data: object) -> Case:
@@ -180,7 +183,10 @@ class Case:
         if "ops" not in data:
             raise ReproducerError("case: lacks 'ops'")
         steps = steps_from_ops(data["ops"], strict)
-        return cls(head["seed"], Protection(head["protection"]), head["class"], steps, expect, head["scenario"])
+        machine = head.get("machine", "")
+        return cls(
+            head["seed"], Protection(head["protection"]), head["class"], steps, expect, head["scenario"], machine
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> Case:
@@ -208,7 +214,8 @@ class Case:
 
     @classmethod
     def from_finding(cls, finding: Finding, seed: int, protection: Protection) -> Case:
-        return cls(seed, protection, finding.cls, finding.batch.steps, expected(finding.escape))
+        steps, machine = finding.batch.steps, finding.batch.machine
+        return cls(seed, protection, finding.cls, steps, expected(finding.escape), machine=machine)
 
 
 @dataclass
@@ -253,7 +260,7 @@ def replay(case: Case, protection: Protection | str | None = None) -> ReplayResu
     """
     mode = Protection(protection) if protection is not None else case.protection
     audit = MemoryAudit()
-    arena = Arena.build(mode, case.seed, audit)
+    arena = Arena.build(mode, case.seed, audit, machine=case.machine)
     watch = AuditWatch(audit)
     watch.watch(arena)
     steps = []
@@ -352,7 +359,7 @@ def _restate(case: Case) -> Case:
     kind = case.expect.get("kind")
     for e in replay(case).escapes:
         if kind is None or e.kind == kind:
-            return Case(case.seed, case.protection, case.cls, case.steps, expected(e), case.scenario)
+            return Case(case.seed, case.protection, case.cls, case.steps, expected(e), case.scenario, case.machine)
     return case
 
 

@@ -48,6 +48,7 @@ import numpy.typing as npt
 
 from fuzz.arena import THREAD_ROUNDS, MemoryMap
 from fuzz.edges import hidden, register_fires, ring_edge, scattered
+from fuzz.jumbo import jumbo
 from fuzz.steps import (
     AFTER_CHECK,
     BEFORE_READ,
@@ -94,6 +95,8 @@ class AttackClass:
     title: str
     escapes_in: frozenset[Protection]
     generate: Generator
+    #: the machine its attacks run on (fuzz/arena.py ``MACHINES``); "" the campaign's choice per block
+    machine: str = ""
 
 
 # -- building blocks -------------------------------------------------------------------
@@ -457,6 +460,7 @@ CLASSES: dict[str, AttackClass] = ClassTable(
         AttackClass("pin-range", "pin/unpin any range: guard pages, zero, partial, overlapping", NONE_ONLY, pin_range),
         AttackClass("open-queue", "a queue opened over any region, any ring size, then rung", NOWHERE, open_queue),
         AttackClass("foreign-reg", "stores into other tenants' NICs: eve's doorbell, alice's", NONE_ONLY, foreign_reg),
+        AttackClass("jumbo", "buffers over 3+ frames under the jumbo policy, a hole inside", NONE_ONLY, jumbo, "jumbo"),
     )
 )
 

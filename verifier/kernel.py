@@ -83,12 +83,18 @@ class Kernel:
         protection: Protection = Protection.VERIFIER,
         audit: AuditSink | None = None,
         policy: Policy | None = None,
+        accelerators: bool = True,
     ) -> None:
+        """``accelerators``: False runs the numpy checks alone on this machine's queues (the semantics; the compiled
+        fast path is only faster), as ``NIC_SANDBOX_FASTPATH=0`` does for a whole process -- per machine, so one
+        process can run both and compare them (as Linux's ``net.core.bpf_jit_enable`` picks JIT or interpreter).
+        """
         self.memory = memory
         self.protection = Protection(protection)
         self.mode = mode_for(self.protection, self._iommu_fault)
         self.audit: AuditSink = audit if audit is not None else MemoryAudit()
         self.policy = policy or Policy()
+        self.accelerators = accelerators
         self.nics: dict[str, Nic] = {}
         self.processes: dict[int, Process] = {}
         self.queues: dict[tuple[str, str, int], Queue] = {}
@@ -101,7 +107,7 @@ class Kernel:
     def attach_nic(self, name: str, bus: RegisterBus, mac: bytes, queues: int = 1) -> Nic:
         if name in self.nics:
             raise KernelError(f"NIC {name!r} is attached already")
-        bring_up(bus, mac, interrupts=self.mode.traps_doorbell)
+        bring_up(bus, mac, interrupts=self.mode.traps_doorbell, rx_buffer_size=self.policy.rx_buffer_size)
         nic = Nic(name, bus, bytes(mac), queues)
         self.nics[name] = nic
         return nic
@@ -234,6 +240,7 @@ class Kernel:
             memory_size=self.memory.size,
             policy=self.policy,
             audit=self.audit,
+            accelerators=self.accelerators,
         )
 
     def statistics(self, nic: str, index: int, kind: str | None = None) -> dict[str, int]:

@@ -2,7 +2,7 @@
 
 Bring-up follows the 8254x manual's initialisation sequence (14.3-14.5):
 reset with CTRL.RST, set link up (CTRL.SLU), program the receive address,
-enable the receiver (RCTL: EN, BAM, SECRC, BSIZE 2048) and the transmitter
+enable the receiver (RCTL: EN, BAM, SECRC, BSIZE as the policy's buffer size, 2048 by default) and the transmitter
 (TCTL: EN, PSP), then program each queue's base, length, head and tail.
 Only the kernel does this; tenants get a doorbell, not the control path.
 """
@@ -32,8 +32,27 @@ class Nic:
     iommu_owner: int | None = None  # iommu mode: the tenant whose domain this device is in
 
 
-def bring_up(bus: RegisterBus, mac: bytes, interrupts: bool = False) -> None:
-    """Reset the NIC and enable its receiver and transmitter.
+def rctl_for(rx_buffer_size: int) -> int:
+    """RCTL with the receive buffer size the kernel checks RX buffers over (BSIZE/BSEX, 8254x table 13-66).
+
+    The two must agree: the device writes up to RCTL.BSIZE bytes into a buffer, and the verifier checks
+    ``Policy.rx_buffer_size`` bytes of it.  A buffer longer than a standard frame (2048) is only of use for
+    long packets, so RCTL.LPE goes with it (as Linux's e1000 sets LPE with a jumbo MTU).
+    """
+    codes = {size: code for code, size in regs.RCTL_BSIZE_BYTES.items()}
+    if rx_buffer_size not in codes:
+        raise ValueError(f"the 8254x has no {rx_buffer_size}-byte receive buffer (sizes: {sorted(codes)})")
+    code, extended = codes[rx_buffer_size]
+    rctl = regs.RCTL_EN | regs.RCTL_BAM | regs.RCTL_SECRC | (code << regs.RCTL_BSIZE_SHIFT)
+    if extended:
+        rctl |= regs.RCTL_BSEX
+    if rx_buffer_size > RX_BUFFER_SIZE:
+        rctl |= regs.RCTL_LPE
+    return rctl
+
+
+def bring_up(bus: RegisterBus, mac: bytes, interrupts: bool = False, rx_buffer_size: int = RX_BUFFER_SIZE) -> None:
+    """Reset the NIC and enable its receiver (buffers of ``rx_buffer_size`` bytes) and transmitter.
 
     Without a trapping kernel the tenant polls (ixy and DPDK mask every
     interrupt); a trapping kernel unmasks TXDW and RXT0 so that it learns of
@@ -46,7 +65,7 @@ def bring_up(bus: RegisterBus, mac: bytes, interrupts: bool = False) -> None:
     bus.write32(regs.CTRL, regs.CTRL_SLU | regs.CTRL_FD)
     bus.write32(regs.RAL0, int.from_bytes(mac[:4], "little"))
     bus.write32(regs.RAH0, int.from_bytes(mac[4:6], "little") | regs.RAH_AV)
-    bus.write32(regs.RCTL, regs.RCTL_EN | regs.RCTL_BAM | regs.RCTL_SECRC)  # BSIZE 00 = 2048
+    bus.write32(regs.RCTL, rctl_for(rx_buffer_size))  # the default: BSIZE 00 = 2048
     bus.write32(regs.TIPG, TIPG_COPPER)
     bus.write32(regs.TCTL, regs.TCTL_EN | regs.TCTL_PSP)
 

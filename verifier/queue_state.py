@@ -67,6 +67,7 @@ class QueueState:
     memory_size: int
     policy: Policy
     audit: AuditSink
+    accelerators: bool = True  # False: the compiled fast path is not used for this queue (Kernel.accelerators)
     tail: int = 0
     done: int = 0
     user_reads: int = 0  # descriptors the kernel has read from the user ring (invariant 3)

@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 from ring.memory import PhysicalMemory
 from verifier.audit.rejections import AuditSink
 from verifier.kernel import Kernel, Process
+from verifier.rules.policy import Policy
 from world.backend import Backend, Pcap
 from world.emulated import Emulated
 from world.scenario import Scenario
@@ -39,16 +40,28 @@ class World(Generic[B_co]):
 
     @classmethod
     def build(
-        cls, scenario: Scenario, pcap: str | bool | None = True, audit: AuditSink | None = None
+        cls,
+        scenario: Scenario,
+        pcap: str | bool | None = True,
+        audit: AuditSink | None = None,
+        policy: Policy | None = None,
+        accelerators: bool = True,
     ) -> World[Emulated]:
         """Build the world on emulated e1000s.  ``pcap``: True = as the scenario says, False = none, a path = that file.
 
-        ``audit``: where the kernel records rejections (default: in memory only).
+        ``audit``: where the kernel records rejections (default: in memory only); ``policy`` and
+        ``accelerators``: the kernel's (verifier/kernel.py ``Kernel``; default: the default policy, accelerated).
         """
-        return World.assemble(scenario, Emulated(pcap), audit)
+        return World.assemble(scenario, Emulated(pcap), audit, policy, accelerators)
 
     @staticmethod
-    def assemble(scenario: Scenario, backend: B, audit: AuditSink | None = None) -> World[B]:
+    def assemble(
+        scenario: Scenario,
+        backend: B,
+        audit: AuditSink | None = None,
+        policy: Policy | None = None,
+        accelerators: bool = True,
+    ) -> World[B]:
         """Power the machine on: memory over the back end's RAM, the kernel, the NICs, the tenants.
 
         The order is fixed, because allocation order in ``PhysicalMemory``
@@ -59,7 +72,7 @@ class World(Generic[B_co]):
         ram = backend.ram(scenario)
         try:
             memory = PhysicalMemory(scenario.memory_size, scenario.kernel_size, seed=scenario.seed, backing=ram)
-            kernel = Kernel(memory, scenario.protection, audit)
+            kernel = Kernel(memory, scenario.protection, audit, policy, accelerators)
             bars = backend.plug(scenario, memory, kernel)
             for nic in scenario.nics:
                 backend.connect(nic.name, kernel.interrupt(nic.name))

@@ -52,6 +52,11 @@ class RuleBook:
 
 
 DEFAULT_RULES = RuleBook()
+#: The ``jumbo`` configuration (docs/verifier.md, "Policy limits"): the 8254x's own limits, a TX buffer and a
+#: frame up to 16288 bytes (8254x manual 3.3.3); the RX buffer size is the device's RCTL, read as ever.
+JUMBO_RULES = RuleBook(max_buffer=16288, max_frame=16288)
+#: The rule book of each documented kernel configuration, by the configuration's name.
+RULE_BOOKS: dict[str, RuleBook] = {"default": DEFAULT_RULES, "jumbo": JUMBO_RULES}
 
 
 @dataclass

@@ -111,14 +111,16 @@ class Attack:
 
     ``fresh``: run in an arena of its own, so lifetime steps start from the
     memory map the generator aimed at (sequences such as use-after-unpin).
+    ``machine``: the configuration of the machine it runs on (fuzz/arena.py ``MACHINES``; "" the default).
     """
 
     steps: tuple[Step, ...]
     fresh: bool = False
+    machine: str = ""
 
     @classmethod
-    def of(cls, *steps: Step, fresh: bool = False) -> Attack:
-        return cls(tuple(steps), fresh)
+    def of(cls, *steps: Step, fresh: bool = False, machine: str = "") -> Attack:
+        return cls(tuple(steps), fresh, machine)
 
     @property
     def size(self) -> int:
@@ -138,7 +140,11 @@ class Attack:
         return replace(self, steps=tuple(s.mutate(rng, share) for s in self.steps))
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Attack) and (self.fresh, self.ops()) == (other.fresh, other.ops())
+        return isinstance(other, Attack) and (self.fresh, self.machine, self.ops()) == (
+            other.fresh,
+            other.machine,
+            other.ops(),
+        )
 
     __hash__ = None  # type: ignore[assignment]
 

@@ -382,7 +382,7 @@ def _load_corpus(directory: Path, protection: Protection) -> tuple[list[dict[str
         replayed.append(
             {"case": str(path), "class": found.cls, "verdict": again.verdict, "kinds": sorted(again.kinds())}
         )
-        seeds.append((found.cls, Attack(found.steps, fresh=True)))
+        seeds.append((found.cls, Attack(found.steps, fresh=True, machine=found.machine)))
     return replayed, seeds
 
 
@@ -401,8 +401,9 @@ def _grow_corpus(result: CampaignResult, cases: dict[tuple[str, str], str], dire
         target = directory / f"cov-{kept.cls}-{digest}.json"
         if not target.exists():
             new = case_mod.Case(
-                result.seed, result.protection, kept.cls, kept.batch.steps, {"new_lines": kept.new_lines}
-            )
+                result.seed, result.protection, kept.cls, kept.batch.steps, {"new_lines": kept.new_lines},
+                machine=kept.batch.machine,
+            )  # fmt: skip
             target.write_text(new.dumps())
             added.append(str(target))
     return added

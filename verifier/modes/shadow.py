@@ -77,7 +77,7 @@ class ShadowQueue:
         st = self.state
         self.to_user = np.full(st.size, -1, dtype=np.int64)
         st.pins.sources.append(self.in_flight)
-        self.fast = fastpath.enabled()
+        self.fast = fastpath.enabled() if st.accelerators else None
         self.snap = np.zeros(st.size * DESC_SIZE, dtype=np.uint8)  # where the compiled path takes its snapshot
         if self.fast is not None:  # pointers into arrays that live as long as the queue
             need = Access.READ if st.origin.kind == "tx" else Access.WRITE

@@ -22,6 +22,8 @@ from ring.descriptors import TXD_CMD_EOP, TXD_CMD_IC, TXD_CMD_SUPPORTED
 from ring.memory import PAGE_SIZE
 
 JUMBO_FRAME = 9014
+#: The largest packet the 8254x transmits (8254x manual 3.3.3: 16288 bytes) and, with RCTL.LPE, receives.
+E1000_MAX_FRAME = 16288
 
 
 @dataclass(frozen=True)
@@ -46,3 +48,13 @@ class Policy:
             return None
         mask = (~self.tx_cmd_allowed & 0xFF) | TXD_CMD_IC | TXD_CMD_EOP
         return np.uint8(mask), np.uint8(TXD_CMD_EOP), np.uint16(self.max_buffer)
+
+
+#: The kernel's documented configurations (docs/verifier.md, "Policy limits"), by name.  ``jumbo`` follows the
+#: 8254x's own limits rather than AF_XDP's: a TX buffer or frame up to 16288 bytes (3.3.3) and 8192-byte receive
+#: buffers (RCTL.BSIZE 10 with BSEX, table 13-66; LPE on): a buffer then spans three or more frames, which only
+#: the full range rule judges (the compiled path and numpy's two-frame fast path step aside).
+POLICIES: dict[str, Policy] = {
+    "default": Policy(),
+    "jumbo": Policy(max_buffer=E1000_MAX_FRAME, max_frame=E1000_MAX_FRAME, rx_buffer_size=8192),
+}
