@@ -183,7 +183,7 @@ class E1000:
         elif base in (regs.TDLEN, regs.RDLEN):
             if value & (regs.RING_LEN_ALIGN - 1):
                 self.counters.ring_len_misaligned += 1
-            self.set_reg(offset, value & 0x000F_FF80)
+            self.set_reg(offset, value & regs.RING_LEN_MASK)
         elif base in (regs.TDBAL, regs.RDBAL):
             self.set_reg(offset, value & ~0xF)
         else:

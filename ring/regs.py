@@ -8,6 +8,8 @@ plus ``QUEUE_STRIDE * n``; the 8254x itself has one queue of each kind.
 
 from __future__ import annotations
 
+from ring.descriptors import DESC_SIZE
+
 BAR0_SIZE = 128 * 1024
 REG_WIDTH = 4
 
@@ -116,6 +118,11 @@ RAH_AV = 1 << 31  # address valid
 
 #: TDLEN and RDLEN "must be 128-byte aligned" (13.4.27, 13.4.38): bits 6:0 are ignored.
 RING_LEN_ALIGN = 128
+#: TDLEN/RDLEN hold the ring's length in bits 19:7 (13.4.27, 13.4.38); bits 31:20 are reserved, so the
+#: longest ring is 0xFFF80 bytes: 65528 legacy descriptors.  A ring of 65536 (1 MiB) reads back as 0.
+RING_LEN_MASK = 0x000F_FF80
+#: The most descriptors a legacy ring can hold (RING_LEN_MASK / 16-byte descriptors).
+MAX_RING_SLOTS = RING_LEN_MASK // DESC_SIZE
 
 #: Registers that hold a queue's ring: the ones a hostile tenant would love to
 #: repoint.  Offsets are for queue 0.

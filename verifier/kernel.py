@@ -191,8 +191,11 @@ class Kernel:
         nic = self.nic(nic_name)
         if not 0 <= index < nic.queues:
             raise KernelError(f"{nic_name} has no {kind} queue {index}")
-        if not 8 <= size <= 65536 or size % 8:
-            raise KernelError(f"ring size must be a multiple of 8 from 8 to 65536 (TDLEN % 128 == 0), got {size}")
+        if not 8 <= size <= regs.MAX_RING_SLOTS or size % 8:
+            raise KernelError(
+                f"ring size must be a multiple of 8 from 8 to {regs.MAX_RING_SLOTS} (TDLEN % 128 == 0, bits 19:7), "
+                f"got {size}"
+            )
         owner = nic.owners.get((kind, index))
         if owner is not None:
             raise KernelError(f"{kind} queue {index} of {nic_name} belongs to tenant {owner}")

@@ -27,7 +27,7 @@ from ring.descriptors import (
     word_shift,
 )
 from ring.frames import FrameBatch, buffer_chunks, scatter
-from ring.regs import RING_LEN_ALIGN
+from ring.regs import MAX_RING_SLOTS, RING_LEN_ALIGN
 from ring.syscalls import Syscalls
 
 #: The command of every descriptor ``tx_burst`` writes for a one-buffer frame: insert the FCS, report status, end
@@ -40,10 +40,11 @@ RING_ALIGN_DESCS = RING_LEN_ALIGN // DESC_SIZE
 
 
 def check_ring_size(size: int) -> None:
-    """Refuse ring sizes the hardware cannot express (e1000: TDLEN/RDLEN % 128 == 0)."""
-    if size < RING_ALIGN_DESCS or size % RING_ALIGN_DESCS or size > 65536:
+    """Refuse ring sizes the hardware cannot express (e1000: TDLEN/RDLEN % 128 == 0, in bits 19:7)."""
+    if size < RING_ALIGN_DESCS or size % RING_ALIGN_DESCS or size > MAX_RING_SLOTS:
         raise ValueError(
-            f"ring size must be a multiple of {RING_ALIGN_DESCS} between {RING_ALIGN_DESCS} and 65536, got {size}"
+            f"ring size must be a multiple of {RING_ALIGN_DESCS} between {RING_ALIGN_DESCS} and {MAX_RING_SLOTS}, "
+            f"got {size}"
         )
 
 

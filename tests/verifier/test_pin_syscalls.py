@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from driver.tenant.txq import TxQueue
+from ring import regs
 from ring.memory import PAGE_SIZE, PhysicalMemory
 from ring.syscalls import DEVICE_READ, DEVICE_WRITE
 from verifier.kernel import Kernel, KernelError
@@ -89,3 +90,18 @@ def test_free_is_refused_for_the_region_that_holds_an_open_queues_ring(mode: Pro
             alice.free_dma(tx.region)
         spare = alice.alloc_dma(PAGE_SIZE)
         alice.free_dma(spare)  # a region without a ring is freed as ever
+
+
+def test_the_longest_ring_is_what_tdlen_bits_19_7_can_say() -> None:
+    """8254x 13.4.27: TDLEN's length lives in bits 19:7, so 65528 descriptors is the most; 65536 (1 MiB) would
+    read back as 0 and leave the kernel's account of the ring apart from the device's."""
+    with World.build(scenario.load(), pcap=False) as world:
+        alice = world.tenants["alice"]
+        nic = world.scenario.tenants[0].nic
+        big = alice.alloc_dma(65536 * 16)
+        with pytest.raises(KernelError, match="from 8 to 65528"):
+            world.kernel.open_queue(alice, "tx", nic, 0, big, 65536)
+        with pytest.raises(ValueError, match="between 8 and 65528"):
+            TxQueue(alice, nic, size=65536)
+        world.kernel.open_queue(alice, "tx", nic, 0, big, 65528)
+        assert world.nics[nic].reg(regs.TDLEN) == 65528 * 16 == regs.RING_LEN_MASK
