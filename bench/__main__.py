@@ -8,7 +8,17 @@ import platform
 from rich.console import Console
 from rich.table import Table
 
-from bench import audit_bench, datapath, fuzz_bench, fuzz_memory, iommu_cost, qemu_rate, ray_bench, verifier_checks
+from bench import (
+    audit_bench,
+    datapath,
+    doorbell,
+    fuzz_bench,
+    fuzz_memory,
+    iommu_cost,
+    qemu_rate,
+    ray_bench,
+    verifier_checks,
+)
 from bench.goals import GoalRow
 
 
@@ -142,6 +152,9 @@ def main() -> None:
     scale = ray_bench.goal_rows(2 * args.seconds)
     if scale:
         goal_table(out, scale, "issue 13 goals: fuzzing on a Ray cluster, measured in this run")
+
+    # 8. issue 14: what a doorbell costs, per protection mode (cost(n) = a + b·n, docs/async-io.md section 1)
+    doorbell.section(out, args.seconds)
 
 
 def goal_table(out: Console, rows: list[GoalRow], title: str) -> None:
