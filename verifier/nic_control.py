@@ -32,18 +32,22 @@ class Nic:
     iommu_owner: int | None = None  # iommu mode: the tenant whose domain this device is in
 
 
-def bring_up(bus: RegisterBus, mac: bytes, interrupts: bool = False) -> None:
+def bring_up(bus: RegisterBus, mac: bytes, interrupts: bool = False, flow_control: bool = False) -> None:
     """Reset the NIC and enable its receiver and transmitter.
 
     Without a trapping kernel the tenant polls (ixy and DPDK mask every
     interrupt); a trapping kernel unmasks TXDW and RXT0 so that it learns of
-    completions it must write back into the tenants' rings.
+    completions it must write back into the tenants' rings.  ``flow_control``
+    sets CTRL.RFCE and CTRL.TFCE (802.3x PAUSE, manual 3.5): the NIC pauses
+    its link partner when its receive ring is full and honours the partner's
+    pause, so a full ring upstream holds frames instead of missing them.
     """
     bus.write32(regs.CTRL, regs.CTRL_RST)
     bus.write32(regs.IMC, 0xFFFF_FFFF)
     if interrupts:
         bus.write32(regs.IMS, regs.ICR_TXDW | regs.ICR_RXT0)
-    bus.write32(regs.CTRL, regs.CTRL_SLU | regs.CTRL_FD)
+    pause = regs.CTRL_RFCE | regs.CTRL_TFCE if flow_control else 0
+    bus.write32(regs.CTRL, regs.CTRL_SLU | regs.CTRL_FD | pause)
     bus.write32(regs.RAL0, int.from_bytes(mac[:4], "little"))
     bus.write32(regs.RAH0, int.from_bytes(mac[4:6], "little") | regs.RAH_AV)
     bus.write32(regs.RCTL, regs.RCTL_EN | regs.RCTL_BAM | regs.RCTL_SECRC)  # BSIZE 00 = 2048
