@@ -78,6 +78,9 @@ class Period:
     tx_ring: int  # forwarder TX posted-not-sent (held by PAUSE)
     consumer_ring: int  # consumer RX done-not-taken
     held: int  # frames the forwarder holds because its TX ring was full
+    dropped_hop1: int  # frames the forwarder's NIC missed in the period (its MPC, read and so cleared)
+    dropped_forwarder: int  # frames the forwarder dropped because tx_burst refused them (ring-full)
+    dropped_hop2: int  # frames the consumer's NIC missed (its MPC)
     latency_p99_ns: int  # p99 of source-send to consumer-take, in virtual ns, of this period's frames (0: none)
 
 
@@ -131,7 +134,7 @@ class Roles:
 class Drops:
     """Frames lost, by where, as the counters say and as the run's sequence numbers say."""
 
-    first_hop_mpc: int = 0  # the forwarder's RX NIC: no RX descriptor (its ring was full)
+    first_hop_mpc: int = 0  # the forwarder's RX NIC: no RX descriptor (its ring was full); MPC summed over periods
     forwarder_ring_full: int = 0  # the forwarder dropped what its full TX ring refused
     last_hop_mpc: int = 0  # the consumer's NIC: no RX descriptor
     oracle_first_hop: int = 0  # sent by the source, never taken by the forwarder
@@ -263,7 +266,7 @@ def run(
                 break
         # 2. the forwarder: one burst per period
         size_now = max(1, batch(last))
-        taken = forwarded = 0
+        taken = forwarded = ring_full = 0
         if len(held):
             k = fwd_tx.tx_burst(FrameBatch.from_matrix(held))
             posted[sequence_numbers(held[:k]).astype(np.int64)] = True
@@ -286,7 +289,7 @@ def run(
                     if policy is Policy.BACKPRESSURE:
                         held = rows[k:]
                     else:
-                        report.drops.forwarder_ring_full += taken - k
+                        ring_full = taken - k
         # 3. the consumer: what its rate allows by now
         allowed = int(consumer_rate * now / 1e9) - consumed
         got = dst_rx.rx_burst(allowed) if allowed > 0 else FrameBatch()
@@ -294,14 +297,14 @@ def run(
         lat = np.zeros(0, dtype=np.int64)
         if len(got):
             rows = got.as_matrix()
-            seqs = sequence_numbers(rows)
-            valid = seqs < np.uint64(count)
-            expect = flow.expected(seqs[valid])
+            numbers = sequence_numbers(rows)
+            valid = numbers < np.uint64(count)
+            expect = flow.expected(numbers[valid])
             expect[:, MAC_DST], expect[:, MAC_SRC] = out_macs[:6], out_macs[6:]
             good = valid.copy()
             good[valid] = (rows[valid] == expect).all(axis=1)
             report.corrupt += int(np.count_nonzero(~good))
-            s = seqs[good].astype(np.int64)
+            s = numbers[good].astype(np.int64)
             seen_dst[s] = True
             lat = now - sent_at[s]
             latencies.append(lat)
@@ -309,6 +312,7 @@ def run(
         last = Period(
             index, now, size_now, sent_now, taken, forwarded, len(got),
             fwd_rx.ready(), fwd_tx.in_flight, dst_rx.ready(), len(held),
+            nics[fwd_spec.nic].read32(regs.MPC), ring_full, nics[dst_spec.nic].read32(regs.MPC),
             int(np.percentile(lat, 99)) if lat.size else 0,
         )  # fmt: skip
         report.periods.append(last)
@@ -323,8 +327,9 @@ def run(
         offered, int(seen_fwd.sum()), int(posted.sum()), int(seen_dst.sum()),
     )  # fmt: skip
     d = report.drops
-    d.first_hop_mpc = nics[fwd_spec.nic].read32(regs.MPC)
-    d.last_hop_mpc = nics[dst_spec.nic].read32(regs.MPC)
+    d.first_hop_mpc = int(report.column("dropped_hop1").sum())
+    d.forwarder_ring_full = int(report.column("dropped_forwarder").sum())
+    d.last_hop_mpc = int(report.column("dropped_hop2").sum())
     d.oracle_first_hop = offered - report.taken
     d.oracle_forwarder = report.taken - report.forwarded
     d.oracle_last_hop = report.forwarded - report.delivered
