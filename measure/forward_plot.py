@@ -60,5 +60,6 @@ def plot(reports: Sequence[ForwardReport], path: str | Path) -> None:
         ax.legend(lines + more, labels + more_labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.08, 1.0))
     axes[-1, 0].set_xlabel("virtual time (ms)")
     fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)  # missing folders are made, as the other writers do
     fig.savefig(path, dpi=110)
     plt.close(fig)
