@@ -40,11 +40,16 @@ def run(
     audit: AuditSink | None = None,
     stop: Callable[[], bool] | None = None,
 ) -> list[ForwardReport]:
-    """One run per policy, each in a world of its own; ``batch`` makes each run's batch policy (a tuner is stateful)."""
+    """One run per policy, each in a world of its own; ``batch`` makes each run's batch policy (a tuner is stateful).
+
+    ``stop`` (Ctrl-C) ends the current run's source early and starts no further run.
+    """
     forward.Roles.of(scenario)  # refuse a scenario that cannot forward before building anything
     scen = with_pause(scenario, pause)
-    reports = []
+    reports: list[ForwardReport] = []
     for policy in policies:
+        if reports and stop is not None and stop():
+            break  # stopped during a run: keep what was measured, start no other
         with World.build(scen, pcap=False, audit=audit) as world:
             reports.append(forward.run(world, count, size, rate, consumer_rate, batch(), policy, period_ns, stop))
     return reports

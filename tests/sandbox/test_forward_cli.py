@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -97,3 +98,20 @@ def test_png_without_matplotlib_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.strip().startswith("nic-sandbox: error: --png needs matplotlib")
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_ctrl_c_keeps_what_was_measured(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = ["demo", "forward", "--count", "10000000", "--json", "--audit-log", str(tmp_path / "a.jsonl")]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sandbox", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        out, err = proc.communicate(timeout=15)  # past the imports, into the run
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    doc = json.loads(out)
+    (run,) = doc["runs"]  # the second run never started
+    assert doc["stopped"] and run["offered"] > 0 and run["counters_agree"]
