@@ -40,6 +40,13 @@ class VirtualClock:
             self.now_ns = int(ends[-1])
         return (ends - wire_ns).astype(np.int64)
 
+    def advance(self, ns: int) -> int:
+        """Let ``ns`` of virtual time pass with no frame (a paced loop's period); return the new time."""
+        if ns < 0:
+            raise ValueError("virtual time does not run backwards")
+        self.now_ns += ns
+        return self.now_ns
+
 
 class WallClock:
     """Real time, for the threaded engine and real back ends."""

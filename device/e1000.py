@@ -81,17 +81,20 @@ class E1000:
         self.fast = fastdev.enabled()
         self.dma = DmaEngine(memory, name)
         self.counters = DeviceCounters()
-        self.port = Port(name, self.receive)
+        self.port = Port(name, self.receive, self.pause_room, self.resume)
         self.tx = [TxEngine(self, q) for q in range(queues)]
         self.rx = [RxEngine(self, q) for q in range(queues)]
         self.lock = threading.RLock()
         self.inbound: deque[FrameBatch] = deque()
         self._inbound_bytes = 0
+        self._inbound_frames = 0  # frames in ``inbound`` (read by the partner's transmitter under flow control)
         self._ral_cache: list[tuple[int, int]] | None = None
         self.stats: defaultdict[int, int] = defaultdict(int)  # counted as Python ints, shown through the BAR
         self.irq: Callable[[], None] | None = None  # the interrupt line, connected by the composition root
         self._irq_pending = False
         self._irq_running = 0  # threaded: interrupt handlers still running (the device is not idle yet)
+        self.pausing = False  # flow control: this port has sent XOFF (its receive ring is full)
+        self.paused = False  # flow control: the link partner's XOFF holds this port's transmitter
         #: offset -> (queue-0 register, queue) for every per-queue ring register of this device
         self._ring_regs = {
             regs.queue_reg(base, q): (base, q) for base in regs.TX_RING_REGS + regs.RX_RING_REGS for q in range(queues)
@@ -118,6 +121,8 @@ class E1000:
                 engine.stalled_at = None
             self.inbound.clear()
             self._inbound_bytes = 0
+            self._inbound_frames = 0
+            self.pausing = self.paused = False
             self._ral_cache = None
             self.stats.clear()
 
@@ -180,6 +185,8 @@ class E1000:
             self.regs[offset >> 2] = value & 0xFFFF
             if base == regs.TDT and self.mode is EngineMode.INLINE:
                 self.tx[queue].run()
+            elif base == regs.RDT and self.pausing:
+                self._maybe_xon()
         elif base in (regs.TDLEN, regs.RDLEN):
             if value & (regs.RING_LEN_ALIGN - 1):
                 self.counters.ring_len_misaligned += 1
@@ -244,6 +251,56 @@ class E1000:
         stats[regs.GORCL] += octets
         stats[regs.TORL] += octets
 
+    # -- 802.3x flow control (manual 3.5: FCAL/FCAH/FCT, CTRL.RFCE/TFCE) -------
+    def pause_room(self) -> int | None:
+        """Frames this port accepts now, if it pauses its partner (CTRL.TFCE); None if it never sends PAUSE.
+
+        Real silicon sends XOFF when its receive FIFO passes FCRTH, which it
+        does once no receive descriptor is left; the headroom above FCRTH
+        absorbs what is already on the wire.  Here the pause takes effect at
+        once and room is counted in free receive descriptors (queue 0's, or
+        the fullest queue's), less frames still in the threaded engine's FIFO.
+        """
+        if not self.reg(regs.CTRL) & regs.CTRL_TFCE:
+            return None
+        room = min(engine.free_descriptors() for engine in self.rx)
+        room = max(0, room - self._inbound_frames)
+        if room == 0 and not self.pausing:
+            self.pausing = True
+            self.count_stat(regs.XOFFTXC, 1)
+        return room
+
+    def _maybe_xon(self) -> None:
+        """The tenant gave receive descriptors back while this port had its partner paused: send XON."""
+        if min(engine.free_descriptors() for engine in self.rx) == 0:
+            return
+        self.pausing = False
+        self.count_stat(regs.XONTXC, 1)
+        if self.mode is EngineMode.INLINE:  # threaded: the poller runs the partner's transmitter anyway
+            self.port.resume_partner()
+
+    def resume(self) -> None:
+        """XON from the link partner (inline engine): transmit what the pause held."""
+        with self.lock:
+            for engine in self.tx:
+                engine.run()
+
+    def partner_room(self) -> int | None:
+        """Frames the transmitter may send now: None unless CTRL.RFCE and the partner sends PAUSE.
+
+        Counts XOFFRXC when a pause starts to hold the transmitter and XONRXC when it ends.
+        """
+        if not self.reg(regs.CTRL) & regs.CTRL_RFCE:
+            return None
+        room = self.port.partner_room()
+        if room == 0 and not self.paused:
+            self.paused = True
+            self.count_stat(regs.XOFFRXC, 1)
+        elif room and self.paused:
+            self.paused = False
+            self.count_stat(regs.XONRXC, 1)
+        return room
+
     # -- the MAC side ---------------------------------------------------------
     def receive(self, frames: FrameBatch) -> None:
         """Frames arriving from the wire (the port's ``deliver``)."""
@@ -258,6 +315,7 @@ class E1000:
                 return
             self.inbound.append(frames)
             self._inbound_bytes += frames.nbytes
+            self._inbound_frames += len(frames)
 
     def _receive_now(self, frames: FrameBatch) -> None:
         rctl = self.reg(regs.RCTL)
@@ -365,6 +423,7 @@ class E1000:
             while self.inbound:
                 frames = self.inbound.popleft()
                 self._inbound_bytes -= frames.nbytes
+                self._inbound_frames -= len(frames)
                 self._receive_now(frames)
                 work += len(frames)
             signal, self._irq_pending = self._irq_pending, False

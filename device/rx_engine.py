@@ -54,6 +54,14 @@ class RxEngine:
         """This queue's copy of a queue-0 ring register (RDBAL, RDLEN, RDH, RDT ...)."""
         return int(self._regs[self._word[offset]])
 
+    def free_descriptors(self) -> int:
+        """Receive descriptors the device owns now (RDH to RDT): how many one-buffer frames it can place."""
+        count = self.reg(regs.RDLEN) // DESC_SIZE
+        head, tail = self.reg(regs.RDH), self.reg(regs.RDT)
+        if count == 0 or head >= count or tail >= count:
+            return 0
+        return indices.used(head, tail, count)
+
     def place(self, frames: FrameBatch) -> int:
         """Write as many frames as the posted buffers hold; count the rest in MPC."""
         dev = self.dev

@@ -109,12 +109,19 @@ class TxEngine:
             dev.counters.bad_ring_index += 1
             self.stalled_at = state
             return 0
+        room = dev.partner_room()  # 802.3x: None, or how many frames the paused-or-not partner takes now
+        limited = room is not None and room < indices.used(head, tail, count)
+        if room is not None:
+            if room == 0:
+                return 0  # XOFF: the descriptors stay between TDH and TDT, not done, until XON
+            if limited:
+                tail = indices.advance(head, room, count)  # each frame takes at least one descriptor
         sent = self._burst(base, count, head, tail)
         if sent is not None:
             n, frames = sent
             dev.set_reg(regs.queue_reg(regs.TDH, self.queue), tail)
             dev.raise_irq(regs.ICR_TXDW | regs.ICR_TXQE)
-            self._send(frames)
+            self._send(frames, limited)
             return n
         n = indices.used(head, tail, count)
         slots = indices.slots(head, n, count)
@@ -137,10 +144,11 @@ class TxEngine:
             dev.dma.write_descriptors(self.queue, "tx-wb", base, slots[rs], done)
         dev.set_reg(regs.queue_reg(regs.TDH, self.queue), indices.advance(head, n, count))
         dev.raise_irq(regs.ICR_TXDW | regs.ICR_TXQE)
-        self._send(frames)
+        self._send(frames, limited)
         return n
 
-    def _send(self, frames: FrameBatch) -> None:
+    def _send(self, frames: FrameBatch, limited: bool = False) -> None:
+        """Put the frames on the wire; ``limited``: the partner's room cut the kick, so it is full now (XOFF)."""
         dev = self.dev
         n = len(frames)
         if n:
@@ -149,6 +157,8 @@ class TxEngine:
             else:
                 dev.counters.tx_no_carrier += n
             dev.port.transmit(frames)
+        if limited:
+            dev.partner_room()  # the partner sees its ring full and pauses us, so it sends XON when it has room
 
     def _burst(self, base: int, count: int, head: int, tail: int) -> tuple[int, FrameBatch] | None:
         """The compiled kick (device/fastdev.h) of a plain burst: (descriptors consumed, frames), or None.
@@ -176,11 +186,11 @@ class TxEngine:
 
     @property
     def pending(self) -> bool:
-        """Descriptors wait between TDH and TDT and the queue is not stalled on them."""
+        """Descriptors wait between TDH and TDT and the queue is neither stalled on them nor paused (XOFF)."""
         count = self.reg(regs.TDLEN) // DESC_SIZE
         head, tail = self.reg(regs.TDH), self.reg(regs.TDT)
         base = self.reg(regs.TDBAL) | (self.reg(regs.TDBAH) << 32)
-        return head != tail and (base, count, head, tail) != self.stalled_at
+        return head != tail and (base, count, head, tail) != self.stalled_at and self.dev.partner_room() != 0
 
     def _assemble(self, descs: npt.NDArray[np.void]) -> FrameBatch:
         """Turn a run of fetched descriptors into complete frames; carry the open tail.

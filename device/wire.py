@@ -5,6 +5,12 @@ and carries whole bursts (``FrameBatch``) from one to the other, stamping
 them with its clock and showing them to its taps (pcap writers, the
 fuzzer's canary scanner) on the way.  Other wires (TAP, AF_XDP) implement
 the same two-method shape.
+
+A port may also speak 802.3x flow control (PAUSE frames, 802.3 Annex 31B):
+``room`` says how many frames the device behind it accepts right now when
+it pauses its link partner (None: it never sends PAUSE), and ``resume`` is
+what the partner does on XON (run its transmitter again).  Only a ``Cable``
+between two emulated ports carries PAUSE; other wires have no partner.
 """
 
 from __future__ import annotations
@@ -29,9 +35,17 @@ class Wire(Protocol):
 class Port:
     """One end of a wire, owned by a device that receives through ``deliver``."""
 
-    def __init__(self, name: str, deliver: Callable[[FrameBatch], None]) -> None:
+    def __init__(
+        self,
+        name: str,
+        deliver: Callable[[FrameBatch], None],
+        room: Callable[[], int | None] | None = None,
+        resume: Callable[[], None] | None = None,
+    ) -> None:
         self.name = name
         self.deliver = deliver
+        self.room: Callable[[], int | None] = room or _no_pause
+        self.resume: Callable[[], None] = resume or _nothing
         self.wire: Wire | None = None
         self.sent_frames = 0
         self.dropped_no_carrier = 0
@@ -39,6 +53,25 @@ class Port:
     @property
     def connected(self) -> bool:
         return self.wire is not None
+
+    @property
+    def partner(self) -> Port | None:
+        """The port at the other end of this port's cable (None: no cable, or a wire with no partner port)."""
+        wire = self.wire
+        if isinstance(wire, Cable):
+            return wire.b if self is wire.a else wire.a
+        return None
+
+    def partner_room(self) -> int | None:
+        """Frames the link partner accepts now if it sends PAUSE (0: it paused us), None if it never does."""
+        partner = self.partner
+        return None if partner is None else partner.room()
+
+    def resume_partner(self) -> None:
+        """XON: tell the link partner it may transmit again."""
+        partner = self.partner
+        if partner is not None:
+            partner.resume()
 
     def transmit(self, frames: FrameBatch) -> None:
         if self.wire is None:
@@ -70,3 +103,11 @@ class Cable:
     def unplug(self) -> None:
         self.a.wire = None
         self.b.wire = None
+
+
+def _no_pause() -> int | None:
+    return None
+
+
+def _nothing() -> None:
+    return None

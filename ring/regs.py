@@ -53,6 +53,10 @@ QUEUE_STRIDE = 0x100  # 82571+: RDBAL1 = 0x2900, TDBAL1 = 0x3900
 # -- statistics (13.7), all clear on read -----------------------------------
 CRCERRS = 0x4000
 MPC = 0x4010  # missed packets: no RX descriptor available
+XONRXC = 0x4048  # XON received (13.7.10): the link partner let this port transmit again
+XONTXC = 0x404C  # XON transmitted
+XOFFRXC = 0x4050  # XOFF received: the link partner paused this port's transmitter
+XOFFTXC = 0x4054  # XOFF transmitted: this port paused its partner (its receive ring was full)
 GPRC = 0x4074  # good packets received
 GPTC = 0x4080  # good packets transmitted
 GORCL = 0x4088
@@ -73,6 +77,8 @@ STATS_LAST = 0x4124
 CTRL_FD = 1 << 0
 CTRL_SLU = 1 << 6  # set link up
 CTRL_RST = 1 << 26  # device reset (self-clearing)
+CTRL_RFCE = 1 << 27  # receive flow control: honour a PAUSE (XOFF) from the link partner (13.4.1)
+CTRL_TFCE = 1 << 28  # transmit flow control: send PAUSE when the receive side has no room
 
 # -- STATUS bits ------------------------------------------------------------
 STATUS_FD = 1 << 0
@@ -134,6 +140,7 @@ _NAMED = (
     "RCTL", "RDBAL", "RDBAH", "RDLEN", "RDH", "RDT", "RDTR", "MTA", "RAL0", "RAH0", "TCTL",
     "TIPG", "TDBAL", "TDBAH", "TDLEN", "TDH", "TDT", "TIDV", "CRCERRS", "MPC", "GPRC", "GPTC",
     "GORCL", "GORCH", "GOTCL", "GOTCH", "TORL", "TORH", "TOTL", "TOTH", "ROC", "TPR", "TPT",
+    "XONRXC", "XONTXC", "XOFFRXC", "XOFFTXC",
 )  # fmt: skip
 NAMES: dict[int, str] = {globals()[name]: name for name in _NAMED}
 

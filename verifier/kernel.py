@@ -104,10 +104,17 @@ class Kernel:
         self._doorbells: dict[tuple[str, int], Queue] = {}  # (NIC, tail register) -> its queue
 
     # -- devices --------------------------------------------------------------
-    def attach_nic(self, name: str, bus: RegisterBus, mac: bytes, queues: int = 1) -> Nic:
+    def attach_nic(self, name: str, bus: RegisterBus, mac: bytes, queues: int = 1, flow_control: bool = False) -> Nic:
+        """Bring a NIC up; ``flow_control``: 802.3x PAUSE both ways, as ``ethtool -A DEV rx on tx on`` asks."""
         if name in self.nics:
             raise KernelError(f"NIC {name!r} is attached already")
-        bring_up(bus, mac, interrupts=self.mode.traps_doorbell, rx_buffer_size=self.policy.rx_buffer_size)
+        bring_up(
+            bus,
+            mac,
+            interrupts=self.mode.traps_doorbell,
+            rx_buffer_size=self.policy.rx_buffer_size,
+            flow_control=flow_control,
+        )
         nic = Nic(name, bus, bytes(mac), queues)
         self.nics[name] = nic
         return nic

@@ -51,18 +51,28 @@ def rctl_for(rx_buffer_size: int) -> int:
     return rctl
 
 
-def bring_up(bus: RegisterBus, mac: bytes, interrupts: bool = False, rx_buffer_size: int = RX_BUFFER_SIZE) -> None:
+def bring_up(
+    bus: RegisterBus,
+    mac: bytes,
+    interrupts: bool = False,
+    rx_buffer_size: int = RX_BUFFER_SIZE,
+    flow_control: bool = False,
+) -> None:
     """Reset the NIC and enable its receiver (buffers of ``rx_buffer_size`` bytes) and transmitter.
 
     Without a trapping kernel the tenant polls (ixy and DPDK mask every
     interrupt); a trapping kernel unmasks TXDW and RXT0 so that it learns of
-    completions it must write back into the tenants' rings.
+    completions it must write back into the tenants' rings.  ``flow_control``
+    sets CTRL.RFCE and CTRL.TFCE (802.3x PAUSE, manual 3.5): the NIC pauses
+    its link partner when its receive ring is full and honours the partner's
+    pause, so a full ring upstream holds frames instead of missing them.
     """
     bus.write32(regs.CTRL, regs.CTRL_RST)
     bus.write32(regs.IMC, 0xFFFF_FFFF)
     if interrupts:
         bus.write32(regs.IMS, regs.ICR_TXDW | regs.ICR_RXT0)
-    bus.write32(regs.CTRL, regs.CTRL_SLU | regs.CTRL_FD)
+    pause = regs.CTRL_RFCE | regs.CTRL_TFCE if flow_control else 0
+    bus.write32(regs.CTRL, regs.CTRL_SLU | regs.CTRL_FD | pause)
     bus.write32(regs.RAL0, int.from_bytes(mac[:4], "little"))
     bus.write32(regs.RAH0, int.from_bytes(mac[4:6], "little") | regs.RAH_AV)
     bus.write32(regs.RCTL, rctl_for(rx_buffer_size))  # the default: BSIZE 00 = 2048

@@ -76,7 +76,7 @@ class World(Generic[B_co]):
             bars = backend.plug(scenario, memory, kernel)
             for nic in scenario.nics:
                 backend.connect(nic.name, kernel.interrupt(nic.name))
-                kernel.attach_nic(nic.name, bars[nic.name], nic.mac, nic.queues)
+                kernel.attach_nic(nic.name, bars[nic.name], nic.mac, nic.queues, nic.flow_control)
                 backend.attached(nic.name)
             tenants = {t.name: kernel.spawn(t.name) for t in scenario.tenants}
             backend.start()

@@ -44,6 +44,7 @@ class NicSpec:
     name: str
     mac: bytes
     queues: int = 1
+    flow_control: bool = False  # 802.3x PAUSE both ways (CTRL.RFCE and CTRL.TFCE)
 
 
 @dataclass(frozen=True)
@@ -224,7 +225,7 @@ def _unique(source: str, table: str, values: list[str], key: str) -> None:
 
 
 def _nic(r: _Reader) -> NicSpec:
-    r.only("name", "mac", "queues")
+    r.only("name", "mac", "queues", "flow_control")
     mac = r.text("mac")
     if not _MAC.match(mac):
         raise r.error("mac", f"{mac!r} is not a MAC address like 02:00:00:00:00:01")
@@ -233,7 +234,7 @@ def _nic(r: _Reader) -> NicSpec:
         raise r.error("mac", f"{mac} is a multicast address; a NIC needs a unicast one")
     if not any(raw):
         raise r.error("mac", f"{mac} is the null address; a NIC needs a unicast one")
-    return NicSpec(r.text("name"), raw, r.integer("queues", 1, 1, 8))
+    return NicSpec(r.text("name"), raw, r.integer("queues", 1, 1, 8), r.boolean("flow_control", False))
 
 
 def _tenant(r: _Reader) -> TenantSpec:
@@ -307,6 +308,12 @@ class _Reader:
             raise self.error(key, f"must be an integer, got {value!r}")
         if not low <= value <= high:
             raise self.error(key, f"must be between {low} and {high}, got {value}")
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.raw.get(key, default)
+        if not isinstance(value, bool):
+            raise self.error(key, f"must be true or false, got {value!r}")
         return value
 
     def size(self, key: str, default: int) -> int:

@@ -4,6 +4,8 @@ Each ring slot keeps its own buffer (slot ``i`` uses buffer ``i``), as the
 e1000 legacy layout invites.  A burst finds the run of done descriptors at
 the head of the ring, stops at the last complete frame (EOP), copies the
 frames out as one gather, re-arms the slots and rings the doorbell once.
+Fewer frames than asked is never an error: ``last_shortfall`` says whether
+the ring had no more (ring-empty, EAGAIN) or more are ready (more-ready).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy.typing as npt
 
 from driver.tenant import pmd
 from driver.tenant.mempool import Mempool
+from driver.tenant.shortfall import Reason, Shortfall
 from driver.tenant.txq import check_ring_size
 from ring import indices
 from ring.descriptors import DESC_SIZE, RX_DESC, RXD_ERR_REFUSED, RXD_STAT_DD, RXD_STAT_EOP
@@ -59,10 +62,32 @@ class RxQueue:
         self.next = 0
         self.tail = size - 1
         self.stats = RxStats()
+        self.last_shortfall: Shortfall | None = None  # why the last rx_burst returned fewer than asked
         self.doorbell.write32(self.handle.tail_offset, self.tail)
 
     def rx_burst(self, max_frames: int = 1 << 30) -> FrameBatch:
-        """Return up to ``max_frames`` complete frames and give their slots back to the device."""
+        """Return up to ``max_frames`` complete frames and give their slots back to the device.
+
+        Fewer than ``max_frames``: ``last_shortfall`` says why.
+        """
+        batch = self._receive(max_frames)
+        got = len(batch)
+        if got >= max_frames:
+            self.last_shortfall = None
+        else:
+            more = indices.used(self.next, self.tail, self.size) > 0 and bool(self.status[self.next] & RXD_STAT_DD)
+            self.last_shortfall = Shortfall(max_frames, got, Reason.MORE_READY if more else Reason.RING_EMPTY)
+        return batch
+
+    def ready(self) -> int:
+        """Descriptors done and waiting at the head of the ring (DPDK's rte_eth_rx_queue_count): its occupancy."""
+        posted = indices.used(self.next, self.tail, self.size)
+        if posted == 0:
+            return 0
+        done = (indices.read_window(self.status, self.next, posted) & RXD_STAT_DD) != 0
+        return posted if bool(done.all()) else int(np.argmin(done))
+
+    def _receive(self, max_frames: int) -> FrameBatch:
         posted = indices.used(self.next, self.tail, self.size)
         if posted == 0 or max_frames <= 0:
             return FrameBatch()

@@ -3,7 +3,9 @@
 One call reaps finished descriptors, copies a burst of frames into pinned
 buffers, writes the descriptors into the user ring as one numpy assignment
 and rings the doorbell once.  When the ring or the pool is full it sends
-what fits and returns the count: back-pressure, never a silent drop.
+what fits and returns the count: back-pressure, never a silent drop.  The
+queue's ``last_shortfall`` says how many were left and why (ring-full or
+pool-empty, driver/tenant/shortfall.py), as a short ``write`` or EAGAIN does.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy.typing as npt
 
 from driver.tenant import pmd
 from driver.tenant.mempool import DEFAULT_BUF_SIZE, Mempool
+from driver.tenant.shortfall import Reason, Shortfall
 from ring import indices
 from ring.descriptors import (
     DESC_SIZE,
@@ -54,7 +57,9 @@ class TxStats:
     bytes: int = 0
     completed: int = 0  # descriptors reaped with DD
     refused: int = 0  # descriptors completed with TXD_STAT_REFUSED by the kernel
-    backpressure: int = 0  # bursts that could not take every frame
+    backpressure: int = 0  # bursts that could not take every frame (ring_full + pool_empty)
+    ring_full: int = 0  # ... because no descriptor was free
+    pool_empty: int = 0  # ... because no buffer was free
 
 
 class TxQueue:
@@ -80,6 +85,7 @@ class TxQueue:
         self.clean = 0
         self.slot_buf = np.full(size, -1, dtype=np.int64)  # the pool buffer of each slot in flight, or -1
         self.stats = TxStats()
+        self.last_shortfall: Shortfall | None = None  # what the last tx_burst left, and why (None: it took all)
         self.words = self.ring.view(np.uint64).reshape(size, 2)  # (address, length|cmd|status) per slot
         self.status = self.ring["status"]
         self.fast = pmd.enabled()
@@ -133,8 +139,13 @@ class TxQueue:
         return k
 
     def tx_burst(self, batch: FrameBatch) -> int:
-        """Queue as many frames of ``batch`` as fit, ring the doorbell once, return the count."""
+        """Queue as many frames of ``batch`` as fit, ring the doorbell once, return the count.
+
+        Fewer than ``len(batch)``: the rest were not taken (the caller still
+        has them), and ``last_shortfall`` says how many and why.
+        """
         self.reap()
+        self.last_shortfall = None
         if len(batch) == 0:
             return 0
         if self.fast is not None:
@@ -152,7 +163,7 @@ class TxQueue:
         ends = np.cumsum(per_frame)
         n = int(np.searchsorted(ends, room, side="right"))
         if n < len(batch):
-            self.stats.backpressure += 1
+            self._short(len(batch), n)
         if n == 0:
             return 0
         ndesc = int(ends[n - 1])
@@ -175,6 +186,17 @@ class TxQueue:
         self.stats.frames += n
         self.stats.bytes += nbytes
         return n
+
+    def _short(self, asked: int, done: int) -> None:
+        """Record a burst that took ``done`` of ``asked`` frames: the ring, or else the pool, ran out."""
+        ring_free = indices.free(self.clean, self.tail, self.size)
+        reason = Reason.RING_FULL if ring_free <= self.pool.available else Reason.POOL_EMPTY
+        self.last_shortfall = Shortfall(asked, done, reason)
+        self.stats.backpressure += 1
+        if reason is Reason.RING_FULL:
+            self.stats.ring_full += 1
+        else:
+            self.stats.pool_empty += 1
 
     def _post_compiled(self, batch: FrameBatch) -> int | None:
         """The whole batch, one buffer per frame, posted by pmd.c; None: the numpy code decides (and may refuse)."""
@@ -205,7 +227,7 @@ class TxQueue:
         room = min(indices.free(self.clean, self.tail, self.size), self.pool.available)
         n = min(len(batch), room)
         if n < len(batch):
-            self.stats.backpressure += 1
+            self._short(len(batch), n)
         if n == 0:
             return 0
         bufs = self.pool.alloc(n)

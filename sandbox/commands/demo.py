@@ -1,6 +1,6 @@
 """``nic-sandbox demo [KIND]``: one sub-command per demo, each with only the flags that apply to it.
 
-KIND is pingpong (the default), attack, ping or afxdp; a flag of another kind
+KIND is pingpong (the default), attack, ping, afxdp or forward; a flag of another kind
 is refused by argparse itself, in one line (``demo attack --count 5``).
 """
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 from typing import TypeVar
 
-from sandbox.commands import afxdp, attack, ping, pingpong
+from sandbox.commands import afxdp, attack, forward, ping, pingpong
 from sandbox.parser import Parser
 
 P = TypeVar("P", bound=argparse.ArgumentParser)
-KINDS = (pingpong, attack, ping, afxdp)
+KINDS = (pingpong, attack, ping, afxdp, forward)
 
 
 def add_parser(sub: argparse._SubParsersAction[P]) -> None:

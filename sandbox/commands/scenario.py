@@ -21,7 +21,8 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
         description="Print an embedded scenario, with comments explaining every key.",
         epilog="example: nic-sandbox scenario attack > my-attack.toml",
     )
-    show.add_argument("name", nargs="?", default="pingpong", choices=["pingpong", "attack", "ping"], help="which one")
+    names = ["pingpong", "attack", "ping", "forward"]
+    show.add_argument("name", nargs="?", default="pingpong", choices=names, help="which one")
     show.set_defaults(func=cmd_scenario)
 
 

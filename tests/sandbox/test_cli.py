@@ -241,7 +241,7 @@ def test_every_command_help_has_a_description_its_flags_and_an_example(
 
 def test_the_demo_kinds_are_the_ones_the_user_knows() -> None:
     kinds = dict(COMMANDS)[("demo",)].commands()
-    assert list(kinds) == ["pingpong", "attack", "ping", "afxdp"]
+    assert list(kinds) == ["pingpong", "attack", "ping", "afxdp", "forward"]
     assert list(dict(COMMANDS)[("fuzz",)].commands()) == ["campaign", "replay"]
 
 
