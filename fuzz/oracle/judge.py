@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from fuzz.oracle.audit import refusal_marks
 from fuzz.oracle.escape import Escape
 from fuzz.oracle.geometry import RingModel, judge_tail_write
 from fuzz.oracle.held import UNTERMINATED, HeldModel, judge_doorbell
@@ -414,6 +415,12 @@ class Oracle:
             return
         model = self._rings.setdefault((nic, kind, queue), RingModel(size)) if ring is not None else None
         tail = None if model is None else model.tail
+        if self.audit is not None and ring is not None and tail is not None and 0 <= value < size:
+            # a driver reaps the refusals it was shown before it hands those slots back: the audit watch judges
+            # what this attack refused so far, so a slot refused, handed back and refused again is two refusals
+            again = indices.slots(tail, indices.used(tail, value, size), size)
+            if refusal_marks(kind, ring[again]).size:
+                self.escapes += self.audit.after_step()
         counts: list[dict[str, int] | None] = []
         if kind == "tx" and model is not None:
 
