@@ -460,7 +460,7 @@ CLASSES: dict[str, AttackClass] = ClassTable(
         AttackClass("open-queue", "a queue opened over any region, any ring size, then rung", NOWHERE, open_queue),
         AttackClass("foreign-reg", "stores into other tenants' NICs: eve's doorbell, alice's", NONE_ONLY, foreign_reg),
         AttackClass("held", "TX packets held open across doorbells at the bound: 7, 8, 9, 10", NOWHERE, held),
-        AttackClass("ring-order", "RX slots handed back out of order, then a full-lap tail", NOWHERE, ring_order),
+        AttackClass("ring-order", "RX slots handed back out of order, then a full-lap tail", NONE_ONLY, ring_order),
     )
 )
 
