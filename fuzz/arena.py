@@ -623,7 +623,10 @@ class Arena:
     def reg(self, offset: int, value: int) -> None:
         """Mallory stores ``value`` into register ``offset`` of nic2 (anything but a tail is refused when trapped)."""
         window = self.mallory.map_registers("nic2")
-        window.write32(offset, value & 0xFFFF_FFFF)
+        if offset in (self.rx_tail_offset, self.tx_tail_offset):  # her own doorbell: shown to the oracle
+            self._tail("rx" if offset == self.rx_tail_offset else "tx", value & 0xFFFF_FFFF)
+        else:
+            window.write32(offset, value & 0xFFFF_FFFF)
         # a raw store to her own tail: her driver reads the tail back and goes on from where the queue now is
         # (the kernel's accepted tail when trapped, the device's register otherwise), as a driver resyncs
         if offset == self.rx_tail_offset:

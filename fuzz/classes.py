@@ -48,7 +48,9 @@ import numpy.typing as npt
 
 from fuzz.arena import THREAD_ROUNDS, MemoryMap
 from fuzz.edges import hidden, register_fires, ring_edge, scattered
+from fuzz.held_packets import held
 from fuzz.jumbo import jumbo
+from fuzz.ring_order import ring_order
 from fuzz.steps import (
     AFTER_CHECK,
     BEFORE_READ,
@@ -461,6 +463,8 @@ CLASSES: dict[str, AttackClass] = ClassTable(
         AttackClass("open-queue", "a queue opened over any region, any ring size, then rung", NOWHERE, open_queue),
         AttackClass("foreign-reg", "stores into other tenants' NICs: eve's doorbell, alice's", NONE_ONLY, foreign_reg),
         AttackClass("jumbo", "buffers over 3+ frames under the jumbo policy, a hole inside", NONE_ONLY, jumbo, "jumbo"),
+        AttackClass("held", "TX packets held open across doorbells at the bound: 7, 8, 9, 10", NOWHERE, held),
+        AttackClass("ring-order", "RX slots handed back out of order, then a full-lap tail", NONE_ONLY, ring_order),
     )
 )
 

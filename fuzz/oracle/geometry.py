@@ -110,6 +110,21 @@ def judge_tail_write(
             added = sum(now.get(r, 0) - counted.get(r, 0) for r in RING_REASONS)
             if added != 1:
                 found.append((need, f"{where}: {added} RING_* records added, 1 needed"))
+    elif done is not None and counted is not None:
+        # the mirror: a tail the rules allow must be taken -- a kernel whose ``done`` lags the device (a
+        # completion not counted, a slot refused out of order not swept) refuses a tenant her own free slots
+        now = refusals()
+        if now is not None:
+            added = sum(now.get(r, 0) - counted.get(r, 0) for r in RING_REASONS)
+            if added:
+                found.append(
+                    (
+                        "the ring rules (a free slot is the tenant's to fill)",
+                        f"{nic} {kind} tail {value:#x} on a {size}-slot ring (tail {model.tail if model else -1}, "
+                        f"oldest slot in flight {done}) claims no more slots than are free, yet was refused "
+                        f"({added} RING_* record(s))",
+                    )
+                )
     if model is not None and ring is not None and value < size:
         now = refusals()
         taken = counted is None or now is None or sum(now.get(r, 0) - counted.get(r, 0) for r in RING_REASONS) == 0

@@ -41,8 +41,10 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from fuzz.oracle.audit import refusal_marks
 from fuzz.oracle.escape import Escape
 from fuzz.oracle.geometry import RingModel, judge_tail_write
+from fuzz.oracle.held import UNTERMINATED, HeldModel, judge_doorbell
 from fuzz.oracle.liveness import Work
 from fuzz.oracle.reasons import (
     ACCESS_BITS,
@@ -126,6 +128,8 @@ class Oracle:
     _open: dict[tuple[str, int], OpenPacket] = field(default_factory=dict)
     #: the oracle's account of each RX queue's tail and in-flight slots (ring geometry)
     _rings: dict[tuple[str, str, int], RingModel] = field(default_factory=dict)
+    #: the oracle's account of the packet each TX queue holds open across doorbells (fuzz/oracle/held.py)
+    _held: dict[tuple[str, int], HeldModel] = field(default_factory=dict)
 
     # -- the pin reference -------------------------------------------------------------
     def grant(self, tenant: int, phys: int, length: int, access: int, bus: int | None = None) -> None:
@@ -411,11 +415,30 @@ class Oracle:
             return
         model = self._rings.setdefault((nic, kind, queue), RingModel(size)) if ring is not None else None
         tail = None if model is None else model.tail
+        if self.audit is not None and ring is not None and tail is not None and 0 <= value < size:
+            # a driver reaps the refusals it was shown before it hands those slots back: the audit watch judges
+            # what this attack refused so far, so a slot refused, handed back and refused again is two refusals
+            again = indices.slots(tail, indices.used(tail, value, size), size)
+            if refusal_marks(kind, ring[again]).size:
+                self.escapes += self.audit.after_step()
+        counts: list[dict[str, int] | None] = []
+        if kind == "tx" and model is not None:
+
+            def counted_write(write: Callable[[], None] = write) -> None:
+                counts.append(self._refusal_counts(nic, kind, queue))
+                write()
+
+            write = counted_write
         for reason, what in judge_tail_write(
             nic, kind, value, size, model, write, device, lambda: self._refusal_counts(nic, kind, queue), ring
         ):
             self.escapes.append(Escape("ring", f"{what}, which breaks {reason}", nic))
         if kind == "tx" and ring is not None and model is not None and tail is not None and model.tail != tail:
+            before, now = (counts or [None])[0], self._refusal_counts(nic, kind, queue)
+            added = -1 if before is None or now is None else now.get(UNTERMINATED, 0) - before.get(UNTERMINATED, 0)
+            held = self._held.setdefault((nic, queue), HeldModel())
+            for what in judge_doorbell(held, ring, tail, model.tail, size, self.rules, added):
+                self.escapes.append(Escape("rule", f"{nic} tx queue {queue}: {what}", nic))
             window = indices.slots(tail, indices.used(tail, model.tail, size), size)
             split = window_atomicity(ring, window)
             if split is not None:

@@ -52,7 +52,7 @@ _TOP = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
 #: Reasons not judged, with why: none of them is an address, length, access, IOMMU or wrap claim.
 NOT_JUDGED: Mapping[str, str] = {
     "OK": "not a refusal",
-    "PKT_UNTERMINATED": "packet-level: the bound on held doorbells is the verifier's policy number",
+    "PKT_UNTERMINATED": "judged per doorbell, not per record: fuzz/oracle/held.py counts the doorbells a packet waits",
     "PIN_IN_FLIGHT": "in-flight references are the kernel's own bookkeeping; nothing was refused to the device",
     **{
         name: "AF_XDP format: not produced by the e1000 arena (fuzz/xdp_cases.py compares with the kernel's rule)"

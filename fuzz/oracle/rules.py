@@ -49,6 +49,10 @@ class RuleBook:
     max_fragments: int = 18
     #: CMD_UNSUPPORTED: the legacy command bits the emulated 8254x implements (ring/descriptors.py).
     cmd_supported: int = TXD_CMD_SUPPORTED
+    #: PKT_UNTERMINATED: a packet left open at a doorbell's tail waits for its EOP at most this many doorbells
+    #: (docs/verifier.md, "Policy limits": so a tenant cannot park descriptors in the kernel forever; AF_XDP
+    #: drops a partial packet whole, ``xsk_drop_skb``).  The sandbox's own bound, documented, so judged.
+    max_held_doorbells: int = 8
 
 
 DEFAULT_RULES = RuleBook()

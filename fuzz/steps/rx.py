@@ -112,7 +112,7 @@ class EveSends(Step):
         return f"eve sends {self.count} frame(s) to mallory"
 
     def follow_buffers(self, posted: int) -> Step:
-        return EveSends(max(1, posted))
+        return EveSends(max(1, min(posted, MAX_BATCH)))  # a step sends at most a batch
 
 
 def post_and_receive(addrs: Addrs) -> tuple[Step, ...]:

@@ -363,6 +363,26 @@ def test_unpin_without_dma_in_flight_is_immediate(make_env: Callable[..., Env]) 
     assert not env.records()
 
 
+@pytest.mark.parametrize("mode", TRAPPING)
+def test_unpin_next_to_a_buffer_ending_on_the_page_boundary_is_immediate(
+    make_env: Callable[..., Env], mode: str
+) -> None:
+    """An RX buffer in the second half of a page ends on its last byte: the page after it is not in flight.
+
+    Two pins on adjacent pages; the device holds a receive buffer (RCTL.BSIZE, 2048 bytes) ending exactly at the
+    first page's end, so an unpin of the second page is immediate ("released"), and the first one's waits.
+    (A frame count taken as ``(addr + length) >> PAGE_SHIFT`` counts one frame too many here.)"""
+    env = make_env(mode)
+    region = env.bob.alloc_dma(2 * PAGE_SIZE)
+    low = env.bob.pin(region.vaddr, PAGE_SIZE, WRITE)
+    high = env.bob.pin(region.vaddr + PAGE_SIZE, PAGE_SIZE, WRITE)
+    rx = RawRx(env.bob)
+    rx.put(region.bus + PAGE_SIZE - 2048)
+    rx.doorbell()
+    assert env.bob.unpin(high) == "released"
+    assert env.bob.unpin(low) == "deferred"
+
+
 # -- invariant 6: exactly one audit record per rejection -------------------------------------------
 def test_one_record_per_rejection_in_a_real_log(make_env: Callable[..., Env], tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
