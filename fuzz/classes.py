@@ -192,9 +192,15 @@ def wrap(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
 
 
 def beyond_memory(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
+    """Ranges ending past the last byte of DRAM: just past it, far past it, or at huge addresses.
+
+    The ones near the end start at ``M - len - 1 .. M - len + 62``: the rule's exact boundary is among them
+    (``addr + len = M`` ends on the last byte and is inside memory, ``M + 1`` is one past: docs/verifier.md,
+    ADDR_BEYOND_MEMORY), so a kernel that calls the last byte beyond memory names a false reason.
+    """
     length = lengths(rng, n)
     over = rng.integers(0, 3, n)
-    near_end = m.memory_size - length + 1 + rng.integers(0, 64, n)  # straddles the end
+    near_end = m.memory_size - length + rng.integers(-1, 63, n)  # straddles the end, or ends on / before it
     far = m.memory_size + rng.integers(0, 1 << 40, n)
     huge = (np.int64(1) << rng.integers(27, 63, n)) + rng.integers(0, PAGE_SIZE, n)
     addr = np.where(over == 0, near_end, np.where(over == 1, far, huge))

@@ -35,7 +35,10 @@ def _span(m: MemoryMap, name: str) -> Span:
 
 
 def pin_range(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
-    """Pins at the boundaries of a span, maybe an unpin, then traffic at the edges of what would be pinned."""
+    """Pins at the boundaries of a span, maybe an unpin, then traffic at the edges of what would be pinned;
+    a quarter of the attacks are instead a deferred unpin's lifetime (``deferred_unpin``)."""
+    if rng.random() < 0.25:
+        return deferred_unpin(rng, m, n)
     steps: list[Step] = []
     targets: list[tuple[int, int, int]] = []  # (first byte, end, access) of each pin as the kernel should take it
     for _ in range(int(rng.integers(1, 3))):
@@ -68,6 +71,37 @@ def pin_range(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     if any(t[2] & 2 for t in targets):
         rx = np.where(rng.random(k) < 0.5, hi - RX_BUFFER + rng.integers(0, 2, k), lo - rng.integers(0, 2, k))
         steps += [Rx(rx.astype(np.uint64)), EveSends(k)]
+    return Attack(tuple(steps), fresh=True)
+
+
+def deferred_unpin(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
+    """The system calls around a deferred unpin, each at the point where the lifetime rules decide its answer.
+
+    Mallory pins ``spare`` read-write (pin 0) and ``uaf`` (pin 1, no DMA ever), posts 2..4 RX buffers into
+    ``spare`` and unpins pin 0 while they are in flight ("deferred"), then unpins it again (the handle is no
+    longer hers: refused).  Eve sends one frame: the kernel reaps a completion and settles deferred unpins,
+    which may finish pin 0's release only, never an active pin.  Then the calls whose answer depends on the
+    active pins still being there: a pin over one of ``holey``'s pinned pages (overlap: refused), the unpin
+    of pin 1 (hers: accepted), a pin over ``uaf`` again (now free: accepted), in an order by seed, and eve's
+    remaining frames.  The oracle judges each answer (fuzz/oracle/syscalls.py).
+    """
+    k = int(rng.integers(2, 5))
+    buffers = (m.spare.bus + rng.permutation(4)[:k] * RX_BUFFER).astype(np.uint64)
+    steps: list[Step] = [
+        PinRange("spare", 0, m.spare.size, 3),
+        PinRange("uaf", 0, PAGE_SIZE, int(rng.choice([1, 2, 3]))),
+        Rx(buffers),
+        UnpinRange(0),
+        UnpinRange(0),
+        EveSends(1),
+    ]
+    after: list[Step] = [
+        PinRange("holey", int(rng.choice([0, 2 * PAGE_SIZE])) + int(rng.integers(0, 2)), 1, 3),
+        UnpinRange(1),
+        PinRange("uaf", 0, PAGE_SIZE, 3),
+    ]
+    order = rng.permutation(2)  # the holey pin and the unpin in either order; the re-pin of uaf after its unpin
+    steps += [after[int(i)] for i in order] + [after[2], EveSends(k - 1)]
     return Attack(tuple(steps), fresh=True)
 
 
