@@ -679,6 +679,7 @@ class Arena:
         """
         region = self.spans[span]
         vaddr = region.vaddr + offset
+        phys: int | None = None
         try:
             phys = self.mallory.virt_to_phys(vaddr)
             view = self.memory.data[phys : min(phys + nbytes, self.memory.size)]
@@ -687,11 +688,17 @@ class Arena:
         ring = DmaRegion(vaddr, region.bus + offset, nbytes, view)
         opener = self.mallory.open_tx_queue if kind == "tx" else self.mallory.open_rx_queue
         self.oracle.owners_changing()  # the kernel may allocate the queue's shadow ring
+        owner = self.memory.owner.copy()  # the frames' owners before the kernel allocates anything for the queue
+        judge = functools.partial(
+            self.oracle.syscalls.open_queue, self.mallory.tenant_id, ("nic2", kind, SPARE_QUEUE), phys, nbytes, size
+        )
         try:
             opener("nic2", SPARE_QUEUE, ring, size)
         except KernelError as err:
+            self.oracle.escapes += judge(False, owner)
             self.log.append(f"open_queue {kind} {size} slots over {span}{offset:+#x} len {nbytes:#x}: refused ({err})")
             return
+        self.oracle.escapes += judge(True, owner)
         self.log.append(f"open_queue {kind} {size} slots over {span}{offset:+#x} len {nbytes:#x}: opened")
 
     @acting("mallory")

@@ -105,6 +105,25 @@ def deferred_unpin(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     return Attack(tuple(steps), fresh=True)
 
 
+def ring_at_edge(rng: np.random.Generator, m: MemoryMap) -> Attack:
+    """nic2's spare queue with its ring ending at the edge of mallory's memory, -1/0/+1 descriptor, or a frame on.
+
+    ``scattered_lo`` is her last frame before alice's ``alice_gap`` (physically next): a ring of 8, 64 or 256
+    slots ending one descriptor before that edge or on it is hers (to be accepted), one ending a descriptor
+    or a frame past it runs into alice's frame (to be refused), whatever its first frames are.  The region
+    named is exactly the ring, or a descriptor longer; then the tail is rung.
+    """
+    queue = "tx" if rng.random() < 0.7 else "rx"
+    slots = int(rng.choice([8, 64, 256]))
+    length = slots * 16
+    end = PAGE_SIZE + int(rng.choice([-16, 0, 0, 16, 16, PAGE_SIZE]))  # the ring's end, from scattered_lo's start
+    offset = max(0, end - length)
+    nbytes = length + int(rng.choice([0, 0, 16]))
+    tail_reg = regs.queue_reg(regs.TDT if queue == "tx" else regs.RDT, 1)
+    tail = int(rng.choice([1, slots - 1]))
+    return Attack((OpenQueue(queue, "scattered_lo", offset, nbytes, slots), RegAt("nic2", tail_reg, tail)), fresh=True)
+
+
 def foreign_reg(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     """Stores into other tenants' NICs: eve's doorbell at its edges, her ring base then her doorbell, alice's and
     bob's doorbells and resets; eve's own frames before and after."""
@@ -146,7 +165,12 @@ def open_queue(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
         that is accepted is the tenant's own memory, so this class escapes
         nowhere with a correct kernel -- a kernel that took a ring over alice's
         frame lets the device fetch her bytes as descriptors.
+
+    Half the attacks put the ring's end at the exact edge of mallory's memory (``ring_edge``); the oracle judges
+    every answer, the refusals too (fuzz/oracle/syscalls.py).
     """
+    if rng.random() < 0.5:
+        return ring_at_edge(rng, m)
     queue = "tx" if rng.random() < 0.7 else "rx"
     name = ("spare", "holey", "uaf", "scattered_lo", "scattered_lo")[int(rng.integers(0, 5))]
     span = {"spare": m.spare, "holey": m.holey, "uaf": m.uaf, "scattered_lo": m.scattered_lo}[name]

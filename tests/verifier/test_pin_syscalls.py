@@ -7,8 +7,9 @@ import dataclasses
 import pytest
 
 from driver.tenant.txq import TxQueue
-from ring.memory import PAGE_SIZE, PhysicalMemory
-from ring.syscalls import DEVICE_READ, DEVICE_WRITE
+from ring.descriptors import DESC_SIZE
+from ring.memory import OWNER_FREE, PAGE_SIZE, PhysicalMemory
+from ring.syscalls import DEVICE_READ, DEVICE_WRITE, DmaRegion
 from verifier.kernel import Kernel, KernelError
 from verifier.modes.protection import Protection
 from verifier.pins import Access
@@ -89,3 +90,24 @@ def test_free_is_refused_for_the_region_that_holds_an_open_queues_ring(mode: Pro
             alice.free_dma(tx.region)
         spare = alice.alloc_dma(PAGE_SIZE)
         alice.free_dma(spare)  # a region without a ring is freed as ever
+
+
+@pytest.mark.parametrize("slots", [8, 256, 512])
+def test_a_ring_running_past_the_end_of_memory_is_refused(slots: int) -> None:
+    """The ring's frames must lie in memory and be the caller's: a ring at the last frame of memory that is
+    longer than that frame runs past the end (the fuzzer's arena maps nothing there: its tenants allocate from
+    the bottom, and filling 60 MB to reach the top would cost it half a second per machine)."""
+    base = dataclasses.replace(scenario.load(), memory_size=8 << 20)
+    with World.build(base, pcap=False) as world:
+        alice, memory = world.tenants["alice"], world.memory
+        filler = alice.alloc_dma((int((memory.owner == OWNER_FREE).sum()) - 1) * PAGE_SIZE)
+        top = alice.alloc_dma(PAGE_SIZE)  # the last frame of memory
+        alice.free_dma(filler)  # room again for the kernel's shadow ring
+        assert alice.virt_to_phys(top.vaddr) == memory.size - PAGE_SIZE
+        ring = DmaRegion(top.vaddr, top.bus, slots * DESC_SIZE, top.view)  # the region as she names it
+        nic = world.scenario.tenants[0].nic
+        if slots * DESC_SIZE <= PAGE_SIZE:  # ends on or before the last byte of memory: hers, accepted
+            alice.open_tx_queue(nic, 0, ring, slots)
+            return
+        with pytest.raises(KernelError, match="not memory of this tenant"):
+            alice.open_tx_queue(nic, 0, ring, slots)
