@@ -669,7 +669,7 @@ def _runs(
 def _slice(rows: Rows, lo: int, n: int) -> Rows:
     """Records ``lo..lo+n-1`` of ``rows`` (the pin reference changed in between)."""
     part = slice(lo, lo + n)
-    columns = ("addr", "length", "cmd", "bad_byte", "slot", "cso", "css")
+    columns = ("addr", "length", "cmd", "bad_byte", "slot", "cso", "css", "owner")
     cut = {k: getattr(rows, k)[part] for k in columns if getattr(rows, k) is not None}
     return dataclasses.replace(rows, seq=rows.seq + lo, **cut)
 

@@ -9,6 +9,7 @@ The unmodified kernel gives no finding on the same attacks.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from fuzz.surface import deferred_unpin, ring_at_edge
 from ring.memory import PAGE_SHIFT
 from verifier.address_space import AddressSpace
 from verifier.audit import rejection_batch
+from verifier.audit.log import AuditLog
 from verifier.audit.memory import MemoryAudit
 from verifier.pins import ACTIVE, RELEASING, Pin, PinTable
 from verifier.rules import checks
@@ -111,3 +113,11 @@ def test_pin_released_for_a_frame_alice_got_is_found(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(checks, "_classify", released_anyway)
     result = run_campaign("verifier", seed=1, classes=["use-after-unpin"], iterations=16, batch=8)
     assert any("not the queue owner's own" in f.escape.what for f in result.findings), result.as_dict()
+
+
+def test_owner_claims_of_a_file_backed_log_are_judged_record_by_record(tmp_path: Path) -> None:
+    """Followed from a file, a run of records is cut where the pin reference changed: the owner column with it
+    (interleave frees and reallocates ``uaf`` between refusals)."""
+    log = AuditLog(tmp_path / "audit.jsonl", protection="verifier")
+    result = run_campaign("verifier", seed=1, classes=["interleave"], iterations=300, audit=log)
+    assert not result.findings, [f.escape.what for f in result.findings]
