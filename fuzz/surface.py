@@ -24,6 +24,7 @@ import numpy as np
 from fuzz.arena import MemoryMap, Span
 from fuzz.edges import RX_BUFFER, edge_lengths
 from fuzz.steps import Attack, EveSends, OpenQueue, PinRange, RegAt, Rx, Step, Tx, UnpinRange, tx_batch
+from fuzz.steps.syscalls import UNMAPPED_REACH
 from ring import regs
 from ring.memory import PAGE_SIZE
 
@@ -177,7 +178,7 @@ def open_queue(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     slots = int(rng.choice([0, 7, 8, 9, 256, 256, 512, 512, 65536, 65544]))
     offset = int(rng.choice([0, 0, 8, 16, PAGE_SIZE // 2, PAGE_SIZE]) % span.size)
     if rng.random() < 0.1:  # past the span's mapping: an address the kernel must refuse to translate
-        offset = span.size + 64 * PAGE_SIZE
+        offset = span.size + UNMAPPED_REACH
     want = slots * 16
     nbytes = int(rng.choice([max(0, want - 16), want, want, want + 8, want + 16, span.size - offset, 2 * PAGE_SIZE]))
     tail_reg = regs.queue_reg(regs.TDT if queue == "tx" else regs.RDT, 1)
