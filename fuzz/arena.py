@@ -551,6 +551,9 @@ class Arena:
             return
         self.handles[span] = int(handle)
         phys = self.mallory.virt_to_phys(region.vaddr)
+        frames = np.arange(phys >> 12, ((phys + region.size - 1) >> 12) + 1, dtype=np.int64)
+        tid = self.mallory.tenant_id
+        self.oracle.escapes += self.oracle.syscalls.pin(tid, int(handle), frames, self.oracle.pinned.get(tid))
         # exactly this access now: a deferred unpin the kernel finished since leaves its bits in the reference
         self.oracle.revoke(self.mallory.tenant_id, phys, region.size, region.bus)
         self.oracle.grant(
@@ -568,8 +571,10 @@ class Arena:
         try:
             outcome = self.mallory.unpin(handle)
         except KernelError as err:
+            self.oracle.escapes += self.oracle.syscalls.unpin(self.mallory.tenant_id, handle, accepted=False)
             self.log.append(f"unpin {span}: refused ({err})")
             return
+        self.oracle.escapes += self.oracle.syscalls.unpin(self.mallory.tenant_id, handle, accepted=True)
         self.log.append(f"unpin {span}: {outcome}")
         region = self.spans[span]
         phys = self.mallory.virt_to_phys(region.vaddr)
@@ -582,18 +587,22 @@ class Arena:
     def free(self, span: str) -> None:
         """Mallory frees a span's memory (refused while pinned, also while a deferred unpin waits)."""
         region = self.spans[span]
+        self.oracle.owners_changing()
         try:
             phys = self.mallory.virt_to_phys(region.vaddr)
             self.mallory.free_dma(region)
         except KernelError as err:
             self.log.append(f"free {span}: refused ({err})")
             return
+        tid = self.mallory.tenant_id
+        self.oracle.escapes += self.oracle.syscalls.free(tid, phys, region.size, self.oracle.pinned.get(tid))
         self.oracle.revoke(self.mallory.tenant_id, phys, region.size, region.bus)
         self.log.append(f"free {span}: done, frame {phys >> 12} back in the free pool")
 
     @acting("alice")
     def victim_alloc(self, pages: int) -> None:
         """Alice allocates ``pages`` (first fit: a frame mallory just freed) and fills them; the oracle guards them."""
+        self.oracle.owners_changing()
         region = self.tenants["alice"].alloc_dma(max(1, pages) * PAGE_SIZE)
         region.view[:] = 0x41
         phys = self.tenants["alice"].virt_to_phys(region.vaddr)
@@ -648,6 +657,9 @@ class Arena:
             self.log.append(f"pin_range {span}{offset:+#x} len {length:#x} access {access}: refused ({err})")
             return
         first, last = vaddr >> 12, (vaddr + length - 1) >> 12
+        tid = self.mallory.tenant_id
+        frames = np.array([self.mallory.virt_to_phys(p << 12) >> 12 for p in range(first, last + 1)], dtype=np.int64)
+        self.oracle.escapes += self.oracle.syscalls.pin(tid, int(handle), frames, self.oracle.pinned.get(tid))
         for page in range(first, last + 1):
             phys = self.mallory.virt_to_phys(page << 12)
             bus = region.bus + (page << 12) - region.vaddr
@@ -675,8 +687,10 @@ class Arena:
         try:
             outcome = self.mallory.unpin(handle)
         except KernelError as err:
+            self.oracle.escapes += self.oracle.syscalls.unpin(self.mallory.tenant_id, handle, accepted=False)
             self.log.append(f"unpin_range {index}: refused ({err})")
             return
+        self.oracle.escapes += self.oracle.syscalls.unpin(self.mallory.tenant_id, handle, accepted=True)
         region = self.spans[span]
         for page in range(first, first + pages):
             phys = self.mallory.virt_to_phys(page << 12)
@@ -696,6 +710,7 @@ class Arena:
         """
         region = self.spans[span]
         vaddr = region.vaddr + offset
+        phys: int | None = None
         try:
             phys = self.mallory.virt_to_phys(vaddr)
             view = self.memory.data[phys : min(phys + nbytes, self.memory.size)]
@@ -703,11 +718,18 @@ class Arena:
             view = np.zeros(0, dtype=np.uint8)
         ring = DmaRegion(vaddr, region.bus + offset, nbytes, view)
         opener = self.mallory.open_tx_queue if kind == "tx" else self.mallory.open_rx_queue
+        self.oracle.owners_changing()  # the kernel may allocate the queue's shadow ring
+        owner = self.memory.owner.copy()  # the frames' owners before the kernel allocates anything for the queue
+        judge = functools.partial(
+            self.oracle.syscalls.open_queue, self.mallory.tenant_id, ("nic2", kind, SPARE_QUEUE), phys, nbytes, size
+        )
         try:
             opener("nic2", SPARE_QUEUE, ring, size)
         except KernelError as err:
+            self.oracle.escapes += judge(False, owner)
             self.log.append(f"open_queue {kind} {size} slots over {span}{offset:+#x} len {nbytes:#x}: refused ({err})")
             return
+        self.oracle.escapes += judge(True, owner)
         self.log.append(f"open_queue {kind} {size} slots over {span}{offset:+#x} len {nbytes:#x}: opened")
 
     @acting("mallory")

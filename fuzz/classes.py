@@ -15,7 +15,8 @@ them.  Every generator is vectorised: one batch is a handful of numpy calls.
 see an escape from this class *in this sandbox*.  Several classes escape
 nowhere, by construction of the hardware model rather than by the
 verifier's grace: the emulated bus master-aborts a DMA that wraps or leaves
-physical memory (wrap, beyond-memory), the device stalls on a tail outside
+physical memory (wrap; beyond-memory's ranges past the end, while its ranges
+ending on the last byte read free memory), the device stalls on a tail outside
 its ring (ring-index), and malformed packets never move a byte outside the
 pins they name (fragments, bad-cmd).  Those classes still measure the
 verifier's policy (their descriptors must be rejected in ``verifier``
@@ -197,12 +198,18 @@ def wrap(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
 
 
 def beyond_memory(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
+    """Ranges ending past the last byte of DRAM (just past it, far past it, at huge addresses), and a quarter
+    at the rule's exact boundary: ending on the last byte or one before (``addr + len = M`` is inside memory,
+    ``M + 1`` one past: docs/verifier.md, ADDR_BEYOND_MEMORY), so a kernel that calls the last byte beyond
+    memory names a false reason.  Those read the last frame, free memory: an escape without protection.
+    """
     length = lengths(rng, n)
-    over = rng.integers(0, 3, n)
+    over = rng.integers(0, 4, n)
     near_end = m.memory_size - length + 1 + rng.integers(0, 64, n)  # straddles the end
     far = m.memory_size + rng.integers(0, 1 << 40, n)
     huge = (np.int64(1) << rng.integers(27, 63, n)) + rng.integers(0, PAGE_SIZE, n)
-    addr = np.where(over == 0, near_end, np.where(over == 1, far, huge))
+    edge = m.memory_size - length - rng.integers(0, 2, n)  # ends on the last byte, or one before
+    addr = np.where(over == 0, near_end, np.where(over == 1, far, np.where(over == 2, huge, edge)))
     return Attack.of(Tx(tx_batch(addr.astype(np.uint64), length)))
 
 
@@ -446,7 +453,7 @@ CLASSES: dict[str, AttackClass] = ClassTable(
         AttackClass("own-unpinned", "TX from mallory's mapped but unpinned pages", NONE_ONLY, own_unpinned),
         AttackClass("straddle", "first/last byte of a pin +-1", NONE_ONLY, straddle),
         AttackClass("wrap", "addr + len wrapping 2**64 (the bus master-aborts)", NOWHERE, wrap),
-        AttackClass("beyond-memory", "ranges ending past physical memory (master abort)", NOWHERE, beyond_memory),
+        AttackClass("beyond-memory", "ranges ending past memory, or on its last byte", NONE_ONLY, beyond_memory),
         AttackClass("bad-length", "zero and oversized lengths", NONE_ONLY, bad_length),
         AttackClass("fragments", "too many fragments, packets without EOP", NOWHERE, fragments),
         AttackClass("bad-cmd", "unknown command bits, checksum offsets outside the packet", NOWHERE, bad_cmd),

@@ -24,6 +24,7 @@ import numpy as np
 from fuzz.arena import MemoryMap, Span
 from fuzz.edges import RX_BUFFER, edge_lengths
 from fuzz.steps import Attack, EveSends, OpenQueue, PinRange, RegAt, Rx, Step, Tx, UnpinRange, tx_batch
+from fuzz.steps.syscalls import UNMAPPED_REACH
 from ring import regs
 from ring.memory import PAGE_SIZE
 
@@ -35,7 +36,10 @@ def _span(m: MemoryMap, name: str) -> Span:
 
 
 def pin_range(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
-    """Pins at the boundaries of a span, maybe an unpin, then traffic at the edges of what would be pinned."""
+    """Pins at the boundaries of a span, maybe an unpin, then traffic at the edges of what would be pinned;
+    a quarter of the attacks are instead a deferred unpin's lifetime (``deferred_unpin``)."""
+    if rng.random() < 0.25:
+        return deferred_unpin(rng, m, n)
     steps: list[Step] = []
     targets: list[tuple[int, int, int]] = []  # (first byte, end, access) of each pin as the kernel should take it
     for _ in range(int(rng.integers(1, 3))):
@@ -69,6 +73,56 @@ def pin_range(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
         rx = np.where(rng.random(k) < 0.5, hi - RX_BUFFER + rng.integers(0, 2, k), lo - rng.integers(0, 2, k))
         steps += [Rx(rx.astype(np.uint64)), EveSends(k)]
     return Attack(tuple(steps), fresh=True)
+
+
+def deferred_unpin(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
+    """The system calls around a deferred unpin, each at the point where the lifetime rules decide its answer.
+
+    Mallory pins ``spare`` read-write (pin 0) and ``uaf`` (pin 1, no DMA ever), posts 2..4 RX buffers into
+    ``spare`` and unpins pin 0 while they are in flight ("deferred"), then unpins it again (the handle is no
+    longer hers: refused).  Eve sends one frame: the kernel reaps a completion and settles deferred unpins,
+    which may finish pin 0's release only, never an active pin.  Then the calls whose answer depends on the
+    active pins still being there: a pin over one of ``holey``'s pinned pages (overlap: refused), the unpin
+    of pin 1 (hers: accepted), a pin over ``uaf`` again (now free: accepted), in an order by seed, and eve's
+    remaining frames.  The oracle judges each answer (fuzz/oracle/syscalls.py).
+    """
+    k = int(rng.integers(2, 5))
+    buffers = (m.spare.bus + rng.permutation(4)[:k] * RX_BUFFER).astype(np.uint64)
+    steps: list[Step] = [
+        PinRange("spare", 0, m.spare.size, 3),
+        PinRange("uaf", 0, PAGE_SIZE, int(rng.choice([1, 2, 3]))),
+        Rx(buffers),
+        UnpinRange(0),
+        UnpinRange(0),
+        EveSends(1),
+    ]
+    after: list[Step] = [
+        PinRange("holey", int(rng.choice([0, 2 * PAGE_SIZE])) + int(rng.integers(0, 2)), 1, 3),
+        UnpinRange(1),
+        PinRange("uaf", 0, PAGE_SIZE, 3),
+    ]
+    order = rng.permutation(2)  # the holey pin and the unpin in either order; the re-pin of uaf after its unpin
+    steps += [after[int(i)] for i in order] + [after[2], EveSends(k - 1)]
+    return Attack(tuple(steps), fresh=True)
+
+
+def ring_at_edge(rng: np.random.Generator, m: MemoryMap) -> Attack:
+    """nic2's spare queue with its ring ending at the edge of mallory's memory, -1/0/+1 descriptor, or a frame on.
+
+    ``scattered_lo`` is her last frame before alice's ``alice_gap`` (physically next): a ring of 8, 64 or 256
+    slots ending one descriptor before that edge or on it is hers (to be accepted), one ending a descriptor
+    or a frame past it runs into alice's frame (to be refused), whatever its first frames are.  The region
+    named is exactly the ring, or a descriptor longer; then the tail is rung.
+    """
+    queue = "tx" if rng.random() < 0.7 else "rx"
+    slots = int(rng.choice([8, 64, 256]))
+    length = slots * 16
+    end = PAGE_SIZE + int(rng.choice([-16, 0, 0, 16, 16, PAGE_SIZE]))  # the ring's end, from scattered_lo's start
+    offset = max(0, end - length)
+    nbytes = length + int(rng.choice([0, 0, 16]))
+    tail_reg = regs.queue_reg(regs.TDT if queue == "tx" else regs.RDT, 1)
+    tail = int(rng.choice([1, slots - 1]))
+    return Attack((OpenQueue(queue, "scattered_lo", offset, nbytes, slots), RegAt("nic2", tail_reg, tail)), fresh=True)
 
 
 def foreign_reg(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
@@ -112,14 +166,19 @@ def open_queue(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
         that is accepted is the tenant's own memory, so this class escapes
         nowhere with a correct kernel -- a kernel that took a ring over alice's
         frame lets the device fetch her bytes as descriptors.
+
+    Half the attacks put the ring's end at the exact edge of mallory's memory (``ring_edge``); the oracle judges
+    every answer, the refusals too (fuzz/oracle/syscalls.py).
     """
+    if rng.random() < 0.5:
+        return ring_at_edge(rng, m)
     queue = "tx" if rng.random() < 0.7 else "rx"
     name = ("spare", "holey", "uaf", "scattered_lo", "scattered_lo")[int(rng.integers(0, 5))]
     span = {"spare": m.spare, "holey": m.holey, "uaf": m.uaf, "scattered_lo": m.scattered_lo}[name]
     slots = int(rng.choice([0, 7, 8, 9, 256, 256, 512, 512, 65536, 65544]))
     offset = int(rng.choice([0, 0, 8, 16, PAGE_SIZE // 2, PAGE_SIZE]) % span.size)
     if rng.random() < 0.1:  # past the span's mapping: an address the kernel must refuse to translate
-        offset = span.size + 64 * PAGE_SIZE
+        offset = span.size + UNMAPPED_REACH
     want = slots * 16
     nbytes = int(rng.choice([max(0, want - 16), want, want, want + 8, want + 16, span.size - offset, 2 * PAGE_SIZE]))
     tail_reg = regs.queue_reg(regs.TDT if queue == "tx" else regs.RDT, 1)

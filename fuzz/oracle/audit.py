@@ -61,7 +61,7 @@ class RecordSpanLike(Protocol):
     Record ``seq + i`` has reason ``names[reason[i]]`` and names ring slot
     ``ring_index[i]`` (``ring_index`` None: the records name no descriptor).
     The other columns say what each refusal was about, None when not of
-    that kind: ``descs``, ``bad_byte`` and the shared ``extra`` of refused
+    that kind: ``descs``, ``bad_byte``, ``owner`` and the shared ``extra`` of refused
     descriptors; ``iova``, ``length`` and ``write`` of IOMMU faults.
     """
 
@@ -91,6 +91,8 @@ class RecordSpanLike(Protocol):
     def length(self) -> npt.NDArray[np.int64] | None: ...
     @property
     def write(self) -> bool | None: ...
+    @property
+    def owner(self) -> npt.NDArray[np.str_] | None: ...
 
     def __len__(self) -> int: ...
 
@@ -396,6 +398,7 @@ class AuditWatch:
                 if span.ring_index is not None:
                     rows.slot = span.ring_index.astype(np.int64)
             rows.bad_byte = span.bad_byte
+            rows.owner = span.owner
         elif span.iova is not None and span.length is not None:
             rows.addr = span.iova.astype(np.uint64)
             rows.length = span.length.astype(np.int64)
@@ -421,6 +424,7 @@ class AuditWatch:
             rows.css = np.array([int(d.get("css", 0)) for d in descs], dtype=np.int64)
             rows.slot = np.array([int(r.get("ring_index") or 0) for r in run], dtype=np.int64)
         rows.bad_byte = np.array([_signed_bad_byte(d) for d in details], dtype=np.int64)
+        rows.owner = np.array([str(d.get("owner", "")) for d in details], dtype=np.str_)
         rows.detail = details[0]
         codes_of: dict[str, int] = {}
         codes = np.array([codes_of.setdefault(str(r["reason"]), len(codes_of)) for r in run], dtype=np.uint8)
@@ -443,6 +447,7 @@ class AuditWatch:
                 rows.css = np.array([int(desc.get("css", 0))], dtype=np.int64)
                 rows.slot = np.array([int(record.get("ring_index") or 0)], dtype=np.int64)
             rows.bad_byte = np.array([_signed_bad_byte(detail)], dtype=np.int64)
+            rows.owner = np.array([str(detail.get("owner", ""))], dtype=np.str_)
         elif kind == "iommu" and "iova" in detail:
             rows.addr = np.array([int(str(detail["iova"]), 0)], dtype=np.uint64)
             rows.length = np.array([int(detail.get("length", 0))], dtype=np.int64)
@@ -664,7 +669,7 @@ def _runs(
 def _slice(rows: Rows, lo: int, n: int) -> Rows:
     """Records ``lo..lo+n-1`` of ``rows`` (the pin reference changed in between)."""
     part = slice(lo, lo + n)
-    columns = ("addr", "length", "cmd", "bad_byte", "slot", "cso", "css")
+    columns = ("addr", "length", "cmd", "bad_byte", "slot", "cso", "css", "owner")
     cut = {k: getattr(rows, k)[part] for k in columns if getattr(rows, k) is not None}
     return dataclasses.replace(rows, seq=rows.seq + lo, **cut)
 

@@ -53,6 +53,7 @@ from fuzz.oracle.reasons import (
     Reference,
 )
 from fuzz.oracle.rules import OpenPacket, RuleBook, descriptor_rules, packet_rules, window_atomicity
+from fuzz.oracle.syscalls import SyscallJudge
 from ring import indices
 from ring.descriptors import DESC_SIZE, RX_DESC, TX_DESC
 from ring.frames import FrameBatch
@@ -116,7 +117,10 @@ class Oracle:
     #: the audit record count, when an ``AuditWatch`` judges reasons: changes to the pin reference are then
     #: remembered with it (``_history``), so each record is judged against the reference of its moment
     clock: Callable[[], int] | None = None
-    _history: list[tuple[int, int, npt.NDArray[np.uint8], dict[int, tuple[int, int]]]] = field(default_factory=list)
+    #: (audit count, tenant, pin table, bus pages, frame owners) as they were before a change at that count
+    _history: list[tuple[int, int, npt.NDArray[np.uint8], dict[int, tuple[int, int]], npt.NDArray[np.int32]]] = field(
+        default_factory=list
+    )
     _current: dict[int | None, Reference] = field(default_factory=dict)
 
     #: accepted => every rule holds (fuzz/oracle/rules.py): set where a kernel claims to enforce the rules
@@ -130,6 +134,8 @@ class Oracle:
     _rings: dict[tuple[str, str, int], RingModel] = field(default_factory=dict)
     #: the oracle's account of the packet each TX queue holds open across doorbells (fuzz/oracle/held.py)
     _held: dict[tuple[str, int], HeldModel] = field(default_factory=dict)
+    #: the kernel's answers to pin, unpin and free, judged against the pin reference (kind ``"syscall"``)
+    syscalls: SyscallJudge = field(default_factory=SyscallJudge)
 
     # -- the pin reference -------------------------------------------------------------
     def grant(self, tenant: int, phys: int, length: int, access: int, bus: int | None = None) -> None:
@@ -172,8 +178,16 @@ class Oracle:
         table = self.pinned.setdefault(tenant, np.zeros(self.memory.frames, dtype=np.uint8))
         self._current.pop(tenant, None)
         if self.clock is not None:
-            self._history.append((self.clock(), tenant, table.copy(), dict(self.bus_pins.get(tenant, {}))))
+            pages = dict(self.bus_pins.get(tenant, {}))
+            self._history.append((self.clock(), tenant, table.copy(), pages, self.memory.owner.copy()))
         return table
+
+    def owners_changing(self) -> None:
+        """Frames are about to change owner (an allocation or a free): the records so far name the owners as they
+        are now, so they are remembered with every pin reference (a record's ``owner`` is judged at its moment)."""
+        if self.clock is not None:
+            for tenant in list(self.pinned):
+                self._before_change(tenant)
 
     def references(self, tenant: int | None, first: int, stop: int) -> list[tuple[int, int, Reference]]:
         """The pin reference of ``tenant`` for records ``first..stop-1``: ``(lo, hi, reference)`` runs.
@@ -188,13 +202,14 @@ class Oracle:
                 self.pinned.get(tenant, empty) if tenant is not None else empty,
                 dict(self.bus_pins.get(tenant, {})) if tenant is not None else {},
                 self.memory.size,
+                self.memory.owner,
             )
         runs, lo = [], first
-        for count, whose, table, pages in self._history:
+        for count, whose, table, pages, owner in self._history:
             if whose != tenant or count <= lo:
                 continue
             hi = min(count, stop)
-            runs.append((lo, hi, Reference(table, pages, self.memory.size)))
+            runs.append((lo, hi, Reference(table, pages, self.memory.size, owner)))
             lo = hi
             if lo >= stop:
                 break

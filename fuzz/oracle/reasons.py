@@ -33,7 +33,7 @@ import numpy.typing as npt
 from fuzz.oracle.rules import RuleBook
 from ring import indices, regs
 from ring.descriptors import TXD_CMD_EOP, TXD_CMD_IC, TXD_CMD_SUPPORTED
-from ring.memory import PAGE_SHIFT, PAGE_SIZE
+from ring.memory import PAGE_SHIFT, PAGE_SIZE, owner_name
 
 U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
@@ -92,6 +92,10 @@ class Reference:
     table: npt.NDArray[np.uint8]  # access bits (+ RELEASED, UNPIN_ASKED) per physical frame
     bus: Mapping[int, tuple[int, int]]  # device page -> (frame, access bits)
     memory_size: int
+    #: the memory controller's owner of every frame (ring.memory.PhysicalMemory.owner), when known: a record's
+    #: ``owner`` claim is judged against it (None: not judged).  Frames change owner only by an allocation or a
+    #: free, steps that refuse no descriptor, so the owner after a step is the owner of its records' moment.
+    owner: npt.NDArray[np.int32] | None = None
 
     @cached_property
     def bus_table(self) -> tuple[I64, I64]:
@@ -124,6 +128,8 @@ class Rows:
     css: I64 | None = None
     #: the oracle's rule book (None: the kernel claims no packet rule, packet-level reasons go unjudged)
     rules: RuleBook | None = None
+    #: each row's ``detail.owner`` claim (``kernel``, ``free``, ``tenantN``, ``own``, ``own-unpinned``; "": none)
+    owner: npt.NDArray[np.str_] | None = None
     #: every row's reason (code, and code -> name), set by ``judge``: a packet's records are judged together
     codes: npt.NDArray[np.uint8] | None = None
     names: Mapping[int, str] | None = None
@@ -172,9 +178,24 @@ def _frames_ok(first: I64, last: I64, table: npt.NDArray[np.uint8], good: Callab
     return np.all(~inside | good(table[frames]), axis=1)
 
 
-def _bad_byte_claim(rows: Rows, i: I64, ref: Reference, frame_bad: Callable[[Any], Mask]) -> Verdict:
+def _owner_labels(truth: npt.NDArray[np.int32], tenant: int | None, own: str) -> npt.NDArray[np.str_]:
+    """The ``owner`` label the audit schema gives frames of these ground-truth owners: ``own`` for the queue
+    owner's frames (the reason decides which of ``own`` / ``own-unpinned``), else ``kernel``, ``free``, ``tenantN``."""
+    codes, inverse = np.unique(truth, return_inverse=True)
+    labels = [own if code == tenant else owner_name(code) for code in codes.tolist()]
+    return np.array(labels, dtype=np.str_)[inverse.reshape(-1)]
+
+
+def _bad_byte_claim(
+    rows: Rows, i: I64, ref: Reference, frame_bad: Callable[[Any], Mask], own: str = "own", mine: bool = False
+) -> Verdict:
     """The shared part of the pin/access reasons: the named byte is in the range, in memory, in a frame
-    ``frame_bad`` says is bad, and every byte before it lies in frames pinned with the needed access."""
+    ``frame_bad`` says is bad, and every byte before it lies in frames pinned with the needed access.
+
+    The record's ``owner`` names that frame's ground-truth owner (docs/audit-log.md), the queue owner's own
+    frames as ``own`` (the label ``own-unpinned`` with ADDR_NOT_PINNED: pass ``own``); ``mine``: the reason is
+    about the owner's own pin, so the frame must be the owner's (ACCESS_NO_*, PIN_RELEASED).
+    """
     addr, length = _span(rows, i)
     bad = _u64(rows.bad_byte[i]) if rows.bad_byte is not None else np.full(i.size, _TOP)
     named = rows.bad_byte[i] != -1 if rows.bad_byte is not None else np.zeros(i.size, dtype=bool)
@@ -186,6 +207,14 @@ def _bad_byte_claim(rows: Rows, i: I64, ref: Reference, frame_bad: Callable[[Any
     last = np.where(inside & (bad > addr), last, first - 1)
     pinned_before = _frames_ok(first, last, ref.table, lambda t: (t & need) != 0)
     ok = inside & frame_bad(ref.table[frame]) & pinned_before
+    owned = np.ones(i.size, dtype=bool)
+    truth = expected = claimed = None
+    if ref.owner is not None and rows.owner is not None:
+        truth = ref.owner[frame]
+        expected = _owner_labels(truth, rows.tenant, own)
+        claimed = rows.owner[i]
+        owned = (claimed == expected) & ((truth == rows.tenant) | (not mine))
+        ok &= ~inside | owned
 
     def fact(j: int) -> str:
         if not named[j]:
@@ -196,6 +225,10 @@ def _bad_byte_claim(rows: Rows, i: I64, ref: Reference, frame_bad: Callable[[Any
         bits = int(ref.table[frame[j]])
         if not pinned_before[j]:
             return f"a byte before first_bad_byte {b:#x} is not pinned with access {need} either"
+        if not owned[j] and truth is not None and expected is not None and claimed is not None:
+            if str(claimed[j]) != str(expected[j]):
+                return f"it names owner {str(claimed[j])!r}, and frame {int(frame[j])} is {str(expected[j])!r}"
+            return f"frame {int(frame[j])} is {owner_name(int(truth[j]))}'s, not the queue owner's own"
         return f"frame {int(frame[j])} holds pin bits {bits:#x} in the oracle's reference"
 
     return ok, fact
@@ -203,14 +236,18 @@ def _bad_byte_claim(rows: Rows, i: I64, ref: Reference, frame_bad: Callable[[Any
 
 def not_pinned(rows: Rows, i: I64, ref: Reference) -> Verdict:
     """ADDR_NOT_PINNED: the first bad byte's frame has no pin of the owner (or an unpin is under way)."""
-    return _bad_byte_claim(rows, i, ref, lambda t: ((t & ACCESS_BITS) == 0) | ((t & UNPIN_ASKED) != 0))
+    return _bad_byte_claim(
+        rows, i, ref, lambda t: ((t & ACCESS_BITS) == 0) | ((t & UNPIN_ASKED) != 0), own="own-unpinned"
+    )
 
 
 def pin_released(rows: Rows, i: I64, ref: Reference) -> Verdict:
-    """PIN_RELEASED: that frame's pin was the owner's and was released (or its unpin is under way)."""
+    """PIN_RELEASED: that frame is the owner's own, its pin was the owner's and was released (or its unpin is
+    under way).  A released frame that went back to the allocator and on to another tenant is that tenant's:
+    ADDR_NOT_PINNED names it (docs/verifier.md, code 50: "the tenant's own, was pinned once")."""
     need = _need(rows)
     return _bad_byte_claim(
-        rows, i, ref, lambda t: (((t & need) == 0) & ((t & RELEASED) != 0)) | ((t & UNPIN_ASKED) != 0)
+        rows, i, ref, lambda t: (((t & need) == 0) & ((t & RELEASED) != 0)) | ((t & UNPIN_ASKED) != 0), mine=True
     )
 
 
@@ -220,7 +257,11 @@ def access_missing(kind: str) -> Predicate:
     def judge(rows: Rows, i: I64, ref: Reference) -> Verdict:
         need = _need(rows)
         ok, fact = _bad_byte_claim(
-            rows, i, ref, lambda t: (((t & ACCESS_BITS) != 0) & ((t & need) == 0)) | ((t & UNPIN_ASKED) != 0)
+            rows,
+            i,
+            ref,
+            lambda t: (((t & ACCESS_BITS) != 0) & ((t & need) == 0)) | ((t & UNPIN_ASKED) != 0),
+            mine=True,
         )
         if rows.kind != kind:
             return np.zeros(i.size, dtype=bool), lambda _j: f"a {rows.kind} record, the rule is about {kind}"

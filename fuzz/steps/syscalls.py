@@ -30,7 +30,10 @@ MAX_RANGE = 3 * 4096 + 2 * PIN_REACH
 MAX_PINS = 64  # unpin_range index: pins of one attack, plus a few indexes no pin has
 #: Spans a queue's ring may be opened over (``scattered_lo`` is followed by alice's frame).
 RING_SPANS = ("spare", "holey", "uaf", "scattered_lo")
-MAX_RING_BYTES = 1 << 20  # a ring of 65536 slots, and then some
+MAX_RING_BYTES = 1 << 21  # a ring of 65544 slots (one size too many) and a descriptor more, and then some
+#: How far past a span ``open_queue`` may name its ring: into the unmapped addresses after the spans.
+UNMAPPED_REACH = 64 * 4096
+MAX_RING_OFFSET = 4 * 4096 + UNMAPPED_REACH
 
 
 @dataclass(frozen=True, eq=False)
@@ -124,7 +127,7 @@ class OpenQueue(Step):
     FIELDS: ClassVar[dict[str, Key]] = {
         "queue": Key(Text(QUEUE_KINDS)),
         "span": Key(Text(RING_SPANS)),
-        "offset": Key(Int(0, 4 * 4096 - 1, "#x")),
+        "offset": Key(Int(0, MAX_RING_OFFSET, "#x")),
         "nbytes": Key(Int(0, MAX_RING_BYTES, "#x")),
         "slots": Key(Int(0, 1 << 17)),
     }

@@ -8,8 +8,9 @@ import pytest
 
 from driver.tenant.txq import TxQueue
 from ring import regs
-from ring.memory import PAGE_SIZE, PhysicalMemory
-from ring.syscalls import DEVICE_READ, DEVICE_WRITE
+from ring.descriptors import DESC_SIZE
+from ring.memory import OWNER_FREE, PAGE_SIZE, PhysicalMemory
+from ring.syscalls import DEVICE_READ, DEVICE_WRITE, DmaRegion
 from verifier.kernel import Kernel, KernelError
 from verifier.modes.protection import Protection
 from verifier.pins import Access
@@ -105,3 +106,24 @@ def test_the_longest_ring_is_what_tdlen_bits_19_7_can_say() -> None:
             TxQueue(alice, nic, size=65536)
         world.kernel.open_queue(alice, "tx", nic, 0, big, 65528)
         assert world.nics[nic].reg(regs.TDLEN) == 65528 * 16 == regs.RING_LEN_MASK
+
+
+@pytest.mark.parametrize("slots", [8, 256, 512])
+def test_a_ring_running_past_the_end_of_memory_is_refused(slots: int) -> None:
+    """The ring's frames must lie in memory and be the caller's: a ring at the last frame of memory that is
+    longer than that frame runs past the end (the fuzzer's arena maps nothing there: its tenants allocate from
+    the bottom, and filling 60 MB to reach the top would cost it half a second per machine)."""
+    base = dataclasses.replace(scenario.load(), memory_size=8 << 20)
+    with World.build(base, pcap=False) as world:
+        alice, memory = world.tenants["alice"], world.memory
+        filler = alice.alloc_dma((int((memory.owner == OWNER_FREE).sum()) - 1) * PAGE_SIZE)
+        top = alice.alloc_dma(PAGE_SIZE)  # the last frame of memory
+        alice.free_dma(filler)  # room again for the kernel's shadow ring
+        assert alice.virt_to_phys(top.vaddr) == memory.size - PAGE_SIZE
+        ring = DmaRegion(top.vaddr, top.bus, slots * DESC_SIZE, top.view)  # the region as she names it
+        nic = world.scenario.tenants[0].nic
+        if slots * DESC_SIZE <= PAGE_SIZE:  # ends on or before the last byte of memory: hers, accepted
+            alice.open_tx_queue(nic, 0, ring, slots)
+            return
+        with pytest.raises(KernelError, match="not memory of this tenant"):
+            alice.open_tx_queue(nic, 0, ring, slots)

@@ -55,7 +55,8 @@ class RecordSpan:
     observer that judges whether the reason is true (fuzz/oracle/reasons.py):
     ``descs`` (the descriptors as judged), ``bad_byte`` (``first_bad_byte``, -1
     when none), ``extra`` (detail shared by every row, e.g. ``checked_bytes``),
-    and for IOMMU faults ``iova``, ``length`` and ``write``.  None: not that kind.
+    ``owner`` (the ``detail.owner`` label of each refused descriptor's offending frame), and for IOMMU faults
+    ``iova``, ``length`` and ``write``.  None: not that kind.
     """
 
     seq: int
@@ -71,6 +72,8 @@ class RecordSpan:
     iova: npt.NDArray[np.uint64] | None = None
     length: npt.NDArray[np.int64] | None = None
     write: bool | None = None
+    #: each row's ``detail.owner`` label (``kernel``, ``free``, ``tenantN``, ``own``, ``own-unpinned``; ``""``: none)
+    owner: npt.NDArray[np.str_] | None = None
 
     def __len__(self) -> int:
         return int(self.reason.size)
@@ -96,6 +99,7 @@ class _Chunk:
         """Rows ``lo..hi-1`` as columns."""
         rows, part = self.rows, slice(lo, self.hi)
         slots = rows.ring_index
+        labels = getattr(rows, "owner_labels", None)  # descriptor refusals name the offending frame's owner
 
         def column(name: str) -> Any:
             value = getattr(rows, name, None)  # the columns of RejectionBatch or IommuFaultBatch, if present
@@ -115,6 +119,7 @@ class _Chunk:
             iova=column("iova"),
             length=column("length"),
             write=getattr(rows, "write", None),
+            owner=None if labels is None else labels[part],
         )
 
 

@@ -92,6 +92,14 @@ class RejectionBatch:
     def __len__(self) -> int:
         return int(self.reason.size)
 
+    @property
+    def owner_labels(self) -> npt.NDArray[np.str_]:
+        """Each row's ``detail.owner`` as its record says it (``""`` where the record names no owner): a column
+        for an observer that judges the claim, built from the few distinct owners of the batch."""
+        codes, inverse = np.unique(self.owner, return_inverse=True)
+        labels = ["" if code == NO_OWNER else owner_label(code, self.tenant) for code in codes.tolist()]
+        return np.array(labels, dtype=np.str_)[inverse.reshape(-1)]
+
     def records(self, lo: int = 0, hi: int | None = None) -> Iterator[AuditRecord]:
         """The records of rows ``lo..hi-1``, in order.
 
