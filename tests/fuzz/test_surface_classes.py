@@ -75,7 +75,7 @@ def test_a_pin_one_byte_long_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_ring_over_another_tenants_frame_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(AddressSpace, "owns_phys", lambda self, phys, nbytes: True)
     for mode in ("none", "verifier"):
-        result = run_campaign(mode, seed=1, classes=["open-queue"], iterations=64, batch=64)
+        result = run_campaign(mode, seed=1, classes=["open-queue"], iterations=256, batch=64)
         found = {f.kind for f in result.findings}
         assert "syscall" in found, (mode, result.as_dict())  # the answer itself: opened over alice's frame
         # and what follows from it: under verifier the kernel marks refusals into alice's frame
