@@ -82,6 +82,11 @@ class Period:
     dropped_forwarder: int  # frames the forwarder dropped because tx_burst refused them (ring-full)
     dropped_hop2: int  # frames the consumer's NIC missed (its MPC)
     latency_p99_ns: int  # p99 of source-send to consumer-take, in virtual ns, of this period's frames (0: none)
+    #: every frame the consumer took in the period, its source-send to consumer-take in virtual ns (a tuner's p99
+    #: over many periods needs them all, not the periods' own p99s)
+    latencies_ns: npt.NDArray[np.int64] = field(
+        default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False, compare=False
+    )
 
 
 #: The forwarder's batch for the next period, given the last one (None before the first): ``FixedBatch`` or a tuner.
@@ -211,12 +216,15 @@ def run(
     policy: Policy,
     period_ns: int = DEFAULT_PERIOD_NS,
     stop: Callable[[], bool] | None = None,
+    slow_down: tuple[int, float] | None = None,
 ) -> ForwardReport:
     """Send ``count`` frames of ``size`` bytes through the forwarder and report where each one went.
 
     ``batch`` is asked for the forwarder's burst size once per period (a
     fixed size, or a tuner).  ``stop``, polled once per period, ends the
     source early (Ctrl-C): the rings still drain and the report is whole.
+    ``slow_down`` = (period, rate): from that period on the consumer takes
+    ``rate`` frames per second instead (a workload that changes mid-run).
     """
     roles = Roles.of(world.scenario)
     scen = world.scenario
@@ -245,7 +253,8 @@ def run(
     shortfalls = {r.value: 0 for r in (Reason.RING_FULL, Reason.POOL_EMPTY)}
     held: npt.NDArray[np.uint8] = np.zeros((0, flow.frame_len), dtype=np.uint8)
     clock = VirtualClock(start_ns=0)
-    offered = consumed = 0
+    offered = spent = 0
+    owed_before, since_ns, consumer_now = 0, 0, consumer_rate  # the consumer's allowance, piecewise in its rate
     last: Period | None = None
     quiet = 0
     index = 0
@@ -291,9 +300,12 @@ def run(
                     else:
                         ring_full = taken - k
         # 3. the consumer: what its rate allows by now
-        allowed = int(consumer_rate * now / 1e9) - consumed
+        if slow_down is not None and index == slow_down[0]:
+            owed_before += int(consumer_now * (now - period_ns - since_ns) / 1e9)
+            since_ns, consumer_now = now - period_ns, slow_down[1]
+        allowed = owed_before + int(consumer_now * (now - since_ns) / 1e9) - spent
         got = dst_rx.rx_burst(allowed) if allowed > 0 else FrameBatch()
-        consumed += len(got)
+        spent += max(allowed, 0)  # an idle consumer banks no capacity: what it had no frames for is gone
         lat = np.zeros(0, dtype=np.int64)
         if len(got):
             rows = got.as_matrix()
@@ -313,7 +325,7 @@ def run(
             index, now, size_now, sent_now, taken, forwarded, len(got),
             fwd_rx.ready(), fwd_tx.in_flight, dst_rx.ready(), len(held),
             nics[fwd_spec.nic].read32(regs.MPC), ring_full, nics[dst_spec.nic].read32(regs.MPC),
-            int(np.percentile(lat, 99)) if lat.size else 0,
+            int(np.percentile(lat, 99)) if lat.size else 0, lat,
         )  # fmt: skip
         report.periods.append(last)
         index += 1

@@ -157,9 +157,9 @@ class BatchTuner:
             return
         slope = (up.utility - down.utility) / (math.log(up.batch) - math.log(down.batch))
         scale = max(abs(up.utility), abs(down.utility))
-        if slope == 0 or scale == 0:
-            return
-        step = self.config.gain * slope / scale
+        # U flat: a bigger batch buys nothing here (a plateau, where a queue behind a slower stage is full
+        # whatever the batch), and the smaller one is no worse: step down by the minimum
+        step = self.config.gain * slope / scale if slope != 0 and scale != 0 else -self.config.min_step
         size = min(self.config.max_step, max(self.config.min_step, abs(step)))
         lo, hi = math.log(self.config.low), math.log(self.config.high)
         self._x = min(hi, max(lo, self._x + math.copysign(size, step)))

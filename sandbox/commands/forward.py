@@ -13,6 +13,7 @@ from device.e1000 import EngineMode
 from measure import forward_plot
 from measure.forward import FixedBatch, ForwardReport, Policy
 from sandbox.argtypes import bounded_number, check_output_path, int_range
+from sandbox.commands import forward_tuned, pingpong_tuned
 from sandbox.demos import forward
 from sandbox.errors import UsageError
 from sandbox.flags import add_json_flag, add_kernel_flags, add_scenario_flags, audit_from_flags, scenario_from_flags
@@ -38,7 +39,8 @@ EXAMPLES = (
     "  nic-sandbox demo forward                       both runs: 20000 frames, 1 Mpps offered, 400 kpps consumed\n"
     "  nic-sandbox demo forward --png /tmp/fwd.png    ... and plot ring occupancy over virtual time\n"
     "  nic-sandbox demo forward --no-backpressure --no-pause   the lossy run only, no PAUSE on the second link\n"
-    "  nic-sandbox demo forward --consumer-rate 900000 --batch 8 --json"
+    "  nic-sandbox demo forward --consumer-rate 900000 --batch 8 --json\n"
+    f"{forward_tuned.EXAMPLES}"
 )
 EPILOG = (
     "what the columns mean:\n"
@@ -85,8 +87,9 @@ def add_parser(kinds: argparse._SubParsersAction[P]) -> None:
     )
     demo.add_argument(
         "--batch",
-        type=int_range(1, 4096, "--batch"),
-        help=f"frames per forwarder burst, one burst per period (default {DEFAULT_BATCH})",
+        type=pingpong_tuned.batch_type,
+        help=f"frames per forwarder burst, one burst per period (default {DEFAULT_BATCH}), or auto: the burst tunes "
+        "itself by gradient ascent on U = throughput - lambda * p99 (see the group below)",
     )
     demo.add_argument(
         "--period-us",
@@ -102,7 +105,12 @@ def add_parser(kinds: argparse._SubParsersAction[P]) -> None:
         action="store_true",
         help="no 802.3x PAUSE on the second link: the consumer's NIC misses frames (MPC) whatever the forwarder does",
     )
-    demo.add_argument("--png", metavar="PATH", help="plot ring occupancy against virtual time (needs matplotlib)")
+    demo.add_argument(
+        "--png",
+        metavar="PATH",
+        help="plot ring occupancy against virtual time (with --batch auto: the trajectory) (needs matplotlib)",
+    )
+    forward_tuned.add_flags(demo)
     add_scenario_flags(demo)
     add_kernel_flags(demo)
     add_json_flag(demo)
@@ -119,11 +127,19 @@ def cmd_forward(args: argparse.Namespace, out: Console) -> int:
             raise UsageError(f"--png needs matplotlib, which is not installed (pip install '{PLOT_EXTRA}')") from None
         check_output_path(args.png, "--png")
     scen = scenario_from_flags(args, NAME)
+    consumer_rate = args.consumer_rate or DEFAULT_CONSUMER_RATE
+    if args.batch == pingpong_tuned.AUTO:
+        auto = forward_tuned.plan(args, scen, consumer_rate)
+        with audit_from_flags(args, scen) as audit, requested_stop() as stop:
+            return forward_tuned.cmd_tuned(
+                args, out, scen, auto, args.size or DEFAULT_SIZE, args.rate or DEFAULT_RATE, stop, audit
+            )
+    if problem := forward_tuned.problem_without_auto(args):
+        raise UsageError(problem)
     count = args.count or DEFAULT_COUNT
     size = args.size or DEFAULT_SIZE
     rate = args.rate or DEFAULT_RATE
-    consumer_rate = args.consumer_rate or DEFAULT_CONSUMER_RATE
-    batch = args.batch or DEFAULT_BATCH
+    batch = int(args.batch or DEFAULT_BATCH)
     period_ns = max(1, round((args.period_us or DEFAULT_PERIOD_US) * 1000))
     if args.no_backpressure:
         policies = [Policy.DROP]

@@ -39,6 +39,7 @@ def run(
     period_ns: int = forward.DEFAULT_PERIOD_NS,
     audit: AuditSink | None = None,
     stop: Callable[[], bool] | None = None,
+    slow_down: tuple[int, float] | None = None,
 ) -> list[ForwardReport]:
     """One run per policy, each in a world of its own; ``batch`` makes each run's batch policy (a tuner is stateful).
 
@@ -51,5 +52,7 @@ def run(
         if reports and stop is not None and stop():
             break  # stopped during a run: keep what was measured, start no other
         with World.build(scen, pcap=False, audit=audit) as world:
-            reports.append(forward.run(world, count, size, rate, consumer_rate, batch(), policy, period_ns, stop))
+            reports.append(
+                forward.run(world, count, size, rate, consumer_rate, batch(), policy, period_ns, stop, slow_down)
+            )
     return reports

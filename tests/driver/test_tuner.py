@@ -102,3 +102,10 @@ def test_one_possible_batch_is_held() -> None:
     tuner = BatchTuner(TunerConfig(lam=1.0, low=7, high=7, start=7))
     drive(tuner, 9)
     assert {s.batch for s in tuner.trajectory} == {7}
+
+
+def test_a_flat_utility_steps_down_by_the_minimum() -> None:
+    tuner = BatchTuner(TunerConfig(lam=1.0, start=100, hold=0))
+    for _ in range(10):
+        tuner.feed(400.0, 1900.0)  # a plateau: every batch measures the same U
+    assert tuner.current == round(100 * math.exp(-0.05 * 5))  # five probe pairs, five minimum steps down

@@ -115,3 +115,47 @@ def test_ctrl_c_keeps_what_was_measured(tmp_path: Path) -> None:
     doc = json.loads(out)
     (run,) = doc["runs"]  # the second run never started
     assert doc["stopped"] and run["offered"] > 0 and run["counters_agree"]
+
+
+def test_batch_auto_json_and_png(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    need_module("matplotlib", "nic-sandbox[plot]")
+    png = tmp_path / "tune.png"
+    code = cli.main(
+        ["demo", "forward", "--batch", "auto", "--periods", "9", "--json", "--png", str(png),
+         "--audit-log", str(tmp_path / "a.jsonl")]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    doc = json.loads(captured.out)
+    assert doc["batch"] == "auto" and doc["units"]["lambda"] == "kpps per us" and "virtual" in doc["clock"]
+    assert [t["role"] for t in doc["trajectory"][:3]] == ["hold", "probe+", "probe-"] and len(doc["trajectory"]) == 9
+    assert all(t["kpps"] > 0 and t["p99_us"] > 0 for t in doc["trajectory"])
+    assert doc["counters_agree"] and doc["dropped_past_first_hop"] == 0 and doc["settled"][0]["batch"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["--batch", "sometimes"], "--batch"),
+        (["--lambda", "1"], "--lambda"),
+        (["--batch", "auto", "--lambda", "-1"], "--lambda"),
+        (["--batch", "auto", "--periods", "2"], "--periods"),
+        (["--batch", "auto", "--shift-at", "3"], "--shift-at"),
+        (["--batch", "auto", "--shift-consumer-rate", "0"], "--shift-consumer-rate"),
+        (["--batch", "auto", "--batch-start", "300"], "--batch-start"),
+        (["--batch", "auto", "--no-backpressure"], "--no-backpressure"),
+        (["--batch", "auto", "--count", "10"], "--count"),
+    ],
+)
+def test_batch_auto_bad_flags_are_one_line_and_exit_2(
+    args: list[str], flag: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code: int | str | None
+    try:
+        code = cli.main(["demo", "forward", *args, "--audit-log", str(tmp_path / "a.jsonl")])
+        err = capsys.readouterr().err
+    except SystemExit as exc:  # argparse's own refusals exit from inside the parser
+        code, err = exc.code, capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and flag in err, err
