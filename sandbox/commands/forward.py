@@ -16,7 +16,15 @@ from sandbox.argtypes import bounded_number, check_output_path, int_range
 from sandbox.commands import forward_tuned, pingpong_tuned
 from sandbox.demos import forward
 from sandbox.errors import UsageError
-from sandbox.flags import add_json_flag, add_kernel_flags, add_scenario_flags, audit_from_flags, scenario_from_flags
+from sandbox.flags import (
+    add_json_flag,
+    add_kernel_flags,
+    add_scenario_flags,
+    audit_from_flags,
+    durability_json,
+    durability_line,
+    scenario_from_flags,
+)
 from sandbox.signals import requested_stop
 from world.traffic import MAX_SIZE, MIN_SIZE
 
@@ -155,9 +163,11 @@ def cmd_forward(args: argparse.Namespace, out: Console) -> int:
     if args.png is not None:
         forward_plot.plot(reports, args.png)
     if args.json:
-        print(json.dumps(_json(reports, scen.seed, scen.protection.value, batch, stop.requested()), indent=2))
+        doc = _json(reports, scen.seed, scen.protection.value, batch, stop.requested())
+        print(json.dumps({**doc, **durability_json(audit)}, indent=2))
     else:
         _print(out, reports, batch, scen.protection.value)
+        out.print(durability_line(audit), markup=False, highlight=False, soft_wrap=True)
         if args.png is not None:
             out.print(f"plot: {args.png}", markup=False, highlight=False)
         if stop.requested():

@@ -21,8 +21,9 @@ from sandbox.argtypes import bounded_number, check_output_path, int_range
 from sandbox.commands.pingpong_tuned import AUTO, DEFAULT_LAMBDA, _matplotlib, settled
 from sandbox.demos import forward
 from sandbox.errors import UsageError
+from sandbox.flags import durability_json, durability_line
 from sandbox.signals import StopRequest
-from verifier.audit.rejections import AuditSink
+from verifier.audit.log import AuditLog
 from world.scenario import Scenario
 
 #: In auto mode a period is 100 virtual µs: the knee (consumer rate x period) is then 40 frames, which probes of
@@ -148,7 +149,7 @@ def cmd_tuned(
     size: int,
     rate: float,
     stop: StopRequest,
-    audit: AuditSink | None = None,
+    audit: AuditLog,
 ) -> int:
     """The tuned run (and ``--sweep``'s fixed batches), each in a world of its own; print, plot; 130 on Ctrl-C."""
     tuned = TunedBatch(BatchTuner(p.config), SPAN, p.periods, SETTLE)
@@ -172,9 +173,11 @@ def cmd_tuned(
     traj = tuned.tuner.trajectory
     segs = _segments(traj, p)
     if args.json:
-        print(json.dumps(_json(report, traj, segs, sweeps, p, scen, rate, stop.requested()), indent=2))
+        doc = _json(report, traj, segs, sweeps, p, scen, rate, stop.requested())
+        print(json.dumps({**doc, **durability_json(audit)}, indent=2))
     else:
         _print(out, report, traj, segs, sweeps, p, scen, rate)
+        out.print(durability_line(audit), markup=False, highlight=False, soft_wrap=True)
         if stop.requested():
             out.print(f"stopped by {stop.name}: the trajectory above is what was measured")
     if args.png is not None and traj:

@@ -39,6 +39,7 @@ def test_json_and_png(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
         assert len(r["occupancy"]["t_us"]) == len(r["occupancy"]["rx_ring"]) > 0
     assert bp["dropped"]["forwarder_ring_full"] == bp["dropped"]["hop2_mpc"] == 0
     assert drop["dropped"]["forwarder_ring_full"] > 0
+    assert doc["fsync"] in ("always", "batch", "never")  # the durability setting it ran with (issue 14 section 4)
 
 
 def test_table_names_where(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -46,6 +47,7 @@ def test_table_names_where(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
     assert code == 0, err
     assert "dropped @ hop 2 (MPC)" in out and "drop (no PAUSE)" in out and "backpressure (" not in out
     assert "lost past the first hop" in out
+    assert "audit durability: " in out
 
 
 @pytest.mark.parametrize(
@@ -132,6 +134,7 @@ def test_batch_auto_json_and_png(capsys: pytest.CaptureFixture[str], tmp_path: P
     assert [t["role"] for t in doc["trajectory"][:3]] == ["hold", "probe+", "probe-"] and len(doc["trajectory"]) == 9
     assert all(t["kpps"] > 0 and t["p99_us"] > 0 for t in doc["trajectory"])
     assert doc["counters_agree"] and doc["dropped_past_first_hop"] == 0 and doc["settled"][0]["batch"] > 0
+    assert "fsync" in doc and "fsync_batch" in doc
 
 
 @pytest.mark.parametrize(
