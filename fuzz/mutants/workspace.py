@@ -27,7 +27,7 @@ from fuzz.mutants.model import Mutant
 #: What a campaign and tests/ need of the tree.
 #: (docs/: tests check that the docs list every reason code, README.md: that it names the commands.)
 COPIED = (
-    *("device", "driver", "fuzz", "measure", "ring", "sandbox", "verifier", "world", "tests", "docs"),
+    *("auditor", "device", "driver", "fuzz", "measure", "ring", "sandbox", "verifier", "world", "tests", "docs"),
     *("pyproject.toml", "setup.py", "README.md", "Makefile"),
 )
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.o", ".mypy_cache", ".pytest_cache", ".ruff_cache")

@@ -85,3 +85,16 @@ def test_the_equivalents_list_names_only_mutants_that_exist(tmp_path: Path) -> N
     unargued.write_text(f'[[equivalent]]\nid = "{sorted(ids)[0]}"\nwhy = " "\n')
     with pytest.raises(CatalogError, match="needs an id and a why"):
         load_equivalent(ids, unargued)
+
+
+def test_a_mutant_copy_holds_every_package_the_command_line_imports() -> None:
+    """A package missing from the copy is imported from the install instead: a new folder beside sandbox/
+    (measure/ once) made every campaign crash, which the harness counts as a kill."""
+    import tomllib
+    from pathlib import Path
+
+    from fuzz.mutants.workspace import COPIED
+
+    pyproject = tomllib.loads((Path(__file__).parents[3] / "pyproject.toml").read_text())
+    packages = {p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
+    assert packages - {"lab"} <= set(COPIED), packages - set(COPIED)
