@@ -41,7 +41,8 @@ def settle(client: TestClient, rows: int | None = None) -> dict[str, Any]:
         done = not status["indexing"] and status["chain"]["state"] != "checking"
         if done and (rows is None or status["rows"] == rows):
             return status
-        assert time.monotonic() < deadline, status
+        if time.monotonic() > deadline:  # a hang guard, not a speed assert
+            pytest.fail(f"the view never settled: {status}")
         time.sleep(0.05)
 
 
