@@ -35,7 +35,15 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from verifier.audit.log import parse_line, record_hash_ok
-from verifier.audit.read import PathLike, log_files, order_files, parse_wall, schema_problem
+from verifier.audit.read import (
+    CHUNK_LINES,
+    PathLike,
+    fast_chunk,
+    log_files,
+    order_files,
+    parse_wall,
+    schema_problem,
+)
 
 #: The longest line kept as a possible record; a longer one is a bad row (a writer's record is a few hundred bytes).
 MAX_LINE = 1 << 20
@@ -237,10 +245,13 @@ class LogIndex:
         return self._rows - before
 
     def _index_chunk(self, index: int, entry: _File, chunk: bytes) -> None:
+        """Index the complete lines of ``chunk`` (read at ``entry.offset``); an unfinished last line waits."""
         start = 0
+        batch: list[bytes] = []
         while True:
             end = chunk.find(b"\n", start)
             if end < 0:
+                self._lines(index, entry, batch)
                 rest = len(chunk) - start
                 if entry.skipping or rest > MAX_LINE:  # no newline within MAX_LINE: a bad row, skipped to its end
                     if not entry.skipping:
@@ -249,15 +260,73 @@ class LogIndex:
                     entry.offset += rest
                 return
             line = chunk[start : end + 1]
-            if entry.skipping:  # the end of an over-long line: its row is already there
-                entry.skipping = False
-                self._grow_last(len(line))
-            elif len(line) > MAX_LINE:
-                self._bad_row(index, entry, entry.offset, len(line), f"line longer than {MAX_LINE:,} bytes")
-            else:
-                self._line(index, entry, line)
-            entry.offset += len(line)
             start = end + 1
+            if entry.skipping or len(line) > MAX_LINE:
+                self._lines(index, entry, batch)
+                batch = []
+                if entry.skipping:  # the end of an over-long line: its row is already there
+                    entry.skipping = False
+                    self._grow_last(len(line))
+                else:
+                    self._bad_row(index, entry, entry.offset, len(line), f"line longer than {MAX_LINE:,} bytes")
+                entry.offset += len(line)
+                continue
+            batch.append(line)
+            if len(batch) == CHUNK_LINES:
+                self._lines(index, entry, batch)
+                batch = []
+
+    def _lines(self, index: int, entry: _File, lines: list[bytes]) -> None:
+        """Rows for complete lines starting at ``entry.offset``: a chunk at once when all of it is intact.
+
+        verify's fast path (verifier/audit/fast_read.py, msgspec) checks a run
+        of lines in one call -- canonical, typed, in range, hashes sound and
+        chained from the first line's own ``prev``; a run it does not vouch
+        for is checked line by line with the reference (``parse_line``,
+        ``schema_problem``, ``record_hash_ok``), which names each bad line.
+        """
+        if not lines:
+            return
+        first = parse_line(lines[0])
+        checked = None
+        if first is not None and type(first.get("seq")) is int and type(first.get("prev")) is str:
+            checked = fast_chunk(lines, first["seq"], first["prev"])
+        if checked is None:
+            for line in lines:
+                self._line(index, entry, line)
+                entry.offset += len(line)
+            return
+        lengths = [len(line) for line in lines]
+        m = len(lines)
+        tenants = []
+        for r in checked:
+            tenant_id = self._tenants.id(f"{r.tenant_name}({r.tenant})")
+            if tenant_id == len(self._tenant_keys):
+                self._tenant_keys.append((r.tenant, r.tenant_name))
+            tenants.append(tenant_id)
+        columns: dict[str, Iterable[int]] = {
+            "file": [index] * m,
+            "offset": np.cumsum([entry.offset, *lengths[:-1]]).tolist(),
+            "length": lengths,
+            "line": range(entry.lines + 1, entry.lines + 1 + m),
+            "status": [GOOD] * m,
+            "seq": [r.seq for r in checked],
+            "wall": [self._wall_ns(r.wall) for r in checked],
+            "reason": [self._reasons.id(r.reason) for r in checked],
+            "tenant": tenants,
+            "queue": [self._queues.id(queue_label({"nic": r.nic, "queue": r.queue, "kind": r.kind})) for r in checked],
+            "kind": [self._kinds.id(r.kind) for r in checked],
+            "problem": [-1] * m,
+        }
+        entry.lines += m
+        entry.offset += sum(lengths)
+        with self._lock:
+            n = self._rows
+            while n + m > len(self._cols["file"]):
+                self._cols = {k: np.concatenate([c, np.zeros_like(c)]) for k, c in self._cols.items()}
+            for name, values in columns.items():
+                self._cols[name][n : n + m] = np.fromiter(values, dtype=_COLUMNS[name], count=m)
+            self._rows = n + m
 
     def _grow_last(self, extra: int) -> None:
         with self._lock:
@@ -281,22 +350,31 @@ class LogIndex:
         if record is None or problem is not None:
             self._bad_row(index, entry, entry.offset, len(line), problem or "bad record")
             return
-        tenant_label = f"{record['tenant_name']}({record['tenant']})"
-        tenant_id = self._tenants.id(tenant_label)
+        r = record
+        self._good_row(
+            index, entry, len(line), r["seq"], r["wall"], r["reason"], r["tenant"], r["tenant_name"], r["nic"],
+            r["queue"], r["kind"],
+        )  # fmt: skip
+
+    def _good_row(
+        self, index: int, entry: _File, length: int, seq: int, wall: str, reason: str, tenant: int,
+        tenant_name: str, nic: str | None, queue: int | None, kind: str,
+    ) -> None:  # fmt: skip
+        tenant_id = self._tenants.id(f"{tenant_name}({tenant})")
         if tenant_id == len(self._tenant_keys):
-            self._tenant_keys.append((record["tenant"], record["tenant_name"]))
+            self._tenant_keys.append((tenant, tenant_name))
         self._append(
             index,
             entry,
             entry.offset,
-            len(line),
+            length,
             GOOD,
-            seq=record["seq"],
-            wall=self._wall_ns(record["wall"]),
-            reason=self._reasons.id(record["reason"]),
+            seq=seq,
+            wall=self._wall_ns(wall),
+            reason=self._reasons.id(reason),
             tenant=tenant_id,
-            queue=self._queues.id(queue_label(record)),
-            kind=self._kinds.id(record["kind"]),
+            queue=self._queues.id(queue_label({"nic": nic, "queue": queue, "kind": kind})),
+            kind=self._kinds.id(kind),
             problem=-1,
         )
 
