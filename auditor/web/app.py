@@ -136,7 +136,8 @@ class AuditView:
         while not self._stop.is_set():
             if self.index.refresh():
                 self.chain.poke()
-            self.indexed_once = True
+                continue  # more may be waiting (refresh reads a bounded amount per file): no pause until caught up
+            self.indexed_once = True  # a pass that found nothing new: every file read to its end
             self._stop.wait(FOLLOW_S)
 
     # -- endpoints -----------------------------------------------------------------------

@@ -219,27 +219,35 @@ class LogIndex:
                 self._open(path)
 
     def refresh(self, budget_bytes: int = 64 << 20) -> int:
-        """Index what the files gained since the last call (about ``budget_bytes`` at most); the rows added."""
+        """Index what the files gained since the last call (about ``budget_bytes`` at most); the rows added.
+
+        Files are read oldest first, each to its end before the next, so rows are in log order.
+        """
         self._discover()
         before = self._rows
         active = {p.resolve() for p in self.names if p.exists()}
+        spent = 0
         for index, entry in enumerate(self._files):
-            spent = 0
+            at_end = False
             while spent < budget_bytes:
                 entry.handle.seek(entry.offset)
                 chunk = entry.handle.read(READ_CHUNK)
                 if not chunk:
+                    at_end = True
                     break
                 spent += len(chunk)
                 before_offset = entry.offset
                 self._index_chunk(index, entry, chunk)
                 if entry.offset == before_offset:  # only the start of a line being written: wait for the rest
+                    at_end = True
                     break
             newest = entry is self._files[-1] or entry.path.resolve() in active
             tail = os.fstat(entry.handle.fileno()).st_size - entry.offset
-            if not newest and tail > 0 and not entry.torn and not entry.skipping:
+            if at_end and not newest and tail > 0 and not entry.torn and not entry.skipping:
                 entry.torn = True  # an older file never gets the rest of its last line
                 self._bad_row(index, entry, entry.offset, tail, "file cut mid-record: the last line is torn")
+            if not at_end:
+                break  # rows stay in log order: the next file waits until this one is read to its end
         if self._rows != before:
             self.generation += 1
         return self._rows - before
