@@ -117,7 +117,8 @@ def test_page_chart_filter_record_escaping_and_live(server: tuple[str, Path], br
     def rows() -> list[list[str]]:
         """The table's cells as text (one WebDriver call: a call per cell takes seconds for a page)."""
         found: list[list[str]] = browser.execute_script(
-            "return [...document.querySelectorAll('#records tbody tr')].map(tr => [...tr.cells].map(c => c.textContent))"
+            "return [...document.querySelectorAll('#records tbody tr')]"
+            ".map(tr => [...tr.cells].map(c => c.textContent))"
         )
         return found
 
