@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import AsyncIterator, Iterable
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -48,6 +49,8 @@ from verifier.audit.read import PathLike
 
 #: How often the follower looks for new lines, in seconds (``audit follow`` polls every 0.05 s; a page every 1 s).
 FOLLOW_S = 0.25
+#: How often the first indexing pass of a large log reports, in seconds.
+PROGRESS_S = 5.0
 #: Rows either side of a record on its page.
 NEIGHBOURS = 3
 #: Series drawn in the chart; the rest are summed as "other".
@@ -113,8 +116,9 @@ def _nice_bucket(span_ns: int, buckets: int) -> int:
 class AuditView:
     """The state behind the routes: the index, the chain watch and the follower thread."""
 
-    def __init__(self, names: Iterable[PathLike]) -> None:
+    def __init__(self, names: Iterable[PathLike], progress: Callable[[str], None] | None = None) -> None:
         self.names = list(names)
+        self.progress = progress
         self.index = LogIndex(self.names)
         self.chain = ChainWatch(self.names)
         self.indexed_once = False
@@ -122,8 +126,7 @@ class AuditView:
         self._thread = threading.Thread(target=self._follow, name="audit-serve-follow", daemon=True)
 
     def start(self) -> None:
-        self.chain.start()
-        self._thread.start()
+        self._thread.start()  # the chain watch starts after the first pass: the two would share one GIL
 
     def stop(self) -> None:
         self._stop.set()
@@ -133,11 +136,20 @@ class AuditView:
         self.index.close()
 
     def _follow(self) -> None:
+        started = last_said = time.monotonic()
         while not self._stop.is_set():
             if self.index.refresh():
                 self.chain.poke()
+                if self.progress is not None and not self.indexed_once and time.monotonic() - last_said >= PROGRESS_S:
+                    last_said = time.monotonic()
+                    self.progress(f"indexing: {self.index.progress().rows:,} rows so far")
                 continue  # more may be waiting (refresh reads a bounded amount per file): no pause until caught up
-            self.indexed_once = True  # a pass that found nothing new: every file read to its end
+            if not self.indexed_once:  # a pass that found nothing new: every file read to its end
+                if self.progress is not None:
+                    p = self.index.progress()
+                    self.progress(f"indexed {p.rows:,} rows ({p.bad:,} bad) in {time.monotonic() - started:.1f} s")
+                self.indexed_once = True
+                self.chain.start()
             self._stop.wait(FOLLOW_S)
 
     # -- endpoints -----------------------------------------------------------------------
@@ -277,13 +289,19 @@ def _json(handler: Any) -> Any:
     return endpoint
 
 
-def make_app(names: Iterable[PathLike], token: str | None = None, loopback: bool = True) -> Guard:
+def make_app(
+    names: Iterable[PathLike],
+    token: str | None = None,
+    loopback: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> Guard:
     """The web view of the logs ``names`` (raises ``AuditFormatError`` for a file that is not an audit log).
 
     The follower and the chain watch run while the application's lifespan
-    does (uvicorn, or ``with TestClient(app)``).
+    does (uvicorn, or ``with TestClient(app)``).  ``progress``: told how the
+    first indexing pass goes (every ``PROGRESS_S``, and when it is done).
     """
-    view = AuditView(names)
+    view = AuditView(names, progress)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

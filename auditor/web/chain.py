@@ -90,7 +90,8 @@ class ChainWatch:
 
     def start(self) -> None:
         self._wanted.set()
-        self._thread.start()
+        if not self._thread.is_alive() and not self._stop.is_set():
+            self._thread.start()
 
     def poke(self) -> None:
         self._wanted.set()

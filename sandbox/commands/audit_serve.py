@@ -88,6 +88,11 @@ def _token(token_file: str | None) -> str | None:
     return os.environ.get(TOKEN_ENV) or None
 
 
+def _progress(text: str) -> None:
+    """Indexing progress, on stderr (stdout's first line is the address, for scripts)."""
+    print(f"audit serve: {text}", file=sys.stderr, flush=True)
+
+
 def _listen(host: str, port: int) -> socket.socket:
     try:
         infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
@@ -124,7 +129,7 @@ def cmd_serve(args: argparse.Namespace, out: Console) -> int:
     except BindRefused as e:
         raise UsageError(str(e)) from None
     try:
-        app = make_app(args.logs, token=token, loopback=is_loopback(args.host))
+        app = make_app(args.logs, token=token, loopback=is_loopback(args.host), progress=_progress)
     except FileNotFoundError as e:
         raise UsageError(str(e)) from None
     except AuditError as e:
