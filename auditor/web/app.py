@@ -248,7 +248,7 @@ class AuditView:
     def record(self, request: Request) -> dict[str, Any]:
         filters.check_names(request.query_params, ("token",))
         text = request.path_params["row"]
-        if not text.isdigit() or len(text) > 12:
+        if not (text.isascii() and text.isdigit()) or len(text) > 12:
             raise FilterError(f"row: a row number, not {text[:40]!r}")
         row = int(text)
         total = self.index.snapshot().rows
@@ -285,6 +285,10 @@ def _json(handler: Any) -> Any:
             return JSONResponse({"error": str(e)}, status_code=400)
         except LookupError as e:
             return JSONResponse({"error": str(e)}, status_code=404)
+        except (
+            OSError
+        ) as e:  # a file of the log vanished or became unreadable under us: this answer fails, not the server
+            return JSONResponse({"error": f"cannot read the log: {e.strerror or e}"}, status_code=500)
 
     return endpoint
 

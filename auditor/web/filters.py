@@ -101,7 +101,7 @@ def _int(params: Params, name: str, default: int, low: int, high: int) -> int:
     text = _one(params, name)
     if text is None or text == "":
         return default
-    if not text.isdigit() or len(text) > 12:
+    if not (text.isascii() and text.isdigit()) or len(text) > 12:  # "²".isdigit() is True, int("²") fails
         raise FilterError(f"{name}: a whole number from {low} to {high}, not {text[:40]!r}")
     value = int(text)
     if not low <= value <= high:

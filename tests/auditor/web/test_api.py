@@ -110,6 +110,8 @@ def test_filters_match_what_the_reader_finds(client: TestClient, log: Path) -> N
     window = [r["seq"] for r in every if low <= parse_wall(r["wall"]) < high]
     assert page_seqs(client, since=since, until=until, limit=500, order="asc") == (len(window), window)
     assert page_seqs(client, status="bad") == (0, [])
+    assert page_seqs(client, since="9999-12-31T23:59:59Z") == (0, [])  # past int64 nanoseconds: no record, no error
+    assert page_seqs(client, until="0001-01-01T00:00:00Z") == (0, [])
     assert page_seqs(client, reason="NOT_A_REASON_HERE") == (0, [])
 
 
@@ -119,6 +121,8 @@ def test_filters_match_what_the_reader_finds(client: TestClient, log: Path) -> N
         ("limit=0", "limit: 0 is not in 1..500"),
         ("limit=501", "limit: 501 is not in 1..500"),
         ("limit=ten", "limit: a whole number from 1 to 500, not 'ten'"),
+        ("limit=\u00b2", "limit: a whole number from 1 to 500, not '\u00b2'"),  # a digit to str.isdigit, not to int
+        ("since=9999-12-31T23:59:59Z&until=0001-01-01", "until: must be later than since"),
         ("offset=-1", "offset: a whole number from 0 to 1000000000000, not '-1'"),
         ("limit=1&limit=2", "limit: given 2 times, takes one value"),
         ("order=sideways", "order: asc or desc, not 'sideways'"),
@@ -168,6 +172,7 @@ def test_one_record_in_full_with_its_descriptor_and_neighbours(client: TestClien
     assert register["record"]["kind"] == "register" and register["descriptor"] is None
     assert [n["seq"] for n in client.get("/api/record/0").json()["neighbours"]] == [1, 2, 3]
     assert client.get("/api/record/x1").status_code == 400
+    assert client.get("/api/record/\u00b2").status_code == 400
     missing = client.get(f"/api/record/{N}")
     assert missing.status_code == 404 and missing.json()["error"] == f"row {N}: no such row (the log has {N} rows)"
 
