@@ -34,7 +34,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from verifier.audit.log import parse_line, record_hash_ok
+from verifier.audit.log import AuditError, parse_line, record_hash_ok
 from verifier.audit.read import (
     CHUNK_LINES,
     PathLike,
@@ -44,6 +44,7 @@ from verifier.audit.read import (
     parse_wall,
     schema_problem,
 )
+from verifier.audit.sets import logs_in
 
 #: The longest line kept as a possible record; a longer one is a bad row (a writer's record is a few hundred bytes).
 MAX_LINE = 1 << 20
@@ -169,9 +170,23 @@ class LogIndex:
         self._problems = _Interned()
         self._wall_cache: tuple[str, int] = ("", 0)
         self._notes: list[str] = []
+        self._active: set[Path] = set()  # the files being written (the named ones), resolved
         self.generation = 0  # bumped whenever rows are added
-        for path in order_files(log_files(self.names)):  # sniffs: a foreign file raises here, before serving
+        for path in order_files(log_files(self._named())):  # sniffs: a foreign file raises here, before serving
             self._open(path)
+
+    def _named(self) -> list[Path]:
+        """The named logs, a directory standing for every log in it (a campaign's per-worker logs)."""
+        out: list[Path] = []
+        for name in self.names:
+            if name.is_dir():
+                found = logs_in(name)
+                if not found:
+                    raise FileNotFoundError(f"{name}: a directory holding no audit log")
+                out += found
+            else:
+                out.append(name)
+        return out
 
     # -- following the files -----------------------------------------------------------
     def _open(self, path: Path) -> _File | None:
@@ -193,9 +208,11 @@ class LogIndex:
     def _discover(self) -> None:
         """Open files that appeared since the last look (a rotation made a new active file)."""
         try:
-            paths = log_files(self.names)
+            named = self._named()
+            paths = log_files(named)
         except FileNotFoundError:
             return  # the active file is being replaced right now: next time
+        self._active = {p.resolve() for p in named if p.exists()}
         new = []
         for path in paths:
             try:
@@ -210,7 +227,10 @@ class LogIndex:
         if new:
             try:
                 ordered = order_files(new)
-            except Exception as e:  # a foreign file appeared beside the log: not indexed, said in the status
+            except (
+                AuditError,
+                OSError,
+            ) as e:  # a foreign file appeared beside the log: not indexed, said in the status
                 note = f"not indexed: {e}"
                 if note not in self._notes:
                     self._notes.append(note)
@@ -225,7 +245,6 @@ class LogIndex:
         """
         self._discover()
         before = self._rows
-        active = {p.resolve() for p in self.names if p.exists()}
         spent = 0
         for index, entry in enumerate(self._files):
             at_end = False
@@ -241,7 +260,7 @@ class LogIndex:
                 if entry.offset == before_offset:  # only the start of a line being written: wait for the rest
                     at_end = True
                     break
-            newest = entry is self._files[-1] or entry.path.resolve() in active
+            newest = entry is self._files[-1] or entry.path.resolve() in self._active
             tail = os.fstat(entry.handle.fileno()).st_size - entry.offset
             if at_end and not newest and tail > 0 and not entry.torn and not entry.skipping:
                 entry.torn = True  # an older file never gets the rest of its last line

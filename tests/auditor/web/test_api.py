@@ -255,3 +255,22 @@ def test_binding_beyond_loopback_needs_the_flag_and_a_token(
     else:
         with pytest.raises(BindRefused, match="^" + refused.replace("(", r"\(")):
             check_bind(host, allow, token)
+
+
+def test_a_directory_of_per_worker_logs_is_served_as_separate_chains(tmp_path: Path) -> None:
+    """``fuzz --jobs N`` leaves one log per worker, each its own chain from seq 0 (verifier/audit/sets.py)."""
+    campaign = tmp_path / "campaign"
+    campaign.mkdir()
+    write_log(campaign / "audit.jsonl.job0", 30)
+    write_log(campaign / "audit.jsonl.job1", 20)
+    (campaign / "report.json").write_text("{}\n")  # not a log: not served
+    with TestClient(make_app([campaign]), base_url=LOCAL) as client:
+        status = settle(client, 50)
+        assert status["bad"] == 0 and len(status["files"]) == 2
+        chains = status["chain"]["chains"]
+        assert status["chain"]["state"] == "ok" and sorted(c["lines"] for c in chains) == [20, 30]
+        assert page_seqs(client, order="asc", limit=500)[1] == list(range(30)) + list(range(20))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="a directory holding no audit log"):
+        make_app([empty])
