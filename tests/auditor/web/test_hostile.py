@@ -10,6 +10,7 @@ other record served as before.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -120,7 +121,13 @@ def test_the_command_refuses_a_foreign_file_and_a_remote_bind_in_one_line(
         (["audit", "serve", str(log), "--port", "70000"], "--port"),
         (["audit", "serve", str(log), "--token-file", str(tmp_path / "none")], "--token-file"),
     ]
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = str(busy.getsockname()[1])
+    cases.append((["audit", "serve", str(log), "--port", port], f"--host 127.0.0.1 --port {port}: cannot listen"))
     for argv, message in cases:
         assert cli.main(argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert message in err and "\n" not in err and "Traceback" not in err, (argv, err)
+    busy.close()
