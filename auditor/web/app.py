@@ -1,0 +1,336 @@
+"""``audit serve``: the web view's application (Starlette), over a ``LogIndex`` and a ``ChainWatch``.
+
+JSON API (all GET; bad parameters answer 400 with ``{"error": "<one line>"}``):
+
+===================== ==========================================================================
+``/api/status``       rows indexed, bad rows, pending bytes, files, the chain's verdict, generation
+``/api/facets``       reasons, tenants, kinds and queues with their counts (the filter's choices)
+``/api/records``      a page of rows: filter (auditor/web/filters.py) + ``offset``, ``limit``, ``order``
+``/api/chart``        counts per time bucket and group (``by`` reason|tenant|queue|kind, ``buckets``)
+``/api/record/{row}`` one row in full: the record, its descriptor decoded again, its neighbours
+===================== ==========================================================================
+
+The page (``/``, auditor/web/static/) polls ``/api/status`` once a second
+and reloads what changed when ``generation`` moves: new records appear
+without reloading the page.  Polling rather than Server-Sent Events: one
+small request a second is nothing for a local view, it holds no connection
+open (so Ctrl-C stops the server at once), and it passes any proxy.
+
+A follower thread indexes the files as they grow (every ``FOLLOW_S``); the
+chain is re-verified beside it (auditor/web/chain.py).  Nothing read from a
+record is ever executed or put into HTML: the API returns JSON and the page
+writes text nodes only.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from auditor.web import filters
+from auditor.web.chain import ChainWatch
+from auditor.web.decode import decode
+from auditor.web.filters import FilterError
+from auditor.web.guard import Guard
+from auditor.web.index import BAD_LABEL, GOOD, LogIndex, Row, Snapshot, queue_label
+from verifier.audit.log import format_wall
+from verifier.audit.read import PathLike
+
+#: How often the follower looks for new lines, in seconds (``audit follow`` polls every 0.05 s; a page every 1 s).
+FOLLOW_S = 0.25
+#: How often the first indexing pass of a large log reports, in seconds.
+PROGRESS_S = 5.0
+#: Rows either side of a record on its page.
+NEIGHBOURS = 3
+#: Series drawn in the chart; the rest are summed as "other".
+TOP_SERIES = 8
+#: Characters of a detail value or a bad line shown in a table row.
+CELL_CHARS = 300
+
+STATIC = ("auditor.web", "static")
+
+
+def where_text(r: dict[str, Any]) -> str:
+    """``nic0/tx0[17]`` for a descriptor, ``nic0 register``, ``nic0 iommu``, ``- pin``: as ``audit show``."""
+    if r["kind"] in ("tx", "rx") and r["queue"] is not None:
+        return queue_label(r) + ("" if r["ring_index"] is None else f"[{r['ring_index']}]")
+    return f"{r['nic'] or '-'} {r['kind']}"
+
+
+def _show(key: str, value: object) -> str:
+    """A descriptor field as ``audit show`` prints it: addresses in hex (a hostile record may hold any JSON there)."""
+    if key == "addr" and type(value) is int:
+        return hex(value)
+    return str(value)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= CELL_CHARS else text[:CELL_CHARS] + "…"
+
+
+def row_json(row: Row) -> dict[str, Any]:
+    """A table row: good rows decoded, bad rows with their problem and the start of the line."""
+    out: dict[str, Any] = {"row": row.row, "file": row.file, "line": row.line, "status": row.status}
+    if row.record is None:
+        out.update(problem=row.problem, raw=_cut(row.raw or ""), reason=BAD_LABEL)
+        return out
+    r = row.record
+    desc = r["desc"]
+    out.update(
+        seq=r["seq"],
+        wall=r["wall"],
+        tenant=f"{r['tenant_name']}({r['tenant']})",
+        where=where_text(r),
+        kind=r["kind"],
+        reason=r["reason"],
+        desc=_cut(" ".join(f"{k}={_show(k, v)}" for k, v in desc.items() if k in ("addr", "length", "len", "cmd")))
+        if isinstance(desc, dict)
+        else (r["desc_hex"] or "-"),
+        detail=_cut(" ".join(f"{k}={v}" for k, v in r["detail"].items())),
+        protection=r["protection"],
+    )
+    return out
+
+
+def _nice_bucket(span_ns: int, buckets: int) -> int:
+    """A 1-2-5 bucket width in ns giving at most ``buckets`` bars over ``span_ns`` (at least 1 µs)."""
+    target = max(1000, -(-span_ns // buckets))
+    scale = 10 ** (len(str(target)) - 1)
+    for step in (1, 2, 5, 10):
+        if step * scale >= target:
+            return step * scale
+    return 10 * scale
+
+
+class AuditView:
+    """The state behind the routes: the index, the chain watch and the follower thread."""
+
+    def __init__(self, names: Iterable[PathLike], progress: Callable[[str], None] | None = None) -> None:
+        self.names = list(names)
+        self.progress = progress
+        self.index = LogIndex(self.names)
+        self.chain = ChainWatch(self.names)
+        self.indexed_once = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name="audit-serve-follow", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()  # the chain watch starts after the first pass: the two would share one GIL
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        self.chain.stop()
+        self.index.close()
+
+    def _follow(self) -> None:
+        started = last_said = time.monotonic()
+        while not self._stop.is_set():
+            if self.index.refresh():
+                self.chain.poke()
+                if self.progress is not None and not self.indexed_once and time.monotonic() - last_said >= PROGRESS_S:
+                    last_said = time.monotonic()
+                    self.progress(f"indexing: {self.index.progress().rows:,} rows so far")
+                continue  # more may be waiting (refresh reads a bounded amount per file): no pause until caught up
+            if not self.indexed_once:  # a pass that found nothing new: every file read to its end
+                if self.progress is not None:
+                    p = self.index.progress()
+                    self.progress(f"indexed {p.rows:,} rows ({p.bad:,} bad) in {time.monotonic() - started:.1f} s")
+                self.indexed_once = True
+                self.chain.start()
+            self._stop.wait(FOLLOW_S)
+
+    # -- endpoints -----------------------------------------------------------------------
+    def status(self, request: Request) -> dict[str, Any]:
+        filters.check_names(request.query_params, ("token",))
+        p = self.index.progress()
+        return {
+            "rows": p.rows,
+            "bad": p.bad,
+            "pending_bytes": p.pending_bytes,
+            "files": p.files,
+            "notes": p.notes,
+            "generation": self.index.generation,
+            "indexing": not self.indexed_once,
+            "chain": self.chain.status.as_json(),
+        }
+
+    def facets(self, request: Request) -> dict[str, Any]:
+        filters.check_names(request.query_params, ("token",))
+        snap = self.index.snapshot()
+        c = snap.columns
+        good = c["status"] == GOOD
+
+        def counted(column: str, names: list[str]) -> list[tuple[int, str, int]]:
+            counts = np.bincount(c[column][good], minlength=len(names)) if len(names) else np.zeros(0, np.int64)
+            return sorted(((i, names[i], int(n)) for i, n in enumerate(counts)), key=lambda t: (-t[2], t[1]))
+
+        return {
+            "rows": snap.rows,
+            "bad": int((~good).sum()),
+            "reasons": [{"name": name, "count": n} for _, name, n in counted("reason", snap.reasons)],
+            "tenants": [
+                {"label": name, "id": snap.tenant_keys[i][0], "name": snap.tenant_keys[i][1], "count": n}
+                for i, name, n in counted("tenant", snap.tenants)
+            ],
+            "kinds": [{"name": name, "count": n} for _, name, n in counted("kind", snap.kinds)],
+            "queues": [{"name": name, "count": n} for _, name, n in counted("queue", snap.queues)],
+        }
+
+    def records(self, request: Request) -> dict[str, Any]:
+        params = _multi(request)
+        filters.check_names(params, (*filters.FILTER_NAMES, "offset", "limit", "order", "token"))
+        chosen = filters.parse_filter(params)
+        page = filters.parse_page(params)
+        snap = self.index.snapshot()
+        rows = np.flatnonzero(chosen.mask(snap))
+        if page.newest_first:
+            rows = rows[::-1]
+        shown = rows[page.offset : page.offset + page.limit]
+        return {
+            "total": int(rows.size),
+            "rows_in_log": snap.rows,
+            "offset": page.offset,
+            "limit": page.limit,
+            "order": "desc" if page.newest_first else "asc",
+            "rows": [row_json(r) for r in self.index.rows(shown)],
+        }
+
+    def chart(self, request: Request) -> dict[str, Any]:
+        params = _multi(request)
+        filters.check_names(params, (*filters.FILTER_NAMES, "by", "buckets", "token"))
+        chosen = filters.parse_filter(params)
+        by, buckets = filters.parse_chart(params)
+        snap = self.index.snapshot()
+        c = snap.columns
+        keep = chosen.mask(snap) & (c["status"] == GOOD)
+        walls, keys = c["wall"][keep], c[by][keep]
+        names = _group_names(snap, by)
+        if walls.size == 0:
+            return {"by": by, "total": 0, "start": None, "bucket_ns": None, "buckets": 0, "series": []}
+        start, end = int(walls.min()), int(walls.max())
+        bucket_ns = _nice_bucket(end - start + 1, buckets)
+        start -= start % bucket_ns
+        which = (walls - start) // bucket_ns
+        nbuckets = int(which.max()) + 1
+        totals = np.bincount(keys, minlength=len(names))
+        order = [int(k) for k in np.argsort(-totals, kind="stable") if totals[k] > 0]
+        series = []
+        for k in order[:TOP_SERIES]:
+            counts = np.bincount(which[keys == k], minlength=nbuckets)
+            series.append({"key": names[k], "total": int(totals[k]), "counts": counts.tolist()})
+        if len(order) > TOP_SERIES:
+            rest = np.isin(keys, order[TOP_SERIES:])
+            counts = np.bincount(which[rest], minlength=nbuckets)
+            series.append({"key": "(other)", "total": int(rest.sum()), "counts": counts.tolist()})
+        return {
+            "by": by,
+            "total": int(walls.size),
+            "start": format_wall(start),
+            "start_ns": start,
+            "bucket_ns": bucket_ns,
+            "buckets": nbuckets,
+            "series": series,
+        }
+
+    def record(self, request: Request) -> dict[str, Any]:
+        filters.check_names(request.query_params, ("token",))
+        text = request.path_params["row"]
+        if not (text.isascii() and text.isdigit()) or len(text) > 12:
+            raise FilterError(f"row: a row number, not {text[:40]!r}")
+        row = int(text)
+        total = self.index.snapshot().rows
+        if row >= total:
+            raise LookupError(f"row {row}: no such row (the log has {total:,} rows)")
+        one = self.index.read(row)
+        near = range(max(0, row - NEIGHBOURS), min(total, row + NEIGHBOURS + 1))
+        return {
+            **row_json(one),
+            "record": one.record,
+            "raw": one.raw,
+            "descriptor": None if one.record is None else decode(one.record),
+            "neighbours": [row_json(r) for r in self.index.rows(i for i in near if i != row)],
+            "rows_in_log": total,
+        }
+
+
+def _group_names(snap: Snapshot, by: str) -> list[str]:
+    return {"reason": snap.reasons, "tenant": snap.tenants, "queue": snap.queues, "kind": snap.kinds}[by]
+
+
+def _multi(request: Request) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for key, value in request.query_params.multi_items():
+        out.setdefault(key, []).append(value)
+    return out
+
+
+def _json(handler: Any) -> Any:
+    def endpoint(request: Request) -> Response:
+        try:
+            return JSONResponse(handler(request))
+        except FilterError as e:
+            return JSONResponse({"error": str(e)}, status_code=400)
+        except LookupError as e:
+            return JSONResponse({"error": str(e)}, status_code=404)
+        except (
+            OSError
+        ) as e:  # a file of the log vanished or became unreadable under us: this answer fails, not the server
+            return JSONResponse({"error": f"cannot read the log: {e.strerror or e}"}, status_code=500)
+
+    return endpoint
+
+
+def make_app(
+    names: Iterable[PathLike],
+    token: str | None = None,
+    loopback: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> Guard:
+    """The web view of the logs ``names`` (raises ``AuditFormatError`` for a file that is not an audit log).
+
+    The follower and the chain watch run while the application's lifespan
+    does (uvicorn, or ``with TestClient(app)``).  ``progress``: told how the
+    first indexing pass goes (every ``PROGRESS_S``, and when it is done).
+    """
+    view = AuditView(names, progress)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        view.start()
+        try:
+            yield
+        finally:
+            view.stop()
+
+    static = StaticFiles(packages=[STATIC])
+    index_html = os.path.join(static.get_directories(packages=[STATIC])[0], "index.html")
+
+    def page(request: Request) -> Response:
+        return FileResponse(index_html, media_type="text/html")
+
+    app = Starlette(
+        routes=[
+            Route("/", page),
+            Route("/api/status", _json(view.status)),
+            Route("/api/facets", _json(view.facets)),
+            Route("/api/records", _json(view.records)),
+            Route("/api/chart", _json(view.chart)),
+            Route("/api/record/{row}", _json(view.record)),
+            Mount("/static", app=static, name="static"),
+        ],
+        lifespan=lifespan,
+    )
+    return Guard(app, token=token, loopback=loopback)
