@@ -88,3 +88,11 @@ def check_output_dir(path: str | Path, what: str) -> Path:
         return p
     check_output_path(p, what)
     return p
+
+
+def require_matplotlib(what: str = "--png") -> None:
+    """A plot flag needs the ``plot`` extra: say so in one line (exit 2) before any measuring starts."""
+    try:
+        import matplotlib  # noqa: F401  (the plot extra: imported only for a plot)
+    except ImportError:
+        raise UsageError(f"{what} needs matplotlib, which is not installed (pip install 'nic-sandbox[plot]')") from None

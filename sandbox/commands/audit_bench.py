@@ -25,7 +25,7 @@ from rich.table import Table
 
 from measure.durability import FsyncTimes, Prediction, predict
 from measure.durability_disk import Measured, Setting, fsync_times, run_setting, writer_rate
-from sandbox.argtypes import bounded_number, check_output_dir, check_output_path
+from sandbox.argtypes import bounded_number, check_output_dir, check_output_path, require_matplotlib
 from sandbox.errors import UsageError
 from sandbox.signals import requested_stop
 from verifier.audit.durability import MAX_INTERVAL_MS, MAX_RECORDS, MIN_INTERVAL_MS, GroupCommit
@@ -132,12 +132,7 @@ def add_parser(actions: argparse._SubParsersAction[P]) -> None:
 def cmd_bench(args: argparse.Namespace, out: Console) -> int:
     if args.png is not None:
         check_output_path(args.png, "--png")
-        try:
-            import matplotlib  # noqa: F401  (the plot extra: only needed for --png)
-        except ImportError:
-            raise UsageError(
-                "--png needs matplotlib, which is not installed (pip install 'nic-sandbox[plot]')"
-            ) from None
+        require_matplotlib()
     rates, batches = list(args.rates), list(args.batches)  # argparse ran the type on the string defaults too
     where = check_output_dir(args.dir, "--dir")
     where.mkdir(parents=True, exist_ok=True)

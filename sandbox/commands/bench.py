@@ -22,7 +22,7 @@ from measure import doorbell_plot, doorbell_report
 from measure.doorbell import DEFAULT_MAX_BATCH, DEFAULT_REPEATS, sweep
 from measure.doorbell_rig import MAX_BATCH
 from measure.linear_fit import log_spaced
-from sandbox.argtypes import MAX_NUMBER_TEXT, bounded_number, check_output_path
+from sandbox.argtypes import MAX_NUMBER_TEXT, bounded_number, check_output_path, require_matplotlib
 from sandbox.errors import UsageError
 from sandbox.parser import Parser
 from sandbox.signals import requested_stop
@@ -166,8 +166,8 @@ def cmd_doorbell(args: argparse.Namespace, out: Console) -> int:
     modes = parse_modes(args.modes)
     sizes = parse_sizes(args.sizes, args.max_batch)
     png = None if args.png is None else check_output_path(args.png, "--png")
-    if png is not None and not doorbell_plot.available():
-        raise UsageError("--png needs matplotlib, which is not installed (pip install 'nic-sandbox[plot]')")
+    if png is not None:
+        require_matplotlib()
     with requested_stop() as stop:
         Console(stderr=True).print(
             f"bench doorbell: {len(modes)} mode(s) x {len(sizes)} batch sizes x {args.repeats} repeats; "

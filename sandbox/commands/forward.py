@@ -12,7 +12,7 @@ from rich.table import Table
 from device.e1000 import EngineMode
 from measure import forward_plot
 from measure.forward import FixedBatch, ForwardReport, Policy
-from sandbox.argtypes import bounded_number, check_output_path, int_range
+from sandbox.argtypes import bounded_number, check_output_path, int_range, require_matplotlib
 from sandbox.commands import forward_tuned, pingpong_tuned
 from sandbox.demos import forward
 from sandbox.errors import UsageError
@@ -34,7 +34,6 @@ DEFAULT_COUNT, DEFAULT_SIZE, DEFAULT_BATCH = 20_000, 64, 32
 DEFAULT_RATE, DEFAULT_CONSUMER_RATE, DEFAULT_PERIOD_US = 1_000_000.0, 400_000.0, 10.0
 #: Rates a run may ask for, frames per virtual second (10 Gb/s of 64-byte frames is 14.9 million).
 MAX_RATE = 100e6
-PLOT_EXTRA = "nic-sandbox[plot]"
 DESCRIPTION = (
     "forward: tenant 1 sends a numbered stream at --rate to tenant 2, which forwards it through a second NIC to "
     "tenant 3, whose consumer takes only --consumer-rate.  Runs twice in virtual time, side by side: with "
@@ -129,10 +128,7 @@ def cmd_forward(args: argparse.Namespace, out: Console) -> int:
     if args.engine == EngineMode.THREADED.value:
         raise UsageError("--engine threaded: forward runs on virtual time, which only the inline engine keeps")
     if args.png is not None:
-        try:
-            import matplotlib  # noqa: F401  (the plot extra)
-        except ImportError:
-            raise UsageError(f"--png needs matplotlib, which is not installed (pip install '{PLOT_EXTRA}')") from None
+        require_matplotlib()
         check_output_path(args.png, "--png")
     scen = scenario_from_flags(args, NAME)
     consumer_rate = args.consumer_rate or DEFAULT_CONSUMER_RATE

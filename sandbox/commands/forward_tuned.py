@@ -17,8 +17,8 @@ from rich.table import Table
 from driver.tenant.tuner import BatchTuner, Role, Sample, TunerConfig
 from measure.forward import ForwardReport, Policy
 from measure.forward_tuned import SweepBatches, TunedBatch, utility
-from sandbox.argtypes import bounded_number, check_output_path, int_range
-from sandbox.commands.pingpong_tuned import AUTO, DEFAULT_LAMBDA, _matplotlib, settled
+from sandbox.argtypes import bounded_number, check_output_path, int_range, require_matplotlib
+from sandbox.commands.pingpong_tuned import AUTO, DEFAULT_LAMBDA, settled
 from sandbox.demos import forward
 from sandbox.errors import UsageError
 from sandbox.flags import durability_json, durability_line
@@ -123,7 +123,7 @@ def plan(args: argparse.Namespace, scen: Scenario, consumer_rate: float) -> Plan
         raise UsageError("--shift-at and --shift-consumer-rate go together (when, and the consumer's new rate)")
     if args.png is not None:
         check_output_path(args.png, "--png")
-        _matplotlib()
+        require_matplotlib()
     high = min(4096, scen.tenants[1].ring - 1)
     start = args.batch_start or min(DEFAULT_START, high)
     if start > high:

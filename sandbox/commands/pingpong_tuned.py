@@ -12,7 +12,7 @@ from rich.table import Table
 
 from driver.tenant.tuner import BatchTuner, Role, Sample, TunerConfig
 from measure.cost_clock import DOORBELL_NS
-from sandbox.argtypes import bounded_number, check_output_path, int_range
+from sandbox.argtypes import bounded_number, check_output_path, int_range, require_matplotlib
 from sandbox.commands import qemu
 from sandbox.demos import pingpong_tuned
 from sandbox.demos.pingpong_tuned import Sweep, TunedRun, Workload
@@ -164,7 +164,7 @@ def plan(args: argparse.Namespace, scen: scenario.Scenario, size: int) -> Plan:
         raise UsageError("--shift-at needs --shift-size and/or --shift-consumer-ns (what changes)")
     if args.png is not None:
         check_output_path(args.png, "--png")
-        _matplotlib()
+        require_matplotlib()
     window = max(1, min(t.ring for t in scen.tenants[:2]) - 1)
     high = min(MAX_BATCH, window)
     start = args.batch_start or min(DEFAULT_START, high)
@@ -318,13 +318,6 @@ def _json(run: TunedRun, sweeps: list[Sweep], p: Plan, scen: scenario.Scenario) 
         "interrupted": run.interrupted,
         "clean": run.clean,
     }
-
-
-def _matplotlib() -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise UsageError("--png needs matplotlib, which is not installed (pip install 'nic-sandbox[plot]')") from None
 
 
 def _plot(path: str, run: TunedRun, sweeps: list[Sweep], p: Plan) -> None:
