@@ -1,9 +1,10 @@
 """The optional libraries of the auditor's tools, imported on demand with one message when missing.
 
-DuckDB (SQL over the log, Parquet out) is not needed by the kernel, the
-fuzzer or any other command, so it is an extra (``pip install
+DuckDB (SQL over the log, Parquet out) and pyarrow (the rows of a query
+streamed to the output as Arrow batches) are not needed by the kernel, the
+fuzzer or any other command, so they are an extra (``pip install
 'nic-sandbox[audit]'``), as matplotlib is for ``audit plot``.  A command that
-needs it and does not find it says so in one line instead of a traceback.
+needs one and does not find it says so in one line instead of a traceback.
 """
 
 from __future__ import annotations
@@ -24,4 +25,13 @@ def duckdb() -> ModuleType:
         import duckdb as module
     except ImportError:
         raise MissingLibrary(f"this needs DuckDB, which is not installed ({EXTRA_HINT})") from None
+    return module
+
+
+def pyarrow() -> ModuleType:
+    """The ``pyarrow`` module (DuckDB hands query results over as Arrow batches), or ``MissingLibrary``."""
+    try:
+        import pyarrow as module  # type: ignore[import-untyped]
+    except ImportError:
+        raise MissingLibrary(f"this needs pyarrow, which is not installed ({EXTRA_HINT})") from None
     return module

@@ -166,9 +166,11 @@ def _end_progress() -> None:
 
 
 def cmd_query(args: argparse.Namespace, out: Console) -> int:
+    from auditor import deps
     from auditor.output import write_csv, write_jsonl
     from auditor.session import Records
 
+    deps.pyarrow()  # the rows come out of DuckDB as Arrow batches: say so before a long load
     if len(args.logs) < 2:
         raise UsageError('audit query: give LOG... and then the SQL, e.g. "SELECT count(*) FROM records"')
     *names, sql = args.logs

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,8 @@ except ImportError:  # the audit extra
 from auditor.export import PARQUET_KEY
 from auditor.ocsf import OCSF_VERSION, REQUIRED
 
-HOSTILE = Path(__file__).resolve().parents[1] / "hostile" / "audit"
+ROOT = Path(__file__).resolve().parents[2]
+HOSTILE = ROOT / "tests" / "hostile" / "audit"
 #: Hostile logs whose records are well-typed values and only their bytes are wrong (not canonical JSON, a detail
 #: nested deeper than the writer writes): ``query`` reads values, as the docs say; ``verify``/``export`` refuse them
 #: (``export --force`` then writes them, marked unverified).
@@ -120,6 +124,30 @@ def test_every_hostile_log_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest
                 continue
             assert code == 2 and len(err.splitlines()) == 1 and path.name in err, (argv, code, out[:200], err)
             assert not (tmp_path / "x.parquet").exists()
+
+
+@pytest.mark.parametrize(
+    ("library", "argv"),
+    [
+        ("duckdb", ["audit", "export", "{log}", "--parquet", "{tmp}/x.parquet"]),
+        ("duckdb", ["audit", "query", "{log}", "SELECT 1"]),
+        ("pyarrow", ["audit", "query", "{log}", "SELECT 1"]),
+    ],
+)
+def test_a_missing_library_is_one_line_naming_the_extra(
+    library: str, argv: list[str], small_log: Path, tmp_path: Path
+) -> None:
+    argv = [a.format(log=small_log, tmp=tmp_path) for a in argv]
+    code = (
+        f"import sys; sys.modules[{library!r}] = None  # as if it were not installed\n"
+        "from sandbox.cli import main\n"
+        f"sys.exit(main({argv!r}))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert library in done.stderr.lower() and "nic-sandbox[audit]" in done.stderr
+    assert not list(tmp_path.iterdir())
 
 
 def test_parquet_export_reads_back_as_the_log(
