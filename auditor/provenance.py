@@ -61,7 +61,7 @@ def chain_verdict(files: list[Path], anchor: Anchor | None, anchor_problems: lis
     return Provenance(
         verified=not problems,
         first_seq=result.first_seq,
-        head_seq=result.first_seq + result.records - 1,
+        head_seq=result.head_seq,  # the seq of ``head``: past the first problem when the log does not verify
         head=result.head,
         records=result.records,
         files=result.files,

@@ -214,7 +214,12 @@ def test_an_export_of_a_tampered_log_is_refused_unless_forced(
     code, out, _ = run(["audit", "export", str(log), "--parquet", str(target), "--force"], capsys)
     assert code == 0 and "NOT verified" in out
     provenance = json.loads(pq.read_metadata(target).metadata[PARQUET_KEY.encode()])
-    assert provenance["verified"] is False and "hash mismatch" in provenance["problems"][0]
+    assert provenance["verified"] is False and provenance["problems"][0].endswith(
+        "hash mismatch (tampered.jsonl:5) at seq 4"
+    )
+    last = json.loads(lines[-1])  # the head named is the record whose hash it is, past the problem at seq 4
+    assert (provenance["head_seq"], provenance["head"]) == (last["seq"], last["hash"])
+    assert f"head seq {last['seq']} {last['hash']}" in out
 
 
 @pytest.fixture(scope="session")

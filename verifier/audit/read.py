@@ -101,7 +101,9 @@ class VerifyResult:
     and line order; at most ``PROBLEM_LIMIT`` of them, ``more_problems``
     counts the rest); ``first_seq`` is where the kept chain starts (after a
     pruned head, else 0); ``lines`` how many lines were read; ``notes`` what
-    could not be checked.
+    could not be checked; ``head_seq`` the seq whose hash is ``head`` (the
+    highest seq whose hash could be trusted, which in a log that does not
+    verify may lie past the first problem; ``first_seq - 1`` with no record).
     """
 
     ok: bool
@@ -115,6 +117,7 @@ class VerifyResult:
     lines: int = 0
     notes: tuple[str, ...] = ()
     more_problems: int = 0
+    head_seq: int = -1
 
 
 def parse_wall(text: str) -> int:
@@ -602,11 +605,25 @@ def verify(
     problems = tuple(Problem(seq, what, where) for _, seq, what, where in sorted(walk.problems, key=lambda p: p[0]))
     trusted = [seq for seq, digest in walk.known.items() if digest is not None]
     head = walk.known[max(trusted)] or GENESIS if trusted else GENESIS
+    head_seq = max(trusted) if trusted else first_seq - 1
     if not problems:
-        return VerifyResult(True, walk.clean, None, None, head, names, (), first_seq, walk.total, tuple(notes), 0)
+        return VerifyResult(
+            True, walk.clean, None, None, head, names, (), first_seq, walk.total, tuple(notes), 0, head_seq
+        )
     one = problems[0]
     return VerifyResult(
-        False, walk.clean, one.seq, one.text, head, names, problems, first_seq, walk.total, tuple(notes), walk.more
+        False,
+        walk.clean,
+        one.seq,
+        one.text,
+        head,
+        names,
+        problems,
+        first_seq,
+        walk.total,
+        tuple(notes),
+        walk.more,
+        head_seq,
     )
 
 
