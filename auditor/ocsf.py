@@ -128,4 +128,4 @@ SELECT
         prev := prev,
         export := {quote(provenance_json)}::JSON
     ) AS unmapped
-FROM r ORDER BY seq"""
+FROM r"""  # in log order: DuckDB keeps insertion order without a sort (preserve_insertion_order)

@@ -107,6 +107,9 @@ class Records:
                 sql = f"INSERT INTO {_LOAD} SELECT {SELECT_SQL}, {PROBLEM_SQL}, _file FROM {read_json_sql([str(path)])}"
                 try:
                     con.execute(sql)
+                except self.duckdb.OutOfMemoryException:
+                    limit = self.config["memory_limit"]
+                    raise AuditError(f"{path}: not loaded: DuckDB needs more than its memory limit {limit}") from None
                 except self.duckdb.Error as e:
                     raise AuditError(f"{path}: damaged record (not JSON Lines of records: {_first_line(e)})") from None
                 self.count = con.execute(f"SELECT count(*) FROM {_LOAD}").fetchone()[0]

@@ -135,7 +135,8 @@ def _guarded(command: Command) -> Command:
         try:
             return command(args, out)
         except (AuditError, MissingLibrary) as e:
-            raise UsageError(str(e)) from None
+            memory = " (--memory SIZE gives it more)" if "memory limit" in str(e) else ""
+            raise UsageError(f"{e}{memory}") from None
         except FileNotFoundError as e:
             raise UsageError(str(e) if e.filename is None else f"no such audit log: {e.filename}") from None
         except BrokenPipeError:
@@ -256,11 +257,17 @@ def cmd_export(args: argparse.Namespace, out: Console) -> int:
     try:
         with Records(files, memory_limit=args.memory, progress=progress, lock=False) as records:
             progress(f"writing {kind}")
-            if kind == "parquet":
-                assert target is not None
-                written = exporting.parquet(records, provenance, target)
-            else:
-                written = exporting.ocsf_jsonl(records, provenance, target)
+            try:
+                if kind == "parquet":
+                    assert target is not None
+                    written = exporting.parquet(records, provenance, target)
+                else:
+                    written = exporting.ocsf_jsonl(records, provenance, target)
+            except records.duckdb.Error as e:  # out of memory, disk full: one line, nothing under the name
+                memory = " (--memory SIZE gives it more)" if "Out of Memory" in str(e) else ""
+                raise UsageError(
+                    f"audit export: {target or 'the OCSF events'} not written: {_one_line(e)[:200]}{memory}"
+                ) from None
     except KeyboardInterrupt:
         _end_progress()
         print(f"interrupted: {target or 'the export'} not written", file=sys.stderr)

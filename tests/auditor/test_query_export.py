@@ -150,6 +150,18 @@ def test_a_missing_library_is_one_line_naming_the_extra(
     assert not list(tmp_path.iterdir())
 
 
+def test_too_little_memory_is_one_line_naming_the_flag(
+    small_log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv in (
+        ["audit", "query", str(small_log), "SELECT count(*) FROM records", "--memory", "100KB"],
+        ["audit", "export", str(small_log), "--format", "ocsf", "-o", str(tmp_path / "x"), "--memory", "100KB"],
+    ):
+        code, _, err = run(argv, capsys)
+        assert code == 2 and len(err.splitlines()) == 1 and "memory limit 100KB (--memory SIZE" in err, err
+    assert not list(tmp_path.iterdir())
+
+
 def test_parquet_export_reads_back_as_the_log(
     small_log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
