@@ -1,7 +1,7 @@
 """``make bench``'s auditing section: ``audit query`` and ``audit summary`` over a campaign's log (issue 15).
 
 The log is written once by a verifier-mode fuzz campaign on the virtual
-clock (the same ~205,000 records every run, ~125 MB of JSON Lines), then
+clock (the same 210,519 records every run, ~125 MB of JSON Lines), then
 each command is run end to end as a user runs it (a fresh process: start,
 load, answer), so the figure includes DuckDB's load of the log, which is
 most of a query's time.  200k records rather than the million of
@@ -22,7 +22,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-#: ~205,000 records (233 per iteration at batch 255 with these classes).
+#: ~210,000 records (239 per iteration at batch 255 with these classes).
 ITERATIONS = 880
 CAMPAIGN = [
     "fuzz", "--protection", "verifier", "--iterations", str(ITERATIONS), "--batch", "255", "--seed", "3",
