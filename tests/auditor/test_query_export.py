@@ -240,9 +240,9 @@ def million_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     That is the size where a load that held the log in memory, or a query
     that read it row by row in Python, would show (620 MB of JSON Lines in ten
-    rotated files).  A virtual-clock campaign writes it in about a minute;
-    the test then takes ~50 s more (the load into DuckDB and ``audit
-    summary``, both streaming).
+    rotated files).  A virtual-clock campaign writes it in 45-60 s on two
+    shared cores; the test then takes 40-45 s more (the load into DuckDB and
+    ``audit summary``, both streaming).
     """
     out = tmp_path_factory.mktemp("million")
     argv = ["fuzz", "--protection", "verifier", "--iterations", "4400", "--batch", "255", "--seed", "3"]
