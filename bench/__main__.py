@@ -10,6 +10,7 @@ from rich.table import Table
 
 from bench import (
     audit_bench,
+    audit_query_bench,
     datapath,
     doorbell,
     fuzz_bench,
@@ -155,6 +156,9 @@ def main() -> None:
 
     # 8. issue 14: what a doorbell costs, per protection mode (cost(n) = a + b·n, docs/async-io.md section 1)
     doorbell.section(out, args.seconds)
+
+    # 9. issue 15: SQL over the audit log (audit query and summary on a ~210k-record campaign log, docs/auditing.md)
+    audit_query_bench.section(out, args.seconds)
 
 
 def goal_table(out: Console, rows: list[GoalRow], title: str) -> None:

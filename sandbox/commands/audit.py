@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sandbox.argtypes import bounded_number, check_output_path
-from sandbox.commands import audit_bench, audit_serve
+from sandbox.commands import audit_bench, audit_query, audit_serve
 from sandbox.errors import UsageError
 from sandbox.parser import Parser
 from verifier.audit.log import AuditError, clock_of, encode, format_wall, parse_line, rotated_siblings
@@ -245,6 +245,7 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
     )
     follow.set_defaults(func=_guarded(cmd_follow))
     audit_bench.add_parser(actions)
+    audit_query.add_parser(actions)
     audit_serve.add_parser(actions)
 
 

@@ -6,7 +6,8 @@ runs as a real process below, to hold the same at the process level, stdout
 on /dev/full included).  Each must end with exit code 2 and exactly one line
 on stderr (naming the file, for file inputs) -- or with its command's
 documented verdict (``audit verify``: exit 1 and ``TAMPERED`` on stdout for a
-log that is well-formed JSON but not what the writer wrote; ``audit follow``
+log that is well-formed JSON but not what the writer wrote, and ``audit export`` refuses it the same way;
+``audit query`` reads a record of well-typed values whatever its bytes; ``audit follow``
 waits for the rest of a torn last line, as ``tail -f`` does).  A per-case
 alarm turns a hang into a failure naming the case (a hang guard, not a speed
 assert).
@@ -14,6 +15,7 @@ assert).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -37,6 +39,8 @@ GOOD_CASE = ROOT / "fuzz" / "corpus" / "none-kernel-tx-leak.json"
 #: Stands for a well-formed audit log in a flag set (written per test: ``good_log``).
 GOOD_LOG = "<good audit log>"
 VERIFY = ["verify", "--format", "xdp", "--umem-size", "0x100000", "--chunk-size", "2048"]
+#: ``audit query``/``export`` need the audit extra (DuckDB); tests/auditor checks them when it is missing.
+HAVE_DUCKDB = importlib.util.find_spec("duckdb") is not None
 
 
 class Hang(Exception):
@@ -75,18 +79,23 @@ def file_argv(kind: str, path: Path, tmp: Path) -> list[list[str]]:
         return [["fuzz", "replay", p]]
     if kind == "verify":
         return [[*VERIFY, "--input", p]]
+    sql = [["audit", "query", p, "SELECT count(*) FROM records"], ["audit", "export", p, "--parquet", str(tmp / "x")]]
     return [
         ["audit", "summary", p],
         ["audit", "show", p],
         ["audit", "verify", p],
         ["audit", "follow", "--from-start", "--timeout", "0.02", p],
         ["audit", "plot", p, "-o", str(tmp / "plot.png")],
+        *(sql if HAVE_DUCKDB else []),
     ]
 
 
 #: (kind, file name, command word) whose documented answer is not exit 2: what it is instead.
 VERDICTS: dict[tuple[str, str, str], str] = {
     ("audit", "torn.jsonl", "follow"): "waits",  # tail -f: the last line may still be being written
+    # SQL reads values: a record of well-typed values whose bytes are not the writer's is read (export refuses it)
+    ("audit", "not-canonical.jsonl", "query"): "reads",
+    ("audit", "detail-deep.jsonl", "query"): "reads",
 }
 
 
@@ -100,10 +109,10 @@ def check(argv: list[str], capsys: pytest.CaptureFixture[str], names: str | None
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err + captured.out, argv
     lines = _one_line(captured.err)
-    if verdict == "waits":
+    if verdict in ("waits", "reads"):
         assert (code, lines) == (0, []), argv
         return
-    if argv[:2] == ["audit", "verify"] and code == 1:  # the documented verdict of a log that is not intact
+    if argv[:2] in (["audit", "verify"], ["audit", "export"]) and code == 1:  # the verdict of a log not intact
         assert captured.out.startswith("TAMPERED: ") and lines == [], argv
         return
     assert code == 2, (argv, code, captured.out[:300])

@@ -99,6 +99,7 @@ from __future__ import annotations
 
 import binascii
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -216,7 +217,13 @@ def chain_hash(prev: str, body: bytes) -> str:
 def format_wall(wall_ns: int) -> str:
     """ISO-8601 UTC with nanoseconds: ``2024-05-01T12:00:00.123456789Z``."""
     sec, ns = divmod(wall_ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{ns:09d}Z"
+    return _utc_second(sec) + f".{ns:09d}Z"
+
+
+@functools.lru_cache(maxsize=1024)
+def _utc_second(sec: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` of ``sec``: records come by the thousand per second, so each is formatted once."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
 
 
 #: Where the virtual (deterministic) clock starts: 2023-11-14T22:13:20Z, ``device.clock.EPOCH_NS``.

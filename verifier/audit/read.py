@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import bisect
 import calendar
+import functools
 import itertools
 import re
 import time
@@ -100,7 +101,9 @@ class VerifyResult:
     and line order; at most ``PROBLEM_LIMIT`` of them, ``more_problems``
     counts the rest); ``first_seq`` is where the kept chain starts (after a
     pruned head, else 0); ``lines`` how many lines were read; ``notes`` what
-    could not be checked.
+    could not be checked; ``head_seq`` the seq whose hash is ``head`` (the
+    highest seq whose hash could be trusted, which in a log that does not
+    verify may lie past the first problem; ``first_seq - 1`` with no record).
     """
 
     ok: bool
@@ -114,6 +117,7 @@ class VerifyResult:
     lines: int = 0
     notes: tuple[str, ...] = ()
     more_problems: int = 0
+    head_seq: int = -1
 
 
 def parse_wall(text: str) -> int:
@@ -121,8 +125,13 @@ def parse_wall(text: str) -> int:
     m = _WALL.match(text)
     if m is None:
         raise ValueError(f"not an ISO-8601 UTC time: {text!r}")
-    seconds = calendar.timegm(time.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S"))
-    return seconds * 1_000_000_000 + int((m.group(2) or "0").ljust(9, "0"))
+    return _epoch_seconds(m.group(1)) * 1_000_000_000 + int((m.group(2) or "0").ljust(9, "0"))
+
+
+@functools.lru_cache(maxsize=4096)
+def _epoch_seconds(text: str) -> int:
+    """``calendar.timegm`` of ``YYYY-MM-DDTHH:MM:SS``: a log's records share their second by the thousand."""
+    return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%S"))
 
 
 def _wall_ok(text: object) -> bool:
@@ -285,34 +294,49 @@ def order_files(paths: Iterable[PathLike]) -> list[Path]:
     return [p for _, _, p in keyed]
 
 
-def _lines(files: list[Path]) -> Iterator[tuple[Path, int, bytes]]:
-    """Every line of every file, as ``(file, 1-based line number, bytes)``."""
-    for path in files:
-        with path.open("rb") as f:
-            for number, line in enumerate(f, 1):
-                yield path, number, line
-
-
 def read_records(paths: Iterable[PathLike]) -> Iterator[dict[str, Any]]:
     """The records of one or several files (any order), oldest first.  Not a chain check: see ``verify``.
 
     Raises ``AuditFormatError`` for a file that is not an audit log and
-    ``AuditError`` for a damaged or torn line.
+    ``AuditError`` for a damaged or torn line.  Lines are read in chunks of
+    ``CHUNK_LINES``: a chunk that ``verify``'s fast path accepts (each line
+    canonical, of the schema, and the chunk a chain from its first record's
+    seq and ``prev``) is decoded in one call, which is all of an intact log;
+    any other chunk is read line by line by the reference below, which
+    decides every error.  A fast chunk accepts only what the reference
+    accepts (tests/verifier/test_audit_verify_fast.py), so the records and
+    errors are the same either way, several times sooner
+    (tests/verifier/test_audit_read_fast.py).
     """
     last_seq: int | None = None
-    for path, number, line in _lines(order_files(paths)):
-        where = f"{path}:{number}"
-        after = f"after seq {last_seq}" if last_seq is not None else "before any good record"
-        if not line.endswith(b"\n"):
-            raise AuditError(f"{where}: torn record {after} (file cut mid-line); run 'nic-sandbox audit verify'")
-        record = parse_line(line)
-        if record is None:
-            raise AuditError(f"{where}: damaged record {after} (not canonical JSON); run 'nic-sandbox audit verify'")
-        problem = schema_problem(record)
-        if problem is not None:
-            raise AuditError(f"{where}: damaged record {after} ({problem})")
-        last_seq = int(record["seq"])
-        yield record
+    for path, number, chunk in _chunks(order_files(paths)):
+        start = parse_line(chunk[0])
+        checked = None
+        if start is not None and type(start.get("seq")) is int and type(start.get("prev")) is str:
+            checked = fast_chunk(chunk, start["seq"], start["prev"])
+        if checked is not None:
+            for each in checked:
+                yield msgspec_dict(each)
+            last_seq = checked[-1].seq
+            continue
+        for index, line in enumerate(chunk):
+            record = _reference_record(line, f"{path}:{number + index}", last_seq)
+            last_seq = int(record["seq"])
+            yield record
+
+
+def _reference_record(line: bytes, where: str, last_seq: int | None) -> dict[str, Any]:
+    """The record of one line, checked by ``parse_line`` and ``schema_problem``; ``AuditError`` naming ``where``."""
+    after = f"after seq {last_seq}" if last_seq is not None else "before any good record"
+    if not line.endswith(b"\n"):
+        raise AuditError(f"{where}: torn record {after} (file cut mid-line); run 'nic-sandbox audit verify'")
+    record = parse_line(line)
+    if record is None:
+        raise AuditError(f"{where}: damaged record {after} (not canonical JSON); run 'nic-sandbox audit verify'")
+    problem = schema_problem(record)
+    if problem is not None:
+        raise AuditError(f"{where}: damaged record {after} ({problem})")
+    return record
 
 
 #: Lines ``verify`` checks at once on its fast path (verifier/audit/fast_read.py): one decode and re-encode per chunk.
@@ -581,11 +605,25 @@ def verify(
     problems = tuple(Problem(seq, what, where) for _, seq, what, where in sorted(walk.problems, key=lambda p: p[0]))
     trusted = [seq for seq, digest in walk.known.items() if digest is not None]
     head = walk.known[max(trusted)] or GENESIS if trusted else GENESIS
+    head_seq = max(trusted) if trusted else first_seq - 1
     if not problems:
-        return VerifyResult(True, walk.clean, None, None, head, names, (), first_seq, walk.total, tuple(notes), 0)
+        return VerifyResult(
+            True, walk.clean, None, None, head, names, (), first_seq, walk.total, tuple(notes), 0, head_seq
+        )
     one = problems[0]
     return VerifyResult(
-        False, walk.clean, one.seq, one.text, head, names, problems, first_seq, walk.total, tuple(notes), walk.more
+        False,
+        walk.clean,
+        one.seq,
+        one.text,
+        head,
+        names,
+        problems,
+        first_seq,
+        walk.total,
+        tuple(notes),
+        walk.more,
+        head_seq,
     )
 
 
