@@ -232,7 +232,7 @@ def cmd_export(args: argparse.Namespace, out: Console) -> int:
     from auditor import export as exporting
     from auditor.provenance import chain_verdict
     from auditor.session import Records
-    from sandbox.commands.audit import anchor_key
+    from sandbox.commands.audit import anchor_key  # late: audit.py imports this module to register its actions
     from verifier.audit.seal import read_anchor
 
     kind, target = _export_target(args)
