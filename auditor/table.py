@@ -22,29 +22,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from verifier.audit.log import KINDS, MAX_REASON, SCHEMA_VERSION
+from verifier.audit.log import FIELDS, KINDS, MAX_REASON, SCHEMA_VERSION
 from verifier.audit.read import RANGES
 
-#: The keys of a v1 record, read by DuckDB as JSON values (typed by the projection, which checks them).
-RAW_KEYS = (
-    "v",
-    "seq",
-    "wall",
-    "mono_ns",
-    "tenant",
-    "tenant_name",
-    "nic",
-    "queue",
-    "kind",
-    "ring_index",
-    "desc_hex",
-    "desc",
-    "reason",
-    "detail",
-    "protection",
-    "prev",
-    "hash",
-)
+#: The keys of a v1 record (declared once, by the writer), read by DuckDB as JSON values (typed by the projection,
+#: which checks them).
+RAW_KEYS = FIELDS
 #: ``read_json``'s ``columns`` argument: every key as JSON, so nothing is converted before it is checked.
 RAW_COLUMNS = "{" + ", ".join(f"\"{k}\": 'JSON'" for k in RAW_KEYS) + "}"
 _INT = "('UBIGINT', 'BIGINT')"
