@@ -48,6 +48,7 @@ def test_table_names_where(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
     assert "dropped @ hop 2 (MPC)" in out and "drop (no PAUSE)" in out and "backpressure (" not in out
     assert "lost past the first hop" in out
     assert "audit durability: " in out
+    assert "ring occupancy over time" in out and "100%" in out  # printed, not only plotted
 
 
 @pytest.mark.parametrize(
