@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sandbox.errors import UsageError
@@ -75,6 +76,18 @@ def check_output_path(path: str | Path, what: str) -> Path:
         if parent.is_symlink():  # a dangling link on the way
             raise UsageError(f"{what} {p}: {parent} is a broken link")
     return p
+
+
+@contextmanager
+def writing(path: str | Path, what: str) -> Iterator[None]:
+    """The write itself: a path that passed ``check_output_path`` can still refuse (procfs, a full disk, a race).
+
+    Said in one line naming ``what`` and the path, exit 2, instead of a traceback.
+    """
+    try:
+        yield
+    except OSError as e:
+        raise UsageError(f"{what} {path}: {e.strerror or e}") from None
 
 
 def check_output_dir(path: str | Path, what: str) -> Path:

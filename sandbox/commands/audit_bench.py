@@ -25,7 +25,7 @@ from rich.table import Table
 
 from measure.durability import FsyncTimes, Prediction, predict
 from measure.durability_disk import Measured, Setting, fsync_times, run_setting, writer_rate
-from sandbox.argtypes import bounded_number, check_output_dir, check_output_path, require_matplotlib
+from sandbox.argtypes import bounded_number, check_output_dir, check_output_path, require_matplotlib, writing
 from sandbox.errors import UsageError
 from sandbox.signals import requested_stop
 from verifier.audit.durability import MAX_INTERVAL_MS, MAX_RECORDS, MIN_INTERVAL_MS, GroupCommit
@@ -167,7 +167,8 @@ def cmd_bench(args: argparse.Namespace, out: Console) -> int:
             if args.png is not None and pairs:
                 from measure.durability_plot import plot
 
-                plot(Path(args.png), pairs, fsync, _title(args))
+                with writing(args.png, "--png"):
+                    plot(Path(args.png), pairs, fsync, _title(args))
                 if not args.json:
                     out.print(f"plot: {args.png}", markup=False, highlight=False)
             return stop.exit_code() if stop.requested() else 0

@@ -22,7 +22,7 @@ from measure import doorbell_plot, doorbell_report
 from measure.doorbell import DEFAULT_MAX_BATCH, DEFAULT_REPEATS, sweep
 from measure.doorbell_rig import MAX_BATCH
 from measure.linear_fit import log_spaced
-from sandbox.argtypes import MAX_NUMBER_TEXT, bounded_number, check_output_path, require_matplotlib
+from sandbox.argtypes import MAX_NUMBER_TEXT, bounded_number, check_output_path, require_matplotlib, writing
 from sandbox.errors import UsageError
 from sandbox.parser import Parser
 from sandbox.signals import requested_stop
@@ -179,7 +179,10 @@ def cmd_doorbell(args: argparse.Namespace, out: Console) -> int:
     drawn = False
     if png is not None and any(m.fit() is not None for m in result.modes.values()):
         what = "doorbell to completion" if result.with_device else "the doorbell alone, device held"
-        doorbell_plot.draw(result, png, f"ns per descriptor against batch size: {what}; {doorbell_report.machine()}")
+        with writing(png, "--png"):
+            doorbell_plot.draw(
+                result, png, f"ns per descriptor against batch size: {what}; {doorbell_report.machine()}"
+            )
         drawn = True
     if args.json:
         report = doorbell_report.as_json(result)

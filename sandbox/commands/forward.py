@@ -13,7 +13,7 @@ from rich.table import Table
 from device.e1000 import EngineMode
 from measure import forward_plot
 from measure.forward import FixedBatch, ForwardReport, Policy
-from sandbox.argtypes import bounded_number, check_output_path, int_range, require_matplotlib
+from sandbox.argtypes import bounded_number, check_output_path, int_range, require_matplotlib, writing
 from sandbox.commands import forward_tuned, pingpong_tuned
 from sandbox.demos import forward
 from sandbox.errors import UsageError
@@ -157,18 +157,19 @@ def cmd_forward(args: argparse.Namespace, out: Console) -> int:
             scen, policies, count, size, rate, consumer_rate, lambda: FixedBatch(batch),
             pause=not args.no_pause, period_ns=period_ns, audit=audit, stop=stop.requested,
         )  # fmt: skip
-    if args.png is not None:
-        forward_plot.plot(reports, args.png)
     if args.json:
         doc = _json(reports, scen.seed, scen.protection.value, batch, stop.requested())
         print(json.dumps({**doc, **durability_json(audit)}, indent=2))
     else:
         _print(out, reports, batch, scen.protection.value)
         out.print(durability_line(audit), markup=False, highlight=False, soft_wrap=True)
-        if args.png is not None:
-            out.print(f"plot: {args.png}", markup=False, highlight=False)
         if stop.requested():
             out.print(f"stopped by {stop.name}: the source stopped early, the rings drained, the counts are whole")
+    if args.png is not None:  # after the report: a write that fails still leaves what was measured on screen
+        with writing(args.png, "--png"):
+            forward_plot.plot(reports, args.png)
+        if not args.json:
+            out.print(f"plot: {args.png}", markup=False, highlight=False)
     if stop.requested():
         return stop.exit_code()
     return 0 if all(r.drops.agree and r.corrupt == 0 for r in reports) else 1

@@ -17,7 +17,7 @@ from rich.table import Table
 from driver.tenant.tuner import BatchTuner, Role, Sample, TunerConfig
 from measure.forward import ForwardReport, Policy
 from measure.forward_tuned import SweepBatches, TunedBatch, utility
-from sandbox.argtypes import bounded_number, check_output_path, int_range, require_matplotlib
+from sandbox.argtypes import bounded_number, check_output_path, int_range, require_matplotlib, writing
 from sandbox.commands.pingpong_tuned import AUTO, DEFAULT_LAMBDA, settled
 from sandbox.demos import forward
 from sandbox.errors import UsageError
@@ -181,7 +181,8 @@ def cmd_tuned(
         if stop.requested():
             out.print(f"stopped by {stop.name}: the trajectory above is what was measured")
     if args.png is not None and traj:
-        _plot(args.png, traj, segs, sweeps, p)
+        with writing(args.png, "--png"):
+            _plot(args.png, traj, segs, sweeps, p)
         if not args.json:
             out.print(f"plot: {args.png}", markup=False, highlight=False)
     if stop.requested():

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from driver.tenant.tuner import BatchTuner, Role, Sample, TunerConfig
 from measure.cost_clock import DOORBELL_NS
-from sandbox.argtypes import bounded_number, check_output_path, int_range, require_matplotlib
+from sandbox.argtypes import bounded_number, check_output_path, int_range, require_matplotlib, writing
 from sandbox.commands import qemu
 from sandbox.demos import pingpong_tuned
 from sandbox.demos.pingpong_tuned import Sweep, TunedRun, Workload
@@ -211,7 +211,8 @@ def cmd_tuned(args: argparse.Namespace, out: Console, scen: scenario.Scenario, w
     else:
         _print(out, run, sweeps, p, scen)
     if args.png is not None and run.trajectory:
-        _plot(args.png, run, sweeps, p)
+        with writing(args.png, "--png"):
+            _plot(args.png, run, sweeps, p)
         if not args.json:
             out.print(f"plot: {args.png}", markup=False, highlight=False)
     if run.interrupted or any(s.interrupted for s in sweeps):

@@ -163,3 +163,16 @@ def test_batch_auto_bad_flags_are_one_line_and_exit_2(
         code, err = exc.code, capsys.readouterr().err
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and flag in err, err
+
+
+def test_a_png_the_system_refuses_to_write_is_one_line_after_the_report(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """/proc passes the up-front path check (root may write there) but refuses the file: one line, exit 2,
+    and the report of the run is already printed."""
+    need_module("matplotlib", "nic-sandbox[plot]")
+    code, out, err = run(["--png", "/proc/nic-sandbox-nope/x.png"], capsys, tmp_path)
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("nic-sandbox: error: --png /proc/nic-sandbox-nope/x.png")
+    if os.geteuid() == 0:  # as another user the up-front check refuses /proc before the run
+        assert "dropped past the first hop" in out
