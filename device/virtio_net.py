@@ -34,10 +34,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from device.dma import DmaEngine
-from device.virtq import ChainError, DeviceQueue, fetch_heads, fetch_table, publish_used, segment_arrays, walk
+from device.virtq import ChainError, DeviceQueue, fetch_heads, fetch_table, publish_used, walk_burst
 from device.wire import Port
 from ring import virtio as V
-from ring.frames import FrameBatch
+from ring.frames import FrameBatch, range_index
 from ring.memory import PhysicalMemory
 
 U32 = 0xFFFF_FFFF
@@ -77,6 +77,9 @@ class VirtioNet:
         self.queues = [DeviceQueue(V.RECEIVEQ, purpose="rx"), DeviceQueue(V.TRANSMITQ, purpose="tx")]
         self.missed = 0  # frames that found no available receive chain (e1000's MPC)
         self.broken_reason = ""
+        header = np.zeros(1, dtype=V.VIRTIO_NET_HDR)
+        header["num_buffers"] = 1  # §5.1.6.4: without MRG_RXBUF every frame is one buffer (chain)
+        self._rx_header = header.view(np.uint8)
         self.reset()
 
     def reset(self) -> None:
@@ -206,42 +209,31 @@ class VirtioNet:
             if heads.size == 0:
                 return
             table = fetch_table(self.dma, q)
-            chains = []
-            for head in heads.tolist():
-                chains.append(walk(self.dma, q, table, head))
         except ChainError as err:
             self._broken(err)
             return
-        addrs, lengths, per_chain = [], [], []
-        for segs in chains:
-            a, n = segment_arrays(segs, write=False)
-            addrs.append(a)
-            lengths.append(n)
-            per_chain.append(a.size)
-        flat_a = np.concatenate(addrs) if addrs else np.zeros(0, dtype=np.uint64)
-        flat_n = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
-        data, ok = self.dma.read(q.index, "tx-data", flat_a, flat_n)
-        frames, frame_lens = [], []
-        at = seg = 0
-        for count, n in zip(per_chain, lengths, strict=True):
-            moved = n[ok[seg : seg + count]]
-            nbytes = int(moved.sum())
-            chunk = data[at : at + nbytes]
-            at += nbytes
-            intact = bool(ok[seg : seg + count].all())
-            seg += count
-            if not intact:
-                self.counters.dma_errors += 1
-            elif nbytes < V.VIRTIO_NET_HDR_SIZE:
-                self.counters.tx_short += 1
-            elif nbytes > V.VIRTIO_NET_HDR_SIZE:
-                frames.append(chunk[V.VIRTIO_NET_HDR_SIZE :])
-                frame_lens.append(nbytes - V.VIRTIO_NET_HDR_SIZE)
-        q.last_avail = (q.last_avail + heads.size) & 0xFFFF
-        if frames:
-            self.port.transmit(FrameBatch(np.concatenate(frames), np.array(frame_lens, dtype=np.int64)))
-        publish_used(self.dma, q, heads, np.zeros(heads.size, dtype=np.int64))
-        self._interrupt(V.VIRTIO_MMIO_INT_VRING)
+        burst, error = walk_burst(self.dma, q, table, heads)
+        n = burst.chains
+        if n:
+            chain, addr, length = burst.side(write=False)
+            data, ok = self.dma.read(q.index, "tx-data", addr, length)  # the whole burst: one access batch
+            moved = np.where(ok, length, 0)
+            per_chain = np.bincount(chain, weights=moved, minlength=n).astype(np.int64)
+            blocked = np.bincount(chain, weights=~ok, minlength=n) > 0
+            short = ~blocked & (per_chain <= V.VIRTIO_NET_HDR_SIZE)
+            self.counters.dma_errors += int(np.count_nonzero(blocked))
+            self.counters.tx_short += int(np.count_nonzero(short))
+            good = ~blocked & ~short
+            keep = np.repeat(good, per_chain)
+            starts = np.cumsum(per_chain) - per_chain
+            keep[range_index(starts[good], np.full(int(good.sum()), V.VIRTIO_NET_HDR_SIZE))] = False  # strip headers
+            q.last_avail = (q.last_avail + n) & 0xFFFF
+            if bool(good.any()):
+                self.port.transmit(FrameBatch(data[keep], per_chain[good] - V.VIRTIO_NET_HDR_SIZE))
+            publish_used(self.dma, q, heads[:n], np.zeros(n, dtype=np.int64))
+            self._interrupt(V.VIRTIO_MMIO_INT_VRING)
+        if error:
+            self._broken(ChainError(error))
 
     # -- the wire ---------------------------------------------------------------------------------------
     def receive(self, frames: FrameBatch) -> None:
@@ -256,47 +248,48 @@ class VirtioNet:
         except ChainError as err:
             self._broken(err)
             return
-        used_heads: list[int] = []
-        used_lens: list[int] = []
-        addrs: list[np.ndarray] = []
-        lens: list[np.ndarray] = []
-        blobs: list[np.ndarray] = []
-        header = np.zeros(1, dtype=V.VIRTIO_NET_HDR)
-        header["num_buffers"] = 1
-        hdr = header.view(np.uint8)
-        chain = 0
-        for j in range(len(frames)):
-            if chain >= heads.size:
+        if table is None:
+            self.missed += len(frames)
+            return
+        burst, error = walk_burst(self.dma, q, table, heads)
+        n = burst.chains
+        chain, addr, length = burst.side(write=True)
+        room = np.bincount(chain, weights=length, minlength=n).astype(np.int64)
+        need = frames.lengths + V.VIRTIO_NET_HDR_SIZE
+        taken: list[int] = []  # frame j goes to chain len(taken) (chains are taken in order)
+        for j, nbytes in enumerate(need.tolist()):
+            if len(taken) == n:
                 self.missed += len(frames) - j
                 break
-            assert table is not None
-            head = int(heads[chain])
-            try:
-                segs = walk(self.dma, q, table, head)
-            except ChainError as err:
-                self._broken(err)
-                break
-            a, n = segment_arrays(segs, write=True)
-            payload = np.concatenate((hdr, np.frombuffer(frames.frame(j), dtype=np.uint8)))
-            if payload.size > int(n.sum()):
-                self.counters.rx_too_big += 1
+            if nbytes > int(room[len(taken)]):
+                self.counters.rx_too_big += 1  # dropped; the chain waits for the next frame
                 continue
-            fill = np.minimum(n, np.maximum(payload.size - (np.cumsum(n) - n), 0))
+            taken.append(j)
+        k = len(taken)
+        if k:
+            picked = np.array(taken, dtype=np.int64)
+            payload = need[picked]
+            starts = np.cumsum(payload) - payload
+            out = np.empty(int(payload.sum()), dtype=np.uint8)
+            out[range_index(starts, np.full(k, V.VIRTIO_NET_HDR_SIZE))] = np.tile(self._rx_header, k)
+            body = frames.lengths[picked]
+            out[range_index(starts + V.VIRTIO_NET_HDR_SIZE, body)] = frames.data[
+                range_index(frames.offsets[picked], body)
+            ]
+            mine = chain < k
+            chain, addr, length = chain[mine], addr[mine], length[mine]
+            before = np.cumsum(length) - length
+            before -= before[np.searchsorted(chain, chain)]  # bytes of earlier buffers of the same chain
+            fill = np.clip(payload[chain] - before, 0, length)
             used = fill > 0
-            addrs.append(a[used])
-            lens.append(fill[used])
-            blobs.append(payload)
-            used_heads.append(head)
-            used_lens.append(payload.size)
-            chain += 1
-        if not used_heads:
-            return
-        ok = self.dma.write(q.index, "rx-data", np.concatenate(addrs), np.concatenate(lens), np.concatenate(blobs))
-        if not bool(ok.all()):
-            self.counters.dma_errors += 1
-        q.last_avail = (q.last_avail + len(used_heads)) & 0xFFFF
-        publish_used(self.dma, q, np.array(used_heads, dtype=np.int64), np.array(used_lens, dtype=np.int64))
-        self._interrupt(V.VIRTIO_MMIO_INT_VRING)
+            ok = self.dma.write(q.index, "rx-data", addr[used], fill[used], out)
+            if not bool(ok.all()):
+                self.counters.dma_errors += 1
+            q.last_avail = (q.last_avail + k) & 0xFFFF
+            publish_used(self.dma, q, heads[:k], payload)
+            self._interrupt(V.VIRTIO_MMIO_INT_VRING)
+        if error:
+            self._broken(ChainError(error))
 
 
 #: Queue registers of the selected queue: offset -> (DeviceQueue attribute, high word).

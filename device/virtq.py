@@ -136,6 +136,58 @@ def walk(dma: DmaEngine, q: DeviceQueue, table: npt.NDArray[np.void], head: int)
         i = nxt
 
 
+@dataclass
+class Burst:
+    """The buffers of a burst of walked chains, as arrays: chain ``c``'s are ``chain == c``, in walk order."""
+
+    chain: I64
+    addr: U64
+    length: I64
+    write: npt.NDArray[np.bool_]
+    chains: int  # how many chains were walked (a walk that broke stops the burst)
+
+    def side(self, write: bool) -> tuple[I64, U64, I64]:
+        """(chain, address, length) of the buffers the device writes (``write``) or reads."""
+        sel = self.write if write else ~self.write
+        return self.chain[sel], self.addr[sel], self.length[sel]
+
+
+def walk_burst(dma: DmaEngine, q: DeviceQueue, table: npt.NDArray[np.void], heads: I64) -> tuple[Burst, str]:
+    """Walk every chain at ``heads``; stops at the first chain the device cannot follow (its message, else "").
+
+    A burst of one-descriptor chains (every frame in one buffer, the common
+    layout) is read off the table in one step; anything else is walked
+    chain by chain.
+    """
+    if heads.size and int(heads.max()) < q.num:
+        rows = table[heads]
+        if not bool((rows["flags"] & (VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_INDIRECT)).any()):
+            write = (rows["flags"] & VIRTQ_DESC_F_WRITE) != 0
+            chain = np.arange(heads.size, dtype=np.int64)
+            return Burst(chain, rows["addr"].astype(np.uint64), rows["len"].astype(np.int64), write, heads.size), ""
+    segs: list[Segment] = []
+    owner: list[int] = []
+    error = ""
+    walked = 0
+    for c, head in enumerate(heads.tolist()):
+        try:
+            chain_segs = walk(dma, q, table, head)
+        except ChainError as err:
+            error = str(err)
+            break
+        segs += chain_segs
+        owner += [c] * len(chain_segs)
+        walked += 1
+    burst = Burst(
+        np.array(owner, dtype=np.int64),
+        np.array([s.addr for s in segs], dtype=np.uint64),
+        np.array([s.length for s in segs], dtype=np.int64),
+        np.array([s.write for s in segs], dtype=bool),
+        walked,
+    )
+    return burst, error
+
+
 def publish_used(dma: DmaEngine, q: DeviceQueue, heads: I64, lengths: I64) -> None:
     """Write ``{id, len}`` for each finished chain, then the new used idx (§2.7.8: elements before idx)."""
     n = heads.size
@@ -152,9 +204,3 @@ def publish_used(dma: DmaEngine, q: DeviceQueue, heads: I64, lengths: I64) -> No
     idx = np.array([q.used_idx], dtype="<u2").view(np.uint8)
     dma.write(q.index, f"{q.purpose}-wb", np.array([q.device + USED_IDX], dtype=np.uint64),
               np.array([2], dtype=np.int64), idx)  # fmt: skip
-
-
-def segment_arrays(segs: list[Segment], write: bool) -> tuple[U64, I64]:
-    """The buffers of one direction of a chain as (addresses, lengths)."""
-    picked = [s for s in segs if s.write == write]
-    return (np.array([s.addr for s in picked], dtype=np.uint64), np.array([s.length for s in picked], dtype=np.int64))

@@ -61,6 +61,15 @@ _ADDRESS_REASONS = frozenset(
 )
 
 
+@dataclass
+class Pending:
+    """Accepted chains not yet published: their tenant heads and their buffers, chain ``c`` at ``starts[c]:``."""
+
+    heads: I64
+    buffers: npt.NDArray[np.void]
+    starts: I64
+
+
 @dataclass(frozen=True)
 class VirtqRequest:
     """One virtqueue a tenant asked to open (the kernel has checked that the region is its own)."""
@@ -115,10 +124,11 @@ class ShadowVirtq:
         self.user_used = 0  # the tenant's used idx, written only by the kernel
         self.shadow_avail = 0
         self.shadow_used = 0  # the device's used entries the kernel has reaped
-        self.free: list[int] = list(range(size - 1, -1, -1))  # free shadow descriptor slots (a stack)
+        self.free = np.arange(size, dtype=np.int64)[::-1].copy()  # free shadow descriptor slots: free[:top]
+        self.top = size
         self.to_user = np.full(size, -1, dtype=np.int64)  # shadow head -> tenant head
-        self.slots_of: dict[int, I64] = {}  # shadow head -> its shadow slots
-        self.pending: deque[tuple[int, npt.NDArray[np.void]]] = deque()  # accepted, waiting for shadow room
+        self.chain_of = np.full(size, -1, dtype=np.int64)  # shadow slot -> the shadow head of its chain
+        self.pending: deque[Pending] = deque()  # accepted chains waiting for shadow room, in order
         self._pumping = False
         r.pins.sources.append(self.in_flight)
         lay = r.layout
@@ -146,8 +156,11 @@ class ShadowVirtq:
             refused = ~v.accepted
             if bool(refused.any()):
                 self._refuse(v, first)
-            for c in np.flatnonzero(v.accepted).tolist():
-                self.pending.append((int(heads[c]), v.chain(c)))
+            ok = np.flatnonzero(v.accepted)
+            if ok.size:
+                counts = v.starts[ok + 1] - v.starts[ok]
+                buffers = v.buffers if ok.size == v.heads.size else v.buffers[np.isin(v.chain_of, ok)]
+                self.pending.append(Pending(heads[ok], buffers, np.concatenate(([0], np.cumsum(counts)))))
         self._pump()
 
     def _refuse(self, v: ChainVerdicts, first_avail: int) -> None:
@@ -209,31 +222,36 @@ class ShadowVirtq:
             return
         self._pumping = True
         try:
-            while self.pending and len(self.pending[0][1]) <= len(self.free):
-                published = 0
-                while self.pending and len(self.pending[0][1]) <= len(self.free):
-                    head, chain = self.pending.popleft()
-                    self._publish(head, chain)
-                    published += 1
+            while self.pending and self._publish(self.pending[0]):
+                if self.pending[0].heads.size == 0:
+                    self.pending.popleft()
                 self.shadow.avail_idx[0] = self.shadow_avail  # entries first, then idx (§2.7.13)
                 self.r.bus.write32(QUEUE_NOTIFY, self.r.index)  # the device runs; its interrupt reaps
         finally:
             self._pumping = False
 
-    def _publish(self, head: int, chain: npt.NDArray[np.void]) -> None:
-        n = len(chain)
-        slots = np.array([self.free.pop() for _ in range(n)], dtype=np.int64)
-        rows = chain.copy()
-        rows["flags"] = (rows["flags"] & VIRTQ_DESC_F_WRITE) | VIRTQ_DESC_F_NEXT
-        rows["flags"][-1] &= np.uint16(~VIRTQ_DESC_F_NEXT & 0xFFFF)
-        rows["next"] = 0
-        rows["next"][:-1] = slots[1:]
+    def _publish(self, p: Pending) -> bool:
+        """Copy the leading chains of ``p`` that fit into free shadow slots, flattened; False if none fits."""
+        ends = p.starts[1:]
+        k = int(np.searchsorted(ends, self.top, side="right"))  # chains whose buffers all fit
+        if k == 0:
+            return False
+        total = int(ends[k - 1])
+        slots = self.free[self.top - total : self.top][::-1].copy()
+        self.top -= total
+        rows = p.buffers[:total].copy()
+        last = np.zeros(total, dtype=bool)
+        last[ends[:k] - 1] = True
+        rows["flags"] = (rows["flags"] & VIRTQ_DESC_F_WRITE) | np.where(last, 0, VIRTQ_DESC_F_NEXT).astype(np.uint16)
+        rows["next"] = np.where(last, 0, np.roll(slots, -1)).astype(np.uint16)
         self.shadow.desc[slots] = rows
-        shadow_head = int(slots[0])
-        self.to_user[shadow_head] = head
-        self.slots_of[shadow_head] = slots
-        self.shadow.avail_ring[self.shadow_avail & (self.size - 1)] = shadow_head
-        self.shadow_avail = (self.shadow_avail + 1) & 0xFFFF
+        shadow_heads = slots[p.starts[:k]]
+        self.chain_of[slots] = np.repeat(shadow_heads, ends[:k] - p.starts[:k])
+        self.to_user[shadow_heads] = p.heads[:k]
+        self.shadow.avail_ring[(self.shadow_avail + np.arange(k)) & (self.size - 1)] = shadow_heads
+        self.shadow_avail = (self.shadow_avail + k) & 0xFFFF
+        p.heads, p.buffers, p.starts = p.heads[k:], p.buffers[total:], p.starts[k:] - total
+        return True
 
     def reap(self) -> None:
         """The device interrupted: return its finished shadow chains to the tenant, then publish what waits."""
@@ -248,8 +266,10 @@ class ShadowVirtq:
         ids = ids[known]
         heads = self.to_user[ids]
         self.to_user[ids] = -1
-        for shadow_head in ids.tolist():
-            self.free.extend(self.slots_of.pop(shadow_head).tolist()[::-1])
+        freed = np.flatnonzero(np.isin(self.chain_of, ids)) if ids.size else ids
+        self.chain_of[freed] = -1
+        self.free[self.top : self.top + freed.size] = freed
+        self.top += freed.size
         self._complete_user(heads, elems["len"][known].astype(np.int64))
         if self.r.pins.releasing:
             self.r.pins.settle()
@@ -261,10 +281,8 @@ class ShadowVirtq:
         Accepted chains still waiting for shadow room count too: they were checked
         against the pins as they were, so an unpin now must wait for them as well.
         """
-        parts = [self.shadow.desc[slots] for slots in self.slots_of.values()]
-        parts += [chain for _head, chain in self.pending]  # checked and promised to the device: in flight too
-        if not parts:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        parts = [self.shadow.desc[self.chain_of >= 0]]
+        parts += [p.buffers for p in self.pending]  # checked and promised to the device: in flight too
         rows = np.concatenate(parts)
         rows = rows[rows["len"] > 0]
         addr = rows["addr"].astype(np.uint64)
