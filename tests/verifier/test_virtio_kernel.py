@@ -222,3 +222,17 @@ def test_a_chain_waiting_for_shadow_room_is_published_later_from_the_kernels_cop
         assert heads.tolist() == [0, 1] and lens.tolist() == [76, 76]
         assert bytes(rx.pool.memory[2048 + 12 : 2048 + 76]) == seq_frame(2, 64)  # buffer 1, as checked
         assert bytes(world.memory.data[KERNEL_ADDR : KERNEL_ADDR + 2048]) == kernel_before
+
+
+def test_no_more_chains_than_the_queue_holds_may_be_outstanding() -> None:
+    with build("verifier") as world:
+        rx = VirtioRxQueue(world.tenants["bob"], "nic1", 8)  # all eight chains outstanding
+        tx = VirtioTxQueue(world.tenants["alice"], "nic0", 8)
+        assert tx.tx_burst(FrameBatch.from_frames([seq_frame(0, 64)])) == 1
+        assert len(rx.rx_burst()) == 1  # one came back and is posted again: eight outstanding, no refusal
+        assert records(world) == []
+        rx.make_available(np.array([0]))  # a ninth: the used ring could not take its completion
+        (rec,) = records(world)
+        detail = rec["detail"]
+        assert isinstance(detail, dict)
+        assert rec["reason"] == "VIRTQ_AVAIL_JUMP" and detail["outstanding"] == 8

@@ -110,7 +110,7 @@ _ALL = [
     Reason(99, "VERBS_OPCODE_UNSUPPORTED", "a work request opcode this sandbox does not model (atomics, MW binds)",
            "rdma-core providers/rxe/rxe.c: an opcode the QP type does not support is EINVAL"),
     # -- virtio split virtqueues (the `virtq` format, verifier/rules/virtq.py) -----------------------------------
-    Reason(100, "VIRTQ_AVAIL_JUMP", "the available index moved by more than the queue size since the last notify",
+    Reason(100, "VIRTQ_AVAIL_JUMP", "the available index moved past the queue size, less the chains still outstanding",
            "vhost_get_vq_desc: 'Guest moved avail index from %u to %u' (-EFAULT); QEMU: 'Guest moved used index'"),
     Reason(101, "VIRTQ_HEAD_BEYOND", "an available-ring entry names a chain head >= the queue size",
            "virtio 1.2 §2.7.13; vhost_get_vq_desc: 'Guest says index %u > %u is available'"),

@@ -11,7 +11,11 @@ chain available to the device and notifies it.  Whatever the tenant writes
 into its table after the notify (a new ``next``, a new indirect table), the
 device never sees it: the TOCTOU race has nothing to race against.
 
-A refused chain is completed at once in the tenant's used ring with ``len``
+The kernel holds at most queue-size chains of a queue at once (published
+to the device or waiting): a notify that makes more available than the
+queue has room for, counting those still outstanding, is refused whole
+(``VIRTQ_AVAIL_JUMP``), so neither the kernel's pending list nor the
+tenant's used ring can overflow.  A refused chain is completed at once in the tenant's used ring with ``len``
 ``VIRTQ_USED_LEN_REFUSED`` and audited, one record naming the descriptor that
 broke it (invariant 6).  When the device returns shadow chains (its used
 ring moves; its interrupt tells the kernel), the kernel writes ``{tenant head,
@@ -130,6 +134,7 @@ class ShadowVirtq:
         self.chain_of = np.full(size, -1, dtype=np.int64)  # shadow slot -> the shadow head of its chain
         self.pending: deque[Pending] = deque()  # accepted chains waiting for shadow room, in order
         self._pumping = False
+        self.outstanding = 0  # accepted chains not yet returned in the tenant's used ring (published or pending)
         r.pins.sources.append(self.in_flight)
         lay = r.layout
         program_queue(r.bus, r.index, size, frames.phys + lay.desc, frames.phys + lay.avail, frames.phys + lay.used)
@@ -140,8 +145,9 @@ class ShadowVirtq:
         size = self.size
         idx = int(self.user.avail_idx[0])  # read once
         moved = indices.distance16(self.last_avail, idx)
-        if moved > size:
-            detail = {"format": "virtq", "last_avail": self.last_avail, "avail_idx": idx, "queue_size": size}
+        if moved > size - self.outstanding:  # more chains than the queue holds: its used ring could not take them
+            detail = {"format": "virtq", "last_avail": self.last_avail, "avail_idx": idx, "queue_size": size,
+                      "outstanding": self.outstanding}  # fmt: skip
             record_event(self.r.audit, self.r.origin, self.kind, R.VIRTQ_AVAIL_JUMP, detail)
             self.r.audit.commit()
             return
@@ -161,6 +167,7 @@ class ShadowVirtq:
                 counts = v.starts[ok + 1] - v.starts[ok]
                 buffers = v.buffers if ok.size == v.heads.size else v.buffers[np.isin(v.chain_of, ok)]
                 self.pending.append(Pending(heads[ok], buffers, np.concatenate(([0], np.cumsum(counts)))))
+                self.outstanding += ok.size
         self._pump()
 
     def _refuse(self, v: ChainVerdicts, first_avail: int) -> None:
@@ -271,6 +278,7 @@ class ShadowVirtq:
         self.free[self.top : self.top + freed.size] = freed
         self.top += freed.size
         self._complete_user(heads, elems["len"][known].astype(np.int64))
+        self.outstanding -= heads.size
         if self.r.pins.releasing:
             self.r.pins.settle()
         self._pump()
