@@ -48,7 +48,8 @@ MAX_CASE_BYTES = 32 << 20
 TOP_CLASSES = 8
 #: Text fields from the command line are cut to this (they are shown, never interpreted).
 MAX_TEXT = 2000
-STATES = ("starting", "running", "done", "interrupted")
+#: ``ending``: the campaign stopped sending batches and is minimising its reproducers and checking its log.
+STATES = ("starting", "running", "ending", "done", "interrupted")
 
 
 class BoardError(ValueError):
@@ -146,12 +147,13 @@ class CampaignBoard:
 
     # -- feeding ---------------------------------------------------------------------------
     def apply(self, message: Mapping[str, Any]) -> None:
-        """One message from the command line: ``{"op": "start"|"update"|"escape"|"finish", ...arguments}``."""
+        """One message from the command line: ``{"op": "start"|"update"|"escape"|"ending"|"finish", ...arguments}``."""
         op = message.get("op")
         handlers: dict[str, Callable[..., object]] = {
             "start": self.start,
             "update": self.update,
             "escape": self.escape,
+            "ending": self.ending,
             "finish": self.finish,
         }
         handler = handlers.get(op if isinstance(op, str) else "")
@@ -239,6 +241,13 @@ class CampaignBoard:
             self.generation += 1
             return found.n
 
+    def ending(self, note: str) -> None:
+        """No more batches: the campaign minimises its reproducers and checks its log (``note`` says so)."""
+        with self._lock:
+            self._s.state = "ending"
+            self._s.note = _text(note, "note")
+            self.generation += 1
+
     def finish(
         self,
         state: str,
@@ -249,7 +258,7 @@ class CampaignBoard:
     ) -> None:
         """The campaign ended (``done`` or ``interrupted``): the final cases (minimised, replayed alone), the end
         check's problems, the report written."""
-        if state not in STATES[2:]:
+        if state not in STATES[3:]:
             raise BoardError(f"finish: state {state!r} (done or interrupted)")
         for e in escapes:
             n = self.escape(e["cls"], e["kind"], e["what"], e["seconds"], e.get("case"), e.get("replay"))
