@@ -103,6 +103,34 @@ def case_name(protection: Protection, finding: Finding) -> str:
     return f"{protection.value}-{finding.cls}-{finding.kind}"
 
 
+def update_message(progress: ProgressInfo | CampaignResult) -> dict[str, Any]:
+    """The board's ``update`` from a campaign's progress (or its result, at the end)."""
+    if isinstance(progress, CampaignResult):
+        elapsed, coverage = progress.seconds, None if progress.coverage is None else len(progress.coverage)
+    else:
+        elapsed, coverage = progress.elapsed, progress.coverage
+    return {
+        "op": "update",
+        "elapsed": elapsed,
+        "iterations": progress.iterations,
+        "classes": {name: s.as_dict() for name, s in progress.stats.items()},
+        "coverage": coverage,
+    }
+
+
+def escape_message(finding: Finding, path: str | None, protection: Protection) -> dict[str, Any]:
+    """The board's ``escape``: a distinct finding, with its case file and replay command when written."""
+    return {
+        "op": "escape",
+        "cls": finding.cls,
+        "kind": finding.kind,
+        "what": finding.escape.what,
+        "seconds": finding.seconds,
+        "case": path,
+        "replay": None if path is None else replay_command(path, protection),
+    }
+
+
 def _serve(sock: socket.socket, conn: Connection, logs: list[str], token: str | None, loopback: bool) -> None:
     """The server process: uvicorn in a thread, the board fed from the pipe here until "stop" or the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the group: the command decides
@@ -206,15 +234,7 @@ class Serving:
         if now - self.last_sent < SEND_S and info.iterations != info.total:
             return
         self.last_sent = now
-        self.send(
-            {
-                "op": "update",
-                "elapsed": info.elapsed,
-                "iterations": info.iterations,
-                "classes": {name: s.as_dict() for name, s in info.stats.items()},
-                "coverage": info.coverage,
-            }
-        )
+        self.send(update_message(info))
 
     def _escape(self, finding: Finding) -> None:
         path: str | None = None
@@ -223,30 +243,12 @@ class Serving:
             path = str(case_mod.write_case(case, self.directory / "cases", case_name(self.protection, finding)))
         except OSError as e:  # the end writes it again (and says so if it cannot): the view shows it without one
             self.say(f"cannot write the reproducer of {finding.cls}/{finding.kind} yet: {e.strerror or e}")
-        self.send(
-            {
-                "op": "escape",
-                "cls": finding.cls,
-                "kind": finding.kind,
-                "what": finding.escape.what,
-                "seconds": finding.seconds,
-                "case": path,
-                "replay": None if path is None else replay_command(path, self.protection),
-            }
-        )
+        self.send(escape_message(finding, path, self.protection))
 
     def ending(self, result: CampaignResult) -> None:
         """The last batch is done: its final counts, and what the command does before the end (minimising takes a
         while)."""
-        self.send(
-            {
-                "op": "update",
-                "elapsed": result.seconds,
-                "iterations": result.iterations,
-                "classes": {name: s.as_dict() for name, s in result.stats.items()},
-                "coverage": None if result.coverage is None else len(result.coverage),
-            }
-        )
+        self.send(update_message(result))
         work = "writing its reproducers as found" if result.interrupted else "minimising its reproducers"
         n = len(result.findings)
         self.send({"op": "ending", "note": f"campaign over: {work} ({n} distinct escape{'' if n == 1 else 's'})"})
