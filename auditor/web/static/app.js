@@ -221,6 +221,10 @@
 
   // -- live ----------------------------------------------------------------------------
   async function poll() {
+    if ($("audit-view").hidden) {  // the campaign tab is shown: the server need not index the log for nobody
+      setTimeout(poll, 1000);
+      return;
+    }
     try {
       const s = await api("api/status");
       renderStatus(s);
