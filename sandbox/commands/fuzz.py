@@ -8,6 +8,8 @@ stderr, as everywhere in ``nic-sandbox``).  ``fuzz replay CASE.json`` exits
 1 while the case still escapes and 0 once it does not.  ``fuzz`` alone is
 ``fuzz campaign``; ``replay`` is a sub-command of its own, with its own flags.
 
+``--serve`` shows the running campaign in a browser, syz-manager style
+(sandbox/commands/fuzz_serve.py, auditor/web/campaign.py).
 ``--ray [ADDRESS]`` runs it on a Ray cluster, worker actors instead of
 processes (sandbox/commands/fuzz_ray.py, fuzz/cluster/).
 ``--jobs N`` runs the campaign in N worker processes (fuzz/jobs.py; with
@@ -94,6 +96,7 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
             "  nic-sandbox fuzz --coverage --corpus /tmp/corp --iterations 600   keep inputs that reach new lines\n"
             "  nic-sandbox fuzz --ray --jobs 2 --iterations 2000 --seed 7     two Ray actors on a local cluster\n"
             "  nic-sandbox fuzz --ray 10.0.0.1:6379 --seconds 600    on a cluster started with 'ray start --head'\n"
+            "  nic-sandbox fuzz --protection none --seconds 60 --serve   watch it at http://127.0.0.1:8016/\n"
             "  (the replay lines run from the repository root: fuzz/corpus/ is the committed corpus)\n\n"
             "exit codes: 0 no escape, 1 an escape (campaign) or still escaping (replay), 2 bad usage"
         ),
