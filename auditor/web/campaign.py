@@ -327,7 +327,7 @@ class CampaignBoard:
             samples = list(self._samples)
             classes = list(self._s.classes)
             interval = self._interval
-        t = [round(x.t, 3) for x in samples]
+        t = [round(x.t, 6) for x in samples]
         rates: list[list[float]] = []  # per interval, per class
         prev_t, prev = 0.0, [0] * len(classes)
         for x in samples:
