@@ -19,6 +19,7 @@ from tests.needs import IN_CI
 
 if not IN_CI:  # under CI=true the [dev] extra is installed: a missing package fails the import below
     pytest.importorskip("starlette", reason="fuzz --serve needs starlette (pip install 'nic-sandbox[audit]')")
+    pytest.importorskip("httpx2", reason="Starlette's TestClient needs httpx2 (pip install 'nic-sandbox[dev]')")
 
 from starlette.testclient import TestClient
 
