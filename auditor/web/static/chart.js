@@ -96,7 +96,7 @@
     const ticks = (x, anchor, top) => {
       for (const f of [0, 0.5, 1]) {
         const t = el("text", { x: x, y: TOP + plotH - f * plotH + 4, "text-anchor": anchor, "font-size": 10, fill: "#555" });
-        t.textContent = Math.round(f * top).toLocaleString("en");
+        t.textContent = (f * top).toLocaleString("en", { maximumFractionDigits: top < 10 ? 1 : 0 });
         svg.appendChild(t);
       }
     };
