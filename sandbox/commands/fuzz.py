@@ -46,7 +46,7 @@ from fuzz.campaign import CampaignResult, ProgressInfo, run_campaign
 from fuzz.classes import CLASSES, select
 from fuzz.jobs import MAX_JOBS, run_jobs
 from fuzz.steps import Attack, ReproducerError
-from sandbox.argtypes import bounded_number
+from sandbox.argtypes import bounded_number, check_output_path
 from sandbox.commands import fuzz_ray, fuzz_serve
 from sandbox.errors import UsageError
 from sandbox.flags import add_audit_flags, open_audit
@@ -245,6 +245,8 @@ def cmd_fuzz(args: argparse.Namespace, out: Console) -> int:
         logs: list[str] = []  # the campaign's audit log(s): each --jobs worker writes PATH.jobN
         if args.audit_log:
             logs = [f"{args.audit_log}.job{j}" for j in range(jobs)] if jobs > 1 else [args.audit_log]
+        for log in logs:  # an unusable path is one line before the server starts (the campaign opens it later)
+            check_output_path(log, "--audit-log")
         serving = fuzz_serve.Serving(args, protection, directory, logs)
         budget = {"iterations": args.iterations, "seconds": seconds}
         serving.start([c.name for c in classes], seed, jobs, logs, budget)
