@@ -1,0 +1,201 @@
+"""The virtio PCI transport (virtio 1.2, §4.1), declared once: capabilities, common configuration, status.
+
+A modern (non-transitional) virtio device on PCI is found by vendor 0x1AF4
+and device ID 0x1040 + its virtio device ID (§4.1.2.1), and says where its
+register blocks are through vendor-specific PCI capabilities (cap ID 0x09,
+§4.1.4): one per structure (common configuration, notifications, ISR,
+device-specific configuration), each naming a BAR, an offset into it and a
+length.  The driver walks the PCI capability list to find them; it must not
+assume a layout (§4.1.4.1 "The driver MUST ignore any vendor-specific
+capability structure which has a reserved cfg_type value").
+
+Register offsets here are offsets into the structure the capability points
+at, not into the BAR.  Everything is little endian (§4.1.3).  The device
+status bits (§2.1) and the ring-independent feature bits (§6) are transport
+facts too: the driver writes them through the common configuration.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# -- identity (§4.1.2.1; §5 device IDs) ----------------------------------------
+VENDOR_VIRTIO = 0x1AF4
+#: modern device IDs are 0x1040 + the virtio device ID (§4.1.2.1)
+MODERN_DEVICE_BASE = 0x1040
+VIRTIO_ID_NET = 1  # §5 "Device Types": network card
+DEVICE_VIRTIO_NET = MODERN_DEVICE_BASE + VIRTIO_ID_NET  # 0x1041
+#: PCI Revision ID of a non-transitional device is 1 or more (§4.1.2.1)
+MODERN_MIN_REVISION = 1
+
+# -- the vendor-specific capability (§4.1.4) -----------------------------------
+PCI_CAP_ID_VNDR = 0x09  # PCI Local Bus Specification 3.0, appendix H: vendor specific
+
+#: §4.1.4: struct virtio_pci_cap, 16 bytes, in configuration space.
+VIRTIO_PCI_CAP = np.dtype(
+    [
+        ("cap_vndr", "u1"),  # PCI_CAP_ID_VNDR
+        ("cap_next", "u1"),  # configuration-space offset of the next capability (0: the last)
+        ("cap_len", "u1"),  # length of this capability, including anything after these 16 bytes
+        ("cfg_type", "u1"),  # which structure: VIRTIO_PCI_CAP_*
+        ("bar", "u1"),  # 0..5: which BAR holds the structure
+        ("id", "u1"),  # tells apart several capabilities of one type (shared memory)
+        ("padding", "u1", (2,)),
+        ("offset", "<u4"),  # where the structure starts inside the BAR
+        ("length", "<u4"),  # its length in bytes
+    ]
+)
+#: §4.1.4.4: struct virtio_pci_notify_cap = virtio_pci_cap + le32 notify_off_multiplier.
+VIRTIO_PCI_NOTIFY_CAP = np.dtype([("cap", VIRTIO_PCI_CAP), ("notify_off_multiplier", "<u4")])
+
+# cfg_type values (§4.1.4)
+VIRTIO_PCI_CAP_COMMON_CFG = 1
+VIRTIO_PCI_CAP_NOTIFY_CFG = 2
+VIRTIO_PCI_CAP_ISR_CFG = 3
+VIRTIO_PCI_CAP_DEVICE_CFG = 4
+VIRTIO_PCI_CAP_PCI_CFG = 5  # the alternative access window through configuration space (§4.1.4.9)
+VIRTIO_PCI_CAP_SHARED_MEMORY_CFG = 8
+VIRTIO_PCI_CAP_VENDOR_CFG = 9
+#: the structures a driver needs before it can touch the device (§4.1.4.1: common, notify, ISR, device)
+REQUIRED_CAPS = (VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_PCI_CAP_NOTIFY_CFG, VIRTIO_PCI_CAP_ISR_CFG)
+CAP_NAMES = {
+    VIRTIO_PCI_CAP_COMMON_CFG: "common",
+    VIRTIO_PCI_CAP_NOTIFY_CFG: "notify",
+    VIRTIO_PCI_CAP_ISR_CFG: "isr",
+    VIRTIO_PCI_CAP_DEVICE_CFG: "device",
+    VIRTIO_PCI_CAP_PCI_CFG: "pci",
+    VIRTIO_PCI_CAP_SHARED_MEMORY_CFG: "shared-memory",
+    VIRTIO_PCI_CAP_VENDOR_CFG: "vendor",
+}
+
+# -- struct virtio_pci_common_cfg (§4.1.4.3), byte offsets ---------------------
+#: §4.1.4.3 as a dtype (virtio 1.2 layout, 0x3C bytes), for reading the block at once.
+VIRTIO_PCI_COMMON_CFG = np.dtype(
+    [
+        ("device_feature_select", "<u4"),  # 0x00 RW: which 32 bits of device_feature to show
+        ("device_feature", "<u4"),  # 0x04 RO
+        ("driver_feature_select", "<u4"),  # 0x08 RW
+        ("driver_feature", "<u4"),  # 0x0C RW
+        ("config_msix_vector", "<u2"),  # 0x10 RW
+        ("num_queues", "<u2"),  # 0x12 RO
+        ("device_status", "u1"),  # 0x14 RW: §2.1; writing 0 resets the device
+        ("config_generation", "u1"),  # 0x15 RO
+        ("queue_select", "<u2"),  # 0x16 RW: the queue the fields below speak of
+        ("queue_size", "<u2"),  # 0x18 RW: the device's maximum on reset; the driver may lower it
+        ("queue_msix_vector", "<u2"),  # 0x1A RW
+        ("queue_enable", "<u2"),  # 0x1C RW: write 1 after the addresses
+        ("queue_notify_off", "<u2"),  # 0x1E RO: this queue's slot in the notify structure
+        ("queue_desc", "<u8"),  # 0x20 RW: descriptor table
+        ("queue_driver", "<u8"),  # 0x28 RW: available ring ("driver area")
+        ("queue_device", "<u8"),  # 0x30 RW: used ring ("device area")
+        ("queue_notify_data", "<u2"),  # 0x38 RO (VIRTIO_F_NOTIF_CONFIG_DATA)
+        ("queue_reset", "<u2"),  # 0x3A RW (VIRTIO_F_RING_RESET)
+    ]
+)
+
+
+def _offset(field: str) -> int:
+    return int(VIRTIO_PCI_COMMON_CFG.fields[field][1])
+
+
+COMMON_DEVICE_FEATURE_SELECT = _offset("device_feature_select")
+COMMON_DEVICE_FEATURE = _offset("device_feature")
+COMMON_DRIVER_FEATURE_SELECT = _offset("driver_feature_select")
+COMMON_DRIVER_FEATURE = _offset("driver_feature")
+COMMON_CONFIG_MSIX_VECTOR = _offset("config_msix_vector")
+COMMON_NUM_QUEUES = _offset("num_queues")
+COMMON_DEVICE_STATUS = _offset("device_status")
+COMMON_CONFIG_GENERATION = _offset("config_generation")
+COMMON_QUEUE_SELECT = _offset("queue_select")
+COMMON_QUEUE_SIZE = _offset("queue_size")
+COMMON_QUEUE_MSIX_VECTOR = _offset("queue_msix_vector")
+COMMON_QUEUE_ENABLE = _offset("queue_enable")
+COMMON_QUEUE_NOTIFY_OFF = _offset("queue_notify_off")
+COMMON_QUEUE_DESC = _offset("queue_desc")
+COMMON_QUEUE_DRIVER = _offset("queue_driver")
+COMMON_QUEUE_DEVICE = _offset("queue_device")
+#: §4.1.5.1.2: "no vector" for config_msix_vector / queue_msix_vector (interrupts by INTx and the ISR)
+VIRTIO_MSI_NO_VECTOR = 0xFFFF
+
+# -- device status (§2.1) ------------------------------------------------------
+STATUS_RESET = 0  # written: reset the device (§4.1.4.3.1); read back 0 once the reset is done
+STATUS_ACKNOWLEDGE = 1  # the guest found the device
+STATUS_DRIVER = 2  # the guest knows how to drive it
+STATUS_DRIVER_OK = 4  # the driver is set up and ready
+STATUS_FEATURES_OK = 8  # features negotiated; the device clears it if it refuses them (§3.1.1 step 6)
+STATUS_DEVICE_NEEDS_RESET = 64  # the device hit an error it cannot recover from (§2.1.2)
+STATUS_FAILED = 128  # the driver gave up on the device
+STATUS_NAMES = {
+    STATUS_ACKNOWLEDGE: "ACKNOWLEDGE",
+    STATUS_DRIVER: "DRIVER",
+    STATUS_DRIVER_OK: "DRIVER_OK",
+    STATUS_FEATURES_OK: "FEATURES_OK",
+    STATUS_DEVICE_NEEDS_RESET: "DEVICE_NEEDS_RESET",
+    STATUS_FAILED: "FAILED",
+}
+
+# -- ISR status (§4.1.4.5): reading it returns and clears it ---------------------
+ISR_QUEUE = 1 << 0  # a used buffer notification
+ISR_CONFIG = 1 << 1  # a configuration change (also set with DEVICE_NEEDS_RESET, §2.1.2)
+
+# -- reserved feature bits (§6), 64 bits shown 32 at a time ------------------------
+FEATURE_WORD_BITS = 32
+VIRTIO_F_INDIRECT_DESC = 28  # §2.7.5: indirect descriptor tables
+VIRTIO_F_EVENT_IDX = 29  # §2.7.7/§2.7.10: used_event / avail_event
+VIRTIO_F_VERSION_1 = 32  # a modern device: required of every driver of a non-transitional device (§6.1)
+VIRTIO_F_ACCESS_PLATFORM = 33  # the device sits behind an IOMMU
+VIRTIO_F_RING_PACKED = 34  # §2.8 packed virtqueues
+VIRTIO_F_IN_ORDER = 35
+VIRTIO_F_ORDER_PLATFORM = 36
+VIRTIO_F_SR_IOV = 37
+VIRTIO_F_NOTIFICATION_DATA = 38
+VIRTIO_F_NOTIF_CONFIG_DATA = 39
+VIRTIO_F_RING_RESET = 40
+
+# -- virtio-net device configuration (§5.1.4) and its feature bits (§5.1.3) -------
+VIRTIO_NET_F_CSUM = 0
+VIRTIO_NET_F_GUEST_CSUM = 1
+VIRTIO_NET_F_MTU = 3
+VIRTIO_NET_F_MAC = 5  # the device has a MAC address in its configuration
+VIRTIO_NET_F_MRG_RXBUF = 15  # a received packet may span several chains (num_buffers)
+VIRTIO_NET_F_STATUS = 16  # the configuration's status field is valid
+VIRTIO_NET_F_CTRL_VQ = 17  # a control queue follows the data queues
+VIRTIO_NET_F_MQ = 22
+
+#: §5.1.4: struct virtio_net_config (virtio 1.2 fields up to supported_hash_types), 24 bytes.
+VIRTIO_NET_CONFIG = np.dtype(
+    [
+        ("mac", "u1", (6,)),  # valid with VIRTIO_NET_F_MAC
+        ("status", "<u2"),  # valid with VIRTIO_NET_F_STATUS: VIRTIO_NET_S_*
+        ("max_virtqueue_pairs", "<u2"),  # valid with VIRTIO_NET_F_MQ or VIRTIO_NET_F_RSS
+        ("mtu", "<u2"),  # valid with VIRTIO_NET_F_MTU
+        ("speed", "<u4"),  # valid with VIRTIO_NET_F_SPEED_DUPLEX
+        ("duplex", "u1"),
+        ("rss_max_key_size", "u1"),
+        ("rss_max_indirection_table_length", "<u2"),
+        ("supported_hash_types", "<u4"),
+    ]
+)
+NET_CONFIG_MAC = int(VIRTIO_NET_CONFIG.fields["mac"][1])
+NET_CONFIG_STATUS = int(VIRTIO_NET_CONFIG.fields["status"][1])
+VIRTIO_NET_S_LINK_UP = 1
+VIRTIO_NET_S_ANNOUNCE = 2
+#: §5.1.2: without VIRTIO_NET_F_MQ/CTRL_VQ the queues are receiveq1 (0) and transmitq1 (1)
+NET_RX_QUEUE = 0
+NET_TX_QUEUE = 1
+
+
+def feature_bit(bit: int) -> int:
+    """The 64-bit feature mask of one feature bit."""
+    return 1 << bit
+
+
+def status_text(status: int) -> str:
+    """Device status bits by name, e.g. ``ACKNOWLEDGE|DRIVER|DEVICE_NEEDS_RESET`` ("RESET" for 0)."""
+    if status == STATUS_RESET:
+        return "RESET"
+    names = [name for bit, name in STATUS_NAMES.items() if status & bit]
+    rest = status & ~sum(STATUS_NAMES)
+    if rest:
+        names.append(f"{rest:#x}")
+    return "|".join(names)
