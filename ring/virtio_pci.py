@@ -11,20 +11,22 @@ capability structure which has a reserved cfg_type value").
 
 Register offsets here are offsets into the structure the capability points
 at, not into the BAR.  Everything is little endian (§4.1.3).  The device
-status bits (§2.1) and the ring-independent feature bits (§6) are transport
-facts too: the driver writes them through the common configuration.
+status bits (§2.1) and the feature bits (§5.1.3, §6) are declared with the
+virtqueue format in ring/virtio.py; the driver writes them here, through
+the common configuration.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ring import virtio
+
 # -- identity (§4.1.2.1; §5 device IDs) ----------------------------------------
 VENDOR_VIRTIO = 0x1AF4
 #: modern device IDs are 0x1040 + the virtio device ID (§4.1.2.1)
 MODERN_DEVICE_BASE = 0x1040
-VIRTIO_ID_NET = 1  # §5 "Device Types": network card
-DEVICE_VIRTIO_NET = MODERN_DEVICE_BASE + VIRTIO_ID_NET  # 0x1041
+DEVICE_VIRTIO_NET = MODERN_DEVICE_BASE + virtio.VIRTIO_ID_NET  # 0x1041
 #: PCI Revision ID of a non-transitional device is 1 or more (§4.1.2.1)
 MODERN_MIN_REVISION = 1
 
@@ -94,8 +96,16 @@ VIRTIO_PCI_COMMON_CFG = np.dtype(
 )
 
 
+def common_field(field: str) -> tuple[int, int]:
+    """(offset, width) of a field of struct virtio_pci_common_cfg: each is accessed at its own width (§4.1.3.1)."""
+    fields = VIRTIO_PCI_COMMON_CFG.fields
+    assert fields is not None
+    dtype, offset = fields[field][:2]
+    return int(offset), int(dtype.itemsize)
+
+
 def _offset(field: str) -> int:
-    return int(VIRTIO_PCI_COMMON_CFG.fields[field][1])
+    return common_field(field)[0]
 
 
 COMMON_DEVICE_FEATURE_SELECT = _offset("device_feature_select")
@@ -117,72 +127,25 @@ COMMON_QUEUE_DEVICE = _offset("queue_device")
 #: §4.1.5.1.2: "no vector" for config_msix_vector / queue_msix_vector (interrupts by INTx and the ISR)
 VIRTIO_MSI_NO_VECTOR = 0xFFFF
 
-# -- device status (§2.1) ------------------------------------------------------
-STATUS_RESET = 0  # written: reset the device (§4.1.4.3.1); read back 0 once the reset is done
-STATUS_ACKNOWLEDGE = 1  # the guest found the device
-STATUS_DRIVER = 2  # the guest knows how to drive it
-STATUS_DRIVER_OK = 4  # the driver is set up and ready
-STATUS_FEATURES_OK = 8  # features negotiated; the device clears it if it refuses them (§3.1.1 step 6)
-STATUS_DEVICE_NEEDS_RESET = 64  # the device hit an error it cannot recover from (§2.1.2)
-STATUS_FAILED = 128  # the driver gave up on the device
-STATUS_NAMES = {
-    STATUS_ACKNOWLEDGE: "ACKNOWLEDGE",
-    STATUS_DRIVER: "DRIVER",
-    STATUS_DRIVER_OK: "DRIVER_OK",
-    STATUS_FEATURES_OK: "FEATURES_OK",
-    STATUS_DEVICE_NEEDS_RESET: "DEVICE_NEEDS_RESET",
-    STATUS_FAILED: "FAILED",
-}
-
 # -- ISR status (§4.1.4.5): reading it returns and clears it ---------------------
 ISR_QUEUE = 1 << 0  # a used buffer notification
 ISR_CONFIG = 1 << 1  # a configuration change (also set with DEVICE_NEEDS_RESET, §2.1.2)
 
-# -- reserved feature bits (§6), 64 bits shown 32 at a time ------------------------
+#: §2.2: 64 feature bits, shown and written 32 at a time through the *_feature_select registers
 FEATURE_WORD_BITS = 32
-VIRTIO_F_INDIRECT_DESC = 28  # §2.7.5: indirect descriptor tables
-VIRTIO_F_EVENT_IDX = 29  # §2.7.7/§2.7.10: used_event / avail_event
-VIRTIO_F_VERSION_1 = 32  # a modern device: required of every driver of a non-transitional device (§6.1)
-VIRTIO_F_ACCESS_PLATFORM = 33  # the device sits behind an IOMMU
-VIRTIO_F_RING_PACKED = 34  # §2.8 packed virtqueues
-VIRTIO_F_IN_ORDER = 35
-VIRTIO_F_ORDER_PLATFORM = 36
-VIRTIO_F_SR_IOV = 37
-VIRTIO_F_NOTIFICATION_DATA = 38
-VIRTIO_F_NOTIF_CONFIG_DATA = 39
-VIRTIO_F_RING_RESET = 40
-
-# -- virtio-net device configuration (§5.1.4) and its feature bits (§5.1.3) -------
-VIRTIO_NET_F_CSUM = 0
-VIRTIO_NET_F_GUEST_CSUM = 1
-VIRTIO_NET_F_MTU = 3
-VIRTIO_NET_F_MAC = 5  # the device has a MAC address in its configuration
-VIRTIO_NET_F_MRG_RXBUF = 15  # a received packet may span several chains (num_buffers)
-VIRTIO_NET_F_STATUS = 16  # the configuration's status field is valid
-VIRTIO_NET_F_CTRL_VQ = 17  # a control queue follows the data queues
-VIRTIO_NET_F_MQ = 22
-
-#: §5.1.4: struct virtio_net_config (virtio 1.2 fields up to supported_hash_types), 24 bytes.
-VIRTIO_NET_CONFIG = np.dtype(
-    [
-        ("mac", "u1", (6,)),  # valid with VIRTIO_NET_F_MAC
-        ("status", "<u2"),  # valid with VIRTIO_NET_F_STATUS: VIRTIO_NET_S_*
-        ("max_virtqueue_pairs", "<u2"),  # valid with VIRTIO_NET_F_MQ or VIRTIO_NET_F_RSS
-        ("mtu", "<u2"),  # valid with VIRTIO_NET_F_MTU
-        ("speed", "<u4"),  # valid with VIRTIO_NET_F_SPEED_DUPLEX
-        ("duplex", "u1"),
-        ("rss_max_key_size", "u1"),
-        ("rss_max_indirection_table_length", "<u2"),
-        ("supported_hash_types", "<u4"),
-    ]
-)
-NET_CONFIG_MAC = int(VIRTIO_NET_CONFIG.fields["mac"][1])
-NET_CONFIG_STATUS = int(VIRTIO_NET_CONFIG.fields["status"][1])
-VIRTIO_NET_S_LINK_UP = 1
-VIRTIO_NET_S_ANNOUNCE = 2
-#: §5.1.2: without VIRTIO_NET_F_MQ/CTRL_VQ the queues are receiveq1 (0) and transmitq1 (1)
-NET_RX_QUEUE = 0
-NET_TX_QUEUE = 1
+#: §2.1 device status bits by name (the bits themselves: ring/virtio.py)
+STATUS_NAMES = {
+    virtio.STATUS_ACKNOWLEDGE: "ACKNOWLEDGE",
+    virtio.STATUS_DRIVER: "DRIVER",
+    virtio.STATUS_DRIVER_OK: "DRIVER_OK",
+    virtio.STATUS_FEATURES_OK: "FEATURES_OK",
+    virtio.STATUS_DEVICE_NEEDS_RESET: "DEVICE_NEEDS_RESET",
+    virtio.STATUS_FAILED: "FAILED",
+}
+STATUS_RESET = 0  # written: reset the device (§4.1.4.3.1); reads back 0 once the reset is done
+#: §5.1.4 struct virtio_net_config: the MAC's offset inside the device configuration structure, its length
+NET_CONFIG_MAC = virtio.CONFIG_MAC - virtio.CONFIG
+MAC_LEN = 6
 
 
 def feature_bit(bit: int) -> int:

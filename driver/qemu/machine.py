@@ -274,6 +274,17 @@ class QemuMachine:
         lines = text.strip().splitlines()
         return lines[-1] if lines else ""
 
+    def log_size(self) -> int:
+        """Bytes QEMU has written to stdout and stderr so far (a mark for ``log_since``)."""
+        return os.fstat(self._log_fd).st_size if self._log_fd >= 0 else 0
+
+    def log_since(self, mark: int) -> str:
+        """What QEMU wrote to stdout and stderr after ``mark`` (its error reports, e.g. virtio_error's)."""
+        if self._log_fd < 0:
+            return ""
+        size = os.fstat(self._log_fd).st_size
+        return os.pread(self._log_fd, max(0, size - mark), mark).decode(errors="replace") if size > mark else ""
+
     def wait_rx_ready(self) -> None:
         """Wait out the receive hold-off of every NIC (see ``QemuE1000.wait_rx_ready``)."""
         for nic in self.nics.values():

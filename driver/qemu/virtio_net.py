@@ -31,12 +31,12 @@ from dataclasses import dataclass
 
 from driver.pci import PciFunction
 from driver.qemu.virtio_pci import QueueSetup, VirtioPciTransport, VirtioTransportError
+from ring import virtio
 from ring import virtio_pci as vp
 
-WANTED_FEATURES = (
-    vp.feature_bit(vp.VIRTIO_F_VERSION_1) | vp.feature_bit(vp.VIRTIO_NET_F_MAC) | vp.feature_bit(vp.VIRTIO_F_INDIRECT_DESC)
-)
-REQUIRED_FEATURES = vp.feature_bit(vp.VIRTIO_F_VERSION_1)
+#: what the sandbox's own device offers (ring/virtio.py DEVICE_FEATURES), so both peers run the same protocol
+WANTED_FEATURES = virtio.DEVICE_FEATURES
+REQUIRED_FEATURES = vp.feature_bit(virtio.VIRTIO_F_VERSION_1)
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class QemuVirtioNet:
         transport = self.transport
         transport.reset()
         features = transport.negotiate(WANTED_FEATURES, REQUIRED_FEATURES)
-        if features & vp.feature_bit(vp.VIRTIO_NET_F_MAC):
+        if features & vp.feature_bit(virtio.VIRTIO_NET_F_MAC):
             found = self.config_mac()
             if found != self.mac:
                 raise VirtioTransportError(f"{self.name}: device MAC {found.hex(':')} is not {self.mac.hex(':')}")
@@ -79,8 +79,8 @@ class QemuVirtioNet:
         return features
 
     def config_mac(self) -> bytes:
-        raw = self.transport.device_config(vp.VIRTIO_NET_CONFIG.itemsize)
-        return raw[vp.NET_CONFIG_MAC : vp.NET_CONFIG_MAC + 6]
+        raw = self.transport.device_config(vp.NET_CONFIG_MAC + vp.MAC_LEN)
+        return raw[vp.NET_CONFIG_MAC : vp.NET_CONFIG_MAC + vp.MAC_LEN]
 
     def queue(self, index: int) -> QueueSetup:
         return self.transport.queues[index]
@@ -97,7 +97,7 @@ class QemuVirtioNet:
 
     def needs_reset(self) -> bool:
         """True once the device gave up on its queues (DEVICE_NEEDS_RESET, §2.1.2)."""
-        return bool(self.status & vp.STATUS_DEVICE_NEEDS_RESET)
+        return bool(self.status & virtio.STATUS_DEVICE_NEEDS_RESET)
 
     def read_isr(self) -> int:
         return self.transport.read_isr()

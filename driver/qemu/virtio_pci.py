@@ -41,6 +41,7 @@ import numpy as np
 
 from driver.pci import BAR_COUNT, PciConfig, PciFunction
 from driver.qemu.qtest import Qtest
+from ring import virtio
 from ring import virtio_pci as vp
 
 #: The structures that live in a BAR and are reached by MMIO (§4.1.4.3-§4.1.4.6).
@@ -79,10 +80,6 @@ class QueueSetup:
     driver: int  # the available ring
     device: int  # the used ring
     notify_address: int
-
-
-def _width(field: str) -> int:
-    return int(vp.VIRTIO_PCI_COMMON_CFG.fields[field][0].itemsize)
 
 
 def find_regions(pci: PciConfig, fn: PciFunction) -> tuple[dict[int, tuple[int, int, int]], int]:
@@ -163,8 +160,8 @@ class VirtioPciTransport:
 
     # -- the common configuration, each field at its own width (§4.1.3.1) -------------
     def read_common(self, field: str) -> int:
-        address = self.common + int(vp.VIRTIO_PCI_COMMON_CFG.fields[field][1])
-        width = _width(field)
+        offset, width = vp.common_field(field)
+        address = self.common + offset
         if width == 1:
             return self.qtest.readb(address)
         if width == 2:
@@ -175,8 +172,8 @@ class VirtioPciTransport:
         return high << 32 | low
 
     def write_common(self, field: str, value: int) -> None:
-        address = self.common + int(vp.VIRTIO_PCI_COMMON_CFG.fields[field][1])
-        width = _width(field)
+        offset, width = vp.common_field(field)
+        address = self.common + offset
         if width == 1:
             self.qtest.writeb(address, value)
         elif width == 2:
@@ -216,20 +213,20 @@ class VirtioPciTransport:
 
     def negotiate(self, wanted: int, required: int) -> int:
         """ACKNOWLEDGE, DRIVER, the offered subset of ``wanted`` written, FEATURES_OK checked; returns it."""
-        self.add_status(vp.STATUS_ACKNOWLEDGE)
-        self.add_status(vp.STATUS_DRIVER)
+        self.add_status(virtio.STATUS_ACKNOWLEDGE)
+        self.add_status(virtio.STATUS_DRIVER)
         offered = self.device_features()
         missing = required & ~offered
         if missing:
-            self.add_status(vp.STATUS_FAILED)
+            self.add_status(virtio.STATUS_FAILED)
             raise VirtioTransportError(f"{self.fn.bdf}: the device does not offer features {missing:#x}")
         accepted = offered & wanted
         for select in range(2):
             self.write_common("driver_feature_select", select)
             self.write_common("driver_feature", accepted >> (vp.FEATURE_WORD_BITS * select) & 0xFFFF_FFFF)
-        self.add_status(vp.STATUS_FEATURES_OK)
-        if not self.status & vp.STATUS_FEATURES_OK:
-            self.add_status(vp.STATUS_FAILED)
+        self.add_status(virtio.STATUS_FEATURES_OK)
+        if not self.status & virtio.STATUS_FEATURES_OK:
+            self.add_status(virtio.STATUS_FAILED)
             raise VirtioTransportError(f"{self.fn.bdf}: the device refused features {accepted:#x}")
         self.features = accepted
         return accepted
@@ -257,7 +254,7 @@ class VirtioPciTransport:
         return setup
 
     def driver_ok(self) -> None:
-        self.add_status(vp.STATUS_DRIVER_OK)
+        self.add_status(virtio.STATUS_DRIVER_OK)
         self.qtest.flush()
 
     def notify(self, index: int) -> None:
