@@ -99,9 +99,9 @@ class RawQueue:
         while (int(self.used["idx"]) - self.seen) % virtio.INDEX_MODULUS < count and time.monotonic() < deadline:
             time.sleep(0.0005)
         ready = min(count, (int(self.used["idx"]) - self.seen) % virtio.INDEX_MODULUS)
-        entries = [
-            (int(e["id"]), int(e["len"])) for e in (self.used["ring"][(self.seen + k) % self.size] for k in range(ready))
-        ]
+        ring = self.used["ring"]
+        entries = [(int(ring[(self.seen + k) % self.size]["id"]), int(ring[(self.seen + k) % self.size]["len"]))
+                   for k in range(ready)]  # fmt: skip
         self.seen = (self.seen + ready) % virtio.INDEX_MODULUS
         return entries
 
