@@ -10,12 +10,13 @@ from driver import pci
 from driver.qemu.args import VIRTIO_NET, QemuNicSpec, device_option
 from driver.qemu.loopback import cable_socket
 from driver.qemu.machine import BAR0_BASE, BAR_WINDOW
+from driver.qemu.virtio_mmio import QemuVirtioMmio
 from driver.qemu.virtio_net import WANTED_FEATURES
 from driver.qemu.virtio_pci import find_regions
 from ring import virtio
 from ring import virtio_pci as vp
 from tests.driver.qemu_rig import MACS, Rig, qemu_rig
-from tests.driver.virtio_rig import VirtioPort, virtio_ports
+from tests.driver.virtio_rig import RawQueue, VirtioPort, virtio_ports
 
 pytestmark = pytest.mark.privileged
 
@@ -87,3 +88,50 @@ def test_frames_go_out_on_the_wire_and_come_in_from_it(rig: Rig, ports: dict[str
         assert header == bytes(virtio.VIRTIO_NET_HDR_SIZE)  # no offloads: flags 0, GSO_NONE; num_buffers 0
     assert rig.virtio("nic1").read_isr() & vp.ISR_QUEUE
     assert rig.virtio("nic1").read_isr() == 0  # reading cleared it
+
+
+def test_the_virtio_mmio_register_map_drives_qemus_pci_device(rig: Rig) -> None:
+    """§4.2.3.1's initialization through virtio-mmio offsets (the emulated device's map), then a frame out."""
+    bus = QemuVirtioMmio(rig.virtio("nic0"))
+    assert (bus.read32(virtio.MAGIC_VALUE), bus.read32(virtio.VERSION), bus.read32(virtio.DEVICE_ID)) == (
+        virtio.MMIO_MAGIC, virtio.MMIO_VERSION, virtio.VIRTIO_ID_NET)  # fmt: skip
+    bus.write32(virtio.STATUS, 0)
+    assert bus.read32(virtio.STATUS) == 0
+    bus.write32(virtio.STATUS, virtio.STATUS_ACKNOWLEDGE | virtio.STATUS_DRIVER)
+    offered = 0
+    for select in range(2):
+        bus.write32(virtio.DEVICE_FEATURES_SEL, select)
+        offered |= bus.read32(virtio.DEVICE_FEATURES_REG) << (32 * select)
+    accepted = offered & virtio.DEVICE_FEATURES
+    assert accepted == virtio.DEVICE_FEATURES
+    for select in range(2):
+        bus.write32(virtio.DRIVER_FEATURES_SEL, select)
+        bus.write32(virtio.DRIVER_FEATURES_REG, accepted >> (32 * select) & 0xFFFF_FFFF)
+    bus.write32(virtio.STATUS, bus.read32(virtio.STATUS) | virtio.STATUS_FEATURES_OK)
+    assert bus.read32(virtio.STATUS) & virtio.STATUS_FEATURES_OK
+    tx = RawQueue(rig.memory)
+    bus.write32(virtio.QUEUE_SEL, virtio.TRANSMITQ)
+    assert bus.read32(virtio.QUEUE_NUM_MAX) == 256  # QEMU's tx_queue_size default
+    bus.write32(virtio.QUEUE_NUM, tx.size)
+    assert bus.read32(virtio.QUEUE_NUM_MAX) == 256  # still the maximum, though PCI's queue_size now reads 8
+    for low, address in ((virtio.QUEUE_DESC_LOW, tx.rings.desc), (virtio.QUEUE_DRIVER_LOW, tx.rings.driver),
+                         (virtio.QUEUE_DEVICE_LOW, tx.rings.device)):  # fmt: skip
+        bus.write32(low, address & 0xFFFF_FFFF)
+        bus.write32(low + 4, address >> 32)
+        assert bus.read32(low) == address
+    bus.write32(virtio.QUEUE_READY, 1)
+    bus.write32(virtio.STATUS, bus.read32(virtio.STATUS) | virtio.STATUS_DRIVER_OK)
+    assert bus.read32(virtio.CONFIG_MAC) | bus.read32(virtio.CONFIG_MAC + 4) << 32 & 0xFFFF_FFFF_FFFF == (
+        int.from_bytes(MACS[0], "little"))  # fmt: skip
+    frame = MACS[1] + MACS[0] + b"\x88\xb5" + bytes(50)
+    tx.write(tx.buffer(0), bytes(virtio.VIRTIO_NET_HDR_SIZE) + frame)
+    tx.set_desc(0, tx.buffer(0), virtio.VIRTIO_NET_HDR_SIZE + len(frame))
+    tx.publish([0])
+    bus.write32(virtio.QUEUE_NOTIFY, virtio.TRANSMITQ)
+    assert rig.wire("nic0") == [frame]
+    assert tx.used_entries(1) == [(0, 0)]
+    assert bus.read32(virtio.INTERRUPT_STATUS) & virtio.VIRTIO_MMIO_INT_VRING
+    assert bus.read32(virtio.INTERRUPT_STATUS) & virtio.VIRTIO_MMIO_INT_VRING  # kept until acknowledged
+    bus.write32(virtio.INTERRUPT_ACK, virtio.VIRTIO_MMIO_INT_VRING)
+    assert bus.read32(virtio.INTERRUPT_STATUS) == 0
+    assert bus.read32(virtio.MMIO_SIZE) == 0xFFFF_FFFF  # outside the map
