@@ -177,6 +177,10 @@ class Qtest:
     def readb(self, addr: int) -> int:
         return _u32(self.execute((f"readb {addr:#x}",))[0]) & 0xFF
 
+    def readb_many(self, addrs: Sequence[int]) -> list[int]:
+        """Several 8-bit reads in one pipelined round trip (virtio's ISR bytes)."""
+        return [_u32(v) & 0xFF for v in self.execute([f"readb {a:#x}" for a in addrs])]
+
     def readw(self, addr: int) -> int:
         return _u32(self.execute((f"readw {addr:#x}",))[0]) & 0xFFFF
 

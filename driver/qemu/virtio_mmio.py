@@ -21,11 +21,19 @@ fields), so this class translates one register access into the other:
 
 A register virtio-mmio has and PCI lacks reads as 0; a write to one is
 dropped, as for an unimplemented register.
+
+The adapter also remembers where the driver put each queue's rings (the
+addresses it translated), so a poller can tell from the shared guest RAM
+whether QEMU still has transmit work: QEMU transmits in a bottom half after
+the notify, not inside it (``tx_busy``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
 
 from driver.qemu.virtio_net import QemuVirtioNet
 from driver.qemu.virtio_pci import VirtioPciTransport
@@ -66,8 +74,9 @@ IDENTITY = {
 class QemuVirtioMmio:
     """A ``RegisterBus`` with virtio-mmio offsets in front of one of QEMU's virtio-net-pci devices."""
 
-    def __init__(self, nic: QemuVirtioNet) -> None:
+    def __init__(self, nic: QemuVirtioNet, ram: npt.NDArray[np.uint8] | None = None) -> None:
         self.nic = nic
+        self.ram = ram  # the guest RAM (shared), for ``tx_busy``
         self.transport: VirtioPciTransport = nic.transport
         self.name = nic.name
         self.mac = nic.mac
@@ -75,6 +84,12 @@ class QemuVirtioMmio:
         self._max: dict[int, int] = {}  # queue -> size read before the driver wrote one
         self._notify: dict[int, int] = {}  # queue -> notify address
         self._pending_isr = 0  # InterruptStatus bits not yet acknowledged
+        self._rings: dict[tuple[int, str], int] = {}  # (queue, common field) -> address the driver wrote
+        #: called after every notify (a poller sleeping until a doorbell wakes up)
+        self.kick: Callable[[], None] | None = None
+        #: QEMU's virtio-net never drops a frame for want of a buffer: it stops reading its cable until one is
+        #: posted (a frame lost there is the socket's, driver/qemu/loopback.py ``udp_drops``)
+        self.missed = 0
 
     @property
     def irq(self) -> Callable[[], None] | None:
@@ -95,7 +110,7 @@ class QemuVirtioMmio:
         if offset == virtio.QUEUE_NUM_MAX:
             return self._queue_max(self._selected)
         if offset == virtio.INTERRUPT_STATUS:
-            self._pending_isr |= self.transport.read_isr()
+            self.latch_isr(self.transport.read_isr())
             return self._pending_isr
         if offset in FIELDS:
             return self.transport.read_common(FIELDS[offset]) & U32
@@ -126,6 +141,7 @@ class QemuVirtioMmio:
                 self.transport.reset()
                 self._max.clear()
                 self._notify.clear()
+                self._rings.clear()
                 self._pending_isr = 0
             else:
                 self.transport.write_common("device_status", value)
@@ -134,6 +150,8 @@ class QemuVirtioMmio:
         elif offset in ADDRESS_HALVES:
             field, half = ADDRESS_HALVES[offset]
             self.transport.qtest.writel(self._common_address(field, half), value)
+            key = (self._selected, field)
+            self._rings[key] = self._rings.get(key, 0) & ~(U32 << (8 * half)) | value << (8 * half)
 
     def _queue_max(self, index: int) -> int:
         if index not in self._max:
@@ -148,5 +166,23 @@ class QemuVirtioMmio:
             self._queue_max(index)
             self.transport.write_common("queue_select", self._selected)
         self.transport.qtest.writew(self._notify[index], index)
-        if self.nic.kick is not None:
-            self.nic.kick()
+        if self.kick is not None:
+            self.kick()
+
+    def latch_isr(self, bits: int) -> None:
+        """ISR bits read (and so cleared) by anyone: kept for InterruptStatus until InterruptACK."""
+        self._pending_isr |= bits
+
+    def tx_busy(self) -> bool:
+        """transmitq1 holds chains QEMU has not returned yet (its avail idx ahead of its used idx, in guest RAM).
+
+        False when the queue's rings are unknown (not set up through this adapter) or there is no RAM to look at.
+        """
+        driver = self._rings.get((virtio.TRANSMITQ, "queue_driver"))
+        device = self._rings.get((virtio.TRANSMITQ, "queue_device"))
+        ram = self.ram
+        if ram is None or driver is None or device is None:
+            return False
+        avail_idx = ram[driver + 2 : driver + 4].view(np.uint16)[0]  # §2.7.6: flags, then idx
+        used_idx = ram[device + 2 : device + 4].view(np.uint16)[0]  # §2.7.8: flags, then idx
+        return bool(avail_idx != used_idx)

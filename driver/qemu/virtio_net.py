@@ -34,6 +34,10 @@ from driver.qemu.virtio_pci import QueueSetup, VirtioPciTransport, VirtioTranspo
 from ring import virtio
 from ring import virtio_pci as vp
 
+#: Descriptors per virtqueue QEMU's virtio-net takes at most: its tx_queue_size is capped at 256 unless the peer
+#: is vhost-user or vDPA (hw/net/virtio-net.c ``virtio_net_max_tx_queue_size``), and the rx_queue_size default
+#: is 256 too (measured: QueueNumMax reads 256 for both queues of QEMU 7.2)
+QEMU_QUEUE_MAX = 256
 #: what the sandbox's own device offers (ring/virtio.py DEVICE_FEATURES), so both peers run the same protocol
 WANTED_FEATURES = virtio.DEVICE_FEATURES
 REQUIRED_FEATURES = vp.feature_bit(virtio.VIRTIO_F_VERSION_1)

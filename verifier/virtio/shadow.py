@@ -26,6 +26,7 @@ shadow slots wait, in order, for the next completion.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -135,6 +136,7 @@ class ShadowVirtq:
         self.pending: deque[Pending] = deque()  # accepted chains waiting for shadow room, in order
         self._pumping = False
         self.outstanding = 0  # accepted chains not yet returned in the tenant's used ring (published or pending)
+        self.lock = threading.RLock()  # notify (tenant's thread) against completion (the interrupt's thread)
         r.pins.sources.append(self.in_flight)
         lay = r.layout
         program_queue(r.bus, r.index, size, frames.phys + lay.desc, frames.phys + lay.avail, frames.phys + lay.used)
@@ -142,6 +144,10 @@ class ShadowVirtq:
     # -- the notify -------------------------------------------------------------------------------------
     def doorbell(self) -> None:
         """The tenant notified this queue: snapshot, check, publish what passed, complete what did not."""
+        with self.lock:
+            self._doorbell()
+
+    def _doorbell(self) -> None:
         size = self.size
         idx = int(self.user.avail_idx[0])  # read once
         moved = indices.distance16(self.last_avail, idx)
@@ -262,6 +268,10 @@ class ShadowVirtq:
 
     def reap(self) -> None:
         """The device interrupted: return its finished shadow chains to the tenant, then publish what waits."""
+        with self.lock:
+            self._reap()
+
+    def _reap(self) -> None:
         done = indices.distance16(self.shadow_used, int(self.shadow.used_idx[0]))
         if done == 0 or done > self.size:
             return
@@ -289,6 +299,10 @@ class ShadowVirtq:
         Accepted chains still waiting for shadow room count too: they were checked
         against the pins as they were, so an unpin now must wait for them as well.
         """
+        with self.lock:
+            return self._in_flight()
+
+    def _in_flight(self) -> tuple[I64, I64]:
         parts = [self.shadow.desc[self.chain_of >= 0]]
         parts += [p.buffers for p in self.pending]  # checked and promised to the device: in flight too
         rows = np.concatenate(parts)
