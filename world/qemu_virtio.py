@@ -19,6 +19,7 @@ the emulated virtio NIC (verifier/virtio/gate.py ``SUPPORTED``), and at most
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -53,6 +54,12 @@ def scenario_problem(scenario: Scenario) -> str | None:
                 f"takes (a power of 2 up to {QEMU_QUEUE_MAX})"
             )
     return None
+
+
+def fit_rings(scenario: Scenario) -> Scenario:
+    """The scenario with each tenant's rings capped at ``QEMU_QUEUE_MAX`` (the default scenario asks for 512)."""
+    tenants = tuple(dataclasses.replace(t, ring=min(t.ring, QEMU_QUEUE_MAX)) for t in scenario.tenants)
+    return dataclasses.replace(scenario, tenants=tenants)
 
 
 class QemuVirtio:

@@ -15,7 +15,6 @@ there (the default scenario asks for 512).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 from driver.qemu.machine import QemuError
 from driver.qemu.virtio_net import QEMU_QUEUE_MAX
@@ -27,7 +26,7 @@ from verifier.virtio.gate import SUPPORTED as VIRTIO_PROTECTIONS
 from world.build import World
 from world.emulated import Emulated
 from world.qemu import Qemu, qemu_world
-from world.qemu_virtio import QemuVirtio, qemu_virtio_world
+from world.qemu_virtio import QemuVirtio, fit_rings, qemu_virtio_world
 from world.scenario import Scenario
 from world.virtio import EmulatedVirtio, virtio_world
 
@@ -109,8 +108,7 @@ def build_world(
     """The demo's world for ``--nic``; QEMU problems and an unwritable pcap become one-line usage errors."""
     try:
         if args.nic == QEMU_VIRTIO:
-            capped = tuple(dataclasses.replace(t, ring=min(t.ring, QEMU_QUEUE_MAX)) for t in scen.tenants)
-            scen = dataclasses.replace(scen, tenants=capped)
+            scen = fit_rings(scen)
             if problem := virtio_problem(scen):
                 raise UsageError(problem)
             try:
