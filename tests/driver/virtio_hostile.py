@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ring import virtio
-from tests.driver.virtio_rig import QUEUE_SIZE, RawQueue
+from tests.driver.virtio_rig import QUEUE_SIZE
 
 NEXT, WRITE, INDIRECT = virtio.VIRTQ_DESC_F_NEXT, virtio.VIRTQ_DESC_F_WRITE, virtio.VIRTQ_DESC_F_INDIRECT
 HDR = virtio.VIRTIO_NET_HDR_SIZE
@@ -29,6 +30,21 @@ TABLE, INNER = 4, 6  # buffers holding indirect tables
 BROKEN = "broken"  # virtio_error: the message on stderr, DEVICE_NEEDS_RESET, the chain never completes
 SENT = "sent"  # the chain completes and frames go on the wire
 ABORT = "abort"  # QEMU itself dies (an assertion)
+
+
+class RawQueue(Protocol):
+    """A transmitq1 the chains are written into: QEMU's raw queue (tests/driver/virtio_rig.py ``RawQueue``) or a
+    tenant's queue in front of the kernel (tests/verifier/test_virtio_hostile_verifier.py)."""
+
+    def buffer(self, i: int) -> int: ...
+
+    def write(self, phys: int, data: bytes) -> None: ...
+
+    def set_desc(self, i: int, addr: int, length: int, flags: int = 0, next_: int = 0) -> None: ...
+
+    def table(self, phys: int, entries: list[tuple[int, int, int, int]]) -> None: ...
+
+    def publish(self, heads: list[int], idx_step: int | None = None) -> None: ...
 
 
 @dataclass(frozen=True)

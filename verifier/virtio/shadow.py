@@ -6,8 +6,9 @@ reads the tenant's available index once, copies the new available entries
 and the descriptor table once (and each indirect table a chain reaches, once:
 verifier/rules/virtq.py), judges every chain on those copies, and writes each
 accepted chain *flattened* (its buffers as a direct chain, indirect pointer
-dropped) into free slots of the shadow descriptor table before it makes the
-chain available to the device and notifies it.  Whatever the tenant writes
+dropped, and any zero-length descriptor left out: it carries no byte and
+QEMU's virtio-net breaks on one) into free slots of the shadow descriptor
+table before it makes the chain available to the device and notifies it.  Whatever the tenant writes
 into its table after the notify (a new ``next``, a new indirect table), the
 device never sees it: the TOCTOU race has nothing to race against.
 
@@ -170,8 +171,12 @@ class ShadowVirtq:
                 self._refuse(v, first)
             ok = np.flatnonzero(v.accepted)
             if ok.size:
-                counts = v.starts[ok + 1] - v.starts[ok]
-                buffers = v.buffers if ok.size == v.heads.size else v.buffers[np.isin(v.chain_of, ok)]
+                # the accepted chains' buffers, less the empty ones: a zero-length descriptor carries no byte, and
+                # QEMU's virtio-net marks itself broken on one ("zero sized buffers are not allowed"), for every
+                # tenant of the NIC.  Each accepted chain keeps its header's bytes (rule 8), so none goes empty.
+                keep = np.isin(v.chain_of, ok) & (v.buffers["len"] > 0)
+                buffers = v.buffers[keep]
+                counts = np.bincount(np.searchsorted(ok, v.chain_of[keep]), minlength=ok.size)
                 self.pending.append(Pending(heads[ok], buffers, np.concatenate(([0], np.cumsum(counts)))))
                 self.outstanding += ok.size
         self._pump()
