@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from driver.tenant.virtio_queue import Virtqueue
 from ring.frames import FrameBatch
+from ring.memory import PhysicalMemory
 from ring.syscalls import DEVICE_READ, DEVICE_WRITE
 from ring.virtio import VIRTQ_DESC
 from verifier.audit.memory import MemoryAudit
@@ -67,3 +68,31 @@ class RawVirtq(Virtqueue):
         t = np.array(rows, dtype=VIRTQ_DESC)
         self.fill(i, t.tobytes())
         return self.buf(i), t.nbytes
+
+
+class TenantTx:
+    """A tenant's transmitq1 with the raw-queue face the hostile chains are written against."""
+
+    def __init__(self, queue: Virtqueue, memory: PhysicalMemory) -> None:
+        self.queue = queue
+        self.memory = memory
+
+    def buffer(self, i: int) -> int:
+        return int(self.queue.pool.bus_addr[i])
+
+    def write(self, phys: int, data: bytes) -> None:
+        self.memory.view(phys, len(data))[:] = np.frombuffer(data, dtype=np.uint8)
+
+    def set_desc(self, i: int, addr: int, length: int, flags: int = 0, next_: int = 0) -> None:
+        self.queue.desc[i] = (addr, length, flags, next_)
+
+    def table(self, phys: int, entries: list[tuple[int, int, int, int]]) -> None:
+        self.write(phys, np.array(entries, dtype=VIRTQ_DESC).tobytes())
+
+    def publish(self, heads: list[int], idx_step: int | None = None) -> None:
+        q = self.queue
+        for k, head in enumerate(heads):
+            q.avail_ring[(q.avail + k) % q.size] = head
+        q.avail = (q.avail + (len(heads) if idx_step is None else idx_step)) & 0xFFFF
+        q.avail_idx[0] = q.avail
+        q.doorbell.write32(q.handle.notify_offset, q.index)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from driver.qemu.args import QEMU_BINARY, QemuNicSpec
+from driver.qemu.args import E1000, QEMU_BINARY, QemuNicSpec
 from driver.qemu.irq import IrqPoller
 from driver.qemu.loopback import CABLE_RCVBUF, cable_capacity, cable_socket
 from driver.qemu.machine import QemuE1000, QemuError, QemuMachine
@@ -46,11 +46,15 @@ class QemuPcap:
     path: Path
 
 
-def nic_specs(scenario: Scenario, pcap: str | bool | None = True, rcvbuf: int = CABLE_RCVBUF) -> list[QemuNicSpec]:
+def nic_specs(
+    scenario: Scenario, pcap: str | bool | None = True, rcvbuf: int = CABLE_RCVBUF, model: str = E1000
+) -> list[QemuNicSpec]:
     """A cable socket for every NIC (cabled pairs connected to each other) and the pcap of each cable."""
     for nic in scenario.nics:
         if nic.queues != 1:
-            raise ValueError(f"{scenario.source}: nic {nic.name!r}: QEMU's e1000 has one queue, not {nic.queues}")
+            raise ValueError(
+                f"{scenario.source}: nic {nic.name!r}: QEMU's {model} has one queue here, not {nic.queues}"
+            )
     socks: dict[str, socket.socket] = {}
     try:
         for nic in scenario.nics:
@@ -66,7 +70,24 @@ def nic_specs(scenario: Scenario, pcap: str | bool | None = True, rcvbuf: int = 
         for sock in socks.values():
             sock.close()
         raise
-    return [QemuNicSpec(n.name, n.mac, socks[n.name], dumps.get(n.name)) for n in scenario.nics]
+    return [QemuNicSpec(n.name, n.mac, socks[n.name], dumps.get(n.name), model) for n in scenario.nics]
+
+
+def start_machine(
+    scenario: Scenario, pcap: str | bool | None, binary: str, rcvbuf: int, model: str = E1000
+) -> tuple[QemuMachine, list[QemuPcap]]:
+    """One QEMU with a ``model`` NIC per scenario NIC on its cable socket, and the pcaps it will write."""
+    specs = nic_specs(scenario, pcap, rcvbuf, model)
+    try:
+        for spec in specs:
+            if spec.pcap is not None:
+                spec.pcap.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        for spec in specs:
+            spec.sock.close()
+        raise
+    machine = QemuMachine(specs, scenario.memory_size, binary)
+    return machine, [QemuPcap(s.pcap) for s in specs if s.pcap is not None]
 
 
 class Qemu:
@@ -96,17 +117,7 @@ class Qemu:
         """Start QEMU with one e1000 per NIC on its cable socket; its guest RAM is the machine's memory."""
         if scenario.protection is Protection.IOMMU:
             raise ValueError("protection iommu needs emulated NICs: QEMU's e1000 DMAs guest-physical addresses")
-        specs = nic_specs(scenario, self.pcap, self.rcvbuf)
-        try:
-            for spec in specs:
-                if spec.pcap is not None:
-                    spec.pcap.parent.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            for spec in specs:
-                spec.sock.close()
-            raise
-        self._machine = QemuMachine(specs, scenario.memory_size, self.binary)
-        self.dumps = [QemuPcap(s.pcap) for s in specs if s.pcap is not None]
+        self._machine, self.dumps = start_machine(scenario, self.pcap, self.binary, self.rcvbuf)
         return self._machine.ram
 
     def plug(self, scenario: Scenario, memory: PhysicalMemory, kernel: Kernel) -> Mapping[str, RegisterBus]:

@@ -15,7 +15,11 @@ Every flag has a reason, measured on Debian's QEMU 7.2:
   (softmmu/qtest.c ``qtest_set_chardev``), hence that id; ``-qtest-log
   /dev/null`` keeps it from logging every command.
 - ``-device e1000,...,addr=S`` pins each NIC to PCI slot S in order, so the
-  probe finds them in the order given; ``-netdev
+  probe finds them in the order given; ``-device virtio-net-pci,...,
+  disable-legacy=on,disable-modern=off`` makes a modern-only virtio-net
+  (PCI ID 1af4:1041, virtio 1.2 §4.1.2.1: no legacy I/O BAR, only the
+  capability-described BAR, driver/qemu/virtio_pci.py), ``romfile=`` leaves
+  out its option ROM (nothing would run it: the firmware halts); ``-netdev
   dgram,local.type=fd,local.str=N`` joins it to a UDP socket on 127.0.0.1
   the sandbox opened, bound and (when cabled) connected
   (driver/qemu/loopback.py says why); ``-object filter-dump`` writes a pcap of a
@@ -34,6 +38,10 @@ from pathlib import Path
 from driver.qemu.loopback import port_of
 
 QEMU_BINARY = "qemu-system-x86_64"
+#: QEMU's device models the sandbox drives (``-device MODEL``)
+E1000 = "e1000"
+VIRTIO_NET = "virtio-net-pci"
+NIC_MODELS = (E1000, VIRTIO_NET)
 #: PCI slot of the first NIC (00.0 is the i440FX host bridge, 01.x the PIIX3).
 FIRST_NIC_SLOT = 2
 MIB = 1 << 20
@@ -41,7 +49,7 @@ MIB = 1 << 20
 
 @dataclass(frozen=True)
 class QemuNicSpec:
-    """One e1000 of the machine: its name, MAC, its end of the cable and an optional pcap.
+    """One NIC of the machine: its name, MAC, its end of the cable, an optional pcap and its model.
 
     ``sock`` is a bound UDP socket (driver/qemu/loopback.py ``cable_socket``),
     connected to the other end when there is one; an unconnected socket is
@@ -52,6 +60,7 @@ class QemuNicSpec:
     mac: bytes
     sock: socket.socket
     pcap: Path | None = None  # filter-dump of this NIC's traffic, both directions
+    model: str = E1000  # one of NIC_MODELS
 
     @property
     def local_port(self) -> int:
@@ -69,6 +78,16 @@ def option_path(path: Path | str) -> str:
     if "," in text or "=" in text:
         raise ValueError(f"QEMU cannot take a path containing ',' or '=': {text}")
     return text
+
+
+def device_option(nic: QemuNicSpec, netdev: str, slot: int) -> str:
+    """The ``-device`` value of one NIC, pinned to PCI slot ``slot`` of bus 0."""
+    common = f"netdev={netdev},mac={nic.mac_text},addr={slot:#x}"
+    if nic.model == E1000:
+        return f"{E1000},{common}"
+    if nic.model == VIRTIO_NET:
+        return f"{VIRTIO_NET},{common},disable-legacy=on,disable-modern=off,romfile="
+    raise ValueError(f"unknown QEMU NIC model {nic.model!r} (one of {', '.join(NIC_MODELS)})")
 
 
 def qemu_argv(
@@ -100,7 +119,7 @@ def qemu_argv(
             "-netdev",
             f"dgram,id={netdev},local.type=fd,local.str={nic.sock.fileno()}",
             "-device",
-            f"e1000,netdev={netdev},mac={nic.mac_text},addr={FIRST_NIC_SLOT + i:#x}",
+            device_option(nic, netdev, FIRST_NIC_SLOT + i),
         ]
         if nic.pcap is not None:
             argv += ["-object", f"filter-dump,id=dump{i},netdev={netdev},file={option_path(nic.pcap)}"]

@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from typing import Protocol, Self
 
 from driver.qemu.machine import QemuE1000
 from driver.qemu.qtest import Qtest
@@ -43,66 +45,53 @@ from ring import regs
 READ_AHEAD = (regs.TDH, regs.RDH)
 
 
-def _nothing_waits() -> bool:
+def nothing_waits() -> bool:
     return False
 
 
-class IrqPoller:
-    """Polls ICR of ``nics`` on its own thread; ``drain`` waits until the machine is quiet.
+class Kicked(Protocol):
+    """A device whose doorbell writes wake the poller (``kick``, set by the poller, called after a doorbell)."""
 
+    kick: Callable[[], None] | None
+
+
+class CausePoller(ABC):
+    """A thread that polls interrupt causes over qtest and runs the handlers; ``drain`` waits for quiet.
+
+    A subclass says what one poll reads (``poll_once``: e1000's ICR here,
+    virtio's ISR in driver/qemu/virtio_irq.py); the thread's back-off, the
+    doorbell wake-up and the drain are the same for every device.
     ``waiting``: whether a frame waits on a cable for QEMU to take it in
-    (``QemuMachine.cables.waiting``); without it only ICR is looked at.
-    ``read_ahead``: the registers read with each ICR for the handlers (none:
-    every handler read is a round trip of its own, as before the read-ahead).
+    (``QemuMachine.cables.waiting``); without it only the causes are looked at.
     """
 
     def __init__(
         self,
         qtest: Qtest,
-        nics: Sequence[QemuE1000],
-        waiting: Callable[[], bool] = _nothing_waits,
+        kicked: Sequence[Kicked],
+        waiting: Callable[[], bool] = nothing_waits,
         min_sleep_s: float = 50e-6,
         max_sleep_s: float = 1e-3,
-        read_ahead: Sequence[int] = READ_AHEAD,
     ) -> None:
         self.qtest = qtest
-        self.nics = list(nics)
         self.waiting = waiting
-        self.read_ahead = tuple(read_ahead)
         self.min_sleep_s = min_sleep_s
         self.max_sleep_s = max_sleep_s
         self.rounds = 0
         self.interrupts = 0  # handler calls made
         self.error: Exception | None = None  # why the thread stopped (QEMU went away, a handler failed)
-        self._reads = [nic.bar0 + offset for nic in self.nics for offset in (regs.ICR, *self.read_ahead)]
-        self._poll_lock = threading.Lock()  # one poll at a time: an ICR read and its handlers belong together
+        self._poll_lock = threading.Lock()  # one poll at a time: a cause read and its handlers belong together
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._draining = 0  # drains in progress: they poll, the thread need not
         self._thread = threading.Thread(target=self._run, name="qemu-irq", daemon=True)
-        for nic in self.nics:
-            nic.kick = self._wake.set
+        self._kicked = list(kicked)
+        for dev in self._kicked:
+            dev.kick = self._wake.set
 
+    @abstractmethod
     def poll_once(self) -> int:
-        """Read every ICR and run the handler of each NIC with a cause; return how many had one."""
-        with self._poll_lock:
-            values = self.qtest.readl_many(self._reads)
-            self.rounds += 1
-            busy = 0
-            per_nic = 1 + len(self.read_ahead)
-            for i, nic in enumerate(self.nics):
-                row = values[i * per_nic : (i + 1) * per_nic]
-                if not row[0]:
-                    continue
-                busy += 1
-                if nic.irq is not None:
-                    self.interrupts += 1
-                    nic.read_ahead(dict(zip(self.read_ahead, row[1:], strict=True)))
-                    try:
-                        nic.irq()
-                    finally:
-                        nic.read_ahead(None)
-            return busy
+        """Read every device's cause and run the handler of each with one; return how many were busy."""
 
     def _run(self) -> None:
         sleep = self.min_sleep_s
@@ -150,7 +139,7 @@ class IrqPoller:
         finally:
             self._draining -= 1
 
-    def start(self) -> IrqPoller:
+    def start(self) -> Self:
         self._thread.start()
         return self
 
@@ -159,11 +148,54 @@ class IrqPoller:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
-        for nic in self.nics:
-            nic.kick = None
+        for dev in self._kicked:
+            dev.kick = None
 
-    def __enter__(self) -> IrqPoller:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class IrqPoller(CausePoller):
+    """Polls ICR of QEMU's e1000s ``nics`` on its own thread.
+
+    ``read_ahead``: the registers read with each ICR for the handlers (none:
+    every handler read is a round trip of its own, as before the read-ahead).
+    """
+
+    def __init__(
+        self,
+        qtest: Qtest,
+        nics: Sequence[QemuE1000],
+        waiting: Callable[[], bool] = nothing_waits,
+        min_sleep_s: float = 50e-6,
+        max_sleep_s: float = 1e-3,
+        read_ahead: Sequence[int] = READ_AHEAD,
+    ) -> None:
+        super().__init__(qtest, nics, waiting, min_sleep_s, max_sleep_s)
+        self.nics = list(nics)
+        self.read_ahead = tuple(read_ahead)
+        self._reads = [nic.bar0 + offset for nic in self.nics for offset in (regs.ICR, *self.read_ahead)]
+
+    def poll_once(self) -> int:
+        """Read every ICR and run the handler of each NIC with a cause; return how many had one."""
+        with self._poll_lock:
+            values = self.qtest.readl_many(self._reads)
+            self.rounds += 1
+            busy = 0
+            per_nic = 1 + len(self.read_ahead)
+            for i, nic in enumerate(self.nics):
+                row = values[i * per_nic : (i + 1) * per_nic]
+                if not row[0]:
+                    continue
+                busy += 1
+                if nic.irq is not None:
+                    self.interrupts += 1
+                    nic.read_ahead(dict(zip(self.read_ahead, row[1:], strict=True)))
+                    try:
+                        nic.irq()
+                    finally:
+                        nic.read_ahead(None)
+            return busy

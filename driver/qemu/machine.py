@@ -45,15 +45,21 @@ import numpy as np
 import numpy.typing as npt
 
 from driver.pci import DEVICE_82540EM, VENDOR_INTEL, PciConfig, PciFunction
-from driver.qemu.args import QEMU_BINARY, QemuNicSpec, qemu_argv
+from driver.qemu.args import E1000, FIRST_NIC_SLOT, QEMU_BINARY, VIRTIO_NET, QemuNicSpec, qemu_argv
 from driver.qemu.firmware import halting_firmware
 from driver.qemu.loopback import CableProbe, rcvbuf_of
 from driver.qemu.qtest import Qtest, QtestError
-from ring import regs
+from driver.qemu.virtio_net import QemuVirtioNet
+from driver.qemu.virtio_pci import VirtioPciTransport, VirtioTransportError
+from ring import regs, virtio_pci
 
 U32 = 0xFFFF_FFFF
 #: Where BAR0 of the first NIC goes: in the PCI hole, above any RAM this module allows, below the IOAPIC.
 BAR0_BASE = 0xE000_0000
+#: MMIO window of each NIC (NIC i's BARs lie in BAR0_BASE + i * BAR_WINDOW): an e1000's BAR0 fills it.
+BAR_WINDOW = regs.BAR0_SIZE
+#: (vendor, device) of each model QEMU is asked for
+PCI_IDS = {E1000: (VENDOR_INTEL, DEVICE_82540EM), VIRTIO_NET: (virtio_pci.VENDOR_VIRTIO, virtio_pci.DEVICE_VIRTIO_NET)}
 #: Guest RAM this module accepts: all of it below the PCI hole of the pc machine.
 MAX_MEMORY = 2 << 30
 #: QEMU e1000 set_rx_control: timer_mod(flush_queue_timer, now + 1000 ms); plus a margin.
@@ -161,6 +167,7 @@ class QemuMachine:
         self.process: subprocess.Popen[bytes] | None = None
         self.qtest: Qtest | None = None
         self.nics: dict[str, QemuE1000] = {}
+        self.virtio: dict[str, QemuVirtioNet] = {}  # the virtio-net-pci NICs (model VIRTIO_NET)
         self._fds: list[int] = []  # memfds: RAM, firmware, log
         self._ram_fd = -1
         self._log_fd = -1
@@ -230,21 +237,31 @@ class QemuMachine:
         self.qtest = Qtest(ours, timeout_s)
 
     def _probe(self) -> None:
-        """Find every e1000 in slot order, place its BAR0 and enable it (the first qtest answer is the handshake)."""
+        """Find every NIC in its slot, place its BARs and enable it (the first qtest answer is the handshake)."""
         assert self.qtest is not None
         pci = PciConfig(self.qtest)
         try:
-            found = pci.find(VENDOR_INTEL, DEVICE_82540EM)
+            found = {f.device: f for f in pci.scan()}
         except QtestError as err:
             raise QemuError(f"QEMU did not start: {self.log_tail() or err}") from None
-        if len(found) != len(self.specs):
-            raise QemuError(f"expected {len(self.specs)} e1000 (8086:100e) on bus 0, found {len(found)}")
-        for i, (spec, fn) in enumerate(zip(self.specs, found, strict=True)):
+        for i, spec in enumerate(self.specs):
+            vendor, device = PCI_IDS[spec.model]
+            fn = found.get(FIRST_NIC_SLOT + i)
+            if fn is None or (fn.vendor, fn.device_id) != (vendor, device):
+                raise QemuError(f"expected {spec.model} ({vendor:04x}:{device:04x}) in slot {FIRST_NIC_SLOT + i} "
+                                f"for {spec.name}, found {fn and f'{fn.vendor:04x}:{fn.device_id:04x}'}")  # fmt: skip
+            base = BAR0_BASE + i * BAR_WINDOW
+            if spec.model == VIRTIO_NET:
+                try:
+                    transport = VirtioPciTransport(self.qtest, pci, fn, base, BAR_WINDOW)
+                except VirtioTransportError as err:
+                    raise QemuError(str(err)) from None
+                self.virtio[spec.name] = QemuVirtioNet(spec.name, transport, spec.mac, fn)
+                continue
             if pci.bar_size(fn) != regs.BAR0_SIZE:
                 raise QemuError(f"{fn.bdf}: BAR0 is not {regs.BAR0_SIZE} bytes")
-            bar0 = BAR0_BASE + i * regs.BAR0_SIZE
-            pci.enable(fn, bar0)
-            self.nics[spec.name] = QemuE1000(spec.name, self.qtest, bar0, spec.mac, fn)
+            pci.enable(fn, base)
+            self.nics[spec.name] = QemuE1000(spec.name, self.qtest, base, spec.mac, fn)
         self.qtest.flush()
 
     def log_tail(self) -> str:
@@ -256,6 +273,17 @@ class QemuMachine:
         text = os.pread(self._log_fd, tail, size - tail).decode(errors="replace")
         lines = text.strip().splitlines()
         return lines[-1] if lines else ""
+
+    def log_size(self) -> int:
+        """Bytes QEMU has written to stdout and stderr so far (a mark for ``log_since``)."""
+        return os.fstat(self._log_fd).st_size if self._log_fd >= 0 else 0
+
+    def log_since(self, mark: int) -> str:
+        """What QEMU wrote to stdout and stderr after ``mark`` (its error reports, e.g. virtio_error's)."""
+        if self._log_fd < 0:
+            return ""
+        size = os.fstat(self._log_fd).st_size
+        return os.pread(self._log_fd, max(0, size - mark), mark).decode(errors="replace") if size > mark else ""
 
     def wait_rx_ready(self) -> None:
         """Wait out the receive hold-off of every NIC (see ``QemuE1000.wait_rx_ready``)."""

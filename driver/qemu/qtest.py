@@ -166,6 +166,24 @@ class Qtest:
         """Several 32-bit reads in one pipelined round trip."""
         return [_u32(v) for v in self.execute([f"readl {a:#x}" for a in addrs])]
 
+    def writeb(self, addr: int, value: int) -> None:
+        """8-bit MMIO write, posted (virtio's device_status is one byte wide: §4.1.3.1 wants its width)."""
+        self.post(f"writeb {addr:#x} {value & 0xFF:#x}")
+
+    def writew(self, addr: int, value: int) -> None:
+        """16-bit MMIO write, posted."""
+        self.post(f"writew {addr:#x} {value & 0xFFFF:#x}")
+
+    def readb(self, addr: int) -> int:
+        return _u32(self.execute((f"readb {addr:#x}",))[0]) & 0xFF
+
+    def readb_many(self, addrs: Sequence[int]) -> list[int]:
+        """Several 8-bit reads in one pipelined round trip (virtio's ISR bytes)."""
+        return [_u32(v) & 0xFF for v in self.execute([f"readb {a:#x}" for a in addrs])]
+
+    def readw(self, addr: int) -> int:
+        return _u32(self.execute((f"readw {addr:#x}",))[0]) & 0xFFFF
+
     def outl(self, port: int, value: int) -> None:
         """32-bit port write, posted."""
         self.post(f"outl {port:#x} {value & 0xFFFF_FFFF:#x}")

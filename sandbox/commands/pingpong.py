@@ -42,6 +42,7 @@ EXAMPLES = (
     "  nic-sandbox demo --protection verifier --audit-log /tmp/audit.jsonl\n"
     "  nic-sandbox demo --nic qemu                the same pingpong on QEMU's e1000 (qtest)\n"
     "  nic-sandbox demo --nic virtio --protection none    on virtio-net split virtqueues\n"
+    "  nic-sandbox demo --nic qemu-virtio         virtqueues through QEMU's virtio-net, the verifier in front\n"
     "  nic-sandbox scenario > my.toml && nic-sandbox demo --scenario my.toml\n"
     f"{pingpong_tuned.EXAMPLES}"
 )
@@ -59,7 +60,7 @@ def add_parser(kinds: argparse._SubParsersAction[P]) -> None:
     demo.add_argument(
         "--count",
         type=int_range(1, 10**9, "--count"),
-        help=f"frames to send (default {DEFAULT_COUNT}; {qemu.QEMU_DEFAULT_COUNT} with --nic qemu)",
+        help=f"frames to send (default {DEFAULT_COUNT}; {qemu.QEMU_DEFAULT_COUNT} with --nic qemu or qemu-virtio)",
     )
     demo.add_argument(
         "--size",
@@ -106,7 +107,7 @@ def cmd_pingpong(args: argparse.Namespace, out: Console) -> int:
         with audit_from_flags(args, scen) as audit, qemu.build_world(args, scen, pcap, audit) as world:
             return pingpong_tuned.cmd_tuned(args, out, scen, world, auto)
     with audit_from_flags(args, scen) as audit, qemu.build_world(args, scen, pcap, audit) as world:
-        queues = virtio_queues if args.nic == qemu.VIRTIO else pingpong.e1000_queues
+        queues = virtio_queues if args.nic in qemu.VIRTIO_NICS else pingpong.e1000_queues
         if args.json or not out.is_terminal:
             report = pingpong.run(world, count, size, batch, queues=queues)
         else:
@@ -130,7 +131,9 @@ def cmd_pingpong(args: argparse.Namespace, out: Console) -> int:
     else:
         _print_report(out, report, scen, args.nic)
         clock = _CLOCK_WORDS[args.audit_clock]
-        clock = f"{clock}; QEMU's e1000 over qtest runs on its own time" if args.nic == qemu.QEMU else clock
+        if args.nic in qemu.QEMU_NICS:
+            model = "e1000" if args.nic == qemu.QEMU else "virtio-net"
+            clock = f"{clock}; QEMU's {model} over qtest runs on its own time"
         out.print(durability_line(audit), markup=False, highlight=False, soft_wrap=True)
         line = f"audit log: {args.audit_log} ({rejected} rejections recorded by this run; {clock})"
         out.print(line, markup=False, highlight=False, soft_wrap=True)

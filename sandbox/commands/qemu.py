@@ -1,10 +1,15 @@
-"""``nic-sandbox demo --nic emulated|qemu|virtio``: which device model the pingpong demo's NICs are.
+"""``nic-sandbox demo --nic emulated|qemu|virtio|qemu-virtio``: which device model the pingpong demo's NICs are.
 
 ``qemu`` runs the same demo, the same kernel and the same user-space queues
 against QEMU's e1000 (world/qemu.py): a device nobody here wrote.
 It needs ``qemu-system-x86_64`` (Debian package qemu-system-x86) and no root.
 ``virtio`` runs it on emulated virtio-net NICs (world/virtio.py): split
 virtqueues instead of e1000 rings, under protection ``none`` or ``verifier``.
+``qemu-virtio`` runs that virtio pingpong through QEMU's virtio-net-pci
+(world/qemu_virtio.py): the same kernel, the same trapped QueueNotify and
+chain checks, then QEMU's device model walks the kernel's copy.  QEMU takes
+at most 256 descriptors per virtqueue, so the scenario's rings are capped
+there (the default scenario asks for 512).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import argparse
 
 from driver.qemu.machine import QemuError
+from driver.qemu.virtio_net import QEMU_QUEUE_MAX
 from ring.virtio import DEVICE_QUEUE_NUM_MAX
 from sandbox.errors import UsageError
 from verifier.audit.rejections import AuditSink
@@ -20,13 +26,19 @@ from verifier.virtio.gate import SUPPORTED as VIRTIO_PROTECTIONS
 from world.build import World
 from world.emulated import Emulated
 from world.qemu import Qemu, qemu_world
+from world.qemu_virtio import QemuVirtio, fit_rings, qemu_virtio_world
 from world.scenario import Scenario
 from world.virtio import EmulatedVirtio, virtio_world
 
 EMULATED = "emulated"
 QEMU = "qemu"
 VIRTIO = "virtio"
-NIC_CHOICES = (EMULATED, QEMU, VIRTIO)
+QEMU_VIRTIO = "qemu-virtio"
+NIC_CHOICES = (EMULATED, QEMU, VIRTIO, QEMU_VIRTIO)
+#: the --nic choices whose NICs are virtio-net (the tenants open virtqueues)
+VIRTIO_NICS = (VIRTIO, QEMU_VIRTIO)
+#: the --nic choices whose NICs are QEMU's (the count defaults lower: every register access is a qtest round trip)
+QEMU_NICS = (QEMU, QEMU_VIRTIO)
 #: What ``--nic virtio`` says of the protection modes it refuses.
 VIRTIO_MODES = " and ".join(p.value for p in VIRTIO_PROTECTIONS)
 #: pingpong frames by default over QEMU: every register access is a qtest round trip (about 40,000 frames/s).
@@ -40,12 +52,20 @@ def add_nic_flag(parser: argparse.ArgumentParser) -> None:
         default=EMULATED,
         help="emulated (the sandbox's own e1000, default), qemu: QEMU's e1000 over qtest, its guest "
         f"RAM shared with the kernel (default --count {QEMU_DEFAULT_COUNT} then; needs qemu-system-x86_64), or "
-        f"virtio: emulated virtio-net NICs with split virtqueues (protection {VIRTIO_MODES} only)",
+        f"virtio: emulated virtio-net NICs with split virtqueues (protection {VIRTIO_MODES} only), or "
+        f"qemu-virtio: QEMU's virtio-net-pci behind the same kernel (protection {VIRTIO_MODES}; rings capped at "
+        f"{QEMU_QUEUE_MAX}; default --count {QEMU_DEFAULT_COUNT}; needs qemu-system-x86_64)",
     )
 
 
 def nic_flag_problem(args: argparse.Namespace) -> str | None:
-    """Why the flags cannot go with ``--nic qemu`` or ``--nic virtio`` (None if they can)."""
+    """Why the flags cannot go with ``--nic qemu``, ``virtio`` or ``qemu-virtio`` (None if they can)."""
+    if args.nic == QEMU_VIRTIO:
+        if args.engine is not None:
+            return "--engine applies to emulated e1000 NICs (QEMU runs its virtio-net on its own main loop)"
+        if args.protection is not None and Protection(args.protection) not in VIRTIO_PROTECTIONS:
+            return f"--nic qemu-virtio supports --protection {VIRTIO_MODES}, not {args.protection}"
+        return None
     if args.nic == VIRTIO:
         if args.engine not in (None, "inline"):
             return "--engine threaded applies to emulated e1000 NICs (the virtio device runs inline)"
@@ -64,7 +84,7 @@ def nic_flag_problem(args: argparse.Namespace) -> str | None:
 def default_count(args: argparse.Namespace, emulated_default: int) -> int:
     if args.count:
         return int(args.count)
-    return QEMU_DEFAULT_COUNT if args.nic == QEMU else emulated_default
+    return QEMU_DEFAULT_COUNT if args.nic in QEMU_NICS else emulated_default
 
 
 def virtio_problem(scen: Scenario) -> str | None:
@@ -84,9 +104,17 @@ def virtio_problem(scen: Scenario) -> str | None:
 
 def build_world(
     args: argparse.Namespace, scen: Scenario, pcap: str | bool, audit: AuditSink
-) -> World[Emulated] | World[Qemu] | World[EmulatedVirtio]:
+) -> World[Emulated] | World[Qemu] | World[EmulatedVirtio] | World[QemuVirtio]:
     """The demo's world for ``--nic``; QEMU problems and an unwritable pcap become one-line usage errors."""
     try:
+        if args.nic == QEMU_VIRTIO:
+            scen = fit_rings(scen)
+            if problem := virtio_problem(scen):
+                raise UsageError(problem)
+            try:
+                return qemu_virtio_world(scen, pcap=pcap, audit=audit)
+            except (QemuError, ValueError) as err:
+                raise UsageError(f"--nic qemu-virtio: {err}") from None
         if args.nic == VIRTIO:
             if problem := virtio_problem(scen):
                 raise UsageError(problem)

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from device.virtio_net import VirtioNet
+from driver.qemu.virtio_mmio import QemuVirtioMmio
 from driver.tenant.rxq import RxQueue
 from driver.tenant.txq import TxQueue
 from ring import regs
@@ -49,7 +50,7 @@ def e1000_queues(proc: Process, nic: str, size: int) -> tuple[Sender, Receiver]:
 
 def missed_frames(dev: RegisterBus) -> int:
     """Frames a NIC missed for lack of receive buffers: e1000's MPC register, a virtio device's own count."""
-    return dev.missed if isinstance(dev, VirtioNet) else dev.read32(regs.MPC)
+    return dev.missed if isinstance(dev, VirtioNet | QemuVirtioMmio) else dev.read32(regs.MPC)
 
 
 @dataclass

@@ -16,10 +16,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from driver.qemu.args import QEMU_BINARY, QemuNicSpec
+from driver.qemu.args import E1000, QEMU_BINARY, QemuNicSpec
 from driver.qemu.irq import READ_AHEAD, IrqPoller
 from driver.qemu.loopback import cable_socket
 from driver.qemu.machine import QemuE1000, QemuMachine
+from driver.qemu.virtio_net import QemuVirtioNet
 from ring.memory import PhysicalMemory
 from tests.needs import need_tool
 from verifier.audit.memory import MemoryAudit
@@ -47,6 +48,9 @@ class Rig:
 
     def nic(self, name: str = "nic0") -> QemuE1000:
         return self.machine.nics[name]
+
+    def virtio(self, name: str = "nic0") -> QemuVirtioNet:
+        return self.machine.virtio[name]
 
     def wire(self, name: str = "nic0", count: int = 1) -> list[bytes]:
         """The next ``count`` frames QEMU sent on ``name``'s cable (fails if they do not come)."""
@@ -95,8 +99,8 @@ class Rig:
             sock.close()
 
 
-def start_rig(nics: int = 1) -> Rig:
-    """A fresh QEMU (a clean device: CTRL.RST does not reset QEMU's e1000) with ``nics`` cabled NICs."""
+def start_rig(nics: int = 1, model: str = E1000) -> Rig:
+    """A fresh QEMU (a clean device: CTRL.RST does not reset QEMU's e1000) with ``nics`` cabled NICs of ``model``."""
     peers: dict[str, socket.socket] = {}
     specs = []
     for i in range(nics):
@@ -105,16 +109,16 @@ def start_rig(nics: int = 1) -> Rig:
         ours.connect(theirs.getsockname())
         theirs.connect(ours.getsockname())
         peers[name] = theirs
-        specs.append(QemuNicSpec(name, MACS[i], ours))
+        specs.append(QemuNicSpec(name, MACS[i], ours, model=model))
     machine = QemuMachine(specs, MEMORY)
     return Rig(machine, PhysicalMemory(MEMORY, KERNEL, seed=1, backing=machine.ram), peers)
 
 
 @contextmanager
-def qemu_rig(nics: int = 1) -> Iterator[Rig]:
+def qemu_rig(nics: int = 1, model: str = E1000) -> Iterator[Rig]:
     """``start_rig`` for a ``with`` block (skips, or fails under CI=true, without QEMU)."""
     need_qemu()
-    rig = start_rig(nics)
+    rig = start_rig(nics, model)
     try:
         yield rig
     finally:

@@ -6,8 +6,9 @@ reads the tenant's available index once, copies the new available entries
 and the descriptor table once (and each indirect table a chain reaches, once:
 verifier/rules/virtq.py), judges every chain on those copies, and writes each
 accepted chain *flattened* (its buffers as a direct chain, indirect pointer
-dropped) into free slots of the shadow descriptor table before it makes the
-chain available to the device and notifies it.  Whatever the tenant writes
+dropped, and any zero-length descriptor left out: it carries no byte and
+QEMU's virtio-net breaks on one) into free slots of the shadow descriptor
+table before it makes the chain available to the device and notifies it.  Whatever the tenant writes
 into its table after the notify (a new ``next``, a new indirect table), the
 device never sees it: the TOCTOU race has nothing to race against.
 
@@ -26,6 +27,7 @@ shadow slots wait, in order, for the next completion.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -135,6 +137,7 @@ class ShadowVirtq:
         self.pending: deque[Pending] = deque()  # accepted chains waiting for shadow room, in order
         self._pumping = False
         self.outstanding = 0  # accepted chains not yet returned in the tenant's used ring (published or pending)
+        self.lock = threading.RLock()  # notify (tenant's thread) against completion (the interrupt's thread)
         r.pins.sources.append(self.in_flight)
         lay = r.layout
         program_queue(r.bus, r.index, size, frames.phys + lay.desc, frames.phys + lay.avail, frames.phys + lay.used)
@@ -142,6 +145,10 @@ class ShadowVirtq:
     # -- the notify -------------------------------------------------------------------------------------
     def doorbell(self) -> None:
         """The tenant notified this queue: snapshot, check, publish what passed, complete what did not."""
+        with self.lock:
+            self._doorbell()
+
+    def _doorbell(self) -> None:
         size = self.size
         idx = int(self.user.avail_idx[0])  # read once
         moved = indices.distance16(self.last_avail, idx)
@@ -164,8 +171,12 @@ class ShadowVirtq:
                 self._refuse(v, first)
             ok = np.flatnonzero(v.accepted)
             if ok.size:
-                counts = v.starts[ok + 1] - v.starts[ok]
-                buffers = v.buffers if ok.size == v.heads.size else v.buffers[np.isin(v.chain_of, ok)]
+                # the accepted chains' buffers, less the empty ones: a zero-length descriptor carries no byte, and
+                # QEMU's virtio-net marks itself broken on one ("zero sized buffers are not allowed"), for every
+                # tenant of the NIC.  Each accepted chain keeps its header's bytes (rule 8), so none goes empty.
+                keep = np.isin(v.chain_of, ok) & (v.buffers["len"] > 0)
+                buffers = v.buffers[keep]
+                counts = np.bincount(np.searchsorted(ok, v.chain_of[keep]), minlength=ok.size)
                 self.pending.append(Pending(heads[ok], buffers, np.concatenate(([0], np.cumsum(counts)))))
                 self.outstanding += ok.size
         self._pump()
@@ -262,6 +273,10 @@ class ShadowVirtq:
 
     def reap(self) -> None:
         """The device interrupted: return its finished shadow chains to the tenant, then publish what waits."""
+        with self.lock:
+            self._reap()
+
+    def _reap(self) -> None:
         done = indices.distance16(self.shadow_used, int(self.shadow.used_idx[0]))
         if done == 0 or done > self.size:
             return
@@ -289,6 +304,10 @@ class ShadowVirtq:
         Accepted chains still waiting for shadow room count too: they were checked
         against the pins as they were, so an unpin now must wait for them as well.
         """
+        with self.lock:
+            return self._in_flight()
+
+    def _in_flight(self) -> tuple[I64, I64]:
         parts = [self.shadow.desc[self.chain_of >= 0]]
         parts += [p.buffers for p in self.pending]  # checked and promised to the device: in flight too
         rows = np.concatenate(parts)
