@@ -50,7 +50,7 @@ import numpy as np
 from fuzz.arena import MAX_BATCH, Arena
 from fuzz.blocks import owned, per_block
 from fuzz.budget import ArenaReaper, EndCheck, frozen_heap
-from fuzz.classes import AttackClass, select
+from fuzz.classes import VIRTIO_MODES, AttackClass, select
 from fuzz.coverage import MAX_KEPT, MUTATE_CHANCE, Coverage
 from fuzz.log_follow import LogFollower
 from fuzz.oracle.audit import AuditWatch, audit_complete, audit_count
@@ -248,6 +248,12 @@ def run_campaign(
     else:
         chosen = select(
             [c if isinstance(c, str) else c.name for c in classes] if isinstance(classes, list) else classes
+        )
+    virtio = [c.name for c in chosen if c.machine == "virtio"]
+    if virtio and protection not in VIRTIO_MODES:
+        raise ValueError(
+            f"class{'es' if len(virtio) > 1 else ''} {', '.join(virtio)} run on virtio NICs, which support protection "
+            f"{' and '.join(p.value for p in VIRTIO_MODES)}, not {protection.value}"
         )
     cov = Coverage() if coverage is True else coverage if isinstance(coverage, Coverage) else None
     pool: dict[str, list[Attack]] = {c.name: [] for c in chosen}
