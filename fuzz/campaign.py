@@ -50,13 +50,14 @@ import numpy as np
 from fuzz.arena import MAX_BATCH, Arena
 from fuzz.blocks import owned, per_block
 from fuzz.budget import ArenaReaper, EndCheck, frozen_heap
-from fuzz.classes import VIRTIO_MODES, AttackClass, select
+from fuzz.classes import AttackClass, select
 from fuzz.coverage import MAX_KEPT, MUTATE_CHANCE, Coverage
 from fuzz.log_follow import LogFollower
 from fuzz.oracle.audit import AuditWatch, audit_complete, audit_count
 from fuzz.oracle.escape import Escape
 from fuzz.oracle.liveness import Budget, bounded_step
 from fuzz.steps import Attack, Step
+from fuzz.virtio_arena import MODES as VIRTIO_MODES
 from verifier.audit import read as audit_read
 from verifier.audit.memory import MemoryAudit
 from verifier.audit.rejections import AuditSink

@@ -492,8 +492,6 @@ VIRTIO = (
     AttackClass("virtio-race", "a notified chain's next or indirect entry rewritten before the frame arrives",
                 NONE_ONLY, virtio_race, "virtio"),
 )  # fmt: skip
-#: What a virtio class's machine supports (verifier/virtio/gate.py ``SUPPORTED``, as documented).
-VIRTIO_MODES = (Protection.NONE, Protection.VERIFIER)
 
 #: Classes outside the default list, selectable by name (``--classes race-points,race-threaded``).
 #: ``race-points`` is deterministic but escapes in unsafe-inplace too (the default list keeps ``race`` the

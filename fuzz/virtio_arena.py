@@ -43,6 +43,7 @@ from ring.virtio import QUEUE_NOTIFY, RECEIVEQ, TRANSMITQ, VIRTQ_DESC, VirtqLayo
 from verifier.audit.rejections import AuditSink
 from verifier.kernel import Process
 from verifier.modes.protection import Protection
+from verifier.virtio.gate import SUPPORTED
 from world import scenario
 from world.reset import Snapshot
 from world.virtio import virtio_world
@@ -51,6 +52,8 @@ MACHINE = "virtio"
 #: Mallory's virtqueues: small, so a chain of queue size + 1 or an avail jump of size + 1 is cheap to build.
 QUEUE = 32
 QUEUES = {"tx": TRANSMITQ, "rx": RECEIVEQ}
+#: The protection modes a virtio NIC runs under (the kernel refuses the others when it attaches one).
+MODES = SUPPORTED
 
 
 @dataclass
