@@ -65,11 +65,11 @@ Row = tuple[int, int, int, int]  # addr, len, flags, next
 Graph = dict[int, Row]  # slot -> descriptor
 
 
-def _attack(*steps: Step) -> Attack:
+def attack(*steps: Step) -> Attack:
     return Attack(tuple(steps), fresh=True, machine=MACHINE)
 
 
-def _post(queue: str, graph: Graph, heads: list[int], tables: list[tuple[int, list[Row]]] | None = None,
+def post(queue: str, graph: Graph, heads: list[int], tables: list[tuple[int, list[Row]]] | None = None,
           jump: int = 0, notify: bool = True) -> VirtqPost:  # fmt: skip
     descs = tuple((s, rows([{"addr": a, "len": n, "flags": f, "next": x}])) for s, (a, n, f, x) in graph.items())
     tabs = tuple(
@@ -78,7 +78,7 @@ def _post(queue: str, graph: Graph, heads: list[int], tables: list[tuple[int, li
     return VirtqPost(queue, descs, tabs, tuple(heads), jump, notify)
 
 
-def _tx_rows(rng: np.random.Generator, m: MemoryMap, count: int) -> list[Row]:
+def tx_rows(rng: np.random.Generator, m: MemoryMap, count: int) -> list[Row]:
     """``count`` readable buffers of one valid TX chain, flags and ``next`` left to the caller: the first a whole
     header and a frame's start at a 2 KiB mark of the read pin, the rest short pieces inside the pin."""
     pin = m.read_pin
@@ -90,7 +90,7 @@ def _tx_rows(rng: np.random.Generator, m: MemoryMap, count: int) -> list[Row]:
     return out
 
 
-def _rx_rows(rng: np.random.Generator, m: MemoryMap, count: int) -> list[Row]:
+def rx_rows(rng: np.random.Generator, m: MemoryMap, count: int) -> list[Row]:
     """``count`` writable buffers of one valid RX chain with room for eve's frame and its header."""
     pin = m.write_pin
     out: list[Row] = []
@@ -101,7 +101,7 @@ def _rx_rows(rng: np.random.Generator, m: MemoryMap, count: int) -> list[Row]:
     return out
 
 
-def _link(slots: list[int], bufs: list[Row]) -> Graph:
+def link(slots: list[int], bufs: list[Row]) -> Graph:
     """The buffers as one chain through ``slots`` (NEXT on all but the last)."""
     graph: Graph = {}
     for k, (slot, (a, n, f, _)) in enumerate(zip(slots, bufs, strict=True)):
@@ -119,8 +119,8 @@ def _valid(rng: np.random.Generator, m: MemoryMap, queue: str, free: list[int], 
         if k == 0:
             break
         slots = [free.pop() for _ in range(k)]
-        bufs = _tx_rows(rng, m, k) if queue == "tx" else _rx_rows(rng, m, k)
-        graph.update(_link(slots, bufs))
+        bufs = tx_rows(rng, m, k) if queue == "tx" else rx_rows(rng, m, k)
+        graph.update(link(slots, bufs))
         heads.append(slots[0])
     return graph, heads
 
@@ -137,7 +137,7 @@ def _with_traffic(rng: np.random.Generator, m: MemoryMap, queue: str, free: list
     after, after_heads = _valid(rng, m, queue, free, int(rng.integers(0, 3)))
     everything = {**before, **after, **graph}
     all_heads = before_heads + heads + after_heads
-    steps: list[Step] = [_post(queue, everything, all_heads, tables)]
+    steps: list[Step] = [post(queue, everything, all_heads, tables)]
     if queue == "rx":
         steps.append(EveSends(len(all_heads)))
     return steps
@@ -150,17 +150,17 @@ def virtio_loop(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     queue = "tx" if rng.random() < 0.7 else "rx"
     free = _slots(rng, m)
     variant = int(rng.integers(0, 6))
-    make = _tx_rows if queue == "tx" else _rx_rows
+    make = tx_rows if queue == "tx" else rx_rows
     if variant == 0:  # exactly Q descriptors, every slot once: the longest chain there is, valid
-        graph = _link(free, make(rng, m, q))
-        return _attack(*([_post(queue, graph, [free[0]])] + ([EveSends(1)] if queue == "rx" else [])))
+        graph = link(free, make(rng, m, q))
+        return attack(*([post(queue, graph, [free[0]])] + ([EveSends(1)] if queue == "rx" else [])))
     if variant <= 2:  # a loop: k descriptors whose last points back at one of them (k = 1: a self-loop; up to Q)
         k = int(rng.choice([1, 2, 3, q - 1, q])) if variant == 1 else int(rng.integers(1, q + 1))
         slots = [free.pop() for _ in range(k)]
-        graph = _link(slots, make(rng, m, k))
+        graph = link(slots, make(rng, m, k))
         a, ln, f, _ = graph[slots[-1]]
         graph[slots[-1]] = (a, ln, f | NEXT, slots[int(rng.integers(0, k))])
-        return _attack(*_with_traffic(rng, m, queue, free, graph, [slots[0]]))
+        return attack(*_with_traffic(rng, m, queue, free, graph, [slots[0]]))
     if variant == 3:  # a next of Q (outside the table) or Q + more; or Q - 1, the last slot: valid
         nxt = int(rng.choice([q - 1, q, q, q + 1, 0xFFFF]))
         head = free.pop()
@@ -170,21 +170,21 @@ def virtio_loop(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
             if nxt in free:
                 free.remove(nxt)
             graph[nxt] = bufs[1] if nxt != head else (*bufs[0][:2], bufs[0][2], 0)
-        return _attack(*_with_traffic(rng, m, queue, free, graph, [head]))
+        return attack(*_with_traffic(rng, m, queue, free, graph, [head]))
     # a head of Q or past it (the avail entry names no descriptor); or Q - 1: valid
     head = int(rng.choice([q - 1, q, q + 1, 0xFFFF]))
     graph = {}
     if head < q:
         free.remove(head)
-        graph = _link([head], make(rng, m, 1))
-    return _attack(*_with_traffic(rng, m, queue, free, graph, [head]))
+        graph = link([head], make(rng, m, 1))
+    return attack(*_with_traffic(rng, m, queue, free, graph, [head]))
 
 
 # -- virtio-indirect ---------------------------------------------------------------------------------------
-def _table(rng: np.random.Generator, m: MemoryMap, queue: str, count: int) -> list[Row]:
+def table_rows(rng: np.random.Generator, m: MemoryMap, queue: str, count: int) -> list[Row]:
     """A valid indirect table of ``count`` entries chained 0 -> 1 -> ... (the buffers of one chain)."""
-    bufs = _tx_rows(rng, m, count) if queue == "tx" else _rx_rows(rng, m, count)
-    graph = _link(list(range(count)), bufs)
+    bufs = tx_rows(rng, m, count) if queue == "tx" else rx_rows(rng, m, count)
+    graph = link(list(range(count)), bufs)
     return [graph[i] for i in range(count)]
 
 
@@ -201,38 +201,38 @@ def virtio_indirect(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     graph: Graph = {}
     if variant == 0:  # Q entries (valid) or Q + 1
         count = q + int(rng.integers(0, 2))
-        table = _table(rng, m, queue, count)
+        table = table_rows(rng, m, queue, count)
     elif variant == 1:  # k direct buffers, then a table: Q buffers in all (valid) or Q + 1
         k = int(rng.integers(1, 4))
         count = q - k + int(rng.integers(0, 2))
-        table = _table(rng, m, queue, count)
+        table = table_rows(rng, m, queue, count)
         slots = [head] + [free.pop() for _ in range(k)]  # the last slot: the indirect descriptor
-        bufs = _tx_rows(rng, m, k) if queue == "tx" else _rx_rows(rng, m, k)
-        graph = _link(slots, [*bufs, (addr, count * VIRTQ_DESC_SIZE, INDIRECT, 0)])
+        bufs = tx_rows(rng, m, k) if queue == "tx" else rx_rows(rng, m, k)
+        graph = link(slots, [*bufs, (addr, count * VIRTQ_DESC_SIZE, INDIRECT, 0)])
     elif variant == 2:  # an indirect entry inside the table
         count = int(rng.integers(1, 5))
-        table = _table(rng, m, queue, count)
+        table = table_rows(rng, m, queue, count)
         i = int(rng.integers(0, count))
         table[i] = (m.scratch.bus + ((slot + 1) % 3) * TABLE_AT, 2 * VIRTQ_DESC_SIZE, INDIRECT, 0)
     elif variant == 3:  # a loop inside the table, or a next past its end (count: the table's own size)
         count = int(rng.integers(1, 6))
-        table = _table(rng, m, queue, count)
+        table = table_rows(rng, m, queue, count)
         a, ln, f, _ = table[-1]
         table[-1] = (a, ln, f | NEXT, int(rng.integers(0, count)) if rng.random() < 0.6 else count)
     elif variant == 4:  # the length: 0, or 8 bytes over a multiple of 16 (16-byte multiples: valid)
         count = int(rng.integers(1, 5))
-        table = _table(rng, m, queue, count)
+        table = table_rows(rng, m, queue, count)
         length = int(rng.choice([0, count * VIRTQ_DESC_SIZE + 8, count * VIRTQ_DESC_SIZE - 8, count * 16]))
         graph = {head: (addr, length, INDIRECT, 0)}
     elif variant == 5:  # INDIRECT with NEXT
         count = int(rng.integers(1, 5))
-        table = _table(rng, m, queue, count)
+        table = table_rows(rng, m, queue, count)
         after = free.pop()
-        graph = {head: (addr, count * VIRTQ_DESC_SIZE, INDIRECT | NEXT, after), after: _link([after], (
-            _tx_rows(rng, m, 1) if queue == "tx" else _rx_rows(rng, m, 1)))[after]}  # fmt: skip
+        graph = {head: (addr, count * VIRTQ_DESC_SIZE, INDIRECT | NEXT, after), after: link([after], (
+            tx_rows(rng, m, 1) if queue == "tx" else rx_rows(rng, m, 1)))[after]}  # fmt: skip
     else:  # the table itself outside mallory's pins: in the kernel's memory, alice's secret, one byte past scratch
         count = int(rng.integers(1, 5))
-        table = _table(rng, m, queue, count)
+        table = table_rows(rng, m, queue, count)
         nbytes = count * VIRTQ_DESC_SIZE
         where = int(rng.integers(0, 3))
         if where == 0:
@@ -244,7 +244,7 @@ def virtio_indirect(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
         graph = {head: (target, nbytes, INDIRECT, 0)}
     if head not in graph:
         graph[head] = (addr, len(table) * VIRTQ_DESC_SIZE, INDIRECT, 0)
-    return _attack(*_with_traffic(rng, m, queue, free, graph, [head], [(at, table)]))
+    return attack(*_with_traffic(rng, m, queue, free, graph, [head], [(at, table)]))
 
 
 # -- virtio-order ------------------------------------------------------------------------------------------
@@ -262,17 +262,17 @@ def virtio_order(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
         first, then = (mine, other) if rng.random() < 0.5 else (other, mine)
         lens = {id(mine): VIRTIO_NET_HDR_SIZE + FRAME_LEN + 64, id(other): int(rng.integers(1, 512))}
         bufs = [(first[0], lens[id(first)], first[2], 0), (then[0], lens[id(then)], then[2], 0)]
-        graph = _link([head, second], bufs)
+        graph = link([head, second], bufs)
     elif variant == 1:  # the header: 11 bytes on the device's side (short) or 12 (valid), over one or two buffers
         total = VIRTIO_NET_HDR_SIZE - int(rng.integers(0, 2))
         split = int(rng.integers(0, total + 1))
         bufs = [(mine[0], split, mine[2], 0), (mine[0] + 64, total - split, mine[2], 0)]
-        graph = _link([head, second], [b for b in bufs if b[1]] or bufs[:1]) if split not in (0, total) else (
-            _link([head], [(mine[0], total, mine[2], 0)]))  # fmt: skip
+        graph = link([head, second], [b for b in bufs if b[1]] or bufs[:1]) if split not in (0, total) else (
+            link([head], [(mine[0], total, mine[2], 0)]))  # fmt: skip
     else:  # a flag bit beyond NEXT, WRITE and INDIRECT (8, or the top bit)
         bit = int(rng.choice([8, 0x10, 0x8000]))
-        graph = _link([head], [(mine[0], VIRTIO_NET_HDR_SIZE + FRAME_LEN + 64, mine[2] | bit, 0)])
-    return _attack(*_with_traffic(rng, m, queue, free, graph, [head]))
+        graph = link([head], [(mine[0], VIRTIO_NET_HDR_SIZE + FRAME_LEN + 64, mine[2] | bit, 0)])
+    return attack(*_with_traffic(rng, m, queue, free, graph, [head]))
 
 
 # -- virtio-avail ------------------------------------------------------------------------------------------
@@ -283,14 +283,14 @@ def virtio_avail(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     free = _slots(rng, m)
     graph: Graph = {}
     for s in range(q):
-        graph.update(_link([s], _tx_rows(rng, m, 1)))
+        graph.update(link([s], tx_rows(rng, m, 1)))
     heads = [int(h) for h in free]
     jump = int(rng.choice([0, 1, 1, int(rng.integers(2, 0x10000 - q))]))
-    steps: list[Step] = [_post("tx", graph, heads, jump=jump)]
+    steps: list[Step] = [post("tx", graph, heads, jump=jump)]
     if jump:  # the index back to her last accepted one plus k: the kernel judges those k
         k = int(rng.integers(1, q + 1))
         steps.append(VirtqPost("tx", jump=(0x10000 - q + k) & 0xFFFF))
-    return _attack(*steps)
+    return attack(*steps)
 
 
 # -- virtio-used -------------------------------------------------------------------------------------------
@@ -312,8 +312,8 @@ def virtio_used(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     steps: list[Step] = [Reg(QUEUE_SEL, TRANSMITQ), Reg(low, target & 0xFFFF_FFFF), Reg(high, target >> 32)]
     free = _slots(rng, m)
     graph, heads = _valid(rng, m, "tx", free, int(rng.integers(1, 4)))
-    steps.append(_post("tx", graph, heads))
-    return _attack(*steps)
+    steps.append(post("tx", graph, heads))
+    return attack(*steps)
 
 
 # -- virtio-race -------------------------------------------------------------------------------------------
@@ -336,16 +336,16 @@ def virtio_race(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     variant = int(rng.integers(0, 3))
     if variant == 0:  # next rewritten to a descriptor she wrote beforehand (not part of the chain judged)
         graph = {head: first, second: (m.write_pin.bus + BUF, BUF, WRITE, 0), spare: (target, BUF, WRITE, 0)}
-        steps += [_post("rx", graph, [head]), _post("rx", {head: (*first[:3], spare)}, [], notify=False)]
+        steps += [post("rx", graph, [head]), post("rx", {head: (*first[:3], spare)}, [], notify=False)]
     elif variant == 1:  # an indirect table's entry rewritten to point elsewhere
-        table = _table(rng, m, "rx", 2)
+        table = table_rows(rng, m, "rx", 2)
         graph = {head: (m.scratch.bus, 2 * VIRTQ_DESC_SIZE, INDIRECT, 0)}
         _, ln, f, x = table[1]
-        steps += [_post("rx", graph, [head], [(0, table)]),
-                  _post("rx", {}, [], [(0, [table[0], (target, ln, f, x)])], notify=False)]  # fmt: skip
+        steps += [post("rx", graph, [head], [(0, table)]),
+                  post("rx", {}, [], [(0, [table[0], (target, ln, f, x)])], notify=False)]  # fmt: skip
     else:  # next rewritten into a loop: the chain's last descriptor points back at its head
         graph = {head: first, second: (m.write_pin.bus + BUF, BUF, WRITE, 0)}
         loop = {second: (m.write_pin.bus + BUF, BUF, WRITE | NEXT, head)}
-        steps += [_post("rx", graph, [head]), _post("rx", loop, [], notify=False)]
+        steps += [post("rx", graph, [head]), post("rx", loop, [], notify=False)]
     steps.append(EveSends(1))
-    return _attack(*steps)
+    return attack(*steps)
