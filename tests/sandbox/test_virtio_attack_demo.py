@@ -50,6 +50,7 @@ def test_one_mode_and_the_refusals(tmp_path: Path) -> None:
     none = run_cli("demo", "attack", "--nic", "virtio", "--protection", "none", "--audit-log", log)
     assert none.returncode == 1 and "ESCAPED" in none.stdout and "protection verifier" not in none.stdout
     for flags, words in ((["--protection", "iommu"], "not iommu"), (["--engine", "threaded"], "--engine"),
-                         (["--scenario", "x.toml"], "--scenario")):  # fmt: skip
-        bad = run_cli("demo", "attack", "--nic", "virtio", *flags, "--audit-log", log)
+                         (["--scenario", "x.toml"], "--scenario"), (["--nic", "qemu"], "invalid choice")):  # fmt: skip
+        nic = [] if "--nic" in flags else ["--nic", "virtio"]
+        bad = run_cli("demo", "attack", *nic, *flags, "--audit-log", log)
         assert bad.returncode == 2 and words in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
