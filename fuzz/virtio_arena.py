@@ -130,10 +130,7 @@ class VirtioArena(Arena):
         tid = mallory.tenant_id
 
         def range_bad(addr: int, length: int, need: int) -> bool:
-            wrap, beyond, pin = oracle._range_bad(
-                np.array([addr], dtype=np.uint64), np.array([length], dtype=np.int64), tid, need
-            )
-            return bool(wrap[0] or beyond[0] or pin[0])
+            return oracle.outside_pins(tid, addr, length, need)
 
         def read(addr: int, length: int) -> npt.NDArray[np.uint8]:
             return memory.data[addr : addr + length].copy()

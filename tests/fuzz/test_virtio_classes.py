@@ -11,6 +11,7 @@ finding replays: it escapes under ``none`` and not under ``verifier``.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,18 @@ def test_virtio_names_every_graph_class_and_other_modes_are_refused() -> None:
     assert all(c.machine == MACHINE for c in VIRTIO)
     with pytest.raises(ValueError, match="support protection none and verifier, not iommu"):
         run_campaign("iommu", 1, "virtio-loop", iterations=1)
+
+
+def test_generated_attacks_round_trip() -> None:
+    """Every virtio class's attack, written as a case and read back, is the same steps (the replay runs them)."""
+    arena = _arena("none")
+    for cls in VIRTIO:
+        for seed in range(4):
+            made = cls.generate(np.random.default_rng([seed, 1]), arena.map, 16)
+            assert made.machine == MACHINE and made.fresh
+            case = case_mod.Case(1, Protection.NONE, cls.name, made.steps, machine=MACHINE)
+            again = case_mod.Case.from_dict(json.loads(case.dumps()))
+            assert again.steps == made.steps and again.machine == MACHINE, cls.name
 
 
 # -- the oracle's rules at their boundaries ---------------------------------------------------------------------
