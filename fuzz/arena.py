@@ -41,7 +41,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +49,7 @@ import numpy.typing as npt
 from device.e1000 import E1000, EngineMode
 from device.poller import DevicePoller
 from driver.tenant.txq import TxQueue
+from driver.tenant.virtio_queue import VirtioTxQueue
 from fuzz.oracle.judge import Escape, Oracle
 from fuzz.oracle.queues import QueueWatch
 from fuzz.oracle.rules import RULE_BOOKS, rx_buffer_bytes
@@ -63,7 +64,6 @@ from verifier.modes.protection import Protection
 from verifier.rules.policy import POLICIES
 from world import scenario
 from world.build import World
-from world.emulated import Emulated
 from world.reset import Snapshot
 
 if TYPE_CHECKING:
@@ -93,13 +93,21 @@ class Machine:
 
     policy: str = "default"
     accelerators: bool = True
+    #: the NICs' device model: "e1000", or "virtio" (virtio-net split virtqueues: fuzz/virtio_arena.py)
+    nic: str = "e1000"
 
 
 #: The machines an attack may name (``Attack.machine``; "" is the machine as built by default).  ``jumbo``: the
 #: 8254x's own limits, buffers over three or more frames (docs/verifier.md, "Policy limits").  ``numpy``: the
 #: kernel's numpy checks alone, the reference the compiled fast path is measured against (a campaign runs
 #: every other round of blocks there, fuzz/campaign.py).
-MACHINES: dict[str, Machine] = {"": Machine(), "jumbo": Machine(policy="jumbo"), "numpy": Machine(accelerators=False)}
+#: ``virtio``: the same tenants on virtio-net NICs, mallory writing virtqueue graphs by hand (issue 16).
+MACHINES: dict[str, Machine] = {
+    "": Machine(),
+    "jumbo": Machine(policy="jumbo"),
+    "numpy": Machine(accelerators=False),
+    "virtio": Machine(nic="virtio"),
+}
 
 
 def acting(tenant: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -188,7 +196,7 @@ class MemoryMap:
         return [(a, b) for a, b in runs]
 
 
-def watching(world: World[Emulated], detail_limit: int | None = None) -> Oracle:
+def watching(world: World[Any], detail_limit: int | None = None) -> Oracle:
     """The independent oracle on every DMA engine and every cable of a built world (invariant 1: one choke point).
 
     It learns who owns which NIC and what each tenant is called from the
@@ -209,14 +217,14 @@ def watching(world: World[Emulated], detail_limit: int | None = None) -> Oracle:
 class Arena:
     """One machine, mallory's raw rings, the oracle; ``close()`` is cheap (inline engine, nothing to stop)."""
 
-    world: World[Emulated]
+    world: World[Any]  # the emulated back end: ``Emulated`` (e1000), or ``EmulatedVirtio`` on the virtio machine
     oracle: Oracle
     map: MemoryMap
     tx_ring: npt.NDArray[np.void]
     rx_ring: npt.NDArray[np.void]
     tx_tail_offset: int
     rx_tail_offset: int
-    eve_txq: TxQueue
+    eve_txq: TxQueue | VirtioTxQueue
     eve_frames: FrameBatch
     spans: dict[str, DmaRegion]  # mallory's regions the lifetime operations name
     queues: QueueWatch  # the oracle's check that a queue moves only when its owner acts
@@ -247,6 +255,10 @@ class Arena:
         ``machine``: which of ``MACHINES`` (the addresses are the same in each: the policy moves no allocation).
         """
         config = MACHINES[machine]
+        if config.nic == "virtio":  # its own memory map and operations (imported here: it builds on this module)
+            from fuzz.virtio_arena import VirtioArena
+
+            return VirtioArena.build_virtio(protection, seed, audit, detail_limit, resettable)
         base = scenario.load(embedded=SCENARIO)
         # nic2 gets a second queue pair, free for mallory's own ``open_queue`` calls (the arena's, not the demo's)
         nics = tuple(dataclasses.replace(n, queues=SPARE_QUEUE + 1) if n.name == "nic2" else n for n in base.nics)

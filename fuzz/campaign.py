@@ -57,6 +57,7 @@ from fuzz.oracle.audit import AuditWatch, audit_complete, audit_count
 from fuzz.oracle.escape import Escape
 from fuzz.oracle.liveness import Budget, bounded_step
 from fuzz.steps import Attack, Step
+from fuzz.virtio_arena import MODES as VIRTIO_MODES
 from verifier.audit import read as audit_read
 from verifier.audit.memory import MemoryAudit
 from verifier.audit.rejections import AuditSink
@@ -265,6 +266,12 @@ def run_campaign(
     else:
         chosen = select(
             [c if isinstance(c, str) else c.name for c in classes] if isinstance(classes, list) else classes
+        )
+    virtio = [c.name for c in chosen if c.machine == "virtio"]
+    if virtio and protection not in VIRTIO_MODES:
+        raise ValueError(
+            f"class{'es' if len(virtio) > 1 else ''} {', '.join(virtio)} run on virtio NICs, which support protection "
+            f"{' and '.join(p.value for p in VIRTIO_MODES)}, not {protection.value}"
         )
     cov = Coverage() if coverage is True else coverage if isinstance(coverage, Coverage) else None
     pool: dict[str, list[Attack]] = {c.name: [] for c in chosen}

@@ -63,6 +63,7 @@ from fuzz.oracle.audit import AuditWatch, audit_complete, audit_count
 from fuzz.oracle.escape import Escape
 from fuzz.steps import ReproducerError, Step, step_from_json
 from fuzz.steps.spec import U64, Int, Key, Text, parse_object, u
+from fuzz.virtio_arena import MODES as VIRTIO_MODES
 from verifier.audit.memory import MemoryAudit
 from verifier.modes.protection import Protection
 
@@ -260,6 +261,9 @@ def replay(case: Case, protection: Protection | str | None = None) -> ReplayResu
     records, so an audit finding's reproducer reproduces (kind ``audit``).
     """
     mode = Protection(protection) if protection is not None else case.protection
+    if MACHINES[case.machine].nic == "virtio" and mode not in VIRTIO_MODES:
+        modes = " and ".join(m.value for m in VIRTIO_MODES)
+        raise ReproducerError(f"the {case.machine} machine's NICs support protection {modes}, not {mode.value}")
     audit = MemoryAudit()
     arena = Arena.build(mode, case.seed, audit, machine=case.machine)
     watch = AuditWatch(audit)

@@ -75,6 +75,7 @@ from fuzz.steps import (
 from fuzz.steps.mutation import mutate
 from fuzz.steps.tx import GOOD
 from fuzz.surface import foreign_reg, open_queue, pin_range
+from fuzz.virtio_classes import virtio_avail, virtio_indirect, virtio_loop, virtio_order, virtio_race, virtio_used
 from ring import regs
 from ring.descriptors import TXD_CMD_DEXT, TXD_CMD_IC, TXD_CMD_IFCS, TXD_CMD_RPS, TXD_CMD_RS, TXD_CMD_VLE
 from ring.memory import PAGE_SIZE
@@ -475,6 +476,23 @@ CLASSES: dict[str, AttackClass] = ClassTable(
     )
 )
 
+#: The virtqueue graph classes (fuzz/virtio_classes.py), on the ``virtio`` machine: virtio NICs run protection
+#: ``none`` and ``verifier`` only, so they are opt-in (``--classes virtio`` names them all).
+VIRTIO = (
+    AttackClass("virtio-loop", "a next looping back, a next or head of the queue size; a chain of it", NONE_ONLY,
+                virtio_loop, "virtio"),
+    AttackClass("virtio-indirect", "indirect in indirect, tables of Q+1, chains of Q+1 through one, tables elsewhere",
+                NONE_ONLY, virtio_indirect, "virtio"),
+    AttackClass("virtio-order", "a writable buffer before a readable one, 11 header bytes, unknown flags", NOWHERE,
+                virtio_order, "virtio"),
+    AttackClass("virtio-avail", "the available index moved by Q+1 or far past, then back", NONE_ONLY, virtio_avail,
+                "virtio"),
+    AttackClass("virtio-used", "the used ring (or table, avail ring) repointed at alice's or the kernel's memory",
+                NONE_ONLY, virtio_used, "virtio"),
+    AttackClass("virtio-race", "a notified chain's next or indirect entry rewritten before the frame arrives",
+                NONE_ONLY, virtio_race, "virtio"),
+)  # fmt: skip
+
 #: Classes outside the default list, selectable by name (``--classes race-points,race-threaded``).
 #: ``race-points`` is deterministic but escapes in unsafe-inplace too (the default list keeps ``race`` the
 #: only class that does, and race-points' before_read writes are rejected there);
@@ -484,6 +502,7 @@ OPT_IN: dict[str, AttackClass] = {
     for c in (
         AttackClass("race-points", "a race write at each kernel read point, chosen by seed", RACY, race_points),
         AttackClass("race-threaded", "a second thread rewriting while the threaded engine runs", RACY, race_threaded),
+        *VIRTIO,
     )
 }
 
@@ -494,6 +513,7 @@ def select(names: str | list[str] | None) -> list[AttackClass]:
     if names is None or names == "all" or names == ["all"]:
         return list(CLASSES.values())
     wanted = [n.strip() for n in (names.split(",") if isinstance(names, str) else names) if n.strip()]
+    wanted = [v for n in wanted for v in ([c.name for c in VIRTIO] if n == "virtio" else [n])]
     known = {**CLASSES, **OPT_IN}
     unknown = [n for n in wanted if n not in known]
     if unknown or not wanted:

@@ -55,6 +55,7 @@ from device.dma import DmaBatch
 from ring.memory import OWNER_FREE, PAGE_SHIFT, PhysicalMemory
 from world.build import World
 from world.emulated import Emulated
+from world.virtio import EmulatedVirtio
 
 #: Values restored as they are: immutable, or not this process's to restore.
 _ATOMIC = (
@@ -114,8 +115,8 @@ class Snapshot:
     The snapshot may be kept in one of the roots (the arena does): it is never part of what it restores.
     """
 
-    def __init__(self, world: World[Emulated]) -> None:
-        if not isinstance(world.backend, Emulated):
+    def __init__(self, world: World[Emulated] | World[EmulatedVirtio]) -> None:
+        if not isinstance(world.backend, Emulated | EmulatedVirtio):
             raise TypeError(f"only the emulated back end can be reset, not {type(world.backend).__name__}")
         self.world = world
         self.memory: PhysicalMemory = world.memory

@@ -325,6 +325,14 @@ class Oracle:
             pin[i] = bool(self._bad(np.arange(first[i] + 1, last[i]), owner, True, need).any())
         return wrap, beyond, pin
 
+    def outside_pins(self, owner: int | None, addr: int, length: int, need: int) -> bool:
+        """Whether one range (length > 0) wraps, leaves memory or touches a frame ``owner`` has not pinned with
+        ``need`` (the pin reference): the virtqueue judge's question for each buffer and indirect table."""
+        wrap, beyond, pin = self._range_bad(
+            np.array([addr], dtype=np.uint64), np.array([length], dtype=np.int64), owner, need
+        )
+        return bool(wrap[0] or beyond[0] or pin[0])
+
     def _pin_reason(self, addr: int, length: int, owner: int | None, need: int) -> str:
         """The reason a refusal of this range would name (the first bad frame's state in the pin reference)."""
         frames = np.arange(addr >> PAGE_SHIFT, ((addr + length - 1) >> PAGE_SHIFT) + 1)

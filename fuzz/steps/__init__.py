@@ -14,6 +14,7 @@ from fuzz.steps.rx import QUEUES, Doorbell, EveSends, Rx, post_and_receive
 from fuzz.steps.spec import ReproducerError
 from fuzz.steps.syscalls import OpenQueue, PinRange, RegAt, UnpinRange
 from fuzz.steps.tx import AFTER_CHECK, BEFORE_READ, POINTS, REWRITE_KEYS, THREADED, FakeRing, Rewrite, Tx, tx_batch
+from fuzz.steps.virtq import VirtqPost
 
 __all__ = [
     "AFTER_CHECK",
@@ -42,6 +43,7 @@ __all__ = [
     "Unpin",
     "UnpinRange",
     "VictimAlloc",
+    "VirtqPost",
     "post_and_receive",
     "step_from_json",
     "tx_batch",

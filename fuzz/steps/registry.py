@@ -13,6 +13,7 @@ from fuzz.steps.rx import Doorbell, EveSends, Rx
 from fuzz.steps.spec import ReproducerError
 from fuzz.steps.syscalls import OpenQueue, PinRange, RegAt, UnpinRange
 from fuzz.steps.tx import FakeRing, Tx
+from fuzz.steps.virtq import VirtqPost
 
 #: Step types by op name, in the order the format documentation lists them.
 STEPS: dict[str, type[Step]] = {
@@ -32,6 +33,7 @@ STEPS: dict[str, type[Step]] = {
         UnpinRange,
         RegAt,
         OpenQueue,
+        VirtqPost,
     )
 }
 

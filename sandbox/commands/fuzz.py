@@ -43,9 +43,10 @@ from rich.table import Table
 
 from fuzz import case as case_mod
 from fuzz.campaign import CampaignResult, ProgressInfo, run_campaign
-from fuzz.classes import CLASSES, select
+from fuzz.classes import CLASSES, OPT_IN, select
 from fuzz.jobs import MAX_JOBS, run_jobs
 from fuzz.steps import Attack, ReproducerError
+from fuzz.virtio_arena import MODES as VIRTIO_MODES
 from sandbox.argtypes import bounded_number, check_output_path
 from sandbox.commands import fuzz_ray, fuzz_serve
 from sandbox.errors import UsageError
@@ -69,7 +70,7 @@ _number = bounded_number
 def add_parser(sub: argparse._SubParsersAction[P]) -> None:
     """Add ``fuzz [campaign]`` and ``fuzz replay CASE.json`` to the ``nic-sandbox`` sub-command set."""
     modes = "; ".join(f"{m.value}: {PROTECTION_HELP[m]}" for m in Protection)
-    names = ", ".join(CLASSES)
+    names = ", ".join(CLASSES) + "; by name only: " + ", ".join(OPT_IN) + " (virtio: every virtio-* class)"
     fuzz = sub.add_parser(
         "fuzz",
         help="play the attacker: malicious descriptors against a protection mode, judged by an independent oracle",
@@ -225,6 +226,12 @@ def cmd_fuzz(args: argparse.Namespace, out: Console) -> int:
     except ValueError as err:
         raise UsageError(str(err)) from None
     protection = Protection(args.protection or "verifier")
+    virtio = [c.name for c in classes if c.machine == "virtio"]
+    if virtio and protection not in VIRTIO_MODES:
+        modes = " and ".join(m.value for m in VIRTIO_MODES)
+        raise UsageError(
+            f"--classes {','.join(virtio)}: virtio NICs support --protection {modes}, not {protection.value}"
+        )
     seed = 1 if args.seed is None else args.seed
     seconds = args.seconds if args.iterations is None else None
     if seconds is None and args.iterations is None:
@@ -680,9 +687,9 @@ def _print(
 def cmd_replay(path: str, protection: str | None, as_json: bool, out: Console) -> int:
     try:
         found = case_mod.Case.load(path)
+        result = case_mod.replay(found, protection)
     except ReproducerError as err:
-        raise UsageError(str(err)) from None
-    result = case_mod.replay(found, protection)
+        raise UsageError(f"{path}: {err}" if not str(err).startswith(path) else str(err)) from None
     if as_json:
         print(
             json.dumps(

@@ -32,9 +32,11 @@ from fuzz.steps import (
     Unpin,
     UnpinRange,
     VictimAlloc,
+    VirtqPost,
     step_from_json,
     tx_batch,
 )
+from fuzz.steps.virtq import rows
 from sandbox import cli
 from verifier.audit.memory import MemoryAudit
 
@@ -62,6 +64,14 @@ EXAMPLES: list[Step] = [
     UnpinRange(40),
     RegAt("nic3", 0x3818, 0x1FF),
     OpenQueue("tx", "scattered_lo", 8, 0x2000, 512),
+    VirtqPost(
+        "rx",
+        ((3, rows([{"addr": 0x405000, "len": 47, "flags": 3, "next": 28}])),),
+        ((16, rows([{"addr": 2**64 - 1, "len": 2**32 - 1, "flags": 0xFFFF, "next": 0xFFFF}])),),
+        (3, 0xFFFF),
+        jump=33,
+        notify=False,
+    ),
 ]
 
 
@@ -81,6 +91,7 @@ def test_every_op_has_one_step_type() -> None:
         "unpin_range",
         "reg_at",
         "open_queue",
+        "virtq",
     }
     assert all(cls.kind == name for name, cls in STEPS.items())
     assert {type(s) for s in EXAMPLES} == set(STEPS.values())

@@ -172,7 +172,6 @@ FOREIGN_FLAGS = [
     (["demo"], ["--interval", "1"]),  # ping's, given to the default kind
     (["demo", "pingpong"], ["--serve"]),  # ping's
     (["demo", "attack"], ["--count", "5"]),  # pingpong's, ping's and afxdp's
-    (["demo", "attack"], ["--nic", "qemu"]),  # pingpong's
     (["demo", "attack"], ["--pcap", "x.pcap"]),  # pingpong's
     (["demo", "ping"], ["--batch", "8"]),  # pingpong's and afxdp's
     (["demo", "ping"], ["--no-pcap"]),  # pingpong's
