@@ -236,20 +236,21 @@ def cmd_fuzz(args: argparse.Namespace, out: Console) -> int:
     if args.ray is None and jobs > MAX_JOBS:
         raise UsageError(f"--jobs: at most {MAX_JOBS} worker processes on one machine, got {jobs} (more with --ray)")
     corpus_dir = Path(args.corpus) if args.corpus else None
-    if args.serve and args.ray is not None:
-        raise UsageError("--serve: not yet with --ray (its driver reports totals only); use --jobs N on one machine")
     _check_outputs(directory, corpus_dir)
     replayed, seeds = _load_corpus(corpus_dir, protection) if corpus_dir is not None else ([], [])
     serving = None
     if args.serve:
-        logs: list[str] = []  # the campaign's audit log(s): each --jobs worker writes PATH.jobN
-        if args.audit_log:
+        logs: list[str] = []  # the campaign's audit log(s): each --jobs worker (and Ray actor) writes PATH.jobN
+        if args.audit_log and args.ray is not None:
+            # a Ray worker's log is on its node; without --jobs their number is the cluster's CPUs, known only later
+            logs = [f"{args.audit_log}.job{j}" for j in range(args.jobs or 0)]
+        elif args.audit_log:
             logs = [f"{args.audit_log}.job{j}" for j in range(jobs)] if jobs > 1 else [args.audit_log]
         for log in logs:  # an unusable path is one line before the server starts (the campaign opens it later)
             check_output_path(log, "--audit-log")
         serving = fuzz_serve.Serving(args, protection, directory, logs)
         budget = {"iterations": args.iterations, "seconds": seconds}
-        serving.start([c.name for c in classes], seed, jobs, logs, budget)
+        serving.start([c.name for c in classes], seed, jobs if args.ray is None else args.jobs or 0, logs, budget)
     try:
         code, interrupted = _campaign(
             out, args, protection, seed, classes, seconds, directory, jobs, corpus_dir, replayed, seeds, serving
@@ -288,7 +289,10 @@ def _campaign(
                 raise UsageError(_cannot_use(args.audit_log, err)) from None
         with requested_stop() as stop:
             names = [c.name for c in classes]
-            ray_run = fuzz_ray.run(out, args, protection, seed, names, seconds, seeds, _audit_options(args), stop)
+            watch = None if serving is None else serving.ray_status
+            ray_run = fuzz_ray.run(
+                out, args, protection, seed, names, seconds, seeds, _audit_options(args), stop, watch
+            )
         result = ray_run.result
     elif jobs > 1:
         factory = None
@@ -339,7 +343,7 @@ def _campaign(
         disk = audit.disk if isinstance(audit, AuditLog) else None
     # what was found is written even when interrupted (a second Ctrl-C or SIGTERM still ends at once)
     if serving is not None:
-        serving.ending(result)
+        serving.ending(result, counts=ray_run is None)
     cases = _write_cases(result, directory) if ray_run is None else fuzz_ray.write_cases(ray_run, directory)
     added = _grow_corpus(result, cases, corpus_dir) if corpus_dir is not None else []
     report = _report(result, cases, args.audit_log)
