@@ -97,6 +97,7 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
             "  nic-sandbox fuzz --ray --jobs 2 --iterations 2000 --seed 7     two Ray actors on a local cluster\n"
             "  nic-sandbox fuzz --ray 10.0.0.1:6379 --seconds 600    on a cluster started with 'ray start --head'\n"
             "  nic-sandbox fuzz --protection none --seconds 60 --serve   watch it at http://127.0.0.1:8016/\n"
+            "  nic-sandbox fuzz --ray --jobs 2 --seconds 60 --serve     a Ray campaign, watched the same way\n"
             "  (the replay lines run from the repository root: fuzz/corpus/ is the committed corpus)\n\n"
             "exit codes: 0 no escape, 1 an escape (campaign) or still escaping (replay), 2 bad usage"
         ),
@@ -170,7 +171,7 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
         metavar="ADDRESS",
         help="run the workers as Ray actors: 'auto' (the default) starts a local cluster for the campaign, "
         "HOST:PORT joins one started with 'ray start --head'; --jobs N actors (default: the cluster's CPUs); "
-        "needs pip install 'nic-sandbox[ray]'",
+        "--serve shows it live; needs pip install 'nic-sandbox[ray]'",
     )
     campaign.add_argument(
         "--coverage",

@@ -74,7 +74,8 @@ def add_flags(campaign: argparse.ArgumentParser) -> None:
     group = campaign.add_argument_group(
         "web view (--serve)",
         "a syz-manager-like page of the running campaign: per-class counts and rates, coverage and escapes over "
-        "time, each escape's reproducer to download with its replay command, and the campaign's audit log",
+        "time, each escape's reproducer to download with its replay command, and the campaign's audit log; "
+        "with one process, --jobs N or --ray (the Ray driver streams what its workers pushed)",
     )
     group.add_argument("--serve", action="store_true", help=f"serve the view (http://127.0.0.1:{DEFAULT_PORT}/)")
     group.add_argument("--serve-host", default="127.0.0.1", metavar="HOST", help="address (default: loopback)")
