@@ -35,7 +35,7 @@ if not IN_CI:  # under CI=true the [audit] extra is installed: a missing package
 
 from fuzz import case as case_mod
 from sandbox import cli
-from tests.fuzz.cluster.rayprocs import ray_processes
+from tests.fuzz.cluster.rayprocs import descendants, ray_processes
 from tests.needs import need_module, need_root
 from tests.processes import children
 
@@ -176,16 +176,17 @@ def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Cap
 def test_ray_campaign_is_served_live_and_ends_equal_to_its_report(tmp_path: Path) -> None:
     need_module("ray", "nic-sandbox[ray]")
     need_root("a private network namespace for the local Ray cluster")
-    before = ray_processes()
     out = tmp_path / "fz"
     # --serve-linger: the last view is read once the report is written (with 0 the port closes then), then SIGTERM
     proc, url = start(out, "--ray", "--jobs", "2", "--iterations", "600", "--coverage", "--serve-linger", "120")
     seen: list[dict[str, Any]] = []
     early: dict[str, bytes] = {}  # reproducers downloaded while the campaign ran (the cases as they arrived)
+    mine: set[int] = set()  # the Ray processes under the command (its cluster); others on the machine are not ours
     try:
 
         def watch(c: dict[str, Any]) -> bool:
             seen.append(c)
+            mine.update(descendants(proc.pid) & {p for p, _ in ray_processes()})
             for e in c["escapes"] if c["state"] == "running" else []:
                 if e["download"] and e["file"] not in early:
                     status, body = get(url + e["download"])
@@ -203,15 +204,15 @@ def test_ray_campaign_is_served_live_and_ends_equal_to_its_report(tmp_path: Path
             proc.kill()
             proc.wait()
         left = time.monotonic() + 10
-        while ray_processes() - before and time.monotonic() < left:
+        while {p for p, _ in ray_processes()} & mine and time.monotonic() < left:
             time.sleep(0.2)
-        leftover = ray_processes() - before
-        for pid, _ in leftover:  # only those this test started, by id
+        leftover = {p for p, _ in ray_processes()} & mine
+        for pid in leftover:  # only those this test started, by id
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     assert proc.returncode == 1, err
     assert json.loads(stdout) == report and "Traceback" not in err
-    assert leftover == set(), "the local cluster was not shut down"
+    assert mine and leftover == set(), "the local cluster was not shut down"
     # the driver's last report is the view's (no count is taken from the merged result): equal to report.json
     assert done["jobs"] == 2 == report["ray"]["workers"] and done["iterations"] == report["iterations"] == 600
     for row in done["classes"]:
