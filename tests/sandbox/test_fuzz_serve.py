@@ -197,6 +197,8 @@ def test_ray_campaign_is_served_live_and_ends_equal_to_its_report(tmp_path: Path
         done = until(url + "api/campaign", watch)
         report = json.loads((out / "report.json").read_text())
         downloads = {e["case"]: get(url + e["download"]) for e in done["escapes"]}
+        status = until(url + "api/status", lambda s: not s["indexing"])  # the two workers' audit logs, as a set
+        assert sorted(Path(p).name for p in status["files"]) == ["audit.jsonl.job0", "audit.jsonl.job1"]
         proc.send_signal(signal.SIGTERM)
         stdout, err = proc.communicate(timeout=WAIT_S)
     finally:
