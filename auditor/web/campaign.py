@@ -194,10 +194,14 @@ class CampaignBoard:
         iterations: int,
         classes: Mapping[str, Mapping[str, int]],
         coverage: int | None = None,
+        jobs: int | None = None,
     ) -> None:
-        """The running totals: per class the cumulative ``COUNTS``; ``elapsed`` seconds since the start."""
+        """The running totals: per class the cumulative ``COUNTS``; ``elapsed`` seconds since the start; ``jobs``
+        once known (a Ray campaign's workers default to its cluster's CPUs)."""
         with self._lock:
             s = self._s
+            if jobs is not None:
+                s.jobs = _count(jobs, "jobs")
             for name, counts in classes.items():
                 if name not in s.counts:
                     continue  # a class the campaign did not announce: not shown

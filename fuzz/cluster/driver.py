@@ -4,8 +4,11 @@
 (fuzz/cluster/connect.py), places the corpus actor on its own node, and
 starts one worker actor per job (``plan.workers``), each holding one CPU.
 It then waits on the workers' ``run`` calls with ``ray.wait`` (a short
-timeout: between waits it polls ``stop`` -- Ctrl-C, SIGTERM -- and prints
-a progress line from the corpus actor's snapshot about once a second).  A
+timeout: between waits it polls ``stop`` -- Ctrl-C, SIGTERM -- and hands
+``progress`` the corpus actor's snapshot every ``every`` seconds, and once
+more, marked ``final``, when every worker has ended: the counts of the
+pushed blocks, which are the merged report's, and each distinct finding
+once, as it arrived -- what ``fuzz --ray --serve`` shows).  A
 worker whose call ends in a Ray system error (its process or its node
 died) is replaced (fuzz/cluster/faults.py): a new actor takes the job's
 unfinished blocks, wherever Ray finds a free CPU.  An exception raised by
@@ -48,6 +51,10 @@ class Status:
     elapsed: float
     running: int
     retries: int
+    #: worker actors of the campaign (``plan.workers``, resolved to the cluster's CPUs when 0)
+    workers: int = 0
+    #: the last report: every worker has ended, nothing more will be counted
+    final: bool = False
 
 
 @dataclass
@@ -120,6 +127,7 @@ class _Campaign:
         self.tails: list[CampaignResult] = []
         self.actors: list[Any] = []
         self.start = time.monotonic()
+        self.events = 0  # the corpus actor's findings events already handed to ``progress``
         self.deadline = None if plan.seconds is None else self.start + plan.seconds
         self.system_errors: tuple[type[BaseException], ...] = (
             ray.exceptions.RayActorError,
@@ -162,8 +170,9 @@ class _Campaign:
                 now = time.monotonic()
                 if progress is not None and now - shown >= every:
                     shown = now
-                    snap = ray.get(self.corpus.snapshot.remote())
-                    progress(Status(snap, now - self.start, len(self.running), len(self.out.retries)))
+                    self._report(progress, final=False)
+            if progress is not None:
+                self._report(progress, final=True)
             parts, self.out.cases = ray.get(self.corpus.results.remote())
             merged = merge([*parts, *self.tails]) if parts or self.tails else self.out.result
             merged.jobs = self.plan.workers
@@ -179,6 +188,13 @@ class _Campaign:
             for actor in [*self.actors, self.corpus]:
                 with contextlib.suppress(Exception):  # already dead, or the cluster is gone: nothing left to stop
                     ray.kill(actor)
+
+    def _report(self, progress: Callable[[Status], None], final: bool) -> None:
+        """Hand ``progress`` the corpus actor's snapshot (the findings' events not handed over before)."""
+        snap: Progress = self.ray.get(self.corpus.snapshot.remote(self.events))
+        self.events = snap.events
+        elapsed = time.monotonic() - self.start
+        progress(Status(snap, elapsed, len(self.running), len(self.out.retries), self.plan.workers, final))
 
     def _learn_nodes(self) -> None:
         for slot in self.running.values():

@@ -98,6 +98,7 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
             "  nic-sandbox fuzz --ray --jobs 2 --iterations 2000 --seed 7     two Ray actors on a local cluster\n"
             "  nic-sandbox fuzz --ray 10.0.0.1:6379 --seconds 600    on a cluster started with 'ray start --head'\n"
             "  nic-sandbox fuzz --protection none --seconds 60 --serve   watch it at http://127.0.0.1:8016/\n"
+            "  nic-sandbox fuzz --ray --jobs 2 --seconds 60 --serve     a Ray campaign, watched the same way\n"
             "  (the replay lines run from the repository root: fuzz/corpus/ is the committed corpus)\n\n"
             "exit codes: 0 no escape, 1 an escape (campaign) or still escaping (replay), 2 bad usage"
         ),
@@ -171,7 +172,7 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
         metavar="ADDRESS",
         help="run the workers as Ray actors: 'auto' (the default) starts a local cluster for the campaign, "
         "HOST:PORT joins one started with 'ray start --head'; --jobs N actors (default: the cluster's CPUs); "
-        "needs pip install 'nic-sandbox[ray]'",
+        "--serve shows it live; needs pip install 'nic-sandbox[ray]'",
     )
     campaign.add_argument(
         "--coverage",
@@ -243,20 +244,21 @@ def cmd_fuzz(args: argparse.Namespace, out: Console) -> int:
     if args.ray is None and jobs > MAX_JOBS:
         raise UsageError(f"--jobs: at most {MAX_JOBS} worker processes on one machine, got {jobs} (more with --ray)")
     corpus_dir = Path(args.corpus) if args.corpus else None
-    if args.serve and args.ray is not None:
-        raise UsageError("--serve: not yet with --ray (its driver reports totals only); use --jobs N on one machine")
     _check_outputs(directory, corpus_dir)
     replayed, seeds = _load_corpus(corpus_dir, protection) if corpus_dir is not None else ([], [])
     serving = None
     if args.serve:
-        logs: list[str] = []  # the campaign's audit log(s): each --jobs worker writes PATH.jobN
-        if args.audit_log:
+        logs: list[str] = []  # the campaign's audit log(s): each --jobs worker (and Ray actor) writes PATH.jobN
+        if args.audit_log and args.ray is not None:
+            # a Ray worker's log is on its node; without --jobs their number is the cluster's CPUs, known only later
+            logs = [f"{args.audit_log}.job{j}" for j in range(args.jobs or 0)]
+        elif args.audit_log:
             logs = [f"{args.audit_log}.job{j}" for j in range(jobs)] if jobs > 1 else [args.audit_log]
         for log in logs:  # an unusable path is one line before the server starts (the campaign opens it later)
             check_output_path(log, "--audit-log")
         serving = fuzz_serve.Serving(args, protection, directory, logs)
         budget = {"iterations": args.iterations, "seconds": seconds}
-        serving.start([c.name for c in classes], seed, jobs, logs, budget)
+        serving.start([c.name for c in classes], seed, jobs if args.ray is None else args.jobs or 0, logs, budget)
     try:
         code, interrupted = _campaign(
             out, args, protection, seed, classes, seconds, directory, jobs, corpus_dir, replayed, seeds, serving
@@ -295,7 +297,10 @@ def _campaign(
                 raise UsageError(_cannot_use(args.audit_log, err)) from None
         with requested_stop() as stop:
             names = [c.name for c in classes]
-            ray_run = fuzz_ray.run(out, args, protection, seed, names, seconds, seeds, _audit_options(args), stop)
+            watch = None if serving is None else serving.ray_status
+            ray_run = fuzz_ray.run(
+                out, args, protection, seed, names, seconds, seeds, _audit_options(args), stop, watch
+            )
         result = ray_run.result
     elif jobs > 1:
         factory = None
@@ -346,7 +351,7 @@ def _campaign(
         disk = audit.disk if isinstance(audit, AuditLog) else None
     # what was found is written even when interrupted (a second Ctrl-C or SIGTERM still ends at once)
     if serving is not None:
-        serving.ending(result)
+        serving.ending(result, counts=ray_run is None)
     cases = _write_cases(result, directory) if ray_run is None else fuzz_ray.write_cases(ray_run, directory)
     added = _grow_corpus(result, cases, corpus_dir) if corpus_dir is not None else []
     report = _report(result, cases, args.audit_log)

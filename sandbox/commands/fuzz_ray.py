@@ -8,7 +8,9 @@ the cluster's CPUs).  With ``--audit-log PATH`` each worker writes
 ``PATH.jobN`` on the node it runs on, and a replacement of a worker that
 died writes ``PATH.jobN-retryK``; ``nic-sandbox audit verify``/``summary``
 take them as a set (several names, or their directory).  A progress line
-is printed every two seconds (to stderr with ``--json``).  Without Ray
+is printed every two seconds (to stderr with ``--json``).  With
+``--serve`` the driver's reports go to the web view as well, twice a
+second (sandbox/commands/fuzz_serve.py ``ray_status``).  Without Ray
 installed: one line, exit 2.
 """
 
@@ -17,6 +19,8 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,7 @@ from fuzz.cluster.connect import AUTO, RayMissing, gcs_address
 from fuzz.cluster.driver import RayResult, Status, run_ray
 from fuzz.cluster.plan import Plan
 from fuzz.steps import Attack
+from sandbox.commands.fuzz_serve import SEND_S
 from sandbox.errors import UsageError
 from sandbox.flags import open_audit
 from sandbox.signals import StopRequest
@@ -65,7 +70,9 @@ def run(
     seeds: list[tuple[str, Attack]],
     options: dict[str, Any],
     stop: StopRequest,
+    watch: Callable[[Status], None] | None = None,
 ) -> RayResult:
+    """Run the campaign on the cluster ``--ray`` names; ``watch`` (the web view) gets every driver report."""
     factory = None
     if args.audit_log:
         factory = functools.partial(tagged_audit, args.audit_log, protection, options)
@@ -83,8 +90,16 @@ def run(
         **({} if args.batch is None else {"batch": args.batch}),
     )
     total = args.iterations
+    printed = [time.monotonic()]
 
     def show(status: Status) -> None:
+        if watch is not None:
+            watch(status)
+            if status.final or time.monotonic() - printed[0] < EVERY_S:
+                return
+            printed[0] = time.monotonic()
+        elif status.final:
+            return
         p = status.progress
         batches, descs = max(p.iterations, p.live_iterations), max(p.descriptors, p.live_descriptors)
         rate = descs / status.elapsed if status.elapsed > 0 else 0.0
@@ -104,7 +119,8 @@ def run(
         except ValueError as err:  # neither auto, HOST:PORT nor ray://: Ray's parser would raise a traceback
             raise UsageError(f"--ray {args.ray}: {err}") from None
     try:
-        return run_ray(plan, args.ray, stop=stop.requested, progress=show, every=EVERY_S)
+        every = EVERY_S if watch is None else SEND_S
+        return run_ray(plan, args.ray, stop=stop.requested, progress=show, every=every)
     except RayMissing as err:
         raise UsageError(str(err)) from None
     except ConnectionError as err:

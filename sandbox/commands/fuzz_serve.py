@@ -16,6 +16,12 @@ escape (class, oracle kind) is seen its batch is written to
 ``DIR/cases/MODE-CLASS-KIND.json`` as found; at the end the campaign
 minimises it into the same file, as without ``--serve``.
 
+With ``--ray`` the numbers come from the driver (fuzz/cluster/driver.py,
+``ray_status``): the corpus actor's counts of the pushed blocks, each block
+counted once even when a replacement reran it, so the last of them is the
+report's; each distinct finding arrives with the case its worker minimised,
+written to the same file as it arrives.
+
 When the campaign ends the server stays up for ``--serve-linger SECONDS``
 -- by default until Ctrl-C when stdin is a terminal, and not at all
 otherwise (a script or CI job never hangs on it).  A campaign ended by
@@ -43,6 +49,8 @@ from typing import Any, TypeVar
 
 from fuzz import case as case_mod
 from fuzz.campaign import CampaignResult, Finding, ProgressInfo
+from fuzz.cluster.corpus import Found
+from fuzz.cluster.driver import Status
 from fuzz.jobs import PR_SET_PDEATHSIG
 from sandbox.argtypes import bounded_number
 from sandbox.commands.audit_serve import TOKEN_ENV, bind, needs_extra, server
@@ -66,7 +74,8 @@ def add_flags(campaign: argparse.ArgumentParser) -> None:
     group = campaign.add_argument_group(
         "web view (--serve)",
         "a syz-manager-like page of the running campaign: per-class counts and rates, coverage and escapes over "
-        "time, each escape's reproducer to download with its replay command, and the campaign's audit log",
+        "time, each escape's reproducer to download with its replay command, and the campaign's audit log; "
+        "with one process, --jobs N or --ray (the Ray driver streams what its workers pushed)",
     )
     group.add_argument("--serve", action="store_true", help=f"serve the view (http://127.0.0.1:{DEFAULT_PORT}/)")
     group.add_argument("--serve-host", default="127.0.0.1", metavar="HOST", help="address (default: loopback)")
@@ -245,10 +254,48 @@ class Serving:
             self.say(f"cannot write the reproducer of {finding.cls}/{finding.kind} yet: {e.strerror or e}")
         self.send(escape_message(finding, path, self.protection))
 
-    def ending(self, result: CampaignResult) -> None:
-        """The last batch is done: its final counts, and what the command does before the end (minimising takes a
-        while)."""
-        self.send(update_message(result))
+    def ray_status(self, status: Status) -> None:
+        """A ``--ray`` driver's report: new findings at once (their case written as it arrived), then the counts."""
+        p = status.progress
+        for found in p.found:
+            self._found(found)
+        self.send(
+            {
+                "op": "update",
+                "elapsed": status.elapsed,
+                "iterations": p.iterations,
+                "classes": {name: s.as_dict() for name, s in p.stats.items()},
+                "coverage": p.coverage,
+                "jobs": status.workers,
+            }
+        )
+
+    def _found(self, found: Found) -> None:
+        path: str | None = None
+        if found.case is not None:
+            try:
+                case = case_mod.Case.from_dict(found.case)
+                name = f"{self.protection.value}-{found.cls}-{found.kind}"
+                path = str(case_mod.write_case(case, self.directory / "cases", name))
+            except (OSError, ValueError) as e:  # the end writes it again (and says so if it cannot)
+                self.say(f"cannot write the reproducer of {found.cls}/{found.kind} yet: {e}")
+        self.send(
+            {
+                "op": "escape",
+                "cls": found.cls,
+                "kind": found.kind,
+                "what": found.what,
+                "seconds": found.seconds,
+                "case": path,
+                "replay": None if path is None else replay_command(path, self.protection),
+            }
+        )
+
+    def ending(self, result: CampaignResult, counts: bool = True) -> None:
+        """The last batch is done: its final counts (not with ``--ray``: the driver's last report was the merged
+        count already), and what the command does before the end (minimising takes a while)."""
+        if counts:
+            self.send(update_message(result))
         work = "writing its reproducers as found" if result.interrupted else "minimising its reproducers"
         n = len(result.findings)
         self.send({"op": "ending", "note": f"campaign over: {work} ({n} distinct escape{'' if n == 1 else 's'})"})

@@ -5,11 +5,15 @@ writes; each reproducer downloaded is the file ``fuzz replay`` loads; the
 server lingers as asked, a SIGTERM ends the linger with the campaign's own
 exit code, and the port and processes are gone afterwards.  Without a
 terminal and without ``--serve-linger`` the command ends with its campaign.
+With ``--ray`` (a real local cluster, confined as in tests/fuzz/cluster/)
+the numbers streamed by the Ray driver end equal to the report.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import select
 import signal
@@ -31,6 +35,8 @@ if not IN_CI:  # under CI=true the [audit] extra is installed: a missing package
 
 from fuzz import case as case_mod
 from sandbox import cli
+from tests.fuzz.cluster.rayprocs import descendants, ray_processes
+from tests.needs import need_module, need_root
 from tests.processes import children
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,7 +147,6 @@ def test_without_a_terminal_the_server_ends_with_the_campaign(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("extra", "said"),
     [
-        (["--ray"], "--serve: not yet with --ray"),
         (["--serve-host", "0.0.0.0"], "--serve-host 0.0.0.0: not a loopback address; " + NEEDS),
         (["--serve-host", "0.0.0.0", "--serve-allow-remote"], "--serve-allow-remote needs a token"),
         (["--serve-token-file", "/nonexistent/token"], "--serve-token-file /nonexistent/token: No such file"),
@@ -166,3 +171,67 @@ def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Cap
     err = capsys.readouterr().err
     assert code == 2 and f"--serve-host 127.0.0.1 --serve-port {port}: cannot listen" in err, err
     assert not (tmp_path / "report.json").exists()  # nothing ran
+
+
+def test_ray_campaign_is_served_live_and_ends_equal_to_its_report(tmp_path: Path) -> None:
+    need_module("ray", "nic-sandbox[ray]")
+    need_root("a private network namespace for the local Ray cluster")
+    out = tmp_path / "fz"
+    # --serve-linger: the last view is read once the report is written (with 0 the port closes then), then SIGTERM
+    proc, url = start(out, "--ray", "--jobs", "2", "--iterations", "600", "--coverage", "--serve-linger", "120")
+    seen: list[dict[str, Any]] = []
+    early: dict[str, bytes] = {}  # reproducers downloaded while the campaign ran (the cases as they arrived)
+    mine: set[int] = set()  # the Ray processes under the command (its cluster); others on the machine are not ours
+    try:
+
+        def watch(c: dict[str, Any]) -> bool:
+            seen.append(c)
+            mine.update(descendants(proc.pid) & {p for p, _ in ray_processes()})
+            for e in c["escapes"] if c["state"] == "running" else []:
+                if e["download"] and e["file"] not in early:
+                    status, body = get(url + e["download"])
+                    assert status == 200, body
+                    early[e["file"]] = body
+            return bool(c["state"] == "done")
+
+        done = until(url + "api/campaign", watch)
+        report = json.loads((out / "report.json").read_text())
+        downloads = {e["case"]: get(url + e["download"]) for e in done["escapes"]}
+        status = until(url + "api/status", lambda s: not s["indexing"])  # the two workers' audit logs, as a set
+        assert sorted(Path(p).name for p in status["files"]) == ["audit.jsonl.job0", "audit.jsonl.job1"]
+        proc.send_signal(signal.SIGTERM)
+        stdout, err = proc.communicate(timeout=WAIT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        left = time.monotonic() + 10
+        while {p for p, _ in ray_processes()} & mine and time.monotonic() < left:
+            time.sleep(0.2)
+        leftover = {p for p, _ in ray_processes()} & mine
+        for pid in leftover:  # only those this test started, by id
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == 1, err
+    assert json.loads(stdout) == report and "Traceback" not in err
+    assert mine and leftover == set(), "the local cluster was not shut down"
+    # the driver's last report is the view's (no count is taken from the merged result): equal to report.json
+    assert done["jobs"] == 2 == report["ray"]["workers"] and done["iterations"] == report["iterations"] == 600
+    for row in done["classes"]:
+        expected = {k: v for k, v in report["classes"][row["name"]].items() if k != "escapes_in_principle"}
+        assert {k: v for k, v in row.items() if k not in ("name", "rate_now")} == expected
+    assert done["coverage"] == report["coverage"]["lines"] > 0
+    # while it ran the counts only grew, never past the report's (a block is counted once)
+    generated = [c["totals"]["generated"] for c in seen if c["state"] == "running"]
+    assert generated == sorted(generated) and generated[-1] <= report["descriptors"]
+    findings = {(f["class"], f["kind"]): f for f in report["findings"]}
+    assert sorted((e["class"], e["kind"]) for e in done["escapes"]) == sorted(findings)
+    for e in done["escapes"]:
+        f = findings[e["class"], e["kind"]]
+        assert e["case"] == f["case"] and e["reproduces"] == f["reproduces"] is True
+        assert case_mod.Case.load(f["case"]).cls == e["class"]
+        assert e["replay"] == f"nic-sandbox fuzz replay {f['case']} --protection none"
+        assert downloads[f["case"]] == (200, Path(f["case"]).read_bytes())
+    for name, body in early.items():  # each is a case `fuzz replay` loads
+        assert case_mod.Case.from_dict(json.loads(body)).protection.value == "none", name
+    assert closed(url) and children(proc.pid) == []
