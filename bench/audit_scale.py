@@ -134,9 +134,9 @@ def serve(log: Path, records: int) -> list[Measured]:
         chart = _timed(base + "api/chart?by=reason&buckets=60")
         sql_url = base + "api/records?limit=50&sql=" + urllib.parse.quote(SQL_FILTER)
         sql_first = time.perf_counter()
-        while True:  # the first SQL filter loads the log into DuckDB in the background: 503 until it is there
+        while True:  # the first SQL filter loads the log into DuckDB in the background: 202 until it is there
             code, body = _get(sql_url)
-            if code != 503:
+            if code != 202:
                 break
             time.sleep(1.0)
         sql_load = time.perf_counter() - sql_first

@@ -335,8 +335,8 @@ def _json(handler: Any) -> Any:
             return JSONResponse(handler(request))
         except FilterError as e:
             return JSONResponse({"error": str(e)}, status_code=400)
-        except NotReady as e:  # the SQL filter's first load of a large log: the page asks again
-            return JSONResponse({"error": str(e), "retry": True}, status_code=503, headers={"Retry-After": "1"})
+        except NotReady as e:  # the SQL filter's first load of a large log: accepted, not done; the page asks again
+            return JSONResponse({"error": str(e), "retry": True}, status_code=202, headers={"Retry-After": "1"})
         except LookupError as e:
             return JSONResponse({"error": str(e)}, status_code=404)
         except (

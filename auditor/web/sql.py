@@ -7,8 +7,8 @@ locked (no file read or written, no network, no extension).  On top of that
 a server needs two things a command line does not: a query is interrupted
 after ``QUERY_S`` seconds (a cross join of ten million rows would otherwise
 hold the server), and the load of a large log happens in a thread of its
-own, so the first SQL request answers at once with "loading" (503, the page
-retries) instead of holding a request for minutes.
+own, so the first SQL request answers at once with "loading" (202 Accepted and
+``retry``: the page asks again) instead of holding a request for minutes.
 
 What a filter selects is a set of seqs per chain (the records the query
 returned), kept as a bitmap over the chain's seq range (one byte a seq) or,
@@ -54,7 +54,7 @@ _QUERY_START = re.compile(r"^\s*\(*\s*(select|with|from|values|table)\b", re.IGN
 
 
 class NotReady(Exception):
-    """The log is still being loaded into DuckDB: try again shortly (the server answers 503)."""
+    """The log is still being loaded into DuckDB: try again shortly (the server answers 202 with ``retry``)."""
 
 
 @dataclass(frozen=True)

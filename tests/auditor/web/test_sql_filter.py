@@ -51,11 +51,11 @@ def settle(client: TestClient, rows: int) -> None:
 
 
 def get(client: TestClient, path: str, **params: Any) -> tuple[int, dict[str, Any]]:
-    """``path`` with ``params``, asked again while the SQL engine is still loading (503, as the page does)."""
+    """``path`` with ``params``, asked again while the SQL engine is still loading (202 + retry, as the page does)."""
     deadline = time.monotonic() + 60
     while True:
         answer = client.get(path, params=params)
-        if answer.status_code != 503:
+        if answer.status_code != 202:
             return answer.status_code, answer.json()
         assert answer.json()["retry"] is True and answer.headers["retry-after"] == "1"
         if time.monotonic() > deadline:  # a hang guard
