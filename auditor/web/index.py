@@ -54,6 +54,22 @@ READ_CHUNK = 4 << 20
 BAD_LABEL = "(bad record)"
 
 
+def _read_line(fd: int, offset: int) -> bytes | None:
+    """The line at ``offset`` with its newline; None when none ends within ``MAX_LINE`` (the file changed)."""
+    data = b""
+    step = 4096
+    while len(data) <= MAX_LINE:
+        more = os.pread(fd, step, offset + len(data))
+        if not more:
+            return None
+        end = more.find(b"\n")
+        if end >= 0:
+            return data + more[: end + 1]
+        data += more
+        step *= 4
+    return None
+
+
 class _Interned:
     """Strings numbered in order of first sight: the columns hold the numbers."""
 
@@ -107,17 +123,16 @@ BLOCK_ROWS = 1 << 18
 BAD_KIND = 255
 
 #: Each row's columns, at their narrowest.  A column WIDENS (every block re-cast, one at a time) when a value does
-#: not fit: a log with more than 65,535 tenant names, a file past 4 GB, a line past 4 GiB.  Never a wrong value,
-#: never an error: a hostile log pays memory, not correctness.  33 bytes a row as they start.
+#: not fit: a log with more than 65,535 tenant names, a file past 4 GB, a seq more than 2**31 from its file's
+#: first.  Never a wrong value, never an error: a hostile log pays memory, not correctness.  23 bytes a row.
 #:
-#: ``offset`` is within the file, ``line`` counts from 1 in the file, ``seq`` is relative to the file's first good
-#: record's seq (``Snapshot.seq_base``), ``wall`` is ns since the epoch.  A bad row has ``kind`` ``BAD_KIND``,
-#: its problem's id in ``reason`` (``Snapshot.problems``), 0 for seq, wall, tenant and queue.
+#: ``offset`` is within the file, ``seq`` is relative to the file's first good record's seq
+#: (``Snapshot.seq_base``), ``wall`` is ns since the epoch.  A bad row has ``kind`` ``BAD_KIND``, its problem's
+#: id in ``reason`` (``Snapshot.problems``), 0 for seq, wall, tenant and queue.  Which file and line a row is
+#: are not columns: rows come in runs of consecutive lines of one file (``_Runs``), a few per file.  Nor is
+#: the line's length: a row is read back up to its newline.
 _COLUMNS: dict[str, type[np.integer[Any]]] = {
-    "file": np.uint16,
     "offset": np.uint32,
-    "length": np.uint32,
-    "line": np.uint32,
     "seq": np.int32,
     "wall": np.int64,
     "reason": np.uint16,
@@ -150,7 +165,7 @@ class _Columns:
 
     def append(self, values: dict[str, np.ndarray[Any, Any]]) -> None:
         """Append rows: ``values`` holds one int64 array per column, all of one length."""
-        m = len(values["file"])
+        m = len(values["offset"])
         for name, column in values.items():
             if m:
                 self._fit(name, int(column.min()), int(column.max()))
@@ -170,13 +185,7 @@ class _Columns:
         number, within = divmod(row, BLOCK_ROWS)
         return int(self.blocks[number][name][within])
 
-    def add(self, row: int, name: str, extra: int) -> None:
-        value = self.get(row, name) + extra
-        self._fit(name, value, value)
-        number, within = divmod(row, BLOCK_ROWS)
-        self.blocks[number][name][within] = value
-
-    def views(self, rows: int) -> list[Block]:
+    def views(self, rows: int, runs: _RunsView) -> list[Block]:
         """The blocks holding rows ``0..rows-1``, as views cut to those rows."""
         out = []
         for number, block in enumerate(self.blocks):
@@ -184,12 +193,63 @@ class _Columns:
             if start >= rows:
                 break
             stop = min(rows, start + BLOCK_ROWS)
-            out.append(Block(start, stop, {name: column[: stop - start] for name, column in block.items()}))
+            out.append(Block(start, stop, {name: column[: stop - start] for name, column in block.items()}, runs))
         return out
 
     def nbytes(self) -> int:
         """Bytes of the rows in use (what the index costs a row, times the rows)."""
         return self.rows * sum(dtype.itemsize for dtype in self.dtypes.values())
+
+
+@dataclass(frozen=True)
+class _RunsView:
+    """Runs up to some row: ``start[i]`` is the first row of run ``i``, ``file[i]`` its file, ``line[i]`` its line."""
+
+    start: np.ndarray[Any, np.dtype[np.int64]]
+    file: np.ndarray[Any, np.dtype[np.int64]]
+    line: np.ndarray[Any, np.dtype[np.int64]]
+
+    def at(self, row: int) -> tuple[int, int]:
+        """The file and line of ``row``."""
+        i = int(np.searchsorted(self.start, row, side="right")) - 1
+        return int(self.file[i]), int(self.line[i]) + row - int(self.start[i])
+
+    def files(self, start: int, stop: int) -> np.ndarray[Any, np.dtype[np.int64]]:
+        """The file of each row ``start..stop-1``."""
+        first = int(np.searchsorted(self.start, start, side="right")) - 1
+        last = int(np.searchsorted(self.start, stop, side="left"))
+        bounds = np.clip(np.append(self.start[first + 1 : last], stop), start, stop)
+        begins = np.clip(self.start[first:last], start, stop)
+        return np.repeat(self.file[first:last], bounds - begins)
+
+
+class _Runs:
+    """Rows as runs of consecutive lines of one file: what the file and line of every row take, a few per file.
+
+    A run is added when a row is not the next line of the previous row's
+    file: at each file's start, and where a directory's logs interleave.
+    """
+
+    def __init__(self) -> None:
+        self._start = np.zeros(64, np.int64)
+        self._file = np.zeros(64, np.int64)
+        self._line = np.zeros(64, np.int64)
+        self.count = 0
+        self._next: tuple[int, int, int] = (-1, -1, -1)  # (row, file, line) that would continue the last run
+
+    def add(self, row: int, file: int, line: int, rows: int) -> None:
+        """Rows ``row..row+rows-1`` are lines ``line..`` of ``file``."""
+        if (row, file, line) != self._next:
+            if self.count == self._start.size:
+                for name in ("_start", "_file", "_line"):
+                    setattr(self, name, np.concatenate([getattr(self, name), np.zeros_like(getattr(self, name))]))
+            self._start[self.count], self._file[self.count], self._line[self.count] = row, file, line
+            self.count += 1
+        self._next = (row + rows, file, line + rows)
+
+    def view(self) -> _RunsView:
+        n = self.count
+        return _RunsView(self._start[:n], self._file[:n], self._line[:n])
 
 
 @dataclass(frozen=True)
@@ -199,10 +259,15 @@ class Block:
     start: int
     stop: int
     columns: dict[str, np.ndarray[Any, Any]]
+    runs: _RunsView
 
     @property
     def good(self) -> np.ndarray[Any, np.dtype[np.bool_]]:
         return self.columns["kind"] != BAD_KIND
+
+    def files(self) -> np.ndarray[Any, np.dtype[np.int64]]:
+        """The file of each row (an index into ``Snapshot.seq_base`` and ``keys``)."""
+        return self.runs.files(self.start, self.stop)
 
 
 @dataclass
@@ -259,6 +324,7 @@ class LogIndex:
         self._files: list[_File] = []
         self._by_inode: dict[tuple[int, int], int] = {}
         self._cols = _Columns()
+        self._runs = _Runs()
         self._bad = 0
         self._reasons = _Interned()
         self._tenants = _Interned()
@@ -362,7 +428,7 @@ class LogIndex:
             tail = os.fstat(entry.handle.fileno()).st_size - entry.offset
             if at_end and not newest and tail > 0 and not entry.torn and not entry.skipping:
                 entry.torn = True  # an older file never gets the rest of its last line
-                self._bad_row(index, entry, entry.offset, tail, "file cut mid-record: the last line is torn")
+                self._bad_row(index, entry, entry.offset, "file cut mid-record: the last line is torn")
             if not at_end:
                 break  # rows stay in log order: the next file waits until this one is read to its end
         if self._cols.rows != before:
@@ -380,7 +446,7 @@ class LogIndex:
                 rest = len(chunk) - start
                 if entry.skipping or rest > MAX_LINE:  # no newline within MAX_LINE: a bad row, skipped to its end
                     if not entry.skipping:
-                        self._bad_row(index, entry, entry.offset, rest, f"line longer than {MAX_LINE:,} bytes")
+                        self._bad_row(index, entry, entry.offset, f"line longer than {MAX_LINE:,} bytes")
                         entry.skipping = True
                     entry.offset += rest
                 return
@@ -391,9 +457,8 @@ class LogIndex:
                 batch = []
                 if entry.skipping:  # the end of an over-long line: its row is already there
                     entry.skipping = False
-                    self._grow_last(len(line))
                 else:
-                    self._bad_row(index, entry, entry.offset, len(line), f"line longer than {MAX_LINE:,} bytes")
+                    self._bad_row(index, entry, entry.offset, f"line longer than {MAX_LINE:,} bytes")
                 entry.offset += len(line)
                 continue
             batch.append(line)
@@ -431,10 +496,7 @@ class LogIndex:
                 self._tenant_keys.append((r.tenant, r.tenant_name))
             tenants.append(tenant_id)
         columns: dict[str, Iterable[int]] = {
-            "file": [index] * m,
             "offset": np.cumsum([entry.offset, *lengths[:-1]]).tolist(),
-            "length": lengths,
-            "line": range(entry.lines + 1, entry.lines + 1 + m),
             "seq": [r.seq - base for r in checked],
             "wall": [self._wall_ns(r.wall) for r in checked],
             "reason": [self._reasons.id(r.reason) for r in checked],
@@ -442,14 +504,12 @@ class LogIndex:
             "queue": [self._queues.id(queue_label({"nic": r.nic, "queue": r.queue, "kind": r.kind})) for r in checked],
             "kind": [self._kinds.id(r.kind) for r in checked],
         }
+        first_line = entry.lines + 1
         entry.lines += m
         entry.offset += sum(lengths)
         with self._lock:
+            self._runs.add(self._cols.rows, index, first_line, m)
             self._cols.append({name: np.fromiter(values, np.int64, count=m) for name, values in columns.items()})
-
-    def _grow_last(self, extra: int) -> None:
-        with self._lock:
-            self._cols.add(self._cols.rows - 1, "length", extra)
 
     # -- rows ----------------------------------------------------------------------------
     def _wall_ns(self, wall: str) -> int:
@@ -467,16 +527,16 @@ class LogIndex:
         else:
             problem = schema_problem(record) or (None if record_hash_ok(record) else "record altered: hash mismatch")
         if record is None or problem is not None:
-            self._bad_row(index, entry, entry.offset, len(line), problem or "bad record")
+            self._bad_row(index, entry, entry.offset, problem or "bad record")
             return
         r = record
         self._good_row(
-            index, entry, len(line), r["seq"], r["wall"], r["reason"], r["tenant"], r["tenant_name"], r["nic"],
+            index, entry, r["seq"], r["wall"], r["reason"], r["tenant"], r["tenant_name"], r["nic"],
             r["queue"], r["kind"],
         )  # fmt: skip
 
     def _good_row(
-        self, index: int, entry: _File, length: int, seq: int, wall: str, reason: str, tenant: int,
+        self, index: int, entry: _File, seq: int, wall: str, reason: str, tenant: int,
         tenant_name: str, nic: str | None, queue: int | None, kind: str,
     ) -> None:  # fmt: skip
         tenant_id = self._tenants.id(f"{tenant_name}({tenant})")
@@ -488,7 +548,6 @@ class LogIndex:
             index,
             entry,
             entry.offset,
-            length,
             seq=seq - entry.seq_base,
             wall=self._wall_ns(wall),
             reason=self._reasons.id(reason),
@@ -497,15 +556,16 @@ class LogIndex:
             kind=self._kinds.id(kind),
         )
 
-    def _bad_row(self, index: int, entry: _File, offset: int, length: int, problem: str) -> None:
+    def _bad_row(self, index: int, entry: _File, offset: int, problem: str) -> None:
         self._bad += 1
         problem_id = self._problems.id(problem)
-        self._append(index, entry, offset, length, seq=0, wall=0, reason=problem_id, tenant=0, queue=0, kind=BAD_KIND)
+        self._append(index, entry, offset, seq=0, wall=0, reason=problem_id, tenant=0, queue=0, kind=BAD_KIND)
 
-    def _append(self, index: int, entry: _File, offset: int, length: int, **values: int) -> None:
+    def _append(self, index: int, entry: _File, offset: int, **values: int) -> None:
         entry.lines += 1
-        row = {"file": index, "offset": offset, "length": length, "line": entry.lines, **values}
         with self._lock:
+            self._runs.add(self._cols.rows, index, entry.lines, 1)
+            row = {"offset": offset, **values}
             self._cols.append({name: np.array([value], np.int64) for name, value in row.items()})
 
     # -- reading -------------------------------------------------------------------------
@@ -514,7 +574,7 @@ class LogIndex:
             n = self._cols.rows
             return Snapshot(
                 n,
-                self._cols.views(n),
+                self._cols.views(n, self._runs.view()),
                 list(self._reasons.names),
                 list(self._tenants.names),
                 list(self._tenant_keys),
@@ -526,9 +586,9 @@ class LogIndex:
             )
 
     def nbytes(self) -> int:
-        """Bytes the index's columns hold for the rows indexed (the blocks' unwritten tails are not resident)."""
+        """Bytes the index holds for the rows indexed, columns and runs (unwritten tails of blocks are not resident)."""
         with self._lock:
-            return self._cols.nbytes()
+            return self._cols.nbytes() + 24 * self._runs.count
 
     def dtypes(self) -> dict[str, np.dtype[Any]]:
         """Each column's type now (they widen when a log's values need it)."""
@@ -552,17 +612,19 @@ class LogIndex:
             if not 0 <= row < self._cols.rows:
                 raise IndexError(row)
             c = self._cols
-            entry = self._files[c.get(row, "file")]
-            offset, length, line = c.get(row, "offset"), c.get(row, "length"), c.get(row, "line")
-            good = c.get(row, "kind") != BAD_KIND
+            file, line = self._runs.view().at(row)
+            entry = self._files[file]
+            offset, good = c.get(row, "offset"), c.get(row, "kind") != BAD_KIND
             problem = None if good else self._problems.names[c.get(row, "reason")]
-            data = os.pread(entry.handle.fileno(), min(length, RAW_SHOWN if not good else length), offset)
         where = entry.path.name
         if good:
-            record = parse_line(data)
+            data = _read_line(entry.handle.fileno(), offset)
+            record = None if data is None else parse_line(data)
             if record is not None:
                 return Row(row, where, line, "ok", None, record, None)
             problem = "record changed on disk since it was indexed"
+        data = os.pread(entry.handle.fileno(), RAW_SHOWN, offset)
+        data = data[: data.find(b"\n") + 1] if b"\n" in data else data
         raw = data[:RAW_SHOWN].decode("utf-8", "replace")
         return Row(row, where, line, "bad", problem, None, raw)
 

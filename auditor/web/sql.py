@@ -75,9 +75,8 @@ class Selection:
     records: int  # records the load held
 
     def block_mask(self, block: Block) -> np.ndarray[Any, np.dtype[np.bool_]]:
-        c = block.columns
-        files = c["file"].astype(np.intp)
-        seq = self.snap.seq_base[files] + c["seq"]
+        files = block.files()
+        seq = self.snap.seq_base[files] + block.columns["seq"]
         chain = self.chain_of_file[files]
         keep = np.zeros(block.stop - block.start, dtype=bool)
         for number, (low, chosen, bitmap) in enumerate(self.chosen):

@@ -25,14 +25,14 @@ if not IN_CI:  # under CI=true the [dev] extra is installed: a missing package f
 from starlette.testclient import TestClient
 
 from auditor.web.app import make_app
-from auditor.web.index import BLOCK_ROWS, LogIndex, _Columns
+from auditor.web.index import BLOCK_ROWS, LogIndex, _Columns, _Runs
 from tests.auditor.web.logs import record, ticking
 from tests.auditor.web.logs import write_log as write_small_log
 from verifier.audit.log import AuditLog
 from verifier.audit.read import read_records
 
-#: What a row may cost: 10,000,000 rows in 330 MB leaves the server its interpreter, its requests and DuckDB.
-MAX_BYTES_PER_ROW = 33
+#: What a row may cost: 10,000,000 rows in 230 MB leave the server its interpreter, its requests and DuckDB.
+MAX_BYTES_PER_ROW = 23
 TENANTS = 70_000
 
 
@@ -44,20 +44,21 @@ def indexed(path: Path) -> LogIndex:
     return index
 
 
-def test_a_row_costs_at_most_33_bytes_and_blocks_are_allocated_as_rows_come(tmp_path: Path) -> None:
+def test_a_row_costs_at_most_23_bytes_and_blocks_are_allocated_as_rows_come(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     write_small_log(path, 3000)
     index = indexed(path)
     try:
         snap = index.snapshot()
         assert snap.rows == 3000
-        assert index.nbytes() <= MAX_BYTES_PER_ROW * snap.rows
+        assert index.nbytes() <= MAX_BYTES_PER_ROW * snap.rows + 24  # and 24 bytes for its one run of rows
         used = sum(column.nbytes for block in snap.blocks for column in block.columns.values())
-        assert used == index.nbytes()  # what the views hold is what nbytes counts
+        assert used + 24 * len(snap.blocks[0].runs.start) == index.nbytes()  # the views and the runs: nbytes
+        assert snap.blocks[0].runs.start.tolist() == [0]  # one file: one run of rows
         assert len(snap.blocks) == 1 == -(-snap.rows // BLOCK_ROWS)
         assert {name: dtype.name for name, dtype in index.dtypes().items()} == {
-            "file": "uint16", "offset": "uint32", "length": "uint32", "line": "uint32", "seq": "int32",
-            "wall": "int64", "reason": "uint16", "tenant": "uint16", "queue": "uint16", "kind": "uint8",
+            "offset": "uint32", "seq": "int32", "wall": "int64", "reason": "uint16", "tenant": "uint16",
+            "queue": "uint16", "kind": "uint8",
         }  # fmt: skip
     finally:
         index.close()
@@ -79,7 +80,7 @@ def test_more_tenants_than_a_uint16_holds_widen_the_column(many_tenants: Path) -
     index = indexed(many_tenants)
     try:
         assert index.dtypes()["tenant"] == np.dtype(np.uint32)
-        assert index.nbytes() <= (MAX_BYTES_PER_ROW + 2) * TENANTS  # the hostile log pays two bytes a row, no more
+        assert index.nbytes() <= (MAX_BYTES_PER_ROW + 2) * TENANTS + 24  # the hostile log pays two bytes a row
         snap = index.snapshot()
         ids = np.concatenate([block.columns["tenant"] for block in snap.blocks])
         assert ids.tolist() == list(range(TENANTS))  # every name its own id, none wrapped at 65,536
@@ -103,21 +104,32 @@ def test_more_tenants_than_a_uint16_holds_widen_the_column(many_tenants: Path) -
 
 def test_columns_widen_to_hold_any_value_exactly() -> None:
     columns = _Columns()
-    row = {"file": 0, "offset": 0, "length": 1, "line": 1, "seq": 0, "wall": 0, "reason": 0, "tenant": 0,
-           "queue": 0, "kind": 0}  # fmt: skip
+    row = {"offset": 0, "seq": 0, "wall": 0, "reason": 0, "tenant": 0, "queue": 0, "kind": 0}
 
     def append(**values: int) -> None:
         columns.append({name: np.array([values.get(name, v)], np.int64) for name, v in row.items()})
 
     append()
-    append(offset=5 << 30, line=1 << 33, seq=-(1 << 40))  # a file past 4 GB, 8 G lines, a seq far behind its file's
-    append(file=70_000, length=(1 << 32) + 7)
+    append(offset=5 << 30, seq=-(1 << 40))  # a file past 4 GB, a seq far behind its file's first
+    append(reason=70_000, tenant=1 << 33)
     assert columns.dtypes["offset"].itemsize == 8 and columns.dtypes["seq"] == np.dtype(np.int64)
-    assert [columns.get(1, n) for n in ("offset", "line", "seq")] == [5 << 30, 1 << 33, -(1 << 40)]
-    assert [columns.get(2, n) for n in ("file", "length")] == [70_000, (1 << 32) + 7]
-    assert [columns.get(0, n) for n in ("offset", "line", "seq", "file", "length")] == [0, 1, 0, 0, 1]
-    columns.add(2, "length", 1 << 40)  # an over-long line's row grows
-    assert columns.get(2, "length") == (1 << 32) + 7 + (1 << 40)
+    assert [columns.get(1, n) for n in ("offset", "seq")] == [5 << 30, -(1 << 40)]
+    assert [columns.get(2, n) for n in ("reason", "tenant")] == [70_000, 1 << 33]
+    assert [columns.get(0, n) for n in ("offset", "seq", "reason", "tenant")] == [0, 0, 0, 0]
     many = {name: np.full(BLOCK_ROWS + 5, v, np.int64) for name, v in row.items()}  # across a block boundary
+    many["wall"][-1] = 7
     columns.append(many)
-    assert columns.rows == BLOCK_ROWS + 8 and len(columns.blocks) == 2 and columns.get(BLOCK_ROWS + 7, "length") == 1
+    assert columns.rows == BLOCK_ROWS + 8 and len(columns.blocks) == 2 and columns.get(BLOCK_ROWS + 7, "wall") == 7
+
+
+def test_runs_give_each_row_its_file_and_line() -> None:
+    runs = _Runs()
+    runs.add(0, 0, 1, 5)  # rows 0..4: lines 1..5 of file 0
+    runs.add(5, 0, 6, 3)  # continues the run
+    runs.add(8, 1, 1, 2)  # another log's file, interleaved
+    runs.add(10, 0, 9, 1)
+    view = runs.view()
+    assert view.start.tolist() == [0, 8, 10]
+    assert [view.at(r) for r in (0, 7, 8, 9, 10)] == [(0, 1), (0, 8), (1, 1), (1, 2), (0, 9)]
+    assert view.files(0, 11).tolist() == [0] * 8 + [1, 1, 0]
+    assert view.files(6, 9).tolist() == [0, 0, 1]
