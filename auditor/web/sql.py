@@ -44,9 +44,10 @@ from verifier.audit.sets import log_sets
 QUERY_S = 30.0
 #: Shortest time between two loads of a growing log, in seconds.
 RELOAD_S = 10.0
-#: DuckDB's memory for the load and each query in the server (``audit query`` takes 256MB; the server holds its
-#: index beside it, and the two stay under 500 MB at 10,000,000 records).
-MEMORY_LIMIT = "128MB"
+#: DuckDB's memory for each query in the server (the server holds its index beside it: 230 MB at 10,000,000
+#: records).  The load takes ``audit query``'s 256MB, in a child process of its own (``Records(isolated=True)``):
+#: typing and checking every JSON value needs more than 128MB, and the server need not keep that peak.
+QUERY_MEMORY_LIMIT = "128MB"
 #: Rows fetched from DuckDB at once while collecting the seqs a query returned.
 FETCH_ROWS = 1 << 18
 #: A query that is not a SELECT is taken as the condition of ``SELECT seq FROM records WHERE ...``.
@@ -96,9 +97,8 @@ class Selection:
 class SqlFilter:
     """The ``sql`` parameter's engine for one web view: loads in the background, runs a query per chain."""
 
-    def __init__(self, names: Iterable[PathLike], memory_limit: str = MEMORY_LIMIT) -> None:
+    def __init__(self, names: Iterable[PathLike]) -> None:
         self.names = list(names)
-        self.memory_limit = memory_limit
         self._lock = threading.Lock()  # the state below
         self._query_lock = threading.Lock()  # one query at a time (a DuckDB connection is not shared by threads)
         self._chains: list[_Chain] | None = None
@@ -130,7 +130,7 @@ class SqlFilter:
                 def said(text: str, number: int = number) -> None:
                     self._note = text if len(sets) == 1 else f"log {number} of {len(sets)}: {text}"
 
-                records = Records(files, memory_limit=self.memory_limit, threads=1, progress=said)
+                records = Records(files, threads=1, progress=said, isolated=True, query_memory_limit=QUERY_MEMORY_LIMIT)
                 [(low, high)] = records.con.execute("SELECT min(seq), max(seq) FROM records").fetchall()
                 chains.append(_Chain(records, keys, int(low or 0), int(high if high is not None else -1)))
             error = None

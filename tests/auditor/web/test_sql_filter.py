@@ -63,18 +63,28 @@ def get(client: TestClient, path: str, **params: Any) -> tuple[int, dict[str, An
         time.sleep(0.05)
 
 
-@pytest.fixture
-def log(tmp_path: Path) -> Path:
-    path = tmp_path / "audit.jsonl"
+def write(folder: Path) -> Path:
+    path = folder / "audit.jsonl"
     write_log(path, N, hostile_at=5)
     return path
 
 
-@pytest.fixture
-def client(log: Path) -> Iterator[TestClient]:
-    with TestClient(make_app([log]), base_url=LOCAL) as c:
+@pytest.fixture(scope="module")
+def shared_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write(tmp_path_factory.mktemp("sql"))
+
+
+@pytest.fixture(scope="module")
+def client(shared_log: Path) -> Iterator[TestClient]:
+    """One server for the tests that only read (each load of the log into DuckDB is a child process)."""
+    with TestClient(make_app([shared_log]), base_url=LOCAL) as c:
         settle(c, N)
         yield c
+
+
+@pytest.fixture
+def log(shared_log: Path) -> Path:
+    return shared_log
 
 
 def seqs(client: TestClient, **params: Any) -> tuple[int, list[int]]:
@@ -134,8 +144,15 @@ def test_a_query_that_runs_too_long_is_interrupted(client: TestClient, monkeypat
     assert code == 400 and body["error"] == "sql: stopped after 0 s (a filter must answer sooner)"
 
 
-def test_a_live_log_is_reloaded_for_sql(client: TestClient, log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_live_log_is_reloaded_for_sql(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sql_engine, "RELOAD_S", 0.0)
+    log = write(tmp_path)
+    with TestClient(make_app([log]), base_url=LOCAL) as client:
+        settle(client, N)
+        live(client, log)
+
+
+def live(client: TestClient, log: Path) -> None:
     assert seqs(client, sql=f"seq >= {N - 2}")[0] == 2
     write_log(log, 40, start=N)
     settle(client, N + 40)
