@@ -255,7 +255,12 @@ def cmd_export(args: argparse.Namespace, out: Console) -> int:
         print(f"not exported: {target or 'the OCSF events'} not written (--force exports it, marked unverified)")
         return EXIT_TAMPERED
     try:
-        with Records(files, memory_limit=args.memory, progress=progress, lock=False) as records:
+        source = (
+            exporting.Direct(files, memory_limit=args.memory)
+            if provenance.verified  # every record checked by the walk: read straight from the files
+            else Records(files, memory_limit=args.memory, progress=progress, lock=False)
+        )
+        with source as records:
             progress(f"writing {kind}")
             try:
                 if kind == "parquet":
@@ -264,10 +269,10 @@ def cmd_export(args: argparse.Namespace, out: Console) -> int:
                 else:
                     written = exporting.ocsf_jsonl(records, provenance, target)
             except records.duckdb.Error as e:  # out of memory, disk full: one line, nothing under the name
-                memory = " (--memory SIZE gives it more)" if "Out of Memory" in str(e) else ""
-                raise UsageError(
-                    f"audit export: {target or 'the OCSF events'} not written: {_one_line(e)[:200]}{memory}"
-                ) from None
+                what = _one_line(e)[:200]
+                if "Out of Memory" in what:
+                    what = f"DuckDB needs more than its memory limit {args.memory} (--memory SIZE gives it more)"
+                raise UsageError(f"audit export: {target or 'the OCSF events'} not written: {what}") from None
     except KeyboardInterrupt:
         end_progress_line()
         print(f"interrupted: {target or 'the export'} not written", file=sys.stderr)
