@@ -79,6 +79,14 @@ class ClassStats:
     escapes: int = 0
     batches: int = 0
 
+    def add(self, other: ClassStats) -> None:
+        """Count ``other``'s numbers in too (merging workers' counts)."""
+        self.generated += other.generated
+        self.rejected += other.rejected
+        self.accepted_safe += other.accepted_safe
+        self.escapes += other.escapes
+        self.batches += other.batches
+
     def as_dict(self) -> dict[str, int]:
         return {
             "generated": self.generated,
@@ -120,6 +128,9 @@ class Kept:
 
 @dataclass
 class ProgressInfo:
+    """A campaign's running totals, handed to ``progress`` about ten times a second (a terminal's bar, the web view
+    of ``fuzz --serve``).  Cheap to build: copies of a few counters per class and the list of findings so far."""
+
     iterations: int
     total: int | None  # iterations planned, or None when time-bounded
     elapsed: float
@@ -128,6 +139,12 @@ class ProgressInfo:
     escapes: int
     rejected: int
     per_class: dict[str, tuple[int, int]] = field(default_factory=dict)  # class -> (generated, escapes)
+    #: every selected class's counts so far (copies: the campaign goes on counting in its own)
+    stats: dict[str, ClassStats] = field(default_factory=dict)
+    #: lines of verifier/ reached so far, or None when coverage is off
+    coverage: int | None = None
+    #: the distinct escapes found so far, each with the batch that produced it (a reproducer can be written at once)
+    findings: list[Finding] = field(default_factory=list)
 
 
 @dataclass
@@ -353,7 +370,7 @@ def run_campaign(
                     now = time.perf_counter()
                     if now - last_report >= 0.1:
                         last_report = now
-                        progress(_info(result, done, iterations, now - start, seconds))
+                        progress(_info(result, done, iterations, now - start, seconds, cov))
             if last is not None:
                 record(cls, arena.close(), last, size - 1)
                 stats.escapes += arena.take_suppressed()
@@ -372,7 +389,7 @@ def run_campaign(
     if cov is not None:
         result.coverage = set(cov.relative())
     if progress is not None:
-        progress(_info(result, done, iterations, result.seconds, seconds))
+        progress(_info(result, done, iterations, result.seconds, seconds, cov))
     return result
 
 
@@ -387,7 +404,26 @@ def block_machine(cls: AttackClass, round_: int, protection: Protection) -> str:
     return "numpy" if protection is Protection.VERIFIER and round_ % 2 == 1 else ""
 
 
-def _info(result: CampaignResult, done: int, total: int | None, elapsed: float, seconds: float | None) -> ProgressInfo:
+def _info(
+    result: CampaignResult,
+    done: int,
+    total: int | None,
+    elapsed: float,
+    seconds: float | None,
+    cov: Coverage | None,
+) -> ProgressInfo:
     rejected = sum(s.rejected for s in result.stats.values())
     per_class = {name: (s.generated, s.escapes) for name, s in result.stats.items() if s.generated}
-    return ProgressInfo(done, total, elapsed, seconds, result.descriptors, result.escapes, rejected, per_class)
+    return ProgressInfo(
+        done,
+        total,
+        elapsed,
+        seconds,
+        result.descriptors,
+        result.escapes,
+        rejected,
+        per_class,
+        stats={name: replace(s) for name, s in result.stats.items()},
+        coverage=None if cov is None else len(cov.lines),
+        findings=list(result.findings),
+    )

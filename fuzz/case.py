@@ -50,6 +50,7 @@ the file, the key and the problem.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -364,7 +365,11 @@ def _restate(case: Case) -> Case:
 
 
 def write_case(case: Case, directory: str | Path, name: str) -> Path:
+    """Write ``DIR/NAME.json`` whole or not at all (a temporary file renamed over it): ``fuzz --serve`` offers the
+    file for download while the campaign runs, and rewrites it minimised at the end."""
     path = Path(directory) / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(case.dumps())
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(case.dumps())
+    os.replace(temporary, path)
     return path

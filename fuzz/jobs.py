@@ -12,6 +12,14 @@ concatenated (each worker checks its own sink), coverage lines united,
 kept batches concatenated in block order (fuzz/merge.py, shared with the
 Ray workers of fuzz/cluster/).
 
+Progress (``progress``, as ``run_campaign`` takes it): each worker puts its
+``ProgressInfo`` on a queue (only its findings not sent before); the parent
+drains it while it waits (and once more at the end: every put is in the pipe
+before the worker returns) and hands ``progress`` one merged view -- counts
+summed per class, findings deduplicated by (class, kind) in the order they
+arrived, coverage the largest worker's line count (the union of the lines is
+known only at the end, from the results).
+
 Workers are forked where the platform allows it (else spawned); each opens
 its own audit sink through ``audit_factory(job)`` (picklable: a module-level
 function or a ``functools.partial``), default an in-memory one.
@@ -34,9 +42,10 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-from fuzz.campaign import CampaignResult, run_campaign
+from fuzz.campaign import CampaignResult, ClassStats, Finding, ProgressInfo, run_campaign
 from fuzz.merge import merge
 from fuzz.steps import Attack
 from verifier.audit.rejections import AuditSink
@@ -48,14 +57,18 @@ POLL_S = 0.1
 #: include/uapi/linux/prctl.h
 PR_SET_PDEATHSIG = 1
 
-#: In a worker: the parent's stop event (set by ``_init_worker``).
+#: In a worker: the parent's stop event and progress queue (set by ``_init_worker``).
 _stop_event: Any = None
+_progress_queue: Any = None
+
+Key = tuple[str, str]
 
 
-def _init_worker(event: Any) -> None:
+def _init_worker(event: Any, progress: Any = None) -> None:
     """A worker stops when the parent says so, not on a terminal's Ctrl-C; it dies with the parent."""
-    global _stop_event
+    global _stop_event, _progress_queue
     _stop_event = event
+    _progress_queue = progress
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler, inherited by fork
     if sys.platform == "linux":
@@ -67,6 +80,8 @@ def _worker(args: dict[str, Any]) -> CampaignResult:
     audit = factory(args["job"]) if factory is not None else None
     event = _stop_event
     termed: list[int] = []
+    if _progress_queue is not None:
+        args["progress"] = _Sender(_progress_queue, args["job"])
 
     def stop() -> bool:
         return bool(termed) or (event is not None and event.is_set())
@@ -80,6 +95,62 @@ def _worker(args: dict[str, Any]) -> CampaignResult:
             audit.close()
 
 
+class _Sender:
+    """A worker's ``progress``: its info on the parent's queue, each finding sent once (the batch is the bulk)."""
+
+    def __init__(self, queue: Any, job: int) -> None:
+        self.queue = queue
+        self.job = job
+        self.sent = 0
+
+    def __call__(self, info: ProgressInfo) -> None:
+        new = info.findings[self.sent :]
+        self.sent = len(info.findings)
+        self.queue.put((self.job, replace(info, findings=new)))
+
+
+class _Merger:
+    """The parent's side: the latest info of each worker and every finding, merged into one ``ProgressInfo``."""
+
+    def __init__(self, jobs: int, total: int | None, seconds: float | None) -> None:
+        self.latest: dict[int, ProgressInfo] = {}
+        self.findings: dict[Key, Finding] = {}
+        self.total = total
+        self.seconds = seconds
+
+    def drain(self, queue: Any) -> bool:
+        """Take what the workers sent; True if anything was."""
+        took = False
+        while not queue.empty():
+            job, info = queue.get()
+            took = True
+            self.latest[job] = info
+            for f in info.findings:
+                self.findings.setdefault(f.key, f)
+        return took
+
+    def merged(self, elapsed: float) -> ProgressInfo:
+        parts = list(self.latest.values())
+        stats: dict[str, ClassStats] = {}
+        for part in parts:
+            for name, s in part.stats.items():
+                stats.setdefault(name, ClassStats()).add(s)
+        covered = [p.coverage for p in parts if p.coverage is not None]
+        return ProgressInfo(
+            sum(p.iterations for p in parts),
+            self.total,
+            elapsed,
+            self.seconds,
+            sum(p.descriptors for p in parts),
+            sum(p.escapes for p in parts),
+            sum(p.rejected for p in parts),
+            {name: (s.generated, s.escapes) for name, s in stats.items() if s.generated},
+            stats=stats,
+            coverage=max(covered) if covered else None,
+            findings=list(self.findings.values()),
+        )
+
+
 def run_jobs(
     protection: Protection | str,
     seed: int,
@@ -91,9 +162,11 @@ def run_jobs(
     coverage: bool = False,
     corpus: list[tuple[str, Attack]] | None = None,
     stop: Callable[[], bool] | None = None,
+    progress: Callable[[ProgressInfo], None] | None = None,
     **kwargs: Any,
 ) -> CampaignResult:
-    """Run the campaign in ``jobs`` processes and merge (``jobs`` 1: in this process); ``stop``: see above."""
+    """Run the campaign in ``jobs`` processes and merge (``jobs`` 1: in this process); ``stop``, ``progress``: see
+    above."""
     if not 1 <= jobs <= MAX_JOBS:
         raise ValueError(f"jobs must be 1..{MAX_JOBS}, got {jobs}")
     common: dict[str, Any] = {
@@ -114,7 +187,7 @@ def run_jobs(
         factory = work[0].pop("audit_factory")
         audit = factory(0) if factory is not None else None
         try:
-            parts = [run_campaign(audit=audit, stop=stop, **work[0])]
+            parts = [run_campaign(audit=audit, stop=stop, progress=progress, **work[0])]
         finally:
             if audit is not None:
                 audit.close()
@@ -122,13 +195,21 @@ def run_jobs(
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         context = multiprocessing.get_context(method)
         event = context.Event()
-        with context.Pool(jobs, initializer=_init_worker, initargs=(event,)) as pool:
+        told = None if progress is None else context.SimpleQueue()  # no feeder thread: a put is sent when it returns
+        merger = _Merger(jobs, iterations, seconds)
+        with context.Pool(jobs, initializer=_init_worker, initargs=(event, told)) as pool:
             running = pool.map_async(_worker, work)
             while not running.ready():
                 running.wait(POLL_S)
                 if stop is not None and stop():
                     event.set()
+                if told is not None and progress is not None and merger.drain(told):
+                    progress(merger.merged(time.perf_counter() - start))
             parts = running.get()
+        if told is not None and progress is not None:
+            merger.drain(told)
+            progress(merger.merged(time.perf_counter() - start))
+            told.close()
     merged = merge(parts)
     merged.seconds = time.perf_counter() - start
     return merged

@@ -22,12 +22,7 @@ def merge(parts: list[CampaignResult]) -> CampaignResult:
         out.iterations += part.iterations
         out.seconds = max(out.seconds, part.seconds)
         for name, s in part.stats.items():
-            total = out.stats[name]
-            total.generated += s.generated
-            total.rejected += s.rejected
-            total.accepted_safe += s.accepted_safe
-            total.escapes += s.escapes
-            total.batches += s.batches
+            out.stats[name].add(s)
         out.audit_problems += part.audit_problems
         if part.coverage is not None:
             out.coverage = (out.coverage or set()) | part.coverage

@@ -1,9 +1,12 @@
 """Ring index arithmetic, in one place.
 
-Convention of every descriptor ring of the 8254x family (and of AF_XDP and
-virtio): the producer owns ``tail``, the consumer owns ``head``; the ring is
-empty when ``head == tail`` and full when ``tail + 1 == head`` (one slot is
-always left empty so that full and empty differ).
+Convention of every descriptor ring of the 8254x family: the producer
+owns ``tail``, the consumer owns ``head``; the ring is empty when
+``head == tail`` and full when ``tail + 1 == head`` (one slot is always left
+empty so that full and empty differ).  virtio's split virtqueue (and
+AF_XDP) instead count free-running indices that wrap at 2**16 (2**32), so a
+full ring and an empty one differ without a spare slot: ``distance16`` and
+``slot16`` are that arithmetic for virtio (spec §2.7.6).
 """
 
 from __future__ import annotations
@@ -78,3 +81,13 @@ def write_window(ring: npt.NDArray[G], start: int, values: npt.NDArray[G]) -> No
     ring[start : start + first] = values[:first]
     if first < count:
         ring[: count - first] = values[first:]
+
+
+def distance16(old: int, new: int) -> int:
+    """How far a free-running 16-bit index moved from ``old`` to ``new`` (virtio's avail/used idx, §2.7.6)."""
+    return (new - old) & 0xFFFF
+
+
+def slot16(index: int, size: int) -> int:
+    """The ring slot of free-running index ``index`` in a ring of ``size`` (a power of two): ``index % size``."""
+    return index & (size - 1)

@@ -104,3 +104,28 @@ class Syscalls(Protocol):
     def open_tx_queue(self, nic: str, queue: int, ring: DmaRegion, size: int) -> QueueHandle: ...
 
     def open_rx_queue(self, nic: str, queue: int, ring: DmaRegion, size: int) -> QueueHandle: ...
+
+
+@dataclass(frozen=True)
+class VirtqHandle:
+    """An opened virtqueue (ring/virtio.py): where to notify it, and its size.
+
+    ``region`` holds the descriptor table, the available ring and the used
+    ring at the offsets of ``VirtqLayout.of(size)``; the driver notifies by
+    writing ``queue`` to ``notify_offset`` (virtio-mmio's QueueNotify) through
+    ``doorbell``.
+    """
+
+    nic: str
+    queue: int
+    doorbell: RegisterBus
+    notify_offset: int
+    size: int
+
+
+class VirtioSyscalls(Syscalls, Protocol):
+    """The kernel services of a tenant that drives a virtio NIC: those of every tenant, and opening a virtqueue."""
+
+    def open_virtqueue(self, nic: str, queue: int, region: DmaRegion, size: int) -> VirtqHandle:
+        """Hand the kernel a virtqueue laid out as ``VirtqLayout.of(size)`` in ``region`` (queue 0 RX, 1 TX)."""
+        ...

@@ -20,7 +20,7 @@ import numpy as np
 from ring import regs
 from ring.descriptors import DESC_SIZE
 from ring.memory import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
-from ring.syscalls import DmaRegion, PinHandle, QueueHandle, RegisterBus
+from ring.syscalls import DmaRegion, PinHandle, QueueHandle, RegisterBus, VirtqHandle
 from verifier.address_space import AddressSpace, SegFault
 from verifier.audit.memory import MemoryAudit
 from verifier.audit.rejection_batch import IommuFaultBatch
@@ -35,6 +35,8 @@ from verifier.pins import Access, Pin, PinError, PinTable
 from verifier.queue_state import QueueState
 from verifier.rules import reasons as R
 from verifier.rules.policy import Policy
+from verifier.virtio.control import is_virtio
+from verifier.virtio.gate import VirtioGate, VirtioRefused
 
 TX = "tx"
 RX = "rx"
@@ -102,12 +104,20 @@ class Kernel:
         self._next_pin = 1
         self._reapers: dict[str, list[Callable[[], None]]] = {}  # per NIC: completion handlers
         self._doorbells: dict[tuple[str, int], Queue] = {}  # (NIC, tail register) -> its queue
+        self.virtio = VirtioGate(self)  # the virtio NICs: their bring-up, virtqueues and trapped notify
 
     # -- devices --------------------------------------------------------------
     def attach_nic(self, name: str, bus: RegisterBus, mac: bytes, queues: int = 1, flow_control: bool = False) -> Nic:
         """Bring a NIC up; ``flow_control``: 802.3x PAUSE both ways, as ``ethtool -A DEV rx on tx on`` asks."""
         if name in self.nics:
             raise KernelError(f"NIC {name!r} is attached already")
+        if is_virtio(bus):  # the virtio-mmio probe: MagicValue "virt" (virtio 1.2 §4.2.3.1.1)
+            try:
+                nic = self.virtio.attach(name, bus, mac)
+            except VirtioRefused as err:
+                raise KernelError(str(err)) from None
+            self.nics[name] = nic
+            return nic
         bring_up(
             bus,
             mac,
@@ -135,6 +145,10 @@ class Kernel:
                 reap()
 
         return handler
+
+    def add_reaper(self, nic_name: str, reap: Callable[[], None]) -> None:
+        """Run ``reap`` on each interrupt of NIC ``nic_name`` (a trapped queue's completion handler)."""
+        self._reapers.setdefault(nic_name, []).append(reap)
 
     # -- tenants ----------------------------------------------------------------
     def spawn(self, name: str) -> Process:
@@ -196,6 +210,8 @@ class Kernel:
         self, proc: Process, kind: str, nic_name: str, index: int, ring: DmaRegion, size: int
     ) -> QueueHandle:
         nic = self.nic(nic_name)
+        if nic_name in self.virtio.nics:
+            raise KernelError(f"{nic_name} is a virtio NIC: it has virtqueues (open_virtqueue), not {kind} rings")
         if not 0 <= index < nic.queues:
             raise KernelError(f"{nic_name} has no {kind} queue {index}")
         if not 8 <= size <= regs.MAX_RING_SLOTS or size % 8:
@@ -232,8 +248,16 @@ class Kernel:
         self.queues[(nic_name, kind, index)] = queue
         self._doorbells[(nic_name, tail_offset)] = queue
         if queue.handler is not None:
-            self._reapers.setdefault(nic_name, []).append(queue.handler.reap)
+            self.add_reaper(nic_name, queue.handler.reap)
         return QueueHandle(nic_name, index, proc.map_registers(nic_name), tail_offset, size, self.policy.rx_buffer_size)
+
+    def open_virtqueue(self, proc: Process, nic_name: str, index: int, region: DmaRegion, size: int) -> VirtqHandle:
+        """Open virtqueue ``index`` of a virtio NIC for ``proc`` (verifier/virtio/gate.py)."""
+        self.nic(nic_name)
+        try:
+            return self.virtio.open_queue(proc, nic_name, index, region, size)
+        except VirtioRefused as err:
+            raise KernelError(str(err)) from None
 
     def _state(self, proc: Process, nic: Nic, kind: str, index: int, ring: DmaRegion, phys: int, size: int,
                tail_offset: int, head_offset: int) -> QueueState:  # fmt: skip
@@ -274,6 +298,9 @@ class Kernel:
         if queue is not None and queue.owner == tenant_id and queue.handler is not None:
             queue.handler.doorbell(value)  # the hot path: a tail write to one's own trapped queue
             return
+        if nic_name in self.virtio.nics:
+            self.virtio.register_write(tenant_id, nic_name, offset, value)
+            return
         nic = self.nic(nic_name)
         if self.mode.writes_reach_device(nic, tenant_id):
             nic.bus.write32(offset, value)
@@ -288,6 +315,8 @@ class Kernel:
 
     def register_read(self, tenant_id: int, nic_name: str, offset: int) -> int:
         """A tenant's load: what the mode lets reach the device, else a trapped queue's user-ring view, else 0."""
+        if nic_name in self.virtio.nics:
+            return self.virtio.register_read(tenant_id, nic_name, offset)
         nic = self.nic(nic_name)
         if self.mode.reads_reach_device(nic, tenant_id, offset):
             return nic.bus.read32(offset)
@@ -346,6 +375,9 @@ class Process:
         for queue in self.kernel.queues.values():
             if queue.owner == self._tenant_id and first <= queue.ring.vaddr < last:
                 raise KernelError(f"region holds the ring of {queue.kind} queue {queue.index} of {queue.nic}")
+        held = self.kernel.virtio.holds_virtqueue(self._tenant_id, first, last)
+        if held is not None:
+            raise KernelError(f"region holds {held}")
         self.aspace.munmap(mapping)
 
     def virt_to_phys(self, vaddr: int) -> int:
@@ -365,3 +397,6 @@ class Process:
 
     def open_rx_queue(self, nic: str, queue: int, ring: DmaRegion, size: int) -> QueueHandle:
         return self.kernel.open_queue(self, RX, nic, queue, ring, size)
+
+    def open_virtqueue(self, nic: str, queue: int, region: DmaRegion, size: int) -> VirtqHandle:
+        return self.kernel.open_virtqueue(self, nic, queue, region, size)

@@ -61,7 +61,7 @@ class Emulated:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
                 writer = PcapWriter(path)
                 self.writers.append(writer)
-                cable.taps.append(_pcap_tap(writer))
+                cable.taps.append(pcap_tap(writer))
         for dev in self.nics.values():
             dev.attach()  # the link comes up once the kernel sets CTRL.SLU and a cable is in the port
             dev.dma.iommu = kernel.iommu  # None unless protection is iommu
@@ -94,7 +94,7 @@ class Emulated:
             writer.close()
 
 
-def _pcap_tap(writer: PcapWriter) -> Tap:
+def pcap_tap(writer: PcapWriter) -> Tap:
     def tap(_source: str, frames: FrameBatch, stamps: npt.NDArray[np.int64]) -> None:
         writer.write(frames, stamps)
 

@@ -2,13 +2,22 @@
 
 JSON API (all GET; bad parameters answer 400 with ``{"error": "<one line>"}``):
 
-===================== ==========================================================================
-``/api/status``       rows indexed, bad rows, pending bytes, files, the chain's verdict, generation
-``/api/facets``       reasons, tenants, kinds and queues with their counts (the filter's choices)
-``/api/records``      a page of rows: filter (auditor/web/filters.py) + ``offset``, ``limit``, ``order``
-``/api/chart``        counts per time bucket and group (``by`` reason|tenant|queue|kind, ``buckets``)
-``/api/record/{row}`` one row in full: the record, its descriptor decoded again, its neighbours
-===================== ==========================================================================
+============================= ==================================================================
+``/api/about``                what this server shows: ``{"audit": bool, "campaign": bool}``
+``/api/status``               rows indexed, bad rows, pending bytes, files, the chain's verdict, generation
+``/api/facets``               reasons, tenants, kinds and queues with their counts (the filter's choices)
+``/api/records``              a page of rows: filter (auditor/web/filters.py) + ``offset``, ``limit``, ``order``
+``/api/chart``                counts per time bucket and group (``by`` reason|tenant|queue|kind, ``buckets``)
+``/api/record/{row}``         one row in full: the record, its descriptor decoded again, its neighbours
+``/api/campaign``             ``fuzz --serve``: per-class counts and rates, totals, escapes (campaign.py)
+``/api/campaign/series``      descriptors/s per class, escapes and coverage over time
+``/api/campaign/case/{n}``    escape ``n``'s reproducer, as a download (by index: no path in a URL)
+============================= ==================================================================
+
+The campaign routes answer 404 under ``audit serve``; under ``fuzz --serve``
+the audit routes show the campaign's own audit log, once its files exist
+(``--jobs`` workers create theirs as they start: 503 until then), or 404
+with ``--no-audit-log``.
 
 The page (``/``, auditor/web/static/) polls ``/api/status`` once a second
 and reloads what changed when ``generation`` moves: new records appear
@@ -39,13 +48,14 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from auditor.web import filters
+from auditor.web.campaign import CampaignBoard
 from auditor.web.chain import ChainWatch
 from auditor.web.decode import decode
 from auditor.web.filters import FilterError
 from auditor.web.guard import Guard
 from auditor.web.index import BAD_LABEL, LogIndex, Row, Snapshot, queue_label
 from auditor.web.sql import NotReady, Selection, SqlFilter
-from verifier.audit.log import format_wall
+from verifier.audit.log import AuditError, format_wall
 from verifier.audit.read import PathLike
 
 #: How often the follower looks for new lines, in seconds (``audit follow`` polls every 0.05 s; a page every 1 s).
@@ -318,6 +328,58 @@ def _page(snap: Snapshot, match: filters.Matcher, counts: list[int], page: filte
     return out
 
 
+class NotYet(RuntimeError):
+    """The campaign's audit log does not exist yet (answered 503: the page tries again a second later)."""
+
+
+class LateAudit:
+    """The audit view of a campaign's log, built on the first request that finds every file of it there.
+
+    ``fuzz --jobs N`` workers open their logs as they start, after the server
+    does; ``audit serve`` builds its view at once instead (a missing file is
+    then a usage error).  ``names`` empty: the campaign keeps no audit log.
+    """
+
+    def __init__(
+        self, names: Iterable[PathLike], progress: Callable[[str], None] | None = None, now: bool = False
+    ) -> None:
+        self.names = list(names)
+        self.progress = progress
+        self._lock = threading.Lock()
+        self._stopped = False
+        #: built at once when ``now`` (``audit serve``: a missing or foreign file is the caller's error, at once)
+        self._view: AuditView | None = AuditView(self.names, progress) if now else None
+
+    def start(self) -> None:
+        """Start the view built at once (a late one starts when it is built)."""
+        if self._view is not None:
+            self._view.start()
+
+    def get(self) -> AuditView:
+        if not self.names:
+            raise LookupError("no audit log: the campaign runs with --no-audit-log")
+        with self._lock:
+            if self._view is None:
+                if self._stopped:
+                    raise NotYet("the server is stopping")
+                try:
+                    view = AuditView(self.names, self.progress)
+                except FileNotFoundError as e:
+                    raise NotYet(f"waiting for the campaign's audit log ({e})") from None
+                except AuditError as e:
+                    raise NotYet(f"the campaign's audit log cannot be read: {e}") from None
+                view.start()
+                self._view = view
+            return self._view
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            view = self._view
+        if view is not None:
+            view.stop()
+
+
 def _group_names(snap: Snapshot, by: str) -> list[str]:
     return {"reason": snap.reasons, "tenant": snap.tenants, "queue": snap.queues, "kind": snap.kinds}[by]
 
@@ -339,6 +401,8 @@ def _json(handler: Any) -> Any:
             return JSONResponse({"error": str(e), "retry": True}, status_code=202, headers={"Retry-After": "1"})
         except LookupError as e:
             return JSONResponse({"error": str(e)}, status_code=404)
+        except NotYet as e:
+            return JSONResponse({"error": str(e)}, status_code=503, headers={"retry-after": "1"})
         except (
             OSError
         ) as e:  # a file of the log vanished or became unreadable under us: this answer fails, not the server
@@ -352,22 +416,26 @@ def make_app(
     token: str | None = None,
     loopback: bool = True,
     progress: Callable[[str], None] | None = None,
+    board: CampaignBoard | None = None,
 ) -> Guard:
     """The web view of the logs ``names`` (raises ``AuditFormatError`` for a file that is not an audit log).
 
     The follower and the chain watch run while the application's lifespan
     does (uvicorn, or ``with TestClient(app)``).  ``progress``: told how the
     first indexing pass goes (every ``PROGRESS_S``, and when it is done).
+    ``board``: a running campaign's (``fuzz --serve``): its view is served
+    too, and the logs are the campaign's own, served once they exist
+    (``LateAudit``; ``names`` may then be empty).
     """
-    view = AuditView(names, progress)
+    late = LateAudit(names, progress, now=board is None)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        view.start()
+        late.start()
         try:
             yield
         finally:
-            view.stop()
+            late.stop()
 
     static = StaticFiles(packages=[STATIC])
     index_html = os.path.join(static.get_directories(packages=[STATIC])[0], "index.html")
@@ -375,16 +443,64 @@ def make_app(
     def page(request: Request) -> Response:
         return FileResponse(index_html, media_type="text/html")
 
+    def audit(name: str) -> Any:
+        return _json(lambda request: getattr(late.get(), name)(request))
+
+    def about(request: Request) -> dict[str, Any]:
+        filters.check_names(request.query_params, ("token",))
+        return {"audit": bool(late.names), "campaign": board is not None}
+
+    def the_board() -> CampaignBoard:
+        if board is None:
+            raise LookupError("no campaign: this server was started by 'audit serve', not 'fuzz --serve'")
+        return board
+
+    def campaign(request: Request) -> dict[str, Any]:
+        filters.check_names(request.query_params, ("token",))
+        return the_board().snapshot()
+
+    def series(request: Request) -> dict[str, Any]:
+        filters.check_names(request.query_params, ("token",))
+        return the_board().series()
+
+    def case(request: Request) -> Response:
+        try:
+            filters.check_names(request.query_params, ("token",))
+            n = _index(request.path_params["n"])
+            name, data = the_board().case_bytes(n)
+        except FilterError as e:
+            return JSONResponse({"error": str(e)}, status_code=400)
+        except LookupError as e:
+            return JSONResponse({"error": str(e)}, status_code=404)
+        except OSError as e:
+            return JSONResponse({"error": f"cannot read the reproducer: {e.strerror or e}"}, status_code=500)
+        return Response(
+            data,
+            media_type="application/json",
+            headers={"content-disposition": f'attachment; filename="{name}"'},
+        )
+
     app = Starlette(
         routes=[
             Route("/", page),
-            Route("/api/status", _json(view.status)),
-            Route("/api/facets", _json(view.facets)),
-            Route("/api/records", _json(view.records)),
-            Route("/api/chart", _json(view.chart)),
-            Route("/api/record/{row}", _json(view.record)),
+            Route("/api/about", _json(about)),
+            Route("/api/status", audit("status")),
+            Route("/api/facets", audit("facets")),
+            Route("/api/records", audit("records")),
+            Route("/api/chart", audit("chart")),
+            Route("/api/record/{row}", audit("record")),
+            Route("/api/campaign", _json(campaign)),
+            Route("/api/campaign/series", _json(series)),
+            Route("/api/campaign/case/{n}", case),
             Mount("/static", app=static, name="static"),
         ],
         lifespan=lifespan,
     )
     return Guard(app, token=token, loopback=loopback)
+
+
+def _index(text: str) -> int:
+    """A path's index: decimal digits only, short (a URL is hostile)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:
+        raise FilterError(f"index: a number, not {text[:40]!r}")
+    return int(text)

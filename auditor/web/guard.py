@@ -75,16 +75,23 @@ def is_loopback(host: str) -> bool:
     return bool(infos) and all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
 
 
-def check_bind(host: str, allow_remote: bool, token: str | None) -> None:
-    """Raise ``BindRefused`` unless binding ``host`` is allowed: loopback, or ``allow_remote`` with a token."""
+#: The flags ``audit serve`` names in its refusals (``fuzz --serve`` passes its own).
+FLAGS = ("--host", "--allow-remote", "--token-file")
+
+
+def check_bind(host: str, allow_remote: bool, token: str | None, flags: tuple[str, str, str] = FLAGS) -> None:
+    """Raise ``BindRefused`` unless binding ``host`` is allowed: loopback, or ``allow_remote`` with a token.
+
+    ``flags``: the host, allow-remote and token-file flags as the command names them (``fuzz --serve-host``)."""
+    host_flag, remote_flag, token_flag = flags
     if is_loopback(host):
         return
     if not allow_remote:
         raise BindRefused(
-            f"--host {host}: not a loopback address; serving beyond this machine needs --allow-remote and a token"
+            f"{host_flag} {host}: not a loopback address; serving beyond this machine needs {remote_flag} and a token"
         )
     if token is None:
-        raise BindRefused(f"--host {host}: --allow-remote needs a token (--token-file, or the environment)")
+        raise BindRefused(f"{host_flag} {host}: {remote_flag} needs a token ({token_flag}, or the environment)")
     check_token(token)
 
 

@@ -82,6 +82,24 @@ NOT_JUDGED: Mapping[str, str] = {
             "VERBS_OPCODE_UNSUPPORTED",
         )
     },
+    **{
+        name: "virtio split virtqueues: not produced by the e1000 arena (virtio fuzz classes: issue 16 section 4)"
+        for name in (
+            "VIRTQ_AVAIL_JUMP",
+            "VIRTQ_HEAD_BEYOND",
+            "VIRTQ_NEXT_BEYOND",
+            "VIRTQ_CHAIN_LOOP",
+            "VIRTQ_CHAIN_TOO_LONG",
+            "VIRTQ_INDIRECT_LEN",
+            "VIRTQ_INDIRECT_TOO_BIG",
+            "VIRTQ_INDIRECT_NESTED",
+            "VIRTQ_INDIRECT_WITH_NEXT",
+            "VIRTQ_WRITE_BEFORE_READ",
+            "VIRTQ_LEN_OVERFLOW",
+            "VIRTQ_NET_HDR_SHORT",
+            "VIRTQ_FLAGS_UNKNOWN",
+        )
+    },
 }
 
 

@@ -13,8 +13,9 @@ import argparse
 import os
 import socket
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from rich.console import Console
 
@@ -76,14 +77,15 @@ def add_parser(actions: argparse._SubParsersAction[P]) -> None:
     serve.set_defaults(func=cmd_serve)
 
 
-def _token(token_file: str | None) -> str | None:
+def read_token(token_file: str | None, flag: str = "--token-file") -> str | None:
+    """The token from ``token_file``, else from ``$NIC_SANDBOX_AUDIT_TOKEN``, else None (one line on a bad file)."""
     if token_file is not None:
         try:
             text = Path(token_file).read_text(encoding="ascii", errors="strict").strip()
         except (OSError, UnicodeError) as e:
-            raise UsageError(f"--token-file {token_file}: {getattr(e, 'strerror', None) or e}") from None
+            raise UsageError(f"{flag} {token_file}: {getattr(e, 'strerror', None) or e}") from None
         if not text:
-            raise UsageError(f"--token-file {token_file}: the token file is empty")
+            raise UsageError(f"{flag} {token_file}: the token file is empty")
         return text
     return os.environ.get(TOKEN_ENV) or None
 
@@ -93,11 +95,13 @@ def _progress(text: str) -> None:
     print(f"audit serve: {text}", file=sys.stderr, flush=True)
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int, flags: tuple[str, str] = ("--host", "--port")) -> socket.socket:
+    """A listening socket on ``host``:``port`` (0: a free port), or one line naming the flags and the problem."""
+    host_flag, port_flag = flags
     try:
         infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as e:
-        raise UsageError(f"--host {host}: {getattr(e, 'strerror', None) or e}") from None
+        raise UsageError(f"{host_flag} {host}: {getattr(e, 'strerror', None) or e}") from None
     family, kind, proto, _, address = infos[0]
     sock = socket.socket(family, kind, proto)
     try:
@@ -106,48 +110,85 @@ def _listen(host: str, port: int) -> socket.socket:
         sock.listen(128)
     except OSError as e:
         sock.close()
-        raise UsageError(f"--host {host} --port {port}: cannot listen: {e.strerror or e}") from None
+        raise UsageError(f"{host_flag} {host} {port_flag} {port}: cannot listen: {e.strerror or e}") from None
     sock.set_inheritable(True)
     return sock
 
 
-def cmd_serve(args: argparse.Namespace, out: Console) -> int:
-    try:
-        import uvicorn
+@dataclass
+class Binding:
+    """Where a web view listens and who may ask it: the socket, the token (None on loopback without one)."""
 
-        from auditor.web.app import make_app
-        from auditor.web.guard import BindRefused, check_bind, check_token, is_loopback
-    except ImportError as e:
-        if (e.name or "").split(".")[0] in ("starlette", "uvicorn", "anyio"):
-            raise UsageError(f"audit serve needs {e.name}, which is not installed ({EXTRA})") from None
-        raise
-    token = _token(args.token_file)
+    sock: socket.socket
+    token: str | None
+    loopback: bool
+    url: str  # as printed: http://HOST:PORT/ and, with a token, ?token=<your token>
+
+
+def bind(
+    host: str,
+    port: int,
+    allow_remote: bool,
+    token_file: str | None,
+    flags: tuple[str, str, str, str] = ("--host", "--port", "--allow-remote", "--token-file"),
+) -> Binding:
+    """The bind policy of every web view (auditor/web/guard.py): loopback, or ``allow_remote`` and a token; then
+    the socket.  Raises ``UsageError`` (one line, exit 2) naming the command's own ``flags``."""
+    from auditor.web.guard import BindRefused, check_bind, check_token, is_loopback
+
+    host_flag, port_flag, remote_flag, token_flag = flags
+    token = read_token(token_file, token_flag)
     try:
-        check_bind(args.host, args.allow_remote, token)
+        check_bind(host, allow_remote, token, (host_flag, remote_flag, token_flag))
         if token is not None:
             check_token(token)
     except BindRefused as e:
         raise UsageError(str(e)) from None
-    try:
-        app = make_app(args.logs, token=token, loopback=is_loopback(args.host), progress=_progress)
-    except FileNotFoundError as e:
-        raise UsageError(str(e)) from None
-    except AuditError as e:
-        raise UsageError(str(e)) from None
-    except OSError as e:
-        raise UsageError(f"{e.filename or 'audit serve'}: {e.strerror or e}") from None
-    sock = _listen(args.host, args.port)
-    port = sock.getsockname()[1]
-    shown = f"[{args.host.strip('[]')}]" if ":" in args.host else args.host
+    sock = listen(host, port, (host_flag, port_flag))
+    shown = f"[{host.strip('[]')}]" if ":" in host else host
     login = "" if token is None else "?token=<your token>"
-    print(f"serving http://{shown}:{port}/{login} (read-only; Ctrl-C stops)", flush=True)
+    return Binding(sock, token, is_loopback(host), f"http://{shown}:{sock.getsockname()[1]}/{login}")
+
+
+def needs_extra(command: str) -> None:
+    """One line (exit 2) when the web view's packages are missing."""
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as e:
+        if (e.name or "").split(".")[0] in ("starlette", "uvicorn", "anyio"):
+            raise UsageError(f"{command} needs {e.name}, which is not installed ({EXTRA})") from None
+        raise
+
+
+def server(app: Any) -> Any:
+    """A uvicorn server for ``app``: quiet, no server header, a short graceful stop (the page polls: no long
+    requests to wait for)."""
+    import uvicorn
+
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, lifespan="on", server_header=False, timeout_graceful_shutdown=2
     )
-    server = uvicorn.Server(config)
+    return uvicorn.Server(config)
+
+
+def cmd_serve(args: argparse.Namespace, out: Console) -> int:
+    needs_extra("audit serve")
+    from auditor.web.app import make_app
+
+    binding = bind(args.host, args.port, args.allow_remote, args.token_file)
     try:
-        server.run(sockets=[sock])
+        try:
+            app = make_app(args.logs, token=binding.token, loopback=binding.loopback, progress=_progress)
+        except FileNotFoundError as e:
+            raise UsageError(str(e)) from None
+        except AuditError as e:
+            raise UsageError(str(e)) from None
+        except OSError as e:
+            raise UsageError(f"{e.filename or 'audit serve'}: {e.strerror or e}") from None
+        print(f"serving {binding.url} (read-only; Ctrl-C stops)", flush=True)
+        server(app).run(sockets=[binding.sock])
     finally:
-        sock.close()
+        binding.sock.close()
     sys.stdout.flush()
     return 0

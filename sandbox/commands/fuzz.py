@@ -8,6 +8,8 @@ stderr, as everywhere in ``nic-sandbox``).  ``fuzz replay CASE.json`` exits
 1 while the case still escapes and 0 once it does not.  ``fuzz`` alone is
 ``fuzz campaign``; ``replay`` is a sub-command of its own, with its own flags.
 
+``--serve`` shows the running campaign in a browser, syz-manager style
+(sandbox/commands/fuzz_serve.py, auditor/web/campaign.py).
 ``--ray [ADDRESS]`` runs it on a Ray cluster, worker actors instead of
 processes (sandbox/commands/fuzz_ray.py, fuzz/cluster/).
 ``--jobs N`` runs the campaign in N worker processes (fuzz/jobs.py; with
@@ -44,8 +46,8 @@ from fuzz.campaign import CampaignResult, ProgressInfo, run_campaign
 from fuzz.classes import CLASSES, select
 from fuzz.jobs import MAX_JOBS, run_jobs
 from fuzz.steps import Attack, ReproducerError
-from sandbox.argtypes import bounded_number
-from sandbox.commands import fuzz_ray
+from sandbox.argtypes import bounded_number, check_output_path
+from sandbox.commands import fuzz_ray, fuzz_serve
 from sandbox.errors import UsageError
 from sandbox.flags import add_audit_flags, open_audit
 from sandbox.parser import Parser
@@ -94,6 +96,7 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
             "  nic-sandbox fuzz --coverage --corpus /tmp/corp --iterations 600   keep inputs that reach new lines\n"
             "  nic-sandbox fuzz --ray --jobs 2 --iterations 2000 --seed 7     two Ray actors on a local cluster\n"
             "  nic-sandbox fuzz --ray 10.0.0.1:6379 --seconds 600    on a cluster started with 'ray start --head'\n"
+            "  nic-sandbox fuzz --protection none --seconds 60 --serve   watch it at http://127.0.0.1:8016/\n"
             "  (the replay lines run from the repository root: fuzz/corpus/ is the committed corpus)\n\n"
             "exit codes: 0 no escape, 1 an escape (campaign) or still escaping (replay), 2 bad usage"
         ),
@@ -181,6 +184,7 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
         help="replay every *.json case in DIR first, start from them, and add new findings and kept inputs to DIR",
     )
     campaign.add_argument("--json", action="store_true", help="print the report as JSON instead of tables")
+    fuzz_serve.add_flags(campaign)
     campaign.set_defaults(func=cmd_fuzz)
 
     replay = actions.add_parser(
@@ -232,8 +236,47 @@ def cmd_fuzz(args: argparse.Namespace, out: Console) -> int:
     if args.ray is None and jobs > MAX_JOBS:
         raise UsageError(f"--jobs: at most {MAX_JOBS} worker processes on one machine, got {jobs} (more with --ray)")
     corpus_dir = Path(args.corpus) if args.corpus else None
+    if args.serve and args.ray is not None:
+        raise UsageError("--serve: not yet with --ray (its driver reports totals only); use --jobs N on one machine")
     _check_outputs(directory, corpus_dir)
     replayed, seeds = _load_corpus(corpus_dir, protection) if corpus_dir is not None else ([], [])
+    serving = None
+    if args.serve:
+        logs: list[str] = []  # the campaign's audit log(s): each --jobs worker writes PATH.jobN
+        if args.audit_log:
+            logs = [f"{args.audit_log}.job{j}" for j in range(jobs)] if jobs > 1 else [args.audit_log]
+        for log in logs:  # an unusable path is one line before the server starts (the campaign opens it later)
+            check_output_path(log, "--audit-log")
+        serving = fuzz_serve.Serving(args, protection, directory, logs)
+        budget = {"iterations": args.iterations, "seconds": seconds}
+        serving.start([c.name for c in classes], seed, jobs, logs, budget)
+    try:
+        code, interrupted = _campaign(
+            out, args, protection, seed, classes, seconds, directory, jobs, corpus_dir, replayed, seeds, serving
+        )
+        if serving is not None:
+            serving.linger(interrupted)
+    finally:
+        if serving is not None:
+            serving.close()
+    return code
+
+
+def _campaign(
+    out: Console,
+    args: argparse.Namespace,
+    protection: Protection,
+    seed: int,
+    classes: list[Any],
+    seconds: float | None,
+    directory: Path,
+    jobs: int,
+    corpus_dir: Path | None,
+    replayed: list[dict[str, Any]],
+    seeds: list[tuple[str, Attack]],
+    serving: fuzz_serve.Serving | None,
+) -> tuple[int, bool]:
+    """Run the campaign as the flags say, write and print its report; (exit code, whether it was interrupted)."""
     audit_logs: list[str] = []
     disk: DiskUse | None = None
     ray_run: fuzz_ray.RayResult | None = None
@@ -276,6 +319,7 @@ def cmd_fuzz(args: argparse.Namespace, out: Console) -> int:
                 coverage=bool(args.coverage),
                 corpus=seeds,
                 stop=stop.requested,
+                progress=None if serving is None else serving.progress,
                 **kwargs,
             )
     else:
@@ -289,11 +333,13 @@ def cmd_fuzz(args: argparse.Namespace, out: Console) -> int:
             audit = MemoryAudit(keep=1000)
         try:
             with requested_stop() as stop:
-                result = _run(out, args, protection, seed, classes, seconds, audit, seeds, stop)
+                result = _run(out, args, protection, seed, classes, seconds, audit, seeds, stop, serving)
         finally:
             audit.close()
         disk = audit.disk if isinstance(audit, AuditLog) else None
     # what was found is written even when interrupted (a second Ctrl-C or SIGTERM still ends at once)
+    if serving is not None:
+        serving.ending(result)
     cases = _write_cases(result, directory) if ray_run is None else fuzz_ray.write_cases(ray_run, directory)
     added = _grow_corpus(result, cases, corpus_dir) if corpus_dir is not None else []
     report = _report(result, cases, args.audit_log)
@@ -310,6 +356,8 @@ def cmd_fuzz(args: argparse.Namespace, out: Console) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (directory / "report.md").write_text(_markdown(report))
+    if serving is not None:
+        serving.finish(result, report, directory)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -319,9 +367,9 @@ def cmd_fuzz(args: argparse.Namespace, out: Console) -> int:
         if disk is not None:
             out.print(f"audit log {args.audit_log}: {disk.line()}", markup=False, highlight=False, soft_wrap=True)
     if result.interrupted:
-        return stop.exit_code()  # 130 after Ctrl-C, 143 after SIGTERM
+        return stop.exit_code(), True  # 130 after Ctrl-C, 143 after SIGTERM
     still = any(r["verdict"] == "escapes" for r in replayed)
-    return EXIT_ESCAPE if result.escapes or still else 0
+    return EXIT_ESCAPE if result.escapes or still else 0, False
 
 
 def _check_outputs(directory: Path, corpus_dir: Path | None) -> None:
@@ -419,14 +467,16 @@ def _run(
     audit: AuditSink,
     seeds: list[tuple[str, Attack]],
     stop: StopRequest,
+    serving: fuzz_serve.Serving | None = None,
 ) -> CampaignResult:
     kwargs: dict[str, Any] = {"iterations": args.iterations, "seconds": seconds, "audit": audit}
     kwargs["stop"] = stop.requested
     kwargs.update(coverage=bool(args.coverage), corpus=seeds, until_first=args.until_first)
     if args.batch is not None:
         kwargs["batch"] = args.batch
+    web = None if serving is None else serving.progress
     if args.json or not out.is_terminal:
-        return run_campaign(protection, seed, classes, **kwargs)
+        return run_campaign(protection, seed, classes, progress=web, **kwargs)
     with Progress(
         TextColumn(f"[bold]fuzz {protection.value}"),
         BarColumn(),
@@ -461,7 +511,7 @@ def _run(
                 ),
             )
 
-        kwargs["progress"] = show
+        kwargs["progress"] = fuzz_serve.both(show, web)
         return run_campaign(protection, seed, classes, **kwargs)
 
 

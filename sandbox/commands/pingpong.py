@@ -25,6 +25,7 @@ from sandbox.flags import (
 )
 from world import scenario
 from world.traffic import MAX_SIZE, MIN_SIZE
+from world.virtio import virtio_queues
 
 P = TypeVar("P", bound=argparse.ArgumentParser)
 NAME = "pingpong"
@@ -40,6 +41,7 @@ EXAMPLES = (
     "  nic-sandbox demo --count 20000 --size 128 --batch 64 --pcap /tmp/pp.pcap\n"
     "  nic-sandbox demo --protection verifier --audit-log /tmp/audit.jsonl\n"
     "  nic-sandbox demo --nic qemu                the same pingpong on QEMU's e1000 (qtest)\n"
+    "  nic-sandbox demo --nic virtio --protection none    on virtio-net split virtqueues\n"
     "  nic-sandbox scenario > my.toml && nic-sandbox demo --scenario my.toml\n"
     f"{pingpong_tuned.EXAMPLES}"
 )
@@ -104,8 +106,9 @@ def cmd_pingpong(args: argparse.Namespace, out: Console) -> int:
         with audit_from_flags(args, scen) as audit, qemu.build_world(args, scen, pcap, audit) as world:
             return pingpong_tuned.cmd_tuned(args, out, scen, world, auto)
     with audit_from_flags(args, scen) as audit, qemu.build_world(args, scen, pcap, audit) as world:
+        queues = virtio_queues if args.nic == qemu.VIRTIO else pingpong.e1000_queues
         if args.json or not out.is_terminal:
-            report = pingpong.run(world, count, size, batch)
+            report = pingpong.run(world, count, size, batch, queues=queues)
         else:
             with Progress(
                 TextColumn("[bold]pingpong"),
@@ -117,7 +120,9 @@ def cmd_pingpong(args: argparse.Namespace, out: Console) -> int:
                 transient=True,
             ) as bar:
                 task = bar.add_task("pingpong", total=count)
-                report = pingpong.run(world, count, size, batch, lambda _sent, back: bar.update(task, completed=back))
+                report = pingpong.run(
+                    world, count, size, batch, lambda _sent, back: bar.update(task, completed=back), queues=queues
+                )
         rejected = sum(audit.counters.values())
     if args.json:
         extra = {"nic": args.nic, "audit_log": args.audit_log, "rejected": rejected, **durability_json(audit)}
@@ -163,7 +168,7 @@ def _print_report(
     table = Table(
         title=(
             f"pingpong: {report.frame_size}-byte frames, batch {report.batch}, "
-            f"{'nic qemu' if nic == qemu.QEMU else 'engine ' + scen.engine.value}, "
+            f"{'engine ' + scen.engine.value if nic == qemu.EMULATED else 'nic ' + nic}, "
             f"protection {scen.protection.value}, seed {scen.seed}"
         )
     )

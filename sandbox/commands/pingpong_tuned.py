@@ -152,6 +152,8 @@ def plan(args: argparse.Namespace, scen: scenario.Scenario, size: int) -> Plan:
     """Check the flags of ``--batch auto`` against each other and the scenario; one-line errors."""
     if args.nic == qemu.QEMU:
         raise UsageError("--batch auto keeps time in the emulated inline engine's virtual clock: not with --nic qemu")
+    if args.nic == qemu.VIRTIO:
+        raise UsageError("--batch auto tunes the e1000 queues' bursts: not with --nic virtio")
     if scen.engine.value != "inline":
         raise UsageError(
             f"--batch auto needs engine inline (its clock is the inline engine's), not {scen.engine.value}"

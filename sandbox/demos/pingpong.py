@@ -11,20 +11,45 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from device.virtio_net import VirtioNet
 from driver.tenant.rxq import RxQueue
 from driver.tenant.txq import TxQueue
 from ring import regs
 from ring.frames import FrameBatch
 from ring.syscalls import RegisterBus
+from verifier.kernel import Process
 from world.backend import Backend
 from world.build import World
 from world.traffic import UdpFlow, sequence_numbers, swap_endpoints
 
 Expect = Callable[[npt.NDArray[np.uint64]], npt.NDArray[np.uint8]]
+
+
+class Sender(Protocol):
+    def tx_burst(self, batch: FrameBatch) -> int: ...
+
+
+class Receiver(Protocol):
+    def rx_burst(self, max_frames: int = ...) -> FrameBatch: ...
+
+
+#: Opens a tenant's transmit and receive queue on a NIC with rings of a size: e1000 rings by default,
+#: world/virtio.py's ``virtio_queues`` on virtio NICs.
+OpenQueues = Callable[[Process, str, int], tuple[Sender, Receiver]]
+
+
+def e1000_queues(proc: Process, nic: str, size: int) -> tuple[Sender, Receiver]:
+    return TxQueue(proc, nic, size=size), RxQueue(proc, nic, size=size)
+
+
+def missed_frames(dev: RegisterBus) -> int:
+    """Frames a NIC missed for lack of receive buffers: e1000's MPC register, a virtio device's own count."""
+    return dev.missed if isinstance(dev, VirtioNet) else dev.read32(regs.MPC)
 
 
 @dataclass
@@ -105,13 +130,17 @@ def run(
     batch: int,
     progress: Callable[[int, int], None] | None = None,
     idle_timeout_s: float = 5.0,
+    queues: OpenQueues = e1000_queues,
 ) -> PingPongReport:
-    """Send ``count`` frames of ``size`` bytes in bursts of ``batch`` and echo them back."""
+    """Send ``count`` frames of ``size`` bytes in bursts of ``batch`` and echo them back.
+
+    ``queues`` opens each tenant's queues (e1000 rings, or virtqueues on virtio NICs).
+    """
     spec_a, spec_b = world.scenario.tenants[:2]
     proc_a, proc_b = world.tenants[spec_a.name], world.tenants[spec_b.name]
     mac = {n.name: n.mac for n in world.scenario.nics}
-    tx_a, rx_a = TxQueue(proc_a, spec_a.nic, size=spec_a.ring), RxQueue(proc_a, spec_a.nic, size=spec_a.ring)
-    tx_b, rx_b = TxQueue(proc_b, spec_b.nic, size=spec_b.ring), RxQueue(proc_b, spec_b.nic, size=spec_b.ring)
+    tx_a, rx_a = queues(proc_a, spec_a.nic, spec_a.ring)
+    tx_b, rx_b = queues(proc_b, spec_b.nic, spec_b.ring)
     flow = UdpFlow(mac[spec_a.nic], mac[spec_b.nic], spec_a.ip, spec_b.ip, size, world.scenario.seed)
     forward = Direction(f"{spec_a.name}→{spec_b.name}", space=count, expected=count)
     echo = Direction(f"{spec_b.name}→{spec_a.name} echo", space=count)
@@ -173,5 +202,5 @@ def run(
         else:
             quiet = False
     seconds = time.perf_counter() - start
-    missed = {name: dev.read32(regs.MPC) for name, dev in world.nics.items()}
+    missed = {name: missed_frames(dev) for name, dev in world.nics.items()}
     return PingPongReport(forward, echo, seconds, size, batch, missed, [str(p.path) for p in world.pcaps])

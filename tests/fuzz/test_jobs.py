@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fuzz.campaign import run_campaign
+from fuzz.campaign import ProgressInfo, run_campaign
 from fuzz.jobs import merge, run_jobs
 from sandbox import cli
 
@@ -23,6 +23,31 @@ def test_jobs_merge_equals_one_process_and_reproduces() -> None:
     }
     assert [f.key for f in two.findings] == [f.key for f in one.findings]  # deduplicated by (class, kind)
     assert len({f.key for f in two.findings}) == len(two.findings) > 0
+
+
+def test_progress_of_one_process_carries_what_the_web_view_needs() -> None:
+    seen: list[ProgressInfo] = []
+    result = run_campaign("none", 1, classes="kernel-tx,straddle", iterations=8, batch=16, coverage=True,
+                          progress=seen.append)  # fmt: skip
+    last = seen[-1]
+    assert {name: s.as_dict() for name, s in last.stats.items()} == {
+        name: s.as_dict() for name, s in result.stats.items()
+    }
+    assert [f.key for f in last.findings] == [f.key for f in result.findings] and last.findings
+    assert last.coverage == len(result.coverage or ()) > 0
+    assert seen[0].stats is not last.stats and all(s is not result.stats[n] for n, s in last.stats.items())
+
+
+def test_jobs_progress_is_merged_from_the_workers() -> None:
+    seen: list[ProgressInfo] = []
+    result = run_jobs("none", 1, "kernel-tx,straddle,wrap", 2, iterations=12, batch=32, progress=seen.append)
+    last = seen[-1]
+    assert last.iterations == result.iterations == 12 and last.descriptors == result.descriptors
+    assert {name: s.as_dict() for name, s in last.stats.items()} == {
+        name: s.as_dict() for name, s in result.stats.items()
+    }
+    assert sorted(f.key for f in last.findings) == sorted(f.key for f in result.findings)
+    assert last.coverage is None  # coverage off
 
 
 def test_jobs_with_coverage_are_deterministic() -> None:

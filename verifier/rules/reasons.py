@@ -109,6 +109,33 @@ _ALL = [
            "rxe_resp.c check_rkey() -> mr_check_range(): RESPST_ERR_RKEY_VIOLATION, IBV_WC_REM_ACCESS_ERR"),
     Reason(99, "VERBS_OPCODE_UNSUPPORTED", "a work request opcode this sandbox does not model (atomics, MW binds)",
            "rdma-core providers/rxe/rxe.c: an opcode the QP type does not support is EINVAL"),
+    # -- virtio split virtqueues (the `virtq` format, verifier/rules/virtq.py) -----------------------------------
+    Reason(100, "VIRTQ_AVAIL_JUMP", "the available index moved past the queue size, less the chains still outstanding",
+           "vhost_get_vq_desc: 'Guest moved avail index from %u to %u' (-EFAULT); QEMU: 'Guest moved used index'"),
+    Reason(101, "VIRTQ_HEAD_BEYOND", "an available-ring entry names a chain head >= the queue size",
+           "virtio 1.2 §2.7.13; vhost_get_vq_desc: 'Guest says index %u > %u is available'"),
+    Reason(102, "VIRTQ_NEXT_BEYOND", "a descriptor's next is outside its table (>= queue size, or the indirect count)",
+           "QEMU virtqueue_split_read_next_desc: 'Desc next is %u'; vhost next_desc: 'Desc index is %u > %u'"),
+    Reason(103, "VIRTQ_CHAIN_LOOP", "following next revisits a descriptor: more steps than the table has entries",
+           "vhost_get_vq_desc: 'Loop detected: last one at %u vq size %u head %u'; QEMU: 'Looped descriptor'"),
+    Reason(104, "VIRTQ_CHAIN_TOO_LONG", "a chain, its indirect table's descriptors included, is longer than the queue",
+           "virtio 1.2 §2.7.5.3.1: a driver MUST NOT create a descriptor chain longer than the Queue Size"),
+    Reason(105, "VIRTQ_INDIRECT_LEN", "an indirect table's length is zero or not a multiple of 16 bytes",
+           "virtio 1.2 §2.7.5.3; vhost get_indirect: 'Invalid length'; QEMU: 'Invalid size for indirect buffer table'"),
+    Reason(106, "VIRTQ_INDIRECT_TOO_BIG", "an indirect table holds more entries than the queue size",
+           "DPDK vhost fill_vec_buf_split: nr_descs > vq->size fails (Linux vhost: > 65536, 'too big')"),
+    Reason(107, "VIRTQ_INDIRECT_NESTED", "a descriptor inside an indirect table has VIRTQ_DESC_F_INDIRECT",
+           "virtio 1.2 §2.7.5.3.1: no INDIRECT inside an indirect table; vhost: 'Nested indirect descriptor'"),
+    Reason(108, "VIRTQ_INDIRECT_WITH_NEXT", "a descriptor has both VIRTQ_DESC_F_INDIRECT and VIRTQ_DESC_F_NEXT",
+           "virtio 1.2 §2.7.5.3.1: a driver MUST NOT set both INDIRECT and NEXT in flags"),
+    Reason(109, "VIRTQ_WRITE_BEFORE_READ", "a device-readable descriptor follows a device-writable one in the chain",
+           "virtio 1.2 §2.7.4.2 (device-writable after device-readable); vhost: 'Descriptor has out after in'"),
+    Reason(110, "VIRTQ_LEN_OVERFLOW", "the chain's buffer lengths, summed, do not fit in 32 bits",
+           "the used ring's len is le32 (§2.7.8); QEMU virtqueue_map_desc checks its total, rust-vmm counts in u32"),
+    Reason(111, "VIRTQ_NET_HDR_SHORT", "TX: under 12 device-readable bytes, RX: under 12 writable (no whole header)",
+           "virtio 1.2 §5.1.6: every buffer starts with a struct virtio_net_hdr; QEMU: 'virtio-net header incorrect'"),
+    Reason(112, "VIRTQ_FLAGS_UNKNOWN", "a descriptor flag bit other than NEXT, WRITE and INDIRECT",
+           "virtio 1.2 §2.7.5: flags are NEXT, WRITE and INDIRECT; the rest are reserved"),
 ]  # fmt: skip
 
 BY_CODE: dict[int, Reason] = {r.code: r for r in _ALL}
@@ -129,6 +156,9 @@ XDP_METADATA_LAUNCH_TIME_OUTSIDE = 87
 VERBS_TOO_MANY_SGE, VERBS_LKEY_UNKNOWN, VERBS_LKEY_OTHER_PD, VERBS_SGE_OUTSIDE_MR = 90, 91, 92, 93
 VERBS_NO_LOCAL_WRITE, VERBS_RKEY_UNKNOWN, VERBS_RKEY_OTHER_PD, VERBS_RKEY_NO_ACCESS = 94, 95, 96, 97
 VERBS_REMOTE_OUTSIDE_MR, VERBS_OPCODE_UNSUPPORTED = 98, 99
+VIRTQ_AVAIL_JUMP, VIRTQ_HEAD_BEYOND, VIRTQ_NEXT_BEYOND, VIRTQ_CHAIN_LOOP, VIRTQ_CHAIN_TOO_LONG = 100, 101, 102, 103, 104
+VIRTQ_INDIRECT_LEN, VIRTQ_INDIRECT_TOO_BIG, VIRTQ_INDIRECT_NESTED, VIRTQ_INDIRECT_WITH_NEXT = 105, 106, 107, 108
+VIRTQ_WRITE_BEFORE_READ, VIRTQ_LEN_OVERFLOW, VIRTQ_NET_HDR_SHORT, VIRTQ_FLAGS_UNKNOWN = 109, 110, 111, 112
 
 
 def name(code: int) -> str:

@@ -1,4 +1,4 @@
-// The audit web view: fetches JSON from the server and writes text nodes only (never innerHTML).
+// The audit web view (and, under fuzz --serve, the tabs to the campaign's view: campaign.js): fetches JSON from the server and writes text nodes only (never innerHTML).
 // Polls /api/status once a second; when the log grows (generation moves) it reloads the chart,
 // the filter choices and the first page, so new records appear without reloading the page.
 "use strict";
@@ -19,6 +19,7 @@
     if (!res.ok || body.retry === true) { // 202 + retry: the SQL engine is still loading the log
       const err = new Error(body.error || res.statusText);
       err.retry = body.retry === true;
+      err.waiting = res.status === 503;  // a campaign's audit log not written yet
       throw err;
     }
     return body;
@@ -225,18 +226,49 @@
 
   // -- live ----------------------------------------------------------------------------
   async function poll() {
+    if ($("audit-view").hidden) {  // the campaign tab is shown: the server need not index the log for nobody
+      setTimeout(poll, 1000);
+      return;
+    }
     try {
       const s = await api("api/status");
       renderStatus(s);
-      if (s.generation !== state.generation) {
+      if (s.generation !== state.generation && !$("audit-view").hidden) {  // a hidden view reloads when shown
         state.generation = s.generation;
         await loadFacets();
         await reload();
       }
     } catch (err) {
-      $("live").textContent = "live: server unreachable (" + (err.message || err) + ")";
+      $("live").textContent = err.waiting ? "live: " + err.message : "live: server unreachable (" + (err.message || err) + ")";
     }
     setTimeout(poll, 1000);
+  }
+
+  // -- views: the audit log, and a campaign's (fuzz --serve) ----------------------------
+  function show(view) {
+    $("campaign-view").hidden = view !== "campaign";
+    $("audit-view").hidden = view !== "audit";
+    for (const id of ["chain", "live"]) $(id).hidden = view !== "audit";
+    $("tab-campaign").classList.toggle("active", view === "campaign");
+    $("tab-audit").classList.toggle("active", view === "audit");
+    if (view === "audit") state.generation = -1;  // reload what changed while hidden, at the next poll
+  }
+
+  async function begin() {
+    let about = { audit: true, campaign: false };
+    try { about = await api("api/about"); } catch (err) { /* an older server: the audit view alone */ }
+    if (about.campaign) {
+      document.title = "nic-sandbox fuzz";
+      $("title").textContent = "nic-sandbox fuzz";
+      $("tabs").hidden = false;
+      $("tab-audit").disabled = !about.audit;
+      if (!about.audit) $("tab-audit").title = "the campaign runs with --no-audit-log";
+      $("tab-campaign").addEventListener("click", () => show("campaign"));
+      $("tab-audit").addEventListener("click", () => show("audit"));
+      show(/^#row=/.test(location.hash) && about.audit ? "audit" : "campaign");
+      window.CampaignView.start(api);
+    }
+    if (about.audit) poll();
   }
 
   // -- wiring --------------------------------------------------------------------------
@@ -261,5 +293,5 @@
   $("close-record").addEventListener("click", () => { $("record-section").hidden = true; state.open = null; });
   const m = /^#row=(\d+)$/.exec(location.hash);
   if (m) openRecord(Number(m[1]));
-  poll();
+  begin();
 })();

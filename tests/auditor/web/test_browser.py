@@ -19,7 +19,6 @@ import re
 import select
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,11 +26,9 @@ from typing import Any
 import pytest
 
 from tests.auditor.web.logs import HOSTILE_DETAIL, HOSTILE_NAME, write_log
-from tests.needs import need_module, need_path
+from tests.needs import need_module
 
 ROOT = Path(__file__).resolve().parents[3]
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 SCREENSHOT = ROOT / "out" / "ci-artifacts" / "audit-serve.png"
 #: Longest wait for anything to appear (a hang guard, not a speed assert: the page polls once a second).
 WAIT_S = 30
@@ -70,41 +67,6 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             proc.kill()
             proc.wait()
     assert proc.returncode in (0, 143), proc.stderr.read() if proc.stderr else ""
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    need_module("selenium", "selenium")
-    need_path(CHROMIUM, "the browser test drives Debian's chromium (apt-get install chromium)")
-    need_path(
-        CHROMEDRIVER, "the browser test drives chromium through chromium-driver (apt-get install chromium-driver)"
-    )
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="nic-sandbox-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1400,1600",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        subprocess.run(["rm", "-rf", profile], check=False)
 
 
 def test_page_chart_filter_record_escaping_and_live(server: tuple[str, Path], browser: Any) -> None:
