@@ -6,8 +6,8 @@ bytes a record, so 10,000,000 are ~6 GB in 64 MB rotated files; it is kept
 in DIR and reused by the next run with the same count), then runs each
 command end to end in a fresh process, as a user runs it, and prints its
 wall time, records per second and the process's peak resident set size
-(``wait4``'s ``ru_maxrss``: the high-water mark, children included for
-none) against ``BOUND_MB``:
+(``wait4``'s ``ru_maxrss``: the high-water mark of the process, or of its
+largest child if that was larger, never a sum) against ``BOUND_MB``:
 
 - ``audit summary --json``, ``audit verify``,
 - ``audit query`` (load into DuckDB + a GROUP BY),
