@@ -14,12 +14,20 @@ network, no setting changed back, no table created.
 
 Memory is bounded by DuckDB's ``memory_limit``: beyond it DuckDB spills to
 the temporary folder (``temp_directory``), which is removed afterwards.  The
-load streams each file; rows keep the log's order (files ordered by first
-seq, ``verifier.audit.read.order_files``).
+temporary folder is made in ``$TMPDIR`` (the system's temporary directory
+otherwise): the database takes about half the log's size there.  The load
+streams each file; rows keep the log's order (files ordered by first seq,
+``verifier.audit.read.order_files``).
+
+``isolated=True`` (``audit serve``) loads in a child process: the load's
+peak (the typing and checking of every JSON value, ~330 MB at the default
+limit, most of it DuckDB's JSON functions) leaves with it, and the server
+keeps only the read-only connection, with ``query_memory_limit``.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
@@ -76,6 +84,8 @@ class Records:
         threads: int = DEFAULT_THREADS,
         progress: Progress = _quiet,
         lock: bool = True,
+        isolated: bool = False,
+        query_memory_limit: str | None = None,
     ) -> None:
         self.duckdb = deps.duckdb()
         self.files = order_files(paths)
@@ -84,7 +94,12 @@ class Records:
         self.config["temp_directory"] = str(self.folder / "spill")
         self.count = 0
         try:
-            self._load(progress)
+            if isolated:
+                self.count = _load_in_child(self.folder, self.files, self.config, progress)
+            else:
+                self.count = _load(self.duckdb, self.folder, self.files, self.config, progress)
+            if query_memory_limit is not None:
+                self.config["memory_limit"] = query_memory_limit
             self.con = self.duckdb.connect(str(self.folder / "records.duckdb"), read_only=True, config=self.config)
             for setting in (
                 LOCKDOWN if lock else ()
@@ -93,39 +108,6 @@ class Records:
         except BaseException:
             shutil.rmtree(self.folder, ignore_errors=True)
             raise
-
-    def _load(self, progress: Progress) -> None:
-        for path in self.files:
-            _check_not_torn(path)
-        con = self.duckdb.connect(str(self.folder / "records.duckdb"), config=self.config)
-        try:
-            con.execute(f"CREATE TABLE {_LOAD} ({SCHEMA_SQL}, _problem VARCHAR, _file VARCHAR)")
-            for n, path in enumerate(self.files, 1):
-                if path.stat().st_size == 0:
-                    continue
-                progress(f"loading {path} ({n}/{len(self.files)}), {self.count:,} records so far")
-                sql = f"INSERT INTO {_LOAD} SELECT {SELECT_SQL}, {PROBLEM_SQL}, _file FROM {read_json_sql([str(path)])}"
-                try:
-                    con.execute(sql)
-                except self.duckdb.OutOfMemoryException:
-                    limit = self.config["memory_limit"]
-                    raise AuditError(f"{path}: not loaded: DuckDB needs more than its memory limit {limit}") from None
-                except self.duckdb.Error as e:
-                    raise AuditError(f"{path}: damaged record (not JSON Lines of records: {_first_line(e)})") from None
-                self.count = con.execute(f"SELECT count(*) FROM {_LOAD}").fetchone()[0]
-            bad = con.execute(
-                f"SELECT _file, seq, _problem, rowid - min(rowid) OVER (PARTITION BY _file) + 1 AS line "
-                f"FROM {_LOAD} QUALIFY _problem IS NOT NULL ORDER BY rowid LIMIT 1"
-            ).fetchone()
-            if bad is not None:
-                file, seq, problem, line = bad
-                at = f" (seq {seq})" if seq is not None else ""
-                raise AuditError(f"{file}:{line}: damaged record{at} ({problem})")
-            names = ", ".join(f'"{c.name}"' for c in COLUMNS)
-            con.execute(f"CREATE VIEW {TABLE} AS SELECT {names} FROM {_LOAD}")
-            progress(f"loaded {self.count:,} records")
-        finally:
-            con.close()
 
     def close(self) -> None:
         self.con.close()
@@ -136,6 +118,85 @@ class Records:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _load(duckdb: Any, folder: Path, files: list[Path], config: dict[str, Any], progress: Progress) -> int:
+    """Load ``files`` into ``folder/records.duckdb`` (the table ``_load`` and the view ``records``); the rows."""
+    count = 0
+    for path in files:
+        _check_not_torn(path)
+    con = duckdb.connect(str(folder / "records.duckdb"), config=config)
+    try:
+        con.execute(f"CREATE TABLE {_LOAD} ({SCHEMA_SQL}, _problem VARCHAR, _file VARCHAR)")
+        for n, path in enumerate(files, 1):
+            if path.stat().st_size == 0:
+                continue
+            progress(f"loading {path} ({n}/{len(files)}), {count:,} records so far")
+            sql = f"INSERT INTO {_LOAD} SELECT {SELECT_SQL}, {PROBLEM_SQL}, _file FROM {read_json_sql([str(path)])}"
+            try:
+                con.execute(sql)
+            except duckdb.OutOfMemoryException:
+                limit = config["memory_limit"]
+                raise AuditError(f"{path}: not loaded: DuckDB needs more than its memory limit {limit}") from None
+            except duckdb.Error as e:
+                raise AuditError(f"{path}: damaged record (not JSON Lines of records: {_first_line(e)})") from None
+            count = con.execute(f"SELECT count(*) FROM {_LOAD}").fetchone()[0]
+        bad = con.execute(
+            f"SELECT _file, seq, _problem, rowid - min(rowid) OVER (PARTITION BY _file) + 1 AS line "
+            f"FROM {_LOAD} QUALIFY _problem IS NOT NULL ORDER BY rowid LIMIT 1"
+        ).fetchone()
+        if bad is not None:
+            file, seq, problem, line = bad
+            at = f" (seq {seq})" if seq is not None else ""
+            raise AuditError(f"{file}:{line}: damaged record{at} ({problem})")
+        names = ", ".join(f'"{c.name}"' for c in COLUMNS)
+        con.execute(f"CREATE VIEW {TABLE} AS SELECT {names} FROM {_LOAD}")
+        progress(f"loaded {count:,} records")
+    finally:
+        con.close()
+    return count
+
+
+def _load_child(pipe: Any, folder: Path, files: list[Path], config: dict[str, Any]) -> None:
+    """The child of ``_load_in_child``: progress, then the count or the error, sent up the pipe."""
+    try:
+        count = _load(deps.duckdb(), folder, files, config, lambda text: pipe.send(("progress", text)))
+    except AuditError as e:
+        pipe.send(("error", str(e)))
+    except BaseException as e:  # DuckDB's own errors (a disk full): one line, as the parent would have said
+        pipe.send(("error", f"the load into DuckDB failed: {_first_line(e)}"))
+    else:
+        pipe.send(("done", count))
+    finally:
+        pipe.close()
+
+
+def _load_in_child(folder: Path, files: list[Path], config: dict[str, Any], progress: Progress) -> int:
+    """``_load`` in a child process (spawned: no thread of the server is copied); ``AuditError`` as it raises."""
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe(duplex=False)
+    child = context.Process(target=_load_child, args=(theirs, folder, files, config), name="nic-sandbox-sql-load")
+    child.start()
+    theirs.close()
+    try:
+        while True:
+            try:
+                what, value = ours.recv()
+            except EOFError:
+                child.join()
+                raise AuditError(f"the load into DuckDB ended without an answer (exit {child.exitcode})") from None
+            if what == "progress":
+                progress(value)
+            elif what == "error":
+                raise AuditError(value)
+            else:
+                return int(value)
+    finally:
+        ours.close()
+        child.join(timeout=30)
+        if child.is_alive():
+            child.kill()
+            child.join()
 
 
 def _check_not_torn(path: Path) -> None:

@@ -53,7 +53,8 @@ from auditor.web.chain import ChainWatch
 from auditor.web.decode import decode
 from auditor.web.filters import FilterError
 from auditor.web.guard import Guard
-from auditor.web.index import BAD_LABEL, GOOD, LogIndex, Row, Snapshot, queue_label
+from auditor.web.index import BAD_LABEL, LogIndex, Row, Snapshot, queue_label
+from auditor.web.sql import NotReady, Selection, SqlFilter
 from verifier.audit.log import AuditError, format_wall
 from verifier.audit.read import PathLike
 
@@ -131,6 +132,7 @@ class AuditView:
         self.progress = progress
         self.index = LogIndex(self.names)
         self.chain = ChainWatch(self.names)
+        self.sql = SqlFilter(self.names)
         self.indexed_once = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="audit-serve-follow", daemon=True)
@@ -143,6 +145,7 @@ class AuditView:
         if self._thread.is_alive():
             self._thread.join(timeout=10)
         self.chain.stop()
+        self.sql.close()
         self.index.close()
 
     def _follow(self) -> None:
@@ -180,16 +183,21 @@ class AuditView:
     def facets(self, request: Request) -> dict[str, Any]:
         filters.check_names(request.query_params, ("token",))
         snap = self.index.snapshot()
-        c = snap.columns
-        good = c["status"] == GOOD
+        names = {"reason": snap.reasons, "tenant": snap.tenants, "kind": snap.kinds, "queue": snap.queues}
+        counts = {column: np.zeros(len(names[column]), np.int64) for column in names}
+        bad = 0
+        for block in snap.blocks:  # a block at a time: no temporary as long as the log
+            good = block.good
+            bad += int(good.size - np.count_nonzero(good))
+            for column, total in counts.items():
+                total += np.bincount(block.columns[column][good], minlength=total.size)[: total.size]
 
         def counted(column: str, names: list[str]) -> list[tuple[int, str, int]]:
-            counts = np.bincount(c[column][good], minlength=len(names)) if len(names) else np.zeros(0, np.int64)
-            return sorted(((i, names[i], int(n)) for i, n in enumerate(counts)), key=lambda t: (-t[2], t[1]))
+            return sorted(((i, names[i], int(n)) for i, n in enumerate(counts[column])), key=lambda t: (-t[2], t[1]))
 
         return {
             "rows": snap.rows,
-            "bad": int((~good).sum()),
+            "bad": bad,
             "reasons": [{"name": name, "count": n} for _, name, n in counted("reason", snap.reasons)],
             "tenants": [
                 {"label": name, "id": snap.tenant_keys[i][0], "name": snap.tenant_keys[i][1], "count": n}
@@ -205,18 +213,24 @@ class AuditView:
         chosen = filters.parse_filter(params)
         page = filters.parse_page(params)
         snap = self.index.snapshot()
-        rows = np.flatnonzero(chosen.mask(snap))
-        if page.newest_first:
-            rows = rows[::-1]
-        shown = rows[page.offset : page.offset + page.limit]
-        return {
-            "total": int(rows.size),
+        selected = self._selected(chosen, snap)
+        match = chosen.matcher(snap, selected)
+        counts = [int(np.count_nonzero(match.mask(block))) for block in snap.blocks]
+        shown = _page(snap, match, counts, page)
+        out = {
+            "total": sum(counts),
             "rows_in_log": snap.rows,
             "offset": page.offset,
             "limit": page.limit,
             "order": "desc" if page.newest_first else "asc",
             "rows": [row_json(r) for r in self.index.rows(shown)],
         }
+        if selected is not None:
+            out["sql_records"] = selected.records  # what the SQL ran over (a live log may have grown since)
+        return out
+
+    def _selected(self, chosen: filters.Filter, snap: Snapshot) -> Selection | None:
+        return None if chosen.sql is None else self.sql.select(chosen.sql, snap, snap.keys)
 
     def chart(self, request: Request) -> dict[str, Any]:
         params = _multi(request)
@@ -224,30 +238,47 @@ class AuditView:
         chosen = filters.parse_filter(params)
         by, buckets = filters.parse_chart(params)
         snap = self.index.snapshot()
-        c = snap.columns
-        keep = chosen.mask(snap) & (c["status"] == GOOD)
-        walls, keys = c["wall"][keep], c[by][keep]
+        match = chosen.matcher(snap, self._selected(chosen, snap))
         names = _group_names(snap, by)
-        if walls.size == 0:
+        # Two passes, a block at a time: the time span and each group's total, then the counts per bucket.
+        totals = np.zeros(len(names), np.int64)
+        low, high, seen = None, None, 0
+        for block in snap.blocks:
+            keep = match.mask(block) & block.good
+            if not keep.any():
+                continue
+            walls = block.columns["wall"][keep]
+            low = int(walls.min()) if low is None else min(low, int(walls.min()))
+            high = int(walls.max()) if high is None else max(high, int(walls.max()))
+            totals += np.bincount(block.columns[by][keep], minlength=totals.size)[: totals.size]
+            seen += int(walls.size)
+        if low is None or high is None:
             return {"by": by, "total": 0, "start": None, "bucket_ns": None, "buckets": 0, "series": []}
-        start, end = int(walls.min()), int(walls.max())
-        bucket_ns = _nice_bucket(end - start + 1, buckets)
-        start -= start % bucket_ns
-        which = (walls - start) // bucket_ns
-        nbuckets = int(which.max()) + 1
-        totals = np.bincount(keys, minlength=len(names))
+        bucket_ns = _nice_bucket(high - low + 1, buckets)
+        start = low - low % bucket_ns
+        nbuckets = (high - start) // bucket_ns + 1
         order = [int(k) for k in np.argsort(-totals, kind="stable") if totals[k] > 0]
-        series = []
-        for k in order[:TOP_SERIES]:
-            counts = np.bincount(which[keys == k], minlength=nbuckets)
-            series.append({"key": names[k], "total": int(totals[k]), "counts": counts.tolist()})
+        lines = min(len(order), TOP_SERIES) + (len(order) > TOP_SERIES)  # the top series, then "(other)"
+        line_of = np.full(max(len(names), 1), TOP_SERIES, np.int64)
+        line_of[order[:TOP_SERIES]] = np.arange(min(len(order), TOP_SERIES))
+        grid = np.zeros(lines * nbuckets, np.int64)
+        for block in snap.blocks:
+            keep = match.mask(block) & block.good
+            if not keep.any():
+                continue
+            which = (block.columns["wall"][keep] - start) // bucket_ns
+            grid += np.bincount(line_of[block.columns[by][keep]] * nbuckets + which, minlength=grid.size)
+        table = grid.reshape(lines, nbuckets)
+        series = [
+            {"key": names[k], "total": int(totals[k]), "counts": table[i].tolist()}
+            for i, k in enumerate(order[:TOP_SERIES])
+        ]
         if len(order) > TOP_SERIES:
-            rest = np.isin(keys, order[TOP_SERIES:])
-            counts = np.bincount(which[rest], minlength=nbuckets)
-            series.append({"key": "(other)", "total": int(rest.sum()), "counts": counts.tolist()})
+            rest = int(totals[order[TOP_SERIES:]].sum())
+            series.append({"key": "(other)", "total": rest, "counts": table[TOP_SERIES].tolist()})
         return {
             "by": by,
-            "total": int(walls.size),
+            "total": seen,
             "start": format_wall(start),
             "start_ns": start,
             "bucket_ns": bucket_ns,
@@ -274,6 +305,27 @@ class AuditView:
             "neighbours": [row_json(r) for r in self.index.rows(i for i in near if i != row)],
             "rows_in_log": total,
         }
+
+
+def _page(snap: Snapshot, match: filters.Matcher, counts: list[int], page: filters.Page) -> list[int]:
+    """The rows of ``page`` among the matches (``counts[b]`` in block ``b``): masks only of the blocks it spans."""
+    order = range(len(snap.blocks) - 1, -1, -1) if page.newest_first else range(len(snap.blocks))
+    skip, want, out = page.offset, page.limit, []
+    for b in order:
+        if want == 0:
+            break
+        if skip >= counts[b]:
+            skip -= counts[b]
+            continue
+        block = snap.blocks[b]
+        rows = np.flatnonzero(match.mask(block)) + block.start
+        if page.newest_first:
+            rows = rows[::-1]
+        taken = rows[skip : skip + want]
+        out += taken.tolist()
+        want -= len(taken)
+        skip = 0
+    return out
 
 
 class NotYet(RuntimeError):
@@ -345,6 +397,8 @@ def _json(handler: Any) -> Any:
             return JSONResponse(handler(request))
         except FilterError as e:
             return JSONResponse({"error": str(e)}, status_code=400)
+        except NotReady as e:  # the SQL filter's first load of a large log: accepted, not done; the page asks again
+            return JSONResponse({"error": str(e), "retry": True}, status_code=202, headers={"Retry-After": "1"})
         except LookupError as e:
             return JSONResponse({"error": str(e)}, status_code=404)
         except NotYet as e:

@@ -12,13 +12,21 @@ kind     tx, rx, register, iommu, pin (repeatable)
 status   ``ok`` or ``bad`` (records that are not canonical v1 with a sound hash)
 since    ISO 8601, UTC unless a zone is given: records at or after it
 until    ISO 8601: records before it
-sql      reserved for ``audit query`` (issue 15 part 1): refused until wired in
+sql      free SQL over the table ``records`` of ``audit query``: a query
+         returning a ``seq`` column, or a bare condition (``owner =
+         'kernel' AND desc_length > 8000`` is ``SELECT seq FROM records
+         WHERE ...``); at most ``MAX_SQL`` characters
 ======== ===================================================================
 
-``sql`` is part of the language now so that clients and links need not
-change when it arrives: it will be run by part 1's read-only DuckDB engine
-over the same files and narrow the row mask to the records it selects (by
-seq per chain), combined with the other parameters by AND.
+``sql`` is run by ``audit query``'s engine (auditor/session.py: the log
+loaded into DuckDB, the database read-only, no file or network access, every
+setting locked; auditor/web/sql.py keeps one per chain) and narrows the rows
+to the records whose seq it returns, per chain, combined with the other
+parameters by AND.  Bad rows never match it (DuckDB refuses a damaged log,
+as ``audit query`` does: the answer says which line).
+
+A filter is applied a block of rows at a time (``Matcher``): no request
+builds an array as long as the log.
 """
 
 from __future__ import annotations
@@ -26,11 +34,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from auditor.web.index import BAD, GOOD, Snapshot
+from auditor.web.index import Block, Snapshot
 from verifier.audit.log import KINDS, MAX_REASON, REASON_RE
 
 #: Rows per page: at most this many (a page is read back from disk line by line).
@@ -42,6 +50,8 @@ MAX_BUCKETS = 500
 MAX_TEXT = 256
 #: Values of one repeatable parameter, at most.
 MAX_VALUES = 64
+#: Longest SQL text taken.
+MAX_SQL = 4096
 #: What the chart can count by.
 GROUPS = ("reason", "tenant", "queue", "kind")
 
@@ -58,25 +68,56 @@ class Filter:
     status: str | None = None
     since_ns: int | None = None
     until_ns: int | None = None
+    sql: str | None = None
 
-    def mask(self, snap: Snapshot) -> np.ndarray[Any, np.dtype[np.bool_]]:
-        """Which rows of ``snap`` match: every given parameter must hold (a bad row matches only status=bad)."""
-        c = snap.columns
-        keep = np.ones(snap.rows, dtype=bool)
-        if self.status is not None:
-            keep &= c["status"] == (BAD if self.status == "bad" else GOOD)
-        if self.reasons:
-            keep &= np.isin(c["reason"], [i for i, name in enumerate(snap.reasons) if name in self.reasons])
-        if self.kinds:
-            keep &= np.isin(c["kind"], [i for i, name in enumerate(snap.kinds) if name in self.kinds])
-        if self.tenants:
-            ids = {int(t) for t in self.tenants if t.lstrip("-").isdigit()}
-            wanted = [i for i, (tid, name) in enumerate(snap.tenant_keys) if tid in ids or name in self.tenants]
-            keep &= np.isin(c["tenant"], wanted)
-        if self.since_ns is not None:
-            keep &= (c["wall"] >= self.since_ns) & (c["status"] == GOOD)
-        if self.until_ns is not None:
-            keep &= (c["wall"] < self.until_ns) & (c["status"] == GOOD)
+    def matcher(self, snap: Snapshot, selected: Selected | None = None) -> Matcher:
+        """What matches in ``snap``; ``selected``: the records the ``sql`` chose (auditor/web/sql.py)."""
+        ids = {int(t) for t in self.tenants if t.lstrip("-").isdigit()}
+        return Matcher(
+            self,
+            [i for i, name in enumerate(snap.reasons) if name in self.reasons],
+            [i for i, name in enumerate(snap.kinds) if name in self.kinds],
+            [i for i, (tid, name) in enumerate(snap.tenant_keys) if tid in ids or name in self.tenants],
+            selected,
+        )
+
+
+class Selected(Protocol):
+    """The rows an SQL filter chose, a block at a time."""
+
+    def block_mask(self, block: Block) -> np.ndarray[Any, np.dtype[np.bool_]]: ...
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """A ``Filter`` resolved against one snapshot's names: ``mask(block)`` says which of a block's rows match."""
+
+    filter: Filter
+    reasons: list[int]
+    kinds: list[int]
+    tenants: list[int]
+    selected: Selected | None
+
+    def mask(self, block: Block) -> np.ndarray[Any, np.dtype[np.bool_]]:
+        """Which rows of ``block`` match: every given parameter must hold (a bad row matches only status=bad)."""
+        f, c, good = self.filter, block.columns, block.good
+        keep = np.ones(block.stop - block.start, dtype=bool)
+        if f.status is not None:
+            keep &= ~good if f.status == "bad" else good
+        if f.reasons or f.kinds or f.tenants or f.since_ns is not None or f.until_ns is not None:
+            keep &= good  # a bad row's reason column holds its problem, not a reason; it has no tenant, kind or time
+        if f.reasons:
+            keep &= np.isin(c["reason"], self.reasons)
+        if f.kinds:
+            keep &= np.isin(c["kind"], self.kinds)
+        if f.tenants:
+            keep &= np.isin(c["tenant"], self.tenants)
+        if f.since_ns is not None:
+            keep &= c["wall"] >= f.since_ns
+        if f.until_ns is not None:
+            keep &= c["wall"] < f.until_ns
+        if self.selected is not None:
+            keep &= self.selected.block_mask(block)
         return keep
 
 
@@ -137,8 +178,11 @@ def parse_filter(params: Params) -> Filter:
     for name in ("reason", "tenant", "kind"):
         if len(params.get(name, ())) > MAX_VALUES:
             raise FilterError(f"{name}: at most {MAX_VALUES} values")
-    if _one(params, "sql") is not None:
-        raise FilterError("sql: not available yet: free SQL comes with 'audit query' (issue 15 part 1)")
+    sql = _one(params, "sql") or None
+    if sql is not None and len(sql) > MAX_SQL:
+        raise FilterError(f"sql: at most {MAX_SQL:,} characters, not {len(sql):,}")
+    if sql is not None and not sql.strip():
+        sql = None
     reasons = tuple(r for r in params.get("reason", ()) if r)
     for reason in reasons:
         if len(reason) > MAX_REASON or not REASON_RE.match(reason):
@@ -159,7 +203,7 @@ def parse_filter(params: Params) -> Filter:
     until_ns = None if until is None else time_ns("until", until)
     if since_ns is not None and until_ns is not None and until_ns <= since_ns:
         raise FilterError("until: must be later than since")
-    return Filter(reasons, tenants, kinds, status, since_ns, until_ns)
+    return Filter(reasons, tenants, kinds, status, since_ns, until_ns, sql)
 
 
 def parse_page(params: Params) -> Page:

@@ -50,10 +50,24 @@ from verifier.audit.sets import logs_in
 MAX_LINE = 1 << 20
 #: How much of a file is read at once while indexing.
 READ_CHUNK = 4 << 20
-#: Row status: a canonical v1 record with a sound hash, or not.
-GOOD, BAD = 0, 1
 #: The label of a bad row's reason, tenant and queue (no reason code has lower case letters or spaces).
 BAD_LABEL = "(bad record)"
+
+
+def _read_line(fd: int, offset: int) -> bytes | None:
+    """The line at ``offset`` with its newline; None when none ends within ``MAX_LINE`` (the file changed)."""
+    data = b""
+    step = 4096
+    while len(data) <= MAX_LINE:
+        more = os.pread(fd, step, offset + len(data))
+        if not more:
+            return None
+        end = more.find(b"\n")
+        if end >= 0:
+            return data + more[: end + 1]
+        data += more
+        step *= 4
+    return None
 
 
 class _Interned:
@@ -77,10 +91,12 @@ class _File:
 
     path: Path
     handle: BinaryIO
+    key: tuple[int, int]  # (device, inode): the file whatever its name becomes
     offset: int = 0  # bytes indexed (up to the last complete line)
     lines: int = 0  # lines indexed
     skipping: bool = False  # inside a line longer than MAX_LINE
     torn: bool = False  # the file ended mid-line and is no longer the one being written
+    seq_base: int | None = None  # the seq of its first good record: its rows' ``seq`` column is relative to it
 
 
 @dataclass
@@ -99,33 +115,181 @@ class Row:
 #: Characters of a bad line shown (escaped by the browser, never interpreted).
 RAW_SHOWN = 4096
 
-_COLUMNS = {
-    "file": np.int32,
-    "offset": np.int64,
-    "length": np.int64,
-    "line": np.int64,
-    "seq": np.int64,
+#: Rows per block of the columns.  The index grows a block at a time (``np.zeros``: pages nobody wrote are not
+#: resident, and nothing is ever copied to grow), and every mask and count is computed a block at a time, so a
+#: request's temporaries are a few MB whatever the log's size (issue 15 section 4: 10,000,000 records in 500 MB).
+BLOCK_ROWS = 1 << 18
+#: The ``kind`` of a bad row (a good row's kind is the id of one of the five ``KINDS``).
+BAD_KIND = 255
+
+#: Each row's columns, at their narrowest.  A column WIDENS (every block re-cast, one at a time) when a value does
+#: not fit: a log with more than 65,535 tenant names, a file past 4 GB, a seq more than 2**31 from its file's
+#: first.  Never a wrong value, never an error: a hostile log pays memory, not correctness.  23 bytes a row.
+#:
+#: ``offset`` is within the file, ``seq`` is relative to the file's first good record's seq
+#: (``Snapshot.seq_base``), ``wall`` is ns since the epoch.  A bad row has ``kind`` ``BAD_KIND``, its problem's
+#: id in ``reason`` (``Snapshot.problems``), 0 for seq, wall, tenant and queue.  Which file and line a row is
+#: are not columns: rows come in runs of consecutive lines of one file (``_Runs``), a few per file.  Nor is
+#: the line's length: a row is read back up to its newline.
+_COLUMNS: dict[str, type[np.integer[Any]]] = {
+    "offset": np.uint32,
+    "seq": np.int32,
     "wall": np.int64,
-    "status": np.int8,
-    "reason": np.int32,
-    "tenant": np.int32,
-    "queue": np.int32,
-    "kind": np.int32,
-    "problem": np.int32,  # a bad row's problem (interned text), -1 for a good row
+    "reason": np.uint16,
+    "tenant": np.uint16,
+    "queue": np.uint16,
+    "kind": np.uint8,
 }
+
+
+class _Columns:
+    """Integer columns in blocks of ``BLOCK_ROWS``, appended to under the index's lock, each as narrow as its values."""
+
+    def __init__(self) -> None:
+        self.dtypes = {name: np.dtype(t) for name, t in _COLUMNS.items()}
+        self.blocks: list[dict[str, np.ndarray[Any, Any]]] = []
+        self.rows = 0
+
+    def _fit(self, name: str, low: int, high: int) -> None:
+        """Widen column ``name`` so that ``low`` and ``high`` fit (a no-op when they do)."""
+        dtype = self.dtypes[name]
+        info = np.iinfo(dtype)
+        if info.min <= low and high <= info.max:
+            return
+        wider = np.result_type(dtype, np.min_scalar_type(low), np.min_scalar_type(high))
+        if wider.kind not in "iu":  # uint64 and a negative value: int64 holds every value an index stores
+            wider = np.dtype(np.int64)
+        self.dtypes[name] = wider
+        for block in self.blocks:
+            block[name] = block[name].astype(wider)
+
+    def append(self, values: dict[str, np.ndarray[Any, Any]]) -> None:
+        """Append rows: ``values`` holds one int64 array per column, all of one length."""
+        m = len(values["offset"])
+        for name, column in values.items():
+            if m:
+                self._fit(name, int(column.min()), int(column.max()))
+        done = 0
+        while done < m:
+            number, within = divmod(self.rows, BLOCK_ROWS)
+            if number == len(self.blocks):
+                self.blocks.append({name: np.zeros(BLOCK_ROWS, dtype) for name, dtype in self.dtypes.items()})
+            take = min(m - done, BLOCK_ROWS - within)
+            block = self.blocks[number]
+            for name, column in values.items():
+                block[name][within : within + take] = column[done : done + take]
+            self.rows += take
+            done += take
+
+    def get(self, row: int, name: str) -> int:
+        number, within = divmod(row, BLOCK_ROWS)
+        return int(self.blocks[number][name][within])
+
+    def views(self, rows: int, runs: _RunsView) -> list[Block]:
+        """The blocks holding rows ``0..rows-1``, as views cut to those rows."""
+        out = []
+        for number, block in enumerate(self.blocks):
+            start = number * BLOCK_ROWS
+            if start >= rows:
+                break
+            stop = min(rows, start + BLOCK_ROWS)
+            out.append(Block(start, stop, {name: column[: stop - start] for name, column in block.items()}, runs))
+        return out
+
+    def nbytes(self) -> int:
+        """Bytes of the rows in use (what the index costs a row, times the rows)."""
+        return self.rows * sum(dtype.itemsize for dtype in self.dtypes.values())
+
+
+@dataclass(frozen=True)
+class _RunsView:
+    """Runs up to some row: ``start[i]`` is the first row of run ``i``, ``file[i]`` its file, ``line[i]`` its line."""
+
+    start: np.ndarray[Any, np.dtype[np.int64]]
+    file: np.ndarray[Any, np.dtype[np.int64]]
+    line: np.ndarray[Any, np.dtype[np.int64]]
+
+    def at(self, row: int) -> tuple[int, int]:
+        """The file and line of ``row``."""
+        i = int(np.searchsorted(self.start, row, side="right")) - 1
+        return int(self.file[i]), int(self.line[i]) + row - int(self.start[i])
+
+    def files(self, start: int, stop: int) -> np.ndarray[Any, np.dtype[np.int64]]:
+        """The file of each row ``start..stop-1``."""
+        first = int(np.searchsorted(self.start, start, side="right")) - 1
+        last = int(np.searchsorted(self.start, stop, side="left"))
+        bounds = np.clip(np.append(self.start[first + 1 : last], stop), start, stop)
+        begins = np.clip(self.start[first:last], start, stop)
+        return np.repeat(self.file[first:last], bounds - begins)
+
+
+class _Runs:
+    """Rows as runs of consecutive lines of one file: what the file and line of every row take, a few per file.
+
+    A run is added when a row is not the next line of the previous row's
+    file: at each file's start, and where a directory's logs interleave.
+    """
+
+    def __init__(self) -> None:
+        self._start = np.zeros(64, np.int64)
+        self._file = np.zeros(64, np.int64)
+        self._line = np.zeros(64, np.int64)
+        self.count = 0
+        self._next: tuple[int, int, int] = (-1, -1, -1)  # (row, file, line) that would continue the last run
+
+    def add(self, row: int, file: int, line: int, rows: int) -> None:
+        """Rows ``row..row+rows-1`` are lines ``line..`` of ``file``."""
+        if (row, file, line) != self._next:
+            if self.count == self._start.size:
+                for name in ("_start", "_file", "_line"):
+                    setattr(self, name, np.concatenate([getattr(self, name), np.zeros_like(getattr(self, name))]))
+            self._start[self.count], self._file[self.count], self._line[self.count] = row, file, line
+            self.count += 1
+        self._next = (row + rows, file, line + rows)
+
+    def view(self) -> _RunsView:
+        n = self.count
+        return _RunsView(self._start[:n], self._file[:n], self._line[:n])
+
+
+@dataclass(frozen=True)
+class Block:
+    """Rows ``start..stop-1`` of the index: a view of each column."""
+
+    start: int
+    stop: int
+    columns: dict[str, np.ndarray[Any, Any]]
+    runs: _RunsView
+
+    @property
+    def good(self) -> np.ndarray[Any, np.dtype[np.bool_]]:
+        return self.columns["kind"] != BAD_KIND
+
+    def files(self) -> np.ndarray[Any, np.dtype[np.int64]]:
+        """The file of each row (an index into ``Snapshot.seq_base`` and ``keys``)."""
+        return self.runs.files(self.start, self.stop)
 
 
 @dataclass
 class Snapshot:
-    """The columns up to ``rows`` (views: the index only appends, so a snapshot never changes under a reader)."""
+    """The index up to ``rows``, in blocks (the index only appends, so a snapshot never changes under a reader).
+
+    ``blocks`` hold the columns of ``_COLUMNS``; ``reasons``, ``tenants``,
+    ``queues`` and ``kinds`` are the names their ids stand for (``problems``
+    for a bad row's ``reason``); ``seq_base[f]`` is what file ``f``'s
+    ``seq`` column is relative to, ``keys[f]`` its (device, inode).
+    """
 
     rows: int
-    columns: dict[str, np.ndarray[Any, Any]]
+    blocks: list[Block]
     reasons: list[str]
     tenants: list[str]
     tenant_keys: list[tuple[int, str]]
     queues: list[str]
     kinds: list[str]
+    problems: list[str]
+    seq_base: np.ndarray[Any, np.dtype[np.int64]]
+    keys: list[tuple[int, int]]
 
 
 @dataclass
@@ -159,8 +323,8 @@ class LogIndex:
         self._lock = threading.Lock()
         self._files: list[_File] = []
         self._by_inode: dict[tuple[int, int], int] = {}
-        self._cols = {name: np.zeros(1024, dtype) for name, dtype in _COLUMNS.items()}
-        self._rows = 0
+        self._cols = _Columns()
+        self._runs = _Runs()
         self._bad = 0
         self._reasons = _Interned()
         self._tenants = _Interned()
@@ -199,7 +363,7 @@ class LogIndex:
         if key in self._by_inode:
             handle.close()
             return self._files[self._by_inode[key]]
-        entry = _File(path, handle)
+        entry = _File(path, handle, key)
         with self._lock:
             self._by_inode[key] = len(self._files)
             self._files.append(entry)
@@ -244,7 +408,7 @@ class LogIndex:
         Files are read oldest first, each to its end before the next, so rows are in log order.
         """
         self._discover()
-        before = self._rows
+        before = self._cols.rows
         spent = 0
         for index, entry in enumerate(self._files):
             at_end = False
@@ -264,12 +428,12 @@ class LogIndex:
             tail = os.fstat(entry.handle.fileno()).st_size - entry.offset
             if at_end and not newest and tail > 0 and not entry.torn and not entry.skipping:
                 entry.torn = True  # an older file never gets the rest of its last line
-                self._bad_row(index, entry, entry.offset, tail, "file cut mid-record: the last line is torn")
+                self._bad_row(index, entry, entry.offset, "file cut mid-record: the last line is torn")
             if not at_end:
                 break  # rows stay in log order: the next file waits until this one is read to its end
-        if self._rows != before:
+        if self._cols.rows != before:
             self.generation += 1
-        return self._rows - before
+        return self._cols.rows - before
 
     def _index_chunk(self, index: int, entry: _File, chunk: bytes) -> None:
         """Index the complete lines of ``chunk`` (read at ``entry.offset``); an unfinished last line waits."""
@@ -282,7 +446,7 @@ class LogIndex:
                 rest = len(chunk) - start
                 if entry.skipping or rest > MAX_LINE:  # no newline within MAX_LINE: a bad row, skipped to its end
                     if not entry.skipping:
-                        self._bad_row(index, entry, entry.offset, rest, f"line longer than {MAX_LINE:,} bytes")
+                        self._bad_row(index, entry, entry.offset, f"line longer than {MAX_LINE:,} bytes")
                         entry.skipping = True
                     entry.offset += rest
                 return
@@ -293,9 +457,8 @@ class LogIndex:
                 batch = []
                 if entry.skipping:  # the end of an over-long line: its row is already there
                     entry.skipping = False
-                    self._grow_last(len(line))
                 else:
-                    self._bad_row(index, entry, entry.offset, len(line), f"line longer than {MAX_LINE:,} bytes")
+                    self._bad_row(index, entry, entry.offset, f"line longer than {MAX_LINE:,} bytes")
                 entry.offset += len(line)
                 continue
             batch.append(line)
@@ -325,6 +488,7 @@ class LogIndex:
             return
         lengths = [len(line) for line in lines]
         m = len(lines)
+        base = entry.seq_base = checked[0].seq if entry.seq_base is None else entry.seq_base
         tenants = []
         for r in checked:
             tenant_id = self._tenants.id(f"{r.tenant_name}({r.tenant})")
@@ -332,32 +496,20 @@ class LogIndex:
                 self._tenant_keys.append((r.tenant, r.tenant_name))
             tenants.append(tenant_id)
         columns: dict[str, Iterable[int]] = {
-            "file": [index] * m,
             "offset": np.cumsum([entry.offset, *lengths[:-1]]).tolist(),
-            "length": lengths,
-            "line": range(entry.lines + 1, entry.lines + 1 + m),
-            "status": [GOOD] * m,
-            "seq": [r.seq for r in checked],
+            "seq": [r.seq - base for r in checked],
             "wall": [self._wall_ns(r.wall) for r in checked],
             "reason": [self._reasons.id(r.reason) for r in checked],
             "tenant": tenants,
             "queue": [self._queues.id(queue_label({"nic": r.nic, "queue": r.queue, "kind": r.kind})) for r in checked],
             "kind": [self._kinds.id(r.kind) for r in checked],
-            "problem": [-1] * m,
         }
+        first_line = entry.lines + 1
         entry.lines += m
         entry.offset += sum(lengths)
         with self._lock:
-            n = self._rows
-            while n + m > len(self._cols["file"]):
-                self._cols = {k: np.concatenate([c, np.zeros_like(c)]) for k, c in self._cols.items()}
-            for name, values in columns.items():
-                self._cols[name][n : n + m] = np.fromiter(values, dtype=_COLUMNS[name], count=m)
-            self._rows = n + m
-
-    def _grow_last(self, extra: int) -> None:
-        with self._lock:
-            self._cols["length"][self._rows - 1] += extra
+            self._runs.add(self._cols.rows, index, first_line, m)
+            self._cols.append({name: np.fromiter(values, np.int64, count=m) for name, values in columns.items()})
 
     # -- rows ----------------------------------------------------------------------------
     def _wall_ns(self, wall: str) -> int:
@@ -375,83 +527,73 @@ class LogIndex:
         else:
             problem = schema_problem(record) or (None if record_hash_ok(record) else "record altered: hash mismatch")
         if record is None or problem is not None:
-            self._bad_row(index, entry, entry.offset, len(line), problem or "bad record")
+            self._bad_row(index, entry, entry.offset, problem or "bad record")
             return
         r = record
         self._good_row(
-            index, entry, len(line), r["seq"], r["wall"], r["reason"], r["tenant"], r["tenant_name"], r["nic"],
+            index, entry, r["seq"], r["wall"], r["reason"], r["tenant"], r["tenant_name"], r["nic"],
             r["queue"], r["kind"],
         )  # fmt: skip
 
     def _good_row(
-        self, index: int, entry: _File, length: int, seq: int, wall: str, reason: str, tenant: int,
+        self, index: int, entry: _File, seq: int, wall: str, reason: str, tenant: int,
         tenant_name: str, nic: str | None, queue: int | None, kind: str,
     ) -> None:  # fmt: skip
         tenant_id = self._tenants.id(f"{tenant_name}({tenant})")
         if tenant_id == len(self._tenant_keys):
             self._tenant_keys.append((tenant, tenant_name))
+        if entry.seq_base is None:
+            entry.seq_base = seq
         self._append(
             index,
             entry,
             entry.offset,
-            length,
-            GOOD,
-            seq=seq,
+            seq=seq - entry.seq_base,
             wall=self._wall_ns(wall),
             reason=self._reasons.id(reason),
             tenant=tenant_id,
             queue=self._queues.id(queue_label({"nic": nic, "queue": queue, "kind": kind})),
             kind=self._kinds.id(kind),
-            problem=-1,
         )
 
-    def _bad_row(self, index: int, entry: _File, offset: int, length: int, problem: str) -> None:
+    def _bad_row(self, index: int, entry: _File, offset: int, problem: str) -> None:
         self._bad += 1
         problem_id = self._problems.id(problem)
-        self._append(
-            index,
-            entry,
-            offset,
-            length,
-            BAD,
-            seq=-1,
-            wall=-1,
-            reason=-1,
-            tenant=-1,
-            queue=-1,
-            kind=-1,
-            problem=problem_id,
-        )
+        self._append(index, entry, offset, seq=0, wall=0, reason=problem_id, tenant=0, queue=0, kind=BAD_KIND)
 
-    def _append(self, index: int, entry: _File, offset: int, length: int, status: int, **values: int) -> None:
+    def _append(self, index: int, entry: _File, offset: int, **values: int) -> None:
         entry.lines += 1
         with self._lock:
-            n = self._rows
-            if n == len(self._cols["file"]):
-                self._cols = {k: np.concatenate([c, np.zeros_like(c)]) for k, c in self._cols.items()}
-            cols = self._cols
-            cols["file"][n] = index
-            cols["offset"][n] = offset
-            cols["length"][n] = length
-            cols["line"][n] = entry.lines
-            cols["status"][n] = status
-            for name, value in values.items():
-                cols[name][n] = value
-            self._rows = n + 1
+            self._runs.add(self._cols.rows, index, entry.lines, 1)
+            row = {"offset": offset, **values}
+            self._cols.append({name: np.array([value], np.int64) for name, value in row.items()})
 
     # -- reading -------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
         with self._lock:
-            n = self._rows
+            n = self._cols.rows
             return Snapshot(
                 n,
-                {k: c[:n] for k, c in self._cols.items()},
+                self._cols.views(n, self._runs.view()),
                 list(self._reasons.names),
                 list(self._tenants.names),
                 list(self._tenant_keys),
                 list(self._queues.names),
                 list(self._kinds.names),
+                list(self._problems.names),
+                np.array([f.seq_base or 0 for f in self._files], np.int64),
+                [f.key for f in self._files],
             )
+
+    def nbytes(self) -> int:
+        """Bytes the index holds for the rows indexed, columns and runs (unwritten tails of blocks are not resident)."""
+        with self._lock:
+            return self._cols.nbytes() + 24 * self._runs.count
+
+    def dtypes(self) -> dict[str, np.dtype[Any]]:
+        """Each column's type now (they widen when a log's values need it)."""
+        with self._lock:
+            return dict(self._cols.dtypes)
 
     def progress(self) -> Progress:
         with self._lock:
@@ -462,26 +604,27 @@ class LogIndex:
                     pending = max(0, os.fstat(last.handle.fileno()).st_size - last.offset)
                 except OSError:
                     pending = 0
-            return Progress(self._rows, self._bad, pending, [str(f.path) for f in self._files], list(self._notes))
+            return Progress(self._cols.rows, self._bad, pending, [str(f.path) for f in self._files], list(self._notes))
 
     def read(self, row: int) -> Row:
         """Row ``row`` in full, read back from its file (``IndexError`` when there is no such row)."""
         with self._lock:
-            if not 0 <= row < self._rows:
+            if not 0 <= row < self._cols.rows:
                 raise IndexError(row)
             c = self._cols
-            entry = self._files[int(c["file"][row])]
-            offset, length, line = int(c["offset"][row]), int(c["length"][row]), int(c["line"][row])
-            good = int(c["status"][row]) == GOOD
-            problem_id = int(c["problem"][row])
-            problem = self._problems.names[problem_id] if problem_id >= 0 else None
-            data = os.pread(entry.handle.fileno(), min(length, RAW_SHOWN if not good else length), offset)
+            file, line = self._runs.view().at(row)
+            entry = self._files[file]
+            offset, good = c.get(row, "offset"), c.get(row, "kind") != BAD_KIND
+            problem = None if good else self._problems.names[c.get(row, "reason")]
         where = entry.path.name
         if good:
-            record = parse_line(data)
+            data = _read_line(entry.handle.fileno(), offset)
+            record = None if data is None else parse_line(data)
             if record is not None:
                 return Row(row, where, line, "ok", None, record, None)
             problem = "record changed on disk since it was indexed"
+        data = os.pread(entry.handle.fileno(), RAW_SHOWN, offset)
+        data = data[: data.find(b"\n") + 1] if b"\n" in data else data
         raw = data[:RAW_SHOWN].decode("utf-8", "replace")
         return Row(row, where, line, "bad", problem, None, raw)
 

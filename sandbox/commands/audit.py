@@ -54,6 +54,8 @@ EXIT_TAMPERED = 1
 KEY_ENV = "NIC_SANDBOX_AUDIT_KEY"
 #: How often ``follow`` looks for new records, in seconds (tail -f polls every second; this is snappier).
 FOLLOW_POLL = 0.05
+#: How often a long read (summary, verify) redraws its progress line on a terminal, in seconds.
+PROGRESS_S = 0.5
 #: How far back ``follow`` looks for the start of a record being written when it starts at the end.
 FOLLOW_WINDOW = 1 << 20
 _AGO = re.compile(r"^(\d{1,10}(?:\.\d{1,9})?)([smhd]?)$")  # ten digits of seconds: three centuries
@@ -356,17 +358,35 @@ def one_line(r: dict[str, Any]) -> str:
 
 
 # -- actions ---------------------------------------------------------------------------------
+def _ticker(what: str) -> Callable[[int], None]:
+    """Progress of a long read on stderr (a terminal only, as ``audit query``): ``what: N records``, twice a second."""
+    say = audit_query.progress_line()
+    last = time.monotonic()
+
+    def tick(records: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= PROGRESS_S:
+            last = now
+            say(f"{what}: {records:,} records")
+
+    return tick
+
+
 def cmd_summary(args: argparse.Namespace, out: Console) -> int:
     files = [p for group in expand_sets(args.logs) for p in group]  # per-worker logs and directories too
+    tick = _ticker("reading")
     by_key: Counter[tuple[str, str, str]] = Counter()
     by_reason: Counter[str] = Counter()
     modes: dict[str, list[int]] = {}  # protection -> [records, first wall ns, last wall ns]
     clocks: Counter[str] = Counter()
     first: dict[str, Any] | None = None
     last: dict[str, Any] | None = None
-    for r in read_records(files):
+    for read, r in enumerate(read_records(files), 1):
         first = first or r
         last = r
+        if not read & 0xFFFF:
+            tick(read)
         by_key[(r["reason"], tenant_text(r), queue_label(r))] += 1
         by_reason[r["reason"]] += 1
         clocks[clock_of(r["wall"], r["mono_ns"])] += 1
@@ -375,6 +395,7 @@ def cmd_summary(args: argparse.Namespace, out: Console) -> int:
         stats[0] += 1
         stats[1] = min(stats[1], wall)
         stats[2] = max(stats[2], wall)
+    audit_query.end_progress_line()
     total = sum(by_reason.values())
     walls = [w for _, lo, hi in modes.values() for w in (lo, hi)]
     span = (max(walls) - min(walls)) / 1e9 if walls else 0.0  # several logs may interleave in time
@@ -506,7 +527,8 @@ def cmd_verify(args: argparse.Namespace, out: Console) -> int:
         if anchor is not None:
             raise UsageError(f"--anchor {args.anchor}: an anchor seals one log, not a set of {len(sets)}")
         return _verify_set(sets, args.json)
-    result = verify(sets[0], anchor=anchor)
+    result = verify(sets[0], anchor=anchor, on_lines=_ticker("verifying"))
+    audit_query.end_progress_line()
     problems = [(None, text) for text in anchor_problems] + [(p.seq, p.text) for p in result.problems]
     notes += list(result.notes)
     if args.json:
@@ -540,8 +562,9 @@ def cmd_verify(args: argparse.Namespace, out: Console) -> int:
 def _verify_set(sets: list[list[Path]], as_json: bool) -> int:
     """Several logs, each its own chain (the workers of a parallel campaign): each verified, one verdict."""
     verdicts = []
-    for files in sets:
-        result = verify(files)
+    for number, files in enumerate(sets, 1):
+        result = verify(files, on_lines=_ticker(f"verifying log {number} of {len(sets)}"))
+        audit_query.end_progress_line()
         verdicts.append((str(order_files(files)[-1]), result))
     ok = all(r.ok for _, r in verdicts)
     if as_json:

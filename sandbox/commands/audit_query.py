@@ -147,7 +147,7 @@ def _guarded(command: Command) -> Command:
     return run
 
 
-def _progress() -> Callable[[str], None]:
+def progress_line() -> Callable[[str], None]:
     """Progress lines on stderr when it is a terminal (a script's stderr keeps only errors)."""
     if not sys.stderr.isatty():
         return lambda _: None
@@ -160,7 +160,7 @@ def _progress() -> Callable[[str], None]:
     return say
 
 
-def _end_progress() -> None:
+def end_progress_line() -> None:
     if sys.stderr.isatty():
         sys.stderr.write("\r\x1b[K")
         sys.stderr.flush()
@@ -178,8 +178,8 @@ def cmd_query(args: argparse.Namespace, out: Console) -> int:
     if not sql.strip():
         raise UsageError("audit query: the SQL is empty")
     files = log_files(names)
-    with Records(files, memory_limit=args.memory, progress=_progress()) as records:
-        _end_progress()
+    with Records(files, memory_limit=args.memory, progress=progress_line()) as records:
+        end_progress_line()
         try:
             relation: Any = records.con.sql(sql)
         except records.duckdb.Error as e:
@@ -243,10 +243,10 @@ def cmd_export(args: argparse.Namespace, out: Console) -> int:
     anchor_problems: list[str] = []
     if args.anchor is not None:
         anchor, anchor_problems, _ = read_anchor(Path(args.anchor), anchor_key(args.key_file))
-    progress = _progress()
+    progress = progress_line()
     progress(f"verifying the chain of {len(files)} file(s)")
     provenance = chain_verdict(files, anchor, anchor_problems)
-    _end_progress()
+    end_progress_line()
     if not provenance.verified and not args.force:
         for problem in provenance.problems:
             print(f"TAMPERED: {problem}")
@@ -255,7 +255,12 @@ def cmd_export(args: argparse.Namespace, out: Console) -> int:
         print(f"not exported: {target or 'the OCSF events'} not written (--force exports it, marked unverified)")
         return EXIT_TAMPERED
     try:
-        with Records(files, memory_limit=args.memory, progress=progress, lock=False) as records:
+        source = (
+            exporting.Direct(files, memory_limit=args.memory)
+            if provenance.verified  # every record checked by the walk: read straight from the files
+            else Records(files, memory_limit=args.memory, progress=progress, lock=False)
+        )
+        with source as records:
             progress(f"writing {kind}")
             try:
                 if kind == "parquet":
@@ -264,15 +269,15 @@ def cmd_export(args: argparse.Namespace, out: Console) -> int:
                 else:
                     written = exporting.ocsf_jsonl(records, provenance, target)
             except records.duckdb.Error as e:  # out of memory, disk full: one line, nothing under the name
-                memory = " (--memory SIZE gives it more)" if "Out of Memory" in str(e) else ""
-                raise UsageError(
-                    f"audit export: {target or 'the OCSF events'} not written: {_one_line(e)[:200]}{memory}"
-                ) from None
+                what = _one_line(e)[:200]
+                if "Out of Memory" in what:
+                    what = f"DuckDB needs more than its memory limit {args.memory} (--memory SIZE gives it more)"
+                raise UsageError(f"audit export: {target or 'the OCSF events'} not written: {what}") from None
     except KeyboardInterrupt:
-        _end_progress()
+        end_progress_line()
         print(f"interrupted: {target or 'the export'} not written", file=sys.stderr)
         return 130
-    _end_progress()
+    end_progress_line()
     if target is not None:
         state = "verified" if provenance.verified else "NOT verified (--force)"
         print(

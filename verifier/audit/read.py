@@ -527,6 +527,7 @@ def verify(
     *,
     start: Anchor | None = None,
     anchor: Anchor | None = None,
+    on_lines: Callable[[int], object] | None = None,
 ) -> VerifyResult:
     """Walk the hash chain over ``paths`` (any order) and report every record that breaks it.
 
@@ -545,7 +546,8 @@ def verify(
     to the files, if any; else ``GENESIS`` at seq 0).  ``anchor``: a head
     kept elsewhere (``audit seal``); the log must still hold that record
     with that hash, which catches a cut at a line boundary and a rewritten,
-    re-hashed chain up to the anchor.
+    re-hashed chain up to the anchor.  ``on_lines``: told the lines read so
+    far after each chunk (a command's progress on a large log).
     """
     files = order_files(paths)
     names = tuple(str(p) for p in files)
@@ -555,6 +557,8 @@ def verify(
     anchor_seen: str | None = None
     order = {path: index for index, path in enumerate(files)}
     for path, first, chunk in _chunks(files):
+        if on_lines is not None:
+            on_lines(walk.total)
         expected, prev = walk.pos, walk.prev()
         # in order so far (or resynchronised after a problem): a chunk that is all good is checked at once
         checked = fast_chunk(chunk, expected, prev) if prev is not None else None

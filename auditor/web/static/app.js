@@ -16,8 +16,9 @@
     const headers = token ? { Authorization: "Bearer " + token } : {};
     const res = await fetch(path + (q.toString() ? "?" + q : ""), { headers: headers, cache: "no-store" });
     const body = await res.json();
-    if (!res.ok) {
+    if (!res.ok || body.retry === true) { // 202 + retry: the SQL engine is still loading the log
       const err = new Error(body.error || res.statusText);
+      err.retry = body.retry === true;
       err.waiting = res.status === 503;  // a campaign's audit log not written yet
       throw err;
     }
@@ -136,6 +137,7 @@
       status: $("f-status").value,
       since: $("f-since").value.trim(),
       until: $("f-until").value.trim(),
+      sql: $("f-sql").value.trim(),
     };
   }
 
@@ -165,12 +167,15 @@
     $("records").dataset.total = String(page.total);
   }
 
+  let retrying = null;
   async function reload() {
+    if (retrying !== null) { clearTimeout(retrying); retrying = null; }
     try {
       await Promise.all([loadChart(), loadTable()]);
       showError(null);
     } catch (err) {
       showError(err);
+      if (err.retry) retrying = setTimeout(reload, 1000); // "loading the log into DuckDB": ask again
     }
   }
 
@@ -277,7 +282,7 @@
     $(id).addEventListener("change", () => { state.filters = readFilters(); state.offset = 0; reload(); });
   }
   $("clear").addEventListener("click", () => {
-    for (const id of ["f-reason", "f-tenant", "f-status", "f-since", "f-until"]) $(id).value = "";
+    for (const id of ["f-reason", "f-tenant", "f-status", "f-since", "f-until", "f-sql"]) $(id).value = "";
     state.filters = {};
     state.offset = 0;
     reload();

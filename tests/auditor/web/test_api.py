@@ -132,7 +132,7 @@ def test_filters_match_what_the_reader_finds(client: TestClient, log: Path) -> N
         ("since=yesterday", "since: an ISO-8601 time such as 2024-05-01T12:00:00Z, not 'yesterday'"),
         ("since=2024-05-02&until=2024-05-01", "until: must be later than since"),
         ("tenant=" + "x" * 300, "tenant: a tenant id or name, not 300 characters"),
-        ("sql=SELECT 1", "sql: not available yet: free SQL comes with 'audit query' (issue 15 part 1)"),
+        ("sql=" + "x" * 5000, "sql: at most 4,096 characters, not 5,000"),
         ("colour=red", "unknown parameter 'colour'"),
     ],
 )

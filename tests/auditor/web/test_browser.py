@@ -128,6 +128,12 @@ def test_page_chart_filter_record_escaping_and_live(server: tuple[str, Path], br
     wait.until(lambda d: total() == 1)
     assert rows()[0][1:5] == ["audit.jsonl:21", "(bad record)", "", "record altered: hash mismatch"]
 
+    # free SQL (audit query's engine) narrows the table, AND-ed with the other filters
+    browser.find_element(By.ID, "clear").click()
+    browser.find_element(By.ID, "f-sql").send_keys("seq < 40 AND kind = 'tx'")
+    Select(browser.find_element(By.ID, "f-reason")).select_by_value("LEN_ZERO")
+    wait.until(lambda d: 0 < total() < 40 and all(int(r[0]) < 40 and r[4] == "LEN_ZERO" for r in rows()))
+
     # markup in a tenant name and a detail is text: shown as written, never parsed, never run
     browser.find_element(By.ID, "clear").click()
     tenants = Select(browser.find_element(By.ID, "f-tenant")).options  # by_value builds a CSS selector of the name
