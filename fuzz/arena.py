@@ -196,6 +196,44 @@ class MemoryMap:
         return [(a, b) for a, b in runs]
 
 
+def pin_region(oracle: Oracle, proc: Process, pages: int, access: int | None) -> tuple[DmaRegion, Span]:
+    """``pages`` new pages of ``proc``'s, pinned with ``access`` (None: left unpinned) and told to the oracle."""
+    region = proc.alloc_dma(pages * PAGE_SIZE)
+    phys = proc.virt_to_phys(region.vaddr)
+    if access is not None:
+        proc.pin(region.vaddr, region.size, access)
+        oracle.grant(proc.tenant_id, phys, region.size, access, region.bus)
+    return region, Span(region.bus, phys, region.size)
+
+
+@dataclass(frozen=True)
+class AttackPins:
+    """The pins every machine gives mallory and alice, allocated in this order (each machine's addresses follow)."""
+
+    scratch_region: DmaRegion
+    scratch: Span  # mallory, 1 page, device-read
+    read_pin: Span  # mallory, 2 pages, device-read
+    write_pin: Span  # mallory, 2 pages, device-write
+    rw_pin: Span  # mallory, 2 pages, both
+    unpinned: Span  # mallory, 2 pages, never pinned
+    secret_region: DmaRegion
+    alice_secret: Span  # alice, 2 pages, device-read: the marker mallory must never get on a wire
+    alice_rx: Span  # alice, 2 pages, device-write: her RX buffers mallory must never write
+
+
+def attack_pins(oracle: Oracle, mallory: Process, alice: Process) -> AttackPins:
+    """Allocate and pin ``AttackPins`` (the e1000 and the virtio machine share them, so their maps agree)."""
+    scratch_region, scratch = pin_region(oracle, mallory, 1, DEVICE_READ)
+    _, read_pin = pin_region(oracle, mallory, 2, DEVICE_READ)
+    _, write_pin = pin_region(oracle, mallory, 2, DEVICE_WRITE)
+    _, rw_pin = pin_region(oracle, mallory, 2, READ_WRITE)
+    _, unpinned = pin_region(oracle, mallory, 2, None)
+    secret_region, alice_secret = pin_region(oracle, alice, 2, DEVICE_READ)
+    _, alice_rx = pin_region(oracle, alice, 2, DEVICE_WRITE)
+    return AttackPins(scratch_region, scratch, read_pin, write_pin, rw_pin, unpinned, secret_region, alice_secret,
+                      alice_rx)  # fmt: skip
+
+
 def watching(world: World[Any], detail_limit: int | None = None) -> Oracle:
     """The independent oracle on every DMA engine and every cable of a built world (invariant 1: one choke point).
 
@@ -278,21 +316,12 @@ class Arena:
         tx_region = mallory.alloc_dma(RING * DESC_SIZE)
         rx_region = mallory.alloc_dma(RING * DESC_SIZE)
 
-        def pinned(proc: Process, pages: int, access: int | None) -> tuple[DmaRegion, Span]:
-            region = proc.alloc_dma(pages * PAGE_SIZE)
-            phys = proc.virt_to_phys(region.vaddr)
-            if access is not None:
-                proc.pin(region.vaddr, region.size, access)
-                oracle.grant(proc.tenant_id, phys, region.size, access, region.bus)
-            return region, Span(region.bus, phys, region.size)
-
-        _, scratch = pinned(mallory, 1, DEVICE_READ)
-        _, read_pin = pinned(mallory, 2, DEVICE_READ)
-        _, write_pin = pinned(mallory, 2, DEVICE_WRITE)
-        _, rw_pin = pinned(mallory, 2, READ_WRITE)
-        _, unpinned = pinned(mallory, 2, None)
-        secret_region, alice_secret = pinned(alice, 2, DEVICE_READ)
-        _, alice_rx = pinned(alice, 2, DEVICE_WRITE)
+        pinned = functools.partial(pin_region, oracle)
+        pins = attack_pins(oracle, mallory, alice)
+        scratch, read_pin, write_pin, rw_pin, unpinned = (
+            pins.scratch, pins.read_pin, pins.write_pin, pins.rw_pin, pins.unpinned
+        )  # fmt: skip
+        secret_region, alice_secret, alice_rx = pins.secret_region, pins.alice_secret, pins.alice_rx
         uaf_region, uaf = pinned(mallory, 1, None)  # after alice's: the addresses above stay as they were
         # Added later, after everything above (no older address moved): pins over scattered memory.
         holey_region, holey = pinned(mallory, 3, None)

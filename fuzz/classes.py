@@ -75,7 +75,15 @@ from fuzz.steps import (
 from fuzz.steps.mutation import mutate
 from fuzz.steps.tx import GOOD
 from fuzz.surface import foreign_reg, open_queue, pin_range
-from fuzz.virtio_classes import virtio_avail, virtio_indirect, virtio_loop, virtio_order, virtio_race, virtio_used
+from fuzz.virtio_classes import (
+    virtio_avail,
+    virtio_indirect,
+    virtio_length,
+    virtio_loop,
+    virtio_order,
+    virtio_race,
+    virtio_used,
+)
 from ring import regs
 from ring.descriptors import TXD_CMD_DEXT, TXD_CMD_IC, TXD_CMD_IFCS, TXD_CMD_RPS, TXD_CMD_RS, TXD_CMD_VLE
 from ring.memory import PAGE_SIZE
@@ -485,6 +493,8 @@ VIRTIO = (
                 NONE_ONLY, virtio_indirect, "virtio"),
     AttackClass("virtio-order", "a writable buffer before a readable one, 11 header bytes, unknown flags", NOWHERE,
                 virtio_order, "virtio"),
+    AttackClass("virtio-length", "buffers summed to 2**32 - 1 bytes (fits) or 2**32 and past (overflows le32)",
+                NONE_ONLY, virtio_length, "virtio"),
     AttackClass("virtio-avail", "the available index moved by Q+1 or far past, then back", NONE_ONLY, virtio_avail,
                 "virtio"),
     AttackClass("virtio-used", "the used ring (or table, avail ring) repointed at alice's or the kernel's memory",

@@ -32,13 +32,12 @@ import numpy as np
 import numpy.typing as npt
 
 from driver.tenant.virtio_queue import VirtioTxQueue
-from fuzz.arena import FRAME_LEN, MAX_BATCH, READ_WRITE, SCENARIO, SECRET, Arena, MemoryMap, Span, watching
+from fuzz.arena import FRAME_LEN, MAX_BATCH, SCENARIO, SECRET, Arena, MemoryMap, Span, attack_pins, watching
 from fuzz.oracle.queues import QueueWatch
 from fuzz.oracle.virtq import QueueView, VirtqJudge
 from ring.descriptors import RX_DESC, TX_DESC
 from ring.frames import FrameBatch
-from ring.memory import PAGE_SIZE
-from ring.syscalls import DEVICE_READ, DEVICE_WRITE, DmaRegion
+from ring.syscalls import DmaRegion
 from ring.virtio import QUEUE_NOTIFY, RECEIVEQ, TRANSMITQ, VIRTQ_DESC, VirtqLayout, avail_dtype
 from verifier.audit.rejections import AuditSink
 from verifier.kernel import Process
@@ -97,21 +96,11 @@ class VirtioArena(Arena):
         lay = VirtqLayout.of(QUEUE)
         regions = {kind: mallory.alloc_dma(lay.nbytes) for kind in QUEUES}
 
-        def pinned(proc: Process, pages: int, access: int | None) -> tuple[DmaRegion, Span]:
-            region = proc.alloc_dma(pages * PAGE_SIZE)
-            phys = proc.virt_to_phys(region.vaddr)
-            if access is not None:
-                proc.pin(region.vaddr, region.size, access)
-                oracle.grant(proc.tenant_id, phys, region.size, access, region.bus)
-            return region, Span(region.bus, phys, region.size)
-
-        scratch_region, scratch = pinned(mallory, 1, DEVICE_READ)
-        _, read_pin = pinned(mallory, 2, DEVICE_READ)
-        _, write_pin = pinned(mallory, 2, DEVICE_WRITE)
-        _, rw_pin = pinned(mallory, 2, READ_WRITE)
-        _, unpinned = pinned(mallory, 2, None)
-        secret_region, alice_secret = pinned(alice, 2, DEVICE_READ)
-        _, alice_rx = pinned(alice, 2, DEVICE_WRITE)
+        pins = attack_pins(oracle, mallory, alice)
+        scratch_region, scratch, read_pin, write_pin, rw_pin, unpinned = (
+            pins.scratch_region, pins.scratch, pins.read_pin, pins.write_pin, pins.rw_pin, pins.unpinned
+        )  # fmt: skip
+        secret_region, alice_secret, alice_rx = pins.secret_region, pins.alice_secret, pins.alice_rx
         marker = SECRET + b"%d" % seed
         view = secret_region.view
         view[:] = 0x5A

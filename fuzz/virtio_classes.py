@@ -21,6 +21,9 @@ verifier's rules (docs/verifier.md, the virtio section; virtio 1.2 §2.7):
   memory or alice's (the device would read it);
 * ``virtio-order``: a writable buffer before a readable one (readable first:
   valid), 11 header bytes (12: valid), an unknown flag bit;
+* ``virtio-length``: a chain's buffers summed to exactly 2**32 - 1 bytes (fits,
+  but runs out of the pins: an address reason, not the overflow) or 2**32 and
+  past (overflows the used ring's le32 ``len``);
 * ``virtio-avail``: the available index moved by Q (valid), by Q + 1 or far
   past, then moved back to a sane value: the queue must go on;
 * ``virtio-used``: the used ring (or the descriptor table, or the available
@@ -273,6 +276,28 @@ def virtio_order(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
         bit = int(rng.choice([8, 0x10, 0x8000]))
         graph = link([head], [(mine[0], VIRTIO_NET_HDR_SIZE + FRAME_LEN + 64, mine[2] | bit, 0)])
     return attack(*_with_traffic(rng, m, queue, free, graph, [head]))
+
+
+# -- virtio-length -----------------------------------------------------------------------------------------
+#: The used ring's ``len`` is le32 (virtio 1.2 §2.7.8): a chain's buffers summed must fit in 32 bits.
+CHAIN_BYTES_MAX = 0xFFFF_FFFF
+
+
+def virtio_length(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
+    """Buffers summed to exactly 2**32 - 1 bytes (the sum fits; the long buffer runs out of mallory's pins: an
+    address refusal, and naming the overflow would be a wrong reason) or 2**32 and past (overflows 32 bits): a
+    whole header and frame first, the rest in one or two long buffers from the same pin."""
+    queue = "tx" if rng.random() < 0.5 else "rx"
+    free = _slots(rng, m)
+    pin = m.read_pin if queue == "tx" else m.write_pin
+    flags = 0 if queue == "tx" else WRITE
+    first = VIRTIO_NET_HDR_SIZE + FRAME_LEN + 64
+    total = CHAIN_BYTES_MAX + int(rng.choice([0, 1, 2, 4096]))
+    rest = total - first
+    pieces = [rest] if rest <= CHAIN_BYTES_MAX and rng.random() < 0.5 else [rest // 2, rest - rest // 2]  # le32 each
+    slots = [free.pop() for _ in range(1 + len(pieces))]
+    bufs: list[Row] = [(pin.bus, first, flags, 0)] + [(pin.bus + BUF, k, flags, 0) for k in pieces]
+    return attack(*_with_traffic(rng, m, queue, free, link(slots, bufs), [slots[0]]))
 
 
 # -- virtio-avail ------------------------------------------------------------------------------------------

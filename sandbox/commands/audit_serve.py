@@ -58,23 +58,33 @@ def add_parser(actions: argparse._SubParsersAction[P]) -> None:
     serve.add_argument(
         "logs", nargs="+", metavar="LOG", help="audit log file(s) with their rotated siblings, or a directory of them"
     )
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: loopback)")
-    serve.add_argument(
-        "--port",
-        type=bounded_number(int, "--port", 0, 65535),
-        default=DEFAULT_PORT,
+    add_bind_flags(serve, "", DEFAULT_PORT)
+    serve.set_defaults(func=cmd_serve)
+
+
+def bind_flags(prefix: str) -> tuple[str, str, str, str]:
+    """The four flags of a web view's bind (``--host``, ``--port``, ``--allow-remote``, ``--token-file``), prefixed."""
+    return (f"--{prefix}host", f"--{prefix}port", f"--{prefix}allow-remote", f"--{prefix}token-file")
+
+
+def add_bind_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, prefix: str, default_port: int) -> None:
+    """Where a web view listens and who may ask it: the same four flags, named with ``prefix``, in every command
+    that serves one (``audit serve``; ``fuzz --serve`` with prefix ``serve-``)."""
+    host, port, remote, token = bind_flags(prefix)
+    parser.add_argument(host, default="127.0.0.1", metavar="HOST", help="address to listen on (default: loopback)")
+    parser.add_argument(
+        port,
+        type=bounded_number(int, port, 0, 65535),
+        default=default_port,
         metavar="N",
-        help=f"TCP port (default {DEFAULT_PORT}; 0: a free port, printed)",
+        help=f"TCP port (default {default_port}; 0: a free port, printed)",
     )
-    serve.add_argument(
-        "--allow-remote", action="store_true", help="allow a non-loopback --host (needs a token as well)"
-    )
-    serve.add_argument(
-        "--token-file",
+    parser.add_argument(remote, action="store_true", help=f"allow a non-loopback {host} (needs a token as well)")
+    parser.add_argument(
+        token,
         metavar="FILE",
         help=f"the token every request must carry (default: ${TOKEN_ENV}, if set); 32+ characters",
     )
-    serve.set_defaults(func=cmd_serve)
 
 
 def read_token(token_file: str | None, flag: str = "--token-file") -> str | None:

@@ -53,7 +53,7 @@ from fuzz.cluster.corpus import Found
 from fuzz.cluster.driver import Status
 from fuzz.jobs import PR_SET_PDEATHSIG
 from sandbox.argtypes import bounded_number
-from sandbox.commands.audit_serve import TOKEN_ENV, bind, needs_extra, server
+from sandbox.commands.audit_serve import add_bind_flags, bind, bind_flags, needs_extra, server
 from sandbox.signals import requested_stop
 from verifier.modes.protection import Protection
 
@@ -64,7 +64,7 @@ DEFAULT_PORT = 8016
 SEND_S = 0.5
 #: Longest linger asked for (a day); the default on a terminal is "until Ctrl-C".
 MAX_LINGER = 86400.0
-FLAGS = ("--serve-host", "--serve-port", "--serve-allow-remote", "--serve-token-file")
+FLAGS = bind_flags("serve-")
 #: How long the server gets to stop before it is terminated.
 STOP_S = 5.0
 
@@ -78,22 +78,7 @@ def add_flags(campaign: argparse.ArgumentParser) -> None:
         "with one process, --jobs N or --ray (the Ray driver streams what its workers pushed)",
     )
     group.add_argument("--serve", action="store_true", help=f"serve the view (http://127.0.0.1:{DEFAULT_PORT}/)")
-    group.add_argument("--serve-host", default="127.0.0.1", metavar="HOST", help="address (default: loopback)")
-    group.add_argument(
-        "--serve-port",
-        type=bounded_number(int, "--serve-port", 0, 65535),
-        default=DEFAULT_PORT,
-        metavar="N",
-        help=f"TCP port (default {DEFAULT_PORT}; 0: a free port, printed)",
-    )
-    group.add_argument(
-        "--serve-allow-remote", action="store_true", help="allow a non-loopback --serve-host (needs a token too)"
-    )
-    group.add_argument(
-        "--serve-token-file",
-        metavar="FILE",
-        help=f"the token every request must carry (default: ${TOKEN_ENV}, if set); 32+ characters",
-    )
+    add_bind_flags(group, "serve-", DEFAULT_PORT)
     group.add_argument(
         "--serve-linger",
         type=bounded_number(float, "--serve-linger", 0, MAX_LINGER),

@@ -152,6 +152,33 @@ def test_a_wrong_reason_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
     assert any(f.kind == "audit" and "VIRTQ_INDIRECT_TOO_BIG" in f.escape.what for f in result.findings)
 
 
+def test_a_sum_of_exactly_two_to_the_32_minus_1_called_an_overflow_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel's 32-bit rule off by one (``>=`` for ``>``): a chain summed to 2**32 - 1 fits, and only its pins
+    may refuse it; virtio-length puts chains on both sides of the edge and the oracle judges the reason."""
+    from verifier.rules import virtq as kernel_rules
+
+    monkeypatch.setattr(kernel_rules, "MAX_CHAIN_BYTES", 0xFFFF_FFFE)
+    result = run_campaign("verifier", 3, "virtio-length", iterations=24, batch=16)
+    assert any(f.kind == "audit" and "VIRTQ_LEN_OVERFLOW" in f.escape.what for f in result.findings)
+
+
+def test_the_oracle_reads_the_32_bit_edge_itself() -> None:
+    """2**32 - 1 bytes in all: only the pins are broken; 2**32: the overflow too (the oracle's own sum)."""
+    arena = _arena("verifier")
+    m = arena.map
+
+    def read(addr: int, length: int) -> np.ndarray:
+        return arena.memory.data[addr : addr + length]
+
+    def outside(addr: int, length: int, need: int) -> bool:
+        return addr + length > m.read_pin.bus + m.read_pin.size
+
+    head = (m.read_pin.bus, 1100, NEXT, 1)
+    for total, broken in ((0xFFFF_FFFF, {PINS}), (1 << 32, {PINS, "VIRTQ_LEN_OVERFLOW"})):
+        graph = {0: head, 1: (m.read_pin.bus + 2048, total - 1100, 0, 0)}
+        assert chain_rules(_table(graph), 0, True, read, outside) == broken
+
+
 # -- the machine, its reset, replay -----------------------------------------------------------------------------
 def _used_ring_attack(arena: Arena) -> Attack:
     from fuzz.steps import Reg
