@@ -101,7 +101,8 @@ class Text:
 
     def parse(self, value: object, where: str, strict: bool) -> str:
         if not isinstance(value, str) or (self.options and value not in self.options):
-            want = f"one of {', '.join(self.options)}" if self.options else "a string"
+            shown = ", ".join(o or '""' for o in self.options)  # the empty option (a default) shown as ""
+            want = f"one of {shown}" if self.options else "a string"
             raise ReproducerError(f"{where} must be {want}, got {_show(value)}")
         if len(value) > self.most or not value.isprintable():
             raise ReproducerError(f"{where} must be at most {self.most} printable characters, got {_show(value)}")

@@ -211,6 +211,28 @@ def _op(op: dict[str, Any], version: int = 2) -> str:
     return _case(ops=[op], version=version)
 
 
+#: A virtqueue op (fuzz/steps/virtq.py) on the ``virtio`` machine: one valid TX chain, one descriptor.
+VIRTQ: dict[str, Any] = {
+    "op": "virtq",
+    "queue": "tx",
+    "descs": [{"slot": 0, "addr": "0x403800", "len": 200, "flags": 0, "next": 0}],
+    "tables": [],
+    "heads": [0],
+}
+
+
+def _virtq(**change: Any) -> str:
+    op = json.loads(json.dumps(VIRTQ))
+    op.update(change)
+    return _case(ops=[op], machine="virtio", **{"class": "virtio-loop"})
+
+
+def _vdesc(**change: Any) -> str:
+    desc: dict[str, Any] = dict(VIRTQ["descs"][0])
+    desc.update(change)
+    return _virtq(descs=[desc])
+
+
 def reproducers() -> dict[str, str | bytes]:
     out: dict[str, str | bytes] = {
         "deep-list": "[" * DEEP + "]" * DEEP,
@@ -331,6 +353,21 @@ def reproducers() -> dict[str, str | bytes]:
         "latin1": _case(**{"class": "caf\xe9"}).replace("\\u00e9", "\xe9").encode("latin-1"),
         "trailing-garbage": _case() + "}}",
         "huge-line": _case(**{"class": "x" * 200_000}),
+        # virtqueue graphs (issue 16): every field of the virtq op at and past its bounds
+        "virtq-slot-2p16": _vdesc(slot=2**16),
+        "virtq-next-minus-1": _vdesc(next=-1),
+        "virtq-len-2p32": _vdesc(len=2**32),
+        "virtq-flags-2p16": _vdesc(flags=2**16),
+        "virtq-addr-2p64": _vdesc(addr=hex(2**64)),
+        "virtq-queue-unknown": _virtq(queue="ctrl"),
+        "virtq-heads-too-many": _virtq(heads=[0] * 5000),
+        "virtq-head-2p16": _virtq(heads=[2**16]),
+        "virtq-table-at-past-scratch": _virtq(tables=[{"at": 2**40, "descs": []}]),
+        "virtq-table-too-many": _virtq(tables=[{"at": 0, "descs": [VIRTQ["descs"][0]] * 300}]),
+        "virtq-jump-float": _virtq(jump=1e9),
+        "virtq-descs-string": _virtq(descs="0x403800"),
+        "virtq-machine-unknown": _case(ops=[VIRTQ], machine="vhost"),
+        "virtq-mode-iommu": _case(ops=[VIRTQ], machine="virtio", protection="iommu"),
     }
     return out
 
