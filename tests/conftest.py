@@ -11,6 +11,8 @@ ordinary tests.
 from __future__ import annotations
 
 import dataclasses
+import signal
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -25,6 +27,19 @@ from verifier.kernel import Kernel, Process
 from verifier.modes.protection import Protection
 from world.build import World
 from world.scenario import CableSpec, NicSpec, Scenario, TenantSpec
+
+
+@pytest.fixture(autouse=True)
+def _stop_signals_kept() -> Iterator[None]:
+    """A test that builds a Ray actor's or worker's object in pytest's own process (they ignore SIGINT, as they must
+    in a cluster) must not leave it ignored: every later subprocess would inherit that and no Ctrl-C test could stop
+    its command.  Put back whatever a test changed."""
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in before.items():
+        if signal.getsignal(sig) is not handler and handler is not None:
+            signal.signal(sig, handler)
+
 
 MAC0 = bytes.fromhex("020000000001")
 MAC1 = bytes.fromhex("020000000002")

@@ -11,7 +11,11 @@ view and in the parts the report is merged from.
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from fuzz import case as case_mod
 from fuzz.blocks import block_count, owned
@@ -24,6 +28,18 @@ from fuzz.steps import Attack
 from verifier.modes.protection import Protection
 
 CLASSES = ["kernel-tx", "straddle", "wrap"]
+
+
+@pytest.fixture(autouse=True)
+def _ctrl_c_kept() -> Iterator[None]:
+    """``Corpus`` and ``Worker`` ignore SIGINT, as a Ray actor must (fuzz/cluster/worker.py ``ignore_interrupts``);
+    built here in pytest's own main thread, they would leave it ignored for every later test, and a subprocess
+    started after that (a Ctrl-C test) would inherit the ignored signal and never stop."""
+    before = signal.getsignal(signal.SIGINT)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 SEED, ITERATIONS, ARENA_EVERY, BATCH = 4, 96, 8, 16
 
 
