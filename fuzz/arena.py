@@ -234,6 +234,25 @@ def attack_pins(oracle: Oracle, mallory: Process, alice: Process) -> AttackPins:
                       alice_rx)  # fmt: skip
 
 
+def plant_marker(view: npt.NDArray[np.uint8], marker: bytes) -> None:
+    """Fill ``view`` with 0x5A and ``marker`` every 256 bytes: any slice of it on a wire is a leak."""
+    view[:] = 0x5A
+    for at in range(0, view.size - len(marker), 256):
+        view[at : at + len(marker)] = np.frombuffer(marker, dtype=np.uint8)
+
+
+def guard_kernel_and_alice(oracle: Oracle, memory: PhysicalMemory, pins: AttackPins, marker: bytes) -> Span:
+    """What every machine's oracle watches and guards: the kernel's memory, alice's secret (``marker``) and her RX
+    buffers; returns the kernel's span."""
+    oracle.secrets[marker] = "alice"
+    kernel_span = Span(memory.kernel_frames.phys, memory.kernel_frames.phys, memory.kernel_frames.nbytes)
+    oracle.watch("kernel memory", kernel_span.phys, kernel_span.size)
+    oracle.guard("kernel memory", kernel_span.phys, kernel_span.size)
+    oracle.guard("alice's secret", pins.alice_secret.phys, pins.alice_secret.size)
+    oracle.guard("alice's RX buffers", pins.alice_rx.phys, pins.alice_rx.size)
+    return kernel_span
+
+
 def watching(world: World[Any], detail_limit: int | None = None) -> Oracle:
     """The independent oracle on every DMA engine and every cable of a built world (invariant 1: one choke point).
 
@@ -337,15 +356,8 @@ class Arena:
         spare = Span(whole.bus, whole.phys, 2 * PAGE_SIZE)
         marker = SECRET + b"%d" % seed
         for view in (*(secret_region.view[p * PAGE_SIZE : (p + 1) * PAGE_SIZE] for p in range(2)), gap_region.view):
-            view[:] = 0x5A
-            for at in range(0, PAGE_SIZE - len(marker), 256):  # the marker all over: any slice of it leaks
-                view[at : at + len(marker)] = np.frombuffer(marker, dtype=np.uint8)
-        oracle.secrets[marker] = "alice"
-        kernel_span = Span(memory.kernel_frames.phys, memory.kernel_frames.phys, memory.kernel_frames.nbytes)
-        oracle.watch("kernel memory", kernel_span.phys, kernel_span.size)
-        oracle.guard("kernel memory", kernel_span.phys, kernel_span.size)
-        oracle.guard("alice's secret", alice_secret.phys, alice_secret.size)
-        oracle.guard("alice's RX buffers", alice_rx.phys, alice_rx.size)
+            plant_marker(view, marker)
+        kernel_span = guard_kernel_and_alice(oracle, memory, pins, marker)
         oracle.watch("alice's page between mallory's pins", alice_gap.phys, alice_gap.size)
         oracle.guard("alice's page between mallory's pins", alice_gap.phys, alice_gap.size)
 

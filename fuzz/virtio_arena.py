@@ -32,7 +32,18 @@ import numpy as np
 import numpy.typing as npt
 
 from driver.tenant.virtio_queue import VirtioTxQueue
-from fuzz.arena import FRAME_LEN, MAX_BATCH, SCENARIO, SECRET, Arena, MemoryMap, Span, attack_pins, watching
+from fuzz.arena import (
+    FRAME_LEN,
+    MAX_BATCH,
+    SCENARIO,
+    SECRET,
+    Arena,
+    MemoryMap,
+    attack_pins,
+    guard_kernel_and_alice,
+    plant_marker,
+    watching,
+)
 from fuzz.oracle.queues import QueueWatch
 from fuzz.oracle.virtq import QueueView, VirtqJudge
 from ring.descriptors import RX_DESC, TX_DESC
@@ -102,16 +113,8 @@ class VirtioArena(Arena):
         )  # fmt: skip
         secret_region, alice_secret, alice_rx = pins.secret_region, pins.alice_secret, pins.alice_rx
         marker = SECRET + b"%d" % seed
-        view = secret_region.view
-        view[:] = 0x5A
-        for at in range(0, view.size - len(marker), 256):
-            view[at : at + len(marker)] = np.frombuffer(marker, dtype=np.uint8)
-        oracle.secrets[marker] = "alice"
-        kernel_span = Span(memory.kernel_frames.phys, memory.kernel_frames.phys, memory.kernel_frames.nbytes)
-        oracle.watch("kernel memory", kernel_span.phys, kernel_span.size)
-        oracle.guard("kernel memory", kernel_span.phys, kernel_span.size)
-        oracle.guard("alice's secret", alice_secret.phys, alice_secret.size)
-        oracle.guard("alice's RX buffers", alice_rx.phys, alice_rx.size)
+        plant_marker(secret_region.view, marker)
+        kernel_span = guard_kernel_and_alice(oracle, memory, pins, marker)
 
         # queues last: the kernel's shadow virtqueues are allocated here, after every address above
         raw = {kind: RawVirtq.open(mallory, "nic2", QUEUES[kind], regions[kind]) for kind in QUEUES}

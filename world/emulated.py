@@ -19,7 +19,7 @@ from device.clock import Clock, VirtualClock, WallClock
 from device.e1000 import E1000, EngineMode
 from device.pcap import PcapWriter
 from device.poller import DevicePoller
-from device.wire import Cable, Tap
+from device.wire import Cable, Port, Tap
 from ring.frames import FrameBatch
 from ring.memory import PhysicalMemory
 from ring.syscalls import RegisterBus
@@ -52,16 +52,8 @@ class Emulated:
     def plug(self, scenario: Scenario, memory: PhysicalMemory, kernel: Kernel) -> Mapping[str, RegisterBus]:
         self.engine = scenario.engine
         self.nics = {n.name: E1000(n.name, memory, n.mac, n.queues, scenario.engine) for n in scenario.nics}
-        for spec in scenario.cables:
-            clock: Clock = VirtualClock() if scenario.engine is EngineMode.INLINE else WallClock()
-            cable = Cable(self.nics[spec.a].port, self.nics[spec.b].port, clock)
-            self.cables.append(cable)
-            path = spec.pcap if self.pcap is True else (self.pcap if isinstance(self.pcap, str) else None)
-            if path:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-                writer = PcapWriter(path)
-                self.writers.append(writer)
-                cable.taps.append(pcap_tap(writer))
+        clock: Callable[[], Clock] = VirtualClock if scenario.engine is EngineMode.INLINE else WallClock
+        self.cables, self.writers = lay_cables(scenario, {n: d.port for n, d in self.nics.items()}, clock, self.pcap)
         for dev in self.nics.values():
             dev.attach()  # the link comes up once the kernel sets CTRL.SLU and a cable is in the port
             dev.dma.iommu = kernel.iommu  # None unless protection is iommu
@@ -92,6 +84,25 @@ class Emulated:
             self.poller = None
         for writer in self.writers:
             writer.close()
+
+
+def lay_cables(
+    scenario: Scenario, ports: Mapping[str, Port], clock: Callable[[], Clock], pcap: str | bool | None
+) -> tuple[list[Cable], list[PcapWriter]]:
+    """The scenario's cables between emulated NICs' ``ports``, each on its own ``clock()``, and the pcap writers
+    tapping them (``pcap``: True = as the scenario says, False = none, a path = that file)."""
+    cables: list[Cable] = []
+    writers: list[PcapWriter] = []
+    for spec in scenario.cables:
+        cable = Cable(ports[spec.a], ports[spec.b], clock())
+        cables.append(cable)
+        path = spec.pcap if pcap is True else (pcap if isinstance(pcap, str) else None)
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            writer = PcapWriter(path)
+            writers.append(writer)
+            cable.taps.append(pcap_tap(writer))
+    return cables, writers
 
 
 def pcap_tap(writer: PcapWriter) -> Tap:

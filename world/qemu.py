@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from driver.qemu.args import E1000, QEMU_BINARY, QemuNicSpec
-from driver.qemu.irq import IrqPoller
+from driver.qemu.irq import CausePoller, IrqPoller
 from driver.qemu.loopback import CABLE_RCVBUF, cable_capacity, cable_socket
 from driver.qemu.machine import QemuE1000, QemuError, QemuMachine
 from ring.memory import PhysicalMemory
@@ -90,8 +90,9 @@ def start_machine(
     return machine, [QemuPcap(s.pcap) for s in specs if s.pcap is not None]
 
 
-class Qemu:
-    """The scenario's NICs as QEMU's e1000s, in one QEMU process whose RAM is the sandbox's memory.
+class QemuBackend:
+    """What every QEMU back end shares: one QEMU process whose RAM is the sandbox's memory, its pcaps, the poller
+    that turns its devices' interrupt causes into the kernel's interrupts, and how it is stopped.
 
     ``pcap``: True = as the scenario says, False = none, a path = that file.
     ``rcvbuf``: the receive buffer asked for each cable socket (the kernel may grant less).
@@ -102,40 +103,15 @@ class Qemu:
         self.binary = binary
         self.rcvbuf = rcvbuf
         self._machine: QemuMachine | None = None
-        self.poller: IrqPoller | None = None
+        self.poller: CausePoller | None = None
         self.dumps: list[QemuPcap] = []
-
-    @property
-    def nics(self) -> dict[str, QemuE1000]:
-        return {} if self._machine is None else self._machine.nics
 
     @property
     def pcaps(self) -> Sequence[Pcap]:
         return self.dumps
 
-    def ram(self, scenario: Scenario) -> npt.NDArray[np.uint8]:
-        """Start QEMU with one e1000 per NIC on its cable socket; its guest RAM is the machine's memory."""
-        if scenario.protection is Protection.IOMMU:
-            raise ValueError("protection iommu needs emulated NICs: QEMU's e1000 DMAs guest-physical addresses")
-        self._machine, self.dumps = start_machine(scenario, self.pcap, self.binary, self.rcvbuf)
-        return self._machine.ram
-
-    def plug(self, scenario: Scenario, memory: PhysicalMemory, kernel: Kernel) -> Mapping[str, RegisterBus]:
-        """The NICs are in QEMU already, cabled by their sockets; their interrupts reach us through a poller."""
-        machine = self.machine
-        self.poller = IrqPoller(machine.connection, list(machine.nics.values()), machine.cables.waiting)
-        return machine.nics
-
-    def connect(self, name: str, line: Callable[[], None]) -> None:
-        self.machine.nics[name].irq = line  # raised by the poller when the device's ICR shows a cause
-
     def attached(self, name: str) -> None:
         pass
-
-    def start(self) -> None:
-        assert self.poller is not None
-        self.poller.start()
-        self.machine.wait_rx_ready()  # a second of sleep: a Ctrl-C lands here as often as not
 
     @property
     def machine(self) -> QemuMachine:
@@ -167,6 +143,35 @@ class Qemu:
             self.poller.stop()  # before QEMU goes: the thread must not poll a closed connection
         if self._machine is not None:
             self._machine.close()
+
+
+class Qemu(QemuBackend):
+    """The scenario's NICs as QEMU's e1000s."""
+
+    @property
+    def nics(self) -> dict[str, QemuE1000]:
+        return {} if self._machine is None else self._machine.nics
+
+    def ram(self, scenario: Scenario) -> npt.NDArray[np.uint8]:
+        """Start QEMU with one e1000 per NIC on its cable socket; its guest RAM is the machine's memory."""
+        if scenario.protection is Protection.IOMMU:
+            raise ValueError("protection iommu needs emulated NICs: QEMU's e1000 DMAs guest-physical addresses")
+        self._machine, self.dumps = start_machine(scenario, self.pcap, self.binary, self.rcvbuf)
+        return self._machine.ram
+
+    def plug(self, scenario: Scenario, memory: PhysicalMemory, kernel: Kernel) -> Mapping[str, RegisterBus]:
+        """The NICs are in QEMU already, cabled by their sockets; their interrupts reach us through a poller."""
+        machine = self.machine
+        self.poller = IrqPoller(machine.connection, list(machine.nics.values()), machine.cables.waiting)
+        return machine.nics
+
+    def connect(self, name: str, line: Callable[[], None]) -> None:
+        self.machine.nics[name].irq = line  # raised by the poller when the device's ICR shows a cause
+
+    def start(self) -> None:
+        assert self.poller is not None
+        self.poller.start()
+        self.machine.wait_rx_ready()  # a second of sleep: a Ctrl-C lands here as often as not
 
 
 def qemu_world(

@@ -20,14 +20,13 @@ the emulated virtio NIC (verifier/virtio/gate.py ``SUPPORTED``), and at most
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import numpy.typing as npt
 
 from driver.qemu.args import QEMU_BINARY, VIRTIO_NET
-from driver.qemu.loopback import CABLE_RCVBUF, cable_capacity
-from driver.qemu.machine import QemuError, QemuMachine
+from driver.qemu.loopback import CABLE_RCVBUF
 from driver.qemu.virtio_irq import IsrPoller
 from driver.qemu.virtio_mmio import QemuVirtioMmio
 from driver.qemu.virtio_net import QEMU_QUEUE_MAX
@@ -36,9 +35,8 @@ from ring.syscalls import RegisterBus
 from verifier.audit.rejections import AuditSink
 from verifier.kernel import Kernel
 from verifier.virtio.gate import SUPPORTED
-from world.backend import Pcap
 from world.build import World
-from world.qemu import QemuPcap, start_machine
+from world.qemu import QemuBackend, start_machine
 from world.scenario import Scenario
 
 
@@ -62,29 +60,16 @@ def fit_rings(scenario: Scenario) -> Scenario:
     return dataclasses.replace(scenario, tenants=tenants)
 
 
-class QemuVirtio:
-    """The scenario's NICs as QEMU's virtio-net-pci devices, in one QEMU process whose RAM is the sandbox's memory.
-
-    ``pcap``: True = as the scenario says, False = none, a path = that file.
-    ``rcvbuf``: the receive buffer asked for each cable socket (the kernel may grant less).
-    """
+class QemuVirtio(QemuBackend):
+    """The scenario's NICs as QEMU's virtio-net-pci devices, each behind the virtio-mmio map the kernel speaks."""
 
     def __init__(self, pcap: str | bool | None = True, binary: str = QEMU_BINARY, rcvbuf: int = CABLE_RCVBUF) -> None:
-        self.pcap = pcap
-        self.binary = binary
-        self.rcvbuf = rcvbuf
-        self._machine: QemuMachine | None = None
+        super().__init__(pcap, binary, rcvbuf)
         self._nics: dict[str, QemuVirtioMmio] = {}
-        self.poller: IsrPoller | None = None
-        self.dumps: list[QemuPcap] = []
 
     @property
     def nics(self) -> dict[str, QemuVirtioMmio]:
         return self._nics
-
-    @property
-    def pcaps(self) -> Sequence[Pcap]:
-        return self.dumps
 
     def ram(self, scenario: Scenario) -> npt.NDArray[np.uint8]:
         """Start QEMU with one virtio-net-pci per NIC on its cable socket; its guest RAM is the machine's memory."""
@@ -105,34 +90,9 @@ class QemuVirtio:
     def connect(self, name: str, line: Callable[[], None]) -> None:
         self._nics[name].irq = line  # raised by the poller when the device's ISR shows a notification
 
-    def attached(self, name: str) -> None:
-        pass
-
     def start(self) -> None:
         assert self.poller is not None
         self.poller.start()  # no receive hold-off: QEMU's virtio-net takes frames once a buffer is posted
-
-    @property
-    def machine(self) -> QemuMachine:
-        """The QEMU process (its qtest connection, pid, cable ports)."""
-        if self._machine is None:
-            raise QemuError("QEMU is not running: the world was not built")
-        return self._machine
-
-    def in_flight_limit(self, frame_bytes: int) -> int:
-        """Frames a cable socket holds before the kernel drops one (world/qemu.py ``Qemu.in_flight_limit``)."""
-        return cable_capacity(self.machine.rcvbuf, frame_bytes)
-
-    def settle(self, timeout_s: float) -> bool:
-        """Wait until no frame waits on a cable, no transmit chain waits in QEMU and every ISR reads 0."""
-        assert self.poller is not None
-        return self.poller.drain(timeout_s)
-
-    def close(self) -> None:
-        if self.poller is not None:
-            self.poller.stop()  # before QEMU goes: the thread must not poll a closed connection
-        if self._machine is not None:
-            self._machine.close()
 
 
 def qemu_virtio_world(

@@ -12,7 +12,6 @@ only.  ``virtio_queues`` is the tenant side a demo opens on such a NIC.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -29,7 +28,7 @@ from verifier.kernel import Kernel
 from verifier.rules.policy import Policy
 from world.backend import Pcap
 from world.build import World
-from world.emulated import pcap_tap
+from world.emulated import lay_cables
 from world.scenario import Scenario
 
 
@@ -51,15 +50,9 @@ class EmulatedVirtio:
 
     def plug(self, scenario: Scenario, memory: PhysicalMemory, kernel: Kernel) -> Mapping[str, RegisterBus]:
         self.nics = {n.name: VirtioNet(n.name, memory, n.mac) for n in scenario.nics}
-        for spec in scenario.cables:
-            cable = Cable(self.nics[spec.a].port, self.nics[spec.b].port, VirtualClock())
-            self.cables.append(cable)
-            path = spec.pcap if self.pcap is True else (self.pcap if isinstance(self.pcap, str) else None)
-            if path:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-                writer = PcapWriter(path)
-                self.writers.append(writer)
-                cable.taps.append(pcap_tap(writer))
+        self.cables, self.writers = lay_cables(
+            scenario, {n: d.port for n, d in self.nics.items()}, VirtualClock, self.pcap
+        )
         return self.nics
 
     def connect(self, name: str, line: Callable[[], None]) -> None:
