@@ -18,6 +18,7 @@ import threading
 from collections import defaultdict, deque
 from collections.abc import Callable
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -81,7 +82,7 @@ class E1000:
         self.fast = fastdev.enabled()
         self.dma = DmaEngine(memory, name)
         self.counters = DeviceCounters()
-        self.port = Port(name, self.receive, self.pause_room, self.resume)
+        self.port = Port(name, self.receive, self.pause_room, self.resume, self.arrive)
         self.tx = [TxEngine(self, q) for q in range(queues)]
         self.rx = [RxEngine(self, q) for q in range(queues)]
         self.lock = threading.RLock()
@@ -316,6 +317,19 @@ class E1000:
             self.inbound.append(frames)
             self._inbound_bytes += frames.nbytes
             self._inbound_frames += len(frames)
+
+    def arrive(self, n: int, data: Any, lengths: Any) -> bool:
+        """A burst from the link partner's compiled kick, still in its scratch (the port's ``arrive``).
+
+        The inline engine of a one-queue NIC places it compiled when it is the
+        plain case (RxEngine.arrive); False (nothing done) sends it the
+        ``receive`` way, as a FrameBatch: the threaded engine's FIFO, queue
+        steering, the filter's and the placement's other answers.
+        """
+        if self.mode is not EngineMode.INLINE or self.queues != 1:
+            return False
+        with self.lock:
+            return self.rx[0].arrive(n, data, lengths)
 
     def _receive_now(self, frames: FrameBatch) -> None:
         rctl = self.reg(regs.RCTL)

@@ -10,7 +10,7 @@ descriptors are available, so no half frame is ever left in the ring.
 from __future__ import annotations
 
 import zlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -46,9 +46,12 @@ class RxEngine:
             # where the burst path fetches descriptors, and notes each buffer's physical address
             self._snap = np.zeros(65536 * (DESC_SIZE + 8), dtype=np.uint8)
             self._c_snap = self.fast.ptr(self._snap)
-            self._placed = np.zeros(1, dtype=np.int64)  # bytes the last compiled placement wrote
+            #: bytes the last compiled placement wrote, and the accesses the numpy engine would have translated
+            self._placed = np.zeros(2, dtype=np.int64)
             self._c_placed = self.fast.i64(self._placed)
             self._c_mem = self.fast.ptr(dev.dma.memory.data)
+            self._mem_size = dev.dma.memory.data.size
+            self._c_regs = fastdev.u32(self.fast, dev.regs)
 
     def reg(self, offset: int) -> int:
         """This queue's copy of a queue-0 ring register (RDBAL, RDLEN, RDH, RDT ...)."""
@@ -132,6 +135,34 @@ class RxEngine:
         dev.count_rx(int(good.size), int(good.sum()) + (ETH_FCS_LEN * int(good.size) if strip_crc else 0))
         dev.raise_irq(regs.ICR_RXT0)
         return n
+
+    def arrive(self, n: int, data: Any, lengths: Any) -> bool:
+        """The whole arrival of a plain burst compiled (device/fastdev.h, rx_arrive); False: nothing done.
+
+        ``n`` frames at C pointers (the sender's scratch).  One C call checks
+        what ``E1000._receive_now`` and ``place`` would decide for the common
+        case (receiver on, link up, CRC stripped, every frame for the first
+        receive address and within one buffer, a buffer posted for each),
+        places them and writes length and DD|EOP back, and moves RDH; then
+        the counters and one RXT0 interrupt for the burst (8254x 3.2).  Any
+        other case is refused untouched and the sender makes a FrameBatch.
+        Queue 0 of a one-queue NIC, whose lock the caller holds.
+        """
+        fast, dev = self.fast, self.dev
+        dma = dev.dma
+        view = None if fast is None else dma.burst_view()
+        if fast is None or view is None:
+            return False
+        placed = fast.lib.rx_arrive(self._c_mem, self._mem_size, self._c_regs, n, data, lengths, self._c_snap,
+                                    self._c_placed, view)  # fmt: skip
+        if placed < 0:
+            return False
+        octets, accesses = self._placed.tolist()
+        if dma.iommu is not None:
+            dma.iommu.count_hits(accesses)
+        dev.count_rx(n, octets + ETH_FCS_LEN * n)
+        dev.raise_irq(regs.ICR_RXT0)
+        return True
 
     def _burst(self, frames: FrameBatch, base: int, count: int, head: int, n: int) -> bool:
         """The compiled placement (device/fastdev.h) of ``n`` one-buffer frames; False: the numpy engine runs.
