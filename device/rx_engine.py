@@ -18,7 +18,8 @@ import numpy.typing as npt
 from device import fastdev
 from ring import indices, regs
 from ring.descriptors import DESC_SIZE, ETH_FCS_LEN, ETH_MAX_FRAME, RX_DESC, RXD_ERR_RXE, RXD_STAT_DD, RXD_STAT_EOP
-from ring.frames import FrameBatch, buffer_chunks
+from ring.frames import FrameBatch, buffer_chunks, rows_at
+from ring.frames import scatter as numpy_scatter
 
 if TYPE_CHECKING:
     from device.e1000 import E1000
@@ -42,6 +43,13 @@ class RxEngine:
         self._regs = dev.regs  # the register file, read through this queue's word index of each ring register
         self._word = {base: regs.queue_reg(base, queue) >> 2 for base in regs.RX_RING_REGS}
         self.fast = fastdev.enabled()
+        memory = dev.dma.memory.data
+        #: the register words the plain arrival reads, in one fancy index: RCTL, STATUS, RDLEN, RDH, RDT, RDBAL, RDBAH
+        self._arrive_words = np.array(
+            [regs.RCTL >> 2, regs.STATUS >> 2] + [self._word[r] for r in (regs.RDLEN, regs.RDH, regs.RDT, regs.RDBAL,
+                                                                         regs.RDBAH)], dtype=np.intp)  # fmt: skip
+        #: memory as receive descriptors (RDBAL ignores bits 3:0, so every ring starts on one of these)
+        self._descs = memory[: memory.size - memory.size % DESC_SIZE].view(RX_DESC)
         if self.fast is not None:
             # where the burst path fetches descriptors, and notes each buffer's physical address
             self._snap = np.zeros(65536 * (DESC_SIZE + 8), dtype=np.uint8)
@@ -81,9 +89,7 @@ class RxEngine:
         strip_crc = bool(rctl & regs.RCTL_SECRC)
         if not strip_crc:
             frames = with_fcs(frames)
-        bsize = regs.RCTL_BSIZE_BYTES.get(
-            ((rctl & regs.RCTL_BSIZE_MASK) >> regs.RCTL_BSIZE_SHIFT, bool(rctl & regs.RCTL_BSEX)), 2048
-        )
+        bsize = self._buffer_bytes(rctl)
         avail = indices.used(head, tail, count) if count else 0
         fits_one = frames.longest <= bsize
         if fits_one:  # the common case: one buffer per frame
@@ -135,6 +141,75 @@ class RxEngine:
         dev.count_rx(int(good.size), int(good.sum()) + (ETH_FCS_LEN * int(good.size) if strip_crc else 0))
         dev.raise_irq(regs.ICR_RXT0)
         return n
+
+    def arrive_batch(self, frames: FrameBatch) -> bool:
+        """``arrive`` on the numpy path: the plain arrival of a burst in a few whole-batch operations; False:
+        nothing done, ``E1000._receive_now`` and ``place`` decide.
+
+        The same plain case as rx_arrive (device/fastdev.h), checked from one
+        read of the ring registers; then one fetch of the window's buffer
+        addresses, one scatter (a row scatter when the frames have one
+        length, as bench/numpy_limit.py does), one write-back of the whole
+        descriptors (address as fetched, length, DD|EOP) and one RDH move.
+        Only with no DMA observer and no IOMMU: those see or translate each
+        access batch, which the engine below does.  A buffer within the
+        longest frame of memory's end also takes the engine (one bound for all).
+        """
+        dev = self.dev
+        dma = dev.dma
+        if dma.observers or dma.iommu is not None:
+            return False
+        rctl, status, rdlen, head, tail, bal, bah = self._regs[self._arrive_words].tolist()
+        if not rctl & regs.RCTL_EN or not status & regs.STATUS_LU or not rctl & regs.RCTL_SECRC:
+            return False
+        mac = dev.unicast_address()
+        lengths, data = frames.lengths, frames.data
+        n = lengths.size
+        count = rdlen // DESC_SIZE
+        if mac is None or n == 0 or count == 0 or head >= count or tail >= count or (tail - head) % count < n:
+            return False
+        longest = frames.known_longest
+        if longest is None:
+            longest = int(np.maximum.reduce(lengths))
+        shortest = int(np.minimum.reduce(lengths))
+        if shortest < 6 or longest > self._buffer_bytes(rctl) or (not rctl & regs.RCTL_LPE and longest > MAX_STD_FRAME):
+            return False
+        same = shortest == longest
+        dest = data.reshape(n, shortest)[:, :6] if same else rows_at(data, np.cumsum(lengths) - lengths, 6)
+        if not np.logical_and.reduce(dest == mac, axis=None):
+            return False
+        memory = dma.memory.data
+        size = memory.size
+        base = bal | bah << 32
+        wraps = head + n > count
+        if base % DESC_SIZE or base + DESC_SIZE * (count if wraps else head + n) > size:
+            return False
+        ring = self._descs[base // DESC_SIZE : base // DESC_SIZE + count]
+        window = (head + np.arange(n)) % count if wraps else slice(head, head + n)
+        addrs = ring["addr"][window]  # the fetch: copied before any byte is written (a buffer may be the ring)
+        if not wraps:
+            addrs = addrs.copy()
+        if int(np.maximum.reduce(addrs)) + longest > size:  # addr < size <= 2**62: the bound cannot wrap
+            return False
+        if same:
+            dma.rows(shortest)[addrs] = data.reshape(n, shortest)
+        else:
+            numpy_scatter(memory, addrs.astype(np.int64), lengths, data)
+        back = np.zeros(n, dtype=RX_DESC)
+        back["addr"] = addrs
+        back["length"] = lengths
+        back["status"] = RXD_STAT_DD | RXD_STAT_EOP
+        ring[window] = back
+        self._regs[self._word[regs.RDH]] = (head + n) % count
+        dev.count_rx(n, int(data.size) + ETH_FCS_LEN * n)
+        dev.raise_irq(regs.ICR_RXT0)
+        return True
+
+    @staticmethod
+    def _buffer_bytes(rctl: int) -> int:
+        """RCTL.BSIZE/BSEX as bytes (table 13-66); a reserved code reads as 2048."""
+        code = ((rctl & regs.RCTL_BSIZE_MASK) >> regs.RCTL_BSIZE_SHIFT, bool(rctl & regs.RCTL_BSEX))
+        return regs.RCTL_BSIZE_BYTES.get(code, 2048)
 
     def arrive(self, n: int, data: Any, lengths: Any) -> bool:
         """The whole arrival of a plain burst compiled (device/fastdev.h, rx_arrive); False: nothing done.

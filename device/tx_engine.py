@@ -79,6 +79,13 @@ class TxEngine:
         #: (base, count, head, tail) at which the queue stalled on a bad ring, or None
         self.stalled_at: tuple[int, int, int, int] | None = None
         self.fast = fastdev.enabled()
+        memory = dev.dma.memory.data
+        #: the register words the plain kick reads, in one fancy index: TCTL, CTRL, TDLEN, TDH, TDT, TDBAL, TDBAH
+        self._kick_words = np.array(
+            [regs.TCTL >> 2, regs.CTRL >> 2] + [self._word[r] for r in (regs.TDLEN, regs.TDH, regs.TDT, regs.TDBAL,
+                                                                       regs.TDBAH)], dtype=np.intp)  # fmt: skip
+        #: memory as transmit descriptors (TDBAL ignores bits 3:0, so every ring starts on one of these)
+        self._descs = memory[: memory.size - memory.size % DESC_SIZE].view(TX_DESC)
         #: a compiled kick's frames are in the scratch and not on the wire yet: a kick nested in its
         #: interrupt handler takes the numpy engine, which leaves the scratch alone
         self._in_flight = False
@@ -100,8 +107,9 @@ class TxEngine:
 
     def run(self) -> int:
         """Process every descriptor from TDH to TDT; return how many were consumed."""
-        if self.fast is not None and not self.partial.fragments and self.stalled_at is None and not self._in_flight:
-            kicked = self._burst()
+        if not self.partial.fragments and self.stalled_at is None:
+            # compiled, unless a kick is still in the scratch (this one is nested in its interrupt handler)
+            kicked = self._burst_numpy() if self.fast is None else (None if self._in_flight else self._burst())
             if kicked is not None:
                 return kicked
         dev = self.dev
@@ -205,6 +213,62 @@ class TxEngine:
             port.transmit_burst(n, self._c_out, self._c_out_len, self._kicked_frames)
         finally:
             self._in_flight = False
+        return n
+
+    def _burst_numpy(self) -> int | None:
+        """``_burst`` on the numpy path: the plain kick in a few whole-batch operations, or None (nothing done).
+
+        The same plain case as tx_kick (device/fastdev.h), from one read of
+        the ring registers: the TDH..TDT window of descriptors looked at in
+        place, every command judged by one AND and one OR over the window (all
+        EOP, none DEXT or IC), one gather of the buffers (a row gather when
+        the frames have one length, as bench/numpy_limit.py does), DD written
+        into the window where RS asks, TDH moved; then ``run``'s interrupt and
+        send.  Only with no DMA observer and no IOMMU: those see or translate
+        each access batch, which the engine below does.  A buffer within the
+        longest frame of memory's end also takes the engine (one bound for all).
+        """
+        dev = self.dev
+        dma = dev.dma
+        if dma.observers or dma.iommu is not None:
+            return None
+        tctl, ctrl, tdlen, head, tail, bal, bah = self._regs[self._kick_words].tolist()
+        count = tdlen // DESC_SIZE
+        if not tctl & regs.TCTL_EN or ctrl & regs.CTRL_RFCE or head == tail or head >= count or tail >= count:
+            return None
+        memory = dma.memory.data
+        size = memory.size
+        base = bal | bah << 32
+        wraps = tail < head
+        if base % DESC_SIZE or base + DESC_SIZE * (count if wraps else tail) > size:
+            return None
+        ring = self._descs[base // DESC_SIZE : base // DESC_SIZE + count]
+        window = np.concatenate((np.arange(head, count), np.arange(tail))) if wraps else slice(head, tail)
+        descs = ring[window]  # read before DD is written back (a buffer may be the ring itself)
+        cmd, length, addr = descs["cmd"], descs["length"], descs["addr"]
+        every, some = int(np.bitwise_and.reduce(cmd)), int(np.bitwise_or.reduce(cmd))
+        if not every & TXD_CMD_EOP or some & (TXD_CMD_DEXT | TXD_CMD_IC):
+            return None
+        shortest, longest = int(np.minimum.reduce(length)), int(np.maximum.reduce(length))
+        # addr < size <= 2**62: the bound cannot wrap
+        if shortest < ETH_MIN_FRAME or longest > MAX_TX_PACKET or int(np.maximum.reduce(addr)) + longest > size:
+            return None
+        lengths = length.astype(np.int64)
+        n = lengths.size
+        data = dma.rows(shortest)[addr].ravel() if shortest == longest else fastdev.gather(memory, addr, lengths)
+        status = ring["status"]
+        if every & TXD_CMD_RS:
+            status[window] = TXD_STAT_DD
+        elif some & TXD_CMD_RS:
+            status[(np.arange(head, head + n)[(cmd & TXD_CMD_RS) != 0]) % count] = TXD_STAT_DD
+        self._regs[self._word[regs.TDH]] = tail
+        dev.raise_irq(regs.ICR_TXDW | regs.ICR_TXQE)
+        port = dev.port
+        if port.wire is not None:
+            dev.count_tx(n, int(data.size))
+        else:
+            dev.counters.tx_no_carrier += n
+        port.transmit(FrameBatch.counted(data, lengths, longest))
         return n
 
     def _kicked_frames(self) -> FrameBatch:

@@ -1,4 +1,4 @@
-"""The compiled kick (fastdev.c: tx_kick, rx_arrive) against the numpy engines, on a cable with no tap.
+"""The plain kick (compiled: fastdev.c tx_kick, rx_arrive; numpy: _burst_numpy, arrive_batch) against the engines.
 
 With no tap on the cable a plain burst goes from the sender's scratch to
 the receiver's buffers without a FrameBatch (``Port.transmit_burst``), so
@@ -6,9 +6,11 @@ tests/device/test_burst_path.py, whose rig taps the cable, never sees the
 receiving half.  Here two rigs with untapped cables get the same hostile TX
 stream and, on the receiving NIC, the same RCTL and address changes (CRC
 kept, every buffer size code, LPE, the receiver off, a frame not ours, a
-ring with too few buffers posted).  One rig runs compiled, the other on the
-numpy engines alone; every byte of memory, register, statistic and counter
-must end the same, and the compiled arrival must have been taken.
+ring with too few buffers posted).  One rig runs compiled, one on the
+numpy path (whose plain kick and arrival are a few whole-batch numpy
+operations), one on the numpy engines alone with those two switched off;
+every byte of memory, register, statistic and counter must end the same,
+and the plain kick and arrival must have been taken.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from hypothesis import strategies as st
 from device import fastdev
 from device.e1000 import E1000
 from device.rx_engine import RxEngine
+from device.tx_engine import TxEngine
 from ring import regs
 from ring.descriptors import RX_DESC
+from ring.frames import FrameBatch
 from tests.conftest import MAC1, Rig, frame, make_rig
-from tests.device.test_burst_path import RING, kick, numpy_only, put
 from tests.device.raw import RawRx, RawTx
+from tests.device.test_burst_path import RING, kick, numpy_only, put
 from tests.verifier.compiled import compiled_accelerator
 
 #: What the receiving NIC's driver changes before a kick (RCTL bits, RAL0, the buffers it posts).
@@ -42,6 +46,17 @@ def _compiled() -> None:
 def untapped() -> Rig:
     rig = make_rig()
     rig.cable.taps.clear()
+    return rig
+
+
+def engines_only(rig: Rig) -> Rig:
+    """The numpy path without its plain kick and arrival: every burst through the engines' general code."""
+    rig = numpy_only(rig)
+    for dev in (rig.nic0, rig.nic1):
+        for tx in dev.tx:
+            setattr(tx, "_burst_numpy", lambda: None)  # noqa: B010 (an instance's method replaced)
+        for rx in dev.rx:
+            setattr(rx, "arrive_batch", lambda _frames: False)  # noqa: B010
     return rig
 
 
@@ -102,13 +117,54 @@ def state(rig: Rig) -> tuple[object, ...]:
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(kick, min_size=1, max_size=10), st.lists(st.sampled_from(RX_CHANGES), min_size=1, max_size=4))
-def test_the_compiled_kick_leaves_memory_and_registers_as_the_numpy_engines_do(
+def test_the_plain_kick_leaves_memory_and_registers_as_the_engines_do(
     kicks: list[list[tuple[str, int]]], changes: list[str]
 ) -> None:
-    fast, slow = untapped(), numpy_only(untapped())
-    drive(fast, kicks, changes)
-    drive(slow, kicks, changes)
-    assert state(fast) == state(slow)
+    rigs = [untapped(), numpy_only(untapped()), engines_only(untapped())]
+    for rig in rigs:
+        drive(rig, kicks, changes)
+    compiled, numpy_kick, engines = (state(rig) for rig in rigs)
+    assert compiled == engines
+    assert numpy_kick == engines
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(kick, min_size=1, max_size=10), st.lists(st.sampled_from(RX_CHANGES), min_size=1, max_size=4))
+def test_on_a_tapped_cable_the_numpy_kick_puts_the_same_frames_on_the_wire(
+    kicks: list[list[tuple[str, int]]], changes: list[str]
+) -> None:
+    rigs = [numpy_only(make_rig()), engines_only(make_rig())]
+    for rig in rigs:
+        drive(rig, kicks, changes)
+    assert rigs[0].wire == rigs[1].wire
+    assert state(rigs[0]) == state(rigs[1])
+
+
+def test_the_numpy_kick_and_arrival_are_taken_for_a_plain_burst(monkeypatch: pytest.MonkeyPatch) -> None:
+    taken: list[object] = []
+    kick_numpy, arrive_batch = TxEngine._burst_numpy, RxEngine.arrive_batch
+
+    def spy_kick(self: TxEngine) -> int | None:
+        out = kick_numpy(self)
+        taken.append(out)
+        return out
+
+    def spy_arrive(self: RxEngine, frames: FrameBatch) -> bool:
+        out = arrive_batch(self, frames)
+        taken.append(out)
+        return out
+
+    monkeypatch.setattr(TxEngine, "_burst_numpy", spy_kick)
+    monkeypatch.setattr(RxEngine, "arrive_batch", spy_arrive)
+    rig = numpy_only(untapped())
+    tx, rx = RawTx(rig.nic0, rig.memory, RING), RawRx(rig.nic1, rig.memory, RING)
+    same = [frame(bytes([i]) * 50) for i in range(4)]  # one length: the row gather and scatter
+    mixed = [frame(bytes([i]) * (50 + i)) for i in range(4)]  # mixed lengths: the range gather and scatter
+    tx.send(*same)
+    tx.send(*mixed)
+    # RawTx's TDT = 0 is no kick; each arrival returns inside its kick (the frames go on the wire before it ends)
+    assert taken == [None, True, 4, True, 4]
+    assert [rx.data(slot) for slot in range(8)] == same + mixed
 
 
 def test_a_plain_burst_on_an_untapped_cable_is_placed_from_the_senders_scratch(
