@@ -153,7 +153,17 @@ class E1000:
         with self.lock:
             ring = self._ring_regs.get(offset)
             if ring is not None:
-                self._write_ring_reg(offset, value, *ring)
+                base, queue = ring
+                if base == regs.TDT:  # the doorbells first, one store each: they are the hot ones
+                    self.regs[offset >> 2] = value & 0xFFFF
+                    if self.mode is EngineMode.INLINE:
+                        self.tx[queue].run()
+                elif base == regs.RDT:
+                    self.regs[offset >> 2] = value & 0xFFFF
+                    if self.pausing:
+                        self._maybe_xon()
+                else:
+                    self._write_ring_reg(offset, value, base)
                 return
             if offset == regs.CTRL:
                 if value & regs.CTRL_RST:
@@ -181,14 +191,11 @@ class E1000:
                     self._ral_cache = None
                 self.set_reg(offset, value)
 
-    def _write_ring_reg(self, offset: int, value: int, base: int, queue: int) -> None:
-        """Per-queue ring registers: base (bits 3:0 ignored), length (bits 6:0 ignored), 16-bit head and tail."""
-        if base in _HEAD_TAIL:  # the doorbell (TDT, RDT) first: it is the hot one
+    def _write_ring_reg(self, offset: int, value: int, base: int) -> None:
+        """Per-queue ring registers but the doorbells (``write32``): base (bits 3:0 ignored), length (bits 6:0
+        ignored), 16-bit head."""
+        if base in _HEAD_TAIL:
             self.regs[offset >> 2] = value & 0xFFFF
-            if base == regs.TDT and self.mode is EngineMode.INLINE:
-                self.tx[queue].run()
-            elif base == regs.RDT and self.pausing:
-                self._maybe_xon()
         elif base in (regs.TDLEN, regs.RDLEN):
             if value & (regs.RING_LEN_ALIGN - 1):
                 self.counters.ring_len_misaligned += 1

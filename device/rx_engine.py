@@ -50,6 +50,7 @@ class RxEngine:
                                                                          regs.RDBAH)], dtype=np.intp)  # fmt: skip
         #: memory as receive descriptors (RDBAL ignores bits 3:0, so every ring starts on one of these)
         self._descs = memory[: memory.size - memory.size % DESC_SIZE].view(RX_DESC)
+        self._written = np.zeros(0, dtype=RX_DESC)
         if self.fast is not None:
             # where the burst path fetches descriptors, and notes each buffer's physical address
             self._snap = np.zeros(65536 * (DESC_SIZE + 8), dtype=np.uint8)
@@ -195,10 +196,12 @@ class RxEngine:
             dma.rows(shortest)[addrs] = data.reshape(n, shortest)
         else:
             numpy_scatter(memory, addrs.astype(np.int64), lengths, data)
-        back = np.zeros(n, dtype=RX_DESC)
+        if self._written.size < n:  # the write-back's template: DD|EOP, csum, errors and special 0
+            self._written = np.zeros(max(n, 2 * self._written.size), dtype=RX_DESC)
+            self._written["status"] = RXD_STAT_DD | RXD_STAT_EOP
+        back = self._written[:n]
         back["addr"] = addrs
         back["length"] = lengths
-        back["status"] = RXD_STAT_DD | RXD_STAT_EOP
         ring[window] = back
         self._regs[self._word[regs.RDH]] = (head + n) % count
         dev.count_rx(n, int(data.size) + ETH_FCS_LEN * n)
