@@ -74,7 +74,28 @@ class Line(msgspec.Struct, forbid_unknown_fields=True):
     hash: str
 
 
+class LineV2(msgspec.Struct, forbid_unknown_fields=True):
+    """One v2 record: ``FIELDS_V2`` in order (v1's without ``prev`` and ``hash``), typed and bounded as ``Line``."""
+
+    v: Literal[2]
+    seq: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+    wall: str
+    mono_ns: Annotated[int, msgspec.Meta(ge=0)]
+    tenant: Annotated[int, msgspec.Meta(ge=-1, le=2**32 - 1)]
+    tenant_name: str
+    nic: str | None
+    queue: _U32 | None
+    kind: Literal["tx", "rx", "register", "iommu", "pin"]
+    ring_index: _U32 | None
+    desc_hex: str | None
+    desc: dict[str, _Scalar] | None
+    reason: str
+    detail: dict[str, _Scalar]
+    protection: str
+
+
 _DECODE = msgspec.json.Decoder(list[Line]).decode
+_DECODE_V2 = msgspec.json.Decoder(list[LineV2]).decode
 _ENCODE = msgspec.json.Encoder().encode
 #: What follows a record's body on its line: ``,"hash":"<64 hex>"}`` and the newline.
 _HASH_TAIL = len(',"hash":"' + "0" * 64 + '"}\n')
@@ -84,7 +105,7 @@ _MONO_MAX = 2**64 - 1
 _START = b'{"v":'
 
 
-def as_dict(line: Line) -> dict[str, Any]:
+def as_dict(line: Line | LineV2) -> dict[str, Any]:
     """The record as ``json.loads`` gives it (for ``verify``'s ``on_record``)."""
     return msgspec.structs.asdict(line)
 
@@ -96,25 +117,8 @@ def fast_chunk(lines: list[bytes], expected: int, prev: str, wall_ok: Callable[[
     caller walks the chunk line by line with the reference.  ``wall_ok``: the
     reference's check of a ``wall`` value, asked once per distinct second.
     """
-    n = len(lines)
-    raw = b"".join(lines)
-    if not raw.startswith(_START) or not raw.endswith(b"}\n") or not raw.isascii() or b"\x7f" in raw:
-        return None
-    # One record per line: every line ends ``}`` and the next starts ``{"v":`` (``}\n{"v":`` at each of the n - 1
-    # joins), and nowhere else in the array does ``},{"v":`` occur -- it cannot inside a record of this schema
-    # (no arrays of objects, and a ``"`` in a string is escaped) -- so each line holds exactly one record's text.
-    joined = b"[" + raw[:-1].replace(b"\n", b",") + b"]"
-    if raw.count(b'}\n{"v":') != n - 1 or joined.count(b'},{"v":') != n - 1:
-        return None
-    try:
-        records = _DECODE(joined)
-    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
-        return None
-    if len(records) != n or _ENCODE(records) != joined:
-        return None  # a line that is not its record's canonical encoding
-    if [r.seq for r in records] != list(range(expected, expected + n)) or max(r.mono_ns for r in records) > _MONO_MAX:
-        return None
-    if not _strings_ok(records, wall_ok):
+    records = _decode(b"".join(lines), len(lines), expected, _DECODE, wall_ok)
+    if records is None:
         return None
     sha256 = hashlib.sha256
     for line, record in zip(lines, records, strict=True):
@@ -126,9 +130,41 @@ def fast_chunk(lines: list[bytes], expected: int, prev: str, wall_ok: Callable[[
     return records
 
 
-def _strings_ok(records: list[Line], wall_ok: Callable[[str], bool]) -> bool:
+def fast_batch(raw: bytes, n: int, expected: int, wall_ok: Callable[[str], bool]) -> list[LineV2] | None:
+    """The records of a v2 batch's record lines ``raw`` (``n`` whole lines, seqs from ``expected`` on), when every
+    line is its record's canonical encoding and of the schema; None: the caller checks line by line.
+
+    The chain is not checked here: one hash over ``raw`` and the checkpoint does that (verifier/audit/read_v2.py).
+    """
+    return _decode(raw, n, expected, _DECODE_V2, wall_ok)
+
+
+def _decode(raw: bytes, n: int, expected: int, decode: Callable[[bytes], Any], wall_ok: Callable[[str], bool]) -> Any:
+    """``n`` lines of records decoded in one call, each canonical, of the schema, seqs ``expected`` on (else None)."""
+    if not n or not raw.startswith(_START) or not raw.endswith(b"}\n") or not raw.isascii() or b"\x7f" in raw:
+        return None
+    # One record per line: every line ends ``}`` and the next starts ``{"v":`` (``}\n{"v":`` at each of the n - 1
+    # joins), and nowhere else in the array does ``},{"v":`` occur -- it cannot inside a record of this schema
+    # (no arrays of objects, and a ``"`` in a string is escaped) -- so each line holds exactly one record's text.
+    joined = b"[" + raw[:-1].replace(b"\n", b",") + b"]"
+    if raw.count(b'}\n{"v":') != n - 1 or joined.count(b'},{"v":') != n - 1:
+        return None
+    try:
+        records = decode(joined)
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        return None
+    if len(records) != n or _ENCODE(records) != joined:
+        return None  # a line that is not its record's canonical encoding
+    if [r.seq for r in records] != list(range(expected, expected + n)) or max(r.mono_ns for r in records) > _MONO_MAX:
+        return None
+    if not _strings_ok(records, wall_ok):
+        return None
+    return records
+
+
+def _strings_ok(records: list[Line] | list[LineV2], wall_ok: Callable[[str], bool]) -> bool:
     """The string fields' forms, for the chunk at once: ``wall``, ``desc_hex`` and ``reason`` as the reference wants."""
-    walls = [r.wall for r in records]
+    walls = {r.wall for r in records}  # distinct values: one per record in v1, one per batch in v2
     if _WALLS.fullmatch("\n".join(walls) + "\n") is None or not all(
         wall_ok(w) for w in {w[:19]: w for w in walls}.values()
     ):
