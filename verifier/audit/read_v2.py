@@ -200,7 +200,7 @@ def walk_batch(
         walk.problem(order, walk.pos, "checkpoint damaged: not a canonical v2 checkpoint", where)
         walk.prev = None
         return
-    span = _span(first, checkpoint["checkpoint"])
+    span = _span(max(0, checkpoint["checkpoint"] - max(1, checkpoint["records"]) + 1), checkpoint["checkpoint"])
     good = True
     if checkpoint["records"] != batch.count:
         walk.problem(
