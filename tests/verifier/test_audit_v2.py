@@ -214,7 +214,7 @@ def test_a_batch_spliced_from_another_log_breaks_the_chain(tmp_path: Path) -> No
 
 
 def test_a_file_cut_inside_a_batch_is_reported(tmp_path: Path) -> None:
-    path, original = tampered(tmp_path, lambda ls: ls[:20])
+    path, _ = tampered(tmp_path, lambda ls: ls[:20])
     result = verify([path])
     assert result.records == 14 and result.head_seq == 13
     assert result.problem == "file cut mid-batch: seqs 14..18 have no checkpoint (audit.jsonl:16)"

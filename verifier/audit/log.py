@@ -443,6 +443,12 @@ def _is_checkpoint(record: dict[str, Any]) -> bool:
     )
 
 
+def record_schema(record: dict[str, Any]) -> int:
+    """The schema a record says it is of (v1 unless it says a schema this writer knows): which checks apply."""
+    version = record.get("v")
+    return version if type(version) is int and version in SCHEMAS else SCHEMA_VERSION
+
+
 def record_hash_ok(record: dict[str, Any]) -> bool:
     """True when ``record["hash"]`` is the chain hash of the rest of the record."""
     body = {k: v for k, v in record.items() if k != "hash"}

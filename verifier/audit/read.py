@@ -714,6 +714,18 @@ def _conclude(
     )
 
 
+def head_hash(paths: Iterable[PathLike]) -> str | None:
+    """The hash the log's last line carries: its newest record's (v1) or checkpoint's (v2); None: none readable."""
+    for path in reversed(order_files(paths)):
+        lines, _ = _tail_lines(path, 1)
+        last = parse_line(lines[-1]) if lines else None
+        if last is not None and isinstance(last.get("hash"), str):
+            return str(last["hash"])
+        if lines:
+            return None
+    return None
+
+
 def _schema_of(files: list[Path]) -> int:
     """The schema of the log these files make up: its first record's ``v`` (1 unless it says 2)."""
     for path in files:
