@@ -33,11 +33,11 @@ from sandbox.commands import audit_bench, audit_query, audit_serve
 from sandbox.errors import UsageError
 from sandbox.parser import Parser
 from verifier.audit.log import (
-    CHECKPOINT_FIELDS,
     AuditError,
     clock_of,
     encode,
     format_wall,
+    is_checkpoint,
     parse_line,
     record_schema,
     rotated_siblings,
@@ -720,8 +720,10 @@ def cmd_follow(args: argparse.Namespace, out: Console) -> int:
         *lines, buf = (buf + chunk).split(b"\n")
         for line in lines:
             record = parse_line(line + b"\n")
-            if record is not None and tuple(record) == CHECKPOINT_FIELDS:
-                continue  # a v2 batch's checkpoint: the chain, not a record
+            if record is not None and "checkpoint" in record:  # a v2 batch's checkpoint: the chain, not a record
+                if not is_checkpoint(record):
+                    raise UsageError(f"{path}: damaged checkpoint while following (not a canonical v2 checkpoint)")
+                continue
             problem = "not canonical JSON" if record is None else schema_problem(record, record_schema(record))
             if record is None or problem is not None:
                 raise UsageError(f"{path}: damaged record while following ({problem})")

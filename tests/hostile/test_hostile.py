@@ -96,6 +96,19 @@ VERDICTS: dict[tuple[str, str, str], str] = {
     # SQL reads values: a record of well-typed values whose bytes are not the writer's is read (export refuses it)
     ("audit", "not-canonical.jsonl", "query"): "reads",
     ("audit", "detail-deep.jsonl", "query"): "reads",
+    # schema v2: SQL reads the records' values and leaves checkpoints (the chain) to verify and export
+    **{
+        ("audit", f"v2-{name}.jsonl", "query"): "reads"
+        for name in (
+            "checkpoint-deep", "checkpoint-extra-key", "checkpoint-hash-short", "checkpoint-huge-int",
+            "checkpoint-only", "checkpoint-records-2p64", "checkpoint-records-wrong", "checkpoint-seq-negative",
+            "no-checkpoint",
+        )
+    },  # fmt: skip
+    # follow prints records as they come: a batch's checkpoint may still be on its way, and it does not count
+    ("audit", "v2-no-checkpoint.jsonl", "follow"): "waits",
+    ("audit", "v2-torn.jsonl", "follow"): "waits",
+    ("audit", "v2-checkpoint-records-wrong.jsonl", "follow"): "reads",
 }
 
 

@@ -379,7 +379,7 @@ def file_start(path: Path) -> tuple[int, str] | None:
         for line in f:
             if line.startswith(CHECKPOINT_START):
                 checkpoint = parse_line(line)
-                if checkpoint is None or not _is_checkpoint(checkpoint):
+                if checkpoint is None or not is_checkpoint(checkpoint):
                     return None
                 return first["seq"] - 1, checkpoint["prev"]
     return None
@@ -433,12 +433,13 @@ def parse_line(line: bytes) -> dict[str, Any] | None:
     return record
 
 
-def _is_checkpoint(record: dict[str, Any]) -> bool:
-    """``record`` has a v2 checkpoint's keys, in order, with values of their types."""
+def is_checkpoint(record: dict[str, Any]) -> bool:
+    """``record`` has a v2 checkpoint's keys, in order, with values of their types and ranges (a batch is never
+    empty; seqs are 63-bit)."""
     return (
         tuple(record) == CHECKPOINT_FIELDS
         and record["v"] == SCHEMA_V2
-        and all(type(record[k]) is int and record[k] >= 0 for k in ("checkpoint", "records"))
+        and all(type(record[k]) is int and low <= record[k] < 2**63 for k, low in (("checkpoint", 0), ("records", 1)))
         and all(isinstance(record[k], str) and re.fullmatch(r"[0-9a-f]{64}", record[k]) for k in ("prev", "hash"))
     )
 
@@ -606,7 +607,7 @@ class AuditLog:
         if not lines:
             return None
         checkpoint = parse_line(lines[-1]) if ends_clean else None
-        if checkpoint is None or not _is_checkpoint(checkpoint):
+        if checkpoint is None or not is_checkpoint(checkpoint):
             raise AuditError(
                 f"{path}: torn (the last line is not a checkpoint: a batch was cut or never closed); refusing to "
                 f"append: check it with 'nic-sandbox audit verify {path}' and move it aside"

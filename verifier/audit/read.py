@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from verifier.audit.log import (
+    CHECKPOINT_FIELDS,
     FIELDS,
     FIELDS_V2,
     GENESIS,
@@ -209,6 +210,10 @@ def schema_problem(record: dict[str, Any], version: int = SCHEMA_VERSION) -> str
     return None
 
 
+#: The most records of a v2 log's last batch ``check_appendable`` reads (a writer's batch is at most ``max_pending``).
+MAX_CHECKED = 1 << 16
+
+
 def check_appendable(path: PathLike) -> None:
     """Raise ``AuditError`` when an existing log's last record is well-formed JSON with a sound hash but values
     no writer produces (out of range, wrong type): appending would continue a chain that no reader accepts.
@@ -221,6 +226,11 @@ def check_appendable(path: PathLike) -> None:
     lines, ends_clean = _tail_lines(p)
     record = parse_line(lines[-1]) if lines and ends_clean else None
     problem = schema_problem(record) if record is not None and tuple(record) == FIELDS else None
+    if record is not None and tuple(record) == CHECKPOINT_FIELDS and type(record["records"]) is int:
+        batch, _ = _tail_lines(p, min(record["records"], MAX_CHECKED) + 1)  # v2: the last batch's records
+        parsed = [parse_line(line) for line in batch[:-1]]
+        problems = ["not canonical JSON" if r is None else schema_problem(r, SCHEMA_V2) for r in parsed]
+        problem = next((x for x in problems if x is not None), None)
     if problem is not None:
         raise AuditError(
             f"{p}: last record damaged ({problem}); refusing to append: check it with 'nic-sandbox audit verify {p}'"

@@ -36,9 +36,9 @@ from verifier.audit.log import (
     CHECKPOINT_START,
     GENESIS,
     AuditError,
-    _is_checkpoint,
     checkpoint_body,
     checkpoint_hash,
+    is_checkpoint,
     parse_line,
 )
 
@@ -109,7 +109,7 @@ def parse_checkpoint(line: bytes) -> dict[str, Any] | None:
     if not line.endswith(b"\n"):
         return None
     parsed = parse_line(line)
-    return parsed if parsed is not None and _is_checkpoint(parsed) else None
+    return parsed if parsed is not None and is_checkpoint(parsed) else None
 
 
 def batch_hash_ok(checkpoint: dict[str, Any], records: bytes) -> bool:
@@ -331,10 +331,23 @@ def read_batches(
                     raise AuditError(f"{where}: damaged record {after} ({problem})")
                 last_seq = int(record["seq"])
                 yield record
-        if batch.checkpoint is not None and parse_checkpoint(batch.checkpoint) is None:
+        where = f"{batch.path}:{batch.checkpoint_line}"
+        if batch.checkpoint is None:
+            after = f"after seq {last_seq}" if last_seq is not None else "before any good record"
             raise AuditError(
-                f"{batch.path}:{batch.checkpoint_line}: damaged checkpoint (not a canonical v2 checkpoint); "
-                f"run 'nic-sandbox audit verify'"
+                f"{where}: torn batch {after} (records with no checkpoint: the file was cut); "
+                "run 'nic-sandbox audit verify'"
+            )
+        checkpoint = parse_checkpoint(batch.checkpoint)
+        if checkpoint is None:
+            raise AuditError(
+                f"{where}: damaged checkpoint (not a canonical v2 checkpoint); run 'nic-sandbox audit verify'"
+            )
+        if (checkpoint["records"], checkpoint["checkpoint"]) != (batch.count, last_seq):
+            raise AuditError(
+                f"{where}: damaged checkpoint (it says {checkpoint['records']} records to seq "
+                f"{checkpoint['checkpoint']}, its batch holds {batch.count} to seq {last_seq}); "
+                "run 'nic-sandbox audit verify'"
             )
 
 
