@@ -48,7 +48,12 @@ def random_batch(rng: np.random.Generator) -> RecordRows:
         descs[name] = rng.integers(info.min, info.max, n, dtype=dtype.fields[name][0], endpoint=True)  # type: ignore[index]
     bad = rng.integers(-(2**63), 2**63 - 1, n, dtype=np.int64, endpoint=True)
     bad[rng.random(n) < 0.3] = -1
-    extra = rng.choice([None, {"checked_bytes": 2048}, {"why": NAMES[1], "big": 2**70, "neg": -(2**65)}])
+    extras: list[dict[str, Any] | None] = [
+        None,
+        {"checked_bytes": 2048},
+        {"why": NAMES[1], "big": 2**70, "neg": -(2**65)},
+    ]
+    extra = extras[int(rng.integers(0, len(extras)))]
     return RejectionBatch(
         tenant=int(rng.integers(0, 2**32)),
         tenant_name=str(rng.choice(NAMES)),

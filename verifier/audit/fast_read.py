@@ -1,4 +1,4 @@
-"""``verify``'s fast path: a chunk of intact v1 lines checked with a compiled, typed JSON decoder.
+"""``verify``'s fast path: a chunk of intact v1 lines, or a v2 batch's lines, checked with a compiled, typed decoder.
 
 An intact log is the common case, and the reference check of one line
 (``json.loads``, ``schema_problem`` with a ``strptime`` per ``wall``, a
@@ -24,6 +24,9 @@ writes non-ASCII raw, so a chunk that is not ASCII or holds a raw DEL is
 refused; floats, integers past 64 bits, nested values in ``desc`` and
 ``detail`` and ``v`` other than the integer 1 are refused by the types.
 tests/verifier/test_audit_verify_fast.py holds both to the same verdicts.
+
+A v2 batch (``fast_batch``) is decoded the same way into ``LineV2``; its
+chain is one hash over the batch's bytes, checked by verifier/audit/read_v2.py.
 """
 
 from __future__ import annotations

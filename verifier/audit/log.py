@@ -18,6 +18,14 @@ audit trails do:
   ``nic-sandbox audit seal``: verifier/audit/seal.py); Schneier and Kelsey's
   secure audit logs and journald's sealing add an evolving key for exactly
   this reason.
+* **Schema v2: a chained checkpoint per batch** (``schema=2``).  Records
+  carry no hash; each flush closes what it writes with one checkpoint line
+  whose ``hash`` = SHA-256(previous checkpoint's hash + the batch's record
+  lines as written + the checkpoint without ``hash``): one hash call per
+  batch instead of per record.  An edit anywhere in a batch fails that
+  batch's checkpoint; what is lost is naming the one record that changed
+  (docs/audit-log.md says what each schema protects against).  A new log
+  gets ``DEFAULT_SCHEMA``; an existing log is continued in its own.
 * **Canonical bytes.**  Keys in the fixed order of ``FIELDS``, compact
   separators, ASCII only, no NaN: the same events give the same bytes, so a
   deterministic clock gives a byte-identical log run after run (invariant 7).

@@ -20,6 +20,10 @@ boundary, or a tail rewritten with freshly computed hashes.  An ``Anchor``
 A chain whose oldest files the writer's disk budget deleted starts at the
 head named by ``<log>.pruned``, and verifies from there.
 
+A schema v2 log (records in batches, a chained checkpoint per batch) is
+told by its first line and read and verified by verifier/audit/read_v2.py:
+the same results, problems named per batch.
+
 Input that is not an audit log at all (a pcap, random text) raises
 ``AuditFormatError`` with a one-line message instead of a list of problems.
 Files may be given in any order: they are ordered by their first seq.
