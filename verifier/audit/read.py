@@ -652,7 +652,7 @@ def _verify_v2(
         if on_lines is not None:
             on_lines(walk.total)
         read_v2.walk_batch(walk, batch, _decode_v2, _schema_v2, on_record, msgspec_dict)
-    head = walk.head if walk.head_seq >= first_seq else GENESIS
+    head = walk.head  # the last verified checkpoint, else where the kept chain starts (as v1)
     return _conclude(
         tuple(str(p) for p in files),
         start,
