@@ -32,6 +32,7 @@ chain is one hash over the batch's bytes, checked by verifier/audit/read_v2.py.
 from __future__ import annotations
 
 import hashlib
+import operator
 import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -45,6 +46,7 @@ from verifier.audit.log import MAX_REASON, REASON_RE
 _WALLS = re.compile(r"(?:\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z\n)*")
 #: Hex digits, deleted by ``str.translate``: what is left of a ``desc_hex`` is not hex.
 _NOT_HEX = str.maketrans("", "", "0123456789abcdef")
+_SEQ, _MONO, _DESC_HEX = operator.attrgetter("seq"), operator.attrgetter("mono_ns"), operator.attrgetter("desc_hex")
 _U32 = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
 #: A value of ``desc`` or ``detail`` as the writer writes them (anything else: the reference decides).
 _Scalar = int | str | bool | None
@@ -158,7 +160,7 @@ def _decode(raw: bytes, n: int, expected: int, decode: Callable[[bytes], Any], w
         return None
     if len(records) != n or _ENCODE(records) != joined:
         return None  # a line that is not its record's canonical encoding
-    if [r.seq for r in records] != list(range(expected, expected + n)) or max(r.mono_ns for r in records) > _MONO_MAX:
+    if list(map(_SEQ, records)) != list(range(expected, expected + n)) or max(map(_MONO, records)) > _MONO_MAX:
         return None
     if not _strings_ok(records, wall_ok):
         return None
@@ -172,7 +174,7 @@ def _strings_ok(records: list[Line] | list[LineV2], wall_ok: Callable[[str], boo
         wall_ok(w) for w in {w[:19]: w for w in walls}.values()
     ):
         return False  # ``wall_ok``: a real date, asked once per distinct second
-    hexes = [r.desc_hex for r in records if r.desc_hex is not None]
+    hexes = [h for h in map(_DESC_HEX, records) if h is not None]
     if hexes and ({len(h) for h in hexes} != {32} or "".join(hexes).translate(_NOT_HEX)):
         return False
     return all(

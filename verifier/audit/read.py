@@ -145,8 +145,14 @@ def _wall_ok(text: object) -> bool:
     """A ``wall`` of the writer's form that names a real instant (month 13 or February 30 do not)."""
     if type(text) is not str or _WALL.match(text) is None:
         return False
+    return _second_ok(text[:19])
+
+
+@functools.lru_cache(maxsize=4096)
+def _second_ok(second: str) -> bool:
+    """``YYYY-MM-DDTHH:MM:SS`` names a real second since 1970: asked once per second of log, not per batch."""
     try:
-        return datetime.strptime(text[:19], "%Y-%m-%dT%H:%M:%S").year >= 1970
+        return datetime.strptime(second, "%Y-%m-%dT%H:%M:%S").year >= 1970
     except ValueError:
         return False
 
