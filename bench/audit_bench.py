@@ -9,7 +9,8 @@ sets the limit, absolute rates for a quiet bench machine otherwise):
   them over), ``commit()`` after each as the kernel does: one ``fsync`` per
   doorbell.  No code writes faster than the disk syncs, so the same run
   measures the ceiling: ``DOORBELL`` records per (write + fsync of one
-  doorbell's bytes), the bytes this writer wrote per doorbell; goal >= 0.8 of it;
+  doorbell's bytes), the bytes this writer wrote per doorbell, in slices
+  alternating with the writer's so both see the same disk; goal >= 0.8 of it;
 * **writer alone, fsync=never** -- the encoder, the hash and the write
   without the disk's sync: the writer's own cost; goal >= 1M rec/s;
 * **inside a campaign** -- ``fuzz.campaign.run_campaign`` in verifier mode,
@@ -54,42 +55,50 @@ def measure_writer(
     path: Path, seconds: float, group: GroupCommit | None = None, fsync: str = "batch", schema: int = DEFAULT_SCHEMA
 ) -> float:
     """Records per second through ``record_batch`` + ``commit`` (fsync ``fsync``, or ``group`` commit)."""
-    rate, _ = measure_writer_bytes(path, seconds, group, fsync, schema)
-    return rate
-
-
-def measure_writer_bytes(
-    path: Path, seconds: float, group: GroupCommit | None = None, fsync: str = "batch", schema: int = DEFAULT_SCHEMA
-) -> tuple[float, int]:
-    """``measure_writer``'s rate and the bytes the writer wrote per doorbell (what one fsync covers)."""
     rows = doorbell_batch()
     with AuditLog(path, "verifier", fsync=fsync, max_bytes=None, group=group, schema=schema) as log:
         start = time.perf_counter()
-        doorbells = 0
         while time.perf_counter() - start < seconds:
             log.record_batch(rows)
             log.commit()
-            doorbells += 1
-        elapsed = time.perf_counter() - start
-        return log.next_seq / elapsed, log.disk.written // max(1, doorbells)
+        return log.next_seq / (time.perf_counter() - start)
 
 
-def fsync_ceiling(path: Path, size: int, seconds: float) -> float:
-    """Records per second the disk allows one fsync per doorbell: ``DOORBELL`` / (write + fsync of ``size`` bytes).
+def synced_and_ceiling(folder: Path, seconds: float, schema: int, rounds: int = 8) -> tuple[float, float, int]:
+    """The writer with fsync=batch and the disk's ceiling, measured in alternating slices of the same ``seconds``.
 
-    Measured as the writer syncs: append ``size`` bytes to a file, flush, fsync, for ``seconds``.
+    The ceiling is ``DOORBELL`` records per (write + fsync of the bytes one doorbell writes), measured as the
+    writer syncs: append that many bytes, flush, fsync.  A disk shared with other work changes its fsync latency
+    from one second to the next; alternating ``rounds`` slices of each puts both under the same conditions.
+    Returns (writer rec/s, ceiling rec/s, bytes per doorbell).
     """
-    block = b"x" * (size - 1) + b"\n"
-    count = 0
-    with path.open("ab") as f:
-        start = time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            f.write(block)
-            f.flush()
-            os.fsync(f.fileno())
-            count += 1
-        elapsed = time.perf_counter() - start
-    return DOORBELL * count / elapsed
+    rows = doorbell_batch()
+    slice_s = seconds / rounds
+    written_s = ceiling_s = 0.0
+    doorbells = synced = 0
+    block = b""
+    with (
+        AuditLog(folder / f"synced{schema}.jsonl", "verifier", fsync="batch", max_bytes=None, schema=schema) as log,
+        (folder / f"ceiling{schema}.bin").open("ab") as raw,
+    ):
+        for _ in range(rounds):
+            start = time.perf_counter()
+            while time.perf_counter() - start < slice_s:
+                log.record_batch(rows)
+                log.commit()
+                doorbells += 1
+            written_s += time.perf_counter() - start
+            if not block:
+                size = log.disk.written // doorbells
+                block = b"x" * (size - 1) + b"\n"
+            start = time.perf_counter()
+            while time.perf_counter() - start < slice_s:
+                raw.write(block)
+                raw.flush()
+                os.fsync(raw.fileno())
+                synced += 1
+            ceiling_s += time.perf_counter() - start
+        return log.next_seq / written_s, DOORBELL * synced / ceiling_s, len(block)
 
 
 def measure_campaign(path: Path, seconds: float, seed: int = 1) -> tuple[float, int, float]:
@@ -120,8 +129,7 @@ def goal_rows(seconds: float) -> list[GoalRow]:
     with tempfile.TemporaryDirectory(prefix="nicsb-audit-bench-") as tmp:
         for schema in SCHEMAS:
             tag = f"v{schema}" + (", the default" if schema == DEFAULT_SCHEMA else "")
-            synced, size = measure_writer_bytes(Path(tmp) / f"synced{schema}.jsonl", seconds, schema=schema)
-            ceiling = fsync_ceiling(Path(tmp) / f"ceiling{schema}.bin", size, seconds)
+            synced, ceiling, size = synced_and_ceiling(Path(tmp), 2 * seconds, schema)
             written = Path(tmp) / f"writer{schema}.jsonl"
             alone = measure_writer(written, seconds, fsync="never", schema=schema)
             checked, records = measure_verify(written)
