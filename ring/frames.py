@@ -96,6 +96,53 @@ def scatter(memory: U8, starts: npt.ArrayLike, lengths: npt.ArrayLike, data: U8)
     memory[range_index(s, n)] = data
 
 
+def chunk_rows(memory: U8, chunk: int) -> U8:
+    """``memory`` as a ``(count, chunk)`` matrix of its chunk-sized buffers (a view, no copy).
+
+    A mempool's buffers are chunk-aligned (buffer ``i`` at byte ``i * chunk``,
+    as DPDK's mbufs and ixy's buffers are), so a burst's frames are the
+    starts of rows of this view: moving them is one row gather or scatter,
+    with no per-byte index array.
+    """
+    return memory[: memory.size - memory.size % chunk].reshape(-1, chunk)
+
+
+#: ``_COLUMNS[:n]`` is 0..n-1, the column numbers of a chunk row (cached for the mask of ``gather_rows``; as
+#: wide as e1000's largest receive buffer, RCTL.BSIZE 16384)
+_COLUMNS = np.arange(1 << 14, dtype=np.int64)
+
+
+def gather_rows(chunks: U8, rows: slice | I64, lengths: I64, longest: int, same: bool) -> U8:
+    """The first ``lengths[i]`` bytes of each chosen row of ``chunks`` (``chunk_rows``), back to back.
+
+    ``rows`` is a slice of consecutive rows (a ring's slots without wrap) or
+    row numbers; ``longest`` is the longest length (at most the row width:
+    a longer frame is not in one row) and ``same`` says every length equals
+    it.  Equal lengths are one ``(n, longest)`` copy; mixed
+    lengths take that block and keep each row's first ``lengths[i]`` bytes
+    through one 2-D mask (row-major order is frame order).
+    """
+    block = chunks[rows, :longest]
+    if not same:
+        columns = _COLUMNS[:longest] if longest <= _COLUMNS.size else np.arange(longest, dtype=np.int64)
+        return block[columns < lengths[:, None]]
+    return block.flatten() if isinstance(rows, slice) else block.reshape(-1)
+
+
+def scatter_rows(chunks: U8, rows: I64, lengths: I64, data: U8, same: int | None) -> None:
+    """Copy frames (``data``, back to back) into the starts of the given rows of ``chunks`` (``chunk_rows``).
+
+    ``same``: the length of every frame when all are equal (one row
+    scatter), else None (one byte scatter, since a mixed-length write must
+    not touch the bytes past each frame).
+    """
+    if same is not None:
+        chunks[rows, :same] = data.reshape(-1, same)
+        return
+    width = chunks.shape[1]
+    chunks.reshape(-1)[range_index(rows * width, lengths)] = data
+
+
 @dataclass
 class FrameBatch:
     """Frames back to back in ``data``; frame i is ``lengths[i]`` bytes long."""

@@ -29,7 +29,7 @@ from ring.descriptors import (
     TXD_STAT_REFUSED,
     word_shift,
 )
-from ring.frames import FrameBatch, buffer_chunks, scatter
+from ring.frames import FrameBatch, buffer_chunks, scatter, scatter_rows
 from ring.regs import MAX_RING_SLOTS, RING_LEN_ALIGN
 from ring.syscalls import Syscalls
 
@@ -93,8 +93,12 @@ class TxQueue:
             f, pool = self.fast, self.pool
             self._refused = np.zeros(1, dtype=np.int64)
             self._c = (f.ptr(self.region.view), f.i64(self.slot_buf), f.i64(pool.stack), f.i64(pool.top))
-            self._c_pool = f.ptr(pool.memory)
+            self._c_pool = (pool.count, f.ptr(pool.memory), pool.buf_size, pool.region.bus)
             self._c_refused = f.i64(self._refused)
+            self._c_out = f.ffi.new("int64_t[]", f.lib.PMD_TX_OUT)  # what pmd_tx_post did (pmd.h)
+            #: the last batch's arrays and their C pointers: a caller sending the same batch again (a bench, a
+            #: replay) costs no new pointers; each holds its array, which cannot move while it is referenced
+            self._c_batch: tuple[object, object, object, object] = (None, None, None, None)
 
     @property
     def in_flight(self) -> int:
@@ -120,16 +124,20 @@ class TxQueue:
             status = self.status[clean : clean + pending]
         else:
             status = indices.read_window(self.status, clean, pending)
-        done = (status & TXD_STAT_DD) != 0
-        k = pending if bool(done.all()) else int(np.argmin(done))
-        if k == 0:
-            return 0
-        self.stats.completed += k
-        if int(np.bitwise_or.reduce(status[:k])) & TXD_STAT_REFUSED:
+        # the common reap: every descriptor in flight is done and none refused (two reductions, no mask)
+        if np.bitwise_and.reduce(status) & TXD_STAT_DD and not np.bitwise_or.reduce(status) & TXD_STAT_REFUSED:
+            k = pending
+        else:
+            done = (status & TXD_STAT_DD) != 0
+            k = pending if bool(done.all()) else int(np.argmin(done))
+            if k == 0:
+                return 0
             self.stats.refused += int(np.count_nonzero(status[:k] & TXD_STAT_REFUSED))
+        self.stats.completed += k
         if clean + k <= self.size:
             bufs = self.slot_buf[clean : clean + k]
-            self.pool.free(bufs[bufs >= 0])  # a slot filled by hand (tests, attacks) holds no pool buffer
+            # a slot filled by hand (tests, attacks) holds no pool buffer
+            self.pool.free(bufs if np.minimum.reduce(bufs) >= 0 else bufs[bufs >= 0])
             bufs[:] = -1
         else:
             bufs = indices.read_window(self.slot_buf, clean, k)
@@ -144,20 +152,21 @@ class TxQueue:
         Fewer than ``len(batch)``: the rest were not taken (the caller still
         has them), and ``last_shortfall`` says how many and why.
         """
-        self.reap()
         self.last_shortfall = None
-        if len(batch) == 0:
-            return 0
-        if self.fast is not None:
-            sent = self._post_compiled(batch)
-            if sent is not None:
-                return sent
         lengths = batch.lengths
-        if int(lengths.min()) <= 0:
+        if self.fast is not None and lengths.size:
+            sent = self._burst_compiled(batch)
+            if sent >= 0:
+                return sent
+        self.reap()
+        if lengths.size == 0:
+            return 0
+        shortest, longest = int(np.minimum.reduce(lengths)), int(np.maximum.reduce(lengths))
+        if shortest <= 0:
             raise ValueError("cannot send an empty frame")
         buf = self.pool.buf_size
-        if int(lengths.max()) <= buf:
-            return self._one_buffer_each(batch, lengths)
+        if longest <= buf:
+            return self._one_buffer_each(batch, lengths, longest if shortest == longest else None)
         per_frame = -(-lengths // buf)
         room = min(indices.free(self.clean, self.tail, self.size), self.pool.available)
         ends = np.cumsum(per_frame)
@@ -198,52 +207,74 @@ class TxQueue:
         else:
             self.stats.pool_empty += 1
 
-    def _post_compiled(self, batch: FrameBatch) -> int | None:
-        """The whole batch, one buffer per frame, posted by pmd.c; None: the numpy code decides (and may refuse)."""
-        assert self.fast is not None
-        n = len(batch)
-        if n > min(indices.free(self.clean, self.tail, self.size), self.pool.available):
-            return None  # back-pressure: the numpy code counts it (and checks the frames it does not take)
-        data, lengths = batch.data, batch.lengths
-        if not (data.flags.c_contiguous and lengths.flags.c_contiguous):
-            return None
-        f = self.fast
-        ring, slot_buf, stack, top = self._c
-        posted = f.lib.pmd_tx_post(
-            ring, self.size, self.tail, n, f.ffi.from_buffer("uint8_t[]", data),
-            f.ffi.from_buffer("int64_t[]", lengths), stack, top, self.pool.count, self._c_pool, self.pool.buf_size,
-            self.pool.region.bus, ONE_BUFFER_CMD, slot_buf,
-        )  # fmt: skip
-        if posted < 0:
-            return None
-        self.tail = indices.advance(self.tail, n, self.size)
-        self.doorbell.write32(self.handle.tail_offset, self.tail)
-        self.stats.frames += n
-        self.stats.bytes += batch.nbytes
-        return n
+    def _burst_compiled(self, batch: FrameBatch) -> int:
+        """Reap and post the whole batch in one call of pmd.c (one buffer per frame), ring the doorbell once.
 
-    def _one_buffer_each(self, batch: FrameBatch, lengths: npt.NDArray[np.int64]) -> int:
-        """The common burst: every frame fits one buffer, so one descriptor per frame, written as whole words."""
+        Returns how many frames were sent, or -1: pmd.c did not post them
+        (back-pressure, a frame that needs two buffers, a corrupted free
+        list) and the numpy code decides, having reaped or not.
+        """
+        assert self.fast is not None
+        data, lengths = batch.data, batch.lengths
+        c_data, c_lengths, p_data, p_lengths = self._c_batch
+        if data is not c_data or lengths is not c_lengths:
+            if not (data.flags.c_contiguous and lengths.flags.c_contiguous and lengths.dtype == np.int64):
+                return -1
+            ffi = self.fast.ffi
+            p_data, p_lengths = ffi.from_buffer("uint8_t[]", data), ffi.from_buffer("int64_t[]", lengths)
+            self._c_batch = (data, lengths, p_data, p_lengths)
+        ring, slot_buf, stack, top = self._c
+        count, memory, buf_size, bus = self._c_pool
+        out = self._c_out
+        posted = self.fast.lib.pmd_tx_post(
+            ring, self.size, self.clean, self.tail, lengths.size, p_data, data.size, p_lengths, stack, top, count,
+            memory, buf_size, bus, ONE_BUFFER_CMD, slot_buf, out,
+        )  # fmt: skip
+        if posted == -1:
+            return -1  # nothing done: the numpy reap reports what pmd.c refused
+        stats = self.stats
+        stats.completed += out[0]  # PMD_TX_REAPED, PMD_TX_REFUSED, PMD_TX_CLEAN, PMD_TX_TAIL, PMD_TX_BYTES
+        stats.refused += out[1]
+        self.clean = out[2]
+        if posted < 0:
+            return -1
+        self.tail = out[3]
+        self.doorbell.write32(self.handle.tail_offset, self.tail)
+        stats.frames += posted
+        stats.bytes += out[4]
+        return posted
+
+    def _one_buffer_each(self, batch: FrameBatch, lengths: npt.NDArray[np.int64], same: int | None) -> int:
+        """The common burst: every frame fits one buffer, so one descriptor per frame, written as whole words.
+
+        ``same``: the length of every frame when all are equal (the frames
+        then move as one row scatter and the descriptors' second words are
+        one value), else None.
+        """
         room = min(indices.free(self.clean, self.tail, self.size), self.pool.available)
-        n = min(len(batch), room)
-        if n < len(batch):
-            self._short(len(batch), n)
-        if n == 0:
-            return 0
-        bufs = self.pool.alloc(n)
-        chunk = lengths[:n]
-        nbytes = batch.nbytes if n == len(batch) else int(chunk.sum())
-        scatter(self.pool.memory, self.pool.offsets(bufs), chunk, batch.data[:nbytes])
+        n = min(lengths.size, room)
+        if n < lengths.size:
+            self._short(lengths.size, n)
+            if n == 0:
+                return 0
+            lengths = lengths[:n]
+            nbytes = int(lengths.sum())
+            data = batch.data[:nbytes]
+        else:
+            nbytes, data = batch.data.size, batch.data
+        pool = self.pool
+        bufs = pool.take(n)  # a view of the pool's stack: used up before anything is freed again
+        scatter_rows(pool.rows, bufs, lengths, data, same)
         tail = self.tail
         if tail + n <= self.size:
             words = self.words[tail : tail + n]
-            words[:, 0] = self.pool.bus_addr[bufs]
-            words[:, 1] = chunk.astype(np.uint64) | ONE_BUFFER_WORD
+            words[:, 0] = pool.bus_addr[bufs]
+            words[:, 1] = ONE_BUFFER_WORD | (np.uint64(same) if same is not None else lengths.astype(np.uint64))
             self.slot_buf[tail : tail + n] = bufs
         else:
             descs = np.zeros(n, dtype=TX_DESC)
-            descs["addr"] = self.pool.bus_addr[bufs]
-            descs["length"] = chunk
+            descs["addr"] = pool.bus_addr[bufs]
+            descs["length"] = lengths
             descs["cmd"] = ONE_BUFFER_CMD
             indices.write_window(self.ring, tail, descs)
             indices.write_window(self.slot_buf, tail, bufs)
