@@ -46,7 +46,7 @@ int64_t pmd_tx_post(uint8_t *ring, uint32_t size, uint32_t clean, uint32_t tail,
     out[PMD_TX_BYTES] = 0;
     /* ring room (one slot always stays empty) and pool room: back-pressure is the numpy code's to count */
     uint32_t room = size - 1 - (tail + size - clean) % size;
-    if (n == 0 || n > room || (int64_t)n > *top) return -2;
+    if (n == 0 || n > room || (int64_t)n > *top || data == NULL || lengths == NULL) return -2;
     /* Mempool.alloc(n): top -= n; ids = stack[top:top+n][::-1]. */
     int64_t base = *top - n;
     uint64_t total = 0;
@@ -78,7 +78,7 @@ int64_t pmd_tx_post(uint8_t *ring, uint32_t size, uint32_t clean, uint32_t tail,
 
 int64_t pmd_rx_burst(uint8_t *ring, uint32_t size, uint32_t next, uint32_t tail, uint64_t max_frames,
                      const uint8_t *pool_mem, uint64_t buf_size, uint64_t pool_bus, uint8_t *out, uint64_t out_cap,
-                     int64_t *out_len, int64_t *res) {
+                     int64_t *out_len, uint64_t len_cap, int64_t *res) {
     if (size == 0 || next >= size || tail >= size) return -1;
     struct rx_desc *d = (struct rx_desc *)ring;
     uint32_t posted = (tail + size - next) % size;
@@ -94,7 +94,7 @@ int64_t pmd_rx_burst(uint8_t *ring, uint32_t size, uint32_t next, uint32_t tail,
             m++;
         }
     }
-    if (total > out_cap) return -1;
+    if (total > out_cap || m > len_cap) return -3;
     uint64_t at = 0;
     slot = next;
     for (uint64_t i = 0; i < m; i++, slot = NEXT(slot, size)) {

@@ -50,10 +50,10 @@ int64_t pmd_tx_reap(const uint8_t *ring, uint32_t size, uint32_t clean, uint32_t
  * 1..buf_size bytes) into n buffers popped from the pool, one descriptor each from ``tail``: addr, length,
  * ``cmd``, the rest zero.  Returns n (``out`` says what was reaped and posted); -2 when the reap was done
  * (``out`` says what) but the frames are not posted (more frames than free slots or buffers, a frame of 0 or
- * more than buf_size bytes, lengths adding up past ``data_len``, or an id on the stack outside the pool's
- * ``pool_count`` buffers, where the numpy code would fail its index): the numpy code posts them, counts the
- * back-pressure or raises; -1 when nothing was done at all (a double free or a bad index: the numpy reap
- * raises). */
+ * more than buf_size bytes, lengths adding up past ``data_len``, NULL ``data`` or ``lengths``, or an id on
+ * the stack outside the pool's ``pool_count`` buffers, where the numpy code would fail its index): the numpy
+ * code posts them, counts the back-pressure or raises; -1 when nothing was done at all (a double free or a
+ * bad index: the numpy reap raises). */
 int64_t pmd_tx_post(uint8_t *ring, uint32_t size, uint32_t clean, uint32_t tail, uint32_t n, const uint8_t *data,
                     uint64_t data_len, const int64_t *lengths, int64_t *stack, int64_t *top, int64_t pool_count,
                     uint8_t *pool_mem, uint64_t buf_size, uint64_t pool_bus, uint8_t cmd, int64_t *slot_buf,
@@ -71,13 +71,13 @@ int64_t pmd_tx_post(uint8_t *ring, uint32_t size, uint32_t clean, uint32_t tail,
 /* RX burst, one call (rte_eth_rx_burst: receive, copy out, re-arm): the run of descriptors with DD from
  * ``next`` (at most the posted ones, up to ``tail``) must all end a frame (EOP), carry no error and no length
  * beyond ``buf_size``; then the first m = min(run, max_frames) frames are copied out of slot i's buffer (slot
- * i owns buffer i) into ``out`` with their lengths in ``out_len``, their slots re-armed (addr of buffer i,
- * the rest zero), and ``res`` filled in (the tail moves by m: the caller writes it to the doorbell once).
- * Returns m (0: nothing done), or -1 (the general path is needed, or ``out`` is too small: nothing
- * changed). */
+ * i owns buffer i) into ``out`` (room for ``out_cap`` bytes) with their lengths in ``out_len`` (room for
+ * ``len_cap``), their slots re-armed (addr of buffer i, the rest zero), and ``res`` filled in (the tail moves
+ * by m: the caller writes it to the doorbell once).  Returns m (0: nothing done), -1 (the general path is
+ * needed: nothing changed) or -3 (``out`` or ``out_len`` has too little room: nothing changed). */
 int64_t pmd_rx_burst(uint8_t *ring, uint32_t size, uint32_t next, uint32_t tail, uint64_t max_frames,
                      const uint8_t *pool_mem, uint64_t buf_size, uint64_t pool_bus, uint8_t *out, uint64_t out_cap,
-                     int64_t *out_len, int64_t *res);
+                     int64_t *out_len, uint64_t len_cap, int64_t *res);
 
 /* SHA-256 (hex) of pmd.h and pmd.c as compiled (defined by the build). */
 const char *pmd_source_digest(void);

@@ -24,7 +24,7 @@ from ring.descriptors import DESC_SIZE, RX_DESC, RXD_ERR_REFUSED, RXD_STAT_DD, R
 from ring.frames import FrameBatch, gather
 from ring.syscalls import DEVICE_WRITE, Syscalls
 
-#: Bytes of frames one compiled ``rx_burst`` may copy out (a larger burst takes the numpy code).
+#: Bytes of one arena the compiled ``rx_burst`` copies frames into (a larger burst takes the numpy code).
 RX_SCRATCH = 1 << 20
 
 #: Where length, status and errors sit in an RX descriptor's second 64-bit word (3.2.3), and the bits of that
@@ -60,13 +60,12 @@ class RxQueue:
         self.fresh = np.zeros_like(self.words)  # every slot armed: its buffer's address, the rest zero
         self.fresh[:, 0] = self.pool.bus_addr  # (re-arming slots is one copy of rows of this)
         self.fast = pmd.enabled()
-        if self.fast is not None:  # where the compiled path copies a burst out, before it becomes a FrameBatch
-            self._out = np.zeros(min(size * self.pool.buf_size, RX_SCRATCH), dtype=np.uint8)
-            self._out_len = np.zeros(size, dtype=np.int64)
+        self._arena_at: tuple[int, int] = (0, 0)  # bytes and lengths of the compiled path's arena used
+        if self.fast is not None:
             f = self.fast
             self._c_res = f.ffi.new("int64_t[]", f.lib.PMD_RX_OUT)  # what pmd_rx_burst did (pmd.h)
-            self._c = (f.ptr(self.region.view), f.ptr(self.pool.memory), self.pool.buf_size, self.pool.region.bus,
-                       f.ptr(self._out), self._out.size, f.i64(self._out_len))  # fmt: skip
+            self._c = (f.ptr(self.region.view), f.ptr(self.pool.memory), self.pool.buf_size, self.pool.region.bus)
+            self._new_arena()
         self.next = 0
         self.tail = size - 1
         self.stats = RxStats()
@@ -81,13 +80,20 @@ class RxQueue:
         """
         m = -1  # frames the compiled path took (-1: it did not run, or left the burst to the numpy code)
         if self.fast is not None and max_frames > 0:
-            ring, pool, buf_size, bus, out, cap, out_len = self._c
+            ring, pool, buf_size, bus = self._c
             res = self._c_res
-            m = self.fast.lib.pmd_rx_burst(ring, self.size, self.next, self.tail, max_frames, pool, buf_size, bus,
-                                           out, cap, out_len, res)  # fmt: skip
+            for _ in range(2):  # a second time in a fresh arena when this one is full
+                at, counted = self._arena_at
+                m = self.fast.lib.pmd_rx_burst(ring, self.size, self.next, self.tail, max_frames, pool, buf_size, bus,
+                                               self._c_out + at, self._out.size - at, self._c_len + counted,
+                                               self._out_len.size - counted, res)  # fmt: skip
+                if m != -3 or (at == 0 and counted == 0):
+                    break
+                self._new_arena()
             if m > 0:  # res: PMD_RX_BYTES, PMD_RX_LONGEST, PMD_RX_NEXT, PMD_RX_TAIL
                 total = res[0]
-                batch = FrameBatch.counted(self._out[:total].copy(), self._out_len[:m].copy(), res[1])
+                batch = FrameBatch.counted(self._out[at : at + total], self._out_len[counted : counted + m], res[1])
+                self._arena_at = (at + total, counted + m)
                 self.next, self.tail = res[2], res[3]
                 self.stats.frames += m
                 self.stats.bytes += total
@@ -102,6 +108,16 @@ class RxQueue:
         more = indices.used(self.next, self.tail, self.size) > 0 and bool(self.status[self.next] & RXD_STAT_DD)
         self._shortfall(max_frames, got, more)
         return batch
+
+    def _new_arena(self) -> None:
+        """Fresh memory for the compiled path to copy frames into: each burst's FrameBatch is a view of the next
+        unused part of it, so nothing is copied twice; a full arena is left to the batches that still view it.
+        (DPDK hands out mbufs from a pool for the same reason: the receive copy is the only copy.)"""
+        assert self.fast is not None
+        self._out = np.empty(min(self.size * self.pool.buf_size, RX_SCRATCH), dtype=np.uint8)
+        self._out_len = np.empty(self.size * 8, dtype=np.int64)
+        self._c_out, self._c_len = self.fast.ptr(self._out), self.fast.i64(self._out_len)
+        self._arena_at = (0, 0)
 
     def _shortfall(self, asked: int, got: int, more: bool) -> None:
         """Note why a burst returned fewer than asked (or None); an equal note is kept, not rebuilt."""

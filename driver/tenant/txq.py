@@ -11,6 +11,7 @@ pool-empty, driver/tenant/shortfall.py), as a short ``write`` or EAGAIN does.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -155,9 +156,30 @@ class TxQueue:
         self.last_shortfall = None
         lengths = batch.lengths
         if self.fast is not None and lengths.size:
-            sent = self._burst_compiled(batch)
-            if sent >= 0:
-                return sent
+            # the common burst, in one call of pmd.c: reap, then every frame into one buffer each
+            data = batch.data
+            c_data, c_lengths, p_data, p_lengths = self._c_batch
+            if data is not c_data or lengths is not c_lengths:
+                p_data, p_lengths = self._pointers(data, lengths)
+            ring, slot_buf, stack, top = self._c
+            count, memory, buf_size, bus = self._c_pool
+            out = self._c_out
+            posted = self.fast.lib.pmd_tx_post(
+                ring, self.size, self.clean, self.tail, lengths.size, p_data, data.size, p_lengths, stack, top, count,
+                memory, buf_size, bus, ONE_BUFFER_CMD, slot_buf, out,
+            )  # fmt: skip
+            if posted != -1:  # -1: nothing done, the numpy reap reports what pmd.c refused
+                stats = self.stats
+                stats.completed += out[0]  # out: PMD_TX_REAPED, _REFUSED, _CLEAN, _TAIL, _BYTES
+                stats.refused += out[1]
+                self.clean = out[2]
+                if posted >= 0:
+                    self.tail = out[3]
+                    self.doorbell.write32(self.handle.tail_offset, self.tail)
+                    stats.frames += posted
+                    stats.bytes += out[4]
+                    return posted
+                # -2: reaped, not posted (back-pressure, a frame needing two buffers...): the numpy code decides
         self.reap()
         if lengths.size == 0:
             return 0
@@ -207,42 +229,21 @@ class TxQueue:
         else:
             self.stats.pool_empty += 1
 
-    def _burst_compiled(self, batch: FrameBatch) -> int:
-        """Reap and post the whole batch in one call of pmd.c (one buffer per frame), ring the doorbell once.
+    def _pointers(self, data: npt.NDArray[np.uint8], lengths: npt.NDArray[np.int64]) -> tuple[Any, Any]:
+        """C pointers to a batch's arrays for pmd.c, kept with the arrays for the next burst of the same batch.
 
-        Returns how many frames were sent, or -1: pmd.c did not post them
-        (back-pressure, a frame that needs two buffers, a corrupted free
-        list) and the numpy code decides, having reaped or not.
+        Each pointer holds its array, which cannot move while referenced; a
+        batch pmd.c cannot read in place (not contiguous) gets NULL pointers,
+        which pmd.c refuses (the numpy code posts it).
         """
         assert self.fast is not None
-        data, lengths = batch.data, batch.lengths
-        c_data, c_lengths, p_data, p_lengths = self._c_batch
-        if data is not c_data or lengths is not c_lengths:
-            if not (data.flags.c_contiguous and lengths.flags.c_contiguous and lengths.dtype == np.int64):
-                return -1
-            ffi = self.fast.ffi
+        ffi = self.fast.ffi
+        if data.flags.c_contiguous and lengths.flags.c_contiguous and lengths.dtype == np.int64:
             p_data, p_lengths = ffi.from_buffer("uint8_t[]", data), ffi.from_buffer("int64_t[]", lengths)
-            self._c_batch = (data, lengths, p_data, p_lengths)
-        ring, slot_buf, stack, top = self._c
-        count, memory, buf_size, bus = self._c_pool
-        out = self._c_out
-        posted = self.fast.lib.pmd_tx_post(
-            ring, self.size, self.clean, self.tail, lengths.size, p_data, data.size, p_lengths, stack, top, count,
-            memory, buf_size, bus, ONE_BUFFER_CMD, slot_buf, out,
-        )  # fmt: skip
-        if posted == -1:
-            return -1  # nothing done: the numpy reap reports what pmd.c refused
-        stats = self.stats
-        stats.completed += out[0]  # PMD_TX_REAPED, PMD_TX_REFUSED, PMD_TX_CLEAN, PMD_TX_TAIL, PMD_TX_BYTES
-        stats.refused += out[1]
-        self.clean = out[2]
-        if posted < 0:
-            return -1
-        self.tail = out[3]
-        self.doorbell.write32(self.handle.tail_offset, self.tail)
-        stats.frames += posted
-        stats.bytes += out[4]
-        return posted
+        else:
+            p_data, p_lengths = ffi.NULL, ffi.NULL
+        self._c_batch = (data, lengths, p_data, p_lengths)
+        return p_data, p_lengths
 
     def _one_buffer_each(self, batch: FrameBatch, lengths: npt.NDArray[np.int64], same: int | None) -> int:
         """The common burst: every frame fits one buffer, so one descriptor per frame, written as whole words.
