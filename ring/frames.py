@@ -151,6 +151,9 @@ class FrameBatch:
     lengths: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     #: the longest frame's length when whoever built the batch already knew it (a compiled burst path), else None
     known_longest: int | None = field(default=None, compare=False, repr=False)
+    #: every frame's length when whoever built the batch knew they are all equal (a matrix of frames, a run of
+    #: same-length descriptors), else None: a burst path then needs no pass over ``lengths`` to find it out
+    known_same: int | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.data = np.asarray(self.data, dtype=np.uint8)
@@ -168,19 +171,20 @@ class FrameBatch:
         return cls(data, np.array([len(f) for f in items], dtype=np.int64))
 
     @classmethod
-    def counted(cls, data: U8, lengths: I64, longest: int | None = None) -> FrameBatch:
-        """A batch whose lengths are known to add up to ``data.size`` (a compiled burst path summed them as it
-        copied, and may have noted the longest): the check of ``__init__`` is skipped, not the invariant.
-        Both arrays must be contiguous uint8 and int64."""
+    def counted(cls, data: U8, lengths: I64, longest: int | None = None, same: int | None = None) -> FrameBatch:
+        """A batch whose lengths are known to add up to ``data.size`` (a burst path summed them as it copied,
+        and may have noted the longest, or that all are ``same``): the check of ``__init__`` is skipped, not the
+        invariant.  Both arrays must be contiguous uint8 and int64."""
         batch = cls.__new__(cls)
-        batch.data, batch.lengths, batch.known_longest = data, lengths, longest
+        batch.data, batch.lengths, batch.known_longest, batch.known_same = data, lengths, longest, same
         return batch
 
     @classmethod
     def from_matrix(cls, rows: U8) -> FrameBatch:
         """A batch of equal-length frames from an ``(n, length)`` byte matrix."""
         n, length = rows.shape
-        return cls(np.ascontiguousarray(rows).ravel(), np.full(n, length, dtype=np.int64))
+        known = length if n and length else None
+        return cls(np.ascontiguousarray(rows).ravel(), np.full(n, length, dtype=np.int64), known, known)
 
     @classmethod
     def concat(cls, batches: Sequence[FrameBatch]) -> FrameBatch:
@@ -195,7 +199,7 @@ class FrameBatch:
 
     # -- access ------------------------------------------------------------
     def __len__(self) -> int:
-        return int(self.lengths.size)
+        return self.lengths.size
 
     @property
     def longest(self) -> int:
@@ -206,7 +210,7 @@ class FrameBatch:
 
     @property
     def nbytes(self) -> int:
-        return int(self.data.size)
+        return self.data.size
 
     @property
     def offsets(self) -> I64:

@@ -63,7 +63,8 @@ class RxQueue:
         self._arena_at: tuple[int, int] = (0, 0)  # bytes and lengths of the compiled path's arena used
         if self.fast is not None:
             f = self.fast
-            self._c_res = f.ffi.new("int64_t[]", f.lib.PMD_RX_OUT)  # what pmd_rx_burst did (pmd.h)
+            self._res = np.zeros(f.lib.PMD_RX_OUT, dtype=np.int64)  # what pmd_rx_burst did (pmd.h)
+            self._c_res = f.i64(self._res)  # read through the pointer: Python ints, no numpy scalars
             self._c = (f.ptr(self.region.view), f.ptr(self.pool.memory), self.pool.buf_size, self.pool.region.bus)
             self._new_arena()
         self.next = 0
@@ -200,7 +201,7 @@ class RxQueue:
             return None  # the done run goes on with another length, several buffers or an error (or is empty)
         m = min(k, max_frames)
         data = self.pool.rows[start : start + m, :length].flatten()
-        batch = FrameBatch.counted(data, np.full(m, length, dtype=np.int64), length)
+        batch = FrameBatch.counted(data, np.full(m, length, dtype=np.int64), length, length)
         self.words[start : start + m] = self.fresh[start : start + m]
         return self._give_back(m, batch)
 

@@ -96,9 +96,10 @@ class TxQueue:
             self._c = (f.ptr(self.region.view), f.i64(self.slot_buf), f.i64(pool.stack), f.i64(pool.top))
             self._c_pool = (pool.count, f.ptr(pool.memory), pool.buf_size, pool.region.bus)
             self._c_refused = f.i64(self._refused)
-            self._c_out = f.ffi.new("int64_t[]", f.lib.PMD_TX_OUT)  # what pmd_tx_post did (pmd.h)
-            #: the last batch's arrays and their C pointers: a caller sending the same batch again (a bench, a
-            #: replay) costs no new pointers; each holds its array, which cannot move while it is referenced
+            self._out = np.zeros(f.lib.PMD_TX_OUT, dtype=np.int64)  # what pmd_tx_post did (pmd.h)
+            self._c_out = f.i64(self._out)  # read through the pointer: Python ints, no numpy scalars
+            #: the last batch's arrays and C pointers to them: a caller sending the same batch again (a bench, a
+            #: replay) costs no new pointers; the arrays are held here, so the pointers stay valid
             self._c_batch: tuple[object, object, object, object] = (None, None, None, None)
 
     @property
@@ -183,7 +184,11 @@ class TxQueue:
         self.reap()
         if lengths.size == 0:
             return 0
-        shortest, longest = int(np.minimum.reduce(lengths)), int(np.maximum.reduce(lengths))
+        same = batch.known_same
+        if same is not None:  # a batch built from a matrix of frames: no pass over the lengths
+            shortest = longest = same
+        else:
+            shortest, longest = int(np.minimum.reduce(lengths)), int(np.maximum.reduce(lengths))
         if shortest <= 0:
             raise ValueError("cannot send an empty frame")
         buf = self.pool.buf_size
@@ -232,16 +237,16 @@ class TxQueue:
     def _pointers(self, data: npt.NDArray[np.uint8], lengths: npt.NDArray[np.int64]) -> tuple[Any, Any]:
         """C pointers to a batch's arrays for pmd.c, kept with the arrays for the next burst of the same batch.
 
-        Each pointer holds its array, which cannot move while referenced; a
-        batch pmd.c cannot read in place (not contiguous) gets NULL pointers,
-        which pmd.c refuses (the numpy code posts it).
+        The arrays are kept too, so their memory stays where the pointers
+        point; a batch pmd.c cannot read in place (not contiguous) gets NULL
+        pointers, which pmd.c refuses (the numpy code posts it).
         """
-        assert self.fast is not None
-        ffi = self.fast.ffi
+        f = self.fast
+        assert f is not None
         if data.flags.c_contiguous and lengths.flags.c_contiguous and lengths.dtype == np.int64:
-            p_data, p_lengths = ffi.from_buffer("uint8_t[]", data), ffi.from_buffer("int64_t[]", lengths)
+            p_data, p_lengths = f.ptr(data), f.i64(lengths)
         else:
-            p_data, p_lengths = ffi.NULL, ffi.NULL
+            p_data, p_lengths = f.ffi.NULL, f.ffi.NULL
         self._c_batch = (data, lengths, p_data, p_lengths)
         return p_data, p_lengths
 
