@@ -143,6 +143,10 @@ def scatter_rows(chunks: U8, rows: I64, lengths: I64, data: U8, same: int | None
     chunks.reshape(-1)[range_index(rows * width, lengths)] = data
 
 
+#: The arrays of every empty batch ``FrameBatch.none`` builds (zero bytes: nothing in them can change).
+_NO_BYTES, _NO_LENGTHS = np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=np.int64)
+
+
 @dataclass
 class FrameBatch:
     """Frames back to back in ``data``; frame i is ``lengths[i]`` bytes long."""
@@ -178,6 +182,11 @@ class FrameBatch:
         batch = cls.__new__(cls)
         batch.data, batch.lengths, batch.known_longest, batch.known_same = data, lengths, longest, same
         return batch
+
+    @classmethod
+    def none(cls) -> FrameBatch:
+        """An empty batch, built without checks (what a poll of an empty ring returns, as often as it polls)."""
+        return cls.counted(_NO_BYTES, _NO_LENGTHS)
 
     @classmethod
     def from_matrix(cls, rows: U8) -> FrameBatch:

@@ -104,10 +104,13 @@ class RxQueue:
                 else:
                     self.last_shortfall = None
                 return batch
-        batch = FrameBatch() if m == 0 else self._receive(max_frames)
-        got = len(batch)
-        more = indices.used(self.next, self.tail, self.size) > 0 and bool(self.status[self.next] & RXD_STAT_DD)
-        self._shortfall(max_frames, got, more)
+        posted = indices.used(self.next, self.tail, self.size)  # the same after the burst: both indices move by m
+        if m == 0 or posted == 0 or max_frames <= 0:
+            batch = FrameBatch.none()
+        else:
+            run = self._same_length_run(posted, max_frames)
+            batch = run if run is not None else self._receive(posted, max_frames)
+        self._shortfall(max_frames, len(batch), posted > 0 and bool(self.status[self.next] & RXD_STAT_DD))
         return batch
 
     def _new_arena(self) -> None:
@@ -139,14 +142,9 @@ class RxQueue:
         done = (indices.read_window(self.status, self.next, posted) & RXD_STAT_DD) != 0
         return posted if bool(done.all()) else int(np.argmin(done))
 
-    def _receive(self, max_frames: int) -> FrameBatch:
-        posted = indices.used(self.next, self.tail, self.size)
-        if posted == 0 or max_frames <= 0:
-            return FrameBatch()
+    def _receive(self, posted: int, max_frames: int) -> FrameBatch:
+        """Every other burst: frames of mixed lengths, spanning descriptors, with errors, refused, or wrapping."""
         start = self.next
-        batch = self._same_length_run(start, posted, max_frames)
-        if batch is not None:
-            return batch
         if start + posted <= self.size:  # no wrap: read the status bytes in place
             status = self.status[start : start + posted]
         else:
@@ -154,7 +152,7 @@ class RxQueue:
         done = (status & RXD_STAT_DD) != 0
         k = posted if bool(done.all()) else int(np.argmin(done))
         if k == 0:
-            return FrameBatch()
+            return FrameBatch.none()
         if start + k <= self.size and bool((status[:k] & RXD_STAT_EOP).all()):
             lengths = self.length[start : start + k].astype(np.int64)
             if not bool(self.errors[start : start + k].any()):
@@ -172,11 +170,11 @@ class RxQueue:
         else:
             m, slots, batch = self._complete_frames(descs, lengths, k, max_frames)
             if m == 0:
-                return FrameBatch()
+                return FrameBatch.none()
         indices.write_window(self.words, start, self.fresh[slots])
         return self._give_back(m, batch)
 
-    def _same_length_run(self, start: int, posted: int, max_frames: int) -> FrameBatch | None:
+    def _same_length_run(self, posted: int, max_frames: int) -> FrameBatch | None:
         """The common burst, in a handful of whole-batch numpy operations; None: the general code decides.
 
         The run of done descriptors from ``start`` (up to the end of the ring:
@@ -186,6 +184,7 @@ class RxQueue:
         descriptors, the frames are one row gather of the buffers (slot i owns
         buffer i) and the slots are re-armed with one copy.
         """
+        start = self.next
         end = min(posted, self.size - start)  # the posted slots up to the end of the ring
         words = self.words[start : start + end, 1]
         length = (int(words[0]) >> RX_LENGTH_SHIFT) & 0xFFFF
@@ -200,8 +199,9 @@ class RxQueue:
         elif (int(words[k]) >> RX_STATUS_SHIFT) & RXD_STAT_DD or k == 0:
             return None  # the done run goes on with another length, several buffers or an error (or is empty)
         m = min(k, max_frames)
-        data = self.pool.rows[start : start + m, :length].flatten()
-        batch = FrameBatch.counted(data, np.full(m, length, dtype=np.int64), length, length)
+        lengths = np.empty(m, dtype=np.int64)
+        lengths.fill(length)
+        batch = FrameBatch.counted(self.pool.rows[start : start + m, :length].flatten(), lengths, length, length)
         self.words[start : start + m] = self.fresh[start : start + m]
         return self._give_back(m, batch)
 

@@ -126,8 +126,7 @@ class TxQueue:
             status = self.status[clean : clean + pending]
         else:
             status = indices.read_window(self.status, clean, pending)
-        # the common reap: every descriptor in flight is done and none refused (two reductions, no mask)
-        if np.bitwise_and.reduce(status) & TXD_STAT_DD and not np.bitwise_or.reduce(status) & TXD_STAT_REFUSED:
+        if np.count_nonzero(status == TXD_STAT_DD) == pending:  # the common reap: all done, none refused
             k = pending
         else:
             done = (status & TXD_STAT_DD) != 0

@@ -31,7 +31,7 @@ from verifier.modes.protection import Protection
 class GeneralRx(RxQueue):
     """A receive queue that never takes the same-length run: the general numpy code decides every burst."""
 
-    def _same_length_run(self, start: int, posted: int, max_frames: int) -> FrameBatch | None:
+    def _same_length_run(self, posted: int, max_frames: int) -> FrameBatch | None:
         return None
 
 
