@@ -58,7 +58,7 @@ def _equal_length(lengths: I64) -> int | None:
     if lengths.size == 0:
         return None
     first = int(lengths[0])
-    return first if first > 0 and bool((lengths == first).all()) else None
+    return first if first > 0 and np.logical_and.reduce(lengths == first) else None
 
 
 def _rows(memory: U8, length: int) -> U8:
