@@ -110,7 +110,7 @@ class RxQueue:
         else:
             run = self._same_length_run(posted, max_frames)
             batch = run if run is not None else self._receive(posted, max_frames)
-        self._shortfall(max_frames, len(batch), posted > 0 and bool(self.status[self.next] & RXD_STAT_DD))
+        self._shortfall(max_frames, batch.lengths.size, posted > 0 and bool(self.status[self.next] & RXD_STAT_DD))
         return batch
 
     def _new_arena(self) -> None:
@@ -160,7 +160,7 @@ class RxQueue:
                 m = min(k, max_frames)
                 batch = FrameBatch(gather(self.pool.memory, self.offsets[start : start + m], lengths[:m]), lengths[:m])
                 self.words[start : start + m] = self.fresh[start : start + m]
-                return self._give_back(m, batch)
+                return self._give_back(m, batch, len(batch), batch.nbytes)
         descs = indices.read_window(self.ring, start, k)
         lengths = descs["length"].astype(np.int64)
         if bool((descs["status"] & RXD_STAT_EOP).all()) and not bool(descs["errors"].any()):
@@ -172,7 +172,7 @@ class RxQueue:
             if m == 0:
                 return FrameBatch.none()
         indices.write_window(self.words, start, self.fresh[slots])
-        return self._give_back(m, batch)
+        return self._give_back(m, batch, len(batch), batch.nbytes)
 
     def _same_length_run(self, posted: int, max_frames: int) -> FrameBatch | None:
         """The common burst, in a handful of whole-batch numpy operations; None: the general code decides.
@@ -203,12 +203,12 @@ class RxQueue:
         lengths.fill(length)
         batch = FrameBatch.counted(self.pool.rows[start : start + m, :length].flatten(), lengths, length, length)
         self.words[start : start + m] = self.fresh[start : start + m]
-        return self._give_back(m, batch)
+        return self._give_back(m, batch, m, m * length)
 
-    def _give_back(self, m: int, batch: FrameBatch) -> FrameBatch:
+    def _give_back(self, m: int, batch: FrameBatch, frames: int, nbytes: int) -> FrameBatch:
         """The ``m`` slots from ``next`` are re-armed: count the frames, move the indices, ring the doorbell once."""
-        self.stats.frames += len(batch)
-        self.stats.bytes += batch.nbytes
+        self.stats.frames += frames
+        self.stats.bytes += nbytes
         self.next = indices.advance(self.next, m, self.size)
         self.tail = indices.advance(self.tail, m, self.size)
         self.doorbell.write32(self.handle.tail_offset, self.tail)
