@@ -32,7 +32,7 @@
 /* TX reap: k = the run of descriptors with DD from ``clean`` (at most ``pending``); their buffers
  * (slot_buf >= 0) are pushed onto the pool stack and the slots set to -1; ``*refused`` gets how many of the k
  * carry TXD_STAT_REFUSED.  Returns k, or -1 when the pushes would overflow the pool (a double free: the numpy
- * code raises), nothing changed. */
+ * code raises) or ``clean``, ``pending`` or ``*top`` is out of range, nothing changed. */
 int64_t pmd_tx_reap(const uint8_t *ring, uint32_t size, uint32_t clean, uint32_t pending, int64_t *slot_buf,
                     int64_t *stack, int64_t *top, int64_t pool_count, int64_t *refused);
 
