@@ -75,3 +75,24 @@ def test_a_received_batch_is_never_overwritten_by_later_bursts() -> None:
         kept.append((got, got.data.tobytes()))
     assert all(batch.data.tobytes() == raw for batch, raw in kept)
     assert rx.stats.frames == seq and np.array_equal(kept[-1][0].lengths, np.full(RING - 1, 64))
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_batch_built_from_a_matrix_is_sent_as_the_same_frames_listed_one_by_one(compiled: bool) -> None:
+    """``FrameBatch.known_same`` (set by from_matrix) spares the numpy post its pass over the lengths, nothing else."""
+    worlds = []
+    for as_matrix in (True, False):
+        rig = rig_in(Protection.VERIFIER)
+        tx, rx = rig.tx_queue(RING), rig.rx_queue(RING)
+        if not compiled:
+            tx.fast = rx.fast = None
+        got: list[bytes] = []
+        for burst in range(12):
+            frames = [seq_frame(burst * 40 + i, 96) for i in range(40)]  # more than fit: back-pressure too
+            matrix = np.frombuffer(b"".join(frames), dtype=np.uint8).reshape(len(frames), 96)
+            batch = FrameBatch.from_matrix(matrix) if as_matrix else FrameBatch.from_frames(frames)
+            assert (batch.known_same == 96) is as_matrix
+            tx.tx_burst(batch)
+            got.extend(rx.rx_burst(burst + 5))
+        worlds.append((got, tx.stats, rx.stats, tx.slot_buf.tobytes(), rig.memory.data.tobytes()))
+    assert worlds[0] == worlds[1]
