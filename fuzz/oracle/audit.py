@@ -142,8 +142,10 @@ def _whole_packets(key: QueueKey, ring: npt.NDArray[np.void], refused: npt.NDArr
     status = ring["status"]
     sent = np.flatnonzero((status & np.uint8(TXD_STAT_DD | TXD_STAT_REFUSED)) == np.uint8(TXD_STAT_DD))
     found = []
-    eop = (ring["cmd"] & np.uint8(TXD_CMD_EOP)) != 0
-    split = packet_atomicity(eop, refused, sent, len(ring))
+    split = []
+    if refused.size and sent.size:  # a split needs both (``packet_atomicity``): the EOP bits are read only then
+        eop = (ring["cmd"] & np.uint8(TXD_CMD_EOP)) != 0
+        split = packet_atomicity(eop, refused, sent, len(ring))
     if split:
         found.append(
             Escape(
@@ -209,6 +211,8 @@ class AuditWatch:
     #: dicts (fuzz/log_follow.py, passed in: this module reads no file format of verifier/), so the on-disk log is
     #: matched slot by slot and its reasons judged after every step, not only at the end
     follow: Callable[[], list[dict[str, Any]]] | None = None
+    #: ``_context`` per (oracle, nic, kind, queue), for the rings attached now
+    _contexts: dict[tuple[int, str, str, int | None], dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.sink.path is not None and self.verify is None:
@@ -243,6 +247,7 @@ class AuditWatch:
 
     def attach(self, rings: dict[QueueKey, npt.NDArray[np.void]]) -> None:
         self.rings = dict(rings)
+        self._contexts.clear()
         for key in self.rings:
             self._counts[key] = self._count(key)
         self._seq = audit_count(self.sink)
@@ -331,7 +336,8 @@ class AuditWatch:
             if key in singles:
                 parts = [*parts, np.array(singles[key], dtype=np.int64)]
             described = np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else slots[:0]
-            if described.size == slots.size and np.array_equal(np.sort(described), np.sort(slots)):
+            # ``slots`` are sorted (``refusal_marks``: np.flatnonzero), so only the records' slots need a sort
+            if described.size == slots.size and np.array_equal(np.sort(described), slots):
                 continue
             nic, kind, queue = key
             counted = Counter(described.tolist())
@@ -367,6 +373,8 @@ class AuditWatch:
                 rows, names, codes = self._span_rows(oracle, item), item.names, item.reason
             spans = oracle.references(rows.tenant, rows.seq, rows.seq + int(codes.size))
             whole = len(spans) == 1 and spans[0][:2] == (rows.seq, rows.seq + codes.size)
+            if whole:  # the rows are this call's own: every row's reason set here, not by ``judge``'s copy
+                rows.codes, rows.names = codes, names
             if not whole and spans:  # a packet's records are judged together, whatever the pin reference did
                 for line in judge(rows, names, codes, spans[0][2], only=_PACKET):
                     found.append(Escape("audit", f"wrong reason: {line}", rows.nic))
@@ -378,6 +386,15 @@ class AuditWatch:
         return found
 
     def _context(self, oracle: Oracle, nic: str, kind: str, queue: int | None) -> dict[str, Any]:
+        """What the oracle knows of a record's queue (its owner, ring size, tails, rule book): the same for every
+        record of the queue while the same rings and oracle are watched, so kept until ``attach`` or ``watch``."""
+        key = (id(oracle), nic, kind, queue)
+        context = self._contexts.get(key)
+        if context is None:
+            context = self._contexts[key] = self._context_of(oracle, nic, kind, queue)
+        return context
+
+    def _context_of(self, oracle: Oracle, nic: str, kind: str, queue: int | None) -> dict[str, Any]:
         tenant = oracle.queue_owner.get(nic)
         ring = self.rings.get((nic, kind, queue if queue is not None else -1))
         tails = frozenset(
