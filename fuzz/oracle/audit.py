@@ -117,20 +117,24 @@ class AuditSinkLike(Protocol):
     def path(self) -> Path | None: ...
 
 
-def refusal_marks(kind: str, ring: npt.NDArray[np.void]) -> npt.NDArray[np.int64]:
+def refusal_marks(
+    kind: str, ring: npt.NDArray[np.void], slots: npt.NDArray[np.int64] | None = None
+) -> npt.NDArray[np.int64]:
     """Slots of a tenant's ring that carry the kernel's refusal mark, as the tenant reads them.
 
     TX: DD and REFUSED in the status byte.  RX: DD with RXE and length 0
     (the device never completes a buffer it wrote with length 0).
+    ``slots``: look at these slots only (positions into ``slots`` are returned): the fields read are
+    gathered, not whole descriptors.
     """
-    status = ring["status"]
+    status = ring["status"] if slots is None else ring["status"][slots]
     if kind == "tx":
         want = np.uint8(TXD_STAT_DD | TXD_STAT_REFUSED)
         return np.flatnonzero((status & want) == want)
+    errors = ring["errors"] if slots is None else ring["errors"][slots]
+    length = ring["length"] if slots is None else ring["length"][slots]
     return np.flatnonzero(
-        ((status & np.uint8(RXD_STAT_DD)) != 0)
-        & ((ring["errors"] & np.uint8(RXD_ERR_REFUSED)) != 0)
-        & (ring["length"] == 0)
+        ((status & np.uint8(RXD_STAT_DD)) != 0) & ((errors & np.uint8(RXD_ERR_REFUSED)) != 0) & (length == 0)
     )
 
 

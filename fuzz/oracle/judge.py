@@ -442,7 +442,7 @@ class Oracle:
             # a driver reaps the refusals it was shown before it hands those slots back: the audit watch judges
             # what this attack refused so far, so a slot refused, handed back and refused again is two refusals
             again = indices.slots(tail, indices.used(tail, value, size), size)
-            if refusal_marks(kind, ring[again]).size:
+            if refusal_marks(kind, ring, again).size:
                 self.escapes += self.audit.after_step()
         # the queue's audit counts, read once before the write and once after it (nothing else records between)
         counted: list[dict[str, int] | None] = []
