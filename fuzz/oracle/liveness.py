@@ -79,6 +79,9 @@ class StepOverrun(BaseException):
 
 #: Whether the step alarm's handler (``_fire``, installed by ``alarm_scope``) raises: only while a step runs.
 _armed = [False]
+#: Whether ``alarm_scope`` has installed ``_fire`` (a flag: ``signal.getsignal`` costs ~13 us, an enum lookup that
+#: fails for a Python handler)
+_scoped = [False]
 
 
 def _fire(_signum: int, _frame: object) -> None:
@@ -102,11 +105,16 @@ def alarm_scope() -> Iterator[None]:
     if not _alarm_usable():
         yield
         return
+    if _scoped[0]:  # nested: the outer scope's handler stays
+        yield
+        return
     old = signal.signal(signal.SIGALRM, _fire)
+    _scoped[0] = True
     try:
         yield
     finally:
         _armed[0] = False
+        _scoped[0] = False
         signal.signal(signal.SIGALRM, old)
 
 
@@ -116,7 +124,7 @@ def _deadline(seconds: float) -> Iterator[None]:
     if not _alarm_usable():
         yield
         return
-    scoped = signal.getsignal(signal.SIGALRM) is _fire  # inside ``alarm_scope``: the handler is there already
+    scoped = _scoped[0]  # inside ``alarm_scope``: the handler is there already
     old = None if scoped else signal.signal(signal.SIGALRM, _fire)
     _armed[0] = True
     signal.setitimer(signal.ITIMER_REAL, seconds)
