@@ -132,3 +132,19 @@ def test_the_hostile_shapes_are_covered() -> None:
     assert reasons >= set(CODES)
     assert {type(b) for b in batches} == {RejectionBatch, IommuFaultBatch}
     assert any(isinstance(b, RejectionBatch) and (b.bad_byte < -1).any() for b in batches)
+
+
+@pytest.mark.parametrize("owners", [[0, 0, 0], [NO_OWNER, NO_OWNER], [0, NO_OWNER, 0], [2, 2]])
+def test_owner_labels_are_the_records_owners_whole(owners: list[int]) -> None:
+    """The column an observer reads (one-owner batches skip np.unique) names each row's owner as its record does,
+    every character of it: a batch all of one owner once came back cut to one character ('k' for 'kernel')."""
+    n = len(owners)
+    batch = RejectionBatch(
+        tenant=1, tenant_name="alice", nic="nic0", queue=0, kind="tx",
+        ring_index=np.arange(n, dtype=np.int64), reason=np.full(n, R.ADDR_NOT_PINNED, dtype=np.uint8),
+        bad_byte=np.full(n, 4096, dtype=np.int64), owner=np.array(owners, dtype=np.int32),
+        descs=np.zeros(n, dtype=TX_DESC),
+    )  # fmt: skip
+    expected = [record.detail.get("owner", "") for record in batch.records()]
+    assert batch.owner_labels.tolist() == expected
+    assert any(len(label) > 1 for label in expected) or all(o == NO_OWNER for o in owners)

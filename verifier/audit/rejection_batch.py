@@ -99,7 +99,8 @@ class RejectionBatch:
         owner = self.owner
         if owner.size and bool((owner == owner[0]).all()):  # the common batch: one owner (np.unique costs ~5x)
             code = int(owner[0])
-            return np.full(owner.size, "" if code == NO_OWNER else owner_label(code, self.tenant), dtype=np.str_)
+            label = np.array("" if code == NO_OWNER else owner_label(code, self.tenant), dtype=np.str_)
+            return np.full(owner.size, label, dtype=label.dtype)  # dtype=np.str_ alone would be one character wide
         codes, inverse = np.unique(owner, return_inverse=True)
         labels = ["" if code == NO_OWNER else owner_label(code, self.tenant) for code in codes.tolist()]
         return np.array(labels, dtype=np.str_)[inverse.reshape(-1)]
