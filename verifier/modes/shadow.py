@@ -22,8 +22,9 @@ written back.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +50,7 @@ from verifier.queue_state import QueueState
 from verifier.rules import fastpath
 from verifier.rules import reasons as R
 from verifier.rules.checks import Verdicts, check_rx, check_tx
+from verifier.rules.fastpath import FP_REFUSE
 
 I64 = npt.NDArray[np.int64]
 
@@ -72,13 +74,20 @@ class ShadowQueue:
     tail: int = 0
     head: int = 0
     to_user: I64 = field(init=False)
+    #: TX: fragments of a packet still open at the last doorbell, a copy (RX never holds one: always empty)
+    held: npt.NDArray[np.void] = field(init=False)
 
     def __post_init__(self) -> None:
         st = self.state
         self.to_user = np.full(st.size, -1, dtype=np.int64)
+        self.held = np.zeros(0, dtype=self.desc)
         st.pins.sources.append(self.in_flight)
         self.fast = fastpath.enabled() if st.accelerators else None
         self.snap = np.zeros(st.size * DESC_SIZE, dtype=np.uint8)  # where the compiled path takes its snapshot
+        self.quick: Any = None  # the compiled doorbell's and reap's view of this queue (None: not compiled)
+        #: the direction's compiled doorbell and reap (fastpath.h), set with ``quick``
+        self.c_doorbell: Callable[[Any, int, int, int, int], int]
+        self.c_reap: Callable[[Any, int, int, int], int]
         if self.fast is not None:  # pointers into arrays that live as long as the queue
             need = Access.READ if st.origin.kind == "tx" else Access.WRITE
             self.c_user = self.fast.ptr(st.user.view)
@@ -86,6 +95,21 @@ class ShadowQueue:
             self.c_snap = self.fast.ptr(self.snap)
             self.c_to_user = self.fast.i64(self.to_user)
             self.c_frame_ok = self.fast.ptr(st.pins.frame_ok[int(need)])
+            self.quick = self._quick_queue()
+
+    def _quick_queue(self) -> Any:
+        """The ``struct fp_queue`` of the compiled doorbell and reap, or None when this queue's policy needs numpy."""
+        assert self.fast is not None
+        st = self.state
+        q = self.fast.ffi.new("struct fp_queue *")
+        q.user_ring, q.shadow, q.snap, q.to_user = self.c_user, self.c_shadow, self.c_snap, self.c_to_user
+        q.frame_ok, q.nframes, q.size = self.c_frame_ok, st.pins.frames, st.size
+        return q if self._quick_policy(q) else None
+
+    def _quick_policy(self, q: Any) -> bool:
+        """Put the direction's limits and compiled calls in place; False when the compiled check cannot judge
+        this policy (the step-by-step doorbell then runs)."""
+        return False
 
     def completed(self, first: int, n: int) -> None:
         """Hand ``n`` finished shadow slots from ``first`` back to the tenant's ring bookkeeping."""
@@ -104,9 +128,12 @@ class ShadowQueue:
     def finished(self) -> tuple[int, int]:
         """Shadow slots the device completed since the last call (its head moved): (first, count)."""
         state = self.state
-        device_head = state.bus.read32(state.head_reg)
+        return self._finished_at(state.bus.read32(state.head_reg))
+
+    def _finished_at(self, device_head: int) -> tuple[int, int]:
+        """``finished`` with the device's head already read."""
         first = self.head
-        n = indices.used(first, device_head, state.size)
+        n = indices.used(first, device_head, self.state.size)
         self.head = device_head
         return first, n
 
@@ -121,13 +148,32 @@ class ShadowQueue:
     def doorbell(self, new_tail: int) -> None:
         st = self.state
         with st.lock:
+            taken = False  # the compiled call took the snapshot already (into ``snap``)
+            quick = self.quick
+            if quick is not None and 0 <= new_tail < st.size and not st.before_read and not self.held.size:
+                # One compiled call judges the tail, snapshots, checks and posts a clean batch (DPDK and ixy
+                # write one tail per batch: the fixed cost of a doorbell is what a small batch pays).
+                posted = self.c_doorbell(quick, new_tail, st.tail, st.done, self.tail)
+                if posted > 0:
+                    st.user_reads += posted
+                    st.tail = new_tail
+                    self.tail = tail = (self.tail + posted) % st.size
+                    if st.after_check:
+                        st.run_after_check()
+                    st.bus.write32(st.tail_reg, tail)  # completions come back through the interrupt
+                    st.audit.commit()
+                    return
+                if posted == 0:
+                    return
+                taken = posted == FP_REFUSE
+            # The step-by-step doorbell (the compiled call declined, found something to refuse, or is off).
             # No reap here: completions reach the user ring only through ``reap`` (the interrupt),
             # so the tenant cannot have reused a slot that ``st.done`` does not yet count as free.
             k = st.judge_new(new_tail)
             if k is None:
                 return
             st.user_reads += k  # the one read of these user descriptors, by either path
-            compiled = self._compiled(k)
+            compiled = False if taken else self._compiled(k)
             if compiled:
                 self._hand_over(new_tail, k)
                 return
@@ -188,7 +234,21 @@ class ShadowQueue:
     def reap(self) -> None:
         st = self.state
         with st.lock:
-            first, n = self.finished()
+            quick = self.quick
+            if quick is not None and not st.flagged:
+                device_head = st.bus.read32(st.head_reg)
+                # one compiled call writes back the finished slots when they are the next user slots in order
+                n = self.c_reap(quick, self.head, device_head, st.done)
+                if n >= 0:
+                    if n:
+                        self.head = device_head
+                        st.done = (st.done + n) % st.size
+                        if st.pins.releasing:
+                            st.pins.settle()
+                    return
+                first, n = self._finished_at(device_head)
+            else:
+                first, n = self.finished()
             if n == 0:
                 return
             self._write_back(first, n)
@@ -203,7 +263,6 @@ class TxShadow(ShadowQueue):
     """TX in verifier mode: a packet still open at the end of a doorbell is held for the next one."""
 
     desc: ClassVar[np.dtype[np.void]] = TX_DESC
-    held: npt.NDArray[np.void]
     held_slots: I64
     held_age: int = 0  # doorbells the open packet at the head of ``held`` has waited
 
@@ -211,6 +270,16 @@ class TxShadow(ShadowQueue):
         super().__post_init__()
         self.held = np.zeros(0, dtype=TX_DESC)
         self.held_slots = np.zeros(0, dtype=np.int64)
+
+    def _quick_policy(self, q: Any) -> bool:
+        consts = self.state.policy.tx_fast_path
+        if consts is None:
+            return False
+        q.cmd_mask, q.cmd_expect, q.max_len = (int(c) for c in consts)
+        q.done_status = TXD_STAT_DD  # DD for every finished descriptor (as _write_back)
+        assert self.fast is not None
+        self.c_doorbell, self.c_reap = self.fast.lib.tx_doorbell, self.fast.lib.tx_reap
+        return True
 
     def _compiled(self, k: int) -> bool | None:
         st = self.state
@@ -269,6 +338,14 @@ class RxShadow(ShadowQueue):
     """RX in verifier mode: buffers checked over the whole receive buffer size."""
 
     desc: ClassVar[np.dtype[np.void]] = RX_DESC
+
+    def _quick_policy(self, q: Any) -> bool:
+        if self.state.policy.rx_buffer_size > PAGE_SIZE:
+            return False
+        q.buffer_size = self.state.policy.rx_buffer_size
+        assert self.fast is not None
+        self.c_doorbell, self.c_reap = self.fast.lib.rx_doorbell, self.fast.lib.rx_reap
+        return True
 
     def _compiled(self, k: int) -> bool | None:
         st = self.state

@@ -113,3 +113,69 @@ void rx_complete(uint8_t *user_ring, uint32_t size, const uint8_t *shadow, const
         memcpy(user_ring + (uint64_t)to_user[s] * SLOT + RX_WRITEBACK, &word, sizeof word);
     }
 }
+
+/* The new descriptors a doorbell's tail brings, or FP_DECLINED when queue_state.judge_tail might refuse it: the
+ * tail is a slot of the ring and claims no more than the free slots (one slot always stays empty).  Python
+ * judges every declined tail itself, so this may only ever be stricter than judge_tail, never laxer. */
+static int64_t tail_step(uint32_t size, uint32_t new_tail, uint32_t tail, uint32_t done)
+{
+    if (size == 0 || new_tail >= size || tail >= size || done >= size)
+        return FP_DECLINED;
+    uint32_t forward = (new_tail + size - tail) % size;
+    uint32_t used = (tail + size - done) % size;
+    if (forward > size - 1 - used)
+        return FP_DECLINED;
+    return forward;
+}
+
+int64_t tx_doorbell(const struct fp_queue *q, uint32_t new_tail, uint32_t tail, uint32_t done, uint32_t shadow_tail)
+{
+    int64_t k = tail_step(q->size, new_tail, tail, done);
+    if (k <= 0 || shadow_tail >= q->size)
+        return k < 0 || shadow_tail >= q->size ? FP_DECLINED : 0;
+    if (!tx_snapshot_check_post(q->user_ring, q->size, tail, (uint32_t)k, q->snap, q->frame_ok, q->nframes,
+                                q->cmd_mask, q->cmd_expect, q->max_len, q->shadow, shadow_tail, q->to_user))
+        return FP_REFUSE;
+    return k;
+}
+
+int64_t rx_doorbell(const struct fp_queue *q, uint32_t new_tail, uint32_t tail, uint32_t done, uint32_t shadow_tail)
+{
+    int64_t k = tail_step(q->size, new_tail, tail, done);
+    if (k <= 0 || shadow_tail >= q->size)
+        return k < 0 || shadow_tail >= q->size ? FP_DECLINED : 0;
+    if (!rx_snapshot_check_post(q->user_ring, q->size, tail, (uint32_t)k, q->snap, q->frame_ok, q->nframes,
+                                q->buffer_size, q->shadow, shadow_tail, q->to_user))
+        return FP_REFUSE;
+    return k;
+}
+
+/* The n shadow slots from head the device finished, if they map to the user slots done .. done + n - 1 in
+ * order (QueueState.done_run's test, on every slot); -1 otherwise or on any index outside the ring. */
+static int64_t in_order(const struct fp_queue *q, uint32_t head, uint32_t device_head, uint32_t done)
+{
+    uint32_t size = q->size;
+    if (size == 0 || head >= size || device_head >= size || done >= size)
+        return FP_DECLINED;
+    uint32_t n = (device_head + size - head) % size;
+    for (uint32_t i = 0; i < n; i++)
+        if (q->to_user[(head + i) % size] != (int64_t)((done + i) % size))
+            return FP_DECLINED;
+    return n;
+}
+
+int64_t tx_reap(const struct fp_queue *q, uint32_t head, uint32_t device_head, uint32_t done)
+{
+    int64_t n = in_order(q, head, device_head, done);
+    if (n > 0)
+        tx_complete(q->user_ring, q->size, q->to_user, head, (uint32_t)n, q->done_status);
+    return n;
+}
+
+int64_t rx_reap(const struct fp_queue *q, uint32_t head, uint32_t device_head, uint32_t done)
+{
+    int64_t n = in_order(q, head, device_head, done);
+    if (n > 0)
+        rx_complete(q->user_ring, q->size, q->shadow, q->to_user, head, (uint32_t)n);
+    return n;
+}
