@@ -76,6 +76,8 @@ class ShadowQueue:
     to_user: I64 = field(init=False)
     #: TX: fragments of a packet still open at the last doorbell, a copy (RX never holds one: always empty)
     held: npt.NDArray[np.void] = field(init=False)
+    #: the compiled doorbell's and reap's view of this queue, a ``struct fp_queue`` (None: not compiled)
+    quick: Any = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         st = self.state
@@ -84,7 +86,6 @@ class ShadowQueue:
         st.pins.sources.append(self.in_flight)
         self.fast = fastpath.enabled() if st.accelerators else None
         self.snap = np.zeros(st.size * DESC_SIZE, dtype=np.uint8)  # where the compiled path takes its snapshot
-        self.quick: Any = None  # the compiled doorbell's and reap's view of this queue (None: not compiled)
         #: the direction's compiled doorbell and reap (fastpath.h), set with ``quick``
         self.c_doorbell: Callable[[Any, int, int, int, int], int]
         self.c_reap: Callable[[Any, int, int, int], int]
@@ -96,6 +97,18 @@ class ShadowQueue:
             self.c_to_user = self.fast.i64(self.to_user)
             self.c_frame_ok = self.fast.ptr(st.pins.frame_ok[int(need)])
             self.quick = self._quick_queue()
+
+    @property
+    def fast(self) -> fastpath.FastPath | None:
+        """The compiled accelerator this queue uses (None: the numpy path alone)."""
+        return self._fast
+
+    @fast.setter
+    def fast(self, fast: fastpath.FastPath | None) -> None:
+        # ``quick`` was made for the accelerator the queue opened with: another one (or None) is used through the
+        # step-by-step doorbell and its own entry points (``_compiled``, ``_write_back``), never a stale struct.
+        self._fast = fast
+        self.quick = None
 
     def _quick_queue(self) -> Any:
         """The ``struct fp_queue`` of the compiled doorbell and reap, or None when this queue's policy needs numpy."""
