@@ -83,6 +83,11 @@ class ShadowQueue:
         st = self.state
         self.to_user = np.full(st.size, -1, dtype=np.int64)
         self.held = np.zeros(0, dtype=self.desc)
+        # The numpy path moves descriptors as rows of two 64-bit words (one slice copy per snapshot, post or
+        # write-back: a descriptor is 16 plain bytes, and numpy copies structured records field by field).
+        self.user_words = st.user.view.view(np.uint64).reshape(st.size, 2)
+        self.shadow_words = self.shadow.view(np.uint64).reshape(st.size, 2)
+        self.user_status = st.ring["status"]
         st.pins.sources.append(self.in_flight)
         self.fast = fastpath.enabled() if st.accelerators else None
         self.snap = np.zeros(st.size * DESC_SIZE, dtype=np.uint8)  # where the compiled path takes its snapshot
@@ -134,9 +139,27 @@ class ShadowQueue:
 
     def post(self, descs: npt.NDArray[np.void], user_slots: I64) -> None:
         """Append accepted descriptors to the shadow ring; they are in flight until the device is done."""
-        indices.write_window(self.shadow, self.tail, descs)
-        indices.write_window(self.to_user, self.tail, user_slots)
-        self.tail = indices.advance(self.tail, descs.size, self.state.size)
+        start, n, size = self.tail, descs.size, self.state.size
+        if start + n <= size and descs.flags.c_contiguous:  # no wrap: one row copy of the words, one of the map
+            self.shadow_words[start : start + n] = descs.view(np.uint64).reshape(n, 2)
+            self.to_user[start : start + n] = user_slots
+        else:
+            indices.write_window(self.shadow, start, descs)
+            indices.write_window(self.to_user, start, user_slots)
+        self.tail = indices.advance(start, n, size)
+
+    def snapshot(self, k: int) -> npt.NDArray[np.void]:
+        """Copy the ``k`` user descriptors from the kernel's ``tail`` once (one slice, two when the ring wraps)."""
+        st = self.state
+        start, end = st.tail, st.tail + k
+        words = self.user_words
+        copy = words[start:end].copy() if end <= st.size else np.concatenate((words[start:], words[: end - st.size]))
+        return copy.view(self.desc).reshape(k)
+
+    def users(self, first: int, n: int) -> I64:
+        """The user slots of the ``n`` shadow slots from ``first`` (a view when they do not wrap)."""
+        end = first + n
+        return self.to_user[first:end] if end <= self.state.size else indices.read_window(self.to_user, first, n)
 
     def finished(self) -> tuple[int, int]:
         """Shadow slots the device completed since the last call (its head moved): (first, count)."""
@@ -190,10 +213,8 @@ class ShadowQueue:
             if compiled:
                 self._hand_over(new_tail, k)
                 return
-            if compiled is None:
-                snapshot = indices.read_window(st.ring, st.tail, k)
-            else:  # the compiled path found something to refuse: judge the copy it already took, once
-                snapshot = self.snap[: k * DESC_SIZE].view(self.desc).copy()
+            # compiled False: the compiled path found something to refuse, so judge the copy it took, once
+            snapshot = self.snapshot(k) if compiled is None else self.snap[: k * DESC_SIZE].view(self.desc).copy()
             slots = indices.slots(st.tail, k, st.size)
             st.tail = new_tail
             good, good_slots = self._judge(snapshot, slots)
@@ -343,8 +364,7 @@ class TxShadow(ShadowQueue):
         if self.fast is not None:
             self.fast.lib.tx_complete(self.c_user, st.size, self.c_to_user, first, n, TXD_STAT_DD)
         else:
-            users = indices.read_window(self.to_user, first, n)
-            st.ring["status"][users] = TXD_STAT_DD
+            self.user_status[self.users(first, n)] = TXD_STAT_DD
 
 
 class RxShadow(ShadowQueue):
@@ -400,9 +420,9 @@ class RxShadow(ShadowQueue):
         if self.fast is not None:
             self.fast.lib.rx_complete(self.c_user, st.size, self.c_shadow, self.c_to_user, first, n)
         else:
-            users = indices.read_window(self.to_user, first, n)
-            done = indices.read_window(self.shadow, first, n)
-            st.ring.view(np.uint64).reshape(-1, 2)[users] = done.view(np.uint64).reshape(-1, 2)
+            end = first + n
+            done = self.shadow_words[first:end] if end <= st.size else indices.read_window(self.shadow_words, first, n)
+            self.user_words[self.users(first, n)] = done
 
 
 class VerifierMode(TrappingMode):
