@@ -156,6 +156,12 @@ class ShadowQueue:
         copy = words[start:end].copy() if end <= st.size else np.concatenate((words[start:], words[: end - st.size]))
         return copy.view(self.desc).reshape(k)
 
+    def slots(self, k: int) -> I64:
+        """The user slots of the ``k`` descriptors from the kernel's ``tail`` (one arange when they do not wrap)."""
+        st = self.state
+        start = st.tail
+        return np.arange(start, start + k, dtype=np.int64) if start + k <= st.size else indices.slots(start, k, st.size)
+
     def users(self, first: int, n: int) -> I64:
         """The user slots of the ``n`` shadow slots from ``first`` (a view when they do not wrap)."""
         end = first + n
@@ -215,7 +221,7 @@ class ShadowQueue:
                 return
             # compiled False: the compiled path found something to refuse, so judge the copy it took, once
             snapshot = self.snapshot(k) if compiled is None else self.snap[: k * DESC_SIZE].view(self.desc).copy()
-            slots = indices.slots(st.tail, k, st.size)
+            slots = self.slots(k)
             st.tail = new_tail
             good, good_slots = self._judge(snapshot, slots)
             if good.size:
