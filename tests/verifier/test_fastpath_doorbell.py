@@ -46,12 +46,15 @@ class Rings:
         self.to_user = np.full(size, -1, dtype=np.int64)
         self.frame_ok = np.zeros(frames + 1, dtype=bool)
         q = fast.ffi.new("struct fp_queue *")
-        q.user_ring, q.shadow, q.snap = fast.ptr(self.user), fast.ptr(self.shadow), fast.ptr(self.snap)
-        q.to_user, q.frame_ok, q.nframes, q.size = fast.i64(self.to_user), fast.ptr(self.frame_ok), frames, size
+        q.nframes, q.size = frames, size
         mask, expect, limit = Policy().tx_fast_path or (0, 0, 0)
         q.cmd_mask, q.cmd_expect, q.max_len, q.done_status = int(mask), int(expect), int(limit), TXD_STAT_DD
         q.buffer_size = Policy().rx_buffer_size
         self.q = q
+        user, shadow, to_user = fast.ptr(self.user), fast.ptr(self.shadow), fast.i64(self.to_user)
+        #: the pointers a doorbell takes after the struct, and those a reap takes
+        self.rings = (user, shadow, fast.ptr(self.snap), to_user, fast.ptr(self.frame_ok))
+        self.reaped = (user, shadow, to_user)
 
 
 @pytest.mark.parametrize("size", [8, 16])
@@ -65,7 +68,7 @@ def test_the_compiled_tail_judgement_is_judge_tails(size: int, direction: str) -
     for tail in range(size):
         for done in range(size):
             for new_tail in range(size + 2):
-                got = doorbell(rings.q, new_tail, tail, done, 0)
+                got = doorbell(rings.q, *rings.rings, new_tail, tail, done, 0)
                 reason = judge_tail(new_tail, tail, done, size)
                 if reason != R.OK:
                     assert got == fastpath.FP_DECLINED, (tail, done, new_tail, R.name(reason))
@@ -85,13 +88,15 @@ def test_a_clean_batch_is_posted_in_one_call_and_reaped_in_one() -> None:
     user["addr"][slots] = np.arange(6, dtype=np.uint64) * PAGE_SIZE
     user["length"][slots] = 60
     user["cmd"][slots] = TXD_CMD_EOP
-    assert fast.lib.tx_doorbell(rings.q, 2, 12, 12, 3) == 6  # tail 12 -> 2: six new, posted from shadow slot 3
+    # tail 12 -> 2: six new, posted from shadow slot 3
+    assert fast.lib.tx_doorbell(rings.q, *rings.rings, 2, 12, 12, 3) == 6
     shadow = rings.shadow.view(TX_DESC)
     assert shadow[3:9].tobytes() == user[slots].tobytes()
     assert list(rings.to_user[3:9]) == list(slots)
-    assert fast.lib.tx_reap(rings.q, 3, 7, 12) == 4  # four finished, the next user slots from done = 12
+    assert fast.lib.tx_reap(rings.q, *rings.reaped, 3, 7, 12) == 4  # four finished, the next user slots from done = 12
     assert list(user["status"][slots]) == [TXD_STAT_DD] * 4 + [0, 0]
-    assert fast.lib.tx_reap(rings.q, 7, 9, 13) == fastpath.FP_DECLINED  # not the slots after done: numpy's case
+    # not the slots after done: the general (numpy) path's case
+    assert fast.lib.tx_reap(rings.q, *rings.reaped, 7, 9, 13) == fastpath.FP_DECLINED
     assert list(user["status"][slots[4:]]) == [0, 0]  # declined: nothing written back
 
 
@@ -104,7 +109,7 @@ def test_the_compiled_reap_takes_only_in_order_completions_done_run_takes() -> N
         head, n, done = (int(x) for x in rng.integers(0, size, 3))
         n = min(n, size - 1)
         rings.to_user[:] = rng.permutation(size) if rng.random() < 0.5 else (np.arange(size) - head + done) % size
-        got = fast.lib.rx_reap(rings.q, head, (head + n) % size, done)
+        got = fast.lib.rx_reap(rings.q, *rings.reaped, head, (head + n) % size, done)
         if got != fastpath.FP_DECLINED:
             assert got == n
             last = (head + n - 1) % size

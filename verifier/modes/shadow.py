@@ -92,8 +92,8 @@ class ShadowQueue:
         self.fast = fastpath.enabled() if st.accelerators else None
         self.snap = np.zeros(st.size * DESC_SIZE, dtype=np.uint8)  # where the compiled path takes its snapshot
         #: the direction's compiled doorbell and reap (fastpath.h), set with ``quick``
-        self.c_doorbell: Callable[[Any, int, int, int, int], int]
-        self.c_reap: Callable[[Any, int, int, int], int]
+        self.c_doorbell: Callable[..., int]
+        self.c_reap: Callable[..., int]
         if self.fast is not None:  # pointers into arrays that live as long as the queue
             need = Access.READ if st.origin.kind == "tx" else Access.WRITE
             self.c_user = self.fast.ptr(st.user.view)
@@ -119,9 +119,13 @@ class ShadowQueue:
         """The ``struct fp_queue`` of the compiled doorbell and reap, or None when this queue's policy needs numpy."""
         assert self.fast is not None
         st = self.state
-        q = self.fast.ffi.new("struct fp_queue *")
-        q.user_ring, q.shadow, q.snap, q.to_user = self.c_user, self.c_shadow, self.c_snap, self.c_to_user
-        q.frame_ok, q.nframes, q.size = self.c_frame_ok, st.pins.frames, st.size
+        ffi = self.fast.ffi
+        # numbers only, in an array the queue owns (a machine reset compares and restores it like any state)
+        self.quick_bytes = np.zeros(ffi.sizeof("struct fp_queue"), dtype=np.uint8)
+        q = ffi.cast("struct fp_queue *", self.quick_bytes.ctypes.data)
+        q.nframes, q.size = st.pins.frames, st.size
+        #: the rings as the compiled doorbell takes them: user, shadow, snapshot, shadow-to-user map, pin row
+        self.c_rings = (self.c_user, self.c_shadow, self.c_snap, self.c_to_user, self.c_frame_ok)
         return q if self._quick_policy(q) else None
 
     def _quick_policy(self, q: Any) -> bool:
@@ -195,7 +199,7 @@ class ShadowQueue:
             if quick is not None and 0 <= new_tail < st.size and not st.before_read and not self.held.size:
                 # One compiled call judges the tail, snapshots, checks and posts a clean batch (DPDK and ixy
                 # write one tail per batch: the fixed cost of a doorbell is what a small batch pays).
-                posted = self.c_doorbell(quick, new_tail, st.tail, st.done, self.tail)
+                posted = self.c_doorbell(quick, *self.c_rings, new_tail, st.tail, st.done, self.tail)
                 if posted > 0:
                     st.user_reads += posted
                     st.tail = new_tail
@@ -278,7 +282,7 @@ class ShadowQueue:
             if quick is not None and not st.flagged:
                 device_head = st.bus.read32(st.head_reg)
                 # one compiled call writes back the finished slots when they are the next user slots in order
-                n = self.c_reap(quick, self.head, device_head, st.done)
+                n = self.c_reap(quick, self.c_user, self.c_shadow, self.c_to_user, self.head, device_head, st.done)
                 if n >= 0:
                     if n:
                         self.head = device_head
