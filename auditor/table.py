@@ -22,12 +22,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from verifier.audit.log import FIELDS, KINDS, MAX_REASON, SCHEMA_VERSION
+from verifier.audit.log import FIELDS, KINDS, MAX_REASON, SCHEMA_V2, SCHEMA_VERSION
 from verifier.audit.read import RANGES
 
 #: The keys of a v1 record (declared once, by the writer), read by DuckDB as JSON values (typed by the projection,
-#: which checks them).
-RAW_KEYS = FIELDS
+#: which checks them); a v2 record has the same keys but ``prev`` and ``hash`` (NULL here), and a v2 checkpoint line
+#: is told by its ``checkpoint`` key and left out (``read_json_sql``): it is the chain, which verify checks.
+RAW_KEYS = (*FIELDS, "checkpoint")
 #: ``read_json``'s ``columns`` argument: every key as JSON, so nothing is converted before it is checked.
 RAW_COLUMNS = "{" + ", ".join(f"\"{k}\": 'JSON'" for k in RAW_KEYS) + "}"
 _INT = "('UBIGINT', 'BIGINT')"
@@ -113,7 +114,7 @@ _KINDS = "(" + ", ".join(f"'{k}'" for k in KINDS) + ")"
 
 #: The first problem of a record, in ``schema_problem``'s words (NULL: a v1 record).  Checked before anything casts.
 PROBLEM_SQL = f"""CASE
-    WHEN NOT (json_type(v) IN {_INT} AND v::VARCHAR = '{SCHEMA_VERSION}')
+    WHEN NOT (json_type(v) IN {_INT} AND v::VARCHAR IN ('{SCHEMA_VERSION}', '{SCHEMA_V2}'))
         THEN 'schema: v=' || coalesce(v::VARCHAR, 'None') || ' is not supported (this reader knows v={SCHEMA_VERSION})'
     WHEN NOT {_in_range("seq")} THEN 'schema: bad value for ''seq'''
     WHEN NOT coalesce(regexp_matches({_text("wall")}, {_WALL_RE})
@@ -132,6 +133,9 @@ PROBLEM_SQL = f"""CASE
         AND regexp_matches({_text("reason")}, '^[A-Z][A-Z0-9_]*$'), false) THEN 'schema: bad value for ''reason'''
     WHEN json_type(detail) IS DISTINCT FROM 'OBJECT' THEN 'schema: bad value for ''detail'''
     WHEN json_type(protection) IS DISTINCT FROM 'VARCHAR' THEN 'schema: bad value for ''protection'''
+    WHEN v::VARCHAR = '{SCHEMA_V2}' AND NOT ({_is_null("prev")} AND {_is_null("hash")})
+        THEN 'schema: unexpected key ''prev'''
+    WHEN v::VARCHAR = '{SCHEMA_V2}' THEN NULL
     WHEN NOT coalesce(regexp_matches({_text("prev")}, {_HEX64}), false) THEN 'schema: bad value for ''prev'''
     WHEN NOT coalesce(regexp_matches({_text("hash")}, {_HEX64}), false) THEN 'schema: bad value for ''hash'''
 END"""
@@ -146,8 +150,8 @@ def read_json_sql(paths: list[str]) -> str:
     """``read_json`` over ``paths`` (one record per line, every key a JSON value, the file name kept)."""
     files = "[" + ", ".join(quote(p) for p in paths) + "]"
     return (
-        f"read_json({files}, format = 'newline_delimited', columns = {RAW_COLUMNS}, filename = '_file', "
-        "maximum_object_size = 16777216)"
+        f"(SELECT * FROM read_json({files}, format = 'newline_delimited', columns = {RAW_COLUMNS}, "
+        "filename = '_file', maximum_object_size = 16777216) WHERE checkpoint IS NULL)"
     )
 
 

@@ -133,6 +133,24 @@ class DmaEngine:
         self.blocked = 0  # accesses refused by the bus or the IOMMU
         self.fast = fastdev.enabled()
         self._view: tuple[TranslationCache, Any] | None = None  # the IOTLB and its struct iotlb_view, made once
+        self._rows: dict[int, npt.NDArray[np.uint8]] = {}
+
+    def rows(self, length: int) -> npt.NDArray[np.uint8]:
+        """Every ``length``-byte window of memory as a row: a strided view, no copy (ring/frames.py ``rows_at``).
+
+        Indexing it with start addresses moves whole frames at once: the numpy
+        engines' plain bursts gather and scatter same-length frames with it, as
+        bench/numpy_limit.py does.  Those bursts run only when no observer
+        must see the batch (``read``/``write`` show it); the caller has checked
+        every range against memory.  A few lengths are kept (a burst has one).
+        """
+        view = self._rows.get(length)
+        if view is None:
+            data = self.memory.data
+            view = np.ndarray((data.size - length + 1, length), dtype=np.uint8, buffer=data, strides=(1, 1))
+            if len(self._rows) < 64:
+                self._rows[length] = view
+        return view
 
     def burst_view(self) -> Any:
         """What the compiled burst path translates through: NULL without an IOMMU, the IOTLB's view, or None

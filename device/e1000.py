@@ -18,6 +18,7 @@ import threading
 from collections import defaultdict, deque
 from collections.abc import Callable
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -81,7 +82,7 @@ class E1000:
         self.fast = fastdev.enabled()
         self.dma = DmaEngine(memory, name)
         self.counters = DeviceCounters()
-        self.port = Port(name, self.receive, self.pause_room, self.resume)
+        self.port = Port(name, self.receive, self.pause_room, self.resume, self.arrive)
         self.tx = [TxEngine(self, q) for q in range(queues)]
         self.rx = [RxEngine(self, q) for q in range(queues)]
         self.lock = threading.RLock()
@@ -89,6 +90,7 @@ class E1000:
         self._inbound_bytes = 0
         self._inbound_frames = 0  # frames in ``inbound`` (read by the partner's transmitter under flow control)
         self._ral_cache: list[tuple[int, int]] | None = None
+        self._unicast: npt.NDArray[np.uint8] | None = None  # the first entry of _ral_cache, as 6 bytes
         self.stats: defaultdict[int, int] = defaultdict(int)  # counted as Python ints, shown through the BAR
         self.irq: Callable[[], None] | None = None  # the interrupt line, connected by the composition root
         self._irq_pending = False
@@ -151,7 +153,17 @@ class E1000:
         with self.lock:
             ring = self._ring_regs.get(offset)
             if ring is not None:
-                self._write_ring_reg(offset, value, *ring)
+                base, queue = ring
+                if base == regs.TDT:  # the doorbells first, one store each: they are the hot ones
+                    self.regs[offset >> 2] = value & 0xFFFF
+                    if self.mode is EngineMode.INLINE:
+                        self.tx[queue].run()
+                elif base == regs.RDT:
+                    self.regs[offset >> 2] = value & 0xFFFF
+                    if self.pausing:
+                        self._maybe_xon()
+                else:
+                    self._write_ring_reg(offset, value, base)
                 return
             if offset == regs.CTRL:
                 if value & regs.CTRL_RST:
@@ -179,14 +191,11 @@ class E1000:
                     self._ral_cache = None
                 self.set_reg(offset, value)
 
-    def _write_ring_reg(self, offset: int, value: int, base: int, queue: int) -> None:
-        """Per-queue ring registers: base (bits 3:0 ignored), length (bits 6:0 ignored), 16-bit head and tail."""
-        if base in _HEAD_TAIL:  # the doorbell (TDT, RDT) first: it is the hot one
+    def _write_ring_reg(self, offset: int, value: int, base: int) -> None:
+        """Per-queue ring registers but the doorbells (``write32``): base (bits 3:0 ignored), length (bits 6:0
+        ignored), 16-bit head."""
+        if base in _HEAD_TAIL:
             self.regs[offset >> 2] = value & 0xFFFF
-            if base == regs.TDT and self.mode is EngineMode.INLINE:
-                self.tx[queue].run()
-            elif base == regs.RDT and self.pausing:
-                self._maybe_xon()
         elif base in (regs.TDLEN, regs.RDLEN):
             if value & (regs.RING_LEN_ALIGN - 1):
                 self.counters.ring_len_misaligned += 1
@@ -317,7 +326,22 @@ class E1000:
             self._inbound_bytes += frames.nbytes
             self._inbound_frames += len(frames)
 
+    def arrive(self, n: int, data: Any, lengths: Any) -> bool:
+        """A burst from the link partner's compiled kick, still in its scratch (the port's ``arrive``).
+
+        The inline engine of a one-queue NIC places it compiled when it is the
+        plain case (RxEngine.arrive); False (nothing done) sends it the
+        ``receive`` way, as a FrameBatch: the threaded engine's FIFO, queue
+        steering, the filter's and the placement's other answers.
+        """
+        if self.mode is not EngineMode.INLINE or self.queues != 1:
+            return False
+        with self.lock:
+            return self.rx[0].arrive(n, data, lengths)
+
     def _receive_now(self, frames: FrameBatch) -> None:
+        if self.fast is None and self.queues == 1 and self.rx[0].arrive_batch(frames):
+            return  # the plain arrival, as a handful of numpy operations
         rctl = self.reg(regs.RCTL)
         if not rctl & regs.RCTL_EN or not self.reg(regs.STATUS) & regs.STATUS_LU:
             self.counters.rx_disabled += len(frames)
@@ -360,7 +384,13 @@ class E1000:
                     raw = self.reg(regs.RAL0 + 8 * i).to_bytes(4, "little") + (rah & 0xFFFF).to_bytes(2, "little")
                     table.append((int.from_bytes(raw, "big"), i))
             self._ral_cache = table
+            self._unicast = None if not table else np.frombuffer(table[0][0].to_bytes(6, "big"), np.uint8)
         return self._ral_cache
+
+    def unicast_address(self) -> npt.NDArray[np.uint8] | None:
+        """The first valid receive address (RAL/RAH with AV) in wire order, or None: the filter's common match."""
+        self._ral_table()
+        return self._unicast
 
     def _filter(self, frames: FrameBatch, rctl: int) -> FrameBatch:
         """Address filter (unicast RAL match, broadcast with BAM, promiscuous modes) and ROC."""

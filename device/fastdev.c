@@ -8,6 +8,8 @@
 #define TXD_CMD_RS 0x08
 #define TXD_CMD_DEXT 0x20
 #define TXD_STAT_DD 0x01
+#define RXD_STAT_DD 0x01
+#define RXD_STAT_EOP 0x02
 
 #define PAGE_SHIFT 12
 #define PAGE_BYTES (1ull << PAGE_SHIFT)
@@ -128,6 +130,67 @@ int64_t rx_burst_scatter(uint8_t *mem, uint64_t mem_size, uint64_t base, uint32_
         memcpy(mem + SLOT_AT(run, head, slot), &d, sizeof d);
     }
     *out_total = (int64_t)at;
+    return n;
+}
+
+/* One queue's ring register, from the queue-0 word index. */
+#define QREG(regs, word, queue) ((regs)[(word) + (queue) * FASTDEV_QUEUE_STRIDE_WORDS])
+
+int64_t tx_kick(uint8_t *mem, uint64_t mem_size, uint32_t *regs, uint32_t queue, uint8_t *out, uint64_t out_cap,
+                int64_t *out_len, int64_t *out_total, const struct iotlb_view *iotlb) {
+    if (queue >= 8) return -1;
+    if (!(regs[FASTDEV_REG_TCTL] & FASTDEV_TCTL_EN) || (regs[FASTDEV_REG_CTRL] & FASTDEV_CTRL_RFCE)) return -1;
+    uint32_t count = QREG(regs, FASTDEV_REG_TDLEN, queue) / 16u;
+    uint32_t head = QREG(regs, FASTDEV_REG_TDH, queue), tail = QREG(regs, FASTDEV_REG_TDT, queue);
+    if (count == 0 || head == tail || head >= count || tail >= count) return -1;
+    uint64_t base = (uint64_t)QREG(regs, FASTDEV_REG_TDBAL, queue) | ((uint64_t)QREG(regs, FASTDEV_REG_TDBAH, queue) << 32);
+    int64_t n = tx_burst_gather(mem, mem_size, base, count, head, tail, out, out_cap, out_len, out_total, iotlb);
+    if (n < 0) return -1;
+    QREG(regs, FASTDEV_REG_TDH, queue) = tail;
+    return n;
+}
+
+/* RCTL.BSIZE/BSEX -> buffer bytes (table 13-66; ring/regs.py RCTL_BSIZE_BYTES, a reserved code reads as 2048). */
+static uint32_t rx_buffer_bytes(uint32_t rctl) {
+    static const uint32_t plain[4] = {2048, 1024, 512, 256}, extended[4] = {2048, 16384, 8192, 4096};
+    uint32_t code = (rctl >> FASTDEV_RCTL_BSIZE_SHIFT) & 3u;
+    return (rctl & FASTDEV_RCTL_BSEX) ? extended[code] : plain[code];
+}
+
+int64_t rx_arrive(uint8_t *mem, uint64_t mem_size, uint32_t *regs, uint32_t n, const uint8_t *data,
+                  const int64_t *lengths, uint8_t *snap, int64_t *out_total, const struct iotlb_view *iotlb) {
+    uint32_t rctl = regs[FASTDEV_REG_RCTL];
+    if (n == 0 || !(rctl & FASTDEV_RCTL_EN) || !(regs[FASTDEV_REG_STATUS] & FASTDEV_STATUS_LU)) return -1;
+    if (!(rctl & FASTDEV_RCTL_SECRC)) return -1;
+    /* the first valid receive address, in wire order */
+    uint8_t mac[6];
+    int found = 0;
+    for (uint32_t i = 0; i < FASTDEV_RAL_ENTRIES && !found; i++) {
+        uint32_t ral = regs[FASTDEV_REG_RAL0 + 2 * i], rah = regs[FASTDEV_REG_RAL0 + 2 * i + 1];
+        if (!(rah & FASTDEV_RAH_AV)) continue;
+        for (int b = 0; b < 4; b++) mac[b] = (uint8_t)(ral >> (8 * b));
+        mac[4] = (uint8_t)rah;
+        mac[5] = (uint8_t)(rah >> 8);
+        found = 1;
+    }
+    if (!found) return -1;
+    int64_t longest = (int64_t)rx_buffer_bytes(rctl);
+    if (!(rctl & FASTDEV_RCTL_LPE) && longest > FASTDEV_MAX_STD_FRAME) longest = FASTDEV_MAX_STD_FRAME;
+    uint64_t at = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (lengths[i] < 6 || lengths[i] > longest || memcmp(data + at, mac, 6) != 0) return -1;
+        at += (uint64_t)lengths[i];
+    }
+    uint32_t count = regs[FASTDEV_REG_RDLEN] / 16u;
+    uint32_t head = regs[FASTDEV_REG_RDH], tail = regs[FASTDEV_REG_RDT];
+    if (count == 0 || head >= count || tail >= count) return -1;
+    if ((tail + count - head) % count < n) return -1; /* not room for all: the engine counts the rest in MPC */
+    uint64_t base = (uint64_t)regs[FASTDEV_REG_RDBAL] | ((uint64_t)regs[FASTDEV_REG_RDBAH] << 32);
+    if (rx_burst_scatter(mem, mem_size, base, count, head, n, data, lengths, RXD_STAT_DD | RXD_STAT_EOP, snap,
+                         &out_total[0], iotlb) < 0)
+        return -1;
+    regs[FASTDEV_REG_RDH] = head + n >= count ? head + n - count : head + n;
+    out_total[1] = (int64_t)n + (head + n <= count ? 2 : 4); /* fetch and write-back of each run, one per buffer */
     return n;
 }
 

@@ -59,6 +59,55 @@ int64_t rx_burst_scatter(uint8_t *mem, uint64_t mem_size, uint64_t base, uint32_
                          uint32_t n, const uint8_t *data, const int64_t *lengths, uint8_t status, uint8_t *snap,
                          int64_t *out_total, const struct iotlb_view *iotlb);
 
+/* The register file (BAR0) as the two kicks below read and write it: word indices (offset / 4) of the registers
+ * they touch, and their bits (ring/regs.py, checked against it when the module is loaded).  Queue q's ring
+ * registers are at the queue-0 word plus q * FASTDEV_QUEUE_STRIDE_WORDS. */
+#define FASTDEV_REG_CTRL 0
+#define FASTDEV_REG_STATUS 2
+#define FASTDEV_REG_RCTL 64
+#define FASTDEV_REG_TCTL 256
+#define FASTDEV_REG_RAL0 5376
+#define FASTDEV_REG_RDBAL 2560
+#define FASTDEV_REG_RDBAH 2561
+#define FASTDEV_REG_RDLEN 2562
+#define FASTDEV_REG_RDH 2564
+#define FASTDEV_REG_RDT 2566
+#define FASTDEV_REG_TDBAL 3584
+#define FASTDEV_REG_TDBAH 3585
+#define FASTDEV_REG_TDLEN 3586
+#define FASTDEV_REG_TDH 3588
+#define FASTDEV_REG_TDT 3590
+#define FASTDEV_QUEUE_STRIDE_WORDS 64
+#define FASTDEV_REG_COUNT 32768
+#define FASTDEV_RAL_ENTRIES 16
+#define FASTDEV_CTRL_RFCE 0x8000000
+#define FASTDEV_STATUS_LU 0x2
+#define FASTDEV_TCTL_EN 0x2
+#define FASTDEV_RCTL_EN 0x2
+#define FASTDEV_RCTL_LPE 0x20
+#define FASTDEV_RCTL_BSIZE_SHIFT 16
+#define FASTDEV_RCTL_BSEX 0x2000000
+#define FASTDEV_RCTL_SECRC 0x4000000
+#define FASTDEV_RAH_AV 0x80000000
+#define FASTDEV_MAX_STD_FRAME 1518
+
+/* TX, the whole kick of a plain burst from the register file (``regs``, FASTDEV_REG_COUNT words) of one queue:
+ * TCTL.EN set, CTRL.RFCE clear (no PAUSE can hold the transmitter), a ring with descriptors between TDH and
+ * TDT, both inside it; then ``tx_burst_gather`` of that window, and TDH moved to TDT.  Returns the
+ * descriptors consumed, or -1: not a plain kick, nothing done (the engine's own code decides what it is). */
+int64_t tx_kick(uint8_t *mem, uint64_t mem_size, uint32_t *regs, uint32_t queue, uint8_t *out, uint64_t out_cap,
+                int64_t *out_len, int64_t *out_total, const struct iotlb_view *iotlb);
+
+/* RX, the whole arrival of ``n`` frames (back to back in ``data``, ``lengths``) at a one-queue NIC whose register
+ * file is ``regs``, when it is the plain case: RCTL.EN, STATUS.LU and RCTL.SECRC set (no FCS to append); every
+ * frame at least 6 bytes, at most one receive buffer (RCTL.BSIZE/BSEX, 2048 for a reserved code) and, without
+ * RCTL.LPE, at most FASTDEV_MAX_STD_FRAME, addressed to the first valid RAL/RAH entry (13.4.23); a ring with
+ * at least ``n`` descriptors between RDH and RDT.  Then ``rx_burst_scatter`` with DD|EOP, and RDH moved past
+ * the n descriptors.  ``out_total[0]`` gets the bytes written, ``out_total[1]`` the accesses the numpy
+ * engine would have translated.  Returns n, or -1: not the plain case, nothing done. */
+int64_t rx_arrive(uint8_t *mem, uint64_t mem_size, uint32_t *regs, uint32_t n, const uint8_t *data,
+                  const int64_t *lengths, uint8_t *snap, int64_t *out_total, const struct iotlb_view *iotlb);
+
 /* The receive address filter's common case (8254x 13.4.23, RAL/RAH): 1 if every one of the ``n`` frames (back
  * to back in ``data``) is at least 6 bytes long, at most ``max_len`` bytes (RCTL.LPE clear: the long packet
  * limit; 0 for none), and addressed to ``mac`` (6 bytes, wire order), else 0. */

@@ -10,7 +10,7 @@ descriptors are available, so no half frame is ever left in the ring.
 from __future__ import annotations
 
 import zlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +18,8 @@ import numpy.typing as npt
 from device import fastdev
 from ring import indices, regs
 from ring.descriptors import DESC_SIZE, ETH_FCS_LEN, ETH_MAX_FRAME, RX_DESC, RXD_ERR_RXE, RXD_STAT_DD, RXD_STAT_EOP
-from ring.frames import FrameBatch, buffer_chunks
+from ring.frames import FrameBatch, buffer_chunks, rows_at
+from ring.frames import scatter as numpy_scatter
 
 if TYPE_CHECKING:
     from device.e1000 import E1000
@@ -42,13 +43,24 @@ class RxEngine:
         self._regs = dev.regs  # the register file, read through this queue's word index of each ring register
         self._word = {base: regs.queue_reg(base, queue) >> 2 for base in regs.RX_RING_REGS}
         self.fast = fastdev.enabled()
+        memory = dev.dma.memory.data
+        #: the register words the plain arrival reads, in one fancy index: RCTL, STATUS, RDLEN, RDH, RDT, RDBAL, RDBAH
+        self._arrive_words = np.array(
+            [regs.RCTL >> 2, regs.STATUS >> 2] + [self._word[r] for r in (regs.RDLEN, regs.RDH, regs.RDT, regs.RDBAL,
+                                                                         regs.RDBAH)], dtype=np.intp)  # fmt: skip
+        #: memory as receive descriptors (RDBAL ignores bits 3:0, so every ring starts on one of these)
+        self._descs = memory[: memory.size - memory.size % DESC_SIZE].view(RX_DESC)
+        self._written = np.zeros(0, dtype=RX_DESC)
         if self.fast is not None:
             # where the burst path fetches descriptors, and notes each buffer's physical address
             self._snap = np.zeros(65536 * (DESC_SIZE + 8), dtype=np.uint8)
             self._c_snap = self.fast.ptr(self._snap)
-            self._placed = np.zeros(1, dtype=np.int64)  # bytes the last compiled placement wrote
+            #: bytes the last compiled placement wrote, and the accesses the numpy engine would have translated
+            self._placed = np.zeros(2, dtype=np.int64)
             self._c_placed = self.fast.i64(self._placed)
             self._c_mem = self.fast.ptr(dev.dma.memory.data)
+            self._mem_size = dev.dma.memory.data.size
+            self._c_regs = fastdev.u32(self.fast, dev.regs)
 
     def reg(self, offset: int) -> int:
         """This queue's copy of a queue-0 ring register (RDBAL, RDLEN, RDH, RDT ...)."""
@@ -78,9 +90,7 @@ class RxEngine:
         strip_crc = bool(rctl & regs.RCTL_SECRC)
         if not strip_crc:
             frames = with_fcs(frames)
-        bsize = regs.RCTL_BSIZE_BYTES.get(
-            ((rctl & regs.RCTL_BSIZE_MASK) >> regs.RCTL_BSIZE_SHIFT, bool(rctl & regs.RCTL_BSEX)), 2048
-        )
+        bsize = self._buffer_bytes(rctl)
         avail = indices.used(head, tail, count) if count else 0
         fits_one = frames.longest <= bsize
         if fits_one:  # the common case: one buffer per frame
@@ -132,6 +142,105 @@ class RxEngine:
         dev.count_rx(int(good.size), int(good.sum()) + (ETH_FCS_LEN * int(good.size) if strip_crc else 0))
         dev.raise_irq(regs.ICR_RXT0)
         return n
+
+    def arrive_batch(self, frames: FrameBatch) -> bool:
+        """``arrive`` on the numpy path: the plain arrival of a burst in a few whole-batch operations; False:
+        nothing done, ``E1000._receive_now`` and ``place`` decide.
+
+        The same plain case as rx_arrive (device/fastdev.h), checked from one
+        read of the ring registers; then one fetch of the window's buffer
+        addresses, one scatter (a row scatter when the frames have one
+        length, as bench/numpy_limit.py does), one write-back of the whole
+        descriptors (address as fetched, length, DD|EOP) and one RDH move.
+        Only with no DMA observer and no IOMMU: those see or translate each
+        access batch, which the engine below does.  A buffer within the
+        longest frame of memory's end also takes the engine (one bound for all).
+        """
+        dev = self.dev
+        dma = dev.dma
+        if dma.observers or dma.iommu is not None:
+            return False
+        rctl, status, rdlen, head, tail, bal, bah = self._regs[self._arrive_words].tolist()
+        if not rctl & regs.RCTL_EN or not status & regs.STATUS_LU or not rctl & regs.RCTL_SECRC:
+            return False
+        mac = dev.unicast_address()
+        lengths, data = frames.lengths, frames.data
+        n = lengths.size
+        count = rdlen // DESC_SIZE
+        if mac is None or n == 0 or count == 0 or head >= count or tail >= count or (tail - head) % count < n:
+            return False
+        longest = frames.known_longest
+        if longest is None:
+            longest = int(np.maximum.reduce(lengths))
+        shortest = int(np.minimum.reduce(lengths))
+        if shortest < 6 or longest > self._buffer_bytes(rctl) or (not rctl & regs.RCTL_LPE and longest > MAX_STD_FRAME):
+            return False
+        same = shortest == longest
+        dest = data.reshape(n, shortest)[:, :6] if same else rows_at(data, np.cumsum(lengths) - lengths, 6)
+        if not np.logical_and.reduce(dest == mac, axis=None):
+            return False
+        memory = dma.memory.data
+        size = memory.size
+        base = bal | bah << 32
+        wraps = head + n > count
+        if base % DESC_SIZE or base + DESC_SIZE * (count if wraps else head + n) > size:
+            return False
+        ring = self._descs[base // DESC_SIZE : base // DESC_SIZE + count]
+        window = (head + np.arange(n)) % count if wraps else slice(head, head + n)
+        addrs = ring["addr"][window]  # the fetch: copied before any byte is written (a buffer may be the ring)
+        if not wraps:
+            addrs = addrs.copy()
+        if int(np.maximum.reduce(addrs)) + longest > size:  # addr < size <= 2**62: the bound cannot wrap
+            return False
+        if same:
+            dma.rows(shortest)[addrs] = data.reshape(n, shortest)
+        else:
+            numpy_scatter(memory, addrs.astype(np.int64), lengths, data)
+        if self._written.size < n:  # the write-back's template: DD|EOP, csum, errors and special 0
+            self._written = np.zeros(max(n, 2 * self._written.size), dtype=RX_DESC)
+            self._written["status"] = RXD_STAT_DD | RXD_STAT_EOP
+        back = self._written[:n]
+        back["addr"] = addrs
+        back["length"] = lengths
+        ring[window] = back
+        self._regs[self._word[regs.RDH]] = (head + n) % count
+        dev.count_rx(n, int(data.size) + ETH_FCS_LEN * n)
+        dev.raise_irq(regs.ICR_RXT0)
+        return True
+
+    @staticmethod
+    def _buffer_bytes(rctl: int) -> int:
+        """RCTL.BSIZE/BSEX as bytes (table 13-66); a reserved code reads as 2048."""
+        code = ((rctl & regs.RCTL_BSIZE_MASK) >> regs.RCTL_BSIZE_SHIFT, bool(rctl & regs.RCTL_BSEX))
+        return regs.RCTL_BSIZE_BYTES.get(code, 2048)
+
+    def arrive(self, n: int, data: Any, lengths: Any) -> bool:
+        """The whole arrival of a plain burst compiled (device/fastdev.h, rx_arrive); False: nothing done.
+
+        ``n`` frames at C pointers (the sender's scratch).  One C call checks
+        what ``E1000._receive_now`` and ``place`` would decide for the common
+        case (receiver on, link up, CRC stripped, every frame for the first
+        receive address and within one buffer, a buffer posted for each),
+        places them and writes length and DD|EOP back, and moves RDH; then
+        the counters and one RXT0 interrupt for the burst (8254x 3.2).  Any
+        other case is refused untouched and the sender makes a FrameBatch.
+        Queue 0 of a one-queue NIC, whose lock the caller holds.
+        """
+        fast, dev = self.fast, self.dev
+        dma = dev.dma
+        view = None if fast is None else dma.burst_view()
+        if fast is None or view is None:
+            return False
+        placed = fast.lib.rx_arrive(self._c_mem, self._mem_size, self._c_regs, n, data, lengths, self._c_snap,
+                                    self._c_placed, view)  # fmt: skip
+        if placed < 0:
+            return False
+        octets, accesses = self._placed.tolist()
+        if dma.iommu is not None:
+            dma.iommu.count_hits(accesses)
+        dev.count_rx(n, octets + ETH_FCS_LEN * n)
+        dev.raise_irq(regs.ICR_RXT0)
+        return True
 
     def _burst(self, frames: FrameBatch, base: int, count: int, head: int, n: int) -> bool:
         """The compiled placement (device/fastdev.h) of ``n`` one-buffer frames; False: the numpy engine runs.

@@ -79,6 +79,16 @@ class TxEngine:
         #: (base, count, head, tail) at which the queue stalled on a bad ring, or None
         self.stalled_at: tuple[int, int, int, int] | None = None
         self.fast = fastdev.enabled()
+        memory = dev.dma.memory.data
+        #: the register words the plain kick reads, in one fancy index: TCTL, CTRL, TDLEN, TDH, TDT, TDBAL, TDBAH
+        self._kick_words = np.array(
+            [regs.TCTL >> 2, regs.CTRL >> 2] + [self._word[r] for r in (regs.TDLEN, regs.TDH, regs.TDT, regs.TDBAL,
+                                                                       regs.TDBAH)], dtype=np.intp)  # fmt: skip
+        #: memory as transmit descriptors (TDBAL ignores bits 3:0, so every ring starts on one of these)
+        self._descs = memory[: memory.size - memory.size % DESC_SIZE].view(TX_DESC)
+        #: a compiled kick's frames are in the scratch and not on the wire yet: a kick nested in its
+        #: interrupt handler takes the numpy engine, which leaves the scratch alone
+        self._in_flight = False
         if self.fast is not None:  # the burst path's scratch: frames of one kick land here before they are copied out
             self._out = np.zeros(BURST_SCRATCH, dtype=np.uint8)
             self._out_len = np.zeros(65536, dtype=np.int64)
@@ -87,6 +97,9 @@ class TxEngine:
             self._c_out_len = self.fast.i64(self._out_len)
             self._c_out_total = self.fast.i64(self._out_total)
             self._c_mem = self.fast.ptr(dev.dma.memory.data)
+            self._mem_size = dev.dma.memory.data.size
+            self._c_regs = fastdev.u32(self.fast, dev.regs)
+            self._kicked = 0  # frames of the last compiled kick, still in the scratch
 
     def reg(self, offset: int) -> int:
         """This queue's copy of a queue-0 ring register (TDBAL, TDLEN, TDH, TDT ...)."""
@@ -94,6 +107,11 @@ class TxEngine:
 
     def run(self) -> int:
         """Process every descriptor from TDH to TDT; return how many were consumed."""
+        if not self.partial.fragments and self.stalled_at is None:
+            # compiled, unless a kick is still in the scratch (this one is nested in its interrupt handler)
+            kicked = self._burst_numpy() if self.fast is None else (None if self._in_flight else self._burst())
+            if kicked is not None:
+                return kicked
         dev = self.dev
         if not dev.reg(regs.TCTL) & regs.TCTL_EN:
             return 0
@@ -116,7 +134,7 @@ class TxEngine:
                 return 0  # XOFF: the descriptors stay between TDH and TDT, not done, until XON
             if limited:
                 tail = indices.advance(head, room, count)  # each frame takes at least one descriptor
-        sent = self._burst(base, count, head, tail)
+        sent = self._burst_window(base, count, head, tail)
         if sent is not None:
             n, frames = sent
             dev.set_reg(regs.queue_reg(regs.TDH, self.queue), tail)
@@ -160,8 +178,107 @@ class TxEngine:
         if limited:
             dev.partner_room()  # the partner sees its ring full and pauses us, so it sends XON when it has room
 
-    def _burst(self, base: int, count: int, head: int, tail: int) -> tuple[int, FrameBatch] | None:
-        """The compiled kick (device/fastdev.h) of a plain burst: (descriptors consumed, frames), or None.
+    def _burst(self) -> int | None:
+        """The whole kick of a plain burst compiled (device/fastdev.h, tx_kick): descriptors consumed, or None
+        (nothing done: ``run``'s own code decides what the kick is).
+
+        One C call reads the ring registers, fetches TDH..TDT, gathers every
+        frame into the scratch, writes DD back where RS asks and moves TDH;
+        then, in the order ``run`` keeps, the interrupt (TXDW|TXQE), the
+        counters and the wire.  The burst stays in the scratch: a receiver on
+        a plain cable places it from there (``Port.transmit_burst``), and only
+        a tap or another kind of receiver makes a FrameBatch of it.  This is
+        DPDK's and ixy's one-doorbell-per-batch practice carried to the device.
+        """
+        fast, dev = self.fast, self.dev
+        dma = dev.dma
+        view = dma.burst_view()
+        if fast is None or view is None:
+            return None
+        n = int(fast.lib.tx_kick(self._c_mem, self._mem_size, self._c_regs, self.queue, self._c_out,
+                                 self._out.size, self._c_out_len, self._c_out_total, view))  # fmt: skip
+        if n < 0:
+            return None
+        total = self._out_total
+        if dma.iommu is not None:  # the accesses the numpy engine would have translated, all IOTLB hits
+            dma.iommu.count_hits(int(total[2]))
+        self._kicked, self._in_flight = n, True
+        try:
+            dev.raise_irq(regs.ICR_TXDW | regs.ICR_TXQE)
+            port = dev.port
+            if port.wire is not None:
+                dev.count_tx(n, int(total[0]))
+            else:
+                dev.counters.tx_no_carrier += n
+            port.transmit_burst(n, self._c_out, self._c_out_len, self._kicked_frames)
+        finally:
+            self._in_flight = False
+        return n
+
+    def _burst_numpy(self) -> int | None:
+        """``_burst`` on the numpy path: the plain kick in a few whole-batch operations, or None (nothing done).
+
+        The same plain case as tx_kick (device/fastdev.h), from one read of
+        the ring registers: the TDH..TDT window of descriptors looked at in
+        place, every command judged by one AND and one OR over the window (all
+        EOP, none DEXT or IC), one gather of the buffers (a row gather when
+        the frames have one length, as bench/numpy_limit.py does), DD written
+        into the window where RS asks, TDH moved; then ``run``'s interrupt and
+        send.  Only with no DMA observer and no IOMMU: those see or translate
+        each access batch, which the engine below does.  A buffer within the
+        longest frame of memory's end also takes the engine (one bound for all).
+        """
+        dev = self.dev
+        dma = dev.dma
+        if dma.observers or dma.iommu is not None:
+            return None
+        tctl, ctrl, tdlen, head, tail, bal, bah = self._regs[self._kick_words].tolist()
+        count = tdlen // DESC_SIZE
+        if not tctl & regs.TCTL_EN or ctrl & regs.CTRL_RFCE or head == tail or head >= count or tail >= count:
+            return None
+        memory = dma.memory.data
+        size = memory.size
+        base = bal | bah << 32
+        wraps = tail < head
+        if base % DESC_SIZE or base + DESC_SIZE * (count if wraps else tail) > size:
+            return None
+        ring = self._descs[base // DESC_SIZE : base // DESC_SIZE + count]
+        window = np.concatenate((np.arange(head, count), np.arange(tail))) if wraps else slice(head, tail)
+        descs = ring[window]  # read before DD is written back (a buffer may be the ring itself)
+        cmd, length, addr = descs["cmd"], descs["length"], descs["addr"]
+        every, some = int(np.bitwise_and.reduce(cmd)), int(np.bitwise_or.reduce(cmd))
+        if not every & TXD_CMD_EOP or some & (TXD_CMD_DEXT | TXD_CMD_IC):
+            return None
+        shortest, longest = int(np.minimum.reduce(length)), int(np.maximum.reduce(length))
+        # addr < size <= 2**62: the bound cannot wrap
+        if shortest < ETH_MIN_FRAME or longest > MAX_TX_PACKET or int(np.maximum.reduce(addr)) + longest > size:
+            return None
+        lengths = length.astype(np.int64)
+        n = lengths.size
+        data = dma.rows(shortest)[addr].ravel() if shortest == longest else fastdev.gather(memory, addr, lengths)
+        status = ring["status"]
+        if every & TXD_CMD_RS:
+            status[window] = TXD_STAT_DD
+        elif some & TXD_CMD_RS:
+            status[(np.arange(head, head + n)[(cmd & TXD_CMD_RS) != 0]) % count] = TXD_STAT_DD
+        self._regs[self._word[regs.TDH]] = tail
+        dev.raise_irq(regs.ICR_TXDW | regs.ICR_TXQE)
+        port = dev.port
+        if port.wire is not None:
+            dev.count_tx(n, int(data.size))
+        else:
+            dev.counters.tx_no_carrier += n
+        port.transmit(FrameBatch.counted(data, lengths, longest))
+        return n
+
+    def _kicked_frames(self) -> FrameBatch:
+        """The last compiled kick's frames, copied out of the scratch (the next kick reuses it)."""
+        n = self._kicked
+        total, longest, _accesses = self._out_total.tolist()
+        return FrameBatch.counted(self._out[:total].copy(), self._out_len[:n].copy(), longest)
+
+    def _burst_window(self, base: int, count: int, head: int, tail: int) -> tuple[int, FrameBatch] | None:
+        """The compiled gather (device/fastdev.h) of a window ``run`` chose: (descriptors consumed, frames), or None.
 
         Only when nothing must see the accesses one batch at a time (no DMA
         observer), an IOMMU (if any) has every page in its IOTLB, and no packet
@@ -169,7 +286,7 @@ class TxEngine:
         and the numpy engine runs.
         """
         fast, dma = self.fast, self.dev.dma
-        if fast is None or self.partial.fragments:
+        if fast is None or self.partial.fragments or self._in_flight:
             return None
         view = dma.burst_view()
         if view is None:

@@ -16,7 +16,7 @@ between two emulated ports carries PAUSE; other wires have no partner.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +26,9 @@ from ring.frames import FrameBatch
 
 #: A tap sees every burst that crosses a wire: (source port name, frames, time stamps in ns).
 Tap = Callable[[str, FrameBatch, npt.NDArray[np.int64]], None]
+#: A device's compiled arrival of a burst still in its sender's scratch: (frames, C pointer to their bytes back to
+#: back, C pointer to their int64 lengths) -> True if it took the whole burst, False if it did nothing.
+Arrive = Callable[[int, Any, Any], bool]
 
 
 class Wire(Protocol):
@@ -41,9 +44,11 @@ class Port:
         deliver: Callable[[FrameBatch], None],
         room: Callable[[], int | None] | None = None,
         resume: Callable[[], None] | None = None,
+        arrive: Arrive | None = None,
     ) -> None:
         self.name = name
         self.deliver = deliver
+        self.arrive = arrive
         self.room: Callable[[], int | None] = room or _no_pause
         self.resume: Callable[[], None] = resume or _nothing
         self.wire: Wire | None = None
@@ -79,6 +84,26 @@ class Port:
             return
         self.sent_frames += len(frames)
         self.wire.carry(self, frames)
+
+    def transmit_burst(self, n: int, data: Any, lengths: Any, frames: Callable[[], FrameBatch]) -> None:
+        """``transmit`` of ``n`` frames a compiled engine gathered into its scratch (C pointers ``data``, ``lengths``).
+
+        On a plain cable (no tap to show the burst to) to a port that can take
+        it compiled, the burst goes over as the two pointers, with no
+        FrameBatch made; anything else (a tap, another wire, a receiver that
+        refuses it) takes ``frames()``, the same burst as a FrameBatch, and
+        ``transmit``'s way.  Either way the receiver sees one burst.
+        """
+        wire = self.wire
+        if wire is None:
+            self.dropped_no_carrier += n
+            return
+        self.sent_frames += n
+        if type(wire) is Cable and not wire.taps:
+            partner = wire.b if self is wire.a else wire.a
+            if partner.arrive is not None and partner.arrive(n, data, lengths):
+                return
+        wire.carry(self, frames())
 
 
 class Cable:

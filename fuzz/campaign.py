@@ -55,7 +55,7 @@ from fuzz.coverage import MAX_KEPT, MUTATE_CHANCE, Coverage
 from fuzz.log_follow import LogFollower
 from fuzz.oracle.audit import AuditWatch, audit_complete, audit_count
 from fuzz.oracle.escape import Escape
-from fuzz.oracle.liveness import Budget, bounded_step
+from fuzz.oracle.liveness import Budget, alarm_scope, bounded_step
 from fuzz.steps import Attack, Step
 from fuzz.virtio_arena import MODES as VIRTIO_MODES
 from verifier.audit import read as audit_read
@@ -327,7 +327,7 @@ def run_campaign(
         watch.watch(arena)
         return arena
 
-    with frozen_heap():
+    with frozen_heap(), alarm_scope():  # the step alarm's handler installed once, not per step
         for block in schedule:
             if (iterations is not None and block * size >= iterations) or out_of_time():
                 break

@@ -8,7 +8,8 @@ committed them: a doorbell commits its own) and matches and judges them as
 it does an in-memory sink's.  The step's lines are parsed as one JSON array
 (one C call): a line that is not JSON is dropped here, so the watch reports
 its record lost; the canonical form and the chain are checked once, at the
-end, by ``verify``.
+end, by ``verify``.  A schema v2 log's checkpoint lines (docs/audit-log.md)
+are the chain's, not records: they are left out here.
 
 A rotation (the writer renames the file to ``PATH.N`` and opens a new
 ``PATH``) is followed: the old file is read to its end through the handle
@@ -71,7 +72,8 @@ class LogFollower:
             records = json.loads(b"[" + b",".join(lines) + b"]")
         except (ValueError, RecursionError):  # a damaged line: take the others one by one
             records = [_loads(line) for line in lines]
-        return [r for r in records if isinstance(r, dict)]
+        # schema v2: a batch's checkpoint line is the chain's, not a record (verify checks it at the end)
+        return [r for r in records if isinstance(r, dict) and "checkpoint" not in r]
 
     def close(self) -> None:
         if self._file is not None:

@@ -58,7 +58,7 @@ def _equal_length(lengths: I64) -> int | None:
     if lengths.size == 0:
         return None
     first = int(lengths[0])
-    return first if first > 0 and bool((lengths == first).all()) else None
+    return first if first > 0 and np.logical_and.reduce(lengths == first) else None
 
 
 def _rows(memory: U8, length: int) -> U8:
@@ -96,6 +96,57 @@ def scatter(memory: U8, starts: npt.ArrayLike, lengths: npt.ArrayLike, data: U8)
     memory[range_index(s, n)] = data
 
 
+def chunk_rows(memory: U8, chunk: int) -> U8:
+    """``memory`` as a ``(count, chunk)`` matrix of its chunk-sized buffers (a view, no copy).
+
+    A mempool's buffers are chunk-aligned (buffer ``i`` at byte ``i * chunk``,
+    as DPDK's mbufs and ixy's buffers are), so a burst's frames are the
+    starts of rows of this view: moving them is one row gather or scatter,
+    with no per-byte index array.
+    """
+    return memory[: memory.size - memory.size % chunk].reshape(-1, chunk)
+
+
+#: ``_COLUMNS[:n]`` is 0..n-1, the column numbers of a chunk row (cached for the mask of ``gather_rows``; as
+#: wide as e1000's largest receive buffer, RCTL.BSIZE 16384)
+_COLUMNS = np.arange(1 << 14, dtype=np.int64)
+
+
+def gather_rows(chunks: U8, rows: slice | I64, lengths: I64, longest: int, same: bool) -> U8:
+    """The first ``lengths[i]`` bytes of each chosen row of ``chunks`` (``chunk_rows``), back to back.
+
+    ``rows`` is a slice of consecutive rows (a ring's slots without wrap) or
+    row numbers; ``longest`` is the longest length (at most the row width:
+    a longer frame is not in one row) and ``same`` says every length equals
+    it.  Equal lengths are one ``(n, longest)`` copy; mixed
+    lengths take that block and keep each row's first ``lengths[i]`` bytes
+    through one 2-D mask (row-major order is frame order).
+    """
+    block = chunks[rows, :longest]
+    if not same:
+        columns = _COLUMNS[:longest] if longest <= _COLUMNS.size else np.arange(longest, dtype=np.int64)
+        return block[columns < lengths[:, None]]
+    return block.flatten() if isinstance(rows, slice) else block.reshape(-1)
+
+
+def scatter_rows(chunks: U8, rows: I64, lengths: I64, data: U8, same: int | None) -> None:
+    """Copy frames (``data``, back to back) into the starts of the given rows of ``chunks`` (``chunk_rows``).
+
+    ``same``: the length of every frame when all are equal (one row
+    scatter), else None (one byte scatter, since a mixed-length write must
+    not touch the bytes past each frame).
+    """
+    if same is not None:
+        chunks[rows, :same] = data.reshape(-1, same)
+        return
+    width = chunks.shape[1]
+    chunks.reshape(-1)[range_index(rows * width, lengths)] = data
+
+
+#: The arrays of every empty batch ``FrameBatch.none`` builds (zero bytes: nothing in them can change).
+_NO_BYTES, _NO_LENGTHS = np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=np.int64)
+
+
 @dataclass
 class FrameBatch:
     """Frames back to back in ``data``; frame i is ``lengths[i]`` bytes long."""
@@ -104,6 +155,9 @@ class FrameBatch:
     lengths: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     #: the longest frame's length when whoever built the batch already knew it (a compiled burst path), else None
     known_longest: int | None = field(default=None, compare=False, repr=False)
+    #: every frame's length when whoever built the batch knew they are all equal (a matrix of frames, a run of
+    #: same-length descriptors), else None: a burst path then needs no pass over ``lengths`` to find it out
+    known_same: int | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.data = np.asarray(self.data, dtype=np.uint8)
@@ -121,19 +175,25 @@ class FrameBatch:
         return cls(data, np.array([len(f) for f in items], dtype=np.int64))
 
     @classmethod
-    def counted(cls, data: U8, lengths: I64, longest: int | None = None) -> FrameBatch:
-        """A batch whose lengths are known to add up to ``data.size`` (a compiled burst path summed them as it
-        copied, and may have noted the longest): the check of ``__init__`` is skipped, not the invariant.
-        Both arrays must be contiguous uint8 and int64."""
+    def counted(cls, data: U8, lengths: I64, longest: int | None = None, same: int | None = None) -> FrameBatch:
+        """A batch whose lengths are known to add up to ``data.size`` (a burst path summed them as it copied,
+        and may have noted the longest, or that all are ``same``): the check of ``__init__`` is skipped, not the
+        invariant.  Both arrays must be contiguous uint8 and int64."""
         batch = cls.__new__(cls)
-        batch.data, batch.lengths, batch.known_longest = data, lengths, longest
+        batch.data, batch.lengths, batch.known_longest, batch.known_same = data, lengths, longest, same
         return batch
+
+    @classmethod
+    def none(cls) -> FrameBatch:
+        """An empty batch, built without checks (what a poll of an empty ring returns, as often as it polls)."""
+        return cls.counted(_NO_BYTES, _NO_LENGTHS)
 
     @classmethod
     def from_matrix(cls, rows: U8) -> FrameBatch:
         """A batch of equal-length frames from an ``(n, length)`` byte matrix."""
         n, length = rows.shape
-        return cls(np.ascontiguousarray(rows).ravel(), np.full(n, length, dtype=np.int64))
+        known = length if n and length else None
+        return cls(np.ascontiguousarray(rows).ravel(), np.full(n, length, dtype=np.int64), known, known)
 
     @classmethod
     def concat(cls, batches: Sequence[FrameBatch]) -> FrameBatch:
@@ -148,7 +208,7 @@ class FrameBatch:
 
     # -- access ------------------------------------------------------------
     def __len__(self) -> int:
-        return int(self.lengths.size)
+        return self.lengths.size
 
     @property
     def longest(self) -> int:
@@ -159,7 +219,7 @@ class FrameBatch:
 
     @property
     def nbytes(self) -> int:
-        return int(self.data.size)
+        return self.data.size
 
     @property
     def offsets(self) -> I64:

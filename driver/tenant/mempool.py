@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from ring.frames import chunk_rows
 from ring.syscalls import DEVICE_READ, DmaRegion, Syscalls
 
 DEFAULT_BUF_SIZE = 2048  # one e1000 RX buffer at RCTL.BSIZE=00, and DPDK's mbuf data room
@@ -30,6 +31,8 @@ class Mempool:
         #: the pool is pinned for its whole life, as DPDK and ixy pin their hugepages
         self.pin = sys.pin(self.region.vaddr, self.region.size, access)
         self.memory = self.region.view
+        #: the buffers as rows of a ``(count, buf_size)`` view: a burst's bytes move as one row gather/scatter
+        self.rows = chunk_rows(self.memory, buf_size)
         ids = np.arange(count, dtype=np.int64)
         self.bus_addr: npt.NDArray[np.uint64] = (self.region.bus + ids * buf_size).astype(np.uint64)
         #: ``stack[:top]`` are the free buffer ids; ``top`` is a one-cell array so the compiled
@@ -48,6 +51,17 @@ class Mempool:
         top -= n
         self.top[0] = top
         return self.stack[top : top + n][::-1].copy()
+
+    def take(self, n: int) -> npt.NDArray[np.int64]:
+        """``alloc`` without the copy: the ids are a view of the stack, valid until the next ``free``.
+
+        For a burst that writes its buffers' ids into the ring at once (tx_burst), as DPDK's bulk dequeue.
+        """
+        top = int(self.top[0])
+        if n > top:
+            raise PoolExhausted(f"asked for {n} buffers, {top} free")
+        self.top[0] = top - n
+        return self.stack[top - n : top][::-1]
 
     def free(self, ids: npt.NDArray[np.int64]) -> None:
         n = int(ids.size)

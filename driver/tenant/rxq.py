@@ -20,12 +20,18 @@ from driver.tenant.mempool import Mempool
 from driver.tenant.shortfall import Reason, Shortfall
 from driver.tenant.txq import check_ring_size
 from ring import indices
-from ring.descriptors import DESC_SIZE, RX_DESC, RXD_ERR_REFUSED, RXD_STAT_DD, RXD_STAT_EOP
+from ring.descriptors import DESC_SIZE, RX_DESC, RXD_ERR_REFUSED, RXD_STAT_DD, RXD_STAT_EOP, word_shift
 from ring.frames import FrameBatch, gather
 from ring.syscalls import DEVICE_WRITE, Syscalls
 
-#: Bytes of frames one compiled ``rx_burst`` may copy out (a larger burst takes the numpy code).
+#: Bytes of one arena the compiled ``rx_burst`` copies frames into (a larger burst takes the numpy code).
 RX_SCRATCH = 1 << 20
+
+#: Where length, status and errors sit in an RX descriptor's second 64-bit word (3.2.3), and the bits of that
+#: word that make it "a whole frame in one buffer, done, no error": the run ``rx_burst`` takes in one gather.
+RX_LENGTH_SHIFT, RX_STATUS_SHIFT = word_shift(RX_DESC, "length"), word_shift(RX_DESC, "status")
+RX_SIMPLE = (RXD_STAT_DD | RXD_STAT_EOP) << RX_STATUS_SHIFT
+RX_SIMPLE_MASK = np.uint64(0xFFFF << RX_LENGTH_SHIFT | RX_SIMPLE | 0xFF << word_shift(RX_DESC, "errors"))
 
 
 @dataclass
@@ -51,18 +57,21 @@ class RxQueue:
         self.words = self.ring.view(np.uint64).reshape(size, 2)  # (address, length|csum|status|errors|special)
         self.status, self.length, self.errors = self.ring["status"], self.ring["length"], self.ring["errors"]
         self.offsets = self.pool.offsets(np.arange(size, dtype=np.int64))  # slot i's buffer is buffer i
+        self.fresh = np.zeros_like(self.words)  # every slot armed: its buffer's address, the rest zero
+        self.fresh[:, 0] = self.pool.bus_addr  # (re-arming slots is one copy of rows of this)
         self.fast = pmd.enabled()
-        if self.fast is not None:  # where the compiled path copies a burst out, before it becomes a FrameBatch
-            self._out = np.zeros(min(size * self.pool.buf_size, RX_SCRATCH), dtype=np.uint8)
-            self._out_len = np.zeros(size, dtype=np.int64)
-            self._out_total = np.zeros(1, dtype=np.int64)
+        self._arena_at: tuple[int, int] = (0, 0)  # bytes and lengths of the compiled path's arena used
+        if self.fast is not None:
             f = self.fast
-            self._c = (f.ptr(self.region.view), f.ptr(self.pool.memory), f.ptr(self._out), f.i64(self._out_len),
-                       f.i64(self._out_total))  # fmt: skip
+            self._res = np.zeros(f.lib.PMD_RX_OUT, dtype=np.int64)  # what pmd_rx_burst did (pmd.h)
+            self._c_res = f.i64(self._res)  # read through the pointer: Python ints, no numpy scalars
+            self._c = (f.ptr(self.region.view), f.ptr(self.pool.memory), self.pool.buf_size, self.pool.region.bus)
+            self._new_arena()
         self.next = 0
         self.tail = size - 1
         self.stats = RxStats()
         self.last_shortfall: Shortfall | None = None  # why the last rx_burst returned fewer than asked
+        self._last_note: Shortfall | None = None  # the last Shortfall built (immutable: reused when equal)
         self.doorbell.write32(self.handle.tail_offset, self.tail)
 
     def rx_burst(self, max_frames: int = 1 << 30) -> FrameBatch:
@@ -70,14 +79,60 @@ class RxQueue:
 
         Fewer than ``max_frames``: ``last_shortfall`` says why.
         """
-        batch = self._receive(max_frames)
-        got = len(batch)
-        if got >= max_frames:
-            self.last_shortfall = None
+        m = -1  # frames the compiled path took (-1: it did not run, or left the burst to the numpy code)
+        if self.fast is not None and max_frames > 0:
+            ring, pool, buf_size, bus = self._c
+            res = self._c_res
+            for _ in range(2):  # a second time in a fresh arena when this one is full
+                at, counted = self._arena_at
+                m = self.fast.lib.pmd_rx_burst(ring, self.size, self.next, self.tail, max_frames, pool, buf_size, bus,
+                                               self._c_out + at, self._out.size - at, self._c_len + counted,
+                                               self._out_len.size - counted, res)  # fmt: skip
+                if m != -3 or (at == 0 and counted == 0):
+                    break
+                self._new_arena()
+            if m > 0:  # res: PMD_RX_BYTES, PMD_RX_LONGEST, PMD_RX_NEXT, PMD_RX_TAIL
+                total = res[0]
+                batch = FrameBatch.counted(self._out[at : at + total], self._out_len[counted : counted + m], res[1])
+                self._arena_at = (at + total, counted + m)
+                self.next, self.tail = res[2], res[3]
+                self.stats.frames += m
+                self.stats.bytes += total
+                self.doorbell.write32(self.handle.tail_offset, self.tail)
+                if m < max_frames:  # the doorbell write may have brought more (the ring is not empty: m were posted)
+                    self._shortfall(max_frames, m, bool(self.status[self.next] & RXD_STAT_DD))
+                else:
+                    self.last_shortfall = None
+                return batch
+        posted = indices.used(self.next, self.tail, self.size)  # the same after the burst: both indices move by m
+        if m == 0 or posted == 0 or max_frames <= 0:
+            batch = FrameBatch.none()
         else:
-            more = indices.used(self.next, self.tail, self.size) > 0 and bool(self.status[self.next] & RXD_STAT_DD)
-            self.last_shortfall = Shortfall(max_frames, got, Reason.MORE_READY if more else Reason.RING_EMPTY)
+            run = self._same_length_run(posted, max_frames)
+            batch = run if run is not None else self._receive(posted, max_frames)
+        self._shortfall(max_frames, batch.lengths.size, posted > 0 and bool(self.status[self.next] & RXD_STAT_DD))
         return batch
+
+    def _new_arena(self) -> None:
+        """Fresh memory for the compiled path to copy frames into: each burst's FrameBatch is a view of the next
+        unused part of it, so nothing is copied twice; a full arena is left to the batches that still view it.
+        (DPDK hands out mbufs from a pool for the same reason: the receive copy is the only copy.)"""
+        assert self.fast is not None
+        self._out = np.empty(min(self.size * self.pool.buf_size, RX_SCRATCH), dtype=np.uint8)
+        self._out_len = np.empty(self.size * 8, dtype=np.int64)
+        self._c_out, self._c_len = self.fast.ptr(self._out), self.fast.i64(self._out_len)
+        self._arena_at = (0, 0)
+
+    def _shortfall(self, asked: int, got: int, more: bool) -> None:
+        """Note why a burst returned fewer than asked (or None); an equal note is kept, not rebuilt."""
+        if got >= asked:
+            self.last_shortfall = None
+            return
+        reason = Reason.MORE_READY if more else Reason.RING_EMPTY
+        last = self._last_note
+        if last is None or last.asked != asked or last.done != got or last.reason is not reason:
+            last = self._last_note = Shortfall(asked, got, reason)
+        self.last_shortfall = last
 
     def ready(self) -> int:
         """Descriptors done and waiting at the head of the ring (DPDK's rte_eth_rx_queue_count): its occupancy."""
@@ -87,20 +142,8 @@ class RxQueue:
         done = (indices.read_window(self.status, self.next, posted) & RXD_STAT_DD) != 0
         return posted if bool(done.all()) else int(np.argmin(done))
 
-    def _receive(self, max_frames: int) -> FrameBatch:
-        posted = indices.used(self.next, self.tail, self.size)
-        if posted == 0 or max_frames <= 0:
-            return FrameBatch()
-        if self.fast is not None:
-            ring, pool, out, out_len, out_total = self._c
-            lib, buf = self.fast.lib, self.pool
-            m = int(lib.pmd_rx_burst(ring, self.size, self.next, posted, max_frames, pool, buf.buf_size,
-                                     buf.region.bus, out, self._out.size, out_len, out_total))  # fmt: skip
-            if m == 0:
-                return FrameBatch()
-            if m > 0:
-                batch = FrameBatch.counted(self._out[: int(self._out_total[0])].copy(), self._out_len[:m].copy())
-                return self._give_back(m, batch)
+    def _receive(self, posted: int, max_frames: int) -> FrameBatch:
+        """Every other burst: frames of mixed lengths, spanning descriptors, with errors, refused, or wrapping."""
         start = self.next
         if start + posted <= self.size:  # no wrap: read the status bytes in place
             status = self.status[start : start + posted]
@@ -109,16 +152,15 @@ class RxQueue:
         done = (status & RXD_STAT_DD) != 0
         k = posted if bool(done.all()) else int(np.argmin(done))
         if k == 0:
-            return FrameBatch()
+            return FrameBatch.none()
         if start + k <= self.size and bool((status[:k] & RXD_STAT_EOP).all()):
             lengths = self.length[start : start + k].astype(np.int64)
             if not bool(self.errors[start : start + k].any()):
-                # fast path: one descriptor per frame, no errors, no wrap (every burst of small frames)
+                # one descriptor per frame, no errors, no wrap, mixed lengths
                 m = min(k, max_frames)
                 batch = FrameBatch(gather(self.pool.memory, self.offsets[start : start + m], lengths[:m]), lengths[:m])
-                self.words[start : start + m, 0] = self.pool.bus_addr[start : start + m]
-                self.words[start : start + m, 1] = 0
-                return self._give_back(m, batch)
+                self.words[start : start + m] = self.fresh[start : start + m]
+                return self._give_back(m, batch, len(batch), batch.nbytes)
         descs = indices.read_window(self.ring, start, k)
         lengths = descs["length"].astype(np.int64)
         if bool((descs["status"] & RXD_STAT_EOP).all()) and not bool(descs["errors"].any()):
@@ -128,16 +170,45 @@ class RxQueue:
         else:
             m, slots, batch = self._complete_frames(descs, lengths, k, max_frames)
             if m == 0:
-                return FrameBatch()
-        fresh = np.zeros(m, dtype=RX_DESC)
-        fresh["addr"] = self.pool.bus_addr[slots]
-        indices.write_window(self.ring, start, fresh)
-        return self._give_back(m, batch)
+                return FrameBatch.none()
+        indices.write_window(self.words, start, self.fresh[slots])
+        return self._give_back(m, batch, len(batch), batch.nbytes)
 
-    def _give_back(self, m: int, batch: FrameBatch) -> FrameBatch:
+    def _same_length_run(self, posted: int, max_frames: int) -> FrameBatch | None:
+        """The common burst, in a handful of whole-batch numpy operations; None: the general code decides.
+
+        The run of done descriptors from ``start`` (up to the end of the ring:
+        a run that wraps takes the general code) that each hold a whole frame
+        (DD and EOP, no error bit) of the same length, found with one compare
+        of the descriptors' second words; when it is the whole run of done
+        descriptors, the frames are one row gather of the buffers (slot i owns
+        buffer i) and the slots are re-armed with one copy.
+        """
+        start = self.next
+        end = min(posted, self.size - start)  # the posted slots up to the end of the ring
+        words = self.words[start : start + end, 1]
+        length = (int(words[0]) >> RX_LENGTH_SHIFT) & 0xFFFF
+        if length == 0 or length > self.pool.buf_size:
+            return None
+        simple = (words & RX_SIMPLE_MASK) == np.uint64(RX_SIMPLE | length << RX_LENGTH_SHIFT)
+        k = int(simple.argmin())
+        if simple[k]:
+            k = end
+            if end < posted and self.status[0] & RXD_STAT_DD:
+                return None  # the done run wraps past the end of the ring
+        elif (int(words[k]) >> RX_STATUS_SHIFT) & RXD_STAT_DD or k == 0:
+            return None  # the done run goes on with another length, several buffers or an error (or is empty)
+        m = min(k, max_frames)
+        lengths = np.empty(m, dtype=np.int64)
+        lengths.fill(length)
+        batch = FrameBatch.counted(self.pool.rows[start : start + m, :length].flatten(), lengths, length, length)
+        self.words[start : start + m] = self.fresh[start : start + m]
+        return self._give_back(m, batch, m, m * length)
+
+    def _give_back(self, m: int, batch: FrameBatch, frames: int, nbytes: int) -> FrameBatch:
         """The ``m`` slots from ``next`` are re-armed: count the frames, move the indices, ring the doorbell once."""
-        self.stats.frames += len(batch)
-        self.stats.bytes += batch.nbytes
+        self.stats.frames += frames
+        self.stats.bytes += nbytes
         self.next = indices.advance(self.next, m, self.size)
         self.tail = indices.advance(self.tail, m, self.size)
         self.doorbell.write32(self.handle.tail_offset, self.tail)

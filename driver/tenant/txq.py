@@ -11,6 +11,7 @@ pool-empty, driver/tenant/shortfall.py), as a short ``write`` or EAGAIN does.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -29,7 +30,7 @@ from ring.descriptors import (
     TXD_STAT_REFUSED,
     word_shift,
 )
-from ring.frames import FrameBatch, buffer_chunks, scatter
+from ring.frames import FrameBatch, buffer_chunks, scatter, scatter_rows
 from ring.regs import MAX_RING_SLOTS, RING_LEN_ALIGN
 from ring.syscalls import Syscalls
 
@@ -37,6 +38,10 @@ from ring.syscalls import Syscalls
 #: of packet; and the same placed in the descriptor's second word, as ``_one_buffer_each`` writes it.
 ONE_BUFFER_CMD = TXD_CMD_IFCS | TXD_CMD_RS | TXD_CMD_EOP
 ONE_BUFFER_WORD = np.uint64(ONE_BUFFER_CMD << word_shift(TX_DESC, "cmd"))
+
+#: The status bytes of a window of descriptors the device completed plainly (DD, nothing else): the common reap
+#: compares the window's status bytes with a prefix of this, which is cheaper than any numpy reduction.
+ALL_DONE = bytes([TXD_STAT_DD]) * MAX_RING_SLOTS
 
 #: e1000: TDLEN must be a multiple of 128 bytes, so a ring holds a multiple of 8 descriptors.
 RING_ALIGN_DESCS = RING_LEN_ALIGN // DESC_SIZE
@@ -93,8 +98,13 @@ class TxQueue:
             f, pool = self.fast, self.pool
             self._refused = np.zeros(1, dtype=np.int64)
             self._c = (f.ptr(self.region.view), f.i64(self.slot_buf), f.i64(pool.stack), f.i64(pool.top))
-            self._c_pool = f.ptr(pool.memory)
+            self._c_pool = (pool.count, f.ptr(pool.memory), pool.buf_size, pool.region.bus)
             self._c_refused = f.i64(self._refused)
+            self._out = np.zeros(f.lib.PMD_TX_OUT, dtype=np.int64)  # what pmd_tx_post did (pmd.h)
+            self._c_out = f.i64(self._out)  # read through the pointer: Python ints, no numpy scalars
+            #: the last batch's arrays and C pointers to them: a caller sending the same batch again (a bench, a
+            #: replay) costs no new pointers; the arrays are held here, so the pointers stay valid
+            self._c_batch: tuple[object, object, object, object] = (None, None, None, None)
 
     @property
     def in_flight(self) -> int:
@@ -120,16 +130,19 @@ class TxQueue:
             status = self.status[clean : clean + pending]
         else:
             status = indices.read_window(self.status, clean, pending)
-        done = (status & TXD_STAT_DD) != 0
-        k = pending if bool(done.all()) else int(np.argmin(done))
-        if k == 0:
-            return 0
-        self.stats.completed += k
-        if int(np.bitwise_or.reduce(status[:k])) & TXD_STAT_REFUSED:
+        if status.tobytes() == ALL_DONE[:pending]:  # the common reap: all done, none refused (a byte compare)
+            k = pending
+        else:
+            done = (status & TXD_STAT_DD) != 0
+            k = pending if bool(done.all()) else int(np.argmin(done))
+            if k == 0:
+                return 0
             self.stats.refused += int(np.count_nonzero(status[:k] & TXD_STAT_REFUSED))
+        self.stats.completed += k
         if clean + k <= self.size:
             bufs = self.slot_buf[clean : clean + k]
-            self.pool.free(bufs[bufs >= 0])  # a slot filled by hand (tests, attacks) holds no pool buffer
+            # a slot filled by hand (tests, attacks) holds no pool buffer
+            self.pool.free(bufs if np.minimum.reduce(bufs) >= 0 else bufs[bufs >= 0])
             bufs[:] = -1
         else:
             bufs = indices.read_window(self.slot_buf, clean, k)
@@ -144,20 +157,46 @@ class TxQueue:
         Fewer than ``len(batch)``: the rest were not taken (the caller still
         has them), and ``last_shortfall`` says how many and why.
         """
-        self.reap()
         self.last_shortfall = None
-        if len(batch) == 0:
-            return 0
-        if self.fast is not None:
-            sent = self._post_compiled(batch)
-            if sent is not None:
-                return sent
         lengths = batch.lengths
-        if int(lengths.min()) <= 0:
+        if self.fast is not None and lengths.size:
+            # the common burst, in one call of pmd.c: reap, then every frame into one buffer each
+            data = batch.data
+            c_data, c_lengths, p_data, p_lengths = self._c_batch
+            if data is not c_data or lengths is not c_lengths:
+                p_data, p_lengths = self._pointers(data, lengths)
+            ring, slot_buf, stack, top = self._c
+            count, memory, buf_size, bus = self._c_pool
+            out = self._c_out
+            posted = self.fast.lib.pmd_tx_post(
+                ring, self.size, self.clean, self.tail, lengths.size, p_data, data.size, p_lengths, stack, top, count,
+                memory, buf_size, bus, ONE_BUFFER_CMD, slot_buf, out,
+            )  # fmt: skip
+            if posted != -1:  # -1: nothing done, the numpy reap reports what pmd.c refused
+                stats = self.stats
+                stats.completed += out[0]  # out: PMD_TX_REAPED, _REFUSED, _CLEAN, _TAIL, _BYTES
+                stats.refused += out[1]
+                self.clean = out[2]
+                if posted >= 0:
+                    self.tail = out[3]
+                    self.doorbell.write32(self.handle.tail_offset, self.tail)
+                    stats.frames += posted
+                    stats.bytes += out[4]
+                    return posted
+                # -2: reaped, not posted (back-pressure, a frame needing two buffers...): the numpy code decides
+        self.reap()
+        if lengths.size == 0:
+            return 0
+        same = batch.known_same
+        if same is not None:  # a batch built from a matrix of frames: no pass over the lengths
+            shortest = longest = same
+        else:
+            shortest, longest = int(np.minimum.reduce(lengths)), int(np.maximum.reduce(lengths))
+        if shortest <= 0:
             raise ValueError("cannot send an empty frame")
         buf = self.pool.buf_size
-        if int(lengths.max()) <= buf:
-            return self._one_buffer_each(batch, lengths)
+        if longest <= buf:
+            return self._one_buffer_each(batch, lengths, longest if shortest == longest else None)
         per_frame = -(-lengths // buf)
         room = min(indices.free(self.clean, self.tail, self.size), self.pool.available)
         ends = np.cumsum(per_frame)
@@ -198,52 +237,53 @@ class TxQueue:
         else:
             self.stats.pool_empty += 1
 
-    def _post_compiled(self, batch: FrameBatch) -> int | None:
-        """The whole batch, one buffer per frame, posted by pmd.c; None: the numpy code decides (and may refuse)."""
-        assert self.fast is not None
-        n = len(batch)
-        if n > min(indices.free(self.clean, self.tail, self.size), self.pool.available):
-            return None  # back-pressure: the numpy code counts it (and checks the frames it does not take)
-        data, lengths = batch.data, batch.lengths
-        if not (data.flags.c_contiguous and lengths.flags.c_contiguous):
-            return None
-        f = self.fast
-        ring, slot_buf, stack, top = self._c
-        posted = f.lib.pmd_tx_post(
-            ring, self.size, self.tail, n, f.ffi.from_buffer("uint8_t[]", data),
-            f.ffi.from_buffer("int64_t[]", lengths), stack, top, self.pool.count, self._c_pool, self.pool.buf_size,
-            self.pool.region.bus, ONE_BUFFER_CMD, slot_buf,
-        )  # fmt: skip
-        if posted < 0:
-            return None
-        self.tail = indices.advance(self.tail, n, self.size)
-        self.doorbell.write32(self.handle.tail_offset, self.tail)
-        self.stats.frames += n
-        self.stats.bytes += batch.nbytes
-        return n
+    def _pointers(self, data: npt.NDArray[np.uint8], lengths: npt.NDArray[np.int64]) -> tuple[Any, Any]:
+        """C pointers to a batch's arrays for pmd.c, kept with the arrays for the next burst of the same batch.
 
-    def _one_buffer_each(self, batch: FrameBatch, lengths: npt.NDArray[np.int64]) -> int:
-        """The common burst: every frame fits one buffer, so one descriptor per frame, written as whole words."""
+        The arrays are kept too, so their memory stays where the pointers
+        point; a batch pmd.c cannot read in place (not contiguous) gets NULL
+        pointers, which pmd.c refuses (the numpy code posts it).
+        """
+        f = self.fast
+        assert f is not None
+        if data.flags.c_contiguous and lengths.flags.c_contiguous and lengths.dtype == np.int64:
+            p_data, p_lengths = f.ptr(data), f.i64(lengths)
+        else:
+            p_data, p_lengths = f.ffi.NULL, f.ffi.NULL
+        self._c_batch = (data, lengths, p_data, p_lengths)
+        return p_data, p_lengths
+
+    def _one_buffer_each(self, batch: FrameBatch, lengths: npt.NDArray[np.int64], same: int | None) -> int:
+        """The common burst: every frame fits one buffer, so one descriptor per frame, written as whole words.
+
+        ``same``: the length of every frame when all are equal (the frames
+        then move as one row scatter and the descriptors' second words are
+        one value), else None.
+        """
         room = min(indices.free(self.clean, self.tail, self.size), self.pool.available)
-        n = min(len(batch), room)
-        if n < len(batch):
-            self._short(len(batch), n)
-        if n == 0:
-            return 0
-        bufs = self.pool.alloc(n)
-        chunk = lengths[:n]
-        nbytes = batch.nbytes if n == len(batch) else int(chunk.sum())
-        scatter(self.pool.memory, self.pool.offsets(bufs), chunk, batch.data[:nbytes])
+        n = min(lengths.size, room)
+        if n < lengths.size:
+            self._short(lengths.size, n)
+            if n == 0:
+                return 0
+            lengths = lengths[:n]
+            nbytes = int(lengths.sum())
+            data = batch.data[:nbytes]
+        else:
+            nbytes, data = batch.data.size, batch.data
+        pool = self.pool
+        bufs = pool.take(n)  # a view of the pool's stack: used up before anything is freed again
+        scatter_rows(pool.rows, bufs, lengths, data, same)
         tail = self.tail
         if tail + n <= self.size:
             words = self.words[tail : tail + n]
-            words[:, 0] = self.pool.bus_addr[bufs]
-            words[:, 1] = chunk.astype(np.uint64) | ONE_BUFFER_WORD
+            words[:, 0] = pool.bus_addr[bufs]
+            words[:, 1] = ONE_BUFFER_WORD | (np.uint64(same) if same is not None else lengths.astype(np.uint64))
             self.slot_buf[tail : tail + n] = bufs
         else:
             descs = np.zeros(n, dtype=TX_DESC)
-            descs["addr"] = self.pool.bus_addr[bufs]
-            descs["length"] = chunk
+            descs["addr"] = pool.bus_addr[bufs]
+            descs["length"] = lengths
             descs["cmd"] = ONE_BUFFER_CMD
             indices.write_window(self.ring, tail, descs)
             indices.write_window(self.slot_buf, tail, bufs)

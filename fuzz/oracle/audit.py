@@ -29,7 +29,15 @@ from fuzz.oracle.reasons import (
     judge,
 )
 from fuzz.oracle.rules import packet_atomicity
-from ring.descriptors import RXD_ERR_REFUSED, RXD_STAT_DD, TXD_CMD_EOP, TXD_STAT_DD, TXD_STAT_REFUSED
+from ring.descriptors import (
+    RX_DESC,
+    RXD_ERR_REFUSED,
+    RXD_STAT_DD,
+    TX_DESC,
+    TXD_CMD_EOP,
+    TXD_STAT_DD,
+    TXD_STAT_REFUSED,
+)
 from ring.regs import RDT, TDT, queue_reg
 
 if TYPE_CHECKING:
@@ -117,20 +125,51 @@ class AuditSinkLike(Protocol):
     def path(self) -> Path | None: ...
 
 
-def refusal_marks(kind: str, ring: npt.NDArray[np.void]) -> npt.NDArray[np.int64]:
+def _word_test(dtype: np.dtype[Any], fields: Mapping[str, tuple[int, int]]) -> tuple[np.uint64, np.uint64]:
+    """``(mask, value)`` over a 16-byte descriptor's second little-endian 64-bit word such that
+    ``word & mask == value`` exactly when ``field & m == v`` for every ``name: (m, v)`` of ``fields``."""
+    mask = value = 0
+    for name, (m, v) in fields.items():
+        field_type, offset = dtype.fields[name][:2] if dtype.fields else (None, -1)
+        assert field_type is not None and offset >= 8 and offset + field_type.itemsize <= 16
+        mask |= m << (8 * (offset - 8))
+        value |= v << (8 * (offset - 8))
+    return np.uint64(mask), np.uint64(value)
+
+
+assert all(bin(bit).count("1") == 1 for bit in (RXD_STAT_DD, RXD_ERR_REFUSED))  # "bit set" is "field & bit == bit"
+#: The refusal mark as one test of each descriptor's second word: TX DD and REFUSED; RX DD, RXE, length 0.
+_MARKS = {
+    "tx": _word_test(TX_DESC, {"status": (TXD_STAT_DD | TXD_STAT_REFUSED, TXD_STAT_DD | TXD_STAT_REFUSED)}),
+    "rx": _word_test(RX_DESC, {"status": (RXD_STAT_DD, RXD_STAT_DD), "errors": (RXD_ERR_REFUSED, RXD_ERR_REFUSED),
+                               "length": (0xFFFF, 0)}),
+}  # fmt: skip
+
+
+def refusal_marks(
+    kind: str, ring: npt.NDArray[np.void], slots: npt.NDArray[np.int64] | None = None
+) -> npt.NDArray[np.int64]:
     """Slots of a tenant's ring that carry the kernel's refusal mark, as the tenant reads them.
 
     TX: DD and REFUSED in the status byte.  RX: DD with RXE and length 0
     (the device never completes a buffer it wrote with length 0).
+    ``slots``: look at these slots only (positions into ``slots`` are returned).  The fields are read as one
+    masked test of each descriptor's second 64-bit word where the ring is the 16-byte format (``_MARKS``).
     """
-    status = ring["status"]
+    if ring.dtype == (TX_DESC if kind == "tx" else RX_DESC) and ring.flags.c_contiguous:
+        mask, value = _MARKS["tx" if kind == "tx" else "rx"]
+        words = ring.view("<u8")[1::2]
+        if slots is not None:
+            words = words[slots]
+        return np.flatnonzero((words & mask) == value)
+    status = ring["status"] if slots is None else ring["status"][slots]
     if kind == "tx":
         want = np.uint8(TXD_STAT_DD | TXD_STAT_REFUSED)
         return np.flatnonzero((status & want) == want)
+    errors = ring["errors"] if slots is None else ring["errors"][slots]
+    length = ring["length"] if slots is None else ring["length"][slots]
     return np.flatnonzero(
-        ((status & np.uint8(RXD_STAT_DD)) != 0)
-        & ((ring["errors"] & np.uint8(RXD_ERR_REFUSED)) != 0)
-        & (ring["length"] == 0)
+        ((status & np.uint8(RXD_STAT_DD)) != 0) & ((errors & np.uint8(RXD_ERR_REFUSED)) != 0) & (length == 0)
     )
 
 
@@ -142,8 +181,10 @@ def _whole_packets(key: QueueKey, ring: npt.NDArray[np.void], refused: npt.NDArr
     status = ring["status"]
     sent = np.flatnonzero((status & np.uint8(TXD_STAT_DD | TXD_STAT_REFUSED)) == np.uint8(TXD_STAT_DD))
     found = []
-    eop = (ring["cmd"] & np.uint8(TXD_CMD_EOP)) != 0
-    split = packet_atomicity(eop, refused, sent, len(ring))
+    split = []
+    if refused.size and sent.size:  # a split needs both (``packet_atomicity``): the EOP bits are read only then
+        eop = (ring["cmd"] & np.uint8(TXD_CMD_EOP)) != 0
+        split = packet_atomicity(eop, refused, sent, len(ring))
     if split:
         found.append(
             Escape(
@@ -209,6 +250,8 @@ class AuditWatch:
     #: dicts (fuzz/log_follow.py, passed in: this module reads no file format of verifier/), so the on-disk log is
     #: matched slot by slot and its reasons judged after every step, not only at the end
     follow: Callable[[], list[dict[str, Any]]] | None = None
+    #: ``_context`` per (oracle, nic, kind, queue), for the rings attached now
+    _contexts: dict[tuple[int, str, str, int | None], dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.sink.path is not None and self.verify is None:
@@ -243,6 +286,7 @@ class AuditWatch:
 
     def attach(self, rings: dict[QueueKey, npt.NDArray[np.void]]) -> None:
         self.rings = dict(rings)
+        self._contexts.clear()
         for key in self.rings:
             self._counts[key] = self._count(key)
         self._seq = audit_count(self.sink)
@@ -331,7 +375,8 @@ class AuditWatch:
             if key in singles:
                 parts = [*parts, np.array(singles[key], dtype=np.int64)]
             described = np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else slots[:0]
-            if described.size == slots.size and np.array_equal(np.sort(described), np.sort(slots)):
+            # ``slots`` are sorted (``refusal_marks``: np.flatnonzero), so only the records' slots need a sort
+            if described.size == slots.size and np.array_equal(np.sort(described), slots):
                 continue
             nic, kind, queue = key
             counted = Counter(described.tolist())
@@ -367,6 +412,8 @@ class AuditWatch:
                 rows, names, codes = self._span_rows(oracle, item), item.names, item.reason
             spans = oracle.references(rows.tenant, rows.seq, rows.seq + int(codes.size))
             whole = len(spans) == 1 and spans[0][:2] == (rows.seq, rows.seq + codes.size)
+            if whole:  # the rows are this call's own: every row's reason set here, not by ``judge``'s copy
+                rows.codes, rows.names = codes, names
             if not whole and spans:  # a packet's records are judged together, whatever the pin reference did
                 for line in judge(rows, names, codes, spans[0][2], only=_PACKET):
                     found.append(Escape("audit", f"wrong reason: {line}", rows.nic))
@@ -378,6 +425,15 @@ class AuditWatch:
         return found
 
     def _context(self, oracle: Oracle, nic: str, kind: str, queue: int | None) -> dict[str, Any]:
+        """What the oracle knows of a record's queue (its owner, ring size, tails, rule book): the same for every
+        record of the queue while the same rings and oracle are watched, so kept until ``attach`` or ``watch``."""
+        key = (id(oracle), nic, kind, queue)
+        context = self._contexts.get(key)
+        if context is None:
+            context = self._contexts[key] = self._context_of(oracle, nic, kind, queue)
+        return context
+
+    def _context_of(self, oracle: Oracle, nic: str, kind: str, queue: int | None) -> dict[str, Any]:
         tenant = oracle.queue_owner.get(nic)
         ring = self.rings.get((nic, kind, queue if queue is not None else -1))
         tails = frozenset(

@@ -442,23 +442,28 @@ class Oracle:
             # a driver reaps the refusals it was shown before it hands those slots back: the audit watch judges
             # what this attack refused so far, so a slot refused, handed back and refused again is two refusals
             again = indices.slots(tail, indices.used(tail, value, size), size)
-            if refusal_marks(kind, ring[again]).size:
+            if refusal_marks(kind, ring, again).size:
                 self.escapes += self.audit.after_step()
-        counts: list[dict[str, int] | None] = []
-        if kind == "tx" and model is not None:
+        # the queue's audit counts, read once before the write and once after it (nothing else records between)
+        counted: list[dict[str, int] | None] = []
+        before: list[dict[str, int] | None] = []
 
-            def counted_write(write: Callable[[], None] = write) -> None:
-                counts.append(self._refusal_counts(nic, kind, queue))
-                write()
+        def refusals() -> dict[str, int] | None:
+            if not counted:
+                counted.append(self._refusal_counts(nic, kind, queue))
+            return counted[0]
 
-            write = counted_write
-        for reason, what in judge_tail_write(
-            nic, kind, value, size, model, write, device, lambda: self._refusal_counts(nic, kind, queue), ring
-        ):
+        def counted_write(write: Callable[[], None] = write) -> None:
+            before.append(refusals())
+            write()
+            counted.clear()
+
+        for reason, what in judge_tail_write(nic, kind, value, size, model, counted_write, device, refusals, ring):
             self.escapes.append(Escape("ring", f"{what}, which breaks {reason}", nic))
         if kind == "tx" and ring is not None and model is not None and tail is not None and model.tail != tail:
-            before, now = (counts or [None])[0], self._refusal_counts(nic, kind, queue)
-            added = -1 if before is None or now is None else now.get(UNTERMINATED, 0) - before.get(UNTERMINATED, 0)
+            now = refusals()
+            before_ = before[0] if before else None
+            added = -1 if before_ is None or now is None else now.get(UNTERMINATED, 0) - before_.get(UNTERMINATED, 0)
             held = self._held.setdefault((nic, queue), HeldModel())
             for what in judge_doorbell(held, ring, tail, model.tail, size, self.rules, added):
                 self.escapes.append(Escape("rule", f"{nic} tx queue {queue}: {what}", nic))

@@ -32,10 +32,20 @@ from sandbox.argtypes import bounded_number, check_output_path
 from sandbox.commands import audit_bench, audit_query, audit_serve
 from sandbox.errors import UsageError
 from sandbox.parser import Parser
-from verifier.audit.log import AuditError, clock_of, encode, format_wall, parse_line, rotated_siblings
+from verifier.audit.log import (
+    AuditError,
+    clock_of,
+    encode,
+    format_wall,
+    is_checkpoint,
+    parse_line,
+    record_schema,
+    rotated_siblings,
+)
 from verifier.audit.read import (
     Anchor,
     VerifyResult,
+    head_hash,
     log_files,
     order_files,
     parse_wall,
@@ -409,7 +419,7 @@ def cmd_summary(args: argparse.Namespace, out: Console) -> int:
             "last_wall": format_wall(max(walls)) if walls else None,
             "seconds": span,
             "records_per_second": total / span if span > 0 else None,
-            "head": last["hash"] if last else None,
+            "head": (last.get("hash") or head_hash(files)) if last else None,
             "clock": _clock_name(clocks),
             "by_reason": dict(by_reason.most_common()),
             "by_protection": {m: v[0] for m, v in modes.items()},
@@ -435,7 +445,7 @@ def cmd_summary(args: argparse.Namespace, out: Console) -> int:
         highlight=False,
         soft_wrap=True,
     )
-    out.print(f"head hash: {last['hash']}", highlight=False)
+    out.print(f"head hash: {last.get('hash') or head_hash(files)}", highlight=False)
     out.print(f"clock: {_CLOCK_TEXT[clock]}", highlight=False, soft_wrap=True)
 
     table = Table(title="rejections by reason, tenant and queue")
@@ -710,7 +720,11 @@ def cmd_follow(args: argparse.Namespace, out: Console) -> int:
         *lines, buf = (buf + chunk).split(b"\n")
         for line in lines:
             record = parse_line(line + b"\n")
-            problem = "not canonical JSON" if record is None else schema_problem(record)
+            if record is not None and "checkpoint" in record:  # a v2 batch's checkpoint: the chain, not a record
+                if not is_checkpoint(record):
+                    raise UsageError(f"{path}: damaged checkpoint while following (not a canonical v2 checkpoint)")
+                continue
+            problem = "not canonical JSON" if record is None else schema_problem(record, record_schema(record))
             if record is None or problem is not None:
                 raise UsageError(f"{path}: damaged record while following ({problem})")
             print(one_line(record), flush=True)

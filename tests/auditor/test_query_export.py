@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from sandbox import cli
+from tests.hostile.test_hostile import V2_CHAIN_ONLY
 from tests.needs import missing
 
 try:
@@ -27,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = ROOT / "tests" / "hostile" / "audit"
 #: Hostile logs whose records are well-typed values and only their bytes are wrong (not canonical JSON, a detail
 #: nested deeper than the writer writes): ``query`` reads values, as the docs say; ``verify``/``export`` refuse them
-#: (``export --force`` then writes them, marked unverified).
-QUERY_READS = {"not-canonical.jsonl", "detail-deep.jsonl"}
+#: (``export --force`` then writes them, marked unverified); so are v2 logs whose damage is in the checkpoints.
+QUERY_READS = {"not-canonical.jsonl", "detail-deep.jsonl", *(f"v2-{name}.jsonl" for name in V2_CHAIN_ONLY)}
 
 
 def campaign(out: Path, iterations: int, rotate: bool = False) -> Path:

@@ -323,3 +323,17 @@ def test_the_log_is_followed_across_rotations(tmp_path: Path) -> None:
     follower = LogFollower(tmp_path / "r.jsonl")
     assert follower() == []  # a new follower starts at the end
     follower.close()
+
+
+def test_a_schema_v2_log_is_followed_without_its_checkpoints(tmp_path: Path) -> None:
+    """A v2 log's checkpoint lines are the chain's: the oracle follows the records only, across rotations, and a
+    campaign judged through it finds nothing (a checkpoint taken for a record would be a record without a reason)."""
+    with AuditLog(tmp_path / "r.jsonl", "verifier", rotate_bytes=20_000, max_bytes=None, schema=2) as log:
+        follower = LogFollower(tmp_path / "r.jsonl")
+        result = run_campaign("verifier", 1, classes=["kernel-tx", "bad-length"], iterations=12, batch=32, audit=log)
+        records = follower()
+    follower.close()
+    assert len(list(tmp_path.glob("r.jsonl.*"))) > 3
+    assert not result.findings and not result.audit_problems
+    assert records and all("checkpoint" not in r and r["v"] == 2 for r in records)
+    assert [r["seq"] for r in records] == list(range(records[0]["seq"], records[0]["seq"] + len(records)))

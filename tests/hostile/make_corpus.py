@@ -18,6 +18,7 @@ limit), NaN/Infinity, bytes that are not UTF-8, empty files, huge single lines.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import sys
@@ -417,6 +418,26 @@ def _raw_second(line: bytes) -> bytes:
     return _chain([{}]) + line
 
 
+def _v2(batches: list[list[dict[str, Any]]], checkpoint: dict[str, Any] | None = None) -> bytes:
+    """A schema v2 log: each batch's records, then its checkpoint chaining the batch's bytes (``checkpoint``
+    changes the last checkpoint's values, re-hashed: a valid chain, hostile values)."""
+    prev, out, seq = GENESIS, [], 0
+    for number, batch in enumerate(batches):
+        lines = []
+        for fields in batch:
+            body = {**RECORD, "v": 2, "seq": seq, **fields}
+            lines.append(encode(body) + b"\n")
+            seq += 1
+        data = b"".join(lines)
+        head: dict[str, Any] = {"v": 2, "checkpoint": seq - 1, "records": len(lines), "prev": prev}
+        if checkpoint is not None and number == len(batches) - 1:
+            head.update(checkpoint)
+        digest = hashlib.sha256(prev.encode() + data + encode(head)).hexdigest()
+        out += [data, encode({**head, "hash": digest}) + b"\n"]
+        prev = digest
+    return b"".join(out)
+
+
 def audits() -> dict[str, str | bytes]:
     out: dict[str, str | bytes] = {
         "queue-2p64": _log(queue=2**64),
@@ -467,7 +488,25 @@ def audits() -> dict[str, str | bytes]:
         "png": b"\x89PNG\r\n\x1a\n" + b"\x00" * 64,
         "text": b"hello, this is not an audit log\n",
         "binary": b"\x00\x01\x02\x03" * 64,
-    }
+        # schema v2: a checkpoint per batch
+        "v2-queue-2p64": _v2([[{}], [{}, {"queue": 2**64}]]),
+        "v2-wall-month-13": _v2([[{}, {"wall": "2024-13-01T00:00:00Z"}]]),
+        "v2-v1-record-in-batch": _v2([[{}], [{"v": 1}]]),
+        "v2-record-with-hash": _v2([[{}], [{"prev": GENESIS, "hash": GENESIS}]]),
+        "v2-checkpoint-records-2p64": _v2([[{}], [{}]], {"records": 2**64}),
+        "v2-checkpoint-records-wrong": _v2([[{}], [{}, {}]], {"records": 1}),
+        "v2-checkpoint-seq-negative": _v2([[{}], [{}]], {"checkpoint": -1}),
+        "v2-checkpoint-hash-short": _v2([[{}]]).replace(b'"hash":"', b'"hash":"abc', 1)[:-66] + b'"}\n',
+        "v2-checkpoint-extra-key": _v2([[{}], [{}]], {"note": "x"}),
+        "v2-checkpoint-deep": _v2([[{}]]) + encode({**RECORD, "v": 2, "seq": 1}) + b"\n"
+        + b'{"v":2,"checkpoint":' + b"[" * DEEP + b"]" * DEEP + b"}\n",
+        "v2-checkpoint-huge-int": _v2([[{}]]) + encode({**RECORD, "v": 2, "seq": 1}) + b"\n"
+        + b'{"v":2,"checkpoint":' + BIG.encode() + b"}\n",
+        "v2-checkpoint-only": b'{"v":2,"checkpoint":0,"records":0,"prev":"' + GENESIS.encode() + b'","hash":"'
+        + GENESIS.encode() + b'"}\n',
+        "v2-no-checkpoint": _v2([[{}]]) + encode({**RECORD, "v": 2, "seq": 1}) + b"\n",
+        "v2-torn": _v2([[{}], [{}, {}]])[:-30],
+    }  # fmt: skip
     return out
 
 

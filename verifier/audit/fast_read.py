@@ -1,4 +1,4 @@
-"""``verify``'s fast path: a chunk of intact v1 lines checked with a compiled, typed JSON decoder.
+"""``verify``'s fast path: a chunk of intact v1 lines, or a v2 batch's lines, checked with a compiled, typed decoder.
 
 An intact log is the common case, and the reference check of one line
 (``json.loads``, ``schema_problem`` with a ``strptime`` per ``wall``, a
@@ -24,11 +24,15 @@ writes non-ASCII raw, so a chunk that is not ASCII or holds a raw DEL is
 refused; floats, integers past 64 bits, nested values in ``desc`` and
 ``detail`` and ``v`` other than the integer 1 are refused by the types.
 tests/verifier/test_audit_verify_fast.py holds both to the same verdicts.
+
+A v2 batch (``fast_batch``) is decoded the same way into ``LineV2``; its
+chain is one hash over the batch's bytes, checked by verifier/audit/read_v2.py.
 """
 
 from __future__ import annotations
 
 import hashlib
+import operator
 import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -42,6 +46,7 @@ from verifier.audit.log import MAX_REASON, REASON_RE
 _WALLS = re.compile(r"(?:\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z\n)*")
 #: Hex digits, deleted by ``str.translate``: what is left of a ``desc_hex`` is not hex.
 _NOT_HEX = str.maketrans("", "", "0123456789abcdef")
+_SEQ, _MONO, _DESC_HEX = operator.attrgetter("seq"), operator.attrgetter("mono_ns"), operator.attrgetter("desc_hex")
 _U32 = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
 #: A value of ``desc`` or ``detail`` as the writer writes them (anything else: the reference decides).
 _Scalar = int | str | bool | None
@@ -74,7 +79,28 @@ class Line(msgspec.Struct, forbid_unknown_fields=True):
     hash: str
 
 
+class LineV2(msgspec.Struct, forbid_unknown_fields=True):
+    """One v2 record: ``FIELDS_V2`` in order (v1's without ``prev`` and ``hash``), typed and bounded as ``Line``."""
+
+    v: Literal[2]
+    seq: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+    wall: str
+    mono_ns: Annotated[int, msgspec.Meta(ge=0)]
+    tenant: Annotated[int, msgspec.Meta(ge=-1, le=2**32 - 1)]
+    tenant_name: str
+    nic: str | None
+    queue: _U32 | None
+    kind: Literal["tx", "rx", "register", "iommu", "pin"]
+    ring_index: _U32 | None
+    desc_hex: str | None
+    desc: dict[str, _Scalar] | None
+    reason: str
+    detail: dict[str, _Scalar]
+    protection: str
+
+
 _DECODE = msgspec.json.Decoder(list[Line]).decode
+_DECODE_V2 = msgspec.json.Decoder(list[LineV2]).decode
 _ENCODE = msgspec.json.Encoder().encode
 #: What follows a record's body on its line: ``,"hash":"<64 hex>"}`` and the newline.
 _HASH_TAIL = len(',"hash":"' + "0" * 64 + '"}\n')
@@ -84,7 +110,7 @@ _MONO_MAX = 2**64 - 1
 _START = b'{"v":'
 
 
-def as_dict(line: Line) -> dict[str, Any]:
+def as_dict(line: Line | LineV2) -> dict[str, Any]:
     """The record as ``json.loads`` gives it (for ``verify``'s ``on_record``)."""
     return msgspec.structs.asdict(line)
 
@@ -96,25 +122,8 @@ def fast_chunk(lines: list[bytes], expected: int, prev: str, wall_ok: Callable[[
     caller walks the chunk line by line with the reference.  ``wall_ok``: the
     reference's check of a ``wall`` value, asked once per distinct second.
     """
-    n = len(lines)
-    raw = b"".join(lines)
-    if not raw.startswith(_START) or not raw.endswith(b"}\n") or not raw.isascii() or b"\x7f" in raw:
-        return None
-    # One record per line: every line ends ``}`` and the next starts ``{"v":`` (``}\n{"v":`` at each of the n - 1
-    # joins), and nowhere else in the array does ``},{"v":`` occur -- it cannot inside a record of this schema
-    # (no arrays of objects, and a ``"`` in a string is escaped) -- so each line holds exactly one record's text.
-    joined = b"[" + raw[:-1].replace(b"\n", b",") + b"]"
-    if raw.count(b'}\n{"v":') != n - 1 or joined.count(b'},{"v":') != n - 1:
-        return None
-    try:
-        records = _DECODE(joined)
-    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
-        return None
-    if len(records) != n or _ENCODE(records) != joined:
-        return None  # a line that is not its record's canonical encoding
-    if [r.seq for r in records] != list(range(expected, expected + n)) or max(r.mono_ns for r in records) > _MONO_MAX:
-        return None
-    if not _strings_ok(records, wall_ok):
+    records = _decode(b"".join(lines), len(lines), expected, _DECODE, wall_ok)
+    if records is None:
         return None
     sha256 = hashlib.sha256
     for line, record in zip(lines, records, strict=True):
@@ -126,14 +135,46 @@ def fast_chunk(lines: list[bytes], expected: int, prev: str, wall_ok: Callable[[
     return records
 
 
-def _strings_ok(records: list[Line], wall_ok: Callable[[str], bool]) -> bool:
+def fast_batch(raw: bytes, n: int, expected: int, wall_ok: Callable[[str], bool]) -> list[LineV2] | None:
+    """The records of a v2 batch's record lines ``raw`` (``n`` whole lines, seqs from ``expected`` on), when every
+    line is its record's canonical encoding and of the schema; None: the caller checks line by line.
+
+    The chain is not checked here: one hash over ``raw`` and the checkpoint does that (verifier/audit/read_v2.py).
+    """
+    return _decode(raw, n, expected, _DECODE_V2, wall_ok)
+
+
+def _decode(raw: bytes, n: int, expected: int, decode: Callable[[bytes], Any], wall_ok: Callable[[str], bool]) -> Any:
+    """``n`` lines of records decoded in one call, each canonical, of the schema, seqs ``expected`` on (else None)."""
+    if not n or not raw.startswith(_START) or not raw.endswith(b"}\n") or not raw.isascii() or b"\x7f" in raw:
+        return None
+    # One record per line: every line ends ``}`` and the next starts ``{"v":`` (``}\n{"v":`` at each of the n - 1
+    # joins), and nowhere else in the array does ``},{"v":`` occur -- it cannot inside a record of this schema
+    # (no arrays of objects, and a ``"`` in a string is escaped) -- so each line holds exactly one record's text.
+    joined = b"[" + raw[:-1].replace(b"\n", b",") + b"]"
+    if raw.count(b'}\n{"v":') != n - 1 or joined.count(b'},{"v":') != n - 1:
+        return None
+    try:
+        records = decode(joined)
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        return None
+    if len(records) != n or _ENCODE(records) != joined:
+        return None  # a line that is not its record's canonical encoding
+    if list(map(_SEQ, records)) != list(range(expected, expected + n)) or max(map(_MONO, records)) > _MONO_MAX:
+        return None
+    if not _strings_ok(records, wall_ok):
+        return None
+    return records
+
+
+def _strings_ok(records: list[Line] | list[LineV2], wall_ok: Callable[[str], bool]) -> bool:
     """The string fields' forms, for the chunk at once: ``wall``, ``desc_hex`` and ``reason`` as the reference wants."""
-    walls = [r.wall for r in records]
+    walls = {r.wall for r in records}  # distinct values: one per record in v1, one per batch in v2
     if _WALLS.fullmatch("\n".join(walls) + "\n") is None or not all(
         wall_ok(w) for w in {w[:19]: w for w in walls}.values()
     ):
         return False  # ``wall_ok``: a real date, asked once per distinct second
-    hexes = [r.desc_hex for r in records if r.desc_hex is not None]
+    hexes = [h for h in map(_DESC_HEX, records) if h is not None]
     if hexes and ({len(h) for h in hexes} != {32} or "".join(hexes).translate(_NOT_HEX)):
         return False
     return all(

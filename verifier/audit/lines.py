@@ -32,6 +32,7 @@ structure first (kernel/audit.c).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -78,15 +79,13 @@ def _inner(part: dict[str, Any]) -> str:
 
 def _where(tenant: Any, tenant_name: Any, nic: str | None, queue: Any, kind: str) -> str:
     """``,"tenant":..,"kind":..``: where a record comes from, the values converted as the log writes them."""
-    return "," + _inner(
-        {
-            "tenant": int(tenant),
-            "tenant_name": str(tenant_name),
-            "nic": nic,
-            "queue": None if queue is None else int(queue),
-            "kind": kind,
-        }
-    )
+    return _where_text(int(tenant), str(tenant_name), nic, None if queue is None else int(queue), kind)
+
+
+@functools.lru_cache(maxsize=1024)
+def _where_text(tenant: int, tenant_name: str, nic: str | None, queue: int | None, kind: str) -> str:
+    """``_where`` of converted values: a campaign has few queues, each encoded once (not once per batch)."""
+    return "," + _inner({"tenant": tenant, "tenant_name": tenant_name, "nic": nic, "queue": queue, "kind": kind})
 
 
 def record_tail(entry: AuditRecord) -> str:
@@ -105,7 +104,25 @@ def record_tail(entry: AuditRecord) -> str:
 def _reason_heads(rows: RecordRows) -> dict[int, str]:
     """Reason code -> ``"reason":..,"detail":{"rule":..`` (detail left open) for every code in the batch."""
     codes = np.flatnonzero(np.bincount(rows.reason, minlength=1)).tolist()
-    return {code: _inner({"reason": rows.names[code], "detail": {"rule": _RULES[code]}})[:-1] for code in codes}
+    return {code: _reason_head(rows.names[code], code) for code in codes}
+
+
+@functools.lru_cache(maxsize=1024)
+def _reason_head(name: str, code: int) -> str:
+    """``"reason":..,"detail":{"rule":..`` of one reason (detail left open), encoded once per process."""
+    return _inner({"reason": name, "detail": {"rule": _RULES[code]}})[:-1]
+
+
+@functools.lru_cache(maxsize=64)
+def _field_keys(names: tuple[str, ...]) -> tuple[bytes, ...]:
+    """``"name":`` of each descriptor field (a comma before all but the first), encoded once per dtype."""
+    return tuple((b"," if k else b"") + _text({name: 0})[:-1] for k, name in enumerate(names))
+
+
+@functools.lru_cache(maxsize=1024)
+def _owner_text(label: str) -> bytes:
+    """``,"owner":..`` of one owner label."""
+    return b"," + _text({"owner": label})
 
 
 def _int_columns(*columns: np.ndarray[Any, Any]) -> bool:
@@ -181,7 +198,9 @@ def decimals(values: np.ndarray[Any, Any] | list[int]) -> list[bytes]:
 
 def _hex(values: np.ndarray[Any, Any]) -> list[bytes]:
     """Each integer as ``f"{x:#x}"`` writes it (``hex``)."""
-    return [h.encode("ascii") for h in map(hex, values.tolist())]
+    if not values.size:
+        return []
+    return "\n".join(map(hex, values.tolist())).encode("ascii").split(b"\n")
 
 
 def _text(part: dict[str, Any]) -> bytes:
@@ -192,7 +211,7 @@ def _text(part: dict[str, Any]) -> bytes:
 def _reasons(rows: RecordRows) -> list[bytes]:
     """Each row's ``"reason":..,"detail":{"rule":..`` (detail left open)."""
     heads = {code: head.encode("ascii") for code, head in _reason_heads(rows).items()}
-    return [heads[code] for code in rows.reason.tolist()]
+    return list(map(heads.__getitem__, rows.reason.tolist()))
 
 
 def _rejection_columns(rows: RejectionBatch) -> list[Column] | None:
@@ -220,11 +239,11 @@ def _rejection_columns(rows: RejectionBatch) -> list[Column] | None:
         where + b',"ring_index":',
         decimals(rows.ring_index),
         b',"desc_hex":"',
-        [hexes[i : i + step] for i in range(0, n * step, step)],
+        np.frombuffer(hexes, dtype=f"S{step}").tolist(),  # one bytes object per row, cut in C
         b'","desc":{',
     ]
-    for k, name in enumerate(names):
-        columns += [(b"," if k else b"") + _text({name: 0})[:-1], decimals(descs[name])]
+    for key, name in zip(_field_keys(names), names, strict=True):
+        columns += [key, decimals(descs[name])]
     columns += [b"},", _reasons(rows)]
     # as RejectionBatch.records: -1 is "no address problem"; a byte at or above 2**63 reads negative in int64
     bad = rows.bad_byte
@@ -235,19 +254,24 @@ def _rejection_columns(rows: RejectionBatch) -> list[Column] | None:
         unsigned = bad.astype(np.int64).view(np.uint64)  # two's complement: the byte modulo 2**64
     if has_bad.all():
         columns += [b',"first_bad_byte":"', _hex(unsigned), b'","frame":', decimals(unsigned >> np.uint64(PAGE_SHIFT))]
-    elif has_bad.any():
-        hexed, frames = _hex(unsigned), decimals(unsigned >> np.uint64(PAGE_SHIFT))
-        columns.append(
-            [
-                b',"first_bad_byte":"' + h + b'","frame":' + f if b else b""
-                for h, f, b in zip(hexed, frames, has_bad.tolist(), strict=True)
-            ]
-        )
+    elif has_bad.any():  # four columns, each empty in the rows without a bad byte (filled in C, not per row)
+        some = unsigned[has_bad]
+        pieces: list[Column] = [
+            b',"first_bad_byte":"',
+            _hex(some),
+            b'","frame":',
+            decimals(some >> np.uint64(PAGE_SHIFT)),
+        ]
+        for piece in pieces:
+            column = np.full(n, b"", dtype=object)
+            column[has_bad] = piece
+            columns.append(column.tolist())
     owner = rows.owner
     if (owner != NO_OWNER).any():
-        labels = {o: b"," + _text({"owner": owner_label(o, rows.tenant)}) for o in np.unique(owner).tolist()}
+        owners = owner.tolist()
+        labels = {o: _owner_text(owner_label(o, rows.tenant)) for o in set(owners)}
         labels[NO_OWNER] = b""
-        columns.append([labels[o] for o in owner.tolist()])
+        columns.append(list(map(labels.__getitem__, owners)))
     columns.append(extra_part + b"}")
     return columns
 

@@ -18,6 +18,14 @@ audit trails do:
   ``nic-sandbox audit seal``: verifier/audit/seal.py); Schneier and Kelsey's
   secure audit logs and journald's sealing add an evolving key for exactly
   this reason.
+* **Schema v2: a chained checkpoint per batch** (``schema=2``).  Records
+  carry no hash; each flush closes what it writes with one checkpoint line
+  whose ``hash`` = SHA-256(previous checkpoint's hash + the batch's record
+  lines as written + the checkpoint without ``hash``): one hash call per
+  batch instead of per record.  An edit anywhere in a batch fails that
+  batch's checkpoint; what is lost is naming the one record that changed
+  (docs/audit-log.md says what each schema protects against).  A new log
+  gets ``DEFAULT_SCHEMA``; an existing log is continued in its own.
 * **Canonical bytes.**  Keys in the fixed order of ``FIELDS``, compact
   separators, ASCII only, no NaN: the same events give the same bytes, so a
   deterministic clock gives a byte-identical log run after run (invariant 7).
@@ -101,6 +109,7 @@ import binascii
 import fcntl
 import functools
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -124,7 +133,14 @@ if TYPE_CHECKING:
 
 __all__ = ["AuditError", "AuditLog", "encode"]
 
+#: Schema v1: a hash per record (``prev``, ``hash`` in every record).
 SCHEMA_VERSION = 1
+#: Schema v2: records without a hash, a checkpoint line per written batch chaining the batch's bytes.
+SCHEMA_V2 = 2
+#: The schemas this writer writes and every reader reads.
+SCHEMAS: tuple[int, ...] = (SCHEMA_VERSION, SCHEMA_V2)
+#: The schema a new log gets (an existing log is continued in its own).
+DEFAULT_SCHEMA = SCHEMA_VERSION
 #: ``prev`` of the very first record of a log.
 GENESIS = "0" * 64
 #: Keys of a record, in the order they are written.
@@ -147,6 +163,12 @@ FIELDS: tuple[str, ...] = (
     "prev",
     "hash",
 )
+#: Keys of a v2 record: those of v1 without the per-record chain.
+FIELDS_V2: tuple[str, ...] = FIELDS[:-2]
+#: Keys of a v2 checkpoint line: the last seq of its batch, how many records, the chain.
+CHECKPOINT_FIELDS: tuple[str, ...] = ("v", "checkpoint", "records", "prev", "hash")
+#: How every v2 checkpoint line starts.
+CHECKPOINT_START = b'{"v":2,"checkpoint":'
 KINDS: tuple[str, ...] = ("tx", "rx", "register", "iommu", "pin")
 FSYNC_POLICIES: tuple[str, ...] = ("always", "batch", "never")
 #: A stable reason code: upper-case letters, digits and underscores.
@@ -214,6 +236,41 @@ def chain_hash(prev: str, body: bytes) -> str:
     return hashlib.sha256(prev.encode("ascii") + body).hexdigest()
 
 
+def checkpoint_body(last: int, records: int, prev: str) -> bytes:
+    """A v2 checkpoint's canonical JSON without ``hash``: the batch ends at seq ``last``, holds ``records``."""
+    return b'%s%d,"records":%d,"prev":"%s"}' % (CHECKPOINT_START, last, records, prev.encode("ascii"))
+
+
+def checkpoint_hash(prev: str, batch: bytes, body: bytes) -> str:
+    """SHA-256 hex of ``prev``, the batch's record lines (newlines included) and the checkpoint without ``hash``.
+
+    One hash call per batch: an edit anywhere in the batch or its checkpoint changes it.
+    """
+    digest = hashlib.sha256(prev.encode("ascii"))
+    digest.update(batch)
+    digest.update(body)
+    return digest.hexdigest()
+
+
+def checkpoint_line(prev: str, batch: bytes, last: int, records: int) -> tuple[bytes, str]:
+    """The checkpoint line closing ``batch`` (``records`` records ending at seq ``last``) and its hash."""
+    body = checkpoint_body(last, records, prev)
+    digest = checkpoint_hash(prev, batch, body)
+    return body[:-1] + b',"hash":"' + digest.encode("ascii") + b'"}\n', digest
+
+
+def file_schema(path: Path) -> int | None:
+    """The schema of the log file at ``path`` from its first bytes (None: empty; ``AuditError``: not a log)."""
+    with path.open("rb") as f:
+        start = f.read(len(MAGIC) + 2)
+    if not start:
+        return None
+    for version in SCHEMAS:
+        if start == b"%s%d," % (MAGIC, version):
+            return version
+    raise AuditError(f"{path}: not an audit log of schema v1 or v2, refusing to append")
+
+
 def format_wall(wall_ns: int) -> str:
     """ISO-8601 UTC with nanoseconds: ``2024-05-01T12:00:00.123456789Z``."""
     sec, ns = divmod(wall_ns, 1_000_000_000)
@@ -242,6 +299,25 @@ def clock_of(wall: str, mono_ns: int) -> str:
     if not 0 <= mono_ns < 10**15 or not wall.startswith("20"):
         return "wall"
     return "virtual" if wall == format_wall(VIRTUAL_EPOCH_NS + mono_ns) else "wall"
+
+
+def _stamps(readings: list[tuple[int, int]]) -> list[Column]:
+    """``,"wall":"..","mono_ns":..`` of each clock reading, as a column (``interleave``); one reading: a constant.
+
+    A second's ``strftime`` prefix is formatted once, not per record.
+    """
+    if len(readings) == 1:
+        wall_ns, mono_ns = readings[0]
+        return [b',"wall":"%s","mono_ns":%d' % (format_wall(wall_ns).encode("ascii"), int(mono_ns))]
+    walls: dict[int, bytes] = {}  # second -> its formatted prefix
+    stamps = []
+    for wall_ns, mono_ns in readings:
+        sec, ns = divmod(wall_ns, 1_000_000_000)
+        prefix = walls.get(sec)
+        if prefix is None:
+            prefix = walls[sec] = b',"wall":"' + format_wall(sec * 1_000_000_000)[:-11].encode("ascii")
+        stamps.append(b'%s.%09dZ","mono_ns":%d' % (prefix, ns, mono_ns))
+    return [stamps]
 
 
 def system_clock() -> tuple[int, int]:
@@ -295,9 +371,26 @@ def read_pruned(path: Path) -> tuple[int, str] | None:
     return seq, head
 
 
-def _first_line(path: Path) -> bytes:
+def file_start(path: Path) -> tuple[int, str] | None:
+    """Where the chain stood before the file at ``path``: ``(seq, hash)`` its first record (v1) or checkpoint (v2)
+    names as ``prev`` (None: no record read).
+
+    A v2 file starts with a batch, so its first checkpoint (at most a batch's
+    lines on) says what came before; rotation never cuts a batch.
+    """
     with path.open("rb") as f:
-        return f.readline()
+        first = parse_line(f.readline())
+        if first is None or type(first.get("seq")) is not int:
+            return None
+        if first.get("v") != SCHEMA_V2:
+            return (first["seq"] - 1, str(first["prev"])) if isinstance(first.get("prev"), str) else None
+        for line in f:
+            if line.startswith(CHECKPOINT_START):
+                checkpoint = parse_line(line)
+                if checkpoint is None or not is_checkpoint(checkpoint):
+                    return None
+                return first["seq"] - 1, checkpoint["prev"]
+    return None
 
 
 def _tail_lines(path: Path, count: int = 2) -> tuple[list[bytes], bool]:
@@ -348,6 +441,23 @@ def parse_line(line: bytes) -> dict[str, Any] | None:
     return record
 
 
+def is_checkpoint(record: dict[str, Any]) -> bool:
+    """``record`` has a v2 checkpoint's keys, in order, with values of their types and ranges (a batch is never
+    empty; seqs are 63-bit)."""
+    return (
+        tuple(record) == CHECKPOINT_FIELDS
+        and record["v"] == SCHEMA_V2
+        and all(type(record[k]) is int and low <= record[k] < 2**63 for k, low in (("checkpoint", 0), ("records", 1)))
+        and all(isinstance(record[k], str) and re.fullmatch(r"[0-9a-f]{64}", record[k]) for k in ("prev", "hash"))
+    )
+
+
+def record_schema(record: dict[str, Any]) -> int:
+    """The schema a record says it is of (v1 unless it says a schema this writer knows): which checks apply."""
+    version = record.get("v")
+    return version if type(version) is int and version in SCHEMAS else SCHEMA_VERSION
+
+
 def record_hash_ok(record: dict[str, Any]) -> bool:
     """True when ``record["hash"]`` is the chain hash of the rest of the record."""
     body = {k: v for k, v in record.items() if k != "hash"}
@@ -374,7 +484,10 @@ class AuditLog:
         max_bytes: int | None = MAX_BYTES,
         group: GroupCommit | None = None,
         on_durable: Durable | None = None,
+        schema: int = DEFAULT_SCHEMA,
     ) -> None:
+        if schema not in SCHEMAS:
+            raise ValueError(f"schema must be one of {', '.join(map(str, SCHEMAS))}, got {schema!r}")
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}, got {fsync!r}")
         if group is not None and fsync != "batch":
@@ -395,7 +508,10 @@ class AuditLog:
         self.max_bytes = max_bytes
         self._clock: Clock = clock or system_clock
         self._lock = threading.Lock()
-        self._pending: list[bytes] = []
+        self._pending: list[bytes] = []  # v1: one line each; v2: blobs of whole lines
+        self._pending_records = 0
+        #: the schema this writer writes: ``schema`` for a new log, the log's own for an existing one
+        self.schema = schema
         self._counts = AuditCounters()
         self._failed: BaseException | None = None
         self._closed = False
@@ -431,7 +547,10 @@ class AuditLog:
                 last = self._last_record(older)
                 if last is not None:
                     break
-        self._seq = 0 if last is None else int(last["seq"]) + 1
+        if last is not None:
+            self.schema = int(last["v"])
+        # a v2 log ends with a checkpoint, whose ``checkpoint`` is its batch's last seq
+        self._seq = 0 if last is None else int(last["seq" if "seq" in last else "checkpoint"]) + 1
         self._prev = GENESIS if last is None else str(last["hash"])
         #: ``seq`` of the newest acknowledged record (-1: none yet).
         self.acknowledged = self._seq - 1
@@ -463,10 +582,8 @@ class AuditLog:
         """The last record of an existing file, after checking the file ends cleanly."""
         if not path.exists():
             return None
-        with path.open("rb") as f:
-            start = f.read(len(MAGIC))
-        if start and start != MAGIC:
-            raise AuditError(f"{path}: not an audit log of schema v{SCHEMA_VERSION}, refusing to append")
+        if file_schema(path) == SCHEMA_V2:
+            return AuditLog._last_checkpoint(path)
         lines, ends_clean = _tail_lines(path)
         if not lines:
             return None
@@ -491,6 +608,30 @@ class AuditLog:
             )
         return record
 
+    @staticmethod
+    def _last_checkpoint(path: Path) -> dict[str, Any] | None:
+        """The last checkpoint of an existing v2 file, after checking the file ends with it and its batch hashes."""
+        lines, ends_clean = _tail_lines(path, 1)
+        if not lines:
+            return None
+        checkpoint = parse_line(lines[-1]) if ends_clean else None
+        if checkpoint is None or not is_checkpoint(checkpoint):
+            raise AuditError(
+                f"{path}: torn (the last line is not a checkpoint: a batch was cut or never closed); refusing to "
+                f"append: check it with 'nic-sandbox audit verify {path}' and move it aside"
+            )
+        batch, _ = _tail_lines(path, checkpoint["records"] + 1)
+        body = checkpoint_body(checkpoint["checkpoint"], checkpoint["records"], checkpoint["prev"])
+        if (
+            len(batch) != checkpoint["records"] + 1
+            or checkpoint_hash(checkpoint["prev"], b"".join(batch[:-1]), body) != checkpoint["hash"]
+        ):
+            raise AuditError(
+                f"{path}: last batch (to seq {checkpoint['checkpoint']}) fails its checkpoint hash; the log was "
+                "altered, refusing to append"
+            )
+        return checkpoint
+
     # -- recording ----------------------------------------------------------------
     def record(self, entry: AuditRecord) -> int:
         """Append one record and return its ``seq``.  Acknowledged per the ``fsync`` policy."""
@@ -505,17 +646,21 @@ class AuditLog:
             self._check_open()
             queue = None if entry.queue is None else int(entry.queue)
             bodies = self._bodies([record_tail(entry)], self._seq)
+            if self.schema == SCHEMA_V2:
+                return self._append(bodies[0], 1, entry.nic, kind, queue, lambda _: {reason: 1}).start
             return self._chain(bodies, entry.nic, kind, queue, lambda _: {reason: 1}).start
 
     def record_batch(self, rows: RecordRows) -> range:
         """Append one record per row of ``rows`` (a doorbell's rejections, a DMA batch's faults); their seqs.
 
-        The same bytes as one ``record()`` call per row -- same clock calls,
-        same chain, one hash per record, the same envelope around each
+        v1: the same bytes as one ``record()`` call per row -- same clock
+        calls, same chain, one hash per record, the same envelope around each
         record's tail -- without a record per row: the known batch shapes
         (``RejectionBatch``, ``IommuFaultBatch``) are formatted from
         per-batch templates (``verifier/audit/lines.py``); any other shape
-        takes ``record_tail`` row by row.
+        takes ``record_tail`` row by row.  v2: the same tails, one clock
+        reading for the batch (its records were refused by one check), the
+        lines formatted as one blob and hashed at the next checkpoint.
         """
         n = len(rows)
         if n == 0:
@@ -529,12 +674,20 @@ class AuditLog:
         with self._lock:
             self._check_open()
             columns = tail_columns(rows)
+            v2 = self.schema == SCHEMA_V2
             if columns is None:
                 entries = list(rows.records())
                 for entry in entries:
                     if entry.raw is not None and len(entry.raw) != DESC_SIZE:
                         raise ValueError(f"raw descriptor must be {DESC_SIZE} bytes, got {len(entry.raw)}")
-                bodies = self._bodies([record_tail(entry) for entry in entries], self._seq)
+                tails = [record_tail(entry) for entry in entries]
+                if v2:
+                    blob = self._batch_lines([[t.encode("ascii") for t in tails]], n, self._seq)
+                    return self._append(blob, n, rows.nic, rows.kind, rows.queue, lambda _: counts)
+                bodies = self._bodies(tails, self._seq)
+            elif v2:
+                blob = self._batch_lines(columns, n, self._seq)
+                return self._append(blob, n, rows.nic, rows.kind, rows.queue, lambda _: counts)
             else:
                 bodies = self._batch_bodies(columns, n, self._seq)
             return self._chain(
@@ -545,6 +698,10 @@ class AuditLog:
                 lambda chained: counts if chained == n else reason_counts(rows, chained),
             )
 
+    def _limit(self) -> int:
+        """Records that may wait unwritten: one (``always``), the group's size, or ``max_pending``."""
+        return 1 if self.fsync == "always" else self.max_pending if self.group is None else self.group.records
+
     def _chain(
         self,
         bodies: list[bytes],
@@ -553,7 +710,7 @@ class AuditLog:
         queue: int | None,
         counts: Callable[[int], Mapping[str, int]],
     ) -> range:
-        """Chain one record per body (under the lock); ``counts(k)``: the reasons of the first ``k``, for the counters.
+        """v1: chain a record per body (under the lock); ``counts(k)``: the reasons of the first ``k`` (counters).
 
         Every body is ``{"v":..,"seq":..,"wall":..,"mono_ns":..`` + its tail +
         ``,"protection":..,"prev":"``; the record adds the previous hash and ``"}``, its line
@@ -565,7 +722,7 @@ class AuditLog:
         prev = self._prev.encode("ascii")  # the chain kept as bytes here: ``chain_hash`` inlined
         sha256, hexlify = hashlib.sha256, binascii.hexlify
         pending = self._pending
-        limit = 1 if self.fsync == "always" else self.max_pending if self.group is None else self.group.records
+        limit = self._limit()
         room = limit - len(pending)
         seq = first
         try:
@@ -577,53 +734,99 @@ class AuditLog:
                 room -= 1
                 if room <= 0:
                     self._seq, self._prev = seq, prev.decode("ascii")
+                    self._pending_records = len(pending)
                     self._flush()
                     pending = self._pending
                     room = limit
         finally:
             self._seq, self._prev = seq, prev.decode("ascii")
+            self._pending_records = len(self._pending)
             if seq > first:
                 self._counts.add(nic, kind, queue, counts(seq - first))
-            if self.group is not None and self._pending and self._deadline is None:
-                self._deadline = time.monotonic() + self.group.interval_s  # a group starts: the timer counts
-                self._wake.notify()
+            self._start_group()
         return range(first, seq)
 
-    def _bodies(self, tails: Iterable[str], first: int) -> list[bytes]:
-        """Record bodies up to ``prev``'s value, one record at a time: the reference every batch is held to.
+    def _append(
+        self,
+        blob: bytes,
+        n: int,
+        nic: str | None,
+        kind: str,
+        queue: int | None,
+        counts: Callable[[int], Mapping[str, int]],
+    ) -> range:
+        """v2: queue ``n`` record lines (``blob``, whole lines) for the next checkpoint (under the lock).
 
-        The version, ``seq`` and a clock reading in front of each tail, ``protection`` and ``,"prev":"`` after it.
+        No hash here: ``_flush`` closes what waits with one checkpoint.  More
+        than the pending limit is cut at line boundaries and flushed piece by
+        piece, as v1 flushes early.
         """
-        lead = encode({"v": SCHEMA_VERSION, "seq": 0}).decode("ascii")[:-2]  # '{"v":1,"seq":'
-        end = "," + encode({"protection": self.protection}).decode("ascii")[1:-1] + ',"prev":"'
+        first = self._seq
+        limit = self._limit()
+        pieces = [(blob, n)]
+        if self._pending_records + n > limit:
+            lines = blob.splitlines(keepends=True)
+            room = limit - self._pending_records
+            cuts = [0, *range(room, n, limit), n]
+            pieces = [(b"".join(lines[a:b]), b - a) for a, b in itertools.pairwise(cuts) if b > a]
+        try:
+            for piece, k in pieces:
+                self._pending.append(piece)
+                self._pending_records += k
+                self._seq += k
+                if self._pending_records >= limit:
+                    self._flush()
+        finally:
+            if self._seq > first:
+                self._counts.add(nic, kind, queue, counts(self._seq - first))
+            self._start_group()
+        return range(first, self._seq)
+
+    def _start_group(self) -> None:
+        """Group commit: records wait now, so the interval starts (the timer thread counts it)."""
+        if self.group is not None and self._pending and self._deadline is None:
+            self._deadline = time.monotonic() + self.group.interval_s
+            self._wake.notify()
+
+    def _ends(self) -> tuple[bytes, bytes]:
+        """What comes before each record's ``seq`` and after its tail, in this writer's schema."""
+        lead = b'{"v":%d,"seq":' % self.schema
+        protection = b"," + encode({"protection": self.protection})[1:-1]
+        return lead, protection + (b"}\n" if self.schema == SCHEMA_V2 else b',"prev":"')
+
+    def _bodies(self, tails: Iterable[str], first: int) -> list[bytes]:
+        """Record bodies one record at a time, a clock reading each: the reference every batch is held to.
+
+        The version, ``seq`` and a clock reading in front of each tail;
+        ``protection`` and ``,"prev":"`` (v1: the chain follows) or ``}`` and
+        the newline (v2: the whole line) after it.
+        """
+        lead, end = self._ends()
         clock = self._clock
         bodies = []
         for seq, tail in enumerate(tails, first):
             wall_ns, mono_ns = clock()
-            line = f'{lead}{seq},"wall":"{format_wall(wall_ns)}","mono_ns":{int(mono_ns)}{tail}{end}'
-            bodies.append(line.encode("ascii"))
+            stamp = f'{seq},"wall":"{format_wall(wall_ns)}","mono_ns":{int(mono_ns)}{tail}'
+            bodies.append(lead + stamp.encode("ascii") + end)
         return bodies
 
     def _batch_bodies(self, columns: list[Column], n: int, first: int) -> list[bytes]:
-        """The bodies ``_bodies`` gives for these tail columns, formatted column by column (``interleave``).
+        """v1: the bodies ``_bodies`` gives for these tail columns, formatted column by column (``interleave``).
 
-        One clock reading per record, in order, as ``_bodies`` takes them; a
-        second's ``strftime`` prefix is formatted once.
+        One clock reading per record, in order, as ``_bodies`` takes them;
+        the stamps are formatted as columns too (``_stamps``).
         """
         clock = self._clock
         readings = [clock() for _ in range(n)]
-        walls: dict[int, bytes] = {}  # second -> its formatted prefix (strftime once per second)
-        stamps = []
-        for wall_ns, mono_ns in readings:
-            sec, ns = divmod(wall_ns, 1_000_000_000)
-            prefix = walls.get(sec)
-            if prefix is None:
-                prefix = walls[sec] = b',"wall":"' + format_wall(sec * 1_000_000_000)[:-11].encode("ascii")
-            stamps.append(b'%s.%09dZ","mono_ns":%d' % (prefix, ns, mono_ns))
-        lead = encode({"v": SCHEMA_VERSION, "seq": 0})[:-2]  # b'{"v":1,"seq":'
-        end = b"," + encode({"protection": self.protection})[1:-1] + b',"prev":"'
+        lead, end = self._ends()
         seqs = decimals(list(range(first, first + n)))
-        return interleave(n, [lead, seqs, stamps, *columns, end, b"\n"]).split(b"\n")[:-1]
+        return interleave(n, [lead, seqs, *_stamps(readings), *columns, end, b"\n"]).split(b"\n")[:-1]
+
+    def _batch_lines(self, columns: list[Column], n: int, first: int) -> bytes:
+        """v2: the batch's record lines as one blob, stamped with one clock reading (one check refused them)."""
+        lead, end = self._ends()
+        seqs = decimals(list(range(first, first + n)))
+        return interleave(n, [lead, seqs, *_stamps([self._clock()]), *columns, end])
 
     def commit(self) -> None:
         """End a doorbell batch: write the buffered records and (policy ``batch``) fsync them once.
@@ -712,7 +915,7 @@ class AuditLog:
     @property
     def pending(self) -> int:
         """Records recorded but not yet written (never more than ``max_pending``, or the group's ``records``)."""
-        return len(self._pending)
+        return self._pending_records
 
     @property
     def head(self) -> str:
@@ -731,36 +934,62 @@ class AuditLog:
             raise AuditError(f"{self.path}: audit log failed earlier ({self._failed}); refusing records")
 
     def _flush(self) -> None:
-        """Write every pending line, fsync per policy, rotating at record boundaries."""
+        """Write every pending line, fsync per policy, rotating at record (v1) or checkpoint (v2) boundaries.
+
+        v2 closes what waits with one checkpoint line: one hash over the
+        pending bytes, one write of the batch and its checkpoint together.
+        """
         self._deadline = None
         if not self._pending:
             return
-        lines, self._pending = self._pending, []
+        pieces, self._pending = self._pending, []
+        records, self._pending_records = self._pending_records, 0
         started = time.monotonic_ns()
         try:
-            start = 0
-            while start < len(lines):
-                end = start
-                while end < len(lines):
-                    self._size += len(lines[end])
-                    end += 1
-                    if self._over_size():
-                        break
-                data = b"".join(lines[start:end])
-                self._file.write(data)
-                self._written += len(data)
-                self._file.flush()
-                if self.fsync != "never":
-                    os.fsync(self._file.fileno())
+            if self.schema == SCHEMA_V2:
+                batch = b"".join(pieces)
+                line, digest = checkpoint_line(self._prev, batch, self._seq - 1, records)
+                self._size += len(batch) + len(line)
+                self._write(batch + line)
+                self._prev = digest
                 if self._over_size():
                     self._rotate()
-                start = end
+            else:
+                self._write_lines(pieces)
         except OSError as e:
             self._failed = e
             raise AuditError(f"{self.path}: cannot write the audit log: {e}") from e
         self.acknowledged = self._seq - 1
         if self.on_durable is not None and self.fsync != "never":
             self.on_durable(self.acknowledged, started, time.monotonic_ns())
+
+    def _write(self, data: bytes) -> None:
+        """Write ``data``, flush it to the OS and fsync per policy."""
+        self._file.write(data)
+        self._written += len(data)
+        self._file.flush()
+        if self.fsync != "never":
+            os.fsync(self._file.fileno())
+
+    def _write_lines(self, lines: list[bytes]) -> None:
+        """v1: write the lines, rotating after the line that takes the file past ``rotate_bytes``."""
+        total = sum(map(len, lines))
+        if self.rotate_bytes is None or self._size + total <= self.rotate_bytes:
+            self._size += total  # no rotation in this write: one write, no per-line bookkeeping
+            self._write(b"".join(lines))
+            return
+        start = 0
+        while start < len(lines):
+            end = start
+            while end < len(lines):
+                self._size += len(lines[end])
+                end += 1
+                if self._over_size():
+                    break
+            self._write(b"".join(lines[start:end]))
+            if self._over_size():
+                self._rotate()
+            start = end
 
     def _over_size(self) -> bool:
         return self.rotate_bytes is not None and self._size > self.rotate_bytes
@@ -799,15 +1028,13 @@ class AuditLog:
             doomed += 1
         if doomed == 0:
             return
-        first_kept = parse_line(_first_line(self._rotated[doomed][0]))
-        if first_kept is None:  # pragma: no cover - this writer wrote that file whole
+        start = file_start(self._rotated[doomed][0])
+        if start is None:  # pragma: no cover - this writer wrote that file whole
             raise AuditError(f"{self._rotated[doomed][0]}: cannot read its first record; not pruning")
         files = self._pruned_files + doomed
         size = self._pruned_bytes + sum(size for _, size in self._rotated[:doomed])
         base_files, base_bytes = self._pruned_base
-        write_pruned(
-            self.path, int(first_kept["seq"]) - 1, str(first_kept["prev"]), base_files + files, base_bytes + size
-        )
+        write_pruned(self.path, start[0], start[1], base_files + files, base_bytes + size)
         for path, _ in self._rotated[:doomed]:
             path.unlink(missing_ok=True)
         self._rotated = self._rotated[doomed:]

@@ -20,6 +20,10 @@ boundary, or a tail rewritten with freshly computed hashes.  An ``Anchor``
 A chain whose oldest files the writer's disk budget deleted starts at the
 head named by ``<log>.pruned``, and verifies from there.
 
+A schema v2 log (records in batches, a chained checkpoint per batch) is
+told by its first line and read and verified by verifier/audit/read_v2.py:
+the same results, problems named per batch.
+
 Input that is not an audit log at all (a pcap, random text) raises
 ``AuditFormatError`` with a one-line message instead of a list of problems.
 Files may be given in any order: they are ordered by their first seq.
@@ -40,12 +44,15 @@ from pathlib import Path
 from typing import Any
 
 from verifier.audit.log import (
+    CHECKPOINT_FIELDS,
     FIELDS,
+    FIELDS_V2,
     GENESIS,
     KINDS,
     MAGIC,
     MAX_REASON,
     REASON_RE,
+    SCHEMA_V2,
     SCHEMA_VERSION,
     AuditError,
     _tail_lines,
@@ -138,8 +145,14 @@ def _wall_ok(text: object) -> bool:
     """A ``wall`` of the writer's form that names a real instant (month 13 or February 30 do not)."""
     if type(text) is not str or _WALL.match(text) is None:
         return False
+    return _second_ok(text[:19])
+
+
+@functools.lru_cache(maxsize=4096)
+def _second_ok(second: str) -> bool:
+    """``YYYY-MM-DDTHH:MM:SS`` names a real second since 1970: asked once per second of log, not per batch."""
     try:
-        return datetime.strptime(text[:19], "%Y-%m-%dT%H:%M:%S").year >= 1970
+        return datetime.strptime(second, "%Y-%m-%dT%H:%M:%S").year >= 1970
     except ValueError:
         return False
 
@@ -157,14 +170,16 @@ def _reason_ok(reason: object) -> bool:
     return type(reason) is str and len(reason) <= MAX_REASON and REASON_RE.match(reason) is not None
 
 
-def schema_problem(record: dict[str, Any]) -> str | None:
-    """Why ``record`` is not a v1 record (None when it is one)."""
-    if record.get("v") != SCHEMA_VERSION:
-        return f"schema: v={record.get('v')!r} is not supported (this reader knows v={SCHEMA_VERSION})"
+def schema_problem(record: dict[str, Any], version: int = SCHEMA_VERSION) -> str | None:
+    """Why ``record`` is not a record of schema ``version`` (None when it is one): v1 carries ``prev`` and
+    ``hash``, v2 does not (its batch's checkpoint does)."""
+    if record.get("v") != version or type(record.get("v")) is not int:
+        return f"schema: v={record.get('v')!r} is not supported (this reader knows v={version})"
+    fields = FIELDS if version == SCHEMA_VERSION else FIELDS_V2
     keys = tuple(record)
-    if keys != FIELDS:
-        missing = [k for k in FIELDS if k not in record]
-        extra = [k for k in keys if k not in FIELDS]
+    if keys != fields:
+        missing = [k for k in fields if k not in record]
+        extra = [k for k in keys if k not in fields]
         if missing:
             return f"schema: missing key {missing[0]!r}"
         if extra:
@@ -189,9 +204,12 @@ def schema_problem(record: dict[str, Any]) -> str | None:
         ("reason", _reason_ok(record["reason"])),
         ("detail", isinstance(record["detail"], dict)),
         ("protection", isinstance(record["protection"], str)),
-        ("prev", isinstance(record["prev"], str) and bool(_HEX64.match(record["prev"]))),
-        ("hash", isinstance(record["hash"], str) and bool(_HEX64.match(record["hash"]))),
     ]
+    if version == SCHEMA_VERSION:
+        checks += [
+            ("prev", isinstance(record["prev"], str) and bool(_HEX64.match(record["prev"]))),
+            ("hash", isinstance(record["hash"], str) and bool(_HEX64.match(record["hash"]))),
+        ]
     for name, ok in checks:
         if not ok:
             return f"schema: bad value for {name!r}"
@@ -200,6 +218,10 @@ def schema_problem(record: dict[str, Any]) -> str | None:
         low, high = RANGES[wide]
         return f"schema: {wide!r} out of range {low}..{high}"
     return None
+
+
+#: The most records of a v2 log's last batch ``check_appendable`` reads (a writer's batch is at most ``max_pending``).
+MAX_CHECKED = 1 << 16
 
 
 def check_appendable(path: PathLike) -> None:
@@ -214,6 +236,11 @@ def check_appendable(path: PathLike) -> None:
     lines, ends_clean = _tail_lines(p)
     record = parse_line(lines[-1]) if lines and ends_clean else None
     problem = schema_problem(record) if record is not None and tuple(record) == FIELDS else None
+    if record is not None and tuple(record) == CHECKPOINT_FIELDS and type(record["records"]) is int:
+        batch, _ = _tail_lines(p, min(record["records"], MAX_CHECKED) + 1)  # v2: the last batch's records
+        parsed = [parse_line(line) for line in batch[:-1]]
+        problems = ["not canonical JSON" if r is None else schema_problem(r, SCHEMA_V2) for r in parsed]
+        problem = next((x for x in problems if x is not None), None)
     if problem is not None:
         raise AuditError(
             f"{p}: last record damaged ({problem}); refusing to append: check it with 'nic-sandbox audit verify {p}'"
@@ -308,8 +335,14 @@ def read_records(paths: Iterable[PathLike]) -> Iterator[dict[str, Any]]:
     errors are the same either way, several times sooner
     (tests/verifier/test_audit_read_fast.py).
     """
+    files = order_files(paths)
+    if _schema_of(files) == SCHEMA_V2:
+        from verifier.audit import read_v2
+
+        yield from read_v2.read_batches(files, _decode_v2, _schema_v2, msgspec_dict)
+        return
     last_seq: int | None = None
-    for path, number, chunk in _chunks(order_files(paths)):
+    for path, number, chunk in _chunks(files):
         start = parse_line(chunk[0])
         checked = None
         if start is not None and type(start.get("seq")) is int and type(start.get("prev")) is str:
@@ -553,6 +586,8 @@ def verify(
     names = tuple(str(p) for p in files)
     if start is None:
         start = _pruned_start(files)
+    if _schema_of(files) == SCHEMA_V2:
+        return _verify_v2(files, on_record, start, anchor, on_lines)
     walk = _Walk(start)
     anchor_seen: str | None = None
     order = {path: index for index, path in enumerate(files)}
@@ -586,11 +621,95 @@ def verify(
                 if on_record is not None:
                     on_record(record)
     walk.finish()
-    last = walk.pos - 1
+    trusted = [seq for seq, digest in walk.known.items() if digest is not None]
+    head = walk.known[max(trusted)] or GENESIS if trusted else GENESIS
+    first_seq = 0 if start is None else start.seq + 1
+    head_seq = max(trusted) if trusted else first_seq - 1
+    return _conclude(
+        names,
+        start,
+        anchor,
+        anchor_seen,
+        walk.pos - 1,
+        walk.problems,
+        walk.clean,
+        walk.total,
+        walk.more,
+        head,
+        head_seq,
+    )
+
+
+def _verify_v2(
+    files: list[Path],
+    on_record: Callable[[dict[str, Any]], object] | None,
+    start: Anchor | None,
+    anchor: Anchor | None,
+    on_lines: Callable[[int], object] | None,
+) -> VerifyResult:
+    """``verify`` of a v2 log: one hash per batch, a compiled decode of its lines (verifier/audit/read_v2.py)."""
+    from verifier.audit import read_v2
+
+    first_seq = 0 if start is None else start.seq + 1
+    base = GENESIS if start is None else start.hash
+    walk = read_v2.WalkV2(first_seq, base, base, first_seq - 1, limit=PROBLEM_LIMIT)
+    walk.anchor_seq = None if anchor is None else anchor.seq
+    for batch in read_v2.batches(files):
+        if on_lines is not None:
+            on_lines(walk.total)
+        read_v2.walk_batch(walk, batch, _decode_v2, _schema_v2, on_record, msgspec_dict)
+    head = walk.head  # the last verified checkpoint, else where the kept chain starts (as v1)
+    return _conclude(
+        tuple(str(p) for p in files),
+        start,
+        anchor,
+        walk.anchor_seen,
+        walk.pos - 1,
+        walk.problems,
+        walk.clean,
+        walk.total,
+        walk.more,
+        head,
+        walk.head_seq,
+    )
+
+
+def _decode_v2(raw: bytes, n: int, first: int) -> list[Any] | None:
+    """A v2 batch's records decoded at once (``fast_read.fast_batch``); None: the reference reads it."""
+    return None if _fast is None else _fast.fast_batch(raw, n, first, _wall_ok)
+
+
+def _schema_v2(record: dict[str, Any]) -> str | None:
+    return schema_problem(record, SCHEMA_V2)
+
+
+def _conclude(
+    names: tuple[str, ...],
+    start: Anchor | None,
+    anchor: Anchor | None,
+    anchor_seen: str | None,
+    last: int,
+    found: list[tuple[tuple[int, int], int, str, str]],
+    clean: int,
+    total: int,
+    more: int,
+    head: str,
+    head_seq: int,
+) -> VerifyResult:
+    """The anchor checked against what the walk saw, and the result (both schemas)."""
     first_seq = 0 if start is None else start.seq + 1
     notes: list[str] = []
+    found = list(found)
+
+    def problem(order: tuple[int, int], seq: int, what: str, where: str) -> None:
+        nonlocal more
+        if len(found) < PROBLEM_LIMIT:
+            found.append((order, seq, what, where))
+        else:
+            more += 1
+
     if anchor is not None:
-        at_end = (len(files), 0)
+        at_end = (len(names), 0)
         if anchor_seen is None and anchor.seq < first_seq:  # before what the log holds: the pruned head, or none
             if start is not None and anchor.seq == start.seq:
                 anchor_seen = start.hash
@@ -600,35 +719,41 @@ def verify(
                 anchor_seen = anchor.hash if anchor.seq == -1 else None  # an empty log's seal holds nothing
         if anchor_seen is None and anchor.seq > last:
             cut = f"log cut: the anchor holds seq {anchor.seq}, the log ends at seq {last}"
-            walk.problem(at_end, last + 1, cut, "anchor")
+            problem(at_end, last + 1, cut, "anchor")
         elif anchor_seen is not None and anchor_seen != anchor.hash:
             rewritten = f"chain rewritten: seq {anchor.seq} does not have the anchored hash"
-            walk.problem(at_end, anchor.seq, rewritten, "anchor")
+            problem(at_end, anchor.seq, rewritten, "anchor")
         elif anchor_seen is None and not notes:
-            walk.problem(at_end, anchor.seq, f"the anchored record (seq {anchor.seq}) is not in the log", "anchor")
-    problems = tuple(Problem(seq, what, where) for _, seq, what, where in sorted(walk.problems, key=lambda p: p[0]))
-    trusted = [seq for seq, digest in walk.known.items() if digest is not None]
-    head = walk.known[max(trusted)] or GENESIS if trusted else GENESIS
-    head_seq = max(trusted) if trusted else first_seq - 1
+            problem(at_end, anchor.seq, f"the anchored record (seq {anchor.seq}) is not in the log", "anchor")
+    problems = tuple(Problem(seq, what, where) for _, seq, what, where in sorted(found, key=lambda p: p[0]))
     if not problems:
-        return VerifyResult(
-            True, walk.clean, None, None, head, names, (), first_seq, walk.total, tuple(notes), 0, head_seq
-        )
+        return VerifyResult(True, clean, None, None, head, names, (), first_seq, total, tuple(notes), 0, head_seq)
     one = problems[0]
     return VerifyResult(
-        False,
-        walk.clean,
-        one.seq,
-        one.text,
-        head,
-        names,
-        problems,
-        first_seq,
-        walk.total,
-        tuple(notes),
-        walk.more,
-        head_seq,
+        False, clean, one.seq, one.text, head, names, problems, first_seq, total, tuple(notes), more, head_seq
     )
+
+
+def head_hash(paths: Iterable[PathLike]) -> str | None:
+    """The hash the log's last line carries: its newest record's (v1) or checkpoint's (v2); None: none readable."""
+    for path in reversed(order_files(paths)):
+        lines, _ = _tail_lines(path, 1)
+        last = parse_line(lines[-1]) if lines else None
+        if last is not None and isinstance(last.get("hash"), str):
+            return str(last["hash"])
+        if lines:
+            return None
+    return None
+
+
+def _schema_of(files: list[Path]) -> int:
+    """The schema of the log these files make up: its first record's ``v`` (1 unless it says 2)."""
+    for path in files:
+        with path.open("rb") as f:
+            start = f.read(len(MAGIC) + 2)
+        if start:
+            return SCHEMA_V2 if start == MAGIC + b"2," else SCHEMA_VERSION
+    return SCHEMA_VERSION
 
 
 def _pruned_start(files: list[Path]) -> Anchor | None:

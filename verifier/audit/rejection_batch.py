@@ -96,7 +96,11 @@ class RejectionBatch:
     def owner_labels(self) -> npt.NDArray[np.str_]:
         """Each row's ``detail.owner`` as its record says it (``""`` where the record names no owner): a column
         for an observer that judges the claim, built from the few distinct owners of the batch."""
-        codes, inverse = np.unique(self.owner, return_inverse=True)
+        owner = self.owner
+        if owner.size and bool((owner == owner[0]).all()):  # the common batch: one owner (np.unique costs ~5x)
+            code = int(owner[0])
+            return np.full(owner.size, "" if code == NO_OWNER else owner_label(code, self.tenant), dtype=np.str_)
+        codes, inverse = np.unique(owner, return_inverse=True)
         labels = ["" if code == NO_OWNER else owner_label(code, self.tenant) for code in codes.tolist()]
         return np.array(labels, dtype=np.str_)[inverse.reshape(-1)]
 

@@ -1,0 +1,100 @@
+"""The oracle's faster paths (issue 12) against the plain ones they replace: same answers, the same guarantees.
+
+* ``refusal_marks`` reads a 16-byte ring as one masked test of each descriptor's second 64-bit word; the
+  field-by-field reading (a ring of another layout, or not contiguous) is the reference.
+* ``_owner_labels`` labels a batch hitting one owner without ``np.unique``; the general path is the reference.
+* ``alarm_scope`` installs the step alarm's handler once for a campaign: a hang is still interrupted inside
+  it, and the handler in place before comes back after it.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import numpy as np
+import pytest
+
+from fuzz.oracle.audit import refusal_marks
+from fuzz.oracle.judge import Oracle
+from fuzz.oracle.liveness import Budget, alarm_scope, bounded_step
+from fuzz.oracle.reasons import _owner_labels
+from ring.descriptors import RX_DESC, RXD_ERR_REFUSED, RXD_STAT_DD, TX_DESC, TXD_STAT_DD, TXD_STAT_REFUSED
+from ring.memory import OWNER_FREE, OWNER_KERNEL, PhysicalMemory, owner_name
+
+
+def _ring(kind: str, seed: int) -> np.ndarray:
+    """A 512-slot ring of random bytes, half its slots carrying (or nearly carrying) the refusal mark."""
+    rng = np.random.default_rng(seed)
+    ring = rng.integers(0, 256, 512 * 16, dtype=np.uint8).view(TX_DESC if kind == "tx" else RX_DESC)
+    pick = rng.random(512) < 0.5
+    if kind == "tx":
+        marks = [TXD_STAT_DD | TXD_STAT_REFUSED, TXD_STAT_DD, TXD_STAT_REFUSED, 0xFF, 0]
+        ring["status"][pick] = rng.choice(marks, int(pick.sum()))
+    else:
+        ring["status"][pick] |= RXD_STAT_DD
+        ring["errors"][pick] |= RXD_ERR_REFUSED
+        ring["length"][rng.random(512) < 0.5] = 0
+        ring["length"][rng.random(512) < 0.1] = 0x100  # a high byte alone: still not length 0
+    return ring
+
+
+@pytest.mark.parametrize("kind", ["tx", "rx"])
+def test_refusal_marks_by_word_equal_the_fields(kind: str) -> None:
+    for seed in range(50):
+        ring = _ring(kind, seed)
+        reference = _by_fields(kind, ring)
+        assert refusal_marks(kind, ring).tolist() == reference.tolist()
+        slots = np.random.default_rng(seed).integers(0, 512, 100)
+        assert refusal_marks(kind, ring, slots).tolist() == np.flatnonzero(np.isin(slots, reference)).tolist()
+
+
+def _by_fields(kind: str, ring: np.ndarray) -> np.ndarray:
+    """The refusal mark as the docstring states it, field by field."""
+    status = ring["status"]
+    if kind == "tx":
+        return np.flatnonzero(((status & TXD_STAT_DD) != 0) & ((status & TXD_STAT_REFUSED) != 0))
+    return np.flatnonzero(
+        ((status & RXD_STAT_DD) != 0) & ((ring["errors"] & RXD_ERR_REFUSED) != 0) & (ring["length"] == 0)
+    )
+
+
+def test_refusal_marks_of_a_strided_ring_read_the_fields() -> None:
+    ring = _ring("rx", 3)
+    every_other = ring[::2]  # not contiguous: no word view, the fields
+    assert refusal_marks("rx", every_other).tolist() == _by_fields("rx", every_other).tolist()
+
+
+def test_owner_labels_of_one_owner_equal_the_general_labels() -> None:
+    tenant = 2
+    for truth in ([OWNER_KERNEL] * 5, [tenant] * 3, [OWNER_FREE], [7] * 4, [tenant, OWNER_KERNEL, 7, tenant], []):
+        labels = _owner_labels(np.array(truth, dtype=np.int32), tenant, "own-unpinned")
+        expected = ["own-unpinned" if t == tenant else owner_name(t) for t in truth]
+        assert labels.tolist() == expected
+        assert (labels == np.array(expected, dtype=np.str_)).all()
+
+
+def test_a_hang_is_interrupted_inside_the_alarm_scope_and_the_old_handler_comes_back() -> None:
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        pytest.skip("the step alarm needs the main thread and setitimer")
+    oracle = Oracle(PhysicalMemory(1 << 20, 1 << 16, seed=1), {})
+
+    def mine(_signum: int, _frame: object) -> None:
+        raise AssertionError("the test's own handler must not run during the scope")
+
+    def forever() -> None:
+        while True:
+            pass
+
+    before = signal.signal(signal.SIGALRM, mine)
+    try:
+        with alarm_scope():
+            with alarm_scope():  # nested: the outer handler stays
+                assert bounded_step(oracle, lambda: None, Budget(seconds=0.2)) == []
+            for _ in range(2):  # one handler, many steps
+                found = bounded_step(oracle, forever, Budget(seconds=0.2))
+                assert found and found[0].kind == "liveness" and "interrupted" in found[0].what
+            assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)  # disarmed between steps
+        assert signal.getsignal(signal.SIGALRM) is mine
+    finally:
+        signal.signal(signal.SIGALRM, before)
