@@ -4,6 +4,12 @@ It is a kernel-owned object on purpose.  Every tenant register access goes
 through ``Kernel.register_write``/``register_read``, so the kernel decides
 what a write does: in mode ``none`` it is passed to the device untouched
 (the whole BAR is exposed, as an unprotected VFIO mmap is).
+
+The window keeps the kernel's table of its owner's own trapped tail
+registers (``trapped``, filled by ``Kernel.open_queue``), so the hot store,
+a tail write to one's own queue, goes to the queue's handler in one step:
+the same decision ``Kernel.register_write`` makes first, taken without
+building its lookup key.  Every other access goes through the kernel.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from verifier.kernel import Kernel
+    from verifier.modes.base import QueueHandler
 
 
 class DoorbellWindow:
@@ -21,8 +28,14 @@ class DoorbellWindow:
         self.kernel = kernel
         self.tenant_id = tenant_id
         self.nic = nic
+        #: tail register offset -> the handler of this tenant's own trapped queue there (the kernel fills it)
+        self.trapped: dict[int, QueueHandler] = {}
 
     def write32(self, offset: int, value: int) -> None:
+        handler = self.trapped.get(offset)
+        if handler is not None:
+            handler.doorbell(value)  # a tail write to one's own trapped queue: Kernel.register_write's hot path
+            return
         self.kernel.register_write(self.tenant_id, self.nic, offset, value)
 
     def read32(self, offset: int) -> int:

@@ -247,9 +247,11 @@ class Kernel:
         nic.owners[(kind, index)] = proc.tenant_id
         self.queues[(nic_name, kind, index)] = queue
         self._doorbells[(nic_name, tail_offset)] = queue
+        window = proc.map_registers(nic_name)
         if queue.handler is not None:
             self.add_reaper(nic_name, queue.handler.reap)
-        return QueueHandle(nic_name, index, proc.map_registers(nic_name), tail_offset, size, self.policy.rx_buffer_size)
+            window.trapped[tail_offset] = queue.handler  # the doorbell's hot path (verifier/doorbell.py)
+        return QueueHandle(nic_name, index, window, tail_offset, size, self.policy.rx_buffer_size)
 
     def open_virtqueue(self, proc: Process, nic_name: str, index: int, region: DmaRegion, size: int) -> VirtqHandle:
         """Open virtqueue ``index`` of a virtio NIC for ``proc`` (verifier/virtio/gate.py)."""
@@ -354,7 +356,7 @@ class Process:
     def tenant_id(self) -> int:
         return self._tenant_id
 
-    def map_registers(self, nic: str) -> RegisterBus:
+    def map_registers(self, nic: str) -> DoorbellWindow:
         self.kernel.nic(nic)
         if nic not in self._windows:
             self._windows[nic] = DoorbellWindow(self.kernel, self._tenant_id, nic)

@@ -22,8 +22,9 @@ written back.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +50,7 @@ from verifier.queue_state import QueueState
 from verifier.rules import fastpath
 from verifier.rules import reasons as R
 from verifier.rules.checks import Verdicts, check_rx, check_tx
+from verifier.rules.fastpath import FP_REFUSE
 
 I64 = npt.NDArray[np.int64]
 
@@ -72,13 +74,26 @@ class ShadowQueue:
     tail: int = 0
     head: int = 0
     to_user: I64 = field(init=False)
+    #: TX: fragments of a packet still open at the last doorbell, a copy (RX never holds one: always empty)
+    held: npt.NDArray[np.void] = field(init=False)
+    #: the compiled doorbell's and reap's view of this queue, a ``struct fp_queue`` (None: not compiled)
+    quick: Any = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         st = self.state
         self.to_user = np.full(st.size, -1, dtype=np.int64)
+        self.held = np.zeros(0, dtype=self.desc)
+        # The numpy path moves descriptors as rows of two 64-bit words (one slice copy per snapshot, post or
+        # write-back: a descriptor is 16 plain bytes, and numpy copies structured records field by field).
+        self.user_words = st.user.view.view(np.uint64).reshape(st.size, 2)
+        self.shadow_words = self.shadow.view(np.uint64).reshape(st.size, 2)
+        self.user_status = st.ring["status"]
         st.pins.sources.append(self.in_flight)
         self.fast = fastpath.enabled() if st.accelerators else None
         self.snap = np.zeros(st.size * DESC_SIZE, dtype=np.uint8)  # where the compiled path takes its snapshot
+        #: the direction's compiled doorbell and reap (fastpath.h), set with ``quick``
+        self.c_doorbell: Callable[..., int]
+        self.c_reap: Callable[..., int]
         if self.fast is not None:  # pointers into arrays that live as long as the queue
             need = Access.READ if st.origin.kind == "tx" else Access.WRITE
             self.c_user = self.fast.ptr(st.user.view)
@@ -86,6 +101,37 @@ class ShadowQueue:
             self.c_snap = self.fast.ptr(self.snap)
             self.c_to_user = self.fast.i64(self.to_user)
             self.c_frame_ok = self.fast.ptr(st.pins.frame_ok[int(need)])
+            self.quick = self._quick_queue()
+
+    @property
+    def fast(self) -> fastpath.FastPath | None:
+        """The compiled accelerator this queue uses (None: the numpy path alone)."""
+        return self._fast
+
+    @fast.setter
+    def fast(self, fast: fastpath.FastPath | None) -> None:
+        # ``quick`` was made for the accelerator the queue opened with: another one (or None) is used through the
+        # step-by-step doorbell and its own entry points (``_compiled``, ``_write_back``), never a stale struct.
+        self._fast = fast
+        self.quick = None
+
+    def _quick_queue(self) -> Any:
+        """The ``struct fp_queue`` of the compiled doorbell and reap, or None when this queue's policy needs numpy."""
+        assert self.fast is not None
+        st = self.state
+        ffi = self.fast.ffi
+        # numbers only, in an array the queue owns (a machine reset compares and restores it like any state)
+        self.quick_bytes = np.zeros(ffi.sizeof("struct fp_queue"), dtype=np.uint8)
+        q = ffi.cast("struct fp_queue *", self.quick_bytes.ctypes.data)
+        q.nframes, q.size = st.pins.frames, st.size
+        #: the rings as the compiled doorbell takes them: user, shadow, snapshot, shadow-to-user map, pin row
+        self.c_rings = (self.c_user, self.c_shadow, self.c_snap, self.c_to_user, self.c_frame_ok)
+        return q if self._quick_policy(q) else None
+
+    def _quick_policy(self, q: Any) -> bool:
+        """Put the direction's limits and compiled calls in place; False when the compiled check cannot judge
+        this policy (the step-by-step doorbell then runs)."""
+        return False
 
     def completed(self, first: int, n: int) -> None:
         """Hand ``n`` finished shadow slots from ``first`` back to the tenant's ring bookkeeping."""
@@ -97,16 +143,43 @@ class ShadowQueue:
 
     def post(self, descs: npt.NDArray[np.void], user_slots: I64) -> None:
         """Append accepted descriptors to the shadow ring; they are in flight until the device is done."""
-        indices.write_window(self.shadow, self.tail, descs)
-        indices.write_window(self.to_user, self.tail, user_slots)
-        self.tail = indices.advance(self.tail, descs.size, self.state.size)
+        start, n, size = self.tail, descs.size, self.state.size
+        if start + n <= size and descs.flags.c_contiguous:  # no wrap: one row copy of the words, one of the map
+            self.shadow_words[start : start + n] = descs.view(np.uint64).reshape(n, 2)
+            self.to_user[start : start + n] = user_slots
+        else:
+            indices.write_window(self.shadow, start, descs)
+            indices.write_window(self.to_user, start, user_slots)
+        self.tail = indices.advance(start, n, size)
+
+    def snapshot(self, k: int) -> npt.NDArray[np.void]:
+        """Copy the ``k`` user descriptors from the kernel's ``tail`` once (one slice, two when the ring wraps)."""
+        st = self.state
+        start, end = st.tail, st.tail + k
+        words = self.user_words
+        copy = words[start:end].copy() if end <= st.size else np.concatenate((words[start:], words[: end - st.size]))
+        return copy.view(self.desc).reshape(k)
+
+    def slots(self, k: int) -> I64:
+        """The user slots of the ``k`` descriptors from the kernel's ``tail`` (one arange when they do not wrap)."""
+        st = self.state
+        start = st.tail
+        return np.arange(start, start + k, dtype=np.int64) if start + k <= st.size else indices.slots(start, k, st.size)
+
+    def users(self, first: int, n: int) -> I64:
+        """The user slots of the ``n`` shadow slots from ``first`` (a view when they do not wrap)."""
+        end = first + n
+        return self.to_user[first:end] if end <= self.state.size else indices.read_window(self.to_user, first, n)
 
     def finished(self) -> tuple[int, int]:
         """Shadow slots the device completed since the last call (its head moved): (first, count)."""
         state = self.state
-        device_head = state.bus.read32(state.head_reg)
+        return self._finished_at(state.bus.read32(state.head_reg))
+
+    def _finished_at(self, device_head: int) -> tuple[int, int]:
+        """``finished`` with the device's head already read."""
         first = self.head
-        n = indices.used(first, device_head, state.size)
+        n = indices.used(first, device_head, self.state.size)
         self.head = device_head
         return first, n
 
@@ -121,21 +194,38 @@ class ShadowQueue:
     def doorbell(self, new_tail: int) -> None:
         st = self.state
         with st.lock:
+            taken = False  # the compiled call took the snapshot already (into ``snap``)
+            quick = self.quick
+            if quick is not None and 0 <= new_tail < st.size and not st.before_read and not self.held.size:
+                # One compiled call judges the tail, snapshots, checks and posts a clean batch (DPDK and ixy
+                # write one tail per batch: the fixed cost of a doorbell is what a small batch pays).
+                posted = self.c_doorbell(quick, *self.c_rings, new_tail, st.tail, st.done, self.tail)
+                if posted > 0:
+                    st.user_reads += posted
+                    st.tail = new_tail
+                    self.tail = tail = (self.tail + posted) % st.size
+                    if st.after_check:
+                        st.run_after_check()
+                    st.bus.write32(st.tail_reg, tail)  # completions come back through the interrupt
+                    st.audit.commit()
+                    return
+                if posted == 0:
+                    return
+                taken = posted == FP_REFUSE
+            # The step-by-step doorbell (the compiled call declined, found something to refuse, or is off).
             # No reap here: completions reach the user ring only through ``reap`` (the interrupt),
             # so the tenant cannot have reused a slot that ``st.done`` does not yet count as free.
             k = st.judge_new(new_tail)
             if k is None:
                 return
             st.user_reads += k  # the one read of these user descriptors, by either path
-            compiled = self._compiled(k)
+            compiled = False if taken else self._compiled(k)
             if compiled:
                 self._hand_over(new_tail, k)
                 return
-            if compiled is None:
-                snapshot = indices.read_window(st.ring, st.tail, k)
-            else:  # the compiled path found something to refuse: judge the copy it already took, once
-                snapshot = self.snap[: k * DESC_SIZE].view(self.desc).copy()
-            slots = indices.slots(st.tail, k, st.size)
+            # compiled False: the compiled path found something to refuse, so judge the copy it took, once
+            snapshot = self.snapshot(k) if compiled is None else self.snap[: k * DESC_SIZE].view(self.desc).copy()
+            slots = self.slots(k)
             st.tail = new_tail
             good, good_slots = self._judge(snapshot, slots)
             if good.size:
@@ -188,7 +278,21 @@ class ShadowQueue:
     def reap(self) -> None:
         st = self.state
         with st.lock:
-            first, n = self.finished()
+            quick = self.quick
+            if quick is not None and not st.flagged:
+                device_head = st.bus.read32(st.head_reg)
+                # one compiled call writes back the finished slots when they are the next user slots in order
+                n = self.c_reap(quick, self.c_user, self.c_shadow, self.c_to_user, self.head, device_head, st.done)
+                if n >= 0:
+                    if n:
+                        self.head = device_head
+                        st.done = (st.done + n) % st.size
+                        if st.pins.releasing:
+                            st.pins.settle()
+                    return
+                first, n = self._finished_at(device_head)
+            else:
+                first, n = self.finished()
             if n == 0:
                 return
             self._write_back(first, n)
@@ -203,7 +307,6 @@ class TxShadow(ShadowQueue):
     """TX in verifier mode: a packet still open at the end of a doorbell is held for the next one."""
 
     desc: ClassVar[np.dtype[np.void]] = TX_DESC
-    held: npt.NDArray[np.void]
     held_slots: I64
     held_age: int = 0  # doorbells the open packet at the head of ``held`` has waited
 
@@ -211,6 +314,16 @@ class TxShadow(ShadowQueue):
         super().__post_init__()
         self.held = np.zeros(0, dtype=TX_DESC)
         self.held_slots = np.zeros(0, dtype=np.int64)
+
+    def _quick_policy(self, q: Any) -> bool:
+        consts = self.state.policy.tx_fast_path
+        if consts is None:
+            return False
+        q.cmd_mask, q.cmd_expect, q.max_len = (int(c) for c in consts)
+        q.done_status = TXD_STAT_DD  # DD for every finished descriptor (as _write_back)
+        assert self.fast is not None
+        self.c_doorbell, self.c_reap = self.fast.lib.tx_doorbell, self.fast.lib.tx_reap
+        return True
 
     def _compiled(self, k: int) -> bool | None:
         st = self.state
@@ -261,14 +374,21 @@ class TxShadow(ShadowQueue):
         if self.fast is not None:
             self.fast.lib.tx_complete(self.c_user, st.size, self.c_to_user, first, n, TXD_STAT_DD)
         else:
-            users = indices.read_window(self.to_user, first, n)
-            st.ring["status"][users] = TXD_STAT_DD
+            self.user_status[self.users(first, n)] = TXD_STAT_DD
 
 
 class RxShadow(ShadowQueue):
     """RX in verifier mode: buffers checked over the whole receive buffer size."""
 
     desc: ClassVar[np.dtype[np.void]] = RX_DESC
+
+    def _quick_policy(self, q: Any) -> bool:
+        if self.state.policy.rx_buffer_size > PAGE_SIZE:
+            return False
+        q.buffer_size = self.state.policy.rx_buffer_size
+        assert self.fast is not None
+        self.c_doorbell, self.c_reap = self.fast.lib.rx_doorbell, self.fast.lib.rx_reap
+        return True
 
     def _compiled(self, k: int) -> bool | None:
         st = self.state
@@ -310,9 +430,9 @@ class RxShadow(ShadowQueue):
         if self.fast is not None:
             self.fast.lib.rx_complete(self.c_user, st.size, self.c_shadow, self.c_to_user, first, n)
         else:
-            users = indices.read_window(self.to_user, first, n)
-            done = indices.read_window(self.shadow, first, n)
-            st.ring.view(np.uint64).reshape(-1, 2)[users] = done.view(np.uint64).reshape(-1, 2)
+            end = first + n
+            done = self.shadow_words[first:end] if end <= st.size else indices.read_window(self.shadow_words, first, n)
+            self.user_words[self.users(first, n)] = done
 
 
 class VerifierMode(TrappingMode):

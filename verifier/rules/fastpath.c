@@ -113,3 +113,79 @@ void rx_complete(uint8_t *user_ring, uint32_t size, const uint8_t *shadow, const
         memcpy(user_ring + (uint64_t)to_user[s] * SLOT + RX_WRITEBACK, &word, sizeof word);
     }
 }
+
+/* The new descriptors a doorbell's tail brings, or FP_DECLINED when queue_state.judge_tail might refuse it: the
+ * tail is a slot of the ring and claims no more than the free slots (one slot always stays empty).  Python
+ * judges every declined tail itself, so this may only ever be stricter than judge_tail, never laxer. */
+static int64_t tail_step(uint32_t size, uint32_t new_tail, uint32_t tail, uint32_t done)
+{
+    if (size == 0 || new_tail >= size || tail >= size || done >= size)
+        return FP_DECLINED;
+    uint32_t forward = (new_tail + size - tail) % size;
+    uint32_t used = (tail + size - done) % size;
+    if (forward > size - 1 - used)
+        return FP_DECLINED;
+    return forward;
+}
+
+int64_t tx_doorbell(const struct fp_queue *q, const uint8_t *user_ring, uint8_t *shadow, uint8_t *snap,
+                    int64_t *to_user, const uint8_t *frame_ok, uint32_t new_tail, uint32_t tail, uint32_t done,
+                    uint32_t shadow_tail)
+{
+    int64_t k = tail_step(q->size, new_tail, tail, done);
+    if (k < 0 || shadow_tail >= q->size)
+        return FP_DECLINED;
+    if (k == 0)
+        return 0;
+    if (!tx_snapshot_check_post(user_ring, q->size, tail, (uint32_t)k, snap, frame_ok, q->nframes, q->cmd_mask,
+                                q->cmd_expect, q->max_len, shadow, shadow_tail, to_user))
+        return FP_REFUSE;
+    return k;
+}
+
+int64_t rx_doorbell(const struct fp_queue *q, const uint8_t *user_ring, uint8_t *shadow, uint8_t *snap,
+                    int64_t *to_user, const uint8_t *frame_ok, uint32_t new_tail, uint32_t tail, uint32_t done,
+                    uint32_t shadow_tail)
+{
+    int64_t k = tail_step(q->size, new_tail, tail, done);
+    if (k < 0 || shadow_tail >= q->size)
+        return FP_DECLINED;
+    if (k == 0)
+        return 0;
+    if (!rx_snapshot_check_post(user_ring, q->size, tail, (uint32_t)k, snap, frame_ok, q->nframes, q->buffer_size,
+                                shadow, shadow_tail, to_user))
+        return FP_REFUSE;
+    return k;
+}
+
+/* The n shadow slots from head the device finished, if they map to the user slots done .. done + n - 1 in
+ * order (QueueState.done_run's test, on every slot); FP_DECLINED otherwise or on any index outside the ring. */
+static int64_t in_order(uint32_t size, const int64_t *to_user, uint32_t head, uint32_t device_head, uint32_t done)
+{
+    if (size == 0 || head >= size || device_head >= size || done >= size)
+        return FP_DECLINED;
+    uint32_t n = (device_head + size - head) % size;
+    for (uint32_t i = 0; i < n; i++)
+        if (to_user[(head + i) % size] != (int64_t)((done + i) % size))
+            return FP_DECLINED;
+    return n;
+}
+
+int64_t tx_reap(const struct fp_queue *q, uint8_t *user_ring, const uint8_t *shadow, const int64_t *to_user,
+                uint32_t head, uint32_t device_head, uint32_t done)
+{
+    (void)shadow; /* TX writes back DD only */
+    int64_t n = in_order(q->size, to_user, head, device_head, done);
+    if (n > 0)
+        tx_complete(user_ring, q->size, to_user, head, (uint32_t)n, q->done_status);
+    return n;
+}
+
+int64_t rx_reap(const struct fp_queue *q, uint8_t *user_ring, const uint8_t *shadow, const int64_t *to_user,
+                uint32_t head, uint32_t device_head, uint32_t done)
+{
+    int64_t n = in_order(q->size, to_user, head, device_head, done);
+    if (n > 0)
+        rx_complete(user_ring, q->size, shadow, to_user, head, (uint32_t)n);
+    return n;
+}

@@ -37,6 +37,43 @@ void tx_complete(uint8_t *user_ring, uint32_t size, const int64_t *to_user, uint
 void rx_complete(uint8_t *user_ring, uint32_t size, const uint8_t *shadow, const int64_t *to_user, uint32_t first,
                  uint32_t n);
 
+/* The constants of one trapped queue, as the compiled doorbell and reap need them: set once when the queue opens
+ * (verifier/modes/shadow.py ShadowQueue.__post_init__).  Numbers only, so that two machines built alike hold the
+ * same bytes here (world/reset.py compares and restores them); the rings are passed as pointers on each call.
+ * A doorbell or an interrupt then costs one call, with the ring positions passed by value (the Python
+ * bookkeeping in verifier/queue_state.py stays the record of them). */
+struct fp_queue {
+    uint64_t nframes;        /* frames of memory: frame_ok has nframes + 1 entries (the last one 0) */
+    uint32_t size;           /* slots of each ring */
+    uint32_t max_len;        /* TX: Policy.tx_fast_path's buffer limit */
+    uint32_t buffer_size;    /* RX: RCTL.BSIZE, every buffer is checked over this many bytes */
+    uint8_t cmd_mask;        /* TX: Policy.tx_fast_path's command mask and expected bits */
+    uint8_t cmd_expect;
+    uint8_t done_status;     /* TX: the status a finished descriptor gets back (DD) */
+};
+
+/* What a compiled doorbell returns besides k > 0 (k descriptors were snapshot, checked and posted: ring the
+ * device) and 0 (the tail did not move). */
+#define FP_DECLINED -1 /* nothing read: the tail is not plainly good, Python judges the doorbell from the start */
+#define FP_REFUSE -2   /* the snapshot is taken (in snap), nothing posted: Python judges snap with the numpy rules */
+
+/* Judge the tail (as verifier/queue_state.py judge_tail accepts it), snapshot [tail, new_tail) of user_ring once
+ * into snap, check it and post it to shadow from shadow_tail (tx_/rx_snapshot_check_post).  frame_ok is the
+ * pin table's row for the access the device needs. */
+int64_t tx_doorbell(const struct fp_queue *q, const uint8_t *user_ring, uint8_t *shadow, uint8_t *snap,
+                    int64_t *to_user, const uint8_t *frame_ok, uint32_t new_tail, uint32_t tail, uint32_t done,
+                    uint32_t shadow_tail);
+int64_t rx_doorbell(const struct fp_queue *q, const uint8_t *user_ring, uint8_t *shadow, uint8_t *snap,
+                    int64_t *to_user, const uint8_t *frame_ok, uint32_t new_tail, uint32_t tail, uint32_t done,
+                    uint32_t shadow_tail);
+/* The interrupt: the device's head moved from head to device_head.  When the finished shadow slots are exactly
+ * the next user slots from done, in order, write them back (tx_complete / rx_complete) and return their number;
+ * otherwise write nothing and return FP_DECLINED (Python's general path marks them done out of order). */
+int64_t tx_reap(const struct fp_queue *q, uint8_t *user_ring, const uint8_t *shadow, const int64_t *to_user,
+                uint32_t head, uint32_t device_head, uint32_t done);
+int64_t rx_reap(const struct fp_queue *q, uint8_t *user_ring, const uint8_t *shadow, const int64_t *to_user,
+                uint32_t head, uint32_t device_head, uint32_t done);
+
 /* SHA-256 (hex) of fastpath.h and fastpath.c as they were compiled; defined by the build
  * (ring/cbuild.py), so that a module compiled from older sources is noticed and not used. */
 const char *fastpath_source_digest(void);

@@ -36,12 +36,18 @@ from ring.memory import PAGE_SHIFT
 
 LOG = logging.getLogger(__name__)
 
+#: What a compiled doorbell returns when it does not post (fastpath.h; checked against the module when it loads).
+FP_DECLINED = -1  # nothing read: the tail is not plainly good, the step-by-step doorbell judges it
+FP_REFUSE = -2  # the snapshot is taken, nothing posted: the numpy rules judge that snapshot
+
 #: Each C struct the fast path reads (ring/descriptors.h) and the numpy dtype it must lay out exactly like.
 STRUCTS: Mapping[str, np.dtype[Any]] = compiled.DESCRIPTOR_STRUCTS
 
 FastPath = Compiled
 LayoutMismatch = compiled.LayoutMismatch
-__all__ = ["SWITCH", "FastPath", "LayoutMismatch", "check_layout", "enabled", "state", "status"]
+__all__ = [
+    "FP_DECLINED", "FP_REFUSE", "SWITCH", "FastPath", "LayoutMismatch", "check_layout", "enabled", "state", "status",
+]  # fmt: skip
 
 
 def check_layout(ffi: Any, lib: Any, structs: Mapping[str, np.dtype[Any]], page_shift: int) -> None:
@@ -52,7 +58,7 @@ def check_layout(ffi: Any, lib: Any, structs: Mapping[str, np.dtype[Any]], page_
 @cache
 def state() -> tuple[FastPath | None, str]:
     """The fast path the kernel may use (or None) and the one line that says what the kernel runs."""
-    constants = {"FASTPATH_PAGE_SHIFT": PAGE_SHIFT}
+    constants = {"FASTPATH_PAGE_SHIFT": PAGE_SHIFT, "FP_DECLINED": FP_DECLINED, "FP_REFUSE": FP_REFUSE}
     return compiled.loaded(FASTPATH, constants, "fast path", "using the numpy checks", LOG, STRUCTS)
 
 
