@@ -36,7 +36,7 @@ from bench.fuzz_bench import BATCH_CLASSES
 from bench.goals import GoalRow
 from fuzz.campaign import run_campaign
 from measure.refusals import DOORBELL, doorbell_batch
-from sandbox.flags import open_audit
+from sandbox.flags import FUZZ_AUDIT_SCHEMA, open_audit
 from verifier.audit.durability import GroupCommit
 from verifier.audit.log import DEFAULT_SCHEMA, SCHEMAS, AuditLog
 from verifier.audit.read import log_files, verify
@@ -103,7 +103,7 @@ def synced_and_ceiling(folder: Path, seconds: float, schema: int, rounds: int = 
 
 def measure_campaign(path: Path, seconds: float, seed: int = 1) -> tuple[float, int, float]:
     """Records per second a verifier-mode campaign writes to its on-disk log: (rate, records, seconds)."""
-    log = open_audit(str(path), Protection.VERIFIER, FUZZ_FSYNC)
+    log = open_audit(str(path), Protection.VERIFIER, FUZZ_FSYNC, schema=FUZZ_AUDIT_SCHEMA)
     try:
         result = run_campaign("verifier", seed, list(BATCH_CLASSES), seconds=seconds, audit=log, batch=DOORBELL)
         records = log.next_seq
@@ -161,7 +161,7 @@ def goal_rows(seconds: float) -> list[GoalRow]:
         campaign, in_campaign, took = measure_campaign(Path(tmp) / "campaign.jsonl", seconds)
     rows.append(
         GoalRow(
-            f"audit log inside a verifier campaign (on disk, fsync={FUZZ_FSYNC} as fuzz opens it)",
+            f"audit log in a verifier campaign (on disk, fsync={FUZZ_FSYNC}, v{FUZZ_AUDIT_SCHEMA}, as fuzz writes it)",
             f"{in_campaign:,} records in {took:.1f} s",
             "-",
             campaign,

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from bench.goals import GoalRow
 from fuzz.campaign import DEFAULT_BATCH, run_campaign
-from sandbox.flags import open_audit
+from sandbox.flags import FUZZ_AUDIT_SCHEMA, open_audit
 from verifier.modes.protection import Protection
 
 GOAL = 200_000
@@ -128,10 +128,10 @@ def measure_disk(
     batch: int = DEFAULT_BATCH,
 ) -> FuzzRate:
     """A campaign as ``nic-sandbox fuzz`` runs it by default: every refusal in an audit log on disk (opened with
-    the command's own ``open_audit``: wall clock, fsync never, its disk budget), the chain verified at the end
-    within ``seconds``."""
+    the command's own ``open_audit``: wall clock, fsync never, its disk budget, its schema), the chain verified at
+    the end within ``seconds``."""
     with tempfile.TemporaryDirectory(prefix="nicsb-fuzzbench-") as tmp:
-        log = open_audit(str(Path(tmp) / "audit.jsonl"), Protection(protection), "never")
+        log = open_audit(str(Path(tmp) / "audit.jsonl"), Protection(protection), "never", schema=FUZZ_AUDIT_SCHEMA)
         try:
             result = run_campaign(protection, seed, classes, seconds=seconds, audit=log, batch=batch)
         finally:

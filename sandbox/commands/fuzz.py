@@ -50,7 +50,7 @@ from fuzz.virtio_arena import MODES as VIRTIO_MODES
 from sandbox.argtypes import bounded_number, check_output_path
 from sandbox.commands import fuzz_ray, fuzz_serve
 from sandbox.errors import UsageError
-from sandbox.flags import add_audit_flags, open_audit
+from sandbox.flags import FUZZ_AUDIT_SCHEMA, add_audit_flags, open_audit
 from sandbox.parser import Parser
 from sandbox.signals import StopRequest, requested_stop
 from verifier.audit.log import AuditLog, DiskUse, lock_path_of
@@ -152,7 +152,7 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
         action="store_true",
         help="count rejections in memory only: about ten times faster, no audit trail",
     )
-    add_audit_flags(campaign)
+    add_audit_flags(campaign, schema=FUZZ_AUDIT_SCHEMA)
     campaign.add_argument(
         "--jobs",
         type=_number(int, "--jobs", 1, fuzz_ray.MAX_WORKERS),
@@ -416,8 +416,8 @@ def _cannot_use(path: str | Path, err: Exception, flag: str = "--audit-log") -> 
 
 
 def _audit_options(args: argparse.Namespace) -> dict[str, Any]:
-    """``--audit-clock`` and ``--audit-max-bytes`` as ``open_audit`` takes them."""
-    return {"clock": args.audit_clock, "max_bytes": args.audit_max_bytes}
+    """``--audit-clock``, ``--audit-max-bytes`` and ``--audit-schema`` as ``open_audit`` takes them."""
+    return {"clock": args.audit_clock, "max_bytes": args.audit_max_bytes, "schema": args.audit_schema}
 
 
 def _job_audit(path: str, protection: Protection, options: dict[str, Any], job: int) -> AuditSink:

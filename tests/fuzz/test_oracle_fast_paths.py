@@ -98,3 +98,8 @@ def test_a_hang_is_interrupted_inside_the_alarm_scope_and_the_old_handler_comes_
         assert signal.getsignal(signal.SIGALRM) is mine
     finally:
         signal.signal(signal.SIGALRM, before)
+
+
+def test_the_refusal_marks_tested_as_one_word_are_single_bits() -> None:
+    """``refusal_marks`` tests "bit set" as ``field & bit == bit`` in one masked compare: true only of single bits."""
+    assert all(bin(bit).count("1") == 1 for bit in (RXD_STAT_DD, RXD_ERR_REFUSED, TXD_STAT_DD, TXD_STAT_REFUSED))

@@ -433,11 +433,11 @@ def test_a_bad_audit_budget_is_one_line(size: str, tmp_path: Path, capsys: pytes
 
 def test_the_fuzz_campaign_says_how_much_audit_log_it_wrote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["fuzz", "--protection", "verifier", "--iterations", "8", "--batch", "16", "--out", str(tmp_path / "fz")]
-    code = cli.main([*argv, "--audit-max-bytes", "64K"])
+    code = cli.main([*argv, "--audit-max-bytes", "32K"])
     out = capsys.readouterr().out
     assert code == 0, out  # the oracle still checks a log whose oldest records the budget deleted
     line = next(line for line in out.splitlines() if line.startswith("audit log "))
     kept = sorted((tmp_path / "fz").glob("audit.jsonl*"))
     size = sum(p.stat().st_size for p in kept if p.suffix != ".pruned")
     assert f"{len(kept) - 1} files kept ({size / 1e3:.1f} kB), " in line and " kB written, " in line, line
-    assert "pruned (" in line  # a 64K budget: the oldest files went
+    assert "pruned (" in line  # a 32K budget: the oldest files went
