@@ -121,10 +121,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+import numpy as np
+
 from ring.descriptors import DESC_SIZE
+from verifier.audit.columns import Column, Ints
 from verifier.audit.durability import GroupCommit
+from verifier.audit.encode import render
 from verifier.audit.lazy_records import RecordSpan
-from verifier.audit.lines import Column, decimals, encode, interleave, record_tail, tail_columns
+from verifier.audit.lines import encode, record_tail, tail_columns
 from verifier.audit.record import AuditCounters, AuditRecord, CounterKey
 from verifier.audit.rejection_batch import reason_counts
 
@@ -819,14 +823,14 @@ class AuditLog:
         clock = self._clock
         readings = [clock() for _ in range(n)]
         lead, end = self._ends()
-        seqs = decimals(list(range(first, first + n)))
-        return interleave(n, [lead, seqs, *_stamps(readings), *columns, end, b"\n"]).split(b"\n")[:-1]
+        seqs = Ints(np.arange(first, first + n, dtype=np.int64))
+        return render(n, [lead, seqs, *_stamps(readings), *columns, end, b"\n"]).split(b"\n")[:-1]
 
     def _batch_lines(self, columns: list[Column], n: int, first: int) -> bytes:
         """v2: the batch's record lines as one blob, stamped with one clock reading (one check refused them)."""
         lead, end = self._ends()
-        seqs = decimals(list(range(first, first + n)))
-        return interleave(n, [lead, seqs, *_stamps([self._clock()]), *columns, end])
+        seqs = Ints(np.arange(first, first + n, dtype=np.int64))
+        return render(n, [lead, seqs, *_stamps([self._clock()]), *columns, end])
 
     def commit(self) -> None:
         """End a doorbell batch: write the buffered records and (policy ``batch``) fsync them once.

@@ -1,0 +1,196 @@
+"""The audit log's compiled line formatter (encode.c, declared in encode.h), as the writer uses it.
+
+Why: a batch's record lines are about 450 bytes of JSON each, and however
+the Python side arranges it (verifier/audit/columns.py's ``interleave``:
+a text object per value, joined in C) it costs about a microsecond a
+record; the writer's goal is a million records a second.  ``lines`` hands
+the same columns to one C loop that writes row after row into one buffer.
+Every string it writes is still escaped by the log's JSON encoder in
+Python, once per batch (the strings are table entries, picked per row by
+index), so the canonical form stays decided in one place.
+
+Loaded once per process through ring/compiled.py, which refuses a stale or
+mismatched module; ``NIC_SANDBOX_FASTPATH=0`` (or no C compiler) runs
+``interleave`` alone, which is the semantics: tests hold both to the same
+frozen reference bytes (tests/verifier/test_audit_encoders.py).
+"""
+
+from __future__ import annotations
+
+import array
+import itertools
+import logging
+from functools import cache
+from typing import Any
+
+import numpy as np
+
+from ring import compiled
+from ring.cbuild import ENCODE
+from verifier.audit.columns import Column, HexRows, Ints, Picks, interleave
+
+LOG = logging.getLogger(__name__)
+
+#: What a column writes per row: encode.h's ``ENC_*`` (checked against the module when it loads).
+OPS = {"ENC_CONST": 0, "ENC_PICK": 1, "ENC_DEC": 2, "ENC_HEX": 3, "ENC_HEXROW": 4}
+CONST, PICK, DEC, HEX, HEXROW = OPS.values()
+#: ``struct enc_column`` as numpy lays it out: the batch's column specs are one array, filled in one call.
+ENC_COLUMN = np.dtype(
+    [
+        ("op", "<u4"),
+        ("width", "<u4"),
+        ("is_signed", "<u4"),
+        ("reserved", "<u4"),
+        ("data", "<u8"),
+        ("stride", "<i8"),
+        ("mask", "<u8"),
+        ("text", "<u8"),
+        ("text_len", "<u8"),
+        ("offsets", "<u8"),
+        ("entries", "<u8"),
+    ]
+)
+#: 64-bit words per ``struct enc_column``.
+_WORDS = ENC_COLUMN.itemsize // 8
+#: The most bytes a column of each op writes in a row (beyond its texts): ``-`` and 20 digits; ``-0x`` and 16.
+_DEC_MAX, _HEX_MAX = 21, 19
+
+
+@cache
+def state() -> tuple[compiled.Compiled | None, str]:
+    """The formatter the writer may use (or None), and the one line that says what formats the log's lines."""
+    return compiled.loaded(
+        ENCODE,
+        OPS,
+        "audit line formatter",
+        "the audit log formats its lines in Python",
+        LOG,
+        structs={**compiled.DESCRIPTOR_STRUCTS, "struct enc_column": ENC_COLUMN},
+    )
+
+
+def enabled() -> compiled.Compiled | None:
+    return state()[0]
+
+
+def status() -> str:
+    return state()[1]
+
+
+def render(n: int, columns: list[Column]) -> bytes:
+    """The rows' texts, one after the other (``interleave``): compiled when it is here and takes the columns."""
+    fast = enabled()
+    if fast is not None:
+        out = lines(fast, n, columns)
+        if out is not None:
+            return out
+    return interleave(n, columns)
+
+
+def _integers(values: np.ndarray[Any, Any], n: int) -> bool:
+    """A column C reads in place: ``n`` integers of 1, 2, 4 or 8 bytes, little endian, at a fixed stride."""
+    return (
+        values.ndim == 1
+        and len(values) == n
+        and values.dtype.kind in "iu"
+        and values.dtype.itemsize in (1, 2, 4, 8)
+        and values.dtype.byteorder in "=<|"
+    )
+
+
+def lines(fast: compiled.Compiled, n: int, columns: list[Column]) -> bytes | None:
+    """The rows' texts written by encode.c; None when a column is of a shape it does not take (or refused).
+
+    The column specs are built as a flat list of 64-bit words (``struct enc_column``'s layout, ``ENC_COLUMN``)
+    and handed over in one buffer: a numpy record per column costs more than the formatting of a batch.
+    """
+    ffi = fast.ffi
+    keep: list[Any] = []  # every buffer whose address is in the specs, alive until the call returns
+
+    def address(array: Any) -> int:
+        if isinstance(array, np.ndarray) and not array.flags.c_contiguous:
+            return int(array.ctypes.data)  # a strided view (a descriptor field): numpy knows where it starts
+        keep.append(array)
+        return int(ffi.cast("uintptr_t", ffi.from_buffer(array)))
+
+    words: list[int] = []
+    texts: list[bytes] = []  # every constant and table, back to back: one buffer
+    text_at = 0
+    offsets: list[int] = []  # every table's string offsets, back to back
+    row_max = 0
+    merged: list[Column] = []
+    for column in columns:  # adjacent constants written as one
+        if isinstance(column, bytes) and merged and isinstance(merged[-1], bytes):
+            merged[-1] += column
+        elif not (isinstance(column, bytes) and not column):
+            merged.append(column)
+    for column in merged:
+        if isinstance(column, bytes):
+            # op | width << 32, is_signed | reserved << 32, data, stride, mask, text, text_len, offsets, entries
+            words += [CONST, 0, 0, 0, 0, text_at, len(column), 0, 0]
+            texts.append(column)
+            text_at += len(column)
+            row_max += len(column)
+            continue
+        if isinstance(column, list):  # one text per row: a table picked in order
+            if len(column) != n:
+                return None
+            column = Picks(column, np.arange(n, dtype=np.int64))
+        if isinstance(column, HexRows):
+            rows = column.rows
+            if rows.dtype != np.uint8 or rows.ndim != 2 or len(rows) != n or not rows.flags.c_contiguous:
+                return None
+            width = rows.shape[1]
+            words += [HEXROW | width << 32, 0, address(rows) if n else 0, width, 0, 0, 0, 0, 0]
+            row_max += 2 * width
+            continue
+        values = column.index if isinstance(column, Picks) else column.values
+        if not _integers(values, n):
+            return None
+        signed = int(values.dtype.kind == "i")
+        data = address(values) if n else 0
+        stride = values.strides[0] if n else 0
+        if isinstance(column, Picks):
+            table = column.table
+            if not table:
+                if n:
+                    return None
+                continue
+            sizes = list(map(len, table))
+            total = sum(sizes)
+            words += [PICK | values.dtype.itemsize << 32, signed, data, stride, 0, text_at, total, len(offsets)]
+            words.append(len(table))
+            offsets.append(0)
+            offsets += itertools.accumulate(sizes)
+            texts += table
+            text_at += total
+            row_max += max(sizes)
+            continue
+        mask = 0
+        if column.mask is not None:
+            flags = column.mask
+            if flags.dtype != np.bool_ or flags.shape != (n,) or not flags.flags.c_contiguous:
+                return None
+            mask = address(flags) if n else 0
+        op, most = (DEC, _DEC_MAX) if isinstance(column, Ints) else (HEX, _HEX_MAX)
+        words += [op | values.dtype.itemsize << 32, signed, data, stride, mask, 0, 0, 0, 0]
+        row_max += most
+    blob = b"".join(texts) or b"\0"
+    table_offsets = array.array("Q", offsets or [0])
+    base, offsets_base = address(blob), address(table_offsets)
+    for k in range(0, len(words), _WORDS):  # the texts and tables, now that their buffers are laid out
+        op = words[k] & 0xFFFFFFFF
+        if op in (CONST, PICK):
+            words[k + 5] += base
+        if op == PICK:
+            words[k + 7] = offsets_base + 8 * words[k + 7]
+    specs = array.array("q", words)
+    capacity = max(1, n * row_max)
+    out = np.empty(capacity, dtype=np.uint8)
+    written = fast.lib.enc_lines(
+        ffi.from_buffer("struct enc_column[]", specs), len(words) // _WORDS, n, ffi.from_buffer(out), capacity
+    )
+    keep.clear()
+    if written < 0:
+        return None  # refused (an index outside its table): ``interleave`` decides, and raises
+    return out[:written].tobytes()
