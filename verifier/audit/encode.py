@@ -87,15 +87,14 @@ def render(n: int, columns: list[Column]) -> bytes:
     return interleave(n, columns)
 
 
+#: The integer columns C reads in place: 1, 2, 4 or 8 bytes, signed or not, little endian (this machine's order:
+#: ring/compiled.py refuses a big-endian one).
+_C_INTEGERS = frozenset(np.dtype(f"<{kind}{size}") for kind in "iu" for size in (1, 2, 4, 8))
+
+
 def _integers(values: np.ndarray[Any, Any], n: int) -> bool:
-    """A column C reads in place: ``n`` integers of 1, 2, 4 or 8 bytes, little endian, at a fixed stride."""
-    return (
-        values.ndim == 1
-        and len(values) == n
-        and values.dtype.kind in "iu"
-        and values.dtype.itemsize in (1, 2, 4, 8)
-        and values.dtype.byteorder in "=<|"
-    )
+    """A column C reads in place: ``n`` integers of a width in ``_C_INTEGERS``, at a fixed stride."""
+    return values.shape == (n,) and values.dtype in _C_INTEGERS
 
 
 def lines(fast: compiled.Compiled, n: int, columns: list[Column]) -> bytes | None:

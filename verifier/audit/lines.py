@@ -211,9 +211,9 @@ def _rejection_columns(rows: RejectionBatch) -> list[Column] | None:
         ]
     owner = rows.owner
     if (owner != NO_OWNER).any():
-        codes, inverse = np.unique(owner, return_inverse=True)
-        labels = [b"" if o == NO_OWNER else _owner_text(owner_label(o, rows.tenant)) for o in codes.tolist()]
-        columns.append(Picks(labels, inverse.reshape(-1)))
+        codes = sorted(set(owner.tolist()))  # a few distinct owners: a label each, picked per row
+        labels = [b"" if o == NO_OWNER else _owner_text(owner_label(o, rows.tenant)) for o in codes]
+        columns.append(Picks(labels, np.searchsorted(np.array(codes, dtype=owner.dtype), owner)))
     columns.append(extra_part + b"}")
     return columns
 

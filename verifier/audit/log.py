@@ -516,6 +516,7 @@ class AuditLog:
         self._pending_records = 0
         #: the schema this writer writes: ``schema`` for a new log, the log's own for an existing one
         self.schema = schema
+        self._envelope: tuple[bytes, bytes] | None = None  # ``_ends``, once the schema is settled
         self._counts = AuditCounters()
         self._failed: BaseException | None = None
         self._closed = False
@@ -793,10 +794,12 @@ class AuditLog:
             self._wake.notify()
 
     def _ends(self) -> tuple[bytes, bytes]:
-        """What comes before each record's ``seq`` and after its tail, in this writer's schema."""
-        lead = b'{"v":%d,"seq":' % self.schema
-        protection = b"," + encode({"protection": self.protection})[1:-1]
-        return lead, protection + (b"}\n" if self.schema == SCHEMA_V2 else b',"prev":"')
+        """What comes before each record's ``seq`` and after its tail, in this writer's schema (encoded once)."""
+        if self._envelope is None:
+            lead = b'{"v":%d,"seq":' % self.schema
+            protection = b"," + encode({"protection": self.protection})[1:-1]
+            self._envelope = lead, protection + (b"}\n" if self.schema == SCHEMA_V2 else b',"prev":"')
+        return self._envelope
 
     def _bodies(self, tails: Iterable[str], first: int) -> list[bytes]:
         """Record bodies one record at a time, a clock reading each: the reference every batch is held to.
