@@ -27,7 +27,7 @@ import numpy as np
 
 from ring import compiled
 from ring.cbuild import ENCODE
-from verifier.audit.columns import Column, HexRows, Ints, Picks, interleave
+from verifier.audit.columns import Column, Hexes, HexRows, Ints, Picks, interleave
 
 LOG = logging.getLogger(__name__)
 
@@ -92,73 +92,69 @@ def render(n: int, columns: list[Column]) -> bytes:
 _C_INTEGERS = frozenset(np.dtype(f"<{kind}{size}") for kind in "iu" for size in (1, 2, 4, 8))
 
 
-def _integers(values: np.ndarray[Any, Any], n: int) -> bool:
-    """A column C reads in place: ``n`` integers of a width in ``_C_INTEGERS``, at a fixed stride."""
-    return values.shape == (n,) and values.dtype in _C_INTEGERS
-
-
 def lines(fast: compiled.Compiled, n: int, columns: list[Column]) -> bytes | None:
     """The rows' texts written by encode.c; None when a column is of a shape it does not take (or refused).
 
     The column specs are built as a flat list of 64-bit words (``struct enc_column``'s layout, ``ENC_COLUMN``)
-    and handed over in one buffer: a numpy record per column costs more than the formatting of a batch.
+    and handed over in one buffer: a numpy record per column costs more than the formatting of a batch, and
+    so would anything per column beyond a few operations (a batch has about thirty).
     """
     ffi = fast.ffi
+    from_buffer, cast = ffi.from_buffer, ffi.cast
     keep: list[Any] = []  # every buffer whose address is in the specs, alive until the call returns
-
-    def address(array: Any) -> int:
-        if isinstance(array, np.ndarray) and not array.flags.c_contiguous:
-            return int(array.ctypes.data)  # a strided view (a descriptor field): numpy knows where it starts
-        keep.append(array)
-        return int(ffi.cast("uintptr_t", ffi.from_buffer(array)))
-
+    # per column: op | width << 32, is_signed | reserved << 32, data, stride, mask, text, text_len, offsets, entries
     words: list[int] = []
     texts: list[bytes] = []  # every constant and table, back to back: one buffer
     text_at = 0
     offsets: list[int] = []  # every table's string offsets, back to back
     row_max = 0
-    merged: list[Column] = []
-    for column in columns:  # adjacent constants written as one
-        if isinstance(column, bytes) and merged and isinstance(merged[-1], bytes):
-            merged[-1] += column
-        elif not (isinstance(column, bytes) and not column):
-            merged.append(column)
-    for column in merged:
-        if isinstance(column, bytes):
-            # op | width << 32, is_signed | reserved << 32, data, stride, mask, text, text_len, offsets, entries
-            words += [CONST, 0, 0, 0, 0, text_at, len(column), 0, 0]
-            texts.append(column)
-            text_at += len(column)
-            row_max += len(column)
+    const = b""  # adjacent constants are written as one
+    for column in columns:
+        kind = type(column)
+        if kind is bytes:
+            const += column  # type: ignore[operator]
             continue
-        if isinstance(column, list):  # one text per row: a table picked in order
-            if len(column) != n:
-                return None
-            column = Picks(column, np.arange(n, dtype=np.int64))
-        if isinstance(column, HexRows):
-            rows = column.rows
+        if const:
+            words += [CONST, 0, 0, 0, 0, text_at, len(const), 0, 0]
+            texts.append(const)
+            text_at += len(const)
+            row_max += len(const)
+            const = b""
+        if kind is list:  # one text per row: a table picked in order
+            column = Picks(column, np.arange(n, dtype=np.int64))  # type: ignore[arg-type]
+            kind = Picks
+        if kind is HexRows:
+            rows = column.rows  # type: ignore[union-attr]
             if rows.dtype != np.uint8 or rows.ndim != 2 or len(rows) != n or not rows.flags.c_contiguous:
                 return None
             width = rows.shape[1]
-            words += [HEXROW | width << 32, 0, address(rows) if n else 0, width, 0, 0, 0, 0, 0]
+            keep.append(rows)
+            data = int(cast("uintptr_t", from_buffer(rows))) if n and width else 0
+            words += [HEXROW | width << 32, 0, data, width, 0, 0, 0, 0, 0]
             row_max += 2 * width
             continue
-        values = column.index if isinstance(column, Picks) else column.values
-        if not _integers(values, n):
+        values: np.ndarray[Any, Any] = column.index if kind is Picks else column.values  # type: ignore[union-attr,assignment]
+        if values.shape != (n,) or values.dtype not in _C_INTEGERS:
             return None
+        if not n:
+            data = 0
+        elif values.flags.c_contiguous:
+            keep.append(values)
+            data = int(cast("uintptr_t", from_buffer(values)))
+        else:
+            data = int(values.ctypes.data)  # a strided view (a descriptor's field): numpy knows where it starts
         signed = int(values.dtype.kind == "i")
-        data = address(values) if n else 0
+        head = values.dtype.itemsize << 32
         stride = values.strides[0] if n else 0
-        if isinstance(column, Picks):
-            table = column.table
+        if kind is Picks:
+            table = column.table  # type: ignore[union-attr]
             if not table:
                 if n:
                     return None
                 continue
             sizes = list(map(len, table))
             total = sum(sizes)
-            words += [PICK | values.dtype.itemsize << 32, signed, data, stride, 0, text_at, total, len(offsets)]
-            words.append(len(table))
+            words += [PICK | head, signed, data, stride, 0, text_at, total, len(offsets), len(table)]
             offsets.append(0)
             offsets += itertools.accumulate(sizes)
             texts += table
@@ -166,28 +162,40 @@ def lines(fast: compiled.Compiled, n: int, columns: list[Column]) -> bytes | Non
             row_max += max(sizes)
             continue
         mask = 0
-        if column.mask is not None:
-            flags = column.mask
+        flags = column.mask  # type: ignore[union-attr]
+        if flags is not None:
             if flags.dtype != np.bool_ or flags.shape != (n,) or not flags.flags.c_contiguous:
                 return None
-            mask = address(flags) if n else 0
-        op, most = (DEC, _DEC_MAX) if isinstance(column, Ints) else (HEX, _HEX_MAX)
-        words += [op | values.dtype.itemsize << 32, signed, data, stride, mask, 0, 0, 0, 0]
-        row_max += most
+            keep.append(flags)
+            mask = int(cast("uintptr_t", from_buffer(flags))) if n else 0
+        if kind is Ints:
+            words += [DEC | head, signed, data, stride, mask, 0, 0, 0, 0]
+            row_max += _DEC_MAX
+        elif kind is Hexes:
+            words += [HEX | head, signed, data, stride, mask, 0, 0, 0, 0]
+            row_max += _HEX_MAX
+        else:
+            return None
+    if const:
+        words += [CONST, 0, 0, 0, 0, text_at, len(const), 0, 0]
+        texts.append(const)
+        row_max += len(const)
     blob = b"".join(texts) or b"\0"
     table_offsets = array.array("Q", offsets or [0])
-    base, offsets_base = address(blob), address(table_offsets)
+    base = int(cast("uintptr_t", from_buffer(blob)))
+    offsets_base = int(cast("uintptr_t", from_buffer(table_offsets)))
     for k in range(0, len(words), _WORDS):  # the texts and tables, now that their buffers are laid out
         op = words[k] & 0xFFFFFFFF
-        if op in (CONST, PICK):
+        if op == CONST:
             words[k + 5] += base
-        if op == PICK:
+        elif op == PICK:
+            words[k + 5] += base
             words[k + 7] = offsets_base + 8 * words[k + 7]
     specs = array.array("q", words)
     capacity = max(1, n * row_max)
     out = np.empty(capacity, dtype=np.uint8)
     written = fast.lib.enc_lines(
-        ffi.from_buffer("struct enc_column[]", specs), len(words) // _WORDS, n, ffi.from_buffer(out), capacity
+        from_buffer("struct enc_column[]", specs), len(words) // _WORDS, n, from_buffer(out), capacity
     )
     keep.clear()
     if written < 0:
