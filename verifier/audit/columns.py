@@ -10,6 +10,7 @@ The writer formats a batch of records from one template (verifier/audit/lines.py
 * ``HexRows``: a two-dimensional byte array, each row as lower-case hex (``bytes.hex``);
 * ``Picks``: an index column into a table of texts (each escaped once per batch by the log's JSON encoder).
 
+Each is a named tuple: a batch builds a dozen of them, and a tuple is the cheapest object to build.
 ``Ints`` and ``Hexes`` may carry a mask: where it is false, the column writes nothing in that row.
 
 ``interleave`` here is the semantics: it turns every column into a text per row and joins them with C loops
@@ -21,42 +22,37 @@ frozen reference encoder (tests/verifier/test_audit_encoders.py).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 
-@dataclass(frozen=True, eq=False)
-class Ints:
+class Ints(NamedTuple):
     """Each row's integer in decimal; where ``mask`` is false, nothing."""
 
     values: npt.NDArray[Any]
     mask: npt.NDArray[np.bool_] | None = None
 
 
-@dataclass(frozen=True, eq=False)
-class Hexes:
+class Hexes(NamedTuple):
     """Each row's integer as ``hex`` writes it (``0x``, lower case); where ``mask`` is false, nothing."""
 
     values: npt.NDArray[Any]
     mask: npt.NDArray[np.bool_] | None = None
 
 
-@dataclass(frozen=True, eq=False)
-class HexRows:
+class HexRows(NamedTuple):
     """Each row of a two-dimensional ``uint8`` array as ``bytes.hex`` writes it."""
 
     rows: npt.NDArray[np.uint8]
 
 
-@dataclass(frozen=True, eq=False)
-class Picks:
-    """Each row's ``table[index[i]]``: a few distinct texts, each formatted once, picked per row."""
+class Picks(NamedTuple):
+    """Each row's ``table[chosen[i]]``: a few distinct texts, each formatted once, picked per row."""
 
     table: list[bytes]
-    index: npt.NDArray[Any]
+    chosen: npt.NDArray[Any]
 
 
 #: One piece of every row's text.
@@ -117,9 +113,9 @@ def texts(n: int, column: Column) -> bytes | list[bytes]:
             return b""
         return list(np.frombuffer(column.rows.tobytes().hex().encode("ascii"), dtype=f"S{width}").tolist())
     table = column.table
-    if column.index.size and int(column.index.min()) < 0:
+    if column.chosen.size and int(column.chosen.min()) < 0:
         raise IndexError("a table index below zero")  # as the compiled formatter refuses it
-    return list(map(table.__getitem__, column.index.tolist()))
+    return list(map(table.__getitem__, column.chosen.tolist()))
 
 
 def interleave(n: int, columns: list[Column]) -> bytes:

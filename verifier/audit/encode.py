@@ -133,7 +133,7 @@ def lines(fast: compiled.Compiled, n: int, columns: list[Column]) -> bytes | Non
             words += [HEXROW | width << 32, 0, data, width, 0, 0, 0, 0, 0]
             row_max += 2 * width
             continue
-        values: np.ndarray[Any, Any] = column.index if kind is Picks else column.values  # type: ignore[union-attr,assignment]
+        values: np.ndarray[Any, Any] = column.chosen if kind is Picks else column.values  # type: ignore[union-attr]
         if values.shape != (n,) or values.dtype not in _C_INTEGERS:
             return None
         if not n:

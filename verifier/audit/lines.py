@@ -101,12 +101,6 @@ def record_tail(entry: AuditRecord) -> str:
     return _where(entry.tenant, entry.tenant_name, entry.nic, entry.queue, entry.kind) + "," + _inner(what)
 
 
-def _reason_heads(rows: RecordRows) -> dict[int, str]:
-    """Reason code -> ``"reason":..,"detail":{"rule":..`` (detail left open) for every code in the batch."""
-    codes = np.flatnonzero(np.bincount(rows.reason, minlength=1)).tolist()
-    return {code: _reason_head(rows.names[code], code) for code in codes}
-
-
 @functools.lru_cache(maxsize=1024)
 def _reason_head(name: str, code: int) -> str:
     """``"reason":..,"detail":{"rule":..`` of one reason (detail left open), encoded once per process."""
@@ -154,22 +148,35 @@ def _text(part: dict[str, Any]) -> bytes:
 
 def _reasons(rows: RecordRows) -> Picks:
     """Each row's ``"reason":..,"detail":{"rule":..`` (detail left open): a table indexed by the reason code."""
-    heads = _reason_heads(rows)
-    table = [b""] * (max(heads) + 1)
-    for code, head in heads.items():
-        table[code] = head.encode("ascii")
-    return Picks(table, rows.reason)
+    codes = np.flatnonzero(np.bincount(rows.reason, minlength=1)).tolist()
+    return Picks(_reason_table(tuple((code, rows.names[code]) for code in codes)), rows.reason)
+
+
+@functools.lru_cache(maxsize=1024)
+def _reason_table(named: tuple[tuple[int, str], ...]) -> list[bytes]:
+    """The table ``_reasons`` picks from: the head of each of a batch's reasons at its code (a campaign's
+    batches carry a few combinations of reasons, each table built once)."""
+    table = [b""] * (max(code for code, _ in named) + 1)
+    for code, name in named:
+        table[code] = _reason_head(name, code).encode("ascii")
+    return table
+
+
+@functools.lru_cache(maxsize=64)
+def _plain_descriptors(dtype: np.dtype[Any]) -> bool:
+    """Descriptors of ``DESC_SIZE`` bytes whose fields are all plain integers (``tolist`` gives an int for each)."""
+    fields = dtype.fields
+    if not dtype.names or fields is None or dtype.itemsize != DESC_SIZE:
+        return False
+    return all(fields[name][0].kind in "ui" and not fields[name][0].shape for name in dtype.names)
 
 
 def _rejection_columns(rows: RejectionBatch) -> list[Column] | None:
     descs = rows.descs
     dtype = descs.dtype
-    names = dtype.names
-    fields = dtype.fields
-    if not names or fields is None or dtype.itemsize != DESC_SIZE or descs.ndim != 1:
+    names = dtype.names or ()
+    if descs.ndim != 1 or not _plain_descriptors(dtype):
         return None
-    if any(fields[name][0].kind not in "ui" or fields[name][0].shape for name in names):
-        return None  # tolist() gives an int for each field only for plain integer fields
     if not _int_columns(rows.ring_index, rows.reason, rows.bad_byte, rows.owner):
         return None
     extra = rows.extra
