@@ -19,7 +19,11 @@ of each reason) and the rest is integers and hex strings, so each body is
 put together from parts encoded once per batch -- every string that could
 need JSON escaping (names, rules, owner labels, the shared ``extra``
 detail) goes through ``encode`` -- and numbers formatted directly
-(Python's ``int`` formats as JSON's integers do).  The result must be byte
+(Python's ``int`` formats as JSON's integers do).  ``tail_columns`` says
+so as typed columns (verifier/audit/columns.py: integers, hex, raw bytes,
+picks from tables of escaped strings), which the compiled formatter
+(verifier/audit/encode.c) writes row by row into one buffer, or
+``interleave`` in Python where it is not compiled.  The result must be byte
 for byte ``record_tail`` of each of ``RejectionBatch.records`` /
 ``IommuFaultBatch.records`` (tests/verifier/test_audit_batch.py compares
 whole files); a batch of any other shape gets ``None`` and takes
