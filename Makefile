@@ -70,4 +70,4 @@ lab-test-noiommu: $(STAMP)
 
 clean:
 	-[ -x $(BIN)/python ] && $(BIN)/python -m lab clean
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache verifier/rules/_fastpath*.so device/_fastdev*.so driver/tenant/_pmd*.so
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache verifier/rules/_fastpath*.so device/_fastdev*.so driver/tenant/_pmd*.so verifier/audit/_encode*.so

@@ -1,8 +1,9 @@
 """The package build's one job beyond pyproject.toml: compile the accelerators with cffi.
 
 They are declared in ring/cbuild.py: the verifier's fast path
-(verifier/rules/fastpath.c), the device's burst path (device/fastdev.c) and
-the tenant driver's (driver/tenant/pmd.c).
+(verifier/rules/fastpath.c), the device's burst path (device/fastdev.c),
+the tenant driver's (driver/tenant/pmd.c) and the audit log's line
+formatter (verifier/audit/encode.c).
 
 ``cffi_modules`` is cffi's setuptools integration (cffi's "API mode, out of
 line" as cffi projects ship it): it turns each builder into an extension
@@ -46,5 +47,10 @@ class OptionalBuildExt(build_ext):
 
 setup(
     cmdclass={"build_ext": OptionalBuildExt},
-    cffi_modules=["ring/cbuild.py:fastpath", "ring/cbuild.py:fastdev", "ring/cbuild.py:pmd"],
+    cffi_modules=[
+        "ring/cbuild.py:fastpath",
+        "ring/cbuild.py:fastdev",
+        "ring/cbuild.py:pmd",
+        "ring/cbuild.py:encode",
+    ],
 )

@@ -28,6 +28,7 @@ v2: a chained checkpoint per batch, docs/audit-log.md).
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -172,7 +173,40 @@ def goal_rows(seconds: float) -> list[GoalRow]:
     return rows
 
 
-def main() -> None:  # python -m bench.audit_bench
+#: Where ``cpu_per_record`` keeps its log: memory (tmpfs), so the disk's share is out of the figure.
+TMPFS = Path("/dev/shm")
+
+
+def cpu_per_record(schema: int, doorbells: int = 800, runs: int = 3) -> tuple[float, float]:
+    """CPU seconds per record of the writer (``record_batch`` + ``commit``, fsync never) and of ``verify``, the log
+    on tmpfs: the code's own cost, apart from the disk and from other work on a shared machine (best of ``runs``).
+    """
+    rows = doorbell_batch()
+    writer = checker = float("inf")
+    folder = TMPFS if TMPFS.is_dir() else None
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory(prefix="nicsb-audit-cpu-", dir=folder) as tmp:
+            path = Path(tmp) / "log"
+            with AuditLog(path, "verifier", fsync="never", max_bytes=None, rotate_bytes=None, schema=schema) as log:
+                start = time.process_time()
+                for _ in range(doorbells):
+                    log.record_batch(rows)
+                    log.commit()
+                writer = min(writer, (time.process_time() - start) / log.next_seq)
+            start = time.process_time()
+            result = verify(log_files([path]))
+            if not result.ok:
+                raise RuntimeError(f"the bench's own log does not verify: {result.problem}")
+            checker = min(checker, (time.process_time() - start) / result.records)
+    return writer, checker
+
+
+def main() -> None:  # python -m bench.audit_bench [--cpu]
+    if "--cpu" in sys.argv[1:]:
+        for schema in SCHEMAS:
+            writer, checker = cpu_per_record(schema)
+            print(f"v{schema}: writer {writer * 1e6:.2f} µs/record, verify {checker * 1e6:.2f} µs/record (CPU, tmpfs)")
+        return
     for row in goal_rows(3.0):
         goal = f"goal {row.show(row.goal)}: {row.verdict}"
         print(f"{row.what:96} {row.figure:26} {row.baseline:34} {row.show(row.value):>14}  {goal}")

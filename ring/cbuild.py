@@ -1,11 +1,12 @@
 """The compiled accelerators, declared once: each one's module, header and source, and how cffi builds it.
 
-Three accelerators are compiled when the package is installed (setup.py
+Four accelerators are compiled when the package is installed (setup.py
 names this file's builders in ``cffi_modules``: cffi's out-of-line API mode,
 compiled once with the compiler and flags Python was built with): the
 verifier's fast path (verifier/rules/fastpath.c), the device's burst path
-(device/fastdev.c) and the tenant driver's burst path
-(driver/tenant/pmd.c).  Each declares its interface once, in a header
+(device/fastdev.c), the tenant driver's burst path
+(driver/tenant/pmd.c) and the audit log's line formatter
+(verifier/audit/encode.c).  Each declares its interface once, in a header
 whose text between ``/* cdef-begin */`` and ``/* cdef-end */`` is what cffi is
 told (after the shared descriptor structs of ring/descriptors.h), and
 embeds the SHA-256 of its sources, so that a module compiled from older
@@ -81,6 +82,9 @@ FASTPATH = Accelerator(
 )
 FASTDEV = Accelerator("device._fastdev", "device/fastdev.h", "device/fastdev.c", "fastdev_source_digest")
 PMD = Accelerator("driver.tenant._pmd", "driver/tenant/pmd.h", "driver/tenant/pmd.c", "pmd_source_digest")
+ENCODE = Accelerator(
+    "verifier.audit._encode", "verifier/audit/encode.h", "verifier/audit/encode.c", "encode_source_digest"
+)
 
 
 # What setup.py's ``cffi_modules`` names: one builder function per accelerator.
@@ -96,6 +100,10 @@ def pmd() -> FFI:
     return PMD.builder()
 
 
-if __name__ == "__main__":  # compile all three by hand, next to their sources
-    for accelerator in (FASTPATH, FASTDEV, PMD):
+def encode() -> FFI:
+    return ENCODE.builder()
+
+
+if __name__ == "__main__":  # compile all four by hand, next to their sources
+    for accelerator in (FASTPATH, FASTDEV, PMD, ENCODE):
         accelerator.builder().compile(tmpdir=str(ROOT), verbose=True)

@@ -1,5 +1,8 @@
 """The writer's batch encoder against a frozen reference encoder: the same bytes, both schemas, hostile details.
 
+Each test runs twice: with the compiled line formatter (verifier/audit/encode.c) and with the Python one
+(``NIC_SANDBOX_FASTPATH=0``), which is the semantics.
+
 The reference below is the plainest reading of docs/audit-log.md: each
 record a dict in ``FIELDS`` order, ``json.dumps`` compact and ASCII, one
 SHA-256 per record (v1) or one per batch over the batch's lines and its
@@ -18,8 +21,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from ring.compiled import SWITCH
 from ring.descriptors import RX_DESC, TX_DESC
+from tests.verifier.compiled import compiled_accelerator, forget_accelerators
 from tests.verifier.test_audit import clock, ticking_clock
+from verifier.audit import encode
+from verifier.audit.columns import Column, Hexes, HexRows, Ints, Picks, interleave
+from verifier.audit.lines import tail_columns
 from verifier.audit.log import GENESIS, AuditLog, format_wall
 from verifier.audit.read import read_records, verify
 from verifier.audit.rejection_batch import IommuFaultBatch, RecordRows, RejectionBatch
@@ -104,9 +112,23 @@ def reference(protection: str, batches: list[RecordRows], schema: int, step_ns: 
     return b"".join(out)
 
 
+@pytest.fixture(params=["compiled", "python"])
+def formatter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The compiled line formatter (required where it can be built), or the Python one alone."""
+    forget_accelerators()
+    if request.param == "python":
+        monkeypatch.setenv(SWITCH, "0")
+        assert encode.enabled() is None
+    else:
+        monkeypatch.delenv(SWITCH, raising=False)
+        compiled_accelerator(encode.enabled(), encode.status())
+    yield request.param
+    forget_accelerators()
+
+
 @pytest.mark.parametrize("schema", [1, 2])
 @pytest.mark.parametrize("seed", range(6))
-def test_the_writer_writes_the_reference_bytes(tmp_path: Path, schema: int, seed: int) -> None:
+def test_the_writer_writes_the_reference_bytes(tmp_path: Path, schema: int, seed: int, formatter: str) -> None:
     rng = np.random.default_rng(seed)
     batches = [random_batch(rng) for _ in range(12)]
     protection = 'verifier "\u00e9"' if seed % 2 else "verifier"
@@ -148,3 +170,69 @@ def test_owner_labels_are_the_records_owners_whole(owners: list[int]) -> None:
     expected = [record.detail.get("owner", "") for record in batch.records()]
     assert batch.owner_labels.tolist() == expected
     assert any(len(label) > 1 for label in expected) or all(o == NO_OWNER for o in owners)
+
+
+def test_the_compiled_formatter_takes_every_batch_shape() -> None:
+    """Every random batch's columns are written by encode.c (not handed back to Python) as ``interleave`` writes
+    them."""
+    fast = compiled_accelerator(encode.enabled(), encode.status())
+    rng = np.random.default_rng(7)
+    for _ in range(60):
+        rows = random_batch(rng)
+        columns = tail_columns(rows)
+        assert columns is not None
+        lines = [
+            b"{",
+            Ints(np.arange(len(rows), dtype=np.int64) + 2**62),
+            *columns,
+            [b"x%d" % i for i in range(len(rows))],
+        ]
+        assert encode.lines(fast, len(rows), lines) == interleave(len(rows), lines)
+
+
+def test_the_compiled_formatter_refuses_hostile_columns() -> None:
+    """An index outside its table is refused by C and by Python alike; a short buffer is refused, not overrun."""
+    fast = compiled_accelerator(encode.enabled(), encode.status())
+    for index in (np.array([0, 2], dtype=np.int64), np.array([0, -1], dtype=np.int64), np.array([0, 200], np.uint8)):
+        columns: list[Column] = [b"a", Picks([b"x", b"y"], index)]
+        assert encode.lines(fast, 2, columns) is None
+        with pytest.raises(IndexError):
+            encode.render(2, columns)
+    assert encode.lines(fast, 3, [Ints(np.zeros(2, dtype=np.int64))]) is None  # a column shorter than the batch
+    assert encode.lines(fast, 1, [HexRows(np.zeros((2, 16), dtype=np.uint8))]) is None
+    assert encode.lines(fast, 2, [Ints(np.zeros(2, dtype=np.float64))]) is None  # not integers: Python decides
+    spec = np.zeros(1, dtype=encode.ENC_COLUMN)
+    text = fast.ffi.from_buffer(b"0123456789")
+    spec["op"], spec["text"], spec["text_len"] = encode.CONST, int(fast.ffi.cast("uintptr_t", text)), 10
+    out = np.zeros(64, dtype=np.uint8)
+    columns_ptr = fast.ffi.from_buffer("struct enc_column[]", spec)
+    assert fast.lib.enc_lines(columns_ptr, 1, 3, fast.ffi.from_buffer(out), 25) == fast.lib.ENC_ERR_ROOM
+    assert not out[25:].any()  # nothing past the capacity
+    assert fast.lib.enc_lines(columns_ptr, 1, 3, fast.ffi.from_buffer(out), 30) == 30
+    spec["op"] = 99
+    assert fast.lib.enc_lines(columns_ptr, 1, 3, fast.ffi.from_buffer(out), 64) == fast.lib.ENC_ERR_SPEC
+    spec["op"], spec["width"] = encode.DEC, 3
+    assert fast.lib.enc_lines(columns_ptr, 1, 3, fast.ffi.from_buffer(out), 64) == fast.lib.ENC_ERR_SPEC
+
+
+def test_hexes_and_masks_write_what_python_writes(formatter: str) -> None:
+    """Integers of every width and sign, at their edges, in decimal and hex, masked or not: ``str`` and ``hex``."""
+    values = [0, 1, 9, 10, 99, 100, -1, -10, 2**63 - 1, -(2**63)]
+    mask = np.array([i % 3 != 1 for i in range(len(values))])
+    for dtype in (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64):
+        column = np.array(values).astype(dtype)
+        n = len(column)
+        columns: list[Column] = [
+            Ints(column),
+            b" ",
+            Hexes(column),
+            b" ",
+            Ints(column, mask),
+            Hexes(column, mask),
+            b"\n",
+        ]
+        expected = b"".join(
+            b"%d %s %s%s\n" % (v, hex(v).encode(), b"%d" % v if m else b"", hex(v).encode() if m else b"")
+            for v, m in zip(column.tolist(), mask.tolist(), strict=True)
+        )
+        assert encode.render(n, columns) == expected == interleave(n, columns)

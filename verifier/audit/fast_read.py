@@ -149,11 +149,12 @@ def _decode(raw: bytes, n: int, expected: int, decode: Callable[[bytes], Any], w
     if not n or not raw.startswith(_START) or not raw.endswith(b"}\n") or not raw.isascii() or b"\x7f" in raw:
         return None
     # One record per line: every line ends ``}`` and the next starts ``{"v":`` (``}\n{"v":`` at each of the n - 1
-    # joins), and nowhere else in the array does ``},{"v":`` occur -- it cannot inside a record of this schema
-    # (no arrays of objects, and a ``"`` in a string is escaped) -- so each line holds exactly one record's text.
-    joined = b"[" + raw[:-1].replace(b"\n", b",") + b"]"
-    if raw.count(b'}\n{"v":') != n - 1 or joined.count(b'},{"v":') != n - 1:
+    # joins).  In the array those joins read ``},{"v":``, which the canonical encoding of records of this schema
+    # writes only between two records (no arrays of objects, and a ``"`` in a string is escaped), and the array
+    # must be that encoding (checked below): so every newline is a record's end, and each line one record's text.
+    if raw.count(b'}\n{"v":') != n - 1:
         return None
+    joined = b"[" + raw[:-1].replace(b"\n", b",") + b"]"
     try:
         records = decode(joined)
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):

@@ -19,7 +19,11 @@ of each reason) and the rest is integers and hex strings, so each body is
 put together from parts encoded once per batch -- every string that could
 need JSON escaping (names, rules, owner labels, the shared ``extra``
 detail) goes through ``encode`` -- and numbers formatted directly
-(Python's ``int`` formats as JSON's integers do).  The result must be byte
+(Python's ``int`` formats as JSON's integers do).  ``tail_columns`` says
+so as typed columns (verifier/audit/columns.py: integers, hex, raw bytes,
+picks from tables of escaped strings), which the compiled formatter
+(verifier/audit/encode.c) writes row by row into one buffer, or
+``interleave`` in Python where it is not compiled.  The result must be byte
 for byte ``record_tail`` of each of ``RejectionBatch.records`` /
 ``IommuFaultBatch.records`` (tests/verifier/test_audit_batch.py compares
 whole files); a batch of any other shape gets ``None`` and takes
@@ -34,13 +38,13 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ring.descriptors import DESC_SIZE
 from ring.memory import PAGE_SHIFT
+from verifier.audit.columns import Column, Hexes, HexRows, Ints, Picks, interleave
 from verifier.audit.record import AuditRecord
 from verifier.audit.rejection_batch import IommuFaultBatch, RecordRows, RejectionBatch
 from verifier.rules import reasons as R
@@ -101,12 +105,6 @@ def record_tail(entry: AuditRecord) -> str:
     return _where(entry.tenant, entry.tenant_name, entry.nic, entry.queue, entry.kind) + "," + _inner(what)
 
 
-def _reason_heads(rows: RecordRows) -> dict[int, str]:
-    """Reason code -> ``"reason":..,"detail":{"rule":..`` (detail left open) for every code in the batch."""
-    codes = np.flatnonzero(np.bincount(rows.reason, minlength=1)).tolist()
-    return {code: _reason_head(rows.names[code], code) for code in codes}
-
-
 @functools.lru_cache(maxsize=1024)
 def _reason_head(name: str, code: int) -> str:
     """``"reason":..,"detail":{"rule":..`` of one reason (detail left open), encoded once per process."""
@@ -130,41 +128,6 @@ def _int_columns(*columns: np.ndarray[Any, Any]) -> bool:
     return all(c.ndim == 1 and c.dtype.kind in "ui" for c in columns)
 
 
-#: One piece of every row's text: the same bytes for all rows, or one piece per row.
-Column = bytes | list[bytes]
-
-#: Integers as JSON writes them, a whole column per call (msgspec's compiled encoder; see ``decimals``).  Without
-#: msgspec (the lab guest runs the project from Debian packages, which lack it) each is formatted by ``%d``.
-_INTS: Callable[[list[int]], bytes] | None
-try:
-    import msgspec
-
-    _INTS = msgspec.json.Encoder().encode
-except ImportError:
-    _INTS = None
-
-
-def interleave(n: int, columns: list[Column]) -> bytes:
-    """The rows' texts, one after the other: row ``i`` is ``columns[0][i] + columns[1][i] + ...``.
-
-    A constant column is the same piece for every row.  Adjacent constants
-    are merged, then every column lands in one flat list by strided slice
-    assignment and the list is joined once: the per-row work is done by C
-    loops (``bytes.join``, list slicing), not by a Python statement per row.
-    """
-    merged: list[Column] = []
-    for column in columns:
-        if isinstance(column, bytes) and merged and isinstance(merged[-1], bytes):
-            merged[-1] += column
-        elif not (isinstance(column, bytes) and not column):
-            merged.append(column)
-    width = len(merged)
-    parts: list[bytes] = [b""] * (n * width)
-    for j, column in enumerate(merged):
-        parts[j::width] = [column] * n if isinstance(column, bytes) else column
-    return b"".join(parts)
-
-
 def record_tails(rows: RecordRows) -> list[str] | None:
     """Each row's ``record_tail`` (None: a shape not covered by ``tail_columns``; take ``record_tail`` per row)."""
     columns = tail_columns(rows)
@@ -182,47 +145,42 @@ def tail_columns(rows: RecordRows) -> list[Column] | None:
     return None
 
 
-def decimals(values: np.ndarray[Any, Any] | list[int]) -> list[bytes]:
-    """Each integer as JSON writes it (as ``str`` of a Python int), in one encoder call for the column.
-
-    msgspec formats a list of ints in C, about three times faster than
-    ``map(str, ...)``; the column is then cut at the commas.
-    """
-    ints = values.tolist() if isinstance(values, np.ndarray) else values
-    if not ints:
-        return []
-    if _INTS is None:
-        return [b"%d" % i for i in ints]
-    return _INTS(ints)[1:-1].split(b",")
-
-
-def _hex(values: np.ndarray[Any, Any]) -> list[bytes]:
-    """Each integer as ``f"{x:#x}"`` writes it (``hex``)."""
-    if not values.size:
-        return []
-    return "\n".join(map(hex, values.tolist())).encode("ascii").split(b"\n")
-
-
 def _text(part: dict[str, Any]) -> bytes:
     """``"k":v,...`` of ``part`` as bytes."""
     return _inner(part).encode("ascii")
 
 
-def _reasons(rows: RecordRows) -> list[bytes]:
-    """Each row's ``"reason":..,"detail":{"rule":..`` (detail left open)."""
-    heads = {code: head.encode("ascii") for code, head in _reason_heads(rows).items()}
-    return list(map(heads.__getitem__, rows.reason.tolist()))
+def _reasons(rows: RecordRows) -> Picks:
+    """Each row's ``"reason":..,"detail":{"rule":..`` (detail left open): a table indexed by the reason code."""
+    codes = np.flatnonzero(np.bincount(rows.reason, minlength=1)).tolist()
+    return Picks(_reason_table(tuple((code, rows.names[code]) for code in codes)), rows.reason)
+
+
+@functools.lru_cache(maxsize=1024)
+def _reason_table(named: tuple[tuple[int, str], ...]) -> list[bytes]:
+    """The table ``_reasons`` picks from: the head of each of a batch's reasons at its code (a campaign's
+    batches carry a few combinations of reasons, each table built once)."""
+    table = [b""] * (max(code for code, _ in named) + 1)
+    for code, name in named:
+        table[code] = _reason_head(name, code).encode("ascii")
+    return table
+
+
+@functools.lru_cache(maxsize=64)
+def _plain_descriptors(dtype: np.dtype[Any]) -> bool:
+    """Descriptors of ``DESC_SIZE`` bytes whose fields are all plain integers (``tolist`` gives an int for each)."""
+    fields = dtype.fields
+    if not dtype.names or fields is None or dtype.itemsize != DESC_SIZE:
+        return False
+    return all(fields[name][0].kind in "ui" and not fields[name][0].shape for name in dtype.names)
 
 
 def _rejection_columns(rows: RejectionBatch) -> list[Column] | None:
     descs = rows.descs
     dtype = descs.dtype
-    names = dtype.names
-    fields = dtype.fields
-    if not names or fields is None or dtype.itemsize != DESC_SIZE or descs.ndim != 1:
+    names = dtype.names or ()
+    if descs.ndim != 1 or not _plain_descriptors(dtype):
         return None
-    if any(fields[name][0].kind not in "ui" or fields[name][0].shape for name in names):
-        return None  # tolist() gives an int for each field only for plain integer fields
     if not _int_columns(rows.ring_index, rows.reason, rows.bad_byte, rows.owner):
         return None
     extra = rows.extra
@@ -232,18 +190,17 @@ def _rejection_columns(rows: RejectionBatch) -> list[Column] | None:
             return None  # ``detail.update(extra)`` would overwrite a row's key in its place
         extra_part = b"," + _text(dict(extra))
     n = len(rows)
-    hexes = descs.tobytes().hex().encode("ascii")
-    step = 2 * DESC_SIZE
+    raws = np.ascontiguousarray(descs).view(np.uint8).reshape(n, DESC_SIZE)
     where = _where(rows.tenant, rows.tenant_name, rows.nic, rows.queue, rows.kind).encode("ascii")
     columns: list[Column] = [
         where + b',"ring_index":',
-        decimals(rows.ring_index),
+        Ints(rows.ring_index),
         b',"desc_hex":"',
-        np.frombuffer(hexes, dtype=f"S{step}").tolist(),  # one bytes object per row, cut in C
+        HexRows(raws),
         b'","desc":{',
     ]
     for key, name in zip(_field_keys(names), names, strict=True):
-        columns += [key, decimals(descs[name])]
+        columns += [key, Ints(descs[name])]
     columns += [b"},", _reasons(rows)]
     # as RejectionBatch.records: -1 is "no address problem"; a byte at or above 2**63 reads negative in int64
     bad = rows.bad_byte
@@ -252,26 +209,22 @@ def _rejection_columns(rows: RejectionBatch) -> list[Column] | None:
     else:
         has_bad = bad != -1
         unsigned = bad.astype(np.int64).view(np.uint64)  # two's complement: the byte modulo 2**64
+    frames = unsigned >> np.uint64(PAGE_SHIFT)
     if has_bad.all():
-        columns += [b',"first_bad_byte":"', _hex(unsigned), b'","frame":', decimals(unsigned >> np.uint64(PAGE_SHIFT))]
-    elif has_bad.any():  # four columns, each empty in the rows without a bad byte (filled in C, not per row)
-        some = unsigned[has_bad]
-        pieces: list[Column] = [
-            b',"first_bad_byte":"',
-            _hex(some),
-            b'","frame":',
-            decimals(some >> np.uint64(PAGE_SHIFT)),
+        columns += [b',"first_bad_byte":"', Hexes(unsigned), b'","frame":', Ints(frames)]
+    elif has_bad.any():  # each piece written only in the rows with a bad byte
+        present = has_bad.view(np.uint8)
+        columns += [
+            Picks([b"", b',"first_bad_byte":"'], present),
+            Hexes(unsigned, has_bad),
+            Picks([b"", b'","frame":'], present),
+            Ints(frames, has_bad),
         ]
-        for piece in pieces:
-            column = np.full(n, b"", dtype=object)
-            column[has_bad] = piece
-            columns.append(column.tolist())
     owner = rows.owner
     if (owner != NO_OWNER).any():
-        owners = owner.tolist()
-        labels = {o: _owner_text(owner_label(o, rows.tenant)) for o in set(owners)}
-        labels[NO_OWNER] = b""
-        columns.append(list(map(labels.__getitem__, owners)))
+        codes = sorted(set(owner.tolist()))  # a few distinct owners: a label each, picked per row
+        labels = [b"" if o == NO_OWNER else _owner_text(owner_label(o, rows.tenant)) for o in codes]
+        columns.append(Picks(labels, np.searchsorted(np.array(codes, dtype=owner.dtype), owner)))
     columns.append(extra_part + b"}")
     return columns
 
@@ -288,8 +241,8 @@ def _fault_columns(rows: IommuFaultBatch) -> list[Column] | None:
         middle.encode("ascii"),
         _reasons(rows),
         b',"iova":"',
-        _hex(rows.iova),
+        Hexes(rows.iova),
         b'","length":',
-        decimals(rows.length),
+        Ints(rows.length),
         end.encode("ascii"),
     ]

@@ -121,10 +121,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+import numpy as np
+
 from ring.descriptors import DESC_SIZE
+from verifier.audit.columns import Column, Ints
 from verifier.audit.durability import GroupCommit
+from verifier.audit.encode import render
 from verifier.audit.lazy_records import RecordSpan
-from verifier.audit.lines import Column, decimals, encode, interleave, record_tail, tail_columns
+from verifier.audit.lines import encode, record_tail, tail_columns
 from verifier.audit.record import AuditCounters, AuditRecord, CounterKey
 from verifier.audit.rejection_batch import reason_counts
 
@@ -512,6 +516,7 @@ class AuditLog:
         self._pending_records = 0
         #: the schema this writer writes: ``schema`` for a new log, the log's own for an existing one
         self.schema = schema
+        self._envelope: tuple[bytes, bytes] | None = None  # ``_ends``, once the schema is settled
         self._counts = AuditCounters()
         self._failed: BaseException | None = None
         self._closed = False
@@ -789,10 +794,12 @@ class AuditLog:
             self._wake.notify()
 
     def _ends(self) -> tuple[bytes, bytes]:
-        """What comes before each record's ``seq`` and after its tail, in this writer's schema."""
-        lead = b'{"v":%d,"seq":' % self.schema
-        protection = b"," + encode({"protection": self.protection})[1:-1]
-        return lead, protection + (b"}\n" if self.schema == SCHEMA_V2 else b',"prev":"')
+        """What comes before each record's ``seq`` and after its tail, in this writer's schema (encoded once)."""
+        if self._envelope is None:
+            lead = b'{"v":%d,"seq":' % self.schema
+            protection = b"," + encode({"protection": self.protection})[1:-1]
+            self._envelope = lead, protection + (b"}\n" if self.schema == SCHEMA_V2 else b',"prev":"')
+        return self._envelope
 
     def _bodies(self, tails: Iterable[str], first: int) -> list[bytes]:
         """Record bodies one record at a time, a clock reading each: the reference every batch is held to.
@@ -819,14 +826,14 @@ class AuditLog:
         clock = self._clock
         readings = [clock() for _ in range(n)]
         lead, end = self._ends()
-        seqs = decimals(list(range(first, first + n)))
-        return interleave(n, [lead, seqs, *_stamps(readings), *columns, end, b"\n"]).split(b"\n")[:-1]
+        seqs = Ints(np.arange(first, first + n, dtype=np.int64))
+        return render(n, [lead, seqs, *_stamps(readings), *columns, end, b"\n"]).split(b"\n")[:-1]
 
     def _batch_lines(self, columns: list[Column], n: int, first: int) -> bytes:
         """v2: the batch's record lines as one blob, stamped with one clock reading (one check refused them)."""
         lead, end = self._ends()
-        seqs = decimals(list(range(first, first + n)))
-        return interleave(n, [lead, seqs, *_stamps([self._clock()]), *columns, end])
+        seqs = Ints(np.arange(first, first + n, dtype=np.int64))
+        return render(n, [lead, seqs, *_stamps([self._clock()]), *columns, end])
 
     def commit(self) -> None:
         """End a doorbell batch: write the buffered records and (policy ``batch``) fsync them once.

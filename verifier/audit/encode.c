@@ -1,0 +1,128 @@
+/* The audit log's compiled line formatter (declared and explained in encode.h). */
+#include <string.h>
+
+#include "encode.h"
+
+static const char DIGIT_PAIRS[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+static const char HEX_DIGITS[] = "0123456789abcdef";
+
+/* The row's integer, widened: ``*negative`` set when a signed value is below zero (its magnitude returned). */
+static int element(const struct enc_column *c, uint64_t row, uint64_t *magnitude, int *negative) {
+    const uint8_t *p = c->data + (int64_t)row * c->stride;
+    int64_t s;
+    uint64_t u;
+    switch (c->width) {
+    case 1: { uint8_t v; memcpy(&v, p, 1); s = c->is_signed ? (int8_t)v : 0; u = v; break; }
+    case 2: { uint16_t v; memcpy(&v, p, 2); s = c->is_signed ? (int16_t)v : 0; u = v; break; }
+    case 4: { uint32_t v; memcpy(&v, p, 4); s = c->is_signed ? (int32_t)v : 0; u = v; break; }
+    case 8: { uint64_t v; memcpy(&v, p, 8); s = c->is_signed ? (int64_t)v : 0; u = v; break; }
+    default: return -1;
+    }
+    *negative = 0;
+    if (c->is_signed) {
+        if (s < 0) {
+            *negative = 1;
+            u = (uint64_t)0 - (uint64_t)s; /* |INT64_MIN| fits in uint64 */
+        } else {
+            u = (uint64_t)s;
+        }
+    }
+    *magnitude = u;
+    return 0;
+}
+
+/* ``value`` in decimal at the end of ``buf`` (24 bytes); returns where the digits start. */
+static char *decimal(uint64_t value, char *end) {
+    char *p = end;
+    while (value >= 100) {
+        unsigned pair = (unsigned)(value % 100) * 2;
+        value /= 100;
+        *--p = DIGIT_PAIRS[pair + 1];
+        *--p = DIGIT_PAIRS[pair];
+    }
+    if (value >= 10) {
+        unsigned pair = (unsigned)value * 2;
+        *--p = DIGIT_PAIRS[pair + 1];
+        *--p = DIGIT_PAIRS[pair];
+    } else {
+        *--p = (char)('0' + value);
+    }
+    return p;
+}
+
+int64_t enc_lines(const struct enc_column *columns, uint32_t ncolumns, uint64_t rows, uint8_t *out,
+                  uint64_t capacity) {
+    for (uint32_t j = 0; j < ncolumns; j++) { /* the specs first: nothing is written for a batch refused here */
+        const struct enc_column *c = &columns[j];
+        if (c->op > ENC_HEXROW) return ENC_ERR_SPEC;
+        if ((c->op == ENC_PICK || c->op == ENC_DEC || c->op == ENC_HEX) && c->width != 1 && c->width != 2 &&
+            c->width != 4 && c->width != 8)
+            return ENC_ERR_SPEC;
+        if (c->op == ENC_PICK && c->offsets[c->entries] > c->text_len) return ENC_ERR_SPEC;
+    }
+    uint64_t at = 0;
+    char digits[24];
+    char *const end = digits + sizeof digits;
+    for (uint64_t row = 0; row < rows; row++) {
+        for (uint32_t j = 0; j < ncolumns; j++) {
+            const struct enc_column *c = &columns[j];
+            if (c->mask != NULL && !c->mask[row]) continue;
+            const uint8_t *src;
+            uint64_t len;
+            uint64_t value;
+            int negative;
+            switch (c->op) {
+            case ENC_CONST:
+                src = c->text;
+                len = c->text_len;
+                break;
+            case ENC_PICK:
+                element(c, row, &value, &negative);
+                if (negative || value >= c->entries) return ENC_ERR_INDEX;
+                if (c->offsets[value] > c->offsets[value + 1]) return ENC_ERR_SPEC;
+                src = c->text + c->offsets[value];
+                len = c->offsets[value + 1] - c->offsets[value];
+                break;
+            case ENC_DEC: {
+                element(c, row, &value, &negative);
+                char *p = decimal(value, end);
+                if (negative) *--p = '-';
+                src = (const uint8_t *)p;
+                len = (uint64_t)(end - p);
+                break;
+            }
+            case ENC_HEX: {
+                element(c, row, &value, &negative);
+                char *p = end;
+                do {
+                    *--p = HEX_DIGITS[value & 15];
+                    value >>= 4;
+                } while (value);
+                *--p = 'x';
+                *--p = '0';
+                if (negative) *--p = '-';
+                src = (const uint8_t *)p;
+                len = (uint64_t)(end - p);
+                break;
+            }
+            default: { /* ENC_HEXROW */
+                uint64_t width = c->width;
+                if (width * 2 > capacity - at) return ENC_ERR_ROOM;
+                const uint8_t *p = c->data + (int64_t)row * c->stride;
+                for (uint64_t k = 0; k < width; k++) {
+                    out[at++] = (uint8_t)HEX_DIGITS[p[k] >> 4];
+                    out[at++] = (uint8_t)HEX_DIGITS[p[k] & 15];
+                }
+                continue;
+            }
+            }
+            if (len > capacity - at) return ENC_ERR_ROOM;
+            memcpy(out + at, src, len);
+            at += len;
+        }
+    }
+    return (int64_t)at;
+}

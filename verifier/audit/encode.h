@@ -1,0 +1,66 @@
+/* The audit log's compiled line formatter: a batch of record lines from columns, into one buffer.
+ *
+ * Under attack the audit log formats hundreds of refusals per doorbell, each about 450 bytes of JSON; doing that
+ * in Python costs about a microsecond a record however the work is arranged (verifier/audit/lines.py).  The
+ * lines of a batch are the same template row after row, so Python describes the template once per batch as a
+ * list of columns (verifier/audit/encode.py) and this loop writes row after row of it into one buffer: the way
+ * the kernel's audit subsystem formats a record straight into its buffer (audit_log_format in kernel/audit.c).
+ *
+ * It decides nothing about JSON: every string it writes was escaped by Python's json encoder (the log's
+ * canonical form) before it got here, and it only writes integers (decimal, as JSON writes them), integers in
+ * hex as Python's hex() writes them, and raw bytes in lower-case hex.  verifier/audit/lines.py's interleave of
+ * the same columns is the semantics; tests/verifier/test_audit_encoders.py holds both to a frozen reference.
+ *
+ * Hostile input is refused, never followed: every table index is checked against the table, every column's
+ * element width against the four integer widths, and every byte written against the buffer's capacity.  A
+ * refused batch returns a negative code having written nothing the caller uses.
+ */
+#ifndef NIC_SANDBOX_ENCODE_H
+#define NIC_SANDBOX_ENCODE_H
+
+#include <stdint.h>
+
+#include "descriptors.h" /* every accelerator's cdef starts with the shared descriptor structs (ring/cbuild.py) */
+
+/* cdef-begin */
+
+/* What a column writes in each row (verifier/audit/encode.py: OPS). */
+#define ENC_CONST 0   /* the same bytes: ``text``, ``text_len`` of them */
+#define ENC_PICK 1    /* one of a table's strings: the row's index (an integer column) into ``offsets``/``text`` */
+#define ENC_DEC 2     /* the row's integer in decimal */
+#define ENC_HEX 3     /* the row's integer as hex() writes it: 0x, lower case, no leading zeros */
+#define ENC_HEXROW 4  /* the row's ``width`` bytes, each as two lower-case hex digits */
+
+/* Returns of enc_lines below zero. */
+#define ENC_ERR_ROOM -1   /* the output buffer is too small */
+#define ENC_ERR_INDEX -2  /* a table index outside its table */
+#define ENC_ERR_SPEC -3   /* an unknown op or element width */
+
+/* One column.  ``data`` + row * ``stride`` is the row's element (ENC_PICK, ENC_DEC, ENC_HEX: an integer of
+ * ``width`` bytes, 1, 2, 4 or 8, signed when ``is_signed``; ENC_HEXROW: ``width`` bytes).  ``mask``, when not
+ * NULL, has one byte per row: 0 writes nothing for this column in that row. */
+struct enc_column {
+    uint32_t op;
+    uint32_t width;
+    uint32_t is_signed;
+    uint32_t reserved;
+    const uint8_t *data;
+    int64_t stride;
+    const uint8_t *mask;
+    const uint8_t *text;      /* ENC_CONST: the bytes; ENC_PICK: the table's strings back to back */
+    uint64_t text_len;        /* ENC_CONST: how many; ENC_PICK: the length of ``text`` */
+    const uint64_t *offsets;  /* ENC_PICK: string k is text[offsets[k] : offsets[k + 1]] */
+    uint64_t entries;         /* ENC_PICK: how many strings (``offsets`` holds entries + 1) */
+};
+
+/* Write ``rows`` rows, each the ``ncolumns`` columns in order, into ``out`` (``capacity`` bytes).  Returns the
+ * bytes written, or ENC_ERR_ROOM, ENC_ERR_INDEX or ENC_ERR_SPEC. */
+int64_t enc_lines(const struct enc_column *columns, uint32_t ncolumns, uint64_t rows, uint8_t *out,
+                  uint64_t capacity);
+
+/* SHA-256 (hex) of encode.h and encode.c as compiled (defined by the build). */
+const char *encode_source_digest(void);
+
+/* cdef-end */
+
+#endif
