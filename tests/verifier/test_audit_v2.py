@@ -55,6 +55,7 @@ def test_a_v2_log_round_trips(tmp_path: Path) -> None:
     assert all(json.loads(line)["v"] == 2 for line in all_lines)  # every line is JSON: jq reads it
     result = verify([path])
     assert result.ok and result.records == 6 * 14 and result.head == log.head and result.head_seq == 6 * 14 - 1
+    assert result.lines == 6 * 14  # `audit verify` reports these as its records: checkpoint lines are not records
     records = list(read_records([path]))
     assert [r["seq"] for r in records] == list(range(6 * 14))
     assert "hash" not in records[0] and records[-1]["reason"] == "REG_NOT_DOORBELL"

@@ -107,7 +107,7 @@ class VerifyResult:
     ``problem`` and ``first_bad_seq`` are the first of ``problems`` (in file
     and line order; at most ``PROBLEM_LIMIT`` of them, ``more_problems``
     counts the rest); ``first_seq`` is where the kept chain starts (after a
-    pruned head, else 0); ``lines`` how many lines were read; ``notes`` what
+    pruned head, else 0); ``lines`` how many record lines were read (not v2 checkpoints); ``notes`` what
     could not be checked; ``head_seq`` the seq whose hash is ``head`` (the
     highest seq whose hash could be trusted, which in a log that does not
     verify may lie past the first problem; ``first_seq - 1`` with no record).

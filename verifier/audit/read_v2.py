@@ -160,7 +160,7 @@ def walk_batch(
 ) -> None:
     """Check one batch against the chain so far and advance it; problems name the batch's lines."""
     name = batch.path.name
-    walk.total += batch.count + (batch.checkpoint is not None)
+    walk.total += batch.count  # record lines: a checkpoint is the chain's, not a record (`audit verify` counts records)
     first = walk.pos
     if batch.checkpoint is None:
         _reference_lines(walk, batch, schema_problem)
