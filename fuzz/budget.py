@@ -38,6 +38,12 @@ SAMPLE_LINES = 2048
 PRIOR_PER_RECORD_S = 120e-6
 #: The end check also tallies and judges each record (fuzz/oracle/audit.py ``_LogTally``): margin on the sample.
 MARGIN = 1.3
+#: How a schema v2 log's lines begin (docs/audit-log.md): its records, and the checkpoint that ends each batch.
+V2_PREFIX = b'{"v":2,'
+V2_CHECKPOINT_PREFIX = b'{"v":2,"checkpoint":'
+#: The most lines past ``SAMPLE_LINES`` read to reach a v2 batch's checkpoint (a batch is at most the writer's
+#: ``max_pending``, 4096 records, plus its checkpoint).
+MAX_BATCH = 4097
 
 
 class SinkLike(Protocol):
@@ -77,11 +83,18 @@ class EndCheck:
             sample = Path(tmp) / "sample.jsonl"
             with first.open("rb") as src, sample.open("wb") as dst:
                 lines = 0
+                batched = False  # schema v2: the sample must end on a checkpoint, or it verifies as cut mid-batch
+                checkpoint_ended = False
                 for line in src:
-                    if not line.endswith(b"\n") or lines >= SAMPLE_LINES:
+                    if not line.endswith(b"\n") or lines >= SAMPLE_LINES + MAX_BATCH:
+                        break
+                    if lines == 0:
+                        batched = line.startswith(V2_PREFIX)
+                    elif lines >= SAMPLE_LINES and (not batched or checkpoint_ended):
                         break
                     dst.write(line)
                     lines += 1
+                    checkpoint_ended = batched and line.startswith(V2_CHECKPOINT_PREFIX)
             if lines < SAMPLE_LINES // 2:
                 return None
             start = time.perf_counter()
