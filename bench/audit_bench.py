@@ -129,7 +129,7 @@ def goal_rows(seconds: float) -> list[GoalRow]:
     rows: list[GoalRow] = []
     with tempfile.TemporaryDirectory(prefix="nicsb-audit-bench-") as tmp:
         for schema in SCHEMAS:
-            tag = f"v{schema}" + (", the default" if schema == DEFAULT_SCHEMA else "")
+            tag = f"v{schema}" + (", fuzz's" if schema == FUZZ_AUDIT_SCHEMA else ", the demos'")
             synced, ceiling, size = synced_and_ceiling(Path(tmp), 2 * seconds, schema)
             written = Path(tmp) / f"writer{schema}.jsonl"
             alone = measure_writer(written, seconds, fsync="never", schema=schema)
