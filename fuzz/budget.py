@@ -32,15 +32,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+from verifier.audit.log import CHECKPOINT_START, SCHEMA_V2
+
 #: Lines of the log verified to measure the end check's cost per record (one verify chunk).
 SAMPLE_LINES = 2048
 #: Per-record cost assumed until a sample could be measured (measured here: about 90 us).
 PRIOR_PER_RECORD_S = 120e-6
 #: The end check also tallies and judges each record (fuzz/oracle/audit.py ``_LogTally``): margin on the sample.
 MARGIN = 1.3
-#: How a schema v2 log's lines begin (docs/audit-log.md): its records, and the checkpoint that ends each batch.
-V2_PREFIX = b'{"v":2,'
-V2_CHECKPOINT_PREFIX = b'{"v":2,"checkpoint":'
 #: The most lines past ``SAMPLE_LINES`` read to reach a v2 batch's checkpoint (a batch is at most the writer's
 #: ``max_pending``, 4096 records, plus its checkpoint).
 MAX_BATCH = 4097
@@ -76,25 +75,24 @@ class EndCheck:
     def _measure(self, path: Path) -> float | None:
         """Verify the first ``SAMPLE_LINES`` lines of the oldest file of the log; seconds per record, or None."""
         files = [path, *(f for f in path.parent.glob(path.name + ".*") if f.suffix[1:].isdigit())]
-        first = next((f for f in files if _starts_chain(f)), None)
-        if first is None:
+        starts = [(f, r) for f in files if (r := _first_record(f)) is not None and r.get("seq") == 0]
+        if not starts:
             return None  # the chain's first file was rotated away: keep the prior
+        first, head = starts[0]
+        batched = head.get("v") == SCHEMA_V2  # the sample must end on a checkpoint, or it verifies as cut mid-batch
         with tempfile.TemporaryDirectory(prefix="nicsb-endcheck-") as tmp:
             sample = Path(tmp) / "sample.jsonl"
             with first.open("rb") as src, sample.open("wb") as dst:
                 lines = 0
-                batched = False  # schema v2: the sample must end on a checkpoint, or it verifies as cut mid-batch
                 checkpoint_ended = False
                 for line in src:
                     if not line.endswith(b"\n") or lines >= SAMPLE_LINES + MAX_BATCH:
                         break
-                    if lines == 0:
-                        batched = line.startswith(V2_PREFIX)
-                    elif lines >= SAMPLE_LINES and (not batched or checkpoint_ended):
+                    if lines >= SAMPLE_LINES and (not batched or checkpoint_ended):
                         break
                     dst.write(line)
                     lines += 1
-                    checkpoint_ended = batched and line.startswith(V2_CHECKPOINT_PREFIX)
+                    checkpoint_ended = batched and line.startswith(CHECKPOINT_START)
             if lines < SAMPLE_LINES // 2:
                 return None
             start = time.perf_counter()
@@ -117,18 +115,19 @@ class ArenaReaper:
         self.collections += 1
 
 
-def _starts_chain(path: Path) -> bool:
-    """Whether ``path``'s first line is record 0 (the file a sample can be verified from)."""
+def _first_record(path: Path) -> dict[str, Any] | None:
+    """The record on ``path``'s first line (None: unreadable or not a record): record 0 starts the chain, and its
+    ``v`` says the schema."""
     try:
         with path.open("rb") as f:
             head = f.readline(4096)
     except OSError:
-        return False
+        return None
     try:
         first = json.loads(head)
     except ValueError:
-        return False
-    return isinstance(first, dict) and first.get("seq") == 0
+        return None
+    return first if isinstance(first, dict) else None
 
 
 @contextmanager
