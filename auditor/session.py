@@ -27,6 +27,7 @@ keeps only the read-only connection, with ``query_memory_limit``.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import shutil
 import tempfile
@@ -146,15 +147,43 @@ def _load(duckdb: Any, folder: Path, files: list[Path], config: dict[str, Any], 
             f"FROM {_LOAD} QUALIFY _problem IS NOT NULL ORDER BY rowid LIMIT 1"
         ).fetchone()
         if bad is not None:
-            file, seq, problem, line = bad
+            file, seq, problem, nth = bad
             at = f" (seq {seq})" if seq is not None else ""
-            raise AuditError(f"{file}:{line}: damaged record{at} ({problem})")
+            raise AuditError(f"{file}:{_file_line(Path(file), nth)}: damaged record{at} ({problem})")
         names = ", ".join(f'"{c.name}"' for c in COLUMNS)
         con.execute(f"CREATE VIEW {TABLE} AS SELECT {names} FROM {_LOAD}")
         progress(f"loaded {count:,} records")
     finally:
         con.close()
     return count
+
+
+def _file_line(path: Path, nth: int) -> int:
+    """The line of ``path`` that holds its ``nth`` record (1-based), as an editor numbers lines.
+
+    DuckDB numbers the rows it loaded, and a schema v2 log's checkpoint lines
+    are not loaded (``read_json_sql`` leaves them out): the ``nth`` record sits
+    below as many lines as checkpoints came before it.  A line is a checkpoint
+    here exactly when DuckDB left it out: JSON with a ``checkpoint`` that is
+    not null.  Read only when a damaged record is reported.
+    """
+    seen = 0
+    with path.open("rb") as f:
+        for number, line in enumerate(f, 1):
+            if b'"checkpoint"' in line and _is_checkpoint_row(line):
+                continue
+            seen += 1
+            if seen == nth:
+                return number
+    return nth  # the file changed since it was loaded: DuckDB's own count
+
+
+def _is_checkpoint_row(line: bytes) -> bool:
+    try:
+        row = json.loads(line)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(row, dict) and row.get("checkpoint") is not None
 
 
 def _load_child(pipe: Any, folder: Path, files: list[Path], config: dict[str, Any]) -> None:

@@ -126,3 +126,17 @@ def test_a_v2_log_that_is_damaged_is_named_by_every_reader(
     code, out, _ = run(["verify", str(logs[2])], capsys)
     assert code == 1 and "batch altered: checkpoint hash mismatch" in out
     assert cli.main(["audit", "summary", str(logs[2])]) == 0  # summary reads, verify trusts
+
+
+def test_query_names_the_file_line_of_a_damaged_v2_record(
+    logs: dict[int, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """DuckDB numbers the records it loaded; the error names the line an editor shows (checkpoints counted)."""
+    pytest.importorskip("duckdb", reason="audit query needs the audit extra (duckdb)")
+    lines = logs[2].read_bytes().splitlines(keepends=True)
+    target = next(i for i, line in enumerate(lines) if b'"seq":20,' in line and b'"checkpoint"' not in line)
+    lines[target] = lines[target].replace(b'"seq":20,', b'"seq":"twenty",')
+    logs[2].write_bytes(b"".join(lines))
+    assert sum(b'"checkpoint"' in line for line in lines[:target]) == 2  # two batches of 7 before it
+    code, _, err = run(["query", str(logs[2]), "SELECT count(*) FROM records"], capsys)
+    assert code == 2 and f"{logs[2]}:{target + 1}: damaged record" in err, err
