@@ -24,6 +24,7 @@ from ring.descriptors import DESC_SIZE, TX_DESC, TXD_CMD_EOP, TXD_STAT_DD
 from ring.memory import PAGE_SIZE
 from tests.verifier.compiled import compiled_fast_path
 from tests.verifier.conftest import MORE, READ, WRITE, Env, RawRx, RawTx
+from verifier.modes.shadow import ShadowQueue
 from verifier.queue_state import judge_tail
 from verifier.rules import fastpath
 from verifier.rules import reasons as R
@@ -114,6 +115,74 @@ def test_the_compiled_reap_takes_only_in_order_completions_done_run_takes() -> N
             assert got == n
             last = (head + n - 1) % size
             assert n == 0 or (rings.to_user[head] == done and rings.to_user[last] == (done + n - 1) % size)
+
+
+def _addresses(fast: fastpath.FastPath, *pointers: Any) -> list[int]:
+    return [int(fast.ffi.cast("uintptr_t", p)) for p in pointers]
+
+
+@pytest.mark.parametrize("direction", ["tx", "rx"])
+def test_the_rings_struct_entry_points_are_the_pointer_calls(direction: str) -> None:
+    """``tx_/rx_doorbell_rings`` and ``tx_/rx_reap_rings`` (one ``struct fp_rings`` for the five pointers) return what
+    ``tx_/rx_doorbell`` and ``tx_/rx_reap`` return and leave the same bytes, on twin rings: random positions (many
+    of them refused, many wrapping the user ring, the shadow ring or both) over descriptors some of which fail."""
+    fast = lib()
+    rng = np.random.default_rng(5)
+    plain_doorbell = fast.lib.tx_doorbell if direction == "tx" else fast.lib.rx_doorbell
+    rings_doorbell = fast.lib.tx_doorbell_rings if direction == "tx" else fast.lib.rx_doorbell_rings
+    plain_reap = fast.lib.tx_reap if direction == "tx" else fast.lib.rx_reap
+    rings_reap = fast.lib.tx_reap_rings if direction == "tx" else fast.lib.rx_reap_rings
+    results = set()
+    for size in (8, 16, 512):
+        a, b = Rings(fast, size), Rings(fast, size)
+        both = fast.ffi.new("struct fp_rings *", (b.q, *b.rings))
+        for _ in range(300):
+            user = rng.integers(0, 256, size * DESC_SIZE, dtype=np.uint8)
+            descs = user.view(TX_DESC)
+            good = rng.random(size) < 0.97  # most batches clean, so that many are posted
+            descs["addr"] = np.where(good, rng.integers(0, 15, size) * PAGE_SIZE, descs["addr"])
+            descs["length"] = np.where(good, 60, descs["length"])
+            descs["cmd"] = np.where(good, TXD_CMD_EOP, descs["cmd"])
+            frame_ok = rng.random(a.frame_ok.size) < 0.98
+            frame_ok[-1] = False
+            to_user = rng.integers(0, size, size)
+            for r in (a, b):
+                r.user[:], r.frame_ok[:], r.to_user[:] = user, frame_ok, to_user
+            tail, done, shadow_tail = (int(x) for x in rng.integers(0, size, 3))
+            new_tail = int(rng.integers(0, size + 2))
+            got = plain_doorbell(a.q, *a.rings, new_tail, tail, done, shadow_tail)
+            assert rings_doorbell(both, new_tail, tail, done, shadow_tail) == got
+            head, n = int(rng.integers(0, size)), int(rng.integers(0, size))
+            if rng.random() < 0.5:  # the in-order case the reap takes
+                a.to_user[:] = b.to_user[:] = (np.arange(size) - head + done) % size
+            reaped = plain_reap(a.q, *a.reaped, head, (head + n) % size, done)
+            assert rings_reap(both, head, (head + n) % size, done) == reaped
+            for x, y in ((a.user, b.user), (a.shadow, b.shadow), (a.snap, b.snap), (a.to_user, b.to_user)):
+                assert x.tobytes() == y.tobytes()
+            results.add((got > 0, reaped > 0))
+    assert results == {(True, True), (True, False), (False, True), (False, False)}
+
+
+def test_a_queue_hands_the_compiled_calls_its_own_arrays(make_env: Callable[..., Env]) -> None:
+    """Each trapped queue's ``struct fp_rings`` names its ``struct fp_queue`` and its own rings, snapshot, map and
+    pin row (the addresses the pointer calls were given), and the queue calls the ``_rings`` entry points."""
+    fast = lib()
+    env = make_env("verifier")
+    RawTx(env.alice), RawRx(env.bob)  # open one queue each way
+    handlers = [q.handler for q in env.kernel.queues.values() if isinstance(q.handler, ShadowQueue)]
+    assert {type(h).__name__ for h in handlers} == {"TxShadow", "RxShadow"}
+    for h in handlers:
+        assert h.quick is not None
+        r = h.c_queue
+        assert _addresses(fast, r.q, r.user, r.shadow, r.snap, r.to_user, r.frame_ok) == _addresses(
+            fast, h.quick, *h.c_rings
+        )
+        assert _addresses(fast, r.user, r.shadow, r.snap, r.to_user) == [
+            a.ctypes.data for a in (h.state.user.view, h.shadow, h.snap, h.to_user)
+        ]
+        kind = h.state.origin.kind
+        assert h.c_doorbell is getattr(fast.lib, f"{kind}_doorbell_rings")
+        assert h.c_reap is getattr(fast.lib, f"{kind}_reap_rings")
 
 
 # -- two machines, one compiled and one on the numpy path, fed the same hostile doorbells -----------------

@@ -67,6 +67,11 @@ class ShadowQueue:
     """The kernel-owned copy of one queue's ring, and the map back to user slots."""
 
     desc: ClassVar[np.dtype[np.void]]  # the direction's descriptor format
+    #: Arrays a machine reset (world/reset.py) leaves as they are and does not compare: ``quick_rings`` holds only
+    #: the addresses of this queue's own arrays, written once when the queue opens.  A reset restores those arrays
+    #: in place, so the addresses stay right; two machines built alike differ there as their addresses do, like
+    #: the cffi pointers the queue holds.
+    RESET_SCRATCH: ClassVar[tuple[str, ...]] = ("quick_rings",)
 
     state: QueueState
     shadow: npt.NDArray[np.void]  # view of kernel memory the device reads
@@ -126,6 +131,14 @@ class ShadowQueue:
         q.nframes, q.size = st.pins.frames, st.size
         #: the rings as the compiled doorbell takes them: user, shadow, snapshot, shadow-to-user map, pin row
         self.c_rings = (self.c_user, self.c_shadow, self.c_snap, self.c_to_user, self.c_frame_ok)
+        # ... and the same pointers with the struct in one ``struct fp_rings`` (fastpath.h), so that a trapped
+        # doorbell or an interrupt passes one pointer and the positions (``RESET_SCRATCH`` says why it is no state)
+        self.quick_rings = np.zeros(ffi.sizeof("struct fp_rings"), dtype=np.uint8)
+        self.c_queue = ffi.cast("struct fp_rings *", self.quick_rings.ctypes.data)
+        self.c_queue.q = q
+        self.c_queue.user, self.c_queue.shadow, self.c_queue.snap, self.c_queue.to_user, self.c_queue.frame_ok = (
+            self.c_rings
+        )
         return q if self._quick_policy(q) else None
 
     def _quick_policy(self, q: Any) -> bool:
@@ -199,7 +212,7 @@ class ShadowQueue:
             if quick is not None and 0 <= new_tail < st.size and not st.before_read and not self.held.size:
                 # One compiled call judges the tail, snapshots, checks and posts a clean batch (DPDK and ixy
                 # write one tail per batch: the fixed cost of a doorbell is what a small batch pays).
-                posted = self.c_doorbell(quick, *self.c_rings, new_tail, st.tail, st.done, self.tail)
+                posted = self.c_doorbell(self.c_queue, new_tail, st.tail, st.done, self.tail)
                 if posted > 0:
                     st.user_reads += posted
                     st.tail = new_tail
@@ -282,7 +295,7 @@ class ShadowQueue:
             if quick is not None and not st.flagged:
                 device_head = st.bus.read32(st.head_reg)
                 # one compiled call writes back the finished slots when they are the next user slots in order
-                n = self.c_reap(quick, self.c_user, self.c_shadow, self.c_to_user, self.head, device_head, st.done)
+                n = self.c_reap(self.c_queue, self.head, device_head, st.done)
                 if n >= 0:
                     if n:
                         self.head = device_head
@@ -322,7 +335,7 @@ class TxShadow(ShadowQueue):
         q.cmd_mask, q.cmd_expect, q.max_len = (int(c) for c in consts)
         q.done_status = TXD_STAT_DD  # DD for every finished descriptor (as _write_back)
         assert self.fast is not None
-        self.c_doorbell, self.c_reap = self.fast.lib.tx_doorbell, self.fast.lib.tx_reap
+        self.c_doorbell, self.c_reap = self.fast.lib.tx_doorbell_rings, self.fast.lib.tx_reap_rings
         return True
 
     def _compiled(self, k: int) -> bool | None:
@@ -387,7 +400,7 @@ class RxShadow(ShadowQueue):
             return False
         q.buffer_size = self.state.policy.rx_buffer_size
         assert self.fast is not None
-        self.c_doorbell, self.c_reap = self.fast.lib.rx_doorbell, self.fast.lib.rx_reap
+        self.c_doorbell, self.c_reap = self.fast.lib.rx_doorbell_rings, self.fast.lib.rx_reap_rings
         return True
 
     def _compiled(self, k: int) -> bool | None:

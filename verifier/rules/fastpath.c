@@ -45,6 +45,13 @@ static void copy_out(uint8_t *ring, uint32_t size, uint32_t start, const uint8_t
         memcpy(ring, src + (size_t)first * SLOT, (size_t)(count - first) * SLOT);
 }
 
+/* Slot x of a ring of size slots, for x below 2 * size (a slot of the ring plus a count of at most size slots):
+ * one compare per descriptor instead of a division (a loop of `% size` costs about as much as the copies). */
+static inline uint32_t wrap(uint32_t x, uint32_t size)
+{
+    return x >= size ? x - size : x;
+}
+
 static int range_ok(uint64_t addr, uint64_t span, const uint8_t *frame_ok, uint64_t nframes)
 {
     uint64_t last_byte = addr + span; /* span = length - 1, at most one page: two frames decide */
@@ -71,7 +78,7 @@ int tx_snapshot_check_post(const uint8_t *user_ring, uint32_t size, uint32_t tai
     }
     copy_out(shadow, size, shadow_tail, snap, k);
     for (uint32_t i = 0; i < k; i++)
-        to_user[(shadow_tail + i) % size] = (tail + i) % size;
+        to_user[wrap(shadow_tail + i, size)] = wrap(tail + i, size);
     return 1;
 }
 
@@ -90,8 +97,8 @@ int rx_snapshot_check_post(const uint8_t *user_ring, uint32_t size, uint32_t tai
         struct rx_desc d, posted = {0}; /* the buffer address; length .. special start at zero */
         memcpy(&d, snap + (size_t)i * SLOT, sizeof d);
         posted.addr = d.addr;
-        memcpy(shadow + (uint64_t)((shadow_tail + i) % size) * SLOT, &posted, sizeof posted);
-        to_user[(shadow_tail + i) % size] = (tail + i) % size;
+        memcpy(shadow + (uint64_t)wrap(shadow_tail + i, size) * SLOT, &posted, sizeof posted);
+        to_user[wrap(shadow_tail + i, size)] = wrap(tail + i, size);
     }
     return 1;
 }
@@ -99,15 +106,20 @@ int rx_snapshot_check_post(const uint8_t *user_ring, uint32_t size, uint32_t tai
 void tx_complete(uint8_t *user_ring, uint32_t size, const int64_t *to_user, uint32_t first, uint32_t n,
                  uint8_t status)
 {
-    for (uint32_t i = 0; i < n; i++)
-        user_ring[(uint64_t)to_user[(first + i) % size] * SLOT + offsetof(struct tx_desc, status)] = status;
+    if (n == 0)
+        return;
+    uint32_t s = first % size; /* then one step at a time, wrapping without a division */
+    for (uint32_t i = 0; i < n; i++, s = s + 1 == size ? 0 : s + 1)
+        user_ring[(uint64_t)to_user[s] * SLOT + offsetof(struct tx_desc, status)] = status;
 }
 
 void rx_complete(uint8_t *user_ring, uint32_t size, const uint8_t *shadow, const int64_t *to_user, uint32_t first,
                  uint32_t n)
 {
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t s = (first + i) % size;
+    if (n == 0)
+        return;
+    uint32_t s = first % size;
+    for (uint32_t i = 0; i < n; i++, s = s + 1 == size ? 0 : s + 1) {
         uint64_t word; /* length, csum, status, errors, special: one store, DD never alone */
         memcpy(&word, shadow + (uint64_t)s * SLOT + RX_WRITEBACK, sizeof word);
         memcpy(user_ring + (uint64_t)to_user[s] * SLOT + RX_WRITEBACK, &word, sizeof word);
@@ -165,8 +177,8 @@ static int64_t in_order(uint32_t size, const int64_t *to_user, uint32_t head, ui
     if (size == 0 || head >= size || device_head >= size || done >= size)
         return FP_DECLINED;
     uint32_t n = (device_head + size - head) % size;
-    for (uint32_t i = 0; i < n; i++)
-        if (to_user[(head + i) % size] != (int64_t)((done + i) % size))
+    for (uint32_t i = 0; i < n; i++) /* head, done < size and i < size: wrap, no division */
+        if (to_user[wrap(head + i, size)] != (int64_t)wrap(done + i, size))
             return FP_DECLINED;
     return n;
 }
@@ -188,4 +200,26 @@ int64_t rx_reap(const struct fp_queue *q, uint8_t *user_ring, const uint8_t *sha
     if (n > 0)
         rx_complete(user_ring, q->size, shadow, to_user, head, (uint32_t)n);
     return n;
+}
+
+int64_t tx_doorbell_rings(const struct fp_rings *r, uint32_t new_tail, uint32_t tail, uint32_t done,
+                          uint32_t shadow_tail)
+{
+    return tx_doorbell(r->q, r->user, r->shadow, r->snap, r->to_user, r->frame_ok, new_tail, tail, done, shadow_tail);
+}
+
+int64_t rx_doorbell_rings(const struct fp_rings *r, uint32_t new_tail, uint32_t tail, uint32_t done,
+                          uint32_t shadow_tail)
+{
+    return rx_doorbell(r->q, r->user, r->shadow, r->snap, r->to_user, r->frame_ok, new_tail, tail, done, shadow_tail);
+}
+
+int64_t tx_reap_rings(const struct fp_rings *r, uint32_t head, uint32_t device_head, uint32_t done)
+{
+    return tx_reap(r->q, r->user, r->shadow, r->to_user, head, device_head, done);
+}
+
+int64_t rx_reap_rings(const struct fp_rings *r, uint32_t head, uint32_t device_head, uint32_t done)
+{
+    return rx_reap(r->q, r->user, r->shadow, r->to_user, head, device_head, done);
 }

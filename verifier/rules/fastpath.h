@@ -74,6 +74,31 @@ int64_t tx_reap(const struct fp_queue *q, uint8_t *user_ring, const uint8_t *sha
 int64_t rx_reap(const struct fp_queue *q, uint8_t *user_ring, const uint8_t *shadow, const int64_t *to_user,
                 uint32_t head, uint32_t device_head, uint32_t done);
 
+/* One trapped queue as its doorbell and interrupt reach the compiled path: the constants (``q``) and the five
+ * arrays the calls above take as pointers.  Made once when the queue opens (verifier/modes/shadow.py
+ * ShadowQueue._quick_queue) in memory cffi owns beside the queue: pointers differ between two machines built
+ * alike, so they are kept out of ``struct fp_queue`` (world/reset.py compares and restores that), and they
+ * point at arrays a reset restores in place.  The ring positions stay Python's (verifier/queue_state.py is their
+ * record, every path reads and moves them there) and are passed by value: a trapped doorbell is then a call of
+ * five arguments and an interrupt's reap one of four, instead of ten and seven (cffi converts each argument,
+ * which costs more than the check of a small batch). */
+struct fp_rings {
+    const struct fp_queue *q;
+    uint8_t *user;            /* the tenant's ring */
+    uint8_t *shadow;          /* the kernel's copy the device reads */
+    uint8_t *snap;            /* where a doorbell's snapshot is taken */
+    int64_t *to_user;         /* shadow slot -> user slot */
+    const uint8_t *frame_ok;  /* the pin table's row for the access the device needs */
+};
+
+/* tx_/rx_doorbell and tx_/rx_reap through a ``struct fp_rings``: the same judgement, the same results. */
+int64_t tx_doorbell_rings(const struct fp_rings *r, uint32_t new_tail, uint32_t tail, uint32_t done,
+                          uint32_t shadow_tail);
+int64_t rx_doorbell_rings(const struct fp_rings *r, uint32_t new_tail, uint32_t tail, uint32_t done,
+                          uint32_t shadow_tail);
+int64_t tx_reap_rings(const struct fp_rings *r, uint32_t head, uint32_t device_head, uint32_t done);
+int64_t rx_reap_rings(const struct fp_rings *r, uint32_t head, uint32_t device_head, uint32_t done);
+
 /* SHA-256 (hex) of fastpath.h and fastpath.c as they were compiled; defined by the build
  * (ring/cbuild.py), so that a module compiled from older sources is noticed and not used. */
 const char *fastpath_source_digest(void);
