@@ -104,3 +104,14 @@ def lines_ok(raw: bytes, n: int, expected: int, schema: int, wall_ok: Callable[[
     if found <= 0:
         return False
     return all(wall_ok(raw[at : at + WALL_CHARS].decode("ascii")) for at in walls[0:found])
+
+
+def find_line(data: bytes, start: int, prefix: bytes) -> tuple[int, int] | None:
+    """Where the first line of ``data`` at or after ``start`` (a line's start) that begins with ``prefix`` begins
+    (-1: none), and the newlines before it from ``start`` (to the end when none); None when not compiled."""
+    fast = enabled()
+    if fast is None or not 0 <= start <= len(data):
+        return None
+    lines = fast.ffi.new("uint64_t *")
+    at = fast.lib.chk_find_line(data, len(data), start, prefix, len(prefix), lines)
+    return int(at), int(lines[0])

@@ -43,6 +43,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from verifier.audit import check
 from verifier.audit.log import (
     CHECKPOINT_FIELDS,
     FIELDS,
@@ -654,10 +655,11 @@ def _verify_v2(
     base = GENESIS if start is None else start.hash
     walk = read_v2.WalkV2(first_seq, base, base, first_seq - 1, limit=PROBLEM_LIMIT)
     walk.anchor_seq = None if anchor is None else anchor.seq
+    decode = _decode_v2 if on_record is not None else _check_v2  # records are built only for whoever takes them
     for batch in read_v2.batches(files):
         if on_lines is not None:
             on_lines(walk.total)
-        read_v2.walk_batch(walk, batch, _decode_v2, _schema_v2, on_record, msgspec_dict)
+        read_v2.walk_batch(walk, batch, decode, _schema_v2, on_record, msgspec_dict)
     head = walk.head  # the last verified checkpoint, else where the kept chain starts (as v1)
     return _conclude(
         tuple(str(p) for p in files),
@@ -675,8 +677,24 @@ def _verify_v2(
 
 
 def _decode_v2(raw: bytes, n: int, first: int) -> list[Any] | None:
-    """A v2 batch's records decoded at once (``fast_read.fast_batch``); None: the reference reads it."""
-    return None if _fast is None else _fast.fast_batch(raw, n, first, _wall_ok)
+    """A v2 batch's records decoded at once; None: the reference reads it.
+
+    Lines the compiled check passes (verifier/audit/check.py) are only decoded; any others are decoded, encoded
+    again and compared by ``fast_read.fast_batch``.
+    """
+    if _fast is None:
+        return None
+    if check.lines_ok(raw, n, first, SCHEMA_V2, _wall_ok):
+        records = _fast.batch_records(raw, n)
+        if records is not None:
+            return records
+    return _fast.fast_batch(raw, n, first, _wall_ok)
+
+
+def _check_v2(raw: bytes, n: int, first: int) -> list[Any] | None:
+    """``verify`` without ``on_record``: a batch whose lines the compiled check passes needs no records (an empty
+    list: verified); any other goes to ``_decode_v2``."""
+    return [] if check.lines_ok(raw, n, first, SCHEMA_V2, _wall_ok) else _decode_v2(raw, n, first)
 
 
 def _schema_v2(record: dict[str, Any]) -> str | None:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from verifier.audit import check
 from verifier.audit.log import (
     CHECKPOINT_START,
     GENESIS,
@@ -74,12 +75,12 @@ def batches(files: list[Path]) -> Iterator[Batch]:
                 block = f.read(BLOCK_BYTES)
                 data = rest + block
                 start = 0
-                while (at := _next_checkpoint(data, start)) >= 0:
+                while (found := _checkpoint_after(data, start))[0] >= 0:
+                    at, count = found
                     end = data.find(b"\n", at)
                     if end < 0:
                         break  # the checkpoint line itself continues in the next block
                     records = data[start:at]
-                    count = records.count(b"\n")
                     yield Batch(path, order, line, records, count, data[at : end + 1])
                     line += count + 1
                     start = end + 1
@@ -94,6 +95,16 @@ def batches(files: list[Path]) -> Iterator[Batch]:
                     rest = rest[cut:]
         if rest:
             yield Batch(path, order, line, rest, rest.count(b"\n") + (not rest.endswith(b"\n")), None)
+
+
+def _checkpoint_after(data: bytes, start: int) -> tuple[int, int]:
+    """Where the first checkpoint line of ``data`` at or after ``start`` (a line start) begins (-1: none), and the
+    newlines from ``start`` to there: the compiled scan when there is one (check.c), else a search and a count."""
+    found = check.find_line(data, start, CHECKPOINT_START)
+    if found is not None:
+        return found
+    at = _next_checkpoint(data, start)
+    return at, data.count(b"\n", start, at) if at >= 0 else 0
 
 
 def _next_checkpoint(data: bytes, start: int) -> int:
