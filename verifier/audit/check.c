@@ -64,8 +64,9 @@ static const char *const KINDS[] = {"tx", "rx", "register", "iommu", "pin"};
 /* verifier/audit/read.py: RANGES. */
 #define SEQ_MAX INT64_MAX
 #define U32_MAX UINT32_MAX
-/* Integers inside ``desc`` and ``detail``: the reference takes any size, this check up to 63 bits. */
-#define SCALAR_MAX INT64_MAX
+/* Integers inside ``desc`` and ``detail`` (a descriptor's 64-bit address): the reference takes any size, this
+ * check -2**63 .. 2**64 - 1 (what a 64-bit integer of either sign holds, as msgspec decodes them). */
+#define SCALAR_NEGATIVE_MAX ((uint64_t)INT64_MAX + 1)
 
 /* The form of a ``wall``: 'd' a digit, anything else itself. */
 static const char WALL_FORM[CHK_WALL + 1] = "dddd-dd-ddTdd:dd:dd.dddddddddZ";
@@ -287,7 +288,7 @@ static int hex_string(cur *pp, cur end, size_t digits) {
     return 1;
 }
 
-/* A scalar of ``desc`` or ``detail``: a string, an integer within SCALAR_MAX, true, false or null. */
+/* A scalar of ``desc`` or ``detail``: a string, an integer of 64 bits, true, false or null. */
 static int scalar(cur *pp, cur end) {
     if (*pp >= end)
         return 0;
@@ -304,7 +305,7 @@ static int scalar(cur *pp, cur end) {
     default: {
         int neg;
         uint64_t magnitude;
-        return integer(pp, end, &neg, &magnitude) && magnitude <= SCALAR_MAX;
+        return integer(pp, end, &neg, &magnitude) && (!neg || magnitude <= SCALAR_NEGATIVE_MAX);
     }
     }
 }
