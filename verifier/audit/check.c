@@ -125,7 +125,8 @@ static inline int hex_digit(uint8_t c) {
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-static int literal(cur *pp, cur end, const char *text, size_t length) {
+/* Inlined, so that each call's ``length`` is a constant and memcmp a few compares. */
+static inline __attribute__((always_inline)) int literal(cur *pp, cur end, const char *text, size_t length) {
     if ((size_t)(end - *pp) < length || memcmp(*pp, text, length) != 0)
         return 0;
     *pp += length;
@@ -310,12 +311,20 @@ static int scalar(cur *pp, cur end) {
     }
 }
 
+/* The first ``n`` (1 to 7) bytes of a word loaded from memory, the others zero. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define HEAD_MASK(n) (~0ULL << (64 - 8 * (n)))
+#else
+#define HEAD_MASK(n) ((1ULL << (8 * (n))) - 1)
+#endif
+
 /* An object of scalars with distinct keys (json.loads keeps the last of a repeated key, and its encoding then
  * differs from the line: the reference refuses it).  Keys are compared as written: every key accepted here is
  * in canonical form, so equal keys are equal bytes. */
 static int dict(cur *pp, cur end) {
     cur keys[CHK_MAX_KEYS];
     size_t lengths[CHK_MAX_KEYS];
+    uint64_t heads[CHK_MAX_KEYS]; /* each key's first (up to) eight bytes: most keys differ there */
     size_t nkeys = 0;
     if (!LITERAL(pp, end, "{"))
         return 0;
@@ -327,11 +336,13 @@ static int dict(cur *pp, cur end) {
         cur name = *pp;
         if (!string_body(pp, end))
             return 0;
-        size_t length = (size_t)(*pp - name);
+        size_t length = (size_t)(*pp - name); /* the key and its closing quote: more bytes follow (``:``) */
+        uint64_t head = end - name >= 8 ? load8(name) & (length >= 8 ? ~0ULL : HEAD_MASK(length)) : 0;
         for (size_t k = 0; k < nkeys; k++)
-            if (lengths[k] == length && keys[k][0] == name[0] && memcmp(keys[k], name, length) == 0)
+            if (heads[k] == head && lengths[k] == length && memcmp(keys[k], name, length) == 0)
                 return 0;
         keys[nkeys] = name;
+        heads[nkeys] = head;
         lengths[nkeys++] = length;
         if (!LITERAL(pp, end, ":") || !scalar(pp, end))
             return 0;
