@@ -25,7 +25,15 @@ from tests.verifier.compiled import compiled_accelerator
 from tests.verifier.test_audit_v2 import write
 from tests.verifier.test_audit_verify_fast import HOSTILE
 from verifier.audit import check, read_v2
-from verifier.audit.log import CHECKPOINT_START, FIELDS, SCHEMA_V2, SCHEMA_VERSION, AuditLog, parse_line
+from verifier.audit.log import (
+    CHECKPOINT_START,
+    FIELDS,
+    SCHEMA_V2,
+    SCHEMA_VERSION,
+    AuditLog,
+    is_checkpoint,
+    parse_line,
+)
 from verifier.audit.read import schema_problem, verify
 
 #: Bytes tried at every position of a sampled line: structure, escapes, digits, number forms, control and non-ASCII.
@@ -416,3 +424,22 @@ def test_without_the_accelerator_verify_still_verifies(tmp_path: Path, monkeypat
     finally:
         monkeypatch.delenv("NIC_SANDBOX_FASTPATH")
         check.state.cache_clear()
+
+
+def test_a_checkpoint_read_without_json_is_what_json_reads(tmp_path: Path) -> None:
+    """``parse_checkpoint``'s pattern for the writer's form against ``parse_line`` and ``is_checkpoint``."""
+    path = tmp_path / "audit.jsonl"
+    write(path, 2)
+    lines = [line for line in path.read_bytes().splitlines(keepends=True) if line.startswith(CHECKPOINT_START)]
+    first = lines[0]
+    assert first.startswith(b'{"v":2,"checkpoint":13,"records":14,')
+    forms = [first.replace(b'"checkpoint":13', b'"checkpoint":%d' % n) for n in (0, 2**63 - 1, 2**63, 10**19, -1)]
+    forms += [first.replace(b'"records":14', b'"records":%d' % n) for n in (0, 1, 2**63 - 1, 2**63, 10**20)]
+    samples = lines + forms + list(edits(first))
+
+    def slow(line: bytes) -> dict[str, Any] | None:
+        parsed = parse_line(line) if line.endswith(b"\n") else None
+        return parsed if parsed is not None and is_checkpoint(parsed) else None
+
+    assert all(read_v2.parse_checkpoint(line) == slow(line) for line in samples)
+    assert all(read_v2.parse_checkpoint(line) is not None for line in lines)
