@@ -92,7 +92,7 @@ def status() -> str:
     return state()[1]
 
 
-def lines_ok(raw: bytes, n: int, expected: int, schema: int, wall_ok: Callable[[str], bool]) -> bool:
+def lines_ok(raw: bytes | memoryview, n: int, expected: int, schema: int, wall_ok: Callable[[str], bool]) -> bool:
     """True when ``raw`` is ``n`` whole lines, each the canonical encoding of a record of ``schema`` with seqs
     ``expected`` on, every ``wall`` a real date by ``wall_ok`` (the reference's, asked once per distinct second);
     False when anything fails or the check is not compiled (not sure: the caller decides another way)."""
@@ -100,10 +100,10 @@ def lines_ok(raw: bytes, n: int, expected: int, schema: int, wall_ok: Callable[[
     if fast is None or n <= 0 or expected < 0:
         return False
     walls = fast.ffi.new("uint64_t[]", n)
-    found = fast.lib.chk_lines(raw, len(raw), n, expected, schema, walls, n)
+    found = fast.lib.chk_lines(fast.ffi.from_buffer(raw), len(raw), n, expected, schema, walls, n)
     if found <= 0:
         return False
-    return all(wall_ok(raw[at : at + WALL_CHARS].decode("ascii")) for at in walls[0:found])
+    return all(wall_ok(bytes(raw[at : at + WALL_CHARS]).decode("ascii")) for at in walls[0:found])
 
 
 def find_line(data: bytes, start: int, prefix: bytes) -> tuple[int, int] | None:

@@ -676,7 +676,7 @@ def _verify_v2(
     )
 
 
-def _decode_v2(raw: bytes, n: int, first: int) -> list[Any] | None:
+def _decode_v2(raw: bytes | memoryview, n: int, first: int) -> list[Any] | None:
     """A v2 batch's records decoded at once; None: the reference reads it.
 
     Lines the compiled check passes (verifier/audit/check.py) are only decoded; any others are decoded, encoded
@@ -684,6 +684,7 @@ def _decode_v2(raw: bytes, n: int, first: int) -> list[Any] | None:
     """
     if _fast is None:
         return None
+    raw = bytes(raw)
     if check.lines_ok(raw, n, first, SCHEMA_V2, _wall_ok):
         records = _fast.batch_records(raw, n)
         if records is not None:
@@ -691,7 +692,7 @@ def _decode_v2(raw: bytes, n: int, first: int) -> list[Any] | None:
     return _fast.fast_batch(raw, n, first, _wall_ok)
 
 
-def _check_v2(raw: bytes, n: int, first: int) -> list[Any] | None:
+def _check_v2(raw: bytes | memoryview, n: int, first: int) -> list[Any] | None:
     """``verify`` without ``on_record``: a batch whose lines the compiled check passes needs no records (an empty
     list: verified); any other goes to ``_decode_v2``."""
     return [] if check.lines_ok(raw, n, first, SCHEMA_V2, _wall_ok) else _decode_v2(raw, n, first)
