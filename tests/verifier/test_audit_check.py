@@ -23,7 +23,8 @@ import verifier.audit.read as read
 from measure.refusals import doorbell_batch
 from tests.verifier.compiled import compiled_accelerator
 from tests.verifier.test_audit_v2 import write
-from tests.verifier.test_audit_verify_fast import HOSTILE
+from tests.verifier.test_audit_verify_fast import HOSTILE, TAMPERINGS, reference
+from tests.verifier.test_audit_verify_pass import big_log
 from verifier.audit import check, read_v2
 from verifier.audit.log import (
     CHECKPOINT_START,
@@ -443,3 +444,24 @@ def test_a_checkpoint_read_without_json_is_what_json_reads(tmp_path: Path) -> No
 
     assert all(read_v2.parse_checkpoint(line) == slow(line) for line in samples)
     assert all(read_v2.parse_checkpoint(line) is not None for line in lines)
+
+
+@pytest.fixture(scope="module")
+def v1_log_lines(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
+    path = tmp_path_factory.mktemp("v1log") / "audit.jsonl"
+    big_log(path)
+    return path.read_bytes().splitlines(keepends=True)
+
+
+@pytest.mark.parametrize("name", TAMPERINGS)
+def test_v1_verify_without_records_finds_what_the_reference_finds(
+    name: str, v1_log_lines: list[bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``verify`` with no ``on_record`` checks v1 chunks with the line check and chains them from the lines' bytes."""
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b"".join(TAMPERINGS[name](v1_log_lines)))
+    try:
+        fast: Any = verify([path])
+    except read.AuditFormatError as err:
+        fast = f"format error: {err}"
+    assert fast == reference([path], monkeypatch)[0]
