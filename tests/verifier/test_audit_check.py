@@ -31,11 +31,12 @@ from verifier.audit.log import (
     FIELDS,
     SCHEMA_V2,
     SCHEMA_VERSION,
+    AuditError,
     AuditLog,
     is_checkpoint,
     parse_line,
 )
-from verifier.audit.read import schema_problem, verify
+from verifier.audit.read import read_records, schema_problem, verify
 
 #: Bytes tried at every position of a sampled line: structure, escapes, digits, number forms, control and non-ASCII.
 PROBES = b' "\\0159af,:{}[]\n\r\t\x00\x1f\x7f\xc3\xff-+.eEZTAz_'
@@ -122,6 +123,16 @@ def test_seqs_schema_and_line_count_must_be_as_asked(v2_lines: list[bytes]) -> N
     assert not check.lines_ok(b"".join([v2_lines[0], v2_lines[2]]), 2, 0, SCHEMA_V2, read._wall_ok)  # a gap
     assert not check.lines_ok(raw, 10, 0, SCHEMA_V2, lambda wall: False)  # the reference's say on `wall` counts
     assert not check.lines_ok(b"", 0, 0, SCHEMA_V2, read._wall_ok)
+    for hostile in (-1, 2**63, 2**64, 10**30):  # a first seq read from a hostile line: not sure, no exception
+        assert not check.lines_ok(raw, 10, hostile, SCHEMA_V2, read._wall_ok)
+
+
+def test_a_v2_log_starting_at_a_huge_seq_reads_as_the_reference_says(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    write(path, 1)
+    path.write_bytes(path.read_bytes().replace(b'"seq":0,', b'"seq":%d,' % 10**30, 1))
+    with pytest.raises(AuditError, match="damaged record"):
+        list(read_records([path]))
 
 
 def edits(line: bytes) -> Iterator[bytes]:

@@ -36,6 +36,8 @@ from verifier.audit.log import FIELDS, FIELDS_V2, KINDS, MAX_REASON, REASON_RE, 
 
 LOG = logging.getLogger(__name__)
 
+#: The highest seq (``RANGES["seq"]``): a batch said to start past it is not this check's to judge.
+SEQ_MAX = 2**63 - 1
 #: The form of a ``wall`` check.c accepts (``YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ``) and the part naming its second.
 WALL_CHARS, SECOND_CHARS = 30, 19
 #: check.h's constants, checked against the module when it loads.
@@ -97,7 +99,7 @@ def lines_ok(raw: bytes | memoryview, n: int, expected: int, schema: int, wall_o
     ``expected`` on, every ``wall`` a real date by ``wall_ok`` (the reference's, asked once per distinct second);
     False when anything fails or the check is not compiled (not sure: the caller decides another way)."""
     fast = enabled()
-    if fast is None or n <= 0 or expected < 0:
+    if fast is None or n <= 0 or not 0 <= expected <= SEQ_MAX:  # a hostile first seq: past what C takes
         return False
     walls = fast.ffi.new("uint64_t[]", n)
     found = fast.lib.chk_lines(fast.ffi.from_buffer(raw), len(raw), n, expected, schema, walls, n)
