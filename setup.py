@@ -2,8 +2,9 @@
 
 They are declared in ring/cbuild.py: the verifier's fast path
 (verifier/rules/fastpath.c), the device's burst path (device/fastdev.c),
-the tenant driver's (driver/tenant/pmd.c) and the audit log's line
-formatter (verifier/audit/encode.c).
+the tenant driver's (driver/tenant/pmd.c), the audit log's line
+formatter (verifier/audit/encode.c) and ``audit verify``'s line check
+(verifier/audit/check.c).
 
 ``cffi_modules`` is cffi's setuptools integration (cffi's "API mode, out of
 line" as cffi projects ship it): it turns each builder into an extension
@@ -52,5 +53,6 @@ setup(
         "ring/cbuild.py:fastdev",
         "ring/cbuild.py:pmd",
         "ring/cbuild.py:encode",
+        "ring/cbuild.py:check",
     ],
 )

@@ -21,7 +21,7 @@ from device import fastdev
 from driver.tenant import pmd
 from ring.compiled import SWITCH, Compiled
 from tests.needs import IN_CI, missing
-from verifier.audit import encode
+from verifier.audit import check, encode
 from verifier.rules import fastpath
 
 
@@ -49,8 +49,8 @@ def compiled_fast_path(required: bool) -> fastpath.FastPath | None:
 
 
 def compiled_accelerator(loaded: Compiled | None, status: str) -> Compiled:
-    """Any accelerator (device/fastdev.py, driver/tenant/pmd.py, verifier/audit/encode.py): the module, else a
-    failure or a skip as above."""
+    """Any accelerator (device/fastdev.py, driver/tenant/pmd.py, verifier/audit/encode.py, verifier/audit/check.py):
+    the module, else a failure or a skip as above."""
     if loaded is not None:
         return loaded
     if can_compile() and os.environ.get(SWITCH) != "0":
@@ -64,3 +64,4 @@ def forget_accelerators() -> None:
     fastdev.state.cache_clear()
     pmd.state.cache_clear()
     encode.state.cache_clear()
+    check.state.cache_clear()
