@@ -140,3 +140,41 @@ def test_query_names_the_file_line_of_a_damaged_v2_record(
     assert sum(b'"checkpoint"' in line for line in lines[:target]) == 2  # two batches of 7 before it
     code, _, err = run(["query", str(logs[2]), "SELECT count(*) FROM records"], capsys)
     assert code == 2 and f"{logs[2]}:{target + 1}: damaged record" in err, err
+
+
+def test_the_web_index_reads_v2_batches_at_once_with_the_rows_of_the_line_by_line_reference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A v2 log's index (each batch decoded at once) equals the line-by-line one: same rows, lines, statuses and
+    problems, a damaged record in a middle batch one bad row and its batch's other records still rows."""
+    import auditor.web.index as index_module
+
+    path = make(tmp_path / "audit.jsonl", 2)
+    lines = path.read_bytes().splitlines(keepends=True)
+    target = next(i for i, line in enumerate(lines) if b'"seq":17,' in line)
+    lines[target] = lines[target].replace(b'"seq":17,', b'"seq":-17,')
+    path.write_bytes(b"".join(lines))
+
+    def rows_of() -> list[object]:
+        index = LogIndex([path])
+        while index.refresh():
+            pass
+        rows = [index.read(row) for row in range(index.progress().rows)]
+        index.close()
+        return [(r.line, r.status, r.record, r.problem) for r in rows]
+
+    decoded: list[int] = []
+    fast_batch = index_module.fast_batch
+
+    def counted(raw: bytes, n: int, expected: int) -> object:
+        records = fast_batch(raw, n, expected)
+        decoded.append(0 if records is None else len(records))
+        return records
+
+    monkeypatch.setattr(index_module, "fast_batch", counted)
+    batched = rows_of()
+    assert sum(decoded) == 30 - 7 and decoded.count(0) == 1  # every batch at once but the damaged one
+    monkeypatch.setattr(index_module, "fast_batch", lambda *args: None)
+    assert rows_of() == batched
+    assert len(batched) == 30 and [r[1] for r in batched].count("bad") == 1
+    assert batched[17][0] == target + 1 and batched[17][3] is not None

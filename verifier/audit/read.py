@@ -403,6 +403,13 @@ def fast_chunk(lines: list[bytes], expected: int, prev: str, records: bool = Tru
     return _fast.fast_chunk(lines, expected, prev, _wall_ok)
 
 
+def fast_batch(raw: bytes, n: int, expected: int) -> list[Any] | None:
+    """A v2 batch's ``n`` record lines ``raw`` (seqs from ``expected`` on) as records, when every line is its record's
+    canonical encoding and of the schema (the compiled check, then msgspec); None: read it line by line with the
+    reference.  The batch's chain (its checkpoint's hash) is not checked here: ``verify`` does that."""
+    return _decode_v2(raw, n, expected)
+
+
 #: Where a canonical v1 line (checked: ``...,"prev":"<64>","hash":"<64>"}\n``) holds ``prev`` and ``hash``.
 _PREV_AT = slice(-len(_HASH_TAIL) - 1 - 64, -len(_HASH_TAIL) - 1)
 _HASH_AT = slice(-len('"}\n') - 64, -len('"}\n'))
