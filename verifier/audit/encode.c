@@ -34,6 +34,31 @@ static int element(const struct enc_column *c, uint64_t row, uint64_t *magnitude
     return 0;
 }
 
+/* True when the row's element is all ones in its width (-1 signed): ENC_SKIP_ONES writes nothing there. */
+static int all_ones(const struct enc_column *c, uint64_t row) {
+    const uint8_t *p = c->data + (int64_t)row * c->stride;
+    for (uint32_t k = 0; k < c->width; k++)
+        if (p[k] != 0xFF) return 0;
+    return 1;
+}
+
+/* ``*at`` = the position of ``key`` in the column's ascending ``keys`` (binary search); 0 when it is not there. */
+static int lookup(const struct enc_column *c, int64_t key, uint64_t *at) {
+    uint64_t lo = 0, hi = c->entries;
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (c->keys[mid] < key) {
+            lo = mid + 1;
+        } else if (c->keys[mid] > key) {
+            hi = mid;
+        } else {
+            *at = mid;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* ``value`` in decimal at the end of ``buf`` (24 bytes); returns where the digits start. */
 static char *decimal(uint64_t value, char *end) {
     char *p = end;
@@ -57,9 +82,13 @@ int64_t enc_lines(const struct enc_column *columns, uint32_t ncolumns, uint64_t 
                   uint64_t capacity) {
     for (uint32_t j = 0; j < ncolumns; j++) { /* the specs first: nothing is written for a batch refused here */
         const struct enc_column *c = &columns[j];
-        if (c->op > ENC_HEXROW) return ENC_ERR_SPEC;
-        if ((c->op == ENC_PICK || c->op == ENC_DEC || c->op == ENC_HEX) && c->width != 1 && c->width != 2 &&
-            c->width != 4 && c->width != 8)
+        if (c->op > ENC_COUNT || c->flags > (ENC_SKIP_ONES | ENC_KEYED) || c->shift >= 64) return ENC_ERR_SPEC;
+        int integer = c->op == ENC_PICK || c->op == ENC_DEC || c->op == ENC_HEX ||
+                      (c->op == ENC_CONST && (c->flags & ENC_SKIP_ONES));
+        if (integer && c->width != 1 && c->width != 2 && c->width != 4 && c->width != 8) return ENC_ERR_SPEC;
+        if ((c->flags & ENC_SKIP_ONES) && !integer) return ENC_ERR_SPEC;
+        if (c->shift && (c->is_signed || (c->op != ENC_DEC && c->op != ENC_HEX))) return ENC_ERR_SPEC;
+        if ((c->flags & ENC_KEYED) && (c->op != ENC_PICK || !c->is_signed || (c->entries && c->keys == NULL)))
             return ENC_ERR_SPEC;
         if (c->op == ENC_PICK && c->offsets[c->entries] > c->text_len) return ENC_ERR_SPEC;
     }
@@ -70,6 +99,7 @@ int64_t enc_lines(const struct enc_column *columns, uint32_t ncolumns, uint64_t 
         for (uint32_t j = 0; j < ncolumns; j++) {
             const struct enc_column *c = &columns[j];
             if (c->mask != NULL && !c->mask[row]) continue;
+            if ((c->flags & ENC_SKIP_ONES) && all_ones(c, row)) continue;
             const uint8_t *src;
             uint64_t len;
             uint64_t value;
@@ -81,13 +111,25 @@ int64_t enc_lines(const struct enc_column *columns, uint32_t ncolumns, uint64_t 
                 break;
             case ENC_PICK:
                 element(c, row, &value, &negative);
-                if (negative || value >= c->entries) return ENC_ERR_INDEX;
+                if (c->flags & ENC_KEYED) {
+                    if (!lookup(c, negative ? (int64_t)((uint64_t)0 - value) : (int64_t)value, &value))
+                        return ENC_ERR_KEY;
+                } else if (negative || value >= c->entries) {
+                    return ENC_ERR_INDEX;
+                }
                 if (c->offsets[value] > c->offsets[value + 1]) return ENC_ERR_SPEC;
                 src = c->text + c->offsets[value];
                 len = c->offsets[value + 1] - c->offsets[value];
                 break;
+            case ENC_COUNT: {
+                char *p = decimal(c->base + row, end);
+                src = (const uint8_t *)p;
+                len = (uint64_t)(end - p);
+                break;
+            }
             case ENC_DEC: {
                 element(c, row, &value, &negative);
+                value >>= c->shift;
                 char *p = decimal(value, end);
                 if (negative) *--p = '-';
                 src = (const uint8_t *)p;
@@ -96,6 +138,7 @@ int64_t enc_lines(const struct enc_column *columns, uint32_t ncolumns, uint64_t 
             }
             case ENC_HEX: {
                 element(c, row, &value, &negative);
+                value >>= c->shift;
                 char *p = end;
                 do {
                     *--p = HEX_DIGITS[value & 15];
