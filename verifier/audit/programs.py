@@ -70,7 +70,7 @@ _DATA, _TEXT, _TEXT_LEN, _OFFSETS, _ENTRIES, _SHIFT, _BASE, _KEYS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Program:
     """A template's column specs (``words``: the addresses of its own texts in, the batch's arrays' as offsets).
 
