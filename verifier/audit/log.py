@@ -135,6 +135,7 @@ from verifier.audit.record import AuditCounters, AuditRecord, CounterKey
 from verifier.audit.rejection_batch import RejectionBatch, reason_counts
 
 if TYPE_CHECKING:
+    from ring.compiled import Compiled
     from verifier.audit.rejection_batch import RecordRows
 
 __all__ = ["AuditError", "AuditLog", "encode"]
@@ -324,6 +325,19 @@ def _stamps(readings: list[tuple[int, int]]) -> list[Column]:
             prefix = walls[sec] = b',"wall":"' + format_wall(sec * 1_000_000_000)[:-11].encode("ascii")
         stamps.append(b'%s.%09dZ","mono_ns":%d' % (prefix, ns, mono_ns))
     return [stamps]
+
+
+def _heads(lead: bytes, first: int, readings: list[tuple[int, int]]) -> list[bytes]:
+    """``lead`` + seq + ``,"wall":"..","mono_ns":..`` of each clock reading, seqs from ``first`` (as ``_stamps``)."""
+    walls: dict[int, bytes] = {}  # second -> its formatted prefix
+    heads = []
+    for seq, (wall_ns, mono_ns) in enumerate(readings, first):
+        sec, ns = divmod(wall_ns, 1_000_000_000)
+        prefix = walls.get(sec)
+        if prefix is None:
+            prefix = walls[sec] = b',"wall":"' + format_wall(sec * 1_000_000_000)[:-11].encode("ascii")
+        heads.append(b'%s%d%s.%09dZ","mono_ns":%d' % (lead, seq, prefix, ns, mono_ns))
+    return heads
 
 
 def system_clock() -> tuple[int, int]:
@@ -682,10 +696,11 @@ class AuditLog:
         with self._lock:
             self._check_open()
             v2 = self.schema == SCHEMA_V2
+            fast = enabled() if type(rows) is RejectionBatch else None
+            chained = lambda k: counts if k == n else reason_counts(rows, k)  # noqa: E731 - the counts of a v1 prefix
             if v2:
                 stamp = _stamps([self._clock()])
-                fast = enabled()
-                if fast is not None and type(rows) is RejectionBatch:
+                if fast is not None:
                     lead, end = self._ends()
                     written = write_rejections(fast, rows, lead, stamp[0], end, self._seq, self._lines)  # type: ignore[arg-type]
                     if written is not None:
@@ -694,6 +709,10 @@ class AuditLog:
                             return self._append(None, n, rows.nic, rows.kind, rows.queue, lambda _: counts)
                         blob = self._lines.room(0)[:written].tobytes()  # cut at the limit, as any blob is
                         return self._append(blob, n, rows.nic, rows.kind, rows.queue, lambda _: counts)
+            elif fast is not None:
+                templated = self._template_bodies(fast, rows)  # type: ignore[arg-type]
+                if templated is not None:
+                    return self._chain(templated, rows.nic, rows.kind, rows.queue, chained)
             columns = tail_columns(rows)
             if columns is None:
                 entries = list(rows.records())
@@ -710,13 +729,7 @@ class AuditLog:
                 return self._append(blob, n, rows.nic, rows.kind, rows.queue, lambda _: counts)
             else:
                 bodies = self._batch_bodies(columns, n, self._seq)
-            return self._chain(
-                bodies,
-                rows.nic,
-                rows.kind,
-                rows.queue,
-                lambda chained: counts if chained == n else reason_counts(rows, chained),
-            )
+            return self._chain(bodies, rows.nic, rows.kind, rows.queue, chained)
 
     def _limit(self) -> int:
         """Records that may wait unwritten: one (``always``), the group's size, or ``max_pending``."""
@@ -846,6 +859,20 @@ class AuditLog:
         lead, end = self._ends()
         seqs = Ints(np.arange(first, first + n, dtype=np.int64))
         return render(n, [lead, seqs, *_stamps(readings), *columns, end, b"\n"]).split(b"\n")[:-1]
+
+    def _template_bodies(self, fast: Compiled, rows: RejectionBatch) -> list[bytes] | None:
+        """v1: the bodies ``_bodies`` gives, each tail written by a compiled template (verifier/audit/programs.py)
+        and put behind its own version, seq and clock reading; None: a batch the templates do not take (the clock
+        not read)."""
+        lead, end = self._ends()
+        held = self._lines  # v2's; empty in v1
+        written = write_rejections(fast, rows, None, b"", end + b"\n", 0, held)
+        if written is None:
+            return None
+        tails = held.room(0)[:written].tobytes().split(b"\n")
+        clock = self._clock
+        heads = _heads(lead, self._seq, [clock() for _ in range(len(rows))])
+        return [head + tail for head, tail in zip(heads, tails, strict=False)]
 
     def _batch_lines(self, columns: list[Column], n: int, first: int, stamp: list[Column]) -> bytes:
         """v2: the batch's record lines as one blob, stamped with one clock reading (``stamp``: one check refused

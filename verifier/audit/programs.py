@@ -203,13 +203,15 @@ _PROGRAMS: dict[tuple[Any, ...], Program] = {}
 
 
 def _build(
-    ffi: Any, lead: bytes, end: bytes, rows: RejectionBatch, place: bytes, extra: bytes, owners: frozenset[int]
+    ffi: Any, lead: bytes | None, end: bytes, rows: RejectionBatch, place: bytes, extra: bytes, owners: frozenset[int]
 ) -> Program:
-    """The template of ``rows``'s lines: ``lead``, seq, stamp, the tail as ``tail_columns`` writes it, ``end``."""
+    """The template of ``rows``'s lines: ``lead``, seq, stamp (none of the three when ``lead`` is None), the tail
+    as ``tail_columns`` writes it, ``end``."""
     b = _Builder(ffi)
-    b.constant(lead)
-    b.count_here()
-    b.stamp_here()
+    if lead is not None:
+        b.constant(lead)
+        b.count_here()
+        b.stamp_here()
     descs = rows.descs.dtype
     b.constant(place + b',"ring_index":')
     b.number(DEC, RING_INDEX, 0, _INT64, 8)
@@ -265,9 +267,17 @@ def _place(rows: RejectionBatch) -> bytes:
 
 
 def write_rejections(
-    fast: compiled.Compiled, rows: RejectionBatch, lead: bytes, stamp: bytes, end: bytes, first: int, out: LineBuffer
+    fast: compiled.Compiled,
+    rows: RejectionBatch,
+    lead: bytes | None,
+    stamp: bytes,
+    end: bytes,
+    first: int,
+    out: LineBuffer,
 ) -> int | None:
     """Write ``rows``'s lines (``lead`` seq ``stamp`` tail ``end``, seqs from ``first``) after what ``out`` holds.
+
+    ``lead`` None: each row's tail and ``end`` alone (schema v1 puts a clock reading of its own before each).
 
     Returns how many bytes it wrote there, not yet taken (``out.take``), or None: a batch the templates do not
     take (nothing written; the column path decides, and raises where it must).
@@ -310,10 +320,11 @@ def _run(
     )
     words = program.words.copy()
     words[program.at] = bases[program.sources] + program.offsets
-    k = program.stamp * _WORDS
-    words[k + _TEXT] = int(cast("uintptr_t", from_buffer(stamp)))
-    words[k + _TEXT_LEN] = len(stamp)
-    words[program.count * _WORDS + _BASE] = first
+    if program.stamp >= 0:
+        k = program.stamp * _WORDS
+        words[k + _TEXT] = int(cast("uintptr_t", from_buffer(stamp)))
+        words[k + _TEXT_LEN] = len(stamp)
+        words[program.count * _WORDS + _BASE] = first
     capacity = n * (program.row_max + len(stamp))
     room = out.room(capacity)
     written: int = fast.lib.enc_lines(
