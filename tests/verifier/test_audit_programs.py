@@ -21,7 +21,7 @@ from ring.descriptors import TX_DESC
 from tests.verifier.compiled import compiled_accelerator, forget_accelerators
 from tests.verifier.test_audit import clock
 from tests.verifier.test_audit_encoders import random_batch
-from verifier.audit import encode, programs
+from verifier.audit import encode, line_buffer, programs
 from verifier.audit.columns import Ints, interleave
 from verifier.audit.line_buffer import LineBuffer
 from verifier.audit.lines import tail_columns
@@ -136,10 +136,11 @@ def test_shapes_the_templates_do_not_take_go_back_to_the_columns(fast: Any, tmp_
     assert logs[0] == logs[1]
 
 
+@pytest.mark.parametrize("schema", [1, 2])
 @pytest.mark.parametrize("limit", [1, 7, 255, 256, 600])
-def test_a_batch_past_the_pending_limit_is_cut_as_before(tmp_path: Path, limit: int) -> None:
-    """Lines written in place by a template, cut at the pending limit (``max_pending``) into checkpoints exactly
-    as the column path cuts them, across batches that leave part of a group waiting."""
+def test_a_batch_past_the_pending_limit_is_cut_as_before(tmp_path: Path, limit: int, schema: int) -> None:
+    """Lines written by a template, cut at the pending limit (``max_pending``) into writes (and v2 checkpoints)
+    exactly as the column path cuts them, across batches that leave part of a group waiting."""
     rng = np.random.default_rng(limit)
     batches = [random_batch(rng) for _ in range(8)]
     logs = []
@@ -149,7 +150,7 @@ def test_a_batch_past_the_pending_limit_is_cut_as_before(tmp_path: Path, limit: 
             env.setenv(SWITCH, setting)
             path = tmp_path / f"log{setting}"
             with AuditLog(
-                path, "verifier", fsync="never", clock=clock(), schema=2, max_bytes=None, max_pending=limit
+                path, "verifier", fsync="never", clock=clock(), schema=schema, max_bytes=None, max_pending=limit
             ) as log:
                 programs._PROGRAMS.clear()
                 for k, rows in enumerate(batches):
@@ -252,3 +253,16 @@ def test_the_new_column_kinds_refuse_what_they_cannot_take(fast: Any) -> None:
         run(fast, 3, column(encode.COUNT, base=10**19), capacity=60)
         == b"100000000000000000001000000000000000000110000000000000000002"
     )
+
+
+def test_the_line_buffer_holds_what_it_is_given() -> None:
+    held = LineBuffer()
+    held.append(b"one\n")
+    room = held.room(line_buffer.KEEP_SIZE + 1)  # grown past what it keeps, what it held copied over
+    room[:4] = np.frombuffer(b"two\n", dtype=np.uint8)
+    held.take(4)
+    assert bytes(held.view()) == held.tail(0) == b"one\ntwo\n" and len(held) == 8
+    held.cut(4)
+    assert held.tail(0) == b"one\n"
+    held.clear()
+    assert len(held) == 0 and held.room(0).size == 0  # a huge buffer is let go

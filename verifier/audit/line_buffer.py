@@ -18,6 +18,8 @@ import numpy.typing as npt
 
 #: The first buffer's size: a doorbell of 255 records and its checkpoint with room to spare.
 FIRST_SIZE = 1 << 18
+#: A buffer grown past this (one huge batch) is let go when it is emptied, not kept for the next batch.
+KEEP_SIZE = 1 << 23
 
 
 class LineBuffer:
@@ -63,3 +65,5 @@ class LineBuffer:
 
     def clear(self) -> None:
         self.used = 0
+        if self._data.size > KEEP_SIZE:
+            self._data = np.empty(0, dtype=np.uint8)
