@@ -116,6 +116,7 @@ def test_shapes_the_templates_do_not_take_go_back_to_the_columns(fast: Any, tmp_
         dataclasses.replace(plain, reason=plain.reason.astype(np.int64)),
         dataclasses.replace(plain, bad_byte=np.repeat(plain.bad_byte, 2)[::2]),
         dataclasses.replace(plain, descs=np.repeat(plain.descs, 2)[::2]),
+        dataclasses.replace(plain, descs=plain.descs.astype(plain.descs.dtype.newbyteorder(">"))),
         dataclasses.replace(plain, extra={"frame": 1}),
         plain,  # more owners than a template keeps
     ]

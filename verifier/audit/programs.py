@@ -26,6 +26,7 @@ frozen reference encoder on random and hostile batches.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -237,13 +238,21 @@ def _build(
     return b.program(owners)
 
 
+@functools.lru_cache(maxsize=64)
+def _little_fields(dtype: np.dtype[Any]) -> bool:
+    """Plain descriptors (``plain_descriptors``) whose fields encode.c reads in place: little endian, as this
+    machine stores them (ring/compiled.py refuses a big-endian one)."""
+    fields: Mapping[str, tuple[Any, ...]] = dtype.fields or {}
+    return plain_descriptors(dtype) and all(field[0].byteorder in "<=|" for field in fields.values())
+
+
 def _template(rows: RejectionBatch) -> tuple[bytes, bytes] | None:
     """``rows``'s where-part and ``extra`` part as the tail writes them, or None: a shape the templates do not take."""
     descs = rows.descs
     if (
         descs.ndim != 1
         or not descs.flags.c_contiguous
-        or not plain_descriptors(descs.dtype)
+        or not _little_fields(descs.dtype)
         or rows.ring_index.dtype != _INT64
         or rows.reason.dtype != _UINT8
         or rows.bad_byte.dtype != _INT64
