@@ -48,7 +48,7 @@ def by_columns(rows: RejectionBatch, first: int, mark: bytes) -> bytes:
 def by_template(fast: Any, rows: RejectionBatch, first: int, mark: bytes) -> bytes | None:
     out = LineBuffer()
     out.append(b"held")  # what a log holds already stays as it was
-    written = programs.write_rejections(fast, rows, LEAD, mark, END, first, out)
+    written = programs.write_rejections(fast, rows, LEAD, lambda: mark, END, first, out)
     if written is None:
         return None
     out.take(written)
@@ -267,3 +267,29 @@ def test_the_line_buffer_holds_what_it_is_given() -> None:
     assert held.tail(0) == b"one\n"
     held.clear()
     assert len(held) == 0 and held.room(0).size == 0  # a huge buffer is let go
+
+
+@pytest.mark.parametrize("schema", [1, 2])
+def test_a_batch_refused_by_its_extra_reads_no_clock(tmp_path: Path, schema: int) -> None:
+    """An ``extra`` that is not JSON data is refused before the clock is read, with the template or without: the
+    log is the one the same clock gives without the refused batch."""
+    good = batch([-2, NO_OWNER], [4096, -1])
+    bad = dataclasses.replace(good, extra={"why": object()})
+    logs = []
+    for setting in ("1", "0"):
+        forget_accelerators()
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv(SWITCH, setting)
+            path = tmp_path / f"log{setting}"
+            with AuditLog(path, "verifier", fsync="never", clock=clock(), schema=schema, max_bytes=None) as log:
+                log.record_batch(good)
+                with pytest.raises(TypeError):
+                    log.record_batch(bad)
+                log.record_batch(good)
+            logs.append(path.read_bytes())
+    forget_accelerators()
+    path = tmp_path / "without"
+    with AuditLog(path, "verifier", fsync="never", clock=clock(), schema=schema, max_bytes=None) as log:
+        log.record_batch(good)
+        log.record_batch(good)
+    assert logs[0] == logs[1] == path.read_bytes()

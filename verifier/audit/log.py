@@ -698,11 +698,12 @@ class AuditLog:
             v2 = self.schema == SCHEMA_V2
             fast = enabled() if type(rows) is RejectionBatch else None
             chained = lambda k: counts if k == n else reason_counts(rows, k)  # noqa: E731 - the counts of a v1 prefix
+            stamp: list[Column] = []  # v2: the batch's one clock reading, once read
             if v2:
-                stamp = _stamps([self._clock()])
                 if fast is not None:
                     lead, end = self._ends()
-                    written = write_rejections(fast, rows, lead, stamp[0], end, self._seq, self._lines)  # type: ignore[arg-type]
+                    stamped = lambda: self._stamp(stamp)  # noqa: E731 - the clock read when the template is there
+                    written = write_rejections(fast, rows, lead, stamped, end, self._seq, self._lines)  # type: ignore[arg-type]
                     if written is not None:
                         if self._pending_records + n <= self._limit():
                             self._lines.take(written)
@@ -866,7 +867,7 @@ class AuditLog:
         not read)."""
         lead, end = self._ends()
         held = self._lines  # v2's; empty in v1
-        written = write_rejections(fast, rows, None, b"", end + b"\n", 0, held)
+        written = write_rejections(fast, rows, None, lambda: b"", end + b"\n", 0, held)
         if written is None:
             return None
         tails = held.room(0)[:written].tobytes().split(b"\n")
@@ -874,11 +875,18 @@ class AuditLog:
         heads = _heads(lead, self._seq, [clock() for _ in range(len(rows))])
         return [head + tail for head, tail in zip(heads, tails, strict=False)]
 
+    def _stamp(self, stamp: list[Column]) -> bytes:
+        """v2: the batch's one clock reading as its ``_stamps`` constant, read into ``stamp`` if it is not yet."""
+        if not stamp:
+            stamp += _stamps([self._clock()])
+        return stamp[0]  # type: ignore[return-value]  # one reading: a constant
+
     def _batch_lines(self, columns: list[Column], n: int, first: int, stamp: list[Column]) -> bytes:
-        """v2: the batch's record lines as one blob, stamped with one clock reading (``stamp``: one check refused
-        them)."""
+        """v2: the batch's record lines as one blob, stamped with one clock reading (one check refused them): the
+        one in ``stamp`` when a template read it already."""
         lead, end = self._ends()
         seqs = Ints(np.arange(first, first + n, dtype=np.int64))
+        self._stamp(stamp)
         return render(n, [lead, seqs, *stamp, *columns, end])
 
     def commit(self) -> None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -279,12 +279,15 @@ def write_rejections(
     fast: compiled.Compiled,
     rows: RejectionBatch,
     lead: bytes | None,
-    stamp: bytes,
+    stamp: Callable[[], bytes],
     end: bytes,
     first: int,
     out: LineBuffer,
 ) -> int | None:
-    """Write ``rows``'s lines (``lead`` seq ``stamp`` tail ``end``, seqs from ``first``) after what ``out`` holds.
+    """Write ``rows``'s lines (``lead`` seq ``stamp()`` tail ``end``, seqs from ``first``) after what ``out`` holds.
+
+    ``stamp`` (the clock read) is called once, when the template is there: a batch refused before (a shape not
+    taken, an ``extra`` that does not encode) has not read the clock, as the column path reads it only then.
 
     ``lead`` None: each row's tail and ``end`` alone (schema v1 puts a clock reading of its own before each).
 
@@ -298,12 +301,13 @@ def write_rejections(
     key = (lead, end, place, rows.descs.dtype, extra)
     program = _PROGRAMS.get(key)
     ffi = fast.ffi
+    if program is None:
+        if len(_PROGRAMS) >= MAX_PROGRAMS:
+            _PROGRAMS.clear()
+        program = _PROGRAMS[key] = _build(ffi, lead, end, rows, place, extra, frozenset())
+    text = stamp()
     for _attempt in range(2):
-        if program is None:
-            if len(_PROGRAMS) >= MAX_PROGRAMS:
-                _PROGRAMS.clear()
-            program = _PROGRAMS[key] = _build(ffi, lead, end, rows, place, extra, frozenset())
-        written = _run(fast, program, rows, stamp, first, out)
+        written = _run(fast, program, rows, text, first, out)
         if written != ERR_KEY:
             return None if written < 0 else written
         owners = program.owners.union(np.unique(rows.owner).tolist())
