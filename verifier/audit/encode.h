@@ -30,20 +30,29 @@
 #define ENC_DEC 2     /* the row's integer in decimal */
 #define ENC_HEX 3     /* the row's integer as hex() writes it: 0x, lower case, no leading zeros */
 #define ENC_HEXROW 4  /* the row's ``width`` bytes, each as two lower-case hex digits */
+#define ENC_COUNT 5   /* ``base`` + the row's number in decimal (a record's seq) */
+
+/* Column flags (``flags``). */
+#define ENC_SKIP_ONES 1 /* nothing in rows whose element (``data``, ``width``, also for ENC_CONST) is all ones: -1 */
+#define ENC_KEYED 2     /* ENC_PICK: the (signed) element is looked up in ``keys``; its position picks the string */
 
 /* Returns of enc_lines below zero. */
 #define ENC_ERR_ROOM -1   /* the output buffer is too small */
 #define ENC_ERR_INDEX -2  /* a table index outside its table */
 #define ENC_ERR_SPEC -3   /* an unknown op or element width */
+#define ENC_ERR_KEY -4    /* an ENC_KEYED element that is not in its keys (the caller adds it and calls again) */
 
 /* One column.  ``data`` + row * ``stride`` is the row's element (ENC_PICK, ENC_DEC, ENC_HEX: an integer of
  * ``width`` bytes, 1, 2, 4 or 8, signed when ``is_signed``; ENC_HEXROW: ``width`` bytes).  ``mask``, when not
- * NULL, has one byte per row: 0 writes nothing for this column in that row. */
+ * NULL, has one byte per row: 0 writes nothing for this column in that row.  ENC_DEC and ENC_HEX of an unsigned
+ * element write it shifted right by ``shift`` bits (a byte's page frame).  A batch's columns are the same from
+ * one batch to the next but for where the rows are (verifier/audit/programs.py keeps them and changes ``data``):
+ * that is why a column finds its own strings (``keys``, ``base``) rather than Python working them out per row. */
 struct enc_column {
     uint32_t op;
     uint32_t width;
     uint32_t is_signed;
-    uint32_t reserved;
+    uint32_t flags;           /* ENC_SKIP_ONES, ENC_KEYED */
     const uint8_t *data;
     int64_t stride;
     const uint8_t *mask;
@@ -51,10 +60,14 @@ struct enc_column {
     uint64_t text_len;        /* ENC_CONST: how many; ENC_PICK: the length of ``text`` */
     const uint64_t *offsets;  /* ENC_PICK: string k is text[offsets[k] : offsets[k + 1]] */
     uint64_t entries;         /* ENC_PICK: how many strings (``offsets`` holds entries + 1) */
+    uint32_t shift;           /* ENC_DEC, ENC_HEX of an unsigned element: bits shifted out first (below 64) */
+    uint32_t reserved;
+    uint64_t base;            /* ENC_COUNT: the first row's number */
+    const int64_t *keys;      /* ENC_PICK with ENC_KEYED: ``entries`` integers, ascending, no repeats */
 };
 
 /* Write ``rows`` rows, each the ``ncolumns`` columns in order, into ``out`` (``capacity`` bytes).  Returns the
- * bytes written, or ENC_ERR_ROOM, ENC_ERR_INDEX or ENC_ERR_SPEC. */
+ * bytes written, or ENC_ERR_ROOM, ENC_ERR_INDEX, ENC_ERR_SPEC or ENC_ERR_KEY. */
 int64_t enc_lines(const struct enc_column *columns, uint32_t ncolumns, uint64_t rows, uint8_t *out,
                   uint64_t capacity);
 

@@ -32,15 +32,18 @@ from verifier.audit.columns import Column, Hexes, HexRows, Ints, Picks, interlea
 LOG = logging.getLogger(__name__)
 
 #: What a column writes per row: encode.h's ``ENC_*`` (checked against the module when it loads).
-OPS = {"ENC_CONST": 0, "ENC_PICK": 1, "ENC_DEC": 2, "ENC_HEX": 3, "ENC_HEXROW": 4}
-CONST, PICK, DEC, HEX, HEXROW = OPS.values()
+OPS = {"ENC_CONST": 0, "ENC_PICK": 1, "ENC_DEC": 2, "ENC_HEX": 3, "ENC_HEXROW": 4, "ENC_COUNT": 5}
+CONST, PICK, DEC, HEX, HEXROW, COUNT = OPS.values()
+#: Column flags and the refusal that asks for a key (encode.h), checked against the module as ``OPS`` is.
+FLAGS = {"ENC_SKIP_ONES": 1, "ENC_KEYED": 2, "ENC_ERR_KEY": -4}
+SKIP_ONES, KEYED, ERR_KEY = FLAGS.values()
 #: ``struct enc_column`` as numpy lays it out: the batch's column specs are one array, filled in one call.
 ENC_COLUMN = np.dtype(
     [
         ("op", "<u4"),
         ("width", "<u4"),
         ("is_signed", "<u4"),
-        ("reserved", "<u4"),
+        ("flags", "<u4"),
         ("data", "<u8"),
         ("stride", "<i8"),
         ("mask", "<u8"),
@@ -48,6 +51,10 @@ ENC_COLUMN = np.dtype(
         ("text_len", "<u8"),
         ("offsets", "<u8"),
         ("entries", "<u8"),
+        ("shift", "<u4"),
+        ("reserved", "<u4"),
+        ("base", "<u8"),
+        ("keys", "<u8"),
     ]
 )
 #: 64-bit words per ``struct enc_column``.
@@ -61,7 +68,7 @@ def state() -> tuple[compiled.Compiled | None, str]:
     """The formatter the writer may use (or None), and the one line that says what formats the log's lines."""
     return compiled.loaded(
         ENCODE,
-        OPS,
+        {**OPS, **FLAGS},
         "audit line formatter",
         "the audit log formats its lines in Python",
         LOG,
@@ -102,7 +109,8 @@ def lines(fast: compiled.Compiled, n: int, columns: list[Column]) -> bytes | Non
     ffi = fast.ffi
     from_buffer, cast = ffi.from_buffer, ffi.cast
     keep: list[Any] = []  # every buffer whose address is in the specs, alive until the call returns
-    # per column: op | width << 32, is_signed | reserved << 32, data, stride, mask, text, text_len, offsets, entries
+    # per column: op | width << 32, is_signed | flags << 32, data, stride, mask, text, text_len, offsets, entries,
+    # shift | reserved << 32, base, keys (``_column``)
     words: list[int] = []
     texts: list[bytes] = []  # every constant and table, back to back: one buffer
     text_at = 0
@@ -115,7 +123,7 @@ def lines(fast: compiled.Compiled, n: int, columns: list[Column]) -> bytes | Non
             const += column  # type: ignore[operator]
             continue
         if const:
-            words += [CONST, 0, 0, 0, 0, text_at, len(const), 0, 0]
+            words += [CONST, 0, 0, 0, 0, text_at, len(const), 0, 0, 0, 0, 0]
             texts.append(const)
             text_at += len(const)
             row_max += len(const)
@@ -130,7 +138,7 @@ def lines(fast: compiled.Compiled, n: int, columns: list[Column]) -> bytes | Non
             width = rows.shape[1]
             keep.append(rows)
             data = int(cast("uintptr_t", from_buffer(rows))) if n and width else 0
-            words += [HEXROW | width << 32, 0, data, width, 0, 0, 0, 0, 0]
+            words += [HEXROW | width << 32, 0, data, width, 0, 0, 0, 0, 0, 0, 0, 0]
             row_max += 2 * width
             continue
         values: np.ndarray[Any, Any] = column.chosen if kind is Picks else column.values  # type: ignore[union-attr]
@@ -154,7 +162,7 @@ def lines(fast: compiled.Compiled, n: int, columns: list[Column]) -> bytes | Non
                 continue
             sizes = list(map(len, table))
             total = sum(sizes)
-            words += [PICK | head, signed, data, stride, 0, text_at, total, len(offsets), len(table)]
+            words += [PICK | head, signed, data, stride, 0, text_at, total, len(offsets), len(table), 0, 0, 0]
             offsets.append(0)
             offsets += itertools.accumulate(sizes)
             texts += table
@@ -169,15 +177,15 @@ def lines(fast: compiled.Compiled, n: int, columns: list[Column]) -> bytes | Non
             keep.append(flags)
             mask = int(cast("uintptr_t", from_buffer(flags))) if n else 0
         if kind is Ints:
-            words += [DEC | head, signed, data, stride, mask, 0, 0, 0, 0]
+            words += [DEC | head, signed, data, stride, mask, 0, 0, 0, 0, 0, 0, 0]
             row_max += _DEC_MAX
         elif kind is Hexes:
-            words += [HEX | head, signed, data, stride, mask, 0, 0, 0, 0]
+            words += [HEX | head, signed, data, stride, mask, 0, 0, 0, 0, 0, 0, 0]
             row_max += _HEX_MAX
         else:
             return None
     if const:
-        words += [CONST, 0, 0, 0, 0, text_at, len(const), 0, 0]
+        words += [CONST, 0, 0, 0, 0, text_at, len(const), 0, 0, 0, 0, 0]
         texts.append(const)
         row_max += len(const)
     blob = b"".join(texts) or b"\0"

@@ -46,7 +46,7 @@ from ring.descriptors import DESC_SIZE
 from ring.memory import PAGE_SHIFT
 from verifier.audit.columns import Column, Hexes, HexRows, Ints, Picks, interleave
 from verifier.audit.record import AuditRecord
-from verifier.audit.rejection_batch import IommuFaultBatch, RecordRows, RejectionBatch
+from verifier.audit.rejection_batch import REASON_NAMES, IommuFaultBatch, RecordRows, RejectionBatch
 from verifier.rules import reasons as R
 from verifier.rules.checks import NO_OWNER, owner_label
 
@@ -73,7 +73,7 @@ def encode(record: dict[str, Any] | list[dict[str, Any]]) -> bytes:
 
 _RULES: dict[int, str] = {r.code: r.rule for r in R.all_reasons()}
 #: Detail keys ``RejectionBatch.records`` sets per row: an ``extra`` naming one would replace it in place.
-_ROW_DETAIL_KEYS = frozenset({"rule", "first_bad_byte", "frame", "owner"})
+ROW_DETAIL_KEYS = frozenset({"rule", "first_bad_byte", "frame", "owner"})
 
 
 def _inner(part: dict[str, Any]) -> str:
@@ -81,7 +81,7 @@ def _inner(part: dict[str, Any]) -> str:
     return encode(part).decode("ascii")[1:-1]
 
 
-def _where(tenant: Any, tenant_name: Any, nic: str | None, queue: Any, kind: str) -> str:
+def where(tenant: Any, tenant_name: Any, nic: str | None, queue: Any, kind: str) -> str:
     """``,"tenant":..,"kind":..``: where a record comes from, the values converted as the log writes them."""
     return _where_text(int(tenant), str(tenant_name), nic, None if queue is None else int(queue), kind)
 
@@ -102,7 +102,7 @@ def record_tail(entry: AuditRecord) -> str:
         "reason": entry.reason,
         "detail": entry.detail,
     }
-    return _where(entry.tenant, entry.tenant_name, entry.nic, entry.queue, entry.kind) + "," + _inner(what)
+    return where(entry.tenant, entry.tenant_name, entry.nic, entry.queue, entry.kind) + "," + _inner(what)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -112,15 +112,15 @@ def _reason_head(name: str, code: int) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _field_keys(names: tuple[str, ...]) -> tuple[bytes, ...]:
+def field_keys(names: tuple[str, ...]) -> tuple[bytes, ...]:
     """``"name":`` of each descriptor field (a comma before all but the first), encoded once per dtype."""
-    return tuple((b"," if k else b"") + _text({name: 0})[:-1] for k, name in enumerate(names))
+    return tuple((b"," if k else b"") + text({name: 0})[:-1] for k, name in enumerate(names))
 
 
 @functools.lru_cache(maxsize=1024)
-def _owner_text(label: str) -> bytes:
+def owner_text(label: str) -> bytes:
     """``,"owner":..`` of one owner label."""
-    return b"," + _text({"owner": label})
+    return b"," + text({"owner": label})
 
 
 def _int_columns(*columns: np.ndarray[Any, Any]) -> bool:
@@ -145,7 +145,7 @@ def tail_columns(rows: RecordRows) -> list[Column] | None:
     return None
 
 
-def _text(part: dict[str, Any]) -> bytes:
+def text(part: dict[str, Any]) -> bytes:
     """``"k":v,...`` of ``part`` as bytes."""
     return _inner(part).encode("ascii")
 
@@ -166,8 +166,15 @@ def _reason_table(named: tuple[tuple[int, str], ...]) -> list[bytes]:
     return table
 
 
+@functools.cache
+def reason_table() -> list[bytes]:
+    """The head of every reason at its code, ``b""`` between: the table of every batch (the compiled templates,
+    verifier/audit/programs.py), whose codes are known reasons (``reason_counts`` names each first)."""
+    return _reason_table(tuple((code, name) for code, name in REASON_NAMES.items()))
+
+
 @functools.lru_cache(maxsize=64)
-def _plain_descriptors(dtype: np.dtype[Any]) -> bool:
+def plain_descriptors(dtype: np.dtype[Any]) -> bool:
     """Descriptors of ``DESC_SIZE`` bytes whose fields are all plain integers (``tolist`` gives an int for each)."""
     fields = dtype.fields
     if not dtype.names or fields is None or dtype.itemsize != DESC_SIZE:
@@ -179,27 +186,27 @@ def _rejection_columns(rows: RejectionBatch) -> list[Column] | None:
     descs = rows.descs
     dtype = descs.dtype
     names = dtype.names or ()
-    if descs.ndim != 1 or not _plain_descriptors(dtype):
+    if descs.ndim != 1 or not plain_descriptors(dtype):
         return None
     if not _int_columns(rows.ring_index, rows.reason, rows.bad_byte, rows.owner):
         return None
     extra = rows.extra
     extra_part = b""
     if extra:
-        if _ROW_DETAIL_KEYS.intersection(extra):
+        if ROW_DETAIL_KEYS.intersection(extra):
             return None  # ``detail.update(extra)`` would overwrite a row's key in its place
-        extra_part = b"," + _text(dict(extra))
+        extra_part = b"," + text(dict(extra))
     n = len(rows)
     raws = np.ascontiguousarray(descs).view(np.uint8).reshape(n, DESC_SIZE)
-    where = _where(rows.tenant, rows.tenant_name, rows.nic, rows.queue, rows.kind).encode("ascii")
+    place = where(rows.tenant, rows.tenant_name, rows.nic, rows.queue, rows.kind).encode("ascii")
     columns: list[Column] = [
-        where + b',"ring_index":',
+        place + b',"ring_index":',
         Ints(rows.ring_index),
         b',"desc_hex":"',
         HexRows(raws),
         b'","desc":{',
     ]
-    for key, name in zip(_field_keys(names), names, strict=True):
+    for key, name in zip(field_keys(names), names, strict=True):
         columns += [key, Ints(descs[name])]
     columns += [b"},", _reasons(rows)]
     # as RejectionBatch.records: -1 is "no address problem"; a byte at or above 2**63 reads negative in int64
@@ -223,7 +230,7 @@ def _rejection_columns(rows: RejectionBatch) -> list[Column] | None:
     owner = rows.owner
     if (owner != NO_OWNER).any():
         codes = sorted(set(owner.tolist()))  # a few distinct owners: a label each, picked per row
-        labels = [b"" if o == NO_OWNER else _owner_text(owner_label(o, rows.tenant)) for o in codes]
+        labels = [b"" if o == NO_OWNER else owner_text(owner_label(o, rows.tenant)) for o in codes]
         columns.append(Picks(labels, np.searchsorted(np.array(codes, dtype=owner.dtype), owner)))
     columns.append(extra_part + b"}")
     return columns
@@ -232,7 +239,7 @@ def _rejection_columns(rows: RejectionBatch) -> list[Column] | None:
 def _fault_columns(rows: IommuFaultBatch) -> list[Column] | None:
     if not _int_columns(rows.iova, rows.length, rows.reason):
         return None
-    middle = _where(rows.tenant, rows.tenant_name, rows.nic, rows.queue, "iommu")
+    middle = where(rows.tenant, rows.tenant_name, rows.nic, rows.queue, "iommu")
     middle += "," + _inner({"ring_index": None, "desc_hex": None, "desc": None}) + ","
     access = "write" if rows.write else "read"
     vtd = "0x05" if rows.write else "0x06"  # as IommuFaultBatch.records

@@ -126,13 +126,16 @@ import numpy as np
 from ring.descriptors import DESC_SIZE
 from verifier.audit.columns import Column, Ints
 from verifier.audit.durability import GroupCommit
-from verifier.audit.encode import render
+from verifier.audit.encode import enabled, render
 from verifier.audit.lazy_records import RecordSpan
+from verifier.audit.line_buffer import LineBuffer
 from verifier.audit.lines import encode, record_tail, tail_columns
+from verifier.audit.programs import write_rejections
 from verifier.audit.record import AuditCounters, AuditRecord, CounterKey
-from verifier.audit.rejection_batch import reason_counts
+from verifier.audit.rejection_batch import RejectionBatch, reason_counts
 
 if TYPE_CHECKING:
+    from ring.compiled import Compiled
     from verifier.audit.rejection_batch import RecordRows
 
 __all__ = ["AuditError", "AuditLog", "encode"]
@@ -245,7 +248,7 @@ def checkpoint_body(last: int, records: int, prev: str) -> bytes:
     return b'%s%d,"records":%d,"prev":"%s"}' % (CHECKPOINT_START, last, records, prev.encode("ascii"))
 
 
-def checkpoint_hash(prev: str, batch: bytes, body: bytes) -> str:
+def checkpoint_hash(prev: str, batch: bytes | memoryview, body: bytes) -> str:
     """SHA-256 hex of ``prev``, the batch's record lines (newlines included) and the checkpoint without ``hash``.
 
     One hash call per batch: an edit anywhere in the batch or its checkpoint changes it.
@@ -256,7 +259,7 @@ def checkpoint_hash(prev: str, batch: bytes, body: bytes) -> str:
     return digest.hexdigest()
 
 
-def checkpoint_line(prev: str, batch: bytes, last: int, records: int) -> tuple[bytes, str]:
+def checkpoint_line(prev: str, batch: bytes | memoryview, last: int, records: int) -> tuple[bytes, str]:
     """The checkpoint line closing ``batch`` (``records`` records ending at seq ``last``) and its hash."""
     body = checkpoint_body(last, records, prev)
     digest = checkpoint_hash(prev, batch, body)
@@ -322,6 +325,19 @@ def _stamps(readings: list[tuple[int, int]]) -> list[Column]:
             prefix = walls[sec] = b',"wall":"' + format_wall(sec * 1_000_000_000)[:-11].encode("ascii")
         stamps.append(b'%s.%09dZ","mono_ns":%d' % (prefix, ns, mono_ns))
     return [stamps]
+
+
+def _heads(lead: bytes, first: int, readings: list[tuple[int, int]]) -> list[bytes]:
+    """``lead`` + seq + ``,"wall":"..","mono_ns":..`` of each clock reading, seqs from ``first`` (as ``_stamps``)."""
+    walls: dict[int, bytes] = {}  # second -> its formatted prefix
+    heads = []
+    for seq, (wall_ns, mono_ns) in enumerate(readings, first):
+        sec, ns = divmod(wall_ns, 1_000_000_000)
+        prefix = walls.get(sec)
+        if prefix is None:
+            prefix = walls[sec] = b',"wall":"' + format_wall(sec * 1_000_000_000)[:-11].encode("ascii")
+        heads.append(b'%s%d%s.%09dZ","mono_ns":%d' % (lead, seq, prefix, ns, mono_ns))
+    return heads
 
 
 def system_clock() -> tuple[int, int]:
@@ -512,7 +528,8 @@ class AuditLog:
         self.max_bytes = max_bytes
         self._clock: Clock = clock or system_clock
         self._lock = threading.Lock()
-        self._pending: list[bytes] = []  # v1: one line each; v2: blobs of whole lines
+        self._pending: list[bytes] = []  # v1: one line each
+        self._lines = LineBuffer()  # v2: the lines waiting for their checkpoint
         self._pending_records = 0
         #: the schema this writer writes: ``schema`` for a new log, the log's own for an existing one
         self.schema = schema
@@ -678,8 +695,26 @@ class AuditLog:
                 raise ValueError(f"reason must be a stable code like ADDR_NOT_PINNED, got {reason!r}")
         with self._lock:
             self._check_open()
-            columns = tail_columns(rows)
             v2 = self.schema == SCHEMA_V2
+            fast = enabled() if type(rows) is RejectionBatch else None
+            chained = lambda k: counts if k == n else reason_counts(rows, k)  # noqa: E731 - the counts of a v1 prefix
+            stamp: list[Column] = []  # v2: the batch's one clock reading, once read
+            if v2:
+                if fast is not None:
+                    lead, end = self._ends()
+                    stamped = lambda: self._stamp(stamp)  # noqa: E731 - the clock read when the template is there
+                    written = write_rejections(fast, rows, lead, stamped, end, self._seq, self._lines)  # type: ignore[arg-type]
+                    if written is not None:
+                        if self._pending_records + n <= self._limit():
+                            self._lines.take(written)
+                            return self._append(None, n, rows.nic, rows.kind, rows.queue, lambda _: counts)
+                        blob = self._lines.room(0)[:written].tobytes()  # cut at the limit, as any blob is
+                        return self._append(blob, n, rows.nic, rows.kind, rows.queue, lambda _: counts)
+            elif fast is not None:
+                templated = self._template_bodies(fast, rows)  # type: ignore[arg-type]
+                if templated is not None:
+                    return self._chain(templated, rows.nic, rows.kind, rows.queue, chained)
+            columns = tail_columns(rows)
             if columns is None:
                 entries = list(rows.records())
                 for entry in entries:
@@ -687,21 +722,15 @@ class AuditLog:
                         raise ValueError(f"raw descriptor must be {DESC_SIZE} bytes, got {len(entry.raw)}")
                 tails = [record_tail(entry) for entry in entries]
                 if v2:
-                    blob = self._batch_lines([[t.encode("ascii") for t in tails]], n, self._seq)
+                    blob = self._batch_lines([[t.encode("ascii") for t in tails]], n, self._seq, stamp)
                     return self._append(blob, n, rows.nic, rows.kind, rows.queue, lambda _: counts)
                 bodies = self._bodies(tails, self._seq)
             elif v2:
-                blob = self._batch_lines(columns, n, self._seq)
+                blob = self._batch_lines(columns, n, self._seq, stamp)
                 return self._append(blob, n, rows.nic, rows.kind, rows.queue, lambda _: counts)
             else:
                 bodies = self._batch_bodies(columns, n, self._seq)
-            return self._chain(
-                bodies,
-                rows.nic,
-                rows.kind,
-                rows.queue,
-                lambda chained: counts if chained == n else reason_counts(rows, chained),
-            )
+            return self._chain(bodies, rows.nic, rows.kind, rows.queue, chained)
 
     def _limit(self) -> int:
         """Records that may wait unwritten: one (``always``), the group's size, or ``max_pending``."""
@@ -753,7 +782,7 @@ class AuditLog:
 
     def _append(
         self,
-        blob: bytes,
+        blob: bytes | None,
         n: int,
         nic: str | None,
         kind: str,
@@ -762,21 +791,24 @@ class AuditLog:
     ) -> range:
         """v2: queue ``n`` record lines (``blob``, whole lines) for the next checkpoint (under the lock).
 
-        No hash here: ``_flush`` closes what waits with one checkpoint.  More
-        than the pending limit is cut at line boundaries and flushed piece by
-        piece, as v1 flushes early.
+        ``blob`` None: the lines are held already (written in place by the
+        compiled formatter, within the pending limit).  No hash here:
+        ``_flush`` closes what waits with one checkpoint.  More than the
+        pending limit is cut at line boundaries and flushed piece by piece, as
+        v1 flushes early.
         """
         first = self._seq
         limit = self._limit()
-        pieces = [(blob, n)]
-        if self._pending_records + n > limit:
+        pieces: list[tuple[bytes | None, int]] = [(blob, n)]
+        if blob is not None and self._pending_records + n > limit:
             lines = blob.splitlines(keepends=True)
             room = limit - self._pending_records
             cuts = [0, *range(room, n, limit), n]
             pieces = [(b"".join(lines[a:b]), b - a) for a, b in itertools.pairwise(cuts) if b > a]
         try:
             for piece, k in pieces:
-                self._pending.append(piece)
+                if piece is not None:
+                    self._lines.append(piece)
                 self._pending_records += k
                 self._seq += k
                 if self._pending_records >= limit:
@@ -789,7 +821,7 @@ class AuditLog:
 
     def _start_group(self) -> None:
         """Group commit: records wait now, so the interval starts (the timer thread counts it)."""
-        if self.group is not None and self._pending and self._deadline is None:
+        if self.group is not None and self._pending_records and self._deadline is None:
             self._deadline = time.monotonic() + self.group.interval_s
             self._wake.notify()
 
@@ -829,11 +861,33 @@ class AuditLog:
         seqs = Ints(np.arange(first, first + n, dtype=np.int64))
         return render(n, [lead, seqs, *_stamps(readings), *columns, end, b"\n"]).split(b"\n")[:-1]
 
-    def _batch_lines(self, columns: list[Column], n: int, first: int) -> bytes:
-        """v2: the batch's record lines as one blob, stamped with one clock reading (one check refused them)."""
+    def _template_bodies(self, fast: Compiled, rows: RejectionBatch) -> list[bytes] | None:
+        """v1: the bodies ``_bodies`` gives, each tail written by a compiled template (verifier/audit/programs.py)
+        and put behind its own version, seq and clock reading; None: a batch the templates do not take (the clock
+        not read)."""
+        lead, end = self._ends()
+        held = self._lines  # v2's; empty in v1
+        written = write_rejections(fast, rows, None, lambda: b"", end + b"\n", 0, held)
+        if written is None:
+            return None
+        tails = held.room(0)[:written].tobytes().split(b"\n")
+        clock = self._clock
+        heads = _heads(lead, self._seq, [clock() for _ in range(len(rows))])
+        return [head + tail for head, tail in zip(heads, tails, strict=False)]
+
+    def _stamp(self, stamp: list[Column]) -> bytes:
+        """v2: the batch's one clock reading as its ``_stamps`` constant, read into ``stamp`` if it is not yet."""
+        if not stamp:
+            stamp += _stamps([self._clock()])
+        return stamp[0]  # type: ignore[return-value]  # one reading: a constant
+
+    def _batch_lines(self, columns: list[Column], n: int, first: int, stamp: list[Column]) -> bytes:
+        """v2: the batch's record lines as one blob, stamped with one clock reading (one check refused them): the
+        one in ``stamp`` when a template read it already."""
         lead, end = self._ends()
         seqs = Ints(np.arange(first, first + n, dtype=np.int64))
-        return render(n, [lead, seqs, *_stamps([self._clock()]), *columns, end])
+        self._stamp(stamp)
+        return render(n, [lead, seqs, *stamp, *columns, end])
 
     def commit(self) -> None:
         """End a doorbell batch: write the buffered records and (policy ``batch``) fsync them once.
@@ -947,17 +1001,20 @@ class AuditLog:
         pending bytes, one write of the batch and its checkpoint together.
         """
         self._deadline = None
-        if not self._pending:
+        if not self._pending_records:
             return
         pieces, self._pending = self._pending, []
         records, self._pending_records = self._pending_records, 0
         started = time.monotonic_ns()
         try:
             if self.schema == SCHEMA_V2:
-                batch = b"".join(pieces)
-                line, digest = checkpoint_line(self._prev, batch, self._seq - 1, records)
-                self._size += len(batch) + len(line)
-                self._write(batch + line)
+                held = self._lines
+                line, digest = checkpoint_line(self._prev, held.view(), self._seq - 1, records)
+                held.append(line)  # the batch and its checkpoint in one write, from where they were formatted
+                data = held.view()
+                held.clear()
+                self._size += len(data)
+                self._write(data)
                 self._prev = digest
                 if self._over_size():
                     self._rotate()
@@ -970,7 +1027,7 @@ class AuditLog:
         if self.on_durable is not None and self.fsync != "never":
             self.on_durable(self.acknowledged, started, time.monotonic_ns())
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | memoryview) -> None:
         """Write ``data``, flush it to the OS and fsync per policy."""
         self._file.write(data)
         self._written += len(data)
