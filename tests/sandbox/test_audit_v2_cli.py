@@ -155,7 +155,7 @@ def test_the_web_index_reads_v2_batches_at_once_with_the_rows_of_the_line_by_lin
     lines[target] = lines[target].replace(b'"seq":17,', b'"seq":-17,')
     path.write_bytes(b"".join(lines))
 
-    def rows_of() -> list[object]:
+    def rows_of() -> list[tuple[int, str, object, str | None]]:
         index = LogIndex([path])
         while index.refresh():
             pass
