@@ -156,11 +156,11 @@ def test_an_odd_chunk_is_taken_as_the_reference_takes_it(tmp_path: Path, odd: st
 
 
 def followed_campaign(
-    tmp_path: Path, classes: list[str], steps: int = 3, rotate_bytes: int | None = 48 << 10
+    tmp_path: Path, classes: list[str], steps: int = 3, rotate_bytes: int | None = 48 << 10, schema: int = 2
 ) -> tuple[AuditLog, AuditWatch, list[Any], list[Any]]:
     """A campaign loop (tests/fuzz/test_oracle_checks.py ``campaign``) whose watch follows its on-disk log as
     fuzz/campaign.py wires it; ``verify`` is wrapped to tell which end check ran (``on_record`` None: the short)."""
-    log = AuditLog(tmp_path / "audit.jsonl", "verifier", fsync="never", rotate_bytes=rotate_bytes, schema=2)
+    log = AuditLog(tmp_path / "audit.jsonl", "verifier", fsync="never", rotate_bytes=rotate_bytes, schema=schema)
     calls: list[Any] = []
 
     def spy(files: Any, on_record: Callable[..., Any] | None = None) -> Any:
@@ -193,8 +193,10 @@ def slow(watch: AuditWatch) -> list[tuple[str, str]]:
         watch.holds = holds
 
 
-def test_the_short_end_check_finds_what_the_long_one_finds(tmp_path: Path) -> None:
-    log, watch, found, calls = followed_campaign(tmp_path, ["kernel-tx", "kernel-rx", "ring-index", "register"])
+@pytest.mark.parametrize("schema", [1, 2])
+def test_the_short_end_check_finds_what_the_long_one_finds(tmp_path: Path, schema: int) -> None:
+    classes = ["kernel-tx", "kernel-rx", "ring-index", "register"]
+    log, watch, found, calls = followed_campaign(tmp_path, classes, schema=schema)
     assert found == []
     assert len(list(tmp_path.glob("audit.jsonl.*"))) >= 1  # rotated while followed
     assert audit_complete(watch) == [] and calls == [None]  # the short way: the chain verified, no record walked
