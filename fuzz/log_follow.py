@@ -95,8 +95,9 @@ class LogFollower:
         except FileNotFoundError:
             return False
 
-    def _lines(self) -> list[bytes]:
-        """The complete lines appended since the last call (an incomplete last line waits for the rest of it)."""
+    def _chunk(self) -> bytes:
+        """The complete lines appended since the last call, newline-ended (an incomplete last line waits for the
+        rest of it)."""
         data = b""
         while True:
             if self._file is not None:
@@ -111,21 +112,21 @@ class LogFollower:
             if self._file is not None:
                 self._file.close()
             self._open(at_end=False)
-        lines = data.split(b"\n")
-        self._rest = lines.pop()
-        return lines
+        cut = data.rfind(b"\n") + 1
+        self._rest = data[cut:]
+        return data[:cut]
 
     def __call__(self) -> list[dict[str, Any]]:
         """The new records, one dict each."""
-        return _dicts(self._lines())
+        return _dicts(self._chunk().split(b"\n")[:-1])
 
     def items(self) -> list[dict[str, Any] | LoggedSpan]:
         """The new records: runs of plain descriptor records as ``LoggedSpan`` columns, the others as dicts."""
-        lines = self._lines()
-        if not lines:
+        chunk = self._chunk()
+        if not chunk:
             return []
-        spans = logged_items(lines)
-        return _dicts(lines) if spans is None else spans  # type: ignore[return-value]
+        spans = logged_chunk(chunk)
+        return _dicts(chunk.split(b"\n")[:-1]) if spans is None else spans  # type: ignore[return-value]
 
     def holds(self, files: Iterable[Path]) -> bool:
         """Whether ``files`` hold, from where this follower began reading each of the files it read, exactly the
@@ -182,7 +183,7 @@ def _loads(line: bytes) -> Any:
 
 
 # -- a chunk of lines as columns ------------------------------------------------------------------------------------
-class _Desc(msgspec.Struct):
+class _Desc(msgspec.Struct, gc=False):
     """The descriptor fields a record states (``desc``) that the reason predicates read."""
 
     addr: int
@@ -192,7 +193,7 @@ class _Desc(msgspec.Struct):
     css: int = 0
 
 
-class _Detail(msgspec.Struct):
+class _Detail(msgspec.Struct, gc=False):
     """The detail fields the reason predicates read (absent: their defaults; null: not plain)."""
 
     first_bad_byte: str | msgspec.UnsetType = msgspec.UNSET
@@ -201,7 +202,7 @@ class _Detail(msgspec.Struct):
     format: str | None = None
 
 
-class _Line(msgspec.Struct):
+class _Line(msgspec.Struct, gc=False):
     """What the oracle reads of one line; any other field is skipped (and any field of another type fails the
     chunk over to the dicts)."""
 
@@ -222,17 +223,39 @@ _PLAIN_KINDS = ("tx", "rx")
 
 
 def logged_items(lines: Sequence[bytes]) -> list[dict[str, Any] | LoggedSpan] | None:
-    """``lines`` (complete JSON lines of an audit log) as records: each run of consecutive plain descriptor
-    records of one queue as a ``LoggedSpan``, any other record as its dict, checkpoints left out.
+    """``logged_chunk`` of these lines (each without its newline)."""
+    return logged_chunk(b"".join(line + b"\n" for line in lines)) if lines else []
 
-    None when the chunk is not plain (a line that is not JSON, a field of an unexpected type, a descriptor
-    record without a reason, slot or ``desc_hex``): the caller takes it as dicts.  Runs are cut as
+
+class _Lines:
+    """The lines of a newline-ended chunk, found by one vectorised scan for its newlines."""
+
+    def __init__(self, chunk: bytes) -> None:
+        self.chunk = chunk
+        self.ends: list[int] = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == _NEWLINE).tolist()
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def __getitem__(self, i: int) -> bytes:
+        return self.chunk[self.ends[i - 1] + 1 if i else 0 : self.ends[i]]
+
+
+def logged_chunk(chunk: bytes) -> list[dict[str, Any] | LoggedSpan] | None:
+    """A newline-ended chunk of an audit log's lines as records: each run of consecutive plain descriptor records
+    of one queue as a ``LoggedSpan``, any other record as its dict, checkpoints left out.
+
+    None when the chunk is not plain (a line that is not JSON or not one value, a field of an unexpected type, a
+    descriptor record without a reason, slot or ``desc_hex``): the caller takes it as dicts.  Runs are cut as
     fuzz/oracle/audit.py ``_runs`` cuts them (another queue, a seq that does not follow, ``audit.LOGGED_RUN``).
     """
-    try:
-        parsed = _DECODER.decode(b"[" + b",".join(lines) + b"]")
+    try:  # the lines as one JSON array: each newline becomes a comma
+        parsed = _DECODER.decode(b"[" + chunk[:-1].replace(b"\n", b",") + b"]")
     except (msgspec.DecodeError, RecursionError):
         return None
+    lines = _Lines(chunk)
+    if len(parsed) != len(lines):
+        return None  # a line that holds more than one value: record i is no longer line i
     out: list[dict[str, Any] | LoggedSpan] = []
     run: list[_Line] = []
     first = 0  # the line of the run's first record
@@ -283,6 +306,7 @@ def _full(run: list[_Line]) -> bool:
 
 
 def _add_span(out: list[dict[str, Any] | LoggedSpan], run: list[_Line], head_line: bytes) -> bool:
+    """Append ``run`` as a ``LoggedSpan``; False when it cannot be one (the caller falls back to the dicts)."""
     span = _span(run, head_line)
     if span is not None:
         out.append(span)
@@ -293,7 +317,7 @@ def _span(run: list[_Line], head_line: bytes) -> LoggedSpan | None:
     """One run as columns, built as ``AuditWatch._run_rows`` builds them from the same records as dicts."""
     first = run[0]
     head = _loads(head_line)  # the first record's whole detail goes with the run
-    if not isinstance(head, dict):
+    if not isinstance(head, dict) or head.get("seq") != first.seq:
         return None
     descs: list[_Desc] = [r.desc for r in run]  # type: ignore[misc]
     details = [r.detail or _NO_DETAIL for r in run]
@@ -337,4 +361,5 @@ def _span(run: list[_Line], head_line: bytes) -> LoggedSpan | None:
 
 
 _ALL_ONES = (1 << 64) - 1
+_NEWLINE = ord("\n")
 _NO_DETAIL = _Detail()

@@ -133,6 +133,7 @@ ODD = {
     "no reason": lambda line: line.replace(b'"reason":"', b'"reason":"","was":"', 1),
     "slot null": lambda line: line.replace(b'"ring_index":', b'"ring_index":null,"was":', 1),
     "not an object": lambda line: b"[1,2]",
+    "two values on a line": lambda line: line + b"," + line,
 }
 
 
