@@ -322,7 +322,7 @@ def _span(run: list[_Line], head_line: bytes) -> LoggedSpan | None:
     descs: list[_Desc] = [r.desc for r in run]  # type: ignore[misc]
     details = [r.detail or _NO_DETAIL for r in run]
     kind = str(first.kind)
-    codes_of: dict[str, int] = {}
+    codes_of: dict[str | None, int] = {}
     unset = msgspec.UNSET
     try:
         addr = np.array([d.addr for d in descs], dtype=np.uint64)
@@ -337,7 +337,9 @@ def _span(run: list[_Line], head_line: bytes) -> LoggedSpan | None:
         # first_bad_byte as its 64 bits (none: all ones, -1), read as int64 (``_signed_bad_byte``)
         bad = [_ALL_ONES if (b := d.first_bad_byte) is unset else int(b, 0) for d in details]
         bad_byte = np.array(bad, dtype=np.uint64).view(np.int64)
-        codes = np.array([codes_of.setdefault(r.reason, len(codes_of)) for r in run], dtype=np.uint8)  # type: ignore[arg-type]
+        reasons = [r.reason for r in run]
+        codes_of = {name: code for code, name in enumerate(dict.fromkeys(reasons))}  # in order of first use
+        codes = np.array(list(map(codes_of.__getitem__, reasons)), dtype=np.uint8)
         ring_index = np.array([r.ring_index for r in run], dtype=np.int64)
     except (ValueError, OverflowError, TypeError):  # a value out of its column's range: the reference path says
         return None
@@ -348,7 +350,7 @@ def _span(run: list[_Line], head_line: bytes) -> LoggedSpan | None:
         queue=first.queue,
         ring_index=ring_index,
         reason=codes,
-        names={code: name for name, code in codes_of.items()},
+        names={code: str(name) for name, code in codes_of.items()},
         addr=addr,
         lengths=lengths,
         cmd=cmd,
