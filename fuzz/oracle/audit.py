@@ -228,7 +228,10 @@ class AuditWatch:
     record per mark seen, in one pass: ``verify`` (verifier/audit/read.py,
     passed in, so this module still imports nothing of verifier/) walks the
     chain and hands each verified record to a tally (``_LogTally``) that keeps
-    only counts.
+    only counts.  A log followed step by step (``follow`` and ``holds``, as a
+    campaign wires them) is not walked again: ``_finish_followed`` verifies the
+    chain, proves the files hold the bytes followed, and compares the counts
+    taken as the records were followed.
     """
 
     sink: AuditSinkLike
@@ -632,6 +635,9 @@ class AuditWatch:
 
 #: ``_Followed`` counts the descriptor records' slots it collected every so many spans (bounded memory).
 FOLD_SPANS = 1024
+#: The keys of a record that ``_LogTally.take`` counts by, and those of a descriptor record's slot.
+_COUNTED = frozenset({"seq", "nic", "queue", "reason", "desc_hex"})
+_DESCRIBED = frozenset({"kind", "ring_index"})
 
 
 class _Followed:
@@ -657,14 +663,17 @@ class _Followed:
         for r in items:
             if isinstance(r, dict):
                 seq = r.get("seq")
-                if type(seq) is not int or seq != self.next or not {"nic", "queue", "reason", "desc_hex"} <= r.keys():
+                if type(seq) is not int or seq != self.next or not r.keys() >= _COUNTED:
+                    self.odd = True  # (``_LogTally.take`` reads these keys of every record: the long way says)
+                    return
+                if r["desc_hex"] is not None and not r.keys() >= _DESCRIBED:
                     self.odd = True
                     return
                 self.next = seq + 1
                 self.records += 1
                 self.written[(r["nic"], r["queue"], r["reason"])] += 1
                 if r["desc_hex"] is not None:
-                    self._slots[(r["nic"], r.get("kind"), r["queue"], r.get("ring_index"))] += 1
+                    self._slots[(r["nic"], r["kind"], r["queue"], r["ring_index"])] += 1
                 continue
             if r.seq != self.next:
                 self.odd = True
