@@ -7,7 +7,10 @@ verifies the whole hash chain, which costs several times what writing it did
 -- the records the log holds, at a per-record cost measured on this machine
 by verifying a sample of the log's first lines -- and the campaign stops
 generating while there is still time to run it.  An in-memory sink's end
-check only counts: nothing is reserved.
+check only counts: nothing is reserved.  A log the oracle followed step by
+step (fuzz/log_follow.py, as ``fuzz`` runs) is verified at the end but not
+walked record by record again, so its sample is verified the same way and
+the margin is smaller (``FOLLOWED_MARGIN``).
 
 Memory.  An arena (a whole machine: 64 MiB of DRAM, the kernel's image, the
 oracle's reference copies) is held in reference cycles (callbacks between
@@ -40,6 +43,9 @@ SAMPLE_LINES = 2048
 PRIOR_PER_RECORD_S = 120e-6
 #: The end check also tallies and judges each record (fuzz/oracle/audit.py ``_LogTally``): margin on the sample.
 MARGIN = 1.3
+#: A log the oracle followed step by step is only verified (and its bytes re-hashed, about a tenth of verify's
+#: cost: ``LogFollower.holds``) at the end: the sample is verified without handing out records.
+FOLLOWED_MARGIN = 1.15
 #: The most lines past ``SAMPLE_LINES`` read to reach a v2 batch's checkpoint (a batch is at most the writer's
 #: ``max_pending``, 4096 records, plus its checkpoint).
 MAX_BATCH = 4097
@@ -55,9 +61,11 @@ class SinkLike(Protocol):
 class EndCheck:
     """Predicts how long the end-of-campaign audit check takes, from the log's size and a measured sample."""
 
-    def __init__(self, sink: SinkLike, verify: Callable[..., Any]) -> None:
+    def __init__(self, sink: SinkLike, verify: Callable[..., Any], followed: bool = False) -> None:
         self.sink = sink
         self.verify = verify
+        #: the campaign's oracle follows the log (fuzz/log_follow.py): its end check re-reads no record
+        self.followed = followed
         self.per_record: float | None = None
         self._next_try = SAMPLE_LINES
 
@@ -70,7 +78,7 @@ class EndCheck:
         if self.per_record is None and records >= self._next_try:
             self._next_try = records + SAMPLE_LINES  # one attempt per SAMPLE_LINES new records at most
             self.per_record = self._measure(Path(path))
-        return records * (self.per_record or PRIOR_PER_RECORD_S) * MARGIN
+        return records * (self.per_record or PRIOR_PER_RECORD_S) * (FOLLOWED_MARGIN if self.followed else MARGIN)
 
     def _measure(self, path: Path) -> float | None:
         """Verify the first ``SAMPLE_LINES`` lines of the oldest file of the log; seconds per record, or None."""
@@ -96,7 +104,7 @@ class EndCheck:
             if lines < SAMPLE_LINES // 2:
                 return None
             start = time.perf_counter()
-            result = self.verify([sample], on_record=lambda _r: None)
+            result = self.verify([sample], on_record=None if self.followed else lambda _r: None)
             spent = time.perf_counter() - start
         if not getattr(result, "ok", False) or not result.records:
             return None  # the oldest file does not start the chain (rotated away): keep the prior
@@ -143,4 +151,4 @@ def frozen_heap() -> Iterator[None]:
         gc.unfreeze()
 
 
-__all__ = ["MARGIN", "PRIOR_PER_RECORD_S", "SAMPLE_LINES", "ArenaReaper", "EndCheck", "frozen_heap"]
+__all__ = ["FOLLOWED_MARGIN", "MARGIN", "PRIOR_PER_RECORD_S", "SAMPLE_LINES", "ArenaReaper", "EndCheck", "frozen_heap"]

@@ -284,8 +284,9 @@ def run_campaign(
     if sink.capacity == 0 and sink.path is not None:  # a file-backed log: judged after every step too
         sink.commit()
         follower = LogFollower(sink.path)
-        watch.follow = follower
-    end_check = EndCheck(sink, audit_read.verify)
+        watch.follow = follower.items  # runs of descriptor records as columns (fuzz/log_follow.py)
+        watch.holds = follower.holds  # the end check then verifies the chain, not every record again
+    end_check = EndCheck(sink, audit_read.verify, followed=follower is not None)
     result = CampaignResult(protection, seed, [c.name for c in chosen], batch, jobs=jobs)
     result.stats = {c.name: ClassStats() for c in chosen}
     size = per_block(iterations, len(chosen), arena_every)

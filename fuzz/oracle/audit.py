@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fuzz.oracle.escape import Escape
+from fuzz.oracle.logged import LoggedSpan
 from fuzz.oracle.reasons import (
     EVENT_PREDICATES,
     PACKET_PREDICATES,
@@ -227,7 +228,10 @@ class AuditWatch:
     record per mark seen, in one pass: ``verify`` (verifier/audit/read.py,
     passed in, so this module still imports nothing of verifier/) walks the
     chain and hands each verified record to a tally (``_LogTally``) that keeps
-    only counts.
+    only counts.  A log followed step by step (``follow`` and ``holds``, as a
+    campaign wires them) is not walked again: ``_finish_followed`` verifies the
+    chain, proves the files hold the bytes followed, and compares the counts
+    taken as the records were followed.
     """
 
     sink: AuditSinkLike
@@ -247,9 +251,15 @@ class AuditWatch:
     _start: int = 0
     _start_counters: Counter[tuple[Any, ...]] = field(default_factory=Counter)
     #: for a file-backed log (``capacity`` 0): returns the records written to the file since its last call, as
-    #: dicts (fuzz/log_follow.py, passed in: this module reads no file format of verifier/), so the on-disk log is
-    #: matched slot by slot and its reasons judged after every step, not only at the end
-    follow: Callable[[], list[dict[str, Any]]] | None = None
+    #: dicts or runs of columns (fuzz/log_follow.py, passed in: this module reads no file format of verifier/), so
+    #: the on-disk log is matched slot by slot and its reasons judged after every step, not only at the end
+    follow: Callable[[], Sequence[dict[str, Any] | RecordSpanLike]] | None = None
+    #: with ``follow``: whether the log's files hold, from where following began, exactly the bytes followed
+    #: (``LogFollower.holds``); then ``finish`` takes the records it already matched and judged step by step
+    #: instead of re-reading them one by one (it still verifies the chain)
+    holds: Callable[[Sequence[Path]], bool] | None = None
+    #: what the followed records added up to (``_Followed``), for ``finish``
+    _followed: _Followed | None = None
     #: ``_context`` per (oracle, nic, kind, queue), for the rings attached now
     _contexts: dict[tuple[int, str, str, int | None], dict[str, Any]] = field(default_factory=dict)
 
@@ -258,6 +268,7 @@ class AuditWatch:
             raise ValueError("a file-backed audit log needs verify (verifier.audit.read.verify)")
         self._start = self._seq = audit_count(self.sink)
         self._start_counters = Counter(dict(self.sink.counters))
+        self._followed = _Followed(self._start)
 
     @property
     def marks(self) -> Counter[tuple[str, str, int, int]]:
@@ -336,6 +347,8 @@ class AuditWatch:
                 commit()  # what the sink buffers reaches the file (a doorbell commits its own already)
             items: list[dict[str, Any] | RecordSpanLike] = list(self.follow()) if self.follow is not None else []
             capacity = None  # the file holds every record
+            if self._followed is not None:
+                self._followed.add(items)
         elif end == start or capacity == 0:
             return []
         else:
@@ -406,6 +419,9 @@ class AuditWatch:
             names: Mapping[int, str]
             if isinstance(item, list):  # consecutive descriptor records of one queue, read from a file: as columns
                 rows, names, codes = self._run_rows(oracle, item)
+            elif isinstance(item, LoggedSpan):  # the same, parsed into columns as the file was followed
+                rows = item.rows(self._context(oracle, item.nic, item.kind, item.queue))
+                names, codes = item.names, item.reason
             elif isinstance(item, dict):
                 rows, names, codes = self._dict_rows(oracle, item), {0: str(item.get("reason") or "")}, _ZERO
             else:
@@ -525,6 +541,9 @@ class AuditWatch:
         if path is not None and self.verify is not None:
             files = [Path(path), *sorted(Path(path).parent.glob(Path(path).name + ".*"))]
             files = [f for f in files if f.exists() and (f == Path(path) or f.suffix[1:].isdigit())]
+            followed = self._finish_followed(files, counted, end)
+            if followed is not None:
+                return followed
             tally = _LogTally(self, self._start)
             result = self.verify(files, on_record=tally.take)
             if not result.ok:
@@ -549,6 +568,39 @@ class AuditWatch:
                     )
                 return found
             written, described = self._tally_held(items)
+        return found + self._compare(written, held, described, counted, end)
+
+    def _finish_followed(self, files: list[Path], counted: Counter[tuple[Any, ...]], end: int) -> list[Escape] | None:
+        """``finish`` for a log followed step by step: None when the short way does not apply (then the log is
+        re-read record by record, as for a log nobody followed).
+
+        Every record from ``_start`` to ``end`` was followed once, in order, and matched and judged after its
+        step (``_Followed``); the chain verifies; it ends at ``end - 1`` and starts at or before ``_start``;
+        and the files hold exactly the bytes followed (``holds``).  Then the records on disk from ``_start``
+        on are the records followed, and the counts taken as they were followed are the file's.
+        """
+        followed = self._followed
+        if followed is None or self.holds is None or not followed.whole(end):
+            return None
+        result = self.verify(files, on_record=None) if self.verify is not None else None
+        if result is None:
+            return None
+        if not result.ok:
+            return [Escape("audit", f"audit chain does not verify: {result.problem}")]
+        if result.first_seq > self._start or result.head_seq != end - 1 or not self.holds(files):
+            return None
+        return self._compare(followed.written, followed.records, followed.described(self.rings), counted, end)
+
+    def _compare(
+        self,
+        written: Counter[tuple[Any, Any, Any]],
+        held: int,
+        described: Counter[tuple[Any, Any, Any, Any]],
+        counted: Counter[tuple[Any, ...]],
+        end: int,
+    ) -> list[Escape]:
+        """Counters equal records, one record per seq, one descriptor record per refusal mark."""
+        found = []
         if written != counted or held != end - self._start:
             diff = sorted(set(written.items()) ^ set(counted.items()), key=str)[:4]
             found.append(Escape("audit", f"counters do not equal records ({held} records): {diff}"))
@@ -579,6 +631,77 @@ class AuditWatch:
                 for slot, n in zip(slots.tolist(), times.tolist(), strict=True):
                     described[(r.nic, r.kind, r.queue, slot)] += n
         return written, described
+
+
+#: ``_Followed`` counts the descriptor records' slots it collected every so many spans (bounded memory).
+FOLD_SPANS = 1024
+#: The keys of a record that ``_LogTally.take`` counts by, and those of a descriptor record's slot.
+_COUNTED = frozenset({"seq", "nic", "queue", "reason", "desc_hex"})
+_DESCRIBED = frozenset({"kind", "ring_index"})
+
+
+class _Followed:
+    """The records of a followed log, as ``AuditWatch._match_records`` took them step by step: how many, whether
+    one per seq in order from the watch's start, and the counts ``finish`` compares (as ``_LogTally`` counts a log
+    it re-reads): records per (nic, queue, reason), descriptor records per (nic, kind, queue, ring slot).
+    Per-record Python only for the records that came as dicts (events, odd chunks); a span is counted in numpy."""
+
+    def __init__(self, start: int) -> None:
+        self.next = start
+        self.records = 0
+        #: a record out of order, repeated or missing, or one without the keys the counts need: not usable
+        self.odd = False
+        self.written: Counter[tuple[Any, Any, Any]] = Counter()
+        self._slots: Counter[tuple[Any, Any, Any, Any]] = Counter()
+        self._pending: list[tuple[tuple[Any, Any, Any], npt.NDArray[np.int64]]] = []
+
+    def whole(self, end: int) -> bool:
+        """Every record up to ``end`` was followed, once each and in order."""
+        return not self.odd and self.next == end
+
+    def add(self, items: Sequence[dict[str, Any] | RecordSpanLike]) -> None:
+        for r in items:
+            if isinstance(r, dict):
+                seq = r.get("seq")
+                if type(seq) is not int or seq != self.next or not r.keys() >= _COUNTED:
+                    self.odd = True  # (``_LogTally.take`` reads these keys of every record: the long way says)
+                    return
+                if r["desc_hex"] is not None and not r.keys() >= _DESCRIBED:
+                    self.odd = True
+                    return
+                self.next = seq + 1
+                self.records += 1
+                self.written[(r["nic"], r["queue"], r["reason"])] += 1
+                if r["desc_hex"] is not None:
+                    self._slots[(r["nic"], r["kind"], r["queue"], r["ring_index"])] += 1
+                continue
+            if r.seq != self.next:
+                self.odd = True
+                return
+            self.next = r.seq + len(r)
+            self.records += len(r)
+            codes, times = np.unique(r.reason, return_counts=True)
+            for code, n in zip(codes.tolist(), times.tolist(), strict=True):
+                self.written[(r.nic, r.queue, r.names[code])] += n
+            if r.ring_index is not None:
+                self._pending.append(((r.nic, r.kind, r.queue), r.ring_index))
+                if len(self._pending) >= FOLD_SPANS:
+                    self._fold()
+
+    def _fold(self) -> None:
+        by_key: dict[tuple[Any, Any, Any], list[npt.NDArray[np.int64]]] = {}
+        for key, slots in self._pending:
+            by_key.setdefault(key, []).append(slots)
+        self._pending.clear()
+        for key, parts in by_key.items():
+            slots, times = np.unique(np.concatenate(parts), return_counts=True)
+            for slot, n in zip(slots.tolist(), times.tolist(), strict=True):
+                self._slots[(*key, slot)] += n
+
+    def described(self, rings: Mapping[QueueKey, Any]) -> Counter[tuple[Any, Any, Any, Any]]:
+        """Descriptor records of the queues in ``rings`` per (nic, kind, queue, ring slot)."""
+        self._fold()
+        return Counter({k: n for k, n in self._slots.items() if k[:3] in rings})
 
 
 #: Wrong reasons reported from a file-backed log at the end (the first few; one is already an escape).

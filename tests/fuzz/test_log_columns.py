@@ -1,0 +1,253 @@
+"""The on-disk audit log read as columns (fuzz/log_follow.py ``items``), held to the reference read as dicts.
+
+The follower parses a step's lines into runs of columns (``LoggedSpan``) and
+the end check takes the records it followed instead of re-reading the log
+record by record.  Both are faster paths of a reference that stays: the same
+records as dicts (``follower()``, ``AuditWatch._run_rows``) and the end check
+that walks every verified record (``_LogTally``).  These tests hold the
+columns to the reference rows and verdicts, odd chunks to the dicts, and the
+short end check to the long one (same findings, planted problems caught).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fuzz.arena import Arena
+from fuzz.campaign import run_campaign
+from fuzz.classes import CLASSES
+from fuzz.log_follow import LogFollower, logged_items
+from fuzz.oracle import audit
+from fuzz.oracle.audit import AuditWatch, _runs, audit_complete
+from fuzz.oracle.liveness import bounded_step
+from fuzz.oracle.logged import LoggedSpan
+from tests.fuzz.test_oracle_checks import FAST
+from verifier.audit.log import AuditLog
+from verifier.audit.memory import MemoryAudit
+from verifier.audit.read import verify
+
+CLASSES_USED = ["kernel-tx", "kernel-rx", "bad-length", "fragments", "bad-cmd", "ring-index", "register", "wrap"]
+
+
+@pytest.fixture(scope="module", params=[1, 2], ids=["v1", "v2"])
+def log_lines(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
+    """Every line of a small campaign's log (records of every kind the fuzzer makes; v2: with checkpoints)."""
+    path = tmp_path_factory.mktemp("columns") / "audit.jsonl"
+    with AuditLog(path, "verifier", fsync="never", rotate_bytes=None, schema=request.param) as log:
+        run_campaign("verifier", 1, classes=CLASSES_USED, iterations=48, batch=64, arena_every=3, audit=log)
+    return path.read_bytes().split(b"\n")[:-1]
+
+
+@pytest.fixture(scope="module")
+def oracle_watch() -> tuple[AuditWatch, Any]:
+    sink = MemoryAudit(keep=1 << 16)
+    arena = Arena.build("verifier", 1, sink)
+    watch = AuditWatch(sink)
+    watch.watch(arena)
+    return watch, arena.oracle
+
+
+def reference(lines: list[bytes]) -> list[Any]:
+    """The same chunk as the reference takes it: dicts, runs of descriptor records grouped by ``_runs``."""
+    follower_dicts = _dicts_of(lines)
+    virtq = [d for d in follower_dicts if (d.get("detail") or {}).get("format") == "virtq"]
+    assert not virtq  # (the e1000 classes only: a virtq record is left out of the runs, as judged elsewhere)
+    return _runs(follower_dicts)  # type: ignore[arg-type]
+
+
+def _dicts_of(lines: list[bytes]) -> list[dict[str, Any]]:
+    from fuzz.log_follow import _dicts
+
+    return _dicts(lines)
+
+
+def assert_same_rows(a: Any, b: Any) -> None:
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+            assert isinstance(x, np.ndarray) and isinstance(y, np.ndarray), f.name
+            assert x.dtype == y.dtype and np.array_equal(x, y), f.name
+        else:
+            assert x == y, f.name
+
+
+@pytest.mark.parametrize(("chunk", "run"), [(1, 4096), (7, 4096), (97, 4096), (4096, 4096), (4096, 8)])
+def test_columns_are_the_reference_rows(
+    log_lines: list[bytes], oracle_watch: tuple[AuditWatch, Any], chunk: int, run: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run by run, the columns are the rows ``_run_rows`` makes of the same records (``run``: the longest run, cut
+    after a packet's end)."""
+    monkeypatch.setattr(audit, "LOGGED_RUN", run)
+    watch, oracle = oracle_watch
+    spans = 0
+    for lo in range(0, len(log_lines), chunk):
+        lines = log_lines[lo : lo + chunk]
+        items = logged_items(lines)
+        assert items is not None, lines[:2]
+        want = reference(lines)
+        assert len(items) == len(want)
+        for got, ref in zip(items, want, strict=True):
+            if not isinstance(ref, list):
+                assert got == ref
+                continue
+            assert isinstance(got, LoggedSpan)
+            spans += 1
+            rows, names, codes = watch._run_rows(oracle, ref)
+            assert got.names == names and got.reason.dtype == codes.dtype and np.array_equal(got.reason, codes)
+            assert got.seq == rows.seq and len(got) == len(ref) and (got.nic, got.kind) == (rows.nic, rows.kind)
+            assert np.array_equal(got.ring_index, [r["ring_index"] for r in ref])
+            assert_same_rows(got.rows(watch._context(oracle, got.nic, got.kind, got.queue)), rows)
+    assert spans >= 5
+
+
+def test_columns_are_judged_as_the_reference(log_lines: list[bytes], oracle_watch: tuple[AuditWatch, Any]) -> None:
+    """Planted wrong reasons (a zero length called too long, and the other way round) are the same findings."""
+    watch, _ = oracle_watch
+    planted = [
+        line.replace(b'"reason":"LEN_TOO_LONG"', b'"reason":"LEN_ZERO"', 1) if i % 3 == 0 else line
+        for i, line in enumerate(log_lines)
+    ]
+    planted = [line.replace(b'"reason":"LEN_ZERO"', b'"reason":"CMD_UNSUPPORTED"', 1) for line in planted]
+    wrong = 0
+    for lo in range(0, len(planted), 128):
+        lines = planted[lo : lo + 128]
+        items = logged_items(lines)
+        assert items is not None
+        got = [(e.kind, e.what) for e in watch._judge_reasons(items)]  # type: ignore[arg-type]
+        assert got == [(e.kind, e.what) for e in watch._judge_reasons(_dicts_of(lines))]  # type: ignore[arg-type]
+        wrong += len(got)
+    assert wrong > 0
+
+
+ODD = {
+    "damaged": lambda line: line[: len(line) // 2],
+    "null first_bad_byte": lambda line: line.replace(b'"first_bad_byte":"0x', b'"first_bad_byte":null,"x":"', 1),
+    "seq as bool": lambda line: line.replace(b'"seq":', b'"seq":true,"was":', 1),
+    "no reason": lambda line: line.replace(b'"reason":"', b'"reason":"","was":"', 1),
+    "slot null": lambda line: line.replace(b'"ring_index":', b'"ring_index":null,"was":', 1),
+    "not an object": lambda line: b"[1,2]",
+    "two values on a line": lambda line: line + b"," + line,
+}
+
+
+@pytest.mark.parametrize("odd", list(ODD))
+def test_an_odd_chunk_is_taken_as_the_reference_takes_it(tmp_path: Path, odd: str) -> None:
+    """A chunk that is not plain is taken as dicts (a damaged line dropped: its record is then reported lost)."""
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b"")
+    columns, dicts = LogFollower(path), LogFollower(path)
+    with AuditLog(tmp_path / "src.jsonl", "verifier", fsync="never", schema=2) as log:
+        run_campaign("verifier", 1, classes=["kernel-tx", "kernel-rx"], iterations=2, batch=16, audit=log)
+    lines = (tmp_path / "src.jsonl").read_bytes().split(b"\n")[:-1]
+    victim = next(i for i, line in enumerate(lines) if b'"first_bad_byte"' in line and b'"desc_hex":"' in line)
+    lines[victim] = ODD[odd](lines[victim])
+    assert lines[victim] != (tmp_path / "src.jsonl").read_bytes().split(b"\n")[victim]
+    assert logged_items(lines) is None
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    assert columns.items() == dicts()
+    columns.close()
+    dicts.close()
+
+
+def followed_campaign(
+    tmp_path: Path, classes: list[str], steps: int = 3, rotate_bytes: int | None = 48 << 10, schema: int = 2
+) -> tuple[AuditLog, AuditWatch, list[Any], list[Any]]:
+    """A campaign loop (tests/fuzz/test_oracle_checks.py ``campaign``) whose watch follows its on-disk log as
+    fuzz/campaign.py wires it; ``verify`` is wrapped to tell which end check ran (``on_record`` None: the short)."""
+    log = AuditLog(tmp_path / "audit.jsonl", "verifier", fsync="never", rotate_bytes=rotate_bytes, schema=schema)
+    calls: list[Any] = []
+
+    def spy(files: Any, on_record: Callable[..., Any] | None = None) -> Any:
+        calls.append(on_record)
+        return verify(files, on_record=on_record)
+
+    watch = AuditWatch(log, verify=spy)
+    log.commit()
+    follower = LogFollower(log.path)
+    watch.follow, watch.holds = follower.items, follower.holds
+    found: list[Any] = []
+    for block, name in enumerate(classes):
+        arena = Arena.build("verifier", 1, log, detail_limit=4)
+        watch.watch(arena)
+        rng = np.random.default_rng([1, block])
+        for _ in range(steps):
+            b = CLASSES[name].generate(rng, arena.map, 64)
+            found += bounded_step(arena.oracle, partial(b.run, arena), FAST)
+            arena.settle()
+    follower.close()
+    return log, watch, found, calls
+
+
+def slow(watch: AuditWatch) -> list[tuple[str, str]]:
+    """The end check the long way: every verified record walked again."""
+    holds, watch.holds = watch.holds, None
+    try:
+        return [(e.kind, e.what) for e in audit_complete(watch)]
+    finally:
+        watch.holds = holds
+
+
+@pytest.mark.parametrize("schema", [1, 2])
+def test_the_short_end_check_finds_what_the_long_one_finds(tmp_path: Path, schema: int) -> None:
+    classes = ["kernel-tx", "kernel-rx", "ring-index", "register"]
+    log, watch, found, calls = followed_campaign(tmp_path, classes, schema=schema)
+    assert found == []
+    assert len(list(tmp_path.glob("audit.jsonl.*"))) >= 1  # rotated while followed
+    assert audit_complete(watch) == [] and calls == [None]  # the short way: the chain verified, no record walked
+    assert slow(watch) == [] and calls[-1] is not None
+    watch.marks[("nic2", "tx", 0, 999)] += 1  # a refusal the oracle saw that no record names
+    short = [(e.kind, e.what) for e in audit_complete(watch)]
+    assert short == slow(watch) and "1 refused descriptors without a record" in short[0][1]
+    assert calls[-2] is None
+    watch.marks[("nic2", "tx", 0, 999)] -= 1
+    watch._start_counters[next(iter(log.counters))] += 1  # the counters say one record fewer than the file holds
+    short = [(e.kind, e.what) for e in audit_complete(watch)]
+    assert short == slow(watch) and "counters do not equal records" in short[0][1]
+    log.close()
+
+
+def test_a_log_changed_after_it_was_followed_is_re_read(tmp_path: Path) -> None:
+    """The short end check takes the records followed only when the files hold exactly the bytes followed (a
+    byte changed, a line added, a followed file gone: not); the chain is verified either way."""
+    log, watch, found, _ = followed_campaign(tmp_path, ["kernel-tx", "bad-length"], rotate_bytes=None)
+    assert found == []
+    path = log.path
+    follower = LogFollower(path)  # (a second follower, to see ``holds`` alone)
+    files = [path]
+    assert watch.holds is not None and watch.holds(files)
+    data = path.read_bytes()
+    at = data.index(b'"reason":"') + len(b'"reason":"')
+    path.write_bytes(data[:at] + b"X" + data[at + 1 :])  # one byte of a followed record
+    assert not watch.holds(files)
+    found_end = audit_complete(watch)
+    assert [e.kind for e in found_end] == ["audit"] and "does not verify" in found_end[0].what
+    path.write_bytes(data)
+    assert watch.holds(files) and audit_complete(watch) == []
+    path.write_bytes(data + data.split(b"\n")[0] + b"\n")  # a line no step followed
+    assert not watch.holds(files)
+    found_end = audit_complete(watch)  # (a repeated record: the chain says so before anything is compared)
+    assert [e.kind for e in found_end] == ["audit"] and "does not verify" in found_end[0].what
+    path.write_bytes(data)
+    assert not watch.holds([tmp_path / "elsewhere.jsonl"])
+    follower.close()
+    log.close()
+
+
+def test_a_record_after_the_last_step_takes_the_long_way(tmp_path: Path) -> None:
+    log, watch, _, calls = followed_campaign(tmp_path, ["kernel-tx"], rotate_bytes=None)
+    arena = Arena.build("verifier", 2, log, detail_limit=4)  # a machine whose refusals no step followed
+    b = CLASSES["kernel-tx"].generate(np.random.default_rng(5), arena.map, 16)
+    b.run(arena)
+    log.commit()
+    assert log.next_seq > watch._seq
+    long_way = audit_complete(watch)
+    assert calls[-1] is not None  # not every record was followed: the end check walked them all
+    assert [(e.kind, e.what) for e in long_way] == slow(watch)
+    log.close()
