@@ -23,9 +23,14 @@ Issue 12's rows (``goal_rows``): the batch-mode figure above against an
 absolute goal of 600,000 descriptors per second on one core (``GOAL_12``),
 and the fuzzer as users run it -- ``nic-sandbox fuzz``'s default, every
 refusal in a hash-chained audit log on disk, opened as the command opens
-it, the log verified at the end inside the time budget -- against the same
-campaign (mode, classes, batch, seconds) counted in memory: a ratio from
-the same run, goal 0.7 (``DISK_GOAL``).
+it, the log verified at the end -- against the same campaign counted in
+memory: a ratio from the same run, goal 0.7 (``DISK_GOAL``).  "The same
+campaign" is the same work: the same seed's first ``SAME_BLOCKS`` blocks
+(every class, ``DEFAULT_BATCH``), run both ways in alternation and timed
+by the wall clock (``same_campaign``).  Two campaigns bounded by the same
+seconds would not be the same campaign: the faster one gets further into
+the schedule, whose classes cost differently a descriptor, so that ratio
+moved with the machine's load more than with the code.
 """
 
 from __future__ import annotations
@@ -142,11 +147,43 @@ def measure_disk(
     return FuzzRate(protection, batch, result.descriptors, result.seconds, result.escapes, batches, label, visited)
 
 
+#: Blocks of the campaign the on-disk row runs both ways (about 2-4 s each on the 2-core machine).
+SAME_BLOCKS = 32
+
+
+def same_campaign(blocks: int = SAME_BLOCKS, rounds: int = 3, seed: int = 1) -> tuple[FuzzRate, FuzzRate]:
+    """The first ``blocks`` blocks of one campaign (verifier, every class), in memory and with the audit log on disk
+    as ``nic-sandbox fuzz`` opens it, alternately ``rounds`` times: the fastest run of each (in memory, on disk)."""
+    best: dict[str, FuzzRate] = {}
+    for _ in range(rounds):
+        for where in ("memory", "disk"):
+            with tempfile.TemporaryDirectory(prefix="nicsb-fuzzbench-") as tmp:
+                log = None
+                if where == "disk":
+                    path = str(Path(tmp) / "audit.jsonl")
+                    log = open_audit(path, Protection.VERIFIER, "never", schema=FUZZ_AUDIT_SCHEMA)
+                try:
+                    result = run_campaign(
+                        "verifier", seed, None, blocks=range(blocks), seconds=3600, audit=log, batch=DEFAULT_BATCH
+                    )
+                finally:
+                    if log is not None:
+                        log.close()
+            batches = sum(s.batches for s in result.stats.values())
+            visited = sum(1 for s in result.stats.values() if s.batches)
+            rate = FuzzRate(
+                "verifier", DEFAULT_BATCH, result.descriptors, result.seconds, result.escapes, batches, "all", visited
+            )
+            if where not in best or rate.rate > best[where].rate:
+                best[where] = rate
+    return best["memory"], best["disk"]
+
+
 def goal_rows(seconds: float) -> list[GoalRow]:
     """Issue 12's two fuzzer rows, measured now: the batch-mode rate, and on-disk audit against in-memory."""
     batch = measure("verifier", 255, seconds=seconds, classes=list(BATCH_CLASSES))
-    disk = measure_disk("verifier", seconds=seconds)
-    memory = measure("verifier", DEFAULT_BATCH, seconds=seconds)
+    quick = seconds < 2  # a test's call: two blocks, once
+    memory, disk = same_campaign(blocks=2 if quick else SAME_BLOCKS, rounds=1 if quick else 3)
     ratio = disk.rate / memory.rate if memory.rate > 0 else 0.0
     return [
         GoalRow(
@@ -158,7 +195,8 @@ def goal_rows(seconds: float) -> list[GoalRow]:
             unit="desc/s",
         ),
         GoalRow(
-            f"fuzzer as users run it (audit log on disk) vs in memory, verifier, all classes, batch {DEFAULT_BATCH}",
+            f"fuzzer as users run it (audit log on disk) vs the same campaign in memory, verifier, "
+            f"first {SAME_BLOCKS} blocks, batch {DEFAULT_BATCH}",
             f"{disk.rate:,.0f} desc/s",
             f"{memory.rate:,.0f} desc/s in memory",
             ratio,

@@ -30,3 +30,10 @@ def test_goal_rows_are_issue_12s_two_fuzzer_rows() -> None:
 def test_disk_campaign_writes_and_verifies_its_log() -> None:
     r = fuzz_bench.measure_disk("verifier", seconds=1.0, classes="kernel-tx", batch=16)
     assert r.descriptors > 0 and r.escapes == 0  # the end check verified the chain and matched every mark
+
+
+def test_the_on_disk_row_runs_the_same_campaign_both_ways() -> None:
+    """The ratio compares like with like: the same blocks, descriptors and escapes in memory and on disk."""
+    memory, disk = fuzz_bench.same_campaign(blocks=2, rounds=1)
+    assert memory.descriptors == disk.descriptors > 0 and memory.batches == disk.batches
+    assert memory.escapes == disk.escapes == 0
