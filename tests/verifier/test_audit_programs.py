@@ -10,6 +10,7 @@ reference; here each piece is held to the column path directly, and encode.c's n
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,20 @@ def test_a_new_owner_rebuilds_the_template(fast: Any) -> None:
     assert by_template(fast, first, 0, stamp(0)) == by_columns(first, 0, stamp(0))  # the rebuilt one still fits
 
 
+def both_ways(tmp_path: Path, write: Callable[[str, Path], None]) -> list[bytes]:
+    """The bytes ``write(setting, path)`` leaves with the accelerator on (``"1"``) and off (``"0"``)."""
+    logs = []
+    for setting in ("1", "0"):
+        forget_accelerators()
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv(SWITCH, setting)
+            path = tmp_path / f"log{setting}"
+            write(setting, path)
+            logs.append(path.read_bytes())
+    forget_accelerators()
+    return logs
+
+
 def test_shapes_the_templates_do_not_take_go_back_to_the_columns(fast: Any, tmp_path: Path) -> None:
     """Other dtypes, strided arrays, too many owners, an ``extra`` naming a row's key: None, and the log's bytes
     are still the column path's (compiled formatter or not)."""
@@ -122,18 +137,14 @@ def test_shapes_the_templates_do_not_take_go_back_to_the_columns(fast: Any, tmp_
     ]
     for rows in refused:
         assert by_template(fast, rows, 0, stamp(0)) is None
-    logs = []
-    for setting in ("1", "0"):
-        forget_accelerators()
-        with pytest.MonkeyPatch.context() as env:
-            env.setenv(SWITCH, setting)
-            path = tmp_path / f"log{setting}"
-            with AuditLog(path, "verifier", fsync="never", clock=clock(), schema=2, max_bytes=None) as log:
-                for rows in refused:
-                    log.record_batch(rows)
-                    log.commit()
-            logs.append(path.read_bytes())
-    forget_accelerators()
+
+    def write(setting: str, path: Path) -> None:
+        with AuditLog(path, "verifier", fsync="never", clock=clock(), schema=2, max_bytes=None) as log:
+            for rows in refused:
+                log.record_batch(rows)
+                log.commit()
+
+    logs = both_ways(tmp_path, write)
     assert logs[0] == logs[1]
 
 
@@ -144,23 +155,19 @@ def test_a_batch_past_the_pending_limit_is_cut_as_before(tmp_path: Path, limit: 
     exactly as the column path cuts them, across batches that leave part of a group waiting."""
     rng = np.random.default_rng(limit)
     batches = [random_batch(rng) for _ in range(8)]
-    logs = []
-    for setting in ("1", "0"):
-        forget_accelerators()
-        with pytest.MonkeyPatch.context() as env:
-            env.setenv(SWITCH, setting)
-            path = tmp_path / f"log{setting}"
-            with AuditLog(
-                path, "verifier", fsync="never", clock=clock(), schema=schema, max_bytes=None, max_pending=limit
-            ) as log:
-                programs._PROGRAMS.clear()
-                for k, rows in enumerate(batches):
-                    log.record_batch(rows)
-                    if k % 3 == 2:
-                        log.commit()
-                assert bool(programs._PROGRAMS) == (setting == "1")  # the compiled run went through templates
-            logs.append(path.read_bytes())
-    forget_accelerators()
+
+    def write(setting: str, path: Path) -> None:
+        with AuditLog(
+            path, "verifier", fsync="never", clock=clock(), schema=schema, max_bytes=None, max_pending=limit
+        ) as log:
+            programs._PROGRAMS.clear()
+            for k, rows in enumerate(batches):
+                log.record_batch(rows)
+                if k % 3 == 2:
+                    log.commit()
+            assert bool(programs._PROGRAMS) == (setting == "1")  # the compiled run went through templates
+
+    logs = both_ways(tmp_path, write)
     assert logs[0] == logs[1]
 
 
@@ -275,19 +282,15 @@ def test_a_batch_refused_by_its_extra_reads_no_clock(tmp_path: Path, schema: int
     log is the one the same clock gives without the refused batch."""
     good = batch([-2, NO_OWNER], [4096, -1])
     bad = dataclasses.replace(good, extra={"why": object()})
-    logs = []
-    for setting in ("1", "0"):
-        forget_accelerators()
-        with pytest.MonkeyPatch.context() as env:
-            env.setenv(SWITCH, setting)
-            path = tmp_path / f"log{setting}"
-            with AuditLog(path, "verifier", fsync="never", clock=clock(), schema=schema, max_bytes=None) as log:
-                log.record_batch(good)
-                with pytest.raises(TypeError):
-                    log.record_batch(bad)
-                log.record_batch(good)
-            logs.append(path.read_bytes())
-    forget_accelerators()
+
+    def write(setting: str, path: Path) -> None:
+        with AuditLog(path, "verifier", fsync="never", clock=clock(), schema=schema, max_bytes=None) as log:
+            log.record_batch(good)
+            with pytest.raises(TypeError):
+                log.record_batch(bad)
+            log.record_batch(good)
+
+    logs = both_ways(tmp_path, write)
     path = tmp_path / "without"
     with AuditLog(path, "verifier", fsync="never", clock=clock(), schema=schema, max_bytes=None) as log:
         log.record_batch(good)
