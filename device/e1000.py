@@ -101,6 +101,12 @@ class E1000:
         self._ring_regs = {
             regs.queue_reg(base, q): (base, q) for base in regs.TX_RING_REGS + regs.RX_RING_REGS for q in range(queues)
         }
+        #: offset -> register word of every queue's TDH and RDH: what an interrupt handler reads (``read32``)
+        self._head_words = {
+            regs.queue_reg(base, q): regs.queue_reg(base, q) >> 2
+            for base in (regs.TDH, regs.RDH)
+            for q in range(queues)
+        }
         self.reset()
 
     # -- raw register state (no side effects) --------------------------------
@@ -135,6 +141,13 @@ class E1000:
         return ALL_ONES
 
     def read32(self, offset: int) -> int:
+        head = self._head_words.get(offset)
+        if head is not None:
+            # The interrupt handler's read of TDH/RDH, once per completion batch: a head register has no read
+            # side effect, and every engine path here moves it only after writing back the descriptors it
+            # passes, so the word is read without the device lock (a CPU's MMIO read does not wait for the
+            # device either; a reader racing a burst sees the old head or the new one, both consistent).
+            return int(self.regs[head])
         if offset % regs.REG_WIDTH or not 0 <= offset < regs.BAR0_SIZE:
             return self._bad_access()
         with self.lock:

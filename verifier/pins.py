@@ -83,7 +83,9 @@ class PinTable:
             int(kind): np.zeros(frames + 1, dtype=bool) for kind in (Access.READ, Access.WRITE)
         }
         self.sentinel = np.uint64(frames)  # index of frame_ok's final False entry
-        self._releasing = 0  # pins whose unpin waits for in-flight DMA
+        #: pins whose unpin waits for in-flight DMA (a count, read as "any?" by every interrupt: a plain
+        #: attribute, not a property, since the reap asks it once per completion batch)
+        self.releasing = 0
         self._rebuild()
 
     # -- lookups (vectorised) ------------------------------------------------------
@@ -121,7 +123,7 @@ class PinTable:
         self._rebuild()
         if self.references(pin.frames):
             pin.state = RELEASING
-            self._releasing += 1
+            self.releasing += 1
             return "deferred"
         self._finish(pin)
         return "released"
@@ -137,7 +139,7 @@ class PinTable:
 
     def _finish(self, pin: Pin) -> None:
         if pin.state == RELEASING:
-            self._releasing -= 1
+            self.releasing -= 1
         pin.state = RELEASED
         self.held[pin.frames] = False
         self.released[pin.frames] = True
@@ -151,7 +153,3 @@ class PinTable:
         for pin in done:
             self._finish(pin)
         return done
-
-    @property
-    def releasing(self) -> bool:
-        return self._releasing > 0
