@@ -32,6 +32,7 @@ from functools import cache
 
 from ring import compiled
 from ring.cbuild import CHECK
+from verifier.audit import libcrypto
 from verifier.audit.log import FIELDS, FIELDS_V2, KINDS, MAX_REASON, REASON_RE, SCHEMA_V2, SCHEMA_VERSION
 
 LOG = logging.getLogger(__name__)
@@ -117,3 +118,26 @@ def find_line(data: bytes, start: int, prefix: bytes) -> tuple[int, int] | None:
     lines = fast.ffi.new("uint64_t *")
     at = fast.lib.chk_find_line(data, len(data), start, prefix, len(prefix), lines)
     return int(at), int(lines[0])
+
+
+#: check.h's pointer type of each function of ``struct chk_sha256``.
+DIGEST_TYPES = {"init": "chk_digest_init", "update": "chk_digest_update", "final": "chk_digest_final"}
+
+
+def chain(raw: bytes | memoryview, n: int, prev: str) -> int | None:
+    """How many of the ``n`` v1 lines ``raw`` (already passed by ``lines_ok``) link, the first from ``prev``
+    (``n``: the whole chunk chains; fewer: that line does not, or its digest failed) -- check.c's ``chk_chain``
+    with libcrypto's SHA-256 (verifier/audit/libcrypto.py).  None: not compiled or no libcrypto (hash in Python)."""
+    fast, sha = enabled(), libcrypto.digest()
+    if fast is None or sha is None or n <= 0 or len(prev) != 64 or not prev.isascii():
+        return None
+    ctx = sha.context()
+    if ctx is None:
+        return None
+    ffi = fast.ffi
+    arguments = ffi.new("struct chk_sha256 *")
+    arguments.ctx = ffi.cast("void *", sha.address(ctx))
+    arguments.md = ffi.cast("void *", sha.address(sha.md))
+    for field, kind in DIGEST_TYPES.items():
+        setattr(arguments, field, ffi.cast(kind, sha.addresses[field]))
+    return int(fast.lib.chk_chain(ffi.from_buffer(raw), len(raw), n, prev.encode("ascii"), arguments))
