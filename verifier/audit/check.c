@@ -542,6 +542,21 @@ int64_t chk_find_line(const char *data, uint64_t len, uint64_t start, const char
     }
 }
 
+int64_t chk_line_end(const char *data, uint64_t len, uint64_t start, uint64_t n, uint64_t *found) {
+    *found = 0;
+    if (start > len)
+        return -1;
+    const char *p = data + start, *end = data + len;
+    for (uint64_t i = 0; i < n; i++) {
+        const char *newline = memchr(p, '\n', (size_t)(end - p));
+        if (newline == NULL)
+            return -1;
+        p = newline + 1;
+        ++*found;
+    }
+    return p - data;
+}
+
 const char *chk_fields(uint32_t schema) {
     static char text[512];
     size_t used = 0, nfields = schema == 1 ? V1_FIELDS : V2_FIELDS;

@@ -61,6 +61,11 @@ int64_t chk_lines(const char *raw, uint64_t len, uint64_t n, uint64_t expected, 
 int64_t chk_find_line(const char *data, uint64_t len, uint64_t start, const char *prefix, uint64_t prefix_len,
                       uint64_t *lines);
 
+/* Where the ``n``th newline of ``data`` (``len`` bytes) after ``start`` ends (the offset just past it), or -1
+ * when fewer follow; ``*found``: the newlines seen (``n`` when there are enough).  How verifier/audit/runs.py cuts
+ * a block of a v1 file into runs of whole lines (memchr from line to line) without a bytes object per line. */
+int64_t chk_line_end(const char *data, uint64_t len, uint64_t start, uint64_t n, uint64_t *found);
+
 /* The SHA-256 ``chk_chain`` hashes with: the system's OpenSSL libcrypto (the library Python's hashlib uses), its
  * EVP digest functions and a context and SHA-256 ``EVP_MD`` made for the call, found by verifier/audit/libcrypto.py
  * at run time (cffi's ABI mode: no OpenSSL headers at build time) and passed in as pointers.  OpenSSL's types are

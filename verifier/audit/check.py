@@ -141,3 +141,14 @@ def chain(raw: bytes | memoryview, n: int, prev: str) -> int | None:
     for field, kind in DIGEST_TYPES.items():
         setattr(arguments, field, ffi.cast(kind, sha.addresses[field]))
     return int(fast.lib.chk_chain(ffi.from_buffer(raw), len(raw), n, prev.encode("ascii"), arguments))
+
+
+def line_end(data: bytes | memoryview, start: int, n: int) -> tuple[int, int] | None:
+    """Where the ``n``th newline of ``data`` after ``start`` ends (-1: fewer follow), and the newlines seen (``n``
+    when there are enough); None when not compiled."""
+    fast = enabled()
+    if fast is None or not 0 <= start <= len(data) or n < 0:
+        return None
+    found = fast.ffi.new("uint64_t *")
+    end = fast.lib.chk_line_end(fast.ffi.from_buffer(data), len(data), start, n, found)
+    return int(end), int(found[0])
