@@ -2,7 +2,8 @@
  * record of the schema?  One call per batch, one pass over its bytes, no record built.
  *
  * An intact log is the common case, and verifying it is mostly proving that each line is what the writer would
- * have written (the hash over the batch's bytes, done by hashlib in Python, proves the rest).  Decoding every
+ * have written (the hash over the batch's bytes proves the rest: hashlib in Python for a v2 batch, chk_chain below
+ * for a v1 chunk's per-line chain).  Decoding every
  * line into a record and encoding it again to compare costs about two microseconds a record even with a compiled
  * JSON library (verifier/audit/fast_read.py); this scan reads each byte once against the one form the writer
  * produces -- the keys of FIELDS_V2 (or FIELDS) in order, compact separators, json.dumps(ensure_ascii=True)'s

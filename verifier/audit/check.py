@@ -20,6 +20,10 @@ Loaded once per process through ring/compiled.py, which refuses a stale or
 mismatched module; the tables check.c restates (keys, kinds, ranges, reason
 pattern and length) are compared here with their declarations in
 verifier/audit/log.py and read.py, and a module that differs is refused.
+``chain`` links a v1 chunk those lines passed in one more C call (check.c
+``chk_chain``), hashing with the system's libcrypto
+(verifier/audit/libcrypto.py) instead of one hashlib call per record from
+Python; without libcrypto the caller hashes with hashlib as before.
 ``NIC_SANDBOX_FASTPATH=0`` (or no C compiler) leaves ``verify`` as it was:
 every batch through msgspec, then the reference.
 """
