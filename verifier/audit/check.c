@@ -483,6 +483,43 @@ int64_t chk_lines(const char *raw, uint64_t len, uint64_t n, uint64_t expected, 
     return p == end ? (int64_t)nwalls : CHK_UNSURE;
 }
 
+/* The end of a v1 line: ``,"prev":"<64>","hash":"<64>"}`` before its newline, and where in it each part starts. */
+#define PREV_KEY ",\"prev\":\""
+#define HASH_KEY "\",\"hash\":\""
+#define PREV_TAIL (sizeof PREV_KEY - 1 + CHK_HASH_HEX + sizeof HASH_KEY - 1 + CHK_HASH_HEX + 2)
+#define HASH_TAIL (sizeof HASH_KEY - 2 + CHK_HASH_HEX + 2) /* ``,"hash":"<64>"}``: what the digest leaves out */
+
+int64_t chk_chain(const char *raw, uint64_t len, uint64_t n, const char *prev, const struct chk_sha256 *sha) {
+    static const char HEX[] = "0123456789abcdef";
+    char link[CHK_HASH_HEX];
+    unsigned char digest[32];
+    memcpy(link, prev, CHK_HASH_HEX);
+    const char *p = raw, *end = raw + len;
+    for (uint64_t line = 0; line < n; line++) {
+        const char *newline = memchr(p, '\n', (size_t)(end - p));
+        if (newline == NULL || (size_t)(newline - p) <= PREV_TAIL)
+            return (int64_t)line;
+        const char *tail = newline - PREV_TAIL; /* ``,"prev":"`` */
+        const char *cut = newline - HASH_TAIL;  /* ``,"hash":"`` */
+        if (memcmp(tail, PREV_KEY, sizeof PREV_KEY - 1) != 0 || memcmp(cut - 1, HASH_KEY, sizeof HASH_KEY - 1) != 0 ||
+            newline[-2] != '"' || newline[-1] != '}' || memcmp(tail + sizeof PREV_KEY - 1, link, CHK_HASH_HEX) != 0)
+            return (int64_t)line;
+        unsigned int size = 0;
+        if (!sha->init(sha->ctx, sha->md, NULL) || !sha->update(sha->ctx, link, CHK_HASH_HEX) ||
+            !sha->update(sha->ctx, p, (size_t)(cut - p)) || !sha->update(sha->ctx, "}", 1) ||
+            !sha->final(sha->ctx, digest, &size) || size != sizeof digest)
+            return (int64_t)line;
+        for (size_t i = 0; i < sizeof digest; i++) {
+            link[2 * i] = HEX[digest[i] >> 4];
+            link[2 * i + 1] = HEX[digest[i] & 15];
+        }
+        if (memcmp(cut + sizeof HASH_KEY - 2, link, CHK_HASH_HEX) != 0)
+            return (int64_t)line;
+        p = newline + 1;
+    }
+    return p == end ? (int64_t)n : (int64_t)n - 1;
+}
+
 int64_t chk_find_line(const char *data, uint64_t len, uint64_t start, const char *prefix, uint64_t prefix_len,
                       uint64_t *lines) {
     uint64_t count = 0;
@@ -503,6 +540,21 @@ int64_t chk_find_line(const char *data, uint64_t len, uint64_t start, const char
         count++;
         p = newline + 1;
     }
+}
+
+int64_t chk_line_end(const char *data, uint64_t len, uint64_t start, uint64_t n, uint64_t *found) {
+    *found = 0;
+    if (start > len)
+        return -1;
+    const char *p = data + start, *end = data + len;
+    for (uint64_t i = 0; i < n; i++) {
+        const char *newline = memchr(p, '\n', (size_t)(end - p));
+        if (newline == NULL)
+            return -1;
+        p = newline + 1;
+        ++*found;
+    }
+    return p - data;
 }
 
 const char *chk_fields(uint32_t schema) {

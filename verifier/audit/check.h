@@ -2,7 +2,8 @@
  * record of the schema?  One call per batch, one pass over its bytes, no record built.
  *
  * An intact log is the common case, and verifying it is mostly proving that each line is what the writer would
- * have written (the hash over the batch's bytes, done by hashlib in Python, proves the rest).  Decoding every
+ * have written (the hash over the batch's bytes proves the rest: hashlib in Python for a v2 batch, chk_chain below
+ * for a v1 chunk's per-line chain).  Decoding every
  * line into a record and encoding it again to compare costs about two microseconds a record even with a compiled
  * JSON library (verifier/audit/fast_read.py); this scan reads each byte once against the one form the writer
  * produces -- the keys of FIELDS_V2 (or FIELDS) in order, compact separators, json.dumps(ensure_ascii=True)'s
@@ -25,6 +26,7 @@
 #ifndef NIC_SANDBOX_CHECK_H
 #define NIC_SANDBOX_CHECK_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "descriptors.h" /* every accelerator's cdef starts with the shared descriptor structs (ring/cbuild.py) */
@@ -59,6 +61,34 @@ int64_t chk_lines(const char *raw, uint64_t len, uint64_t n, uint64_t expected, 
  * pass (memchr from line to line) instead of a search and a count. */
 int64_t chk_find_line(const char *data, uint64_t len, uint64_t start, const char *prefix, uint64_t prefix_len,
                       uint64_t *lines);
+
+/* Where the ``n``th newline of ``data`` (``len`` bytes) after ``start`` ends (the offset just past it), or -1
+ * when fewer follow; ``*found``: the newlines seen (``n`` when there are enough).  How verifier/audit/runs.py cuts
+ * a block of a v1 file into runs of whole lines (memchr from line to line) without a bytes object per line. */
+int64_t chk_line_end(const char *data, uint64_t len, uint64_t start, uint64_t n, uint64_t *found);
+
+/* The SHA-256 ``chk_chain`` hashes with: the system's OpenSSL libcrypto (the library Python's hashlib uses), its
+ * EVP digest functions and a context and SHA-256 ``EVP_MD`` made for the call, found by verifier/audit/libcrypto.py
+ * at run time (cffi's ABI mode: no OpenSSL headers at build time) and passed in as pointers.  OpenSSL's types are
+ * opaque here. */
+typedef int (*chk_digest_init)(void *ctx, const void *md, void *engine);
+typedef int (*chk_digest_update)(void *ctx, const void *data, size_t count);
+typedef int (*chk_digest_final)(void *ctx, unsigned char *md, unsigned int *size);
+struct chk_sha256 {
+    void *ctx;
+    const void *md;
+    chk_digest_init init;
+    chk_digest_update update;
+    chk_digest_final final;
+};
+
+/* Walk a schema v1 chunk's hash chain: ``n`` lines in ``raw`` (``len`` bytes, each ending in a newline, each
+ * ending ``,"prev":"<64 hex>","hash":"<64 hex>"}``), the first chained from ``prev`` (CHK_HASH_HEX hex digits).
+ * A line links when its ``prev`` is the hash before it and its ``hash`` is SHA-256 (lower-case hex) of that
+ * ``prev``, the line up to ``,"hash":"`` and ``}`` -- verifier/audit/log.py's chain_hash -- which becomes the
+ * ``prev`` of the next.  Returns how many lines link from the first (``n``: all of them); a smaller number is
+ * the first line that does not, or does not end as above, or whose digest failed: the reference decides. */
+int64_t chk_chain(const char *raw, uint64_t len, uint64_t n, const char *prev, const struct chk_sha256 *sha);
 
 /* The tables the check restates, as text, for verifier/audit/check.py to compare with the Python declarations:
  * the keys of a schema's record in order (comma-separated), the kinds, the integer ranges

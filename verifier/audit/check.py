@@ -20,6 +20,10 @@ Loaded once per process through ring/compiled.py, which refuses a stale or
 mismatched module; the tables check.c restates (keys, kinds, ranges, reason
 pattern and length) are compared here with their declarations in
 verifier/audit/log.py and read.py, and a module that differs is refused.
+``chain`` links a v1 chunk those lines passed in one more C call (check.c
+``chk_chain``), hashing with the system's libcrypto
+(verifier/audit/libcrypto.py) instead of one hashlib call per record from
+Python; without libcrypto the caller hashes with hashlib as before.
 ``NIC_SANDBOX_FASTPATH=0`` (or no C compiler) leaves ``verify`` as it was:
 every batch through msgspec, then the reference.
 """
@@ -32,6 +36,7 @@ from functools import cache
 
 from ring import compiled
 from ring.cbuild import CHECK
+from verifier.audit import libcrypto
 from verifier.audit.log import FIELDS, FIELDS_V2, KINDS, MAX_REASON, REASON_RE, SCHEMA_V2, SCHEMA_VERSION
 
 LOG = logging.getLogger(__name__)
@@ -117,3 +122,37 @@ def find_line(data: bytes, start: int, prefix: bytes) -> tuple[int, int] | None:
     lines = fast.ffi.new("uint64_t *")
     at = fast.lib.chk_find_line(data, len(data), start, prefix, len(prefix), lines)
     return int(at), int(lines[0])
+
+
+#: check.h's pointer type of each function of ``struct chk_sha256``.
+DIGEST_TYPES = {"init": "chk_digest_init", "update": "chk_digest_update", "final": "chk_digest_final"}
+
+
+def chain(raw: bytes | memoryview, n: int, prev: str) -> int | None:
+    """How many of the ``n`` v1 lines ``raw`` (already passed by ``lines_ok``) link, the first from ``prev``
+    (``n``: the whole chunk chains; fewer: that line does not, or its digest failed) -- check.c's ``chk_chain``
+    with libcrypto's SHA-256 (verifier/audit/libcrypto.py).  None: not compiled or no libcrypto (hash in Python)."""
+    fast, sha = enabled(), libcrypto.digest()
+    if fast is None or sha is None or n <= 0 or len(prev) != 64 or not prev.isascii():
+        return None
+    ctx = sha.context()
+    if ctx is None:
+        return None
+    ffi = fast.ffi
+    arguments = ffi.new("struct chk_sha256 *")
+    arguments.ctx = ffi.cast("void *", sha.address(ctx))
+    arguments.md = ffi.cast("void *", sha.address(sha.md))
+    for field, kind in DIGEST_TYPES.items():
+        setattr(arguments, field, ffi.cast(kind, sha.addresses[field]))
+    return int(fast.lib.chk_chain(ffi.from_buffer(raw), len(raw), n, prev.encode("ascii"), arguments))
+
+
+def line_end(data: bytes | memoryview, start: int, n: int) -> tuple[int, int] | None:
+    """Where the ``n``th newline of ``data`` after ``start`` ends (-1: fewer follow), and the newlines seen (``n``
+    when there are enough); None when not compiled."""
+    fast = enabled()
+    if fast is None or not 0 <= start <= len(data) or n < 0:
+        return None
+    found = fast.ffi.new("uint64_t *")
+    end = fast.lib.chk_line_end(fast.ffi.from_buffer(data), len(data), start, n, found)
+    return int(end), int(found[0])

@@ -35,16 +35,15 @@ import bisect
 import calendar
 import functools
 import hashlib
-import itertools
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
-from verifier.audit import check
+from verifier.audit import check, runs
 from verifier.audit.log import (
     CHECKPOINT_FIELDS,
     FIELDS,
@@ -388,7 +387,11 @@ def msgspec_dict(record: Any) -> dict[str, Any]:
     return _fast.as_dict(record)
 
 
-def fast_chunk(lines: list[bytes], expected: int, prev: str, records: bool = True) -> list[Any] | None:
+@overload
+def fast_chunk(lines: Sequence[bytes], expected: int, prev: str, records: Literal[True] = True) -> list[Any] | None: ...
+@overload
+def fast_chunk(lines: Sequence[bytes], expected: int, prev: str, records: bool) -> Sequence[Any] | None: ...
+def fast_chunk(lines: Sequence[bytes], expected: int, prev: str, records: bool = True) -> Sequence[Any] | None:
     """The chunk's records when all of it verifies (``fast_read.fast_chunk``); None: walk it with the reference.
 
     ``records=False``: only each record's ``hash`` is needed (``verify`` without ``on_record``): a chunk the
@@ -396,11 +399,16 @@ def fast_chunk(lines: list[bytes], expected: int, prev: str, records: bool = Tru
     hashes are returned instead of its records.  Always None
     without msgspec or the check: every chunk then takes the reference walk, with the same verdict.
     """
-    if not records and check.lines_ok(b"".join(lines), len(lines), expected, SCHEMA_VERSION, _wall_ok):
-        return _chained(lines, prev)
+    if not records:
+        raw = lines.raw if isinstance(lines, runs.Run) else b"".join(lines)
+        if check.lines_ok(raw, len(lines), expected, SCHEMA_VERSION, _wall_ok):
+            linked = check.chain(raw, len(lines), prev)
+            if linked is None:  # no compiled chain walk or no libcrypto: hashlib, a call per line
+                return _chained(list(lines), prev)
+            return _Hashes(lines) if linked == len(lines) else None
     if _fast is None:
         return None
-    return _fast.fast_chunk(lines, expected, prev, _wall_ok)
+    return _fast.fast_chunk(list(lines), expected, prev, _wall_ok)
 
 
 def fast_batch(raw: bytes, n: int, expected: int) -> list[Any] | None:
@@ -433,22 +441,39 @@ def _chained(lines: list[bytes], prev: str) -> list[str] | None:
     return [h.decode("ascii") for h in hashes]
 
 
+class _Hashes(Sequence[str]):
+    """The hashes of a chunk's lines that ``check.chain`` linked, read from a line when asked: ``verify`` asks for
+    the last (and an anchor's), not for each."""
+
+    def __init__(self, lines: Sequence[bytes]) -> None:
+        self._lines = lines
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            return [line[_HASH_AT].decode("ascii") for line in self._lines[index]]
+        return self._lines[index][_HASH_AT].decode("ascii")
+
+
 def _hash_of(checked: Any) -> str:
     """A record of ``fast_chunk``'s hash: a ``Line``'s, or the hash itself (``records=False``)."""
     return checked if isinstance(checked, str) else str(checked.hash)
 
 
-def _chunks(files: list[Path]) -> Iterator[tuple[Path, int, list[bytes]]]:
-    """Every file's lines in runs of up to ``CHUNK_LINES``, as ``(file, number of the first line, lines)``."""
+def _chunks(files: list[Path]) -> Iterator[tuple[Path, int, runs.Run]]:
+    """Every file's lines in runs of up to ``CHUNK_LINES``, as ``(file, number of the first line, lines)``: read in
+    blocks, each run's lines split only when asked (verifier/audit/runs.py)."""
     for path in files:
-        with path.open("rb") as f:
-            number = 1
-            while True:
-                lines = list(itertools.islice(f, CHUNK_LINES))
-                if not lines:
-                    break
-                yield path, number, lines
-                number += len(lines)
+        number = 1
+        for run in runs.runs(path, CHUNK_LINES):
+            yield path, number, run
+            number += len(run)
 
 
 @dataclass(frozen=True)
