@@ -35,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -220,11 +220,6 @@ class _Line(msgspec.Struct, gc=False):
 
 _DECODER = msgspec.json.Decoder(list[_Line])
 _PLAIN_KINDS = ("tx", "rx")
-
-
-def logged_items(lines: Sequence[bytes]) -> list[dict[str, Any] | LoggedSpan] | None:
-    """``logged_chunk`` of these lines (each without its newline)."""
-    return logged_chunk(b"".join(line + b"\n" for line in lines)) if lines else []
 
 
 class _Lines:

@@ -23,7 +23,7 @@ import pytest
 from fuzz.arena import Arena
 from fuzz.campaign import run_campaign
 from fuzz.classes import CLASSES
-from fuzz.log_follow import LogFollower, logged_items
+from fuzz.log_follow import LogFollower, logged_chunk
 from fuzz.oracle import audit
 from fuzz.oracle.audit import AuditWatch, _runs, audit_complete
 from fuzz.oracle.liveness import bounded_step
@@ -34,6 +34,11 @@ from verifier.audit.memory import MemoryAudit
 from verifier.audit.read import verify
 
 CLASSES_USED = ["kernel-tx", "kernel-rx", "bad-length", "fragments", "bad-cmd", "ring-index", "register", "wrap"]
+
+
+def logged_items(lines: list[bytes]) -> list[dict[str, Any] | LoggedSpan] | None:
+    """``logged_chunk`` of these lines (each without its newline)."""
+    return logged_chunk(b"".join(line + b"\n" for line in lines)) if lines else []
 
 
 @pytest.fixture(scope="module", params=[1, 2], ids=["v1", "v2"])
