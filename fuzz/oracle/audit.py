@@ -623,9 +623,7 @@ class AuditWatch:
                 if r["desc_hex"] is not None and (r["nic"], r["kind"], r["queue"]) in self.rings:
                     described[(r["nic"], r["kind"], r["queue"], r["ring_index"])] += 1
                 continue
-            codes, times = np.unique(r.reason, return_counts=True)
-            for code, n in zip(codes.tolist(), times.tolist(), strict=True):
-                written[(r.nic, r.queue, r.names[code])] += n
+            _count_reasons(written, r)
             if r.ring_index is not None and (r.nic, r.kind, r.queue) in self.rings:  # descriptor records
                 slots, times = np.unique(r.ring_index, return_counts=True)
                 for slot, n in zip(slots.tolist(), times.tolist(), strict=True):
@@ -638,6 +636,13 @@ FOLD_SPANS = 1024
 #: The keys of a record that ``_LogTally.take`` counts by, and those of a descriptor record's slot.
 _COUNTED = frozenset({"seq", "nic", "queue", "reason", "desc_hex"})
 _DESCRIBED = frozenset({"kind", "ring_index"})
+
+
+def _count_reasons(written: Counter[tuple[Any, Any, Any]], span: RecordSpanLike) -> None:
+    """Add a span's records to ``written``, per (nic, queue, reason): one count per distinct reason code."""
+    codes, times = np.unique(span.reason, return_counts=True)
+    for code, n in zip(codes.tolist(), times.tolist(), strict=True):
+        written[(span.nic, span.queue, span.names[code])] += n
 
 
 class _Followed:
@@ -680,9 +685,7 @@ class _Followed:
                 return
             self.next = r.seq + len(r)
             self.records += len(r)
-            codes, times = np.unique(r.reason, return_counts=True)
-            for code, n in zip(codes.tolist(), times.tolist(), strict=True):
-                self.written[(r.nic, r.queue, r.names[code])] += n
+            _count_reasons(self.written, r)
             if r.ring_index is not None:
                 self._pending.append(((r.nic, r.kind, r.queue), r.ring_index))
                 if len(self._pending) >= FOLD_SPANS:
