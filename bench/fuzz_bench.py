@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.goals import GoalRow
-from fuzz.campaign import DEFAULT_BATCH, run_campaign
+from fuzz.campaign import DEFAULT_BATCH, CampaignResult, run_campaign
 from sandbox.flags import FUZZ_AUDIT_SCHEMA, open_audit
 from verifier.modes.protection import Protection
 
@@ -78,6 +78,20 @@ class FuzzRate:
     classes: str = "all"
     visited: int = 0  # classes that ran at least one batch in the time given
 
+    @classmethod
+    def of(cls, protection: str, batch: int, result: CampaignResult, classes: str | list[str] | None) -> FuzzRate:
+        """The figure of one campaign's ``result`` (``classes``: as asked; None: every class)."""
+        return cls(
+            protection,
+            batch,
+            result.descriptors,
+            result.seconds,
+            result.escapes,
+            sum(s.batches for s in result.stats.values()),
+            "all" if classes is None else ",".join(result.classes),
+            sum(1 for s in result.stats.values() if s.batches),
+        )
+
     @property
     def rate(self) -> float:
         return self.descriptors / self.seconds if self.seconds > 0 else 0.0
@@ -103,10 +117,7 @@ def measure(
     """
     budget = {"iterations": iterations} if iterations is not None else {"seconds": seconds}
     result = run_campaign(protection, seed, classes, batch=batch, arena_every=arena_every, **budget)
-    batches = sum(s.batches for s in result.stats.values())
-    label = "all" if classes is None else ",".join(result.classes)
-    visited = sum(1 for s in result.stats.values() if s.batches)
-    return FuzzRate(protection, batch, result.descriptors, result.seconds, result.escapes, batches, label, visited)
+    return FuzzRate.of(protection, batch, result, classes)
 
 
 def measure_sequence(
@@ -141,10 +152,7 @@ def measure_disk(
             result = run_campaign(protection, seed, classes, seconds=seconds, audit=log, batch=batch)
         finally:
             log.close()
-    label = "all" if classes is None else ",".join(result.classes)
-    visited = sum(1 for s in result.stats.values() if s.batches)
-    batches = sum(s.batches for s in result.stats.values())
-    return FuzzRate(protection, batch, result.descriptors, result.seconds, result.escapes, batches, label, visited)
+    return FuzzRate.of(protection, batch, result, classes)
 
 
 #: Blocks of the campaign the on-disk row runs both ways (about 2-4 s each on the 2-core machine).
@@ -169,11 +177,7 @@ def same_campaign(blocks: int = SAME_BLOCKS, rounds: int = 3, seed: int = 1) -> 
                 finally:
                     if log is not None:
                         log.close()
-            batches = sum(s.batches for s in result.stats.values())
-            visited = sum(1 for s in result.stats.values() if s.batches)
-            rate = FuzzRate(
-                "verifier", DEFAULT_BATCH, result.descriptors, result.seconds, result.escapes, batches, "all", visited
-            )
+            rate = FuzzRate.of("verifier", DEFAULT_BATCH, result, None)
             if where not in best or rate.rate > best[where].rate:
                 best[where] = rate
     return best["memory"], best["disk"]
