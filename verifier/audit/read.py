@@ -401,8 +401,8 @@ def fast_chunk(lines: Sequence[bytes], expected: int, prev: str, records: bool =
     """
     if not records:
         raw = lines.raw if isinstance(lines, runs.Run) else b"".join(lines)
-        if check.lines_ok(raw, len(lines), expected, SCHEMA_VERSION, _wall_ok):
-            linked = check.chain(raw, len(lines), prev)
+        canonical, linked = check.lines_and_chain(raw, len(lines), expected, prev, _wall_ok)  # threads: a large chunk
+        if canonical:
             if linked is None:  # no compiled chain walk or no libcrypto: hashlib, a call per line
                 return _chained(list(lines), prev)
             return _Hashes(lines) if linked == len(lines) else None
