@@ -74,25 +74,35 @@ class Batch:
 
 
 def batches(files: list[Path]) -> Iterator[Batch]:
-    """Every batch of every file, in order; a file's tail after its last checkpoint comes as a batch without one."""
+    """Every batch of every file, in order; a file's tail after its last checkpoint comes as a batch without one.
+
+    Each batch is a view of the block it was read in.  The batch that spans two blocks is the only one copied:
+    the unfinished tail of the last block is joined with the head of the next up to the end of a checkpoint line
+    (``_join_cut``), and the rest of that block is read in place -- not the whole block copied behind the tail,
+    which cost about a tenth of a microsecond a record."""
     for order, path in enumerate(files):
         line = 1
         rest = b""
         with path.open("rb") as f:
             while True:
                 block = f.read(BLOCK_BYTES)
-                data = rest + block
-                start = 0
-                view = memoryview(data)
-                while (found := _checkpoint_after(data, start))[0] >= 0:
-                    at, count = found
-                    end = data.find(b"\n", at)
-                    if end < 0:
-                        break  # the checkpoint line itself continues in the next block
-                    yield Batch(path, order, line, view[start:at], count, data[at : end + 1])
-                    line += count + 1
-                    start = end + 1
-                rest = data[start:]
+                cut = _join_cut(rest, block)
+                pieces = (
+                    [(rest + block[:cut], 0), (block, cut)] if cut else [(rest + block, 0)] if rest else [(block, 0)]
+                )
+                for data, start in pieces:
+                    if rest and data is block:  # the joined head left a tail (it cannot: it ends with a checkpoint)
+                        data, start = rest + block[start:], 0
+                    view = memoryview(data)
+                    while (found := _checkpoint_after(data, start))[0] >= 0:
+                        at, count = found
+                        end = data.find(b"\n", at)
+                        if end < 0:
+                            break  # the checkpoint line itself continues in the next block
+                        yield Batch(path, order, line, view[start:at], count, data[at : end + 1])
+                        line += count + 1
+                        start = end + 1
+                    rest = data[start:]
                 if not block:
                     break
                 if len(rest) > MAX_BATCH_BYTES:  # no checkpoint in sight: hand it over as a batch without one
@@ -103,6 +113,19 @@ def batches(files: list[Path]) -> Iterator[Batch]:
                     rest = rest[cut:]
         if rest:
             yield Batch(path, order, line, rest, rest.count(b"\n") + (not rest.endswith(b"\n")), None)
+
+
+def _join_cut(rest: bytes, block: bytes) -> int:
+    """How much of ``block`` to join behind ``rest`` (the unfinished tail of the block before): just past the
+    first checkpoint line that starts after a newline of ``block`` and ends in it, so the joined piece ends with a
+    whole batch; 0 when ``rest`` is empty or no such line is in ``block`` (then the two are joined whole)."""
+    if not rest:
+        return 0
+    at = block.find(b"\n" + CHECKPOINT_START)
+    if at < 0:
+        return 0
+    end = block.find(b"\n", at + 1)
+    return 0 if end < 0 or end + 1 == len(block) else end + 1
 
 
 def _checkpoint_after(data: bytes, start: int) -> tuple[int, int]:
