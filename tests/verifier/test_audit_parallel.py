@@ -23,10 +23,13 @@ import verifier.audit.read as read
 from tests.needs import missing
 from tests.verifier.compiled import compiled_accelerator
 from tests.verifier.test_audit_chain import PROBES, first_unlinked, outcome, prev_of
+from tests.verifier.test_audit_check import v2_tamperings
+from tests.verifier.test_audit_v2 import write
 from tests.verifier.test_audit_verify_fast import HOSTILE, TAMPERINGS
 from tests.verifier.test_audit_verify_pass import big_log
-from verifier.audit import check, libcrypto
-from verifier.audit.log import GENESIS, SCHEMA_VERSION, chain_hash
+from verifier.audit import check, libcrypto, read_v2
+from verifier.audit.log import CHECKPOINT_START, GENESIS, SCHEMA_VERSION, chain_hash
+from verifier.audit.read import VerifyResult
 
 
 @pytest.fixture(autouse=True)
@@ -247,3 +250,77 @@ def test_the_sha256_functions_hash_as_hashlib_does() -> None:
     for length in [0, 1, 55, 56, 63, 64, 65, 119, 120, 613, 5000]:
         data = rng.randbytes(length)
         assert libcrypto._direct_sha256(found.ffi, found.lib, data) == hashlib.sha256(data).hexdigest()
+
+
+def v2_ahead(monkeypatch: pytest.MonkeyPatch, threads: int, group: int) -> None:
+    """Every v2 ``verify`` prechecks its batches ``group`` at a time on ``threads`` threads, however small."""
+    in_parts(monkeypatch, threads)
+    monkeypatch.setattr(read_v2, "PRECHECK_BATCHES", group)
+
+
+def v2_outcome(path: Path, monkeypatch: pytest.MonkeyPatch, threads: int, group: int) -> VerifyResult | str:
+    with monkeypatch.context() as m:
+        v2_ahead(m, threads, group)
+        return outcome([path])
+
+
+@pytest.mark.parametrize("name", v2_tamperings())
+def test_tampered_v2_logs_verify_the_same_checked_ahead(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    write(path, 8)
+    path.write_bytes(b"".join(v2_tamperings()[name](path.read_bytes().splitlines(keepends=True))))
+    alone = v2_outcome(path, monkeypatch, 1, read_v2.PRECHECK_BATCHES)
+    for threads, group in [(2, 2), (3, 4), (4, 32)]:
+        assert v2_outcome(path, monkeypatch, threads, group) == alone
+
+
+@pytest.mark.parametrize("path", sorted(HOSTILE.glob("v2-*.jsonl")), ids=lambda p: p.name)
+def test_hostile_v2_logs_verify_the_same_checked_ahead(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert v2_outcome(path, monkeypatch, 3, 2) == v2_outcome(path, monkeypatch, 1, read_v2.PRECHECK_BATCHES)
+
+
+def test_random_v2_edits_near_group_and_thread_boundaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bytes changed, records and checkpoints deleted, batches swapped next to where a group or a thread's share of
+    it ends: ``verify`` checked ahead on threads says what it says alone."""
+    path = tmp_path / "audit.jsonl"
+    write(path, 12)
+    good = path.read_bytes().splitlines(keepends=True)
+    checkpoints = [i for i, line in enumerate(good) if line.startswith(CHECKPOINT_START)]
+    rng = random.Random(17)
+    for _ in range(40):
+        threads, group = rng.choice([(2, 4), (3, 6), (2, 3)])
+        lines = list(good)
+        # the checkpoint closing a batch at the end of a thread's share or of a group, or the line next to it
+        batch = rng.choice([group * k // threads for k in range(1, threads)] + [group - 1, group])
+        at = checkpoints[min(batch, len(checkpoints) - 1)] + rng.choice([-1, 0, 1])
+        at = min(at, len(lines) - 1)
+        action = rng.choice(["byte", "delete", "swap batches", "duplicate"])
+        if action == "byte":
+            edit_byte(lines, at, rng)
+        elif action == "delete":
+            del lines[at]
+        elif action == "duplicate":
+            lines.insert(at, lines[at])
+        else:
+            first, second = sorted(rng.sample(range(len(checkpoints) - 1), 2))
+            a = slice(checkpoints[first] + 1, checkpoints[first + 1] + 1)
+            b = slice(checkpoints[second] + 1, checkpoints[second + 1] + 1)
+            lines = lines[: a.start] + lines[b] + lines[a.stop : b.start] + lines[a] + lines[b.stop :]
+        path.write_bytes(b"".join(lines))
+        assert v2_outcome(path, monkeypatch, threads, group) == v2_outcome(path, monkeypatch, 1, group), action
+
+
+def test_a_small_v2_log_is_checked_on_the_calling_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "audit.jsonl"
+    write(path, 3)
+    batches = list(read_v2.batches([path]))
+
+    def no_pool() -> None:
+        raise AssertionError("a small log started a thread")
+
+    seen = list(read_v2.prechecked(iter(batches), read._check_v2, 4, no_pool, check.MIN_PART_BYTES))
+    assert [batch for batch, _ in seen] == batches and all(ahead is None for _, ahead in seen)
+    monkeypatch.setattr(check, "threads", lambda: 4)
+    assert outcome([path]) == v2_outcome(path, monkeypatch, 1, read_v2.PRECHECK_BATCHES)

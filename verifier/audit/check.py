@@ -187,7 +187,7 @@ def threads() -> int:
 _POOL: tuple[int, ThreadPoolExecutor] | None = None
 
 
-def _pool() -> ThreadPoolExecutor:
+def pool() -> ThreadPoolExecutor:
     """The workers beside the calling thread (``threads() - 1``), made on first use, made again in a forked child
     (a pool's threads do not survive ``fork``)."""
     global _POOL
@@ -248,7 +248,7 @@ def lines_and_chain(
     jobs = []
     for start, end, first, lines in parts[1:]:
         stated = bytes(view[start - 67 : start - 3]).decode("latin-1")  # ``"hash":"<64>"}\n`` ends the line before
-        jobs.append(_pool().submit(_part, view[start:end], lines, expected + first, stated))
+        jobs.append(pool().submit(_part, view[start:end], lines, expected + first, stated))
     start, end, _, lines = parts[0]
     results = [_part(view[start:end], lines, expected, prev)] + [job.result() for job in jobs]
     for (start, end, _, _), (walls, _) in zip(parts, results, strict=True):
