@@ -187,26 +187,73 @@ def test_without_a_compiled_chain_the_parts_say_so(good_lines: list[bytes], monk
     assert together(good_lines[:300], 0, GENESIS) == (True, None)
 
 
+def v1_outcome(path: Path, monkeypatch: pytest.MonkeyPatch, threads: int, group: int) -> VerifyResult | str:
+    """``verify`` on ``threads`` threads: chunks checked ahead ``group`` at a time (one: each chunk cut in parts)."""
+    with monkeypatch.context() as m:
+        in_parts(m, threads)
+        m.setattr(read, "AHEAD_CHUNKS", group)
+        return outcome([path])
+
+
 @pytest.mark.parametrize("name", TAMPERINGS)
 def test_verify_on_threads_gives_the_serial_result(
     name: str, good_lines: list[bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "audit.jsonl"
     path.write_bytes(b"".join(TAMPERINGS[name](good_lines)))
-    with monkeypatch.context() as m:
-        m.setattr(check, "threads", lambda: 1)
-        alone = outcome([path])
-    in_parts(monkeypatch, 4)
-    assert outcome([path]) == alone
+    alone = v1_outcome(path, monkeypatch, 1, read.AHEAD_CHUNKS)
+    for threads, group in [(4, 1), (2, 2), (3, 8)]:
+        assert v1_outcome(path, monkeypatch, threads, group) == alone
 
 
 @pytest.mark.parametrize("path", sorted(HOSTILE.glob("*.jsonl")), ids=lambda p: p.name)
 def test_hostile_logs_verify_the_same_on_threads(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with monkeypatch.context() as m:
-        m.setattr(check, "threads", lambda: 1)
-        alone = outcome([path])
-    in_parts(monkeypatch, 3)
-    assert outcome([path]) == alone
+    alone = v1_outcome(path, monkeypatch, 1, read.AHEAD_CHUNKS)
+    assert v1_outcome(path, monkeypatch, 3, 1) == v1_outcome(path, monkeypatch, 2, 2) == alone
+
+
+def test_random_v1_edits_near_chunk_group_and_thread_boundaries(
+    good_lines: list[bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Edits next to where a chunk, a group of chunks checked ahead, or a thread's share ends (every
+    ``CHUNK_LINES`` lines): ``verify`` on threads says what it says alone, with the same problem first."""
+    path = tmp_path / "audit.jsonl"
+    rng = random.Random(23)
+    edges = [k * read.CHUNK_LINES for k in range(1, len(good_lines) // read.CHUNK_LINES + 1)]
+    for _ in range(12):
+        lines = list(good_lines)
+        for _ in range(rng.randrange(1, 3)):
+            at = min(rng.choice(edges) + rng.choice([-2, -1, 0, 1]), len(lines) - 2)
+            name = rng.choice(sorted(BOUNDARY_EDITS))
+            BOUNDARY_EDITS[name](lines, max(at, 1), rng)
+        path.write_bytes(b"".join(lines))
+        alone = v1_outcome(path, monkeypatch, 1, read.AHEAD_CHUNKS)
+        assert isinstance(alone, VerifyResult) and not alone.ok
+        threads, group = rng.choice([(2, 2), (3, 3), (2, 8), (4, 1)])
+        assert v1_outcome(path, monkeypatch, threads, group) == alone
+
+
+def test_chunks_are_checked_ahead_only_from_where_the_walk_stands(
+    good_lines: list[bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line deleted in the first chunk: the second chunk, asked ahead from seq CHUNK_LINES, starts at seq
+    CHUNK_LINES + 1 once the first is walked, so its answer is not taken (asked again); the next group is asked from
+    where the walk then stands, and taken."""
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b"".join(good_lines[:100] + good_lines[101:]))
+    taken: list[int] = []
+    answer = check.Ahead.answer
+
+    def spy(self: check.Ahead, raw: bytes | memoryview, wall_ok: Callable[[str], bool]) -> tuple[bool, int | None]:
+        taken.append(self.expected)
+        return answer(self, raw, wall_ok)
+
+    monkeypatch.setattr(check.Ahead, "answer", spy)
+    alone = v1_outcome(path, monkeypatch, 1, read.AHEAD_CHUNKS)
+    assert not taken
+    assert v1_outcome(path, monkeypatch, 2, 2) == alone
+    assert taken[0] == 0 and read.CHUNK_LINES not in taken
+    assert 2 * read.CHUNK_LINES + 1 in taken  # the second group: from the walk as it resynchronised
 
 
 def test_a_small_chunk_stays_on_the_calling_thread(good_lines: list[bytes]) -> None:

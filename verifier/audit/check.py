@@ -34,6 +34,7 @@ import logging
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import cache
 
 from ring import compiled
@@ -262,6 +263,49 @@ def lines_and_chain(
         if count < lines:
             break
     return True, linked
+
+
+@dataclass(frozen=True)
+class Ahead:
+    """A v1 chunk's ``_part`` answers (its ``wall`` offsets or None, then its chain count), asked ahead on a worker
+    thread for a chunk starting at seq ``expected`` chained from ``prev``: valid only if the walk gets there so."""
+
+    expected: int
+    prev: str
+    walls: list[int] | None
+    linked: int | None
+
+    def answer(self, raw: bytes | memoryview, wall_ok: Callable[[str], bool]) -> tuple[bool, int | None]:
+        """``lines_and_chain``'s answer from these (the ``wall``s asked of Python here, on the calling thread)."""
+        if self.walls is None or not _walls_ok(raw, self.walls, wall_ok):
+            return False, None
+        return True, self.linked
+
+
+def _ask(raw: bytes | memoryview, n: int, expected: int, prev: str) -> Ahead:
+    if n <= 0 or not 0 <= expected <= SEQ_MAX:
+        return Ahead(expected, prev, None, None)
+    return Ahead(expected, prev, *_part(memoryview(raw), n, expected, prev))
+
+
+def ahead(asks: list[tuple[bytes | memoryview, int, int, str | None]]) -> list[Ahead | None]:
+    """Each v1 chunk ``(raw, n, expected, prev)`` checked and chained ahead (``_part``), the chunks shared among up
+    to ``threads()`` threads, each at least ``MIN_PART_BYTES`` of them; None for a chunk without ``prev`` and for
+    every chunk when they are too few bytes to share (``verify`` then asks ``lines_and_chain`` of each)."""
+    size = sum(len(raw) for raw, *_ in asks)
+    count = min(threads(), len(asks), size // MIN_PART_BYTES)
+    if enabled() is None or count <= 1:
+        return [None] * len(asks)
+    cuts = [len(asks) * k // count for k in range(count + 1)]
+
+    def share(part: list[tuple[bytes | memoryview, int, int, str | None]]) -> list[Ahead | None]:
+        return [None if prev is None else _ask(raw, n, expected, prev) for raw, n, expected, prev in part]
+
+    jobs = [pool().submit(share, asks[cuts[k] : cuts[k + 1]]) for k in range(1, count)]
+    answers = share(asks[: cuts[1]])
+    for job in jobs:
+        answers += job.result()
+    return answers
 
 
 def line_end(data: bytes | memoryview, start: int, n: int) -> tuple[int, int] | None:
