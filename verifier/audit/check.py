@@ -24,6 +24,10 @@ verifier/audit/log.py and read.py, and a module that differs is refused.
 ``chk_chain``), hashing with the system's libcrypto
 (verifier/audit/libcrypto.py) instead of one hashlib call per record from
 Python; without libcrypto the caller hashes with hashlib as before.
+``lines_and_chain`` and ``ahead`` run those C calls for a large chunk, or for
+several chunks, on up to ``os.cpu_count()`` threads (``pool``; cffi releases
+the GIL around each call) with the serial answers: wall time, not CPU time
+(docs/audit-log.md).
 ``NIC_SANDBOX_FASTPATH=0`` (or no C compiler) leaves ``verify`` as it was:
 every batch through msgspec, then the reference.
 """
@@ -176,7 +180,8 @@ MIN_PART_BYTES = 256 << 10
 
 
 def threads() -> int:
-    """Threads ``lines_and_chain`` may run on: the CPUs this process may use, at most ``os.cpu_count()``."""
+    """Threads ``verify``'s C calls may run on (``lines_and_chain``, ``ahead``, v2's ``read_v2.prechecked``): the
+    CPUs this process may use, at most ``os.cpu_count()``."""
     count = os.cpu_count() or 1
     try:
         usable = len(os.sched_getaffinity(0))

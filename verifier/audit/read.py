@@ -761,9 +761,11 @@ def _verify_v2(
     walk = read_v2.WalkV2(first_seq, base, base, first_seq - 1, limit=PROBLEM_LIMIT)
     walk.anchor_seq = None if anchor is None else anchor.seq
     decode = _decode_v2 if on_record is not None else _check_v2  # records are built only for whoever takes them
-    found: Iterator[tuple[read_v2.Batch, read_v2.Precheck | None]] = ((batch, None) for batch in read_v2.batches(files))
+    found: Iterator[tuple[read_v2.Batch, read_v2.Precheck | None]]
     if on_record is None and check.enabled() is not None and check.threads() > 1:  # C and hashlib: on threads
         found = read_v2.prechecked(read_v2.batches(files), decode, check.threads(), check.pool, check.MIN_PART_BYTES)
+    else:
+        found = ((batch, None) for batch in read_v2.batches(files))
     for batch, ahead in found:
         if on_lines is not None:
             on_lines(walk.total)
