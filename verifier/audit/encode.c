@@ -1,5 +1,7 @@
 /* The audit log's compiled line formatter (declared and explained in encode.h). */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include <string.h>
+#include <time.h>
 
 #include "encode.h"
 
@@ -179,5 +181,155 @@ int64_t enc_lines(const struct enc_column *columns, uint32_t ncolumns, uint64_t 
             at += len;
         }
     }
+    return (int64_t)at;
+}
+
+/* The civil date of ``days`` since 1970-01-01 (proleptic Gregorian, as gmtime): Howard Hinnant's days_from_civil
+ * inverted (http://howardhinnant.github.io/date_algorithms.html), for days >= 0. */
+static void civil_date(uint64_t days, uint64_t *year, unsigned *month, unsigned *day) {
+    uint64_t z = days + 719468;
+    uint64_t era = z / 146097;
+    uint64_t doe = z - era * 146097;                                   /* [0, 146096] */
+    uint64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* [0, 399] */
+    uint64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);             /* [0, 365] */
+    uint64_t mp = (5 * doy + 2) / 153;                                  /* [0, 11], from March */
+    *day = (unsigned)(doy - (153 * mp + 2) / 5 + 1);
+    *month = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
+    *year = yoe + era * 400 + (*month <= 2);
+}
+
+/* Two decimal digits of ``value`` (below 100) at ``p``. */
+static void two_digits(uint8_t *p, unsigned value) {
+    p[0] = (uint8_t)DIGIT_PAIRS[2 * value];
+    p[1] = (uint8_t)DIGIT_PAIRS[2 * value + 1];
+}
+
+/* ``YYYY-MM-DDTHH:MM:SS`` of ``sec`` (>= 0, so a year of 1970 to 2262 for an int64 of ns: four digits) at ``p``,
+ * as time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) writes it (log.py ``_utc_second``). */
+static void utc_second(uint64_t sec, uint8_t *p) {
+    uint64_t year;
+    unsigned month, day;
+    civil_date(sec / 86400, &year, &month, &day);
+    unsigned in_day = (unsigned)(sec % 86400);
+    two_digits(p, (unsigned)(year / 100));
+    two_digits(p + 2, (unsigned)(year % 100));
+    p[4] = '-';
+    two_digits(p + 5, month);
+    p[7] = '-';
+    two_digits(p + 8, day);
+    p[10] = 'T';
+    two_digits(p + 11, in_day / 3600);
+    p[13] = ':';
+    two_digits(p + 14, in_day / 60 % 60);
+    p[16] = ':';
+    two_digits(p + 17, in_day % 60);
+}
+
+#define WALL_KEY ",\"wall\":\""
+#define MONO_KEY "\",\"mono_ns\":"
+#define HASH_KEY "\",\"hash\":\""
+/* What a line has after its tail: ``prev``, ``","hash":"``, ``hash``, ``"}`` and the newline. */
+#define CHAIN_END (ENC_HASH_HEX + sizeof HASH_KEY - 1 + ENC_HASH_HEX + 3)
+/* ``YYYY-MM-DDTHH:MM:SS``: the part of a wall that names its second. */
+#define SECOND_CHARS 19
+
+/* ``value`` (signed) in decimal at ``p``; returns how many bytes. */
+static uint64_t signed_decimal(int64_t value, uint8_t *p) {
+    uint64_t magnitude = value < 0 ? (uint64_t)0 - (uint64_t)value : (uint64_t)value;
+    uint64_t len = (uint64_t)(value < 0) + decimal_digits(magnitude);
+    p[0] = '-';
+    decimal_into(magnitude, p + len);
+    return len;
+}
+
+int64_t enc_chain(const uint8_t *tails, uint64_t tails_len, uint64_t n, const uint8_t *lead, uint64_t lead_len,
+                  uint64_t first, const int64_t *readings, uint8_t *prev, const struct enc_sha256 *sha, uint8_t *out,
+                  uint64_t capacity, uint64_t *ends) {
+    static const char HEX[] = "0123456789abcdef";
+    uint8_t link[ENC_HASH_HEX];
+    unsigned char digest[32];
+    uint8_t second[SECOND_CHARS];
+    int64_t second_of = -1; /* the second ``second`` names (none yet) */
+    if (lead != NULL && lead_len > capacity)
+        return ENC_ERR_ROOM;
+    /* the most a line adds before its tail (the lead, seq and stamp) */
+    uint64_t head = lead == NULL ? 0 : lead_len + ENC_CHAIN_ROW - CHAIN_END;
+    memcpy(link, prev, ENC_HASH_HEX);
+    const uint8_t *p = tails, *end = tails + tails_len;
+    uint64_t at = 0;
+    for (uint64_t k = 0; k < n; k++) {
+        const uint8_t *newline = memchr(p, '\n', (size_t)(end - p));
+        if (newline == NULL)
+            return ENC_ERR_SPEC;
+        uint64_t tail_len = (uint64_t)(newline - p);
+        if (tail_len > capacity - at || head > capacity - at - tail_len || CHAIN_END > capacity - at - tail_len - head)
+            return ENC_ERR_ROOM;
+        uint64_t start = at;
+        if (lead != NULL) {
+            int64_t wall, mono;
+            if (readings != NULL) {
+                wall = readings[2 * k];
+                mono = readings[2 * k + 1];
+            } else {
+                struct timespec real, steady;
+                clock_gettime(CLOCK_REALTIME, &real);
+                clock_gettime(CLOCK_MONOTONIC, &steady);
+                wall = (int64_t)real.tv_sec * 1000000000 + real.tv_nsec;
+                mono = (int64_t)steady.tv_sec * 1000000000 + steady.tv_nsec;
+            }
+            if (wall < 0)
+                return ENC_ERR_CLOCK;
+            memcpy(out + at, lead, lead_len);
+            at += lead_len;
+            uint64_t seq = first + k, digits = decimal_digits(seq);
+            decimal_into(seq, out + at + digits);
+            at += digits;
+            memcpy(out + at, WALL_KEY, sizeof WALL_KEY - 1);
+            at += sizeof WALL_KEY - 1;
+            int64_t sec = wall / 1000000000;
+            if (sec != second_of) {
+                utc_second((uint64_t)sec, second);
+                second_of = sec;
+            }
+            memcpy(out + at, second, SECOND_CHARS);
+            at += SECOND_CHARS;
+            out[at++] = '.';
+            uint64_t ns = (uint64_t)(wall % 1000000000);
+            for (int d = 8; d >= 0; d--) { /* nine digits, leading zeros kept (``%09d``) */
+                out[at + (uint64_t)d] = (uint8_t)('0' + ns % 10);
+                ns /= 10;
+            }
+            at += 9;
+            out[at++] = 'Z';
+            memcpy(out + at, MONO_KEY, sizeof MONO_KEY - 1);
+            at += sizeof MONO_KEY - 1;
+            at += signed_decimal(mono, out + at);
+        }
+        memcpy(out + at, p, tail_len);
+        at += tail_len;
+        memcpy(out + at, link, ENC_HASH_HEX); /* the line's ``prev`` */
+        at += ENC_HASH_HEX;
+        out[at++] = '"';
+        unsigned int size = 0;
+        if (!sha->init(sha->ctx, sha->md, NULL) || !sha->update(sha->ctx, link, ENC_HASH_HEX) ||
+            !sha->update(sha->ctx, out + start, (size_t)(at - start)) || !sha->update(sha->ctx, "}", 1) ||
+            !sha->final(sha->ctx, digest, &size) || size != sizeof digest)
+            return ENC_ERR_DIGEST;
+        for (size_t i = 0; i < sizeof digest; i++) {
+            link[2 * i] = (uint8_t)HEX[digest[i] >> 4];
+            link[2 * i + 1] = (uint8_t)HEX[digest[i] & 15];
+        }
+        memcpy(out + at, HASH_KEY + 1, sizeof HASH_KEY - 2); /* ``,"hash":"``: the ``"`` is written */
+        at += sizeof HASH_KEY - 2;
+        memcpy(out + at, link, ENC_HASH_HEX);
+        at += ENC_HASH_HEX;
+        out[at++] = '"';
+        out[at++] = '}';
+        out[at++] = '\n';
+        if (ends != NULL)
+            ends[k] = at;
+        p = newline + 1;
+    }
+    memcpy(prev, link, ENC_HASH_HEX);
     return (int64_t)at;
 }
