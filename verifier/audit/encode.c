@@ -10,6 +10,10 @@ static const char DIGIT_PAIRS[] =
     "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
     "8081828384858687888990919293949596979899";
 static const char HEX_DIGITS[] = "0123456789abcdef";
+/* Each byte's two lower-case hex digits: HEX_PAIRS[2 * b], HEX_PAIRS[2 * b + 1]. */
+#define HEX_ROW(h) #h "0" #h "1" #h "2" #h "3" #h "4" #h "5" #h "6" #h "7" #h "8" #h "9" #h "a" #h "b" #h "c" #h "d" #h "e" #h "f"
+static const char HEX_PAIRS[] = HEX_ROW(0) HEX_ROW(1) HEX_ROW(2) HEX_ROW(3) HEX_ROW(4) HEX_ROW(5) HEX_ROW(6) HEX_ROW(7)
+    HEX_ROW(8) HEX_ROW(9) HEX_ROW(a) HEX_ROW(b) HEX_ROW(c) HEX_ROW(d) HEX_ROW(e) HEX_ROW(f);
 /* 10**k for k < 20: POWERS_OF_TEN[k] is the least number of k + 1 digits. */
 static const uint64_t POWERS_OF_TEN[20] = {
     1u, 10u, 100u, 1000u, 10000u, 100000u, 1000000u, 10000000u, 100000000u, 1000000000u, 10000000000u,
@@ -44,9 +48,31 @@ static int element(const struct enc_column *c, uint64_t row, uint64_t *magnitude
 /* True when the row's element is all ones in its width (-1 signed): ENC_SKIP_ONES writes nothing there. */
 static int all_ones(const struct enc_column *c, uint64_t row) {
     const uint8_t *p = c->data + (int64_t)row * c->stride;
+    if (c->width == 8) { /* the common width (a byte's address), read as one word */
+        uint64_t v;
+        memcpy(&v, p, 8);
+        return v == ~(uint64_t)0;
+    }
     for (uint32_t k = 0; k < c->width; k++)
         if (p[k] != 0xFF) return 0;
     return 1;
+}
+
+/* ``len`` bytes from ``src`` to ``dst``: the short texts of a row (a key, a separator) as two overlapping words
+ * that cover them exactly (nothing read or written outside either range), longer ones by memcpy. */
+static void copy_short(uint8_t *dst, const uint8_t *src, uint64_t len) {
+    if (len >= 16 && len <= 32) {
+        memcpy(dst, src, 16);
+        memcpy(dst + len - 16, src + len - 16, 16);
+    } else if (len >= 8 && len < 16) {
+        memcpy(dst, src, 8);
+        memcpy(dst + len - 8, src + len - 8, 8);
+    } else if (len >= 4 && len < 8) {
+        memcpy(dst, src, 4);
+        memcpy(dst + len - 4, src + len - 4, 4);
+    } else {
+        memcpy(dst, src, len);
+    }
 }
 
 /* ``*at`` = the position of ``key`` in the column's ascending ``keys`` (binary search); 0 when it is not there. */
@@ -66,11 +92,11 @@ static int lookup(const struct enc_column *c, int64_t key, uint64_t *at) {
     return 0;
 }
 
-/* How many digits ``value`` has in decimal. */
+/* How many digits ``value`` has in decimal: from its bit length (log10(2) ~ 1233 / 4096), one compare. */
 static uint64_t decimal_digits(uint64_t value) {
-    uint64_t digits = 1;
-    while (digits < 20 && value >= POWERS_OF_TEN[digits]) digits++;
-    return digits;
+    if (value == 0) return 1;
+    uint64_t guess = (uint64_t)(64 - __builtin_clzll(value)) * 1233 >> 12; /* 0..19: digits or digits - 1 */
+    return guess + 1 - (value < POWERS_OF_TEN[guess]);
 }
 
 /* ``value`` in decimal ending just before ``end`` (``decimal_digits`` of it before). */
@@ -109,6 +135,12 @@ int64_t enc_lines(const struct enc_column *columns, uint32_t ncolumns, uint64_t 
     for (uint64_t row = 0; row < rows; row++) {
         for (uint32_t j = 0; j < ncolumns; j++) {
             const struct enc_column *c = &columns[j];
+            if (c->op == ENC_CONST && c->flags == 0 && c->mask == NULL) { /* half a row's columns: no dispatch */
+                if (c->text_len > capacity - at) return ENC_ERR_ROOM;
+                copy_short(out + at, c->text, c->text_len);
+                at += c->text_len;
+                continue;
+            }
             if (c->mask != NULL && !c->mask[row]) continue;
             if ((c->flags & ENC_SKIP_ONES) && all_ones(c, row)) continue;
             const uint8_t *src;
@@ -170,8 +202,8 @@ int64_t enc_lines(const struct enc_column *columns, uint32_t ncolumns, uint64_t 
                 if (width * 2 > capacity - at) return ENC_ERR_ROOM;
                 const uint8_t *p = c->data + (int64_t)row * c->stride;
                 for (uint64_t k = 0; k < width; k++) {
-                    out[at++] = (uint8_t)HEX_DIGITS[p[k] >> 4];
-                    out[at++] = (uint8_t)HEX_DIGITS[p[k] & 15];
+                    memcpy(out + at, HEX_PAIRS + 2 * p[k], 2);
+                    at += 2;
                 }
                 continue;
             }
