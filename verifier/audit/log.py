@@ -683,9 +683,12 @@ class AuditLog:
         record's tail -- without a record per row: the known batch shapes
         (``RejectionBatch``, ``IommuFaultBatch``) are formatted from
         per-batch templates (``verifier/audit/lines.py``); any other shape
-        takes ``record_tail`` row by row.  v2: the same tails, one clock
-        reading for the batch (its records were refused by one check), the
-        lines formatted as one blob and hashed at the next checkpoint.
+        takes ``record_tail`` row by row; the tails are then chained in one
+        compiled call (``_chain_tails``: seq, clock stamp and hash per record,
+        verifier/audit/chaining.py), or in Python without it.  v2: the same
+        tails, one clock reading for the batch (its records were refused by
+        one check), the lines formatted as one blob and hashed at the next
+        checkpoint.
         """
         n = len(rows)
         if n == 0:
