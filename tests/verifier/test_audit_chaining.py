@@ -34,6 +34,8 @@ from verifier.audit.record import AuditRecord
 from verifier.audit.rejection_batch import RecordRows, RejectionBatch
 
 MODES = ("compiled", "no libcrypto", "python")
+#: The protections a log names (its envelope, escaped once per writer), plain and hostile.
+PROTECTIONS = ("verifier", 'verifier "\u00e9"', "iommu", "none\\\u2028\x7f")
 real_digest = libcrypto.digest
 
 
@@ -103,10 +105,12 @@ def use(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
     forget_accelerators()
 
 
-def write(path: Path, items: list[RecordRows | AuditRecord], **settings: Any) -> tuple[dict[str, bytes], str]:
+def write(
+    path: Path, items: list[RecordRows | AuditRecord], protection: str, **settings: Any
+) -> tuple[dict[str, bytes], str]:
     """Every file the log leaves in its folder, and its head."""
     path.parent.mkdir()
-    with AuditLog(path, 'verifier "\u00e9"', **settings) as log:
+    with AuditLog(path, protection, **settings) as log:
         for k, item in enumerate(items):
             if isinstance(item, AuditRecord):
                 log.record(item)
@@ -123,20 +127,26 @@ def three_ways(
     use: Callable[[str], None],
     items: list[RecordRows | AuditRecord],
     clocks: Callable[[], Any],
+    protection: str = 'verifier "\u00e9"',
     **settings: Any,
 ) -> dict[str, bytes]:
     """The files the log leaves, written the three ways: all the same, heads too."""
     written = []
     for mode in MODES:
         use(mode)
-        written.append(write(tmp_path / mode.replace(" ", "-") / "log", items, clock=clocks(), schema=1, **settings))
+        written.append(
+            write(tmp_path / mode.replace(" ", "-") / "log", items, protection, clock=clocks(), schema=1, **settings)
+        )
     assert written[0] == written[1] == written[2]
     return written[0][0]
 
 
 @pytest.mark.parametrize("seed", range(4))
 def test_the_compiled_chain_writes_what_python_writes(tmp_path: Path, use: Callable[[str], None], seed: int) -> None:
-    files = three_ways(tmp_path, use, batches(seed), lambda: clock(300_000_000), fsync="never", max_bytes=None)
+    protection = PROTECTIONS[seed % len(PROTECTIONS)]
+    files = three_ways(
+        tmp_path, use, batches(seed), lambda: clock(300_000_000), protection, fsync="never", max_bytes=None
+    )
     assert verify([tmp_path / "compiled" / "log"]).ok and len(files) == 1
 
 
