@@ -14,6 +14,12 @@
  * Hostile input is refused, never followed: every table index is checked against the table, every column's
  * element width against the four integer widths, and every byte written against the buffer's capacity.  A
  * refused batch returns a negative code having written nothing the caller uses.
+ *
+ * enc_chain (below) finishes a schema v1 batch: around the tails this formatter wrote it puts each record's seq,
+ * clock stamp and hash chain (SHA-256 from the system's libcrypto, handed over as function pointers), in one
+ * call per batch instead of a hashlib call and a clock reading per record from Python
+ * (verifier/audit/chaining.py; Python's chain in verifier/audit/log.py is the semantics,
+ * tests/verifier/test_audit_chaining.py holds both to the same bytes).
  */
 #ifndef NIC_SANDBOX_ENCODE_H
 #define NIC_SANDBOX_ENCODE_H
