@@ -97,3 +97,19 @@ def digest(library: str = LIBRARY) -> Digest | None:
         LOG.warning("audit verify hashes in Python: %s's SHA-256 differs from hashlib's", library)
         return None
     return found
+
+
+def arguments(sha: Digest, ffi: Any, struct: str) -> tuple[Any, Any] | None:
+    """A ``struct`` of ``ffi`` with check.h's ``struct chk_sha256`` fields (ctx, md, init, update, final) pointing
+    at a fresh digest context of ``sha`` and its functions, and the context (keep it alive while the struct is
+    used; one thread at a time); None: out of memory.  How compiled code is handed libcrypto's SHA-256."""
+    ctx = sha.context()
+    if ctx is None:
+        return None
+    handed = ffi.new(struct + " *")
+    handed.ctx = ffi.cast("void *", sha.address(ctx))
+    handed.md = ffi.cast("void *", sha.address(sha.md))
+    types = dict(ffi.typeof(struct).fields)
+    for field in FUNCTIONS:
+        setattr(handed, field, ffi.cast(types[field].type, sha.addresses[field]))
+    return handed, ctx
