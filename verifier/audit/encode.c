@@ -1,5 +1,7 @@
 /* The audit log's compiled line formatter (declared and explained in encode.h). */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include <string.h>
+#include <time.h>
 
 #include "encode.h"
 
@@ -8,6 +10,10 @@ static const char DIGIT_PAIRS[] =
     "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
     "8081828384858687888990919293949596979899";
 static const char HEX_DIGITS[] = "0123456789abcdef";
+/* Each byte's two lower-case hex digits: HEX_PAIRS[2 * b], HEX_PAIRS[2 * b + 1]. */
+#define HEX_ROW(h) #h "0" #h "1" #h "2" #h "3" #h "4" #h "5" #h "6" #h "7" #h "8" #h "9" #h "a" #h "b" #h "c" #h "d" #h "e" #h "f"
+static const char HEX_PAIRS[] = HEX_ROW(0) HEX_ROW(1) HEX_ROW(2) HEX_ROW(3) HEX_ROW(4) HEX_ROW(5) HEX_ROW(6) HEX_ROW(7)
+    HEX_ROW(8) HEX_ROW(9) HEX_ROW(a) HEX_ROW(b) HEX_ROW(c) HEX_ROW(d) HEX_ROW(e) HEX_ROW(f);
 /* 10**k for k < 20: POWERS_OF_TEN[k] is the least number of k + 1 digits. */
 static const uint64_t POWERS_OF_TEN[20] = {
     1u, 10u, 100u, 1000u, 10000u, 100000u, 1000000u, 10000000u, 100000000u, 1000000000u, 10000000000u,
@@ -42,9 +48,31 @@ static int element(const struct enc_column *c, uint64_t row, uint64_t *magnitude
 /* True when the row's element is all ones in its width (-1 signed): ENC_SKIP_ONES writes nothing there. */
 static int all_ones(const struct enc_column *c, uint64_t row) {
     const uint8_t *p = c->data + (int64_t)row * c->stride;
+    if (c->width == 8) { /* the common width (a byte's address), read as one word */
+        uint64_t v;
+        memcpy(&v, p, 8);
+        return v == ~(uint64_t)0;
+    }
     for (uint32_t k = 0; k < c->width; k++)
         if (p[k] != 0xFF) return 0;
     return 1;
+}
+
+/* ``len`` bytes from ``src`` to ``dst``: the short texts of a row (a key, a separator) as two overlapping words
+ * that cover them exactly (nothing read or written outside either range), longer ones by memcpy. */
+static void copy_short(uint8_t *dst, const uint8_t *src, uint64_t len) {
+    if (len >= 16 && len <= 32) {
+        memcpy(dst, src, 16);
+        memcpy(dst + len - 16, src + len - 16, 16);
+    } else if (len >= 8 && len < 16) {
+        memcpy(dst, src, 8);
+        memcpy(dst + len - 8, src + len - 8, 8);
+    } else if (len >= 4 && len < 8) {
+        memcpy(dst, src, 4);
+        memcpy(dst + len - 4, src + len - 4, 4);
+    } else {
+        memcpy(dst, src, len);
+    }
 }
 
 /* ``*at`` = the position of ``key`` in the column's ascending ``keys`` (binary search); 0 when it is not there. */
@@ -64,11 +92,11 @@ static int lookup(const struct enc_column *c, int64_t key, uint64_t *at) {
     return 0;
 }
 
-/* How many digits ``value`` has in decimal. */
+/* How many digits ``value`` has in decimal: from its bit length (log10(2) ~ 1233 / 4096), one compare. */
 static uint64_t decimal_digits(uint64_t value) {
-    uint64_t digits = 1;
-    while (digits < 20 && value >= POWERS_OF_TEN[digits]) digits++;
-    return digits;
+    if (value == 0) return 1;
+    uint64_t guess = (uint64_t)(64 - __builtin_clzll(value)) * 1233 >> 12; /* 0..19: digits or digits - 1 */
+    return guess + 1 - (value < POWERS_OF_TEN[guess]);
 }
 
 /* ``value`` in decimal ending just before ``end`` (``decimal_digits`` of it before). */
@@ -107,6 +135,12 @@ int64_t enc_lines(const struct enc_column *columns, uint32_t ncolumns, uint64_t 
     for (uint64_t row = 0; row < rows; row++) {
         for (uint32_t j = 0; j < ncolumns; j++) {
             const struct enc_column *c = &columns[j];
+            if (c->op == ENC_CONST && c->flags == 0 && c->mask == NULL) { /* half a row's columns: no dispatch */
+                if (c->text_len > capacity - at) return ENC_ERR_ROOM;
+                copy_short(out + at, c->text, c->text_len);
+                at += c->text_len;
+                continue;
+            }
             if (c->mask != NULL && !c->mask[row]) continue;
             if ((c->flags & ENC_SKIP_ONES) && all_ones(c, row)) continue;
             const uint8_t *src;
@@ -168,8 +202,8 @@ int64_t enc_lines(const struct enc_column *columns, uint32_t ncolumns, uint64_t 
                 if (width * 2 > capacity - at) return ENC_ERR_ROOM;
                 const uint8_t *p = c->data + (int64_t)row * c->stride;
                 for (uint64_t k = 0; k < width; k++) {
-                    out[at++] = (uint8_t)HEX_DIGITS[p[k] >> 4];
-                    out[at++] = (uint8_t)HEX_DIGITS[p[k] & 15];
+                    memcpy(out + at, HEX_PAIRS + 2 * p[k], 2);
+                    at += 2;
                 }
                 continue;
             }
@@ -179,5 +213,155 @@ int64_t enc_lines(const struct enc_column *columns, uint32_t ncolumns, uint64_t 
             at += len;
         }
     }
+    return (int64_t)at;
+}
+
+/* The civil date of ``days`` since 1970-01-01 (proleptic Gregorian, as gmtime): Howard Hinnant's days_from_civil
+ * inverted (http://howardhinnant.github.io/date_algorithms.html), for days >= 0. */
+static void civil_date(uint64_t days, uint64_t *year, unsigned *month, unsigned *day) {
+    uint64_t z = days + 719468;
+    uint64_t era = z / 146097;
+    uint64_t doe = z - era * 146097;                                   /* [0, 146096] */
+    uint64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* [0, 399] */
+    uint64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);             /* [0, 365] */
+    uint64_t mp = (5 * doy + 2) / 153;                                  /* [0, 11], from March */
+    *day = (unsigned)(doy - (153 * mp + 2) / 5 + 1);
+    *month = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
+    *year = yoe + era * 400 + (*month <= 2);
+}
+
+/* Two decimal digits of ``value`` (below 100) at ``p``. */
+static void two_digits(uint8_t *p, unsigned value) {
+    p[0] = (uint8_t)DIGIT_PAIRS[2 * value];
+    p[1] = (uint8_t)DIGIT_PAIRS[2 * value + 1];
+}
+
+/* ``YYYY-MM-DDTHH:MM:SS`` of ``sec`` (>= 0, so a year of 1970 to 2262 for an int64 of ns: four digits) at ``p``,
+ * as time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) writes it (log.py ``_utc_second``). */
+static void utc_second(uint64_t sec, uint8_t *p) {
+    uint64_t year;
+    unsigned month, day;
+    civil_date(sec / 86400, &year, &month, &day);
+    unsigned in_day = (unsigned)(sec % 86400);
+    two_digits(p, (unsigned)(year / 100));
+    two_digits(p + 2, (unsigned)(year % 100));
+    p[4] = '-';
+    two_digits(p + 5, month);
+    p[7] = '-';
+    two_digits(p + 8, day);
+    p[10] = 'T';
+    two_digits(p + 11, in_day / 3600);
+    p[13] = ':';
+    two_digits(p + 14, in_day / 60 % 60);
+    p[16] = ':';
+    two_digits(p + 17, in_day % 60);
+}
+
+#define WALL_KEY ",\"wall\":\""
+#define MONO_KEY "\",\"mono_ns\":"
+#define HASH_KEY "\",\"hash\":\""
+/* What a line has after its tail: ``prev``, ``","hash":"``, ``hash``, ``"}`` and the newline. */
+#define CHAIN_END (ENC_HASH_HEX + sizeof HASH_KEY - 1 + ENC_HASH_HEX + 3)
+/* ``YYYY-MM-DDTHH:MM:SS``: the part of a wall that names its second. */
+#define SECOND_CHARS 19
+
+/* ``value`` (signed) in decimal at ``p``; returns how many bytes. */
+static uint64_t signed_decimal(int64_t value, uint8_t *p) {
+    uint64_t magnitude = value < 0 ? (uint64_t)0 - (uint64_t)value : (uint64_t)value;
+    uint64_t len = (uint64_t)(value < 0) + decimal_digits(magnitude);
+    p[0] = '-';
+    decimal_into(magnitude, p + len);
+    return len;
+}
+
+int64_t enc_chain(const uint8_t *tails, uint64_t tails_len, uint64_t n, const uint8_t *lead, uint64_t lead_len,
+                  uint64_t first, const int64_t *readings, uint8_t *prev, const struct enc_sha256 *sha, uint8_t *out,
+                  uint64_t capacity, uint64_t *ends) {
+    static const char HEX[] = "0123456789abcdef";
+    uint8_t link[ENC_HASH_HEX];
+    unsigned char digest[32];
+    uint8_t second[SECOND_CHARS];
+    int64_t second_of = -1; /* the second ``second`` names (none yet) */
+    if (lead != NULL && lead_len > capacity)
+        return ENC_ERR_ROOM;
+    /* the most a line adds before its tail (the lead, seq and stamp) */
+    uint64_t head = lead == NULL ? 0 : lead_len + ENC_CHAIN_ROW - CHAIN_END;
+    memcpy(link, prev, ENC_HASH_HEX);
+    const uint8_t *p = tails, *end = tails + tails_len;
+    uint64_t at = 0;
+    for (uint64_t k = 0; k < n; k++) {
+        const uint8_t *newline = memchr(p, '\n', (size_t)(end - p));
+        if (newline == NULL)
+            return ENC_ERR_SPEC;
+        uint64_t tail_len = (uint64_t)(newline - p);
+        if (tail_len > capacity - at || head > capacity - at - tail_len || CHAIN_END > capacity - at - tail_len - head)
+            return ENC_ERR_ROOM;
+        uint64_t start = at;
+        if (lead != NULL) {
+            int64_t wall, mono;
+            if (readings != NULL) {
+                wall = readings[2 * k];
+                mono = readings[2 * k + 1];
+            } else {
+                struct timespec real, steady;
+                clock_gettime(CLOCK_REALTIME, &real);
+                clock_gettime(CLOCK_MONOTONIC, &steady);
+                wall = (int64_t)real.tv_sec * 1000000000 + real.tv_nsec;
+                mono = (int64_t)steady.tv_sec * 1000000000 + steady.tv_nsec;
+            }
+            if (wall < 0)
+                return ENC_ERR_CLOCK;
+            memcpy(out + at, lead, lead_len);
+            at += lead_len;
+            uint64_t seq = first + k, digits = decimal_digits(seq);
+            decimal_into(seq, out + at + digits);
+            at += digits;
+            memcpy(out + at, WALL_KEY, sizeof WALL_KEY - 1);
+            at += sizeof WALL_KEY - 1;
+            int64_t sec = wall / 1000000000;
+            if (sec != second_of) {
+                utc_second((uint64_t)sec, second);
+                second_of = sec;
+            }
+            memcpy(out + at, second, SECOND_CHARS);
+            at += SECOND_CHARS;
+            out[at++] = '.';
+            uint64_t ns = (uint64_t)(wall % 1000000000);
+            for (int d = 8; d >= 0; d--) { /* nine digits, leading zeros kept (``%09d``) */
+                out[at + (uint64_t)d] = (uint8_t)('0' + ns % 10);
+                ns /= 10;
+            }
+            at += 9;
+            out[at++] = 'Z';
+            memcpy(out + at, MONO_KEY, sizeof MONO_KEY - 1);
+            at += sizeof MONO_KEY - 1;
+            at += signed_decimal(mono, out + at);
+        }
+        memcpy(out + at, p, tail_len);
+        at += tail_len;
+        memcpy(out + at, link, ENC_HASH_HEX); /* the line's ``prev`` */
+        at += ENC_HASH_HEX;
+        out[at++] = '"';
+        unsigned int size = 0;
+        if (!sha->init(sha->ctx, sha->md, NULL) || !sha->update(sha->ctx, link, ENC_HASH_HEX) ||
+            !sha->update(sha->ctx, out + start, (size_t)(at - start)) || !sha->update(sha->ctx, "}", 1) ||
+            !sha->final(sha->ctx, digest, &size) || size != sizeof digest)
+            return ENC_ERR_DIGEST;
+        for (size_t i = 0; i < sizeof digest; i++) {
+            link[2 * i] = (uint8_t)HEX[digest[i] >> 4];
+            link[2 * i + 1] = (uint8_t)HEX[digest[i] & 15];
+        }
+        memcpy(out + at, HASH_KEY + 1, sizeof HASH_KEY - 2); /* ``,"hash":"``: the ``"`` is written */
+        at += sizeof HASH_KEY - 2;
+        memcpy(out + at, link, ENC_HASH_HEX);
+        at += ENC_HASH_HEX;
+        out[at++] = '"';
+        out[at++] = '}';
+        out[at++] = '\n';
+        if (ends != NULL)
+            ends[k] = at;
+        p = newline + 1;
+    }
+    memcpy(prev, link, ENC_HASH_HEX);
     return (int64_t)at;
 }

@@ -14,10 +14,17 @@
  * Hostile input is refused, never followed: every table index is checked against the table, every column's
  * element width against the four integer widths, and every byte written against the buffer's capacity.  A
  * refused batch returns a negative code having written nothing the caller uses.
+ *
+ * enc_chain (below) finishes a schema v1 batch: around the tails this formatter wrote it puts each record's seq,
+ * clock stamp and hash chain (SHA-256 from the system's libcrypto, handed over as function pointers), in one
+ * call per batch instead of a hashlib call and a clock reading per record from Python
+ * (verifier/audit/chaining.py; Python's chain in verifier/audit/log.py is the semantics,
+ * tests/verifier/test_audit_chaining.py holds both to the same bytes).
  */
 #ifndef NIC_SANDBOX_ENCODE_H
 #define NIC_SANDBOX_ENCODE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "descriptors.h" /* every accelerator's cdef starts with the shared descriptor structs (ring/cbuild.py) */
@@ -70,6 +77,47 @@ struct enc_column {
  * bytes written, or ENC_ERR_ROOM, ENC_ERR_INDEX, ENC_ERR_SPEC or ENC_ERR_KEY. */
 int64_t enc_lines(const struct enc_column *columns, uint32_t ncolumns, uint64_t rows, uint8_t *out,
                   uint64_t capacity);
+
+/* The system's SHA-256 for enc_chain: libcrypto's EVP digest functions and a context and ``EVP_MD`` of its own,
+ * opened at run time (verifier/audit/libcrypto.py, as check.h's ``struct chk_sha256`` for ``audit verify``): no
+ * SHA-256 code of anyone's is copied here, and building needs no OpenSSL headers. */
+typedef int (*enc_digest_init)(void *ctx, const void *md, void *engine);
+typedef int (*enc_digest_update)(void *ctx, const void *data, size_t count);
+typedef int (*enc_digest_final)(void *ctx, unsigned char *md, unsigned int *size);
+struct enc_sha256 {
+    void *ctx;
+    const void *md;
+    enc_digest_init init;
+    enc_digest_update update;
+    enc_digest_final final;
+};
+
+/* Hex digits of a v1 ``prev``/``hash`` (SHA-256), and the most bytes enc_chain adds to a tail: the seq (20
+ * digits), the stamp (``,"wall":"`` 30 characters ``","mono_ns":`` and ``-`` with 19 digits), the chain
+ * (``prev``, ``","hash":"``, ``hash``, ``"}`` and the newline), beyond ``lead``. */
+#define ENC_HASH_HEX 64
+#define ENC_CHAIN_ROW 232
+/* Returns of enc_chain below zero (besides ENC_ERR_ROOM and ENC_ERR_SPEC: fewer than ``n`` tails). */
+#define ENC_ERR_CLOCK -5  /* a wall reading before 1970 (formatted by Python's gmtime, not here) */
+#define ENC_ERR_DIGEST -6 /* libcrypto said no */
+
+/* Write ``n`` schema v1 record lines, hash-chained, into ``out`` (``capacity`` bytes) -- verifier/audit/log.py's
+ * ``_chain`` and ``_heads`` in one call.  Line k is ``lead`` (``lead_len`` bytes, ``{"v":1,"seq":``), the seq
+ * ``first`` + k in decimal, the stamp ``,"wall":"YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ","mono_ns":M`` of the k-th clock
+ * reading, tail k (the k-th line of ``tails``, ``tails_len`` bytes, without its newline: the record's fields
+ * after ``mono_ns`` up to and including ``,"prev":"``), then ``prev``, ``","hash":"``, ``hash`` and ``"}`` and a
+ * newline, where ``hash`` = SHA-256 hex of ``prev`` + the line up to and including ``prev"`` + ``}``
+ * (log.py's ``chain_hash``) becomes the next line's ``prev``.  ``lead`` NULL: each tail is a whole body already
+ * (seq and stamp in it), nothing goes before it and no clock is read.
+ *
+ * ``readings``: 2 * ``n`` integers, the k-th reading's wall (ns since the epoch) and monotonic ns; NULL: read
+ * here per line, CLOCK_REALTIME then CLOCK_MONOTONIC, as log.py's ``system_clock`` reads time.time_ns() and
+ * time.monotonic_ns().  ``prev`` (ENC_HASH_HEX hex digits) is the hash before the first line on entry and the
+ * last line's on return; ``ends[k]`` (when not NULL) where line k ends in ``out``.  Returns the bytes written,
+ * or ENC_ERR_ROOM, ENC_ERR_SPEC, ENC_ERR_CLOCK or ENC_ERR_DIGEST (``prev`` then as on entry, ``out`` unused). */
+int64_t enc_chain(const uint8_t *tails, uint64_t tails_len, uint64_t n, const uint8_t *lead, uint64_t lead_len,
+                  uint64_t first, const int64_t *readings, uint8_t *prev, const struct enc_sha256 *sha, uint8_t *out,
+                  uint64_t capacity, uint64_t *ends);
 
 /* SHA-256 (hex) of encode.h and encode.c as compiled (defined by the build). */
 const char *encode_source_digest(void);

@@ -37,6 +37,8 @@ CONST, PICK, DEC, HEX, HEXROW, COUNT = OPS.values()
 #: Column flags and the refusal that asks for a key (encode.h), checked against the module as ``OPS`` is.
 FLAGS = {"ENC_SKIP_ONES": 1, "ENC_KEYED": 2, "ENC_ERR_KEY": -4}
 SKIP_ONES, KEYED, ERR_KEY = FLAGS.values()
+#: ``enc_chain``'s constants (encode.h; verifier/audit/chaining.py), checked against the module as ``OPS`` is.
+CHAIN = {"ENC_HASH_HEX": 64, "ENC_CHAIN_ROW": 232, "ENC_ERR_CLOCK": -5, "ENC_ERR_DIGEST": -6}
 #: ``struct enc_column`` as numpy lays it out: the batch's column specs are one array, filled in one call.
 ENC_COLUMN = np.dtype(
     [
@@ -68,7 +70,7 @@ def state() -> tuple[compiled.Compiled | None, str]:
     """The formatter the writer may use (or None), and the one line that says what formats the log's lines."""
     return compiled.loaded(
         ENCODE,
-        {**OPS, **FLAGS},
+        {**OPS, **FLAGS, **CHAIN},
         "audit line formatter",
         "the audit log formats its lines in Python",
         LOG,

@@ -99,6 +99,22 @@ def digest(library: str = LIBRARY) -> Digest | None:
     return found
 
 
+def arguments(sha: Digest, ffi: Any, struct: str) -> tuple[Any, Any] | None:
+    """A ``struct`` of ``ffi`` with check.h's ``struct chk_sha256`` fields (ctx, md, init, update, final) pointing
+    at a fresh digest context of ``sha`` and its functions, and the context (keep it alive while the struct is
+    used; one thread at a time); None: out of memory.  How compiled code is handed libcrypto's SHA-256."""
+    ctx = sha.context()
+    if ctx is None:
+        return None
+    handed = ffi.new(struct + " *")
+    handed.ctx = ffi.cast("void *", sha.address(ctx))
+    handed.md = ffi.cast("void *", sha.address(sha.md))
+    types = dict(ffi.typeof(struct).fields)
+    for field in FUNCTIONS:
+        setattr(handed, field, ffi.cast(types[field].type, sha.addresses[field]))
+    return handed, ctx
+
+
 #: libcrypto's SHA-256 without EVP (OpenSSL's sha.h, deprecated in OpenSSL 3 but exported): the same compression
 #: function with no per-digest provider bookkeeping -- about 0.44 µs against EVP's 0.49 to 0.57 µs for a 613-byte
 #: v1 record on the development machine (a C loop of a million digests of each kind).  The context is opaque here:

@@ -122,8 +122,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
+import numpy.typing as npt
 
 from ring.descriptors import DESC_SIZE
+from verifier.audit.chaining import HASH_FROM_END, HASH_HEX, Chainer, chainer
 from verifier.audit.columns import Column, Ints
 from verifier.audit.durability import GroupCommit
 from verifier.audit.encode import enabled, render
@@ -528,8 +530,9 @@ class AuditLog:
         self.max_bytes = max_bytes
         self._clock: Clock = clock or system_clock
         self._lock = threading.Lock()
-        self._pending: list[bytes] = []  # v1: one line each
-        self._lines = LineBuffer()  # v2: the lines waiting for their checkpoint
+        self._lines = LineBuffer()  # the lines waiting to be written: v1's chained, v2's for their checkpoint
+        self._scratch = LineBuffer()  # v1: a batch's tails, before the chain puts them into ``_lines``
+        self._chainer: Chainer | None = None  # v1: the compiled chain (``_compiled_chain``), once asked for
         self._pending_records = 0
         #: the schema this writer writes: ``schema`` for a new log, the log's own for an existing one
         self.schema = schema
@@ -680,9 +683,12 @@ class AuditLog:
         record's tail -- without a record per row: the known batch shapes
         (``RejectionBatch``, ``IommuFaultBatch``) are formatted from
         per-batch templates (``verifier/audit/lines.py``); any other shape
-        takes ``record_tail`` row by row.  v2: the same tails, one clock
-        reading for the batch (its records were refused by one check), the
-        lines formatted as one blob and hashed at the next checkpoint.
+        takes ``record_tail`` row by row; the tails are then chained in one
+        compiled call (``_chain_tails``: seq, clock stamp and hash per record,
+        verifier/audit/chaining.py), or in Python without it.  v2: the same
+        tails, one clock reading for the batch (its records were refused by
+        one check), the lines formatted as one blob and hashed at the next
+        checkpoint.
         """
         n = len(rows)
         if n == 0:
@@ -699,6 +705,7 @@ class AuditLog:
             fast = enabled() if type(rows) is RejectionBatch else None
             chained = lambda k: counts if k == n else reason_counts(rows, k)  # noqa: E731 - the counts of a v1 prefix
             stamp: list[Column] = []  # v2: the batch's one clock reading, once read
+            linker = None if v2 else self._compiled_chainer()  # v1: the compiled chain, when it is here
             if v2:
                 if fast is not None:
                     lead, end = self._ends()
@@ -710,6 +717,10 @@ class AuditLog:
                             return self._append(None, n, rows.nic, rows.kind, rows.queue, lambda _: counts)
                         blob = self._lines.room(0)[:written].tobytes()  # cut at the limit, as any blob is
                         return self._append(blob, n, rows.nic, rows.kind, rows.queue, lambda _: counts)
+            elif fast is not None and linker is not None:
+                ready = self._template_tails(fast, rows)  # type: ignore[arg-type]
+                if ready is not None:
+                    return self._chain_tails(ready, n, rows.nic, rows.kind, rows.queue, chained)
             elif fast is not None:
                 templated = self._template_bodies(fast, rows)  # type: ignore[arg-type]
                 if templated is not None:
@@ -724,10 +735,18 @@ class AuditLog:
                 if v2:
                     blob = self._batch_lines([[t.encode("ascii") for t in tails]], n, self._seq, stamp)
                     return self._append(blob, n, rows.nic, rows.kind, rows.queue, lambda _: counts)
+                if linker is not None:
+                    _, end = self._ends()
+                    blob = b"".join([t.encode("ascii") + end + b"\n" for t in tails])
+                    return self._chain_tails(blob, n, rows.nic, rows.kind, rows.queue, chained)
                 bodies = self._bodies(tails, self._seq)
             elif v2:
                 blob = self._batch_lines(columns, n, self._seq, stamp)
                 return self._append(blob, n, rows.nic, rows.kind, rows.queue, lambda _: counts)
+            elif linker is not None:
+                _, end = self._ends()
+                blob = render(n, [*columns, end, b"\n"])
+                return self._chain_tails(blob, n, rows.nic, rows.kind, rows.queue, chained)
             else:
                 bodies = self._batch_bodies(columns, n, self._seq)
             return self._chain(bodies, rows.nic, rows.kind, rows.queue, chained)
@@ -750,35 +769,131 @@ class AuditLog:
         ``,"protection":..,"prev":"``; the record adds the previous hash and ``"}``, its line
         ``hash``: the canonical JSON of the whole record dict, by construction.
         If an early flush fails, the records chained so far stay counted (as
-        they are written).
+        they are written).  The reference ``_chain_tails`` is held to.
         """
         first = self._seq
         prev = self._prev.encode("ascii")  # the chain kept as bytes here: ``chain_hash`` inlined
         sha256, hexlify = hashlib.sha256, binascii.hexlify
-        pending = self._pending
+        held = self._lines
         limit = self._limit()
-        room = limit - len(pending)
+        pending = self._pending_records
+        lines: list[bytes] = []
         seq = first
         try:
             for head in bodies:
                 linked = head + prev  # head ends with ``,"prev":"``
                 prev = hexlify(sha256(prev + linked + b'"}').digest())
-                pending.append(linked + b'","hash":"' + prev + b'"}\n')
+                lines.append(linked + b'","hash":"' + prev + b'"}\n')
                 seq += 1
-                room -= 1
-                if room <= 0:
+                pending += 1
+                if pending >= limit:
+                    held.append(b"".join(lines))
+                    lines = []
                     self._seq, self._prev = seq, prev.decode("ascii")
-                    self._pending_records = len(pending)
+                    self._pending_records, pending = pending, 0
                     self._flush()
-                    pending = self._pending
-                    room = limit
         finally:
+            if lines:
+                held.append(b"".join(lines))
             self._seq, self._prev = seq, prev.decode("ascii")
-            self._pending_records = len(self._pending)
+            self._pending_records = pending
             if seq > first:
                 self._counts.add(nic, kind, queue, counts(seq - first))
             self._start_group()
         return range(first, seq)
+
+    def _chain_tails(
+        self,
+        tails: bytes | memoryview | npt.NDArray[np.uint8],
+        n: int,
+        nic: str | None,
+        kind: str,
+        queue: int | None,
+        counts: Callable[[int], Mapping[str, int]],
+    ) -> range:
+        """v1: chain ``n`` records from their tails (newline-ended, each ending ``,"prev":"``), a clock reading
+        each, in one compiled call (verifier/audit/chaining.py) -- or, when that is refused, in Python
+        (``_heads``, ``_chain``) from the same readings: the same bytes either way."""
+        clock = self._clock
+        readings = None if clock is system_clock else [clock() for _ in range(n)]  # None: C reads the clock
+        lead, _ = self._ends()
+        done = self._compiled_chain(tails, n, lead, readings, nic, kind, queue, counts)
+        if done is not None:
+            return done
+        if readings is None:
+            readings = [clock() for _ in range(n)]
+        heads = _heads(lead, self._seq, readings)
+        split = bytes(tails).split(b"\n")
+        return self._chain([head + tail for head, tail in zip(heads, split, strict=False)], nic, kind, queue, counts)
+
+    def _compiled_chainer(self) -> Chainer | None:
+        """v1: this log's compiled chain (encode.c's, libcrypto's SHA-256), or None: either is missing here."""
+        fast = enabled()
+        if fast is None:
+            return None
+        if self._chainer is None or self._chainer.fast is not fast:
+            self._chainer = chainer(fast)
+        return self._chainer
+
+    def _compiled_chain(
+        self,
+        tails: bytes | memoryview | npt.NDArray[np.uint8],
+        n: int,
+        lead: bytes | None,
+        readings: list[tuple[int, int]] | None,
+        nic: str | None,
+        kind: str,
+        queue: int | None,
+        counts: Callable[[int], Mapping[str, int]],
+    ) -> range | None:
+        """``_chain`` of the tails' bodies (``lead`` None: the tails are the bodies) written by encode.c's
+        ``enc_chain`` straight into the pending lines; None: no compiled chain here, or it refused the batch
+        (nothing done: the caller chains in Python)."""
+        linker = self._compiled_chainer()
+        if linker is None:
+            return None
+        stamps = None
+        if readings is not None:
+            stamps = np.array(readings)
+            if stamps.dtype != np.int64 or stamps.shape != (n, 2):
+                return None  # readings C does not take (past 64 bits, not integers): Python formats them
+        first = self._seq
+        held = self._lines
+        done = linker.chain(tails, n, lead, first, stamps, self._prev, held)
+        if done is None:
+            return None
+        written, last, ends = done
+        limit = self._limit()
+        room = limit - self._pending_records
+        if n < room:  # the common case: the lines wait for the next commit where they were written
+            held.take(written)
+            self._seq, self._prev = first + n, last
+            self._pending_records += n
+            self._start_group()
+            self._counts.add(nic, kind, queue, counts(n))
+            return range(first, first + n)
+        # past the pending limit: written and flushed piece by piece at the record boundaries ``_chain`` uses
+        data = held.room(0)[:written].tobytes()
+        start = chained = 0
+        try:
+            for cut in range(room, n + 1, limit):
+                end = int(ends[cut - 1])
+                held.append(data[start:end])
+                chained, start = cut, end
+                self._seq = first + cut
+                self._prev = data[end - HASH_FROM_END : end - HASH_FROM_END + HASH_HEX].decode("ascii")
+                self._pending_records = limit
+                self._flush()
+            if chained < n:
+                held.append(data[start:])
+                self._seq, self._prev = first + n, last
+                self._pending_records = n - chained
+                chained = n
+        finally:
+            if chained:
+                self._counts.add(nic, kind, queue, counts(chained))
+            self._start_group()
+        return range(first, first + chained)
 
     def _append(
         self,
@@ -861,16 +976,23 @@ class AuditLog:
         seqs = Ints(np.arange(first, first + n, dtype=np.int64))
         return render(n, [lead, seqs, *_stamps(readings), *columns, end, b"\n"]).split(b"\n")[:-1]
 
+    def _template_tails(self, fast: Compiled, rows: RejectionBatch) -> npt.NDArray[np.uint8] | None:
+        """v1: each row's tail and ``,"prev":"`` and a newline, written by a compiled template
+        (verifier/audit/programs.py) into the scratch buffer (valid until its next use); None: a batch the
+        templates do not take (the clock not read)."""
+        _, end = self._ends()
+        written = write_rejections(fast, rows, None, lambda: b"", end + b"\n", 0, self._scratch)
+        return None if written is None else self._scratch.room(0)[:written]
+
     def _template_bodies(self, fast: Compiled, rows: RejectionBatch) -> list[bytes] | None:
         """v1: the bodies ``_bodies`` gives, each tail written by a compiled template (verifier/audit/programs.py)
         and put behind its own version, seq and clock reading; None: a batch the templates do not take (the clock
-        not read)."""
-        lead, end = self._ends()
-        held = self._lines  # v2's; empty in v1
-        written = write_rejections(fast, rows, None, lambda: b"", end + b"\n", 0, held)
-        if written is None:
+        not read).  Without the compiled chain: ``_chain`` hashes them."""
+        lead, _ = self._ends()
+        held = self._template_tails(fast, rows)
+        if held is None:
             return None
-        tails = held.room(0)[:written].tobytes().split(b"\n")
+        tails = held.tobytes().split(b"\n")
         clock = self._clock
         heads = _heads(lead, self._seq, [clock() for _ in range(len(rows))])
         return [head + tail for head, tail in zip(heads, tails, strict=False)]
@@ -1003,7 +1125,6 @@ class AuditLog:
         self._deadline = None
         if not self._pending_records:
             return
-        pieces, self._pending = self._pending, []
         records, self._pending_records = self._pending_records, 0
         started = time.monotonic_ns()
         try:
@@ -1019,7 +1140,10 @@ class AuditLog:
                 if self._over_size():
                     self._rotate()
             else:
-                self._write_lines(pieces)
+                held = self._lines
+                data = held.view()
+                held.clear()
+                self._write_lines(data)
         except OSError as e:
             self._failed = e
             raise AuditError(f"{self.path}: cannot write the audit log: {e}") from e
@@ -1035,13 +1159,14 @@ class AuditLog:
         if self.fsync != "never":
             os.fsync(self._file.fileno())
 
-    def _write_lines(self, lines: list[bytes]) -> None:
+    def _write_lines(self, data: memoryview) -> None:
         """v1: write the lines, rotating after the line that takes the file past ``rotate_bytes``."""
-        total = sum(map(len, lines))
+        total = len(data)
         if self.rotate_bytes is None or self._size + total <= self.rotate_bytes:
             self._size += total  # no rotation in this write: one write, no per-line bookkeeping
-            self._write(b"".join(lines))
+            self._write(data)
             return
+        lines = [line + b"\n" for line in bytes(data).split(b"\n")[:-1]]  # cut at the line that crosses
         start = 0
         while start < len(lines):
             end = start
