@@ -493,6 +493,9 @@ int64_t chk_chain(const char *raw, uint64_t len, uint64_t n, const char *prev, c
     static const char HEX[] = "0123456789abcdef";
     char link[CHK_HASH_HEX];
     unsigned char digest[32];
+    /* libcrypto's SHA256_CTX, when its SHA256_* functions were given (else EVP with ``sha->ctx``) */
+    _Alignas(16) unsigned char context[CHK_SHA256_CTX_BYTES];
+    int direct = sha->sha256_init != NULL && sha->sha256_update != NULL && sha->sha256_final != NULL;
     memcpy(link, prev, CHK_HASH_HEX);
     const char *p = raw, *end = raw + len;
     for (uint64_t line = 0; line < n; line++) {
@@ -504,11 +507,18 @@ int64_t chk_chain(const char *raw, uint64_t len, uint64_t n, const char *prev, c
         if (memcmp(tail, PREV_KEY, sizeof PREV_KEY - 1) != 0 || memcmp(cut - 1, HASH_KEY, sizeof HASH_KEY - 1) != 0 ||
             newline[-2] != '"' || newline[-1] != '}' || memcmp(tail + sizeof PREV_KEY - 1, link, CHK_HASH_HEX) != 0)
             return (int64_t)line;
-        unsigned int size = 0;
-        if (!sha->init(sha->ctx, sha->md, NULL) || !sha->update(sha->ctx, link, CHK_HASH_HEX) ||
-            !sha->update(sha->ctx, p, (size_t)(cut - p)) || !sha->update(sha->ctx, "}", 1) ||
-            !sha->final(sha->ctx, digest, &size) || size != sizeof digest)
-            return (int64_t)line;
+        if (direct) {
+            if (!sha->sha256_init(context) || !sha->sha256_update(context, link, CHK_HASH_HEX) ||
+                !sha->sha256_update(context, p, (size_t)(cut - p)) || !sha->sha256_update(context, "}", 1) ||
+                !sha->sha256_final(digest, context))
+                return (int64_t)line;
+        } else {
+            unsigned int size = 0;
+            if (!sha->init(sha->ctx, sha->md, NULL) || !sha->update(sha->ctx, link, CHK_HASH_HEX) ||
+                !sha->update(sha->ctx, p, (size_t)(cut - p)) || !sha->update(sha->ctx, "}", 1) ||
+                !sha->final(sha->ctx, digest, &size) || size != sizeof digest)
+                return (int64_t)line;
+        }
         for (size_t i = 0; i < sizeof digest; i++) {
             link[2 * i] = HEX[digest[i] >> 4];
             link[2 * i + 1] = HEX[digest[i] & 15];

@@ -24,6 +24,10 @@ verifier/audit/log.py and read.py, and a module that differs is refused.
 ``chk_chain``), hashing with the system's libcrypto
 (verifier/audit/libcrypto.py) instead of one hashlib call per record from
 Python; without libcrypto the caller hashes with hashlib as before.
+``lines_and_chain`` and ``ahead`` run those C calls for a large chunk, or for
+several chunks, on up to ``os.cpu_count()`` threads (``pool``; cffi releases
+the GIL around each call) with the serial answers: wall time, not CPU time
+(docs/audit-log.md).
 ``NIC_SANDBOX_FASTPATH=0`` (or no C compiler) leaves ``verify`` as it was:
 every batch through msgspec, then the reference.
 """
@@ -31,7 +35,10 @@ every batch through msgspec, then the reference.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import cache
 
 from ring import compiled
@@ -106,11 +113,20 @@ def lines_ok(raw: bytes | memoryview, n: int, expected: int, schema: int, wall_o
     fast = enabled()
     if fast is None or n <= 0 or not 0 <= expected <= SEQ_MAX:  # a hostile first seq: past what C takes
         return False
+    walls = _walls(fast, raw, n, expected, schema)
+    return walls is not None and _walls_ok(raw, walls, wall_ok)
+
+
+def _walls(fast: compiled.Compiled, raw: bytes | memoryview, n: int, expected: int, schema: int) -> list[int] | None:
+    """check.c's ``chk_lines``: where each ``wall`` to ask about starts, or None (not sure).  No Python is called
+    back, so a worker thread can run it (cffi releases the GIL for the call)."""
     walls = fast.ffi.new("uint64_t[]", n)
     found = fast.lib.chk_lines(fast.ffi.from_buffer(raw), len(raw), n, expected, schema, walls, n)
-    if found <= 0:
-        return False
-    return all(wall_ok(bytes(raw[at : at + WALL_CHARS]).decode("ascii")) for at in walls[0:found])
+    return None if found <= 0 else list(walls[0:found])
+
+
+def _walls_ok(raw: bytes | memoryview, walls: list[int], wall_ok: Callable[[str], bool]) -> bool:
+    return all(wall_ok(bytes(raw[at : at + WALL_CHARS]).decode("ascii")) for at in walls)
 
 
 def find_line(data: bytes, start: int, prefix: bytes) -> tuple[int, int] | None:
@@ -126,25 +142,175 @@ def find_line(data: bytes, start: int, prefix: bytes) -> tuple[int, int] | None:
 
 #: check.h's pointer type of each function of ``struct chk_sha256``.
 DIGEST_TYPES = {"init": "chk_digest_init", "update": "chk_digest_update", "final": "chk_digest_final"}
+DIRECT_TYPES = {
+    "sha256_init": "chk_sha256_init",
+    "sha256_update": "chk_sha256_update",
+    "sha256_final": "chk_sha256_final",
+}
 
 
 def chain(raw: bytes | memoryview, n: int, prev: str) -> int | None:
     """How many of the ``n`` v1 lines ``raw`` (already passed by ``lines_ok``) link, the first from ``prev``
     (``n``: the whole chunk chains; fewer: that line does not, or its digest failed) -- check.c's ``chk_chain``
-    with libcrypto's SHA-256 (verifier/audit/libcrypto.py).  None: not compiled or no libcrypto (hash in Python)."""
+    with libcrypto's SHA-256 (verifier/audit/libcrypto.py: its SHA256_* functions when it has them, else EVP).
+    None: not compiled or no libcrypto (hash in Python).  Safe on any thread: each call has its own context."""
     fast, sha = enabled(), libcrypto.digest()
     if fast is None or sha is None or n <= 0 or len(prev) != 64 or not prev.isascii():
         return None
-    ctx = sha.context()
-    if ctx is None:
-        return None
     ffi = fast.ffi
     arguments = ffi.new("struct chk_sha256 *")
-    arguments.ctx = ffi.cast("void *", sha.address(ctx))
     arguments.md = ffi.cast("void *", sha.address(sha.md))
     for field, kind in DIGEST_TYPES.items():
         setattr(arguments, field, ffi.cast(kind, sha.addresses[field]))
+    direct, ctx = libcrypto.direct(), None
+    if direct is not None:  # a SHA256_CTX on chk_chain's stack: no EVP context
+        for field, kind in DIRECT_TYPES.items():
+            setattr(arguments, field, ffi.cast(kind, direct.addresses[field]))
+    else:
+        ctx = sha.context()
+        if ctx is None:
+            return None
+        arguments.ctx = ffi.cast("void *", sha.address(ctx))
     return int(fast.lib.chk_chain(ffi.from_buffer(raw), len(raw), n, prev.encode("ascii"), arguments))
+
+
+#: The least bytes of a part ``lines_and_chain`` hands to a thread of its own (about 430 lines of a v1 log, some
+#: 0.3 ms of work): a smaller chunk, and so a small log, is checked on the calling thread alone.
+MIN_PART_BYTES = 256 << 10
+
+
+def threads() -> int:
+    """Threads ``verify``'s C calls may run on (``lines_and_chain``, ``ahead``, v2's ``read_v2.prechecked``): the
+    CPUs this process may use, at most ``os.cpu_count()``."""
+    count = os.cpu_count() or 1
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity on this system
+        usable = count
+    return max(1, min(count, usable))
+
+
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def pool() -> ThreadPoolExecutor:
+    """The workers beside the calling thread (``threads() - 1``), made on first use, made again in a forked child
+    (a pool's threads do not survive ``fork``)."""
+    global _POOL
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=threads() - 1, thread_name_prefix="audit-verify"))
+    return _POOL[1]
+
+
+def _parts(raw: bytes | memoryview, n: int) -> list[tuple[int, int, int, int]]:
+    """``raw`` (``n`` lines) cut at line ends into up to ``threads()`` parts of at least ``MIN_PART_BYTES``, as
+    (start, end, first line, lines); one part (the whole) when it is too small or has fewer lines than said."""
+    count = min(threads(), len(raw) // MIN_PART_BYTES, n)
+    whole = [(0, len(raw), 0, n)]
+    if count <= 1:
+        return whole
+    parts, start, first = [], 0, 0
+    for k in range(1, count):
+        line = n * k // count
+        found = line_end(raw, start, line - first)
+        if found is None or found[0] < 0:
+            return whole
+        parts.append((start, found[0], first, line - first))
+        start, first = found[0], line
+    parts.append((start, len(raw), first, n - first))
+    return parts
+
+
+def _part(raw: memoryview, n: int, expected: int, prev: str) -> tuple[list[int] | None, int | None]:
+    """One part's line check (the ``wall`` offsets to ask about, None: not sure) and, when it passes, its chain walk
+    from ``prev`` (``chain``'s answer): C calls only, run on a worker thread."""
+    fast = enabled()
+    walls = None if fast is None else _walls(fast, raw, n, expected, SCHEMA_VERSION)
+    return walls, None if walls is None else chain(raw, n, prev)
+
+
+def lines_and_chain(
+    raw: bytes | memoryview, n: int, expected: int, prev: str, wall_ok: Callable[[str], bool]
+) -> tuple[bool, int | None]:
+    """``lines_ok(raw, n, expected, 1, wall_ok)`` and, when it holds, ``chain(raw, n, prev)``: a v1 chunk checked
+    and linked, the same answers as those two calls, on up to ``threads()`` threads when the chunk is large.
+
+    Each v1 line states its own ``prev``, so the chunk is cut at line ends into parts checked at once, each part
+    but the first chained from the ``hash`` its previous part's last line states; the parts join when every earlier
+    part links to its end (then that stated hash is the computed one, and the part starts where the serial walk
+    would).  The count is the serial walk's: summed over the parts up to the first that stops short.  A line check
+    is decided by its bytes and seq alone, so parts pass exactly when the whole does; ``wall_ok`` (Python) is asked
+    on this thread.  cffi releases the GIL around each C call, so the parts run on separate cores: wall time falls,
+    CPU time does not (docs/audit-log.md).
+    """
+    if enabled() is None or n <= 0 or not 0 <= expected <= SEQ_MAX:
+        return False, None
+    parts = _parts(raw, n)
+    if len(parts) == 1:
+        if not lines_ok(raw, n, expected, SCHEMA_VERSION, wall_ok):
+            return False, None
+        return True, chain(raw, n, prev)
+    view = memoryview(raw)
+    jobs = []
+    for start, end, first, lines in parts[1:]:
+        stated = bytes(view[start - 67 : start - 3]).decode("latin-1")  # ``"hash":"<64>"}\n`` ends the line before
+        jobs.append(pool().submit(_part, view[start:end], lines, expected + first, stated))
+    start, end, _, lines = parts[0]
+    results = [_part(view[start:end], lines, expected, prev)] + [job.result() for job in jobs]
+    for (start, end, _, _), (walls, _) in zip(parts, results, strict=True):
+        if walls is None or not _walls_ok(view[start:end], walls, wall_ok):
+            return False, None
+    linked = 0
+    for (_, _, _, lines), (_, count) in zip(parts, results, strict=True):
+        if count is None:
+            return True, None
+        linked += count
+        if count < lines:
+            break
+    return True, linked
+
+
+@dataclass(frozen=True)
+class Ahead:
+    """A v1 chunk's ``_part`` answers (its ``wall`` offsets or None, then its chain count), asked ahead on a worker
+    thread for a chunk starting at seq ``expected`` chained from ``prev``: valid only if the walk gets there so."""
+
+    expected: int
+    prev: str
+    walls: list[int] | None
+    linked: int | None
+
+    def answer(self, raw: bytes | memoryview, wall_ok: Callable[[str], bool]) -> tuple[bool, int | None]:
+        """``lines_and_chain``'s answer from these (the ``wall``s asked of Python here, on the calling thread)."""
+        if self.walls is None or not _walls_ok(raw, self.walls, wall_ok):
+            return False, None
+        return True, self.linked
+
+
+def _ask(raw: bytes | memoryview, n: int, expected: int, prev: str) -> Ahead:
+    if n <= 0 or not 0 <= expected <= SEQ_MAX:
+        return Ahead(expected, prev, None, None)
+    return Ahead(expected, prev, *_part(memoryview(raw), n, expected, prev))
+
+
+def ahead(asks: list[tuple[bytes | memoryview, int, int, str | None]]) -> list[Ahead | None]:
+    """Each v1 chunk ``(raw, n, expected, prev)`` checked and chained ahead (``_part``), the chunks shared among up
+    to ``threads()`` threads, each at least ``MIN_PART_BYTES`` of them; None for a chunk without ``prev`` and for
+    every chunk when they are too few bytes to share (``verify`` then asks ``lines_and_chain`` of each)."""
+    size = sum(len(raw) for raw, *_ in asks)
+    count = min(threads(), len(asks), size // MIN_PART_BYTES)
+    if enabled() is None or count <= 1:
+        return [None] * len(asks)
+    cuts = [len(asks) * k // count for k in range(count + 1)]
+
+    def share(part: list[tuple[bytes | memoryview, int, int, str | None]]) -> list[Ahead | None]:
+        return [None if prev is None else _ask(raw, n, expected, prev) for raw, n, expected, prev in part]
+
+    jobs = [pool().submit(share, asks[cuts[k] : cuts[k + 1]]) for k in range(1, count)]
+    answers = share(asks[: cuts[1]])
+    for job in jobs:
+        answers += job.result()
+    return answers
 
 
 def line_end(data: bytes | memoryview, start: int, n: int) -> tuple[int, int] | None:

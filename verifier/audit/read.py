@@ -35,6 +35,7 @@ import bisect
 import calendar
 import functools
 import hashlib
+import itertools
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -390,8 +391,12 @@ def msgspec_dict(record: Any) -> dict[str, Any]:
 @overload
 def fast_chunk(lines: Sequence[bytes], expected: int, prev: str, records: Literal[True] = True) -> list[Any] | None: ...
 @overload
-def fast_chunk(lines: Sequence[bytes], expected: int, prev: str, records: bool) -> Sequence[Any] | None: ...
-def fast_chunk(lines: Sequence[bytes], expected: int, prev: str, records: bool = True) -> Sequence[Any] | None:
+def fast_chunk(
+    lines: Sequence[bytes], expected: int, prev: str, records: bool, ahead: check.Ahead | None = None
+) -> Sequence[Any] | None: ...
+def fast_chunk(
+    lines: Sequence[bytes], expected: int, prev: str, records: bool = True, ahead: check.Ahead | None = None
+) -> Sequence[Any] | None:
     """The chunk's records when all of it verifies (``fast_read.fast_chunk``); None: walk it with the reference.
 
     ``records=False``: only each record's ``hash`` is needed (``verify`` without ``on_record``): a chunk the
@@ -401,8 +406,11 @@ def fast_chunk(lines: Sequence[bytes], expected: int, prev: str, records: bool =
     """
     if not records:
         raw = lines.raw if isinstance(lines, runs.Run) else b"".join(lines)
-        if check.lines_ok(raw, len(lines), expected, SCHEMA_VERSION, _wall_ok):
-            linked = check.chain(raw, len(lines), prev)
+        if ahead is not None:  # checked and chained ahead on another thread, from this seq and prev (``_ahead``)
+            canonical, linked = ahead.answer(raw, _wall_ok)
+        else:  # a large chunk: its parts on threads
+            canonical, linked = check.lines_and_chain(raw, len(lines), expected, prev, _wall_ok)
+        if canonical:
             if linked is None:  # no compiled chain walk or no libcrypto: hashlib, a call per line
                 return _chained(list(lines), prev)
             return _Hashes(lines) if linked == len(lines) else None
@@ -464,6 +472,30 @@ class _Hashes(Sequence[str]):
 def _hash_of(checked: Any) -> str:
     """A record of ``fast_chunk``'s hash: a ``Line``'s, or the hash itself (``records=False``)."""
     return checked if isinstance(checked, str) else str(checked.hash)
+
+
+#: v1 chunks ``verify`` checks ahead at once, shared among the threads (``check.ahead``): about 16,000 records, some
+#: 13 ms of work a hand-over.
+AHEAD_CHUNKS = 8
+
+
+def _ahead(
+    chunks: Iterator[tuple[Path, int, runs.Run]], where: Callable[[], tuple[int, str | None]]
+) -> Iterator[tuple[Path, int, runs.Run, check.Ahead | None]]:
+    """The chunks, ``AHEAD_CHUNKS`` at a time, each with its line check and chain walk asked ahead on threads
+    (``check.ahead``) from where the walk will stand if every chunk before it in the group is good: the seq after
+    them and the hash the last line before states.  ``where()`` is the walk's (seq, prev) as the group starts (the
+    chunks before it all walked: this generator is read one chunk at a time).  ``verify`` takes an answer only
+    when the walk did get there (else it asks again), so the verdicts are the serial ones."""
+    while group := list(itertools.islice(chunks, AHEAD_CHUNKS)):
+        expected, prev = where()
+        asks: list[tuple[bytes | memoryview, int, int, str | None]] = []
+        for _, _, run in group:
+            asks.append((run.raw, len(run), expected, prev))
+            expected += len(run)
+            prev = run.last()[_HASH_AT].decode("latin-1") if len(run) else None
+        answers = check.ahead(asks)
+        yield from ((path, first, run, answer) for (path, first, run), answer in zip(group, answers, strict=True))
 
 
 def _chunks(files: list[Path]) -> Iterator[tuple[Path, int, runs.Run]]:
@@ -658,12 +690,19 @@ def verify(
     walk = _Walk(start)
     anchor_seen: str | None = None
     order = {path: index for index, path in enumerate(files)}
-    for path, first, chunk in _chunks(files):
+    chunks: Iterator[tuple[Path, int, runs.Run, check.Ahead | None]]
+    if on_record is None and check.enabled() is not None and check.threads() > 1:  # C calls only: on threads
+        chunks = _ahead(_chunks(files), lambda: (walk.pos, walk.prev()))
+    else:
+        chunks = ((path, first, chunk, None) for path, first, chunk in _chunks(files))
+    for path, first, chunk, ahead in chunks:
         if on_lines is not None:
             on_lines(walk.total)
         expected, prev = walk.pos, walk.prev()
         # in order so far (or resynchronised after a problem): a chunk that is all good is checked at once
-        checked = fast_chunk(chunk, expected, prev, on_record is not None) if prev is not None else None
+        if ahead is not None and (ahead.expected, ahead.prev) != (expected, prev):
+            ahead = None  # asked for a walk that went otherwise
+        checked = fast_chunk(chunk, expected, prev, on_record is not None, ahead) if prev is not None else None
         if checked is not None:
             walk.pos += len(checked)
             walk.remember(walk.pos - 1, _hash_of(checked[-1]))
@@ -722,10 +761,15 @@ def _verify_v2(
     walk = read_v2.WalkV2(first_seq, base, base, first_seq - 1, limit=PROBLEM_LIMIT)
     walk.anchor_seq = None if anchor is None else anchor.seq
     decode = _decode_v2 if on_record is not None else _check_v2  # records are built only for whoever takes them
-    for batch in read_v2.batches(files):
+    found: Iterator[tuple[read_v2.Batch, read_v2.Precheck | None]]
+    if on_record is None and check.enabled() is not None and check.threads() > 1:  # C and hashlib: on threads
+        found = read_v2.prechecked(read_v2.batches(files), decode, check.threads(), check.pool, check.MIN_PART_BYTES)
+    else:
+        found = ((batch, None) for batch in read_v2.batches(files))
+    for batch, ahead in found:
         if on_lines is not None:
             on_lines(walk.total)
-        read_v2.walk_batch(walk, batch, decode, _schema_v2, on_record, msgspec_dict)
+        read_v2.walk_batch(walk, batch, decode, _schema_v2, on_record, msgspec_dict, ahead)
     head = walk.head  # the last verified checkpoint, else where the kept chain starts (as v1)
     return _conclude(
         tuple(str(p) for p in files),
