@@ -251,8 +251,11 @@ class TxEngine:
         if base % DESC_SIZE or base + DESC_SIZE * (count if wraps else tail) > size:
             return None
         first = base // DESC_SIZE
-        window = np.concatenate((np.arange(head, count), np.arange(tail))) + first if wraps else slice(head + first,
-                                                                                                     tail + first)
+        window = (
+            np.concatenate((np.arange(head, count), np.arange(tail))) + first
+            if wraps
+            else slice(head + first, tail + first)
+        )
         words = self._desc_words[window]  # read before DD is written back (a buffer may be the ring itself)
         # One AND and one OR over the window's words: all EOP, none DEXT or IC, and (the common burst) one length
         # when the length bits agree in both; the OR of the addresses bounds them all (any address is at most it).
