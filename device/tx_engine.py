@@ -94,6 +94,9 @@ class TxEngine:
         #: two reductions) and their status bytes (where it writes DD)
         self._desc_words = self._descs.view(np.uint64).reshape(-1, 2)
         self._desc_status = self._descs["status"]
+        #: the lengths of the last plain kick of equal frames, read-only: the next such kick, most likely as many
+        #: frames as long, hands the same array to its FrameBatch
+        self._same_lengths = np.zeros(0, dtype=np.int64)
         #: a compiled kick's frames are in the scratch and not on the wire yet: a kick nested in its
         #: interrupt handler takes the numpy engine, which leaves the scratch alone
         self._in_flight = False
@@ -278,7 +281,10 @@ class TxEngine:
             return None
         n = words.shape[0]
         if length is None:
-            lengths = np.full(n, shortest, dtype=np.int64)
+            lengths = self._same_lengths
+            if lengths.size != n or int(lengths[0]) != shortest:
+                lengths = self._same_lengths = np.full(n, shortest, dtype=np.int64)
+                lengths.flags.writeable = False
             data = dma.rows(shortest)[addr].ravel()
         else:
             lengths = length.astype(np.int64)

@@ -178,6 +178,8 @@ class ShadowQueue:
 
     def descriptors(self, words: npt.NDArray[np.uint64]) -> npt.NDArray[np.void]:
         """Rows of two 64-bit words as descriptors of this direction (a view)."""
+        if words.flags.c_contiguous:  # the buffer protocol: no structured view's safety walk (numpy's Python)
+            return np.ndarray((words.shape[0],), self.desc, buffer=words)
         return words.view(self.desc).reshape(words.shape[0])
 
     def slots(self, k: int) -> I64:
