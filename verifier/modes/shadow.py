@@ -250,7 +250,7 @@ class ShadowQueue:
             if k is None:
                 return
             st.user_reads += k  # the one read of these user descriptors, by either path
-            compiled = False if taken else self._compiled(k)
+            compiled = False if taken else (None if self._fast is None else self._compiled(k))
             if compiled:
                 self._hand_over(new_tail, k)
                 return
@@ -265,7 +265,8 @@ class ShadowQueue:
             good, good_slots = self._judge(snapshot, slots)
             if good.size:
                 self.post(good, good_slots)
-            st.run_after_check()
+            if st.after_check:
+                st.run_after_check()
             if good.size:
                 self.ring_device()  # completions come back through the interrupt
             st.audit.commit()
