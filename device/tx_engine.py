@@ -285,7 +285,7 @@ class TxEngine:
             if lengths.size != n or int(lengths[0]) != shortest:
                 lengths = self._same_lengths = np.full(n, shortest, dtype=np.int64)
                 lengths.flags.writeable = False
-            data = dma.rows(shortest)[addr].ravel()
+            data = dma.rows(shortest)[addr.view(np.int64)].ravel()  # addr < size: signed indices index faster
         else:
             lengths = length.astype(np.int64)
             data = fastdev.gather(memory, addr, lengths)
