@@ -188,9 +188,8 @@ class RxEngine:
         if same is not None:  # the sender knew every frame is this long: no pass over the lengths
             shortest = longest = same
         else:
-            longest = frames.known_longest
-            if longest is None:
-                longest = int(np.maximum.reduce(lengths))
+            known = frames.known_longest
+            longest = int(np.maximum.reduce(lengths)) if known is None else known
             shortest = int(np.minimum.reduce(lengths))
         if shortest < 6 or longest > self._buffer_bytes(rctl) or (not rctl & regs.RCTL_LPE and longest > MAX_STD_FRAME):
             return False
@@ -213,6 +212,7 @@ class RxEngine:
             addrs = addrs.copy()
         if int(np.maximum.reduce(addrs)) + longest > size:  # addr < size <= 2**62: the bound cannot wrap
             return False
+        done: np.uint64 | npt.NDArray[np.uint64]
         if shortest == longest:
             dma.rows(shortest)[addrs.view(np.int64)] = data.reshape(n, shortest)  # addr < size: signed index faster
             done = np.uint64(_DONE_WORD | shortest << _LENGTH_SHIFT)

@@ -288,7 +288,7 @@ class TxEngine:
             data = dma.rows(shortest)[addr.view(np.int64)].ravel()  # addr < size: signed indices index faster
         else:
             lengths = length.astype(np.int64)
-            data = fastdev.gather(memory, addr, lengths)
+            data = fastdev.gather(memory, addr.view(np.int64), lengths)
         status = self._desc_status
         if every >> _CMD_SHIFT & TXD_CMD_RS:
             status[window] = TXD_STAT_DD

@@ -70,6 +70,7 @@ def test_all_pinned_answers_what_the_element_wise_mask_does(
     pins = table(pinned)
     addr = data.draw(st.lists(st.one_of(inside(pinned), ADDRESS), min_size=1, max_size=40))
     a = np.array(addr, dtype=np.uint64)
+    element: np.uint64 | np.ndarray
     if isinstance(spans, int):
         span: int | np.ndarray = spans
         widest = spans
