@@ -200,7 +200,7 @@ class ShadowQueue:
         (``QueueState.done_run`` relies on the same)."""
         users = self.users(first, n)
         start = int(users[0])
-        return slice(start, start + n) if int(users[-1]) - start == n - 1 else users
+        return slice(start, start + n) if start >= 0 and int(users[-1]) - start == n - 1 else users
 
     def finished(self) -> tuple[int, int]:
         """Shadow slots the device completed since the last call (its head moved): (first, count)."""
@@ -441,15 +441,16 @@ class RxShadow(ShadowQueue):
             )
         )  # fmt: skip
 
-    def _judge(self, snapshot: npt.NDArray[np.uint64], slots: I64) -> tuple[npt.NDArray[np.uint64], I64]:
+    def _judge(self, words: npt.NDArray[np.uint64], slots: I64) -> tuple[npt.NDArray[np.uint64], I64]:
         st = self.state
-        verdicts = check_rx(snapshot[:, 0], st.pins, st.owners, st.memory_size, st.policy)
+        snapshot = self.descriptors(words)
+        verdicts = check_rx(snapshot["addr"], st.pins, st.owners, st.memory_size, st.policy)
         if verdicts is None:
-            good, good_slots = snapshot, slots
+            good, good_slots = words, slots
         else:
             accepted = verdicts.accepted
-            good, good_slots = snapshot[accepted], slots[accepted]
-            self._refuse(self.descriptors(snapshot), slots, verdicts)
+            good, good_slots = words[accepted], slots[accepted]
+            self._refuse(snapshot, slots, verdicts)
         if good.size:
             good[:, 1] = 0  # keep addr, clear length..special (the snapshot is the kernel's own copy)
         return good, good_slots

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from ring.descriptors import TX_DESC, TXD_CMD_EOP, TXD_CMD_IC, word_shift
+from ring.descriptors import TXD_CMD_EOP, TXD_CMD_IC
 from ring.memory import OWNER_FREE, PAGE_SHIFT, PAGE_SIZE
 from verifier.pins import Access, PinTable
 from verifier.rules import reasons as R
@@ -33,7 +33,6 @@ I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
 
 _SHIFT = np.uint64(PAGE_SHIFT)
-_CMD_SHIFT, _LENGTH_SHIFT = word_shift(TX_DESC, "cmd"), word_shift(TX_DESC, "length")
 _ONE16 = np.uint16(1)
 _READ = Access.READ
 
@@ -135,63 +134,6 @@ def pinned_mask(
     return ok
 
 
-def all_pinned(addr: U64, span: npt.NDArray[np.unsignedinteger] | int, widest: int, pins: PinTable,
-               need: Access) -> bool:  # fmt: skip
-    """``pinned_mask(addr, span, pins, need).all()`` in fewer array operations, for ``widest`` = the largest span.
-
-    When the OR of the addresses (at least the largest of them) plus the
-    widest span stays below the pin table's sentinel frame, no frame number
-    needs clipping and nothing wraps: the first and last frames go into one
-    buffer, one table lookup and one count decide.  When moreover the OR's
-    offset in its page plus the widest span stays in the page, no range
-    crosses a page (each offset is at most the OR's): the first frames alone
-    decide (chunk-aligned buffers, as a mempool's, always do).  Otherwise
-    ``pinned_mask``.
-    """
-    n = addr.size
-    some = int(np.bitwise_or.reduce(addr))
-    if ((some + widest) >> PAGE_SHIFT) >= int(pins.sentinel):
-        return bool(pinned_mask(addr, np.uint64(span) if isinstance(span, int) else span, pins, need).all())
-    ok_frame = pins.frame_ok[int(need)]
-    if (some & (PAGE_SIZE - 1)) + widest < PAGE_SIZE:
-        return int(np.count_nonzero(ok_frame[(addr >> _SHIFT).view(np.int64)])) == n
-    frames = np.empty((2, n), dtype=np.uint64)
-    np.right_shift(addr, _SHIFT, out=frames[0])
-    np.add(addr, span, out=frames[1], casting="unsafe")
-    np.right_shift(frames[1], _SHIFT, out=frames[1])
-    return int(np.count_nonzero(ok_frame[frames.view(np.int64)])) == 2 * n
-
-
-def _plain_tx(descs: npt.NDArray[np.void], fast: tuple[np.uint8, np.uint8, np.uint16], pins: PinTable) -> bool:
-    """True when ``check_tx``'s fast path passes every descriptor, decided with reductions (False: look closer).
-
-    ``(cmd & mask) == expected`` holds for all exactly when the AND of the
-    commands has every expected bit and their OR no other bit of the mask;
-    ``1 <= length <= limit`` for all when the shortest and the longest do.
-    A contiguous batch is read as its second 64-bit words: one AND and one
-    OR give both, and the lengths are all one when their bits agree in both.
-    """
-    mask, expected, limit = int(fast[0]), int(fast[1]), int(fast[2])
-    length = descs["length"]
-    if descs.flags.c_contiguous:
-        second = np.ndarray((descs.size, 2), np.uint64, buffer=descs)[:, 1]
-        every, some = int(np.bitwise_and.reduce(second)), int(np.bitwise_or.reduce(second))
-        shortest, longest = every >> _LENGTH_SHIFT & 0xFFFF, some >> _LENGTH_SHIFT & 0xFFFF
-        every, some = every >> _CMD_SHIFT & 0xFF, some >> _CMD_SHIFT & 0xFF
-        if shortest != longest:
-            shortest, longest = int(np.minimum.reduce(length)), int(np.maximum.reduce(length))
-    else:
-        cmd = descs["cmd"]
-        every, some = int(np.bitwise_and.reduce(cmd)), int(np.bitwise_or.reduce(cmd))
-        shortest, longest = int(np.minimum.reduce(length)), int(np.maximum.reduce(length))
-    if expected & ~mask or every & expected != expected or some & mask & ~expected:
-        return False
-    if shortest < 1 or longest - 1 >= limit or longest > PAGE_SIZE:
-        return False
-    span: npt.NDArray[np.unsignedinteger] | int = shortest - 1 if shortest == longest else length - _ONE16
-    return all_pinned(descs["addr"], span, longest - 1, pins, _READ)
-
-
 def _classify(
     v: Verdicts, bad: I64, addr: U64, first: I64, last: I64, pins: PinTable, owners: npt.NDArray[np.int32], need: Access
 ) -> None:
@@ -232,8 +174,6 @@ def check_tx(descs: npt.NDArray[np.void], pins: PinTable, owners: npt.NDArray[np
     # Fast path: every descriptor a whole packet, no offload, no unknown bit, 1..max bytes, pinned.
     raw_length = descs["length"]
     fast = policy.tx_fast_path
-    if fast is not None and _plain_tx(descs, fast, pins):
-        return None
     if fast is not None:
         mask, expected, limit = fast
         ok = (cmd & mask) == expected
@@ -286,8 +226,9 @@ def check_rx(
     addr: U64, pins: PinTable, owners: npt.NDArray[np.int32], memory_size: int, policy: Policy
 ) -> Verdicts | None:
     """RX rule: the whole receive buffer (RCTL.BSIZE bytes) writable and pinned by the owner."""
-    size = policy.rx_buffer_size
-    if size <= PAGE_SIZE and addr.size and all_pinned(addr, size - 1, size - 1, pins, Access.WRITE):
+    if policy.rx_buffer_size <= PAGE_SIZE and bool(
+        pinned_mask(addr, np.uint64(policy.rx_buffer_size - 1), pins, Access.WRITE).all()
+    ):
         return None
     length = np.full(addr.size, policy.rx_buffer_size, dtype=np.int64)
     return check_ranges(addr, length, pins, owners, memory_size, Access.WRITE)
