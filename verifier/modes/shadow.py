@@ -250,7 +250,7 @@ class ShadowQueue:
             if k is None:
                 return
             st.user_reads += k  # the one read of these user descriptors, by either path
-            compiled = False if taken else (None if self._fast is None else self._compiled(k))
+            compiled = False if taken else self._compiled(k)
             if compiled:
                 self._hand_over(new_tail, k)
                 return
