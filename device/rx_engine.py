@@ -17,7 +17,16 @@ import numpy.typing as npt
 
 from device import fastdev
 from ring import indices, regs
-from ring.descriptors import DESC_SIZE, ETH_FCS_LEN, ETH_MAX_FRAME, RX_DESC, RXD_ERR_RXE, RXD_STAT_DD, RXD_STAT_EOP
+from ring.descriptors import (
+    DESC_SIZE,
+    ETH_FCS_LEN,
+    ETH_MAX_FRAME,
+    RX_DESC,
+    RXD_ERR_RXE,
+    RXD_STAT_DD,
+    RXD_STAT_EOP,
+    word_shift,
+)
 from ring.frames import FrameBatch, buffer_chunks, rows_at
 from ring.frames import scatter as numpy_scatter
 
@@ -27,6 +36,10 @@ if TYPE_CHECKING:
 #: Without RCTL.LPE the 8254x refuses frames longer than 1522 bytes with FCS, the size of a
 #: full VLAN-tagged frame (counted in ROC, 13.7.36); 1518 here, where frames carry no FCS.
 MAX_STD_FRAME = ETH_MAX_FRAME + 4
+
+#: The second word of a plainly received descriptor (DD|EOP, checksum, errors and special 0) without its length.
+_DONE_WORD = (RXD_STAT_DD | RXD_STAT_EOP) << word_shift(RX_DESC, "status")
+_LENGTH_SHIFT = word_shift(RX_DESC, "length")
 
 
 def with_fcs(frames: FrameBatch) -> FrameBatch:
@@ -50,7 +63,9 @@ class RxEngine:
                                                                          regs.RDBAH)], dtype=np.intp)  # fmt: skip
         #: memory as receive descriptors (RDBAL ignores bits 3:0, so every ring starts on one of these)
         self._descs = memory[: memory.size - memory.size % DESC_SIZE].view(RX_DESC)
-        self._written = np.zeros(0, dtype=RX_DESC)
+        #: the same as rows of two 64-bit words: the plain arrival fetches the addresses and writes the
+        #: descriptors back as these (a structured copy moves field by field)
+        self._desc_words = self._descs.view(np.uint64).reshape(-1, 2)
         if self.fast is not None:
             # where the burst path fetches descriptors, and notes each buffer's physical address
             self._snap = np.zeros(65536 * (DESC_SIZE + 8), dtype=np.uint8)
@@ -169,15 +184,19 @@ class RxEngine:
         count = rdlen // DESC_SIZE
         if mac is None or n == 0 or count == 0 or head >= count or tail >= count or (tail - head) % count < n:
             return False
-        longest = frames.known_longest
-        if longest is None:
-            longest = int(np.maximum.reduce(lengths))
-        shortest = int(np.minimum.reduce(lengths))
+        same = frames.known_same
+        if same is not None:  # the sender knew every frame is this long: no pass over the lengths
+            shortest = longest = same
+        else:
+            known = frames.known_longest
+            longest = int(np.maximum.reduce(lengths)) if known is None else known
+            shortest = int(np.minimum.reduce(lengths))
         if shortest < 6 or longest > self._buffer_bytes(rctl) or (not rctl & regs.RCTL_LPE and longest > MAX_STD_FRAME):
             return False
-        same = shortest == longest
-        dest = data.reshape(n, shortest)[:, :6] if same else rows_at(data, np.cumsum(lengths) - lengths, 6)
-        if not np.logical_and.reduce(dest == mac, axis=None):
+        if shortest == longest:  # every destination compared as one run of bytes (a copy of the 6-byte columns)
+            if data.reshape(n, shortest)[:, :6].tobytes() != mac.tobytes() * n:
+                return False
+        elif not np.logical_and.reduce(rows_at(data, np.cumsum(lengths) - lengths, 6) == mac, axis=None):
             return False
         memory = dma.memory.data
         size = memory.size
@@ -185,24 +204,24 @@ class RxEngine:
         wraps = head + n > count
         if base % DESC_SIZE or base + DESC_SIZE * (count if wraps else head + n) > size:
             return False
-        ring = self._descs[base // DESC_SIZE : base // DESC_SIZE + count]
-        window = (head + np.arange(n)) % count if wraps else slice(head, head + n)
-        addrs = ring["addr"][window]  # the fetch: copied before any byte is written (a buffer may be the ring)
+        first = base // DESC_SIZE
+        window = (head + np.arange(n)) % count + first if wraps else slice(first + head, first + head + n)
+        ring = self._desc_words
+        addrs = ring[window, 0]  # the fetch: copied before any byte is written (a buffer may be the ring)
         if not wraps:
             addrs = addrs.copy()
         if int(np.maximum.reduce(addrs)) + longest > size:  # addr < size <= 2**62: the bound cannot wrap
             return False
-        if same:
-            dma.rows(shortest)[addrs] = data.reshape(n, shortest)
+        done: np.uint64 | npt.NDArray[np.uint64]
+        if shortest == longest:
+            dma.rows(shortest)[addrs.view(np.int64)] = data.reshape(n, shortest)  # addr < size: signed index faster
+            done = np.uint64(_DONE_WORD | shortest << _LENGTH_SHIFT)
         else:
             numpy_scatter(memory, addrs.astype(np.int64), lengths, data)
-        if self._written.size < n:  # the write-back's template: DD|EOP, csum, errors and special 0
-            self._written = np.zeros(max(n, 2 * self._written.size), dtype=RX_DESC)
-            self._written["status"] = RXD_STAT_DD | RXD_STAT_EOP
-        back = self._written[:n]
-        back["addr"] = addrs
-        back["length"] = lengths
-        ring[window] = back
+            done = lengths.astype(np.uint64) << np.uint64(_LENGTH_SHIFT) | np.uint64(_DONE_WORD)
+        # the write-back: the address as fetched, then length with DD|EOP (csum, errors and special 0)
+        ring[window, 0] = addrs
+        ring[window, 1] = done
         self._regs[self._word[regs.RDH]] = (head + n) % count
         dev.count_rx(n, int(data.size) + ETH_FCS_LEN * n)
         dev.raise_irq(regs.ICR_RXT0)

@@ -27,6 +27,7 @@ from ring.descriptors import (
     TXD_CMD_IC,
     TXD_CMD_RS,
     TXD_STAT_DD,
+    word_shift,
 )
 from ring.frames import FrameBatch
 
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
 
 #: Bytes of frames one compiled kick may gather (a larger kick takes the numpy engine).
 BURST_SCRATCH = 1 << 20
+
+#: Where the numpy kick finds the command and the length in a descriptor's second 64-bit word.
+_CMD_SHIFT, _LENGTH_SHIFT = word_shift(TX_DESC, "cmd"), word_shift(TX_DESC, "length")
 
 
 @dataclass
@@ -86,6 +90,13 @@ class TxEngine:
                                                                        regs.TDBAH)], dtype=np.intp)  # fmt: skip
         #: memory as transmit descriptors (TDBAL ignores bits 3:0, so every ring starts on one of these)
         self._descs = memory[: memory.size - memory.size % DESC_SIZE].view(TX_DESC)
+        #: the same as rows of two 64-bit words (the numpy kick reads commands, lengths and addresses from these in
+        #: two reductions) and their status bytes (where it writes DD)
+        self._desc_words = self._descs.view(np.uint64).reshape(-1, 2)
+        self._desc_status = self._descs["status"]
+        #: the lengths of the last plain kick of equal frames, read-only: the next such kick, most likely as many
+        #: frames as long, hands the same array to its FrameBatch
+        self._same_lengths = np.zeros(0, dtype=np.int64)
         #: a compiled kick's frames are in the scratch and not on the wire yet: a kick nested in its
         #: interrupt handler takes the numpy engine, which leaves the scratch alone
         self._in_flight = False
@@ -242,25 +253,48 @@ class TxEngine:
         wraps = tail < head
         if base % DESC_SIZE or base + DESC_SIZE * (count if wraps else tail) > size:
             return None
-        ring = self._descs[base // DESC_SIZE : base // DESC_SIZE + count]
-        window = np.concatenate((np.arange(head, count), np.arange(tail))) if wraps else slice(head, tail)
-        descs = ring[window]  # read before DD is written back (a buffer may be the ring itself)
-        cmd, length, addr = descs["cmd"], descs["length"], descs["addr"]
-        every, some = int(np.bitwise_and.reduce(cmd)), int(np.bitwise_or.reduce(cmd))
-        if not every & TXD_CMD_EOP or some & (TXD_CMD_DEXT | TXD_CMD_IC):
+        first = base // DESC_SIZE
+        window = (
+            np.concatenate((np.arange(head, count), np.arange(tail))) + first
+            if wraps
+            else slice(head + first, tail + first)
+        )
+        words = self._desc_words[window]  # read before DD is written back (a buffer may be the ring itself)
+        # One AND and one OR over the window's words: all EOP, none DEXT or IC, and (the common burst) one length
+        # when the length bits agree in both; the OR of the addresses bounds them all (any address is at most it).
+        every = int(np.bitwise_and.reduce(words[:, 1]))
+        some_addr, some = np.bitwise_or.reduce(words, axis=0).tolist()
+        if not every >> _CMD_SHIFT & TXD_CMD_EOP or some >> _CMD_SHIFT & (TXD_CMD_DEXT | TXD_CMD_IC):
             return None
-        shortest, longest = int(np.minimum.reduce(length)), int(np.maximum.reduce(length))
+        shortest, longest = every >> _LENGTH_SHIFT & 0xFFFF, some >> _LENGTH_SHIFT & 0xFFFF
+        length = None
+        if shortest != longest:
+            length = self._descs["length"][window]
+            shortest, longest = int(np.minimum.reduce(length)), int(np.maximum.reduce(length))
+        addr = words[:, 0]
         # addr < size <= 2**62: the bound cannot wrap
-        if shortest < ETH_MIN_FRAME or longest > MAX_TX_PACKET or int(np.maximum.reduce(addr)) + longest > size:
+        if (
+            shortest < ETH_MIN_FRAME
+            or longest > MAX_TX_PACKET
+            or (some_addr + longest > size and int(np.maximum.reduce(addr)) + longest > size)
+        ):
             return None
-        lengths = length.astype(np.int64)
-        n = lengths.size
-        data = dma.rows(shortest)[addr].ravel() if shortest == longest else fastdev.gather(memory, addr, lengths)
-        status = ring["status"]
-        if every & TXD_CMD_RS:
+        n = words.shape[0]
+        if length is None:
+            lengths = self._same_lengths
+            if lengths.size != n or int(lengths[0]) != shortest:
+                lengths = self._same_lengths = np.full(n, shortest, dtype=np.int64)
+                lengths.flags.writeable = False
+            data = dma.rows(shortest)[addr.view(np.int64)].ravel()  # addr < size: signed indices index faster
+        else:
+            lengths = length.astype(np.int64)
+            data = fastdev.gather(memory, addr.view(np.int64), lengths)
+        status = self._desc_status
+        if every >> _CMD_SHIFT & TXD_CMD_RS:
             status[window] = TXD_STAT_DD
-        elif some & TXD_CMD_RS:
-            status[(np.arange(head, head + n)[(cmd & TXD_CMD_RS) != 0]) % count] = TXD_STAT_DD
+        elif some >> _CMD_SHIFT & TXD_CMD_RS:
+            cmd = words[:, 1] >> np.uint64(_CMD_SHIFT)
+            status[(np.arange(head, head + n)[(cmd & TXD_CMD_RS) != 0]) % count + first] = TXD_STAT_DD
         self._regs[self._word[regs.TDH]] = tail
         dev.raise_irq(regs.ICR_TXDW | regs.ICR_TXQE)
         port = dev.port
@@ -268,7 +302,7 @@ class TxEngine:
             dev.count_tx(n, int(data.size))
         else:
             dev.counters.tx_no_carrier += n
-        port.transmit(FrameBatch.counted(data, lengths, longest))
+        port.transmit(FrameBatch.counted(data, lengths, longest, None if length is not None else longest))
         return n
 
     def _kicked_frames(self) -> FrameBatch:

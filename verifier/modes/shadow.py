@@ -93,6 +93,8 @@ class ShadowQueue:
         self.user_words = st.user.view.view(np.uint64).reshape(st.size, 2)
         self.shadow_words = self.shadow.view(np.uint64).reshape(st.size, 2)
         self.user_status = st.ring["status"]
+        #: every slot number, in order: a doorbell's user slots are a slice of it when they do not wrap
+        self.all_slots = np.arange(st.size, dtype=np.int64)
         st.pins.sources.append(self.in_flight)
         self.fast = fastpath.enabled() if st.accelerators else None
         self.snap = np.zeros(st.size * DESC_SIZE, dtype=np.uint8)  # where the compiled path takes its snapshot
@@ -154,35 +156,51 @@ class ShadowQueue:
             st.mark_done(indices.read_window(self.to_user, first, n))
         st.pins.settle()
 
-    def post(self, descs: npt.NDArray[np.void], user_slots: I64) -> None:
-        """Append accepted descriptors to the shadow ring; they are in flight until the device is done."""
-        start, n, size = self.tail, descs.size, self.state.size
-        if start + n <= size and descs.flags.c_contiguous:  # no wrap: one row copy of the words, one of the map
-            self.shadow_words[start : start + n] = descs.view(np.uint64).reshape(n, 2)
+    def post(self, words: npt.NDArray[np.uint64], user_slots: I64) -> None:
+        """Append accepted descriptors (rows of two 64-bit words) to the shadow ring; in flight until the device
+        is done."""
+        start, n, size = self.tail, words.shape[0], self.state.size
+        if start + n <= size:  # no wrap: one row copy of the words, one of the map
+            self.shadow_words[start : start + n] = words
             self.to_user[start : start + n] = user_slots
         else:
-            indices.write_window(self.shadow, start, descs)
+            indices.write_window(self.shadow_words, start, words)
             indices.write_window(self.to_user, start, user_slots)
         self.tail = indices.advance(start, n, size)
 
-    def snapshot(self, k: int) -> npt.NDArray[np.void]:
-        """Copy the ``k`` user descriptors from the kernel's ``tail`` once (one slice, two when the ring wraps)."""
+    def snapshot(self, k: int) -> npt.NDArray[np.uint64]:
+        """Copy the ``k`` user descriptors from the kernel's ``tail`` once (one slice, two when the ring wraps), as
+        rows of two 64-bit words (``descriptors`` views them as the direction's format)."""
         st = self.state
         start, end = st.tail, st.tail + k
         words = self.user_words
-        copy = words[start:end].copy() if end <= st.size else np.concatenate((words[start:], words[: end - st.size]))
-        return copy.view(self.desc).reshape(k)
+        return words[start:end].copy() if end <= st.size else np.concatenate((words[start:], words[: end - st.size]))
+
+    def descriptors(self, words: npt.NDArray[np.uint64]) -> npt.NDArray[np.void]:
+        """Rows of two 64-bit words as descriptors of this direction (a view)."""
+        if words.flags.c_contiguous:  # the buffer protocol: no structured view's safety walk (numpy's Python)
+            return np.ndarray((words.shape[0],), self.desc, buffer=words)
+        return words.view(self.desc).reshape(words.shape[0])
 
     def slots(self, k: int) -> I64:
-        """The user slots of the ``k`` descriptors from the kernel's ``tail`` (one arange when they do not wrap)."""
+        """The user slots of the ``k`` descriptors from the kernel's ``tail`` (a view of ``all_slots`` when they do
+        not wrap: nobody writes into it)."""
         st = self.state
         start = st.tail
-        return np.arange(start, start + k, dtype=np.int64) if start + k <= st.size else indices.slots(start, k, st.size)
+        return self.all_slots[start : start + k] if start + k <= st.size else indices.slots(start, k, st.size)
 
     def users(self, first: int, n: int) -> I64:
         """The user slots of the ``n`` shadow slots from ``first`` (a view when they do not wrap)."""
         end = first + n
         return self.to_user[first:end] if end <= self.state.size else indices.read_window(self.to_user, first, n)
+
+    def user_run(self, first: int, n: int) -> slice | I64:
+        """``users(first, n)`` as a slice when they are ``n`` consecutive slots (the common completion), else the
+        slots.  Shadow slots are posted in the user ring's order, so first and last ``n - 1`` apart is a run
+        (``QueueState.done_run`` relies on the same)."""
+        users = self.users(first, n)
+        start = int(users[0])
+        return slice(start, start + n) if start >= 0 and int(users[-1]) - start == n - 1 else users
 
     def finished(self) -> tuple[int, int]:
         """Shadow slots the device completed since the last call (its head moved): (first, count)."""
@@ -237,13 +255,18 @@ class ShadowQueue:
                 self._hand_over(new_tail, k)
                 return
             # compiled False: the compiled path found something to refuse, so judge the copy it took, once
-            snapshot = self.snapshot(k) if compiled is None else self.snap[: k * DESC_SIZE].view(self.desc).copy()
+            snapshot = (
+                self.snapshot(k)
+                if compiled is None
+                else self.snap[: k * DESC_SIZE].view(np.uint64).reshape(k, 2).copy()
+            )
             slots = self.slots(k)
             st.tail = new_tail
             good, good_slots = self._judge(snapshot, slots)
             if good.size:
                 self.post(good, good_slots)
-            st.run_after_check()
+            if st.after_check:
+                st.run_after_check()
             if good.size:
                 self.ring_device()  # completions come back through the interrupt
             st.audit.commit()
@@ -252,8 +275,9 @@ class ShadowQueue:
         """The compiled snapshot-check-post of ``k`` descriptors: True posted all, False refused some, None not run."""
         return None
 
-    def _judge(self, snapshot: npt.NDArray[np.void], slots: I64) -> tuple[npt.NDArray[np.void], I64]:
-        """Check a doorbell's snapshot, refuse what fails; the descriptors to post and their user slots."""
+    def _judge(self, snapshot: npt.NDArray[np.uint64], slots: I64) -> tuple[npt.NDArray[np.uint64], I64]:
+        """Check a doorbell's snapshot (rows of two 64-bit words), refuse what fails; the descriptors to post (as
+        words) and their user slots."""
         raise NotImplementedError
 
     def _refuse(self, batch: npt.NDArray[np.void], slots: I64, verdicts: Verdicts) -> None:
@@ -351,20 +375,23 @@ class TxShadow(ShadowQueue):
             )
         )  # fmt: skip
 
-    def _judge(self, snapshot: npt.NDArray[np.void], slots: I64) -> tuple[npt.NDArray[np.void], I64]:
+    def _judge(self, snapshot: npt.NDArray[np.uint64], slots: I64) -> tuple[npt.NDArray[np.uint64], I64]:
         st = self.state
-        batch = np.concatenate((self.held, snapshot)) if self.held.size else snapshot
-        slots = np.concatenate((self.held_slots, slots)) if self.held.size else slots
+        held = self.held.size
+        batch = np.concatenate((self.held, self.descriptors(snapshot))) if held else self.descriptors(snapshot)
+        slots = np.concatenate((self.held_slots, slots)) if held else slots
         verdicts = check_tx(batch, st.pins, st.owners, st.memory_size, st.policy)
         if verdicts is None:
-            self.held, self.held_slots = batch[:0], slots[:0]
-            return batch, slots
+            if held:
+                self.held, self.held_slots = batch[:0], slots[:0]
+                return batch.view(np.uint64).reshape(-1, 2), slots
+            return snapshot, slots
         self._expire_held(verdicts)
         accepted = verdicts.accepted
         self.held, self.held_slots = batch[verdicts.held], slots[verdicts.held]
         self._refuse(batch, slots, verdicts)
         # the status byte is the device's to write: whatever the tenant left there is moot
-        return batch[accepted], slots[accepted]
+        return batch[accepted].view(np.uint64).reshape(-1, 2), slots[accepted]
 
     def _expire_held(self, verdicts: Verdicts) -> None:
         """Bound how long an open packet may wait for its EOP: ``policy.max_held_doorbells`` doorbells."""
@@ -387,7 +414,7 @@ class TxShadow(ShadowQueue):
         if self.fast is not None:
             self.fast.lib.tx_complete(self.c_user, st.size, self.c_to_user, first, n, TXD_STAT_DD)
         else:
-            self.user_status[self.users(first, n)] = TXD_STAT_DD
+            self.user_status[self.user_run(first, n)] = TXD_STAT_DD
 
 
 class RxShadow(ShadowQueue):
@@ -414,17 +441,18 @@ class RxShadow(ShadowQueue):
             )
         )  # fmt: skip
 
-    def _judge(self, snapshot: npt.NDArray[np.void], slots: I64) -> tuple[npt.NDArray[np.void], I64]:
+    def _judge(self, words: npt.NDArray[np.uint64], slots: I64) -> tuple[npt.NDArray[np.uint64], I64]:
         st = self.state
+        snapshot = self.descriptors(words)
         verdicts = check_rx(snapshot["addr"], st.pins, st.owners, st.memory_size, st.policy)
         if verdicts is None:
-            good, good_slots = snapshot, slots
+            good, good_slots = words, slots
         else:
             accepted = verdicts.accepted
-            good, good_slots = snapshot[accepted], slots[accepted]
+            good, good_slots = words[accepted], slots[accepted]
             self._refuse(snapshot, slots, verdicts)
         if good.size:
-            good.view(np.uint64).reshape(-1, 2)[:, 1] = 0  # keep addr, clear length..special (a copy)
+            good[:, 1] = 0  # keep addr, clear length..special (the snapshot is the kernel's own copy)
         return good, good_slots
 
     def _mark_refused(self, ring: npt.NDArray[np.void], slots: I64) -> None:
@@ -445,7 +473,7 @@ class RxShadow(ShadowQueue):
         else:
             end = first + n
             done = self.shadow_words[first:end] if end <= st.size else indices.read_window(self.shadow_words, first, n)
-            self.user_words[self.users(first, n)] = done
+            self.user_words[self.user_run(first, n)] = done
 
 
 class VerifierMode(TrappingMode):
