@@ -75,3 +75,23 @@ def test_a_signal_during_the_attack_demo(tmp_path: Path, sig: signal.Signals) ->
     log = tmp_path / "audit.jsonl"
     argv = [sys.executable, "-m", "sandbox", "demo", "attack", "--protection", "verifier", "--audit-log", str(log)]
     _judge(log, sig, *_signal_midway(argv, lambda: log.exists() and log.stat().st_size > 0, sig))
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.15, 0.3, 0.5, 0.8])
+def test_ctrl_c_while_the_command_line_loads_ends_in_one_line(delay: float) -> None:
+    """SIGINT at any moment of start-up (sandbox/launch.py): never a traceback, 130 once Python handles it.
+
+    The delays cover the import of the commands (numpy, scapy, the compiled
+    accelerators), before ``main`` installs its handlers; the slowest ones
+    may land in the command itself, which ends the same way.
+    """
+    launcher = [sys.executable, "-m", "sandbox.launch", "audit", "verify", "/nonexistent/audit.jsonl"]
+    proc = subprocess.Popen(launcher, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err, err
+    if proc.returncode == 130:
+        assert err.strip().splitlines() == ["nic-sandbox: interrupted"], err
+    else:  # the signal came before Python's handler (killed by it), or after the command had ended (exit 2)
+        assert proc.returncode in (-signal.SIGINT, 2), (proc.returncode, err)
