@@ -150,7 +150,7 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
     audit.add_argument(
         "--no-audit-log",
         action="store_true",
-        help="count rejections in memory only: about ten times faster, no audit trail",
+        help="count rejections in memory only: no audit trail; the same campaign takes about 0.7 of the time",
     )
     add_audit_flags(campaign, schema=FUZZ_AUDIT_SCHEMA)
     campaign.add_argument(
