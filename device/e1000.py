@@ -147,7 +147,7 @@ class E1000:
             # side effect, and every engine path here moves it only after writing back the descriptors it
             # passes, so the word is read without the device lock (a CPU's MMIO read does not wait for the
             # device either; a reader racing a burst sees the old head or the new one, both consistent).
-            return int(self.regs[head])
+            return self.regs.item(head)  # ``item``: a Python int without a numpy scalar first (half the cost)
         if offset % regs.REG_WIDTH or not 0 <= offset < regs.BAR0_SIZE:
             return self._bad_access()
         with self.lock:
@@ -236,8 +236,8 @@ class E1000:
         that holds its own lock and writes a register cannot deadlock with it.
         """
         r = self.regs
-        r[_ICR] |= cause
-        if self.irq is not None and cause & int(r[_IMS]):
+        r[_ICR] = r.item(_ICR) | cause  # Python ints (``item``): no numpy scalar arithmetic on every interrupt
+        if self.irq is not None and cause & r.item(_IMS):
             if self.mode is EngineMode.INLINE:
                 self.irq()
             else:
