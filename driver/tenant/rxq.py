@@ -10,6 +10,7 @@ the ring had no more (ring-empty, EAGAIN) or more are ready (more-ready).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,8 @@ from ring.syscalls import DEVICE_WRITE, Syscalls
 
 #: Bytes of one arena the compiled ``rx_burst`` copies frames into (a larger burst takes the numpy code).
 RX_SCRATCH = 1 << 20
+#: ``sys.getrefcount`` of an arena only the queue holds: its attribute and the call's argument
+_ONLY_OURS = 2
 
 #: Where length, status and errors sit in an RX descriptor's second 64-bit word (3.2.3), and the bits of that
 #: word that make it "a whole frame in one buffer, done, no error": the run ``rx_burst`` takes in one gather.
@@ -93,7 +96,7 @@ class RxQueue:
                                                self._out_len.size - counted, res)  # fmt: skip
                 if m != -3 or (at == 0 and counted == 0):
                     break
-                self._new_arena()
+                self._next_arena()
             if m > 0:  # res: PMD_RX_BYTES, PMD_RX_LONGEST, PMD_RX_NEXT, PMD_RX_TAIL
                 total = res[0]
                 batch = FrameBatch.counted(self._out[at : at + total], self._out_len[counted : counted + m], res[1])
@@ -115,6 +118,16 @@ class RxQueue:
             batch = run if run is not None else self._receive(posted, max_frames)
         self._shortfall(max_frames, batch.lengths.size, posted > 0 and bool(self.status[self.next] & RXD_STAT_DD))
         return batch
+
+    def _next_arena(self) -> None:
+        """The arena is full: start it over when no batch views it any more (nothing but this queue holds it, as a
+        DPDK mbuf goes back to its pool when freed), else take a fresh one.  Starting over keeps the arena's
+        pages mapped: a fresh megabyte costs a page fault per 4 KiB the next bursts copy into, and freeing the
+        old one an munmap."""
+        if sys.getrefcount(self._out) == _ONLY_OURS and sys.getrefcount(self._out_len) == _ONLY_OURS:
+            self._arena_at = (0, 0)
+            return
+        self._new_arena()
 
     def _new_arena(self) -> None:
         """Fresh memory for the compiled path to copy frames into: each burst's FrameBatch is a view of the next
