@@ -27,8 +27,6 @@ from ring.syscalls import DEVICE_WRITE, Syscalls
 
 #: Bytes of one arena the compiled ``rx_burst`` copies frames into (a larger burst takes the numpy code).
 RX_SCRATCH = 1 << 20
-#: ``sys.getrefcount`` of an arena only the queue holds: its attribute and the call's argument
-_ONLY_OURS = 2
 
 #: Where length, status and errors sit in an RX descriptor's second 64-bit word (3.2.3), and the bits of that
 #: word that make it "a whole frame in one buffer, done, no error": the run ``rx_burst`` takes in one gather.
@@ -123,7 +121,7 @@ class RxQueue:
         """The arena is full: start it over when no batch views it any more (nothing but this queue holds it, as a
         DPDK mbuf goes back to its pool when freed), else take a fresh one.  Starting over spares the allocation,
         the two pointer conversions (about 4.5 us together) and the next bursts' copies into memory not in cache."""
-        if sys.getrefcount(self._out) == _ONLY_OURS and sys.getrefcount(self._out_len) == _ONLY_OURS:
+        if (sys.getrefcount(self._out), sys.getrefcount(self._out_len)) == self._arena_refs:
             self._arena_at = (0, 0)
             return
         self._new_arena()
@@ -137,6 +135,9 @@ class RxQueue:
         self._out_len = np.empty(self.size * 8, dtype=np.int64)
         self._c_out, self._c_len = self.fast.ptr(self._out), self.fast.i64(self._out_len)
         self._arena_at = (0, 0)
+        #: the arrays' reference counts while nothing but this queue holds them, counted the way ``_next_arena``
+        #: counts (an attribute read passed as the argument), so no interpreter's counting is assumed
+        self._arena_refs = (sys.getrefcount(self._out), sys.getrefcount(self._out_len))
 
     def _shortfall(self, asked: int, got: int, more: bool) -> None:
         """Note why a burst returned fewer than asked (or None); an equal note is kept, not rebuilt."""
