@@ -14,11 +14,11 @@ building its lookup key.  Every other access goes through the kernel.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from verifier.kernel import Kernel
-    from verifier.modes.base import QueueHandler
 
 
 class DoorbellWindow:
@@ -28,13 +28,14 @@ class DoorbellWindow:
         self.kernel = kernel
         self.tenant_id = tenant_id
         self.nic = nic
-        #: tail register offset -> the handler of this tenant's own trapped queue there (the kernel fills it)
-        self.trapped: dict[int, QueueHandler] = {}
+        #: tail register offset -> the ``doorbell`` of this tenant's own trapped queue there (the kernel fills it;
+        #: the bound method, so the hot store looks up nothing but the offset)
+        self.trapped: dict[int, Callable[[int], None]] = {}
 
     def write32(self, offset: int, value: int) -> None:
-        handler = self.trapped.get(offset)
-        if handler is not None:
-            handler.doorbell(value)  # a tail write to one's own trapped queue: Kernel.register_write's hot path
+        doorbell = self.trapped.get(offset)
+        if doorbell is not None:
+            doorbell(value)  # a tail write to one's own trapped queue: Kernel.register_write's hot path
             return
         self.kernel.register_write(self.tenant_id, self.nic, offset, value)
 

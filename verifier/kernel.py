@@ -250,7 +250,7 @@ class Kernel:
         window = proc.map_registers(nic_name)
         if queue.handler is not None:
             self.add_reaper(nic_name, queue.handler.reap)
-            window.trapped[tail_offset] = queue.handler  # the doorbell's hot path (verifier/doorbell.py)
+            window.trapped[tail_offset] = queue.handler.doorbell  # the doorbell's hot path (verifier/doorbell.py)
         return QueueHandle(nic_name, index, window, tail_offset, size, self.policy.rx_buffer_size)
 
     def open_virtqueue(self, proc: Process, nic_name: str, index: int, region: DmaRegion, size: int) -> VirtqHandle:

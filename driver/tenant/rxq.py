@@ -10,6 +10,7 @@ the ring had no more (ring-empty, EAGAIN) or more are ready (more-ready).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,7 +94,7 @@ class RxQueue:
                                                self._out_len.size - counted, res)  # fmt: skip
                 if m != -3 or (at == 0 and counted == 0):
                     break
-                self._new_arena()
+                self._next_arena()
             if m > 0:  # res: PMD_RX_BYTES, PMD_RX_LONGEST, PMD_RX_NEXT, PMD_RX_TAIL
                 total = res[0]
                 batch = FrameBatch.counted(self._out[at : at + total], self._out_len[counted : counted + m], res[1])
@@ -116,6 +117,15 @@ class RxQueue:
         self._shortfall(max_frames, batch.lengths.size, posted > 0 and bool(self.status[self.next] & RXD_STAT_DD))
         return batch
 
+    def _next_arena(self) -> None:
+        """The arena is full: start it over when no batch views it any more (nothing but this queue holds it, as a
+        DPDK mbuf goes back to its pool when freed), else take a fresh one.  Starting over spares the allocation,
+        the two pointer conversions (about 4.5 us together) and the next bursts' copies into memory not in cache."""
+        if (sys.getrefcount(self._out), sys.getrefcount(self._out_len)) == self._arena_refs:
+            self._arena_at = (0, 0)
+            return
+        self._new_arena()
+
     def _new_arena(self) -> None:
         """Fresh memory for the compiled path to copy frames into: each burst's FrameBatch is a view of the next
         unused part of it, so nothing is copied twice; a full arena is left to the batches that still view it.
@@ -125,6 +135,9 @@ class RxQueue:
         self._out_len = np.empty(self.size * 8, dtype=np.int64)
         self._c_out, self._c_len = self.fast.ptr(self._out), self.fast.i64(self._out_len)
         self._arena_at = (0, 0)
+        #: the arrays' reference counts while nothing but this queue holds them, counted the way ``_next_arena``
+        #: counts (an attribute read passed as the argument), so no interpreter's counting is assumed
+        self._arena_refs = (sys.getrefcount(self._out), sys.getrefcount(self._out_len))
 
     def _shortfall(self, asked: int, got: int, more: bool) -> None:
         """Note why a burst returned fewer than asked (or None); an equal note is kept, not rebuilt."""

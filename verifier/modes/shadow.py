@@ -224,8 +224,11 @@ class ShadowQueue:
     # -- the doorbell: judge the tail, snapshot once, check, refuse, post, ring ------------------
     def doorbell(self, new_tail: int) -> None:
         st = self.state
-        with st.lock:
-            taken = False  # the compiled call took the snapshot already (into ``snap``)
+        # acquire/release, not ``with``: the trap takes this lock twice a batch and the interrupt twice more, and a
+        # ``with`` costs about twice the two calls here (CPython 3.11 looks up ``__enter__``/``__exit__`` each time)
+        lock = st.lock
+        lock.acquire()
+        try:
             quick = self.quick
             if quick is not None and 0 <= new_tail < st.size and not st.before_read and not self.held.size:
                 # One compiled call judges the tail, snapshots, checks and posts a clean batch (DPDK and ixy
@@ -242,34 +245,40 @@ class ShadowQueue:
                     return
                 if posted == 0:
                     return
-                taken = posted == FP_REFUSE
-            # The step-by-step doorbell (the compiled call declined, found something to refuse, or is off).
-            # No reap here: completions reach the user ring only through ``reap`` (the interrupt),
-            # so the tenant cannot have reused a slot that ``st.done`` does not yet count as free.
-            k = st.judge_new(new_tail)
-            if k is None:
-                return
-            st.user_reads += k  # the one read of these user descriptors, by either path
-            compiled = False if taken else self._compiled(k)
-            if compiled:
-                self._hand_over(new_tail, k)
-                return
-            # compiled False: the compiled path found something to refuse, so judge the copy it took, once
-            snapshot = (
-                self.snapshot(k)
-                if compiled is None
-                else self.snap[: k * DESC_SIZE].view(np.uint64).reshape(k, 2).copy()
-            )
-            slots = self.slots(k)
-            st.tail = new_tail
-            good, good_slots = self._judge(snapshot, slots)
-            if good.size:
-                self.post(good, good_slots)
-            if st.after_check:
-                st.run_after_check()
-            if good.size:
-                self.ring_device()  # completions come back through the interrupt
-            st.audit.commit()
+                self._doorbell_slow(new_tail, posted == FP_REFUSE)
+            else:
+                self._doorbell_slow(new_tail, False)
+        finally:
+            lock.release()
+
+    def _doorbell_slow(self, new_tail: int, taken: bool) -> None:
+        """The step-by-step doorbell (the compiled call declined, found something to refuse, or is off), under the
+        queue's lock; ``taken``: the compiled call took the snapshot already (into ``snap``)."""
+        st = self.state
+        # No reap here: completions reach the user ring only through ``reap`` (the interrupt),
+        # so the tenant cannot have reused a slot that ``st.done`` does not yet count as free.
+        k = st.judge_new(new_tail)
+        if k is None:
+            return
+        st.user_reads += k  # the one read of these user descriptors, by either path
+        compiled = False if taken else self._compiled(k)
+        if compiled:
+            self._hand_over(new_tail, k)
+            return
+        # compiled False: the compiled path found something to refuse, so judge the copy it took, once
+        snapshot = (
+            self.snapshot(k) if compiled is None else self.snap[: k * DESC_SIZE].view(np.uint64).reshape(k, 2).copy()
+        )
+        slots = self.slots(k)
+        st.tail = new_tail
+        good, good_slots = self._judge(snapshot, slots)
+        if good.size:
+            self.post(good, good_slots)
+        if st.after_check:
+            st.run_after_check()
+        if good.size:
+            self.ring_device()  # completions come back through the interrupt
+        st.audit.commit()
 
     def _compiled(self, k: int) -> bool | None:
         """The compiled snapshot-check-post of ``k`` descriptors: True posted all, False refused some, None not run."""
@@ -314,9 +323,10 @@ class ShadowQueue:
     # -- the interrupt: write finished descriptors back -----------------------------------------
     def reap(self) -> None:
         st = self.state
-        with st.lock:
-            quick = self.quick
-            if quick is not None and not st.flagged:
+        lock = st.lock
+        lock.acquire()  # not ``with``: see ``doorbell``
+        try:
+            if self.quick is not None and not st.flagged:
                 device_head = st.bus.read32(st.head_reg)
                 # one compiled call writes back the finished slots when they are the next user slots in order
                 n = self.c_reap(self.c_queue, self.head, device_head, st.done)
@@ -334,6 +344,8 @@ class ShadowQueue:
                 return
             self._write_back(first, n)
             self.completed(first, n)
+        finally:
+            lock.release()
 
     def _write_back(self, first: int, n: int) -> None:
         """Show the tenant the ``n`` shadow slots from ``first`` the device finished."""
