@@ -78,6 +78,13 @@ struct enc_column {
 int64_t enc_lines(const struct enc_column *columns, uint32_t ncolumns, uint64_t rows, uint8_t *out,
                   uint64_t capacity);
 
+/* enc_lines of a rejection template (verifier/audit/programs.py ``_build``: the lines of a doorbell's refusals),
+ * written by straight-line code for that template's columns instead of the generic loop: the same bytes and the
+ * same refusals as enc_lines, or ENC_ERR_SHAPE (nothing written) for columns that are not such a template. */
+#define ENC_ERR_SHAPE -7
+int64_t enc_rejections(const struct enc_column *columns, uint32_t ncolumns, uint64_t rows, uint8_t *out,
+                       uint64_t capacity);
+
 /* The system's SHA-256 for enc_chain: libcrypto's EVP digest functions and a context and ``EVP_MD`` of its own,
  * opened at run time (verifier/audit/libcrypto.py, as check.h's ``struct chk_sha256`` for ``audit verify``): no
  * SHA-256 code of anyone's is copied here, and building needs no OpenSSL headers. */

@@ -35,8 +35,9 @@ LOG = logging.getLogger(__name__)
 OPS = {"ENC_CONST": 0, "ENC_PICK": 1, "ENC_DEC": 2, "ENC_HEX": 3, "ENC_HEXROW": 4, "ENC_COUNT": 5}
 CONST, PICK, DEC, HEX, HEXROW, COUNT = OPS.values()
 #: Column flags and the refusal that asks for a key (encode.h), checked against the module as ``OPS`` is.
-FLAGS = {"ENC_SKIP_ONES": 1, "ENC_KEYED": 2, "ENC_ERR_KEY": -4}
-SKIP_ONES, KEYED, ERR_KEY = FLAGS.values()
+#: ``ENC_ERR_SHAPE``: ``enc_rejections`` was handed columns that are not a rejection template (programs.py).
+FLAGS = {"ENC_SKIP_ONES": 1, "ENC_KEYED": 2, "ENC_ERR_KEY": -4, "ENC_ERR_SHAPE": -7}
+SKIP_ONES, KEYED, ERR_KEY, ERR_SHAPE = FLAGS.values()
 #: ``enc_chain``'s constants (encode.h; verifier/audit/chaining.py), checked against the module as ``OPS`` is.
 CHAIN = {"ENC_HASH_HEX": 64, "ENC_CHAIN_ROW": 232, "ENC_ERR_CLOCK": -5, "ENC_ERR_DIGEST": -6}
 #: ``struct enc_column`` as numpy lays it out: the batch's column specs are one array, filled in one call.

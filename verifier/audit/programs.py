@@ -42,6 +42,7 @@ from verifier.audit.encode import (
     DEC,
     ENC_COLUMN,
     ERR_KEY,
+    ERR_SHAPE,
     HEX,
     HEXROW,
     KEYED,
@@ -320,10 +321,26 @@ def write_rejections(
 def _run(
     fast: compiled.Compiled, program: Program, rows: RejectionBatch, stamp: bytes, first: int, out: LineBuffer
 ) -> int:
-    """One call of encode.c with the template's specs pointed at this batch."""
+    """One call of encode.c with the template's specs pointed at this batch: ``enc_rejections``, the straight-line
+    formatter of these templates (``enc_lines``, the generic loop, for columns it does not take: none built here)."""
+    ffi = fast.ffi
+    words = pointed(fast, program, rows, stamp, first)
+    capacity = len(rows) * (program.row_max + len(stamp))
+    room = out.room(capacity)
+    specs, target = ffi.from_buffer("struct enc_column[]", words), ffi.from_buffer(room)
+    written: int = fast.lib.enc_rejections(specs, program.columns, len(rows), target, capacity)
+    if written == ERR_SHAPE:
+        written = fast.lib.enc_lines(specs, program.columns, len(rows), target, capacity)
+    return written
+
+
+def pointed(
+    fast: compiled.Compiled, program: Program, rows: RejectionBatch, stamp: bytes, first: int
+) -> npt.NDArray[np.int64]:
+    """The template's column specs with the addresses of this batch's arrays, its stamp and its first seq in (valid
+    while ``rows`` and ``stamp`` are)."""
     ffi = fast.ffi
     from_buffer, cast = ffi.from_buffer, ffi.cast
-    n = len(rows)
     bases = np.array(
         [
             int(cast("uintptr_t", from_buffer(array)))
@@ -338,9 +355,4 @@ def _run(
         words[k + _TEXT] = int(cast("uintptr_t", from_buffer(stamp)))
         words[k + _TEXT_LEN] = len(stamp)
         words[program.count * _WORDS + _BASE] = first
-    capacity = n * (program.row_max + len(stamp))
-    room = out.room(capacity)
-    written: int = fast.lib.enc_lines(
-        from_buffer("struct enc_column[]", words), program.columns, n, from_buffer(room), capacity
-    )
-    return written
+    return words
