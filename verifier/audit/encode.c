@@ -516,6 +516,8 @@ int64_t enc_chain(const uint8_t *tails, uint64_t tails_len, uint64_t n, const ui
     unsigned char digest[32];
     uint8_t second[SECOND_CHARS];
     int64_t second_of = -1; /* the second ``second`` names (none yet) */
+    _Alignas(16) unsigned char context[ENC_SHA256_CTX_BYTES];
+    int direct = sha->sha256_init != NULL && sha->sha256_update != NULL && sha->sha256_final != NULL;
     if (lead != NULL && lead_len > capacity)
         return ENC_ERR_ROOM;
     /* the most a line adds before its tail (the lead, seq and stamp) */
@@ -576,11 +578,18 @@ int64_t enc_chain(const uint8_t *tails, uint64_t tails_len, uint64_t n, const ui
         memcpy(out + at, link, ENC_HASH_HEX); /* the line's ``prev`` */
         at += ENC_HASH_HEX;
         out[at++] = '"';
-        unsigned int size = 0;
-        if (!sha->init(sha->ctx, sha->md, NULL) || !sha->update(sha->ctx, link, ENC_HASH_HEX) ||
-            !sha->update(sha->ctx, out + start, (size_t)(at - start)) || !sha->update(sha->ctx, "}", 1) ||
-            !sha->final(sha->ctx, digest, &size) || size != sizeof digest)
-            return ENC_ERR_DIGEST;
+        if (direct) {
+            if (!sha->sha256_init(context) || !sha->sha256_update(context, link, ENC_HASH_HEX) ||
+                !sha->sha256_update(context, out + start, (size_t)(at - start)) ||
+                !sha->sha256_update(context, "}", 1) || !sha->sha256_final(digest, context))
+                return ENC_ERR_DIGEST;
+        } else {
+            unsigned int size = 0;
+            if (!sha->init(sha->ctx, sha->md, NULL) || !sha->update(sha->ctx, link, ENC_HASH_HEX) ||
+                !sha->update(sha->ctx, out + start, (size_t)(at - start)) || !sha->update(sha->ctx, "}", 1) ||
+                !sha->final(sha->ctx, digest, &size) || size != sizeof digest)
+                return ENC_ERR_DIGEST;
+        }
         for (size_t i = 0; i < sizeof digest; i++) {
             link[2 * i] = (uint8_t)HEX[digest[i] >> 4];
             link[2 * i + 1] = (uint8_t)HEX[digest[i] & 15];

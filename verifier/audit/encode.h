@@ -91,12 +91,22 @@ int64_t enc_rejections(const struct enc_column *columns, uint32_t ncolumns, uint
 typedef int (*enc_digest_init)(void *ctx, const void *md, void *engine);
 typedef int (*enc_digest_update)(void *ctx, const void *data, size_t count);
 typedef int (*enc_digest_final)(void *ctx, unsigned char *md, unsigned int *size);
+typedef int (*enc_sha256_init)(void *ctx);
+typedef int (*enc_sha256_update)(void *ctx, const void *data, size_t count);
+typedef int (*enc_sha256_final)(unsigned char *md, void *ctx);
+#define ENC_SHA256_CTX_BYTES 256
 struct enc_sha256 {
     void *ctx;
     const void *md;
     enc_digest_init init;
     enc_digest_update update;
     enc_digest_final final;
+    /* Optional (NULL: EVP above): libcrypto's SHA256_Init/Update/Final (verifier/audit/libcrypto.py ``direct``),
+     * the same compression function without EVP's per-digest provider bookkeeping, as check.h's chk_sha256 has
+     * them; their SHA256_CTX (112 bytes in OpenSSL's sha.h) lives on enc_chain's stack in ENC_SHA256_CTX_BYTES. */
+    enc_sha256_init sha256_init;
+    enc_sha256_update sha256_update;
+    enc_sha256_final sha256_final;
 };
 
 /* Hex digits of a v1 ``prev``/``hash`` (SHA-256), and the most bytes enc_chain adds to a tail: the seq (20
