@@ -389,8 +389,15 @@ static inline uint8_t *put_hex(uint8_t *p, const struct enc_column *c, uint64_t 
 /* ENC_HEXROW: the row's bytes in hex. */
 static inline uint8_t *put_hexrow(uint8_t *p, const struct enc_column *c, uint64_t row) {
     const uint8_t *src = c->data + (int64_t)row * c->stride;
-    for (uint32_t k = 0; k < c->width; k++) memcpy(p + 2 * k, HEX_PAIRS + 2 * src[k], 2);
-    return p + 2 * (uint64_t)c->width;
+    uint32_t width = c->width;
+    if (width <= 16) { /* a descriptor: the digits in a local buffer (no store of them can move ``c``), one copy */
+        uint8_t digits[32];
+        for (uint32_t k = 0; k < width; k++) memcpy(digits + 2 * k, HEX_PAIRS + 2 * src[k], 2);
+        memcpy(p, digits, 2 * (size_t)width);
+    } else {
+        for (uint32_t k = 0; k < width; k++) memcpy(p + 2 * k, HEX_PAIRS + 2 * src[k], 2);
+    }
+    return p + 2 * (uint64_t)width;
 }
 
 /* ENC_PICK (keyed or not) of the row's element at ``*p``: 0, or the generic loop's refusal of that row. */
