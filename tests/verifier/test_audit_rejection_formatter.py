@@ -36,10 +36,35 @@ def fast() -> Any:
 
 def program_of(fast: Any, rows: RejectionBatch, lead: bytes | None, end: bytes) -> programs.Program:
     """The template the writer uses for ``rows`` (built, or rebuilt for its owners, as the writer does)."""
+    programs._PROGRAMS.clear()
     out = LineBuffer()
     assert programs.write_rejections(fast, rows, lead, lambda: stamp(0), end, 0, out) is not None
-    (program,) = [p for key, p in programs._PROGRAMS.items() if key[0] == lead and key[1] == end]
+    (program,) = programs._PROGRAMS.values()
     return program
+
+
+def pointed(fast: Any, program: programs.Program, rows: RejectionBatch, mark: bytes, first: int) -> Any:
+    """The template's specs pointed at ``rows`` as ``enc_template_rows`` points them (its ``reserved`` marks read
+    here in numpy): what ``enc_rejections`` and ``enc_lines`` are both handed.  Valid while ``rows``, ``mark`` are."""
+    words = program.words.copy().reshape(program.columns, -1)
+    address = {
+        programs.DESCS: rows.descs, programs.RING_INDEX: rows.ring_index, programs.REASON: rows.reason,
+        programs.BAD_BYTE: rows.bad_byte, programs.OWNER: rows.owner,
+    }  # fmt: skip
+    fields = {f: encode.ENC_COLUMN.fields[f][1] // 8 for f in ("data", "text", "text_len", "shift", "base")}  # type: ignore[index]
+    for spec in words:
+        source = int(spec[fields["shift"]]) >> 32
+        spec[fields["shift"]] &= 0xFFFFFFFF
+        if source in address:
+            spec[fields["data"]] += int(fast.ffi.cast("uintptr_t", fast.ffi.from_buffer(address[source])))
+        elif source == programs.STAMP:
+            spec[fields["text"]] = int(fast.ffi.cast("uintptr_t", fast.ffi.from_buffer(mark)))
+            spec[fields["text_len"]] = len(mark)
+        elif source == programs.FIRST:
+            spec[fields["base"]] = first
+        else:
+            assert source == 0
+    return words.reshape(-1)
 
 
 def both(fast: Any, words: np.ndarray[Any, Any], columns: int, n: int, capacity: int) -> tuple[Any, Any]:
@@ -56,7 +81,7 @@ def both(fast: Any, words: np.ndarray[Any, Any], columns: int, n: int, capacity:
 def same_lines(fast: Any, rows: RejectionBatch, lead: bytes | None, end: bytes, first: int, mark: bytes) -> bytes:
     programs._PROGRAMS.clear()
     program = program_of(fast, rows, lead, end)
-    words = programs.pointed(fast, program, rows, mark, first)
+    words = pointed(fast, program, rows, mark, first)
     capacity = len(rows) * (program.row_max + len(mark))
     special, generic = both(fast, words, program.columns, len(rows), capacity)
     assert special == generic
@@ -119,7 +144,7 @@ def test_every_capacity_around_the_batch_is_decided_as_the_generic_loop_decides(
     rows = batch([NO_OWNER, 3, -1], [-1, 2**12, 5])
     exact = same_lines(fast, rows, LEAD, b"}\n", 10, stamp(2))
     program = program_of(fast, rows, LEAD, b"}\n")
-    words = programs.pointed(fast, program, rows, stamp(2), 10)
+    words = pointed(fast, program, rows, stamp(2), 10)
     for capacity in range(0, len(rows) * (program.row_max + len(stamp(2))) + 2):
         special, generic = both(fast, words, program.columns, len(rows), capacity)
         assert special == generic
@@ -134,9 +159,37 @@ def test_refusals_are_the_generic_loops(fast: Any) -> None:
     unknown_owner = dataclasses.replace(rows, owner=np.array([NO_OWNER, 8], dtype=np.int32))
     bad_reason = dataclasses.replace(rows, reason=np.array([1, 255], dtype=np.uint8))
     for changed, code in ((unknown_owner, encode.ERR_KEY), (bad_reason, fast.lib.ENC_ERR_INDEX)):
-        words = programs.pointed(fast, program, changed, b"", 0)
+        words = pointed(fast, program, changed, b"", 0)
         special, generic = both(fast, words, program.columns, 2, 4096)
         assert special == generic == code
+
+
+def test_the_batch_is_pointed_in_c_as_here(fast: Any) -> None:
+    """``enc_template_rows`` (what the writer calls) writes what the specs pointed here write; an unknown part of a
+    batch or more columns than it copies are refused before a byte is written."""
+    rng = np.random.default_rng(3)
+    for k in range(40):
+        rows = random_batch(rng)
+        if not isinstance(rows, RejectionBatch):
+            continue
+        first, mark = int(rng.integers(0, 2**63 - 100)), stamp(k)
+        expected = same_lines(fast, rows, LEAD, b"}\n", first, mark)
+        held = LineBuffer()
+        written = programs._run(fast, program_of(fast, rows, LEAD, b"}\n"), rows, mark, first, held)
+        assert held.room(0)[:written].tobytes() == expected
+    rows = batch([NO_OWNER, 4], [-1, 4096])
+    program = program_of(fast, rows, LEAD, b"}\n")
+    words = program.words.copy()
+    words[encode.ENC_COLUMN.fields["shift"][1] // 8] |= 8 << 32  # type: ignore[index]
+    out = np.full(1 << 16, 0xAA, dtype=np.uint8)
+    arrays = [fast.ffi.from_buffer(a) for a in (rows.descs, rows.ring_index, rows.reason, rows.bad_byte, rows.owner)]
+    for specs, columns in ((words, program.columns), (np.tile(program.words, 65), 65 * program.columns)):
+        refused = fast.lib.enc_template_rows(
+            fast.ffi.from_buffer("struct enc_column[]", specs), min(columns, 65), *arrays, b"", 0, 0, len(rows),
+            fast.ffi.from_buffer(out), len(out),
+        )  # fmt: skip
+        assert refused == fast.lib.ENC_ERR_SPEC
+        assert bool(np.all(out == 0xAA))
 
 
 def test_other_columns_are_refused_as_not_a_template(fast: Any) -> None:
@@ -151,7 +204,7 @@ def test_other_columns_are_refused_as_not_a_template(fast: Any) -> None:
     rows = batch([NO_OWNER], [-1])
     programs._PROGRAMS.clear()
     program = program_of(fast, rows, LEAD, b"}\n")
-    words = programs.pointed(fast, program, rows, b"", 0)
+    words = pointed(fast, program, rows, b"", 0)
     for cut in (1, program.columns - 1):  # a template missing a column is not one
         special, _ = both(fast, words, cut, 1, 4096)
         assert special == encode.ERR_SHAPE

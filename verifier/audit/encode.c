@@ -457,6 +457,34 @@ int64_t enc_rejections(const struct enc_column *columns, uint32_t ncolumns, uint
     return (int64_t)at;
 }
 
+int64_t enc_template_rows(const struct enc_column *program, uint32_t ncolumns, const uint8_t *descs,
+                          const uint8_t *ring_index, const uint8_t *reason, const uint8_t *bad_byte,
+                          const uint8_t *owner, const char *stamp, uint64_t stamp_len, uint64_t first, uint64_t rows,
+                          uint8_t *out, uint64_t capacity) {
+    const uint8_t *sources[ENC_FROM_OWNER] = {descs, ring_index, reason, bad_byte, owner};
+    struct enc_column columns[ENC_TEMPLATE_COLUMNS];
+    if (ncolumns > ENC_TEMPLATE_COLUMNS) return ENC_ERR_SPEC;
+    for (uint32_t j = 0; j < ncolumns; j++) {
+        struct enc_column *c = &columns[j];
+        *c = program[j];
+        uint32_t from = c->reserved;
+        if (from >= ENC_FROM_DESCS && from <= ENC_FROM_OWNER) {
+            c->data = sources[from - ENC_FROM_DESCS] + (uintptr_t)c->data;
+        } else if (from == ENC_FROM_STAMP) {
+            c->text = (const uint8_t *)stamp;
+            c->text_len = stamp_len;
+        } else if (from == ENC_FROM_FIRST) {
+            c->base = first;
+        } else if (from != 0) {
+            return ENC_ERR_SPEC;
+        }
+        c->reserved = 0;
+    }
+    int64_t written = enc_rejections(columns, ncolumns, rows, out, capacity);
+    if (written == ENC_ERR_SHAPE) written = enc_lines(columns, ncolumns, rows, out, capacity);
+    return written;
+}
+
 /* The civil date of ``days`` since 1970-01-01 (proleptic Gregorian, as gmtime): Howard Hinnant's days_from_civil
  * inverted (http://howardhinnant.github.io/date_algorithms.html), for days >= 0. */
 static void civil_date(uint64_t days, uint64_t *year, unsigned *month, unsigned *day) {

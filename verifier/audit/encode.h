@@ -85,6 +85,26 @@ int64_t enc_lines(const struct enc_column *columns, uint32_t ncolumns, uint64_t 
 int64_t enc_rejections(const struct enc_column *columns, uint32_t ncolumns, uint64_t rows, uint8_t *out,
                        uint64_t capacity);
 
+/* A rejection template's batch in one call, the template's columns pointed at the batch here rather than by
+ * Python (five addresses, a copy of the specs and a numpy gather per batch cost more than a tenth of the batch's
+ * formatting).  ``program``'s columns are as enc_lines takes them but for their ``reserved`` field, which says
+ * where the batch's part of the column is: 0 nowhere (the column is whole); ENC_FROM_DESCS to ENC_FROM_OWNER:
+ * ``data`` is an offset into that array of the batch; ENC_FROM_STAMP: ``text`` is ``stamp`` (``stamp_len``
+ * bytes); ENC_FROM_FIRST: ``base`` is ``first``.  The pointed copy (at most ENC_TEMPLATE_COLUMNS columns) is
+ * written by enc_rejections, or by enc_lines when it answers ENC_ERR_SHAPE: the same returns as theirs. */
+#define ENC_FROM_DESCS 1
+#define ENC_FROM_RING_INDEX 2
+#define ENC_FROM_REASON 3
+#define ENC_FROM_BAD_BYTE 4
+#define ENC_FROM_OWNER 5
+#define ENC_FROM_STAMP 6
+#define ENC_FROM_FIRST 7
+#define ENC_TEMPLATE_COLUMNS 64
+int64_t enc_template_rows(const struct enc_column *program, uint32_t ncolumns, const uint8_t *descs,
+                          const uint8_t *ring_index, const uint8_t *reason, const uint8_t *bad_byte,
+                          const uint8_t *owner, const char *stamp, uint64_t stamp_len, uint64_t first, uint64_t rows,
+                          uint8_t *out, uint64_t capacity);
+
 /* The system's SHA-256 for enc_chain: libcrypto's EVP digest functions and a context and ``EVP_MD`` of its own,
  * opened at run time (verifier/audit/libcrypto.py, as check.h's ``struct chk_sha256`` for ``audit verify``): no
  * SHA-256 code of anyone's is copied here, and building needs no OpenSSL headers. */
