@@ -10,9 +10,11 @@ the rejections' owner labels and page frames cost Python per row -- about
 doorbell to the next only where the rows are changes: the same tenant,
 queue, descriptor format, envelope, reasons and owners.  So the specs of a
 ``RejectionBatch``'s lines are built once per such template (``_build``)
-and kept; each batch copies them and writes in the addresses of its five
-arrays, its clock stamp and its first seq, and encode.c does the rest in
-one call: the seq (``ENC_COUNT``), a bad byte's hex and frame only where
+and kept; each batch hands encode.c its five arrays, its clock stamp and
+its first seq (``enc_template_rows`` points the specs at them: each
+column's ``reserved`` names the part it reads), and encode.c does the rest
+in one call, with straight-line code for this template's columns
+(``enc_rejections``): the seq (``ENC_COUNT``), a bad byte's hex and frame only where
 there is one (``ENC_SKIP_ONES``, ``shift``), the owner's label looked up
 by its code (``ENC_KEYED``; a code the template has not seen yet is
 added and the batch written again).
