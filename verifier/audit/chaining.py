@@ -110,4 +110,11 @@ def chainer(fast: compiled.Compiled | None) -> Chainer | None:
     if fast is None or sha is None:
         return None
     handed = libcrypto.arguments(sha, fast.ffi, "struct enc_sha256")
-    return None if handed is None else Chainer(fast, *handed)
+    if handed is None:
+        return None
+    direct = libcrypto.direct()
+    if direct is not None:  # SHA256_Init/Update/Final on enc_chain's stack: EVP's bookkeeping left out
+        fields = dict(fast.ffi.typeof("struct enc_sha256").fields)
+        for field, address in direct.addresses.items():
+            setattr(handed[0], field, fast.ffi.cast(fields[field].type, address))
+    return Chainer(fast, *handed)

@@ -5,6 +5,9 @@
 
 #include "encode.h"
 
+/* The small helpers each row calls a dozen times: inlined, so that a row is one stretch of code. */
+#define ALWAYS_INLINE __attribute__((always_inline))
+
 static const char DIGIT_PAIRS[] =
     "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
     "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
@@ -21,7 +24,7 @@ static const uint64_t POWERS_OF_TEN[20] = {
     100000000000000000u, 1000000000000000000u, 10000000000000000000u};
 
 /* The row's integer, widened: ``*negative`` set when a signed value is below zero (its magnitude returned). */
-static int element(const struct enc_column *c, uint64_t row, uint64_t *magnitude, int *negative) {
+static inline ALWAYS_INLINE int element(const struct enc_column *c, uint64_t row, uint64_t *magnitude, int *negative) {
     const uint8_t *p = c->data + (int64_t)row * c->stride;
     int64_t s;
     uint64_t u;
@@ -30,7 +33,7 @@ static int element(const struct enc_column *c, uint64_t row, uint64_t *magnitude
     case 2: { uint16_t v; memcpy(&v, p, 2); s = c->is_signed ? (int16_t)v : 0; u = v; break; }
     case 4: { uint32_t v; memcpy(&v, p, 4); s = c->is_signed ? (int32_t)v : 0; u = v; break; }
     case 8: { uint64_t v; memcpy(&v, p, 8); s = c->is_signed ? (int64_t)v : 0; u = v; break; }
-    default: return -1;
+    default: *magnitude = 0; *negative = 0; return -1; /* not after check_specs */
     }
     *negative = 0;
     if (c->is_signed) {
@@ -60,7 +63,7 @@ static int all_ones(const struct enc_column *c, uint64_t row) {
 
 /* ``len`` bytes from ``src`` to ``dst``: the short texts of a row (a key, a separator) as two overlapping words
  * that cover them exactly (nothing read or written outside either range), longer ones by memcpy. */
-static void copy_short(uint8_t *dst, const uint8_t *src, uint64_t len) {
+static inline ALWAYS_INLINE void copy_short(uint8_t *dst, const uint8_t *src, uint64_t len) {
     if (len >= 16 && len <= 32) {
         memcpy(dst, src, 16);
         memcpy(dst + len - 16, src + len - 16, 16);
@@ -93,14 +96,14 @@ static int lookup(const struct enc_column *c, int64_t key, uint64_t *at) {
 }
 
 /* How many digits ``value`` has in decimal: from its bit length (log10(2) ~ 1233 / 4096), one compare. */
-static uint64_t decimal_digits(uint64_t value) {
+static inline ALWAYS_INLINE uint64_t decimal_digits(uint64_t value) {
     if (value == 0) return 1;
     uint64_t guess = (uint64_t)(64 - __builtin_clzll(value)) * 1233 >> 12; /* 0..19: digits or digits - 1 */
     return guess + 1 - (value < POWERS_OF_TEN[guess]);
 }
 
 /* ``value`` in decimal ending just before ``end`` (``decimal_digits`` of it before). */
-static void decimal_into(uint64_t value, uint8_t *end) {
+static inline ALWAYS_INLINE void decimal_into(uint64_t value, uint8_t *end) {
     uint8_t *p = end;
     while (value >= 100) {
         unsigned pair = (unsigned)(value % 100) * 2;
@@ -117,9 +120,9 @@ static void decimal_into(uint64_t value, uint8_t *end) {
     }
 }
 
-int64_t enc_lines(const struct enc_column *columns, uint32_t ncolumns, uint64_t rows, uint8_t *out,
-                  uint64_t capacity) {
-    for (uint32_t j = 0; j < ncolumns; j++) { /* the specs first: nothing is written for a batch refused here */
+/* The specs' own checks (enc_lines refuses a batch with ENC_ERR_SPEC before writing anything): 0 when they hold. */
+static int check_specs(const struct enc_column *columns, uint32_t ncolumns) {
+    for (uint32_t j = 0; j < ncolumns; j++) {
         const struct enc_column *c = &columns[j];
         if (c->op > ENC_COUNT || c->flags > (ENC_SKIP_ONES | ENC_KEYED) || c->shift >= 64) return ENC_ERR_SPEC;
         int integer = c->op == ENC_PICK || c->op == ENC_DEC || c->op == ENC_HEX ||
@@ -131,8 +134,14 @@ int64_t enc_lines(const struct enc_column *columns, uint32_t ncolumns, uint64_t 
             return ENC_ERR_SPEC;
         if (c->op == ENC_PICK && c->offsets[c->entries] > c->text_len) return ENC_ERR_SPEC;
     }
-    uint64_t at = 0;
-    for (uint64_t row = 0; row < rows; row++) {
+    return 0;
+}
+
+/* Rows ``row`` to ``rows`` - 1 of the columns (checked by ``check_specs``), from ``out`` + ``at``: the generic loop,
+ * one op dispatch per column and row.  Returns where the last row ends, or a refusal. */
+static int64_t generic_rows(const struct enc_column *columns, uint32_t ncolumns, uint64_t row, uint64_t rows,
+                            uint8_t *out, uint64_t at, uint64_t capacity) {
+    for (; row < rows; row++) {
         for (uint32_t j = 0; j < ncolumns; j++) {
             const struct enc_column *c = &columns[j];
             if (c->op == ENC_CONST && c->flags == 0 && c->mask == NULL) { /* half a row's columns: no dispatch */
@@ -216,6 +225,266 @@ int64_t enc_lines(const struct enc_column *columns, uint32_t ncolumns, uint64_t 
     return (int64_t)at;
 }
 
+int64_t enc_lines(const struct enc_column *columns, uint32_t ncolumns, uint64_t rows, uint8_t *out,
+                  uint64_t capacity) {
+    int refused = check_specs(columns, ncolumns); /* the specs first: nothing is written for a batch refused here */
+    if (refused) return refused;
+    return generic_rows(columns, ncolumns, 0, rows, out, 0, capacity);
+}
+
+/* -- The rejection record's formatter: the template verifier/audit/programs.py builds for every refusal of a
+ * doorbell, written row by row in straight-line code.  The generic loop above dispatches on each column's op,
+ * checks the room before each column and the table's offsets before each pick; here the columns' order is known
+ * (``rejection_shape`` checks it once per batch), the tables' offsets are checked once per batch, and the room
+ * once per row against the most a row can take: the same bytes with a fifth of the branches. */
+
+/* Descriptor fields the shape takes (a descriptor of DESC_SIZE bytes has at most 16). */
+#define REJ_FIELDS 16
+/* The most a column writes in a row beyond its texts: a seq's 20 digits; ``-`` and 20; ``-0x`` and 16. */
+#define COUNT_MAX 20
+#define DEC_MAX 21
+#define HEX_MAX 19
+/* A text longer than this (never a template's) takes the generic loop: the row's size below cannot wrap. */
+#define TEXT_MAX ((uint64_t)1 << 32)
+
+struct rejection_shape {
+    const struct enc_column *lead, *count, *stamp; /* NULL: no lead, seq or stamp (schema v1's tails) */
+    const struct enc_column *place, *ring, *hex_key, *hexrow, *close, *reason;
+    const struct enc_column *bad_key, *bad_hex, *frame_key, *frame, *owner, *end;
+    const struct enc_column *key[REJ_FIELDS], *field[REJ_FIELDS];
+    uint32_t fields;
+    uint64_t row_max; /* the most bytes one row writes */
+};
+
+/* A constant written in every row. */
+static int plain_const(const struct enc_column *c) {
+    return c->op == ENC_CONST && c->flags == 0 && c->mask == NULL && c->text_len < TEXT_MAX;
+}
+
+/* A column of ``op`` written in every row. */
+static int plain_op(const struct enc_column *c, uint32_t op) {
+    return c->op == op && c->flags == 0 && c->mask == NULL;
+}
+
+/* A column of ``op`` skipped where the bad byte (``bad``'s element) is all ones, as ``bad`` is. */
+static int skipped_with(const struct enc_column *c, uint32_t op, const struct enc_column *bad) {
+    return c->op == op && c->flags == ENC_SKIP_ONES && c->mask == NULL && c->data == bad->data &&
+           c->stride == bad->stride && c->width == bad->width && (op != ENC_CONST || c->text_len < TEXT_MAX);
+}
+
+/* ``*longest`` = the longest of a pick's strings; 0 when its offsets go backwards (the generic loop refuses a row
+ * that picks such a string) or its text is too long to sum. */
+static int longest_pick(const struct enc_column *c, uint64_t *longest) {
+    uint64_t most = 0;
+    if (c->text_len >= TEXT_MAX) return 0;
+    for (uint64_t k = 0; k < c->entries; k++) {
+        if (c->offsets[k] > c->offsets[k + 1]) return 0;
+        uint64_t len = c->offsets[k + 1] - c->offsets[k];
+        if (len > most) most = len;
+    }
+    *longest = most;
+    return 1;
+}
+
+/* The columns of a rejection template (programs.py ``_build``), or 0: ``lead`` COUNT ``stamp`` (or none of the
+ * three), ``place`` DEC ``hex_key`` HEXROW, then per descriptor field its key and DEC, ``close``, the reason's
+ * PICK, the bad byte's key, HEX, frame key and DEC (all four skipped together), the owner's keyed PICK, ``end``. */
+static int rejection_shape(const struct enc_column *c, uint32_t n, struct rejection_shape *s) {
+    uint32_t i = 0;
+    s->lead = s->count = s->stamp = NULL;
+    uint64_t row_max = 0;
+    if (n >= 3 && c[1].op == ENC_COUNT) {
+        if (!plain_const(&c[0]) || !plain_op(&c[1], ENC_COUNT) || !plain_const(&c[2])) return 0;
+        s->lead = &c[0];
+        s->count = &c[1];
+        s->stamp = &c[2];
+        row_max += c[0].text_len + COUNT_MAX + c[2].text_len;
+        i = 3;
+    }
+    if (n - i < 4 + 2 + 2 + 4 + 2) return 0; /* place..hexrow, a field, close and reason, the bad byte, owner, end */
+    s->place = &c[i];
+    s->ring = &c[i + 1];
+    s->hex_key = &c[i + 2];
+    s->hexrow = &c[i + 3];
+    if (!plain_const(s->place) || !plain_op(s->ring, ENC_DEC) || !plain_const(s->hex_key) ||
+        !plain_op(s->hexrow, ENC_HEXROW))
+        return 0;
+    row_max += s->place->text_len + DEC_MAX + s->hex_key->text_len + 2 * (uint64_t)s->hexrow->width;
+    i += 4;
+    s->fields = 0;
+    while (n - i >= 2 + 2 + 4 + 2 && plain_const(&c[i]) && plain_op(&c[i + 1], ENC_DEC)) {
+        if (s->fields == REJ_FIELDS) return 0;
+        s->key[s->fields] = &c[i];
+        s->field[s->fields] = &c[i + 1];
+        s->fields++;
+        row_max += c[i].text_len + DEC_MAX;
+        i += 2;
+    }
+    if (n - i != 2 + 4 + 2) return 0;
+    s->close = &c[i];
+    s->reason = &c[i + 1];
+    s->bad_key = &c[i + 2];
+    s->bad_hex = &c[i + 3];
+    s->frame_key = &c[i + 4];
+    s->frame = &c[i + 5];
+    s->owner = &c[i + 6];
+    s->end = &c[i + 7];
+    uint64_t reason_max, owner_max;
+    if (!plain_const(s->close) || !plain_op(s->reason, ENC_PICK) || !longest_pick(s->reason, &reason_max) ||
+        s->bad_key->op != ENC_CONST || !skipped_with(s->bad_key, ENC_CONST, s->bad_key) ||
+        !skipped_with(s->bad_hex, ENC_HEX, s->bad_key) || !skipped_with(s->frame_key, ENC_CONST, s->bad_key) ||
+        !skipped_with(s->frame, ENC_DEC, s->bad_key) || s->owner->op != ENC_PICK || s->owner->flags != ENC_KEYED ||
+        s->owner->mask != NULL || !longest_pick(s->owner, &owner_max) || !plain_const(s->end))
+        return 0;
+    row_max += s->close->text_len + reason_max + s->bad_key->text_len + HEX_MAX + s->frame_key->text_len + DEC_MAX +
+               owner_max + s->end->text_len;
+    s->row_max = row_max;
+    return 1;
+}
+
+/* A constant at ``p``; where it ends. */
+static inline uint8_t *put_text(uint8_t *p, const struct enc_column *c) {
+    copy_short(p, c->text, c->text_len);
+    return p + c->text_len;
+}
+
+/* ``value`` in decimal (``negative``: a ``-`` first) at ``p``; where it ends. */
+static inline uint8_t *put_decimal(uint8_t *p, uint64_t value, int negative) {
+    if (value < 10 && !negative) { /* most of a descriptor's fields: one digit */
+        *p = (uint8_t)('0' + value);
+        return p + 1;
+    }
+    uint64_t len = (uint64_t)negative + decimal_digits(value);
+    *p = '-';
+    decimal_into(value, p + len);
+    return p + len;
+}
+
+/* ENC_DEC of the row's element, as the generic loop writes it. */
+static inline uint8_t *put_dec(uint8_t *p, const struct enc_column *c, uint64_t row) {
+    uint64_t value;
+    int negative;
+    element(c, row, &value, &negative);
+    return put_decimal(p, value >> c->shift, negative);
+}
+
+/* ENC_HEX of the row's element, as the generic loop writes it. */
+static inline uint8_t *put_hex(uint8_t *p, const struct enc_column *c, uint64_t row) {
+    uint64_t value;
+    int negative;
+    element(c, row, &value, &negative);
+    value >>= c->shift;
+    uint64_t digits = value ? (uint64_t)(64 - __builtin_clzll(value) + 3) / 4 : 1;
+    *p = '-';
+    uint8_t *end = p + negative + 2 + digits, *q = end;
+    do {
+        *--q = (uint8_t)HEX_DIGITS[value & 15];
+        value >>= 4;
+    } while (value);
+    *--q = 'x';
+    *--q = '0';
+    return end;
+}
+
+/* ENC_HEXROW: the row's bytes in hex. */
+static inline uint8_t *put_hexrow(uint8_t *p, const struct enc_column *c, uint64_t row) {
+    const uint8_t *src = c->data + (int64_t)row * c->stride;
+    uint32_t width = c->width;
+    if (width <= 16) { /* a descriptor: the digits in a local buffer (no store of them can move ``c``), one copy */
+        uint8_t digits[32];
+        for (uint32_t k = 0; k < width; k++) memcpy(digits + 2 * k, HEX_PAIRS + 2 * src[k], 2);
+        memcpy(p, digits, 2 * (size_t)width);
+    } else {
+        for (uint32_t k = 0; k < width; k++) memcpy(p + 2 * k, HEX_PAIRS + 2 * src[k], 2);
+    }
+    return p + 2 * (uint64_t)width;
+}
+
+/* ENC_PICK (keyed or not) of the row's element at ``*p``: 0, or the generic loop's refusal of that row. */
+static inline int put_pick(uint8_t **p, const struct enc_column *c, uint64_t row) {
+    uint64_t value;
+    int negative;
+    element(c, row, &value, &negative);
+    if (c->flags & ENC_KEYED) {
+        if (!lookup(c, negative ? (int64_t)((uint64_t)0 - value) : (int64_t)value, &value)) return ENC_ERR_KEY;
+    } else if (negative || value >= c->entries) {
+        return ENC_ERR_INDEX;
+    }
+    uint64_t start = c->offsets[value], len = c->offsets[value + 1] - start; /* ordered: ``longest_pick`` */
+    copy_short(*p, c->text + start, len);
+    *p += len;
+    return 0;
+}
+
+int64_t enc_rejections(const struct enc_column *columns, uint32_t ncolumns, uint64_t rows, uint8_t *out,
+                       uint64_t capacity) {
+    int refused = check_specs(columns, ncolumns);
+    if (refused) return refused;
+    struct rejection_shape s;
+    if (!rejection_shape(columns, ncolumns, &s)) return ENC_ERR_SHAPE;
+    uint64_t at = 0;
+    for (uint64_t row = 0; row < rows; row++) {
+        if (s.row_max > capacity - at) /* maybe too little room for this row: the generic loop decides */
+            return generic_rows(columns, ncolumns, row, rows, out, at, capacity);
+        uint8_t *p = out + at;
+        if (s.lead != NULL) {
+            p = put_text(p, s.lead);
+            p = put_decimal(p, s.count->base + row, 0);
+            p = put_text(p, s.stamp);
+        }
+        p = put_text(p, s.place);
+        p = put_dec(p, s.ring, row);
+        p = put_text(p, s.hex_key);
+        p = put_hexrow(p, s.hexrow, row);
+        for (uint32_t f = 0; f < s.fields; f++) {
+            p = put_text(p, s.key[f]);
+            p = put_dec(p, s.field[f], row);
+        }
+        p = put_text(p, s.close);
+        int failed = put_pick(&p, s.reason, row);
+        if (failed) return failed;
+        if (!all_ones(s.bad_key, row)) {
+            p = put_text(p, s.bad_key);
+            p = put_hex(p, s.bad_hex, row);
+            p = put_text(p, s.frame_key);
+            p = put_dec(p, s.frame, row);
+        }
+        failed = put_pick(&p, s.owner, row);
+        if (failed) return failed;
+        p = put_text(p, s.end);
+        at = (uint64_t)(p - out);
+    }
+    return (int64_t)at;
+}
+
+int64_t enc_template_rows(const struct enc_column *program, uint32_t ncolumns, const uint8_t *descs,
+                          const uint8_t *ring_index, const uint8_t *reason, const uint8_t *bad_byte,
+                          const uint8_t *owner, const char *stamp, uint64_t stamp_len, uint64_t first, uint64_t rows,
+                          uint8_t *out, uint64_t capacity) {
+    const uint8_t *sources[ENC_FROM_OWNER] = {descs, ring_index, reason, bad_byte, owner};
+    struct enc_column columns[ENC_TEMPLATE_COLUMNS];
+    if (ncolumns > ENC_TEMPLATE_COLUMNS) return ENC_ERR_SPEC;
+    for (uint32_t j = 0; j < ncolumns; j++) {
+        struct enc_column *c = &columns[j];
+        *c = program[j];
+        uint32_t from = c->reserved;
+        if (from >= ENC_FROM_DESCS && from <= ENC_FROM_OWNER) {
+            c->data = sources[from - ENC_FROM_DESCS] + (uintptr_t)c->data;
+        } else if (from == ENC_FROM_STAMP) {
+            c->text = (const uint8_t *)stamp;
+            c->text_len = stamp_len;
+        } else if (from == ENC_FROM_FIRST) {
+            c->base = first;
+        } else if (from != 0) {
+            return ENC_ERR_SPEC;
+        }
+        c->reserved = 0;
+    }
+    int64_t written = enc_rejections(columns, ncolumns, rows, out, capacity);
+    if (written == ENC_ERR_SHAPE) written = enc_lines(columns, ncolumns, rows, out, capacity);
+    return written;
+}
+
 /* The civil date of ``days`` since 1970-01-01 (proleptic Gregorian, as gmtime): Howard Hinnant's days_from_civil
  * inverted (http://howardhinnant.github.io/date_algorithms.html), for days >= 0. */
 static void civil_date(uint64_t days, uint64_t *year, unsigned *month, unsigned *day) {
@@ -282,6 +551,8 @@ int64_t enc_chain(const uint8_t *tails, uint64_t tails_len, uint64_t n, const ui
     unsigned char digest[32];
     uint8_t second[SECOND_CHARS];
     int64_t second_of = -1; /* the second ``second`` names (none yet) */
+    _Alignas(16) unsigned char context[ENC_SHA256_CTX_BYTES];
+    int direct = sha->sha256_init != NULL && sha->sha256_update != NULL && sha->sha256_final != NULL;
     if (lead != NULL && lead_len > capacity)
         return ENC_ERR_ROOM;
     /* the most a line adds before its tail (the lead, seq and stamp) */
@@ -342,11 +613,18 @@ int64_t enc_chain(const uint8_t *tails, uint64_t tails_len, uint64_t n, const ui
         memcpy(out + at, link, ENC_HASH_HEX); /* the line's ``prev`` */
         at += ENC_HASH_HEX;
         out[at++] = '"';
-        unsigned int size = 0;
-        if (!sha->init(sha->ctx, sha->md, NULL) || !sha->update(sha->ctx, link, ENC_HASH_HEX) ||
-            !sha->update(sha->ctx, out + start, (size_t)(at - start)) || !sha->update(sha->ctx, "}", 1) ||
-            !sha->final(sha->ctx, digest, &size) || size != sizeof digest)
-            return ENC_ERR_DIGEST;
+        if (direct) {
+            if (!sha->sha256_init(context) || !sha->sha256_update(context, link, ENC_HASH_HEX) ||
+                !sha->sha256_update(context, out + start, (size_t)(at - start)) ||
+                !sha->sha256_update(context, "}", 1) || !sha->sha256_final(digest, context))
+                return ENC_ERR_DIGEST;
+        } else {
+            unsigned int size = 0;
+            if (!sha->init(sha->ctx, sha->md, NULL) || !sha->update(sha->ctx, link, ENC_HASH_HEX) ||
+                !sha->update(sha->ctx, out + start, (size_t)(at - start)) || !sha->update(sha->ctx, "}", 1) ||
+                !sha->final(sha->ctx, digest, &size) || size != sizeof digest)
+                return ENC_ERR_DIGEST;
+        }
         for (size_t i = 0; i < sizeof digest; i++) {
             link[2 * i] = (uint8_t)HEX[digest[i] >> 4];
             link[2 * i + 1] = (uint8_t)HEX[digest[i] & 15];

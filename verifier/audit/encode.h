@@ -78,18 +78,55 @@ struct enc_column {
 int64_t enc_lines(const struct enc_column *columns, uint32_t ncolumns, uint64_t rows, uint8_t *out,
                   uint64_t capacity);
 
+/* enc_lines of a rejection template (verifier/audit/programs.py ``_build``: the lines of a doorbell's refusals),
+ * written by straight-line code for that template's columns instead of the generic loop: the same bytes and the
+ * same refusals as enc_lines, or ENC_ERR_SHAPE (nothing written) for columns that are not such a template. */
+#define ENC_ERR_SHAPE -7
+int64_t enc_rejections(const struct enc_column *columns, uint32_t ncolumns, uint64_t rows, uint8_t *out,
+                       uint64_t capacity);
+
+/* A rejection template's batch in one call, the template's columns pointed at the batch here rather than by
+ * Python (five addresses, a copy of the specs and a numpy gather per batch cost more than a tenth of the batch's
+ * formatting).  ``program``'s columns are as enc_lines takes them but for their ``reserved`` field, which says
+ * where the batch's part of the column is: 0 nowhere (the column is whole); ENC_FROM_DESCS to ENC_FROM_OWNER:
+ * ``data`` is an offset into that array of the batch; ENC_FROM_STAMP: ``text`` is ``stamp`` (``stamp_len``
+ * bytes); ENC_FROM_FIRST: ``base`` is ``first``.  The pointed copy (at most ENC_TEMPLATE_COLUMNS columns) is
+ * written by enc_rejections, or by enc_lines when it answers ENC_ERR_SHAPE: the same returns as theirs. */
+#define ENC_FROM_DESCS 1
+#define ENC_FROM_RING_INDEX 2
+#define ENC_FROM_REASON 3
+#define ENC_FROM_BAD_BYTE 4
+#define ENC_FROM_OWNER 5
+#define ENC_FROM_STAMP 6
+#define ENC_FROM_FIRST 7
+#define ENC_TEMPLATE_COLUMNS 64
+int64_t enc_template_rows(const struct enc_column *program, uint32_t ncolumns, const uint8_t *descs,
+                          const uint8_t *ring_index, const uint8_t *reason, const uint8_t *bad_byte,
+                          const uint8_t *owner, const char *stamp, uint64_t stamp_len, uint64_t first, uint64_t rows,
+                          uint8_t *out, uint64_t capacity);
+
 /* The system's SHA-256 for enc_chain: libcrypto's EVP digest functions and a context and ``EVP_MD`` of its own,
  * opened at run time (verifier/audit/libcrypto.py, as check.h's ``struct chk_sha256`` for ``audit verify``): no
  * SHA-256 code of anyone's is copied here, and building needs no OpenSSL headers. */
 typedef int (*enc_digest_init)(void *ctx, const void *md, void *engine);
 typedef int (*enc_digest_update)(void *ctx, const void *data, size_t count);
 typedef int (*enc_digest_final)(void *ctx, unsigned char *md, unsigned int *size);
+typedef int (*enc_sha256_init)(void *ctx);
+typedef int (*enc_sha256_update)(void *ctx, const void *data, size_t count);
+typedef int (*enc_sha256_final)(unsigned char *md, void *ctx);
+#define ENC_SHA256_CTX_BYTES 256
 struct enc_sha256 {
     void *ctx;
     const void *md;
     enc_digest_init init;
     enc_digest_update update;
     enc_digest_final final;
+    /* Optional (NULL: EVP above): libcrypto's SHA256_Init/Update/Final (verifier/audit/libcrypto.py ``direct``),
+     * the same compression function without EVP's per-digest provider bookkeeping, as check.h's chk_sha256 has
+     * them; their SHA256_CTX (112 bytes in OpenSSL's sha.h) lives on enc_chain's stack in ENC_SHA256_CTX_BYTES. */
+    enc_sha256_init sha256_init;
+    enc_sha256_update sha256_update;
+    enc_sha256_final sha256_final;
 };
 
 /* Hex digits of a v1 ``prev``/``hash`` (SHA-256), and the most bytes enc_chain adds to a tail: the seq (20

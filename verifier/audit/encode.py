@@ -35,8 +35,20 @@ LOG = logging.getLogger(__name__)
 OPS = {"ENC_CONST": 0, "ENC_PICK": 1, "ENC_DEC": 2, "ENC_HEX": 3, "ENC_HEXROW": 4, "ENC_COUNT": 5}
 CONST, PICK, DEC, HEX, HEXROW, COUNT = OPS.values()
 #: Column flags and the refusal that asks for a key (encode.h), checked against the module as ``OPS`` is.
-FLAGS = {"ENC_SKIP_ONES": 1, "ENC_KEYED": 2, "ENC_ERR_KEY": -4}
-SKIP_ONES, KEYED, ERR_KEY = FLAGS.values()
+#: ``ENC_ERR_SHAPE``: ``enc_rejections`` was handed columns that are not a rejection template (programs.py).
+FLAGS = {"ENC_SKIP_ONES": 1, "ENC_KEYED": 2, "ENC_ERR_KEY": -4, "ENC_ERR_SHAPE": -7}
+SKIP_ONES, KEYED, ERR_KEY, ERR_SHAPE = FLAGS.values()
+#: Where a template column's batch part is (``enc_template_rows``, its ``reserved`` field), checked as ``OPS`` is.
+FROM = {
+    "ENC_FROM_DESCS": 1,
+    "ENC_FROM_RING_INDEX": 2,
+    "ENC_FROM_REASON": 3,
+    "ENC_FROM_BAD_BYTE": 4,
+    "ENC_FROM_OWNER": 5,
+    "ENC_FROM_STAMP": 6,
+    "ENC_FROM_FIRST": 7,
+    "ENC_TEMPLATE_COLUMNS": 64,
+}
 #: ``enc_chain``'s constants (encode.h; verifier/audit/chaining.py), checked against the module as ``OPS`` is.
 CHAIN = {"ENC_HASH_HEX": 64, "ENC_CHAIN_ROW": 232, "ENC_ERR_CLOCK": -5, "ENC_ERR_DIGEST": -6}
 #: ``struct enc_column`` as numpy lays it out: the batch's column specs are one array, filled in one call.
@@ -70,7 +82,7 @@ def state() -> tuple[compiled.Compiled | None, str]:
     """The formatter the writer may use (or None), and the one line that says what formats the log's lines."""
     return compiled.loaded(
         ENCODE,
-        {**OPS, **FLAGS, **CHAIN},
+        {**OPS, **FLAGS, **CHAIN, **FROM},
         "audit line formatter",
         "the audit log formats its lines in Python",
         LOG,

@@ -10,9 +10,11 @@ the rejections' owner labels and page frames cost Python per row -- about
 doorbell to the next only where the rows are changes: the same tenant,
 queue, descriptor format, envelope, reasons and owners.  So the specs of a
 ``RejectionBatch``'s lines are built once per such template (``_build``)
-and kept; each batch copies them and writes in the addresses of its five
-arrays, its clock stamp and its first seq, and encode.c does the rest in
-one call: the seq (``ENC_COUNT``), a bad byte's hex and frame only where
+and kept; each batch hands encode.c its five arrays, its clock stamp and
+its first seq (``enc_template_rows`` points the specs at them: each
+column's ``reserved`` names the part it reads), and encode.c does the rest
+in one call, with straight-line code for this template's columns
+(``enc_rejections``): the seq (``ENC_COUNT``), a bad byte's hex and frame only where
 there is one (``ENC_SKIP_ONES``, ``shift``), the owner's label looked up
 by its code (``ENC_KEYED``; a code the template has not seen yet is
 added and the batch written again).
@@ -42,6 +44,7 @@ from verifier.audit.encode import (
     DEC,
     ENC_COLUMN,
     ERR_KEY,
+    FROM,
     HEX,
     HEXROW,
     KEYED,
@@ -53,8 +56,14 @@ from verifier.audit.lines import ROW_DETAIL_KEYS, field_keys, owner_text, plain_
 from verifier.audit.rejection_batch import RejectionBatch
 from verifier.rules.checks import NO_OWNER, owner_label
 
-#: The arrays of a ``RejectionBatch`` a template reads, in the order their addresses are passed.
-DESCS, RING_INDEX, REASON, BAD_BYTE, OWNER = range(5)
+#: The arrays of a ``RejectionBatch`` a template reads, in the order their addresses are passed (encode.h's
+#: ``ENC_FROM_*``: a column's ``reserved`` field names the one its ``data`` is an offset into), and the two
+#: other parts of a batch a template takes: its clock stamp and its first seq.
+DESCS, RING_INDEX, REASON, BAD_BYTE, OWNER, STAMP, FIRST = (
+    FROM[f"ENC_FROM_{part}"] for part in ("DESCS", "RING_INDEX", "REASON", "BAD_BYTE", "OWNER", "STAMP", "FIRST")
+)
+#: The most columns a template has (``enc_template_rows`` copies them to its stack).
+MAX_COLUMNS = FROM["ENC_TEMPLATE_COLUMNS"]
 #: The dtypes the templates are built for (``RejectionBatch``'s declared ones); any other takes the column path.
 _INT64, _UINT8, _INT32 = np.dtype("<i8"), np.dtype("u1"), np.dtype("<i4")
 #: The most bytes a number column writes in a row: ``-`` and 20 digits; ``-0x`` and 16.
@@ -65,29 +74,25 @@ MAX_OWNERS = 1024
 MAX_PROGRAMS = 256
 #: A column spec's 64-bit words and where its fields are among them.
 _WORDS = ENC_COLUMN.itemsize // 8
-_DATA, _TEXT, _TEXT_LEN, _OFFSETS, _ENTRIES, _SHIFT, _BASE, _KEYS = (
+_DATA, _TEXT, _TEXT_LEN, _OFFSETS, _ENTRIES, _SHIFT, _KEYS = (
     ENC_COLUMN.fields[f][1] // 8  # type: ignore[index]
-    for f in ("data", "text", "text_len", "offsets", "entries", "shift", "base", "keys")
+    for f in ("data", "text", "text_len", "offsets", "entries", "shift", "keys")
 )
+#: ``reserved`` shares its 64-bit word with ``shift``, above it.
+_RESERVED_SHIFT = 32
 
 
 @dataclass(frozen=True, eq=False)
 class Program:
-    """A template's column specs (``words``: the addresses of its own texts in, the batch's arrays' as offsets).
-
-    ``sources[k]`` is which batch array column ``data`` word ``at[k]`` points into, ``offsets[k]`` where in its
-    row; ``stamp`` the spec whose text is the batch's clock stamp; ``owners`` the owner codes it has labels for.
-    """
+    """A template's column specs (``words``; ``specs`` the same memory as encode.c takes it): the addresses of its
+    own texts in, and in each column that reads the batch, which part of it (``reserved``) and where (``data``).
+    ``owners`` are the owner codes it has labels for."""
 
     words: npt.NDArray[np.int64]
+    specs: Any
     keep: tuple[Any, ...]  # the buffers its addresses point into
     columns: int
     row_max: int  # beyond the stamp
-    at: npt.NDArray[np.intp]
-    sources: npt.NDArray[np.intp]
-    offsets: npt.NDArray[np.int64]
-    stamp: int
-    count: int
     owners: frozenset[int]
 
 
@@ -112,7 +117,6 @@ class _Builder:
         self.data: list[tuple[int, int, int]] = []  # (spec, source, offset)
         self.row_max = 0
         self.const = b""
-        self.stamp = self.count = -1
 
     def _spec(self, words: list[int]) -> int:
         self.flush()
@@ -131,10 +135,10 @@ class _Builder:
         self.const += data
 
     def stamp_here(self) -> None:
-        self.stamp = self._spec(_spec(0))
+        self.data.append((self._spec(_spec(0)), STAMP, 0))
 
     def count_here(self) -> None:
-        self.count = self._spec(_spec(COUNT))
+        self.data.append((self._spec(_spec(COUNT)), FIRST, 0))
         self.row_max += 20
 
     def number(self, op: int, source: int, offset: int, dtype: np.dtype[Any], stride: int, **kw: int) -> None:
@@ -181,19 +185,12 @@ class _Builder:
             if keys is not None:
                 keep.append(keys)
                 words[k * _WORDS + _KEYS] = address(keys)
-        spec, sources, starts = zip(*self.data, strict=True)
-        return Program(
-            words,
-            tuple(keep),
-            len(self.words) // _WORDS,
-            self.row_max,
-            np.array(spec, dtype=np.intp) * _WORDS + _DATA,
-            np.array(sources, dtype=np.intp),
-            np.array(starts, dtype=np.int64),
-            self.stamp,
-            self.count,
-            owners,
-        )
+        for k, source, offset in self.data:
+            words[k * _WORDS + _SHIFT] |= source << _RESERVED_SHIFT
+            if source not in (STAMP, FIRST):
+                words[k * _WORDS + _DATA] = offset
+        specs = self.ffi.from_buffer("struct enc_column[]", words)
+        return Program(words, specs, tuple(keep), len(self.words) // _WORDS, self.row_max, owners)
 
     def _address(self, data: Any) -> int:
         return int(self.ffi.cast("uintptr_t", self.ffi.from_buffer(data)))
@@ -305,6 +302,8 @@ def write_rejections(
         if len(_PROGRAMS) >= MAX_PROGRAMS:
             _PROGRAMS.clear()
         program = _PROGRAMS[key] = _build(ffi, lead, end, rows, place, extra, frozenset())
+    if program.columns > MAX_COLUMNS:
+        return None  # a descriptor of more fields than any this project declares: the column path
     text = stamp()
     for _attempt in range(2):
         written = _run(fast, program, rows, text, first, out)
@@ -320,27 +319,25 @@ def write_rejections(
 def _run(
     fast: compiled.Compiled, program: Program, rows: RejectionBatch, stamp: bytes, first: int, out: LineBuffer
 ) -> int:
-    """One call of encode.c with the template's specs pointed at this batch."""
-    ffi = fast.ffi
-    from_buffer, cast = ffi.from_buffer, ffi.cast
+    """One call of encode.c: the template's columns pointed at this batch (its five arrays, stamp and first seq)
+    and written by ``enc_rejections``, the straight-line formatter of these templates (``enc_template_rows``)."""
+    from_buffer = fast.ffi.from_buffer
     n = len(rows)
-    bases = np.array(
-        [
-            int(cast("uintptr_t", from_buffer(array)))
-            for array in (rows.descs, rows.ring_index, rows.reason, rows.bad_byte, rows.owner)
-        ],
-        dtype=np.int64,
-    )
-    words = program.words.copy()
-    words[program.at] = bases[program.sources] + program.offsets
-    if program.stamp >= 0:
-        k = program.stamp * _WORDS
-        words[k + _TEXT] = int(cast("uintptr_t", from_buffer(stamp)))
-        words[k + _TEXT_LEN] = len(stamp)
-        words[program.count * _WORDS + _BASE] = first
     capacity = n * (program.row_max + len(stamp))
     room = out.room(capacity)
-    written: int = fast.lib.enc_lines(
-        from_buffer("struct enc_column[]", words), program.columns, n, from_buffer(room), capacity
+    written: int = fast.lib.enc_template_rows(
+        program.specs,
+        program.columns,
+        from_buffer(rows.descs),
+        from_buffer(rows.ring_index),
+        from_buffer(rows.reason),
+        from_buffer(rows.bad_byte),
+        from_buffer(rows.owner),
+        stamp,
+        len(stamp),
+        first,
+        n,
+        from_buffer(room),
+        capacity,
     )
     return written
