@@ -36,6 +36,7 @@ PYTHON: dict[str, tuple[str, ...]] = {
         "ShadowQueue.completed",
         "ShadowQueue.in_flight",
         "ShadowQueue.doorbell",
+        "ShadowQueue._doorbell_slow",
         "TxShadow._compiled",
         "TxShadow._judge",
         "TxShadow._expire_held",
