@@ -12,6 +12,8 @@ short end check to the long one (same findings, planted problems caught).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -255,4 +257,48 @@ def test_a_record_after_the_last_step_takes_the_long_way(tmp_path: Path) -> None
     long_way = audit_complete(watch)
     assert calls[-1] is not None  # not every record was followed: the end check walked them all
     assert [(e.kind, e.what) for e in long_way] == slow(watch)
+    log.close()
+
+
+def rechain_v2(data: bytes) -> bytes:
+    """A v2 log's checkpoints recomputed over its lines as they are now (docs/audit-log.md's own check, writing):
+    what a log rewritten by someone who can write the file looks like -- its chain verifies."""
+    out, batch, prev = [], b"", "0" * 64
+    for line in data.splitlines(keepends=True):
+        if not line.startswith(b'{"v":2,"checkpoint":'):
+            batch += line
+            out.append(line)
+            continue
+        checkpoint = json.loads(line)
+        checkpoint["prev"] = prev
+        body = json.dumps({k: v for k, v in checkpoint.items() if k != "hash"}, separators=(",", ":")).encode()
+        checkpoint["hash"] = prev = hashlib.sha256(prev.encode() + batch + body).hexdigest()
+        out.append(json.dumps(checkpoint, separators=(",", ":")).encode() + b"\n")
+        batch = b""
+    return b"".join(out)
+
+
+def test_a_record_edited_on_disk_after_it_was_followed_is_caught(tmp_path: Path) -> None:
+    """A followed record rewritten afterwards, its chain re-hashed so that it still verifies: the followed bytes
+    are not the file's (``holds``, run beside ``verify``), so the end check walks the file again and judges the
+    edited record (a wrong reason: it claims a zero length of a descriptor that has one)."""
+    log, watch, found, calls = followed_campaign(tmp_path, ["kernel-tx", "bad-length"], rotate_bytes=None)
+    assert found == [] and audit_complete(watch) == [] and calls[-1] is None
+    path = log.path
+    data = path.read_bytes()
+    victim = next(line for line in data.split(b"\n") if b'"length":0,' not in line and b'"desc_hex":"' in line)
+    edited = json.loads(victim)
+    edited["reason"] = "LEN_ZERO"
+    at = data.index(victim)
+    path.write_bytes(
+        rechain_v2(data[:at] + json.dumps(edited, separators=(",", ":")).encode() + data[at + len(victim) :])
+    )
+    assert verify([path]).ok  # the chain alone no longer tells
+    assert watch.holds is not None and not watch.holds([path])
+    end = audit_complete(watch)
+    assert calls[-1] is not None  # the long way: every record walked and judged again
+    assert any("wrong reason" in e.what and "LEN_ZERO" in e.what for e in end), end
+    assert [(e.kind, e.what) for e in end] == slow(watch)
+    path.write_bytes(data)
+    assert audit_complete(watch) == [] and calls[-1] is None
     log.close()
