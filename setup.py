@@ -54,5 +54,6 @@ setup(
         "ring/cbuild.py:pmd",
         "ring/cbuild.py:encode",
         "ring/cbuild.py:check",
+        "ring/cbuild.py:logcols",
     ],
 )

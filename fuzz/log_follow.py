@@ -43,6 +43,7 @@ from typing import Any, BinaryIO
 import msgspec
 import numpy as np
 
+from fuzz import log_columns
 from fuzz.oracle import audit
 from fuzz.oracle.logged import LoggedSpan
 from fuzz.oracle.reasons import EVENT_PREDICATES
@@ -244,6 +245,9 @@ def logged_chunk(chunk: bytes) -> list[dict[str, Any] | LoggedSpan] | None:
     descriptor record without a reason, slot or ``desc_hex``): the caller takes it as dicts.  Runs are cut as
     fuzz/oracle/audit.py ``_runs`` cuts them (another queue, a seq that does not follow, ``audit.LOGGED_RUN``).
     """
+    columns = log_columns.spans(chunk)  # the compiled reader, when it is sure of the chunk
+    if columns is not None:
+        return columns
     try:  # the lines as one JSON array: each newline becomes a comma
         parsed = _DECODER.decode(b"[" + chunk[:-1].replace(b"\n", b",") + b"]")
     except (msgspec.DecodeError, RecursionError):

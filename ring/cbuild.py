@@ -1,13 +1,14 @@
 """The compiled accelerators, declared once: each one's module, header and source, and how cffi builds it.
 
-Five accelerators are compiled when the package is installed (setup.py
+Six accelerators are compiled when the package is installed (setup.py
 names this file's builders in ``cffi_modules``: cffi's out-of-line API mode,
 compiled once with the compiler and flags Python was built with): the
 verifier's fast path (verifier/rules/fastpath.c), the device's burst path
 (device/fastdev.c), the tenant driver's burst path
 (driver/tenant/pmd.c), the audit log's line formatter
-(verifier/audit/encode.c) and ``audit verify``'s line check
-(verifier/audit/check.c).  Each declares its interface once, in a header
+(verifier/audit/encode.c), ``audit verify``'s line check
+(verifier/audit/check.c) and the fuzz oracle's reader of a followed log
+(fuzz/logcols.c).  Each declares its interface once, in a header
 whose text between ``/* cdef-begin */`` and ``/* cdef-end */`` is what cffi is
 told (after the shared descriptor structs of ring/descriptors.h), and
 embeds the SHA-256 of its sources, so that a module compiled from older
@@ -87,6 +88,7 @@ ENCODE = Accelerator(
     "verifier.audit._encode", "verifier/audit/encode.h", "verifier/audit/encode.c", "encode_source_digest"
 )
 CHECK = Accelerator("verifier.audit._check", "verifier/audit/check.h", "verifier/audit/check.c", "check_source_digest")
+LOGCOLS = Accelerator("fuzz._logcols", "fuzz/logcols.h", "fuzz/logcols.c", "logcols_source_digest")
 
 
 # What setup.py's ``cffi_modules`` names: one builder function per accelerator.
@@ -110,6 +112,10 @@ def check() -> FFI:
     return CHECK.builder()
 
 
-if __name__ == "__main__":  # compile all five by hand, next to their sources
-    for accelerator in (FASTPATH, FASTDEV, PMD, ENCODE, CHECK):
+def logcols() -> FFI:
+    return LOGCOLS.builder()
+
+
+if __name__ == "__main__":  # compile all six by hand, next to their sources
+    for accelerator in (FASTPATH, FASTDEV, PMD, ENCODE, CHECK, LOGCOLS):
         accelerator.builder().compile(tmpdir=str(ROOT), verbose=True)

@@ -12,6 +12,8 @@ short end check to the long one (same findings, planted problems caught).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from fuzz import log_columns
 from fuzz.arena import Arena
 from fuzz.campaign import run_campaign
 from fuzz.classes import CLASSES
@@ -28,7 +31,9 @@ from fuzz.oracle import audit
 from fuzz.oracle.audit import AuditWatch, _runs, audit_complete
 from fuzz.oracle.liveness import bounded_step
 from fuzz.oracle.logged import LoggedSpan
+from ring.compiled import SWITCH
 from tests.fuzz.test_oracle_checks import FAST
+from tests.verifier.compiled import compiled_accelerator, forget_accelerators
 from verifier.audit.log import AuditLog
 from verifier.audit.memory import MemoryAudit
 from verifier.audit.read import verify
@@ -256,3 +261,202 @@ def test_a_record_after_the_last_step_takes_the_long_way(tmp_path: Path) -> None
     assert calls[-1] is not None  # not every record was followed: the end check walked them all
     assert [(e.kind, e.what) for e in long_way] == slow(watch)
     log.close()
+
+
+def rechain_v2(data: bytes) -> bytes:
+    """A v2 log's checkpoints recomputed over its lines as they are now (docs/audit-log.md's own check, writing):
+    what a log rewritten by someone who can write the file looks like -- its chain verifies."""
+    out, batch, prev = [], b"", "0" * 64
+    for line in data.splitlines(keepends=True):
+        if not line.startswith(b'{"v":2,"checkpoint":'):
+            batch += line
+            out.append(line)
+            continue
+        checkpoint = json.loads(line)
+        checkpoint["prev"] = prev
+        body = json.dumps({k: v for k, v in checkpoint.items() if k != "hash"}, separators=(",", ":")).encode()
+        checkpoint["hash"] = prev = hashlib.sha256(prev.encode() + batch + body).hexdigest()
+        out.append(json.dumps(checkpoint, separators=(",", ":")).encode() + b"\n")
+        batch = b""
+    return b"".join(out)
+
+
+def test_a_record_edited_on_disk_after_it_was_followed_is_caught(tmp_path: Path) -> None:
+    """A followed record rewritten afterwards, its chain re-hashed so that it still verifies: the followed bytes
+    are not the file's (``holds``, run beside ``verify``), so the end check walks the file again and judges the
+    edited record (a wrong reason: it claims a zero length of a descriptor that has one)."""
+    log, watch, found, calls = followed_campaign(tmp_path, ["kernel-tx", "bad-length"], rotate_bytes=None)
+    assert found == [] and audit_complete(watch) == [] and calls[-1] is None
+    path = log.path
+    data = path.read_bytes()
+    victim = next(line for line in data.split(b"\n") if b'"length":0,' not in line and b'"desc_hex":"' in line)
+    edited = json.loads(victim)
+    edited["reason"] = "LEN_ZERO"
+    at = data.index(victim)
+    path.write_bytes(
+        rechain_v2(data[:at] + json.dumps(edited, separators=(",", ":")).encode() + data[at + len(victim) :])
+    )
+    assert verify([path]).ok  # the chain alone no longer tells
+    assert watch.holds is not None and not watch.holds([path])
+    end = audit_complete(watch)
+    assert calls[-1] is not None  # the long way: every record walked and judged again
+    assert any("wrong reason" in e.what and "LEN_ZERO" in e.what for e in end), end
+    assert [(e.kind, e.what) for e in end] == slow(watch)
+    path.write_bytes(data)
+    assert audit_complete(watch) == [] and calls[-1] is None
+    log.close()
+
+
+# -- the compiled reader (fuzz/logcols.c through fuzz/log_columns.py) against the msgspec path ----------------------
+def msgspec_path(chunk: bytes, monkeypatch: pytest.MonkeyPatch) -> list[Any] | None:
+    """``logged_chunk`` with the compiled reader off: the msgspec path, the compiled reader's reference."""
+    with monkeypatch.context() as m:
+        m.setattr(log_columns, "spans", lambda _chunk: None)
+        return logged_chunk(chunk)
+
+
+def assert_same_items(got: list[Any] | None, want: list[Any] | None) -> None:
+    """The compiled reader's spans are the msgspec path's; None from it (not sure) leaves the chunk to that path."""
+    if got is None:
+        return
+    assert want is not None
+    assert len(got) == len(want)
+    for a, b in zip(got, want, strict=True):
+        assert type(a) is type(b)
+        if isinstance(a, dict):
+            assert a == b
+            continue
+        for f in dataclasses.fields(a):
+            x, y = getattr(a, f.name), getattr(b, f.name)
+            if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+                assert isinstance(x, np.ndarray) and isinstance(y, np.ndarray), f.name
+                assert x.dtype == y.dtype and np.array_equal(x, y), f.name
+            else:
+                assert x == y, f.name
+
+
+@pytest.fixture(scope="module")
+def reader() -> None:
+    """The compiled reader must be loaded (a failure where it could be compiled, a skip elsewhere, not in CI)."""
+    compiled_accelerator(*log_columns.state())
+
+
+@pytest.mark.parametrize(("chunk", "run"), [(1, 4096), (7, 4096), (97, 4096), (4096, 4096), (4096, 8), (300, 3)])
+def test_the_compiled_reader_gives_the_msgspec_spans(
+    reader: None, log_lines: list[bytes], chunk: int, run: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunk by chunk, the compiled reader's spans are the msgspec path's (or it is not sure), and it is sure of
+    most chunks of a campaign's log."""
+    monkeypatch.setattr(audit, "LOGGED_RUN", run)
+    taken = tried = 0
+    for lo in range(0, len(log_lines), chunk):
+        data = b"".join(line + b"\n" for line in log_lines[lo : lo + chunk])
+        got = log_columns.spans(data)
+        tried += 1
+        if got is None:
+            continue
+        taken += 1
+        assert_same_items(got, msgspec_path(data, monkeypatch))
+    assert taken >= tried // 2 if chunk < 100 else taken >= 0  # (a long chunk holds an event: the reference's)
+
+
+EDITS: dict[str, Callable[[bytes], bytes]] = {
+    **ODD,
+    "space": lambda line: line.replace(b",", b", ", 1),
+    "escape": lambda line: line.replace(b'"owner":"', b'"owner":"\\u0041', 1),
+    "float seq": lambda line: line.replace(b'"seq":', b'"seq":1.5,"was":', 1),
+    "big addr": lambda line: line.replace(b'"addr":', b'"addr":18446744073709551615,"was":', 1),
+    "addr past 64 bits": lambda line: line.replace(b'"addr":', b'"addr":18446744073709551616,"was":', 1),
+    "negative addr": lambda line: line.replace(b'"addr":', b'"addr":-1,"was":', 1),
+    "leading zero": lambda line: line.replace(b'"queue":0', b'"queue":00', 1),
+    "cmd past a byte": lambda line: line.replace(b'"cmd":', b'"cmd":256,"was":', 1),
+    "repeated key": lambda line: line.replace(b'"seq":', b'"seq":1,"seq":', 1),
+    "upper hex": lambda line: line.replace(b'"first_bad_byte":"0x', b'"first_bad_byte":"0xAB', 1),
+    "0X": lambda line: line.replace(b'"first_bad_byte":"0x', b'"first_bad_byte":"0X', 1),
+    "format": lambda line: line.replace(b'"detail":{', b'"detail":{"format":"e1000",', 1),
+    "virtq": lambda line: line.replace(b'"detail":{', b'"detail":{"format":"virtq",', 1),
+    "detail null": lambda line: line.replace(b'"detail":{', b'"detail":null,"was":{', 1),
+    "an event's reason": lambda line: line.replace(b'"reason":"', b'"reason":"RING_OVERRUN","was":"', 1),
+    "another kind": lambda line: line.replace(b'"kind":"tx"', b'"kind":"rx"', 1).replace(
+        b'"kind":"rx"', b'"kind":"tx"', 1
+    ),
+    "a wrong reason": lambda line: line.replace(b'"reason":"', b'"reason":"LEN_ZERO","was":"', 1),
+    "an array": lambda line: line.replace(b'"protection":', b'"x":[1],"protection":', 1),
+    "no desc_hex": lambda line: line.replace(b'"desc_hex":"', b'"desc_hex":null,"was":"', 1),
+}
+
+
+@pytest.mark.parametrize("edit", list(EDITS))
+def test_an_edited_line_is_read_as_the_msgspec_path_reads_it(
+    reader: None, log_lines: list[bytes], edit: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line edited (as by someone who can write the file) in chunks of a campaign's log: the compiled reader gives
+    the msgspec path's spans, or is not sure and leaves the chunk to it."""
+    rng = np.random.default_rng(12)
+    edited = 0
+    for lo in range(0, len(log_lines), 64):
+        lines = list(log_lines[lo : lo + 64])
+        candidates = [i for i, line in enumerate(lines) if b'"desc_hex":"' in line and b'"first_bad_byte"' in line]
+        if not candidates:
+            continue
+        victim = candidates[int(rng.integers(len(candidates)))]
+        lines[victim] = EDITS[edit](lines[victim])
+        edited += lines[victim] != log_lines[lo + victim]
+        data = b"".join(line + b"\n" for line in lines)
+        assert_same_items(log_columns.spans(data), msgspec_path(data, monkeypatch))
+    assert edited > 0
+
+
+def test_random_byte_edits_are_read_as_the_msgspec_path_reads_them(
+    reader: None, log_lines: list[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bytes of random lines replaced by structure, digits, quotes, escapes, control and non-ASCII bytes."""
+    rng = np.random.default_rng(7)
+    alphabet = b'{}[]:,"\\0123456789-+.eExnulltruefalse \t\x01\x7f\xc3\xa9az'
+    sure = 0
+    for _ in range(400):
+        lo = int(rng.integers(max(1, len(log_lines) - 16)))
+        lines = list(log_lines[lo : lo + 16])
+        i = int(rng.integers(len(lines)))
+        line = bytearray(lines[i])
+        for _ in range(int(rng.integers(1, 3))):
+            line[int(rng.integers(len(line)))] = alphabet[int(rng.integers(len(alphabet)))]
+        lines[i] = bytes(line)
+        data = b"".join(line + b"\n" for line in lines)
+        got = log_columns.spans(data)
+        sure += got is not None
+        assert_same_items(got, msgspec_path(data, monkeypatch))
+    assert sure > 0
+
+
+def test_a_record_edited_on_disk_is_caught_through_the_compiled_reader(
+    reader: None, log_lines: list[bytes], oracle_watch: tuple[AuditWatch, Any]
+) -> None:
+    """Records whose reason was rewritten (a zero length claimed of a descriptor that has one) are read by the
+    compiled reader and judged wrong, as the records as dicts are."""
+    watch, _ = oracle_watch
+    wrong = 0
+    for lo in range(0, len(log_lines), 128):
+        lines = [
+            line.replace(b'"reason":"LEN_TOO_LONG"', b'"reason":"LEN_ZERO"', 1) if i % 3 == 0 else line
+            for i, line in enumerate(log_lines[lo : lo + 128])
+        ]
+        data = b"".join(line + b"\n" for line in lines)
+        items = log_columns.spans(data)
+        if items is None or not any(b'"LEN_ZERO"' in line and b'"length":0,' not in line for line in lines):
+            continue
+        got = [(e.kind, e.what) for e in watch._judge_reasons(items)]  # type: ignore[arg-type]
+        assert got == [(e.kind, e.what) for e in watch._judge_reasons(_dicts_of(lines))]  # type: ignore[arg-type]
+        wrong += sum("LEN_ZERO" in what for _, what in got)
+    assert wrong > 0
+
+
+def test_the_switch_turns_the_compiled_reader_off(monkeypatch: pytest.MonkeyPatch, log_lines: list[bytes]) -> None:
+    monkeypatch.setenv(SWITCH, "0")
+    forget_accelerators()
+    try:
+        assert not log_columns.enabled()
+        assert log_columns.spans(b"".join(line + b"\n" for line in log_lines[:64])) is None
+    finally:
+        monkeypatch.delenv(SWITCH)
+        forget_accelerators()

@@ -19,6 +19,7 @@ import pytest
 
 from device import fastdev
 from driver.tenant import pmd
+from fuzz import log_columns
 from ring.compiled import SWITCH, Compiled
 from tests.needs import IN_CI, missing
 from verifier.audit import check, encode
@@ -65,3 +66,4 @@ def forget_accelerators() -> None:
     pmd.state.cache_clear()
     encode.state.cache_clear()
     check.state.cache_clear()
+    log_columns.state.cache_clear()
