@@ -325,14 +325,8 @@ def assert_same_items(got: list[Any] | None, want: list[Any] | None) -> None:
         assert type(a) is type(b)
         if isinstance(a, dict):
             assert a == b
-            continue
-        for f in dataclasses.fields(a):
-            x, y = getattr(a, f.name), getattr(b, f.name)
-            if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
-                assert isinstance(x, np.ndarray) and isinstance(y, np.ndarray), f.name
-                assert x.dtype == y.dtype and np.array_equal(x, y), f.name
-            else:
-                assert x == y, f.name
+        else:
+            assert_same_rows(a, b)
 
 
 @pytest.fixture(scope="module")
