@@ -114,7 +114,5 @@ def chainer(fast: compiled.Compiled | None) -> Chainer | None:
         return None
     direct = libcrypto.direct()
     if direct is not None:  # SHA256_Init/Update/Final on enc_chain's stack: EVP's bookkeeping left out
-        fields = dict(fast.ffi.typeof("struct enc_sha256").fields)
-        for field, address in direct.addresses.items():
-            setattr(handed[0], field, fast.ffi.cast(fields[field].type, address))
+        libcrypto.point(handed[0], fast.ffi, "struct enc_sha256", direct.addresses)
     return Chainer(fast, *handed)

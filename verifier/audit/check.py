@@ -140,15 +140,6 @@ def find_line(data: bytes, start: int, prefix: bytes) -> tuple[int, int] | None:
     return int(at), int(lines[0])
 
 
-#: check.h's pointer type of each function of ``struct chk_sha256``.
-DIGEST_TYPES = {"init": "chk_digest_init", "update": "chk_digest_update", "final": "chk_digest_final"}
-DIRECT_TYPES = {
-    "sha256_init": "chk_sha256_init",
-    "sha256_update": "chk_sha256_update",
-    "sha256_final": "chk_sha256_final",
-}
-
-
 def chain(raw: bytes | memoryview, n: int, prev: str) -> int | None:
     """How many of the ``n`` v1 lines ``raw`` (already passed by ``lines_ok``) link, the first from ``prev``
     (``n``: the whole chunk chains; fewer: that line does not, or its digest failed) -- check.c's ``chk_chain``
@@ -160,12 +151,10 @@ def chain(raw: bytes | memoryview, n: int, prev: str) -> int | None:
     ffi = fast.ffi
     arguments = ffi.new("struct chk_sha256 *")
     arguments.md = ffi.cast("void *", sha.address(sha.md))
-    for field, kind in DIGEST_TYPES.items():
-        setattr(arguments, field, ffi.cast(kind, sha.addresses[field]))
+    libcrypto.point(arguments, ffi, "struct chk_sha256", sha.addresses)
     direct, ctx = libcrypto.direct(), None
     if direct is not None:  # a SHA256_CTX on chk_chain's stack: no EVP context
-        for field, kind in DIRECT_TYPES.items():
-            setattr(arguments, field, ffi.cast(kind, direct.addresses[field]))
+        libcrypto.point(arguments, ffi, "struct chk_sha256", direct.addresses)
     else:
         ctx = sha.context()
         if ctx is None:

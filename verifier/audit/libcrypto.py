@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -109,10 +110,17 @@ def arguments(sha: Digest, ffi: Any, struct: str) -> tuple[Any, Any] | None:
     handed = ffi.new(struct + " *")
     handed.ctx = ffi.cast("void *", sha.address(ctx))
     handed.md = ffi.cast("void *", sha.address(sha.md))
-    types = dict(ffi.typeof(struct).fields)
-    for field in FUNCTIONS:
-        setattr(handed, field, ffi.cast(types[field].type, sha.addresses[field]))
+    point(handed, ffi, struct, sha.addresses)
     return handed, ctx
+
+
+def point(handed: Any, ffi: Any, struct: str, addresses: Mapping[str, int]) -> None:
+    """Set each function field of ``handed`` (a ``struct`` of ``ffi``, or a pointer to one) named in ``addresses``
+    to that address, cast to the field's own pointer type: how ``Digest.addresses`` (EVP) and ``Direct.addresses``
+    (SHA256_*) reach check.h's ``struct chk_sha256`` and encode.h's ``struct enc_sha256`` alike."""
+    types = dict(ffi.typeof(struct).fields)
+    for field, address in addresses.items():
+        setattr(handed, field, ffi.cast(types[field].type, address))
 
 
 #: libcrypto's SHA-256 without EVP (OpenSSL's sha.h, deprecated in OpenSSL 3 but exported): the same compression
