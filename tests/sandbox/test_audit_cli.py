@@ -300,7 +300,7 @@ ACTIONS = {
 
 
 @pytest.mark.parametrize("action", sorted(ACTIONS))
-@pytest.mark.parametrize("bad", [*sorted(BAD_FILES), "missing file", "directory"])
+@pytest.mark.parametrize("bad", [*sorted(BAD_FILES), "missing file", "directory", "unreadable"])
 def test_bad_input_is_one_line_and_exit_2(
     action: str, bad: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -309,6 +309,8 @@ def test_bad_input_is_one_line_and_exit_2(
         path.write_bytes(BAD_FILES[bad])
     elif bad == "directory":
         path.mkdir()
+    elif bad == "unreadable":  # opens, but its first read fails (EIO: the process's own memory at address 0)
+        path.symlink_to("/proc/self/mem")
     args = ACTIONS[action]
     args = [args[0], str(path), *[str(tmp_path / a) if a.endswith(".png") else a for a in args[1:]]]
     code, out, err = run(args, capsys)
@@ -316,7 +318,7 @@ def test_bad_input_is_one_line_and_exit_2(
     err = err.strip()
     assert err.startswith("nic-sandbox: error:") and len(err.splitlines()) == 1, err
     assert "Traceback" not in err
-    expected = "no such audit log" if bad == "missing file" else "not an audit log"
+    expected = {"missing file": "no such audit log", "unreadable": "Input/output error"}.get(bad, "not an audit log")
     assert expected in err and str(path) in err
 
 

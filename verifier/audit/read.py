@@ -275,8 +275,11 @@ def sniff(path: PathLike) -> None:
     p = Path(path)
     if p.is_dir():
         raise AuditFormatError(f"{p}: is a directory, not an audit log")
-    with p.open("rb") as f:
-        head = f.read(SNIFF_BYTES)
+    try:
+        with p.open("rb") as f:
+            head = f.read(SNIFF_BYTES)
+    except OSError as e:  # a read's error does not name its file (open's does): the one line must
+        raise OSError(e.errno, e.strerror, str(p)) if e.filename is None else e from None
     if head.startswith(MAGIC) or MAGIC.startswith(head) or b"\n" + MAGIC in head:  # MAGIC[:n]: cut early
         return
     kind = _describe_foreign(head)
