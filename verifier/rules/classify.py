@@ -19,7 +19,7 @@ checks.py.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -38,8 +38,12 @@ class Classifier:
     """One queue's compiled classification: its pin table and the memory's owners as the C reads them.
 
     The pointers are taken once: the pin table's arrays and the owners are updated (and reset, world/reset.py) in
-    place, as the compiled doorbell's ``frame_ok`` is.
+    place, as the compiled doorbell's ``frame_ok`` is.  The C structs live in numpy arrays this object owns, so a
+    machine reset treats them like any state; the pin struct holds only those pointers, which differ between two
+    machines built alike, so a reset leaves it alone (``RESET_SCRATCH``, as ``ShadowQueue.quick_rings``).
     """
+
+    RESET_SCRATCH: ClassVar[tuple[str, ...]] = ("_pin_bytes",)
 
     def __init__(self, fast: FastPath, pins: PinTable, owners: npt.NDArray[np.int32], memory_size: int) -> None:
         self.fast = fast
@@ -55,7 +59,8 @@ class Classifier:
             and pins.tenant in _I64
         )
         self._arrays = arrays  # alive as long as the pointers
-        self.pins = ffi.new("struct fp_pins *")
+        self._pin_bytes = np.zeros(ffi.sizeof("struct fp_pins"), dtype=np.uint8)
+        self.pins = ffi.cast("struct fp_pins *", self._pin_bytes.ctypes.data)
         if self.exact:
             p = self.pins
             p.access = ffi.cast("uint8_t *", pins.access.ctypes.data)
@@ -64,6 +69,7 @@ class Classifier:
             p.memory_size, p.tenant = memory_size, pins.tenant
         self._policy: Policy | None = None
         self._rules: Any = None
+        self._rule_bytes: npt.NDArray[np.uint8] | None = None
 
     def _tx_rules(self, policy: Policy) -> Any:
         """The ``struct fp_tx_rules`` of ``policy`` (made once per policy), or None when the C cannot hold it."""
@@ -72,7 +78,9 @@ class Classifier:
             self._rules = None
             limits = (policy.max_buffer, policy.max_frame, policy.max_fragments)
             if all(x in _I64 for x in limits):
-                r = self._rules = self.fast.ffi.new("struct fp_tx_rules *")
+                ffi = self.fast.ffi
+                self._rule_bytes = np.zeros(ffi.sizeof("struct fp_tx_rules"), dtype=np.uint8)
+                r = self._rules = ffi.cast("struct fp_tx_rules *", self._rule_bytes.ctypes.data)
                 r.max_buffer, r.max_frame, r.max_fragments = limits
                 r.cmd_refused = ~policy.tx_cmd_allowed & 0xFF
                 fast = policy.tx_fast_path
