@@ -25,7 +25,6 @@ from ring.memory import OWNER_FREE, OWNER_KERNEL, PAGE_SHIFT, PAGE_SIZE
 from tests.verifier.compiled import compiled_fast_path
 from verifier.modes.shadow import RxShadow, TxShadow
 from verifier.pins import PinTable
-from verifier.rules import classify
 from verifier.rules.checks import Verdicts, check_rx, check_tx
 from verifier.rules.classify import Classifier
 from verifier.rules.policy import POLICIES, Policy
@@ -230,7 +229,7 @@ def spy(monkeypatch: pytest.MonkeyPatch, cls: type[Any], counts: Counter[tuple[s
             want = check_rx(batch["addr"], st.pins, st.owners, st.memory_size, st.policy)
             compiled = c.check_rx(batch, st.policy)
         what = f"{cls.__name__} batch of {batch.size}, {'compiled' if self.fast is not None else 'numpy'} machine"
-        assert (self.classifier is not None) == (self.fast is not None and classify.wanted()), what
+        assert (self.classifier is not None) == (self.fast is not None), what
         same(compiled, want, what)
         same(got, want, what)
         counts[cls.__name__, self.fast is not None] += 1
@@ -239,13 +238,10 @@ def spy(monkeypatch: pytest.MonkeyPatch, cls: type[Any], counts: Counter[tuple[s
     monkeypatch.setattr(cls, "_check", checked)
 
 
-@pytest.mark.parametrize("switch", ["1", "0"], ids=["compiled-classification", "default"])
-def test_every_fuzz_class_batch_gets_the_same_verdicts(monkeypatch: pytest.MonkeyPatch, switch: str) -> None:
+def test_every_fuzz_class_batch_gets_the_same_verdicts(monkeypatch: pytest.MonkeyPatch) -> None:
     """A campaign over every class, two rounds (the second on the kernel without its compiled path,
-    fuzz/campaign.py ``block_machine``), with the compiled classification switched on (``NIC_SANDBOX_CLASSIFY=1``)
-    and as by default: every batch a queue classifies gets the same verdicts both ways, and the campaign finds
-    nothing."""
-    monkeypatch.setenv(classify.SWITCH, switch)
+    fuzz/campaign.py ``block_machine``): every batch a queue classifies gets the same verdicts from the compiled
+    classification and from checks.py, and the campaign finds nothing."""
     counts: Counter[tuple[str, bool]] = Counter()
     spy(monkeypatch, TxShadow, counts)
     spy(monkeypatch, RxShadow, counts)

@@ -47,7 +47,7 @@ from verifier.modes.trapping import TrappingMode
 from verifier.nic_control import program_ring
 from verifier.pins import Access
 from verifier.queue_state import QueueState
-from verifier.rules import classify, fastpath
+from verifier.rules import fastpath
 from verifier.rules import reasons as R
 from verifier.rules.checks import Verdicts, check_rx, check_tx
 from verifier.rules.classify import Classifier
@@ -112,8 +112,8 @@ class ShadowQueue:
             self.c_to_user = self.fast.i64(self.to_user)
             self.c_frame_ok = self.fast.ptr(st.pins.frame_ok[int(need)])
             self.quick = self._quick_queue()
-            if classify.wanted():  # the compiled classification of a refused batch (verifier/rules/classify.py)
-                self.classifier = Classifier(self.fast, st.pins, st.owners, st.memory_size)
+            #: the compiled classification of a refused batch (verifier/rules/classify.py)
+            self.classifier = Classifier(self.fast, st.pins, st.owners, st.memory_size)
 
     @property
     def fast(self) -> fastpath.FastPath | None:

@@ -16,18 +16,15 @@ memory or policy the C cannot represent exactly (memory not a whole number
 of frames, a limit beyond 64 bits, an RX buffer of zero bytes) is judged by
 checks.py.
 
-Off unless asked for (``NIC_SANDBOX_CLASSIFY=1``, read when a queue opens):
-the fuzzer's tests weaken checks.py's rules (a monkeypatch of
-``shadow.check_tx``, ``checks._classify``, ``PinTable.covers`` ..., and
-``make mutants``' reduced set in tests/fuzz/mutants/test_killed.py) and
-expect the default machine's kernel to act on them; with the compiled
-classification it would not, so those tests must move to the fuzzer's
-numpy machine before this can be the default (docs/verifier.md).
+On wherever the compiled path is (the default): a test or a mutant that
+weakens checks.py must run where checks.py judges, the numpy machine
+(``NIC_SANDBOX_FASTPATH=0``, or the fuzzer's numpy rounds); ``make mutants``
+judges each mutant on the machine that runs its code
+(fuzz/mutants/targets.py, docs/fuzzing.md).
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any, ClassVar
 
 import numpy as np
@@ -41,13 +38,6 @@ from verifier.rules.fastpath import FastPath
 from verifier.rules.policy import Policy
 
 _I64 = range(-(2**63), 2**63)
-#: The user's switch: ``NIC_SANDBOX_CLASSIFY=1`` gives queues on the compiled path the compiled classification.
-SWITCH = "NIC_SANDBOX_CLASSIFY"
-
-
-def wanted() -> bool:
-    """Whether a queue opened now classifies refused batches with the C (``NIC_SANDBOX_CLASSIFY=1``)."""
-    return os.environ.get(SWITCH) == "1"
 
 
 class Classifier:
