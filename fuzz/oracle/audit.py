@@ -148,6 +148,15 @@ _MARKS = {
 }  # fmt: skip
 
 
+def _mark_test(kind: str, ring: npt.NDArray[np.void]) -> tuple[npt.NDArray[np.uint64], np.uint64, np.uint64] | None:
+    """``refusal_marks``' one masked test: the ring's second words (a view) and ``_MARKS``' mask and value, where the
+    ring is the contiguous 16-byte format (None: read field by field)."""
+    if ring.dtype == (TX_DESC if kind == "tx" else RX_DESC) and ring.flags.c_contiguous:
+        mask, value = _MARKS["tx" if kind == "tx" else "rx"]
+        return ring.view("<u8")[1::2], mask, value
+    return None
+
+
 def refusal_marks(
     kind: str, ring: npt.NDArray[np.void], slots: npt.NDArray[np.int64] | None = None
 ) -> npt.NDArray[np.int64]:
@@ -158,9 +167,9 @@ def refusal_marks(
     ``slots``: look at these slots only (positions into ``slots`` are returned).  The fields are read as one
     masked test of each descriptor's second 64-bit word where the ring is the 16-byte format (``_MARKS``).
     """
-    if ring.dtype == (TX_DESC if kind == "tx" else RX_DESC) and ring.flags.c_contiguous:
-        mask, value = _MARKS["tx" if kind == "tx" else "rx"]
-        words = ring.view("<u8")[1::2]
+    test = _mark_test(kind, ring)
+    if test is not None:
+        words, mask, value = test
         if slots is not None:
             words = words[slots]
         return np.flatnonzero((words & mask) == value)
@@ -263,6 +272,10 @@ class AuditWatch:
     _followed: _Followed | None = None
     #: ``_context`` per (oracle, nic, kind, queue), for the rings attached now
     _contexts: dict[tuple[int, str, str, int | None], dict[str, Any]] = field(default_factory=dict)
+    #: ``_mark_test`` per attached ring
+    _mark_tests: dict[QueueKey, tuple[npt.NDArray[np.uint64], np.uint64, np.uint64] | None] = field(
+        default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         if self.sink.path is not None and self.verify is None:
@@ -298,6 +311,8 @@ class AuditWatch:
 
     def attach(self, rings: dict[QueueKey, npt.NDArray[np.void]]) -> None:
         self.rings = dict(rings)
+        # each ring's refusal-mark test, made once: after_step reads the marks of every ring after every step
+        self._mark_tests = {key: _mark_test(key[1], ring) for key, ring in self.rings.items()}
         self._contexts.clear()
         for key in self.rings:
             self._counts[key] = self._count(key)
@@ -310,13 +325,19 @@ class AuditWatch:
     def after_step(self) -> list[Escape]:
         found: list[Escape] = []
         seen: dict[QueueKey, npt.NDArray[np.int64]] = {}
+        tests = self._mark_tests
         for key, ring in self.rings.items():
-            slots = refusal_marks(key[1], ring)
+            test = tests.get(key)
+            if test is not None:
+                words, mask, value = test
+                slots = np.flatnonzero((words & mask) == value)
+            else:
+                slots = refusal_marks(key[1], ring)
             if key[1] == "tx" and self.oracle is not None and self.oracle.rules is not None:
                 found += _whole_packets(key, ring, slots)
-            _acknowledge(key[1], ring, slots)
             seen[key] = slots
             if slots.size:
+                _acknowledge(key[1], ring, slots)  # (no mark, nothing to reap)
                 self._unmarked.append((key, slots))
                 if len(self._unmarked) >= FOLD_STEPS:  # bounded memory: a long campaign runs millions of steps
                     self._fold()
@@ -386,6 +407,8 @@ class AuditWatch:
         found = []
         for key, slots in seen.items():
             parts = named.get(key, [])
+            if not parts and not slots.size and key not in singles:
+                continue  # no mark and no record: nothing to match (most rings, most steps)
             if key in singles:
                 parts = [*parts, np.array(singles[key], dtype=np.int64)]
             described = np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else slots[:0]
