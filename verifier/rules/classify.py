@@ -95,21 +95,15 @@ class Classifier:
         return self._rules
 
     def _out(self, n: int) -> tuple[Verdicts, Any, Any, Any, Any]:
-        """Fresh verdict arrays for ``n`` descriptors (one allocation) and their C pointers."""
+        """Fresh verdict arrays for ``n`` descriptors (one allocation) and their C pointers.
+
+        ``ffi.from_buffer`` gives a typed pointer in one call; ``ffi.cast`` of ``.ctypes.data`` builds a ctypes
+        object first and cost about ten times as much (four of them a batch were some 2% of a campaign's CPU)."""
         buf = np.empty(n * 14, dtype=np.uint8)  # bad_byte (8 n), owner (4 n), reason (n), held (n): aligned in turn
-        base = buf.ctypes.data
-        v = Verdicts(
-            buf[n * 12 : n * 13], buf[: n * 8].view(np.int64), buf[n * 8 : n * 12].view(np.int32),
-            buf[n * 13 :].view(np.bool_),
-        )  # fmt: skip
-        cast = self.fast.ffi.cast
-        return (
-            v,
-            cast("uint8_t *", base + n * 12),
-            cast("int64_t *", base),
-            cast("int32_t *", base + n * 8),
-            cast("uint8_t *", base + n * 13),
-        )
+        bad_byte, owner, reason, held = buf[: n * 8], buf[n * 8 : n * 12], buf[n * 12 : n * 13], buf[n * 13 :]
+        v = Verdicts(reason, bad_byte.view(np.int64), owner.view(np.int32), held.view(np.bool_))
+        at = self.fast.ffi.from_buffer
+        return v, at("uint8_t[]", reason), at("int64_t[]", bad_byte), at("int32_t[]", owner), at("uint8_t[]", held)
 
     def takes_tx(self, policy: Policy) -> bool:
         """Whether ``check_tx`` below may judge this queue's TX batches under ``policy`` (else checks.py's does)."""
@@ -129,7 +123,7 @@ class Classifier:
         v, reason, bad_byte, owner, held = self._out(n)
         lib, ffi = self.fast.lib, self.fast.ffi
         judged = lib.tx_classify(
-            self.pins, rules, ffi.cast("uint8_t *", descs.ctypes.data), n, reason, bad_byte, owner, held
+            self.pins, rules, ffi.from_buffer("uint8_t[]", descs), n, reason, bad_byte, owner, held
         )
         return v if judged else None
 
@@ -144,5 +138,5 @@ class Classifier:
         v, reason, bad_byte, owner, _ = self._out(n)
         v.held[:] = False
         lib, ffi = self.fast.lib, self.fast.ffi
-        judged = lib.rx_classify(self.pins, size, ffi.cast("uint8_t *", descs.ctypes.data), n, reason, bad_byte, owner)
+        judged = lib.rx_classify(self.pins, size, ffi.from_buffer("uint8_t[]", descs), n, reason, bad_byte, owner)
         return v if judged else None
