@@ -172,16 +172,16 @@ def refusal_marks(
         words, mask, value = test
         if slots is not None:
             words = words[slots]
-        return np.flatnonzero((words & mask) == value)
+        return ((words & mask) == value).nonzero()[0]
     status = ring["status"] if slots is None else ring["status"][slots]
     if kind == "tx":
         want = np.uint8(TXD_STAT_DD | TXD_STAT_REFUSED)
-        return np.flatnonzero((status & want) == want)
+        return ((status & want) == want).nonzero()[0]
     errors = ring["errors"] if slots is None else ring["errors"][slots]
     length = ring["length"] if slots is None else ring["length"][slots]
-    return np.flatnonzero(
+    return (
         ((status & np.uint8(RXD_STAT_DD)) != 0) & ((errors & np.uint8(RXD_ERR_REFUSED)) != 0) & (length == 0)
-    )
+    ).nonzero()[0]
 
 
 def _whole_packets(key: QueueKey, ring: npt.NDArray[np.void], refused: npt.NDArray[np.int64]) -> list[Escape]:
@@ -190,7 +190,7 @@ def _whole_packets(key: QueueKey, ring: npt.NDArray[np.void], refused: npt.NDArr
     The completions are reaped here (status cleared, as a driver takes a completed slot back): each step sees
     its own."""
     status = ring["status"]
-    sent = np.flatnonzero((status & np.uint8(TXD_STAT_DD | TXD_STAT_REFUSED)) == np.uint8(TXD_STAT_DD))
+    sent = ((status & np.uint8(TXD_STAT_DD | TXD_STAT_REFUSED)) == np.uint8(TXD_STAT_DD)).nonzero()[0]
     found = []
     split = []
     if refused.size and sent.size:  # a split needs both (``packet_atomicity``): the EOP bits are read only then
@@ -330,7 +330,7 @@ class AuditWatch:
             test = tests.get(key)
             if test is not None:
                 words, mask, value = test
-                slots = np.flatnonzero((words & mask) == value)
+                slots = ((words & mask) == value).nonzero()[0]
             else:
                 slots = refusal_marks(key[1], ring)
             if key[1] == "tx" and self.oracle is not None and self.oracle.rules is not None:
@@ -399,7 +399,7 @@ class AuditWatch:
                 continue
             if r.ring_index is not None:  # descriptor records (an IOMMU fault names none)
                 named.setdefault((r.nic, r.kind, r.queue), []).append(r.ring_index)
-            codes = np.flatnonzero(np.bincount(r.reason, minlength=1)).tolist()
+            codes = np.bincount(r.reason, minlength=1).nonzero()[0].tolist()
             for code in codes:
                 if not r.names.get(code):
                     seq = r.seq + int(np.argmax(r.reason == code))
@@ -412,7 +412,7 @@ class AuditWatch:
             if key in singles:
                 parts = [*parts, np.array(singles[key], dtype=np.int64)]
             described = np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else slots[:0]
-            # ``slots`` are sorted (``refusal_marks``: np.flatnonzero), so only the records' slots need a sort
+            # ``slots`` are sorted (``refusal_marks``: nonzero), so only the records' slots need a sort
             if described.size == slots.size and np.array_equal(np.sort(described), slots):
                 continue
             nic, kind, queue = key
@@ -669,7 +669,7 @@ _DESCRIBED = frozenset({"kind", "ring_index"})
 def _count_reasons(written: Counter[tuple[Any, Any, Any]], span: RecordSpanLike) -> None:
     """Add a span's records to ``written``, per (nic, queue, reason): one count per distinct reason code."""
     times = np.bincount(span.reason)  # (codes are uint8: a bincount, not a sort)
-    for code in np.flatnonzero(times).tolist():
+    for code in times.nonzero()[0].tolist():
         written[(span.nic, span.queue, span.names[code])] += int(times[code])
 
 

@@ -360,7 +360,7 @@ def packets(rows: Rows) -> Packets:
     starts = np.ones(n, dtype=bool)
     starts[1:] = eop[:-1] | (slot[1:] != after)
     of = np.cumsum(starts) - 1
-    first = np.flatnonzero(starts)
+    first = starts.nonzero()[0]
     last = np.append(first[1:] - 1, n - 1).astype(np.int64)
     npkt = first.size
     other = np.zeros(npkt, dtype=bool)
@@ -592,13 +592,13 @@ def judge(
     problems: list[str] = []
     if rows.codes is None:
         rows = dataclasses.replace(rows, codes=codes, names=names)  # packet-level reasons read their siblings
-    for code in np.flatnonzero(np.bincount(codes, minlength=1)).tolist():  # the codes present, in order
+    for code in np.bincount(codes, minlength=1).nonzero()[0].tolist():  # the codes present, in order
         name = names.get(code, "")
         if name in NOT_JUDGED or name in skip or (only is not None and name not in only):
             continue
         if not name:  # blank: AuditWatch's finding
             continue
-        i = np.flatnonzero(codes == code)
+        i = (codes == code).nonzero()[0]
         predicate = PREDICATES.get(name)
         if predicate is None:
             problems.append(f"record {rows.seq + int(i[0])}: reason {name!r} is not a reason the oracle knows")
@@ -607,7 +607,7 @@ def judge(
             problems.append(f"record {rows.seq + int(i[0])}: {name} on a record without an address and length")
             continue
         ok, fact = predicate(rows, i, ref)
-        for j in np.flatnonzero(~ok)[: max(0, limit - len(problems))].tolist():
+        for j in (~ok).nonzero()[0][: max(0, limit - len(problems))].tolist():
             problems.append(f"record {rows.seq + int(i[j])} says {name}, but {fact(j)}")
         if len(problems) >= limit:
             break
