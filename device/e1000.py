@@ -167,6 +167,18 @@ class E1000:
                 self.regs[offset >> 2] = 0
             return value
 
+    def mapped_word(self, offset: int) -> npt.NDArray[np.uint32] | None:
+        """The register word at ``offset`` as a one-word view a kernel may read directly, or None.
+
+        Only the heads (TDH/RDH): ``read32`` answers them from this word already, without the lock and with no
+        side effect, so a reader of the view sees exactly what ``read32`` returns.  The interrupt handler's
+        compiled reap reads its queue's head here (verifier/modes/shadow.py), as a driver reads a head that
+        82576/ixgbe TX head write-back (``TDWBAL``) puts in host memory, without a bus access.  The view stays
+        valid for the device's life: the register file is only ever written in place.
+        """
+        word = self._head_words.get(offset)
+        return None if word is None else self.regs[word : word + 1]
+
     def write32(self, offset: int, value: int) -> None:
         tail = self._tail_regs.get(offset)
         if tail is not None:  # the doorbells first, one 16-bit store each: they are the hot ones

@@ -18,6 +18,7 @@ import itertools
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 from device.e1000 import EngineMode
 from sandbox.argtypes import bounded_number, check_output_path, int_range
@@ -44,7 +45,9 @@ from verifier.audit.log import (
 from verifier.audit.read import check_appendable
 from verifier.modes.protection import PROTECTION_HELP, Protection
 from world import scenario
+from world.traffic import MAX_SIZE, MIN_SIZE
 
+P = TypeVar("P", bound=argparse.ArgumentParser)
 DEFAULT_AUDIT_LOG = "out/audit.jsonl"
 #: ``--audit-clock``: ``wall`` is the real time (the default); ``virtual`` the deterministic clock of
 #: reproducible tests and demos (``VIRTUAL_EPOCH_NS`` plus 1 µs per record, :func:`deterministic_clock`).
@@ -180,6 +183,34 @@ def add_scenario_flags(parser: argparse.ArgumentParser) -> None:
         "--engine",
         choices=[m.value for m in EngineMode],
         help="inline: the device runs inside the doorbell write (deterministic); threaded: on its own thread",
+    )
+
+
+def add_demo_kind(
+    kinds: argparse._SubParsersAction[P],
+    name: str,
+    summary: str,
+    description: str,
+    examples: str,
+    epilog: str = "",
+) -> P:
+    """One ``demo`` kind: its one-line ``summary`` in ``demo --help``, and a ``--help`` of its own whose
+    description and examples keep their line breaks (``epilog``, when given, follows the examples)."""
+    return kinds.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog=f"examples:\n{examples}" + (f"\n\n{epilog}" if epilog else ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def add_frame_size_flag(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--size``: a frame's size on the wire, FCS included, within Ethernet's bounds (world.traffic)."""
+    parser.add_argument(
+        "--size",
+        type=int_range(MIN_SIZE, MAX_SIZE, "--size"),
+        help=f"frame size on the wire, FCS included, {MIN_SIZE}-{MAX_SIZE} (default {default})",
     )
 
 

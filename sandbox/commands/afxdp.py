@@ -17,8 +17,11 @@ from rich.table import Table
 
 from sandbox.argtypes import int_range
 from sandbox.errors import UsageError
-from sandbox.flags import add_json_flag
-from world.traffic import MAX_SIZE, MIN_SIZE
+from sandbox.flags import (
+    add_demo_kind,
+    add_frame_size_flag,
+    add_json_flag,
+)
 
 if TYPE_CHECKING:
     from sandbox.demos import afxdp as afxdp_demo
@@ -41,21 +44,17 @@ EXAMPLES = "  sudo nic-sandbox demo afxdp --count 100000 --size 1518 --batch 256
 
 def add_parser(kinds: argparse._SubParsersAction[P]) -> None:
     """Add ``afxdp`` to the ``demo`` kinds."""
-    demo = kinds.add_parser(
+    demo = add_demo_kind(
+        kinds,
         NAME,
-        help="(root) numbered frames both ways through the real kernel's AF_XDP rings on a veth pair",
-        description=DESCRIPTION,
-        epilog=f"examples:\n{EXAMPLES}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "(root) numbered frames both ways through the real kernel's AF_XDP rings on a veth pair",
+        DESCRIPTION,
+        EXAMPLES,
     )
     demo.add_argument(
         "--count", type=int_range(1, 10**9, "--count"), help=f"frames to send each way (default {DEFAULT_COUNT})"
     )
-    demo.add_argument(
-        "--size",
-        type=int_range(MIN_SIZE, MAX_SIZE, "--size"),
-        help=f"frame size on the wire, FCS included, {MIN_SIZE}-{MAX_SIZE} (default {DEFAULT_SIZE})",
-    )
+    add_frame_size_flag(demo, str(DEFAULT_SIZE))
     demo.add_argument(
         "--batch",
         type=int_range(1, 4096, "--batch"),

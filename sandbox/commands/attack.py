@@ -16,6 +16,7 @@ from sandbox.demos import attack as attack_demo
 from sandbox.demos import attack_virtio as graph_demo
 from sandbox.errors import UsageError
 from sandbox.flags import (
+    add_demo_kind,
     add_json_flag,
     add_kernel_flags,
     add_scenario_flags,
@@ -47,12 +48,12 @@ NICS = ("emulated", "virtio")  # as the pingpong demo names them (qemu: not for 
 
 def add_parser(kinds: argparse._SubParsersAction[P]) -> None:
     """Add ``attack`` to the ``demo`` kinds."""
-    demo = kinds.add_parser(
+    demo = add_demo_kind(
+        kinds,
         NAME,
-        help="mallory tries eight DMA attacks; an independent oracle says which got through",
-        description=DESCRIPTION,
-        epilog=f"examples:\n{EXAMPLES}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "mallory tries eight DMA attacks; an independent oracle says which got through",
+        DESCRIPTION,
+        EXAMPLES,
     )
     add_scenario_flags(demo)
     add_kernel_flags(demo)

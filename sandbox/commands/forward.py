@@ -18,6 +18,8 @@ from sandbox.commands import forward_tuned, pingpong_tuned
 from sandbox.demos import forward
 from sandbox.errors import UsageError
 from sandbox.flags import (
+    add_demo_kind,
+    add_frame_size_flag,
     add_json_flag,
     add_kernel_flags,
     add_scenario_flags,
@@ -27,7 +29,6 @@ from sandbox.flags import (
     scenario_from_flags,
 )
 from sandbox.signals import requested_stop
-from world.traffic import MAX_SIZE, MIN_SIZE
 
 P = TypeVar("P", bound=argparse.ArgumentParser)
 NAME = "forward"
@@ -68,19 +69,16 @@ EPILOG = (
 
 def add_parser(kinds: argparse._SubParsersAction[P]) -> None:
     """Add ``forward`` to the ``demo`` kinds."""
-    demo = kinds.add_parser(
+    demo = add_demo_kind(
+        kinds,
         NAME,
-        help="a forwarder to a slower consumer: back-pressure (loss at the first hop only) against loss",
-        description=DESCRIPTION,
-        epilog=f"examples:\n{EXAMPLES}\n\n{EPILOG}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "a forwarder to a slower consumer: back-pressure (loss at the first hop only) against loss",
+        DESCRIPTION,
+        EXAMPLES,
+        EPILOG,
     )
     demo.add_argument("--count", type=int_range(1, 10**7, "--count"), help=f"frames to send (default {DEFAULT_COUNT})")
-    demo.add_argument(
-        "--size",
-        type=int_range(MIN_SIZE, MAX_SIZE, "--size"),
-        help=f"frame size on the wire, FCS included, {MIN_SIZE}-{MAX_SIZE} (default {DEFAULT_SIZE})",
-    )
+    add_frame_size_flag(demo, str(DEFAULT_SIZE))
     demo.add_argument(
         "--rate",
         type=bounded_number(float, "--rate", 1, MAX_RATE),

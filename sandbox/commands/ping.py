@@ -25,6 +25,7 @@ from sandbox.demos import ping as ping_demo
 from sandbox.demos.ping import PingError, PingReport, Reply, Session
 from sandbox.errors import UsageError, print_error
 from sandbox.flags import (
+    add_demo_kind,
     add_json_flag,
     add_kernel_flags,
     add_scenario_flags,
@@ -62,12 +63,8 @@ EXAMPLES = (
 
 def add_parser(kinds: argparse._SubParsersAction[P]) -> None:
     """Add ``ping`` to the ``demo`` kinds."""
-    demo = kinds.add_parser(
-        NAME,
-        help="(root) the Linux network stack pings a tenant through a TAP device",
-        description=DESCRIPTION,
-        epilog=f"examples:\n{EXAMPLES}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    demo = add_demo_kind(
+        kinds, NAME, "(root) the Linux network stack pings a tenant through a TAP device", DESCRIPTION, EXAMPLES
     )
     demo.add_argument("--count", type=int_range(1, 10**9, "--count"), help=f"echo requests (default {DEFAULT_COUNT})")
     demo.add_argument(

@@ -15,6 +15,8 @@ from sandbox.commands import pingpong_tuned, qemu
 from sandbox.demos import pingpong
 from sandbox.errors import UsageError
 from sandbox.flags import (
+    add_demo_kind,
+    add_frame_size_flag,
     add_json_flag,
     add_kernel_flags,
     add_scenario_flags,
@@ -24,7 +26,6 @@ from sandbox.flags import (
     scenario_from_flags,
 )
 from world import scenario
-from world.traffic import MAX_SIZE, MIN_SIZE
 from world.virtio import virtio_queues
 
 P = TypeVar("P", bound=argparse.ArgumentParser)
@@ -50,23 +51,19 @@ EXAMPLES = (
 
 def add_parser(kinds: argparse._SubParsersAction[P]) -> None:
     """Add ``pingpong`` to the ``demo`` kinds."""
-    demo = kinds.add_parser(
+    demo = add_demo_kind(
+        kinds,
         NAME,
-        help="tenant 1 sends numbered frames to tenant 2, which checks and echoes them (the default)",
-        description=DESCRIPTION,
-        epilog=f"examples:\n{EXAMPLES}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "tenant 1 sends numbered frames to tenant 2, which checks and echoes them (the default)",
+        DESCRIPTION,
+        EXAMPLES,
     )
     demo.add_argument(
         "--count",
         type=int_range(1, 10**9, "--count"),
         help=f"frames to send (default {DEFAULT_COUNT}; {qemu.QEMU_DEFAULT_COUNT} with --nic qemu or qemu-virtio)",
     )
-    demo.add_argument(
-        "--size",
-        type=int_range(MIN_SIZE, MAX_SIZE, "--size"),
-        help=f"frame size on the wire, FCS included, {MIN_SIZE}-{MAX_SIZE} (default {DEFAULT_SIZE})",
-    )
+    add_frame_size_flag(demo, str(DEFAULT_SIZE))
     demo.add_argument(
         "--batch",
         type=pingpong_tuned.batch_type,

@@ -52,15 +52,16 @@ _U32 = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
 _Scalar = int | str | bool | None
 
 
-class Line(msgspec.Struct, forbid_unknown_fields=True):
-    """One v1 record as the writer writes it: ``FIELDS`` in order, each typed and bounded as ``schema_problem`` says.
+class _Record(msgspec.Struct, forbid_unknown_fields=True):
+    """The fields v1 and v2 records share, in the writer's order, each typed and bounded as ``schema_problem`` says.
 
     Types and integer ranges are checked by the decoder; the string forms
     (``wall``, ``desc_hex``, ``reason``) by ``fast_chunk`` for the whole
     chunk at once (a pattern per field costs more than the decode itself).
+    Each schema narrows ``v`` to its own number (a redeclared field keeps its place).
     """
 
-    v: Literal[1]
+    v: int
     seq: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
     wall: str
     mono_ns: Annotated[int, msgspec.Meta(ge=0)]  # at most 2**64 - 1: checked per chunk (msgspec bounds are int64)
@@ -75,28 +76,20 @@ class Line(msgspec.Struct, forbid_unknown_fields=True):
     reason: str
     detail: dict[str, _Scalar]
     protection: str
+
+
+class Line(_Record):
+    """One v1 record as the writer writes it: ``FIELDS`` in order, the shared fields then the chain's two."""
+
+    v: Literal[1]
     prev: str  # equal to the chain's own, 64 hex digits, or the chunk is refused
     hash: str
 
 
-class LineV2(msgspec.Struct, forbid_unknown_fields=True):
-    """One v2 record: ``FIELDS_V2`` in order (v1's without ``prev`` and ``hash``), typed and bounded as ``Line``."""
+class LineV2(_Record):
+    """One v2 record: ``FIELDS_V2`` in order (v1's without ``prev`` and ``hash``: its chain is the checkpoints')."""
 
     v: Literal[2]
-    seq: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
-    wall: str
-    mono_ns: Annotated[int, msgspec.Meta(ge=0)]
-    tenant: Annotated[int, msgspec.Meta(ge=-1, le=2**32 - 1)]
-    tenant_name: str
-    nic: str | None
-    queue: _U32 | None
-    kind: Literal["tx", "rx", "register", "iommu", "pin"]
-    ring_index: _U32 | None
-    desc_hex: str | None
-    desc: dict[str, _Scalar] | None
-    reason: str
-    detail: dict[str, _Scalar]
-    protection: str
 
 
 _DECODE = msgspec.json.Decoder(list[Line]).decode

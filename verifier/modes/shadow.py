@@ -86,6 +86,10 @@ class ShadowQueue:
     quick: Any = field(init=False, default=None)
     #: the compiled classification of refused batches (None: not compiled; checks.py judges them)
     classifier: Classifier | None = field(init=False, default=None)
+    #: the compiled reap that reads the device's head word itself (``_quick_queue``; None: the head is read through
+    #: the bus), and that word
+    c_reap_mapped: Callable[..., int] | None = field(init=False, default=None)
+    head_word: npt.NDArray[np.uint32] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         st = self.state
@@ -146,7 +150,19 @@ class ShadowQueue:
         self.c_queue.user, self.c_queue.shadow, self.c_queue.snap, self.c_queue.to_user, self.c_queue.frame_ok = (
             self.c_rings
         )
-        return q if self._quick_policy(q) else None
+        if not self._quick_policy(q):
+            return None
+        # The interrupt's head read: where the bus maps the head register word (an emulated e1000's
+        # ``mapped_word``; a bus without one, e.g. QEMU's, is read through ``read32``), the compiled reap reads it
+        # itself, so an interrupt is one call with no register access from Python.  The view is the bus's own
+        # register file, written in place for the device's life, so the pointer stays right (a machine reset too).
+        mapped = getattr(st.bus, "mapped_word", None)
+        self.head_word = None if mapped is None else mapped(st.head_reg)
+        if self.head_word is not None:
+            self.c_queue.head_reg = ffi.cast("uint32_t *", self.head_word.ctypes.data)
+            kind = st.origin.kind
+            self.c_reap_mapped = self.fast.lib.tx_reap_mapped if kind == "tx" else self.fast.lib.rx_reap_mapped
+        return q
 
     def _quick_policy(self, q: Any) -> bool:
         """Put the direction's limits and compiled calls in place; False when the compiled check cannot judge
@@ -332,9 +348,14 @@ class ShadowQueue:
         lock.acquire()  # not ``with``: see ``doorbell``
         try:
             if self.quick is not None and not st.flagged:
-                device_head = st.bus.read32(st.head_reg)
                 # one compiled call writes back the finished slots when they are the next user slots in order
-                n = self.c_reap(self.c_queue, self.head, device_head, st.done)
+                reap_mapped = self.c_reap_mapped
+                if reap_mapped is not None:  # ... and reads the device's head word itself
+                    n = reap_mapped(self.c_queue, self.head, st.done)
+                    device_head = (self.head + n) % st.size if n >= 0 else self.c_queue.seen_head
+                else:
+                    device_head = st.bus.read32(st.head_reg)
+                    n = self.c_reap(self.c_queue, self.head, device_head, st.done)
                 if n >= 0:
                     if n:
                         self.head = device_head

@@ -89,7 +89,14 @@ struct fp_rings {
     uint8_t *snap;            /* where a doorbell's snapshot is taken */
     int64_t *to_user;         /* shadow slot -> user slot */
     const uint8_t *frame_ok;  /* the pin table's row for the access the device needs */
+    const uint32_t *head_reg; /* the device's head register word (TDH/RDH) where the bus maps it, else NULL */
+    uint32_t seen_head;       /* what tx_/rx_reap_mapped last read there (the general path's head on a decline) */
 };
+
+/* An interrupt's reap with the device's head read here, from r->head_reg (never NULL for these calls), instead of
+ * by the caller through the bus: tx_/rx_reap_rings with device_head = that word, which is left in r->seen_head. */
+int64_t tx_reap_mapped(struct fp_rings *r, uint32_t head, uint32_t done);
+int64_t rx_reap_mapped(struct fp_rings *r, uint32_t head, uint32_t done);
 
 /* tx_/rx_doorbell and tx_/rx_reap through a ``struct fp_rings``: the same judgement, the same results. */
 int64_t tx_doorbell_rings(const struct fp_rings *r, uint32_t new_tail, uint32_t tail, uint32_t done,
