@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from fuzz.oracle.rules import RuleBook
+from fuzz.oracle.rules import RuleBook, descriptor_rules
 from ring import indices, regs
 from ring.descriptors import TXD_CMD_EOP, TXD_CMD_IC, TXD_CMD_SUPPORTED
 from ring.memory import PAGE_SHIFT, PAGE_SIZE, owner_name
@@ -406,15 +406,25 @@ def _too_many(rows: Rows, p: Packets, i: I64, rules: RuleBook) -> tuple[Mask, Ca
 def _csum_offset(rows: Rows, p: Packets, i: I64, rules: RuleBook) -> tuple[Mask, Callable[[int], str]]:
     """CSUM_OFFSET: the record is its complete packet's first descriptor, which asks for the checksum (IC), and
     CSO + 2 or CSS lies past the packet's end (8254x 3.3.3.1: the checksum is inserted at CSO and computed from
-    CSS over the packet, whose length is the sum of its fragments)."""
-    assert rows.cmd is not None and rows.cso is not None and rows.css is not None
+    CSS over the packet, whose length is the sum of its fragments), and no rule that comes first in precedence
+    (the descriptor's CMD_UNSUPPORTED, LEN_ZERO, LEN_TOO_LONG, ADDR_WRAP: docs/verifier.md) breaks the descriptor,
+    so CSUM_OFFSET is its first reason, not only a true one."""
+    assert rows.cmd is not None and rows.cso is not None and rows.css is not None and rows.length is not None
     pkt = p.of[i]
     total = p.length[pkt]
     head = p.first[pkt] == i
     ic = (rows.cmd[i] & np.uint8(TXD_CMD_IC)) != 0
     cso, css = rows.cso[i], rows.css[i]
     outside = (cso + 2 > total) | (css >= total)
-    ok = head & p.complete[pkt] & ic & outside
+    # the descriptor's own rules come first (docs/verifier.md, precedence): judged exactly from the descriptor
+    first = np.full(i.size, -1, dtype=np.int64)
+    own = descriptor_rules(rules, rows.length[i], rows.cmd[i])
+    for k, (broken, _name) in reversed(list(enumerate(own))):
+        first = np.where(broken, k, first)
+    addr, span = _span(rows, i)
+    first = np.where((first < 0) & _wraps(addr, span), len(own), first)
+    outranked = ["ADDR_WRAP" if k == len(own) else own[k][1] for k in range(len(own) + 1)]
+    ok = head & p.complete[pkt] & ic & outside & (first < 0)
 
     def fact(j: int) -> str:
         if not head[j]:
@@ -423,6 +433,8 @@ def _csum_offset(rows: Rows, p: Packets, i: I64, rules: RuleBook) -> tuple[Mask,
             return "its packet has no EOP yet"
         if not ic[j]:
             return "it does not ask for checksum insertion (IC)"
+        if first[j] >= 0:
+            return f"the descriptor breaks {outranked[int(first[j])]}, which comes before CSUM_OFFSET"
         return f"CSO {int(cso[j])} + 2 and CSS {int(css[j])} lie within its {int(total[j])}-byte packet"
 
     return ok, fact
