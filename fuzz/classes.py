@@ -48,6 +48,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fuzz.arena import THREAD_ROUNDS, MemoryMap
+from fuzz.csum_edges import csum_edge
 from fuzz.edges import hidden, register_fires, ring_edge, scattered
 from fuzz.held_packets import held
 from fuzz.jumbo import jumbo
@@ -481,6 +482,12 @@ CLASSES: dict[str, AttackClass] = ClassTable(
         AttackClass("jumbo", "buffers over 3+ frames under the jumbo policy, a hole inside", NONE_ONLY, jumbo, "jumbo"),
         AttackClass("held", "TX packets held open across doorbells at the bound: 7, 8, 9, 10", NOWHERE, held),
         AttackClass("ring-order", "RX slots handed back out of order, then a full-lap tail", NONE_ONLY, ring_order),
+        AttackClass(
+            "csum-edge",
+            "checksum offsets on a packet's end, on a packet held open, under another fault",
+            NOWHERE,
+            csum_edge,
+        ),
     )
 )
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fuzz.mutants.model import Mutant
+from fuzz.mutants.targets import accelerated
 
 KILLED_FUZZ = "killed by fuzzer"
 KILLED_TESTS = "killed by tests"
@@ -37,6 +38,7 @@ class Outcome:
             "old": m.old,
             "new": m.new,
             "change": m.change,
+            "machine": "compiled" if accelerated(m.file, m.function) else "numpy",  # where it was fuzzed
             "verdict": self.verdict,
             "killer": self.killer,
             "first_finding_seconds": self.first_seconds,

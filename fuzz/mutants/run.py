@@ -9,6 +9,14 @@ audit problem, kills the mutant; so does a campaign that crashes or hangs
 A fuzzer survivor then meets the tests (``pytest -x -q TESTS`` in the copy,
 pool.py runs them once every mutant was fuzzed): a failure kills it "by
 tests".
+
+Each mutant is fuzzed on the machine that runs its code (targets.py
+``accelerated``): a mutant of the numpy rules that the compiled path
+replaces whole (checks.py, ``PinTable.covers``) with the accelerators off,
+``NIC_SANDBOX_FASTPATH=0``; the C, and the Python both machines run, with
+them on (a campaign under ``verifier`` then still plays every other round on
+the numpy machine).  The tests pick their machines themselves and run as
+they do in ``make test``.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from typing import Any
 
 from fuzz.mutants import outcome as O
 from fuzz.mutants.model import Mutant
+from fuzz.mutants.targets import accelerated
 from fuzz.mutants.workspace import environment, prepare
 
 DEFAULT_TESTS = ("tests/verifier",)
@@ -58,13 +67,15 @@ class Children:
         self._running: set[subprocess.Popen[str]] = set()
         self.stopped = False
 
-    def run(self, args: list[str], work: Path, timeout: float) -> tuple[int | None, str, str]:
-        """(exit code or None on timeout, stdout, stderr)."""
+    def run(
+        self, args: list[str], work: Path, timeout: float, accelerators: bool = True
+    ) -> tuple[int | None, str, str]:
+        """(exit code or None on timeout, stdout, stderr); ``accelerators`` False: ``NIC_SANDBOX_FASTPATH=0``."""
         with self._lock:
             if self.stopped:
                 raise Interrupted
             proc = subprocess.Popen(
-                [sys.executable, *args], cwd=work, env=environment(work), stdout=subprocess.PIPE,
+                [sys.executable, *args], cwd=work, env=environment(work, accelerators), stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, text=True, start_new_session=True,
             )  # fmt: skip
             self._running.add(proc)
@@ -105,8 +116,9 @@ def fuzz_one(mutant: Mutant, base: Path, scratch: Path, budget: Budget, children
     if prepared.invalid:
         return O.Outcome(mutant, O.INVALID, detail=prepared.invalid)
     out_dir = work / "fuzz-out"  # report, reproducers and the audit log: ~100 MB per campaign, read from stdout
+    on = accelerated(mutant.file, mutant.function)  # the machine that runs the mutated code
     try:
-        code, out, err = children.run([*budget.fuzz_args(), "--out", str(out_dir)], work, budget.fuzz_timeout)
+        code, out, err = children.run([*budget.fuzz_args(), "--out", str(out_dir)], work, budget.fuzz_timeout, on)
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
     if code is None:

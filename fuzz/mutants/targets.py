@@ -56,10 +56,35 @@ LIMITS: dict[str, tuple[tuple[str, str], ...]] = {
     ),
 }
 
-#: The compiled fast path and its functions that judge descriptors.
+#: The compiled fast path and its functions that judge descriptors (the clean-batch check and the classification).
 C: dict[str, tuple[str, ...]] = {
-    "verifier/rules/fastpath.c": ("range_ok", "tx_snapshot_check_post", "rx_snapshot_check_post"),
+    "verifier/rules/fastpath.c": (
+        "range_ok",
+        "tx_snapshot_check_post",
+        "rx_snapshot_check_post",
+        # the full classification of a refused batch (verifier/rules/classify.py): it gives the verdicts the
+        # kernel acts on and audits, so its slips are slips of the rules
+        "range_verdict",
+        "tx_packet",
+        "tx_classify",
+        "rx_classify",
+    ),
 }
 
 #: Every file the mutants touch (the workspace recompiles the fast path when a .c file is mutated).
 FILES = (*PYTHON, *C)
+
+#: The Python rules only the kernel without its compiled path runs: with the accelerators on, the compiled doorbell
+#: (fastpath.c) judges a clean batch and the compiled classification (verifier/rules/classify.py) a refused one, each
+#: implementing these rules whole, so checks.py (and ``PinTable.covers``, which only checks.py asks) judge a batch
+#: only on the numpy machine.  A mutant of them is fuzzed there, ``NIC_SANDBOX_FASTPATH=0`` (the user's switch, the
+#: reference); every other mutant -- the C, and the Python both machines run -- with the accelerators on.
+REFERENCE: dict[str, tuple[str, ...]] = {
+    "verifier/rules/checks.py": PYTHON["verifier/rules/checks.py"],
+    "verifier/pins.py": ("PinTable.covers",),
+}
+
+
+def accelerated(file: str, function: str) -> bool:
+    """Whether a mutant of ``function`` in ``file`` is fuzzed with the compiled accelerators on (see ``REFERENCE``)."""
+    return function not in REFERENCE.get(file, ())

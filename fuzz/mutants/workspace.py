@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fuzz.mutants.model import Mutant
+from ring.compiled import SWITCH
 
 #: What a campaign and tests/ need of the tree.
 #: (docs/: tests check that the docs list every reason code, README.md: that it names the commands.)
@@ -53,10 +54,13 @@ class Prepared:
     invalid: str | None = None  # why the mutant does not import or compile
 
 
-def environment(work: Path) -> dict[str, str]:
-    """The environment of every subprocess in a copy: its packages first, the fast path allowed."""
+def environment(work: Path, accelerators: bool = True) -> dict[str, str]:
+    """The environment of a subprocess in a copy: its packages first, the compiled accelerators allowed, or off
+    (``NIC_SANDBOX_FASTPATH=0``: the machine a mutant of the numpy rules is judged on, targets.py ``REFERENCE``)."""
     env = dict(os.environ)
-    env.pop("NIC_SANDBOX_FASTPATH", None)
+    env.pop(SWITCH, None)
+    if not accelerators:
+        env[SWITCH] = "0"
     env["PYTHONPATH"] = str(work)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env

@@ -148,6 +148,15 @@ _MARKS = {
 }  # fmt: skip
 
 
+def _mark_test(kind: str, ring: npt.NDArray[np.void]) -> tuple[npt.NDArray[np.uint64], np.uint64, np.uint64] | None:
+    """``refusal_marks``' one masked test: the ring's second words (a view) and ``_MARKS``' mask and value, where the
+    ring is the contiguous 16-byte format (None: read field by field)."""
+    if ring.dtype == (TX_DESC if kind == "tx" else RX_DESC) and ring.flags.c_contiguous:
+        mask, value = _MARKS["tx" if kind == "tx" else "rx"]
+        return ring.view("<u8")[1::2], mask, value
+    return None
+
+
 def refusal_marks(
     kind: str, ring: npt.NDArray[np.void], slots: npt.NDArray[np.int64] | None = None
 ) -> npt.NDArray[np.int64]:
@@ -158,21 +167,21 @@ def refusal_marks(
     ``slots``: look at these slots only (positions into ``slots`` are returned).  The fields are read as one
     masked test of each descriptor's second 64-bit word where the ring is the 16-byte format (``_MARKS``).
     """
-    if ring.dtype == (TX_DESC if kind == "tx" else RX_DESC) and ring.flags.c_contiguous:
-        mask, value = _MARKS["tx" if kind == "tx" else "rx"]
-        words = ring.view("<u8")[1::2]
+    test = _mark_test(kind, ring)
+    if test is not None:
+        words, mask, value = test
         if slots is not None:
             words = words[slots]
-        return np.flatnonzero((words & mask) == value)
+        return ((words & mask) == value).nonzero()[0]
     status = ring["status"] if slots is None else ring["status"][slots]
     if kind == "tx":
         want = np.uint8(TXD_STAT_DD | TXD_STAT_REFUSED)
-        return np.flatnonzero((status & want) == want)
+        return ((status & want) == want).nonzero()[0]
     errors = ring["errors"] if slots is None else ring["errors"][slots]
     length = ring["length"] if slots is None else ring["length"][slots]
-    return np.flatnonzero(
+    return (
         ((status & np.uint8(RXD_STAT_DD)) != 0) & ((errors & np.uint8(RXD_ERR_REFUSED)) != 0) & (length == 0)
-    )
+    ).nonzero()[0]
 
 
 def _whole_packets(key: QueueKey, ring: npt.NDArray[np.void], refused: npt.NDArray[np.int64]) -> list[Escape]:
@@ -181,7 +190,7 @@ def _whole_packets(key: QueueKey, ring: npt.NDArray[np.void], refused: npt.NDArr
     The completions are reaped here (status cleared, as a driver takes a completed slot back): each step sees
     its own."""
     status = ring["status"]
-    sent = np.flatnonzero((status & np.uint8(TXD_STAT_DD | TXD_STAT_REFUSED)) == np.uint8(TXD_STAT_DD))
+    sent = ((status & np.uint8(TXD_STAT_DD | TXD_STAT_REFUSED)) == np.uint8(TXD_STAT_DD)).nonzero()[0]
     found = []
     split = []
     if refused.size and sent.size:  # a split needs both (``packet_atomicity``): the EOP bits are read only then
@@ -263,6 +272,10 @@ class AuditWatch:
     _followed: _Followed | None = None
     #: ``_context`` per (oracle, nic, kind, queue), for the rings attached now
     _contexts: dict[tuple[int, str, str, int | None], dict[str, Any]] = field(default_factory=dict)
+    #: ``_mark_test`` per attached ring
+    _mark_tests: dict[QueueKey, tuple[npt.NDArray[np.uint64], np.uint64, np.uint64] | None] = field(
+        default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         if self.sink.path is not None and self.verify is None:
@@ -298,6 +311,8 @@ class AuditWatch:
 
     def attach(self, rings: dict[QueueKey, npt.NDArray[np.void]]) -> None:
         self.rings = dict(rings)
+        # each ring's refusal-mark test, made once: after_step reads the marks of every ring after every step
+        self._mark_tests = {key: _mark_test(key[1], ring) for key, ring in self.rings.items()}
         self._contexts.clear()
         for key in self.rings:
             self._counts[key] = self._count(key)
@@ -310,13 +325,19 @@ class AuditWatch:
     def after_step(self) -> list[Escape]:
         found: list[Escape] = []
         seen: dict[QueueKey, npt.NDArray[np.int64]] = {}
+        tests = self._mark_tests
         for key, ring in self.rings.items():
-            slots = refusal_marks(key[1], ring)
+            test = tests.get(key)
+            if test is not None:
+                words, mask, value = test
+                slots = ((words & mask) == value).nonzero()[0]
+            else:
+                slots = refusal_marks(key[1], ring)
             if key[1] == "tx" and self.oracle is not None and self.oracle.rules is not None:
                 found += _whole_packets(key, ring, slots)
-            _acknowledge(key[1], ring, slots)
             seen[key] = slots
             if slots.size:
+                _acknowledge(key[1], ring, slots)  # (no mark, nothing to reap)
                 self._unmarked.append((key, slots))
                 if len(self._unmarked) >= FOLD_STEPS:  # bounded memory: a long campaign runs millions of steps
                     self._fold()
@@ -378,7 +399,7 @@ class AuditWatch:
                 continue
             if r.ring_index is not None:  # descriptor records (an IOMMU fault names none)
                 named.setdefault((r.nic, r.kind, r.queue), []).append(r.ring_index)
-            codes = np.flatnonzero(np.bincount(r.reason, minlength=1)).tolist()
+            codes = np.bincount(r.reason, minlength=1).nonzero()[0].tolist()
             for code in codes:
                 if not r.names.get(code):
                     seq = r.seq + int(np.argmax(r.reason == code))
@@ -386,10 +407,12 @@ class AuditWatch:
         found = []
         for key, slots in seen.items():
             parts = named.get(key, [])
+            if not parts and not slots.size and key not in singles:
+                continue  # no mark and no record: nothing to match (most rings, most steps)
             if key in singles:
                 parts = [*parts, np.array(singles[key], dtype=np.int64)]
             described = np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else slots[:0]
-            # ``slots`` are sorted (``refusal_marks``: np.flatnonzero), so only the records' slots need a sort
+            # ``slots`` are sorted (``refusal_marks``: nonzero), so only the records' slots need a sort
             if described.size == slots.size and np.array_equal(np.sort(described), slots):
                 continue
             nic, kind, queue = key
@@ -646,7 +669,7 @@ _DESCRIBED = frozenset({"kind", "ring_index"})
 def _count_reasons(written: Counter[tuple[Any, Any, Any]], span: RecordSpanLike) -> None:
     """Add a span's records to ``written``, per (nic, queue, reason): one count per distinct reason code."""
     times = np.bincount(span.reason)  # (codes are uint8: a bincount, not a sort)
-    for code in np.flatnonzero(times).tolist():
+    for code in times.nonzero()[0].tolist():
         written[(span.nic, span.queue, span.names[code])] += int(times[code])
 
 

@@ -93,7 +93,7 @@ def judge_doorbell(
     else:
         model.start, model.age = -1, 0
     if bool(sent.any()):
-        last = int(np.flatnonzero(sent)[-1])
+        last = int(sent.nonzero()[0][-1])
         if not int(ring["cmd"][window[last]]) & TXD_CMD_EOP:
             problems.append(
                 f"slot {int(window[last])} was sent without EOP and nothing after it: an open packet given to the "

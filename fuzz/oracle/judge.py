@@ -244,7 +244,7 @@ class Oracle:
         live = batch.allowed & (batch.lengths > 0)
         if not bool(live.any()):
             return
-        which = np.flatnonzero(live)
+        which = live.nonzero()[0]
         start = batch.phys[which].astype(np.int64)  # allowed: inside memory, so no wrap
         last = (start + batch.lengths[which] - 1) >> PAGE_SHIFT
         first = start >> PAGE_SHIFT
@@ -254,9 +254,9 @@ class Oracle:
         data = batch.purpose.endswith("-data")
         need = 2 if batch.direction == "write" else 1
         bad = self._bad(first, owner, data, need) | self._bad(last, owner, data, need)
-        for i in np.flatnonzero(~bad & (last - first > 1)).tolist():  # long accesses: the frames in between
+        for i in (~bad & (last - first > 1)).nonzero()[0].tolist():  # long accesses: the frames in between
             bad[i] = bool(self._bad(np.arange(first[i] + 1, last[i]), owner, data, need).any())
-        culprits = np.flatnonzero(bad)
+        culprits = bad.nonzero()[0]
         if self.detail_limit is not None and culprits.size > self.detail_limit:
             self.suppressed += int(culprits.size) - self.detail_limit
             culprits = culprits[: self.detail_limit]
@@ -291,7 +291,7 @@ class Oracle:
         live = batch.allowed & (batch.lengths > 0)
         if not bool(live.any()):
             return
-        which = np.flatnonzero(live)
+        which = live.nonzero()[0]
         data = self.memory.data
         parts = [
             data[s : s + n] for s, n in zip(batch.phys[which].tolist(), batch.lengths[which].tolist(), strict=True)
@@ -321,7 +321,7 @@ class Oracle:
         first = np.where(inside, addr >> np.uint64(PAGE_SHIFT), 0).astype(np.int64)
         last = np.where(inside, (addr + span) >> np.uint64(PAGE_SHIFT), 0).astype(np.int64)
         pin = inside & (self._bad(first, owner, True, need) | self._bad(last, owner, True, need))
-        for i in np.flatnonzero(inside & ~pin & (last - first > 1)).tolist():
+        for i in (inside & ~pin & (last - first > 1)).nonzero()[0].tolist():
             pin[i] = bool(self._bad(np.arange(first[i] + 1, last[i]), owner, True, need).any())
         return wrap, beyond, pin
 
@@ -363,7 +363,7 @@ class Oracle:
         judged = (broken < 0) & (length > 0)
         wrap, beyond, pin = self._range_bad(addr, np.maximum(length, 1), owner, 1)
         bad_range = judged & (wrap | beyond | pin)
-        for i in np.flatnonzero((broken >= 0) | bad_range).tolist():
+        for i in ((broken >= 0) | bad_range).nonzero()[0].tolist():
             a, n, c = int(addr[i]), int(length[i]), int(cmd[i])
             if broken[i] >= 0:
                 name = checks[int(broken[i])][1]
@@ -399,7 +399,7 @@ class Oracle:
         addr = descs["addr"]
         length = np.full(descs.size, size, dtype=np.int64)
         wrap, beyond, pin = self._range_bad(addr, length, owner, 2)
-        bad = np.flatnonzero(wrap | beyond | pin)
+        bad = (wrap | beyond | pin).nonzero()[0]
         limit = self.detail_limit
         if limit is not None and bad.size > limit:
             self.suppressed += int(bad.size) - limit
@@ -540,7 +540,7 @@ class Oracle:
             if not bool(hit.any()):
                 continue
             now = self.memory.data[phys : phys + copy.size]
-            changed = np.flatnonzero(now != copy)
+            changed = (now != copy).nonzero()[0]
             if changed.size:
                 at = phys + int(changed[0])
                 self.escapes.append(

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from fuzz.oracle.rules import RuleBook
+from fuzz.oracle.rules import RuleBook, descriptor_rules
 from ring import indices, regs
 from ring.descriptors import TXD_CMD_EOP, TXD_CMD_IC, TXD_CMD_SUPPORTED
 from ring.memory import PAGE_SHIFT, PAGE_SIZE, owner_name
@@ -360,7 +360,7 @@ def packets(rows: Rows) -> Packets:
     starts = np.ones(n, dtype=bool)
     starts[1:] = eop[:-1] | (slot[1:] != after)
     of = np.cumsum(starts) - 1
-    first = np.flatnonzero(starts)
+    first = starts.nonzero()[0]
     last = np.append(first[1:] - 1, n - 1).astype(np.int64)
     npkt = first.size
     other = np.zeros(npkt, dtype=bool)
@@ -406,15 +406,25 @@ def _too_many(rows: Rows, p: Packets, i: I64, rules: RuleBook) -> tuple[Mask, Ca
 def _csum_offset(rows: Rows, p: Packets, i: I64, rules: RuleBook) -> tuple[Mask, Callable[[int], str]]:
     """CSUM_OFFSET: the record is its complete packet's first descriptor, which asks for the checksum (IC), and
     CSO + 2 or CSS lies past the packet's end (8254x 3.3.3.1: the checksum is inserted at CSO and computed from
-    CSS over the packet, whose length is the sum of its fragments)."""
-    assert rows.cmd is not None and rows.cso is not None and rows.css is not None
+    CSS over the packet, whose length is the sum of its fragments), and no rule that comes first in precedence
+    (the descriptor's CMD_UNSUPPORTED, LEN_ZERO, LEN_TOO_LONG, ADDR_WRAP: docs/verifier.md) breaks the descriptor,
+    so CSUM_OFFSET is its first reason, not only a true one."""
+    assert rows.cmd is not None and rows.cso is not None and rows.css is not None and rows.length is not None
     pkt = p.of[i]
     total = p.length[pkt]
     head = p.first[pkt] == i
     ic = (rows.cmd[i] & np.uint8(TXD_CMD_IC)) != 0
     cso, css = rows.cso[i], rows.css[i]
     outside = (cso + 2 > total) | (css >= total)
-    ok = head & p.complete[pkt] & ic & outside
+    # the descriptor's own rules come first (docs/verifier.md, precedence): judged exactly from the descriptor
+    first = np.full(i.size, -1, dtype=np.int64)
+    own = descriptor_rules(rules, rows.length[i], rows.cmd[i])
+    for k, (broken, _name) in reversed(list(enumerate(own))):
+        first = np.where(broken, k, first)
+    addr, span = _span(rows, i)
+    first = np.where((first < 0) & _wraps(addr, span), len(own), first)
+    outranked = ["ADDR_WRAP" if k == len(own) else own[k][1] for k in range(len(own) + 1)]
+    ok = head & p.complete[pkt] & ic & outside & (first < 0)
 
     def fact(j: int) -> str:
         if not head[j]:
@@ -423,6 +433,8 @@ def _csum_offset(rows: Rows, p: Packets, i: I64, rules: RuleBook) -> tuple[Mask,
             return "its packet has no EOP yet"
         if not ic[j]:
             return "it does not ask for checksum insertion (IC)"
+        if first[j] >= 0:
+            return f"the descriptor breaks {outranked[int(first[j])]}, which comes before CSUM_OFFSET"
         return f"CSO {int(cso[j])} + 2 and CSS {int(css[j])} lie within its {int(total[j])}-byte packet"
 
     return ok, fact
@@ -592,13 +604,13 @@ def judge(
     problems: list[str] = []
     if rows.codes is None:
         rows = dataclasses.replace(rows, codes=codes, names=names)  # packet-level reasons read their siblings
-    for code in np.flatnonzero(np.bincount(codes, minlength=1)).tolist():  # the codes present, in order
+    for code in np.bincount(codes, minlength=1).nonzero()[0].tolist():  # the codes present, in order
         name = names.get(code, "")
         if name in NOT_JUDGED or name in skip or (only is not None and name not in only):
             continue
         if not name:  # blank: AuditWatch's finding
             continue
-        i = np.flatnonzero(codes == code)
+        i = (codes == code).nonzero()[0]
         predicate = PREDICATES.get(name)
         if predicate is None:
             problems.append(f"record {rows.seq + int(i[0])}: reason {name!r} is not a reason the oracle knows")
@@ -607,7 +619,7 @@ def judge(
             problems.append(f"record {rows.seq + int(i[0])}: {name} on a record without an address and length")
             continue
         ok, fact = predicate(rows, i, ref)
-        for j in np.flatnonzero(~ok)[: max(0, limit - len(problems))].tolist():
+        for j in (~ok).nonzero()[0][: max(0, limit - len(problems))].tolist():
             problems.append(f"record {rows.seq + int(i[j])} says {name}, but {fact(j)}")
         if len(problems) >= limit:
             break

@@ -121,9 +121,9 @@ def packet_rules(
     wants_ic = (first_cmd & TXD_CMD_IC) != 0
     bad_csum = complete & wants_ic & ((first_cso + 2 > total) | (first_css >= total))
     found: list[tuple[int, int, str, str]] = []
-    for p in np.flatnonzero(too_many | too_long | bad_csum).tolist():
+    for p in (too_many | too_long | bad_csum).nonzero()[0].tolist():
         lo = -1 if p == 0 and carry.fragments else int(first[p])
-        hi = int(np.flatnonzero(eop)[p]) if complete[p] else n - 1
+        hi = int(eop.nonzero()[0][p]) if complete[p] else n - 1
         if too_many[p]:
             found.append((lo, hi, "PKT_TOO_MANY_FRAGS", f"{int(frags[p])} fragments > {rules.max_fragments}"))
         elif too_long[p]:

@@ -143,7 +143,7 @@ class SyscallJudge:
             why = f"[{phys:#x}, +{length:#x}) runs past the end of memory"
         else:
             frames = owner[phys >> PAGE_SHIFT : ((phys + length - 1) >> PAGE_SHIFT) + 1]
-            foreign = np.flatnonzero(frames != tenant)
+            foreign = (frames != tenant).nonzero()[0]
             if foreign.size:
                 frame = (phys >> PAGE_SHIFT) + int(foreign[0])
                 why = f"frame {frame} of the ring [{phys:#x}, +{length:#x}) is {owner_name(int(owner[frame]))}'s"

@@ -45,7 +45,9 @@ def test_a_correct_verifier_gives_nothing_and_refuses_only_the_hidden_ones() -> 
     assert not found, [e.what for e in found]
 
 
-def test_jumbo_finds_a_range_checked_on_its_first_and_last_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_jumbo_finds_a_range_checked_on_its_first_and_last_frame(
+    monkeypatch: pytest.MonkeyPatch, numpy_path: None
+) -> None:
     def first_and_last(self: PinTable, first: Any, last: Any, kind: Any) -> Any:
         ok = self.frame_ok[int(kind)]
         return ok[first] & ok[last]
@@ -60,7 +62,9 @@ def test_jumbo_finds_a_range_checked_on_its_first_and_last_frame(monkeypatch: py
     assert replay(case).escaped  # the reproducer names its machine
 
 
-def test_jumbo_finds_the_two_frame_fast_path_used_for_long_rx_buffers(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_jumbo_finds_the_two_frame_fast_path_used_for_long_rx_buffers(
+    monkeypatch: pytest.MonkeyPatch, numpy_path: None
+) -> None:
     original = checks.pinned_mask
 
     def rx_fast(addr: Any, pins: Any, owners: Any, memory_size: int, policy: Any) -> Any:

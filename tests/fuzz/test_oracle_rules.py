@@ -12,7 +12,7 @@ default ones are; docs/fuzzing.md says which.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +31,10 @@ from fuzz.steps import Attack, EveSends, Rx, Tx, tx_batch
 from fuzz.steps.tx import GOOD
 from ring.descriptors import TXD_CMD_DEXT, TXD_CMD_EOP, TXD_CMD_IFCS, TXD_CMD_RS
 from ring.memory import PAGE_SIZE
-from tests.verifier.compiled import forget_accelerators
 from verifier import kernel as kernel_mod
 from verifier import pins, queue_state
 from verifier.audit.log import AuditLog
 from verifier.modes import shadow
-from verifier.rules import fastpath
 from verifier.rules import reasons as R
 from verifier.rules.checks import Verdicts
 from verifier.rules.policy import Policy
@@ -78,17 +76,6 @@ def rx_over_pin_end(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
 PACKETS = AttackClass("test-bad-fragment", "a bad fragment in a 3-fragment packet", frozenset(), three_fragment_packets)
 LONG = AttackClass("test-long-packet", "3 big fragments", frozenset(), long_packets)
 RX_END = AttackClass("test-rx-over-pin-end", "RX buffer running past a pin", frozenset(), rx_over_pin_end)
-
-
-@pytest.fixture
-def numpy_path(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The kernel without the compiled fast path (the C implements the rule whole and would hide a numpy slip)."""
-    monkeypatch.setenv(fastpath.SWITCH, "0")
-    forget_accelerators()
-    try:
-        yield
-    finally:
-        forget_accelerators()
 
 
 def campaign(classes: list[AttackClass], iterations: int = 8, batch: int = 32) -> CampaignResult:
@@ -134,19 +121,23 @@ def test_an_allowed_command_bit_too_many_is_found_by_bad_cmd(monkeypatch: pytest
     assert_found_and_reproduced(campaign([CLASSES["bad-cmd"]]), "CMD_UNSUPPORTED")
 
 
-def test_good_fragments_of_a_doomed_packet_let_through_are_found(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_good_fragments_of_a_doomed_packet_let_through_are_found(
+    monkeypatch: pytest.MonkeyPatch, numpy_path: None
+) -> None:
     assert not rules_found(campaign([PACKETS]))
     weaken_verdicts(monkeypatch, R.PKT_BAD_FRAGMENT)
     assert_found_and_reproduced(campaign([PACKETS]), "PKT_BAD_FRAGMENT")
 
 
-def test_a_packet_length_rule_dropped_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_packet_length_rule_dropped_is_found(monkeypatch: pytest.MonkeyPatch, numpy_path: None) -> None:
     assert not rules_found(campaign([LONG]))
     weaken_verdicts(monkeypatch, R.PKT_TOO_LONG)
     assert_found_and_reproduced(campaign([LONG]), "PKT_TOO_LONG")
 
 
-def test_too_many_fragments_let_through_is_found_by_fragments(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_too_many_fragments_let_through_is_found_by_fragments(
+    monkeypatch: pytest.MonkeyPatch, numpy_path: None
+) -> None:
     assert not rules_found(campaign([CLASSES["fragments"]]))
     weaken_verdicts(monkeypatch, R.PKT_TOO_MANY_FRAGS)
     assert_found_and_reproduced(campaign([CLASSES["fragments"]]), "PKT_TOO_MANY_FRAGS")
@@ -225,7 +216,7 @@ def test_a_tail_equal_to_the_ring_size_taken_is_found_by_ring_index(monkeypatch:
 
 # -- audit slips, found as they happen in the on-disk log, and reproduced ------------------------------
 def test_a_wrong_reason_in_the_on_disk_log_is_a_finding_with_a_reproducer(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, numpy_path: None
 ) -> None:
     """The slip: zero-length descriptors refused (rightly) but recorded as LEN_TOO_LONG.  The campaign writes
     its log to disk; the watch reads each step's records back from the file and judges them, so the slip is a
@@ -269,7 +260,9 @@ def test_the_ring_model_demands_the_documented_verdicts() -> None:
     ]  # fmt: skip
 
 
-def test_checksum_offsets_outside_the_packet_let_through_are_found_by_bad_cmd(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_checksum_offsets_outside_the_packet_let_through_are_found_by_bad_cmd(
+    monkeypatch: pytest.MonkeyPatch, numpy_path: None
+) -> None:
     weaken_verdicts(monkeypatch, R.CSUM_OFFSET)
     assert_found_and_reproduced(campaign([CLASSES["bad-cmd"]]), "CSUM_OFFSET")
 
@@ -294,7 +287,7 @@ def test_an_unpin_released_at_once_while_in_flight_is_found_by_use_after_unpin(
 
 
 def test_a_refused_first_fragment_with_its_packet_sent_is_found_within_the_doorbell(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, numpy_path: None
 ) -> None:
     """The order the ring alone cannot judge (a refused fragment, then sent ones): the oracle sees where each of
     mallory's doorbells ends (``Oracle.tail_written``) and judges each doorbell's packets exactly."""

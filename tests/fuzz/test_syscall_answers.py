@@ -99,7 +99,7 @@ def test_a_refusal_naming_the_wrong_owner_is_found(monkeypatch: pytest.MonkeyPat
     assert any("names owner 'own-unpinned'" in f.escape.what for f in result.findings), result.as_dict()
 
 
-def test_pin_released_for_a_frame_alice_got_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pin_released_for_a_frame_alice_got_is_found(monkeypatch: pytest.MonkeyPatch, numpy_path: None) -> None:
     classify = checks._classify
 
     def released_anyway(v: checks.Verdicts, bad: Any, *args: Any) -> None:  # "was ours once" taken for "is ours"

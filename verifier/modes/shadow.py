@@ -50,6 +50,7 @@ from verifier.queue_state import QueueState
 from verifier.rules import fastpath
 from verifier.rules import reasons as R
 from verifier.rules.checks import Verdicts, check_rx, check_tx
+from verifier.rules.classify import Classifier
 from verifier.rules.fastpath import FP_REFUSE
 
 I64 = npt.NDArray[np.int64]
@@ -83,6 +84,8 @@ class ShadowQueue:
     held: npt.NDArray[np.void] = field(init=False)
     #: the compiled doorbell's and reap's view of this queue, a ``struct fp_queue`` (None: not compiled)
     quick: Any = field(init=False, default=None)
+    #: the compiled classification of refused batches (None: not compiled; checks.py judges them)
+    classifier: Classifier | None = field(init=False, default=None)
     #: the compiled reap that reads the device's head word itself (``_quick_queue``; None: the head is read through
     #: the bus), and that word
     c_reap_mapped: Callable[..., int] | None = field(init=False, default=None)
@@ -113,6 +116,8 @@ class ShadowQueue:
             self.c_to_user = self.fast.i64(self.to_user)
             self.c_frame_ok = self.fast.ptr(st.pins.frame_ok[int(need)])
             self.quick = self._quick_queue()
+            #: the compiled classification of a refused batch (verifier/rules/classify.py)
+            self.classifier = Classifier(self.fast, st.pins, st.owners, st.memory_size)
 
     @property
     def fast(self) -> fastpath.FastPath | None:
@@ -409,11 +414,10 @@ class TxShadow(ShadowQueue):
         )  # fmt: skip
 
     def _judge(self, snapshot: npt.NDArray[np.uint64], slots: I64) -> tuple[npt.NDArray[np.uint64], I64]:
-        st = self.state
         held = self.held.size
         batch = np.concatenate((self.held, self.descriptors(snapshot))) if held else self.descriptors(snapshot)
         slots = np.concatenate((self.held_slots, slots)) if held else slots
-        verdicts = check_tx(batch, st.pins, st.owners, st.memory_size, st.policy)
+        verdicts = self._check(batch)
         if verdicts is None:
             if held:
                 self.held, self.held_slots = batch[:0], slots[:0]
@@ -425,6 +429,14 @@ class TxShadow(ShadowQueue):
         self._refuse(batch, slots, verdicts)
         # the status byte is the device's to write: whatever the tenant left there is moot
         return batch[accepted].view(np.uint64).reshape(-1, 2), slots[accepted]
+
+    def _check(self, batch: npt.NDArray[np.void]) -> Verdicts | None:
+        """``check_tx`` of the batch: compiled when this queue runs the compiled path and the C can judge it."""
+        st = self.state
+        c = self.classifier
+        if c is not None and self._fast is not None and c.takes_tx(st.policy):
+            return c.check_tx(batch, st.policy)
+        return check_tx(batch, st.pins, st.owners, st.memory_size, st.policy)
 
     def _expire_held(self, verdicts: Verdicts) -> None:
         """Bound how long an open packet may wait for its EOP: ``policy.max_held_doorbells`` doorbells."""
@@ -475,9 +487,8 @@ class RxShadow(ShadowQueue):
         )  # fmt: skip
 
     def _judge(self, words: npt.NDArray[np.uint64], slots: I64) -> tuple[npt.NDArray[np.uint64], I64]:
-        st = self.state
         snapshot = self.descriptors(words)
-        verdicts = check_rx(snapshot["addr"], st.pins, st.owners, st.memory_size, st.policy)
+        verdicts = self._check(snapshot)
         if verdicts is None:
             good, good_slots = words, slots
         else:
@@ -487,6 +498,15 @@ class RxShadow(ShadowQueue):
         if good.size:
             good[:, 1] = 0  # keep addr, clear length..special (the snapshot is the kernel's own copy)
         return good, good_slots
+
+    def _check(self, snapshot: npt.NDArray[np.void]) -> Verdicts | None:
+        """``check_rx`` of the snapshot: compiled when this queue runs the compiled path and the C can judge it."""
+        st = self.state
+        c = self.classifier
+        if c is not None and self._fast is not None and c.takes_rx(st.policy):
+            return c.check_rx(snapshot, st.policy)
+        verdicts = check_rx(snapshot["addr"], st.pins, st.owners, st.memory_size, st.policy)
+        return verdicts
 
     def _mark_refused(self, ring: npt.NDArray[np.void], slots: I64) -> None:
         ring["length"][slots] = 0

@@ -306,3 +306,132 @@ int64_t rx_reap_rings(const struct fp_rings *r, uint32_t head, uint32_t device_h
 {
     return rx_reap(r->q, r->user, r->shadow, r->to_user, head, device_head, done);
 }
+
+/* -- The full classification of a refused batch (fastpath.h): checks.py's check_tx and check_rx in one pass ----- */
+
+/* The larger of two addresses (the first offending byte is the later of the buffer's start and the bad frame's). */
+static inline uint64_t larger(uint64_t a, uint64_t b)
+{
+    return a > b ? a : b;
+}
+
+/* check_ranges and _classify for one range [addr, addr + length), length >= 1: leaves reason, bad_byte and owner as
+ * the caller set them (OK, -1, FP_NO_OWNER) when every byte lies in memory in frames pinned with ``need``; otherwise
+ * the first rule broken: the end wraps past 2**64, the end lies beyond memory, or the first frame of the range not
+ * pinned with ``need`` is pinned for the other access only, was the tenant's own and released, or is not pinned
+ * (the tenant's own frame, or whoever owns it). */
+static void range_verdict(const struct fp_pins *p, uint8_t need, uint64_t addr, uint64_t length, uint8_t *reason,
+                          int64_t *bad_byte, int32_t *owner)
+{
+    uint64_t end = addr + length;
+    if (end < addr) {
+        *reason = FP_R_ADDR_WRAP;
+        return;
+    }
+    if (end > p->memory_size) {
+        *reason = FP_R_ADDR_BEYOND_MEMORY;
+        *bad_byte = (int64_t)larger(addr, p->memory_size);
+        return;
+    }
+    uint64_t last = (end - 1) >> FASTPATH_PAGE_SHIFT; /* end <= memory_size: every frame up to last exists */
+    for (uint64_t f = addr >> FASTPATH_PAGE_SHIFT; f <= last; f++) {
+        if (p->access[f] & need)
+            continue;
+        int32_t who = p->owners[f];
+        *owner = who;
+        if (p->access[f]) {
+            *reason = need == FP_ACCESS_READ ? FP_R_ACCESS_NO_READ : FP_R_ACCESS_NO_WRITE;
+        } else if (who == p->tenant && p->released[f]) {
+            *reason = FP_R_PIN_RELEASED;
+        } else {
+            *reason = FP_R_ADDR_NOT_PINNED;
+            if (who == p->tenant)
+                *owner = FP_OWNER_SELF_UNPINNED;
+        }
+        *bad_byte = (int64_t)larger(addr, f << FASTPATH_PAGE_SHIFT);
+        return;
+    }
+}
+
+/* The packet rules for descriptors [start, end) of one packet (complete: it ends in EOP), their own verdicts
+ * already written: too long or too many fragments, checksum offsets outside a complete packet (the first
+ * descriptor's own fault), then a packet with any bad descriptor goes whole (the others get the packet's reason,
+ * or PKT_BAD_FRAGMENT); a good packet still open at the tail is held. */
+static void tx_packet(const struct fp_tx_rules *r, const uint8_t *descs, uint32_t start, uint32_t end,
+                      int64_t pkt_len, int complete, uint8_t *reason, uint8_t *held)
+{
+    uint8_t pkt = FP_R_OK;
+    if (pkt_len > r->max_frame)
+        pkt = FP_R_PKT_TOO_LONG;
+    if ((int64_t)(end - start) > r->max_fragments)
+        pkt = FP_R_PKT_TOO_MANY_FRAGS;
+    struct tx_desc first;
+    memcpy(&first, descs + (size_t)start * SLOT, sizeof first);
+    if (complete && (first.cmd & FP_TXD_CMD_IC) && (first.cso + 2 > pkt_len || first.css >= pkt_len) &&
+        reason[start] == FP_R_OK)
+        reason[start] = FP_R_CSUM_OFFSET;
+    int doomed = pkt != FP_R_OK;
+    for (uint32_t i = start; i != end; i++)
+        doomed |= reason[i] != FP_R_OK;
+    uint8_t collateral = pkt != FP_R_OK ? pkt : FP_R_PKT_BAD_FRAGMENT;
+    for (uint32_t i = start; i != end; i++) {
+        if (doomed && reason[i] == FP_R_OK)
+            reason[i] = collateral;
+        held[i] = !complete && !doomed;
+    }
+}
+
+int64_t tx_classify(const struct fp_pins *p, const struct fp_tx_rules *r, const uint8_t *descs, uint32_t n,
+                    uint8_t *reason, int64_t *bad_byte, int32_t *owner, uint8_t *held)
+{
+    int quick = r->fast; /* check_tx's fast path passes every descriptor so far */
+    uint32_t start = 0;  /* the first descriptor of the packet being read */
+    int64_t pkt_len = 0;
+    for (uint32_t i = 0; i != n; i++) {
+        struct tx_desc d;
+        memcpy(&d, descs + (size_t)i * SLOT, sizeof d);
+        reason[i] = FP_R_OK;
+        bad_byte[i] = -1;
+        owner[i] = FP_NO_OWNER;
+        /* the descriptor's own rules in priority order, then its range (a broken descriptor rule is the whole
+         * verdict: no byte, no owner) */
+        if (d.cmd & r->cmd_refused)
+            reason[i] = FP_R_CMD_UNSUPPORTED;
+        else if (d.length == 0)
+            reason[i] = FP_R_LEN_ZERO;
+        else if (d.length > r->max_buffer)
+            reason[i] = FP_R_LEN_TOO_LONG;
+        else
+            range_verdict(p, FP_ACCESS_READ, d.addr, d.length, reason + i, bad_byte + i, owner + i);
+        /* the fast path's test: the plain command bits (EOP, no IC, nothing refused) and a good buffer of at most
+         * max_buffer bytes (Policy.tx_fast_path's limit) */
+        if ((d.cmd & r->cmd_mask) != r->cmd_expect || reason[i] != FP_R_OK)
+            quick = 0;
+        pkt_len += d.length;
+        if (d.cmd & FP_TXD_CMD_EOP) {
+            tx_packet(r, descs, start, i + 1, pkt_len, 1, reason, held);
+            start = i + 1;
+            pkt_len = 0;
+        }
+    }
+    if (start != n)
+        tx_packet(r, descs, start, n, pkt_len, 0, reason, held);
+    return !quick;
+}
+
+int64_t rx_classify(const struct fp_pins *p, uint64_t buffer_size, const uint8_t *descs, uint32_t n,
+                    uint8_t *reason, int64_t *bad_byte, int32_t *owner)
+{
+    int quick = buffer_size <= ((uint64_t)1 << FASTPATH_PAGE_SHIFT); /* check_rx's fast path applies */
+    for (uint32_t i = 0; i != n; i++) {
+        struct rx_desc d;
+        memcpy(&d, descs + (size_t)i * SLOT, sizeof d);
+        reason[i] = FP_R_OK;
+        bad_byte[i] = -1;
+        owner[i] = FP_NO_OWNER;
+        range_verdict(p, FP_ACCESS_WRITE, d.addr, buffer_size, reason + i, bad_byte + i, owner + i);
+        if (reason[i] != FP_R_OK)
+            quick = 0;
+    }
+    return !quick;
+}

@@ -106,6 +106,71 @@ int64_t rx_doorbell_rings(const struct fp_rings *r, uint32_t new_tail, uint32_t 
 int64_t tx_reap_rings(const struct fp_rings *r, uint32_t head, uint32_t device_head, uint32_t done);
 int64_t rx_reap_rings(const struct fp_rings *r, uint32_t head, uint32_t device_head, uint32_t done);
 
+/* -- The full classification of a batch the fast check refused (verifier/rules/checks.py, in one pass) ---------
+ *
+ * check_tx and check_rx of verifier/rules/checks.py give every descriptor of a refused batch its reason, its first
+ * offending byte and the owner of the offending frame; these do the same in one call, and are held to them by
+ * tests/verifier/test_classify.py (identical Verdicts) and by mutants of their own (fuzz/mutants/targets.py).  The
+ * numpy rules stay the semantics (NIC_SANDBOX_FASTPATH=0 runs them alone).  Every constant below is checked against
+ * its Python declaration when the module loads (verifier/rules/fastpath.py). */
+
+/* Reason codes (verifier/rules/reasons.py). */
+#define FP_R_OK 0
+#define FP_R_LEN_ZERO 10
+#define FP_R_LEN_TOO_LONG 11
+#define FP_R_PKT_TOO_LONG 12
+#define FP_R_PKT_TOO_MANY_FRAGS 13
+#define FP_R_PKT_BAD_FRAGMENT 15
+#define FP_R_ADDR_WRAP 20
+#define FP_R_ADDR_BEYOND_MEMORY 21
+#define FP_R_ADDR_NOT_PINNED 22
+#define FP_R_ACCESS_NO_READ 30
+#define FP_R_ACCESS_NO_WRITE 31
+#define FP_R_CMD_UNSUPPORTED 40
+#define FP_R_CSUM_OFFSET 41
+#define FP_R_PIN_RELEASED 50
+/* Verdicts.owner when the offending frame is the tenant's own but unpinned, and when there is no offending frame
+ * (checks.py OWNER_SELF_UNPINNED, NO_OWNER). */
+#define FP_OWNER_SELF_UNPINNED -3
+#define FP_NO_OWNER -4
+/* The access a pin grants (verifier/pins.py Access) and the TX command bits the packet rules read
+ * (ring/descriptors.py). */
+#define FP_ACCESS_READ 1
+#define FP_ACCESS_WRITE 2
+#define FP_TXD_CMD_EOP 1
+#define FP_TXD_CMD_IC 4
+
+/* One tenant's pin table as the classification reads it (verifier/pins.py PinTable; the arrays are updated in
+ * place, so the pointers stay right for the queue's life), with the memory's ground-truth owners. */
+struct fp_pins {
+    const uint8_t *access;   /* per frame: the access bits of the tenant's active pins */
+    const uint8_t *released; /* per frame: pinned once, now released (numpy bool) */
+    const int32_t *owners;   /* per frame: who owns it (ring/memory.py PhysicalMemory.owner) */
+    uint64_t memory_size;    /* bytes of physical memory: nframes pages exactly */
+    int32_t tenant;          /* the queue's owner */
+};
+
+/* The TX limits (verifier/rules/policy.py Policy), and its fast-path constants when it has them. */
+struct fp_tx_rules {
+    int64_t max_buffer;
+    int64_t max_frame;
+    int64_t max_fragments;
+    uint8_t cmd_refused;  /* ~tx_cmd_allowed & 0xff: any of these bits is CMD_UNSUPPORTED */
+    uint8_t fast;         /* 1: Policy.tx_fast_path exists, its constants follow */
+    uint8_t cmd_mask;
+    uint8_t cmd_expect;  /* (its buffer limit is max_buffer: Policy.tx_fast_path) */
+};
+
+/* check_tx for the n legacy TX descriptors at descs (16 bytes each, in ring order): writes one verdict per
+ * descriptor into reason, bad_byte, owner and held (numpy bool), and returns 0 when check_tx's fast path passes
+ * them all (check_tx returns None; the arrays are then written but mean nothing), 1 otherwise. */
+int64_t tx_classify(const struct fp_pins *p, const struct fp_tx_rules *r, const uint8_t *descs, uint32_t n,
+                    uint8_t *reason, int64_t *bad_byte, int32_t *owner, uint8_t *held);
+/* check_rx for the n RX descriptors at descs, every buffer judged over buffer_size bytes: 0 when check_rx
+ * returns None (buffer_size at most a page and every buffer passes), 1 otherwise. */
+int64_t rx_classify(const struct fp_pins *p, uint64_t buffer_size, const uint8_t *descs, uint32_t n,
+                    uint8_t *reason, int64_t *bad_byte, int32_t *owner);
+
 /* SHA-256 (hex) of fastpath.h and fastpath.c as they were compiled; defined by the build
  * (ring/cbuild.py), so that a module compiled from older sources is noticed and not used. */
 const char *fastpath_source_digest(void);

@@ -32,7 +32,11 @@ import numpy as np
 from ring import compiled
 from ring.cbuild import FASTPATH
 from ring.compiled import SWITCH, Compiled
+from ring.descriptors import TXD_CMD_EOP, TXD_CMD_IC
 from ring.memory import PAGE_SHIFT
+from verifier.pins import Access
+from verifier.rules import reasons as R
+from verifier.rules.checks import NO_OWNER, OWNER_SELF_UNPINNED
 
 LOG = logging.getLogger(__name__)
 
@@ -42,6 +46,22 @@ FP_REFUSE = -2  # the snapshot is taken, nothing posted: the numpy rules judge t
 
 #: Each C struct the fast path reads (ring/descriptors.h) and the numpy dtype it must lay out exactly like.
 STRUCTS: Mapping[str, np.dtype[Any]] = compiled.DESCRIPTOR_STRUCTS
+
+#: What the compiled classification (fastpath.h ``tx_classify``/``rx_classify``) writes and reads, each checked
+#: against its one declaration: the reason codes, the owner markers of a verdict, the access bits, the command bits.
+CLASSIFY_CONSTANTS: Mapping[str, int] = {
+    **{f"FP_R_{name}": R.BY_NAME[name].code for name in (
+        "OK", "LEN_ZERO", "LEN_TOO_LONG", "PKT_TOO_LONG", "PKT_TOO_MANY_FRAGS", "PKT_BAD_FRAGMENT", "ADDR_WRAP",
+        "ADDR_BEYOND_MEMORY", "ADDR_NOT_PINNED", "ACCESS_NO_READ", "ACCESS_NO_WRITE", "CMD_UNSUPPORTED",
+        "CSUM_OFFSET", "PIN_RELEASED",
+    )},
+    "FP_OWNER_SELF_UNPINNED": OWNER_SELF_UNPINNED,
+    "FP_NO_OWNER": NO_OWNER,
+    "FP_ACCESS_READ": int(Access.READ),
+    "FP_ACCESS_WRITE": int(Access.WRITE),
+    "FP_TXD_CMD_EOP": TXD_CMD_EOP,
+    "FP_TXD_CMD_IC": TXD_CMD_IC,
+}  # fmt: skip
 
 FastPath = Compiled
 LayoutMismatch = compiled.LayoutMismatch
@@ -58,7 +78,9 @@ def check_layout(ffi: Any, lib: Any, structs: Mapping[str, np.dtype[Any]], page_
 @cache
 def state() -> tuple[FastPath | None, str]:
     """The fast path the kernel may use (or None) and the one line that says what the kernel runs."""
-    constants = {"FASTPATH_PAGE_SHIFT": PAGE_SHIFT, "FP_DECLINED": FP_DECLINED, "FP_REFUSE": FP_REFUSE}
+    constants = {
+        "FASTPATH_PAGE_SHIFT": PAGE_SHIFT, "FP_DECLINED": FP_DECLINED, "FP_REFUSE": FP_REFUSE, **CLASSIFY_CONSTANTS,
+    }  # fmt: skip
     return compiled.loaded(FASTPATH, constants, "fast path", "using the numpy checks", LOG, STRUCTS)
 
 
