@@ -69,8 +69,7 @@ class Classifier:
         self.pins = ffi.cast("struct fp_pins *", self._pin_bytes.ctypes.data)
         if self.exact:
             p = self.pins
-            p.access = ffi.cast("uint8_t *", pins.access.ctypes.data)
-            p.released = ffi.cast("uint8_t *", pins.released.ctypes.data)
+            p.access, p.released = fast.ptr(pins.access), fast.ptr(pins.released)
             p.owners = ffi.cast("int32_t *", owners.ctypes.data)
             p.memory_size, p.tenant = memory_size, pins.tenant
         self._policy: Policy | None = None
