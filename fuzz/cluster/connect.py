@@ -33,6 +33,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from fuzz.cluster.leftovers import descendants, wait_gone
 from fuzz.cluster.netns import NoPrivateNetwork, private_network
 
 ROOT = str(Path(__file__).resolve().parents[2])
@@ -108,13 +109,14 @@ def cluster(address: str = AUTO, cpus: int | None = None, notice: Callable[[str]
     with ExitStack() as stack:
         if address == AUTO:
             confine(stack, notice)
-        with _initialised(ray, address, cpus):
+        with _initialised(ray, address, cpus, notice):
             yield ray
 
 
 @contextmanager
-def _initialised(ray: ModuleType, address: str, cpus: int | None) -> Iterator[None]:
+def _initialised(ray: ModuleType, address: str, cpus: int | None, notice: Callable[[str], None]) -> Iterator[None]:
     saved = _handlers()
+    ours = descendants()  # what ran below this process before the cluster: not the cluster's to wait for
     if address == AUTO:
         # the local raylet inherits the driver's environment and its workers the raylet's (no runtime_env: that
         # needs ray[default]'s agent)
@@ -141,4 +143,8 @@ def _initialised(ray: ModuleType, address: str, cpus: int | None) -> Iterator[No
     try:
         yield
     finally:
+        started = {p: t for p, t in descendants().items() if ours.get(p) != t} if address == AUTO else {}
         ray.shutdown()
+        left = wait_gone(started)  # ray.shutdown() signals the local cluster and does not wait (leftovers.py)
+        if left:
+            notice(f"{len(left)} process(es) of the local Ray cluster survived SIGKILL: pids {sorted(left)}")
