@@ -55,5 +55,6 @@ setup(
         "ring/cbuild.py:encode",
         "ring/cbuild.py:check",
         "ring/cbuild.py:logcols",
+        "ring/cbuild.py:pinclaim",
     ],
 )

@@ -1,14 +1,15 @@
 """The compiled accelerators, declared once: each one's module, header and source, and how cffi builds it.
 
-Six accelerators are compiled when the package is installed (setup.py
+Seven accelerators are compiled when the package is installed (setup.py
 names this file's builders in ``cffi_modules``: cffi's out-of-line API mode,
 compiled once with the compiler and flags Python was built with): the
 verifier's fast path (verifier/rules/fastpath.c), the device's burst path
 (device/fastdev.c), the tenant driver's burst path
 (driver/tenant/pmd.c), the audit log's line formatter
 (verifier/audit/encode.c), ``audit verify``'s line check
-(verifier/audit/check.c) and the fuzz oracle's reader of a followed log
-(fuzz/logcols.c).  Each declares its interface once, in a header
+(verifier/audit/check.c), the fuzz oracle's reader of a followed log
+(fuzz/logcols.c) and its judgement of pin and access claims
+(fuzz/oracle/pinclaim.c).  Each declares its interface once, in a header
 whose text between ``/* cdef-begin */`` and ``/* cdef-end */`` is what cffi is
 told (after the shared descriptor structs of ring/descriptors.h), and
 embeds the SHA-256 of its sources, so that a module compiled from older
@@ -89,6 +90,9 @@ ENCODE = Accelerator(
 )
 CHECK = Accelerator("verifier.audit._check", "verifier/audit/check.h", "verifier/audit/check.c", "check_source_digest")
 LOGCOLS = Accelerator("fuzz._logcols", "fuzz/logcols.h", "fuzz/logcols.c", "logcols_source_digest")
+PINCLAIM = Accelerator(
+    "fuzz.oracle._pinclaim", "fuzz/oracle/pinclaim.h", "fuzz/oracle/pinclaim.c", "pinclaim_source_digest"
+)
 
 
 # What setup.py's ``cffi_modules`` names: one builder function per accelerator.
@@ -116,6 +120,10 @@ def logcols() -> FFI:
     return LOGCOLS.builder()
 
 
-if __name__ == "__main__":  # compile all six by hand, next to their sources
-    for accelerator in (FASTPATH, FASTDEV, PMD, ENCODE, CHECK, LOGCOLS):
+def pinclaim() -> FFI:
+    return PINCLAIM.builder()
+
+
+if __name__ == "__main__":  # compile all seven by hand, next to their sources
+    for accelerator in (FASTPATH, FASTDEV, PMD, ENCODE, CHECK, LOGCOLS, PINCLAIM):
         accelerator.builder().compile(tmpdir=str(ROOT), verbose=True)

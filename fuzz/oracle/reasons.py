@@ -21,6 +21,7 @@ is itself a problem (an unknown reason cannot be judged true).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from fuzz.oracle import pin_claims
 from fuzz.oracle.rules import RuleBook, descriptor_rules
 from ring import indices, regs
 from ring.descriptors import TXD_CMD_EOP, TXD_CMD_IC, TXD_CMD_SUPPORTED
@@ -210,27 +212,48 @@ def _owner_labels(truth: npt.NDArray[np.int32], tenant: int | None, own: str) ->
     return np.array(labels, dtype=np.str_)[np.searchsorted(codes, truth.reshape(-1))]
 
 
+FrameBad = Callable[[Any, int], Mask]  # per pin-reference byte (and the access the device needs): as the reason says
+
+
+def _claim_status(
+    addr: U64, length: U64, bad: U64, ref: Reference, need: int, frame_bad: FrameBad
+) -> tuple[npt.NDArray[np.uint8], I64]:
+    """Per row the first fact that contradicts a pin/access claim (``pin_claims.TRUE`` .. ``FRAME``: no first bad
+    byte named, the byte outside the range or memory, a frame before it without ``need``, its frame not as the
+    reason says) and the byte's frame (0 unless in range and memory): whole-batch numpy, the semantics the compiled
+    pass (fuzz/oracle/pinclaim.c) is held to."""
+    named = bad != _TOP
+    inside = named & (bad >= addr) & (bad - addr < length) & (bad < np.uint64(ref.memory_size))
+    frame = np.where(inside, bad >> np.uint64(PAGE_SHIFT), 0).astype(np.int64)
+    first = (addr >> np.uint64(PAGE_SHIFT)).astype(np.int64)
+    last = np.where(inside & (bad > addr), (bad - np.uint64(1)) >> np.uint64(PAGE_SHIFT), 0).astype(np.int64)
+    last = np.where(inside & (bad > addr), last, first - 1)
+    pinned_before = _frames_ok(first, last, ref.table, lambda t: (t & need) != 0)
+    status = np.full(addr.size, pin_claims.FRAME, dtype=np.uint8)
+    status[frame_bad(ref.table[frame], need)] = pin_claims.TRUE
+    status[~pinned_before] = pin_claims.BEFORE
+    status[~inside] = pin_claims.OUTSIDE
+    status[~named] = pin_claims.UNNAMED
+    return status, frame
+
+
 def _bad_byte_claim(
-    rows: Rows, i: I64, ref: Reference, frame_bad: Callable[[Any], Mask], own: str = "own", mine: bool = False
+    rows: Rows, i: I64, ref: Reference, frame_bad: FrameBad, own: str = "own", mine: bool = False
 ) -> Verdict:
     """The shared part of the pin/access reasons: the named byte is in the range, in memory, in a frame
     ``frame_bad`` says is bad, and every byte before it lies in frames pinned with the needed access.
 
     The record's ``owner`` names that frame's ground-truth owner (docs/audit-log.md), the queue owner's own
     frames as ``own`` (the label ``own-unpinned`` with ADDR_NOT_PINNED: pass ``own``); ``mine``: the reason is
-    about the owner's own pin, so the frame must be the owner's (ACCESS_NO_*, PIN_RELEASED).
+    about the owner's own pin, so the frame must be the owner's (ACCESS_NO_*, PIN_RELEASED).  The per-row facts
+    come from the compiled pass when it is loaded and sure (fuzz/oracle/pin_claims.py), else ``_claim_status``.
     """
     addr, length = _span(rows, i)
     bad = _u64(rows.bad_byte[i]) if rows.bad_byte is not None else np.full(i.size, _TOP)
-    named = rows.bad_byte[i] != -1 if rows.bad_byte is not None else np.zeros(i.size, dtype=bool)
-    inside = named & (bad >= addr) & (bad - addr < length) & (bad < np.uint64(ref.memory_size))
-    frame = np.where(inside, bad >> np.uint64(PAGE_SHIFT), 0).astype(np.int64)
     need = _need(rows)
-    first = (addr >> np.uint64(PAGE_SHIFT)).astype(np.int64)
-    last = np.where(inside & (bad > addr), (bad - np.uint64(1)) >> np.uint64(PAGE_SHIFT), 0).astype(np.int64)
-    last = np.where(inside & (bad > addr), last, first - 1)
-    pinned_before = _frames_ok(first, last, ref.table, lambda t: (t & need) != 0)
-    ok = inside & frame_bad(ref.table[frame]) & pinned_before
+    judged = pin_claims.judge(addr, length, bad, ref.table, ref.memory_size, need, _lut(frame_bad, need))
+    status, frame = judged if judged is not None else _claim_status(addr, length, bad, ref, need, frame_bad)
+    ok = status == pin_claims.TRUE  # (true implies the byte is in range and memory: its frame's owner is judged)
     owned = np.ones(i.size, dtype=bool)
     truth = expected = claimed = None
     if ref.owner is not None and rows.owner is not None:
@@ -238,16 +261,17 @@ def _bad_byte_claim(
         expected = _owner_labels(truth, rows.tenant, own)
         claimed = rows.owner[i]
         owned = (claimed == expected) & ((truth == rows.tenant) | (not mine))
-        ok &= ~inside | owned
+        ok &= owned
 
     def fact(j: int) -> str:
-        if not named[j]:
+        s = int(status[j])
+        if s == pin_claims.UNNAMED:
             return "the record names no first_bad_byte"
         b, a, n = int(bad[j]), int(addr[j]), int(length[j])
-        if not inside[j]:
+        if s == pin_claims.OUTSIDE:
             return f"first_bad_byte {b:#x} is not a byte of [{a:#x}, {a + n:#x}) inside memory"
         bits = int(ref.table[frame[j]])
-        if not pinned_before[j]:
+        if s == pin_claims.BEFORE:
             return f"a byte before first_bad_byte {b:#x} is not pinned with access {need} either"
         if not owned[j] and truth is not None and expected is not None and claimed is not None:
             if str(claimed[j]) != str(expected[j]):
@@ -258,35 +282,44 @@ def _bad_byte_claim(
     return ok, fact
 
 
+@functools.cache
+def _lut(frame_bad: FrameBad, need: int) -> npt.NDArray[np.uint8]:
+    """``frame_bad`` of every pin-reference byte value: the compiled pass's table, made by the predicate itself."""
+    return np.ascontiguousarray(frame_bad(np.arange(256, dtype=np.uint8), need), dtype=np.uint8)
+
+
+def _unpinned(t: Any, need: int) -> Mask:
+    """ADDR_NOT_PINNED's frame: no pin of the owner, or an unpin under way."""
+    return ((t & ACCESS_BITS) == 0) | ((t & UNPIN_ASKED) != 0)
+
+
+def _released(t: Any, need: int) -> Mask:
+    """PIN_RELEASED's frame: pinned once without the access now and released, or an unpin under way."""
+    return (((t & need) == 0) & ((t & RELEASED) != 0)) | ((t & UNPIN_ASKED) != 0)
+
+
+def _without_access(t: Any, need: int) -> Mask:
+    """ACCESS_NO_*'s frame: pinned, but without the access (or an unpin under way)."""
+    return (((t & ACCESS_BITS) != 0) & ((t & need) == 0)) | ((t & UNPIN_ASKED) != 0)
+
+
 def not_pinned(rows: Rows, i: I64, ref: Reference) -> Verdict:
     """ADDR_NOT_PINNED: the first bad byte's frame has no pin of the owner (or an unpin is under way)."""
-    return _bad_byte_claim(
-        rows, i, ref, lambda t: ((t & ACCESS_BITS) == 0) | ((t & UNPIN_ASKED) != 0), own="own-unpinned"
-    )
+    return _bad_byte_claim(rows, i, ref, _unpinned, own="own-unpinned")
 
 
 def pin_released(rows: Rows, i: I64, ref: Reference) -> Verdict:
     """PIN_RELEASED: that frame is the owner's own, its pin was the owner's and was released (or its unpin is
     under way).  A released frame that went back to the allocator and on to another tenant is that tenant's:
     ADDR_NOT_PINNED names it (docs/verifier.md, code 50: "the tenant's own, was pinned once")."""
-    need = _need(rows)
-    return _bad_byte_claim(
-        rows, i, ref, lambda t: (((t & need) == 0) & ((t & RELEASED) != 0)) | ((t & UNPIN_ASKED) != 0), mine=True
-    )
+    return _bad_byte_claim(rows, i, ref, _released, mine=True)
 
 
 def access_missing(kind: str) -> Predicate:
     """ACCESS_NO_READ (TX) / ACCESS_NO_WRITE (RX): that frame is pinned, but without the access."""
 
     def judge(rows: Rows, i: I64, ref: Reference) -> Verdict:
-        need = _need(rows)
-        ok, fact = _bad_byte_claim(
-            rows,
-            i,
-            ref,
-            lambda t: (((t & ACCESS_BITS) != 0) & ((t & need) == 0)) | ((t & UNPIN_ASKED) != 0),
-            mine=True,
-        )
+        ok, fact = _bad_byte_claim(rows, i, ref, _without_access, mine=True)
         if rows.kind != kind:
             return np.zeros(i.size, dtype=bool), lambda _j: f"a {rows.kind} record, the rule is about {kind}"
         return ok, fact

@@ -3,6 +3,8 @@
 * ``refusal_marks`` reads a 16-byte ring as one masked test of each descriptor's second 64-bit word; the
   field-by-field reading (a ring of another layout, or not contiguous) is the reference.
 * ``_owner_labels`` labels a batch hitting one owner without ``np.unique``; the general path is the reference.
+* ``reasons._claim_status`` (a pin or access claim's first contradicting fact, per record) is computed by one
+  compiled pass (fuzz/oracle/pinclaim.c) when it is loaded: same statuses and frames on hostile columns.
 * ``alarm_scope`` installs the step alarm's handler once for a campaign: a hang is still interrupted inside
   it, and the handler in place before comes back after it.
 """
@@ -15,12 +17,14 @@ import threading
 import numpy as np
 import pytest
 
+from fuzz.oracle import pin_claims, reasons
 from fuzz.oracle.audit import refusal_marks
 from fuzz.oracle.judge import Oracle
 from fuzz.oracle.liveness import Budget, alarm_scope, bounded_step
-from fuzz.oracle.reasons import _owner_labels
+from fuzz.oracle.reasons import Reference, _owner_labels
 from ring.descriptors import RX_DESC, RXD_ERR_REFUSED, RXD_STAT_DD, TX_DESC, TXD_STAT_DD, TXD_STAT_REFUSED
-from ring.memory import OWNER_FREE, OWNER_KERNEL, PhysicalMemory, owner_name
+from ring.memory import OWNER_FREE, OWNER_KERNEL, PAGE_SIZE, PhysicalMemory, owner_name
+from tests.verifier.compiled import compiled_accelerator
 
 
 def _ring(kind: str, seed: int) -> np.ndarray:
@@ -103,3 +107,47 @@ def test_a_hang_is_interrupted_inside_the_alarm_scope_and_the_old_handler_comes_
 def test_the_refusal_marks_tested_as_one_word_are_single_bits() -> None:
     """``refusal_marks`` tests "bit set" as ``field & bit == bit`` in one masked compare: true only of single bits."""
     assert all(bin(bit).count("1") == 1 for bit in (RXD_STAT_DD, RXD_ERR_REFUSED, TXD_STAT_DD, TXD_STAT_REFUSED))
+
+
+# -- the pin and access claims' compiled pass (fuzz/oracle/pinclaim.c) against ``reasons._claim_status`` ------------
+
+
+def _claims(seed: int, n: int = 300) -> tuple[np.ndarray, np.ndarray, np.ndarray, Reference]:
+    """Hostile claim columns around a small random pin reference: bytes before, at, inside and past each range,
+    past memory, none named, ranges over several frames and to the top of the address space."""
+    rng = np.random.default_rng(seed)
+    frames = 64
+    table = rng.choice(np.array([0, 1, 2, 3, 0x40, 0x41, 0x80, 0x82, 0xC3], dtype=np.uint8), frames)
+    ref = Reference(table, {}, frames * PAGE_SIZE)
+    addr = rng.integers(0, frames * PAGE_SIZE + 3 * PAGE_SIZE, n).astype(np.uint64)
+    addr[rng.random(n) < 0.05] = np.uint64(2**64 - 100)
+    length = rng.choice(np.array([0, 1, 64, 4096, 9000, 16384, 2**40], dtype=np.uint64), n)
+    offset = rng.integers(-2, 3 * PAGE_SIZE, n)
+    bad = (addr.astype(np.int64) + offset).view(np.uint64)
+    bad[rng.random(n) < 0.1] = np.uint64(2**64 - 1)  # none named
+    first = rng.random(n) < 0.05
+    bad[first] = addr[first]  # the first byte itself
+    return addr, length, bad, ref
+
+
+@pytest.mark.parametrize("predicate", [reasons._unpinned, reasons._released, reasons._without_access])
+@pytest.mark.parametrize("need", [1, 2])
+def test_pin_claims_compiled_equal_the_numpy_statuses(predicate: reasons.FrameBad, need: int) -> None:
+    compiled_accelerator(*pin_claims.state())
+    seen: set[int] = set()
+    for seed in range(40):
+        addr, length, bad, ref = _claims(seed)
+        status, frame = reasons._claim_status(addr, length, bad, ref, need, predicate)
+        fast = pin_claims.judge(addr, length, bad, ref.table, ref.memory_size, need, reasons._lut(predicate, need))
+        assert fast is not None
+        assert fast[0].tolist() == status.tolist() and fast[1].tolist() == frame.tolist()
+        seen.update(status.tolist())
+    assert seen == {pin_claims.TRUE, pin_claims.UNNAMED, pin_claims.OUTSIDE, pin_claims.BEFORE, pin_claims.FRAME}
+
+
+def test_pin_claims_past_the_reference_are_not_sure() -> None:
+    """A reference smaller than memory: the compiled pass declines, and the numpy path answers (here: raises)."""
+    compiled_accelerator(*pin_claims.state())
+    addr, length, bad, ref = _claims(1)
+    short = ref.table[:8]
+    assert pin_claims.judge(addr, length, bad, short, ref.memory_size, 1, reasons._lut(reasons._unpinned, 1)) is None

@@ -17,9 +17,11 @@ import pytest
 
 from fuzz.campaign import run_campaign
 from fuzz.classes import CLASSES
+from fuzz.oracle import pin_claims
 from fuzz.oracle.judge import Oracle
 from fuzz.oracle.reasons import NOT_JUDGED, PREDICATES, RELEASED
 from ring.memory import PAGE_SIZE, PhysicalMemory
+from tests.verifier.compiled import compiled_accelerator
 from verifier.audit.log import AuditLog
 from verifier.audit.memory import MemoryAudit
 from verifier.audit.record import AuditRecord
@@ -153,3 +155,24 @@ def test_a_file_backed_log_is_judged_at_the_end_without_the_pin_reference(tmp_pa
         assert found and all("says LEN_ZERO, but a tx descriptor of length" in w for w in found), found
     else:
         assert found == [] and log.next_seq > 100
+
+
+@pytest.mark.parametrize(
+    ("cls", "sink"),
+    [
+        ("straddle", lambda: BadByteAtStart()),
+        ("kernel-tx", lambda: Swaps(R.ADDR_NOT_PINNED, R.PIN_RELEASED)),
+        ("access-mismatch", lambda: Swaps(R.ACCESS_NO_READ, R.ADDR_NOT_PINNED)),
+        ("own-unpinned", lambda: Swaps(R.ADDR_NOT_PINNED, R.ACCESS_NO_READ)),
+    ],
+)
+def test_pin_claims_compiled_and_numpy_find_the_same_slips(
+    cls: str, sink: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compiled pin-claim pass (fuzz/oracle/pinclaim.c) and ``reasons._claim_status`` (the semantics): the same
+    wrong reasons, word for word, on campaigns with a pin or access slip planted."""
+    compiled_accelerator(*pin_claims.state())
+    compiled = wrong_reasons(run_campaign("verifier", 1, [cls], iterations=3, batch=64, audit=sink()))
+    monkeypatch.setattr(pin_claims, "judge", lambda *_args: None)
+    numpy = wrong_reasons(run_campaign("verifier", 1, [cls], iterations=3, batch=64, audit=sink()))
+    assert compiled and compiled == numpy
