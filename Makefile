@@ -8,8 +8,9 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck unit bench scale fuzz mutants lab lab-shell lab-test lab-test-noiommu clean
 
-# The install also compiles the verifier's fast path (setup.py): reinstall when its C or build changes.
-FASTPATH := setup.py ring/cbuild.py ring/descriptors.h verifier/rules/fastpath.c verifier/rules/fastpath.h device/fastdev.c device/fastdev.h driver/tenant/pmd.c driver/tenant/pmd.h
+# The install also compiles the seven accelerators ring/cbuild.py declares (setup.py): reinstall when a C source,
+# a header or the build changes (generated cffi sources, named _*.c, are not sources).
+FASTPATH := setup.py ring/cbuild.py $(foreach f,$(wildcard */*.[ch] */*/*.[ch]),$(if $(filter _%,$(notdir $(f))),,$(f)))
 
 $(STAMP): pyproject.toml $(FASTPATH)
 	$(PYTHON) -m venv $(VENV)
