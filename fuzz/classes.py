@@ -17,13 +17,17 @@ nowhere, by construction of the hardware model rather than by the
 verifier's grace: the emulated bus master-aborts a DMA that wraps or leaves
 physical memory (wrap; beyond-memory's ranges past the end, while its ranges
 ending on the last byte read free memory), the device stalls on a tail outside
-its ring (ring-index), and malformed packets never move a byte outside the
+its ring (ring-index: also tails no 32-bit register holds, which the doorbell
+window passes on whole and an untrapped device cuts to low bits past the ring),
+and malformed packets never move a byte outside the
 pins they name (fragments, bad-cmd).  Those classes still measure the
 verifier's policy (their descriptors must be rejected in ``verifier``
 mode) and guard against regressions in the device model.  ``iommu`` and
 ``verifier`` are meant to have no escapes at all; ``unsafe-inplace`` falls
 only to races (class ``race``: a descriptor rewritten in the ``after_check``
-window, between the kernel's check and the device's read).
+window, between the kernel's check and the device's read; the class also
+writes at ``before_read``, where the write must be judged, and on doorbells
+that bring nothing, where no window may open: fuzz/oracle/races.py).
 
 Some classes are *operation sequences* (``Attack(steps, fresh=True)``): pin,
 post, unpin, free, alice's allocation, doorbell and eve's frames in one
@@ -34,7 +38,8 @@ draws such sequences at random (by seed) from every kind of step.
 
 ``OPT_IN`` holds classes left out of the default list, selectable by name:
 ``race-points`` (the race write at each point where the kernel reads user
-memory, ``before_read`` or ``after_check``, chosen by seed) and
+memory, ``before_read`` or ``after_check``, half and half; ``race`` covers
+both points in the default list) and
 ``race-threaded`` (a second thread rewriting while the threaded engine
 runs: not reproducible by seed).
 """

@@ -25,7 +25,10 @@ liveness (fuzz/oracle/liveness.py ``bounded_step``: bounded device work per
 step, no hang, no exception) and audit completeness (fuzz/oracle/audit.py
 ``AuditWatch``: every refusal mallory sees in her own ring has exactly one
 audit record with a true reason, counters equal records, a file-backed log's
-chain verifies; the log's verifier is passed in).
+chain verifies; the log's verifier is passed in).  Each tail write of the
+queue's owner is judged too (``tail_written``): the ring rules at their edges
+(fuzz/oracle/geometry.py), held packets (fuzz/oracle/held.py) and the race
+windows a doorbell may open (fuzz/oracle/races.py).
 
 ``on_dma`` is vectorised over a batch (the fuzzer's throughput depends on it):
 only the accesses found bad are turned into ``Escape`` records one by one.
