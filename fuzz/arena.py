@@ -52,6 +52,7 @@ from driver.tenant.txq import TxQueue
 from driver.tenant.virtio_queue import VirtioTxQueue
 from fuzz.oracle.judge import Escape, Oracle
 from fuzz.oracle.queues import QueueWatch
+from fuzz.oracle.races import RaceWrite
 from fuzz.oracle.rules import RULE_BOOKS, rx_buffer_bytes
 from ring import indices, regs
 from ring.descriptors import DESC_SIZE, RX_DESC, TX_DESC
@@ -455,11 +456,20 @@ class Arena:
 
     # -- operations (one per reproducer op) -------------------------------------------
     @acting("mallory")
-    def tx(self, descs: npt.NDArray[np.void], tail: int | None = None, rewrite: Rewrite | None = None) -> None:
+    def tx(
+        self,
+        descs: npt.NDArray[np.void],
+        tail: int | None = None,
+        rewrite: Rewrite | None = None,
+        tail_back: int | None = None,
+    ) -> None:
         """Write ``descs`` at mallory's TX tail and ring the doorbell.
 
-        ``tail``: ring that raw value instead of the natural tail; a negative
-        value means so many slots behind the natural tail (ring-index attacks).
+        ``tail``: ring that raw value instead of the natural tail, as given: the
+        doorbell window passes a tenant's store on unmasked, so a value no 32-bit
+        register holds (-1, 2**32, 2**64 - 1: a ``writeq`` over TDT, a negative
+        operand) reaches the kernel's trap as it is (ring-index attacks);
+        ``tail_back``: ring so many slots behind the natural tail instead.
         ``rewrite``: the race -- mallory rewrites one of the slots just
         written at ``rewrite.point``: "after_check" (an ``after_check`` hook on
         her TX queue: after the kernel checked them, before the device reads
@@ -467,7 +477,9 @@ class Arena:
         was judged, just before the kernel copies the descriptors in), each
         removed afterwards; or "threaded" (``tx_threaded``: a second thread,
         the threaded engine).  A mode without a kernel check (none, iommu) has
-        no such window: the rewrite lands right before the doorbell.
+        no such window: the rewrite lands right before the doorbell.  The oracle
+        is told where the write was to land and how often it did (``RaceWrite``):
+        each window is the kernel's, once per doorbell that brings descriptors.
         """
         if rewrite is not None and rewrite.point == "threaded":
             self.tx_threaded(descs, rewrite)
@@ -477,14 +489,19 @@ class Arena:
         if n:
             indices.write_window(self.tx_ring, self.tx_tail, descs)
         self.tx_tail = indices.advance(self.tx_tail, n, RING)
-        value = self.tx_tail if tail is None else (tail if tail >= 0 else (self.tx_tail + tail) % RING)
+        value = self.tx_tail if tail is None else tail
+        if tail_back is not None:
+            value = (self.tx_tail - tail_back) % RING
         state = self.kernel.queue("nic2", "tx").state if rewrite is not None else None
         hooks = None
         hook = None
+        race = None
         if rewrite is not None:
             slot = (start + rewrite.slot_offset) % RING
+            landed = [0]
 
             def hook(_state: object = None) -> None:
+                landed[0] += 1
                 self._rewrite(slot, rewrite)
 
             if state is None:
@@ -492,8 +509,9 @@ class Arena:
             else:
                 hooks = state.before_read if rewrite.point == "before_read" else state.after_check
                 hooks.append(hook)
+                race = RaceWrite(rewrite.point, lambda: landed[0])
         try:
-            self._tail("tx", value & 0xFFFF_FFFF)
+            self._tail("tx", value, race)
         finally:
             if hooks is not None and hook is not None:
                 hooks.remove(hook)
@@ -573,8 +591,9 @@ class Arena:
         """Ring mallory's ``queue`` ("rx" or "tx") at its natural tail (what was written without a doorbell)."""
         self._tail(queue, self.rx_tail if queue == "rx" else self.tx_tail)
 
-    def _tail(self, queue: str, value: int) -> None:
-        """Mallory's store into her ``queue`` tail register, shown to the oracle (ring geometry at its edges)."""
+    def _tail(self, queue: str, value: int, race: RaceWrite | None = None) -> None:
+        """Mallory's store into her ``queue`` tail register, shown to the oracle (ring geometry at its edges);
+        ``race``: the race write this doorbell's window is to carry."""
         offset = self.rx_tail_offset if queue == "rx" else self.tx_tail_offset
         window, dev = self.mallory.map_registers("nic2"), self.nics["nic2"]
         head, tail = (regs.RDH, regs.RDT) if queue == "rx" else (regs.TDH, regs.TDT)
@@ -587,6 +606,7 @@ class Arena:
             lambda: window.write32(offset, value),
             lambda: (dev.reg(regs.queue_reg(head, 0)), dev.reg(regs.queue_reg(tail, 0))),
             self.rx_ring if queue == "rx" else self.tx_ring,
+            race,
         )
 
     # -- lifetime operations (use after unpin) -------------------------------------------

@@ -17,13 +17,17 @@ nowhere, by construction of the hardware model rather than by the
 verifier's grace: the emulated bus master-aborts a DMA that wraps or leaves
 physical memory (wrap; beyond-memory's ranges past the end, while its ranges
 ending on the last byte read free memory), the device stalls on a tail outside
-its ring (ring-index), and malformed packets never move a byte outside the
+its ring (ring-index: also tails no 32-bit register holds, which the doorbell
+window passes on whole and an untrapped device cuts to low bits past the ring),
+and malformed packets never move a byte outside the
 pins they name (fragments, bad-cmd).  Those classes still measure the
 verifier's policy (their descriptors must be rejected in ``verifier``
 mode) and guard against regressions in the device model.  ``iommu`` and
 ``verifier`` are meant to have no escapes at all; ``unsafe-inplace`` falls
 only to races (class ``race``: a descriptor rewritten in the ``after_check``
-window, between the kernel's check and the device's read).
+window, between the kernel's check and the device's read; the class also
+writes at ``before_read``, where the write must be judged, and on doorbells
+that bring nothing, where no window may open: fuzz/oracle/races.py).
 
 Some classes are *operation sequences* (``Attack(steps, fresh=True)``): pin,
 post, unpin, free, alice's allocation, doorbell and eve's frames in one
@@ -34,7 +38,8 @@ draws such sequences at random (by seed) from every kind of step.
 
 ``OPT_IN`` holds classes left out of the default list, selectable by name:
 ``race-points`` (the race write at each point where the kernel reads user
-memory, ``before_read`` or ``after_check``, chosen by seed) and
+memory, ``before_read`` or ``after_check``, half and half; ``race`` covers
+both points in the default list) and
 ``race-threaded`` (a second thread rewriting while the threaded engine
 runs: not reproducible by seed).
 """
@@ -267,16 +272,29 @@ def access_mismatch(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
 
 def ring_index(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
     """Good descriptors, then a tail beyond the ring or behind the natural one (a negative ``tail``: so many back);
-    or an overrun: more new RX descriptors than are free, over buffers still in flight (``overrun``)."""
+    or an overrun: more new RX descriptors than are free, over buffers still in flight (``overrun``).
+
+    Half the tails beyond the ring are values no 32-bit register holds (``wide_tails``): the doorbell window
+    passes a store on as given, so the kernel's trap sees them whole and must refuse them as RING_TAIL_BEYOND."""
     pick = rng.random()
     if pick < 1 / 3:
         return overrun(rng, m, n)
     length = lengths(rng, n)
     descs = tx_batch(inside(rng, m.read_pin.bus, m.read_pin.size, length), length)
     if pick < 2 / 3:
-        tail = int(rng.choice([m.ring_size, m.ring_size + 1, 0xFFFF, int(rng.integers(m.ring_size, 1 << 32))]))
-        return Attack.of(Tx(descs, tail=tail))
+        narrow = [m.ring_size, m.ring_size + 1, 0xFFFF, int(rng.integers(m.ring_size, 1 << 32))]
+        tails = narrow if rng.random() < 0.5 else wide_tails(rng, m.ring_size)
+        return Attack.of(Tx(descs, tail=int(tails[int(rng.integers(0, len(tails)))])))
     return Attack.of(Tx(descs, tail_back=int(rng.integers(1, m.ring_size))))  # so many slots behind the natural tail
+
+
+def wide_tails(rng: np.random.Generator, size: int) -> list[int]:
+    """Tails no 32-bit register holds: -1, 2**64 - 1 (a ``writeq`` of -1), 2**32 + size, and two drawn ones (a
+    random high word over low bits past the ring; its negative).  Their low 16 bits all lie past a ``size``-slot
+    ring, so where nothing traps the store (``none``: the device keeps the low bits) the device still stalls: the
+    class escapes nowhere by construction, and a kernel that takes one whole (or raises) is what it finds."""
+    high = int(rng.integers(1, 1 << 31)) << 32
+    return [-1, 2**64 - 1, 2**32 + size, high | int(rng.integers(size, 1 << 16)), -high - 1]
 
 
 def overrun(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
@@ -298,18 +316,25 @@ def overrun(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
 
 
 def race(rng: np.random.Generator, m: MemoryMap, n: int) -> Attack:
-    """Valid descriptors from mallory's read pin; one is rewritten after the kernel checked it and before the
-    device reads it (the ``after_check`` window): its addr to a kernel canary frame, or its length past the pin."""
-    length = lengths(rng, n)
-    descs = tx_batch(inside(rng, m.read_pin.bus, m.read_pin.size, length), length)
-    slot = int(rng.integers(0, n))
-    if rng.random() < 0.6:
-        frame = int(rng.integers(0, m.kernel.size // PAGE_SIZE))
-        rewrite = Rewrite(slot, addr=m.kernel.phys + frame * PAGE_SIZE)
-    else:
-        addr = int(descs["addr"][slot])
-        rewrite = Rewrite(slot, length=min(0xFFFF, m.read_pin.end - addr + 1 + int(rng.integers(0, PAGE_SIZE))))
-    return Attack.of(Tx(descs, rewrite=rewrite))
+    """Valid descriptors from mallory's read pin; one is rewritten in a window of the doorbell, chosen by seed:
+
+    * 60%: ``after_check``, after the kernel checked it and before the device reads it (the TOCTOU window): its
+      addr to a kernel canary frame, or its length past the pin -- ``unsafe-inplace`` and ``none`` fall;
+    * 20%: ``before_read``, just before the kernel reads it: the write must be judged like any descriptor
+      (refused in ``verifier`` and ``unsafe-inplace``; only ``none`` falls, an IOMMU fault under ``iommu``);
+    * 20%: on a doorbell that brings nothing (the descriptors written, the old tail rung again; then the
+      natural tail), a write at either point: such a doorbell has neither window, so it must not land there.
+
+    The oracle is told each window and how often the write landed (fuzz/oracle/races.py), so a kernel that
+    reads without its ``before_read`` moment, or opens a window on an empty doorbell, is found."""
+    descs, slot, addr, length = _race_descs(rng, m, n)
+    pick = rng.random()
+    if pick < 0.6:
+        return Attack.of(Tx(descs, rewrite=Rewrite(slot, addr, length)))
+    if pick < 0.8:
+        return Attack.of(Tx(descs, rewrite=Rewrite(slot, addr, length, point=BEFORE_READ)))
+    point = BEFORE_READ if rng.random() < 0.5 else AFTER_CHECK
+    return Attack.of(Tx(descs, tail_back=n, rewrite=Rewrite(slot, addr, length, point=point)), Doorbell("tx"))
 
 
 def _race_descs(

@@ -20,6 +20,7 @@ import numpy.typing as npt
 from ring import indices
 from ring.descriptors import RX_DESC, TX_DESC
 from ring.syscalls import DmaRegion, RegisterBus
+from verifier.audit.read import RANGES
 from verifier.audit.rejections import AuditSink, Origin, record_event
 from verifier.pins import PinTable
 from verifier.rules import reasons as R
@@ -107,7 +108,11 @@ class QueueState:
         reason = judge_tail(new_tail, self.tail, self.done, self.size)
         if reason != R.OK:
             detail = {"new_tail": new_tail, "tail": self.tail, "done": self.done, "size": self.size}
-            record_event(self.audit, self.origin, self.origin.kind, reason, detail, ring_index=new_tail)
+            # the record names the tail as written; one no 32-bit register holds (the window passes a store on as
+            # given: -1, 2**32) is outside the record's ring_index field, so only the detail names it
+            low, high = RANGES["ring_index"]
+            index = new_tail if low <= new_tail <= high else None
+            record_event(self.audit, self.origin, self.origin.kind, reason, detail, ring_index=index)
             self.audit.commit()
             return None
         k = indices.used(self.tail, new_tail, self.size)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Escape:
-    kind: str  # "dma", "pin", "leak", "integrity", "crash", "liveness", "audit", "rule", "ring"
+    #: "dma", "pin", "leak", "integrity", "crash", "liveness", "audit", "rule", "ring", "queue", "syscall", "race"
+    kind: str
     what: str  # a one-line account
     device: str = ""
     address: int = -1

@@ -90,7 +90,7 @@ def judge_tail_write(
     head, before = device()
     rx = ring is not None and "errors" in (ring.dtype.names or ())
     done = model.done(indices.used(head, before, size)) if model is not None and rx else None
-    need = "RING_TAIL_BEYOND" if value >= size else None
+    need = "RING_TAIL_BEYOND" if not 0 <= value < size else None  # any value: the store is passed on as given
     if need is None and model is not None and done is not None:
         need = model.required(value, done)
     counted = refusals() if need is not None or model is not None else None
@@ -100,7 +100,7 @@ def judge_tail_write(
         _, after = device()
         where = f"{nic} {kind} tail {value:#x} on a {size}-slot ring" + (
             f" (tail {model.tail}, oldest slot in flight {done})"
-            if model is not None and done is not None and value < size
+            if model is not None and done is not None and 0 <= value < size
             else ""
         )
         if after != before:
@@ -125,7 +125,7 @@ def judge_tail_write(
                         f"({added} RING_* record(s))",
                     )
                 )
-    if model is not None and ring is not None and value < size:
+    if model is not None and ring is not None and 0 <= value < size:
         now = refusals()
         taken = counted is None or now is None or sum(now.get(r, 0) - counted.get(r, 0) for r in RING_REASONS) == 0
         if taken:

@@ -25,7 +25,10 @@ liveness (fuzz/oracle/liveness.py ``bounded_step``: bounded device work per
 step, no hang, no exception) and audit completeness (fuzz/oracle/audit.py
 ``AuditWatch``: every refusal mallory sees in her own ring has exactly one
 audit record with a true reason, counters equal records, a file-backed log's
-chain verifies; the log's verifier is passed in).
+chain verifies; the log's verifier is passed in).  Each tail write of the
+queue's owner is judged too (``tail_written``): the ring rules at their edges
+(fuzz/oracle/geometry.py), held packets (fuzz/oracle/held.py) and the race
+windows a doorbell may open (fuzz/oracle/races.py).
 
 ``on_dma`` is vectorised over a batch (the fuzzer's throughput depends on it):
 only the accesses found bad are turned into ``Escape`` records one by one.
@@ -46,6 +49,7 @@ from fuzz.oracle.escape import Escape
 from fuzz.oracle.geometry import RingModel, judge_tail_write
 from fuzz.oracle.held import UNTERMINATED, HeldModel, judge_doorbell
 from fuzz.oracle.liveness import Work
+from fuzz.oracle.races import RaceWrite, judge_race
 from fuzz.oracle.reasons import (
     ACCESS_BITS,
     RELEASED,
@@ -425,13 +429,15 @@ class Oracle:
         write: Callable[[], None],
         device: Callable[[], tuple[int, int]],
         ring: npt.NDArray[np.void] | None = None,
+        race: RaceWrite | None = None,
     ) -> None:
         """The queue's owner writes ``value`` to its ``kind`` tail of a ``size``-slot ring (``write`` does it).
 
         With the rules on, the write must be refused where the ring rules demand it (fuzz/oracle/geometry.py):
         the device's (head, tail) registers (``device``) show its tail unmoved, and one RING_* record is added;
         ``ring``: the tenant's ring, for the oracle's account of what is in flight (RX) and of what one doorbell
-        consumed (TX: a packet of it may not have a slot refused and a slot sent, in any order).
+        consumed (TX: a packet of it may not have a slot refused and a slot sent, in any order); ``race``: a race
+        write this doorbell is to carry, judged against what the doorbell brought (fuzz/oracle/races.py).
         """
         if self.rules is None:
             write()
@@ -458,8 +464,12 @@ class Oracle:
             write()
             counted.clear()
 
+        held_before = self._held.get((nic, queue)) if kind == "tx" else None
+        held_open = held_before is not None and held_before.start >= 0  # before this doorbell
         for reason, what in judge_tail_write(nic, kind, value, size, model, counted_write, device, refusals, ring):
             self.escapes.append(Escape("ring", f"{what}, which breaks {reason}", nic))
+        if race is not None and model is not None and tail is not None:
+            self.escapes += judge_race(race, nic, kind, model.tail != tail, held_open)
         if kind == "tx" and ring is not None and model is not None and tail is not None and model.tail != tail:
             now = refusals()
             before_ = before[0] if before else None

@@ -17,7 +17,7 @@ import numpy.typing as npt
 from fuzz.arena import RING
 from fuzz.steps.base import Step
 from fuzz.steps.mutation import mutate_descs
-from fuzz.steps.spec import U8, U16, U32, U64, Int, Key, ListOf, Record, ReproducerError, u
+from fuzz.steps.spec import U8, U16, U64, Int, Key, ListOf, Record, ReproducerError, u
 from ring.descriptors import DESC_SIZE, TX_DESC, TXD_CMD_EOP, TXD_CMD_IFCS, TXD_CMD_RS
 from ring.memory import PAGE_SIZE
 
@@ -42,6 +42,10 @@ MOMENTS = {
 }
 #: Rounds a threaded race may ask for (the arena runs at most ``THREAD_ROUNDS`` of them).
 MAX_ROUNDS = 1_000_000
+#: What a raw ``tail`` may be: any operand of a 64-bit store, signed or not.  The doorbell window passes a
+#: tenant's store on as given, so a tail no 32-bit register holds (-1, 2**32: a ``writeq`` over TDT) reaches the
+#: kernel's trap as it is, and must be refused like any tail outside the ring (RING_TAIL_BEYOND).
+TAIL_STORE = (-(2**63), 2**64 - 1)
 
 
 def tx_batch(
@@ -173,9 +177,10 @@ REWRITE = Record(Rewrite.FIELDS)
 class Tx(DescriptorStep):
     """Descriptors written at mallory's TX tail, then the doorbell (``Arena.tx``).
 
-    ``tail``: ring that raw value instead of the natural tail (a 32-bit
-    register store); ``tail_back``: so many slots behind the natural tail
-    (within the ring).  ``rewrite``: the race, one per op.
+    ``tail``: ring that raw value instead of the natural tail (a register
+    store, passed on as given: any 64-bit operand, ``TAIL_STORE``);
+    ``tail_back``: so many slots behind the natural tail (within the ring).
+    ``rewrite``: the race, one per op.
     """
 
     descs: Descs
@@ -187,7 +192,7 @@ class Tx(DescriptorStep):
     VERB: ClassVar[str] = "refused"
     FIELDS: ClassVar[dict[str, Key]] = {
         "descs": Key(descs_spec(RING - 1), default=np.zeros(0, dtype=TX_DESC)),
-        "tail": Key(u(U32), default=None),
+        "tail": Key(u(TAIL_STORE), default=None),
         "tail_back": Key(Int(1, RING - 1), default=None),
         **{key: Key(REWRITE, default=None) for key in REWRITE_KEYS.values()},
     }
@@ -222,8 +227,7 @@ class Tx(DescriptorStep):
         return out
 
     def run(self, arena: Arena) -> None:
-        tail = self.tail if self.tail is not None else None if self.tail_back is None else -self.tail_back
-        arena.tx(self.descs, tail, self.rewrite)
+        arena.tx(self.descs, self.tail, self.rewrite, self.tail_back)
 
     def describe(self) -> str:
         op = self.to_json()

@@ -41,11 +41,12 @@ def _variants() -> dict[tuple[str, ...], Attack]:
     ("mode", "escapes"), [("none", True), ("unsafe-inplace", True), ("verifier", False), ("iommu", False)]
 )
 def test_race_escapes_only_where_the_device_reads_what_was_checked_too_late(mode: str, escapes: bool) -> None:
-    result = run_campaign(mode, 1, classes="race", iterations=6, batch=32)
+    result = run_campaign(mode, 1, classes="race", iterations=12, batch=32)
     assert (result.stats["race"].escapes > 0) is escapes, [(f.kind, f.escape.what) for f in result.findings]
     if mode == "unsafe-inplace":
         assert {f.kind for f in result.findings} >= {"leak", "pin"}  # canary frames and lengths past the pin
-        assert result.stats["race"].rejected == 0  # every descriptor was valid when the kernel checked it
+        # every descriptor was valid when checked, but a before_read write: judged, refused (one per attack)
+        assert 0 < result.stats["race"].rejected <= result.stats["race"].batches
 
 
 def test_unsafe_inplace_campaign_at_seed_1_finds_the_race_and_only_the_race() -> None:

@@ -159,7 +159,7 @@ def _desc(**over: object) -> dict[str, object]:
         ({"op": "tx", "descs": [{"length": 64}]}, r"descs\[0\]: lacks 'addr'"),
         ({"op": "tx", "descs": "0x7000"}, "descs must be a list"),
         ({"op": "tx", "descs": [_desc()] * 512}, "at most 511 items"),
-        ({"op": "tx", "descs": [_desc()], "tail": 2**32}, "tail must be in"),
+        ({"op": "tx", "descs": [_desc()], "tail": 2**64}, "tail must be in"),  # any 64-bit operand is a store
         ({"op": "tx", "descs": [_desc()], "tail_back": 512}, r"tail_back must be in 1\.\.511"),
         ({"op": "tx", "descs": [_desc()], "tail_back": 0}, r"tail_back must be in 1\.\.511"),
         ({"op": "tx", "descs": [_desc()], "tail": 1, "tail_back": 1}, "tail or tail_back, not both"),
