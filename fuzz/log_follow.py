@@ -27,7 +27,9 @@ follower began reading each and compares.
 
 A rotation (the writer renames the file to ``PATH.N`` and opens a new
 ``PATH``) is followed: the old file is read to its end through the handle
-already open, then the new one from its start.
+already open, then every file rotated after it (``PATH.N+1``, ... : a step
+that writes more than ``rotate_bytes`` rotates several times between two
+reads), then the new ``PATH`` from its start.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from fuzz.oracle import audit
 from fuzz.oracle.logged import LoggedSpan
 from fuzz.oracle.reasons import EVENT_PREDICATES
 from ring.descriptors import TXD_CMD_EOP
+from verifier.audit.log import rotated_siblings
 
 #: Bytes re-read at a time by ``holds``.
 _READ = 1 << 20
@@ -96,6 +99,34 @@ class LogFollower:
         except FileNotFoundError:
             return False
 
+    def _rotated_since(self) -> list[Path]:
+        """The files rotated after the one open here, oldest first (none if that one is not found: pruned)."""
+        if self._file is None:
+            return []
+        st = os.fstat(self._file.fileno())
+        siblings = rotated_siblings(self.path)
+        for index, (_, path) in enumerate(siblings):
+            try:
+                other = os.stat(path)
+            except FileNotFoundError:
+                continue
+            if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+                return [p for _, p in siblings[index + 1 :]]
+        return []
+
+    def _read_whole(self, path: Path) -> bytes:
+        """Every byte of a rotated file, hashed as a segment of its own for ``holds``."""
+        try:
+            with path.open("rb") as handle:
+                st = os.fstat(handle.fileno())
+                whole = handle.read()
+        except FileNotFoundError:  # pruned meanwhile: its records are lost to the follower, as to any reader
+            return b""
+        segment = _Segment(st.st_dev, st.st_ino, 0, len(whole))
+        segment.digest.update(whole)
+        self._segments.append(segment)
+        return whole
+
     def _chunk(self) -> bytes:
         """The complete lines appended since the last call, newline-ended (an incomplete last line waits for the
         rest of it)."""
@@ -110,8 +141,11 @@ class LogFollower:
                 self._rest = b""
             if not self._rotated():
                 break
+            later = self._rotated_since()
             if self._file is not None:
                 self._file.close()
+            for path in later:  # complete files: the writer renamed each away before it opened the next
+                data += self._read_whole(path)
             self._open(at_end=False)
         cut = data.rfind(b"\n") + 1
         self._rest = data[cut:]
