@@ -55,19 +55,21 @@ class QueueWatch:
             words = [offset >> 2 for _, _, offset, d in self.tails if d is dev]
             self._files.append((dev.regs, np.array(words, dtype=np.intp)))
 
-    def read(self) -> list[npt.NDArray[np.uint32]]:
-        """Every watched tail now: one array per NIC (pass it to ``moved``)."""
-        return [file[words] for file, words in self._files]
+    def read(self) -> list[int]:
+        """Every watched tail now, in ``tails`` order (pass it to ``moved``)."""
+        if len(self._files) == 1:
+            file, words = self._files[0]
+            values: list[int] = file[words].tolist()
+            return values
+        return [v for file, words in self._files for v in file[words].tolist()]
 
-    def moved(self, actor: int, before: list[npt.NDArray[np.uint32]]) -> list[Escape]:
+    def moved(self, actor: int, before: list[int]) -> list[Escape]:
         """Escapes for every tail of a queue ``actor`` does not own that differs from ``before`` (``read``)."""
         now = self.read()
-        if all(np.array_equal(a, b) for a, b in zip(now, before, strict=True)):
+        if now == before:
             return []  # nothing moved (every step but a few)
-        was_all = np.concatenate(before).tolist() if before else []
-        now_all = np.concatenate(now).tolist() if now else []
         found = []
-        for (nic, owner, offset, _dev), was, is_ in zip(self.tails, was_all, now_all, strict=True):
+        for (nic, owner, offset, _dev), was, is_ in zip(self.tails, before, now, strict=True):
             if is_ != was and owner != actor:
                 who, whose = self.names.get(actor, f"tenant{actor}"), self.names.get(owner, f"tenant{owner}")
                 found.append(
