@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -118,6 +119,12 @@ class AuditSinkLike(Protocol):
     @property
     def counters(self) -> Mapping[Any, int]: ...
     def statistics(self, nic: str | None, queue: int | None, kind: str | None = None) -> dict[str, int]: ...
+    def records_of(self, nic: str | None, queue: int | None, kind: str) -> int:
+        """``sum(statistics(nic, queue, kind).values())``, read from a count the sink keeps: ``after_step`` reads
+        every watched queue's after every step, and building the per-reason dict for a sum cost more than the rest
+        of the count."""
+        ...
+
     @property
     def capacity(self) -> int | None:
         """How many of the newest records ``since`` can show (None: all, 0: none, they are in the file ``path``)."""
@@ -146,6 +153,8 @@ _MARKS = {
     "rx": _word_test(RX_DESC, {"status": (RXD_STAT_DD, RXD_STAT_DD), "errors": (RXD_ERR_REFUSED, RXD_ERR_REFUSED),
                                "length": (0xFFFF, 0)}),
 }  # fmt: skip
+#: A TX slot the device completed (DD without REFUSED), as the same one test of the second word (``_whole_packets``).
+_SENT = _word_test(TX_DESC, {"status": (TXD_STAT_DD | TXD_STAT_REFUSED, TXD_STAT_DD)})
 
 
 def _mark_test(kind: str, ring: npt.NDArray[np.void]) -> tuple[npt.NDArray[np.uint64], np.uint64, np.uint64] | None:
@@ -184,13 +193,21 @@ def refusal_marks(
     ).nonzero()[0]
 
 
-def _whole_packets(key: QueueKey, ring: npt.NDArray[np.void], refused: npt.NDArray[np.int64]) -> list[Escape]:
+def _whole_packets(
+    key: QueueKey,
+    ring: npt.NDArray[np.void],
+    refused: npt.NDArray[np.int64],
+    words: npt.NDArray[np.uint64] | None = None,
+) -> list[Escape]:
     """PKT_BAD_FRAGMENT from the tenant's side: no packet of her TX ring (by the EOP bits she wrote) may have a
     slot refused and another completed by the device (DD without REFUSED) in one step (``packet_atomicity``).
     The completions are reaped here (status cleared, as a driver takes a completed slot back): each step sees
-    its own."""
+    its own.  ``words``: the ring's second 64-bit words (``_mark_test``), read as one masked test (``_SENT``)."""
     status = ring["status"]
-    sent = ((status & np.uint8(TXD_STAT_DD | TXD_STAT_REFUSED)) == np.uint8(TXD_STAT_DD)).nonzero()[0]
+    if words is not None:
+        sent = ((words & _SENT[0]) == _SENT[1]).nonzero()[0]
+    else:
+        sent = ((status & np.uint8(TXD_STAT_DD | TXD_STAT_REFUSED)) == np.uint8(TXD_STAT_DD)).nonzero()[0]
     found = []
     split = []
     if refused.size and sent.size:  # a split needs both (``packet_atomicity``): the EOP bits are read only then
@@ -228,7 +245,7 @@ class AuditWatch:
     that ring index, with a reason, and no descriptor record may lack a mark.
     Records that name no descriptor (a refused tail: the ring shows nothing)
     are only required to have a reason.  Per step, the sink's counters
-    (``statistics``) must have grown by at least the marks; the slot-by-slot
+    (``records_of``) must have grown by at least the marks; the slot-by-slot
     match runs per step when the sink keeps its records in memory
     (MemoryAudit) and in ``finish`` for a file-backed log.  Per step, the
     step's records must also be held one per seq (a full bounded store drops
@@ -320,7 +337,7 @@ class AuditWatch:
 
     def _count(self, key: QueueKey) -> int:
         nic, kind, queue = key
-        return sum(self.sink.statistics(nic, queue, kind).values())
+        return self.sink.records_of(nic, queue, kind)
 
     def after_step(self) -> list[Escape]:
         found: list[Escape] = []
@@ -328,13 +345,14 @@ class AuditWatch:
         tests = self._mark_tests
         for key, ring in self.rings.items():
             test = tests.get(key)
+            words = None
             if test is not None:
                 words, mask, value = test
                 slots = ((words & mask) == value).nonzero()[0]
             else:
                 slots = refusal_marks(key[1], ring)
             if key[1] == "tx" and self.oracle is not None and self.oracle.rules is not None:
-                found += _whole_packets(key, ring, slots)
+                found += _whole_packets(key, ring, slots, words)
             seen[key] = slots
             if slots.size:
                 _acknowledge(key[1], ring, slots)  # (no mark, nothing to reap)
@@ -399,6 +417,8 @@ class AuditWatch:
                 continue
             if r.ring_index is not None:  # descriptor records (an IOMMU fault names none)
                 named.setdefault((r.nic, r.kind, r.queue), []).append(r.ring_index)
+            if r.reason.size and _named(r.names)[r.reason].all():
+                continue  # every code has a name (one lookup; the codes are walked only to name a blank one)
             codes = np.bincount(r.reason, minlength=1).nonzero()[0].tolist()
             for code in codes:
                 if not r.names.get(code):
@@ -413,7 +433,7 @@ class AuditWatch:
                 parts = [*parts, np.array(singles[key], dtype=np.int64)]
             described = np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else slots[:0]
             # ``slots`` are sorted (``refusal_marks``: nonzero), so only the records' slots need a sort
-            if described.size == slots.size and np.array_equal(np.sort(described), slots):
+            if described.size == slots.size and bool((np.sort(described) == slots).all()):
                 continue
             nic, kind, queue = key
             counted = Counter(described.tolist())
@@ -918,6 +938,25 @@ def audit_complete(watch: AuditWatch) -> list[Escape]:
 def audit_count(sink: AuditSinkLike) -> int:
     """Records an audit sink has taken so far."""
     return int(sink.next_seq)
+
+
+#: ``_named`` per read-only names mapping seen: (the mapping, its table), by ``id`` (an in-memory span's ``names`` is
+#: the verifier's reason table, one read-only object for every span; a mapping that may change is not kept)
+_NAMED: dict[int, tuple[Mapping[int, str], npt.NDArray[np.bool_]]] = {}
+
+
+def _named(names: Mapping[int, str]) -> npt.NDArray[np.bool_]:
+    """Per reason code (a byte): whether ``names`` gives it a non-blank name, as a table to index by codes."""
+    kept = _NAMED.get(id(names))
+    if kept is not None and kept[0] is names:
+        return kept[1]
+    table = np.zeros(256, dtype=bool)
+    for code, name in names.items():
+        if 0 <= code < 256 and name:
+            table[code] = True
+    if isinstance(names, MappingProxyType) and len(_NAMED) < 64:  # (the reference keeps its id from being reused)
+        _NAMED[id(names)] = (names, table)
+    return table
 
 
 def _width(item: dict[str, Any] | RecordSpanLike) -> int:

@@ -18,16 +18,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
+import numpy as np
+import numpy.typing as npt
+
 from fuzz.oracle.escape import Escape
 from ring import regs
 
 
 class RegistersLike(Protocol):
-    """What the watch reads of a NIC (duck-typed: the oracle imports nothing of the device)."""
+    """What the watch reads of a NIC (duck-typed: the oracle imports nothing of the device).
+
+    ``regs``: the register file as 32-bit words (BAR0 offset / 4), read as data, without side effects: the watch
+    takes every tail of a NIC in one indexed read instead of one ``reg`` call per register (about 30 a step).
+    """
 
     @property
     def queues(self) -> int: ...
-    def reg(self, offset: int) -> int: ...
+    @property
+    def regs(self) -> npt.NDArray[np.uint32]: ...
 
 
 class QueueWatch:
@@ -41,21 +49,33 @@ class QueueWatch:
             for base in (regs.TDT, regs.RDT)
             for offset in (regs.queue_reg(base, q) for q in range(dev.queues))
         ]
+        #: per NIC: its register file and the words of its tails, in ``tails`` order
+        self._files: list[tuple[npt.NDArray[np.uint32], npt.NDArray[np.intp]]] = []
+        for dev in nics.values():
+            words = [offset >> 2 for _, _, offset, d in self.tails if d is dev]
+            self._files.append((dev.regs, np.array(words, dtype=np.intp)))
 
     def read(self) -> list[int]:
-        return [dev.reg(offset) for _, _, offset, dev in self.tails]
+        """Every watched tail now, in ``tails`` order (pass it to ``moved``)."""
+        if len(self._files) == 1:
+            file, words = self._files[0]
+            values: list[int] = file[words].tolist()
+            return values
+        return [v for file, words in self._files for v in file[words].tolist()]
 
     def moved(self, actor: int, before: list[int]) -> list[Escape]:
-        """Escapes for every tail of a queue ``actor`` does not own that differs from ``before``."""
+        """Escapes for every tail of a queue ``actor`` does not own that differs from ``before`` (``read``)."""
+        now = self.read()
+        if now == before:
+            return []  # nothing moved (every step but a few)
         found = []
-        for (nic, owner, offset, dev), was in zip(self.tails, before, strict=True):
-            now = dev.reg(offset)
-            if now != was and owner != actor:
+        for (nic, owner, offset, _dev), was, is_ in zip(self.tails, before, now, strict=True):
+            if is_ != was and owner != actor:
                 who, whose = self.names.get(actor, f"tenant{actor}"), self.names.get(owner, f"tenant{owner}")
                 found.append(
                     Escape(
                         "queue",
-                        f"{nic} {regs.reg_name(offset)} moved {was} -> {now} while {who} acted: the queue is {whose}'s",
+                        f"{nic} {regs.reg_name(offset)} moved {was} -> {is_} while {who} acted: the queue is {whose}'s",
                         nic,
                         offset,
                         0,

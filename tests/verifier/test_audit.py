@@ -19,6 +19,7 @@ import pytest
 
 from ring.descriptors import TX_DESC
 from verifier.audit.log import FIELDS, GENESIS, AuditError, AuditLog, format_wall
+from verifier.audit.memory import MemoryAudit
 from verifier.audit.read import AuditFormatError, parse_wall, read_records, verify
 from verifier.audit.record import AuditRecord
 
@@ -53,7 +54,7 @@ def decode_desc(raw: bytes) -> dict[str, int]:
     return {name: int(row[name]) for name in TX_DESC.names or ()}
 
 
-def add(log: AuditLog, i: int) -> int:
+def add(log: AuditLog | MemoryAudit, i: int) -> int:
     """Record the ``i``-th rejection of a small, varied, deterministic stream."""
     raw = tx_raw(i)
     return log.record(
@@ -372,6 +373,13 @@ def test_counters_and_statistics_per_queue(tmp_path: Path) -> None:
     assert log.statistics("nic0", 0) == {"ADDR_NOT_PINNED": 4, "RANGE_WRAPS": 4}
     assert log.statistics("nic0", 1) == {"LEN_ZERO": 4, "NOT_DEVICE_READABLE": 4}
     assert log.statistics("nic9", 0) == {}
+    # the per-queue total the fuzzer's oracle reads is the statistics' sum, kept as a count (and TX apart from RX)
+    assert log.statistics("nic0", 1, "tx") == log.statistics("nic0", 1) and log.records_of("nic0", 1, "tx") == 8
+    assert log.records_of("nic0", 1, "rx") == 0 and log.records_of("nic9", 0, "tx") == 0
+    memory = MemoryAudit()
+    for i in range(16):
+        add(memory, i)  # the same stream in memory
+    assert memory.records_of("nic0", 0, "tx") == 8 and memory.statistics("nic0", 0, "tx") == log.statistics("nic0", 0)
 
     with AuditLog(tmp_path / "reg.jsonl", "verifier", clock=clock()) as reg:
         reg.record(AuditRecord(

@@ -156,10 +156,12 @@ def test_the_hostile_shapes_are_covered() -> None:
     assert any(isinstance(b, RejectionBatch) and (b.bad_byte < -1).any() for b in batches)
 
 
-@pytest.mark.parametrize("owners", [[0, 0, 0], [NO_OWNER, NO_OWNER], [0, NO_OWNER, 0], [2, 2]])
+@pytest.mark.parametrize(
+    "owners", [[0, 0, 0], [NO_OWNER, NO_OWNER], [0, NO_OWNER, 0], [2, 2], [2, 1, 1, 2], [NO_OWNER, 0, 2, 0]]
+)
 def test_owner_labels_are_the_records_owners_whole(owners: list[int]) -> None:
-    """The column an observer reads (one-owner batches skip np.unique) names each row's owner as its record does,
-    every character of it: a batch all of one owner once came back cut to one character ('k' for 'kernel')."""
+    """The column an observer reads (one- and two-owner batches skip np.unique) names each row's owner as its record
+    does, every character of it: a batch all of one owner once came back cut to one character ('k' for 'kernel')."""
     n = len(owners)
     batch = RejectionBatch(
         tenant=1, tenant_name="alice", nic="nic0", queue=0, kind="tx",

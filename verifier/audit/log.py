@@ -1079,6 +1079,11 @@ class AuditLog:
         with self._lock:
             return self._counts.statistics(nic, queue, kind)
 
+    def records_of(self, nic: str | None, queue: int | None, kind: str) -> int:
+        """Records of one queue and kind written since the log opened, every reason (``AuditCounters.records``)."""
+        with self._lock:
+            return self._counts.records(nic, queue, kind)
+
     @property
     def capacity(self) -> int:
         """Records held in memory for ``since``: none, they are in the file (``verifier/audit/read.py`` reads it)."""

@@ -100,3 +100,8 @@ class MemoryAudit:
         """Per-reason counts of one queue (as ``AuditLog.statistics``); under the lock, as a recorder may add a key."""
         with self._lock:
             return self.tally.statistics(nic, queue, kind)
+
+    def records_of(self, nic: str | None, queue: int | None, kind: str) -> int:
+        """Records of one queue and kind, every reason (``AuditCounters.records``): a counter read, no dict built."""
+        with self._lock:
+            return self.tally.records(nic, queue, kind)

@@ -53,6 +53,10 @@ class AuditSink(Protocol):
         """Per-reason counts of one queue (``kind`` keeps TX queue n and RX queue n apart)."""
         ...
 
+    def records_of(self, nic: str | None, queue: int | None, kind: str) -> int:
+        """Records of one queue and kind, every reason: the sum of ``statistics(nic, queue, kind)``, kept as a count."""
+        ...
+
     @property
     def capacity(self) -> int | None:
         """How many of the newest records ``since`` can show (None: all, 0: none)."""
