@@ -286,6 +286,7 @@ def run_campaign(
         follower = LogFollower(sink.path)
         watch.follow = follower.items  # runs of descriptor records as columns (fuzz/log_follow.py)
         watch.holds = follower.holds  # the end check then verifies the chain, not every record again
+        watch.pruned = follower.pruned_through  # records the disk budget deleted before they were followed
     end_check = EndCheck(sink, audit_read.verify, followed=follower is not None)
     result = CampaignResult(protection, seed, [c.name for c in chosen], batch, jobs=jobs)
     result.stats = {c.name: ClassStats() for c in chosen}

@@ -50,7 +50,7 @@ from fuzz.oracle import audit
 from fuzz.oracle.logged import LoggedSpan
 from fuzz.oracle.reasons import EVENT_PREDICATES
 from ring.descriptors import TXD_CMD_EOP
-from verifier.audit.log import rotated_siblings
+from verifier.audit.log import read_pruned, rotated_siblings
 
 #: Bytes re-read at a time by ``holds``.
 _READ = 1 << 20
@@ -75,9 +75,14 @@ class LogFollower:
         self._file: BinaryIO | None = None
         self._rest = b""
         self._segments: list[_Segment] = []
+        #: the highest rotation number (``PATH.N``) that existed when the file open here was opened at ``PATH``:
+        #: the files rotated since are the ones numbered above it
+        self._base = 0
         self._open(at_end=True)
 
     def _open(self, at_end: bool) -> None:
+        siblings = rotated_siblings(self.path)
+        self._base = siblings[-1][0] if siblings else 0
         try:
             handle = self.path.open("rb")
         except FileNotFoundError:
@@ -100,19 +105,24 @@ class LogFollower:
             return False
 
     def _rotated_since(self) -> list[Path]:
-        """The files rotated after the one open here, oldest first (none if that one is not found: pruned)."""
-        if self._file is None:
-            return []
-        st = os.fstat(self._file.fileno())
-        siblings = rotated_siblings(self.path)
-        for index, (_, path) in enumerate(siblings):
+        """The files rotated after the one open here, oldest first: those numbered above ``_base`` but that one
+        (already read through its handle).  The log's disk budget may have deleted some (``pruned_through``)."""
+        mine = os.fstat(self._file.fileno()) if self._file is not None else None
+        later = []
+        for number, path in rotated_siblings(self.path):
             try:
-                other = os.stat(path)
+                st = os.stat(path)
             except FileNotFoundError:
                 continue
-            if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
-                return [p for _, p in siblings[index + 1 :]]
-        return []
+            if number > self._base and (mine is None or (st.st_dev, st.st_ino) != (mine.st_dev, mine.st_ino)):
+                later.append(path)
+        return later
+
+    def pruned_through(self) -> int:
+        """The last seq the log's disk budget deleted (its prune marker), -1 when none was: records the follower
+        may never have read, as a bounded store evicts its oldest."""
+        marker = read_pruned(self.path)
+        return -1 if marker is None else marker[0]
 
     def _read_whole(self, path: Path) -> bytes:
         """Every byte of a rotated file, hashed as a segment of its own for ``holds``."""

@@ -285,6 +285,9 @@ class AuditWatch:
     #: (``LogFollower.holds``); then ``finish`` takes the records it already matched and judged step by step
     #: instead of re-reading them one by one (it still verifies the chain)
     holds: Callable[[Sequence[Path]], bool] | None = None
+    #: with ``follow``: the last seq the log's disk budget deleted, -1 when none (``LogFollower.pruned_through``):
+    #: records deleted before they were followed are not lost by the kernel, as a full in-memory store's are not
+    pruned: Callable[[], int] | None = None
     #: what the followed records added up to (``_Followed``), for ``finish``
     _followed: _Followed | None = None
     #: ``_context`` per (oracle, nic, kind, queue), for the rings attached now
@@ -398,6 +401,8 @@ class AuditWatch:
         run = _run(items, end)
         if run is not None and run[1] > end:
             return []  # recorded while this was read (another thread): the counts above still hold
+        if following and (run is None or run[0] > start) and self.pruned is not None and self.pruned() >= start:
+            return []  # the budget deleted files of this step before they were read: the end check verifies the rest
         if run is None or run[1] < end or (run[0] > start and not _evicted(capacity, end - run[0])):
             held = sum(_width(r) for r in items)
             return [Escape("audit", f"records {start}..{end - 1}: {held} held, not one per seq (lost or doubled)")]

@@ -33,7 +33,7 @@ from ring.descriptors import TXD_CMD_DEXT, TXD_CMD_EOP, TXD_CMD_IFCS, TXD_CMD_RS
 from ring.memory import PAGE_SIZE
 from verifier import kernel as kernel_mod
 from verifier import pins, queue_state
-from verifier.audit.log import AuditLog
+from verifier.audit.log import AuditLog, read_pruned
 from verifier.modes import shadow
 from verifier.rules import reasons as R
 from verifier.rules.checks import Verdicts
@@ -316,6 +316,18 @@ def test_the_log_is_followed_across_rotations(tmp_path: Path) -> None:
     follower = LogFollower(tmp_path / "r.jsonl")
     assert follower() == []  # a new follower starts at the end
     follower.close()
+
+
+@pytest.mark.parametrize("schema", [1, 2])
+def test_files_the_disk_budget_deletes_before_they_are_followed_are_no_finding(tmp_path: Path, schema: int) -> None:
+    """A budget smaller than a step's records deletes rotated files before the oracle reads them (``fuzz
+    --audit-max-bytes 256K``): not records the kernel lost, as a full in-memory store's evicted ones are not."""
+    path = tmp_path / "r.jsonl"
+    with AuditLog(path, "verifier", fsync="never", rotate_bytes=5_000, max_bytes=20_000, schema=schema) as log:
+        result = run_campaign("verifier", 1, classes=["kernel-tx", "bad-length"], iterations=8, batch=64, audit=log)
+        pruned = read_pruned(path)
+    assert pruned is not None and pruned[0] > 64  # more than a step's records were deleted
+    assert not result.findings and not result.audit_problems
 
 
 def test_a_schema_v2_log_is_followed_without_its_checkpoints(tmp_path: Path) -> None:
