@@ -43,14 +43,22 @@ class AuditCounters:
     """Records per (NIC, queue, reason) and per (NIC, kind, queue, reason); the sink holding it locks around it."""
 
     def __init__(self) -> None:
-        self.by_queue: Counter[CounterKey] = Counter()
         self.by_kind: Counter[KindKey] = Counter()
+
+    @property
+    def by_queue(self) -> Counter[CounterKey]:
+        """The counts by ``(nic, queue, reason)``, kinds summed: made from ``by_kind`` when asked (rarely), not kept
+        beside it -- a writer adds a doorbell's counts once per doorbell, and one count less each time shows."""
+        queues: Counter[CounterKey] = Counter()
+        for (nic, _kind, queue, reason), n in self.by_kind.items():
+            queues[(nic, queue, reason)] += n
+        return queues
 
     def add(self, nic: str | None, kind: str, queue: int | None, counts: Mapping[str, int]) -> None:
         """Count ``counts`` (reason -> records) of one queue and kind."""
+        by_kind = self.by_kind
         for reason, n in counts.items():
-            self.by_queue[(nic, queue, reason)] += n
-            self.by_kind[(nic, kind, queue, reason)] += n
+            by_kind[(nic, kind, queue, reason)] += n
 
     def add_record(self, entry: AuditRecord) -> None:
         self.add(entry.nic, entry.kind, None if entry.queue is None else int(entry.queue), {entry.reason: 1})
