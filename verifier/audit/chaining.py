@@ -1,4 +1,6 @@
-"""The schema v1 writer's hash chain in one compiled call per batch (encode.c ``enc_chain``).
+"""The writer's hash chain in one compiled call per batch: schema v1's (encode.c ``enc_chain``, and
+``enc_template_chain``, which formats a doorbell's refusals and chains them in the same pass) and schema v2's
+checkpoint (``enc_checkpoint``).
 
 Why: a v1 record carries its own chain hash, SHA-256 over the previous
 hash and the record's bytes (verifier/audit/log.py ``chain_hash``).  Done
@@ -18,6 +20,10 @@ it per record itself (``clock_gettime`` of ``CLOCK_REALTIME`` and
 ``CLOCK_MONOTONIC``: what ``time.time_ns`` and ``time.monotonic_ns`` read);
 any other clock (the deterministic virtual one) is read in Python, once
 per record in order as before, and the readings are handed over.
+
+v2 hashes once per batch, at its checkpoint; C writes the checkpoint line
+behind the batch's lines and hashes them with the same libcrypto context
+(log.py ``checkpoint_line`` with hashlib is what it is held to).
 
 Python's chain (log.py ``AuditLog._chain``) stays the semantics: without
 the compiled formatter or libcrypto (or ``NIC_SANDBOX_FASTPATH=0``) it runs
