@@ -1,9 +1,11 @@
-"""The v1 writer's compiled chain (encode.c ``enc_chain``, verifier/audit/chaining.py) against Python's.
+"""The writer's compiled chain (encode.c ``enc_chain``, ``enc_template_chain``, ``enc_checkpoint``,
+verifier/audit/chaining.py) against Python's, for both schemas.
 
-Python's chain (``AuditLog._chain``: hashlib per record, the clock stamps formatted by ``format_wall``) is the
-semantics.  Each test writes the same batches three ways -- the compiled chain, the compiled formatter without
-libcrypto (opened under a name that is not there: what a machine without OpenSSL 3 gets), and
-``NIC_SANDBOX_FASTPATH=0`` -- with a deterministic clock, and compares every file the log leaves and its head.
+Python's chain (``AuditLog._chain``: hashlib per record, the clock stamps formatted by ``format_wall``; v2's
+``checkpoint_line`` and ``_stamps``) is the semantics.  Each test writes the same batches three ways -- the
+compiled chain, the compiled formatter without libcrypto (opened under a name that is not there: what a machine
+without OpenSSL 3 gets), and ``NIC_SANDBOX_FASTPATH=0`` -- with a deterministic clock, and compares every file
+the log leaves and its head.
 The batches take every shape the templates, the columns and the row-by-row path take; the pending limits,
 rotations and group commits cut them at every record boundary; the clocks give walls across seconds, days,
 leap years and the range's ends, and readings C does not take.  The default clock, which C reads itself, is
@@ -13,6 +15,7 @@ checked against the time around the write.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,10 +29,10 @@ from tests.needs import missing
 from tests.verifier.compiled import compiled_accelerator, forget_accelerators
 from tests.verifier.test_audit import clock
 from tests.verifier.test_audit_encoders import random_batch
-from verifier.audit import chaining, encode, libcrypto
+from verifier.audit import chaining, encode, libcrypto, programs
 from verifier.audit.durability import GroupCommit
 from verifier.audit.line_buffer import LineBuffer
-from verifier.audit.log import AuditLog, clock_of, format_wall
+from verifier.audit.log import AuditLog, checkpoint_line, clock_of, format_wall
 from verifier.audit.read import parse_wall, read_records, verify
 from verifier.audit.record import AuditRecord
 from verifier.audit.rejection_batch import RecordRows, RejectionBatch
@@ -131,26 +134,32 @@ def three_ways(
     items: list[RecordRows | AuditRecord],
     clocks: Callable[[], Any],
     protection: str = 'verifier "\u00e9"',
+    schema: int = 1,
     **settings: Any,
 ) -> dict[str, bytes]:
     """The files the log leaves, written the three ways: all the same, heads too."""
     written = []
     for mode in MODES:
         use(mode)
-        written.append(
-            write(tmp_path / mode.replace(" ", "-") / "log", items, protection, clock=clocks(), schema=1, **settings)
-        )
+        folder = tmp_path / f"{mode.replace(' ', '-')}-v{schema}"
+        written.append(write(folder / "log", items, protection, clock=clocks(), schema=schema, **settings))
     assert written[0] == written[1] == written[2]
     return written[0][0]
 
 
+SCHEMAS = pytest.mark.parametrize("schema", [1, 2], ids=["v1", "v2"])
+
+
+@SCHEMAS
 @pytest.mark.parametrize("seed", range(4))
-def test_the_compiled_chain_writes_what_python_writes(tmp_path: Path, use: Callable[[str], None], seed: int) -> None:
+def test_the_compiled_chain_writes_what_python_writes(
+    tmp_path: Path, use: Callable[[str], None], seed: int, schema: int
+) -> None:
     protection = PROTECTIONS[seed % len(PROTECTIONS)]
     files = three_ways(
-        tmp_path, use, batches(seed), lambda: clock(300_000_000), protection, fsync="never", max_bytes=None
+        tmp_path, use, batches(seed), lambda: clock(300_000_000), protection, schema, fsync="never", max_bytes=None
     )
-    assert verify([tmp_path / "compiled" / "log"]).ok and len(files) == 1
+    assert verify([tmp_path / f"compiled-v{schema}" / "log"]).ok and len(files) == 1
 
 
 @pytest.mark.parametrize(
@@ -165,19 +174,21 @@ def test_the_compiled_chain_writes_what_python_writes(tmp_path: Path, use: Calla
     ],
     ids=["pending-1", "pending-7", "always", "group-5", "rotated", "pruned"],
 )
+@SCHEMAS
 def test_limits_and_rotations_cut_the_compiled_chain_where_they_cut_python(
-    tmp_path: Path, use: Callable[[str], None], settings: dict[str, Any]
+    tmp_path: Path, use: Callable[[str], None], settings: dict[str, Any], schema: int
 ) -> None:
-    files = three_ways(tmp_path, use, batches(7, 8), lambda: clock(1_000), **settings)
+    files = three_ways(tmp_path, use, batches(7, 8), lambda: clock(1_000), schema=schema, **settings)
     if "rotate_bytes" in settings:
         assert len(files) > 2
 
 
+@SCHEMAS
 @pytest.mark.parametrize("clocks", [edge_clock, hostile_clock], ids=["edges", "hostile"])
 def test_every_clock_reading_is_stamped_as_python_stamps_it(
-    tmp_path: Path, use: Callable[[str], None], clocks: Callable[[], Any]
+    tmp_path: Path, use: Callable[[str], None], clocks: Callable[[], Any], schema: int
 ) -> None:
-    three_ways(tmp_path, use, batches(3, 12), clocks, fsync="never", max_bytes=None)
+    three_ways(tmp_path, use, batches(3, 12), clocks, schema=schema, fsync="never", max_bytes=None)
 
 
 def test_the_system_clock_read_in_c_stamps_the_time_of_the_write(tmp_path: Path, use: Callable[[str], None]) -> None:
@@ -236,3 +247,60 @@ def test_enc_chain_refuses_what_it_cannot_write(use: Callable[[str], None]) -> N
         fast.ffi.from_buffer(room), len(room), fast.ffi.NULL,
     )  # fmt: skip
     assert refused == -1 and given == prev.encode() and not room.any()  # ENC_ERR_ROOM before a byte is written
+
+
+def test_the_one_pass_calls_refuse_what_they_cannot_write(use: Callable[[str], None]) -> None:
+    """``enc_checkpoint``: a checkpoint without its room is refused, the hash it was given left as it was; one that
+    fits is ``checkpoint_line``'s bytes.  ``enc_template_chain``: a template with its own lead (v2's) is not its
+    shape, and too little room is refused before a byte is written; readings it does not take go back to Python."""
+    use("compiled")
+    fast = encode.enabled()
+    linker = chaining.chainer(fast)
+    assert fast is not None and linker is not None
+    prev = "ab" * 32
+    held = LineBuffer()
+    held.append(b'{"v":2,"seq":7}\n')
+    assert linker.checkpoint(held, -1, 1, prev) is None and linker.checkpoint(held, 7, 0, prev) is None
+    assert linker.checkpoint(held, 7, 1, prev[:-1]) is None and len(held) == 16
+    sha = real_digest()
+    assert sha is not None
+    handed = libcrypto.arguments(sha, fast.ffi, "struct enc_sha256")
+    assert handed is not None
+    given = bytearray(prev.encode())
+    room = np.zeros(16 + chaining.CHECKPOINT_MAX - 1, dtype=np.uint8)
+    room[:16] = np.frombuffer(b'{"v":2,"seq":7}\n', dtype=np.uint8)
+    refused = fast.lib.enc_checkpoint(fast.ffi.from_buffer(room), 16, len(room), 7, 1, fast.ffi.from_buffer(given),
+                                      handed[0])  # fmt: skip
+    assert refused == -1 and given == prev.encode() and not room[16:].any()  # ENC_ERR_ROOM
+    for last, records in ((7, 1), (2**63 - 1, 2**63 - 1), (0, 1)):
+        line, digest = checkpoint_line(prev, held.view(), last, records)
+        copy = LineBuffer()
+        copy.append(held.tail(0))
+        assert linker.checkpoint(copy, last, records, prev) == digest
+        assert copy.tail(16) == line
+    rows = next(b for b in batches(1) if type(b) is RejectionBatch)
+    n = len(rows)
+    out = LineBuffer()
+    lead, end = b'{"v":1,"seq":', b',"protection":"verifier","prev":"'
+    readings = np.array([[1_700_000_000_000_000_000, k] for k in range(n)], dtype=np.int64)
+    owners = frozenset(np.unique(rows.owner).tolist())
+    v2 = programs._build(fast.ffi, b'{"v":2,"seq":', b"}\n", rows, programs._place(rows), b"", owners)
+    assert linker.chain_rejections(v2, rows, lead, 0, readings, prev, out) == encode.ERR_SHAPE
+    v1 = programs._build(fast.ffi, None, end, rows, programs._place(rows), b"", owners)
+    assert linker.chain_rejections(v1, rows, lead, 0, readings[:-1], prev, out) == encode.ERR_SHAPE
+    assert linker.chain_rejections(v1, rows, lead, 0, -readings, prev, out) == fast.lib.ENC_ERR_CLOCK
+    written = linker.chain_rejections(v1, rows, lead, 5, readings, prev, out)
+    assert written > 0
+    _, head, ends = linker.result(written, n)
+    lines = out.room(0)[:written].tobytes().splitlines(keepends=True)
+    assert len(lines) == n and ends.tolist() == list(itertools.accumulate(map(len, lines)))
+    assert lines[0].startswith(b'{"v":1,"seq":5,"wall":"2023-11-14T22:13:20.000000000Z","mono_ns":0,"tenant":')
+    assert lines[-1].endswith(b'","hash":"' + head.encode() + b'"}\n')
+    given = bytearray(prev.encode())
+    room = np.zeros(written - 1, dtype=np.uint8)
+    refused = fast.lib.enc_template_chain(
+        v1.specs, v1.columns, *[fast.ffi.from_buffer(a) for a in (rows.descs, rows.ring_index, rows.reason,
+        rows.bad_byte, rows.owner)], lead, len(lead), 5, n, fast.ffi.from_buffer("int64_t[]", readings),
+        fast.ffi.from_buffer(given), handed[0], fast.ffi.from_buffer(room), len(room), linker._ends_at,
+    )  # fmt: skip
+    assert refused == -1 and given == prev.encode()  # ENC_ERR_ROOM: the chain not moved on

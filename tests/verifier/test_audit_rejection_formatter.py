@@ -185,7 +185,7 @@ def test_the_batch_is_pointed_in_c_as_here(fast: Any) -> None:
     arrays = [fast.ffi.from_buffer(a) for a in (rows.descs, rows.ring_index, rows.reason, rows.bad_byte, rows.owner)]
     for specs, columns in ((words, program.columns), (np.tile(program.words, 65), 65 * program.columns)):
         refused = fast.lib.enc_template_rows(
-            fast.ffi.from_buffer("struct enc_column[]", specs), min(columns, 65), *arrays, b"", 0, 0, len(rows),
+            fast.ffi.from_buffer("struct enc_column[]", specs), min(columns, 65), *arrays, b"", 0, 0, 0, 0, len(rows),
             fast.ffi.from_buffer(out), len(out),
         )  # fmt: skip
         assert refused == fast.lib.ENC_ERR_SPEC

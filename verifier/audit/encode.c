@@ -416,6 +416,38 @@ static inline int put_pick(uint8_t **p, const struct enc_column *c, uint64_t row
     return 0;
 }
 
+/* One row of a rejection template at ``*at`` (room for ``s->row_max`` bytes checked by the caller): 0, or the
+ * generic loop's refusal of that row (a reason outside its table, an owner not in its keys). */
+static inline ALWAYS_INLINE int rejection_row(const struct rejection_shape *s, uint64_t row, uint8_t **at) {
+    uint8_t *p = *at;
+    if (s->lead != NULL) {
+        p = put_text(p, s->lead);
+        p = put_decimal(p, s->count->base + row, 0);
+        p = put_text(p, s->stamp);
+    }
+    p = put_text(p, s->place);
+    p = put_dec(p, s->ring, row);
+    p = put_text(p, s->hex_key);
+    p = put_hexrow(p, s->hexrow, row);
+    for (uint32_t f = 0; f < s->fields; f++) {
+        p = put_text(p, s->key[f]);
+        p = put_dec(p, s->field[f], row);
+    }
+    p = put_text(p, s->close);
+    int failed = put_pick(&p, s->reason, row);
+    if (failed) return failed;
+    if (!all_ones(s->bad_key, row)) {
+        p = put_text(p, s->bad_key);
+        p = put_hex(p, s->bad_hex, row);
+        p = put_text(p, s->frame_key);
+        p = put_dec(p, s->frame, row);
+    }
+    failed = put_pick(&p, s->owner, row);
+    if (failed) return failed;
+    *at = put_text(p, s->end);
+    return 0;
+}
+
 int64_t enc_rejections(const struct enc_column *columns, uint32_t ncolumns, uint64_t rows, uint8_t *out,
                        uint64_t capacity) {
     int refused = check_specs(columns, ncolumns);
@@ -427,62 +459,11 @@ int64_t enc_rejections(const struct enc_column *columns, uint32_t ncolumns, uint
         if (s.row_max > capacity - at) /* maybe too little room for this row: the generic loop decides */
             return generic_rows(columns, ncolumns, row, rows, out, at, capacity);
         uint8_t *p = out + at;
-        if (s.lead != NULL) {
-            p = put_text(p, s.lead);
-            p = put_decimal(p, s.count->base + row, 0);
-            p = put_text(p, s.stamp);
-        }
-        p = put_text(p, s.place);
-        p = put_dec(p, s.ring, row);
-        p = put_text(p, s.hex_key);
-        p = put_hexrow(p, s.hexrow, row);
-        for (uint32_t f = 0; f < s.fields; f++) {
-            p = put_text(p, s.key[f]);
-            p = put_dec(p, s.field[f], row);
-        }
-        p = put_text(p, s.close);
-        int failed = put_pick(&p, s.reason, row);
+        int failed = rejection_row(&s, row, &p);
         if (failed) return failed;
-        if (!all_ones(s.bad_key, row)) {
-            p = put_text(p, s.bad_key);
-            p = put_hex(p, s.bad_hex, row);
-            p = put_text(p, s.frame_key);
-            p = put_dec(p, s.frame, row);
-        }
-        failed = put_pick(&p, s.owner, row);
-        if (failed) return failed;
-        p = put_text(p, s.end);
         at = (uint64_t)(p - out);
     }
     return (int64_t)at;
-}
-
-int64_t enc_template_rows(const struct enc_column *program, uint32_t ncolumns, const uint8_t *descs,
-                          const uint8_t *ring_index, const uint8_t *reason, const uint8_t *bad_byte,
-                          const uint8_t *owner, const char *stamp, uint64_t stamp_len, uint64_t first, uint64_t rows,
-                          uint8_t *out, uint64_t capacity) {
-    const uint8_t *sources[ENC_FROM_OWNER] = {descs, ring_index, reason, bad_byte, owner};
-    struct enc_column columns[ENC_TEMPLATE_COLUMNS];
-    if (ncolumns > ENC_TEMPLATE_COLUMNS) return ENC_ERR_SPEC;
-    for (uint32_t j = 0; j < ncolumns; j++) {
-        struct enc_column *c = &columns[j];
-        *c = program[j];
-        uint32_t from = c->reserved;
-        if (from >= ENC_FROM_DESCS && from <= ENC_FROM_OWNER) {
-            c->data = sources[from - ENC_FROM_DESCS] + (uintptr_t)c->data;
-        } else if (from == ENC_FROM_STAMP) {
-            c->text = (const uint8_t *)stamp;
-            c->text_len = stamp_len;
-        } else if (from == ENC_FROM_FIRST) {
-            c->base = first;
-        } else if (from != 0) {
-            return ENC_ERR_SPEC;
-        }
-        c->reserved = 0;
-    }
-    int64_t written = enc_rejections(columns, ncolumns, rows, out, capacity);
-    if (written == ENC_ERR_SHAPE) written = enc_lines(columns, ncolumns, rows, out, capacity);
-    return written;
 }
 
 /* The civil date of ``days`` since 1970-01-01 (proleptic Gregorian, as gmtime): Howard Hinnant's days_from_civil
@@ -543,16 +524,178 @@ static uint64_t signed_decimal(int64_t value, uint8_t *p) {
     return len;
 }
 
+/* The most bytes of a stamp: ``,"wall":"``, the second, ``.nnnnnnnnnZ``, ``","mono_ns":`` and ``-`` with 19 digits. */
+#define STAMP_MAX (sizeof WALL_KEY - 1 + SECOND_CHARS + 11 + sizeof MONO_KEY - 1 + 20)
+_Static_assert(STAMP_MAX == ENC_STAMP_MAX, "encode.h's ENC_STAMP_MAX is a stamp's most bytes");
+_Static_assert(COUNT_MAX + STAMP_MAX + CHAIN_END <= ENC_CHAIN_ROW, "ENC_CHAIN_ROW holds a line's seq, stamp, chain");
+
+/* The second a run of stamps last named, formatted once (records come by the thousand per second). */
+struct second_cache {
+    int64_t of; /* -1: none yet */
+    uint8_t text[SECOND_CHARS];
+};
+
+/* ``,"wall":"YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ","mono_ns":M`` of a reading (``wall`` >= 0) at ``p``, as log.py's
+ * ``_stamps`` and ``format_wall`` write it; where it ends. */
+static uint8_t *put_stamp(uint8_t *p, int64_t wall, int64_t mono, struct second_cache *second) {
+    memcpy(p, WALL_KEY, sizeof WALL_KEY - 1);
+    p += sizeof WALL_KEY - 1;
+    int64_t sec = wall / 1000000000;
+    if (sec != second->of) {
+        utc_second((uint64_t)sec, second->text);
+        second->of = sec;
+    }
+    memcpy(p, second->text, SECOND_CHARS);
+    p += SECOND_CHARS;
+    *p++ = '.';
+    uint64_t ns = (uint64_t)(wall % 1000000000);
+    for (int d = 8; d >= 0; d--) { /* nine digits, leading zeros kept (``%09d``) */
+        p[d] = (uint8_t)('0' + ns % 10);
+        ns /= 10;
+    }
+    p += 9;
+    *p++ = 'Z';
+    memcpy(p, MONO_KEY, sizeof MONO_KEY - 1);
+    p += sizeof MONO_KEY - 1;
+    return p + signed_decimal(mono, p);
+}
+
+/* One SHA-256 at a time through libcrypto: SHA256_* on this struct's own context when handed, EVP otherwise. */
+struct digest {
+    const struct enc_sha256 *sha;
+    int direct;
+    _Alignas(16) unsigned char context[ENC_SHA256_CTX_BYTES];
+};
+
+static void digest_open(struct digest *d, const struct enc_sha256 *sha) {
+    d->sha = sha;
+    d->direct = sha->sha256_init != NULL && sha->sha256_update != NULL && sha->sha256_final != NULL;
+}
+
+static int digest_start(struct digest *d) {
+    return d->direct ? d->sha->sha256_init(d->context) : d->sha->init(d->sha->ctx, d->sha->md, NULL);
+}
+
+static int digest_update(struct digest *d, const void *data, size_t count) {
+    return d->direct ? d->sha->sha256_update(d->context, data, count) : d->sha->update(d->sha->ctx, data, count);
+}
+
+/* The digest as ENC_HASH_HEX lower-case hex digits at ``hex``: 0 when libcrypto said no. */
+static int digest_hex(struct digest *d, uint8_t *hex) {
+    unsigned char sum[32];
+    if (d->direct) {
+        if (!d->sha->sha256_final(sum, d->context)) return 0;
+    } else {
+        unsigned int size = 0;
+        if (!d->sha->final(d->sha->ctx, sum, &size) || size != sizeof sum) return 0;
+    }
+    for (size_t i = 0; i < sizeof sum; i++) {
+        hex[2 * i] = (uint8_t)HEX_DIGITS[sum[i] >> 4];
+        hex[2 * i + 1] = (uint8_t)HEX_DIGITS[sum[i] & 15];
+    }
+    return 1;
+}
+
+/* Close a v1 line that starts at ``out`` + ``start`` and runs to ``*at`` (up to ``,"prev":"``): ``link`` (the
+ * previous hash) as its ``prev``, then ``","hash":"``, the SHA-256 hex of ``link`` + the line up to ``prev"`` +
+ * ``}`` (log.py ``chain_hash``), ``"}`` and a newline; ``link`` becomes that hash.  0, or ENC_ERR_DIGEST. */
+static int chain_close(struct digest *d, uint8_t *link, uint8_t *out, uint64_t start, uint64_t *at) {
+    uint64_t k = *at;
+    memcpy(out + k, link, ENC_HASH_HEX); /* the line's ``prev`` */
+    k += ENC_HASH_HEX;
+    out[k++] = '"';
+    if (!digest_start(d) || !digest_update(d, link, ENC_HASH_HEX) ||
+        !digest_update(d, out + start, (size_t)(k - start)) || !digest_update(d, "}", 1) || !digest_hex(d, link))
+        return ENC_ERR_DIGEST;
+    memcpy(out + k, HASH_KEY + 1, sizeof HASH_KEY - 2); /* ``,"hash":"``: the ``"`` is written */
+    k += sizeof HASH_KEY - 2;
+    memcpy(out + k, link, ENC_HASH_HEX);
+    k += ENC_HASH_HEX;
+    out[k++] = '"';
+    out[k++] = '}';
+    out[k++] = '\n';
+    *at = k;
+    return 0;
+}
+
+/* A v1 line's head at ``out`` + ``*at``: ``lead``, the seq, the stamp of reading ``k`` (``readings``, or the system
+ * clock read here when NULL, as log.py's ``system_clock`` reads it).  0, or ENC_ERR_CLOCK (a wall before 1970). */
+static int chain_head(const uint8_t *lead, uint64_t lead_len, uint64_t seq, const int64_t *readings, uint64_t k,
+                      struct second_cache *second, uint8_t *out, uint64_t *at) {
+    int64_t wall, mono;
+    if (readings != NULL) {
+        wall = readings[2 * k];
+        mono = readings[2 * k + 1];
+    } else {
+        struct timespec real, steady;
+        clock_gettime(CLOCK_REALTIME, &real);
+        clock_gettime(CLOCK_MONOTONIC, &steady);
+        wall = (int64_t)real.tv_sec * 1000000000 + real.tv_nsec;
+        mono = (int64_t)steady.tv_sec * 1000000000 + steady.tv_nsec;
+    }
+    if (wall < 0) return ENC_ERR_CLOCK;
+    uint8_t *p = out + *at;
+    memcpy(p, lead, lead_len);
+    p += lead_len;
+    uint64_t digits = decimal_digits(seq);
+    decimal_into(seq, p + digits);
+    p = put_stamp(p + digits, wall, mono, second);
+    *at = (uint64_t)(p - out);
+    return 0;
+}
+
+/* ``program`` pointed at a batch into ``columns`` (enc_template_rows): 0, or ENC_ERR_SPEC (an unknown part, too
+ * many columns). */
+static int point_template(const struct enc_column *program, uint32_t ncolumns, const uint8_t *const *sources,
+                          const uint8_t *stamp, uint64_t stamp_len, uint64_t first, struct enc_column *columns) {
+    if (ncolumns > ENC_TEMPLATE_COLUMNS) return ENC_ERR_SPEC;
+    for (uint32_t j = 0; j < ncolumns; j++) {
+        struct enc_column *c = &columns[j];
+        *c = program[j];
+        uint32_t from = c->reserved;
+        if (from >= ENC_FROM_DESCS && from <= ENC_FROM_OWNER) {
+            c->data = sources[from - ENC_FROM_DESCS] + (uintptr_t)c->data;
+        } else if (from == ENC_FROM_STAMP) {
+            c->text = stamp;
+            c->text_len = stamp_len;
+        } else if (from == ENC_FROM_FIRST) {
+            c->base = first;
+        } else if (from != 0) {
+            return ENC_ERR_SPEC;
+        }
+        c->reserved = 0;
+    }
+    return 0;
+}
+
+int64_t enc_template_rows(const struct enc_column *program, uint32_t ncolumns, const uint8_t *descs,
+                          const uint8_t *ring_index, const uint8_t *reason, const uint8_t *bad_byte,
+                          const uint8_t *owner, const char *stamp, uint64_t stamp_len, int64_t wall, int64_t mono,
+                          uint64_t first, uint64_t rows, uint8_t *out, uint64_t capacity) {
+    const uint8_t *sources[ENC_FROM_OWNER] = {descs, ring_index, reason, bad_byte, owner};
+    struct enc_column columns[ENC_TEMPLATE_COLUMNS];
+    uint8_t formatted[STAMP_MAX];
+    const uint8_t *text = (const uint8_t *)stamp;
+    if (stamp == NULL) { /* the batch's one reading, formatted here as log.py's ``_stamps`` formats it */
+        if (wall < 0) return ENC_ERR_CLOCK;
+        struct second_cache second = {-1, {0}};
+        stamp_len = (uint64_t)(put_stamp(formatted, wall, mono, &second) - formatted);
+        text = formatted;
+    }
+    int refused = point_template(program, ncolumns, sources, text, stamp_len, first, columns);
+    if (refused) return refused;
+    int64_t written = enc_rejections(columns, ncolumns, rows, out, capacity);
+    if (written == ENC_ERR_SHAPE) written = enc_lines(columns, ncolumns, rows, out, capacity);
+    return written;
+}
+
 int64_t enc_chain(const uint8_t *tails, uint64_t tails_len, uint64_t n, const uint8_t *lead, uint64_t lead_len,
                   uint64_t first, const int64_t *readings, uint8_t *prev, const struct enc_sha256 *sha, uint8_t *out,
                   uint64_t capacity, uint64_t *ends) {
-    static const char HEX[] = "0123456789abcdef";
     uint8_t link[ENC_HASH_HEX];
-    unsigned char digest[32];
-    uint8_t second[SECOND_CHARS];
-    int64_t second_of = -1; /* the second ``second`` names (none yet) */
-    _Alignas(16) unsigned char context[ENC_SHA256_CTX_BYTES];
-    int direct = sha->sha256_init != NULL && sha->sha256_update != NULL && sha->sha256_final != NULL;
+    struct second_cache second = {-1, {0}};
+    struct digest d;
+    digest_open(&d, sha);
     if (lead != NULL && lead_len > capacity)
         return ENC_ERR_ROOM;
     /* the most a line adds before its tail (the lead, seq and stamp) */
@@ -569,77 +712,96 @@ int64_t enc_chain(const uint8_t *tails, uint64_t tails_len, uint64_t n, const ui
             return ENC_ERR_ROOM;
         uint64_t start = at;
         if (lead != NULL) {
-            int64_t wall, mono;
-            if (readings != NULL) {
-                wall = readings[2 * k];
-                mono = readings[2 * k + 1];
-            } else {
-                struct timespec real, steady;
-                clock_gettime(CLOCK_REALTIME, &real);
-                clock_gettime(CLOCK_MONOTONIC, &steady);
-                wall = (int64_t)real.tv_sec * 1000000000 + real.tv_nsec;
-                mono = (int64_t)steady.tv_sec * 1000000000 + steady.tv_nsec;
-            }
-            if (wall < 0)
-                return ENC_ERR_CLOCK;
-            memcpy(out + at, lead, lead_len);
-            at += lead_len;
-            uint64_t seq = first + k, digits = decimal_digits(seq);
-            decimal_into(seq, out + at + digits);
-            at += digits;
-            memcpy(out + at, WALL_KEY, sizeof WALL_KEY - 1);
-            at += sizeof WALL_KEY - 1;
-            int64_t sec = wall / 1000000000;
-            if (sec != second_of) {
-                utc_second((uint64_t)sec, second);
-                second_of = sec;
-            }
-            memcpy(out + at, second, SECOND_CHARS);
-            at += SECOND_CHARS;
-            out[at++] = '.';
-            uint64_t ns = (uint64_t)(wall % 1000000000);
-            for (int d = 8; d >= 0; d--) { /* nine digits, leading zeros kept (``%09d``) */
-                out[at + (uint64_t)d] = (uint8_t)('0' + ns % 10);
-                ns /= 10;
-            }
-            at += 9;
-            out[at++] = 'Z';
-            memcpy(out + at, MONO_KEY, sizeof MONO_KEY - 1);
-            at += sizeof MONO_KEY - 1;
-            at += signed_decimal(mono, out + at);
+            int failed = chain_head(lead, lead_len, first + k, readings, k, &second, out, &at);
+            if (failed) return failed;
         }
         memcpy(out + at, p, tail_len);
         at += tail_len;
-        memcpy(out + at, link, ENC_HASH_HEX); /* the line's ``prev`` */
-        at += ENC_HASH_HEX;
-        out[at++] = '"';
-        if (direct) {
-            if (!sha->sha256_init(context) || !sha->sha256_update(context, link, ENC_HASH_HEX) ||
-                !sha->sha256_update(context, out + start, (size_t)(at - start)) ||
-                !sha->sha256_update(context, "}", 1) || !sha->sha256_final(digest, context))
-                return ENC_ERR_DIGEST;
-        } else {
-            unsigned int size = 0;
-            if (!sha->init(sha->ctx, sha->md, NULL) || !sha->update(sha->ctx, link, ENC_HASH_HEX) ||
-                !sha->update(sha->ctx, out + start, (size_t)(at - start)) || !sha->update(sha->ctx, "}", 1) ||
-                !sha->final(sha->ctx, digest, &size) || size != sizeof digest)
-                return ENC_ERR_DIGEST;
-        }
-        for (size_t i = 0; i < sizeof digest; i++) {
-            link[2 * i] = (uint8_t)HEX[digest[i] >> 4];
-            link[2 * i + 1] = (uint8_t)HEX[digest[i] & 15];
-        }
-        memcpy(out + at, HASH_KEY + 1, sizeof HASH_KEY - 2); /* ``,"hash":"``: the ``"`` is written */
-        at += sizeof HASH_KEY - 2;
-        memcpy(out + at, link, ENC_HASH_HEX);
-        at += ENC_HASH_HEX;
-        out[at++] = '"';
-        out[at++] = '}';
-        out[at++] = '\n';
+        int failed = chain_close(&d, link, out, start, &at);
+        if (failed) return failed;
         if (ends != NULL)
             ends[k] = at;
         p = newline + 1;
     }
     memcpy(prev, link, ENC_HASH_HEX);
     return (int64_t)at;
+}
+
+int64_t enc_template_chain(const struct enc_column *program, uint32_t ncolumns, const uint8_t *descs,
+                           const uint8_t *ring_index, const uint8_t *reason, const uint8_t *bad_byte,
+                           const uint8_t *owner, const uint8_t *lead, uint64_t lead_len, uint64_t first,
+                           uint64_t rows, const int64_t *readings, uint8_t *prev, const struct enc_sha256 *sha,
+                           uint8_t *out, uint64_t capacity, uint64_t *ends) {
+    const uint8_t *sources[ENC_FROM_OWNER] = {descs, ring_index, reason, bad_byte, owner};
+    struct enc_column columns[ENC_TEMPLATE_COLUMNS];
+    int refused = point_template(program, ncolumns, sources, NULL, 0, 0, columns);
+    if (refused) return refused;
+    refused = check_specs(columns, ncolumns);
+    if (refused) return refused;
+    struct rejection_shape s;
+    if (!rejection_shape(columns, ncolumns, &s) || s.lead != NULL) return ENC_ERR_SHAPE;
+    if (lead_len > TEXT_MAX) return ENC_ERR_ROOM;
+    uint64_t row_max = lead_len + ENC_CHAIN_ROW + s.row_max; /* the head, the tail, the chain */
+    uint8_t link[ENC_HASH_HEX];
+    struct second_cache second = {-1, {0}};
+    struct digest d;
+    digest_open(&d, sha);
+    memcpy(link, prev, ENC_HASH_HEX);
+    uint64_t at = 0;
+    for (uint64_t row = 0; row < rows; row++) {
+        if (row_max > capacity - at) return ENC_ERR_ROOM;
+        uint64_t start = at;
+        int failed = chain_head(lead, lead_len, first + row, readings, row, &second, out, &at);
+        if (failed) return failed;
+        uint8_t *p = out + at;
+        failed = rejection_row(&s, row, &p);
+        if (failed) return failed;
+        at = (uint64_t)(p - out);
+        failed = chain_close(&d, link, out, start, &at);
+        if (failed) return failed;
+        ends[row] = at;
+    }
+    memcpy(prev, link, ENC_HASH_HEX);
+    return (int64_t)at;
+}
+
+#define CHECKPOINT_KEY "{\"v\":2,\"checkpoint\":"
+#define RECORDS_KEY ",\"records\":"
+#define PREV_KEY ",\"prev\":\""
+
+int64_t enc_checkpoint(uint8_t *lines, uint64_t used, uint64_t capacity, uint64_t last, uint64_t records,
+                       uint8_t *prev, const struct enc_sha256 *sha) {
+    if (used > capacity || ENC_CHECKPOINT_MAX > capacity - used) return ENC_ERR_ROOM;
+    uint8_t *p = lines + used;
+    memcpy(p, CHECKPOINT_KEY, sizeof CHECKPOINT_KEY - 1);
+    p += sizeof CHECKPOINT_KEY - 1;
+    uint64_t digits = decimal_digits(last);
+    decimal_into(last, p + digits);
+    p += digits;
+    memcpy(p, RECORDS_KEY, sizeof RECORDS_KEY - 1);
+    p += sizeof RECORDS_KEY - 1;
+    digits = decimal_digits(records);
+    decimal_into(records, p + digits);
+    p += digits;
+    memcpy(p, PREV_KEY, sizeof PREV_KEY - 1);
+    p += sizeof PREV_KEY - 1;
+    memcpy(p, prev, ENC_HASH_HEX);
+    p += ENC_HASH_HEX;
+    *p++ = '"';
+    /* prev, the batch's lines and the checkpoint up to here, then the ``}`` that closes it without ``hash`` */
+    struct digest d;
+    digest_open(&d, sha);
+    uint8_t hash[ENC_HASH_HEX];
+    if (!digest_start(&d) || !digest_update(&d, prev, ENC_HASH_HEX) ||
+        !digest_update(&d, lines, (size_t)(p - lines)) || !digest_update(&d, "}", 1) || !digest_hex(&d, hash))
+        return ENC_ERR_DIGEST;
+    memcpy(p, HASH_KEY + 1, sizeof HASH_KEY - 2);
+    p += sizeof HASH_KEY - 2;
+    memcpy(p, hash, ENC_HASH_HEX);
+    p += ENC_HASH_HEX;
+    *p++ = '"';
+    *p++ = '}';
+    *p++ = '\n';
+    memcpy(prev, hash, ENC_HASH_HEX);
+    return (int64_t)(p - (lines + used));
 }

@@ -90,8 +90,10 @@ int64_t enc_rejections(const struct enc_column *columns, uint32_t ncolumns, uint
  * formatting).  ``program``'s columns are as enc_lines takes them but for their ``reserved`` field, which says
  * where the batch's part of the column is: 0 nowhere (the column is whole); ENC_FROM_DESCS to ENC_FROM_OWNER:
  * ``data`` is an offset into that array of the batch; ENC_FROM_STAMP: ``text`` is ``stamp`` (``stamp_len``
- * bytes); ENC_FROM_FIRST: ``base`` is ``first``.  The pointed copy (at most ENC_TEMPLATE_COLUMNS columns) is
- * written by enc_rejections, or by enc_lines when it answers ENC_ERR_SHAPE: the same returns as theirs. */
+ * bytes) -- or, ``stamp`` NULL, the stamp ``,"wall":"YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ","mono_ns":M`` of the
+ * batch's one clock reading ``wall``, ``mono`` formatted here (log.py ``_stamps``; ENC_ERR_CLOCK for a wall
+ * before 1970); ENC_FROM_FIRST: ``base`` is ``first``.  The pointed copy (at most ENC_TEMPLATE_COLUMNS columns)
+ * is written by enc_rejections, or by enc_lines when it answers ENC_ERR_SHAPE: the same returns as theirs. */
 #define ENC_FROM_DESCS 1
 #define ENC_FROM_RING_INDEX 2
 #define ENC_FROM_REASON 3
@@ -100,10 +102,13 @@ int64_t enc_rejections(const struct enc_column *columns, uint32_t ncolumns, uint
 #define ENC_FROM_STAMP 6
 #define ENC_FROM_FIRST 7
 #define ENC_TEMPLATE_COLUMNS 64
+/* The most bytes of a stamp formatted from a reading: ``,"wall":"`` 30 characters ``","mono_ns":`` and ``-`` with 19
+ * digits. */
+#define ENC_STAMP_MAX 71
 int64_t enc_template_rows(const struct enc_column *program, uint32_t ncolumns, const uint8_t *descs,
                           const uint8_t *ring_index, const uint8_t *reason, const uint8_t *bad_byte,
-                          const uint8_t *owner, const char *stamp, uint64_t stamp_len, uint64_t first, uint64_t rows,
-                          uint8_t *out, uint64_t capacity);
+                          const uint8_t *owner, const char *stamp, uint64_t stamp_len, int64_t wall, int64_t mono,
+                          uint64_t first, uint64_t rows, uint8_t *out, uint64_t capacity);
 
 /* The system's SHA-256 for enc_chain: libcrypto's EVP digest functions and a context and ``EVP_MD`` of its own,
  * opened at run time (verifier/audit/libcrypto.py, as check.h's ``struct chk_sha256`` for ``audit verify``): no
@@ -155,6 +160,31 @@ struct enc_sha256 {
 int64_t enc_chain(const uint8_t *tails, uint64_t tails_len, uint64_t n, const uint8_t *lead, uint64_t lead_len,
                   uint64_t first, const int64_t *readings, uint8_t *prev, const struct enc_sha256 *sha, uint8_t *out,
                   uint64_t capacity, uint64_t *ends);
+
+/* enc_template_rows and enc_chain of a schema v1 batch in one pass: each of ``rows`` lines is ``lead``, its seq
+ * and clock stamp as enc_chain writes them (``readings`` or the system clock, as there), the rejection template's
+ * row -- ``program`` pointed at the batch as enc_template_rows points it, a template without lead, seq and
+ * stamp whose row ends ``,"prev":"`` -- and the chain, as enc_chain closes a line: no tails in between, each row
+ * hashed right after it is written.  ``ends[k]`` where line k ends.  Returns the bytes written, or ENC_ERR_SHAPE
+ * (not such a template: the caller writes the tails and calls enc_chain), ENC_ERR_ROOM (``capacity`` under
+ * ``rows`` * (``lead_len`` + ENC_CHAIN_ROW + the template's longest row)), ENC_ERR_INDEX, ENC_ERR_KEY, ENC_ERR_SPEC,
+ * ENC_ERR_CLOCK or ENC_ERR_DIGEST; ``prev`` is changed only by a batch written whole. */
+int64_t enc_template_chain(const struct enc_column *program, uint32_t ncolumns, const uint8_t *descs,
+                           const uint8_t *ring_index, const uint8_t *reason, const uint8_t *bad_byte,
+                           const uint8_t *owner, const uint8_t *lead, uint64_t lead_len, uint64_t first,
+                           uint64_t rows, const int64_t *readings, uint8_t *prev, const struct enc_sha256 *sha,
+                           uint8_t *out, uint64_t capacity, uint64_t *ends);
+
+/* The most bytes of a v2 checkpoint line: ``{"v":2,"checkpoint":`` and 20 digits, ``,"records":`` and 20,
+ * ``,"prev":"`` and a hash, ``","hash":"`` and a hash, ``"}`` and the newline. */
+#define ENC_CHECKPOINT_MAX 224
+/* A schema v2 batch's checkpoint line after its ``used`` bytes of record lines at ``lines`` (``capacity`` bytes
+ * in all) -- log.py's ``checkpoint_line``: ``{"v":2,"checkpoint":last,"records":records,"prev":"<prev>",
+ * "hash":"<hash>"}`` and a newline, ``hash`` the SHA-256 hex of ``prev``, the lines and the checkpoint without
+ * ``hash`` (``checkpoint_hash``); ``prev`` (ENC_HASH_HEX hex digits) becomes ``hash``.  Returns the bytes of the
+ * line, or ENC_ERR_ROOM (fewer than ENC_CHECKPOINT_MAX bytes free) or ENC_ERR_DIGEST, ``prev`` unchanged. */
+int64_t enc_checkpoint(uint8_t *lines, uint64_t used, uint64_t capacity, uint64_t last, uint64_t records,
+                       uint8_t *prev, const struct enc_sha256 *sha);
 
 /* SHA-256 (hex) of encode.h and encode.c as compiled (defined by the build). */
 const char *encode_source_digest(void);

@@ -50,7 +50,14 @@ FROM = {
     "ENC_TEMPLATE_COLUMNS": 64,
 }
 #: ``enc_chain``'s constants (encode.h; verifier/audit/chaining.py), checked against the module as ``OPS`` is.
-CHAIN = {"ENC_HASH_HEX": 64, "ENC_CHAIN_ROW": 232, "ENC_ERR_CLOCK": -5, "ENC_ERR_DIGEST": -6}
+CHAIN = {
+    "ENC_HASH_HEX": 64,
+    "ENC_CHAIN_ROW": 232,
+    "ENC_ERR_CLOCK": -5,
+    "ENC_ERR_DIGEST": -6,
+    "ENC_CHECKPOINT_MAX": 224,
+    "ENC_STAMP_MAX": 71,
+}
 #: ``struct enc_column`` as numpy lays it out: the batch's column specs are one array, filled in one call.
 ENC_COLUMN = np.dtype(
     [

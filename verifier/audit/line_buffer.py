@@ -13,6 +13,8 @@ that owns it uses it under its lock.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -28,6 +30,7 @@ class LineBuffer:
     def __init__(self) -> None:
         self._data: npt.NDArray[np.uint8] = np.empty(0, dtype=np.uint8)
         self.used = 0
+        self._pointed: tuple[Any, npt.NDArray[np.uint8], Any] | None = None  # ``pointer``'s (ffi, array, pointer)
 
     def __len__(self) -> int:
         return self.used
@@ -40,6 +43,20 @@ class LineBuffer:
             grown[: self.used] = self._data[: self.used]
             self._data = grown
         return self._data[self.used :]
+
+    def pointer(self, ffi: Any) -> Any:
+        """The buffer's first byte as ``ffi``'s ``uint8_t *`` (compiled code writes there): made once per array, not
+        per call -- ``ffi.from_buffer`` costs more than the arithmetic a caller does on it.  Valid until the next
+        ``room`` or ``append``."""
+        pointed = self._pointed
+        if pointed is None or pointed[1] is not self._data or pointed[0] is not ffi:
+            pointed = self._pointed = (ffi, self._data, ffi.from_buffer("uint8_t[]", self._data))
+        return pointed[2]
+
+    def free(self, ffi: Any, size: int) -> Any:
+        """``room(size)`` as a ``uint8_t *`` of ``ffi`` (``pointer``): where compiled code writes before ``take``."""
+        self.room(size)
+        return self.pointer(ffi) + self.used
 
     def take(self, size: int) -> None:
         """The first ``size`` bytes of the last ``room`` are now held."""

@@ -128,11 +128,11 @@ from ring.descriptors import DESC_SIZE
 from verifier.audit.chaining import HASH_FROM_END, HASH_HEX, Chainer, chainer
 from verifier.audit.columns import Column, Ints
 from verifier.audit.durability import GroupCommit
-from verifier.audit.encode import enabled, render
+from verifier.audit.encode import ERR_SHAPE, enabled, render
 from verifier.audit.lazy_records import RecordSpan
 from verifier.audit.line_buffer import LineBuffer
 from verifier.audit.lines import encode, record_tail, tail_columns
-from verifier.audit.programs import write_rejections
+from verifier.audit.programs import Program, templated, write_rejections
 from verifier.audit.record import AuditCounters, AuditRecord, CounterKey
 from verifier.audit.rejection_batch import RejectionBatch, reason_counts
 
@@ -340,6 +340,19 @@ def _heads(lead: bytes, first: int, readings: list[tuple[int, int]]) -> list[byt
             prefix = walls[sec] = b',"wall":"' + format_wall(sec * 1_000_000_000)[:-11].encode("ascii")
         heads.append(b'%s%d%s.%09dZ","mono_ns":%d' % (lead, seq, prefix, ns, mono_ns))
     return heads
+
+
+def _int64_readings(readings: list[tuple[int, int]], n: int) -> npt.NDArray[np.int64] | bool:
+    """``n`` clock readings as the ``(n, 2)`` int64 array encode.c takes, or False: readings it does not (past 64
+    bits, not integers), which Python formats."""
+    stamps = np.array(readings)
+    if stamps.dtype != np.int64 or stamps.shape != (n, 2):
+        return False
+    return stamps
+
+
+#: Reason names already held to ``REASON_RE`` (a handful: a batch's are checked once per process, not per batch).
+_CHECKED_REASONS: set[str] = set()
 
 
 def system_clock() -> tuple[int, int]:
@@ -696,20 +709,23 @@ class AuditLog:
         if rows.kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {rows.kind!r}")
         counts = reason_counts(rows)
-        for reason in counts:
-            if not REASON_RE.match(reason):
-                raise ValueError(f"reason must be a stable code like ADDR_NOT_PINNED, got {reason!r}")
+        if not _CHECKED_REASONS.issuperset(counts):
+            for reason in counts:
+                if not REASON_RE.match(reason):
+                    raise ValueError(f"reason must be a stable code like ADDR_NOT_PINNED, got {reason!r}")
+            _CHECKED_REASONS.update(counts)
         with self._lock:
             self._check_open()
             v2 = self.schema == SCHEMA_V2
             fast = enabled() if type(rows) is RejectionBatch else None
             chained = lambda k: counts if k == n else reason_counts(rows, k)  # noqa: E731 - the counts of a v1 prefix
-            stamp: list[Column] = []  # v2: the batch's one clock reading, once read
+            stamp: list[tuple[int, int]] = []  # v2: the batch's one clock reading, once read
+            read: list[list[tuple[int, int]] | None] = []  # v1: the batch's readings once read (None: C reads them)
             linker = None if v2 else self._compiled_chainer()  # v1: the compiled chain, when it is here
             if v2:
                 if fast is not None:
                     lead, end = self._ends()
-                    stamped = lambda: self._stamp(stamp)  # noqa: E731 - the clock read when the template is there
+                    stamped = lambda: self._reading(stamp)  # noqa: E731 - the clock read when the template is there
                     written = write_rejections(fast, rows, lead, stamped, end, self._seq, self._lines)  # type: ignore[arg-type]
                     if written is not None:
                         if self._pending_records + n <= self._limit():
@@ -718,9 +734,12 @@ class AuditLog:
                         blob = self._lines.room(0)[:written].tobytes()  # cut at the limit, as any blob is
                         return self._append(blob, n, rows.nic, rows.kind, rows.queue, lambda _: counts)
             elif fast is not None and linker is not None:
+                done = self._chain_rejections(fast, linker, rows, read, chained)  # type: ignore[arg-type]
+                if done is not None:
+                    return done
                 ready = self._template_tails(fast, rows)  # type: ignore[arg-type]
                 if ready is not None:
-                    return self._chain_tails(ready, n, rows.nic, rows.kind, rows.queue, chained)
+                    return self._chain_tails(ready, n, rows.nic, rows.kind, rows.queue, chained, read)
             elif fast is not None:
                 templated = self._template_bodies(fast, rows)  # type: ignore[arg-type]
                 if templated is not None:
@@ -738,7 +757,7 @@ class AuditLog:
                 if linker is not None:
                     _, end = self._ends()
                     blob = b"".join([t.encode("ascii") + end + b"\n" for t in tails])
-                    return self._chain_tails(blob, n, rows.nic, rows.kind, rows.queue, chained)
+                    return self._chain_tails(blob, n, rows.nic, rows.kind, rows.queue, chained, read)
                 bodies = self._bodies(tails, self._seq)
             elif v2:
                 blob = self._batch_lines(columns, n, self._seq, stamp)
@@ -746,7 +765,7 @@ class AuditLog:
             elif linker is not None:
                 _, end = self._ends()
                 blob = render(n, [*columns, end, b"\n"])
-                return self._chain_tails(blob, n, rows.nic, rows.kind, rows.queue, chained)
+                return self._chain_tails(blob, n, rows.nic, rows.kind, rows.queue, chained, read)
             else:
                 bodies = self._batch_bodies(columns, n, self._seq)
             return self._chain(bodies, rows.nic, rows.kind, rows.queue, chained)
@@ -810,21 +829,60 @@ class AuditLog:
         kind: str,
         queue: int | None,
         counts: Callable[[int], Mapping[str, int]],
+        read: list[list[tuple[int, int]] | None],
     ) -> range:
         """v1: chain ``n`` records from their tails (newline-ended, each ending ``,"prev":"``), a clock reading
         each, in one compiled call (verifier/audit/chaining.py) -- or, when that is refused, in Python
-        (``_heads``, ``_chain``) from the same readings: the same bytes either way."""
-        clock = self._clock
-        readings = None if clock is system_clock else [clock() for _ in range(n)]  # None: C reads the clock
+        (``_heads``, ``_chain``) from the same readings: the same bytes either way.  ``read``: the readings taken
+        for this batch already (by a one-pass call that was then refused), or empty."""
+        readings = self._readings(n, read)
         lead, _ = self._ends()
         done = self._compiled_chain(tails, n, lead, readings, nic, kind, queue, counts)
         if done is not None:
             return done
         if readings is None:
-            readings = [clock() for _ in range(n)]
+            readings = [self._clock() for _ in range(n)]
         heads = _heads(lead, self._seq, readings)
         split = bytes(tails).split(b"\n")
         return self._chain([head + tail for head, tail in zip(heads, split, strict=False)], nic, kind, queue, counts)
+
+    def _readings(self, n: int, read: list[list[tuple[int, int]] | None]) -> list[tuple[int, int]] | None:
+        """v1: the batch's clock readings, one a record in order, read once (kept in ``read``); None: the default
+        clock, which C reads itself."""
+        if not read:
+            clock = self._clock
+            read.append(None if clock is system_clock else [clock() for _ in range(n)])
+        return read[0]
+
+    def _chain_rejections(
+        self,
+        fast: Compiled,
+        linker: Chainer,
+        rows: RejectionBatch,
+        read: list[list[tuple[int, int]] | None],
+        counts: Callable[[int], Mapping[str, int]],
+    ) -> range | None:
+        """v1: a doorbell's refusals formatted, stamped and chained in one compiled pass (``enc_template_chain``:
+        each row hashed as it is written, no tails in between) straight into the pending lines; None: not taken
+        (nothing held; the readings taken, if any, are in ``read`` for the way that takes it)."""
+        n = len(rows)
+        lead, end = self._ends()
+        first = self._seq
+        held = self._lines
+
+        def stamps() -> npt.NDArray[np.int64] | bool | None:
+            readings = self._readings(n, read)
+            return None if readings is None else _int64_readings(readings, n)
+
+        def run(program: Program, given: npt.NDArray[np.int64] | bool | None) -> int:
+            if given is False:
+                return ERR_SHAPE  # readings C does not take: the tails' way formats them in Python
+            return linker.chain_rejections(program, rows, lead, first, given, self._prev, held)  # type: ignore[arg-type]
+
+        written = templated(fast, rows, None, end, stamps, run)
+        if written is None:
+            return None
+        return self._hold_chained(linker.result(written, n), n, rows.nic, rows.kind, rows.queue, counts)
 
     def _compiled_chainer(self) -> Chainer | None:
         """v1: this log's compiled chain (encode.c's, libcrypto's SHA-256), or None: either is missing here."""
@@ -854,15 +912,29 @@ class AuditLog:
             return None
         stamps = None
         if readings is not None:
-            stamps = np.array(readings)
-            if stamps.dtype != np.int64 or stamps.shape != (n, 2):
+            stamps = _int64_readings(readings, n)
+            if stamps is False:
                 return None  # readings C does not take (past 64 bits, not integers): Python formats them
-        first = self._seq
-        held = self._lines
-        done = linker.chain(tails, n, lead, first, stamps, self._prev, held)
+        done = linker.chain(tails, n, lead, self._seq, stamps, self._prev, self._lines)  # type: ignore[arg-type]
         if done is None:
             return None
+        return self._hold_chained(done, n, nic, kind, queue, counts)
+
+    def _hold_chained(
+        self,
+        done: tuple[int, str, npt.NDArray[np.uint64]],
+        n: int,
+        nic: str | None,
+        kind: str,
+        queue: int | None,
+        counts: Callable[[int], Mapping[str, int]],
+    ) -> range:
+        """v1: ``n`` lines chained by C after the pending ones (``done``: their bytes, last hash and line ends),
+        held for the next commit -- or, past the pending limit, flushed piece by piece at the record boundaries
+        ``_chain`` uses."""
         written, last, ends = done
+        first = self._seq
+        held = self._lines
         limit = self._limit()
         room = limit - self._pending_records
         if n < room:  # the common case: the lines wait for the next commit where they were written
@@ -872,7 +944,6 @@ class AuditLog:
             self._start_group()
             self._counts.add(nic, kind, queue, counts(n))
             return range(first, first + n)
-        # past the pending limit: written and flushed piece by piece at the record boundaries ``_chain`` uses
         data = held.room(0)[:written].tobytes()
         start = chained = 0
         try:
@@ -997,19 +1068,25 @@ class AuditLog:
         heads = _heads(lead, self._seq, [clock() for _ in range(len(rows))])
         return [head + tail for head, tail in zip(heads, tails, strict=False)]
 
-    def _stamp(self, stamp: list[Column]) -> bytes:
-        """v2: the batch's one clock reading as its ``_stamps`` constant, read into ``stamp`` if it is not yet."""
+    def _reading(self, stamp: list[tuple[int, int]]) -> bytes | tuple[int, int]:
+        """v2: the batch's one clock reading (read into ``stamp`` if it is not yet) as a template takes it: the
+        reading itself, which encode.c formats, or -- one it does not take (a wall before 1970, past 64 bits, not
+        an int) -- its ``_stamps`` text."""
         if not stamp:
-            stamp += _stamps([self._clock()])
-        return stamp[0]  # type: ignore[return-value]  # one reading: a constant
+            stamp.append(self._clock())
+        wall, mono = reading = stamp[0]
+        if type(wall) is int and type(mono) is int and 0 <= wall < 2**63 and -(2**63) <= mono < 2**63:
+            return reading
+        return _stamps([reading])[0]  # type: ignore[return-value]  # one reading: a constant
 
-    def _batch_lines(self, columns: list[Column], n: int, first: int, stamp: list[Column]) -> bytes:
+    def _batch_lines(self, columns: list[Column], n: int, first: int, stamp: list[tuple[int, int]]) -> bytes:
         """v2: the batch's record lines as one blob, stamped with one clock reading (one check refused them): the
         one in ``stamp`` when a template read it already."""
         lead, end = self._ends()
         seqs = Ints(np.arange(first, first + n, dtype=np.int64))
-        self._stamp(stamp)
-        return render(n, [lead, seqs, *stamp, *columns, end])
+        if not stamp:
+            stamp.append(self._clock())
+        return render(n, [lead, seqs, *_stamps(stamp), *columns, end])
 
     def commit(self) -> None:
         """End a doorbell batch: write the buffered records and (policy ``batch``) fsync them once.
@@ -1135,8 +1212,11 @@ class AuditLog:
         try:
             if self.schema == SCHEMA_V2:
                 held = self._lines
-                line, digest = checkpoint_line(self._prev, held.view(), self._seq - 1, records)
-                held.append(line)  # the batch and its checkpoint in one write, from where they were formatted
+                linker = self._compiled_chainer()
+                digest = None if linker is None else linker.checkpoint(held, self._seq - 1, records, self._prev)
+                if digest is None:
+                    line, digest = checkpoint_line(self._prev, held.view(), self._seq - 1, records)
+                    held.append(line)  # the batch and its checkpoint in one write, from where they were formatted
                 data = held.view()
                 held.clear()
                 self._size += len(data)

@@ -40,6 +40,7 @@ import numpy.typing as npt
 from ring import compiled
 from ring.memory import PAGE_SHIFT
 from verifier.audit.encode import (
+    CHAIN,
     COUNT,
     DEC,
     ENC_COLUMN,
@@ -68,6 +69,8 @@ MAX_COLUMNS = FROM["ENC_TEMPLATE_COLUMNS"]
 _INT64, _UINT8, _INT32 = np.dtype("<i8"), np.dtype("u1"), np.dtype("<i4")
 #: The most bytes a number column writes in a row: ``-`` and 20 digits; ``-0x`` and 16.
 _DEC_MAX, _HEX_MAX = 21, 19
+#: The most bytes of a stamp encode.c formats from a reading (encode.h).
+STAMP_MAX = CHAIN["ENC_STAMP_MAX"]
 #: Owner codes a template keeps labels for; a batch of more distinct ones takes the column path.
 MAX_OWNERS = 1024
 #: Templates kept per process (a campaign has a few queues and envelopes); past it the cache starts over.
@@ -272,11 +275,15 @@ def _place(rows: RejectionBatch) -> bytes:
     return where(rows.tenant, rows.tenant_name, rows.nic, rows.queue, rows.kind).encode("ascii")
 
 
+#: A batch's clock stamp as a template takes it: the text, or the one reading ``(wall, mono)`` encode.c formats.
+Stamp = bytes | tuple[int, int]
+
+
 def write_rejections(
     fast: compiled.Compiled,
     rows: RejectionBatch,
     lead: bytes | None,
-    stamp: Callable[[], bytes],
+    stamp: Callable[[], Stamp],
     end: bytes,
     first: int,
     out: LineBuffer,
@@ -284,47 +291,68 @@ def write_rejections(
     """Write ``rows``'s lines (``lead`` seq ``stamp()`` tail ``end``, seqs from ``first``) after what ``out`` holds.
 
     ``stamp`` (the clock read) is called once, when the template is there: a batch refused before (a shape not
-    taken, an ``extra`` that does not encode) has not read the clock, as the column path reads it only then.
+    taken, an ``extra`` that does not encode) has not read the clock, as the column path reads it only then.  It
+    gives the stamp's text, or the reading for encode.c to format (``,"wall":"..","mono_ns":..``, as log.py's
+    ``_stamps`` does).
 
     ``lead`` None: each row's tail and ``end`` alone (schema v1 puts a clock reading of its own before each).
 
     Returns how many bytes it wrote there, not yet taken (``out.take``), or None: a batch the templates do not
     take (nothing written; the column path decides, and raises where it must).
     """
+    return templated(fast, rows, lead, end, stamp, lambda program, text: _run(fast, program, rows, text, first, out))
+
+
+def templated(
+    fast: compiled.Compiled,
+    rows: RejectionBatch,
+    lead: bytes | None,
+    end: bytes,
+    prepare: Callable[[], Any],
+    run: Callable[[Program, Any], int],
+) -> int | None:
+    """``run(program, prepare())``: one compiled call with ``rows``'s template, built when missing and rebuilt
+    with the batch's owners when the call asks for one it has not seen (``ERR_KEY``: ``run`` again with the same
+    prepared value).  ``prepare`` (the clock read) is called once, and only when the template is there.  Returns
+    ``run``'s count of bytes, or None: a batch the templates do not take, or the call refused (nothing written)."""
     shape = _template(rows)
     if shape is None:
         return None
     place, extra = shape
     key = (lead, end, place, rows.descs.dtype, extra)
     program = _PROGRAMS.get(key)
-    ffi = fast.ffi
     if program is None:
         if len(_PROGRAMS) >= MAX_PROGRAMS:
             _PROGRAMS.clear()
-        program = _PROGRAMS[key] = _build(ffi, lead, end, rows, place, extra, frozenset())
+        program = _PROGRAMS[key] = _build(fast.ffi, lead, end, rows, place, extra, frozenset())
     if program.columns > MAX_COLUMNS:
         return None  # a descriptor of more fields than any this project declares: the column path
-    text = stamp()
+    prepared = prepare()
     for _attempt in range(2):
-        written = _run(fast, program, rows, text, first, out)
+        written = run(program, prepared)
         if written != ERR_KEY:
             return None if written < 0 else written
         owners = program.owners.union(np.unique(rows.owner).tolist())
         if len(owners) > MAX_OWNERS:
             return None
-        program = _PROGRAMS[key] = _build(ffi, lead, end, rows, place, extra, owners)
+        program = _PROGRAMS[key] = _build(fast.ffi, lead, end, rows, place, extra, owners)
     return None  # pragma: no cover - a template built with every owner of the batch finds each
 
 
 def _run(
-    fast: compiled.Compiled, program: Program, rows: RejectionBatch, stamp: bytes, first: int, out: LineBuffer
+    fast: compiled.Compiled, program: Program, rows: RejectionBatch, stamp: Stamp, first: int, out: LineBuffer
 ) -> int:
     """One call of encode.c: the template's columns pointed at this batch (its five arrays, stamp and first seq)
     and written by ``enc_rejections``, the straight-line formatter of these templates (``enc_template_rows``)."""
-    from_buffer = fast.ffi.from_buffer
+    ffi = fast.ffi
+    from_buffer = ffi.from_buffer
     n = len(rows)
-    capacity = n * (program.row_max + len(stamp))
-    room = out.room(capacity)
+    if type(stamp) is bytes:
+        text, size, wall, mono = stamp, len(stamp), 0, 0
+    else:
+        text, size = ffi.NULL, STAMP_MAX
+        wall, mono = stamp
+    capacity = n * (program.row_max + size)
     written: int = fast.lib.enc_template_rows(
         program.specs,
         program.columns,
@@ -333,11 +361,13 @@ def _run(
         from_buffer(rows.reason),
         from_buffer(rows.bad_byte),
         from_buffer(rows.owner),
-        stamp,
-        len(stamp),
+        text,
+        size,
+        wall,
+        mono,
         first,
         n,
-        from_buffer(room),
+        out.free(ffi, capacity),
         capacity,
     )
     return written

@@ -45,24 +45,38 @@ class AuditCounters:
     """Records per (NIC, queue, reason) and per (NIC, kind, queue, reason); the sink holding it locks around it."""
 
     def __init__(self) -> None:
-        self.by_queue: Counter[CounterKey] = Counter()
-        self.by_kind: Counter[KindKey] = Counter()
-        #: ``by_kind`` grouped by ``(nic, kind, queue)``: one queue's reasons without a walk over every key (the
-        #: fuzzer's oracle reads a queue's counts several times a doorbell)
+        #: records per ``(nic, kind, queue)`` and reason: one queue's reasons without a walk over every key (the
+        #: fuzzer's oracle reads a queue's counts several times a doorbell); the other views are made from it
         self.by_stream: dict[StreamKey, Counter[str]] = {}
         #: records per ``(nic, kind, queue)``: the sum of its ``by_stream`` counter, kept as it grows
         self.totals: Counter[StreamKey] = Counter()
+
+    @property
+    def by_kind(self) -> Counter[KindKey]:
+        """The counts by ``(nic, kind, queue, reason)``: made from ``by_stream`` when asked (rarely), not kept beside
+        it -- a writer adds a doorbell's counts once per doorbell, and every count kept twice shows."""
+        kinds: Counter[KindKey] = Counter()
+        for (nic, kind, queue), c in self.by_stream.items():
+            for reason, n in c.items():
+                kinds[(nic, kind, queue, reason)] = n
+        return kinds
+
+    @property
+    def by_queue(self) -> Counter[CounterKey]:
+        """The counts by ``(nic, queue, reason)``, kinds summed: made from ``by_stream`` when asked (rarely)."""
+        queues: Counter[CounterKey] = Counter()
+        for (nic, _kind, queue), c in self.by_stream.items():
+            for reason, n in c.items():
+                queues[(nic, queue, reason)] += n
+        return queues
 
     def add(self, nic: str | None, kind: str, queue: int | None, counts: Mapping[str, int]) -> None:
         """Count ``counts`` (reason -> records) of one queue and kind."""
         stream = self.by_stream.get((nic, kind, queue))
         if stream is None:
             stream = self.by_stream[(nic, kind, queue)] = Counter()
-        for reason, n in counts.items():
-            self.by_queue[(nic, queue, reason)] += n
-            self.by_kind[(nic, kind, queue, reason)] += n
-            stream[reason] += n
-            self.totals[(nic, kind, queue)] += n
+        stream.update(counts)
+        self.totals[(nic, kind, queue)] += sum(counts.values())
 
     def add_record(self, entry: AuditRecord) -> None:
         self.add(entry.nic, entry.kind, None if entry.queue is None else int(entry.queue), {entry.reason: 1})
