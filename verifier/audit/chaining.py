@@ -43,7 +43,7 @@ from ring import compiled
 from verifier.audit import libcrypto
 from verifier.audit.encode import CHAIN, ERR_SHAPE
 from verifier.audit.line_buffer import LineBuffer
-from verifier.audit.programs import Program
+from verifier.audit.programs import Program, row_arrays
 from verifier.audit.rejection_batch import RejectionBatch
 
 #: Hex digits of a hash, and the most bytes ``enc_chain`` adds to a tail beyond the lead (encode.h).
@@ -146,21 +146,16 @@ class Chainer:
             return ERR_SHAPE
         self._room_for(n)
         ffi = self.fast.ffi
-        from_buffer = ffi.from_buffer
         capacity = n * (len(lead) + CHAIN_ROW + program.row_max)
         written: int = self.fast.lib.enc_template_chain(
             program.specs,
             program.columns,
-            from_buffer(rows.descs),
-            from_buffer(rows.ring_index),
-            from_buffer(rows.reason),
-            from_buffer(rows.bad_byte),
-            from_buffer(rows.owner),
+            *row_arrays(ffi, rows),
             lead,
             len(lead),
             first,
             n,
-            ffi.NULL if readings is None else from_buffer("int64_t[]", readings),
+            ffi.NULL if readings is None else ffi.from_buffer("int64_t[]", readings),
             self._prev_at,
             self._handed,
             out.free(ffi, capacity),

@@ -339,13 +339,25 @@ def templated(
     return None  # pragma: no cover - a template built with every owner of the batch finds each
 
 
+def row_arrays(ffi: Any, rows: RejectionBatch) -> tuple[Any, Any, Any, Any, Any]:
+    """The batch's five arrays as every template call of encode.c takes them, in its order: descs, ring_index,
+    reason, bad_byte, owner."""
+    from_buffer = ffi.from_buffer
+    return (
+        from_buffer(rows.descs),
+        from_buffer(rows.ring_index),
+        from_buffer(rows.reason),
+        from_buffer(rows.bad_byte),
+        from_buffer(rows.owner),
+    )
+
+
 def _run(
     fast: compiled.Compiled, program: Program, rows: RejectionBatch, stamp: Stamp, first: int, out: LineBuffer
 ) -> int:
     """One call of encode.c: the template's columns pointed at this batch (its five arrays, stamp and first seq)
     and written by ``enc_rejections``, the straight-line formatter of these templates (``enc_template_rows``)."""
     ffi = fast.ffi
-    from_buffer = ffi.from_buffer
     n = len(rows)
     if type(stamp) is bytes:
         text, size, wall, mono = stamp, len(stamp), 0, 0
@@ -356,11 +368,7 @@ def _run(
     written: int = fast.lib.enc_template_rows(
         program.specs,
         program.columns,
-        from_buffer(rows.descs),
-        from_buffer(rows.ring_index),
-        from_buffer(rows.reason),
-        from_buffer(rows.bad_byte),
-        from_buffer(rows.owner),
+        *row_arrays(ffi, rows),
         text,
         size,
         wall,
