@@ -20,7 +20,8 @@ summed per class, findings deduplicated by (class, kind) in the order they
 arrived, coverage the largest worker's line count (the union of the lines is
 known only at the end, from the results).
 
-Workers are forked where the platform allows it (else spawned); each opens
+Workers are forked where the platform allows it (else spawned), one process
+per job, each sending its result on a pipe of its own; each opens
 its own audit sink through ``audit_factory(job)`` (picklable: a module-level
 function or a ``functools.partial``), default an in-memory one.
 
@@ -29,9 +30,11 @@ sets an event every worker's campaign checks between batches; the workers
 return what they did and the merge is as usual (``interrupted`` set).
 Workers ignore SIGINT (a terminal's Ctrl-C reaches the whole process
 group: the parent decides); a SIGTERM of their own stops their campaign the
-same way (a service manager may signal the whole group), and ends an idle
-worker as usual (``Pool.terminate``).  They die with the parent (Linux
-``PR_SET_PDEATHSIG``), so a SIGKILLed campaign leaves no worker.
+same way (a service manager may signal the whole group).  They die with
+the parent (Linux ``PR_SET_PDEATHSIG``), so a SIGKILLed campaign leaves no
+worker.  A worker that dies (SIGKILL, the OOM killer, a crash in compiled
+code) stops the others the same way and is raised as ``WorkerDied`` with
+what they found: ``multiprocessing.Pool``, used before, waited forever.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from multiprocessing import connection
+from multiprocessing.connection import Connection
 from typing import Any
 
 from fuzz.campaign import CampaignResult, ClassStats, Finding, ProgressInfo, run_campaign
@@ -56,6 +61,8 @@ MAX_JOBS = 64
 POLL_S = 0.1
 #: include/uapi/linux/prctl.h
 PR_SET_PDEATHSIG = 1
+#: Seconds a worker gets to end after the campaign (or an error) before it is terminated, then killed.
+STOP_S = 5.0
 
 #: In a worker: the parent's stop event and progress queue (set by ``_init_worker``).
 _stop_event: Any = None
@@ -192,24 +199,148 @@ def run_jobs(
             if audit is not None:
                 audit.close()
     else:
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        context = multiprocessing.get_context(method)
-        event = context.Event()
-        told = None if progress is None else context.SimpleQueue()  # no feeder thread: a put is sent when it returns
-        merger = _Merger(jobs, iterations, seconds)
-        with context.Pool(jobs, initializer=_init_worker, initargs=(event, told)) as pool:
-            running = pool.map_async(_worker, work)
-            while not running.ready():
-                running.wait(POLL_S)
-                if stop is not None and stop():
-                    event.set()
-                if told is not None and progress is not None and merger.drain(told):
-                    progress(merger.merged(time.perf_counter() - start))
-            parts = running.get()
-        if told is not None and progress is not None:
-            merger.drain(told)
-            progress(merger.merged(time.perf_counter() - start))
-            told.close()
+        parts = _run_workers(work, stop, progress, _Merger(jobs, iterations, seconds), start)
     merged = merge(parts)
     merged.seconds = time.perf_counter() - start
     return merged
+
+
+class WorkerDied(RuntimeError):
+    """A worker process ended without its result: SIGKILLed, the kernel's OOM killer, a crash in compiled code.
+
+    ``multiprocessing.Pool`` waits forever for the task of a worker that
+    died (it starts a fresh worker and forgets the task), so a campaign
+    with one dead worker never ended.  The parent now watches each worker's
+    exit: on a death it stops the others (between batches, as Ctrl-C does)
+    and ``partial`` is their merged result, ``interrupted`` set (None when
+    no worker returned one).
+    """
+
+    def __init__(self, job: int, exitcode: int | None, partial: CampaignResult | None) -> None:
+        self.job = job
+        self.exitcode = exitcode
+        self.partial = partial
+        super().__init__(f"--jobs worker {job} died ({how_it_ended(exitcode)}) before returning its result")
+
+
+def how_it_ended(exitcode: int | None) -> str:
+    """A process's end in words: ``killed by SIGKILL``, ``exit code 1``."""
+    if exitcode is None:
+        return "still running"
+    if exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+def _run_workers(
+    work: list[dict[str, Any]],
+    stop: Callable[[], bool] | None,
+    progress: Callable[[ProgressInfo], None] | None,
+    merger: _Merger,
+    start: float,
+) -> list[CampaignResult]:
+    """One process per job, each returning its result on a pipe of its own; the parent waits on the pipes and on
+    the processes' exits together, so a worker that dies is seen (``WorkerDied``), not waited for forever."""
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    context: Any = multiprocessing.get_context(method)  # typeshed's BaseContext lacks Process
+    event = context.Event()
+    told = None if progress is None else context.SimpleQueue()  # no feeder thread: a put is sent when it returns
+    procs: list[Any] = []
+    readers: list[Connection] = []
+    results: dict[int, CampaignResult] = {}
+    error: BaseException | None = None
+    died: tuple[int, int | None] | None = None
+    try:
+        for job_args in work:
+            reader, writer = context.Pipe(duplex=False)
+            proc = context.Process(
+                target=_process, args=(event, told, writer, job_args), name=f"fuzz-job{job_args['job']}", daemon=True
+            )
+            proc.start()
+            writer.close()  # the worker's copy is the only one: its death reads as EOF here
+            procs.append(proc)
+            readers.append(reader)
+        pending = set(range(len(work)))
+        while pending:
+            waiting = [readers[j] for j in pending] + [procs[j].sentinel for j in pending]
+            ready = set(connection.wait(waiting, timeout=POLL_S))
+            for j in sorted(pending):
+                if readers[j] not in ready and procs[j].sentinel not in ready:
+                    continue
+                outcome = _take(readers[j], procs[j])
+                if outcome is None:
+                    continue
+                pending.discard(j)
+                if isinstance(outcome, CampaignResult):
+                    results[j] = outcome
+                elif isinstance(outcome, BaseException):
+                    error = error or outcome
+                else:
+                    died = died or (j, procs[j].exitcode)
+                if error is not None or died is not None:
+                    event.set()  # the others stop between batches and return what they did
+            if error is not None:
+                break
+            if stop is not None and stop():
+                event.set()
+            if told is not None and progress is not None and merger.drain(told):
+                progress(merger.merged(time.perf_counter() - start))
+        if told is not None and progress is not None and error is None:
+            merger.drain(told)
+            progress(merger.merged(time.perf_counter() - start))
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()  # only after an error (or an exception here): a result was taken from the others
+            proc.join(STOP_S)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        for reader in readers:
+            reader.close()
+        if told is not None:
+            told.close()
+    if error is not None:
+        raise error
+    parts = [results[j] for j in sorted(results)]
+    if died is not None:
+        partial = None
+        if parts:
+            partial = merge(parts)
+            partial.interrupted = True
+            partial.audit_checked = False
+            partial.seconds = time.perf_counter() - start
+        raise WorkerDied(died[0], died[1], partial)
+    return parts
+
+
+def _process(event: Any, told: Any, conn: Connection, args: dict[str, Any]) -> None:
+    """A worker process: its campaign's result (or the exception that ended it) on ``conn``."""
+    _init_worker(event, told)
+    outcome: Any
+    try:
+        outcome = _worker(args)
+    except BaseException as e:  # the parent raises it
+        outcome = e
+    try:
+        conn.send(outcome)
+    except Exception as e:  # an exception that does not pickle: its words do
+        conn.send(RuntimeError(f"--jobs worker {args['job']}: {type(outcome).__name__}: {outcome} ({e})"))
+    conn.close()
+
+
+def _take(reader: Connection, proc: Any) -> CampaignResult | BaseException | bool | None:
+    """What a worker sent (its result or its exception), False when it died without sending, None when it has
+    neither sent nor ended."""
+    if reader.poll():
+        try:
+            return reader.recv()
+        except (EOFError, OSError):  # ended mid-message, or without one
+            proc.join()
+            return False
+    if proc.exitcode is None:
+        return None
+    return False

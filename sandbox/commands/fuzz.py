@@ -4,7 +4,9 @@ A campaign prints a live progress bar on a terminal, then a table per attack
 class, and writes ``DIR/report.json``, ``DIR/report.md`` and one minimised
 reproducer per distinct escape in ``DIR/cases/``.  Exit codes gate CI: 1
 when anything escaped, 0 when nothing did, 2 on bad usage (one line on
-stderr, as everywhere in ``nic-sandbox``).  ``fuzz replay CASE.json`` exits
+stderr, as everywhere in ``nic-sandbox``), 3 when a ``--jobs`` worker died
+(SIGKILL, the OOM killer): the others stop between batches and the report
+holds what they found, marked ``interrupted``.  ``fuzz replay CASE.json`` exits
 1 while the case still escapes and 0 once it does not.  ``fuzz`` alone is
 ``fuzz campaign``; ``replay`` is a sub-command of its own, with its own flags.
 
@@ -44,12 +46,12 @@ from rich.table import Table
 from fuzz import case as case_mod
 from fuzz.campaign import CampaignResult, ProgressInfo, run_campaign
 from fuzz.classes import CLASSES, OPT_IN, select
-from fuzz.jobs import MAX_JOBS, run_jobs
+from fuzz.jobs import MAX_JOBS, WorkerDied, run_jobs
 from fuzz.steps import Attack, ReproducerError
 from fuzz.virtio_arena import MODES as VIRTIO_MODES
 from sandbox.argtypes import bounded_number, check_output_path
 from sandbox.commands import fuzz_ray, fuzz_serve
-from sandbox.errors import UsageError
+from sandbox.errors import UsageError, print_error
 from sandbox.flags import FUZZ_AUDIT_SCHEMA, add_audit_flags, open_audit
 from sandbox.parser import Parser
 from sandbox.signals import StopRequest, requested_stop
@@ -62,6 +64,8 @@ P = TypeVar("P", bound=argparse.ArgumentParser)
 DEFAULT_SECONDS = 10.0
 DEFAULT_OUT = "out/fuzz"
 EXIT_ESCAPE = 1
+#: A --jobs worker died (killed, out of memory): the campaign stopped early; the report holds what the others found.
+EXIT_WORKER_DIED = 3
 
 
 _number = bounded_number
@@ -100,7 +104,8 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
             "  nic-sandbox fuzz --protection none --seconds 60 --serve   watch it at http://127.0.0.1:8016/\n"
             "  nic-sandbox fuzz --ray --jobs 2 --seconds 60 --serve     a Ray campaign, watched the same way\n"
             "  (the replay lines run from the repository root: fuzz/corpus/ is the committed corpus)\n\n"
-            "exit codes: 0 no escape, 1 an escape (campaign) or still escaping (replay), 2 bad usage"
+            "exit codes: 0 no escape, 1 an escape (campaign) or still escaping (replay), 2 bad usage, "
+            "3 a --jobs worker died (the report holds what the others found)"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         default_command="campaign",
@@ -119,7 +124,8 @@ def add_parser(sub: argparse._SubParsersAction[P]) -> None:
             "examples:\n"
             "  nic-sandbox fuzz --protection none --seconds 10\n"
             "  nic-sandbox fuzz campaign --protection verifier --iterations 2000 --seed 7\n\n"
-            "exit codes: 0 no escape, 1 an escape, 2 bad usage"
+            "exit codes: 0 no escape, 1 an escape, 2 bad usage, 3 a --jobs worker died (the report holds what the "
+            "others found)"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -288,6 +294,7 @@ def _campaign(
     """Run the campaign as the flags say, write and print its report; (exit code, whether it was interrupted)."""
     audit_logs: list[str] = []
     disk: DiskUse | None = None
+    lost: str | None = None  # a --jobs worker that died, in words
     ray_run: fuzz_ray.RayResult | None = None
     if args.ray is not None:
         if args.audit_log:
@@ -320,20 +327,26 @@ def _campaign(
         if args.batch is not None:
             kwargs["batch"] = args.batch
         with requested_stop() as stop:
-            result = run_jobs(
-                protection,
-                seed,
-                [c.name for c in classes],
-                jobs,
-                iterations=args.iterations,
-                seconds=seconds,
-                audit_factory=factory,
-                coverage=bool(args.coverage),
-                corpus=seeds,
-                stop=stop.requested,
-                progress=None if serving is None else serving.progress,
-                **kwargs,
-            )
+            try:
+                result = run_jobs(
+                    protection,
+                    seed,
+                    [c.name for c in classes],
+                    jobs,
+                    iterations=args.iterations,
+                    seconds=seconds,
+                    audit_factory=factory,
+                    coverage=bool(args.coverage),
+                    corpus=seeds,
+                    stop=stop.requested,
+                    progress=None if serving is None else serving.progress,
+                    **kwargs,
+                )
+            except WorkerDied as died:  # the others stopped; what they found is written below, then exit 3
+                if died.partial is None:
+                    print_error(f"{died}; no worker returned a result: nothing to report")
+                    return EXIT_WORKER_DIED, False
+                result, lost = died.partial, str(died)
     else:
         audit: AuditSink
         if args.audit_log:
@@ -356,7 +369,9 @@ def _campaign(
     added = _grow_corpus(result, cases, corpus_dir) if corpus_dir is not None else []
     report = _report(result, cases, args.audit_log)
     if result.interrupted:
-        report["interrupted"] = stop.name
+        report["interrupted"] = stop.name if lost is None else "worker died"
+    if lost is not None:
+        report["worker_died"] = lost
     if audit_logs:
         report["audit_logs"] = audit_logs
     if ray_run is not None:
@@ -378,6 +393,9 @@ def _campaign(
             out.print(line, markup=False, highlight=False)
         if disk is not None:
             out.print(f"audit log {args.audit_log}: {disk.line()}", markup=False, highlight=False, soft_wrap=True)
+    if lost is not None:
+        print_error(f"{lost}; the others stopped, and what they found is in {directory}")
+        return EXIT_WORKER_DIED, False
     if result.interrupted:
         return stop.exit_code(), True  # 130 after Ctrl-C, 143 after SIGTERM
     still = any(r["verdict"] == "escapes" for r in replayed)

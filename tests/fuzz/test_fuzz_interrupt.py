@@ -2,14 +2,16 @@
 
 SIGINT and SIGTERM stop the campaign between batches: the report of what
 was done is written, marked interrupted, with every finding and its
-reproducer, and the exit code is 130 or 143.  SIGKILL leaves nothing a
-chance to write: what was acknowledged before stays intact -- the audit log
+reproducer, and the exit code is 130 or 143.  A --jobs worker SIGKILLed
+stops the others; the report holds what they found, and the exit code is
+3.  SIGKILL of the command leaves nothing a chance to write: what was acknowledged before stays intact -- the audit log
 verifies up to its last complete record -- and no worker process is left.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -111,6 +113,32 @@ def test_sigkill_leaves_a_verifiable_log_and_no_worker(tmp_path: Path) -> None:
         if not result.ok:  # a record torn by the kill: everything before it verifies
             assert "torn" in str(result.problem) and result.records > 0, result.problem
         assert result.records > 0
+
+
+def test_a_worker_killed_ends_the_campaign_with_what_the_others_found(tmp_path: Path) -> None:
+    """A --jobs worker SIGKILLed (the OOM killer's way): the campaign used to wait for it forever (Pool)."""
+    out = tmp_path / "fz"
+    log = tmp_path / "a.jsonl"
+    proc = _fuzz(out, "--protection", "verifier", "--jobs", "2", "--audit-log", str(log), "--json")
+    try:
+        _wait_for(lambda: len(children(proc.pid)) >= 2 and (tmp_path / "a.jsonl.job1").exists(), proc)
+        time.sleep(1.0)
+        victim = max(children(proc.pid))  # the second worker (the first fork has the lower pid)
+        os.kill(victim, signal.SIGKILL)
+        stdout, err = proc.communicate(timeout=120)  # a hang guard, not a speed assert: it used to wait forever
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 3, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "died (killed by SIGKILL)" in lines[0] and str(out) in lines[0], err
+    report = json.loads(stdout)
+    assert report == json.loads((out / "report.json").read_text())
+    assert report["interrupted"] == "worker died" and "killed by SIGKILL" in report["worker_died"]
+    assert report["jobs"] == 1 and sum(c["batches"] for c in report["classes"].values()) > 0  # the survivor's
+    assert children(proc.pid) == [] and not process_alive(victim)
+    survivor = [j for j in (0, 1) if verify([tmp_path / f"a.jsonl.job{j}"]).ok]
+    assert survivor, "the surviving worker's log verifies"
 
 
 @pytest.mark.parametrize(

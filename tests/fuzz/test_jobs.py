@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+import signal
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from fuzz.campaign import ProgressInfo, run_campaign
-from fuzz.jobs import merge, run_jobs
+from fuzz.jobs import WorkerDied, how_it_ended, merge, run_jobs
 from sandbox import cli
+from verifier.audit.memory import MemoryAudit
+from verifier.audit.rejections import AuditSink
 
 
 def test_jobs_merge_equals_one_process_and_reproduces() -> None:
@@ -89,3 +96,66 @@ def test_cli_jobs_bad_usage(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--jobs must be between" in err and len(err.strip().splitlines()) == 1
     assert cli.main(["fuzz", "replay", "x.json", "--jobs", "2"]) == 2
     assert "unrecognized arguments: --jobs 2" in capsys.readouterr().err
+
+
+class _Marking(MemoryAudit):
+    """A worker's sink that leaves ``marker`` once the oracle has read it a few times (the worker is batches in)."""
+
+    def __init__(self, marker: Path) -> None:
+        super().__init__()
+        self.marker = marker
+        self.reads = 0
+
+    def records_of(self, *args: Any, **kwargs: Any) -> int:
+        self.reads += 1
+        if self.reads == 20:
+            self.marker.touch()
+        return super().records_of(*args, **kwargs)
+
+
+def _dies_as(job: int, victim: int, how: str, marker: Path) -> AuditSink:
+    """An audit factory (run in the worker): worker ``victim`` ends (SIGKILLed or ``os._exit``) once the other
+    worker has done some batches (its marker), so what the survivor found is there to keep."""
+    if job != victim:
+        return _Marking(marker)
+    deadline = time.monotonic() + 60  # a hang guard, not a speed assert
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if how == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    os._exit(7)
+
+
+@pytest.mark.parametrize(("how", "said"), [("kill", "killed by SIGKILL"), ("exit", "exit code 7")])
+def test_a_dead_worker_is_raised_with_what_the_others_found(tmp_path: Path, how: str, said: str) -> None:
+    factory = functools.partial(_dies_as, victim=1, how=how, marker=tmp_path / "busy")
+    with pytest.raises(WorkerDied) as raised:
+        run_jobs("none", 1, "kernel-tx,straddle", 2, iterations=4000, batch=16, audit_factory=factory)
+    died = raised.value
+    assert died.job == 1 and said in str(died)
+    assert died.partial is not None and died.partial.interrupted and not died.partial.audit_checked
+    assert died.partial.jobs == 1 and 0 < died.partial.iterations < 4000 and died.partial.findings
+
+
+def test_every_worker_dead_leaves_no_partial() -> None:
+    with pytest.raises(WorkerDied) as raised:
+        run_jobs("none", 1, "kernel-tx", 2, iterations=4, batch=16, audit_factory=_both_die)
+    assert raised.value.partial is None and "exit code 9" in str(raised.value)
+
+
+def _both_die(job: int) -> AuditSink:
+    os._exit(9)
+
+
+def test_a_workers_exception_reaches_the_parent() -> None:
+    with pytest.raises(ValueError, match="no such class"):
+        run_jobs("none", 1, "kernel-tx", 2, iterations=4, batch=16, audit_factory=_raises)
+
+
+def _raises(job: int) -> AuditSink:
+    raise ValueError(f"no such class in worker {job}")
+
+
+def test_how_a_process_ended_in_words() -> None:
+    assert how_it_ended(-9) == "killed by SIGKILL" and how_it_ended(3) == "exit code 3"
+    assert how_it_ended(None) == "still running" and how_it_ended(-200) == "killed by signal 200"

@@ -50,7 +50,7 @@ def start(out: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
     argv = [sys.executable, "-m", "sandbox", "fuzz", "--protection", "none", "--classes", "kernel-tx,straddle,wrap",
             "--batch", "16", "--out", str(out), "--serve", "--serve-port", "0", "--json", *extra]  # fmt: skip
     proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
+                            text=True, env={**os.environ, "PYTHONFAULTHANDLER": "1"})  # fmt: skip
     assert proc.stderr is not None
     ready, _, _ = select.select([proc.stderr], [], [], WAIT_S)
     first = proc.stderr.readline() if ready else ""
@@ -70,19 +70,40 @@ def get(url: str) -> tuple[int, bytes]:
         return e.code, e.read()
 
 
-def until(url: str, test: Any) -> dict[str, Any]:
-    """GET ``url`` (JSON) until ``test(answer)`` holds."""
+def until(url: str, test: Any, proc: subprocess.Popen[str]) -> dict[str, Any]:
+    """GET ``url`` (JSON) until ``test(answer)`` holds; past ``WAIT_S`` the test fails with what the command was
+    doing (``hung``)."""
     deadline = time.monotonic() + WAIT_S
+    last: Any = None
     while True:
         try:
             status, body = get(url)
+            last = (status, body[:2000])
             if status == 200 and test(json.loads(body)):
                 return dict(json.loads(body))
-        except OSError:
-            pass
+        except OSError as e:
+            last = e
         if time.monotonic() > deadline:  # a hang guard, not a speed assert
-            pytest.fail(f"{url} never answered as expected")
+            pytest.fail(f"{url} never answered as expected; last answer {last!r}\n{hung(proc)}")
         time.sleep(0.1)
+
+
+def hung(proc: subprocess.Popen[str]) -> str:
+    """Every thread's stack of the command and of each process below it (faulthandler, on SIGABRT: ``start`` sets
+    PYTHONFAULTHANDLER), then the command's stderr: what a hang was waiting for."""
+    pids = [proc.pid]
+    for pid in pids:  # breadth first: the server, the --jobs workers, anything they started
+        pids += children(pid)
+    for pid in reversed(pids):  # one at a time: their stacks go to one pipe
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGABRT)
+        time.sleep(0.5)
+    try:
+        _, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    return f"processes {pids}; stderr:\n{err[-20000:]}"
 
 
 def closed(url: str) -> bool:
@@ -97,7 +118,7 @@ def test_jobs_campaign_is_served_live_lingers_and_stops_on_sigterm(tmp_path: Pat
     try:
         assert json.loads(get(url + "api/about")[1]) == {"audit": True, "campaign": True}
         assert b"nic-sandbox" in get(url)[1]
-        done = until(url + "api/campaign", lambda c: c["state"] == "done")
+        done = until(url + "api/campaign", lambda c: c["state"] == "done", proc)
         report = json.loads((out / "report.json").read_text())
         # the merged progress of two workers is the report's, class by class
         assert done["jobs"] == 2 and done["iterations"] == report["iterations"] == 60
@@ -115,7 +136,7 @@ def test_jobs_campaign_is_served_live_lingers_and_stops_on_sigterm(tmp_path: Pat
             assert case_mod.Case.load(f["case"]).cls == e["class"]  # what `fuzz replay` loads
             assert e["replay"] == f"nic-sandbox fuzz replay {f['case']} --protection none"
         # the campaign's audit log: each worker's, as a set of chains
-        status = until(url + "api/status", lambda s: not s["indexing"])
+        status = until(url + "api/status", lambda s: not s["indexing"], proc)
         assert sorted(Path(p).name for p in status["files"]) == ["audit.jsonl.job0", "audit.jsonl.job1"]
         assert proc.poll() is None  # still serving: --serve-linger 120
         proc.send_signal(signal.SIGTERM)
@@ -194,10 +215,10 @@ def test_ray_campaign_is_served_live_and_ends_equal_to_its_report(tmp_path: Path
                     early[e["file"]] = body
             return bool(c["state"] == "done")
 
-        done = until(url + "api/campaign", watch)
+        done = until(url + "api/campaign", watch, proc)
         report = json.loads((out / "report.json").read_text())
         downloads = {e["case"]: get(url + e["download"]) for e in done["escapes"]}
-        status = until(url + "api/status", lambda s: not s["indexing"])  # the two workers' audit logs, as a set
+        status = until(url + "api/status", lambda s: not s["indexing"], proc)  # the two workers' audit logs, as a set
         assert sorted(Path(p).name for p in status["files"]) == ["audit.jsonl.job0", "audit.jsonl.job1"]
         proc.send_signal(signal.SIGTERM)
         stdout, err = proc.communicate(timeout=WAIT_S)
