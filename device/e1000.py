@@ -263,9 +263,10 @@ class E1000:
         """
         r = self.regs
         r[_ICR] = r.item(_ICR) | cause  # Python ints (``item``): no numpy scalar arithmetic on every interrupt
-        if self.irq is not None and cause & r.item(_IMS):
+        irq = self.irq  # loaded, then called: ``self.irq()`` (a callable in an attribute) is never specialised
+        if irq is not None and cause & r.item(_IMS):
             if self.mode is _INLINE:
-                self.irq()
+                irq()
             else:
                 self._irq_pending = True
 

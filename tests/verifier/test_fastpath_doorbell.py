@@ -24,7 +24,7 @@ from ring.descriptors import DESC_SIZE, TX_DESC, TXD_CMD_EOP, TXD_STAT_DD
 from ring.memory import PAGE_SIZE
 from tests.verifier.compiled import compiled_fast_path
 from tests.verifier.conftest import MORE, READ, WRITE, Env, RawRx, RawTx
-from verifier.modes.shadow import ShadowQueue
+from verifier.modes.shadow import RxShadow, ShadowQueue, TxShadow
 from verifier.queue_state import judge_tail
 from verifier.rules import fastpath
 from verifier.rules import reasons as R
@@ -242,3 +242,25 @@ def test_compiled_and_numpy_machines_agree_step_by_step(make_env: Callable[..., 
         assert x[3] == y[3], f"ring positions or wire differ after step {step}"
     assert compiled.wire == plain.wire and len(compiled.wire) > 100
     assert a[-1][2], "the script refused nothing: it compared only clean batches"
+
+
+@pytest.mark.parametrize("name", ShadowQueue.HOT_PATHS)
+def test_each_direction_runs_its_own_copy_of_the_hot_paths(name: str) -> None:
+    """TX and RX run the doorbell and the reap from code objects of their own (their own inline caches,
+    ``ShadowQueue.__init_subclass__``), which are the shared function's code exactly: the same bytecode,
+    constants, names and source lines, so a change to ``ShadowQueue`` (or a planted mutant) reaches both."""
+    shared = getattr(ShadowQueue, name)
+    copies = [vars(cls)[name] for cls in (TxShadow, RxShadow)]
+    assert copies[0].__code__ is not copies[1].__code__
+    for own in copies:
+        code, base = own.__code__, shared.__code__
+        assert code is not base
+        assert (code.co_code, code.co_consts, code.co_names, code.co_varnames, code.co_freevars) == (
+            base.co_code, base.co_consts, base.co_names, base.co_varnames, base.co_freevars,
+        )  # fmt: skip
+        assert (code.co_filename, code.co_firstlineno, list(code.co_lines())) == (
+            base.co_filename, base.co_firstlineno, list(base.co_lines()),
+        )  # fmt: skip
+        names = ("__qualname__", "__module__", "__doc__")
+        assert [getattr(own, a) for a in names] == [getattr(shared, a) for a in names]
+        assert own.__globals__ is shared.__globals__ and own.__defaults__ == shared.__defaults__
