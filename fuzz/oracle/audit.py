@@ -31,6 +31,7 @@ from fuzz.oracle.reasons import (
     Rows,
     judge,
 )
+from fuzz.oracle.ring_marks import RingPass
 from fuzz.oracle.rules import packet_atomicity
 from ring.descriptors import (
     RX_DESC,
@@ -155,6 +156,30 @@ _MARKS = {
 }  # fmt: skip
 #: A TX slot the device completed (DD without REFUSED), as the same one test of the second word (``_whole_packets``).
 _SENT = _word_test(TX_DESC, {"status": (TXD_STAT_DD | TXD_STAT_REFUSED, TXD_STAT_DD)})
+#: The compiled pass's masks over the same word (``RingPass``): a TX slot's EOP bit (``_whole_packets`` reads
+#: ``cmd``), and the bytes a reaped slot loses (``_acknowledge``: the status, an RX slot's errors too).
+_EOP = _word_test(TX_DESC, {"cmd": (TXD_CMD_EOP, TXD_CMD_EOP)})[0]
+_REAPED = {
+    "tx": _word_test(TX_DESC, {"status": (0xFF, 0)})[0],
+    "rx": _word_test(RX_DESC, {"status": (0xFF, 0), "errors": (0xFF, 0)})[0],
+}
+
+
+def _ring_pass(kind: str, ring: npt.NDArray[np.void]) -> RingPass | None:
+    """The compiled reading of a ring of the 16-byte format (None: not loaded, or the ring is read field by field),
+    with ``_MARKS``, ``_SENT``, ``_EOP`` and ``_REAPED``'s masks: the tests ``refusal_marks``, ``_whole_packets``
+    and ``_acknowledge`` make."""
+    if _mark_test(kind, ring) is None:
+        return None
+    mark, value = _MARKS[kind]
+    return RingPass.of(
+        ring,
+        mark=(int(mark), int(value)),
+        sent=(int(_SENT[0]), int(_SENT[1])),
+        eop=int(_EOP),
+        clear_mark=int(_REAPED[kind]),
+        clear_sent=int(_REAPED["tx"]),
+    )
 
 
 def _mark_test(kind: str, ring: npt.NDArray[np.void]) -> tuple[npt.NDArray[np.uint64], np.uint64, np.uint64] | None:
@@ -214,18 +239,21 @@ def _whole_packets(
         eop = (ring["cmd"] & np.uint8(TXD_CMD_EOP)) != 0
         split = packet_atomicity(eop, refused, sent, len(ring))
     if split:
-        found.append(
-            Escape(
-                "rule",
-                f"{key[0]} {key[1]} queue {key[2]}: slot {split[0][0]} (no EOP) was sent and slot {split[0][1]} "
-                f"of its packet refused ({len(split)} such), which breaks PKT_BAD_FRAGMENT "
-                "(a packet goes whole or not at all)",
-                key[0],
-            )
-        )
+        found.append(_split(key, len(split), *split[0]))
     if sent.size:
         status[sent] = 0
     return found
+
+
+def _split(key: QueueKey, splits: int, sent: int, refused: int) -> Escape:
+    """``_whole_packets``' finding: ``splits`` packets split, the first at ``sent`` (no EOP) and ``refused``."""
+    return Escape(
+        "rule",
+        f"{key[0]} {key[1]} queue {key[2]}: slot {sent} (no EOP) was sent and slot {refused} "
+        f"of its packet refused ({splits} such), which breaks PKT_BAD_FRAGMENT "
+        "(a packet goes whole or not at all)",
+        key[0],
+    )
 
 
 def _acknowledge(kind: str, ring: npt.NDArray[np.void], slots: npt.NDArray[np.int64]) -> None:
@@ -296,6 +324,8 @@ class AuditWatch:
     _mark_tests: dict[QueueKey, tuple[npt.NDArray[np.uint64], np.uint64, np.uint64] | None] = field(
         default_factory=dict
     )
+    #: the compiled reading of each attached ring (``_ring_pass``; absent: the numpy path reads it)
+    _passes: dict[QueueKey, RingPass] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.sink.path is not None and self.verify is None:
@@ -333,6 +363,8 @@ class AuditWatch:
         self.rings = dict(rings)
         # each ring's refusal-mark test, made once: after_step reads the marks of every ring after every step
         self._mark_tests = {key: _mark_test(key[1], ring) for key, ring in self.rings.items()}
+        passes = {key: _ring_pass(key[1], ring) for key, ring in self.rings.items()}
+        self._passes = {key: p for key, p in passes.items() if p is not None}
         self._contexts.clear()
         for key in self.rings:
             self._counts[key] = self._count(key)
@@ -345,20 +377,28 @@ class AuditWatch:
     def after_step(self) -> list[Escape]:
         found: list[Escape] = []
         seen: dict[QueueKey, npt.NDArray[np.int64]] = {}
-        tests = self._mark_tests
+        tests, passes = self._mark_tests, self._passes
+        rules = self.oracle is not None and self.oracle.rules is not None
         for key, ring in self.rings.items():
-            test = tests.get(key)
-            words = None
-            if test is not None:
-                words, mask, value = test
-                slots = ((words & mask) == value).nonzero()[0]
+            ring_pass = passes.get(key)
+            if ring_pass is not None:  # the same reading and reaping in one compiled call (fuzz/oracle/ring_marks.py)
+                slots, split = ring_pass.step(completions=rules and key[1] == "tx")
+                if split[0]:
+                    found.append(_split(key, *split))
             else:
-                slots = refusal_marks(key[1], ring)
-            if key[1] == "tx" and self.oracle is not None and self.oracle.rules is not None:
-                found += _whole_packets(key, ring, slots, words)
+                test = tests.get(key)
+                words = None
+                if test is not None:
+                    words, mask, value = test
+                    slots = ((words & mask) == value).nonzero()[0]
+                else:
+                    slots = refusal_marks(key[1], ring)
+                if key[1] == "tx" and rules:
+                    found += _whole_packets(key, ring, slots, words)
+                if slots.size:
+                    _acknowledge(key[1], ring, slots)  # (no mark, nothing to reap)
             seen[key] = slots
             if slots.size:
-                _acknowledge(key[1], ring, slots)  # (no mark, nothing to reap)
                 self._unmarked.append((key, slots))
                 if len(self._unmarked) >= FOLD_STEPS:  # bounded memory: a long campaign runs millions of steps
                     self._fold()
@@ -437,8 +477,11 @@ class AuditWatch:
             if key in singles:
                 parts = [*parts, np.array(singles[key], dtype=np.int64)]
             described = np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else slots[:0]
-            # ``slots`` are sorted (``refusal_marks``: nonzero), so only the records' slots need a sort
-            if described.size == slots.size and bool((np.sort(described) == slots).all()):
+            ring_pass = self._passes.get(key)
+            same = None if ring_pass is None else ring_pass.match(slots, described)
+            if same is None:  # ``slots`` are sorted (``refusal_marks``: nonzero): only the records' slots need a sort
+                same = described.size == slots.size and bool((np.sort(described) == slots).all())
+            if same:
                 continue
             nic, kind, queue = key
             counted = Counter(described.tolist())
