@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from fuzz.oracle import ring_marks
 from fuzz.oracle.escape import Escape
 from fuzz.oracle.logged import LoggedSpan
 from fuzz.oracle.reasons import (
@@ -32,7 +33,8 @@ from fuzz.oracle.reasons import (
     judge,
 )
 from fuzz.oracle.ring_marks import RingPass
-from fuzz.oracle.rules import packet_atomicity
+from fuzz.oracle.rules import packet_atomicity, window_atomicity
+from ring import indices
 from ring.descriptors import (
     RX_DESC,
     RXD_ERR_REFUSED,
@@ -165,18 +167,57 @@ _REAPED = {
 }
 
 
+#: A TX slot the device or the kernel is done with (DD), as the same one test (``held.judge_doorbell``).
+_DONE = _word_test(TX_DESC, {"status": (TXD_STAT_DD, TXD_STAT_DD)})
+
+
+def _ints(test: tuple[np.uint64, np.uint64]) -> tuple[int, int]:
+    return int(test[0]), int(test[1])
+
+
+_MARK_INTS = {kind: _ints(test) for kind, test in _MARKS.items()}
+_SENT_INTS, _DONE_INTS, _EOP_INT = _ints(_SENT), _ints(_DONE), int(_EOP)
+
+
+def marked_in(kind: str, ring: npt.NDArray[np.void], start: int, count: int, size: int) -> int:
+    """How many of the ``count`` slots from ``start`` on (a ring of ``size`` slots) carry the refusal mark:
+    ``refusal_marks`` of those slots, counted in one compiled call where the ring is the 16-byte format."""
+    if size == len(ring) and ring.dtype == (TX_DESC if kind == "tx" else RX_DESC):
+        fast = ring_marks.count_marked(ring, start, count, _MARK_INTS[kind])
+        if fast is not None:
+            return fast
+    return int(refusal_marks(kind, ring, indices.slots(start, count, size)).size)
+
+
+def held_window(ring: npt.NDArray[np.void], start: int, count: int, size: int) -> tuple[int, int, int, bool] | None:
+    """``held.judge_doorbell``'s facts of a TX window read in one compiled call (``ring_marks.held``): None where
+    the numpy path reads them (not loaded, or the ring is not the 16-byte format of ``size`` slots)."""
+    if size != len(ring) or ring.dtype != TX_DESC:
+        return None
+    return ring_marks.held(ring, start, count, _DONE_INTS, _SENT_INTS, _EOP_INT)
+
+
+def atomic_window(ring: npt.NDArray[np.void], start: int, count: int, size: int) -> tuple[int, int] | None:
+    """``rules.window_atomicity`` of the ``count`` TX slots from ``start`` on, in one compiled call where the ring
+    is the 16-byte format of ``size`` slots (the refusal mark and ``_SENT`` are its refused and sent slots)."""
+    if size == len(ring) and ring.dtype == TX_DESC:
+        fast = ring_marks.atomic(ring, start, count, _MARK_INTS["tx"], _SENT_INTS, _EOP_INT)
+        if fast is not None:
+            return None if fast[0] < 0 else fast
+    return window_atomicity(ring, indices.slots(start, count, size))
+
+
 def _ring_pass(kind: str, ring: npt.NDArray[np.void]) -> RingPass | None:
     """The compiled reading of a ring of the 16-byte format (None: not loaded, or the ring is read field by field),
     with ``_MARKS``, ``_SENT``, ``_EOP`` and ``_REAPED``'s masks: the tests ``refusal_marks``, ``_whole_packets``
     and ``_acknowledge`` make."""
     if _mark_test(kind, ring) is None:
         return None
-    mark, value = _MARKS[kind]
     return RingPass.of(
         ring,
-        mark=(int(mark), int(value)),
-        sent=(int(_SENT[0]), int(_SENT[1])),
-        eop=int(_EOP),
+        mark=_MARK_INTS[kind],
+        sent=_SENT_INTS,
+        eop=_EOP_INT,
         clear_mark=int(_REAPED[kind]),
         clear_sent=int(_REAPED["tx"]),
     )

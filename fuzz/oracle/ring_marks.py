@@ -129,3 +129,52 @@ class RingPass:
                 self._seen_ptr,
             )
         )
+
+
+def _window(ring: npt.NDArray[np.void], start: int, count: int) -> tuple[compiled.Compiled, Any] | None:
+    """The module and a pointer to ``ring``'s words, for a window of ``count`` slots from ``start`` (in the ring);
+    None when not loaded, or the ring is not C-contiguous 16-byte descriptors."""
+    fast = state()[0]
+    if fast is None or ring.dtype.itemsize != 16 or not ring.flags.c_contiguous or not 0 <= start < len(ring):
+        return None
+    if count < 0:
+        return None
+    return fast, fast.ffi.cast("uint64_t *", fast.ffi.from_buffer(ring))
+
+
+def count_marked(ring: npt.NDArray[np.void], start: int, count: int, mark: tuple[int, int]) -> int | None:
+    """How many of the ``count`` slots from ``start`` on (wrapping) pass ``mark`` (None: not loaded, or the ring is
+    read field by field)."""
+    window = _window(ring, start, count)
+    if window is None:
+        return None
+    fast, words = window
+    return int(fast.lib.ringmarks_count(len(ring), words, start, count, *mark))
+
+
+def held(
+    ring: npt.NDArray[np.void], start: int, count: int, done: tuple[int, int], sent: tuple[int, int], eop: int
+) -> tuple[int, int, int, bool] | None:
+    """``ringmarks_held``: (first slot not done, first done after it, last sent, whether it ends its packet), as
+    positions in the window (-1: none); None as ``count_marked``."""
+    window = _window(ring, start, count)
+    if window is None:
+        return None
+    fast, words = window
+    out = fast.ffi.new("int64_t[4]")
+    fast.lib.ringmarks_held(len(ring), words, start, count, *done, *sent, eop, out)
+    return int(out[0]), int(out[1]), int(out[2]), bool(out[3])
+
+
+def atomic(
+    ring: npt.NDArray[np.void], start: int, count: int, mark: tuple[int, int], sent: tuple[int, int], eop: int
+) -> tuple[int, int] | None:
+    """``ringmarks_atomic``: the first and last slot of the window's first packet with a slot refused and a slot
+    sent, (-1, -1) when none; None as ``count_marked``."""
+    window = _window(ring, start, count)
+    if window is None:
+        return None
+    fast, words = window
+    out = fast.ffi.new("int64_t[2]")
+    fast.lib.ringmarks_atomic(len(ring), words, start, count, *mark, *sent, eop, out)
+    return int(out[0]), int(out[1])

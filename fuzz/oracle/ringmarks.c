@@ -42,3 +42,52 @@ int32_t ringmarks_match(int64_t n_marks, const int64_t *marks, int64_t n_describ
     for (j = 0; j < n_marks; j++) seen[marks[j]] = 0;
     return same;
 }
+
+int64_t ringmarks_count(int64_t n, const uint64_t *words, int64_t start, int64_t count, uint64_t mask,
+                        uint64_t value) {
+    int64_t marked = 0, slot = start;
+    for (int64_t j = 0; j < count; j++, slot = slot + 1 == n ? 0 : slot + 1) {
+        marked += (words[2 * slot + 1] & mask) == value;
+    }
+    return marked;
+}
+
+void ringmarks_held(int64_t n, const uint64_t *words, int64_t start, int64_t count, uint64_t done_mask,
+                    uint64_t done_value, uint64_t sent_mask, uint64_t sent_value, uint64_t eop_mask, int64_t *out) {
+    int64_t slot = start;
+    out[0] = out[1] = out[2] = -1;
+    out[3] = 0;
+    for (int64_t j = 0; j < count; j++, slot = slot + 1 == n ? 0 : slot + 1) {
+        uint64_t w = words[2 * slot + 1];
+        int done = (w & done_mask) == done_value;
+        if (!done && out[0] < 0) out[0] = j;
+        else if (done && out[0] >= 0 && out[1] < 0) out[1] = j;
+        if ((w & sent_mask) == sent_value) {
+            out[2] = j;
+            out[3] = (w & eop_mask) != 0;
+        }
+    }
+}
+
+void ringmarks_atomic(int64_t n, const uint64_t *words, int64_t start, int64_t count, uint64_t mark_mask,
+                      uint64_t mark_value, uint64_t sent_mask, uint64_t sent_value, uint64_t eop_mask,
+                      int64_t *out) {
+    int refused = 0, sent = 0;
+    int64_t first = start, slot = start;
+    out[0] = out[1] = -1;
+    for (int64_t j = 0; j < count; j++) {
+        uint64_t w = words[2 * slot + 1];
+        refused |= (w & mark_mask) == mark_value;
+        sent |= (w & sent_mask) == sent_value;
+        if ((w & eop_mask) != 0 || j + 1 == count) { /* the packet ends here (or the window does) */
+            if (refused && sent) {
+                out[0] = first;
+                out[1] = slot;
+                return;
+            }
+            refused = sent = 0;
+            first = slot + 1 == n ? 0 : slot + 1;
+        }
+        slot = slot + 1 == n ? 0 : slot + 1;
+    }
+}

@@ -9,6 +9,8 @@
   (fuzz/oracle/ringmarks.c, ``audit._ring_pass``), and a queue's marks matched to its records' slots by another:
   the same marks, splits, reaped bytes and matches as the numpy path on hostile rings, and the same findings word
   for word on campaigns over many seeds, with audit and packet slips planted.
+* What one TX doorbell shows (a mark left in the slots handed back, ``held.judge_doorbell``'s facts,
+  ``rules.window_atomicity``) is read in one compiled call each: the same counts, facts, splits and findings.
 * ``alarm_scope`` installs the step alarm's handler once for a campaign: a hang is still interrupted inside
   it, and the handler in place before comes back after it.
 """
@@ -25,11 +27,14 @@ import numpy as np
 import pytest
 
 from fuzz.campaign import run_campaign
-from fuzz.oracle import audit, pin_claims, reasons, ring_marks
+from fuzz.oracle import audit, held, pin_claims, reasons, ring_marks
 from fuzz.oracle.audit import refusal_marks
+from fuzz.oracle.held import HeldModel
 from fuzz.oracle.judge import Oracle
 from fuzz.oracle.liveness import Budget, alarm_scope, bounded_step
 from fuzz.oracle.reasons import Reference, _owner_labels
+from fuzz.oracle.rules import DEFAULT_RULES, window_atomicity
+from ring import indices
 from ring.compiled import SWITCH
 from ring.descriptors import RX_DESC, RXD_ERR_REFUSED, RXD_STAT_DD, TX_DESC, TXD_STAT_DD, TXD_STAT_REFUSED
 from ring.memory import OWNER_FREE, OWNER_KERNEL, PAGE_SIZE, PhysicalMemory, owner_name
@@ -295,3 +300,53 @@ def test_a_split_packet_is_found_the_same_with_the_ring_pass_and_without(
     numpy = run_campaign("verifier", 1, [PACKETS], iterations=8, batch=32)
     assert any(steps) and _findings(compiled) == _findings(numpy) and compiled.escapes == numpy.escapes
     assert any("breaks PKT_BAD_FRAGMENT" in what for _, _, what in _findings(compiled))
+
+
+def test_a_doorbell_window_read_in_one_call_equals_the_numpy_path() -> None:
+    compiled_accelerator(*ring_marks.state())
+    rng = np.random.default_rng(11)
+    facts_seen, splits = set(), 0
+    for seed in range(200):
+        kind = "tx" if seed % 4 else "rx"
+        ring = _hostile_ring(kind, seed)
+        if seed % 3 == 0:  # long runs of held (DD clear) slots, as a doorbell leaves them
+            ring["status"][rng.integers(0, 512) :][: rng.integers(0, 300)] = 0
+        size = len(ring)
+        first = int(rng.integers(0, size))
+        count = int(rng.choice([0, 1, 2, int(rng.integers(0, size)), size - 1]))
+        window = indices.slots(first, count, size)
+        assert audit.marked_in(kind, ring, first, count, size) == refusal_marks(kind, ring, window).size
+        if kind == "rx":
+            continue
+        facts = audit.held_window(ring, first, count, size)
+        assert facts is not None and facts == held.window_facts(ring, first, count, size)
+        facts_seen.add((facts[0] >= 0, facts[1] >= 0, facts[2] >= 0, facts[3]))
+        split = audit.atomic_window(ring, first, count, size)
+        assert split == window_atomicity(ring, window)
+        splits += split is not None
+    assert len(facts_seen) >= 6 and splits > 20
+    ring = _hostile_ring("tx", 1)
+    assert audit.held_window(ring, 0, 5, 256) is None and audit.held_window(ring[::2], 0, 5, 256) is None
+
+
+def test_held_packets_judged_the_same_with_the_compiled_window_and_without(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Doorbell after doorbell on hostile TX rings: the same problems and the same held model both ways."""
+    compiled_accelerator(*ring_marks.state())
+    rng = np.random.default_rng(5)
+    found = 0
+    for seed in range(40):
+        ring = _hostile_ring("tx", seed)
+        ring["status"][rng.random(512) < 0.4] = 0  # held slots
+        fast, slow = HeldModel(), HeldModel()
+        tail = int(rng.integers(0, 512))
+        for _ in range(12):
+            after = (tail + int(rng.integers(0, 80))) % 512
+            added = int(rng.integers(-1, 3))
+            compiled = held.judge_doorbell(fast, ring, tail, after, 512, DEFAULT_RULES, added)
+            with monkeypatch.context() as off:
+                off.setattr(held, "held_window", lambda *_args: None)
+                numpy = held.judge_doorbell(slow, ring, tail, after, 512, DEFAULT_RULES, added)
+            assert compiled == numpy and fast == slow
+            found += len(compiled)
+            tail = after
+    assert found > 50
