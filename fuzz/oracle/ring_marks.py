@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import weakref
 from typing import Any
 
 import numpy as np
@@ -131,6 +132,12 @@ class RingPass:
         )
 
 
+#: A pointer to each ring's words by ``id``, with a weak reference that tells whether it is still that ring: made
+#: from the buffer once per ring (``from_buffer`` of a ring in a machine's memory costs more than the read itself).
+#: The plain pointer keeps nothing alive; it is used only while the ring it points into is.
+_WORDS: dict[int, tuple[weakref.ref[npt.NDArray[np.void]], Any]] = {}
+
+
 def _window(ring: npt.NDArray[np.void], start: int, count: int) -> tuple[compiled.Compiled, Any] | None:
     """The module and a pointer to ``ring``'s words, for a window of ``count`` slots from ``start`` (in the ring);
     None when not loaded, or the ring is not C-contiguous 16-byte descriptors."""
@@ -139,7 +146,17 @@ def _window(ring: npt.NDArray[np.void], start: int, count: int) -> tuple[compile
         return None
     if count < 0:
         return None
-    return fast, fast.ffi.cast("uint64_t *", fast.ffi.from_buffer(ring))
+    kept = _WORDS.get(id(ring))
+    if kept is None or kept[0]() is not ring:
+        if len(_WORDS) >= 256:  # forget the rings that are gone
+            for key in [key for key, (alive, _) in _WORDS.items() if alive() is None]:
+                del _WORDS[key]
+        ffi = fast.ffi
+        kept = _WORDS[id(ring)] = (
+            weakref.ref(ring),
+            ffi.cast("uint64_t *", ffi.cast("uintptr_t", ffi.from_buffer(ring))),
+        )
+    return fast, kept[1]
 
 
 def count_marked(ring: npt.NDArray[np.void], start: int, count: int, mark: tuple[int, int]) -> int | None:
