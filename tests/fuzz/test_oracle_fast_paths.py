@@ -350,3 +350,18 @@ def test_held_packets_judged_the_same_with_the_compiled_window_and_without(monke
             found += len(compiled)
             tail = after
     assert found > 50
+
+
+def test_the_switch_turns_the_ring_reads_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``NIC_SANDBOX_FASTPATH=0``: no ring pass, no compiled window read; the numpy path answers the same."""
+    ring = _hostile_ring("tx", 2)
+    expected = (audit.marked_in("tx", ring, 3, 200, 512), held.window_facts(ring, 3, 200, 512))
+    monkeypatch.setenv(SWITCH, "0")
+    ring_marks.state.cache_clear()
+    try:
+        assert ring_marks.state()[0] is None and "off" in ring_marks.state()[1]
+        assert audit._ring_pass("tx", ring) is None and audit.held_window(ring, 3, 200, 512) is None
+        assert (audit.marked_in("tx", ring, 3, 200, 512), held.window_facts(ring, 3, 200, 512)) == expected
+    finally:
+        monkeypatch.undo()
+        ring_marks.state.cache_clear()
