@@ -107,7 +107,8 @@ class RingPass:
 
     def match(self, marks: npt.NDArray[np.int64], described: npt.NDArray[Any]) -> bool | None:
         """Whether ``described`` names each of ``marks`` (strictly ascending slots of this ring) once and nothing
-        else; None when the columns are not int64 and contiguous (the numpy path then compares)."""
+        else; None when the columns are not int64 and contiguous, or a mark is not a slot of this ring (the numpy
+        path then compares)."""
         if (
             marks.dtype != np.int64
             or described.dtype != np.int64
@@ -120,16 +121,15 @@ class RingPass:
         if marks.size == 0:
             return True
         ffi = self._ffi
-        return bool(
-            self._lib.ringmarks_match(
-                marks.size,
-                ffi.cast("int64_t *", ffi.from_buffer(marks)),
-                described.size,
-                ffi.cast("int64_t *", ffi.from_buffer(described)),
-                self.size,
-                self._seen_ptr,
-            )
+        same = self._lib.ringmarks_match(
+            marks.size,
+            ffi.cast("int64_t *", ffi.from_buffer(marks)),
+            described.size,
+            ffi.cast("int64_t *", ffi.from_buffer(described)),
+            self.size,
+            self._seen_ptr,
         )
+        return None if same < 0 else bool(same)  # -1: a mark outside this ring (the C wrote nothing)
 
 
 #: A pointer to each ring's words by ``id``, with a weak reference that tells whether it is still that ring: made

@@ -33,6 +33,9 @@ int32_t ringmarks_match(int64_t n_marks, const int64_t *marks, int64_t n_describ
                         int64_t size, uint8_t *seen) {
     int32_t same = n_described == n_marks;
     int64_t j;
+    for (j = 0; j < n_marks; j++) {
+        if (marks[j] < 0 || marks[j] >= size) return -1; /* not this ring's slots: the caller compares in numpy */
+    }
     for (j = 0; j < n_marks; j++) seen[marks[j]] = 1;
     for (j = 0; same && j < n_described; j++) {
         int64_t d = described[j];

@@ -32,7 +32,8 @@ int64_t ringmarks_step(int64_t n, uint64_t *words, uint64_t mark_mask, uint64_t 
                        uint64_t clear_sent, int64_t *marks, int64_t *split);
 
 /* Whether ``described`` (the ring slots ``n_described`` records name) are the ``marks`` (strictly ascending,
- * each in [0, size)) once each, in any order: 1 yes, 0 no.  ``seen``: ``size`` bytes of zeros, left zero. */
+ * each in [0, size)) once each, in any order: 1 yes, 0 no, -1 when a mark is not in [0, size) (nothing is
+ * written).  ``seen``: ``size`` bytes of zeros, left zero. */
 int32_t ringmarks_match(int64_t n_marks, const int64_t *marks, int64_t n_described, const int64_t *described,
                         int64_t size, uint8_t *seen);
 

@@ -239,6 +239,9 @@ def test_marks_matched_in_one_call_equal_the_sorted_compare() -> None:
     assert outcomes == {True, False}
     assert not ring_pass._seen.any()  # its scratch is left zero
     assert ring_pass.match(np.arange(3), np.arange(3, dtype=np.int32)) is None  # not int64: the numpy path
+    for outside in ([-1, 3], [0, 512], [5, 2**62]):  # marks of no slot of this ring: never written through
+        assert ring_pass.match(np.array(outside, dtype=np.int64), np.array(outside, dtype=np.int64)) is None
+    assert not ring_pass._seen.any()
 
 
 def _ring_pass_off(monkeypatch: pytest.MonkeyPatch) -> None:
