@@ -56,5 +56,6 @@ setup(
         "ring/cbuild.py:check",
         "ring/cbuild.py:logcols",
         "ring/cbuild.py:pinclaim",
+        "ring/cbuild.py:ringmarks",
     ],
 )

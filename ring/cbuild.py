@@ -1,6 +1,6 @@
 """The compiled accelerators, declared once: each one's module, header and source, and how cffi builds it.
 
-Seven accelerators are compiled when the package is installed (setup.py
+Eight accelerators are compiled when the package is installed (setup.py
 names this file's builders in ``cffi_modules``: cffi's out-of-line API mode,
 compiled once with the compiler and flags Python was built with): the
 verifier's fast path (verifier/rules/fastpath.c), the device's burst path
@@ -8,8 +8,9 @@ verifier's fast path (verifier/rules/fastpath.c), the device's burst path
 (driver/tenant/pmd.c), the audit log's line formatter
 (verifier/audit/encode.c), ``audit verify``'s line check
 (verifier/audit/check.c), the fuzz oracle's reader of a followed log
-(fuzz/logcols.c) and its judgement of pin and access claims
-(fuzz/oracle/pinclaim.c).  Each declares its interface once, in a header
+(fuzz/logcols.c), its judgement of pin and access claims
+(fuzz/oracle/pinclaim.c) and its reading of a watched ring's refusal
+marks (fuzz/oracle/ringmarks.c).  Each declares its interface once, in a header
 whose text between ``/* cdef-begin */`` and ``/* cdef-end */`` is what cffi is
 told (after the shared descriptor structs of ring/descriptors.h), and
 embeds the SHA-256 of its sources, so that a module compiled from older
@@ -93,6 +94,9 @@ LOGCOLS = Accelerator("fuzz._logcols", "fuzz/logcols.h", "fuzz/logcols.c", "logc
 PINCLAIM = Accelerator(
     "fuzz.oracle._pinclaim", "fuzz/oracle/pinclaim.h", "fuzz/oracle/pinclaim.c", "pinclaim_source_digest"
 )
+RINGMARKS = Accelerator(
+    "fuzz.oracle._ringmarks", "fuzz/oracle/ringmarks.h", "fuzz/oracle/ringmarks.c", "ringmarks_source_digest"
+)
 
 
 # What setup.py's ``cffi_modules`` names: one builder function per accelerator.
@@ -124,6 +128,10 @@ def pinclaim() -> FFI:
     return PINCLAIM.builder()
 
 
-if __name__ == "__main__":  # compile all seven by hand, next to their sources
-    for accelerator in (FASTPATH, FASTDEV, PMD, ENCODE, CHECK, LOGCOLS, PINCLAIM):
+def ringmarks() -> FFI:
+    return RINGMARKS.builder()
+
+
+if __name__ == "__main__":  # compile all eight by hand, next to their sources
+    for accelerator in (FASTPATH, FASTDEV, PMD, ENCODE, CHECK, LOGCOLS, PINCLAIM, RINGMARKS):
         accelerator.builder().compile(tmpdir=str(ROOT), verbose=True)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from fuzz.oracle import ring_marks
 from fuzz.oracle.escape import Escape
 from fuzz.oracle.logged import LoggedSpan
 from fuzz.oracle.reasons import (
@@ -31,7 +32,9 @@ from fuzz.oracle.reasons import (
     Rows,
     judge,
 )
-from fuzz.oracle.rules import packet_atomicity
+from fuzz.oracle.ring_marks import RingPass
+from fuzz.oracle.rules import packet_atomicity, window_atomicity
+from ring import indices
 from ring.descriptors import (
     RX_DESC,
     RXD_ERR_REFUSED,
@@ -155,6 +158,69 @@ _MARKS = {
 }  # fmt: skip
 #: A TX slot the device completed (DD without REFUSED), as the same one test of the second word (``_whole_packets``).
 _SENT = _word_test(TX_DESC, {"status": (TXD_STAT_DD | TXD_STAT_REFUSED, TXD_STAT_DD)})
+#: The compiled pass's masks over the same word (``RingPass``): a TX slot's EOP bit (``_whole_packets`` reads
+#: ``cmd``), and the bytes a reaped slot loses (``_acknowledge``: the status, an RX slot's errors too).
+_EOP = _word_test(TX_DESC, {"cmd": (TXD_CMD_EOP, TXD_CMD_EOP)})[0]
+_REAPED = {
+    "tx": _word_test(TX_DESC, {"status": (0xFF, 0)})[0],
+    "rx": _word_test(RX_DESC, {"status": (0xFF, 0), "errors": (0xFF, 0)})[0],
+}
+
+
+#: A TX slot the device or the kernel is done with (DD), as the same one test (``held.judge_doorbell``).
+_DONE = _word_test(TX_DESC, {"status": (TXD_STAT_DD, TXD_STAT_DD)})
+
+
+def _ints(test: tuple[np.uint64, np.uint64]) -> tuple[int, int]:
+    return int(test[0]), int(test[1])
+
+
+_MARK_INTS = {kind: _ints(test) for kind, test in _MARKS.items()}
+_SENT_INTS, _DONE_INTS, _EOP_INT = _ints(_SENT), _ints(_DONE), int(_EOP)
+
+
+def marked_in(kind: str, ring: npt.NDArray[np.void], start: int, count: int, size: int) -> int:
+    """How many of the ``count`` slots from ``start`` on (a ring of ``size`` slots) carry the refusal mark:
+    ``refusal_marks`` of those slots, counted in one compiled call where the ring is the 16-byte format."""
+    if size == len(ring) and ring.dtype == (TX_DESC if kind == "tx" else RX_DESC):
+        fast = ring_marks.count_marked(ring, start, count, _MARK_INTS[kind])
+        if fast is not None:
+            return fast
+    return int(refusal_marks(kind, ring, indices.slots(start, count, size)).size)
+
+
+def held_window(ring: npt.NDArray[np.void], start: int, count: int, size: int) -> tuple[int, int, int, bool] | None:
+    """``held.judge_doorbell``'s facts of a TX window read in one compiled call (``ring_marks.held``): None where
+    the numpy path reads them (not loaded, or the ring is not the 16-byte format of ``size`` slots)."""
+    if size != len(ring) or ring.dtype != TX_DESC:
+        return None
+    return ring_marks.held(ring, start, count, _DONE_INTS, _SENT_INTS, _EOP_INT)
+
+
+def atomic_window(ring: npt.NDArray[np.void], start: int, count: int, size: int) -> tuple[int, int] | None:
+    """``rules.window_atomicity`` of the ``count`` TX slots from ``start`` on, in one compiled call where the ring
+    is the 16-byte format of ``size`` slots (the refusal mark and ``_SENT`` are its refused and sent slots)."""
+    if size == len(ring) and ring.dtype == TX_DESC:
+        fast = ring_marks.atomic(ring, start, count, _MARK_INTS["tx"], _SENT_INTS, _EOP_INT)
+        if fast is not None:
+            return None if fast[0] < 0 else fast
+    return window_atomicity(ring, indices.slots(start, count, size))
+
+
+def _ring_pass(kind: str, ring: npt.NDArray[np.void]) -> RingPass | None:
+    """The compiled reading of a ring of the 16-byte format (None: not loaded, or the ring is read field by field),
+    with ``_MARKS``, ``_SENT``, ``_EOP`` and ``_REAPED``'s masks: the tests ``refusal_marks``, ``_whole_packets``
+    and ``_acknowledge`` make."""
+    if _mark_test(kind, ring) is None:
+        return None
+    return RingPass.of(
+        ring,
+        mark=_MARK_INTS[kind],
+        sent=_SENT_INTS,
+        eop=_EOP_INT,
+        clear_mark=int(_REAPED[kind]),
+        clear_sent=int(_REAPED["tx"]),
+    )
 
 
 def _mark_test(kind: str, ring: npt.NDArray[np.void]) -> tuple[npt.NDArray[np.uint64], np.uint64, np.uint64] | None:
@@ -214,18 +280,21 @@ def _whole_packets(
         eop = (ring["cmd"] & np.uint8(TXD_CMD_EOP)) != 0
         split = packet_atomicity(eop, refused, sent, len(ring))
     if split:
-        found.append(
-            Escape(
-                "rule",
-                f"{key[0]} {key[1]} queue {key[2]}: slot {split[0][0]} (no EOP) was sent and slot {split[0][1]} "
-                f"of its packet refused ({len(split)} such), which breaks PKT_BAD_FRAGMENT "
-                "(a packet goes whole or not at all)",
-                key[0],
-            )
-        )
+        found.append(_split(key, len(split), *split[0]))
     if sent.size:
         status[sent] = 0
     return found
+
+
+def _split(key: QueueKey, splits: int, sent: int, refused: int) -> Escape:
+    """``_whole_packets``' finding: ``splits`` packets split, the first at ``sent`` (no EOP) and ``refused``."""
+    return Escape(
+        "rule",
+        f"{key[0]} {key[1]} queue {key[2]}: slot {sent} (no EOP) was sent and slot {refused} "
+        f"of its packet refused ({splits} such), which breaks PKT_BAD_FRAGMENT "
+        "(a packet goes whole or not at all)",
+        key[0],
+    )
 
 
 def _acknowledge(kind: str, ring: npt.NDArray[np.void], slots: npt.NDArray[np.int64]) -> None:
@@ -296,6 +365,8 @@ class AuditWatch:
     _mark_tests: dict[QueueKey, tuple[npt.NDArray[np.uint64], np.uint64, np.uint64] | None] = field(
         default_factory=dict
     )
+    #: the compiled reading of each attached ring (``_ring_pass``; absent: the numpy path reads it)
+    _passes: dict[QueueKey, RingPass] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.sink.path is not None and self.verify is None:
@@ -333,6 +404,8 @@ class AuditWatch:
         self.rings = dict(rings)
         # each ring's refusal-mark test, made once: after_step reads the marks of every ring after every step
         self._mark_tests = {key: _mark_test(key[1], ring) for key, ring in self.rings.items()}
+        passes = {key: _ring_pass(key[1], ring) for key, ring in self.rings.items()}
+        self._passes = {key: p for key, p in passes.items() if p is not None}
         self._contexts.clear()
         for key in self.rings:
             self._counts[key] = self._count(key)
@@ -345,20 +418,28 @@ class AuditWatch:
     def after_step(self) -> list[Escape]:
         found: list[Escape] = []
         seen: dict[QueueKey, npt.NDArray[np.int64]] = {}
-        tests = self._mark_tests
+        tests, passes = self._mark_tests, self._passes
+        rules = self.oracle is not None and self.oracle.rules is not None
         for key, ring in self.rings.items():
-            test = tests.get(key)
-            words = None
-            if test is not None:
-                words, mask, value = test
-                slots = ((words & mask) == value).nonzero()[0]
+            ring_pass = passes.get(key)
+            if ring_pass is not None:  # the same reading and reaping in one compiled call (fuzz/oracle/ring_marks.py)
+                slots, split = ring_pass.step(completions=rules and key[1] == "tx")
+                if split[0]:
+                    found.append(_split(key, *split))
             else:
-                slots = refusal_marks(key[1], ring)
-            if key[1] == "tx" and self.oracle is not None and self.oracle.rules is not None:
-                found += _whole_packets(key, ring, slots, words)
+                test = tests.get(key)
+                words = None
+                if test is not None:
+                    words, mask, value = test
+                    slots = ((words & mask) == value).nonzero()[0]
+                else:
+                    slots = refusal_marks(key[1], ring)
+                if key[1] == "tx" and rules:
+                    found += _whole_packets(key, ring, slots, words)
+                if slots.size:
+                    _acknowledge(key[1], ring, slots)  # (no mark, nothing to reap)
             seen[key] = slots
             if slots.size:
-                _acknowledge(key[1], ring, slots)  # (no mark, nothing to reap)
                 self._unmarked.append((key, slots))
                 if len(self._unmarked) >= FOLD_STEPS:  # bounded memory: a long campaign runs millions of steps
                     self._fold()
@@ -437,8 +518,11 @@ class AuditWatch:
             if key in singles:
                 parts = [*parts, np.array(singles[key], dtype=np.int64)]
             described = np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else slots[:0]
-            # ``slots`` are sorted (``refusal_marks``: nonzero), so only the records' slots need a sort
-            if described.size == slots.size and bool((np.sort(described) == slots).all()):
+            ring_pass = self._passes.get(key)
+            same = None if ring_pass is None else ring_pass.match(slots, described)
+            if same is None:  # ``slots`` are sorted (``refusal_marks``: nonzero): only the records' slots need a sort
+                same = described.size == slots.size and bool((np.sort(described) == slots).all())
+            if same:
                 continue
             nic, kind, queue = key
             counted = Counter(described.tolist())

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from fuzz.oracle.audit import held_window
 from fuzz.oracle.rules import RuleBook
 from ring import indices
 from ring.descriptors import TXD_CMD_EOP, TXD_STAT_DD, TXD_STAT_REFUSED
@@ -54,6 +55,26 @@ class HeldModel:
     age: int = 0
 
 
+def window_facts(ring: npt.NDArray[np.void], first: int, count: int, size: int) -> tuple[int, int, int, bool]:
+    """What ``judge_doorbell`` reads of the ``count`` TX slots from ``first`` on, as positions in that window: the
+    first slot still held (DD clear), the first completed slot after it, the last sent slot (DD without REFUSED;
+    -1: none of each), and whether that slot carries EOP.  The numpy semantics of ``audit.held_window``'s compiled
+    read (tests/fuzz/test_oracle_fast_paths.py holds the two to the same facts)."""
+    window = indices.slots(first, count, size)
+    status = ring["status"][window]
+    dd = (status & np.uint8(TXD_STAT_DD)) != 0
+    sent = dd & ((status & np.uint8(TXD_STAT_REFUSED)) == 0)
+    pending = ~dd
+    p = r = last = -1
+    if bool(pending.any()):
+        p = int(np.argmax(pending))
+        if bool(dd[p:].any()):
+            r = p + int(np.argmax(dd[p:]))
+    if bool(sent.any()):
+        last = int(sent.nonzero()[0][-1])
+    return p, r, last, last >= 0 and bool(int(ring["cmd"][window[last]]) & TXD_CMD_EOP)
+
+
 def judge_doorbell(
     model: HeldModel,
     ring: npt.NDArray[np.void],
@@ -66,25 +87,21 @@ def judge_doorbell(
     """Judge one TX doorbell the kernel took (tail ``before`` -> ``after``), update ``model``; one line per
     broken rule.  ``unterminated``: how many PKT_UNTERMINATED records the doorbell added (-1: not known)."""
     first = model.start if model.start >= 0 else before
-    window = indices.slots(first, indices.used(first, after, size), size)
-    status = ring["status"][window]
-    dd = (status & np.uint8(TXD_STAT_DD)) != 0
-    sent = dd & ((status & np.uint8(TXD_STAT_REFUSED)) == 0)
-    pending = ~dd
+    count = indices.used(first, after, size)
+    facts = held_window(ring, first, count, size)
+    p, r, last, last_eop = facts if facts is not None else window_facts(ring, first, count, size)
     problems: list[str] = []
     # the bound, as of this doorbell: the packet held before ended ``age`` doorbells open
     due = model.start >= 0 and model.age >= rules.max_held_doorbells
-    if bool(pending.any()):
-        p = int(np.argmax(pending))
-        if bool(dd[p:].any()):
-            r = p + int(np.argmax(dd[p:]))
+    if p >= 0:
+        if r >= 0:
             problems.append(
-                f"slot {int(window[r])} was completed while slot {int(window[p])} before it is still held "
+                f"slot {(first + r) % size} was completed while slot {(first + p) % size} before it is still held "
                 "(a packet is the consecutive descriptors up to EOP, handed over in ring order)"
             )
-        same = model.start == int(window[p]) and p == 0
+        same = model.start == (first + p) % size and p == 0
         model.age = model.age + 1 if same else 1
-        model.start = int(window[p])
+        model.start = (first + p) % size
         if model.age > rules.max_held_doorbells:
             problems.append(
                 f"the packet open at slot {model.start} is still held after {model.age} doorbells "
@@ -92,14 +109,12 @@ def judge_doorbell(
             )
     else:
         model.start, model.age = -1, 0
-    if bool(sent.any()):
-        last = int(sent.nonzero()[0][-1])
-        if not int(ring["cmd"][window[last]]) & TXD_CMD_EOP:
-            problems.append(
-                f"slot {int(window[last])} was sent without EOP and nothing after it: an open packet given to the "
-                f"device (a packet waits for its EOP, at most {rules.max_held_doorbells} doorbells, "
-                f"then goes as {UNTERMINATED})"
-            )
+    if last >= 0 and not last_eop:
+        problems.append(
+            f"slot {(first + last) % size} was sent without EOP and nothing after it: an open packet given to the "
+            f"device (a packet waits for its EOP, at most {rules.max_held_doorbells} doorbells, "
+            f"then goes as {UNTERMINATED})"
+        )
     if unterminated > 0 and not due:
         problems.append(
             f"{unterminated} {UNTERMINATED} record(s) for a packet that had not ended "

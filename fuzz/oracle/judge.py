@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from fuzz.oracle.audit import refusal_marks
+from fuzz.oracle.audit import atomic_window, marked_in
 from fuzz.oracle.escape import Escape
 from fuzz.oracle.geometry import RingModel, judge_tail_write
 from fuzz.oracle.held import UNTERMINATED, HeldModel, judge_doorbell
@@ -56,7 +56,7 @@ from fuzz.oracle.reasons import (
     UNPIN_ASKED,
     Reference,
 )
-from fuzz.oracle.rules import OpenPacket, RuleBook, descriptor_rules, packet_rules, window_atomicity
+from fuzz.oracle.rules import OpenPacket, RuleBook, descriptor_rules, packet_rules
 from fuzz.oracle.syscalls import SyscallJudge
 from ring import indices
 from ring.descriptors import DESC_SIZE, RX_DESC, TX_DESC
@@ -444,12 +444,16 @@ class Oracle:
             return
         model = self._rings.setdefault((nic, kind, queue), RingModel(size)) if ring is not None else None
         tail = None if model is None else model.tail
-        if self.audit is not None and ring is not None and tail is not None and 0 <= value < size:
-            # a driver reaps the refusals it was shown before it hands those slots back: the audit watch judges
-            # what this attack refused so far, so a slot refused, handed back and refused again is two refusals
-            again = indices.slots(tail, indices.used(tail, value, size), size)
-            if refusal_marks(kind, ring, again).size:
-                self.escapes += self.audit.after_step()
+        # a driver reaps the refusals it was shown before it hands those slots back: the audit watch judges what
+        # this attack refused so far, so a slot refused, handed back and refused again is two refusals
+        if (
+            self.audit is not None
+            and ring is not None
+            and tail is not None
+            and 0 <= value < size
+            and marked_in(kind, ring, tail, indices.used(tail, value, size), size)
+        ):
+            self.escapes += self.audit.after_step()
         # the queue's audit counts, read once before the write and once after it (nothing else records between)
         counted: list[dict[str, int] | None] = []
         before: list[dict[str, int] | None] = []
@@ -477,8 +481,7 @@ class Oracle:
             held = self._held.setdefault((nic, queue), HeldModel())
             for what in judge_doorbell(held, ring, tail, model.tail, size, self.rules, added):
                 self.escapes.append(Escape("rule", f"{nic} tx queue {queue}: {what}", nic))
-            window = indices.slots(tail, indices.used(tail, model.tail, size), size)
-            split = window_atomicity(ring, window)
+            split = atomic_window(ring, tail, indices.used(tail, model.tail, size), size)
             if split is not None:
                 self.escapes.append(
                     Escape(

@@ -20,7 +20,7 @@ import pytest
 from device import fastdev
 from driver.tenant import pmd
 from fuzz import log_columns
-from fuzz.oracle import pin_claims
+from fuzz.oracle import pin_claims, ring_marks
 from ring.compiled import SWITCH, Compiled
 from tests.needs import IN_CI, missing
 from verifier.audit import check, encode
@@ -69,3 +69,4 @@ def forget_accelerators() -> None:
     check.state.cache_clear()
     log_columns.state.cache_clear()
     pin_claims.state.cache_clear()
+    ring_marks.state.cache_clear()
